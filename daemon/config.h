@@ -1,0 +1,62 @@
+/* config.h: jobqd's configuration, read from an INI file with inih and validated once. */
+#ifndef JOBQD_CONFIG_H
+#define JOBQD_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+enum durability { DURABILITY_FULL = 0, DURABILITY_NORMAL = 1 };
+enum log_level { LOG_DEBUG = 0, LOG_INFO = 1, LOG_WARN = 2, LOG_ERROR = 3 };
+
+/** One [queue.NAME] section. */
+typedef struct queue_conf {
+    char *name;             /* NAME of [queue.NAME]: 1-64 chars of [A-Za-z0-9_.-] */
+    char **argv;            /* command split into words (no shell), NULL-terminated; NULL if none */
+    int concurrency;        /* jobs running at once, >= 1; default 1 */
+    int64_t timeout_ms;     /* per attempt, > 0; default 30 s */
+    int max_attempts;       /* >= 1; default 8 */
+    int64_t backoff_base_ms;   /* default 1 s */
+    int64_t backoff_max_ms;    /* default 1 h; >= backoff_base_ms */
+    int breaker_failures;      /* consecutive failures that open the circuit, >= 1; default 5 */
+    int64_t breaker_cooldown_ms; /* default 30 s */
+    int breaker_probes;        /* jobs let through while half-open, >= 1; default 1 */
+    size_t output_cap;         /* bytes of stdout/stderr kept; default 64 KiB */
+} queue_conf;
+
+typedef struct config {
+    char *path;                /* the file it was read from */
+    char **listen;             /* nng URLs; at least one */
+    size_t nlisten;
+    char *http;                /* "host:port" of the monitor endpoint; NULL when disabled */
+    char *database;            /* SQLite file path; relative paths are relative to the cwd */
+    enum durability durability; /* default full */
+    int64_t shutdown_grace_ms;  /* default 30 s */
+    enum log_level log_level;   /* default info */
+    bool allow_unknown_queues;  /* default false */
+    size_t max_message;         /* bytes of one request; default 1 MiB */
+    size_t max_batch;           /* jobs in one submit_batch; default 10000 */
+    queue_conf *queues;
+    size_t nqueues;
+} config;
+
+/** config_load: reads and validates FILE. On success returns 0 and *cfgp owns a config
+ *  (free with config_free). On failure returns -1, leaves *cfgp alone and writes a one-line
+ *  reason "FILE:LINE: what is wrong" (or "FILE: ..." when no line applies) into err. */
+int config_load(const char *path, config **cfgp, char *err, size_t errlen);
+
+/** config_defaults: a config with every default and no queue (listen tcp://127.0.0.1:7450,
+ *  database var/jobq.db). Returns NULL on out of memory. */
+config *config_defaults(void);
+
+/** config_queue: the queue named name, or NULL. */
+const queue_conf *config_queue(const config *cfg, const char *name);
+
+/** config_queue_defaults: fills q with the defaults of a queue that has no section
+ *  (used for queues admitted by allow_unknown_queues). q->name is left NULL. */
+void config_queue_defaults(queue_conf *q);
+
+/** config_free: accepts NULL and half-built configs. */
+void config_free(config *cfg);
+
+#endif

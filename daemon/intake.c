@@ -1,0 +1,262 @@
+/* intake.c: nng REP contexts, each a small state machine driven by its aio callback. */
+#include "intake.h"
+
+#include <nng/nng.h>
+#include <nng/protocol/reqrep0/rep.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "log.h"
+
+#define CTX_INITIAL 64
+#define CTX_GROW 32
+#define CTX_MAX 8192
+
+enum ictx_state { IC_RECV, IC_WORK, IC_SEND };
+
+struct icall {
+    intake *in;
+    nng_ctx ctx;
+    nng_aio *aio;
+    enum ictx_state state; /* written by whoever owns the context at the time */
+    nng_msg *msg;          /* the request, while IC_WORK */
+    icall *next_ready;     /* link in in->ready */
+    icall *next_all;       /* link in in->all */
+};
+
+struct intake {
+    uv_loop_t *loop;
+    uv_async_t async;
+    uv_mutex_t mtx;
+    icall *ready; /* received requests for the loop, LIFO under mtx (order restored on drain) */
+    nng_socket sock;
+    bool stopped;
+    icall *all;
+    size_t nctx;
+    size_t nworking; /* loop-owned: calls handed to the callback and not replied */
+    intake_request_cb cb;
+    void *arg;
+};
+
+static void aio_cb(void *arg);
+
+static int
+add_ctx(intake *in)
+{
+    icall *c = calloc(1, sizeof(*c));
+    if (c == NULL) {
+        return NNG_ENOMEM;
+    }
+    c->in = in;
+    int rv = nng_ctx_open(&c->ctx, in->sock);
+    if (rv == 0 && (rv = nng_aio_alloc(&c->aio, aio_cb, c)) != 0) {
+        nng_ctx_close(c->ctx);
+    }
+    if (rv != 0) {
+        free(c);
+        return rv;
+    }
+    c->next_all = in->all;
+    in->all = c;
+    in->nctx++;
+    c->state = IC_RECV;
+    nng_ctx_recv(c->ctx, c->aio);
+    return 0;
+}
+
+/* aio_cb: nng's thread. Receive done -> hand to the loop; send done -> receive again. */
+static void
+aio_cb(void *arg)
+{
+    icall *c = arg;
+    intake *in = c->in;
+    int rv = nng_aio_result(c->aio);
+    switch (c->state) {
+    case IC_RECV:
+        if (rv != 0) {
+            if (rv != NNG_ECLOSED && rv != NNG_ECANCELED) {
+                nng_ctx_recv(c->ctx, c->aio);
+            }
+            return;
+        }
+        c->msg = nng_aio_get_msg(c->aio);
+        c->state = IC_WORK;
+        uv_mutex_lock(&in->mtx);
+        c->next_ready = in->ready;
+        in->ready = c;
+        uv_mutex_unlock(&in->mtx);
+        uv_async_send(&in->async);
+        return;
+    case IC_SEND:
+        if (rv != 0) {
+            nng_msg_free(nng_aio_get_msg(c->aio));
+            nng_aio_set_msg(c->aio, NULL);
+            if (rv == NNG_ECLOSED || rv == NNG_ECANCELED) {
+                return;
+            }
+        }
+        c->state = IC_RECV;
+        nng_ctx_recv(c->ctx, c->aio);
+        return;
+    case IC_WORK:
+        return;
+    }
+}
+
+/* async_cb: the loop. Takes every received request, oldest first. */
+static void
+async_cb(uv_async_t *h)
+{
+    intake *in = h->data;
+    uv_mutex_lock(&in->mtx);
+    icall *list = in->ready;
+    in->ready = NULL;
+    uv_mutex_unlock(&in->mtx);
+    icall *rev = NULL;
+    while (list != NULL) {
+        icall *next = list->next_ready;
+        list->next_ready = rev;
+        rev = list;
+        list = next;
+    }
+    for (icall *c = rev; c != NULL;) {
+        icall *next = c->next_ready;
+        in->nworking++;
+        if (in->stopped) {
+            nng_msg_free(c->msg);
+            c->msg = NULL;
+            in->nworking--;
+        } else {
+            nng_msg *m = c->msg;
+            c->msg = NULL;
+            in->cb(in->arg, c, nng_msg_body(m), nng_msg_len(m));
+            nng_msg_free(m);
+        }
+        c = next;
+    }
+    /* Keep contexts free for new requests while others are held (e.g. long waits). */
+    while (!in->stopped && in->nworking + CTX_GROW / 2 > in->nctx && in->nctx < CTX_MAX) {
+        for (int i = 0; i < CTX_GROW; i++) {
+            if (add_ctx(in) != 0) {
+                return;
+            }
+        }
+        log_debug("intake_grow", "contexts=%zu", in->nctx);
+    }
+}
+
+int
+intake_open(intake **inp, uv_loop_t *loop, char *const *urls, size_t nurls, size_t max_message,
+            intake_request_cb cb, void *arg, char *err, size_t errlen)
+{
+    intake *in = calloc(1, sizeof(*in));
+    if (in == NULL) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    in->loop = loop;
+    in->cb = cb;
+    in->arg = arg;
+    uv_mutex_init(&in->mtx);
+    int rv = nng_rep0_open(&in->sock);
+    if (rv != 0) {
+        snprintf(err, errlen, "cannot open the nng socket: %s", nng_strerror(rv));
+        uv_mutex_destroy(&in->mtx);
+        free(in);
+        return -1;
+    }
+    nng_socket_set_size(in->sock, NNG_OPT_RECVMAXSZ, max_message * 4);
+    uv_async_init(loop, &in->async, async_cb);
+    in->async.data = in;
+    for (size_t i = 0; i < nurls; i++) {
+        rv = nng_listen(in->sock, urls[i], NULL, 0);
+        if (rv != 0) {
+            const char *hint = rv == NNG_EADDRINUSE ? ": another process listens there (is jobqd "
+                                                      "already running?)"
+                               : rv == NNG_EADDRINVAL || rv == NNG_ENOTSUP
+                                   ? ": not a valid nng URL (tcp://HOST:PORT, ipc:///PATH)"
+                                   : "";
+            snprintf(err, errlen, "cannot listen on %s: %s%s", urls[i], nng_strerror(rv), hint);
+            intake_close(in);
+            return -1;
+        }
+        log_info("listen", "url=%s", urls[i]);
+    }
+    for (int i = 0; i < CTX_INITIAL; i++) {
+        if ((rv = add_ctx(in)) != 0) {
+            snprintf(err, errlen, "cannot open an nng context: %s", nng_strerror(rv));
+            intake_close(in);
+            return -1;
+        }
+    }
+    *inp = in;
+    return 0;
+}
+
+void
+intake_reply(icall *c, const char *body, size_t len)
+{
+    intake *in = c->in;
+    in->nworking--;
+    if (in->stopped) {
+        return;
+    }
+    nng_msg *m;
+    if (nng_msg_alloc(&m, 0) != 0 || nng_msg_append(m, body, len) != 0) {
+        /* Out of memory: the client times out; the context goes back to receiving. */
+        log_error("reply_failed", "reason=out_of_memory bytes=%zu", len);
+        c->state = IC_RECV;
+        nng_ctx_recv(c->ctx, c->aio);
+        return;
+    }
+    c->state = IC_SEND;
+    nng_aio_set_msg(c->aio, m);
+    nng_ctx_send(c->ctx, c->aio);
+}
+
+size_t
+intake_pending(const intake *in)
+{
+    return in->nworking;
+}
+
+void
+intake_stop(intake *in)
+{
+    if (in == NULL || in->stopped) {
+        return;
+    }
+    in->stopped = true;
+    nng_close(in->sock);
+}
+
+static void
+close_cb(uv_handle_t *h)
+{
+    intake *in = h->data;
+    uv_mutex_destroy(&in->mtx);
+    free(in);
+}
+
+void
+intake_close(intake *in)
+{
+    if (in == NULL) {
+        return;
+    }
+    intake_stop(in);
+    while (in->all != NULL) {
+        icall *c = in->all;
+        in->all = c->next_all;
+        nng_aio_stop(c->aio); /* waits for a running callback; it frees a failed send */
+        nng_msg_free(c->msg);
+        nng_aio_free(c->aio);
+        nng_ctx_close(c->ctx);
+        free(c);
+    }
+    /* Requests queued for the loop but never taken: their contexts were freed above. */
+    in->ready = NULL;
+    uv_close((uv_handle_t *)&in->async, close_cb);
+}

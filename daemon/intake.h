@@ -1,0 +1,36 @@
+/* intake.h: the nng REP side. Requests arrive on nng's threads and are handed to the loop
+ * through a locked queue and one uv_async; replies are sent from the loop without blocking. */
+#ifndef JOBQD_INTAKE_H
+#define JOBQD_INTAKE_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <uv.h>
+
+typedef struct intake intake;
+typedef struct icall icall; /* one request being served: reply to it exactly once */
+
+/** intake_request_cb: a request arrived (loop thread). body is valid only during the call. */
+typedef void (*intake_request_cb)(void *arg, icall *call, const char *body, size_t len);
+
+/** intake_open: one REP socket listening on every URL. Messages up to 4 * max_message are
+ *  read (and larger than max_message answered too_large by the caller); bigger ones make
+ *  nng drop the connection. Returns 0, or -1 with a reason in err. Loop thread. */
+int intake_open(intake **inp, uv_loop_t *loop, char *const *urls, size_t nurls, size_t max_message,
+                intake_request_cb cb, void *arg, char *err, size_t errlen);
+
+/** intake_reply: sends body as the reply of call, without blocking; the call is then done.
+ *  After intake_stop the reply is dropped. Loop thread. */
+void intake_reply(icall *call, const char *body, size_t len);
+
+/** intake_pending: requests received and not yet replied to. */
+size_t intake_pending(const intake *in);
+
+/** intake_stop: closes the socket: no more requests; replies still owed are dropped. */
+void intake_stop(intake *in);
+
+/** intake_close: stops (if needed) and frees everything once the loop runs the close
+ *  callbacks. Loop thread; call when no reply is owed any more. Accepts NULL. */
+void intake_close(intake *in);
+
+#endif

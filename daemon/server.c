@@ -1,0 +1,665 @@
+/* server.c: jobqd's core on the loop thread: request dispatch, queue counts, drain. */
+#include "server.h"
+
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "codec.h"
+#include "log.h"
+
+/* One request in progress: the decoded request, its store operation and its outputs. */
+typedef struct call {
+    wop op;
+    server *srv;
+    icall *ic;
+    request req;
+    job_spec *specs;  /* submit: one per req.jobs */
+    int64_t *ids;     /* submit: out */
+    bool *dups;       /* submit: out */
+    int *states;      /* submit: out, the state each job has */
+    job_row row;      /* get, cancel: out */
+    int old_state;    /* cancel: out */
+    job_row *rows;    /* list: out */
+    size_t nrows;
+    size_t failed_at; /* submit: index of the job that failed */
+} call;
+
+static void call_free(call *c);
+
+/* ---- replies ---- */
+
+static void
+send_json(call *c, json_t *obj)
+{
+    char *text = json_dumps(obj, JSON_COMPACT);
+    json_decref(obj);
+    if (text == NULL) {
+        static const char oom[] =
+            "{\"ok\":false,\"error\":{\"code\":\"internal\",\"message\":\"out of memory\"}}";
+        intake_reply(c->ic, oom, sizeof(oom) - 1);
+    } else {
+        intake_reply(c->ic, text, strlen(text));
+        free(text);
+    }
+    call_free(c);
+}
+
+/* reply_error: sends {"ok":false,"error":{code,message}} and logs it. */
+static void
+reply_error(call *c, const char *code, const char *message)
+{
+    char q[300];
+    log_info("request_error", "code=%s msg=%s", code, log_quote(q, sizeof(q), message));
+    send_json(c, json_pack("{s:b, s:{s:s, s:s}}", "ok", 0, "error", "code", code, "message",
+                           message));
+}
+
+static void
+reply_err(call *c, int err, const char *message)
+{
+    reply_error(c, jobq__err_code(err), message);
+}
+
+static json_t *
+ok_object(void)
+{
+    json_t *o = json_object();
+    json_object_set_new(o, "ok", json_true());
+    return o;
+}
+
+static json_t *
+nullable_str(const char *s)
+{
+    return s != NULL ? json_string(s) : json_null();
+}
+
+static json_t *
+nullable_time(int64_t ms)
+{
+    return ms != 0 ? json_integer(ms) : json_null();
+}
+
+/* job_json: the job object of proto/PROTOCOL.md. */
+static json_t *
+job_json(const job_row *r)
+{
+    json_t *payload = json_loads(r->payload, JSON_DECODE_ANY, NULL);
+    json_t *o = json_object();
+    json_object_set_new(o, "id", json_integer(r->id));
+    json_object_set_new(o, "queue", json_string(r->queue));
+    json_object_set_new(o, "payload", payload != NULL ? payload : json_string(r->payload));
+    json_object_set_new(o, "priority", json_integer(r->priority));
+    json_object_set_new(o, "state", json_string(jobq__state_name(r->state)));
+    json_object_set_new(o, "attempt", json_integer(r->attempt));
+    json_object_set_new(o, "max_attempts", json_integer(r->max_attempts));
+    json_object_set_new(o, "timeout", json_integer(r->timeout_ms));
+    json_object_set_new(o, "key", nullable_str(r->key));
+    json_object_set_new(o, "run_at", json_integer(r->run_at_ms));
+    json_object_set_new(o, "created_at", json_integer(r->created_at_ms));
+    json_object_set_new(o, "started_at", nullable_time(r->started_at_ms));
+    json_object_set_new(o, "finished_at", nullable_time(r->finished_at_ms));
+    json_object_set_new(o, "result", nullable_str(r->result));
+    json_object_set_new(o, "error", nullable_str(r->error));
+    return o;
+}
+
+/* ---- queues ---- */
+
+qstate *
+server_queue(server *s, const char *name)
+{
+    for (size_t i = 0; i < s->nqueues; i++) {
+        if (strcmp(s->queues[i]->name, name) == 0) {
+            return s->queues[i];
+        }
+    }
+    return NULL;
+}
+
+qstate *
+server_queue_add(server *s, const char *name)
+{
+    qstate *q = server_queue(s, name);
+    if (q != NULL) {
+        return q;
+    }
+    if (s->nqueues == s->capqueues) {
+        size_t cap = s->capqueues ? s->capqueues * 2 : 16;
+        qstate **nq = realloc(s->queues, cap * sizeof(*nq));
+        if (nq == NULL) {
+            return NULL;
+        }
+        s->queues = nq;
+        s->capqueues = cap;
+    }
+    q = calloc(1, sizeof(*q));
+    if (q == NULL || (q->name = strdup(name)) == NULL) {
+        free(q);
+        return NULL;
+    }
+    const queue_conf *qc = config_queue(s->cfg, name);
+    if (qc != NULL) {
+        q->conf = qc;
+        q->configured = true;
+    } else {
+        config_queue_defaults(&q->own_conf);
+        q->conf = &q->own_conf;
+    }
+    s->queues[s->nqueues++] = q;
+    return q;
+}
+
+void
+server_count_move(qstate *q, int from, int to)
+{
+    if (from >= 0 && from < JOBQ_NSTATES) {
+        q->counts[from]--;
+    }
+    if (to >= 0 && to < JOBQ_NSTATES) {
+        q->counts[to]++;
+    }
+}
+
+/* ---- ops ---- */
+
+static void
+call_free(call *c)
+{
+    if (c == NULL) {
+        return;
+    }
+    job_row_clear(&c->row);
+    for (size_t i = 0; i < c->nrows; i++) {
+        job_row_clear(&c->rows[i]);
+    }
+    free(c->rows);
+    free(c->specs);
+    free(c->ids);
+    free(c->dups);
+    free(c->states);
+    jobq__request_free(&c->req);
+    free(c);
+}
+
+static int
+exec_submit(store *st, wop *op, int64_t now_ms)
+{
+    call *c = container_of(op, call, op);
+    for (size_t i = 0; i < c->req.njobs; i++) {
+        int err = store_insert(st, &c->specs[i], now_ms, &c->ids[i], &c->dups[i], &c->states[i]);
+        if (err != JOBQ_OK) {
+            c->failed_at = i;
+            return err;
+        }
+    }
+    return JOBQ_OK;
+}
+
+static void
+done_submit(wop *op)
+{
+    call *c = container_of(op, call, op);
+    server *s = c->srv;
+    if (op->err != JOBQ_OK) {
+        char msg[512];
+        const char *what = op->err == JOBQ_ECONFLICT ? "the key is already used by a job with "
+                                                       "another payload"
+                           : op->err == JOBQ_EFULL   ? "the database disk is full; free space"
+                                                       " and retry (nothing was stored)"
+                                                     : writer_last_error(&s->w);
+        if (c->req.op == REQ_SUBMIT_BATCH) {
+            snprintf(msg, sizeof(msg), "jobs[%zu]: %s (nothing was submitted)", c->failed_at, what);
+        } else {
+            snprintf(msg, sizeof(msg), "%s", what);
+        }
+        reply_err(c, op->err, msg);
+        return;
+    }
+    size_t added = 0;
+    for (size_t i = 0; i < c->req.njobs; i++) {
+        if (!c->dups[i]) {
+            server_count_move(server_queue_add(s, c->specs[i].queue), -1, c->states[i]);
+            added++;
+        }
+    }
+    log_debug("submitted", "jobs=%zu added=%zu first_id=%lld", c->req.njobs, added,
+              (long long)c->ids[0]);
+    json_t *o = ok_object();
+    if (c->req.op == REQ_SUBMIT) {
+        json_object_set_new(o, "id", json_integer(c->ids[0]));
+        const char *st = jobq__state_name(c->states[0]);
+        json_object_set_new(o, "state", st != NULL ? json_string(st) : json_null());
+        json_object_set_new(o, "duplicate", json_boolean(c->dups[0]));
+    } else {
+        json_t *ids = json_array();
+        json_t *dups = json_array();
+        for (size_t i = 0; i < c->req.njobs; i++) {
+            json_array_append_new(ids, json_integer(c->ids[i]));
+            if (c->dups[i]) {
+                json_array_append_new(dups, json_integer((json_int_t)i));
+            }
+        }
+        json_object_set_new(o, "ids", ids);
+        json_object_set_new(o, "duplicates", dups);
+    }
+    send_json(c, o);
+}
+
+/* start_submit: resolves each job against its queue, then queues the insert. */
+static void
+start_submit(call *c)
+{
+    server *s = c->srv;
+    size_t n = c->req.njobs;
+    if (s->draining) {
+        reply_error(c, "shutting_down", "jobqd is shutting down and takes no new jobs; retry "
+                                        "when it is back");
+        return;
+    }
+    c->specs = calloc(n, sizeof(*c->specs));
+    c->ids = calloc(n, sizeof(*c->ids));
+    c->dups = calloc(n, sizeof(*c->dups));
+    c->states = calloc(n, sizeof(*c->states));
+    if (c->specs == NULL || c->ids == NULL || c->dups == NULL || c->states == NULL) {
+        reply_error(c, "internal", "out of memory");
+        return;
+    }
+    int64_t now = jobq__now_ms();
+    for (size_t i = 0; i < n; i++) {
+        const req_job *j = &c->req.jobs[i];
+        qstate *q = server_queue(s, j->queue);
+        if (q == NULL && !s->cfg->allow_unknown_queues) {
+            char msg[400];
+            int off = c->req.op == REQ_SUBMIT_BATCH
+                          ? snprintf(msg, sizeof(msg), "jobs[%zu]: ", i)
+                          : 0;
+            snprintf(msg + off, sizeof(msg) - (size_t)off,
+                     "queue \"%s\" is not configured; add a [queue.%s] section to the config "
+                     "or set allow_unknown_queues = true%s",
+                     j->queue, j->queue,
+                     c->req.op == REQ_SUBMIT_BATCH ? " (nothing was submitted)" : "");
+            reply_error(c, "unknown_queue", msg);
+            return;
+        }
+        const queue_conf *qc = q != NULL ? q->conf : NULL;
+        queue_conf defaults;
+        if (qc == NULL) {
+            config_queue_defaults(&defaults);
+            qc = &defaults;
+        }
+        job_spec *sp = &c->specs[i];
+        sp->queue = j->queue;
+        sp->payload = j->payload;
+        sp->payload_hash = j->payload_hash;
+        sp->priority = j->priority;
+        sp->run_at_ms = j->has_run_at ? j->run_at_ms : now + j->delay_ms;
+        sp->max_attempts = j->max_attempts > 0 ? j->max_attempts : qc->max_attempts;
+        sp->timeout_ms = j->timeout_ms > 0 ? j->timeout_ms : qc->timeout_ms;
+        sp->key = j->key;
+    }
+    c->op.exec = exec_submit;
+    c->op.done = done_submit;
+    c->op.writes = true;
+    writer_push(&s->w, &c->op);
+}
+
+static int
+exec_get(store *st, wop *op, int64_t now_ms)
+{
+    call *c = container_of(op, call, op);
+    return store_get(st, c->req.ids[0], &c->row);
+}
+
+static void
+reply_job(call *c, const char *verb)
+{
+    char msg[128];
+    if (c->op.err == JOBQ_ENOENT) {
+        snprintf(msg, sizeof(msg), "no job with id %lld", (long long)c->req.ids[0]);
+        reply_err(c, c->op.err, msg);
+        return;
+    }
+    if (c->op.err == JOBQ_ESTATE) {
+        snprintf(msg, sizeof(msg), "job %lld has already finished and cannot be %s",
+                 (long long)c->req.ids[0], verb);
+        reply_err(c, c->op.err, msg);
+        return;
+    }
+    if (c->op.err != JOBQ_OK) {
+        reply_err(c, c->op.err, writer_last_error(&c->srv->w));
+        return;
+    }
+    json_t *o = ok_object();
+    json_object_set_new(o, "job", job_json(&c->row));
+    send_json(c, o);
+}
+
+static void
+done_get(wop *op)
+{
+    reply_job(container_of(op, call, op), "read");
+}
+
+static int
+exec_cancel(store *st, wop *op, int64_t now_ms)
+{
+    call *c = container_of(op, call, op);
+    return store_cancel(st, c->req.ids[0], now_ms, false, &c->row, &c->old_state);
+}
+
+static void
+done_cancel(wop *op)
+{
+    call *c = container_of(op, call, op);
+    if (op->err == JOBQ_OK) {
+        qstate *q = server_queue_add(c->srv, c->row.queue);
+        if (q != NULL) {
+            server_count_move(q, c->old_state, JOBQ_CANCELLED);
+        }
+        log_info("job_cancelled", "job=%lld queue=%s", (long long)c->row.id, c->row.queue);
+    }
+    reply_job(c, "cancelled");
+}
+
+static int
+exec_list(store *st, wop *op, int64_t now_ms)
+{
+    call *c = container_of(op, call, op);
+    list_filter f = {.queue = c->req.queue,
+                     .state = c->req.state,
+                     .after_id = c->req.after_id,
+                     .limit = c->req.limit};
+    return store_list(st, &f, c->rows, &c->nrows);
+}
+
+static void
+done_list(wop *op)
+{
+    call *c = container_of(op, call, op);
+    if (op->err != JOBQ_OK) {
+        reply_err(c, op->err, writer_last_error(&c->srv->w));
+        return;
+    }
+    json_t *o = ok_object();
+    json_t *jobs = json_array();
+    for (size_t i = 0; i < c->nrows; i++) {
+        json_array_append_new(jobs, job_json(&c->rows[i]));
+    }
+    json_object_set_new(o, "jobs", jobs);
+    bool more = c->nrows == (size_t)c->req.limit;
+    json_object_set_new(o, "next", more ? json_integer(c->rows[c->nrows - 1].id) : json_null());
+    send_json(c, o);
+}
+
+static int
+exec_pause(store *st, wop *op, int64_t now_ms)
+{
+    call *c = container_of(op, call, op);
+    return store_set_paused(st, c->req.queue, c->req.op == REQ_PAUSE);
+}
+
+static void
+done_pause(wop *op)
+{
+    call *c = container_of(op, call, op);
+    if (op->err != JOBQ_OK) {
+        reply_err(c, op->err, writer_last_error(&c->srv->w));
+        return;
+    }
+    qstate *q = server_queue_add(c->srv, c->req.queue);
+    if (q != NULL) {
+        q->paused = c->req.op == REQ_PAUSE;
+    }
+    log_info(c->req.op == REQ_PAUSE ? "queue_paused" : "queue_resumed", "queue=%s",
+             c->req.queue);
+    json_t *o = ok_object();
+    json_object_set_new(o, "queue", json_string(c->req.queue));
+    json_object_set_new(o, "paused", json_boolean(c->req.op == REQ_PAUSE));
+    send_json(c, o);
+}
+
+static void
+reply_stats(call *c)
+{
+    server *s = c->srv;
+    json_t *o = ok_object();
+    json_t *queues = json_object();
+    for (size_t i = 0; i < s->nqueues; i++) {
+        qstate *q = s->queues[i];
+        json_t *qo = json_object();
+        for (int st = 0; st < JOBQ_NSTATES; st++) {
+            json_object_set_new(qo, jobq__state_name(st), json_integer(q->counts[st]));
+        }
+        json_object_set_new(qo, "paused", json_boolean(q->paused));
+        json_object_set_new(qo, "breaker", json_string("closed"));
+        json_object_set_new(queues, q->name, qo);
+    }
+    json_object_set_new(o, "queues", queues);
+    send_json(c, o);
+}
+
+static void
+queue_op(call *c, int (*exec)(store *, wop *, int64_t), void (*done)(wop *), bool writes)
+{
+    c->op.exec = exec;
+    c->op.done = done;
+    c->op.writes = writes;
+    writer_push(&c->srv->w, &c->op);
+}
+
+/* on_request: the intake's callback: decode, validate, dispatch. */
+static void
+on_request(void *arg, icall *ic, const char *body, size_t len)
+{
+    server *s = arg;
+    call *c = calloc(1, sizeof(*c));
+    if (c == NULL) {
+        static const char oom[] =
+            "{\"ok\":false,\"error\":{\"code\":\"internal\",\"message\":\"out of memory\"}}";
+        intake_reply(ic, oom, sizeof(oom) - 1);
+        return;
+    }
+    c->srv = s;
+    c->ic = ic;
+    char err[512];
+    if (len > s->cfg->max_message) {
+        snprintf(err, sizeof(err),
+                 "request of %zu bytes is over the limit of %zu bytes (max_message); split it, "
+                 "e.g. into smaller batches",
+                 len, s->cfg->max_message);
+        reply_error(c, "too_large", err);
+        return;
+    }
+    const char *code = jobq__request_decode(body, len, &s->limits, &c->req, err, sizeof(err));
+    if (code != NULL) {
+        reply_error(c, code, err);
+        return;
+    }
+    switch (c->req.op) {
+    case REQ_PING: {
+        json_t *o = ok_object();
+        json_object_set_new(o, "version", json_string(JOBQ_VERSION_STRING));
+        json_object_set_new(o, "time", json_integer(jobq__now_ms()));
+        send_json(c, o);
+        return;
+    }
+    case REQ_SUBMIT:
+    case REQ_SUBMIT_BATCH:
+        start_submit(c);
+        return;
+    case REQ_GET:
+        queue_op(c, exec_get, done_get, false);
+        return;
+    case REQ_CANCEL:
+        queue_op(c, exec_cancel, done_cancel, true);
+        return;
+    case REQ_LIST:
+        c->rows = calloc((size_t)c->req.limit, sizeof(*c->rows));
+        if (c->rows == NULL) {
+            reply_error(c, "internal", "out of memory");
+            return;
+        }
+        queue_op(c, exec_list, done_list, false);
+        return;
+    case REQ_STATS:
+        reply_stats(c);
+        return;
+    case REQ_PAUSE:
+    case REQ_RESUME:
+        if (!jobq__valid_queue_name(c->req.queue)) {
+            reply_error(c, "invalid_argument", "field \"queue\" is not a valid queue name");
+            return;
+        }
+        if (server_queue(s, c->req.queue) == NULL && !s->cfg->allow_unknown_queues) {
+            snprintf(err, sizeof(err), "queue \"%s\" is not configured", c->req.queue);
+            reply_error(c, "unknown_queue", err);
+            return;
+        }
+        queue_op(c, exec_pause, done_pause, true);
+        return;
+    case REQ_WAIT:
+        reply_error(c, "unknown_op", "op \"wait\" is not available in this jobqd");
+        return;
+    }
+    reply_error(c, "unknown_op", "unknown op");
+}
+
+/* ---- start and drain ---- */
+
+static void
+count_cb(void *arg, const char *queue, int state, int64_t n)
+{
+    server *s = arg;
+    qstate *q = server_queue_add(s, queue);
+    if (q != NULL && state >= 0 && state < JOBQ_NSTATES) {
+        q->counts[state] += n;
+    }
+}
+
+static void
+paused_cb(void *arg, const char *queue)
+{
+    qstate *q = server_queue_add(arg, queue);
+    if (q != NULL) {
+        q->paused = true;
+    }
+}
+
+static void
+closed_cb(uv_handle_t *h)
+{
+    (void)h;
+}
+
+/* maybe_finish: once draining and nothing is left in flight, closes every handle so the
+ * loop ends. */
+static void
+maybe_finish(server *s)
+{
+    if (!s->draining || s->closing || !writer_idle(&s->w)) {
+        return;
+    }
+    s->closing = true;
+    intake_close(s->in);
+    s->in = NULL;
+    uv_close((uv_handle_t *)&s->sig_term, closed_cb);
+    uv_close((uv_handle_t *)&s->sig_int, closed_cb);
+    log_info("drained", "%s", "");
+}
+
+static void
+writer_idle_cb(void *arg)
+{
+    maybe_finish(arg);
+}
+
+void
+server_drain(server *s)
+{
+    if (s->draining) {
+        return;
+    }
+    s->draining = true;
+    log_info("draining", "pending_requests=%zu", s->in ? intake_pending(s->in) : (size_t)0);
+    maybe_finish(s); /* else the writer's idle callback finishes it */
+}
+
+static void
+signal_cb(uv_signal_t *h, int signum)
+{
+    server *s = h->data;
+    log_info("signal", "signal=%s", signum == SIGTERM ? "SIGTERM" : "SIGINT");
+    server_drain(s);
+}
+
+int
+server_init(server *s, uv_loop_t *loop, config *cfg, store *st, char *err, size_t errlen)
+{
+    memset(s, 0, sizeof(*s));
+    s->loop = loop;
+    s->cfg = cfg;
+    s->st = st;
+    s->started_at_ms = jobq__now_ms();
+    s->limits = (request_limits){.max_batch = cfg->max_batch,
+                                 .max_wait_ids = 1000,
+                                 .max_wait_ms = 3600 * 1000,
+                                 .max_payload = cfg->max_message};
+    for (size_t i = 0; i < cfg->nqueues; i++) {
+        if (server_queue_add(s, cfg->queues[i].name) == NULL) {
+            snprintf(err, errlen, "out of memory");
+            return -1;
+        }
+    }
+    size_t recovered = 0;
+    int rc = store_begin(st);
+    if (rc == JOBQ_OK) {
+        rc = store_recover_running(st, "interrupted: jobqd stopped while the job ran", &recovered);
+    }
+    if (rc == JOBQ_OK) {
+        rc = store_commit(st);
+    } else {
+        store_rollback(st);
+    }
+    if (rc == JOBQ_OK) {
+        rc = store_count_each(st, count_cb, s);
+    }
+    if (rc == JOBQ_OK) {
+        rc = store_paused_each(st, paused_cb, s);
+    }
+    if (rc != JOBQ_OK) {
+        snprintf(err, errlen, "cannot read the database: %s", store_errmsg(st));
+        return -1;
+    }
+    if (recovered > 0) {
+        log_warn("recovered", "jobs=%zu reason=\"running when jobqd stopped\"", recovered);
+    }
+    writer_init(&s->w, loop, st);
+    s->w.idle_cb = writer_idle_cb;
+    s->w.idle_arg = s;
+    if (intake_open(&s->in, loop, cfg->listen, cfg->nlisten, cfg->max_message, on_request, s, err,
+                    errlen) != 0) {
+        return -1;
+    }
+    uv_signal_init(loop, &s->sig_term);
+    uv_signal_init(loop, &s->sig_int);
+    s->sig_term.data = s;
+    s->sig_int.data = s;
+    uv_signal_start(&s->sig_term, signal_cb, SIGTERM);
+    uv_signal_start(&s->sig_int, signal_cb, SIGINT);
+    return 0;
+}
+
+void
+server_free(server *s)
+{
+    for (size_t i = 0; i < s->nqueues; i++) {
+        free(s->queues[i]->name);
+        free(s->queues[i]);
+    }
+    free(s->queues);
+    s->queues = NULL;
+    s->nqueues = 0;
+}

@@ -1,0 +1,643 @@
+/* store.c: the SQLite job store: every SQL statement of jobqd, prepared once. */
+#include "store.h"
+
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "log.h"
+#include "migrate.h"
+
+enum stmt_id {
+    S_BEGIN,
+    S_COMMIT,
+    S_ROLLBACK,
+    S_SAVEPOINT,
+    S_RELEASE,
+    S_ROLLBACK_TO,
+    S_KEY_FIND,
+    S_KEY_INSERT,
+    S_INSERT,
+    S_STATE_OF,
+    S_GET,
+    S_CANCEL,
+    S_LIST,
+    S_COUNT,
+    S_PAUSED,
+    S_SET_PAUSED,
+    S_CLAIM_PICK,
+    S_CLAIM_MARK,
+    S_FINISH,
+    S_REQUEUE,
+    S_DUE_PICK,
+    S_DUE_MARK,
+    S_NEXT_DUE,
+    S_RECOVER,
+    S_COUNT_STMTS
+};
+
+#define JOB_COLS                                                                            \
+    "id, queue, payload, priority, state, run_at, attempt, max_attempts, timeout_ms, key, " \
+    "result, error, created_at, started_at, finished_at"
+
+static const char *const stmt_sql[S_COUNT_STMTS] = {
+    [S_BEGIN] = "BEGIN IMMEDIATE",
+    [S_COMMIT] = "COMMIT",
+    [S_ROLLBACK] = "ROLLBACK",
+    [S_SAVEPOINT] = "SAVEPOINT op",
+    [S_RELEASE] = "RELEASE op",
+    [S_ROLLBACK_TO] = "ROLLBACK TO op",
+    [S_KEY_FIND] = "SELECT job_id, payload_hash FROM job_keys WHERE queue = ?1 AND key = ?2",
+    [S_KEY_INSERT] = "INSERT INTO job_keys (queue, key, job_id, payload_hash, created_at) "
+                     "VALUES (?1, ?2, ?3, ?4, ?5)",
+    [S_INSERT] = "INSERT INTO jobs (queue, payload, priority, state, run_at, max_attempts, "
+                 "timeout_ms, key, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+    [S_STATE_OF] = "SELECT state FROM jobs WHERE id = ?1",
+    [S_GET] = "SELECT " JOB_COLS " FROM jobs WHERE id = ?1",
+    [S_CANCEL] = "UPDATE jobs SET state = 6, finished_at = ?2 WHERE id = ?1",
+    [S_LIST] = "SELECT " JOB_COLS " FROM jobs WHERE (?1 IS NULL OR queue = ?1) AND "
+               "(?2 < 0 OR state = ?2) AND id > ?3 ORDER BY id LIMIT ?4",
+    [S_COUNT] = "SELECT queue, state, count(*) FROM jobs GROUP BY state, queue",
+    [S_PAUSED] = "SELECT name FROM queues WHERE paused = 1",
+    [S_SET_PAUSED] = "INSERT INTO queues (name, paused) VALUES (?1, ?2) "
+                     "ON CONFLICT (name) DO UPDATE SET paused = excluded.paused",
+    [S_CLAIM_PICK] = "SELECT " JOB_COLS " FROM jobs INDEXED BY jobs_ready WHERE queue = ?1 AND "
+                     "state = 1 ORDER BY priority DESC, run_at, id LIMIT ?2",
+    [S_CLAIM_MARK] = "UPDATE jobs SET state = 2, attempt = attempt + 1, started_at = ?2, "
+                     "finished_at = NULL WHERE id = ?1",
+    [S_FINISH] = "UPDATE jobs SET state = ?2, run_at = CASE WHEN ?2 = 3 THEN ?4 ELSE run_at END,"
+                 " finished_at = CASE WHEN ?2 IN (4, 5, 6) THEN ?3 ELSE NULL END, "
+                 "result = ?5, error = ?6 WHERE id = ?1 AND state = 2",
+    [S_REQUEUE] = "UPDATE jobs SET state = 1, error = ?2 WHERE id = ?1 AND state = 2",
+    [S_DUE_PICK] = "SELECT id, queue, state FROM jobs INDEXED BY jobs_due WHERE state IN (0, 3) "
+                   "AND run_at <= ?1 ORDER BY run_at LIMIT ?2",
+    [S_DUE_MARK] = "UPDATE jobs SET state = 1 WHERE id = ?1",
+    [S_NEXT_DUE] = "SELECT min(run_at) FROM jobs INDEXED BY jobs_due WHERE state IN (0, 3)",
+    [S_RECOVER] = "UPDATE jobs SET state = 1, error = ?1 WHERE state = 2",
+};
+
+struct store {
+    sqlite3 *db;
+    sqlite3_stmt *stmt[S_COUNT_STMTS];
+};
+
+/* Prepared statements are reset and unbound after each use so they hold no read lock. */
+static sqlite3_stmt *
+stmt_get(store *st, enum stmt_id id)
+{
+    return st->stmt[id];
+}
+
+static void
+stmt_done(sqlite3_stmt *s)
+{
+    sqlite3_reset(s);
+    sqlite3_clear_bindings(s);
+}
+
+int
+store_from_sqlite(int rc)
+{
+    switch (rc & 0xff) {
+    case SQLITE_OK:
+    case SQLITE_DONE:
+    case SQLITE_ROW:
+        return JOBQ_OK;
+    case SQLITE_FULL:
+        return JOBQ_EFULL;
+    case SQLITE_NOMEM:
+        return JOBQ_ENOMEM;
+    case SQLITE_CONSTRAINT:
+        return JOBQ_EINVAL;
+    default:
+        return JOBQ_ESTORE;
+    }
+}
+
+const char *
+store_errmsg(const store *st)
+{
+    return st != NULL && st->db != NULL ? sqlite3_errmsg(st->db) : "no database";
+}
+
+void
+job_row_clear(job_row *row)
+{
+    free(row->queue);
+    free(row->payload);
+    free(row->key);
+    free(row->result);
+    free(row->error);
+    memset(row, 0, sizeof(*row));
+}
+
+static char *
+col_text(sqlite3_stmt *s, int i)
+{
+    const unsigned char *t = sqlite3_column_text(s, i);
+    return t == NULL ? NULL : strdup((const char *)t);
+}
+
+/* read_row: fills row from the JOB_COLS columns of s. */
+static int
+read_row(sqlite3_stmt *s, job_row *row)
+{
+    memset(row, 0, sizeof(*row));
+    row->id = sqlite3_column_int64(s, 0);
+    row->queue = col_text(s, 1);
+    row->payload = col_text(s, 2);
+    row->priority = sqlite3_column_int(s, 3);
+    row->state = sqlite3_column_int(s, 4);
+    row->run_at_ms = sqlite3_column_int64(s, 5);
+    row->attempt = sqlite3_column_int(s, 6);
+    row->max_attempts = sqlite3_column_int(s, 7);
+    row->timeout_ms = sqlite3_column_int64(s, 8);
+    row->key = col_text(s, 9);
+    row->result = col_text(s, 10);
+    row->error = col_text(s, 11);
+    row->created_at_ms = sqlite3_column_int64(s, 12);
+    row->started_at_ms = sqlite3_column_int64(s, 13);
+    row->finished_at_ms = sqlite3_column_int64(s, 14);
+    if (row->queue == NULL || row->payload == NULL) {
+        job_row_clear(row);
+        return JOBQ_ENOMEM;
+    }
+    return JOBQ_OK;
+}
+
+/* exec_simple: steps a statement without parameters or rows. */
+static int
+exec_simple(store *st, enum stmt_id id)
+{
+    sqlite3_stmt *s = stmt_get(st, id);
+    int rc = sqlite3_step(s);
+    stmt_done(s);
+    return rc == SQLITE_DONE ? JOBQ_OK : store_from_sqlite(rc);
+}
+
+int
+store_open(const char *path, enum durability durability, store **stp, char *err, size_t errlen)
+{
+    store *st = calloc(1, sizeof(*st));
+    if (st == NULL) {
+        snprintf(err, errlen, "out of memory");
+        return JOBQ_ENOMEM;
+    }
+    int rc = sqlite3_open_v2(path, &st->db,
+                             SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
+                             NULL);
+    if (rc != SQLITE_OK) {
+        snprintf(err, errlen, "cannot open database %s: %s", path,
+                 st->db ? sqlite3_errmsg(st->db) : sqlite3_errstr(rc));
+        goto fail;
+    }
+    sqlite3_extended_result_codes(st->db, 1);
+    sqlite3_busy_timeout(st->db, 5000);
+    const char *pragmas = durability == DURABILITY_FULL
+                              ? "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL;"
+                              : "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL;";
+    char *msg = NULL;
+    rc = sqlite3_exec(st->db, pragmas, NULL, NULL, &msg);
+    if (rc == SQLITE_OK) {
+        rc = sqlite3_exec(st->db,
+                          "PRAGMA cache_size = -8192; PRAGMA temp_store = MEMORY; "
+                          "PRAGMA foreign_keys = OFF;",
+                          NULL, NULL, &msg);
+    }
+    if (rc != SQLITE_OK) {
+        snprintf(err, errlen, "cannot set up database %s: %s", path, msg ? msg : sqlite3_errstr(rc));
+        sqlite3_free(msg);
+        goto fail;
+    }
+    if (migrate_apply(st->db, err, errlen) != 0) {
+        goto fail;
+    }
+    for (int i = 0; i < S_COUNT_STMTS; i++) {
+        rc = sqlite3_prepare_v3(st->db, stmt_sql[i], -1, SQLITE_PREPARE_PERSISTENT, &st->stmt[i],
+                                NULL);
+        if (rc != SQLITE_OK) {
+            snprintf(err, errlen, "cannot prepare statement %d: %s", i, sqlite3_errmsg(st->db));
+            goto fail;
+        }
+    }
+    *stp = st;
+    return JOBQ_OK;
+fail:
+    store_close(st);
+    return JOBQ_ESTORE;
+}
+
+void
+store_close(store *st)
+{
+    if (st == NULL) {
+        return;
+    }
+    for (int i = 0; i < S_COUNT_STMTS; i++) {
+        sqlite3_finalize(st->stmt[i]);
+    }
+    if (st->db != NULL) {
+        int rc = sqlite3_close(st->db);
+        if (rc != SQLITE_OK) {
+            log_error("store_close", "err=%d", rc);
+        }
+    }
+    free(st);
+}
+
+int
+store_begin(store *st)
+{
+    return exec_simple(st, S_BEGIN);
+}
+
+int
+store_commit(store *st)
+{
+    return exec_simple(st, S_COMMIT);
+}
+
+void
+store_rollback(store *st)
+{
+    if (!sqlite3_get_autocommit(st->db)) {
+        (void)exec_simple(st, S_ROLLBACK);
+    }
+}
+
+int
+store_savepoint(store *st)
+{
+    return exec_simple(st, S_SAVEPOINT);
+}
+
+void
+store_release(store *st)
+{
+    (void)exec_simple(st, S_RELEASE);
+}
+
+void
+store_rollback_savepoint(store *st)
+{
+    (void)exec_simple(st, S_ROLLBACK_TO);
+    (void)exec_simple(st, S_RELEASE);
+}
+
+/* state_of: the state of job id, or -1 if it does not exist. */
+static int
+state_of(store *st, int64_t id)
+{
+    sqlite3_stmt *s = stmt_get(st, S_STATE_OF);
+    sqlite3_bind_int64(s, 1, id);
+    int state = sqlite3_step(s) == SQLITE_ROW ? sqlite3_column_int(s, 0) : -1;
+    stmt_done(s);
+    return state;
+}
+
+int
+store_insert(store *st, const job_spec *spec, int64_t now_ms, int64_t *idp, bool *dupp,
+             int *statep)
+{
+    sqlite3_stmt *s;
+    int rc;
+    if (spec->key != NULL) {
+        s = stmt_get(st, S_KEY_FIND);
+        sqlite3_bind_text(s, 1, spec->queue, -1, SQLITE_STATIC);
+        sqlite3_bind_text(s, 2, spec->key, -1, SQLITE_STATIC);
+        rc = sqlite3_step(s);
+        if (rc == SQLITE_ROW) {
+            int64_t id = sqlite3_column_int64(s, 0);
+            uint64_t hash = (uint64_t)sqlite3_column_int64(s, 1);
+            stmt_done(s);
+            if (hash != spec->payload_hash) {
+                return JOBQ_ECONFLICT;
+            }
+            *idp = id;
+            *dupp = true;
+            *statep = state_of(st, id);
+            return JOBQ_OK;
+        }
+        stmt_done(s);
+        if (rc != SQLITE_DONE) {
+            return store_from_sqlite(rc);
+        }
+    }
+    int state = spec->run_at_ms > now_ms ? JOBQ_SCHEDULED : JOBQ_READY;
+    s = stmt_get(st, S_INSERT);
+    sqlite3_bind_text(s, 1, spec->queue, -1, SQLITE_STATIC);
+    sqlite3_bind_text(s, 2, spec->payload, -1, SQLITE_STATIC);
+    sqlite3_bind_int(s, 3, spec->priority);
+    sqlite3_bind_int(s, 4, state);
+    sqlite3_bind_int64(s, 5, spec->run_at_ms);
+    sqlite3_bind_int(s, 6, spec->max_attempts);
+    sqlite3_bind_int64(s, 7, spec->timeout_ms);
+    if (spec->key != NULL) {
+        sqlite3_bind_text(s, 8, spec->key, -1, SQLITE_STATIC);
+    }
+    sqlite3_bind_int64(s, 9, now_ms);
+    rc = sqlite3_step(s);
+    stmt_done(s);
+    if (rc != SQLITE_DONE) {
+        return store_from_sqlite(rc);
+    }
+    int64_t id = sqlite3_last_insert_rowid(st->db);
+    if (spec->key != NULL) {
+        s = stmt_get(st, S_KEY_INSERT);
+        sqlite3_bind_text(s, 1, spec->queue, -1, SQLITE_STATIC);
+        sqlite3_bind_text(s, 2, spec->key, -1, SQLITE_STATIC);
+        sqlite3_bind_int64(s, 3, id);
+        sqlite3_bind_int64(s, 4, (int64_t)spec->payload_hash);
+        sqlite3_bind_int64(s, 5, now_ms);
+        rc = sqlite3_step(s);
+        stmt_done(s);
+        if (rc != SQLITE_DONE) {
+            return store_from_sqlite(rc);
+        }
+    }
+    *idp = id;
+    *dupp = false;
+    *statep = state;
+    return JOBQ_OK;
+}
+
+int
+store_get(store *st, int64_t id, job_row *row)
+{
+    sqlite3_stmt *s = stmt_get(st, S_GET);
+    sqlite3_bind_int64(s, 1, id);
+    int rc = sqlite3_step(s);
+    int err = rc == SQLITE_ROW ? read_row(s, row) : rc == SQLITE_DONE ? JOBQ_ENOENT
+                                                                      : store_from_sqlite(rc);
+    stmt_done(s);
+    return err;
+}
+
+int
+store_cancel(store *st, int64_t id, int64_t now_ms, bool allow_running, job_row *row,
+             int *old_statep)
+{
+    job_row cur;
+    int err = store_get(st, id, &cur);
+    if (err != JOBQ_OK) {
+        return err;
+    }
+    int old = cur.state;
+    job_row_clear(&cur);
+    if (old == JOBQ_SUCCEEDED || old == JOBQ_DEAD || old == JOBQ_CANCELLED ||
+        (old == JOBQ_RUNNING && !allow_running)) {
+        return JOBQ_ESTATE;
+    }
+    sqlite3_stmt *s = stmt_get(st, S_CANCEL);
+    sqlite3_bind_int64(s, 1, id);
+    sqlite3_bind_int64(s, 2, now_ms);
+    int rc = sqlite3_step(s);
+    stmt_done(s);
+    if (rc != SQLITE_DONE) {
+        return store_from_sqlite(rc);
+    }
+    err = store_get(st, id, row);
+    if (err == JOBQ_OK) {
+        *old_statep = old;
+    }
+    return err;
+}
+
+int
+store_list(store *st, const list_filter *f, job_row *rows, size_t *np)
+{
+    sqlite3_stmt *s = stmt_get(st, S_LIST);
+    if (f->queue != NULL) {
+        sqlite3_bind_text(s, 1, f->queue, -1, SQLITE_STATIC);
+    }
+    sqlite3_bind_int(s, 2, f->state);
+    sqlite3_bind_int64(s, 3, f->after_id);
+    sqlite3_bind_int(s, 4, f->limit);
+    size_t n = 0;
+    int rc, err = JOBQ_OK;
+    while (n < (size_t)f->limit && (rc = sqlite3_step(s)) == SQLITE_ROW) {
+        if ((err = read_row(s, &rows[n])) != JOBQ_OK) {
+            break;
+        }
+        n++;
+    }
+    if (err == JOBQ_OK && n < (size_t)f->limit && rc != SQLITE_DONE) {
+        err = store_from_sqlite(rc);
+    }
+    stmt_done(s);
+    if (err != JOBQ_OK) {
+        while (n > 0) {
+            job_row_clear(&rows[--n]);
+        }
+        return err;
+    }
+    *np = n;
+    return JOBQ_OK;
+}
+
+int
+store_count_each(store *st, void (*fn)(void *arg, const char *queue, int state, int64_t n),
+                 void *arg)
+{
+    sqlite3_stmt *s = stmt_get(st, S_COUNT);
+    int rc;
+    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+        fn(arg, (const char *)sqlite3_column_text(s, 0), sqlite3_column_int(s, 1),
+           sqlite3_column_int64(s, 2));
+    }
+    stmt_done(s);
+    return rc == SQLITE_DONE ? JOBQ_OK : store_from_sqlite(rc);
+}
+
+int
+store_paused_each(store *st, void (*fn)(void *arg, const char *queue), void *arg)
+{
+    sqlite3_stmt *s = stmt_get(st, S_PAUSED);
+    int rc;
+    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+        fn(arg, (const char *)sqlite3_column_text(s, 0));
+    }
+    stmt_done(s);
+    return rc == SQLITE_DONE ? JOBQ_OK : store_from_sqlite(rc);
+}
+
+int
+store_set_paused(store *st, const char *queue, bool paused)
+{
+    sqlite3_stmt *s = stmt_get(st, S_SET_PAUSED);
+    sqlite3_bind_text(s, 1, queue, -1, SQLITE_STATIC);
+    sqlite3_bind_int(s, 2, paused ? 1 : 0);
+    int rc = sqlite3_step(s);
+    stmt_done(s);
+    return rc == SQLITE_DONE ? JOBQ_OK : store_from_sqlite(rc);
+}
+
+int
+store_claim(store *st, const char *queue, int64_t now_ms, size_t max, job_row *rows, size_t *np)
+{
+    sqlite3_stmt *s = stmt_get(st, S_CLAIM_PICK);
+    sqlite3_bind_text(s, 1, queue, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(s, 2, (int64_t)max);
+    size_t n = 0;
+    int rc, err = JOBQ_OK;
+    while (n < max && (rc = sqlite3_step(s)) == SQLITE_ROW) {
+        if ((err = read_row(s, &rows[n])) != JOBQ_OK) {
+            break;
+        }
+        n++;
+    }
+    if (err == JOBQ_OK && n < max && rc != SQLITE_DONE) {
+        err = store_from_sqlite(rc);
+    }
+    stmt_done(s);
+    sqlite3_stmt *m = stmt_get(st, S_CLAIM_MARK);
+    for (size_t i = 0; i < n && err == JOBQ_OK; i++) {
+        sqlite3_bind_int64(m, 1, rows[i].id);
+        sqlite3_bind_int64(m, 2, now_ms);
+        rc = sqlite3_step(m);
+        stmt_done(m);
+        if (rc != SQLITE_DONE) {
+            err = store_from_sqlite(rc);
+        }
+        rows[i].state = JOBQ_RUNNING;
+        rows[i].attempt++;
+        rows[i].started_at_ms = now_ms;
+        rows[i].finished_at_ms = 0;
+    }
+    if (err != JOBQ_OK) {
+        while (n > 0) {
+            job_row_clear(&rows[--n]);
+        }
+        return err;
+    }
+    *np = n;
+    return JOBQ_OK;
+}
+
+int
+store_finish(store *st, int64_t id, int new_state, int64_t now_ms, int64_t run_at_ms,
+             const char *result, const char *error)
+{
+    sqlite3_stmt *s = stmt_get(st, S_FINISH);
+    sqlite3_bind_int64(s, 1, id);
+    sqlite3_bind_int(s, 2, new_state);
+    sqlite3_bind_int64(s, 3, now_ms);
+    sqlite3_bind_int64(s, 4, run_at_ms);
+    if (result != NULL) {
+        sqlite3_bind_text(s, 5, result, -1, SQLITE_STATIC);
+    }
+    if (error != NULL) {
+        sqlite3_bind_text(s, 6, error, -1, SQLITE_STATIC);
+    }
+    int rc = sqlite3_step(s);
+    stmt_done(s);
+    if (rc != SQLITE_DONE) {
+        return store_from_sqlite(rc);
+    }
+    return sqlite3_changes(st->db) == 1 ? JOBQ_OK : JOBQ_ESTATE;
+}
+
+int
+store_requeue(store *st, int64_t id, const char *error)
+{
+    sqlite3_stmt *s = stmt_get(st, S_REQUEUE);
+    sqlite3_bind_int64(s, 1, id);
+    if (error != NULL) {
+        sqlite3_bind_text(s, 2, error, -1, SQLITE_STATIC);
+    }
+    int rc = sqlite3_step(s);
+    stmt_done(s);
+    if (rc != SQLITE_DONE) {
+        return store_from_sqlite(rc);
+    }
+    return sqlite3_changes(st->db) == 1 ? JOBQ_OK : JOBQ_ESTATE;
+}
+
+int
+store_promote_due(store *st, int64_t now_ms, size_t max,
+                  void (*fn)(void *arg, const char *queue, int old_state), void *arg, size_t *np)
+{
+    sqlite3_stmt *s = stmt_get(st, S_DUE_PICK);
+    sqlite3_stmt *m = stmt_get(st, S_DUE_MARK);
+    sqlite3_bind_int64(s, 1, now_ms);
+    sqlite3_bind_int64(s, 2, (int64_t)max);
+    size_t n = 0;
+    int rc;
+    /* Updating rows of the index being read is safe in SQLite only after the read is done,
+     * so collect ids first (max is small). */
+    int64_t *ids = malloc(max * sizeof(*ids));
+    char **queues = malloc(max * sizeof(*queues));
+    int *olds = malloc(max * sizeof(*olds));
+    int err = JOBQ_OK;
+    if (ids == NULL || queues == NULL || olds == NULL) {
+        err = JOBQ_ENOMEM;
+        goto out;
+    }
+    while (n < max && (rc = sqlite3_step(s)) == SQLITE_ROW) {
+        ids[n] = sqlite3_column_int64(s, 0);
+        queues[n] = col_text(s, 1);
+        olds[n] = sqlite3_column_int(s, 2);
+        if (queues[n] == NULL) {
+            err = JOBQ_ENOMEM;
+            break;
+        }
+        n++;
+    }
+    if (err == JOBQ_OK && n < max && rc != SQLITE_DONE) {
+        err = store_from_sqlite(rc);
+    }
+    stmt_done(s);
+    for (size_t i = 0; i < n && err == JOBQ_OK; i++) {
+        sqlite3_bind_int64(m, 1, ids[i]);
+        rc = sqlite3_step(m);
+        stmt_done(m);
+        if (rc != SQLITE_DONE) {
+            err = store_from_sqlite(rc);
+        }
+    }
+    if (err == JOBQ_OK) {
+        for (size_t i = 0; i < n; i++) {
+            fn(arg, queues[i], olds[i]);
+        }
+        *np = n;
+    }
+out:
+    for (size_t i = 0; queues != NULL && i < n; i++) {
+        free(queues[i]);
+    }
+    free(ids);
+    free(queues);
+    free(olds);
+    return err;
+}
+
+int
+store_next_due(store *st, int64_t *atp)
+{
+    sqlite3_stmt *s = stmt_get(st, S_NEXT_DUE);
+    int rc = sqlite3_step(s);
+    int err;
+    if (rc == SQLITE_ROW && sqlite3_column_type(s, 0) != SQLITE_NULL) {
+        *atp = sqlite3_column_int64(s, 0);
+        err = JOBQ_OK;
+    } else {
+        err = rc == SQLITE_ROW ? JOBQ_ENOENT : store_from_sqlite(rc);
+    }
+    stmt_done(s);
+    return err;
+}
+
+int
+store_recover_running(store *st, const char *error, size_t *np)
+{
+    sqlite3_stmt *s = stmt_get(st, S_RECOVER);
+    sqlite3_bind_text(s, 1, error, -1, SQLITE_STATIC);
+    int rc = sqlite3_step(s);
+    stmt_done(s);
+    if (rc != SQLITE_DONE) {
+        return store_from_sqlite(rc);
+    }
+    *np = (size_t)sqlite3_changes(st->db);
+    return JOBQ_OK;
+}

@@ -1,0 +1,140 @@
+/* store.h: the SQLite job store. Synchronous; the only code with SQL. One connection, used
+ * by one thread at a time (the writer's work thread, or main before the loop starts). */
+#ifndef JOBQD_STORE_H
+#define JOBQD_STORE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "config.h"
+#include "jobq.h"
+
+typedef struct store store;
+
+/** A job to insert. All strings are borrowed. */
+typedef struct job_spec {
+    const char *queue;
+    const char *payload;   /* compact JSON text */
+    uint64_t payload_hash; /* jobq__payload_hash of payload; used only with a key */
+    int32_t priority;
+    int64_t run_at_ms;
+    int32_t max_attempts;
+    int64_t timeout_ms;
+    const char *key; /* NULL for none */
+} job_spec;
+
+/** A job as stored. Strings are owned by the row: release with job_row_clear. */
+typedef struct job_row {
+    int64_t id;
+    char *queue;
+    char *payload;
+    int32_t priority;
+    int state; /* jobq_state */
+    int64_t run_at_ms;
+    int32_t attempt;
+    int32_t max_attempts;
+    int64_t timeout_ms;
+    char *key;    /* NULL if none */
+    char *result; /* NULL if none */
+    char *error;  /* NULL if none */
+    int64_t created_at_ms;
+    int64_t started_at_ms;  /* 0 if never started */
+    int64_t finished_at_ms; /* 0 if not finished */
+} job_row;
+
+/** job_row_clear: frees the row's strings and zeroes it. Accepts a zeroed row. */
+void job_row_clear(job_row *row);
+
+/** store_open: opens (creating if needed) the database at path, sets WAL mode and the
+ *  durability, applies pending migrations. Returns JOBQ_OK and *stp, or an error with a
+ *  reason in err (e.g. a database written by a newer jobqd). */
+int store_open(const char *path, enum durability durability, store **stp, char *err,
+               size_t errlen);
+
+/** store_close: closes the connection (checkpointing the WAL). Accepts NULL. */
+void store_close(store *st);
+
+/** store_errmsg: the reason of the last failure on this store (SQLite's message). */
+const char *store_errmsg(const store *st);
+
+/* Transactions. The writer runs each batch as BEGIN, one savepoint per operation, COMMIT. */
+int store_begin(store *st);
+int store_commit(store *st);
+void store_rollback(store *st);
+int store_savepoint(store *st);
+void store_release(store *st);
+void store_rollback_savepoint(store *st); /* undoes and releases the savepoint */
+
+/** store_insert: inserts one job, state scheduled if run_at_ms > now_ms else ready. With a
+ *  key already used on the queue: JOBQ_OK with *dupp = true and *idp, *statep of that job
+ *  (*statep = -1 if the job was since deleted) when the payload hash matches, else
+ *  JOBQ_ECONFLICT. */
+int store_insert(store *st, const job_spec *spec, int64_t now_ms, int64_t *idp, bool *dupp,
+                 int *statep);
+
+/** store_get: reads job id into *row (which the caller clears). JOBQ_ENOENT if none. */
+int store_get(store *st, int64_t id, job_row *row);
+
+/** store_cancel: cancels job id unless it has finished (JOBQ_ESTATE) or is running and
+ *  allow_running is false (JOBQ_ESTATE). On success *row holds the cancelled job and
+ *  *old_statep its previous state. */
+int store_cancel(store *st, int64_t id, int64_t now_ms, bool allow_running, job_row *row,
+                 int *old_statep);
+
+/** A filter for store_list. queue NULL or state -1 means any. */
+typedef struct list_filter {
+    const char *queue;
+    int state;
+    int64_t after_id;
+    int limit;
+} list_filter;
+
+/** store_list: up to f->limit jobs matching f in ascending id order into rows (caller
+ *  allocated, f->limit entries; the caller clears each). *np receives how many. */
+int store_list(store *st, const list_filter *f, job_row *rows, size_t *np);
+
+/** store_count_each: calls fn once per (queue, state) with its number of jobs. */
+int store_count_each(store *st, void (*fn)(void *arg, const char *queue, int state, int64_t n),
+                     void *arg);
+
+/** store_paused_each: calls fn once per queue whose paused flag is stored set. */
+int store_paused_each(store *st, void (*fn)(void *arg, const char *queue), void *arg);
+
+/** store_set_paused: stores the paused flag of queue. */
+int store_set_paused(store *st, const char *queue, bool paused);
+
+/** store_claim: moves up to max ready jobs of queue (priority DESC, run_at, id) to running,
+ *  counting an attempt and setting started_at = now_ms. Fills rows (caller allocated, max
+ *  entries; the caller clears each) and *np. */
+int store_claim(store *st, const char *queue, int64_t now_ms, size_t max, job_row *rows,
+                size_t *np);
+
+/** store_finish: records the end of a running attempt of job id: new_state (succeeded,
+ *  dead, retrying or cancelled), run_at_ms for retrying, result and error texts (NULL to
+ *  keep none). JOBQ_ESTATE if the job is not running (e.g. cancelled meanwhile). */
+int store_finish(store *st, int64_t id, int new_state, int64_t now_ms, int64_t run_at_ms,
+                 const char *result, const char *error);
+
+/** store_requeue: puts a running job back to ready without changing its attempt (used by
+ *  shutdown for jobs it had to kill). */
+int store_requeue(store *st, int64_t id, const char *error);
+
+/** store_promote_due: moves up to max scheduled/retrying jobs whose run_at <= now_ms to
+ *  ready; calls fn for each with its queue and previous state. *np receives how many. */
+int store_promote_due(store *st, int64_t now_ms, size_t max,
+                      void (*fn)(void *arg, const char *queue, int old_state), void *arg,
+                      size_t *np);
+
+/** store_next_due: the earliest run_at of a scheduled or retrying job into *atp, or
+ *  JOBQ_ENOENT when there is none. */
+int store_next_due(store *st, int64_t *atp);
+
+/** store_recover_running: at start, makes every job left running ready again (its attempt
+ *  stays counted). *np receives how many. */
+int store_recover_running(store *st, const char *error, size_t *np);
+
+/** store_from_sqlite: the jobq_err for a SQLite result code. */
+int store_from_sqlite(int rc);
+
+#endif

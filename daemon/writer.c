@@ -1,0 +1,155 @@
+/* writer.c: group commit on libuv's thread pool: at most one transaction in flight; ops that
+ * arrive meanwhile form the next one. Replies are sent only after COMMIT returned. */
+#include "writer.h"
+
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+
+#include "codec.h"
+#include "log.h"
+
+#define container_of(ptr, type, member) ((type *)((char *)(ptr) - offsetof(type, member)))
+
+static void kick(writer *w);
+
+void
+writer_init(writer *w, uv_loop_t *loop, store *st)
+{
+    memset(w, 0, sizeof(*w));
+    w->loop = loop;
+    w->st = st;
+    w->max_batch = 4096;
+}
+
+bool
+writer_idle(const writer *w)
+{
+    return !w->busy && w->pending == NULL;
+}
+
+const char *
+writer_last_error(const writer *w)
+{
+    return w->commit_msg;
+}
+
+void
+writer_push(writer *w, wop *op)
+{
+    op->next = NULL;
+    op->err = JOBQ_OK;
+    if (w->pending_tail != NULL) {
+        w->pending_tail->next = op;
+    } else {
+        w->pending = op;
+    }
+    w->pending_tail = op;
+    kick(w);
+}
+
+static int64_t
+mono_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+/* work_cb: the work thread. One transaction; one savepoint per op. */
+static void
+work_cb(uv_work_t *req)
+{
+    writer *w = container_of(req, writer, work);
+    int64_t t0 = mono_us();
+    int64_t now = jobq__now_ms();
+    int err = store_begin(w->st);
+    w->commit_err = err;
+    if (err != JOBQ_OK) {
+        snprintf(w->commit_msg, sizeof(w->commit_msg), "begin: %s", store_errmsg(w->st));
+        for (wop *op = w->running; op != NULL; op = op->next) {
+            op->err = err;
+        }
+        return;
+    }
+    for (wop *op = w->running; op != NULL; op = op->next) {
+        if ((op->err = store_savepoint(w->st)) != JOBQ_OK) {
+            continue;
+        }
+        op->err = op->exec(w->st, op, now);
+        if (op->err == JOBQ_OK) {
+            store_release(w->st);
+        } else {
+            store_rollback_savepoint(w->st);
+        }
+    }
+    err = store_commit(w->st);
+    if (err != JOBQ_OK) {
+        snprintf(w->commit_msg, sizeof(w->commit_msg), "commit: %s", store_errmsg(w->st));
+        store_rollback(w->st);
+        for (wop *op = w->running; op != NULL; op = op->next) {
+            if (op->writes) {
+                op->err = err;
+            }
+        }
+    }
+    w->commit_err = err;
+    w->stats.last_commit_us = mono_us() - t0;
+}
+
+static void
+after_work_cb(uv_work_t *req, int status)
+{
+    writer *w = container_of(req, writer, work);
+    wop *done = w->running;
+    w->running = NULL;
+    w->busy = false;
+    w->stats.batches++;
+    if (status != 0 || w->commit_err != JOBQ_OK) {
+        w->stats.failures++;
+        log_error("store_commit_failed", "err=%s reason=\"%s\"",
+                  jobq__err_code(status != 0 ? JOBQ_EINTERNAL : w->commit_err), w->commit_msg);
+    }
+    while (done != NULL) {
+        wop *next = done->next;
+        if (status != 0) {
+            done->err = JOBQ_EINTERNAL;
+        }
+        done->done(done);
+        done = next;
+    }
+    kick(w);
+    if (!w->busy && w->idle_cb != NULL) {
+        w->idle_cb(w->idle_arg);
+    }
+}
+
+/* kick: starts a batch with what is pending, unless one is running. */
+static void
+kick(writer *w)
+{
+    if (w->busy || w->pending == NULL) {
+        return;
+    }
+    size_t n = 1;
+    wop *last = w->pending;
+    while (last->next != NULL && n < w->max_batch) {
+        last = last->next;
+        n++;
+    }
+    w->running = w->pending;
+    w->pending = last->next;
+    if (w->pending == NULL) {
+        w->pending_tail = NULL;
+    }
+    last->next = NULL;
+    w->busy = true;
+    w->stats.ops += n;
+    w->stats.last_batch = n;
+    int rc = uv_queue_work(w->loop, &w->work, work_cb, after_work_cb);
+    if (rc != 0) {
+        /* Cannot happen with a live loop; fail the batch rather than lose it silently. */
+        log_error("store_queue_failed", "err=%s", uv_strerror(rc));
+        after_work_cb(&w->work, rc);
+    }
+}

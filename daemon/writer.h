@@ -1,0 +1,63 @@
+/* writer.h: group commit. Operations gather on the loop; one at a time, a batch of them runs
+ * off the loop in one transaction (one fsync), and each completes back on the loop. */
+#ifndef JOBQD_WRITER_H
+#define JOBQD_WRITER_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "store.h"
+
+typedef struct wop wop;
+
+/** One store operation. The owner embeds it and reaches its struct with container_of. */
+struct wop {
+    wop *next;
+    /** exec: runs on the work thread inside its own savepoint; returns JOBQ_OK or an error
+     *  (then the savepoint is rolled back: the op changed nothing). now_ms is the batch's
+     *  wall-clock time. Must not touch loop state. */
+    int (*exec)(store *st, wop *op, int64_t now_ms);
+    /** done: runs on the loop thread after the batch committed, or failed (see err). */
+    void (*done)(wop *op);
+    bool writes; /* read-only ops keep their result when the commit fails */
+    int err;     /* set before done: the exec result, or the commit's error for writers */
+};
+
+typedef struct writer_stats {
+    uint64_t batches;   /* transactions committed or failed */
+    uint64_t ops;       /* operations run */
+    uint64_t failures;  /* failed commits */
+    int64_t last_commit_us; /* duration of the last batch, begin to commit */
+    size_t last_batch;  /* ops in the last batch */
+} writer_stats;
+
+typedef struct writer {
+    uv_loop_t *loop;
+    store *st;
+    uv_work_t work;
+    bool busy;        /* a batch is on the work thread */
+    wop *pending;     /* FIFO of ops waiting for the next batch */
+    wop *pending_tail;
+    wop *running;     /* the batch on the work thread */
+    int commit_err;   /* of the running batch */
+    char commit_msg[256];
+    size_t max_batch; /* ops per transaction */
+    writer_stats stats;
+    void (*idle_cb)(void *arg); /* optional: called when a batch ends with nothing pending */
+    void *idle_arg;
+} writer;
+
+/** writer_init: the writer uses st only from its work thread from now on. Loop thread. */
+void writer_init(writer *w, uv_loop_t *loop, store *st);
+
+/** writer_push: queues op; it runs in the next batch. Loop thread only. */
+void writer_push(writer *w, wop *op);
+
+/** writer_idle: nothing queued or running. */
+bool writer_idle(const writer *w);
+
+/** writer_last_error: the message of the last failed commit ("" if none). */
+const char *writer_last_error(const writer *w);
+
+#endif

@@ -1,0 +1,166 @@
+/* jobq.h: the one public header of libjobq, the producer (and later worker) library for jobqd. */
+#ifndef JOBQ_H
+#define JOBQ_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(__GNUC__) && __GNUC__ >= 4
+#define JOBQ_API __attribute__((visibility("default")))
+#else
+#define JOBQ_API
+#endif
+
+#define JOBQ_VERSION_MAJOR 0
+#define JOBQ_VERSION_MINOR 1
+#define JOBQ_VERSION_PATCH 0
+
+/** jobq_err: every function that can fail returns one of these. 0 is success. Append only:
+ *  the numbers never change. The wire-protocol error code each one stands for is in
+ *  proto/PROTOCOL.md. */
+typedef enum jobq_err {
+    JOBQ_OK = 0,
+    JOBQ_ENOMEM = 1,     /* out of memory */
+    JOBQ_EINVAL = 2,     /* invalid argument (local check or server "invalid_argument") */
+    JOBQ_ETIMEDOUT = 3,  /* no reply within the call's timeout, or a wait that timed out */
+    JOBQ_ECLOSED = 4,    /* the client was closed */
+    JOBQ_EPROTO = 5,     /* malformed request or reply, unknown op ("malformed", "unknown_op") */
+    JOBQ_ETOOBIG = 6,    /* message over the server's limit ("too_large") */
+    JOBQ_ENOENT = 7,     /* no such job ("not_found") */
+    JOBQ_EUNAUTH = 8,    /* missing or wrong token ("unauthorized") */
+    JOBQ_ESTORE = 9,     /* the daemon's database failed ("store_error") */
+    JOBQ_EFULL = 10,     /* the daemon's disk or a queue is full ("store_full", "queue_full") */
+    JOBQ_EUNREACH = 11,  /* the daemon cannot be reached (refused, no such socket) */
+    JOBQ_EQUEUE = 12,    /* the queue is not configured ("unknown_queue") */
+    JOBQ_ESTATE = 13,    /* the job is in a state that forbids this ("invalid_state") */
+    JOBQ_ECONFLICT = 14, /* same key, different payload ("key_conflict") */
+    JOBQ_ESHUTDOWN = 15, /* the daemon is shutting down ("shutting_down") */
+    JOBQ_EINTERNAL = 16, /* any other server error ("internal") */
+} jobq_err;
+
+/** jobq_strerror: a static, human-readable text for an error code. Never NULL. Any thread. */
+JOBQ_API const char *jobq_strerror(int err);
+
+/** jobq_errmsg: the detailed message of the last failed call made by the calling thread
+ *  (the server's "message" when the server answered with an error, else a local reason).
+ *  Returns "" when there is none. The string belongs to the library and stays valid until
+ *  the same thread's next call. */
+JOBQ_API const char *jobq_errmsg(void);
+
+/** Job states, as on the wire. Persisted: the numbers never change. */
+typedef enum jobq_state {
+    JOBQ_SCHEDULED = 0, /* run_at in the future */
+    JOBQ_READY = 1,
+    JOBQ_RUNNING = 2,
+    JOBQ_RETRYING = 3, /* failed, waiting for its backoff */
+    JOBQ_SUCCEEDED = 4,
+    JOBQ_DEAD = 5, /* attempts exhausted or not retryable */
+    JOBQ_CANCELLED = 6,
+} jobq_state;
+
+/** jobq_state_name: "scheduled", "ready", ... ; "unknown" for a value out of range. */
+JOBQ_API const char *jobq_state_name(int state);
+/** jobq_state_parse: the jobq_state for a name, or -1. */
+JOBQ_API int jobq_state_parse(const char *name);
+
+/** jobq_client: an opaque connection to one jobqd. Thread-safe: any number of threads may
+ *  issue calls on one client at once; each call uses its own nng context, so calls run
+ *  concurrently on one connection. */
+typedef struct jobq_client jobq_client;
+
+/** jobq_client_open: connects to the daemon at url (tcp://host:port, ipc:///path, ...).
+ *  NULL url means $JOBQ_URL, else tcp://127.0.0.1:7450. Returns JOBQ_EUNREACH when nothing
+ *  listens there; after a successful open the client reconnects by itself if the daemon
+ *  restarts. On success *clientp owns a client that the caller closes with
+ *  jobq_client_close; on failure *clientp is not written. */
+JOBQ_API int jobq_client_open(jobq_client **clientp, const char *url);
+
+/** jobq_client_close: closes the client; calls still in flight fail with JOBQ_ECLOSED.
+ *  Accepts NULL. No other call may start on the client once this was called. */
+JOBQ_API void jobq_client_close(jobq_client *client);
+
+/** jobq_client_set_timeout: the timeout of each call made from now on, in milliseconds
+ *  (default 30000; jobq_wait adds its own wait time to it). Returns JOBQ_EINVAL if ms <= 0. */
+JOBQ_API int jobq_client_set_timeout(jobq_client *client, int64_t timeout_ms);
+
+/** jobq_ping: a round trip to the daemon. */
+JOBQ_API int jobq_ping(jobq_client *client);
+
+/** jobq_submit_opts: optional settings of a submit. Zero-initialise it and set what you
+ *  need: every zero/NULL field means "the queue's default". Fields are only appended. */
+typedef struct jobq_submit_opts {
+    int32_t priority;     /* higher runs first; default 0 */
+    int64_t delay_ms;     /* run no earlier than now + delay_ms */
+    int64_t run_at_ms;    /* run no earlier than this Unix time in ms (wins over delay_ms) */
+    int32_t max_attempts; /* 0: the queue's max_attempts */
+    int64_t timeout_ms;   /* 0: the queue's timeout */
+    const char *key;      /* optional idempotency key (unique per queue); NULL for none */
+} jobq_submit_opts;
+
+/** jobq_submit: submits one job to queue with payload, a JSON text (any JSON value; NULL
+ *  means null). opts may be NULL. Returns once the daemon has made the job durable. On
+ *  success writes the job's id to *idp and, if duplicatep is not NULL, whether the key
+ *  matched an existing job (then *idp is that job's id). */
+JOBQ_API int jobq_submit(jobq_client *client, const char *queue, const char *payload,
+                         const jobq_submit_opts *opts, int64_t *idp, bool *duplicatep);
+
+/** jobq_submit_batch: submits n jobs to queue atomically: all are stored or none.
+ *  payloads[i] is a JSON text. opts (may be NULL) applies to every job, except key, which
+ *  must be NULL. On success ids[0..n-1] (caller-allocated, n entries) receive the ids. */
+JOBQ_API int jobq_submit_batch(jobq_client *client, const char *queue,
+                               const char *const *payloads, size_t n,
+                               const jobq_submit_opts *opts, int64_t *ids);
+
+/** jobq_job: an opaque, immutable snapshot of one job, as returned by jobq_get and
+ *  jobq_wait. The caller owns it and frees it with jobq_job_free. Strings returned by
+ *  the accessors belong to the job and live as long as it. */
+typedef struct jobq_job jobq_job;
+
+JOBQ_API void jobq_job_free(jobq_job *job); /* accepts NULL */
+JOBQ_API int64_t jobq_job_id(const jobq_job *job);
+JOBQ_API const char *jobq_job_queue(const jobq_job *job);
+JOBQ_API const char *jobq_job_payload(const jobq_job *job); /* compact JSON text */
+JOBQ_API int jobq_job_state(const jobq_job *job);            /* a jobq_state */
+JOBQ_API int32_t jobq_job_priority(const jobq_job *job);
+JOBQ_API int32_t jobq_job_attempt(const jobq_job *job);
+JOBQ_API int32_t jobq_job_max_attempts(const jobq_job *job);
+JOBQ_API int64_t jobq_job_timeout_ms(const jobq_job *job);
+JOBQ_API const char *jobq_job_key(const jobq_job *job);    /* NULL if none */
+JOBQ_API const char *jobq_job_result(const jobq_job *job); /* NULL if none */
+JOBQ_API const char *jobq_job_error(const jobq_job *job);  /* NULL if none */
+JOBQ_API int64_t jobq_job_run_at_ms(const jobq_job *job);
+JOBQ_API int64_t jobq_job_created_at_ms(const jobq_job *job);
+JOBQ_API int64_t jobq_job_started_at_ms(const jobq_job *job);  /* 0 if never started */
+JOBQ_API int64_t jobq_job_finished_at_ms(const jobq_job *job); /* 0 if not finished */
+/** jobq_job_json: the whole job object as the daemon sent it (compact JSON text). */
+JOBQ_API const char *jobq_job_json(const jobq_job *job);
+
+/** jobq_get: fetches job id. On success *jobp owns a snapshot (free with jobq_job_free). */
+JOBQ_API int jobq_get(jobq_client *client, int64_t id, jobq_job **jobp);
+
+/** jobq_cancel: cancels job id. JOBQ_ESTATE if it already finished. */
+JOBQ_API int jobq_cancel(jobq_client *client, int64_t id);
+
+/** jobq_wait: waits until job id has finished (succeeded, dead or cancelled) or wait_ms
+ *  passed (then JOBQ_ETIMEDOUT). On success, if jobp is not NULL, *jobp owns the final
+ *  snapshot. */
+JOBQ_API int jobq_wait(jobq_client *client, int64_t id, int64_t wait_ms, jobq_job **jobp);
+
+/** jobq_call: sends one raw request (a JSON object text, see proto/PROTOCOL.md) and returns
+ *  the daemon's reply object as text in *replyp, which the caller frees with jobq_free.
+ *  Returns JOBQ_OK whenever a reply arrived, even an {"ok": false} one: the caller reads
+ *  it. Transport failures return their error and leave *replyp unwritten. */
+JOBQ_API int jobq_call(jobq_client *client, const char *request, char **replyp);
+
+/** jobq_free: frees memory the library handed to the caller (jobq_call replies). */
+JOBQ_API void jobq_free(void *ptr);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* JOBQ_H */

@@ -1,0 +1,384 @@
+/* request.c: the request decoder: JSON text -> validated struct request, with precise errors. */
+#include "request.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "codec.h"
+
+static const struct {
+    const char *name;
+    req_op op;
+} ops[] = {
+    {"ping", REQ_PING},     {"submit", REQ_SUBMIT}, {"submit_batch", REQ_SUBMIT_BATCH},
+    {"get", REQ_GET},       {"wait", REQ_WAIT},     {"cancel", REQ_CANCEL},
+    {"list", REQ_LIST},     {"stats", REQ_STATS},   {"pause", REQ_PAUSE},
+    {"resume", REQ_RESUME},
+};
+
+bool
+jobq__valid_queue_name(const char *name)
+{
+    size_t n = 0;
+    for (const char *p = name; *p != '\0'; p++, n++) {
+        char c = *p;
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+              c == '_' || c == '.' || c == '-')) {
+            return false;
+        }
+    }
+    return n >= 1 && n <= 64;
+}
+
+static int
+hash_cb(const char *buf, size_t size, void *data)
+{
+    uint64_t *h = data;
+    for (size_t i = 0; i < size; i++) {
+        *h ^= (unsigned char)buf[i];
+        *h *= 1099511628211ULL;
+    }
+    return 0;
+}
+
+uint64_t
+jobq__payload_hash(const json_t *v)
+{
+    uint64_t h = 14695981039346656037ULL;
+    json_dump_callback(v, hash_cb, &h, JSON_COMPACT | JSON_SORT_KEYS | JSON_ENCODE_ANY);
+    return h;
+}
+
+/* The decoder's context: the first error wins. */
+typedef struct dec {
+    const char *code;
+    char *err;
+    size_t errlen;
+} dec;
+
+static bool fail(dec *d, const char *code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static bool
+fail(dec *d, const char *code, const char *fmt, ...)
+{
+    if (d->code == NULL) {
+        d->code = code;
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(d->err, d->errlen, fmt, ap);
+        va_end(ap);
+    }
+    return false;
+}
+
+/* opt_int: an optional integer field in [lo, hi]. */
+static bool
+opt_int(dec *d, const json_t *obj, const char *field, long long lo, long long hi, long long *out)
+{
+    json_t *v = json_object_get(obj, field);
+    if (v == NULL || json_is_null(v)) {
+        return true;
+    }
+    if (!json_is_integer(v)) {
+        return fail(d, "invalid_argument", "field \"%s\" must be an integer", field);
+    }
+    long long i = json_integer_value(v);
+    if (i < lo || i > hi) {
+        return fail(d, "invalid_argument", "field \"%s\" is out of range (%lld)", field, i);
+    }
+    *out = i;
+    return true;
+}
+
+static bool
+opt_string(dec *d, const json_t *obj, const char *field, size_t maxlen, const char **out)
+{
+    json_t *v = json_object_get(obj, field);
+    if (v == NULL || json_is_null(v)) {
+        return true;
+    }
+    if (!json_is_string(v)) {
+        return fail(d, "invalid_argument", "field \"%s\" must be a string", field);
+    }
+    size_t n = json_string_length(v);
+    if (n == 0 || n > maxlen || strlen(json_string_value(v)) != n) {
+        return fail(d, "invalid_argument",
+                    "field \"%s\" must be a non-empty string without NUL of at most %lld bytes",
+                    field, (long long)maxlen);
+    }
+    *out = json_string_value(v);
+    return true;
+}
+
+static bool
+opt_duration(dec *d, const json_t *obj, const char *field, int64_t *out)
+{
+    json_t *v = json_object_get(obj, field);
+    if (v == NULL || json_is_null(v)) {
+        return true;
+    }
+    if (!jobq__json_duration(v, out)) {
+        return fail(d, "invalid_argument",
+                    "field \"%s\" must be a duration: integer ms or a string like \"10s\"", field);
+    }
+    return true;
+}
+
+static bool
+need_id(dec *d, const json_t *v, const char *field, int64_t *out)
+{
+    if (!json_is_integer(v) || json_integer_value(v) < 1) {
+        return fail(d, "invalid_argument", "field \"%s\" must be a positive integer job id", field);
+    }
+    *out = json_integer_value(v);
+    return true;
+}
+
+/* decode_job: one submit object; default_queue is used when it names none. */
+static bool
+decode_job(dec *d, const json_t *obj, const char *default_queue, const request_limits *lim,
+           req_job *j)
+{
+    long long v;
+    memset(j, 0, sizeof(*j));
+    if (!json_is_object(obj)) {
+        return fail(d, "invalid_argument", "each job must be a JSON object");
+    }
+    j->queue = default_queue;
+    if (!opt_string(d, obj, "queue", 64, &j->queue)) {
+        return false;
+    }
+    if (j->queue == NULL) {
+        return fail(d, "invalid_argument", "field \"%s\" is required", "queue");
+    }
+    if (!jobq__valid_queue_name(j->queue)) {
+        return fail(d, "invalid_argument",
+                    "queue name \"%s\" is invalid: use 1-64 characters of A-Z a-z 0-9 _ . -", j->queue);
+    }
+    v = 0;
+    if (!opt_int(d, obj, "priority", INT32_MIN, INT32_MAX, &v)) {
+        return false;
+    }
+    j->priority = (int32_t)v;
+    v = 0;
+    if (!opt_int(d, obj, "max_attempts", 1, 1000000, &v)) {
+        return false;
+    }
+    j->max_attempts = (int32_t)v;
+    if (!opt_duration(d, obj, "timeout", &j->timeout_ms) ||
+        !opt_duration(d, obj, "delay", &j->delay_ms)) {
+        return false;
+    }
+    if (json_object_get(obj, "timeout") != NULL && j->timeout_ms == 0) {
+        return fail(d, "invalid_argument", "field \"%s\" must be greater than 0", "timeout");
+    }
+    json_t *at = json_object_get(obj, "run_at");
+    if (at != NULL && !json_is_null(at)) {
+        if (!json_is_integer(at) || json_integer_value(at) < 0) {
+            return fail(d, "invalid_argument",
+                        "field \"%s\" must be a time in ms since the Unix epoch", "run_at");
+        }
+        j->has_run_at = true;
+        j->run_at_ms = json_integer_value(at);
+    }
+    if (!opt_string(d, obj, "key", 512, &j->key)) {
+        return false;
+    }
+    json_t *payload = json_object_get(obj, "payload");
+    if (payload == NULL) {
+        payload = json_null();
+    }
+    j->payload = json_dumps(payload, JSON_COMPACT | JSON_ENCODE_ANY);
+    if (j->payload == NULL) {
+        return fail(d, "internal", "out of memory encoding the payload");
+    }
+    if (strlen(j->payload) > lim->max_payload) {
+        return fail(d, "too_large", "payload is larger than %lld bytes", (long long)lim->max_payload);
+    }
+    if (j->key != NULL) {
+        j->payload_hash = jobq__payload_hash(payload);
+    }
+    return true;
+}
+
+static bool
+decode_body(dec *d, request *req, const request_limits *lim)
+{
+    json_t *root = req->root;
+    long long v;
+    switch (req->op) {
+    case REQ_PING:
+    case REQ_STATS:
+        return true;
+    case REQ_SUBMIT:
+        req->jobs = calloc(1, sizeof(*req->jobs));
+        if (req->jobs == NULL) {
+            return fail(d, "internal", "out of memory");
+        }
+        req->njobs = 1;
+        return decode_job(d, root, NULL, lim, &req->jobs[0]);
+    case REQ_SUBMIT_BATCH: {
+        const char *queue = NULL;
+        if (!opt_string(d, root, "queue", 64, &queue)) {
+            return false;
+        }
+        json_t *jobs = json_object_get(root, "jobs");
+        if (!json_is_array(jobs) || json_array_size(jobs) == 0) {
+            return fail(d, "invalid_argument", "field \"%s\" must be a non-empty array", "jobs");
+        }
+        size_t n = json_array_size(jobs);
+        if (n > lim->max_batch) {
+            return fail(d, "too_large", "a batch holds at most %lld jobs",
+                        (long long)lim->max_batch);
+        }
+        req->jobs = calloc(n, sizeof(*req->jobs));
+        if (req->jobs == NULL) {
+            return fail(d, "internal", "out of memory");
+        }
+        for (size_t i = 0; i < n; i++) {
+            req->njobs = i + 1;
+            if (!decode_job(d, json_array_get(jobs, i), queue, lim, &req->jobs[i])) {
+                size_t used = strlen(d->err);
+                snprintf(d->err + used, d->errlen - used, " (jobs[%zu]; nothing was submitted)", i);
+                return false;
+            }
+        }
+        return true;
+    }
+    case REQ_GET:
+    case REQ_CANCEL:
+        req->ids = calloc(1, sizeof(*req->ids));
+        if (req->ids == NULL) {
+            return fail(d, "internal", "out of memory");
+        }
+        req->nids = 1;
+        return need_id(d, json_object_get(root, "id"), "id", &req->ids[0]);
+    case REQ_WAIT: {
+        json_t *id = json_object_get(root, "id");
+        json_t *ids = json_object_get(root, "ids");
+        size_t n = ids != NULL ? json_array_size(ids) : 1;
+        if ((id == NULL) == (ids == NULL) || (ids != NULL && (!json_is_array(ids) || n == 0))) {
+            return fail(d, "invalid_argument",
+                        "give either \"id\" or a non-empty array \"ids\"");
+        }
+        if (n > lim->max_wait_ids) {
+            return fail(d, "too_large", "a wait names at most %lld jobs",
+                        (long long)lim->max_wait_ids);
+        }
+        req->ids = calloc(n, sizeof(*req->ids));
+        if (req->ids == NULL) {
+            return fail(d, "internal", "out of memory");
+        }
+        req->nids = n;
+        for (size_t i = 0; i < n; i++) {
+            if (!need_id(d, ids != NULL ? json_array_get(ids, i) : id, ids ? "ids" : "id",
+                         &req->ids[i])) {
+                return false;
+            }
+        }
+        req->timeout_ms = 30000;
+        if (!opt_duration(d, root, "timeout", &req->timeout_ms)) {
+            return false;
+        }
+        if (req->timeout_ms > lim->max_wait_ms) {
+            return fail(d, "invalid_argument", "field \"%s\" is over the limit of %lld ms",
+                        "timeout", (long long)lim->max_wait_ms);
+        }
+        return true;
+    }
+    case REQ_LIST: {
+        req->state = -1;
+        req->limit = 100;
+        const char *state = NULL;
+        if (!opt_string(d, root, "queue", 64, &req->queue) ||
+            !opt_string(d, root, "state", 32, &state)) {
+            return false;
+        }
+        if (state != NULL && (req->state = jobq__state_parse(state)) < 0) {
+            return fail(d, "invalid_argument",
+                        "unknown state \"%s\": use scheduled, ready, running, retrying, "
+                        "succeeded, dead or cancelled", state);
+        }
+        v = 0;
+        if (!opt_int(d, root, "after", 0, INT64_MAX, &v)) {
+            return false;
+        }
+        req->after_id = v;
+        v = 100;
+        if (!opt_int(d, root, "limit", 1, 1000, &v)) {
+            return false;
+        }
+        req->limit = (int)v;
+        return true;
+    }
+    case REQ_PAUSE:
+    case REQ_RESUME:
+        if (!opt_string(d, root, "queue", 64, &req->queue)) {
+            return false;
+        }
+        if (req->queue == NULL) {
+            return fail(d, "invalid_argument", "field \"%s\" is required", "queue");
+        }
+        return true;
+    }
+    return fail(d, "unknown_op", "unknown op");
+}
+
+const char *
+jobq__request_decode(const char *buf, size_t len, const request_limits *lim, request *req,
+                     char *err, size_t errlen)
+{
+    dec d = {.code = NULL, .err = err, .errlen = errlen};
+    json_error_t jerr;
+    memset(req, 0, sizeof(*req));
+    req->root = json_loadb(buf, len, JSON_REJECT_DUPLICATES, &jerr);
+    if (req->root == NULL) {
+        snprintf(err, errlen, "request is not valid JSON: %s at byte %d", jerr.text, jerr.position);
+        return "malformed";
+    }
+    if (!json_is_object(req->root)) {
+        json_decref(req->root);
+        req->root = NULL;
+        snprintf(err, errlen, "request must be a JSON object like {\"op\": \"ping\"}");
+        return "malformed";
+    }
+    json_t *op = json_object_get(req->root, "op");
+    const char *name = json_string_value(op);
+    bool found = false;
+    for (size_t i = 0; name != NULL && i < sizeof(ops) / sizeof(ops[0]); i++) {
+        if (strcmp(ops[i].name, name) == 0) {
+            req->op = ops[i].op;
+            found = true;
+        }
+    }
+    if (!found) {
+        if (name == NULL) {
+            snprintf(err, errlen, "field \"op\" (a string) is required");
+        } else {
+            snprintf(err, errlen, "unknown op \"%.64s\"; see proto/PROTOCOL.md for the ops", name);
+        }
+        json_decref(req->root);
+        req->root = NULL;
+        return "unknown_op";
+    }
+    if (!decode_body(&d, req, lim)) {
+        jobq__request_free(req);
+        return d.code;
+    }
+    return NULL;
+}
+
+void
+jobq__request_free(request *req)
+{
+    for (size_t i = 0; i < req->njobs; i++) {
+        free(req->jobs[i].payload);
+    }
+    free(req->jobs);
+    free(req->ids);
+    json_decref(req->root);
+    memset(req, 0, sizeof(*req));
+}

@@ -1,0 +1,74 @@
+/* request.h: decodes and validates one request message into a typed struct, at the edge. */
+#ifndef JOBQ_PROTO_REQUEST_H
+#define JOBQ_PROTO_REQUEST_H
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+typedef enum req_op {
+    REQ_PING,
+    REQ_SUBMIT,
+    REQ_SUBMIT_BATCH,
+    REQ_GET,
+    REQ_WAIT,
+    REQ_CANCEL,
+    REQ_LIST,
+    REQ_STATS,
+    REQ_PAUSE,
+    REQ_RESUME,
+} req_op;
+
+/** One job of a submit or submit_batch. Strings are borrowed from the request's JSON. */
+typedef struct req_job {
+    const char *queue;
+    char *payload;         /* owned: compact JSON text */
+    uint64_t payload_hash; /* hash of the payload with sorted keys; set only with a key */
+    int32_t priority;
+    bool has_run_at;
+    int64_t run_at_ms;
+    int64_t delay_ms;
+    int32_t max_attempts; /* 0: the queue's default */
+    int64_t timeout_ms;   /* 0: the queue's default */
+    const char *key;      /* NULL for none */
+} req_job;
+
+typedef struct request {
+    req_op op;
+    json_t *root;     /* owns every borrowed string */
+    req_job *jobs;    /* submit: 1, submit_batch: njobs */
+    size_t njobs;
+    int64_t *ids;     /* get, cancel: 1; wait: nids */
+    size_t nids;
+    int64_t timeout_ms; /* wait */
+    const char *queue;  /* list (NULL = any), pause, resume */
+    int state;          /* list: jobq_state or -1 */
+    int64_t after_id;   /* list */
+    int limit;          /* list */
+} request;
+
+typedef struct request_limits {
+    size_t max_batch;        /* jobs in one submit_batch */
+    size_t max_wait_ids;     /* ids in one wait */
+    int64_t max_wait_ms;     /* longest wait timeout */
+    size_t max_payload;      /* bytes of one payload, compact */
+} request_limits;
+
+/** jobq__request_decode: parses buf (len bytes) into *req. Returns NULL on success (then
+ *  release with jobq__request_free), or the wire error code ("malformed", "unknown_op",
+ *  "invalid_argument", "too_large") with a message for people in err; *req then holds
+ *  nothing to free. */
+const char *jobq__request_decode(const char *buf, size_t len, const request_limits *lim,
+                                 request *req, char *err, size_t errlen);
+
+/** jobq__request_free: releases what a successful decode allocated. Accepts a zeroed req. */
+void jobq__request_free(request *req);
+
+/** jobq__valid_queue_name: 1-64 characters of [A-Za-z0-9_.-]. */
+bool jobq__valid_queue_name(const char *name);
+
+/** jobq__payload_hash: FNV-1a 64 of v encoded compactly with sorted keys. */
+uint64_t jobq__payload_hash(const json_t *v);
+
+#endif
