@@ -597,7 +597,7 @@ store_promote_due(store *st, int64_t now_ms, size_t max,
         }
     }
     if (err == JOBQ_OK) {
-        for (size_t i = 0; i < n; i++) {
+        for (size_t i = 0; fn != NULL && i < n; i++) {
             fn(arg, queues[i], olds[i]);
         }
         *np = n;

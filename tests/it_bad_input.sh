@@ -1,0 +1,56 @@
+#!/usr/bin/env bash
+# it_bad_input.sh: every kind of bad request gets its stable error code and a log line, and
+# another client keeps being served the whole time.
+. "$(dirname "$0")/lib.sh"
+write_config '[server]
+max_message = 64k
+[queue.email]
+command = /bin/cat'
+# The [server] section continues above; max_message is small so the test stays small.
+start_jobqd
+
+# A second client submits all along; it must never see a failure.
+(
+    for i in $(seq 1 200); do
+        r=$(raw "{\"op\":\"submit\",\"queue\":\"email\",\"payload\":$i}") || exit 1
+        [ "$(jq -r .ok <<<"$r")" = true ] || { echo "other client failed: $r" >&2; exit 1; }
+    done
+) &
+other=$!
+
+code() { jq -r .error.code <<<"$1"; }
+
+expect_eq "malformed JSON" "$(code "$(raw '{"op": "submit", "queue": ')")" malformed
+expect_eq "not an object" "$(code "$(raw '[1,2,3]')")" malformed
+expect_eq "binary garbage" "$(code "$(raw $'\x01\x02\xff\xfe')")" malformed
+expect_eq "unknown op" "$(code "$(raw '{"op":"frobnicate"}')")" unknown_op
+expect_eq "missing op" "$(code "$(raw '{"queue":"email"}')")" unknown_op
+expect_eq "missing queue" "$(code "$(raw '{"op":"submit","payload":1}')")" invalid_argument
+expect_eq "mistyped priority" "$(code "$(raw '{"op":"submit","queue":"email","priority":"high"}')")" invalid_argument
+expect_eq "mistyped id" "$(code "$(raw '{"op":"get","id":"7"}')")" invalid_argument
+expect_eq "bad duration" "$(code "$(raw '{"op":"submit","queue":"email","delay":"soon"}')")" invalid_argument
+expect_eq "bad state filter" "$(code "$(raw '{"op":"list","state":"sleeping"}')")" invalid_argument
+expect_eq "bad queue name" "$(code "$(raw '{"op":"submit","queue":"a b"}')")" invalid_argument
+expect_eq "unknown queue" "$(code "$(raw '{"op":"submit","queue":"emial","payload":1}')")" unknown_queue
+msg=$(raw '{"op":"submit","queue":"emial"}' | jq -r .error.message)
+case "$msg" in *'[queue.emial]'*) ;; *) fail "unknown_queue message does not say what to do: $msg" ;; esac
+deep=$(printf '[%.0s' $(seq 1 5000))
+expect_eq "deeply nested" "$(code "$(raw "{\"op\":\"submit\",\"queue\":\"email\",\"payload\":$deep}")")" malformed
+ok "malformed, unknown op, missing and mistyped fields, unknown queue"
+
+# Over max_message (64 KiB) but under the hard cut-off: a too_large reply.
+big="$T/big.json"
+{ printf '{"op":"submit","queue":"email","payload":"'; head -c 100000 /dev/zero | tr '\0' x; printf '"}'; } >"$big"
+expect_eq "oversized" "$(code "$(raw_file "$big")")" too_large
+# Far over: nng drops that connection; the daemon goes on.
+huge="$T/huge.json"
+{ printf '{"op":"submit","queue":"email","payload":"'; head -c 1000000 /dev/zero | tr '\0' x; printf '"}'; } >"$huge"
+raw_file "$huge" >/dev/null 2>&1 || true
+ok "oversized messages"
+
+grep -q 'event=request_error code=unknown_queue' "$LOG" || fail "errors are not logged"
+wait "$other" || fail "the other client was not served throughout"
+expect_eq "still serving" "$(raw '{"op":"ping"}' | jq -r .ok)" true
+expect_eq "other client's jobs all stored" "$(raw '{"op":"stats"}' | jq -r .queues.email.ready)" 200
+ok "other clients served throughout"
+stop_jobqd

@@ -1,0 +1,87 @@
+#!/usr/bin/env bash
+# it_protocol.sh: a hand-written JSON request through nngcat (no libjobq) gets the replies
+# proto/PROTOCOL.md promises, and a submitted job reads back intact.
+. "$(dirname "$0")/lib.sh"
+write_config '[queue.email]
+command = /bin/cat
+max_attempts = 3
+timeout = 5s'
+start_jobqd
+
+r=$(raw '{"op":"ping"}')
+expect_eq "ping ok" "$(jq -r .ok <<<"$r")" true
+expect_eq "ping version" "$(jq -r '.version | test("^[0-9]+\\.[0-9]+\\.[0-9]+$")' <<<"$r")" true
+ok "ping"
+
+r=$(raw '{"op":"submit","queue":"email","payload":{"to":"a@example.com","n":[1,2,3]},"priority":5}')
+expect_eq "submit ok" "$(jq -r .ok <<<"$r")" true
+id=$(jq -r .id <<<"$r")
+expect_eq "submit state" "$(jq -r .state <<<"$r")" ready
+expect_eq "submit duplicate" "$(jq -r .duplicate <<<"$r")" false
+
+r=$(raw "{\"op\":\"get\",\"id\":$id}")
+expect_eq "get ok" "$(jq -r .ok <<<"$r")" true
+expect_eq "payload round trip" "$(jq -c .job.payload <<<"$r")" '{"to":"a@example.com","n":[1,2,3]}'
+expect_eq "queue" "$(jq -r .job.queue <<<"$r")" email
+expect_eq "priority" "$(jq -r .job.priority <<<"$r")" 5
+expect_eq "max_attempts from the queue" "$(jq -r .job.max_attempts <<<"$r")" 3
+expect_eq "timeout from the queue" "$(jq -r .job.timeout <<<"$r")" 5000
+expect_eq "attempt" "$(jq -r .job.attempt <<<"$r")" 0
+expect_eq "finished_at" "$(jq -r .job.finished_at <<<"$r")" null
+ok "submit -> get round trip"
+
+r=$(raw '{"op":"submit","queue":"email","payload":"later","delay":"1h","max_attempts":9,"timeout":"2s"}')
+expect_eq "delayed state" "$(jq -r .state <<<"$r")" scheduled
+lid=$(jq -r .id <<<"$r")
+r=$(raw "{\"op\":\"get\",\"id\":$lid}")
+expect_eq "per-job max_attempts" "$(jq -r .job.max_attempts <<<"$r")" 9
+expect_eq "per-job timeout" "$(jq -r .job.timeout <<<"$r")" 2000
+[ "$(jq -r '.job.run_at - .job.created_at' <<<"$r")" -ge 3599000 ] || fail "run_at is not 1h ahead"
+ok "delay, max_attempts and timeout per job"
+
+r=$(raw '{"op":"submit","queue":"email","payload":{"a":1},"key":"order-7"}')
+kid=$(jq -r .id <<<"$r")
+r=$(raw '{"op":"submit","queue":"email","payload":{"a":1},"key":"order-7"}')
+expect_eq "same key, same payload: same id" "$(jq -r .id <<<"$r")" "$kid"
+expect_eq "duplicate flag" "$(jq -r .duplicate <<<"$r")" true
+r=$(raw '{"op":"submit","queue":"email","payload":{"a":2},"key":"order-7"}')
+expect_eq "same key, other payload" "$(jq -r .error.code <<<"$r")" key_conflict
+ok "idempotency keys"
+
+r=$(raw '{"op":"stats"}')
+expect_eq "stats ready" "$(jq -r .queues.email.ready <<<"$r")" 2
+expect_eq "stats scheduled" "$(jq -r .queues.email.scheduled <<<"$r")" 1
+expect_eq "stats paused" "$(jq -r .queues.email.paused <<<"$r")" false
+expect_eq "stats breaker" "$(jq -r .queues.email.breaker <<<"$r")" closed
+ok "stats"
+
+r=$(raw '{"op":"list","queue":"email","limit":2}')
+expect_eq "list page size" "$(jq '.jobs | length' <<<"$r")" 2
+next=$(jq -r .next <<<"$r")
+r=$(raw "{\"op\":\"list\",\"queue\":\"email\",\"limit\":2,\"after\":$next}")
+expect_eq "list second page" "$(jq '.jobs | length' <<<"$r")" 1
+expect_eq "list last page next" "$(jq -r .next <<<"$r")" null
+r=$(raw '{"op":"list","state":"scheduled"}')
+expect_eq "list by state" "$(jq -r '.jobs[0].id' <<<"$r")" "$lid"
+ok "list with paging and filters"
+
+r=$(raw "{\"op\":\"cancel\",\"id\":$lid}")
+expect_eq "cancel" "$(jq -r .job.state <<<"$r")" cancelled
+r=$(raw "{\"op\":\"cancel\",\"id\":$lid}")
+expect_eq "cancel twice" "$(jq -r .error.code <<<"$r")" invalid_state
+r=$(raw '{"op":"cancel","id":999999}')
+expect_eq "cancel unknown" "$(jq -r .error.code <<<"$r")" not_found
+r=$(raw '{"op":"stats"}')
+expect_eq "stats after cancel" "$(jq -r '.queues.email | "\(.scheduled) \(.cancelled)"' <<<"$r")" "0 1"
+ok "cancel"
+
+r=$(raw '{"op":"pause","queue":"email"}')
+expect_eq "pause" "$(jq -r .paused <<<"$r")" true
+stop_jobqd
+start_jobqd
+r=$(raw '{"op":"stats"}')
+expect_eq "paused survives a restart" "$(jq -r .queues.email.paused <<<"$r")" true
+expect_eq "counts survive a restart" "$(jq -r .queues.email.ready <<<"$r")" 2
+raw '{"op":"resume","queue":"email"}' >/dev/null
+ok "pause and resume persist"
+stop_jobqd

@@ -1,0 +1,108 @@
+# lib.sh: helpers for integration tests: a real jobqd in a fresh temp dir, the real CLI.
+# Sourced by tests/it_*.sh. ctest passes JOBQD, JOBQ, JOBQ_BENCH, JOBQ_SRC; JOBQ_VALGRIND=1
+# runs jobqd under valgrind memcheck (errors and definite leaks fail the test).
+set -euo pipefail
+
+: "${JOBQD:?JOBQD must name the jobqd binary}"
+: "${JOBQ:?JOBQ must name the jobq binary}"
+
+T=$(mktemp -d "${TMPDIR:-/tmp}/jobq-it.XXXXXX")
+SOCK="ipc://$T/jobqd.sock"
+export JOBQ_URL="$SOCK"
+JOBQD_PID=
+TEST_NAME=$(basename "$0" .sh)
+
+cleanup() {
+    local rc=$?
+    if [ -n "$JOBQD_PID" ] && kill -0 "$JOBQD_PID" 2>/dev/null; then
+        kill -9 "$JOBQD_PID" 2>/dev/null || true
+    fi
+    if [ $rc -ne 0 ] && [ -n "${LOG:-}" ] && [ -f "$LOG" ]; then
+        echo "--- $LOG (last 40 lines) ---" >&2
+        tail -n 40 "$LOG" >&2
+    fi
+    rm -rf "$T"
+    exit $rc
+}
+trap cleanup EXIT
+
+fail() {
+    echo "FAIL [$TEST_NAME]: $*" >&2
+    exit 1
+}
+
+ok() {
+    echo "ok - $*"
+}
+
+# expect_eq WHAT GOT WANT
+expect_eq() {
+    [ "$2" = "$3" ] || fail "$1: got '$2', want '$3'"
+}
+
+# write_config [EXTRA_INI]: the config of this test's jobqd; EXTRA_INI is appended.
+write_config() {
+    cat >"$T/jobq.conf" <<INI
+[server]
+listen = $SOCK
+http =
+database = $T/jobq.db
+durability = full
+log_level = debug
+shutdown_grace = 5s
+INI
+    printf '%s\n' "${1:-}" >>"$T/jobq.conf"
+}
+
+# start_jobqd: starts jobqd on $T/jobq.conf and returns once it logged event=ready. Each
+# start logs to its own file, $LOG.
+STARTS=0
+start_jobqd() {
+    [ -f "$T/jobq.conf" ] || write_config
+    STARTS=$((STARTS + 1))
+    LOG="$T/jobqd.$STARTS.log"
+    : >"$LOG"
+    local cmd=("$JOBQD" -c "$T/jobq.conf")
+    if [ "${JOBQ_VALGRIND:-}" = 1 ]; then
+        cmd=(valgrind --quiet --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite
+             --show-leak-kinds=definite "${cmd[@]}")
+    fi
+    "${cmd[@]}" 2>>"$LOG" &
+    JOBQD_PID=$!
+    # Wait for the ready line: tail -F follows the log as it grows (no fixed sleep).
+    if ! timeout 60 grep -q -m1 'event=ready' <(tail -F -n +1 "$LOG" 2>/dev/null); then
+        cat "$LOG" >&2
+        fail "jobqd did not become ready"
+    fi
+}
+
+# stop_jobqd: SIGTERM, then checks the exit status is 0.
+stop_jobqd() {
+    kill -TERM "$JOBQD_PID"
+    local rc=0
+    wait "$JOBQD_PID" || rc=$?
+    JOBQD_PID=
+    expect_eq "jobqd exit status after SIGTERM" "$rc" 0
+}
+
+# kill9_jobqd: SIGKILL, no clean-up of any kind.
+kill9_jobqd() {
+    kill -9 "$JOBQD_PID"
+    wait "$JOBQD_PID" 2>/dev/null || true
+    JOBQD_PID=
+}
+
+# cli ARGS...: the real jobq CLI against this test's jobqd.
+cli() {
+    "$JOBQ" --url "$SOCK" "$@"
+}
+
+# raw JSON: sends one request with nngcat (no libjobq involved) and prints the reply.
+raw() {
+    nngcat --req --connect "$SOCK" --ascii --recv-timeout 10 --data "$1"
+}
+
+# raw_file FILE: like raw, with the request read from FILE.
+raw_file() {
+    nngcat --req --connect "$SOCK" --ascii --recv-timeout 30 --file "$1"
+}

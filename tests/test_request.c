@@ -1,0 +1,179 @@
+/* test_request.c: the request decoder: every op decodes into the right struct, and every
+ * kind of bad input maps to its stable error code. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include <string.h>
+
+#include "codec.h"
+#include "request.h"
+
+static const request_limits lim = {
+    .max_batch = 3, .max_wait_ids = 2, .max_wait_ms = 60000, .max_payload = 64};
+
+static const char *
+decode(const char *text, request *req)
+{
+    char err[256];
+    return jobq__request_decode(text, strlen(text), &lim, req, err, sizeof(err));
+}
+
+static void
+expect_code(const char *text, const char *code)
+{
+    request req;
+    const char *got = decode(text, &req);
+    if (got == NULL || strcmp(got, code) != 0) {
+        fail_msg("%s: got %s, want %s", text, got ? got : "success", code);
+    }
+}
+
+static void
+test_submit_decodes_every_field(void **state)
+{
+    request req;
+    assert_null(decode("{\"op\":\"submit\",\"queue\":\"mail\",\"payload\":{\"a\":[1,2]},"
+                       "\"priority\":-3,\"delay\":\"10s\",\"max_attempts\":4,\"timeout\":1500,"
+                       "\"key\":\"k\"}",
+                       &req));
+    assert_int_equal(req.op, REQ_SUBMIT);
+    assert_int_equal(req.njobs, 1);
+    req_job *j = &req.jobs[0];
+    assert_string_equal(j->queue, "mail");
+    assert_string_equal(j->payload, "{\"a\":[1,2]}");
+    assert_int_equal(j->priority, -3);
+    assert_int_equal(j->delay_ms, 10000);
+    assert_int_equal(j->max_attempts, 4);
+    assert_int_equal(j->timeout_ms, 1500);
+    assert_string_equal(j->key, "k");
+    assert_false(j->has_run_at);
+    jobq__request_free(&req);
+}
+
+static void
+test_payload_defaults_to_null_and_hash_ignores_key_order(void **state)
+{
+    request a, b;
+    assert_null(decode("{\"op\":\"submit\",\"queue\":\"q\"}", &a));
+    assert_string_equal(a.jobs[0].payload, "null");
+    jobq__request_free(&a);
+    assert_null(decode("{\"op\":\"submit\",\"queue\":\"q\",\"key\":\"k\",\"payload\":{\"x\":1,\"y\":2}}", &a));
+    assert_null(decode("{\"op\":\"submit\",\"queue\":\"q\",\"key\":\"k\",\"payload\":{\"y\":2,\"x\":1}}", &b));
+    assert_true(a.jobs[0].payload_hash == b.jobs[0].payload_hash);
+    jobq__request_free(&b);
+    assert_null(decode("{\"op\":\"submit\",\"queue\":\"q\",\"key\":\"k\",\"payload\":{\"y\":3,\"x\":1}}", &b));
+    assert_true(a.jobs[0].payload_hash != b.jobs[0].payload_hash);
+    jobq__request_free(&a);
+    jobq__request_free(&b);
+}
+
+static void
+test_batch_default_queue_and_limits(void **state)
+{
+    request req;
+    assert_null(decode("{\"op\":\"submit_batch\",\"queue\":\"d\",\"jobs\":[{\"payload\":1},"
+                       "{\"queue\":\"o\",\"payload\":2}]}",
+                       &req));
+    assert_int_equal(req.njobs, 2);
+    assert_string_equal(req.jobs[0].queue, "d");
+    assert_string_equal(req.jobs[1].queue, "o");
+    jobq__request_free(&req);
+    expect_code("{\"op\":\"submit_batch\",\"jobs\":[{\"payload\":1}]}", "invalid_argument");
+    expect_code("{\"op\":\"submit_batch\",\"queue\":\"d\",\"jobs\":[]}", "invalid_argument");
+    expect_code("{\"op\":\"submit_batch\",\"queue\":\"d\",\"jobs\":[1,2,3,4]}", "too_large");
+    expect_code("{\"op\":\"submit_batch\",\"queue\":\"d\",\"jobs\":[{},{\"priority\":\"x\"}]}",
+                "invalid_argument");
+}
+
+static void
+test_wait_list_get(void **state)
+{
+    request req;
+    assert_null(decode("{\"op\":\"wait\",\"ids\":[4,5],\"timeout\":\"2s\"}", &req));
+    assert_int_equal(req.nids, 2);
+    assert_int_equal(req.ids[1], 5);
+    assert_int_equal(req.timeout_ms, 2000);
+    jobq__request_free(&req);
+    assert_null(decode("{\"op\":\"wait\",\"id\":9}", &req));
+    assert_int_equal(req.timeout_ms, 30000);
+    jobq__request_free(&req);
+    expect_code("{\"op\":\"wait\",\"ids\":[1,2,3]}", "too_large");
+    expect_code("{\"op\":\"wait\",\"id\":1,\"timeout\":\"2h\"}", "invalid_argument");
+    expect_code("{\"op\":\"wait\"}", "invalid_argument");
+    assert_null(decode("{\"op\":\"list\",\"state\":\"dead\",\"after\":10,\"limit\":5}", &req));
+    assert_int_equal(req.state, JOBQ_DEAD);
+    assert_int_equal(req.after_id, 10);
+    assert_int_equal(req.limit, 5);
+    jobq__request_free(&req);
+    expect_code("{\"op\":\"list\",\"limit\":0}", "invalid_argument");
+    expect_code("{\"op\":\"list\",\"limit\":1001}", "invalid_argument");
+    expect_code("{\"op\":\"get\",\"id\":0}", "invalid_argument");
+    expect_code("{\"op\":\"get\",\"id\":1.5}", "invalid_argument");
+    expect_code("{\"op\":\"get\"}", "invalid_argument");
+}
+
+static void
+test_bad_input_codes(void **state)
+{
+    expect_code("", "malformed");
+    expect_code("{", "malformed");
+    expect_code("[]", "malformed");
+    expect_code("\"ping\"", "malformed");
+    expect_code("{\"op\":\"ping\",\"op\":\"stats\"}", "malformed");
+    expect_code("{\"op\":1}", "unknown_op");
+    expect_code("{\"op\":\"nope\"}", "unknown_op");
+    expect_code("{\"op\":\"submit\",\"queue\":\"\"}", "invalid_argument");
+    expect_code("{\"op\":\"submit\",\"queue\":\"a/b\"}", "invalid_argument");
+    expect_code("{\"op\":\"submit\",\"queue\":\"q\",\"timeout\":0}", "invalid_argument");
+    expect_code("{\"op\":\"submit\",\"queue\":\"q\",\"max_attempts\":0}", "invalid_argument");
+    expect_code("{\"op\":\"submit\",\"queue\":\"q\",\"priority\":4294967296}", "invalid_argument");
+    expect_code("{\"op\":\"submit\",\"queue\":\"q\",\"run_at\":\"tomorrow\"}", "invalid_argument");
+    expect_code("{\"op\":\"submit\",\"queue\":\"q\",\"key\":7}", "invalid_argument");
+    expect_code("{\"op\":\"submit\",\"queue\":\"q\",\"payload\":\"0123456789012345678901234567890123456789012345678901234567890123456789\"}",
+                "too_large");
+    expect_code("{\"op\":\"pause\"}", "invalid_argument");
+    /* A NUL byte inside the message. */
+    request req;
+    char err[128];
+    assert_string_equal(jobq__request_decode("{\"op\":\"ping\"}\0x", 15, &lim, &req, err, sizeof(err)),
+                        "malformed");
+}
+
+static void
+test_durations(void **state)
+{
+    int64_t ms = -1;
+    assert_true(jobq__duration_parse("250ms", &ms));
+    assert_int_equal(ms, 250);
+    assert_true(jobq__duration_parse("10s", &ms));
+    assert_int_equal(ms, 10000);
+    assert_true(jobq__duration_parse("5m", &ms));
+    assert_int_equal(ms, 300000);
+    assert_true(jobq__duration_parse("1h", &ms));
+    assert_int_equal(ms, 3600000);
+    assert_true(jobq__duration_parse("42", &ms));
+    assert_int_equal(ms, 42);
+    assert_false(jobq__duration_parse("", &ms));
+    assert_false(jobq__duration_parse("-1s", &ms));
+    assert_false(jobq__duration_parse("1d", &ms));
+    assert_false(jobq__duration_parse("s", &ms));
+    assert_false(jobq__duration_parse("99999999999999999999h", &ms));
+    assert_false(jobq__duration_parse("9999999999999999h", &ms));
+}
+
+int
+main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_submit_decodes_every_field),
+        cmocka_unit_test(test_payload_defaults_to_null_and_hash_ignores_key_order),
+        cmocka_unit_test(test_batch_default_queue_and_limits),
+        cmocka_unit_test(test_wait_list_get),
+        cmocka_unit_test(test_bad_input_codes),
+        cmocka_unit_test(test_durations),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -1,0 +1,393 @@
+/* test_store.c: the SQLite store on a real temp file: inserts, keys, cancel, list, claim
+ * order and its index, scheduling, recovery and migrations. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "migrate.h"
+#include "store.h"
+
+typedef struct fixture {
+    char dir[64];
+    char path[128];
+    store *st;
+} fixture;
+
+static int
+setup(void **state)
+{
+    fixture *f = calloc(1, sizeof(*f));
+    snprintf(f->dir, sizeof(f->dir), "/tmp/jobq-store.XXXXXX");
+    assert_non_null(mkdtemp(f->dir));
+    snprintf(f->path, sizeof(f->path), "%s/jobq.db", f->dir);
+    char err[256];
+    assert_int_equal(store_open(f->path, DURABILITY_FULL, &f->st, err, sizeof(err)), JOBQ_OK);
+    *state = f;
+    return 0;
+}
+
+static int
+teardown(void **state)
+{
+    fixture *f = *state;
+    store_close(f->st);
+    char cmd[160];
+    snprintf(cmd, sizeof(cmd), "rm -rf %s", f->dir);
+    assert_int_equal(system(cmd), 0);
+    free(f);
+    return 0;
+}
+
+static int64_t
+insert(store *st, const char *queue, int32_t prio, int64_t run_at, int64_t now)
+{
+    job_spec s = {.queue = queue, .payload = "{}", .priority = prio, .run_at_ms = run_at,
+                  .max_attempts = 3, .timeout_ms = 1000};
+    int64_t id;
+    bool dup;
+    int st_;
+    assert_int_equal(store_begin(st), JOBQ_OK);
+    assert_int_equal(store_insert(st, &s, now, &id, &dup, &st_), JOBQ_OK);
+    assert_int_equal(store_commit(st), JOBQ_OK);
+    assert_false(dup);
+    return id;
+}
+
+static void
+test_insert_get(void **state)
+{
+    fixture *f = *state;
+    job_spec s = {.queue = "mail", .payload = "{\"to\":\"x\"}", .priority = 7, .run_at_ms = 1000,
+                  .max_attempts = 5, .timeout_ms = 2500};
+    int64_t id;
+    bool dup;
+    int st;
+    assert_int_equal(store_begin(f->st), JOBQ_OK);
+    assert_int_equal(store_insert(f->st, &s, 1000, &id, &dup, &st), JOBQ_OK);
+    assert_int_equal(store_commit(f->st), JOBQ_OK);
+    assert_int_equal(st, JOBQ_READY);
+    job_row r;
+    assert_int_equal(store_get(f->st, id, &r), JOBQ_OK);
+    assert_string_equal(r.queue, "mail");
+    assert_string_equal(r.payload, "{\"to\":\"x\"}");
+    assert_int_equal(r.priority, 7);
+    assert_int_equal(r.state, JOBQ_READY);
+    assert_int_equal(r.max_attempts, 5);
+    assert_int_equal(r.timeout_ms, 2500);
+    assert_int_equal(r.created_at_ms, 1000);
+    assert_null(r.key);
+    job_row_clear(&r);
+    assert_int_equal(store_get(f->st, id + 1, &r), JOBQ_ENOENT);
+}
+
+static void
+test_future_job_is_scheduled(void **state)
+{
+    fixture *f = *state;
+    job_spec s = {.queue = "mail", .payload = "1", .run_at_ms = 5000, .max_attempts = 1,
+                  .timeout_ms = 1};
+    int64_t id;
+    bool dup;
+    int st;
+    assert_int_equal(store_begin(f->st), JOBQ_OK);
+    assert_int_equal(store_insert(f->st, &s, 4999, &id, &dup, &st), JOBQ_OK);
+    assert_int_equal(store_commit(f->st), JOBQ_OK);
+    assert_int_equal(st, JOBQ_SCHEDULED);
+    job_row rows[1];
+    size_t n = 9;
+    assert_int_equal(store_claim(f->st, "mail", 4999, 1, rows, &n), JOBQ_OK);
+    assert_int_equal(n, 0);
+    int64_t at;
+    assert_int_equal(store_next_due(f->st, &at), JOBQ_OK);
+    assert_int_equal(at, 5000);
+}
+
+static void
+test_key_duplicate_and_conflict(void **state)
+{
+    fixture *f = *state;
+    job_spec s = {.queue = "mail", .payload = "1", .payload_hash = 42, .max_attempts = 1,
+                  .timeout_ms = 1, .key = "k1"};
+    int64_t id1, id2;
+    bool dup;
+    int st;
+    assert_int_equal(store_begin(f->st), JOBQ_OK);
+    assert_int_equal(store_insert(f->st, &s, 0, &id1, &dup, &st), JOBQ_OK);
+    assert_false(dup);
+    assert_int_equal(store_insert(f->st, &s, 0, &id2, &dup, &st), JOBQ_OK);
+    assert_true(dup);
+    assert_int_equal(id1, id2);
+    s.payload_hash = 43;
+    assert_int_equal(store_insert(f->st, &s, 0, &id2, &dup, &st), JOBQ_ECONFLICT);
+    s.queue = "other"; /* keys are per queue */
+    assert_int_equal(store_insert(f->st, &s, 0, &id2, &dup, &st), JOBQ_OK);
+    assert_false(dup);
+    assert_int_equal(store_commit(f->st), JOBQ_OK);
+}
+
+static void
+test_savepoint_rolls_back_one_op(void **state)
+{
+    fixture *f = *state;
+    job_spec s = {.queue = "mail", .payload = "1", .max_attempts = 1, .timeout_ms = 1};
+    int64_t id;
+    bool dup;
+    int st;
+    assert_int_equal(store_begin(f->st), JOBQ_OK);
+    assert_int_equal(store_savepoint(f->st), JOBQ_OK);
+    assert_int_equal(store_insert(f->st, &s, 0, &id, &dup, &st), JOBQ_OK);
+    store_rollback_savepoint(f->st);
+    assert_int_equal(store_savepoint(f->st), JOBQ_OK);
+    int64_t kept;
+    assert_int_equal(store_insert(f->st, &s, 0, &kept, &dup, &st), JOBQ_OK);
+    store_release(f->st);
+    assert_int_equal(store_commit(f->st), JOBQ_OK);
+    job_row r;
+    assert_int_equal(store_get(f->st, id, &r), id == kept ? JOBQ_OK : JOBQ_ENOENT);
+    job_row_clear(&r);
+    assert_int_equal(store_get(f->st, kept, &r), JOBQ_OK);
+    job_row_clear(&r);
+}
+
+static void
+test_cancel_states(void **state)
+{
+    fixture *f = *state;
+    int64_t id = insert(f->st, "mail", 0, 0, 0);
+    job_row r;
+    int old;
+    assert_int_equal(store_begin(f->st), JOBQ_OK);
+    assert_int_equal(store_cancel(f->st, id, 10, false, &r, &old), JOBQ_OK);
+    assert_int_equal(old, JOBQ_READY);
+    assert_int_equal(r.state, JOBQ_CANCELLED);
+    assert_int_equal(r.finished_at_ms, 10);
+    job_row_clear(&r);
+    assert_int_equal(store_cancel(f->st, id, 10, false, &r, &old), JOBQ_ESTATE);
+    assert_int_equal(store_cancel(f->st, id + 100, 10, false, &r, &old), JOBQ_ENOENT);
+    assert_int_equal(store_commit(f->st), JOBQ_OK);
+}
+
+static void
+test_claim_order_priority_run_at_id(void **state)
+{
+    fixture *f = *state;
+    int64_t a = insert(f->st, "q", 0, 100, 1000);
+    int64_t b = insert(f->st, "q", 5, 300, 1000);
+    int64_t c = insert(f->st, "q", 5, 200, 1000);
+    int64_t d = insert(f->st, "q", 0, 100, 1000);
+    insert(f->st, "other", 9, 0, 1000);
+    job_row rows[8];
+    size_t n;
+    assert_int_equal(store_begin(f->st), JOBQ_OK);
+    assert_int_equal(store_claim(f->st, "q", 2000, 8, rows, &n), JOBQ_OK);
+    assert_int_equal(store_commit(f->st), JOBQ_OK);
+    assert_int_equal(n, 4);
+    int64_t want[] = {c, b, a, d};
+    for (size_t i = 0; i < n; i++) {
+        assert_int_equal(rows[i].id, want[i]);
+        assert_int_equal(rows[i].state, JOBQ_RUNNING);
+        assert_int_equal(rows[i].attempt, 1);
+        job_row_clear(&rows[i]);
+    }
+    job_row r;
+    assert_int_equal(store_get(f->st, c, &r), JOBQ_OK);
+    assert_int_equal(r.state, JOBQ_RUNNING);
+    assert_int_equal(r.attempt, 1);
+    assert_int_equal(r.started_at_ms, 2000);
+    job_row_clear(&r);
+}
+
+/* The claim must be one index seek, never a sort of the backlog. */
+static void
+test_claim_uses_ready_index(void **state)
+{
+    fixture *f = *state;
+    sqlite3 *db;
+    assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK);
+    sqlite3_stmt *s;
+    assert_int_equal(sqlite3_prepare_v2(db,
+                                        "EXPLAIN QUERY PLAN SELECT id FROM jobs WHERE queue = 'q' "
+                                        "AND state = 1 ORDER BY priority DESC, run_at, id LIMIT 1",
+                                        -1, &s, NULL),
+                     SQLITE_OK);
+    char plan[1024] = "";
+    while (sqlite3_step(s) == SQLITE_ROW) {
+        strncat(plan, (const char *)sqlite3_column_text(s, 3), sizeof(plan) - strlen(plan) - 2);
+        strcat(plan, ";");
+    }
+    sqlite3_finalize(s);
+    sqlite3_close(db);
+    assert_non_null(strstr(plan, "jobs_ready"));
+    assert_null(strstr(plan, "TEMP B-TREE"));
+}
+
+static void
+test_finish_and_retry(void **state)
+{
+    fixture *f = *state;
+    int64_t id = insert(f->st, "q", 0, 0, 0);
+    job_row rows[1];
+    size_t n;
+    assert_int_equal(store_begin(f->st), JOBQ_OK);
+    assert_int_equal(store_claim(f->st, "q", 10, 1, rows, &n), JOBQ_OK);
+    job_row_clear(&rows[0]);
+    assert_int_equal(store_finish(f->st, id, JOBQ_RETRYING, 20, 500, NULL, "exit 1"), JOBQ_OK);
+    /* Not running any more: a second finish is refused. */
+    assert_int_equal(store_finish(f->st, id, JOBQ_SUCCEEDED, 20, 0, "x", NULL), JOBQ_ESTATE);
+    size_t promoted = 9;
+    assert_int_equal(store_promote_due(f->st, 499, 10, NULL, NULL, &promoted), JOBQ_OK);
+    assert_int_equal(promoted, 0);
+    assert_int_equal(store_commit(f->st), JOBQ_OK);
+    job_row r;
+    assert_int_equal(store_get(f->st, id, &r), JOBQ_OK);
+    assert_int_equal(r.state, JOBQ_RETRYING);
+    assert_int_equal(r.run_at_ms, 500);
+    assert_string_equal(r.error, "exit 1");
+    job_row_clear(&r);
+}
+
+static int promoted_count;
+static void
+count_promoted(void *arg, const char *queue, int old_state)
+{
+    (void)arg;
+    assert_string_equal(queue, "q");
+    assert_true(old_state == JOBQ_SCHEDULED || old_state == JOBQ_RETRYING);
+    promoted_count++;
+}
+
+static void
+test_promote_due(void **state)
+{
+    fixture *f = *state;
+    insert(f->st, "q", 0, 100, 0);
+    insert(f->st, "q", 0, 200, 0);
+    insert(f->st, "q", 0, 300, 0);
+    size_t n;
+    promoted_count = 0;
+    assert_int_equal(store_begin(f->st), JOBQ_OK);
+    assert_int_equal(store_promote_due(f->st, 200, 10, count_promoted, NULL, &n), JOBQ_OK);
+    assert_int_equal(store_commit(f->st), JOBQ_OK);
+    assert_int_equal(n, 2);
+    assert_int_equal(promoted_count, 2);
+    int64_t at;
+    assert_int_equal(store_next_due(f->st, &at), JOBQ_OK);
+    assert_int_equal(at, 300);
+}
+
+static void
+test_recover_running(void **state)
+{
+    fixture *f = *state;
+    int64_t id = insert(f->st, "q", 0, 0, 0);
+    job_row rows[1];
+    size_t n;
+    assert_int_equal(store_begin(f->st), JOBQ_OK);
+    assert_int_equal(store_claim(f->st, "q", 10, 1, rows, &n), JOBQ_OK);
+    assert_int_equal(store_commit(f->st), JOBQ_OK);
+    job_row_clear(&rows[0]);
+    /* As if jobqd died: reopen and recover. */
+    store_close(f->st);
+    char err[256];
+    assert_int_equal(store_open(f->path, DURABILITY_FULL, &f->st, err, sizeof(err)), JOBQ_OK);
+    assert_int_equal(store_begin(f->st), JOBQ_OK);
+    assert_int_equal(store_recover_running(f->st, "interrupted", &n), JOBQ_OK);
+    assert_int_equal(store_commit(f->st), JOBQ_OK);
+    assert_int_equal(n, 1);
+    job_row r;
+    assert_int_equal(store_get(f->st, id, &r), JOBQ_OK);
+    assert_int_equal(r.state, JOBQ_READY);
+    assert_int_equal(r.attempt, 1); /* the interrupted attempt stays counted */
+    job_row_clear(&r);
+}
+
+static void
+test_list_paging(void **state)
+{
+    fixture *f = *state;
+    for (int i = 0; i < 5; i++) {
+        insert(f->st, i % 2 ? "a" : "b", 0, 0, 0);
+    }
+    job_row rows[3];
+    size_t n;
+    list_filter lf = {.queue = "b", .state = -1, .after_id = 0, .limit = 2};
+    assert_int_equal(store_list(f->st, &lf, rows, &n), JOBQ_OK);
+    assert_int_equal(n, 2);
+    assert_int_equal(rows[0].id, 1);
+    assert_int_equal(rows[1].id, 3);
+    lf.after_id = rows[1].id;
+    job_row_clear(&rows[0]);
+    job_row_clear(&rows[1]);
+    assert_int_equal(store_list(f->st, &lf, rows, &n), JOBQ_OK);
+    assert_int_equal(n, 1);
+    assert_int_equal(rows[0].id, 5);
+    job_row_clear(&rows[0]);
+    lf = (list_filter){.queue = NULL, .state = JOBQ_DEAD, .limit = 3};
+    assert_int_equal(store_list(f->st, &lf, rows, &n), JOBQ_OK);
+    assert_int_equal(n, 0);
+}
+
+static void
+test_newer_database_refused(void **state)
+{
+    fixture *f = *state;
+    store_close(f->st);
+    f->st = NULL;
+    sqlite3 *db;
+    assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK);
+    char sql[64];
+    snprintf(sql, sizeof(sql), "PRAGMA user_version = %d", migrate_latest() + 1);
+    assert_int_equal(sqlite3_exec(db, sql, NULL, NULL, NULL), SQLITE_OK);
+    sqlite3_close(db);
+    char err[512] = "";
+    assert_int_not_equal(store_open(f->path, DURABILITY_FULL, &f->st, err, sizeof(err)), JOBQ_OK);
+    assert_null(f->st);
+    assert_non_null(strstr(err, "newer jobqd"));
+}
+
+static void
+test_fresh_database_gets_every_migration(void **state)
+{
+    fixture *f = *state;
+    sqlite3 *db;
+    assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK);
+    sqlite3_stmt *s;
+    assert_int_equal(sqlite3_prepare_v2(db, "PRAGMA user_version", -1, &s, NULL), SQLITE_OK);
+    assert_int_equal(sqlite3_step(s), SQLITE_ROW);
+    assert_int_equal(sqlite3_column_int(s, 0), migrate_latest());
+    sqlite3_finalize(s);
+    assert_int_equal(sqlite3_prepare_v2(db, "PRAGMA journal_mode", -1, &s, NULL), SQLITE_OK);
+    assert_int_equal(sqlite3_step(s), SQLITE_ROW);
+    assert_string_equal((const char *)sqlite3_column_text(s, 0), "wal");
+    sqlite3_finalize(s);
+    sqlite3_close(db);
+}
+
+int
+main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_insert_get, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_future_job_is_scheduled, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_key_duplicate_and_conflict, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_savepoint_rolls_back_one_op, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_cancel_states, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_claim_order_priority_run_at_id, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_claim_uses_ready_index, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_finish_and_retry, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_promote_due, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_recover_running, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_list_paging, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_newer_database_refused, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_fresh_database_gets_every_migration, setup, teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
