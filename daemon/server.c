@@ -5,9 +5,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "codec.h"
 #include "log.h"
+#include "runner.h"
+#include "scheduler.h"
 
 /* One request in progress: the decoded request, its store operation and its outputs. */
 typedef struct call {
@@ -27,6 +30,29 @@ typedef struct call {
 } call;
 
 static void call_free(call *c);
+
+/* A held wait (or a cancel of a running job): replied when every named job has ended. */
+typedef struct waiter {
+    call *c;
+    json_t *jobs;     /* snapshots, in the order of c->req.ids */
+    size_t remaining; /* jobs not ended yet */
+    uv_timer_t timer;
+    bool timed_out;
+} waiter;
+
+/* One (job id -> waiter) entry of the server's hash. */
+struct wait_link {
+    int64_t id;
+    waiter *w;
+    size_t index; /* into w->jobs */
+    wait_link *next;
+};
+
+static bool
+job_ended(int state)
+{
+    return state == JOBQ_SUCCEEDED || state == JOBQ_DEAD || state == JOBQ_CANCELLED;
+}
 
 /* ---- replies ---- */
 
@@ -221,7 +247,16 @@ done_submit(wop *op)
     size_t added = 0;
     for (size_t i = 0; i < c->req.njobs; i++) {
         if (!c->dups[i]) {
-            server_count_move(server_queue_add(s, c->specs[i].queue), -1, c->states[i]);
+            qstate *q = server_queue_add(s, c->specs[i].queue);
+            if (q == NULL) {
+                continue;
+            }
+            server_count_move(q, -1, c->states[i]);
+            if (c->states[i] == JOBQ_SCHEDULED) {
+                sched_note_due(s, c->specs[i].run_at_ms);
+            } else if (i + 1 == c->req.njobs || strcmp(c->specs[i].queue, c->specs[i + 1].queue) != 0) {
+                sched_dispatch(s, q);
+            }
             added++;
         }
     }
@@ -350,10 +385,26 @@ exec_cancel(store *st, wop *op, int64_t now_ms)
     return store_cancel(st, c->req.ids[0], now_ms, false, &c->row, &c->old_state);
 }
 
+static void wait_register(call *c, job_row *rows, size_t n);
+static void server_check_drained(server *s);
+
 static void
 done_cancel(wop *op)
 {
     call *c = container_of(op, call, op);
+    if (op->err == JOBQ_ESTATE) {
+        /* Running: its runner kills it and the reply waits for the recorded outcome. A job
+         * claimed but not yet started is found on the next try. */
+        runner *r = runner_find(c->srv, c->req.ids[0]);
+        job_row row;
+        if (r != NULL && r->state == RUN_EXECUTING && !r->exited && r->kill == KILL_NONE) {
+            row = r->job;
+            runner_stop(r, KILL_CANCEL);
+            c->req.op = REQ_CANCEL;
+            wait_register(c, &row, 1);
+            return;
+        }
+    }
     if (op->err == JOBQ_OK) {
         qstate *q = server_queue_add(c->srv, c->row.queue);
         if (q != NULL) {
@@ -412,6 +463,7 @@ done_pause(wop *op)
     qstate *q = server_queue_add(c->srv, c->req.queue);
     if (q != NULL) {
         q->paused = c->req.op == REQ_PAUSE;
+        sched_dispatch(c->srv, q);
     }
     log_info(c->req.op == REQ_PAUSE ? "queue_paused" : "queue_resumed", "queue=%s",
              c->req.queue);
@@ -419,6 +471,242 @@ done_pause(wop *op)
     json_object_set_new(o, "queue", json_string(c->req.queue));
     json_object_set_new(o, "paused", json_boolean(c->req.op == REQ_PAUSE));
     send_json(c, o);
+}
+
+
+/* ---- wait ---- */
+
+static size_t
+bucket_of(const server *s, int64_t id)
+{
+    uint64_t h = (uint64_t)id * 0x9e3779b97f4a7c15ULL;
+    return (size_t)(h >> 40) & (s->nbuckets - 1);
+}
+
+static void
+waiter_closed_cb(uv_handle_t *h)
+{
+    waiter *w = h->data;
+    free(w);
+}
+
+static void
+unlink_waiter(server *s, waiter *w)
+{
+    for (size_t i = 0; i < w->c->req.nids; i++) {
+        wait_link **pp = &s->waits[bucket_of(s, w->c->req.ids[i])];
+        while (*pp != NULL) {
+            if ((*pp)->w == w) {
+                wait_link *dead = *pp;
+                *pp = dead->next;
+                free(dead);
+            } else {
+                pp = &(*pp)->next;
+            }
+        }
+    }
+}
+
+/* waiter_finish: replies and frees. done: every job ended. */
+static void
+waiter_finish(server *s, waiter *w, bool done)
+{
+    unlink_waiter(s, w);
+    s->nwaiters--;
+    call *c = w->c;
+    json_t *jobs = w->jobs;
+    w->jobs = NULL;
+    uv_timer_stop(&w->timer);
+    uv_close((uv_handle_t *)&w->timer, waiter_closed_cb);
+    if (c->req.op == REQ_CANCEL) {
+        json_t *job = json_incref(json_array_get(jobs, 0));
+        json_decref(jobs);
+        const char *st = json_string_value(json_object_get(job, "state"));
+        if (st != NULL && strcmp(st, "cancelled") == 0) {
+            json_t *o = ok_object();
+            json_object_set_new(o, "job", job);
+            send_json(c, o);
+        } else {
+            json_decref(job);
+            char msg[160];
+            snprintf(msg, sizeof(msg), "job %lld finished (%s) before it could be cancelled",
+                     (long long)c->req.ids[0], st ? st : "?");
+            reply_error(c, "invalid_state", msg);
+        }
+        return;
+    }
+    json_t *o = ok_object();
+    json_object_set_new(o, "done", json_boolean(done));
+    json_object_set_new(o, "jobs", jobs);
+    send_json(c, o);
+}
+
+static int
+exec_wait_read(store *st, wop *op, int64_t now_ms)
+{
+    call *c = container_of(op, call, op);
+    for (size_t i = 0; i < c->req.nids; i++) {
+        int err = store_get(st, c->req.ids[i], &c->rows[i]);
+        if (err != JOBQ_OK) {
+            c->failed_at = i;
+            return err;
+        }
+        c->nrows = i + 1;
+    }
+    return JOBQ_OK;
+}
+
+static void wait_timer_cb(uv_timer_t *t);
+
+/* wait_register: holds c until the unfinished jobs among rows end (or the timeout). */
+static void
+wait_register(call *c, job_row *rows, size_t n)
+{
+    server *s = c->srv;
+    waiter *w = calloc(1, sizeof(*w));
+    if (w == NULL || (w->jobs = json_array()) == NULL) {
+        free(w);
+        reply_error(c, "internal", "out of memory");
+        return;
+    }
+    w->c = c;
+    uv_timer_init(s->loop, &w->timer);
+    w->timer.data = w;
+    s->nwaiters++;
+    for (size_t i = 0; i < n; i++) {
+        json_array_append_new(w->jobs, job_json(&rows[i]));
+        if (job_ended(rows[i].state)) {
+            continue;
+        }
+        wait_link *l = calloc(1, sizeof(*l));
+        if (l == NULL) {
+            continue; /* out of memory: this job reports as it is now, at the timeout */
+        }
+        l->id = rows[i].id;
+        l->w = w;
+        l->index = i;
+        size_t b = bucket_of(s, l->id);
+        l->next = s->waits[b];
+        s->waits[b] = l;
+        w->remaining++;
+    }
+    if (w->remaining == 0) {
+        waiter_finish(s, w, true);
+        return;
+    }
+    if (c->req.op == REQ_WAIT) {
+        uv_timer_start(&w->timer, wait_timer_cb, (uint64_t)c->req.timeout_ms, 0);
+    }
+}
+
+static void
+done_wait_read(wop *op)
+{
+    call *c = container_of(op, call, op);
+    if (op->err != JOBQ_OK) {
+        char msg[128];
+        if (op->err == JOBQ_ENOENT) {
+            snprintf(msg, sizeof(msg), "no job with id %lld", (long long)c->req.ids[c->failed_at]);
+        } else {
+            snprintf(msg, sizeof(msg), "%s", writer_last_error(&c->srv->w));
+        }
+        reply_err(c, op->err, msg);
+        return;
+    }
+    if (c->req.timeout_ms == 0) {
+        /* A poll, or the re-read after a timeout: reply with the jobs as they are. */
+        bool all = true;
+        json_t *jobs = json_array();
+        for (size_t i = 0; i < c->nrows; i++) {
+            all = all && job_ended(c->rows[i].state);
+            json_array_append_new(jobs, job_json(&c->rows[i]));
+        }
+        json_t *o = ok_object();
+        json_object_set_new(o, "done", json_boolean(all));
+        json_object_set_new(o, "jobs", jobs);
+        send_json(c, o);
+        return;
+    }
+    wait_register(c, c->rows, c->nrows);
+}
+
+static void
+start_wait(call *c)
+{
+    c->rows = calloc(c->req.nids, sizeof(*c->rows));
+    if (c->rows == NULL) {
+        reply_error(c, "internal", "out of memory");
+        return;
+    }
+    c->op.exec = exec_wait_read;
+    c->op.done = done_wait_read;
+    c->op.writes = false;
+    writer_push(&c->srv->w, &c->op);
+}
+
+/* wait_timer_cb: the wait's time is up: re-read the jobs and reply as they are now. */
+static void
+wait_timer_cb(uv_timer_t *t)
+{
+    waiter *w = t->data;
+    server *s = w->c->srv;
+    call *c = w->c;
+    unlink_waiter(s, w);
+    s->nwaiters--;
+    json_decref(w->jobs);
+    uv_close((uv_handle_t *)&w->timer, waiter_closed_cb);
+    for (size_t i = 0; i < c->nrows; i++) {
+        job_row_clear(&c->rows[i]);
+    }
+    c->nrows = 0;
+    c->req.timeout_ms = 0;
+    start_wait(c);
+}
+
+/* waiters_fail_all: at shutdown, every held wait gets shutting_down. */
+static void
+waiters_fail_all(server *s)
+{
+    for (size_t b = 0; b < s->nbuckets; b++) {
+        while (s->waits[b] != NULL) {
+            waiter *w = s->waits[b]->w;
+            unlink_waiter(s, w);
+            s->nwaiters--;
+            json_decref(w->jobs);
+            uv_close((uv_handle_t *)&w->timer, waiter_closed_cb);
+            reply_error(w->c, "shutting_down", "jobqd is shutting down; wait again when it is back");
+        }
+    }
+}
+
+void
+server_job_finished(server *s, qstate *q, const job_row *row, int old_state)
+{
+    server_count_move(q, old_state, row->state);
+    if (row->state == JOBQ_RETRYING) {
+        sched_note_due(s, row->run_at_ms);
+    }
+    if (job_ended(row->state)) {
+        wait_link *l = s->waits[bucket_of(s, row->id)];
+        while (l != NULL) {
+            wait_link *next = l->next;
+            if (l->id == row->id) {
+                waiter *w = l->w;
+                json_array_set_new(w->jobs, l->index, job_json(row));
+                l->id = 0; /* matched: a job ends once */
+                if (--w->remaining == 0) {
+                    waiter_finish(s, w, true);
+                    /* The bucket changed under us: start over from its head. */
+                    next = s->waits[bucket_of(s, row->id)];
+                }
+            }
+            l = next;
+        }
+    }
+    sched_dispatch(s, q);
+    if (s->draining) {
+        server_check_drained(s);
+    }
 }
 
 static void
@@ -521,7 +809,7 @@ on_request(void *arg, icall *ic, const char *body, size_t len)
         queue_op(c, exec_pause, done_pause, true);
         return;
     case REQ_WAIT:
-        reply_error(c, "unknown_op", "op \"wait\" is not available in this jobqd");
+        start_wait(c);
         return;
     }
     reply_error(c, "unknown_op", "unknown op");
@@ -554,17 +842,22 @@ closed_cb(uv_handle_t *h)
     (void)h;
 }
 
-/* maybe_finish: once draining and nothing is left in flight, closes every handle so the
- * loop ends. */
+/* server_check_drained: once draining and nothing is left in flight (no runner, no store
+ * operation), closes every handle so the loop ends. */
 static void
-maybe_finish(server *s)
+server_check_drained(server *s)
 {
-    if (!s->draining || s->closing || !writer_idle(&s->w)) {
+    if (!s->draining || s->closing || s->nrunning > 0 || !writer_idle(&s->w)) {
         return;
     }
     s->closing = true;
-    intake_close(s->in);
-    s->in = NULL;
+    waiters_fail_all(s);
+    if (s->in != NULL) {
+        intake_close(s->in);
+        s->in = NULL;
+    }
+    sched_close(s);
+    uv_close((uv_handle_t *)&s->grace_timer, closed_cb);
     uv_close((uv_handle_t *)&s->sig_term, closed_cb);
     uv_close((uv_handle_t *)&s->sig_int, closed_cb);
     log_info("drained", "%s", "");
@@ -573,7 +866,18 @@ maybe_finish(server *s)
 static void
 writer_idle_cb(void *arg)
 {
-    maybe_finish(arg);
+    server_check_drained(arg);
+}
+
+/* grace_cb: shutdown_grace is over: what still runs is killed and put back to ready. */
+static void
+grace_cb(uv_timer_t *t)
+{
+    server *s = t->data;
+    log_warn("grace_expired", "killing=%d", s->nrunning);
+    for (runner *r = s->runners; r != NULL; r = r->next) {
+        runner_stop(r, KILL_SHUTDOWN);
+    }
 }
 
 void
@@ -583,8 +887,12 @@ server_drain(server *s)
         return;
     }
     s->draining = true;
-    log_info("draining", "pending_requests=%zu", s->in ? intake_pending(s->in) : (size_t)0);
-    maybe_finish(s); /* else the writer's idle callback finishes it */
+    log_info("draining", "running=%d pending_requests=%zu grace_ms=%lld", s->nrunning,
+             s->in ? intake_pending(s->in) : (size_t)0, (long long)s->cfg->shutdown_grace_ms);
+    if (s->nrunning > 0) {
+        uv_timer_start(&s->grace_timer, grace_cb, (uint64_t)s->cfg->shutdown_grace_ms, 0);
+    }
+    server_check_drained(s); /* else the last runner or the writer's idle callback does */
 }
 
 static void
@@ -639,6 +947,19 @@ server_init(server *s, uv_loop_t *loop, config *cfg, store *st, char *err, size_
     writer_init(&s->w, loop, st);
     s->w.idle_cb = writer_idle_cb;
     s->w.idle_arg = s;
+    s->nbuckets = 1024;
+    s->waits = calloc(s->nbuckets, sizeof(*s->waits));
+    if (s->waits == NULL) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    s->rng = (uint64_t)uv_hrtime() ^ ((uint64_t)getpid() << 32);
+    if ((rc = sched_init(s)) != JOBQ_OK) {
+        snprintf(err, errlen, "cannot read the database: %s", store_errmsg(st));
+        return -1;
+    }
+    uv_timer_init(loop, &s->grace_timer);
+    s->grace_timer.data = s;
     if (intake_open(&s->in, loop, cfg->listen, cfg->nlisten, cfg->max_message, on_request, s, err,
                     errlen) != 0) {
         return -1;
@@ -649,6 +970,7 @@ server_init(server *s, uv_loop_t *loop, config *cfg, store *st, char *err, size_
     s->sig_int.data = s;
     uv_signal_start(&s->sig_term, signal_cb, SIGTERM);
     uv_signal_start(&s->sig_int, signal_cb, SIGINT);
+    sched_dispatch_all(s);
     return 0;
 }
 
@@ -660,6 +982,8 @@ server_free(server *s)
         free(s->queues[i]);
     }
     free(s->queues);
+    free(s->waits);
+    s->waits = NULL;
     s->queues = NULL;
     s->nqueues = 0;
 }

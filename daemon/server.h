@@ -25,7 +25,12 @@ typedef struct qstate {
     bool configured;        /* has a section in the config file */
     bool paused;
     int64_t counts[JOBQ_NSTATES]; /* jobs by state, kept in step with every commit */
+    int running;                  /* runners of this queue (<= conf->concurrency) */
+    int claiming;                 /* 1 while a claim is in flight */
 } qstate;
+
+typedef struct runner runner;
+typedef struct wait_link wait_link;
 
 typedef struct server {
     uv_loop_t *loop;
@@ -42,6 +47,16 @@ typedef struct server {
     bool draining; /* SIGTERM/SIGINT seen: no new work */
     bool closing;  /* handles are being closed; the loop ends when they are */
     int64_t started_at_ms;
+    uv_timer_t sched_timer; /* the scheduler's one timer */
+    int64_t next_due_ms;    /* earliest run_at of a scheduled/retrying job; INT64_MAX: none */
+    bool promoting;         /* a promotion is in flight */
+    runner *runners;        /* every running job */
+    int nrunning;
+    uint64_t rng;           /* splitmix64 state for backoff jitter */
+    uv_timer_t grace_timer; /* shutdown_grace while draining */
+    wait_link **waits;      /* hash buckets: job id -> the waits that name it */
+    size_t nbuckets;        /* a power of two */
+    size_t nwaiters;
 } server;
 
 /** server_init: prepares the server over an open store: loads counts and paused flags,
@@ -59,6 +74,10 @@ qstate *server_queue_add(server *s, const char *name);
 /** server_count_move: moves one job of q from state `from` to `to` in the counts (-1 for
  *  none). */
 void server_count_move(qstate *q, int from, int to);
+
+/** server_job_finished: a job of q left state old_state for row->state (succeeded, dead,
+ *  cancelled, retrying or ready) and row shows it now: counts, waiters, dispatch. */
+void server_job_finished(server *s, qstate *q, const job_row *row, int old_state);
 
 /** server_drain: starts the orderly shutdown (as SIGTERM does). */
 void server_drain(server *s);

@@ -1,0 +1,979 @@
+/* config.c: reads jobqd's INI config file with inih, validates every value once and reports the
+ * first problem as "FILE:LINE: reason". */
+#include "config.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <ini.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "codec.h"
+
+#define KIB ((int64_t)1024)
+#define MIB (1024 * KIB)
+#define HOUR_MS ((int64_t)3600 * 1000)
+#define DURATION_MAX_MS (8760 * HOUR_MS) /* one year: keeps now_ms + duration far from overflow */
+#define QUEUE_NAME_MAX 64
+
+enum key_kind {
+    KEY_RESERVED,   /* accepted and ignored: kept for a later feature */
+    KEY_LISTEN,     /* comma-separated nng URLs */
+    KEY_HOSTPORT,   /* "host:port", or empty for NULL */
+    KEY_STRING,     /* non-empty string */
+    KEY_DURABILITY, /* full | normal */
+    KEY_LOG_LEVEL,  /* debug | info | warn | error */
+    KEY_BOOL,       /* true|false|yes|no|on|off|1|0 */
+    KEY_DURATION,   /* int64_t ms, within [min, max] */
+    KEY_INT,        /* int, within [min, max] */
+    KEY_COUNT,      /* size_t, within [min, max] */
+    KEY_BYTES,      /* size_t bytes with an optional k/M suffix, within [min, max] */
+    KEY_ARGV,       /* command line split into a NULL-terminated argv */
+};
+
+/* One key a section accepts: where it is stored and what range it allows. */
+typedef struct key_def {
+    const char *name;
+    enum key_kind kind;
+    size_t off;  /* offset of the field in config or queue_conf */
+    int64_t min; /* inclusive bounds: ms for durations, bytes for sizes */
+    int64_t max;
+} key_def;
+
+static const key_def server_keys[] = {
+    {"listen", KEY_LISTEN, offsetof(config, listen), 0, 0},
+    {"http", KEY_HOSTPORT, offsetof(config, http), 0, 0},
+    {"database", KEY_STRING, offsetof(config, database), 0, 0},
+    {"durability", KEY_DURABILITY, offsetof(config, durability), 0, 0},
+    {"shutdown_grace", KEY_DURATION, offsetof(config, shutdown_grace_ms), 0, DURATION_MAX_MS},
+    {"log_level", KEY_LOG_LEVEL, offsetof(config, log_level), 0, 0},
+    {"allow_unknown_queues", KEY_BOOL, offsetof(config, allow_unknown_queues), 0, 0},
+    {"max_message", KEY_BYTES, offsetof(config, max_message), KIB, 256 * MIB},
+    {"max_batch", KEY_COUNT, offsetof(config, max_batch), 1, 1000000},
+    {"auth_token", KEY_RESERVED, 0, 0, 0},
+    {"tls_cert", KEY_RESERVED, 0, 0, 0},
+    {"tls_key", KEY_RESERVED, 0, 0, 0},
+    {"tls_ca", KEY_RESERVED, 0, 0, 0},
+    {"user", KEY_RESERVED, 0, 0, 0},
+    {"max_connections", KEY_RESERVED, 0, 0, 0},
+    {"max_waits", KEY_RESERVED, 0, 0, 0},
+};
+#define NSERVER_KEYS (sizeof(server_keys) / sizeof(server_keys[0]))
+
+static const key_def queue_keys[] = {
+    {"command", KEY_ARGV, offsetof(queue_conf, argv), 0, 0},
+    {"concurrency", KEY_INT, offsetof(queue_conf, concurrency), 1, 10000},
+    {"timeout", KEY_DURATION, offsetof(queue_conf, timeout_ms), 1, DURATION_MAX_MS},
+    {"max_attempts", KEY_INT, offsetof(queue_conf, max_attempts), 1, 1000},
+    {"backoff_base", KEY_DURATION, offsetof(queue_conf, backoff_base_ms), 1, DURATION_MAX_MS},
+    {"backoff_max", KEY_DURATION, offsetof(queue_conf, backoff_max_ms), 1, DURATION_MAX_MS},
+    {"breaker_failures", KEY_INT, offsetof(queue_conf, breaker_failures), 1, 1000000},
+    {"breaker_cooldown", KEY_DURATION, offsetof(queue_conf, breaker_cooldown_ms), 0,
+     DURATION_MAX_MS},
+    {"breaker_probes", KEY_INT, offsetof(queue_conf, breaker_probes), 1, 1000000},
+    {"output_cap", KEY_BYTES, offsetof(queue_conf, output_cap), 0, 64 * MIB},
+    {"url", KEY_RESERVED, 0, 0, 0},
+    {"lease", KEY_RESERVED, 0, 0, 0},
+    {"key_ttl", KEY_RESERVED, 0, 0, 0},
+    {"retention_succeeded", KEY_RESERVED, 0, 0, 0},
+    {"retention_dead", KEY_RESERVED, 0, 0, 0},
+    {"max_pending", KEY_RESERVED, 0, 0, 0},
+    {"rate", KEY_RESERVED, 0, 0, 0},
+};
+#define NQUEUE_KEYS (sizeof(queue_keys) / sizeof(queue_keys[0]))
+
+static const char *const listen_schemes[] = {"tcp://", "ipc://", "tls+tcp://", "ws://",
+                                             "inproc://"};
+
+enum section_kind { SEC_NONE, SEC_SERVER, SEC_QUEUE, SEC_IGNORED };
+
+/* State shared by the line reader and the key handler during one config_load. */
+typedef struct parse_ctx {
+    FILE *f;
+    config *cfg;
+    int lineno;     /* line most recently handed to inih */
+    int read_errno; /* errno of a failed read, or 0 */
+    int err_line;   /* line of the first error; 0 = none yet, -1 = no line applies */
+    char err[512];  /* reason of the first error, without the "FILE:LINE: " prefix */
+    enum section_kind sec;
+    size_t q;       /* SEC_QUEUE: index in cfg->queues */
+    char label[96]; /* "[server]", "[queue.NAME]": the current section, for messages */
+    size_t qcap;    /* allocated entries of cfg->queues and queue_lines */
+    int server_lines[NSERVER_KEYS];  /* line where each key was set, 0 = not set */
+    int (*queue_lines)[NQUEUE_KEYS]; /* the same per queue, parallel to cfg->queues */
+} parse_ctx;
+
+/* bad: records a reason for the current line unless an error was already recorded (only the
+ * first one is kept). Returns 0, inih's "error" result, so handlers can `return bad(...)`. */
+__attribute__((format(printf, 2, 3))) static int
+bad(parse_ctx *c, const char *fmt, ...)
+{
+    if (c->err_line != 0) {
+        return 0;
+    }
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(c->err, sizeof(c->err), fmt, ap);
+    va_end(ap);
+    c->err_line = c->lineno > 0 ? c->lineno : -1;
+    return 0;
+}
+
+/* edit_distance: Levenshtein distance of a and b, or a large number when either is longer
+ * than 63 bytes. Used only to suggest a key or section for a typo. */
+static size_t
+edit_distance(const char *a, const char *b)
+{
+    size_t la = strlen(a), lb = strlen(b);
+    if (la > 63 || lb > 63) {
+        return (size_t)-1;
+    }
+    size_t row[64];
+    for (size_t j = 0; j <= lb; j++) {
+        row[j] = j;
+    }
+    for (size_t i = 1; i <= la; i++) {
+        size_t diag = row[0];
+        row[0] = i;
+        for (size_t j = 1; j <= lb; j++) {
+            size_t up = row[j];
+            size_t best = diag + (a[i - 1] != b[j - 1]);
+            if (up + 1 < best) {
+                best = up + 1;
+            }
+            if (row[j - 1] + 1 < best) {
+                best = row[j - 1] + 1;
+            }
+            row[j] = best;
+            diag = up;
+        }
+    }
+    return row[lb];
+}
+
+/* format_duration: ms as the shortest exact "1h", "5m", "10s" or "250ms" into buf. */
+static const char *
+format_duration(int64_t ms, char *buf, size_t len)
+{
+    if (ms != 0 && ms % HOUR_MS == 0) {
+        snprintf(buf, len, "%lldh", (long long)(ms / HOUR_MS));
+    } else if (ms != 0 && ms % 60000 == 0) {
+        snprintf(buf, len, "%lldm", (long long)(ms / 60000));
+    } else if (ms != 0 && ms % 1000 == 0) {
+        snprintf(buf, len, "%llds", (long long)(ms / 1000));
+    } else {
+        snprintf(buf, len, "%lldms", (long long)ms);
+    }
+    return buf;
+}
+
+/* format_bytes: n as "64 MiB", "1 KiB" or "100 bytes" into buf. */
+static const char *
+format_bytes(int64_t n, char *buf, size_t len)
+{
+    if (n != 0 && n % MIB == 0) {
+        snprintf(buf, len, "%lld MiB", (long long)(n / MIB));
+    } else if (n != 0 && n % KIB == 0) {
+        snprintf(buf, len, "%lld KiB", (long long)(n / KIB));
+    } else {
+        snprintf(buf, len, "%lld bytes", (long long)n);
+    }
+    return buf;
+}
+
+/* parse_int: a plain decimal integer (optional leading '-') into *vp. Returns false on
+ * anything else or on overflow; range checks are the caller's. */
+static bool
+parse_int(const char *s, int64_t *vp)
+{
+    const char *p = s[0] == '-' ? s + 1 : s;
+    if (*p < '0' || *p > '9') {
+        return false;
+    }
+    errno = 0;
+    char *end;
+    long long v = strtoll(s, &end, 10);
+    if (errno != 0 || *end != '\0') {
+        return false;
+    }
+    *vp = v;
+    return true;
+}
+
+/* parse_bytes: "65536", "64k", "64K", "64KiB", "1m", "1M", "1MiB" into *vp (bytes). Returns
+ * false on any other text or on overflow. */
+static bool
+parse_bytes(const char *s, int64_t *vp)
+{
+    if (*s < '0' || *s > '9') {
+        return false;
+    }
+    errno = 0;
+    char *end;
+    long long v = strtoll(s, &end, 10);
+    if (errno != 0) {
+        return false;
+    }
+    int64_t mult;
+    if (*end == '\0') {
+        mult = 1;
+    } else if (strcmp(end, "k") == 0 || strcmp(end, "K") == 0 || strcmp(end, "KiB") == 0) {
+        mult = KIB;
+    } else if (strcmp(end, "m") == 0 || strcmp(end, "M") == 0 || strcmp(end, "MiB") == 0) {
+        mult = MIB;
+    } else {
+        return false;
+    }
+    if (v > INT64_MAX / mult) {
+        return false;
+    }
+    *vp = (int64_t)v * mult;
+    return true;
+}
+
+/* parse_bool: true|false|yes|no|on|off|1|0 (any case) into *vp. Returns false otherwise. */
+static bool
+parse_bool(const char *s, bool *vp)
+{
+    static const char *const yes[] = {"true", "yes", "on", "1"};
+    static const char *const no[] = {"false", "no", "off", "0"};
+    for (size_t i = 0; i < 4; i++) {
+        if (strcasecmp(s, yes[i]) == 0) {
+            *vp = true;
+            return true;
+        }
+        if (strcasecmp(s, no[i]) == 0) {
+            *vp = false;
+            return true;
+        }
+    }
+    return false;
+}
+
+/* free_argv: frees a NULL-terminated argv and its words; accepts NULL. */
+static void
+free_argv(char **argv)
+{
+    if (argv == NULL) {
+        return;
+    }
+    for (char **w = argv; *w != NULL; w++) {
+        free(*w);
+    }
+    free(argv);
+}
+
+/* split_command: splits s into words the way a shell would for a plain command line, without
+ * any other shell processing: whitespace separates words; '...' keeps everything literally;
+ * "..." groups words and a backslash in it escapes the next character; outside quotes a
+ * backslash escapes the next character. On success returns a NULL-terminated argv (caller
+ * frees with free_argv); on failure returns NULL with *why set to a static reason. */
+static char **
+split_command(const char *s, const char **why)
+{
+    size_t len = strlen(s);
+    char *buf = malloc(len + 1);                       /* one word at a time, never longer than s */
+    char **argv = calloc(len / 2 + 2, sizeof(char *)); /* at most (len + 1) / 2 words */
+    size_t n = 0;
+    *why = "out of memory";
+    if (buf == NULL || argv == NULL) {
+        goto fail;
+    }
+    const char *p = s;
+    for (;;) {
+        while (isspace((unsigned char)*p)) {
+            p++;
+        }
+        if (*p == '\0') {
+            break;
+        }
+        char *o = buf;
+        while (*p != '\0' && !isspace((unsigned char)*p)) {
+            if (*p == '\'') {
+                for (p++; *p != '\'' && *p != '\0'; p++) {
+                    *o++ = *p;
+                }
+                if (*p == '\0') {
+                    *why = "unterminated single quote (')";
+                    goto fail;
+                }
+                p++;
+            } else if (*p == '"') {
+                for (p++; *p != '"' && *p != '\0'; p++) {
+                    if (*p == '\\' && p[1] != '\0') {
+                        p++;
+                    }
+                    *o++ = *p;
+                }
+                if (*p == '\0') {
+                    *why = "unterminated double quote (\")";
+                    goto fail;
+                }
+                p++;
+            } else if (*p == '\\') {
+                if (p[1] == '\0') {
+                    *why = "a backslash at the end escapes nothing";
+                    goto fail;
+                }
+                *o++ = p[1];
+                p += 2;
+            } else {
+                *o++ = *p++;
+            }
+        }
+        *o = '\0';
+        argv[n] = strdup(buf);
+        if (argv[n] == NULL) {
+            *why = "out of memory";
+            goto fail;
+        }
+        n++;
+    }
+    if (n == 0) {
+        *why = "the command is empty (leave out `command` for a queue served by remote workers)";
+        goto fail;
+    }
+    if (argv[0][0] == '\0') {
+        *why = "the program name (first word) is empty";
+        goto fail;
+    }
+    free(buf);
+    return argv;
+fail:
+    free(buf);
+    free_argv(argv);
+    return NULL;
+}
+
+/* set_listen: replaces cfg->listen with the comma-separated URLs in value. Returns 1, or 0
+ * after recording why. */
+static int
+set_listen(parse_ctx *c, const char *value)
+{
+    size_t cap = 1;
+    for (const char *p = value; *p != '\0'; p++) {
+        cap += *p == ',';
+    }
+    char **urls = calloc(cap, sizeof(char *));
+    if (urls == NULL) {
+        return bad(c, "out of memory");
+    }
+    size_t n = 0;
+    const char *p = value;
+    for (;;) {
+        const char *end = strchr(p, ',');
+        if (end == NULL) {
+            end = p + strlen(p);
+        }
+        const char *a = p, *b = end;
+        while (a < b && isspace((unsigned char)*a)) {
+            a++;
+        }
+        while (b > a && isspace((unsigned char)b[-1])) {
+            b--;
+        }
+        size_t ulen = (size_t)(b - a);
+        if (ulen == 0) {
+            bad(c,
+                "%s listen = \"%s\": empty URL in the list: expected one or more nng URLs "
+                "separated by commas",
+                c->label, value);
+            goto fail;
+        }
+        bool ok = false;
+        for (size_t i = 0; i < sizeof(listen_schemes) / sizeof(listen_schemes[0]); i++) {
+            size_t sl = strlen(listen_schemes[i]);
+            if (ulen > sl && strncmp(a, listen_schemes[i], sl) == 0) {
+                ok = true;
+            }
+        }
+        if (!ok) {
+            bad(c,
+                "%s listen = \"%s\": \"%.*s\" is not an nng URL: expected tcp://HOST:PORT, "
+                "ipc:///PATH, tls+tcp://HOST:PORT, ws://HOST:PORT/PATH or inproc://NAME",
+                c->label, value, (int)ulen, a);
+            goto fail;
+        }
+        urls[n] = strndup(a, ulen);
+        if (urls[n] == NULL) {
+            bad(c, "out of memory");
+            goto fail;
+        }
+        n++;
+        if (*end == '\0') {
+            break;
+        }
+        p = end + 1;
+    }
+    for (size_t i = 0; i < c->cfg->nlisten; i++) {
+        free(c->cfg->listen[i]);
+    }
+    free(c->cfg->listen);
+    c->cfg->listen = urls;
+    c->cfg->nlisten = n;
+    return 1;
+fail:
+    for (size_t i = 0; i < n; i++) {
+        free(urls[i]);
+    }
+    free(urls);
+    return 0;
+}
+
+/* valid_hostport: true when s is "HOST:PORT" with a non-empty host and a port 0-65535. */
+static bool
+valid_hostport(const char *s)
+{
+    const char *colon = strrchr(s, ':');
+    if (colon == NULL || colon == s || colon[1] == '\0') {
+        return false;
+    }
+    for (const char *p = s; p < colon; p++) {
+        if (isspace((unsigned char)*p)) {
+            return false;
+        }
+    }
+    int64_t port;
+    return parse_int(colon + 1, &port) && colon[1] != '-' && port <= 65535;
+}
+
+/* set_value: parses value as def says and stores it in the field of obj. Returns 1, or 0
+ * after recording why. */
+static int
+set_value(parse_ctx *c, const key_def *def, void *obj, const char *value)
+{
+    char *field = (char *)obj + def->off;
+    const char *name = def->name;
+    char lo[32], hi[32];
+    int64_t v;
+    switch (def->kind) {
+    case KEY_RESERVED:
+        return 1;
+    case KEY_LISTEN:
+        return set_listen(c, value);
+    case KEY_HOSTPORT:
+    case KEY_STRING: {
+        char *copy = NULL;
+        if (def->kind == KEY_HOSTPORT && value[0] != '\0' && !valid_hostport(value)) {
+            return bad(c,
+                       "%s %s = \"%s\": expected HOST:PORT such as 127.0.0.1:7451, or "
+                       "nothing to disable it",
+                       c->label, name, value);
+        }
+        if (def->kind == KEY_STRING && value[0] == '\0') {
+            return bad(c, "%s %s is empty: expected a file path", c->label, name);
+        }
+        if (value[0] != '\0' && (copy = strdup(value)) == NULL) {
+            return bad(c, "out of memory");
+        }
+        char **dst = (char **)(void *)field;
+        free(*dst);
+        *dst = copy;
+        return 1;
+    }
+    case KEY_DURABILITY:
+        if (strcmp(value, "full") == 0) {
+            *(enum durability *)(void *)field = DURABILITY_FULL;
+        } else if (strcmp(value, "normal") == 0) {
+            *(enum durability *)(void *)field = DURABILITY_NORMAL;
+        } else {
+            return bad(c, "%s %s = \"%s\": expected full or normal", c->label, name, value);
+        }
+        return 1;
+    case KEY_LOG_LEVEL: {
+        static const char *const levels[] = {"debug", "info", "warn", "error"};
+        for (int i = 0; i < 4; i++) {
+            if (strcmp(value, levels[i]) == 0) {
+                *(enum log_level *)(void *)field = (enum log_level)i;
+                return 1;
+            }
+        }
+        return bad(c, "%s %s = \"%s\": expected debug, info, warn or error", c->label, name, value);
+    }
+    case KEY_BOOL:
+        if (!parse_bool(value, (bool *)(void *)field)) {
+            return bad(c, "%s %s = \"%s\": expected true or false (also yes/no, on/off, 1/0)",
+                       c->label, name, value);
+        }
+        return 1;
+    case KEY_DURATION: {
+        size_t vl = strlen(value);
+        bool has_unit = vl > 0 && isalpha((unsigned char)value[vl - 1]);
+        /* A bare number would be milliseconds: "timeout = 30" is almost surely meant as 30 s,
+         * so a unit is required (a bare 0 is unambiguous). */
+        if ((!has_unit && strcmp(value, "0") != 0) || !jobq__duration_parse(value, &v)) {
+            return bad(c,
+                       "%s %s = \"%s\": expected a duration with a unit, such as 250ms, 10s, "
+                       "5m or 1h",
+                       c->label, name, value);
+        }
+        if (v < def->min) {
+            return bad(c, "%s %s = \"%s\": must be greater than 0", c->label, name, value);
+        }
+        if (v > def->max) {
+            return bad(c, "%s %s = \"%s\": must be at most %s", c->label, name, value,
+                       format_duration(def->max, hi, sizeof(hi)));
+        }
+        *(int64_t *)(void *)field = v;
+        return 1;
+    }
+    case KEY_INT:
+    case KEY_COUNT:
+        if (!parse_int(value, &v)) {
+            return bad(c, "%s %s = \"%s\": expected an integer from %lld to %lld", c->label, name,
+                       value, (long long)def->min, (long long)def->max);
+        }
+        if (v < def->min || v > def->max) {
+            return bad(c, "%s %s = \"%s\": out of range: expected an integer from %lld to %lld",
+                       c->label, name, value, (long long)def->min, (long long)def->max);
+        }
+        if (def->kind == KEY_INT) {
+            *(int *)(void *)field = (int)v;
+        } else {
+            *(size_t *)(void *)field = (size_t)v;
+        }
+        return 1;
+    case KEY_BYTES:
+        format_bytes(def->min, lo, sizeof(lo));
+        format_bytes(def->max, hi, sizeof(hi));
+        if (!parse_bytes(value, &v)) {
+            return bad(c,
+                       "%s %s = \"%s\": expected a size in bytes with an optional k or M "
+                       "suffix (such as 65536, 64k, 1M), from %s to %s",
+                       c->label, name, value, lo, hi);
+        }
+        if (v < def->min || v > def->max) {
+            return bad(c, "%s %s = \"%s\": out of range: expected a size from %s to %s", c->label,
+                       name, value, lo, hi);
+        }
+        *(size_t *)(void *)field = (size_t)v;
+        return 1;
+    case KEY_ARGV: {
+        const char *why;
+        char **argv = split_command(value, &why);
+        if (argv == NULL) {
+            return bad(c, "%s %s = \"%s\": %s", c->label, name, value, why);
+        }
+        char ***dst = (char ***)(void *)field;
+        free_argv(*dst);
+        *dst = argv;
+        return 1;
+    }
+    }
+    return bad(c, "internal error: key %s has no parser", name);
+}
+
+/* set_key: looks name up in defs and stores value in obj; lines[i] remembers where key i was
+ * set so a repeated key is reported. Returns 1, or 0 after recording why. */
+static int
+set_key(parse_ctx *c, const key_def *defs, size_t ndefs, void *obj, int *lines, const char *name,
+        const char *value)
+{
+    for (size_t i = 0; i < ndefs; i++) {
+        if (strcmp(defs[i].name, name) != 0) {
+            continue;
+        }
+        if (defs[i].kind == KEY_RESERVED) {
+            return 1;
+        }
+        if (lines[i] != 0) {
+            return bad(c, "%s %s is set twice (first on line %d)", c->label, name, lines[i]);
+        }
+        lines[i] = c->lineno;
+        return set_value(c, &defs[i], obj, value);
+    }
+    const char *best = NULL;
+    size_t best_d = 3; /* suggest only close matches */
+    for (size_t i = 0; i < ndefs; i++) {
+        size_t d = edit_distance(name, defs[i].name);
+        if (d < best_d) {
+            best_d = d;
+            best = defs[i].name;
+        }
+    }
+    if (best != NULL) {
+        return bad(c, "%s unknown key \"%s\" (did you mean \"%s\"?)", c->label, name, best);
+    }
+    return bad(c, "%s unknown key \"%s\"", c->label, name);
+}
+
+/* queue_conf_clear: frees what q owns; leaves q zeroed. */
+static void
+queue_conf_clear(queue_conf *q)
+{
+    free(q->name);
+    free_argv(q->argv);
+    memset(q, 0, sizeof(*q));
+}
+
+/* valid_queue_name: 1-64 characters of [A-Za-z0-9_.-]. */
+static bool
+valid_queue_name(const char *s, size_t len)
+{
+    if (len == 0 || len > QUEUE_NAME_MAX) {
+        return false;
+    }
+    for (size_t i = 0; i < len; i++) {
+        unsigned char ch = (unsigned char)s[i];
+        if (!isalnum(ch) && ch != '_' && ch != '.' && ch != '-') {
+            return false;
+        }
+    }
+    return true;
+}
+
+/* begin_queue: makes [queue.NAME] the current section, adding the queue unless an earlier
+ * section already did (a repeated section continues the same queue). */
+static void
+begin_queue(parse_ctx *c, const char *name, size_t len)
+{
+    config *cfg = c->cfg;
+    snprintf(c->label, sizeof(c->label), "[queue.%.*s]", (int)len, name);
+    if (!valid_queue_name(name, len)) {
+        bad(c, "%s invalid queue name \"%.*s\": expected 1 to %d characters of A-Z a-z 0-9 _ . -",
+            c->label, (int)len, name, QUEUE_NAME_MAX);
+        return;
+    }
+    for (size_t i = 0; i < cfg->nqueues; i++) {
+        if (strlen(cfg->queues[i].name) == len && memcmp(cfg->queues[i].name, name, len) == 0) {
+            c->sec = SEC_QUEUE;
+            c->q = i;
+            return;
+        }
+    }
+    if (cfg->nqueues == c->qcap) {
+        size_t cap = c->qcap ? c->qcap * 2 : 8;
+        queue_conf *qs = realloc(cfg->queues, cap * sizeof(*qs));
+        if (qs == NULL) {
+            bad(c, "out of memory");
+            return;
+        }
+        cfg->queues = qs;
+        int(*lines)[NQUEUE_KEYS] = realloc(c->queue_lines, cap * sizeof(*lines));
+        if (lines == NULL) {
+            bad(c, "out of memory");
+            return;
+        }
+        c->queue_lines = lines;
+        c->qcap = cap;
+    }
+    queue_conf *q = &cfg->queues[cfg->nqueues];
+    config_queue_defaults(q);
+    if ((q->name = strndup(name, len)) == NULL) {
+        bad(c, "out of memory");
+        return;
+    }
+    memset(c->queue_lines[cfg->nqueues], 0, sizeof(c->queue_lines[0]));
+    c->q = cfg->nqueues++;
+    c->sec = SEC_QUEUE;
+}
+
+/* begin_section: makes the section named name (len bytes, as written between the brackets)
+ * current, or records why it is not allowed. */
+static void
+begin_section(parse_ctx *c, const char *name, size_t len)
+{
+    c->sec = SEC_NONE;
+    if (len == 6 && memcmp(name, "server", 6) == 0) {
+        c->sec = SEC_SERVER;
+        snprintf(c->label, sizeof(c->label), "[server]");
+        return;
+    }
+    if (len >= 6 && memcmp(name, "queue.", 6) == 0) {
+        begin_queue(c, name + 6, len - 6);
+        return;
+    }
+    if (len > 9 && memcmp(name, "schedule.", 9) == 0) {
+        c->sec = SEC_IGNORED; /* reserved for scheduled jobs: accepted and ignored for now */
+        return;
+    }
+    /* Suggest the closest section for a typo such as [sever] or [queu.email]. */
+    char head[64];
+    const char *dot = memchr(name, '.', len);
+    size_t hl = dot ? (size_t)(dot - name) : len;
+    snprintf(head, sizeof(head), "%.*s", (int)(hl < 63 ? hl : 63), name);
+    const char *hint = NULL;
+    if (dot == NULL && edit_distance(head, "server") <= 2) {
+        hint = " (did you mean [server]?)";
+    } else if (edit_distance(head, "queue") <= 2) {
+        hint = " (did you mean [queue.NAME]?)";
+    } else if (edit_distance(head, "schedule") <= 2) {
+        hint = " (did you mean [schedule.NAME]?)";
+    }
+    bad(c, "unknown section [%.*s]%s: expected [server], [queue.NAME] or [schedule.NAME]", (int)len,
+        name, hint ? hint : "");
+}
+
+/* find_end: the first of chars in s, stopping (like inih) at an inline ';' comment that
+ * follows whitespace. Returns a pointer to that char, to the ';', or to the final NUL. */
+static char *
+find_end(char *s, const char *chars)
+{
+    bool was_space = false;
+    while (*s != '\0' && !strchr(chars, *s) && !(was_space && *s == ';')) {
+        was_space = isspace((unsigned char)*s);
+        s++;
+    }
+    return s;
+}
+
+/* scan_line: looks at a line before inih does: tracks section headers itself (inih truncates
+ * section names to 49 characters and does not report sections without keys) and reports
+ * lines inih would reject with a more useful message. line has no leading whitespace. */
+static void
+scan_line(parse_ctx *c, char *line)
+{
+    size_t len = strlen(line);
+    while (len > 0 && isspace((unsigned char)line[len - 1])) {
+        len--;
+    }
+    if (len == 0 || line[0] == ';' || line[0] == '#') {
+        return;
+    }
+    if (line[0] == '[') {
+        char *end = find_end(line + 1, "]");
+        if (*end != ']') {
+            bad(c, "section header \"%.*s\" has no closing ]", (int)len, line);
+            return;
+        }
+        const char *after = end + 1;
+        while (isspace((unsigned char)*after)) {
+            after++;
+        }
+        if (*after != '\0' && *after != ';' && *after != '#') {
+            bad(c, "unexpected text after the section header \"%.*s\"", (int)len, line);
+            return;
+        }
+        begin_section(c, line + 1, (size_t)(end - (line + 1)));
+        return;
+    }
+    char *sep = find_end(line, "=:");
+    if (*sep != '=' && *sep != ':') {
+        bad(c, "cannot read \"%.*s\": expected key = value, a [section] header or a comment",
+            (int)len, line);
+    }
+}
+
+/* read_line_cb: inih's reader. Reads one line, refuses lines longer than the parser's buffer
+ * (inih would silently split them), strips the BOM and leading whitespace (so inih never
+ * takes an indented line as a continuation of the previous value), and scans it. */
+static char *
+read_line_cb(char *buf, int size, void *stream)
+{
+    parse_ctx *c = stream;
+    if (fgets(buf, size, c->f) == NULL) {
+        if (ferror(c->f)) {
+            c->read_errno = errno ? errno : EIO;
+        }
+        return NULL;
+    }
+    c->lineno++;
+    size_t len = strlen(buf);
+    if (len > 0 && buf[len - 1] != '\n') {
+        int ch = getc(c->f);
+        if (ch != EOF && ch != '\n') {
+            while (ch != EOF && ch != '\n') {
+                ch = getc(c->f);
+            }
+            bad(c, "line is too long: at most %d characters are allowed", size - 1);
+            buf[0] = '\0';
+            return buf;
+        }
+    }
+    char *p = buf;
+    if (c->lineno == 1 && strncmp(p, "\xEF\xBB\xBF", 3) == 0) {
+        p += 3;
+    }
+    while (isspace((unsigned char)*p)) {
+        p++;
+    }
+    memmove(buf, p, strlen(p) + 1);
+    scan_line(c, buf);
+    return buf;
+}
+
+/* handler_cb: inih's handler for one "name = value" line. The section argument is ignored:
+ * scan_line tracked the current section from the untruncated header. */
+static int
+handler_cb(void *user, const char *section, const char *name, const char *value)
+{
+    parse_ctx *c = user;
+    (void)section;
+    if (c->err_line != 0) {
+        return 1; /* only the first error is reported */
+    }
+    switch (c->sec) {
+    case SEC_NONE:
+        return bad(c,
+                   "%s = \"%s\" is outside any section: put it under [server] or "
+                   "[queue.NAME]",
+                   name, value);
+    case SEC_IGNORED:
+        return 1;
+    case SEC_SERVER:
+        return set_key(c, server_keys, NSERVER_KEYS, c->cfg, c->server_lines, name, value);
+    case SEC_QUEUE:
+        return set_key(c, queue_keys, NQUEUE_KEYS, &c->cfg->queues[c->q], c->queue_lines[c->q],
+                       name, value);
+    }
+    return 1;
+}
+
+/* check_config: the checks that need the whole file. Returns true, or false after recording
+ * why (with no line). */
+static bool
+check_config(parse_ctx *c)
+{
+    for (size_t i = 0; i < c->cfg->nqueues; i++) {
+        const queue_conf *q = &c->cfg->queues[i];
+        if (q->backoff_max_ms < q->backoff_base_ms) {
+            char a[32], b[32];
+            c->lineno = -1;
+            bad(c, "[queue.%s] backoff_max (%s) is less than backoff_base (%s)", q->name,
+                format_duration(q->backoff_max_ms, a, sizeof(a)),
+                format_duration(q->backoff_base_ms, b, sizeof(b)));
+            return false;
+        }
+    }
+    return true;
+}
+
+int
+config_load(const char *path, config **cfgp, char *err, size_t errlen)
+{
+    char dummy[1];
+    if (err == NULL || errlen == 0) {
+        err = dummy;
+        errlen = sizeof(dummy);
+    }
+    parse_ctx c;
+    memset(&c, 0, sizeof(c));
+    c.cfg = config_defaults();
+    if (c.cfg == NULL || (c.cfg->path = strdup(path)) == NULL) {
+        snprintf(err, errlen, "%s: out of memory", path);
+        goto fail;
+    }
+    c.f = fopen(path, "r");
+    if (c.f == NULL) {
+        snprintf(err, errlen, "%s: cannot open: %s", path, strerror(errno));
+        goto fail;
+    }
+    int rc = ini_parse_stream(read_line_cb, &c, handler_cb, &c);
+    fclose(c.f);
+    if (c.read_errno != 0) {
+        snprintf(err, errlen, "%s: cannot read: %s", path, strerror(c.read_errno));
+        goto fail;
+    }
+    if (rc == -2) {
+        snprintf(err, errlen, "%s: out of memory", path);
+        goto fail;
+    }
+    if (rc > 0 && (c.err_line <= 0 || rc < c.err_line)) {
+        /* inih rejected a line scan_line let through: should not happen, but say where. */
+        snprintf(err, errlen,
+                 "%s:%d: syntax error: expected key = value, a [section] header or "
+                 "a comment",
+                 path, rc);
+        goto fail;
+    }
+    if (c.err_line == 0) {
+        check_config(&c);
+    }
+    if (c.err_line > 0) {
+        snprintf(err, errlen, "%s:%d: %s", path, c.err_line, c.err);
+        goto fail;
+    }
+    if (c.err_line < 0) {
+        snprintf(err, errlen, "%s: %s", path, c.err);
+        goto fail;
+    }
+    free(c.queue_lines);
+    *cfgp = c.cfg;
+    return 0;
+fail:
+    free(c.queue_lines);
+    config_free(c.cfg);
+    return -1;
+}
+
+config *
+config_defaults(void)
+{
+    config *cfg = calloc(1, sizeof(*cfg));
+    if (cfg == NULL) {
+        return NULL;
+    }
+    cfg->durability = DURABILITY_FULL;
+    cfg->shutdown_grace_ms = 30 * 1000;
+    cfg->log_level = LOG_INFO;
+    cfg->allow_unknown_queues = false;
+    cfg->max_message = 1 * MIB;
+    cfg->max_batch = 10000;
+    cfg->listen = calloc(1, sizeof(char *));
+    if (cfg->listen == NULL || (cfg->listen[0] = strdup("tcp://127.0.0.1:7450")) == NULL) {
+        config_free(cfg);
+        return NULL;
+    }
+    cfg->nlisten = 1;
+    cfg->http = strdup("127.0.0.1:7451");
+    cfg->database = strdup("var/jobq.db");
+    if (cfg->http == NULL || cfg->database == NULL) {
+        config_free(cfg);
+        return NULL;
+    }
+    return cfg;
+}
+
+const queue_conf *
+config_queue(const config *cfg, const char *name)
+{
+    if (cfg == NULL || name == NULL) {
+        return NULL;
+    }
+    for (size_t i = 0; i < cfg->nqueues; i++) {
+        if (strcmp(cfg->queues[i].name, name) == 0) {
+            return &cfg->queues[i];
+        }
+    }
+    return NULL;
+}
+
+void
+config_queue_defaults(queue_conf *q)
+{
+    memset(q, 0, sizeof(*q));
+    q->concurrency = 1;
+    q->timeout_ms = 30 * 1000;
+    q->max_attempts = 8;
+    q->backoff_base_ms = 1000;
+    q->backoff_max_ms = HOUR_MS;
+    q->breaker_failures = 5;
+    q->breaker_cooldown_ms = 30 * 1000;
+    q->breaker_probes = 1;
+    q->output_cap = 64 * KIB;
+}
+
+void
+config_free(config *cfg)
+{
+    if (cfg == NULL) {
+        return;
+    }
+    if (cfg->listen != NULL) {
+        for (size_t i = 0; i < cfg->nlisten; i++) {
+            free(cfg->listen[i]);
+        }
+        free(cfg->listen);
+    }
+    for (size_t i = 0; i < cfg->nqueues; i++) {
+        queue_conf_clear(&cfg->queues[i]);
+    }
+    free(cfg->queues);
+    free(cfg->path);
+    free(cfg->http);
+    free(cfg->database);
+    free(cfg);
+}
