@@ -69,7 +69,8 @@ static const char *const stmt_sql[S_COUNT_STMTS] = {
     [S_FINISH] = "UPDATE jobs SET state = ?2, run_at = CASE WHEN ?2 = 3 THEN ?4 ELSE run_at END,"
                  " finished_at = CASE WHEN ?2 IN (4, 5, 6) THEN ?3 ELSE NULL END, "
                  "result = ?5, error = ?6 WHERE id = ?1 AND state = 2",
-    [S_REQUEUE] = "UPDATE jobs SET state = 1, error = ?2 WHERE id = ?1 AND state = 2",
+    [S_REQUEUE] = "UPDATE jobs SET state = 1, attempt = max(attempt - 1, 0), error = ?2 "
+                  "WHERE id = ?1 AND state = 2",
     [S_DUE_PICK] = "SELECT id, queue, state FROM jobs INDEXED BY jobs_due WHERE state IN (0, 3) "
                    "AND run_at <= ?1 ORDER BY run_at LIMIT ?2",
     [S_DUE_MARK] = "UPDATE jobs SET state = 1 WHERE id = ?1",

@@ -116,8 +116,8 @@ int store_claim(store *st, const char *queue, int64_t now_ms, size_t max, job_ro
 int store_finish(store *st, int64_t id, int new_state, int64_t now_ms, int64_t run_at_ms,
                  const char *result, const char *error);
 
-/** store_requeue: puts a running job back to ready without changing its attempt (used by
- *  shutdown for jobs it had to kill). */
+/** store_requeue: puts a running job back to ready and gives back the attempt it had counted
+ *  (used by shutdown for jobs it had to kill: a deploy must not spend attempts). */
 int store_requeue(store *st, int64_t id, const char *error);
 
 /** store_promote_due: moves up to max scheduled/retrying jobs whose run_at <= now_ms to

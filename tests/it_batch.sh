@@ -2,8 +2,7 @@
 # it_batch.sh: a 10,000-job submit_batch is atomic: one bad entry (found by the decoder or
 # by the store) stores nothing; a good one stores all, durably.
 . "$(dirname "$0")/lib.sh"
-write_config '[queue.email]
-command = /bin/cat'
+write_config '[queue.email]'  # no command: jobs stay ready
 start_jobqd
 
 # batch_file FILE N LAST: a submit_batch request of N jobs whose last entry is LAST.

@@ -2,8 +2,8 @@
 # it_protocol.sh: a hand-written JSON request through nngcat (no libjobq) gets the replies
 # proto/PROTOCOL.md promises, and a submitted job reads back intact.
 . "$(dirname "$0")/lib.sh"
+# No command: a queue for remote workers, so submitted jobs stay where they are.
 write_config '[queue.email]
-command = /bin/cat
 max_attempts = 3
 timeout = 5s'
 start_jobqd

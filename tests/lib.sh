@@ -40,18 +40,28 @@ expect_eq() {
     [ "$2" = "$3" ] || fail "$1: got '$2', want '$3'"
 }
 
-# write_config [EXTRA_INI]: the config of this test's jobqd; EXTRA_INI is appended.
+# write_config [EXTRA_INI]: the config of this test's jobqd; EXTRA_INI (queue sections) is
+# appended. $SERVER_EXTRA, if set, holds more [server] lines (and overrides defaults below).
 write_config() {
-    cat >"$T/jobq.conf" <<INI
-[server]
-listen = $SOCK
-http =
-database = $T/jobq.db
-durability = full
-log_level = debug
-shutdown_grace = 5s
-INI
-    printf '%s\n' "${1:-}" >>"$T/jobq.conf"
+    local extra="${SERVER_EXTRA:-}"
+    {
+        echo "[server]"
+        echo "listen = $SOCK"
+        echo "database = $T/jobq.db"
+        for kv in "http =" "durability = full" "log_level = debug" "shutdown_grace = 5s"; do
+            grep -q "^${kv%% *} " <<<"$extra" || echo "$kv"
+        done
+        [ -z "$extra" ] || printf '%s\n' "$extra"
+        printf '%s\n' "${1:-}"
+    } >"$T/jobq.conf"
+}
+
+# alive PID: the process exists and is not a zombie waiting for its reaper.
+alive() {
+    [ -r "/proc/$1/stat" ] || return 1
+    local st
+    st=$(awk '{print $3}' "/proc/$1/stat" 2>/dev/null) || return 1
+    [ -n "$st" ] && [ "$st" != Z ]
 }
 
 # start_jobqd: starts jobqd on $T/jobq.conf and returns once it logged event=ready. Each

@@ -1,0 +1,140 @@
+/* cli.h: what the jobq CLI's files share: the invocation's settings, error and usage
+ * reporting, argument parsing, and output helpers. Built only on the public jobq.h. */
+#ifndef JOBQ_CLI_H
+#define JOBQ_CLI_H
+
+#include <getopt.h>
+#include <jansson.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "jobq.h"
+
+#if defined(__GNUC__)
+#define CLI_PRINTF(f, a) __attribute__((format(printf, f, a)))
+#else
+#define CLI_PRINTF(f, a)
+#endif
+
+/* Exit statuses (DESIGN.md, "CLI"). */
+enum { EXIT_OK = 0, EXIT_FAILED = 1, EXIT_USAGE = 2, EXIT_UNREACH = 3 };
+
+/* cli: one invocation's settings and its connection. */
+typedef struct cli {
+    const char *url;     /* --url; NULL: $JOBQ_URL, else the library's default */
+    bool json;           /* --json: print the daemon's reply objects */
+    int64_t timeout_ms;  /* --timeout: per call, ms */
+    jobq_client *client; /* NULL until cli_connect */
+} cli;
+
+/* cli_cmd: one command: its name, usage line, one-line summary, help text and runner.
+ * run gets the command's own argv (argv[0] is the command name). */
+typedef struct cli_cmd {
+    const char *name;
+    const char *synopsis; /* what follows "jobq NAME" in a usage line */
+    const char *summary;
+    const char *help;
+    int (*run)(cli *c, const struct cli_cmd *cmd, int argc, char **argv);
+} cli_cmd;
+
+/* Options every command accepts after its name too (the short codes are internal). */
+#define CLI_OPT_URL 0x1001
+#define CLI_OPT_JSON 0x1002
+#define CLI_COMMON_OPTIONS                                                                         \
+    {"url", required_argument, NULL, CLI_OPT_URL}, {"json", no_argument, NULL, CLI_OPT_JSON}, {    \
+        "help", no_argument, NULL, 'h'                                                             \
+    }
+/* cli_getopt's answer when the command must end: *exitp holds the exit status. */
+#define CLI_OPT_END (-2)
+
+/* cli_getopt: getopt_long over a command's argv that handles the common options, --help
+ * and bad options itself. Returns the next command-specific option, -1 after the last one
+ * (optind then indexes the first operand), or CLI_OPT_END with *exitp set. */
+int cli_getopt(cli *c, const cli_cmd *cmd, int argc, char **argv, const struct option *longopts,
+               int *exitp);
+
+/* cli_usage: prints "jobq: CMD: message", the command's usage line and a --help hint on
+ * stderr. Returns EXIT_USAGE. */
+int cli_usage(const cli_cmd *cmd, const char *fmt, ...) CLI_PRINTF(2, 3);
+
+/* cli_help: prints the command's full help on stdout. Returns EXIT_OK. */
+int cli_help(const cli_cmd *cmd);
+
+/* cli_connect: opens c->client (once). Returns EXIT_OK or, after printing why, the exit
+ * status (EXIT_UNREACH when no daemon answers at the URL). */
+int cli_connect(cli *c);
+
+/* cli_fail: prints "jobq: WHAT: detail" for a failed libjobq call, the detail being
+ * jobq_errmsg() (or jobq_strerror(err)). Returns the exit status for err. */
+int cli_fail(int err, const char *what_fmt, ...) CLI_PRINTF(2, 3);
+
+/* cli_call: sends req (a JSON object; the reference is taken) with jobq_call. On a reply
+ * sets *replyp (owned by the caller) and, if textp is not NULL, *textp (free with
+ * jobq_free), and returns EXIT_OK if the reply is {"ok": true}; on {"ok": false} prints
+ * "jobq: WHAT: message" and returns EXIT_FAILED (the reply is still handed over). On a
+ * transport failure prints it and returns its status, with *replyp and *textp NULL. */
+int cli_call(cli *c, json_t *req, json_t **replyp, char **textp, const char *what_fmt, ...)
+    CLI_PRINTF(5, 6);
+
+/* cli_print_reply: prints a reply text on one line of stdout (for --json). */
+void cli_print_reply(const char *text);
+
+/* Parsing command-line values. Each returns false on anything malformed or out of range. */
+bool cli_parse_i64(const char *s, int64_t min, int64_t max, int64_t *vp);
+/** cli_parse_duration: "250ms", "10s", "5m", "1h", "1h30m", or a bare number of ms. */
+bool cli_parse_duration(const char *s, int64_t *msp);
+/** cli_parse_time: Unix seconds, YYYY-MM-DDTHH:MM[:SS][Z] (UTC), or +DUR from now; into ms
+ *  since the epoch. */
+bool cli_parse_time(const char *s, int64_t *msp);
+
+/* cli_now_ms: wall-clock time, ms since the epoch. cli_mono_s: monotonic seconds. */
+int64_t cli_now_ms(void);
+double cli_mono_s(void);
+
+/* Formatting into a caller's buffer; each returns buf. */
+char *cli_fmt_time(int64_t ms, char *buf, size_t size); /* local time, "-" for 0 */
+char *cli_fmt_duration(int64_t ms, char *buf, size_t size);
+
+/* cli_read_all: reads a whole stream into a NUL-terminated malloc'd buffer, or NULL. */
+char *cli_read_all(FILE *f);
+
+/* cli_table: a text table printed with aligned columns. */
+typedef struct cli_table {
+    size_t ncols;
+    size_t nrows; /* rows added, the header included */
+    size_t cap;   /* cells allocated */
+    char **cells; /* nrows * ncols strings, row-major */
+    bool *right;  /* per column: right-aligned (numbers) */
+} cli_table;
+
+/** cli_table_init: a table whose header row is the ncols names; right[i] right-aligns
+ *  column i. Returns false on out of memory. */
+bool cli_table_init(cli_table *t, size_t ncols, const char *const *names, const bool *right);
+/** cli_table_row: appends one row of ncols cells (copied). Returns false on out of memory. */
+bool cli_table_row(cli_table *t, const char *const *cells);
+/** cli_table_print: prints the table on stdout. */
+void cli_table_print(const cli_table *t);
+void cli_table_free(cli_table *t);
+
+/* The commands (cmd_submit.c, cmd_jobs.c). */
+int cmd_submit(cli *c, const cli_cmd *cmd, int argc, char **argv);
+int cmd_ping(cli *c, const cli_cmd *cmd, int argc, char **argv);
+int cmd_get(cli *c, const cli_cmd *cmd, int argc, char **argv);
+int cmd_wait(cli *c, const cli_cmd *cmd, int argc, char **argv);
+int cmd_cancel(cli *c, const cli_cmd *cmd, int argc, char **argv);
+int cmd_retry(cli *c, const cli_cmd *cmd, int argc, char **argv);
+int cmd_list(cli *c, const cli_cmd *cmd, int argc, char **argv);
+int cmd_stats(cli *c, const cli_cmd *cmd, int argc, char **argv);
+int cmd_pause(cli *c, const cli_cmd *cmd, int argc, char **argv);
+int cmd_resume(cli *c, const cli_cmd *cmd, int argc, char **argv);
+
+/* Helpers shared by the commands (cmd_jobs.c). */
+/** cli_wait_job: waits until job id finished (no limit when limit_ms < 0), then prints
+ *  its outcome. Returns EXIT_OK if it succeeded, else the exit status. */
+int cli_wait_job(cli *c, int64_t id, int64_t limit_ms);
+/** cli_wait_json: waits with raw "wait" calls for the ids and prints the final reply. */
+int cli_wait_json(cli *c, const int64_t *ids, size_t n, int64_t limit_ms);
+
+#endif

@@ -1,0 +1,353 @@
+/* jobq.c: the jobq command-line client: global options, the command table and help,
+ * connecting, and reporting errors with the documented exit statuses. */
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli.h"
+
+#define STR2(x) #x
+#define STR(x) STR2(x)
+#define LIB_VERSION STR(JOBQ_VERSION_MAJOR) "." STR(JOBQ_VERSION_MINOR) "." STR(JOBQ_VERSION_PATCH)
+
+static const char common_help[] =
+    "  --url URL        the daemon (default: $JOBQ_URL, else tcp://127.0.0.1:7450)\n"
+    "  --json           print the daemon's reply object (one JSON line) instead of text\n"
+    "  -h, --help       this help\n";
+
+static const cli_cmd commands[] = {
+    {"ping", "", "check that jobqd answers",
+     "Sends a ping and prints the daemon's version and the round-trip time.\n", cmd_ping},
+    {"submit",
+     "QUEUE [PAYLOAD|-] [--delay DUR | --at TIME] [--priority N] [--max-attempts N]\n"
+     "       [--timeout DUR] [--key K] [--wait]\n"
+     "   or: jobq submit QUEUE --batch FILE|- [--delay DUR | --at TIME] [--priority N] ...",
+     "submit a job (or many, one JSON payload a line)",
+     "Submits one job to QUEUE. PAYLOAD is a JSON text: an object, an array, a number, or a\n"
+     "string in quotes ('\"text\"'). Without PAYLOAD, or with -, the payload is read from stdin\n"
+     "when it is not a terminal; with neither the payload is null. Prints the job's id\n"
+     "(followed by \"(duplicate)\" when --key matched an existing job).\n"
+     "\n"
+     "Options:\n"
+     "  --delay DUR         run no earlier than DUR from now\n"
+     "  --at TIME           run no earlier than TIME: Unix seconds, YYYY-MM-DDTHH:MM[:SS][Z]\n"
+     "                      (UTC), or +DUR from now\n"
+     "  --priority N        higher runs first (default 0)\n"
+     "  --max-attempts N    attempts before the job is dead (default: the queue's)\n"
+     "  --timeout DUR       how long one attempt may run (default: the queue's)\n"
+     "  --key K             idempotency key: a second submit with the same key and payload\n"
+     "                      returns the first job instead of adding one\n"
+     "  --wait              wait for the job to finish and print its outcome; the exit\n"
+     "                      status is 0 only if it succeeded\n"
+     "  --batch FILE|-      submit every line of FILE (NDJSON: one JSON payload a line; blank\n"
+     "                      lines are skipped). Every line is checked first: if one is not\n"
+     "                      JSON nothing is submitted. Jobs go in requests of 1000, several\n"
+     "                      at once; each request is atomic (its 1000 jobs are all stored or\n"
+     "                      none), the whole file is not: if a request fails, the message\n"
+     "                      says which lines were submitted. The options above, except --key\n"
+     "                      and --wait, apply to every job. A progress bar is drawn on stderr\n"
+     "                      when it is a terminal.\n",
+     cmd_submit},
+    {"get", "ID", "show a job",
+     "Prints the job's fields, one per line (with --json: the daemon's reply).\n", cmd_get},
+    {"wait", "ID... [--timeout DUR]", "wait until jobs finish",
+     "Waits until every job has finished (succeeded, dead or cancelled) and prints each\n"
+     "outcome. The exit status is 0 only if all of them succeeded.\n"
+     "\n"
+     "Options:\n"
+     "  --timeout DUR       give up after DUR (exit status 1); default: wait for ever\n",
+     cmd_wait},
+    {"cancel", "ID", "cancel a job that has not finished",
+     "Cancels the job; a running job has its process group killed first. Cancelling a\n"
+     "finished job is an error.\n",
+     cmd_cancel},
+    {"retry", "ID", "put a dead or cancelled job back to ready",
+     "Makes a dead or cancelled job ready again.\n", cmd_retry},
+    {"list", "[--queue Q] [--state S] [--limit N] [--after ID]", "list jobs",
+     "Lists jobs in ascending id order, one page at a time.\n"
+     "\n"
+     "Options:\n"
+     "  --queue Q           only jobs of queue Q\n"
+     "  --state S           only jobs in state S: scheduled, ready, running, retrying,\n"
+     "                      succeeded, dead or cancelled\n"
+     "  --limit N           at most N jobs (1..1000, default 100)\n"
+     "  --after ID          only jobs with an id above ID (the next page)\n",
+     cmd_list},
+    {"stats", "", "count jobs per queue and state",
+     "Prints one line per queue: jobs in each state, whether it is paused, and the state of\n"
+     "its circuit breaker.\n",
+     cmd_stats},
+    {"pause", "QUEUE", "stop starting jobs of a queue",
+     "Pauses QUEUE: its jobs stay queued and none starts until it is resumed.\n", cmd_pause},
+    {"resume", "QUEUE", "start jobs of a paused queue again", "Resumes QUEUE.\n", cmd_resume},
+};
+
+#define NCOMMANDS (sizeof(commands) / sizeof(commands[0]))
+
+static void
+main_usage(FILE *out) {
+    fprintf(out, "usage: jobq [--url URL] [--json] [--timeout DUR] COMMAND [ARGS...]\n");
+}
+
+static int
+main_help(void) {
+    main_usage(stdout);
+    printf("\nThe command-line client of jobqd, the background job daemon.\n\nCommands:\n");
+    for (size_t i = 0; i < NCOMMANDS; i++) {
+        printf("  %-8s %s\n", commands[i].name, commands[i].summary);
+    }
+    printf("\nOptions (also accepted after the command, except --timeout):\n"
+           "%s"
+           "  --timeout DUR    how long to wait for each reply (default 30s)\n"
+           "  -V, --version    print the version\n"
+           "\n"
+           "DUR is a number with a unit: 250ms, 10s, 5m, 1h, or combined: 1h30m (a bare\n"
+           "number is milliseconds).\n"
+           "Run 'jobq COMMAND --help' for a command's options.\n"
+           "\n"
+           "Exit status: 0 ok, 1 the operation failed, 2 usage error, 3 daemon unreachable.\n",
+           common_help);
+    return EXIT_OK;
+}
+
+int
+cli_help(const cli_cmd *cmd) {
+    printf("usage: jobq %s %s\n\n%s.\n\n%s", cmd->name, cmd->synopsis, cmd->summary, cmd->help);
+    printf("\nCommon options:\n%s", common_help);
+    return EXIT_OK;
+}
+
+int
+cli_usage(const cli_cmd *cmd, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    fprintf(stderr, "jobq: %s: ", cmd->name);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fprintf(stderr, "\nusage: jobq %s %s\nTry 'jobq %s --help'.\n", cmd->name, cmd->synopsis,
+            cmd->name);
+    return EXIT_USAGE;
+}
+
+int
+cli_getopt(cli *c, const cli_cmd *cmd, int argc, char **argv, const struct option *longopts,
+           int *exitp) {
+    for (;;) {
+        int ch = getopt_long(argc, argv, ":h", longopts, NULL);
+        switch (ch) {
+        case CLI_OPT_URL:
+            c->url = optarg;
+            continue;
+        case CLI_OPT_JSON:
+            c->json = true;
+            continue;
+        case 'h':
+            *exitp = cli_help(cmd);
+            return CLI_OPT_END;
+        case ':':
+            *exitp = cli_usage(cmd, "option %s needs a value", argv[optind - 1]);
+            return CLI_OPT_END;
+        case '?':
+            if (optopt != 0) {
+                *exitp = cli_usage(cmd, "unknown option -%c", optopt);
+            } else {
+                *exitp = cli_usage(cmd, "unknown option %s", argv[optind - 1]);
+            }
+            return CLI_OPT_END;
+        default:
+            return ch;
+        }
+    }
+}
+
+int
+cli_connect(cli *c) {
+    if (c->client != NULL) {
+        return EXIT_OK;
+    }
+    int err = jobq_client_open(&c->client, c->url);
+    if (err == JOBQ_OK) {
+        err = jobq_client_set_timeout(c->client, c->timeout_ms);
+    }
+    if (err == JOBQ_EUNREACH) {
+        fprintf(stderr,
+                "jobq: %s\n"
+                "jobq: is jobqd running? Start it (jobqd -c jobq.conf), or point --url or "
+                "JOBQ_URL at the daemon.\n",
+                jobq_errmsg());
+        return EXIT_UNREACH;
+    }
+    if (err == JOBQ_EINVAL) {
+        fprintf(stderr, "jobq: %s\n", jobq_errmsg());
+        return EXIT_USAGE;
+    }
+    if (err != JOBQ_OK) {
+        return cli_fail(err, "connect");
+    }
+    return EXIT_OK;
+}
+
+int
+cli_fail(int err, const char *what_fmt, ...) {
+    const char *detail = jobq_errmsg();
+    va_list ap;
+    va_start(ap, what_fmt);
+    fputs("jobq: ", stderr);
+    vfprintf(stderr, what_fmt, ap);
+    va_end(ap);
+    fprintf(stderr, ": %s\n", detail[0] != '\0' ? detail : jobq_strerror(err));
+    if (err == JOBQ_EUNREACH) {
+        fprintf(stderr, "jobq: is jobqd running? Start it, or point --url or JOBQ_URL at it.\n");
+        return EXIT_UNREACH;
+    }
+    return EXIT_FAILED;
+}
+
+int
+cli_call(cli *c, json_t *req, json_t **replyp, char **textp, const char *what_fmt, ...) {
+    char what[256];
+    va_list ap;
+    va_start(ap, what_fmt);
+    vsnprintf(what, sizeof(what), what_fmt, ap);
+    va_end(ap);
+    *replyp = NULL;
+    if (textp != NULL) {
+        *textp = NULL;
+    }
+    char *reqtext = req != NULL ? json_dumps(req, JSON_COMPACT) : NULL;
+    json_decref(req);
+    if (reqtext == NULL) {
+        fprintf(stderr, "jobq: %s: out of memory\n", what);
+        return EXIT_FAILED;
+    }
+    int rc = cli_connect(c);
+    if (rc != EXIT_OK) {
+        free(reqtext);
+        return rc;
+    }
+    char *text = NULL;
+    int err = jobq_call(c->client, reqtext, &text);
+    free(reqtext);
+    if (err != JOBQ_OK) {
+        return cli_fail(err, "%s", what);
+    }
+    json_error_t jerr;
+    json_t *reply = json_loads(text, 0, &jerr);
+    if (reply == NULL || !json_is_boolean(json_object_get(reply, "ok"))) {
+        fprintf(stderr, "jobq: %s: the daemon's reply is not a jobq reply: %.200s\n", what, text);
+        json_decref(reply);
+        jobq_free(text);
+        return EXIT_FAILED;
+    }
+    *replyp = reply;
+    if (textp != NULL) {
+        *textp = text;
+    } else {
+        jobq_free(text);
+    }
+    if (json_is_true(json_object_get(reply, "ok"))) {
+        return EXIT_OK;
+    }
+    json_t *error = json_object_get(reply, "error");
+    const char *code = json_string_value(json_object_get(error, "code"));
+    const char *message = json_string_value(json_object_get(error, "message"));
+    if (message == NULL || message[0] == '\0') {
+        message = code != NULL ? code : "failed (no error code in the reply)";
+    }
+    fprintf(stderr, "jobq: %s: %s\n", what, message);
+    return EXIT_FAILED;
+}
+
+void
+cli_print_reply(const char *text) {
+    size_t len = strlen(text);
+    while (len > 0 && (text[len - 1] == '\n' || text[len - 1] == '\r')) {
+        len--;
+    }
+    printf("%.*s\n", (int)len, text);
+}
+
+int
+main(int argc, char **argv) {
+    cli c = {.url = NULL, .json = false, .timeout_ms = 30000, .client = NULL};
+    static const struct option opts[] = {
+        {"url", required_argument, NULL, 'u'},     {"json", no_argument, NULL, 'j'},
+        {"timeout", required_argument, NULL, 't'}, {"help", no_argument, NULL, 'h'},
+        {"version", no_argument, NULL, 'V'},       {NULL, 0, NULL, 0},
+    };
+    opterr = 0;
+    for (;;) {
+        int ch = getopt_long(argc, argv, "+:hV", opts, NULL);
+        if (ch == -1) {
+            break;
+        }
+        switch (ch) {
+        case 'u':
+            c.url = optarg;
+            break;
+        case 'j':
+            c.json = true;
+            break;
+        case 't':
+            if (!cli_parse_duration(optarg, &c.timeout_ms) || c.timeout_ms <= 0) {
+                fprintf(stderr,
+                        "jobq: --timeout needs a duration like 500ms, 10s or 2m, not \"%s\"\n",
+                        optarg);
+                main_usage(stderr);
+                return EXIT_USAGE;
+            }
+            break;
+        case 'h':
+            return main_help();
+        case 'V':
+            printf("jobq %s (libjobq %s)\n", JOBQ_VERSION_STRING, LIB_VERSION);
+            return EXIT_OK;
+        case ':':
+            fprintf(stderr, "jobq: option %s needs a value\n", argv[optind - 1]);
+            main_usage(stderr);
+            return EXIT_USAGE;
+        default:
+            if (optopt != 0) {
+                fprintf(stderr, "jobq: unknown option -%c\n", optopt);
+            } else {
+                fprintf(stderr, "jobq: unknown option %s\n", argv[optind - 1]);
+            }
+            main_usage(stderr);
+            fprintf(stderr, "Try 'jobq --help'.\n");
+            return EXIT_USAGE;
+        }
+    }
+    if (optind >= argc) {
+        fprintf(stderr, "jobq: no command given\n");
+        main_usage(stderr);
+        fprintf(stderr, "Try 'jobq --help'.\n");
+        return EXIT_USAGE;
+    }
+    const char *name = argv[optind];
+    const cli_cmd *cmd = NULL;
+    for (size_t i = 0; i < NCOMMANDS; i++) {
+        if (strcmp(commands[i].name, name) == 0) {
+            cmd = &commands[i];
+        }
+    }
+    if (cmd == NULL) {
+        if (strcmp(name, "help") == 0) {
+            return main_help();
+        }
+        fprintf(stderr, "jobq: unknown command \"%s\"\n", name);
+        main_usage(stderr);
+        fprintf(stderr, "Try 'jobq --help'.\n");
+        return EXIT_USAGE;
+    }
+    int sub_argc = argc - optind;
+    char **sub_argv = argv + optind;
+    optind = 0; /* GNU getopt: start afresh on the command's argv */
+    int rc = cmd->run(&c, cmd, sub_argc, sub_argv);
+    jobq_client_close(c.client);
+    if (fflush(stdout) != 0 && rc == EXIT_OK) {
+        perror("jobq: writing the output");
+        rc = EXIT_FAILED;
+    }
+    return rc;
+}

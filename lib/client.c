@@ -1,0 +1,626 @@
+/* client.c: jobq_client, the producer side of libjobq: one nng REQ socket, one nng
+ * context per call, JSON requests and replies as in proto/PROTOCOL.md. */
+#include <nng/nng.h>
+#include <nng/protocol/reqrep0/req.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "internal.h"
+
+#define DEFAULT_URL "tcp://127.0.0.1:7450"
+#define DEFAULT_TIMEOUT_MS 30000
+/* The daemon holds a wait for at most 1 h; longer waits are split into pieces this long. */
+#define MAX_WAIT_PIECE_MS (3600 * 1000)
+
+struct jobq_client {
+    nng_socket sock;
+    _Atomic int64_t timeout_ms; /* per call, ms */
+    pthread_mutex_t lock;       /* guards calls and closing */
+    pthread_cond_t idle;        /* signalled when calls drops to 0 while closing */
+    int calls;                  /* calls in flight */
+    bool closing;               /* jobq_client_close has begun */
+    char url[];                 /* the URL dialled, for messages */
+};
+
+/* mono_ms: a monotonic clock in ms, for call deadlines. */
+static int64_t
+mono_ms(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* to_duration: ms clamped into an nng_duration (a positive int32). */
+static nng_duration
+to_duration(int64_t ms) {
+    if (ms < 1) {
+        return 1;
+    }
+    return ms > INT32_MAX ? INT32_MAX : (nng_duration)ms;
+}
+
+/* dial_fail: the error and message for a failed first dial of url. */
+static int
+dial_fail(const char *url, int rv) {
+    switch (rv) {
+    case NNG_EINVAL:
+    case NNG_ENOTSUP:
+        return jobq__fail(JOBQ_EINVAL,
+                          "invalid URL \"%s\" (%s); expected tcp://HOST:PORT, ipc:///PATH, "
+                          "tls+tcp://HOST:PORT or ws://HOST:PORT/PATH",
+                          url, nng_strerror(rv));
+    case NNG_ENOMEM:
+        return jobq__fail(JOBQ_ENOMEM, "out of memory connecting to %s", url);
+    case NNG_EPROTO:
+    case NNG_ECRYPTO:
+    case NNG_EPEERAUTH:
+        return jobq__fail(JOBQ_EPROTO, "the peer at %s did not accept an nng REQ connection (%s)",
+                          url, nng_strerror(rv));
+    case NNG_ECONNREFUSED:
+        return jobq__fail(JOBQ_EUNREACH,
+                          "cannot reach jobqd at %s: connection refused "
+                          "(nothing listens there)",
+                          url);
+    case NNG_EADDRINVAL:
+        return jobq__fail(JOBQ_EUNREACH,
+                          "cannot reach jobqd at %s: invalid address or "
+                          "unknown host",
+                          url);
+    default:
+        /* No such socket, unreachable, timed out, ...: nobody answers there. */
+        return jobq__fail(JOBQ_EUNREACH, "cannot reach jobqd at %s: %s", url, nng_strerror(rv));
+    }
+}
+
+/* client_free: frees a client whose socket is closed (or was never opened). */
+static void
+client_free(jobq_client *c) {
+    pthread_cond_destroy(&c->idle);
+    pthread_mutex_destroy(&c->lock);
+    free(c);
+}
+
+JOBQ_API int
+jobq_client_open(jobq_client **clientp, const char *url) {
+    if (clientp == NULL) {
+        return jobq__fail(JOBQ_EINVAL, "jobq_client_open: clientp is NULL");
+    }
+    if (url == NULL) {
+        url = getenv("JOBQ_URL");
+    }
+    if (url == NULL || url[0] == '\0') {
+        url = DEFAULT_URL;
+    }
+    size_t len = strlen(url);
+    jobq_client *c = calloc(1, sizeof(*c) + len + 1);
+    if (c == NULL) {
+        return jobq__fail(JOBQ_ENOMEM, "out of memory opening a client");
+    }
+    memcpy(c->url, url, len + 1);
+    atomic_init(&c->timeout_ms, DEFAULT_TIMEOUT_MS);
+    if (pthread_mutex_init(&c->lock, NULL) != 0) {
+        free(c);
+        return jobq__fail(JOBQ_ENOMEM, "cannot create a mutex for the client");
+    }
+    if (pthread_cond_init(&c->idle, NULL) != 0) {
+        pthread_mutex_destroy(&c->lock);
+        free(c);
+        return jobq__fail(JOBQ_ENOMEM, "cannot create a condition variable for the client");
+    }
+
+    int rv = nng_req0_open(&c->sock);
+    if (rv != 0) {
+        int err = jobq__from_nng(rv);
+        client_free(c);
+        return jobq__fail(err, "cannot open an nng REQ socket: %s", nng_strerror(rv));
+    }
+    /* A wait may be held by the daemon for long: the REQ must never resend it. Replies
+     * (a list page, a wait on many jobs) may exceed nng's default 1 MiB receive limit. */
+    if ((rv = nng_socket_set_ms(c->sock, NNG_OPT_REQ_RESENDTIME, NNG_DURATION_INFINITE)) != 0 ||
+        (rv = nng_socket_set_size(c->sock, NNG_OPT_RECVMAXSZ, 0)) != 0) {
+        int err = jobq__from_nng(rv);
+        nng_close(c->sock);
+        client_free(c);
+        return jobq__fail(err, "cannot set up the nng REQ socket: %s", nng_strerror(rv));
+    }
+    /* A blocking first dial, so a daemon that is not there is reported now; once it
+     * succeeded, nng redials by itself whenever the connection drops. */
+    rv = nng_dial(c->sock, url, NULL, 0);
+    if (rv != 0) {
+        nng_close(c->sock);
+        client_free(c);
+        return dial_fail(url, rv);
+    }
+    *clientp = c;
+    return JOBQ_OK;
+}
+
+JOBQ_API void
+jobq_client_close(jobq_client *client) {
+    if (client == NULL) {
+        return;
+    }
+    pthread_mutex_lock(&client->lock);
+    client->closing = true;
+    pthread_mutex_unlock(&client->lock);
+    nng_close(client->sock); /* ends every call in flight */
+    pthread_mutex_lock(&client->lock);
+    while (client->calls > 0) {
+        pthread_cond_wait(&client->idle, &client->lock);
+    }
+    pthread_mutex_unlock(&client->lock);
+    client_free(client);
+}
+
+/* call_begin: counts a call in flight; false once the client is closing. */
+static bool
+call_begin(jobq_client *c) {
+    pthread_mutex_lock(&c->lock);
+    bool ok = !c->closing;
+    if (ok) {
+        c->calls++;
+    }
+    pthread_mutex_unlock(&c->lock);
+    return ok;
+}
+
+/* call_end: ends a call counted by call_begin; returns whether the client is closing (then
+ * the call's failure is reported as JOBQ_ECLOSED). */
+static bool
+call_end(jobq_client *c) {
+    pthread_mutex_lock(&c->lock);
+    bool closing = c->closing;
+    if (--c->calls == 0 && closing) {
+        pthread_cond_signal(&c->idle);
+    }
+    pthread_mutex_unlock(&c->lock);
+    return closing;
+}
+
+JOBQ_API int
+jobq_client_set_timeout(jobq_client *client, int64_t timeout_ms) {
+    if (client == NULL || timeout_ms <= 0) {
+        return jobq__fail(JOBQ_EINVAL, "the timeout must be a positive number of ms, not %lld",
+                          (long long)timeout_ms);
+    }
+    /* nng durations are int32 ms (about 24 days); clamping also keeps timeout + wait time
+     * far from overflow. */
+    atomic_store(&client->timeout_ms, timeout_ms < INT32_MAX ? timeout_ms : INT32_MAX);
+    return JOBQ_OK;
+}
+
+/* transport_fail: the error and message for an nng failure of a call. */
+static int
+transport_fail(int rv, int64_t timeout_ms) {
+    int err = jobq__from_nng(rv);
+    switch (err) {
+    case JOBQ_ETIMEDOUT:
+        return jobq__fail(err,
+                          "no reply from jobqd within %lld ms (is the daemon running and "
+                          "reachable?)",
+                          (long long)timeout_ms);
+    case JOBQ_ECLOSED:
+        return jobq__fail(err, "the client was closed");
+    case JOBQ_EUNREACH:
+        if (rv == NNG_ECONNRESET || rv == NNG_ECONNSHUT || rv == NNG_ECONNABORTED) {
+            return jobq__fail(err, "the connection to jobqd was lost before the reply came (the "
+                                   "daemon stopped or restarted); the request may or may not have "
+                                   "been carried out");
+        }
+        return jobq__fail(err, "nng: %s", nng_strerror(rv));
+    case JOBQ_ETOOBIG:
+        return jobq__fail(err, "the message is too large for nng (%s)", nng_strerror(rv));
+    default:
+        return jobq__fail(err, "nng: %s", nng_strerror(rv));
+    }
+}
+
+/* roundtrip: sends req (len bytes) on a fresh context of c and waits for the reply, all
+ * within timeout_ms. On success *replyp owns the reply message (nng_msg_free). Returns a
+ * jobq_err with jobq_errmsg() set; JOBQ_ECLOSED when jobq_client_close cut it off (close
+ * waits for every roundtrip to leave before freeing c). */
+static int
+roundtrip(jobq_client *c, const char *req, size_t len, int64_t timeout_ms, nng_msg **replyp) {
+    if (!call_begin(c)) {
+        return jobq__fail(JOBQ_ECLOSED, "the client was closed");
+    }
+    int64_t deadline = mono_ms() + timeout_ms;
+    nng_ctx ctx;
+    nng_aio *aio = NULL;
+    nng_msg *msg = NULL;
+    int rv = nng_ctx_open(&ctx, c->sock);
+    if (rv != 0) {
+        rv = call_end(c) ? NNG_ECLOSED : rv;
+        return transport_fail(rv, timeout_ms);
+    }
+    if ((rv = nng_aio_alloc(&aio, NULL, NULL)) != 0 || (rv = nng_msg_alloc(&msg, 0)) != 0 ||
+        (rv = nng_msg_append(msg, req, len)) != 0) {
+        goto done;
+    }
+    /* The aio's timeout is what bounds nng_ctx_send/recv (nng 1.5 has no synchronous
+     * context calls); the context's own timeouts are set as well for nng versions whose
+     * context operations read them. */
+    nng_ctx_set_ms(ctx, NNG_OPT_SENDTIMEO, to_duration(timeout_ms));
+    nng_ctx_set_ms(ctx, NNG_OPT_RECVTIMEO, to_duration(timeout_ms));
+    nng_aio_set_timeout(aio, to_duration(timeout_ms));
+    nng_aio_set_msg(aio, msg);
+    nng_ctx_send(ctx, aio);
+    nng_aio_wait(aio);
+    if ((rv = nng_aio_result(aio)) != 0) {
+        goto done; /* a failed send leaves the message with us */
+    }
+    msg = NULL; /* a successful send took it */
+    nng_aio_set_timeout(aio, to_duration(deadline - mono_ms()));
+    nng_ctx_recv(ctx, aio);
+    nng_aio_wait(aio);
+    if ((rv = nng_aio_result(aio)) == 0) {
+        *replyp = nng_aio_get_msg(aio);
+    }
+done:
+    if (msg != NULL) {
+        nng_msg_free(msg);
+    }
+    if (aio != NULL) {
+        nng_aio_free(aio);
+    }
+    nng_ctx_close(ctx);
+    if (call_end(c) && rv != 0) {
+        rv = NNG_ECLOSED;
+    }
+    return rv == 0 ? JOBQ_OK : transport_fail(rv, timeout_ms);
+}
+
+/* call_json: sends req (a JSON object) and parses the reply. extra_ms is added to the
+ * client's call timeout (a wait's own duration). On an {"ok": true} reply *replyp owns it;
+ * an {"ok": false} reply returns its error code's jobq_err with the daemon's message as
+ * jobq_errmsg(). */
+static int
+call_json(jobq_client *c, const char *op, json_t *req, int64_t extra_ms, json_t **replyp) {
+    if (c == NULL) {
+        return jobq__fail(JOBQ_EINVAL, "the client is NULL");
+    }
+    if (req == NULL) {
+        return jobq__fail(JOBQ_ENOMEM, "out of memory building the %s request", op);
+    }
+    char *text = json_dumps(req, JSON_COMPACT);
+    if (text == NULL) {
+        return jobq__fail(JOBQ_ENOMEM, "out of memory building the %s request", op);
+    }
+    nng_msg *msg = NULL;
+    int err = roundtrip(c, text, strlen(text), atomic_load(&c->timeout_ms) + extra_ms, &msg);
+    free(text);
+    if (err != JOBQ_OK) {
+        return err;
+    }
+    json_error_t jerr;
+    json_t *reply = json_loadb(nng_msg_body(msg), nng_msg_len(msg), 0, &jerr);
+    nng_msg_free(msg);
+    if (reply == NULL) {
+        if (json_error_code(&jerr) == json_error_out_of_memory) {
+            return jobq__fail(JOBQ_ENOMEM, "out of memory reading the reply");
+        }
+        return jobq__fail(JOBQ_EPROTO, "the reply is not valid JSON: %s", jerr.text);
+    }
+    json_t *ok = json_object_get(reply, "ok");
+    if (json_is_true(ok)) {
+        *replyp = reply;
+        return JOBQ_OK;
+    }
+    if (!json_is_false(ok)) {
+        json_decref(reply);
+        return jobq__fail(JOBQ_EPROTO, "the reply is not a jobq reply (no \"ok\" field)");
+    }
+    json_t *error = json_object_get(reply, "error");
+    const char *code = json_string_value(json_object_get(error, "code"));
+    const char *message = json_string_value(json_object_get(error, "message"));
+    err = jobq__err_from_code(code);
+    if (message != NULL && message[0] != '\0') {
+        jobq__fail(err, "%s", message);
+    } else {
+        jobq__fail(err, "%s failed: %s", op, code != NULL ? code : "no error code");
+    }
+    json_decref(reply);
+    return err;
+}
+
+/* load_payload: parses a payload JSON text (NULL means null). Returns NULL on invalid JSON
+ * or out of memory, with *errp set and jobq_errmsg() naming the problem; what names the
+ * payload in the message. */
+static json_t *
+load_payload(const char *payload, const char *what, int *errp) {
+    if (payload == NULL) {
+        json_t *v = json_null();
+        *errp = v != NULL ? JOBQ_OK : JOBQ_ENOMEM;
+        return v;
+    }
+    json_error_t jerr;
+    json_t *v = json_loads(payload, JSON_DECODE_ANY, &jerr);
+    if (v == NULL) {
+        if (json_error_code(&jerr) == json_error_out_of_memory) {
+            *errp = jobq__fail(JOBQ_ENOMEM, "out of memory parsing %s", what);
+        } else {
+            *errp = jobq__fail(JOBQ_EINVAL,
+                               "%s is not valid JSON: %s (line %d, column %d); a string "
+                               "must be quoted, e.g. \"text\"",
+                               what, jerr.text, jerr.line, jerr.column);
+        }
+    }
+    return v;
+}
+
+/* check_opts: validates the fields of opts that the library can check by itself. */
+static int
+check_opts(const jobq_submit_opts *opts) {
+    if (opts == NULL) {
+        return JOBQ_OK;
+    }
+    if (opts->delay_ms < 0) {
+        return jobq__fail(JOBQ_EINVAL, "delay_ms must be >= 0, not %lld",
+                          (long long)opts->delay_ms);
+    }
+    if (opts->run_at_ms < 0) {
+        return jobq__fail(JOBQ_EINVAL, "run_at_ms must be >= 0, not %lld",
+                          (long long)opts->run_at_ms);
+    }
+    if (opts->max_attempts < 0) {
+        return jobq__fail(JOBQ_EINVAL, "max_attempts must be >= 1, not %d",
+                          (int)opts->max_attempts);
+    }
+    if (opts->timeout_ms < 0) {
+        return jobq__fail(JOBQ_EINVAL, "timeout_ms must be > 0, not %lld",
+                          (long long)opts->timeout_ms);
+    }
+    return JOBQ_OK;
+}
+
+/* set_opts: adds the non-zero fields of opts (may be NULL) to a submit object. Returns
+ * false on out of memory. */
+static bool
+set_opts(json_t *obj, const jobq_submit_opts *opts) {
+    if (opts == NULL) {
+        return true;
+    }
+    int rv = 0;
+    if (opts->priority != 0) {
+        rv |= json_object_set_new(obj, "priority", json_integer(opts->priority));
+    }
+    if (opts->run_at_ms != 0) {
+        rv |= json_object_set_new(obj, "run_at", json_integer(opts->run_at_ms));
+    } else if (opts->delay_ms != 0) {
+        rv |= json_object_set_new(obj, "delay", json_integer(opts->delay_ms));
+    }
+    if (opts->max_attempts != 0) {
+        rv |= json_object_set_new(obj, "max_attempts", json_integer(opts->max_attempts));
+    }
+    if (opts->timeout_ms != 0) {
+        rv |= json_object_set_new(obj, "timeout", json_integer(opts->timeout_ms));
+    }
+    if (opts->key != NULL) {
+        rv |= json_object_set_new(obj, "key", json_string(opts->key));
+    }
+    return rv == 0;
+}
+
+/* reply_id: reads an id (a positive integer) from v. */
+static bool
+reply_id(const json_t *v, int64_t *idp) {
+    if (!json_is_integer(v) || json_integer_value(v) <= 0) {
+        return false;
+    }
+    *idp = (int64_t)json_integer_value(v);
+    return true;
+}
+
+JOBQ_API int
+jobq_ping(jobq_client *client) {
+    json_t *reply;
+    json_t *req = json_pack("{s:s}", "op", "ping");
+    int err = call_json(client, "ping", req, 0, &reply);
+    json_decref(req);
+    if (err == JOBQ_OK) {
+        json_decref(reply);
+    }
+    return err;
+}
+
+JOBQ_API int
+jobq_submit(jobq_client *client, const char *queue, const char *payload,
+            const jobq_submit_opts *opts, int64_t *idp, bool *duplicatep) {
+    if (queue == NULL || queue[0] == '\0') {
+        return jobq__fail(JOBQ_EINVAL, "the queue name is empty");
+    }
+    if (idp == NULL) {
+        return jobq__fail(JOBQ_EINVAL, "idp is NULL");
+    }
+    int err = check_opts(opts);
+    if (err != JOBQ_OK) {
+        return err;
+    }
+    json_t *pv = load_payload(payload, "the payload", &err);
+    if (pv == NULL) {
+        return err;
+    }
+    json_t *req = json_pack("{s:s, s:s, s:o}", "op", "submit", "queue", queue, "payload", pv);
+    if (req != NULL && !set_opts(req, opts)) {
+        json_decref(req);
+        req = NULL;
+    }
+    json_t *reply;
+    err = call_json(client, "submit", req, 0, &reply);
+    json_decref(req);
+    if (err != JOBQ_OK) {
+        return err;
+    }
+    int64_t id;
+    if (!reply_id(json_object_get(reply, "id"), &id)) {
+        json_decref(reply);
+        return jobq__fail(JOBQ_EPROTO, "the reply has no valid \"id\"");
+    }
+    *idp = id;
+    if (duplicatep != NULL) {
+        *duplicatep = json_is_true(json_object_get(reply, "duplicate"));
+    }
+    json_decref(reply);
+    return JOBQ_OK;
+}
+
+JOBQ_API int
+jobq_submit_batch(jobq_client *client, const char *queue, const char *const *payloads, size_t n,
+                  const jobq_submit_opts *opts, int64_t *ids) {
+    if (queue == NULL || queue[0] == '\0') {
+        return jobq__fail(JOBQ_EINVAL, "the queue name is empty");
+    }
+    if (n == 0 || payloads == NULL || ids == NULL) {
+        return jobq__fail(JOBQ_EINVAL, "a batch needs n >= 1 and non-NULL payloads and ids");
+    }
+    if (opts != NULL && opts->key != NULL) {
+        return jobq__fail(JOBQ_EINVAL, "opts->key must be NULL (a key is unique per job)");
+    }
+    int err = check_opts(opts);
+    if (err != JOBQ_OK) {
+        return err;
+    }
+    json_t *jobs = json_array();
+    json_t *req = json_pack("{s:s, s:s, s:o}", "op", "submit_batch", "queue", queue, "jobs", jobs);
+    if (req == NULL) {
+        return jobq__fail(JOBQ_ENOMEM, "out of memory building the request");
+    }
+    for (size_t i = 0; i < n; i++) {
+        char what[64];
+        snprintf(what, sizeof(what), "payload %zu", i);
+        json_t *pv = load_payload(payloads[i], what, &err);
+        if (pv == NULL) {
+            json_decref(req);
+            return err;
+        }
+        json_t *job = json_pack("{s:o}", "payload", pv);
+        if (job == NULL || !set_opts(job, opts) || json_array_append_new(jobs, job) != 0) {
+            json_decref(req);
+            return jobq__fail(JOBQ_ENOMEM, "out of memory building the request");
+        }
+    }
+    json_t *reply;
+    err = call_json(client, "submit_batch", req, 0, &reply);
+    json_decref(req);
+    if (err != JOBQ_OK) {
+        return err;
+    }
+    json_t *rids = json_object_get(reply, "ids");
+    if (!json_is_array(rids) || json_array_size(rids) != n) {
+        json_decref(reply);
+        return jobq__fail(JOBQ_EPROTO, "the reply has no \"ids\" array of %zu ids", n);
+    }
+    for (size_t i = 0; i < n; i++) {
+        int64_t id;
+        if (!reply_id(json_array_get(rids, i), &id)) {
+            json_decref(reply);
+            return jobq__fail(JOBQ_EPROTO, "ids[%zu] of the reply is not an id", i);
+        }
+    }
+    for (size_t i = 0; i < n; i++) {
+        ids[i] = (int64_t)json_integer_value(json_array_get(rids, i));
+    }
+    json_decref(reply);
+    return JOBQ_OK;
+}
+
+/* job_reply: the snapshot from reply[field] (an object) into *jobp if jobp is not NULL. */
+static int
+job_reply(json_t *v, jobq_job **jobp) {
+    if (jobp == NULL) {
+        return JOBQ_OK;
+    }
+    return jobq__job_from_json(v, jobp);
+}
+
+JOBQ_API int
+jobq_get(jobq_client *client, int64_t id, jobq_job **jobp) {
+    if (jobp == NULL) {
+        return jobq__fail(JOBQ_EINVAL, "jobp is NULL");
+    }
+    json_t *reply;
+    json_t *req = json_pack("{s:s, s:I}", "op", "get", "id", (json_int_t)id);
+    int err = call_json(client, "get", req, 0, &reply);
+    json_decref(req);
+    if (err != JOBQ_OK) {
+        return err;
+    }
+    err = job_reply(json_object_get(reply, "job"), jobp);
+    json_decref(reply);
+    return err;
+}
+
+JOBQ_API int
+jobq_cancel(jobq_client *client, int64_t id) {
+    json_t *reply;
+    json_t *req = json_pack("{s:s, s:I}", "op", "cancel", "id", (json_int_t)id);
+    int err = call_json(client, "cancel", req, 0, &reply);
+    json_decref(req);
+    if (err == JOBQ_OK) {
+        json_decref(reply);
+    }
+    return err;
+}
+
+JOBQ_API int
+jobq_wait(jobq_client *client, int64_t id, int64_t wait_ms, jobq_job **jobp) {
+    if (wait_ms < 0) {
+        return jobq__fail(JOBQ_EINVAL, "wait_ms must be >= 0, not %lld", (long long)wait_ms);
+    }
+    int64_t left = wait_ms;
+    for (;;) {
+        int64_t piece = left < MAX_WAIT_PIECE_MS ? left : MAX_WAIT_PIECE_MS;
+        left -= piece;
+        json_t *reply;
+        json_t *req = json_pack("{s:s, s:I, s:I}", "op", "wait", "id", (json_int_t)id, "timeout",
+                                (json_int_t)piece);
+        int err = call_json(client, "wait", req, piece, &reply);
+        json_decref(req);
+        if (err != JOBQ_OK) {
+            return err;
+        }
+        json_t *done = json_object_get(reply, "done");
+        json_t *jobs = json_object_get(reply, "jobs");
+        if (!json_is_boolean(done) || !json_is_array(jobs) || json_array_size(jobs) < 1) {
+            json_decref(reply);
+            return jobq__fail(JOBQ_EPROTO, "the reply lacks \"done\" or \"jobs\"");
+        }
+        if (json_is_true(done)) {
+            err = job_reply(json_array_get(jobs, 0), jobp);
+            json_decref(reply);
+            return err;
+        }
+        json_decref(reply);
+        if (left == 0) {
+            return jobq__fail(JOBQ_ETIMEDOUT, "job %lld has not finished after %lld ms",
+                              (long long)id, (long long)wait_ms);
+        }
+    }
+}
+
+JOBQ_API int
+jobq_call(jobq_client *client, const char *request, char **replyp) {
+    if (client == NULL || request == NULL || replyp == NULL) {
+        return jobq__fail(JOBQ_EINVAL, "client, request and replyp must not be NULL");
+    }
+    nng_msg *msg = NULL;
+    int err = roundtrip(client, request, strlen(request), atomic_load(&client->timeout_ms), &msg);
+    if (err != JOBQ_OK) {
+        return err;
+    }
+    size_t len = nng_msg_len(msg);
+    char *text = malloc(len + 1);
+    if (text == NULL) {
+        nng_msg_free(msg);
+        return jobq__fail(JOBQ_ENOMEM, "out of memory copying the reply");
+    }
+    memcpy(text, nng_msg_body(msg), len);
+    text[len] = '\0';
+    nng_msg_free(msg);
+    *replyp = text;
+    return JOBQ_OK;
+}

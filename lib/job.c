@@ -1,0 +1,181 @@
+/* job.c: jobq_job, the immutable snapshot of one job as a reply carried it, and its
+ * accessors. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "internal.h"
+
+struct jobq_job {
+    json_t *obj;       /* the job object of the reply (one reference owned) */
+    char *json;        /* compact text of obj */
+    char *payload;     /* compact text of obj.payload ("null" when absent) */
+    char *result;      /* obj.result as text, NULL when absent or null */
+    char *error;       /* obj.error as text, NULL when absent or null */
+    const char *queue; /* borrowed from obj; "" when absent */
+    const char *key;   /* borrowed from obj; NULL when absent */
+    int64_t id;
+    int state; /* a jobq_state, -1 when unknown */
+    int32_t priority;
+    int32_t attempt;
+    int32_t max_attempts;
+    int64_t timeout_ms;
+    int64_t run_at_ms; /* ms since the epoch; 0 when null */
+    int64_t created_at_ms;
+    int64_t started_at_ms;
+    int64_t finished_at_ms;
+};
+
+/* int_field: obj[name] as an integer, 0 when absent, null or not an integer. */
+static int64_t
+int_field(const json_t *obj, const char *name) {
+    const json_t *v = json_object_get(obj, name);
+    return json_is_integer(v) ? (int64_t)json_integer_value(v) : 0;
+}
+
+/* text_field: obj[name] as a malloc'd text: a string as is, any other non-null value as
+ * compact JSON. Sets *textp to NULL when absent or null. Returns false on out of memory. */
+static bool
+text_field(const json_t *obj, const char *name, char **textp) {
+    const json_t *v = json_object_get(obj, name);
+    *textp = NULL;
+    if (v == NULL || json_is_null(v)) {
+        return true;
+    }
+    if (json_is_string(v)) {
+        *textp = strdup(json_string_value(v));
+    } else {
+        *textp = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY);
+    }
+    return *textp != NULL;
+}
+
+int
+jobq__job_from_json(json_t *obj, jobq_job **jobp) {
+    if (!json_is_object(obj) || !json_is_integer(json_object_get(obj, "id"))) {
+        return jobq__fail(JOBQ_EPROTO, "the daemon's reply holds no valid job object");
+    }
+    jobq_job *job = calloc(1, sizeof(*job));
+    if (job == NULL) {
+        return jobq__fail(JOBQ_ENOMEM, "out of memory reading a job");
+    }
+    job->obj = json_incref(obj);
+    job->json = json_dumps(obj, JSON_COMPACT);
+    const json_t *payload = json_object_get(obj, "payload");
+    job->payload =
+        payload != NULL ? json_dumps(payload, JSON_COMPACT | JSON_ENCODE_ANY) : strdup("null");
+    if (job->json == NULL || job->payload == NULL || !text_field(obj, "result", &job->result) ||
+        !text_field(obj, "error", &job->error)) {
+        jobq_job_free(job);
+        return jobq__fail(JOBQ_ENOMEM, "out of memory reading a job");
+    }
+    const char *queue = json_string_value(json_object_get(obj, "queue"));
+    job->queue = queue != NULL ? queue : "";
+    job->key = json_string_value(json_object_get(obj, "key"));
+    job->id = int_field(obj, "id");
+    job->state = jobq__state_parse(json_string_value(json_object_get(obj, "state")));
+    job->priority = (int32_t)int_field(obj, "priority");
+    job->attempt = (int32_t)int_field(obj, "attempt");
+    job->max_attempts = (int32_t)int_field(obj, "max_attempts");
+    if (!jobq__json_duration(json_object_get(obj, "timeout"), &job->timeout_ms)) {
+        job->timeout_ms = 0;
+    }
+    job->run_at_ms = int_field(obj, "run_at");
+    job->created_at_ms = int_field(obj, "created_at");
+    job->started_at_ms = int_field(obj, "started_at");
+    job->finished_at_ms = int_field(obj, "finished_at");
+    *jobp = job;
+    return JOBQ_OK;
+}
+
+JOBQ_API void
+jobq_job_free(jobq_job *job) {
+    if (job == NULL) {
+        return;
+    }
+    free(job->json);
+    free(job->payload);
+    free(job->result);
+    free(job->error);
+    json_decref(job->obj);
+    free(job);
+}
+
+JOBQ_API int64_t
+jobq_job_id(const jobq_job *job) {
+    return job != NULL ? job->id : 0;
+}
+
+JOBQ_API const char *
+jobq_job_queue(const jobq_job *job) {
+    return job != NULL ? job->queue : "";
+}
+
+JOBQ_API const char *
+jobq_job_payload(const jobq_job *job) {
+    return job != NULL ? job->payload : "null";
+}
+
+JOBQ_API int
+jobq_job_state(const jobq_job *job) {
+    return job != NULL ? job->state : -1;
+}
+
+JOBQ_API int32_t
+jobq_job_priority(const jobq_job *job) {
+    return job != NULL ? job->priority : 0;
+}
+
+JOBQ_API int32_t
+jobq_job_attempt(const jobq_job *job) {
+    return job != NULL ? job->attempt : 0;
+}
+
+JOBQ_API int32_t
+jobq_job_max_attempts(const jobq_job *job) {
+    return job != NULL ? job->max_attempts : 0;
+}
+
+JOBQ_API int64_t
+jobq_job_timeout_ms(const jobq_job *job) {
+    return job != NULL ? job->timeout_ms : 0;
+}
+
+JOBQ_API const char *
+jobq_job_key(const jobq_job *job) {
+    return job != NULL ? job->key : NULL;
+}
+
+JOBQ_API const char *
+jobq_job_result(const jobq_job *job) {
+    return job != NULL ? job->result : NULL;
+}
+
+JOBQ_API const char *
+jobq_job_error(const jobq_job *job) {
+    return job != NULL ? job->error : NULL;
+}
+
+JOBQ_API int64_t
+jobq_job_run_at_ms(const jobq_job *job) {
+    return job != NULL ? job->run_at_ms : 0;
+}
+
+JOBQ_API int64_t
+jobq_job_created_at_ms(const jobq_job *job) {
+    return job != NULL ? job->created_at_ms : 0;
+}
+
+JOBQ_API int64_t
+jobq_job_started_at_ms(const jobq_job *job) {
+    return job != NULL ? job->started_at_ms : 0;
+}
+
+JOBQ_API int64_t
+jobq_job_finished_at_ms(const jobq_job *job) {
+    return job != NULL ? job->finished_at_ms : 0;
+}
+
+JOBQ_API const char *
+jobq_job_json(const jobq_job *job) {
+    return job != NULL ? job->json : "null";
+}
