@@ -46,14 +46,16 @@ typedef struct producer {
 } producer;
 
 static double
-mono_s(void) {
+mono_s(void)
+{
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
 static uint64_t
-mono_ns(void) {
+mono_ns(void)
+{
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
@@ -61,7 +63,8 @@ mono_ns(void) {
 
 /* make_payload: a PAYLOAD_BYTES-long JSON object that looks like a typical job. */
 static void
-make_payload(char *buf, size_t size, uint64_t seq) {
+make_payload(char *buf, size_t size, uint64_t seq)
+{
     int n = snprintf(buf, size,
                      "{\"to\":\"user-%06llu@example.com\",\"template\":\"weekly-report\","
                      "\"locale\":\"en-US\",\"vars\":{\"name\":\"Ada Lovelace\",\"plan\":\"pro\","
@@ -77,7 +80,8 @@ make_payload(char *buf, size_t size, uint64_t seq) {
 }
 
 static bool
-record(producer *p, uint64_t ns) {
+record(producer *p, uint64_t ns)
+{
     if (p->n == p->cap) {
         size_t ncap = p->cap == 0 ? 4096 : p->cap * 2;
         uint64_t *nl = realloc(p->lat_ns, ncap * sizeof(uint64_t));
@@ -92,7 +96,8 @@ record(producer *p, uint64_t ns) {
 }
 
 static void *
-producer_main(void *arg) {
+producer_main(void *arg)
+{
     producer *p = arg;
     char payload[PAYLOAD_BYTES + 64];
     const char *payloads[BATCH_SIZE];
@@ -129,14 +134,16 @@ producer_main(void *arg) {
 }
 
 static int
-cmp_u64(const void *a, const void *b) {
+cmp_u64(const void *a, const void *b)
+{
     uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
     return (x > y) - (x < y);
 }
 
 /* percentile_us: the nearest-rank percentile p (0..1) of sorted samples, in µs. */
 static double
-percentile_us(const uint64_t *sorted, size_t n, double p) {
+percentile_us(const uint64_t *sorted, size_t n, double p)
+{
     if (n == 0) {
         return 0.0;
     }
@@ -149,7 +156,8 @@ percentile_us(const uint64_t *sorted, size_t n, double p) {
  * at all (the message is printed). */
 static bool
 run(jobq_client *client, const char *queue, const char *workload, bool batch, int producers,
-    double seconds, row *out) {
+    double seconds, row *out)
+{
     producer *ps = calloc((size_t)producers, sizeof(producer));
     if (ps == NULL) {
         fprintf(stderr, "jobq-bench: out of memory\n");
@@ -208,13 +216,15 @@ run(jobq_client *client, const char *queue, const char *workload, bool batch, in
 }
 
 static void
-print_header(void) {
+print_header(void)
+{
     printf("%-8s %9s %10s %8s %10s %10s %10s %10s %7s\n", "WORKLOAD", "PRODUCERS", "JOBS",
            "SECONDS", "JOBS/S", "P50_US", "P99_US", "P99.9_US", "ERRORS");
 }
 
 static void
-print_row(const row *r) {
+print_row(const row *r)
+{
     printf("%-8s %9d %10llu %8.2f %10.0f %10.0f %10.0f %10.0f %7llu\n", r->workload, r->producers,
            (unsigned long long)r->jobs, r->seconds,
            r->seconds > 0 ? (double)r->jobs / r->seconds : 0.0, r->p50_us, r->p99_us, r->p999_us,
@@ -223,7 +233,8 @@ print_row(const row *r) {
 }
 
 static bool
-write_json(const char *path, const row *rows, size_t n) {
+write_json(const char *path, const row *rows, size_t n)
+{
     FILE *f = fopen(path, "w");
     if (f == NULL) {
         fprintf(stderr, "jobq-bench: cannot write %s: %s\n", path, strerror(errno));
@@ -250,13 +261,15 @@ write_json(const char *path, const row *rows, size_t n) {
 }
 
 static void
-usage(FILE *out) {
+usage(FILE *out)
+{
     fprintf(out, "usage: jobq-bench [--url URL] [--queue Q] [--seconds N] [--producers LIST]\n"
                  "                  [--json FILE] [WORKLOAD...]\n");
 }
 
 static int
-help(void) {
+help(void)
+{
     usage(stdout);
     printf("\nDrives a running jobqd through libjobq and prints, per workload, the jobs stored,\n"
            "jobs/s and the latency of each request (p50, p99, p99.9, in microseconds).\n"
@@ -282,7 +295,8 @@ help(void) {
 
 /* parse_producers: "1,16,64" into list (at most max entries). */
 static int
-parse_producers(const char *s, int *list, int max) {
+parse_producers(const char *s, int *list, int max)
+{
     int n = 0;
     while (*s != '\0') {
         char *end;
@@ -299,7 +313,8 @@ parse_producers(const char *s, int *list, int max) {
 }
 
 int
-main(int argc, char **argv) {
+main(int argc, char **argv)
+{
     const char *url = NULL, *queue = "bench", *json_path = NULL;
     double seconds = 5.0;
     int producers[16] = {1, 16};

@@ -43,7 +43,8 @@ typedef struct cli_cmd {
 #define CLI_OPT_URL 0x1001
 #define CLI_OPT_JSON 0x1002
 #define CLI_COMMON_OPTIONS                                                                         \
-    {"url", required_argument, NULL, CLI_OPT_URL}, {"json", no_argument, NULL, CLI_OPT_JSON}, {    \
+    {"url", required_argument, NULL, CLI_OPT_URL}, {"json", no_argument, NULL, CLI_OPT_JSON},      \
+    {                                                                                              \
         "help", no_argument, NULL, 'h'                                                             \
     }
 /* cli_getopt's answer when the command must end: *exitp holds the exit status. */

@@ -12,7 +12,8 @@
 
 /* operands: checks that a command got exactly want operands after its options. */
 static int
-operands(const cli_cmd *cmd, int argc, int want, const char *what) {
+operands(const cli_cmd *cmd, int argc, int want, const char *what)
+{
     int have = argc - optind;
     if (have < want) {
         return cli_usage(cmd, "missing %s", what);
@@ -25,7 +26,8 @@ operands(const cli_cmd *cmd, int argc, int want, const char *what) {
 
 /* parse_id: a job id operand. */
 static int
-parse_id(const cli_cmd *cmd, const char *s, int64_t *idp) {
+parse_id(const cli_cmd *cmd, const char *s, int64_t *idp)
+{
     if (!cli_parse_i64(s, 1, INT64_MAX, idp)) {
         return cli_usage(cmd, "a job ID is a positive integer, not \"%s\"", s);
     }
@@ -34,7 +36,8 @@ parse_id(const cli_cmd *cmd, const char *s, int64_t *idp) {
 
 /* simple_opts: parses a command that has only the common options. */
 static int
-simple_opts(cli *c, const cli_cmd *cmd, int argc, char **argv) {
+simple_opts(cli *c, const cli_cmd *cmd, int argc, char **argv)
+{
     static const struct option opts[] = {CLI_COMMON_OPTIONS, {NULL, 0, NULL, 0}};
     int rc = EXIT_OK;
     int ch = cli_getopt(c, cmd, argc, argv, opts, &rc);
@@ -49,7 +52,8 @@ simple_opts(cli *c, const cli_cmd *cmd, int argc, char **argv) {
 
 /* print_field: one "key  value" line; later lines of a multi-line value are indented. */
 static void
-print_field(const char *key, const char *value) {
+print_field(const char *key, const char *value)
+{
     if (value == NULL) {
         value = "-";
     }
@@ -69,7 +73,8 @@ print_field(const char *key, const char *value) {
 
 /* print_indented: prints text with every line indented by two spaces. */
 static void
-print_indented(const char *text) {
+print_indented(const char *text)
+{
     size_t len = strlen(text);
     while (len > 0 && text[len - 1] == '\n') {
         len--;
@@ -88,7 +93,8 @@ print_indented(const char *text) {
 }
 
 static void
-print_job(const jobq_job *j) {
+print_job(const jobq_job *j)
+{
     char buf[64];
     snprintf(buf, sizeof(buf), "%lld", (long long)jobq_job_id(j));
     print_field("id", buf);
@@ -111,7 +117,8 @@ print_job(const jobq_job *j) {
 
 /* print_outcome: one line saying how a finished job ended, then its result or error. */
 static void
-print_outcome(const jobq_job *j) {
+print_outcome(const jobq_job *j)
+{
     int attempt = (int)jobq_job_attempt(j);
     printf("job %lld %s", (long long)jobq_job_id(j), jobq_state_name(jobq_job_state(j)));
     if (attempt > 0) {
@@ -133,14 +140,16 @@ print_outcome(const jobq_job *j) {
 /* pace: after a wait piece that came back unfinished well before its time (a daemon that
  * does not hold waits), sleeps a little so the loop does not spin. */
 static void
-pace(double started, int64_t piece_ms) {
+pace(double started, int64_t piece_ms)
+{
     if ((cli_mono_s() - started) * 1000.0 < (double)piece_ms / 2) {
         nanosleep(&(struct timespec){.tv_sec = 0, .tv_nsec = 200 * 1000 * 1000}, NULL);
     }
 }
 
 int
-cli_wait_job(cli *c, int64_t id, int64_t limit_ms) {
+cli_wait_job(cli *c, int64_t id, int64_t limit_ms)
+{
     int rc = cli_connect(c);
     if (rc != EXIT_OK) {
         return rc;
@@ -181,7 +190,8 @@ cli_wait_job(cli *c, int64_t id, int64_t limit_ms) {
 }
 
 int
-cli_wait_json(cli *c, const int64_t *ids, size_t n, int64_t limit_ms) {
+cli_wait_json(cli *c, const int64_t *ids, size_t n, int64_t limit_ms)
+{
     /* Each piece must end on the daemon before this call's timeout ends here. */
     int64_t margin = c->timeout_ms / 4 < 5000 ? c->timeout_ms / 4 : 5000;
     int64_t max_piece = c->timeout_ms - margin;
@@ -218,7 +228,8 @@ cli_wait_json(cli *c, const int64_t *ids, size_t n, int64_t limit_ms) {
             if (rc == EXIT_OK) {
                 size_t i;
                 json_t *job;
-                json_array_foreach(json_object_get(reply, "jobs"), i, job) {
+                json_array_foreach(json_object_get(reply, "jobs"), i, job)
+                {
                     const char *st = json_string_value(json_object_get(job, "state"));
                     if (st == NULL || strcmp(st, "succeeded") != 0) {
                         rc = EXIT_FAILED;
@@ -239,7 +250,8 @@ cli_wait_json(cli *c, const int64_t *ids, size_t n, int64_t limit_ms) {
 }
 
 int
-cmd_ping(cli *c, const cli_cmd *cmd, int argc, char **argv) {
+cmd_ping(cli *c, const cli_cmd *cmd, int argc, char **argv)
+{
     int rc = simple_opts(c, cmd, argc, argv);
     if (rc != EXIT_OK || (rc = operands(cmd, argc, 0, "")) != EXIT_OK) {
         return rc;
@@ -269,7 +281,8 @@ cmd_ping(cli *c, const cli_cmd *cmd, int argc, char **argv) {
 /* raw_command: sends req; prints the reply with --json, else done_line on success. For the
  * commands that have no typed libjobq call, and for --json. */
 static int
-raw_command(cli *c, json_t *req, const char *what, const char *done_line) {
+raw_command(cli *c, json_t *req, const char *what, const char *done_line)
+{
     json_t *reply;
     char *text;
     int rc = cli_call(c, req, &reply, &text, "%s", what);
@@ -287,7 +300,8 @@ raw_command(cli *c, json_t *req, const char *what, const char *done_line) {
 }
 
 int
-cmd_get(cli *c, const cli_cmd *cmd, int argc, char **argv) {
+cmd_get(cli *c, const cli_cmd *cmd, int argc, char **argv)
+{
     int64_t id;
     int rc = simple_opts(c, cmd, argc, argv);
     if (rc != EXIT_OK || (rc = operands(cmd, argc, 1, "the job ID")) != EXIT_OK ||
@@ -313,7 +327,8 @@ cmd_get(cli *c, const cli_cmd *cmd, int argc, char **argv) {
 }
 
 int
-cmd_wait(cli *c, const cli_cmd *cmd, int argc, char **argv) {
+cmd_wait(cli *c, const cli_cmd *cmd, int argc, char **argv)
+{
     static const struct option opts[] = {
         CLI_COMMON_OPTIONS, {"timeout", required_argument, NULL, 't'}, {NULL, 0, NULL, 0}};
     int64_t limit_ms = -1;
@@ -366,7 +381,8 @@ cmd_wait(cli *c, const cli_cmd *cmd, int argc, char **argv) {
 }
 
 int
-cmd_cancel(cli *c, const cli_cmd *cmd, int argc, char **argv) {
+cmd_cancel(cli *c, const cli_cmd *cmd, int argc, char **argv)
+{
     int64_t id;
     int rc = simple_opts(c, cmd, argc, argv);
     if (rc != EXIT_OK || (rc = operands(cmd, argc, 1, "the job ID")) != EXIT_OK ||
@@ -392,7 +408,8 @@ cmd_cancel(cli *c, const cli_cmd *cmd, int argc, char **argv) {
 }
 
 int
-cmd_retry(cli *c, const cli_cmd *cmd, int argc, char **argv) {
+cmd_retry(cli *c, const cli_cmd *cmd, int argc, char **argv)
+{
     int64_t id;
     int rc = simple_opts(c, cmd, argc, argv);
     if (rc != EXIT_OK || (rc = operands(cmd, argc, 1, "the job ID")) != EXIT_OK ||
@@ -406,7 +423,8 @@ cmd_retry(cli *c, const cli_cmd *cmd, int argc, char **argv) {
 }
 
 static int
-queue_command(cli *c, const cli_cmd *cmd, int argc, char **argv, const char *done_verb) {
+queue_command(cli *c, const cli_cmd *cmd, int argc, char **argv, const char *done_verb)
+{
     int rc = simple_opts(c, cmd, argc, argv);
     if (rc != EXIT_OK || (rc = operands(cmd, argc, 1, "the QUEUE")) != EXIT_OK) {
         return rc;
@@ -419,18 +437,21 @@ queue_command(cli *c, const cli_cmd *cmd, int argc, char **argv, const char *don
 }
 
 int
-cmd_pause(cli *c, const cli_cmd *cmd, int argc, char **argv) {
+cmd_pause(cli *c, const cli_cmd *cmd, int argc, char **argv)
+{
     return queue_command(c, cmd, argc, argv, "paused");
 }
 
 int
-cmd_resume(cli *c, const cli_cmd *cmd, int argc, char **argv) {
+cmd_resume(cli *c, const cli_cmd *cmd, int argc, char **argv)
+{
     return queue_command(c, cmd, argc, argv, "resumed");
 }
 
 /* json_int_cell: obj[name] as decimal text, "-" when not an integer. */
 static const char *
-json_int_cell(const json_t *obj, const char *name, char *buf, size_t size) {
+json_int_cell(const json_t *obj, const char *name, char *buf, size_t size)
+{
     const json_t *v = json_object_get(obj, name);
     if (!json_is_integer(v)) {
         return "-";
@@ -440,7 +461,8 @@ json_int_cell(const json_t *obj, const char *name, char *buf, size_t size) {
 }
 
 static int
-print_list(const json_t *reply, const char *hint_args) {
+print_list(const json_t *reply, const char *hint_args)
+{
     static const char *const names[] = {"ID",       "QUEUE",  "STATE",  "ATTEMPT",
                                         "PRIORITY", "RUN_AT", "CREATED"};
     static const bool right[] = {true, false, false, true, true, false, false};
@@ -452,7 +474,8 @@ print_list(const json_t *reply, const char *hint_args) {
     }
     size_t i;
     const json_t *job;
-    json_array_foreach(jobs, i, job) {
+    json_array_foreach(jobs, i, job)
+    {
         char id[32], attempt[48], prio[32], run_at[32], created[32];
         const json_t *ra = json_object_get(job, "run_at");
         const json_t *ca = json_object_get(job, "created_at");
@@ -491,7 +514,8 @@ print_list(const json_t *reply, const char *hint_args) {
 }
 
 int
-cmd_list(cli *c, const cli_cmd *cmd, int argc, char **argv) {
+cmd_list(cli *c, const cli_cmd *cmd, int argc, char **argv)
+{
     static const struct option opts[] = {CLI_COMMON_OPTIONS,
                                          {"queue", required_argument, NULL, 'q'},
                                          {"state", required_argument, NULL, 's'},
@@ -568,12 +592,14 @@ cmd_list(cli *c, const cli_cmd *cmd, int argc, char **argv) {
 }
 
 static int
-cmp_str(const void *a, const void *b) {
+cmp_str(const void *a, const void *b)
+{
     return strcmp(*(const char *const *)a, *(const char *const *)b);
 }
 
 static int
-print_stats(const json_t *reply) {
+print_stats(const json_t *reply)
+{
     static const char *const names[] = {"QUEUE",    "SCHEDULED", "READY", "RUNNING",
                                         "RETRYING", "SUCCEEDED", "DEAD",  "CANCELLED",
                                         "PAUSED",   "BREAKER"};
@@ -596,7 +622,8 @@ print_stats(const json_t *reply) {
     size_t k = 0;
     const char *key;
     const json_t *q;
-    json_object_foreach((json_t *)queues, key, q) {
+    json_object_foreach((json_t *)queues, key, q)
+    {
         keys[k++] = key;
     }
     qsort(keys, n, sizeof(char *), cmp_str);
@@ -628,7 +655,8 @@ print_stats(const json_t *reply) {
 }
 
 int
-cmd_stats(cli *c, const cli_cmd *cmd, int argc, char **argv) {
+cmd_stats(cli *c, const cli_cmd *cmd, int argc, char **argv)
+{
     int rc = simple_opts(c, cmd, argc, argv);
     if (rc != EXIT_OK || (rc = operands(cmd, argc, 0, "")) != EXIT_OK) {
         return rc;

@@ -24,7 +24,8 @@ typedef struct submit_args {
 
 /* looks_unquoted: whether a bad payload looks like text that lacks its JSON quotes. */
 static bool
-looks_unquoted(const char *s) {
+looks_unquoted(const char *s)
+{
     while (*s == ' ' || *s == '\t' || *s == '\n') {
         s++;
     }
@@ -34,7 +35,8 @@ looks_unquoted(const char *s) {
 
 /* json_check: whether text is one JSON value; else fills why (jansson's reason). */
 static bool
-json_check(const char *text, char *why, size_t size) {
+json_check(const char *text, char *why, size_t size)
+{
     json_error_t jerr;
     json_t *v = json_loads(text, JSON_DECODE_ANY, &jerr);
     if (v == NULL) {
@@ -47,7 +49,8 @@ json_check(const char *text, char *why, size_t size) {
 
 /* submit_request: the submit request for --json, built as libjobq builds it. */
 static json_t *
-submit_request(const submit_args *a, const char *payload) {
+submit_request(const submit_args *a, const char *payload)
+{
     json_t *pv = payload != NULL ? json_loads(payload, JSON_DECODE_ANY, NULL) : json_null();
     json_t *req = json_pack("{s:s, s:s, s:o}", "op", "submit", "queue", a->queue, "payload", pv);
     if (req == NULL) {
@@ -80,7 +83,8 @@ submit_request(const submit_args *a, const char *payload) {
 }
 
 static int
-submit_one(cli *c, const cli_cmd *cmd, const submit_args *a) {
+submit_one(cli *c, const cli_cmd *cmd, const submit_args *a)
+{
     char *stdin_text = NULL;
     const char *payload = a->payload_arg;
     const char *source = "PAYLOAD";
@@ -174,7 +178,8 @@ typedef struct batch {
 } batch;
 
 static void *
-batch_worker(void *arg) {
+batch_worker(void *arg)
+{
     batch *b = arg;
     for (;;) {
         size_t k = atomic_fetch_add(&b->next, 1);
@@ -205,7 +210,8 @@ batch_worker(void *arg) {
 }
 
 static void
-draw_progress(size_t done, size_t total, double elapsed) {
+draw_progress(size_t done, size_t total, double elapsed)
+{
     enum { WIDTH = 30 };
     size_t fill = total > 0 ? done * WIDTH / total : WIDTH;
     char bar[WIDTH + 1];
@@ -222,7 +228,8 @@ draw_progress(size_t done, size_t total, double elapsed) {
 /* read_batch: reads the NDJSON input into b->payloads/lines, checking every line. Returns
  * EXIT_OK or the exit status after printing why. */
 static int
-read_batch(const cli_cmd *cmd, const char *path, batch *b) {
+read_batch(const cli_cmd *cmd, const char *path, batch *b)
+{
     FILE *f = strcmp(path, "-") == 0 ? stdin : fopen(path, "r");
     const char *name = f == stdin ? "stdin" : path;
     if (f == NULL) {
@@ -288,7 +295,8 @@ read_batch(const cli_cmd *cmd, const char *path, batch *b) {
 
 /* report_partial: after a failed request, says which lines were stored. */
 static void
-report_partial(const batch *b) {
+report_partial(const batch *b)
+{
     size_t stored = atomic_load(&b->done);
     if (stored == 0) {
         fprintf(stderr, "jobq: nothing was submitted\n");
@@ -313,7 +321,8 @@ report_partial(const batch *b) {
 }
 
 static int
-submit_batch(cli *c, const cli_cmd *cmd, const submit_args *a) {
+submit_batch(cli *c, const cli_cmd *cmd, const submit_args *a)
+{
     batch b = {.queue = a->queue, .opts = &a->opts, .err = JOBQ_OK};
     int rc = read_batch(cmd, a->batch, &b);
     if (rc == EXIT_OK && b.n == 0) {
@@ -397,7 +406,8 @@ out:
 }
 
 int
-cmd_submit(cli *c, const cli_cmd *cmd, int argc, char **argv) {
+cmd_submit(cli *c, const cli_cmd *cmd, int argc, char **argv)
+{
     static const struct option opts[] = {CLI_COMMON_OPTIONS,
                                          {"delay", required_argument, NULL, 'd'},
                                          {"at", required_argument, NULL, 'a'},

@@ -86,12 +86,14 @@ static const cli_cmd commands[] = {
 #define NCOMMANDS (sizeof(commands) / sizeof(commands[0]))
 
 static void
-main_usage(FILE *out) {
+main_usage(FILE *out)
+{
     fprintf(out, "usage: jobq [--url URL] [--json] [--timeout DUR] COMMAND [ARGS...]\n");
 }
 
 static int
-main_help(void) {
+main_help(void)
+{
     main_usage(stdout);
     printf("\nThe command-line client of jobqd, the background job daemon.\n\nCommands:\n");
     for (size_t i = 0; i < NCOMMANDS; i++) {
@@ -112,14 +114,16 @@ main_help(void) {
 }
 
 int
-cli_help(const cli_cmd *cmd) {
+cli_help(const cli_cmd *cmd)
+{
     printf("usage: jobq %s %s\n\n%s.\n\n%s", cmd->name, cmd->synopsis, cmd->summary, cmd->help);
     printf("\nCommon options:\n%s", common_help);
     return EXIT_OK;
 }
 
 int
-cli_usage(const cli_cmd *cmd, const char *fmt, ...) {
+cli_usage(const cli_cmd *cmd, const char *fmt, ...)
+{
     va_list ap;
     va_start(ap, fmt);
     fprintf(stderr, "jobq: %s: ", cmd->name);
@@ -132,7 +136,8 @@ cli_usage(const cli_cmd *cmd, const char *fmt, ...) {
 
 int
 cli_getopt(cli *c, const cli_cmd *cmd, int argc, char **argv, const struct option *longopts,
-           int *exitp) {
+           int *exitp)
+{
     for (;;) {
         int ch = getopt_long(argc, argv, ":h", longopts, NULL);
         switch (ch) {
@@ -162,7 +167,8 @@ cli_getopt(cli *c, const cli_cmd *cmd, int argc, char **argv, const struct optio
 }
 
 int
-cli_connect(cli *c) {
+cli_connect(cli *c)
+{
     if (c->client != NULL) {
         return EXIT_OK;
     }
@@ -189,7 +195,8 @@ cli_connect(cli *c) {
 }
 
 int
-cli_fail(int err, const char *what_fmt, ...) {
+cli_fail(int err, const char *what_fmt, ...)
+{
     const char *detail = jobq_errmsg();
     va_list ap;
     va_start(ap, what_fmt);
@@ -205,7 +212,8 @@ cli_fail(int err, const char *what_fmt, ...) {
 }
 
 int
-cli_call(cli *c, json_t *req, json_t **replyp, char **textp, const char *what_fmt, ...) {
+cli_call(cli *c, json_t *req, json_t **replyp, char **textp, const char *what_fmt, ...)
+{
     char what[256];
     va_list ap;
     va_start(ap, what_fmt);
@@ -260,7 +268,8 @@ cli_call(cli *c, json_t *req, json_t **replyp, char **textp, const char *what_fm
 }
 
 void
-cli_print_reply(const char *text) {
+cli_print_reply(const char *text)
+{
     size_t len = strlen(text);
     while (len > 0 && (text[len - 1] == '\n' || text[len - 1] == '\r')) {
         len--;
@@ -269,7 +278,8 @@ cli_print_reply(const char *text) {
 }
 
 int
-main(int argc, char **argv) {
+main(int argc, char **argv)
+{
     cli c = {.url = NULL, .json = false, .timeout_ms = 30000, .client = NULL};
     static const struct option opts[] = {
         {"url", required_argument, NULL, 'u'},     {"json", no_argument, NULL, 'j'},

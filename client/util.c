@@ -9,7 +9,8 @@
 #include "cli.h"
 
 bool
-cli_parse_i64(const char *s, int64_t min, int64_t max, int64_t *vp) {
+cli_parse_i64(const char *s, int64_t min, int64_t max, int64_t *vp)
+{
     if (s == NULL || *s == '\0' || isspace((unsigned char)*s)) {
         return false;
     }
@@ -24,7 +25,8 @@ cli_parse_i64(const char *s, int64_t min, int64_t max, int64_t *vp) {
 }
 
 bool
-cli_parse_duration(const char *s, int64_t *msp) {
+cli_parse_duration(const char *s, int64_t *msp)
+{
     if (s == NULL || *s < '0' || *s > '9') {
         return false;
     }
@@ -67,7 +69,8 @@ cli_parse_duration(const char *s, int64_t *msp) {
 }
 
 bool
-cli_parse_time(const char *s, int64_t *msp) {
+cli_parse_time(const char *s, int64_t *msp)
+{
     if (s == NULL) {
         return false;
     }
@@ -121,21 +124,24 @@ cli_parse_time(const char *s, int64_t *msp) {
 }
 
 int64_t
-cli_now_ms(void) {
+cli_now_ms(void)
+{
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
 double
-cli_mono_s(void) {
+cli_mono_s(void)
+{
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
 char *
-cli_fmt_time(int64_t ms, char *buf, size_t size) {
+cli_fmt_time(int64_t ms, char *buf, size_t size)
+{
     time_t t = (time_t)(ms / 1000);
     struct tm tm;
     if (ms <= 0 || localtime_r(&t, &tm) == NULL ||
@@ -146,7 +152,8 @@ cli_fmt_time(int64_t ms, char *buf, size_t size) {
 }
 
 char *
-cli_fmt_duration(int64_t ms, char *buf, size_t size) {
+cli_fmt_duration(int64_t ms, char *buf, size_t size)
+{
     if (ms < 1000) {
         snprintf(buf, size, "%lldms", (long long)ms);
     } else if (ms < 60 * 1000) {
@@ -160,7 +167,8 @@ cli_fmt_duration(int64_t ms, char *buf, size_t size) {
 }
 
 char *
-cli_read_all(FILE *f) {
+cli_read_all(FILE *f)
+{
     size_t cap = 4096, len = 0;
     char *buf = malloc(cap);
     if (buf == NULL) {
@@ -191,7 +199,8 @@ cli_read_all(FILE *f) {
 }
 
 bool
-cli_table_init(cli_table *t, size_t ncols, const char *const *names, const bool *right) {
+cli_table_init(cli_table *t, size_t ncols, const char *const *names, const bool *right)
+{
     *t = (cli_table){.ncols = ncols};
     t->right = calloc(ncols, sizeof(bool));
     if (t->right == NULL) {
@@ -204,7 +213,8 @@ cli_table_init(cli_table *t, size_t ncols, const char *const *names, const bool 
 }
 
 bool
-cli_table_row(cli_table *t, const char *const *cells) {
+cli_table_row(cli_table *t, const char *const *cells)
+{
     if ((t->nrows + 1) * t->ncols > t->cap) {
         size_t ncap = t->cap == 0 ? t->ncols * 16 : t->cap * 2;
         char **ncells = realloc(t->cells, ncap * sizeof(char *));
@@ -229,7 +239,8 @@ cli_table_row(cli_table *t, const char *const *cells) {
 }
 
 void
-cli_table_print(const cli_table *t) {
+cli_table_print(const cli_table *t)
+{
     size_t *width = calloc(t->ncols, sizeof(size_t));
     if (width == NULL) {
         return;
@@ -258,7 +269,8 @@ cli_table_print(const cli_table *t) {
 }
 
 void
-cli_table_free(cli_table *t) {
+cli_table_free(cli_table *t)
+{
     for (size_t i = 0; i < t->nrows * t->ncols; i++) {
         free(t->cells[i]);
     }

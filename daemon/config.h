@@ -11,25 +11,25 @@ enum log_level { LOG_DEBUG = 0, LOG_INFO = 1, LOG_WARN = 2, LOG_ERROR = 3 };
 
 /** One [queue.NAME] section. */
 typedef struct queue_conf {
-    char *name;             /* NAME of [queue.NAME]: 1-64 chars of [A-Za-z0-9_.-] */
-    char **argv;            /* command split into words (no shell), NULL-terminated; NULL if none */
-    int concurrency;        /* jobs running at once, >= 1; default 1 */
-    int64_t timeout_ms;     /* per attempt, > 0; default 30 s */
-    int max_attempts;       /* >= 1; default 8 */
-    int64_t backoff_base_ms;   /* default 1 s */
-    int64_t backoff_max_ms;    /* default 1 h; >= backoff_base_ms */
-    int breaker_failures;      /* consecutive failures that open the circuit, >= 1; default 5 */
+    char *name;         /* NAME of [queue.NAME]: 1-64 chars of [A-Za-z0-9_.-] */
+    char **argv;        /* command split into words (no shell), NULL-terminated; NULL if none */
+    int concurrency;    /* jobs running at once, >= 1; default 1 */
+    int64_t timeout_ms; /* per attempt, > 0; default 30 s */
+    int max_attempts;   /* >= 1; default 8 */
+    int64_t backoff_base_ms;     /* default 1 s */
+    int64_t backoff_max_ms;      /* default 1 h; >= backoff_base_ms */
+    int breaker_failures;        /* consecutive failures that open the circuit, >= 1; default 5 */
     int64_t breaker_cooldown_ms; /* default 30 s */
-    int breaker_probes;        /* jobs let through while half-open, >= 1; default 1 */
-    size_t output_cap;         /* bytes of stdout/stderr kept; default 64 KiB */
+    int breaker_probes;          /* jobs let through while half-open, >= 1; default 1 */
+    size_t output_cap;           /* bytes of stdout/stderr kept; default 64 KiB */
 } queue_conf;
 
 typedef struct config {
-    char *path;                /* the file it was read from */
-    char **listen;             /* nng URLs; at least one */
+    char *path;    /* the file it was read from */
+    char **listen; /* nng URLs; at least one */
     size_t nlisten;
-    char *http;                /* "host:port" of the monitor endpoint; NULL when disabled */
-    char *database;            /* SQLite file path; relative paths are relative to the cwd */
+    char *http;                 /* "host:port" of the monitor endpoint; NULL when disabled */
+    char *database;             /* SQLite file path; relative paths are relative to the cwd */
     enum durability durability; /* default full */
     int64_t shutdown_grace_ms;  /* default 30 s */
     enum log_level log_level;   /* default info */

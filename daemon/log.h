@@ -22,11 +22,11 @@ void log_write(enum log_level level, const char *event, const char *fields, ...)
  *  control characters; truncated to fit buf. Returns buf. */
 const char *log_quote(char *buf, size_t len, const char *s);
 
-#define LOG_AT(level, event, ...)                                                          \
-    do {                                                                                   \
-        if (log_enabled(level)) {                                                          \
-            log_write(level, event, __VA_ARGS__);                                          \
-        }                                                                                  \
+#define LOG_AT(level, event, ...)                                                                  \
+    do {                                                                                           \
+        if (log_enabled(level)) {                                                                  \
+            log_write(level, event, __VA_ARGS__);                                                  \
+        }                                                                                          \
     } while (0)
 #define log_debug(event, ...) LOG_AT(LOG_DEBUG, event, __VA_ARGS__)
 #define log_info(event, ...) LOG_AT(LOG_INFO, event, __VA_ARGS__)

@@ -16,12 +16,11 @@
 static void
 usage(FILE *f)
 {
-    fprintf(f,
-            "usage: jobqd [-c FILE] [--check-config] [--version]\n"
-            "  -c, --config FILE   configuration file (default /etc/jobq/jobq.conf)\n"
-            "      --check-config  only read and validate FILE, then exit (0 if valid)\n"
-            "      --version       print the version and exit\n"
-            "Signals: SIGTERM or SIGINT drain and exit 0.\n");
+    fprintf(f, "usage: jobqd [-c FILE] [--check-config] [--version]\n"
+               "  -c, --config FILE   configuration file (default /etc/jobq/jobq.conf)\n"
+               "      --check-config  only read and validate FILE, then exit (0 if valid)\n"
+               "      --version       print the version and exit\n"
+               "Signals: SIGTERM or SIGINT drain and exit 0.\n");
 }
 
 int

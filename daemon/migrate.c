@@ -55,7 +55,8 @@ migrate_apply(sqlite3 *db, char *err, size_t errlen)
     for (int v = have + 1; v <= latest; v++) {
         const char *name = jobq_migrations[v - 1].name;
         if (atoi(name) != v) {
-            snprintf(err, errlen, "migration %s is out of sequence (expected number %04d)", name, v);
+            snprintf(err, errlen, "migration %s is out of sequence (expected number %04d)", name,
+                     v);
             return -1;
         }
         char *msg = NULL;

@@ -73,8 +73,11 @@ sanitize(char *buf, size_t len)
     size_t i = 0;
     while (i < len) {
         unsigned char c = (unsigned char)buf[i];
-        size_t n = c < 0x80 ? 1 : (c & 0xe0) == 0xc0 ? 2 : (c & 0xf0) == 0xe0 ? 3
-                                : (c & 0xf8) == 0xf0 ? 4 : 0;
+        size_t n = c < 0x80             ? 1
+                   : (c & 0xe0) == 0xc0 ? 2
+                   : (c & 0xf0) == 0xe0 ? 3
+                   : (c & 0xf8) == 0xf0 ? 4
+                                        : 0;
         bool okseq = n > 0 && i + n <= len && !(n == 2 && c < 0xc2);
         for (size_t k = 1; okseq && k < n; k++) {
             okseq = ((unsigned char)buf[i + k] & 0xc0) == 0x80;

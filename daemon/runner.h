@@ -47,8 +47,8 @@ struct runner {
     uv_pipe_t pin, pout, perr;
     uv_timer_t timer;
     uv_write_t wreq;
-    int handles;    /* open handles; freed when it drops to 0 in RUN_CLOSING */
-    int reading;    /* output pipes not at EOF yet */
+    int handles; /* open handles; freed when it drops to 0 in RUN_CLOSING */
+    int reading; /* output pipes not at EOF yet */
     bool spawned;
     bool exited;
     int64_t exit_status;

@@ -1,5 +1,6 @@
 /* scheduler.h: when jobs start (named apart from the system <sched.h>). One timer at the
- * earliest due job promotes scheduled and retrying jobs to ready; dispatch claims ready jobs into free concurrency slots. */
+ * earliest due job promotes scheduled and retrying jobs to ready; dispatch claims ready jobs into
+ * free concurrency slots. */
 #ifndef JOBQD_SCHED_H
 #define JOBQD_SCHED_H
 

@@ -18,13 +18,13 @@ typedef struct call {
     server *srv;
     icall *ic;
     request req;
-    job_spec *specs;  /* submit: one per req.jobs */
-    int64_t *ids;     /* submit: out */
-    bool *dups;       /* submit: out */
-    int *states;      /* submit: out, the state each job has */
-    job_row row;      /* get, cancel: out */
-    int old_state;    /* cancel: out */
-    job_row *rows;    /* list: out */
+    job_spec *specs; /* submit: one per req.jobs */
+    int64_t *ids;    /* submit: out */
+    bool *dups;      /* submit: out */
+    int *states;     /* submit: out, the state each job has */
+    job_row row;     /* get, cancel: out */
+    int old_state;   /* cancel: out */
+    job_row *rows;   /* list: out */
     size_t nrows;
     size_t failed_at; /* submit: index of the job that failed */
 } call;
@@ -78,8 +78,8 @@ reply_error(call *c, const char *code, const char *message)
 {
     char q[300];
     log_info("request_error", "code=%s msg=%s", code, log_quote(q, sizeof(q), message));
-    send_json(c, json_pack("{s:b, s:{s:s, s:s}}", "ok", 0, "error", "code", code, "message",
-                           message));
+    send_json(c,
+              json_pack("{s:b, s:{s:s, s:s}}", "ok", 0, "error", "code", code, "message", message));
 }
 
 static void
@@ -254,7 +254,8 @@ done_submit(wop *op)
             server_count_move(q, -1, c->states[i]);
             if (c->states[i] == JOBQ_SCHEDULED) {
                 sched_note_due(s, c->specs[i].run_at_ms);
-            } else if (i + 1 == c->req.njobs || strcmp(c->specs[i].queue, c->specs[i + 1].queue) != 0) {
+            } else if (i + 1 == c->req.njobs ||
+                       strcmp(c->specs[i].queue, c->specs[i + 1].queue) != 0) {
                 sched_dispatch(s, q);
             }
             added++;
@@ -290,8 +291,9 @@ start_submit(call *c)
     server *s = c->srv;
     size_t n = c->req.njobs;
     if (s->draining) {
-        reply_error(c, "shutting_down", "jobqd is shutting down and takes no new jobs; retry "
-                                        "when it is back");
+        reply_error(c, "shutting_down",
+                    "jobqd is shutting down and takes no new jobs; retry "
+                    "when it is back");
         return;
     }
     c->specs = calloc(n, sizeof(*c->specs));
@@ -308,9 +310,8 @@ start_submit(call *c)
         qstate *q = server_queue(s, j->queue);
         if (q == NULL && !s->cfg->allow_unknown_queues) {
             char msg[400];
-            int off = c->req.op == REQ_SUBMIT_BATCH
-                          ? snprintf(msg, sizeof(msg), "jobs[%zu]: ", i)
-                          : 0;
+            int off =
+                c->req.op == REQ_SUBMIT_BATCH ? snprintf(msg, sizeof(msg), "jobs[%zu]: ", i) : 0;
             snprintf(msg + off, sizeof(msg) - (size_t)off,
                      "queue \"%s\" is not configured; add a [queue.%s] section to the config "
                      "or set allow_unknown_queues = true%s",
@@ -465,14 +466,12 @@ done_pause(wop *op)
         q->paused = c->req.op == REQ_PAUSE;
         sched_dispatch(c->srv, q);
     }
-    log_info(c->req.op == REQ_PAUSE ? "queue_paused" : "queue_resumed", "queue=%s",
-             c->req.queue);
+    log_info(c->req.op == REQ_PAUSE ? "queue_paused" : "queue_resumed", "queue=%s", c->req.queue);
     json_t *o = ok_object();
     json_object_set_new(o, "queue", json_string(c->req.queue));
     json_object_set_new(o, "paused", json_boolean(c->req.op == REQ_PAUSE));
     send_json(c, o);
 }
-
 
 /* ---- wait ---- */
 
@@ -674,7 +673,8 @@ waiters_fail_all(server *s)
             s->nwaiters--;
             json_decref(w->jobs);
             uv_close((uv_handle_t *)&w->timer, waiter_closed_cb);
-            reply_error(w->c, "shutting_down", "jobqd is shutting down; wait again when it is back");
+            reply_error(w->c, "shutting_down",
+                        "jobqd is shutting down; wait again when it is back");
         }
     }
 }

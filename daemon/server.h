@@ -13,7 +13,7 @@
 #include "store.h"
 #include "writer.h"
 
-#define container_of(ptr, type, member) ((type *)((char *)(ptr) - offsetof(type, member)))
+#define container_of(ptr, type, member) ((type *)((char *)(ptr)-offsetof(type, member)))
 
 #define JOBQ_NSTATES (JOBQ_CANCELLED + 1)
 

@@ -37,8 +37,8 @@ enum stmt_id {
     S_COUNT_STMTS
 };
 
-#define JOB_COLS                                                                            \
-    "id, queue, payload, priority, state, run_at, attempt, max_attempts, timeout_ms, key, " \
+#define JOB_COLS                                                                                   \
+    "id, queue, payload, priority, state, run_at, attempt, max_attempts, timeout_ms, key, "        \
     "result, error, created_at, started_at, finished_at"
 
 static const char *const stmt_sql[S_COUNT_STMTS] = {
@@ -185,9 +185,8 @@ store_open(const char *path, enum durability durability, store **stp, char *err,
         snprintf(err, errlen, "out of memory");
         return JOBQ_ENOMEM;
     }
-    int rc = sqlite3_open_v2(path, &st->db,
-                             SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
-                             NULL);
+    int rc = sqlite3_open_v2(
+        path, &st->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL);
     if (rc != SQLITE_OK) {
         snprintf(err, errlen, "cannot open database %s: %s", path,
                  st->db ? sqlite3_errmsg(st->db) : sqlite3_errstr(rc));
@@ -207,7 +206,8 @@ store_open(const char *path, enum durability durability, store **stp, char *err,
                           NULL, NULL, &msg);
     }
     if (rc != SQLITE_OK) {
-        snprintf(err, errlen, "cannot set up database %s: %s", path, msg ? msg : sqlite3_errstr(rc));
+        snprintf(err, errlen, "cannot set up database %s: %s", path,
+                 msg ? msg : sqlite3_errstr(rc));
         sqlite3_free(msg);
         goto fail;
     }
@@ -298,8 +298,7 @@ state_of(store *st, int64_t id)
 }
 
 int
-store_insert(store *st, const job_spec *spec, int64_t now_ms, int64_t *idp, bool *dupp,
-             int *statep)
+store_insert(store *st, const job_spec *spec, int64_t now_ms, int64_t *idp, bool *dupp, int *statep)
 {
     sqlite3_stmt *s;
     int rc;
@@ -369,8 +368,9 @@ store_get(store *st, int64_t id, job_row *row)
     sqlite3_stmt *s = stmt_get(st, S_GET);
     sqlite3_bind_int64(s, 1, id);
     int rc = sqlite3_step(s);
-    int err = rc == SQLITE_ROW ? read_row(s, row) : rc == SQLITE_DONE ? JOBQ_ENOENT
-                                                                      : store_from_sqlite(rc);
+    int err = rc == SQLITE_ROW    ? read_row(s, row)
+              : rc == SQLITE_DONE ? JOBQ_ENOENT
+                                  : store_from_sqlite(rc);
     stmt_done(s);
     return err;
 }

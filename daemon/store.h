@@ -49,8 +49,7 @@ void job_row_clear(job_row *row);
 /** store_open: opens (creating if needed) the database at path, sets WAL mode and the
  *  durability, applies pending migrations. Returns JOBQ_OK and *stp, or an error with a
  *  reason in err (e.g. a database written by a newer jobqd). */
-int store_open(const char *path, enum durability durability, store **stp, char *err,
-               size_t errlen);
+int store_open(const char *path, enum durability durability, store **stp, char *err, size_t errlen);
 
 /** store_close: closes the connection (checkpointing the WAL). Accepts NULL. */
 void store_close(store *st);

@@ -9,7 +9,7 @@
 #include "codec.h"
 #include "log.h"
 
-#define container_of(ptr, type, member) ((type *)((char *)(ptr) - offsetof(type, member)))
+#define container_of(ptr, type, member) ((type *)((char *)(ptr)-offsetof(type, member)))
 
 static void kick(writer *w);
 

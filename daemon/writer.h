@@ -25,22 +25,22 @@ struct wop {
 };
 
 typedef struct writer_stats {
-    uint64_t batches;   /* transactions committed or failed */
-    uint64_t ops;       /* operations run */
-    uint64_t failures;  /* failed commits */
+    uint64_t batches;       /* transactions committed or failed */
+    uint64_t ops;           /* operations run */
+    uint64_t failures;      /* failed commits */
     int64_t last_commit_us; /* duration of the last batch, begin to commit */
-    size_t last_batch;  /* ops in the last batch */
+    size_t last_batch;      /* ops in the last batch */
 } writer_stats;
 
 typedef struct writer {
     uv_loop_t *loop;
     store *st;
     uv_work_t work;
-    bool busy;        /* a batch is on the work thread */
-    wop *pending;     /* FIFO of ops waiting for the next batch */
+    bool busy;    /* a batch is on the work thread */
+    wop *pending; /* FIFO of ops waiting for the next batch */
     wop *pending_tail;
-    wop *running;     /* the batch on the work thread */
-    int commit_err;   /* of the running batch */
+    wop *running;   /* the batch on the work thread */
+    int commit_err; /* of the running batch */
     char commit_msg[256];
     size_t max_batch; /* ops per transaction */
     writer_stats stats;

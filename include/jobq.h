@@ -112,9 +112,8 @@ JOBQ_API int jobq_submit(jobq_client *client, const char *queue, const char *pay
 /** jobq_submit_batch: submits n jobs to queue atomically: all are stored or none.
  *  payloads[i] is a JSON text. opts (may be NULL) applies to every job, except key, which
  *  must be NULL. On success ids[0..n-1] (caller-allocated, n entries) receive the ids. */
-JOBQ_API int jobq_submit_batch(jobq_client *client, const char *queue,
-                               const char *const *payloads, size_t n,
-                               const jobq_submit_opts *opts, int64_t *ids);
+JOBQ_API int jobq_submit_batch(jobq_client *client, const char *queue, const char *const *payloads,
+                               size_t n, const jobq_submit_opts *opts, int64_t *ids);
 
 /** jobq_job: an opaque, immutable snapshot of one job, as returned by jobq_get and
  *  jobq_wait. The caller owns it and frees it with jobq_job_free. Strings returned by
@@ -125,7 +124,7 @@ JOBQ_API void jobq_job_free(jobq_job *job); /* accepts NULL */
 JOBQ_API int64_t jobq_job_id(const jobq_job *job);
 JOBQ_API const char *jobq_job_queue(const jobq_job *job);
 JOBQ_API const char *jobq_job_payload(const jobq_job *job); /* compact JSON text */
-JOBQ_API int jobq_job_state(const jobq_job *job);            /* a jobq_state */
+JOBQ_API int jobq_job_state(const jobq_job *job);           /* a jobq_state */
 JOBQ_API int32_t jobq_job_priority(const jobq_job *job);
 JOBQ_API int32_t jobq_job_attempt(const jobq_job *job);
 JOBQ_API int32_t jobq_job_max_attempts(const jobq_job *job);

@@ -28,7 +28,8 @@ struct jobq_client {
 
 /* mono_ms: a monotonic clock in ms, for call deadlines. */
 static int64_t
-mono_ms(void) {
+mono_ms(void)
+{
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
@@ -36,7 +37,8 @@ mono_ms(void) {
 
 /* to_duration: ms clamped into an nng_duration (a positive int32). */
 static nng_duration
-to_duration(int64_t ms) {
+to_duration(int64_t ms)
+{
     if (ms < 1) {
         return 1;
     }
@@ -45,7 +47,8 @@ to_duration(int64_t ms) {
 
 /* dial_fail: the error and message for a failed first dial of url. */
 static int
-dial_fail(const char *url, int rv) {
+dial_fail(const char *url, int rv)
+{
     switch (rv) {
     case NNG_EINVAL:
     case NNG_ENOTSUP:
@@ -78,14 +81,16 @@ dial_fail(const char *url, int rv) {
 
 /* client_free: frees a client whose socket is closed (or was never opened). */
 static void
-client_free(jobq_client *c) {
+client_free(jobq_client *c)
+{
     pthread_cond_destroy(&c->idle);
     pthread_mutex_destroy(&c->lock);
     free(c);
 }
 
 JOBQ_API int
-jobq_client_open(jobq_client **clientp, const char *url) {
+jobq_client_open(jobq_client **clientp, const char *url)
+{
     if (clientp == NULL) {
         return jobq__fail(JOBQ_EINVAL, "jobq_client_open: clientp is NULL");
     }
@@ -140,7 +145,8 @@ jobq_client_open(jobq_client **clientp, const char *url) {
 }
 
 JOBQ_API void
-jobq_client_close(jobq_client *client) {
+jobq_client_close(jobq_client *client)
+{
     if (client == NULL) {
         return;
     }
@@ -158,7 +164,8 @@ jobq_client_close(jobq_client *client) {
 
 /* call_begin: counts a call in flight; false once the client is closing. */
 static bool
-call_begin(jobq_client *c) {
+call_begin(jobq_client *c)
+{
     pthread_mutex_lock(&c->lock);
     bool ok = !c->closing;
     if (ok) {
@@ -171,7 +178,8 @@ call_begin(jobq_client *c) {
 /* call_end: ends a call counted by call_begin; returns whether the client is closing (then
  * the call's failure is reported as JOBQ_ECLOSED). */
 static bool
-call_end(jobq_client *c) {
+call_end(jobq_client *c)
+{
     pthread_mutex_lock(&c->lock);
     bool closing = c->closing;
     if (--c->calls == 0 && closing) {
@@ -182,7 +190,8 @@ call_end(jobq_client *c) {
 }
 
 JOBQ_API int
-jobq_client_set_timeout(jobq_client *client, int64_t timeout_ms) {
+jobq_client_set_timeout(jobq_client *client, int64_t timeout_ms)
+{
     if (client == NULL || timeout_ms <= 0) {
         return jobq__fail(JOBQ_EINVAL, "the timeout must be a positive number of ms, not %lld",
                           (long long)timeout_ms);
@@ -195,7 +204,8 @@ jobq_client_set_timeout(jobq_client *client, int64_t timeout_ms) {
 
 /* transport_fail: the error and message for an nng failure of a call. */
 static int
-transport_fail(int rv, int64_t timeout_ms) {
+transport_fail(int rv, int64_t timeout_ms)
+{
     int err = jobq__from_nng(rv);
     switch (err) {
     case JOBQ_ETIMEDOUT:
@@ -224,7 +234,8 @@ transport_fail(int rv, int64_t timeout_ms) {
  * jobq_err with jobq_errmsg() set; JOBQ_ECLOSED when jobq_client_close cut it off (close
  * waits for every roundtrip to leave before freeing c). */
 static int
-roundtrip(jobq_client *c, const char *req, size_t len, int64_t timeout_ms, nng_msg **replyp) {
+roundtrip(jobq_client *c, const char *req, size_t len, int64_t timeout_ms, nng_msg **replyp)
+{
     if (!call_begin(c)) {
         return jobq__fail(JOBQ_ECLOSED, "the client was closed");
     }
@@ -279,7 +290,8 @@ done:
  * an {"ok": false} reply returns its error code's jobq_err with the daemon's message as
  * jobq_errmsg(). */
 static int
-call_json(jobq_client *c, const char *op, json_t *req, int64_t extra_ms, json_t **replyp) {
+call_json(jobq_client *c, const char *op, json_t *req, int64_t extra_ms, json_t **replyp)
+{
     if (c == NULL) {
         return jobq__fail(JOBQ_EINVAL, "the client is NULL");
     }
@@ -331,7 +343,8 @@ call_json(jobq_client *c, const char *op, json_t *req, int64_t extra_ms, json_t 
  * or out of memory, with *errp set and jobq_errmsg() naming the problem; what names the
  * payload in the message. */
 static json_t *
-load_payload(const char *payload, const char *what, int *errp) {
+load_payload(const char *payload, const char *what, int *errp)
+{
     if (payload == NULL) {
         json_t *v = json_null();
         *errp = v != NULL ? JOBQ_OK : JOBQ_ENOMEM;
@@ -354,7 +367,8 @@ load_payload(const char *payload, const char *what, int *errp) {
 
 /* check_opts: validates the fields of opts that the library can check by itself. */
 static int
-check_opts(const jobq_submit_opts *opts) {
+check_opts(const jobq_submit_opts *opts)
+{
     if (opts == NULL) {
         return JOBQ_OK;
     }
@@ -380,7 +394,8 @@ check_opts(const jobq_submit_opts *opts) {
 /* set_opts: adds the non-zero fields of opts (may be NULL) to a submit object. Returns
  * false on out of memory. */
 static bool
-set_opts(json_t *obj, const jobq_submit_opts *opts) {
+set_opts(json_t *obj, const jobq_submit_opts *opts)
+{
     if (opts == NULL) {
         return true;
     }
@@ -407,7 +422,8 @@ set_opts(json_t *obj, const jobq_submit_opts *opts) {
 
 /* reply_id: reads an id (a positive integer) from v. */
 static bool
-reply_id(const json_t *v, int64_t *idp) {
+reply_id(const json_t *v, int64_t *idp)
+{
     if (!json_is_integer(v) || json_integer_value(v) <= 0) {
         return false;
     }
@@ -416,7 +432,8 @@ reply_id(const json_t *v, int64_t *idp) {
 }
 
 JOBQ_API int
-jobq_ping(jobq_client *client) {
+jobq_ping(jobq_client *client)
+{
     json_t *reply;
     json_t *req = json_pack("{s:s}", "op", "ping");
     int err = call_json(client, "ping", req, 0, &reply);
@@ -429,7 +446,8 @@ jobq_ping(jobq_client *client) {
 
 JOBQ_API int
 jobq_submit(jobq_client *client, const char *queue, const char *payload,
-            const jobq_submit_opts *opts, int64_t *idp, bool *duplicatep) {
+            const jobq_submit_opts *opts, int64_t *idp, bool *duplicatep)
+{
     if (queue == NULL || queue[0] == '\0') {
         return jobq__fail(JOBQ_EINVAL, "the queue name is empty");
     }
@@ -470,7 +488,8 @@ jobq_submit(jobq_client *client, const char *queue, const char *payload,
 
 JOBQ_API int
 jobq_submit_batch(jobq_client *client, const char *queue, const char *const *payloads, size_t n,
-                  const jobq_submit_opts *opts, int64_t *ids) {
+                  const jobq_submit_opts *opts, int64_t *ids)
+{
     if (queue == NULL || queue[0] == '\0') {
         return jobq__fail(JOBQ_EINVAL, "the queue name is empty");
     }
@@ -530,7 +549,8 @@ jobq_submit_batch(jobq_client *client, const char *queue, const char *const *pay
 
 /* job_reply: the snapshot from reply[field] (an object) into *jobp if jobp is not NULL. */
 static int
-job_reply(json_t *v, jobq_job **jobp) {
+job_reply(json_t *v, jobq_job **jobp)
+{
     if (jobp == NULL) {
         return JOBQ_OK;
     }
@@ -538,7 +558,8 @@ job_reply(json_t *v, jobq_job **jobp) {
 }
 
 JOBQ_API int
-jobq_get(jobq_client *client, int64_t id, jobq_job **jobp) {
+jobq_get(jobq_client *client, int64_t id, jobq_job **jobp)
+{
     if (jobp == NULL) {
         return jobq__fail(JOBQ_EINVAL, "jobp is NULL");
     }
@@ -555,7 +576,8 @@ jobq_get(jobq_client *client, int64_t id, jobq_job **jobp) {
 }
 
 JOBQ_API int
-jobq_cancel(jobq_client *client, int64_t id) {
+jobq_cancel(jobq_client *client, int64_t id)
+{
     json_t *reply;
     json_t *req = json_pack("{s:s, s:I}", "op", "cancel", "id", (json_int_t)id);
     int err = call_json(client, "cancel", req, 0, &reply);
@@ -567,7 +589,8 @@ jobq_cancel(jobq_client *client, int64_t id) {
 }
 
 JOBQ_API int
-jobq_wait(jobq_client *client, int64_t id, int64_t wait_ms, jobq_job **jobp) {
+jobq_wait(jobq_client *client, int64_t id, int64_t wait_ms, jobq_job **jobp)
+{
     if (wait_ms < 0) {
         return jobq__fail(JOBQ_EINVAL, "wait_ms must be >= 0, not %lld", (long long)wait_ms);
     }
@@ -603,7 +626,8 @@ jobq_wait(jobq_client *client, int64_t id, int64_t wait_ms, jobq_job **jobp) {
 }
 
 JOBQ_API int
-jobq_call(jobq_client *client, const char *request, char **replyp) {
+jobq_call(jobq_client *client, const char *request, char **replyp)
+{
     if (client == NULL || request == NULL || replyp == NULL) {
         return jobq__fail(JOBQ_EINVAL, "client, request and replyp must not be NULL");
     }

@@ -31,7 +31,8 @@ static const char *const err_texts[] = {
 };
 
 JOBQ_API const char *
-jobq_strerror(int err) {
+jobq_strerror(int err)
+{
     if (err < 0 || (size_t)err >= sizeof(err_texts) / sizeof(err_texts[0]) ||
         err_texts[err] == NULL) {
         return "unknown error";
@@ -40,12 +41,14 @@ jobq_strerror(int err) {
 }
 
 JOBQ_API const char *
-jobq_errmsg(void) {
+jobq_errmsg(void)
+{
     return last_errmsg;
 }
 
 int
-jobq__fail(int err, const char *fmt, ...) {
+jobq__fail(int err, const char *fmt, ...)
+{
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(last_errmsg, sizeof(last_errmsg), fmt, ap);
@@ -54,7 +57,8 @@ jobq__fail(int err, const char *fmt, ...) {
 }
 
 int
-jobq__from_nng(int nng_err) {
+jobq__from_nng(int nng_err)
+{
     switch (nng_err) {
     case 0:
         return JOBQ_OK;
@@ -88,17 +92,20 @@ jobq__from_nng(int nng_err) {
 }
 
 JOBQ_API const char *
-jobq_state_name(int state) {
+jobq_state_name(int state)
+{
     const char *name = jobq__state_name(state);
     return name != NULL ? name : "unknown";
 }
 
 JOBQ_API int
-jobq_state_parse(const char *name) {
+jobq_state_parse(const char *name)
+{
     return jobq__state_parse(name);
 }
 
 JOBQ_API void
-jobq_free(void *ptr) {
+jobq_free(void *ptr)
+{
     free(ptr);
 }

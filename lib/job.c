@@ -27,7 +27,8 @@ struct jobq_job {
 
 /* int_field: obj[name] as an integer, 0 when absent, null or not an integer. */
 static int64_t
-int_field(const json_t *obj, const char *name) {
+int_field(const json_t *obj, const char *name)
+{
     const json_t *v = json_object_get(obj, name);
     return json_is_integer(v) ? (int64_t)json_integer_value(v) : 0;
 }
@@ -35,7 +36,8 @@ int_field(const json_t *obj, const char *name) {
 /* text_field: obj[name] as a malloc'd text: a string as is, any other non-null value as
  * compact JSON. Sets *textp to NULL when absent or null. Returns false on out of memory. */
 static bool
-text_field(const json_t *obj, const char *name, char **textp) {
+text_field(const json_t *obj, const char *name, char **textp)
+{
     const json_t *v = json_object_get(obj, name);
     *textp = NULL;
     if (v == NULL || json_is_null(v)) {
@@ -50,7 +52,8 @@ text_field(const json_t *obj, const char *name, char **textp) {
 }
 
 int
-jobq__job_from_json(json_t *obj, jobq_job **jobp) {
+jobq__job_from_json(json_t *obj, jobq_job **jobp)
+{
     if (!json_is_object(obj) || !json_is_integer(json_object_get(obj, "id"))) {
         return jobq__fail(JOBQ_EPROTO, "the daemon's reply holds no valid job object");
     }
@@ -88,7 +91,8 @@ jobq__job_from_json(json_t *obj, jobq_job **jobp) {
 }
 
 JOBQ_API void
-jobq_job_free(jobq_job *job) {
+jobq_job_free(jobq_job *job)
+{
     if (job == NULL) {
         return;
     }
@@ -101,81 +105,97 @@ jobq_job_free(jobq_job *job) {
 }
 
 JOBQ_API int64_t
-jobq_job_id(const jobq_job *job) {
+jobq_job_id(const jobq_job *job)
+{
     return job != NULL ? job->id : 0;
 }
 
 JOBQ_API const char *
-jobq_job_queue(const jobq_job *job) {
+jobq_job_queue(const jobq_job *job)
+{
     return job != NULL ? job->queue : "";
 }
 
 JOBQ_API const char *
-jobq_job_payload(const jobq_job *job) {
+jobq_job_payload(const jobq_job *job)
+{
     return job != NULL ? job->payload : "null";
 }
 
 JOBQ_API int
-jobq_job_state(const jobq_job *job) {
+jobq_job_state(const jobq_job *job)
+{
     return job != NULL ? job->state : -1;
 }
 
 JOBQ_API int32_t
-jobq_job_priority(const jobq_job *job) {
+jobq_job_priority(const jobq_job *job)
+{
     return job != NULL ? job->priority : 0;
 }
 
 JOBQ_API int32_t
-jobq_job_attempt(const jobq_job *job) {
+jobq_job_attempt(const jobq_job *job)
+{
     return job != NULL ? job->attempt : 0;
 }
 
 JOBQ_API int32_t
-jobq_job_max_attempts(const jobq_job *job) {
+jobq_job_max_attempts(const jobq_job *job)
+{
     return job != NULL ? job->max_attempts : 0;
 }
 
 JOBQ_API int64_t
-jobq_job_timeout_ms(const jobq_job *job) {
+jobq_job_timeout_ms(const jobq_job *job)
+{
     return job != NULL ? job->timeout_ms : 0;
 }
 
 JOBQ_API const char *
-jobq_job_key(const jobq_job *job) {
+jobq_job_key(const jobq_job *job)
+{
     return job != NULL ? job->key : NULL;
 }
 
 JOBQ_API const char *
-jobq_job_result(const jobq_job *job) {
+jobq_job_result(const jobq_job *job)
+{
     return job != NULL ? job->result : NULL;
 }
 
 JOBQ_API const char *
-jobq_job_error(const jobq_job *job) {
+jobq_job_error(const jobq_job *job)
+{
     return job != NULL ? job->error : NULL;
 }
 
 JOBQ_API int64_t
-jobq_job_run_at_ms(const jobq_job *job) {
+jobq_job_run_at_ms(const jobq_job *job)
+{
     return job != NULL ? job->run_at_ms : 0;
 }
 
 JOBQ_API int64_t
-jobq_job_created_at_ms(const jobq_job *job) {
+jobq_job_created_at_ms(const jobq_job *job)
+{
     return job != NULL ? job->created_at_ms : 0;
 }
 
 JOBQ_API int64_t
-jobq_job_started_at_ms(const jobq_job *job) {
+jobq_job_started_at_ms(const jobq_job *job)
+{
     return job != NULL ? job->started_at_ms : 0;
 }
 
 JOBQ_API int64_t
-jobq_job_finished_at_ms(const jobq_job *job) {
+jobq_job_finished_at_ms(const jobq_job *job)
+{
     return job != NULL ? job->finished_at_ms : 0;
 }
 
 JOBQ_API const char *
-jobq_job_json(const jobq_job *job) {
+jobq_job_json(const jobq_job *job)
+{
     return job != NULL ? job->json : "null";
 }

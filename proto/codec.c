@@ -11,14 +11,14 @@ static const struct {
     const char *code;
     int err;
 } err_codes[] = {
-    {"malformed", JOBQ_EPROTO},         {"unknown_op", JOBQ_EPROTO},
-    {"invalid_argument", JOBQ_EINVAL},  {"too_large", JOBQ_ETOOBIG},
-    {"unknown_queue", JOBQ_EQUEUE},     {"not_found", JOBQ_ENOENT},
-    {"invalid_state", JOBQ_ESTATE},     {"key_conflict", JOBQ_ECONFLICT},
-    {"store_full", JOBQ_EFULL},         {"queue_full", JOBQ_EFULL},
-    {"store_error", JOBQ_ESTORE},       {"shutting_down", JOBQ_ESHUTDOWN},
-    {"unauthorized", JOBQ_EUNAUTH},     {"timeout", JOBQ_ETIMEDOUT},
-    {"out_of_memory", JOBQ_ENOMEM},     {"internal", JOBQ_EINTERNAL},
+    {"malformed", JOBQ_EPROTO},        {"unknown_op", JOBQ_EPROTO},
+    {"invalid_argument", JOBQ_EINVAL}, {"too_large", JOBQ_ETOOBIG},
+    {"unknown_queue", JOBQ_EQUEUE},    {"not_found", JOBQ_ENOENT},
+    {"invalid_state", JOBQ_ESTATE},    {"key_conflict", JOBQ_ECONFLICT},
+    {"store_full", JOBQ_EFULL},        {"queue_full", JOBQ_EFULL},
+    {"store_error", JOBQ_ESTORE},      {"shutting_down", JOBQ_ESHUTDOWN},
+    {"unauthorized", JOBQ_EUNAUTH},    {"timeout", JOBQ_ETIMEDOUT},
+    {"out_of_memory", JOBQ_ENOMEM},    {"internal", JOBQ_EINTERNAL},
 };
 
 const char *

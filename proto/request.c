@@ -156,7 +156,8 @@ decode_job(dec *d, const json_t *obj, const char *default_queue, const request_l
     }
     if (!jobq__valid_queue_name(j->queue)) {
         return fail(d, "invalid_argument",
-                    "queue name \"%s\" is invalid: use 1-64 characters of A-Z a-z 0-9 _ . -", j->queue);
+                    "queue name \"%s\" is invalid: use 1-64 characters of A-Z a-z 0-9 _ . -",
+                    j->queue);
     }
     v = 0;
     if (!opt_int(d, obj, "priority", INT32_MIN, INT32_MAX, &v)) {
@@ -196,7 +197,8 @@ decode_job(dec *d, const json_t *obj, const char *default_queue, const request_l
         return fail(d, "internal", "out of memory encoding the payload");
     }
     if (strlen(j->payload) > lim->max_payload) {
-        return fail(d, "too_large", "payload is larger than %lld bytes", (long long)lim->max_payload);
+        return fail(d, "too_large", "payload is larger than %lld bytes",
+                    (long long)lim->max_payload);
     }
     if (j->key != NULL) {
         j->payload_hash = jobq__payload_hash(payload);
@@ -261,8 +263,7 @@ decode_body(dec *d, request *req, const request_limits *lim)
         json_t *ids = json_object_get(root, "ids");
         size_t n = ids != NULL ? json_array_size(ids) : 1;
         if ((id == NULL) == (ids == NULL) || (ids != NULL && (!json_is_array(ids) || n == 0))) {
-            return fail(d, "invalid_argument",
-                        "give either \"id\" or a non-empty array \"ids\"");
+            return fail(d, "invalid_argument", "give either \"id\" or a non-empty array \"ids\"");
         }
         if (n > lim->max_wait_ids) {
             return fail(d, "too_large", "a wait names at most %lld jobs",
@@ -300,7 +301,8 @@ decode_body(dec *d, request *req, const request_limits *lim)
         if (state != NULL && (req->state = jobq__state_parse(state)) < 0) {
             return fail(d, "invalid_argument",
                         "unknown state \"%s\": use scheduled, ready, running, retrying, "
-                        "succeeded, dead or cancelled", state);
+                        "succeeded, dead or cancelled",
+                        state);
         }
         v = 0;
         if (!opt_int(d, root, "after", 0, INT64_MAX, &v)) {

@@ -36,10 +36,10 @@ typedef struct req_job {
 
 typedef struct request {
     req_op op;
-    json_t *root;     /* owns every borrowed string */
-    req_job *jobs;    /* submit: 1, submit_batch: njobs */
+    json_t *root;  /* owns every borrowed string */
+    req_job *jobs; /* submit: 1, submit_batch: njobs */
     size_t njobs;
-    int64_t *ids;     /* get, cancel: 1; wait: nids */
+    int64_t *ids; /* get, cancel: 1; wait: nids */
     size_t nids;
     int64_t timeout_ms; /* wait */
     const char *queue;  /* list (NULL = any), pause, resume */
@@ -49,10 +49,10 @@ typedef struct request {
 } request;
 
 typedef struct request_limits {
-    size_t max_batch;        /* jobs in one submit_batch */
-    size_t max_wait_ids;     /* ids in one wait */
-    int64_t max_wait_ms;     /* longest wait timeout */
-    size_t max_payload;      /* bytes of one payload, compact */
+    size_t max_batch;    /* jobs in one submit_batch */
+    size_t max_wait_ids; /* ids in one wait */
+    int64_t max_wait_ms; /* longest wait timeout */
+    size_t max_payload;  /* bytes of one payload, compact */
 } request_limits;
 
 /** jobq__request_decode: parses buf (len bytes) into *req. Returns NULL on success (then

@@ -6,6 +6,7 @@
 
 mkdir -p "$T/slots"
 mkfifo "$T/started"
+exec 3<>"$T/started" # held open: no line is lost between reads
 cat >"$T/overlap.sh" <<SH
 #!/bin/sh
 # Records how many jobs of the queue run at this moment.
@@ -109,7 +110,7 @@ ok "exec contract: payload, env, result, exit 65 is dead at once"
 
 # A timed-out handler and its own child are both gone.
 id=$(raw '{"op":"submit","queue":"family","payload":1}' | jq .id)
-read -r hpid <"$T/started"
+read -r hpid <&3
 j=$(wait_job "$id")
 expect_eq "timeout state" "$(jq -r .state <<<"$j")" dead
 jq -r .error <<<"$j" | grep -q 'timed out after 1000 ms' || fail "error does not say timeout: $j"
@@ -120,7 +121,7 @@ ok "timeout kills the handler's process group"
 
 # Cancel of a running job kills it and records cancelled.
 id=$(raw '{"op":"submit","queue":"sleeper","payload":1}' | jq .id)
-read -r spid <"$T/started"
+read -r spid <&3
 r=$(raw "{\"op\":\"cancel\",\"id\":$id}")
 expect_eq "cancel running" "$(jq -r .job.state <<<"$r")" cancelled
 alive "$spid" && fail "cancelled handler $spid still runs"

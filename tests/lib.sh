@@ -25,6 +25,7 @@ cleanup() {
     exit $rc
 }
 trap cleanup EXIT
+trap 'echo "FAIL [$TEST_NAME]: line $LINENO: command failed: $BASH_COMMAND" >&2' ERR
 
 fail() {
     echo "FAIL [$TEST_NAME]: $*" >&2

@@ -60,11 +60,14 @@ test_payload_defaults_to_null_and_hash_ignores_key_order(void **state)
     assert_null(decode("{\"op\":\"submit\",\"queue\":\"q\"}", &a));
     assert_string_equal(a.jobs[0].payload, "null");
     jobq__request_free(&a);
-    assert_null(decode("{\"op\":\"submit\",\"queue\":\"q\",\"key\":\"k\",\"payload\":{\"x\":1,\"y\":2}}", &a));
-    assert_null(decode("{\"op\":\"submit\",\"queue\":\"q\",\"key\":\"k\",\"payload\":{\"y\":2,\"x\":1}}", &b));
+    assert_null(decode(
+        "{\"op\":\"submit\",\"queue\":\"q\",\"key\":\"k\",\"payload\":{\"x\":1,\"y\":2}}", &a));
+    assert_null(decode(
+        "{\"op\":\"submit\",\"queue\":\"q\",\"key\":\"k\",\"payload\":{\"y\":2,\"x\":1}}", &b));
     assert_true(a.jobs[0].payload_hash == b.jobs[0].payload_hash);
     jobq__request_free(&b);
-    assert_null(decode("{\"op\":\"submit\",\"queue\":\"q\",\"key\":\"k\",\"payload\":{\"y\":3,\"x\":1}}", &b));
+    assert_null(decode(
+        "{\"op\":\"submit\",\"queue\":\"q\",\"key\":\"k\",\"payload\":{\"y\":3,\"x\":1}}", &b));
     assert_true(a.jobs[0].payload_hash != b.jobs[0].payload_hash);
     jobq__request_free(&a);
     jobq__request_free(&b);
@@ -132,14 +135,16 @@ test_bad_input_codes(void **state)
     expect_code("{\"op\":\"submit\",\"queue\":\"q\",\"priority\":4294967296}", "invalid_argument");
     expect_code("{\"op\":\"submit\",\"queue\":\"q\",\"run_at\":\"tomorrow\"}", "invalid_argument");
     expect_code("{\"op\":\"submit\",\"queue\":\"q\",\"key\":7}", "invalid_argument");
-    expect_code("{\"op\":\"submit\",\"queue\":\"q\",\"payload\":\"0123456789012345678901234567890123456789012345678901234567890123456789\"}",
+    expect_code("{\"op\":\"submit\",\"queue\":\"q\",\"payload\":"
+                "\"0123456789012345678901234567890123456789012345678901234567890123456789\"}",
                 "too_large");
     expect_code("{\"op\":\"pause\"}", "invalid_argument");
     /* A NUL byte inside the message. */
     request req;
     char err[128];
-    assert_string_equal(jobq__request_decode("{\"op\":\"ping\"}\0x", 15, &lim, &req, err, sizeof(err)),
-                        "malformed");
+    assert_string_equal(
+        jobq__request_decode("{\"op\":\"ping\"}\0x", 15, &lim, &req, err, sizeof(err)),
+        "malformed");
 }
 
 static void

@@ -49,8 +49,12 @@ teardown(void **state)
 static int64_t
 insert(store *st, const char *queue, int32_t prio, int64_t run_at, int64_t now)
 {
-    job_spec s = {.queue = queue, .payload = "{}", .priority = prio, .run_at_ms = run_at,
-                  .max_attempts = 3, .timeout_ms = 1000};
+    job_spec s = {.queue = queue,
+                  .payload = "{}",
+                  .priority = prio,
+                  .run_at_ms = run_at,
+                  .max_attempts = 3,
+                  .timeout_ms = 1000};
     int64_t id;
     bool dup;
     int st_;
@@ -65,8 +69,12 @@ static void
 test_insert_get(void **state)
 {
     fixture *f = *state;
-    job_spec s = {.queue = "mail", .payload = "{\"to\":\"x\"}", .priority = 7, .run_at_ms = 1000,
-                  .max_attempts = 5, .timeout_ms = 2500};
+    job_spec s = {.queue = "mail",
+                  .payload = "{\"to\":\"x\"}",
+                  .priority = 7,
+                  .run_at_ms = 1000,
+                  .max_attempts = 5,
+                  .timeout_ms = 2500};
     int64_t id;
     bool dup;
     int st;
@@ -92,8 +100,8 @@ static void
 test_future_job_is_scheduled(void **state)
 {
     fixture *f = *state;
-    job_spec s = {.queue = "mail", .payload = "1", .run_at_ms = 5000, .max_attempts = 1,
-                  .timeout_ms = 1};
+    job_spec s = {
+        .queue = "mail", .payload = "1", .run_at_ms = 5000, .max_attempts = 1, .timeout_ms = 1};
     int64_t id;
     bool dup;
     int st;
@@ -114,8 +122,12 @@ static void
 test_key_duplicate_and_conflict(void **state)
 {
     fixture *f = *state;
-    job_spec s = {.queue = "mail", .payload = "1", .payload_hash = 42, .max_attempts = 1,
-                  .timeout_ms = 1, .key = "k1"};
+    job_spec s = {.queue = "mail",
+                  .payload = "1",
+                  .payload_hash = 42,
+                  .max_attempts = 1,
+                  .timeout_ms = 1,
+                  .key = "k1"};
     int64_t id1, id2;
     bool dup;
     int st;
