@@ -77,9 +77,10 @@ static const key_def queue_keys[] = {
     {"output_cap", KEY_BYTES, offsetof(queue_conf, output_cap), 0, 64 * MIB},
     {"url", KEY_RESERVED, 0, 0, 0},
     {"lease", KEY_RESERVED, 0, 0, 0},
-    {"key_ttl", KEY_RESERVED, 0, 0, 0},
-    {"retention_succeeded", KEY_RESERVED, 0, 0, 0},
-    {"retention_dead", KEY_RESERVED, 0, 0, 0},
+    {"key_ttl", KEY_DURATION, offsetof(queue_conf, key_ttl_ms), 0, DURATION_MAX_MS},
+    {"retention_succeeded", KEY_DURATION, offsetof(queue_conf, retention_succeeded_ms), 0,
+     DURATION_MAX_MS},
+    {"retention_dead", KEY_DURATION, offsetof(queue_conf, retention_dead_ms), 0, DURATION_MAX_MS},
     {"max_pending", KEY_RESERVED, 0, 0, 0},
     {"rate", KEY_RESERVED, 0, 0, 0},
 };
@@ -507,7 +508,7 @@ set_value(parse_ctx *c, const key_def *def, void *obj, const char *value)
         if ((!has_unit && strcmp(value, "0") != 0) || !jobq__duration_parse(value, &v)) {
             return bad(c,
                        "%s %s = \"%s\": expected a duration with a unit, such as 250ms, 10s, "
-                       "5m or 1h",
+                       "5m, 1h or 7d",
                        c->label, name, value);
         }
         if (v < def->min) {
@@ -954,6 +955,9 @@ config_queue_defaults(queue_conf *q)
     q->breaker_cooldown_ms = 30 * 1000;
     q->breaker_probes = 1;
     q->output_cap = 64 * KIB;
+    q->key_ttl_ms = 24 * HOUR_MS;
+    q->retention_succeeded_ms = 24 * HOUR_MS;
+    q->retention_dead_ms = 7 * 24 * HOUR_MS;
 }
 
 void

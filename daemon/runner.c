@@ -377,12 +377,15 @@ static int
 exec_record(store *st, wop *op, int64_t now_ms)
 {
     runner *r = container_of(op, runner, op);
+    attempt_rec a = {.attempt = r->job.attempt,
+                     .started_at_ms = r->job.started_at_ms,
+                     .kind = r->outcome.kind};
     if (r->outcome.state == JOBQ_READY) {
-        return store_requeue(st, r->job.id, r->error_text);
+        return store_requeue(st, r->job.id, now_ms, r->error_text, &a);
     }
     r->job.finished_at_ms = now_ms;
     return store_finish(st, r->job.id, r->outcome.state, now_ms, r->outcome.run_at_ms,
-                        r->result_text, r->error_text);
+                        r->result_text, r->error_text, &a);
 }
 
 static void
@@ -502,6 +505,10 @@ runner_step(runner *r)
             r->job.result = r->result_text;
             r->job.error = r->error_text;
             r->result_text = r->error_text = NULL;
+            if (r->outcome.state == JOBQ_READY) {
+                r->job.attempt--; /* store_requeue gave the attempt back */
+            }
+            sched_outcome(s, q, r->outcome.kind);
             server_job_finished(s, q, &r->job, JOBQ_RUNNING);
         }
         close_handle(r, (uv_handle_t *)&r->timer);

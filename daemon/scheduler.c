@@ -2,6 +2,7 @@
  * never polling while idle) and the claims that feed the runners. */
 #include "scheduler.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -185,6 +186,8 @@ done_claim(wop *op)
     }
     for (size_t i = 0; i < c->n; i++) {
         server_count_move(q, JOBQ_READY, JOBQ_RUNNING);
+        breaker_started(&q->br);
+        q->started++;
         runner_start(s, q, &c->rows[i]); /* takes the row */
     }
     if (op->err == JOBQ_OK && c->n < c->max && q->counts[JOBQ_READY] > 0) {
@@ -201,6 +204,33 @@ done_claim(wop *op)
     }
 }
 
+static void breaker_timer_cb(uv_timer_t *t);
+
+/* breaker_note: logs a transition of q's breaker since `before`. */
+static void
+breaker_note(qstate *q, breaker_state before)
+{
+    if (q->br.state == before) {
+        return;
+    }
+    if (q->br.state == BREAKER_OPEN) {
+        log_warn("breaker_open", "queue=%s failures=%d cooldown_ms=%lld", q->name,
+                 q->br.threshold, (long long)q->br.cooldown_ms);
+    } else {
+        log_info(q->br.state == BREAKER_HALF_OPEN ? "breaker_half_open" : "breaker_closed",
+                 "queue=%s", q->name);
+    }
+}
+
+void
+sched_breaker_init(server *s, qstate *q)
+{
+    breaker_init(&q->br, q->conf->breaker_failures, q->conf->breaker_cooldown_ms,
+                 q->conf->breaker_probes);
+    uv_timer_init(s->loop, &q->breaker_timer);
+    q->breaker_timer.data = s;
+}
+
 void
 sched_dispatch(server *s, qstate *q)
 {
@@ -212,7 +242,18 @@ sched_dispatch(server *s, qstate *q)
     if (free_slots <= 0) {
         return;
     }
-    size_t max = (size_t)free_slots;
+    int64_t now = jobq__now_ms();
+    breaker_state before = q->br.state;
+    int permits = breaker_permits(&q->br, now);
+    breaker_note(q, before);
+    if (permits <= 0) {
+        if (q->br.state == BREAKER_OPEN) {
+            uv_timer_start(&q->breaker_timer, breaker_timer_cb,
+                           (uint64_t)(q->br.until_ms > now ? q->br.until_ms - now : 0), 0);
+        }
+        return;
+    }
+    size_t max = (size_t)(permits < free_slots ? permits : free_slots);
     if (max > CLAIM_BATCH) {
         max = CLAIM_BATCH;
     }
@@ -234,6 +275,35 @@ sched_dispatch(server *s, qstate *q)
     writer_push(&s->w, &c->op);
 }
 
+/* breaker_timer_cb: an open circuit's cooldown is over: try the queue again. */
+static void
+breaker_timer_cb(uv_timer_t *t)
+{
+    server *s = t->data;
+    for (size_t i = 0; i < s->nqueues; i++) {
+        if (&s->queues[i]->breaker_timer == t) {
+            sched_dispatch(s, s->queues[i]);
+        }
+    }
+}
+
+void
+sched_outcome(server *s, qstate *q, const char *kind)
+{
+    breaker_state before = q->br.state;
+    if (strcmp(kind, "success") == 0) {
+        breaker_record(&q->br, true, jobq__now_ms());
+    } else if (strcmp(kind, "exit") == 0 || strcmp(kind, "signal") == 0 ||
+               strcmp(kind, "timeout") == 0 || strcmp(kind, "spawn") == 0 ||
+               strcmp(kind, "lease") == 0) {
+        breaker_record(&q->br, false, jobq__now_ms());
+    } else {
+        breaker_returned(&q->br); /* cancelled, permanent, shutdown: says nothing of the downstream */
+    }
+    breaker_note(q, before);
+    (void)s;
+}
+
 void
 sched_dispatch_all(server *s)
 {
@@ -242,9 +312,176 @@ sched_dispatch_all(server *s)
     }
 }
 
+/* ---- retention ---- */
+
+#define SWEEP_BATCH 500
+
+/* What one sweep does for one queue, filled on the work thread. */
+typedef struct sweep_q {
+    char name[65];
+    int64_t retention_ms[JOBQ_NSTATES]; /* for succeeded, dead, cancelled */
+    int64_t key_ttl_ms;
+    size_t deleted[JOBQ_NSTATES];
+    int64_t next_ms; /* when this queue next has something to delete; INT64_MAX: never */
+    bool more;       /* a batch was full: sweep again at once */
+} sweep_q;
+
+typedef struct sweep_op {
+    wop op;
+    server *s;
+    sweep_q *qs;
+    size_t n;
+} sweep_op;
+
+static void sweep_timer_cb(uv_timer_t *t);
+
+static void
+sweep_arm(server *s, int64_t at_ms)
+{
+    if (s->closing || s->sweeping || at_ms >= s->sweep_at_ms) {
+        return;
+    }
+    s->sweep_at_ms = at_ms;
+    int64_t delay = at_ms - jobq__now_ms();
+    uv_timer_start(&s->sweep_timer, sweep_timer_cb, delay > 0 ? (uint64_t)delay : 0, 0);
+}
+
+static int64_t
+retention_of(const queue_conf *qc, int state)
+{
+    return state == JOBQ_SUCCEEDED ? qc->retention_succeeded_ms : qc->retention_dead_ms;
+}
+
+static int
+exec_sweep(store *st, wop *op, int64_t now_ms)
+{
+    sweep_op *p = container_of(op, sweep_op, op);
+    static const int states[] = {JOBQ_SUCCEEDED, JOBQ_DEAD, JOBQ_CANCELLED};
+    for (size_t i = 0; i < p->n; i++) {
+        sweep_q *q = &p->qs[i];
+        q->next_ms = INT64_MAX;
+        for (size_t k = 0; k < 3; k++) {
+            int state = states[k];
+            size_t n = 0;
+            int err = store_sweep(st, q->name, state, now_ms - q->retention_ms[state], SWEEP_BATCH,
+                                  &n);
+            if (err != JOBQ_OK) {
+                return err;
+            }
+            q->deleted[state] = n;
+            q->more = q->more || n == SWEEP_BATCH;
+            int64_t at;
+            if (store_oldest_finished(st, q->name, state, &at) == JOBQ_OK &&
+                at + q->retention_ms[state] < q->next_ms) {
+                q->next_ms = at + q->retention_ms[state];
+            }
+        }
+        size_t n = 0;
+        int err = store_sweep_keys(st, q->name, now_ms - q->key_ttl_ms, SWEEP_BATCH, &n);
+        if (err != JOBQ_OK) {
+            return err;
+        }
+        q->more = q->more || n == SWEEP_BATCH;
+        int64_t at;
+        if (store_oldest_key(st, q->name, &at) == JOBQ_OK && at + q->key_ttl_ms < q->next_ms) {
+            q->next_ms = at + q->key_ttl_ms;
+        }
+    }
+    return JOBQ_OK;
+}
+
+static void
+done_sweep(wop *op)
+{
+    sweep_op *p = container_of(op, sweep_op, op);
+    server *s = p->s;
+    s->sweeping = false;
+    int64_t next = INT64_MAX;
+    if (op->err != JOBQ_OK) {
+        log_error("sweep_failed", "err=%s", jobq__err_code(op->err));
+        next = jobq__now_ms() + 60 * 1000;
+    } else {
+        size_t total = 0;
+        for (size_t i = 0; i < p->n; i++) {
+            sweep_q *sq = &p->qs[i];
+            qstate *q = server_queue(s, sq->name);
+            for (int st = 0; st < JOBQ_NSTATES; st++) {
+                if (q != NULL) {
+                    q->counts[st] -= (int64_t)sq->deleted[st];
+                }
+                total += sq->deleted[st];
+            }
+            int64_t at = sq->more ? jobq__now_ms() : sq->next_ms;
+            if (at < next) {
+                next = at;
+            }
+        }
+        if (total > 0) {
+            log_debug("retention_deleted", "jobs=%zu", total);
+        }
+    }
+    free(p->qs);
+    free(p);
+    if (next != INT64_MAX) {
+        sweep_arm(s, next);
+    }
+}
+
+static void
+sweep_timer_cb(uv_timer_t *t)
+{
+    server *s = t->data;
+    s->sweep_at_ms = INT64_MAX;
+    if (s->sweeping || s->closing) {
+        return;
+    }
+    sweep_op *p = calloc(1, sizeof(*p));
+    if (p == NULL || (p->qs = calloc(s->nqueues ? s->nqueues : 1, sizeof(*p->qs))) == NULL) {
+        free(p);
+        sweep_arm(s, jobq__now_ms() + 1000);
+        return;
+    }
+    p->s = s;
+    p->n = s->nqueues;
+    for (size_t i = 0; i < s->nqueues; i++) {
+        qstate *q = s->queues[i];
+        sweep_q *sq = &p->qs[i];
+        snprintf(sq->name, sizeof(sq->name), "%s", q->name);
+        sq->retention_ms[JOBQ_SUCCEEDED] = q->conf->retention_succeeded_ms;
+        sq->retention_ms[JOBQ_DEAD] = q->conf->retention_dead_ms;
+        sq->retention_ms[JOBQ_CANCELLED] = q->conf->retention_dead_ms;
+        sq->key_ttl_ms = q->conf->key_ttl_ms;
+    }
+    p->op.exec = exec_sweep;
+    p->op.done = done_sweep;
+    p->op.writes = true;
+    s->sweeping = true;
+    writer_push(&s->w, &p->op);
+}
+
+void
+sched_sweep_soon(server *s, qstate *q, int state)
+{
+    sweep_arm(s, jobq__now_ms() + retention_of(q->conf, state));
+}
+
+void
+sched_sweep_init(server *s)
+{
+    uv_timer_init(s->loop, &s->sweep_timer);
+    s->sweep_timer.data = s;
+    s->sweep_at_ms = INT64_MAX;
+    sweep_arm(s, jobq__now_ms());
+}
+
 void
 sched_close(server *s)
 {
     uv_timer_stop(&s->sched_timer);
     uv_close((uv_handle_t *)&s->sched_timer, NULL);
+    uv_timer_stop(&s->sweep_timer);
+    uv_close((uv_handle_t *)&s->sweep_timer, NULL);
+    for (size_t i = 0; i < s->nqueues; i++) {
+        uv_close((uv_handle_t *)&s->queues[i]->breaker_timer, NULL);
+    }
 }

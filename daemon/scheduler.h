@@ -23,7 +23,22 @@ void sched_dispatch(server *s, qstate *q);
 /** sched_dispatch_all: sched_dispatch for every queue. */
 void sched_dispatch_all(server *s);
 
-/** sched_close: stops and closes the timer. */
+/** sched_outcome: the attempt of a job of q ended with this kind (see attempt_rec): feeds
+ *  the queue's circuit breaker, logs its transitions. */
+void sched_outcome(server *s, qstate *q, const char *kind);
+
+/** sched_breaker_init: sets up q's breaker and its timer from q->conf. */
+void sched_breaker_init(server *s, qstate *q);
+
+/** sched_sweep_soon: a job of q ended in state: retention will have to delete it after
+ *  the queue's retention for that state; arms the sweep timer if that is the earliest. */
+void sched_sweep_soon(server *s, qstate *q, int state);
+
+/** sched_sweep_init: arms the sweep for what the database already holds (first sweep right
+ *  away; each sweep computes the next). */
+void sched_sweep_init(server *s);
+
+/** sched_close: stops and closes the timers. */
 void sched_close(server *s);
 
 #endif

@@ -5,12 +5,20 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "codec.h"
 #include "log.h"
 #include "runner.h"
 #include "scheduler.h"
+
+/* A job running during this many crashes of jobqd is dead: a suspected poison job. */
+#define POISON_CRASHES 3
+/* Jobs made ready again by one bulk retry transaction. */
+#define RETRY_CHUNK 1000
+/* Attempts shown by get. */
+#define MAX_ATTEMPTS_SHOWN 1000
 
 /* One request in progress: the decoded request, its store operation and its outputs. */
 typedef struct call {
@@ -27,6 +35,12 @@ typedef struct call {
     job_row *rows;   /* list: out */
     size_t nrows;
     size_t failed_at; /* submit: index of the job that failed */
+    attempt_row *attempts; /* get: the history */
+    size_t nattempts;
+    int64_t ahead;    /* explain: ready jobs that claim first */
+    char **names;     /* bulk retry: the queue of each job of the last chunk */
+    size_t nnames;
+    size_t retried;   /* bulk retry: jobs made ready so far */
 } call;
 
 static void call_free(call *c);
@@ -174,6 +188,7 @@ server_queue_add(server *s, const char *name)
         config_queue_defaults(&q->own_conf);
         q->conf = &q->own_conf;
     }
+    sched_breaker_init(s, q);
     s->queues[s->nqueues++] = q;
     return q;
 }
@@ -198,6 +213,14 @@ call_free(call *c)
         return;
     }
     job_row_clear(&c->row);
+    for (size_t i = 0; i < c->nattempts; i++) {
+        attempt_row_clear(&c->attempts[i]);
+    }
+    free(c->attempts);
+    for (size_t i = 0; i < c->nnames; i++) {
+        free(c->names[i]);
+    }
+    free(c->names);
     for (size_t i = 0; i < c->nrows; i++) {
         job_row_clear(&c->rows[i]);
     }
@@ -335,6 +358,7 @@ start_submit(call *c)
         sp->max_attempts = j->max_attempts > 0 ? j->max_attempts : qc->max_attempts;
         sp->timeout_ms = j->timeout_ms > 0 ? j->timeout_ms : qc->timeout_ms;
         sp->key = j->key;
+        sp->key_ttl_ms = qc->key_ttl_ms;
     }
     c->op.exec = exec_submit;
     c->op.done = done_submit;
@@ -346,21 +370,44 @@ static int
 exec_get(store *st, wop *op, int64_t now_ms)
 {
     call *c = container_of(op, call, op);
-    return store_get(st, c->req.ids[0], &c->row);
+    int err = store_get(st, c->req.ids[0], &c->row);
+    if (err == JOBQ_OK && c->req.op == REQ_GET) {
+        c->attempts = calloc(MAX_ATTEMPTS_SHOWN, sizeof(*c->attempts));
+        if (c->attempts == NULL) {
+            return JOBQ_ENOMEM;
+        }
+        err = store_attempts(st, c->req.ids[0], c->attempts, MAX_ATTEMPTS_SHOWN, &c->nattempts);
+    }
+    return err;
+}
+
+static json_t *
+attempts_json(const call *c)
+{
+    json_t *a = json_array();
+    for (size_t i = 0; i < c->nattempts; i++) {
+        const attempt_row *r = &c->attempts[i];
+        json_array_append_new(
+            a, json_pack("{s:i, s:I, s:I, s:I, s:s, s:o}", "attempt", r->attempt, "started_at",
+                         (json_int_t)r->started_at_ms, "finished_at", (json_int_t)r->finished_at_ms,
+                         "duration_ms", (json_int_t)(r->finished_at_ms - r->started_at_ms), "kind",
+                         r->kind ? r->kind : "?", "error", nullable_str(r->error)));
+    }
+    return a;
 }
 
 static void
 reply_job(call *c, const char *verb)
 {
-    char msg[128];
+    char msg[160];
     if (c->op.err == JOBQ_ENOENT) {
         snprintf(msg, sizeof(msg), "no job with id %lld", (long long)c->req.ids[0]);
         reply_err(c, c->op.err, msg);
         return;
     }
     if (c->op.err == JOBQ_ESTATE) {
-        snprintf(msg, sizeof(msg), "job %lld has already finished and cannot be %s",
-                 (long long)c->req.ids[0], verb);
+        snprintf(msg, sizeof(msg), "job %lld is not in a state that can be %s", (long long)c->req.ids[0],
+                 verb);
         reply_err(c, c->op.err, msg);
         return;
     }
@@ -369,7 +416,11 @@ reply_job(call *c, const char *verb)
         return;
     }
     json_t *o = ok_object();
-    json_object_set_new(o, "job", job_json(&c->row));
+    json_t *job = job_json(&c->row);
+    if (c->attempts != NULL) {
+        json_object_set_new(job, "attempts", attempts_json(c));
+    }
+    json_object_set_new(o, "job", job);
     send_json(c, o);
 }
 
@@ -387,6 +438,8 @@ exec_cancel(store *st, wop *op, int64_t now_ms)
 }
 
 static void wait_register(call *c, job_row *rows, size_t n);
+static void queue_op(call *c, int (*exec)(store *, wop *, int64_t), void (*done)(wop *),
+                     bool writes);
 static void server_check_drained(server *s);
 
 static void
@@ -687,6 +740,7 @@ server_job_finished(server *s, qstate *q, const job_row *row, int old_state)
         sched_note_due(s, row->run_at_ms);
     }
     if (job_ended(row->state)) {
+        sched_sweep_soon(s, q, row->state);
         wait_link *l = s->waits[bucket_of(s, row->id)];
         while (l != NULL) {
             wait_link *next = l->next;
@@ -709,6 +763,228 @@ server_job_finished(server *s, qstate *q, const job_row *row, int old_state)
     }
 }
 
+/* ---- retry ---- */
+
+static int
+exec_retry(store *st, wop *op, int64_t now_ms)
+{
+    call *c = container_of(op, call, op);
+    return store_retry(st, c->req.ids[0], now_ms, &c->row, &c->old_state);
+}
+
+static void
+done_retry(wop *op)
+{
+    call *c = container_of(op, call, op);
+    if (op->err == JOBQ_OK) {
+        qstate *q = server_queue_add(c->srv, c->row.queue);
+        if (q != NULL) {
+            server_count_move(q, c->old_state, JOBQ_READY);
+            sched_dispatch(c->srv, q);
+        }
+        log_info("job_retried", "job=%lld queue=%s", (long long)c->row.id, c->row.queue);
+    }
+    reply_job(c, "retried (only dead and cancelled jobs are)");
+}
+
+static void
+collect_name(void *arg, const char *queue)
+{
+    call *c = arg;
+    char *name = strdup(queue);
+    if (name != NULL) {
+        c->names[c->nnames++] = name;
+    }
+}
+
+static int
+exec_retry_bulk(store *st, wop *op, int64_t now_ms)
+{
+    call *c = container_of(op, call, op);
+    size_t n;
+    return store_retry_bulk(st, c->req.queue, c->req.state, now_ms, RETRY_CHUNK, collect_name, c,
+                            &n);
+}
+
+/* done_retry_bulk: one chunk is committed; the next goes in its own transaction so a bulk
+ * retry of millions never holds the writer for long. */
+static void
+done_retry_bulk(wop *op)
+{
+    call *c = container_of(op, call, op);
+    server *s = c->srv;
+    size_t n = c->nnames;
+    for (size_t i = 0; i < c->nnames; i++) {
+        qstate *q = op->err == JOBQ_OK ? server_queue_add(s, c->names[i]) : NULL;
+        if (q != NULL) {
+            server_count_move(q, c->req.state, JOBQ_READY);
+        }
+        free(c->names[i]);
+    }
+    c->nnames = 0;
+    if (op->err != JOBQ_OK) {
+        reply_err(c, op->err, writer_last_error(&s->w));
+        return;
+    }
+    c->retried += n;
+    sched_dispatch_all(s);
+    if (n == RETRY_CHUNK) {
+        writer_push(&s->w, &c->op);
+        return;
+    }
+    log_info("jobs_retried", "queue=%s state=%s jobs=%zu", c->req.queue ? c->req.queue : "*",
+             jobq__state_name(c->req.state), c->retried);
+    json_t *o = ok_object();
+    json_object_set_new(o, "retried", json_integer((json_int_t)c->retried));
+    send_json(c, o);
+}
+
+static void
+start_retry(call *c)
+{
+    if (c->req.nids == 0) {
+        c->names = calloc(RETRY_CHUNK, sizeof(*c->names));
+        if (c->names == NULL) {
+            reply_error(c, "internal", "out of memory");
+            return;
+        }
+        queue_op(c, exec_retry_bulk, done_retry_bulk, true);
+        return;
+    }
+    queue_op(c, exec_retry, done_retry, true);
+}
+
+/* ---- explain ---- */
+
+static int
+exec_explain(store *st, wop *op, int64_t now_ms)
+{
+    call *c = container_of(op, call, op);
+    int err = store_get(st, c->req.ids[0], &c->row);
+    if (err == JOBQ_OK && c->row.state == JOBQ_READY) {
+        err = store_ready_ahead(st, &c->row, 100000, &c->ahead);
+    }
+    return err;
+}
+
+/* fmt_time: local time of ms, "YYYY-MM-DD HH:MM:SS". */
+static const char *
+fmt_time(char *buf, size_t len, int64_t ms)
+{
+    time_t t = (time_t)(ms / 1000);
+    struct tm tm;
+    localtime_r(&t, &tm);
+    strftime(buf, len, "%Y-%m-%d %H:%M:%S", &tm);
+    return buf;
+}
+
+/* first_line: the error's first line, shortened. */
+static const char *
+first_line(char *buf, size_t len, const char *s)
+{
+    snprintf(buf, len, "%s", s ? s : "");
+    buf[strcspn(buf, "\n")] = '\0';
+    return buf;
+}
+
+static void
+done_explain(wop *op)
+{
+    call *c = container_of(op, call, op);
+    if (op->err != JOBQ_OK) {
+        reply_job(c, "explained");
+        return;
+    }
+    server *s = c->srv;
+    const job_row *r = &c->row;
+    qstate *q = server_queue(s, r->queue);
+    char why[1024], t1[32], e[200];
+    const char *reason = "unknown";
+    switch (r->state) {
+    case JOBQ_SCHEDULED:
+        reason = "scheduled";
+        snprintf(why, sizeof(why), "scheduled until %s", fmt_time(t1, sizeof(t1), r->run_at_ms));
+        break;
+    case JOBQ_RETRYING:
+        reason = "backoff";
+        snprintf(why, sizeof(why), "waiting for its backoff until %s after attempt %d of %d failed: %s",
+                 fmt_time(t1, sizeof(t1), r->run_at_ms), r->attempt, r->max_attempts,
+                 first_line(e, sizeof(e), r->error));
+        break;
+    case JOBQ_RUNNING:
+        reason = "running";
+        snprintf(why, sizeof(why), "running since %s (attempt %d of %d)",
+                 fmt_time(t1, sizeof(t1), r->started_at_ms), r->attempt, r->max_attempts);
+        break;
+    case JOBQ_SUCCEEDED:
+        reason = "finished";
+        snprintf(why, sizeof(why), "finished: succeeded at %s",
+                 fmt_time(t1, sizeof(t1), r->finished_at_ms));
+        break;
+    case JOBQ_DEAD:
+        reason = "finished";
+        snprintf(why, sizeof(why), "finished: dead after %d attempt%s: %s", r->attempt,
+                 r->attempt == 1 ? "" : "s", first_line(e, sizeof(e), r->error));
+        break;
+    case JOBQ_CANCELLED:
+        reason = "finished";
+        snprintf(why, sizeof(why), "finished: cancelled at %s",
+                 fmt_time(t1, sizeof(t1), r->finished_at_ms));
+        break;
+    case JOBQ_READY:
+        if (q == NULL || q->conf->argv == NULL) {
+            reason = "no_consumer";
+            snprintf(why, sizeof(why), "ready: queue %s has no command; it waits for a remote worker",
+                     r->queue);
+        } else if (q->paused) {
+            reason = "paused";
+            snprintf(why, sizeof(why), "ready, but queue %s is paused (jobq resume %s)", r->queue,
+                     r->queue);
+        } else if (s->draining) {
+            reason = "shutting_down";
+            snprintf(why, sizeof(why), "ready, but jobqd is shutting down");
+        } else if (q->br.state == BREAKER_OPEN) {
+            reason = "circuit_open";
+            snprintf(why, sizeof(why),
+                     "ready, but the circuit of queue %s is open until %s after %d consecutive "
+                     "failures",
+                     r->queue, fmt_time(t1, sizeof(t1), q->br.until_ms), q->br.threshold);
+        } else if (q->br.state == BREAKER_HALF_OPEN &&
+                   q->br.probes_started >= q->br.probes) {
+            reason = "circuit_half_open";
+            snprintf(why, sizeof(why),
+                     "ready, but the circuit of queue %s is half-open: waiting for the outcome of "
+                     "its probe",
+                     r->queue);
+        } else if (q->running >= q->conf->concurrency) {
+            reason = "slots_busy";
+            int n = snprintf(why, sizeof(why), "ready: all %d concurrency slots of queue %s are busy "
+                             "(running:", q->conf->concurrency, r->queue);
+            for (runner *rn = s->runners; rn != NULL && n > 0 && (size_t)n < sizeof(why) - 24;
+                 rn = rn->next) {
+                if (rn->q == q) {
+                    n += snprintf(why + n, sizeof(why) - (size_t)n, " %lld", (long long)rn->job.id);
+                }
+            }
+            if (n > 0 && (size_t)n < sizeof(why) - 2) {
+                snprintf(why + n, sizeof(why) - (size_t)n, ")");
+            }
+        } else {
+            reason = "next";
+            snprintf(why, sizeof(why), "ready: %lld%s job%s of queue %s start before it",
+                     (long long)c->ahead, c->ahead >= 100000 ? " or more" : "",
+                     c->ahead == 1 ? "" : "s", r->queue);
+        }
+        break;
+    }
+    json_t *o = ok_object();
+    json_object_set_new(o, "id", json_integer(r->id));
+    json_object_set_new(o, "state", json_string(jobq__state_name(r->state)));
+    json_object_set_new(o, "reason", json_string(reason));
+    json_object_set_new(o, "explain", json_string(why));
+    send_json(c, o);
+}
+
 static void
 reply_stats(call *c)
 {
@@ -722,7 +998,7 @@ reply_stats(call *c)
             json_object_set_new(qo, jobq__state_name(st), json_integer(q->counts[st]));
         }
         json_object_set_new(qo, "paused", json_boolean(q->paused));
-        json_object_set_new(qo, "breaker", json_string("closed"));
+        json_object_set_new(qo, "breaker", json_string(breaker_state_name(q->br.state)));
         json_object_set_new(queues, q->name, qo);
     }
     json_object_set_new(o, "queues", queues);
@@ -811,6 +1087,12 @@ on_request(void *arg, icall *ic, const char *body, size_t len)
     case REQ_WAIT:
         start_wait(c);
         return;
+    case REQ_RETRY:
+        start_retry(c);
+        return;
+    case REQ_EXPLAIN:
+        queue_op(c, exec_explain, done_explain, false);
+        return;
     }
     reply_error(c, "unknown_op", "unknown op");
 }
@@ -824,6 +1106,18 @@ count_cb(void *arg, const char *queue, int state, int64_t n)
     qstate *q = server_queue_add(s, queue);
     if (q != NULL && state >= 0 && state < JOBQ_NSTATES) {
         q->counts[state] += n;
+    }
+}
+
+static void
+recovered_cb(void *arg, const char *queue, int64_t id, bool poisoned)
+{
+    (void)arg;
+    if (poisoned) {
+        log_warn("job_poisoned", "job=%lld queue=%s crashes=%d next=dead", (long long)id, queue,
+                 POISON_CRASHES);
+    } else {
+        log_info("job_recovered", "job=%lld queue=%s next=ready", (long long)id, queue);
     }
 }
 
@@ -924,7 +1218,8 @@ server_init(server *s, uv_loop_t *loop, config *cfg, store *st, char *err, size_
     size_t recovered = 0;
     int rc = store_begin(st);
     if (rc == JOBQ_OK) {
-        rc = store_recover_running(st, "interrupted: jobqd stopped while the job ran", &recovered);
+        rc = store_recover_running(st, jobq__now_ms(), POISON_CRASHES, recovered_cb, NULL,
+                                   &recovered);
     }
     if (rc == JOBQ_OK) {
         rc = store_commit(st);
@@ -954,6 +1249,7 @@ server_init(server *s, uv_loop_t *loop, config *cfg, store *st, char *err, size_
         return -1;
     }
     s->rng = (uint64_t)uv_hrtime() ^ ((uint64_t)getpid() << 32);
+    sched_sweep_init(s);
     if ((rc = sched_init(s)) != JOBQ_OK) {
         snprintf(err, errlen, "cannot read the database: %s", store_errmsg(st));
         return -1;

@@ -7,6 +7,7 @@
 #include <stdint.h>
 #include <uv.h>
 
+#include "breaker.h"
 #include "config.h"
 #include "intake.h"
 #include "request.h"
@@ -27,6 +28,9 @@ typedef struct qstate {
     int64_t counts[JOBQ_NSTATES]; /* jobs by state, kept in step with every commit */
     int running;                  /* runners of this queue (<= conf->concurrency) */
     int claiming;                 /* 1 while a claim is in flight */
+    breaker br;                   /* the queue's circuit breaker */
+    uv_timer_t breaker_timer;     /* fires when an open circuit may turn half-open */
+    uint64_t started;             /* attempts started, ever (for metrics) */
 } qstate;
 
 typedef struct runner runner;
@@ -57,6 +61,9 @@ typedef struct server {
     wait_link **waits;      /* hash buckets: job id -> the waits that name it */
     size_t nbuckets;        /* a power of two */
     size_t nwaiters;
+    uv_timer_t sweep_timer; /* retention: armed at the earliest job or key to delete */
+    int64_t sweep_at_ms;    /* INT64_MAX: not armed */
+    bool sweeping;          /* a sweep is in flight */
 } server;
 
 /** server_init: prepares the server over an open store: loads counts and paused flags,

@@ -34,6 +34,20 @@ enum stmt_id {
     S_DUE_MARK,
     S_NEXT_DUE,
     S_RECOVER,
+    S_KEY_DELETE,
+    S_ATTEMPT_INSERT,
+    S_ATTEMPTS,
+    S_RUNNING,
+    S_CRASHES,
+    S_POISON,
+    S_RETRY,
+    S_RETRY_BULK,
+    S_SWEEP,
+    S_SWEEP_ATTEMPTS,
+    S_SWEEP_KEYS,
+    S_AHEAD,
+    S_OLDEST_FINISHED,
+    S_OLDEST_KEY,
     S_COUNT_STMTS
 };
 
@@ -48,7 +62,8 @@ static const char *const stmt_sql[S_COUNT_STMTS] = {
     [S_SAVEPOINT] = "SAVEPOINT op",
     [S_RELEASE] = "RELEASE op",
     [S_ROLLBACK_TO] = "ROLLBACK TO op",
-    [S_KEY_FIND] = "SELECT job_id, payload_hash FROM job_keys WHERE queue = ?1 AND key = ?2",
+    [S_KEY_FIND] = "SELECT job_id, payload_hash, created_at FROM job_keys WHERE queue = ?1 AND "
+                   "key = ?2",
     [S_KEY_INSERT] = "INSERT INTO job_keys (queue, key, job_id, payload_hash, created_at) "
                      "VALUES (?1, ?2, ?3, ?4, ?5)",
     [S_INSERT] = "INSERT INTO jobs (queue, payload, priority, state, run_at, max_attempts, "
@@ -75,7 +90,34 @@ static const char *const stmt_sql[S_COUNT_STMTS] = {
                    "AND run_at <= ?1 ORDER BY run_at LIMIT ?2",
     [S_DUE_MARK] = "UPDATE jobs SET state = 1 WHERE id = ?1",
     [S_NEXT_DUE] = "SELECT min(run_at) FROM jobs INDEXED BY jobs_due WHERE state IN (0, 3)",
-    [S_RECOVER] = "UPDATE jobs SET state = 1, error = ?1 WHERE state = 2",
+    [S_RECOVER] = "UPDATE jobs SET state = 1, error = ?2 WHERE id = ?1",
+    [S_KEY_DELETE] = "DELETE FROM job_keys WHERE queue = ?1 AND key = ?2",
+    [S_ATTEMPT_INSERT] = "INSERT INTO attempts (job_id, attempt, started_at, finished_at, kind, "
+                         "error) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+    [S_ATTEMPTS] = "SELECT attempt, started_at, finished_at, kind, error FROM attempts "
+                   "WHERE job_id = ?1 ORDER BY started_at, rowid LIMIT ?2",
+    [S_RUNNING] = "SELECT id, queue, attempt, started_at FROM jobs WHERE state = 2",
+    [S_CRASHES] = "SELECT count(*) FROM attempts WHERE job_id = ?1 AND kind = 'crash'",
+    [S_POISON] = "UPDATE jobs SET state = 5, finished_at = ?2, error = ?3 WHERE id = ?1",
+    [S_RETRY] = "UPDATE jobs SET state = 1, attempt = 0, run_at = ?2, finished_at = NULL, "
+                "result = NULL WHERE id = ?1 AND state IN (5, 6)",
+    [S_RETRY_BULK] = "UPDATE jobs SET state = 1, attempt = 0, run_at = ?3, finished_at = NULL, "
+                     "result = NULL WHERE id IN (SELECT id FROM jobs WHERE state = ?2 AND "
+                     "(?1 IS NULL OR queue = ?1) ORDER BY id LIMIT ?4) RETURNING queue",
+    [S_SWEEP] = "DELETE FROM jobs WHERE id IN (SELECT id FROM jobs INDEXED BY jobs_finished "
+                "WHERE queue = ?1 AND state = ?2 AND state IN (4, 5, 6) AND finished_at < ?3 "
+                "LIMIT ?4) RETURNING id",
+    [S_SWEEP_ATTEMPTS] = "DELETE FROM attempts WHERE job_id = ?1",
+    [S_SWEEP_KEYS] = "DELETE FROM job_keys WHERE (queue, key) IN (SELECT queue, key FROM "
+                     "job_keys INDEXED BY job_keys_age WHERE queue = ?1 AND created_at < ?2 "
+                     "LIMIT ?3)",
+    [S_AHEAD] = "SELECT count(*) FROM (SELECT 1 FROM jobs INDEXED BY jobs_ready WHERE queue = ?1 "
+                "AND state = 1 AND (priority > ?2 OR (priority = ?2 AND (run_at < ?3 OR "
+                "(run_at = ?3 AND id < ?4)))) LIMIT ?5)",
+    [S_OLDEST_FINISHED] = "SELECT min(finished_at) FROM jobs INDEXED BY jobs_finished WHERE "
+                          "queue = ?1 AND state = ?2 AND state IN (4, 5, 6)",
+    [S_OLDEST_KEY] = "SELECT min(created_at) FROM job_keys INDEXED BY job_keys_age WHERE "
+                     "queue = ?1",
 };
 
 struct store {
@@ -310,18 +352,31 @@ store_insert(store *st, const job_spec *spec, int64_t now_ms, int64_t *idp, bool
         if (rc == SQLITE_ROW) {
             int64_t id = sqlite3_column_int64(s, 0);
             uint64_t hash = (uint64_t)sqlite3_column_int64(s, 1);
+            int64_t created = sqlite3_column_int64(s, 2);
             stmt_done(s);
-            if (hash != spec->payload_hash) {
-                return JOBQ_ECONFLICT;
+            if (now_ms - created < spec->key_ttl_ms) {
+                if (hash != spec->payload_hash) {
+                    return JOBQ_ECONFLICT;
+                }
+                *idp = id;
+                *dupp = true;
+                *statep = state_of(st, id);
+                return JOBQ_OK;
             }
-            *idp = id;
-            *dupp = true;
-            *statep = state_of(st, id);
-            return JOBQ_OK;
-        }
-        stmt_done(s);
-        if (rc != SQLITE_DONE) {
-            return store_from_sqlite(rc);
+            /* The key's window has passed: it may be admitted again. */
+            s = stmt_get(st, S_KEY_DELETE);
+            sqlite3_bind_text(s, 1, spec->queue, -1, SQLITE_STATIC);
+            sqlite3_bind_text(s, 2, spec->key, -1, SQLITE_STATIC);
+            rc = sqlite3_step(s);
+            stmt_done(s);
+            if (rc != SQLITE_DONE) {
+                return store_from_sqlite(rc);
+            }
+        } else {
+            stmt_done(s);
+            if (rc != SQLITE_DONE) {
+                return store_from_sqlite(rc);
+            }
         }
     }
     int state = spec->run_at_ms > now_ms ? JOBQ_SCHEDULED : JOBQ_READY;
@@ -516,9 +571,27 @@ store_claim(store *st, const char *queue, int64_t now_ms, size_t max, job_row *r
     return JOBQ_OK;
 }
 
+/* add_attempt: one row of a job's attempt history. */
+static int
+add_attempt(store *st, const attempt_rec *a, int64_t id, int64_t now_ms, const char *error)
+{
+    sqlite3_stmt *s = stmt_get(st, S_ATTEMPT_INSERT);
+    sqlite3_bind_int64(s, 1, id);
+    sqlite3_bind_int(s, 2, a->attempt);
+    sqlite3_bind_int64(s, 3, a->started_at_ms);
+    sqlite3_bind_int64(s, 4, now_ms);
+    sqlite3_bind_text(s, 5, a->kind, -1, SQLITE_STATIC);
+    if (error != NULL) {
+        sqlite3_bind_text(s, 6, error, -1, SQLITE_STATIC);
+    }
+    int rc = sqlite3_step(s);
+    stmt_done(s);
+    return rc == SQLITE_DONE ? JOBQ_OK : store_from_sqlite(rc);
+}
+
 int
 store_finish(store *st, int64_t id, int new_state, int64_t now_ms, int64_t run_at_ms,
-             const char *result, const char *error)
+             const char *result, const char *error, const attempt_rec *a)
 {
     sqlite3_stmt *s = stmt_get(st, S_FINISH);
     sqlite3_bind_int64(s, 1, id);
@@ -536,11 +609,14 @@ store_finish(store *st, int64_t id, int new_state, int64_t now_ms, int64_t run_a
     if (rc != SQLITE_DONE) {
         return store_from_sqlite(rc);
     }
-    return sqlite3_changes(st->db) == 1 ? JOBQ_OK : JOBQ_ESTATE;
+    if (sqlite3_changes(st->db) != 1) {
+        return JOBQ_ESTATE;
+    }
+    return a != NULL ? add_attempt(st, a, id, now_ms, error) : JOBQ_OK;
 }
 
 int
-store_requeue(store *st, int64_t id, const char *error)
+store_requeue(store *st, int64_t id, int64_t now_ms, const char *error, const attempt_rec *a)
 {
     sqlite3_stmt *s = stmt_get(st, S_REQUEUE);
     sqlite3_bind_int64(s, 1, id);
@@ -552,7 +628,10 @@ store_requeue(store *st, int64_t id, const char *error)
     if (rc != SQLITE_DONE) {
         return store_from_sqlite(rc);
     }
-    return sqlite3_changes(st->db) == 1 ? JOBQ_OK : JOBQ_ESTATE;
+    if (sqlite3_changes(st->db) != 1) {
+        return JOBQ_ESTATE;
+    }
+    return a != NULL ? add_attempt(st, a, id, now_ms, error) : JOBQ_OK;
 }
 
 int
@@ -630,10 +709,219 @@ store_next_due(store *st, int64_t *atp)
 }
 
 int
-store_recover_running(store *st, const char *error, size_t *np)
+store_recover_running(store *st, int64_t now_ms, int poison_crashes,
+                      void (*fn)(void *arg, const char *queue, int64_t id, bool poisoned),
+                      void *arg, size_t *np)
 {
-    sqlite3_stmt *s = stmt_get(st, S_RECOVER);
-    sqlite3_bind_text(s, 1, error, -1, SQLITE_STATIC);
+    /* Collect first: the rows change under the read otherwise. */
+    sqlite3_stmt *s = stmt_get(st, S_RUNNING);
+    size_t n = 0, cap = 0;
+    struct running {
+        int64_t id;
+        char *queue;
+        attempt_rec a;
+    } *rows = NULL;
+    int rc, err = JOBQ_OK;
+    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+        if (n == cap) {
+            cap = cap ? cap * 2 : 64;
+            void *grown = realloc(rows, cap * sizeof(*rows));
+            if (grown == NULL) {
+                err = JOBQ_ENOMEM;
+                break;
+            }
+            rows = grown;
+        }
+        rows[n].id = sqlite3_column_int64(s, 0);
+        rows[n].queue = col_text(s, 1);
+        rows[n].a = (attempt_rec){.attempt = sqlite3_column_int(s, 2),
+                                  .started_at_ms = sqlite3_column_int64(s, 3),
+                                  .kind = "crash"};
+        n++;
+    }
+    if (err == JOBQ_OK && rc != SQLITE_DONE) {
+        err = store_from_sqlite(rc);
+    }
+    stmt_done(s);
+    static const char crash_error[] = "interrupted: jobqd stopped (crash, kill -9 or power "
+                                      "loss) while the job ran";
+    for (size_t i = 0; i < n && err == JOBQ_OK; i++) {
+        err = add_attempt(st, &rows[i].a, rows[i].id, now_ms, crash_error);
+        if (err != JOBQ_OK) {
+            break;
+        }
+        s = stmt_get(st, S_CRASHES);
+        sqlite3_bind_int64(s, 1, rows[i].id);
+        int crashes = sqlite3_step(s) == SQLITE_ROW ? sqlite3_column_int(s, 0) : 0;
+        stmt_done(s);
+        bool poisoned = crashes >= poison_crashes;
+        char msg[160];
+        if (poisoned) {
+            snprintf(msg, sizeof(msg),
+                     "suspected poison job: it was running during %d crashes of jobqd", crashes);
+            s = stmt_get(st, S_POISON);
+            sqlite3_bind_int64(s, 1, rows[i].id);
+            sqlite3_bind_int64(s, 2, now_ms);
+            sqlite3_bind_text(s, 3, msg, -1, SQLITE_STATIC);
+        } else {
+            s = stmt_get(st, S_RECOVER);
+            sqlite3_bind_int64(s, 1, rows[i].id);
+            sqlite3_bind_text(s, 2, crash_error, -1, SQLITE_STATIC);
+        }
+        rc = sqlite3_step(s);
+        stmt_done(s);
+        if (rc != SQLITE_DONE) {
+            err = store_from_sqlite(rc);
+            break;
+        }
+        if (fn != NULL && rows[i].queue != NULL) {
+            fn(arg, rows[i].queue, rows[i].id, poisoned);
+        }
+    }
+    for (size_t i = 0; i < n; i++) {
+        free(rows[i].queue);
+    }
+    free(rows);
+    if (err == JOBQ_OK) {
+        *np = n;
+    }
+    return err;
+}
+
+int
+store_retry(store *st, int64_t id, int64_t now_ms, job_row *row, int *old_statep)
+{
+    job_row cur;
+    int err = store_get(st, id, &cur);
+    if (err != JOBQ_OK) {
+        return err;
+    }
+    int old = cur.state;
+    job_row_clear(&cur);
+    sqlite3_stmt *s = stmt_get(st, S_RETRY);
+    sqlite3_bind_int64(s, 1, id);
+    sqlite3_bind_int64(s, 2, now_ms);
+    int rc = sqlite3_step(s);
+    stmt_done(s);
+    if (rc != SQLITE_DONE) {
+        return store_from_sqlite(rc);
+    }
+    if (sqlite3_changes(st->db) != 1) {
+        return JOBQ_ESTATE;
+    }
+    err = store_get(st, id, row);
+    if (err == JOBQ_OK) {
+        *old_statep = old;
+    }
+    return err;
+}
+
+int
+store_retry_bulk(store *st, const char *queue, int state, int64_t now_ms, size_t max,
+                 void (*fn)(void *arg, const char *queue), void *arg, size_t *np)
+{
+    sqlite3_stmt *s = stmt_get(st, S_RETRY_BULK);
+    if (queue != NULL) {
+        sqlite3_bind_text(s, 1, queue, -1, SQLITE_STATIC);
+    }
+    sqlite3_bind_int(s, 2, state);
+    sqlite3_bind_int64(s, 3, now_ms);
+    sqlite3_bind_int64(s, 4, (int64_t)max);
+    size_t n = 0;
+    int rc;
+    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+        fn(arg, (const char *)sqlite3_column_text(s, 0));
+        n++;
+    }
+    stmt_done(s);
+    if (rc != SQLITE_DONE) {
+        return store_from_sqlite(rc);
+    }
+    *np = n;
+    return JOBQ_OK;
+}
+
+void
+attempt_row_clear(attempt_row *a)
+{
+    free(a->kind);
+    free(a->error);
+    memset(a, 0, sizeof(*a));
+}
+
+int
+store_attempts(store *st, int64_t id, attempt_row *rows, size_t max, size_t *np)
+{
+    sqlite3_stmt *s = stmt_get(st, S_ATTEMPTS);
+    sqlite3_bind_int64(s, 1, id);
+    sqlite3_bind_int64(s, 2, (int64_t)max);
+    size_t n = 0;
+    int rc;
+    while (n < max && (rc = sqlite3_step(s)) == SQLITE_ROW) {
+        attempt_row *a = &rows[n++];
+        a->attempt = sqlite3_column_int(s, 0);
+        a->started_at_ms = sqlite3_column_int64(s, 1);
+        a->finished_at_ms = sqlite3_column_int64(s, 2);
+        a->kind = col_text(s, 3);
+        a->error = col_text(s, 4);
+    }
+    if (n < max && rc != SQLITE_DONE) {
+        stmt_done(s);
+        while (n > 0) {
+            attempt_row_clear(&rows[--n]);
+        }
+        return store_from_sqlite(rc);
+    }
+    stmt_done(s);
+    *np = n;
+    return JOBQ_OK;
+}
+
+int
+store_sweep(store *st, const char *queue, int state, int64_t before_ms, size_t max, size_t *np)
+{
+    sqlite3_stmt *s = stmt_get(st, S_SWEEP);
+    sqlite3_bind_text(s, 1, queue, -1, SQLITE_STATIC);
+    sqlite3_bind_int(s, 2, state);
+    sqlite3_bind_int64(s, 3, before_ms);
+    sqlite3_bind_int64(s, 4, (int64_t)max);
+    int64_t *ids = malloc(max * sizeof(*ids));
+    if (ids == NULL) {
+        stmt_done(s);
+        return JOBQ_ENOMEM;
+    }
+    size_t n = 0;
+    int rc;
+    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+        if (n < max) {
+            ids[n++] = sqlite3_column_int64(s, 0);
+        }
+    }
+    stmt_done(s);
+    int err = rc == SQLITE_DONE ? JOBQ_OK : store_from_sqlite(rc);
+    sqlite3_stmt *a = stmt_get(st, S_SWEEP_ATTEMPTS);
+    for (size_t i = 0; i < n && err == JOBQ_OK; i++) {
+        sqlite3_bind_int64(a, 1, ids[i]);
+        rc = sqlite3_step(a);
+        stmt_done(a);
+        if (rc != SQLITE_DONE) {
+            err = store_from_sqlite(rc);
+        }
+    }
+    free(ids);
+    if (err == JOBQ_OK) {
+        *np = n;
+    }
+    return err;
+}
+
+int
+store_sweep_keys(store *st, const char *queue, int64_t before_ms, size_t max, size_t *np)
+{
+    sqlite3_stmt *s = stmt_get(st, S_SWEEP_KEYS);
+    sqlite3_bind_text(s, 1, queue, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(s, 2, before_ms);
+    sqlite3_bind_int64(s, 3, (int64_t)max);
     int rc = sqlite3_step(s);
     stmt_done(s);
     if (rc != SQLITE_DONE) {
@@ -641,4 +929,54 @@ store_recover_running(store *st, const char *error, size_t *np)
     }
     *np = (size_t)sqlite3_changes(st->db);
     return JOBQ_OK;
+}
+
+int
+store_ready_ahead(store *st, const job_row *row, int64_t limit, int64_t *np)
+{
+    sqlite3_stmt *s = stmt_get(st, S_AHEAD);
+    sqlite3_bind_text(s, 1, row->queue, -1, SQLITE_STATIC);
+    sqlite3_bind_int(s, 2, row->priority);
+    sqlite3_bind_int64(s, 3, row->run_at_ms);
+    sqlite3_bind_int64(s, 4, row->id);
+    sqlite3_bind_int64(s, 5, limit);
+    int rc = sqlite3_step(s);
+    if (rc == SQLITE_ROW) {
+        *np = sqlite3_column_int64(s, 0);
+    }
+    stmt_done(s);
+    return rc == SQLITE_ROW ? JOBQ_OK : store_from_sqlite(rc);
+}
+
+/* oldest: one min() over an index; JOBQ_ENOENT when there is no row. */
+static int
+oldest(sqlite3_stmt *s, int64_t *atp)
+{
+    int rc = sqlite3_step(s);
+    int err;
+    if (rc == SQLITE_ROW && sqlite3_column_type(s, 0) != SQLITE_NULL) {
+        *atp = sqlite3_column_int64(s, 0);
+        err = JOBQ_OK;
+    } else {
+        err = rc == SQLITE_ROW ? JOBQ_ENOENT : store_from_sqlite(rc);
+    }
+    stmt_done(s);
+    return err;
+}
+
+int
+store_oldest_finished(store *st, const char *queue, int state, int64_t *atp)
+{
+    sqlite3_stmt *s = stmt_get(st, S_OLDEST_FINISHED);
+    sqlite3_bind_text(s, 1, queue, -1, SQLITE_STATIC);
+    sqlite3_bind_int(s, 2, state);
+    return oldest(s, atp);
+}
+
+int
+store_oldest_key(store *st, const char *queue, int64_t *atp)
+{
+    sqlite3_stmt *s = stmt_get(st, S_OLDEST_KEY);
+    sqlite3_bind_text(s, 1, queue, -1, SQLITE_STATIC);
+    return oldest(s, atp);
 }

@@ -21,8 +21,28 @@ typedef struct job_spec {
     int64_t run_at_ms;
     int32_t max_attempts;
     int64_t timeout_ms;
-    const char *key; /* NULL for none */
+    const char *key;    /* NULL for none */
+    int64_t key_ttl_ms; /* the key admits one job per this window, from its first submit */
 } job_spec;
+
+/** One attempt as the history records it. kind: success, exit, signal, timeout, spawn,
+ *  permanent, cancelled, shutdown, crash, lease. */
+typedef struct attempt_rec {
+    int32_t attempt;
+    int64_t started_at_ms;
+    const char *kind;
+} attempt_rec;
+
+/** One row of a job's attempt history, as read back. Owned strings: attempt_row_clear. */
+typedef struct attempt_row {
+    int32_t attempt;
+    int64_t started_at_ms;
+    int64_t finished_at_ms;
+    char *kind;
+    char *error; /* NULL on success */
+} attempt_row;
+
+void attempt_row_clear(attempt_row *a);
 
 /** A job as stored. Strings are owned by the row: release with job_row_clear. */
 typedef struct job_row {
@@ -111,13 +131,15 @@ int store_claim(store *st, const char *queue, int64_t now_ms, size_t max, job_ro
 
 /** store_finish: records the end of a running attempt of job id: new_state (succeeded,
  *  dead, retrying or cancelled), run_at_ms for retrying, result and error texts (NULL to
- *  keep none). JOBQ_ESTATE if the job is not running (e.g. cancelled meanwhile). */
+ *  keep none), and a row of attempt history for a (unless NULL). JOBQ_ESTATE if the job is
+ *  not running (e.g. cancelled meanwhile). */
 int store_finish(store *st, int64_t id, int new_state, int64_t now_ms, int64_t run_at_ms,
-                 const char *result, const char *error);
+                 const char *result, const char *error, const attempt_rec *a);
 
 /** store_requeue: puts a running job back to ready and gives back the attempt it had counted
- *  (used by shutdown for jobs it had to kill: a deploy must not spend attempts). */
-int store_requeue(store *st, int64_t id, const char *error);
+ *  (used by shutdown for jobs it had to kill: a deploy must not spend attempts). The
+ *  interrupted attempt is still recorded in the history (kind "shutdown"). */
+int store_requeue(store *st, int64_t id, int64_t now_ms, const char *error, const attempt_rec *a);
 
 /** store_promote_due: moves up to max scheduled/retrying jobs whose run_at <= now_ms to
  *  ready; calls fn for each with its queue and previous state. *np receives how many. */
@@ -129,9 +151,44 @@ int store_promote_due(store *st, int64_t now_ms, size_t max,
  *  JOBQ_ENOENT when there is none. */
 int store_next_due(store *st, int64_t *atp);
 
-/** store_recover_running: at start, makes every job left running ready again (its attempt
- *  stays counted). *np receives how many. */
-int store_recover_running(store *st, const char *error, size_t *np);
+/** store_recover_running: at start, every job left running is recorded as an attempt
+ *  interrupted by a crash (its attempt stays counted) and made ready again, unless it has
+ *  now been running during poison_crashes crashes: then it is dead, a suspected poison job.
+ *  fn (may be NULL) is called for each. *np receives how many. */
+int store_recover_running(store *st, int64_t now_ms, int poison_crashes,
+                          void (*fn)(void *arg, const char *queue, int64_t id, bool poisoned),
+                          void *arg, size_t *np);
+
+/** store_retry: makes a dead or cancelled job ready with a fresh attempt budget (attempt 0).
+ *  JOBQ_ESTATE for any other state. *row receives the job, *old_statep its previous state. */
+int store_retry(store *st, int64_t id, int64_t now_ms, job_row *row, int *old_statep);
+
+/** store_retry_bulk: store_retry for up to max jobs in state (of queue, or of every queue if
+ *  NULL), lowest ids first; fn gets each job's queue. *np receives how many. */
+int store_retry_bulk(store *st, const char *queue, int state, int64_t now_ms, size_t max,
+                     void (*fn)(void *arg, const char *queue), void *arg, size_t *np);
+
+/** store_attempts: up to max rows of job id's attempt history, oldest first. */
+int store_attempts(store *st, int64_t id, attempt_row *rows, size_t max, size_t *np);
+
+/** store_sweep: deletes up to max jobs of queue in state (succeeded, dead or cancelled) that
+ *  finished before before_ms, with their attempt history. *np receives how many. */
+int store_sweep(store *st, const char *queue, int state, int64_t before_ms, size_t max,
+                size_t *np);
+
+/** store_sweep_keys: forgets up to max idempotency keys of queue first used before
+ *  before_ms. */
+int store_sweep_keys(store *st, const char *queue, int64_t before_ms, size_t max, size_t *np);
+
+/** store_ready_ahead: how many ready jobs of row's queue claim before row (at most limit). */
+int store_ready_ahead(store *st, const job_row *row, int64_t limit, int64_t *np);
+
+/** store_oldest_finished: the earliest finished_at of queue's jobs in state, or
+ *  JOBQ_ENOENT. */
+int store_oldest_finished(store *st, const char *queue, int state, int64_t *atp);
+
+/** store_oldest_key: the earliest first use of a key of queue, or JOBQ_ENOENT. */
+int store_oldest_key(store *st, const char *queue, int64_t *atp);
 
 /** store_from_sqlite: the jobq_err for a SQLite result code. */
 int store_from_sqlite(int rc);

@@ -94,6 +94,8 @@ jobq__duration_parse(const char *s, int64_t *msp)
         mult = 60 * 1000;
     } else if (strcmp(end, "h") == 0) {
         mult = 3600 * 1000;
+    } else if (strcmp(end, "d") == 0) {
+        mult = 24 * 3600 * 1000;
     } else {
         return false;
     }

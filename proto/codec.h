@@ -22,7 +22,7 @@ const char *jobq__state_name(int state);
 /** jobq__state_parse: the state number for a name, or -1. */
 int jobq__state_parse(const char *name);
 
-/** jobq__duration_parse: parses "250ms", "10s", "5m", "1h" or a bare integer (ms) into
+/** jobq__duration_parse: parses "250ms", "10s", "5m", "1h", "7d" or a bare integer (ms) into
  *  *msp. Returns false (and leaves *msp) on anything else, on a negative value or overflow. */
 bool jobq__duration_parse(const char *s, int64_t *msp);
 

@@ -15,7 +15,7 @@ static const struct {
     {"ping", REQ_PING},     {"submit", REQ_SUBMIT}, {"submit_batch", REQ_SUBMIT_BATCH},
     {"get", REQ_GET},       {"wait", REQ_WAIT},     {"cancel", REQ_CANCEL},
     {"list", REQ_LIST},     {"stats", REQ_STATS},   {"pause", REQ_PAUSE},
-    {"resume", REQ_RESUME},
+    {"resume", REQ_RESUME}, {"retry", REQ_RETRY},  {"explain", REQ_EXPLAIN},
 };
 
 bool
@@ -250,8 +250,27 @@ decode_body(dec *d, request *req, const request_limits *lim)
         }
         return true;
     }
+    case REQ_RETRY:
+        if (json_object_get(root, "id") == NULL) {
+            /* Bulk: every job of a state, optionally of one queue. */
+            const char *state = NULL;
+            if (!opt_string(d, root, "queue", 64, &req->queue) ||
+                !opt_string(d, root, "state", 32, &state)) {
+                return false;
+            }
+            req->state = state != NULL ? jobq__state_parse(state) : -1;
+            if (req->state != JOBQ_DEAD && req->state != JOBQ_CANCELLED) {
+                return fail(d, "invalid_argument",
+                            "give \"id\", or \"state\" (dead or cancelled) and optionally "
+                            "\"queue\"");
+            }
+            return true;
+        }
+        /* One job: decoded as get is. */
+        /* fall through */
     case REQ_GET:
     case REQ_CANCEL:
+    case REQ_EXPLAIN:
         req->ids = calloc(1, sizeof(*req->ids));
         if (req->ids == NULL) {
             return fail(d, "internal", "out of memory");

@@ -18,6 +18,8 @@ typedef enum req_op {
     REQ_STATS,
     REQ_PAUSE,
     REQ_RESUME,
+    REQ_RETRY,
+    REQ_EXPLAIN,
 } req_op;
 
 /** One job of a submit or submit_batch. Strings are borrowed from the request's JSON. */
@@ -42,8 +44,8 @@ typedef struct request {
     int64_t *ids; /* get, cancel: 1; wait: nids */
     size_t nids;
     int64_t timeout_ms; /* wait */
-    const char *queue;  /* list (NULL = any), pause, resume */
-    int state;          /* list: jobq_state or -1 */
+    const char *queue;  /* list and bulk retry (NULL = any), pause, resume */
+    int state;          /* list: jobq_state or -1; bulk retry: dead or cancelled */
     int64_t after_id;   /* list */
     int limit;          /* list */
 } request;

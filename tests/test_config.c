@@ -492,7 +492,7 @@ test_bad_lines(void **state)
         {"[queue.q]\ntimeout = 0s\n", 2, "timeout = \"0s\"", "greater than 0"},
         {"[queue.q]\nbackoff_base = 0ms\n", 2, "backoff_base", "greater than 0"},
         {"[queue.q]\nbackoff_max = -1s\n", 2, "backoff_max = \"-1s\"", "duration"},
-        {"[queue.q]\nbreaker_cooldown = 1d\n", 2, "breaker_cooldown = \"1d\"", "duration"},
+        {"[queue.q]\nbreaker_cooldown = 1w\n", 2, "breaker_cooldown = \"1w\"", "duration"},
         {"[queue.q]\ntimeout = 8761h\n", 2, "timeout = \"8761h\"", "at most 8760h"},
         {"[queue.q]\ntimeout = 99999999999999999999h\n", 2, "timeout", "duration"},
         /* integers */

@@ -163,7 +163,9 @@ test_durations(void **state)
     assert_int_equal(ms, 42);
     assert_false(jobq__duration_parse("", &ms));
     assert_false(jobq__duration_parse("-1s", &ms));
-    assert_false(jobq__duration_parse("1d", &ms));
+    assert_true(jobq__duration_parse("7d", &ms));
+    assert_int_equal(ms, 7 * 24 * 3600000LL);
+    assert_false(jobq__duration_parse("1w", &ms));
     assert_false(jobq__duration_parse("s", &ms));
     assert_false(jobq__duration_parse("99999999999999999999h", &ms));
     assert_false(jobq__duration_parse("9999999999999999h", &ms));

@@ -28,8 +28,10 @@ setup(void **state)
     snprintf(f->dir, sizeof(f->dir), "/tmp/jobq-store.XXXXXX");
     assert_non_null(mkdtemp(f->dir));
     snprintf(f->path, sizeof(f->path), "%s/jobq.db", f->dir);
-    char err[256];
-    assert_int_equal(store_open(f->path, DURABILITY_FULL, &f->st, err, sizeof(err)), JOBQ_OK);
+    char err[256] = "";
+    if (store_open(f->path, DURABILITY_FULL, &f->st, err, sizeof(err)) != JOBQ_OK) {
+        fail_msg("store_open: %s", err);
+    }
     *state = f;
     return 0;
 }
@@ -127,7 +129,7 @@ test_key_duplicate_and_conflict(void **state)
                   .payload_hash = 42,
                   .max_attempts = 1,
                   .timeout_ms = 1,
-                  .key = "k1"};
+                  .key = "k1", .key_ttl_ms = 1000};
     int64_t id1, id2;
     bool dup;
     int st;
@@ -251,9 +253,10 @@ test_finish_and_retry(void **state)
     assert_int_equal(store_begin(f->st), JOBQ_OK);
     assert_int_equal(store_claim(f->st, "q", 10, 1, rows, &n), JOBQ_OK);
     job_row_clear(&rows[0]);
-    assert_int_equal(store_finish(f->st, id, JOBQ_RETRYING, 20, 500, NULL, "exit 1"), JOBQ_OK);
+    attempt_rec a = {.attempt = 1, .started_at_ms = 10, .kind = "exit"};
+    assert_int_equal(store_finish(f->st, id, JOBQ_RETRYING, 20, 500, NULL, "exit 1", &a), JOBQ_OK);
     /* Not running any more: a second finish is refused. */
-    assert_int_equal(store_finish(f->st, id, JOBQ_SUCCEEDED, 20, 0, "x", NULL), JOBQ_ESTATE);
+    assert_int_equal(store_finish(f->st, id, JOBQ_SUCCEEDED, 20, 0, "x", NULL, &a), JOBQ_ESTATE);
     size_t promoted = 9;
     assert_int_equal(store_promote_due(f->st, 499, 10, NULL, NULL, &promoted), JOBQ_OK);
     assert_int_equal(promoted, 0);
@@ -264,6 +267,170 @@ test_finish_and_retry(void **state)
     assert_int_equal(r.run_at_ms, 500);
     assert_string_equal(r.error, "exit 1");
     job_row_clear(&r);
+    attempt_row h[4];
+    assert_int_equal(store_attempts(f->st, id, h, 4, &n), JOBQ_OK);
+    assert_int_equal(n, 1);
+    assert_int_equal(h[0].attempt, 1);
+    assert_string_equal(h[0].kind, "exit");
+    assert_string_equal(h[0].error, "exit 1");
+    assert_int_equal(h[0].finished_at_ms - h[0].started_at_ms, 10);
+    attempt_row_clear(&h[0]);
+}
+
+static void
+count_bulk(void *arg, const char *queue)
+{
+    assert_string_equal(queue, "q");
+    (*(int *)arg)++;
+}
+
+/* claim_one: claims the only ready job of q and returns its id. */
+static int64_t
+claim_one(store *st, const char *q, int64_t now)
+{
+    job_row rows[1];
+    size_t n;
+    assert_int_equal(store_begin(st), JOBQ_OK);
+    assert_int_equal(store_claim(st, q, now, 1, rows, &n), JOBQ_OK);
+    assert_int_equal(store_commit(st), JOBQ_OK);
+    assert_int_equal(n, 1);
+    int64_t id = rows[0].id;
+    job_row_clear(&rows[0]);
+    return id;
+}
+
+static void
+recover(store *st, size_t *np)
+{
+    assert_int_equal(store_begin(st), JOBQ_OK);
+    assert_int_equal(store_recover_running(st, 100, 3, NULL, NULL, np), JOBQ_OK);
+    assert_int_equal(store_commit(st), JOBQ_OK);
+}
+
+static void
+test_poison_after_three_crashes(void **state)
+{
+    fixture *f = *state;
+    int64_t id = insert(f->st, "q", 0, 0, 0);
+    size_t n;
+    job_row r;
+    for (int crash = 1; crash <= 3; crash++) {
+        assert_int_equal(claim_one(f->st, "q", crash * 10), id);
+        recover(f->st, &n);
+        assert_int_equal(n, 1);
+        assert_int_equal(store_get(f->st, id, &r), JOBQ_OK);
+        assert_int_equal(r.state, crash < 3 ? JOBQ_READY : JOBQ_DEAD);
+        assert_int_equal(r.attempt, crash);
+        if (crash == 3) {
+            assert_non_null(strstr(r.error, "poison"));
+        }
+        job_row_clear(&r);
+    }
+    attempt_row h[4];
+    assert_int_equal(store_attempts(f->st, id, h, 4, &n), JOBQ_OK);
+    assert_int_equal(n, 3);
+    for (size_t i = 0; i < n; i++) {
+        assert_string_equal(h[i].kind, "crash");
+        attempt_row_clear(&h[i]);
+    }
+}
+
+static void
+test_retry_dead_and_bulk(void **state)
+{
+    fixture *f = *state;
+    int64_t a = insert(f->st, "q", 0, 0, 0);
+    int64_t b = insert(f->st, "q", 0, 0, 0);
+    attempt_rec rec = {.attempt = 1, .started_at_ms = 1, .kind = "permanent"};
+    job_row r;
+    int old;
+    size_t n;
+    assert_int_equal(store_begin(f->st), JOBQ_OK);
+    /* Not dead: refused. */
+    assert_int_equal(store_retry(f->st, a, 5, &r, &old), JOBQ_ESTATE);
+    assert_int_equal(store_commit(f->st), JOBQ_OK);
+    assert_int_equal(claim_one(f->st, "q", 2), a);
+    assert_int_equal(claim_one(f->st, "q", 2), b);
+    assert_int_equal(store_begin(f->st), JOBQ_OK);
+    assert_int_equal(store_finish(f->st, a, JOBQ_DEAD, 3, 0, NULL, "bad", &rec), JOBQ_OK);
+    assert_int_equal(store_finish(f->st, b, JOBQ_DEAD, 3, 0, NULL, "bad", &rec), JOBQ_OK);
+    assert_int_equal(store_retry(f->st, a, 5, &r, &old), JOBQ_OK);
+    assert_int_equal(old, JOBQ_DEAD);
+    assert_int_equal(r.state, JOBQ_READY);
+    assert_int_equal(r.attempt, 0);
+    assert_int_equal(r.finished_at_ms, 0);
+    job_row_clear(&r);
+    int calls = 0;
+    assert_int_equal(store_retry_bulk(f->st, "q", JOBQ_DEAD, 6, 10, count_bulk, &calls, &n), JOBQ_OK);
+    assert_int_equal(store_commit(f->st), JOBQ_OK);
+    assert_int_equal(n, 1);
+    assert_int_equal(calls, 1);
+    assert_int_equal(store_get(f->st, b, &r), JOBQ_OK);
+    assert_int_equal(r.state, JOBQ_READY);
+    job_row_clear(&r);
+}
+
+static void
+test_sweep_deletes_old_finished_jobs_and_history(void **state)
+{
+    fixture *f = *state;
+    attempt_rec rec = {.attempt = 1, .started_at_ms = 1, .kind = "success"};
+    int64_t ids[5];
+    for (int i = 0; i < 5; i++) {
+        ids[i] = insert(f->st, "q", 0, 0, 0);
+        assert_int_equal(claim_one(f->st, "q", 1), ids[i]);
+        assert_int_equal(store_begin(f->st), JOBQ_OK);
+        assert_int_equal(store_finish(f->st, ids[i], JOBQ_SUCCEEDED, 100 + i, 0, "ok", NULL, &rec),
+                         JOBQ_OK);
+        assert_int_equal(store_commit(f->st), JOBQ_OK);
+    }
+    size_t n;
+    int64_t at;
+    assert_int_equal(store_begin(f->st), JOBQ_OK);
+    /* Finished before 103: ids[0..2], two per batch. */
+    assert_int_equal(store_sweep(f->st, "q", JOBQ_SUCCEEDED, 103, 2, &n), JOBQ_OK);
+    assert_int_equal(n, 2);
+    assert_int_equal(store_sweep(f->st, "q", JOBQ_SUCCEEDED, 103, 2, &n), JOBQ_OK);
+    assert_int_equal(n, 1);
+    assert_int_equal(store_sweep(f->st, "q", JOBQ_SUCCEEDED, 103, 2, &n), JOBQ_OK);
+    assert_int_equal(n, 0);
+    assert_int_equal(store_oldest_finished(f->st, "q", JOBQ_SUCCEEDED, &at), JOBQ_OK);
+    assert_int_equal(at, 103);
+    assert_int_equal(store_oldest_finished(f->st, "q", JOBQ_DEAD, &at), JOBQ_ENOENT);
+    assert_int_equal(store_commit(f->st), JOBQ_OK);
+    job_row r;
+    assert_int_equal(store_get(f->st, ids[2], &r), JOBQ_ENOENT);
+    assert_int_equal(store_get(f->st, ids[3], &r), JOBQ_OK);
+    job_row_clear(&r);
+    attempt_row h[2];
+    assert_int_equal(store_attempts(f->st, ids[0], h, 2, &n), JOBQ_OK);
+    assert_int_equal(n, 0);
+}
+
+static void
+test_key_ttl_admits_again_after_window(void **state)
+{
+    fixture *f = *state;
+    job_spec s = {.queue = "mail", .payload = "1", .payload_hash = 1, .max_attempts = 1,
+                  .timeout_ms = 1, .key = "k", .key_ttl_ms = 1000};
+    int64_t id1, id2;
+    bool dup;
+    int st;
+    size_t n;
+    assert_int_equal(store_begin(f->st), JOBQ_OK);
+    assert_int_equal(store_insert(f->st, &s, 0, &id1, &dup, &st), JOBQ_OK);
+    assert_int_equal(store_insert(f->st, &s, 999, &id2, &dup, &st), JOBQ_OK);
+    assert_true(dup);
+    assert_int_equal(id1, id2);
+    s.payload_hash = 2; /* another payload is fine once the window has passed */
+    assert_int_equal(store_insert(f->st, &s, 1000, &id2, &dup, &st), JOBQ_OK);
+    assert_false(dup);
+    assert_true(id2 != id1);
+    assert_int_equal(store_sweep_keys(f->st, "mail", 1000, 10, &n), JOBQ_OK);
+    assert_int_equal(n, 0);
+    assert_int_equal(store_sweep_keys(f->st, "mail", 1001, 10, &n), JOBQ_OK);
+    assert_int_equal(n, 1);
+    assert_int_equal(store_commit(f->st), JOBQ_OK);
 }
 
 static int promoted_count;
@@ -311,7 +478,7 @@ test_recover_running(void **state)
     char err[256];
     assert_int_equal(store_open(f->path, DURABILITY_FULL, &f->st, err, sizeof(err)), JOBQ_OK);
     assert_int_equal(store_begin(f->st), JOBQ_OK);
-    assert_int_equal(store_recover_running(f->st, "interrupted", &n), JOBQ_OK);
+    assert_int_equal(store_recover_running(f->st, 20, 3, NULL, NULL, &n), JOBQ_OK);
     assert_int_equal(store_commit(f->st), JOBQ_OK);
     assert_int_equal(n, 1);
     job_row r;
@@ -398,6 +565,11 @@ main(void)
         cmocka_unit_test_setup_teardown(test_promote_due, setup, teardown),
         cmocka_unit_test_setup_teardown(test_recover_running, setup, teardown),
         cmocka_unit_test_setup_teardown(test_list_paging, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_poison_after_three_crashes, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_retry_dead_and_bulk, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_sweep_deletes_old_finished_jobs_and_history, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_key_ttl_admits_again_after_window, setup, teardown),
         cmocka_unit_test_setup_teardown(test_newer_database_refused, setup, teardown),
         cmocka_unit_test_setup_teardown(test_fresh_database_gets_every_migration, setup, teardown),
     };
