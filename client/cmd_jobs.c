@@ -1,5 +1,5 @@
 /* cmd_jobs.c: the jobq commands that read or change existing jobs and queues: ping, get,
- * wait, cancel, retry, list, stats, pause, resume. */
+ * wait, cancel, retry, explain, list, stats, pause, resume. */
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -116,6 +116,34 @@ print_job(const jobq_job *j)
 }
 
 /* print_outcome: one line saying how a finished job ended, then its result or error. */
+/* print_attempts: the job's attempt history (from its JSON) as an aligned table. */
+static void
+print_attempts(const char *job_json)
+{
+    json_t *job = json_loads(job_json, 0, NULL);
+    json_t *attempts = json_object_get(job, "attempts");
+    if (json_array_size(attempts) > 0) {
+        printf("\n%-7s  %-19s  %9s  %-9s  %s\n", "ATTEMPT", "STARTED", "DURATION", "KIND", "ERROR");
+        size_t i;
+        json_t *a;
+        json_array_foreach(attempts, i, a)
+        {
+            char when[32], dur[32], err[120];
+            const char *e = json_string_value(json_object_get(a, "error"));
+            snprintf(err, sizeof(err), "%s", e != NULL ? e : "-");
+            err[strcspn(err, "\n")] = '\0';
+            printf("%7lld  %-19s  %9s  %-9s  %s\n",
+                   (long long)json_integer_value(json_object_get(a, "attempt")),
+                   cli_fmt_time(json_integer_value(json_object_get(a, "started_at")), when,
+                                sizeof(when)),
+                   cli_fmt_duration(json_integer_value(json_object_get(a, "duration_ms")), dur,
+                                    sizeof(dur)),
+                   json_string_value(json_object_get(a, "kind")), err);
+        }
+    }
+    json_decref(job);
+}
+
 static void
 print_outcome(const jobq_job *j)
 {
@@ -322,6 +350,7 @@ cmd_get(cli *c, const cli_cmd *cmd, int argc, char **argv)
         return cli_fail(err, "%s", what);
     }
     print_job(job);
+    print_attempts(jobq_job_json(job));
     jobq_job_free(job);
     return EXIT_OK;
 }
@@ -410,9 +439,57 @@ cmd_cancel(cli *c, const cli_cmd *cmd, int argc, char **argv)
 int
 cmd_retry(cli *c, const cli_cmd *cmd, int argc, char **argv)
 {
+    static const struct option opts[] = {CLI_COMMON_OPTIONS,
+                                         {"queue", required_argument, NULL, 'q'},
+                                         {"state", required_argument, NULL, 's'},
+                                         {NULL, 0, NULL, 0}};
+    const char *queue = NULL, *state = NULL;
+    int rc = EXIT_OK;
+    int ch;
+    while ((ch = cli_getopt(c, cmd, argc, argv, opts, &rc)) != -1) {
+        switch (ch) {
+        case CLI_OPT_END:
+            return rc;
+        case 'q':
+            queue = optarg;
+            break;
+        default: /* 's' */
+            if (strcmp(optarg, "dead") != 0 && strcmp(optarg, "cancelled") != 0) {
+                return cli_usage(cmd, "--state is dead or cancelled, not \"%s\"", optarg);
+            }
+            state = optarg;
+            break;
+        }
+    }
+    if (state != NULL || queue != NULL) {
+        if (state == NULL) {
+            return cli_usage(cmd, "--queue needs --state dead or --state cancelled");
+        }
+        if ((rc = operands(cmd, argc, 0, "")) != EXIT_OK) {
+            return rc;
+        }
+        json_t *req = json_pack("{s:s, s:s}", "op", "retry", "state", state);
+        if (req != NULL && queue != NULL) {
+            json_object_set_new(req, "queue", json_string(queue));
+        }
+        json_t *reply;
+        char *text;
+        rc = cli_call(c, req, &reply, &text, "retry %s jobs", state);
+        if (reply == NULL) {
+            return rc;
+        }
+        if (c->json) {
+            cli_print_reply(text);
+        } else if (rc == EXIT_OK) {
+            printf("%lld %s job(s) are ready again\n",
+                   (long long)json_integer_value(json_object_get(reply, "retried")), state);
+        }
+        json_decref(reply);
+        jobq_free(text);
+        return rc;
+    }
     int64_t id;
-    int rc = simple_opts(c, cmd, argc, argv);
-    if (rc != EXIT_OK || (rc = operands(cmd, argc, 1, "the job ID")) != EXIT_OK ||
+    if ((rc = operands(cmd, argc, 1, "the job ID")) != EXIT_OK ||
         (rc = parse_id(cmd, argv[optind], &id)) != EXIT_OK) {
         return rc;
     }
@@ -420,6 +497,33 @@ cmd_retry(cli *c, const cli_cmd *cmd, int argc, char **argv)
     snprintf(what, sizeof(what), "retry job %lld", (long long)id);
     snprintf(done, sizeof(done), "job %lld is ready again", (long long)id);
     return raw_command(c, json_pack("{s:s, s:I}", "op", "retry", "id", (json_int_t)id), what, done);
+}
+
+int
+cmd_explain(cli *c, const cli_cmd *cmd, int argc, char **argv)
+{
+    int64_t id;
+    int rc = simple_opts(c, cmd, argc, argv);
+    if (rc != EXIT_OK || (rc = operands(cmd, argc, 1, "the job ID")) != EXIT_OK ||
+        (rc = parse_id(cmd, argv[optind], &id)) != EXIT_OK) {
+        return rc;
+    }
+    json_t *reply;
+    char *text;
+    rc = cli_call(c, json_pack("{s:s, s:I}", "op", "explain", "id", (json_int_t)id), &reply, &text,
+                  "explain job %lld", (long long)id);
+    if (reply == NULL) {
+        return rc;
+    }
+    if (c->json) {
+        cli_print_reply(text);
+    } else if (rc == EXIT_OK) {
+        printf("job %lld: %s\n", (long long)id,
+               json_string_value(json_object_get(reply, "explain")));
+    }
+    json_decref(reply);
+    jobq_free(text);
+    return rc;
 }
 
 static int

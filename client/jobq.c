@@ -62,8 +62,15 @@ static const cli_cmd commands[] = {
      "Cancels the job; a running job has its process group killed first. Cancelling a\n"
      "finished job is an error.\n",
      cmd_cancel},
-    {"retry", "ID", "put a dead or cancelled job back to ready",
-     "Makes a dead or cancelled job ready again.\n", cmd_retry},
+    {"retry", "ID | --state S [--queue Q]", "put dead or cancelled jobs back to ready",
+     "Makes a dead or cancelled job ready again, with a fresh attempt budget. With --state\n"
+     "(dead or cancelled), every job in that state, of queue Q with --queue.\n",
+     cmd_retry},
+    {"explain", "ID", "say why a job is not running right now",
+     "Prints one line: scheduled until T, waiting for its backoff until T, queue paused,\n"
+     "circuit open until T, all concurrency slots busy (with the ids running), running\n"
+     "since T, or how it finished.\n",
+     cmd_explain},
     {"list", "[--queue Q] [--state S] [--limit N] [--after ID]", "list jobs",
      "Lists jobs in ascending id order, one page at a time.\n"
      "\n"

@@ -366,6 +366,9 @@ describe_error(runner *r)
     } else {
         int n = snprintf(text, total, "%s; stderr%s:\n", head,
                          r->err_truncated || r->err_len > cap ? " (tail)" : "");
+        while (tail > 0 && (from[tail - 1] == '\n' || from[tail - 1] == '\r')) {
+            tail--; /* the last line's newline says nothing */
+        }
         memcpy(text + n, from, tail);
         text[n + (int)tail] = '\0';
         sanitize(text + n, tail);

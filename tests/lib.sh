@@ -21,7 +21,11 @@ cleanup() {
         echo "--- $LOG (last 40 lines) ---" >&2
         tail -n 40 "$LOG" >&2
     fi
-    rm -rf "$T"
+    if [ -n "${JOBQ_KEEP_TMP:-}" ]; then
+        echo "kept $T" >&2
+    else
+        rm -rf "$T"
+    fi
     exit $rc
 }
 trap cleanup EXIT
@@ -116,4 +120,15 @@ raw() {
 # raw_file FILE: like raw, with the request read from FILE.
 raw_file() {
     nngcat --req --connect "$SOCK" --ascii --recv-timeout 30 --file "$1"
+}
+
+# poll_until DESCRIPTION 'SHELL CONDITION': for state that has no event to wait on (a
+# breaker's state, retention), re-evaluates the condition every 50 ms for at most 20 s.
+poll_until() {
+    local what=$1 cond=$2
+    local deadline=$((SECONDS + 20))
+    until eval "$cond"; do
+        [ $SECONDS -lt $deadline ] || fail "timed out waiting until $what"
+        sleep 0.05
+    done
 }

@@ -1,0 +1,161 @@
+/* test_resilience.c: the pure parts of failure handling: backoff with full jitter, the
+ * circuit breaker's transitions, and what an ended attempt means. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include <string.h>
+
+#include "backoff.h"
+#include "breaker.h"
+#include "config.h"
+#include "jobq.h"
+#include "runner.h"
+
+static void
+test_backoff_cap_doubles_until_max(void **state)
+{
+    assert_int_equal(backoff_cap_ms(1000, 3600000, 1), 1000);
+    assert_int_equal(backoff_cap_ms(1000, 3600000, 2), 2000);
+    assert_int_equal(backoff_cap_ms(1000, 3600000, 5), 16000);
+    assert_int_equal(backoff_cap_ms(1000, 3600000, 13), 3600000);
+    assert_int_equal(backoff_cap_ms(1000, 3600000, 4000000000u), 3600000); /* no overflow */
+    assert_int_equal(backoff_cap_ms(INT64_MAX / 2, INT64_MAX, 64), INT64_MAX);
+}
+
+/* Over many seeded draws the delay stays in [0, cap] and spreads over the whole range. */
+static void
+test_backoff_full_jitter_bounds_and_spread(void **state)
+{
+    uint64_t seed = 42;
+    for (uint32_t attempt = 1; attempt <= 12; attempt++) {
+        int64_t cap = backoff_cap_ms(100, 60000, attempt);
+        int buckets[10] = {0};
+        int64_t lo = INT64_MAX, hi = -1;
+        const int draws = 20000;
+        for (int i = 0; i < draws; i++) {
+            int64_t d = backoff_delay_ms(100, 60000, attempt, backoff_rand(&seed));
+            assert_true(d >= 0 && d <= cap);
+            lo = d < lo ? d : lo;
+            hi = d > hi ? d : hi;
+            int b = (int)(d * 10 / (cap + 1));
+            buckets[b]++;
+        }
+        /* Every tenth of the range gets between 8% and 12% of the draws. */
+        for (int b = 0; b < 10; b++) {
+            assert_in_range(buckets[b], draws * 8 / 100, draws * 12 / 100);
+        }
+        assert_true(lo <= cap / 100);
+        assert_true(hi >= cap - cap / 100);
+    }
+}
+
+static void
+test_breaker_opens_after_threshold_consecutive_failures(void **state)
+{
+    breaker b;
+    breaker_init(&b, 3, 1000, 1);
+    breaker_record(&b, false, 0);
+    breaker_record(&b, false, 0);
+    breaker_record(&b, true, 0); /* a success resets the count */
+    breaker_record(&b, false, 0);
+    breaker_record(&b, false, 0);
+    assert_int_equal(b.state, BREAKER_CLOSED);
+    assert_int_equal(breaker_permits(&b, 0), INT32_MAX);
+    breaker_record(&b, false, 10);
+    assert_int_equal(b.state, BREAKER_OPEN);
+    assert_int_equal(b.opened, 1);
+    assert_int_equal(breaker_permits(&b, 1009), 0);
+    /* Outcomes of jobs that were already running change nothing while open. */
+    breaker_record(&b, true, 500);
+    assert_int_equal(b.state, BREAKER_OPEN);
+}
+
+static void
+test_breaker_half_open_probe_closes_or_reopens(void **state)
+{
+    breaker b;
+    breaker_init(&b, 1, 1000, 2);
+    breaker_record(&b, false, 0);
+    assert_int_equal(breaker_permits(&b, 999), 0);
+    assert_int_equal(breaker_permits(&b, 1000), 2); /* cooldown over: half-open */
+    assert_int_equal(b.state, BREAKER_HALF_OPEN);
+    breaker_started(&b);
+    assert_int_equal(breaker_permits(&b, 1000), 1);
+    breaker_started(&b);
+    assert_int_equal(breaker_permits(&b, 1000), 0);
+    /* A probe cancelled says nothing: its slot is given back. */
+    breaker_returned(&b);
+    assert_int_equal(breaker_permits(&b, 1000), 1);
+    breaker_record(&b, false, 1100);
+    assert_int_equal(b.state, BREAKER_OPEN);
+    assert_int_equal(b.until_ms, 2100);
+    assert_int_equal(b.opened, 2);
+    assert_int_equal(breaker_permits(&b, 2100), 2);
+    breaker_started(&b);
+    breaker_record(&b, true, 2200);
+    assert_int_equal(b.state, BREAKER_CLOSED);
+    assert_int_equal(b.closed, 1);
+    assert_string_equal(breaker_state_name(b.state), "closed");
+}
+
+static queue_conf
+conf(void)
+{
+    queue_conf qc;
+    config_queue_defaults(&qc);
+    qc.backoff_base_ms = 1000;
+    qc.backoff_max_ms = 10000;
+    return qc;
+}
+
+static void
+test_outcome_of_each_ending(void **state)
+{
+    queue_conf qc = conf();
+    attempt_end e = {.attempt = 1, .max_attempts = 3};
+    run_outcome o = runner_outcome(&e, &qc, 5000, 0);
+    assert_int_equal(o.state, JOBQ_SUCCEEDED);
+    assert_string_equal(o.kind, "success");
+
+    e.exit_status = 65;
+    o = runner_outcome(&e, &qc, 5000, 0);
+    assert_int_equal(o.state, JOBQ_DEAD);
+    assert_string_equal(o.kind, "permanent");
+
+    e.exit_status = 1;
+    o = runner_outcome(&e, &qc, 5000, 999); /* delay = 999 % (1000 + 1) */
+    assert_int_equal(o.state, JOBQ_RETRYING);
+    assert_int_equal(o.run_at_ms, 5999);
+    assert_string_equal(o.kind, "exit");
+
+    e.attempt = 3; /* the last attempt */
+    o = runner_outcome(&e, &qc, 5000, 0);
+    assert_int_equal(o.state, JOBQ_DEAD);
+
+    e = (attempt_end){.attempt = 1, .max_attempts = 3, .term_signal = 9};
+    assert_string_equal(runner_outcome(&e, &qc, 0, 0).kind, "signal");
+    e = (attempt_end){.attempt = 1, .max_attempts = 3, .kill = KILL_TIMEOUT, .term_signal = 15};
+    assert_string_equal(runner_outcome(&e, &qc, 0, 0).kind, "timeout");
+    e = (attempt_end){.attempt = 1, .max_attempts = 3, .spawn_failed = true};
+    assert_string_equal(runner_outcome(&e, &qc, 0, 0).kind, "spawn");
+    e = (attempt_end){.attempt = 3, .max_attempts = 3, .kill = KILL_CANCEL, .term_signal = 15};
+    assert_int_equal(runner_outcome(&e, &qc, 0, 0).state, JOBQ_CANCELLED);
+    e = (attempt_end){.attempt = 3, .max_attempts = 3, .kill = KILL_SHUTDOWN, .term_signal = 9};
+    assert_int_equal(runner_outcome(&e, &qc, 0, 0).state, JOBQ_READY);
+}
+
+int
+main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_backoff_cap_doubles_until_max),
+        cmocka_unit_test(test_backoff_full_jitter_bounds_and_spread),
+        cmocka_unit_test(test_breaker_opens_after_threshold_consecutive_failures),
+        cmocka_unit_test(test_breaker_half_open_probe_closes_or_reopens),
+        cmocka_unit_test(test_outcome_of_each_ending),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
