@@ -3,6 +3,7 @@
 
 #include <nng/nng.h>
 #include <nng/protocol/reqrep0/rep.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -23,6 +24,7 @@ struct icall {
     enum ictx_state state; /* written by whoever owns the context at the time */
     nng_msg *msg;          /* the request, while IC_WORK */
     icall *next_ready;     /* link in in->ready */
+    uint64_t queued_ns;    /* when nng handed the request over (for the loop's lag) */
     icall *next_all;       /* link in in->all */
 };
 
@@ -38,9 +40,19 @@ struct intake {
     size_t nworking; /* loop-owned: calls handed to the callback and not replied */
     intake_request_cb cb;
     void *arg;
+    atomic_int clients; /* connected pipes, bumped by nng's pipe callbacks */
+    hist *lag;          /* where the loop's lag is observed; may be NULL */
 };
 
 static void aio_cb(void *arg);
+
+static void
+pipe_cb(nng_pipe p, nng_pipe_ev ev, void *arg)
+{
+    intake *in = arg;
+    (void)p;
+    atomic_fetch_add(&in->clients, ev == NNG_PIPE_EV_ADD_POST ? 1 : -1);
+}
 
 static int
 add_ctx(intake *in)
@@ -83,6 +95,7 @@ aio_cb(void *arg)
         }
         c->msg = nng_aio_get_msg(c->aio);
         c->state = IC_WORK;
+        c->queued_ns = uv_hrtime();
         uv_mutex_lock(&in->mtx);
         c->next_ready = in->ready;
         in->ready = c;
@@ -121,8 +134,12 @@ async_cb(uv_async_t *h)
         rev = list;
         list = next;
     }
+    uint64_t now = uv_hrtime();
     for (icall *c = rev; c != NULL;) {
         icall *next = c->next_ready;
+        if (in->lag != NULL) {
+            hist_observe(in->lag, HIST_SECONDS, (double)(now - c->queued_ns) / 1e9);
+        }
         in->nworking++;
         if (in->stopped) {
             nng_msg_free(c->msg);
@@ -168,6 +185,8 @@ intake_open(intake **inp, uv_loop_t *loop, char *const *urls, size_t nurls, size
         return -1;
     }
     nng_socket_set_size(in->sock, NNG_OPT_RECVMAXSZ, max_message * 4);
+    nng_pipe_notify(in->sock, NNG_PIPE_EV_ADD_POST, pipe_cb, in);
+    nng_pipe_notify(in->sock, NNG_PIPE_EV_REM_POST, pipe_cb, in);
     uv_async_init(loop, &in->async, async_cb);
     in->async.data = in;
     for (size_t i = 0; i < nurls; i++) {
@@ -214,6 +233,18 @@ intake_reply(icall *c, const char *body, size_t len)
     c->state = IC_SEND;
     nng_aio_set_msg(c->aio, m);
     nng_ctx_send(c->ctx, c->aio);
+}
+
+int
+intake_clients(intake *in)
+{
+    return atomic_load(&in->clients);
+}
+
+void
+intake_set_lag(intake *in, hist *lag)
+{
+    in->lag = lag;
 }
 
 size_t

@@ -7,6 +7,8 @@
 #include <stdint.h>
 #include <uv.h>
 
+#include "metrics.h"
+
 typedef struct intake intake;
 typedef struct icall icall; /* one request being served: reply to it exactly once */
 
@@ -25,6 +27,13 @@ void intake_reply(icall *call, const char *body, size_t len);
 
 /** intake_pending: requests received and not yet replied to. */
 size_t intake_pending(const intake *in);
+
+/** intake_clients: connections open now (any thread). */
+int intake_clients(intake *in);
+
+/** intake_set_lag: the loop observes into *lag how long each request waited between nng's
+ *  thread and the loop. Loop thread. */
+void intake_set_lag(intake *in, hist *lag);
 
 /** intake_stop: closes the socket: no more requests; replies still owed are dropped. */
 void intake_stop(intake *in);

@@ -469,6 +469,7 @@ runner_step(runner *r)
             r->error_text = describe_error(r);
         }
         uint64_t ms = mono_ms() - r->started_mono_ms;
+        hist_observe(&r->q->run_hist, HIST_SECONDS, ms / 1000.0);
         char delay[48] = "";
         if (r->outcome.state == JOBQ_RETRYING) {
             snprintf(delay, sizeof(delay), " delay_ms=%lld",

@@ -187,7 +187,10 @@ done_claim(wop *op)
     for (size_t i = 0; i < c->n; i++) {
         server_count_move(q, JOBQ_READY, JOBQ_RUNNING);
         breaker_started(&q->br);
-        q->started++;
+        int64_t due = c->rows[i].run_at_ms > c->rows[i].created_at_ms ? c->rows[i].run_at_ms
+                                                                     : c->rows[i].created_at_ms;
+        int64_t waited = c->rows[i].started_at_ms - due;
+        hist_observe(&q->wait_hist, HIST_SECONDS, waited > 0 ? waited / 1000.0 : 0);
         runner_start(s, q, &c->rows[i]); /* takes the row */
     }
     if (op->err == JOBQ_OK && c->n < c->max && q->counts[JOBQ_READY] > 0) {
@@ -296,8 +299,12 @@ sched_outcome(server *s, qstate *q, const char *kind)
     } else if (strcmp(kind, "exit") == 0 || strcmp(kind, "signal") == 0 ||
                strcmp(kind, "timeout") == 0 || strcmp(kind, "spawn") == 0 ||
                strcmp(kind, "lease") == 0) {
+        server_total(q, TOTAL_FAILED, 1);
         breaker_record(&q->br, false, jobq__now_ms());
     } else {
+        if (strcmp(kind, "permanent") == 0) {
+            server_total(q, TOTAL_FAILED, 1);
+        }
         breaker_returned(&q->br); /* cancelled, permanent, shutdown: says nothing of the downstream */
     }
     breaker_note(q, before);

@@ -9,7 +9,9 @@
 #include <unistd.h>
 
 #include "codec.h"
+#include "http.h"
 #include "log.h"
+#include "monitor.h"
 #include "runner.h"
 #include "scheduler.h"
 
@@ -194,8 +196,44 @@ server_queue_add(server *s, const char *name)
 }
 
 void
+server_total(qstate *q, enum total_kind kind, uint64_t n)
+{
+    q->totals[kind] += n;
+    enum series_kind sk = kind == TOTAL_SUBMITTED   ? SERIES_SUBMITTED
+                          : kind == TOTAL_SUCCEEDED ? SERIES_SUCCEEDED
+                          : kind == TOTAL_FAILED    ? SERIES_FAILED
+                                                    : SERIES_KINDS;
+    if (sk != SERIES_KINDS) {
+        series_add(&q->series, sk, jobq__now_ms() / 1000, (uint32_t)n);
+    }
+}
+
+/* The event counters follow the moves: one place sees every transition. */
+void
 server_count_move(qstate *q, int from, int to)
 {
+    if (from < 0) {
+        server_total(q, TOTAL_SUBMITTED, 1);
+    }
+    switch (to) {
+    case JOBQ_RUNNING:
+        server_total(q, TOTAL_STARTED, 1);
+        break;
+    case JOBQ_SUCCEEDED:
+        server_total(q, TOTAL_SUCCEEDED, 1);
+        break;
+    case JOBQ_RETRYING:
+        server_total(q, TOTAL_RETRIED, 1);
+        break;
+    case JOBQ_DEAD:
+        server_total(q, TOTAL_DEAD, 1);
+        break;
+    case JOBQ_CANCELLED:
+        server_total(q, TOTAL_CANCELLED, 1);
+        break;
+    default:
+        break;
+    }
     if (from >= 0 && from < JOBQ_NSTATES) {
         q->counts[from]--;
     }
@@ -992,14 +1030,7 @@ reply_stats(call *c)
     json_t *o = ok_object();
     json_t *queues = json_object();
     for (size_t i = 0; i < s->nqueues; i++) {
-        qstate *q = s->queues[i];
-        json_t *qo = json_object();
-        for (int st = 0; st < JOBQ_NSTATES; st++) {
-            json_object_set_new(qo, jobq__state_name(st), json_integer(q->counts[st]));
-        }
-        json_object_set_new(qo, "paused", json_boolean(q->paused));
-        json_object_set_new(qo, "breaker", json_string(breaker_state_name(q->br.state)));
-        json_object_set_new(queues, q->name, qo);
+        json_object_set_new(queues, s->queues[i]->name, monitor_queue_json(s, s->queues[i]));
     }
     json_object_set_new(o, "queues", queues);
     send_json(c, o);
@@ -1150,6 +1181,8 @@ server_check_drained(server *s)
         intake_close(s->in);
         s->in = NULL;
     }
+    http_close(s->http);
+    s->http = NULL;
     sched_close(s);
     uv_close((uv_handle_t *)&s->grace_timer, closed_cb);
     uv_close((uv_handle_t *)&s->sig_term, closed_cb);
@@ -1258,6 +1291,11 @@ server_init(server *s, uv_loop_t *loop, config *cfg, store *st, char *err, size_
     s->grace_timer.data = s;
     if (intake_open(&s->in, loop, cfg->listen, cfg->nlisten, cfg->max_message, on_request, s, err,
                     errlen) != 0) {
+        return -1;
+    }
+    intake_set_lag(s->in, &s->lag_hist);
+    if (cfg->http != NULL &&
+        http_open(&s->http, loop, cfg->http, monitor_request, s, err, errlen) != 0) {
         return -1;
     }
     uv_signal_init(loop, &s->sig_term);

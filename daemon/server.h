@@ -10,6 +10,7 @@
 #include "breaker.h"
 #include "config.h"
 #include "intake.h"
+#include "metrics.h"
 #include "request.h"
 #include "store.h"
 #include "writer.h"
@@ -17,6 +18,18 @@
 #define container_of(ptr, type, member) ((type *)((char *)(ptr)-offsetof(type, member)))
 
 #define JOBQ_NSTATES (JOBQ_CANCELLED + 1)
+
+/** Monotonic event counters of a queue (jobq_jobs_*_total). */
+enum total_kind {
+    TOTAL_SUBMITTED,
+    TOTAL_STARTED,
+    TOTAL_SUCCEEDED,
+    TOTAL_FAILED, /* attempts that failed (retried or not) */
+    TOTAL_RETRIED,
+    TOTAL_DEAD,
+    TOTAL_CANCELLED,
+    TOTAL_KINDS
+};
 
 /** A queue as the loop sees it: settings and live counts (never the jobs themselves). */
 typedef struct qstate {
@@ -30,7 +43,10 @@ typedef struct qstate {
     int claiming;                 /* 1 while a claim is in flight */
     breaker br;                   /* the queue's circuit breaker */
     uv_timer_t breaker_timer;     /* fires when an open circuit may turn half-open */
-    uint64_t started;             /* attempts started, ever (for metrics) */
+    uint64_t totals[TOTAL_KINDS]; /* events since jobqd started */
+    hist wait_hist;               /* seconds from due to start */
+    hist run_hist;                /* seconds from start to end of an attempt */
+    series series;                /* per-second submitted, succeeded, failed */
 } qstate;
 
 typedef struct runner runner;
@@ -64,6 +80,8 @@ typedef struct server {
     uv_timer_t sweep_timer; /* retention: armed at the earliest job or key to delete */
     int64_t sweep_at_ms;    /* INT64_MAX: not armed */
     bool sweeping;          /* a sweep is in flight */
+    struct http *http;      /* the monitor endpoint; NULL when disabled */
+    hist lag_hist;          /* seconds a request waited for the loop */
 } server;
 
 /** server_init: prepares the server over an open store: loads counts and paused flags,
@@ -85,6 +103,9 @@ void server_count_move(qstate *q, int from, int to);
 /** server_job_finished: a job of q left state old_state for row->state (succeeded, dead,
  *  cancelled, retrying or ready) and row shows it now: counts, waiters, dispatch. */
 void server_job_finished(server *s, qstate *q, const job_row *row, int old_state);
+
+/** server_total: counts n events of kind on q (and its per-second series). */
+void server_total(qstate *q, enum total_kind kind, uint64_t n);
 
 /** server_drain: starts the orderly shutdown (as SIGTERM does). */
 void server_drain(server *s);

@@ -48,6 +48,7 @@ enum stmt_id {
     S_AHEAD,
     S_OLDEST_FINISHED,
     S_OLDEST_KEY,
+    S_RECENT,
     S_COUNT_STMTS
 };
 
@@ -118,6 +119,8 @@ static const char *const stmt_sql[S_COUNT_STMTS] = {
                           "queue = ?1 AND state = ?2 AND state IN (4, 5, 6)",
     [S_OLDEST_KEY] = "SELECT min(created_at) FROM job_keys INDEXED BY job_keys_age WHERE "
                      "queue = ?1",
+    [S_RECENT] = "SELECT " JOB_COLS " FROM jobs INDEXED BY jobs_finished WHERE queue = ?1 AND "
+                 "state = ?2 AND state IN (4, 5, 6) ORDER BY finished_at DESC LIMIT ?3",
 };
 
 struct store {
@@ -307,6 +310,12 @@ store_rollback(store *st)
     if (!sqlite3_get_autocommit(st->db)) {
         (void)exec_simple(st, S_ROLLBACK);
     }
+}
+
+bool
+store_in_transaction(const store *st)
+{
+    return !sqlite3_get_autocommit(st->db);
 }
 
 int
@@ -979,4 +988,33 @@ store_oldest_key(store *st, const char *queue, int64_t *atp)
     sqlite3_stmt *s = stmt_get(st, S_OLDEST_KEY);
     sqlite3_bind_text(s, 1, queue, -1, SQLITE_STATIC);
     return oldest(s, atp);
+}
+
+int
+store_recent(store *st, const char *queue, int state, job_row *rows, size_t max, size_t *np)
+{
+    sqlite3_stmt *s = stmt_get(st, S_RECENT);
+    sqlite3_bind_text(s, 1, queue, -1, SQLITE_STATIC);
+    sqlite3_bind_int(s, 2, state);
+    sqlite3_bind_int64(s, 3, (int64_t)max);
+    size_t n = 0;
+    int rc = SQLITE_DONE, err = JOBQ_OK;
+    while (n < max && (rc = sqlite3_step(s)) == SQLITE_ROW) {
+        if ((err = read_row(s, &rows[n])) != JOBQ_OK) {
+            break;
+        }
+        n++;
+    }
+    if (err == JOBQ_OK && n < max && rc != SQLITE_DONE) {
+        err = store_from_sqlite(rc);
+    }
+    stmt_done(s);
+    if (err != JOBQ_OK) {
+        while (n > 0) {
+            job_row_clear(&rows[--n]);
+        }
+        return err;
+    }
+    *np = n;
+    return JOBQ_OK;
 }

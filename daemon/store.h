@@ -84,6 +84,9 @@ void store_rollback(store *st);
 int store_savepoint(store *st);
 void store_release(store *st);
 void store_rollback_savepoint(store *st); /* undoes and releases the savepoint */
+/** store_in_transaction: false once SQLite rolled the transaction back by itself (after
+ *  SQLITE_FULL, an I/O error or out of memory). */
+bool store_in_transaction(const store *st);
 
 /** store_insert: inserts one job, state scheduled if run_at_ms > now_ms else ready. With a
  *  key already used on the queue: JOBQ_OK with *dupp = true and *idp, *statep of that job
@@ -189,6 +192,9 @@ int store_oldest_finished(store *st, const char *queue, int state, int64_t *atp)
 
 /** store_oldest_key: the earliest first use of a key of queue, or JOBQ_ENOENT. */
 int store_oldest_key(store *st, const char *queue, int64_t *atp);
+
+/** store_recent: up to max jobs of queue in a finished state, the last finished first. */
+int store_recent(store *st, const char *queue, int state, job_row *rows, size_t max, size_t *np);
 
 /** store_from_sqlite: the jobq_err for a SQLite result code. */
 int store_from_sqlite(int rc);

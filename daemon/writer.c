@@ -56,6 +56,18 @@ mono_us(void)
     return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
 }
 
+/* undo_before: SQLite rolled the whole transaction back (it does on SQLITE_FULL, IOERR,
+ * NOMEM): the writes of every op before `stop` are gone, so they fail too. */
+static void
+undo_before(writer *w, wop *stop, int err)
+{
+    for (wop *op = w->running; op != stop; op = op->next) {
+        if (op->writes && op->err == JOBQ_OK) {
+            op->err = err;
+        }
+    }
+}
+
 /* work_cb: the work thread. One transaction; one savepoint per op. */
 static void
 work_cb(uv_work_t *req)
@@ -63,37 +75,54 @@ work_cb(uv_work_t *req)
     writer *w = container_of(req, writer, work);
     int64_t t0 = mono_us();
     int64_t now = jobq__now_ms();
-    int err = store_begin(w->st);
-    w->commit_err = err;
-    if (err != JOBQ_OK) {
-        snprintf(w->commit_msg, sizeof(w->commit_msg), "begin: %s", store_errmsg(w->st));
-        for (wop *op = w->running; op != NULL; op = op->next) {
-            op->err = err;
-        }
-        return;
-    }
+    w->commit_err = JOBQ_OK;
+    w->op_store_err = JOBQ_OK;
+    bool open = false;
     for (wop *op = w->running; op != NULL; op = op->next) {
+        if (open && !store_in_transaction(w->st)) {
+            undo_before(w, op, w->op_store_err != JOBQ_OK ? w->op_store_err : JOBQ_ESTORE);
+            open = false;
+        }
+        if (!open) {
+            int err = store_begin(w->st);
+            if (err != JOBQ_OK) {
+                snprintf(w->commit_msg, sizeof(w->commit_msg), "begin: %s", store_errmsg(w->st));
+                w->commit_err = err;
+                for (wop *rest = op; rest != NULL; rest = rest->next) {
+                    rest->err = err;
+                }
+                break;
+            }
+            open = true;
+        }
         if ((op->err = store_savepoint(w->st)) != JOBQ_OK) {
             continue;
         }
         op->err = op->exec(w->st, op, now);
+        if (op->writes && (op->err == JOBQ_EFULL || op->err == JOBQ_ESTORE)) {
+            w->op_store_err = op->err;
+            snprintf(w->commit_msg, sizeof(w->commit_msg), "%s", store_errmsg(w->st));
+        }
+        if (!store_in_transaction(w->st)) {
+            continue; /* rolled back whole: found at the top of the next turn or below */
+        }
         if (op->err == JOBQ_OK) {
             store_release(w->st);
         } else {
             store_rollback_savepoint(w->st);
         }
     }
-    err = store_commit(w->st);
-    if (err != JOBQ_OK) {
-        snprintf(w->commit_msg, sizeof(w->commit_msg), "commit: %s", store_errmsg(w->st));
-        store_rollback(w->st);
-        for (wop *op = w->running; op != NULL; op = op->next) {
-            if (op->writes) {
-                op->err = err;
-            }
+    if (open && !store_in_transaction(w->st)) {
+        undo_before(w, NULL, w->op_store_err != JOBQ_OK ? w->op_store_err : JOBQ_ESTORE);
+    } else if (open) {
+        int err = store_commit(w->st);
+        if (err != JOBQ_OK) {
+            snprintf(w->commit_msg, sizeof(w->commit_msg), "commit: %s", store_errmsg(w->st));
+            store_rollback(w->st);
+            undo_before(w, NULL, err);
+            w->commit_err = err;
         }
     }
-    w->commit_err = err;
     w->stats.last_commit_us = mono_us() - t0;
 }
 
@@ -105,6 +134,16 @@ after_work_cb(uv_work_t *req, int status)
     w->running = NULL;
     w->busy = false;
     w->stats.batches++;
+    hist_observe(&w->stats.commit_hist, HIST_SECONDS, w->stats.last_commit_us / 1e6);
+    hist_observe(&w->stats.batch_hist, HIST_SIZE, (double)w->stats.last_batch);
+    bool wrote = false;
+    for (wop *op = done; op != NULL; op = op->next) {
+        wrote = wrote || op->writes;
+    }
+    if (wrote) {
+        w->stats.write_failing =
+            status != 0 || w->commit_err != JOBQ_OK || w->op_store_err != JOBQ_OK;
+    }
     if (status != 0 || w->commit_err != JOBQ_OK) {
         w->stats.failures++;
         log_error("store_commit_failed", "err=%s reason=\"%s\"",

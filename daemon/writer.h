@@ -7,6 +7,7 @@
 #include <stdint.h>
 #include <uv.h>
 
+#include "metrics.h"
 #include "store.h"
 
 typedef struct wop wop;
@@ -30,6 +31,9 @@ typedef struct writer_stats {
     uint64_t failures;      /* failed commits */
     int64_t last_commit_us; /* duration of the last batch, begin to commit */
     size_t last_batch;      /* ops in the last batch */
+    hist commit_hist;       /* seconds per transaction, begin to commit */
+    hist batch_hist;        /* ops per transaction */
+    bool write_failing;     /* the last batch that wrote failed in the store */
 } writer_stats;
 
 typedef struct writer {
@@ -41,6 +45,7 @@ typedef struct writer {
     wop *pending_tail;
     wop *running;   /* the batch on the work thread */
     int commit_err; /* of the running batch */
+    int op_store_err; /* a writing op of the running batch failed in the store (full, I/O) */
     char commit_msg[256];
     size_t max_batch; /* ops per transaction */
     writer_stats stats;
@@ -57,7 +62,8 @@ void writer_push(writer *w, wop *op);
 /** writer_idle: nothing queued or running. */
 bool writer_idle(const writer *w);
 
-/** writer_last_error: the message of the last failed commit ("" if none). */
+/** writer_last_error: the message of the last failed commit or store-level op failure
+ *  ("" if none). */
 const char *writer_last_error(const writer *w);
 
 #endif

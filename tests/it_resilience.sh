@@ -159,7 +159,7 @@ ok "explain: scheduled, backoff, running, slots busy, paused, no consumer"
 pages() { sqlite3 "$T/jobq.db" 'PRAGMA page_count'; }
 awk 'BEGIN {
     printf "{\"op\":\"submit_batch\",\"queue\":\"ret\",\"jobs\":["
-    for (i = 1; i < 2000; i++) printf "{\"payload\":{\"i\":%d,\"pad\":\"0123456789abcdef0123456789abcdef\"}},", i
+    for (i = 1; i < 500; i++) printf "{\"payload\":{\"i\":%d,\"pad\":\"0123456789abcdef0123456789abcdef\"}},", i
     printf "{\"payload\":0}]}"
 }' >"$T/round.json"
 ret_left() { raw '{"op":"stats"}' | jq -r '.queues.ret | .ready + .running + .succeeded'; }
@@ -174,5 +174,5 @@ round
 round
 last=$(pages)
 [ "$last" -le $((first + first / 10 + 10)) ] || fail "database grew from $first to $last pages"
-ok "retention: 4 rounds of 2,000 jobs, database $first -> $last pages"
+ok "retention: 4 rounds of 500 jobs, database $first -> $last pages"
 stop_jobqd

@@ -123,10 +123,10 @@ raw_file() {
 }
 
 # poll_until DESCRIPTION 'SHELL CONDITION': for state that has no event to wait on (a
-# breaker's state, retention), re-evaluates the condition every 50 ms for at most 20 s.
+# breaker's state, retention), re-evaluates the condition every 50 ms for at most $JOBQ_POLL_TIMEOUT s (60).
 poll_until() {
     local what=$1 cond=$2
-    local deadline=$((SECONDS + 20))
+    local deadline=$((SECONDS + ${JOBQ_POLL_TIMEOUT:-60}))
     until eval "$cond"; do
         [ $SECONDS -lt $deadline ] || fail "timed out waiting until $what"
         sleep 0.05

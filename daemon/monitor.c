@@ -1,0 +1,335 @@
+/* monitor.c: what the monitor endpoint serves: /metrics (Prometheus text), /stats (JSON),
+ * /healthz and the embedded dashboard at /. The one file that prints the counters. */
+#include "monitor.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "codec.h"
+#include "log.h"
+
+#define RECENT_PER_QUEUE 5
+#define RECENT_SHOWN 10
+
+/* The dashboard page, embedded at build time by cmake/embed.cmake. */
+extern const struct {
+    const char *name;
+    const char *data;
+    size_t len;
+} jobq_assets[];
+
+static const char *const state_label[JOBQ_NSTATES] = {
+    "scheduled", "ready", "running", "retrying", "succeeded", "dead", "cancelled",
+};
+
+json_t *
+monitor_queue_json(const server *s, const qstate *q)
+{
+    (void)s;
+    int64_t now_s = jobq__now_ms() / 1000;
+    json_t *qo = json_object();
+    for (int st = 0; st < JOBQ_NSTATES; st++) {
+        json_object_set_new(qo, state_label[st], json_integer(q->counts[st]));
+    }
+    json_object_set_new(qo, "paused", json_boolean(q->paused));
+    json_object_set_new(qo, "breaker", json_string(breaker_state_name(q->br.state)));
+    json_object_set_new(qo, "concurrency",
+                        q->conf->argv != NULL ? json_integer(q->conf->concurrency) : json_null());
+    json_object_set_new(
+        qo, "totals",
+        json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:I}", "submitted",
+                  (json_int_t)q->totals[TOTAL_SUBMITTED], "started",
+                  (json_int_t)q->totals[TOTAL_STARTED], "succeeded",
+                  (json_int_t)q->totals[TOTAL_SUCCEEDED], "failed",
+                  (json_int_t)q->totals[TOTAL_FAILED], "retried",
+                  (json_int_t)q->totals[TOTAL_RETRIED], "dead", (json_int_t)q->totals[TOTAL_DEAD],
+                  "cancelled", (json_int_t)q->totals[TOTAL_CANCELLED]));
+    json_object_set_new(qo, "rates",
+                        json_pack("{s:f, s:f, s:f}", "submitted",
+                                  series_rate(&q->series, SERIES_SUBMITTED, now_s, 60),
+                                  "succeeded",
+                                  series_rate(&q->series, SERIES_SUCCEEDED, now_s, 60), "failed",
+                                  series_rate(&q->series, SERIES_FAILED, now_s, 60)));
+    json_object_set_new(qo, "series", series_json(&q->series, now_s));
+    return qo;
+}
+
+/* ---- /metrics ---- */
+
+static void
+per_queue_counter(mbuf *b, const server *s, const char *name, const char *help,
+                  enum total_kind kind)
+{
+    metric_help(b, name, "counter", help);
+    for (size_t i = 0; i < s->nqueues; i++) {
+        mbuf_printf(b, "%s{queue=\"%s\"} %llu\n", name, s->queues[i]->name,
+                    (unsigned long long)s->queues[i]->totals[kind]);
+    }
+}
+
+/* render_metrics: the exposition text of everything jobqd counts. */
+static void
+render_metrics(const server *s, mbuf *b)
+{
+    metric_help(b, "jobq_build_info", "gauge", "Version of jobqd; always 1.");
+    mbuf_printf(b, "jobq_build_info{version=\"%s\"} 1\n", JOBQ_VERSION_STRING);
+    metric_help(b, "jobq_jobs", "gauge", "Jobs by queue and state.");
+    for (size_t i = 0; i < s->nqueues; i++) {
+        for (int st = 0; st < JOBQ_NSTATES; st++) {
+            mbuf_printf(b, "jobq_jobs{queue=\"%s\",state=\"%s\"} %lld\n", s->queues[i]->name,
+                        state_label[st], (long long)s->queues[i]->counts[st]);
+        }
+    }
+    per_queue_counter(b, s, "jobq_jobs_submitted_total", "Jobs submitted (duplicates excluded).",
+                      TOTAL_SUBMITTED);
+    per_queue_counter(b, s, "jobq_jobs_started_total", "Attempts started.", TOTAL_STARTED);
+    per_queue_counter(b, s, "jobq_jobs_failed_total", "Attempts that failed.", TOTAL_FAILED);
+    per_queue_counter(b, s, "jobq_jobs_retried_total", "Failed attempts scheduled for a retry.",
+                      TOTAL_RETRIED);
+    metric_help(b, "jobq_jobs_completed_total", "counter", "Jobs that ended, by outcome.");
+    for (size_t i = 0; i < s->nqueues; i++) {
+        const qstate *q = s->queues[i];
+        mbuf_printf(b,
+                    "jobq_jobs_completed_total{queue=\"%s\",outcome=\"succeeded\"} %llu\n"
+                    "jobq_jobs_completed_total{queue=\"%s\",outcome=\"dead\"} %llu\n"
+                    "jobq_jobs_completed_total{queue=\"%s\",outcome=\"cancelled\"} %llu\n",
+                    q->name, (unsigned long long)q->totals[TOTAL_SUCCEEDED], q->name,
+                    (unsigned long long)q->totals[TOTAL_DEAD], q->name,
+                    (unsigned long long)q->totals[TOTAL_CANCELLED]);
+    }
+    char labels[100];
+    metric_help(b, "jobq_job_wait_seconds", "histogram",
+                "Seconds from when a job was due to when it started.");
+    for (size_t i = 0; i < s->nqueues; i++) {
+        snprintf(labels, sizeof(labels), "queue=\"%s\"", s->queues[i]->name);
+        metric_hist(b, "jobq_job_wait_seconds", labels, &s->queues[i]->wait_hist, HIST_SECONDS);
+    }
+    metric_help(b, "jobq_job_run_seconds", "histogram", "Seconds an attempt ran.");
+    for (size_t i = 0; i < s->nqueues; i++) {
+        snprintf(labels, sizeof(labels), "queue=\"%s\"", s->queues[i]->name);
+        metric_hist(b, "jobq_job_run_seconds", labels, &s->queues[i]->run_hist, HIST_SECONDS);
+    }
+    metric_help(b, "jobq_breaker_state", "gauge",
+                "Circuit breaker of the queue: 0 closed, 1 open, 2 half-open.");
+    for (size_t i = 0; i < s->nqueues; i++) {
+        mbuf_printf(b, "jobq_breaker_state{queue=\"%s\"} %d\n", s->queues[i]->name,
+                    (int)s->queues[i]->br.state);
+    }
+    metric_help(b, "jobq_breaker_transitions_total", "counter",
+                "Circuit breaker transitions, by the state entered.");
+    for (size_t i = 0; i < s->nqueues; i++) {
+        const breaker *br = &s->queues[i]->br;
+        const char *n = s->queues[i]->name;
+        mbuf_printf(b,
+                    "jobq_breaker_transitions_total{queue=\"%s\",to=\"open\"} %llu\n"
+                    "jobq_breaker_transitions_total{queue=\"%s\",to=\"half_open\"} %llu\n"
+                    "jobq_breaker_transitions_total{queue=\"%s\",to=\"closed\"} %llu\n",
+                    n, (unsigned long long)br->opened, n, (unsigned long long)br->half_opened, n,
+                    (unsigned long long)br->closed);
+    }
+    metric_help(b, "jobq_queue_paused", "gauge", "1 if the queue is paused.");
+    for (size_t i = 0; i < s->nqueues; i++) {
+        mbuf_printf(b, "jobq_queue_paused{queue=\"%s\"} %d\n", s->queues[i]->name,
+                    s->queues[i]->paused ? 1 : 0);
+    }
+    metric_help(b, "jobq_store_commit_seconds", "histogram",
+                "Seconds per store transaction, begin to commit (fsync included).");
+    metric_hist(b, "jobq_store_commit_seconds", "", &s->w.stats.commit_hist, HIST_SECONDS);
+    metric_help(b, "jobq_store_batch_ops", "histogram", "Operations per store transaction.");
+    metric_hist(b, "jobq_store_batch_ops", "", &s->w.stats.batch_hist, HIST_SIZE);
+    metric_help(b, "jobq_store_failures_total", "counter", "Store transactions that failed.");
+    mbuf_printf(b, "jobq_store_failures_total %llu\n", (unsigned long long)s->w.stats.failures);
+    metric_help(b, "jobq_event_loop_lag_seconds", "histogram",
+                "Seconds a request waited between nng's thread and the event loop.");
+    metric_hist(b, "jobq_event_loop_lag_seconds", "", &s->lag_hist, HIST_SECONDS);
+    metric_help(b, "jobq_connected_clients", "gauge", "Open connections to the nng listeners.");
+    mbuf_printf(b, "jobq_connected_clients %d\n", s->in != NULL ? intake_clients(s->in) : 0);
+    metric_help(b, "jobq_running_jobs", "gauge", "Jobs running in jobqd's own consumers.");
+    mbuf_printf(b, "jobq_running_jobs %d\n", s->nrunning);
+    process_metrics(b);
+}
+
+/* ---- store reads for /stats and /healthz ---- */
+
+typedef struct mon_op {
+    wop op;
+    server *s;
+    hcall *hc;
+    enum http_route route;
+    char (*names)[65]; /* the queues to read, copied on the loop */
+    size_t nnames;
+    job_row *rows; /* RECENT_PER_QUEUE per queue */
+    size_t nrows;
+} mon_op;
+
+static int
+exec_mon(store *st, wop *op, int64_t now_ms)
+{
+    mon_op *m = container_of(op, mon_op, op);
+    if (m->route == ROUTE_HEALTHZ) {
+        int64_t at;
+        int err = store_next_due(st, &at);
+        return err == JOBQ_ENOENT ? JOBQ_OK : err;
+    }
+    for (size_t i = 0; i < m->nnames; i++) {
+        size_t n = 0;
+        int err = store_recent(st, m->names[i], JOBQ_DEAD, m->rows + m->nrows, RECENT_PER_QUEUE, &n);
+        if (err != JOBQ_OK) {
+            return err;
+        }
+        m->nrows += n;
+    }
+    return JOBQ_OK;
+}
+
+static int
+by_finished_desc(const void *a, const void *b)
+{
+    const job_row *x = a, *y = b;
+    return x->finished_at_ms < y->finished_at_ms ? 1 : x->finished_at_ms > y->finished_at_ms ? -1
+                                                                                            : 0;
+}
+
+static void
+reply_json(hcall *hc, int status, json_t *o)
+{
+    char *text = json_dumps(o, JSON_COMPACT);
+    json_decref(o);
+    if (text == NULL) {
+        http_reply(hc, 500, "text/plain; charset=utf-8", "out of memory\n", 14);
+        return;
+    }
+    http_reply(hc, status, "application/json", text, strlen(text));
+    free(text);
+}
+
+static void
+done_mon(wop *op)
+{
+    mon_op *m = container_of(op, mon_op, op);
+    server *s = m->s;
+    char msg[400];
+    if (m->route == ROUTE_HEALTHZ) {
+        if (op->err != JOBQ_OK) {
+            snprintf(msg, sizeof(msg), "store: %s\n", writer_last_error(&s->w));
+            http_reply(m->hc, 503, "text/plain; charset=utf-8", msg, strlen(msg));
+        } else if (s->w.stats.write_failing) {
+            snprintf(msg, sizeof(msg), "store: writes are failing: %s\n", writer_last_error(&s->w));
+            http_reply(m->hc, 503, "text/plain; charset=utf-8", msg, strlen(msg));
+        } else if (s->draining) {
+            http_reply(m->hc, 503, "text/plain; charset=utf-8", "draining\n", 9);
+        } else {
+            http_reply(m->hc, 200, "text/plain; charset=utf-8", "ok\n", 3);
+        }
+    } else {
+        json_t *o = monitor_stats_json(s);
+        json_t *dead = json_array();
+        if (op->err == JOBQ_OK) {
+            qsort(m->rows, m->nrows, sizeof(*m->rows), by_finished_desc);
+            for (size_t i = 0; i < m->nrows && i < RECENT_SHOWN; i++) {
+                const job_row *r = &m->rows[i];
+                char line[300];
+                snprintf(line, sizeof(line), "%s", r->error != NULL ? r->error : "");
+                line[strcspn(line, "\n")] = '\0';
+                json_array_append_new(dead, json_pack("{s:I, s:s, s:i, s:I, s:s}", "id",
+                                                      (json_int_t)r->id, "queue", r->queue,
+                                                      "attempt", r->attempt, "finished_at",
+                                                      (json_int_t)r->finished_at_ms, "error", line));
+            }
+        }
+        json_object_set_new(o, "recent_dead", dead);
+        reply_json(m->hc, 200, o);
+    }
+    for (size_t i = 0; i < m->nrows; i++) {
+        job_row_clear(&m->rows[i]);
+    }
+    free(m->rows);
+    free(m->names);
+    free(m);
+}
+
+json_t *
+monitor_stats_json(const server *s)
+{
+    json_t *o = json_object();
+    json_object_set_new(o, "ok", json_true());
+    json_object_set_new(o, "version", json_string(JOBQ_VERSION_STRING));
+    int64_t now = jobq__now_ms();
+    json_object_set_new(o, "time", json_integer(now));
+    json_object_set_new(o, "uptime_s", json_integer((now - s->started_at_ms) / 1000));
+    json_t *queues = json_object();
+    for (size_t i = 0; i < s->nqueues; i++) {
+        json_object_set_new(queues, s->queues[i]->name, monitor_queue_json(s, s->queues[i]));
+    }
+    json_object_set_new(o, "queues", queues);
+    json_object_set_new(
+        o, "process",
+        json_pack("{s:I, s:f, s:i, s:i, s:i}", "rss_bytes", (json_int_t)process_rss_bytes(),
+                  "cpu_seconds", process_cpu_seconds(), "open_fds", process_open_fds(),
+                  "connected_clients", s->in != NULL ? intake_clients(s->in) : 0, "running",
+                  s->nrunning));
+    return o;
+}
+
+void
+monitor_request(void *arg, hcall *hc, enum http_route route)
+{
+    server *s = arg;
+    switch (route) {
+    case ROUTE_INDEX:
+        for (size_t i = 0; jobq_assets[i].name != NULL; i++) {
+            if (strcmp(jobq_assets[i].name, "dashboard.html") == 0) {
+                http_reply(hc, 200, "text/html; charset=utf-8", jobq_assets[i].data,
+                           jobq_assets[i].len);
+                return;
+            }
+        }
+        http_reply(hc, 404, "text/plain; charset=utf-8", "no dashboard\n", 13);
+        return;
+    case ROUTE_METRICS: {
+        mbuf b = {0};
+        render_metrics(s, &b);
+        if (b.failed) {
+            http_reply(hc, 500, "text/plain; charset=utf-8", "out of memory\n", 14);
+        } else {
+            http_reply(hc, 200, "text/plain; version=0.0.4; charset=utf-8", b.data, b.len);
+        }
+        free(b.data);
+        return;
+    }
+    case ROUTE_STATS:
+    case ROUTE_HEALTHZ:
+        break;
+    case ROUTE_COUNT:
+        return;
+    }
+    mon_op *m = calloc(1, sizeof(*m));
+    if (m != NULL && route == ROUTE_STATS) {
+        m->names = calloc(s->nqueues ? s->nqueues : 1, sizeof(*m->names));
+        m->rows = calloc((s->nqueues ? s->nqueues : 1) * RECENT_PER_QUEUE, sizeof(*m->rows));
+        if (m->names == NULL || m->rows == NULL) {
+            free(m->names);
+            free(m->rows);
+            free(m);
+            m = NULL;
+        }
+    }
+    if (m == NULL) {
+        http_reply(hc, 500, "text/plain; charset=utf-8", "out of memory\n", 14);
+        return;
+    }
+    m->s = s;
+    m->hc = hc;
+    m->route = route;
+    if (route == ROUTE_STATS) {
+        for (size_t i = 0; i < s->nqueues; i++) {
+            snprintf(m->names[i], sizeof(m->names[i]), "%s", s->queues[i]->name);
+        }
+        m->nnames = s->nqueues;
+    }
+    m->op.exec = exec_mon;
+    m->op.done = done_mon;
+    m->op.writes = false;
+    writer_push(&s->w, &m->op);
+}
