@@ -50,6 +50,17 @@ simple_opts(cli *c, const cli_cmd *cmd, int argc, char **argv)
     return EXIT_OK;
 }
 
+/* id_command: parses a command whose one operand is a job ID (and the common options). */
+static int
+id_command(cli *c, const cli_cmd *cmd, int argc, char **argv, int64_t *idp)
+{
+    int rc = simple_opts(c, cmd, argc, argv);
+    if (rc != EXIT_OK || (rc = operands(cmd, argc, 1, "the job ID")) != EXIT_OK) {
+        return rc;
+    }
+    return parse_id(cmd, argv[optind], idp);
+}
+
 /* print_field: one "key  value" line; later lines of a multi-line value are indented. */
 static void
 print_field(const char *key, const char *value)
@@ -331,9 +342,8 @@ int
 cmd_get(cli *c, const cli_cmd *cmd, int argc, char **argv)
 {
     int64_t id;
-    int rc = simple_opts(c, cmd, argc, argv);
-    if (rc != EXIT_OK || (rc = operands(cmd, argc, 1, "the job ID")) != EXIT_OK ||
-        (rc = parse_id(cmd, argv[optind], &id)) != EXIT_OK) {
+    int rc = id_command(c, cmd, argc, argv, &id);
+    if (rc != EXIT_OK) {
         return rc;
     }
     char what[64];
@@ -413,9 +423,8 @@ int
 cmd_cancel(cli *c, const cli_cmd *cmd, int argc, char **argv)
 {
     int64_t id;
-    int rc = simple_opts(c, cmd, argc, argv);
-    if (rc != EXIT_OK || (rc = operands(cmd, argc, 1, "the job ID")) != EXIT_OK ||
-        (rc = parse_id(cmd, argv[optind], &id)) != EXIT_OK) {
+    int rc = id_command(c, cmd, argc, argv, &id);
+    if (rc != EXIT_OK) {
         return rc;
     }
     char what[64], done[64];
@@ -503,9 +512,8 @@ int
 cmd_explain(cli *c, const cli_cmd *cmd, int argc, char **argv)
 {
     int64_t id;
-    int rc = simple_opts(c, cmd, argc, argv);
-    if (rc != EXIT_OK || (rc = operands(cmd, argc, 1, "the job ID")) != EXIT_OK ||
-        (rc = parse_id(cmd, argv[optind], &id)) != EXIT_OK) {
+    int rc = id_command(c, cmd, argc, argv, &id);
+    if (rc != EXIT_OK) {
         return rc;
     }
     json_t *reply;

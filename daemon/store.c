@@ -222,6 +222,54 @@ exec_simple(store *st, enum stmt_id id)
     return rc == SQLITE_DONE ? JOBQ_OK : store_from_sqlite(rc);
 }
 
+/* step_change: steps an UPDATE that must change exactly one row: JOBQ_ESTATE when it
+ * changed none (the row was not in the state the WHERE asks for). */
+static int
+step_change(store *st, sqlite3_stmt *s)
+{
+    int rc = sqlite3_step(s);
+    stmt_done(s);
+    if (rc != SQLITE_DONE) {
+        return store_from_sqlite(rc);
+    }
+    return sqlite3_changes(st->db) == 1 ? JOBQ_OK : JOBQ_ESTATE;
+}
+
+/* bind_text_or_null: binds text, or leaves NULL bound for a NULL pointer. */
+static void
+bind_text_or_null(sqlite3_stmt *s, int i, const char *text)
+{
+    if (text != NULL) {
+        sqlite3_bind_text(s, i, text, -1, SQLITE_STATIC);
+    }
+}
+
+/* read_rows: steps s (selecting JOB_COLS) into up to max rows; on failure clears them. */
+static int
+read_rows(sqlite3_stmt *s, job_row *rows, size_t max, size_t *np)
+{
+    size_t n = 0;
+    int rc = SQLITE_DONE, err = JOBQ_OK;
+    while (n < max && (rc = sqlite3_step(s)) == SQLITE_ROW) {
+        if ((err = read_row(s, &rows[n])) != JOBQ_OK) {
+            break;
+        }
+        n++;
+    }
+    if (err == JOBQ_OK && n < max && rc != SQLITE_DONE) {
+        err = store_from_sqlite(rc);
+    }
+    stmt_done(s);
+    if (err != JOBQ_OK) {
+        while (n > 0) {
+            job_row_clear(&rows[--n]);
+        }
+        return err;
+    }
+    *np = n;
+    return JOBQ_OK;
+}
+
 int
 store_open(const char *path, enum durability durability, store **stp, char *err, size_t errlen)
 {
@@ -473,32 +521,11 @@ int
 store_list(store *st, const list_filter *f, job_row *rows, size_t *np)
 {
     sqlite3_stmt *s = stmt_get(st, S_LIST);
-    if (f->queue != NULL) {
-        sqlite3_bind_text(s, 1, f->queue, -1, SQLITE_STATIC);
-    }
+    bind_text_or_null(s, 1, f->queue);
     sqlite3_bind_int(s, 2, f->state);
     sqlite3_bind_int64(s, 3, f->after_id);
     sqlite3_bind_int(s, 4, f->limit);
-    size_t n = 0;
-    int rc, err = JOBQ_OK;
-    while (n < (size_t)f->limit && (rc = sqlite3_step(s)) == SQLITE_ROW) {
-        if ((err = read_row(s, &rows[n])) != JOBQ_OK) {
-            break;
-        }
-        n++;
-    }
-    if (err == JOBQ_OK && n < (size_t)f->limit && rc != SQLITE_DONE) {
-        err = store_from_sqlite(rc);
-    }
-    stmt_done(s);
-    if (err != JOBQ_OK) {
-        while (n > 0) {
-            job_row_clear(&rows[--n]);
-        }
-        return err;
-    }
-    *np = n;
-    return JOBQ_OK;
+    return read_rows(s, rows, (size_t)f->limit, np);
 }
 
 int
@@ -545,26 +572,15 @@ store_claim(store *st, const char *queue, int64_t now_ms, size_t max, job_row *r
     sqlite3_bind_text(s, 1, queue, -1, SQLITE_STATIC);
     sqlite3_bind_int64(s, 2, (int64_t)max);
     size_t n = 0;
-    int rc, err = JOBQ_OK;
-    while (n < max && (rc = sqlite3_step(s)) == SQLITE_ROW) {
-        if ((err = read_row(s, &rows[n])) != JOBQ_OK) {
-            break;
-        }
-        n++;
+    int err = read_rows(s, rows, max, &n);
+    if (err != JOBQ_OK) {
+        return err;
     }
-    if (err == JOBQ_OK && n < max && rc != SQLITE_DONE) {
-        err = store_from_sqlite(rc);
-    }
-    stmt_done(s);
     sqlite3_stmt *m = stmt_get(st, S_CLAIM_MARK);
     for (size_t i = 0; i < n && err == JOBQ_OK; i++) {
         sqlite3_bind_int64(m, 1, rows[i].id);
         sqlite3_bind_int64(m, 2, now_ms);
-        rc = sqlite3_step(m);
-        stmt_done(m);
-        if (rc != SQLITE_DONE) {
-            err = store_from_sqlite(rc);
-        }
+        err = step_change(st, m);
         rows[i].state = JOBQ_RUNNING;
         rows[i].attempt++;
         rows[i].started_at_ms = now_ms;
@@ -590,9 +606,7 @@ add_attempt(store *st, const attempt_rec *a, int64_t id, int64_t now_ms, const c
     sqlite3_bind_int64(s, 3, a->started_at_ms);
     sqlite3_bind_int64(s, 4, now_ms);
     sqlite3_bind_text(s, 5, a->kind, -1, SQLITE_STATIC);
-    if (error != NULL) {
-        sqlite3_bind_text(s, 6, error, -1, SQLITE_STATIC);
-    }
+    bind_text_or_null(s, 6, error);
     int rc = sqlite3_step(s);
     stmt_done(s);
     return rc == SQLITE_DONE ? JOBQ_OK : store_from_sqlite(rc);
@@ -607,21 +621,10 @@ store_finish(store *st, int64_t id, int new_state, int64_t now_ms, int64_t run_a
     sqlite3_bind_int(s, 2, new_state);
     sqlite3_bind_int64(s, 3, now_ms);
     sqlite3_bind_int64(s, 4, run_at_ms);
-    if (result != NULL) {
-        sqlite3_bind_text(s, 5, result, -1, SQLITE_STATIC);
-    }
-    if (error != NULL) {
-        sqlite3_bind_text(s, 6, error, -1, SQLITE_STATIC);
-    }
-    int rc = sqlite3_step(s);
-    stmt_done(s);
-    if (rc != SQLITE_DONE) {
-        return store_from_sqlite(rc);
-    }
-    if (sqlite3_changes(st->db) != 1) {
-        return JOBQ_ESTATE;
-    }
-    return a != NULL ? add_attempt(st, a, id, now_ms, error) : JOBQ_OK;
+    bind_text_or_null(s, 5, result);
+    bind_text_or_null(s, 6, error);
+    int err = step_change(st, s);
+    return err == JOBQ_OK && a != NULL ? add_attempt(st, a, id, now_ms, error) : err;
 }
 
 int
@@ -629,18 +632,9 @@ store_requeue(store *st, int64_t id, int64_t now_ms, const char *error, const at
 {
     sqlite3_stmt *s = stmt_get(st, S_REQUEUE);
     sqlite3_bind_int64(s, 1, id);
-    if (error != NULL) {
-        sqlite3_bind_text(s, 2, error, -1, SQLITE_STATIC);
-    }
-    int rc = sqlite3_step(s);
-    stmt_done(s);
-    if (rc != SQLITE_DONE) {
-        return store_from_sqlite(rc);
-    }
-    if (sqlite3_changes(st->db) != 1) {
-        return JOBQ_ESTATE;
-    }
-    return a != NULL ? add_attempt(st, a, id, now_ms, error) : JOBQ_OK;
+    bind_text_or_null(s, 2, error);
+    int err = step_change(st, s);
+    return err == JOBQ_OK && a != NULL ? add_attempt(st, a, id, now_ms, error) : err;
 }
 
 int
@@ -701,20 +695,12 @@ out:
     return err;
 }
 
+static int oldest(sqlite3_stmt *s, int64_t *atp);
+
 int
 store_next_due(store *st, int64_t *atp)
 {
-    sqlite3_stmt *s = stmt_get(st, S_NEXT_DUE);
-    int rc = sqlite3_step(s);
-    int err;
-    if (rc == SQLITE_ROW && sqlite3_column_type(s, 0) != SQLITE_NULL) {
-        *atp = sqlite3_column_int64(s, 0);
-        err = JOBQ_OK;
-    } else {
-        err = rc == SQLITE_ROW ? JOBQ_ENOENT : store_from_sqlite(rc);
-    }
-    stmt_done(s);
-    return err;
+    return oldest(stmt_get(st, S_NEXT_DUE), atp);
 }
 
 int
@@ -810,13 +796,8 @@ store_retry(store *st, int64_t id, int64_t now_ms, job_row *row, int *old_statep
     sqlite3_stmt *s = stmt_get(st, S_RETRY);
     sqlite3_bind_int64(s, 1, id);
     sqlite3_bind_int64(s, 2, now_ms);
-    int rc = sqlite3_step(s);
-    stmt_done(s);
-    if (rc != SQLITE_DONE) {
-        return store_from_sqlite(rc);
-    }
-    if (sqlite3_changes(st->db) != 1) {
-        return JOBQ_ESTATE;
+    if ((err = step_change(st, s)) != JOBQ_OK) {
+        return err;
     }
     err = store_get(st, id, row);
     if (err == JOBQ_OK) {
@@ -997,24 +978,5 @@ store_recent(store *st, const char *queue, int state, job_row *rows, size_t max,
     sqlite3_bind_text(s, 1, queue, -1, SQLITE_STATIC);
     sqlite3_bind_int(s, 2, state);
     sqlite3_bind_int64(s, 3, (int64_t)max);
-    size_t n = 0;
-    int rc = SQLITE_DONE, err = JOBQ_OK;
-    while (n < max && (rc = sqlite3_step(s)) == SQLITE_ROW) {
-        if ((err = read_row(s, &rows[n])) != JOBQ_OK) {
-            break;
-        }
-        n++;
-    }
-    if (err == JOBQ_OK && n < max && rc != SQLITE_DONE) {
-        err = store_from_sqlite(rc);
-    }
-    stmt_done(s);
-    if (err != JOBQ_OK) {
-        while (n > 0) {
-            job_row_clear(&rows[--n]);
-        }
-        return err;
-    }
-    *np = n;
-    return JOBQ_OK;
+    return read_rows(s, rows, max, np);
 }
