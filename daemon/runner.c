@@ -95,7 +95,7 @@ kill_group(runner *r, int sig)
 {
     if (r->spawned && r->proc.pid > 0) {
         if (kill(-r->proc.pid, sig) != 0 && errno != ESRCH) {
-            log_warn("kill_failed", "job=%lld pid=%d err=%s", (long long)r->job.id, r->proc.pid,
+            log_warn("kill_failed", "job=%lld pid=%d err=%s", (long long)r->a.job.id, r->proc.pid,
                      strerror(errno));
         }
     }
@@ -106,11 +106,9 @@ on_close(uv_handle_t *h)
 {
     runner *r = h->data;
     if (--r->handles == 0 && r->state == RUN_CLOSING) {
-        job_row_clear(&r->job);
+        attempt_clear(&r->a);
         free(r->out);
         free(r->err);
-        free(r->result_text);
-        free(r->error_text);
         free(r);
     }
 }
@@ -218,8 +216,8 @@ static void
 timer_cb(uv_timer_t *t)
 {
     runner *r = t->data;
-    if (r->state != RUN_EXECUTING) {
-        runner_step(r); /* RUN_RECORDING: retry a failed record */
+    if (r->state == RUN_RECORDING) {
+        attempt_record(&r->a); /* retry a record the store refused */
         return;
     }
     if (r->exited) {
@@ -236,8 +234,8 @@ timer_cb(uv_timer_t *t)
     }
     if (r->kill == KILL_NONE) {
         r->kill = KILL_TIMEOUT;
-        log_warn("job_timeout", "job=%lld queue=%s timeout_ms=%lld", (long long)r->job.id,
-                 r->q->name, (long long)r->job.timeout_ms);
+        log_warn("job_timeout", "job=%lld queue=%s timeout_ms=%lld", (long long)r->a.job.id,
+                 r->q->name, (long long)r->a.job.timeout_ms);
     }
     if (r->kill_stage == 0) {
         r->kill_stage = 1;
@@ -266,10 +264,10 @@ build_env(const runner *r, char vars[4][96])
             env[k++] = environ[i];
         }
     }
-    snprintf(vars[0], 96, "JOBQ_JOB_ID=%lld", (long long)r->job.id);
+    snprintf(vars[0], 96, "JOBQ_JOB_ID=%lld", (long long)r->a.job.id);
     snprintf(vars[1], 96, "JOBQ_QUEUE=%s", r->q->name);
-    snprintf(vars[2], 96, "JOBQ_ATTEMPT=%d", r->job.attempt);
-    snprintf(vars[3], 96, "JOBQ_MAX_ATTEMPTS=%d", r->job.max_attempts);
+    snprintf(vars[2], 96, "JOBQ_ATTEMPT=%d", r->a.job.attempt);
+    snprintf(vars[3], 96, "JOBQ_MAX_ATTEMPTS=%d", r->a.job.max_attempts);
     for (int i = 0; i < 4; i++) {
         env[k++] = vars[i];
     }
@@ -322,11 +320,11 @@ spawn(runner *r)
     uv_read_start((uv_stream_t *)&r->pout, alloc_cb, read_out_cb);
     uv_read_start((uv_stream_t *)&r->perr, alloc_cb, read_err_cb);
     r->wreq.data = r;
-    uv_buf_t b = uv_buf_init(r->job.payload, (unsigned)strlen(r->job.payload));
+    uv_buf_t b = uv_buf_init(r->a.job.payload, (unsigned)strlen(r->a.job.payload));
     if (uv_write(&r->wreq, (uv_stream_t *)&r->pin, &b, 1, write_cb) != 0) {
         close_handle(r, (uv_handle_t *)&r->pin);
     }
-    uv_timer_start(&r->timer, timer_cb, (uint64_t)r->job.timeout_ms, 0);
+    uv_timer_start(&r->timer, timer_cb, (uint64_t)r->a.job.timeout_ms, 0);
     return true;
 }
 
@@ -336,11 +334,11 @@ static char *
 describe_error(runner *r)
 {
     char head[256];
-    const char *kind = r->outcome.kind;
+    const char *kind = r->a.outcome.kind;
     if (strcmp(kind, "spawn") == 0) {
         snprintf(head, sizeof(head), "%s", r->spawn_error);
     } else if (strcmp(kind, "timeout") == 0) {
-        snprintf(head, sizeof(head), "timed out after %lld ms", (long long)r->job.timeout_ms);
+        snprintf(head, sizeof(head), "timed out after %lld ms", (long long)r->a.job.timeout_ms);
     } else if (strcmp(kind, "cancelled") == 0) {
         snprintf(head, sizeof(head), "cancelled while running");
     } else if (strcmp(kind, "shutdown") == 0) {
@@ -376,31 +374,16 @@ describe_error(runner *r)
     return text;
 }
 
-static int
-exec_record(store *st, wop *op, int64_t now_ms)
-{
-    runner *r = container_of(op, runner, op);
-    attempt_rec a = {.attempt = r->job.attempt,
-                     .started_at_ms = r->job.started_at_ms,
-                     .kind = r->outcome.kind};
-    if (r->outcome.state == JOBQ_READY) {
-        return store_requeue(st, r->job.id, now_ms, r->error_text, &a);
-    }
-    r->job.finished_at_ms = now_ms;
-    return store_finish(st, r->job.id, r->outcome.state, now_ms, r->outcome.run_at_ms,
-                        r->result_text, r->error_text, &a);
-}
-
 static void
-done_record(wop *op)
+recorded_cb(attempt *a, int err)
 {
-    runner *r = container_of(op, runner, op);
-    if (op->err != JOBQ_OK && op->err != JOBQ_ESTATE) {
+    runner *r = container_of(a, runner, a);
+    if (err != JOBQ_OK) {
         /* The store failed (disk full, I/O error): the job stays running in the database;
          * try again in a second rather than lose the outcome. */
         r->record_tries++;
-        log_error("record_failed", "job=%lld err=%s tries=%d", (long long)r->job.id,
-                  jobq__err_code(op->err), r->record_tries);
+        log_error("record_failed", "job=%lld err=%s tries=%d", (long long)r->a.job.id,
+                  jobq__err_code(err), r->record_tries);
         uv_timer_start(&r->timer, timer_cb, 1000, 0);
         return;
     }
@@ -431,7 +414,7 @@ runner_step(runner *r)
     case RUN_STARTING:
         r->state = RUN_EXECUTING;
         if (!spawn(r)) {
-            log_warn("job_spawn_failed", "job=%lld queue=%s reason=\"%s\"", (long long)r->job.id,
+            log_warn("job_spawn_failed", "job=%lld queue=%s reason=\"%s\"", (long long)r->a.job.id,
                      r->q->name, r->spawn_error);
             close_handle(r, (uv_handle_t *)&r->pin);
             close_handle(r, (uv_handle_t *)&r->pout);
@@ -454,74 +437,46 @@ runner_step(runner *r)
                          .exit_status = r->exit_status,
                          .term_signal = r->term_signal,
                          .kill = r->kill,
-                         .attempt = r->job.attempt,
-                         .max_attempts = r->job.max_attempts};
+                         .attempt = r->a.job.attempt,
+                         .max_attempts = r->a.job.max_attempts};
         int64_t now = jobq__now_ms();
-        r->outcome = runner_outcome(&e, r->q->conf, now, backoff_rand(&r->srv->rng));
-        if (r->outcome.state == JOBQ_SUCCEEDED) {
-            r->result_text = malloc(r->out_len + 1);
-            if (r->result_text != NULL) {
-                memcpy(r->result_text, r->out, r->out_len);
-                r->result_text[r->out_len] = '\0';
-                sanitize(r->result_text, r->out_len);
+        r->a.outcome = runner_outcome(&e, r->q->conf, now, backoff_rand(&r->srv->rng));
+        if (r->a.outcome.state == JOBQ_SUCCEEDED) {
+            r->a.result = malloc(r->out_len + 1);
+            if (r->a.result != NULL) {
+                memcpy(r->a.result, r->out, r->out_len);
+                r->a.result[r->out_len] = '\0';
+                sanitize(r->a.result, r->out_len);
             }
         } else {
-            r->error_text = describe_error(r);
+            r->a.error = describe_error(r);
         }
         uint64_t ms = mono_ms() - r->started_mono_ms;
         hist_observe(&r->q->run_hist, HIST_SECONDS, ms / 1000.0);
         char delay[48] = "";
-        if (r->outcome.state == JOBQ_RETRYING) {
+        if (r->a.outcome.state == JOBQ_RETRYING) {
             snprintf(delay, sizeof(delay), " delay_ms=%lld",
-                     (long long)(r->outcome.run_at_ms - now));
+                     (long long)(r->a.outcome.run_at_ms - now));
         }
-        log_info(r->outcome.state == JOBQ_SUCCEEDED ? "job_succeeded" : "job_failed",
+        log_info(r->a.outcome.state == JOBQ_SUCCEEDED ? "job_succeeded" : "job_failed",
                  "job=%lld queue=%s attempt=%d/%d duration_ms=%llu kind=%s next=%s%s",
-                 (long long)r->job.id, r->q->name, r->job.attempt, r->job.max_attempts,
-                 (unsigned long long)ms, r->outcome.kind, jobq__state_name(r->outcome.state),
+                 (long long)r->a.job.id, r->q->name, r->a.job.attempt, r->a.job.max_attempts,
+                 (unsigned long long)ms, r->a.outcome.kind, jobq__state_name(r->a.outcome.state),
                  delay);
         r->state = RUN_RECORDING;
-        r->op.exec = exec_record;
-        r->op.done = done_record;
-        r->op.writes = true;
-        writer_push(&r->srv->w, &r->op);
+        r->a.done = recorded_cb;
+        attempt_record(&r->a);
         return;
     }
-    case RUN_RECORDING: {
-        if (r->op.err != JOBQ_OK && r->op.err != JOBQ_ESTATE) {
-            writer_push(&r->srv->w, &r->op); /* the retry timer fired */
-            return;
-        }
-        server *s = r->srv;
-        qstate *q = r->q;
+    case RUN_RECORDING: /* recorded */
         r->state = RUN_CLOSING;
         unlink_runner(r);
-        if (r->op.err == JOBQ_OK) {
-            r->job.state = r->outcome.state;
-            if (r->outcome.state == JOBQ_RETRYING) {
-                r->job.run_at_ms = r->outcome.run_at_ms;
-                r->job.finished_at_ms = 0;
-            } else if (r->outcome.state == JOBQ_READY) {
-                r->job.finished_at_ms = 0;
-            }
-            free(r->job.result);
-            free(r->job.error);
-            r->job.result = r->result_text;
-            r->job.error = r->error_text;
-            r->result_text = r->error_text = NULL;
-            if (r->outcome.state == JOBQ_READY) {
-                r->job.attempt--; /* store_requeue gave the attempt back */
-            }
-            sched_outcome(s, q, r->outcome.kind);
-            server_job_finished(s, q, &r->job, JOBQ_RUNNING);
-        }
         close_handle(r, (uv_handle_t *)&r->timer);
         close_handle(r, (uv_handle_t *)&r->pin);
         close_handle(r, (uv_handle_t *)&r->pout);
         close_handle(r, (uv_handle_t *)&r->perr);
         close_handle(r, (uv_handle_t *)&r->proc);
         return;
-    }
     case RUN_CLOSING:
         return;
     }
@@ -550,7 +505,9 @@ runner_start(server *s, qstate *q, job_row *row)
     }
     r->srv = s;
     r->q = q;
-    r->job = *row;
+    r->a.s = s;
+    r->a.q = q;
+    r->a.job = *row;
     memset(row, 0, sizeof(*row));
     r->started_mono_ms = mono_ms();
     uv_timer_init(s->loop, &r->timer);
@@ -563,8 +520,8 @@ runner_start(server *s, qstate *q, job_row *row)
     s->runners = r;
     s->nrunning++;
     q->running++;
-    log_debug("job_started", "job=%lld queue=%s attempt=%d", (long long)r->job.id, q->name,
-              r->job.attempt);
+    log_debug("job_started", "job=%lld queue=%s attempt=%d", (long long)r->a.job.id, q->name,
+              r->a.job.attempt);
     r->state = RUN_STARTING;
     runner_step(r);
 }
@@ -573,7 +530,7 @@ runner *
 runner_find(server *s, int64_t id)
 {
     for (runner *r = s->runners; r != NULL; r = r->next) {
-        if (r->job.id == id) {
+        if (r->a.job.id == id) {
             return r;
         }
     }

@@ -8,6 +8,7 @@
 #include <stdint.h>
 #include <uv.h>
 
+#include "attempt.h"
 #include "server.h"
 
 /** How long a process group has between SIGTERM and SIGKILL (timeout, cancel). */
@@ -30,18 +31,11 @@ enum run_kill {
     KILL_SHUTDOWN,
 };
 
-/** The outcome of an attempt, decided by runner_outcome. */
-typedef struct run_outcome {
-    int state;         /* succeeded, retrying, dead, cancelled; ready = put back (shutdown) */
-    int64_t run_at_ms; /* retrying: when to run again */
-    const char *kind;  /* "success", "exit", "signal", "timeout", "cancelled", "spawn", ... */
-} run_outcome;
 
 typedef struct runner runner;
 struct runner {
     server *srv;
     qstate *q;
-    job_row job; /* as claimed: state running, attempt counted */
     enum run_state state;
     uv_process_t proc;
     uv_pipe_t pin, pout, perr;
@@ -63,11 +57,8 @@ struct runner {
     size_t err_len;
     bool err_truncated;
     uint64_t started_mono_ms;
-    run_outcome outcome;
-    char *result_text;
-    char *error_text;
     int record_tries;
-    wop op;
+    struct attempt a; /* the job as claimed (state running, attempt counted) and its outcome */
     runner *next; /* in s->runners */
     runner *prev;
 };

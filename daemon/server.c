@@ -490,7 +490,7 @@ done_cancel(wop *op)
         runner *r = runner_find(c->srv, c->req.ids[0]);
         job_row row;
         if (r != NULL && r->state == RUN_EXECUTING && !r->exited && r->kill == KILL_NONE) {
-            row = r->job;
+            row = r->a.job;
             runner_stop(r, KILL_CANCEL);
             c->req.op = REQ_CANCEL;
             wait_register(c, &row, 1);
@@ -1001,7 +1001,7 @@ done_explain(wop *op)
             for (runner *rn = s->runners; rn != NULL && n > 0 && (size_t)n < sizeof(why) - 24;
                  rn = rn->next) {
                 if (rn->q == q) {
-                    n += snprintf(why + n, sizeof(why) - (size_t)n, " %lld", (long long)rn->job.id);
+                    n += snprintf(why + n, sizeof(why) - (size_t)n, " %lld", (long long)rn->a.job.id);
                 }
             }
             if (n > 0 && (size_t)n < sizeof(why) - 2) {

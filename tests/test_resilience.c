@@ -30,13 +30,13 @@ static void
 test_backoff_full_jitter_bounds_and_spread(void **state)
 {
     uint64_t seed = 42;
-    for (uint32_t attempt = 1; attempt <= 12; attempt++) {
-        int64_t cap = backoff_cap_ms(100, 60000, attempt);
+    for (uint32_t n = 1; n <= 12; n++) {
+        int64_t cap = backoff_cap_ms(100, 60000, n);
         int buckets[10] = {0};
         int64_t lo = INT64_MAX, hi = -1;
         const int draws = 20000;
         for (int i = 0; i < draws; i++) {
-            int64_t d = backoff_delay_ms(100, 60000, attempt, backoff_rand(&seed));
+            int64_t d = backoff_delay_ms(100, 60000, n, backoff_rand(&seed));
             assert_true(d >= 0 && d <= cap);
             lo = d < lo ? d : lo;
             hi = d > hi ? d : hi;

@@ -1,0 +1,75 @@
+/* attempt.c: the one place that records how an attempt ended. */
+#include "attempt.h"
+
+#include <stdbool.h>
+#include <stdlib.h>
+
+#include "scheduler.h"
+
+static int
+exec_attempt(store *st, wop *op, int64_t now_ms)
+{
+    attempt *a = container_of(op, attempt, op);
+    attempt_rec rec = {.attempt = a->job.attempt,
+                       .started_at_ms = a->job.started_at_ms,
+                       .kind = a->outcome.kind};
+    if (a->outcome.state == JOBQ_READY) {
+        return store_requeue(st, a->job.id, now_ms, a->error, &rec);
+    }
+    a->job.finished_at_ms = now_ms;
+    return store_finish(st, a->job.id, a->outcome.state, now_ms, a->outcome.run_at_ms, a->result,
+                        a->error, &rec);
+}
+
+static void
+done_attempt(wop *op)
+{
+    attempt *a = container_of(op, attempt, op);
+    bool recorded = op->err == JOBQ_OK;
+    if (recorded) {
+        job_row *j = &a->job;
+        j->state = a->outcome.state;
+        if (a->outcome.state == JOBQ_RETRYING) {
+            j->run_at_ms = a->outcome.run_at_ms;
+            j->finished_at_ms = 0;
+        } else if (a->outcome.state == JOBQ_READY) {
+            j->finished_at_ms = 0;
+            j->attempt--; /* store_requeue gave the attempt back */
+        }
+        free(j->result);
+        free(j->error);
+        j->result = a->result;
+        j->error = a->error;
+        a->result = a->error = NULL;
+    }
+    /* The owner gives its slot back first, so the dispatch below can fill it. */
+    server *s = a->s;
+    qstate *q = a->q;
+    const char *kind = a->outcome.kind;
+    a->done(a, op->err == JOBQ_ESTATE ? JOBQ_OK : op->err);
+    if (recorded) {
+        sched_outcome(s, q, kind);
+        server_job_finished(s, q, &a->job, JOBQ_RUNNING);
+    }
+    if (a->release != NULL) {
+        a->release(a);
+    }
+}
+
+void
+attempt_record(attempt *a)
+{
+    a->op.exec = exec_attempt;
+    a->op.done = done_attempt;
+    a->op.writes = true;
+    writer_push(&a->s->w, &a->op);
+}
+
+void
+attempt_clear(attempt *a)
+{
+    job_row_clear(&a->job);
+    free(a->result);
+    free(a->error);
+    a->result = a->error = NULL;
+}

@@ -1,0 +1,43 @@
+/* attempt.h: recording the end of an attempt: one store operation that writes the job's new
+ * state and a row of history, then updates counts, the breaker and waiters on the loop.
+ * Shared by the exec runners, remote-worker leases and webhooks. */
+#ifndef JOBQD_ATTEMPT_H
+#define JOBQD_ATTEMPT_H
+
+#include "server.h"
+
+/** The outcome of an attempt, decided by runner_outcome or by a worker. */
+typedef struct run_outcome {
+    int state;         /* succeeded, retrying, dead, cancelled; ready = put back (shutdown) */
+    int64_t run_at_ms; /* retrying: when to run again */
+    const char *kind;  /* "success", "exit", "signal", "timeout", "cancelled", "spawn", ... */
+} run_outcome;
+
+
+typedef struct attempt attempt;
+
+/** attempt_done_cb: the record committed (err == JOBQ_OK: a->job shows the new state; counts,
+ *  the breaker and waiters are updated right after this returns), or the store failed (the
+ *  job is still running in the database; the owner may call attempt_record again later). */
+typedef void (*attempt_done_cb)(attempt *a, int err);
+
+struct attempt {
+    wop op;
+    server *s;
+    qstate *q;
+    job_row job;         /* the running job (owned); its new state once recorded */
+    run_outcome outcome; /* what to record (runner_outcome or the worker's verdict) */
+    char *result;        /* owned; kept on success */
+    char *error;         /* owned; the failure's text */
+    attempt_done_cb done;           /* gives the owner's slot back; must not free a */
+    void (*release)(attempt *a);    /* optional: called last; the owner may free a here */
+};
+
+/** attempt_record: commits a->outcome for a->job (result and error move into a->job when it
+ *  succeeds), then calls a->done. Loop thread. */
+void attempt_record(attempt *a);
+
+/** attempt_clear: frees what a owns. */
+void attempt_clear(attempt *a);
+
+#endif
