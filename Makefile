@@ -1,7 +1,8 @@
 # Makefile: the README's two commands. `make run` builds and starts jobqd on the example
 # config; `make test` builds and runs every test. Both install missing Debian packages first.
 DEBS := build-essential cmake pkg-config libuv1-dev libnng-dev libsqlite3-dev libcmocka-dev \
-        libjansson-dev libinih-dev nng-utils sqlite3 valgrind procps jq
+        libjansson-dev libinih-dev nng-utils sqlite3 valgrind procps jq curl openssl \
+        prometheus chromium bsdutils util-linux
 BUILD ?= build
 CMAKE_FLAGS ?= -DJOBQ_WERROR=ON
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)

@@ -23,9 +23,13 @@ enum { EXIT_OK = 0, EXIT_FAILED = 1, EXIT_USAGE = 2, EXIT_UNREACH = 3 };
 
 /* cli: one invocation's settings and its connection. */
 typedef struct cli {
-    const char *url;     /* --url; NULL: $JOBQ_URL, else the library's default */
-    bool json;           /* --json: print the daemon's reply objects */
-    int64_t timeout_ms;  /* --timeout: per call, ms */
+    const char *url;    /* --url; NULL: $JOBQ_URL, else the library's default */
+    bool json;          /* --json: print the daemon's reply objects */
+    int64_t timeout_ms; /* --timeout: per call, ms */
+    const char *token;  /* --token; NULL: $JOBQ_TOKEN (read by the library) */
+    const char *tls_ca; /* --tls-ca, --tls-cert, --tls-key; NULL: $JOBQ_TLS_CA, ... */
+    const char *tls_cert;
+    const char *tls_key;
     jobq_client *client; /* NULL until cli_connect */
 } cli;
 
@@ -119,7 +123,7 @@ bool cli_table_row(cli_table *t, const char *const *cells);
 void cli_table_print(const cli_table *t);
 void cli_table_free(cli_table *t);
 
-/* The commands (cmd_submit.c, cmd_jobs.c). */
+/* The commands (cmd_submit.c, cmd_jobs.c, cmd_top.c). */
 int cmd_submit(cli *c, const cli_cmd *cmd, int argc, char **argv);
 int cmd_ping(cli *c, const cli_cmd *cmd, int argc, char **argv);
 int cmd_get(cli *c, const cli_cmd *cmd, int argc, char **argv);
@@ -131,6 +135,8 @@ int cmd_list(cli *c, const cli_cmd *cmd, int argc, char **argv);
 int cmd_stats(cli *c, const cli_cmd *cmd, int argc, char **argv);
 int cmd_pause(cli *c, const cli_cmd *cmd, int argc, char **argv);
 int cmd_resume(cli *c, const cli_cmd *cmd, int argc, char **argv);
+int cmd_top(cli *c, const cli_cmd *cmd, int argc, char **argv);
+int cmd_work(cli *c, const cli_cmd *cmd, int argc, char **argv); /* cmd_work.c */
 
 /* Helpers shared by the commands (cmd_jobs.c). */
 /** cli_wait_job: waits until job id finished (no limit when limit_ms < 0), then prints

@@ -85,6 +85,32 @@ static const cli_cmd commands[] = {
      "Prints one line per queue: jobs in each state, whether it is paused, and the state of\n"
      "its circuit breaker.\n",
      cmd_stats},
+    {"top", "[--interval DUR] [--once]", "a live view of every queue, like top",
+     "Shows one row per queue: jobs ready, running, scheduled, retrying and dead, jobs\n"
+     "succeeded and attempts failed per second, the circuit breaker and the paused flag;\n"
+     "redrawn every second on the terminal's alternate screen. Keys: q quits, space\n"
+     "refreshes now. When stdout is not a terminal, prints one snapshot and exits.\n"
+     "\n"
+     "Options:\n"
+     "  --interval DUR      time between refreshes (default 1s, at least 100ms)\n"
+     "  --once              print one snapshot and exit, even on a terminal\n",
+     cmd_top},
+    {"work", "QUEUE... [--concurrency N] -- COMMAND [ARGS...]",
+     "run jobs of queues served by remote workers on this machine",
+     "Fetches jobs of the QUEUEs (queues without a command in jobqd's config; tried in that\n"
+     "order) and runs COMMAND for each, as jobqd runs its own handlers: the payload on stdin;\n"
+     "JOBQ_JOB_ID, JOBQ_QUEUE, JOBQ_ATTEMPT and JOBQ_MAX_ATTEMPTS in the environment; exit 0\n"
+     "is success (stdout, up to 64 KiB, kept as the result); exit 65 a permanent failure\n"
+     "(the job is dead); any other exit or a signal a failure, retried with backoff (the\n"
+     "last 4 KiB of stderr kept as the error). Each command runs in its own process group;\n"
+     "past the job's timeout the group gets SIGTERM, then SIGKILL 2s later; a job cancelled\n"
+     "meanwhile has its group killed. The job's lease is renewed while the command runs.\n"
+     "Prints one line per job on stderr. SIGINT or SIGTERM: fetch no more jobs, let the\n"
+     "running ones finish, exit 0. A daemon that goes away is waited for.\n"
+     "\n"
+     "Options:\n"
+     "  --concurrency N     run up to N jobs at once (default 1)\n",
+     cmd_work},
     {"pause", "QUEUE", "stop starting jobs of a queue",
      "Pauses QUEUE: its jobs stay queued and none starts until it is resumed.\n", cmd_pause},
     {"resume", "QUEUE", "start jobs of a paused queue again", "Resumes QUEUE.\n", cmd_resume},
@@ -95,7 +121,9 @@ static const cli_cmd commands[] = {
 static void
 main_usage(FILE *out)
 {
-    fprintf(out, "usage: jobq [--url URL] [--json] [--timeout DUR] COMMAND [ARGS...]\n");
+    fprintf(out,
+            "usage: jobq [--url URL] [--json] [--timeout DUR] [--token TOKEN] [--tls-ca FILE]\n"
+            "            [--tls-cert FILE] [--tls-key FILE] COMMAND [ARGS...]\n");
 }
 
 static int
@@ -109,6 +137,11 @@ main_help(void)
     printf("\nOptions (also accepted after the command, except --timeout):\n"
            "%s"
            "  --timeout DUR    how long to wait for each reply (default 30s)\n"
+           "  --token TOKEN    the daemon's auth_token (default: $JOBQ_TOKEN)\n"
+           "  --tls-ca FILE    CA of the daemon's certificate, for tls+tcp:// URLs\n"
+           "                   (default: $JOBQ_TLS_CA)\n"
+           "  --tls-cert FILE  client certificate, --tls-key FILE its key (default:\n"
+           "                   $JOBQ_TLS_CERT, $JOBQ_TLS_KEY)\n"
            "  -V, --version    print the version\n"
            "\n"
            "DUR is a number with a unit: 250ms, 10s, 5m, 1h, or combined: 1h30m (a bare\n"
@@ -179,7 +212,9 @@ cli_connect(cli *c)
     if (c->client != NULL) {
         return EXIT_OK;
     }
-    int err = jobq_client_open(&c->client, c->url);
+    jobq_client_opts opts = {
+        .token = c->token, .tls_ca = c->tls_ca, .tls_cert = c->tls_cert, .tls_key = c->tls_key};
+    int err = jobq_client_open_opts(&c->client, c->url, &opts);
     if (err == JOBQ_OK) {
         err = jobq_client_set_timeout(c->client, c->timeout_ms);
     }
@@ -291,7 +326,9 @@ main(int argc, char **argv)
     static const struct option opts[] = {
         {"url", required_argument, NULL, 'u'},     {"json", no_argument, NULL, 'j'},
         {"timeout", required_argument, NULL, 't'}, {"help", no_argument, NULL, 'h'},
-        {"version", no_argument, NULL, 'V'},       {NULL, 0, NULL, 0},
+        {"version", no_argument, NULL, 'V'},       {"token", required_argument, NULL, 'k'},
+        {"tls-ca", required_argument, NULL, 'A'},  {"tls-cert", required_argument, NULL, 'C'},
+        {"tls-key", required_argument, NULL, 'K'}, {NULL, 0, NULL, 0},
     };
     opterr = 0;
     for (;;) {
@@ -305,6 +342,18 @@ main(int argc, char **argv)
             break;
         case 'j':
             c.json = true;
+            break;
+        case 'k':
+            c.token = optarg;
+            break;
+        case 'A':
+            c.tls_ca = optarg;
+            break;
+        case 'C':
+            c.tls_cert = optarg;
+            break;
+        case 'K':
+            c.tls_key = optarg;
             break;
         case 't':
             if (!cli_parse_duration(optarg, &c.timeout_ms) || c.timeout_ms <= 0) {

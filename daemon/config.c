@@ -23,7 +23,9 @@ enum key_kind {
     KEY_RESERVED,   /* accepted and ignored: kept for a later feature */
     KEY_LISTEN,     /* comma-separated nng URLs */
     KEY_HOSTPORT,   /* "host:port", or empty for NULL */
-    KEY_STRING,     /* non-empty string */
+    KEY_STRING,     /* non-empty string (a file path) */
+    KEY_SECRET,     /* non-empty string that is never echoed in an error */
+    KEY_URL,        /* http://HOST[:PORT]/PATH */
     KEY_DURABILITY, /* full | normal */
     KEY_LOG_LEVEL,  /* debug | info | warn | error */
     KEY_BOOL,       /* true|false|yes|no|on|off|1|0 */
@@ -53,10 +55,10 @@ static const key_def server_keys[] = {
     {"allow_unknown_queues", KEY_BOOL, offsetof(config, allow_unknown_queues), 0, 0},
     {"max_message", KEY_BYTES, offsetof(config, max_message), KIB, 256 * MIB},
     {"max_batch", KEY_COUNT, offsetof(config, max_batch), 1, 1000000},
-    {"auth_token", KEY_RESERVED, 0, 0, 0},
-    {"tls_cert", KEY_RESERVED, 0, 0, 0},
-    {"tls_key", KEY_RESERVED, 0, 0, 0},
-    {"tls_ca", KEY_RESERVED, 0, 0, 0},
+    {"auth_token", KEY_SECRET, offsetof(config, auth_token), 0, 0},
+    {"tls_cert", KEY_STRING, offsetof(config, tls_cert), 0, 0},
+    {"tls_key", KEY_STRING, offsetof(config, tls_key), 0, 0},
+    {"tls_ca", KEY_STRING, offsetof(config, tls_ca), 0, 0},
     {"user", KEY_RESERVED, 0, 0, 0},
     {"max_connections", KEY_RESERVED, 0, 0, 0},
     {"max_waits", KEY_RESERVED, 0, 0, 0},
@@ -75,8 +77,8 @@ static const key_def queue_keys[] = {
      DURATION_MAX_MS},
     {"breaker_probes", KEY_INT, offsetof(queue_conf, breaker_probes), 1, 1000000},
     {"output_cap", KEY_BYTES, offsetof(queue_conf, output_cap), 0, 64 * MIB},
-    {"url", KEY_RESERVED, 0, 0, 0},
-    {"lease", KEY_RESERVED, 0, 0, 0},
+    {"url", KEY_URL, offsetof(queue_conf, url), 0, 0},
+    {"lease", KEY_DURATION, offsetof(queue_conf, lease_ms), 1000, DURATION_MAX_MS},
     {"key_ttl", KEY_DURATION, offsetof(queue_conf, key_ttl_ms), 0, DURATION_MAX_MS},
     {"retention_succeeded", KEY_DURATION, offsetof(queue_conf, retention_succeeded_ms), 0,
      DURATION_MAX_MS},
@@ -456,15 +458,28 @@ set_value(parse_ctx *c, const key_def *def, void *obj, const char *value)
     case KEY_LISTEN:
         return set_listen(c, value);
     case KEY_HOSTPORT:
-    case KEY_STRING: {
+    case KEY_STRING:
+    case KEY_SECRET:
+    case KEY_URL: {
         char *copy = NULL;
+        if (def->kind == KEY_SECRET && strlen(value) < 16) {
+            return bad(c, "%s %s is too short: use at least 16 random characters", c->label,
+                       name);
+        }
+        if (def->kind == KEY_URL && strncmp(value, "http://", 7) != 0) {
+            return bad(c,
+                       "%s %s = \"%s\": expected an http:// URL such as "
+                       "http://127.0.0.1:8080/hooks/email",
+                       c->label, name, value);
+        }
         if (def->kind == KEY_HOSTPORT && value[0] != '\0' && !valid_hostport(value)) {
             return bad(c,
                        "%s %s = \"%s\": expected HOST:PORT such as 127.0.0.1:7451, or "
                        "nothing to disable it",
                        c->label, name, value);
         }
-        if (def->kind == KEY_STRING && value[0] == '\0') {
+        if ((def->kind == KEY_STRING || def->kind == KEY_SECRET || def->kind == KEY_URL) &&
+            value[0] == '\0') {
             return bad(c, "%s %s is empty: expected a file path", c->label, name);
         }
         if (value[0] != '\0' && (copy = strdup(value)) == NULL) {
@@ -606,6 +621,7 @@ static void
 queue_conf_clear(queue_conf *q)
 {
     free(q->name);
+    free(q->url);
     free_argv(q->argv);
     memset(q, 0, sizeof(*q));
 }
@@ -828,8 +844,23 @@ handler_cb(void *user, const char *section, const char *name, const char *value)
 static bool
 check_config(parse_ctx *c)
 {
+    bool tls = false;
+    for (size_t i = 0; i < c->cfg->nlisten; i++) {
+        tls = tls || strncmp(c->cfg->listen[i], "tls+tcp://", 10) == 0;
+    }
+    if (tls && (c->cfg->tls_cert == NULL || c->cfg->tls_key == NULL)) {
+        c->lineno = -1;
+        bad(c, "[server] a tls+tcp:// listen URL needs tls_cert and tls_key");
+        return false;
+    }
     for (size_t i = 0; i < c->cfg->nqueues; i++) {
         const queue_conf *q = &c->cfg->queues[i];
+        if (q->argv != NULL && q->url != NULL) {
+            c->lineno = -1;
+            bad(c, "[queue.%s] has both command and url: a queue runs one kind of handler",
+                q->name);
+            return false;
+        }
         if (q->backoff_max_ms < q->backoff_base_ms) {
             char a[32], b[32];
             c->lineno = -1;
@@ -958,6 +989,7 @@ config_queue_defaults(queue_conf *q)
     q->key_ttl_ms = 24 * HOUR_MS;
     q->retention_succeeded_ms = 24 * HOUR_MS;
     q->retention_dead_ms = 7 * 24 * HOUR_MS;
+    q->lease_ms = 60 * 1000;
 }
 
 void
@@ -979,5 +1011,9 @@ config_free(config *cfg)
     free(cfg->path);
     free(cfg->http);
     free(cfg->database);
+    free(cfg->auth_token);
+    free(cfg->tls_cert);
+    free(cfg->tls_key);
+    free(cfg->tls_ca);
     free(cfg);
 }

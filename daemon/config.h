@@ -13,6 +13,8 @@ enum log_level { LOG_DEBUG = 0, LOG_INFO = 1, LOG_WARN = 2, LOG_ERROR = 3 };
 typedef struct queue_conf {
     char *name;         /* NAME of [queue.NAME]: 1-64 chars of [A-Za-z0-9_.-] */
     char **argv;        /* command split into words (no shell), NULL-terminated; NULL if none */
+    char *url;          /* webhook: http://HOST:PORT/PATH each job is POSTed to; NULL if none */
+    int64_t lease_ms;   /* remote workers: how long a fetched job is theirs; default 60 s */
     int concurrency;    /* jobs running at once, >= 1; default 1 */
     int64_t timeout_ms; /* per attempt, > 0; default 30 s */
     int max_attempts;   /* >= 1; default 8 */
@@ -33,6 +35,10 @@ typedef struct config {
     size_t nlisten;
     char *http;                 /* "host:port" of the monitor endpoint; NULL when disabled */
     char *database;             /* SQLite file path; relative paths are relative to the cwd */
+    char *auth_token;           /* when set, every request must carry it; NULL: none */
+    char *tls_cert;             /* PEM certificate for tls+tcp:// listeners */
+    char *tls_key;              /* PEM key of tls_cert */
+    char *tls_ca;               /* PEM CA: when set, clients must present a certificate */
     enum durability durability; /* default full */
     int64_t shutdown_grace_ms;  /* default 30 s */
     enum log_level log_level;   /* default info */

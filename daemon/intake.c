@@ -3,6 +3,7 @@
 
 #include <nng/nng.h>
 #include <nng/protocol/reqrep0/rep.h>
+#include <nng/supplemental/tls/tls.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -164,9 +165,82 @@ async_cb(uv_async_t *h)
     }
 }
 
+/* read_text: the whole file as a NUL-terminated string (malloc'ed), or NULL. */
+static char *
+read_text(const char *path)
+{
+    FILE *f = fopen(path, "rb");
+    if (f == NULL) {
+        return NULL;
+    }
+    char *buf = NULL;
+    size_t len = 0, cap = 0;
+    for (;;) {
+        if (len + 4096 + 1 > cap) {
+            cap = cap ? cap * 2 : 8192;
+            char *grown = realloc(buf, cap);
+            if (grown == NULL) {
+                free(buf);
+                fclose(f);
+                return NULL;
+            }
+            buf = grown;
+        }
+        size_t n = fread(buf + len, 1, 4096, f);
+        len += n;
+        if (n < 4096) {
+            break;
+        }
+    }
+    fclose(f);
+    buf[len] = '\0';
+    return buf;
+}
+
+/* listen_tls: a tls+tcp:// listener with the server's certificate (and, with a CA, required
+ * client certificates). */
+static int
+listen_tls(nng_socket sock, const char *url, const intake_tls *tls, char *err, size_t errlen)
+{
+    nng_listener l;
+    nng_tls_config *cfg = NULL;
+    char *cert = read_text(tls->cert);
+    char *key = read_text(tls->key);
+    int rv;
+    if (cert == NULL || key == NULL) {
+        snprintf(err, errlen, "cannot read tls_%s %s", cert == NULL ? "cert" : "key",
+                 cert == NULL ? tls->cert : tls->key);
+        rv = NNG_ENOENT;
+        goto out;
+    }
+    if ((rv = nng_listener_create(&l, sock, url)) != 0 ||
+        (rv = nng_tls_config_alloc(&cfg, NNG_TLS_MODE_SERVER)) != 0 ||
+        (rv = nng_tls_config_own_cert(cfg, cert, key, NULL)) != 0) {
+        snprintf(err, errlen, "cannot set up TLS on %s: %s (are tls_cert and tls_key a PEM "
+                 "certificate and its key?)", url, nng_strerror(rv));
+        goto out;
+    }
+    if (tls->ca != NULL && ((rv = nng_tls_config_ca_file(cfg, tls->ca)) != 0 ||
+                            (rv = nng_tls_config_auth_mode(cfg, NNG_TLS_AUTH_MODE_REQUIRED)) != 0)) {
+        snprintf(err, errlen, "cannot use tls_ca %s: %s", tls->ca, nng_strerror(rv));
+        goto out;
+    }
+    if ((rv = nng_listener_set_ptr(l, NNG_OPT_TLS_CONFIG, cfg)) != 0 ||
+        (rv = nng_listener_start(l, 0)) != 0) {
+        snprintf(err, errlen, "cannot listen on %s: %s", url, nng_strerror(rv));
+    }
+out:
+    if (cfg != NULL) {
+        nng_tls_config_free(cfg); /* the listener keeps its own reference */
+    }
+    free(cert);
+    free(key);
+    return rv;
+}
+
 int
 intake_open(intake **inp, uv_loop_t *loop, char *const *urls, size_t nurls, size_t max_message,
-            intake_request_cb cb, void *arg, char *err, size_t errlen)
+            const intake_tls *tls, intake_request_cb cb, void *arg, char *err, size_t errlen)
 {
     intake *in = calloc(1, sizeof(*in));
     if (in == NULL) {
@@ -190,6 +264,15 @@ intake_open(intake **inp, uv_loop_t *loop, char *const *urls, size_t nurls, size
     uv_async_init(loop, &in->async, async_cb);
     in->async.data = in;
     for (size_t i = 0; i < nurls; i++) {
+        if (strncmp(urls[i], "tls+tcp://", 10) == 0) {
+            if (listen_tls(in->sock, urls[i], tls, err, errlen) != 0) {
+                intake_close(in);
+                return -1;
+            }
+            log_info("listen", "url=%s tls=yes client_certs=%s", urls[i],
+                     tls->ca != NULL ? "required" : "no");
+            continue;
+        }
         rv = nng_listen(in->sock, urls[i], NULL, 0);
         if (rv != 0) {
             const char *hint = rv == NNG_EADDRINUSE ? ": another process listens there (is jobqd "

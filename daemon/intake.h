@@ -18,8 +18,16 @@ typedef void (*intake_request_cb)(void *arg, icall *call, const char *body, size
 /** intake_open: one REP socket listening on every URL. Messages up to 4 * max_message are
  *  read (and larger than max_message answered too_large by the caller); bigger ones make
  *  nng drop the connection. Returns 0, or -1 with a reason in err. Loop thread. */
+/** TLS files of tls+tcp:// listeners (PEM paths; ca NULL: no client certificate asked). */
+typedef struct intake_tls {
+    const char *cert;
+    const char *key;
+    const char *ca;
+} intake_tls;
+
 int intake_open(intake **inp, uv_loop_t *loop, char *const *urls, size_t nurls, size_t max_message,
-                intake_request_cb cb, void *arg, char *err, size_t errlen);
+                const intake_tls *tls, intake_request_cb cb, void *arg, char *err,
+                size_t errlen);
 
 /** intake_reply: sends body as the reply of call, without blocking; the call is then done.
  *  After intake_stop the reply is dropped. Loop thread. */

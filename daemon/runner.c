@@ -359,18 +359,41 @@ describe_error(runner *r)
     if (text == NULL) {
         return NULL;
     }
+    while (tail > 0 && (from[tail - 1] == '\n' || from[tail - 1] == '\r')) {
+        tail--; /* the last line's newline says nothing */
+    }
     if (tail == 0) {
         snprintf(text, total, "%s", head);
-    } else {
-        int n = snprintf(text, total, "%s; stderr%s:\n", head,
-                         r->err_truncated || r->err_len > cap ? " (tail)" : "");
-        while (tail > 0 && (from[tail - 1] == '\n' || from[tail - 1] == '\r')) {
-            tail--; /* the last line's newline says nothing */
-        }
-        memcpy(text + n, from, tail);
-        text[n + (int)tail] = '\0';
-        sanitize(text + n, tail);
+        return text;
     }
+    /* The first line names the failure and its last words (what dashboards and explain show);
+     * the stderr tail follows. */
+    size_t last = tail;
+    while (last > 0 && from[last - 1] != '\n') {
+        last--;
+    }
+    size_t last_len = tail - last > 160 ? 160 : tail - last;
+    total += last_len;
+    char *grown = realloc(text, total);
+    if (grown == NULL) {
+        free(text);
+        return NULL;
+    }
+    text = grown;
+    int n = snprintf(text, total, "%s: ", head);
+    memcpy(text + n, from + last, last_len);
+    sanitize(text + n, last_len);
+    for (size_t i = 0; i < last_len; i++) {
+        if (text[n + (int)i] == '\r') {
+            text[n + (int)i] = ' ';
+        }
+    }
+    n += (int)last_len;
+    n += snprintf(text + n, total - (size_t)n, "\nstderr%s:\n",
+                  r->err_truncated || r->err_len > cap ? " (tail)" : "");
+    memcpy(text + n, from, tail);
+    text[n + (int)tail] = '\0';
+    sanitize(text + n, tail);
     return text;
 }
 

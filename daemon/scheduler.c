@@ -9,6 +9,7 @@
 #include "codec.h"
 #include "log.h"
 #include "runner.h"
+#include "workers.h"
 
 #define PROMOTE_BATCH 1000
 #define CLAIM_BATCH 64
@@ -237,6 +238,10 @@ sched_breaker_init(server *s, qstate *q)
 void
 sched_dispatch(server *s, qstate *q)
 {
+    if (workers_is_remote(q)) {
+        workers_dispatch(s, q);
+        return;
+    }
     if (q->conf->argv == NULL || q->paused || s->draining || q->claiming ||
         q->counts[JOBQ_READY] <= 0) {
         return;
@@ -298,7 +303,7 @@ sched_outcome(server *s, qstate *q, const char *kind)
         breaker_record(&q->br, true, jobq__now_ms());
     } else if (strcmp(kind, "exit") == 0 || strcmp(kind, "signal") == 0 ||
                strcmp(kind, "timeout") == 0 || strcmp(kind, "spawn") == 0 ||
-               strcmp(kind, "lease") == 0) {
+               strcmp(kind, "lease") == 0 || strcmp(kind, "error") == 0) {
         server_total(q, TOTAL_FAILED, 1);
         breaker_record(&q->br, false, jobq__now_ms());
     } else {

@@ -8,12 +8,14 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "call.h"
 #include "codec.h"
 #include "http.h"
 #include "log.h"
 #include "monitor.h"
 #include "runner.h"
 #include "scheduler.h"
+#include "workers.h"
 
 /* A job running during this many crashes of jobqd is dead: a suspected poison job. */
 #define POISON_CRASHES 3
@@ -23,29 +25,6 @@
 #define MAX_ATTEMPTS_SHOWN 1000
 
 /* One request in progress: the decoded request, its store operation and its outputs. */
-typedef struct call {
-    wop op;
-    server *srv;
-    icall *ic;
-    request req;
-    job_spec *specs; /* submit: one per req.jobs */
-    int64_t *ids;    /* submit: out */
-    bool *dups;      /* submit: out */
-    int *states;     /* submit: out, the state each job has */
-    job_row row;     /* get, cancel: out */
-    int old_state;   /* cancel: out */
-    job_row *rows;   /* list: out */
-    size_t nrows;
-    size_t failed_at; /* submit: index of the job that failed */
-    attempt_row *attempts; /* get: the history */
-    size_t nattempts;
-    int64_t ahead;    /* explain: ready jobs that claim first */
-    char **names;     /* bulk retry: the queue of each job of the last chunk */
-    size_t nnames;
-    size_t retried;   /* bulk retry: jobs made ready so far */
-} call;
-
-static void call_free(call *c);
 
 /* A held wait (or a cancel of a running job): replied when every named job has ended. */
 typedef struct waiter {
@@ -72,7 +51,7 @@ job_ended(int state)
 
 /* ---- replies ---- */
 
-static void
+void
 send_json(call *c, json_t *obj)
 {
     char *text = json_dumps(obj, JSON_COMPACT);
@@ -89,7 +68,7 @@ send_json(call *c, json_t *obj)
 }
 
 /* reply_error: sends {"ok":false,"error":{code,message}} and logs it. */
-static void
+void
 reply_error(call *c, const char *code, const char *message)
 {
     char q[300];
@@ -98,13 +77,13 @@ reply_error(call *c, const char *code, const char *message)
               json_pack("{s:b, s:{s:s, s:s}}", "ok", 0, "error", "code", code, "message", message));
 }
 
-static void
+void
 reply_err(call *c, int err, const char *message)
 {
     reply_error(c, jobq__err_code(err), message);
 }
 
-static json_t *
+json_t *
 ok_object(void)
 {
     json_t *o = json_object();
@@ -112,7 +91,7 @@ ok_object(void)
     return o;
 }
 
-static json_t *
+json_t *
 nullable_str(const char *s)
 {
     return s != NULL ? json_string(s) : json_null();
@@ -125,7 +104,7 @@ nullable_time(int64_t ms)
 }
 
 /* job_json: the job object of proto/PROTOCOL.md. */
-static json_t *
+json_t *
 job_json(const job_row *r)
 {
     json_t *payload = json_loads(r->payload, JSON_DECODE_ANY, NULL);
@@ -244,7 +223,7 @@ server_count_move(qstate *q, int from, int to)
 
 /* ---- ops ---- */
 
-static void
+void
 call_free(call *c)
 {
     if (c == NULL) {
@@ -475,7 +454,6 @@ exec_cancel(store *st, wop *op, int64_t now_ms)
     return store_cancel(st, c->req.ids[0], now_ms, false, &c->row, &c->old_state);
 }
 
-static void wait_register(call *c, job_row *rows, size_t n);
 static void queue_op(call *c, int (*exec)(store *, wop *, int64_t), void (*done)(wop *),
                      bool writes);
 static void server_check_drained(server *s);
@@ -494,6 +472,9 @@ done_cancel(wop *op)
             runner_stop(r, KILL_CANCEL);
             c->req.op = REQ_CANCEL;
             wait_register(c, &row, 1);
+            return;
+        }
+        if (workers_cancel(c->srv, c->req.ids[0], c)) {
             return;
         }
     }
@@ -649,7 +630,7 @@ exec_wait_read(store *st, wop *op, int64_t now_ms)
 static void wait_timer_cb(uv_timer_t *t);
 
 /* wait_register: holds c until the unfinished jobs among rows end (or the timeout). */
-static void
+void
 wait_register(call *c, job_row *rows, size_t n)
 {
     server *s = c->srv;
@@ -1124,6 +1105,12 @@ on_request(void *arg, icall *ic, const char *body, size_t len)
     case REQ_EXPLAIN:
         queue_op(c, exec_explain, done_explain, false);
         return;
+    case REQ_FETCH:
+    case REQ_ACK:
+    case REQ_FAIL:
+    case REQ_HEARTBEAT:
+        workers_request(c);
+        return;
     }
     reply_error(c, "unknown_op", "unknown op");
 }
@@ -1172,7 +1159,8 @@ closed_cb(uv_handle_t *h)
 static void
 server_check_drained(server *s)
 {
-    if (!s->draining || s->closing || s->nrunning > 0 || !writer_idle(&s->w)) {
+    if (!s->draining || s->closing || s->nrunning > 0 || s->nleases > 0 ||
+        !writer_idle(&s->w)) {
         return;
     }
     s->closing = true;
@@ -1184,6 +1172,7 @@ server_check_drained(server *s)
     http_close(s->http);
     s->http = NULL;
     sched_close(s);
+    workers_close(s);
     uv_close((uv_handle_t *)&s->grace_timer, closed_cb);
     uv_close((uv_handle_t *)&s->sig_term, closed_cb);
     uv_close((uv_handle_t *)&s->sig_int, closed_cb);
@@ -1205,6 +1194,7 @@ grace_cb(uv_timer_t *t)
     for (runner *r = s->runners; r != NULL; r = r->next) {
         runner_stop(r, KILL_SHUTDOWN);
     }
+    workers_requeue_all(s);
 }
 
 void
@@ -1216,7 +1206,8 @@ server_drain(server *s)
     s->draining = true;
     log_info("draining", "running=%d pending_requests=%zu grace_ms=%lld", s->nrunning,
              s->in ? intake_pending(s->in) : (size_t)0, (long long)s->cfg->shutdown_grace_ms);
-    if (s->nrunning > 0) {
+    workers_drain(s);
+    if (s->nrunning > 0 || s->nleases > 0) {
         uv_timer_start(&s->grace_timer, grace_cb, (uint64_t)s->cfg->shutdown_grace_ms, 0);
     }
     server_check_drained(s); /* else the last runner or the writer's idle callback does */
@@ -1241,7 +1232,8 @@ server_init(server *s, uv_loop_t *loop, config *cfg, store *st, char *err, size_
     s->limits = (request_limits){.max_batch = cfg->max_batch,
                                  .max_wait_ids = 1000,
                                  .max_wait_ms = 3600 * 1000,
-                                 .max_payload = cfg->max_message};
+                                 .max_payload = cfg->max_message,
+                                 .token = cfg->auth_token};
     for (size_t i = 0; i < cfg->nqueues; i++) {
         if (server_queue_add(s, cfg->queues[i].name) == NULL) {
             snprintf(err, errlen, "out of memory");
@@ -1283,14 +1275,19 @@ server_init(server *s, uv_loop_t *loop, config *cfg, store *st, char *err, size_
     }
     s->rng = (uint64_t)uv_hrtime() ^ ((uint64_t)getpid() << 32);
     sched_sweep_init(s);
+    if (workers_init(s) != 0) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
     if ((rc = sched_init(s)) != JOBQ_OK) {
         snprintf(err, errlen, "cannot read the database: %s", store_errmsg(st));
         return -1;
     }
     uv_timer_init(loop, &s->grace_timer);
     s->grace_timer.data = s;
-    if (intake_open(&s->in, loop, cfg->listen, cfg->nlisten, cfg->max_message, on_request, s, err,
-                    errlen) != 0) {
+    intake_tls tls = {.cert = cfg->tls_cert, .key = cfg->tls_key, .ca = cfg->tls_ca};
+    if (intake_open(&s->in, loop, cfg->listen, cfg->nlisten, cfg->max_message, &tls, on_request, s,
+                    err, errlen) != 0) {
         return -1;
     }
     intake_set_lag(s->in, &s->lag_hist);

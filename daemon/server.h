@@ -80,6 +80,13 @@ typedef struct server {
     uv_timer_t sweep_timer; /* retention: armed at the earliest job or key to delete */
     int64_t sweep_at_ms;    /* INT64_MAX: not armed */
     bool sweeping;          /* a sweep is in flight */
+    struct lease **leases;  /* hash buckets: job id -> the lease a remote worker holds */
+    size_t nlease_buckets;  /* a power of two */
+    size_t nleases;         /* leases held (not counting revoked ones kept for heartbeat) */
+    struct lease *lease_list; /* every lease, for the expiry scan */
+    uv_timer_t lease_timer; /* armed at the earliest lease expiry */
+    int64_t next_lease_ms;  /* INT64_MAX: none */
+    struct fetcher *fetchers; /* held fetch requests, oldest first */
     struct http *http;      /* the monitor endpoint; NULL when disabled */
     hist lag_hist;          /* seconds a request waited for the loop */
 } server;

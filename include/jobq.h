@@ -41,6 +41,7 @@ typedef enum jobq_err {
     JOBQ_ECONFLICT = 14, /* same key, different payload ("key_conflict") */
     JOBQ_ESHUTDOWN = 15, /* the daemon is shutting down ("shutting_down") */
     JOBQ_EINTERNAL = 16, /* any other server error ("internal") */
+    JOBQ_ELEASE = 17,    /* the lease of a fetched job has ended ("lease_expired") */
 } jobq_err;
 
 /** jobq_strerror: a static, human-readable text for an error code. Never NULL. Any thread. */
@@ -79,6 +80,24 @@ typedef struct jobq_client jobq_client;
  *  restarts. On success *clientp owns a client that the caller closes with
  *  jobq_client_close; on failure *clientp is not written. */
 JOBQ_API int jobq_client_open(jobq_client **clientp, const char *url);
+
+/** jobq_client_opts: how jobq_client_open_opts connects. Zero-initialise it; NULL fields
+ *  fall back to the environment ($JOBQ_TOKEN, $JOBQ_TLS_CA, $JOBQ_TLS_CERT, $JOBQ_TLS_KEY),
+ *  which jobq_client_open reads too. Fields are only appended. */
+typedef struct jobq_client_opts {
+    const char *token;       /* sent with every request when the daemon sets auth_token */
+    const char *tls_ca;      /* PEM file of the CA that signed the daemon's certificate */
+    const char *tls_cert;    /* PEM client certificate, when the daemon requires one */
+    const char *tls_key;     /* PEM key of tls_cert */
+    const char *server_name; /* name to verify in the daemon's certificate; default: the
+                                URL's host */
+} jobq_client_opts;
+
+/** jobq_client_open_opts: jobq_client_open with explicit options (opts may be NULL). For a
+ *  tls+tcp:// URL the daemon's certificate is verified against tls_ca; without a CA the
+ *  connection is refused (JOBQ_EINVAL), never silently unverified. */
+JOBQ_API int jobq_client_open_opts(jobq_client **clientp, const char *url,
+                                   const jobq_client_opts *opts);
 
 /** jobq_client_close: closes the client; calls still in flight fail with JOBQ_ECLOSED.
  *  Accepts NULL. No other call may start on the client once this was called. */
@@ -158,6 +177,73 @@ JOBQ_API int jobq_call(jobq_client *client, const char *request, char **replyp);
 
 /** jobq_free: frees memory the library handed to the caller (jobq_call replies). */
 JOBQ_API void jobq_free(void *ptr);
+
+/* ---- remote workers ---- */
+
+/** jobq_worker: fetches jobs of some queues from the daemon and reports their outcome.
+ *  Built on a client, which must outlive it. Thread-safe like the client. */
+typedef struct jobq_worker jobq_worker;
+
+/** jobq_lease: one fetched job and its lease (opaque). The caller owns it and frees it with
+ *  jobq_lease_free once it has acked or failed it (or given up on it). Strings returned by
+ *  the accessors live as long as the lease. */
+typedef struct jobq_lease jobq_lease;
+
+/** jobq_worker_open: a worker for nqueues queues (tried in that order). The names are
+ *  copied. On success *workerp owns the worker (free with jobq_worker_close). */
+JOBQ_API int jobq_worker_open(jobq_worker **workerp, jobq_client *client,
+                              const char *const *queues, size_t nqueues);
+
+/** jobq_worker_close: frees the worker (after jobq_worker_run returned). Accepts NULL. */
+JOBQ_API void jobq_worker_close(jobq_worker *worker);
+
+/** jobq_worker_fetch: up to max (1..100) jobs, waiting up to wait_ms for one to be ready
+ *  (the daemon holds the request: no polling). leases is a caller array of max pointers; on
+ *  success *np of them are set, each owned by the caller; *np may be 0 after the wait. */
+JOBQ_API int jobq_worker_fetch(jobq_worker *worker, size_t max, int64_t wait_ms,
+                               jobq_lease **leases, size_t *np);
+
+/** jobq_worker_ack: the job succeeded; result (may be NULL) is kept as its result. */
+JOBQ_API int jobq_worker_ack(jobq_worker *worker, const jobq_lease *lease, const char *result);
+
+/** jobq_worker_fail: the job failed; retry: retried with backoff until max_attempts, else
+ *  dead at once. error (may be NULL) is kept as its error. */
+JOBQ_API int jobq_worker_fail(jobq_worker *worker, const jobq_lease *lease, const char *error,
+                              bool retry);
+
+/** jobq_worker_heartbeat: extends the lease. *cancelp (may be NULL) becomes true if the job
+ *  was cancelled: stop working on it (its lease is revoked). JOBQ_ELEASE if the lease ended. */
+JOBQ_API int jobq_worker_heartbeat(jobq_worker *worker, jobq_lease *lease, bool *cancelp);
+
+JOBQ_API void jobq_lease_free(jobq_lease *lease); /* accepts NULL */
+JOBQ_API int64_t jobq_lease_id(const jobq_lease *lease);
+JOBQ_API const char *jobq_lease_queue(const jobq_lease *lease);
+JOBQ_API const char *jobq_lease_payload(const jobq_lease *lease); /* compact JSON text */
+JOBQ_API int32_t jobq_lease_attempt(const jobq_lease *lease);
+JOBQ_API int32_t jobq_lease_max_attempts(const jobq_lease *lease);
+JOBQ_API int64_t jobq_lease_timeout_ms(const jobq_lease *lease);
+JOBQ_API int64_t jobq_lease_expires_at_ms(const jobq_lease *lease);
+/** jobq_lease_cancelled: true once a heartbeat learned the job was cancelled. Any thread. */
+JOBQ_API bool jobq_lease_cancelled(const jobq_lease *lease);
+
+/** jobq_handler: runs one job on one of jobq_worker_run's threads. Returns 0 on success (then
+ *  *resultp, if the handler set it to a malloc'ed string, is the result; the library frees
+ *  it), or JOBQ_FAIL_RETRY / JOBQ_FAIL_PERMANENT (then *errorp likewise is the error). While
+ *  it runs the library sends heartbeats; jobq_lease_cancelled(job) turns true if the job is
+ *  cancelled, and the handler should then return soon (its outcome is ignored). */
+typedef int (*jobq_handler)(void *arg, const jobq_lease *job, char **resultp, char **errorp);
+#define JOBQ_FAIL_RETRY 1
+#define JOBQ_FAIL_PERMANENT 2
+
+/** jobq_worker_run: runs handler on up to concurrency jobs at once until jobq_worker_stop is
+ *  called, then returns once the jobs in hand are done. Returns JOBQ_OK, or the error that
+ *  made it give up (JOBQ_EUNAUTH, JOBQ_EQUEUE, ...); a daemon that goes away is waited for. */
+JOBQ_API int jobq_worker_run(jobq_worker *worker, jobq_handler handler, void *arg,
+                             int concurrency);
+
+/** jobq_worker_stop: asks jobq_worker_run to stop fetching and return. Any thread; safe in a
+ *  signal handler. */
+JOBQ_API void jobq_worker_stop(jobq_worker *worker);
 
 #ifdef __cplusplus
 }

@@ -2,6 +2,7 @@
  * context per call, JSON requests and replies as in proto/PROTOCOL.md. */
 #include <nng/nng.h>
 #include <nng/protocol/reqrep0/req.h>
+#include <nng/supplemental/tls/tls.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -23,6 +24,7 @@ struct jobq_client {
     pthread_cond_t idle;        /* signalled when calls drops to 0 while closing */
     int calls;                  /* calls in flight */
     bool closing;               /* jobq_client_close has begun */
+    char *token;                /* sent as "token" in every request; NULL for none */
     char url[];                 /* the URL dialled, for messages */
 };
 
@@ -83,16 +85,198 @@ dial_fail(const char *url, int rv)
 static void
 client_free(jobq_client *c)
 {
+    free(c->token);
     pthread_cond_destroy(&c->idle);
     pthread_mutex_destroy(&c->lock);
     free(c);
 }
 
+/* opt_or_env: the option value, else the environment variable name, else NULL (an empty
+ * value counts as unset). */
+static const char *
+opt_or_env(const char *value, const char *name)
+{
+    if (value == NULL) {
+        value = getenv(name);
+    }
+    return value != NULL && value[0] != '\0' ? value : NULL;
+}
+
+/* read_pem: reads a whole PEM file into a NUL-terminated malloc'd buffer. Returns a jobq_err
+ * with jobq_errmsg() naming the file; what says which file it is ("client certificate"). */
+static int
+read_pem(const char *path, const char *what, char **textp)
+{
+    FILE *f = fopen(path, "rb");
+    if (f == NULL) {
+        return jobq__fail(JOBQ_EINVAL, "cannot open the %s file \"%s\"", what, path);
+    }
+    size_t len = 0;
+    size_t cap = 4096;
+    char *text = malloc(cap);
+    while (text != NULL) {
+        size_t n = fread(text + len, 1, cap - len - 1, f);
+        len += n;
+        if (len < cap - 1) {
+            break;
+        }
+        char *bigger = cap < (16u << 20) ? realloc(text, cap * 2) : NULL;
+        if (bigger == NULL) {
+            free(text);
+            text = NULL;
+            break;
+        }
+        text = bigger;
+        cap *= 2;
+    }
+    bool failed = ferror(f) != 0;
+    fclose(f);
+    if (text == NULL) {
+        return jobq__fail(JOBQ_ENOMEM, "out of memory reading the %s file \"%s\"", what, path);
+    }
+    if (failed) {
+        free(text);
+        return jobq__fail(JOBQ_EINVAL, "cannot read the %s file \"%s\"", what, path);
+    }
+    text[len] = '\0';
+    *textp = text;
+    return JOBQ_OK;
+}
+
+/* tls_setup: a client TLS configuration for url from the options (CA required, the server's
+ * certificate always verified). On success *cfgp holds one reference (nng_tls_config_free). */
+static int
+tls_setup(const char *url, const char *ca, const char *cert, const char *key,
+          const char *server_name, nng_tls_config **cfgp)
+{
+    if (ca == NULL) {
+        return jobq__fail(JOBQ_EINVAL,
+                          "%s is a TLS URL but no CA file was given: set the CA that signed "
+                          "jobqd's certificate (--tls-ca FILE or $JOBQ_TLS_CA)",
+                          url);
+    }
+    if (key != NULL && cert == NULL) {
+        return jobq__fail(JOBQ_EINVAL, "a TLS key was given without its certificate "
+                                       "(--tls-cert FILE or $JOBQ_TLS_CERT)");
+    }
+    nng_url *u = NULL;
+    int rv = nng_url_parse(&u, url);
+    if (rv != 0) {
+        return dial_fail(url, rv);
+    }
+    nng_tls_config *cfg = NULL;
+    int err = JOBQ_OK;
+    if ((rv = nng_tls_config_alloc(&cfg, NNG_TLS_MODE_CLIENT)) != 0) {
+        err = jobq__fail(jobq__from_nng(rv), "cannot set up TLS: %s", nng_strerror(rv));
+        goto done;
+    }
+    if ((rv = nng_tls_config_ca_file(cfg, ca)) != 0) {
+        err =
+            jobq__fail(JOBQ_EINVAL, "cannot load the TLS CA file \"%s\": %s", ca, nng_strerror(rv));
+        goto done;
+    }
+    if ((rv = nng_tls_config_auth_mode(cfg, NNG_TLS_AUTH_MODE_REQUIRED)) != 0) {
+        err = jobq__fail(jobq__from_nng(rv), "cannot set up TLS: %s", nng_strerror(rv));
+        goto done;
+    }
+    const char *name = server_name != NULL ? server_name : u->u_hostname;
+    if (name != NULL && name[0] != '\0' && (rv = nng_tls_config_server_name(cfg, name)) != 0) {
+        err = jobq__fail(jobq__from_nng(rv), "cannot set the TLS server name \"%s\": %s", name,
+                         nng_strerror(rv));
+        goto done;
+    }
+    if (cert != NULL && key == NULL) {
+        /* One file holding both the certificate and its key. */
+        if ((rv = nng_tls_config_cert_key_file(cfg, cert, NULL)) != 0) {
+            err = jobq__fail(JOBQ_EINVAL,
+                             "cannot load the TLS client certificate and key from \"%s\": %s", cert,
+                             nng_strerror(rv));
+            goto done;
+        }
+    } else if (cert != NULL) {
+        char *cert_pem = NULL;
+        char *key_pem = NULL;
+        if ((err = read_pem(cert, "TLS client certificate", &cert_pem)) == JOBQ_OK &&
+            (err = read_pem(key, "TLS client key", &key_pem)) == JOBQ_OK &&
+            (rv = nng_tls_config_own_cert(cfg, cert_pem, key_pem, NULL)) != 0) {
+            err = jobq__fail(JOBQ_EINVAL,
+                             "cannot use the TLS client certificate \"%s\" with the key \"%s\": "
+                             "%s",
+                             cert, key, nng_strerror(rv));
+        }
+        free(cert_pem);
+        free(key_pem);
+    }
+done:
+    nng_url_free(u);
+    if (err != JOBQ_OK) {
+        if (cfg != NULL) {
+            nng_tls_config_free(cfg);
+        }
+        return err;
+    }
+    *cfgp = cfg;
+    return JOBQ_OK;
+}
+
+/* dial: the first, blocking dial of c->url (with TLS settings for a tls+tcp:// URL), so that
+ * a daemon that is not there is reported now; nng redials by itself afterwards. */
+static int
+dial(jobq_client *c, const jobq_client_opts *opts)
+{
+    const char *url = c->url;
+    nng_dialer d;
+    int rv = nng_dialer_create(&d, c->sock, url);
+    if (rv != 0) {
+        return dial_fail(url, rv);
+    }
+    bool tls = strncmp(url, "tls+", 4) == 0;
+    if (tls) {
+        nng_tls_config *cfg = NULL;
+        int err = tls_setup(url, opt_or_env(opts->tls_ca, "JOBQ_TLS_CA"),
+                            opt_or_env(opts->tls_cert, "JOBQ_TLS_CERT"),
+                            opt_or_env(opts->tls_key, "JOBQ_TLS_KEY"), opts->server_name, &cfg);
+        if (err != JOBQ_OK) {
+            nng_dialer_close(d);
+            return err;
+        }
+        rv = nng_dialer_set_ptr(d, NNG_OPT_TLS_CONFIG, cfg);
+        nng_tls_config_free(cfg); /* the dialer holds its own reference */
+        if (rv != 0) {
+            nng_dialer_close(d);
+            return jobq__fail(jobq__from_nng(rv), "cannot set up TLS on %s: %s", url,
+                              nng_strerror(rv));
+        }
+    }
+    rv = nng_dialer_start(d, 0);
+    if (rv == 0) {
+        return JOBQ_OK;
+    }
+    nng_dialer_close(d);
+    if (tls && (rv == NNG_ECRYPTO || rv == NNG_EPEERAUTH || rv == NNG_EPROTO)) {
+        return jobq__fail(JOBQ_EPROTO,
+                          "TLS handshake with %s failed (%s): is its certificate signed by the "
+                          "given CA and issued for that host name?",
+                          url, nng_strerror(rv));
+    }
+    return dial_fail(url, rv);
+}
+
 JOBQ_API int
 jobq_client_open(jobq_client **clientp, const char *url)
 {
+    return jobq_client_open_opts(clientp, url, NULL);
+}
+
+JOBQ_API int
+jobq_client_open_opts(jobq_client **clientp, const char *url, const jobq_client_opts *opts)
+{
+    static const jobq_client_opts no_opts;
     if (clientp == NULL) {
         return jobq__fail(JOBQ_EINVAL, "jobq_client_open: clientp is NULL");
+    }
+    if (opts == NULL) {
+        opts = &no_opts;
     }
     if (url == NULL) {
         url = getenv("JOBQ_URL");
@@ -107,12 +291,19 @@ jobq_client_open(jobq_client **clientp, const char *url)
     }
     memcpy(c->url, url, len + 1);
     atomic_init(&c->timeout_ms, DEFAULT_TIMEOUT_MS);
+    const char *token = opt_or_env(opts->token, "JOBQ_TOKEN");
+    if (token != NULL && (c->token = strdup(token)) == NULL) {
+        free(c);
+        return jobq__fail(JOBQ_ENOMEM, "out of memory opening a client");
+    }
     if (pthread_mutex_init(&c->lock, NULL) != 0) {
+        free(c->token);
         free(c);
         return jobq__fail(JOBQ_ENOMEM, "cannot create a mutex for the client");
     }
     if (pthread_cond_init(&c->idle, NULL) != 0) {
         pthread_mutex_destroy(&c->lock);
+        free(c->token);
         free(c);
         return jobq__fail(JOBQ_ENOMEM, "cannot create a condition variable for the client");
     }
@@ -132,13 +323,11 @@ jobq_client_open(jobq_client **clientp, const char *url)
         client_free(c);
         return jobq__fail(err, "cannot set up the nng REQ socket: %s", nng_strerror(rv));
     }
-    /* A blocking first dial, so a daemon that is not there is reported now; once it
-     * succeeded, nng redials by itself whenever the connection drops. */
-    rv = nng_dial(c->sock, url, NULL, 0);
-    if (rv != 0) {
+    int err = dial(c, opts);
+    if (err != JOBQ_OK) {
         nng_close(c->sock);
         client_free(c);
-        return dial_fail(url, rv);
+        return err;
     }
     *clientp = c;
     return JOBQ_OK;
@@ -229,6 +418,17 @@ transport_fail(int rv, int64_t timeout_ms)
     }
 }
 
+/* add_token: sets req.token to the client's token unless there is none or req already
+ * carries one. Returns false on out of memory. */
+static bool
+add_token(const jobq_client *c, json_t *req)
+{
+    if (c->token == NULL || json_object_get(req, "token") != NULL) {
+        return true;
+    }
+    return json_object_set_new(req, "token", json_string(c->token)) == 0;
+}
+
 /* roundtrip: sends req (len bytes) on a fresh context of c and waits for the reply, all
  * within timeout_ms. On success *replyp owns the reply message (nng_msg_free). Returns a
  * jobq_err with jobq_errmsg() set; JOBQ_ECLOSED when jobq_client_close cut it off (close
@@ -285,17 +485,18 @@ done:
     return rv == 0 ? JOBQ_OK : transport_fail(rv, timeout_ms);
 }
 
-/* call_json: sends req (a JSON object) and parses the reply. extra_ms is added to the
+/* jobq__call_json (internal.h): sends req (a JSON object; the client's token is added to
+ * it) and parses the reply. extra_ms is added to the
  * client's call timeout (a wait's own duration). On an {"ok": true} reply *replyp owns it;
  * an {"ok": false} reply returns its error code's jobq_err with the daemon's message as
  * jobq_errmsg(). */
-static int
-call_json(jobq_client *c, const char *op, json_t *req, int64_t extra_ms, json_t **replyp)
+int
+jobq__call_json(jobq_client *c, const char *op, json_t *req, int64_t extra_ms, json_t **replyp)
 {
     if (c == NULL) {
         return jobq__fail(JOBQ_EINVAL, "the client is NULL");
     }
-    if (req == NULL) {
+    if (req == NULL || !add_token(c, req)) {
         return jobq__fail(JOBQ_ENOMEM, "out of memory building the %s request", op);
     }
     char *text = json_dumps(req, JSON_COMPACT);
@@ -436,7 +637,7 @@ jobq_ping(jobq_client *client)
 {
     json_t *reply;
     json_t *req = json_pack("{s:s}", "op", "ping");
-    int err = call_json(client, "ping", req, 0, &reply);
+    int err = jobq__call_json(client, "ping", req, 0, &reply);
     json_decref(req);
     if (err == JOBQ_OK) {
         json_decref(reply);
@@ -468,7 +669,7 @@ jobq_submit(jobq_client *client, const char *queue, const char *payload,
         req = NULL;
     }
     json_t *reply;
-    err = call_json(client, "submit", req, 0, &reply);
+    err = jobq__call_json(client, "submit", req, 0, &reply);
     json_decref(req);
     if (err != JOBQ_OK) {
         return err;
@@ -523,7 +724,7 @@ jobq_submit_batch(jobq_client *client, const char *queue, const char *const *pay
         }
     }
     json_t *reply;
-    err = call_json(client, "submit_batch", req, 0, &reply);
+    err = jobq__call_json(client, "submit_batch", req, 0, &reply);
     json_decref(req);
     if (err != JOBQ_OK) {
         return err;
@@ -565,7 +766,7 @@ jobq_get(jobq_client *client, int64_t id, jobq_job **jobp)
     }
     json_t *reply;
     json_t *req = json_pack("{s:s, s:I}", "op", "get", "id", (json_int_t)id);
-    int err = call_json(client, "get", req, 0, &reply);
+    int err = jobq__call_json(client, "get", req, 0, &reply);
     json_decref(req);
     if (err != JOBQ_OK) {
         return err;
@@ -580,7 +781,7 @@ jobq_cancel(jobq_client *client, int64_t id)
 {
     json_t *reply;
     json_t *req = json_pack("{s:s, s:I}", "op", "cancel", "id", (json_int_t)id);
-    int err = call_json(client, "cancel", req, 0, &reply);
+    int err = jobq__call_json(client, "cancel", req, 0, &reply);
     json_decref(req);
     if (err == JOBQ_OK) {
         json_decref(reply);
@@ -601,7 +802,7 @@ jobq_wait(jobq_client *client, int64_t id, int64_t wait_ms, jobq_job **jobp)
         json_t *reply;
         json_t *req = json_pack("{s:s, s:I, s:I}", "op", "wait", "id", (json_int_t)id, "timeout",
                                 (json_int_t)piece);
-        int err = call_json(client, "wait", req, piece, &reply);
+        int err = jobq__call_json(client, "wait", req, piece, &reply);
         json_decref(req);
         if (err != JOBQ_OK) {
             return err;
@@ -631,8 +832,24 @@ jobq_call(jobq_client *client, const char *request, char **replyp)
     if (client == NULL || request == NULL || replyp == NULL) {
         return jobq__fail(JOBQ_EINVAL, "client, request and replyp must not be NULL");
     }
+    /* With a token, it goes into the request object; a text that is not a JSON object is
+     * sent as it is, for the daemon to refuse. */
+    char *with_token = NULL;
+    if (client->token != NULL) {
+        json_t *obj = json_loads(request, JSON_DECODE_ANY, NULL);
+        if (json_is_object(obj)) {
+            if (!add_token(client, obj) ||
+                (with_token = json_dumps(obj, JSON_COMPACT | JSON_PRESERVE_ORDER)) == NULL) {
+                json_decref(obj);
+                return jobq__fail(JOBQ_ENOMEM, "out of memory adding the token to the request");
+            }
+            request = with_token;
+        }
+        json_decref(obj);
+    }
     nng_msg *msg = NULL;
     int err = roundtrip(client, request, strlen(request), atomic_load(&client->timeout_ms), &msg);
+    free(with_token);
     if (err != JOBQ_OK) {
         return err;
     }

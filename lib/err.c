@@ -28,6 +28,7 @@ static const char *const err_texts[] = {
     [JOBQ_ECONFLICT] = "key already used with a different payload",
     [JOBQ_ESHUTDOWN] = "the daemon is shutting down",
     [JOBQ_EINTERNAL] = "internal error in the daemon",
+    [JOBQ_ELEASE] = "the lease on the job has ended (expired, revoked or jobqd restarted)",
 };
 
 JOBQ_API const char *

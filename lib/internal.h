@@ -22,6 +22,14 @@ int jobq__fail(int err, const char *fmt, ...) JOBQ__PRINTF(2, 3);
  *  Does not touch jobq_errmsg(); callers add the context they know. */
 int jobq__from_nng(int nng_err);
 
+/** jobq__call_json: one request/reply round trip on client (client.c). req is a JSON object
+ *  (the caller keeps its reference; the client's token is added to it); extra_ms is added to
+ *  the client's call timeout (for ops the daemon holds: wait, fetch). On an {"ok": true} reply
+ *  *replyp owns it; an {"ok": false} reply returns its code's jobq_err with the daemon's
+ *  message as jobq_errmsg(). req NULL counts as out of memory. Any thread. */
+int jobq__call_json(jobq_client *client, const char *op, json_t *req, int64_t extra_ms,
+                    json_t **replyp);
+
 /** jobq__job_from_json: builds a snapshot from a job object of a reply. Takes a new
  *  reference to obj (the caller keeps its own). Returns JOBQ_EPROTO when obj is not a job
  *  object, JOBQ_ENOMEM; on success *jobp owns the snapshot. Any thread. */

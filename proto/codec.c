@@ -18,7 +18,7 @@ static const struct {
     {"store_full", JOBQ_EFULL},        {"queue_full", JOBQ_EFULL},
     {"store_error", JOBQ_ESTORE},      {"shutting_down", JOBQ_ESHUTDOWN},
     {"unauthorized", JOBQ_EUNAUTH},    {"timeout", JOBQ_ETIMEDOUT},
-    {"out_of_memory", JOBQ_ENOMEM},    {"internal", JOBQ_EINTERNAL},
+    {"out_of_memory", JOBQ_ENOMEM},    {"lease_expired", JOBQ_ELEASE}, {"internal", JOBQ_EINTERNAL},
 };
 
 const char *

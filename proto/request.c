@@ -16,6 +16,8 @@ static const struct {
     {"get", REQ_GET},       {"wait", REQ_WAIT},     {"cancel", REQ_CANCEL},
     {"list", REQ_LIST},     {"stats", REQ_STATS},   {"pause", REQ_PAUSE},
     {"resume", REQ_RESUME}, {"retry", REQ_RETRY},  {"explain", REQ_EXPLAIN},
+    {"fetch", REQ_FETCH},   {"ack", REQ_ACK},       {"fail", REQ_FAIL},
+    {"heartbeat", REQ_HEARTBEAT},
 };
 
 bool
@@ -30,6 +32,17 @@ jobq__valid_queue_name(const char *name)
         }
     }
     return n >= 1 && n <= 64;
+}
+
+bool
+jobq__token_equal(const char *a, const char *b)
+{
+    size_t la = strlen(a), lb = strlen(b);
+    unsigned char diff = (unsigned char)(la != lb);
+    for (size_t i = 0; i < lb; i++) {
+        diff |= (unsigned char)a[i < la ? i : 0] ^ (unsigned char)b[i];
+    }
+    return diff == 0;
 }
 
 static int
@@ -335,6 +348,76 @@ decode_body(dec *d, request *req, const request_limits *lim)
         req->limit = (int)v;
         return true;
     }
+    case REQ_FETCH: {
+        json_t *qs = json_object_get(root, "queues");
+        const char *one = NULL;
+        if (!opt_string(d, root, "queue", 64, &one) ||
+            !opt_string(d, root, "worker", 128, &req->worker)) {
+            return false;
+        }
+        size_t n = qs != NULL ? json_array_size(qs) : one != NULL ? 1 : 0;
+        if ((qs != NULL && (!json_is_array(qs) || n > 64)) || n == 0) {
+            return fail(d, "invalid_argument",
+                        "give \"queue\" or \"queues\", an array of 1 to 64 queue names");
+        }
+        req->queues = calloc(n, sizeof(*req->queues));
+        if (req->queues == NULL) {
+            return fail(d, "internal", "out of memory");
+        }
+        req->nqueues = n;
+        for (size_t i = 0; i < n; i++) {
+            const char *name = qs != NULL ? json_string_value(json_array_get(qs, i)) : one;
+            if (name == NULL || !jobq__valid_queue_name(name)) {
+                return fail(d, "invalid_argument", "queues[%zu] is not a valid queue name", i);
+            }
+            req->queues[i] = name;
+        }
+        v = 1;
+        if (!opt_int(d, root, "max", 1, 100, &v)) {
+            return false;
+        }
+        req->limit = (int)v;
+        req->timeout_ms = 30000;
+        if (!opt_duration(d, root, "timeout", &req->timeout_ms)) {
+            return false;
+        }
+        if (req->timeout_ms > 5 * 60 * 1000) {
+            return fail(d, "invalid_argument", "field \"timeout\" of a fetch is at most 5m");
+        }
+        return true;
+    }
+    case REQ_ACK:
+    case REQ_FAIL:
+    case REQ_HEARTBEAT: {
+        req->ids = calloc(1, sizeof(*req->ids));
+        if (req->ids == NULL) {
+            return fail(d, "internal", "out of memory");
+        }
+        req->nids = 1;
+        if (!need_id(d, json_object_get(root, "id"), "id", &req->ids[0]) ||
+            !opt_string(d, root, "lease", 64, &req->lease)) {
+            return false;
+        }
+        if (req->lease == NULL) {
+            return fail(d, "invalid_argument",
+                        "field \"lease\" (the token from fetch) is required");
+        }
+        const char *field = req->op == REQ_ACK ? "result" : "error";
+        json_t *t = json_object_get(root, field);
+        if (t != NULL && !json_is_null(t) && !json_is_string(t)) {
+            return fail(d, "invalid_argument", "field \"%s\" must be a string", field);
+        }
+        req->text = json_string_value(t);
+        req->retry = true;
+        json_t *r = json_object_get(root, "retry");
+        if (r != NULL && !json_is_boolean(r)) {
+            return fail(d, "invalid_argument", "field \"retry\" must be true or false");
+        }
+        if (r != NULL) {
+            req->retry = json_is_true(r);
+        }
+        return true;
+    }
     case REQ_PAUSE:
     case REQ_RESUME:
         if (!opt_string(d, root, "queue", 64, &req->queue)) {
@@ -365,6 +448,17 @@ jobq__request_decode(const char *buf, size_t len, const request_limits *lim, req
         req->root = NULL;
         snprintf(err, errlen, "request must be a JSON object like {\"op\": \"ping\"}");
         return "malformed";
+    }
+    if (lim->token != NULL) {
+        const char *token = json_string_value(json_object_get(req->root, "token"));
+        if (token == NULL || !jobq__token_equal(token, lim->token)) {
+            json_decref(req->root);
+            req->root = NULL;
+            snprintf(err, errlen, "%s",
+                     token == NULL ? "this jobqd requires a token: set JOBQ_TOKEN or --token"
+                                   : "wrong token");
+            return "unauthorized";
+        }
     }
     json_t *op = json_object_get(req->root, "op");
     const char *name = json_string_value(op);
@@ -400,6 +494,7 @@ jobq__request_free(request *req)
     }
     free(req->jobs);
     free(req->ids);
+    free(req->queues);
     json_decref(req->root);
     memset(req, 0, sizeof(*req));
 }

@@ -20,6 +20,10 @@ typedef enum req_op {
     REQ_RESUME,
     REQ_RETRY,
     REQ_EXPLAIN,
+    REQ_FETCH,
+    REQ_ACK,
+    REQ_FAIL,
+    REQ_HEARTBEAT,
 } req_op;
 
 /** One job of a submit or submit_batch. Strings are borrowed from the request's JSON. */
@@ -47,7 +51,13 @@ typedef struct request {
     const char *queue;  /* list and bulk retry (NULL = any), pause, resume */
     int state;          /* list: jobq_state or -1; bulk retry: dead or cancelled */
     int64_t after_id;   /* list */
-    int limit;          /* list */
+    int limit;          /* list; fetch: max jobs */
+    const char **queues; /* fetch: the queues to take from, in order (borrowed strings) */
+    size_t nqueues;
+    const char *lease;  /* ack, fail, heartbeat: the lease token */
+    const char *text;   /* ack: result; fail: error (NULL if none) */
+    bool retry;         /* fail: may be retried */
+    const char *worker; /* fetch: the worker's name for logs (NULL if none) */
 } request;
 
 typedef struct request_limits {
@@ -55,6 +65,7 @@ typedef struct request_limits {
     size_t max_wait_ids; /* ids in one wait */
     int64_t max_wait_ms; /* longest wait timeout */
     size_t max_payload;  /* bytes of one payload, compact */
+    const char *token;   /* when set, every request must carry it as "token" */
 } request_limits;
 
 /** jobq__request_decode: parses buf (len bytes) into *req. Returns NULL on success (then
@@ -69,6 +80,9 @@ void jobq__request_free(request *req);
 
 /** jobq__valid_queue_name: 1-64 characters of [A-Za-z0-9_.-]. */
 bool jobq__valid_queue_name(const char *name);
+
+/** jobq__token_equal: a and b are equal, compared in time independent of where they differ. */
+bool jobq__token_equal(const char *a, const char *b);
 
 /** jobq__payload_hash: FNV-1a 64 of v encoded compactly with sorted keys. */
 uint64_t jobq__payload_hash(const json_t *v);

@@ -409,7 +409,7 @@ static void
 test_reserved_keys_accepted(void **state)
 {
     config *cfg = load_ok("[server]\n"
-                          "auth_token = s3cret\n"
+                          "auth_token = s3cret-0123456789abcdef\n"
                           "tls_cert = /etc/jobq/cert.pem\n"
                           "tls_key = /etc/jobq/key.pem\n"
                           "tls_ca = /etc/jobq/ca.pem\n"
@@ -417,9 +417,9 @@ test_reserved_keys_accepted(void **state)
                           "max_connections = 100\n"
                           "max_waits = 1000\n"
                           "[queue.q]\n"
-                          "url = https://example.com/hook\n"
+                          "url = http://127.0.0.1:8080/hook\n"
                           "lease = 5m\n"
-                          "key_ttl = 24h\n"
+                          "key_ttl = 1h\n"
                           "retention_succeeded = 7d\n"
                           "retention_dead = 30d\n"
                           "max_pending = 100000\n"
@@ -428,10 +428,37 @@ test_reserved_keys_accepted(void **state)
                           "cron = 0 3 * * *\n"
                           "queue = q\n"
                           "anything = at all\n");
-    assert_server_defaults(cfg);
+    assert_string_equal(cfg->auth_token, "s3cret-0123456789abcdef");
+    assert_string_equal(cfg->tls_cert, "/etc/jobq/cert.pem");
+    assert_string_equal(cfg->tls_key, "/etc/jobq/key.pem");
+    assert_string_equal(cfg->tls_ca, "/etc/jobq/ca.pem");
     assert_int_equal(cfg->nqueues, 1);
-    assert_queue_defaults(&cfg->queues[0]);
+    const queue_conf *q = &cfg->queues[0];
+    assert_string_equal(q->url, "http://127.0.0.1:8080/hook");
+    assert_int_equal(q->lease_ms, 5 * 60 * 1000);
+    assert_int_equal(q->key_ttl_ms, 3600 * 1000);
+    assert_int_equal(q->retention_succeeded_ms, 7 * 24 * 3600 * 1000LL);
+    assert_int_equal(q->retention_dead_ms, 30 * 24 * 3600 * 1000LL);
     config_free(cfg);
+}
+
+static void
+test_remote_and_security_errors(void **state)
+{
+    char err[512];
+    static const char *const bad[][2] = {
+        {"[server]\nauth_token = short\n", "too short"},
+        {"[queue.q]\nurl = ftp://x/y\n", "http:// URL"},
+        {"[queue.q]\ncommand = /bin/true\nurl = http://127.0.0.1:1/x\n", "both command and url"},
+        {"[server]\nlisten = tls+tcp://127.0.0.1:7460\n", "needs tls_cert and tls_key"},
+        {"[queue.q]\nlease = 10ms\n", "lease"},
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        load_err(bad[i][0], err, sizeof(err));
+        if (strstr(err, bad[i][1]) == NULL) {
+            fail_msg("%s: message \"%s\" lacks \"%s\"", bad[i][0], err, bad[i][1]);
+        }
+    }
 }
 
 static void
@@ -698,6 +725,7 @@ main(void)
         cmocka_unit_test_teardown(test_long_queue_name, teardown_tmp),
         cmocka_unit_test_teardown(test_repeated_section_merges, teardown_tmp),
         cmocka_unit_test_teardown(test_reserved_keys_accepted, teardown_tmp),
+        cmocka_unit_test_teardown(test_remote_and_security_errors, teardown_tmp),
         cmocka_unit_test_teardown(test_command_quoting, teardown_tmp),
         cmocka_unit_test_teardown(test_command_errors, teardown_tmp),
         cmocka_unit_test_teardown(test_bad_lines, teardown_tmp),

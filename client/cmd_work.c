@@ -1,0 +1,580 @@
+/* cmd_work.c: jobq work: this machine as a remote worker. Fetches jobs of queues served by
+ * remote workers (jobq_worker_run) and runs a command per job under the exec contract. */
+#define _GNU_SOURCE /* POSIX_SPAWN_SETSID, pipe2 */
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <spawn.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "cli.h"
+
+#define RESULT_CAP (64 * 1024) /* bytes of stdout kept as the result */
+#define ERR_TAIL (4 * 1024)    /* bytes of the end of stderr kept in the error */
+#define KILL_GRACE_MS 2000     /* SIGTERM, then SIGKILL this much later */
+#define CANCEL_CHECK_MS 100    /* how often a running command looks for a cancel */
+#define MAX_CONCURRENCY 1024
+
+extern char **environ;
+
+/* work: what every job's handler shares. */
+typedef struct work {
+    char **argv; /* COMMAND [ARGS...], NULL-terminated */
+} work;
+
+/* outcome: how one command ended, and what it wrote. */
+typedef struct outcome {
+    char *out; /* stdout, first RESULT_CAP bytes, NUL-terminated */
+    size_t out_len;
+    char err[2 * ERR_TAIL + 1]; /* the stderr tail: the last ERR_TAIL bytes once complete */
+    size_t err_len;
+    bool err_cut;          /* stderr was longer than what err holds */
+    int status;            /* waitpid status */
+    bool timed_out;        /* the job's timeout passed */
+    bool cancelled;        /* the lease was cancelled (or ended) meanwhile */
+    char spawn_error[256]; /* non-empty when the command could not start */
+} outcome;
+
+/* sanitize: replaces bytes that are not valid UTF-8 (and NULs) with '?', as jobqd does for
+ * its own handlers' output, so the text can travel in JSON. */
+static void
+sanitize(char *buf, size_t len)
+{
+    size_t i = 0;
+    while (i < len) {
+        unsigned char ch = (unsigned char)buf[i];
+        size_t n = ch < 0x80             ? 1
+                   : (ch & 0xe0) == 0xc0 ? 2
+                   : (ch & 0xf0) == 0xe0 ? 3
+                   : (ch & 0xf8) == 0xf0 ? 4
+                                         : 0;
+        bool okseq = n > 0 && i + n <= len && !(n == 2 && ch < 0xc2);
+        for (size_t k = 1; okseq && k < n; k++) {
+            okseq = ((unsigned char)buf[i + k] & 0xc0) == 0x80;
+        }
+        if (!okseq || ch == 0) {
+            buf[i++] = '?';
+            continue;
+        }
+        i += n;
+    }
+}
+
+/* mono_ms: a monotonic clock in ms. */
+static int64_t
+mono_ms(void)
+{
+    return (int64_t)(cli_mono_s() * 1000.0);
+}
+
+/* build_env: the command's environment: ours without JOBQ_* variables, plus the job's. vars
+ * holds the four job variables' text. Returns NULL on out of memory. */
+static char **
+build_env(const jobq_lease *job, char vars[4][300])
+{
+    size_t n = 0;
+    while (environ[n] != NULL) {
+        n++;
+    }
+    char **env = calloc(n + 5, sizeof(*env));
+    if (env == NULL) {
+        return NULL;
+    }
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (strncmp(environ[i], "JOBQ_", 5) != 0) {
+            env[k++] = environ[i];
+        }
+    }
+    snprintf(vars[0], 300, "JOBQ_JOB_ID=%lld", (long long)jobq_lease_id(job));
+    snprintf(vars[1], 300, "JOBQ_QUEUE=%s", jobq_lease_queue(job));
+    snprintf(vars[2], 300, "JOBQ_ATTEMPT=%d", (int)jobq_lease_attempt(job));
+    snprintf(vars[3], 300, "JOBQ_MAX_ATTEMPTS=%d", (int)jobq_lease_max_attempts(job));
+    for (int i = 0; i < 4; i++) {
+        env[k++] = vars[i];
+    }
+    env[k] = NULL;
+    return env;
+}
+
+/* spawn: starts argv in a session of its own with pipes on its stdin, stdout and stderr
+ * (*in, *out, *err: our ends, non-blocking). Returns 0 or an errno value. */
+static int
+spawn(char **argv, char **env, pid_t *pidp, int *in, int *out, int *err)
+{
+    int p[3][2] = {{-1, -1}, {-1, -1}, {-1, -1}};
+    int rc = 0;
+    for (int i = 0; i < 3 && rc == 0; i++) {
+        if (pipe2(p[i], O_CLOEXEC) != 0) {
+            rc = errno;
+        }
+    }
+    posix_spawn_file_actions_t fa;
+    posix_spawnattr_t attr;
+    bool fa_ok = false;
+    bool attr_ok = false;
+    if (rc == 0 && (rc = posix_spawn_file_actions_init(&fa)) == 0) {
+        fa_ok = true;
+        if ((rc = posix_spawn_file_actions_adddup2(&fa, p[0][0], 0)) == 0 &&
+            (rc = posix_spawn_file_actions_adddup2(&fa, p[1][1], 1)) == 0) {
+            rc = posix_spawn_file_actions_adddup2(&fa, p[2][1], 2);
+        }
+    }
+    if (rc == 0 && (rc = posix_spawnattr_init(&attr)) == 0) {
+        attr_ok = true;
+        sigset_t none;
+        sigset_t dfl;
+        sigemptyset(&none);
+        sigemptyset(&dfl);
+        int sigs[] = {SIGPIPE, SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGCHLD};
+        for (size_t i = 0; i < sizeof(sigs) / sizeof(sigs[0]); i++) {
+            sigaddset(&dfl, sigs[i]);
+        }
+        if ((rc = posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSID | POSIX_SPAWN_SETSIGMASK |
+                                                      POSIX_SPAWN_SETSIGDEF)) == 0 &&
+            (rc = posix_spawnattr_setsigmask(&attr, &none)) == 0) {
+            rc = posix_spawnattr_setsigdefault(&attr, &dfl);
+        }
+    }
+    if (rc == 0) {
+        rc = posix_spawnp(pidp, argv[0], &fa, &attr, argv, env);
+    }
+    if (fa_ok) {
+        posix_spawn_file_actions_destroy(&fa);
+    }
+    if (attr_ok) {
+        posix_spawnattr_destroy(&attr);
+    }
+    /* The child's ends are closed here; ours are kept on success. */
+    int child_ends[3] = {p[0][0], p[1][1], p[2][1]};
+    int our_ends[3] = {p[0][1], p[1][0], p[2][0]};
+    for (int i = 0; i < 3; i++) {
+        if (child_ends[i] >= 0) {
+            close(child_ends[i]);
+        }
+        if (rc != 0 && our_ends[i] >= 0) {
+            close(our_ends[i]);
+        }
+    }
+    if (rc != 0) {
+        return rc;
+    }
+    for (int i = 0; i < 3; i++) {
+        fcntl(our_ends[i], F_SETFL, fcntl(our_ends[i], F_GETFL) | O_NONBLOCK);
+    }
+    *in = our_ends[0];
+    *out = our_ends[1];
+    *err = our_ends[2];
+    return 0;
+}
+
+/* keep_out: appends stdout bytes, keeping the first RESULT_CAP. */
+static void
+keep_out(outcome *o, const char *buf, size_t n)
+{
+    size_t room = RESULT_CAP - o->out_len;
+    size_t take = n < room ? n : room;
+    memcpy(o->out + o->out_len, buf, take);
+    o->out_len += take;
+}
+
+/* keep_err: appends stderr bytes, keeping at least the last ERR_TAIL. */
+static void
+keep_err(outcome *o, const char *buf, size_t n)
+{
+    if (n >= ERR_TAIL) {
+        o->err_cut = o->err_cut || o->err_len > 0 || n > ERR_TAIL;
+        memcpy(o->err, buf + n - ERR_TAIL, ERR_TAIL);
+        o->err_len = ERR_TAIL;
+        return;
+    }
+    if (o->err_len + n > 2 * ERR_TAIL) {
+        size_t drop = o->err_len - ERR_TAIL;
+        memmove(o->err, o->err + drop, ERR_TAIL);
+        o->err_len = ERR_TAIL;
+        o->err_cut = true;
+    }
+    memcpy(o->err + o->err_len, buf, n);
+    o->err_len += n;
+}
+
+/* drain: reads what fd has now into o (stdout when is_out). Returns false at EOF or on an
+ * error (the caller closes fd). */
+static bool
+drain(int fd, bool is_out, outcome *o)
+{
+    char buf[16384];
+    for (;;) {
+        ssize_t n = read(fd, buf, sizeof(buf));
+        if (n > 0) {
+            if (is_out) {
+                keep_out(o, buf, (size_t)n);
+            } else {
+                keep_err(o, buf, (size_t)n);
+            }
+            continue;
+        }
+        if (n < 0 && errno == EINTR) {
+            continue;
+        }
+        return n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK);
+    }
+}
+
+/* close_fd: closes *fd if open and marks it closed. */
+static void
+close_fd(int *fd)
+{
+    if (*fd >= 0) {
+        close(*fd);
+        *fd = -1;
+    }
+}
+
+/* run_command: runs the command for job until it exits (killing its process group past the
+ * timeout or on a cancel), feeding the payload and collecting stdout and the stderr tail. */
+static void
+run_command(const work *wk, const jobq_lease *job, outcome *o)
+{
+    char vars[4][300];
+    char **env = build_env(job, vars);
+    if (env == NULL) {
+        snprintf(o->spawn_error, sizeof(o->spawn_error), "out of memory starting \"%s\"",
+                 wk->argv[0]);
+        return;
+    }
+    pid_t pid;
+    int in = -1;
+    int out = -1;
+    int err = -1;
+    int rc = spawn(wk->argv, env, &pid, &in, &out, &err);
+    free(env);
+    if (rc != 0) {
+        snprintf(o->spawn_error, sizeof(o->spawn_error), "cannot run \"%s\": %s", wk->argv[0],
+                 strerror(rc));
+        return;
+    }
+    /* A pidfd says when the child exited without reaping it, so its group can be killed
+     * while its id is still taken; without one (old kernels) waitpid is polled. */
+    int pidfd = -1;
+#ifdef SYS_pidfd_open
+    pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
+#endif
+    const char *payload = jobq_lease_payload(job);
+    size_t plen = strlen(payload);
+    size_t sent = 0;
+    int64_t start = mono_ms();
+    int64_t timeout = jobq_lease_timeout_ms(job);
+    int64_t deadline = timeout > 0 ? start + timeout : INT64_MAX;
+    int64_t kill_at = INT64_MAX;
+    bool exited = false;
+    if (plen == 0) {
+        close_fd(&in);
+    }
+    while (!exited) {
+        struct pollfd fds[4];
+        int nfds = 0;
+        int i_in = -1;
+        int i_out = -1;
+        int i_err = -1;
+        int i_pid = -1;
+        if (in >= 0) {
+            i_in = nfds;
+            fds[nfds++] = (struct pollfd){.fd = in, .events = POLLOUT};
+        }
+        if (out >= 0) {
+            i_out = nfds;
+            fds[nfds++] = (struct pollfd){.fd = out, .events = POLLIN};
+        }
+        if (err >= 0) {
+            i_err = nfds;
+            fds[nfds++] = (struct pollfd){.fd = err, .events = POLLIN};
+        }
+        if (pidfd >= 0) {
+            i_pid = nfds;
+            fds[nfds++] = (struct pollfd){.fd = pidfd, .events = POLLIN};
+        }
+        int64_t now = mono_ms();
+        int64_t next = deadline < kill_at ? deadline : kill_at;
+        int64_t wait = next - now;
+        int64_t cap = pidfd >= 0 ? CANCEL_CHECK_MS : 10;
+        wait = wait < 0 ? 0 : wait > cap ? cap : wait;
+        int n = poll(fds, (nfds_t)nfds, (int)wait);
+        if (n < 0 && errno != EINTR) {
+            break;
+        }
+        if (n > 0 && i_in >= 0 && fds[i_in].revents != 0) {
+            ssize_t w = write(in, payload + sent, plen - sent);
+            if (w > 0) {
+                sent += (size_t)w;
+            }
+            if (sent == plen || (w < 0 && errno != EAGAIN && errno != EINTR)) {
+                close_fd(&in); /* all written, or the command does not read (EPIPE) */
+            }
+        }
+        if (n > 0 && i_out >= 0 && fds[i_out].revents != 0 && !drain(out, true, o)) {
+            close_fd(&out);
+        }
+        if (n > 0 && i_err >= 0 && fds[i_err].revents != 0 && !drain(err, false, o)) {
+            close_fd(&err);
+        }
+        if (pidfd >= 0) {
+            exited = n > 0 && fds[i_pid].revents != 0;
+        } else {
+            pid_t got = waitpid(pid, &o->status, WNOHANG);
+            if (got == pid) {
+                exited = true;
+                pid = -1; /* reaped */
+            }
+        }
+        now = mono_ms();
+        if (!o->cancelled && jobq_lease_cancelled(job)) {
+            o->cancelled = true;
+            if (!exited) {
+                kill(-pid, SIGKILL);
+            }
+        }
+        if (!exited && now >= deadline && !o->timed_out) {
+            o->timed_out = true;
+            kill(-pid, SIGTERM);
+            kill_at = now + KILL_GRACE_MS;
+        } else if (!exited && now >= kill_at) {
+            kill(-pid, SIGKILL);
+            kill_at = INT64_MAX;
+        }
+    }
+    if (pid > 0) {
+        if (o->timed_out || o->cancelled) {
+            kill(-pid, SIGKILL); /* what is left of the group: the child is a zombie */
+        }
+        while (waitpid(pid, &o->status, 0) < 0 && errno == EINTR) {
+        }
+    }
+    /* What the command wrote before exiting; a descendant that keeps the pipes open is
+     * not waited for. */
+    if (out >= 0) {
+        drain(out, true, o);
+    }
+    if (err >= 0) {
+        drain(err, false, o);
+    }
+    close_fd(&in);
+    close_fd(&out);
+    close_fd(&err);
+    if (pidfd >= 0) {
+        close(pidfd);
+    }
+}
+
+/* error_text: "HEAD; stderr:\nTAIL" (or HEAD alone), malloc'd; NULL on out of memory. */
+static char *
+error_text(const char *head, outcome *o)
+{
+    size_t tail = o->err_len > ERR_TAIL ? ERR_TAIL : o->err_len;
+    const char *from = o->err + o->err_len - tail;
+    while (tail > 0 && (from[tail - 1] == '\n' || from[tail - 1] == '\r')) {
+        tail--;
+    }
+    size_t size = strlen(head) + tail + 32;
+    char *text = malloc(size);
+    if (text == NULL) {
+        return NULL;
+    }
+    if (tail == 0) {
+        snprintf(text, size, "%s", head);
+        return text;
+    }
+    int n = snprintf(text, size, "%s; stderr%s:\n", head,
+                     o->err_cut || o->err_len > ERR_TAIL ? " (tail)" : "");
+    memcpy(text + n, from, tail);
+    text[(size_t)n + tail] = '\0';
+    sanitize(text + n, tail);
+    return text;
+}
+
+/* handle: the jobq_handler: runs the command for one job and says how it went, with one line
+ * on stderr. */
+static int
+handle(void *arg, const jobq_lease *job, char **resultp, char **errorp)
+{
+    const work *wk = arg;
+    outcome *o = calloc(1, sizeof(*o));
+    char *out = malloc(RESULT_CAP + 1);
+    if (o == NULL || out == NULL) {
+        free(o);
+        free(out);
+        fprintf(stderr, "jobq: work: out of memory running job %lld\n",
+                (long long)jobq_lease_id(job));
+        return JOBQ_FAIL_RETRY;
+    }
+    o->out = out;
+    int64_t start = mono_ms();
+    run_command(wk, job, o);
+    long long ms = (long long)(mono_ms() - start);
+    long long id = (long long)jobq_lease_id(job);
+    const char *queue = jobq_lease_queue(job);
+    char head[256];
+    int rc = JOBQ_FAIL_RETRY;
+    if (o->cancelled) {
+        fprintf(stderr,
+                "job %lld queue %s: cancelled (or its lease ended) after %lld ms; its process "
+                "group was killed\n",
+                id, queue, ms);
+        snprintf(head, sizeof(head), "cancelled while running");
+    } else if (o->spawn_error[0] != '\0') {
+        snprintf(head, sizeof(head), "%s", o->spawn_error);
+    } else if (o->timed_out) {
+        snprintf(head, sizeof(head), "timed out after %lld ms",
+                 (long long)jobq_lease_timeout_ms(job));
+    } else if (WIFSIGNALED(o->status)) {
+        snprintf(head, sizeof(head), "killed by signal %d (%s)", WTERMSIG(o->status),
+                 strsignal(WTERMSIG(o->status)));
+    } else if (WEXITSTATUS(o->status) == 65) {
+        snprintf(head, sizeof(head), "exit status 65 (EX_DATAERR): permanent failure, not retried");
+        rc = JOBQ_FAIL_PERMANENT;
+    } else if (WEXITSTATUS(o->status) != 0) {
+        snprintf(head, sizeof(head), "exit status %d", WEXITSTATUS(o->status));
+    } else {
+        rc = 0;
+    }
+    if (rc == 0) {
+        out[o->out_len] = '\0';
+        sanitize(out, o->out_len);
+        *resultp = out;
+        fprintf(stderr, "job %lld queue %s: succeeded in %lld ms\n", id, queue, ms);
+    } else {
+        free(out);
+        *errorp = error_text(head, o);
+        if (!o->cancelled) {
+            bool last = rc == JOBQ_FAIL_PERMANENT ||
+                        (jobq_lease_max_attempts(job) > 0 &&
+                         jobq_lease_attempt(job) >= jobq_lease_max_attempts(job));
+            fprintf(stderr, "job %lld queue %s: failed in %lld ms (attempt %d/%d, %s): %s\n", id,
+                    queue, ms, (int)jobq_lease_attempt(job), (int)jobq_lease_max_attempts(job),
+                    last ? "dead" : "will retry", head);
+        }
+    }
+    free(o);
+    return rc;
+}
+
+/* signals: the thread that turns SIGINT and SIGTERM into jobq_worker_stop. */
+typedef struct signals {
+    jobq_worker *w;
+    sigset_t set;
+    pthread_t tid;
+    bool done; /* set by the main thread before it wakes the thread with a signal */
+    pthread_mutex_t lock;
+} signals;
+
+static void *
+signals_main(void *arg)
+{
+    signals *s = arg;
+    for (;;) {
+        int sig = 0;
+        sigwait(&s->set, &sig);
+        pthread_mutex_lock(&s->lock);
+        bool done = s->done;
+        pthread_mutex_unlock(&s->lock);
+        if (done) {
+            return NULL;
+        }
+        fprintf(stderr, "jobq: work: %s: fetching no more jobs; waiting for the running ones\n",
+                strsignal(sig));
+        jobq_worker_stop(s->w);
+    }
+}
+
+int
+cmd_work(cli *c, const cli_cmd *cmd, int argc, char **argv)
+{
+    /* Split at "--" first: what follows is the command, untouched by option parsing. */
+    int dd = -1;
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--") == 0) {
+            dd = i;
+            break;
+        }
+    }
+    static const struct option opts[] = {
+        CLI_COMMON_OPTIONS,
+        {"concurrency", required_argument, NULL, 'c'},
+        {NULL, 0, NULL, 0},
+    };
+    int64_t concurrency = 1;
+    int rc = EXIT_OK;
+    int ch;
+    while ((ch = cli_getopt(c, cmd, dd >= 0 ? dd : argc, argv, opts, &rc)) != -1) {
+        if (ch == CLI_OPT_END) {
+            return rc;
+        }
+        if (ch == 'c') {
+            if (!cli_parse_i64(optarg, 1, MAX_CONCURRENCY, &concurrency)) {
+                return cli_usage(cmd, "--concurrency needs a number 1..%d, not \"%s\"",
+                                 MAX_CONCURRENCY, optarg);
+            }
+        }
+    }
+    int nq = (dd >= 0 ? dd : argc) - optind;
+    if (nq < 1) {
+        return cli_usage(cmd, "name at least one queue");
+    }
+    if (dd < 0 || dd + 1 >= argc) {
+        return cli_usage(cmd, "give the command to run after --");
+    }
+    const char **queues = (const char **)(argv + optind);
+    work wk = {.argv = argv + dd + 1};
+
+    /* SIGINT and SIGTERM go to one thread that asks the worker to stop: blocked here before
+     * the client exists, so every thread started from now on (nng's, the worker's) inherits
+     * the mask. Commands start with an empty mask and default handlers. */
+    signals sg = {.done = false};
+    sigemptyset(&sg.set);
+    sigaddset(&sg.set, SIGINT);
+    sigaddset(&sg.set, SIGTERM);
+    pthread_sigmask(SIG_BLOCK, &sg.set, NULL);
+    signal(SIGPIPE, SIG_IGN);
+
+    rc = cli_connect(c);
+    if (rc != EXIT_OK) {
+        return rc;
+    }
+    jobq_worker *w;
+    int err = jobq_worker_open(&w, c->client, queues, (size_t)nq);
+    if (err != JOBQ_OK) {
+        return cli_fail(err, "work");
+    }
+    sg.w = w;
+    pthread_mutex_init(&sg.lock, NULL);
+    if (pthread_create(&sg.tid, NULL, signals_main, &sg) != 0) {
+        pthread_mutex_destroy(&sg.lock);
+        jobq_worker_close(w);
+        fprintf(stderr, "jobq: work: cannot start a thread\n");
+        return EXIT_FAILED;
+    }
+    fprintf(stderr, "jobq: work: serving");
+    for (int i = 0; i < nq; i++) {
+        fprintf(stderr, " %s", queues[i]);
+    }
+    fprintf(stderr, " with %lld at a time\n", (long long)concurrency);
+    err = jobq_worker_run(w, handle, &wk, (int)concurrency);
+    if (err != JOBQ_OK) {
+        rc = cli_fail(err, "work");
+    }
+    pthread_mutex_lock(&sg.lock);
+    sg.done = true;
+    pthread_mutex_unlock(&sg.lock);
+    pthread_kill(sg.tid, SIGTERM);
+    pthread_join(sg.tid, NULL);
+    pthread_mutex_destroy(&sg.lock);
+    jobq_worker_close(w);
+    return rc;
+}

@@ -1,0 +1,60 @@
+/* call.h: one request in progress on the loop, and the reply helpers shared by the files
+ * that serve requests (server.c: jobs and queues; workers.c: remote workers). */
+#ifndef JOBQD_CALL_H
+#define JOBQD_CALL_H
+
+#include <jansson.h>
+
+#include "request.h"
+#include "server.h"
+
+/* One request in progress: the decoded request, its store operation and its outputs. */
+typedef struct call {
+    wop op;
+    server *srv;
+    icall *ic;
+    request req;
+    job_spec *specs; /* submit: one per req.jobs */
+    int64_t *ids;    /* submit: out */
+    bool *dups;      /* submit: out */
+    int *states;     /* submit: out, the state each job has */
+    job_row row;     /* get, cancel: out */
+    int old_state;   /* cancel: out */
+    job_row *rows;   /* list: out */
+    size_t nrows;
+    size_t failed_at; /* submit: index of the job that failed */
+    attempt_row *attempts; /* get: the history */
+    size_t nattempts;
+    int64_t ahead;    /* explain: ready jobs that claim first */
+    char **names;     /* bulk retry: the queue of each job of the last chunk */
+    size_t nnames;
+    size_t retried;   /* bulk retry: jobs made ready so far */
+} call;
+
+
+/** send_json: replies with obj (taking it) and frees the call. */
+void send_json(call *c, json_t *obj);
+
+/** reply_error: replies {"ok":false,"error":{code,message}}, logs it, frees the call. */
+void reply_error(call *c, const char *code, const char *message);
+
+/** reply_err: reply_error with the wire code of a jobq_err. */
+void reply_err(call *c, int err, const char *message);
+
+/** ok_object: a new {"ok":true} to add fields to. */
+json_t *ok_object(void);
+
+/** nullable_str: a JSON string, or null for NULL. */
+json_t *nullable_str(const char *s);
+
+/** job_json: the job object of proto/PROTOCOL.md. */
+json_t *job_json(const job_row *r);
+
+/** call_free: frees the call and what it owns. Accepts NULL. */
+void call_free(call *c);
+
+/** wait_register: holds c (a wait, or a cancel of a running job) until the unfinished jobs
+ *  among rows end. */
+void wait_register(call *c, job_row *rows, size_t n);
+
+#endif

@@ -1,0 +1,569 @@
+/* workers.c: remote workers: held fetches, leases with fencing tokens, lease expiry on one
+ * timer, and ack/fail/heartbeat recorded through attempt.c like any other attempt. */
+#include "workers.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+
+#include "attempt.h"
+#include "backoff.h"
+#include "codec.h"
+#include "log.h"
+#include "runner.h"
+#include "scheduler.h"
+
+/* A job a remote worker holds. */
+typedef struct lease {
+    attempt a;          /* the running job and, once it ends, its outcome */
+    char token[33];     /* 128 random bits, hex */
+    int64_t expires_ms; /* wall clock */
+    bool revoked;       /* cancelled: kept until its expiry so a heartbeat learns it */
+    bool recording;     /* an outcome is being committed */
+    bool finished;      /* recorded and out of the table: free it in the release callback */
+    call *waiting;      /* the ack or fail call that waits for the record */
+    struct lease *next; /* hash chain */
+    struct lease *all_next, *all_prev;
+} lease;
+
+/* A fetch held until a job is ready or its timeout. */
+typedef struct fetcher {
+    call *c;
+    uv_timer_t timer;
+    bool claiming; /* a claim for it is in flight */
+    bool timed_out;
+    struct fetcher *next;
+} fetcher;
+
+typedef struct lease_claim {
+    wop op;
+    server *s;
+    qstate *q;
+    fetcher *f;
+    size_t max;
+    job_row *rows;
+    size_t n;
+} lease_claim;
+
+static void lease_timer_cb(uv_timer_t *t);
+static void fetch_reply(server *s, fetcher *f, lease **ls, size_t n);
+
+bool
+workers_is_remote(const qstate *q)
+{
+    return q->conf->argv == NULL && q->conf->url == NULL;
+}
+
+static size_t
+bucket(const server *s, int64_t id)
+{
+    return (size_t)(((uint64_t)id * 0x9e3779b97f4a7c15ULL) >> 40) & (s->nlease_buckets - 1);
+}
+
+static lease *
+lease_find(server *s, int64_t id)
+{
+    for (lease *l = s->leases[bucket(s, id)]; l != NULL; l = l->next) {
+        if (l->a.job.id == id) {
+            return l;
+        }
+    }
+    return NULL;
+}
+
+static void
+lease_unlink(server *s, lease *l)
+{
+    lease **pp = &s->leases[bucket(s, l->a.job.id)];
+    while (*pp != l) {
+        pp = &(*pp)->next;
+    }
+    *pp = l->next;
+    if (l->all_prev != NULL) {
+        l->all_prev->all_next = l->all_next;
+    } else {
+        s->lease_list = l->all_next;
+    }
+    if (l->all_next != NULL) {
+        l->all_next->all_prev = l->all_prev;
+    }
+    if (!l->revoked) {
+        s->nleases--;
+    }
+}
+
+static void
+lease_free(lease *l)
+{
+    attempt_clear(&l->a);
+    free(l);
+}
+
+static void
+arm_lease_timer(server *s, int64_t at_ms)
+{
+    if (s->closing || at_ms >= s->next_lease_ms) {
+        return;
+    }
+    s->next_lease_ms = at_ms;
+    int64_t delay = at_ms - jobq__now_ms();
+    uv_timer_start(&s->lease_timer, lease_timer_cb, delay > 0 ? (uint64_t)delay : 0, 0);
+}
+
+int
+workers_init(server *s)
+{
+    s->nlease_buckets = 1024;
+    s->leases = calloc(s->nlease_buckets, sizeof(*s->leases));
+    if (s->leases == NULL) {
+        return -1;
+    }
+    s->next_lease_ms = INT64_MAX;
+    uv_timer_init(s->loop, &s->lease_timer);
+    s->lease_timer.data = s;
+    return 0;
+}
+
+/* ---- recording ---- */
+
+/* lease_recorded: the outcome committed (or the store failed). */
+static void
+lease_recorded(attempt *a, int err)
+{
+    lease *l = container_of(a, lease, a);
+    server *s = a->s;
+    call *c = l->waiting;
+    l->waiting = NULL;
+    l->recording = false;
+    if (err != JOBQ_OK) {
+        /* Still running in the store and still held: the worker may try again. */
+        if (c != NULL) {
+            reply_err(c, err, writer_last_error(&s->w));
+        }
+        return;
+    }
+    if (c != NULL) {
+        json_t *o = ok_object();
+        json_object_set_new(o, "job", job_json(&l->a.job));
+        send_json(c, o);
+    }
+    if (a->outcome.state == JOBQ_CANCELLED) {
+        /* Revoked: keep it until its expiry so the worker's next heartbeat learns it. */
+        s->nleases--;
+        l->revoked = true;
+        return;
+    }
+    lease_unlink(s, l);
+    l->finished = true;
+}
+
+static void
+lease_release(attempt *a)
+{
+    lease *l = container_of(a, lease, a);
+    if (l->finished) {
+        lease_free(l);
+    }
+}
+
+/* lease_end: records the attempt's end with outcome o (result and error are taken). */
+static void
+lease_end(lease *l, run_outcome o, char *result, char *error, call *c)
+{
+    l->a.outcome = o;
+    free(l->a.result);
+    free(l->a.error);
+    l->a.result = result;
+    l->a.error = error;
+    l->recording = true;
+    l->waiting = c;
+    l->a.done = lease_recorded;
+    l->a.release = lease_release;
+    attempt_record(&l->a);
+}
+
+/* failure_outcome: a worker's failure (or an expired lease) as retrying or dead. */
+static run_outcome
+failure_outcome(server *s, lease *l, bool retry, const char *kind)
+{
+    attempt_end e = {.exit_status = retry ? 1 : 65,
+                     .attempt = l->a.job.attempt,
+                     .max_attempts = l->a.job.max_attempts};
+    run_outcome o = runner_outcome(&e, l->a.q->conf, jobq__now_ms(), backoff_rand(&s->rng));
+    o.kind = retry ? kind : "permanent";
+    return o;
+}
+
+/* ---- expiry ---- */
+
+static void
+lease_timer_cb(uv_timer_t *t)
+{
+    server *s = t->data;
+    int64_t now = jobq__now_ms();
+    s->next_lease_ms = INT64_MAX;
+    int64_t next = INT64_MAX;
+    for (lease *l = s->lease_list; l != NULL;) {
+        lease *following = l->all_next;
+        if (l->expires_ms <= now && l->revoked) {
+            lease_unlink(s, l);
+            lease_free(l);
+        } else if (l->expires_ms <= now && !l->recording) {
+            log_warn("lease_expired", "job=%lld queue=%s attempt=%d", (long long)l->a.job.id,
+                     l->a.q->name, l->a.job.attempt);
+            char *err = strdup("lease expired: the worker neither acked, failed nor sent a "
+                               "heartbeat in time");
+            lease_end(l, failure_outcome(s, l, true, "lease"), NULL, err, NULL);
+        } else if (l->expires_ms < next) {
+            next = l->expires_ms;
+        }
+        l = following;
+    }
+    if (next != INT64_MAX) {
+        arm_lease_timer(s, next);
+    }
+}
+
+/* ---- fetch ---- */
+
+static void
+fetcher_closed_cb(uv_handle_t *h)
+{
+    free(h->data);
+}
+
+static void
+fetcher_unlink(server *s, fetcher *f)
+{
+    fetcher **pp = &s->fetchers;
+    while (*pp != NULL && *pp != f) {
+        pp = &(*pp)->next;
+    }
+    if (*pp == f) {
+        *pp = f->next;
+    }
+}
+
+/* fetch_reply: answers f with the leases (n may be 0) and frees it. */
+static void
+fetch_reply(server *s, fetcher *f, lease **ls, size_t n)
+{
+    fetcher_unlink(s, f);
+    json_t *o = ok_object();
+    json_t *jobs = json_array();
+    for (size_t i = 0; i < n; i++) {
+        const job_row *r = &ls[i]->a.job;
+        json_t *payload = json_loads(r->payload, JSON_DECODE_ANY, NULL);
+        json_array_append_new(
+            jobs, json_pack("{s:I, s:s, s:o, s:i, s:i, s:I, s:s, s:I}", "id", (json_int_t)r->id,
+                            "queue", r->queue, "payload",
+                            payload != NULL ? payload : json_string(r->payload), "attempt",
+                            r->attempt, "max_attempts", r->max_attempts, "timeout",
+                            (json_int_t)r->timeout_ms, "lease", ls[i]->token, "lease_expires_at",
+                            (json_int_t)ls[i]->expires_ms));
+    }
+    json_object_set_new(o, "jobs", jobs);
+    send_json(f->c, o);
+    uv_timer_stop(&f->timer);
+    uv_close((uv_handle_t *)&f->timer, fetcher_closed_cb);
+}
+
+static int
+exec_lease_claim(store *st, wop *op, int64_t now_ms)
+{
+    lease_claim *lc = container_of(op, lease_claim, op);
+    return store_claim(st, lc->q->name, now_ms, lc->max, lc->rows, &lc->n);
+}
+
+static void try_fetch(server *s, fetcher *f);
+
+static void
+done_lease_claim(wop *op)
+{
+    lease_claim *lc = container_of(op, lease_claim, op);
+    server *s = lc->s;
+    qstate *q = lc->q;
+    fetcher *f = lc->f;
+    q->claiming = 0;
+    f->claiming = false;
+    lease **ls = calloc(lc->n ? lc->n : 1, sizeof(*ls));
+    size_t n = 0;
+    int64_t now = jobq__now_ms();
+    for (size_t i = 0; op->err == JOBQ_OK && ls != NULL && i < lc->n; i++) {
+        lease *l = calloc(1, sizeof(*l));
+        unsigned char rnd[16];
+        if (l == NULL || getrandom(rnd, sizeof(rnd), 0) != (ssize_t)sizeof(rnd)) {
+            /* Cannot hand it out: it stays running and is recovered at the next start. */
+            free(l);
+            job_row_clear(&lc->rows[i]);
+            continue;
+        }
+        for (size_t k = 0; k < sizeof(rnd); k++) {
+            snprintf(l->token + 2 * k, 3, "%02x", rnd[k]);
+        }
+        l->a.s = s;
+        l->a.q = q;
+        l->a.job = lc->rows[i];
+        memset(&lc->rows[i], 0, sizeof(lc->rows[i]));
+        l->expires_ms = now + q->conf->lease_ms;
+        size_t b = bucket(s, l->a.job.id);
+        l->next = s->leases[b];
+        s->leases[b] = l;
+        l->all_next = s->lease_list;
+        if (s->lease_list != NULL) {
+            s->lease_list->all_prev = l;
+        }
+        s->lease_list = l;
+        s->nleases++;
+        server_count_move(q, JOBQ_READY, JOBQ_RUNNING);
+        breaker_started(&q->br);
+        int64_t due = l->a.job.run_at_ms > l->a.job.created_at_ms ? l->a.job.run_at_ms
+                                                                  : l->a.job.created_at_ms;
+        hist_observe(&q->wait_hist, HIST_SECONDS,
+                     l->a.job.started_at_ms > due ? (l->a.job.started_at_ms - due) / 1000.0 : 0);
+        arm_lease_timer(s, l->expires_ms);
+        ls[n++] = l;
+    }
+    if (op->err != JOBQ_OK) {
+        log_error("claim_failed", "queue=%s err=%s", q->name, jobq__err_code(op->err));
+    }
+    for (size_t i = 0; i < lc->n; i++) {
+        job_row_clear(&lc->rows[i]);
+    }
+    free(lc->rows);
+    free(lc);
+    if (n > 0 || f->timed_out || s->draining) {
+        fetch_reply(s, f, ls, n);
+    } else {
+        try_fetch(s, f); /* nothing after all: keep holding it */
+    }
+    free(ls);
+    workers_dispatch(s, q);
+}
+
+/* try_fetch: claims for f from the first of its queues with a ready job. */
+static void
+try_fetch(server *s, fetcher *f)
+{
+    if (f->claiming || s->draining) {
+        return;
+    }
+    int64_t now = jobq__now_ms();
+    for (size_t i = 0; i < f->c->req.nqueues; i++) {
+        qstate *q = server_queue(s, f->c->req.queues[i]);
+        if (q == NULL || q->paused || q->claiming || q->counts[JOBQ_READY] <= 0) {
+            continue;
+        }
+        int permits = breaker_permits(&q->br, now);
+        if (permits <= 0) {
+            continue;
+        }
+        size_t max = (size_t)f->c->req.limit;
+        if ((int64_t)max > q->counts[JOBQ_READY]) {
+            max = (size_t)q->counts[JOBQ_READY];
+        }
+        if ((int)max > permits) {
+            max = (size_t)permits;
+        }
+        lease_claim *lc = calloc(1, sizeof(*lc));
+        if (lc == NULL || (lc->rows = calloc(max, sizeof(*lc->rows))) == NULL) {
+            free(lc);
+            return;
+        }
+        lc->s = s;
+        lc->q = q;
+        lc->f = f;
+        lc->max = max;
+        lc->op.exec = exec_lease_claim;
+        lc->op.done = done_lease_claim;
+        lc->op.writes = true;
+        q->claiming = 1;
+        f->claiming = true;
+        writer_push(&s->w, &lc->op);
+        return;
+    }
+}
+
+static void
+fetch_timer_cb(uv_timer_t *t)
+{
+    fetcher *f = t->data;
+    server *s = f->c->srv;
+    if (f->claiming) {
+        f->timed_out = true; /* replied when the claim in flight completes */
+        return;
+    }
+    fetch_reply(s, f, NULL, 0);
+}
+
+static void
+start_fetch(call *c)
+{
+    server *s = c->srv;
+    char msg[300];
+    for (size_t i = 0; i < c->req.nqueues; i++) {
+        const char *name = c->req.queues[i];
+        qstate *q = server_queue(s, name);
+        if (q == NULL && s->cfg->allow_unknown_queues) {
+            q = server_queue_add(s, name);
+        }
+        if (q == NULL) {
+            snprintf(msg, sizeof(msg), "queue \"%s\" is not configured", name);
+            reply_error(c, "unknown_queue", msg);
+            return;
+        }
+        if (!workers_is_remote(q)) {
+            snprintf(msg, sizeof(msg),
+                     "queue \"%s\" has a %s: jobqd runs its jobs itself; remote workers serve "
+                     "queues without command and url",
+                     name, q->conf->argv != NULL ? "command" : "url");
+            reply_error(c, "invalid_argument", msg);
+            return;
+        }
+    }
+    if (s->draining) {
+        reply_error(c, "shutting_down", "jobqd is shutting down; fetch again when it is back");
+        return;
+    }
+    fetcher *f = calloc(1, sizeof(*f));
+    if (f == NULL) {
+        reply_error(c, "internal", "out of memory");
+        return;
+    }
+    f->c = c;
+    uv_timer_init(s->loop, &f->timer);
+    f->timer.data = f;
+    fetcher **tail = &s->fetchers;
+    while (*tail != NULL) {
+        tail = &(*tail)->next;
+    }
+    *tail = f;
+    uv_timer_start(&f->timer, fetch_timer_cb, (uint64_t)c->req.timeout_ms, 0);
+    try_fetch(s, f);
+}
+
+void
+workers_dispatch(server *s, qstate *q)
+{
+    for (fetcher *f = s->fetchers; f != NULL && !q->claiming && q->counts[JOBQ_READY] > 0;
+         f = f->next) {
+        for (size_t i = 0; i < f->c->req.nqueues; i++) {
+            if (strcmp(f->c->req.queues[i], q->name) == 0) {
+                try_fetch(s, f);
+                break;
+            }
+        }
+    }
+}
+
+/* ---- ack, fail, heartbeat ---- */
+
+/* held_lease: the live lease c quotes, or NULL after replying lease_expired. */
+static lease *
+held_lease(call *c, bool allow_revoked)
+{
+    lease *l = lease_find(c->srv, c->req.ids[0]);
+    if (l == NULL || !jobq__token_equal(c->req.lease, l->token) ||
+        (l->revoked && !allow_revoked) || l->recording) {
+        char msg[200];
+        snprintf(msg, sizeof(msg),
+                 "job %lld: this lease has ended (expired, acked, failed, revoked or jobqd "
+                 "restarted); the job may be running elsewhere",
+                 (long long)c->req.ids[0]);
+        reply_error(c, "lease_expired", msg);
+        return NULL;
+    }
+    return l;
+}
+
+void
+workers_request(call *c)
+{
+    server *s = c->srv;
+    lease *l;
+    switch (c->req.op) {
+    case REQ_FETCH:
+        start_fetch(c);
+        return;
+    case REQ_ACK:
+        if ((l = held_lease(c, false)) != NULL) {
+            char *result = c->req.text != NULL ? strdup(c->req.text) : NULL;
+            lease_end(l, (run_outcome){.state = JOBQ_SUCCEEDED, .kind = "success"}, result, NULL,
+                      c);
+        }
+        return;
+    case REQ_FAIL:
+        if ((l = held_lease(c, false)) != NULL) {
+            char *error = strdup(c->req.text != NULL ? c->req.text : "failed (no reason given)");
+            lease_end(l, failure_outcome(s, l, c->req.retry, "error"), NULL, error, c);
+        }
+        return;
+    case REQ_HEARTBEAT:
+        if ((l = held_lease(c, true)) != NULL) {
+            json_t *o = ok_object();
+            if (l->revoked) {
+                json_object_set_new(o, "cancel", json_true());
+                lease_unlink(s, l);
+                lease_free(l);
+            } else {
+                l->expires_ms = jobq__now_ms() + l->a.q->conf->lease_ms;
+                json_object_set_new(o, "lease_expires_at", json_integer(l->expires_ms));
+                json_object_set_new(o, "cancel", json_false());
+            }
+            send_json(c, o);
+        }
+        return;
+    default:
+        reply_error(c, "unknown_op", "not a worker op");
+        return;
+    }
+}
+
+bool
+workers_cancel(server *s, int64_t id, call *c)
+{
+    lease *l = lease_find(s, id);
+    if (l == NULL || l->revoked || l->recording) {
+        return false;
+    }
+    job_row row = l->a.job;
+    lease_end(l, (run_outcome){.state = JOBQ_CANCELLED, .kind = "cancelled"}, NULL,
+              strdup("cancelled while a remote worker held it"), NULL);
+    c->req.op = REQ_CANCEL;
+    wait_register(c, &row, 1);
+    return true;
+}
+
+void
+workers_drain(server *s)
+{
+    while (s->fetchers != NULL && !s->fetchers->claiming) {
+        fetch_reply(s, s->fetchers, NULL, 0);
+    }
+}
+
+void
+workers_requeue_all(server *s)
+{
+    for (lease *l = s->lease_list; l != NULL; l = l->all_next) {
+        if (!l->revoked && !l->recording) {
+            lease_end(l, (run_outcome){.state = JOBQ_READY, .kind = "shutdown"}, NULL,
+                      strdup("interrupted: jobqd shut down while a remote worker held it"), NULL);
+        }
+    }
+}
+
+void
+workers_close(server *s)
+{
+    while (s->lease_list != NULL) {
+        lease *l = s->lease_list;
+        lease_unlink(s, l);
+        lease_free(l);
+    }
+    free(s->leases);
+    s->leases = NULL;
+    uv_timer_stop(&s->lease_timer);
+    uv_close((uv_handle_t *)&s->lease_timer, NULL);
+}

@@ -1,0 +1,223 @@
+#!/usr/bin/env bash
+# it_workers.sh: remote workers against a real jobqd: 4 `jobq work` processes drain N jobs
+# (default 100,000) with none lost or run twice; a worker killed mid-job loses its lease and
+# another finishes the job; a late ack with an old lease is fenced off; a worker over
+# tls+tcp:// with auth_token; end-to-end jobs/s of no-op library workers.
+# JOBQ_WORKERS_JOBS=N changes the size of the drain (the README's test budget is 300 s).
+. "$(dirname "$0")/lib.sh"
+
+N=${JOBQ_WORKERS_JOBS:-100000}
+WBENCH=$(dirname "$JOBQ")/jobq-worker-bench
+WORKER_PIDS=()
+
+# Workers and handlers left behind by a failure are ended with the test.
+stop_workers() {
+    local p
+    for p in "${WORKER_PIDS[@]}"; do
+        kill -9 "$p" 2>/dev/null || true
+    done
+    if [ -f "$T/blocked.pid" ]; then
+        kill -9 "$(cat "$T/blocked.pid")" 2>/dev/null || true
+    fi
+}
+# (cleanup reads the exit status from $?: the if hands it on.)
+trap 'rc_=$?; stop_workers; if (exit $rc_); then cleanup; else cleanup; fi' EXIT
+
+SERVER_EXTRA="log_level = info"
+write_config "[queue.a]
+[queue.b]
+[queue.l]
+lease = 2s
+max_attempts = 5
+backoff_base = 100ms
+backoff_max = 200ms"
+start_jobqd
+
+# The daemon must speak the worker ops.
+r=$(raw '{"op":"fetch","queue":"a","timeout":"100ms"}')
+jq -e '.ok == true and .jobs == []' <<<"$r" >/dev/null || fail "fetch on an idle queue: $r"
+ok "fetch on an idle queue answers after its timeout with no jobs"
+
+# ---- (a) 4 workers, 2 queues, N jobs: every job runs exactly once ----
+cat >"$T/record.sh" <<'SH'
+#!/bin/sh
+echo "$JOBQ_JOB_ID" >>"$OUT"
+SH
+chmod +x "$T/record.sh"
+for i in 1 2 3 4; do
+    # Two workers try a before b, two b before a.
+    if [ $((i % 2)) = 1 ]; then qs="a b"; else qs="b a"; fi
+    # shellcheck disable=SC2086
+    OUT="$T/ids.$i" "$JOBQ" --url "$SOCK" work $qs --concurrency 8 -- "$T/record.sh" \
+        2>"$T/worker.$i.log" &
+    WORKER_PIDS+=($!)
+done
+seq 1 $((N / 2)) >"$T/payloads.a"
+seq $((N / 2 + 1)) "$N" >"$T/payloads.b"
+t0=$(date +%s%3N)
+cli submit a --batch "$T/payloads.a" >"$T/submitted.a" &
+pa=$!
+cli submit b --batch "$T/payloads.b" >"$T/submitted.b" &
+pb=$!
+wait "$pa" || fail "submit --batch to a failed"
+wait "$pb" || fail "submit --batch to b failed"
+t_submit=$(($(date +%s%3N) - t0))
+succeeded() { cli --json stats | jq '[.queues.a.succeeded, .queues.b.succeeded] | add'; }
+deadline=$((SECONDS + 600))
+while [ "$(succeeded)" -lt "$N" ]; do
+    [ $SECONDS -lt $deadline ] || fail "after 600 s only $(succeeded) of $N jobs succeeded"
+    for p in "${WORKER_PIDS[@]}"; do
+        alive "$p" || fail "worker $p died: $(tail -n 3 "$T"/worker.*.log)"
+    done
+    sleep 0.2
+done
+t_all=$(($(date +%s%3N) - t0))
+for p in "${WORKER_PIDS[@]}"; do
+    kill -TERM "$p"
+done
+for p in "${WORKER_PIDS[@]}"; do
+    rc=0
+    wait "$p" || rc=$?
+    expect_eq "jobq work exit status after SIGTERM" "$rc" 0
+done
+WORKER_PIDS=()
+grep -q "^submitted $((N / 2)) jobs to queue \"a\"" "$T/submitted.a" || fail "submit: $(cat "$T/submitted.a")"
+grep -q "^submitted $((N - N / 2)) jobs to queue \"b\"" "$T/submitted.b" || fail "submit: $(cat "$T/submitted.b")"
+cat "$T"/ids.* | sort -n >"$T/ran"
+expect_eq "jobs run (lines across the 4 files)" "$(wc -l <"$T/ran")" "$N"
+expect_eq "jobs run twice" "$(uniq -d "$T/ran" | wc -l)" 0
+seq 1 "$N" >"$T/want" # a fresh database: the jobs of a and b are its first N ids
+cmp -s "$T/want" "$T/ran" || fail "the ids run are not the ids submitted"
+s=$(cli --json stats)
+expect_eq "succeeded in stats" "$(jq '[.queues.a.succeeded, .queues.b.succeeded] | add' <<<"$s")" "$N"
+expect_eq "dead or retrying in stats" \
+    "$(jq '[.queues.a.dead, .queues.b.dead, .queues.a.retrying, .queues.b.retrying] | add' <<<"$s")" 0
+per_worker=$(for i in 1 2 3 4; do wc -l <"$T/ids.$i"; done | tr '\n' ' ')
+grep -q "queue a: succeeded in" "$T/worker.1.log" || fail "no per-job line in the worker's log"
+ok "4 jobq work x 8 drained $N jobs on 2 queues, each exactly once (per worker: $per_worker)"
+echo "# drain: submit ${t_submit} ms, all done ${t_all} ms, $((N * 1000 / (t_all > 0 ? t_all : 1))) jobs/s with a process per job"
+
+# ---- (b) a worker killed mid-job: the lease expires and another worker finishes it ----
+mkfifo "$T/gate"
+cat >"$T/block.sh" <<SH
+#!/bin/sh
+echo \$\$ >"$T/blocked.pid"
+cat "$T/gate" >/dev/null
+SH
+cat >"$T/ok.sh" <<'SH'
+#!/bin/sh
+cat >/dev/null
+echo "done by $WHO"
+SH
+chmod +x "$T/block.sh" "$T/ok.sh"
+id=$(cli submit l '{"step":"b"}')
+WHO=w1 "$JOBQ" --url "$SOCK" work l -- "$T/block.sh" 2>"$T/w1.log" &
+w1=$!
+WORKER_PIDS+=("$w1")
+poll_until "the handler of worker 1 started" '[ -s "$T/blocked.pid" ]'
+expect_eq "state while worker 1 runs it" "$(cli --json get "$id" | jq -r .job.state)" running
+exec 3>&2 2>/dev/null # no "Killed" notice from bash
+kill -9 "$w1"
+wait "$w1" || true
+exec 2>&3 3>&-
+t_kill=$(date +%s%3N)
+WHO=w2 "$JOBQ" --url "$SOCK" work l -- "$T/ok.sh" 2>"$T/w2.log" &
+WORKER_PIDS+=($!)
+r=$(raw "{\"op\":\"wait\",\"id\":$id,\"timeout\":\"30s\"}")
+expect_eq "job after worker 1 was killed" "$(jq -r '.jobs[0].state' <<<"$r")" succeeded
+expect_eq "its result" "$(jq -r '.jobs[0].result' <<<"$r")" "done by w2"
+kinds=$(cli --json get "$id" | jq -c '[.job.attempts[].kind]')
+expect_eq "attempt kinds" "$kinds" '["lease","success"]'
+ok "kill -9 of a worker mid-job: retaken $(($(date +%s%3N) - t_kill)) ms later and finished by another worker (attempts $kinds)"
+kill -9 "$(cat "$T/blocked.pid")" 2>/dev/null || true
+kill -TERM "${WORKER_PIDS[-1]}"
+wait "${WORKER_PIDS[-1]}" || fail "worker 2 did not exit 0 after SIGTERM"
+WORKER_PIDS=()
+
+# ---- (c) a late ack with the old lease is refused once the job was retaken ----
+id=$(cli submit l '{"step":"c"}')
+r=$(raw '{"op":"fetch","queue":"l","timeout":"5s"}')
+expect_eq "fetched job" "$(jq -r '.jobs[0].id' <<<"$r")" "$id"
+old=$(jq -r '.jobs[0].lease' <<<"$r")
+# No heartbeat: after the 2 s lease the job goes back (retrying, then ready) and is retaken.
+new=
+deadline=$((SECONDS + 30))
+while [ -z "$new" ]; do
+    [ $SECONDS -lt $deadline ] || fail "the job was not handed out again after its lease"
+    r=$(raw '{"op":"fetch","queue":"l","timeout":"1s"}')
+    new=$(jq -r '.jobs[0].lease // empty' <<<"$r")
+done
+[ "$new" != "$old" ] || fail "the retaken job has the same lease token"
+r=$(raw "{\"op\":\"ack\",\"id\":$id,\"lease\":\"$old\",\"result\":\"late\"}")
+expect_eq "late ack with the old lease" "$(jq -r '.error.code' <<<"$r")" lease_expired
+r=$(raw "{\"op\":\"heartbeat\",\"id\":$id,\"lease\":\"$old\"}")
+expect_eq "heartbeat with the old lease" "$(jq -r '.error.code' <<<"$r")" lease_expired
+r=$(raw "{\"op\":\"ack\",\"id\":$id,\"lease\":\"$new\",\"result\":\"on time\"}")
+expect_eq "ack with the new lease" "$(jq -r '.job.state' <<<"$r")" succeeded
+expect_eq "result kept" "$(cli --json get "$id" | jq -r .job.result)" "on time"
+ok "an ack quoting an expired lease is refused with lease_expired; the current holder's counts"
+
+# ---- end-to-end jobs/s of no-op library workers ----
+if [ -x "$WBENCH" ]; then
+    line=$("$WBENCH" --url "$SOCK" --queue a --queue b --jobs "$N" --workers 4 --concurrency 8 \
+        --producers 2) || fail "jobq-worker-bench failed"
+    ok "no-op jobq_worker_run workers: $line"
+else
+    echo "# $WBENCH not built: no library throughput figure"
+fi
+stop_jobqd
+
+# ---- (d) tls+tcp:// with auth_token ----
+cd "$T"
+openssl req -x509 -newkey rsa:2048 -nodes -keyout ca.key -out ca.pem -days 2 \
+    -subj "/CN=jobq test CA" 2>/dev/null
+openssl req -newkey rsa:2048 -nodes -keyout srv.key -out srv.csr -subj "/CN=localhost" 2>/dev/null
+printf 'subjectAltName=DNS:localhost,DNS:127.0.0.1,IP:127.0.0.1\n' >srv.ext
+openssl x509 -req -in srv.csr -CA ca.pem -CAkey ca.key -CAcreateserial -out srv.pem -days 2 \
+    -extfile srv.ext 2>/dev/null
+openssl req -x509 -newkey rsa:2048 -nodes -keyout other.key -out other.pem -days 2 \
+    -subj "/CN=another CA" 2>/dev/null
+cd - >/dev/null
+PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+TLS="tls+tcp://127.0.0.1:$PORT"
+cat >"$T/jobq.conf" <<EOF
+[server]
+listen = $SOCK, $TLS
+database = $T/jobq.db
+http =
+log_level = info
+auth_token = s3cret-token-0123456789
+tls_cert = $T/srv.pem
+tls_key = $T/srv.key
+[queue.t]
+EOF
+start_jobqd
+r=$(raw '{"op":"ping"}')
+expect_eq "ping without the token" "$(jq -r '.error.code' <<<"$r")" unauthorized
+r=$(raw '{"op":"fetch","queue":"t","timeout":"100ms","token":"wrong"}')
+expect_eq "fetch with a wrong token" "$(jq -r '.error.code' <<<"$r")" unauthorized
+rc=0
+out=$("$JOBQ" --url "$TLS" --tls-ca "$T/ca.pem" ping 2>&1) || rc=$?
+expect_eq "jobq ping over TLS without the token: exit status" "$rc" 1
+grep -qi "token\|unauthori" <<<"$out" || fail "no word of the token in: $out"
+rc=0
+out=$("$JOBQ" --url "$TLS" --token s3cret-token-0123456789 ping 2>&1) || rc=$?
+expect_eq "TLS URL without a CA: exit status" "$rc" 2
+rc=0
+out=$("$JOBQ" --url "$TLS" --tls-ca "$T/other.pem" --token s3cret-token-0123456789 ping 2>&1) || rc=$?
+[ "$rc" != 0 ] || fail "a daemon certificate signed by another CA was accepted"
+rc=0
+"$JOBQ" --url "$TLS" --tls-ca "$T/ca.pem" work t -- "$T/ok.sh" 2>"$T/w-notoken.log" || rc=$?
+expect_eq "jobq work without the token: exit status" "$rc" 1
+export JOBQ_TOKEN=s3cret-token-0123456789 JOBQ_TLS_CA="$T/ca.pem"
+WHO=tls "$JOBQ" --url "$TLS" work t -- "$T/ok.sh" 2>"$T/w-tls.log" &
+WORKER_PIDS+=($!)
+id=$("$JOBQ" --url "$TLS" submit t '{"over":"tls"}')
+r=$("$JOBQ" --url "$TLS" --json wait "$id" --timeout 30s)
+expect_eq "job done by the TLS worker" "$(jq -r '.jobs[0].result' <<<"$r")" "done by tls"
+kill -TERM "${WORKER_PIDS[-1]}"
+wait "${WORKER_PIDS[-1]}" || fail "the TLS worker did not exit 0 after SIGTERM"
+WORKER_PIDS=()
+unset JOBQ_TOKEN JOBQ_TLS_CA
+ok "a worker over tls+tcp:// with the token runs jobs; no token, a wrong token or a wrong CA is refused"
+stop_jobqd
