@@ -9,6 +9,7 @@
 #include "codec.h"
 #include "log.h"
 #include "runner.h"
+#include "webhook.h"
 #include "workers.h"
 
 #define PROMOTE_BATCH 1000
@@ -192,7 +193,11 @@ done_claim(wop *op)
                                                                      : c->rows[i].created_at_ms;
         int64_t waited = c->rows[i].started_at_ms - due;
         hist_observe(&q->wait_hist, HIST_SECONDS, waited > 0 ? waited / 1000.0 : 0);
-        runner_start(s, q, &c->rows[i]); /* takes the row */
+        if (q->conf->url != NULL) {
+            webhook_start(s, q, &c->rows[i]); /* takes the row */
+        } else {
+            runner_start(s, q, &c->rows[i]);
+        }
     }
     if (op->err == JOBQ_OK && c->n < c->max && q->counts[JOBQ_READY] > 0) {
         /* The counts said more were ready than the store had: trust the store. */
@@ -242,7 +247,7 @@ sched_dispatch(server *s, qstate *q)
         workers_dispatch(s, q);
         return;
     }
-    if (q->conf->argv == NULL || q->paused || s->draining || q->claiming ||
+    if ((q->conf->argv == NULL && q->conf->url == NULL) || q->paused || s->draining || q->claiming ||
         q->counts[JOBQ_READY] <= 0) {
         return;
     }
@@ -303,7 +308,8 @@ sched_outcome(server *s, qstate *q, const char *kind)
         breaker_record(&q->br, true, jobq__now_ms());
     } else if (strcmp(kind, "exit") == 0 || strcmp(kind, "signal") == 0 ||
                strcmp(kind, "timeout") == 0 || strcmp(kind, "spawn") == 0 ||
-               strcmp(kind, "lease") == 0 || strcmp(kind, "error") == 0) {
+               strcmp(kind, "lease") == 0 || strcmp(kind, "error") == 0 ||
+               strcmp(kind, "http") == 0 || strcmp(kind, "connect") == 0) {
         server_total(q, TOTAL_FAILED, 1);
         breaker_record(&q->br, false, jobq__now_ms());
     } else {

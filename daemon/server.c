@@ -15,6 +15,7 @@
 #include "monitor.h"
 #include "runner.h"
 #include "scheduler.h"
+#include "webhook.h"
 #include "workers.h"
 
 /* A job running during this many crashes of jobqd is dead: a suspected poison job. */
@@ -477,6 +478,13 @@ done_cancel(wop *op)
         if (workers_cancel(c->srv, c->req.ids[0], c)) {
             return;
         }
+        const job_row *hooked = webhook_stop(c->srv, c->req.ids[0], KILL_CANCEL);
+        if (hooked != NULL) {
+            row = *hooked;
+            c->req.op = REQ_CANCEL;
+            wait_register(c, &row, 1);
+            return;
+        }
     }
     if (op->err == JOBQ_OK) {
         qstate *q = server_queue_add(c->srv, c->row.queue);
@@ -929,6 +937,11 @@ done_explain(wop *op)
         snprintf(why, sizeof(why), "waiting for its backoff until %s after attempt %d of %d failed: %s",
                  fmt_time(t1, sizeof(t1), r->run_at_ms), r->attempt, r->max_attempts,
                  first_line(e, sizeof(e), r->error));
+        if (q != NULL && q->br.state == BREAKER_OPEN) {
+            size_t n = strlen(why);
+            snprintf(why + n, sizeof(why) - n, "; then the circuit of queue %s is open until %s",
+                     r->queue, fmt_time(t1, sizeof(t1), q->br.until_ms));
+        }
         break;
     case JOBQ_RUNNING:
         reason = "running";
@@ -951,7 +964,7 @@ done_explain(wop *op)
                  fmt_time(t1, sizeof(t1), r->finished_at_ms));
         break;
     case JOBQ_READY:
-        if (q == NULL || q->conf->argv == NULL) {
+        if (q == NULL || workers_is_remote(q)) {
             reason = "no_consumer";
             snprintf(why, sizeof(why), "ready: queue %s has no command; it waits for a remote worker",
                      r->queue);
@@ -1173,6 +1186,7 @@ server_check_drained(server *s)
     s->http = NULL;
     sched_close(s);
     workers_close(s);
+    webhook_close(s);
     uv_close((uv_handle_t *)&s->grace_timer, closed_cb);
     uv_close((uv_handle_t *)&s->sig_term, closed_cb);
     uv_close((uv_handle_t *)&s->sig_int, closed_cb);
@@ -1195,6 +1209,7 @@ grace_cb(uv_timer_t *t)
         runner_stop(r, KILL_SHUTDOWN);
     }
     workers_requeue_all(s);
+    webhook_stop_all(s);
 }
 
 void
@@ -1275,7 +1290,7 @@ server_init(server *s, uv_loop_t *loop, config *cfg, store *st, char *err, size_
     }
     s->rng = (uint64_t)uv_hrtime() ^ ((uint64_t)getpid() << 32);
     sched_sweep_init(s);
-    if (workers_init(s) != 0) {
+    if (workers_init(s) != 0 || webhook_init(s) != 0) {
         snprintf(err, errlen, "out of memory");
         return -1;
     }

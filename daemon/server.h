@@ -87,6 +87,7 @@ typedef struct server {
     uv_timer_t lease_timer; /* armed at the earliest lease expiry */
     int64_t next_lease_ms;  /* INT64_MAX: none */
     struct fetcher *fetchers; /* held fetch requests, oldest first */
+    struct hookq *hooks;    /* webhook deliveries in flight and their completion channel */
     struct http *http;      /* the monitor endpoint; NULL when disabled */
     hist lag_hist;          /* seconds a request waited for the loop */
 } server;

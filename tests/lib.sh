@@ -12,8 +12,14 @@ export JOBQ_URL="$SOCK"
 JOBQD_PID=
 TEST_NAME=$(basename "$0" .sh)
 
+# Helper processes a test starts (a fake endpoint, producers): killed at exit.
+CLEANUP_PIDS=()
+
 cleanup() {
     local rc=$?
+    for pid in "${CLEANUP_PIDS[@]}"; do
+        kill "$pid" 2>/dev/null || true
+    done
     if [ -n "$JOBQD_PID" ] && kill -0 "$JOBQD_PID" 2>/dev/null; then
         kill -9 "$JOBQD_PID" 2>/dev/null || true
     fi

@@ -1,0 +1,340 @@
+/* webhook.c: delivers jobs of url queues as HTTP POSTs (nng's HTTP client) and maps the
+ * answer: 2xx success; 429 or 503 with Retry-After: retry no earlier than it says; other 5xx,
+ * connection errors and timeouts: failure with backoff (counted by the breaker); other 4xx:
+ * dead. */
+#include "webhook.h"
+
+#include <nng/nng.h>
+#include <nng/supplemental/http/http.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "attempt.h"
+#include "backoff.h"
+#include "codec.h"
+#include "log.h"
+
+typedef struct hook {
+    attempt a;
+    nng_url *url;
+    nng_http_client *cli;
+    nng_http_req *req;
+    nng_http_res *res;
+    nng_aio *aio;
+    enum run_kill kill;
+    int setup_err; /* the request could not be built: an nng error */
+    uint64_t started_ns;
+    struct hook *next_done; /* in the completion queue (under the mutex) */
+    struct hook *next, *prev; /* in s->hooks */
+} hook;
+
+/* The completion channel: nng's callbacks queue finished deliveries for the loop. */
+typedef struct hookq {
+    uv_async_t async;
+    uv_mutex_t mtx;
+    hook *done;
+    hook *all; /* loop-owned: deliveries in flight */
+} hookq;
+
+static hookq *
+hq_of(server *s)
+{
+    return s->hooks;
+}
+
+run_outcome
+webhook_outcome(int status, bool timed_out, enum run_kill kill, int64_t retry_after_s,
+                int32_t attempt_no, int32_t max_attempts, const queue_conf *qc, int64_t now_ms,
+                uint64_t rnd)
+{
+    attempt_end e = {.kill = timed_out ? KILL_TIMEOUT : kill,
+                     .attempt = attempt_no,
+                     .max_attempts = max_attempts};
+    if (status >= 200 && status < 300) {
+        e.exit_status = 0;
+    } else if (status >= 400 && status < 500 && status != 429) {
+        e.exit_status = 65; /* the request itself is wrong: retrying cannot help */
+    } else {
+        e.exit_status = 1;
+    }
+    run_outcome o = runner_outcome(&e, qc, now_ms, rnd);
+    if (e.kill != KILL_NONE || e.exit_status == 0) {
+        return o;
+    }
+    o.kind = status == 0 ? "connect" : e.exit_status == 65 ? "permanent" : "http";
+    if (o.state == JOBQ_RETRYING && (status == 429 || status == 503) && retry_after_s >= 0) {
+        int64_t not_before = now_ms + retry_after_s * 1000;
+        if (o.run_at_ms < not_before) {
+            o.run_at_ms = not_before;
+        }
+    }
+    return o;
+}
+
+static void
+hook_free(hook *h)
+{
+    if (h->aio != NULL) {
+        nng_aio_free(h->aio);
+    }
+    if (h->req != NULL) {
+        nng_http_req_free(h->req);
+    }
+    if (h->res != NULL) {
+        nng_http_res_free(h->res);
+    }
+    if (h->cli != NULL) {
+        nng_http_client_free(h->cli);
+    }
+    if (h->url != NULL) {
+        nng_url_free(h->url);
+    }
+    attempt_clear(&h->a);
+    free(h);
+}
+
+/* aio_cb: nng's thread: the transaction ended; the loop takes it from here. */
+static void
+aio_cb(void *arg)
+{
+    hook *h = arg;
+    hookq *hq = hq_of(h->a.s);
+    uv_mutex_lock(&hq->mtx);
+    h->next_done = hq->done;
+    hq->done = h;
+    uv_mutex_unlock(&hq->mtx);
+    uv_async_send(&hq->async);
+}
+
+static void
+unlink_hook(server *s, hook *h)
+{
+    hookq *hq = hq_of(s);
+    if (h->prev != NULL) {
+        h->prev->next = h->next;
+    } else {
+        hq->all = h->next;
+    }
+    if (h->next != NULL) {
+        h->next->prev = h->prev;
+    }
+    s->nrunning--;
+    h->a.q->running--;
+}
+
+static void
+recorded_cb(attempt *a, int err)
+{
+    hook *h = container_of(a, hook, a);
+    if (err != JOBQ_OK) {
+        /* The store refused the outcome: the job stays running in the database and is made
+         * ready again by the recovery at the next start. */
+        log_error("record_failed", "job=%lld err=%s", (long long)a->job.id, jobq__err_code(err));
+    }
+    unlink_hook(a->s, h);
+}
+
+static void
+release_cb(attempt *a)
+{
+    hook_free(container_of(a, hook, a));
+}
+
+/* finish: the delivery ended (on the loop): decide and record. */
+static void
+finish(server *s, hook *h)
+{
+    int rv = h->setup_err != 0 ? h->setup_err : nng_aio_result(h->aio);
+    int status = rv == 0 ? nng_http_res_get_status(h->res) : 0;
+    int64_t retry_after = -1;
+    char *text = NULL;
+    if (rv == 0) {
+        const char *ra = nng_http_res_get_header(h->res, "Retry-After");
+        if (ra != NULL && ra[0] >= '0' && ra[0] <= '9') {
+            retry_after = strtoll(ra, NULL, 10);
+        }
+        void *body;
+        size_t len;
+        nng_http_res_get_data(h->res, &body, &len);
+        size_t cap = h->a.q->conf->output_cap;
+        len = len > cap ? cap : len;
+        text = malloc(len + 1);
+        if (text != NULL) {
+            memcpy(text, body, len);
+            text[len] = '\0';
+            for (size_t i = 0; i < len; i++) {
+                text[i] = text[i] == '\0' ? '?' : text[i];
+            }
+        }
+    }
+    int64_t now = jobq__now_ms();
+    run_outcome o = webhook_outcome(status, rv == NNG_ETIMEDOUT, h->kill, retry_after,
+                                    h->a.job.attempt, h->a.job.max_attempts, h->a.q->conf, now,
+                                    backoff_rand(&s->rng));
+    h->a.outcome = o;
+    if (o.state == JOBQ_SUCCEEDED) {
+        h->a.result = text;
+    } else {
+        char head[300];
+        if (rv == NNG_ETIMEDOUT) {
+            snprintf(head, sizeof(head), "timed out after %lld ms", (long long)h->a.job.timeout_ms);
+        } else if (h->kill == KILL_CANCEL) {
+            snprintf(head, sizeof(head), "cancelled while the request was in flight");
+        } else if (h->kill == KILL_SHUTDOWN) {
+            snprintf(head, sizeof(head), "interrupted: jobqd shut down during the request");
+        } else if (rv != 0) {
+            snprintf(head, sizeof(head), "cannot deliver to %s: %s", h->a.q->conf->url,
+                     nng_strerror(rv));
+        } else {
+            snprintf(head, sizeof(head), "HTTP %d %s", status,
+                     nng_http_res_get_reason(h->res) ? nng_http_res_get_reason(h->res) : "");
+        }
+        size_t len = strlen(head) + (text ? strlen(text) : 0) + 4;
+        h->a.error = malloc(len);
+        if (h->a.error != NULL) {
+            snprintf(h->a.error, len, "%s%s%s", head, text && text[0] ? ": " : "",
+                     text ? text : "");
+        }
+        free(text);
+    }
+    log_info(o.state == JOBQ_SUCCEEDED ? "job_succeeded" : "job_failed",
+             "job=%lld queue=%s attempt=%d/%d status=%d duration_ms=%llu kind=%s next=%s",
+             (long long)h->a.job.id, h->a.q->name, h->a.job.attempt, h->a.job.max_attempts, status,
+             (unsigned long long)((uv_hrtime() - h->started_ns) / 1000000), o.kind,
+             jobq__state_name(o.state));
+    hist_observe(&h->a.q->run_hist, HIST_SECONDS, (double)(uv_hrtime() - h->started_ns) / 1e9);
+    h->a.done = recorded_cb;
+    h->a.release = release_cb;
+    attempt_record(&h->a);
+}
+
+static void
+async_cb(uv_async_t *a)
+{
+    server *s = a->data;
+    hookq *hq = hq_of(s);
+    uv_mutex_lock(&hq->mtx);
+    hook *list = hq->done;
+    hq->done = NULL;
+    uv_mutex_unlock(&hq->mtx);
+    while (list != NULL) {
+        hook *next = list->next_done;
+        finish(s, list);
+        list = next;
+    }
+}
+
+int
+webhook_init(server *s)
+{
+    hookq *hq = calloc(1, sizeof(*hq));
+    if (hq == NULL) {
+        return -1;
+    }
+    uv_mutex_init(&hq->mtx);
+    uv_async_init(s->loop, &hq->async, async_cb);
+    hq->async.data = s;
+    s->hooks = hq;
+    return 0;
+}
+
+void
+webhook_start(server *s, qstate *q, job_row *row)
+{
+    hookq *hq = hq_of(s);
+    hook *h = calloc(1, sizeof(*h));
+    if (h == NULL) {
+        job_row_clear(row); /* left running: recovered at the next start */
+        return;
+    }
+    h->a.s = s;
+    h->a.q = q;
+    h->a.job = *row;
+    memset(row, 0, sizeof(*row));
+    h->started_ns = uv_hrtime();
+    h->next = hq->all;
+    if (hq->all != NULL) {
+        hq->all->prev = h;
+    }
+    hq->all = h;
+    s->nrunning++;
+    q->running++;
+    char num[32];
+    int rv = nng_url_parse(&h->url, q->conf->url);
+    if (rv == 0) {
+        rv = nng_http_client_alloc(&h->cli, h->url);
+    }
+    if (rv == 0) {
+        rv = nng_http_req_alloc(&h->req, h->url);
+    }
+    if (rv == 0) {
+        rv = nng_http_res_alloc(&h->res);
+    }
+    if (rv == 0) {
+        rv = nng_aio_alloc(&h->aio, aio_cb, h);
+    }
+    if (rv == 0) {
+        nng_http_req_set_method(h->req, "POST");
+        nng_http_req_set_header(h->req, "Content-Type", "application/json");
+        snprintf(num, sizeof(num), "%lld", (long long)h->a.job.id);
+        nng_http_req_set_header(h->req, "Jobq-Job-Id", num);
+        snprintf(num, sizeof(num), "%d", h->a.job.attempt);
+        nng_http_req_set_header(h->req, "Jobq-Attempt", num);
+        nng_http_req_set_header(h->req, "Jobq-Queue", q->name);
+        rv = nng_http_req_copy_data(h->req, h->a.job.payload, strlen(h->a.job.payload));
+    }
+    if (rv != 0) {
+        log_error("webhook_failed", "job=%lld reason=%s", (long long)h->a.job.id,
+                  nng_strerror(rv));
+        h->setup_err = rv;
+        finish(s, h);
+        return;
+    }
+    log_debug("job_started", "job=%lld queue=%s attempt=%d", (long long)h->a.job.id, q->name,
+              h->a.job.attempt);
+    nng_aio_set_timeout(h->aio, (nng_duration)h->a.job.timeout_ms);
+    nng_http_client_transact(h->cli, h->req, h->res, h->aio);
+}
+
+const job_row *
+webhook_stop(server *s, int64_t id, enum run_kill why)
+{
+    for (hook *h = hq_of(s)->all; h != NULL; h = h->next) {
+        if (h->a.job.id == id && h->kill == KILL_NONE && h->a.op.done == NULL) {
+            h->kill = why;
+            nng_aio_cancel(h->aio);
+            return &h->a.job;
+        }
+    }
+    return NULL;
+}
+
+void
+webhook_stop_all(server *s)
+{
+    for (hook *h = hq_of(s)->all; h != NULL; h = h->next) {
+        if (h->kill == KILL_NONE && h->a.op.done == NULL) {
+            h->kill = KILL_SHUTDOWN;
+            nng_aio_cancel(h->aio);
+        }
+    }
+}
+
+static void
+hq_closed(uv_handle_t *a)
+{
+    server *s = a->data;
+    hookq *hq = hq_of(s);
+    uv_mutex_destroy(&hq->mtx);
+    free(hq);
+    s->hooks = NULL;
+}
+
+void
+webhook_close(server *s)
+{
+    if (s->hooks != NULL) {
+        uv_close((uv_handle_t *)&hq_of(s)->async, hq_closed);
+    }
+}

@@ -1,0 +1,33 @@
+/* webhook.h: one job of a url queue, delivered as an HTTP POST with nng's HTTP client: the
+ * request runs on nng's threads, its completion comes back to the loop through one uv_async,
+ * and the outcome is recorded like any other attempt. */
+#ifndef JOBQD_WEBHOOK_H
+#define JOBQD_WEBHOOK_H
+
+#include "runner.h"
+#include "server.h"
+
+/** webhook_init: the completion channel. Before the loop runs; 0 or -1. */
+int webhook_init(server *s);
+
+/** webhook_start: POSTs row (a claimed job; taken) to q's url. Loop thread. */
+void webhook_start(server *s, qstate *q, job_row *row);
+
+/** webhook_stop: ends the delivery of job id early (KILL_CANCEL records cancelled,
+ *  KILL_SHUTDOWN puts it back to ready). Returns the job as it was claimed, or NULL if no
+ *  delivery of that job is in flight. */
+const job_row *webhook_stop(server *s, int64_t id, enum run_kill why);
+
+/** webhook_stop_all: webhook_stop(KILL_SHUTDOWN) for every delivery in flight. */
+void webhook_stop_all(server *s);
+
+/** webhook_close: closes the completion channel (the loop is ending). */
+void webhook_close(server *s);
+
+/** The decision for one HTTP outcome: status (0: no response), whether the request timed
+ *  out, the Retry-After seconds (-1: none). Pure; exposed for unit tests. */
+run_outcome webhook_outcome(int status, bool timed_out, enum run_kill kill, int64_t retry_after_s,
+                            int32_t attempt, int32_t max_attempts, const queue_conf *qc,
+                            int64_t now_ms, uint64_t rnd);
+
+#endif

@@ -1,0 +1,130 @@
+/* hookd.c: a scripted HTTP endpoint for the webhook tests. Answers each POST /hook with the
+ * next line of SCRIPT ("STATUS [RETRY_AFTER_SECONDS]"; the last line repeats; replacing the
+ * file, a new inode, starts again from its first line) and appends one
+ * line per request to LOG: "TIME_MS JOB_ID ATTEMPT QUEUE CONTENT_TYPE STATUS BODY".
+ * Usage: jobq-hookd SCRIPT LOG; prints "port N" once it listens on 127.0.0.1. */
+#include <arpa/inet.h>
+#include <nng/nng.h>
+#include <nng/supplemental/http/http.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+static const char *script_path;
+static FILE *log_file;
+static long line_no;
+static ino_t script_ino; /* a new script file (a new inode) starts from its first line */
+static pthread_mutex_t mtx = PTHREAD_MUTEX_INITIALIZER;
+
+/* next_answer: the status and Retry-After of the next request. */
+static void
+next_answer(int *status, int *retry_after)
+{
+    struct stat st;
+    if (stat(script_path, &st) == 0 && st.st_ino != script_ino) {
+        script_ino = st.st_ino;
+        line_no = 0;
+    }
+    FILE *f = fopen(script_path, "r");
+    char line[64], last[64] = "200";
+    long n = 0;
+    while (f != NULL && fgets(line, sizeof(line), f) != NULL) {
+        if (line[0] != '\n') {
+            snprintf(last, sizeof(last), "%s", line);
+            if (n++ == line_no) {
+                break;
+            }
+        }
+    }
+    if (f != NULL) {
+        fclose(f);
+    }
+    line_no++;
+    *retry_after = -1;
+    if (sscanf(last, "%d %d", status, retry_after) < 1) {
+        *status = 200;
+    }
+}
+
+static void
+handle(nng_aio *aio)
+{
+    nng_http_req *req = nng_aio_get_input(aio, 0);
+    void *body;
+    size_t len;
+    nng_http_req_get_data(req, &body, &len);
+    int status, retry_after;
+    pthread_mutex_lock(&mtx);
+    next_answer(&status, &retry_after);
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    const char *id = nng_http_req_get_header(req, "Jobq-Job-Id");
+    const char *attempt = nng_http_req_get_header(req, "Jobq-Attempt");
+    const char *queue = nng_http_req_get_header(req, "Jobq-Queue");
+    const char *ctype = nng_http_req_get_header(req, "Content-Type");
+    fprintf(log_file, "%lld %s %s %s %s %d %.*s\n",
+            (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000, id ? id : "-",
+            attempt ? attempt : "-", queue ? queue : "-", ctype ? ctype : "-", status, (int)len,
+            (const char *)body);
+    fflush(log_file);
+    pthread_mutex_unlock(&mtx);
+    nng_http_res *res;
+    if (nng_http_res_alloc(&res) != 0) {
+        nng_aio_finish(aio, NNG_ENOMEM);
+        return;
+    }
+    nng_http_res_set_status(res, (uint16_t)status);
+    if (retry_after >= 0) {
+        char ra[32];
+        snprintf(ra, sizeof(ra), "%d", retry_after);
+        nng_http_res_set_header(res, "Retry-After", ra);
+    }
+    char reply[64];
+    snprintf(reply, sizeof(reply), "answer %d", status);
+    nng_http_res_copy_data(res, reply, strlen(reply));
+    nng_aio_set_output(aio, 0, res);
+    nng_aio_finish(aio, 0);
+}
+
+int
+main(int argc, char **argv)
+{
+    if (argc != 3) {
+        fprintf(stderr, "usage: jobq-hookd SCRIPT LOG\n");
+        return 2;
+    }
+    script_path = argv[1];
+    log_file = fopen(argv[2], "a");
+    nng_url *url;
+    nng_http_server *srv;
+    nng_http_handler *h;
+    if (log_file == NULL || nng_url_parse(&url, "http://127.0.0.1:0") != 0 ||
+        nng_http_server_hold(&srv, url) != 0 || nng_http_handler_alloc(&h, "/hook", handle) != 0 ||
+        nng_http_handler_set_method(h, "POST") != 0 ||
+        nng_http_handler_collect_body(h, true, 1 << 20) != 0 ||
+        nng_http_server_add_handler(srv, h) != 0 || nng_http_server_start(srv) != 0) {
+        fprintf(stderr, "jobq-hookd: cannot start\n");
+        return 1;
+    }
+    nng_sockaddr sa;
+    nng_http_server_get_addr(srv, &sa);
+    printf("port %u\n", (unsigned)ntohs(sa.s_in.sa_port));
+    fflush(stdout);
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGINT);
+    pthread_sigmask(SIG_BLOCK, &set, NULL);
+    int sig;
+    sigwait(&set, &sig);
+    nng_http_server_stop(srv);
+    nng_http_server_release(srv);
+    nng_url_free(url);
+    fclose(log_file);
+    return 0;
+}

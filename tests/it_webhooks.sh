@@ -1,0 +1,93 @@
+#!/usr/bin/env bash
+# it_webhooks.sh: url queues POST each job to a scripted HTTP endpoint (jobq-hookd): 2xx is
+# success with the body kept, 503 with Retry-After is retried no earlier than it says, 500
+# is retried with backoff, 400 is dead at once, and a downstream that is down opens the
+# circuit breaker.
+. "$(dirname "$0")/lib.sh"
+: "${JOBQ_HOOKD:?JOBQ_HOOKD must name the jobq-hookd test endpoint}"
+
+# script LINES...: replaces the endpoint's script (a new file: it starts from line 1).
+script() {
+    printf '%s\n' "$@" >"$T/script.new"
+    mv "$T/script.new" "$T/script"
+}
+script 200
+mkfifo "$T/hookd.out"
+"$JOBQ_HOOKD" "$T/script" "$T/hooks.log" >"$T/hookd.out" &
+HOOKD_PID=$!
+read -r _ port <"$T/hookd.out"
+CLEANUP_PIDS+=("$HOOKD_PID")
+# A port nothing listens on: a listener bound and closed at once by nngcat would race, so use
+# the endpoint's port + 1 only if it is free (hookd holds $port).
+down_port=$((port + 1))
+
+write_config "[queue.hook]
+url = http://127.0.0.1:$port/hook
+concurrency = 2
+timeout = 5s
+max_attempts = 3
+backoff_base = 100ms
+backoff_max = 200ms
+breaker_failures = 1000
+[queue.down]
+url = http://127.0.0.1:$down_port/hook
+timeout = 2s
+max_attempts = 100
+backoff_base = 10ms
+backoff_max = 10ms
+breaker_failures = 2
+breaker_cooldown = 1h"
+start_jobqd
+
+wait_job() { raw "{\"op\":\"wait\",\"id\":$1,\"timeout\":\"60s\"}" | jq -c '.jobs[0]'; }
+job() { raw "{\"op\":\"get\",\"id\":$1}" | jq -c .job; }
+
+# Success: the payload is POSTed with the headers; the body is the result.
+id=$(raw '{"op":"submit","queue":"hook","payload":{"n":1}}' | jq .id)
+j=$(wait_job "$id")
+expect_eq "state" "$(jq -r .state <<<"$j")" succeeded
+expect_eq "result" "$(jq -r .result <<<"$j")" "answer 200"
+expect_eq "request line" "$(tail -n 1 "$T/hooks.log" | cut -d' ' -f2-7)" \
+    "$id 1 hook application/json 200 {\"n\":1}"
+ok "2xx: succeeded, body kept, Jobq-Job-Id/Attempt/Queue and Content-Type sent"
+
+# 503 with Retry-After: 2 -> retried no earlier than 2 s later, then 200.
+script "503 2" 200
+: >"$T/hooks.log"
+id=$(raw '{"op":"submit","queue":"hook","payload":2}' | jq .id)
+j=$(wait_job "$id")
+expect_eq "after Retry-After" "$(jq -r '"\(.state) \(.attempt)"' <<<"$j")" "succeeded 2"
+t1=$(sed -n 1p "$T/hooks.log" | cut -d' ' -f1)
+t2=$(sed -n 2p "$T/hooks.log" | cut -d' ' -f1)
+[ $((t2 - t1)) -ge 2000 ] || fail "retried $((t2 - t1)) ms after a Retry-After of 2 s"
+ok "503 + Retry-After 2: retried after $((t2 - t1)) ms"
+
+# 500 -> backoff, then 200.
+script 500 200
+: >"$T/hooks.log"
+id=$(raw '{"op":"submit","queue":"hook","payload":3}' | jq .id)
+j=$(wait_job "$id")
+expect_eq "after a 500" "$(jq -r '"\(.state) \(.attempt)"' <<<"$j")" "succeeded 2"
+expect_eq "attempt kinds" "$(job "$id" | jq -c '[.attempts[].kind]')" '["http","success"]'
+job "$id" | jq -r '.attempts[0].error' | grep -q '^HTTP 500' || fail "error of the 500"
+ok "500: retried with backoff"
+
+# 400 -> dead at once.
+script 400
+id=$(raw '{"op":"submit","queue":"hook","payload":4}' | jq .id)
+j=$(wait_job "$id")
+expect_eq "after a 400" "$(jq -r '"\(.state) \(.attempt)"' <<<"$j")" "dead 1"
+ok "400: dead after one attempt"
+
+# The downstream is down: connection errors are failures, 2 of them open the circuit.
+id=$(raw '{"op":"submit","queue":"down","payload":5}' | jq .id)
+poll_until "the breaker of queue down opens" '[ "$(raw "{\"op\":\"stats\"}" | jq -r .queues.down.breaker)" = open ]'
+j=$(job "$id")
+expect_eq "attempts before opening" "$(jq -r .attempt <<<"$j")" 2
+expect_eq "kind" "$(jq -r '.attempts[0].kind' <<<"$j")" connect
+raw "{\"op\":\"explain\",\"id\":$id}" | jq -r .explain | grep -q 'circuit of queue down is open' ||
+    fail "explain does not say the circuit is open"
+ok "downstream down: connection errors open the breaker after 2"
+stop_jobqd
+kill "$HOOKD_PID"
+wait "$HOOKD_PID" || true
