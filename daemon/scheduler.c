@@ -35,6 +35,8 @@ typedef struct claim_op {
     size_t max;
     job_row *rows;
     size_t n;
+    claim_deliver deliver;
+    void *arg;
 } claim_op;
 
 static void timer_cb(uv_timer_t *t);
@@ -172,6 +174,7 @@ exec_claim(store *st, wop *op, int64_t now_ms)
     return store_claim(st, c->q->name, now_ms, c->max, c->rows, &c->n);
 }
 
+/* done_claim: the claimed rows are running now: count them, then hand them over. */
 static void
 done_claim(wop *op)
 {
@@ -181,9 +184,6 @@ done_claim(wop *op)
     q->claiming = 0;
     if (op->err != JOBQ_OK) {
         log_error("claim_failed", "queue=%s err=%s", q->name, jobq__err_code(op->err));
-        for (size_t i = 0; i < c->n; i++) {
-            job_row_clear(&c->rows[i]);
-        }
         c->n = 0;
     }
     for (size_t i = 0; i < c->n; i++) {
@@ -193,11 +193,6 @@ done_claim(wop *op)
                                                                      : c->rows[i].created_at_ms;
         int64_t waited = c->rows[i].started_at_ms - due;
         hist_observe(&q->wait_hist, HIST_SECONDS, waited > 0 ? waited / 1000.0 : 0);
-        if (q->conf->url != NULL) {
-            webhook_start(s, q, &c->rows[i]); /* takes the row */
-        } else {
-            runner_start(s, q, &c->rows[i]);
-        }
     }
     if (op->err == JOBQ_OK && c->n < c->max && q->counts[JOBQ_READY] > 0) {
         /* The counts said more were ready than the store had: trust the store. */
@@ -205,10 +200,48 @@ done_claim(wop *op)
                  (long long)q->counts[JOBQ_READY]);
         q->counts[JOBQ_READY] = 0;
     }
-    bool ok = op->err == JOBQ_OK;
+    c->deliver(s, q, c->arg, c->rows, c->n, op->err);
+    for (size_t i = 0; i < c->max; i++) {
+        job_row_clear(&c->rows[i]); /* what deliver did not take */
+    }
     free(c->rows);
     free(c);
-    if (ok) {
+}
+
+bool
+sched_claim(server *s, qstate *q, size_t max, claim_deliver deliver, void *arg)
+{
+    claim_op *c = calloc(1, sizeof(*c));
+    if (c == NULL || (c->rows = calloc(max, sizeof(*c->rows))) == NULL) {
+        free(c);
+        return false;
+    }
+    c->s = s;
+    c->q = q;
+    c->max = max;
+    c->deliver = deliver;
+    c->arg = arg;
+    c->op.exec = exec_claim;
+    c->op.done = done_claim;
+    c->op.writes = true;
+    q->claiming = 1;
+    writer_push(&s->w, &c->op);
+    return true;
+}
+
+/* start_claimed: jobqd's own consumers take the claimed jobs. */
+static void
+start_claimed(server *s, qstate *q, void *arg, job_row *rows, size_t n, int err)
+{
+    (void)arg;
+    for (size_t i = 0; i < n; i++) {
+        if (q->conf->url != NULL) {
+            webhook_start(s, q, &rows[i]); /* takes the row */
+        } else {
+            runner_start(s, q, &rows[i]);
+        }
+    }
+    if (err == JOBQ_OK) {
         sched_dispatch(s, q);
     }
 }
@@ -273,19 +306,7 @@ sched_dispatch(server *s, qstate *q)
     if ((int64_t)max > q->counts[JOBQ_READY]) {
         max = (size_t)q->counts[JOBQ_READY];
     }
-    claim_op *c = calloc(1, sizeof(*c));
-    if (c == NULL || (c->rows = calloc(max, sizeof(*c->rows))) == NULL) {
-        free(c);
-        return;
-    }
-    c->s = s;
-    c->q = q;
-    c->max = max;
-    c->op.exec = exec_claim;
-    c->op.done = done_claim;
-    c->op.writes = true;
-    q->claiming = 1;
-    writer_push(&s->w, &c->op);
+    sched_claim(s, q, max, start_claimed, NULL);
 }
 
 /* breaker_timer_cb: an open circuit's cooldown is over: try the queue again. */

@@ -20,6 +20,15 @@ void sched_note_due(server *s, int64_t run_at_ms);
  *  claim is already in flight, or q has no command. */
 void sched_dispatch(server *s, qstate *q);
 
+/** claim_deliver: claimed jobs for their consumer: rows[0..n) are running now and counted;
+ *  take a row by moving its contents out (what is left is cleared after). err: the claim's
+ *  error (n is then 0). */
+typedef void (*claim_deliver)(server *s, qstate *q, void *arg, job_row *rows, size_t n, int err);
+
+/** sched_claim: claims up to max ready jobs of q (sets q->claiming until done) and delivers
+ *  them. False when out of memory. */
+bool sched_claim(server *s, qstate *q, size_t max, claim_deliver deliver, void *arg);
+
 /** sched_dispatch_all: sched_dispatch for every queue. */
 void sched_dispatch_all(server *s);
 

@@ -36,16 +36,6 @@ typedef struct fetcher {
     struct fetcher *next;
 } fetcher;
 
-typedef struct lease_claim {
-    wop op;
-    server *s;
-    qstate *q;
-    fetcher *f;
-    size_t max;
-    job_row *rows;
-    size_t n;
-} lease_claim;
-
 static void lease_timer_cb(uv_timer_t *t);
 static void fetch_reply(server *s, fetcher *f, lease **ls, size_t n);
 
@@ -269,34 +259,23 @@ fetch_reply(server *s, fetcher *f, lease **ls, size_t n)
     uv_close((uv_handle_t *)&f->timer, fetcher_closed_cb);
 }
 
-static int
-exec_lease_claim(store *st, wop *op, int64_t now_ms)
-{
-    lease_claim *lc = container_of(op, lease_claim, op);
-    return store_claim(st, lc->q->name, now_ms, lc->max, lc->rows, &lc->n);
-}
-
 static void try_fetch(server *s, fetcher *f);
 
+/* lease_claimed: the claimed jobs go to the fetch that asked, each under a new lease. */
 static void
-done_lease_claim(wop *op)
+lease_claimed(server *s, qstate *q, void *arg, job_row *rows, size_t n_rows, int err)
 {
-    lease_claim *lc = container_of(op, lease_claim, op);
-    server *s = lc->s;
-    qstate *q = lc->q;
-    fetcher *f = lc->f;
-    q->claiming = 0;
+    fetcher *f = arg;
     f->claiming = false;
-    lease **ls = calloc(lc->n ? lc->n : 1, sizeof(*ls));
+    lease **ls = calloc(n_rows ? n_rows : 1, sizeof(*ls));
     size_t n = 0;
     int64_t now = jobq__now_ms();
-    for (size_t i = 0; op->err == JOBQ_OK && ls != NULL && i < lc->n; i++) {
+    for (size_t i = 0; ls != NULL && i < n_rows; i++) {
         lease *l = calloc(1, sizeof(*l));
         unsigned char rnd[16];
         if (l == NULL || getrandom(rnd, sizeof(rnd), 0) != (ssize_t)sizeof(rnd)) {
             /* Cannot hand it out: it stays running and is recovered at the next start. */
             free(l);
-            job_row_clear(&lc->rows[i]);
             continue;
         }
         for (size_t k = 0; k < sizeof(rnd); k++) {
@@ -304,8 +283,8 @@ done_lease_claim(wop *op)
         }
         l->a.s = s;
         l->a.q = q;
-        l->a.job = lc->rows[i];
-        memset(&lc->rows[i], 0, sizeof(lc->rows[i]));
+        l->a.job = rows[i];
+        memset(&rows[i], 0, sizeof(rows[i]));
         l->expires_ms = now + q->conf->lease_ms;
         size_t b = bucket(s, l->a.job.id);
         l->next = s->leases[b];
@@ -316,24 +295,10 @@ done_lease_claim(wop *op)
         }
         s->lease_list = l;
         s->nleases++;
-        server_count_move(q, JOBQ_READY, JOBQ_RUNNING);
-        breaker_started(&q->br);
-        int64_t due = l->a.job.run_at_ms > l->a.job.created_at_ms ? l->a.job.run_at_ms
-                                                                  : l->a.job.created_at_ms;
-        hist_observe(&q->wait_hist, HIST_SECONDS,
-                     l->a.job.started_at_ms > due ? (l->a.job.started_at_ms - due) / 1000.0 : 0);
         arm_lease_timer(s, l->expires_ms);
         ls[n++] = l;
     }
-    if (op->err != JOBQ_OK) {
-        log_error("claim_failed", "queue=%s err=%s", q->name, jobq__err_code(op->err));
-    }
-    for (size_t i = 0; i < lc->n; i++) {
-        job_row_clear(&lc->rows[i]);
-    }
-    free(lc->rows);
-    free(lc);
-    if (n > 0 || f->timed_out || s->draining) {
+    if (n > 0 || f->timed_out || s->draining || err != JOBQ_OK) {
         fetch_reply(s, f, ls, n);
     } else {
         try_fetch(s, f); /* nothing after all: keep holding it */
@@ -366,21 +331,7 @@ try_fetch(server *s, fetcher *f)
         if ((int)max > permits) {
             max = (size_t)permits;
         }
-        lease_claim *lc = calloc(1, sizeof(*lc));
-        if (lc == NULL || (lc->rows = calloc(max, sizeof(*lc->rows))) == NULL) {
-            free(lc);
-            return;
-        }
-        lc->s = s;
-        lc->q = q;
-        lc->f = f;
-        lc->max = max;
-        lc->op.exec = exec_lease_claim;
-        lc->op.done = done_lease_claim;
-        lc->op.writes = true;
-        q->claiming = 1;
-        f->claiming = true;
-        writer_push(&s->w, &lc->op);
+        f->claiming = sched_claim(s, q, max, lease_claimed, f);
         return;
     }
 }
