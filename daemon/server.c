@@ -737,6 +737,8 @@ wait_timer_cb(uv_timer_t *t)
     for (size_t i = 0; i < c->nrows; i++) {
         job_row_clear(&c->rows[i]);
     }
+    free(c->rows); /* start_wait allocates them again */
+    c->rows = NULL;
     c->nrows = 0;
     c->req.timeout_ms = 0;
     start_wait(c);
@@ -1178,6 +1180,7 @@ server_check_drained(server *s)
     }
     s->closing = true;
     waiters_fail_all(s);
+    workers_drain(s); /* no claim is in flight now: every held fetch is answered */
     if (s->in != NULL) {
         intake_close(s->in);
         s->in = NULL;

@@ -295,6 +295,12 @@ lease_claimed(server *s, qstate *q, void *arg, job_row *rows, size_t n_rows, int
         }
         s->lease_list = l;
         s->nleases++;
+        if (s->draining) {
+            /* Claimed as jobqd began to drain: back to ready at once, no attempt spent. */
+            lease_end(l, (run_outcome){.state = JOBQ_READY, .kind = "shutdown"}, NULL,
+                      strdup("interrupted: jobqd began to shut down as it was fetched"), NULL);
+            continue;
+        }
         arm_lease_timer(s, l->expires_ms);
         ls[n++] = l;
     }
@@ -489,8 +495,12 @@ workers_cancel(server *s, int64_t id, call *c)
 void
 workers_drain(server *s)
 {
-    while (s->fetchers != NULL && !s->fetchers->claiming) {
-        fetch_reply(s, s->fetchers, NULL, 0);
+    /* A fetch with a claim in flight is answered when the claim completes. */
+    for (fetcher *f = s->fetchers, *next; f != NULL; f = next) {
+        next = f->next;
+        if (!f->claiming) {
+            fetch_reply(s, f, NULL, 0);
+        }
     }
 }
 

@@ -75,6 +75,13 @@ r=$(raw '{"op":"stats"}')
 expect_eq "stats after cancel" "$(jq -r '.queues.email | "\(.scheduled) \(.cancelled)"' <<<"$r")" "0 1"
 ok "cancel"
 
+# A wait that times out answers with the jobs as they are (and frees what it held: the
+# sanitizer and valgrind runs of this test check that).
+r=$(raw '{"op":"wait","ids":[1,2],"timeout":"100ms"}')
+expect_eq "wait timed out" "$(jq -r .done <<<"$r")" false
+expect_eq "wait reports each job" "$(jq '.jobs | length' <<<"$r")" 2
+ok "wait with a timeout"
+
 r=$(raw '{"op":"pause","queue":"email"}')
 expect_eq "pause" "$(jq -r .paused <<<"$r")" true
 stop_jobqd

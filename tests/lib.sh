@@ -120,12 +120,12 @@ cli() {
 
 # raw JSON: sends one request with nngcat (no libjobq involved) and prints the reply.
 raw() {
-    nngcat --req --connect "$SOCK" --ascii --recv-timeout 10 --data "$1"
+    timeout 60 nngcat --req --connect "$SOCK" --ascii --recv-timeout 10 --data "$1"
 }
 
 # raw_file FILE: like raw, with the request read from FILE.
 raw_file() {
-    nngcat --req --connect "$SOCK" --ascii --recv-timeout 30 --file "$1"
+    timeout 60 nngcat --req --connect "$SOCK" --ascii --recv-timeout 30 --file "$1"
 }
 
 # poll_until DESCRIPTION 'SHELL CONDITION': for state that has no event to wait on (a
