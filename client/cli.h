@@ -131,6 +131,7 @@ int cmd_wait(cli *c, const cli_cmd *cmd, int argc, char **argv);
 int cmd_cancel(cli *c, const cli_cmd *cmd, int argc, char **argv);
 int cmd_retry(cli *c, const cli_cmd *cmd, int argc, char **argv);
 int cmd_explain(cli *c, const cli_cmd *cmd, int argc, char **argv);
+int cmd_backup(cli *c, const cli_cmd *cmd, int argc, char **argv);
 int cmd_list(cli *c, const cli_cmd *cmd, int argc, char **argv);
 int cmd_stats(cli *c, const cli_cmd *cmd, int argc, char **argv);
 int cmd_pause(cli *c, const cli_cmd *cmd, int argc, char **argv);

@@ -3,6 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "cli.h"
 
@@ -506,6 +507,30 @@ cmd_retry(cli *c, const cli_cmd *cmd, int argc, char **argv)
     snprintf(what, sizeof(what), "retry job %lld", (long long)id);
     snprintf(done, sizeof(done), "job %lld is ready again", (long long)id);
     return raw_command(c, json_pack("{s:s, s:I}", "op", "retry", "id", (json_int_t)id), what, done);
+}
+
+int
+cmd_backup(cli *c, const cli_cmd *cmd, int argc, char **argv)
+{
+    int rc = simple_opts(c, cmd, argc, argv);
+    if (rc != EXIT_OK || (rc = operands(cmd, argc, 1, "the backup FILE")) != EXIT_OK) {
+        return rc;
+    }
+    const char *file = argv[optind];
+    char path[4096];
+    if (file[0] == '/') {
+        snprintf(path, sizeof(path), "%s", file);
+    } else {
+        char cwd[3000];
+        if (getcwd(cwd, sizeof(cwd)) == NULL) {
+            return cli_usage(cmd, "cannot resolve \"%s\": give an absolute path", file);
+        }
+        snprintf(path, sizeof(path), "%s/%s", cwd, file);
+    }
+    char what[64], done[4200];
+    snprintf(what, sizeof(what), "back up the database");
+    snprintf(done, sizeof(done), "backup written to %s", path);
+    return raw_command(c, json_pack("{s:s, s:s}", "op", "backup", "path", path), what, done);
 }
 
 int

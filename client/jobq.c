@@ -66,6 +66,12 @@ static const cli_cmd commands[] = {
      "Makes a dead or cancelled job ready again, with a fresh attempt budget. With --state\n"
      "(dead or cancelled), every job in that state, of queue Q with --queue.\n",
      cmd_retry},
+    {"backup", "FILE", "write a consistent copy of the database while jobqd runs",
+     "jobqd writes a consistent copy of its database to FILE (VACUUM INTO, on a connection\n"
+     "of its own: jobs go on meanwhile). FILE is a path on the daemon's machine, written as\n"
+     "the daemon's user; it must not exist. A relative FILE is taken from the current\n"
+     "directory. To restore: stop jobqd and put the copy in place of the database file.\n",
+     cmd_backup},
     {"explain", "ID", "say why a job is not running right now",
      "Prints one line: scheduled until T, waiting for its backoff until T, queue paused,\n"
      "circuit open until T, all concurrency slots busy (with the ids running), running\n"

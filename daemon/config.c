@@ -83,7 +83,7 @@ static const key_def queue_keys[] = {
     {"retention_succeeded", KEY_DURATION, offsetof(queue_conf, retention_succeeded_ms), 0,
      DURATION_MAX_MS},
     {"retention_dead", KEY_DURATION, offsetof(queue_conf, retention_dead_ms), 0, DURATION_MAX_MS},
-    {"max_pending", KEY_RESERVED, 0, 0, 0},
+    {"max_pending", KEY_COUNT, offsetof(queue_conf, max_pending), 1, 1000000000},
     {"rate", KEY_RESERVED, 0, 0, 0},
 };
 #define NQUEUE_KEYS (sizeof(queue_keys) / sizeof(queue_keys[0]))
@@ -990,6 +990,7 @@ config_queue_defaults(queue_conf *q)
     q->retention_succeeded_ms = 24 * HOUR_MS;
     q->retention_dead_ms = 7 * 24 * HOUR_MS;
     q->lease_ms = 60 * 1000;
+    q->max_pending = 10000000;
 }
 
 void

@@ -325,6 +325,35 @@ done_submit(wop *op)
     send_json(c, o);
 }
 
+/* pending_room: whether q may take the jobs of this request that name it (checked at the
+ * first of them); else replies queue_full. Counts move at commit, so submits in flight can
+ * overshoot by what they carry. */
+static bool
+pending_room(call *c, qstate *q, size_t first)
+{
+    for (size_t k = 0; k < first; k++) {
+        if (strcmp(c->req.jobs[k].queue, q->name) == 0) {
+            return true; /* checked already */
+        }
+    }
+    int64_t adding = 0;
+    for (size_t k = first; k < c->req.njobs; k++) {
+        adding += strcmp(c->req.jobs[k].queue, q->name) == 0;
+    }
+    int64_t pending = q->counts[JOBQ_SCHEDULED] + q->counts[JOBQ_READY] +
+                      q->counts[JOBQ_RUNNING] + q->counts[JOBQ_RETRYING];
+    if (pending + adding <= (int64_t)q->conf->max_pending) {
+        return true;
+    }
+    char msg[300];
+    snprintf(msg, sizeof(msg),
+             "queue \"%s\" holds %lld unfinished jobs and its max_pending is %zu; retry later or "
+             "raise max_pending (nothing was submitted)",
+             q->name, (long long)pending, q->conf->max_pending);
+    reply_error(c, "queue_full", msg);
+    return false;
+}
+
 /* start_submit: resolves each job against its queue, then queues the insert. */
 static void
 start_submit(call *c)
@@ -359,6 +388,9 @@ start_submit(call *c)
                      j->queue, j->queue,
                      c->req.op == REQ_SUBMIT_BATCH ? " (nothing was submitted)" : "");
             reply_error(c, "unknown_queue", msg);
+            return;
+        }
+        if (q != NULL && !pending_room(c, q, i)) {
             return;
         }
         const queue_conf *qc = q != NULL ? q->conf : NULL;
@@ -883,6 +915,68 @@ start_retry(call *c)
     queue_op(c, exec_retry, done_retry, true);
 }
 
+/* ---- backup ---- */
+
+/* A backup runs on the thread pool with a connection of its own (the writer goes on). */
+typedef struct backup_op {
+    uv_work_t work;
+    call *c;
+    char *db_path;
+    int err;
+    char msg[512];
+    int64_t ms;
+} backup_op;
+
+static void
+backup_work_cb(uv_work_t *w)
+{
+    backup_op *b = container_of(w, backup_op, work);
+    int64_t t0 = jobq__now_ms();
+    b->err = store_backup(b->db_path, b->c->req.path, b->msg, sizeof(b->msg));
+    b->ms = jobq__now_ms() - t0;
+}
+
+static void
+backup_after_cb(uv_work_t *w, int status)
+{
+    backup_op *b = container_of(w, backup_op, work);
+    server *s = b->c->srv;
+    s->backups--;
+    if (status != 0 || b->err != JOBQ_OK) {
+        reply_err(b->c, status != 0 ? JOBQ_EINTERNAL : b->err, b->msg);
+    } else {
+        log_info("backup_written", "path=%s ms=%lld", b->c->req.path, (long long)b->ms);
+        json_t *o = ok_object();
+        json_object_set_new(o, "path", json_string(b->c->req.path));
+        json_object_set_new(o, "ms", json_integer(b->ms));
+        send_json(b->c, o);
+    }
+    free(b->db_path);
+    free(b);
+    server_check_drained(s);
+}
+
+static void
+start_backup(call *c)
+{
+    server *s = c->srv;
+    backup_op *b = calloc(1, sizeof(*b));
+    if (b == NULL || (b->db_path = strdup(s->cfg->database)) == NULL) {
+        free(b);
+        reply_error(c, "internal", "out of memory");
+        return;
+    }
+    b->c = c;
+    snprintf(b->msg, sizeof(b->msg), "backup failed");
+    s->backups++;
+    if (uv_queue_work(s->loop, &b->work, backup_work_cb, backup_after_cb) != 0) {
+        s->backups--;
+        free(b->db_path);
+        free(b);
+        reply_error(c, "internal", "cannot start the backup");
+    }
+}
+
 /* ---- explain ---- */
 
 static int
@@ -1120,6 +1214,9 @@ on_request(void *arg, icall *ic, const char *body, size_t len)
     case REQ_EXPLAIN:
         queue_op(c, exec_explain, done_explain, false);
         return;
+    case REQ_BACKUP:
+        start_backup(c);
+        return;
     case REQ_FETCH:
     case REQ_ACK:
     case REQ_FAIL:
@@ -1174,7 +1271,7 @@ closed_cb(uv_handle_t *h)
 static void
 server_check_drained(server *s)
 {
-    if (!s->draining || s->closing || s->nrunning > 0 || s->nleases > 0 ||
+    if (!s->draining || s->closing || s->nrunning > 0 || s->nleases > 0 || s->backups > 0 ||
         !writer_idle(&s->w)) {
         return;
     }

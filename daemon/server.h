@@ -80,6 +80,7 @@ typedef struct server {
     uv_timer_t sweep_timer; /* retention: armed at the earliest job or key to delete */
     int64_t sweep_at_ms;    /* INT64_MAX: not armed */
     bool sweeping;          /* a sweep is in flight */
+    int backups;            /* backups being written (each holds a request) */
     struct lease **leases;  /* hash buckets: job id -> the lease a remote worker holds */
     size_t nlease_buckets;  /* a power of two */
     size_t nleases;         /* leases held (not counting revoked ones kept for heartbeat) */

@@ -980,3 +980,27 @@ store_recent(store *st, const char *queue, int state, job_row *rows, size_t max,
     sqlite3_bind_int64(s, 3, (int64_t)max);
     return read_rows(s, rows, max, np);
 }
+
+int
+store_backup(const char *db_path, const char *dest, char *err, size_t errlen)
+{
+    sqlite3 *db = NULL;
+    sqlite3_stmt *s = NULL;
+    int rc = sqlite3_open_v2(db_path, &db, SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX, NULL);
+    if (rc == SQLITE_OK) {
+        sqlite3_busy_timeout(db, 5000);
+        rc = sqlite3_prepare_v2(db, "VACUUM INTO ?1", -1, &s, NULL);
+    }
+    if (rc == SQLITE_OK) {
+        sqlite3_bind_text(s, 1, dest, -1, SQLITE_STATIC);
+        rc = sqlite3_step(s);
+    }
+    int result = rc == SQLITE_DONE || rc == SQLITE_OK ? JOBQ_OK : store_from_sqlite(rc);
+    if (result != JOBQ_OK) {
+        snprintf(err, errlen, "backup to %s failed: %s", dest,
+                 db != NULL ? sqlite3_errmsg(db) : sqlite3_errstr(rc));
+    }
+    sqlite3_finalize(s);
+    sqlite3_close(db);
+    return result;
+}

@@ -196,6 +196,11 @@ int store_oldest_key(store *st, const char *queue, int64_t *atp);
 /** store_recent: up to max jobs of queue in a finished state, the last finished first. */
 int store_recent(store *st, const char *queue, int state, job_row *rows, size_t max, size_t *np);
 
+/** store_backup: writes a consistent copy of the database at db_path to dest (which must not
+ *  exist) with VACUUM INTO, on a connection of its own: the writer is not held up. Any
+ *  thread. Returns a jobq_err, with a reason in err. */
+int store_backup(const char *db_path, const char *dest, char *err, size_t errlen);
+
 /** store_from_sqlite: the jobq_err for a SQLite result code. */
 int store_from_sqlite(int rc);
 

@@ -17,7 +17,7 @@ static const struct {
     {"list", REQ_LIST},     {"stats", REQ_STATS},   {"pause", REQ_PAUSE},
     {"resume", REQ_RESUME}, {"retry", REQ_RETRY},  {"explain", REQ_EXPLAIN},
     {"fetch", REQ_FETCH},   {"ack", REQ_ACK},       {"fail", REQ_FAIL},
-    {"heartbeat", REQ_HEARTBEAT},
+    {"heartbeat", REQ_HEARTBEAT}, {"backup", REQ_BACKUP},
 };
 
 bool
@@ -418,6 +418,15 @@ decode_body(dec *d, request *req, const request_limits *lim)
         }
         return true;
     }
+    case REQ_BACKUP:
+        if (!opt_string(d, root, "path", 4096, &req->path)) {
+            return false;
+        }
+        if (req->path == NULL || req->path[0] != '/') {
+            return fail(d, "invalid_argument",
+                        "field \"path\" must be an absolute path on the daemon's machine");
+        }
+        return true;
     case REQ_PAUSE:
     case REQ_RESUME:
         if (!opt_string(d, root, "queue", 64, &req->queue)) {

@@ -24,6 +24,7 @@ typedef enum req_op {
     REQ_ACK,
     REQ_FAIL,
     REQ_HEARTBEAT,
+    REQ_BACKUP,
 } req_op;
 
 /** One job of a submit or submit_batch. Strings are borrowed from the request's JSON. */
@@ -58,6 +59,7 @@ typedef struct request {
     const char *text;   /* ack: result; fail: error (NULL if none) */
     bool retry;         /* fail: may be retried */
     const char *worker; /* fetch: the worker's name for logs (NULL if none) */
+    const char *path;   /* backup: where to write the copy, an absolute path */
 } request;
 
 typedef struct request_limits {
