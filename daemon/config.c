@@ -16,7 +16,7 @@
 #define KIB ((int64_t)1024)
 #define MIB (1024 * KIB)
 #define HOUR_MS ((int64_t)3600 * 1000)
-#define DURATION_MAX_MS (8760 * HOUR_MS) /* one year: keeps now_ms + duration far from overflow */
+#define DURATION_MAX_MS JOBQ__DURATION_MAX_MS /* one year: keeps now_ms + duration from overflow */
 #define QUEUE_NAME_MAX 64
 
 enum key_kind {

@@ -22,6 +22,10 @@ const char *jobq__state_name(int state);
 /** jobq__state_parse: the state number for a name, or -1. */
 int jobq__state_parse(const char *name);
 
+/** The longest duration jobq accepts anywhere (one year): keeps now + duration far from
+ *  overflow. */
+#define JOBQ__DURATION_MAX_MS ((int64_t)8760 * 3600 * 1000)
+
 /** jobq__duration_parse: parses "250ms", "10s", "5m", "1h", "7d" or a bare integer (ms) into
  *  *msp. Returns false (and leaves *msp) on anything else, on a negative value or overflow. */
 bool jobq__duration_parse(const char *s, int64_t *msp);

@@ -186,6 +186,12 @@ decode_job(dec *d, const json_t *obj, const char *default_queue, const request_l
         !opt_duration(d, obj, "delay", &j->delay_ms)) {
         return false;
     }
+    /* One year at most: run_at = now + delay must not overflow, and nothing sensible waits
+     * longer (the config's durations have the same bound). */
+    if (j->delay_ms > JOBQ__DURATION_MAX_MS || j->timeout_ms > JOBQ__DURATION_MAX_MS) {
+        return fail(d, "invalid_argument", "field \"%s\" is over the limit of one year",
+                    j->delay_ms > JOBQ__DURATION_MAX_MS ? "delay" : "timeout");
+    }
     if (json_object_get(obj, "timeout") != NULL && j->timeout_ms == 0) {
         return fail(d, "invalid_argument", "field \"%s\" must be greater than 0", "timeout");
     }

@@ -134,6 +134,12 @@ test_bad_input_codes(void **state)
     expect_code("{\"op\":\"submit\",\"queue\":\"q\",\"max_attempts\":0}", "invalid_argument");
     expect_code("{\"op\":\"submit\",\"queue\":\"q\",\"priority\":4294967296}", "invalid_argument");
     expect_code("{\"op\":\"submit\",\"queue\":\"q\",\"run_at\":\"tomorrow\"}", "invalid_argument");
+    /* Found by fuzz_request's author: now + delay overflowed in jobqd. */
+    expect_code("{\"op\":\"submit\",\"queue\":\"q\",\"delay\":9223372036854775807}",
+                "invalid_argument");
+    expect_code("{\"op\":\"submit\",\"queue\":\"q\",\"delay\":\"106751991167d\"}",
+                "invalid_argument");
+    expect_code("{\"op\":\"submit\",\"queue\":\"q\",\"timeout\":\"400d\"}", "invalid_argument");
     expect_code("{\"op\":\"submit\",\"queue\":\"q\",\"key\":7}", "invalid_argument");
     expect_code("{\"op\":\"submit\",\"queue\":\"q\",\"payload\":"
                 "\"0123456789012345678901234567890123456789012345678901234567890123456789\"}",

@@ -1,0 +1,207 @@
+/* fuzz_request.c: libFuzzer target for the request decoder (proto/request.c): arbitrary bytes
+ * into jobq__request_decode, checking the decoded struct or the error against its contract.
+ *
+ * The first input byte selects the mode and is not part of the message: bit 0 set requires
+ * the token FUZZ_TOKEN (as a daemon with auth_token does); bit 1 set uses tiny limits so the
+ * too_large paths are reachable with short inputs. Otherwise the limits are jobqd's
+ * defaults. Seeds (tests/fuzz/corpus/request/) start with ' ' (plain) or '!' (token). */
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <jansson.h>
+
+#include "codec.h"
+#include "request.h"
+
+#define FUZZ_TOKEN "fuzz-token-0123456789"
+#define ERR_SIZE 512        /* as in daemon/server.c on_request */
+#define REQ_LAST REQ_BACKUP /* the last req_op; -Wswitch in check_ok flags a new one */
+
+/* check: aborts with the failed invariant (libFuzzer then saves the input as a crash). */
+#define check(cond)                                                                                \
+    do {                                                                                           \
+        if (!(cond)) {                                                                             \
+            fprintf(stderr, "fuzz_request: invariant failed at %s:%d: %s\n", __FILE__, __LINE__,   \
+                    #cond);                                                                        \
+            abort();                                                                               \
+        }                                                                                          \
+    } while (0)
+
+static const request_limits default_limits = {
+    .max_batch = 10000,
+    .max_wait_ids = 1000,
+    .max_wait_ms = 3600 * 1000,
+    .max_payload = 1024 * 1024,
+    .token = NULL,
+};
+
+static const request_limits tiny_limits = {
+    .max_batch = 3,
+    .max_wait_ids = 2,
+    .max_wait_ms = 60 * 1000,
+    .max_payload = 16,
+    .token = NULL,
+};
+
+/* known_code: the error codes jobq__request_decode may return (proto/request.h, PROTOCOL.md). */
+static bool
+known_code(const char *code)
+{
+    static const char *const codes[] = {"malformed", "unknown_op",   "invalid_argument",
+                                        "too_large", "unauthorized", "internal"};
+    for (size_t i = 0; i < sizeof(codes) / sizeof(codes[0]); i++) {
+        if (strcmp(code, codes[i]) == 0) {
+            return true;
+        }
+    }
+    return false;
+}
+
+/* check_name: a borrowed string that must be a valid queue name; reading it lets ASan see a
+ * dangling pointer. */
+static void
+check_name(const char *name)
+{
+    check(name != NULL);
+    check(jobq__valid_queue_name(name));
+}
+
+/* check_job: one decoded job of a submit or submit_batch; src is its JSON object. */
+static void
+check_job(const req_job *j, const json_t *src, const request_limits *lim)
+{
+    check_name(j->queue);
+    check(j->payload != NULL);
+    check(strlen(j->payload) <= lim->max_payload);
+    check(j->max_attempts >= 0 && j->max_attempts <= 1000000);
+    check(j->timeout_ms >= 0 && j->delay_ms >= 0);
+    check(j->timeout_ms <= JOBQ__DURATION_MAX_MS && j->delay_ms <= JOBQ__DURATION_MAX_MS);
+    check(!j->has_run_at || j->run_at_ms >= 0);
+    if (j->key != NULL) {
+        size_t n = strlen(j->key);
+        check(n >= 1 && n <= 512);
+    }
+    /* The payload is JSON text that decodes back to the value that was sent. */
+    json_error_t jerr;
+    json_t *back = json_loads(j->payload, JSON_DECODE_ANY, &jerr);
+    if (back == NULL) {
+        fprintf(stderr, "fuzz_request: payload %s is not JSON: %s\n", j->payload, jerr.text);
+    }
+    check(back != NULL);
+    json_t *sent = json_object_get(src, "payload");
+    check(json_equal(back, sent != NULL ? sent : json_null()));
+    if (j->key != NULL) {
+        check(j->payload_hash == jobq__payload_hash(back));
+    }
+    json_decref(back);
+}
+
+/* check_ok: the invariants of a successful decode. */
+static void
+check_ok(const request *req, const request_limits *lim)
+{
+    check(req->op >= REQ_PING && req->op <= REQ_LAST);
+    check(json_is_object(req->root));
+    switch (req->op) {
+    case REQ_PING:
+    case REQ_STATS:
+        break;
+    case REQ_SUBMIT:
+        check(req->njobs == 1 && req->jobs != NULL);
+        check_job(&req->jobs[0], req->root, lim);
+        break;
+    case REQ_SUBMIT_BATCH: {
+        const json_t *jobs = json_object_get(req->root, "jobs");
+        check(req->njobs >= 1 && req->njobs <= lim->max_batch && req->jobs != NULL);
+        check(req->njobs == json_array_size(jobs));
+        for (size_t i = 0; i < req->njobs; i++) {
+            check_job(&req->jobs[i], json_array_get(jobs, i), lim);
+        }
+        break;
+    }
+    case REQ_RETRY:
+        if (req->nids == 0) {
+            check(req->state == JOBQ_DEAD || req->state == JOBQ_CANCELLED);
+            check(req->queue == NULL || strlen(req->queue) <= 64);
+            break;
+        }
+        /* fall through */
+    case REQ_GET:
+    case REQ_CANCEL:
+    case REQ_EXPLAIN:
+        check(req->nids == 1 && req->ids[0] >= 1);
+        break;
+    case REQ_WAIT:
+        check(req->nids >= 1 && req->nids <= lim->max_wait_ids);
+        for (size_t i = 0; i < req->nids; i++) {
+            check(req->ids[i] >= 1);
+        }
+        check(req->timeout_ms >= 0 && req->timeout_ms <= lim->max_wait_ms);
+        break;
+    case REQ_LIST:
+        check(req->state >= -1 && req->state <= JOBQ_CANCELLED);
+        check(req->after_id >= 0);
+        check(req->limit >= 1 && req->limit <= 1000);
+        check(req->queue == NULL || strlen(req->queue) <= 64);
+        break;
+    case REQ_FETCH:
+        check(req->nqueues >= 1 && req->nqueues <= 64);
+        for (size_t i = 0; i < req->nqueues; i++) {
+            check_name(req->queues[i]);
+        }
+        check(req->limit >= 1 && req->limit <= 100);
+        check(req->timeout_ms >= 0 && req->timeout_ms <= 5 * 60 * 1000);
+        check(req->worker == NULL || strlen(req->worker) <= 128);
+        break;
+    case REQ_ACK:
+    case REQ_FAIL:
+    case REQ_HEARTBEAT:
+        check(req->nids == 1 && req->ids[0] >= 1);
+        check(req->lease != NULL && strlen(req->lease) >= 1 && strlen(req->lease) <= 64);
+        check(req->text == NULL || strlen(req->text) < SIZE_MAX);
+        break;
+    case REQ_BACKUP:
+        check(req->path != NULL && req->path[0] == '/' && strlen(req->path) <= 4096);
+        break;
+    case REQ_PAUSE:
+    case REQ_RESUME:
+        check(req->queue != NULL && strlen(req->queue) >= 1 && strlen(req->queue) <= 64);
+        break;
+    }
+}
+
+int
+LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    if (size == 0) {
+        return 0;
+    }
+    request_limits lim = (data[0] & 2) ? tiny_limits : default_limits;
+    if (data[0] & 1) {
+        lim.token = FUZZ_TOKEN;
+    }
+    const char *msg = (const char *)data + 1;
+    size_t len = size - 1;
+
+    request req;
+    char err[ERR_SIZE];
+    memset(err, 0x5a, sizeof(err)); /* no NUL: a missing terminator shows */
+    const char *code = jobq__request_decode(msg, len, &lim, &req, err, sizeof(err));
+    if (code == NULL) {
+        check_ok(&req, &lim);
+        jobq__request_free(&req);
+        check(req.root == NULL && req.jobs == NULL && req.njobs == 0);
+    } else {
+        check(known_code(code));
+        check(memchr(err, '\0', sizeof(err)) != NULL);
+        check(err[0] != '\0');
+        /* "*req then holds nothing to free": freeing the zeroed struct must be harmless. */
+        check(req.root == NULL && req.jobs == NULL && req.ids == NULL && req.queues == NULL);
+        jobq__request_free(&req);
+    }
+    return 0;
+}
