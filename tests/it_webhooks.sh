@@ -17,9 +17,12 @@ mkfifo "$T/hookd.out"
 HOOKD_PID=$!
 read -r _ port <"$T/hookd.out"
 CLEANUP_PIDS+=("$HOOKD_PID")
-# A port nothing listens on: a listener bound and closed at once by nngcat would race, so use
-# the endpoint's port + 1 only if it is free (hookd holds $port).
+# A port nothing listens on, for the downstream that is down: the first of port+1.. that
+# refuses a connection.
 down_port=$((port + 1))
+while (exec 3<>"/dev/tcp/127.0.0.1/$down_port") 2>/dev/null; do
+    down_port=$((down_port + 1))
+done
 
 write_config "[queue.hook]
 url = http://127.0.0.1:$port/hook
