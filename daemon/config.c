@@ -16,7 +16,8 @@
 #define KIB ((int64_t)1024)
 #define MIB (1024 * KIB)
 #define HOUR_MS ((int64_t)3600 * 1000)
-#define DURATION_MAX_MS JOBQ__DURATION_MAX_MS /* one year: keeps now_ms + duration from overflow */
+#define DURATION_MAX_MS JOBQ__DURATION_MAX_MS /* one year: keeps now_ms + duration from overflow   \
+                                               */
 #define QUEUE_NAME_MAX 64
 
 enum key_kind {
@@ -34,6 +35,7 @@ enum key_kind {
     KEY_COUNT,      /* size_t, within [min, max] */
     KEY_BYTES,      /* size_t bytes with an optional k/M suffix, within [min, max] */
     KEY_ARGV,       /* command line split into a NULL-terminated argv */
+    KEY_RATE,       /* "N/s", "N/m" or "N/h": a double, per second, in (0, max] */
 };
 
 /* One key a section accepts: where it is stored and what range it allows. */
@@ -84,7 +86,7 @@ static const key_def queue_keys[] = {
      DURATION_MAX_MS},
     {"retention_dead", KEY_DURATION, offsetof(queue_conf, retention_dead_ms), 0, DURATION_MAX_MS},
     {"max_pending", KEY_COUNT, offsetof(queue_conf, max_pending), 1, 1000000000},
-    {"rate", KEY_RESERVED, 0, 0, 0},
+    {"rate", KEY_RATE, offsetof(queue_conf, rate_per_s), 0, 1000000},
 };
 #define NQUEUE_KEYS (sizeof(queue_keys) / sizeof(queue_keys[0]))
 
@@ -463,8 +465,7 @@ set_value(parse_ctx *c, const key_def *def, void *obj, const char *value)
     case KEY_URL: {
         char *copy = NULL;
         if (def->kind == KEY_SECRET && strlen(value) < 16) {
-            return bad(c, "%s %s is too short: use at least 16 random characters", c->label,
-                       name);
+            return bad(c, "%s %s is too short: use at least 16 random characters", c->label, name);
         }
         if (def->kind == KEY_URL && strncmp(value, "http://", 7) != 0) {
             return bad(c,
@@ -567,6 +568,23 @@ set_value(parse_ctx *c, const key_def *def, void *obj, const char *value)
         }
         *(size_t *)(void *)field = (size_t)v;
         return 1;
+    case KEY_RATE: {
+        char *end;
+        errno = 0;
+        double n = strtod(value, &end);
+        double per = strcmp(end, "/s") == 0   ? 1
+                     : strcmp(end, "/m") == 0 ? 60
+                     : strcmp(end, "/h") == 0 ? 3600
+                                              : 0;
+        if (end == value || per == 0 || errno != 0 || !(n > 0) || n / per > (double)def->max) {
+            return bad(c,
+                       "%s %s = \"%s\": expected jobs per second, minute or hour, such as 50/s, "
+                       "600/m or 100/h (more than 0, at most %lld/s)",
+                       c->label, name, value, (long long)def->max);
+        }
+        *(double *)(void *)field = n / per;
+        return 1;
+    }
     case KEY_ARGV: {
         const char *why;
         char **argv = split_command(value, &why);

@@ -25,9 +25,10 @@ typedef struct queue_conf {
     int breaker_probes;          /* jobs let through while half-open, >= 1; default 1 */
     size_t output_cap;           /* bytes of stdout/stderr kept; default 64 KiB */
     size_t max_pending; /* unfinished jobs the queue may hold; more: queue_full; default 10M */
-    int64_t key_ttl_ms;             /* a key admits one job per this window; default 24 h */
+    int64_t key_ttl_ms; /* a key admits one job per this window; default 24 h */
     int64_t retention_succeeded_ms; /* succeeded jobs are deleted after this; default 24 h */
     int64_t retention_dead_ms;      /* dead and cancelled jobs: default 7 days */
+    double rate_per_s;              /* jobs started per second at most; 0: no limit */
 } queue_conf;
 
 typedef struct config {

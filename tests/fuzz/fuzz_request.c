@@ -36,6 +36,7 @@ static const request_limits default_limits = {
     .max_wait_ids = 1000,
     .max_wait_ms = 3600 * 1000,
     .max_payload = 1024 * 1024,
+    .max_after = 100,
     .token = NULL,
 };
 
@@ -44,6 +45,7 @@ static const request_limits tiny_limits = {
     .max_wait_ids = 2,
     .max_wait_ms = 60 * 1000,
     .max_payload = 16,
+    .max_after = 2,
     .token = NULL,
 };
 
@@ -143,7 +145,7 @@ check_ok(const request *req, const request_limits *lim)
         check(req->timeout_ms >= 0 && req->timeout_ms <= lim->max_wait_ms);
         break;
     case REQ_LIST:
-        check(req->state >= -1 && req->state <= JOBQ_CANCELLED);
+        check(req->state >= -1 && req->state <= JOBQ_WAITING);
         check(req->after_id >= 0);
         check(req->limit >= 1 && req->limit <= 1000);
         check(req->queue == NULL || strlen(req->queue) <= 64);
