@@ -946,3 +946,71 @@ cmd_stats(cli *c, const cli_cmd *cmd, int argc, char **argv)
     jobq_free(text);
     return rc;
 }
+
+int
+cmd_schedules(cli *c, const cli_cmd *cmd, int argc, char **argv)
+{
+    int rc = simple_opts(c, cmd, argc, argv);
+    if (rc != EXIT_OK || (rc = operands(cmd, argc, 0, "")) != EXIT_OK) {
+        return rc;
+    }
+    json_t *reply;
+    char *text;
+    rc = cli_call(c, json_pack("{s:s}", "op", "schedules"), &reply, &text, "list the schedules");
+    if (reply == NULL) {
+        return rc;
+    }
+    if (c->json || rc != EXIT_OK) {
+        if (c->json) {
+            cli_print_reply(text);
+        }
+        json_decref(reply);
+        jobq_free(text);
+        return rc;
+    }
+    static const char *const names[] = {"SCHEDULE", "CRON", "TIMEZONE", "QUEUE",
+                                        "MISSED",   "LAST", "NEXT"};
+    cli_table t;
+    if (!cli_table_init(&t, 7, names, NULL)) {
+        fprintf(stderr, "jobq: schedules: out of memory\n");
+        rc = EXIT_FAILED;
+    }
+    size_t i;
+    json_t *sc;
+    json_array_foreach(json_object_get(reply, "schedules"), i, sc)
+    {
+        if (rc != EXIT_OK) {
+            break;
+        }
+        char last[40], next[40];
+        json_t *nx = json_object_get(sc, "next");
+        const char *cells[7] = {
+            json_string_value(json_object_get(sc, "name")),
+            json_string_value(json_object_get(sc, "cron")),
+            json_string_value(json_object_get(sc, "timezone")),
+            json_string_value(json_object_get(sc, "queue")),
+            json_string_value(json_object_get(sc, "missed")),
+            cli_fmt_time(json_integer_value(json_object_get(sc, "last_tick")), last, sizeof(last)),
+            json_is_integer(nx) ? cli_fmt_time(json_integer_value(nx), next, sizeof(next))
+                                : "never",
+        };
+        for (size_t k = 0; k < 7; k++) {
+            cells[k] = cells[k] != NULL ? cells[k] : "-";
+        }
+        if (!cli_table_row(&t, cells)) {
+            fprintf(stderr, "jobq: schedules: out of memory\n");
+            rc = EXIT_FAILED;
+        }
+    }
+    if (rc == EXIT_OK) {
+        if (json_array_size(json_object_get(reply, "schedules")) == 0) {
+            printf("no schedules: add [schedule.NAME] sections to jobqd's config\n");
+        } else {
+            cli_table_print(&t);
+        }
+    }
+    cli_table_free(&t);
+    json_decref(reply);
+    jobq_free(text);
+    return rc;
+}

@@ -107,6 +107,11 @@ static const cli_cmd commands[] = {
      "Prints one line per queue: jobs in each state, whether it is paused, and the state of\n"
      "its circuit breaker.\n",
      cmd_stats},
+    {"schedules", "", "list the periodic schedules and when each runs next",
+     "Prints one line per [schedule.NAME] of jobqd's config: its cron expression and time\n"
+     "zone, the queue its jobs go to, what happens to ticks missed while jobqd was down, the\n"
+     "last tick it fired or skipped and the next one (in local time).\n",
+     cmd_schedules},
     {"top", "[--interval DUR] [--once]", "a live view of every queue, like top",
      "Shows one row per queue: jobs ready, running, scheduled, retrying and dead, jobs\n"
      "succeeded and attempts failed per second, the circuit breaker and the paused flag;\n"

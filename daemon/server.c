@@ -14,6 +14,7 @@
 #include "http.h"
 #include "log.h"
 #include "monitor.h"
+#include "periodic.h"
 #include "runner.h"
 #include "scheduler.h"
 #include "webhook.h"
@@ -1267,6 +1268,12 @@ on_request(void *arg, icall *ic, const char *body, size_t len)
     case REQ_STATS:
         reply_stats(c);
         return;
+    case REQ_SCHEDULES: {
+        json_t *o = ok_object();
+        json_object_set_new(o, "schedules", periodic_json(s));
+        send_json(c, o);
+        return;
+    }
     case REQ_PAUSE:
     case REQ_RESUME:
         if (!jobq__valid_queue_name(c->req.queue)) {
@@ -1365,6 +1372,7 @@ server_check_drained(server *s)
     http_close(s->http);
     s->http = NULL;
     sched_close(s);
+    periodic_close(s);
     workers_close(s);
     webhook_close(s);
     uv_close((uv_handle_t *)&s->grace_timer, closed_cb);
@@ -1449,6 +1457,9 @@ server_init(server *s, uv_loop_t *loop, config *cfg, store *st, char *err, size_
     }
     store_effects_undo(st, 0); /* the counts below are read after the recovery */
     if (rc == JOBQ_OK) {
+        rc = periodic_init(s);
+    }
+    if (rc == JOBQ_OK) {
         rc = store_count_each(st, count_cb, s);
     }
     if (rc == JOBQ_OK) {
@@ -1500,6 +1511,7 @@ server_init(server *s, uv_loop_t *loop, config *cfg, store *st, char *err, size_
     s->sig_int.data = s;
     uv_signal_start(&s->sig_term, signal_cb, SIGTERM);
     uv_signal_start(&s->sig_int, signal_cb, SIGINT);
+    periodic_start(s);
     sched_dispatch_all(s);
     return 0;
 }
@@ -1512,6 +1524,7 @@ server_free(server *s)
         free(s->queues[i]);
     }
     free(s->queues);
+    periodic_free(s);
     free(s->waits);
     s->waits = NULL;
     s->queues = NULL;

@@ -29,6 +29,7 @@ static const struct {
     {"fail", REQ_FAIL},
     {"heartbeat", REQ_HEARTBEAT},
     {"backup", REQ_BACKUP},
+    {"schedules", REQ_SCHEDULES},
 };
 
 bool
@@ -336,6 +337,7 @@ decode_body(dec *d, request *req, const request_limits *lim)
     switch (req->op) {
     case REQ_PING:
     case REQ_STATS:
+    case REQ_SCHEDULES:
         return true;
     case REQ_SUBMIT:
         req->jobs = calloc(1, sizeof(*req->jobs));

@@ -25,6 +25,7 @@ typedef enum req_op {
     REQ_FAIL,
     REQ_HEARTBEAT,
     REQ_BACKUP,
+    REQ_SCHEDULES,
 } req_op;
 
 /** One job of a submit or submit_batch. Strings are borrowed from the request's JSON. */

@@ -18,8 +18,8 @@
 #include "request.h"
 
 #define FUZZ_TOKEN "fuzz-token-0123456789"
-#define ERR_SIZE 512        /* as in daemon/server.c on_request */
-#define REQ_LAST REQ_BACKUP /* the last req_op; -Wswitch in check_ok flags a new one */
+#define ERR_SIZE 512           /* as in daemon/server.c on_request */
+#define REQ_LAST REQ_SCHEDULES /* the last req_op; -Wswitch in check_ok flags a new one */
 
 /* check: aborts with the failed invariant (libFuzzer then saves the input as a crash). */
 #define check(cond)                                                                                \
@@ -100,6 +100,11 @@ check_job(const req_job *j, const json_t *src, const request_limits *lim)
         check(j->payload_hash == jobq__payload_hash(back));
     }
     json_decref(back);
+    check((j->nafter == 0) == (j->after == NULL));
+    check(j->nafter <= lim->max_after);
+    for (size_t i = 0; i < j->nafter; i++) {
+        check(j->after[i] >= 1);
+    }
 }
 
 /* check_ok: the invariants of a successful decode. */
@@ -111,6 +116,7 @@ check_ok(const request *req, const request_limits *lim)
     switch (req->op) {
     case REQ_PING:
     case REQ_STATS:
+    case REQ_SCHEDULES:
         break;
     case REQ_SUBMIT:
         check(req->njobs == 1 && req->jobs != NULL);
@@ -123,6 +129,11 @@ check_ok(const request *req, const request_limits *lim)
         for (size_t i = 0; i < req->njobs; i++) {
             check_job(&req->jobs[i], json_array_get(jobs, i), lim);
         }
+        check(req->on_complete == NULL || req->group);
+        if (req->on_complete != NULL) {
+            check_job(req->on_complete, json_object_get(req->root, "on_complete"), lim);
+            check(req->on_complete->nafter == 0 && req->on_complete->key == NULL);
+        }
         break;
     }
     case REQ_RETRY:
@@ -133,12 +144,18 @@ check_ok(const request *req, const request_limits *lim)
         }
         /* fall through */
     case REQ_GET:
+        if (req->group_id != 0) {
+            check(req->group_id >= 1 && req->nids == 0);
+            break;
+        }
+        /* fall through */
     case REQ_CANCEL:
     case REQ_EXPLAIN:
         check(req->nids == 1 && req->ids[0] >= 1);
         break;
     case REQ_WAIT:
-        check(req->nids >= 1 && req->nids <= lim->max_wait_ids);
+        check(req->group_id == 0 ? req->nids >= 1 : req->nids == 0 && req->group_id >= 1);
+        check(req->nids <= lim->max_wait_ids);
         for (size_t i = 0; i < req->nids; i++) {
             check(req->ids[i] >= 1);
         }
