@@ -870,12 +870,13 @@ cmp_str(const void *a, const void *b)
 static int
 print_stats(const json_t *reply)
 {
-    static const char *const names[] = {"QUEUE",    "SCHEDULED", "READY", "RUNNING",
-                                        "RETRYING", "SUCCEEDED", "DEAD",  "CANCELLED",
-                                        "PAUSED",   "BREAKER"};
-    static const char *const fields[] = {"scheduled", "ready", "running",  "retrying",
-                                         "succeeded", "dead",  "cancelled"};
-    static const bool right[] = {false, true, true, true, true, true, true, true, false, false};
+    static const char *const names[] = {"QUEUE",    "SCHEDULED", "READY",  "RUNNING",
+                                        "RETRYING", "SUCCEEDED", "DEAD",   "CANCELLED",
+                                        "WAITING",  "PAUSED",    "BREAKER"};
+    static const char *const fields[] = {"scheduled", "ready", "running",   "retrying",
+                                         "succeeded", "dead",  "cancelled", "waiting"};
+    static const bool right[] = {false, true, true, true,  true, true,
+                                 true,  true, true, false, false};
     const json_t *queues = json_object_get(reply, "queues");
     size_t n = json_object_size(queues);
     if (n == 0) {
@@ -884,7 +885,7 @@ print_stats(const json_t *reply)
     }
     const char **keys = calloc(n, sizeof(char *));
     cli_table t;
-    if (keys == NULL || !cli_table_init(&t, 10, names, right)) {
+    if (keys == NULL || !cli_table_init(&t, 11, names, right)) {
         free(keys);
         fprintf(stderr, "jobq: stats: out of memory\n");
         return EXIT_FAILED;
@@ -900,16 +901,16 @@ print_stats(const json_t *reply)
     int rc = EXIT_OK;
     for (size_t i = 0; i < n; i++) {
         q = json_object_get(queues, keys[i]);
-        char num[7][32];
-        const char *cells[10];
+        char num[8][32];
+        const char *cells[11];
         cells[0] = keys[i];
-        for (size_t f = 0; f < 7; f++) {
+        for (size_t f = 0; f < 8; f++) {
             cells[1 + f] = json_int_cell(q, fields[f], num[f], sizeof(num[f]));
         }
         const json_t *paused = json_object_get(q, "paused");
-        cells[8] = json_is_boolean(paused) ? (json_is_true(paused) ? "yes" : "no") : "-";
+        cells[9] = json_is_boolean(paused) ? (json_is_true(paused) ? "yes" : "no") : "-";
         const char *breaker = json_string_value(json_object_get(q, "breaker"));
-        cells[9] = breaker != NULL ? breaker : "-";
+        cells[10] = breaker != NULL ? breaker : "-";
         if (!cli_table_row(&t, cells)) {
             fprintf(stderr, "jobq: stats: out of memory\n");
             rc = EXIT_FAILED;

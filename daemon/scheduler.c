@@ -457,7 +457,9 @@ exec_sweep(store *st, wop *op, int64_t now_ms)
             q->next_ms = at + q->key_ttl_ms;
         }
     }
-    return JOBQ_OK;
+    /* Groups whose last member this sweep (or an earlier one) deleted. */
+    size_t groups = 0;
+    return store_sweep_groups(st, now_ms, SWEEP_BATCH, &groups);
 }
 
 static void

@@ -68,6 +68,7 @@ enum stmt_id {
     S_GROUP_MEMBERS,
     S_SCHED_LAST,
     S_SCHED_SET,
+    S_SWEEP_GROUPS,
     S_COUNT_STMTS
 };
 
@@ -172,6 +173,9 @@ static const char *const stmt_sql[S_COUNT_STMTS] = {
     [S_GROUP_COUNTS] = "SELECT state, count(*) FROM jobs WHERE group_id = ?1 GROUP BY state",
     [S_GROUP_MEMBERS] =
         "SELECT id, state, attempt, error FROM jobs WHERE group_id = ?1 ORDER BY id",
+    [S_SWEEP_GROUPS] = "DELETE FROM groups WHERE id IN (SELECT id FROM groups INDEXED BY "
+                       "groups_completed WHERE completed_at IS NOT NULL AND completed_at < ?1 AND "
+                       "NOT EXISTS (SELECT 1 FROM jobs WHERE group_id = groups.id) LIMIT ?2)",
     [S_SCHED_LAST] = "SELECT last_tick FROM schedules WHERE name = ?1",
     [S_SCHED_SET] = "INSERT INTO schedules (name, last_tick) VALUES (?1, ?2) ON CONFLICT (name) "
                     "DO UPDATE SET last_tick = excluded.last_tick",
@@ -1484,6 +1488,19 @@ store_sweep(store *st, const char *queue, int state, int64_t before_ms, size_t m
     free(ids);
     if (err == JOBQ_OK) {
         *np = n;
+    }
+    return err;
+}
+
+int
+store_sweep_groups(store *st, int64_t before_ms, size_t max, size_t *np)
+{
+    sqlite3_stmt *s = stmt_get(st, S_SWEEP_GROUPS);
+    sqlite3_bind_int64(s, 1, before_ms);
+    sqlite3_bind_int64(s, 2, (int64_t)max);
+    int err = step_done(s);
+    if (err == JOBQ_OK) {
+        *np = (size_t)sqlite3_changes(st->db);
     }
     return err;
 }

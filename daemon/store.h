@@ -183,6 +183,10 @@ int store_attempts(store *st, int64_t id, attempt_row *rows, size_t max, size_t 
  *  finished before before_ms, with their attempt history. *np receives how many. */
 int store_sweep(store *st, const char *queue, int state, int64_t before_ms, size_t max, size_t *np);
 
+/** store_sweep_groups: deletes up to max groups completed before before_ms whose members
+ *  retention has all deleted. */
+int store_sweep_groups(store *st, int64_t before_ms, size_t max, size_t *np);
+
 /** store_sweep_keys: forgets up to max idempotency keys of queue first used before
  *  before_ms. */
 int store_sweep_keys(store *st, const char *queue, int64_t before_ms, size_t max, size_t *np);

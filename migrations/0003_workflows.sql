@@ -64,6 +64,8 @@ CREATE TABLE groups (
     oc_timeout_ms INTEGER,
     oc_job_id     INTEGER            -- the job on_complete submitted
 );
+-- Retention: a completed group goes once retention has deleted its last member.
+CREATE INDEX groups_completed ON groups (completed_at) WHERE completed_at IS NOT NULL;
 
 -- One row per (dependent job, parent it still waits for). A row goes when its parent ends.
 CREATE TABLE job_deps (

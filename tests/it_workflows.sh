@@ -4,6 +4,8 @@
 # their parents, run only after they succeeded, are cancelled (in cascade) when one dies, and
 # keep waiting across a restart; a queue with rate = 50/s starts 45-55 jobs a second.
 . "$(dirname "$0")/lib.sh"
+# 1,000 exec jobs on a busy 2-core machine may take minutes: poll for longer than the default.
+export JOBQ_POLL_TIMEOUT=${JOBQ_POLL_TIMEOUT:-240}
 
 # The handler: payloads with "fail" are a permanent failure (exit 65: dead at once); those
 # with "gate" hold until $T/release exists; every run is logged with its job id.
@@ -26,6 +28,9 @@ breaker_failures = 100000
 [queue.hold]
 command = $T/work.sh
 concurrency = 4
+[queue.quick]
+command = /bin/true
+retention_succeeded = 0s
 [queue.limited]
 command = /bin/true
 concurrency = 8
@@ -78,6 +83,13 @@ stop_jobqd
 start_jobqd
 expect_eq "completion jobs after a restart" "$(q "select count(*) from jobs where queue='report'")" 1
 ok "a group of 1000 reports 980 succeeded and 20 dead; its completion job exists once across kill -9"
+
+# Retention deletes a finished group once it has deleted its members.
+printf '{}\n{}\n{}\n' >"$T/small.ndjson"
+G2=$(cli submit quick --batch "$T/small.ndjson" --group)
+poll_until "retention deletes the group" "[ \$(q \"select count(*) from groups where id = $G2\") = 0 ]"
+err=$(cli get --group "$G2" 2>&1) && fail "get of a deleted group succeeded"
+grep -q "no group with id $G2" <<<"$err" || fail "get of a deleted group: $err"
 
 # ---- dependencies ----
 rm -f "$T/release"
