@@ -99,7 +99,7 @@ static const cli_cmd commands[] = {
      "Options:\n"
      "  --queue Q           only jobs of queue Q\n"
      "  --state S           only jobs in state S: scheduled, ready, running, retrying,\n"
-     "                      succeeded, dead or cancelled\n"
+     "                      succeeded, dead, cancelled or waiting\n"
      "  --limit N           at most N jobs (1..1000, default 100)\n"
      "  --after ID          only jobs with an id above ID (the next page)\n",
      cmd_list},
