@@ -31,6 +31,9 @@ concurrency = 4
 [queue.quick]
 command = /bin/true
 retention_succeeded = 0s
+[queue.unlimited]
+command = /bin/true
+concurrency = 8
 [queue.limited]
 command = /bin/true
 concurrency = 8
@@ -143,12 +146,25 @@ expect_eq "cancelled counted" "$(jq .queues.hold.cancelled <<<"$stats")" \
 ok "dead parents cancel their dependents in cascade; after_policy always runs anyway"
 
 # ---- rate = 50/s ----
+# The same handler without a rate first: what this machine runs unlimited, now. The lower
+# bound below holds only when that is well above the rate (a machine that runs 30 jobs a
+# second cannot show 50/s, with or without a limiter; valgrind is such a machine).
+seq 1 300 | sed 's/.*/{}/' >"$T/free.ndjson"
+cli submit unlimited --batch "$T/free.ndjson" >/dev/null
+poll_until "300 unlimited jobs" \
+    "[ \$(q \"select count(*) from jobs where queue='unlimited' and state=4\") = 300 ]"
+free_rate=$(q "select cast(300000.0 / max(1, max(finished_at) - min(started_at)) as int) from jobs where queue='unlimited'")
 seq 1 700 | sed 's/.*/{}/' >"$T/rate.ndjson"
 cli submit limited --batch "$T/rate.ndjson" >/dev/null
 poll_until "10 s of starts" \
     "[ \$(q \"select coalesce(max(started_at) - min(started_at), 0) from jobs where queue='limited'\") -ge 10000 ]"
 first=$(q "select min(started_at) from jobs where queue='limited'")
 n=$(q "select count(*) from jobs where queue='limited' and started_at < $first + 10000")
-[ "$n" -ge 450 ] && [ "$n" -le 550 ] || fail "rate = 50/s started $n jobs in 10 s (want 450-550)"
-ok "rate = 50/s started $n jobs in the first 10 s"
+[ "$n" -le 550 ] || fail "rate = 50/s started $n jobs in 10 s (want at most 550)"
+if [ "$free_rate" -ge 100 ]; then
+    [ "$n" -ge 450 ] || fail "rate = 50/s started $n jobs in 10 s (want 450-550; unlimited: $free_rate/s)"
+    ok "rate = 50/s started $n jobs in the first 10 s (unlimited: $free_rate jobs/s)"
+else
+    ok "rate = 50/s started $n jobs in the first 10 s, at most 550; this machine ran only $free_rate jobs/s unlimited, too few to check the lower bound"
+fi
 stop_jobqd
