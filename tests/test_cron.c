@@ -583,7 +583,7 @@ glibc_offset(int64_t t)
     return tm.tm_gmtoff;
 }
 
-/* From 1900 to 2200, at instants 7h13m apart and around every change, tz_offset_at agrees
+/* From 1900 to 2200, at instants 25h13m apart and around every change, tz_offset_at agrees
  * with glibc; tz_local_to_utc inverts it and gives the first of two, and maps a skipped
  * local time forward by the size of the gap. */
 static void
@@ -598,7 +598,7 @@ test_offsets_agree_with_glibc(void **state)
         tzset();
         int32_t lo, hi;
         tz_offset_range(z, &lo, &hi);
-        for (int64_t t = U(1900, 1, 1, 0, 0); t < U(2200, 1, 1, 0, 0); t += 7 * HOUR_S + 13 * 60) {
+        for (int64_t t = U(1900, 1, 1, 0, 0); t < U(2200, 1, 1, 0, 0); t += 25 * HOUR_S + 13 * 60) {
             int32_t off = tz_offset_at(z, t);
             if (off != glibc_offset(t)) {
                 fail_msg("%s at %lld: %d, glibc %ld", name, (long long)t, off, glibc_offset(t));
@@ -611,12 +611,12 @@ test_offsets_agree_with_glibc(void **state)
         }
         /* Each change from 1970 to 2100, found by bisection. */
         int changes = 0;
-        for (int64_t t = U(1970, 1, 1, 0, 0); t < U(2100, 1, 1, 0, 0); t += 6 * HOUR_S) {
-            int32_t a = tz_offset_at(z, t), b = tz_offset_at(z, t + 6 * HOUR_S);
+        for (int64_t t = U(1970, 1, 1, 0, 0); t < U(2100, 1, 1, 0, 0); t += DAY_S) {
+            int32_t a = tz_offset_at(z, t), b = tz_offset_at(z, t + DAY_S);
             if (a == b) {
                 continue;
             }
-            int64_t l = t, h = t + 6 * HOUR_S; /* off(l) == a, off(h) != a */
+            int64_t l = t, h = t + DAY_S; /* off(l) == a, off(h) != a */
             while (h - l > 1) {
                 int64_t m = l + (h - l) / 2;
                 if (tz_offset_at(z, m) == a) {
@@ -641,6 +641,12 @@ test_offsets_agree_with_glibc(void **state)
                 assert_int_equal(tz_local_to_utc(z, h + before), h + before - after);
             }
         }
+        /* As many as glibc sees (248 for Paris, 260 for New York with tzdata 2025b). */
+        int glibc_changes = 0;
+        for (int64_t t = U(1970, 1, 1, 0, 0); t < U(2100, 1, 1, 0, 0); t += DAY_S) {
+            glibc_changes += glibc_offset(t) != glibc_offset(t + DAY_S);
+        }
+        assert_int_equal(changes, glibc_changes);
         if (strcmp(name, "Asia/Kolkata") != 0) {
             assert_true(changes > 0);
         }
@@ -729,7 +735,7 @@ test_next_matches_a_brute_force_scan(void **state)
     uint64_t seed = 20260325;
     const int64_t window = 4 * 366 * DAY_S;
     int found = 0;
-    for (int i = 0; i < 3000; i++) {
+    for (int i = 0; i < 1500; i++) {
         char f[5][32], text[200];
         random_field(f[0], sizeof f[0], &seed, 0, 59, NULL);
         random_field(f[1], sizeof f[1], &seed, 0, 23, NULL);
@@ -769,8 +775,8 @@ test_next_matches_a_brute_force_scan(void **state)
         }
         tz_free(z);
     }
-    print_message("%d of 3000 random expressions fire within 4 years\n", found);
-    assert_true(found > 2700);
+    print_message("%d of 1500 random expressions fire within 4 years\n", found);
+    assert_true(found > 1350);
 }
 
 /* Whole years of daily and hourly jobs in DST zones: one fire per local day (or hour of
