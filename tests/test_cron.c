@@ -556,11 +556,51 @@ test_lord_howe_half_hour_dst(void **state)
                      U(2026, 10, 3, 15, 45));
     assert_int_equal(next_s(x, "Australia/Lord_Howe", U(2026, 10, 3, 15, 45)),
                      U(2026, 10, 4, 15, 15));
+    /* The same in 2040, where only the footer rule knows of DST. */
+    assert_int_equal(next_s(x, "Australia/Lord_Howe", U(2040, 10, 6, 12, 0)),
+                     U(2040, 10, 6, 15, 40));
+    assert_int_equal(next_s(x, "Australia/Lord_Howe", U(2040, 10, 6, 15, 40)),
+                     U(2040, 10, 6, 15, 45));
+    assert_int_equal(next_s(x, "Australia/Lord_Howe", U(2040, 10, 6, 15, 45)),
+                     U(2040, 10, 7, 15, 15));
     /* 01:45 on April 5 happens twice: the first, at +11. */
     assert_int_equal(next_s("45 1 * * *", "Australia/Lord_Howe", U(2026, 4, 4, 12, 0)),
                      U(2026, 4, 4, 14, 45));
     assert_int_equal(next_s("45 1 * * *", "Australia/Lord_Howe", U(2026, 4, 4, 14, 45)),
                      U(2026, 4, 5, 15, 15));
+}
+
+static void
+test_offset_range(void **state)
+{
+    int32_t lo, hi;
+    tz *z = zone("Europe/Paris");
+    tz_offset_range(z, INT64_MIN, &lo, &hi); /* WET (1911-1940) to CEST */
+    assert_int_equal(lo, 0);
+    assert_int_equal(hi, 2 * HOUR_S);
+    tz_offset_range(z, U(2026, 1, 1, 0, 0), &lo, &hi);
+    assert_int_equal(lo, HOUR_S);
+    assert_int_equal(hi, 2 * HOUR_S);
+    tz_offset_range(z, U(2040, 1, 1, 0, 0), &lo, &hi); /* from the footer rule alone */
+    assert_int_equal(lo, HOUR_S);
+    assert_int_equal(hi, 2 * HOUR_S);
+    tz_free(z);
+    z = zone("America/Juneau"); /* +15:02:19 while it was Russian, then -9/-8 */
+    tz_offset_range(z, INT64_MIN, &lo, &hi);
+    assert_int_equal(hi, 15 * HOUR_S + 2 * MIN_S + 19);
+    tz_offset_range(z, U(2026, 1, 1, 0, 0), &lo, &hi);
+    assert_int_equal(lo, -9 * HOUR_S);
+    assert_int_equal(hi, -8 * HOUR_S);
+    tz_free(z);
+    z = zone("Asia/Kolkata");
+    tz_offset_range(z, U(2026, 1, 1, 0, 0), &lo, &hi);
+    assert_int_equal(lo, 19800);
+    assert_int_equal(hi, 19800);
+    tz_free(z);
+    z = zone("UTC");
+    tz_offset_range(z, U(2026, 1, 1, 0, 0), &lo, &hi);
+    assert_true(lo == 0 && hi == 0);
+    tz_free(z);
 }
 
 /* ---- against glibc ---- */
@@ -570,7 +610,7 @@ static const char *const oracle_zones[] = {
     "Europe/Dublin",      "America/Nuuk",     "America/Santiago",    "Africa/Casablanca",
     "Antarctica/Troll",   "Pacific/Apia",     "America/Sao_Paulo",   "Australia/Sydney",
     "Pacific/Chatham",    "Asia/Tehran",      "Europe/London",       "America/St_Johns",
-    "Pacific/Kiritimati", "America/Adak",
+    "Pacific/Kiritimati", "America/Adak",     "America/Juneau",
 };
 
 /* glibc_offset: libc's answer for TZ=zone (the test sets TZ for itself; tz.c never does). */
@@ -597,7 +637,7 @@ test_offsets_agree_with_glibc(void **state)
         setenv("TZ", env, 1);
         tzset();
         int32_t lo, hi;
-        tz_offset_range(z, &lo, &hi);
+        tz_offset_range(z, INT64_MIN, &lo, &hi);
         for (int64_t t = U(1900, 1, 1, 0, 0); t < U(2200, 1, 1, 0, 0); t += 25 * HOUR_S + 13 * 60) {
             int32_t off = tz_offset_at(z, t);
             if (off != glibc_offset(t)) {
@@ -1199,6 +1239,7 @@ main(void)
         cmocka_unit_test(test_new_york_2026),
         cmocka_unit_test(test_far_future_uses_the_footer_rule),
         cmocka_unit_test(test_lord_howe_half_hour_dst),
+        cmocka_unit_test(test_offset_range),
         cmocka_unit_test_teardown(test_offsets_agree_with_glibc, reset_env),
         cmocka_unit_test(test_next_matches_a_brute_force_scan),
         cmocka_unit_test(test_next_walks_whole_years_in_dst_zones),
