@@ -819,6 +819,60 @@ test_next_matches_a_brute_force_scan(void **state)
     assert_true(found > 1350);
 }
 
+/* Around DST changes (and Samoa's skipped day), cron_next against a scan of every local
+ * minute of a week, each mapped by tz_local_to_utc (checked against glibc above): the
+ * earliest instant after the start that a matching local time maps to. */
+static void
+test_next_matches_a_local_scan_around_changes(void **state)
+{
+    static const char *const names[] = {"Europe/Paris", "America/New_York", "Australia/Lord_Howe",
+                                        "Pacific/Apia", "America/Santiago", "Europe/Dublin"};
+    static const int years[] = {2011, 2026, 2040};
+    uint64_t seed = 7;
+    int checked = 0;
+    for (size_t zi = 0; zi < sizeof names / sizeof names[0]; zi++) {
+        tz *z = zone(names[zi]);
+        for (size_t yi = 0; yi < sizeof years / sizeof years[0]; yi++) {
+            int64_t from = U(years[yi], 1, 1, 0, 0), to = U(years[yi] + 1, 1, 1, 0, 0);
+            for (int64_t t = from; t < to; t += DAY_S) {
+                if (tz_offset_at(z, t) == tz_offset_at(z, t + DAY_S)) {
+                    continue;
+                }
+                for (int k = 0; k < 12; k++) {
+                    char f[2][32], text[100];
+                    random_field(f[0], sizeof f[0], &seed, 0, 59, NULL);
+                    random_field(f[1], sizeof f[1], &seed, 0, 23, NULL);
+                    snprintf(text, sizeof text, "%s %s * * *", f[0], f[1]);
+                    cron_expr e = parse_ok(text);
+                    int64_t after_s = t - DAY_S + (int64_t)(backoff_rand(&seed) % (3 * DAY_S));
+                    int64_t got = cron_next(&e, z, after_s * 1000);
+                    int64_t start = (after_s / 60 + 1) * 60, horizon = start + 3 * DAY_S;
+                    int64_t best = INT64_MAX;
+                    for (int64_t L = (start - 27 * HOUR_S) / 60 * 60; L < horizon + 27 * HOUR_S;
+                         L += 60) {
+                        if (brute_time_ok(&e, L)) {
+                            int64_t u = tz_local_to_utc(z, L);
+                            best = u >= start && u < best ? u : best;
+                        }
+                    }
+                    if (best <= horizon) {
+                        if (got != best * 1000) {
+                            fail_msg("\"%s\" in %s after %lld: %lld, scan %lld", text, names[zi],
+                                     (long long)after_s, (long long)got, (long long)best * 1000);
+                        }
+                        checked++;
+                    } else {
+                        assert_true(got == -1 || got > horizon * 1000);
+                    }
+                }
+            }
+        }
+        tz_free(z);
+    }
+    print_message("%d next times checked around changes\n", checked);
+    assert_true(checked > 350); /* about 33 changes, 12 starts each */
+}
+
 /* Whole years of daily and hourly jobs in DST zones: one fire per local day (or hour of
  * local time that exists), strictly increasing, at the expected local time. */
 static void
@@ -1242,6 +1296,7 @@ main(void)
         cmocka_unit_test(test_offset_range),
         cmocka_unit_test_teardown(test_offsets_agree_with_glibc, reset_env),
         cmocka_unit_test(test_next_matches_a_brute_force_scan),
+        cmocka_unit_test(test_next_matches_a_local_scan_around_changes),
         cmocka_unit_test(test_next_walks_whole_years_in_dst_zones),
         cmocka_unit_test(test_load_rejects_bad_names),
         cmocka_unit_test_teardown(test_tzdir_and_handmade_files, reset_env),
