@@ -1065,7 +1065,9 @@ footer_agrees_with_glibc(const char *dir, const char *rule)
 static void
 test_tzdir_and_handmade_files(void **state)
 {
-    char dir[] = "/tmp/test_cron.XXXXXX";
+    const char *tmp = getenv("TMPDIR");
+    char dir[256];
+    snprintf(dir, sizeof dir, "%s/test_cron.XXXXXX", tmp && *tmp ? tmp : "/tmp");
     assert_non_null(mkdtemp(dir));
     setenv("TZDIR", dir, 1);
     char err[512], want[1024];
