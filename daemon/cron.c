@@ -293,7 +293,7 @@ cron_next(const cron_expr *e, const tz *z, int64_t after_ms)
     }
     int64_t start = (floor_div(after_ms, 60000) + 1) * 60; /* Unix s, the earliest answer */
     int32_t min_off, max_off;
-    tz_offset_range(z, &min_off, &max_off);
+    tz_offset_range(z, start - 3 * 86400, &min_off, &max_off); /* a day's margin and more */
     /* Every local time L maps to an instant in [L - max_off, L - min_off]: local times
      * before l0 map before start, and once L - max_off passes the best answer so far,
      * nothing later can beat it (skipped local times map forward, so the mapping is not

@@ -658,8 +658,35 @@ tz_local_to_utc(const tz *z, int64_t local_s)
 }
 
 void
-tz_offset_range(const tz *z, int32_t *min_s, int32_t *max_s)
+tz_offset_range(const tz *z, int64_t from_utc_s, int32_t *min_s, int32_t *max_s)
 {
-    *min_s = z->min_s;
-    *max_s = z->max_s;
+    if (from_utc_s == INT64_MIN) {
+        *min_s = z->min_s;
+        *max_s = z->max_s;
+        return;
+    }
+    int32_t lo = tz_offset_at(z, from_utc_s), hi = lo;
+    size_t i = 0, j = z->n; /* the first transition after from_utc_s: at[i] */
+    while (i < j) {
+        size_t mid = i + (j - i) / 2;
+        if (z->at[mid] <= from_utc_s) {
+            i = mid + 1;
+        } else {
+            j = mid;
+        }
+    }
+    for (; i < z->n; i++) {
+        int32_t u = z->types[z->idx[i]].utoff_s;
+        lo = u < lo ? u : lo;
+        hi = u > hi ? u : hi;
+    }
+    if (z->has_posix) { /* the rule holds for ever after */
+        int32_t a = z->posix.std_s, b = z->posix.has_dst ? z->posix.dst_s : a;
+        lo = a < lo ? a : lo;
+        lo = b < lo ? b : lo;
+        hi = a > hi ? a : hi;
+        hi = b > hi ? b : hi;
+    }
+    *min_s = lo;
+    *max_s = hi;
 }

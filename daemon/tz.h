@@ -29,9 +29,10 @@ int32_t tz_offset_at(const tz *z, int64_t utc_s);
  *  CEST); a time that occurs twice (fall back) gives the first occurrence. */
 int64_t tz_local_to_utc(const tz *z, int64_t local_s);
 
-/** tz_offset_range: the smallest and largest offsets (seconds east of UTC) the zone ever
- *  uses, so that for every local time L, L - max <= tz_local_to_utc(z, L) <= L - min. */
-void tz_offset_range(const tz *z, int32_t *min_s, int32_t *max_s);
+/** tz_offset_range: the smallest and largest offsets (seconds east of UTC) in effect at
+ *  from_utc_s or later, so that for every local time L whose instant is past from_utc_s,
+ *  L - max <= tz_local_to_utc(z, L) <= L - min. INT64_MIN: the whole zone. */
+void tz_offset_range(const tz *z, int64_t from_utc_s, int32_t *min_s, int32_t *max_s);
 
 /** tz_days_from_civil: days since 1970-01-01 of the proleptic Gregorian date y-m-d
  *  (m 1-12, d 1-31). Pure. */
