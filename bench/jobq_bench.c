@@ -1050,8 +1050,10 @@ run_echo(const char *daemon_url, int producers, double seconds, row *out)
         }
         nng_ctx_recv(e->ctx, e->aio);
     }
-    if (ok && ((rv = nng_req0_open(&cli)) != 0 || (rv = nng_dial(cli, url, NULL, 0)) != 0)) {
-        fprintf(stderr, "jobq-bench: echo: cannot dial %s: %s\n", url, nng_strerror(rv));
+    bool cli_open = ok && nng_req0_open(&cli) == 0;
+    if (ok && (!cli_open || (rv = nng_dial(cli, url, NULL, 0)) != 0)) {
+        fprintf(stderr, "jobq-bench: echo: cannot dial %s: %s\n", url,
+                cli_open ? nng_strerror(rv) : "cannot open a REQ socket");
         ok = false;
     }
     int started = 0;
@@ -1088,7 +1090,7 @@ run_echo(const char *daemon_url, int producers, double seconds, row *out)
     free(all);
     snprintf(out->note, sizeof(out->note), "nng REQ/REP echo, %d contexts, in-process server",
              producers);
-    if (started > 0 || ok) {
+    if (cli_open) {
         nng_close(cli);
     }
     nng_close(srv);
