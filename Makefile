@@ -2,7 +2,8 @@
 # config; `make test` builds and runs every test. Both install missing Debian packages first.
 DEBS := build-essential cmake pkg-config libuv1-dev libnng-dev libsqlite3-dev libcmocka-dev \
         libjansson-dev libinih-dev nng-utils sqlite3 valgrind procps jq curl openssl \
-        prometheus chromium bsdutils util-linux clang libclang-rt-dev
+        prometheus chromium bsdutils util-linux clang libclang-rt-dev \
+        tzdata
 BUILD ?= build
 CMAKE_FLAGS ?= -DJOBQ_WERROR=ON
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)

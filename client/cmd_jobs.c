@@ -339,12 +339,150 @@ raw_command(cli *c, json_t *req, const char *what, const char *done_line)
     return rc;
 }
 
+/* print_group: a group object of a get or wait reply, as text. */
+static void
+print_group(const json_t *g)
+{
+    char buf[64];
+    json_t *completed = json_object_get(g, "completed_at");
+    printf("group %lld: %lld jobs, %s", (long long)json_integer_value(json_object_get(g, "id")),
+           (long long)json_integer_value(json_object_get(g, "size")),
+           json_is_integer(completed) ? "done at " : "not done");
+    if (json_is_integer(completed)) {
+        printf("%s", cli_fmt_time(json_integer_value(completed), buf, sizeof(buf)));
+    }
+    printf("\n ");
+    const char *key;
+    json_t *n;
+    json_object_foreach(json_object_get(g, "counts"), key, n)
+    {
+        if (json_integer_value(n) != 0) {
+            printf(" %s %lld", key, (long long)json_integer_value(n));
+        }
+    }
+    printf("\n");
+    json_t *oc = json_object_get(g, "on_complete");
+    if (json_is_object(oc)) {
+        json_t *ocid = json_object_get(oc, "id");
+        printf("  on_complete: queue %s, ", json_string_value(json_object_get(oc, "queue")));
+        if (json_is_integer(ocid)) {
+            printf("job %lld\n", (long long)json_integer_value(ocid));
+        } else {
+            printf("submitted when the group is done\n");
+        }
+    }
+}
+
+/* group_option: parses the options of get/wait that take --group ID; *groupp is 0 without. */
+static int
+group_options(cli *c, const cli_cmd *cmd, int argc, char **argv, int64_t *groupp, int64_t *limitp)
+{
+    static const struct option opts[] = {CLI_COMMON_OPTIONS,
+                                         {"group", required_argument, NULL, 'g'},
+                                         {"timeout", required_argument, NULL, 't'},
+                                         {NULL, 0, NULL, 0}};
+    int rc = EXIT_OK;
+    int ch;
+    *groupp = 0;
+    while ((ch = cli_getopt(c, cmd, argc, argv, opts, &rc)) != -1) {
+        if (ch == CLI_OPT_END) {
+            return rc == EXIT_OK ? -1 : rc;
+        }
+        if (ch == 'g') {
+            if (!cli_parse_i64(optarg, 1, INT64_MAX, groupp)) {
+                return cli_usage(cmd, "--group needs a group id (a positive integer), not \"%s\"",
+                                 optarg);
+            }
+        } else if (limitp == NULL) {
+            return cli_usage(cmd, "unexpected option");
+        } else if (!cli_parse_duration(optarg, limitp)) {
+            return cli_usage(cmd, "--timeout needs a duration like 30s or 5m, not \"%s\"", optarg);
+        }
+    }
+    if (*groupp != 0 && optind < argc) {
+        return cli_usage(cmd, "give --group ID or job IDs, not both");
+    }
+    return EXIT_OK;
+}
+
+/* group_wait: waits for group gid (limit_ms < 0: for ever) and prints its outcome. */
+static int
+group_wait(cli *c, int64_t gid, int64_t limit_ms)
+{
+    int rc = cli_connect(c);
+    if (rc != EXIT_OK) {
+        return rc;
+    }
+    double deadline = cli_mono_s() + (double)limit_ms / 1000.0;
+    char what[64];
+    snprintf(what, sizeof(what), "wait for group %lld", (long long)gid);
+    for (;;) {
+        int64_t piece = WAIT_PIECE_MS;
+        if (limit_ms >= 0) {
+            int64_t left = (int64_t)((deadline - cli_mono_s()) * 1000.0);
+            piece = left < 0 ? 0 : left < piece ? left : piece;
+        }
+        json_t *reply;
+        char *text;
+        rc = cli_call(c,
+                      json_pack("{s:s, s:I, s:I}", "op", "wait", "group", (json_int_t)gid,
+                                "timeout", (json_int_t)piece),
+                      &reply, &text, "%s", what);
+        if (reply == NULL) {
+            return rc;
+        }
+        bool done = json_is_true(json_object_get(reply, "done"));
+        bool last = rc != EXIT_OK || done || (limit_ms >= 0 && cli_mono_s() >= deadline);
+        if (!last) {
+            json_decref(reply);
+            jobq_free(text);
+            continue;
+        }
+        json_t *g = json_object_get(reply, "group");
+        if (c->json) {
+            cli_print_reply(text);
+        } else if (rc == EXIT_OK) {
+            print_group(g);
+        }
+        json_t *counts = json_object_get(g, "counts");
+        bool all_ok = done && json_integer_value(json_object_get(counts, "succeeded")) ==
+                                  json_integer_value(json_object_get(g, "size"));
+        if (rc == EXIT_OK && !done) {
+            fprintf(stderr, "jobq: group %lld is not done yet (timed out)\n", (long long)gid);
+        }
+        json_decref(reply);
+        jobq_free(text);
+        return rc != EXIT_OK ? rc : all_ok ? EXIT_OK : EXIT_FAILED;
+    }
+}
+
 int
 cmd_get(cli *c, const cli_cmd *cmd, int argc, char **argv)
 {
-    int64_t id;
-    int rc = id_command(c, cmd, argc, argv, &id);
+    int64_t id, gid;
+    int rc = group_options(c, cmd, argc, argv, &gid, NULL);
     if (rc != EXIT_OK) {
+        return rc < 0 ? EXIT_OK : rc;
+    }
+    if (gid != 0) {
+        json_t *reply;
+        char *text;
+        rc = cli_call(c, json_pack("{s:s, s:I}", "op", "get", "group", (json_int_t)gid), &reply,
+                      &text, "get group %lld", (long long)gid);
+        if (reply == NULL) {
+            return rc;
+        }
+        if (c->json) {
+            cli_print_reply(text);
+        } else if (rc == EXIT_OK) {
+            print_group(json_object_get(reply, "group"));
+        }
+        json_decref(reply);
+        jobq_free(text);
+        return rc;
+    }
+    if ((rc = operands(cmd, argc, 1, "the job ID")) != EXIT_OK ||
+        (rc = parse_id(cmd, argv[optind], &id)) != EXIT_OK) {
         return rc;
     }
     char what[64];
@@ -369,18 +507,13 @@ cmd_get(cli *c, const cli_cmd *cmd, int argc, char **argv)
 int
 cmd_wait(cli *c, const cli_cmd *cmd, int argc, char **argv)
 {
-    static const struct option opts[] = {
-        CLI_COMMON_OPTIONS, {"timeout", required_argument, NULL, 't'}, {NULL, 0, NULL, 0}};
-    int64_t limit_ms = -1;
-    int rc = EXIT_OK;
-    int ch;
-    while ((ch = cli_getopt(c, cmd, argc, argv, opts, &rc)) != -1) {
-        if (ch == CLI_OPT_END) {
-            return rc;
-        }
-        if (!cli_parse_duration(optarg, &limit_ms)) {
-            return cli_usage(cmd, "--timeout needs a duration like 30s or 5m, not \"%s\"", optarg);
-        }
+    int64_t limit_ms = -1, gid;
+    int rc = group_options(c, cmd, argc, argv, &gid, &limit_ms);
+    if (rc != EXIT_OK) {
+        return rc < 0 ? EXIT_OK : rc;
+    }
+    if (gid != 0) {
+        return group_wait(c, gid, limit_ms);
     }
     if (optind >= argc) {
         return cli_usage(cmd, "missing the job ID");
@@ -737,12 +870,13 @@ cmp_str(const void *a, const void *b)
 static int
 print_stats(const json_t *reply)
 {
-    static const char *const names[] = {"QUEUE",    "SCHEDULED", "READY", "RUNNING",
-                                        "RETRYING", "SUCCEEDED", "DEAD",  "CANCELLED",
-                                        "PAUSED",   "BREAKER"};
-    static const char *const fields[] = {"scheduled", "ready", "running",  "retrying",
-                                         "succeeded", "dead",  "cancelled"};
-    static const bool right[] = {false, true, true, true, true, true, true, true, false, false};
+    static const char *const names[] = {"QUEUE",    "SCHEDULED", "READY",  "RUNNING",
+                                        "RETRYING", "SUCCEEDED", "DEAD",   "CANCELLED",
+                                        "WAITING",  "PAUSED",    "BREAKER"};
+    static const char *const fields[] = {"scheduled", "ready", "running",   "retrying",
+                                         "succeeded", "dead",  "cancelled", "waiting"};
+    static const bool right[] = {false, true, true, true,  true, true,
+                                 true,  true, true, false, false};
     const json_t *queues = json_object_get(reply, "queues");
     size_t n = json_object_size(queues);
     if (n == 0) {
@@ -751,7 +885,7 @@ print_stats(const json_t *reply)
     }
     const char **keys = calloc(n, sizeof(char *));
     cli_table t;
-    if (keys == NULL || !cli_table_init(&t, 10, names, right)) {
+    if (keys == NULL || !cli_table_init(&t, 11, names, right)) {
         free(keys);
         fprintf(stderr, "jobq: stats: out of memory\n");
         return EXIT_FAILED;
@@ -767,16 +901,16 @@ print_stats(const json_t *reply)
     int rc = EXIT_OK;
     for (size_t i = 0; i < n; i++) {
         q = json_object_get(queues, keys[i]);
-        char num[7][32];
-        const char *cells[10];
+        char num[8][32];
+        const char *cells[11];
         cells[0] = keys[i];
-        for (size_t f = 0; f < 7; f++) {
+        for (size_t f = 0; f < 8; f++) {
             cells[1 + f] = json_int_cell(q, fields[f], num[f], sizeof(num[f]));
         }
         const json_t *paused = json_object_get(q, "paused");
-        cells[8] = json_is_boolean(paused) ? (json_is_true(paused) ? "yes" : "no") : "-";
+        cells[9] = json_is_boolean(paused) ? (json_is_true(paused) ? "yes" : "no") : "-";
         const char *breaker = json_string_value(json_object_get(q, "breaker"));
-        cells[9] = breaker != NULL ? breaker : "-";
+        cells[10] = breaker != NULL ? breaker : "-";
         if (!cli_table_row(&t, cells)) {
             fprintf(stderr, "jobq: stats: out of memory\n");
             rc = EXIT_FAILED;
@@ -809,6 +943,74 @@ cmd_stats(cli *c, const cli_cmd *cmd, int argc, char **argv)
     } else if (rc == EXIT_OK) {
         rc = print_stats(reply);
     }
+    json_decref(reply);
+    jobq_free(text);
+    return rc;
+}
+
+int
+cmd_schedules(cli *c, const cli_cmd *cmd, int argc, char **argv)
+{
+    int rc = simple_opts(c, cmd, argc, argv);
+    if (rc != EXIT_OK || (rc = operands(cmd, argc, 0, "")) != EXIT_OK) {
+        return rc;
+    }
+    json_t *reply;
+    char *text;
+    rc = cli_call(c, json_pack("{s:s}", "op", "schedules"), &reply, &text, "list the schedules");
+    if (reply == NULL) {
+        return rc;
+    }
+    if (c->json || rc != EXIT_OK) {
+        if (c->json) {
+            cli_print_reply(text);
+        }
+        json_decref(reply);
+        jobq_free(text);
+        return rc;
+    }
+    static const char *const names[] = {"SCHEDULE", "CRON", "TIMEZONE", "QUEUE",
+                                        "MISSED",   "LAST", "NEXT"};
+    cli_table t;
+    if (!cli_table_init(&t, 7, names, NULL)) {
+        fprintf(stderr, "jobq: schedules: out of memory\n");
+        rc = EXIT_FAILED;
+    }
+    size_t i;
+    json_t *sc;
+    json_array_foreach(json_object_get(reply, "schedules"), i, sc)
+    {
+        if (rc != EXIT_OK) {
+            break;
+        }
+        char last[40], next[40];
+        json_t *nx = json_object_get(sc, "next");
+        const char *cells[7] = {
+            json_string_value(json_object_get(sc, "name")),
+            json_string_value(json_object_get(sc, "cron")),
+            json_string_value(json_object_get(sc, "timezone")),
+            json_string_value(json_object_get(sc, "queue")),
+            json_string_value(json_object_get(sc, "missed")),
+            cli_fmt_time(json_integer_value(json_object_get(sc, "last_tick")), last, sizeof(last)),
+            json_is_integer(nx) ? cli_fmt_time(json_integer_value(nx), next, sizeof(next))
+                                : "never",
+        };
+        for (size_t k = 0; k < 7; k++) {
+            cells[k] = cells[k] != NULL ? cells[k] : "-";
+        }
+        if (!cli_table_row(&t, cells)) {
+            fprintf(stderr, "jobq: schedules: out of memory\n");
+            rc = EXIT_FAILED;
+        }
+    }
+    if (rc == EXIT_OK) {
+        if (json_array_size(json_object_get(reply, "schedules")) == 0) {
+            printf("no schedules: add [schedule.NAME] sections to jobqd's config\n");
+        } else {
+            cli_table_print(&t);
+        }
+    }
+    cli_table_free(&t);
     json_decref(reply);
     jobq_free(text);
     return rc;

@@ -20,6 +20,10 @@ typedef struct submit_args {
     const char *batch;       /* --batch FILE, NULL without */
     jobq_submit_opts opts;
     bool wait;
+    bool group;           /* --group: the batch is one group */
+    const char *oc_queue; /* --on-complete QUEUE:PAYLOAD */
+    const char *oc_payload;
+    int64_t after[1000]; /* --after ID[,ID...] */
 } submit_args;
 
 /* looks_unquoted: whether a bad payload looks like text that lacks its JSON quotes. */
@@ -74,6 +78,16 @@ submit_request(const submit_args *a, const char *payload)
     }
     if (o->key != NULL) {
         rv |= json_object_set_new(req, "key", json_string(o->key));
+    }
+    if (o->nafter > 0) {
+        json_t *after = json_array();
+        for (size_t i = 0; i < o->nafter; i++) {
+            rv |= json_array_append_new(after, json_integer(o->after[i]));
+        }
+        rv |= json_object_set_new(req, "after", after);
+        if (o->after_always) {
+            rv |= json_object_set_new(req, "after_policy", json_string("always"));
+        }
     }
     if (rv != 0) {
         json_decref(req);
@@ -320,6 +334,32 @@ report_partial(const batch *b)
     fprintf(stderr, "; the other lines were not\n");
 }
 
+/* submit_group: the whole batch as one group, in one atomic request. */
+static int
+submit_group(cli *c, const submit_args *a, batch *b)
+{
+    b->ids = malloc(b->n * sizeof(int64_t));
+    if (b->ids == NULL) {
+        fprintf(stderr, "jobq: submit: out of memory\n");
+        return EXIT_FAILED;
+    }
+    int64_t group = 0;
+    int err = jobq_submit_group(c->client, a->queue, (const char *const *)b->payloads, b->n,
+                                &a->opts, a->oc_queue, a->oc_payload, b->ids, &group);
+    if (err != JOBQ_OK) {
+        int rc = cli_fail(err, "submit a group of %zu jobs to queue \"%s\"", b->n, a->queue);
+        fprintf(stderr, "jobq: nothing was submitted\n");
+        return rc;
+    }
+    if (c->json) {
+        printf("{\"ok\":true,\"group\":%lld,\"count\":%zu,\"min_id\":%lld,\"max_id\":%lld}\n",
+               (long long)group, b->n, (long long)b->ids[0], (long long)b->ids[b->n - 1]);
+    } else {
+        printf("%lld\n", (long long)group);
+    }
+    return EXIT_OK;
+}
+
 static int
 submit_batch(cli *c, const cli_cmd *cmd, const submit_args *a)
 {
@@ -330,6 +370,10 @@ submit_batch(cli *c, const cli_cmd *cmd, const submit_args *a)
                 strcmp(a->batch, "-") == 0 ? "stdin" : a->batch);
     }
     if (rc != EXIT_OK || b.n == 0 || (rc = cli_connect(c)) != EXIT_OK) {
+        goto out;
+    }
+    if (a->group) {
+        rc = submit_group(c, a, &b);
         goto out;
     }
     b.client = c->client;
@@ -417,8 +461,13 @@ cmd_submit(cli *c, const cli_cmd *cmd, int argc, char **argv)
                                          {"key", required_argument, NULL, 'k'},
                                          {"wait", no_argument, NULL, 'w'},
                                          {"batch", required_argument, NULL, 'b'},
+                                         {"after", required_argument, NULL, 'A'},
+                                         {"after-policy", required_argument, NULL, 'P'},
+                                         {"group", no_argument, NULL, 'g'},
+                                         {"on-complete", required_argument, NULL, 'o'},
                                          {NULL, 0, NULL, 0}};
-    submit_args a = {0};
+    static submit_args a; /* after[] is large for a stack frame */
+    memset(&a, 0, sizeof(a));
     bool have_delay = false;
     int64_t v;
     int rc = EXIT_OK;
@@ -470,6 +519,57 @@ cmd_submit(cli *c, const cli_cmd *cmd, int argc, char **argv)
         case 'w':
             a.wait = true;
             break;
+        case 'A': {
+            char *p = optarg;
+            while (*p != '\0') {
+                char *comma = strchr(p, ',');
+                if (comma != NULL) {
+                    *comma = '\0';
+                }
+                if (a.opts.nafter == sizeof(a.after) / sizeof(a.after[0])) {
+                    return cli_usage(cmd, "--after names at most %zu jobs",
+                                     sizeof(a.after) / sizeof(a.after[0]));
+                }
+                if (!cli_parse_i64(p, 1, INT64_MAX, &a.after[a.opts.nafter])) {
+                    return cli_usage(cmd, "--after needs job ids separated by commas, not \"%s\"",
+                                     p);
+                }
+                a.opts.nafter++;
+                p = comma != NULL ? comma + 1 : p + strlen(p);
+            }
+            if (a.opts.nafter == 0) {
+                return cli_usage(cmd, "--after needs at least one job id");
+            }
+            a.opts.after = a.after;
+            break;
+        }
+        case 'P':
+            if (strcmp(optarg, "always") != 0 && strcmp(optarg, "success") != 0) {
+                return cli_usage(cmd, "--after-policy is success or always, not \"%s\"", optarg);
+            }
+            a.opts.after_always = strcmp(optarg, "always") == 0;
+            break;
+        case 'g':
+            a.group = true;
+            break;
+        case 'o': {
+            char *colon = strchr(optarg, ':');
+            if (colon == NULL || colon == optarg) {
+                return cli_usage(
+                    cmd,
+                    "--on-complete needs QUEUE:PAYLOAD, such as 'report:{\"to\":\"ops\"}' "
+                    "or report:null, not \"%s\"",
+                    optarg);
+            }
+            *colon = '\0';
+            a.oc_queue = optarg;
+            a.oc_payload = colon + 1;
+            char why[256];
+            if (!json_check(a.oc_payload, why, sizeof(why))) {
+                return cli_usage(cmd, "the --on-complete payload is not valid JSON: %s", why);
+            }
+            break;
+        }
         default: /* 'b' */
             a.batch = optarg;
             break;
@@ -477,6 +577,15 @@ cmd_submit(cli *c, const cli_cmd *cmd, int argc, char **argv)
     }
     if (have_delay && a.opts.run_at_ms != 0) {
         return cli_usage(cmd, "give --delay or --at, not both");
+    }
+    if ((a.group || a.oc_queue != NULL) && a.batch == NULL) {
+        return cli_usage(cmd, "--group and --on-complete go with --batch FILE");
+    }
+    if (a.oc_queue != NULL && !a.group) {
+        return cli_usage(cmd, "--on-complete needs --group");
+    }
+    if (a.opts.after_always && a.opts.nafter == 0) {
+        return cli_usage(cmd, "--after-policy needs --after");
     }
     int have = argc - optind;
     if (have < 1) {

@@ -21,8 +21,9 @@ static const cli_cmd commands[] = {
      "Sends a ping and prints the daemon's version and the round-trip time.\n", cmd_ping},
     {"submit",
      "QUEUE [PAYLOAD|-] [--delay DUR | --at TIME] [--priority N] [--max-attempts N]\n"
-     "       [--timeout DUR] [--key K] [--wait]\n"
-     "   or: jobq submit QUEUE --batch FILE|- [--delay DUR | --at TIME] [--priority N] ...",
+     "       [--timeout DUR] [--key K] [--after ID[,ID...] [--after-policy P]] [--wait]\n"
+     "   or: jobq submit QUEUE --batch FILE|- [--delay DUR | --at TIME] [--priority N] ...\n"
+     "   or: jobq submit QUEUE --batch FILE|- --group [--on-complete QUEUE:PAYLOAD] ...",
      "submit a job (or many, one JSON payload a line)",
      "Submits one job to QUEUE. PAYLOAD is a JSON text: an object, an array, a number, or a\n"
      "string in quotes ('\"text\"'). Without PAYLOAD, or with -, the payload is read from stdin\n"
@@ -47,13 +48,28 @@ static const cli_cmd commands[] = {
      "                      none), the whole file is not: if a request fails, the message\n"
      "                      says which lines were submitted. The options above, except --key\n"
      "                      and --wait, apply to every job. A progress bar is drawn on stderr\n"
-     "                      when it is a terminal.\n",
+     "                      when it is a terminal.\n"
+     "  --after ID[,ID...]  the job waits (state waiting) until every job named succeeded;\n"
+     "                      if one ends dead or cancelled, it is cancelled too\n"
+     "  --after-policy P    success (the default, as above) or always: run once every job\n"
+     "                      named has ended, however it ended\n"
+     "  --group             with --batch: the jobs form a group, submitted in one atomic\n"
+     "                      request (at most the daemon's max_batch jobs); prints the group\n"
+     "                      id. `jobq wait --group ID` waits for all of them.\n"
+     "  --on-complete QUEUE:PAYLOAD\n"
+     "                      with --group: when every job of the group has ended, submit one\n"
+     "                      job to QUEUE whose payload is {\"group\": ID, \"payload\": PAYLOAD,\n"
+     "                      \"succeeded\": N, \"dead\": N, \"cancelled\": N, \"members\":\n"
+     "                      [{\"id\": ID, \"state\": S}, ...]}, exactly once\n",
      cmd_submit},
-    {"get", "ID", "show a job",
-     "Prints the job's fields, one per line (with --json: the daemon's reply).\n", cmd_get},
-    {"wait", "ID... [--timeout DUR]", "wait until jobs finish",
+    {"get", "ID | --group ID", "show a job, or a group's counts",
+     "Prints the job's fields, one per line (with --json: the daemon's reply). With --group,\n"
+     "the group's size, its jobs counted by state and its on_complete job.\n",
+     cmd_get},
+    {"wait", "ID... | --group ID [--timeout DUR]", "wait until jobs finish",
      "Waits until every job has finished (succeeded, dead or cancelled) and prints each\n"
-     "outcome. The exit status is 0 only if all of them succeeded.\n"
+     "outcome. The exit status is 0 only if all of them succeeded. With --group, waits for\n"
+     "every job of the group (--json: each with its state).\n"
      "\n"
      "Options:\n"
      "  --timeout DUR       give up after DUR (exit status 1); default: wait for ever\n",
@@ -83,7 +99,7 @@ static const cli_cmd commands[] = {
      "Options:\n"
      "  --queue Q           only jobs of queue Q\n"
      "  --state S           only jobs in state S: scheduled, ready, running, retrying,\n"
-     "                      succeeded, dead or cancelled\n"
+     "                      succeeded, dead, cancelled or waiting\n"
      "  --limit N           at most N jobs (1..1000, default 100)\n"
      "  --after ID          only jobs with an id above ID (the next page)\n",
      cmd_list},
@@ -91,6 +107,11 @@ static const cli_cmd commands[] = {
      "Prints one line per queue: jobs in each state, whether it is paused, and the state of\n"
      "its circuit breaker.\n",
      cmd_stats},
+    {"schedules", "", "list the periodic schedules and when each runs next",
+     "Prints one line per [schedule.NAME] of jobqd's config: its cron expression and time\n"
+     "zone, the queue its jobs go to, what happens to ticks missed while jobqd was down, the\n"
+     "last tick it fired or skipped and the next one (in local time).\n",
+     cmd_schedules},
     {"top", "[--interval DUR] [--once]", "a live view of every queue, like top",
      "Shows one row per queue: jobs ready, running, scheduled, retrying and dead, jobs\n"
      "succeeded and attempts failed per second, the circuit breaker and the paused flag;\n"

@@ -5,6 +5,7 @@
 #include <ctype.h>
 #include <errno.h>
 #include <ini.h>
+#include <jansson.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -16,7 +17,9 @@
 #define KIB ((int64_t)1024)
 #define MIB (1024 * KIB)
 #define HOUR_MS ((int64_t)3600 * 1000)
-#define DURATION_MAX_MS JOBQ__DURATION_MAX_MS /* one year: keeps now_ms + duration from overflow */
+#define DURATION_MAX_MS                                                                            \
+    JOBQ__DURATION_MAX_MS /* one year: keeps now_ms + duration from overflow                       \
+                           */
 #define QUEUE_NAME_MAX 64
 
 enum key_kind {
@@ -34,6 +37,7 @@ enum key_kind {
     KEY_COUNT,      /* size_t, within [min, max] */
     KEY_BYTES,      /* size_t bytes with an optional k/M suffix, within [min, max] */
     KEY_ARGV,       /* command line split into a NULL-terminated argv */
+    KEY_RATE,       /* "N/s", "N/m" or "N/h": a double, per second, in (0, max] */
 };
 
 /* One key a section accepts: where it is stored and what range it allows. */
@@ -84,14 +88,19 @@ static const key_def queue_keys[] = {
      DURATION_MAX_MS},
     {"retention_dead", KEY_DURATION, offsetof(queue_conf, retention_dead_ms), 0, DURATION_MAX_MS},
     {"max_pending", KEY_COUNT, offsetof(queue_conf, max_pending), 1, 1000000000},
-    {"rate", KEY_RESERVED, 0, 0, 0},
+    {"rate", KEY_RATE, offsetof(queue_conf, rate_per_s), 0, 1000000},
 };
 #define NQUEUE_KEYS (sizeof(queue_keys) / sizeof(queue_keys[0]))
 
 static const char *const listen_schemes[] = {"tcp://", "ipc://", "tls+tcp://", "ws://",
                                              "inproc://"};
 
-enum section_kind { SEC_NONE, SEC_SERVER, SEC_QUEUE, SEC_IGNORED };
+enum section_kind { SEC_NONE, SEC_SERVER, SEC_QUEUE, SEC_SCHEDULE, SEC_IGNORED };
+
+/* The keys of a [schedule.NAME] section, in the order of schedule_lines. */
+static const char *const schedule_keys[] = {"cron",     "queue",  "payload",
+                                            "timezone", "missed", "priority"};
+#define NSCHEDULE_KEYS (sizeof(schedule_keys) / sizeof(schedule_keys[0]))
 
 /* State shared by the line reader and the key handler during one config_load. */
 typedef struct parse_ctx {
@@ -105,8 +114,9 @@ typedef struct parse_ctx {
     size_t q;       /* SEC_QUEUE: index in cfg->queues */
     char label[96]; /* "[server]", "[queue.NAME]": the current section, for messages */
     size_t qcap;    /* allocated entries of cfg->queues and queue_lines */
-    int server_lines[NSERVER_KEYS];  /* line where each key was set, 0 = not set */
-    int (*queue_lines)[NQUEUE_KEYS]; /* the same per queue, parallel to cfg->queues */
+    int server_lines[NSERVER_KEYS];     /* line where each key was set, 0 = not set */
+    int (*queue_lines)[NQUEUE_KEYS];    /* the same per queue, parallel to cfg->queues */
+    int schedule_lines[NSCHEDULE_KEYS]; /* the same for the current [schedule.NAME] */
 } parse_ctx;
 
 /* bad: records a reason for the current line unless an error was already recorded (only the
@@ -463,8 +473,7 @@ set_value(parse_ctx *c, const key_def *def, void *obj, const char *value)
     case KEY_URL: {
         char *copy = NULL;
         if (def->kind == KEY_SECRET && strlen(value) < 16) {
-            return bad(c, "%s %s is too short: use at least 16 random characters", c->label,
-                       name);
+            return bad(c, "%s %s is too short: use at least 16 random characters", c->label, name);
         }
         if (def->kind == KEY_URL && strncmp(value, "http://", 7) != 0) {
             return bad(c,
@@ -567,6 +576,23 @@ set_value(parse_ctx *c, const key_def *def, void *obj, const char *value)
         }
         *(size_t *)(void *)field = (size_t)v;
         return 1;
+    case KEY_RATE: {
+        char *end;
+        errno = 0;
+        double n = strtod(value, &end);
+        double per = strcmp(end, "/s") == 0   ? 1
+                     : strcmp(end, "/m") == 0 ? 60
+                     : strcmp(end, "/h") == 0 ? 3600
+                                              : 0;
+        if (end == value || per == 0 || errno != 0 || !(n > 0) || n / per > (double)def->max) {
+            return bad(c,
+                       "%s %s = \"%s\": expected jobs per second, minute or hour, such as 50/s, "
+                       "600/m or 100/h (more than 0, at most %lld/s)",
+                       c->label, name, value, (long long)def->max);
+        }
+        *(double *)(void *)field = n / per;
+        return 1;
+    }
     case KEY_ARGV: {
         const char *why;
         char **argv = split_command(value, &why);
@@ -688,6 +714,140 @@ begin_queue(parse_ctx *c, const char *name, size_t len)
     c->sec = SEC_QUEUE;
 }
 
+/* begin_schedule: makes [schedule.NAME] the current section. */
+static void
+begin_schedule(parse_ctx *c, const char *name, size_t len)
+{
+    config *cfg = c->cfg;
+    snprintf(c->label, sizeof(c->label), "[schedule.%.*s]", (int)len, name);
+    if (!valid_queue_name(name, len)) {
+        bad(c,
+            "%s invalid schedule name \"%.*s\": expected 1 to %d characters of A-Z a-z 0-9 _ . -",
+            c->label, (int)len, name, QUEUE_NAME_MAX);
+        return;
+    }
+    for (size_t i = 0; i < cfg->nschedules; i++) {
+        if (strlen(cfg->schedules[i].name) == len &&
+            memcmp(cfg->schedules[i].name, name, len) == 0) {
+            bad(c, "%s appears twice (first on line %d)", c->label, cfg->schedules[i].line);
+            return;
+        }
+    }
+    schedule_conf *grown = realloc(cfg->schedules, (cfg->nschedules + 1) * sizeof(*grown));
+    if (grown == NULL) {
+        bad(c, "out of memory");
+        return;
+    }
+    cfg->schedules = grown;
+    schedule_conf *sc = &cfg->schedules[cfg->nschedules++];
+    memset(sc, 0, sizeof(*sc));
+    sc->line = c->lineno;
+    sc->name = strndup(name, len);
+    sc->payload = strdup("null");
+    char why[160];
+    sc->zone = tz_load("UTC", why, sizeof(why));
+    if (sc->name == NULL || sc->payload == NULL || sc->zone == NULL) {
+        bad(c, "out of memory");
+        return;
+    }
+    memset(c->schedule_lines, 0, sizeof(c->schedule_lines));
+    c->sec = SEC_SCHEDULE;
+}
+
+/* set_schedule_key: one key of the current [schedule.NAME]. Returns 1, or 0 after recording
+ * why. */
+static int
+set_schedule_key(parse_ctx *c, const char *name, const char *value)
+{
+    schedule_conf *sc = &c->cfg->schedules[c->cfg->nschedules - 1];
+    size_t k = 0;
+    while (k < NSCHEDULE_KEYS && strcmp(schedule_keys[k], name) != 0) {
+        k++;
+    }
+    if (k == NSCHEDULE_KEYS) {
+        for (size_t i = 0; i < NSCHEDULE_KEYS; i++) {
+            if (edit_distance(name, schedule_keys[i]) < 3) {
+                return bad(c, "%s unknown key \"%s\" (did you mean \"%s\"?)", c->label, name,
+                           schedule_keys[i]);
+            }
+        }
+        return bad(c,
+                   "%s unknown key \"%s\": a schedule has cron, queue, payload, timezone, "
+                   "missed and priority",
+                   c->label, name);
+    }
+    if (c->schedule_lines[k] != 0) {
+        return bad(c, "%s %s is set twice (first on line %d)", c->label, name,
+                   c->schedule_lines[k]);
+    }
+    c->schedule_lines[k] = c->lineno;
+    char why[256];
+    if (strcmp(name, "cron") == 0) {
+        if (cron_parse(value, &sc->expr, why, sizeof(why)) != 0) {
+            return bad(c,
+                       "%s cron = \"%s\": %s (five fields: minute hour day-of-month month "
+                       "day-of-week, such as */5 * * * *)",
+                       c->label, value, why);
+        }
+        free(sc->cron);
+        sc->cron = strdup(value);
+        return sc->cron != NULL ? 1 : bad(c, "out of memory");
+    }
+    if (strcmp(name, "queue") == 0) {
+        if (!valid_queue_name(value, strlen(value))) {
+            return bad(c, "%s queue = \"%s\": expected 1 to %d characters of A-Z a-z 0-9 _ . -",
+                       c->label, value, QUEUE_NAME_MAX);
+        }
+        free(sc->queue);
+        sc->queue = strdup(value);
+        return sc->queue != NULL ? 1 : bad(c, "out of memory");
+    }
+    if (strcmp(name, "payload") == 0) {
+        json_error_t jerr;
+        json_t *v = json_loads(value, JSON_DECODE_ANY, &jerr);
+        if (v == NULL) {
+            return bad(c, "%s payload is not valid JSON: %s (column %d)", c->label, jerr.text,
+                       jerr.column);
+        }
+        char *text = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY);
+        json_decref(v);
+        if (text == NULL) {
+            return bad(c, "out of memory");
+        }
+        free(sc->payload);
+        sc->payload = text;
+        return 1;
+    }
+    if (strcmp(name, "timezone") == 0) {
+        tz *z = tz_load(value, why, sizeof(why));
+        if (z == NULL) {
+            return bad(c,
+                       "%s timezone: %s (use a name such as UTC, Europe/Paris or "
+                       "America/New_York)",
+                       c->label, why);
+        }
+        tz_free(sc->zone);
+        sc->zone = z;
+        return 1;
+    }
+    if (strcmp(name, "missed") == 0) {
+        if (strcmp(value, "run_once") != 0 && strcmp(value, "skip") != 0) {
+            return bad(c,
+                       "%s missed = \"%s\": expected run_once (run one job for the ticks missed "
+                       "while jobqd was down) or skip",
+                       c->label, value);
+        }
+        sc->missed_skip = strcmp(value, "skip") == 0;
+        return 1;
+    }
+    int64_t v;
+    if (!parse_int(value, &v) || v < INT32_MIN || v > INT32_MAX) {
+        return bad(c, "%s priority = \"%s\": expected an integer", c->label, value);
+    }
+    sc->priority = (int32_t)v;
+    return 1;
+}
+
 /* begin_section: makes the section named name (len bytes, as written between the brackets)
  * current, or records why it is not allowed. */
 static void
@@ -703,8 +863,8 @@ begin_section(parse_ctx *c, const char *name, size_t len)
         begin_queue(c, name + 6, len - 6);
         return;
     }
-    if (len > 9 && memcmp(name, "schedule.", 9) == 0) {
-        c->sec = SEC_IGNORED; /* reserved for scheduled jobs: accepted and ignored for now */
+    if (len >= 9 && memcmp(name, "schedule.", 9) == 0) {
+        begin_schedule(c, name + 9, len - 9);
         return;
     }
     /* Suggest the closest section for a typo such as [sever] or [queu.email]. */
@@ -835,6 +995,8 @@ handler_cb(void *user, const char *section, const char *name, const char *value)
     case SEC_QUEUE:
         return set_key(c, queue_keys, NQUEUE_KEYS, &c->cfg->queues[c->q], c->queue_lines[c->q],
                        name, value);
+    case SEC_SCHEDULE:
+        return set_schedule_key(c, name, value);
     }
     return 1;
 }
@@ -867,6 +1029,25 @@ check_config(parse_ctx *c)
             bad(c, "[queue.%s] backoff_max (%s) is less than backoff_base (%s)", q->name,
                 format_duration(q->backoff_max_ms, a, sizeof(a)),
                 format_duration(q->backoff_base_ms, b, sizeof(b)));
+            return false;
+        }
+    }
+    for (size_t i = 0; i < c->cfg->nschedules; i++) {
+        const schedule_conf *sc = &c->cfg->schedules[i];
+        const char *missing = sc->cron == NULL ? "cron" : sc->queue == NULL ? "queue" : NULL;
+        if (missing != NULL) {
+            c->lineno = sc->line;
+            bad(c, "[schedule.%s] needs a %s", sc->name,
+                missing[0] == 'c' ? "cron expression: cron = */5 * * * *"
+                                  : "queue for its jobs: queue = NAME");
+            return false;
+        }
+        if (config_queue(c->cfg, sc->queue) == NULL && !c->cfg->allow_unknown_queues) {
+            c->lineno = sc->line;
+            bad(c,
+                "[schedule.%s] queue \"%s\" is not configured: add a [queue.%s] section or set "
+                "allow_unknown_queues = true",
+                sc->name, sc->queue, sc->queue);
             return false;
         }
     }
@@ -1009,6 +1190,15 @@ config_free(config *cfg)
         queue_conf_clear(&cfg->queues[i]);
     }
     free(cfg->queues);
+    for (size_t i = 0; i < cfg->nschedules; i++) {
+        schedule_conf *sc = &cfg->schedules[i];
+        free(sc->name);
+        free(sc->cron);
+        free(sc->queue);
+        free(sc->payload);
+        tz_free(sc->zone);
+    }
+    free(cfg->schedules);
     free(cfg->path);
     free(cfg->http);
     free(cfg->database);

@@ -6,6 +6,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "cron.h"
+#include "tz.h"
+
 enum durability { DURABILITY_FULL = 0, DURABILITY_NORMAL = 1 };
 enum log_level { LOG_DEBUG = 0, LOG_INFO = 1, LOG_WARN = 2, LOG_ERROR = 3 };
 
@@ -25,10 +28,24 @@ typedef struct queue_conf {
     int breaker_probes;          /* jobs let through while half-open, >= 1; default 1 */
     size_t output_cap;           /* bytes of stdout/stderr kept; default 64 KiB */
     size_t max_pending; /* unfinished jobs the queue may hold; more: queue_full; default 10M */
-    int64_t key_ttl_ms;             /* a key admits one job per this window; default 24 h */
+    int64_t key_ttl_ms; /* a key admits one job per this window; default 24 h */
     int64_t retention_succeeded_ms; /* succeeded jobs are deleted after this; default 24 h */
     int64_t retention_dead_ms;      /* dead and cancelled jobs: default 7 days */
+    double rate_per_s;              /* jobs started per second at most; 0: no limit */
 } queue_conf;
+
+/** One [schedule.NAME] section: a job submitted at every tick of a cron expression. */
+typedef struct schedule_conf {
+    char *name;     /* NAME of [schedule.NAME]: 1-64 chars of [A-Za-z0-9_.-] */
+    int line;       /* where its section starts */
+    char *cron;     /* the expression as written */
+    cron_expr expr; /* ... parsed */
+    char *queue;    /* where its jobs go */
+    char *payload;  /* compact JSON text of each job's payload; default null */
+    int32_t priority;
+    tz *zone;         /* `timezone`; default UTC */
+    bool missed_skip; /* missed = skip: ticks missed while jobqd was down are not run */
+} schedule_conf;
 
 typedef struct config {
     char *path;    /* the file it was read from */
@@ -48,6 +65,8 @@ typedef struct config {
     size_t max_batch;           /* jobs in one submit_batch; default 10000 */
     queue_conf *queues;
     size_t nqueues;
+    schedule_conf *schedules;
+    size_t nschedules;
 } config;
 
 /** config_load: reads and validates FILE. On success returns 0 and *cfgp owns a config

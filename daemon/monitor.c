@@ -20,7 +20,7 @@ extern const struct {
 } jobq_assets[];
 
 static const char *const state_label[JOBQ_NSTATES] = {
-    "scheduled", "ready", "running", "retrying", "succeeded", "dead", "cancelled",
+    "scheduled", "ready", "running", "retrying", "succeeded", "dead", "cancelled", "waiting",
 };
 
 json_t *

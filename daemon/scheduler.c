@@ -186,11 +186,12 @@ done_claim(wop *op)
         log_error("claim_failed", "queue=%s err=%s", q->name, jobq__err_code(op->err));
         c->n = 0;
     }
+    rate_take(&q->rate, (int)c->n);
     for (size_t i = 0; i < c->n; i++) {
         server_count_move(q, JOBQ_READY, JOBQ_RUNNING);
         breaker_started(&q->br);
         int64_t due = c->rows[i].run_at_ms > c->rows[i].created_at_ms ? c->rows[i].run_at_ms
-                                                                     : c->rows[i].created_at_ms;
+                                                                      : c->rows[i].created_at_ms;
         int64_t waited = c->rows[i].started_at_ms - due;
         hist_observe(&q->wait_hist, HIST_SECONDS, waited > 0 ? waited / 1000.0 : 0);
     }
@@ -256,8 +257,8 @@ breaker_note(qstate *q, breaker_state before)
         return;
     }
     if (q->br.state == BREAKER_OPEN) {
-        log_warn("breaker_open", "queue=%s failures=%d cooldown_ms=%lld", q->name,
-                 q->br.threshold, (long long)q->br.cooldown_ms);
+        log_warn("breaker_open", "queue=%s failures=%d cooldown_ms=%lld", q->name, q->br.threshold,
+                 (long long)q->br.cooldown_ms);
     } else {
         log_info(q->br.state == BREAKER_HALF_OPEN ? "breaker_half_open" : "breaker_closed",
                  "queue=%s", q->name);
@@ -271,6 +272,28 @@ sched_breaker_init(server *s, qstate *q)
                  q->conf->breaker_probes);
     uv_timer_init(s->loop, &q->breaker_timer);
     q->breaker_timer.data = s;
+    rate_init(&q->rate, q->conf->rate_per_s, jobq__now_ms());
+    uv_timer_init(s->loop, &q->rate_timer);
+    q->rate_timer.data = q;
+}
+
+static void
+rate_timer_cb(uv_timer_t *t)
+{
+    qstate *q = t->data;
+    server *s = q->breaker_timer.data;
+    sched_dispatch(s, q);
+}
+
+int
+sched_rate_permits(server *s, qstate *q, int64_t now_ms)
+{
+    int permits = rate_permits(&q->rate, now_ms);
+    if (permits <= 0 && !uv_is_active((uv_handle_t *)&q->rate_timer)) {
+        uv_timer_start(&q->rate_timer, rate_timer_cb, (uint64_t)rate_wait_ms(&q->rate), 0);
+    }
+    (void)s;
+    return permits;
 }
 
 void
@@ -280,8 +303,8 @@ sched_dispatch(server *s, qstate *q)
         workers_dispatch(s, q);
         return;
     }
-    if ((q->conf->argv == NULL && q->conf->url == NULL) || q->paused || s->draining || q->claiming ||
-        q->counts[JOBQ_READY] <= 0) {
+    if ((q->conf->argv == NULL && q->conf->url == NULL) || q->paused || s->draining ||
+        q->claiming || q->counts[JOBQ_READY] <= 0) {
         return;
     }
     int free_slots = q->conf->concurrency - q->running;
@@ -298,6 +321,13 @@ sched_dispatch(server *s, qstate *q)
                            (uint64_t)(q->br.until_ms > now ? q->br.until_ms - now : 0), 0);
         }
         return;
+    }
+    int rate = sched_rate_permits(s, q, now);
+    if (rate <= 0) {
+        return;
+    }
+    if (rate < permits) {
+        permits = rate;
     }
     size_t max = (size_t)(permits < free_slots ? permits : free_slots);
     if (max > CLAIM_BATCH) {
@@ -337,7 +367,8 @@ sched_outcome(server *s, qstate *q, const char *kind)
         if (strcmp(kind, "permanent") == 0) {
             server_total(q, TOTAL_FAILED, 1);
         }
-        breaker_returned(&q->br); /* cancelled, permanent, shutdown: says nothing of the downstream */
+        breaker_returned(
+            &q->br); /* cancelled, permanent, shutdown: says nothing of the downstream */
     }
     breaker_note(q, before);
     (void)s;
@@ -402,8 +433,8 @@ exec_sweep(store *st, wop *op, int64_t now_ms)
         for (size_t k = 0; k < 3; k++) {
             int state = states[k];
             size_t n = 0;
-            int err = store_sweep(st, q->name, state, now_ms - q->retention_ms[state], SWEEP_BATCH,
-                                  &n);
+            int err =
+                store_sweep(st, q->name, state, now_ms - q->retention_ms[state], SWEEP_BATCH, &n);
             if (err != JOBQ_OK) {
                 return err;
             }
@@ -426,7 +457,9 @@ exec_sweep(store *st, wop *op, int64_t now_ms)
             q->next_ms = at + q->key_ttl_ms;
         }
     }
-    return JOBQ_OK;
+    /* Groups whose last member this sweep (or an earlier one) deleted. */
+    size_t groups = 0;
+    return store_sweep_groups(st, now_ms, SWEEP_BATCH, &groups);
 }
 
 static void
@@ -522,5 +555,6 @@ sched_close(server *s)
     uv_close((uv_handle_t *)&s->sweep_timer, NULL);
     for (size_t i = 0; i < s->nqueues; i++) {
         uv_close((uv_handle_t *)&s->queues[i]->breaker_timer, NULL);
+        uv_close((uv_handle_t *)&s->queues[i]->rate_timer, NULL);
     }
 }

@@ -9,10 +9,12 @@
 #include <unistd.h>
 
 #include "call.h"
+#include "flow.h"
 #include "codec.h"
 #include "http.h"
 #include "log.h"
 #include "monitor.h"
+#include "periodic.h"
 #include "runner.h"
 #include "scheduler.h"
 #include "webhook.h"
@@ -125,6 +127,9 @@ job_json(const job_row *r)
     json_object_set_new(o, "finished_at", nullable_time(r->finished_at_ms));
     json_object_set_new(o, "result", nullable_str(r->result));
     json_object_set_new(o, "error", nullable_str(r->error));
+    if (r->group_id != 0) {
+        json_object_set_new(o, "group", json_integer(r->group_id));
+    }
     return o;
 }
 
@@ -247,6 +252,7 @@ call_free(call *c)
     free(c->ids);
     free(c->dups);
     free(c->states);
+    group_info_clear(&c->grp);
     jobq__request_free(&c->req);
     free(c);
 }
@@ -255,14 +261,35 @@ static int
 exec_submit(store *st, wop *op, int64_t now_ms)
 {
     call *c = container_of(op, call, op);
-    for (size_t i = 0; i < c->req.njobs; i++) {
-        int err = store_insert(st, &c->specs[i], now_ms, &c->ids[i], &c->dups[i], &c->states[i]);
+    c->group_id = 0;
+    if (c->req.group) {
+        const req_job *oc = c->req.on_complete;
+        group_spec g = {.size = c->req.njobs};
+        if (oc != NULL) {
+            const job_spec *ocs = &c->specs[c->req.njobs];
+            g.oc_queue = ocs->queue;
+            g.oc_payload = ocs->payload;
+            g.oc_priority = ocs->priority;
+            g.oc_max_attempts = ocs->max_attempts;
+            g.oc_timeout_ms = ocs->timeout_ms;
+        }
+        int err = store_group_create(st, &g, now_ms, &c->group_id);
         if (err != JOBQ_OK) {
-            c->failed_at = i;
+            c->failed_at = 0;
             return err;
         }
     }
-    return JOBQ_OK;
+    for (size_t i = 0; i < c->req.njobs; i++) {
+        c->specs[i].group_id = c->group_id;
+        int err = store_insert(st, &c->specs[i], now_ms, &c->ids[i], &c->dups[i], &c->states[i]);
+        if (err != JOBQ_OK) {
+            c->failed_at = i;
+            c->missing_parent = err == JOBQ_ENOENT ? store_missing_parent(st) : 0;
+            return err;
+        }
+    }
+    /* Members cancelled at once (a parent had already failed) may complete the group. */
+    return c->group_id != 0 ? store_group_settle(st, c->group_id, now_ms) : JOBQ_OK;
 }
 
 /* reply_submitted: the submit or submit_batch reply of proto/PROTOCOL.md, written directly
@@ -281,8 +308,8 @@ reply_submitted(call *c)
                          st != NULL ? "\"" : "", c->dups[0] ? "true" : "false");
         len = (size_t)n;
     } else {
-        /* 21 bytes per id and per duplicate index at most, plus the frame. */
-        size_t cap = 64 + c->req.njobs * 44;
+        /* 21 bytes per id and per duplicate index at most, plus the frame and the group. */
+        size_t cap = 96 + c->req.njobs * 44;
         if ((buf = malloc(cap)) == NULL) {
             reply_error(c, "internal", "out of memory");
             return;
@@ -300,7 +327,12 @@ reply_submitted(call *c)
                 first = false;
             }
         }
-        len += (size_t)snprintf(buf + len, cap - len, "]}");
+        len += (size_t)snprintf(buf + len, cap - len, "]");
+        if (c->group_id != 0) {
+            len +=
+                (size_t)snprintf(buf + len, cap - len, ",\"group\":%lld", (long long)c->group_id);
+        }
+        len += (size_t)snprintf(buf + len, cap - len, "}");
     }
     intake_reply(c->ic, buf, len);
     if (buf != one) {
@@ -316,10 +348,15 @@ done_submit(wop *op)
     server *s = c->srv;
     if (op->err != JOBQ_OK) {
         char msg[512];
+        char missing[128];
+        snprintf(missing, sizeof(missing),
+                 "\"after\" names job %lld, which does not exist (or was deleted by retention)",
+                 (long long)c->missing_parent);
         const char *what = op->err == JOBQ_ECONFLICT ? "the key is already used by a job with "
                                                        "another payload"
                            : op->err == JOBQ_EFULL   ? "the database disk is full; free space"
                                                        " and retry (nothing was stored)"
+                           : op->err == JOBQ_ENOENT  ? missing
                                                      : writer_last_error(&s->w);
         if (c->req.op == REQ_SUBMIT_BATCH) {
             snprintf(msg, sizeof(msg), "jobs[%zu]: %s (nothing was submitted)", c->failed_at, what);
@@ -339,6 +376,8 @@ done_submit(wop *op)
             server_count_move(q, -1, c->states[i]);
             if (c->states[i] == JOBQ_SCHEDULED) {
                 sched_note_due(s, c->specs[i].run_at_ms);
+            } else if (c->states[i] == JOBQ_CANCELLED) {
+                sched_sweep_soon(s, q, JOBQ_CANCELLED);
             } else if (i + 1 == c->req.njobs ||
                        strcmp(c->specs[i].queue, c->specs[i + 1].queue) != 0) {
                 sched_dispatch(s, q);
@@ -366,8 +405,8 @@ pending_room(call *c, qstate *q, size_t first)
     for (size_t k = first; k < c->req.njobs; k++) {
         adding += strcmp(c->req.jobs[k].queue, q->name) == 0;
     }
-    int64_t pending = q->counts[JOBQ_SCHEDULED] + q->counts[JOBQ_READY] +
-                      q->counts[JOBQ_RUNNING] + q->counts[JOBQ_RETRYING];
+    int64_t pending = q->counts[JOBQ_SCHEDULED] + q->counts[JOBQ_READY] + q->counts[JOBQ_RUNNING] +
+                      q->counts[JOBQ_RETRYING] + q->counts[JOBQ_WAITING];
     if (pending + adding <= (int64_t)q->conf->max_pending) {
         return true;
     }
@@ -392,7 +431,7 @@ start_submit(call *c)
                     "when it is back");
         return;
     }
-    c->specs = calloc(n, sizeof(*c->specs));
+    c->specs = calloc(n + 1, sizeof(*c->specs)); /* + the group's on_complete job */
     c->ids = calloc(n, sizeof(*c->ids));
     c->dups = calloc(n, sizeof(*c->dups));
     c->states = calloc(n, sizeof(*c->states));
@@ -401,8 +440,18 @@ start_submit(call *c)
         return;
     }
     int64_t now = jobq__now_ms();
-    for (size_t i = 0; i < n; i++) {
-        const req_job *j = &c->req.jobs[i];
+    size_t nspecs = n + (c->req.on_complete != NULL);
+    for (size_t i = 0; i < nspecs; i++) {
+        const req_job *j = i < n ? &c->req.jobs[i] : c->req.on_complete;
+        if (c->req.group && j->key != NULL) {
+            char msg[200];
+            snprintf(msg, sizeof(msg),
+                     "jobs[%zu]: a group's jobs cannot have a key: a group is submitted once, as "
+                     "a whole (nothing was submitted)",
+                     i);
+            reply_error(c, "invalid_argument", msg);
+            return;
+        }
         qstate *q = server_queue(s, j->queue);
         if (q == NULL && !s->cfg->allow_unknown_queues) {
             char msg[400];
@@ -416,7 +465,7 @@ start_submit(call *c)
             reply_error(c, "unknown_queue", msg);
             return;
         }
-        if (q != NULL && !pending_room(c, q, i)) {
+        if (q != NULL && i < n && !pending_room(c, q, i)) {
             return;
         }
         const queue_conf *qc = q != NULL ? q->conf : NULL;
@@ -435,6 +484,9 @@ start_submit(call *c)
         sp->timeout_ms = j->timeout_ms > 0 ? j->timeout_ms : qc->timeout_ms;
         sp->key = j->key;
         sp->key_ttl_ms = qc->key_ttl_ms;
+        sp->after = j->after;
+        sp->nafter = j->nafter;
+        sp->after_always = j->after_always;
     }
     c->op.exec = exec_submit;
     c->op.done = done_submit;
@@ -482,8 +534,8 @@ reply_job(call *c, const char *verb)
         return;
     }
     if (c->op.err == JOBQ_ESTATE) {
-        snprintf(msg, sizeof(msg), "job %lld is not in a state that can be %s", (long long)c->req.ids[0],
-                 verb);
+        snprintf(msg, sizeof(msg), "job %lld is not in a state that can be %s",
+                 (long long)c->req.ids[0], verb);
         reply_err(c, c->op.err, msg);
         return;
     }
@@ -1013,6 +1065,12 @@ exec_explain(store *st, wop *op, int64_t now_ms)
     if (err == JOBQ_OK && c->row.state == JOBQ_READY) {
         err = store_ready_ahead(st, &c->row, 100000, &c->ahead);
     }
+    if (err == JOBQ_OK && c->row.state == JOBQ_WAITING) {
+        size_t n = 0;
+        err = store_waiting_for(st, c->row.id, c->parents,
+                                sizeof(c->parents) / sizeof(c->parents[0]), &n);
+        c->nparents = n;
+    }
     return err;
 }
 
@@ -1050,13 +1108,27 @@ done_explain(wop *op)
     char why[1024], t1[32], e[200];
     const char *reason = "unknown";
     switch (r->state) {
+    case JOBQ_WAITING: {
+        reason = "waiting";
+        size_t n =
+            (size_t)snprintf(why, sizeof(why), "waiting for job%s", c->nparents == 1 ? "" : "s");
+        for (size_t i = 0; i < c->nparents && n < sizeof(why); i++) {
+            n += (size_t)snprintf(why + n, sizeof(why) - n, "%s %lld", i ? "," : "",
+                                  (long long)c->parents[i]);
+        }
+        if (n < sizeof(why)) {
+            snprintf(why + n, sizeof(why) - n, " (submitted with \"after\") to end");
+        }
+        break;
+    }
     case JOBQ_SCHEDULED:
         reason = "scheduled";
         snprintf(why, sizeof(why), "scheduled until %s", fmt_time(t1, sizeof(t1), r->run_at_ms));
         break;
     case JOBQ_RETRYING:
         reason = "backoff";
-        snprintf(why, sizeof(why), "waiting for its backoff until %s after attempt %d of %d failed: %s",
+        snprintf(why, sizeof(why),
+                 "waiting for its backoff until %s after attempt %d of %d failed: %s",
                  fmt_time(t1, sizeof(t1), r->run_at_ms), r->attempt, r->max_attempts,
                  first_line(e, sizeof(e), r->error));
         if (q != NULL && q->br.state == BREAKER_OPEN) {
@@ -1088,8 +1160,8 @@ done_explain(wop *op)
     case JOBQ_READY:
         if (q == NULL || workers_is_remote(q)) {
             reason = "no_consumer";
-            snprintf(why, sizeof(why), "ready: queue %s has no command; it waits for a remote worker",
-                     r->queue);
+            snprintf(why, sizeof(why),
+                     "ready: queue %s has no command; it waits for a remote worker", r->queue);
         } else if (q->paused) {
             reason = "paused";
             snprintf(why, sizeof(why), "ready, but queue %s is paused (jobq resume %s)", r->queue,
@@ -1103,8 +1175,7 @@ done_explain(wop *op)
                      "ready, but the circuit of queue %s is open until %s after %d consecutive "
                      "failures",
                      r->queue, fmt_time(t1, sizeof(t1), q->br.until_ms), q->br.threshold);
-        } else if (q->br.state == BREAKER_HALF_OPEN &&
-                   q->br.probes_started >= q->br.probes) {
+        } else if (q->br.state == BREAKER_HALF_OPEN && q->br.probes_started >= q->br.probes) {
             reason = "circuit_half_open";
             snprintf(why, sizeof(why),
                      "ready, but the circuit of queue %s is half-open: waiting for the outcome of "
@@ -1112,12 +1183,15 @@ done_explain(wop *op)
                      r->queue);
         } else if (q->running >= q->conf->concurrency) {
             reason = "slots_busy";
-            int n = snprintf(why, sizeof(why), "ready: all %d concurrency slots of queue %s are busy "
-                             "(running:", q->conf->concurrency, r->queue);
+            int n = snprintf(why, sizeof(why),
+                             "ready: all %d concurrency slots of queue %s are busy "
+                             "(running:",
+                             q->conf->concurrency, r->queue);
             for (runner *rn = s->runners; rn != NULL && n > 0 && (size_t)n < sizeof(why) - 24;
                  rn = rn->next) {
                 if (rn->q == q) {
-                    n += snprintf(why + n, sizeof(why) - (size_t)n, " %lld", (long long)rn->a.job.id);
+                    n += snprintf(why + n, sizeof(why) - (size_t)n, " %lld",
+                                  (long long)rn->a.job.id);
                 }
             }
             if (n > 0 && (size_t)n < sizeof(why) - 2) {
@@ -1202,6 +1276,10 @@ on_request(void *arg, icall *ic, const char *body, size_t len)
         start_submit(c);
         return;
     case REQ_GET:
+        if (c->req.group_id != 0) {
+            flow_group_request(c);
+            return;
+        }
         queue_op(c, exec_get, done_get, false);
         return;
     case REQ_CANCEL:
@@ -1218,6 +1296,12 @@ on_request(void *arg, icall *ic, const char *body, size_t len)
     case REQ_STATS:
         reply_stats(c);
         return;
+    case REQ_SCHEDULES: {
+        json_t *o = ok_object();
+        json_object_set_new(o, "schedules", periodic_json(s));
+        send_json(c, o);
+        return;
+    }
     case REQ_PAUSE:
     case REQ_RESUME:
         if (!jobq__valid_queue_name(c->req.queue)) {
@@ -1232,6 +1316,10 @@ on_request(void *arg, icall *ic, const char *body, size_t len)
         queue_op(c, exec_pause, done_pause, true);
         return;
     case REQ_WAIT:
+        if (c->req.group_id != 0) {
+            flow_group_request(c);
+            return;
+        }
         start_wait(c);
         return;
     case REQ_RETRY:
@@ -1303,6 +1391,7 @@ server_check_drained(server *s)
     }
     s->closing = true;
     waiters_fail_all(s);
+    flow_fail_waits(s);
     workers_drain(s); /* no claim is in flight now: every held fetch is answered */
     if (s->in != NULL) {
         intake_close(s->in);
@@ -1311,6 +1400,7 @@ server_check_drained(server *s)
     http_close(s->http);
     s->http = NULL;
     sched_close(s);
+    periodic_close(s);
     workers_close(s);
     webhook_close(s);
     uv_close((uv_handle_t *)&s->grace_timer, closed_cb);
@@ -1374,6 +1464,7 @@ server_init(server *s, uv_loop_t *loop, config *cfg, store *st, char *err, size_
                                  .max_wait_ids = 1000,
                                  .max_wait_ms = 3600 * 1000,
                                  .max_payload = cfg->max_message,
+                                 .max_after = 1000,
                                  .token = cfg->auth_token};
     for (size_t i = 0; i < cfg->nqueues; i++) {
         if (server_queue_add(s, cfg->queues[i].name) == NULL) {
@@ -1392,6 +1483,10 @@ server_init(server *s, uv_loop_t *loop, config *cfg, store *st, char *err, size_
     } else {
         store_rollback(st);
     }
+    store_effects_undo(st, 0); /* the counts below are read after the recovery */
+    if (rc == JOBQ_OK) {
+        rc = periodic_init(s);
+    }
     if (rc == JOBQ_OK) {
         rc = store_count_each(st, count_cb, s);
     }
@@ -1408,6 +1503,8 @@ server_init(server *s, uv_loop_t *loop, config *cfg, store *st, char *err, size_
     writer_init(&s->w, loop, st);
     s->w.idle_cb = writer_idle_cb;
     s->w.idle_arg = s;
+    s->w.effects_cb = flow_effects;
+    s->w.effects_arg = s;
     s->nbuckets = 1024;
     s->waits = calloc(s->nbuckets, sizeof(*s->waits));
     if (s->waits == NULL) {
@@ -1442,6 +1539,7 @@ server_init(server *s, uv_loop_t *loop, config *cfg, store *st, char *err, size_
     s->sig_int.data = s;
     uv_signal_start(&s->sig_term, signal_cb, SIGTERM);
     uv_signal_start(&s->sig_int, signal_cb, SIGINT);
+    periodic_start(s);
     sched_dispatch_all(s);
     return 0;
 }
@@ -1454,6 +1552,7 @@ server_free(server *s)
         free(s->queues[i]);
     }
     free(s->queues);
+    periodic_free(s);
     free(s->waits);
     s->waits = NULL;
     s->queues = NULL;

@@ -11,13 +11,14 @@
 #include "config.h"
 #include "intake.h"
 #include "metrics.h"
+#include "rate.h"
 #include "request.h"
 #include "store.h"
 #include "writer.h"
 
 #define container_of(ptr, type, member) ((type *)((char *)(ptr)-offsetof(type, member)))
 
-#define JOBQ_NSTATES (JOBQ_CANCELLED + 1)
+#define JOBQ_NSTATES (JOBQ_WAITING + 1)
 
 /** Monotonic event counters of a queue (jobq_jobs_*_total). */
 enum total_kind {
@@ -43,6 +44,8 @@ typedef struct qstate {
     int claiming;                 /* 1 while a claim is in flight */
     breaker br;                   /* the queue's circuit breaker */
     uv_timer_t breaker_timer;     /* fires when an open circuit may turn half-open */
+    rate_bucket rate;             /* the queue's `rate` */
+    uv_timer_t rate_timer;        /* fires when the rate lets the next job start */
     uint64_t totals[TOTAL_KINDS]; /* events since jobqd started */
     hist wait_hist;               /* seconds from due to start */
     hist run_hist;                /* seconds from start to end of an attempt */
@@ -51,6 +54,8 @@ typedef struct qstate {
 
 typedef struct runner runner;
 typedef struct wait_link wait_link;
+typedef struct group_waiter group_waiter;
+typedef struct periodic_state periodic_state;
 
 typedef struct server {
     uv_loop_t *loop;
@@ -77,20 +82,24 @@ typedef struct server {
     wait_link **waits;      /* hash buckets: job id -> the waits that name it */
     size_t nbuckets;        /* a power of two */
     size_t nwaiters;
-    uv_timer_t sweep_timer; /* retention: armed at the earliest job or key to delete */
-    int64_t sweep_at_ms;    /* INT64_MAX: not armed */
-    bool sweeping;          /* a sweep is in flight */
-    int backups;            /* backups being written (each holds a request) */
-    struct lease **leases;  /* hash buckets: job id -> the lease a remote worker holds */
-    size_t nlease_buckets;  /* a power of two */
-    size_t nleases;         /* leases held (not counting revoked ones kept for heartbeat) */
-    struct lease *lease_list; /* every lease, for the expiry scan */
-    uv_timer_t lease_timer; /* armed at the earliest lease expiry */
-    int64_t next_lease_ms;  /* INT64_MAX: none */
-    struct fetcher *fetchers; /* held fetch requests, oldest first */
-    struct hookq *hooks;    /* webhook deliveries in flight and their completion channel */
-    struct http *http;      /* the monitor endpoint; NULL when disabled */
-    hist lag_hist;          /* seconds a request waited for the loop */
+    uv_timer_t sweep_timer;    /* retention: armed at the earliest job or key to delete */
+    int64_t sweep_at_ms;       /* INT64_MAX: not armed */
+    bool sweeping;             /* a sweep is in flight */
+    int backups;               /* backups being written (each holds a request) */
+    struct lease **leases;     /* hash buckets: job id -> the lease a remote worker holds */
+    size_t nlease_buckets;     /* a power of two */
+    size_t nleases;            /* leases held (not counting revoked ones kept for heartbeat) */
+    struct lease *lease_list;  /* every lease, for the expiry scan */
+    uv_timer_t lease_timer;    /* armed at the earliest lease expiry */
+    int64_t next_lease_ms;     /* INT64_MAX: none */
+    struct fetcher *fetchers;  /* held fetch requests, oldest first */
+    struct hookq *hooks;       /* webhook deliveries in flight and their completion channel */
+    struct http *http;         /* the monitor endpoint; NULL when disabled */
+    hist lag_hist;             /* seconds a request waited for the loop */
+    group_waiter *group_waits; /* held waits on groups */
+    periodic_state *periodics; /* one per [schedule.NAME] */
+    size_t nperiodics;
+    uv_timer_t periodic_timer; /* at the earliest next tick of a schedule */
 } server;
 
 /** server_init: prepares the server over an open store: loads counts and paused flags,

@@ -49,12 +49,32 @@ enum stmt_id {
     S_OLDEST_FINISHED,
     S_OLDEST_KEY,
     S_RECENT,
+    S_DEP_INSERT,
+    S_DEP_CHILDREN,
+    S_DEP_DELETE_PARENT,
+    S_DEP_DELETE_JOB,
+    S_DEP_REMAINING,
+    S_DEP_PARENTS,
+    S_CHILD_INFO,
+    S_CHILD_CANCEL,
+    S_CHILD_RELEASE,
+    S_GROUP_OF,
+    S_GROUP_INSERT,
+    S_GROUP_OPEN,
+    S_GROUP_OUTCOME,
+    S_GROUP_DONE,
+    S_GROUP_GET,
+    S_GROUP_COUNTS,
+    S_GROUP_MEMBERS,
+    S_SCHED_LAST,
+    S_SCHED_SET,
+    S_SWEEP_GROUPS,
     S_COUNT_STMTS
 };
 
 #define JOB_COLS                                                                                   \
     "id, queue, payload, priority, state, run_at, attempt, max_attempts, timeout_ms, key, "        \
-    "result, error, created_at, started_at, finished_at"
+    "result, error, created_at, started_at, finished_at, group_id"
 
 static const char *const stmt_sql[S_COUNT_STMTS] = {
     [S_BEGIN] = "BEGIN IMMEDIATE",
@@ -68,7 +88,8 @@ static const char *const stmt_sql[S_COUNT_STMTS] = {
     [S_KEY_INSERT] = "INSERT INTO job_keys (queue, key, job_id, payload_hash, created_at) "
                      "VALUES (?1, ?2, ?3, ?4, ?5)",
     [S_INSERT] = "INSERT INTO jobs (queue, payload, priority, state, run_at, max_attempts, "
-                 "timeout_ms, key, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                 "timeout_ms, key, created_at, group_id, after_always, error, finished_at) "
+                 "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
     [S_STATE_OF] = "SELECT state FROM jobs WHERE id = ?1",
     [S_GET] = "SELECT " JOB_COLS " FROM jobs WHERE id = ?1",
     [S_CANCEL] = "UPDATE jobs SET state = 6, finished_at = ?2 WHERE id = ?1",
@@ -121,11 +142,52 @@ static const char *const stmt_sql[S_COUNT_STMTS] = {
                      "queue = ?1",
     [S_RECENT] = "SELECT " JOB_COLS " FROM jobs INDEXED BY jobs_finished WHERE queue = ?1 AND "
                  "state = ?2 AND state IN (4, 5, 6) ORDER BY finished_at DESC LIMIT ?3",
+    [S_DEP_INSERT] = "INSERT OR IGNORE INTO job_deps (parent_id, job_id) VALUES (?1, ?2)",
+    [S_DEP_CHILDREN] = "SELECT job_id FROM job_deps WHERE parent_id = ?1",
+    [S_DEP_DELETE_PARENT] = "DELETE FROM job_deps WHERE parent_id = ?1",
+    [S_DEP_DELETE_JOB] = "DELETE FROM job_deps WHERE job_id = ?1",
+    [S_DEP_REMAINING] = "SELECT 1 FROM job_deps WHERE job_id = ?1 LIMIT 1",
+    [S_DEP_PARENTS] = "SELECT parent_id FROM job_deps WHERE job_id = ?1 ORDER BY parent_id "
+                      "LIMIT ?2",
+    [S_CHILD_INFO] = "SELECT state, after_always, run_at FROM jobs WHERE id = ?1",
+    [S_CHILD_CANCEL] = "UPDATE jobs SET state = 6, finished_at = ?2, error = ?3 WHERE id = ?1 "
+                       "AND state = 7",
+    [S_CHILD_RELEASE] = "UPDATE jobs SET state = ?2 WHERE id = ?1 AND state = 7",
+    [S_GROUP_OF] = "SELECT group_id FROM jobs WHERE id = ?1",
+    [S_GROUP_INSERT] = "INSERT INTO groups (size, created_at, oc_queue, oc_payload, oc_priority, "
+                       "oc_max_attempts, oc_timeout_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+    [S_GROUP_OPEN] = "SELECT oc_queue, oc_payload, oc_priority, oc_max_attempts, oc_timeout_ms "
+                     "FROM groups WHERE id = ?1 AND completed_at IS NULL AND NOT EXISTS (SELECT 1 "
+                     "FROM jobs WHERE group_id = ?1 AND state NOT IN (4, 5, 6))",
+    [S_GROUP_OUTCOME] =
+        "SELECT json_object('group', ?1, 'payload', json(?2), "
+        "'succeeded', (SELECT count(*) FROM jobs WHERE group_id = ?1 AND state = 4), "
+        "'dead', (SELECT count(*) FROM jobs WHERE group_id = ?1 AND state = 5), "
+        "'cancelled', (SELECT count(*) FROM jobs WHERE group_id = ?1 AND state = 6), "
+        "'members', (SELECT json_group_array(json_object('id', id, 'state', CASE state WHEN 4 "
+        "THEN 'succeeded' WHEN 5 THEN 'dead' ELSE 'cancelled' END)) FROM (SELECT id, state FROM "
+        "jobs WHERE group_id = ?1 ORDER BY id)))",
+    [S_GROUP_DONE] = "UPDATE groups SET completed_at = ?2, oc_job_id = ?3 WHERE id = ?1",
+    [S_GROUP_GET] = "SELECT size, created_at, completed_at, oc_queue, oc_job_id FROM groups "
+                    "WHERE id = ?1",
+    [S_GROUP_COUNTS] = "SELECT state, count(*) FROM jobs WHERE group_id = ?1 GROUP BY state",
+    [S_GROUP_MEMBERS] =
+        "SELECT id, state, attempt, error FROM jobs WHERE group_id = ?1 ORDER BY id",
+    [S_SWEEP_GROUPS] = "DELETE FROM groups WHERE id IN (SELECT id FROM groups INDEXED BY "
+                       "groups_completed WHERE completed_at IS NOT NULL AND completed_at < ?1 AND "
+                       "NOT EXISTS (SELECT 1 FROM jobs WHERE group_id = groups.id) LIMIT ?2)",
+    [S_SCHED_LAST] = "SELECT last_tick FROM schedules WHERE name = ?1",
+    [S_SCHED_SET] = "INSERT INTO schedules (name, last_tick) VALUES (?1, ?2) ON CONFLICT (name) "
+                    "DO UPDATE SET last_tick = excluded.last_tick",
 };
 
 struct store {
     sqlite3 *db;
     sqlite3_stmt *stmt[S_COUNT_STMTS];
+    store_effect *effects; /* changes made besides the ones asked for (see store.h) */
+    size_t neffects;
+    size_t capeffects;
+    int64_t missing_parent; /* the "after" id a failed insert did not find */
 };
 
 /* Prepared statements are reset and unbound after each use so they hold no read lock. */
@@ -205,6 +267,7 @@ read_row(sqlite3_stmt *s, job_row *row)
     row->created_at_ms = sqlite3_column_int64(s, 12);
     row->started_at_ms = sqlite3_column_int64(s, 13);
     row->finished_at_ms = sqlite3_column_int64(s, 14);
+    row->group_id = sqlite3_column_int64(s, 15);
     if (row->queue == NULL || row->payload == NULL) {
         job_row_clear(row);
         return JOBQ_ENOMEM;
@@ -331,6 +394,7 @@ store_close(store *st)
     for (int i = 0; i < S_COUNT_STMTS; i++) {
         sqlite3_finalize(st->stmt[i]);
     }
+    store_effects_free(st->effects, st->neffects);
     if (st->db != NULL) {
         int rc = sqlite3_close(st->db);
         if (rc != SQLITE_OK) {
@@ -385,6 +449,464 @@ store_rollback_savepoint(store *st)
     (void)exec_simple(st, S_RELEASE);
 }
 
+/* ---- effects ---- */
+
+size_t
+store_effects_mark(const store *st)
+{
+    return st->neffects;
+}
+
+void
+store_effects_free(store_effect *e, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        free(e[i].queue);
+        job_row_clear(&e[i].row);
+    }
+    free(e);
+}
+
+void
+store_effects_undo(store *st, size_t mark)
+{
+    while (st->neffects > mark) {
+        store_effect *e = &st->effects[--st->neffects];
+        free(e->queue);
+        job_row_clear(&e->row);
+    }
+}
+
+store_effect *
+store_effects_take(store *st, size_t *np)
+{
+    store_effect *e = st->effects;
+    *np = st->neffects;
+    st->effects = NULL;
+    st->neffects = st->capeffects = 0;
+    return e;
+}
+
+/* effect_add: a new zeroed effect, or NULL when out of memory. */
+static store_effect *
+effect_add(store *st, effect_kind kind, int64_t id)
+{
+    if (st->neffects == st->capeffects) {
+        size_t cap = st->capeffects ? st->capeffects * 2 : 16;
+        store_effect *grown = realloc(st->effects, cap * sizeof(*grown));
+        if (grown == NULL) {
+            return NULL;
+        }
+        st->effects = grown;
+        st->capeffects = cap;
+    }
+    store_effect *e = &st->effects[st->neffects++];
+    memset(e, 0, sizeof(*e));
+    e->kind = kind;
+    e->id = id;
+    e->from = -1;
+    return e;
+}
+
+static int state_of(store *st, int64_t id);
+
+/* step_done: steps a statement that returns no rows, and resets it. */
+static int
+step_done(sqlite3_stmt *s)
+{
+    int rc = sqlite3_step(s);
+    stmt_done(s);
+    return rc == SQLITE_DONE ? JOBQ_OK : store_from_sqlite(rc);
+}
+
+/* job_effect: records that job id went from `from` to `to`; an ended job carries its row. */
+static int
+job_effect(store *st, int64_t id, int from, int to, int64_t run_at_ms)
+{
+    job_row row;
+    int err = store_get(st, id, &row);
+    if (err != JOBQ_OK) {
+        return err;
+    }
+    store_effect *e = effect_add(st, EFFECT_JOB, id);
+    if (e == NULL) {
+        job_row_clear(&row);
+        return JOBQ_ENOMEM;
+    }
+    e->from = from;
+    e->to = to;
+    e->run_at_ms = run_at_ms;
+    e->queue = row.queue;
+    row.queue = NULL;
+    if (to == JOBQ_SUCCEEDED || to == JOBQ_DEAD || to == JOBQ_CANCELLED) {
+        e->row = row;
+        e->row.queue = strdup(e->queue);
+        if (e->row.queue == NULL) {
+            return JOBQ_ENOMEM; /* the whole operation is undone, effects too */
+        }
+    } else {
+        job_row_clear(&row);
+    }
+    return JOBQ_OK;
+}
+
+/* release_children: parent ended in pstate: each job waiting for it is released (when it
+ * waits for nothing else) or cancelled; cancelled ones are pushed on the work list. */
+static int
+release_children(store *st, int64_t parent, int pstate, int64_t now_ms, int64_t **work,
+                 int **wstates, size_t *nwork, size_t *capwork)
+{
+    sqlite3_stmt *s = stmt_get(st, S_DEP_CHILDREN);
+    sqlite3_bind_int64(s, 1, parent);
+    int64_t *kids = NULL;
+    size_t nkids = 0, cap = 0;
+    int rc, err = JOBQ_OK;
+    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+        if (nkids == cap) {
+            cap = cap ? cap * 2 : 8;
+            int64_t *grown = realloc(kids, cap * sizeof(*kids));
+            if (grown == NULL) {
+                err = JOBQ_ENOMEM;
+                break;
+            }
+            kids = grown;
+        }
+        kids[nkids++] = sqlite3_column_int64(s, 0);
+    }
+    if (err == JOBQ_OK && rc != SQLITE_DONE) {
+        err = store_from_sqlite(rc);
+    }
+    stmt_done(s);
+    if (err == JOBQ_OK && nkids > 0) {
+        s = stmt_get(st, S_DEP_DELETE_PARENT);
+        sqlite3_bind_int64(s, 1, parent);
+        err = step_done(s);
+    }
+    for (size_t i = 0; i < nkids && err == JOBQ_OK; i++) {
+        int64_t kid = kids[i];
+        s = stmt_get(st, S_CHILD_INFO);
+        sqlite3_bind_int64(s, 1, kid);
+        if ((rc = sqlite3_step(s)) != SQLITE_ROW) {
+            stmt_done(s);
+            err = rc == SQLITE_DONE ? JOBQ_OK : store_from_sqlite(rc);
+            continue; /* deleted meanwhile */
+        }
+        int kstate = sqlite3_column_int(s, 0);
+        bool always = sqlite3_column_int(s, 1) != 0;
+        int64_t run_at = sqlite3_column_int64(s, 2);
+        stmt_done(s);
+        if (kstate != JOBQ_WAITING) {
+            continue;
+        }
+        if (pstate != JOBQ_SUCCEEDED && !always) {
+            char why[160];
+            snprintf(why, sizeof(why), "parent job %lld ended %s", (long long)parent,
+                     pstate == JOBQ_DEAD ? "dead" : "cancelled");
+            s = stmt_get(st, S_CHILD_CANCEL);
+            sqlite3_bind_int64(s, 1, kid);
+            sqlite3_bind_int64(s, 2, now_ms);
+            sqlite3_bind_text(s, 3, why, -1, SQLITE_TRANSIENT);
+            if ((err = step_done(s)) != JOBQ_OK) {
+                break;
+            }
+            s = stmt_get(st, S_DEP_DELETE_JOB);
+            sqlite3_bind_int64(s, 1, kid);
+            if ((err = step_done(s)) != JOBQ_OK ||
+                (err = job_effect(st, kid, JOBQ_WAITING, JOBQ_CANCELLED, run_at)) != JOBQ_OK) {
+                break;
+            }
+            if (*nwork == *capwork) {
+                size_t c2 = *capwork ? *capwork * 2 : 8;
+                int64_t *g1 = realloc(*work, c2 * sizeof(**work));
+                if (g1 != NULL) {
+                    *work = g1;
+                }
+                int *g2 = g1 != NULL ? realloc(*wstates, c2 * sizeof(**wstates)) : NULL;
+                if (g2 == NULL) {
+                    err = JOBQ_ENOMEM;
+                    break;
+                }
+                *wstates = g2;
+                *capwork = c2;
+            }
+            (*work)[*nwork] = kid;
+            (*wstates)[(*nwork)++] = JOBQ_CANCELLED;
+            continue;
+        }
+        s = stmt_get(st, S_DEP_REMAINING);
+        sqlite3_bind_int64(s, 1, kid);
+        rc = sqlite3_step(s);
+        stmt_done(s);
+        if (rc == SQLITE_ROW) {
+            continue; /* still waits for another parent */
+        }
+        if (rc != SQLITE_DONE) {
+            err = store_from_sqlite(rc);
+            break;
+        }
+        int to = run_at > now_ms ? JOBQ_SCHEDULED : JOBQ_READY;
+        s = stmt_get(st, S_CHILD_RELEASE);
+        sqlite3_bind_int64(s, 1, kid);
+        sqlite3_bind_int(s, 2, to);
+        if ((err = step_done(s)) != JOBQ_OK ||
+            (err = job_effect(st, kid, JOBQ_WAITING, to, run_at)) != JOBQ_OK) {
+            break;
+        }
+    }
+    free(kids);
+    return err;
+}
+
+/* ended: job id has just ended in state (succeeded, dead or cancelled), in this
+ * transaction: release or cancel the jobs that wait for it, and settle its group; the same
+ * for every job that cancels in turn. */
+static int
+ended(store *st, int64_t id, int state, int64_t now_ms)
+{
+    int64_t *work = malloc(sizeof(*work));
+    int *wstates = malloc(sizeof(*wstates));
+    size_t nwork = 1, capwork = 1;
+    int err = JOBQ_OK;
+    if (work == NULL || wstates == NULL) {
+        free(work);
+        free(wstates);
+        return JOBQ_ENOMEM;
+    }
+    work[0] = id;
+    wstates[0] = state;
+    while (nwork > 0 && err == JOBQ_OK) {
+        nwork--;
+        int64_t jid = work[nwork];
+        int jstate = wstates[nwork];
+        err = release_children(st, jid, jstate, now_ms, &work, &wstates, &nwork, &capwork);
+        if (err != JOBQ_OK) {
+            break;
+        }
+        sqlite3_stmt *s = stmt_get(st, S_GROUP_OF);
+        sqlite3_bind_int64(s, 1, jid);
+        int rc = sqlite3_step(s);
+        int64_t gid = rc == SQLITE_ROW ? sqlite3_column_int64(s, 0) : 0;
+        stmt_done(s);
+        if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
+            err = store_from_sqlite(rc);
+        } else if (gid != 0) {
+            err = store_group_settle(st, gid, now_ms);
+        }
+    }
+    free(work);
+    free(wstates);
+    return err;
+}
+
+int
+store_group_create(store *st, const group_spec *g, int64_t now_ms, int64_t *gidp)
+{
+    sqlite3_stmt *s = stmt_get(st, S_GROUP_INSERT);
+    sqlite3_bind_int64(s, 1, (int64_t)g->size);
+    sqlite3_bind_int64(s, 2, now_ms);
+    if (g->oc_queue != NULL) {
+        sqlite3_bind_text(s, 3, g->oc_queue, -1, SQLITE_STATIC);
+        sqlite3_bind_text(s, 4, g->oc_payload, -1, SQLITE_STATIC);
+        sqlite3_bind_int(s, 5, g->oc_priority);
+        sqlite3_bind_int(s, 6, g->oc_max_attempts);
+        sqlite3_bind_int64(s, 7, g->oc_timeout_ms);
+    }
+    int err = step_done(s);
+    if (err == JOBQ_OK) {
+        *gidp = sqlite3_last_insert_rowid(st->db);
+    }
+    return err;
+}
+
+int
+store_group_settle(store *st, int64_t gid, int64_t now_ms)
+{
+    sqlite3_stmt *s = stmt_get(st, S_GROUP_OPEN);
+    sqlite3_bind_int64(s, 1, gid);
+    int rc = sqlite3_step(s);
+    if (rc != SQLITE_ROW) {
+        stmt_done(s);
+        return rc == SQLITE_DONE ? JOBQ_OK : store_from_sqlite(rc); /* done, or still open */
+    }
+    char *oc_queue = col_text(s, 0);
+    char *oc_payload = col_text(s, 1);
+    job_spec spec = {.queue = oc_queue,
+                     .priority = sqlite3_column_int(s, 2),
+                     .max_attempts = sqlite3_column_int(s, 3),
+                     .timeout_ms = sqlite3_column_int64(s, 4),
+                     .run_at_ms = now_ms};
+    stmt_done(s);
+    int err = JOBQ_OK;
+    int64_t oc_id = 0;
+    char *payload = NULL;
+    if (oc_queue != NULL) {
+        s = stmt_get(st, S_GROUP_OUTCOME);
+        sqlite3_bind_int64(s, 1, gid);
+        sqlite3_bind_text(s, 2, oc_payload != NULL ? oc_payload : "null", -1, SQLITE_STATIC);
+        rc = sqlite3_step(s);
+        payload = rc == SQLITE_ROW ? col_text(s, 0) : NULL;
+        stmt_done(s);
+        if (rc != SQLITE_ROW) {
+            err = store_from_sqlite(rc == SQLITE_DONE ? SQLITE_ERROR : rc);
+        } else if (payload == NULL) {
+            err = JOBQ_ENOMEM;
+        }
+        if (err == JOBQ_OK) {
+            spec.payload = payload;
+            bool dup;
+            int state;
+            err = store_insert(st, &spec, now_ms, &oc_id, &dup, &state);
+            store_effect *e = err == JOBQ_OK ? effect_add(st, EFFECT_JOB, oc_id) : NULL;
+            if (err == JOBQ_OK && (e == NULL || (e->queue = strdup(oc_queue)) == NULL)) {
+                err = JOBQ_ENOMEM;
+            } else if (e != NULL) {
+                e->to = state;
+                e->run_at_ms = now_ms;
+            }
+        }
+    }
+    if (err == JOBQ_OK) {
+        s = stmt_get(st, S_GROUP_DONE);
+        sqlite3_bind_int64(s, 1, gid);
+        sqlite3_bind_int64(s, 2, now_ms);
+        if (oc_id != 0) {
+            sqlite3_bind_int64(s, 3, oc_id);
+        }
+        err = step_done(s);
+    }
+    if (err == JOBQ_OK && effect_add(st, EFFECT_GROUP, gid) == NULL) {
+        err = JOBQ_ENOMEM;
+    }
+    free(payload);
+    free(oc_queue);
+    free(oc_payload);
+    return err;
+}
+
+void
+group_info_clear(group_info *g)
+{
+    for (size_t i = 0; i < g->nmembers; i++) {
+        free(g->members[i].error);
+    }
+    free(g->members);
+    free(g->oc_queue);
+    memset(g, 0, sizeof(*g));
+}
+
+int
+store_group_get(store *st, int64_t gid, bool members, group_info *g)
+{
+    memset(g, 0, sizeof(*g));
+    sqlite3_stmt *s = stmt_get(st, S_GROUP_GET);
+    sqlite3_bind_int64(s, 1, gid);
+    int rc = sqlite3_step(s);
+    if (rc != SQLITE_ROW) {
+        stmt_done(s);
+        return rc == SQLITE_DONE ? JOBQ_ENOENT : store_from_sqlite(rc);
+    }
+    g->id = gid;
+    g->size = sqlite3_column_int64(s, 0);
+    g->created_at_ms = sqlite3_column_int64(s, 1);
+    g->completed_at_ms = sqlite3_column_int64(s, 2);
+    g->oc_queue = col_text(s, 3);
+    g->oc_job_id = sqlite3_column_int64(s, 4);
+    stmt_done(s);
+    s = stmt_get(st, S_GROUP_COUNTS);
+    sqlite3_bind_int64(s, 1, gid);
+    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+        int state = sqlite3_column_int(s, 0);
+        if (state >= 0 && state <= JOBQ_WAITING) {
+            g->counts[state] = sqlite3_column_int64(s, 1);
+        }
+    }
+    stmt_done(s);
+    if (rc != SQLITE_DONE) {
+        group_info_clear(g);
+        return store_from_sqlite(rc);
+    }
+    if (!members) {
+        return JOBQ_OK;
+    }
+    s = stmt_get(st, S_GROUP_MEMBERS);
+    sqlite3_bind_int64(s, 1, gid);
+    size_t cap = 0;
+    int err = JOBQ_OK;
+    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+        if (g->nmembers == cap) {
+            cap = cap ? cap * 2 : 64;
+            group_member *grown = realloc(g->members, cap * sizeof(*grown));
+            if (grown == NULL) {
+                err = JOBQ_ENOMEM;
+                break;
+            }
+            g->members = grown;
+        }
+        group_member *m = &g->members[g->nmembers++];
+        m->id = sqlite3_column_int64(s, 0);
+        m->state = sqlite3_column_int(s, 1);
+        m->attempt = sqlite3_column_int(s, 2);
+        m->error = col_text(s, 3);
+    }
+    if (err == JOBQ_OK && rc != SQLITE_DONE) {
+        err = store_from_sqlite(rc);
+    }
+    stmt_done(s);
+    if (err != JOBQ_OK) {
+        group_info_clear(g);
+    }
+    return err;
+}
+
+int64_t
+store_missing_parent(const store *st)
+{
+    return st->missing_parent;
+}
+
+int
+store_waiting_for(store *st, int64_t id, int64_t *ids, size_t max, size_t *np)
+{
+    sqlite3_stmt *s = stmt_get(st, S_DEP_PARENTS);
+    sqlite3_bind_int64(s, 1, id);
+    sqlite3_bind_int64(s, 2, (int64_t)max);
+    size_t n = 0;
+    int rc;
+    while (n < max && (rc = sqlite3_step(s)) == SQLITE_ROW) {
+        ids[n++] = sqlite3_column_int64(s, 0);
+    }
+    stmt_done(s);
+    *np = n;
+    return JOBQ_OK;
+}
+
+int
+store_schedule_last(store *st, const char *name, int64_t *tickp)
+{
+    sqlite3_stmt *s = stmt_get(st, S_SCHED_LAST);
+    sqlite3_bind_text(s, 1, name, -1, SQLITE_STATIC);
+    int rc = sqlite3_step(s);
+    if (rc == SQLITE_ROW) {
+        *tickp = sqlite3_column_int64(s, 0);
+    }
+    stmt_done(s);
+    return rc == SQLITE_ROW ? JOBQ_OK : rc == SQLITE_DONE ? JOBQ_ENOENT : store_from_sqlite(rc);
+}
+
+int
+store_schedule_fire(store *st, const char *name, int64_t tick_ms, const job_spec *spec,
+                    int64_t now_ms, int64_t *idp, bool *dupp, int *statep)
+{
+    sqlite3_stmt *s = stmt_get(st, S_SCHED_SET);
+    sqlite3_bind_text(s, 1, name, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(s, 2, tick_ms);
+    int err = step_done(s);
+    if (err != JOBQ_OK || spec == NULL) {
+        return err;
+    }
+    return store_insert(st, spec, now_ms, idp, dupp, statep);
+}
+
 /* state_of: the state of job id, or -1 if it does not exist. */
 static int
 state_of(store *st, int64_t id)
@@ -437,6 +959,28 @@ store_insert(store *st, const job_spec *spec, int64_t now_ms, int64_t *idp, bool
         }
     }
     int state = spec->run_at_ms > now_ms ? JOBQ_SCHEDULED : JOBQ_READY;
+    char why[160] = "";
+    size_t unfinished = 0;
+    for (size_t i = 0; i < spec->nafter; i++) {
+        int ps = state_of(st, spec->after[i]);
+        if (ps < 0) {
+            st->missing_parent = spec->after[i];
+            return JOBQ_ENOENT;
+        }
+        if (ps == JOBQ_DEAD || ps == JOBQ_CANCELLED) {
+            if (!spec->after_always && why[0] == '\0') {
+                snprintf(why, sizeof(why), "parent job %lld ended %s", (long long)spec->after[i],
+                         ps == JOBQ_DEAD ? "dead" : "cancelled");
+            }
+        } else if (ps != JOBQ_SUCCEEDED) {
+            unfinished++;
+        }
+    }
+    if (why[0] != '\0') {
+        state = JOBQ_CANCELLED;
+    } else if (unfinished > 0) {
+        state = JOBQ_WAITING;
+    }
     s = stmt_get(st, S_INSERT);
     sqlite3_bind_text(s, 1, spec->queue, -1, SQLITE_STATIC);
     sqlite3_bind_text(s, 2, spec->payload, -1, SQLITE_STATIC);
@@ -449,12 +993,33 @@ store_insert(store *st, const job_spec *spec, int64_t now_ms, int64_t *idp, bool
         sqlite3_bind_text(s, 8, spec->key, -1, SQLITE_STATIC);
     }
     sqlite3_bind_int64(s, 9, now_ms);
+    if (spec->group_id != 0) {
+        sqlite3_bind_int64(s, 10, spec->group_id);
+    }
+    sqlite3_bind_int(s, 11, spec->after_always);
+    if (state == JOBQ_CANCELLED) {
+        sqlite3_bind_text(s, 12, why, -1, SQLITE_TRANSIENT);
+        sqlite3_bind_int64(s, 13, now_ms);
+    }
     rc = sqlite3_step(s);
     stmt_done(s);
     if (rc != SQLITE_DONE) {
         return store_from_sqlite(rc);
     }
     int64_t id = sqlite3_last_insert_rowid(st->db);
+    for (size_t i = 0; state == JOBQ_WAITING && i < spec->nafter; i++) {
+        if (state_of(st, spec->after[i]) == JOBQ_SUCCEEDED) {
+            continue; /* already done: nothing to wait for */
+        }
+        s = stmt_get(st, S_DEP_INSERT);
+        sqlite3_bind_int64(s, 1, spec->after[i]);
+        sqlite3_bind_int64(s, 2, id);
+        rc = sqlite3_step(s);
+        stmt_done(s);
+        if (rc != SQLITE_DONE) {
+            return store_from_sqlite(rc);
+        }
+    }
     if (spec->key != NULL) {
         s = stmt_get(st, S_KEY_INSERT);
         sqlite3_bind_text(s, 1, spec->queue, -1, SQLITE_STATIC);
@@ -509,6 +1074,18 @@ store_cancel(store *st, int64_t id, int64_t now_ms, bool allow_running, job_row 
     stmt_done(s);
     if (rc != SQLITE_DONE) {
         return store_from_sqlite(rc);
+    }
+    if (old == JOBQ_WAITING) {
+        s = stmt_get(st, S_DEP_DELETE_JOB);
+        sqlite3_bind_int64(s, 1, id);
+        rc = sqlite3_step(s);
+        stmt_done(s);
+        if (rc != SQLITE_DONE) {
+            return store_from_sqlite(rc);
+        }
+    }
+    if ((err = ended(st, id, JOBQ_CANCELLED, now_ms)) != JOBQ_OK) {
+        return err;
     }
     err = store_get(st, id, row);
     if (err == JOBQ_OK) {
@@ -624,7 +1201,14 @@ store_finish(store *st, int64_t id, int new_state, int64_t now_ms, int64_t run_a
     bind_text_or_null(s, 5, result);
     bind_text_or_null(s, 6, error);
     int err = step_change(st, s);
-    return err == JOBQ_OK && a != NULL ? add_attempt(st, a, id, now_ms, error) : err;
+    if (err == JOBQ_OK && a != NULL) {
+        err = add_attempt(st, a, id, now_ms, error);
+    }
+    if (err == JOBQ_OK &&
+        (new_state == JOBQ_SUCCEEDED || new_state == JOBQ_DEAD || new_state == JOBQ_CANCELLED)) {
+        err = ended(st, id, new_state, now_ms);
+    }
+    return err;
 }
 
 int
@@ -769,6 +1353,9 @@ store_recover_running(store *st, int64_t now_ms, int poison_crashes,
             err = store_from_sqlite(rc);
             break;
         }
+        if (poisoned && (err = ended(st, rows[i].id, JOBQ_DEAD, now_ms)) != JOBQ_OK) {
+            break;
+        }
         if (fn != NULL && rows[i].queue != NULL) {
             fn(arg, rows[i].queue, rows[i].id, poisoned);
         }
@@ -901,6 +1488,19 @@ store_sweep(store *st, const char *queue, int state, int64_t before_ms, size_t m
     free(ids);
     if (err == JOBQ_OK) {
         *np = n;
+    }
+    return err;
+}
+
+int
+store_sweep_groups(store *st, int64_t before_ms, size_t max, size_t *np)
+{
+    sqlite3_stmt *s = stmt_get(st, S_SWEEP_GROUPS);
+    sqlite3_bind_int64(s, 1, before_ms);
+    sqlite3_bind_int64(s, 2, (int64_t)max);
+    int err = step_done(s);
+    if (err == JOBQ_OK) {
+        *np = (size_t)sqlite3_changes(st->db);
     }
     return err;
 }

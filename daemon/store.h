@@ -21,8 +21,12 @@ typedef struct job_spec {
     int64_t run_at_ms;
     int32_t max_attempts;
     int64_t timeout_ms;
-    const char *key;    /* NULL for none */
-    int64_t key_ttl_ms; /* the key admits one job per this window, from its first submit */
+    const char *key;      /* NULL for none */
+    int64_t key_ttl_ms;   /* the key admits one job per this window, from its first submit */
+    int64_t group_id;     /* the group the job belongs to; 0: none */
+    const int64_t *after; /* the jobs it waits for (NULL: none); they must exist */
+    size_t nafter;
+    bool after_always; /* run even if a parent ends dead or cancelled */
 } job_spec;
 
 /** One attempt as the history records it. kind: success, exit, signal, timeout, spawn,
@@ -61,6 +65,7 @@ typedef struct job_row {
     int64_t created_at_ms;
     int64_t started_at_ms;  /* 0 if never started */
     int64_t finished_at_ms; /* 0 if not finished */
+    int64_t group_id;       /* 0 if in no group */
 } job_row;
 
 /** job_row_clear: frees the row's strings and zeroes it. Accepts a zeroed row. */
@@ -176,8 +181,11 @@ int store_attempts(store *st, int64_t id, attempt_row *rows, size_t max, size_t 
 
 /** store_sweep: deletes up to max jobs of queue in state (succeeded, dead or cancelled) that
  *  finished before before_ms, with their attempt history. *np receives how many. */
-int store_sweep(store *st, const char *queue, int state, int64_t before_ms, size_t max,
-                size_t *np);
+int store_sweep(store *st, const char *queue, int state, int64_t before_ms, size_t max, size_t *np);
+
+/** store_sweep_groups: deletes up to max groups completed before before_ms whose members
+ *  retention has all deleted. */
+int store_sweep_groups(store *st, int64_t before_ms, size_t max, size_t *np);
 
 /** store_sweep_keys: forgets up to max idempotency keys of queue first used before
  *  before_ms. */
@@ -200,6 +208,98 @@ int store_recent(store *st, const char *queue, int state, job_row *rows, size_t 
  *  exist) with VACUUM INTO, on a connection of its own: the writer is not held up. Any
  *  thread. Returns a jobq_err, with a reason in err. */
 int store_backup(const char *db_path, const char *dest, char *err, size_t errlen);
+
+/* ---- effects ----
+ * When a job ends, the store may change other jobs in the same transaction: a dependent job
+ * is released (waiting -> ready or scheduled) or cancelled, a group completes and its
+ * on_complete job is submitted. Those changes are recorded as effects, which the writer
+ * hands to the loop after the commit (and drops with a rolled-back operation) so that
+ * counts, waiters and dispatch follow. The job an operation itself changed is not an
+ * effect: the operation reports it. */
+typedef enum effect_kind {
+    EFFECT_JOB,   /* a job changed state or was submitted by the store */
+    EFFECT_GROUP, /* a group completed: every member has ended */
+} effect_kind;
+
+typedef struct store_effect {
+    effect_kind kind;
+    int64_t id;        /* the job, or the group */
+    char *queue;       /* EFFECT_JOB: owned */
+    int from, to;      /* EFFECT_JOB: states; from is -1 for a job the store submitted */
+    int64_t run_at_ms; /* EFFECT_JOB */
+    job_row row;       /* EFFECT_JOB that ended the job: the job as it is now */
+} store_effect;
+
+/** store_effects_mark: how many effects are recorded so far (for store_effects_undo). */
+size_t store_effects_mark(const store *st);
+/** store_effects_undo: forgets the effects recorded after mark (their changes were rolled
+ *  back). */
+void store_effects_undo(store *st, size_t mark);
+/** store_effects_take: the recorded effects, handed over to the caller (free them with
+ *  store_effects_free); the store starts a new list. */
+store_effect *store_effects_take(store *st, size_t *np);
+void store_effects_free(store_effect *e, size_t n);
+
+/* ---- groups and dependencies ---- */
+
+/** What a group submits when it completes. oc_queue NULL: nothing. Borrowed strings. */
+typedef struct group_spec {
+    size_t size;
+    const char *oc_queue;
+    const char *oc_payload; /* the user's payload; the job gets it wrapped with the outcomes */
+    int32_t oc_priority;
+    int32_t oc_max_attempts;
+    int64_t oc_timeout_ms;
+} group_spec;
+
+/** store_group_create: a new, empty group; *gidp receives its id. */
+int store_group_create(store *st, const group_spec *g, int64_t now_ms, int64_t *gidp);
+
+/** store_group_settle: completes group gid if it is open and every member has ended: marks
+ *  it complete and submits its on_complete job, exactly once (both are effects). */
+int store_group_settle(store *st, int64_t gid, int64_t now_ms);
+
+typedef struct group_member {
+    int64_t id;
+    int state;
+    int32_t attempt;
+    char *error; /* NULL if none */
+} group_member;
+
+typedef struct group_info {
+    int64_t id;
+    int64_t size;
+    int64_t created_at_ms;
+    int64_t completed_at_ms; /* 0 while open */
+    char *oc_queue;          /* NULL if none */
+    int64_t oc_job_id;       /* 0 until submitted */
+    int64_t counts[JOBQ_WAITING + 1];
+    group_member *members; /* with members: every member still stored, by id */
+    size_t nmembers;
+} group_info;
+
+/** store_group_get: group gid (JOBQ_ENOENT if none), its counts by state and, if members,
+ *  each member. Release with group_info_clear. */
+int store_group_get(store *st, int64_t gid, bool members, group_info *g);
+void group_info_clear(group_info *g);
+
+/** store_missing_parent: after store_insert failed with JOBQ_ENOENT, the id in "after"
+ *  that names no job. */
+int64_t store_missing_parent(const store *st);
+
+/** store_waiting_for: up to max ids of the parents job id still waits for. */
+int store_waiting_for(store *st, int64_t id, int64_t *ids, size_t max, size_t *np);
+
+/* ---- schedules ---- */
+
+/** store_schedule_last: the last tick schedule name fired or skipped (JOBQ_ENOENT: never). */
+int store_schedule_last(store *st, const char *name, int64_t *tickp);
+
+/** store_schedule_fire: records tick_ms as schedule name's last tick and, unless spec is
+ *  NULL (a skipped tick), submits spec (whose key names the schedule and tick, so a tick
+ *  never submits twice). Outputs as store_insert. */
+int store_schedule_fire(store *st, const char *name, int64_t tick_ms, const job_spec *spec,
+                        int64_t now_ms, int64_t *idp, bool *dupp, int *statep);
 
 /** store_from_sqlite: the jobq_err for a SQLite result code. */
 int store_from_sqlite(int rc);

@@ -78,9 +78,11 @@ work_cb(uv_work_t *req)
     w->commit_err = JOBQ_OK;
     w->op_store_err = JOBQ_OK;
     bool open = false;
+    store_effects_undo(w->st, 0);
     for (wop *op = w->running; op != NULL; op = op->next) {
         if (open && !store_in_transaction(w->st)) {
             undo_before(w, op, w->op_store_err != JOBQ_OK ? w->op_store_err : JOBQ_ESTORE);
+            store_effects_undo(w->st, 0);
             open = false;
         }
         if (!open) {
@@ -98,7 +100,11 @@ work_cb(uv_work_t *req)
         if ((op->err = store_savepoint(w->st)) != JOBQ_OK) {
             continue;
         }
+        size_t mark = store_effects_mark(w->st);
         op->err = op->exec(w->st, op, now);
+        if (op->err != JOBQ_OK) {
+            store_effects_undo(w->st, mark);
+        }
         if (op->writes && (op->err == JOBQ_EFULL || op->err == JOBQ_ESTORE)) {
             w->op_store_err = op->err;
             snprintf(w->commit_msg, sizeof(w->commit_msg), "%s", store_errmsg(w->st));
@@ -114,15 +120,18 @@ work_cb(uv_work_t *req)
     }
     if (open && !store_in_transaction(w->st)) {
         undo_before(w, NULL, w->op_store_err != JOBQ_OK ? w->op_store_err : JOBQ_ESTORE);
+        store_effects_undo(w->st, 0);
     } else if (open) {
         int err = store_commit(w->st);
         if (err != JOBQ_OK) {
             snprintf(w->commit_msg, sizeof(w->commit_msg), "commit: %s", store_errmsg(w->st));
             store_rollback(w->st);
             undo_before(w, NULL, err);
+            store_effects_undo(w->st, 0);
             w->commit_err = err;
         }
     }
+    w->effects = store_effects_take(w->st, &w->neffects);
     w->stats.last_commit_us = mono_us() - t0;
 }
 
@@ -148,6 +157,17 @@ after_work_cb(uv_work_t *req, int status)
         w->stats.failures++;
         log_error("store_commit_failed", "err=%s reason=\"%s\"",
                   jobq__err_code(status != 0 ? JOBQ_EINTERNAL : w->commit_err), w->commit_msg);
+    }
+    store_effect *effects = w->effects;
+    size_t neffects = w->neffects;
+    w->effects = NULL;
+    w->neffects = 0;
+    if (status != 0) {
+        store_effects_free(effects, neffects); /* the work never ran */
+    } else if (w->effects_cb != NULL) {
+        w->effects_cb(w->effects_arg, effects, neffects);
+    } else {
+        store_effects_free(effects, neffects);
     }
     while (done != NULL) {
         wop *next = done->next;

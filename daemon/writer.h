@@ -43,14 +43,20 @@ typedef struct writer {
     bool busy;    /* a batch is on the work thread */
     wop *pending; /* FIFO of ops waiting for the next batch */
     wop *pending_tail;
-    wop *running;   /* the batch on the work thread */
-    int commit_err; /* of the running batch */
+    wop *running;     /* the batch on the work thread */
+    int commit_err;   /* of the running batch */
     int op_store_err; /* a writing op of the running batch failed in the store (full, I/O) */
     char commit_msg[256];
     size_t max_batch; /* ops per transaction */
     writer_stats stats;
     void (*idle_cb)(void *arg); /* optional: called when a batch ends with nothing pending */
     void *idle_arg;
+    /** effects_cb: the committed batch's store effects (see store.h), taken over by the
+     *  callee, before the ops' done callbacks run. NULL: they are dropped. */
+    void (*effects_cb)(void *arg, store_effect *e, size_t n);
+    void *effects_arg;
+    store_effect *effects; /* of the running batch, once committed */
+    size_t neffects;
 } writer;
 
 /** writer_init: the writer uses st only from its work thread from now on. Loop thread. */

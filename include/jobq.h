@@ -62,6 +62,7 @@ typedef enum jobq_state {
     JOBQ_SUCCEEDED = 4,
     JOBQ_DEAD = 5, /* attempts exhausted or not retryable */
     JOBQ_CANCELLED = 6,
+    JOBQ_WAITING = 7, /* submitted with "after": waits for its parent jobs to succeed */
 } jobq_state;
 
 /** jobq_state_name: "scheduled", "ready", ... ; "unknown" for a value out of range. */
@@ -119,6 +120,9 @@ typedef struct jobq_submit_opts {
     int32_t max_attempts; /* 0: the queue's max_attempts */
     int64_t timeout_ms;   /* 0: the queue's timeout */
     const char *key;      /* optional idempotency key (unique per queue); NULL for none */
+    const int64_t *after; /* ids of jobs this one waits for (state waiting); NULL: none */
+    size_t nafter;        /* entries of after */
+    bool after_always;    /* run even if a parent ends dead or cancelled (default: cancelled) */
 } jobq_submit_opts;
 
 /** jobq_submit: submits one job to queue with payload, a JSON text (any JSON value; NULL
@@ -133,6 +137,15 @@ JOBQ_API int jobq_submit(jobq_client *client, const char *queue, const char *pay
  *  must be NULL. On success ids[0..n-1] (caller-allocated, n entries) receive the ids. */
 JOBQ_API int jobq_submit_batch(jobq_client *client, const char *queue, const char *const *payloads,
                                size_t n, const jobq_submit_opts *opts, int64_t *ids);
+
+/** jobq_submit_group: jobq_submit_batch whose jobs form a group: *groupp receives the
+ *  group's id (see `wait` and `get` with "group" in proto/PROTOCOL.md). When
+ *  on_complete_queue is not NULL, one job is submitted to it when every member has ended,
+ *  carrying on_complete_payload (a JSON text; NULL means null) and each member's outcome. */
+JOBQ_API int jobq_submit_group(jobq_client *client, const char *queue, const char *const *payloads,
+                               size_t n, const jobq_submit_opts *opts,
+                               const char *on_complete_queue, const char *on_complete_payload,
+                               int64_t *ids, int64_t *groupp);
 
 /** jobq_job: an opaque, immutable snapshot of one job, as returned by jobq_get and
  *  jobq_wait. The caller owns it and frees it with jobq_job_free. Strings returned by
@@ -191,8 +204,8 @@ typedef struct jobq_lease jobq_lease;
 
 /** jobq_worker_open: a worker for nqueues queues (tried in that order). The names are
  *  copied. On success *workerp owns the worker (free with jobq_worker_close). */
-JOBQ_API int jobq_worker_open(jobq_worker **workerp, jobq_client *client,
-                              const char *const *queues, size_t nqueues);
+JOBQ_API int jobq_worker_open(jobq_worker **workerp, jobq_client *client, const char *const *queues,
+                              size_t nqueues);
 
 /** jobq_worker_close: frees the worker (after jobq_worker_run returned). Accepts NULL. */
 JOBQ_API void jobq_worker_close(jobq_worker *worker);
@@ -238,8 +251,7 @@ typedef int (*jobq_handler)(void *arg, const jobq_lease *job, char **resultp, ch
 /** jobq_worker_run: runs handler on up to concurrency jobs at once until jobq_worker_stop is
  *  called, then returns once the jobs in hand are done. Returns JOBQ_OK, or the error that
  *  made it give up (JOBQ_EUNAUTH, JOBQ_EQUEUE, ...); a daemon that goes away is waited for. */
-JOBQ_API int jobq_worker_run(jobq_worker *worker, jobq_handler handler, void *arg,
-                             int concurrency);
+JOBQ_API int jobq_worker_run(jobq_worker *worker, jobq_handler handler, void *arg, int concurrency);
 
 /** jobq_worker_stop: asks jobq_worker_run to stop fetching and return. Any thread; safe in a
  *  signal handler. */

@@ -631,6 +631,9 @@ check_opts(const jobq_submit_opts *opts)
         return jobq__fail(JOBQ_EINVAL, "timeout_ms must be > 0, not %lld",
                           (long long)opts->timeout_ms);
     }
+    if (opts->nafter > 0 && opts->after == NULL) {
+        return jobq__fail(JOBQ_EINVAL, "nafter is %zu but after is NULL", opts->nafter);
+    }
     return JOBQ_OK;
 }
 
@@ -659,6 +662,16 @@ set_opts(json_t *obj, const jobq_submit_opts *opts)
     }
     if (opts->key != NULL) {
         rv |= json_object_set_new(obj, "key", json_string(opts->key));
+    }
+    if (opts->nafter > 0) {
+        json_t *after = json_array();
+        for (size_t i = 0; i < opts->nafter; i++) {
+            rv |= json_array_append_new(after, json_integer(opts->after[i]));
+        }
+        rv |= json_object_set_new(obj, "after", after);
+        if (opts->after_always) {
+            rv |= json_object_set_new(obj, "after_policy", json_string("always"));
+        }
     }
     return rv == 0;
 }
@@ -729,9 +742,33 @@ jobq_submit(jobq_client *client, const char *queue, const char *payload,
     return JOBQ_OK;
 }
 
+static int submit_many(jobq_client *client, const char *queue, const char *const *payloads,
+                       size_t n, const jobq_submit_opts *opts, bool group, const char *oc_queue,
+                       const char *oc_payload, int64_t *ids, int64_t *groupp);
+
 JOBQ_API int
 jobq_submit_batch(jobq_client *client, const char *queue, const char *const *payloads, size_t n,
                   const jobq_submit_opts *opts, int64_t *ids)
+{
+    return submit_many(client, queue, payloads, n, opts, false, NULL, NULL, ids, NULL);
+}
+
+JOBQ_API int
+jobq_submit_group(jobq_client *client, const char *queue, const char *const *payloads, size_t n,
+                  const jobq_submit_opts *opts, const char *on_complete_queue,
+                  const char *on_complete_payload, int64_t *ids, int64_t *groupp)
+{
+    if (groupp == NULL) {
+        return jobq__fail(JOBQ_EINVAL, "groupp is NULL");
+    }
+    return submit_many(client, queue, payloads, n, opts, true, on_complete_queue,
+                       on_complete_payload, ids, groupp);
+}
+
+static int
+submit_many(jobq_client *client, const char *queue, const char *const *payloads, size_t n,
+            const jobq_submit_opts *opts, bool group, const char *oc_queue, const char *oc_payload,
+            int64_t *ids, int64_t *groupp)
 {
     if (queue == NULL || queue[0] == '\0') {
         return jobq__fail(JOBQ_EINVAL, "the queue name is empty");
@@ -765,11 +802,31 @@ jobq_submit_batch(jobq_client *client, const char *queue, const char *const *pay
             return jobq__fail(JOBQ_ENOMEM, "out of memory building the request");
         }
     }
+    if (group) {
+        json_t *oc = NULL;
+        if (oc_queue != NULL) {
+            json_t *pv = load_payload(oc_payload, "the on_complete payload", &err);
+            if (pv == NULL) {
+                json_decref(req);
+                return err;
+            }
+            oc = json_pack("{s:s, s:o}", "queue", oc_queue, "payload", pv);
+        }
+        if (json_object_set_new(req, "group", json_true()) != 0 ||
+            (oc != NULL && json_object_set_new(req, "on_complete", oc) != 0)) {
+            json_decref(req);
+            return jobq__fail(JOBQ_ENOMEM, "out of memory building the request");
+        }
+    }
     json_t *reply;
     err = jobq__call_json(client, "submit_batch", req, 0, &reply);
     json_decref(req);
     if (err != JOBQ_OK) {
         return err;
+    }
+    if (group && !reply_id(json_object_get(reply, "group"), groupp)) {
+        json_decref(reply);
+        return jobq__fail(JOBQ_EPROTO, "the reply has no valid \"group\"");
     }
     json_t *rids = json_object_get(reply, "ids");
     if (!json_is_array(rids) || json_array_size(rids) != n) {

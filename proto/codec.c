@@ -46,15 +46,15 @@ jobq__err_from_code(const char *code)
 }
 
 static const char *const state_names[] = {
-    "scheduled", "ready", "running", "retrying", "succeeded", "dead", "cancelled",
+    "scheduled", "ready", "running", "retrying", "succeeded", "dead", "cancelled", "waiting",
 };
-_Static_assert(sizeof(state_names) / sizeof(state_names[0]) == JOBQ_CANCELLED + 1,
+_Static_assert(sizeof(state_names) / sizeof(state_names[0]) == JOBQ_WAITING + 1,
                "one name per jobq_state");
 
 const char *
 jobq__state_name(int state)
 {
-    if (state < 0 || state > JOBQ_CANCELLED) {
+    if (state < 0 || state > JOBQ_WAITING) {
         return NULL;
     }
     return state_names[state];
@@ -64,7 +64,7 @@ int
 jobq__state_parse(const char *name)
 {
     if (name != NULL) {
-        for (int i = 0; i <= JOBQ_CANCELLED; i++) {
+        for (int i = 0; i <= JOBQ_WAITING; i++) {
             if (strcmp(state_names[i], name) == 0) {
                 return i;
             }

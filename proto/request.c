@@ -12,12 +12,24 @@ static const struct {
     const char *name;
     req_op op;
 } ops[] = {
-    {"ping", REQ_PING},     {"submit", REQ_SUBMIT}, {"submit_batch", REQ_SUBMIT_BATCH},
-    {"get", REQ_GET},       {"wait", REQ_WAIT},     {"cancel", REQ_CANCEL},
-    {"list", REQ_LIST},     {"stats", REQ_STATS},   {"pause", REQ_PAUSE},
-    {"resume", REQ_RESUME}, {"retry", REQ_RETRY},  {"explain", REQ_EXPLAIN},
-    {"fetch", REQ_FETCH},   {"ack", REQ_ACK},       {"fail", REQ_FAIL},
-    {"heartbeat", REQ_HEARTBEAT}, {"backup", REQ_BACKUP},
+    {"ping", REQ_PING},
+    {"submit", REQ_SUBMIT},
+    {"submit_batch", REQ_SUBMIT_BATCH},
+    {"get", REQ_GET},
+    {"wait", REQ_WAIT},
+    {"cancel", REQ_CANCEL},
+    {"list", REQ_LIST},
+    {"stats", REQ_STATS},
+    {"pause", REQ_PAUSE},
+    {"resume", REQ_RESUME},
+    {"retry", REQ_RETRY},
+    {"explain", REQ_EXPLAIN},
+    {"fetch", REQ_FETCH},
+    {"ack", REQ_ACK},
+    {"fail", REQ_FAIL},
+    {"heartbeat", REQ_HEARTBEAT},
+    {"backup", REQ_BACKUP},
+    {"schedules", REQ_SCHEDULES},
 };
 
 bool
@@ -150,6 +162,47 @@ need_id(dec *d, const json_t *v, const char *field, int64_t *out)
     return true;
 }
 
+/* decode_after: the optional "after" (ids of parent jobs) and "after_policy" of a job. */
+static bool
+decode_after(dec *d, const json_t *obj, const request_limits *lim, req_job *j)
+{
+    json_t *after = json_object_get(obj, "after");
+    const char *policy = NULL;
+    if (!opt_string(d, obj, "after_policy", 16, &policy)) {
+        return false;
+    }
+    if (policy != NULL) {
+        if (strcmp(policy, "always") != 0 && strcmp(policy, "success") != 0) {
+            return fail(d, "invalid_argument",
+                        "field \"after_policy\" must be \"success\" (the default: run only if "
+                        "every parent succeeded) or \"always\"");
+        }
+        j->after_always = strcmp(policy, "always") == 0;
+    }
+    if (after == NULL || json_is_null(after)) {
+        return true;
+    }
+    size_t n = json_array_size(after);
+    if (!json_is_array(after) || n == 0) {
+        return fail(d, "invalid_argument", "field \"after\" must be a non-empty array of job ids");
+    }
+    if (n > lim->max_after) {
+        return fail(d, "too_large", "field \"after\" names at most %lld jobs",
+                    (long long)lim->max_after);
+    }
+    j->after = calloc(n, sizeof(*j->after));
+    if (j->after == NULL) {
+        return fail(d, "internal", "out of memory");
+    }
+    j->nafter = n;
+    for (size_t i = 0; i < n; i++) {
+        if (!need_id(d, json_array_get(after, i), "after", &j->after[i])) {
+            return false;
+        }
+    }
+    return true;
+}
+
 /* decode_job: one submit object; default_queue is used when it names none. */
 static bool
 decode_job(dec *d, const json_t *obj, const char *default_queue, const request_limits *lim,
@@ -222,6 +275,57 @@ decode_job(dec *d, const json_t *obj, const char *default_queue, const request_l
     if (j->key != NULL) {
         j->payload_hash = jobq__payload_hash(payload);
     }
+    return decode_after(d, obj, lim, j);
+}
+
+/* decode_group: a batch's optional "group" flag and its "on_complete" job. */
+static bool
+decode_group(dec *d, const json_t *root, const request_limits *lim, request *req)
+{
+    json_t *g = json_object_get(root, "group");
+    json_t *oc = json_object_get(root, "on_complete");
+    if (g != NULL && !json_is_boolean(g)) {
+        return fail(d, "invalid_argument", "field \"group\" must be true or false");
+    }
+    req->group = g != NULL && json_is_true(g);
+    if (oc == NULL || json_is_null(oc)) {
+        return true;
+    }
+    if (!req->group) {
+        return fail(d, "invalid_argument", "field \"on_complete\" needs \"group\": true");
+    }
+    if (json_object_get(oc, "after") != NULL || json_object_get(oc, "key") != NULL) {
+        return fail(d, "invalid_argument",
+                    "on_complete: \"after\" and \"key\" are not allowed (it runs once, when "
+                    "the group ends)");
+    }
+    req->on_complete = calloc(1, sizeof(*req->on_complete));
+    if (req->on_complete == NULL) {
+        return fail(d, "internal", "out of memory");
+    }
+    if (!decode_job(d, oc, NULL, lim, req->on_complete)) {
+        size_t used = strlen(d->err);
+        snprintf(d->err + used, d->errlen - used, " (on_complete; nothing was submitted)");
+        return false;
+    }
+    return true;
+}
+
+/* opt_group: "group" (a group id) in place of "id" in get and wait. */
+static bool
+opt_group(dec *d, const json_t *root, request *req)
+{
+    json_t *g = json_object_get(root, "group");
+    if (g == NULL) {
+        return true;
+    }
+    if (json_object_get(root, "id") != NULL || json_object_get(root, "ids") != NULL) {
+        return fail(d, "invalid_argument", "give either \"group\" or job ids, not both");
+    }
+    if (!json_is_integer(g) || json_integer_value(g) < 1) {
+        return fail(d, "invalid_argument", "field \"group\" must be a positive integer group id");
+    }
+    req->group_id = json_integer_value(g);
     return true;
 }
 
@@ -233,6 +337,7 @@ decode_body(dec *d, request *req, const request_limits *lim)
     switch (req->op) {
     case REQ_PING:
     case REQ_STATS:
+    case REQ_SCHEDULES:
         return true;
     case REQ_SUBMIT:
         req->jobs = calloc(1, sizeof(*req->jobs));
@@ -267,7 +372,7 @@ decode_body(dec *d, request *req, const request_limits *lim)
                 return false;
             }
         }
-        return true;
+        return decode_group(d, root, lim, req);
     }
     case REQ_RETRY:
         if (json_object_get(root, "id") == NULL) {
@@ -288,6 +393,13 @@ decode_body(dec *d, request *req, const request_limits *lim)
         /* One job: decoded as get is. */
         /* fall through */
     case REQ_GET:
+        if (!opt_group(d, root, req)) {
+            return false;
+        }
+        if (req->group_id != 0) {
+            return true;
+        }
+        /* fall through */
     case REQ_CANCEL:
     case REQ_EXPLAIN:
         req->ids = calloc(1, sizeof(*req->ids));
@@ -300,15 +412,21 @@ decode_body(dec *d, request *req, const request_limits *lim)
         json_t *id = json_object_get(root, "id");
         json_t *ids = json_object_get(root, "ids");
         size_t n = ids != NULL ? json_array_size(ids) : 1;
-        if ((id == NULL) == (ids == NULL) || (ids != NULL && (!json_is_array(ids) || n == 0))) {
+        if (!opt_group(d, root, req)) {
+            return false;
+        }
+        if (req->group_id != 0) {
+            n = 0;
+        } else if ((id == NULL) == (ids == NULL) ||
+                   (ids != NULL && (!json_is_array(ids) || n == 0))) {
             return fail(d, "invalid_argument", "give either \"id\" or a non-empty array \"ids\"");
         }
         if (n > lim->max_wait_ids) {
             return fail(d, "too_large", "a wait names at most %lld jobs",
                         (long long)lim->max_wait_ids);
         }
-        req->ids = calloc(n, sizeof(*req->ids));
-        if (req->ids == NULL) {
+        req->ids = n > 0 ? calloc(n, sizeof(*req->ids)) : NULL;
+        if (n > 0 && req->ids == NULL) {
             return fail(d, "internal", "out of memory");
         }
         req->nids = n;
@@ -339,7 +457,7 @@ decode_body(dec *d, request *req, const request_limits *lim)
         if (state != NULL && (req->state = jobq__state_parse(state)) < 0) {
             return fail(d, "invalid_argument",
                         "unknown state \"%s\": use scheduled, ready, running, retrying, "
-                        "succeeded, dead or cancelled",
+                        "succeeded, dead, cancelled or waiting",
                         state);
         }
         v = 0;
@@ -506,8 +624,14 @@ jobq__request_free(request *req)
 {
     for (size_t i = 0; i < req->njobs; i++) {
         free(req->jobs[i].payload);
+        free(req->jobs[i].after);
     }
     free(req->jobs);
+    if (req->on_complete != NULL) {
+        free(req->on_complete->payload);
+        free(req->on_complete->after);
+        free(req->on_complete);
+    }
     free(req->ids);
     free(req->queues);
     json_decref(req->root);

@@ -25,6 +25,7 @@ typedef enum req_op {
     REQ_FAIL,
     REQ_HEARTBEAT,
     REQ_BACKUP,
+    REQ_SCHEDULES,
 } req_op;
 
 /** One job of a submit or submit_batch. Strings are borrowed from the request's JSON. */
@@ -39,6 +40,9 @@ typedef struct req_job {
     int32_t max_attempts; /* 0: the queue's default */
     int64_t timeout_ms;   /* 0: the queue's default */
     const char *key;      /* NULL for none */
+    int64_t *after;       /* owned: ids of the jobs this one waits for (NULL: none) */
+    size_t nafter;
+    bool after_always; /* after_policy "always": run even if a parent is dead or cancelled */
 } req_job;
 
 typedef struct request {
@@ -49,18 +53,21 @@ typedef struct request {
     size_t njobs;
     int64_t *ids; /* get, cancel: 1; wait: nids */
     size_t nids;
-    int64_t timeout_ms; /* wait */
-    const char *queue;  /* list and bulk retry (NULL = any), pause, resume */
-    int state;          /* list: jobq_state or -1; bulk retry: dead or cancelled */
-    int64_t after_id;   /* list */
-    int limit;          /* list; fetch: max jobs */
+    int64_t timeout_ms;  /* wait */
+    const char *queue;   /* list and bulk retry (NULL = any), pause, resume */
+    int state;           /* list: jobq_state or -1; bulk retry: dead or cancelled */
+    int64_t after_id;    /* list */
+    int limit;           /* list; fetch: max jobs */
     const char **queues; /* fetch: the queues to take from, in order (borrowed strings) */
     size_t nqueues;
-    const char *lease;  /* ack, fail, heartbeat: the lease token */
-    const char *text;   /* ack: result; fail: error (NULL if none) */
-    bool retry;         /* fail: may be retried */
-    const char *worker; /* fetch: the worker's name for logs (NULL if none) */
-    const char *path;   /* backup: where to write the copy, an absolute path */
+    const char *lease;    /* ack, fail, heartbeat: the lease token */
+    const char *text;     /* ack: result; fail: error (NULL if none) */
+    bool retry;           /* fail: may be retried */
+    const char *worker;   /* fetch: the worker's name for logs (NULL if none) */
+    const char *path;     /* backup: where to write the copy, an absolute path */
+    bool group;           /* submit_batch: the jobs form a group */
+    req_job *on_complete; /* submit_batch with group: the job to submit when all ended */
+    int64_t group_id;     /* get, wait: a group instead of jobs (0: none) */
 } request;
 
 typedef struct request_limits {
@@ -68,6 +75,7 @@ typedef struct request_limits {
     size_t max_wait_ids; /* ids in one wait */
     int64_t max_wait_ms; /* longest wait timeout */
     size_t max_payload;  /* bytes of one payload, compact */
+    size_t max_after;    /* ids in one job's "after" */
     const char *token;   /* when set, every request must carry it as "token" */
 } request_limits;
 

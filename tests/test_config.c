@@ -427,7 +427,10 @@ test_reserved_keys_accepted(void **state)
                           "[schedule.nightly]\n"
                           "cron = 0 3 * * *\n"
                           "queue = q\n"
-                          "anything = at all\n");
+                          "timezone = America/New_York\n"
+                          "payload = { \"a\" : [1, 2] }\n"
+                          "missed = skip\n"
+                          "priority = -2\n");
     assert_string_equal(cfg->auth_token, "s3cret-0123456789abcdef");
     assert_string_equal(cfg->tls_cert, "/etc/jobq/cert.pem");
     assert_string_equal(cfg->tls_key, "/etc/jobq/key.pem");
@@ -439,7 +442,45 @@ test_reserved_keys_accepted(void **state)
     assert_int_equal(q->key_ttl_ms, 3600 * 1000);
     assert_int_equal(q->retention_succeeded_ms, 7 * 24 * 3600 * 1000LL);
     assert_int_equal(q->retention_dead_ms, 30 * 24 * 3600 * 1000LL);
+    assert_true(q->rate_per_s == 10.0);
+    assert_int_equal(cfg->nschedules, 1);
+    const schedule_conf *sc = &cfg->schedules[0];
+    assert_string_equal(sc->name, "nightly");
+    assert_string_equal(sc->cron, "0 3 * * *");
+    assert_string_equal(sc->queue, "q");
+    assert_string_equal(tz_name(sc->zone), "America/New_York");
+    assert_string_equal(sc->payload, "{\"a\":[1,2]}");
+    assert_true(sc->missed_skip);
+    assert_int_equal(sc->priority, -2);
     config_free(cfg);
+}
+
+/* [schedule.NAME] and rate: each mistake is refused on its line with what to write. */
+static void
+test_schedule_and_rate_errors(void **state)
+{
+    expect_err("[queue.q]\nrate = 50\n", 2, "rate = \"50\"", "50/s");
+    expect_err("[queue.q]\nrate = 0/s\n", 2, "rate", "more than 0");
+    expect_err("[queue.q]\nrate = 5/d\n", 2, "rate", "600/m");
+    expect_err("[queue.q]\n[schedule.s]\ncron = 60 * * * *\nqueue = q\n", 3, "field 1",
+               "five fields");
+    expect_err("[queue.q]\n[schedule.s]\ncron = * * *\nqueue = q\n", 3, "cron", "five fields");
+    expect_err("[queue.q]\n[schedule.s]\ncron = * * * * *\nqueue = q\ntimezone = Nowhere/City\n", 5,
+               "Nowhere/City", "Europe/Paris");
+    expect_err("[queue.q]\n[schedule.s]\ncron = * * * * *\nqueue = q\nmissed = later\n", 5,
+               "missed", "run_once");
+    expect_err("[queue.q]\n[schedule.s]\ncron = * * * * *\nqueue = q\npayload = {oops}\n", 5,
+               "payload", "not valid JSON");
+    expect_err("[queue.q]\n[schedule.s]\ncron = * * * * *\nqueue = q\ncorn = 1\n", 5, "corn",
+               "did you mean");
+    expect_err("[queue.q]\n[schedule.s]\nqueue = q\n", 2, "[schedule.s]", "needs a cron");
+    expect_err("[queue.q]\n[schedule.s]\ncron = @daily\n", 2, "[schedule.s]", "needs a queue");
+    expect_err("[queue.q]\n[schedule.s]\ncron = @daily\nqueue = other\n", 2, "\"other\"",
+               "not configured");
+    expect_err("[queue.q]\n[schedule.s]\ncron = @daily\nqueue = q\n[schedule.s]\n", 5, "twice",
+               "line 2");
+    expect_err("[queue.q]\n[schedule.s]\ncron = @daily\ncron = @hourly\nqueue = q\n", 4, "cron",
+               "set twice");
 }
 
 static void
@@ -726,6 +767,7 @@ main(void)
         cmocka_unit_test_teardown(test_repeated_section_merges, teardown_tmp),
         cmocka_unit_test_teardown(test_reserved_keys_accepted, teardown_tmp),
         cmocka_unit_test_teardown(test_remote_and_security_errors, teardown_tmp),
+        cmocka_unit_test_teardown(test_schedule_and_rate_errors, teardown_tmp),
         cmocka_unit_test_teardown(test_command_quoting, teardown_tmp),
         cmocka_unit_test_teardown(test_command_errors, teardown_tmp),
         cmocka_unit_test_teardown(test_bad_lines, teardown_tmp),

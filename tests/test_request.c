@@ -12,7 +12,7 @@
 #include "request.h"
 
 static const request_limits lim = {
-    .max_batch = 3, .max_wait_ids = 2, .max_wait_ms = 60000, .max_payload = 64};
+    .max_batch = 3, .max_wait_ids = 2, .max_wait_ms = 60000, .max_payload = 64, .max_after = 3};
 
 static const char *
 decode(const char *text, request *req)
@@ -239,6 +239,55 @@ test_fast_path_agrees_or_declines(void **state)
     fast_declines("{\"op\":\"get\",\"id\":1}");
 }
 
+static void
+test_workflow_fields(void **state)
+{
+    request req;
+    assert_null(decode("{\"op\":\"submit\",\"queue\":\"q\",\"after\":[4,5],"
+                       "\"after_policy\":\"always\"}",
+                       &req));
+    assert_int_equal(req.jobs[0].nafter, 2);
+    assert_int_equal(req.jobs[0].after[1], 5);
+    assert_true(req.jobs[0].after_always);
+    jobq__request_free(&req);
+    assert_null(decode("{\"op\":\"submit_batch\",\"queue\":\"q\",\"jobs\":[{},{}],\"group\":true,"
+                       "\"on_complete\":{\"queue\":\"r\",\"payload\":[1]}}",
+                       &req));
+    assert_true(req.group);
+    assert_non_null(req.on_complete);
+    assert_string_equal(req.on_complete->queue, "r");
+    assert_string_equal(req.on_complete->payload, "[1]");
+    jobq__request_free(&req);
+    assert_null(decode("{\"op\":\"wait\",\"group\":7,\"timeout\":\"1s\"}", &req));
+    assert_int_equal(req.group_id, 7);
+    assert_int_equal(req.nids, 0);
+    assert_int_equal(req.timeout_ms, 1000);
+    jobq__request_free(&req);
+    assert_null(decode("{\"op\":\"get\",\"group\":9}", &req));
+    assert_int_equal(req.group_id, 9);
+    jobq__request_free(&req);
+
+    expect_code("{\"op\":\"submit\",\"queue\":\"q\",\"after\":[]}", "invalid_argument");
+    expect_code("{\"op\":\"submit\",\"queue\":\"q\",\"after\":[0]}", "invalid_argument");
+    expect_code("{\"op\":\"submit\",\"queue\":\"q\",\"after\":\"4\"}", "invalid_argument");
+    expect_code("{\"op\":\"submit\",\"queue\":\"q\",\"after\":[1,2,3,4]}", "too_large");
+    expect_code("{\"op\":\"submit\",\"queue\":\"q\",\"after\":[1],\"after_policy\":\"x\"}",
+                "invalid_argument");
+    expect_code("{\"op\":\"submit_batch\",\"queue\":\"q\",\"jobs\":[{}],\"group\":1}",
+                "invalid_argument");
+    expect_code("{\"op\":\"submit_batch\",\"queue\":\"q\",\"jobs\":[{}],"
+                "\"on_complete\":{\"queue\":\"r\"}}",
+                "invalid_argument");
+    expect_code("{\"op\":\"submit_batch\",\"queue\":\"q\",\"jobs\":[{}],\"group\":true,"
+                "\"on_complete\":{\"queue\":\"r\",\"key\":\"k\"}}",
+                "invalid_argument");
+    expect_code("{\"op\":\"submit_batch\",\"queue\":\"q\",\"jobs\":[{}],\"group\":true,"
+                "\"on_complete\":{\"payload\":1}}",
+                "invalid_argument");
+    expect_code("{\"op\":\"wait\",\"group\":1,\"id\":2}", "invalid_argument");
+    expect_code("{\"op\":\"get\",\"group\":-1}", "invalid_argument");
+}
+
 int
 main(void)
 {
@@ -249,6 +298,7 @@ main(void)
         cmocka_unit_test(test_wait_list_get),
         cmocka_unit_test(test_bad_input_codes),
         cmocka_unit_test(test_durations),
+        cmocka_unit_test(test_workflow_fields),
         cmocka_unit_test(test_fast_path_agrees_or_declines),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

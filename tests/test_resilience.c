@@ -10,6 +10,7 @@
 
 #include "backoff.h"
 #include "breaker.h"
+#include "rate.h"
 #include "config.h"
 #include "jobq.h"
 #include "runner.h"
@@ -147,6 +148,43 @@ test_outcome_of_each_ending(void **state)
     assert_int_equal(runner_outcome(&e, &qc, 0, 0).state, JOBQ_READY);
 }
 
+/* The token bucket of `rate`: a quarter of a second of burst, then one job per 1/rate. */
+static void
+test_rate_bucket(void **state)
+{
+    rate_bucket b;
+    rate_init(&b, 50, 1000);
+    assert_int_equal(rate_permits(&b, 1000), 12); /* the burst: 12.5 tokens */
+    rate_take(&b, 12);
+    assert_int_equal(rate_permits(&b, 1000), 0);
+    assert_int_equal(rate_wait_ms(&b), 10); /* half a token left: 10 ms to the next */
+    assert_int_equal(rate_permits(&b, 1009), 0);
+    assert_int_equal(rate_permits(&b, 1010), 1);
+    rate_take(&b, 1);
+    /* Over 10 s of asking every millisecond, 500 start. */
+    int started = 0;
+    for (int64_t t = 1010; t < 11010; t++) {
+        int n = rate_permits(&b, t);
+        rate_take(&b, n);
+        started += n;
+    }
+    assert_in_range(started, 499, 501);
+    /* An idle bucket refills to the burst, no more. */
+    assert_int_equal(rate_permits(&b, 100000), 12);
+    /* A claim that took 200 ms loses nothing: the tokens wait in the burst. */
+    rate_take(&b, 12);
+    assert_int_equal(rate_permits(&b, 100200), 10);
+    /* Per minute: 6/m is one job per 10 s. */
+    rate_init(&b, 6.0 / 60, 0);
+    assert_int_equal(rate_permits(&b, 0), 1);
+    rate_take(&b, 1);
+    assert_int_equal(rate_wait_ms(&b), 10000);
+    /* 0 is no limit. */
+    rate_init(&b, 0, 0);
+    assert_int_equal(rate_permits(&b, 0), INT32_MAX);
+    assert_int_equal(rate_wait_ms(&b), 0);
+}
+
 int
 main(void)
 {
@@ -156,6 +194,7 @@ main(void)
         cmocka_unit_test(test_breaker_opens_after_threshold_consecutive_failures),
         cmocka_unit_test(test_breaker_half_open_probe_closes_or_reopens),
         cmocka_unit_test(test_outcome_of_each_ending),
+        cmocka_unit_test(test_rate_bucket),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -20,8 +20,8 @@
 #include "request.h"
 
 #define FUZZ_TOKEN "fuzz-token-0123456789"
-#define ERR_SIZE 512        /* as in daemon/server.c on_request */
-#define REQ_LAST REQ_BACKUP /* the last req_op; -Wswitch in check_ok flags a new one */
+#define ERR_SIZE 512           /* as in daemon/server.c on_request */
+#define REQ_LAST REQ_SCHEDULES /* the last req_op; -Wswitch in check_ok flags a new one */
 
 /* check: aborts with the failed invariant (libFuzzer then saves the input as a crash). */
 #define check(cond)                                                                                \
@@ -38,6 +38,7 @@ static const request_limits default_limits = {
     .max_wait_ids = 1000,
     .max_wait_ms = 3600 * 1000,
     .max_payload = 1024 * 1024,
+    .max_after = 100,
     .token = NULL,
 };
 
@@ -46,6 +47,7 @@ static const request_limits tiny_limits = {
     .max_wait_ids = 2,
     .max_wait_ms = 60 * 1000,
     .max_payload = 16,
+    .max_after = 2,
     .token = NULL,
 };
 
@@ -100,6 +102,11 @@ check_job(const req_job *j, const json_t *src, const request_limits *lim)
         check(j->payload_hash == jobq__payload_hash(back));
     }
     json_decref(back);
+    check((j->nafter == 0) == (j->after == NULL));
+    check(j->nafter <= lim->max_after);
+    for (size_t i = 0; i < j->nafter; i++) {
+        check(j->after[i] >= 1);
+    }
 }
 
 /* check_ok: the invariants of a successful decode. */
@@ -111,6 +118,7 @@ check_ok(const request *req, const request_limits *lim)
     switch (req->op) {
     case REQ_PING:
     case REQ_STATS:
+    case REQ_SCHEDULES:
         break;
     case REQ_SUBMIT:
         check(req->njobs == 1 && req->jobs != NULL);
@@ -123,6 +131,11 @@ check_ok(const request *req, const request_limits *lim)
         for (size_t i = 0; i < req->njobs; i++) {
             check_job(&req->jobs[i], json_array_get(jobs, i), lim);
         }
+        check(req->on_complete == NULL || req->group);
+        if (req->on_complete != NULL) {
+            check_job(req->on_complete, json_object_get(req->root, "on_complete"), lim);
+            check(req->on_complete->nafter == 0 && req->on_complete->key == NULL);
+        }
         break;
     }
     case REQ_RETRY:
@@ -133,19 +146,25 @@ check_ok(const request *req, const request_limits *lim)
         }
         /* fall through */
     case REQ_GET:
+        if (req->group_id != 0) {
+            check(req->group_id >= 1 && req->nids == 0);
+            break;
+        }
+        /* fall through */
     case REQ_CANCEL:
     case REQ_EXPLAIN:
         check(req->nids == 1 && req->ids[0] >= 1);
         break;
     case REQ_WAIT:
-        check(req->nids >= 1 && req->nids <= lim->max_wait_ids);
+        check(req->group_id == 0 ? req->nids >= 1 : req->nids == 0 && req->group_id >= 1);
+        check(req->nids <= lim->max_wait_ids);
         for (size_t i = 0; i < req->nids; i++) {
             check(req->ids[i] >= 1);
         }
         check(req->timeout_ms >= 0 && req->timeout_ms <= lim->max_wait_ms);
         break;
     case REQ_LIST:
-        check(req->state >= -1 && req->state <= JOBQ_CANCELLED);
+        check(req->state >= -1 && req->state <= JOBQ_WAITING);
         check(req->after_id >= 0);
         check(req->limit >= 1 && req->limit <= 1000);
         check(req->queue == NULL || strlen(req->queue) <= 64);
@@ -181,6 +200,8 @@ static void
 check_same(const request *fast, const request *json)
 {
     check(fast->op == json->op && fast->njobs == json->njobs && fast->root == NULL);
+    check(fast->group == json->group && fast->on_complete == NULL && json->on_complete == NULL);
+    check(fast->group_id == json->group_id);
     for (size_t i = 0; i < fast->njobs; i++) {
         const req_job *a = &fast->jobs[i], *b = &json->jobs[i];
         if (strcmp(a->queue, b->queue) != 0 || strcmp(a->payload, b->payload) != 0) {
@@ -193,6 +214,8 @@ check_same(const request *fast, const request *json)
         check(a->has_run_at == b->has_run_at && a->run_at_ms == b->run_at_ms);
         check(a->delay_ms == b->delay_ms && a->max_attempts == b->max_attempts);
         check(a->timeout_ms == b->timeout_ms && a->key == NULL && b->key == NULL);
+        check(a->after == NULL && a->nafter == 0 && b->nafter == 0);
+        check(a->after_always == b->after_always);
     }
 }
 

@@ -1,0 +1,222 @@
+/* flow.c: workflows on the loop: what the store's effects mean for counts, waiters and
+ * dispatch (dependent jobs released or cancelled, groups completed, completion jobs
+ * submitted), and the get and wait of a group. */
+#include "flow.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "codec.h"
+#include "log.h"
+#include "scheduler.h"
+
+/* A wait on a group, held until the group completes or the timeout. */
+struct group_waiter {
+    group_waiter *next;
+    call *c;
+    uv_timer_t timer;
+};
+
+static void start_group_read(call *c);
+
+static void
+gw_closed_cb(uv_handle_t *h)
+{
+    free(h->data);
+}
+
+static bool
+ended_state(int state)
+{
+    return state == JOBQ_SUCCEEDED || state == JOBQ_DEAD || state == JOBQ_CANCELLED;
+}
+
+/* ---- effects ---- */
+
+static void
+group_completed(server *s, int64_t gid)
+{
+    group_waiter **pp = &s->group_waits;
+    while (*pp != NULL) {
+        group_waiter *gw = *pp;
+        if (gw->c->req.group_id != gid) {
+            pp = &gw->next;
+            continue;
+        }
+        *pp = gw->next;
+        s->nwaiters--;
+        call *c = gw->c;
+        uv_timer_stop(&gw->timer);
+        uv_close((uv_handle_t *)&gw->timer, gw_closed_cb);
+        c->req.timeout_ms = 0; /* read again and reply as it is now */
+        start_group_read(c);
+    }
+}
+
+void
+flow_effects(void *arg, store_effect *e, size_t n)
+{
+    server *s = arg;
+    for (size_t i = 0; i < n; i++) {
+        if (e[i].kind == EFFECT_GROUP) {
+            log_debug("group_completed", "group=%lld", (long long)e[i].id);
+            group_completed(s, e[i].id);
+            continue;
+        }
+        qstate *q = server_queue_add(s, e[i].queue);
+        if (q == NULL) {
+            continue;
+        }
+        if (ended_state(e[i].to)) {
+            log_info("job_cancelled", "id=%lld queue=%s reason=\"%s\"", (long long)e[i].id, q->name,
+                     e[i].row.error != NULL ? e[i].row.error : "");
+            server_job_finished(s, q, &e[i].row, e[i].from);
+            continue;
+        }
+        server_count_move(q, e[i].from, e[i].to);
+        if (e[i].to == JOBQ_SCHEDULED) {
+            sched_note_due(s, e[i].run_at_ms);
+        } else {
+            sched_dispatch(s, q);
+        }
+        if (e[i].from < 0) {
+            log_info("group_on_complete", "id=%lld queue=%s", (long long)e[i].id, q->name);
+        }
+    }
+    store_effects_free(e, n);
+}
+
+/* ---- get and wait of a group ---- */
+
+static int
+exec_group_read(store *st, wop *op, int64_t now_ms)
+{
+    call *c = container_of(op, call, op);
+    group_info_clear(&c->grp);
+    return store_group_get(st, c->req.group_id, c->req.op == REQ_WAIT, &c->grp);
+}
+
+/* group_json: the group object of proto/PROTOCOL.md. */
+static json_t *
+group_json(const group_info *g)
+{
+    json_t *o = json_object();
+    json_object_set_new(o, "id", json_integer(g->id));
+    json_object_set_new(o, "size", json_integer(g->size));
+    json_object_set_new(o, "done", json_boolean(g->completed_at_ms != 0));
+    json_t *counts = json_object();
+    for (int st = 0; st <= JOBQ_WAITING; st++) {
+        json_object_set_new(counts, jobq__state_name(st), json_integer(g->counts[st]));
+    }
+    json_object_set_new(o, "counts", counts);
+    json_object_set_new(o, "created_at", json_integer(g->created_at_ms));
+    json_object_set_new(o, "completed_at",
+                        g->completed_at_ms != 0 ? json_integer(g->completed_at_ms) : json_null());
+    if (g->oc_queue != NULL) {
+        json_t *oc = json_object();
+        json_object_set_new(oc, "queue", json_string(g->oc_queue));
+        json_object_set_new(oc, "id", g->oc_job_id != 0 ? json_integer(g->oc_job_id) : json_null());
+        json_object_set_new(o, "on_complete", oc);
+    } else {
+        json_object_set_new(o, "on_complete", json_null());
+    }
+    return o;
+}
+
+static void group_timer_cb(uv_timer_t *t);
+
+static void
+done_group_read(wop *op)
+{
+    call *c = container_of(op, call, op);
+    server *s = c->srv;
+    if (op->err != JOBQ_OK) {
+        char msg[128];
+        if (op->err == JOBQ_ENOENT) {
+            snprintf(msg, sizeof(msg), "no group with id %lld", (long long)c->req.group_id);
+        } else {
+            snprintf(msg, sizeof(msg), "%s", writer_last_error(&s->w));
+        }
+        reply_err(c, op->err, msg);
+        return;
+    }
+    bool done = c->grp.completed_at_ms != 0;
+    if (c->req.op == REQ_WAIT && !done && c->req.timeout_ms > 0 && !s->draining) {
+        group_waiter *gw = calloc(1, sizeof(*gw));
+        if (gw == NULL) {
+            reply_error(c, "internal", "out of memory");
+            return;
+        }
+        gw->c = c;
+        uv_timer_init(s->loop, &gw->timer);
+        gw->timer.data = gw;
+        uv_timer_start(&gw->timer, group_timer_cb, (uint64_t)c->req.timeout_ms, 0);
+        gw->next = s->group_waits;
+        s->group_waits = gw;
+        s->nwaiters++;
+        return;
+    }
+    json_t *o = ok_object();
+    json_object_set_new(o, "group", group_json(&c->grp));
+    if (c->req.op == REQ_WAIT) {
+        json_object_set_new(o, "done", json_boolean(done));
+        json_t *jobs = json_array();
+        for (size_t i = 0; i < c->grp.nmembers; i++) {
+            const group_member *m = &c->grp.members[i];
+            json_t *j = json_object();
+            json_object_set_new(j, "id", json_integer(m->id));
+            json_object_set_new(j, "state", json_string(jobq__state_name(m->state)));
+            json_object_set_new(j, "attempt", json_integer(m->attempt));
+            json_object_set_new(j, "error", nullable_str(m->error));
+            json_array_append_new(jobs, j);
+        }
+        json_object_set_new(o, "jobs", jobs);
+    }
+    send_json(c, o);
+}
+
+static void
+start_group_read(call *c)
+{
+    c->op.exec = exec_group_read;
+    c->op.done = done_group_read;
+    c->op.writes = false;
+    writer_push(&c->srv->w, &c->op);
+}
+
+static void
+group_timer_cb(uv_timer_t *t)
+{
+    group_waiter *gw = t->data;
+    server *s = gw->c->srv;
+    for (group_waiter **pp = &s->group_waits; *pp != NULL; pp = &(*pp)->next) {
+        if (*pp == gw) {
+            *pp = gw->next;
+            break;
+        }
+    }
+    s->nwaiters--;
+    call *c = gw->c;
+    uv_close((uv_handle_t *)&gw->timer, gw_closed_cb);
+    c->req.timeout_ms = 0;
+    start_group_read(c);
+}
+
+void
+flow_group_request(call *c)
+{
+    start_group_read(c);
+}
+
+void
+flow_fail_waits(server *s)
+{
+    while (s->group_waits != NULL) {
+        group_waiter *gw = s->group_waits;
+        s->group_waits = gw->next;
+        s->nwaiters--;
+        uv_timer_stop(&gw->timer);
+        uv_close((uv_handle_t *)&gw->timer, gw_closed_cb);
+        reply_error(gw->c, "shutting_down", "jobqd is shutting down; wait again when it is back");
+    }
+}
