@@ -13,6 +13,10 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <nng/nng.h>
+#include <nng/protocol/reqrep0/rep.h>
+#include <nng/protocol/reqrep0/req.h>
+
 #include "jobq.h"
 
 #define BATCH_SIZE 1000       /* jobs per submit_batch request */
@@ -31,6 +35,9 @@
 #define IDLE_SECONDS 10.0      /* idle measures this long ... */
 #define IDLE_SECONDS_QUICK 2.0 /* ... or this with --quick */
 #define QUICK_SECONDS 2.0      /* every timed row with --quick */
+#define SMALL_BATCH 100        /* jobs per submit_batch of the batch100 rows */
+#define LOAD_THREADS 64        /* senders of the fixed-load rows (open loop) */
+#define LOAD_SAMPLES 1000      /* jobs whose started_at load.start reads back */
 
 enum { EXIT_OK = 0, EXIT_FAILED = 1, EXIT_USAGE = 2, EXIT_UNREACH = 3 };
 
@@ -56,7 +63,7 @@ typedef struct producer {
     pthread_t thread;
     jobq_client *client;
     const char *queue;
-    bool batch;
+    size_t batch;         /* jobs per submit_batch; 0: single submits */
     double deadline;      /* monotonic seconds */
     atomic_llong *budget; /* jobs left to submit, shared; NULL: until the deadline */
     uint64_t *lat_ns;     /* one per request */
@@ -77,6 +84,7 @@ typedef struct settings {
     long pid;
     long long rss_jobs;
     int latency_jobs;
+    double load_rate; /* load: jobs/s of the load.ack row; 0: half the measured maximum */
 } settings;
 
 static double
@@ -169,13 +177,13 @@ producer_main(void *arg)
         payloads[i] = payload;
     }
     while (mono_s() < p->deadline && !atomic_load(p->stop)) {
-        size_t n = p->batch ? BATCH_SIZE : 1;
+        size_t n = p->batch > 0 ? p->batch : 1;
         if (p->budget != NULL && (n = take_budget(p->budget, n)) == 0) {
             break;
         }
         uint64_t t0 = mono_ns();
         int err;
-        if (p->batch) {
+        if (p->batch > 0) {
             err = jobq_submit_batch(p->client, p->queue, payloads, n, NULL, ids);
         } else {
             int64_t id;
@@ -237,11 +245,11 @@ row_init(row *r, const char *workload, const char *queue)
     snprintf(r->queue, sizeof(r->queue), "%s", queue != NULL ? queue : "");
 }
 
-/* run: one submit workload (single or batch) at one concurrency for seconds, or until
- * budget jobs were sent when budget > 0. Returns false when it could not run at all (the
- * message is printed). */
+/* run: one submit workload (single, or batches of batch jobs) at one concurrency for seconds,
+ * or until budget jobs were sent when budget > 0. Returns false when it could not run at all
+ * (the message is printed). */
 static bool
-run(jobq_client *client, const char *queue, const char *workload, bool batch, int producers,
+run(jobq_client *client, const char *queue, const char *workload, size_t batch, int producers,
     double seconds, long long budget, row *out)
 {
     producer *ps = calloc((size_t)producers, sizeof(producer));
@@ -294,13 +302,16 @@ run(jobq_client *client, const char *queue, const char *workload, bool batch, in
         free(ps[i].lat_ns);
     }
     out->requests = total;
-    out->jobs = total * (batch ? BATCH_SIZE : 1);
+    out->jobs = total * (batch > 0 ? batch : 1);
     if (budget > 0 && out->jobs > (uint64_t)budget) {
         out->jobs = (uint64_t)budget; /* the last batch of each thread may be short */
     }
     out->rate = elapsed > 0 ? (double)out->jobs / elapsed : 0.0;
     if (all != NULL) {
         fill_percentiles(out, all, total, "us");
+    }
+    if (batch > 0) {
+        snprintf(out->extra, sizeof(out->extra), ", \"batch_size\": %zu", batch);
     }
     free(all);
     free(ps);
@@ -651,7 +662,7 @@ run_rss(jobq_client *client, long pid, const char *queue, long long njobs, row *
         fprintf(stderr, "jobq-bench: rss: cannot read VmRSS of /proc/%ld/status\n", pid);
         return false;
     }
-    bool ok = run(client, queue, "rss", true, RSS_THREADS, RSS_LIMIT_S, njobs, out);
+    bool ok = run(client, queue, "rss", BATCH_SIZE, RSS_THREADS, RSS_LIMIT_S, njobs, out);
     if (!proc_status_kb(pid, "VmRSS", &after)) {
         fprintf(stderr, "jobq-bench: rss: cannot read VmRSS of /proc/%ld/status\n", pid);
         return false;
@@ -668,6 +679,428 @@ run_rss(jobq_client *client, long pid, const char *queue, long long njobs, row *
              ", \"pid\": %ld, \"rss_before_mb\": %.1f, \"rss_after_mb\": %.1f, \"hwm_mb\": %.1f",
              pid, (double)before / 1024, (double)after / 1024, (double)hwm / 1024);
     return ok && out->errors == 0;
+}
+
+/* ---- fixed offered load ---- */
+
+/* pacer: an open-loop run: job k is due at start + k / rate, whichever thread sends it; the
+ * latency of a job counts from when it was due, so a daemon that falls behind shows it. */
+typedef struct pacer {
+    jobq_client *client;
+    const char *queue;
+    double start, seconds, rate;
+    atomic_llong next;
+    pthread_mutex_t lock; /* guards everything below */
+    uint64_t *lat_ns;     /* due -> acknowledged */
+    size_t n, cap;
+    int64_t *ids;    /* with record: the id of every job sent ... */
+    double *sent_ms; /* ... and the wall-clock ms when it was due */
+    size_t nids, capids;
+    bool record;
+    uint64_t errors;
+    char errmsg[256];
+} pacer;
+
+static double
+wall_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
+}
+
+static void *
+pacer_main(void *arg)
+{
+    pacer *pc = arg;
+    char payload[PAYLOAD_BYTES + 64];
+    for (;;) {
+        long long k = atomic_fetch_add(&pc->next, 1);
+        double due = pc->start + (double)k / pc->rate;
+        if (due >= pc->start + pc->seconds) {
+            break;
+        }
+        double now = mono_s();
+        if (due > now) {
+            double d = due - now;
+            struct timespec ts = {.tv_sec = (time_t)d, .tv_nsec = (long)((d - (time_t)d) * 1e9)};
+            while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
+            }
+        }
+        double due_wall = wall_ms() - (mono_s() - due) * 1e3;
+        make_payload(payload, sizeof(payload), (uint64_t)k);
+        int64_t id;
+        int err = jobq_submit(pc->client, pc->queue, payload, NULL, &id, NULL);
+        double t1 = mono_s();
+        pthread_mutex_lock(&pc->lock);
+        if (err != JOBQ_OK) {
+            if (pc->errors++ == 0) {
+                snprintf(pc->errmsg, sizeof(pc->errmsg), "%s", errtext(err));
+            }
+            pthread_mutex_unlock(&pc->lock);
+            break;
+        }
+        bool ok = samples_push(&pc->lat_ns, &pc->n, &pc->cap, (uint64_t)((t1 - due) * 1e9));
+        if (ok && pc->record) {
+            if (pc->nids == pc->capids) {
+                size_t ncap = pc->capids == 0 ? 4096 : pc->capids * 2;
+                int64_t *ni = realloc(pc->ids, ncap * sizeof(*ni));
+                double *ns = ni != NULL ? realloc(pc->sent_ms, ncap * sizeof(*ns)) : NULL;
+                if (ni != NULL) {
+                    pc->ids = ni;
+                }
+                if (ns == NULL) {
+                    pthread_mutex_unlock(&pc->lock);
+                    break;
+                }
+                pc->sent_ms = ns;
+                pc->capids = ncap;
+            }
+            pc->ids[pc->nids] = id;
+            pc->sent_ms[pc->nids++] = due_wall;
+        }
+        pthread_mutex_unlock(&pc->lock);
+        if (!ok) {
+            break;
+        }
+    }
+    return NULL;
+}
+
+/* run_load: submits to queue at a fixed rate (jobs/s) for seconds from LOAD_THREADS threads.
+ * Without start: one row of submit -> acknowledged latency (µs). With start (queue served
+ * by jobqd's own consumers): one row of submit -> started latency (ms, from the daemon's
+ * started_at of up to LOAD_SAMPLES jobs spread over the run). Returns false on an error. */
+static bool
+run_load(jobq_client *client, const char *queue, double rate, double seconds, bool start, row *out)
+{
+    row_init(out, start ? "load.start" : "load.ack", queue);
+    out->producers = LOAD_THREADS;
+    if (start && wait_empty(client, queue, DRAIN_LIMIT_S) < 0) {
+        return false;
+    }
+    pacer pc = {
+        .client = client, .queue = queue, .seconds = seconds, .rate = rate, .record = start};
+    atomic_init(&pc.next, 0);
+    pthread_mutex_init(&pc.lock, NULL);
+    pthread_t th[LOAD_THREADS];
+    int started = 0;
+    pc.start = mono_s() + 0.05;
+    for (; started < LOAD_THREADS; started++) {
+        if (pthread_create(&th[started], NULL, pacer_main, &pc) != 0) {
+            break;
+        }
+    }
+    for (int i = 0; i < started; i++) {
+        pthread_join(th[i], NULL);
+    }
+    out->seconds = mono_s() - pc.start;
+    out->jobs = out->requests = pc.n;
+    out->errors = pc.errors;
+    out->rate = out->seconds > 0 ? (double)pc.n / out->seconds : 0.0;
+    if (pc.errors > 0) {
+        fprintf(stderr, "jobq-bench: load %s: %s\n", queue, pc.errmsg);
+    }
+    bool ok = started == LOAD_THREADS && pc.errors == 0;
+    if (!start) {
+        fill_percentiles(out, pc.lat_ns, pc.n, "us");
+        snprintf(out->note, sizeof(out->note),
+                 "offered %.0f jobs/s (half the max); due -> acknowledged", rate);
+    } else {
+        double drain = wait_empty(client, queue, DRAIN_LIMIT_S);
+        ok = ok && drain >= 0;
+        size_t want = pc.nids < LOAD_SAMPLES ? pc.nids : LOAD_SAMPLES;
+        uint64_t *d = calloc(want > 0 ? want : 1, sizeof(uint64_t));
+        size_t got = 0;
+        for (size_t i = 0; ok && d != NULL && i < want; i++) {
+            size_t at = i * pc.nids / want;
+            jobq_job *job = NULL;
+            int err = jobq_get(client, pc.ids[at], &job);
+            if (err != JOBQ_OK) {
+                fprintf(stderr, "jobq-bench: load %s: get: %s\n", queue, errtext(err));
+                ok = false;
+                break;
+            }
+            int64_t st = jobq_job_started_at_ms(job);
+            jobq_job_free(job);
+            if (st == 0) {
+                continue; /* not started: counted as missing below */
+            }
+            double ms = (double)st - pc.sent_ms[at];
+            d[got++] = (uint64_t)((ms > 0 ? ms : 0) * 1e6);
+        }
+        if (d != NULL) {
+            fill_percentiles(out, d, got, "ms");
+        }
+        free(d);
+        snprintf(out->note, sizeof(out->note),
+                 "offered %.0f jobs/s (half the max); due -> started_at (ms), %zu sampled", rate,
+                 got);
+        snprintf(out->extra, sizeof(out->extra), ", \"offered_per_s\": %.1f, \"sampled\": %zu",
+                 rate, got);
+    }
+    if (!start) {
+        snprintf(out->extra, sizeof(out->extra), ", \"offered_per_s\": %.1f", rate);
+    }
+    free(pc.lat_ns);
+    free(pc.ids);
+    free(pc.sent_ms);
+    pthread_mutex_destroy(&pc.lock);
+    return ok;
+}
+
+/* ---- claim cost ---- */
+
+/* run_claim: one remote worker fetches and acks one job at a time from queue (which should
+ * hold a prepared backlog and no command) for seconds: the cost of a claim at that depth. */
+static bool
+run_claim(jobq_client *client, const char *queue, double seconds, row *out)
+{
+    row_init(out, "claim", queue);
+    out->producers = 1;
+    qcounts c;
+    if (get_counts(client, queue, &c) != JOBQ_OK) {
+        return false;
+    }
+    jobq_worker *w;
+    const char *qs[1] = {queue};
+    int err = jobq_worker_open(&w, client, qs, 1);
+    if (err != JOBQ_OK) {
+        fprintf(stderr, "jobq-bench: claim: %s\n", errtext(err));
+        return false;
+    }
+    uint64_t *lat = NULL;
+    size_t n = 0, cap = 0;
+    bool ok = true;
+    double start = mono_s();
+    while (mono_s() < start + seconds) {
+        jobq_lease *lease[1];
+        size_t got = 0;
+        uint64_t t0 = mono_ns();
+        err = jobq_worker_fetch(w, 1, 1000, lease, &got);
+        if (err == JOBQ_OK && got == 0) {
+            fprintf(stderr, "jobq-bench: claim: queue \"%s\" ran empty\n", queue);
+            ok = false;
+            break;
+        }
+        if (err == JOBQ_OK) {
+            err = jobq_worker_ack(w, lease[0], NULL);
+            jobq_lease_free(lease[0]);
+        }
+        if (err != JOBQ_OK) {
+            fprintf(stderr, "jobq-bench: claim: %s\n", errtext(err));
+            out->errors++;
+            ok = false;
+            break;
+        }
+        if (!samples_push(&lat, &n, &cap, mono_ns() - t0)) {
+            break;
+        }
+    }
+    out->seconds = mono_s() - start;
+    out->jobs = out->requests = n;
+    out->rate = out->seconds > 0 ? (double)n / out->seconds : 0.0;
+    fill_percentiles(out, lat, n, "us");
+    free(lat);
+    jobq_worker_close(w);
+    snprintf(out->note, sizeof(out->note), "fetch + ack, one at a time, %lld queued",
+             (long long)c.ready);
+    snprintf(out->extra, sizeof(out->extra), ", \"queued\": %lld", (long long)c.ready);
+    return ok;
+}
+
+/* ---- the nng limit ---- */
+
+/* echo_ctx: one context of the in-process echo server: receive, send the message back. */
+typedef struct echo_ctx {
+    nng_ctx ctx;
+    nng_aio *aio;
+    bool sending;
+} echo_ctx;
+
+static void
+echo_cb(void *arg)
+{
+    echo_ctx *e = arg;
+    int rv = nng_aio_result(e->aio);
+    if (rv != 0) {
+        if (e->sending) {
+            nng_msg_free(nng_aio_get_msg(e->aio));
+        }
+        if (rv == NNG_ECLOSED || rv == NNG_ECANCELED) {
+            return;
+        }
+        e->sending = false;
+        nng_ctx_recv(e->ctx, e->aio);
+        return;
+    }
+    if (e->sending) {
+        e->sending = false;
+        nng_ctx_recv(e->ctx, e->aio);
+    } else {
+        e->sending = true;
+        nng_ctx_send(e->ctx, e->aio);
+    }
+}
+
+typedef struct echo_client {
+    pthread_t thread;
+    nng_socket sock;
+    double deadline;
+    uint64_t *lat_ns;
+    size_t n, cap;
+    int err;
+} echo_client;
+
+static void *
+echo_client_main(void *arg)
+{
+    echo_client *c = arg;
+    char payload[PAYLOAD_BYTES + 64], req[PAYLOAD_BYTES + 128];
+    make_payload(payload, sizeof(payload), 1);
+    int len = snprintf(req, sizeof(req), "{\"op\":\"submit\",\"queue\":\"bench\",\"payload\":%s}",
+                       payload);
+    nng_ctx ctx;
+    nng_aio *aio;
+    if ((c->err = nng_ctx_open(&ctx, c->sock)) != 0) {
+        return NULL;
+    }
+    if ((c->err = nng_aio_alloc(&aio, NULL, NULL)) != 0) {
+        nng_ctx_close(ctx);
+        return NULL;
+    }
+    while (mono_s() < c->deadline) {
+        nng_msg *m;
+        uint64_t t0 = mono_ns();
+        if ((c->err = nng_msg_alloc(&m, 0)) != 0 ||
+            (c->err = nng_msg_append(m, req, (size_t)len)) != 0) {
+            break;
+        }
+        nng_aio_set_msg(aio, m);
+        nng_ctx_send(ctx, aio);
+        nng_aio_wait(aio);
+        if ((c->err = nng_aio_result(aio)) != 0) {
+            nng_msg_free(m);
+            break;
+        }
+        nng_ctx_recv(ctx, aio);
+        nng_aio_wait(aio);
+        if ((c->err = nng_aio_result(aio)) != 0) {
+            break;
+        }
+        nng_msg_free(nng_aio_get_msg(aio));
+        if (!samples_push(&c->lat_ns, &c->n, &c->cap, mono_ns() - t0)) {
+            break;
+        }
+    }
+    nng_aio_free(aio);
+    nng_ctx_close(ctx);
+    return NULL;
+}
+
+/* run_echo: nng REQ/REP round trips of a submit-sized message through an in-process echo
+ * server on the same transport as the daemon's URL, producers contexts on one REQ socket (as
+ * jobq-bench's producers share one client), for seconds: what jobqd could at most answer. */
+static bool
+run_echo(const char *daemon_url, int producers, double seconds, row *out)
+{
+    row_init(out, "echo", NULL);
+    out->producers = producers;
+    char url[300];
+    bool ipc = daemon_url != NULL && strncmp(daemon_url, "ipc://", 6) == 0;
+    const char *tmp = getenv("TMPDIR");
+    if (ipc) {
+        snprintf(url, sizeof(url), "ipc://%s/jobq-bench-echo.%ld.sock",
+                 tmp != NULL && tmp[0] != '\0' ? tmp : "/tmp", (long)getpid());
+    } else {
+        snprintf(url, sizeof(url), "tcp://127.0.0.1:0");
+    }
+    nng_socket srv, cli;
+    nng_listener l;
+    int rv;
+    if ((rv = nng_rep0_open(&srv)) != 0) {
+        fprintf(stderr, "jobq-bench: echo: %s\n", nng_strerror(rv));
+        return false;
+    }
+    if ((rv = nng_listen(srv, url, &l, 0)) != 0) {
+        fprintf(stderr, "jobq-bench: echo: cannot listen on %s: %s\n", url, nng_strerror(rv));
+        nng_close(srv);
+        return false;
+    }
+    if (!ipc) {
+        int port = 0;
+        nng_listener_get_int(l, NNG_OPT_TCP_BOUND_PORT, &port);
+        snprintf(url, sizeof(url), "tcp://127.0.0.1:%d", port);
+    }
+    int nctx = producers + 16;
+    echo_ctx *ctxs = calloc((size_t)nctx, sizeof(*ctxs));
+    echo_client *cs = calloc((size_t)producers, sizeof(*cs));
+    bool ok = ctxs != NULL && cs != NULL;
+    int opened = 0;
+    for (; ok && opened < nctx; opened++) {
+        echo_ctx *e = &ctxs[opened];
+        if (nng_ctx_open(&e->ctx, srv) != 0) {
+            ok = false;
+            break;
+        }
+        if (nng_aio_alloc(&e->aio, echo_cb, e) != 0) {
+            nng_ctx_close(e->ctx);
+            ok = false;
+            break;
+        }
+        nng_ctx_recv(e->ctx, e->aio);
+    }
+    bool cli_open = ok && nng_req0_open(&cli) == 0;
+    if (ok && (!cli_open || (rv = nng_dial(cli, url, NULL, 0)) != 0)) {
+        fprintf(stderr, "jobq-bench: echo: cannot dial %s: %s\n", url,
+                cli_open ? nng_strerror(rv) : "cannot open a REQ socket");
+        ok = false;
+    }
+    int started = 0;
+    double start = mono_s();
+    for (; ok && started < producers; started++) {
+        cs[started] = (echo_client){.sock = cli, .deadline = start + seconds};
+        if (pthread_create(&cs[started].thread, NULL, echo_client_main, &cs[started]) != 0) {
+            break;
+        }
+    }
+    size_t total = 0;
+    for (int i = 0; i < started; i++) {
+        pthread_join(cs[i].thread, NULL);
+        total += cs[i].n;
+        if (cs[i].err != 0 && out->errors++ == 0) {
+            fprintf(stderr, "jobq-bench: echo: %s\n", nng_strerror(cs[i].err));
+        }
+    }
+    out->seconds = mono_s() - start;
+    uint64_t *all = malloc((total > 0 ? total : 1) * sizeof(uint64_t));
+    size_t k = 0;
+    for (int i = 0; i < started; i++) {
+        if (all != NULL) {
+            memcpy(all + k, cs[i].lat_ns, cs[i].n * sizeof(uint64_t));
+        }
+        k += cs[i].n;
+        free(cs[i].lat_ns);
+    }
+    out->jobs = out->requests = total;
+    out->rate = out->seconds > 0 ? (double)total / out->seconds : 0.0;
+    if (all != NULL) {
+        fill_percentiles(out, all, total, "us");
+    }
+    free(all);
+    snprintf(out->note, sizeof(out->note), "nng REQ/REP echo, %d contexts, in-process server",
+             producers);
+    if (cli_open) {
+        nng_close(cli);
+    }
+    nng_close(srv);
+    for (int i = 0; i < opened; i++) {
+        nng_aio_stop(ctxs[i].aio);
+        nng_aio_free(ctxs[i].aio);
+    }
+    free(ctxs);
+    free(cs);
+    return ok && started == producers && out->errors == 0;
 }
 
 /* fmt_num: v with prec decimals into buf, or "-" when v < 0. Returns buf. */
@@ -767,7 +1200,8 @@ usage(FILE *out)
 {
     fprintf(out, "usage: jobq-bench [--url URL] [--queue Q] [--exec-queue Q[,Q...]] [--pid PID]\n"
                  "                  [--seconds N] [--quick] [--producers LIST] [--rss-jobs N]\n"
-                 "                  [--latency-jobs N] [--tag TEXT] [--no-header] [--json FILE]\n"
+                 "                  [--latency-jobs N] [--load-rate R] [--tag TEXT] [--no-header]\n"
+                 "                  [--json FILE]\n"
                  "                  [WORKLOAD...]\n");
 }
 
@@ -780,11 +1214,19 @@ help(void)
            "Workloads (default: submit and batch, plus exec and latency with --exec-queue,\n"
            "plus idle and rss with --pid):\n"
            "  submit   single submits from P producer threads sharing one client (--queue)\n"
-           "  batch    submit_batch of %d jobs, from 1 and from 4 threads (--queue)\n"
+           "  batch    submit_batch of %d jobs from 1 thread (batch100), of %d jobs from 1 and\n"
+           "           from 4 threads (batch) (--queue)\n"
+           "  echo     the nng limit: REQ/REP round trips of a submit-sized message through an\n"
+           "           in-process echo server, P contexts as for submit (not a default)\n"
            "  exec     end-to-end: keeps a backlog of ready jobs on each --exec-queue (its\n"
            "           command should be /bin/true) and counts completed jobs/s from stats\n"
            "  latency  one job at a time on the first --exec-queue: started_at - created_at\n"
            "           (ms) and the submit -> finished round trip (us); up to --latency-jobs\n"
+           "  load     fixed offered load, half the maximum measured in this run (or measured\n"
+           "           first): submit -> acknowledged on --queue (load.ack, or --load-rate R),\n"
+           "           submit -> started_at on the first --exec-queue (load.start)\n"
+           "  claim    one remote worker fetches and acks one job at a time from --queue,\n"
+           "           which holds a prepared backlog (not a default)\n"
            "  idle     CPU seconds jobqd (--pid) uses in %.0f s while nothing is sent\n"
            "  rss      jobqd's (--pid) VmRSS before and after --rss-jobs jobs are submitted\n"
            "           in batches from %d threads to --queue\n"
@@ -800,6 +1242,7 @@ help(void)
            "  --producers LIST   producer counts for submit, e.g. 1,16,64 (default 1,16)\n"
            "  --rss-jobs N       jobs the rss workload submits (default %d)\n"
            "  --latency-jobs N   jobs the latency workload runs at most (default %d)\n"
+           "  --load-rate R      jobs/s of the load.ack row instead of half the maximum\n"
            "  --tag TEXT         a label printed and stored with every row (e.g. durability)\n"
            "  --no-header        do not print the table's header line\n"
            "  --json FILE        also write every row as a JSON array to FILE\n"
@@ -808,8 +1251,9 @@ help(void)
            "Every job's payload is a %d-byte JSON object. Timed rows stop after N seconds (plus\n"
            "at most %d s for requests in flight); exec and latency then wait at most %.0f s for\n"
            "their queue to run empty; rss stops after %.0f s whatever it sent.\n",
-           BATCH_SIZE, IDLE_SECONDS, RSS_THREADS, QUICK_SECONDS, RSS_JOBS_QUICK, RSS_JOBS,
-           LATENCY_JOBS, PAYLOAD_BYTES, CALL_TIMEOUT_MS / 1000, DRAIN_LIMIT_S, RSS_LIMIT_S);
+           SMALL_BATCH, BATCH_SIZE, IDLE_SECONDS, RSS_THREADS, QUICK_SECONDS, RSS_JOBS_QUICK,
+           RSS_JOBS, LATENCY_JOBS, PAYLOAD_BYTES, CALL_TIMEOUT_MS / 1000, DRAIN_LIMIT_S,
+           RSS_LIMIT_S);
     return EXIT_OK;
 }
 
@@ -891,6 +1335,7 @@ main(int argc, char **argv)
         {"producers", required_argument, NULL, 'p'},
         {"rss-jobs", required_argument, NULL, 'r'},
         {"latency-jobs", required_argument, NULL, 'l'},
+        {"load-rate", required_argument, NULL, 'L'},
         {"tag", required_argument, NULL, 't'},
         {"no-header", no_argument, NULL, 'H'},
         {"json", required_argument, NULL, 'j'},
@@ -949,6 +1394,12 @@ main(int argc, char **argv)
             }
             s.latency_jobs = (int)v;
             break;
+        case 'L':
+            s.load_rate = strtod(optarg, &end);
+            if (*end != '\0' || !(s.load_rate > 0 && s.load_rate <= 1e7)) {
+                return bad_value("--load-rate", "jobs per second, from 1 to 1e7", optarg);
+            }
+            break;
         case 't':
             s.tag = optarg;
             break;
@@ -979,6 +1430,7 @@ main(int argc, char **argv)
     bool all = optind == argc;
     bool do_submit = all, do_batch = all, do_exec = all && s.nexec > 0,
          do_latency = all && s.nexec > 0, do_idle = all && s.pid > 0, do_rss = all && s.pid > 0;
+    bool do_echo = false, do_load = false, do_claim = false;
     for (int i = optind; i < argc; i++) {
         if (strcmp(argv[i], "submit") == 0) {
             do_submit = true;
@@ -992,17 +1444,23 @@ main(int argc, char **argv)
             do_idle = true;
         } else if (strcmp(argv[i], "rss") == 0) {
             do_rss = true;
+        } else if (strcmp(argv[i], "echo") == 0) {
+            do_echo = true;
+        } else if (strcmp(argv[i], "load") == 0) {
+            do_load = true;
+        } else if (strcmp(argv[i], "claim") == 0) {
+            do_claim = true;
         } else {
             fprintf(stderr,
-                    "jobq-bench: unknown workload \"%s\" (submit, batch, exec, latency, idle, "
-                    "rss)\n",
+                    "jobq-bench: unknown workload \"%s\" (submit, batch, echo, exec, load, "
+                    "latency, claim, idle, rss)\n",
                     argv[i]);
             usage(stderr);
             return EXIT_USAGE;
         }
     }
-    if ((do_exec || do_latency) && s.nexec == 0) {
-        fprintf(stderr, "jobq-bench: exec and latency need --exec-queue\n");
+    if ((do_exec || do_latency || do_load) && s.nexec == 0) {
+        fprintf(stderr, "jobq-bench: exec, latency and load need --exec-queue\n");
         usage(stderr);
         return EXIT_USAGE;
     }
@@ -1028,7 +1486,7 @@ main(int argc, char **argv)
         jobq_client_close(client);
         return err == JOBQ_EUNREACH || err == JOBQ_ETIMEDOUT ? EXIT_UNREACH : EXIT_FAILED;
     }
-    if (do_submit || do_batch || do_rss) {
+    if (do_submit || do_batch || do_rss || do_load) {
         char probe[PAYLOAD_BYTES + 64];
         make_payload(probe, sizeof(probe), 0);
         int64_t id;
@@ -1057,18 +1515,58 @@ main(int argc, char **argv)
     for (int i = 0; do_submit && i < nproducers; i++) {
         EMIT(run(client, s.queue, "submit", false, producers[i], s.seconds, 0, &rows[nrows]));
     }
-    static const int batch_threads[] = {1, 4};
-    for (size_t i = 0; do_batch && i < 2; i++) {
-        EMIT(run(client, s.queue, "batch", true, batch_threads[i], s.seconds, 0, &rows[nrows]));
+    static const struct {
+        const char *name;
+        size_t size;
+        int threads;
+    } batches[] = {
+        {"batch100", SMALL_BATCH, 1}, {"batch", BATCH_SIZE, 1}, {"batch", BATCH_SIZE, 4}};
+    for (size_t i = 0; do_batch && i < sizeof(batches) / sizeof(batches[0]); i++) {
+        EMIT(run(client, s.queue, batches[i].name, batches[i].size, batches[i].threads, s.seconds,
+                 0, &rows[nrows]));
+    }
+    for (int i = 0; do_echo && i < nproducers; i++) {
+        EMIT(run_echo(s.url != NULL ? s.url : getenv("JOBQ_URL"), producers[i], s.seconds,
+                      &rows[nrows]));
     }
     for (int i = 0; do_exec && i < s.nexec; i++) {
         EMIT(run_exec(client, s.exec_queues[i], s.seconds, &rows[nrows]));
+    }
+    if (do_load) {
+        /* Half the maximum measured in this run, else measured now. */
+        double max_submit = 0, max_exec = 0;
+        for (size_t i = 0; i < nrows; i++) {
+            if (strcmp(rows[i].workload, "submit") == 0 && rows[i].rate > max_submit) {
+                max_submit = rows[i].rate;
+            }
+            if (strcmp(rows[i].workload, "exec") == 0 &&
+                strcmp(rows[i].queue, s.exec_queues[0]) == 0) {
+                max_exec = rows[i].rate;
+            }
+        }
+        row probe;
+        if (s.load_rate <= 0 && max_submit <= 0 &&
+            run(client, s.queue, "probe", 0, 16, s.seconds, 0, &probe)) {
+            max_submit = probe.rate;
+        }
+        if (max_exec <= 0 && run_exec(client, s.exec_queues[0], s.seconds, &probe)) {
+            max_exec = probe.rate;
+        }
+        double ack_rate = s.load_rate > 0 ? s.load_rate : max_submit / 2;
+        row_init(&rows[nrows], "load.ack", s.queue); /* what prints if nothing was measured */
+        EMIT(ack_rate > 0 && run_load(client, s.queue, ack_rate, s.seconds, false, &rows[nrows]));
+        row_init(&rows[nrows], "load.start", s.exec_queues[0]);
+        EMIT(max_exec > 0 &&
+             run_load(client, s.exec_queues[0], max_exec / 2, s.seconds, true, &rows[nrows]));
     }
     if (do_latency) {
         bool ok = run_latency(client, s.exec_queues[0], s.latency_jobs, s.seconds, &rows[nrows],
                               &rows[nrows + 1]);
         EMIT(ok);
         EMIT(ok);
+    }
+    if (do_claim) {
+        EMIT(run_claim(client, s.queue, s.seconds, &rows[nrows]));
     }
     if (do_idle) {
         EMIT(run_idle(s.pid, s.quick ? IDLE_SECONDS_QUICK : IDLE_SECONDS, &rows[nrows]));

@@ -292,6 +292,55 @@ exec_submit(store *st, wop *op, int64_t now_ms)
     return c->group_id != 0 ? store_group_settle(st, c->group_id, now_ms) : JOBQ_OK;
 }
 
+/* reply_submitted: the submit or submit_batch reply of proto/PROTOCOL.md, written directly
+ * (it is the hot path: no JSON tree). */
+static void
+reply_submitted(call *c)
+{
+    char one[160];
+    char *buf = one;
+    size_t len;
+    if (c->req.op == REQ_SUBMIT) {
+        const char *st = jobq__state_name(c->states[0]);
+        int n = snprintf(one, sizeof(one),
+                         "{\"ok\":true,\"id\":%lld,\"state\":%s%s%s,\"duplicate\":%s}",
+                         (long long)c->ids[0], st != NULL ? "\"" : "", st != NULL ? st : "null",
+                         st != NULL ? "\"" : "", c->dups[0] ? "true" : "false");
+        len = (size_t)n;
+    } else {
+        /* 21 bytes per id and per duplicate index at most, plus the frame and the group. */
+        size_t cap = 96 + c->req.njobs * 44;
+        if ((buf = malloc(cap)) == NULL) {
+            reply_error(c, "internal", "out of memory");
+            return;
+        }
+        len = (size_t)snprintf(buf, cap, "{\"ok\":true,\"ids\":[");
+        for (size_t i = 0; i < c->req.njobs; i++) {
+            len += (size_t)snprintf(buf + len, cap - len, "%s%lld", i > 0 ? "," : "",
+                                    (long long)c->ids[i]);
+        }
+        len += (size_t)snprintf(buf + len, cap - len, "],\"duplicates\":[");
+        bool first = true;
+        for (size_t i = 0; i < c->req.njobs; i++) {
+            if (c->dups[i]) {
+                len += (size_t)snprintf(buf + len, cap - len, "%s%zu", first ? "" : ",", i);
+                first = false;
+            }
+        }
+        len += (size_t)snprintf(buf + len, cap - len, "]");
+        if (c->group_id != 0) {
+            len +=
+                (size_t)snprintf(buf + len, cap - len, ",\"group\":%lld", (long long)c->group_id);
+        }
+        len += (size_t)snprintf(buf + len, cap - len, "}");
+    }
+    intake_reply(c->ic, buf, len);
+    if (buf != one) {
+        free(buf);
+    }
+    call_free(c);
+}
+
 static void
 done_submit(wop *op)
 {
@@ -338,28 +387,7 @@ done_submit(wop *op)
     }
     log_debug("submitted", "jobs=%zu added=%zu first_id=%lld", c->req.njobs, added,
               (long long)c->ids[0]);
-    json_t *o = ok_object();
-    if (c->req.op == REQ_SUBMIT) {
-        json_object_set_new(o, "id", json_integer(c->ids[0]));
-        const char *st = jobq__state_name(c->states[0]);
-        json_object_set_new(o, "state", st != NULL ? json_string(st) : json_null());
-        json_object_set_new(o, "duplicate", json_boolean(c->dups[0]));
-    } else {
-        json_t *ids = json_array();
-        json_t *dups = json_array();
-        for (size_t i = 0; i < c->req.njobs; i++) {
-            json_array_append_new(ids, json_integer(c->ids[i]));
-            if (c->dups[i]) {
-                json_array_append_new(dups, json_integer((json_int_t)i));
-            }
-        }
-        json_object_set_new(o, "ids", ids);
-        json_object_set_new(o, "duplicates", dups);
-        if (c->group_id != 0) {
-            json_object_set_new(o, "group", json_integer(c->group_id));
-        }
-    }
-    send_json(c, o);
+    reply_submitted(c);
 }
 
 /* pending_room: whether q may take the jobs of this request that name it (checked at the

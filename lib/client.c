@@ -1,5 +1,6 @@
 /* client.c: jobq_client, the producer side of libjobq: one nng REQ socket, one nng
- * context per call, JSON requests and replies as in proto/PROTOCOL.md. */
+ * context per call in flight (kept for the next call), JSON requests and replies as in
+ * proto/PROTOCOL.md. */
 #include <nng/nng.h>
 #include <nng/protocol/reqrep0/req.h>
 #include <nng/supplemental/tls/tls.h>
@@ -17,8 +18,17 @@
 /* The daemon holds a wait for at most 1 h; longer waits are split into pieces this long. */
 #define MAX_WAIT_PIECE_MS (3600 * 1000)
 
+/* ctx_slot: an nng context and its aio, reused by call after call (opening and closing them
+ * for every call costs locks and allocations on the hot path). */
+typedef struct ctx_slot {
+    nng_ctx ctx;
+    nng_aio *aio;
+    struct ctx_slot *next;
+} ctx_slot;
+
 struct jobq_client {
     nng_socket sock;
+    ctx_slot *spare;            /* idle contexts, under lock */
     _Atomic int64_t timeout_ms; /* per call, ms */
     pthread_mutex_t lock;       /* guards calls and closing */
     pthread_cond_t idle;        /* signalled when calls drops to 0 while closing */
@@ -85,6 +95,13 @@ dial_fail(const char *url, int rv)
 static void
 client_free(jobq_client *c)
 {
+    while (c->spare != NULL) {
+        ctx_slot *sl = c->spare;
+        c->spare = sl->next;
+        nng_aio_free(sl->aio);
+        nng_ctx_close(sl->ctx);
+        free(sl);
+    }
     free(c->token);
     pthread_cond_destroy(&c->idle);
     pthread_mutex_destroy(&c->lock);
@@ -440,16 +457,31 @@ roundtrip(jobq_client *c, const char *req, size_t len, int64_t timeout_ms, nng_m
         return jobq__fail(JOBQ_ECLOSED, "the client was closed");
     }
     int64_t deadline = mono_ms() + timeout_ms;
-    nng_ctx ctx;
-    nng_aio *aio = NULL;
-    nng_msg *msg = NULL;
-    int rv = nng_ctx_open(&ctx, c->sock);
-    if (rv != 0) {
-        rv = call_end(c) ? NNG_ECLOSED : rv;
-        return transport_fail(rv, timeout_ms);
+    pthread_mutex_lock(&c->lock);
+    ctx_slot *sl = c->spare;
+    if (sl != NULL) {
+        c->spare = sl->next;
     }
-    if ((rv = nng_aio_alloc(&aio, NULL, NULL)) != 0 || (rv = nng_msg_alloc(&msg, 0)) != 0 ||
-        (rv = nng_msg_append(msg, req, len)) != 0) {
+    pthread_mutex_unlock(&c->lock);
+    nng_msg *msg = NULL;
+    int rv = 0;
+    if (sl == NULL) {
+        if ((sl = calloc(1, sizeof(*sl))) == NULL) {
+            rv = call_end(c) ? NNG_ECLOSED : NNG_ENOMEM;
+            return transport_fail(rv, timeout_ms);
+        }
+        if ((rv = nng_ctx_open(&sl->ctx, c->sock)) != 0) {
+            free(sl);
+            rv = call_end(c) ? NNG_ECLOSED : rv;
+            return transport_fail(rv, timeout_ms);
+        }
+        if ((rv = nng_aio_alloc(&sl->aio, NULL, NULL)) != 0) {
+            goto done;
+        }
+    }
+    nng_ctx ctx = sl->ctx;
+    nng_aio *aio = sl->aio;
+    if ((rv = nng_msg_alloc(&msg, 0)) != 0 || (rv = nng_msg_append(msg, req, len)) != 0) {
         goto done;
     }
     /* The aio's timeout is what bounds nng_ctx_send/recv (nng 1.5 has no synchronous
@@ -470,15 +502,25 @@ roundtrip(jobq_client *c, const char *req, size_t len, int64_t timeout_ms, nng_m
     nng_aio_wait(aio);
     if ((rv = nng_aio_result(aio)) == 0) {
         *replyp = nng_aio_get_msg(aio);
+        nng_aio_set_msg(aio, NULL);
     }
 done:
     if (msg != NULL) {
         nng_msg_free(msg);
     }
-    if (aio != NULL) {
-        nng_aio_free(aio);
+    if (rv == 0) {
+        /* Only a context whose request got its reply is known idle and reusable. */
+        pthread_mutex_lock(&c->lock);
+        sl->next = c->spare;
+        c->spare = sl;
+        pthread_mutex_unlock(&c->lock);
+    } else {
+        if (sl->aio != NULL) {
+            nng_aio_free(sl->aio);
+        }
+        nng_ctx_close(sl->ctx);
+        free(sl);
     }
-    nng_ctx_close(ctx);
     if (call_end(c) && rv != 0) {
         rv = NNG_ECLOSED;
     }

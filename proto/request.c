@@ -565,8 +565,8 @@ decode_body(dec *d, request *req, const request_limits *lim)
 }
 
 const char *
-jobq__request_decode(const char *buf, size_t len, const request_limits *lim, request *req,
-                     char *err, size_t errlen)
+jobq__request_decode_json(const char *buf, size_t len, const request_limits *lim, request *req,
+                          char *err, size_t errlen)
 {
     dec d = {.code = NULL, .err = err, .errlen = errlen};
     json_error_t jerr;

@@ -47,7 +47,8 @@ typedef struct req_job {
 
 typedef struct request {
     req_op op;
-    json_t *root;  /* owns every borrowed string */
+    json_t *root;  /* owns every borrowed string; NULL from the fast path (then the queue
+                    * names of jobs live in the jobs allocation) */
     req_job *jobs; /* submit: 1, submit_batch: njobs */
     size_t njobs;
     int64_t *ids; /* get, cancel: 1; wait: nids */
@@ -84,6 +85,17 @@ typedef struct request_limits {
  *  nothing to free. */
 const char *jobq__request_decode(const char *buf, size_t len, const request_limits *lim,
                                  request *req, char *err, size_t errlen);
+
+/** jobq__request_decode_json: the same with jansson only (what jobq__request_decode falls
+ *  back to; request.c). */
+const char *jobq__request_decode_json(const char *buf, size_t len, const request_limits *lim,
+                                      request *req, char *err, size_t errlen);
+
+/** jobq__request_decode_fast: the fast path for simple submit and submit_batch requests
+ *  (fastreq.c). Returns true with *req decoded exactly as the JSON decoder would; false
+ *  (nothing to free) for anything it does not handle, valid or not. */
+bool jobq__request_decode_fast(const char *buf, size_t len, const request_limits *lim,
+                               request *req);
 
 /** jobq__request_free: releases what a successful decode allocated. Accepts a zeroed req. */
 void jobq__request_free(request *req);

@@ -177,6 +177,68 @@ test_durations(void **state)
     assert_false(jobq__duration_parse("9999999999999999h", &ms));
 }
 
+/* fast_same: text goes through the fast path, and decodes as the JSON decoder decodes it. */
+static void
+fast_same(const char *text)
+{
+    request f, j;
+    char err[256];
+    if (!jobq__request_decode_fast(text, strlen(text), &lim, &f)) {
+        fail_msg("the fast path did not take %s", text);
+    }
+    assert_null(jobq__request_decode_json(text, strlen(text), &lim, &j, err, sizeof(err)));
+    assert_int_equal(f.op, j.op);
+    assert_int_equal(f.njobs, j.njobs);
+    for (size_t i = 0; i < f.njobs; i++) {
+        assert_string_equal(f.jobs[i].queue, j.jobs[i].queue);
+        assert_string_equal(f.jobs[i].payload, j.jobs[i].payload);
+        assert_int_equal(f.jobs[i].priority, j.jobs[i].priority);
+        assert_int_equal(f.jobs[i].max_attempts, j.jobs[i].max_attempts);
+        assert_int_equal(f.jobs[i].has_run_at, j.jobs[i].has_run_at);
+        assert_int_equal(f.jobs[i].run_at_ms, j.jobs[i].run_at_ms);
+    }
+    jobq__request_free(&f);
+    jobq__request_free(&j);
+}
+
+static void
+fast_declines(const char *text)
+{
+    request f;
+    if (jobq__request_decode_fast(text, strlen(text), &lim, &f)) {
+        jobq__request_free(&f);
+        fail_msg("the fast path took %s", text);
+    }
+    assert_null(f.jobs);
+}
+
+static void
+test_fast_path_agrees_or_declines(void **state)
+{
+    /* What libjobq sends, and the same with white space and every field it reads. */
+    fast_same("{\"op\":\"submit\",\"queue\":\"bench\",\"payload\":{\"to\":\"a@b\",\"n\":42}}");
+    fast_same(" { \"queue\" : \"q\", \"op\": \"submit\", \"payload\": [ 1, -2, true, false,"
+              " null, { }, [ ], { \"a\" : { \"b\" : \"c d\" } } ], \"priority\": -7,"
+              " \"max_attempts\": 3, \"run_at\": 0 }\n");
+    fast_same("{\"op\":\"submit\",\"queue\":\"q\"}");
+    fast_same("{\"op\":\"submit_batch\",\"queue\":\"q\",\"jobs\":[{\"payload\":1},"
+              "{\"queue\":\"other\",\"payload\":\"x\",\"priority\":5},{}]}");
+    /* Left to the JSON decoder: fields it does not know, escapes, reals, keys, errors. */
+    fast_declines("{\"op\":\"submit\",\"queue\":\"q\",\"after\":[1]}");
+    fast_declines("{\"op\":\"submit\",\"queue\":\"q\",\"payload\":\"\\u00e9\"}");
+    fast_declines("{\"op\":\"submit\",\"queue\":\"q\",\"payload\":1.5}");
+    fast_declines("{\"op\":\"submit\",\"queue\":\"q\",\"payload\":-0}");
+    fast_declines("{\"op\":\"submit\",\"queue\":\"q\",\"key\":\"k\"}");
+    fast_declines("{\"op\":\"submit\",\"queue\":\"q\",\"payload\":{\"a\":1,\"a\":2}}");
+    fast_declines("{\"op\":\"submit\",\"queue\":\"bad name\"}");
+    fast_declines("{\"op\":\"submit\",\"queue\":\"q\",\"queue\":\"q\"}");
+    fast_declines("{\"op\":\"submit\",\"queue\":\"q\"} x");
+    fast_declines("{\"op\":\"submit_batch\",\"queue\":\"q\",\"jobs\":[{},{},{},{}]}");
+    fast_declines("{\"op\":\"submit_batch\",\"queue\":\"q\",\"group\":true,\"jobs\":[{}]}");
+    fast_declines("{\"op\":\"submit_batch\",\"jobs\":[{}]}");
+    fast_declines("{\"op\":\"get\",\"id\":1}");
+}
+
 static void
 test_workflow_fields(void **state)
 {
@@ -237,6 +299,7 @@ main(void)
         cmocka_unit_test(test_bad_input_codes),
         cmocka_unit_test(test_durations),
         cmocka_unit_test(test_workflow_fields),
+        cmocka_unit_test(test_fast_path_agrees_or_declines),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -4,7 +4,9 @@
  * The first input byte selects the mode and is not part of the message: bit 0 set requires
  * the token FUZZ_TOKEN (as a daemon with auth_token does); bit 1 set uses tiny limits so the
  * too_large paths are reachable with short inputs. Otherwise the limits are jobqd's
- * defaults. Seeds (tests/fuzz/corpus/request/) start with ' ' (plain) or '!' (token). */
+ * defaults. Seeds (tests/fuzz/corpus/request/) start with ' ' (plain) or '!' (token).
+ * Every input also goes through the fast path (proto/fastreq.c), which must decode whatever
+ * it takes exactly as the JSON decoder does. */
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -193,6 +195,30 @@ check_ok(const request *req, const request_limits *lim)
     }
 }
 
+/* check_same: the fast path's decode equals the JSON decoder's, field by field. */
+static void
+check_same(const request *fast, const request *json)
+{
+    check(fast->op == json->op && fast->njobs == json->njobs && fast->root == NULL);
+    check(fast->group == json->group && fast->on_complete == NULL && json->on_complete == NULL);
+    check(fast->group_id == json->group_id);
+    for (size_t i = 0; i < fast->njobs; i++) {
+        const req_job *a = &fast->jobs[i], *b = &json->jobs[i];
+        if (strcmp(a->queue, b->queue) != 0 || strcmp(a->payload, b->payload) != 0) {
+            fprintf(stderr, "fuzz_request: jobs[%zu]: fast %s %s, json %s %s\n", i, a->queue,
+                    a->payload, b->queue, b->payload);
+        }
+        check(strcmp(a->queue, b->queue) == 0);
+        check(strcmp(a->payload, b->payload) == 0);
+        check(a->payload_hash == b->payload_hash && a->priority == b->priority);
+        check(a->has_run_at == b->has_run_at && a->run_at_ms == b->run_at_ms);
+        check(a->delay_ms == b->delay_ms && a->max_attempts == b->max_attempts);
+        check(a->timeout_ms == b->timeout_ms && a->key == NULL && b->key == NULL);
+        check(a->after == NULL && a->nafter == 0 && b->nafter == 0);
+        check(a->after_always == b->after_always);
+    }
+}
+
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
@@ -209,7 +235,22 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     request req;
     char err[ERR_SIZE];
     memset(err, 0x5a, sizeof(err)); /* no NUL: a missing terminator shows */
-    const char *code = jobq__request_decode(msg, len, &lim, &req, err, sizeof(err));
+    /* The fast path takes a subset of what the JSON decoder takes, and decodes it the same. */
+    request fast;
+    bool fast_ok = jobq__request_decode_fast(msg, len, &lim, &fast);
+    if (!fast_ok) {
+        check(fast.root == NULL && fast.jobs == NULL && fast.njobs == 0);
+    }
+    const char *code = jobq__request_decode_json(msg, len, &lim, &req, err, sizeof(err));
+    if (fast_ok) {
+        if (code != NULL) {
+            fprintf(stderr, "fuzz_request: the fast path took what the JSON decoder refused: %s\n",
+                    err);
+        }
+        check(code == NULL);
+        check_same(&fast, &req);
+        jobq__request_free(&fast);
+    }
     if (code == NULL) {
         check_ok(&req, &lim);
         jobq__request_free(&req);
