@@ -62,8 +62,9 @@ struct overlay {
 
 typedef struct cfile {
     sqlite3_file base;
-    overlay *ov;  /* NULL: passes through */
-    bool counted; /* database, WAL or journal: its writes and syncs are counted */
+    overlay *ov;      /* NULL: passes through */
+    bool counted;     /* database, WAL or journal: its writes and syncs are counted */
+    const char *name; /* valid until xClose (SQLite's promise) */
     sqlite3_file *real;
 } cfile;
 
@@ -328,7 +329,7 @@ count_op(cfile *f, const char *what)
     }
     g_ops++;
     if (g_cut != 0 && g_ops == g_cut) {
-        power_cut(what, f->ov != NULL ? f->ov->path : "?");
+        power_cut(what, f->name);
     }
 }
 
@@ -410,7 +411,7 @@ c_write(sqlite3_file *file, const void *buf, int amt, sqlite3_int64 off)
     cfile *f = (cfile *)file;
     pthread_mutex_lock(&g_mu);
     count_op(f, "write");
-    if (f->counted && fault(FAIL_WRITE, ++g_writes, f->ov != NULL ? f->ov->path : "a file")) {
+    if (f->counted && fault(FAIL_WRITE, ++g_writes, f->name)) {
         pthread_mutex_unlock(&g_mu);
         return SQLITE_IOERR_WRITE;
     }
@@ -481,7 +482,7 @@ c_sync(sqlite3_file *file, int flags)
     cfile *f = (cfile *)file;
     pthread_mutex_lock(&g_mu);
     count_op(f, "sync");
-    if (f->counted && fault(FAIL_SYNC, ++g_syncs, f->ov != NULL ? f->ov->path : "a file")) {
+    if (f->counted && fault(FAIL_SYNC, ++g_syncs, f->name)) {
         pthread_mutex_unlock(&g_mu);
         return SQLITE_IOERR_FSYNC;
     }
@@ -617,6 +618,7 @@ v_open(sqlite3_vfs *vfs, const char *name, sqlite3_file *file, int flags, int *o
         return rc;
     }
     f->base.pMethods = &c_methods;
+    f->name = name != NULL ? name : "(temporary)";
     f->counted = name != NULL &&
                  (flags & (SQLITE_OPEN_MAIN_DB | SQLITE_OPEN_WAL | SQLITE_OPEN_MAIN_JOURNAL));
     if (!f->counted || !g_hold) {

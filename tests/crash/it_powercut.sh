@@ -6,12 +6,12 @@
 # the jobs. After each cut, with durability = full, every acknowledged job must exist exactly
 # once and PRAGMA integrity_check must be ok. 100 cuts (JOBQ_POWERCUTS=1000 for the long mode);
 # every other cut is torn: half of the unsynced 4 KiB chunks reach the disk, in no order.
-# Then durability = normal is measured over a fifth as many cuts (JOBQ_POWERCUTS_NORMAL): how
+# Then durability = normal is measured over a tenth as many cuts (JOBQ_POWERCUTS_NORMAL): how
 # many acknowledged jobs a cut loses is reported, not judged.
 . "$(dirname "$0")/../lib.sh"
 : "${JOBQ_CRASHVFS_PRELOAD:?JOBQ_CRASHVFS_PRELOAD must name the crashvfs module (ctest sets it)}"
 CUTS=${JOBQ_POWERCUTS:-100}
-NORMAL_CUTS=${JOBQ_POWERCUTS_NORMAL:-$(((CUTS + 4) / 5))}
+NORMAL_CUTS=${JOBQ_POWERCUTS_NORMAL:-$(((CUTS + 9) / 10))}
 SEED=${JOBQ_POWERCUT_SEED:-$$}
 RANDOM=$SEED
 echo "seed $SEED (JOBQ_POWERCUT_SEED=$SEED repeats the cut points)"
@@ -65,21 +65,19 @@ calibrate() {
         fail "jobqd with the module did not become ready"
     local before
     before=$(cat "$T"/acked.* | wc -l)
-    timeout 60 tail -q -F -n 0 "$T"/acked.{1,2,3} 2>/dev/null | head -n 100 >/dev/null || true
+    timeout 60 tail -q -F -n 0 "$T"/acked.{1,2,3} 2>/dev/null | head -n 20 >/dev/null || true
     local t0=$EPOCHREALTIME
-    timeout 60 tail -q -F -n 0 "$T"/acked.{1,2,3} 2>/dev/null | head -n 300 >/dev/null || true
+    timeout 60 tail -q -F -n 0 "$T"/acked.{1,2,3} 2>/dev/null | head -n 60 >/dev/null || true
     local t1=$EPOCHREALTIME
     stop_jobqd
     local ops
     ops=$(sed -n 's/^crashvfs: exit: ops=\([0-9]*\).*/\1/p' "$LOG")
     [ -n "$ops" ] || fail "the module did not report its operations in $LOG"
-    # Operations per second over the 300 timed acks, from the whole run's count: an over-estimate
-    # of the rate only lengthens a round.
     local acks=$(($(cat "$T"/acked.* | wc -l) - before))
     OPS_PER_ACK=$(((ops + acks - 1) / acks))
-    ACKS_PER_S=$(awk -v a=300 -v t0="$t0" -v t1="$t1" 'BEGIN { printf "%d", a / (t1 - t0) }')
-    # A round runs about 100 acknowledged submits past the start on average.
-    RANGE=$((OPS_PER_ACK * 200))
+    ACKS_PER_S=$(awk -v a=60 -v t0="$t0" -v t1="$t1" 'BEGIN { printf "%d", a / (t1 - t0) }')
+    # A round runs about 15 acknowledged submits on average, from the start of jobqd.
+    RANGE=$((OPS_PER_ACK * 30))
     echo "calibration: $ops operations for $acks acks ($OPS_PER_ACK per ack, $ACKS_PER_S acks/s): cut points in 1..$RANGE"
 }
 
