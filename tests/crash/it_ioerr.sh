@@ -10,7 +10,11 @@
 # SIGTERM. Afterwards the database, reopened without the fault, passes integrity_check and holds
 # every acknowledged job (run to success by a jobqd without the module when the fault stayed).
 . "$(dirname "$0")/../lib.sh"
-: "${JOBQ_CRASHVFS_PRELOAD:?JOBQ_CRASHVFS_PRELOAD must name the crashvfs module (ctest sets it)}"
+if [ -z "${JOBQ_CRASHVFS_PRELOAD:-}" ]; then
+    echo "SKIP [$TEST_NAME]: JOBQ_CRASHVFS_PRELOAD is empty: ctest sets it to the crashvfs module" \
+        "(after the sanitizer runtimes in sanitizer builds; cmake warned if one was not found)"
+    exit 77
+fi
 PERSIST_STEP=${JOBQ_IOERR_PERSIST_STEP:-4}
 JOBS=2
 

@@ -9,8 +9,13 @@
 # Then durability = normal is measured over a tenth as many cuts (JOBQ_POWERCUTS_NORMAL): how
 # many acknowledged jobs a cut loses is reported, not judged.
 . "$(dirname "$0")/../lib.sh"
-: "${JOBQ_CRASHVFS_PRELOAD:?JOBQ_CRASHVFS_PRELOAD must name the crashvfs module (ctest sets it)}"
-CUTS=${JOBQ_POWERCUTS:-100}
+if [ -z "${JOBQ_CRASHVFS_PRELOAD:-}" ]; then
+    echo "SKIP [$TEST_NAME]: JOBQ_CRASHVFS_PRELOAD is empty: ctest sets it to the crashvfs module" \
+        "(after the sanitizer runtimes in sanitizer builds; cmake warned if one was not found)"
+    exit 77
+fi
+# Sanitizer builds (JOBQ_SANITIZED, set by ctest) run about ten times slower: 20 cuts there.
+CUTS=${JOBQ_POWERCUTS:-$([ -n "${JOBQ_SANITIZED:-}" ] && echo 20 || echo 100)}
 NORMAL_CUTS=${JOBQ_POWERCUTS_NORMAL:-$(((CUTS + 9) / 10))}
 SEED=${JOBQ_POWERCUT_SEED:-$$}
 RANDOM=$SEED
@@ -65,9 +70,9 @@ calibrate() {
         fail "jobqd with the module did not become ready"
     local before
     before=$(cat "$T"/acked.* | wc -l)
-    timeout 60 tail -q -F -n 0 "$T"/acked.{1,2,3} 2>/dev/null | head -n 20 >/dev/null || true
+    timeout 60 tail -q -F -n 0 "$T"/acked.{1,2,3} 2>/dev/null | head -n 10 >/dev/null || true
     local t0=$EPOCHREALTIME
-    timeout 60 tail -q -F -n 0 "$T"/acked.{1,2,3} 2>/dev/null | head -n 60 >/dev/null || true
+    timeout 60 tail -q -F -n 0 "$T"/acked.{1,2,3} 2>/dev/null | head -n 30 >/dev/null || true
     local t1=$EPOCHREALTIME
     stop_jobqd
     local ops
@@ -75,7 +80,7 @@ calibrate() {
     [ -n "$ops" ] || fail "the module did not report its operations in $LOG"
     local acks=$(($(cat "$T"/acked.* | wc -l) - before))
     OPS_PER_ACK=$(((ops + acks - 1) / acks))
-    ACKS_PER_S=$(awk -v a=60 -v t0="$t0" -v t1="$t1" 'BEGIN { printf "%d", a / (t1 - t0) }')
+    ACKS_PER_S=$(awk -v a=30 -v t0="$t0" -v t1="$t1" 'BEGIN { printf "%d", a / (t1 - t0) }')
     # A round runs about 15 acknowledged submits on average, from the start of jobqd.
     RANGE=$((OPS_PER_ACK * 30))
     echo "calibration: $ops operations for $acks acks ($OPS_PER_ACK per ack, $ACKS_PER_S acks/s): cut points in 1..$RANGE"
@@ -103,13 +108,15 @@ check_store() {
     fi
 }
 
-# cuts COUNT WANT_LOSSLESS: COUNT rounds, each a start of jobqd with a random cut point that
-# runs until the cut; the store is checked after each. Sets MAX_ROUND_LOSS.
+# cuts COUNT WANT_LOSSLESS [SCALE]: COUNT rounds, each a start of jobqd with a random cut point
+# (in 1..RANGE*SCALE) that runs until the cut; the store is checked after each. Sets
+# MAX_ROUND_LOSS and ROUND_ACKS (acknowledged during the rounds).
 cuts() {
-    local count=$1 lossless=$2 rc lost_before=0
+    local count=$1 lossless=$2 scale=${3:-1} rc lost_before=0 acks_before
+    acks_before=$(cat "$T"/acked.* | wc -l)
     MAX_ROUND_LOSS=0
     for k in $(seq 1 "$count"); do
-        n=$(((RANDOM << 15 | RANDOM) % RANGE + 1))
+        n=$(((RANDOM << 15 | RANDOM) % (RANGE * scale) + 1))
         torn=$((k % 2 * 50))
         vfs_jobqd JOBQ_CRASHVFS_CUT="$n" JOBQ_CRASHVFS_TORN="$torn"
         if ! timeout 60 tail --pid="$JOBQD_PID" -s 0.02 -f /dev/null; then
@@ -126,6 +133,7 @@ cuts() {
         fi
         lost_before=$LOST
     done
+    ROUND_ACKS=$(($(wc -l <"$T/acked") - acks_before))
 }
 
 SERVER_EXTRA="log_level = info"
@@ -143,9 +151,13 @@ full_secs=$((SECONDS - t0))
 stop_producers
 start_jobqd
 ids=$(sqlite3 "$T/jobq.db" 'SELECT id FROM jobs ORDER BY id')
+deadline=$((SECONDS + 120))
 echo "$ids" | xargs -n 1000 echo | while read -r chunk; do
-    r=$(raw "{\"op\":\"wait\",\"ids\":[${chunk// /,}],\"timeout\":\"120s\"}")
-    [ "$(jq -r .done <<<"$r")" = true ] || fail "jobs did not finish after the cuts: $(jq -c '[.jobs[] | select(.state != "succeeded")][0]' <<<"$r")"
+    # Each wait is held by jobqd for up to 8 s (raw gives up after 10).
+    until r=$(raw "{\"op\":\"wait\",\"ids\":[${chunk// /,}],\"timeout\":\"8s\"}") &&
+        [ "$(jq -r .done <<<"$r")" = true ]; do
+        [ $SECONDS -lt $deadline ] || fail "jobs did not finish after the cuts: $(jq -c '[.jobs[] | select(.state != "succeeded")][0]' <<<"$r")"
+    done
 done
 stop_jobqd
 echo "after the cuts, jobqd ran the remaining jobs in $((SECONDS - t0 - full_secs))s"
@@ -156,7 +168,8 @@ expect_eq "jobs not succeeded" "$(sqlite3 "$T/jobq.db" 'SELECT count(*) FROM job
 ok "durability = full: $CUTS power cuts ($((CUTS / 2)) torn) in ${full_secs}s, $full_acked acknowledged jobs, $stored stored, 0 lost, integrity ok after every cut, all ran"
 
 # durability = normal: the WAL is synced only at checkpoints, so a cut loses the acknowledged
-# jobs of the commits since the last one. Measured on a fresh database.
+# jobs of the commits since the last one. Measured on a fresh database, with rounds 3 times as
+# long so that some of them pass a checkpoint (every 1,000 WAL pages).
 rm -f "$T"/jobq.db* "$T"/acked.*
 SERVER_EXTRA="log_level = info
 durability = normal"
@@ -166,11 +179,11 @@ concurrency = 2"
 start_producers
 calibrate
 t0=$SECONDS
-cuts "$NORMAL_CUTS" 0
+cuts "$NORMAL_CUTS" 0 3
 stop_producers
 echo "durability = normal: $NORMAL_CUTS cuts in $((SECONDS - t0))s"
-normal_acked=$(wc -l <"$T/acked")
-echo "durability = normal: $NORMAL_CUTS power cuts, $normal_acked acknowledged jobs, $LOST lost" \
+normal_acked=$ROUND_ACKS
+echo "durability = normal: $NORMAL_CUTS power cuts, $normal_acked jobs acknowledged in the rounds, $LOST lost" \
     "($(awk -v l="$LOST" -v a="$normal_acked" 'BEGIN { printf "%.1f", a ? 100 * l / a : 0 }')%)," \
     "$(awk -v l="$LOST" -v c="$NORMAL_CUTS" 'BEGIN { printf "%.1f", l / c }') per cut on average," \
     "at most $MAX_ROUND_LOSS in one cut; integrity ok after every cut"
