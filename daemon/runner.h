@@ -31,6 +31,7 @@ enum run_kill {
     KILL_SHUTDOWN,
 };
 
+
 typedef struct runner runner;
 struct runner {
     server *srv;
@@ -57,9 +58,9 @@ struct runner {
     bool err_truncated;
     uint64_t started_mono_ms;
     int record_tries;
-    bool give_up;     /* jobqd is stopping: a failed record is not retried */
+    bool give_up; /* jobqd is stopping: a failed record is not retried */
     struct attempt a; /* the job as claimed (state running, attempt counted) and its outcome */
-    runner *next;     /* in s->runners */
+    runner *next; /* in s->runners */
     runner *prev;
 };
 

@@ -43,8 +43,8 @@ typedef struct writer {
     bool busy;    /* a batch is on the work thread, or its ops are being completed */
     wop *pending; /* FIFO of ops waiting for the next batch */
     wop *pending_tail;
-    wop *running;     /* the batch on the work thread */
-    int commit_err;   /* of the running batch */
+    wop *running;   /* the batch on the work thread */
+    int commit_err; /* of the running batch */
     int op_store_err; /* a writing op of the running batch failed in the store (full, I/O) */
     char commit_msg[256];
     size_t max_batch; /* ops per transaction */
