@@ -168,7 +168,7 @@ expect_eq "jobs not succeeded" "$(sqlite3 "$T/jobq.db" 'SELECT count(*) FROM job
 ok "durability = full: $CUTS power cuts ($((CUTS / 2)) torn) in ${full_secs}s, $full_acked acknowledged jobs, $stored stored, 0 lost, integrity ok after every cut, all ran"
 
 # durability = normal: the WAL is synced only at checkpoints, so a cut loses the acknowledged
-# jobs of the commits since the last one. Measured on a fresh database, with rounds 3 times as
+# jobs of the commits since the last one. Measured on a fresh database, with rounds 4 times as
 # long so that some of them pass a checkpoint (every 1,000 WAL pages).
 rm -f "$T"/jobq.db* "$T"/acked.*
 SERVER_EXTRA="log_level = info
@@ -179,7 +179,7 @@ concurrency = 2"
 start_producers
 calibrate
 t0=$SECONDS
-cuts "$NORMAL_CUTS" 0 3
+cuts "$NORMAL_CUTS" 0 4
 stop_producers
 echo "durability = normal: $NORMAL_CUTS cuts in $((SECONDS - t0))s"
 normal_acked=$ROUND_ACKS
