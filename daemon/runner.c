@@ -397,6 +397,19 @@ describe_error(runner *r)
     return text;
 }
 
+/* give_up: jobqd is stopping and the store still refuses the outcome: the runner ends
+ * without it, so the drain can finish. The job stays running in the database; the next start
+ * makes it ready again, with this attempt counted. */
+static void
+give_up(runner *r)
+{
+    log_error("record_abandoned",
+              "job=%lld tries=%d reason=\"the store refuses writes and jobqd is stopping; the job "
+              "stays running in the database and is made ready again at the next start\"",
+              (long long)r->a.job.id, r->record_tries);
+    runner_step(r);
+}
+
 static void
 recorded_cb(attempt *a, int err)
 {
@@ -407,6 +420,10 @@ recorded_cb(attempt *a, int err)
         r->record_tries++;
         log_error("record_failed", "job=%lld err=%s tries=%d", (long long)r->a.job.id,
                   jobq__err_code(err), r->record_tries);
+        if (r->give_up) {
+            give_up(r);
+            return;
+        }
         uv_timer_start(&r->timer, timer_cb, 1000, 0);
         return;
     }
@@ -563,6 +580,18 @@ runner_find(server *s, int64_t id)
 void
 runner_stop(runner *r, enum run_kill why)
 {
+    if (why == KILL_SHUTDOWN) {
+        /* The grace is over: a record that fails from now on is not retried. One waiting for
+         * its retry gets its last try now; its end (or its success) ends the drain. */
+        r->give_up = true;
+        if (r->state == RUN_RECORDING) {
+            if (uv_is_active((uv_handle_t *)&r->timer)) {
+                uv_timer_stop(&r->timer);
+                attempt_record(&r->a);
+            }
+            return;
+        }
+    }
     if (r->state != RUN_EXECUTING || r->exited) {
         return; /* it ended on its own: that outcome stands */
     }

@@ -58,6 +58,7 @@ struct runner {
     bool err_truncated;
     uint64_t started_mono_ms;
     int record_tries;
+    bool give_up; /* jobqd is stopping: a failed record is not retried */
     struct attempt a; /* the job as claimed (state running, attempt counted) and its outcome */
     runner *next; /* in s->runners */
     runner *prev;
@@ -71,7 +72,8 @@ runner *runner_find(server *s, int64_t id);
 
 /** runner_stop: ends the attempt early: the process group gets SIGTERM (SIGKILL after a
  *  grace; at once for KILL_SHUTDOWN) and the outcome is cancelled (KILL_CANCEL) or put back
- *  to ready (KILL_SHUTDOWN). */
+ *  to ready (KILL_SHUTDOWN). KILL_SHUTDOWN of a runner whose outcome the store refuses stops
+ *  its retries: the job stays running in the database until the next start recovers it. */
 void runner_stop(runner *r, enum run_kill why);
 
 /** How an attempt ended, as runner_outcome needs it. */

@@ -185,6 +185,9 @@ done_claim(wop *op)
     if (op->err != JOBQ_OK) {
         log_error("claim_failed", "queue=%s err=%s", q->name, jobq__err_code(op->err));
         c->n = 0;
+        /* Nothing may come to dispatch the queue again: the timer's promotion does it in a
+         * second (it dispatches every queue). */
+        sched_note_due(s, jobq__now_ms() + 1000);
     }
     rate_take(&q->rate, (int)c->n);
     for (size_t i = 0; i < c->n; i++) {

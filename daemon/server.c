@@ -1438,9 +1438,8 @@ server_drain(server *s)
     log_info("draining", "running=%d pending_requests=%zu grace_ms=%lld", s->nrunning,
              s->in ? intake_pending(s->in) : (size_t)0, (long long)s->cfg->shutdown_grace_ms);
     workers_drain(s);
-    if (s->nrunning > 0 || s->nleases > 0) {
-        uv_timer_start(&s->grace_timer, grace_cb, (uint64_t)s->cfg->shutdown_grace_ms, 0);
-    }
+    /* Armed even with nothing running: a claim in flight may still start a job. */
+    uv_timer_start(&s->grace_timer, grace_cb, (uint64_t)s->cfg->shutdown_grace_ms, 0);
     server_check_drained(s); /* else the last runner or the writer's idle callback does */
 }
 

@@ -396,7 +396,15 @@ store_close(store *st)
     }
     store_effects_free(st->effects, st->neffects);
     if (st->db != NULL) {
-        int rc = sqlite3_close(st->db);
+        /* sqlite3_close checkpoints too, but says nothing when that fails. */
+        int rc = sqlite3_wal_checkpoint_v2(st->db, NULL, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
+        if (rc != SQLITE_OK) {
+            log_error("store_checkpoint_failed",
+                      "err=\"%s\" reason=\"the WAL file keeps every commit; the next start "
+                      "reads it\"",
+                      sqlite3_errmsg(st->db));
+        }
+        rc = sqlite3_close(st->db);
         if (rc != SQLITE_OK) {
             log_error("store_close", "err=%d", rc);
         }

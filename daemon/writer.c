@@ -141,7 +141,6 @@ after_work_cb(uv_work_t *req, int status)
     writer *w = container_of(req, writer, work);
     wop *done = w->running;
     w->running = NULL;
-    w->busy = false;
     w->stats.batches++;
     hist_observe(&w->stats.commit_hist, HIST_SECONDS, w->stats.last_commit_us / 1e6);
     hist_observe(&w->stats.batch_hist, HIST_SIZE, (double)w->stats.last_batch);
@@ -177,6 +176,10 @@ after_work_cb(uv_work_t *req, int status)
         done->done(done);
         done = next;
     }
+    /* Busy until every op of the batch is done: a done callback that ends a drain (the last
+     * runner recorded) must not find the writer idle and close the intake while later ops of
+     * the same batch still have replies to send. Ops pushed meanwhile start below. */
+    w->busy = false;
     kick(w);
     if (!w->busy && w->idle_cb != NULL) {
         w->idle_cb(w->idle_arg);

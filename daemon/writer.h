@@ -40,7 +40,7 @@ typedef struct writer {
     uv_loop_t *loop;
     store *st;
     uv_work_t work;
-    bool busy;    /* a batch is on the work thread */
+    bool busy;    /* a batch is on the work thread, or its ops are being completed */
     wop *pending; /* FIFO of ops waiting for the next batch */
     wop *pending_tail;
     wop *running;     /* the batch on the work thread */

@@ -3,7 +3,7 @@
 # submit with unique keys, jobqd's own consumers run jobs and a remote worker runs others.
 # Afterwards every acknowledged job exists exactly once, every job ran at least once (how
 # many ran more than once is reported), and PRAGMA integrity_check is ok.
-. "$(dirname "$0")/lib.sh"
+. "$(dirname "$0")/../lib.sh"
 KILLS=${JOBQ_CRASH_KILLS:-20}
 
 cat >"$T/handler.sh" <<SH
