@@ -25,7 +25,7 @@ typedef struct queue_conf {
     int breaker_probes;          /* jobs let through while half-open, >= 1; default 1 */
     size_t output_cap;           /* bytes of stdout/stderr kept; default 64 KiB */
     size_t max_pending; /* unfinished jobs the queue may hold; more: queue_full; default 10M */
-    int64_t key_ttl_ms;             /* a key admits one job per this window; default 24 h */
+    int64_t key_ttl_ms; /* a key admits one job per this window; default 24 h */
     int64_t retention_succeeded_ms; /* succeeded jobs are deleted after this; default 24 h */
     int64_t retention_dead_ms;      /* dead and cancelled jobs: default 7 days */
 } queue_conf;
@@ -45,7 +45,10 @@ typedef struct config {
     enum log_level log_level;   /* default info */
     bool allow_unknown_queues;  /* default false */
     size_t max_message;         /* bytes of one request; default 1 MiB */
+    size_t max_payload;         /* bytes of one job's payload (compact); default max_message */
     size_t max_batch;           /* jobs in one submit_batch; default 10000 */
+    size_t max_waits;           /* held waits and long-poll fetches at once; default 4096 */
+    size_t max_connections;     /* nng connections served at once; default 10000 */
     queue_conf *queues;
     size_t nqueues;
 } config;

@@ -11,6 +11,7 @@
 #include "call.h"
 #include "codec.h"
 #include "http.h"
+#include "ipcwatch.h"
 #include "log.h"
 #include "monitor.h"
 #include "runner.h"
@@ -230,6 +231,9 @@ call_free(call *c)
     if (c == NULL) {
         return;
     }
+    if (c->held) {
+        c->srv->nheld--;
+    }
     job_row_clear(&c->row);
     for (size_t i = 0; i < c->nattempts; i++) {
         attempt_row_clear(&c->attempts[i]);
@@ -340,8 +344,8 @@ pending_room(call *c, qstate *q, size_t first)
     for (size_t k = first; k < c->req.njobs; k++) {
         adding += strcmp(c->req.jobs[k].queue, q->name) == 0;
     }
-    int64_t pending = q->counts[JOBQ_SCHEDULED] + q->counts[JOBQ_READY] +
-                      q->counts[JOBQ_RUNNING] + q->counts[JOBQ_RETRYING];
+    int64_t pending = q->counts[JOBQ_SCHEDULED] + q->counts[JOBQ_READY] + q->counts[JOBQ_RUNNING] +
+                      q->counts[JOBQ_RETRYING];
     if (pending + adding <= (int64_t)q->conf->max_pending) {
         return true;
     }
@@ -456,8 +460,8 @@ reply_job(call *c, const char *verb)
         return;
     }
     if (c->op.err == JOBQ_ESTATE) {
-        snprintf(msg, sizeof(msg), "job %lld is not in a state that can be %s", (long long)c->req.ids[0],
-                 verb);
+        snprintf(msg, sizeof(msg), "job %lld is not in a state that can be %s",
+                 (long long)c->req.ids[0], verb);
         reply_err(c, c->op.err, msg);
         return;
     }
@@ -1030,7 +1034,8 @@ done_explain(wop *op)
         break;
     case JOBQ_RETRYING:
         reason = "backoff";
-        snprintf(why, sizeof(why), "waiting for its backoff until %s after attempt %d of %d failed: %s",
+        snprintf(why, sizeof(why),
+                 "waiting for its backoff until %s after attempt %d of %d failed: %s",
                  fmt_time(t1, sizeof(t1), r->run_at_ms), r->attempt, r->max_attempts,
                  first_line(e, sizeof(e), r->error));
         if (q != NULL && q->br.state == BREAKER_OPEN) {
@@ -1062,8 +1067,8 @@ done_explain(wop *op)
     case JOBQ_READY:
         if (q == NULL || workers_is_remote(q)) {
             reason = "no_consumer";
-            snprintf(why, sizeof(why), "ready: queue %s has no command; it waits for a remote worker",
-                     r->queue);
+            snprintf(why, sizeof(why),
+                     "ready: queue %s has no command; it waits for a remote worker", r->queue);
         } else if (q->paused) {
             reason = "paused";
             snprintf(why, sizeof(why), "ready, but queue %s is paused (jobq resume %s)", r->queue,
@@ -1077,8 +1082,7 @@ done_explain(wop *op)
                      "ready, but the circuit of queue %s is open until %s after %d consecutive "
                      "failures",
                      r->queue, fmt_time(t1, sizeof(t1), q->br.until_ms), q->br.threshold);
-        } else if (q->br.state == BREAKER_HALF_OPEN &&
-                   q->br.probes_started >= q->br.probes) {
+        } else if (q->br.state == BREAKER_HALF_OPEN && q->br.probes_started >= q->br.probes) {
             reason = "circuit_half_open";
             snprintf(why, sizeof(why),
                      "ready, but the circuit of queue %s is half-open: waiting for the outcome of "
@@ -1086,12 +1090,15 @@ done_explain(wop *op)
                      r->queue);
         } else if (q->running >= q->conf->concurrency) {
             reason = "slots_busy";
-            int n = snprintf(why, sizeof(why), "ready: all %d concurrency slots of queue %s are busy "
-                             "(running:", q->conf->concurrency, r->queue);
+            int n = snprintf(why, sizeof(why),
+                             "ready: all %d concurrency slots of queue %s are busy "
+                             "(running:",
+                             q->conf->concurrency, r->queue);
             for (runner *rn = s->runners; rn != NULL && n > 0 && (size_t)n < sizeof(why) - 24;
                  rn = rn->next) {
                 if (rn->q == q) {
-                    n += snprintf(why + n, sizeof(why) - (size_t)n, " %lld", (long long)rn->a.job.id);
+                    n += snprintf(why + n, sizeof(why) - (size_t)n, " %lld",
+                                  (long long)rn->a.job.id);
                 }
             }
             if (n > 0 && (size_t)n < sizeof(why) - 2) {
@@ -1124,6 +1131,29 @@ reply_stats(call *c)
     }
     json_object_set_new(o, "queues", queues);
     send_json(c, o);
+}
+
+/* hold_room: a wait or fetch that may be held counts against max_waits until it is answered;
+ * past the limit it is refused with too_many_waits. Returns false after replying. */
+static bool
+hold_room(call *c)
+{
+    server *s = c->srv;
+    if (c->req.timeout_ms <= 0) {
+        return true; /* a poll: answered at once */
+    }
+    if (s->nheld >= s->cfg->max_waits) {
+        char msg[300];
+        snprintf(msg, sizeof(msg),
+                 "jobqd holds %zu waits and long-poll fetches, its limit (max_waits); retry "
+                 "later, poll with \"timeout\": 0, or raise max_waits",
+                 s->nheld);
+        reply_error(c, "too_many_waits", msg);
+        return false;
+    }
+    c->held = true;
+    s->nheld++;
+    return true;
 }
 
 static void
@@ -1206,7 +1236,9 @@ on_request(void *arg, icall *ic, const char *body, size_t len)
         queue_op(c, exec_pause, done_pause, true);
         return;
     case REQ_WAIT:
-        start_wait(c);
+        if (hold_room(c)) {
+            start_wait(c);
+        }
         return;
     case REQ_RETRY:
         start_retry(c);
@@ -1218,6 +1250,10 @@ on_request(void *arg, icall *ic, const char *body, size_t len)
         start_backup(c);
         return;
     case REQ_FETCH:
+        if (hold_room(c)) {
+            workers_request(c);
+        }
+        return;
     case REQ_ACK:
     case REQ_FAIL:
     case REQ_HEARTBEAT:
@@ -1278,6 +1314,8 @@ server_check_drained(server *s)
     s->closing = true;
     waiters_fail_all(s);
     workers_drain(s); /* no claim is in flight now: every held fetch is answered */
+    ipcwatch_close(s->ipcwatch);
+    s->ipcwatch = NULL;
     if (s->in != NULL) {
         intake_close(s->in);
         s->in = NULL;
@@ -1347,7 +1385,7 @@ server_init(server *s, uv_loop_t *loop, config *cfg, store *st, char *err, size_
     s->limits = (request_limits){.max_batch = cfg->max_batch,
                                  .max_wait_ids = 1000,
                                  .max_wait_ms = 3600 * 1000,
-                                 .max_payload = cfg->max_message,
+                                 .max_payload = cfg->max_payload,
                                  .token = cfg->auth_token};
     for (size_t i = 0; i < cfg->nqueues; i++) {
         if (server_queue_add(s, cfg->queues[i].name) == NULL) {
@@ -1401,13 +1439,17 @@ server_init(server *s, uv_loop_t *loop, config *cfg, store *st, char *err, size_
     uv_timer_init(loop, &s->grace_timer);
     s->grace_timer.data = s;
     intake_tls tls = {.cert = cfg->tls_cert, .key = cfg->tls_key, .ca = cfg->tls_ca};
-    if (intake_open(&s->in, loop, cfg->listen, cfg->nlisten, cfg->max_message, &tls, on_request, s,
-                    err, errlen) != 0) {
+    if (intake_open(&s->in, loop, cfg->listen, cfg->nlisten, cfg->max_message, cfg->max_connections,
+                    &tls, on_request, s, err, errlen) != 0) {
         return -1;
     }
     intake_set_lag(s->in, &s->lag_hist);
     if (cfg->http != NULL &&
         http_open(&s->http, loop, cfg->http, monitor_request, s, err, errlen) != 0) {
+        return -1;
+    }
+    if (ipcwatch_open(&s->ipcwatch, loop, s->in, cfg->listen, cfg->nlisten, cfg->auth_token) != 0) {
+        snprintf(err, errlen, "out of memory");
         return -1;
     }
     uv_signal_init(loop, &s->sig_term);

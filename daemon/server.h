@@ -91,6 +91,9 @@ typedef struct server {
     struct hookq *hooks;    /* webhook deliveries in flight and their completion channel */
     struct http *http;      /* the monitor endpoint; NULL when disabled */
     hist lag_hist;          /* seconds a request waited for the loop */
+
+    size_t nheld; /* waits and long-poll fetches not yet answered (max_waits) */
+    struct ipcwatch *ipcwatch; /* keeps ipc:// listeners accepting; NULL without one */
 } server;
 
 /** server_init: prepares the server over an open store: loads counts and paused flags,
