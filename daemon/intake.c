@@ -3,6 +3,7 @@
 
 #include <nng/nng.h>
 #include <nng/protocol/reqrep0/rep.h>
+#include <nng/supplemental/util/platform.h>
 #include <nng/supplemental/tls/tls.h>
 #include <stdatomic.h>
 #include <stdbool.h>
@@ -467,6 +468,13 @@ intake_open(intake **inp, uv_loop_t *loop, char *const *urls, size_t nurls, size
         }
         nng_listener l;
         rv = nng_listen(in->sock, urls[i], &l, 0);
+        /* Right after a crash, a job's process that jobqd forked may not have reached exec yet
+         * and still holds the old ipc:// socket open: give it two seconds to let go. */
+        for (int tries = 0;
+             rv == NNG_EADDRINUSE && strncmp(urls[i], "ipc://", 6) == 0 && tries < 20; tries++) {
+            nng_msleep(100);
+            rv = nng_listen(in->sock, urls[i], &l, 0);
+        }
         if (rv == 0 && remember_listener(in, urls[i], l) != 0) {
             rv = NNG_ENOMEM;
         }

@@ -1275,6 +1275,15 @@ count_cb(void *arg, const char *queue, int state, int64_t n)
     }
 }
 
+/* runs_locally: whether jobqd runs the jobs of queue itself (a command or a url), so that one
+ * of them may have crashed it; remote workers' jobs run elsewhere. */
+static bool
+runs_locally(void *arg, const char *queue)
+{
+    qstate *q = server_queue(arg, queue);
+    return q != NULL && !workers_is_remote(q);
+}
+
 static void
 recovered_cb(void *arg, const char *queue, int64_t id, bool poisoned)
 {
@@ -1396,8 +1405,8 @@ server_init(server *s, uv_loop_t *loop, config *cfg, store *st, char *err, size_
     size_t recovered = 0;
     int rc = store_begin(st);
     if (rc == JOBQ_OK) {
-        rc = store_recover_running(st, jobq__now_ms(), POISON_CRASHES, recovered_cb, NULL,
-                                   &recovered);
+        rc = store_recover_running(st, jobq__now_ms(), POISON_CRASHES, runs_locally, recovered_cb,
+                                   s, &recovered);
     }
     if (rc == JOBQ_OK) {
         rc = store_commit(st);
