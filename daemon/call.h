@@ -22,15 +22,16 @@ typedef struct call {
     int old_state;   /* cancel: out */
     job_row *rows;   /* list: out */
     size_t nrows;
-    size_t failed_at;      /* submit: index of the job that failed */
+    size_t failed_at; /* submit: index of the job that failed */
     attempt_row *attempts; /* get: the history */
     size_t nattempts;
-    int64_t ahead; /* explain: ready jobs that claim first */
-    char **names;  /* bulk retry: the queue of each job of the last chunk */
+    int64_t ahead;    /* explain: ready jobs that claim first */
+    char **names;     /* bulk retry: the queue of each job of the last chunk */
     size_t nnames;
-    size_t retried; /* bulk retry: jobs made ready so far */
-    bool held;      /* a wait or long-poll fetch counted in srv->nheld until it is freed */
+    size_t retried;   /* bulk retry: jobs made ready so far */
+    bool held;        /* a wait or long-poll fetch counted in srv->nheld until it is freed */
 } call;
+
 
 /** send_json: replies with obj (taking it) and frees the call. */
 void send_json(call *c, json_t *obj);

@@ -16,8 +16,7 @@
 #define KIB ((int64_t)1024)
 #define MIB (1024 * KIB)
 #define HOUR_MS ((int64_t)3600 * 1000)
-#define DURATION_MAX_MS JOBQ__DURATION_MAX_MS /* one year: keeps now_ms + duration from overflow   \
-                                               */
+#define DURATION_MAX_MS JOBQ__DURATION_MAX_MS /* one year: keeps now_ms + duration from overflow */
 #define QUEUE_NAME_MAX 64
 /* Held requests take an nng context each until they are answered; the intake opens at most
  * 8192, so the rest stay free for everything else. */
@@ -468,7 +467,8 @@ set_value(parse_ctx *c, const key_def *def, void *obj, const char *value)
     case KEY_URL: {
         char *copy = NULL;
         if (def->kind == KEY_SECRET && strlen(value) < 16) {
-            return bad(c, "%s %s is too short: use at least 16 random characters", c->label, name);
+            return bad(c, "%s %s is too short: use at least 16 random characters", c->label,
+                       name);
         }
         if (def->kind == KEY_URL && strncmp(value, "http://", 7) != 0) {
             return bad(c,

@@ -2,7 +2,7 @@
  * for good once a peer disconnects during the SP handshake (nng issue 1518, fixed in 1.6), so
  * one local process that connects and hangs up would cut jobqd off. Each second the watch
  * connects to every ipc:// URL and sends a ping; a listener whose ping is not answered within
- * a second is closed and listened on again. */
+ * three seconds is closed and listened on again. */
 #include "ipcwatch.h"
 
 #include <stdint.h>
@@ -13,6 +13,9 @@
 #include "log.h"
 
 #define WATCH_PERIOD_MS 1000
+/* Ticks a ping may stay unanswered before the listener counts as stuck: a loop starved of
+ * CPU for a moment must not be mistaken for it. */
+#define WATCH_PATIENCE 3
 
 static const char req_handshake[8] = {0, 'S', 'P', 0, 0x00, 0x30, 0, 0}; /* req0 */
 /* What answers the probe: nng's handshake (8 bytes), then a reply frame's type and length. */
@@ -26,6 +29,7 @@ typedef struct probe {
     uv_write_t wr;
     char buf[ANSWER_BYTES];
     size_t got;
+    int ticks; /* ticks since it was sent */
     bool done; /* answered (or failed): the next tick only frees it */
 } probe;
 
@@ -138,8 +142,11 @@ tick_cb(uv_timer_t *t)
     ipcwatch *w = t->data;
     for (size_t i = 0; i < w->n; i++) {
         probe *p = w->probes[i];
+        if (p != NULL && ++p->ticks < WATCH_PATIENCE) {
+            continue; /* unanswered for now: a busy machine may be slow */
+        }
         if (p != NULL) {
-            /* Sent a second ago and no answer: the listener is stuck. */
+            /* WATCH_PATIENCE ticks without an answer: the listener is stuck. */
             log_warn("listener_stuck", "url=%s action=listen_again", w->urls[i]);
             probe_end(p);
             intake_relisten(w->in, w->urls[i]);

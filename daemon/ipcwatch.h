@@ -12,7 +12,7 @@ typedef struct ipcwatch ipcwatch;
 
 /** ipcwatch_open: watches every ipc:// URL of urls (others are ignored; with none, *wp is
  *  NULL). Each second it connects to each and sends a ping (carrying token, when not NULL);
- *  without an answer within a second it calls intake_relisten. Returns 0, or -1 on out of
+ *  without an answer within three seconds it calls intake_relisten. Returns 0, or -1 on out of
  *  memory. Loop thread. */
 int ipcwatch_open(ipcwatch **wp, uv_loop_t *loop, intake *in, char *const *urls, size_t nurls,
                   const char *token);

@@ -36,18 +36,19 @@ monitor_queue_json(const server *s, const qstate *q)
     json_object_set_new(qo, "breaker", json_string(breaker_state_name(q->br.state)));
     json_object_set_new(qo, "concurrency",
                         q->conf->argv != NULL ? json_integer(q->conf->concurrency) : json_null());
-    json_object_set_new(qo, "totals",
-                        json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:I}", "submitted",
-                                  (json_int_t)q->totals[TOTAL_SUBMITTED], "started",
-                                  (json_int_t)q->totals[TOTAL_STARTED], "succeeded",
-                                  (json_int_t)q->totals[TOTAL_SUCCEEDED], "failed",
-                                  (json_int_t)q->totals[TOTAL_FAILED], "retried",
-                                  (json_int_t)q->totals[TOTAL_RETRIED], "dead",
-                                  (json_int_t)q->totals[TOTAL_DEAD], "cancelled",
-                                  (json_int_t)q->totals[TOTAL_CANCELLED]));
+    json_object_set_new(
+        qo, "totals",
+        json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:I}", "submitted",
+                  (json_int_t)q->totals[TOTAL_SUBMITTED], "started",
+                  (json_int_t)q->totals[TOTAL_STARTED], "succeeded",
+                  (json_int_t)q->totals[TOTAL_SUCCEEDED], "failed",
+                  (json_int_t)q->totals[TOTAL_FAILED], "retried",
+                  (json_int_t)q->totals[TOTAL_RETRIED], "dead", (json_int_t)q->totals[TOTAL_DEAD],
+                  "cancelled", (json_int_t)q->totals[TOTAL_CANCELLED]));
     json_object_set_new(qo, "rates",
                         json_pack("{s:f, s:f, s:f}", "submitted",
-                                  series_rate(&q->series, SERIES_SUBMITTED, now_s, 60), "succeeded",
+                                  series_rate(&q->series, SERIES_SUBMITTED, now_s, 60),
+                                  "succeeded",
                                   series_rate(&q->series, SERIES_SUCCEEDED, now_s, 60), "failed",
                                   series_rate(&q->series, SERIES_FAILED, now_s, 60)));
     json_object_set_new(qo, "series", series_json(&q->series, now_s));
@@ -180,8 +181,7 @@ exec_mon(store *st, wop *op, int64_t now_ms)
     }
     for (size_t i = 0; i < m->nnames; i++) {
         size_t n = 0;
-        int err =
-            store_recent(st, m->names[i], JOBQ_DEAD, m->rows + m->nrows, RECENT_PER_QUEUE, &n);
+        int err = store_recent(st, m->names[i], JOBQ_DEAD, m->rows + m->nrows, RECENT_PER_QUEUE, &n);
         if (err != JOBQ_OK) {
             return err;
         }
@@ -194,9 +194,8 @@ static int
 by_finished_desc(const void *a, const void *b)
 {
     const job_row *x = a, *y = b;
-    return x->finished_at_ms < y->finished_at_ms   ? 1
-           : x->finished_at_ms > y->finished_at_ms ? -1
-                                                   : 0;
+    return x->finished_at_ms < y->finished_at_ms ? 1 : x->finished_at_ms > y->finished_at_ms ? -1
+                                                                                            : 0;
 }
 
 static void
@@ -240,10 +239,10 @@ done_mon(wop *op)
                 char line[300];
                 snprintf(line, sizeof(line), "%s", r->error != NULL ? r->error : "");
                 line[strcspn(line, "\n")] = '\0';
-                json_array_append_new(
-                    dead, json_pack("{s:I, s:s, s:i, s:I, s:s}", "id", (json_int_t)r->id, "queue",
-                                    r->queue, "attempt", r->attempt, "finished_at",
-                                    (json_int_t)r->finished_at_ms, "error", line));
+                json_array_append_new(dead, json_pack("{s:I, s:s, s:i, s:I, s:s}", "id",
+                                                      (json_int_t)r->id, "queue", r->queue,
+                                                      "attempt", r->attempt, "finished_at",
+                                                      (json_int_t)r->finished_at_ms, "error", line));
             }
         }
         json_object_set_new(o, "recent_dead", dead);
@@ -271,12 +270,12 @@ monitor_stats_json(const server *s)
         json_object_set_new(queues, s->queues[i]->name, monitor_queue_json(s, s->queues[i]));
     }
     json_object_set_new(o, "queues", queues);
-    json_object_set_new(o, "process",
-                        json_pack("{s:I, s:f, s:i, s:i, s:i}", "rss_bytes",
-                                  (json_int_t)process_rss_bytes(), "cpu_seconds",
-                                  process_cpu_seconds(), "open_fds", process_open_fds(),
-                                  "connected_clients", s->in != NULL ? intake_clients(s->in) : 0,
-                                  "running", s->nrunning));
+    json_object_set_new(
+        o, "process",
+        json_pack("{s:I, s:f, s:i, s:i, s:i}", "rss_bytes", (json_int_t)process_rss_bytes(),
+                  "cpu_seconds", process_cpu_seconds(), "open_fds", process_open_fds(),
+                  "connected_clients", s->in != NULL ? intake_clients(s->in) : 0, "running",
+                  s->nrunning));
     return o;
 }
 

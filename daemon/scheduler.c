@@ -193,7 +193,7 @@ done_claim(wop *op)
         server_count_move(q, JOBQ_READY, JOBQ_RUNNING);
         breaker_started(&q->br);
         int64_t due = c->rows[i].run_at_ms > c->rows[i].created_at_ms ? c->rows[i].run_at_ms
-                                                                      : c->rows[i].created_at_ms;
+                                                                     : c->rows[i].created_at_ms;
         int64_t waited = c->rows[i].started_at_ms - due;
         hist_observe(&q->wait_hist, HIST_SECONDS, waited > 0 ? waited / 1000.0 : 0);
     }
@@ -259,8 +259,8 @@ breaker_note(qstate *q, breaker_state before)
         return;
     }
     if (q->br.state == BREAKER_OPEN) {
-        log_warn("breaker_open", "queue=%s failures=%d cooldown_ms=%lld", q->name, q->br.threshold,
-                 (long long)q->br.cooldown_ms);
+        log_warn("breaker_open", "queue=%s failures=%d cooldown_ms=%lld", q->name,
+                 q->br.threshold, (long long)q->br.cooldown_ms);
     } else {
         log_info(q->br.state == BREAKER_HALF_OPEN ? "breaker_half_open" : "breaker_closed",
                  "queue=%s", q->name);
@@ -283,8 +283,8 @@ sched_dispatch(server *s, qstate *q)
         workers_dispatch(s, q);
         return;
     }
-    if ((q->conf->argv == NULL && q->conf->url == NULL) || q->paused || s->draining ||
-        q->claiming || q->counts[JOBQ_READY] <= 0) {
+    if ((q->conf->argv == NULL && q->conf->url == NULL) || q->paused || s->draining || q->claiming ||
+        q->counts[JOBQ_READY] <= 0) {
         return;
     }
     int free_slots = q->conf->concurrency - q->running;
@@ -340,8 +340,7 @@ sched_outcome(server *s, qstate *q, const char *kind)
         if (strcmp(kind, "permanent") == 0) {
             server_total(q, TOTAL_FAILED, 1);
         }
-        breaker_returned(
-            &q->br); /* cancelled, permanent, shutdown: says nothing of the downstream */
+        breaker_returned(&q->br); /* cancelled, permanent, shutdown: says nothing of the downstream */
     }
     breaker_note(q, before);
     (void)s;
@@ -406,8 +405,8 @@ exec_sweep(store *st, wop *op, int64_t now_ms)
         for (size_t k = 0; k < 3; k++) {
             int state = states[k];
             size_t n = 0;
-            int err =
-                store_sweep(st, q->name, state, now_ms - q->retention_ms[state], SWEEP_BATCH, &n);
+            int err = store_sweep(st, q->name, state, now_ms - q->retention_ms[state], SWEEP_BATCH,
+                                  &n);
             if (err != JOBQ_OK) {
                 return err;
             }

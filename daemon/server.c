@@ -344,8 +344,8 @@ pending_room(call *c, qstate *q, size_t first)
     for (size_t k = first; k < c->req.njobs; k++) {
         adding += strcmp(c->req.jobs[k].queue, q->name) == 0;
     }
-    int64_t pending = q->counts[JOBQ_SCHEDULED] + q->counts[JOBQ_READY] + q->counts[JOBQ_RUNNING] +
-                      q->counts[JOBQ_RETRYING];
+    int64_t pending = q->counts[JOBQ_SCHEDULED] + q->counts[JOBQ_READY] +
+                      q->counts[JOBQ_RUNNING] + q->counts[JOBQ_RETRYING];
     if (pending + adding <= (int64_t)q->conf->max_pending) {
         return true;
     }
@@ -460,8 +460,8 @@ reply_job(call *c, const char *verb)
         return;
     }
     if (c->op.err == JOBQ_ESTATE) {
-        snprintf(msg, sizeof(msg), "job %lld is not in a state that can be %s",
-                 (long long)c->req.ids[0], verb);
+        snprintf(msg, sizeof(msg), "job %lld is not in a state that can be %s", (long long)c->req.ids[0],
+                 verb);
         reply_err(c, c->op.err, msg);
         return;
     }
@@ -1034,8 +1034,7 @@ done_explain(wop *op)
         break;
     case JOBQ_RETRYING:
         reason = "backoff";
-        snprintf(why, sizeof(why),
-                 "waiting for its backoff until %s after attempt %d of %d failed: %s",
+        snprintf(why, sizeof(why), "waiting for its backoff until %s after attempt %d of %d failed: %s",
                  fmt_time(t1, sizeof(t1), r->run_at_ms), r->attempt, r->max_attempts,
                  first_line(e, sizeof(e), r->error));
         if (q != NULL && q->br.state == BREAKER_OPEN) {
@@ -1067,8 +1066,8 @@ done_explain(wop *op)
     case JOBQ_READY:
         if (q == NULL || workers_is_remote(q)) {
             reason = "no_consumer";
-            snprintf(why, sizeof(why),
-                     "ready: queue %s has no command; it waits for a remote worker", r->queue);
+            snprintf(why, sizeof(why), "ready: queue %s has no command; it waits for a remote worker",
+                     r->queue);
         } else if (q->paused) {
             reason = "paused";
             snprintf(why, sizeof(why), "ready, but queue %s is paused (jobq resume %s)", r->queue,
@@ -1082,7 +1081,8 @@ done_explain(wop *op)
                      "ready, but the circuit of queue %s is open until %s after %d consecutive "
                      "failures",
                      r->queue, fmt_time(t1, sizeof(t1), q->br.until_ms), q->br.threshold);
-        } else if (q->br.state == BREAKER_HALF_OPEN && q->br.probes_started >= q->br.probes) {
+        } else if (q->br.state == BREAKER_HALF_OPEN &&
+                   q->br.probes_started >= q->br.probes) {
             reason = "circuit_half_open";
             snprintf(why, sizeof(why),
                      "ready, but the circuit of queue %s is half-open: waiting for the outcome of "
@@ -1090,15 +1090,12 @@ done_explain(wop *op)
                      r->queue);
         } else if (q->running >= q->conf->concurrency) {
             reason = "slots_busy";
-            int n = snprintf(why, sizeof(why),
-                             "ready: all %d concurrency slots of queue %s are busy "
-                             "(running:",
-                             q->conf->concurrency, r->queue);
+            int n = snprintf(why, sizeof(why), "ready: all %d concurrency slots of queue %s are busy "
+                             "(running:", q->conf->concurrency, r->queue);
             for (runner *rn = s->runners; rn != NULL && n > 0 && (size_t)n < sizeof(why) - 24;
                  rn = rn->next) {
                 if (rn->q == q) {
-                    n += snprintf(why + n, sizeof(why) - (size_t)n, " %lld",
-                                  (long long)rn->a.job.id);
+                    n += snprintf(why + n, sizeof(why) - (size_t)n, " %lld", (long long)rn->a.job.id);
                 }
             }
             if (n > 0 && (size_t)n < sizeof(why) - 2) {

@@ -92,7 +92,7 @@ typedef struct server {
     struct http *http;      /* the monitor endpoint; NULL when disabled */
     hist lag_hist;          /* seconds a request waited for the loop */
 
-    size_t nheld; /* waits and long-poll fetches not yet answered (max_waits) */
+    size_t nheld;              /* waits and long-poll fetches not yet answered (max_waits) */
     struct ipcwatch *ipcwatch; /* keeps ipc:// listeners accepting; NULL without one */
 } server;
 

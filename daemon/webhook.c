@@ -26,7 +26,7 @@ typedef struct hook {
     int setup_err; /* the request could not be built: an nng error */
     bool rerecord; /* the store refused the outcome: aio sleeps, then the record is retried */
     uint64_t started_ns;
-    struct hook *next_done;   /* in the completion queue (under the mutex) */
+    struct hook *next_done; /* in the completion queue (under the mutex) */
     struct hook *next, *prev; /* in s->hooks */
 } hook;
 
@@ -184,9 +184,9 @@ finish(server *s, hook *h)
         }
     }
     int64_t now = jobq__now_ms();
-    run_outcome o =
-        webhook_outcome(status, rv == NNG_ETIMEDOUT, h->kill, retry_after, h->a.job.attempt,
-                        h->a.job.max_attempts, h->a.q->conf, now, backoff_rand(&s->rng));
+    run_outcome o = webhook_outcome(status, rv == NNG_ETIMEDOUT, h->kill, retry_after,
+                                    h->a.job.attempt, h->a.job.max_attempts, h->a.q->conf, now,
+                                    backoff_rand(&s->rng));
     h->a.outcome = o;
     if (o.state == JOBQ_SUCCEEDED) {
         h->a.result = text;
@@ -305,7 +305,8 @@ webhook_start(server *s, qstate *q, job_row *row)
         rv = nng_http_req_copy_data(h->req, h->a.job.payload, strlen(h->a.job.payload));
     }
     if (rv != 0) {
-        log_error("webhook_failed", "job=%lld reason=%s", (long long)h->a.job.id, nng_strerror(rv));
+        log_error("webhook_failed", "job=%lld reason=%s", (long long)h->a.job.id,
+                  nng_strerror(rv));
         h->setup_err = rv;
         finish(s, h);
         return;

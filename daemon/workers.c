@@ -247,13 +247,13 @@ fetch_reply(server *s, fetcher *f, lease **ls, size_t n)
     for (size_t i = 0; i < n; i++) {
         const job_row *r = &ls[i]->a.job;
         json_t *payload = json_loads(r->payload, JSON_DECODE_ANY, NULL);
-        json_array_append_new(jobs,
-                              json_pack("{s:I, s:s, s:o, s:i, s:i, s:I, s:s, s:I}", "id",
-                                        (json_int_t)r->id, "queue", r->queue, "payload",
-                                        payload != NULL ? payload : json_string(r->payload),
-                                        "attempt", r->attempt, "max_attempts", r->max_attempts,
-                                        "timeout", (json_int_t)r->timeout_ms, "lease", ls[i]->token,
-                                        "lease_expires_at", (json_int_t)ls[i]->expires_ms));
+        json_array_append_new(
+            jobs, json_pack("{s:I, s:s, s:o, s:i, s:i, s:I, s:s, s:I}", "id", (json_int_t)r->id,
+                            "queue", r->queue, "payload",
+                            payload != NULL ? payload : json_string(r->payload), "attempt",
+                            r->attempt, "max_attempts", r->max_attempts, "timeout",
+                            (json_int_t)r->timeout_ms, "lease", ls[i]->token, "lease_expires_at",
+                            (json_int_t)ls[i]->expires_ms));
     }
     json_object_set_new(o, "jobs", jobs);
     send_json(f->c, o);
@@ -423,8 +423,8 @@ static lease *
 held_lease(call *c, bool allow_revoked)
 {
     lease *l = lease_find(c->srv, c->req.ids[0]);
-    if (l == NULL || !jobq__token_equal(c->req.lease, l->token) || (l->revoked && !allow_revoked) ||
-        l->recording) {
+    if (l == NULL || !jobq__token_equal(c->req.lease, l->token) ||
+        (l->revoked && !allow_revoked) || l->recording) {
         char msg[200];
         snprintf(msg, sizeof(msg),
                  "job %lld: this lease has ended (expired, acked, failed, revoked or jobqd "

@@ -12,23 +12,12 @@ static const struct {
     const char *name;
     req_op op;
 } ops[] = {
-    {"ping", REQ_PING},
-    {"submit", REQ_SUBMIT},
-    {"submit_batch", REQ_SUBMIT_BATCH},
-    {"get", REQ_GET},
-    {"wait", REQ_WAIT},
-    {"cancel", REQ_CANCEL},
-    {"list", REQ_LIST},
-    {"stats", REQ_STATS},
-    {"pause", REQ_PAUSE},
-    {"resume", REQ_RESUME},
-    {"retry", REQ_RETRY},
-    {"explain", REQ_EXPLAIN},
-    {"fetch", REQ_FETCH},
-    {"ack", REQ_ACK},
-    {"fail", REQ_FAIL},
-    {"heartbeat", REQ_HEARTBEAT},
-    {"backup", REQ_BACKUP},
+    {"ping", REQ_PING},     {"submit", REQ_SUBMIT}, {"submit_batch", REQ_SUBMIT_BATCH},
+    {"get", REQ_GET},       {"wait", REQ_WAIT},     {"cancel", REQ_CANCEL},
+    {"list", REQ_LIST},     {"stats", REQ_STATS},   {"pause", REQ_PAUSE},
+    {"resume", REQ_RESUME}, {"retry", REQ_RETRY},  {"explain", REQ_EXPLAIN},
+    {"fetch", REQ_FETCH},   {"ack", REQ_ACK},       {"fail", REQ_FAIL},
+    {"heartbeat", REQ_HEARTBEAT}, {"backup", REQ_BACKUP},
 };
 
 bool

@@ -108,10 +108,10 @@ cat "$T/probe.out"
 ok "ping, submit and /healthz each answered within 1 s throughout"
 
 # nng 1.5 stops accepting on an ipc:// listener once a peer hangs up during the handshake;
-# jobqd notices within two seconds and listens again.
+# jobqd notices within about four seconds and listens again.
 "$JOBQ_HOSTILE" conns "$T/jobqd.sock" 7 >/dev/null
 t0=$SECONDS
-JOBQ_POLL_TIMEOUT=10 poll_until "the ipc:// listener accepts again" '"$JOBQ" --url "$SOCK" --timeout 1s ping >/dev/null 2>&1'
+JOBQ_POLL_TIMEOUT=20 poll_until "the ipc:// listener accepts again" '"$JOBQ" --url "$SOCK" --timeout 1s ping >/dev/null 2>&1'
 echo "ipc:// listener answering again after $((SECONDS - t0)) s"
 ok "connections dropped during nng's handshake on ipc:// do not cut jobqd off"
 
