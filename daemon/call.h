@@ -34,6 +34,7 @@ typedef struct call {
     group_info grp;         /* get, wait of a group: out */
     int64_t parents[16];    /* explain of a waiting job: the parents it waits for */
     size_t nparents;
+    bool held; /* a wait or long-poll fetch counted in srv->nheld until it is freed */
 } call;
 
 /** send_json: replies with obj (taking it) and frees the call. */

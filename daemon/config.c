@@ -21,6 +21,9 @@
     JOBQ__DURATION_MAX_MS /* one year: keeps now_ms + duration from overflow                       \
                            */
 #define QUEUE_NAME_MAX 64
+/* Held requests take an nng context each until they are answered; the intake opens at most
+ * 8192, so the rest stay free for everything else. */
+#define MAX_WAITS_LIMIT 7680
 
 enum key_kind {
     KEY_RESERVED,   /* accepted and ignored: kept for a later feature */
@@ -58,14 +61,15 @@ static const key_def server_keys[] = {
     {"log_level", KEY_LOG_LEVEL, offsetof(config, log_level), 0, 0},
     {"allow_unknown_queues", KEY_BOOL, offsetof(config, allow_unknown_queues), 0, 0},
     {"max_message", KEY_BYTES, offsetof(config, max_message), KIB, 256 * MIB},
+    {"max_payload", KEY_BYTES, offsetof(config, max_payload), 16, 256 * MIB},
     {"max_batch", KEY_COUNT, offsetof(config, max_batch), 1, 1000000},
+    {"max_waits", KEY_COUNT, offsetof(config, max_waits), 1, MAX_WAITS_LIMIT},
+    {"max_connections", KEY_COUNT, offsetof(config, max_connections), 1, 1000000},
     {"auth_token", KEY_SECRET, offsetof(config, auth_token), 0, 0},
     {"tls_cert", KEY_STRING, offsetof(config, tls_cert), 0, 0},
     {"tls_key", KEY_STRING, offsetof(config, tls_key), 0, 0},
     {"tls_ca", KEY_STRING, offsetof(config, tls_ca), 0, 0},
     {"user", KEY_RESERVED, 0, 0, 0},
-    {"max_connections", KEY_RESERVED, 0, 0, 0},
-    {"max_waits", KEY_RESERVED, 0, 0, 0},
 };
 #define NSERVER_KEYS (sizeof(server_keys) / sizeof(server_keys[0]))
 
@@ -1001,6 +1005,18 @@ handler_cb(void *user, const char *section, const char *name, const char *value)
     return 1;
 }
 
+/* server_key_set: whether the file set [server] key name. */
+static bool
+server_key_set(const parse_ctx *c, const char *name)
+{
+    for (size_t i = 0; i < NSERVER_KEYS; i++) {
+        if (strcmp(server_keys[i].name, name) == 0) {
+            return c->server_lines[i] != 0;
+        }
+    }
+    return false;
+}
+
 /* check_config: the checks that need the whole file. Returns true, or false after recording
  * why (with no line). */
 static bool
@@ -1013,6 +1029,16 @@ check_config(parse_ctx *c)
     if (tls && (c->cfg->tls_cert == NULL || c->cfg->tls_key == NULL)) {
         c->lineno = -1;
         bad(c, "[server] a tls+tcp:// listen URL needs tls_cert and tls_key");
+        return false;
+    }
+    if (!server_key_set(c, "max_payload")) {
+        c->cfg->max_payload = c->cfg->max_message; /* unset: a payload may fill a request */
+    } else if (c->cfg->max_payload > c->cfg->max_message) {
+        c->lineno = -1;
+        bad(c,
+            "[server] max_payload (%zu bytes) is over max_message (%zu bytes): a payload travels "
+            "inside one request; lower max_payload or raise max_message",
+            c->cfg->max_payload, c->cfg->max_message);
         return false;
     }
     for (size_t i = 0; i < c->cfg->nqueues; i++) {
@@ -1124,7 +1150,10 @@ config_defaults(void)
     cfg->log_level = LOG_INFO;
     cfg->allow_unknown_queues = false;
     cfg->max_message = 1 * MIB;
+    cfg->max_payload = cfg->max_message; /* follows max_message unless set */
     cfg->max_batch = 10000;
+    cfg->max_waits = 4096;
+    cfg->max_connections = 10000;
     cfg->listen = calloc(1, sizeof(char *));
     if (cfg->listen == NULL || (cfg->listen[0] = strdup("tcp://127.0.0.1:7450")) == NULL) {
         config_free(cfg);

@@ -62,7 +62,10 @@ typedef struct config {
     enum log_level log_level;   /* default info */
     bool allow_unknown_queues;  /* default false */
     size_t max_message;         /* bytes of one request; default 1 MiB */
+    size_t max_payload;         /* bytes of one job's payload (compact); default max_message */
     size_t max_batch;           /* jobs in one submit_batch; default 10000 */
+    size_t max_waits;           /* held waits and long-poll fetches at once; default 4096 */
+    size_t max_connections;     /* nng connections served at once; default 10000 */
     queue_conf *queues;
     size_t nqueues;
     schedule_conf *schedules;

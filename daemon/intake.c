@@ -3,18 +3,24 @@
 
 #include <nng/nng.h>
 #include <nng/protocol/reqrep0/rep.h>
+#include <nng/supplemental/util/platform.h>
 #include <nng/supplemental/tls/tls.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdio.h>
+#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "log.h"
 
 #define CTX_INITIAL 64
 #define CTX_GROW 32
 #define CTX_MAX 8192
+/* A connection over max_connections is answered too_many_connections for this long, then
+ * closed (the delay lets the answer reach it before the close). */
+#define REFUSE_LINGER_MS 1000
 
 enum ictx_state { IC_RECV, IC_WORK, IC_SEND };
 
@@ -28,6 +34,14 @@ struct icall {
     uint64_t queued_ns;    /* when nng handed the request over (for the loop's lag) */
     icall *next_all;       /* link in in->all */
 };
+
+/* A connection over max_connections: its requests are refused until its timer closes it. */
+typedef struct refusal {
+    intake *in;
+    nng_pipe pipe;
+    nng_aio *aio; /* sleeps REFUSE_LINGER_MS, then closes the pipe */
+    struct refusal *next;
+} refusal;
 
 struct intake {
     uv_loop_t *loop;
@@ -43,16 +57,149 @@ struct intake {
     void *arg;
     atomic_int clients; /* connected pipes, bumped by nng's pipe callbacks */
     hist *lag;          /* where the loop's lag is observed; may be NULL */
+    int max_clients;    /* connections served at once (max_connections) */
+    uv_mutex_t refuse_mtx;
+    refusal *refusing;       /* connections over the limit, still open; under refuse_mtx */
+    refusal *refused;        /* closed ones whose timer is to be freed; under refuse_mtx */
+    atomic_int nrefusing;    /* entries of refusing: 0 keeps the request path lock-free */
+    atomic_ulong nrefused;   /* connections refused since the start */
+    nng_listener *listeners; /* of the plain (non-TLS) URLs, for intake_relisten */
+    char **listener_urls;    /* borrowed from the caller, parallel to listeners */
+    size_t nlisteners;
 };
 
 static void aio_cb(void *arg);
 
+/* refusal_cb: nng's thread. The connection had its time to read the refusal: close it. */
+static void
+refusal_cb(void *arg)
+{
+    refusal *r = arg;
+    if (nng_aio_result(r->aio) == 0) {
+        nng_pipe_close(r->pipe);
+    }
+}
+
+/* refusals_free: frees a list of refusals (their timers are stopped first). Not on a timer's
+ * own callback. */
+static void
+refusals_free(refusal *list)
+{
+    while (list != NULL) {
+        refusal *next = list->next;
+        nng_aio_free(list->aio);
+        free(list);
+        list = next;
+    }
+}
+
+/* refuse_pipe: nng's thread. A connection beyond max_connections: remembered (its requests
+ * are answered too_many_connections) and closed after REFUSE_LINGER_MS. Returns false when
+ * it cannot be remembered; the caller then closes it at once. */
+static bool
+refuse_pipe(intake *in, nng_pipe p)
+{
+    uv_mutex_lock(&in->refuse_mtx);
+    refusal *done = in->refused;
+    in->refused = NULL;
+    uv_mutex_unlock(&in->refuse_mtx);
+    refusals_free(done);
+    refusal *r = calloc(1, sizeof(*r));
+    if (r == NULL || nng_aio_alloc(&r->aio, refusal_cb, r) != 0) {
+        free(r);
+        return false;
+    }
+    r->in = in;
+    r->pipe = p;
+    uv_mutex_lock(&in->refuse_mtx);
+    r->next = in->refusing;
+    in->refusing = r;
+    atomic_fetch_add(&in->nrefusing, 1);
+    uv_mutex_unlock(&in->refuse_mtx);
+    atomic_fetch_add(&in->nrefused, 1);
+    nng_sleep_aio(REFUSE_LINGER_MS, r->aio);
+    return true;
+}
+
+/* unrefuse_pipe: nng's thread. Whether p was a refused connection (then forgotten). */
+static bool
+unrefuse_pipe(intake *in, nng_pipe p)
+{
+    if (atomic_load(&in->nrefusing) == 0) {
+        return false;
+    }
+    bool found = false;
+    uv_mutex_lock(&in->refuse_mtx);
+    for (refusal **pp = &in->refusing; *pp != NULL; pp = &(*pp)->next) {
+        if (nng_pipe_id((*pp)->pipe) == nng_pipe_id(p)) {
+            refusal *r = *pp;
+            *pp = r->next;
+            r->next = in->refused;
+            in->refused = r;
+            atomic_fetch_sub(&in->nrefusing, 1);
+            found = true;
+            break;
+        }
+    }
+    uv_mutex_unlock(&in->refuse_mtx);
+    return found;
+}
+
+/* pipe_cb: nng's thread. Counts connections; one beyond max_connections is refused. */
 static void
 pipe_cb(nng_pipe p, nng_pipe_ev ev, void *arg)
 {
     intake *in = arg;
-    (void)p;
-    atomic_fetch_add(&in->clients, ev == NNG_PIPE_EV_ADD_POST ? 1 : -1);
+    int pid;
+    if (nng_pipe_get_int(p, NNG_OPT_IPC_PEER_PID, &pid) == 0 && pid == (int)getpid()) {
+        return; /* jobqd's own ipc:// watch (ipcwatch.c) is not a client */
+    }
+    if (ev == NNG_PIPE_EV_REM_POST) {
+        if (!unrefuse_pipe(in, p)) {
+            atomic_fetch_sub(&in->clients, 1);
+        }
+        return;
+    }
+    if (atomic_fetch_add(&in->clients, 1) < in->max_clients) {
+        return;
+    }
+    atomic_fetch_sub(&in->clients, 1);
+    if (!refuse_pipe(in, p)) {
+        nng_pipe_close(p); /* out of memory: cannot even say why */
+        return;
+    }
+    if (atomic_load(&in->nrefusing) == 1) { /* once per burst, not per connection */
+        log_warn("connection_refused", "reason=max_connections max=%d", in->max_clients);
+    }
+}
+
+/* refused_request: the loop. When the request came on a refused connection, answers it
+ * too_many_connections and returns true. */
+static bool
+refused_request(intake *in, icall *c, nng_msg *m)
+{
+    if (atomic_load(&in->nrefusing) == 0) {
+        return false;
+    }
+    nng_pipe p = nng_msg_get_pipe(m);
+    bool refused = false;
+    uv_mutex_lock(&in->refuse_mtx);
+    for (refusal *r = in->refusing; r != NULL && !refused; r = r->next) {
+        refused = nng_pipe_id(r->pipe) == nng_pipe_id(p);
+    }
+    uv_mutex_unlock(&in->refuse_mtx);
+    if (!refused) {
+        return false;
+    }
+    char body[300];
+    int n = snprintf(body, sizeof(body),
+                     "{\"ok\":false,\"error\":{\"code\":\"too_many_connections\",\"message\":"
+                     "\"jobqd serves at most %d connections (max_connections) and closes this "
+                     "one; retry later or raise max_connections\"}}",
+                     in->max_clients);
+    nng_msg_free(m);
+    intake_reply(c, body, (size_t)n);
+    return true;
 }
 
 static int
@@ -149,8 +296,10 @@ async_cb(uv_async_t *h)
         } else {
             nng_msg *m = c->msg;
             c->msg = NULL;
-            in->cb(in->arg, c, nng_msg_body(m), nng_msg_len(m));
-            nng_msg_free(m);
+            if (!refused_request(in, c, m)) {
+                in->cb(in->arg, c, nng_msg_body(m), nng_msg_len(m));
+                nng_msg_free(m);
+            }
         }
         c = next;
     }
@@ -216,12 +365,15 @@ listen_tls(nng_socket sock, const char *url, const intake_tls *tls, char *err, s
     if ((rv = nng_listener_create(&l, sock, url)) != 0 ||
         (rv = nng_tls_config_alloc(&cfg, NNG_TLS_MODE_SERVER)) != 0 ||
         (rv = nng_tls_config_own_cert(cfg, cert, key, NULL)) != 0) {
-        snprintf(err, errlen, "cannot set up TLS on %s: %s (are tls_cert and tls_key a PEM "
-                 "certificate and its key?)", url, nng_strerror(rv));
+        snprintf(err, errlen,
+                 "cannot set up TLS on %s: %s (are tls_cert and tls_key a PEM "
+                 "certificate and its key?)",
+                 url, nng_strerror(rv));
         goto out;
     }
-    if (tls->ca != NULL && ((rv = nng_tls_config_ca_file(cfg, tls->ca)) != 0 ||
-                            (rv = nng_tls_config_auth_mode(cfg, NNG_TLS_AUTH_MODE_REQUIRED)) != 0)) {
+    if (tls->ca != NULL &&
+        ((rv = nng_tls_config_ca_file(cfg, tls->ca)) != 0 ||
+         (rv = nng_tls_config_auth_mode(cfg, NNG_TLS_AUTH_MODE_REQUIRED)) != 0)) {
         snprintf(err, errlen, "cannot use tls_ca %s: %s", tls->ca, nng_strerror(rv));
         goto out;
     }
@@ -238,9 +390,47 @@ out:
     return rv;
 }
 
+/* remember_listener: keeps l, listening on url, for intake_relisten. */
+static int
+remember_listener(intake *in, char *url, nng_listener l)
+{
+    size_t n = in->nlisteners + 1;
+    nng_listener *ls = realloc(in->listeners, n * sizeof(*ls));
+    if (ls != NULL) {
+        in->listeners = ls;
+    }
+    char **us = ls != NULL ? realloc(in->listener_urls, n * sizeof(*us)) : NULL;
+    if (us == NULL) {
+        return -1;
+    }
+    in->listener_urls = us;
+    ls[n - 1] = l;
+    us[n - 1] = url;
+    in->nlisteners = n;
+    return 0;
+}
+
+void
+intake_relisten(intake *in, const char *url)
+{
+    for (size_t i = 0; i < in->nlisteners && !in->stopped; i++) {
+        if (strcmp(in->listener_urls[i], url) != 0) {
+            continue;
+        }
+        nng_listener_close(in->listeners[i]);
+        int rv = nng_listen(in->sock, url, &in->listeners[i], 0);
+        if (rv != 0) {
+            log_error("listen_failed", "url=%s err=\"%s\"", url, nng_strerror(rv));
+        } else {
+            log_info("listen", "url=%s again=yes", url);
+        }
+    }
+}
+
 int
 intake_open(intake **inp, uv_loop_t *loop, char *const *urls, size_t nurls, size_t max_message,
-            const intake_tls *tls, intake_request_cb cb, void *arg, char *err, size_t errlen)
+            size_t max_connections, const intake_tls *tls, intake_request_cb cb, void *arg,
+            char *err, size_t errlen)
 {
     intake *in = calloc(1, sizeof(*in));
     if (in == NULL) {
@@ -250,11 +440,14 @@ intake_open(intake **inp, uv_loop_t *loop, char *const *urls, size_t nurls, size
     in->loop = loop;
     in->cb = cb;
     in->arg = arg;
+    in->max_clients = max_connections < INT_MAX ? (int)max_connections : INT_MAX;
     uv_mutex_init(&in->mtx);
+    uv_mutex_init(&in->refuse_mtx);
     int rv = nng_rep0_open(&in->sock);
     if (rv != 0) {
         snprintf(err, errlen, "cannot open the nng socket: %s", nng_strerror(rv));
         uv_mutex_destroy(&in->mtx);
+        uv_mutex_destroy(&in->refuse_mtx);
         free(in);
         return -1;
     }
@@ -273,7 +466,18 @@ intake_open(intake **inp, uv_loop_t *loop, char *const *urls, size_t nurls, size
                      tls->ca != NULL ? "required" : "no");
             continue;
         }
-        rv = nng_listen(in->sock, urls[i], NULL, 0);
+        nng_listener l;
+        rv = nng_listen(in->sock, urls[i], &l, 0);
+        /* Right after a crash, a job's process that jobqd forked may not have reached exec yet
+         * and still holds the old ipc:// socket open: give it two seconds to let go. */
+        for (int tries = 0;
+             rv == NNG_EADDRINUSE && strncmp(urls[i], "ipc://", 6) == 0 && tries < 20; tries++) {
+            nng_msleep(100);
+            rv = nng_listen(in->sock, urls[i], &l, 0);
+        }
+        if (rv == 0 && remember_listener(in, urls[i], l) != 0) {
+            rv = NNG_ENOMEM;
+        }
         if (rv != 0) {
             const char *hint = rv == NNG_EADDRINUSE ? ": another process listens there (is jobqd "
                                                       "already running?)"
@@ -324,6 +528,12 @@ intake_clients(intake *in)
     return atomic_load(&in->clients);
 }
 
+uint64_t
+intake_refused(intake *in)
+{
+    return atomic_load(&in->nrefused);
+}
+
 void
 intake_set_lag(intake *in, hist *lag)
 {
@@ -351,6 +561,7 @@ close_cb(uv_handle_t *h)
 {
     intake *in = h->data;
     uv_mutex_destroy(&in->mtx);
+    uv_mutex_destroy(&in->refuse_mtx);
     free(in);
 }
 
@@ -372,5 +583,11 @@ intake_close(intake *in)
     }
     /* Requests queued for the loop but never taken: their contexts were freed above. */
     in->ready = NULL;
+    /* The socket is closed: no pipe callback runs any more. */
+    refusals_free(in->refusing);
+    refusals_free(in->refused);
+    in->refusing = in->refused = NULL;
+    free(in->listeners);
+    free(in->listener_urls);
     uv_close((uv_handle_t *)&in->async, close_cb);
 }

@@ -17,7 +17,9 @@ typedef void (*intake_request_cb)(void *arg, icall *call, const char *body, size
 
 /** intake_open: one REP socket listening on every URL. Messages up to 4 * max_message are
  *  read (and larger than max_message answered too_large by the caller); bigger ones make
- *  nng drop the connection. Returns 0, or -1 with a reason in err. Loop thread. */
+ *  nng drop the connection. A connection beyond max_connections open at once has its
+ *  requests answered too_many_connections and is closed a second later. Returns 0, or -1
+ *  with a reason in err. Loop thread. */
 /** TLS files of tls+tcp:// listeners (PEM paths; ca NULL: no client certificate asked). */
 typedef struct intake_tls {
     const char *cert;
@@ -26,8 +28,8 @@ typedef struct intake_tls {
 } intake_tls;
 
 int intake_open(intake **inp, uv_loop_t *loop, char *const *urls, size_t nurls, size_t max_message,
-                const intake_tls *tls, intake_request_cb cb, void *arg, char *err,
-                size_t errlen);
+                size_t max_connections, const intake_tls *tls, intake_request_cb cb, void *arg,
+                char *err, size_t errlen);
 
 /** intake_reply: sends body as the reply of call, without blocking; the call is then done.
  *  After intake_stop the reply is dropped. Loop thread. */
@@ -36,12 +38,21 @@ void intake_reply(icall *call, const char *body, size_t len);
 /** intake_pending: requests received and not yet replied to. */
 size_t intake_pending(const intake *in);
 
-/** intake_clients: connections open now (any thread). */
+/** intake_clients: connections served now, not counting refused ones (any thread). */
 int intake_clients(intake *in);
+
+/** intake_refused: connections refused since the start because max_connections were open:
+ *  each had its requests answered too_many_connections and was closed a second after it
+ *  connected (any thread). */
+uint64_t intake_refused(intake *in);
 
 /** intake_set_lag: the loop observes into *lag how long each request waited between nng's
  *  thread and the loop. Loop thread. */
 void intake_set_lag(intake *in, hist *lag);
+
+/** intake_relisten: closes the listener of url (one of intake_open's plain URLs) and listens
+ *  there again; connections already made stay. Loop thread. */
+void intake_relisten(intake *in, const char *url);
 
 /** intake_stop: closes the socket: no more requests; replies still owed are dropped. */
 void intake_stop(intake *in);

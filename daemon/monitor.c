@@ -145,6 +145,13 @@ render_metrics(const server *s, mbuf *b)
     metric_hist(b, "jobq_event_loop_lag_seconds", "", &s->lag_hist, HIST_SECONDS);
     metric_help(b, "jobq_connected_clients", "gauge", "Open connections to the nng listeners.");
     mbuf_printf(b, "jobq_connected_clients %d\n", s->in != NULL ? intake_clients(s->in) : 0);
+    metric_help(b, "jobq_connections_refused_total", "counter",
+                "Connections answered too_many_connections and closed (max_connections).");
+    mbuf_printf(b, "jobq_connections_refused_total %llu\n",
+                (unsigned long long)(s->in != NULL ? intake_refused(s->in) : 0));
+    metric_help(b, "jobq_held_requests", "gauge",
+                "Waits and long-poll fetches held until their jobs end (max_waits).");
+    mbuf_printf(b, "jobq_held_requests %zu\n", s->nheld);
     metric_help(b, "jobq_running_jobs", "gauge", "Jobs running in jobqd's own consumers.");
     mbuf_printf(b, "jobq_running_jobs %d\n", s->nrunning);
     process_metrics(b);

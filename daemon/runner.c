@@ -414,6 +414,14 @@ static void
 recorded_cb(attempt *a, int err)
 {
     runner *r = container_of(a, runner, a);
+    if (err != JOBQ_OK && r->srv->draining) {
+        /* Shutting down: the job stays running in the database and the recovery at the next
+         * start makes it ready again (it runs again: at least once). */
+        log_error("record_failed", "job=%lld err=%s next=recovered_at_start",
+                  (long long)r->a.job.id, jobq__err_code(err));
+        runner_step(r);
+        return;
+    }
     if (err != JOBQ_OK) {
         /* The store failed (disk full, I/O error): the job stays running in the database;
          * try again in a second rather than lose the outcome. */

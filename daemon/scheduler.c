@@ -183,10 +183,10 @@ done_claim(wop *op)
     qstate *q = c->q;
     q->claiming = 0;
     if (op->err != JOBQ_OK) {
+        /* The store failed (e.g. disk full): the promotion a second from now dispatches
+         * every queue again, so ready jobs start once the store takes writes again. */
         log_error("claim_failed", "queue=%s err=%s", q->name, jobq__err_code(op->err));
         c->n = 0;
-        /* Nothing may come to dispatch the queue again: the timer's promotion does it in a
-         * second (it dispatches every queue). */
         sched_note_due(s, jobq__now_ms() + 1000);
     }
     rate_take(&q->rate, (int)c->n);

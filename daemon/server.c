@@ -12,6 +12,7 @@
 #include "flow.h"
 #include "codec.h"
 #include "http.h"
+#include "ipcwatch.h"
 #include "log.h"
 #include "monitor.h"
 #include "periodic.h"
@@ -234,6 +235,9 @@ call_free(call *c)
 {
     if (c == NULL) {
         return;
+    }
+    if (c->held) {
+        c->srv->nheld--;
     }
     job_row_clear(&c->row);
     for (size_t i = 0; i < c->nattempts; i++) {
@@ -1226,6 +1230,29 @@ reply_stats(call *c)
     send_json(c, o);
 }
 
+/* hold_room: a wait or fetch that may be held counts against max_waits until it is answered;
+ * past the limit it is refused with too_many_waits. Returns false after replying. */
+static bool
+hold_room(call *c)
+{
+    server *s = c->srv;
+    if (c->req.timeout_ms <= 0) {
+        return true; /* a poll: answered at once */
+    }
+    if (s->nheld >= s->cfg->max_waits) {
+        char msg[300];
+        snprintf(msg, sizeof(msg),
+                 "jobqd holds %zu waits and long-poll fetches, its limit (max_waits); retry "
+                 "later, poll with \"timeout\": 0, or raise max_waits",
+                 s->nheld);
+        reply_error(c, "too_many_waits", msg);
+        return false;
+    }
+    c->held = true;
+    s->nheld++;
+    return true;
+}
+
 static void
 queue_op(call *c, int (*exec)(store *, wop *, int64_t), void (*done)(wop *), bool writes)
 {
@@ -1316,6 +1343,9 @@ on_request(void *arg, icall *ic, const char *body, size_t len)
         queue_op(c, exec_pause, done_pause, true);
         return;
     case REQ_WAIT:
+        if (!hold_room(c)) {
+            return;
+        }
         if (c->req.group_id != 0) {
             flow_group_request(c);
             return;
@@ -1332,6 +1362,10 @@ on_request(void *arg, icall *ic, const char *body, size_t len)
         start_backup(c);
         return;
     case REQ_FETCH:
+        if (hold_room(c)) {
+            workers_request(c);
+        }
+        return;
     case REQ_ACK:
     case REQ_FAIL:
     case REQ_HEARTBEAT:
@@ -1351,6 +1385,15 @@ count_cb(void *arg, const char *queue, int state, int64_t n)
     if (q != NULL && state >= 0 && state < JOBQ_NSTATES) {
         q->counts[state] += n;
     }
+}
+
+/* runs_locally: whether jobqd runs the jobs of queue itself (a command or a url), so that one
+ * of them may have crashed it; remote workers' jobs run elsewhere. */
+static bool
+runs_locally(void *arg, const char *queue)
+{
+    qstate *q = server_queue(arg, queue);
+    return q != NULL && !workers_is_remote(q);
 }
 
 static void
@@ -1393,6 +1436,8 @@ server_check_drained(server *s)
     waiters_fail_all(s);
     flow_fail_waits(s);
     workers_drain(s); /* no claim is in flight now: every held fetch is answered */
+    ipcwatch_close(s->ipcwatch);
+    s->ipcwatch = NULL;
     if (s->in != NULL) {
         intake_close(s->in);
         s->in = NULL;
@@ -1462,7 +1507,7 @@ server_init(server *s, uv_loop_t *loop, config *cfg, store *st, char *err, size_
     s->limits = (request_limits){.max_batch = cfg->max_batch,
                                  .max_wait_ids = 1000,
                                  .max_wait_ms = 3600 * 1000,
-                                 .max_payload = cfg->max_message,
+                                 .max_payload = cfg->max_payload,
                                  .max_after = 1000,
                                  .token = cfg->auth_token};
     for (size_t i = 0; i < cfg->nqueues; i++) {
@@ -1474,8 +1519,8 @@ server_init(server *s, uv_loop_t *loop, config *cfg, store *st, char *err, size_
     size_t recovered = 0;
     int rc = store_begin(st);
     if (rc == JOBQ_OK) {
-        rc = store_recover_running(st, jobq__now_ms(), POISON_CRASHES, recovered_cb, NULL,
-                                   &recovered);
+        rc = store_recover_running(st, jobq__now_ms(), POISON_CRASHES, runs_locally, recovered_cb,
+                                   s, &recovered);
     }
     if (rc == JOBQ_OK) {
         rc = store_commit(st);
@@ -1523,13 +1568,17 @@ server_init(server *s, uv_loop_t *loop, config *cfg, store *st, char *err, size_
     uv_timer_init(loop, &s->grace_timer);
     s->grace_timer.data = s;
     intake_tls tls = {.cert = cfg->tls_cert, .key = cfg->tls_key, .ca = cfg->tls_ca};
-    if (intake_open(&s->in, loop, cfg->listen, cfg->nlisten, cfg->max_message, &tls, on_request, s,
-                    err, errlen) != 0) {
+    if (intake_open(&s->in, loop, cfg->listen, cfg->nlisten, cfg->max_message, cfg->max_connections,
+                    &tls, on_request, s, err, errlen) != 0) {
         return -1;
     }
     intake_set_lag(s->in, &s->lag_hist);
     if (cfg->http != NULL &&
         http_open(&s->http, loop, cfg->http, monitor_request, s, err, errlen) != 0) {
+        return -1;
+    }
+    if (ipcwatch_open(&s->ipcwatch, loop, s->in, cfg->listen, cfg->nlisten, cfg->auth_token) != 0) {
+        snprintf(err, errlen, "out of memory");
         return -1;
     }
     uv_signal_init(loop, &s->sig_term);

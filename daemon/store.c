@@ -1297,6 +1297,7 @@ store_next_due(store *st, int64_t *atp)
 
 int
 store_recover_running(store *st, int64_t now_ms, int poison_crashes,
+                      bool (*local)(void *arg, const char *queue),
                       void (*fn)(void *arg, const char *queue, int64_t id, bool poisoned),
                       void *arg, size_t *np)
 {
@@ -1341,7 +1342,8 @@ store_recover_running(store *st, int64_t now_ms, int poison_crashes,
         sqlite3_bind_int64(s, 1, rows[i].id);
         int crashes = sqlite3_step(s) == SQLITE_ROW ? sqlite3_column_int(s, 0) : 0;
         stmt_done(s);
-        bool poisoned = crashes >= poison_crashes;
+        bool poisoned = crashes >= poison_crashes &&
+                        (local == NULL || (rows[i].queue != NULL && local(arg, rows[i].queue)));
         char msg[160];
         if (poisoned) {
             snprintf(msg, sizeof(msg),

@@ -162,8 +162,11 @@ int store_next_due(store *st, int64_t *atp);
 /** store_recover_running: at start, every job left running is recorded as an attempt
  *  interrupted by a crash (its attempt stays counted) and made ready again, unless it has
  *  now been running during poison_crashes crashes: then it is dead, a suspected poison job.
- *  fn (may be NULL) is called for each. *np receives how many. */
+ *  Only jobs of queues for which local(arg, queue) is true can be poison (local NULL: all);
+ *  a job that ran elsewhere (a remote worker's) cannot have crashed jobqd. fn (may be NULL)
+ *  is called for each. *np receives how many. */
 int store_recover_running(store *st, int64_t now_ms, int poison_crashes,
+                          bool (*local)(void *arg, const char *queue),
                           void (*fn)(void *arg, const char *queue, int64_t id, bool poisoned),
                           void *arg, size_t *np);
 

@@ -24,6 +24,7 @@ typedef struct hook {
     nng_aio *aio;
     enum run_kill kill;
     int setup_err; /* the request could not be built: an nng error */
+    bool rerecord; /* the store refused the outcome: aio sleeps, then the record is retried */
     uint64_t started_ns;
     struct hook *next_done; /* in the completion queue (under the mutex) */
     struct hook *next, *prev; /* in s->hooks */
@@ -127,10 +128,19 @@ static void
 recorded_cb(attempt *a, int err)
 {
     hook *h = container_of(a, hook, a);
+    if (err != JOBQ_OK && !a->s->draining) {
+        /* The store refused the outcome (disk full, I/O error): the job stays running in the
+         * database; try again in a second rather than lose the outcome. */
+        log_error("record_failed", "job=%lld err=%s retry_ms=1000", (long long)a->job.id,
+                  jobq__err_code(err));
+        h->rerecord = true;
+        return;
+    }
     if (err != JOBQ_OK) {
-        /* The store refused the outcome: the job stays running in the database and is made
-         * ready again by the recovery at the next start. */
-        log_error("record_failed", "job=%lld err=%s", (long long)a->job.id, jobq__err_code(err));
+        /* Shutting down: the job stays running in the database and the recovery at the next
+         * start makes it ready again. */
+        log_error("record_failed", "job=%lld err=%s next=recovered_at_start", (long long)a->job.id,
+                  jobq__err_code(err));
     }
     unlink_hook(a->s, h);
 }
@@ -138,7 +148,12 @@ recorded_cb(attempt *a, int err)
 static void
 release_cb(attempt *a)
 {
-    hook_free(container_of(a, hook, a));
+    hook *h = container_of(a, hook, a);
+    if (h->rerecord) {
+        nng_sleep_aio(1000, h->aio); /* aio_cb hands it back to the loop: async_cb retries */
+        return;
+    }
+    hook_free(h);
 }
 
 /* finish: the delivery ended (on the loop): decide and record. */
@@ -220,7 +235,12 @@ async_cb(uv_async_t *a)
     uv_mutex_unlock(&hq->mtx);
     while (list != NULL) {
         hook *next = list->next_done;
-        finish(s, list);
+        if (list->rerecord) {
+            list->rerecord = false;
+            attempt_record(&list->a);
+        } else {
+            finish(s, list);
+        }
         list = next;
     }
 }

@@ -127,10 +127,12 @@ lease_recorded(attempt *a, int err)
     l->waiting = NULL;
     l->recording = false;
     if (err != JOBQ_OK) {
-        /* Still running in the store and still held: the worker may try again. */
+        /* Still running in the store and still held: the worker may try again, and an
+         * expiry is recorded again in a second (the lease timer finds it still expired). */
         if (c != NULL) {
             reply_err(c, err, writer_last_error(&s->w));
         }
+        arm_lease_timer(s, jobq__now_ms() + 1000);
         return;
     }
     if (c != NULL) {

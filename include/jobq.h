@@ -30,7 +30,7 @@ typedef enum jobq_err {
     JOBQ_ETIMEDOUT = 3,  /* no reply within the call's timeout, or a wait that timed out */
     JOBQ_ECLOSED = 4,    /* the client was closed */
     JOBQ_EPROTO = 5,     /* malformed request or reply, unknown op ("malformed", "unknown_op") */
-    JOBQ_ETOOBIG = 6,    /* message over the server's limit ("too_large") */
+    JOBQ_ETOOBIG = 6,    /* over a size limit ("too_large", "*_too_large") */
     JOBQ_ENOENT = 7,     /* no such job ("not_found") */
     JOBQ_EUNAUTH = 8,    /* missing or wrong token ("unauthorized") */
     JOBQ_ESTORE = 9,     /* the daemon's database failed ("store_error") */
@@ -42,6 +42,7 @@ typedef enum jobq_err {
     JOBQ_ESHUTDOWN = 15, /* the daemon is shutting down ("shutting_down") */
     JOBQ_EINTERNAL = 16, /* any other server error ("internal") */
     JOBQ_ELEASE = 17,    /* the lease of a fetched job has ended ("lease_expired") */
+    JOBQ_EBUSY = 18,     /* at a limit, retry later ("too_many_waits", "too_many_connections") */
 } jobq_err;
 
 /** jobq_strerror: a static, human-readable text for an error code. Never NULL. Any thread. */

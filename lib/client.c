@@ -2,6 +2,7 @@
  * context per call in flight (kept for the next call), JSON requests and replies as in
  * proto/PROTOCOL.md. */
 #include <nng/nng.h>
+#include <nng/supplemental/util/platform.h>
 #include <nng/protocol/reqrep0/req.h>
 #include <nng/supplemental/tls/tls.h>
 #include <pthread.h>
@@ -236,10 +237,10 @@ done:
     return JOBQ_OK;
 }
 
-/* dial: the first, blocking dial of c->url (with TLS settings for a tls+tcp:// URL), so that
- * a daemon that is not there is reported now; nng redials by itself afterwards. */
+/* dial_once: the first, blocking dial of c->url (with TLS settings for a tls+tcp:// URL), so
+ * that a daemon that is not there is reported now; nng redials by itself afterwards. */
 static int
-dial(jobq_client *c, const jobq_client_opts *opts)
+dial_once(jobq_client *c, const jobq_client_opts *opts, int *nng_rv)
 {
     const char *url = c->url;
     nng_dialer d;
@@ -270,6 +271,7 @@ dial(jobq_client *c, const jobq_client_opts *opts)
         return JOBQ_OK;
     }
     nng_dialer_close(d);
+    *nng_rv = rv;
     if (tls && (rv == NNG_ECRYPTO || rv == NNG_EPEERAUTH || rv == NNG_EPROTO)) {
         return jobq__fail(JOBQ_EPROTO,
                           "TLS handshake with %s failed (%s): is its certificate signed by the "
@@ -277,6 +279,23 @@ dial(jobq_client *c, const jobq_client_opts *opts)
                           url, nng_strerror(rv));
     }
     return dial_fail(url, rv);
+}
+
+/* dial: dial_once, tried again for about 300 ms when the connect is refused: a daemon
+ * flooded with connects has a full listen backlog for a moment (an ipc:// connect then fails
+ * at once instead of waiting). */
+static int
+dial(jobq_client *c, const jobq_client_opts *opts)
+{
+    int rv = 0;
+    int err = dial_once(c, opts, &rv);
+    for (int ms = 10; err != JOBQ_OK && (rv == NNG_EAGAIN || rv == NNG_ECONNREFUSED) && ms <= 160;
+         ms *= 2) {
+        nng_msleep((nng_duration)ms);
+        rv = 0;
+        err = dial_once(c, opts, &rv);
+    }
+    return err;
 }
 
 JOBQ_API int

@@ -17,7 +17,7 @@ static const char *const err_texts[] = {
     [JOBQ_ETIMEDOUT] = "timed out",
     [JOBQ_ECLOSED] = "client closed",
     [JOBQ_EPROTO] = "protocol error (malformed request or reply, or unknown op)",
-    [JOBQ_ETOOBIG] = "message too large",
+    [JOBQ_ETOOBIG] = "over a size limit of the daemon (message, payload or batch)",
     [JOBQ_ENOENT] = "no such job",
     [JOBQ_EUNAUTH] = "unauthorized",
     [JOBQ_ESTORE] = "the daemon's database failed",
@@ -29,6 +29,7 @@ static const char *const err_texts[] = {
     [JOBQ_ESHUTDOWN] = "the daemon is shutting down",
     [JOBQ_EINTERNAL] = "internal error in the daemon",
     [JOBQ_ELEASE] = "the lease on the job has ended (expired, revoked or jobqd restarted)",
+    [JOBQ_EBUSY] = "the daemon is at a limit (held requests or connections); retry later",
 };
 
 JOBQ_API const char *

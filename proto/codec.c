@@ -19,6 +19,11 @@ static const struct {
     {"store_error", JOBQ_ESTORE},      {"shutting_down", JOBQ_ESHUTDOWN},
     {"unauthorized", JOBQ_EUNAUTH},    {"timeout", JOBQ_ETIMEDOUT},
     {"out_of_memory", JOBQ_ENOMEM},    {"lease_expired", JOBQ_ELEASE}, {"internal", JOBQ_EINTERNAL},
+    /* limits, each with its own code */
+    {"payload_too_large", JOBQ_ETOOBIG},
+    {"batch_too_large", JOBQ_ETOOBIG},
+    {"too_many_waits", JOBQ_EBUSY},
+    {"too_many_connections", JOBQ_EBUSY},
 };
 
 const char *

@@ -269,8 +269,10 @@ decode_job(dec *d, const json_t *obj, const char *default_queue, const request_l
         return fail(d, "internal", "out of memory encoding the payload");
     }
     if (strlen(j->payload) > lim->max_payload) {
-        return fail(d, "too_large", "payload is larger than %lld bytes",
-                    (long long)lim->max_payload);
+        return fail(d, "payload_too_large",
+                    "payload of %zu bytes is over the limit of %lld bytes (max_payload); keep "
+                    "large data elsewhere and pass a reference to it",
+                    strlen(j->payload), (long long)lim->max_payload);
     }
     if (j->key != NULL) {
         j->payload_hash = jobq__payload_hash(payload);
@@ -357,7 +359,8 @@ decode_body(dec *d, request *req, const request_limits *lim)
         }
         size_t n = json_array_size(jobs);
         if (n > lim->max_batch) {
-            return fail(d, "too_large", "a batch holds at most %lld jobs",
+            return fail(d, "batch_too_large",
+                        "a batch of %zu jobs is over the limit of %lld (max_batch); split it", n,
                         (long long)lim->max_batch);
         }
         req->jobs = calloc(n, sizeof(*req->jobs));

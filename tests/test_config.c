@@ -149,7 +149,10 @@ assert_server_defaults(const config *cfg)
     assert_int_equal(cfg->log_level, LOG_INFO);
     assert_false(cfg->allow_unknown_queues);
     assert_int_equal(cfg->max_message, 1024 * 1024);
+    assert_int_equal(cfg->max_payload, 1024 * 1024);
     assert_int_equal(cfg->max_batch, 10000);
+    assert_int_equal(cfg->max_waits, 4096);
+    assert_int_equal(cfg->max_connections, 10000);
 }
 
 /* The example of DESIGN.md, verbatim, inline comments included. */
@@ -431,6 +434,8 @@ test_reserved_keys_accepted(void **state)
                           "payload = { \"a\" : [1, 2] }\n"
                           "missed = skip\n"
                           "priority = -2\n");
+    assert_int_equal(cfg->max_connections, 100);
+    assert_int_equal(cfg->max_waits, 1000);
     assert_string_equal(cfg->auth_token, "s3cret-0123456789abcdef");
     assert_string_equal(cfg->tls_cert, "/etc/jobq/cert.pem");
     assert_string_equal(cfg->tls_key, "/etc/jobq/key.pem");
@@ -575,6 +580,9 @@ test_bad_lines(void **state)
         {"[queue.q]\nbreaker_probes = 0\n", 2, "breaker_probes", "out of range"},
         {"[queue.q]\nconcurrency = 99999999999999999999\n", 2, "concurrency", "integer"},
         {"[server]\nmax_batch = 0\n", 2, "max_batch = \"0\"", "1 to 1000000"},
+        {"[server]\nmax_waits = 7681\n", 2, "max_waits", "out of range"},
+        {"[server]\nmax_connections = 0\n", 2, "max_connections", NULL},
+        {"[server]\nmax_message = 64k\nmax_payload = 128k\n", 0, "max_payload", "max_message"},
         {"[server]\nmax_batch = 1000001\n", 2, "max_batch", "out of range"},
         /* sizes */
         {"[server]\nmax_message = 1023\n", 2, "max_message = \"1023\"", "1 KiB to 256 MiB"},

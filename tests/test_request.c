@@ -86,7 +86,7 @@ test_batch_default_queue_and_limits(void **state)
     jobq__request_free(&req);
     expect_code("{\"op\":\"submit_batch\",\"jobs\":[{\"payload\":1}]}", "invalid_argument");
     expect_code("{\"op\":\"submit_batch\",\"queue\":\"d\",\"jobs\":[]}", "invalid_argument");
-    expect_code("{\"op\":\"submit_batch\",\"queue\":\"d\",\"jobs\":[1,2,3,4]}", "too_large");
+    expect_code("{\"op\":\"submit_batch\",\"queue\":\"d\",\"jobs\":[1,2,3,4]}", "batch_too_large");
     expect_code("{\"op\":\"submit_batch\",\"queue\":\"d\",\"jobs\":[{},{\"priority\":\"x\"}]}",
                 "invalid_argument");
 }
@@ -143,7 +143,7 @@ test_bad_input_codes(void **state)
     expect_code("{\"op\":\"submit\",\"queue\":\"q\",\"key\":7}", "invalid_argument");
     expect_code("{\"op\":\"submit\",\"queue\":\"q\",\"payload\":"
                 "\"0123456789012345678901234567890123456789012345678901234567890123456789\"}",
-                "too_large");
+                "payload_too_large");
     expect_code("{\"op\":\"pause\"}", "invalid_argument");
     /* A NUL byte inside the message. */
     request req;

@@ -303,7 +303,7 @@ static void
 recover(store *st, size_t *np)
 {
     assert_int_equal(store_begin(st), JOBQ_OK);
-    assert_int_equal(store_recover_running(st, 100, 3, NULL, NULL, np), JOBQ_OK);
+    assert_int_equal(store_recover_running(st, 100, 3, NULL, NULL, NULL, np), JOBQ_OK);
     assert_int_equal(store_commit(st), JOBQ_OK);
 }
 
@@ -332,6 +332,33 @@ test_poison_after_three_crashes(void **state)
     for (size_t i = 0; i < n; i++) {
         assert_string_equal(h[i].kind, "crash");
         attempt_row_clear(&h[i]);
+    }
+}
+
+static bool
+only_queue_q(void *arg, const char *queue)
+{
+    (void)arg;
+    return strcmp(queue, "q") == 0;
+}
+
+/* A job of a queue whose jobs run elsewhere (a remote worker's) is never a poison job. */
+static void
+test_no_poison_for_jobs_run_elsewhere(void **state)
+{
+    fixture *f = *state;
+    int64_t id = insert(f->st, "remote", 0, 0, 0);
+    size_t n;
+    job_row r;
+    for (int crash = 1; crash <= 4; crash++) {
+        assert_int_equal(claim_one(f->st, "remote", crash * 10), id);
+        assert_int_equal(store_begin(f->st), JOBQ_OK);
+        assert_int_equal(store_recover_running(f->st, 100, 3, only_queue_q, NULL, NULL, &n),
+                         JOBQ_OK);
+        assert_int_equal(store_commit(f->st), JOBQ_OK);
+        assert_int_equal(store_get(f->st, id, &r), JOBQ_OK);
+        assert_int_equal(r.state, JOBQ_READY);
+        job_row_clear(&r);
     }
 }
 
@@ -478,7 +505,7 @@ test_recover_running(void **state)
     char err[256];
     assert_int_equal(store_open(f->path, DURABILITY_FULL, &f->st, err, sizeof(err)), JOBQ_OK);
     assert_int_equal(store_begin(f->st), JOBQ_OK);
-    assert_int_equal(store_recover_running(f->st, 20, 3, NULL, NULL, &n), JOBQ_OK);
+    assert_int_equal(store_recover_running(f->st, 20, 3, NULL, NULL, NULL, &n), JOBQ_OK);
     assert_int_equal(store_commit(f->st), JOBQ_OK);
     assert_int_equal(n, 1);
     job_row r;
@@ -566,6 +593,7 @@ main(void)
         cmocka_unit_test_setup_teardown(test_recover_running, setup, teardown),
         cmocka_unit_test_setup_teardown(test_list_paging, setup, teardown),
         cmocka_unit_test_setup_teardown(test_poison_after_three_crashes, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_no_poison_for_jobs_run_elsewhere, setup, teardown),
         cmocka_unit_test_setup_teardown(test_retry_dead_and_bulk, setup, teardown),
         cmocka_unit_test_setup_teardown(test_sweep_deletes_old_finished_jobs_and_history, setup,
                                         teardown),

@@ -55,8 +55,9 @@ static const request_limits tiny_limits = {
 static bool
 known_code(const char *code)
 {
-    static const char *const codes[] = {"malformed", "unknown_op",   "invalid_argument",
-                                        "too_large", "unauthorized", "internal"};
+    static const char *const codes[] = {"malformed",    "unknown_op",        "invalid_argument",
+                                        "too_large",    "payload_too_large", "batch_too_large",
+                                        "unauthorized", "internal"};
     for (size_t i = 0; i < sizeof(codes) / sizeof(codes[0]); i++) {
         if (strcmp(code, codes[i]) == 0) {
             return true;

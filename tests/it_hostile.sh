@@ -1,0 +1,130 @@
+#!/usr/bin/env bash
+# it_hostile.sh: hostile input while a probe client checks that ping, submit and GET /healthz
+# are each served within 1 s: truncated JSON, messages over max_message (and far over),
+# 1,000,000 nested '[', binary garbage, invalid UTF-8, thousands of connections opened and
+# dropped (before, during and after nng's handshake, in the middle of a message), and
+# slowloris clients on the monitor port. At the end jobqd is alive and holds every job it
+# acknowledged. JOBQ_HOSTILE_CONNS sets the number of dropped connections (3000).
+. "$(dirname "$0")/lib.sh"
+: "${JOBQ_HOSTILE:?JOBQ_HOSTILE must name the jobq-hostile binary}"
+for tool in curl jq nngcat; do
+    command -v "$tool" >/dev/null || fail "$tool is not installed"
+done
+
+# The connection flood goes to a tcp:// listener; the probe and the bad messages use ipc://.
+TCP_PORT=$((20000 + RANDOM % 20000))
+SERVER_EXTRA="http = 127.0.0.1:0" write_config '[queue.email]
+[queue.run]
+command = /bin/cat
+concurrency = 2'
+sed -i "s|^listen = .*|listen = $SOCK, tcp://127.0.0.1:$TCP_PORT|" "$T/jobq.conf"
+start_jobqd
+port=$(grep -o 'event=http_listen addr=127\.0\.0\.1:[0-9]*' "$LOG" | tail -n 1 | sed 's/.*://')
+HTTP="http://127.0.0.1:$port"
+
+# The probe: ping, submit and /healthz in turn until told to stop; each must answer within
+# 1 s. It notes every acknowledged id and the slowest answer of each kind (ms).
+PROBE_STOP="$T/probe.stop"
+probe() {
+    local n=0 t0 t1 id slow_ping=0 slow_submit=0 slow_health=0 code
+    ms() { echo $(( ($(date +%s%N) - $1) / 1000000 )); }
+    while [ ! -e "$PROBE_STOP" ]; do
+        n=$((n + 1))
+        t0=$(date +%s%N)
+        "$JOBQ" --url "$SOCK" --timeout 1s ping >/dev/null || { echo "probe: ping $n failed" >&2; return 1; }
+        t1=$(ms "$t0"); [ "$t1" -le "$slow_ping" ] || slow_ping=$t1
+        t0=$(date +%s%N)
+        id=$("$JOBQ" --url "$SOCK" --timeout 1s submit run "{\"probe\":$n}") || { echo "probe: submit $n failed" >&2; return 1; }
+        echo "$id" >>"$T/acked"
+        t1=$(ms "$t0"); [ "$t1" -le "$slow_submit" ] || slow_submit=$t1
+        t0=$(date +%s%N)
+        code=$(curl -s -o /dev/null --max-time 1 -w '%{http_code}' "$HTTP/healthz") || true
+        [ "$code" = 200 ] || { echo "probe: /healthz $n answered '$code' (1 s limit)" >&2; return 1; }
+        t1=$(ms "$t0"); [ "$t1" -le "$slow_health" ] || slow_health=$t1
+    done
+    echo "probe: $n rounds; slowest ping ${slow_ping} ms, submit ${slow_submit} ms, /healthz ${slow_health} ms"
+    for v in "$slow_ping" "$slow_submit" "$slow_health"; do
+        [ "$v" -lt 1000 ] || { echo "probe: an answer took ${v} ms" >&2; return 1; }
+    done
+}
+: >"$T/acked"
+probe >"$T/probe.out" &
+PROBE=$!
+CLEANUP_PIDS+=("$PROBE")
+
+# Slowloris on the monitor port for the whole test.
+"$JOBQ_HOSTILE" slowloris 127.0.0.1 "$port" 200 15 >"$T/slow.out" &
+SLOW=$!
+CLEANUP_PIDS+=("$SLOW")
+# Thousands of connections opened and dropped, at the same time.
+"$JOBQ_HOSTILE" conns "tcp:$TCP_PORT" "${JOBQ_HOSTILE_CONNS:-3000}" >"$T/conns.out" &
+CONNS=$!
+CLEANUP_PIDS+=("$CONNS")
+
+code() { jq -r .error.code <<<"$1"; }
+# send_file FILE: raw_file, dialled again while the connect flood fills the listen backlog
+# (nngcat, unlike libjobq, does not retry a refused connect).
+send_file() {
+    local i
+    for i in $(seq 1 40); do
+        if timeout 60 nngcat --req --connect "$SOCK" --ascii --recv-timeout 30 --file "$1" 2>"$T/nngcat.err"; then
+            return 0
+        fi
+        grep -q 'Unable to dial' "$T/nngcat.err" || return 0
+        sleep 0.05
+    done
+}
+
+printf '{"op":"submit","queue":"email","payload":{"a":[1,2' >"$T/trunc.json"
+expect_eq "truncated JSON" "$(code "$(send_file "$T/trunc.json")")" malformed
+head -c 4096 /dev/urandom >"$T/garbage.bin"
+expect_eq "binary garbage" "$(code "$(send_file "$T/garbage.bin")")" malformed
+printf '{"op":"submit","queue":"email","payload":"caf\xc3\x28 \xff\xfe"}' >"$T/utf8.json"
+expect_eq "invalid UTF-8" "$(code "$(send_file "$T/utf8.json")")" malformed
+printf '{"op":"ping","\xed\xa0\x80":1}' >"$T/surrogate.json"
+expect_eq "a UTF-16 surrogate in UTF-8" "$(code "$(send_file "$T/surrogate.json")")" malformed
+{ printf '{"op":"submit","queue":"email","payload":'; head -c 1000000 /dev/zero | tr '\0' '['; } >"$T/deep.json"
+expect_eq "1,000,000 nested [" "$(code "$(send_file "$T/deep.json")")" malformed
+{ printf '{"op":"submit","queue":"email","payload":'; for _ in $(seq 1 100000); do printf '{"a":'; done; printf '1'; for _ in $(seq 1 100000); do printf '}'; done; printf '}'; } >"$T/deepobj.json"
+expect_eq "100,000 nested objects" "$(code "$(send_file "$T/deepobj.json")")" malformed
+{ printf '{"op":"submit","queue":"email","payload":"'; head -c 2000000 /dev/zero | tr '\0' x; printf '"}'; } >"$T/big.json"
+r=$(send_file "$T/big.json")
+expect_eq "2 MB, over max_message" "$(code "$r")" too_large
+jq -r .error.message <<<"$r" | grep -q max_message || fail "too_large does not name the limit: $r"
+# Far over (more than 4 x max_message): nng drops the connection without reading it.
+{ printf '{"op":"submit","queue":"email","payload":"'; head -c 6000000 /dev/zero | tr '\0' x; printf '"}'; } >"$T/huge.json"
+timeout 60 nngcat --req --connect "$SOCK" --file "$T/huge.json" --recv-timeout 2 >/dev/null 2>&1 || true
+printf '{"op":"ping"}' >"$T/ping.json"
+expect_eq "a ping after the huge message" "$(send_file "$T/ping.json" | jq -r .ok)" true
+ok "truncated, garbage, invalid UTF-8, deep nesting, too large: each gets its error code"
+
+wait "$CONNS" || fail "jobq-hostile conns: $(cat "$T/conns.out")"
+cat "$T/conns.out"
+wait "$SLOW" || fail "jobq-hostile slowloris: $(cat "$T/slow.out")"
+cat "$T/slow.out"
+touch "$PROBE_STOP"
+wait "$PROBE" || fail "the probe was not served within 1 s: $(cat "$T/probe.out")"
+cat "$T/probe.out"
+ok "ping, submit and /healthz each answered within 1 s throughout"
+
+# nng 1.5 stops accepting on an ipc:// listener once a peer hangs up during the handshake;
+# jobqd notices within about four seconds and listens again.
+"$JOBQ_HOSTILE" conns "$T/jobqd.sock" 7 >/dev/null
+t0=$SECONDS
+JOBQ_POLL_TIMEOUT=20 poll_until "the ipc:// listener accepts again" '"$JOBQ" --url "$SOCK" --timeout 1s ping >/dev/null 2>&1'
+echo "ipc:// listener answering again after $((SECONDS - t0)) s"
+ok "connections dropped during nng's handshake on ipc:// do not cut jobqd off"
+
+alive "$JOBQD_PID" || fail "jobqd died"
+n=$(wc -l <"$T/acked")
+[ "$n" -gt 0 ] || fail "the probe submitted nothing"
+stored=0
+while read -r id; do
+    r=$(raw "{\"op\":\"get\",\"id\":$id}")
+    [ "$(jq -r .ok <<<"$r")" = true ] || fail "acknowledged job $id is missing: $r"
+    stored=$((stored + 1))
+done <"$T/acked"
+expect_eq "acknowledged jobs found" "$stored" "$n"
+expect_eq "jobqd's clients after the flood" "$(curl -s --max-time 5 "$HTTP/metrics" | awk '$1 == "jobq_connected_clients" { print $2 }')" 0
+ok "jobqd alive, all $n acknowledged jobs present, no connection left behind"
+stop_jobqd
