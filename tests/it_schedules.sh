@@ -32,21 +32,24 @@ cli schedules | grep -q "^paris .*0 9 \* \* mon-fri .*Europe/Paris" ||
 stop_jobqd
 
 # jobqd was down for three minutes: tick runs the latest missed tick once, skipper none.
+# (On a slow machine the next minute may come while this runs: jobs of ticks after the start
+# are the running daemon's, counted apart.)
 now=$(($(date +%s) * 1000))
 q "update schedules set last_tick = $now - 180000 where name in ('tick', 'skipper')"
 start_jobqd
 latest=$(((now / 60000) * 60000))
-expect_eq "missed ticks run once" "$(q "select count(*) from jobs where key like 'schedule:tick:%'")" 1
-key=$(q "select key from jobs where key like 'schedule:tick:%'")
+tick_of="cast(substr(key, instr(substr(key, 10), ':') + 10) as integer)"
+missed() { q "select count(*) from jobs where key like 'schedule:$1:%' and $tick_of <= $now"; }
+expect_eq "missed ticks run once" "$(missed tick)" 1
+key=$(q "select key from jobs where key like 'schedule:tick:%' order by id limit 1")
 [ "${key#schedule:tick:}" -ge $((latest - 60000)) ] || fail "the missed job is for an old tick: $key"
 expect_eq "payload" "$(q "select payload from jobs where key = '$key'")" '{"report":"minutely"}'
-expect_eq "missed ticks skipped" "$(q "select count(*) from jobs where key like 'schedule:skipper:%'")" 0
+expect_eq "missed ticks skipped" "$(missed skipper)" 0
 [ "$(q "select last_tick from schedules where name = 'skipper'")" -ge $((latest - 60000)) ] ||
     fail "skipper's last tick did not move on"
 stop_jobqd
 start_jobqd
-expect_eq "no second run after another restart" \
-    "$(q "select count(*) from jobs where key like 'schedule:tick:%'")" 1
+expect_eq "no second run after another restart" "$(missed tick)" 1
 ok "missed ticks: run_once submitted 1 job, skip none; a restart adds nothing"
 
 # The running daemon fires the next minute: one more job for tick and one for skipper.
