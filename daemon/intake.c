@@ -4,6 +4,7 @@
 #include <nng/nng.h>
 #include <nng/protocol/reqrep0/rep.h>
 #include <nng/supplemental/tls/tls.h>
+#include <nng/supplemental/util/platform.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -274,6 +275,13 @@ intake_open(intake **inp, uv_loop_t *loop, char *const *urls, size_t nurls, size
             continue;
         }
         rv = nng_listen(in->sock, urls[i], NULL, 0);
+        /* An ipc:// socket of an instance that was just killed can still be held for a moment
+         * by a handler it was forking (the descriptor closes at exec): retry for up to 1 s. */
+        bool ipc = strncmp(urls[i], "ipc://", 6) == 0;
+        for (int retry = 0; rv == NNG_EADDRINUSE && ipc && retry < 20; retry++) {
+            nng_msleep(50);
+            rv = nng_listen(in->sock, urls[i], NULL, 0);
+        }
         if (rv != 0) {
             const char *hint = rv == NNG_EADDRINUSE ? ": another process listens there (is jobqd "
                                                       "already running?)"
