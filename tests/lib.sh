@@ -111,7 +111,7 @@ start_jobqd() {
     local cmd=("$JOBQD" -c "$T/jobq.conf")
     if [ "${JOBQ_VALGRIND:-}" = 1 ]; then
         command -v valgrind >/dev/null || fail "JOBQ_VALGRIND=1 but valgrind is not installed (Debian: valgrind)"
-        cmd=(valgrind --quiet --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite
+        cmd=(valgrind --quiet --vgdb=no --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite
              --show-leak-kinds=definite "${cmd[@]}")
     fi
     "${cmd[@]}" 2>>"$LOG" &
