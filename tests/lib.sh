@@ -144,14 +144,21 @@ cli() {
     "$JOBQ" --url "$SOCK" "$@"
 }
 
+# How long raw and raw_file wait for a reply, in seconds: jobqd under valgrind is ~20 times
+# slower, so a held wait or a large batch gets more time there.
+RAW_WAIT=10
+[ "${JOBQ_VALGRIND:-}" != 1 ] || RAW_WAIT=120
+
 # raw JSON: sends one request with nngcat (no libjobq involved) and prints the reply.
 raw() {
-    timeout 60 nngcat --req --connect "$SOCK" --ascii --recv-timeout 10 --data "$1"
+    timeout $((RAW_WAIT + 50)) nngcat --req --connect "$SOCK" --ascii --recv-timeout "$RAW_WAIT" \
+        --data "$1"
 }
 
 # raw_file FILE: like raw, with the request read from FILE.
 raw_file() {
-    timeout 60 nngcat --req --connect "$SOCK" --ascii --recv-timeout 30 --file "$1"
+    timeout $((RAW_WAIT * 3 + 30)) nngcat --req --connect "$SOCK" --ascii \
+        --recv-timeout $((RAW_WAIT * 3)) --file "$1"
 }
 
 # poll_until DESCRIPTION 'SHELL CONDITION': for state that has no event to wait on (a
