@@ -144,9 +144,9 @@ cli() {
     "$JOBQ" --url "$SOCK" "$@"
 }
 
-# How long raw and raw_file wait for a reply, in seconds: jobqd under valgrind is ~20 times
-# slower, so a held wait or a large batch gets more time there.
-RAW_WAIT=10
+# How long raw and raw_file wait for a reply, in seconds ($JOBQ_RAW_WAIT, 10): jobqd under
+# valgrind is ~20 times slower, so a held wait or a large batch gets more time there.
+RAW_WAIT=${JOBQ_RAW_WAIT:-10}
 [ "${JOBQ_VALGRIND:-}" != 1 ] || RAW_WAIT=120
 
 # raw JSON: sends one request with nngcat (no libjobq involved) and prints the reply.
