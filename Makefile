@@ -6,9 +6,14 @@ DEBS := build-essential cmake pkg-config libuv1-dev libnng-dev libsqlite3-dev li
         tzdata
 BUILD ?= build
 CMAKE_FLAGS ?= -DJOBQ_WERROR=ON
+# The sanitizer build: its own directory; the fuzz targets are ASan builds already, so they
+# run once, in the plain pass.
+ASAN_BUILD ?= build-asan
+ASAN_FLAGS ?= -DJOBQ_WERROR=ON -DJOBQ_SANITIZE='address;undefined' -DCMAKE_BUILD_TYPE=Debug \
+              -DJOBQ_FUZZ=OFF
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: all deps build run test test-sanitize bench clean
+.PHONY: all deps build run test test-plain test-sanitize test-valgrind bench clean
 
 all: build
 
@@ -26,16 +31,37 @@ build: deps
 	cmake -S . -B $(BUILD) $(CMAKE_FLAGS)
 	cmake --build $(BUILD) -j$$(nproc)
 
+# As root, jobqd needs an account to switch to: the example names jobq, created here when
+# missing (a system account without a shell), and var/ is its. As anyone else, jobqd runs as
+# that user, on a copy of the example without the user line.
 run: build
 	mkdir -p var
-	exec $(BUILD)/bin/jobqd -c deploy/jobq.conf.example
+	@if [ "$$(id -u)" = 0 ]; then \
+	  id jobq >/dev/null 2>&1 || useradd --system --no-create-home --home-dir /nonexistent \
+	    --shell /usr/sbin/nologin jobq; \
+	  chown jobq: var; \
+	  exec $(BUILD)/bin/jobqd -c deploy/jobq.conf.example; \
+	else \
+	  sed '/^user = /d' deploy/jobq.conf.example >var/jobq.conf; \
+	  exec $(BUILD)/bin/jobqd -c var/jobq.conf; \
+	fi
 
-test: build
-	cd $(BUILD) && ctest --output-on-failure -j2
+# make test: three passes, each stopping make at its first failure: every test (unit,
+# integration, fuzz); the unit and integration tests again built with AddressSanitizer and
+# UndefinedBehaviorSanitizer; the integration tests that suit valgrind with jobqd under
+# memcheck (ctest label valgrind).
+test: test-plain test-sanitize test-valgrind
 
-# The same suite built with AddressSanitizer and UndefinedBehaviorSanitizer.
-test-sanitize:
-	$(MAKE) test BUILD=build-asan CMAKE_FLAGS="-DJOBQ_WERROR=ON -DJOBQ_SANITIZE='address;undefined' -DCMAKE_BUILD_TYPE=Debug"
+test-plain: build
+	cd $(BUILD) && ctest --output-on-failure -j2 -LE valgrind
+
+test-sanitize: deps
+	cmake -S . -B $(ASAN_BUILD) $(ASAN_FLAGS)
+	cmake --build $(ASAN_BUILD) -j$$(nproc)
+	cd $(ASAN_BUILD) && ctest --output-on-failure -j2
+
+test-valgrind: build
+	cd $(BUILD) && ctest --output-on-failure -j2 -L valgrind
 
 bench: build
 	$(BUILD)/bin/jobq-bench --help

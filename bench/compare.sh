@@ -211,6 +211,13 @@ start_jobqd() {
         URL="tcp://127.0.0.1:$PORT"
         rm -rf "$T/jobq"
         mkdir -p "$T/jobq"
+        # As root, jobqd needs an account to switch to, and that account its directory.
+        local user_line=
+        if [ "$(id -u)" = 0 ]; then
+            user_line="user = nobody"
+            chown nobody "$T/jobq"
+            chmod 755 "$T"
+        fi
         cat >"$T/jobq/jobq.conf" <<EOF
 [server]
 listen = $URL
@@ -219,6 +226,7 @@ database = $T/jobq/jobq.db
 durability = full
 shutdown_grace = 5s
 log_level = info
+$user_line
 
 [queue.bench]
 

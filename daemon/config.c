@@ -31,6 +31,7 @@ enum key_kind {
     KEY_HOSTPORT,   /* "host:port", or empty for NULL */
     KEY_STRING,     /* non-empty string (a file path) */
     KEY_SECRET,     /* non-empty string that is never echoed in an error */
+    KEY_USER,       /* an account name: [A-Za-z0-9_.-], not starting with '-' */
     KEY_URL,        /* http://HOST[:PORT]/PATH */
     KEY_DURABILITY, /* full | normal */
     KEY_LOG_LEVEL,  /* debug | info | warn | error */
@@ -69,7 +70,7 @@ static const key_def server_keys[] = {
     {"tls_cert", KEY_STRING, offsetof(config, tls_cert), 0, 0},
     {"tls_key", KEY_STRING, offsetof(config, tls_key), 0, 0},
     {"tls_ca", KEY_STRING, offsetof(config, tls_ca), 0, 0},
-    {"user", KEY_RESERVED, 0, 0, 0},
+    {"user", KEY_USER, offsetof(config, user), 0, 0},
 };
 #define NSERVER_KEYS (sizeof(server_keys) / sizeof(server_keys[0]))
 
@@ -457,6 +458,23 @@ valid_hostport(const char *s)
     return parse_int(colon + 1, &port) && colon[1] != '-' && port <= 65535;
 }
 
+/* valid_user: true when s looks like an account name (1-32 of [A-Za-z0-9_.-], no leading '-'):
+ * whether the account exists is checked at start, by privs_resolve. */
+static bool
+valid_user(const char *s)
+{
+    size_t n = strlen(s);
+    if (n == 0 || n > 32 || s[0] == '-') {
+        return false;
+    }
+    for (const char *p = s; *p != '\0'; p++) {
+        if (!isalnum((unsigned char)*p) && *p != '_' && *p != '.' && *p != '-') {
+            return false;
+        }
+    }
+    return true;
+}
+
 /* set_value: parses value as def says and stores it in the field of obj. Returns 1, or 0
  * after recording why. */
 static int
@@ -474,8 +492,15 @@ set_value(parse_ctx *c, const key_def *def, void *obj, const char *value)
     case KEY_HOSTPORT:
     case KEY_STRING:
     case KEY_SECRET:
+    case KEY_USER:
     case KEY_URL: {
         char *copy = NULL;
+        if (def->kind == KEY_USER && !valid_user(value)) {
+            return bad(c,
+                       "%s %s = \"%s\": expected the name of an existing unprivileged account "
+                       "such as jobq (letters, digits, _ . -)",
+                       c->label, name, value);
+        }
         if (def->kind == KEY_SECRET && strlen(value) < 16) {
             return bad(c, "%s %s is too short: use at least 16 random characters", c->label, name);
         }
@@ -1235,5 +1260,6 @@ config_free(config *cfg)
     free(cfg->tls_cert);
     free(cfg->tls_key);
     free(cfg->tls_ca);
+    free(cfg->user);
     free(cfg);
 }

@@ -57,6 +57,7 @@ typedef struct config {
     char *tls_cert;             /* PEM certificate for tls+tcp:// listeners */
     char *tls_key;              /* PEM key of tls_cert */
     char *tls_ca;               /* PEM CA: when set, clients must present a certificate */
+    char *user;                 /* started as root: the account to switch to; NULL: none */
     enum durability durability; /* default full */
     int64_t shutdown_grace_ms;  /* default 30 s */
     enum log_level log_level;   /* default info */

@@ -5,11 +5,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include <uv.h>
 
 #include "config.h"
 #include "log.h"
 #include "migrate.h"
+#include "privs.h"
 #include "server.h"
 #include "store.h"
 
@@ -21,6 +23,16 @@ usage(FILE *f)
                "      --check-config  only read and validate FILE, then exit (0 if valid)\n"
                "      --version       print the version and exit\n"
                "Signals: SIGTERM or SIGINT drain and exit 0.\n");
+}
+
+/* close_walk_cb: closes what a failed server_init left open, so that the loop ends. */
+static void
+close_walk_cb(uv_handle_t *h, void *arg)
+{
+    (void)arg;
+    if (!uv_is_closing(h)) {
+        uv_close(h, NULL);
+    }
 }
 
 int
@@ -68,6 +80,12 @@ main(int argc, char **argv)
         fprintf(stderr, "jobqd: %s\n", err);
         return 1;
     }
+    privs pv;
+    if (privs_resolve(cfg, !check_only, &pv, err, sizeof(err)) != 0) {
+        fprintf(stderr, "jobqd: %s\n", err);
+        config_free(cfg);
+        return 1;
+    }
     if (check_only) {
         printf("%s: ok (%zu queue%s)\n", path, cfg->nqueues, cfg->nqueues == 1 ? "" : "s");
         config_free(cfg);
@@ -89,11 +107,19 @@ main(int argc, char **argv)
     if (server_init(&srv, &loop, cfg, st, err, sizeof(err)) != 0) {
         fprintf(stderr, "jobqd: %s\n", err);
         code = 1; /* the loop only runs the close callbacks of what was opened */
+        uv_walk(&loop, close_walk_cb, NULL);
+    } else if (privs_chown_files(&pv, cfg, err, sizeof(err)) != 0 ||
+               privs_drop(&pv, cfg, err, sizeof(err)) != 0) {
+        fprintf(stderr, "jobqd: %s\n", err);
+        code = 1;
+        server_drain(&srv); /* nothing runs yet: this only closes the listeners */
     } else {
         char q[512];
-        log_info("ready", "version=%s database=%s durability=%s queues=%zu", JOBQ_VERSION_STRING,
-                 log_quote(q, sizeof(q), cfg->database),
-                 cfg->durability == DURABILITY_FULL ? "full" : "normal", cfg->nqueues);
+        server_start(&srv);
+        log_info("ready", "version=%s database=%s durability=%s queues=%zu uid=%lu gid=%lu",
+                 JOBQ_VERSION_STRING, log_quote(q, sizeof(q), cfg->database),
+                 cfg->durability == DURABILITY_FULL ? "full" : "normal", cfg->nqueues,
+                 (unsigned long)geteuid(), (unsigned long)getegid());
     }
     uv_run(&loop, UV_RUN_DEFAULT);
     server_free(&srv);

@@ -1587,9 +1587,14 @@ server_init(server *s, uv_loop_t *loop, config *cfg, store *st, char *err, size_
     s->sig_int.data = s;
     uv_signal_start(&s->sig_term, signal_cb, SIGTERM);
     uv_signal_start(&s->sig_int, signal_cb, SIGINT);
+    return 0;
+}
+
+void
+server_start(server *s)
+{
     periodic_start(s);
     sched_dispatch_all(s);
-    return 0;
 }
 
 void

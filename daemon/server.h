@@ -110,6 +110,10 @@ typedef struct server {
  *  loop runs. */
 int server_init(server *s, uv_loop_t *loop, config *cfg, store *st, char *err, size_t errlen);
 
+/** server_start: starts running the ready jobs, once jobqd runs as its final account (no
+ *  handler is started and no job claimed before). */
+void server_start(server *s);
+
 /** server_queue: the queue named name, or NULL. */
 qstate *server_queue(server *s, const char *name);
 

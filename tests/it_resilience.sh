@@ -47,7 +47,8 @@ max_attempts = 100
 backoff_base = 10ms
 backoff_max = 10ms
 breaker_failures = 3
-breaker_cooldown = 1s
+; long enough that no second probe starts while a slow build (ASan, valgrind) reads the counts
+breaker_cooldown = 3s
 breaker_probes = 1
 [queue.hang]
 command = $T/hang.sh

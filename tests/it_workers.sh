@@ -189,6 +189,7 @@ log_level = info
 auth_token = s3cret-token-0123456789
 tls_cert = $T/srv.pem
 tls_key = $T/srv.key
+$(user_line)
 [queue.t]
 EOF
 start_jobqd

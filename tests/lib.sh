@@ -7,6 +7,24 @@ set -euo pipefail
 : "${JOBQ:?JOBQ must name the jobq binary}"
 
 T=$(mktemp -d "${TMPDIR:-/tmp}/jobq-it.XXXXXX")
+
+# Run as root (as CI does), jobqd refuses to start without [server] user, so every test's
+# jobqd switches to $JOBQ_TEST_USER (default nobody) and its handlers run as that account.
+# The test directory is shared between the test (root) and that account: it belongs to the
+# account's group, setgid so that what the test creates in it does too, group-writable, and
+# umask 002 makes the files the test writes (handler scripts, files handlers append to)
+# writable by the account.
+RUN_USER=
+if [ "$(id -u)" = 0 ]; then
+    RUN_USER=${JOBQ_TEST_USER:-nobody}
+    RUN_GROUP=$(id -gn "$RUN_USER") || {
+        echo "FAIL: no account $RUN_USER to run jobqd as (set JOBQ_TEST_USER)" >&2
+        exit 1
+    }
+    chown "$RUN_USER:$RUN_GROUP" "$T"
+    chmod 2775 "$T"
+    umask 002
+fi
 SOCK="ipc://$T/jobqd.sock"
 export JOBQ_URL="$SOCK"
 JOBQD_PID=
@@ -51,6 +69,11 @@ expect_eq() {
     [ "$2" = "$3" ] || fail "$1: got '$2', want '$3'"
 }
 
+# user_line: the [server] user line jobqd needs when the test runs as root, else nothing.
+user_line() {
+    [ -z "$RUN_USER" ] || echo "user = $RUN_USER"
+}
+
 # write_config [EXTRA_INI]: the config of this test's jobqd; EXTRA_INI (queue sections) is
 # appended. $SERVER_EXTRA, if set, holds more [server] lines (and overrides defaults below).
 write_config() {
@@ -59,7 +82,9 @@ write_config() {
         echo "[server]"
         echo "listen = $SOCK"
         echo "database = $T/jobq.db"
-        for kv in "http =" "durability = full" "log_level = debug" "shutdown_grace = 5s"; do
+        for kv in "http =" "durability = full" "log_level = debug" "shutdown_grace = 5s" \
+            "$(user_line)"; do
+            [ -n "$kv" ] || continue
             grep -q "^${kv%% *} " <<<"$extra" || echo "$kv"
         done
         [ -z "$extra" ] || printf '%s\n' "$extra"
@@ -85,7 +110,8 @@ start_jobqd() {
     : >"$LOG"
     local cmd=("$JOBQD" -c "$T/jobq.conf")
     if [ "${JOBQ_VALGRIND:-}" = 1 ]; then
-        cmd=(valgrind --quiet --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite
+        command -v valgrind >/dev/null || fail "JOBQ_VALGRIND=1 but valgrind is not installed (Debian: valgrind)"
+        cmd=(valgrind --quiet --vgdb=no --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite
              --show-leak-kinds=definite "${cmd[@]}")
     fi
     "${cmd[@]}" 2>>"$LOG" &
@@ -118,14 +144,21 @@ cli() {
     "$JOBQ" --url "$SOCK" "$@"
 }
 
+# How long raw and raw_file wait for a reply, in seconds ($JOBQ_RAW_WAIT, 10): jobqd under
+# valgrind is ~20 times slower, so a held wait or a large batch gets more time there.
+RAW_WAIT=${JOBQ_RAW_WAIT:-10}
+[ "${JOBQ_VALGRIND:-}" != 1 ] || RAW_WAIT=120
+
 # raw JSON: sends one request with nngcat (no libjobq involved) and prints the reply.
 raw() {
-    timeout 60 nngcat --req --connect "$SOCK" --ascii --recv-timeout 10 --data "$1"
+    timeout $((RAW_WAIT + 50)) nngcat --req --connect "$SOCK" --ascii --recv-timeout "$RAW_WAIT" \
+        --data "$1"
 }
 
 # raw_file FILE: like raw, with the request read from FILE.
 raw_file() {
-    timeout 60 nngcat --req --connect "$SOCK" --ascii --recv-timeout 30 --file "$1"
+    timeout $((RAW_WAIT * 3 + 30)) nngcat --req --connect "$SOCK" --ascii \
+        --recv-timeout $((RAW_WAIT * 3)) --file "$1"
 }
 
 # poll_until DESCRIPTION 'SHELL CONDITION': for state that has no event to wait on (a

@@ -144,6 +144,7 @@ assert_server_defaults(const config *cfg)
     assert_string_equal(cfg->listen[0], "tcp://127.0.0.1:7450");
     assert_string_equal(cfg->http, "127.0.0.1:7451");
     assert_string_equal(cfg->database, "var/jobq.db");
+    assert_null(cfg->user);
     assert_int_equal(cfg->durability, DURABILITY_FULL);
     assert_int_equal(cfg->shutdown_grace_ms, 30000);
     assert_int_equal(cfg->log_level, LOG_INFO);
@@ -440,6 +441,7 @@ test_reserved_keys_accepted(void **state)
     assert_string_equal(cfg->tls_cert, "/etc/jobq/cert.pem");
     assert_string_equal(cfg->tls_key, "/etc/jobq/key.pem");
     assert_string_equal(cfg->tls_ca, "/etc/jobq/ca.pem");
+    assert_string_equal(cfg->user, "jobq");
     assert_int_equal(cfg->nqueues, 1);
     const queue_conf *q = &cfg->queues[0];
     assert_string_equal(q->url, "http://127.0.0.1:8080/hook");
@@ -498,6 +500,9 @@ test_remote_and_security_errors(void **state)
         {"[queue.q]\ncommand = /bin/true\nurl = http://127.0.0.1:1/x\n", "both command and url"},
         {"[server]\nlisten = tls+tcp://127.0.0.1:7460\n", "needs tls_cert and tls_key"},
         {"[queue.q]\nlease = 10ms\n", "lease"},
+        {"[server]\nuser = -jobq\n", "expected the name of an existing unprivileged account"},
+        {"[server]\nuser = job q\n", "user = \"job q\""},
+        {"[server]\nuser =\n", "account"},
     };
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         load_err(bad[i][0], err, sizeof(err));
@@ -743,6 +748,7 @@ test_deploy_example(void **state)
     assert_string_equal(cfg->listen[0], "tcp://127.0.0.1:7450");
     assert_string_equal(cfg->http, "127.0.0.1:7451");
     assert_string_equal(cfg->database, "var/jobq.db");
+    assert_string_equal(cfg->user, "jobq"); /* the account `make run` creates as root */
     assert_int_equal(cfg->durability, DURABILITY_FULL);
     const queue_conf *q = config_queue(cfg, "default");
     assert_non_null(q);
