@@ -166,7 +166,7 @@ pipe_cb(nng_pipe p, nng_pipe_ev ev, void *arg)
     }
     atomic_fetch_sub(&in->clients, 1);
     if (!refuse_pipe(in, p)) {
-        nng_pipe_close(p); /* out of memory: cannot even say why */
+        nng_pipe_close(p); /* out of memory: cannot even say why; no REM_POST follows */
         return;
     }
     if (atomic_load(&in->nrefusing) == 1) { /* once per burst, not per connection */
@@ -453,7 +453,9 @@ intake_open(intake **inp, uv_loop_t *loop, char *const *urls, size_t nurls, size
         return -1;
     }
     nng_socket_set_size(in->sock, NNG_OPT_RECVMAXSZ, max_message * 4);
-    nng_pipe_notify(in->sock, NNG_PIPE_EV_ADD_POST, pipe_cb, in);
+    /* ADD_PRE: before the protocol starts receiving on the pipe, so a connection over the
+     * limit is marked before its first request can be read (at ADD_POST it may be served). */
+    nng_pipe_notify(in->sock, NNG_PIPE_EV_ADD_PRE, pipe_cb, in);
     nng_pipe_notify(in->sock, NNG_PIPE_EV_REM_POST, pipe_cb, in);
     uv_async_init(loop, &in->async, async_cb);
     in->async.data = in;
