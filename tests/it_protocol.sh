@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # it_protocol.sh: a hand-written JSON request through nngcat (no libjobq) gets the replies
 # proto/PROTOCOL.md promises, and a submitted job reads back intact.
+# nngcat, not jobq-raw: any stock nng client must be served.
+RAW_CLIENT=nngcat
 . "$(dirname "$0")/lib.sh"
 # No command: a queue for remote workers, so submitted jobs stay where they are.
 write_config '[queue.email]

@@ -149,16 +149,28 @@ cli() {
 RAW_WAIT=${JOBQ_RAW_WAIT:-10}
 [ "${JOBQ_VALGRIND:-}" != 1 ] || RAW_WAIT=120
 
-# raw JSON: sends one request with nngcat (no libjobq involved) and prints the reply.
+# raw JSON: sends one request with jobq-raw (a bare nng REQ socket, no libjobq involved) and
+# prints the reply. jobq-raw never sends a request twice (nngcat's REQ resends after 60 s
+# without a reply, which stores a slow batch twice); RAW_CLIENT=nngcat uses nngcat instead.
+: "${JOBQ_RAW:?JOBQ_RAW must name the jobq-raw binary}"
+RAW_CLIENT=${RAW_CLIENT:-jobq-raw}
 raw() {
-    timeout $((RAW_WAIT + 50)) nngcat --req --connect "$SOCK" --ascii --recv-timeout "$RAW_WAIT" \
-        --data "$1"
+    if [ "$RAW_CLIENT" = nngcat ]; then
+        timeout $((RAW_WAIT + 50)) nngcat --req --connect "$SOCK" --ascii \
+            --recv-timeout "$RAW_WAIT" --data "$1"
+    else
+        timeout $((RAW_WAIT + 50)) "$JOBQ_RAW" "$SOCK" "$RAW_WAIT" --data "$1"
+    fi
 }
 
 # raw_file FILE: like raw, with the request read from FILE.
 raw_file() {
-    timeout $((RAW_WAIT * 3 + 30)) nngcat --req --connect "$SOCK" --ascii \
-        --recv-timeout $((RAW_WAIT * 3)) --file "$1"
+    if [ "$RAW_CLIENT" = nngcat ]; then
+        timeout $((RAW_WAIT * 3 + 30)) nngcat --req --connect "$SOCK" --ascii \
+            --recv-timeout $((RAW_WAIT * 3)) --file "$1"
+    else
+        timeout $((RAW_WAIT * 3 + 30)) "$JOBQ_RAW" "$SOCK" $((RAW_WAIT * 3)) --file "$1"
+    fi
 }
 
 # poll_until DESCRIPTION 'SHELL CONDITION': for state that has no event to wait on (a
