@@ -15,7 +15,6 @@
 #include "scheduler.h"
 
 #define RECHECK_MS 60000 /* the timer looks at the wall clock at least this often */
-#define MAX_WALK 2000000 /* ticks walked to find the latest missed one */
 #define RETRY_MS 1000    /* after a failed fire (e.g. a full disk) */
 
 struct periodic_state {
@@ -47,14 +46,25 @@ periodic_due(const schedule_conf *sc, int64_t last_ms, int64_t now_ms)
     if (t < 0 || t > now_ms) {
         return -1;
     }
-    for (int i = 0; i < MAX_WALK; i++) {
-        int64_t n = cron_next(&sc->expr, sc->zone, t);
-        if (n < 0 || n > now_ms) {
-            break;
-        }
-        t = n;
+    int64_t n = cron_next(&sc->expr, sc->zone, t);
+    if (n < 0 || n > now_ms) {
+        return t; /* the usual case: one tick is due */
     }
-    return t;
+    /* Several ticks were missed (jobqd was down, or the clock jumped by years): bisect for
+     * the latest. cron_next(x) never decreases as x grows, so "its next tick is due" holds
+     * for every x before the latest due tick and for none from it on: lo keeps a time where
+     * it holds, hi one where it does not. About 40 cron_next calls, however long the gap. */
+    int64_t lo = t, hi = now_ms;
+    while (hi - lo > 1) {
+        int64_t mid = lo + (hi - lo) / 2;
+        int64_t m = cron_next(&sc->expr, sc->zone, mid);
+        if (m >= 0 && m <= now_ms) {
+            lo = mid;
+        } else {
+            hi = mid;
+        }
+    }
+    return cron_next(&sc->expr, sc->zone, lo);
 }
 
 void

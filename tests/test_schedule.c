@@ -230,6 +230,49 @@ test_due_in_a_time_zone(void **state)
     assert_int_equal(periodic_due(&f->sc, fri, fri + 3 * 86400000LL), fri + 3 * 86400000LL);
 }
 
+/* walk: the latest tick after last and at or before now, one tick at a time. */
+static int64_t
+walk(const schedule_conf *sc, int64_t last, int64_t now)
+{
+    int64_t latest = -1;
+    for (int64_t t = cron_next(&sc->expr, sc->zone, last); t >= 0 && t <= now;
+         t = cron_next(&sc->expr, sc->zone, t)) {
+        latest = t;
+    }
+    return latest;
+}
+
+static void
+test_due_after_years(void **state)
+{
+    fixture *f = *state;
+    char err[256];
+    const int64_t year = 365LL * 86400000;
+    /* Every minute, 5 years missed: the latest is the minute now is in (a walk of 2.6M
+     * ticks; the old walk gave up after 2M and returned a tick 1.2 years old). */
+    int64_t last = T0 - 30000;
+    int64_t now = last + 5 * year + 17000;
+    assert_int_equal(periodic_due(&f->sc, last, now), now - 17000);
+    assert_int_equal(periodic_due(&f->sc, last, now - 17001), now - 17000 - MIN_MS);
+    /* Sparser schedules in a zone with DST, against a walk, over gaps up to 6 years. */
+    const char *exprs[] = {"0 9 * * mon-fri", "30 2 * * *", "*/7 1-3 1,15 * *", "0 0 29 2 *",
+                           "15 10 * jan,jul sun"};
+    tz_free(f->sc.zone);
+    f->sc.zone = tz_load("Europe/Paris", err, sizeof(err));
+    assert_non_null(f->sc.zone);
+    uint64_t seed = 42;
+    for (size_t i = 0; i < sizeof(exprs) / sizeof(exprs[0]); i++) {
+        assert_int_equal(cron_parse(exprs[i], &f->sc.expr, err, sizeof(err)), 0);
+        for (int k = 0; k < 20; k++) {
+            seed = seed * 6364136223846793005ULL + 1442695040888963407ULL;
+            int64_t gap = (int64_t)((seed >> 11) % (uint64_t)(6 * year));
+            int64_t from = T0 - (int64_t)((seed >> 3) % (uint64_t)year);
+            assert_int_equal(periodic_due(&f->sc, from, from + gap),
+                             walk(&f->sc, from, from + gap));
+        }
+    }
+}
+
 int
 main(void)
 {
@@ -238,6 +281,7 @@ main(void)
         cmocka_unit_test_setup_teardown(test_clock_jumps_and_refires_add_nothing, setup, teardown),
         cmocka_unit_test_setup_teardown(test_missed_skip, setup, teardown),
         cmocka_unit_test_setup_teardown(test_due_in_a_time_zone, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_due_after_years, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
