@@ -35,6 +35,7 @@ typedef struct call {
     int64_t parents[16];    /* explain of a waiting job: the parents it waits for */
     size_t nparents;
     bool held; /* a wait or long-poll fetch counted in srv->nheld until it is freed */
+    json_t *extra; /* fields a later part adds to the reply (an ack's job before its fetch) */
 } call;
 
 /** send_json: replies with obj (taking it) and frees the call. */

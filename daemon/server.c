@@ -257,6 +257,7 @@ call_free(call *c)
     free(c->dups);
     free(c->states);
     group_info_clear(&c->grp);
+    json_decref(c->extra);
     jobq__request_free(&c->req);
     free(c);
 }
@@ -1368,6 +1369,11 @@ on_request(void *arg, icall *ic, const char *body, size_t len)
         return;
     case REQ_ACK:
     case REQ_FAIL:
+        /* With a fetch to follow, the call may be held like a fetch. */
+        if (!c->req.then_fetch || hold_room(c)) {
+            workers_request(c);
+        }
+        return;
     case REQ_HEARTBEAT:
         workers_request(c);
         return;

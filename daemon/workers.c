@@ -38,6 +38,10 @@ typedef struct fetcher {
 
 static void lease_timer_cb(uv_timer_t *t);
 static void fetch_reply(server *s, fetcher *f, lease **ls, size_t n);
+static void try_fetch(server *s, fetcher *f);
+static void hold_fetch(call *c);
+
+#define FETCH_CLAIM_MAX 1000 /* jobs one claim takes for the waiting fetches */
 
 bool
 workers_is_remote(const qstate *q)
@@ -135,7 +139,12 @@ lease_recorded(attempt *a, int err)
         arm_lease_timer(s, jobq__now_ms() + 1000);
         return;
     }
-    if (c != NULL) {
+    if (c != NULL && c->req.then_fetch) {
+        /* The fetch that follows replies, with the job among its fields. */
+        c->extra = json_object();
+        json_object_set_new(c->extra, "job", job_json(&l->a.job));
+        hold_fetch(c);
+    } else if (c != NULL) {
         json_t *o = ok_object();
         json_object_set_new(o, "job", job_json(&l->a.job));
         send_json(c, o);
@@ -256,47 +265,66 @@ fetch_reply(server *s, fetcher *f, lease **ls, size_t n)
                                         "lease_expires_at", (json_int_t)ls[i]->expires_ms));
     }
     json_object_set_new(o, "jobs", jobs);
+    if (f->c->extra != NULL) {
+        json_object_update(o, f->c->extra);
+    }
     send_json(f->c, o);
     uv_timer_stop(&f->timer);
     uv_close((uv_handle_t *)&f->timer, fetcher_closed_cb);
 }
 
-static void try_fetch(server *s, fetcher *f);
+/* A claim made for the fetches waiting on one queue: one store operation (and one place in
+ * a commit) however many workers wait, instead of one claim per fetch in turn. */
+typedef struct fetch_claim {
+    size_t n;
+    fetcher *fs[]; /* in the order they asked */
+} fetch_claim;
 
-/* lease_claimed: the claimed jobs go to the fetch that asked, each under a new lease. */
+/* lease_new: a lease on row (taken) of q, in the table. NULL when none can be made: the job
+ * stays running and is recovered at the next start. */
+static lease *
+lease_new(server *s, qstate *q, job_row *row, int64_t now)
+{
+    lease *l = calloc(1, sizeof(*l));
+    unsigned char rnd[16];
+    if (l == NULL || getrandom(rnd, sizeof(rnd), 0) != (ssize_t)sizeof(rnd)) {
+        free(l);
+        return NULL;
+    }
+    for (size_t k = 0; k < sizeof(rnd); k++) {
+        snprintf(l->token + 2 * k, 3, "%02x", rnd[k]);
+    }
+    l->a.s = s;
+    l->a.q = q;
+    l->a.job = *row;
+    memset(row, 0, sizeof(*row));
+    l->expires_ms = now + q->conf->lease_ms;
+    size_t b = bucket(s, l->a.job.id);
+    l->next = s->leases[b];
+    s->leases[b] = l;
+    l->all_next = s->lease_list;
+    if (s->lease_list != NULL) {
+        s->lease_list->all_prev = l;
+    }
+    s->lease_list = l;
+    s->nleases++;
+    return l;
+}
+
+/* lease_claimed: the claimed jobs go to the fetches that asked, in the order they asked,
+ * each job under a new lease; a fetch that got none keeps waiting. */
 static void
 lease_claimed(server *s, qstate *q, void *arg, job_row *rows, size_t n_rows, int err)
 {
-    fetcher *f = arg;
-    f->claiming = false;
+    fetch_claim *fc = arg;
     lease **ls = calloc(n_rows ? n_rows : 1, sizeof(*ls));
     size_t n = 0;
     int64_t now = jobq__now_ms();
     for (size_t i = 0; ls != NULL && i < n_rows; i++) {
-        lease *l = calloc(1, sizeof(*l));
-        unsigned char rnd[16];
-        if (l == NULL || getrandom(rnd, sizeof(rnd), 0) != (ssize_t)sizeof(rnd)) {
-            /* Cannot hand it out: it stays running and is recovered at the next start. */
-            free(l);
+        lease *l = lease_new(s, q, &rows[i], now);
+        if (l == NULL) {
             continue;
         }
-        for (size_t k = 0; k < sizeof(rnd); k++) {
-            snprintf(l->token + 2 * k, 3, "%02x", rnd[k]);
-        }
-        l->a.s = s;
-        l->a.q = q;
-        l->a.job = rows[i];
-        memset(&rows[i], 0, sizeof(rows[i]));
-        l->expires_ms = now + q->conf->lease_ms;
-        size_t b = bucket(s, l->a.job.id);
-        l->next = s->leases[b];
-        s->leases[b] = l;
-        l->all_next = s->lease_list;
-        if (s->lease_list != NULL) {
-            s->lease_list->all_prev = l;
-        }
-        s->lease_list = l;
-        s->nleases++;
         if (s->draining) {
             /* Claimed as jobqd began to drain: back to ready at once, no attempt spent. */
             lease_end(l, (run_outcome){.state = JOBQ_READY, .kind = "shutdown"}, NULL,
@@ -306,23 +334,27 @@ lease_claimed(server *s, qstate *q, void *arg, job_row *rows, size_t n_rows, int
         arm_lease_timer(s, l->expires_ms);
         ls[n++] = l;
     }
-    if (n > 0 || f->timed_out || s->draining || err != JOBQ_OK) {
-        fetch_reply(s, f, ls, n);
-    } else {
-        try_fetch(s, f); /* nothing after all: keep holding it */
+    size_t given = 0;
+    for (size_t i = 0; i < fc->n; i++) {
+        fetcher *f = fc->fs[i];
+        f->claiming = false;
+        size_t k = n - given < (size_t)f->c->req.limit ? n - given : (size_t)f->c->req.limit;
+        if (k > 0 || f->timed_out || s->draining || err != JOBQ_OK) {
+            fetch_reply(s, f, ls + given, k);
+            given += k;
+        }
+        /* A fetch that got nothing keeps waiting: workers_dispatch below tries it again. */
     }
     free(ls);
+    free(fc);
     workers_dispatch(s, q);
 }
 
-/* try_fetch: claims for f from the first of its queues with a ready job. */
-static void
-try_fetch(server *s, fetcher *f)
+/* claimable: the first of f's queues a claim may take jobs from now, and how many (by the
+ * ready count, the breaker and the rate limit); NULL when none. */
+static qstate *
+claimable(server *s, fetcher *f, int64_t now, size_t *maxp)
 {
-    if (f->claiming || s->draining) {
-        return;
-    }
-    int64_t now = jobq__now_ms();
     for (size_t i = 0; i < f->c->req.nqueues; i++) {
         qstate *q = server_queue(s, f->c->req.queues[i]);
         if (q == NULL || q->paused || q->claiming || q->counts[JOBQ_READY] <= 0) {
@@ -336,18 +368,55 @@ try_fetch(server *s, fetcher *f)
         if (rate <= 0) {
             continue;
         }
-        if (rate < permits) {
-            permits = rate;
-        }
-        size_t max = (size_t)f->c->req.limit;
+        size_t max = (size_t)(rate < permits ? rate : permits);
         if ((int64_t)max > q->counts[JOBQ_READY]) {
             max = (size_t)q->counts[JOBQ_READY];
         }
-        if ((int)max > permits) {
-            max = (size_t)permits;
-        }
-        f->claiming = sched_claim(s, q, max, lease_claimed, f);
+        *maxp = max < FETCH_CLAIM_MAX ? max : FETCH_CLAIM_MAX;
+        return q;
+    }
+    return NULL;
+}
+
+/* try_fetch: claims from the first of f's queues with a ready job, for f and for every other
+ * waiting fetch whose first such queue is the same, up to what the queue allows. */
+static void
+try_fetch(server *s, fetcher *f)
+{
+    if (f->claiming || s->draining) {
         return;
+    }
+    int64_t now = jobq__now_ms();
+    size_t cap;
+    qstate *q = claimable(s, f, now, &cap);
+    if (q == NULL) {
+        return;
+    }
+    size_t nf = 0;
+    for (fetcher *g = s->fetchers; g != NULL; g = g->next) {
+        nf++;
+    }
+    fetch_claim *fc = malloc(sizeof(*fc) + (nf + 1) * sizeof(fc->fs[0]));
+    if (fc == NULL) {
+        return; /* tried again at the next dispatch or timeout */
+    }
+    fc->n = 0;
+    fc->fs[fc->n++] = f;
+    size_t want = (size_t)f->c->req.limit < cap ? (size_t)f->c->req.limit : cap;
+    for (fetcher *g = s->fetchers; g != NULL && want < cap; g = g->next) {
+        size_t other;
+        if (g == f || g->claiming || claimable(s, g, now, &other) != q) {
+            continue;
+        }
+        fc->fs[fc->n++] = g;
+        want += (size_t)g->c->req.limit < cap - want ? (size_t)g->c->req.limit : cap - want;
+    }
+    if (!sched_claim(s, q, want, lease_claimed, fc)) {
+        free(fc);
+        return;
+    }
+    for (size_t i = 0; i < fc->n; i++) {
+        fc->fs[i]->claiming = true;
     }
 }
 
@@ -363,8 +432,10 @@ fetch_timer_cb(uv_timer_t *t)
     fetch_reply(s, f, NULL, 0);
 }
 
-static void
-start_fetch(call *c)
+/* fetch_check: whether every queue c fetches from exists (or may be made) and is served by
+ * remote workers; false after replying the error. */
+static bool
+fetch_check(call *c)
 {
     server *s = c->srv;
     char msg[300];
@@ -377,7 +448,7 @@ start_fetch(call *c)
         if (q == NULL) {
             snprintf(msg, sizeof(msg), "queue \"%s\" is not configured", name);
             reply_error(c, "unknown_queue", msg);
-            return;
+            return false;
         }
         if (!workers_is_remote(q)) {
             snprintf(msg, sizeof(msg),
@@ -385,8 +456,25 @@ start_fetch(call *c)
                      "queues without command and url",
                      name, q->conf->argv != NULL ? "command" : "url");
             reply_error(c, "invalid_argument", msg);
-            return;
+            return false;
         }
+    }
+    return true;
+}
+
+/* hold_fetch: holds the checked fetch c until a job is ready or its timeout. While jobqd
+ * drains, a fetch that follows an ack or fail is answered at once with no jobs (its outcome
+ * is recorded); a plain one is refused. */
+static void
+hold_fetch(call *c)
+{
+    server *s = c->srv;
+    if (s->draining && c->extra != NULL) {
+        json_t *o = ok_object();
+        json_object_set_new(o, "jobs", json_array());
+        json_object_update(o, c->extra);
+        send_json(c, o);
+        return;
     }
     if (s->draining) {
         reply_error(c, "shutting_down", "jobqd is shutting down; fetch again when it is back");
@@ -450,9 +538,14 @@ workers_request(call *c)
     lease *l;
     switch (c->req.op) {
     case REQ_FETCH:
-        start_fetch(c);
+        if (fetch_check(c)) {
+            hold_fetch(c);
+        }
         return;
     case REQ_ACK:
+        if (c->req.then_fetch && !fetch_check(c)) {
+            return;
+        }
         if ((l = held_lease(c, false)) != NULL) {
             char *result = c->req.text != NULL ? strdup(c->req.text) : NULL;
             lease_end(l, (run_outcome){.state = JOBQ_SUCCEEDED, .kind = "success"}, result, NULL,
@@ -460,6 +553,9 @@ workers_request(call *c)
         }
         return;
     case REQ_FAIL:
+        if (c->req.then_fetch && !fetch_check(c)) {
+            return;
+        }
         if ((l = held_lease(c, false)) != NULL) {
             char *error = strdup(c->req.text != NULL ? c->req.text : "failed (no reason given)");
             lease_end(l, failure_outcome(s, l, c->req.retry, "error"), NULL, error, c);

@@ -286,6 +286,59 @@ lease_from_json(const json_t *obj, int64_t now_ms, jobq_lease **leasep)
     return JOBQ_OK;
 }
 
+/* fetch_fields: the fields of a fetch from worker's queues (a new object), NULL on out of
+ * memory. */
+static json_t *
+fetch_fields(const jobq_worker *worker, size_t max, int64_t wait_ms)
+{
+    json_t *queues = json_array();
+    for (size_t i = 0; queues != NULL && i < worker->nqueues; i++) {
+        if (json_array_append_new(queues, json_string(worker->queues[i])) != 0) {
+            json_decref(queues);
+            queues = NULL;
+        }
+    }
+    return queues == NULL
+               ? NULL
+               : json_pack("{s:o, s:I, s:I, s:s}", "queues", queues, "max", (json_int_t)max,
+                           "timeout", (json_int_t)wait_ms, "worker", worker->name);
+}
+
+/* leases_of: the leases of a fetch reply's "jobs" (at most max), into leases; *np of them.
+ * A reply without "jobs" has none when absent_ok (the reply of an ack or fail from a jobqd
+ * that does not know "fetch"). */
+static int
+leases_of(json_t *reply, size_t max, bool absent_ok, jobq_lease **leases, size_t *np)
+{
+    int64_t now = jobq__now_ms();
+    json_t *jobs = json_object_get(reply, "jobs");
+    size_t n = json_array_size(jobs);
+    if (jobs == NULL && absent_ok) {
+        *np = 0;
+        return JOBQ_OK;
+    }
+    if (!json_is_array(jobs) || n > max) {
+        return jobq__fail(JOBQ_EPROTO, "the fetch reply has no \"jobs\" array of at most %zu", max);
+    }
+    jobq_lease *got[MAX_FETCH];
+    for (size_t i = 0; i < n; i++) {
+        int err = lease_from_json(json_array_get(jobs, i), now, &got[i]);
+        if (err != JOBQ_OK) {
+            /* The jobs fetched stay leased until their leases expire: the daemon retries
+             * them then. */
+            for (size_t k = 0; k < i; k++) {
+                jobq_lease_free(got[k]);
+            }
+            return err;
+        }
+    }
+    for (size_t i = 0; i < n; i++) {
+        leases[i] = got[i];
+    }
+    *np = n;
+    return JOBQ_OK;
+}
+
 JOBQ_API int
 jobq_worker_fetch(jobq_worker *worker, size_t max, int64_t wait_ms, jobq_lease **leases, size_t *np)
 {
@@ -299,49 +352,20 @@ jobq_worker_fetch(jobq_worker *worker, size_t max, int64_t wait_ms, jobq_lease *
     if (wait_ms < 0) {
         return jobq__fail(JOBQ_EINVAL, "wait_ms must be >= 0, not %lld", (long long)wait_ms);
     }
-    json_t *queues = json_array();
-    for (size_t i = 0; queues != NULL && i < worker->nqueues; i++) {
-        if (json_array_append_new(queues, json_string(worker->queues[i])) != 0) {
-            json_decref(queues);
-            queues = NULL;
-        }
+    json_t *req = fetch_fields(worker, max, wait_ms);
+    if (req != NULL && json_object_set_new(req, "op", json_string("fetch")) != 0) {
+        json_decref(req);
+        req = NULL;
     }
-    json_t *req = queues == NULL ? NULL
-                                 : json_pack("{s:s, s:o, s:I, s:I, s:s}", "op", "fetch", "queues",
-                                             queues, "max", (json_int_t)max, "timeout",
-                                             (json_int_t)wait_ms, "worker", worker->name);
     json_t *reply;
     int err = jobq__call_json(worker->client, "fetch", req, wait_ms, &reply);
     json_decref(req);
     if (err != JOBQ_OK) {
         return err;
     }
-    int64_t now = jobq__now_ms();
-    json_t *jobs = json_object_get(reply, "jobs");
-    size_t n = json_array_size(jobs);
-    if (!json_is_array(jobs) || n > max) {
-        json_decref(reply);
-        return jobq__fail(JOBQ_EPROTO, "the fetch reply has no \"jobs\" array of at most %zu", max);
-    }
-    jobq_lease *got[MAX_FETCH];
-    for (size_t i = 0; i < n; i++) {
-        err = lease_from_json(json_array_get(jobs, i), now, &got[i]);
-        if (err != JOBQ_OK) {
-            /* The jobs fetched stay leased until their leases expire: the daemon retries
-             * them then. */
-            for (size_t k = 0; k < i; k++) {
-                jobq_lease_free(got[k]);
-            }
-            json_decref(reply);
-            return err;
-        }
-    }
+    err = leases_of(reply, max, false, leases, np);
     json_decref(reply);
-    for (size_t i = 0; i < n; i++) {
-        leases[i] = got[i];
-    }
-    *np = n;
-    return JOBQ_OK;
+    return err;
 }
 
 /* check_lease: the common argument check of ack, fail and heartbeat. */
@@ -374,50 +398,66 @@ set_text(json_t *obj, const char *name, const char *text, int *errp)
     return true;
 }
 
-/* lease_call: sends req (an ack or fail built for lease; the reference is taken) and drops
- * the reply. */
+/* outcome_call: acks (error NULL, !failed) or fails lease. With nextp, the request also
+ * asks for one more job (waiting up to RUN_FETCH_WAIT_MS), which *nextp receives (NULL when
+ * none came): one round trip per job for jobq_worker_run. */
 static int
-lease_call(jobq_worker *worker, const char *op, json_t *req)
+outcome_call(jobq_worker *worker, const jobq_lease *lease, bool failed, const char *text,
+             bool retry, jobq_lease **nextp)
 {
-    json_t *reply;
-    int err = jobq__call_json(worker->client, op, req, 0, &reply);
-    json_decref(req);
-    if (err == JOBQ_OK) {
-        json_decref(reply);
+    const char *op = failed ? "fail" : "ack";
+    int err = check_lease(worker, lease, failed ? "jobq_worker_fail" : "jobq_worker_ack");
+    if (err != JOBQ_OK) {
+        return err;
     }
-    return err;
+    json_t *req =
+        json_pack("{s:s, s:I, s:s}", "op", op, "id", (json_int_t)lease->id, "lease", lease->token);
+    if (req != NULL && failed && json_object_set_new(req, "retry", json_boolean(retry)) != 0) {
+        json_decref(req);
+        req = NULL;
+    }
+    if (!set_text(req, failed ? "error" : "result", text, &err)) {
+        json_decref(req);
+        return err;
+    }
+    int64_t wait_ms = 0;
+    if (req != NULL && nextp != NULL) {
+        *nextp = NULL;
+        wait_ms = RUN_FETCH_WAIT_MS;
+        json_t *f = fetch_fields(worker, 1, wait_ms);
+        if (f == NULL || json_object_set_new(req, "fetch", f) != 0) {
+            json_decref(req);
+            req = NULL;
+        }
+    }
+    json_t *reply;
+    err = jobq__call_json(worker->client, op, req, wait_ms, &reply);
+    json_decref(req);
+    if (err != JOBQ_OK) {
+        return err;
+    }
+    if (nextp != NULL) {
+        jobq_lease *got[1];
+        size_t n = 0;
+        if (leases_of(reply, 1, true, got, &n) == JOBQ_OK && n == 1) {
+            *nextp = got[0];
+        }
+        /* A reply whose jobs cannot be read still recorded the outcome: the run fetches. */
+    }
+    json_decref(reply);
+    return JOBQ_OK;
 }
 
 JOBQ_API int
 jobq_worker_ack(jobq_worker *worker, const jobq_lease *lease, const char *result)
 {
-    int err = check_lease(worker, lease, "jobq_worker_ack");
-    if (err != JOBQ_OK) {
-        return err;
-    }
-    json_t *req = json_pack("{s:s, s:I, s:s}", "op", "ack", "id", (json_int_t)lease->id, "lease",
-                            lease->token);
-    if (!set_text(req, "result", result, &err)) {
-        json_decref(req);
-        return err;
-    }
-    return lease_call(worker, "ack", req);
+    return outcome_call(worker, lease, false, result, false, NULL);
 }
 
 JOBQ_API int
 jobq_worker_fail(jobq_worker *worker, const jobq_lease *lease, const char *error, bool retry)
 {
-    int err = check_lease(worker, lease, "jobq_worker_fail");
-    if (err != JOBQ_OK) {
-        return err;
-    }
-    json_t *req = json_pack("{s:s, s:I, s:s, s:b}", "op", "fail", "id", (json_int_t)lease->id,
-                            "lease", lease->token, "retry", retry);
-    if (!set_text(req, "error", error, &err)) {
-        json_decref(req);
-        return err;
-    }
-    return lease_call(worker, "fail", req);
+    return outcome_call(worker, lease, true, error, retry, NULL);
 }
 
 JOBQ_API int
@@ -543,15 +583,17 @@ heartbeat_main(void *arg)
  * backoff until the lease expires. A refusal (lease_expired, a finished job) is dropped:
  * the daemon has moved on. Returns a fatal error, else JOBQ_OK. */
 static int
-report(run *r, jobq_lease *l, int outcome, const char *result, const char *error)
+report(run *r, jobq_lease *l, int outcome, const char *result, const char *error,
+       jobq_lease **nextp)
 {
     int64_t delay = BACKOFF_MIN_MS;
     for (;;) {
+        jobq_lease **next = stopping(r) ? NULL : nextp;
         int err;
         if (outcome == 0) {
-            err = jobq_worker_ack(r->w, l, result);
+            err = outcome_call(r->w, l, false, result, false, next);
         } else {
-            err = jobq_worker_fail(r->w, l, error, outcome != JOBQ_FAIL_PERMANENT);
+            err = outcome_call(r->w, l, true, error, outcome != JOBQ_FAIL_PERMANENT, next);
         }
         if (err == JOBQ_EINVAL && (result != NULL || error != NULL)) {
             /* Text that is not UTF-8: report the outcome without it. */
@@ -575,10 +617,11 @@ report(run *r, jobq_lease *l, int outcome, const char *result, const char *error
     }
 }
 
-/* run_one: runs the handler on lease with heartbeats, then reports its outcome. Frees the
- * lease. Returns a fatal error, else JOBQ_OK. */
+/* run_one: runs the handler on lease with heartbeats, then reports its outcome, asking for
+ * the next job in the same request (*nextp: NULL when none came). Frees the lease. Returns
+ * a fatal error, else JOBQ_OK. */
 static int
-run_one(run *r, int i, jobq_lease *l)
+run_one(run *r, int i, jobq_lease *l, jobq_lease **nextp)
 {
     slot_put(r, i, l);
     char *result = NULL;
@@ -590,7 +633,7 @@ run_one(run *r, int i, jobq_lease *l)
         if (outcome != 0 && outcome != JOBQ_FAIL_PERMANENT) {
             outcome = JOBQ_FAIL_RETRY;
         }
-        err = report(r, l, outcome, result, error);
+        err = report(r, l, outcome, result, error, nextp);
     }
     free(result);
     free(error);
@@ -618,14 +661,19 @@ thread_main(void *arg)
     run_thread *t = arg;
     run *r = t->r;
     int64_t delay = BACKOFF_MIN_MS;
-    while (!stopping(r)) {
-        jobq_lease *l = NULL;
-        size_t n = 0;
-        int err = jobq_worker_fetch(r->w, 1, RUN_FETCH_WAIT_MS, &l, &n);
+    jobq_lease *next = NULL; /* the job that came with the last ack or fail */
+    while (next != NULL || !stopping(r)) {
+        jobq_lease *l = next;
+        size_t n = 1;
+        int err = JOBQ_OK;
+        next = NULL;
+        if (l == NULL) {
+            err = jobq_worker_fetch(r->w, 1, RUN_FETCH_WAIT_MS, &l, &n);
+        }
         if (err == JOBQ_OK) {
             delay = BACKOFF_MIN_MS;
             if (n == 1) {
-                err = run_one(r, t->index, l);
+                err = run_one(r, t->index, l, &next);
             }
         } else if (!fatal_err(err)) {
             /* Unreachable, restarting or overloaded daemon: wait and try again. */

@@ -313,6 +313,50 @@ decode_group(dec *d, const json_t *root, const request_limits *lim, request *req
     return true;
 }
 
+/* decode_fetch: the fields of a fetch (queue or queues, max, timeout, worker) from obj: the
+ * request itself, or the "fetch" object of an ack or fail. */
+static bool
+decode_fetch(dec *d, const json_t *obj, request *req)
+{
+    long long v;
+    json_t *qs = json_object_get(obj, "queues");
+    const char *one = NULL;
+    if (!opt_string(d, obj, "queue", 64, &one) ||
+        !opt_string(d, obj, "worker", 128, &req->worker)) {
+        return false;
+    }
+    size_t n = qs != NULL ? json_array_size(qs) : one != NULL ? 1 : 0;
+    if ((qs != NULL && (!json_is_array(qs) || n > 64)) || n == 0) {
+        return fail(d, "invalid_argument",
+                    "give \"queue\" or \"queues\", an array of 1 to 64 queue names");
+    }
+    req->queues = calloc(n, sizeof(*req->queues));
+    if (req->queues == NULL) {
+        return fail(d, "internal", "out of memory");
+    }
+    req->nqueues = n;
+    for (size_t i = 0; i < n; i++) {
+        const char *name = qs != NULL ? json_string_value(json_array_get(qs, i)) : one;
+        if (name == NULL || !jobq__valid_queue_name(name)) {
+            return fail(d, "invalid_argument", "queues[%zu] is not a valid queue name", i);
+        }
+        req->queues[i] = name;
+    }
+    v = 1;
+    if (!opt_int(d, obj, "max", 1, 100, &v)) {
+        return false;
+    }
+    req->limit = (int)v;
+    req->timeout_ms = 30000;
+    if (!opt_duration(d, obj, "timeout", &req->timeout_ms)) {
+        return false;
+    }
+    if (req->timeout_ms > 5 * 60 * 1000) {
+        return fail(d, "invalid_argument", "field \"timeout\" of a fetch is at most 5m");
+    }
+    return true;
+}
+
 /* opt_group: "group" (a group id) in place of "id" in get and wait. */
 static bool
 opt_group(dec *d, const json_t *root, request *req)
@@ -475,44 +519,8 @@ decode_body(dec *d, request *req, const request_limits *lim)
         req->limit = (int)v;
         return true;
     }
-    case REQ_FETCH: {
-        json_t *qs = json_object_get(root, "queues");
-        const char *one = NULL;
-        if (!opt_string(d, root, "queue", 64, &one) ||
-            !opt_string(d, root, "worker", 128, &req->worker)) {
-            return false;
-        }
-        size_t n = qs != NULL ? json_array_size(qs) : one != NULL ? 1 : 0;
-        if ((qs != NULL && (!json_is_array(qs) || n > 64)) || n == 0) {
-            return fail(d, "invalid_argument",
-                        "give \"queue\" or \"queues\", an array of 1 to 64 queue names");
-        }
-        req->queues = calloc(n, sizeof(*req->queues));
-        if (req->queues == NULL) {
-            return fail(d, "internal", "out of memory");
-        }
-        req->nqueues = n;
-        for (size_t i = 0; i < n; i++) {
-            const char *name = qs != NULL ? json_string_value(json_array_get(qs, i)) : one;
-            if (name == NULL || !jobq__valid_queue_name(name)) {
-                return fail(d, "invalid_argument", "queues[%zu] is not a valid queue name", i);
-            }
-            req->queues[i] = name;
-        }
-        v = 1;
-        if (!opt_int(d, root, "max", 1, 100, &v)) {
-            return false;
-        }
-        req->limit = (int)v;
-        req->timeout_ms = 30000;
-        if (!opt_duration(d, root, "timeout", &req->timeout_ms)) {
-            return false;
-        }
-        if (req->timeout_ms > 5 * 60 * 1000) {
-            return fail(d, "invalid_argument", "field \"timeout\" of a fetch is at most 5m");
-        }
-        return true;
-    }
+    case REQ_FETCH:
+        return decode_fetch(d, root, req);
     case REQ_ACK:
     case REQ_FAIL:
     case REQ_HEARTBEAT: {
@@ -543,7 +551,16 @@ decode_body(dec *d, request *req, const request_limits *lim)
         if (r != NULL) {
             req->retry = json_is_true(r);
         }
-        return true;
+        json_t *f = json_object_get(root, "fetch");
+        if (f == NULL || json_is_null(f) || req->op == REQ_HEARTBEAT) {
+            return true;
+        }
+        if (!json_is_object(f)) {
+            return fail(d, "invalid_argument",
+                        "field \"fetch\" must be an object with the fields of a fetch");
+        }
+        req->then_fetch = true;
+        return decode_fetch(d, f, req);
     }
     case REQ_BACKUP:
         if (!opt_string(d, root, "path", 4096, &req->path)) {

@@ -64,6 +64,8 @@ typedef struct request {
     const char *text;     /* ack: result; fail: error (NULL if none) */
     bool retry;           /* fail: may be retried */
     const char *worker;   /* fetch: the worker's name for logs (NULL if none) */
+    bool then_fetch;      /* ack, fail: with "fetch": queues, limit, timeout_ms and worker
+                           * hold a fetch to start once the outcome is recorded */
     const char *path;     /* backup: where to write the copy, an absolute path */
     bool group;           /* submit_batch: the jobs form a group */
     req_job *on_complete; /* submit_batch with group: the job to submit when all ended */

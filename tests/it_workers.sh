@@ -26,6 +26,7 @@ trap 'rc_=$?; stop_workers; if (exit $rc_); then cleanup; else cleanup; fi' EXIT
 SERVER_EXTRA="log_level = info"
 write_config "[queue.a]
 [queue.b]
+[queue.p]
 [queue.l]
 lease = 2s
 max_attempts = 5
@@ -37,6 +38,34 @@ start_jobqd
 r=$(raw '{"op":"fetch","queue":"a","timeout":"100ms"}')
 jq -e '.ok == true and .jobs == []' <<<"$r" >/dev/null || fail "fetch on an idle queue: $r"
 ok "fetch on an idle queue answers after its timeout with no jobs"
+
+# An ack or fail may carry the next fetch: one round trip per job. Its reply is the ack's or
+# fail's with the fetch's "jobs"; a fetch part that names a bad queue refuses the whole
+# request, and the lease stays valid.
+for i in 1 2 3; do cli submit p "{\"n\":$i}" >/dev/null; done
+r=$(raw '{"op":"fetch","queue":"p"}')
+id1=$(jq -r '.jobs[0].id' <<<"$r")
+lease1=$(jq -r '.jobs[0].lease' <<<"$r")
+r=$(raw "{\"op\":\"ack\",\"id\":$id1,\"lease\":\"$lease1\",\"fetch\":{\"queue\":\"p\",\"timeout\":\"1s\"}}")
+jq -e --argjson id "$id1" '.ok and .job.id == $id and .job.state == "succeeded" and
+    (.jobs | length) == 1 and .jobs[0].id != $id and .jobs[0].payload.n == 2' <<<"$r" >/dev/null ||
+    fail "ack with a fetch: $r"
+id2=$(jq -r '.jobs[0].id' <<<"$r")
+lease2=$(jq -r '.jobs[0].lease' <<<"$r")
+r=$(raw "{\"op\":\"fail\",\"id\":$id2,\"lease\":\"$lease2\",\"retry\":false,\"error\":\"no\",\"fetch\":{\"queues\":[\"p\"],\"max\":5}}")
+jq -e --argjson id "$id2" '.ok and .job.id == $id and .job.state == "dead" and
+    (.jobs | length) == 1 and .jobs[0].payload.n == 3' <<<"$r" >/dev/null ||
+    fail "fail with a fetch: $r"
+id3=$(jq -r '.jobs[0].id' <<<"$r")
+lease3=$(jq -r '.jobs[0].lease' <<<"$r")
+r=$(raw "{\"op\":\"ack\",\"id\":$id3,\"lease\":\"$lease3\",\"fetch\":{\"queue\":\"nope\"}}")
+expect_eq "ack with a fetch of an unknown queue" "$(jq -r .error.code <<<"$r")" unknown_queue
+r=$(raw "{\"op\":\"ack\",\"id\":$id3,\"lease\":\"$lease3\",\"fetch\":3}")
+expect_eq "ack with a fetch that is not an object" "$(jq -r .error.code <<<"$r")" invalid_argument
+r=$(raw "{\"op\":\"ack\",\"id\":$id3,\"lease\":\"$lease3\",\"fetch\":{\"queue\":\"p\",\"timeout\":\"100ms\"}}")
+jq -e --argjson id "$id3" '.ok and .job.id == $id and .job.state == "succeeded" and .jobs == []' \
+    <<<"$r" >/dev/null || fail "ack with a fetch that finds nothing: $r"
+ok "ack and fail carry the next fetch; a bad fetch part refuses the request and keeps the lease"
 
 # ---- (a) 4 workers, 2 queues, N jobs: every job runs exactly once ----
 cat >"$T/record.sh" <<'SH'
@@ -86,7 +115,7 @@ grep -q "^submitted $((N - N / 2)) jobs to queue \"b\"" "$T/submitted.b" || fail
 cat "$T"/ids.* | sort -n >"$T/ran"
 expect_eq "jobs run (lines across the 4 files)" "$(wc -l <"$T/ran")" "$N"
 expect_eq "jobs run twice" "$(uniq -d "$T/ran" | wc -l)" 0
-seq 1 "$N" >"$T/want" # a fresh database: the jobs of a and b are its first N ids
+seq 4 $((N + 3)) >"$T/want" # a fresh database: after the 3 jobs of p come the N of a and b
 cmp -s "$T/want" "$T/ran" || fail "the ids run are not the ids submitted"
 s=$(cli --json stats)
 expect_eq "succeeded in stats" "$(jq '[.queues.a.succeeded, .queues.b.succeeded] | add' <<<"$s")" "$N"
