@@ -340,6 +340,8 @@ conn_parse(sp_conn *c)
     sp_server *sp = c->sp;
     size_t hlen = c->ipc ? 9 : 8;
     size_t off = 0;
+    /* What the buffer must hold: the frame being read, when it is larger than usual. */
+    size_t need = SP_READ_BUF;
     c->refs++; /* the callbacks may close the connection */
     while (c->state == CONN_SERVING || c->state == CONN_REFUSED) {
         if (c->unsent > sp->cfg.max_unsent) {
@@ -368,6 +370,7 @@ conn_parse(sp_conn *c)
             break;
         }
         if (avail - hlen < mlen) {
+            need = hlen + (size_t)mlen > need ? hlen + (size_t)mlen : need;
             break;
         }
         off += hlen + (size_t)mlen;
@@ -379,10 +382,6 @@ conn_parse(sp_conn *c)
             memmove(c->buf, c->buf + off, rest);
         }
         c->len = rest;
-        size_t need = SP_READ_BUF;
-        if (rest >= hlen) {
-            need = hlen + (size_t)get64((const uint8_t *)c->buf + hlen - 8);
-        }
         if (need > c->cap) {
             char *grown = realloc(c->buf, need);
             if (grown == NULL) {
