@@ -100,10 +100,10 @@ struct sp_server {
     size_t refusal_len;
     sp_listener *listeners;
     sp_conn *conns;
-    size_t alive;     /* listeners and connections not yet freed */
-    size_t nrefusing; /* connections in CONN_REFUSED */
-    uint64_t nrefused;
-    size_t unsent; /* sum of the connections' unsent */
+    size_t alive;           /* listeners and connections not yet freed */
+    size_t nrefusing;       /* connections in CONN_REFUSED */
+    atomic_ullong nrefused; /* read from any thread */
+    size_t unsent;          /* sum of the connections' unsent */
     hist *lag;
     bool stopped;
     bool closed;
@@ -438,7 +438,7 @@ conn_admit(sp_conn *c)
     }
     atomic_fetch_sub(sp->cfg.clients, 1);
     c->state = CONN_REFUSED;
-    sp->nrefused++;
+    atomic_fetch_add(&sp->nrefused, 1);
     if (sp->nrefusing++ == 0) { /* once per burst, not per connection */
         log_warn("connection_refused", "reason=max_connections max=%d", sp->cfg.max_clients);
     }
@@ -797,7 +797,7 @@ sp_set_lag(sp_server *sp, hist *lag)
 uint64_t
 sp_refused(const sp_server *sp)
 {
-    return sp->nrefused;
+    return atomic_load(&sp->nrefused);
 }
 
 size_t

@@ -69,7 +69,7 @@ void sp_reply(sp_req *req, const char *body, size_t len);
  *  the callback (time spent on requests read before it). NULL stops. Loop thread. */
 void sp_set_lag(sp_server *sp, hist *lag);
 
-/** sp_refused: connections refused since sp_open (max_clients). */
+/** sp_refused: connections refused since sp_open (max_clients). Any thread. */
 uint64_t sp_refused(const sp_server *sp);
 
 /** sp_unsent: reply bytes accepted by sp_reply and not yet written, over all connections.
