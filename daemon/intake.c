@@ -1,4 +1,6 @@
-/* intake.c: nng REP contexts, each a small state machine driven by its aio callback. */
+/* intake.c: where requests come in. tcp:// and ipc:// URLs are served on the loop by the native
+ * SP endpoint (sp.c); every other scheme by nng REP contexts, each a small state machine driven
+ * by its aio callback on nng's threads, handing requests to the loop through one uv_async. */
 #include "intake.h"
 
 #include <nng/nng.h>
@@ -15,6 +17,7 @@
 #include <unistd.h>
 
 #include "log.h"
+#include "sp.h"
 
 #define CTX_INITIAL 64
 #define CTX_GROW 32
@@ -22,11 +25,16 @@
 /* A connection over max_connections is answered too_many_connections for this long, then
  * closed (the delay lets the answer reach it before the close). */
 #define REFUSE_LINGER_MS 1000
+/* A native connection stops reading while this many bytes of its replies are unwritten. */
+#define SP_MAX_UNSENT (1024 * 1024)
+/* A native connection that has not sent its SP header by then is closed (nng's own limit). */
+#define SP_HANDSHAKE_MS 10000
 
 enum ictx_state { IC_RECV, IC_WORK, IC_SEND };
 
 struct icall {
     intake *in;
+    sp_req *native; /* a request of the native endpoint (the fields below are unused), or NULL */
     nng_ctx ctx;
     nng_aio *aio;
     enum ictx_state state; /* written by whoever owns the context at the time */
@@ -50,6 +58,8 @@ struct intake {
     uv_mutex_t mtx;
     icall *ready; /* received requests for the loop, LIFO under mtx (order restored on drain) */
     nng_socket sock;
+    bool nng_open; /* sock, async and the contexts exist: some URL is served by nng */
+    sp_server *sp; /* the native endpoint (tcp://, ipc://), or NULL */
     bool stopped;
     icall *all;
     size_t nctx;
@@ -151,10 +161,6 @@ static void
 pipe_cb(nng_pipe p, nng_pipe_ev ev, void *arg)
 {
     intake *in = arg;
-    int pid;
-    if (nng_pipe_get_int(p, NNG_OPT_IPC_PEER_PID, &pid) == 0 && pid == (int)getpid()) {
-        return; /* jobqd's own ipc:// watch (ipcwatch.c) is not a client */
-    }
     if (ev == NNG_PIPE_EV_REM_POST) {
         if (!unrefuse_pipe(in, p)) {
             atomic_fetch_sub(&in->clients, 1);
@@ -172,6 +178,17 @@ pipe_cb(nng_pipe p, nng_pipe_ev ev, void *arg)
     if (atomic_load(&in->nrefusing) == 1) { /* once per burst, not per connection */
         log_warn("connection_refused", "reason=max_connections max=%d", in->max_clients);
     }
+}
+
+/* refusal_body: the reply to the requests of a connection over max_connections. */
+static int
+refusal_body(char *buf, size_t size, int max_clients)
+{
+    return snprintf(buf, size,
+                    "{\"ok\":false,\"error\":{\"code\":\"too_many_connections\",\"message\":"
+                    "\"jobqd serves at most %d connections (max_connections) and closes this "
+                    "one; retry later or raise max_connections\"}}",
+                    max_clients);
 }
 
 /* refused_request: the loop. When the request came on a refused connection, answers it
@@ -193,11 +210,7 @@ refused_request(intake *in, icall *c, nng_msg *m)
         return false;
     }
     char body[300];
-    int n = snprintf(body, sizeof(body),
-                     "{\"ok\":false,\"error\":{\"code\":\"too_many_connections\",\"message\":"
-                     "\"jobqd serves at most %d connections (max_connections) and closes this "
-                     "one; retry later or raise max_connections\"}}",
-                     in->max_clients);
+    int n = refusal_body(body, sizeof(body), in->max_clients);
     nng_msg_free(m);
     intake_reply(c, body, (size_t)n);
     return true;
@@ -414,18 +427,130 @@ remember_listener(intake *in, char *url, nng_listener l)
 void
 intake_relisten(intake *in, const char *url)
 {
-    for (size_t i = 0; i < in->nlisteners && !in->stopped; i++) {
+    if (in->stopped) {
+        return;
+    }
+    int rv = in->sp != NULL ? sp_relisten(in->sp, url) : SP_NOT_NATIVE;
+    if (rv != SP_NOT_NATIVE) {
+        if (rv != 0) {
+            log_error("listen_failed", "url=%s err=\"%s\"", url, uv_strerror(rv));
+        } else {
+            log_info("listen", "url=%s again=yes", url);
+        }
+        return;
+    }
+    for (size_t i = 0; i < in->nlisteners; i++) {
         if (strcmp(in->listener_urls[i], url) != 0) {
             continue;
         }
         nng_listener_close(in->listeners[i]);
-        int rv = nng_listen(in->sock, url, &in->listeners[i], 0);
+        rv = nng_listen(in->sock, url, &in->listeners[i], 0);
         if (rv != 0) {
             log_error("listen_failed", "url=%s err=\"%s\"", url, nng_strerror(rv));
         } else {
             log_info("listen", "url=%s again=yes", url);
         }
     }
+}
+
+/* native_request_cb: the loop. A request of the native endpoint, handed straight over. */
+static void
+native_request_cb(void *arg, sp_req *req, const char *body, size_t len)
+{
+    intake *in = arg;
+    icall *c = malloc(sizeof(*c));
+    if (c == NULL) {
+        static const char oom[] =
+            "{\"ok\":false,\"error\":{\"code\":\"internal\",\"message\":\"out of memory\"}}";
+        sp_reply(req, oom, sizeof(oom) - 1);
+        return;
+    }
+    c->in = in;
+    c->native = req;
+    in->nworking++;
+    in->cb(in->arg, c, body, len);
+}
+
+/* open_native: the native endpoint, for the tcp:// and ipc:// URLs. */
+static int
+open_native(intake *in, size_t max_message)
+{
+    char body[300];
+    refusal_body(body, sizeof(body), in->max_clients);
+    sp_config cfg = {.max_recv = max_message * 4,
+                     .max_unsent = SP_MAX_UNSENT,
+                     .handshake_ms = SP_HANDSHAKE_MS,
+                     .clients = &in->clients,
+                     .max_clients = in->max_clients,
+                     .refusal = body,
+                     .refuse_linger_ms = REFUSE_LINGER_MS,
+                     .cb = native_request_cb,
+                     .arg = in};
+    return sp_open(&in->sp, in->loop, &cfg);
+}
+
+/* open_nng: the nng REP socket, for the URLs the native endpoint leaves to nng. Returns 0, or
+ * an nng error with the reason in err. */
+static int
+open_nng(intake *in, size_t max_message, char *err, size_t errlen)
+{
+    int rv = nng_rep0_open(&in->sock);
+    if (rv != 0) {
+        snprintf(err, errlen, "cannot open the nng socket: %s", nng_strerror(rv));
+        return rv;
+    }
+    in->nng_open = true;
+    nng_socket_set_size(in->sock, NNG_OPT_RECVMAXSZ, max_message * 4);
+    /* ADD_PRE: before the protocol starts receiving on the pipe, so a connection over the
+     * limit is marked before its first request can be read (at ADD_POST it may be served). */
+    nng_pipe_notify(in->sock, NNG_PIPE_EV_ADD_PRE, pipe_cb, in);
+    nng_pipe_notify(in->sock, NNG_PIPE_EV_REM_POST, pipe_cb, in);
+    uv_async_init(in->loop, &in->async, async_cb);
+    in->async.data = in;
+    for (int i = 0; i < CTX_INITIAL; i++) {
+        if ((rv = add_ctx(in)) != 0) {
+            snprintf(err, errlen, "cannot open an nng context: %s", nng_strerror(rv));
+            return rv;
+        }
+    }
+    return 0;
+}
+
+/* listen_hint: what to tell the operator after an nng error of a listener. */
+static const char *
+listen_hint(int nng_err)
+{
+    if (nng_err == NNG_EADDRINUSE) {
+        return ": another process listens there (is jobqd already running?)";
+    }
+    if (nng_err == NNG_EADDRINVAL || nng_err == NNG_ENOTSUP) {
+        return ": not a valid nng URL (tcp://HOST:PORT, ipc:///PATH)";
+    }
+    return "";
+}
+
+/* listen_native: url on the native endpoint. Returns 0, SP_NOT_NATIVE, or -1 with the reason in
+ * err. Right after a crash, a job's process that jobqd forked may not have reached exec yet and
+ * still holds the old ipc:// socket open: it gets two seconds to let go. */
+static int
+listen_native(intake *in, const char *url, char *err, size_t errlen)
+{
+    int rv = sp_listen(in->sp, url);
+    for (int tries = 0; rv == UV_EADDRINUSE && strncmp(url, "ipc://", 6) == 0 && tries < 20;
+         tries++) {
+        nng_msleep(100);
+        rv = sp_listen(in->sp, url);
+    }
+    if (rv == 0 || rv == SP_NOT_NATIVE) {
+        return rv;
+    }
+    if (rv == UV_EADDRINUSE) {
+        snprintf(err, errlen, "cannot listen on %s: Address in use%s", url,
+                 listen_hint(NNG_EADDRINUSE));
+    } else {
+        snprintf(err, errlen, "cannot listen on %s: %s", url, uv_strerror(rv));
+    }
+    return -1;
 }
 
 int
@@ -444,22 +569,22 @@ intake_open(intake **inp, uv_loop_t *loop, char *const *urls, size_t nurls, size
     in->max_clients = max_connections < INT_MAX ? (int)max_connections : INT_MAX;
     uv_mutex_init(&in->mtx);
     uv_mutex_init(&in->refuse_mtx);
-    int rv = nng_rep0_open(&in->sock);
-    if (rv != 0) {
-        snprintf(err, errlen, "cannot open the nng socket: %s", nng_strerror(rv));
-        uv_mutex_destroy(&in->mtx);
-        uv_mutex_destroy(&in->refuse_mtx);
-        free(in);
+    if (open_native(in, max_message) != 0) {
+        snprintf(err, errlen, "out of memory");
+        intake_close(in);
         return -1;
     }
-    nng_socket_set_size(in->sock, NNG_OPT_RECVMAXSZ, max_message * 4);
-    /* ADD_PRE: before the protocol starts receiving on the pipe, so a connection over the
-     * limit is marked before its first request can be read (at ADD_POST it may be served). */
-    nng_pipe_notify(in->sock, NNG_PIPE_EV_ADD_PRE, pipe_cb, in);
-    nng_pipe_notify(in->sock, NNG_PIPE_EV_REM_POST, pipe_cb, in);
-    uv_async_init(loop, &in->async, async_cb);
-    in->async.data = in;
     for (size_t i = 0; i < nurls; i++) {
+        int rv = strncmp(urls[i], "tls+tcp://", 10) == 0 ? SP_NOT_NATIVE
+                                                         : listen_native(in, urls[i], err, errlen);
+        if (rv == 0) {
+            log_info("listen", "url=%s", urls[i]);
+            continue;
+        }
+        if (rv < 0 || (!in->nng_open && open_nng(in, max_message, err, errlen) != 0)) {
+            intake_close(in);
+            return -1;
+        }
         if (strncmp(urls[i], "tls+tcp://", 10) == 0) {
             if (listen_tls(in->sock, urls[i], tls, err, errlen) != 0) {
                 intake_close(in);
@@ -471,8 +596,6 @@ intake_open(intake **inp, uv_loop_t *loop, char *const *urls, size_t nurls, size
         }
         nng_listener l;
         rv = nng_listen(in->sock, urls[i], &l, 0);
-        /* Right after a crash, a job's process that jobqd forked may not have reached exec yet
-         * and still holds the old ipc:// socket open: give it two seconds to let go. */
         for (int tries = 0;
              rv == NNG_EADDRINUSE && strncmp(urls[i], "ipc://", 6) == 0 && tries < 20; tries++) {
             nng_msleep(100);
@@ -482,23 +605,12 @@ intake_open(intake **inp, uv_loop_t *loop, char *const *urls, size_t nurls, size
             rv = NNG_ENOMEM;
         }
         if (rv != 0) {
-            const char *hint = rv == NNG_EADDRINUSE ? ": another process listens there (is jobqd "
-                                                      "already running?)"
-                               : rv == NNG_EADDRINVAL || rv == NNG_ENOTSUP
-                                   ? ": not a valid nng URL (tcp://HOST:PORT, ipc:///PATH)"
-                                   : "";
-            snprintf(err, errlen, "cannot listen on %s: %s%s", urls[i], nng_strerror(rv), hint);
+            snprintf(err, errlen, "cannot listen on %s: %s%s", urls[i], nng_strerror(rv),
+                     listen_hint(rv));
             intake_close(in);
             return -1;
         }
         log_info("listen", "url=%s", urls[i]);
-    }
-    for (int i = 0; i < CTX_INITIAL; i++) {
-        if ((rv = add_ctx(in)) != 0) {
-            snprintf(err, errlen, "cannot open an nng context: %s", nng_strerror(rv));
-            intake_close(in);
-            return -1;
-        }
     }
     *inp = in;
     return 0;
@@ -509,6 +621,11 @@ intake_reply(icall *c, const char *body, size_t len)
 {
     intake *in = c->in;
     in->nworking--;
+    if (c->native != NULL) {
+        sp_reply(c->native, body, len); /* dropped after intake_stop or once the peer left */
+        free(c);
+        return;
+    }
     if (in->stopped) {
         return;
     }
@@ -534,13 +651,16 @@ intake_clients(intake *in)
 uint64_t
 intake_refused(intake *in)
 {
-    return atomic_load(&in->nrefused);
+    return atomic_load(&in->nrefused) + (in->sp != NULL ? sp_refused(in->sp) : 0);
 }
 
 void
 intake_set_lag(intake *in, hist *lag)
 {
     in->lag = lag;
+    if (in->sp != NULL) {
+        sp_set_lag(in->sp, lag);
+    }
 }
 
 size_t
@@ -556,16 +676,24 @@ intake_stop(intake *in)
         return;
     }
     in->stopped = true;
-    nng_close(in->sock);
+    sp_stop(in->sp);
+    if (in->nng_open) {
+        nng_close(in->sock);
+    }
+}
+
+static void
+free_intake(intake *in)
+{
+    uv_mutex_destroy(&in->mtx);
+    uv_mutex_destroy(&in->refuse_mtx);
+    free(in);
 }
 
 static void
 close_cb(uv_handle_t *h)
 {
-    intake *in = h->data;
-    uv_mutex_destroy(&in->mtx);
-    uv_mutex_destroy(&in->refuse_mtx);
-    free(in);
+    free_intake(h->data);
 }
 
 void
@@ -575,6 +703,8 @@ intake_close(intake *in)
         return;
     }
     intake_stop(in);
+    sp_close(in->sp); /* freed once its handles closed */
+    in->sp = NULL;
     while (in->all != NULL) {
         icall *c = in->all;
         in->all = c->next_all;
@@ -592,5 +722,9 @@ intake_close(intake *in)
     in->refusing = in->refused = NULL;
     free(in->listeners);
     free(in->listener_urls);
-    uv_close((uv_handle_t *)&in->async, close_cb);
+    if (in->nng_open) {
+        uv_close((uv_handle_t *)&in->async, close_cb);
+    } else {
+        free_intake(in);
+    }
 }

@@ -1,5 +1,7 @@
-/* intake.h: the nng REP side. Requests arrive on nng's threads and are handed to the loop
- * through a locked queue and one uv_async; replies are sent from the loop without blocking. */
+/* intake.h: the REP side. tcp:// and ipc:// requests are read and handed over on the loop by
+ * the native SP endpoint (sp.h); those of other schemes (tls+tcp://, ws://, ...) arrive on nng's
+ * threads and reach the loop through a locked queue and one uv_async. Replies are sent from the
+ * loop without blocking. */
 #ifndef JOBQD_INTAKE_H
 #define JOBQD_INTAKE_H
 
@@ -15,11 +17,13 @@ typedef struct icall icall; /* one request being served: reply to it exactly onc
 /** intake_request_cb: a request arrived (loop thread). body is valid only during the call. */
 typedef void (*intake_request_cb)(void *arg, icall *call, const char *body, size_t len);
 
-/** intake_open: one REP socket listening on every URL. Messages up to 4 * max_message are
- *  read (and larger than max_message answered too_large by the caller); bigger ones make
- *  nng drop the connection. A connection beyond max_connections open at once has its
- *  requests answered too_many_connections and is closed a second later. Returns 0, or -1
- *  with a reason in err. Loop thread. */
+/** intake_open: listens on every URL: tcp:// and ipc:// natively (a form of them the native
+ *  endpoint does not handle, and every other scheme, on one nng REP socket, opened only when
+ *  needed). Messages up to 4 * max_message are read (and larger than max_message answered
+ *  too_large by the caller); bigger ones drop the connection. A connection beyond
+ *  max_connections open at once has its requests answered too_many_connections and is closed
+ *  a second later. Returns 0, or -1 with a reason in err. Loop thread, before the loop runs
+ *  (host names are resolved synchronously). */
 /** TLS files of tls+tcp:// listeners (PEM paths; ca NULL: no client certificate asked). */
 typedef struct intake_tls {
     const char *cert;
@@ -46,15 +50,17 @@ int intake_clients(intake *in);
  *  connected (any thread). */
 uint64_t intake_refused(intake *in);
 
-/** intake_set_lag: the loop observes into *lag how long each request waited between nng's
- *  thread and the loop. Loop thread. */
+/** intake_set_lag: the loop observes into *lag how long each request waited for it: between
+ *  nng's thread and the loop, or for a native request between reading it and handing it over.
+ *  Loop thread. */
 void intake_set_lag(intake *in, hist *lag);
 
 /** intake_relisten: closes the listener of url (one of intake_open's plain URLs) and listens
  *  there again; connections already made stay. Loop thread. */
 void intake_relisten(intake *in, const char *url);
 
-/** intake_stop: closes the socket: no more requests; replies still owed are dropped. */
+/** intake_stop: closes the listeners and connections: no more requests; replies still owed
+ *  are dropped (intake_reply may still be called on them). */
 void intake_stop(intake *in);
 
 /** intake_close: stops (if needed) and frees everything once the loop runs the close

@@ -12,7 +12,6 @@
 #include "flow.h"
 #include "codec.h"
 #include "http.h"
-#include "ipcwatch.h"
 #include "log.h"
 #include "monitor.h"
 #include "periodic.h"
@@ -1442,8 +1441,6 @@ server_check_drained(server *s)
     waiters_fail_all(s);
     flow_fail_waits(s);
     workers_drain(s); /* no claim is in flight now: every held fetch is answered */
-    ipcwatch_close(s->ipcwatch);
-    s->ipcwatch = NULL;
     if (s->in != NULL) {
         intake_close(s->in);
         s->in = NULL;
@@ -1581,10 +1578,6 @@ server_init(server *s, uv_loop_t *loop, config *cfg, store *st, char *err, size_
     intake_set_lag(s->in, &s->lag_hist);
     if (cfg->http != NULL &&
         http_open(&s->http, loop, cfg->http, monitor_request, s, err, errlen) != 0) {
-        return -1;
-    }
-    if (ipcwatch_open(&s->ipcwatch, loop, s->in, cfg->listen, cfg->nlisten, cfg->auth_token) != 0) {
-        snprintf(err, errlen, "out of memory");
         return -1;
     }
     uv_signal_init(loop, &s->sig_term);

@@ -101,8 +101,7 @@ typedef struct server {
     size_t nperiodics;
     uv_timer_t periodic_timer; /* at the earliest next tick of a schedule */
 
-    size_t nheld;              /* waits and long-poll fetches not yet answered (max_waits) */
-    struct ipcwatch *ipcwatch; /* keeps ipc:// listeners accepting; NULL without one */
+    size_t nheld; /* waits and long-poll fetches not yet answered (max_waits) */
 } server;
 
 /** server_init: prepares the server over an open store: loads counts and paused flags,

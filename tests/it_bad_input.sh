@@ -39,7 +39,7 @@ ok "malformed, unknown op, missing and mistyped fields, unknown queue"
 big="$T/big.json"
 { printf '{"op":"submit","queue":"email","payload":"'; head -c 100000 /dev/zero | tr '\0' x; printf '"}'; } >"$big"
 expect_eq "oversized" "$(code "$(raw_file "$big")")" too_large
-# Far over: nng drops that connection; the daemon goes on.
+# Far over: jobqd drops that connection; the daemon goes on.
 huge="$T/huge.json"
 { printf '{"op":"submit","queue":"email","payload":"'; head -c 1000000 /dev/zero | tr '\0' x; printf '"}'; } >"$huge"
 raw_file "$huge" >/dev/null 2>&1 || true

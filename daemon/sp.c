@@ -1,0 +1,836 @@
+/* sp.c: nng's REP wire format on tcp:// and ipc:// served on the libuv loop. Each connection
+ * is a state machine (handshake, serving or refused, closing) driven by its read, write and
+ * timer callbacks; a request is decoded and handed over in the read callback that completed
+ * it, and its reply is written from the loop without blocking.
+ *
+ * Wire format (nng's tcp and ipc transports, rep0 protocol):
+ *   handshake, each side: 00 'S' 'P' 00 PH PL 00 00 (protocol: REQ 0x0030, REP 0x0031)
+ *   tcp:// frame: 8-byte big-endian length, then the message
+ *   ipc:// frame: type byte 0x01, 8-byte big-endian length, then the message
+ *   message: a backtrace of 32-bit big-endian words ending with the first whose high bit is
+ *   set (the request id), then the body; the reply carries the backtrace back. */
+#include "sp.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <netdb.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "log.h"
+
+#define SP_PROTO_REQ 0x0030
+#define SP_PROTO_REP 0x0031
+#define SP_MAX_HOPS 8     /* rep0's default NNG_OPT_MAXTTL: longer backtraces are dropped */
+#define SP_READ_BUF 16384 /* a connection's read buffer, grown for a larger message */
+#define SP_BACKLOG SOMAXCONN
+#define SP_HDR_MAX (9 + 4 * SP_MAX_HOPS) /* frame header and backtrace of a reply */
+
+typedef struct sp_conn sp_conn;
+typedef struct sp_listener sp_listener;
+
+enum conn_state {
+    CONN_HANDSHAKE, /* our header is sent; the peer's is awaited until the timer fires */
+    CONN_SERVING,   /* requests go to the callback */
+    CONN_REFUSED,   /* over max_clients: requests get the refusal until the timer closes it */
+    CONN_CLOSING,   /* handles closing; replies still owed are dropped */
+};
+
+struct sp_conn {
+    sp_server *sp;
+    union {
+        uv_handle_t handle;
+        uv_stream_t stream;
+        uv_tcp_t tcp;
+        uv_pipe_t pipe;
+    } h;
+    uv_timer_t timer; /* the handshake deadline, then a refused connection's linger */
+    enum conn_state state;
+    bool ipc;             /* frames carry the type byte */
+    bool paused;          /* reading stopped until unsent drains */
+    bool reading;         /* uv_read_start in effect */
+    int open_handles;     /* of h and timer, while closing */
+    unsigned refs;        /* the handles (one), each request owed a reply, a parse running */
+    uint8_t hs[8];        /* the peer's handshake */
+    size_t hs_got;        /* bytes of it read */
+    char *buf;            /* bytes read and not yet served; NULL until the first frame */
+    size_t len, cap;      /* of buf */
+    size_t unsent;        /* reply bytes queued with uv_write and not yet written */
+    uint64_t read_ns;     /* when the last read completed (for the lag) */
+    sp_conn *prev, *next; /* in sp->conns */
+};
+
+struct sp_req {
+    sp_conn *conn;
+    uint32_t nbt;                /* bytes of bt */
+    uint8_t bt[4 * SP_MAX_HOPS]; /* the backtrace, request id last */
+};
+
+struct sp_listener {
+    sp_server *sp;
+    union {
+        uv_handle_t handle;
+        uv_stream_t stream;
+        uv_tcp_t tcp;
+        uv_pipe_t pipe;
+    } h;
+    bool ipc;
+    char *url;
+    char *path; /* ipc: the socket file, removed when the listener closes */
+    sp_listener *next;
+};
+
+/* A reply's bytes that uv_try_write could not write at once (one allocation). */
+typedef struct sp_write {
+    uv_write_t req;
+    sp_conn *conn;
+    size_t len;
+    char data[];
+} sp_write;
+
+struct sp_server {
+    uv_loop_t *loop;
+    sp_config cfg; /* cfg.refusal is sp's own copy */
+    size_t refusal_len;
+    sp_listener *listeners;
+    sp_conn *conns;
+    size_t alive;           /* listeners and connections not yet freed */
+    size_t nrefusing;       /* connections in CONN_REFUSED */
+    atomic_ullong nrefused; /* read from any thread */
+    size_t unsent;          /* sum of the connections' unsent */
+    hist *lag;
+    bool stopped;
+    bool closed;
+};
+
+static const char rep_handshake[8] = {0, 'S', 'P', 0, SP_PROTO_REP >> 8, SP_PROTO_REP & 0xff, 0, 0};
+
+static void conn_parse(sp_conn *c);
+static void conn_read_start(sp_conn *c);
+
+static uint64_t
+get64(const uint8_t *p)
+{
+    uint64_t v = 0;
+    for (int i = 0; i < 8; i++) {
+        v = (v << 8) | p[i];
+    }
+    return v;
+}
+
+static void
+put64(uint8_t *p, uint64_t v)
+{
+    for (int i = 7; i >= 0; i--) {
+        p[i] = (uint8_t)(v & 0xff);
+        v >>= 8;
+    }
+}
+
+static void
+emit(sp_server *sp, sp_event ev)
+{
+    if (sp->cfg.event_cb != NULL) {
+        sp->cfg.event_cb(sp->cfg.event_arg, ev);
+    }
+}
+
+/* server_release: one listener or connection less; a closed server with none left is freed. */
+static void
+server_release(sp_server *sp)
+{
+    if (--sp->alive > 0 || !sp->closed) {
+        return;
+    }
+    free((char *)sp->cfg.refusal);
+    free(sp);
+}
+
+static void
+conn_unref(sp_conn *c)
+{
+    if (--c->refs > 0) {
+        return;
+    }
+    sp_server *sp = c->sp;
+    if (c->prev != NULL) {
+        c->prev->next = c->next;
+    } else {
+        sp->conns = c->next;
+    }
+    if (c->next != NULL) {
+        c->next->prev = c->prev;
+    }
+    free(c->buf);
+    free(c);
+    server_release(sp);
+}
+
+static void
+conn_closed_cb(uv_handle_t *h)
+{
+    sp_conn *c = h->data;
+    if (--c->open_handles == 0) {
+        emit(c->sp, SP_EV_CLOSED);
+        conn_unref(c);
+    }
+}
+
+/* conn_close: closes the connection (once); it is freed when its handles closed and every
+ * request it still owes was answered. */
+static void
+conn_close(sp_conn *c)
+{
+    if (c->state == CONN_CLOSING) {
+        return;
+    }
+    if (c->state == CONN_SERVING) {
+        atomic_fetch_sub(c->sp->cfg.clients, 1);
+    } else if (c->state == CONN_REFUSED) {
+        c->sp->nrefusing--;
+    }
+    c->state = CONN_CLOSING;
+    c->len = 0;
+    uv_close(&c->h.handle, conn_closed_cb);
+    uv_close((uv_handle_t *)&c->timer, conn_closed_cb);
+}
+
+static void
+write_cb(uv_write_t *req, int status)
+{
+    sp_write *w = (sp_write *)req;
+    sp_conn *c = w->conn;
+    c->unsent -= w->len;
+    c->sp->unsent -= w->len;
+    free(w);
+    if (status < 0) {
+        conn_close(c);
+        return;
+    }
+    if (c->paused && c->state != CONN_CLOSING && c->unsent <= c->sp->cfg.max_unsent / 2) {
+        c->paused = false;
+        emit(c->sp, SP_EV_RESUMED);
+        conn_parse(c); /* frames read before the pause, then reading again */
+    }
+}
+
+/* conn_send: writes bufs without blocking: what the socket does not take at once is copied
+ * into one allocation and queued behind earlier writes. On an error the connection closes. */
+static void
+conn_send(sp_conn *c, const uv_buf_t *bufs, unsigned n)
+{
+    size_t total = 0;
+    for (unsigned i = 0; i < n; i++) {
+        total += bufs[i].len;
+    }
+    int r = uv_try_write(&c->h.stream, bufs, n);
+    if (r == UV_EAGAIN) {
+        r = 0;
+    }
+    if (r < 0) {
+        conn_close(c);
+        return;
+    }
+    size_t done = (size_t)r;
+    if (done == total) {
+        return;
+    }
+    size_t rest = total - done;
+    sp_write *w = malloc(sizeof(*w) + rest);
+    if (w == NULL) {
+        /* Part of a frame may be written already: the stream cannot go on. */
+        log_error("reply_failed", "reason=out_of_memory bytes=%zu", rest);
+        conn_close(c);
+        return;
+    }
+    size_t skip = done, at = 0;
+    for (unsigned i = 0; i < n; i++) {
+        if (skip >= bufs[i].len) {
+            skip -= bufs[i].len;
+            continue;
+        }
+        memcpy(w->data + at, bufs[i].base + skip, bufs[i].len - skip);
+        at += bufs[i].len - skip;
+        skip = 0;
+    }
+    w->conn = c;
+    w->len = rest;
+    uv_buf_t b = uv_buf_init(w->data, (unsigned)rest);
+    if (uv_write(&w->req, &c->h.stream, &b, 1, write_cb) != 0) {
+        free(w);
+        conn_close(c);
+        return;
+    }
+    c->unsent += rest;
+    c->sp->unsent += rest;
+}
+
+/* conn_reply: one reply frame: the backtrace bt, then body. */
+static void
+conn_reply(sp_conn *c, const uint8_t *bt, size_t nbt, const char *body, size_t len)
+{
+    uint8_t hdr[SP_HDR_MAX];
+    size_t h = 0;
+    if (c->ipc) {
+        hdr[h++] = 1;
+    }
+    put64(hdr + h, (uint64_t)(nbt + len));
+    h += 8;
+    memcpy(hdr + h, bt, nbt);
+    h += nbt;
+    uv_buf_t bufs[2] = {uv_buf_init((char *)hdr, (unsigned)h),
+                        uv_buf_init((char *)body, (unsigned)len)};
+    conn_send(c, bufs, len > 0 ? 2 : 1);
+}
+
+/* conn_frame: one whole message: its backtrace is split off and the request handed over (or,
+ * on a refused connection, answered with the refusal). As rep0 does, a message whose
+ * backtrace is longer than SP_MAX_HOPS words is dropped, and one without a request id closes
+ * the connection. */
+static void
+conn_frame(sp_conn *c, const uint8_t *p, size_t len)
+{
+    sp_server *sp = c->sp;
+    size_t nbt = 0;
+    for (int hops = 1;; hops++) {
+        if (hops > SP_MAX_HOPS) {
+            return;
+        }
+        if (len - nbt < 4) {
+            conn_close(c);
+            return;
+        }
+        bool end = (p[nbt] & 0x80) != 0;
+        nbt += 4;
+        if (end) {
+            break;
+        }
+    }
+    if (c->state == CONN_REFUSED) {
+        conn_reply(c, p, nbt, sp->cfg.refusal, sp->refusal_len);
+        return;
+    }
+    sp_req *r = malloc(sizeof(*r));
+    if (r == NULL) {
+        log_error("request_dropped", "reason=out_of_memory bytes=%zu", len);
+        return; /* the client times out */
+    }
+    r->conn = c;
+    r->nbt = (uint32_t)nbt;
+    memcpy(r->bt, p, nbt);
+    c->refs++;
+    if (sp->lag != NULL) {
+        hist_observe(sp->lag, HIST_SECONDS, (double)(uv_hrtime() - c->read_ns) / 1e9);
+    }
+    sp->cfg.cb(sp->cfg.arg, r, (const char *)p + nbt, len - nbt);
+}
+
+/* conn_parse: serves the whole frames in the buffer in order, until a frame is incomplete
+ * (the buffer then grows to hold it), the connection owes more than max_unsent reply bytes
+ * (reading stops), or it closes. Reads again when it is not paused. */
+static void
+conn_parse(sp_conn *c)
+{
+    sp_server *sp = c->sp;
+    size_t hlen = c->ipc ? 9 : 8;
+    size_t off = 0;
+    /* What the buffer must hold: the frame being read, when it is larger than usual. */
+    size_t need = SP_READ_BUF;
+    c->refs++; /* the callbacks may close the connection */
+    while (c->state == CONN_SERVING || c->state == CONN_REFUSED) {
+        if (c->unsent > sp->cfg.max_unsent) {
+            if (!c->paused) {
+                c->paused = true;
+                c->reading = false;
+                uv_read_stop(&c->h.stream);
+                emit(sp, SP_EV_PAUSED);
+            }
+            break;
+        }
+        size_t avail = c->len - off;
+        if (avail < hlen) {
+            break;
+        }
+        const uint8_t *p = (const uint8_t *)c->buf + off;
+        if (c->ipc && p[0] != 1) {
+            conn_close(c);
+            break;
+        }
+        uint64_t mlen = get64(p + hlen - 8);
+        if (mlen > sp->cfg.max_recv) {
+            log_debug("message_refused", "bytes=%llu max=%zu", (unsigned long long)mlen,
+                      sp->cfg.max_recv);
+            conn_close(c);
+            break;
+        }
+        if (avail - hlen < mlen) {
+            need = hlen + (size_t)mlen > need ? hlen + (size_t)mlen : need;
+            break;
+        }
+        off += hlen + (size_t)mlen;
+        conn_frame(c, p + hlen, (size_t)mlen);
+    }
+    if (c->state != CONN_CLOSING) {
+        size_t rest = c->len - off;
+        if (off > 0 && rest > 0) {
+            memmove(c->buf, c->buf + off, rest);
+        }
+        c->len = rest;
+        if (need > c->cap) {
+            char *grown = realloc(c->buf, need);
+            if (grown == NULL) {
+                log_error("request_dropped", "reason=out_of_memory bytes=%zu", need);
+                conn_close(c);
+            } else {
+                c->buf = grown;
+                c->cap = need;
+            }
+        } else if (rest == 0 && c->cap > SP_READ_BUF) {
+            free(c->buf); /* a large message is served: back to the usual size */
+            c->buf = NULL;
+            c->cap = 0;
+        }
+        if (c->state != CONN_CLOSING && !c->paused && !c->reading) {
+            conn_read_start(c);
+        }
+    }
+    conn_unref(c);
+}
+
+static void
+alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
+{
+    (void)suggested;
+    sp_conn *c = h->data;
+    if (c->state == CONN_HANDSHAKE) {
+        *buf = uv_buf_init((char *)c->hs + c->hs_got, (unsigned)(sizeof(c->hs) - c->hs_got));
+        return;
+    }
+    if (c->buf == NULL && (c->buf = malloc(SP_READ_BUF)) != NULL) {
+        c->cap = SP_READ_BUF;
+    }
+    *buf = c->buf == NULL ? uv_buf_init(NULL, 0)
+                          : uv_buf_init(c->buf + c->len, (unsigned)(c->cap - c->len));
+}
+
+static void
+linger_cb(uv_timer_t *t)
+{
+    conn_close(t->data);
+}
+
+/* conn_admit: the handshake is done: the connection is served, or refused when max_clients
+ * connections are served already. */
+static void
+conn_admit(sp_conn *c)
+{
+    sp_server *sp = c->sp;
+    uv_timer_stop(&c->timer);
+    if (atomic_fetch_add(sp->cfg.clients, 1) < sp->cfg.max_clients) {
+        c->state = CONN_SERVING;
+        return;
+    }
+    atomic_fetch_sub(sp->cfg.clients, 1);
+    c->state = CONN_REFUSED;
+    atomic_fetch_add(&sp->nrefused, 1);
+    if (sp->nrefusing++ == 0) { /* once per burst, not per connection */
+        log_warn("connection_refused", "reason=max_connections max=%d", sp->cfg.max_clients);
+    }
+    uv_timer_start(&c->timer, linger_cb, sp->cfg.refuse_linger_ms, 0);
+}
+
+static void
+read_cb(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
+{
+    (void)buf;
+    sp_conn *c = s->data;
+    if (n < 0) {
+        conn_close(c); /* end of stream, an error, or no memory for the buffer */
+        return;
+    }
+    if (n == 0 || c->state == CONN_CLOSING) {
+        return;
+    }
+    if (c->state == CONN_HANDSHAKE) {
+        c->hs_got += (size_t)n;
+        if (c->hs_got < sizeof(c->hs)) {
+            return;
+        }
+        if (memcmp(c->hs, "\0SP\0", 4) != 0 || c->hs[6] != 0 || c->hs[7] != 0 ||
+            ((c->hs[4] << 8) | c->hs[5]) != SP_PROTO_REQ) {
+            log_debug("handshake_refused", "peer=%02x%02x%02x%02x%02x%02x%02x%02x", c->hs[0],
+                      c->hs[1], c->hs[2], c->hs[3], c->hs[4], c->hs[5], c->hs[6], c->hs[7]);
+            conn_close(c);
+            return;
+        }
+        conn_admit(c);
+        return;
+    }
+    c->len += (size_t)n;
+    if (c->sp->lag != NULL) {
+        c->read_ns = uv_hrtime();
+    }
+    conn_parse(c);
+}
+
+static void
+conn_read_start(sp_conn *c)
+{
+    c->reading = true;
+    if (uv_read_start(&c->h.stream, alloc_cb, read_cb) != 0) {
+        conn_close(c);
+    }
+}
+
+static void
+handshake_timeout_cb(uv_timer_t *t)
+{
+    sp_conn *c = t->data;
+    if (c->state == CONN_HANDSHAKE) {
+        log_debug("handshake_timeout", "ms=%llu", (unsigned long long)c->sp->cfg.handshake_ms);
+        conn_close(c);
+    }
+}
+
+static void
+accept_cb(uv_stream_t *server, int status)
+{
+    sp_listener *l = server->data;
+    sp_server *sp = l->sp;
+    if (status < 0) {
+        log_warn("accept_failed", "url=%s err=\"%s\"", l->url, uv_strerror(status));
+        return;
+    }
+    sp_conn *c = calloc(1, sizeof(*c));
+    if (c == NULL) {
+        log_error("accept_failed", "url=%s reason=out_of_memory", l->url);
+        abort(); /* libuv holds the accepted descriptor until a handle takes it */
+    }
+    c->sp = sp;
+    c->ipc = l->ipc;
+    c->refs = 1;
+    c->open_handles = 2;
+    c->state = CONN_HANDSHAKE;
+    if (c->ipc) {
+        uv_pipe_init(sp->loop, &c->h.pipe, 0);
+    } else {
+        uv_tcp_init(sp->loop, &c->h.tcp);
+    }
+    uv_timer_init(sp->loop, &c->timer);
+    c->h.handle.data = c;
+    c->timer.data = c;
+    c->next = sp->conns;
+    if (sp->conns != NULL) {
+        sp->conns->prev = c;
+    }
+    sp->conns = c;
+    sp->alive++;
+    if (uv_accept(server, &c->h.stream) != 0) {
+        conn_close(c);
+        return;
+    }
+    if (!c->ipc) {
+        uv_tcp_nodelay(&c->h.tcp, 1);
+    }
+    uv_buf_t b = uv_buf_init((char *)rep_handshake, sizeof(rep_handshake));
+    conn_send(c, &b, 1);
+    if (c->state == CONN_CLOSING) {
+        return;
+    }
+    uv_timer_start(&c->timer, handshake_timeout_cb, sp->cfg.handshake_ms, 0);
+    conn_read_start(c);
+}
+
+int
+sp_open(sp_server **spp, uv_loop_t *loop, const sp_config *cfg)
+{
+    sp_server *sp = calloc(1, sizeof(*sp));
+    char *refusal = strdup(cfg->refusal != NULL ? cfg->refusal : "");
+    if (sp == NULL || refusal == NULL) {
+        free(sp);
+        free(refusal);
+        return -1;
+    }
+    sp->loop = loop;
+    sp->cfg = *cfg;
+    sp->cfg.refusal = refusal;
+    sp->refusal_len = strlen(refusal);
+    *spp = sp;
+    return 0;
+}
+
+/* parse_tcp: the address of a tcp://HOST:PORT URL as nng's listener resolves it (the first
+ * IPv4 or IPv6 address; no host or * for every address). Returns 0, or SP_NOT_NATIVE for a
+ * form left to nng (its error messages then describe a bad URL). */
+static int
+parse_tcp(const char *hostport, struct sockaddr_storage *ss)
+{
+    char host[256];
+    const char *port;
+    if (hostport[0] == '[') {
+        const char *end = strchr(hostport, ']');
+        if (end == NULL || end[1] != ':' || (size_t)(end - hostport - 1) >= sizeof(host)) {
+            return SP_NOT_NATIVE;
+        }
+        memcpy(host, hostport + 1, (size_t)(end - hostport - 1));
+        host[end - hostport - 1] = '\0';
+        port = end + 2;
+    } else {
+        const char *colon = strrchr(hostport, ':');
+        if (colon == NULL || (size_t)(colon - hostport) >= sizeof(host)) {
+            return SP_NOT_NATIVE;
+        }
+        memcpy(host, hostport, (size_t)(colon - hostport));
+        host[colon - hostport] = '\0';
+        port = colon + 1;
+        if (strchr(host, ':') != NULL) {
+            return SP_NOT_NATIVE;
+        }
+    }
+    for (const char *h = host; *h != '\0'; h++) {
+        if (!((*h >= 'a' && *h <= 'z') || (*h >= 'A' && *h <= 'Z') || (*h >= '0' && *h <= '9') ||
+              *h == '.' || *h == '-' || *h == '_' || *h == ':' || *h == '*')) {
+            return SP_NOT_NATIVE;
+        }
+    }
+    unsigned long pnum = 0;
+    if (*port == '\0' || strlen(port) > 5) {
+        return SP_NOT_NATIVE;
+    }
+    for (const char *q = port; *q != '\0'; q++) {
+        if (*q < '0' || *q > '9') {
+            return SP_NOT_NATIVE;
+        }
+        pnum = pnum * 10 + (unsigned long)(*q - '0');
+    }
+    if (pnum == 0 || pnum > 65535) {
+        return SP_NOT_NATIVE;
+    }
+    struct addrinfo hints = {.ai_flags = AI_ADDRCONFIG | AI_NUMERICSERV | AI_PASSIVE,
+                             .ai_family = AF_UNSPEC,
+                             .ai_socktype = SOCK_STREAM,
+                             .ai_protocol = IPPROTO_TCP};
+    struct addrinfo *res = NULL;
+    bool any = host[0] == '\0' || strcmp(host, "*") == 0;
+    if (getaddrinfo(any ? NULL : host, port, &hints, &res) != 0) {
+        return SP_NOT_NATIVE;
+    }
+    int rv = SP_NOT_NATIVE;
+    for (struct addrinfo *a = res; a != NULL; a = a->ai_next) {
+        if (a->ai_family == AF_INET || a->ai_family == AF_INET6) {
+            memset(ss, 0, sizeof(*ss));
+            memcpy(ss, a->ai_addr, a->ai_addrlen);
+            rv = 0;
+            break;
+        }
+    }
+    freeaddrinfo(res);
+    return rv;
+}
+
+/* remove_stale: as nng does before binding again: a socket file nobody accepts on is removed. */
+static void
+remove_stale(const char *path)
+{
+    struct sockaddr_un sun = {.sun_family = AF_UNIX};
+    snprintf(sun.sun_path, sizeof(sun.sun_path), "%s", path);
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    if (fd < 0) {
+        return;
+    }
+    if (connect(fd, (struct sockaddr *)&sun, sizeof(sun)) != 0 && errno == ECONNREFUSED) {
+        unlink(path);
+    }
+    close(fd);
+}
+
+/* bind_ipc: a listening unix socket at path (a stale one replaced). Returns the descriptor,
+ * or a negative libuv error. */
+static int
+bind_ipc(const char *path)
+{
+    struct sockaddr_un sun = {.sun_family = AF_UNIX};
+    memcpy(sun.sun_path, path, strlen(path) + 1);
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) {
+        return -errno;
+    }
+    int rv = bind(fd, (struct sockaddr *)&sun, sizeof(sun));
+    if (rv != 0 && (errno == EADDRINUSE || errno == EEXIST)) {
+        remove_stale(path);
+        rv = bind(fd, (struct sockaddr *)&sun, sizeof(sun));
+    }
+    if (rv != 0) {
+        rv = -errno;
+        close(fd);
+        return rv == -EEXIST ? UV_EADDRINUSE : rv;
+    }
+    if (listen(fd, SP_BACKLOG) != 0) {
+        rv = -errno;
+        unlink(path);
+        close(fd);
+        return rv;
+    }
+    return fd;
+}
+
+static void
+listener_closed_cb(uv_handle_t *h)
+{
+    sp_listener *l = h->data;
+    sp_server *sp = l->sp;
+    free(l->url);
+    free(l->path);
+    free(l);
+    server_release(sp);
+}
+
+/* listener_close: stops accepting; the socket file of an ipc:// listener is removed before
+ * its descriptor closes (so another listener's file is never the one removed). */
+static void
+listener_close(sp_listener *l)
+{
+    if (l->path != NULL) {
+        unlink(l->path);
+    }
+    uv_close(&l->h.handle, listener_closed_cb);
+}
+
+int
+sp_listen(sp_server *sp, const char *url)
+{
+    bool ipc = strncmp(url, "ipc://", 6) == 0;
+    struct sockaddr_storage ss;
+    if (ipc) {
+        size_t plen = strlen(url + 6);
+        if (plen == 0 || plen >= sizeof(((struct sockaddr_un *)0)->sun_path)) {
+            return SP_NOT_NATIVE;
+        }
+    } else if (strncmp(url, "tcp://", 6) != 0 || parse_tcp(url + 6, &ss) != 0) {
+        return SP_NOT_NATIVE;
+    }
+    if (sp->stopped) {
+        return UV_EINVAL;
+    }
+    sp_listener *l = calloc(1, sizeof(*l));
+    char *path = ipc ? strdup(url + 6) : NULL;
+    if (l == NULL || (l->url = strdup(url)) == NULL || (ipc && path == NULL)) {
+        if (l != NULL) {
+            free(l->url);
+        }
+        free(l);
+        free(path);
+        return UV_ENOMEM;
+    }
+    l->sp = sp;
+    l->ipc = ipc;
+    int rv;
+    if (ipc) {
+        uv_pipe_init(sp->loop, &l->h.pipe, 0);
+        int fd = bind_ipc(path);
+        rv = fd < 0 ? fd : uv_pipe_open(&l->h.pipe, fd);
+        if (fd >= 0 && rv != 0) {
+            unlink(path);
+            close(fd);
+        }
+        if (rv == 0) {
+            l->path = path; /* ours now: removed at close */
+        } else {
+            free(path);
+        }
+    } else {
+        uv_tcp_init(sp->loop, &l->h.tcp);
+        rv = uv_tcp_bind(&l->h.tcp, (const struct sockaddr *)&ss, 0);
+    }
+    l->h.handle.data = l;
+    sp->alive++;
+    if (rv == 0) {
+        rv = uv_listen(&l->h.stream, SP_BACKLOG, accept_cb);
+    }
+    if (rv != 0) {
+        listener_close(l);
+        return rv;
+    }
+    l->next = sp->listeners;
+    sp->listeners = l;
+    return 0;
+}
+
+int
+sp_relisten(sp_server *sp, const char *url)
+{
+    for (sp_listener **lp = &sp->listeners; *lp != NULL; lp = &(*lp)->next) {
+        sp_listener *l = *lp;
+        if (strcmp(l->url, url) != 0) {
+            continue;
+        }
+        *lp = l->next;
+        listener_close(l);
+        return sp_listen(sp, url);
+    }
+    return SP_NOT_NATIVE;
+}
+
+void
+sp_reply(sp_req *r, const char *body, size_t len)
+{
+    sp_conn *c = r->conn;
+    if (c->state == CONN_SERVING) {
+        conn_reply(c, r->bt, r->nbt, body, len);
+    }
+    free(r);
+    conn_unref(c);
+}
+
+void
+sp_set_lag(sp_server *sp, hist *lag)
+{
+    sp->lag = lag;
+}
+
+uint64_t
+sp_refused(const sp_server *sp)
+{
+    return atomic_load(&sp->nrefused);
+}
+
+size_t
+sp_unsent(const sp_server *sp)
+{
+    return sp->unsent;
+}
+
+void
+sp_stop(sp_server *sp)
+{
+    if (sp == NULL || sp->stopped) {
+        return;
+    }
+    sp->stopped = true;
+    while (sp->listeners != NULL) {
+        sp_listener *l = sp->listeners;
+        sp->listeners = l->next;
+        listener_close(l);
+    }
+    for (sp_conn *c = sp->conns; c != NULL; c = c->next) {
+        conn_close(c);
+    }
+}
+
+void
+sp_close(sp_server *sp)
+{
+    if (sp == NULL) {
+        return;
+    }
+    sp_stop(sp);
+    sp->closed = true;
+    sp->alive++;
+    server_release(sp); /* frees it now when nothing is left */
+}

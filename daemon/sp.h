@@ -1,0 +1,86 @@
+/* sp.h: the REP side of the SP (scalability protocols) wire format on tcp:// and ipc://,
+ * served on the libuv loop: every request is read, decoded, handed over and answered on the
+ * loop thread. nng REQ clients (libjobq, nngcat) talk to it as to an nng REP socket. */
+#ifndef JOBQD_SP_H
+#define JOBQD_SP_H
+
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "metrics.h"
+
+typedef struct sp_server sp_server;
+typedef struct sp_req sp_req; /* one request owed a reply: answer it exactly once */
+
+/** sp_request_cb: a request arrived (loop thread). body is valid only during the call. */
+typedef void (*sp_request_cb)(void *arg, sp_req *req, const char *body, size_t len);
+
+/** What sp_event_cb reports. */
+typedef enum sp_event {
+    SP_EV_PAUSED,  /* a connection stopped reading: too many of its reply bytes are unwritten */
+    SP_EV_RESUMED, /* it reads again */
+    SP_EV_CLOSED,  /* a connection (served, refused or still in its handshake) closed */
+} sp_event;
+
+/** sp_event_cb: optional observer of connections (loop thread). */
+typedef void (*sp_event_cb)(void *arg, sp_event ev);
+
+typedef struct sp_config {
+    size_t max_recv;           /* largest message read (bytes, backtrace included); a frame that
+                                * announces more closes its connection before anything is allocated */
+    size_t max_unsent;         /* reply bytes of one connection that may wait unwritten before the
+                                * connection stops reading (it resumes below half of it) */
+    uint64_t handshake_ms;     /* a connection that has not sent its SP header by then is closed */
+    atomic_int *clients;       /* connections served now, shared with other endpoints */
+    int max_clients;           /* a connection that finds clients at this count is refused */
+    const char *refusal;       /* the reply to every request of a refused connection (copied) */
+    uint64_t refuse_linger_ms; /* a refused connection is closed this long after its handshake */
+    sp_request_cb cb;
+    void *arg;
+    sp_event_cb event_cb; /* may be NULL */
+    void *event_arg;
+} sp_config;
+
+/** sp_open: an endpoint without listeners. Returns 0, or -1 on out of memory. Loop thread. */
+int sp_open(sp_server **spp, uv_loop_t *loop, const sp_config *cfg);
+
+/** SP_NOT_NATIVE: sp_listen's answer for a URL it does not serve (another scheme, or a form
+ *  of tcp:// or ipc:// it leaves to nng). */
+#define SP_NOT_NATIVE 1
+
+/** sp_listen: listens on url (tcp://HOST:PORT with an IPv4 or [IPv6] literal, a host name or
+ *  * or nothing for every address; ipc://PATH). A stale ipc:// socket file that nobody answers
+ *  on is replaced, as nng does; the file is removed at close. Returns 0, SP_NOT_NATIVE, or a
+ *  negative libuv error (UV_EADDRINUSE: someone listens there). Loop thread, before or while
+ *  the loop runs (names are resolved synchronously). */
+int sp_listen(sp_server *sp, const char *url);
+
+/** sp_relisten: closes the listener of url and listens there again; connections stay.
+ *  Returns 0, SP_NOT_NATIVE when no listener of sp has that URL, or a libuv error. */
+int sp_relisten(sp_server *sp, const char *url);
+
+/** sp_reply: sends body as the reply of req, without blocking, and frees req. On a
+ *  connection closed since, or after sp_stop, the reply is dropped. Loop thread. */
+void sp_reply(sp_req *req, const char *body, size_t len);
+
+/** sp_set_lag: observes into lag, per request, the time between reading it and handing it to
+ *  the callback (time spent on requests read before it). NULL stops. Loop thread. */
+void sp_set_lag(sp_server *sp, hist *lag);
+
+/** sp_refused: connections refused since sp_open (max_clients). Any thread. */
+uint64_t sp_refused(const sp_server *sp);
+
+/** sp_unsent: reply bytes accepted by sp_reply and not yet written, over all connections.
+ *  Loop thread. */
+size_t sp_unsent(const sp_server *sp);
+
+/** sp_stop: closes every listener and connection; replies still owed are dropped. */
+void sp_stop(sp_server *sp);
+
+/** sp_close: stops, and frees everything once the handles closed and every sp_req was
+ *  answered (sp_reply). Accepts NULL. Loop thread. */
+void sp_close(sp_server *sp);
+
+#endif
