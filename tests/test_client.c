@@ -44,6 +44,7 @@ typedef struct worker {
 struct server {
     char url[300];
     bool tcp;
+    const char *host; /* tcp: the address listened on, as written in a URL */
     nng_socket sock;
     worker w[NCTX];
     pthread_mutex_t lock;
@@ -163,7 +164,7 @@ server_start(server *s)
     if (s->tcp) {
         int port = 0;
         nng_listener_get_int(l, NNG_OPT_TCP_BOUND_PORT, &port);
-        snprintf(s->url, sizeof(s->url), "tcp://127.0.0.1:%d", port);
+        snprintf(s->url, sizeof(s->url), "tcp://%s:%d", s->host, port);
     }
     for (int i = 0; i < NCTX; i++) {
         worker *w = &s->w[i];
@@ -226,6 +227,7 @@ setup(void **state)
     pthread_mutex_init(&f->srv.lock, NULL);
     pthread_cond_init(&f->srv.cv, NULL);
     f->srv.tcp = f->tcp;
+    f->srv.host = "127.0.0.1";
     if (f->tcp) {
         snprintf(f->srv.url, sizeof(f->srv.url), "tcp://127.0.0.1:0");
     } else {
@@ -494,6 +496,28 @@ test_open_host_name(void **state)
     assert_null(c);
 }
 
+static void
+test_open_ipv6(void **state)
+{
+    (void)state;
+    server s = {.tcp = true, .host = "[::1]"};
+    pthread_mutex_init(&s.lock, NULL);
+    pthread_cond_init(&s.cv, NULL);
+    snprintf(s.url, sizeof(s.url), "tcp://[::1]:0");
+    if (server_start(&s) != 0) {
+        skip(); /* no IPv6 loopback here */
+    }
+    jobq_client *c = NULL;
+    if (jobq_client_open(&c, s.url) != JOBQ_OK) {
+        fail_msg("open %s: %s", s.url, jobq_errmsg());
+    }
+    assert_int_equal(run_echo(c, 4, 50), 0);
+    jobq_client_close(c);
+    server_stop(&s);
+    pthread_cond_destroy(&s.cv);
+    pthread_mutex_destroy(&s.lock);
+}
+
 /* ---- a raw SP peer ---- */
 
 /* raw_peer: a listening unix socket that answers one connection by a script. */
@@ -699,6 +723,7 @@ main(void)
         BOTH(test_native_uses_a_connection_per_call),
         BOTH(test_open_unreachable),
         cmocka_unit_test_prestate_setup_teardown(test_open_host_name, setup, teardown, tcp),
+        cmocka_unit_test(test_open_ipv6),
         BOTH(test_transport_bad_value),
         cmocka_unit_test_prestate_setup_teardown(test_raw_not_rep, setup, teardown, ipc),
         cmocka_unit_test_prestate_setup_teardown(test_raw_huge_reply, setup, teardown, ipc),
