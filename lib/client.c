@@ -40,12 +40,17 @@ typedef struct conn {
 } conn;
 
 struct jobq_client {
-    bool native;                /* tcp:// or ipc:// spoken by sp.c; else nng */
-    jobq__sp_target *target;    /* native: where to dial */
-    conn *pool;                 /* native: idle connections kept for the next call, under lock */
-    conn *busy;                 /* native: connections of calls in flight, under lock */
-    pthread_cond_t wake;        /* native: wakes calls pausing between dials when closing */
-    nng_socket sock;            /* nng: the REQ socket */
+    bool native;             /* tcp:// or ipc:// spoken by sp.c; else nng */
+    jobq__sp_target *target; /* native: where to dial */
+    conn *pool;              /* native: idle connections kept for the next call, under lock */
+    conn *busy;              /* native: connections of calls in flight, under lock */
+    pthread_cond_t wake;     /* native: wakes calls pausing between dials when closing */
+    nng_socket sock;         /* nng: the REQ socket */
+    /* nng: read-held around each nng_ctx_* call, write-held by jobq_client_close around
+     * nng_close: nng 1.5.2 panics when a context call (its reference release) overlaps the
+     * close of its socket. Calls blocked in nng_aio_wait hold nothing. */
+    pthread_rwlock_t nng_lk;
+    bool nng_closed;            /* nng: sock is closed; under nng_lk */
     ctx_slot *spare;            /* idle contexts, under lock */
     _Atomic int64_t timeout_ms; /* per call, ms */
     pthread_mutex_t lock;       /* guards calls and closing */
@@ -127,6 +132,7 @@ client_free(jobq_client *c)
         free(sl);
     }
     free(c->token);
+    pthread_rwlock_destroy(&c->nng_lk);
     pthread_cond_destroy(&c->wake);
     pthread_cond_destroy(&c->idle);
     pthread_mutex_destroy(&c->lock);
@@ -398,6 +404,14 @@ jobq_client_open_opts(jobq_client **clientp, const char *url, const jobq_client_
         free(c);
         return jobq__fail(JOBQ_ENOMEM, "cannot create a condition variable for the client");
     }
+    if (pthread_rwlock_init(&c->nng_lk, NULL) != 0) {
+        pthread_cond_destroy(&c->idle);
+        pthread_cond_destroy(&c->wake);
+        pthread_mutex_destroy(&c->lock);
+        free(c->token);
+        free(c);
+        return jobq__fail(JOBQ_ENOMEM, "cannot create a lock for the client");
+    }
 
     const char *transport = getenv("JOBQ_TRANSPORT");
     if (transport != NULL && transport[0] != '\0' && strcmp(transport, "nng") != 0 &&
@@ -467,7 +481,10 @@ jobq_client_close(jobq_client *client)
     pthread_cond_broadcast(&client->wake);
     pthread_mutex_unlock(&client->lock);
     if (!client->native) {
+        pthread_rwlock_wrlock(&client->nng_lk);
+        client->nng_closed = true;
         nng_close(client->sock); /* ends every call in flight */
+        pthread_rwlock_unlock(&client->nng_lk);
     }
     pthread_mutex_lock(&client->lock);
     while (client->calls > 0) {
@@ -572,6 +589,25 @@ reply_free(raw_reply *r)
     }
 }
 
+/* nng_begin: read-locks nng_lk for nng_ctx_* calls on c->sock; false (nothing locked) once
+ * jobq_client_close has closed the socket. nng_end unlocks. */
+static bool
+nng_begin(jobq_client *c)
+{
+    pthread_rwlock_rdlock(&c->nng_lk);
+    if (c->nng_closed) {
+        pthread_rwlock_unlock(&c->nng_lk);
+        return false;
+    }
+    return true;
+}
+
+static void
+nng_end(jobq_client *c)
+{
+    pthread_rwlock_unlock(&c->nng_lk);
+}
+
 /* nng_roundtrip: sends req (len bytes) on a fresh context of c and waits for the reply, all
  * within timeout_ms. On success *replyp owns the reply message (nng_msg_free). Returns a
  * jobq_err with jobq_errmsg() set; JOBQ_ECLOSED when jobq_client_close cut it off (close
@@ -596,7 +632,13 @@ nng_roundtrip(jobq_client *c, const char *req, size_t len, int64_t timeout_ms, n
             rv = call_end(c) ? NNG_ECLOSED : NNG_ENOMEM;
             return transport_fail(rv, timeout_ms);
         }
-        if ((rv = nng_ctx_open(&sl->ctx, c->sock)) != 0) {
+        if (!nng_begin(c)) {
+            rv = NNG_ECLOSED;
+        } else {
+            rv = nng_ctx_open(&sl->ctx, c->sock);
+            nng_end(c);
+        }
+        if (rv != 0) {
             free(sl);
             rv = call_end(c) ? NNG_ECLOSED : rv;
             return transport_fail(rv, timeout_ms);
@@ -613,18 +655,28 @@ nng_roundtrip(jobq_client *c, const char *req, size_t len, int64_t timeout_ms, n
     /* The aio's timeout is what bounds nng_ctx_send/recv (nng 1.5 has no synchronous
      * context calls); the context's own timeouts are set as well for nng versions whose
      * context operations read them. */
+    if (!nng_begin(c)) {
+        rv = NNG_ECLOSED;
+        goto done;
+    }
     nng_ctx_set_ms(ctx, NNG_OPT_SENDTIMEO, to_duration(timeout_ms));
     nng_ctx_set_ms(ctx, NNG_OPT_RECVTIMEO, to_duration(timeout_ms));
     nng_aio_set_timeout(aio, to_duration(timeout_ms));
     nng_aio_set_msg(aio, msg);
     nng_ctx_send(ctx, aio);
+    nng_end(c);
     nng_aio_wait(aio);
     if ((rv = nng_aio_result(aio)) != 0) {
         goto done; /* a failed send leaves the message with us */
     }
     msg = NULL; /* a successful send took it */
     nng_aio_set_timeout(aio, to_duration(deadline - mono_ms()));
+    if (!nng_begin(c)) {
+        rv = NNG_ECLOSED;
+        goto done;
+    }
     nng_ctx_recv(ctx, aio);
+    nng_end(c);
     nng_aio_wait(aio);
     if ((rv = nng_aio_result(aio)) == 0) {
         *replyp = nng_aio_get_msg(aio);
@@ -644,7 +696,10 @@ done:
         if (sl->aio != NULL) {
             nng_aio_free(sl->aio);
         }
-        nng_ctx_close(sl->ctx);
+        if (nng_begin(c)) { /* else nng_close has closed every context */
+            nng_ctx_close(sl->ctx);
+            nng_end(c);
+        }
         free(sl);
     }
     if (call_end(c) && rv != 0) {
