@@ -322,6 +322,7 @@ test_concurrent_calls_get_their_replies(void **state)
     fixture *f = *state;
     assert_int_equal(run_echo(f->client, 16, 500), 0);
     /* A connection per call in flight, kept for the next call: never more than the callers. */
+    assert_true(wait_count(&f->srv, &f->srv.pipes_added, 1));
     assert_in_range(count(&f->srv, &f->srv.pipes_added), 1, 16);
     assert_int_equal(jobq_ping(f->client), JOBQ_OK);
 }
@@ -333,6 +334,7 @@ test_timeout_then_fresh_connection(void **state)
 {
     fixture *f = *state;
     assert_int_equal(jobq_ping(f->client), JOBQ_OK);
+    assert_true(wait_count(&f->srv, &f->srv.pipes_added, 1)); /* the one of the open */
     int added = count(&f->srv, &f->srv.pipes_added);
     int removed = count(&f->srv, &f->srv.pipes_removed);
     assert_int_equal(jobq_client_set_timeout(f->client, 300), JOBQ_OK);
@@ -424,7 +426,7 @@ test_native_uses_a_connection_per_call(void **state)
     fixture *f = *state;
     /* Four calls held at once are on four connections. */
     test_close_ends_blocked_calls(state);
-    assert_true(count(&f->srv, &f->srv.pipes_added) >= 4);
+    assert_true(wait_count(&f->srv, &f->srv.pipes_added, 4));
 }
 
 /* ---- JOBQ_TRANSPORT=nng ---- */
@@ -436,6 +438,7 @@ test_transport_nng(void **state)
     assert_int_equal(jobq_ping(f->client), JOBQ_OK);
     assert_int_equal(run_echo(f->client, 8, 100), 0);
     /* nng's REQ socket: every call on the one connection. */
+    assert_true(wait_count(&f->srv, &f->srv.pipes_added, 1));
     assert_int_equal(count(&f->srv, &f->srv.pipes_added), 1);
 }
 
