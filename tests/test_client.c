@@ -246,6 +246,11 @@ static int
 teardown(void **state)
 {
     fixture *f = *state;
+    if (f->client != NULL) {
+        /* nng 1.5.2 strands (leaks) an ipc:// pipe whose peer leaves during the handshake
+         * (nng issue #1518): the server is done with the open's connection before it goes. */
+        wait_count(&f->srv, &f->srv.pipes_added, 1);
+    }
     jobq_client_close(f->client);
     server_stop(&f->srv);
     pthread_cond_destroy(&f->srv.cv);
@@ -463,12 +468,16 @@ test_open_unreachable(void **state)
     jobq_client *c = NULL;
     char url[400];
     if (f->tcp) {
-        /* The server's port once it is closed: nothing listens there. */
-        snprintf(url, sizeof(url), "%s", f->srv.url);
-        server_stop(&f->srv);
+        /* A port bound by the test but not listened on: connects are refused. */
+        int fd = socket(AF_INET, SOCK_STREAM, 0);
+        struct sockaddr_in sin = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+        socklen_t len = sizeof(sin);
+        assert_int_equal(bind(fd, (struct sockaddr *)&sin, sizeof(sin)), 0);
+        assert_int_equal(getsockname(fd, (struct sockaddr *)&sin, &len), 0);
+        snprintf(url, sizeof(url), "tcp://127.0.0.1:%d", ntohs(sin.sin_port));
         assert_int_equal(jobq_client_open(&c, url), JOBQ_EUNREACH);
         assert_non_null(strstr(jobq_errmsg(), "connection refused (nothing listens there)"));
-        assert_int_equal(server_start(&f->srv), 0);
+        close(fd);
     } else {
         snprintf(url, sizeof(url), "ipc://%s/none.sock", f->dir);
         assert_int_equal(jobq_client_open(&c, url), JOBQ_EUNREACH);
@@ -734,5 +743,9 @@ main(void)
         BOTH_NNG(test_concurrent_calls_get_their_replies),
         BOTH_NNG(test_close_ends_blocked_calls),
     };
+    /* TEST_FILTER=PATTERN runs only the tests whose name matches (cmocka's wildcards). */
+    if (getenv("TEST_FILTER") != NULL) {
+        cmocka_set_test_filter(getenv("TEST_FILTER"));
+    }
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
