@@ -735,10 +735,14 @@ busy_add_locked(jobq_client *c, conn *k)
     c->busy = k;
 }
 
-/* pool_take_locked: an idle connection moved to the busy list, or NULL. */
+/* pool_take_locked: an idle connection moved to the busy list, or NULL (none, or the client
+ * is closing: its idle connections were not shut down, a call must not block on one). */
 static conn *
 pool_take_locked(jobq_client *c)
 {
+    if (c->closing) {
+        return NULL;
+    }
     conn *k = c->pool;
     if (k != NULL) {
         c->pool = k->next;
@@ -912,7 +916,7 @@ native_roundtrip(jobq_client *c, const char *req, size_t len, int64_t timeout_ms
             /* Closed by the peer before a byte of the request left: try another one. */
             discard(c, k);
             pthread_mutex_lock(&c->lock);
-            k = c->closing ? NULL : pool_take_locked(c);
+            k = pool_take_locked(c);
             bool closing = c->closing;
             pthread_mutex_unlock(&c->lock);
             if (closing) {
