@@ -72,12 +72,17 @@ JOBQ_API const char *jobq_state_name(int state);
 JOBQ_API int jobq_state_parse(const char *name);
 
 /** jobq_client: an opaque connection to one jobqd. Thread-safe: any number of threads may
- *  issue calls on one client at once; each call uses its own nng context, so calls run
- *  concurrently on one connection. */
+ *  issue calls on one client at once, and they run concurrently: for tcp:// and ipc:// URLs
+ *  each call in flight uses a socket of its own from the client's pool (libjobq speaks the
+ *  SP protocol itself); for other URLs each call uses its own context of one nng REQ
+ *  socket. */
 typedef struct jobq_client jobq_client;
 
-/** jobq_client_open: connects to the daemon at url (tcp://host:port, ipc:///path, ...).
- *  NULL url means $JOBQ_URL, else tcp://127.0.0.1:7450. Returns JOBQ_EUNREACH when nothing
+/** jobq_client_open: connects to the daemon at url: tcp://HOST:PORT (an IPv4 address, [IPv6]
+ *  or a host name), ipc:///PATH, tls+tcp://HOST:PORT, ws://HOST:PORT/PATH. NULL url means
+ *  $JOBQ_URL, else tcp://127.0.0.1:7450. tcp:// and ipc:// are spoken by libjobq on plain
+ *  sockets unless $JOBQ_TRANSPORT is "nng" (then nng's REQ socket, as for the other schemes;
+ *  a value other than "nng" or "native" is JOBQ_EINVAL). Returns JOBQ_EUNREACH when nothing
  *  listens there; after a successful open the client reconnects by itself if the daemon
  *  restarts. On success *clientp owns a client that the caller closes with
  *  jobq_client_close; on failure *clientp is not written. */

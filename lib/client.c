@@ -1,18 +1,23 @@
-/* client.c: jobq_client, the producer side of libjobq: one nng REQ socket, one nng
- * context per call in flight (kept for the next call), JSON requests and replies as in
- * proto/PROTOCOL.md. */
+/* client.c: jobq_client, the producer side of libjobq: JSON requests and replies as in
+ * proto/PROTOCOL.md. For tcp:// and ipc:// a pool of plain sockets speaking SP itself (sp.c),
+ * one connection per call in flight (kept for the next call); for every other URL, or with
+ * JOBQ_TRANSPORT=nng, one nng REQ socket with one nng context per call in flight. */
 #include <nng/nng.h>
 #include <nng/supplemental/util/platform.h>
 #include <nng/protocol/reqrep0/req.h>
 #include <nng/supplemental/tls/tls.h>
+#include <errno.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "internal.h"
+#include "sp.h"
 
 #define DEFAULT_URL "tcp://127.0.0.1:7450"
 #define DEFAULT_TIMEOUT_MS 30000
@@ -27,8 +32,25 @@ typedef struct ctx_slot {
     struct ctx_slot *next;
 } ctx_slot;
 
+/* conn: a native connection, on the client's idle or busy list. */
+typedef struct conn {
+    jobq__sp_conn sp;
+    struct conn *prev; /* busy list only */
+    struct conn *next;
+} conn;
+
 struct jobq_client {
-    nng_socket sock;
+    bool native;             /* tcp:// or ipc:// spoken by sp.c; else nng */
+    jobq__sp_target *target; /* native: where to dial */
+    conn *pool;              /* native: idle connections kept for the next call, under lock */
+    conn *busy;              /* native: connections of calls in flight, under lock */
+    pthread_cond_t wake;     /* native: wakes calls pausing between dials when closing */
+    nng_socket sock;         /* nng: the REQ socket */
+    /* nng: read-held around each nng_ctx_* call, write-held by jobq_client_close around
+     * nng_close: nng 1.5.2 panics when a context call (its reference release) overlaps the
+     * close of its socket. Calls blocked in nng_aio_wait hold nothing. */
+    pthread_rwlock_t nng_lk;
+    bool nng_closed;            /* nng: sock is closed; under nng_lk */
     ctx_slot *spare;            /* idle contexts, under lock */
     _Atomic int64_t timeout_ms; /* per call, ms */
     pthread_mutex_t lock;       /* guards calls and closing */
@@ -43,9 +65,7 @@ struct jobq_client {
 static int64_t
 mono_ms(void)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+    return jobq__sp_mono_ms();
 }
 
 /* to_duration: ms clamped into an nng_duration (a positive int32). */
@@ -92,10 +112,18 @@ dial_fail(const char *url, int rv)
     }
 }
 
-/* client_free: frees a client whose socket is closed (or was never opened). */
+/* client_free: frees a client whose socket is closed (or was never opened) and whose calls
+ * have all ended. */
 static void
 client_free(jobq_client *c)
 {
+    while (c->pool != NULL) {
+        conn *k = c->pool;
+        c->pool = k->next;
+        close(k->sp.fd);
+        free(k);
+    }
+    jobq__sp_target_free(c->target);
     while (c->spare != NULL) {
         ctx_slot *sl = c->spare;
         c->spare = sl->next;
@@ -104,6 +132,8 @@ client_free(jobq_client *c)
         free(sl);
     }
     free(c->token);
+    pthread_rwlock_destroy(&c->nng_lk);
+    pthread_cond_destroy(&c->wake);
     pthread_cond_destroy(&c->idle);
     pthread_mutex_destroy(&c->lock);
     free(c);
@@ -243,6 +273,23 @@ static int
 dial_once(jobq_client *c, const jobq_client_opts *opts, int *nng_rv)
 {
     const char *url = c->url;
+    if (c->native) {
+        /* One connection now, kept in the pool for the first call. */
+        conn *k = calloc(1, sizeof(*k));
+        if (k == NULL) {
+            return jobq__fail(JOBQ_ENOMEM, "out of memory connecting to %s", url);
+        }
+        int rv =
+            jobq__sp_dial(c->target, mono_ms() + atomic_load(&c->timeout_ms), NULL, NULL, &k->sp);
+        if (rv != 0) {
+            free(k);
+            *nng_rv = rv;
+            return dial_fail(url, rv);
+        }
+        k->next = c->pool;
+        c->pool = k;
+        return JOBQ_OK;
+    }
     nng_dialer d;
     int rv = nng_dialer_create(&d, c->sock, url);
     if (rv != 0) {
@@ -337,11 +384,58 @@ jobq_client_open_opts(jobq_client **clientp, const char *url, const jobq_client_
         free(c);
         return jobq__fail(JOBQ_ENOMEM, "cannot create a mutex for the client");
     }
-    if (pthread_cond_init(&c->idle, NULL) != 0) {
+    pthread_condattr_t ca;
+    bool ca_ok = pthread_condattr_init(&ca) == 0;
+    if (!ca_ok || pthread_condattr_setclock(&ca, CLOCK_MONOTONIC) != 0 ||
+        pthread_cond_init(&c->wake, &ca) != 0) {
+        if (ca_ok) {
+            pthread_condattr_destroy(&ca);
+        }
         pthread_mutex_destroy(&c->lock);
         free(c->token);
         free(c);
         return jobq__fail(JOBQ_ENOMEM, "cannot create a condition variable for the client");
+    }
+    pthread_condattr_destroy(&ca);
+    if (pthread_cond_init(&c->idle, NULL) != 0) {
+        pthread_cond_destroy(&c->wake);
+        pthread_mutex_destroy(&c->lock);
+        free(c->token);
+        free(c);
+        return jobq__fail(JOBQ_ENOMEM, "cannot create a condition variable for the client");
+    }
+    if (pthread_rwlock_init(&c->nng_lk, NULL) != 0) {
+        pthread_cond_destroy(&c->idle);
+        pthread_cond_destroy(&c->wake);
+        pthread_mutex_destroy(&c->lock);
+        free(c->token);
+        free(c);
+        return jobq__fail(JOBQ_ENOMEM, "cannot create a lock for the client");
+    }
+
+    const char *transport = getenv("JOBQ_TRANSPORT");
+    if (transport != NULL && transport[0] != '\0' && strcmp(transport, "nng") != 0 &&
+        strcmp(transport, "native") != 0) {
+        client_free(c);
+        return jobq__fail(JOBQ_EINVAL,
+                          "JOBQ_TRANSPORT is \"%s\"; expected nng (nng's REQ socket for every "
+                          "URL) or native (the default: tcp:// and ipc:// spoken by libjobq)",
+                          transport);
+    }
+    c->native = jobq__sp_native_url(url) && (transport == NULL || strcmp(transport, "nng") != 0);
+    if (c->native) {
+        int rv = jobq__sp_target_parse(url, &c->target);
+        if (rv != 0) {
+            client_free(c);
+            return dial_fail(url, rv);
+        }
+        int err = dial(c, opts);
+        if (err != JOBQ_OK) {
+            client_free(c);
+            return err;
+        }
+        *clientp = c;
+        return JOBQ_OK;
     }
 
     int rv = nng_req0_open(&c->sock);
@@ -377,8 +471,21 @@ jobq_client_close(jobq_client *client)
     }
     pthread_mutex_lock(&client->lock);
     client->closing = true;
+    /* Every native call in flight sees its connection end; one pausing between dials is
+     * woken. Each call closes its own socket. */
+    for (conn *k = client->busy; k != NULL; k = k->next) {
+        if (k->sp.fd >= 0) {
+            shutdown(k->sp.fd, SHUT_RDWR);
+        }
+    }
+    pthread_cond_broadcast(&client->wake);
     pthread_mutex_unlock(&client->lock);
-    nng_close(client->sock); /* ends every call in flight */
+    if (!client->native) {
+        pthread_rwlock_wrlock(&client->nng_lk);
+        client->nng_closed = true;
+        nng_close(client->sock); /* ends every call in flight */
+        pthread_rwlock_unlock(&client->nng_lk);
+    }
     pthread_mutex_lock(&client->lock);
     while (client->calls > 0) {
         pthread_cond_wait(&client->idle, &client->lock);
@@ -465,12 +572,48 @@ add_token(const jobq_client *c, json_t *req)
     return json_object_set_new(req, "token", json_string(c->token)) == 0;
 }
 
-/* roundtrip: sends req (len bytes) on a fresh context of c and waits for the reply, all
+/* raw_reply: a reply's bytes, from either transport; reply_free releases it. */
+typedef struct raw_reply {
+    char *data; /* len bytes; native: malloc'd with a NUL after them */
+    size_t len;
+    nng_msg *msg; /* nng: the message holding data; NULL for native */
+} raw_reply;
+
+static void
+reply_free(raw_reply *r)
+{
+    if (r->msg != NULL) {
+        nng_msg_free(r->msg);
+    } else {
+        free(r->data);
+    }
+}
+
+/* nng_begin: read-locks nng_lk for nng_ctx_* calls on c->sock; false (nothing locked) once
+ * jobq_client_close has closed the socket. nng_end unlocks. */
+static bool
+nng_begin(jobq_client *c)
+{
+    pthread_rwlock_rdlock(&c->nng_lk);
+    if (c->nng_closed) {
+        pthread_rwlock_unlock(&c->nng_lk);
+        return false;
+    }
+    return true;
+}
+
+static void
+nng_end(jobq_client *c)
+{
+    pthread_rwlock_unlock(&c->nng_lk);
+}
+
+/* nng_roundtrip: sends req (len bytes) on a fresh context of c and waits for the reply, all
  * within timeout_ms. On success *replyp owns the reply message (nng_msg_free). Returns a
  * jobq_err with jobq_errmsg() set; JOBQ_ECLOSED when jobq_client_close cut it off (close
  * waits for every roundtrip to leave before freeing c). */
 static int
-roundtrip(jobq_client *c, const char *req, size_t len, int64_t timeout_ms, nng_msg **replyp)
+nng_roundtrip(jobq_client *c, const char *req, size_t len, int64_t timeout_ms, nng_msg **replyp)
 {
     if (!call_begin(c)) {
         return jobq__fail(JOBQ_ECLOSED, "the client was closed");
@@ -489,7 +632,13 @@ roundtrip(jobq_client *c, const char *req, size_t len, int64_t timeout_ms, nng_m
             rv = call_end(c) ? NNG_ECLOSED : NNG_ENOMEM;
             return transport_fail(rv, timeout_ms);
         }
-        if ((rv = nng_ctx_open(&sl->ctx, c->sock)) != 0) {
+        if (!nng_begin(c)) {
+            rv = NNG_ECLOSED;
+        } else {
+            rv = nng_ctx_open(&sl->ctx, c->sock);
+            nng_end(c);
+        }
+        if (rv != 0) {
             free(sl);
             rv = call_end(c) ? NNG_ECLOSED : rv;
             return transport_fail(rv, timeout_ms);
@@ -506,18 +655,28 @@ roundtrip(jobq_client *c, const char *req, size_t len, int64_t timeout_ms, nng_m
     /* The aio's timeout is what bounds nng_ctx_send/recv (nng 1.5 has no synchronous
      * context calls); the context's own timeouts are set as well for nng versions whose
      * context operations read them. */
+    if (!nng_begin(c)) {
+        rv = NNG_ECLOSED;
+        goto done;
+    }
     nng_ctx_set_ms(ctx, NNG_OPT_SENDTIMEO, to_duration(timeout_ms));
     nng_ctx_set_ms(ctx, NNG_OPT_RECVTIMEO, to_duration(timeout_ms));
     nng_aio_set_timeout(aio, to_duration(timeout_ms));
     nng_aio_set_msg(aio, msg);
     nng_ctx_send(ctx, aio);
+    nng_end(c);
     nng_aio_wait(aio);
     if ((rv = nng_aio_result(aio)) != 0) {
         goto done; /* a failed send leaves the message with us */
     }
     msg = NULL; /* a successful send took it */
     nng_aio_set_timeout(aio, to_duration(deadline - mono_ms()));
+    if (!nng_begin(c)) {
+        rv = NNG_ECLOSED;
+        goto done;
+    }
     nng_ctx_recv(ctx, aio);
+    nng_end(c);
     nng_aio_wait(aio);
     if ((rv = nng_aio_result(aio)) == 0) {
         *replyp = nng_aio_get_msg(aio);
@@ -537,13 +696,276 @@ done:
         if (sl->aio != NULL) {
             nng_aio_free(sl->aio);
         }
-        nng_ctx_close(sl->ctx);
+        if (nng_begin(c)) { /* else nng_close has closed every context */
+            nng_ctx_close(sl->ctx);
+            nng_end(c);
+        }
         free(sl);
     }
     if (call_end(c) && rv != 0) {
         rv = NNG_ECLOSED;
     }
     return rv == 0 ? JOBQ_OK : transport_fail(rv, timeout_ms);
+}
+
+/* busy_remove_locked: takes k off the busy list. */
+static void
+busy_remove_locked(jobq_client *c, conn *k)
+{
+    if (k->prev != NULL) {
+        k->prev->next = k->next;
+    } else {
+        c->busy = k->next;
+    }
+    if (k->next != NULL) {
+        k->next->prev = k->prev;
+    }
+    k->prev = k->next = NULL;
+}
+
+/* busy_add_locked: puts k on the busy list, where jobq_client_close finds it. */
+static void
+busy_add_locked(jobq_client *c, conn *k)
+{
+    k->prev = NULL;
+    k->next = c->busy;
+    if (c->busy != NULL) {
+        c->busy->prev = k;
+    }
+    c->busy = k;
+}
+
+/* pool_take_locked: an idle connection moved to the busy list, or NULL (none, or the client
+ * is closing: its idle connections were not shut down, a call must not block on one). */
+static conn *
+pool_take_locked(jobq_client *c)
+{
+    if (c->closing) {
+        return NULL;
+    }
+    conn *k = c->pool;
+    if (k != NULL) {
+        c->pool = k->next;
+        busy_add_locked(c, k);
+    }
+    return k;
+}
+
+/* discard: closes a busy connection of a call and frees it. */
+static void
+discard(jobq_client *c, conn *k)
+{
+    pthread_mutex_lock(&c->lock);
+    busy_remove_locked(c, k);
+    pthread_mutex_unlock(&c->lock);
+    if (k->sp.fd >= 0) {
+        close(k->sp.fd);
+    }
+    free(k);
+}
+
+/* track_arg, track_cb: record each socket a dial creates as its connection's fd, under the
+ * lock, so that jobq_client_close can shut it down; refused once the client is closing. */
+typedef struct track_arg {
+    jobq_client *c;
+    conn *k;
+} track_arg;
+
+static int
+track_cb(void *arg, int fd)
+{
+    track_arg *ta = arg;
+    pthread_mutex_lock(&ta->c->lock);
+    bool closing = ta->c->closing;
+    if (fd < 0 || !closing) {
+        ta->k->sp.fd = fd;
+    }
+    pthread_mutex_unlock(&ta->c->lock);
+    return fd >= 0 && closing ? NNG_ECLOSED : 0;
+}
+
+/* pause_locked: waits ms (at most until deadline_ms) unless the client is closing. Returns
+ * false once it is closing. */
+static bool
+pause_locked(jobq_client *c, int64_t ms, int64_t deadline_ms)
+{
+    int64_t until = mono_ms() + ms;
+    if (until > deadline_ms) {
+        until = deadline_ms;
+    }
+    struct timespec ts = {.tv_sec = (time_t)(until / 1000),
+                          .tv_nsec = (long)(until % 1000) * 1000000};
+    while (!c->closing && mono_ms() < until) {
+        if (pthread_cond_timedwait(&c->wake, &c->lock, &ts) == ETIMEDOUT) {
+            break;
+        }
+    }
+    return !c->closing;
+}
+
+/* dial_call: a new busy connection for a call, dialled again every 10..100 ms until
+ * deadline_ms while nobody accepts it (a daemon restarting, as nng's dialer redials). Returns
+ * 0 with *kp set, or an nng error code: NNG_ETIMEDOUT, NNG_ECLOSED, NNG_EPROTO (not a REP
+ * peer), NNG_ENOMEM. */
+static int
+dial_call(jobq_client *c, int64_t deadline_ms, conn **kp)
+{
+    conn *k = calloc(1, sizeof(*k));
+    if (k == NULL) {
+        return NNG_ENOMEM;
+    }
+    k->sp.fd = -1;
+    pthread_mutex_lock(&c->lock);
+    if (c->closing) {
+        pthread_mutex_unlock(&c->lock);
+        free(k);
+        return NNG_ECLOSED;
+    }
+    busy_add_locked(c, k);
+    pthread_mutex_unlock(&c->lock);
+    track_arg ta = {.c = c, .k = k};
+    int rv;
+    for (int64_t ms = 10;; ms = ms < 50 ? ms * 2 : 100) {
+        rv = jobq__sp_dial(c->target, deadline_ms, track_cb, &ta, &k->sp);
+        if (rv == 0 || rv == NNG_ECLOSED || rv == NNG_EPROTO || rv == NNG_ENOMEM ||
+            rv == NNG_ETIMEDOUT) {
+            break;
+        }
+        if (mono_ms() >= deadline_ms) {
+            rv = NNG_ETIMEDOUT;
+            break;
+        }
+        pthread_mutex_lock(&c->lock);
+        bool open = pause_locked(c, ms, deadline_ms);
+        pthread_mutex_unlock(&c->lock);
+        if (!open) {
+            rv = NNG_ECLOSED;
+            break;
+        }
+    }
+    if (rv != 0) {
+        discard(c, k);
+        return rv;
+    }
+    *kp = k;
+    return 0;
+}
+
+/* native_fail: the error and message for a failed native call (rv an nng error code). */
+static int
+native_fail(const jobq_client *c, int rv, int64_t timeout_ms)
+{
+    switch (rv) {
+    case NNG_EPROTO:
+        return jobq__fail(JOBQ_EPROTO,
+                          "jobqd at %s sent a malformed SP frame; the connection was closed",
+                          c->url);
+    case NNG_EMSGSIZE:
+        return jobq__fail(JOBQ_EPROTO,
+                          "jobqd at %s announced a reply over %llu bytes; the connection was "
+                          "closed",
+                          c->url, (unsigned long long)JOBQ__SP_MAX_REPLY);
+    case NNG_ECONNSHUT:
+    case NNG_ECONNRESET:
+    case NNG_ECONNABORTED:
+    case NNG_ETIMEDOUT:
+    case NNG_ECLOSED:
+    case NNG_ENOMEM:
+        return transport_fail(rv, timeout_ms);
+    default:
+        return jobq__fail(jobq__from_nng(rv), "the connection to jobqd at %s failed: %s", c->url,
+                          nng_strerror(rv));
+    }
+}
+
+/* native_roundtrip: one call on a connection of its own (an idle one, else a new one): send
+ * req (len bytes), then wait for the reply, all within timeout_ms. A connection is put back
+ * only after a complete reply; any failure closes it (a late reply would confuse the next
+ * call). Returns a jobq_err with jobq_errmsg() set; on success *out owns the reply. */
+static int
+native_roundtrip(jobq_client *c, const char *req, size_t len, int64_t timeout_ms, raw_reply *out)
+{
+    int64_t deadline = mono_ms() + timeout_ms;
+    pthread_mutex_lock(&c->lock);
+    if (c->closing) {
+        pthread_mutex_unlock(&c->lock);
+        return jobq__fail(JOBQ_ECLOSED, "the client was closed");
+    }
+    c->calls++;
+    conn *k = pool_take_locked(c);
+    pthread_mutex_unlock(&c->lock);
+    int rv = 0;
+    bool sent = false;
+    char *data = NULL;
+    size_t dlen = 0;
+    for (;;) {
+        /* An idle connection the daemon closed meanwhile (a restart) is dropped before
+         * anything is sent on it. */
+        while (k != NULL && !jobq__sp_alive(&k->sp)) {
+            discard(c, k);
+            pthread_mutex_lock(&c->lock);
+            k = pool_take_locked(c);
+            pthread_mutex_unlock(&c->lock);
+        }
+        bool reused = k != NULL;
+        if (k == NULL && (rv = dial_call(c, deadline, &k)) != 0) {
+            break;
+        }
+        rv = jobq__sp_call(&k->sp, req, len, deadline, &sent, &data, &dlen);
+        if (rv != 0 && reused && !sent && rv == NNG_ECONNSHUT) {
+            /* Closed by the peer before a byte of the request left: try another one. */
+            discard(c, k);
+            pthread_mutex_lock(&c->lock);
+            k = pool_take_locked(c);
+            bool closing = c->closing;
+            pthread_mutex_unlock(&c->lock);
+            if (closing) {
+                rv = NNG_ECLOSED;
+                break;
+            }
+            continue;
+        }
+        break;
+    }
+    pthread_mutex_lock(&c->lock);
+    bool closing = c->closing;
+    if (k != NULL) {
+        busy_remove_locked(c, k);
+        if (rv == 0 && !closing) {
+            k->next = c->pool;
+            c->pool = k;
+            k = NULL;
+        }
+    }
+    if (--c->calls == 0 && closing) {
+        pthread_cond_signal(&c->idle);
+    }
+    pthread_mutex_unlock(&c->lock);
+    if (k != NULL) {
+        close(k->sp.fd);
+        free(k);
+    }
+    if (rv == 0) {
+        *out = (raw_reply){.data = data, .len = dlen};
+        return JOBQ_OK;
+    }
+    return native_fail(c, closing ? NNG_ECLOSED : rv, timeout_ms);
+}
+
+/* roundtrip: one request/reply of len bytes within timeout_ms on either transport. On
+ * success *out owns the reply (reply_free). Returns a jobq_err with jobq_errmsg() set. */
+static int
+roundtrip(jobq_client *c, const char *req, size_t len, int64_t timeout_ms, raw_reply *out)
+{
+    if (c->native) {
+        return native_roundtrip(c, req, len, timeout_ms, out);
+    }
+    nng_msg *msg = NULL;
+    int err = nng_roundtrip(c, req, len, timeout_ms, &msg);
+    if (err == JOBQ_OK) {
+        *out = (raw_reply){.data = nng_msg_body(msg), .len = nng_msg_len(msg), .msg = msg};
+    }
+    return err;
 }
 
 /* jobq__call_json (internal.h): sends req (a JSON object; the client's token is added to
@@ -564,15 +986,15 @@ jobq__call_json(jobq_client *c, const char *op, json_t *req, int64_t extra_ms, j
     if (text == NULL) {
         return jobq__fail(JOBQ_ENOMEM, "out of memory building the %s request", op);
     }
-    nng_msg *msg = NULL;
-    int err = roundtrip(c, text, strlen(text), atomic_load(&c->timeout_ms) + extra_ms, &msg);
+    raw_reply r;
+    int err = roundtrip(c, text, strlen(text), atomic_load(&c->timeout_ms) + extra_ms, &r);
     free(text);
     if (err != JOBQ_OK) {
         return err;
     }
     json_error_t jerr;
-    json_t *reply = json_loadb(nng_msg_body(msg), nng_msg_len(msg), 0, &jerr);
-    nng_msg_free(msg);
+    json_t *reply = json_loadb(r.data, r.len, 0, &jerr);
+    reply_free(&r);
     if (reply == NULL) {
         if (json_error_code(&jerr) == json_error_out_of_memory) {
             return jobq__fail(JOBQ_ENOMEM, "out of memory reading the reply");
@@ -965,21 +1387,24 @@ jobq_call(jobq_client *client, const char *request, char **replyp)
         }
         json_decref(obj);
     }
-    nng_msg *msg = NULL;
-    int err = roundtrip(client, request, strlen(request), atomic_load(&client->timeout_ms), &msg);
+    raw_reply r;
+    int err = roundtrip(client, request, strlen(request), atomic_load(&client->timeout_ms), &r);
     free(with_token);
     if (err != JOBQ_OK) {
         return err;
     }
-    size_t len = nng_msg_len(msg);
-    char *text = malloc(len + 1);
+    if (r.msg == NULL) {
+        *replyp = r.data; /* already a NUL-terminated malloc'd text */
+        return JOBQ_OK;
+    }
+    char *text = malloc(r.len + 1);
     if (text == NULL) {
-        nng_msg_free(msg);
+        reply_free(&r);
         return jobq__fail(JOBQ_ENOMEM, "out of memory copying the reply");
     }
-    memcpy(text, nng_msg_body(msg), len);
-    text[len] = '\0';
-    nng_msg_free(msg);
+    memcpy(text, r.data, r.len);
+    text[r.len] = '\0';
+    reply_free(&r);
     *replyp = text;
     return JOBQ_OK;
 }
