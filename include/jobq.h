@@ -84,7 +84,7 @@ typedef struct jobq_client jobq_client;
  *  sockets unless $JOBQ_TRANSPORT is "nng" (then nng's REQ socket, as for the other schemes;
  *  a value other than "nng" or "native" is JOBQ_EINVAL). Returns JOBQ_EUNREACH when nothing
  *  listens there; after a successful open the client reconnects by itself if the daemon
- *  restarts. On success *clientp owns a client that the caller closes with
+ *  restarts (a call that finds nobody listening for 1 s fails with JOBQ_EUNREACH). On success *clientp owns a client that the caller closes with
  *  jobq_client_close; on failure *clientp is not written. */
 JOBQ_API int jobq_client_open(jobq_client **clientp, const char *url);
 

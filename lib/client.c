@@ -23,6 +23,9 @@
 #define DEFAULT_TIMEOUT_MS 30000
 /* The daemon holds a wait for at most 1 h; longer waits are split into pieces this long. */
 #define MAX_WAIT_PIECE_MS (3600 * 1000)
+/* A call that finds nobody listening dials again for this long (a daemon restarting), then
+ * fails with JOBQ_EUNREACH. */
+#define CALL_REDIAL_MS 1000
 
 /* ctx_slot: an nng context and its aio, reused by call after call (opening and closing them
  * for every call costs locks and allocations on the hot path). */
@@ -803,10 +806,10 @@ pause_locked(jobq_client *c, int64_t ms, int64_t deadline_ms)
     return !c->closing;
 }
 
-/* dial_call: a new busy connection for a call, dialled again every 10..100 ms until
- * deadline_ms while nobody accepts it (a daemon restarting, as nng's dialer redials). Returns
- * 0 with *kp set, or an nng error code: NNG_ETIMEDOUT, NNG_ECLOSED, NNG_EPROTO (not a REP
- * peer), NNG_ENOMEM. */
+/* dial_call: a new busy connection for a call, dialled again every 10..100 ms while nobody
+ * accepts it, for at most CALL_REDIAL_MS (a daemon restarting) and never past deadline_ms.
+ * Returns 0 with *kp set, or an nng error code: NNG_ETIMEDOUT, NNG_ECLOSED, NNG_EPROTO (not
+ * a REP peer), NNG_ENOMEM, or the last connect's error (NNG_ECONNREFUSED: jobqd is down). */
 static int
 dial_call(jobq_client *c, int64_t deadline_ms, conn **kp)
 {
@@ -825,15 +828,20 @@ dial_call(jobq_client *c, int64_t deadline_ms, conn **kp)
     pthread_mutex_unlock(&c->lock);
     track_arg ta = {.c = c, .k = k};
     int rv;
+    int64_t give_up = mono_ms() + CALL_REDIAL_MS;
     for (int64_t ms = 10;; ms = ms < 50 ? ms * 2 : 100) {
         rv = jobq__sp_dial(c->target, deadline_ms, track_cb, &ta, &k->sp);
         if (rv == 0 || rv == NNG_ECLOSED || rv == NNG_EPROTO || rv == NNG_ENOMEM ||
             rv == NNG_ETIMEDOUT) {
             break;
         }
-        if (mono_ms() >= deadline_ms) {
+        int64_t now = mono_ms();
+        if (now >= deadline_ms) {
             rv = NNG_ETIMEDOUT;
             break;
+        }
+        if (now >= give_up) {
+            break; /* nobody listens: say so rather than wait out the call's timeout */
         }
         pthread_mutex_lock(&c->lock);
         bool open = pause_locked(c, ms, deadline_ms);
@@ -872,6 +880,9 @@ native_fail(const jobq_client *c, int rv, int64_t timeout_ms)
     case NNG_ECLOSED:
     case NNG_ENOMEM:
         return transport_fail(rv, timeout_ms);
+    case NNG_ECONNREFUSED:
+    case NNG_ENOENT:
+        return dial_fail(c->url, rv);
     default:
         return jobq__fail(jobq__from_nng(rv), "the connection to jobqd at %s failed: %s", c->url,
                           nng_strerror(rv));

@@ -372,6 +372,21 @@ test_server_restart_between_calls(void **state)
     assert_int_equal(run_echo(f->client, 4, 20), 0);
 }
 
+/* ---- a daemon that is down ---- */
+
+static void
+test_call_while_down_fails_fast(void **state)
+{
+    fixture *f = *state;
+    assert_int_equal(jobq_ping(f->client), JOBQ_OK);
+    server_stop(&f->srv);
+    /* The call dials again for a moment (a restart), then says that nobody listens: it does
+     * not wait out its timeout, an hour here. */
+    assert_int_equal(jobq_client_set_timeout(f->client, 3600 * 1000), JOBQ_OK);
+    assert_int_equal(jobq_ping(f->client), JOBQ_EUNREACH);
+    assert_non_null(strstr(jobq_errmsg(), "cannot reach jobqd"));
+}
+
 /* ---- a connection lost with a request in flight ---- */
 
 static void
@@ -728,6 +743,7 @@ main(void)
         BOTH(test_concurrent_calls_get_their_replies),
         BOTH(test_timeout_then_fresh_connection),
         BOTH(test_server_restart_between_calls),
+        BOTH(test_call_while_down_fails_fast),
         BOTH(test_connection_lost_in_flight),
         BOTH(test_native_uses_a_connection_per_call),
         BOTH(test_open_unreachable),
