@@ -85,6 +85,13 @@ START=$SECONDS
 
 T=$(mktemp -d "${TMPDIR:-/tmp}/jobq-bench.XXXXXX")
 SOCK="ipc://$T/jobqd.sock"
+# As root, jobqd needs an account to switch to (it refuses to run as root), and that account
+# the temp dir, where it makes its database and socket.
+USER_LINE=
+if [ "$(id -u)" = 0 ]; then
+    USER_LINE="user = nobody"
+    chown nobody "$T"
+fi
 if [ -z "$OUT" ]; then
     OUT=$(mktemp "${TMPDIR:-/tmp}/jobq-bench-results.XXXXXX.json")
 fi
@@ -131,6 +138,7 @@ start_jobqd() {
 [server]
 listen = $SOCK
 http =
+$USER_LINE
 database = $T/$name.db
 durability = $durability
 shutdown_grace = 5s
