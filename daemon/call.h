@@ -35,7 +35,12 @@ typedef struct call {
     int64_t parents[16];    /* explain of a waiting job: the parents it waits for */
     size_t nparents;
     bool held; /* a wait or long-poll fetch counted in srv->nheld until it is freed */
-    json_t *extra; /* fields a later part adds to the reply (an ack's job before its fetch) */
+    /* An ack or fail with a fetch: the outcome is recorded while the fetch is held, and the
+     * reply waits for both. */
+    bool outcome_pending; /* the outcome is being recorded */
+    int outcome_err;      /* it failed: the reply is this error, the fetched jobs go back */
+    json_t *extra;        /* the outcome's fields ("job") once recorded */
+    json_t *fetched;      /* the fetch's reply, when it came before the outcome */
 } call;
 
 /** send_json: replies with obj (taking it) and frees the call. */

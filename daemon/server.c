@@ -257,6 +257,7 @@ call_free(call *c)
     free(c->states);
     group_info_clear(&c->grp);
     json_decref(c->extra);
+    json_decref(c->fetched);
     jobq__request_free(&c->req);
     free(c);
 }

@@ -40,6 +40,7 @@ static void lease_timer_cb(uv_timer_t *t);
 static void fetch_reply(server *s, fetcher *f, lease **ls, size_t n);
 static void try_fetch(server *s, fetcher *f);
 static void hold_fetch(call *c);
+static void fetch_answer(call *c, json_t *o);
 
 #define FETCH_CLAIM_MAX 1000 /* jobs one claim takes for the waiting fetches */
 
@@ -130,6 +131,22 @@ lease_recorded(attempt *a, int err)
     call *c = l->waiting;
     l->waiting = NULL;
     l->recording = false;
+    if (c != NULL && c->req.then_fetch) {
+        /* The fetch held meanwhile answers (or has answered) with the job among its fields;
+         * if the outcome failed, with the error, and the jobs it got go back. */
+        c->outcome_pending = false;
+        c->outcome_err = err;
+        if (err == JOBQ_OK) {
+            c->extra = json_object();
+            json_object_set_new(c->extra, "job", job_json(&l->a.job));
+        }
+        if (c->fetched != NULL) {
+            json_t *o = c->fetched;
+            c->fetched = NULL;
+            fetch_answer(c, o);
+        }
+        c = NULL;
+    }
     if (err != JOBQ_OK) {
         /* Still running in the store and still held: the worker may try again, and an
          * expiry is recorded again in a second (the lease timer finds it still expired). */
@@ -139,12 +156,7 @@ lease_recorded(attempt *a, int err)
         arm_lease_timer(s, jobq__now_ms() + 1000);
         return;
     }
-    if (c != NULL && c->req.then_fetch) {
-        /* The fetch that follows replies, with the job among its fields. */
-        c->extra = json_object();
-        json_object_set_new(c->extra, "job", job_json(&l->a.job));
-        hold_fetch(c);
-    } else if (c != NULL) {
+    if (c != NULL) {
         json_t *o = ok_object();
         json_object_set_new(o, "job", job_json(&l->a.job));
         send_json(c, o);
@@ -265,10 +277,7 @@ fetch_reply(server *s, fetcher *f, lease **ls, size_t n)
                                         "lease_expires_at", (json_int_t)ls[i]->expires_ms));
     }
     json_object_set_new(o, "jobs", jobs);
-    if (f->c->extra != NULL) {
-        json_object_update(o, f->c->extra);
-    }
-    send_json(f->c, o);
+    fetch_answer(f->c, o);
     uv_timer_stop(&f->timer);
     uv_close((uv_handle_t *)&f->timer, fetcher_closed_cb);
 }
@@ -462,18 +471,54 @@ fetch_check(call *c)
     return true;
 }
 
+/* fetch_answer: the fetch part of c is answered with o (taken). A plain fetch is replied at
+ * once. One that came with an ack or fail waits for the outcome's record, then carries its
+ * "job"; if the outcome could not be recorded, the reply is that error and the jobs fetched
+ * go back to ready without spending an attempt. */
+static void
+fetch_answer(call *c, json_t *o)
+{
+    if (!c->req.then_fetch) {
+        send_json(c, o);
+        return;
+    }
+    if (c->outcome_pending) {
+        c->fetched = o;
+        return;
+    }
+    if (c->outcome_err != JOBQ_OK) {
+        json_t *jobs = json_object_get(o, "jobs");
+        for (size_t i = 0; i < json_array_size(jobs); i++) {
+            lease *l = lease_find(
+                c->srv, json_integer_value(json_object_get(json_array_get(jobs, i), "id")));
+            if (l != NULL && !l->recording && !l->revoked) {
+                lease_end(l, (run_outcome){.state = JOBQ_READY, .kind = "shutdown"}, NULL,
+                          strdup("returned: the ack or fail it was fetched with could not be "
+                                 "recorded"),
+                          NULL);
+            }
+        }
+        json_decref(o);
+        reply_err(c, c->outcome_err, writer_last_error(&c->srv->w));
+        return;
+    }
+    if (c->extra != NULL) {
+        json_object_update(o, c->extra);
+    }
+    send_json(c, o);
+}
+
 /* hold_fetch: holds the checked fetch c until a job is ready or its timeout. While jobqd
- * drains, a fetch that follows an ack or fail is answered at once with no jobs (its outcome
- * is recorded); a plain one is refused. */
+ * drains, a fetch that comes with an ack or fail is answered with no jobs (its outcome is
+ * recorded); a plain one is refused. */
 static void
 hold_fetch(call *c)
 {
     server *s = c->srv;
-    if (s->draining && c->extra != NULL) {
+    if (s->draining && c->req.then_fetch) {
         json_t *o = ok_object();
         json_object_set_new(o, "jobs", json_array());
-        json_object_update(o, c->extra);
-        send_json(c, o);
+        fetch_answer(c, o);
         return;
     }
     if (s->draining) {
@@ -481,6 +526,12 @@ hold_fetch(call *c)
         return;
     }
     fetcher *f = calloc(1, sizeof(*f));
+    if (f == NULL && c->req.then_fetch) {
+        json_t *o = ok_object(); /* the outcome is answered; the worker fetches again */
+        json_object_set_new(o, "jobs", json_array());
+        fetch_answer(c, o);
+        return;
+    }
     if (f == NULL) {
         reply_error(c, "internal", "out of memory");
         return;
@@ -548,8 +599,12 @@ workers_request(call *c)
         }
         if ((l = held_lease(c, false)) != NULL) {
             char *result = c->req.text != NULL ? strdup(c->req.text) : NULL;
+            c->outcome_pending = c->req.then_fetch;
             lease_end(l, (run_outcome){.state = JOBQ_SUCCEEDED, .kind = "success"}, result, NULL,
                       c);
+            if (c->req.then_fetch) {
+                hold_fetch(c); /* its claim joins the outcome's commit */
+            }
         }
         return;
     case REQ_FAIL:
@@ -558,7 +613,11 @@ workers_request(call *c)
         }
         if ((l = held_lease(c, false)) != NULL) {
             char *error = strdup(c->req.text != NULL ? c->req.text : "failed (no reason given)");
+            c->outcome_pending = c->req.then_fetch;
             lease_end(l, failure_outcome(s, l, c->req.retry, "error"), NULL, error, c);
+            if (c->req.then_fetch) {
+                hold_fetch(c); /* its claim joins the outcome's commit */
+            }
         }
         return;
     case REQ_HEARTBEAT:

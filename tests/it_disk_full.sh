@@ -43,7 +43,8 @@ SERVER_EXTRA='http = 127.0.0.1:0' write_config "[queue.work]
 command = $T/gate.sh
 concurrency = 2
 timeout = 5m
-[queue.idle]"
+[queue.idle]
+[queue.remote]"
 sed -i "s|^database = .*|database = $SMALL/jobq.db|" "$T/jobq.conf"
 start_jobqd
 port=$(grep -o 'event=http_listen addr=127\.0\.0\.1:[0-9]*' "$LOG" | tail -n 1 | sed 's/.*://')
@@ -74,6 +75,10 @@ for i in $(seq 1 50); do
     raw "{\"op\":\"submit\",\"queue\":\"idle\",\"payload\":$i}" | jq -r .id >>"$ACKED"
 done
 expect_eq "/healthz with room on the disk" "$(health)" 200
+# A remote worker holds a job while the disk fills.
+rid=$(raw '{"op":"submit","queue":"remote","payload":"r"}' | jq -r .id)
+echo "$rid" >>"$ACKED"
+rlease=$(raw '{"op":"fetch","queue":"remote","timeout":"1s"}' | jq -r '.jobs[0].lease')
 
 # Fill the disk: a filler file takes what is free, then big submits use up what SQLite still
 # has in its files.
@@ -106,12 +111,17 @@ poll_until "the outcome of a job is refused by the full disk" "grep -q 'event=re
 expect_eq "a finished job is still running in the store" \
     "$(raw "{\"op\":\"get\",\"id\":$first}" | jq -r .job.state)" running
 ok "full disk: a job that ended cannot be recorded yet and stays running (not lost)"
+r=$(raw "{\"op\":\"ack\",\"id\":$rid,\"lease\":\"$rlease\",\"fetch\":{\"queue\":\"remote\",\"timeout\":\"100ms\"}}")
+expect_eq "an ack with a fetch on the full disk" "$(jq -r .error.code <<<"$r")" store_full
+ok "full disk: an ack that carries a fetch gets store_full, and its lease stays"
 
 # Space returns: jobqd recovers by itself.
 rm -f "$SMALL/filler"
 poll_until "the work jobs' outcomes are recorded" '[ "$(stat_of work succeeded)" = 2 ]'
 expect_eq "result of a job recorded late" "$(raw "{\"op\":\"get\",\"id\":$first}" | jq -r .job.result)" "done $first"
 expect_eq "attempts of a job recorded late" "$(raw "{\"op\":\"get\",\"id\":$first}" | jq -r '.job.attempts | length')" 1
+r=$(raw "{\"op\":\"ack\",\"id\":$rid,\"lease\":\"$rlease\"}")
+expect_eq "the ack again after space returned" "$(jq -r .job.state <<<"$r")" succeeded
 code=$(submit_file "$T/big.json")
 expect_eq "a submit after space returned" "$code" ok
 id=$(raw '{"op":"submit","queue":"work","payload":"after"}' | jq -r .id)
