@@ -144,6 +144,19 @@ lease_recorded(attempt *a, int err)
             json_t *o = c->fetched;
             c->fetched = NULL;
             fetch_answer(c, o);
+        } else if (err != JOBQ_OK) {
+            /* The error need not wait for the fetch's timeout: end the fetch now (or as soon
+             * as its claim in flight completes). */
+            for (fetcher *f = s->fetchers; f != NULL; f = f->next) {
+                if (f->c == c) {
+                    if (f->claiming) {
+                        f->timed_out = true;
+                    } else {
+                        fetch_reply(s, f, NULL, 0);
+                    }
+                    break;
+                }
+            }
         }
         c = NULL;
     }

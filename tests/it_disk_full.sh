@@ -111,9 +111,9 @@ poll_until "the outcome of a job is refused by the full disk" "grep -q 'event=re
 expect_eq "a finished job is still running in the store" \
     "$(raw "{\"op\":\"get\",\"id\":$first}" | jq -r .job.state)" running
 ok "full disk: a job that ended cannot be recorded yet and stays running (not lost)"
-r=$(raw "{\"op\":\"ack\",\"id\":$rid,\"lease\":\"$rlease\",\"fetch\":{\"queue\":\"remote\",\"timeout\":\"100ms\"}}")
+r=$(raw "{\"op\":\"ack\",\"id\":$rid,\"lease\":\"$rlease\",\"fetch\":{\"queue\":\"remote\",\"timeout\":\"5m\"}}")
 expect_eq "an ack with a fetch on the full disk" "$(jq -r .error.code <<<"$r")" store_full
-ok "full disk: an ack that carries a fetch gets store_full, and its lease stays"
+ok "full disk: an ack that carries a 5-minute fetch gets store_full at once, and its lease stays"
 
 # Space returns: jobqd recovers by itself.
 rm -f "$SMALL/filler"
