@@ -49,9 +49,10 @@ struct server {
     worker w[NCTX];
     pthread_mutex_t lock;
     pthread_cond_t cv;
-    int pipes_added;   /* connections accepted, over the server's whole life */
-    int pipes_removed; /* connections closed */
-    int held;          /* hold requests received */
+    int pipes_added;      /* connections accepted, over the server's whole life */
+    int pipes_removed;    /* connections closed */
+    int held;             /* hold requests received */
+    atomic_bool stopping; /* server_stop began: the contexts start no new operation */
 };
 
 /* fixture: a server on a fresh address and a client of it. */
@@ -113,24 +114,28 @@ worker_cb(void *arg)
 {
     worker *w = arg;
     int rv = nng_aio_result(w->aio);
+    bool stopping = atomic_load(&w->s->stopping);
     if (w->sending) {
         w->sending = false;
         if (rv != 0) {
             nng_msg_free(nng_aio_get_msg(w->aio));
-            if (rv == NNG_ECLOSED) {
-                return;
-            }
         }
-        nng_ctx_recv(w->ctx, w->aio);
+        if (rv != NNG_ECLOSED && !stopping) {
+            nng_ctx_recv(w->ctx, w->aio);
+        }
         return;
     }
     if (rv != 0) {
-        if (rv != NNG_ECLOSED) {
+        if (rv != NNG_ECLOSED && !stopping) {
             nng_ctx_recv(w->ctx, w->aio);
         }
         return;
     }
     nng_msg *msg = nng_aio_get_msg(w->aio);
+    if (stopping) {
+        nng_msg_free(msg);
+        return;
+    }
     char *text = answer(w->s, msg);
     if (text == NULL) {
         nng_msg_free(msg);
@@ -149,6 +154,7 @@ worker_cb(void *arg)
 static int
 server_start(server *s)
 {
+    atomic_store(&s->stopping, false);
     int rv = nng_rep0_open(&s->sock);
     if (rv != 0) {
         return rv;
@@ -179,15 +185,26 @@ server_start(server *s)
     return 0;
 }
 
-/* server_stop: closes the socket (and with it every connection) and frees the contexts. */
+/* server_stop: stops the contexts, then closes the socket (and with it every connection).
+ * nng 1.5.2 panics when nng_close overlaps an nng_ctx_* call of a callback, so every
+ * callback is over, and starts nothing new, before the socket closes. Safe to call twice. */
 static void
 server_stop(server *s)
 {
-    nng_close(s->sock);
+    atomic_store(&s->stopping, true);
     for (int i = 0; i < NCTX; i++) {
-        nng_aio_free(s->w[i].aio); /* waits for its callback */
-        s->w[i].aio = NULL;
+        if (s->w[i].aio != NULL) {
+            nng_aio_stop(s->w[i].aio); /* cancels its operation and waits for its callback */
+        }
     }
+    for (int i = 0; i < NCTX; i++) {
+        if (s->w[i].aio != NULL) {
+            nng_ctx_close(s->w[i].ctx);
+            nng_aio_free(s->w[i].aio);
+            s->w[i].aio = NULL;
+        }
+    }
+    nng_close(s->sock);
 }
 
 /* wait_count: waits until *counter >= n (an event of the server), at most EVENT_WAIT_S. */
