@@ -205,6 +205,31 @@ connect_one(int family, const struct sockaddr *addr, socklen_t len, int64_t dead
     return 0;
 }
 
+/* recv_some: waits until fd is readable (by deadline_ms), then reads what is there, at most
+ * len bytes, into buf. Returns 0 with *np > 0, NNG_ECONNSHUT at the end of the stream, or
+ * an error. */
+static int
+recv_some(int fd, void *buf, size_t len, int64_t deadline_ms, size_t *np)
+{
+    for (;;) {
+        int rv = wait_fd(fd, POLLIN, deadline_ms);
+        if (rv != 0) {
+            return rv;
+        }
+        ssize_t n = recv(fd, buf, len, MSG_DONTWAIT);
+        if (n > 0) {
+            *np = (size_t)n;
+            return 0;
+        }
+        if (n == 0) {
+            return NNG_ECONNSHUT;
+        }
+        if (errno != EINTR && errno != EAGAIN) {
+            return from_errno(errno);
+        }
+    }
+}
+
 /* handshake: sends the REQ header and reads the peer's, which must be a REP one. */
 static int
 handshake(int fd, int64_t deadline_ms)
@@ -222,21 +247,12 @@ handshake(int fd, int64_t deadline_ms)
     unsigned char peer[8];
     size_t got = 0;
     while (got < sizeof(peer)) {
-        int rv = wait_fd(fd, POLLIN, deadline_ms);
+        size_t k;
+        int rv = recv_some(fd, peer + got, sizeof(peer) - got, deadline_ms, &k);
         if (rv != 0) {
             return rv;
         }
-        n = recv(fd, peer + got, sizeof(peer) - got, MSG_DONTWAIT);
-        if (n == 0) {
-            return NNG_ECONNSHUT;
-        }
-        if (n < 0) {
-            if (errno == EINTR || errno == EAGAIN) {
-                continue;
-            }
-            return from_errno(errno);
-        }
-        got += (size_t)n;
+        got += k;
     }
     if (peer[0] != 0 || peer[1] != 'S' || peer[2] != 'P' || peer[3] != 0 || peer[6] != 0 ||
         peer[7] != 0) {
@@ -321,21 +337,12 @@ fill(jobq__sp_conn *c, size_t need, int64_t deadline_ms)
         c->rbeg = 0;
     }
     while (c->rend < need) {
-        int rv = wait_fd(c->fd, POLLIN, deadline_ms);
+        size_t k;
+        int rv = recv_some(c->fd, c->rbuf + c->rend, sizeof(c->rbuf) - c->rend, deadline_ms, &k);
         if (rv != 0) {
             return rv;
         }
-        ssize_t n = recv(c->fd, c->rbuf + c->rend, sizeof(c->rbuf) - c->rend, MSG_DONTWAIT);
-        if (n == 0) {
-            return NNG_ECONNSHUT;
-        }
-        if (n < 0) {
-            if (errno == EINTR || errno == EAGAIN) {
-                continue;
-            }
-            return from_errno(errno);
-        }
-        c->rend += (size_t)n;
+        c->rend += k;
     }
     return 0;
 }
@@ -365,19 +372,11 @@ take(jobq__sp_conn *c, unsigned char *dst, uint64_t n, int64_t deadline_ms)
             }
             continue;
         }
-        int rv = wait_fd(c->fd, POLLIN, deadline_ms);
+        size_t got;
+        int rv =
+            recv_some(c->fd, dst, n > SIZE_MAX / 2 ? SIZE_MAX / 2 : (size_t)n, deadline_ms, &got);
         if (rv != 0) {
             return rv;
-        }
-        ssize_t got = recv(c->fd, dst, n > SIZE_MAX / 2 ? SIZE_MAX / 2 : (size_t)n, MSG_DONTWAIT);
-        if (got == 0) {
-            return NNG_ECONNSHUT;
-        }
-        if (got < 0) {
-            if (errno == EINTR || errno == EAGAIN) {
-                continue;
-            }
-            return from_errno(errno);
         }
         dst += got;
         n -= (uint64_t)got;
