@@ -70,13 +70,10 @@ struct intake {
     hist *lag;          /* where the loop's lag is observed; may be NULL */
     int max_clients;    /* connections served at once (max_connections) */
     uv_mutex_t refuse_mtx;
-    refusal *refusing;       /* connections over the limit, still open; under refuse_mtx */
-    refusal *refused;        /* closed ones whose timer is to be freed; under refuse_mtx */
-    atomic_int nrefusing;    /* entries of refusing: 0 keeps the request path lock-free */
-    atomic_ulong nrefused;   /* connections refused since the start */
-    nng_listener *listeners; /* of the plain (non-TLS) URLs, for intake_relisten */
-    char **listener_urls;    /* borrowed from the caller, parallel to listeners */
-    size_t nlisteners;
+    refusal *refusing;     /* connections over the limit, still open; under refuse_mtx */
+    refusal *refused;      /* closed ones whose timer is to be freed; under refuse_mtx */
+    atomic_int nrefusing;  /* entries of refusing: 0 keeps the request path lock-free */
+    atomic_ulong nrefused; /* connections refused since the start */
 };
 
 static void aio_cb(void *arg);
@@ -404,55 +401,6 @@ out:
     return rv;
 }
 
-/* remember_listener: keeps l, listening on url, for intake_relisten. */
-static int
-remember_listener(intake *in, char *url, nng_listener l)
-{
-    size_t n = in->nlisteners + 1;
-    nng_listener *ls = realloc(in->listeners, n * sizeof(*ls));
-    if (ls != NULL) {
-        in->listeners = ls;
-    }
-    char **us = ls != NULL ? realloc(in->listener_urls, n * sizeof(*us)) : NULL;
-    if (us == NULL) {
-        return -1;
-    }
-    in->listener_urls = us;
-    ls[n - 1] = l;
-    us[n - 1] = url;
-    in->nlisteners = n;
-    return 0;
-}
-
-void
-intake_relisten(intake *in, const char *url)
-{
-    if (in->stopped) {
-        return;
-    }
-    int rv = in->sp != NULL ? sp_relisten(in->sp, url) : SP_NOT_NATIVE;
-    if (rv != SP_NOT_NATIVE) {
-        if (rv != 0) {
-            log_error("listen_failed", "url=%s err=\"%s\"", url, uv_strerror(rv));
-        } else {
-            log_info("listen", "url=%s again=yes", url);
-        }
-        return;
-    }
-    for (size_t i = 0; i < in->nlisteners; i++) {
-        if (strcmp(in->listener_urls[i], url) != 0) {
-            continue;
-        }
-        nng_listener_close(in->listeners[i]);
-        rv = nng_listen(in->sock, url, &in->listeners[i], 0);
-        if (rv != 0) {
-            log_error("listen_failed", "url=%s err=\"%s\"", url, nng_strerror(rv));
-        } else {
-            log_info("listen", "url=%s again=yes", url);
-        }
-    }
-}
-
 /* native_request_cb: the loop. A request of the native endpoint, handed straight over. */
 static void
 native_request_cb(void *arg, sp_req *req, const char *body, size_t len)
@@ -594,15 +542,11 @@ intake_open(intake **inp, uv_loop_t *loop, char *const *urls, size_t nurls, size
                      tls->ca != NULL ? "required" : "no");
             continue;
         }
-        nng_listener l;
-        rv = nng_listen(in->sock, urls[i], &l, 0);
+        rv = nng_listen(in->sock, urls[i], NULL, 0);
         for (int tries = 0;
              rv == NNG_EADDRINUSE && strncmp(urls[i], "ipc://", 6) == 0 && tries < 20; tries++) {
             nng_msleep(100);
-            rv = nng_listen(in->sock, urls[i], &l, 0);
-        }
-        if (rv == 0 && remember_listener(in, urls[i], l) != 0) {
-            rv = NNG_ENOMEM;
+            rv = nng_listen(in->sock, urls[i], NULL, 0);
         }
         if (rv != 0) {
             snprintf(err, errlen, "cannot listen on %s: %s%s", urls[i], nng_strerror(rv),
@@ -720,8 +664,6 @@ intake_close(intake *in)
     refusals_free(in->refusing);
     refusals_free(in->refused);
     in->refusing = in->refused = NULL;
-    free(in->listeners);
-    free(in->listener_urls);
     if (in->nng_open) {
         uv_close((uv_handle_t *)&in->async, close_cb);
     } else {

@@ -55,10 +55,6 @@ uint64_t intake_refused(intake *in);
  *  Loop thread. */
 void intake_set_lag(intake *in, hist *lag);
 
-/** intake_relisten: closes the listener of url (one of intake_open's plain URLs) and listens
- *  there again; connections already made stay. Loop thread. */
-void intake_relisten(intake *in, const char *url);
-
 /** intake_stop: closes the listeners and connections: no more requests; replies still owed
  *  are dropped (intake_reply may still be called on them). */
 void intake_stop(intake *in);

@@ -762,21 +762,6 @@ sp_listen(sp_server *sp, const char *url)
     return 0;
 }
 
-int
-sp_relisten(sp_server *sp, const char *url)
-{
-    for (sp_listener **lp = &sp->listeners; *lp != NULL; lp = &(*lp)->next) {
-        sp_listener *l = *lp;
-        if (strcmp(l->url, url) != 0) {
-            continue;
-        }
-        *lp = l->next;
-        listener_close(l);
-        return sp_listen(sp, url);
-    }
-    return SP_NOT_NATIVE;
-}
-
 void
 sp_reply(sp_req *r, const char *body, size_t len)
 {

@@ -57,10 +57,6 @@ int sp_open(sp_server **spp, uv_loop_t *loop, const sp_config *cfg);
  *  the loop runs (names are resolved synchronously). */
 int sp_listen(sp_server *sp, const char *url);
 
-/** sp_relisten: closes the listener of url and listens there again; connections stay.
- *  Returns 0, SP_NOT_NATIVE when no listener of sp has that URL, or a libuv error. */
-int sp_relisten(sp_server *sp, const char *url);
-
 /** sp_reply: sends body as the reply of req, without blocking, and frees req. On a
  *  connection closed since, or after sp_stop, the reply is dropped. Loop thread. */
 void sp_reply(sp_req *req, const char *body, size_t len);

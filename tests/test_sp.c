@@ -837,48 +837,6 @@ listen_task(fixture *f, void *arg)
     a->rv = sp_listen(f->sp, a->url);
 }
 
-static void
-relisten_task(fixture *f, void *arg)
-{
-    listen_args *a = arg;
-    a->rv = sp_relisten(f->sp, a->url);
-}
-
-/* sp_relisten: the listener is replaced (its socket file too); a connection made before it
- * is served on, and new ones reach the new listener. */
-static void
-test_relisten(void **state)
-{
-    (void)state;
-    fixture *f = start(100, 10000);
-    nng_socket s = req_dial(f->ipc_url);
-    nng_ctx ctx;
-    assert_int_equal(nng_ctx_open(&ctx, s), 0);
-    listen_args a = {.url = f->ipc_url};
-    for (int i = 0; i < 2; i++) {
-        run_on_loop(f, relisten_task, &a);
-        assert_int_equal(a.rv, 0);
-        a.url = f->tcp_url;
-    }
-    a.url = "tcp://127.0.0.1:9"; /* not one of ours */
-    run_on_loop(f, relisten_task, &a);
-    assert_int_equal(a.rv, SP_NOT_NATIVE);
-    nng_msg *r = roundtrip(ctx, "old", 3);
-    assert_non_null(r);
-    nng_msg_free(r);
-    nng_close(s);
-    for (int i = 0; i < 2; i++) {
-        s = req_dial(i == 0 ? f->ipc_url : f->tcp_url);
-        assert_int_equal(nng_ctx_open(&ctx, s), 0);
-        r = roundtrip(ctx, "new", 3);
-        assert_non_null(r);
-        nng_msg_free(r);
-        nng_close(s);
-    }
-    WAIT_UNTIL(f, f->closed == 3);
-    stop(f);
-}
-
 /* ipc://: a stale socket file (nobody accepts on it) is replaced; a live one is in use; forms
  * the endpoint does not serve are left to nng. */
 static void
@@ -965,7 +923,6 @@ main(void)
         cmocka_unit_test(test_reply_after_close),
         cmocka_unit_test(test_max_clients),
         cmocka_unit_test(test_ipc_files_and_urls),
-        cmocka_unit_test(test_relisten),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
