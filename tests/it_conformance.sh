@@ -3,8 +3,9 @@
 # against a real jobqd: list paging ends on an exactly full last page; ack, fail and
 # heartbeat tell a missing job (not_found) from an ended lease (lease_expired); a heartbeat
 # after a cancel carries lease_expires_at; explain's reasons for waiting and paused remote
-# jobs; the attempt kinds error, lease, shutdown (clean stop) and crash (kill -9); "after"
-# over 1,000 ids is too_large; the token field.
+# jobs; replies to pipelined requests leave as they are ready; "after" over 1,000 ids is
+# too_large; the attempt kinds error, lease, shutdown (clean stop) and crash (kill -9); the
+# token field.
 . "$(dirname "$0")/lib.sh"
 
 SERVER_EXTRA='shutdown_grace = 1s'
@@ -84,6 +85,17 @@ r=$(raw "{\"op\":\"explain\",\"id\":${ids[3]}}")
 expect_eq "explain of a ready job of a paused remote queue" "$(jq -r .reason <<<"$r")" paused
 raw '{"op":"resume","queue":"w"}' >/dev/null
 ok "explain: waiting; paused wins over no_consumer"
+
+# ---- pipelined requests on one connection: replies come as they are ready ----
+# A wait held for 1 s, then a ping on the same connection: the ping's reply comes first, and
+# the REQ contexts match each reply to its request by the SP request id.
+out=$("$JOBQ_RAW" "$SOCK" "$RAW_WAIT" --pipeline \
+    "{\"op\":\"wait\",\"id\":$child,\"timeout\":\"1s\"}" '{"op":"ping"}')
+expect_eq "replies in the order they were ready" "$(cut -d' ' -f1 <<<"$out" | tr '\n' ' ')" "1 0 "
+expect_eq "the ping's reply" "$(sed -n 1p <<<"$out" | cut -d' ' -f2- | jq -r '.version | type')" string
+expect_eq "the wait's reply" "$(sed -n 2p <<<"$out" | cut -d' ' -f2- | jq -c '[.done, .jobs[0].id]')" \
+    "[false,$child]"
+ok "pipelined replies come back out of order, matched by request id"
 
 # ---- after over 1,000 ids ----
 after=$(seq -s, 1 1001)
