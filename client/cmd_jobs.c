@@ -985,13 +985,15 @@ cmd_schedules(cli *c, const cli_cmd *cmd, int argc, char **argv)
         }
         char last[40], next[40];
         json_t *nx = json_object_get(sc, "next");
+        json_t *lt = json_object_get(sc, "last_tick"); /* null: it has not fired yet */
         const char *cells[7] = {
             json_string_value(json_object_get(sc, "name")),
             json_string_value(json_object_get(sc, "cron")),
             json_string_value(json_object_get(sc, "timezone")),
             json_string_value(json_object_get(sc, "queue")),
             json_string_value(json_object_get(sc, "missed")),
-            cli_fmt_time(json_integer_value(json_object_get(sc, "last_tick")), last, sizeof(last)),
+            json_is_integer(lt) ? cli_fmt_time(json_integer_value(lt), last, sizeof(last))
+                                : "never",
             json_is_integer(nx) ? cli_fmt_time(json_integer_value(nx), next, sizeof(next))
                                 : "never",
         };

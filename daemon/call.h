@@ -22,6 +22,7 @@ typedef struct call {
     int old_state;   /* cancel: out */
     job_row *rows;   /* list: out */
     size_t nrows;
+    bool more;       /* list: jobs match after the last of rows */
     size_t failed_at;      /* submit: index of the job that failed */
     attempt_row *attempts; /* get: the history */
     size_t nattempts;

@@ -19,7 +19,8 @@
 
 struct periodic_state {
     const schedule_conf *sc;
-    int64_t last_ms;  /* the last tick fired or skipped */
+    int64_t last_ms;  /* the last tick fired or skipped, or when jobqd first saw it */
+    bool ticked;      /* last_ms is a tick (else the schedule never fired nor skipped one) */
     int64_t next_ms;  /* cron_next after last_ms; -1: never */
     int64_t retry_ms; /* after a failure: not before this */
     bool firing;
@@ -89,16 +90,31 @@ periodic_spec(const schedule_conf *sc, const queue_conf *qc, int64_t tick_ms, ch
 }
 
 int
+periodic_base(store *st, const schedule_conf *sc, int64_t now_ms, int64_t *basep, bool *tickedp)
+{
+    int64_t base;
+    int err = store_schedule_last(st, sc->name, &base);
+    bool ticked = err == JOBQ_OK;
+    if (err == JOBQ_ENOENT) {
+        /* Never fired: it counts from when jobqd first saw it (now, for a new schedule:
+         * earlier ticks were never its to run). */
+        err = store_schedule_since(st, sc->name, now_ms, &base);
+    }
+    if (err == JOBQ_OK) {
+        *basep = base;
+        *tickedp = ticked;
+    }
+    return err;
+}
+
+int
 periodic_recover(store *st, const schedule_conf *sc, const queue_conf *qc, int64_t now_ms,
                  bool *firedp)
 {
     *firedp = false;
     int64_t last;
-    int err = store_schedule_last(st, sc->name, &last);
-    if (err == JOBQ_ENOENT) {
-        /* A new schedule starts from now: earlier ticks were never its to run. */
-        return store_schedule_fire(st, sc->name, now_ms, NULL, now_ms, NULL, NULL, NULL);
-    }
+    bool ticked;
+    int err = periodic_base(st, sc, now_ms, &last, &ticked);
     if (err != JOBQ_OK) {
         return err;
     }
@@ -164,6 +180,7 @@ done_fire(wop *op)
         p->retry_ms = jobq__now_ms() + RETRY_MS;
     } else {
         p->last_ms = f->tick_ms;
+        p->ticked = true;
         p->next_ms = cron_next(&p->sc->expr, p->sc->zone, p->last_ms);
         p->retry_ms = 0;
         if (!f->dup) {
@@ -271,7 +288,7 @@ periodic_init(server *s)
             store_rollback(s->st);
         }
         if (err == JOBQ_OK) {
-            err = store_schedule_last(s->st, p->sc->name, &p->last_ms);
+            err = periodic_base(s->st, p->sc, now, &p->last_ms, &p->ticked);
         }
         if (err != JOBQ_OK) {
             return err;
@@ -301,7 +318,7 @@ periodic_json(server *s)
         json_object_set_new(o, "timezone", json_string(tz_name(sc->zone)));
         json_object_set_new(o, "queue", json_string(sc->queue));
         json_object_set_new(o, "missed", json_string(sc->missed_skip ? "skip" : "run_once"));
-        json_object_set_new(o, "last_tick", json_integer(p->last_ms));
+        json_object_set_new(o, "last_tick", p->ticked ? json_integer(p->last_ms) : json_null());
         json_object_set_new(o, "next", p->next_ms >= 0 ? json_integer(p->next_ms) : json_null());
         json_array_append_new(a, o);
     }

@@ -19,6 +19,12 @@ int64_t periodic_due(const schedule_conf *sc, int64_t last_ms, int64_t now_ms);
 void periodic_spec(const schedule_conf *sc, const queue_conf *qc, int64_t tick_ms, char *key,
                    size_t keylen, job_spec *spec);
 
+/** periodic_base: what sc's next tick counts from: its last tick fired or skipped
+ *  (*tickedp true), else when jobqd first saw it, recording now_ms for a schedule never seen
+ *  (*tickedp false). Inside the caller's transaction, or none. Returns a jobq_err. */
+int periodic_base(store *st, const schedule_conf *sc, int64_t now_ms, int64_t *basep,
+                  bool *tickedp);
+
 /** periodic_recover: at start, inside the caller's transaction: a schedule never seen
  *  starts from now; ticks missed while jobqd was down run once (the latest) or are skipped,
  *  per sc->missed_skip. *firedp receives whether a job was submitted. */

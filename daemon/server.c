@@ -619,7 +619,7 @@ exec_list(store *st, wop *op, int64_t now_ms)
                      .state = c->req.state,
                      .after_id = c->req.after_id,
                      .limit = c->req.limit};
-    return store_list(st, &f, c->rows, &c->nrows);
+    return store_list(st, &f, c->rows, &c->nrows, &c->more);
 }
 
 static void
@@ -636,8 +636,9 @@ done_list(wop *op)
         json_array_append_new(jobs, job_json(&c->rows[i]));
     }
     json_object_set_new(o, "jobs", jobs);
-    bool more = c->nrows == (size_t)c->req.limit;
-    json_object_set_new(o, "next", more ? json_integer(c->rows[c->nrows - 1].id) : json_null());
+    /* null on the last page, even one that is exactly full: no empty page after it. */
+    json_object_set_new(o, "next", c->more && c->nrows > 0 ? json_integer(c->rows[c->nrows - 1].id)
+                                                           : json_null());
     send_json(c, o);
 }
 
@@ -1163,10 +1164,11 @@ done_explain(wop *op)
                  fmt_time(t1, sizeof(t1), r->finished_at_ms));
         break;
     case JOBQ_READY:
-        if (q == NULL || workers_is_remote(q)) {
+        /* What stops every consumer comes first: a paused remote queue is paused. */
+        if (q == NULL) {
             reason = "no_consumer";
-            snprintf(why, sizeof(why),
-                     "ready: queue %s has no command; it waits for a remote worker", r->queue);
+            snprintf(why, sizeof(why), "ready: queue %s is not configured; nothing runs it",
+                     r->queue);
         } else if (q->paused) {
             reason = "paused";
             snprintf(why, sizeof(why), "ready, but queue %s is paused (jobq resume %s)", r->queue,
@@ -1186,6 +1188,10 @@ done_explain(wop *op)
                      "ready, but the circuit of queue %s is half-open: waiting for the outcome of "
                      "its probe",
                      r->queue);
+        } else if (workers_is_remote(q)) {
+            reason = "no_consumer";
+            snprintf(why, sizeof(why),
+                     "ready: queue %s has no command; it waits for a remote worker", r->queue);
         } else if (q->running >= q->conf->concurrency) {
             reason = "slots_busy";
             int n = snprintf(why, sizeof(why),

@@ -307,11 +307,13 @@ bind_text_or_null(sqlite3_stmt *s, int i, const char *text)
     }
 }
 
-/* read_rows: steps s (selecting JOB_COLS) into up to max rows; on failure clears them. */
+/* read_rows_more: steps s (selecting JOB_COLS) into up to max rows; on failure clears them.
+ * With morep, one step more tells whether s has a row after the max-th. */
 static int
-read_rows(sqlite3_stmt *s, job_row *rows, size_t max, size_t *np)
+read_rows_more(sqlite3_stmt *s, job_row *rows, size_t max, size_t *np, bool *morep)
 {
     size_t n = 0;
+    bool more = false;
     int rc = SQLITE_DONE, err = JOBQ_OK;
     while (n < max && (rc = sqlite3_step(s)) == SQLITE_ROW) {
         if ((err = read_row(s, &rows[n])) != JOBQ_OK) {
@@ -322,6 +324,13 @@ read_rows(sqlite3_stmt *s, job_row *rows, size_t max, size_t *np)
     if (err == JOBQ_OK && n < max && rc != SQLITE_DONE) {
         err = store_from_sqlite(rc);
     }
+    if (morep != NULL && err == JOBQ_OK && n == max) {
+        rc = sqlite3_step(s);
+        more = rc == SQLITE_ROW;
+        if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
+            err = store_from_sqlite(rc);
+        }
+    }
     stmt_done(s);
     if (err != JOBQ_OK) {
         while (n > 0) {
@@ -330,7 +339,17 @@ read_rows(sqlite3_stmt *s, job_row *rows, size_t max, size_t *np)
         return err;
     }
     *np = n;
+    if (morep != NULL) {
+        *morep = more;
+    }
     return JOBQ_OK;
+}
+
+/* read_rows: read_rows_more without looking past the max-th row. */
+static int
+read_rows(sqlite3_stmt *s, job_row *rows, size_t max, size_t *np)
+{
+    return read_rows_more(s, rows, max, np, NULL);
 }
 
 int
@@ -901,6 +920,32 @@ store_schedule_last(store *st, const char *name, int64_t *tickp)
     return rc == SQLITE_ROW ? JOBQ_OK : rc == SQLITE_DONE ? JOBQ_ENOENT : store_from_sqlite(rc);
 }
 
+/* A schedule's row holds its last tick; until it has one, the time jobqd first saw it is kept
+ * in a row of its own, named with a prefix no schedule name can have (':' is not allowed). */
+#define SCHED_SINCE_PREFIX "since:"
+
+int
+store_schedule_since(store *st, const char *name, int64_t now_ms, int64_t *sincep)
+{
+    char key[sizeof(SCHED_SINCE_PREFIX) + 256];
+    if ((size_t)snprintf(key, sizeof(key), SCHED_SINCE_PREFIX "%s", name) >= sizeof(key)) {
+        return JOBQ_EINVAL;
+    }
+    int64_t since;
+    int err = store_schedule_last(st, key, &since);
+    if (err == JOBQ_ENOENT) {
+        since = now_ms;
+        sqlite3_stmt *s = stmt_get(st, S_SCHED_SET);
+        sqlite3_bind_text(s, 1, key, -1, SQLITE_STATIC);
+        sqlite3_bind_int64(s, 2, since);
+        err = step_done(s);
+    }
+    if (err == JOBQ_OK) {
+        *sincep = since;
+    }
+    return err;
+}
+
 int
 store_schedule_fire(store *st, const char *name, int64_t tick_ms, const job_spec *spec,
                     int64_t now_ms, int64_t *idp, bool *dupp, int *statep)
@@ -1103,14 +1148,14 @@ store_cancel(store *st, int64_t id, int64_t now_ms, bool allow_running, job_row 
 }
 
 int
-store_list(store *st, const list_filter *f, job_row *rows, size_t *np)
+store_list(store *st, const list_filter *f, job_row *rows, size_t *np, bool *morep)
 {
     sqlite3_stmt *s = stmt_get(st, S_LIST);
     bind_text_or_null(s, 1, f->queue);
     sqlite3_bind_int(s, 2, f->state);
     sqlite3_bind_int64(s, 3, f->after_id);
-    sqlite3_bind_int(s, 4, f->limit);
-    return read_rows(s, rows, (size_t)f->limit, np);
+    sqlite3_bind_int(s, 4, f->limit + 1); /* one more than asked: is this the last page? */
+    return read_rows_more(s, rows, (size_t)f->limit, np, morep);
 }
 
 int

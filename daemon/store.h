@@ -118,8 +118,9 @@ typedef struct list_filter {
 } list_filter;
 
 /** store_list: up to f->limit jobs matching f in ascending id order into rows (caller
- *  allocated, f->limit entries; the caller clears each). *np receives how many. */
-int store_list(store *st, const list_filter *f, job_row *rows, size_t *np);
+ *  allocated, f->limit entries; the caller clears each). *np receives how many, and *morep
+ *  (unless NULL) whether more jobs match after the last one read. */
+int store_list(store *st, const list_filter *f, job_row *rows, size_t *np, bool *morep);
 
 /** store_count_each: calls fn once per (queue, state) with its number of jobs. */
 int store_count_each(store *st, void (*fn)(void *arg, const char *queue, int state, int64_t n),
@@ -297,6 +298,11 @@ int store_waiting_for(store *st, int64_t id, int64_t *ids, size_t max, size_t *n
 
 /** store_schedule_last: the last tick schedule name fired or skipped (JOBQ_ENOENT: never). */
 int store_schedule_last(store *st, const char *name, int64_t *tickp);
+
+/** store_schedule_since: when jobqd first saw schedule name (kept apart from its ticks, so
+ *  a schedule that never fired has no last tick) into *sincep; records now_ms first when
+ *  none is stored. Inside the caller's transaction. */
+int store_schedule_since(store *st, const char *name, int64_t now_ms, int64_t *sincep);
 
 /** store_schedule_fire: records tick_ms as schedule name's last tick and, unless spec is
  *  NULL (a skipped tick), submits spec (whose key names the schedule and tick, so a tick

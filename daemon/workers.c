@@ -577,19 +577,58 @@ workers_dispatch(server *s, qstate *q)
 
 /* ---- ack, fail, heartbeat ---- */
 
-/* held_lease: the live lease c quotes, or NULL after replying lease_expired. */
+static void
+reply_lease_expired(call *c)
+{
+    char msg[200];
+    snprintf(msg, sizeof(msg),
+             "job %lld: this lease has ended (expired, acked, failed, revoked or jobqd "
+             "restarted); the job may be running elsewhere",
+             (long long)c->req.ids[0]);
+    reply_error(c, "lease_expired", msg);
+}
+
+static int
+exec_job_exists(store *st, wop *op, int64_t now_ms)
+{
+    (void)now_ms;
+    call *c = container_of(op, call, op);
+    return store_get(st, c->req.ids[0], &c->row);
+}
+
+/* done_job_exists: no lease holds the job: not_found when no such job, else lease_expired. */
+static void
+done_job_exists(wop *op)
+{
+    call *c = container_of(op, call, op);
+    if (op->err == JOBQ_ENOENT) {
+        char msg[80];
+        snprintf(msg, sizeof(msg), "no job %lld", (long long)c->req.ids[0]);
+        reply_error(c, "not_found", msg);
+    } else if (op->err != JOBQ_OK) {
+        reply_err(c, op->err, writer_last_error(&c->srv->w));
+    } else {
+        reply_lease_expired(c);
+    }
+}
+
+/* held_lease: the live lease c quotes, or NULL after replying (or arranging the reply):
+ * lease_expired, or not_found when no job has that id. */
 static lease *
 held_lease(call *c, bool allow_revoked)
 {
     lease *l = lease_find(c->srv, c->req.ids[0]);
-    if (l == NULL || !jobq__token_equal(c->req.lease, l->token) || (l->revoked && !allow_revoked) ||
+    if (l == NULL) {
+        /* Leases live in memory only: the store says whether the job exists. */
+        c->op.exec = exec_job_exists;
+        c->op.done = done_job_exists;
+        c->op.writes = false;
+        writer_push(&c->srv->w, &c->op);
+        return NULL;
+    }
+    if (!jobq__token_equal(c->req.lease, l->token) || (l->revoked && !allow_revoked) ||
         l->recording) {
-        char msg[200];
-        snprintf(msg, sizeof(msg),
-                 "job %lld: this lease has ended (expired, acked, failed, revoked or jobqd "
-                 "restarted); the job may be running elsewhere",
-                 (long long)c->req.ids[0]);
-        reply_error(c, "lease_expired", msg);
+        reply_lease_expired(c);
         return NULL;
     }
     return l;
@@ -637,6 +676,8 @@ workers_request(call *c)
         if ((l = held_lease(c, true)) != NULL) {
             json_t *o = ok_object();
             if (l->revoked) {
+                /* Cancelled: the lease ends with this reply, so it expires now. */
+                json_object_set_new(o, "lease_expires_at", json_integer(jobq__now_ms()));
                 json_object_set_new(o, "cancel", json_true());
                 lease_unlink(s, l);
                 lease_free(l);

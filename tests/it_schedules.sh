@@ -29,13 +29,23 @@ jq -e '.schedules[] | select(.name == "paris") | .timezone == "Europe/Paris" and
     <<<"$out" >/dev/null || fail "schedules: $out"
 cli schedules | grep -q "^paris .*0 9 \* \* mon-fri .*Europe/Paris" ||
     fail "schedules text: $(cli schedules)"
+# None has fired yet: no last tick (not jobqd's start time), and the table says so.
+expect_eq "last_tick of schedules that never fired" "$(jq -c '[.schedules[].last_tick]' <<<"$out")" \
+    '[null,null,null]'
+cli schedules | grep -q "^paris .*Europe/Paris *sq *run_once *never " ||
+    fail "schedules text of a schedule that never fired: $(cli schedules)"
+stop_jobqd
+start_jobqd
+expect_eq "last_tick after a restart, still never fired" \
+    "$(cli schedules --json | jq -c '[.schedules[] | select(.name == "paris") | .last_tick]')" '[null]'
+ok "a schedule that never fired has no last tick, across a restart"
 stop_jobqd
 
 # jobqd was down for three minutes: tick runs the latest missed tick once, skipper none.
 # (On a slow machine the next minute may come while this runs: jobs of ticks after the start
 # are the running daemon's, counted apart.)
 now=$(($(date +%s) * 1000))
-q "update schedules set last_tick = $now - 180000 where name in ('tick', 'skipper')"
+q "insert or replace into schedules (name, last_tick) values ('tick', $now - 180000), ('skipper', $now - 180000)"
 start_jobqd
 latest=$(((now / 60000) * 60000))
 tick_of="cast(substr(key, instr(substr(key, 10), ':') + 10) as integer)"
@@ -50,6 +60,9 @@ expect_eq "missed ticks skipped" "$(missed skipper)" 0
 stop_jobqd
 start_jobqd
 expect_eq "no second run after another restart" "$(missed tick)" 1
+out=$(cli schedules --json)
+jq -e --argjson l "$((latest - 60000))" '[.schedules[] | select(.name != "paris") | .last_tick >= $l] == [true, true]' \
+    <<<"$out" >/dev/null || fail "last_tick of schedules that fired or skipped: $out"
 ok "missed ticks: run_once submitted 1 job, skip none; a restart adds nothing"
 
 # The running daemon fires the next minute: one more job for tick and one for skipper.

@@ -71,7 +71,11 @@ start(fixture *f, int64_t now, int64_t *lastp)
     assert_int_equal(store_begin(f->st), JOBQ_OK);
     assert_int_equal(periodic_recover(f->st, &f->sc, &f->qc, now, &fired), JOBQ_OK);
     assert_int_equal(store_commit(f->st), JOBQ_OK);
-    assert_int_equal(store_schedule_last(f->st, f->sc.name, lastp), JOBQ_OK);
+    bool ticked;
+    assert_int_equal(periodic_base(f->st, &f->sc, now, lastp, &ticked), JOBQ_OK);
+    int64_t last;
+    assert_int_equal(store_schedule_last(f->st, f->sc.name, &last),
+                     ticked ? JOBQ_OK : JOBQ_ENOENT);
     return fired;
 }
 
@@ -111,7 +115,7 @@ ticks(fixture *f, int *minutes, size_t max)
     job_row rows[64];
     size_t n = 0;
     list_filter lf = {.queue = "q", .state = -1, .after_id = 0, .limit = 64};
-    assert_int_equal(store_list(f->st, &lf, rows, &n), JOBQ_OK);
+    assert_int_equal(store_list(f->st, &lf, rows, &n, NULL), JOBQ_OK);
     assert_true(n <= max);
     for (size_t i = 0; i < n; i++) {
         long long tick;
@@ -153,6 +157,31 @@ test_one_job_per_minute_over_a_restart(void **state)
     for (size_t i = 0; i < n; i++) {
         assert_int_equal(m[i], want[i]);
     }
+}
+
+static void
+test_no_last_tick_until_it_fires(void **state)
+{
+    fixture *f = *state;
+    int64_t base, last;
+    bool ticked;
+    /* A new schedule counts from when it was first seen, which is not a tick. */
+    assert_false(start(f, T0, &base));
+    assert_int_equal(base, T0);
+    assert_int_equal(store_schedule_last(f->st, f->sc.name, &last), JOBQ_ENOENT);
+    /* Restarted at 10:00:50, before its first tick: still none, still from 10:00:30. */
+    assert_false(start(f, T0 + 20000, &base));
+    assert_int_equal(base, T0);
+    assert_int_equal(periodic_base(f->st, &f->sc, T0 + 20000, &base, &ticked), JOBQ_OK);
+    assert_false(ticked);
+    /* Down over its first tick (10:01) and back at 10:01:40: that tick runs once and is the
+     * last tick from then on. */
+    assert_true(start(f, T0 + MIN_MS + 10000, &base));
+    assert_int_equal(base, T0 - 30000 + MIN_MS);
+    assert_int_equal(periodic_base(f->st, &f->sc, T0 + MIN_MS + 10000, &base, &ticked), JOBQ_OK);
+    assert_true(ticked);
+    assert_int_equal(store_schedule_last(f->st, f->sc.name, &last), JOBQ_OK);
+    assert_int_equal(last, T0 - 30000 + MIN_MS);
 }
 
 static void
@@ -278,6 +307,7 @@ main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_one_job_per_minute_over_a_restart, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_no_last_tick_until_it_fires, setup, teardown),
         cmocka_unit_test_setup_teardown(test_clock_jumps_and_refires_add_nothing, setup, teardown),
         cmocka_unit_test_setup_teardown(test_missed_skip, setup, teardown),
         cmocka_unit_test_setup_teardown(test_due_in_a_time_zone, setup, teardown),

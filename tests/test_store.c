@@ -524,21 +524,33 @@ test_list_paging(void **state)
     }
     job_row rows[3];
     size_t n;
+    bool more;
     list_filter lf = {.queue = "b", .state = -1, .after_id = 0, .limit = 2};
-    assert_int_equal(store_list(f->st, &lf, rows, &n), JOBQ_OK);
+    assert_int_equal(store_list(f->st, &lf, rows, &n, &more), JOBQ_OK);
     assert_int_equal(n, 2);
+    assert_true(more);
     assert_int_equal(rows[0].id, 1);
     assert_int_equal(rows[1].id, 3);
     lf.after_id = rows[1].id;
     job_row_clear(&rows[0]);
     job_row_clear(&rows[1]);
-    assert_int_equal(store_list(f->st, &lf, rows, &n), JOBQ_OK);
+    assert_int_equal(store_list(f->st, &lf, rows, &n, &more), JOBQ_OK);
     assert_int_equal(n, 1);
+    assert_false(more);
     assert_int_equal(rows[0].id, 5);
     job_row_clear(&rows[0]);
+    /* A last page that is exactly full: nothing after it. */
+    lf = (list_filter){.queue = "b", .state = -1, .after_id = 0, .limit = 3};
+    assert_int_equal(store_list(f->st, &lf, rows, &n, &more), JOBQ_OK);
+    assert_int_equal(n, 3);
+    assert_false(more);
+    for (size_t i = 0; i < n; i++) {
+        job_row_clear(&rows[i]);
+    }
     lf = (list_filter){.queue = NULL, .state = JOBQ_DEAD, .limit = 3};
-    assert_int_equal(store_list(f->st, &lf, rows, &n), JOBQ_OK);
+    assert_int_equal(store_list(f->st, &lf, rows, &n, &more), JOBQ_OK);
     assert_int_equal(n, 0);
+    assert_false(more);
 }
 
 static void
