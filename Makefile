@@ -1,9 +1,10 @@
 # Makefile: the README's two commands. `make run` builds and starts jobqd on the example
-# config; `make test` builds and runs every test. Both install missing Debian packages first.
+# config; `make test` builds and runs every test. Both install missing Debian packages first:
+# DEBS, what building and running need; TEST_DEBS, what only the tests add.
 DEBS := build-essential cmake pkg-config libuv1-dev libnng-dev libsqlite3-dev libcmocka-dev \
-        libjansson-dev libinih-dev nng-utils sqlite3 valgrind procps jq curl openssl \
-        prometheus chromium bsdutils util-linux clang libclang-rt-dev \
-        tzdata
+        libjansson-dev libinih-dev tzdata
+TEST_DEBS := nng-utils sqlite3 valgrind procps jq curl openssl prometheus chromium bsdutils \
+        util-linux clang libclang-rt-dev
 BUILD ?= build
 CMAKE_FLAGS ?= -DJOBQ_WERROR=ON
 # The sanitizer build: its own directory; the fuzz targets are ASan builds already, so they
@@ -13,12 +14,13 @@ ASAN_FLAGS ?= -DJOBQ_WERROR=ON -DJOBQ_SANITIZE='address;undefined' -DCMAKE_BUILD
               -DJOBQ_FUZZ=OFF
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: all deps build run test test-plain test-sanitize test-valgrind bench clean
+.PHONY: all deps test-deps build run test test-plain test-sanitize test-valgrind bench clean
 
 all: build
 
-deps:
-	@missing=$$(for p in $(DEBS); do \
+# install_debs: installs those of the named Debian packages that are missing.
+define install_debs
+	@missing=$$(for p in $(1); do \
 	    dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q 'ok installed' || echo $$p; \
 	  done); \
 	if [ -n "$$missing" ]; then \
@@ -26,6 +28,13 @@ deps:
 	  $(SUDO) apt-get update && \
 	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y --no-install-recommends $$missing; \
 	fi
+endef
+
+deps:
+	$(call install_debs,$(DEBS))
+
+test-deps: deps
+	$(call install_debs,$(TEST_DEBS))
 
 build: deps
 	cmake -S . -B $(BUILD) $(CMAKE_FLAGS)
@@ -52,15 +61,15 @@ run: build
 # memcheck (ctest label valgrind).
 test: test-plain test-sanitize test-valgrind
 
-test-plain: build
+test-plain: test-deps build
 	cd $(BUILD) && ctest --output-on-failure -j2 -LE valgrind
 
-test-sanitize: deps
+test-sanitize: test-deps
 	cmake -S . -B $(ASAN_BUILD) $(ASAN_FLAGS)
 	cmake --build $(ASAN_BUILD) -j$$(nproc)
 	cd $(ASAN_BUILD) && ctest --output-on-failure -j2
 
-test-valgrind: build
+test-valgrind: test-deps build
 	cd $(BUILD) && ctest --output-on-failure -j2 -L valgrind
 
 bench: build
