@@ -62,6 +62,7 @@ attempt_record(attempt *a)
     a->op.exec = exec_attempt;
     a->op.done = done_attempt;
     a->op.writes = true;
+    a->op.relaxed = true; /* an outcome lost to a power cut only makes the job run again */
     writer_push(&a->s->w, &a->op);
 }
 

@@ -161,6 +161,7 @@ timer_cb(uv_timer_t *t)
     p->op.exec = exec_promote;
     p->op.done = done_promote;
     p->op.writes = true;
+    p->op.relaxed = true; /* promotion is redone after a power cut */
     s->promoting = true;
     /* Whatever becomes due from now on is noted again by sched_note_due. */
     s->next_due_ms = INT64_MAX;
@@ -228,6 +229,7 @@ sched_claim(server *s, qstate *q, size_t max, claim_deliver deliver, void *arg)
     c->op.exec = exec_claim;
     c->op.done = done_claim;
     c->op.writes = true;
+    c->op.relaxed = true; /* a claim lost to a power cut leaves the job ready: it runs again */
     q->claiming = 1;
     writer_push(&s->w, &c->op);
     return true;
@@ -530,6 +532,7 @@ sweep_timer_cb(uv_timer_t *t)
     p->op.exec = exec_sweep;
     p->op.done = done_sweep;
     p->op.writes = true;
+    p->op.relaxed = true; /* a sweep undone by a power cut is swept again */
     s->sweeping = true;
     writer_push(&s->w, &p->op);
 }

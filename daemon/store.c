@@ -188,6 +188,8 @@ struct store {
     size_t neffects;
     size_t capeffects;
     int64_t missing_parent; /* the "after" id a failed insert did not find */
+    bool full;              /* durability full: commits fsync unless store_set_sync says not */
+    bool syncing;           /* PRAGMA synchronous is FULL now */
 };
 
 /* Prepared statements are reset and unbound after each use so they hold no read lock. */
@@ -386,6 +388,7 @@ store_open(const char *path, enum durability durability, store **stp, char *err,
         sqlite3_free(msg);
         goto fail;
     }
+    st->full = st->syncing = durability == DURABILITY_FULL;
     if (migrate_apply(st->db, err, errlen) != 0) {
         goto fail;
     }
@@ -429,6 +432,26 @@ store_close(store *st)
         }
     }
     free(st);
+}
+
+void
+store_set_sync(store *st, bool sync)
+{
+    sync = sync && st->full;
+    if (sync == st->syncing) {
+        return;
+    }
+    /* WAL mode: FULL fsyncs the WAL at each commit; NORMAL only at checkpoints. */
+    int rc = sqlite3_exec(st->db, sync ? "PRAGMA synchronous = FULL" : "PRAGMA synchronous = NORMAL",
+                          NULL, NULL, NULL);
+    if (rc == SQLITE_OK) {
+        st->syncing = sync;
+    } else if (!sync) {
+        return; /* still FULL: safe, only slower */
+    } else {
+        log_error("store_sync_mode", "err=\"%s\" reason=\"cannot turn fsync back on\"",
+                  sqlite3_errmsg(st->db));
+    }
 }
 
 int

@@ -76,6 +76,11 @@ void job_row_clear(job_row *row);
  *  reason in err (e.g. a database written by a newer jobqd). */
 int store_open(const char *path, enum durability durability, store **stp, char *err, size_t errlen);
 
+/** store_set_sync: whether the next commits fsync (durability full only; with normal none
+ *  does). A commit that fsyncs makes every earlier commit durable too. Between transactions,
+ *  on the writer's thread. */
+void store_set_sync(store *st, bool sync);
+
 /** store_close: closes the connection (checkpointing the WAL). Accepts NULL. */
 void store_close(store *st);
 

@@ -79,6 +79,12 @@ work_cb(uv_work_t *req)
     w->op_store_err = JOBQ_OK;
     bool open = false;
     store_effects_undo(w->st, 0);
+    bool sync = false;
+    for (wop *op = w->running; op != NULL && !sync; op = op->next) {
+        sync = op->writes && !op->relaxed;
+    }
+    w->synced = sync;
+    store_set_sync(w->st, sync);
     for (wop *op = w->running; op != NULL; op = op->next) {
         if (open && !store_in_transaction(w->st)) {
             undo_before(w, op, w->op_store_err != JOBQ_OK ? w->op_store_err : JOBQ_ESTORE);
@@ -147,6 +153,9 @@ after_work_cb(uv_work_t *req, int status)
     bool wrote = false;
     for (wop *op = done; op != NULL; op = op->next) {
         wrote = wrote || op->writes;
+    }
+    if (wrote && !w->synced) {
+        w->stats.unsynced++;
     }
     if (wrote) {
         w->stats.write_failing =

@@ -22,6 +22,11 @@ struct wop {
     /** done: runs on the loop thread after the batch committed, or failed (see err). */
     void (*done)(wop *op);
     bool writes; /* read-only ops keep their result when the commit fails */
+    /** relaxed: a write that may ride on a later fsync (claims, outcomes, lease expiries,
+     *  promotion, retention): a power cut may undo it, and then the job runs again, which
+     *  at-least-once allows. A batch of relaxed writes only commits without an fsync; a
+     *  batch with any other write fsyncs, covering the earlier ones too. */
+    bool relaxed;
     int err;     /* set before done: the exec result, or the commit's error for writers */
 };
 
@@ -29,6 +34,7 @@ typedef struct writer_stats {
     uint64_t batches;       /* transactions committed or failed */
     uint64_t ops;           /* operations run */
     uint64_t failures;      /* failed commits */
+    uint64_t unsynced;      /* batches committed without an fsync of their own (relaxed) */
     int64_t last_commit_us; /* duration of the last batch, begin to commit */
     size_t last_batch;      /* ops in the last batch */
     hist commit_hist;       /* seconds per transaction, begin to commit */
@@ -46,6 +52,7 @@ typedef struct writer {
     wop *running;     /* the batch on the work thread */
     int commit_err;   /* of the running batch */
     int op_store_err; /* a writing op of the running batch failed in the store (full, I/O) */
+    bool synced;      /* the running batch's commit fsyncs (it holds a write not relaxed) */
     char commit_msg[256];
     size_t max_batch; /* ops per transaction */
     writer_stats stats;
