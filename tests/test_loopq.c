@@ -25,11 +25,12 @@ typedef struct item {
 } item;
 
 typedef struct ctx {
+    uv_loop_t loop;
     loopq *q;
     int next[PRODUCERS]; /* the next sequence number each producer's items must carry */
     int served;
     int dropped;
-    int last;      /* the producer of the item served last */
+    int last;      /* the producer of the item served or dropped last */
     int total;     /* close the queue once this many were served */
     int close_at;  /* serve: close the queue while serving this sequence number (-1: never) */
     int push_at;   /* serve: push one more item while serving this one (-1: never) */
@@ -46,28 +47,20 @@ item_new(int producer, int seq)
     return it;
 }
 
-static void serve_drop(void *arg, loopq_node *n);
-
-/* serve: the drain callback: checks the order, frees the item. */
-static void
-serve(void *arg, loopq_node *n)
+/* take: the item of n, checked against its producer's order; returns its sequence number
+ * after freeing it. */
+static int
+take(ctx *c, loopq_node *n)
 {
-    ctx *c = arg;
     item *it = container_of(n, item, node);
-    if (it->seq != c->next[it->producer]) {
+    int seq = it->seq;
+    if (seq != c->next[it->producer]) {
         c->in_order = false;
     }
-    c->next[it->producer] = it->seq + 1;
-    c->served++;
+    c->next[it->producer] = seq + 1;
     c->last = it->producer;
-    int seq = it->seq;
     free(it);
-    if (seq == c->push_at) {
-        assert_true(loopq_push(c->q, &item_new(1, 0)->node));
-    }
-    if (seq == c->close_at || c->served == c->total) {
-        loopq_close(c->q, serve_drop);
-    }
+    return seq;
 }
 
 /* serve_drop: the drop callback: items must still come in order, after the served ones. */
@@ -75,13 +68,23 @@ static void
 serve_drop(void *arg, loopq_node *n)
 {
     ctx *c = arg;
-    item *it = container_of(n, item, node);
-    if (it->seq != c->next[it->producer]) {
-        c->in_order = false;
-    }
-    c->next[it->producer] = it->seq + 1;
+    (void)take(c, n);
     c->dropped++;
-    free(it);
+}
+
+/* serve: the drain callback; pushes or closes at the sequence numbers the test set. */
+static void
+serve(void *arg, loopq_node *n)
+{
+    ctx *c = arg;
+    int seq = take(c, n);
+    c->served++;
+    if (seq == c->push_at) {
+        assert_true(loopq_push(c->q, &item_new(1, 0)->node));
+    }
+    if (seq == c->close_at || c->served == c->total) {
+        loopq_close(c->q, serve_drop);
+    }
 }
 
 typedef struct producer {
@@ -113,15 +116,42 @@ produce(void *arg)
     return NULL;
 }
 
-static ctx *
-ctx_new(void)
+/* setup: a loop and a queue on it served by serve; the ctx is the state. */
+static int
+setup(void **state)
 {
     ctx *c = calloc(1, sizeof(*c));
-    assert_non_null(c);
+    if (c == NULL || uv_loop_init(&c->loop) != 0) {
+        free(c);
+        return -1;
+    }
     c->close_at = -1;
     c->push_at = -1;
     c->in_order = true;
-    return c;
+    if (loopq_open(&c->q, &c->loop, serve, c) != 0) {
+        return -1;
+    }
+    *state = c;
+    return 0;
+}
+
+/* teardown: the queue is closed by now: the loop ends with nothing left open. */
+static int
+teardown(void **state)
+{
+    ctx *c = *state;
+    int rv = uv_loop_close(&c->loop);
+    free(c);
+    return rv == 0 ? 0 : -1;
+}
+
+/* push_seq: pushes producer 0's items 0 ... n-1 from this thread. */
+static void
+push_seq(ctx *c, int n)
+{
+    for (int i = 0; i < n; i++) {
+        assert_true(loopq_push(c->q, &item_new(0, i)->node));
+    }
 }
 
 /* Producers on their own threads while the loop drains: every item is served exactly once,
@@ -129,19 +159,15 @@ ctx_new(void)
 static void
 test_many_producers_fifo(void **state)
 {
-    (void)state;
-    uv_loop_t loop;
-    assert_int_equal(uv_loop_init(&loop), 0);
-    ctx *c = ctx_new();
+    ctx *c = *state;
     c->total = PRODUCERS * PER_PRODUCER;
-    assert_int_equal(loopq_open(&c->q, &loop, serve, c), 0);
     producer ps[PRODUCERS];
     for (int i = 0; i < PRODUCERS; i++) {
         ps[i] = (producer){.q = c->q, .id = i};
         assert_int_equal(pthread_create(&ps[i].thread, NULL, produce, &ps[i]), 0);
     }
     /* The loop runs until the last item closed the queue (its only handle). */
-    assert_int_equal(uv_run(&loop, UV_RUN_DEFAULT), 0);
+    assert_int_equal(uv_run(&c->loop, UV_RUN_DEFAULT), 0);
     for (int i = 0; i < PRODUCERS; i++) {
         pthread_join(ps[i].thread, NULL);
         assert_int_equal(ps[i].refused, 0);
@@ -150,8 +176,6 @@ test_many_producers_fifo(void **state)
     assert_true(c->in_order);
     assert_int_equal(c->served, PRODUCERS * PER_PRODUCER);
     assert_int_equal(c->dropped, 0);
-    assert_int_equal(uv_loop_close(&loop), 0);
-    free(c);
 }
 
 /* One thread's items come in push order; an item the callback pushes is served after the
@@ -159,24 +183,16 @@ test_many_producers_fifo(void **state)
 static void
 test_fifo_and_push_from_callback(void **state)
 {
-    (void)state;
-    uv_loop_t loop;
-    assert_int_equal(uv_loop_init(&loop), 0);
-    ctx *c = ctx_new();
+    ctx *c = *state;
     c->total = 11;
     c->push_at = 3;
-    assert_int_equal(loopq_open(&c->q, &loop, serve, c), 0);
-    for (int i = 0; i < 10; i++) {
-        assert_true(loopq_push(c->q, &item_new(0, i)->node));
-    }
-    assert_int_equal(uv_run(&loop, UV_RUN_DEFAULT), 0);
+    push_seq(c, 10);
+    assert_int_equal(uv_run(&c->loop, UV_RUN_DEFAULT), 0);
     assert_true(c->in_order);
     assert_int_equal(c->next[0], 10);
     assert_int_equal(c->next[1], 1);
     assert_int_equal(c->last, 1); /* the pushed one, served last */
     assert_int_equal(c->served, 11);
-    assert_int_equal(uv_loop_close(&loop), 0);
-    free(c);
 }
 
 /* Closing with items queued hands each to the drop callback, in order; later pushes are
@@ -184,14 +200,8 @@ test_fifo_and_push_from_callback(void **state)
 static void
 test_close_with_items_pending(void **state)
 {
-    (void)state;
-    uv_loop_t loop;
-    assert_int_equal(uv_loop_init(&loop), 0);
-    ctx *c = ctx_new();
-    assert_int_equal(loopq_open(&c->q, &loop, serve, c), 0);
-    for (int i = 0; i < 100; i++) {
-        assert_true(loopq_push(c->q, &item_new(0, i)->node));
-    }
+    ctx *c = *state;
+    push_seq(c, 100);
     loopq_close(c->q, serve_drop);
     assert_int_equal(c->dropped, 100);
     assert_int_equal(c->next[0], 100);
@@ -199,10 +209,8 @@ test_close_with_items_pending(void **state)
     item *late = item_new(0, 100);
     assert_false(loopq_push(c->q, &late->node));
     free(late);
-    assert_int_equal(uv_run(&loop, UV_RUN_DEFAULT), 0); /* the close callback frees it */
+    assert_int_equal(uv_run(&c->loop, UV_RUN_DEFAULT), 0); /* the close callback frees it */
     assert_int_equal(c->served, 0);
-    assert_int_equal(uv_loop_close(&loop), 0);
-    free(c);
 }
 
 /* A callback that closes the queue mid-batch: the rest of the batch, then what was queued
@@ -210,34 +218,26 @@ test_close_with_items_pending(void **state)
 static void
 test_close_from_callback(void **state)
 {
-    (void)state;
-    uv_loop_t loop;
-    assert_int_equal(uv_loop_init(&loop), 0);
-    ctx *c = ctx_new();
+    ctx *c = *state;
     c->close_at = 4;
     c->push_at = 2; /* queued behind the batch: dropped after the batch's rest */
-    assert_int_equal(loopq_open(&c->q, &loop, serve, c), 0);
-    for (int i = 0; i < 10; i++) {
-        assert_true(loopq_push(c->q, &item_new(0, i)->node));
-    }
-    assert_int_equal(uv_run(&loop, UV_RUN_DEFAULT), 0);
+    push_seq(c, 10);
+    assert_int_equal(uv_run(&c->loop, UV_RUN_DEFAULT), 0);
     assert_true(c->in_order);
     assert_int_equal(c->served, 5);  /* 0 ... 4 */
     assert_int_equal(c->dropped, 6); /* 5 ... 9, then producer 1's item */
     assert_int_equal(c->next[0], 10);
     assert_int_equal(c->next[1], 1);
-    assert_int_equal(uv_loop_close(&loop), 0);
-    free(c);
 }
 
 int
 main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_many_producers_fifo),
-        cmocka_unit_test(test_fifo_and_push_from_callback),
-        cmocka_unit_test(test_close_with_items_pending),
-        cmocka_unit_test(test_close_from_callback),
+        cmocka_unit_test_setup_teardown(test_many_producers_fifo, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_fifo_and_push_from_callback, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_close_with_items_pending, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_close_from_callback, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
