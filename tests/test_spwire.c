@@ -2,16 +2,28 @@
  * "nng 1.5.2" were captured from libnng 1.5.2 (Debian 1.5.2-2): a REQ socket dialled a plain
  * listening socket (tcp:// and ipc://) that answered with a REP handshake, and sent "hi"; a
  * raw client sent requests to a REP socket over ipc://, which answered "ok" to each request it
- * took. */
+ * took. The last test repeats both exchanges against the libnng the tests link, so a change of
+ * nng's wire format shows here. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <setjmp.h>
 #include <cmocka.h>
 
+#include <nng/nng.h>
+#include <nng/protocol/reqrep0/rep.h>
+#include <nng/protocol/reqrep0/req.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+#include <sys/un.h>
+#include <unistd.h>
 
 #include "spwire.h"
+
+#define LIVE_TIMEOUT_MS 10000 /* how long a live exchange may take before the test fails */
 
 /* nng 1.5.2: the handshakes of a REQ and of a REP socket (the same on tcp:// and ipc://). */
 static const uint8_t nng_req_hs[8] = {0x00, 0x53, 0x50, 0x00, 0x00, 0x30, 0x00, 0x00};
@@ -249,6 +261,121 @@ test_frame_headers(void **state)
     assert_memory_equal(h, two_gib, sizeof(two_gib));
 }
 
+/* read_all: n bytes from fd (which has a receive timeout), or fails the test. */
+static void
+read_all(int fd, uint8_t *buf, size_t n)
+{
+    size_t got = 0;
+    while (got < n) {
+        ssize_t r = read(fd, buf + got, n - got);
+        assert_true(r > 0);
+        got += (size_t)r;
+    }
+}
+
+static void
+write_all(int fd, const void *buf, size_t n)
+{
+    assert_int_equal(send(fd, buf, n, MSG_NOSIGNAL), (ssize_t)n);
+}
+
+/* unix_socket: a unix socket with a receive timeout, and path's address. */
+static int
+unix_socket(const char *path, struct sockaddr_un *sun)
+{
+    *sun = (struct sockaddr_un){.sun_family = AF_UNIX};
+    snprintf(sun->sun_path, sizeof(sun->sun_path), "%s", path);
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    assert_true(fd >= 0);
+    struct timeval tv = {.tv_sec = LIVE_TIMEOUT_MS / 1000};
+    assert_int_equal(setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv)), 0);
+    return fd;
+}
+
+/* The codec against the installed libnng over ipc://: an nng REQ socket's handshake and
+ * request parse, and it takes a reply built here; an nng REP socket's handshake parses, it
+ * takes a request with a hop word built here and answers with the whole backtrace. */
+static void
+test_live_nng(void **state)
+{
+    (void)state;
+    char dir[] = "/tmp/test_spwire.XXXXXX";
+    assert_non_null(mkdtemp(dir));
+    char path[200], url[220];
+    uint8_t buf[256], hs[JOBQ__SPW_HANDSHAKE_LEN];
+    uint64_t len;
+
+    /* nng's REQ against a plain listening socket speaking REP through the codec. */
+    snprintf(path, sizeof(path), "%s/rep.sock", dir);
+    snprintf(url, sizeof(url), "ipc://%s", path);
+    struct sockaddr_un sun;
+    int lfd = unix_socket(path, &sun);
+    assert_int_equal(bind(lfd, (struct sockaddr *)&sun, sizeof(sun)), 0);
+    assert_int_equal(listen(lfd, 1), 0);
+    nng_socket req;
+    assert_int_equal(nng_req0_open(&req), 0);
+    assert_int_equal(nng_socket_set_ms(req, NNG_OPT_RECVTIMEO, LIVE_TIMEOUT_MS), 0);
+    assert_int_equal(nng_socket_set_ms(req, NNG_OPT_SENDTIMEO, LIVE_TIMEOUT_MS), 0);
+    assert_int_equal(nng_dial(req, url, NULL, NNG_FLAG_NONBLOCK), 0);
+    int fd = accept(lfd, NULL, NULL);
+    assert_true(fd >= 0);
+    jobq__spw_handshake(hs, JOBQ__SPW_PROTO_REP);
+    write_all(fd, hs, sizeof(hs));
+    read_all(fd, buf, JOBQ__SPW_HANDSHAKE_LEN);
+    assert_true(jobq__spw_handshake_ok(buf, JOBQ__SPW_PROTO_REQ));
+    assert_int_equal(nng_send(req, "hi", 2, 0), 0);
+    read_all(fd, buf, JOBQ__SPW_IPC_HDR + 4 + 2);
+    assert_int_equal(jobq__spw_frame_get(buf, JOBQ__SPW_IPC_HDR, true, &len), JOBQ__SPW_FRAME_OK);
+    assert_true(len == 4 + 2);
+    uint8_t *id = buf + JOBQ__SPW_IPC_HDR;
+    assert_int_equal(jobq__spw_backtrace(id, 6, JOBQ__SPW_MAX_HOPS), 4);
+    assert_memory_equal(id + 4, "hi", 2);
+    uint8_t reply[JOBQ__SPW_REPLY_HEAD_MAX + 2];
+    size_t h = jobq__spw_reply_head(reply, true, id, 4, 2);
+    memcpy(reply + h, "ok", 2);
+    write_all(fd, reply, h + 2);
+    char *got = NULL;
+    size_t n = 0;
+    assert_int_equal(nng_recv(req, &got, &n, NNG_FLAG_ALLOC), 0);
+    assert_int_equal(n, 2);
+    assert_memory_equal(got, "ok", 2);
+    nng_free(got, n);
+    nng_close(req);
+    close(fd);
+    close(lfd);
+    unlink(path);
+
+    /* nng's REP against a plain socket speaking REQ through the codec, through one device. */
+    snprintf(path, sizeof(path), "%s/req.sock", dir);
+    snprintf(url, sizeof(url), "ipc://%s", path);
+    nng_socket rep;
+    assert_int_equal(nng_rep0_open(&rep), 0);
+    assert_int_equal(nng_socket_set_ms(rep, NNG_OPT_RECVTIMEO, LIVE_TIMEOUT_MS), 0);
+    assert_int_equal(nng_listen(rep, url, NULL, 0), 0);
+    fd = unix_socket(path, &sun);
+    assert_int_equal(connect(fd, (struct sockaddr *)&sun, sizeof(sun)), 0);
+    jobq__spw_handshake(hs, JOBQ__SPW_PROTO_REQ);
+    write_all(fd, hs, sizeof(hs));
+    read_all(fd, buf, JOBQ__SPW_HANDSHAKE_LEN);
+    assert_true(jobq__spw_handshake_ok(buf, JOBQ__SPW_PROTO_REP));
+    /* req_two_words: a device's hop word 7, then request id 0x80001234 and "hi". */
+    uint8_t request[JOBQ__SPW_HDR_MAX + sizeof(req_two_words)];
+    h = jobq__spw_frame_put(request, true, sizeof(req_two_words));
+    memcpy(request + h, req_two_words, sizeof(req_two_words));
+    write_all(fd, request, h + sizeof(req_two_words));
+    assert_int_equal(nng_recv(rep, &got, &n, NNG_FLAG_ALLOC), 0);
+    assert_int_equal(n, 2);
+    assert_memory_equal(got, "hi", 2);
+    nng_free(got, n);
+    assert_int_equal(nng_send(rep, "ok", 2, 0), 0);
+    read_all(fd, buf, sizeof(nng_reply_two_words));
+    assert_memory_equal(buf, nng_reply_two_words, sizeof(nng_reply_two_words));
+    nng_close(rep);
+    close(fd);
+    unlink(path);
+    assert_int_equal(rmdir(dir), 0);
+}
+
 int
 main(void)
 {
@@ -261,6 +388,7 @@ main(void)
         cmocka_unit_test(test_reply_matches_nng),
         cmocka_unit_test(test_backtrace_limits),
         cmocka_unit_test(test_frame_headers),
+        cmocka_unit_test(test_live_nng),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
