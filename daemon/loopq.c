@@ -27,14 +27,17 @@ take_all(loopq *q)
     return list;
 }
 
+/* drop_all: hands list to the drop callback, oldest first; without one, touches no item (they
+ * may be freed already). */
 static void
 drop_all(loopq *q, loopq_node *list)
 {
+    if (q->drop == NULL) {
+        return;
+    }
     while (list != NULL) {
         loopq_node *next = list->next;
-        if (q->drop != NULL) {
-            q->drop(q->arg, list);
-        }
+        q->drop(q->arg, list);
         list = next;
     }
 }

@@ -41,10 +41,10 @@ int loopq_open(loopq **qp, uv_loop_t *loop, loopq_cb cb, void *arg);
 bool loopq_push(loopq *q, loopq_node *n);
 
 /** loopq_close: refuses further pushes, hands every item not yet served to drop(arg, item) in
- *  FIFO order on this thread (NULL drop: the caller knows there are none), and closes the
- *  async handle; the queue's memory is freed in its close callback, at the loop's next turn.
- *  Threads that may still push must be stopped by then (a push in between is refused).
- *  Accepts NULL. Loop thread. */
+ *  FIFO order on this thread (NULL drop: no item is touched, so they may be freed already by
+ *  their owner), and closes the async handle; the queue's memory is freed in its close
+ *  callback, at the loop's next turn. Threads that may still push must be stopped by then (a
+ *  push in between is refused). Accepts NULL. Loop thread. */
 void loopq_close(loopq *q, loopq_cb drop);
 
 #endif

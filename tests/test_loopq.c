@@ -213,6 +213,25 @@ test_close_with_items_pending(void **state)
     assert_int_equal(c->served, 0);
 }
 
+/* Without a drop callback, closing touches no queued item: their owner may have freed them
+ * (ASan and valgrind would report a read of freed memory). */
+static void
+test_close_without_drop(void **state)
+{
+    ctx *c = *state;
+    item *its[3];
+    for (int i = 0; i < 3; i++) {
+        its[i] = item_new(0, i);
+        assert_true(loopq_push(c->q, &its[i]->node));
+    }
+    for (int i = 0; i < 3; i++) {
+        free(its[i]);
+    }
+    loopq_close(c->q, NULL);
+    assert_int_equal(uv_run(&c->loop, UV_RUN_DEFAULT), 0);
+    assert_int_equal(c->served, 0);
+}
+
 /* A callback that closes the queue mid-batch: the rest of the batch, then what was queued
  * after it, go to the drop callback in order; none is served. */
 static void
@@ -237,6 +256,7 @@ main(void)
         cmocka_unit_test_setup_teardown(test_many_producers_fifo, setup, teardown),
         cmocka_unit_test_setup_teardown(test_fifo_and_push_from_callback, setup, teardown),
         cmocka_unit_test_setup_teardown(test_close_with_items_pending, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_close_without_drop, setup, teardown),
         cmocka_unit_test_setup_teardown(test_close_from_callback, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
