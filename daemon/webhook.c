@@ -14,6 +14,7 @@
 #include "backoff.h"
 #include "codec.h"
 #include "log.h"
+#include "loopq.h"
 
 typedef struct hook {
     attempt a;
@@ -26,15 +27,13 @@ typedef struct hook {
     int setup_err; /* the request could not be built: an nng error */
     bool rerecord; /* the store refused the outcome: aio sleeps, then the record is retried */
     uint64_t started_ns;
-    struct hook *next_done; /* in the completion queue (under the mutex) */
+    loopq_node done;          /* in the completion queue, from nng's thread to the loop */
     struct hook *next, *prev; /* in s->hooks */
 } hook;
 
 /* The completion channel: nng's callbacks queue finished deliveries for the loop. */
 typedef struct hookq {
-    uv_async_t async;
-    uv_mutex_t mtx;
-    hook *done;
+    loopq *done;
     hook *all; /* loop-owned: deliveries in flight */
 } hookq;
 
@@ -100,12 +99,8 @@ static void
 aio_cb(void *arg)
 {
     hook *h = arg;
-    hookq *hq = hq_of(h->a.s);
-    uv_mutex_lock(&hq->mtx);
-    h->next_done = hq->done;
-    hq->done = h;
-    uv_mutex_unlock(&hq->mtx);
-    uv_async_send(&hq->async);
+    /* Refused only once the loop is ending, when no delivery is in flight any more. */
+    (void)loopq_push(hq_of(h->a.s)->done, &h->done);
 }
 
 static void
@@ -224,24 +219,17 @@ finish(server *s, hook *h)
     attempt_record(&h->a);
 }
 
+/* done_cb: the loop: a delivery ended, or its outcome is to be recorded again. */
 static void
-async_cb(uv_async_t *a)
+done_cb(void *arg, loopq_node *n)
 {
-    server *s = a->data;
-    hookq *hq = hq_of(s);
-    uv_mutex_lock(&hq->mtx);
-    hook *list = hq->done;
-    hq->done = NULL;
-    uv_mutex_unlock(&hq->mtx);
-    while (list != NULL) {
-        hook *next = list->next_done;
-        if (list->rerecord) {
-            list->rerecord = false;
-            attempt_record(&list->a);
-        } else {
-            finish(s, list);
-        }
-        list = next;
+    server *s = arg;
+    hook *h = container_of(n, hook, done);
+    if (h->rerecord) {
+        h->rerecord = false;
+        attempt_record(&h->a);
+    } else {
+        finish(s, h);
     }
 }
 
@@ -252,9 +240,10 @@ webhook_init(server *s)
     if (hq == NULL) {
         return -1;
     }
-    uv_mutex_init(&hq->mtx);
-    uv_async_init(s->loop, &hq->async, async_cb);
-    hq->async.data = s;
+    if (loopq_open(&hq->done, s->loop, done_cb, s) != 0) {
+        free(hq);
+        return -1;
+    }
     s->hooks = hq;
     return 0;
 }
@@ -341,20 +330,13 @@ webhook_stop_all(server *s)
     }
 }
 
-static void
-hq_closed(uv_handle_t *a)
-{
-    server *s = a->data;
-    hookq *hq = hq_of(s);
-    uv_mutex_destroy(&hq->mtx);
-    free(hq);
-    s->hooks = NULL;
-}
-
 void
 webhook_close(server *s)
 {
-    if (s->hooks != NULL) {
-        uv_close((uv_handle_t *)&hq_of(s)->async, hq_closed);
+    hookq *hq = hq_of(s);
+    if (hq != NULL) {
+        loopq_close(hq->done, NULL); /* no delivery is in flight: nothing is queued */
+        free(hq);
+        s->hooks = NULL;
     }
 }

@@ -1,7 +1,6 @@
-/* sp.c: the SP wire protocol of a REQ peer on plain sockets (tcp:// and ipc://), as nng's tcp
- * and ipc transports and its req0/rep0 protocols speak it: the 8-byte handshake, then frames
- * of a 64-bit big-endian length (ipc: after a type byte 1) holding a 32-bit request id with
- * its high bit set followed by the body; the reply starts with the same id. */
+/* sp.c: a REQ peer on plain sockets (tcp:// and ipc://): dialling, the handshake, sending a
+ * request and reading its reply with blocking waits; the bytes on the wire (handshake, frames,
+ * request id) are proto/spwire.h's. */
 #define _GNU_SOURCE
 #include "sp.h"
 
@@ -21,9 +20,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#define SP_PROTO_REQ 0x30
-#define SP_PROTO_REP 0x31
-#define SP_IPC_MSG 1 /* the ipc:// frame type of a message */
+#include "spwire.h"
 
 struct jobq__sp_target {
     bool ipc;
@@ -234,7 +231,8 @@ recv_some(int fd, void *buf, size_t len, int64_t deadline_ms, size_t *np)
 static int
 handshake(int fd, int64_t deadline_ms)
 {
-    const unsigned char mine[8] = {0, 'S', 'P', 0, 0, SP_PROTO_REQ, 0, 0};
+    uint8_t mine[JOBQ__SPW_HANDSHAKE_LEN];
+    jobq__spw_handshake(mine, JOBQ__SPW_PROTO_REQ);
     ssize_t n;
     while ((n = send(fd, mine, sizeof(mine), MSG_NOSIGNAL | MSG_DONTWAIT)) < 0 && errno == EINTR) {
     }
@@ -244,7 +242,7 @@ handshake(int fd, int64_t deadline_ms)
     if (n != (ssize_t)sizeof(mine)) {
         return NNG_ECONNSHUT; /* a fresh socket's buffer holds 8 bytes: the peer is gone */
     }
-    unsigned char peer[8];
+    uint8_t peer[JOBQ__SPW_HANDSHAKE_LEN];
     size_t got = 0;
     while (got < sizeof(peer)) {
         size_t k;
@@ -254,12 +252,8 @@ handshake(int fd, int64_t deadline_ms)
         }
         got += k;
     }
-    if (peer[0] != 0 || peer[1] != 'S' || peer[2] != 'P' || peer[3] != 0 || peer[6] != 0 ||
-        peer[7] != 0) {
-        return NNG_EPROTO; /* not an SP peer */
-    }
-    if (((unsigned)peer[4] << 8 | peer[5]) != SP_PROTO_REP) {
-        return NNG_EPROTO; /* an SP peer, but not a REP one */
+    if (!jobq__spw_handshake_ok(peer, JOBQ__SPW_PROTO_REP)) {
+        return NNG_EPROTO; /* not an SP peer, or not a REP one */
     }
     return 0;
 }
@@ -384,38 +378,13 @@ take(jobq__sp_conn *c, unsigned char *dst, uint64_t n, int64_t deadline_ms)
     return 0;
 }
 
-static void
-put_be(unsigned char *p, uint64_t v, int bytes)
-{
-    for (int i = bytes - 1; i >= 0; i--) {
-        p[i] = (unsigned char)(v & 0xff);
-        v >>= 8;
-    }
-}
-
-static uint64_t
-get_be(const unsigned char *p, int bytes)
-{
-    uint64_t v = 0;
-    for (int i = 0; i < bytes; i++) {
-        v = v << 8 | p[i];
-    }
-    return v;
-}
-
 /* send_request: writes the whole frame of id and body. */
 static int
 send_request(jobq__sp_conn *c, uint32_t id, const void *body, size_t len, int64_t deadline_ms,
              bool *sentp)
 {
-    unsigned char hdr[1 + 8 + 4];
-    size_t h = 0;
-    if (c->ipc) {
-        hdr[h++] = SP_IPC_MSG;
-    }
-    put_be(hdr + h, (uint64_t)len + 4, 8);
-    put_be(hdr + h + 8, id, 4);
-    h += 12;
+    uint8_t hdr[JOBQ__SPW_REQ_HEAD_MAX];
+    size_t h = jobq__spw_request_head(hdr, c->ipc, id, len);
     struct iovec iov[2] = {{.iov_base = hdr, .iov_len = h},
                            {.iov_base = (void *)body, .iov_len = len}};
     struct msghdr mh = {.msg_iov = iov, .msg_iovlen = 2};
@@ -454,21 +423,21 @@ jobq__sp_call(jobq__sp_conn *c, const void *body, size_t len, int64_t deadline_m
               char **replyp, size_t *lenp)
 {
     *sentp = false;
-    uint32_t id = (c->next_id++ & 0x7fffffffu) | 0x80000000u;
+    uint32_t id = jobq__spw_request_id(c->next_id++);
     int rv = send_request(c, id, body, len, deadline_ms, sentp);
     if (rv != 0) {
         return rv;
     }
-    size_t lhead = c->ipc ? 1 + 8 : 8; /* the type byte and the length */
+    size_t lhead = jobq__spw_frame_hdr_len(c->ipc);
     for (;;) {
         if ((rv = fill(c, lhead, deadline_ms)) != 0) {
             return rv;
         }
-        const unsigned char *h = c->rbuf + c->rbeg;
-        if (c->ipc && h[0] != SP_IPC_MSG) {
-            return NNG_EPROTO;
+        uint64_t flen;
+        if (jobq__spw_frame_get(c->rbuf + c->rbeg, c->rend - c->rbeg, c->ipc, &flen) !=
+            JOBQ__SPW_FRAME_OK) {
+            return NNG_EPROTO; /* an ipc:// frame of another type */
         }
-        uint64_t flen = get_be(h + lhead - 8, 8);
         if (flen < 4) {
             return NNG_EPROTO; /* shorter than a request id */
         }
@@ -478,7 +447,7 @@ jobq__sp_call(jobq__sp_conn *c, const void *body, size_t len, int64_t deadline_m
         if ((rv = fill(c, lhead + 4, deadline_ms)) != 0) {
             return rv;
         }
-        uint32_t rid = (uint32_t)get_be(c->rbuf + c->rbeg + lhead, 4);
+        uint32_t rid = jobq__spw_get32(c->rbuf + c->rbeg + lhead);
         size_t hlen = lhead + 4;
         c->rbeg += hlen;
         uint64_t blen = flen - 4;

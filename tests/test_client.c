@@ -26,6 +26,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "spwire.h"
+
 #define NCTX 24
 #define EVENT_WAIT_S 20 /* how long an awaited event may take before the test fails */
 
@@ -562,6 +564,8 @@ test_open_ipv6(void **state)
 /* ---- a raw SP peer ---- */
 
 /* raw_peer: a listening unix socket that answers one connection by a script. */
+#define SP_PROTO_PAIR 0x0010 /* pair0's handshake: an SP peer, but not a REP one */
+
 typedef enum raw_mode {
     RAW_PAIR,     /* handshake as PAIR (not REP) */
     RAW_HUGE,     /* a reply frame announcing 2 GiB */
@@ -590,18 +594,28 @@ read_full(int fd, void *buf, size_t n)
     return true;
 }
 
+/* write_frame: an ipc:// frame header announcing len bytes, with type as its type byte
+ * (JOBQ__SPW_IPC_MSG unless the test breaks it), then n bytes of data. */
 static void
-write_frame(int fd, uint64_t len, const void *data, size_t n, unsigned char type)
+write_frame(int fd, uint64_t len, const void *data, size_t n, uint8_t type)
 {
-    unsigned char h[9];
+    uint8_t h[JOBQ__SPW_HDR_MAX];
+    size_t hl = jobq__spw_frame_put(h, true, len);
     h[0] = type;
-    for (int i = 0; i < 8; i++) {
-        h[1 + i] = (unsigned char)(len >> (56 - 8 * i));
-    }
-    (void)!send(fd, h, sizeof(h), MSG_NOSIGNAL);
+    (void)!send(fd, h, hl, MSG_NOSIGNAL);
     if (n > 0) {
         (void)!send(fd, data, n, MSG_NOSIGNAL);
     }
+}
+
+/* write_reply: a well-formed ipc:// reply frame: the backtrace bt (a request id), then body. */
+static void
+write_reply(int fd, const uint8_t *bt, const char *body)
+{
+    uint8_t h[JOBQ__SPW_REPLY_HEAD_MAX];
+    size_t hl = jobq__spw_reply_head(h, true, bt, 4, strlen(body));
+    (void)!send(fd, h, hl, MSG_NOSIGNAL);
+    (void)!send(fd, body, strlen(body), MSG_NOSIGNAL);
 }
 
 static void *
@@ -612,37 +626,33 @@ raw_thread(void *arg)
     if (fd < 0) {
         return NULL;
     }
-    unsigned char hs[8] = {0, 'S', 'P', 0, 0, p->mode == RAW_PAIR ? 0x10 : 0x31, 0, 0};
+    uint8_t hs[JOBQ__SPW_HANDSHAKE_LEN];
+    jobq__spw_handshake(hs, p->mode == RAW_PAIR ? SP_PROTO_PAIR : JOBQ__SPW_PROTO_REP);
     (void)!send(fd, hs, sizeof(hs), MSG_NOSIGNAL);
-    unsigned char peer[8];
+    uint8_t peer[JOBQ__SPW_HANDSHAKE_LEN];
     if (!read_full(fd, peer, sizeof(peer)) || p->mode == RAW_PAIR) {
         close(fd);
         return NULL;
     }
-    unsigned char head[9];
-    unsigned char id[4];
-    if (read_full(fd, head, sizeof(head))) {
-        uint64_t len = 0;
-        for (int i = 1; i < 9; i++) {
-            len = len << 8 | head[i];
-        }
-        char *body = malloc(len);
+    uint8_t head[JOBQ__SPW_IPC_HDR];
+    uint64_t len;
+    if (read_full(fd, head, sizeof(head)) &&
+        jobq__spw_frame_get(head, sizeof(head), true, &len) == JOBQ__SPW_FRAME_OK && len >= 4) {
+        uint8_t *body = malloc(len);
         if (body != NULL && read_full(fd, body, len)) {
+            uint8_t id[4];
             memcpy(id, body, 4);
             const char *ok = "{\"ok\":true,\"n\":7}";
             char frame[64];
             switch (p->mode) {
             case RAW_HUGE:
-                write_frame(fd, (uint64_t)2 << 30, id, 4, 1);
+                write_frame(fd, (uint64_t)2 << 30, id, 4, JOBQ__SPW_IPC_MSG);
                 break;
             case RAW_STALE_ID: {
-                unsigned char other[4] = {id[0], id[1], id[2], (unsigned char)(id[3] ^ 1)};
-                memcpy(frame, other, 4);
-                memcpy(frame + 4, "{\"ok\":false}", 12);
-                write_frame(fd, 16, frame, 16, 1);
-                memcpy(frame, id, 4);
-                memcpy(frame + 4, ok, strlen(ok));
-                write_frame(fd, 4 + strlen(ok), frame, 4 + strlen(ok), 1);
+                uint8_t other[4];
+                jobq__spw_put32(other, jobq__spw_get32(id) ^ 1);
+                write_reply(fd, other, "{\"ok\":false}");
+                write_reply(fd, id, ok);
                 break;
             }
             case RAW_BAD_TYPE:
@@ -651,7 +661,7 @@ raw_thread(void *arg)
                 write_frame(fd, 4 + strlen(ok), frame, 4 + strlen(ok), 2);
                 break;
             case RAW_SHORT:
-                write_frame(fd, 2, id, 2, 1);
+                write_frame(fd, 2, id, 2, JOBQ__SPW_IPC_MSG);
                 break;
             case RAW_PAIR:
                 break;
