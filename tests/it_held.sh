@@ -92,6 +92,25 @@ expect_eq "the next worker fetches it" "$(field '.jobs[0].id, .jobs[0].attempt' 
 lease=$(field '.jobs[0].lease' "$r")
 raw "{\"op\":\"ack\",\"id\":$id,\"lease\":\"$lease\"}" >/dev/null
 ok "a job claimed for a fetch whose connection closed before the reply is ready again, no attempt spent"
+
+# ---- an ack carrying a fetch, held, then its connection closes ----
+id=$(cli submit work '{"n":3}')
+r=$(raw '{"op":"fetch","queue":"work","timeout":0}')
+expect_eq "fetched" "$(field '.jobs[0].id' "$r")" "$id"
+lease=$(field '.jobs[0].lease' "$r")
+hold_open ackfetch 1 distinct "{\"op\":\"ack\",\"id\":$id,\"lease\":\"$lease\",\"fetch\":{\"queue\":\"work\",\"timeout\":\"5m\"}}"
+poll_until "the ack's fetch is held" '[ "$(held)" = 1 ]'
+r=$(raw "{\"op\":\"get\",\"id\":$id}")
+expect_eq "the acked job while its fetch is held" "$(field .job.state "$r")" succeeded
+hold_close ackfetch
+poll_until "the ack's fetch is dropped" '[ "$(held)" = 0 ]'
+id=$(cli submit work '{"n":4}')
+r=$(raw "{\"op\":\"get\",\"id\":$id}")
+expect_eq "a job after the acking connection closed" "$(field '.job.state, .job.attempt' "$r" | tr '\n' ' ')" "ready 0 "
+r=$(raw '{"op":"fetch","queue":"work","timeout":0}')
+lease=$(field '.jobs[0].lease' "$r")
+raw "{\"op\":\"ack\",\"id\":$id,\"lease\":\"$lease\"}" >/dev/null
+ok "an ack carrying a fetch: the outcome is recorded; once its connection closes the fetch claims nothing"
 stop_jobqd
 
 # ---- max_waits_per_connection; a request sent again ----
