@@ -310,14 +310,15 @@ hold_conn_closed(void *arg, uint64_t conn)
 {
     server *s = arg;
     size_t n = 0;
+    uint64_t t0 = uv_hrtime();
     hconn **pp;
     while ((pp = conn_slot(s->holds, conn), *pp != NULL)) {
         drop((*pp)->first); /* frees the record with its last hold */
         n++;
     }
     if (n > 0) {
-        log_info("holds_dropped", "conn=%llu requests=%zu reason=connection_closed",
-                 (unsigned long long)conn, n);
+        log_info("holds_dropped", "conn=%llu requests=%zu reason=connection_closed us=%llu",
+                 (unsigned long long)conn, n, (unsigned long long)((uv_hrtime() - t0) / 1000));
     }
 }
 

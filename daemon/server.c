@@ -37,14 +37,19 @@ typedef struct waiter {
     json_t *jobs;     /* snapshots, in the order of c->req.ids */
     size_t remaining; /* jobs not ended yet */
     bool cancel;      /* a cancel of a running job: replied with the cancelled job */
+    wait_link *links; /* its entries in the hash */
+    struct waiter *next_done; /* server_job_finished's list of waits to answer */
 } waiter;
 
-/* One (job id -> waiter) entry of the server's hash. */
+/* One (job id -> waiter) entry of the server's hash: unlinked in O(1), so that dropping or
+ * answering thousands of waits on one job costs each its own entries only. */
 struct wait_link {
-    int64_t id;
+    int64_t id; /* 0 once the job ended */
     waiter *w;
-    size_t index; /* into w->jobs */
-    wait_link *next;
+    size_t index;  /* into w->jobs */
+    size_t bucket; /* of s->waits */
+    wait_link *next, *prev;
+    wait_link *own; /* the waiter's next entry */
 };
 
 static bool
@@ -689,17 +694,18 @@ bucket_of(const server *s, int64_t id)
 static void
 unlink_waiter(server *s, waiter *w)
 {
-    for (size_t i = 0; i < w->c->req.nids; i++) {
-        wait_link **pp = &s->waits[bucket_of(s, w->c->req.ids[i])];
-        while (*pp != NULL) {
-            if ((*pp)->w == w) {
-                wait_link *dead = *pp;
-                *pp = dead->next;
-                free(dead);
-            } else {
-                pp = &(*pp)->next;
-            }
+    while (w->links != NULL) {
+        wait_link *l = w->links;
+        w->links = l->own;
+        if (l->prev != NULL) {
+            l->prev->next = l->next;
+        } else {
+            s->waits[l->bucket] = l->next;
         }
+        if (l->next != NULL) {
+            l->next->prev = l->prev;
+        }
+        free(l);
     }
 }
 
@@ -815,9 +821,14 @@ wait_register(call *c, job_row *rows, size_t n, bool cancel)
         l->id = rows[i].id;
         l->w = w;
         l->index = i;
-        size_t b = bucket_of(s, l->id);
-        l->next = s->waits[b];
-        s->waits[b] = l;
+        l->bucket = bucket_of(s, l->id);
+        l->next = s->waits[l->bucket];
+        if (l->next != NULL) {
+            l->next->prev = l;
+        }
+        s->waits[l->bucket] = l;
+        l->own = w->links;
+        w->links = l;
         w->remaining++;
     }
     if (w->remaining == 0) {
@@ -885,20 +896,23 @@ server_job_finished(server *s, qstate *q, const job_row *row, int old_state)
     }
     if (job_ended(row->state)) {
         sched_sweep_soon(s, q, row->state);
-        wait_link *l = s->waits[bucket_of(s, row->id)];
-        while (l != NULL) {
-            wait_link *next = l->next;
+        waiter *done = NULL;
+        for (wait_link *l = s->waits[bucket_of(s, row->id)]; l != NULL; l = l->next) {
             if (l->id == row->id) {
                 waiter *w = l->w;
                 json_array_set_new(w->jobs, l->index, job_json(row));
                 l->id = 0; /* matched: a job ends once */
                 if (--w->remaining == 0) {
-                    waiter_finish(s, w, true);
-                    /* The bucket changed under us: start over from its head. */
-                    next = s->waits[bucket_of(s, row->id)];
+                    w->next_done = done;
+                    done = w;
                 }
             }
-            l = next;
+        }
+        /* Answered once the bucket is walked: each answer frees its own entries only. */
+        while (done != NULL) {
+            waiter *w = done;
+            done = w->next_done;
+            waiter_finish(s, w, true);
         }
     }
     sched_dispatch(s, q);
