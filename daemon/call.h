@@ -1,5 +1,6 @@
 /* call.h: one request in progress on the loop, and the reply helpers shared by the files
- * that serve requests (server.c: jobs and queues; workers.c: remote workers). */
+ * that serve requests (server.c: jobs and queues; workers.c: remote workers). A reply to a
+ * held call nobody waits for any more (hold_gone) is dropped instead of sent. */
 #ifndef JOBQD_CALL_H
 #define JOBQD_CALL_H
 
@@ -35,7 +36,11 @@ typedef struct call {
     group_info grp;         /* get, wait of a group: out */
     int64_t parents[16];    /* explain of a waiting job: the parents it waits for */
     size_t nparents;
-    bool held; /* a wait or long-poll fetch counted in srv->nheld until it is freed */
+    struct hold *hold; /* held (hold.h): its slot, timer and connection; NULL when not */
+    void *hold_data;   /* the kind's state while held (a job wait's waiter) */
+    bool reread;       /* a held wait ended: read again and reply as things are now */
+    bool claiming;     /* a fetch: a claim for it is in flight */
+    bool fetch_ended;  /* a fetch: answer it when that claim completes */
     /* An ack or fail with a fetch: the outcome is recorded while the fetch is held, and the
      * reply waits for both. */
     bool outcome_pending; /* the outcome is being recorded */
@@ -65,8 +70,12 @@ json_t *job_json(const job_row *r);
 /** call_free: frees the call and what it owns. Accepts NULL. */
 void call_free(call *c);
 
-/** wait_register: holds c (a wait, or a cancel of a running job) until the unfinished jobs
- *  among rows end. */
-void wait_register(call *c, job_row *rows, size_t n);
+/** call_drop: frees the call without a reply (nobody waits for it any more). */
+void call_drop(call *c);
+
+/** wait_register: holds c until the unfinished jobs among rows end: a wait (replied with
+ *  the jobs, or as they are at its timeout), or with cancel a cancel of a running job
+ *  (replied with the job once its cancel is recorded; no timeout). */
+void wait_register(call *c, job_row *rows, size_t n, bool cancel);
 
 #endif

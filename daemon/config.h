@@ -66,6 +66,7 @@ typedef struct config {
     size_t max_payload;         /* bytes of one job's payload (compact); default max_message */
     size_t max_batch;           /* jobs in one submit_batch; default 10000 */
     size_t max_waits;           /* held waits and long-poll fetches at once; default 4096 */
+    size_t max_waits_per_connection; /* of them, held for one connection; default 256 */
     size_t max_connections;     /* nng connections served at once; default 10000 */
     queue_conf *queues;
     size_t nqueues;

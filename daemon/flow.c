@@ -7,23 +7,14 @@
 #include <string.h>
 
 #include "codec.h"
+#include "hold.h"
 #include "log.h"
 #include "scheduler.h"
 
-/* A wait on a group, held until the group completes or the timeout. */
-struct group_waiter {
-    group_waiter *next;
-    call *c;
-    uv_timer_t timer;
-};
+/* A wait on a group is held (hold.h, HOLD_GROUP_WAIT) until the group completes or the
+ * timeout; then the group is read again and the wait replied as it is. */
 
 static void start_group_read(call *c);
-
-static void
-gw_closed_cb(uv_handle_t *h)
-{
-    free(h->data);
-}
 
 static bool
 ended_state(int state)
@@ -36,20 +27,14 @@ ended_state(int state)
 static void
 group_completed(server *s, int64_t gid)
 {
-    group_waiter **pp = &s->group_waits;
-    while (*pp != NULL) {
-        group_waiter *gw = *pp;
-        if (gw->c->req.group_id != gid) {
-            pp = &gw->next;
-            continue;
+    call *next;
+    for (call *c = hold_next(s, NULL, HOLD_GROUP_WAIT); c != NULL; c = next) {
+        next = hold_next(s, c, HOLD_GROUP_WAIT);
+        if (c->req.group_id == gid) {
+            hold_stop(c);
+            c->reread = true; /* read again and reply as it is now */
+            start_group_read(c);
         }
-        *pp = gw->next;
-        s->nwaiters--;
-        call *c = gw->c;
-        uv_timer_stop(&gw->timer);
-        uv_close((uv_handle_t *)&gw->timer, gw_closed_cb);
-        c->req.timeout_ms = 0; /* read again and reply as it is now */
-        start_group_read(c);
     }
 }
 
@@ -123,7 +108,7 @@ group_json(const group_info *g)
     return o;
 }
 
-static void group_timer_cb(uv_timer_t *t);
+static void group_hold_end(call *c, hold_end why);
 
 static void
 done_group_read(wop *op)
@@ -141,19 +126,11 @@ done_group_read(wop *op)
         return;
     }
     bool done = c->grp.completed_at_ms != 0;
-    if (c->req.op == REQ_WAIT && !done && c->req.timeout_ms > 0 && !s->draining) {
-        group_waiter *gw = calloc(1, sizeof(*gw));
-        if (gw == NULL) {
+    if (c->req.op == REQ_WAIT && !done && c->req.timeout_ms > 0 && !c->reread && !s->draining &&
+        !hold_gone(c)) {
+        if (!hold_start(c, HOLD_GROUP_WAIT, c->req.timeout_ms, group_hold_end)) {
             reply_error(c, "internal", "out of memory");
-            return;
         }
-        gw->c = c;
-        uv_timer_init(s->loop, &gw->timer);
-        gw->timer.data = gw;
-        uv_timer_start(&gw->timer, group_timer_cb, (uint64_t)c->req.timeout_ms, 0);
-        gw->next = s->group_waits;
-        s->group_waits = gw;
-        s->nwaiters++;
         return;
     }
     json_t *o = ok_object();
@@ -184,22 +161,24 @@ start_group_read(call *c)
     writer_push(&c->srv->w, &c->op);
 }
 
+/* group_hold_end: the wait's time is up (read again and reply as it is now), its client is
+ * gone, or jobqd stops. */
 static void
-group_timer_cb(uv_timer_t *t)
+group_hold_end(call *c, hold_end why)
 {
-    group_waiter *gw = t->data;
-    server *s = gw->c->srv;
-    for (group_waiter **pp = &s->group_waits; *pp != NULL; pp = &(*pp)->next) {
-        if (*pp == gw) {
-            *pp = gw->next;
-            break;
-        }
+    switch (why) {
+    case HOLD_TIMEOUT:
+        c->reread = true;
+        group_info_clear(&c->grp);
+        start_group_read(c);
+        return;
+    case HOLD_DROPPED:
+        call_drop(c);
+        return;
+    case HOLD_SHUTDOWN:
+        reply_error(c, "shutting_down", "jobqd is shutting down; wait again when it is back");
+        return;
     }
-    s->nwaiters--;
-    call *c = gw->c;
-    uv_close((uv_handle_t *)&gw->timer, gw_closed_cb);
-    c->req.timeout_ms = 0;
-    start_group_read(c);
 }
 
 void
@@ -208,15 +187,3 @@ flow_group_request(call *c)
     start_group_read(c);
 }
 
-void
-flow_fail_waits(server *s)
-{
-    while (s->group_waits != NULL) {
-        group_waiter *gw = s->group_waits;
-        s->group_waits = gw->next;
-        s->nwaiters--;
-        uv_timer_stop(&gw->timer);
-        uv_close((uv_handle_t *)&gw->timer, gw_closed_cb);
-        reply_error(gw->c, "shutting_down", "jobqd is shutting down; wait again when it is back");
-    }
-}

@@ -13,7 +13,4 @@ void flow_effects(void *arg, store_effect *e, size_t n);
 /** flow_group_request: serves get or wait of a group (c->req.group_id). */
 void flow_group_request(call *c);
 
-/** flow_fail_waits: at shutdown, every held group wait gets shutting_down. */
-void flow_fail_waits(server *s);
-
 #endif

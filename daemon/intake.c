@@ -41,8 +41,18 @@ struct icall {
     nng_msg *msg;          /* the request, while IC_WORK */
     icall *next_ready;     /* link in in->ready */
     uint64_t queued_ns;    /* when nng handed the request over (for the loop's lag) */
+    uint64_t conn;         /* the connection (NNG_CONN_BIT | pipe id), while IC_WORK */
     icall *next_all;       /* link in in->all */
 };
+
+/* Connection numbers of nng's pipes have this bit set; the native endpoint's never do. */
+#define NNG_CONN_BIT ((uint64_t)1 << 63)
+
+/* A closed nng pipe, on its way to the loop. */
+typedef struct closed_pipe {
+    uint64_t conn;
+    struct closed_pipe *next;
+} closed_pipe;
 
 /* A connection over max_connections: its requests are refused until its timer closes it. */
 typedef struct refusal {
@@ -74,6 +84,9 @@ struct intake {
     refusal *refused;      /* closed ones whose timer is to be freed; under refuse_mtx */
     atomic_int nrefusing;  /* entries of refusing: 0 keeps the request path lock-free */
     atomic_ulong nrefused; /* connections refused since the start */
+    closed_pipe *closed;   /* nng pipes gone, for the loop, LIFO under mtx */
+    void (*closed_cb)(void *arg, uint64_t conn);
+    void *closed_arg;
 };
 
 static void aio_cb(void *arg);
@@ -161,6 +174,15 @@ pipe_cb(nng_pipe p, nng_pipe_ev ev, void *arg)
     if (ev == NNG_PIPE_EV_REM_POST) {
         if (!unrefuse_pipe(in, p)) {
             atomic_fetch_sub(&in->clients, 1);
+            closed_pipe *cp = malloc(sizeof(*cp));
+            if (cp != NULL) { /* out of memory: its held requests end at their timeout */
+                cp->conn = NNG_CONN_BIT | (uint64_t)nng_pipe_id(p);
+                uv_mutex_lock(&in->mtx);
+                cp->next = in->closed;
+                in->closed = cp;
+                uv_mutex_unlock(&in->mtx);
+                uv_async_send(&in->async);
+            }
         }
         return;
     }
@@ -277,7 +299,8 @@ aio_cb(void *arg)
     }
 }
 
-/* async_cb: the loop. Takes every received request, oldest first. */
+/* async_cb: the loop. Takes every received request, oldest first, then the connections that
+ * closed (after their requests, so that what they left held is dropped). */
 static void
 async_cb(uv_async_t *h)
 {
@@ -285,6 +308,8 @@ async_cb(uv_async_t *h)
     uv_mutex_lock(&in->mtx);
     icall *list = in->ready;
     in->ready = NULL;
+    closed_pipe *closed = in->closed;
+    in->closed = NULL;
     uv_mutex_unlock(&in->mtx);
     icall *rev = NULL;
     while (list != NULL) {
@@ -307,12 +332,21 @@ async_cb(uv_async_t *h)
         } else {
             nng_msg *m = c->msg;
             c->msg = NULL;
+            c->conn = NNG_CONN_BIT | (uint64_t)nng_pipe_id(nng_msg_get_pipe(m));
             if (!refused_request(in, c, m)) {
                 in->cb(in->arg, c, nng_msg_body(m), nng_msg_len(m));
                 nng_msg_free(m);
             }
         }
         c = next;
+    }
+    while (closed != NULL) {
+        closed_pipe *next = closed->next;
+        if (!in->stopped && in->closed_cb != NULL) {
+            in->closed_cb(in->closed_arg, closed->conn);
+        }
+        free(closed);
+        closed = next;
     }
     /* Keep contexts free for new requests while others are held (e.g. long waits). */
     while (!in->stopped && in->nworking + CTX_GROW / 2 > in->nctx && in->nctx < CTX_MAX) {
@@ -415,8 +449,19 @@ native_request_cb(void *arg, sp_req *req, const char *body, size_t len)
     }
     c->in = in;
     c->native = req;
+    c->conn = sp_req_conn(req);
     in->nworking++;
     in->cb(in->arg, c, body, len);
+}
+
+/* native_closed_cb: the loop. A native connection closed. */
+static void
+native_closed_cb(void *arg, uint64_t conn)
+{
+    intake *in = arg;
+    if (in->closed_cb != NULL) {
+        in->closed_cb(in->closed_arg, conn);
+    }
 }
 
 /* open_native: the native endpoint, for the tcp:// and ipc:// URLs. */
@@ -433,7 +478,9 @@ open_native(intake *in, size_t max_message)
                      .refusal = body,
                      .refuse_linger_ms = REFUSE_LINGER_MS,
                      .cb = native_request_cb,
-                     .arg = in};
+                     .arg = in,
+                     .event_arg = in,
+                     .closed_cb = native_closed_cb};
     return sp_open(&in->sp, in->loop, &cfg);
 }
 
@@ -586,6 +633,48 @@ intake_reply(icall *c, const char *body, size_t len)
     nng_ctx_send(c->ctx, c->aio);
 }
 
+void
+intake_drop(icall *c)
+{
+    intake *in = c->in;
+    in->nworking--;
+    if (c->native != NULL) {
+        sp_drop(c->native);
+        free(c);
+        return;
+    }
+    if (in->stopped) {
+        return;
+    }
+    c->state = IC_RECV; /* a new receive forgets the request's backtrace */
+    nng_ctx_recv(c->ctx, c->aio);
+}
+
+uint64_t
+intake_conn(const icall *c)
+{
+    return c->conn;
+}
+
+uint32_t
+intake_request_id(const icall *c)
+{
+    return c->native != NULL ? sp_req_id(c->native) : 0;
+}
+
+bool
+intake_conn_open(const icall *c)
+{
+    return c->native == NULL || sp_req_open(c->native);
+}
+
+void
+intake_on_conn_closed(intake *in, void (*cb)(void *arg, uint64_t conn), void *arg)
+{
+    in->closed_cb = cb;
+    in->closed_arg = arg;
+}
+
 int
 intake_clients(intake *in)
 {
@@ -660,6 +749,11 @@ intake_close(intake *in)
     }
     /* Requests queued for the loop but never taken: their contexts were freed above. */
     in->ready = NULL;
+    while (in->closed != NULL) {
+        closed_pipe *next = in->closed->next;
+        free(in->closed);
+        in->closed = next;
+    }
     /* The socket is closed: no pipe callback runs any more. */
     refusals_free(in->refusing);
     refusals_free(in->refused);

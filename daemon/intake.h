@@ -5,6 +5,7 @@
 #ifndef JOBQD_INTAKE_H
 #define JOBQD_INTAKE_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <uv.h>
@@ -38,6 +39,27 @@ int intake_open(intake **inp, uv_loop_t *loop, char *const *urls, size_t nurls, 
 /** intake_reply: sends body as the reply of call, without blocking; the call is then done.
  *  After intake_stop the reply is dropped. Loop thread. */
 void intake_reply(icall *call, const char *body, size_t len);
+
+/** intake_drop: the call is done without a reply (its client is gone, or sent it again).
+ *  Loop thread. */
+void intake_drop(icall *call);
+
+/** intake_conn: the connection call came on: a number unique among open connections and
+ *  never reused while jobqd runs (native ones count from 1; nng's carry their pipe id).
+ *  Loop thread. */
+uint64_t intake_conn(const icall *call);
+
+/** intake_request_id: call's SP request id, which a REQ socket keeps when it sends the
+ *  request again; 0 when unknown (requests that came through nng). */
+uint32_t intake_request_id(const icall *call);
+
+/** intake_conn_open: whether a reply to call can still be written: false once its native
+ *  connection began to close (nng's: always true; the close is reported by the callback). */
+bool intake_conn_open(const icall *call);
+
+/** intake_on_conn_closed: cb(arg, conn) is called on the loop when a connection closed
+ *  (after every request it sent was handed over); replies to its calls are dropped. */
+void intake_on_conn_closed(intake *in, void (*cb)(void *arg, uint64_t conn), void *arg);
 
 /** intake_pending: requests received and not yet replied to. */
 size_t intake_pending(const intake *in);

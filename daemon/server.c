@@ -11,6 +11,7 @@
 #include "call.h"
 #include "flow.h"
 #include "codec.h"
+#include "hold.h"
 #include "http.h"
 #include "log.h"
 #include "monitor.h"
@@ -29,21 +30,26 @@
 
 /* One request in progress: the decoded request, its store operation and its outputs. */
 
-/* A held wait (or a cancel of a running job): replied when every named job has ended. */
+/* A held wait (or a cancel of a running job): replied when every named job has ended. Its
+ * hold (hold.c) has the timer and the slot; c->hold_data points here. */
 typedef struct waiter {
     call *c;
     json_t *jobs;     /* snapshots, in the order of c->req.ids */
     size_t remaining; /* jobs not ended yet */
-    uv_timer_t timer;
-    bool timed_out;
+    bool cancel;      /* a cancel of a running job: replied with the cancelled job */
+    wait_link *links; /* its entries in the hash */
+    struct waiter *next_done; /* server_job_finished's list of waits to answer */
 } waiter;
 
-/* One (job id -> waiter) entry of the server's hash. */
+/* One (job id -> waiter) entry of the server's hash: unlinked in O(1), so that dropping or
+ * answering thousands of waits on one job costs each its own entries only. */
 struct wait_link {
-    int64_t id;
+    int64_t id; /* 0 once the job ended */
     waiter *w;
-    size_t index; /* into w->jobs */
-    wait_link *next;
+    size_t index;  /* into w->jobs */
+    size_t bucket; /* of s->waits */
+    wait_link *next, *prev;
+    wait_link *own; /* the waiter's next entry */
 };
 
 static bool
@@ -57,6 +63,11 @@ job_ended(int state)
 void
 send_json(call *c, json_t *obj)
 {
+    if (hold_gone(c)) {
+        json_decref(obj);
+        call_drop(c);
+        return;
+    }
     char *text = json_dumps(obj, JSON_COMPACT);
     json_decref(obj);
     if (text == NULL) {
@@ -235,9 +246,7 @@ call_free(call *c)
     if (c == NULL) {
         return;
     }
-    if (c->held) {
-        c->srv->nheld--;
-    }
+    hold_release(c);
     job_row_clear(&c->row);
     for (size_t i = 0; i < c->nattempts; i++) {
         attempt_row_clear(&c->attempts[i]);
@@ -260,6 +269,13 @@ call_free(call *c)
     json_decref(c->fetched);
     jobq__request_free(&c->req);
     free(c);
+}
+
+void
+call_drop(call *c)
+{
+    intake_drop(c->ic);
+    call_free(c);
 }
 
 static int
@@ -586,8 +602,7 @@ done_cancel(wop *op)
         if (r != NULL && r->state == RUN_EXECUTING && !r->exited && r->kill == KILL_NONE) {
             row = r->a.job;
             runner_stop(r, KILL_CANCEL);
-            c->req.op = REQ_CANCEL;
-            wait_register(c, &row, 1);
+            wait_register(c, &row, 1, true);
             return;
         }
         if (workers_cancel(c->srv, c->req.ids[0], c)) {
@@ -596,8 +611,7 @@ done_cancel(wop *op)
         const job_row *hooked = webhook_stop(c->srv, c->req.ids[0], KILL_CANCEL);
         if (hooked != NULL) {
             row = *hooked;
-            c->req.op = REQ_CANCEL;
-            wait_register(c, &row, 1);
+            wait_register(c, &row, 1, true);
             return;
         }
     }
@@ -679,41 +693,44 @@ bucket_of(const server *s, int64_t id)
 }
 
 static void
-waiter_closed_cb(uv_handle_t *h)
-{
-    waiter *w = h->data;
-    free(w);
-}
-
-static void
 unlink_waiter(server *s, waiter *w)
 {
-    for (size_t i = 0; i < w->c->req.nids; i++) {
-        wait_link **pp = &s->waits[bucket_of(s, w->c->req.ids[i])];
-        while (*pp != NULL) {
-            if ((*pp)->w == w) {
-                wait_link *dead = *pp;
-                *pp = dead->next;
-                free(dead);
-            } else {
-                pp = &(*pp)->next;
-            }
+    while (w->links != NULL) {
+        wait_link *l = w->links;
+        w->links = l->own;
+        if (l->prev != NULL) {
+            l->prev->next = l->next;
+        } else {
+            s->waits[l->bucket] = l->next;
         }
+        if (l->next != NULL) {
+            l->next->prev = l->prev;
+        }
+        free(l);
     }
+}
+
+/* waiter_free: takes w out of the hash and frees it; its call stays. */
+static void
+waiter_free(server *s, waiter *w)
+{
+    unlink_waiter(s, w);
+    w->c->hold_data = NULL;
+    json_decref(w->jobs);
+    free(w);
 }
 
 /* waiter_finish: replies and frees. done: every job ended. */
 static void
 waiter_finish(server *s, waiter *w, bool done)
 {
-    unlink_waiter(s, w);
-    s->nwaiters--;
     call *c = w->c;
+    bool cancel = w->cancel;
     json_t *jobs = w->jobs;
     w->jobs = NULL;
-    uv_timer_stop(&w->timer);
-    uv_close((uv_handle_t *)&w->timer, waiter_closed_cb);
-    if (c->req.op == REQ_CANCEL) {
+    hold_stop(c);
+    waiter_free(s, w);
+    if (cancel) {
         json_t *job = json_incref(json_array_get(jobs, 0));
         json_decref(jobs);
         const char *st = json_string_value(json_object_get(job, "state"));
@@ -751,11 +768,37 @@ exec_wait_read(store *st, wop *op, int64_t now_ms)
     return JOBQ_OK;
 }
 
-static void wait_timer_cb(uv_timer_t *t);
+static void start_wait(call *c);
 
-/* wait_register: holds c until the unfinished jobs among rows end (or the timeout). */
+/* wait_hold_end: the hold of a wait or cancel ended before its jobs did. A wait's time is up:
+ * re-read the jobs and reply as they are now. */
+static void
+wait_hold_end(call *c, hold_end why)
+{
+    server *s = c->srv;
+    waiter_free(s, c->hold_data);
+    switch (why) {
+    case HOLD_TIMEOUT:
+        for (size_t i = 0; i < c->nrows; i++) {
+            job_row_clear(&c->rows[i]);
+        }
+        free(c->rows); /* start_wait allocates them again */
+        c->rows = NULL;
+        c->nrows = 0;
+        c->reread = true;
+        start_wait(c);
+        return;
+    case HOLD_DROPPED:
+        call_drop(c);
+        return;
+    case HOLD_SHUTDOWN:
+        reply_error(c, "shutting_down", "jobqd is shutting down; wait again when it is back");
+        return;
+    }
+}
+
 void
-wait_register(call *c, job_row *rows, size_t n)
+wait_register(call *c, job_row *rows, size_t n, bool cancel)
 {
     server *s = c->srv;
     waiter *w = calloc(1, sizeof(*w));
@@ -765,9 +808,8 @@ wait_register(call *c, job_row *rows, size_t n)
         return;
     }
     w->c = c;
-    uv_timer_init(s->loop, &w->timer);
-    w->timer.data = w;
-    s->nwaiters++;
+    w->cancel = cancel;
+    c->hold_data = w;
     for (size_t i = 0; i < n; i++) {
         json_array_append_new(w->jobs, job_json(&rows[i]));
         if (job_ended(rows[i].state)) {
@@ -780,17 +822,24 @@ wait_register(call *c, job_row *rows, size_t n)
         l->id = rows[i].id;
         l->w = w;
         l->index = i;
-        size_t b = bucket_of(s, l->id);
-        l->next = s->waits[b];
-        s->waits[b] = l;
+        l->bucket = bucket_of(s, l->id);
+        l->next = s->waits[l->bucket];
+        if (l->next != NULL) {
+            l->next->prev = l;
+        }
+        s->waits[l->bucket] = l;
+        l->own = w->links;
+        w->links = l;
         w->remaining++;
     }
     if (w->remaining == 0) {
         waiter_finish(s, w, true);
         return;
     }
-    if (c->req.op == REQ_WAIT) {
-        uv_timer_start(&w->timer, wait_timer_cb, (uint64_t)c->req.timeout_ms, 0);
+    if (!hold_start(c, cancel ? HOLD_CANCEL : HOLD_WAIT, cancel ? -1 : c->req.timeout_ms,
+                    wait_hold_end)) {
+        waiter_free(s, w);
+        reply_error(c, "internal", "out of memory");
     }
 }
 
@@ -808,7 +857,7 @@ done_wait_read(wop *op)
         reply_err(c, op->err, msg);
         return;
     }
-    if (c->req.timeout_ms == 0) {
+    if (c->req.timeout_ms == 0 || c->reread || hold_gone(c)) {
         /* A poll, or the re-read after a timeout: reply with the jobs as they are. */
         bool all = true;
         json_t *jobs = json_array();
@@ -822,7 +871,7 @@ done_wait_read(wop *op)
         send_json(c, o);
         return;
     }
-    wait_register(c, c->rows, c->nrows);
+    wait_register(c, c->rows, c->nrows, false);
 }
 
 static void
@@ -839,44 +888,6 @@ start_wait(call *c)
     writer_push(&c->srv->w, &c->op);
 }
 
-/* wait_timer_cb: the wait's time is up: re-read the jobs and reply as they are now. */
-static void
-wait_timer_cb(uv_timer_t *t)
-{
-    waiter *w = t->data;
-    server *s = w->c->srv;
-    call *c = w->c;
-    unlink_waiter(s, w);
-    s->nwaiters--;
-    json_decref(w->jobs);
-    uv_close((uv_handle_t *)&w->timer, waiter_closed_cb);
-    for (size_t i = 0; i < c->nrows; i++) {
-        job_row_clear(&c->rows[i]);
-    }
-    free(c->rows); /* start_wait allocates them again */
-    c->rows = NULL;
-    c->nrows = 0;
-    c->req.timeout_ms = 0;
-    start_wait(c);
-}
-
-/* waiters_fail_all: at shutdown, every held wait gets shutting_down. */
-static void
-waiters_fail_all(server *s)
-{
-    for (size_t b = 0; b < s->nbuckets; b++) {
-        while (s->waits[b] != NULL) {
-            waiter *w = s->waits[b]->w;
-            unlink_waiter(s, w);
-            s->nwaiters--;
-            json_decref(w->jobs);
-            uv_close((uv_handle_t *)&w->timer, waiter_closed_cb);
-            reply_error(w->c, "shutting_down",
-                        "jobqd is shutting down; wait again when it is back");
-        }
-    }
-}
-
 void
 server_job_finished(server *s, qstate *q, const job_row *row, int old_state)
 {
@@ -886,20 +897,23 @@ server_job_finished(server *s, qstate *q, const job_row *row, int old_state)
     }
     if (job_ended(row->state)) {
         sched_sweep_soon(s, q, row->state);
-        wait_link *l = s->waits[bucket_of(s, row->id)];
-        while (l != NULL) {
-            wait_link *next = l->next;
+        waiter *done = NULL;
+        for (wait_link *l = s->waits[bucket_of(s, row->id)]; l != NULL; l = l->next) {
             if (l->id == row->id) {
                 waiter *w = l->w;
                 json_array_set_new(w->jobs, l->index, job_json(row));
                 l->id = 0; /* matched: a job ends once */
                 if (--w->remaining == 0) {
-                    waiter_finish(s, w, true);
-                    /* The bucket changed under us: start over from its head. */
-                    next = s->waits[bucket_of(s, row->id)];
+                    w->next_done = done;
+                    done = w;
                 }
             }
-            l = next;
+        }
+        /* Answered once the bucket is walked: each answer frees its own entries only. */
+        while (done != NULL) {
+            waiter *w = done;
+            done = w->next_done;
+            waiter_finish(s, w, true);
         }
     }
     sched_dispatch(s, q);
@@ -1237,29 +1251,6 @@ reply_stats(call *c)
     send_json(c, o);
 }
 
-/* hold_room: a wait or fetch that may be held counts against max_waits until it is answered;
- * past the limit it is refused with too_many_waits. Returns false after replying. */
-static bool
-hold_room(call *c)
-{
-    server *s = c->srv;
-    if (c->req.timeout_ms <= 0) {
-        return true; /* a poll: answered at once */
-    }
-    if (s->nheld >= s->cfg->max_waits) {
-        char msg[300];
-        snprintf(msg, sizeof(msg),
-                 "jobqd holds %zu waits and long-poll fetches, its limit (max_waits); retry "
-                 "later, poll with \"timeout\": 0, or raise max_waits",
-                 s->nheld);
-        reply_error(c, "too_many_waits", msg);
-        return false;
-    }
-    c->held = true;
-    s->nheld++;
-    return true;
-}
-
 static void
 queue_op(call *c, int (*exec)(store *, wop *, int64_t), void (*done)(wop *), bool writes)
 {
@@ -1350,7 +1341,7 @@ on_request(void *arg, icall *ic, const char *body, size_t len)
         queue_op(c, exec_pause, done_pause, true);
         return;
     case REQ_WAIT:
-        if (!hold_room(c)) {
+        if (!hold_admit(c, c->req.group_id != 0 ? HOLD_GROUP_WAIT : HOLD_WAIT)) {
             return;
         }
         if (c->req.group_id != 0) {
@@ -1369,14 +1360,14 @@ on_request(void *arg, icall *ic, const char *body, size_t len)
         start_backup(c);
         return;
     case REQ_FETCH:
-        if (hold_room(c)) {
+        if (hold_admit(c, HOLD_FETCH)) {
             workers_request(c);
         }
         return;
     case REQ_ACK:
     case REQ_FAIL:
         /* With a fetch to follow, the call may be held like a fetch. */
-        if (!c->req.then_fetch || hold_room(c)) {
+        if (!c->req.then_fetch || hold_admit(c, HOLD_FETCH)) {
             workers_request(c);
         }
         return;
@@ -1445,8 +1436,9 @@ server_check_drained(server *s)
         return;
     }
     s->closing = true;
-    waiters_fail_all(s);
-    flow_fail_waits(s);
+    hold_shutdown(s, HOLD_WAIT);
+    hold_shutdown(s, HOLD_CANCEL);
+    hold_shutdown(s, HOLD_GROUP_WAIT);
     workers_drain(s); /* no claim is in flight now: every held fetch is answered */
     if (s->in != NULL) {
         intake_close(s->in);
@@ -1567,7 +1559,7 @@ server_init(server *s, uv_loop_t *loop, config *cfg, store *st, char *err, size_
     }
     s->rng = (uint64_t)uv_hrtime() ^ ((uint64_t)getpid() << 32);
     sched_sweep_init(s);
-    if (workers_init(s) != 0 || webhook_init(s) != 0) {
+    if (hold_init(s) != 0 || workers_init(s) != 0 || webhook_init(s) != 0) {
         snprintf(err, errlen, "out of memory");
         return -1;
     }
@@ -1583,6 +1575,7 @@ server_init(server *s, uv_loop_t *loop, config *cfg, store *st, char *err, size_
         return -1;
     }
     intake_set_lag(s->in, &s->lag_hist);
+    intake_on_conn_closed(s->in, hold_conn_closed, s);
     if (cfg->http != NULL &&
         http_open(&s->http, loop, cfg->http, monitor_request, s, err, errlen) != 0) {
         return -1;
@@ -1614,6 +1607,7 @@ server_free(server *s)
     periodic_free(s);
     free(s->waits);
     s->waits = NULL;
+    hold_close(s);
     s->queues = NULL;
     s->nqueues = 0;
 }

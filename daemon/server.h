@@ -54,7 +54,7 @@ typedef struct qstate {
 
 typedef struct runner runner;
 typedef struct wait_link wait_link;
-typedef struct group_waiter group_waiter;
+typedef struct hold_registry hold_registry;
 typedef struct periodic_state periodic_state;
 
 typedef struct server {
@@ -81,7 +81,6 @@ typedef struct server {
     uv_timer_t grace_timer; /* shutdown_grace while draining */
     wait_link **waits;      /* hash buckets: job id -> the waits that name it */
     size_t nbuckets;        /* a power of two */
-    size_t nwaiters;
     uv_timer_t sweep_timer;    /* retention: armed at the earliest job or key to delete */
     int64_t sweep_at_ms;       /* INT64_MAX: not armed */
     bool sweeping;             /* a sweep is in flight */
@@ -92,16 +91,15 @@ typedef struct server {
     struct lease *lease_list;  /* every lease, for the expiry scan */
     uv_timer_t lease_timer;    /* armed at the earliest lease expiry */
     int64_t next_lease_ms;     /* INT64_MAX: none */
-    struct fetcher *fetchers;  /* held fetch requests, oldest first */
     struct hookq *hooks;       /* webhook deliveries in flight and their completion channel */
     struct http *http;         /* the monitor endpoint; NULL when disabled */
     hist lag_hist;             /* seconds a request waited for the loop */
-    group_waiter *group_waits; /* held waits on groups */
     periodic_state *periodics; /* one per [schedule.NAME] */
     size_t nperiodics;
     uv_timer_t periodic_timer; /* at the earliest next tick of a schedule */
 
-    size_t nheld; /* waits and long-poll fetches not yet answered (max_waits) */
+    hold_registry *holds; /* held requests (hold.h) */
+    size_t nheld;         /* waits and long-poll fetches not yet answered (max_waits) */
 } server;
 
 /** server_init: prepares the server over an open store: loads counts and paused flags,

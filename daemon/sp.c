@@ -63,6 +63,7 @@ struct sp_conn {
     size_t len, cap;      /* of buf */
     size_t unsent;        /* reply bytes queued with uv_write and not yet written */
     uint64_t read_ns;     /* when the last read completed (for the lag) */
+    uint64_t id;          /* this connection's number (sp_req_conn), never reused */
     sp_conn *prev, *next; /* in sp->conns */
 };
 
@@ -105,6 +106,7 @@ struct sp_server {
     atomic_ullong nrefused; /* read from any thread */
     size_t unsent;          /* sum of the connections' unsent */
     hist *lag;
+    uint64_t next_id; /* the last connection number given */
     bool stopped;
     bool closed;
 };
@@ -178,6 +180,9 @@ conn_closed_cb(uv_handle_t *h)
     sp_conn *c = h->data;
     if (--c->open_handles == 0) {
         emit(c->sp, SP_EV_CLOSED);
+        if (c->sp->cfg.closed_cb != NULL && !c->sp->stopped) {
+            c->sp->cfg.closed_cb(c->sp->cfg.event_arg, c->id);
+        }
         conn_unref(c);
     }
 }
@@ -513,6 +518,7 @@ accept_cb(uv_stream_t *server, int status)
         abort(); /* libuv holds the accepted descriptor until a handle takes it */
     }
     c->sp = sp;
+    c->id = ++sp->next_id;
     c->ipc = l->ipc;
     c->refs = 1;
     c->open_handles = 2;
@@ -771,6 +777,33 @@ sp_reply(sp_req *r, const char *body, size_t len)
     }
     free(r);
     conn_unref(c);
+}
+
+void
+sp_drop(sp_req *r)
+{
+    sp_conn *c = r->conn;
+    free(r);
+    conn_unref(c);
+}
+
+uint64_t
+sp_req_conn(const sp_req *r)
+{
+    return r->conn->id;
+}
+
+uint32_t
+sp_req_id(const sp_req *r)
+{
+    const uint8_t *p = r->bt + r->nbt - 4;
+    return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
+}
+
+bool
+sp_req_open(const sp_req *r)
+{
+    return r->conn->state == CONN_SERVING;
 }
 
 void

@@ -5,6 +5,7 @@
 #define JOBQD_SP_H
 
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <uv.h>
@@ -27,6 +28,10 @@ typedef enum sp_event {
 /** sp_event_cb: optional observer of connections (loop thread). */
 typedef void (*sp_event_cb)(void *arg, sp_event ev);
 
+/** sp_closed_cb: optional; the connection numbered conn (sp_req_conn) closed: replies to its
+ *  requests are dropped from now on (loop thread, with event_arg; not after sp_stop). */
+typedef void (*sp_closed_cb)(void *arg, uint64_t conn);
+
 typedef struct sp_config {
     size_t max_recv;           /* largest message read (bytes, backtrace included); a frame that
                                 * announces more closes its connection before anything is allocated */
@@ -41,6 +46,7 @@ typedef struct sp_config {
     void *arg;
     sp_event_cb event_cb; /* may be NULL */
     void *event_arg;
+    sp_closed_cb closed_cb; /* may be NULL; called with event_arg */
 } sp_config;
 
 /** sp_open: an endpoint without listeners. Returns 0, or -1 on out of memory. Loop thread. */
@@ -60,6 +66,20 @@ int sp_listen(sp_server *sp, const char *url);
 /** sp_reply: sends body as the reply of req, without blocking, and frees req. On a
  *  connection closed since, or after sp_stop, the reply is dropped. Loop thread. */
 void sp_reply(sp_req *req, const char *body, size_t len);
+
+/** sp_drop: frees req without replying (the client is not waiting for it any more). Loop
+ *  thread. */
+void sp_drop(sp_req *req);
+
+/** sp_req_conn: the number of the connection req came on (unique while sp lives, from 1). */
+uint64_t sp_req_conn(const sp_req *req);
+
+/** sp_req_id: req's SP request id (the last word of its backtrace; a REQ socket that sends a
+ *  request again keeps it). */
+uint32_t sp_req_id(const sp_req *req);
+
+/** sp_req_open: whether a reply to req can still be written (its connection is served). */
+bool sp_req_open(const sp_req *req);
 
 /** sp_set_lag: observes into lag, per request, the time between reading it and handing it to
  *  the callback (time spent on requests read before it). NULL stops. Loop thread. */

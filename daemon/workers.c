@@ -10,6 +10,7 @@
 #include "attempt.h"
 #include "backoff.h"
 #include "codec.h"
+#include "hold.h"
 #include "log.h"
 #include "runner.h"
 #include "scheduler.h"
@@ -27,18 +28,13 @@ typedef struct lease {
     struct lease *all_next, *all_prev;
 } lease;
 
-/* A fetch held until a job is ready or its timeout. */
-typedef struct fetcher {
-    call *c;
-    uv_timer_t timer;
-    bool claiming; /* a claim for it is in flight */
-    bool timed_out;
-    struct fetcher *next;
-} fetcher;
+/* A fetch is held (hold.h, HOLD_FETCH) until a job is ready or its timeout; c->claiming
+ * while a claim for it is in flight, c->fetch_ended when it is to be answered as that claim
+ * completes. */
 
 static void lease_timer_cb(uv_timer_t *t);
-static void fetch_reply(server *s, fetcher *f, lease **ls, size_t n);
-static void try_fetch(server *s, fetcher *f);
+static void fetch_reply(server *s, call *c, lease **ls, size_t n);
+static void try_fetch(server *s, call *f);
 static void hold_fetch(call *c);
 static void fetch_answer(call *c, json_t *o);
 
@@ -147,15 +143,10 @@ lease_recorded(attempt *a, int err)
         } else if (err != JOBQ_OK) {
             /* The error need not wait for the fetch's timeout: end the fetch now (or as soon
              * as its claim in flight completes). */
-            for (fetcher *f = s->fetchers; f != NULL; f = f->next) {
-                if (f->c == c) {
-                    if (f->claiming) {
-                        f->timed_out = true;
-                    } else {
-                        fetch_reply(s, f, NULL, 0);
-                    }
-                    break;
-                }
+            if (c->claiming) {
+                c->fetch_ended = true;
+            } else if (hold_waiting(c)) {
+                fetch_reply(s, c, NULL, 0);
             }
         }
         c = NULL;
@@ -253,29 +244,26 @@ lease_timer_cb(uv_timer_t *t)
 
 /* ---- fetch ---- */
 
+/* hand_back: the leased job goes back to ready without spending an attempt: it did not reach
+ * a worker. */
 static void
-fetcher_closed_cb(uv_handle_t *h)
+hand_back(lease *l, const char *why)
 {
-    free(h->data);
-}
-
-static void
-fetcher_unlink(server *s, fetcher *f)
-{
-    fetcher **pp = &s->fetchers;
-    while (*pp != NULL && *pp != f) {
-        pp = &(*pp)->next;
-    }
-    if (*pp == f) {
-        *pp = f->next;
+    if (l != NULL && !l->recording && !l->revoked) {
+        log_info("job_returned", "job=%lld queue=%s reason=\"%s\"", (long long)l->a.job.id,
+                 l->a.q->name, why);
+        lease_end(l, (run_outcome){.state = JOBQ_READY, .kind = "shutdown"}, NULL,
+                  strdup(why), NULL);
     }
 }
 
-/* fetch_reply: answers f with the leases (n may be 0) and frees it. */
+/* fetch_reply: answers the fetch c with the leases (n may be 0); c is freed (an ack or fail
+ * with a fetch may wait for its outcome first). */
 static void
-fetch_reply(server *s, fetcher *f, lease **ls, size_t n)
+fetch_reply(server *s, call *c, lease **ls, size_t n)
 {
-    fetcher_unlink(s, f);
+    (void)s;
+    hold_stop(c);
     json_t *o = ok_object();
     json_t *jobs = json_array();
     for (size_t i = 0; i < n; i++) {
@@ -290,16 +278,14 @@ fetch_reply(server *s, fetcher *f, lease **ls, size_t n)
                                         "lease_expires_at", (json_int_t)ls[i]->expires_ms));
     }
     json_object_set_new(o, "jobs", jobs);
-    fetch_answer(f->c, o);
-    uv_timer_stop(&f->timer);
-    uv_close((uv_handle_t *)&f->timer, fetcher_closed_cb);
+    fetch_answer(c, o);
 }
 
 /* A claim made for the fetches waiting on one queue: one store operation (and one place in
  * a commit) however many workers wait, instead of one claim per fetch in turn. */
 typedef struct fetch_claim {
     size_t n;
-    fetcher *fs[]; /* in the order they asked */
+    call *fs[]; /* the fetches, in the order they asked */
 } fetch_claim;
 
 /* lease_new: a lease on row (taken) of q, in the table. NULL when none can be made: the job
@@ -334,7 +320,8 @@ lease_new(server *s, qstate *q, job_row *row, int64_t now)
 }
 
 /* lease_claimed: the claimed jobs go to the fetches that asked, in the order they asked,
- * each job under a new lease; a fetch that got none keeps waiting. */
+ * each job under a new lease; a fetch that got none keeps waiting. A fetch whose client left
+ * meanwhile gets none, and jobs nobody took go back to ready without spending an attempt. */
 static void
 lease_claimed(server *s, qstate *q, void *arg, job_row *rows, size_t n_rows, int err)
 {
@@ -358,14 +345,21 @@ lease_claimed(server *s, qstate *q, void *arg, job_row *rows, size_t n_rows, int
     }
     size_t given = 0;
     for (size_t i = 0; i < fc->n; i++) {
-        fetcher *f = fc->fs[i];
+        call *f = fc->fs[i];
         f->claiming = false;
-        size_t k = n - given < (size_t)f->c->req.limit ? n - given : (size_t)f->c->req.limit;
-        if (k > 0 || f->timed_out || s->draining || err != JOBQ_OK) {
+        bool gone = hold_gone(f);
+        size_t k = n - given < (size_t)f->req.limit ? n - given : (size_t)f->req.limit;
+        if (gone) {
+            k = 0;
+        }
+        if (k > 0 || f->fetch_ended || gone || s->draining || err != JOBQ_OK) {
             fetch_reply(s, f, ls + given, k);
             given += k;
         }
         /* A fetch that got nothing keeps waiting: workers_dispatch below tries it again. */
+    }
+    for (size_t i = given; i < n; i++) {
+        hand_back(ls[i], "returned: the worker's connection closed before the job reached it");
     }
     free(ls);
     free(fc);
@@ -375,10 +369,10 @@ lease_claimed(server *s, qstate *q, void *arg, job_row *rows, size_t n_rows, int
 /* claimable: the first of f's queues a claim may take jobs from now, and how many (by the
  * ready count, the breaker and the rate limit); NULL when none. */
 static qstate *
-claimable(server *s, fetcher *f, int64_t now, size_t *maxp)
+claimable(server *s, call *f, int64_t now, size_t *maxp)
 {
-    for (size_t i = 0; i < f->c->req.nqueues; i++) {
-        qstate *q = server_queue(s, f->c->req.queues[i]);
+    for (size_t i = 0; i < f->req.nqueues; i++) {
+        qstate *q = server_queue(s, f->req.queues[i]);
         if (q == NULL || q->paused || q->claiming || q->counts[JOBQ_READY] <= 0) {
             continue;
         }
@@ -403,7 +397,7 @@ claimable(server *s, fetcher *f, int64_t now, size_t *maxp)
 /* try_fetch: claims from the first of f's queues with a ready job, for f and for every other
  * waiting fetch whose first such queue is the same, up to what the queue allows. */
 static void
-try_fetch(server *s, fetcher *f)
+try_fetch(server *s, call *f)
 {
     if (f->claiming || s->draining) {
         return;
@@ -415,7 +409,7 @@ try_fetch(server *s, fetcher *f)
         return;
     }
     size_t nf = 0;
-    for (fetcher *g = s->fetchers; g != NULL; g = g->next) {
+    for (call *g = hold_next(s, NULL, HOLD_FETCH); g != NULL; g = hold_next(s, g, HOLD_FETCH)) {
         nf++;
     }
     fetch_claim *fc = malloc(sizeof(*fc) + (nf + 1) * sizeof(fc->fs[0]));
@@ -424,14 +418,15 @@ try_fetch(server *s, fetcher *f)
     }
     fc->n = 0;
     fc->fs[fc->n++] = f;
-    size_t want = (size_t)f->c->req.limit < cap ? (size_t)f->c->req.limit : cap;
-    for (fetcher *g = s->fetchers; g != NULL && want < cap; g = g->next) {
+    size_t want = (size_t)f->req.limit < cap ? (size_t)f->req.limit : cap;
+    for (call *g = hold_next(s, NULL, HOLD_FETCH); g != NULL && want < cap;
+         g = hold_next(s, g, HOLD_FETCH)) {
         size_t other;
         if (g == f || g->claiming || claimable(s, g, now, &other) != q) {
             continue;
         }
         fc->fs[fc->n++] = g;
-        want += (size_t)g->c->req.limit < cap - want ? (size_t)g->c->req.limit : cap - want;
+        want += (size_t)g->req.limit < cap - want ? (size_t)g->req.limit : cap - want;
     }
     if (!sched_claim(s, q, want, lease_claimed, fc)) {
         free(fc);
@@ -442,16 +437,17 @@ try_fetch(server *s, fetcher *f)
     }
 }
 
+/* fetch_hold_end: the fetch's time is up, its client left or jobqd stops: it is answered
+ * with no jobs (dropped if its client left), or as soon as its claim in flight completes. */
 static void
-fetch_timer_cb(uv_timer_t *t)
+fetch_hold_end(call *c, hold_end why)
 {
-    fetcher *f = t->data;
-    server *s = f->c->srv;
-    if (f->claiming) {
-        f->timed_out = true; /* replied when the claim in flight completes */
+    (void)why;
+    if (c->claiming) {
+        c->fetch_ended = true;
         return;
     }
-    fetch_reply(s, f, NULL, 0);
+    fetch_reply(c->srv, c, NULL, 0);
 }
 
 /* fetch_check: whether every queue c fetches from exists (or may be made) and is served by
@@ -491,7 +487,8 @@ fetch_check(call *c)
 static void
 fetch_answer(call *c, json_t *o)
 {
-    if (!c->req.then_fetch) {
+    bool gone = hold_gone(c);
+    if (!c->req.then_fetch && !gone) {
         send_json(c, o);
         return;
     }
@@ -499,20 +496,23 @@ fetch_answer(call *c, json_t *o)
         c->fetched = o;
         return;
     }
-    if (c->outcome_err != JOBQ_OK) {
+    if (gone || c->outcome_err != JOBQ_OK) {
+        /* Nobody to give the jobs to (the client left before the reply could be written),
+         * or the outcome failed: the jobs go back. */
         json_t *jobs = json_object_get(o, "jobs");
         for (size_t i = 0; i < json_array_size(jobs); i++) {
-            lease *l = lease_find(
-                c->srv, json_integer_value(json_object_get(json_array_get(jobs, i), "id")));
-            if (l != NULL && !l->recording && !l->revoked) {
-                lease_end(l, (run_outcome){.state = JOBQ_READY, .kind = "shutdown"}, NULL,
-                          strdup("returned: the ack or fail it was fetched with could not be "
-                                 "recorded"),
-                          NULL);
-            }
+            hand_back(lease_find(c->srv, json_integer_value(
+                                             json_object_get(json_array_get(jobs, i), "id"))),
+                      gone ? "returned: the worker's connection closed before the job reached it"
+                           : "returned: the ack or fail it was fetched with could not be "
+                             "recorded");
         }
         json_decref(o);
-        reply_err(c, c->outcome_err, writer_last_error(&c->srv->w));
+        if (gone) {
+            call_drop(c);
+        } else {
+            reply_err(c, c->outcome_err, writer_last_error(&c->srv->w));
+        }
         return;
     }
     if (c->extra != NULL) {
@@ -538,36 +538,30 @@ hold_fetch(call *c)
         reply_error(c, "shutting_down", "jobqd is shutting down; fetch again when it is back");
         return;
     }
-    fetcher *f = calloc(1, sizeof(*f));
-    if (f == NULL && c->req.then_fetch) {
-        json_t *o = ok_object(); /* the outcome is answered; the worker fetches again */
+    if (hold_gone(c) ||
+        !hold_start(c, HOLD_FETCH, c->req.timeout_ms > 0 ? c->req.timeout_ms : 0,
+                    fetch_hold_end)) {
+        /* Its client left (nothing is claimed for it), or out of memory: with an outcome, it
+         * is answered and the worker fetches again. */
+        if (!c->req.then_fetch && !hold_gone(c)) {
+            reply_error(c, "internal", "out of memory");
+            return;
+        }
+        json_t *o = ok_object();
         json_object_set_new(o, "jobs", json_array());
         fetch_answer(c, o);
         return;
     }
-    if (f == NULL) {
-        reply_error(c, "internal", "out of memory");
-        return;
-    }
-    f->c = c;
-    uv_timer_init(s->loop, &f->timer);
-    f->timer.data = f;
-    fetcher **tail = &s->fetchers;
-    while (*tail != NULL) {
-        tail = &(*tail)->next;
-    }
-    *tail = f;
-    uv_timer_start(&f->timer, fetch_timer_cb, (uint64_t)c->req.timeout_ms, 0);
-    try_fetch(s, f);
+    try_fetch(s, c);
 }
 
 void
 workers_dispatch(server *s, qstate *q)
 {
-    for (fetcher *f = s->fetchers; f != NULL && !q->claiming && q->counts[JOBQ_READY] > 0;
-         f = f->next) {
-        for (size_t i = 0; i < f->c->req.nqueues; i++) {
-            if (strcmp(f->c->req.queues[i], q->name) == 0) {
+    for (call *f = hold_next(s, NULL, HOLD_FETCH);
+         f != NULL && !q->claiming && q->counts[JOBQ_READY] > 0; f = hold_next(s, f, HOLD_FETCH)) {
+        for (size_t i = 0; i < f->req.nqueues; i++) {
+            if (strcmp(f->req.queues[i], q->name) == 0) {
                 try_fetch(s, f);
                 break;
             }
@@ -705,8 +699,7 @@ workers_cancel(server *s, int64_t id, call *c)
     job_row row = l->a.job;
     lease_end(l, (run_outcome){.state = JOBQ_CANCELLED, .kind = "cancelled"}, NULL,
               strdup("cancelled while a remote worker held it"), NULL);
-    c->req.op = REQ_CANCEL;
-    wait_register(c, &row, 1);
+    wait_register(c, &row, 1, true);
     return true;
 }
 
@@ -714,8 +707,9 @@ void
 workers_drain(server *s)
 {
     /* A fetch with a claim in flight is answered when the claim completes. */
-    for (fetcher *f = s->fetchers, *next; f != NULL; f = next) {
-        next = f->next;
+    call *next;
+    for (call *f = hold_next(s, NULL, HOLD_FETCH); f != NULL; f = next) {
+        next = hold_next(s, f, HOLD_FETCH);
         if (!f->claiming) {
             fetch_reply(s, f, NULL, 0);
         }
