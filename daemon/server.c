@@ -618,7 +618,7 @@ done_cancel(wop *op)
     if (op->err == JOBQ_OK) {
         qstate *q = server_queue_add(c->srv, c->row.queue);
         if (q != NULL) {
-            server_count_move(q, c->old_state, JOBQ_CANCELLED);
+            server_job_finished(c->srv, q, &c->row, c->old_state); /* counts and waiters */
         }
         log_info("job_cancelled", "job=%lld queue=%s", (long long)c->row.id, c->row.queue);
     }

@@ -60,6 +60,18 @@ r=$(raw "{\"op\":\"wait\",\"id\":$idle,\"timeout\":\"100ms\"}")
 expect_eq "a new wait after the close" "$(field '.ok, .done' "$r" | tr '\n' ' ')" "true false "
 ok "$NWAITS pipelined 1 h waits: dropped in ${drop_us} us on the loop, the metric at 0 ${freed_ms} ms after the close; a new wait is accepted"
 
+# ---- a held wait is answered when its job is cancelled before it ran ----
+id=$(cli submit idle '{"cancel":"me"}')
+raw "{\"op\":\"wait\",\"id\":$id,\"timeout\":\"1h\"}" >"$T/cancelwait.out" &
+WAITER=$!
+poll_until "the wait on job $id is held" '[ "$(held)" = 1 ]'
+cli cancel "$id" >/dev/null
+# Not answered at the cancel, the wait would be held for its hour and raw would give up.
+wait "$WAITER" || fail "the wait on a job cancelled while ready was not answered"
+r=$(cat "$T/cancelwait.out")
+expect_eq "the wait's answer" "$(field '.done, .jobs[0].state' "$r" | tr '\n' ' ')" "true cancelled "
+ok "a wait on a ready job is answered when the job is cancelled"
+
 # ---- a held fetch whose connection closed claims nothing ----
 hold_open fetch1 1 distinct '{"op":"fetch","queue":"work","timeout":"5m"}'
 poll_until "the fetch is held" '[ "$(held)" = 1 ]'
