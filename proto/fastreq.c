@@ -252,7 +252,7 @@ job_member(fp *f, span k, fjob *j, unsigned *seen)
         return integer(f, &j->max_attempts) && j->max_attempts >= 1 && j->max_attempts <= 1000000;
     default:
         j->has_run_at = true;
-        return integer(f, &j->run_at) && j->run_at >= 0;
+        return integer(f, &j->run_at) && j->run_at >= 0 && j->run_at <= jobq__run_at_max_ms();
     }
 }
 

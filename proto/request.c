@@ -8,6 +8,11 @@
 
 #include "codec.h"
 
+/* The nesting limit PROTOCOL.md states is jansson's parser limit, which enforces it. */
+#define REQUEST_MAX_DEPTH 2048
+_Static_assert(JSON_PARSER_MAX_DEPTH == REQUEST_MAX_DEPTH,
+               "jansson's nesting limit differs from the one proto/PROTOCOL.md documents");
+
 static const struct {
     const char *name;
     req_op op;
@@ -74,6 +79,115 @@ jobq__payload_hash(const json_t *v)
     uint64_t h = 14695981039346656037ULL;
     json_dump_callback(v, hash_cb, &h, JSON_COMPACT | JSON_SORT_KEYS | JSON_ENCODE_ANY);
     return h;
+}
+
+int64_t
+jobq__run_at_max_ms(void)
+{
+    return jobq__now_ms() + JOBQ__DURATION_MAX_MS;
+}
+
+/* field_path: the path ("jobs[2].priority", "payload.a") of the value that ends at byte pos
+ * of a message that is valid JSON up to there, into out (at most outlen bytes with the NUL);
+ * "(request)" for the request object itself. */
+static void
+field_path(const char *buf, size_t pos, char *out, size_t outlen)
+{
+    enum { MAX_FRAMES = 8 };
+    struct frame {
+        bool array;
+        size_t index;
+        const char *key;
+        size_t keylen;
+    } st[MAX_FRAMES];
+    size_t depth = 0;
+    bool expect_key = false;
+    for (size_t i = 0; i < pos; i++) {
+        char c = buf[i];
+        if (c == '"') {
+            size_t start = ++i;
+            while (i < pos && buf[i] != '"') {
+                i += buf[i] == '\\' ? 2 : 1;
+            }
+            if (expect_key && depth >= 1 && depth <= MAX_FRAMES) {
+                st[depth - 1].key = buf + start;
+                st[depth - 1].keylen = (i < pos ? i : pos) - start;
+            }
+            expect_key = false;
+        } else if (c == '{' || c == '[') {
+            if (depth < MAX_FRAMES) {
+                st[depth] = (struct frame){.array = c == '[', .key = NULL};
+            }
+            depth++;
+            expect_key = c == '{';
+        } else if (c == '}' || c == ']') {
+            depth -= depth > 0;
+        } else if (c == ',' && depth >= 1 && depth <= MAX_FRAMES) {
+            st[depth - 1].index++;
+            expect_key = !st[depth - 1].array;
+        } else if (c == ',') {
+            expect_key = false;
+        }
+    }
+    size_t used = 0;
+    out[0] = '\0';
+    for (size_t f = 0; f < depth && f < MAX_FRAMES && used < outlen; f++) {
+        int n;
+        if (st[f].array) {
+            n = snprintf(out + used, outlen - used, "[%zu]", st[f].index);
+        } else if (st[f].key != NULL) {
+            n = snprintf(out + used, outlen - used, "%s%.*s", f > 0 ? "." : "",
+                         (int)(st[f].keylen < 64 ? st[f].keylen : 64), st[f].key);
+        } else {
+            break;
+        }
+        used += n > 0 ? (size_t)n : 0;
+    }
+    if (out[0] == '\0') {
+        snprintf(out, outlen, "(request)");
+    }
+}
+
+/* load_error: the wire code and message for a message jansson did not load. A valid JSON
+ * value jobq cannot hold (a number out of range, a NUL character) is an argument problem
+ * naming its field; nesting past REQUEST_MAX_DEPTH is a limit; anything else is malformed. */
+static const char *
+load_error(const char *buf, size_t len, const json_error_t *jerr, char *err, size_t errlen)
+{
+    char path[160];
+    size_t pos = jerr->position > 0 && (size_t)jerr->position <= len ? (size_t)jerr->position : 0;
+    switch (json_error_code(jerr)) {
+    case json_error_numeric_overflow: {
+        size_t start = pos;
+        while (start > 0 && strchr("0123456789+-.eE", buf[start - 1]) != NULL) {
+            start--;
+        }
+        field_path(buf, start, path, sizeof(path));
+        snprintf(err, errlen,
+                 "field \"%s\" is out of range (%.*s): a number must fit in a signed 64-bit "
+                 "integer, or in a double if it has a fraction or an exponent",
+                 path, (int)(pos - start < 40 ? pos - start : 40), buf + start);
+        return "invalid_argument";
+    }
+    case json_error_null_character:
+    case json_error_null_byte_in_key:
+        field_path(buf, pos, path, sizeof(path));
+        snprintf(err, errlen,
+                 "field \"%s\" holds a string with \\u0000: jobq takes no NUL character in any "
+                 "string; encode binary data (in base64, for example)",
+                 path);
+        return "invalid_argument";
+    case json_error_stack_overflow:
+        snprintf(err, errlen,
+                 "the request nests arrays and objects more than %d levels deep (the request "
+                 "object counts as one)",
+                 REQUEST_MAX_DEPTH);
+        return "too_large";
+    default:
+        snprintf(err, errlen, "request is not valid JSON: %s at byte %d", jerr->text,
+                 jerr->position);
+        return "malformed";
+    }
 }
 
 /* The decoder's context: the first error wins. */
@@ -253,6 +367,10 @@ decode_job(dec *d, const json_t *obj, const char *default_queue, const request_l
         if (!json_is_integer(at) || json_integer_value(at) < 0) {
             return fail(d, "invalid_argument",
                         "field \"%s\" must be a time in ms since the Unix epoch", "run_at");
+        }
+        if (json_integer_value(at) > jobq__run_at_max_ms()) {
+            return fail(d, "invalid_argument",
+                        "field \"%s\" is more than one year from now", "run_at");
         }
         j->has_run_at = true;
         j->run_at_ms = json_integer_value(at);
@@ -593,8 +711,7 @@ jobq__request_decode_json(const char *buf, size_t len, const request_limits *lim
     memset(req, 0, sizeof(*req));
     req->root = json_loadb(buf, len, JSON_REJECT_DUPLICATES, &jerr);
     if (req->root == NULL) {
-        snprintf(err, errlen, "request is not valid JSON: %s at byte %d", jerr.text, jerr.position);
-        return "malformed";
+        return load_error(buf, len, &jerr, err, errlen);
     }
     if (!json_is_object(req->root)) {
         json_decref(req->root);

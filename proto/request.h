@@ -102,6 +102,10 @@ bool jobq__request_decode_fast(const char *buf, size_t len, const request_limits
 /** jobq__request_free: releases what a successful decode allocated. Accepts a zeroed req. */
 void jobq__request_free(request *req);
 
+/** jobq__run_at_max_ms: the latest run_at a job may ask for: now plus one year (the bound of
+ *  every duration, JOBQ__DURATION_MAX_MS). Any thread. */
+int64_t jobq__run_at_max_ms(void);
+
 /** jobq__valid_queue_name: 1-64 characters of [A-Za-z0-9_.-]. */
 bool jobq__valid_queue_name(const char *name);
 

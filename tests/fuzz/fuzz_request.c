@@ -85,7 +85,7 @@ check_job(const req_job *j, const json_t *src, const request_limits *lim)
     check(j->max_attempts >= 0 && j->max_attempts <= 1000000);
     check(j->timeout_ms >= 0 && j->delay_ms >= 0);
     check(j->timeout_ms <= JOBQ__DURATION_MAX_MS && j->delay_ms <= JOBQ__DURATION_MAX_MS);
-    check(!j->has_run_at || j->run_at_ms >= 0);
+    check(!j->has_run_at || (j->run_at_ms >= 0 && j->run_at_ms <= jobq__run_at_max_ms()));
     if (j->key != NULL) {
         size_t n = strlen(j->key);
         check(n >= 1 && n <= 512);
