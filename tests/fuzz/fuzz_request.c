@@ -5,8 +5,9 @@
  * the token FUZZ_TOKEN (as a daemon with auth_token does); bit 1 set uses tiny limits so the
  * too_large paths are reachable with short inputs. Otherwise the limits are jobqd's
  * defaults. Seeds (tests/fuzz/corpus/request/) start with ' ' (plain) or '!' (token).
- * Every input also goes through the fast path (proto/fastreq.c), which must decode whatever
- * it takes exactly as the JSON decoder does. */
+ * Every input also goes through the decoder's fast scanner alone, which must decode whatever
+ * it takes exactly as its JSON reader does: both run the same field table and checks, and
+ * this differential check guards that they keep agreeing. */
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
