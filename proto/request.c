@@ -236,6 +236,7 @@ typedef bool (*field_fn)(dec *d, const json_t *obj, void *dst);
 
 struct field_def {
     const char *name;
+    size_t namelen;
     field_kind kind;
     size_t off;          /* offset of the destination in request or req_job */
     size_t size;         /* its size: 4 or 8 for F_INT */
@@ -253,12 +254,13 @@ enum { FD_REQUIRED = 1, FD_DEFAULT = 2 };
 
 #define FIELD(type, name_, kind_, member, min_, max_, ...)                                         \
     {                                                                                              \
-        .name = (name_), .kind = (kind_), .off = offsetof(type, member),                           \
-        .size = sizeof(((type *)0)->member), .min = (min_), .max = (max_), __VA_ARGS__             \
+        .name = (name_), .namelen = sizeof(name_) - 1, .kind = (kind_),                            \
+        .off = offsetof(type, member), .size = sizeof(((type *)0)->member), .min = (min_),         \
+        .max = (max_), __VA_ARGS__                                                                 \
     }
 #define CUSTOM(name_, fn_)                                                                         \
     {                                                                                              \
-        .name = (name_), .kind = F_CUSTOM, .fn = (fn_)                                             \
+        .name = (name_), .namelen = sizeof(name_) - 1, .kind = F_CUSTOM, .fn = (fn_)               \
     }
 #define NFIELDS(t) (sizeof(t) / sizeof((t)[0]))
 
@@ -1274,9 +1276,10 @@ job_member(fp *f, span k, fjob *j, unsigned *seen)
     const field_def *def = NULL;
     unsigned bit = 0;
     for (unsigned i = 0; i < NFIELDS(job_fields); i++) {
-        if (same(k, job_fields[i].name)) {
+        if (k.n == job_fields[i].namelen && memcmp(k.p, job_fields[i].name, k.n) == 0) {
             def = &job_fields[i];
             bit = 1u << i;
+            break;
         }
     }
     if (def == NULL || (*seen & bit) != 0) {
@@ -1333,7 +1336,7 @@ assemble(dec *d, request *req, req_op op, const fjob *fj, size_t n, span default
     size_t names = 0;
     for (size_t i = 0; i < n; i++) {
         span q = fj[i].queue.n > 0 ? fj[i].queue : default_queue;
-        if (q.n == 0 || !queue_name_ok(q.p, q.n) || !check_payload(d, fj[i].compact)) {
+        if (q.n == 0 || !check_payload(d, fj[i].compact)) { /* queues: checked when read */
             return false;
         }
         names += q.n + 1;
