@@ -23,15 +23,15 @@ _Static_assert(JSON_PARSER_MAX_DEPTH == REQUEST_MAX_DEPTH,
 #define FETCH_MAX_MS (5 * 60 * 1000)
 #define DEFAULT_TIMEOUT_MS 30000 /* wait and fetch */
 
-bool
-jobq__valid_queue_name(const char *name)
+/* queue_name_ok: s (n bytes) is 1-64 characters of [A-Za-z0-9_.-]. */
+static bool
+queue_name_ok(const char *s, size_t n)
 {
-    size_t n = strlen(name);
     if (n < 1 || n > QUEUE_NAME_MAX) {
         return false;
     }
     for (size_t i = 0; i < n; i++) {
-        char c = name[i];
+        char c = s[i];
         if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
               c == '_' || c == '.' || c == '-')) {
             return false;
@@ -40,7 +40,13 @@ jobq__valid_queue_name(const char *name)
     return true;
 }
 
-/* token_equal_n: a (an (n bytes) equal to b, in time independent of where they differ. */
+bool
+jobq__valid_queue_name(const char *name)
+{
+    return queue_name_ok(name, strlen(name));
+}
+
+/* token_equal_n: a (la bytes) equals b (a C string), in time independent of where they differ. */
 static bool
 token_equal_n(const char *a, size_t la, const char *b)
 {
@@ -264,6 +270,7 @@ enum { FD_REQUIRED = 1, FD_DEFAULT = 2 };
     }
 #define NFIELDS(t) (sizeof(t) / sizeof((t)[0]))
 
+/* store_int: v into the int32_t or int64_t field f of dst. */
 static void
 store_int(const field_def *f, void *dst, int64_t v)
 {
@@ -276,12 +283,14 @@ store_int(const field_def *f, void *dst, int64_t v)
     }
 }
 
+/* store_ptr: v into the pointer field f of dst. */
 static void
 store_ptr(const field_def *f, void *dst, const void *v)
 {
     memcpy((char *)dst + f->off, &v, sizeof(v));
 }
 
+/* load_ptr: the pointer field f of dst. */
 static const void *
 load_ptr(const field_def *f, const void *dst)
 {
@@ -317,23 +326,7 @@ check_time(dec *d, const field_def *f, long long v)
     return true;
 }
 
-/* queue_name_ok: s (n bytes) is 1-64 characters of [A-Za-z0-9_.-]. */
-static bool
-queue_name_ok(const char *s, size_t n)
-{
-    if (n < 1 || n > QUEUE_NAME_MAX) {
-        return false;
-    }
-    for (size_t i = 0; i < n; i++) {
-        char c = s[i];
-        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-              c == '_' || c == '.' || c == '-')) {
-            return false;
-        }
-    }
-    return true;
-}
-
+/* bad_queue_name: the failure for a queue name (s: n bytes) that queue_name_ok refuses. */
 static bool
 bad_queue_name(dec *d, const char *s, size_t n)
 {
@@ -548,6 +541,7 @@ json_fields(dec *d, const field_def *defs, size_t n, const json_t *obj, void *ds
 
 /* ---- Custom fields: the members whose shape a table row cannot say ---------------------- */
 
+/* need_id: v as a job id (a positive integer) into *out; field names it in the message. */
 static bool
 need_id(dec *d, const json_t *v, const char *field, int64_t *out)
 {
@@ -663,6 +657,7 @@ in_job(dec *d, const char *what)
     return false;
 }
 
+/* submit_one: the submit request itself as its one job. */
 static bool
 submit_one(dec *d, const json_t *obj, void *dst)
 {
@@ -897,7 +892,10 @@ then_fetch(dec *d, const json_t *obj, void *dst)
     return json_fields(d, fetch_fields, NFIELDS(fetch_fields), f, req);
 }
 
-/* ---- One table per op ------------------------------------------------------------------- */
+/* ---- One table per op -------------------------------------------------------------------
+ * A new field of an op is one row in its table (a new kind of value, one F_ kind with its
+ * check and its case in json_field); a new op is one row in ops[] and its req_op. Rows are
+ * read in order, and the first failure is the one reported. */
 
 static const field_def submit_fields[] = {CUSTOM("(the job)", submit_one)};
 
@@ -996,6 +994,7 @@ static const struct op_def {
     OP("backup", REQ_BACKUP, backup_fields),
     OP_BARE("schedules", REQ_SCHEDULES),
 };
+_Static_assert(NFIELDS(ops) == REQ_SCHEDULES + 1, "every req_op has a row in ops[]");
 
 /* ---- The JSON reader -------------------------------------------------------------------- */
 
