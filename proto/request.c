@@ -1,4 +1,9 @@
-/* request.c: the request decoder: JSON text -> validated struct request, with precise errors. */
+/* request.c: the request decoder: JSON text -> validated struct request, with precise errors.
+ * Each op's fields are described once, in a table (name, kind, range, required, default,
+ * offset), and every check lives in one function per kind. Two readers use them: the JSON
+ * reader (jansson) takes every request; a fast scanner takes the common simple submits
+ * straight from the text, runs the same checks, and leaves anything else to the JSON reader,
+ * which alone writes error messages. */
 #include "request.h"
 
 #include <stdarg.h>
@@ -8,53 +13,55 @@
 
 #include "codec.h"
 
-static const struct {
-    const char *name;
-    req_op op;
-} ops[] = {
-    {"ping", REQ_PING},
-    {"submit", REQ_SUBMIT},
-    {"submit_batch", REQ_SUBMIT_BATCH},
-    {"get", REQ_GET},
-    {"wait", REQ_WAIT},
-    {"cancel", REQ_CANCEL},
-    {"list", REQ_LIST},
-    {"stats", REQ_STATS},
-    {"pause", REQ_PAUSE},
-    {"resume", REQ_RESUME},
-    {"retry", REQ_RETRY},
-    {"explain", REQ_EXPLAIN},
-    {"fetch", REQ_FETCH},
-    {"ack", REQ_ACK},
-    {"fail", REQ_FAIL},
-    {"heartbeat", REQ_HEARTBEAT},
-    {"backup", REQ_BACKUP},
-    {"schedules", REQ_SCHEDULES},
-};
+/* The nesting limit PROTOCOL.md states is jansson's parser limit, which enforces it. */
+#define REQUEST_MAX_DEPTH 2048
+_Static_assert(JSON_PARSER_MAX_DEPTH == REQUEST_MAX_DEPTH,
+               "jansson's nesting limit differs from the one proto/PROTOCOL.md documents");
 
-bool
-jobq__valid_queue_name(const char *name)
+#define QUEUE_NAME_MAX 64
+#define FETCH_MAX_QUEUES 64
+#define FETCH_MAX_MS (5 * 60 * 1000)
+#define DEFAULT_TIMEOUT_MS 30000 /* wait and fetch */
+
+/* queue_name_ok: s (n bytes) is 1-64 characters of [A-Za-z0-9_.-]. */
+static bool
+queue_name_ok(const char *s, size_t n)
 {
-    size_t n = 0;
-    for (const char *p = name; *p != '\0'; p++, n++) {
-        char c = *p;
+    if (n < 1 || n > QUEUE_NAME_MAX) {
+        return false;
+    }
+    for (size_t i = 0; i < n; i++) {
+        char c = s[i];
         if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
               c == '_' || c == '.' || c == '-')) {
             return false;
         }
     }
-    return n >= 1 && n <= 64;
+    return true;
 }
 
 bool
-jobq__token_equal(const char *a, const char *b)
+jobq__valid_queue_name(const char *name)
 {
-    size_t la = strlen(a), lb = strlen(b);
+    return queue_name_ok(name, strlen(name));
+}
+
+/* token_equal_n: a (la bytes) equals b (a C string), in time independent of where they differ. */
+static bool
+token_equal_n(const char *a, size_t la, const char *b)
+{
+    size_t lb = strlen(b);
     unsigned char diff = (unsigned char)(la != lb);
     for (size_t i = 0; i < lb; i++) {
         diff |= (unsigned char)a[i < la ? i : 0] ^ (unsigned char)b[i];
     }
     return diff == 0;
+}
+
+bool
+jobq__token_equal(const char *a, const char *b)
+{
+    return token_equal_n(a, strlen(a), b);
 }
 
 static int
@@ -76,11 +83,123 @@ jobq__payload_hash(const json_t *v)
     return h;
 }
 
-/* The decoder's context: the first error wins. */
+int64_t
+jobq__run_at_max_ms(void)
+{
+    return jobq__now_ms() + JOBQ__DURATION_MAX_MS;
+}
+
+/* field_path: the path ("jobs[2].priority", "payload.a") of the value that ends at byte pos
+ * of a message that is valid JSON up to there, into out (at most outlen bytes with the NUL);
+ * "(request)" for the request object itself. */
+static void
+field_path(const char *buf, size_t pos, char *out, size_t outlen)
+{
+    enum { MAX_FRAMES = 8 };
+    struct frame {
+        bool array;
+        size_t index;
+        const char *key;
+        size_t keylen;
+    } st[MAX_FRAMES];
+    size_t depth = 0;
+    bool expect_key = false;
+    for (size_t i = 0; i < pos; i++) {
+        char c = buf[i];
+        if (c == '"') {
+            size_t start = ++i;
+            while (i < pos && buf[i] != '"') {
+                i += buf[i] == '\\' ? 2 : 1;
+            }
+            if (expect_key && depth >= 1 && depth <= MAX_FRAMES) {
+                st[depth - 1].key = buf + start;
+                st[depth - 1].keylen = (i < pos ? i : pos) - start;
+            }
+            expect_key = false;
+        } else if (c == '{' || c == '[') {
+            if (depth < MAX_FRAMES) {
+                st[depth] = (struct frame){.array = c == '[', .key = NULL};
+            }
+            depth++;
+            expect_key = c == '{';
+        } else if (c == '}' || c == ']') {
+            depth -= depth > 0;
+        } else if (c == ',' && depth >= 1 && depth <= MAX_FRAMES) {
+            st[depth - 1].index++;
+            expect_key = !st[depth - 1].array;
+        } else if (c == ',') {
+            expect_key = false;
+        }
+    }
+    size_t used = 0;
+    out[0] = '\0';
+    for (size_t f = 0; f < depth && f < MAX_FRAMES && used < outlen; f++) {
+        int n;
+        if (st[f].array) {
+            n = snprintf(out + used, outlen - used, "[%zu]", st[f].index);
+        } else if (st[f].key != NULL) {
+            n = snprintf(out + used, outlen - used, "%s%.*s", f > 0 ? "." : "",
+                         (int)(st[f].keylen < 64 ? st[f].keylen : 64), st[f].key);
+        } else {
+            break;
+        }
+        used += n > 0 ? (size_t)n : 0;
+    }
+    if (out[0] == '\0') {
+        snprintf(out, outlen, "(request)");
+    }
+}
+
+/* load_error: the wire code and message for a message jansson did not load. A valid JSON
+ * value jobq cannot hold (a number out of range, a NUL character) is an argument problem
+ * naming its field; nesting past REQUEST_MAX_DEPTH is a limit; anything else is malformed. */
+static const char *
+load_error(const char *buf, size_t len, const json_error_t *jerr, char *err, size_t errlen)
+{
+    char path[160];
+    size_t pos = jerr->position > 0 && (size_t)jerr->position <= len ? (size_t)jerr->position : 0;
+    switch (json_error_code(jerr)) {
+    case json_error_numeric_overflow: {
+        size_t start = pos;
+        while (start > 0 && strchr("0123456789+-.eE", buf[start - 1]) != NULL) {
+            start--;
+        }
+        field_path(buf, start, path, sizeof(path));
+        snprintf(err, errlen,
+                 "field \"%s\" is out of range (%.*s): a number must fit in a signed 64-bit "
+                 "integer, or in a double if it has a fraction or an exponent",
+                 path, (int)(pos - start < 40 ? pos - start : 40), buf + start);
+        return "invalid_argument";
+    }
+    case json_error_null_character:
+    case json_error_null_byte_in_key:
+        field_path(buf, pos, path, sizeof(path));
+        snprintf(err, errlen,
+                 "field \"%s\" holds a string with \\u0000: jobq takes no NUL character in any "
+                 "string; encode binary data (in base64, for example)",
+                 path);
+        return "invalid_argument";
+    case json_error_stack_overflow:
+        snprintf(err, errlen,
+                 "the request nests arrays and objects more than %d levels deep (the request "
+                 "object counts as one)",
+                 REQUEST_MAX_DEPTH);
+        return "too_large";
+    default:
+        snprintf(err, errlen, "request is not valid JSON: %s at byte %d", jerr->text,
+                 jerr->position);
+        return "malformed";
+    }
+}
+
+/* The decoder's context: the first error wins. With err == NULL (the fast scanner) a
+ * failure only records its code: the JSON reader decodes the request again and words it. */
 typedef struct dec {
     const char *code;
     char *err;
     size_t errlen;
+    const request_limits *lim;
+    int64_t run_at_max; /* now + one year, read once per request (0: not yet) */
 } dec;
 
 static bool fail(dec *d, const char *code, const char *fmt, ...)
@@ -91,67 +210,338 @@ fail(dec *d, const char *code, const char *fmt, ...)
 {
     if (d->code == NULL) {
         d->code = code;
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(d->err, d->errlen, fmt, ap);
-        va_end(ap);
+        if (d->err != NULL) {
+            va_list ap;
+            va_start(ap, fmt);
+            vsnprintf(d->err, d->errlen, fmt, ap);
+            va_end(ap);
+        }
     }
     return false;
 }
 
-/* opt_int: an optional integer field in [lo, hi]. */
-static bool
-opt_int(dec *d, const json_t *obj, const char *field, long long lo, long long hi, long long *out)
+/* ---- Field tables ---------------------------------------------------------------------- */
+
+/* The kinds of field; check_* below hold each kind's rules, json_field reads each from JSON. */
+typedef enum field_kind {
+    F_INT,      /* integer in [min, max], into an int32_t or int64_t */
+    F_STRING,   /* non-empty string without NUL of at most max bytes, borrowed */
+    F_QUEUE,    /* F_STRING that is a queue name; a value already in place is the default */
+    F_DURATION, /* duration (ms or "10s") in [min, max] (max 0: lim->max_wait_ms) */
+    F_TIME,     /* ms since the epoch, 0 to one year from now; sets req_job.has_run_at */
+    F_BOOL,     /* true or false (null is neither) */
+    F_TEXT,     /* any string or null, borrowed */
+    F_STATE,    /* a job state name, into an int */
+    F_PATH,     /* an absolute path of at most max bytes, borrowed */
+    F_CUSTOM,   /* decoded by fn, which reads whatever members it needs from the object */
+} field_kind;
+
+typedef struct field_def field_def;
+/* A custom field: reads obj (the request or the job object) into dst. */
+typedef bool (*field_fn)(dec *d, const json_t *obj, void *dst);
+
+struct field_def {
+    const char *name;
+    size_t namelen;
+    field_kind kind;
+    size_t off;          /* offset of the destination in request or req_job */
+    size_t size;         /* its size: 4 or 8 for F_INT */
+    int64_t min, max;    /* inclusive bounds: value, ms, or bytes of a string */
+    unsigned flags;      /* FD_* */
+    int64_t def;         /* with FD_DEFAULT: stored before the request is read */
+    const char *over;    /* F_DURATION: what the message says after the field's name when
+                          * over max (NULL: "is over the limit of N ms") */
+    const char *missing; /* FD_REQUIRED, F_PATH: the message when missing or wrong (NULL:
+                          * "field is required") */
+    field_fn fn;         /* F_CUSTOM */
+};
+
+enum { FD_REQUIRED = 1, FD_DEFAULT = 2 };
+
+#define FIELD(type, name_, kind_, member, min_, max_, ...)                                         \
+    {                                                                                              \
+        .name = (name_), .namelen = sizeof(name_) - 1, .kind = (kind_),                            \
+        .off = offsetof(type, member), .size = sizeof(((type *)0)->member), .min = (min_),         \
+        .max = (max_), __VA_ARGS__                                                                 \
+    }
+#define CUSTOM(name_, fn_)                                                                         \
+    {                                                                                              \
+        .name = (name_), .namelen = sizeof(name_) - 1, .kind = F_CUSTOM, .fn = (fn_)               \
+    }
+#define NFIELDS(t) (sizeof(t) / sizeof((t)[0]))
+
+/* store_int: v into the int32_t or int64_t field f of dst. */
+static void
+store_int(const field_def *f, void *dst, int64_t v)
 {
-    json_t *v = json_object_get(obj, field);
-    if (v == NULL || json_is_null(v)) {
-        return true;
+    char *p = (char *)dst + f->off;
+    if (f->size == sizeof(int32_t)) {
+        int32_t i = (int32_t)v;
+        memcpy(p, &i, sizeof(i));
+    } else {
+        memcpy(p, &v, sizeof(v));
     }
-    if (!json_is_integer(v)) {
-        return fail(d, "invalid_argument", "field \"%s\" must be an integer", field);
+}
+
+/* store_ptr: v into the pointer field f of dst. */
+static void
+store_ptr(const field_def *f, void *dst, const void *v)
+{
+    memcpy((char *)dst + f->off, &v, sizeof(v));
+}
+
+/* load_ptr: the pointer field f of dst. */
+static const void *
+load_ptr(const field_def *f, const void *dst)
+{
+    const void *v;
+    memcpy(&v, (const char *)dst + f->off, sizeof(v));
+    return v;
+}
+
+/* check_int: an integer field's range. */
+static bool
+check_int(dec *d, const field_def *f, long long v)
+{
+    if (v < f->min || v > f->max) {
+        return fail(d, "invalid_argument", "field \"%s\" is out of range (%lld)", f->name, v);
     }
-    long long i = json_integer_value(v);
-    if (i < lo || i > hi) {
-        return fail(d, "invalid_argument", "field \"%s\" is out of range (%lld)", field, i);
-    }
-    *out = i;
     return true;
 }
 
+/* check_time: a run_at: 0 (the past runs at once) to one year from now. */
 static bool
-opt_string(dec *d, const json_t *obj, const char *field, size_t maxlen, const char **out)
+check_time(dec *d, const field_def *f, long long v)
 {
-    json_t *v = json_object_get(obj, field);
-    if (v == NULL || json_is_null(v)) {
-        return true;
+    if (v < 0) {
+        return fail(d, "invalid_argument", "field \"%s\" must be a time in ms since the Unix epoch",
+                    f->name);
     }
-    if (!json_is_string(v)) {
-        return fail(d, "invalid_argument", "field \"%s\" must be a string", field);
+    if (d->run_at_max == 0) {
+        d->run_at_max = jobq__run_at_max_ms();
     }
-    size_t n = json_string_length(v);
-    if (n == 0 || n > maxlen || strlen(json_string_value(v)) != n) {
+    if (v > d->run_at_max) {
+        return fail(d, "invalid_argument", "field \"%s\" is more than one year from now", f->name);
+    }
+    return true;
+}
+
+/* bad_queue_name: the failure for a queue name (s: n bytes) that queue_name_ok refuses. */
+static bool
+bad_queue_name(dec *d, const char *s, size_t n)
+{
+    return fail(d, "invalid_argument",
+                "queue name \"%.*s\" is invalid: use 1-64 characters of A-Z a-z 0-9 _ . -",
+                (int)(n < 256 ? n : 256), s);
+}
+
+/* check_string: a string field (s: n bytes, with NUL bytes if any): its length, and for a
+ * queue or a path what it must look like. */
+static bool
+check_string(dec *d, const field_def *f, const char *s, size_t n)
+{
+    if (n == 0 || n > (size_t)f->max || memchr(s, '\0', n) != NULL) {
         return fail(d, "invalid_argument",
                     "field \"%s\" must be a non-empty string without NUL of at most %lld bytes",
-                    field, (long long)maxlen);
+                    f->name, (long long)f->max);
     }
-    *out = json_string_value(v);
+    if (f->kind == F_QUEUE && !queue_name_ok(s, n)) {
+        return bad_queue_name(d, s, n);
+    }
+    if (f->kind == F_PATH && s[0] != '/') {
+        return fail(d, "invalid_argument", "%s", f->missing);
+    }
     return true;
 }
 
+/* check_duration: a duration's bounds. */
 static bool
-opt_duration(dec *d, const json_t *obj, const char *field, int64_t *out)
+check_duration(dec *d, const field_def *f, int64_t ms)
 {
-    json_t *v = json_object_get(obj, field);
-    if (v == NULL || json_is_null(v)) {
+    int64_t max = f->max != 0 ? f->max : d->lim->max_wait_ms;
+    if (ms > max) {
+        if (f->over != NULL) {
+            return fail(d, "invalid_argument", "field \"%s\" %s", f->name, f->over);
+        }
+        return fail(d, "invalid_argument", "field \"%s\" is over the limit of %lld ms", f->name,
+                    (long long)max);
+    }
+    if (ms < f->min) {
+        return fail(d, "invalid_argument", "field \"%s\" must be greater than 0", f->name);
+    }
+    return true;
+}
+
+/* check_payload: a payload's compact size (n bytes). */
+static bool
+check_payload(dec *d, size_t n)
+{
+    if (n > d->lim->max_payload) {
+        return fail(d, "payload_too_large",
+                    "payload of %zu bytes is over the limit of %lld bytes (max_payload); keep "
+                    "large data elsewhere and pass a reference to it",
+                    n, (long long)d->lim->max_payload);
+    }
+    return true;
+}
+
+/* check_batch: the number of jobs in a submit_batch. */
+static bool
+check_batch(dec *d, size_t n)
+{
+    if (n > d->lim->max_batch) {
+        return fail(d, "batch_too_large",
+                    "a batch of %zu jobs is over the limit of %lld (max_batch); split it", n,
+                    (long long)d->lim->max_batch);
+    }
+    return true;
+}
+
+/* check_token: the request's token (NULL if none; n bytes) when the daemon requires one. */
+static bool
+check_token(dec *d, const char *token, size_t n)
+{
+    if (d->lim->token == NULL) {
         return true;
     }
-    if (!jobq__json_duration(v, out)) {
-        return fail(d, "invalid_argument",
-                    "field \"%s\" must be a duration: integer ms or a string like \"10s\"", field);
+    if (token == NULL) {
+        return fail(d, "unauthorized", "this jobqd requires a token: set JOBQ_TOKEN or --token");
+    }
+    if (!token_equal_n(token, n, d->lim->token)) {
+        return fail(d, "unauthorized", "wrong token");
     }
     return true;
 }
 
+/* json_field: reads one table field from obj into dst and checks it. */
+static bool
+json_field(dec *d, const field_def *f, const json_t *obj, void *dst)
+{
+    if (f->kind == F_CUSTOM) {
+        return f->fn(d, obj, dst);
+    }
+    json_t *v = json_object_get(obj, f->name);
+    bool absent = v == NULL || (json_is_null(v) && f->kind != F_BOOL);
+    if (absent && f->kind == F_DURATION && v != NULL && f->min > 0) {
+        return check_duration(d, f, 0); /* an explicit null is no positive duration */
+    }
+    if (absent) {
+        if (f->kind == F_QUEUE && load_ptr(f, dst) != NULL) {
+            const char *q = load_ptr(f, dst); /* the batch's default queue */
+            return queue_name_ok(q, strlen(q)) || bad_queue_name(d, q, strlen(q));
+        }
+        if ((f->flags & FD_REQUIRED) == 0) {
+            return true;
+        }
+        if (f->missing != NULL) {
+            return fail(d, "invalid_argument", "%s", f->missing);
+        }
+        return fail(d, "invalid_argument", "field \"%s\" is required", f->name);
+    }
+    switch (f->kind) {
+    case F_INT:
+    case F_TIME:
+        if (!json_is_integer(v)) {
+            if (f->kind == F_TIME) {
+                return check_time(d, f, -1);
+            }
+            return fail(d, "invalid_argument", "field \"%s\" must be an integer", f->name);
+        }
+        if (!(f->kind == F_INT ? check_int(d, f, json_integer_value(v))
+                               : check_time(d, f, json_integer_value(v)))) {
+            return false;
+        }
+        store_int(f, dst, json_integer_value(v));
+        if (f->kind == F_TIME) {
+            ((req_job *)dst)->has_run_at = true;
+        }
+        return true;
+    case F_STRING:
+    case F_QUEUE:
+    case F_PATH:
+        if (!json_is_string(v)) {
+            return fail(d, "invalid_argument", "field \"%s\" must be a string", f->name);
+        }
+        if (!check_string(d, f, json_string_value(v), json_string_length(v))) {
+            return false;
+        }
+        store_ptr(f, dst, json_string_value(v));
+        return true;
+    case F_DURATION: {
+        int64_t ms;
+        if (!jobq__json_duration(v, &ms)) {
+            return fail(d, "invalid_argument",
+                        "field \"%s\" must be a duration: integer ms or a string like \"10s\"",
+                        f->name);
+        }
+        if (!check_duration(d, f, ms)) {
+            return false;
+        }
+        store_int(f, dst, ms);
+        return true;
+    }
+    case F_BOOL:
+        if (!json_is_boolean(v)) {
+            return fail(d, "invalid_argument", "field \"%s\" must be true or false", f->name);
+        }
+        *((bool *)((char *)dst + f->off)) = json_is_true(v);
+        return true;
+    case F_TEXT:
+        if (!json_is_string(v)) {
+            return fail(d, "invalid_argument", "field \"%s\" must be a string", f->name);
+        }
+        store_ptr(f, dst, json_string_value(v));
+        return true;
+    case F_STATE: {
+        const field_def as_string = {.name = f->name, .kind = F_STRING, .max = 32};
+        if (!json_is_string(v)) {
+            return fail(d, "invalid_argument", "field \"%s\" must be a string", f->name);
+        }
+        if (!check_string(d, &as_string, json_string_value(v), json_string_length(v))) {
+            return false;
+        }
+        int state = jobq__state_parse(json_string_value(v));
+        if (state < 0) {
+            return fail(d, "invalid_argument",
+                        "unknown state \"%s\": use scheduled, ready, running, retrying, "
+                        "succeeded, dead, cancelled or waiting",
+                        json_string_value(v));
+        }
+        *((int *)((char *)dst + f->off)) = state;
+        return true;
+    }
+    case F_CUSTOM:
+        break;
+    }
+    return true;
+}
+
+/* json_fields: every field of a table, in order, from obj into dst (defaults first). */
+static bool
+json_fields(dec *d, const field_def *defs, size_t n, const json_t *obj, void *dst)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (defs[i].flags & FD_DEFAULT) {
+            if (defs[i].kind == F_BOOL) {
+                *((bool *)((char *)dst + defs[i].off)) = defs[i].def != 0;
+            } else if (defs[i].kind == F_STATE) {
+                *((int *)((char *)dst + defs[i].off)) = (int)defs[i].def;
+            } else {
+                store_int(&defs[i], dst, defs[i].def);
+            }
+        }
+    }
+    for (size_t i = 0; i < n; i++) {
+        if (!json_field(d, &defs[i], obj, dst)) {
+            return false;
+        }
+    }
+    return true;
+}
+
+/* ---- Custom fields: the members whose shape a table row cannot say ---------------------- */
+
+/* need_id: v as a job id (a positive integer) into *out; field names it in the message. */
 static bool
 need_id(dec *d, const json_t *v, const char *field, int64_t *out)
 {
@@ -162,13 +552,38 @@ need_id(dec *d, const json_t *v, const char *field, int64_t *out)
     return true;
 }
 
-/* decode_after: the optional "after" (ids of parent jobs) and "after_policy" of a job. */
+/* job_payload: the job's payload as compact JSON text (null when absent), and its hash when
+ * the job has a key. */
 static bool
-decode_after(dec *d, const json_t *obj, const request_limits *lim, req_job *j)
+job_payload(dec *d, const json_t *obj, void *dst)
 {
+    req_job *j = dst;
+    json_t *payload = json_object_get(obj, "payload");
+    if (payload == NULL) {
+        payload = json_null();
+    }
+    j->payload = json_dumps(payload, JSON_COMPACT | JSON_ENCODE_ANY);
+    if (j->payload == NULL) {
+        return fail(d, "internal", "out of memory encoding the payload");
+    }
+    if (!check_payload(d, strlen(j->payload))) {
+        return false;
+    }
+    if (j->key != NULL) {
+        j->payload_hash = jobq__payload_hash(payload);
+    }
+    return true;
+}
+
+/* job_after: the optional "after" (ids of parent jobs) and "after_policy" of a job. */
+static bool
+job_after(dec *d, const json_t *obj, void *dst)
+{
+    static const field_def policy_def = {.name = "after_policy", .kind = F_STRING, .max = 16};
+    req_job *j = dst;
     json_t *after = json_object_get(obj, "after");
     const char *policy = NULL;
-    if (!opt_string(d, obj, "after_policy", 16, &policy)) {
+    if (!json_field(d, &policy_def, obj, &policy)) {
         return false;
     }
     if (policy != NULL) {
@@ -186,9 +601,9 @@ decode_after(dec *d, const json_t *obj, const request_limits *lim, req_job *j)
     if (!json_is_array(after) || n == 0) {
         return fail(d, "invalid_argument", "field \"after\" must be a non-empty array of job ids");
     }
-    if (n > lim->max_after) {
+    if (n > d->lim->max_after) {
         return fail(d, "too_large", "field \"after\" names at most %lld jobs",
-                    (long long)lim->max_after);
+                    (long long)d->lim->max_after);
     }
     j->after = calloc(n, sizeof(*j->after));
     if (j->after == NULL) {
@@ -203,89 +618,98 @@ decode_after(dec *d, const json_t *obj, const request_limits *lim, req_job *j)
     return true;
 }
 
-/* decode_job: one submit object; default_queue is used when it names none. */
+/* The fields of one job: a submit, each entry of a submit_batch's "jobs", its on_complete.
+ * The fast scanner takes the F_QUEUE, F_INT and F_TIME rows and "payload". */
+static const field_def job_fields[] = {
+    FIELD(req_job, "queue", F_QUEUE, queue, 1, QUEUE_NAME_MAX, .flags = FD_REQUIRED),
+    FIELD(req_job, "priority", F_INT, priority, INT32_MIN, INT32_MAX),
+    FIELD(req_job, "max_attempts", F_INT, max_attempts, 1, 1000000),
+    FIELD(req_job, "timeout", F_DURATION, timeout_ms, 1, JOBQ__DURATION_MAX_MS,
+          .over = "is over the limit of one year"),
+    FIELD(req_job, "delay", F_DURATION, delay_ms, 0, JOBQ__DURATION_MAX_MS,
+          .over = "is over the limit of one year"),
+    FIELD(req_job, "run_at", F_TIME, run_at_ms, 0, 0),
+    FIELD(req_job, "key", F_STRING, key, 1, 512),
+    CUSTOM("payload", job_payload),
+    CUSTOM("after", job_after),
+};
+
+/* decode_job: one job object into j; default_queue is used when it names none. */
 static bool
-decode_job(dec *d, const json_t *obj, const char *default_queue, const request_limits *lim,
-           req_job *j)
+decode_job(dec *d, const json_t *obj, const char *default_queue, req_job *j)
 {
-    long long v;
     memset(j, 0, sizeof(*j));
     if (!json_is_object(obj)) {
         return fail(d, "invalid_argument", "each job must be a JSON object");
     }
     j->queue = default_queue;
-    if (!opt_string(d, obj, "queue", 64, &j->queue)) {
-        return false;
-    }
-    if (j->queue == NULL) {
-        return fail(d, "invalid_argument", "field \"%s\" is required", "queue");
-    }
-    if (!jobq__valid_queue_name(j->queue)) {
-        return fail(d, "invalid_argument",
-                    "queue name \"%s\" is invalid: use 1-64 characters of A-Z a-z 0-9 _ . -",
-                    j->queue);
-    }
-    v = 0;
-    if (!opt_int(d, obj, "priority", INT32_MIN, INT32_MAX, &v)) {
-        return false;
-    }
-    j->priority = (int32_t)v;
-    v = 0;
-    if (!opt_int(d, obj, "max_attempts", 1, 1000000, &v)) {
-        return false;
-    }
-    j->max_attempts = (int32_t)v;
-    if (!opt_duration(d, obj, "timeout", &j->timeout_ms) ||
-        !opt_duration(d, obj, "delay", &j->delay_ms)) {
-        return false;
-    }
-    /* One year at most: run_at = now + delay must not overflow, and nothing sensible waits
-     * longer (the config's durations have the same bound). */
-    if (j->delay_ms > JOBQ__DURATION_MAX_MS || j->timeout_ms > JOBQ__DURATION_MAX_MS) {
-        return fail(d, "invalid_argument", "field \"%s\" is over the limit of one year",
-                    j->delay_ms > JOBQ__DURATION_MAX_MS ? "delay" : "timeout");
-    }
-    if (json_object_get(obj, "timeout") != NULL && j->timeout_ms == 0) {
-        return fail(d, "invalid_argument", "field \"%s\" must be greater than 0", "timeout");
-    }
-    json_t *at = json_object_get(obj, "run_at");
-    if (at != NULL && !json_is_null(at)) {
-        if (!json_is_integer(at) || json_integer_value(at) < 0) {
-            return fail(d, "invalid_argument",
-                        "field \"%s\" must be a time in ms since the Unix epoch", "run_at");
-        }
-        j->has_run_at = true;
-        j->run_at_ms = json_integer_value(at);
-    }
-    if (!opt_string(d, obj, "key", 512, &j->key)) {
-        return false;
-    }
-    json_t *payload = json_object_get(obj, "payload");
-    if (payload == NULL) {
-        payload = json_null();
-    }
-    j->payload = json_dumps(payload, JSON_COMPACT | JSON_ENCODE_ANY);
-    if (j->payload == NULL) {
-        return fail(d, "internal", "out of memory encoding the payload");
-    }
-    if (strlen(j->payload) > lim->max_payload) {
-        return fail(d, "payload_too_large",
-                    "payload of %zu bytes is over the limit of %lld bytes (max_payload); keep "
-                    "large data elsewhere and pass a reference to it",
-                    strlen(j->payload), (long long)lim->max_payload);
-    }
-    if (j->key != NULL) {
-        j->payload_hash = jobq__payload_hash(payload);
-    }
-    return decode_after(d, obj, lim, j);
+    return json_fields(d, job_fields, NFIELDS(job_fields), obj, j);
 }
 
-/* decode_group: a batch's optional "group" flag and its "on_complete" job. */
+/* in_job: appends " (WHAT; nothing was submitted)" to the message of a failure. */
 static bool
-decode_group(dec *d, const json_t *root, const request_limits *lim, request *req)
+in_job(dec *d, const char *what)
 {
-    json_t *g = json_object_get(root, "group");
-    json_t *oc = json_object_get(root, "on_complete");
+    if (d->err != NULL) {
+        size_t used = strlen(d->err);
+        snprintf(d->err + used, d->errlen - used, " (%s; nothing was submitted)", what);
+    }
+    return false;
+}
+
+/* submit_one: the submit request itself as its one job. */
+static bool
+submit_one(dec *d, const json_t *obj, void *dst)
+{
+    request *req = dst;
+    req->jobs = calloc(1, sizeof(*req->jobs));
+    if (req->jobs == NULL) {
+        return fail(d, "internal", "out of memory");
+    }
+    req->njobs = 1;
+    return decode_job(d, obj, NULL, &req->jobs[0]);
+}
+
+/* batch_jobs: a submit_batch's "jobs", with its "queue" as their default. */
+static bool
+batch_jobs(dec *d, const json_t *obj, void *dst)
+{
+    static const field_def queue_def = {.name = "queue", .kind = F_STRING, .max = QUEUE_NAME_MAX};
+    request *req = dst;
+    const char *queue = NULL;
+    if (!json_field(d, &queue_def, obj, &queue)) {
+        return false;
+    }
+    json_t *jobs = json_object_get(obj, "jobs");
+    if (!json_is_array(jobs) || json_array_size(jobs) == 0) {
+        return fail(d, "invalid_argument", "field \"%s\" must be a non-empty array", "jobs");
+    }
+    size_t n = json_array_size(jobs);
+    if (!check_batch(d, n)) {
+        return false;
+    }
+    req->jobs = calloc(n, sizeof(*req->jobs));
+    if (req->jobs == NULL) {
+        return fail(d, "internal", "out of memory");
+    }
+    for (size_t i = 0; i < n; i++) {
+        req->njobs = i + 1;
+        if (!decode_job(d, json_array_get(jobs, i), queue, &req->jobs[i])) {
+            char what[32];
+            snprintf(what, sizeof(what), "jobs[%zu]", i);
+            return in_job(d, what);
+        }
+    }
+    return true;
+}
+
+/* batch_group: a batch's optional "group" flag and its "on_complete" job. */
+static bool
+batch_group(dec *d, const json_t *obj, void *dst)
+{
+    request *req = dst;
+    json_t *g = json_object_get(obj, "group");
+    json_t *oc = json_object_get(obj, "on_complete");
     if (g != NULL && !json_is_boolean(g)) {
         return fail(d, "invalid_argument", "field \"group\" must be true or false");
     }
@@ -305,28 +729,124 @@ decode_group(dec *d, const json_t *root, const request_limits *lim, request *req
     if (req->on_complete == NULL) {
         return fail(d, "internal", "out of memory");
     }
-    if (!decode_job(d, oc, NULL, lim, req->on_complete)) {
-        size_t used = strlen(d->err);
-        snprintf(d->err + used, d->errlen - used, " (on_complete; nothing was submitted)");
-        return false;
+    if (!decode_job(d, oc, NULL, req->on_complete)) {
+        return in_job(d, "on_complete");
     }
     return true;
 }
 
-/* decode_fetch: the fields of a fetch (queue or queues, max, timeout, worker) from obj: the
- * request itself, or the "fetch" object of an ack or fail. */
+/* one_id: the request's "id", as its only id. */
 static bool
-decode_fetch(dec *d, const json_t *obj, request *req)
+one_id(dec *d, const json_t *obj, void *dst)
 {
-    long long v;
-    json_t *qs = json_object_get(obj, "queues");
-    const char *one = NULL;
-    if (!opt_string(d, obj, "queue", 64, &one) ||
-        !opt_string(d, obj, "worker", 128, &req->worker)) {
+    request *req = dst;
+    req->ids = calloc(1, sizeof(*req->ids));
+    if (req->ids == NULL) {
+        return fail(d, "internal", "out of memory");
+    }
+    req->nids = 1;
+    return need_id(d, json_object_get(obj, "id"), "id", &req->ids[0]);
+}
+
+/* opt_group: "group" (a group id) in place of "id" in get and wait. */
+static bool
+opt_group(dec *d, const json_t *obj, request *req)
+{
+    json_t *g = json_object_get(obj, "group");
+    if (g == NULL) {
+        return true;
+    }
+    if (json_object_get(obj, "id") != NULL || json_object_get(obj, "ids") != NULL) {
+        return fail(d, "invalid_argument", "give either \"group\" or job ids, not both");
+    }
+    if (!json_is_integer(g) || json_integer_value(g) < 1) {
+        return fail(d, "invalid_argument", "field \"group\" must be a positive integer group id");
+    }
+    req->group_id = json_integer_value(g);
+    return true;
+}
+
+/* get_target: get's "id", or its "group". */
+static bool
+get_target(dec *d, const json_t *obj, void *dst)
+{
+    request *req = dst;
+    if (!opt_group(d, obj, req)) {
         return false;
     }
+    return req->group_id != 0 || one_id(d, obj, dst);
+}
+
+/* retry_target: retry's "id" (as get), or every job of a "state" (dead or cancelled),
+ * optionally of one "queue". */
+static bool
+retry_target(dec *d, const json_t *obj, void *dst)
+{
+    static const field_def bulk[] = {
+        FIELD(request, "queue", F_STRING, queue, 1, QUEUE_NAME_MAX),
+        {.name = "state", .kind = F_STRING, .max = 32},
+    };
+    request *req = dst;
+    if (json_object_get(obj, "id") != NULL) {
+        return get_target(d, obj, dst);
+    }
+    const char *state = NULL;
+    if (!json_field(d, &bulk[0], obj, req) || !json_field(d, &bulk[1], obj, &state)) {
+        return false;
+    }
+    req->state = state != NULL ? jobq__state_parse(state) : -1;
+    if (req->state != JOBQ_DEAD && req->state != JOBQ_CANCELLED) {
+        return fail(d, "invalid_argument",
+                    "give \"id\", or \"state\" (dead or cancelled) and optionally \"queue\"");
+    }
+    return true;
+}
+
+/* wait_ids: wait's "id" or "ids", or its "group". */
+static bool
+wait_ids(dec *d, const json_t *obj, void *dst)
+{
+    request *req = dst;
+    json_t *id = json_object_get(obj, "id");
+    json_t *ids = json_object_get(obj, "ids");
+    size_t n = ids != NULL ? json_array_size(ids) : 1;
+    if (!opt_group(d, obj, req)) {
+        return false;
+    }
+    if (req->group_id != 0) {
+        n = 0;
+    } else if ((id == NULL) == (ids == NULL) || (ids != NULL && (!json_is_array(ids) || n == 0))) {
+        return fail(d, "invalid_argument", "give either \"id\" or a non-empty array \"ids\"");
+    }
+    if (n > d->lim->max_wait_ids) {
+        return fail(d, "too_large", "a wait names at most %lld jobs",
+                    (long long)d->lim->max_wait_ids);
+    }
+    req->ids = n > 0 ? calloc(n, sizeof(*req->ids)) : NULL;
+    if (n > 0 && req->ids == NULL) {
+        return fail(d, "internal", "out of memory");
+    }
+    req->nids = n;
+    for (size_t i = 0; i < n; i++) {
+        if (!need_id(d, ids != NULL ? json_array_get(ids, i) : id, ids ? "ids" : "id",
+                     &req->ids[i])) {
+            return false;
+        }
+    }
+    return true;
+}
+
+/* fetch_queues: the queues of a fetch: "queues", or the one "queue" read before it into
+ * req->queue (which a fetch leaves NULL). */
+static bool
+fetch_queues(dec *d, const json_t *obj, void *dst)
+{
+    request *req = dst;
+    json_t *qs = json_object_get(obj, "queues");
+    const char *one = req->queue;
+    req->queue = NULL;
     size_t n = qs != NULL ? json_array_size(qs) : one != NULL ? 1 : 0;
-    if ((qs != NULL && (!json_is_array(qs) || n > 64)) || n == 0) {
+    if ((qs != NULL && (!json_is_array(qs) || n > FETCH_MAX_QUEUES)) || n == 0) {
         return fail(d, "invalid_argument",
                     "give \"queue\" or \"queues\", an array of 1 to 64 queue names");
     }
@@ -342,259 +862,152 @@ decode_fetch(dec *d, const json_t *obj, request *req)
         }
         req->queues[i] = name;
     }
-    v = 1;
-    if (!opt_int(d, obj, "max", 1, 100, &v)) {
-        return false;
-    }
-    req->limit = (int)v;
-    req->timeout_ms = 30000;
-    if (!opt_duration(d, obj, "timeout", &req->timeout_ms)) {
-        return false;
-    }
-    if (req->timeout_ms > 5 * 60 * 1000) {
-        return fail(d, "invalid_argument", "field \"timeout\" of a fetch is at most 5m");
-    }
     return true;
 }
 
-/* opt_group: "group" (a group id) in place of "id" in get and wait. */
+/* The fields of a fetch: the request itself, or the "fetch" object of an ack or fail. */
+static const field_def fetch_fields[] = {
+    FIELD(request, "queue", F_STRING, queue, 1, QUEUE_NAME_MAX),
+    FIELD(request, "worker", F_STRING, worker, 1, 128),
+    CUSTOM("queues", fetch_queues),
+    FIELD(request, "max", F_INT, limit, 1, 100, .flags = FD_DEFAULT, .def = 1),
+    FIELD(request, "timeout", F_DURATION, timeout_ms, 0, FETCH_MAX_MS, .flags = FD_DEFAULT,
+          .def = DEFAULT_TIMEOUT_MS, .over = "of a fetch is at most 5m"),
+};
+
+/* then_fetch: the "fetch" of an ack or fail: the fetch to hold once the outcome is recorded. */
 static bool
-opt_group(dec *d, const json_t *root, request *req)
+then_fetch(dec *d, const json_t *obj, void *dst)
 {
-    json_t *g = json_object_get(root, "group");
-    if (g == NULL) {
+    request *req = dst;
+    json_t *f = json_object_get(obj, "fetch");
+    if (f == NULL || json_is_null(f)) {
         return true;
     }
-    if (json_object_get(root, "id") != NULL || json_object_get(root, "ids") != NULL) {
-        return fail(d, "invalid_argument", "give either \"group\" or job ids, not both");
+    if (!json_is_object(f)) {
+        return fail(d, "invalid_argument",
+                    "field \"fetch\" must be an object with the fields of a fetch");
     }
-    if (!json_is_integer(g) || json_integer_value(g) < 1) {
-        return fail(d, "invalid_argument", "field \"group\" must be a positive integer group id");
-    }
-    req->group_id = json_integer_value(g);
-    return true;
+    req->then_fetch = true;
+    return json_fields(d, fetch_fields, NFIELDS(fetch_fields), f, req);
 }
 
-static bool
-decode_body(dec *d, request *req, const request_limits *lim)
-{
-    json_t *root = req->root;
-    long long v;
-    switch (req->op) {
-    case REQ_PING:
-    case REQ_STATS:
-    case REQ_SCHEDULES:
-        return true;
-    case REQ_SUBMIT:
-        req->jobs = calloc(1, sizeof(*req->jobs));
-        if (req->jobs == NULL) {
-            return fail(d, "internal", "out of memory");
-        }
-        req->njobs = 1;
-        return decode_job(d, root, NULL, lim, &req->jobs[0]);
-    case REQ_SUBMIT_BATCH: {
-        const char *queue = NULL;
-        if (!opt_string(d, root, "queue", 64, &queue)) {
-            return false;
-        }
-        json_t *jobs = json_object_get(root, "jobs");
-        if (!json_is_array(jobs) || json_array_size(jobs) == 0) {
-            return fail(d, "invalid_argument", "field \"%s\" must be a non-empty array", "jobs");
-        }
-        size_t n = json_array_size(jobs);
-        if (n > lim->max_batch) {
-            return fail(d, "batch_too_large",
-                        "a batch of %zu jobs is over the limit of %lld (max_batch); split it", n,
-                        (long long)lim->max_batch);
-        }
-        req->jobs = calloc(n, sizeof(*req->jobs));
-        if (req->jobs == NULL) {
-            return fail(d, "internal", "out of memory");
-        }
-        for (size_t i = 0; i < n; i++) {
-            req->njobs = i + 1;
-            if (!decode_job(d, json_array_get(jobs, i), queue, lim, &req->jobs[i])) {
-                size_t used = strlen(d->err);
-                snprintf(d->err + used, d->errlen - used, " (jobs[%zu]; nothing was submitted)", i);
-                return false;
-            }
-        }
-        return decode_group(d, root, lim, req);
+/* ---- One table per op -------------------------------------------------------------------
+ * A new field of an op is one row in its table (a new kind of value, one F_ kind with its
+ * check and its case in json_field); a new op is one row in ops[] and its req_op. Rows are
+ * read in order, and the first failure is the one reported. */
+
+static const field_def submit_fields[] = {CUSTOM("(the job)", submit_one)};
+
+static const field_def submit_batch_fields[] = {
+    CUSTOM("jobs", batch_jobs),
+    CUSTOM("group", batch_group),
+};
+
+static const field_def get_fields[] = {CUSTOM("id", get_target)};
+
+static const field_def id_fields[] = {CUSTOM("id", one_id)};
+
+static const field_def retry_fields[] = {CUSTOM("id", retry_target)};
+
+static const field_def wait_fields[] = {
+    CUSTOM("ids", wait_ids),
+    FIELD(request, "timeout", F_DURATION, timeout_ms, 0, 0 /* lim->max_wait_ms */,
+          .flags = FD_DEFAULT, .def = DEFAULT_TIMEOUT_MS),
+};
+
+static const field_def list_fields[] = {
+    FIELD(request, "queue", F_STRING, queue, 1, QUEUE_NAME_MAX),
+    FIELD(request, "state", F_STATE, state, 0, 0, .flags = FD_DEFAULT, .def = -1),
+    FIELD(request, "after", F_INT, after_id, 0, INT64_MAX),
+    FIELD(request, "limit", F_INT, limit, 1, 1000, .flags = FD_DEFAULT, .def = 100),
+};
+
+static const field_def queue_fields[] = {
+    FIELD(request, "queue", F_STRING, queue, 1, QUEUE_NAME_MAX, .flags = FD_REQUIRED),
+};
+
+#define LEASE_FIELD                                                                                \
+    FIELD(request, "lease", F_STRING, lease, 1, 64, .flags = FD_REQUIRED,                          \
+          .missing = "field \"lease\" (the token from fetch) is required")
+#define RETRY_FIELD FIELD(request, "retry", F_BOOL, retry, 0, 0, .flags = FD_DEFAULT, .def = 1)
+
+static const field_def ack_fields[] = {
+    CUSTOM("id", one_id),
+    LEASE_FIELD,
+    FIELD(request, "result", F_TEXT, text, 0, 0),
+    RETRY_FIELD,
+    CUSTOM("fetch", then_fetch),
+};
+
+static const field_def fail_fields[] = {
+    CUSTOM("id", one_id),
+    LEASE_FIELD,
+    FIELD(request, "error", F_TEXT, text, 0, 0),
+    RETRY_FIELD,
+    CUSTOM("fetch", then_fetch),
+};
+
+static const field_def heartbeat_fields[] = {
+    CUSTOM("id", one_id),
+    LEASE_FIELD,
+    FIELD(request, "error", F_TEXT, text, 0, 0),
+    RETRY_FIELD,
+};
+
+static const field_def backup_fields[] = {
+    FIELD(request, "path", F_PATH, path, 1, 4096, .flags = FD_REQUIRED,
+          .missing = "field \"path\" must be an absolute path on the daemon's machine"),
+};
+
+#define OP(name_, op_, fields_)                                                                    \
+    {                                                                                              \
+        (name_), (op_), (fields_), NFIELDS(fields_)                                                \
     }
-    case REQ_RETRY:
-        if (json_object_get(root, "id") == NULL) {
-            /* Bulk: every job of a state, optionally of one queue. */
-            const char *state = NULL;
-            if (!opt_string(d, root, "queue", 64, &req->queue) ||
-                !opt_string(d, root, "state", 32, &state)) {
-                return false;
-            }
-            req->state = state != NULL ? jobq__state_parse(state) : -1;
-            if (req->state != JOBQ_DEAD && req->state != JOBQ_CANCELLED) {
-                return fail(d, "invalid_argument",
-                            "give \"id\", or \"state\" (dead or cancelled) and optionally "
-                            "\"queue\"");
-            }
-            return true;
-        }
-        /* One job: decoded as get is. */
-        /* fall through */
-    case REQ_GET:
-        if (!opt_group(d, root, req)) {
-            return false;
-        }
-        if (req->group_id != 0) {
-            return true;
-        }
-        /* fall through */
-    case REQ_CANCEL:
-    case REQ_EXPLAIN:
-        req->ids = calloc(1, sizeof(*req->ids));
-        if (req->ids == NULL) {
-            return fail(d, "internal", "out of memory");
-        }
-        req->nids = 1;
-        return need_id(d, json_object_get(root, "id"), "id", &req->ids[0]);
-    case REQ_WAIT: {
-        json_t *id = json_object_get(root, "id");
-        json_t *ids = json_object_get(root, "ids");
-        size_t n = ids != NULL ? json_array_size(ids) : 1;
-        if (!opt_group(d, root, req)) {
-            return false;
-        }
-        if (req->group_id != 0) {
-            n = 0;
-        } else if ((id == NULL) == (ids == NULL) ||
-                   (ids != NULL && (!json_is_array(ids) || n == 0))) {
-            return fail(d, "invalid_argument", "give either \"id\" or a non-empty array \"ids\"");
-        }
-        if (n > lim->max_wait_ids) {
-            return fail(d, "too_large", "a wait names at most %lld jobs",
-                        (long long)lim->max_wait_ids);
-        }
-        req->ids = n > 0 ? calloc(n, sizeof(*req->ids)) : NULL;
-        if (n > 0 && req->ids == NULL) {
-            return fail(d, "internal", "out of memory");
-        }
-        req->nids = n;
-        for (size_t i = 0; i < n; i++) {
-            if (!need_id(d, ids != NULL ? json_array_get(ids, i) : id, ids ? "ids" : "id",
-                         &req->ids[i])) {
-                return false;
-            }
-        }
-        req->timeout_ms = 30000;
-        if (!opt_duration(d, root, "timeout", &req->timeout_ms)) {
-            return false;
-        }
-        if (req->timeout_ms > lim->max_wait_ms) {
-            return fail(d, "invalid_argument", "field \"%s\" is over the limit of %lld ms",
-                        "timeout", (long long)lim->max_wait_ms);
-        }
-        return true;
+#define OP_BARE(name_, op_)                                                                        \
+    {                                                                                              \
+        (name_), (op_), NULL, 0                                                                    \
     }
-    case REQ_LIST: {
-        req->state = -1;
-        req->limit = 100;
-        const char *state = NULL;
-        if (!opt_string(d, root, "queue", 64, &req->queue) ||
-            !opt_string(d, root, "state", 32, &state)) {
-            return false;
-        }
-        if (state != NULL && (req->state = jobq__state_parse(state)) < 0) {
-            return fail(d, "invalid_argument",
-                        "unknown state \"%s\": use scheduled, ready, running, retrying, "
-                        "succeeded, dead, cancelled or waiting",
-                        state);
-        }
-        v = 0;
-        if (!opt_int(d, root, "after", 0, INT64_MAX, &v)) {
-            return false;
-        }
-        req->after_id = v;
-        v = 100;
-        if (!opt_int(d, root, "limit", 1, 1000, &v)) {
-            return false;
-        }
-        req->limit = (int)v;
-        return true;
-    }
-    case REQ_FETCH:
-        return decode_fetch(d, root, req);
-    case REQ_ACK:
-    case REQ_FAIL:
-    case REQ_HEARTBEAT: {
-        req->ids = calloc(1, sizeof(*req->ids));
-        if (req->ids == NULL) {
-            return fail(d, "internal", "out of memory");
-        }
-        req->nids = 1;
-        if (!need_id(d, json_object_get(root, "id"), "id", &req->ids[0]) ||
-            !opt_string(d, root, "lease", 64, &req->lease)) {
-            return false;
-        }
-        if (req->lease == NULL) {
-            return fail(d, "invalid_argument",
-                        "field \"lease\" (the token from fetch) is required");
-        }
-        const char *field = req->op == REQ_ACK ? "result" : "error";
-        json_t *t = json_object_get(root, field);
-        if (t != NULL && !json_is_null(t) && !json_is_string(t)) {
-            return fail(d, "invalid_argument", "field \"%s\" must be a string", field);
-        }
-        req->text = json_string_value(t);
-        req->retry = true;
-        json_t *r = json_object_get(root, "retry");
-        if (r != NULL && !json_is_boolean(r)) {
-            return fail(d, "invalid_argument", "field \"retry\" must be true or false");
-        }
-        if (r != NULL) {
-            req->retry = json_is_true(r);
-        }
-        json_t *f = json_object_get(root, "fetch");
-        if (f == NULL || json_is_null(f) || req->op == REQ_HEARTBEAT) {
-            return true;
-        }
-        if (!json_is_object(f)) {
-            return fail(d, "invalid_argument",
-                        "field \"fetch\" must be an object with the fields of a fetch");
-        }
-        req->then_fetch = true;
-        return decode_fetch(d, f, req);
-    }
-    case REQ_BACKUP:
-        if (!opt_string(d, root, "path", 4096, &req->path)) {
-            return false;
-        }
-        if (req->path == NULL || req->path[0] != '/') {
-            return fail(d, "invalid_argument",
-                        "field \"path\" must be an absolute path on the daemon's machine");
-        }
-        return true;
-    case REQ_PAUSE:
-    case REQ_RESUME:
-        if (!opt_string(d, root, "queue", 64, &req->queue)) {
-            return false;
-        }
-        if (req->queue == NULL) {
-            return fail(d, "invalid_argument", "field \"%s\" is required", "queue");
-        }
-        return true;
-    }
-    return fail(d, "unknown_op", "unknown op");
-}
+
+static const struct op_def {
+    const char *name;
+    req_op op;
+    const field_def *fields; /* what the request holds besides "op" and "token" */
+    size_t nfields;
+} ops[] = {
+    OP_BARE("ping", REQ_PING),
+    OP("submit", REQ_SUBMIT, submit_fields),
+    OP("submit_batch", REQ_SUBMIT_BATCH, submit_batch_fields),
+    OP("get", REQ_GET, get_fields),
+    OP("wait", REQ_WAIT, wait_fields),
+    OP("cancel", REQ_CANCEL, id_fields),
+    OP("list", REQ_LIST, list_fields),
+    OP_BARE("stats", REQ_STATS),
+    OP("pause", REQ_PAUSE, queue_fields),
+    OP("resume", REQ_RESUME, queue_fields),
+    OP("retry", REQ_RETRY, retry_fields),
+    OP("explain", REQ_EXPLAIN, id_fields),
+    OP("fetch", REQ_FETCH, fetch_fields),
+    OP("ack", REQ_ACK, ack_fields),
+    OP("fail", REQ_FAIL, fail_fields),
+    OP("heartbeat", REQ_HEARTBEAT, heartbeat_fields),
+    OP("backup", REQ_BACKUP, backup_fields),
+    OP_BARE("schedules", REQ_SCHEDULES),
+};
+_Static_assert(NFIELDS(ops) == REQ_SCHEDULES + 1, "every req_op has a row in ops[]");
+
+/* ---- The JSON reader -------------------------------------------------------------------- */
 
 const char *
 jobq__request_decode_json(const char *buf, size_t len, const request_limits *lim, request *req,
                           char *err, size_t errlen)
 {
-    dec d = {.code = NULL, .err = err, .errlen = errlen};
+    dec d = {.code = NULL, .err = err, .errlen = errlen, .lim = lim};
     json_error_t jerr;
     memset(req, 0, sizeof(*req));
     req->root = json_loadb(buf, len, JSON_REJECT_DUPLICATES, &jerr);
     if (req->root == NULL) {
-        snprintf(err, errlen, "request is not valid JSON: %s at byte %d", jerr.text, jerr.position);
-        return "malformed";
+        return load_error(buf, len, &jerr, err, errlen);
     }
     if (!json_is_object(req->root)) {
         json_decref(req->root);
@@ -602,27 +1015,20 @@ jobq__request_decode_json(const char *buf, size_t len, const request_limits *lim
         snprintf(err, errlen, "request must be a JSON object like {\"op\": \"ping\"}");
         return "malformed";
     }
-    if (lim->token != NULL) {
-        const char *token = json_string_value(json_object_get(req->root, "token"));
-        if (token == NULL || !jobq__token_equal(token, lim->token)) {
-            json_decref(req->root);
-            req->root = NULL;
-            snprintf(err, errlen, "%s",
-                     token == NULL ? "this jobqd requires a token: set JOBQ_TOKEN or --token"
-                                   : "wrong token");
-            return "unauthorized";
-        }
+    json_t *token = json_object_get(req->root, "token");
+    if (!check_token(&d, json_string_value(token), json_string_length(token))) {
+        json_decref(req->root);
+        req->root = NULL;
+        return d.code;
     }
-    json_t *op = json_object_get(req->root, "op");
-    const char *name = json_string_value(op);
-    bool found = false;
-    for (size_t i = 0; name != NULL && i < sizeof(ops) / sizeof(ops[0]); i++) {
+    const char *name = json_string_value(json_object_get(req->root, "op"));
+    const struct op_def *op = NULL;
+    for (size_t i = 0; name != NULL && i < NFIELDS(ops); i++) {
         if (strcmp(ops[i].name, name) == 0) {
-            req->op = ops[i].op;
-            found = true;
+            op = &ops[i];
         }
     }
-    if (!found) {
+    if (op == NULL) {
         if (name == NULL) {
             snprintf(err, errlen, "field \"op\" (a string) is required");
         } else {
@@ -632,11 +1038,467 @@ jobq__request_decode_json(const char *buf, size_t len, const request_limits *lim
         req->root = NULL;
         return "unknown_op";
     }
-    if (!decode_body(&d, req, lim)) {
+    req->op = op->op;
+    if (!json_fields(&d, op->fields, op->nfields, req->root, req)) {
         jobq__request_free(req);
         return d.code;
     }
     return NULL;
+}
+
+/* ---- The fast scanner ------------------------------------------------------------------- *
+ * submit and submit_batch in their common, simple shapes, read straight from the text
+ * without building a JSON tree: job fields of job_fields' F_QUEUE, F_INT and F_TIME rows
+ * and "payload", printable ASCII without escapes, integers without fraction or exponent,
+ * no duplicate names. Each value goes through the same check_* as in the JSON reader.
+ * Anything else (another field, an error) is declined, nothing allocated, and the JSON
+ * reader decodes the request. */
+
+#define FAST_MAX_DEPTH 16 /* payload nesting the scanner follows */
+#define FAST_MAX_KEYS 32  /* members per payload object whose names it checks for duplicates */
+#define FAST_MAX_INT 18   /* digits of an integer it reads (no overflow of json_int_t) */
+
+typedef struct span {
+    const char *p;
+    size_t n;
+} span;
+
+typedef struct fp {
+    const char *s, *end;
+    dec *d;
+} fp;
+
+/* One job as read: its fields in place, with spans into the message for the queue and the
+ * payload until the request is assembled. */
+typedef struct fjob {
+    req_job job;
+    span queue;     /* n == 0: none given */
+    span payload;   /* n == 0: none given (null) */
+    size_t compact; /* bytes of the payload without insignificant white space */
+} fjob;
+
+static void
+skip_ws(fp *f)
+{
+    while (f->s < f->end && (*f->s == ' ' || *f->s == '\t' || *f->s == '\n' || *f->s == '\r')) {
+        f->s++;
+    }
+}
+
+static bool
+eat(fp *f, char c)
+{
+    skip_ws(f);
+    if (f->s < f->end && *f->s == c) {
+        f->s++;
+        return true;
+    }
+    return false;
+}
+
+/* str: a string of printable ASCII without escapes (what JSON and jansson's compact encoder
+ * write identically); its contents into *out. */
+static bool
+str(fp *f, span *out)
+{
+    skip_ws(f);
+    if (f->s >= f->end || *f->s != '"') {
+        return false;
+    }
+    const char *start = ++f->s;
+    while (f->s < f->end) {
+        unsigned char c = (unsigned char)*f->s;
+        if (c == '"') {
+            out->p = start;
+            out->n = (size_t)(f->s - start);
+            f->s++;
+            return true;
+        }
+        if (c < 0x20 || c >= 0x7f || c == '\\') {
+            return false;
+        }
+        f->s++;
+    }
+    return false;
+}
+
+/* integer: -?(0|[1-9][0-9]*) of at most FAST_MAX_INT digits, not "-0" (jansson writes 0). */
+static bool
+integer(fp *f, long long *out)
+{
+    skip_ws(f);
+    const char *p = f->s;
+    bool neg = p < f->end && *p == '-';
+    p += neg;
+    const char *digits = p;
+    long long v = 0;
+    while (p < f->end && *p >= '0' && *p <= '9') {
+        if (p - digits == FAST_MAX_INT) {
+            return false;
+        }
+        v = v * 10 + (*p - '0');
+        p++;
+    }
+    size_t n = (size_t)(p - digits);
+    if (n == 0 || (digits[0] == '0' && (n > 1 || neg))) {
+        return false;
+    }
+    if (p < f->end && (*p == '.' || *p == 'e' || *p == 'E')) {
+        return false; /* a real: its compact form is jansson's to write */
+    }
+    f->s = p;
+    *out = neg ? -v : v;
+    return true;
+}
+
+static bool
+literal(fp *f, const char *word, size_t n)
+{
+    if ((size_t)(f->end - f->s) >= n && memcmp(f->s, word, n) == 0) {
+        f->s += n;
+        return true;
+    }
+    return false;
+}
+
+static bool
+same(span a, const char *b)
+{
+    size_t n = strlen(b);
+    return a.n == n && memcmp(a.p, b, n) == 0;
+}
+
+/* value: any JSON value in the simple subset, validated; adds its compact size to *compact. */
+static bool
+value(fp *f, int depth, size_t *compact)
+{
+    skip_ws(f);
+    if (f->s >= f->end || depth > FAST_MAX_DEPTH) {
+        return false;
+    }
+    const char *start = f->s;
+    switch (*f->s) {
+    case '"': {
+        span s;
+        if (!str(f, &s)) {
+            return false;
+        }
+        *compact += s.n + 2;
+        return true;
+    }
+    case '{': {
+        span keys[FAST_MAX_KEYS];
+        size_t nkeys = 0;
+        f->s++;
+        *compact += 2;
+        if (eat(f, '}')) {
+            return true;
+        }
+        do {
+            span k;
+            if (!str(f, &k) || nkeys == FAST_MAX_KEYS) {
+                return false;
+            }
+            for (size_t i = 0; i < nkeys; i++) {
+                if (keys[i].n == k.n && memcmp(keys[i].p, k.p, k.n) == 0) {
+                    return false; /* a duplicate: the JSON reader refuses the request */
+                }
+            }
+            keys[nkeys++] = k;
+            if (!eat(f, ':') || !value(f, depth + 1, compact)) {
+                return false;
+            }
+            *compact += k.n + 3 + (nkeys > 1); /* "k": and the comma before it */
+        } while (eat(f, ','));
+        return eat(f, '}');
+    }
+    case '[': {
+        f->s++;
+        *compact += 2;
+        if (eat(f, ']')) {
+            return true;
+        }
+        size_t n = 0;
+        do {
+            if (!value(f, depth + 1, compact)) {
+                return false;
+            }
+            *compact += n++ > 0;
+        } while (eat(f, ','));
+        return eat(f, ']');
+    }
+    case 't':
+        *compact += 4;
+        return literal(f, "true", 4);
+    case 'f':
+        *compact += 5;
+        return literal(f, "false", 5);
+    case 'n':
+        *compact += 4;
+        return literal(f, "null", 4);
+    default: {
+        long long v;
+        if (!integer(f, &v)) {
+            return false;
+        }
+        *compact += (size_t)(f->s - start);
+        return true;
+    }
+    }
+}
+
+/* compact_copy: the payload's text without white space outside strings (the payload is
+ * known valid and escape-free, so a quote always opens or closes a string). */
+static void
+compact_copy(span v, char *out)
+{
+    bool in_str = false;
+    for (size_t i = 0; i < v.n; i++) {
+        char c = v.p[i];
+        if (c == '"') {
+            in_str = !in_str;
+        } else if (!in_str && (c == ' ' || c == '\t' || c == '\n' || c == '\r')) {
+            continue;
+        }
+        *out++ = c;
+    }
+    *out = '\0';
+}
+
+/* job_member: one member (name k) of a job object, or of a submit request, that describes
+ * the job, read and checked by its row of job_fields; *seen has a bit per row already read.
+ * False for a name the scanner does not take, a repeated one, or a value it refuses. */
+static bool
+job_member(fp *f, span k, fjob *j, unsigned *seen)
+{
+    _Static_assert(NFIELDS(job_fields) <= 32, "seen is a bit mask of job_fields' rows");
+    const field_def *def = NULL;
+    unsigned bit = 0;
+    for (unsigned i = 0; i < NFIELDS(job_fields); i++) {
+        if (k.n == job_fields[i].namelen && memcmp(k.p, job_fields[i].name, k.n) == 0) {
+            def = &job_fields[i];
+            bit = 1u << i;
+            break;
+        }
+    }
+    if (def == NULL || (*seen & bit) != 0) {
+        return false;
+    }
+    *seen |= bit;
+    long long v;
+    switch (def->kind) {
+    case F_QUEUE:
+        return str(f, &j->queue) && check_string(f->d, def, j->queue.p, j->queue.n);
+    case F_INT:
+    case F_TIME:
+        if (!integer(f, &v) ||
+            !(def->kind == F_INT ? check_int(f->d, def, v) : check_time(f->d, def, v))) {
+            return false;
+        }
+        store_int(def, &j->job, v);
+        j->job.has_run_at |= def->kind == F_TIME;
+        return true;
+    case F_CUSTOM:
+        if (def->fn == job_payload) {
+            skip_ws(f);
+            const char *start = f->s;
+            j->compact = 0;
+            if (!value(f, 0, &j->compact)) {
+                return false;
+            }
+            j->payload = (span){start, (size_t)(f->s - start)};
+            return true;
+        }
+        return false;
+    default:
+        return false;
+    }
+}
+
+/* queue_bit: the bit of job_fields' "queue" row in job_member's mask. */
+static unsigned
+queue_bit(void)
+{
+    for (unsigned i = 0; i < NFIELDS(job_fields); i++) {
+        if (job_fields[i].kind == F_QUEUE) {
+            return 1u << i;
+        }
+    }
+    return 0;
+}
+
+/* assemble: the request from the jobs read; queue names are copied behind the jobs array
+ * (one allocation, freed with it), payloads are compacted into their own buffers. */
+static bool
+assemble(dec *d, request *req, req_op op, const fjob *fj, size_t n, span default_queue)
+{
+    size_t names = 0;
+    for (size_t i = 0; i < n; i++) {
+        span q = fj[i].queue.n > 0 ? fj[i].queue : default_queue;
+        if (q.n == 0 || !check_payload(d, fj[i].compact)) { /* queues: checked when read */
+            return false;
+        }
+        names += q.n + 1;
+    }
+    req_job *jobs = calloc(1, n * sizeof(req_job) + names);
+    if (jobs == NULL) {
+        return false;
+    }
+    char *arena = (char *)(jobs + n);
+    req->op = op;
+    req->jobs = jobs;
+    req->njobs = 0;
+    for (size_t i = 0; i < n; i++) {
+        const fjob *f = &fj[i];
+        req_job *j = &jobs[i];
+        span q = f->queue.n > 0 ? f->queue : default_queue;
+        *j = f->job;
+        memcpy(arena, q.p, q.n);
+        arena[q.n] = '\0';
+        j->queue = arena;
+        arena += q.n + 1;
+        j->payload = malloc(f->payload.n > 0 ? f->compact + 1 : 5);
+        if (j->payload == NULL) {
+            return false;
+        }
+        req->njobs = i + 1;
+        if (f->payload.n > 0) {
+            compact_copy(f->payload, j->payload);
+        } else {
+            memcpy(j->payload, "null", 5);
+        }
+    }
+    return true;
+}
+
+/* batch_scan: the "jobs" array of a submit_batch into a growing array of fjob. */
+static bool
+batch_scan(fp *f, fjob **out, size_t *nout)
+{
+    if (!eat(f, '[')) {
+        return false;
+    }
+    fjob *v = NULL;
+    size_t n = 0, cap = 0;
+    do {
+        if (!check_batch(f->d, n + 1)) {
+            goto fail;
+        }
+        if (n == cap) {
+            cap = cap == 0 ? 64 : cap * 2;
+            fjob *grown = realloc(v, cap * sizeof(*v));
+            if (grown == NULL) {
+                goto fail;
+            }
+            v = grown;
+        }
+        fjob *j = &v[n++];
+        *j = (fjob){.compact = 4};
+        unsigned seen = 0;
+        if (!eat(f, '{')) {
+            goto fail;
+        }
+        if (!eat(f, '}')) {
+            do {
+                span k;
+                if (!str(f, &k) || !eat(f, ':') || !job_member(f, k, j, &seen)) {
+                    goto fail;
+                }
+            } while (eat(f, ','));
+            if (!eat(f, '}')) {
+                goto fail;
+            }
+        }
+    } while (eat(f, ','));
+    if (!eat(f, ']')) {
+        goto fail;
+    }
+    *out = v;
+    *nout = n;
+    return true;
+fail:
+    free(v);
+    return false;
+}
+
+/* fast_decode: the scanner; true with *req decoded exactly as the JSON reader would, false
+ * (nothing to free) for anything it does not take. */
+static bool
+fast_decode(dec *d, const char *buf, size_t len, request *req)
+{
+    fp f = {.s = buf, .end = buf + len, .d = d};
+    span op = {0}, queue = {0}, token = {0};
+    fjob one = {.compact = 4};
+    unsigned seen = 0;
+    fjob *batch = NULL;
+    size_t nbatch = 0;
+    bool has_op = false, has_token = false, has_jobs = false, ok = false;
+    memset(req, 0, sizeof(*req));
+    if (!eat(&f, '{')) {
+        return false;
+    }
+    do {
+        span k;
+        if (!str(&f, &k) || !eat(&f, ':')) {
+            goto out;
+        }
+        if (same(k, "op")) {
+            if (has_op || !str(&f, &op)) {
+                goto out;
+            }
+            has_op = true;
+        } else if (same(k, "token")) {
+            if (has_token || !str(&f, &token)) {
+                goto out;
+            }
+            has_token = true;
+        } else if (same(k, "jobs")) {
+            if (has_jobs || !batch_scan(&f, &batch, &nbatch)) {
+                goto out;
+            }
+            has_jobs = true;
+        } else if (!job_member(&f, k, &one, &seen)) {
+            goto out; /* "queue" too: the submit's own, or the batch's default */
+        }
+    } while (eat(&f, ','));
+    if (!eat(&f, '}')) {
+        goto out;
+    }
+    skip_ws(&f);
+    if (f.s != f.end || !has_op || !check_token(d, has_token ? token.p : NULL, token.n)) {
+        goto out;
+    }
+    queue = one.queue;
+    if (same(op, "submit") && !has_jobs) {
+        ok = assemble(d, req, REQ_SUBMIT, &one, 1, (span){0});
+    } else if (same(op, "submit_batch") && has_jobs && (seen & ~queue_bit()) == 0) {
+        ok = assemble(d, req, REQ_SUBMIT_BATCH, batch, nbatch, queue);
+    }
+out:
+    free(batch);
+    if (!ok) {
+        jobq__request_free(req);
+    }
+    return ok;
+}
+
+bool
+jobq__request_decode_fast(const char *buf, size_t len, const request_limits *lim, request *req)
+{
+    dec d = {.code = NULL, .err = NULL, .lim = lim};
+    return fast_decode(&d, buf, len, req);
+}
+
+/* ---- The decoder ------------------------------------------------------------------------ */
+
+const char *
+jobq__request_decode(const char *buf, size_t len, const request_limits *lim, request *req,
+                     char *err, size_t errlen)
+{
+    if (jobq__request_decode_fast(buf, len, lim, req)) {
+        return NULL;
+    }
+    return jobq__request_decode_json(buf, len, lim, req, err, errlen);
 }
 
 void

@@ -83,24 +83,32 @@ typedef struct request_limits {
 
 /** jobq__request_decode: parses buf (len bytes) into *req. Returns NULL on success (then
  *  release with jobq__request_free), or the wire error code ("malformed", "unknown_op",
- *  "invalid_argument", "too_large") with a message for people in err; *req then holds
- *  nothing to free. */
+ *  "invalid_argument", "too_large", ...) with a message for people in err; *req then holds
+ *  nothing to free. Each op's fields, their types, ranges and defaults are described once,
+ *  in request.c's tables. Any thread; no shared state. */
 const char *jobq__request_decode(const char *buf, size_t len, const request_limits *lim,
                                  request *req, char *err, size_t errlen);
 
-/** jobq__request_decode_json: the same with jansson only (what jobq__request_decode falls
- *  back to; request.c). */
+/* The decoder's two readers, for the differential tests only (tests/fuzz/fuzz_request.c,
+ * tests/test_request.c); everything else calls jobq__request_decode. */
+
+/** jobq__request_decode_json: what jobq__request_decode does with the JSON reader alone
+ *  (jansson); same contract. */
 const char *jobq__request_decode_json(const char *buf, size_t len, const request_limits *lim,
                                       request *req, char *err, size_t errlen);
 
-/** jobq__request_decode_fast: the fast path for simple submit and submit_batch requests
- *  (fastreq.c). Returns true with *req decoded exactly as the JSON decoder would; false
- *  (nothing to free) for anything it does not handle, valid or not. */
+/** jobq__request_decode_fast: the fast scanner alone, which takes simple submit and
+ *  submit_batch requests. Returns true with *req decoded exactly as the JSON reader would;
+ *  false (nothing to free) for anything it does not take, valid or not. */
 bool jobq__request_decode_fast(const char *buf, size_t len, const request_limits *lim,
                                request *req);
 
 /** jobq__request_free: releases what a successful decode allocated. Accepts a zeroed req. */
 void jobq__request_free(request *req);
+
+/** jobq__run_at_max_ms: the latest run_at a job may ask for: now plus one year (the bound of
+ *  every duration, JOBQ__DURATION_MAX_MS). Any thread. */
+int64_t jobq__run_at_max_ms(void);
 
 /** jobq__valid_queue_name: 1-64 characters of [A-Za-z0-9_.-]. */
 bool jobq__valid_queue_name(const char *name);

@@ -31,9 +31,40 @@ expect_eq "bad queue name" "$(code "$(raw '{"op":"submit","queue":"a b"}')")" in
 expect_eq "unknown queue" "$(code "$(raw '{"op":"submit","queue":"emial","payload":1}')")" unknown_queue
 msg=$(raw '{"op":"submit","queue":"emial"}' | jq -r .error.message)
 case "$msg" in *'[queue.emial]'*) ;; *) fail "unknown_queue message does not say what to do: $msg" ;; esac
-deep=$(printf '[%.0s' $(seq 1 5000))
-expect_eq "deeply nested" "$(code "$(raw "{\"op\":\"submit\",\"queue\":\"email\",\"payload\":$deep}")")" malformed
 ok "malformed, unknown op, missing and mistyped fields, unknown queue"
+
+# Valid JSON that jobq cannot hold: an argument problem naming the field, or a stated limit.
+msg() { jq -r '.error.code + ": " + .error.message' <<<"$1"; }
+expect_msg() { # expect_msg WHAT REQUEST CODE TEXT: the reply's code, and TEXT in its message
+    local m
+    m=$(msg "$(raw "$2")")
+    case "$m" in "$3: "*"$4"*) ;; *) fail "$1: got \"$m\", want $3 naming $4" ;; esac
+}
+expect_msg "integer beyond int64" '{"op":"submit","queue":"email","priority":99999999999999999999}' \
+    invalid_argument '"priority"'
+expect_msg "real beyond a double" '{"op":"submit","queue":"email","payload":{"n":1e400}}' \
+    invalid_argument '"payload.n"'
+expect_msg "NUL in a payload" '{"op":"submit","queue":"email","payload":"a\u0000b"}' \
+    invalid_argument '"payload" holds a string with \u0000'
+case "$(msg "$(raw '{"op":"submit","queue":"email","payload":"a\u0000b"}')")" in
+*JSON_*) fail "the NUL message names a jansson flag" ;;
+esac
+deep=$(printf '[%.0s' $(seq 1 5000))
+expect_msg "deeply nested" "{\"op\":\"submit\",\"queue\":\"email\",\"payload\":$deep}" \
+    too_large "more than 2048 levels deep"
+expect_msg "run_at far away" '{"op":"submit","queue":"email","run_at":9223372036854775807}' \
+    invalid_argument '"run_at" is more than one year from now'
+expect_msg "run_at negative" '{"op":"submit","queue":"email","run_at":-1}' invalid_argument '"run_at"'
+far=$(($(date +%s) * 1000 + 400 * 86400 * 1000))
+expect_msg "run_at in 400 days" "{\"op\":\"submit\",\"queue\":\"email\",\"run_at\":$far}" \
+    invalid_argument '"run_at"'
+near=$(($(date +%s) * 1000 + 300 * 86400 * 1000))
+r=$(raw "{\"op\":\"submit\",\"queue\":\"email\",\"run_at\":$near}")
+expect_eq "run_at in 300 days" "$(jq -r .state <<<"$r")" scheduled
+r=$(raw '{"op":"submit","queue":"email","run_at":0}')
+expect_eq "run_at 0 (the past)" "$(jq -r .state <<<"$r")" ready
+raw "{\"op\":\"cancel\",\"id\":$(jq -r .id <<<"$r")}" >/dev/null # leaves 200 ready below
+ok "numbers out of range, NUL, nesting and run_at are refused with their field named"
 
 # Over max_message (64 KiB) but under the hard cut-off: a too_large reply.
 big="$T/big.json"

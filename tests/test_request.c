@@ -31,6 +31,92 @@ expect_code(const char *text, const char *code)
     }
 }
 
+/* expect_error: text is refused with code, and the message holds want (and not avoid). */
+static void
+expect_error(const char *text, const char *code, const char *want, const char *avoid)
+{
+    request req;
+    char err[256];
+    const char *got = jobq__request_decode(text, strlen(text), &lim, &req, err, sizeof(err));
+    if (got == NULL || strcmp(got, code) != 0) {
+        fail_msg("%.80s: got %s, want %s", text, got ? got : "success", code);
+    }
+    if (strstr(err, want) == NULL || (avoid != NULL && strstr(err, avoid) != NULL)) {
+        fail_msg("%.80s: message \"%s\" should name %s", text, err, want);
+    }
+}
+
+/* nested: a submit whose payload is levels - 1 nested arrays (the request object is one). */
+static char *
+nested(int levels)
+{
+    static const char head[] = "{\"op\":\"submit\",\"queue\":\"q\",\"payload\":";
+    size_t n = strlen(head) + 2 * (size_t)levels + 1;
+    char *s = test_malloc(n);
+    char *p = s + strlen(head);
+    memcpy(s, head, strlen(head));
+    memset(p, '[', (size_t)levels - 1);
+    memset(p + levels - 1, ']', (size_t)levels - 1);
+    strcpy(p + 2 * (levels - 1), "}");
+    return s;
+}
+
+static void
+test_values_jobq_cannot_hold(void **state)
+{
+    /* Valid JSON numbers out of range are argument problems that name their field. */
+    expect_error("{\"op\":\"submit\",\"queue\":\"q\",\"priority\":99999999999999999999}",
+                 "invalid_argument", "\"priority\" is out of range (99999999999999999999)", NULL);
+    expect_error("{\"op\":\"submit\",\"queue\":\"q\",\"run_at\":1e400}", "invalid_argument",
+                 "\"run_at\"", NULL);
+    expect_error("{\"op\":\"submit\",\"queue\":\"q\",\"payload\":{\"a\":[1,-1e400]}}",
+                 "invalid_argument", "\"payload.a[1]\"", NULL);
+    expect_error("{\"op\":\"submit_batch\",\"queue\":\"q\",\"jobs\":[{},"
+                 "{\"max_attempts\":-99999999999999999999}]}",
+                 "invalid_argument", "\"jobs[1].max_attempts\"", NULL);
+    expect_error("{\"op\":\"get\",\"id\":18446744073709551616}", "invalid_argument", "\"id\"",
+                 NULL);
+    /* A NUL character in any string, in jobq's words. */
+    expect_error("{\"op\":\"submit\",\"queue\":\"q\",\"payload\":{\"s\":\"a\\u0000b\"}}",
+                 "invalid_argument", "\"payload.s\" holds a string with \\u0000", "JSON_");
+    expect_error("{\"op\":\"submit\",\"queue\":\"q\",\"payload\":{\"\\u0000\":1}}",
+                 "invalid_argument", "\\u0000", "JSON_");
+    /* Nesting: 2,048 levels are read (and then refused only for the payload's size, 64
+     * bytes here), one more is refused with its own message. */
+    char *text = nested(2048);
+    expect_code(text, "payload_too_large");
+    test_free(text);
+    text = nested(2049);
+    expect_error(text, "too_large", "more than 2048 levels deep", NULL);
+    test_free(text);
+}
+
+static void
+test_run_at_bounds(void **state)
+{
+    request req;
+    char text[160];
+    assert_null(decode("{\"op\":\"submit\",\"queue\":\"q\",\"run_at\":0}", &req));
+    assert_true(req.jobs[0].has_run_at);
+    assert_int_equal(req.jobs[0].run_at_ms, 0);
+    jobq__request_free(&req);
+    int64_t now = jobq__now_ms();
+    snprintf(text, sizeof(text), "{\"op\":\"submit\",\"queue\":\"q\",\"run_at\":%lld}",
+             (long long)(now + JOBQ__DURATION_MAX_MS - 60000));
+    assert_null(decode(text, &req));
+    jobq__request_free(&req);
+    snprintf(text, sizeof(text), "{\"op\":\"submit\",\"queue\":\"q\",\"run_at\":%lld}",
+             (long long)(now + JOBQ__DURATION_MAX_MS + 60000));
+    expect_error(text, "invalid_argument", "\"run_at\" is more than one year from now", NULL);
+    expect_error("{\"op\":\"submit\",\"queue\":\"q\",\"run_at\":9223372036854775807}",
+                 "invalid_argument", "\"run_at\"", NULL);
+    expect_error(
+        "{\"op\":\"submit_batch\",\"queue\":\"q\",\"jobs\":[{\"run_at\":999999999999999}]}",
+        "invalid_argument", "\"run_at\"", NULL);
+    expect_error("{\"op\":\"submit\",\"queue\":\"q\",\"run_at\":-1}", "invalid_argument",
+                 "\"run_at\"", NULL);
+}
+
 static void
 test_submit_decodes_every_field(void **state)
 {
@@ -237,6 +323,13 @@ test_fast_path_agrees_or_declines(void **state)
     fast_declines("{\"op\":\"submit_batch\",\"queue\":\"q\",\"group\":true,\"jobs\":[{}]}");
     fast_declines("{\"op\":\"submit_batch\",\"jobs\":[{}]}");
     fast_declines("{\"op\":\"get\",\"id\":1}");
+    /* The scanner runs the table's checks: out of range, it leaves the request to the JSON
+     * reader, which refuses it. */
+    fast_declines("{\"op\":\"submit\",\"queue\":\"q\",\"run_at\":999999999999999}");
+    fast_declines("{\"op\":\"submit\",\"queue\":\"q\",\"max_attempts\":0}");
+    fast_declines("{\"op\":\"submit\",\"queue\":\"q\",\"priority\":2147483648}");
+    fast_declines(
+        "{\"op\":\"submit_batch\",\"jobs\":[{\"queue\":\"q\",\"max_attempts\":1000001}]}");
 }
 
 static void
@@ -300,6 +393,8 @@ main(void)
         cmocka_unit_test(test_durations),
         cmocka_unit_test(test_workflow_fields),
         cmocka_unit_test(test_fast_path_agrees_or_declines),
+        cmocka_unit_test(test_values_jobq_cannot_hold),
+        cmocka_unit_test(test_run_at_bounds),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

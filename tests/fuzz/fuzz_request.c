@@ -5,8 +5,9 @@
  * the token FUZZ_TOKEN (as a daemon with auth_token does); bit 1 set uses tiny limits so the
  * too_large paths are reachable with short inputs. Otherwise the limits are jobqd's
  * defaults. Seeds (tests/fuzz/corpus/request/) start with ' ' (plain) or '!' (token).
- * Every input also goes through the fast path (proto/fastreq.c), which must decode whatever
- * it takes exactly as the JSON decoder does. */
+ * Every input also goes through the decoder's fast scanner alone, which must decode whatever
+ * it takes exactly as its JSON reader does: both run the same field table and checks, and
+ * this differential check guards that they keep agreeing. */
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -85,7 +86,7 @@ check_job(const req_job *j, const json_t *src, const request_limits *lim)
     check(j->max_attempts >= 0 && j->max_attempts <= 1000000);
     check(j->timeout_ms >= 0 && j->delay_ms >= 0);
     check(j->timeout_ms <= JOBQ__DURATION_MAX_MS && j->delay_ms <= JOBQ__DURATION_MAX_MS);
-    check(!j->has_run_at || j->run_at_ms >= 0);
+    check(!j->has_run_at || (j->run_at_ms >= 0 && j->run_at_ms <= jobq__run_at_max_ms()));
     if (j->key != NULL) {
         size_t n = strlen(j->key);
         check(n >= 1 && n <= 512);
