@@ -30,6 +30,7 @@
 #define MAX_SCHEMAS 16
 #define DEFAULT_SECONDS 5.0
 #define DEFAULT_TXN_ROWS 1000
+#define DEFAULT_BACKLOG 20000 /* drain: jobs put before the consumers start */
 #define MAX_SECONDS 3600.0
 #define WAIT_STEP_MS 50 /* the wait command retries this often */
 
@@ -73,6 +74,10 @@ typedef struct worker {
 typedef struct run {
     enum target target;
     bool e2e;
+    bool drain;       /* consumers only, on a backlog of jobs put before the clock starts */
+    long jobs;        /* drain: the backlog */
+    _Atomic long taken;        /* drain: jobs consumed so far */
+    _Atomic uint64_t drained_ns; /* drain: when the last job of the backlog was consumed */
     int port;         /* beanstalkd, redis */
     const char *url;  /* jobq */
     const char *name; /* tube, list key or queue */
@@ -345,6 +350,16 @@ consumed(worker *w, const char *body, uint64_t now)
     if (now > w->run->deadline_ns) {
         return;
     }
+    if (w->run->drain) {
+        long n = atomic_fetch_add(&w->run->taken, 1) + 1;
+        if (n > w->run->jobs) {
+            return;
+        }
+        if (n == w->run->jobs) {
+            atomic_store(&w->run->drained_ns, now);
+            atomic_store(&w->run->stop, true);
+        }
+    }
     uint64_t t = body_time(body);
     pthread_mutex_lock(&w->lock);
     w->done++;
@@ -496,6 +511,150 @@ jobq_noop_cb(void *arg, const jobq_lease *job, char **resultp, char **errorp)
     return 0;
 }
 
+/* put_chunk: puts n jobs in one round trip on c (beanstalkd: n pipelined puts, then their n
+ * replies; Redis: one LPUSH of n values; jobq: one submit_batch on client), numbered from
+ * seq. Returns false with the reason in err. */
+static bool
+put_chunk(run *r, conn *c, jobq_client *client, uint64_t seq, int n, char *err, size_t errlen)
+{
+    char body[BODY_BYTES + 64], line[256];
+    if (r->target == T_JOBQ) {
+        static char bodies[1000][BODY_BYTES + 64];
+        const char *payloads[1000];
+        static int64_t ids[1000];
+        if (n > 1000) {
+            n = 1000;
+        }
+        for (int i = 0; i < n; i++) {
+            make_body(bodies[i], sizeof(bodies[i]), seq + (uint64_t)i, mono_ns());
+            payloads[i] = bodies[i];
+        }
+        int e = jobq_submit_batch(client, r->name, payloads, (size_t)n, NULL, ids);
+        if (e != JOBQ_OK) {
+            snprintf(err, errlen, "jobqd at %s: submit_batch: %s", r->url, jobq_errmsg());
+            return false;
+        }
+        return true;
+    }
+    size_t cap = (size_t)n * (BODY_BYTES + 96) + 256, len = 0;
+    char *buf = malloc(cap);
+    if (buf == NULL) {
+        snprintf(err, errlen, "out of memory");
+        return false;
+    }
+    if (r->target == T_REDIS) {
+        len += (size_t)snprintf(buf, cap, "*%d\r\n$5\r\nLPUSH\r\n$%zu\r\n%s\r\n", n + 2,
+                                strlen(r->name), r->name);
+    }
+    for (int i = 0; i < n; i++) {
+        size_t bl = make_body(body, sizeof(body), seq + (uint64_t)i, mono_ns());
+        len += (size_t)snprintf(buf + len, cap - len,
+                                r->target == T_REDIS ? "$%zu\r\n%s\r\n" : "put 0 0 60 %zu\r\n%s\r\n",
+                                bl, body);
+    }
+    bool ok = conn_write(c, buf, len);
+    free(buf);
+    for (int i = 0; ok && i < (r->target == T_REDIS ? 1 : n); i++) {
+        ok = conn_line(c, line, sizeof(line)) &&
+             strncmp(line, r->target == T_REDIS ? ":" : "INSERTED ",
+                     r->target == T_REDIS ? 1 : 9) == 0;
+    }
+    if (!ok) {
+        snprintf(err, errlen, "%s on 127.0.0.1:%d: a put of %d jobs failed or was refused",
+                 target_names[r->target], r->port, n);
+    }
+    return ok;
+}
+
+/* open_putter: the connection (or client) put_chunk uses; false with the reason in err. */
+static bool
+open_putter(run *r, conn *c, jobq_client **client, char *err, size_t errlen)
+{
+    char req[256], line[256];
+    c->fd = -1;
+    *client = NULL;
+    if (r->target == T_JOBQ) {
+        if (jobq_client_open(client, r->url) != JOBQ_OK) {
+            snprintf(err, errlen, "jobqd at %s: %s", r->url, jobq_errmsg());
+            return false;
+        }
+        return true;
+    }
+    if (!conn_open(c, r->port, err, errlen)) {
+        return false;
+    }
+    if (r->target == T_BEANSTALKD) {
+        int n = snprintf(req, sizeof(req), "use %s\r\n", r->name);
+        if (!conn_write(c, req, (size_t)n) || !conn_line(c, line, sizeof(line)) ||
+            strncmp(line, "USING ", 6) != 0) {
+            snprintf(err, errlen, "beanstalkd on 127.0.0.1:%d: use %s failed", r->port, r->name);
+            conn_close(c);
+            return false;
+        }
+    }
+    return true;
+}
+
+/* cmd_batch: puts chunks of rows jobs in one round trip each (put_chunk) for seconds;
+ * prints jobs/s and p50/p99 per chunk. */
+static int
+cmd_batch(run *r, int rows)
+{
+    static conn c;
+    jobq_client *client;
+    char err[256];
+    samples lat = {0};
+    if (!open_putter(r, &c, &client, err, sizeof(err))) {
+        fprintf(stderr, "jobq-peer-load: %s\n", err);
+        return EXIT_FAILED;
+    }
+    uint64_t start = mono_ns(), deadline = start + (uint64_t)(r->seconds * 1e9), now = start;
+    uint64_t total = 0;
+    int rc = EXIT_OK;
+    while (now < deadline) {
+        uint64_t t0 = mono_ns();
+        if (!put_chunk(r, &c, client, total, rows, err, sizeof(err))) {
+            fprintf(stderr, "jobq-peer-load: %s\n", err);
+            rc = EXIT_FAILED;
+            break;
+        }
+        now = mono_ns();
+        samples_push(&lat, now - t0);
+        total += (uint64_t)rows;
+    }
+    double secs = (double)(now - start) / 1e9;
+    qsort(lat.v, lat.n, sizeof(uint64_t), cmp_u64);
+    printf("result target=%s workload=batch rows_per_req=%d seconds=%.3f jobs=%llu "
+           "jobs_per_s=%.1f p50_us=%.1f p99_us=%.1f errors=%d\n",
+           target_names[r->target], rows, secs, (unsigned long long)total,
+           secs > 0 ? (double)total / secs : 0.0, percentile_us(lat.v, lat.n, 0.50),
+           percentile_us(lat.v, lat.n, 0.99), rc == EXIT_OK ? 0 : 1);
+    conn_close(&c);
+    jobq_client_close(client);
+    free(lat.v);
+    return rc;
+}
+
+/* preload: puts the drain's backlog of r->jobs jobs, 1,000 per round trip. */
+static bool
+preload(run *r)
+{
+    static conn c;
+    jobq_client *client;
+    char err[256];
+    bool ok = open_putter(r, &c, &client, err, sizeof(err));
+    for (long done = 0; ok && done < r->jobs; done += 1000) {
+        int n = r->jobs - done < 1000 ? (int)(r->jobs - done) : 1000;
+        ok = put_chunk(r, &c, client, (uint64_t)done, n, err, sizeof(err));
+    }
+    if (!ok) {
+        fprintf(stderr, "jobq-peer-load: drain: preload: %s\n", err);
+    }
+    conn_close(&c);
+    jobq_client_close(client);
+    return ok;
+}
+
 static void *
 worker_main(void *arg)
 {
@@ -568,6 +727,15 @@ merge(worker *ws, int from, int to, uint64_t **out)
 static int
 cmd_load(run *r)
 {
+    if (r->drain) {
+        r->producers = 0;
+        r->e2e = true; /* consumers, counted as such */
+        atomic_init(&r->taken, 0);
+        atomic_init(&r->drained_ns, 0);
+        if (!preload(r)) {
+            return EXIT_FAILED;
+        }
+    }
     int nthreads = r->producers + (r->e2e ? r->consumers : 0);
     worker *ws = calloc((size_t)nthreads, sizeof(worker));
     if (ws == NULL || pthread_barrier_init(&r->barrier, NULL, (unsigned)nthreads + 1) != 0) {
@@ -599,7 +767,8 @@ cmd_load(run *r)
     for (uint64_t now = mono_ns(); now < r->deadline_ns && !atomic_load(&r->stop);
          now = mono_ns()) {
         uint64_t left = r->deadline_ns - now;
-        sleep_ns(left < 50000000u ? left : 50000000u);
+        uint64_t slice = r->drain ? 1000000u : 50000000u;
+        sleep_ns(left < slice ? left : slice);
     }
     uint64_t end = mono_ns();
     atomic_store(&r->stop, true);
@@ -608,6 +777,10 @@ cmd_load(run *r)
     }
     for (int i = 0; i < nthreads; i++) {
         pthread_join(ws[i].tid, NULL);
+    }
+    uint64_t drained = r->drain ? atomic_load(&r->drained_ns) : 0;
+    if (drained != 0) {
+        end = drained;
     }
     double secs = (double)((end < r->deadline_ns ? end : r->deadline_ns) - r->start_ns) / 1e9;
     uint64_t puts = 0, jobs = 0, errors = 0;
@@ -629,12 +802,21 @@ cmd_load(run *r)
     size_t n = merge(ws, r->e2e ? r->producers : 0, r->e2e ? nthreads : r->producers, &lat);
     double p50 = lat != NULL ? percentile_us(lat, n, 0.50) : -1;
     double p99 = lat != NULL ? percentile_us(lat, n, 0.99) : -1;
+    if (r->drain) {
+        puts = (uint64_t)r->jobs; /* put before the clock started */
+        p50 = p99 = -1;           /* a job's age there is how long it waited in the backlog */
+    }
     printf("result target=%s workload=%s producers=%d consumers=%d seconds=%.3f puts=%llu "
-           "put_per_s=%.1f jobs=%llu jobs_per_s=%.1f p50_us=%.1f p99_us=%.1f errors=%llu\n",
-           target_names[r->target], r->e2e ? "e2e" : "submit", r->producers,
+           "put_per_s=%.1f jobs=%llu jobs_per_s=%.1f p50_us=%.1f p99_us=%.1f errors=%llu",
+           target_names[r->target], r->drain ? "drain" : r->e2e ? "e2e" : "submit", r->producers,
            r->e2e ? r->consumers : 0, secs, (unsigned long long)puts,
            secs > 0 ? (double)puts / secs : 0.0, (unsigned long long)jobs,
            secs > 0 ? (double)jobs / secs : 0.0, p50, p99, (unsigned long long)errors);
+    if (r->drain) {
+        printf(" backlog=%ld unfinished=%llu", r->jobs,
+               (unsigned long long)(drained != 0 ? 0 : (uint64_t)r->jobs - jobs));
+    }
+    printf("\n");
     free(lat);
     for (int i = 0; i < nthreads; i++) {
         conn_close(&ws[i].c);
@@ -823,8 +1005,8 @@ usage(FILE *f)
     fprintf(f,
             "usage: jobq-peer-load port\n"
             "       jobq-peer-load wait beanstalkd|redis PORT [--seconds S]\n"
-            "       jobq-peer-load beanstalkd|redis PORT submit|e2e [OPTIONS]\n"
-            "       jobq-peer-load jobq URL submit|e2e [OPTIONS]\n"
+            "       jobq-peer-load beanstalkd|redis PORT submit|e2e|drain|batch [OPTIONS]\n"
+            "       jobq-peer-load jobq URL submit|e2e|drain|batch [OPTIONS]\n"
             "       jobq-peer-load sqlite DB --schema FILE... [--rows N] [--seconds S]\n"
             "\n"
             "Every server is on 127.0.0.1 (jobq: a tcp://127.0.0.1:PORT or ipc:// URL).\n"
@@ -833,6 +1015,11 @@ usage(FILE *f)
             "e2e: the same producers plus consumers (beanstalkd reserve + delete, Redis BRPOP,\n"
             "jobq_worker_run with a no-op handler); prints jobs consumed/s and p50/p99 of a\n"
             "job's age (put start to consumed).\n"
+            "drain: --jobs N jobs are put first (1,000 per round trip), then the consumers\n"
+            "take them; prints jobs consumed/s until the last (--seconds caps the wait).\n"
+            "batch: one thread puts --rows jobs (at most 1,000) per round trip (beanstalkd:\n"
+            "pipelined puts, Redis: one LPUSH, jobq: submit_batch); prints jobs/s, p50/p99\n"
+            "per round trip.\n"
             "sqlite: jobq's INSERT into a new database with the given schema files, N rows per\n"
             "transaction, WAL and synchronous=FULL; prints rows/s and p50/p99 per transaction.\n"
             "\n"
@@ -841,9 +1028,10 @@ usage(FILE *f)
             "  --concurrency N  jobq: jobs each consumer runs at once (default 1)\n"
             "  --name NAME      beanstalkd tube, Redis list or jobq queue (default bench)\n"
             "  --seconds S      how long the workload runs (default %.0f)\n"
-            "  --rows N         sqlite: rows per transaction (default %d)\n"
+            "  --rows N         sqlite: rows per transaction, batch: jobs per put (default %d)\n"
+            "  --jobs N         drain: the backlog (default %d)\n"
             "  --schema FILE    sqlite: a schema file to apply first (repeatable)\n",
-            BODY_BYTES, DEFAULT_SECONDS, DEFAULT_TXN_ROWS);
+            BODY_BYTES, DEFAULT_SECONDS, DEFAULT_TXN_ROWS, DEFAULT_BACKLOG);
 }
 
 /* parse_int: s as an integer in lo..hi, or -1. */
@@ -871,6 +1059,7 @@ main(int argc, char **argv)
     const char *schemas[MAX_SCHEMAS];
     int nschemas = 0;
     long rows = DEFAULT_TXN_ROWS;
+    long jobs = DEFAULT_BACKLOG;
     double seconds = DEFAULT_SECONDS;
     static const struct option opts[] = {
         {"producers", required_argument, NULL, 'p'},
@@ -880,6 +1069,7 @@ main(int argc, char **argv)
         {"seconds", required_argument, NULL, 's'},
         {"rows", required_argument, NULL, 'r'},
         {"schema", required_argument, NULL, 'S'},
+        {"jobs", required_argument, NULL, 'j'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -920,6 +1110,11 @@ main(int argc, char **argv)
                 return bad("--rows takes 1 to 1000000", optarg);
             }
             break;
+        case 'j':
+            if ((jobs = parse_int(optarg, 1, 10000000)) < 0) {
+                return bad("--jobs takes 1 to 10000000", optarg);
+            }
+            break;
         case 'S':
             if (nschemas == MAX_SCHEMAS) {
                 return bad("--schema is given at most 16 times", optarg);
@@ -958,11 +1153,14 @@ main(int argc, char **argv)
         }
         return cmd_sqlite(pos[1], schemas, nschemas, (int)rows, seconds);
     }
-    if (npos != 3 || (strcmp(pos[2], "submit") != 0 && strcmp(pos[2], "e2e") != 0)) {
+    if (npos != 3 || (strcmp(pos[2], "submit") != 0 && strcmp(pos[2], "e2e") != 0 &&
+                      strcmp(pos[2], "drain") != 0 && strcmp(pos[2], "batch") != 0)) {
         usage(stderr);
         return EXIT_USAGE;
     }
     r.e2e = strcmp(pos[2], "e2e") == 0;
+    r.drain = strcmp(pos[2], "drain") == 0;
+    r.jobs = jobs;
     r.seconds = seconds;
     if (strcmp(pos[0], "beanstalkd") == 0 || strcmp(pos[0], "redis") == 0) {
         r.target = strcmp(pos[0], "redis") == 0 ? T_REDIS : T_BEANSTALKD;
@@ -979,8 +1177,11 @@ main(int argc, char **argv)
     } else {
         return bad("the target is beanstalkd, redis, jobq or sqlite", pos[0]);
     }
-    if (r.e2e && r.consumers == 0) {
-        return bad("e2e needs at least one consumer", "0");
+    if ((r.e2e || r.drain) && r.consumers == 0) {
+        return bad("e2e and drain need at least one consumer", "0");
+    }
+    if (strcmp(pos[2], "batch") == 0) {
+        return cmd_batch(&r, (int)(rows < 1000 ? rows : 1000));
     }
     return cmd_load(&r);
 }
