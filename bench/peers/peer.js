@@ -110,20 +110,27 @@ function bullmqDriver(o) {
 
 function graphileDriver(o) {
   const { Pool } = require('pg');
-  const { run, makeWorkerUtils } = require('graphile-worker');
+  const { run, makeWorkerUtils, Logger } = require('graphile-worker');
+  // graphile-worker logs every completed job at info; keep warnings and errors only, as a
+  // deployment tuned for throughput would.
+  const logger = new Logger(() => (level, message) => {
+    if (level === 'error' || level === 'warning') {
+      console.error(`peer.js: graphile-worker ${level}: ${message}`);
+    }
+  });
   const BULK_SQL =
     'select graphile_worker.add_jobs(array(select json_populate_recordset(' +
     'null::graphile_worker.job_spec, $1::json)))';
   return {
     async setup() {
-      const utils = await makeWorkerUtils({ connectionString: o.pg });
+      const utils = await makeWorkerUtils({ connectionString: o.pg, logger });
       await utils.migrate();
       await utils.withPgClient((c) => c.query('truncate graphile_worker._private_jobs cascade'));
       await utils.release();
     },
     async producer() {
       const pool = new Pool({ connectionString: o.pg, max: 1 });
-      const utils = await makeWorkerUtils({ pgPool: pool });
+      const utils = await makeWorkerUtils({ pgPool: pool, logger });
       return {
         add: (data) => utils.addJob('t', data),
         addMany: (datas) =>
@@ -142,6 +149,7 @@ function graphileDriver(o) {
             connectionString: o.pg,
             concurrency: o.concurrency,
             noHandleSignals: true,
+            logger,
             pollInterval: 1000,
             taskList: { t: async (payload) => handler(payload) },
           });
