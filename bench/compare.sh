@@ -33,9 +33,9 @@ Workloads, the same for every system (200-byte bodies, a handler that returns at
           jobq-worker-bench --backlog --processes; BullMQ, graphile-worker: 4 Node processes
           with concurrency 4; beanstalkd, Redis: 16 consumer connections, one job each at a
           time); jobs started per second until the last
-  mixed   the 16 producers and those workers together (jobq: 4 jobq_worker_run of
-          concurrency 4 in one process); jobs started per second, and p50/p99 of submit
-          to the handler's start
+  mixed   the 16 producers and those workers together (jobq: jobq-peer-load --processes,
+          4 processes of one jobq_worker_run of concurrency 4); jobs started per second, and
+          p50/p99 of submit to the handler's start
   exec    jobq's local exec of /bin/true at concurrency 8 against `xargs -P 8 /bin/true`,
           the machine's spawn rate measured in the same run
 --quick: 2 s per timed workload and a 5,000-job backlog (about 3 minutes in all on a machine at
@@ -599,8 +599,9 @@ if [ -n "$wb_handled" ] && [ "$wb_handled" -lt "$DRAIN_JOBS" ]; then
     wb_note="$wb_note; $((DRAIN_JOBS - wb_handled)) of $DRAIN_JOBS left at the ${DRAIN_CAP} s cap"
 fi
 record jobq_drain "$wb_rate" - - "$wb_note"
-measure jobq_mixed "jobq_worker_run x4, concurrency 4; p50/p99 submit to start" \
-    "$PEER" jobq "$URL" e2e --producers 16 --consumers 4 --concurrency 4 --name e2e --seconds "$SECS"
+measure jobq_mixed "16 producers + 4 processes x concurrency 4; p50/p99 submit to start" \
+    "$PEER" jobq "$URL" e2e --producers 16 --consumers 4 --concurrency 4 --processes \
+    --name e2e --seconds "$SECS"
 jobq_bench --exec-queue true8 exec
 bench_row jobq_exec exec 1 "local exec of /bin/true, concurrency 8"
 n=$(grep -c -E 'level=(warn|error|fatal)' "$T/jobq.log" || true)

@@ -7,6 +7,7 @@
 #include <math.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <poll.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <sqlite3.h>
@@ -16,7 +17,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -33,6 +36,8 @@
 #define DEFAULT_BACKLOG 20000 /* drain: jobs put before the consumers start */
 #define MAX_SECONDS 3600.0
 #define WAIT_STEP_MS 50 /* the wait command retries this often */
+#define SLOT_SAMPLES (1u << 21) /* latencies a consumer process hands back (16 MiB of address) */
+#define READY_TIMEOUT_MS 30000  /* a consumer process that is not ready by then fails the run */
 
 enum { EXIT_OK = 0, EXIT_FAILED = 1, EXIT_USAGE = 2 };
 enum target { T_BEANSTALKD, T_REDIS, T_JOBQ };
@@ -82,6 +87,7 @@ typedef struct run {
     const char *url;  /* jobq */
     const char *name; /* tube, list key or queue */
     int producers, consumers, concurrency;
+    bool processes; /* jobq e2e: each consumer is a process of its own */
     double seconds;
     uint64_t start_ns, deadline_ns; /* written by main between the two barriers */
     atomic_bool stop;
@@ -702,6 +708,76 @@ worker_main(void *arg)
     return NULL;
 }
 
+/* slot: what one consumer process hands back through shared memory when it ends. */
+typedef struct slot {
+    uint64_t done, errors, n;
+    char err[256];
+    uint64_t lat[SLOT_SAMPLES];
+} slot;
+
+/* read_full: n bytes from fd (EINTR retried); false at EOF or on an error. */
+static bool
+read_full(int fd, void *buf, size_t n)
+{
+    char *p = buf;
+    while (n > 0) {
+        ssize_t k = read(fd, p, n);
+        if (k < 0 && errno == EINTR) {
+            continue;
+        }
+        if (k <= 0) {
+            return false;
+        }
+        p += k;
+        n -= (size_t)k;
+    }
+    return true;
+}
+
+static void *
+child_worker_main(void *arg)
+{
+    worker *w = arg;
+    int err = jobq_worker_run(w->jw, jobq_noop_cb, w, w->run->concurrency);
+    if (err != JOBQ_OK) {
+        fail(w, "jobqd at %s: worker: %s: %s", w->run->url, jobq_strerror(err), jobq_errmsg());
+    }
+    return NULL;
+}
+
+/* consumer_process: the body of a forked jobq consumer: sets up, says so on ready_fd ('r' or
+ * 'f'), reads the run's start and deadline from go_fd, runs until stop_fd reaches EOF, then
+ * hands its counts and latencies back in sl. Never returns. */
+static void
+consumer_process(worker *w, slot *sl, int ready_fd, int go_fd, int stop_fd)
+{
+    run *r = w->run;
+    bool ok = setup(w);
+    uint64_t times[2];
+    if (write(ready_fd, ok ? "r" : "f", 1) != 1 || !ok || !read_full(go_fd, times, sizeof(times))) {
+        snprintf(sl->err, sizeof(sl->err), "%s", w->err);
+        sl->errors = w->errors > 0 ? w->errors : 1;
+        _exit(EXIT_FAILED);
+    }
+    r->start_ns = times[0];
+    r->deadline_ns = times[1];
+    pthread_create(&w->tid, NULL, child_worker_main, w);
+    char c;
+    while (read(stop_fd, &c, 1) < 0 && errno == EINTR) {
+    }
+    atomic_store(&r->stop, true);
+    jobq_worker_stop(w->jw);
+    pthread_join(w->tid, NULL);
+    sl->done = w->done;
+    sl->errors = w->errors;
+    snprintf(sl->err, sizeof(sl->err), "%s", w->err);
+    sl->n = w->lat.n < SLOT_SAMPLES ? w->lat.n : SLOT_SAMPLES;
+    memcpy(sl->lat, w->lat.v, sl->n * sizeof(uint64_t));
+    jobq_worker_close(w->jw);
+    jobq_client_close(w->client);
+    _exit(EXIT_OK);
+}
+
 /* merge: all of the chosen workers' samples, sorted, into *out (NULL when out of memory). */
 static size_t
 merge(worker *ws, int from, int to, uint64_t **out)
@@ -745,14 +821,59 @@ cmd_load(run *r)
     }
     atomic_init(&r->stop, false);
     r->deadline_ns = UINT64_MAX;
+    for (int i = 0; i < nthreads; i++) {
+        ws[i].run = r;
+        ws[i].index = i;
+        ws[i].consumer = i >= r->producers;
+        ws[i].c.fd = -1;
+        pthread_mutex_init(&ws[i].lock, NULL);
+    }
+    /* Consumer processes are forked before any thread exists; each opens its own client. */
+    bool procs = r->processes && r->target == T_JOBQ && r->e2e && !r->drain;
+    int nkids = procs ? r->consumers : 0;
+    pid_t kids[MAX_THREADS];
+    slot *slots = NULL;
+    int ready[2] = {-1, -1}, go[2] = {-1, -1}, stopp[2] = {-1, -1};
+    if (procs) {
+        slots = mmap(NULL, (size_t)nkids * sizeof(slot), PROT_READ | PROT_WRITE,
+                     MAP_SHARED | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+        if (slots == MAP_FAILED || pipe(ready) != 0 || pipe(go) != 0 || pipe(stopp) != 0) {
+            fprintf(stderr, "jobq-peer-load: mmap or pipe: %s\n", strerror(errno));
+            return EXIT_FAILED;
+        }
+        fflush(NULL);
+        for (int i = 0; i < nkids; i++) {
+            kids[i] = fork();
+            if (kids[i] < 0) {
+                fprintf(stderr, "jobq-peer-load: fork: %s\n", strerror(errno));
+                exit(EXIT_FAILED); /* the children see EOF on go and end */
+            }
+            if (kids[i] == 0) {
+                close(ready[0]);
+                close(go[1]);
+                close(stopp[1]);
+                consumer_process(&ws[r->producers + i], &slots[i], ready[1], go[0], stopp[0]);
+            }
+        }
+        close(ready[1]);
+        close(go[0]);
+        close(stopp[0]);
+        for (int i = 0; i < nkids; i++) {
+            struct pollfd pfd = {.fd = ready[0], .events = POLLIN};
+            char c = 'f';
+            if (poll(&pfd, 1, READY_TIMEOUT_MS) != 1 || read(ready[0], &c, 1) != 1 || c != 'r') {
+                fprintf(stderr, "jobq-peer-load: a consumer process did not start (%s)\n",
+                        c == 'f' ? "it could not reach jobqd" : "no word in 30 s");
+                exit(EXIT_FAILED); /* the children see EOF on go and end */
+            }
+        }
+        nthreads = r->producers;
+        pthread_barrier_destroy(&r->barrier);
+        pthread_barrier_init(&r->barrier, NULL, (unsigned)nthreads + 1);
+    }
     int started = 0;
     for (; started < nthreads; started++) {
         worker *w = &ws[started];
-        w->run = r;
-        w->index = started;
-        w->consumer = started >= r->producers;
-        w->c.fd = -1;
-        pthread_mutex_init(&w->lock, NULL);
         int rv = pthread_create(&w->tid, NULL, worker_main, w);
         if (rv != 0) {
             fprintf(stderr, "jobq-peer-load: cannot start thread %d: %s\n", started, strerror(rv));
@@ -762,6 +883,13 @@ cmd_load(run *r)
     pthread_barrier_wait(&r->barrier);
     r->start_ns = mono_ns();
     r->deadline_ns = r->start_ns + (uint64_t)(r->seconds * 1e9);
+    for (int i = 0; i < nkids; i++) {
+        uint64_t times[2] = {r->start_ns, r->deadline_ns};
+        if (write(go[1], times, sizeof(times)) != (ssize_t)sizeof(times)) {
+            fprintf(stderr, "jobq-peer-load: cannot start the consumer processes\n");
+            exit(EXIT_FAILED);
+        }
+    }
     pthread_barrier_wait(&r->barrier);
     /* Sleep to the deadline in slices, so that a failed thread ends the run early. */
     for (uint64_t now = mono_ns(); now < r->deadline_ns && !atomic_load(&r->stop);
@@ -777,6 +905,30 @@ cmd_load(run *r)
     }
     for (int i = 0; i < nthreads; i++) {
         pthread_join(ws[i].tid, NULL);
+    }
+    if (procs) {
+        close(stopp[1]); /* every consumer process sees EOF, stops and reports */
+        for (int i = 0; i < nkids; i++) {
+            worker *w = &ws[r->producers + i];
+            int st;
+            if (waitpid(kids[i], &st, 0) != kids[i] || !WIFEXITED(st) ||
+                WEXITSTATUS(st) != EXIT_OK) {
+                snprintf(w->err, sizeof(w->err), "consumer process %d failed: %s", i,
+                         slots[i].err[0] != '\0' ? slots[i].err : "it died");
+                w->errors++;
+                continue;
+            }
+            w->done = slots[i].done;
+            w->errors = slots[i].errors;
+            snprintf(w->err, sizeof(w->err), "%s", slots[i].err);
+            for (uint64_t k = 0; k < slots[i].n; k++) {
+                samples_push(&w->lat, slots[i].lat[k]);
+            }
+        }
+        munmap(slots, (size_t)nkids * sizeof(slot));
+        close(ready[0]);
+        close(go[1]);
+        nthreads += nkids;
     }
     uint64_t drained = r->drain ? atomic_load(&r->drained_ns) : 0;
     if (drained != 0) {
@@ -1026,6 +1178,7 @@ usage(FILE *f)
             "  --producers N    producer threads, one connection each (default 16)\n"
             "  --consumers N    consumer threads, one connection each (default 4)\n"
             "  --concurrency N  jobq: jobs each consumer runs at once (default 1)\n"
+            "  --processes      jobq e2e: each consumer in a process of its own\n"
             "  --name NAME      beanstalkd tube, Redis list or jobq queue (default bench)\n"
             "  --seconds S      how long the workload runs (default %.0f)\n"
             "  --rows N         sqlite: rows per transaction, batch: jobs per put (default %d)\n"
@@ -1070,6 +1223,7 @@ main(int argc, char **argv)
         {"rows", required_argument, NULL, 'r'},
         {"schema", required_argument, NULL, 'S'},
         {"jobs", required_argument, NULL, 'j'},
+        {"processes", no_argument, NULL, 'P'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -1109,6 +1263,9 @@ main(int argc, char **argv)
             if ((rows = parse_int(optarg, 1, 1000000)) < 0) {
                 return bad("--rows takes 1 to 1000000", optarg);
             }
+            break;
+        case 'P':
+            r.processes = true;
             break;
         case 'j':
             if ((jobs = parse_int(optarg, 1, 10000000)) < 0) {
