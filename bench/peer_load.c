@@ -913,7 +913,7 @@ cmd_load(run *r)
             int st;
             if (waitpid(kids[i], &st, 0) != kids[i] || !WIFEXITED(st) ||
                 WEXITSTATUS(st) != EXIT_OK) {
-                snprintf(w->err, sizeof(w->err), "consumer process %d failed: %s", i,
+                snprintf(w->err, sizeof(w->err), "consumer process %d failed: %.200s", i,
                          slots[i].err[0] != '\0' ? slots[i].err : "it died");
                 w->errors++;
                 continue;
