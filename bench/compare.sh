@@ -2,12 +2,12 @@
 # compare.sh: measures jobq against real job queues (beanstalkd, BullMQ on Redis, graphile-worker
 # on PostgreSQL 15), raw Redis lists, the raw SQLite limit and the machine's spawn rate, with
 # identical workloads, on 127.0.0.1 only; prints a table and one "ratio NAME VALUE" line per
-# comparison. Usage: bench/compare.sh [--quick] [--build DIR]
+# comparison. Usage: bench/compare.sh [--quick] [--build DIR] [--skip PEER[,PEER...]]
 set -euo pipefail
 
 usage() {
     cat <<'EOF'
-usage: bench/compare.sh [--quick] [--build DIR]
+usage: bench/compare.sh [--quick] [--build DIR] [--skip PEER[,PEER...]]
 
 One command, one run. Installs what is missing (as root or with sudo without a password):
 beanstalkd, redis-server and postgresql (PostgreSQL 15) from Debian, nodejs and npm from Debian,
@@ -43,6 +43,8 @@ rest); the full run: 10 s each and 20,000 jobs. Every wait is bounded (timeout);
 cannot be installed or started is reported on a "# skipped" line and its ratios are left out
 (the script still exits 0); a workload that fails makes the exit status 1. Binaries come from
 DIR/bin (--build, default ./build): jobqd, jobq-bench, jobq-worker-bench, jobq-peer-load.
+--skip leaves peers out (beanstalkd, redis: raw lists, bullmq, pg); $PGBIN names another
+PostgreSQL 15 bin directory (default /usr/lib/postgresql/15/bin).
 The last lines are "ratio NAME VALUE", jobq / peer, higher is better; e2e_vs_* are the mixed
 workload against beanstalkd and raw Redis lists.
 The PostgreSQL queue is graphile-worker, not pg-boss: graphile-worker wakes its workers with
@@ -56,9 +58,32 @@ EOF
 
 QUICK=
 BUILD=./build
+declare -A SKIP # peer -> why it is skipped
+# skip_peers LIST: the peers of a comma-separated --skip list, skipped at the user's word.
+skip_peers() {
+    local p
+    for p in ${1//,/ }; do
+        case "$p" in
+        beanstalkd | redis | bullmq | pg) SKIP[$p]="--skip $p" ;;
+        *)
+            echo "compare.sh: --skip takes beanstalkd, redis, bullmq and pg, not $p" >&2
+            exit 2
+            ;;
+        esac
+    done
+}
 while [ $# -gt 0 ]; do
     case "$1" in
     --quick) QUICK=1 ;;
+    --skip)
+        [ $# -ge 2 ] || {
+            usage >&2
+            exit 2
+        }
+        skip_peers "$2"
+        shift
+        ;;
+    --skip=*) skip_peers "${1#--skip=}" ;;
     --build)
         [ $# -ge 2 ] || {
             usage >&2
@@ -112,9 +137,8 @@ else
     SPAWNS=10000
     BUDGET=1500
 fi
-PGBIN=/usr/lib/postgresql/15/bin
+PGBIN=${PGBIN:-/usr/lib/postgresql/15/bin}
 NODE_DIR=$(cd "$BUILD" && pwd)/bench-peers # npm ci puts node_modules here (a build dir)
-declare -A SKIP # peer -> why it is skipped
 
 SUDO=()
 # can_install: true when apt-get can run here (root, or sudo without a password).
@@ -159,20 +183,27 @@ apt_install() {
 
 # install_peers: each peer's programs, when missing; a peer that cannot be had is skipped.
 install_peers() {
-    command -v beanstalkd >/dev/null 2>&1 || apt_install beanstalkd ||
-        SKIP[beanstalkd]="beanstalkd could not be installed from Debian"
-    command -v redis-server >/dev/null 2>&1 || apt_install redis-server ||
-        SKIP[redis]="redis-server could not be installed from Debian"
-    [ -x "$PGBIN/initdb" ] || apt_install postgresql-15 ||
-        SKIP[pg]="PostgreSQL 15 could not be installed from Debian"
-    if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
-        apt_install nodejs npm || SKIP[node]="node and npm could not be installed from Debian"
+    [ -n "${SKIP[beanstalkd]:-}" ] || command -v beanstalkd >/dev/null 2>&1 ||
+        apt_install beanstalkd || SKIP[beanstalkd]="beanstalkd could not be installed from Debian"
+    if [ -z "${SKIP[redis]:-}" ] || [ -z "${SKIP[bullmq]:-}" ]; then
+        command -v redis-server >/dev/null 2>&1 || apt_install redis-server || {
+            SKIP[redis]="redis-server could not be installed from Debian"
+            SKIP[bullmq]=${SKIP[redis]}
+        }
     fi
-    [ -n "${SKIP[node]:-}" ] || install_node_peers || SKIP[node]="npm ci of bench/peers failed"
-    if [ -n "${SKIP[redis]:-}" ]; then SKIP[bullmq]=${SKIP[redis]}; fi
-    if [ -n "${SKIP[node]:-}" ]; then
-        SKIP[bullmq]=${SKIP[node]}
-        SKIP[pg]=${SKIP[node]}
+    [ -n "${SKIP[pg]:-}" ] || [ -x "$PGBIN/initdb" ] || apt_install postgresql-15 ||
+        SKIP[pg]="PostgreSQL 15 could not be installed from Debian"
+    if [ -z "${SKIP[bullmq]:-}" ] || [ -z "${SKIP[pg]:-}" ]; then
+        if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
+            apt_install nodejs npm || SKIP[node]="node and npm could not be installed from Debian"
+        fi
+        [ -n "${SKIP[node]:-}" ] || install_node_peers || SKIP[node]="npm ci of bench/peers failed"
+        if [ -n "${SKIP[node]:-}" ]; then
+            SKIP[bullmq]=${SKIP[bullmq]:-${SKIP[node]}}
+            SKIP[pg]=${SKIP[pg]:-${SKIP[node]}}
+        fi
+    else
+        SKIP[node]="neither bullmq nor pg is run"
     fi
     [ -x "$PGBIN/initdb" ] || SKIP[pg]=${SKIP[pg]:-"no $PGBIN/initdb"}
     local k
@@ -474,7 +505,7 @@ machine() {
     local v=()
     [ -n "${SKIP[beanstalkd]:-}" ] || v+=("beanstalkd $(beanstalkd -v 2>&1 | awk '{print $2}')")
     [ -n "${SKIP[redis]:-}" ] || v+=("redis $(redis-server -v | sed -n 's/.*v=\([^ ]*\).*/\1/p')")
-    [ -n "${SKIP[pg]:-}" ] || v+=("PostgreSQL $("$PGBIN/postgres" -V | awk '{print $3}')")
+    [ -n "${SKIP[pg]:-}" ] || v+=("PostgreSQL $({ "$PGBIN/postgres" -V 2>/dev/null || echo '- - ?'; } | awk '{print $3}')")
     if [ -z "${SKIP[node]:-}" ]; then
         v+=("node $(node -v)")
         v+=("bullmq $(sed -n 's/.*"version": "\(.*\)".*/\1/p' "$NODE_DIR/node_modules/bullmq/package.json" | head -n 1)")
