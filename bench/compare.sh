@@ -32,7 +32,8 @@ Workloads, the same for every system (200-byte bodies, a handler that returns at
   drain   a backlog of 20,000 jobs put first, then 4 worker processes x concurrency 4 (jobq:
           jobq-worker-bench --backlog --processes; BullMQ, graphile-worker: 4 Node processes
           with concurrency 4; beanstalkd, Redis: 16 consumer connections, one job each at a
-          time); jobs started per second until the last
+          time); jobs started per second until the last (graphile-worker's runner cannot
+          be paused, so its start, a pool connect and a schema check, is inside its time)
   mixed   the 16 producers and those workers together (jobq: jobq-peer-load --processes,
           4 processes of one jobq_worker_run of concurrency 4); jobs started per second, and
           p50/p99 of submit to the handler's start
