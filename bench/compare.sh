@@ -1,39 +1,90 @@
 #!/usr/bin/env bash
-# compare.sh: measures jobq against beanstalkd and Redis (durable and default modes) and the
-# raw SQLite limit on the same shapes of work, on 127.0.0.1 only, and prints a table and one
-# "ratio NAME VALUE" line per comparison. Usage: bench/compare.sh [--quick] [--build DIR]
+# compare.sh: measures jobq against real job queues (beanstalkd, BullMQ on Redis, graphile-worker
+# on PostgreSQL 15), raw Redis lists, the raw SQLite limit and the machine's spawn rate, with
+# identical workloads, on 127.0.0.1 only; prints a table and one "ratio NAME VALUE" line per
+# comparison. Usage: bench/compare.sh [--quick] [--build DIR] [--skip PEER[,PEER...]]
 set -euo pipefail
 
 usage() {
     cat <<'EOF'
-usage: bench/compare.sh [--quick] [--build DIR]
+usage: bench/compare.sh [--quick] [--build DIR] [--skip PEER[,PEER...]]
 
-Installs beanstalkd and redis-server from Debian if they are missing (apt-get, as root or
-with sudo), then, each server alone on a free port of 127.0.0.1 in a temp dir:
-  beanstalkd -b DIR -f 0                      (fsync on every write)      "f0"
-  beanstalkd -b DIR                           (fsync every 50 ms)         "default"
-  redis-server --appendonly yes --appendfsync always                      "always"
-  redis-server --appendonly yes --appendfsync everysec                    "everysec"
-  jobqd, durability = full, listening on tcp://127.0.0.1:PORT
-Workloads (200-byte bodies; every thread has its own connection and one request in flight):
-  submit  16 producers: beanstalkd put, Redis LPUSH, jobq-bench submit --producers 16
-  e2e     the 16 producers plus 4 consumers: reserve + delete, BRPOP, jobq_worker_run
-          (no-op handler, concurrency 1); counts jobs fully consumed per second
-  batch   jobq-bench batch (1,000 jobs per submit_batch; 1 and 4 threads), against the raw
-          SQLite limit: jobq's INSERT, 1,000 rows per transaction, WAL, synchronous=FULL,
-          in the same temp dir
-Redis runs with --save "" (no RDB snapshots during the runs). --quick runs each workload
-about 2 s (under 3 minutes in all), the full run 10 s each. Binaries come from DIR/bin
-(--build, default ./build): jobqd, jobq-bench, jobq-worker-bench, jobq-peer-load.
-The last lines are "ratio NAME VALUE", jobq / peer, higher is better.
+One command, one run. Installs what is missing (as root or with sudo without a password):
+beanstalkd, redis-server and postgresql (PostgreSQL 15) from Debian, nodejs and npm from Debian,
+and BullMQ and graphile-worker from npm at the versions of bench/peers/package-lock.json
+(npm ci into DIR/bench-peers, reused while the lockfile is unchanged). Then runs, one server
+at a time, each alone on a free port of 127.0.0.1 with its data in a temp dir:
+  beanstalkd -b DIR -f 0                      (fsync on every write)     "beanstalkd_f0"
+  beanstalkd -b DIR                           (fsync every 50 ms)        "beanstalkd_default"
+  redis-server --appendonly yes --appendfsync always|everysec, raw lists "redis_*"
+  BullMQ (Queue/Worker API, bench/peers/peer.js) on redis-server --appendonly yes
+      --appendfsync always | everysec                                    "bullmq_*"
+  graphile-worker (bench/peers/peer.js) on PostgreSQL 15 (initdb + pg_ctl in the temp dir,
+      as nobody when run as root; fsync and synchronous_commit on)    "pg_queue"
+  jobqd, durability = full, on tcp://127.0.0.1:PORT (libjobq: jobq-bench, jobq-worker-bench,
+      jobq-peer-load)                                                    "jobq"
+Workloads, the same for every system (200-byte bodies, a handler that returns at once):
+  submit  16 producers, one connection and one single submit in flight each
+  batch   one thread, 1,000 jobs per request (beanstalkd: 1,000 pipelined puts; Redis: one
+          LPUSH; BullMQ: addBulk; graphile-worker: add_jobs; jobq: submit_batch, also from
+          4 threads), against the raw SQLite limit: jobq's INSERT, 1,000 rows per
+          transaction, WAL, synchronous=FULL, in the same temp dir
+  drain   a backlog of 20,000 jobs put first, then 4 worker processes x concurrency 4 (jobq:
+          jobq-worker-bench --backlog --processes; BullMQ, graphile-worker: 4 Node processes
+          with concurrency 4; beanstalkd, Redis: 16 consumer connections, one job each at a
+          time); jobs started per second until the last (graphile-worker's runner cannot
+          be paused, so its start, a pool connect and a schema check, is inside its time)
+  mixed   the 16 producers and those workers together (jobq: jobq-peer-load --processes,
+          4 processes of one jobq_worker_run of concurrency 4); jobs started per second, and
+          p50/p99 of submit to the handler's start
+  exec    jobq's local exec of /bin/true at concurrency 8 against `xargs -P 8 /bin/true`,
+          the machine's spawn rate measured in the same run
+--quick: 2 s per timed workload and a 5,000-job backlog (about 3 minutes in all on a machine at
+rest); the full run: 10 s each and 20,000 jobs. Every wait is bounded (timeout); a peer that
+cannot be installed or started is reported on a "# skipped" line and its ratios are left out
+(the script still exits 0); a workload that fails makes the exit status 1. Binaries come from
+DIR/bin (--build, default ./build): jobqd, jobq-bench, jobq-worker-bench, jobq-peer-load.
+--skip leaves peers out (beanstalkd, redis: raw lists, bullmq, pg); $PGBIN names another
+PostgreSQL 15 bin directory (default /usr/lib/postgresql/15/bin).
+The last lines are "ratio NAME VALUE", jobq / peer, higher is better; e2e_vs_* are the mixed
+workload against beanstalkd and raw Redis lists.
+The PostgreSQL queue is graphile-worker, not pg-boss: graphile-worker wakes its workers with
+LISTEN/NOTIFY and claims through one function (SKIP LOCKED), while pg-boss's workers poll
+on an interval, which bounds its drain and its submit-to-start latency by that interval
+rather than by PostgreSQL (an earlier harness measured pg-boss under 100 jobs/s against
+graphile-worker's 1,875). graphile-worker logs every completed job at info;
+peer.js keeps its warnings and errors only.
 EOF
 }
 
 QUICK=
 BUILD=./build
+declare -A SKIP # peer -> why it is skipped
+# skip_peers LIST: the peers of a comma-separated --skip list, skipped at the user's word.
+skip_peers() {
+    local p
+    for p in ${1//,/ }; do
+        case "$p" in
+        beanstalkd | redis | bullmq | pg) SKIP[$p]="--skip $p" ;;
+        *)
+            echo "compare.sh: --skip takes beanstalkd, redis, bullmq and pg, not $p" >&2
+            exit 2
+            ;;
+        esac
+    done
+}
 while [ $# -gt 0 ]; do
     case "$1" in
     --quick) QUICK=1 ;;
+    --skip)
+        [ $# -ge 2 ] || {
+            usage >&2
+            exit 2
+        }
+        skip_peers "$2"
+        shift
+        ;;
+    --skip=*) skip_peers "${1#--skip=}" ;;
     --build)
         [ $# -ge 2 ] || {
             usage >&2
@@ -76,58 +127,109 @@ done
 
 if [ -n "$QUICK" ]; then
     SECS=2
-    WB_JOBS=5000 # jobq-worker-bench runs a fixed count: about 2 s here
-    BUDGET=170
+    DRAIN_JOBS=5000
+    DRAIN_CAP=10 # the longest a drain may take before it is cut short
+    SPAWNS=2000
+    BUDGET=420
 else
     SECS=10
-    WB_JOBS=25000
-    BUDGET=600
+    DRAIN_JOBS=20000
+    DRAIN_CAP=90
+    SPAWNS=10000
+    BUDGET=1500
 fi
+PGBIN=${PGBIN:-/usr/lib/postgresql/15/bin}
+NODE_DIR=$(cd "$BUILD" && pwd)/bench-peers # npm ci puts node_modules here (a build dir)
 
-# install_peers: beanstalkd and redis-server from Debian, when missing.
-install_peers() {
-    local missing=() p sudo=()
-    command -v beanstalkd >/dev/null 2>&1 || missing+=(beanstalkd)
-    command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
-    [ ${#missing[@]} -gt 0 ] || return 0
-    if [ "$(id -u)" -ne 0 ]; then
-        if command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then
-            sudo=(sudo -n)
-        else
-            echo "compare.sh: ${missing[*]} missing, and installing needs root (or sudo without" \
-                "a password): apt-get install -y ${missing[*]}" >&2
-            exit 1
-        fi
+SUDO=()
+# can_install: true when apt-get can run here (root, or sudo without a password).
+can_install() {
+    command -v apt-get >/dev/null 2>&1 || return 1
+    [ "$(id -u)" -eq 0 ] && return 0
+    if command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then
+        SUDO=(sudo -n)
+        return 0
     fi
-    if ! command -v apt-get >/dev/null 2>&1; then
-        echo "compare.sh: ${missing[*]} missing and there is no apt-get (not Debian?);" \
-            "install them and run again" >&2
-        exit 1
+    return 1
+}
+
+APT_UPDATED=
+# apt_install PKG...: installs Debian packages (bounded); false with the reason on stderr.
+apt_install() {
+    if ! can_install; then
+        echo "compare.sh: $* missing, and installing needs apt-get as root (or sudo without a" \
+            "password): apt-get install -y $*" >&2
+        return 1
     fi
-    echo "# installing ${missing[*]} from Debian" >&2
-    local log
+    echo "# installing $* from Debian" >&2
+    local log p
     log=$(mktemp "${TMPDIR:-/tmp}/jobq-compare-apt.XXXXXX")
     # The package lists may be absent or stale: update once when a package has no candidate.
-    for p in "${missing[@]}"; do
-        if ! apt-cache policy "$p" 2>/dev/null | grep -q 'Candidate: [0-9]'; then
-            timeout 300 "${sudo[@]}" apt-get update >>"$log" 2>&1 || true
+    for p in "$@"; do
+        if [ -z "$APT_UPDATED" ] && ! apt-cache policy "$p" 2>/dev/null | grep -q 'Candidate: [0-9]'; then
+            timeout 300 "${SUDO[@]}" apt-get update >>"$log" 2>&1 || true
+            APT_UPDATED=1
             break
         fi
     done
-    if ! DEBIAN_FRONTEND=noninteractive timeout 600 "${sudo[@]}" apt-get install -y \
-        --no-install-recommends "${missing[@]}" >>"$log" 2>&1; then
-        echo "compare.sh: cannot install ${missing[*]} with apt-get; its last lines:" >&2
+    if ! DEBIAN_FRONTEND=noninteractive timeout 600 "${SUDO[@]}" apt-get install -y \
+        --no-install-recommends "$@" >>"$log" 2>&1; then
+        echo "compare.sh: cannot install $* with apt-get; its last lines:" >&2
         tail -n 8 "$log" >&2
         rm -f "$log"
-        exit 1
+        return 1
     fi
     rm -f "$log"
-    for p in beanstalkd redis-server; do
-        command -v "$p" >/dev/null 2>&1 || {
-            echo "compare.sh: $p still missing after apt-get install" >&2
-            exit 1
+}
+
+# install_peers: each peer's programs, when missing; a peer that cannot be had is skipped.
+install_peers() {
+    [ -n "${SKIP[beanstalkd]:-}" ] || command -v beanstalkd >/dev/null 2>&1 ||
+        apt_install beanstalkd || SKIP[beanstalkd]="beanstalkd could not be installed from Debian"
+    if [ -z "${SKIP[redis]:-}" ] || [ -z "${SKIP[bullmq]:-}" ]; then
+        command -v redis-server >/dev/null 2>&1 || apt_install redis-server || {
+            SKIP[redis]="redis-server could not be installed from Debian"
+            SKIP[bullmq]=${SKIP[redis]}
         }
+    fi
+    [ -n "${SKIP[pg]:-}" ] || [ -x "$PGBIN/initdb" ] || apt_install postgresql-15 ||
+        SKIP[pg]="PostgreSQL 15 could not be installed from Debian"
+    if [ -z "${SKIP[bullmq]:-}" ] || [ -z "${SKIP[pg]:-}" ]; then
+        if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
+            apt_install nodejs npm || SKIP[node]="node and npm could not be installed from Debian"
+        fi
+        [ -n "${SKIP[node]:-}" ] || install_node_peers || SKIP[node]="npm ci of bench/peers failed"
+        if [ -n "${SKIP[node]:-}" ]; then
+            SKIP[bullmq]=${SKIP[bullmq]:-${SKIP[node]}}
+            SKIP[pg]=${SKIP[pg]:-${SKIP[node]}}
+        fi
+    else
+        SKIP[node]="neither bullmq nor pg is run"
+    fi
+    [ -x "$PGBIN/initdb" ] || SKIP[pg]=${SKIP[pg]:-"no $PGBIN/initdb"}
+    local k
+    for k in "${!SKIP[@]}"; do
+        echo "# skipped: $k: ${SKIP[$k]}"
     done
+}
+
+# install_node_peers: BullMQ and graphile-worker at the lockfile's versions into $NODE_DIR.
+install_node_peers() {
+    local lock=$SRC/bench/peers/package-lock.json
+    if [ -d "$NODE_DIR/node_modules" ] && cmp -s "$lock" "$NODE_DIR/package-lock.json"; then
+        return 0
+    fi
+    echo "# npm ci of bench/peers (BullMQ, graphile-worker) into $NODE_DIR" >&2
+    rm -rf "$NODE_DIR"
+    mkdir -p "$NODE_DIR"
+    cp "$SRC/bench/peers/package.json" "$lock" "$NODE_DIR/"
+    if ! (cd "$NODE_DIR" && timeout 600 npm ci --no-audit --no-fund --loglevel=error \
+        >"$NODE_DIR/npm.log" 2>&1); then
+        echo "compare.sh: npm ci failed; its last lines:" >&2
+        tail -n 8 "$NODE_DIR/npm.log" >&2
+        rm -rf "$NODE_DIR/node_modules"
+        return 1
+    fi
 }
 
 install_peers
@@ -136,22 +238,25 @@ T=$(mktemp -d "${TMPDIR:-/tmp}/jobq-compare.XXXXXX")
 START=$SECONDS
 SRV_PID=
 SRV_NAME=
+SRV_SIG=TERM
 RC=0
 
-# stop_server: SIGTERM to the server this script started, SIGKILL after 20 s.
+# stop_server: SIGTERM (PostgreSQL: SIGINT, its fast shutdown) to the server this script
+# started, SIGKILL after 20 s.
 stop_server() {
     [ -n "$SRV_PID" ] || return 0
-    kill -TERM "$SRV_PID" 2>/dev/null || true
+    kill -"$SRV_SIG" "$SRV_PID" 2>/dev/null || true
     for _ in $(seq 1 200); do
         kill -0 "$SRV_PID" 2>/dev/null || break
         sleep 0.1
     done
     if kill -0 "$SRV_PID" 2>/dev/null; then
-        echo "compare.sh: $SRV_NAME (pid $SRV_PID) ignored SIGTERM for 20 s; killing it" >&2
+        echo "compare.sh: $SRV_NAME (pid $SRV_PID) ignored SIG$SRV_SIG for 20 s; killing it" >&2
         kill -KILL "$SRV_PID" 2>/dev/null || true
     fi
     wait "$SRV_PID" 2>/dev/null || true
     SRV_PID=
+    SRV_SIG=TERM
 }
 
 cleanup() {
@@ -170,8 +275,16 @@ port_taken_hint() {
     fi
 }
 
+# As root, the servers that refuse root (PostgreSQL) and jobqd run as nobody, in dirs it owns.
+AS=()
+if [ "$(id -u)" = 0 ]; then
+    AS=(runuser -u nobody --)
+    chmod 755 "$T"
+fi
+
 # start_peer KIND NAME ARGS...: starts beanstalkd or redis-server (KIND) on a free port with
 # ARGS, data in $T/NAME; sets PORT. Tries 3 ports (another process may take one first).
+# False (with the reason on stderr) when it does not start.
 start_peer() {
     local kind=$1 name=$2 try
     shift 2
@@ -199,7 +312,42 @@ start_peer() {
         stop_server
     done
     echo "compare.sh: giving up on $SRV_NAME" >&2
-    exit 1
+    return 1
+}
+
+# start_pg: a fresh PostgreSQL 15 cluster in $T/pg (initdb, then pg_ctl start, listening on
+# 127.0.0.1:PORT and a socket in $T/pg only; as nobody when run as root); sets PORT and
+# PG_URL. False (with the reason on stderr) when it does not start.
+start_pg() {
+    local d=$T/pg try
+    SRV_NAME="PostgreSQL 15"
+    rm -rf "$d"
+    mkdir -p "$d"
+    [ ${#AS[@]} -eq 0 ] || chown nobody "$d"
+    if ! timeout 120 "${AS[@]}" "$PGBIN/initdb" -D "$d/data" -U jobq -A trust -E UTF8 \
+        --no-sync >"$T/initdb.log" 2>&1; then
+        echo "compare.sh: initdb failed; its last lines:" >&2
+        tail -n 5 "$T/initdb.log" >&2
+        return 1
+    fi
+    for try in 1 2 3; do
+        PORT=$("$PEER" port)
+        if timeout 60 "${AS[@]}" "$PGBIN/pg_ctl" -D "$d/data" -l "$d/log" -w -t 45 \
+            -o "-c listen_addresses=127.0.0.1 -p $PORT -c unix_socket_directories=$d" \
+            -o "-c fsync=on -c synchronous_commit=on -c max_connections=100" \
+            start >"$T/pg_ctl.log" 2>&1; then
+            SRV_PID=$(head -n 1 "$d/data/postmaster.pid")
+            SRV_SIG=INT
+            PG_URL="postgres://jobq@127.0.0.1:$PORT/postgres"
+            return 0
+        fi
+        echo "compare.sh: PostgreSQL did not start on 127.0.0.1:$PORT (try $try of 3):" >&2
+        tail -n 5 "$d/log" >&2
+        port_taken_hint "$d/log" "$PORT"
+        timeout 30 "${AS[@]}" "$PGBIN/pg_ctl" -D "$d/data" -m immediate -w -t 20 stop \
+            >/dev/null 2>&1 || true
+    done
+    return 1
 }
 
 # start_jobqd: a fresh jobqd (durability = full) on a free port; sets PORT and URL.
@@ -216,7 +364,6 @@ start_jobqd() {
         if [ "$(id -u)" = 0 ]; then
             user_line="user = nobody"
             chown nobody "$T/jobq"
-            chmod 755 "$T"
         fi
         cat >"$T/jobq/jobq.conf" <<EOF
 [server]
@@ -232,7 +379,11 @@ $user_line
 
 [queue.e2e]
 
-[queue.wbench]
+[queue.drain]
+
+[queue.true8]
+command = /bin/true
+concurrency = 8
 EOF
         local log="$T/jobq.log"
         : >"$log"
@@ -273,27 +424,38 @@ record() {
 
 # field LINE NAME: the value of NAME=... in a result line.
 field() {
-    sed -n "s/.* $2=\([^ ]*\).*/\1/p" <<<"$1"
+    sed -n "s/.* $2=\([^ ]*\).*/\1/p" <<<" $1"
 }
 
-# peer KEY ARGS...: one jobq-peer-load run; its result goes to the table under KEY.
-peer() {
-    local key=$1 out st=0
-    shift
+# measure KEY NOTE CMD...: runs CMD (bounded by the budget) and records its "result" line:
+# jobs_per_s, p50_us, p99_us; a drain that did not finish says how many jobs were left.
+measure() {
+    local key=$1 note=$2 out st=0
+    shift 2
     timeout 60 sync -f "$T" || true # write back what earlier steps left dirty
-    out=$(timeout -k 5 "$(left)" "$PEER" "$@" --seconds "$SECS") || st=$?
+    out=$(timeout -k 5 "$(left)" "$@" 2>"$T/measure.err") || st=$?
+    out=$(grep '^result ' <<<"$out" | tail -n 1 || true)
     if [ "$st" -ne 0 ] || [ -z "$out" ]; then
-        echo "compare.sh: jobq-peer-load $* failed (status $st)" >&2
+        echo "compare.sh: $key: $(basename "$1") ${*:2} failed (status $st):" >&2
+        tail -n 5 "$T/measure.err" >&2
         RC=1
         record "$key" - - - "failed"
         return 0
     fi
-    local note=""
-    if [ "$(field "$out" workload)" = e2e ]; then
-        note="puts/s $(field "$out" put_per_s | cut -d. -f1); p50/p99: age when consumed"
+    local un
+    un=$(field "$out" unfinished)
+    if [ -n "$un" ] && [ "$un" != 0 ]; then
+        note="${note:+$note; }$un of $(field "$out" backlog) left at the ${DRAIN_CAP} s cap"
     fi
     record "$key" "$(field "$out" jobs_per_s)" "$(field "$out" p50_us)" \
         "$(field "$out" p99_us)" "$note"
+}
+
+# node_peer KEY NOTE TARGET WORKLOAD ARGS...: one bench/peers/peer.js run.
+node_peer() {
+    local key=$1 note=$2
+    shift 2
+    measure "$key" "$note" env NODE_PATH="$NODE_DIR/node_modules" node "$SRC/bench/peers/peer.js" "$@"
 }
 
 # json_row FILE WORKLOAD PRODUCERS: the jobq-bench JSON row of that workload and thread count.
@@ -306,13 +468,13 @@ json_num() {
     sed -n "s/.*\"$2\": \([0-9.]*\).*/\1/p" <<<"$1"
 }
 
-# jobq_bench WORKLOAD ARGS...: one jobq-bench run against $URL; its JSON rows stay in
-# $T/bench.json for bench_row.
+# jobq_bench ARGS...: one jobq-bench run against $URL; its JSON rows stay in $T/bench.json
+# for bench_row.
 jobq_bench() {
     local st=0
     timeout 60 sync -f "$T" || true
     rm -f "$T/bench.json"
-    timeout -k 5 "$(left)" "$BENCH" --url "$URL" --queue bench --seconds "$SECS" \
+    timeout -k 5 "$(left)" "$BENCH" --url "$URL" --seconds "$SECS" \
         --json "$T/bench.json" "$@" >"$T/bench.out" 2>&1 || st=$?
     if [ "$st" -ne 0 ]; then
         echo "compare.sh: jobq-bench $* failed (status $st):" >&2
@@ -339,41 +501,123 @@ machine() {
     CPU=$(lscpu 2>/dev/null | sed -n 's/^Model name:[[:space:]]*//p' | head -n 1)
     FS=$(df -T "$T" 2>/dev/null | awk 'NR==2 {print $2}')
     echo "# jobq compare: $(nproc) cpus (${CPU:-unknown}), temp dirs on ${FS:-unknown} ($T)," \
-        "${QUICK:+quick }run of ${SECS} s per workload, $(date -u +%FT%TZ)," \
-        "load average $(cut -d' ' -f1-3 /proc/loadavg)"
-    echo "# beanstalkd $(beanstalkd -v 2>&1 | awk '{print $2}'), redis $(redis-server -v |
-        sed -n 's/.*v=\([^ ]*\).*/\1/p'), SQLite $(sqlite3 --version 2>/dev/null |
-            awk '{print $1}' || echo '?')"
+        "${QUICK:+quick }run of ${SECS} s per workload, $DRAIN_JOBS-job backlog," \
+        "$(date -u +%FT%TZ), load average $(cut -d' ' -f1-3 /proc/loadavg)"
+    local v=()
+    [ -n "${SKIP[beanstalkd]:-}" ] || v+=("beanstalkd $(beanstalkd -v 2>&1 | awk '{print $2}')")
+    [ -n "${SKIP[redis]:-}" ] || v+=("redis $(redis-server -v | sed -n 's/.*v=\([^ ]*\).*/\1/p')")
+    [ -n "${SKIP[pg]:-}" ] || v+=("PostgreSQL $({ "$PGBIN/postgres" -V 2>/dev/null || echo '- - ?'; } | awk '{print $3}')")
+    if [ -z "${SKIP[node]:-}" ]; then
+        v+=("node $(node -v)")
+        v+=("bullmq $(sed -n 's/.*"version": "\(.*\)".*/\1/p' "$NODE_DIR/node_modules/bullmq/package.json" | head -n 1)")
+        v+=("graphile-worker $(sed -n 's/.*"version": "\(.*\)".*/\1/p' "$NODE_DIR/node_modules/graphile-worker/package.json" | head -n 1)")
+    fi
+    v+=("SQLite $(sqlite3 --version 2>/dev/null | awk '{print $1}' || echo '?')")
+    local IFS=,
+    echo "# ${v[*]}"
 }
 
 machine
 
-# The peers, one server at a time.
-for mode in f0 default; do
-    if [ "$mode" = f0 ]; then extra=(-f 0); else extra=(); fi
-    start_peer beanstalkd "beanstalkd-$mode" "${extra[@]}"
-    peer "beanstalkd_${mode}_submit" beanstalkd "$PORT" submit --producers 16 --name bench
-    peer "beanstalkd_${mode}_e2e" beanstalkd "$PORT" e2e --producers 16 --consumers 4 --name e2e
-    stop_server
-done
-for mode in always everysec; do
-    start_peer redis-server "redis-$mode" --appendfsync "$mode"
-    peer "redis_${mode}_submit" redis "$PORT" submit --producers 16 --name bench
-    peer "redis_${mode}_e2e" redis "$PORT" e2e --producers 16 --consumers 4 --name e2e
-    stop_server
-done
-rm -rf "$T"/beanstalkd-* "$T"/redis-* # their dirty pages must not be written back during jobq's
+MIX_NOTE="16 producers + 16 consumer connections; p50/p99 submit to start"
+# The C peers: beanstalkd and raw Redis lists, one server at a time.
+if [ -z "${SKIP[beanstalkd]:-}" ]; then
+    for mode in f0 default; do
+        if [ "$mode" = f0 ]; then extra=(-f 0); else extra=(); fi
+        if ! start_peer beanstalkd "beanstalkd-$mode" "${extra[@]}"; then
+            SKIP[beanstalkd_$mode]="beanstalkd $mode did not start"
+            echo "# skipped: beanstalkd_$mode: it did not start (above)"
+            continue
+        fi
+        k=beanstalkd_$mode
+        measure "${k}_submit" "" "$PEER" beanstalkd "$PORT" submit --producers 16 --name bench --seconds "$SECS"
+        measure "${k}_batch" "1,000 pipelined puts per round trip" \
+            "$PEER" beanstalkd "$PORT" batch --name batch --rows 1000 --seconds "$SECS"
+        measure "${k}_drain" "16 consumer connections" "$PEER" beanstalkd "$PORT" drain \
+            --consumers 16 --jobs "$DRAIN_JOBS" --name drain --seconds "$DRAIN_CAP"
+        measure "${k}_mixed" "$MIX_NOTE" "$PEER" beanstalkd "$PORT" e2e --producers 16 \
+            --consumers 16 --name e2e --seconds "$SECS"
+        stop_server
+    done
+fi
+if [ -z "${SKIP[redis]:-}" ]; then
+    for mode in always everysec; do
+        if ! start_peer redis-server "redis-$mode" --appendfsync "$mode"; then
+            SKIP[redis_$mode]="redis-server $mode did not start"
+            echo "# skipped: redis_$mode: it did not start (above)"
+            continue
+        fi
+        k=redis_$mode
+        measure "${k}_submit" "LPUSH" "$PEER" redis "$PORT" submit --producers 16 --name bench --seconds "$SECS"
+        measure "${k}_mixed" "LPUSH + BRPOP; $MIX_NOTE" "$PEER" redis "$PORT" e2e --producers 16 \
+            --consumers 16 --name e2e --seconds "$SECS"
+        stop_server
+    done
+fi
+rm -rf "$T"/beanstalkd-* "$T"/redis-* # their dirty pages must not be written back later
+
+# BullMQ on a local redis-server, through its Queue/Worker API.
+if [ -z "${SKIP[bullmq]:-}" ]; then
+    for mode in always everysec; do
+        if ! start_peer redis-server "bullmq-$mode" --appendfsync "$mode"; then
+            SKIP[bullmq_$mode]="redis-server $mode did not start"
+            echo "# skipped: bullmq_$mode: redis-server did not start (above)"
+            continue
+        fi
+        k=bullmq_$mode
+        node_peer "${k}_submit" "one Queue each" bullmq submit --redis "$PORT" --producers 16 --seconds "$SECS"
+        node_peer "${k}_batch" "addBulk" bullmq batch --redis "$PORT" --batch 1000 --seconds "$SECS"
+        node_peer "${k}_drain" "4 processes x concurrency 4" bullmq drain --redis "$PORT" \
+            --jobs "$DRAIN_JOBS" --workers 4 --concurrency 4 --seconds "$DRAIN_CAP"
+        node_peer "${k}_mixed" "16 producers + 4x4 workers; p50/p99 submit to start" bullmq mixed \
+            --redis "$PORT" --producers 16 --workers 4 --concurrency 4 --seconds "$SECS"
+        stop_server
+    done
+    rm -rf "$T"/bullmq-*
+fi
+
+# graphile-worker on a local PostgreSQL 15.
+if [ -z "${SKIP[pg]:-}" ]; then
+    if start_pg; then
+        node_peer pg_queue_submit "addJob, a pool each" graphile submit --pg "$PG_URL" --producers 16 --seconds "$SECS"
+        node_peer pg_queue_batch "add_jobs" graphile batch --pg "$PG_URL" --batch 1000 --seconds "$SECS"
+        node_peer pg_queue_drain "4 processes x concurrency 4" graphile drain --pg "$PG_URL" \
+            --jobs "$DRAIN_JOBS" --workers 4 --concurrency 4 --seconds "$DRAIN_CAP"
+        node_peer pg_queue_mixed "16 producers + 4x4 workers; p50/p99 submit to start" graphile mixed \
+            --pg "$PG_URL" --producers 16 --workers 4 --concurrency 4 --seconds "$SECS"
+        stop_server
+    else
+        SKIP[pg]="PostgreSQL 15 did not start"
+        echo "# skipped: pg_queue: PostgreSQL 15 did not start (above)"
+    fi
+    rm -rf "$T/pg"
+fi
+
+# The machine's spawn rate: xargs -P 8 running /bin/true, in this run.
+t0=$(date +%s%N)
+if seq 1 "$SPAWNS" | timeout -k 5 "$(left)" xargs -P 8 -n 1 /bin/true; then
+    t1=$(date +%s%N)
+    record spawn_limit "$(awk -v n="$SPAWNS" -v ns="$((t1 - t0))" 'BEGIN { printf "%.1f", n / (ns / 1e9) }')" \
+        - - "seq $SPAWNS | xargs -P 8 -n 1 /bin/true"
+else
+    echo "compare.sh: xargs -P 8 /bin/true failed or timed out" >&2
+    RC=1
+    record spawn_limit - - - failed
+fi
 
 # jobq, durability = full.
 start_jobqd
-jobq_bench --producers 16 submit
+jobq_bench --queue bench --producers 16 submit
 bench_row jobq_submit submit 16 "jobq-bench submit --producers 16 (one shared client)"
-peer jobq_submit_conns jobq "$URL" submit --producers 16 --name bench
-NOTE[jobq_submit_conns]="jobq-peer-load: one client per producer"
-peer jobq_e2e jobq "$URL" e2e --producers 16 --consumers 4 --concurrency 1 --name e2e
+measure jobq_submit_conns "jobq-peer-load: one client per producer" \
+    "$PEER" jobq "$URL" submit --producers 16 --name bench --seconds "$SECS"
+jobq_bench --queue bench batch
+bench_row jobq_batch1 batch 1 "jobq-bench batch, 1 thread; p50/p99 per request"
+bench_row jobq_batch4 batch 4 "jobq-bench batch, 4 threads; p50/p99 per request"
 st=0
-wb=$(timeout -k 5 "$(left)" "$WBENCH" --url "$URL" --queue wbench --jobs "$WB_JOBS" \
-    --producers 16 --workers 4 --concurrency 1 2>"$T/wbench.err") || st=$?
+wb=$(timeout -k 5 "$(left)" "$WBENCH" --url "$URL" --queue drain --jobs "$DRAIN_JOBS" \
+    --producers 4 --workers 4 --concurrency 4 --backlog --processes --limit "$DRAIN_CAP" \
+    2>"$T/wbench.err") || st=$?
 wb_rate=$(sed -n 's/.*jobs_per_s=\([0-9.]*\).*/\1/p' <<<"$wb")
 if [ "$st" -ne 0 ] || [ -z "$wb_rate" ]; then
     echo "compare.sh: jobq-worker-bench failed (status $st):" >&2
@@ -381,10 +625,17 @@ if [ "$st" -ne 0 ] || [ -z "$wb_rate" ]; then
     RC=1
     wb_rate=-
 fi
-record jobq_wbench "$wb_rate" - - "jobq-worker-bench: $WB_JOBS jobs, batch producers, 4x1 workers"
-jobq_bench batch
-bench_row jobq_batch1 batch 1 "jobq-bench batch, 1 thread; p50/p99 per request"
-bench_row jobq_batch4 batch 4 "jobq-bench batch, 4 threads; p50/p99 per request"
+wb_note="jobq-worker-bench --backlog --processes: 4 processes x concurrency 4"
+wb_handled=$(sed -n 's/.*handled=\([0-9]*\).*/\1/p' <<<"$wb")
+if [ -n "$wb_handled" ] && [ "$wb_handled" -lt "$DRAIN_JOBS" ]; then
+    wb_note="$wb_note; $((DRAIN_JOBS - wb_handled)) of $DRAIN_JOBS left at the ${DRAIN_CAP} s cap"
+fi
+record jobq_drain "$wb_rate" - - "$wb_note"
+measure jobq_mixed "16 producers + 4 processes x concurrency 4; p50/p99 submit to start" \
+    "$PEER" jobq "$URL" e2e --producers 16 --consumers 4 --concurrency 4 --processes \
+    --name e2e --seconds "$SECS"
+jobq_bench --exec-queue true8 exec
+bench_row jobq_exec exec 1 "local exec of /bin/true, concurrency 8"
 n=$(grep -c -E 'level=(warn|error|fatal)' "$T/jobq.log" || true)
 if [ "$n" -gt 0 ]; then
     echo "# jobqd logged $n warning/error lines; the first ones:" >&2
@@ -396,8 +647,8 @@ rm -rf "$T/jobq"
 # The raw SQLite limit, on the same filesystem.
 schemas=()
 for f in "$SRC"/migrations/*.sql; do schemas+=(--schema "$f"); done
-peer sqlite_limit sqlite "$T/raw.db" "${schemas[@]}" --rows 1000
-NOTE[sqlite_limit]="jobq's INSERT, 1,000 rows/txn, WAL, FULL; p50/p99 per txn"
+measure sqlite_limit "jobq's INSERT, 1,000 rows/txn, WAL, FULL; p50/p99 per txn" \
+    "$PEER" sqlite "$T/raw.db" "${schemas[@]}" --rows 1000 --seconds "$SECS"
 
 # The table: latencies in ms.
 ms() {
@@ -412,17 +663,23 @@ label() {
     beanstalkd_default_*) echo "beanstalkd default" ;;
     redis_always_*) echo "redis always" ;;
     redis_everysec_*) echo "redis everysec" ;;
+    bullmq_always_*) echo "bullmq always" ;;
+    bullmq_everysec_*) echo "bullmq everysec" ;;
+    pg_queue_*) echo "graphile-worker" ;;
     jobq_*) echo "jobq full" ;;
     sqlite_*) echo "sqlite raw" ;;
+    spawn_*) echo "xargs -P 8" ;;
     esac
 }
 workload() {
     case "$1" in
     *_submit | *_submit_conns) echo "submit x16" ;;
-    *_e2e) echo "e2e 16+4" ;;
-    jobq_wbench) echo "e2e wbench" ;;
-    jobq_batch1) echo "batch1000 x1" ;;
+    *_batch | jobq_batch1) echo "batch1000 x1" ;;
     jobq_batch4) echo "batch1000 x4" ;;
+    *_drain) echo "drain 4x4" ;;
+    *_mixed) echo "mixed 16+4x4" ;;
+    jobq_exec) echo "exec true x8" ;;
+    spawn_limit) echo "spawn true x8" ;;
     sqlite_limit) echo "txn1000 x1" ;;
     esac
 }
@@ -437,9 +694,31 @@ done
 echo "# $((SECONDS - START)) s in all; load average now $(cut -d' ' -f1-3 /proc/loadavg)"
 echo
 
-# ratio NAME JOBQ_KEY PEER_KEY: jobq / peer with 2 decimals ("nan" when one is missing).
+# skipped KEY: the reason the peer of table key KEY was skipped, or nothing.
+skipped() {
+    local p
+    for p in beanstalkd_f0 beanstalkd_default beanstalkd redis_always redis_everysec redis \
+        bullmq_always bullmq_everysec bullmq pg; do
+        case "$1" in
+        "$p"_* | "${p}_queue"_*)
+            if [ -n "${SKIP[$p]:-}" ]; then
+                echo "${SKIP[$p]}"
+                return 0
+            fi
+            ;;
+        esac
+    done
+}
+
+# ratio NAME JOBQ_KEY PEER_KEY: jobq / peer with 2 decimals; a "# ratio NAME skipped" line
+# when the peer was skipped, "nan" (and exit status 1) when a measurement failed.
 ratio() {
-    local a=${RATE[$2]:--} b=${RATE[$3]:--}
+    local a=${RATE[$2]:--} b=${RATE[$3]:--} why
+    why=$(skipped "$3")
+    if [ -n "$why" ]; then
+        echo "# ratio $1 skipped: $why"
+        return 0
+    fi
     if [ "$a" = - ] || [ "$b" = - ]; then
         echo "ratio $1 nan"
         RC=1
@@ -452,9 +731,26 @@ ratio submit_vs_beanstalkd_f0 jobq_submit beanstalkd_f0_submit
 ratio submit_vs_beanstalkd_default jobq_submit beanstalkd_default_submit
 ratio submit_vs_redis_always jobq_submit redis_always_submit
 ratio submit_vs_redis_everysec jobq_submit redis_everysec_submit
-ratio e2e_vs_beanstalkd_f0 jobq_e2e beanstalkd_f0_e2e
-ratio e2e_vs_beanstalkd_default jobq_e2e beanstalkd_default_e2e
-ratio e2e_vs_redis_always jobq_e2e redis_always_e2e
-ratio e2e_vs_redis_everysec jobq_e2e redis_everysec_e2e
+ratio submit_vs_bullmq_always jobq_submit bullmq_always_submit
+ratio submit_vs_bullmq_everysec jobq_submit bullmq_everysec_submit
+ratio submit_vs_pg_queue jobq_submit pg_queue_submit
+ratio e2e_vs_beanstalkd_f0 jobq_mixed beanstalkd_f0_mixed
+ratio e2e_vs_beanstalkd_default jobq_mixed beanstalkd_default_mixed
+ratio e2e_vs_redis_always jobq_mixed redis_always_mixed
+ratio e2e_vs_redis_everysec jobq_mixed redis_everysec_mixed
+ratio drain_vs_beanstalkd_f0 jobq_drain beanstalkd_f0_drain
+ratio drain_vs_beanstalkd_default jobq_drain beanstalkd_default_drain
+ratio mixed_vs_beanstalkd_f0 jobq_mixed beanstalkd_f0_mixed
+ratio mixed_vs_beanstalkd_default jobq_mixed beanstalkd_default_mixed
+ratio drain_vs_bullmq_always jobq_drain bullmq_always_drain
+ratio mixed_vs_bullmq_always jobq_mixed bullmq_always_mixed
+ratio drain_vs_bullmq_everysec jobq_drain bullmq_everysec_drain
+ratio mixed_vs_bullmq_everysec jobq_mixed bullmq_everysec_mixed
+ratio drain_vs_pg_queue jobq_drain pg_queue_drain
+ratio mixed_vs_pg_queue jobq_mixed pg_queue_mixed
+ratio batch_vs_beanstalkd_default jobq_batch1 beanstalkd_default_batch
+ratio batch_vs_bullmq_always jobq_batch1 bullmq_always_batch
+ratio batch_vs_pg_queue jobq_batch1 pg_queue_batch
 ratio batch_vs_sqlite_limit jobq_batch1 sqlite_limit
 ratio batch4_vs_sqlite_limit jobq_batch4 sqlite_limit
+ratio exec_vs_spawn_limit jobq_exec spawn_limit

@@ -7,6 +7,7 @@
 #include <math.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <poll.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <sqlite3.h>
@@ -16,7 +17,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -30,8 +33,11 @@
 #define MAX_SCHEMAS 16
 #define DEFAULT_SECONDS 5.0
 #define DEFAULT_TXN_ROWS 1000
+#define DEFAULT_BACKLOG 20000 /* drain: jobs put before the consumers start */
 #define MAX_SECONDS 3600.0
 #define WAIT_STEP_MS 50 /* the wait command retries this often */
+#define SLOT_SAMPLES (1u << 21) /* latencies a consumer process hands back (16 MiB of address) */
+#define READY_TIMEOUT_MS 30000  /* a consumer process that is not ready by then fails the run */
 
 enum { EXIT_OK = 0, EXIT_FAILED = 1, EXIT_USAGE = 2 };
 enum target { T_BEANSTALKD, T_REDIS, T_JOBQ };
@@ -73,10 +79,15 @@ typedef struct worker {
 typedef struct run {
     enum target target;
     bool e2e;
+    bool drain;       /* consumers only, on a backlog of jobs put before the clock starts */
+    long jobs;        /* drain: the backlog */
+    _Atomic long taken;        /* drain: jobs consumed so far */
+    _Atomic uint64_t drained_ns; /* drain: when the last job of the backlog was consumed */
     int port;         /* beanstalkd, redis */
     const char *url;  /* jobq */
     const char *name; /* tube, list key or queue */
     int producers, consumers, concurrency;
+    bool processes; /* jobq e2e: each consumer is a process of its own */
     double seconds;
     uint64_t start_ns, deadline_ns; /* written by main between the two barriers */
     atomic_bool stop;
@@ -345,6 +356,16 @@ consumed(worker *w, const char *body, uint64_t now)
     if (now > w->run->deadline_ns) {
         return;
     }
+    if (w->run->drain) {
+        long n = atomic_fetch_add(&w->run->taken, 1) + 1;
+        if (n > w->run->jobs) {
+            return;
+        }
+        if (n == w->run->jobs) {
+            atomic_store(&w->run->drained_ns, now);
+            atomic_store(&w->run->stop, true);
+        }
+    }
     uint64_t t = body_time(body);
     pthread_mutex_lock(&w->lock);
     w->done++;
@@ -496,6 +517,150 @@ jobq_noop_cb(void *arg, const jobq_lease *job, char **resultp, char **errorp)
     return 0;
 }
 
+/* put_chunk: puts n jobs in one round trip on c (beanstalkd: n pipelined puts, then their n
+ * replies; Redis: one LPUSH of n values; jobq: one submit_batch on client), numbered from
+ * seq. Returns false with the reason in err. */
+static bool
+put_chunk(run *r, conn *c, jobq_client *client, uint64_t seq, int n, char *err, size_t errlen)
+{
+    char body[BODY_BYTES + 64], line[256];
+    if (r->target == T_JOBQ) {
+        static char bodies[1000][BODY_BYTES + 64];
+        const char *payloads[1000];
+        static int64_t ids[1000];
+        if (n > 1000) {
+            n = 1000;
+        }
+        for (int i = 0; i < n; i++) {
+            make_body(bodies[i], sizeof(bodies[i]), seq + (uint64_t)i, mono_ns());
+            payloads[i] = bodies[i];
+        }
+        int e = jobq_submit_batch(client, r->name, payloads, (size_t)n, NULL, ids);
+        if (e != JOBQ_OK) {
+            snprintf(err, errlen, "jobqd at %s: submit_batch: %s", r->url, jobq_errmsg());
+            return false;
+        }
+        return true;
+    }
+    size_t cap = (size_t)n * (BODY_BYTES + 96) + 256, len = 0;
+    char *buf = malloc(cap);
+    if (buf == NULL) {
+        snprintf(err, errlen, "out of memory");
+        return false;
+    }
+    if (r->target == T_REDIS) {
+        len += (size_t)snprintf(buf, cap, "*%d\r\n$5\r\nLPUSH\r\n$%zu\r\n%s\r\n", n + 2,
+                                strlen(r->name), r->name);
+    }
+    for (int i = 0; i < n; i++) {
+        size_t bl = make_body(body, sizeof(body), seq + (uint64_t)i, mono_ns());
+        len += (size_t)snprintf(buf + len, cap - len,
+                                r->target == T_REDIS ? "$%zu\r\n%s\r\n" : "put 0 0 60 %zu\r\n%s\r\n",
+                                bl, body);
+    }
+    bool ok = conn_write(c, buf, len);
+    free(buf);
+    for (int i = 0; ok && i < (r->target == T_REDIS ? 1 : n); i++) {
+        ok = conn_line(c, line, sizeof(line)) &&
+             strncmp(line, r->target == T_REDIS ? ":" : "INSERTED ",
+                     r->target == T_REDIS ? 1 : 9) == 0;
+    }
+    if (!ok) {
+        snprintf(err, errlen, "%s on 127.0.0.1:%d: a put of %d jobs failed or was refused",
+                 target_names[r->target], r->port, n);
+    }
+    return ok;
+}
+
+/* open_putter: the connection (or client) put_chunk uses; false with the reason in err. */
+static bool
+open_putter(run *r, conn *c, jobq_client **client, char *err, size_t errlen)
+{
+    char req[256], line[256];
+    c->fd = -1;
+    *client = NULL;
+    if (r->target == T_JOBQ) {
+        if (jobq_client_open(client, r->url) != JOBQ_OK) {
+            snprintf(err, errlen, "jobqd at %s: %s", r->url, jobq_errmsg());
+            return false;
+        }
+        return true;
+    }
+    if (!conn_open(c, r->port, err, errlen)) {
+        return false;
+    }
+    if (r->target == T_BEANSTALKD) {
+        int n = snprintf(req, sizeof(req), "use %s\r\n", r->name);
+        if (!conn_write(c, req, (size_t)n) || !conn_line(c, line, sizeof(line)) ||
+            strncmp(line, "USING ", 6) != 0) {
+            snprintf(err, errlen, "beanstalkd on 127.0.0.1:%d: use %s failed", r->port, r->name);
+            conn_close(c);
+            return false;
+        }
+    }
+    return true;
+}
+
+/* cmd_batch: puts chunks of rows jobs in one round trip each (put_chunk) for seconds;
+ * prints jobs/s and p50/p99 per chunk. */
+static int
+cmd_batch(run *r, int rows)
+{
+    static conn c;
+    jobq_client *client;
+    char err[256];
+    samples lat = {0};
+    if (!open_putter(r, &c, &client, err, sizeof(err))) {
+        fprintf(stderr, "jobq-peer-load: %s\n", err);
+        return EXIT_FAILED;
+    }
+    uint64_t start = mono_ns(), deadline = start + (uint64_t)(r->seconds * 1e9), now = start;
+    uint64_t total = 0;
+    int rc = EXIT_OK;
+    while (now < deadline) {
+        uint64_t t0 = mono_ns();
+        if (!put_chunk(r, &c, client, total, rows, err, sizeof(err))) {
+            fprintf(stderr, "jobq-peer-load: %s\n", err);
+            rc = EXIT_FAILED;
+            break;
+        }
+        now = mono_ns();
+        samples_push(&lat, now - t0);
+        total += (uint64_t)rows;
+    }
+    double secs = (double)(now - start) / 1e9;
+    qsort(lat.v, lat.n, sizeof(uint64_t), cmp_u64);
+    printf("result target=%s workload=batch rows_per_req=%d seconds=%.3f jobs=%llu "
+           "jobs_per_s=%.1f p50_us=%.1f p99_us=%.1f errors=%d\n",
+           target_names[r->target], rows, secs, (unsigned long long)total,
+           secs > 0 ? (double)total / secs : 0.0, percentile_us(lat.v, lat.n, 0.50),
+           percentile_us(lat.v, lat.n, 0.99), rc == EXIT_OK ? 0 : 1);
+    conn_close(&c);
+    jobq_client_close(client);
+    free(lat.v);
+    return rc;
+}
+
+/* preload: puts the drain's backlog of r->jobs jobs, 1,000 per round trip. */
+static bool
+preload(run *r)
+{
+    static conn c;
+    jobq_client *client;
+    char err[256];
+    bool ok = open_putter(r, &c, &client, err, sizeof(err));
+    for (long done = 0; ok && done < r->jobs; done += 1000) {
+        int n = r->jobs - done < 1000 ? (int)(r->jobs - done) : 1000;
+        ok = put_chunk(r, &c, client, (uint64_t)done, n, err, sizeof(err));
+    }
+    if (!ok) {
+        fprintf(stderr, "jobq-peer-load: drain: preload: %s\n", err);
+    }
+    conn_close(&c);
+    jobq_client_close(client);
+    return ok;
+}
+
 static void *
 worker_main(void *arg)
 {
@@ -543,6 +708,76 @@ worker_main(void *arg)
     return NULL;
 }
 
+/* slot: what one consumer process hands back through shared memory when it ends. */
+typedef struct slot {
+    uint64_t done, errors, n;
+    char err[256];
+    uint64_t lat[SLOT_SAMPLES];
+} slot;
+
+/* read_full: n bytes from fd (EINTR retried); false at EOF or on an error. */
+static bool
+read_full(int fd, void *buf, size_t n)
+{
+    char *p = buf;
+    while (n > 0) {
+        ssize_t k = read(fd, p, n);
+        if (k < 0 && errno == EINTR) {
+            continue;
+        }
+        if (k <= 0) {
+            return false;
+        }
+        p += k;
+        n -= (size_t)k;
+    }
+    return true;
+}
+
+static void *
+child_worker_main(void *arg)
+{
+    worker *w = arg;
+    int err = jobq_worker_run(w->jw, jobq_noop_cb, w, w->run->concurrency);
+    if (err != JOBQ_OK) {
+        fail(w, "jobqd at %s: worker: %s: %s", w->run->url, jobq_strerror(err), jobq_errmsg());
+    }
+    return NULL;
+}
+
+/* consumer_process: the body of a forked jobq consumer: sets up, says so on ready_fd ('r' or
+ * 'f'), reads the run's start and deadline from go_fd, runs until stop_fd reaches EOF, then
+ * hands its counts and latencies back in sl. Never returns. */
+static void
+consumer_process(worker *w, slot *sl, int ready_fd, int go_fd, int stop_fd)
+{
+    run *r = w->run;
+    bool ok = setup(w);
+    uint64_t times[2];
+    if (write(ready_fd, ok ? "r" : "f", 1) != 1 || !ok || !read_full(go_fd, times, sizeof(times))) {
+        snprintf(sl->err, sizeof(sl->err), "%s", w->err);
+        sl->errors = w->errors > 0 ? w->errors : 1;
+        _exit(EXIT_FAILED);
+    }
+    r->start_ns = times[0];
+    r->deadline_ns = times[1];
+    pthread_create(&w->tid, NULL, child_worker_main, w);
+    char c;
+    while (read(stop_fd, &c, 1) < 0 && errno == EINTR) {
+    }
+    atomic_store(&r->stop, true);
+    jobq_worker_stop(w->jw);
+    pthread_join(w->tid, NULL);
+    sl->done = w->done;
+    sl->errors = w->errors;
+    snprintf(sl->err, sizeof(sl->err), "%s", w->err);
+    sl->n = w->lat.n < SLOT_SAMPLES ? w->lat.n : SLOT_SAMPLES;
+    memcpy(sl->lat, w->lat.v, sl->n * sizeof(uint64_t));
+    jobq_worker_close(w->jw);
+    jobq_client_close(w->client);
+    _exit(EXIT_OK);
+}
+
 /* merge: all of the chosen workers' samples, sorted, into *out (NULL when out of memory). */
 static size_t
 merge(worker *ws, int from, int to, uint64_t **out)
@@ -568,6 +803,15 @@ merge(worker *ws, int from, int to, uint64_t **out)
 static int
 cmd_load(run *r)
 {
+    if (r->drain) {
+        r->producers = 0;
+        r->e2e = true; /* consumers, counted as such */
+        atomic_init(&r->taken, 0);
+        atomic_init(&r->drained_ns, 0);
+        if (!preload(r)) {
+            return EXIT_FAILED;
+        }
+    }
     int nthreads = r->producers + (r->e2e ? r->consumers : 0);
     worker *ws = calloc((size_t)nthreads, sizeof(worker));
     if (ws == NULL || pthread_barrier_init(&r->barrier, NULL, (unsigned)nthreads + 1) != 0) {
@@ -577,14 +821,59 @@ cmd_load(run *r)
     }
     atomic_init(&r->stop, false);
     r->deadline_ns = UINT64_MAX;
+    for (int i = 0; i < nthreads; i++) {
+        ws[i].run = r;
+        ws[i].index = i;
+        ws[i].consumer = i >= r->producers;
+        ws[i].c.fd = -1;
+        pthread_mutex_init(&ws[i].lock, NULL);
+    }
+    /* Consumer processes are forked before any thread exists; each opens its own client. */
+    bool procs = r->processes && r->target == T_JOBQ && r->e2e && !r->drain;
+    int nkids = procs ? r->consumers : 0;
+    pid_t kids[MAX_THREADS];
+    slot *slots = NULL;
+    int ready[2] = {-1, -1}, go[2] = {-1, -1}, stopp[2] = {-1, -1};
+    if (procs) {
+        slots = mmap(NULL, (size_t)nkids * sizeof(slot), PROT_READ | PROT_WRITE,
+                     MAP_SHARED | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+        if (slots == MAP_FAILED || pipe(ready) != 0 || pipe(go) != 0 || pipe(stopp) != 0) {
+            fprintf(stderr, "jobq-peer-load: mmap or pipe: %s\n", strerror(errno));
+            return EXIT_FAILED;
+        }
+        fflush(NULL);
+        for (int i = 0; i < nkids; i++) {
+            kids[i] = fork();
+            if (kids[i] < 0) {
+                fprintf(stderr, "jobq-peer-load: fork: %s\n", strerror(errno));
+                exit(EXIT_FAILED); /* the children see EOF on go and end */
+            }
+            if (kids[i] == 0) {
+                close(ready[0]);
+                close(go[1]);
+                close(stopp[1]);
+                consumer_process(&ws[r->producers + i], &slots[i], ready[1], go[0], stopp[0]);
+            }
+        }
+        close(ready[1]);
+        close(go[0]);
+        close(stopp[0]);
+        for (int i = 0; i < nkids; i++) {
+            struct pollfd pfd = {.fd = ready[0], .events = POLLIN};
+            char c = 'f';
+            if (poll(&pfd, 1, READY_TIMEOUT_MS) != 1 || read(ready[0], &c, 1) != 1 || c != 'r') {
+                fprintf(stderr, "jobq-peer-load: a consumer process did not start (%s)\n",
+                        c == 'f' ? "it could not reach jobqd" : "no word in 30 s");
+                exit(EXIT_FAILED); /* the children see EOF on go and end */
+            }
+        }
+        nthreads = r->producers;
+        pthread_barrier_destroy(&r->barrier);
+        pthread_barrier_init(&r->barrier, NULL, (unsigned)nthreads + 1);
+    }
     int started = 0;
     for (; started < nthreads; started++) {
         worker *w = &ws[started];
-        w->run = r;
-        w->index = started;
-        w->consumer = started >= r->producers;
-        w->c.fd = -1;
-        pthread_mutex_init(&w->lock, NULL);
         int rv = pthread_create(&w->tid, NULL, worker_main, w);
         if (rv != 0) {
             fprintf(stderr, "jobq-peer-load: cannot start thread %d: %s\n", started, strerror(rv));
@@ -594,12 +883,20 @@ cmd_load(run *r)
     pthread_barrier_wait(&r->barrier);
     r->start_ns = mono_ns();
     r->deadline_ns = r->start_ns + (uint64_t)(r->seconds * 1e9);
+    for (int i = 0; i < nkids; i++) {
+        uint64_t times[2] = {r->start_ns, r->deadline_ns};
+        if (write(go[1], times, sizeof(times)) != (ssize_t)sizeof(times)) {
+            fprintf(stderr, "jobq-peer-load: cannot start the consumer processes\n");
+            exit(EXIT_FAILED);
+        }
+    }
     pthread_barrier_wait(&r->barrier);
     /* Sleep to the deadline in slices, so that a failed thread ends the run early. */
     for (uint64_t now = mono_ns(); now < r->deadline_ns && !atomic_load(&r->stop);
          now = mono_ns()) {
         uint64_t left = r->deadline_ns - now;
-        sleep_ns(left < 50000000u ? left : 50000000u);
+        uint64_t slice = r->drain ? 1000000u : 50000000u;
+        sleep_ns(left < slice ? left : slice);
     }
     uint64_t end = mono_ns();
     atomic_store(&r->stop, true);
@@ -608,6 +905,34 @@ cmd_load(run *r)
     }
     for (int i = 0; i < nthreads; i++) {
         pthread_join(ws[i].tid, NULL);
+    }
+    if (procs) {
+        close(stopp[1]); /* every consumer process sees EOF, stops and reports */
+        for (int i = 0; i < nkids; i++) {
+            worker *w = &ws[r->producers + i];
+            int st;
+            if (waitpid(kids[i], &st, 0) != kids[i] || !WIFEXITED(st) ||
+                WEXITSTATUS(st) != EXIT_OK) {
+                snprintf(w->err, sizeof(w->err), "consumer process %d failed: %.200s", i,
+                         slots[i].err[0] != '\0' ? slots[i].err : "it died");
+                w->errors++;
+                continue;
+            }
+            w->done = slots[i].done;
+            w->errors = slots[i].errors;
+            snprintf(w->err, sizeof(w->err), "%s", slots[i].err);
+            for (uint64_t k = 0; k < slots[i].n; k++) {
+                samples_push(&w->lat, slots[i].lat[k]);
+            }
+        }
+        munmap(slots, (size_t)nkids * sizeof(slot));
+        close(ready[0]);
+        close(go[1]);
+        nthreads += nkids;
+    }
+    uint64_t drained = r->drain ? atomic_load(&r->drained_ns) : 0;
+    if (drained != 0) {
+        end = drained;
     }
     double secs = (double)((end < r->deadline_ns ? end : r->deadline_ns) - r->start_ns) / 1e9;
     uint64_t puts = 0, jobs = 0, errors = 0;
@@ -629,12 +954,21 @@ cmd_load(run *r)
     size_t n = merge(ws, r->e2e ? r->producers : 0, r->e2e ? nthreads : r->producers, &lat);
     double p50 = lat != NULL ? percentile_us(lat, n, 0.50) : -1;
     double p99 = lat != NULL ? percentile_us(lat, n, 0.99) : -1;
+    if (r->drain) {
+        puts = (uint64_t)r->jobs; /* put before the clock started */
+        p50 = p99 = -1;           /* a job's age there is how long it waited in the backlog */
+    }
     printf("result target=%s workload=%s producers=%d consumers=%d seconds=%.3f puts=%llu "
-           "put_per_s=%.1f jobs=%llu jobs_per_s=%.1f p50_us=%.1f p99_us=%.1f errors=%llu\n",
-           target_names[r->target], r->e2e ? "e2e" : "submit", r->producers,
+           "put_per_s=%.1f jobs=%llu jobs_per_s=%.1f p50_us=%.1f p99_us=%.1f errors=%llu",
+           target_names[r->target], r->drain ? "drain" : r->e2e ? "e2e" : "submit", r->producers,
            r->e2e ? r->consumers : 0, secs, (unsigned long long)puts,
            secs > 0 ? (double)puts / secs : 0.0, (unsigned long long)jobs,
            secs > 0 ? (double)jobs / secs : 0.0, p50, p99, (unsigned long long)errors);
+    if (r->drain) {
+        printf(" backlog=%ld unfinished=%llu", r->jobs,
+               (unsigned long long)(drained != 0 ? 0 : (uint64_t)r->jobs - jobs));
+    }
+    printf("\n");
     free(lat);
     for (int i = 0; i < nthreads; i++) {
         conn_close(&ws[i].c);
@@ -823,8 +1157,8 @@ usage(FILE *f)
     fprintf(f,
             "usage: jobq-peer-load port\n"
             "       jobq-peer-load wait beanstalkd|redis PORT [--seconds S]\n"
-            "       jobq-peer-load beanstalkd|redis PORT submit|e2e [OPTIONS]\n"
-            "       jobq-peer-load jobq URL submit|e2e [OPTIONS]\n"
+            "       jobq-peer-load beanstalkd|redis PORT submit|e2e|drain|batch [OPTIONS]\n"
+            "       jobq-peer-load jobq URL submit|e2e|drain|batch [OPTIONS]\n"
             "       jobq-peer-load sqlite DB --schema FILE... [--rows N] [--seconds S]\n"
             "\n"
             "Every server is on 127.0.0.1 (jobq: a tcp://127.0.0.1:PORT or ipc:// URL).\n"
@@ -833,17 +1167,24 @@ usage(FILE *f)
             "e2e: the same producers plus consumers (beanstalkd reserve + delete, Redis BRPOP,\n"
             "jobq_worker_run with a no-op handler); prints jobs consumed/s and p50/p99 of a\n"
             "job's age (put start to consumed).\n"
+            "drain: --jobs N jobs are put first (1,000 per round trip), then the consumers\n"
+            "take them; prints jobs consumed/s until the last (--seconds caps the wait).\n"
+            "batch: one thread puts --rows jobs (at most 1,000) per round trip (beanstalkd:\n"
+            "pipelined puts, Redis: one LPUSH, jobq: submit_batch); prints jobs/s, p50/p99\n"
+            "per round trip.\n"
             "sqlite: jobq's INSERT into a new database with the given schema files, N rows per\n"
             "transaction, WAL and synchronous=FULL; prints rows/s and p50/p99 per transaction.\n"
             "\n"
             "  --producers N    producer threads, one connection each (default 16)\n"
             "  --consumers N    consumer threads, one connection each (default 4)\n"
             "  --concurrency N  jobq: jobs each consumer runs at once (default 1)\n"
+            "  --processes      jobq e2e: each consumer in a process of its own\n"
             "  --name NAME      beanstalkd tube, Redis list or jobq queue (default bench)\n"
             "  --seconds S      how long the workload runs (default %.0f)\n"
-            "  --rows N         sqlite: rows per transaction (default %d)\n"
+            "  --rows N         sqlite: rows per transaction, batch: jobs per put (default %d)\n"
+            "  --jobs N         drain: the backlog (default %d)\n"
             "  --schema FILE    sqlite: a schema file to apply first (repeatable)\n",
-            BODY_BYTES, DEFAULT_SECONDS, DEFAULT_TXN_ROWS);
+            BODY_BYTES, DEFAULT_SECONDS, DEFAULT_TXN_ROWS, DEFAULT_BACKLOG);
 }
 
 /* parse_int: s as an integer in lo..hi, or -1. */
@@ -871,6 +1212,7 @@ main(int argc, char **argv)
     const char *schemas[MAX_SCHEMAS];
     int nschemas = 0;
     long rows = DEFAULT_TXN_ROWS;
+    long jobs = DEFAULT_BACKLOG;
     double seconds = DEFAULT_SECONDS;
     static const struct option opts[] = {
         {"producers", required_argument, NULL, 'p'},
@@ -880,6 +1222,8 @@ main(int argc, char **argv)
         {"seconds", required_argument, NULL, 's'},
         {"rows", required_argument, NULL, 'r'},
         {"schema", required_argument, NULL, 'S'},
+        {"jobs", required_argument, NULL, 'j'},
+        {"processes", no_argument, NULL, 'P'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -920,6 +1264,14 @@ main(int argc, char **argv)
                 return bad("--rows takes 1 to 1000000", optarg);
             }
             break;
+        case 'P':
+            r.processes = true;
+            break;
+        case 'j':
+            if ((jobs = parse_int(optarg, 1, 10000000)) < 0) {
+                return bad("--jobs takes 1 to 10000000", optarg);
+            }
+            break;
         case 'S':
             if (nschemas == MAX_SCHEMAS) {
                 return bad("--schema is given at most 16 times", optarg);
@@ -958,11 +1310,14 @@ main(int argc, char **argv)
         }
         return cmd_sqlite(pos[1], schemas, nschemas, (int)rows, seconds);
     }
-    if (npos != 3 || (strcmp(pos[2], "submit") != 0 && strcmp(pos[2], "e2e") != 0)) {
+    if (npos != 3 || (strcmp(pos[2], "submit") != 0 && strcmp(pos[2], "e2e") != 0 &&
+                      strcmp(pos[2], "drain") != 0 && strcmp(pos[2], "batch") != 0)) {
         usage(stderr);
         return EXIT_USAGE;
     }
     r.e2e = strcmp(pos[2], "e2e") == 0;
+    r.drain = strcmp(pos[2], "drain") == 0;
+    r.jobs = jobs;
     r.seconds = seconds;
     if (strcmp(pos[0], "beanstalkd") == 0 || strcmp(pos[0], "redis") == 0) {
         r.target = strcmp(pos[0], "redis") == 0 ? T_REDIS : T_BEANSTALKD;
@@ -979,8 +1334,11 @@ main(int argc, char **argv)
     } else {
         return bad("the target is beanstalkd, redis, jobq or sqlite", pos[0]);
     }
-    if (r.e2e && r.consumers == 0) {
-        return bad("e2e needs at least one consumer", "0");
+    if ((r.e2e || r.drain) && r.consumers == 0) {
+        return bad("e2e and drain need at least one consumer", "0");
+    }
+    if (strcmp(pos[2], "batch") == 0) {
+        return cmd_batch(&r, (int)(rows < 1000 ? rows : 1000));
     }
     return cmd_load(&r);
 }
