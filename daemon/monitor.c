@@ -140,6 +140,13 @@ render_metrics(const server *s, mbuf *b)
     metric_hist(b, "jobq_store_batch_ops", "", &s->w.stats.batch_hist, HIST_SIZE);
     metric_help(b, "jobq_store_failures_total", "counter", "Store transactions that failed.");
     mbuf_printf(b, "jobq_store_failures_total %llu\n", (unsigned long long)s->w.stats.failures);
+    metric_help(b, "jobq_store_commits_total", "counter",
+                "Store transactions that wrote, by whether their commit fsynced (a batch of "
+                "claims and outcomes only does not).");
+    mbuf_printf(b, "jobq_store_commits_total{fsync=\"yes\"} %llu\n",
+                (unsigned long long)s->w.stats.synced);
+    mbuf_printf(b, "jobq_store_commits_total{fsync=\"no\"} %llu\n",
+                (unsigned long long)s->w.stats.unsynced);
     metric_help(b, "jobq_event_loop_lag_seconds", "histogram",
                 "Seconds a request waited between nng's thread and the event loop.");
     metric_hist(b, "jobq_event_loop_lag_seconds", "", &s->lag_hist, HIST_SECONDS);

@@ -154,7 +154,9 @@ after_work_cb(uv_work_t *req, int status)
     for (wop *op = done; op != NULL; op = op->next) {
         wrote = wrote || op->writes;
     }
-    if (wrote && !w->synced) {
+    if (wrote && w->synced) {
+        w->stats.synced++;
+    } else if (wrote) {
         w->stats.unsynced++;
     }
     if (wrote) {

@@ -34,7 +34,8 @@ typedef struct writer_stats {
     uint64_t batches;       /* transactions committed or failed */
     uint64_t ops;           /* operations run */
     uint64_t failures;      /* failed commits */
-    uint64_t unsynced;      /* batches committed without an fsync of their own (relaxed) */
+    uint64_t synced;        /* batches that wrote and whose commit fsynced */
+    uint64_t unsynced;      /* batches that wrote only relaxed ops: no fsync of their own */
     int64_t last_commit_us; /* duration of the last batch, begin to commit */
     size_t last_batch;      /* ops in the last batch */
     hist commit_hist;       /* seconds per transaction, begin to commit */
