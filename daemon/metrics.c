@@ -85,6 +85,30 @@ series_rate(const series *s, enum series_kind kind, int64_t now_s, int window)
 }
 
 void
+mbuf_append(mbuf *b, const char *text, size_t len)
+{
+    if (b->failed) {
+        return;
+    }
+    if (b->len + len + 1 > b->cap) {
+        size_t cap = b->cap ? b->cap * 2 : 16384;
+        while (cap < b->len + len + 1) {
+            cap *= 2;
+        }
+        char *d = realloc(b->data, cap);
+        if (d == NULL) {
+            b->failed = 1;
+            return;
+        }
+        b->data = d;
+        b->cap = cap;
+    }
+    memcpy(b->data + b->len, text, len);
+    b->len += len;
+    b->data[b->len] = '\0';
+}
+
+void
 mbuf_printf(mbuf *b, const char *fmt, ...)
 {
     if (b->failed) {

@@ -48,7 +48,11 @@ typedef struct mbuf {
     int failed; /* out of memory: the text is incomplete */
 } mbuf;
 
+/** mbuf_printf: appends formatted text; on out of memory sets b->failed. */
 void mbuf_printf(mbuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/** mbuf_append: appends len bytes of text; on out of memory sets b->failed. */
+void mbuf_append(mbuf *b, const char *text, size_t len);
 
 /** metric_help: "# HELP name help\n# TYPE name type\n". */
 void metric_help(mbuf *b, const char *name, const char *type, const char *help);

@@ -24,7 +24,7 @@ static const char *const state_label[JOBQ_NSTATES] = {
 };
 
 json_t *
-monitor_queue_json(const server *s, const qstate *q)
+monitor_queue_json(const server *s, const qstate *q, bool with_series)
 {
     (void)s;
     int64_t now_s = jobq__now_ms() / 1000;
@@ -36,6 +36,9 @@ monitor_queue_json(const server *s, const qstate *q)
     json_object_set_new(qo, "breaker", json_string(breaker_state_name(q->br.state)));
     json_object_set_new(qo, "concurrency",
                         q->conf->argv != NULL ? json_integer(q->conf->concurrency) : json_null());
+    if (!with_series) {
+        return qo;
+    }
     json_object_set_new(
         qo, "totals",
         json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:I}", "submitted",
@@ -53,6 +56,45 @@ monitor_queue_json(const server *s, const qstate *q)
                                   series_rate(&q->series, SERIES_FAILED, now_s, 60)));
     json_object_set_new(qo, "series", series_json(&q->series, now_s));
     return qo;
+}
+
+void
+monitor_queue_counts(mbuf *b, qstate *q)
+{
+    stats_cache *sc = &q->stats_cache;
+    if (sc->text != NULL && sc->paused == q->paused && sc->breaker == (int)q->br.state &&
+        memcmp(sc->counts, q->counts, sizeof(sc->counts)) == 0) {
+        mbuf_append(b, sc->text, sc->len);
+        return;
+    }
+    /* Queue names are [A-Za-z0-9_.-]: nothing to escape. 64 + 8 * 33 + 70 bytes at most. */
+    char text[512];
+    size_t n = (size_t)snprintf(text, sizeof(text), "\"%s\":{", q->name);
+    for (int st = 0; st < JOBQ_NSTATES; st++) {
+        n += (size_t)snprintf(text + n, sizeof(text) - n, "\"%s\":%lld,", state_label[st],
+                              (long long)q->counts[st]);
+    }
+    n += (size_t)snprintf(text + n, sizeof(text) - n,
+                          "\"paused\":%s,\"breaker\":\"%s\",\"concurrency\":",
+                          q->paused ? "true" : "false", breaker_state_name(q->br.state));
+    if (q->conf->argv != NULL) {
+        n += (size_t)snprintf(text + n, sizeof(text) - n, "%d}", q->conf->concurrency);
+    } else {
+        n += (size_t)snprintf(text + n, sizeof(text) - n, "null}");
+    }
+    mbuf_append(b, text, n);
+    char *copy = realloc(sc->text, n);
+    if (copy == NULL) {
+        free(sc->text);
+        sc->text = NULL;
+        return;
+    }
+    memcpy(copy, text, n);
+    sc->text = copy;
+    sc->len = n;
+    memcpy(sc->counts, q->counts, sizeof(sc->counts));
+    sc->paused = q->paused;
+    sc->breaker = (int)q->br.state;
 }
 
 /* ---- /metrics ---- */
@@ -267,7 +309,7 @@ monitor_stats_json(const server *s)
     json_object_set_new(o, "uptime_s", json_integer((now - s->started_at_ms) / 1000));
     json_t *queues = json_object();
     for (size_t i = 0; i < s->nqueues; i++) {
-        json_object_set_new(queues, s->queues[i]->name, monitor_queue_json(s, s->queues[i]));
+        json_object_set_new(queues, s->queues[i]->name, monitor_queue_json(s, s->queues[i], true));
     }
     json_object_set_new(o, "queues", queues);
     json_object_set_new(

@@ -152,8 +152,7 @@ server_queue(server *s, const char *name)
     if (s->nqbuckets == 0) {
         return NULL;
     }
-    for (qstate *q = s->qbuckets[queue_hash(name) & (s->nqbuckets - 1)]; q != NULL;
-         q = q->hnext) {
+    for (qstate *q = s->qbuckets[queue_hash(name) & (s->nqbuckets - 1)]; q != NULL; q = q->hnext) {
         if (strcmp(q->name, name) == 0) {
             return q;
         }
@@ -1298,17 +1297,45 @@ done_explain(wop *op)
     send_json(c, o);
 }
 
+/* reply_stats: counts, paused and breaker of every queue, or of the queues the request
+ * names (at most STATS_MAX_QUEUES; unknown ones are left out); with "series", totals, rates
+ * and per-second series too. Only the plain reply of every queue, which may list thousands,
+ * is written without building a JSON tree. */
 static void
 reply_stats(call *c)
 {
     server *s = c->srv;
-    json_t *o = ok_object();
-    json_t *queues = json_object();
-    for (size_t i = 0; i < s->nqueues; i++) {
-        json_object_set_new(queues, s->queues[i]->name, monitor_queue_json(s, s->queues[i]));
+    size_t n = c->req.stats_some ? c->req.nqueues : s->nqueues;
+    if (c->req.series || c->req.stats_some) {
+        json_t *o = ok_object();
+        json_t *queues = json_object();
+        for (size_t i = 0; i < n; i++) {
+            qstate *q = c->req.stats_some ? server_queue(s, c->req.queues[i]) : s->queues[i];
+            if (q != NULL) {
+                json_object_set_new(queues, q->name, monitor_queue_json(s, q, c->req.series));
+            }
+        }
+        json_object_set_new(o, "queues", queues);
+        send_json(c, o);
+        return;
     }
-    json_object_set_new(o, "queues", queues);
-    send_json(c, o);
+    mbuf b = {0};
+    mbuf_printf(&b, "{\"ok\":true,\"queues\":{");
+    for (size_t i = 0; i < n; i++) {
+        if (i > 0) {
+            mbuf_append(&b, ",", 1);
+        }
+        monitor_queue_counts(&b, s->queues[i]);
+    }
+    mbuf_printf(&b, "}}");
+    if (b.failed) {
+        free(b.data);
+        reply_error(c, "internal", "out of memory");
+        return;
+    }
+    intake_reply(c->ic, b.data, b.len);
+    free(b.data);
+    call_free(c);
 }
 
 /* hold_room: a wait or fetch that may be held counts against max_waits until it is answered;
@@ -1682,6 +1709,7 @@ server_free(server *s)
 {
     for (size_t i = 0; i < s->nqueues; i++) {
         free(s->queues[i]->name);
+        free(s->queues[i]->stats_cache.text);
         free(s->queues[i]);
     }
     free(s->queues);

@@ -32,6 +32,16 @@ enum total_kind {
     TOTAL_KINDS
 };
 
+/** A queue's member of the plain stats reply as last written, and the values it shows: while
+ *  they hold, the text is reused (monitor.c). */
+typedef struct stats_cache {
+    char *text; /* NULL: not written yet */
+    size_t len;
+    int64_t counts[JOBQ_NSTATES];
+    bool paused;
+    int breaker;
+} stats_cache;
+
 /** A queue as the loop sees it: settings and live counts (never the jobs themselves). */
 typedef struct qstate {
     char *name;
@@ -51,6 +61,7 @@ typedef struct qstate {
     hist run_hist;                /* seconds from start to end of an attempt */
     series series;                /* per-second submitted, succeeded, failed */
     struct qstate *hnext;         /* next in its bucket of server.qbuckets */
+    stats_cache stats_cache;      /* its part of the plain stats reply */
 } qstate;
 
 typedef struct runner runner;

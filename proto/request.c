@@ -375,6 +375,41 @@ opt_group(dec *d, const json_t *root, request *req)
     return true;
 }
 
+/* decode_stats: the optional "queues" (names to restrict the reply to) and "series". */
+static bool
+decode_stats(dec *d, const json_t *root, request *req)
+{
+    json_t *series = json_object_get(root, "series");
+    if (series != NULL && !json_is_boolean(series)) {
+        return fail(d, "invalid_argument", "field \"series\" must be true or false");
+    }
+    req->series = json_is_true(series);
+    json_t *qs = json_object_get(root, "queues");
+    if (qs == NULL) {
+        return true;
+    }
+    size_t n = json_array_size(qs);
+    if (!json_is_array(qs) || n > STATS_MAX_QUEUES) {
+        return fail(d, "invalid_argument",
+                    "field \"queues\" must be an array of at most %d queue names",
+                    STATS_MAX_QUEUES);
+    }
+    req->queues = calloc(n ? n : 1, sizeof(*req->queues));
+    if (req->queues == NULL) {
+        return fail(d, "internal", "out of memory");
+    }
+    req->nqueues = n;
+    req->stats_some = true;
+    for (size_t i = 0; i < n; i++) {
+        const char *name = json_string_value(json_array_get(qs, i));
+        if (name == NULL || !jobq__valid_queue_name(name)) {
+            return fail(d, "invalid_argument", "queues[%zu] is not a valid queue name", i);
+        }
+        req->queues[i] = name;
+    }
+    return true;
+}
+
 static bool
 decode_body(dec *d, request *req, const request_limits *lim)
 {
@@ -382,9 +417,10 @@ decode_body(dec *d, request *req, const request_limits *lim)
     long long v;
     switch (req->op) {
     case REQ_PING:
-    case REQ_STATS:
     case REQ_SCHEDULES:
         return true;
+    case REQ_STATS:
+        return decode_stats(d, root, req);
     case REQ_SUBMIT:
         req->jobs = calloc(1, sizeof(*req->jobs));
         if (req->jobs == NULL) {
