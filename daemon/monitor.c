@@ -110,6 +110,14 @@ per_queue_counter(mbuf *b, const server *s, const char *name, const char *help,
     }
 }
 
+/* suppressed_line: one sample of jobq_log_suppressed_total (log_suppressed_each's callback). */
+static void
+suppressed_line(void *arg, const char *event, uint64_t dropped)
+{
+    mbuf_printf(arg, "jobq_log_suppressed_total{event=\"%s\"} %llu\n", event,
+                (unsigned long long)dropped);
+}
+
 /* render_metrics: the exposition text of everything jobqd counts. */
 static void
 render_metrics(const server *s, mbuf *b)
@@ -194,6 +202,10 @@ render_metrics(const server *s, mbuf *b)
     metric_help(b, "jobq_held_requests", "gauge",
                 "Waits and long-poll fetches held until their jobs end (max_waits).");
     mbuf_printf(b, "jobq_held_requests %zu\n", s->nheld);
+    metric_help(b, "jobq_log_suppressed_total", "counter",
+                "Log lines dropped by the rate limit of their event (20 lines a second).");
+    log_flush_suppressed();
+    log_suppressed_each(suppressed_line, b);
     metric_help(b, "jobq_running_jobs", "gauge", "Jobs running in jobqd's own consumers.");
     mbuf_printf(b, "jobq_running_jobs %d\n", s->nrunning);
     process_metrics(b);
