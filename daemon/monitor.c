@@ -384,10 +384,12 @@ monitor_request(void *arg, hcall *hc, enum http_route route)
     m->hc = hc;
     m->route = route;
     if (route == ROUTE_STATS) {
+        /* Only queues with dead jobs have recent ones to read: one query each. */
         for (size_t i = 0; i < s->nqueues; i++) {
-            snprintf(m->names[i], sizeof(m->names[i]), "%s", s->queues[i]->name);
+            if (s->queues[i]->counts[JOBQ_DEAD] > 0) {
+                snprintf(m->names[m->nnames++], sizeof(m->names[0]), "%s", s->queues[i]->name);
+            }
         }
-        m->nnames = s->nqueues;
     }
     m->op.exec = exec_mon;
     m->op.done = done_mon;
