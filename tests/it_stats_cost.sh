@@ -46,7 +46,10 @@ ok "stats: counts of $NQUEUES queues by default, series on request"
 # 8 concurrent stats callers while 300 pings are timed. The loop used to spend about a
 # second per call (pings then took seconds); now a call costs it about a millisecond. A
 # machine busy with other work can delay any process for a while, so the best of three
-# runs is judged.
+# runs is judged. A sanitizer build (ASAN_OPTIONS set) runs everything a few times slower: the
+# bound is 200 ms there, still far below what the old stats cost.
+BOUND_MS=50
+[ -z "${ASAN_OPTIONS:-}" ] || BOUND_MS=200
 best=
 for attempt in 1 2 3; do
     out=$("$JOBQ_STATSLOAD" load "$SOCK" 8 300 '{"op":"stats"}') || fail "stats load: $out"
@@ -57,9 +60,10 @@ for attempt in 1 2 3; do
     if [ -z "$best" ] || awk -v p="$p99" -v b="$best" 'BEGIN { exit !(p < b) }'; then
         best=$p99
     fi
-    ! awk -v p="$best" 'BEGIN { exit !(p < 50) }' || break
+    ! awk -v p="$best" -v b=$BOUND_MS 'BEGIN { exit !(p < b) }' || break
 done
-awk -v p="$best" 'BEGIN { exit !(p < 50) }' || fail "ping p99 is ${best} ms with 8 stats callers (want < 50)"
+awk -v p="$best" -v b=$BOUND_MS 'BEGIN { exit !(p < b) }' ||
+    fail "ping p99 is ${best} ms with 8 stats callers (want < $BOUND_MS)"
 ok "ping p99 ${best} ms under 8 concurrent stats callers"
 
 # max_queues: one more queue is fine, the next is refused, in submit, pause and fetch alike.
