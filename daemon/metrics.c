@@ -74,6 +74,22 @@ series_json(const series *s, int64_t now_s)
     return o;
 }
 
+void
+series_text(mbuf *b, const series *s, int64_t now_s)
+{
+    static const char *const names[SERIES_KINDS] = {"submitted", "succeeded", "failed"};
+    int64_t start = now_s - SERIES_LEN + 1;
+    mbuf_printf(b, "{\"start\":%lld,\"step\":1", (long long)start);
+    for (int k = 0; k < SERIES_KINDS; k++) {
+        mbuf_printf(b, ",\"%s\":[", names[k]);
+        for (int64_t t = start; t <= now_s; t++) {
+            mbuf_printf(b, t == start ? "%u" : ",%u", series_at(s, (enum series_kind)k, t));
+        }
+        mbuf_append(b, "]", 1);
+    }
+    mbuf_append(b, "}", 1);
+}
+
 double
 series_rate(const series *s, enum series_kind kind, int64_t now_s, int window)
 {

@@ -252,17 +252,67 @@ by_finished_desc(const void *a, const void *b)
                                                                                             : 0;
 }
 
+/* append_json: o (its reference taken) as compact JSON text. */
 static void
-reply_json(hcall *hc, int status, json_t *o)
+append_json(mbuf *b, json_t *o)
 {
-    char *text = json_dumps(o, JSON_COMPACT);
+    char *text = o != NULL ? json_dumps(o, JSON_COMPACT) : NULL;
     json_decref(o);
     if (text == NULL) {
-        http_reply(hc, 500, "text/plain; charset=utf-8", "out of memory\n", 14);
+        b->failed = 1;
         return;
     }
-    http_reply(hc, status, "application/json", text, strlen(text));
+    mbuf_append(b, text, strlen(text));
     free(text);
+}
+
+/* stats_text: the /stats object: every queue as monitor_queue_json gives it with series, the
+ * process figures and recent_dead (its reference taken), written as text: with thousands of
+ * queues a JSON tree of their series would cost the loop about a second. */
+static void
+stats_text(const server *s, mbuf *b, json_t *recent_dead)
+{
+    int64_t now = jobq__now_ms();
+    int64_t now_s = now / 1000;
+    mbuf_printf(b, "{\"ok\":true,\"version\":\"%s\",\"time\":%lld,\"uptime_s\":%lld,\"queues\":{",
+                JOBQ_VERSION_STRING, (long long)now, (long long)((now - s->started_at_ms) / 1000));
+    for (size_t i = 0; i < s->nqueues; i++) {
+        qstate *q = s->queues[i];
+        if (i > 0) {
+            mbuf_append(b, ",", 1);
+        }
+        monitor_queue_counts(b, q);
+        if (b->failed) {
+            break;
+        }
+        b->len--; /* reopen the queue's object */
+        mbuf_printf(b,
+                    ",\"totals\":{\"submitted\":%llu,\"started\":%llu,\"succeeded\":%llu,"
+                    "\"failed\":%llu,\"retried\":%llu,\"dead\":%llu,\"cancelled\":%llu}",
+                    (unsigned long long)q->totals[TOTAL_SUBMITTED],
+                    (unsigned long long)q->totals[TOTAL_STARTED],
+                    (unsigned long long)q->totals[TOTAL_SUCCEEDED],
+                    (unsigned long long)q->totals[TOTAL_FAILED],
+                    (unsigned long long)q->totals[TOTAL_RETRIED],
+                    (unsigned long long)q->totals[TOTAL_DEAD],
+                    (unsigned long long)q->totals[TOTAL_CANCELLED]);
+        mbuf_printf(b, ",\"rates\":{\"submitted\":%.6g,\"succeeded\":%.6g,\"failed\":%.6g}",
+                    series_rate(&q->series, SERIES_SUBMITTED, now_s, 60),
+                    series_rate(&q->series, SERIES_SUCCEEDED, now_s, 60),
+                    series_rate(&q->series, SERIES_FAILED, now_s, 60));
+        mbuf_append(b, ",\"series\":", sizeof(",\"series\":") - 1);
+        series_text(b, &q->series, now_s);
+        mbuf_append(b, "}", 1);
+    }
+    mbuf_append(b, "},\"process\":", sizeof("},\"process\":") - 1);
+    append_json(b, json_pack("{s:I, s:f, s:i, s:i, s:i}", "rss_bytes",
+                             (json_int_t)process_rss_bytes(), "cpu_seconds",
+                             process_cpu_seconds(), "open_fds", process_open_fds(),
+                             "connected_clients", s->in != NULL ? intake_clients(s->in) : 0,
+                             "running", s->nrunning));
+    mbuf_append(b, ",\"recent_dead\":", sizeof(",\"recent_dead\":") - 1);
+    append_json(b, recent_dead);
+    mbuf_append(b, "}", 1);
 }
 
 static void
@@ -284,7 +334,6 @@ done_mon(wop *op)
             http_reply(m->hc, 200, "text/plain; charset=utf-8", "ok\n", 3);
         }
     } else {
-        json_t *o = monitor_stats_json(s);
         json_t *dead = json_array();
         if (op->err == JOBQ_OK) {
             qsort(m->rows, m->nrows, sizeof(*m->rows), by_finished_desc);
@@ -299,8 +348,14 @@ done_mon(wop *op)
                                                       (json_int_t)r->finished_at_ms, "error", line));
             }
         }
-        json_object_set_new(o, "recent_dead", dead);
-        reply_json(m->hc, 200, o);
+        mbuf text = {0};
+        stats_text(s, &text, dead);
+        if (text.failed) {
+            http_reply(m->hc, 500, "text/plain; charset=utf-8", "out of memory\n", 14);
+        } else {
+            http_reply(m->hc, 200, "application/json", text.data, text.len);
+        }
+        free(text.data);
     }
     for (size_t i = 0; i < m->nrows; i++) {
         job_row_clear(&m->rows[i]);
@@ -308,29 +363,6 @@ done_mon(wop *op)
     free(m->rows);
     free(m->names);
     free(m);
-}
-
-json_t *
-monitor_stats_json(const server *s)
-{
-    json_t *o = json_object();
-    json_object_set_new(o, "ok", json_true());
-    json_object_set_new(o, "version", json_string(JOBQ_VERSION_STRING));
-    int64_t now = jobq__now_ms();
-    json_object_set_new(o, "time", json_integer(now));
-    json_object_set_new(o, "uptime_s", json_integer((now - s->started_at_ms) / 1000));
-    json_t *queues = json_object();
-    for (size_t i = 0; i < s->nqueues; i++) {
-        json_object_set_new(queues, s->queues[i]->name, monitor_queue_json(s, s->queues[i], true));
-    }
-    json_object_set_new(o, "queues", queues);
-    json_object_set_new(
-        o, "process",
-        json_pack("{s:I, s:f, s:i, s:i, s:i}", "rss_bytes", (json_int_t)process_rss_bytes(),
-                  "cpu_seconds", process_cpu_seconds(), "open_fds", process_open_fds(),
-                  "connected_clients", s->in != NULL ? intake_clients(s->in) : 0, "running",
-                  s->nrunning));
-    return o;
 }
 
 void

@@ -21,7 +21,5 @@ json_t *monitor_queue_json(const server *s, const qstate *q, bool with_series);
  *  in q->stats_cache, reused while the values it shows are unchanged. Loop thread. */
 void monitor_queue_counts(mbuf *b, qstate *q);
 
-/** monitor_stats_json: the /stats object (without recent_dead). */
-json_t *monitor_stats_json(const server *s);
 
 #endif
