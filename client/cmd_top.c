@@ -15,6 +15,7 @@
 
 #define TOP_NCOLS 10
 #define TOP_MAX_QUEUE_WIDTH 32
+#define TOP_MAX_SERIES 1000 /* queues whose rates one refresh asks for (stats "queues") */
 
 /* One refresh: the reply and when it came (monotonic seconds). */
 typedef struct snapshot {
@@ -107,13 +108,13 @@ term_size(int *rowsp, int *colsp)
     }
 }
 
-/* fetch: one stats call. Returns JOBQ_OK with *replyp set (owned by the caller), or the
- * error with a message for people in msg. */
+/* call_stats: one stats request. Returns JOBQ_OK with *replyp set (owned by the caller), or
+ * the error with a message for people in msg. */
 static int
-fetch(cli *c, json_t **replyp, char *msg, size_t msgsize)
+call_stats(cli *c, const char *request, json_t **replyp, char *msg, size_t msgsize)
 {
     char *text = NULL;
-    int err = jobq_call(c->client, "{\"op\":\"stats\"}", &text);
+    int err = jobq_call(c->client, request, &text);
     if (err != JOBQ_OK) {
         const char *detail = jobq_errmsg();
         snprintf(msg, msgsize, "%s", detail[0] != '\0' ? detail : jobq_strerror(err));
@@ -136,6 +137,73 @@ static int
 cmp_str(const void *a, const void *b)
 {
     return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+/* fetch: the counts of every queue (plain stats), then the totals and rates of the first
+ * `want` queues by name (stats with "queues" and "series"), merged into one reply. A daemon
+ * that sends totals with the counts is asked once. Returns JOBQ_OK with *replyp set (owned by
+ * the caller), or the error with a message for people in msg. */
+static int
+fetch(cli *c, size_t want, json_t **replyp, char *msg, size_t msgsize)
+{
+    json_t *reply = NULL;
+    int err = call_stats(c, "{\"op\":\"stats\"}", &reply, msg, msgsize);
+    if (err != JOBQ_OK) {
+        return err;
+    }
+    json_t *queues = json_object_get(reply, "queues");
+    size_t n = json_object_size(queues);
+    const char *key;
+    json_t *q;
+    bool has_totals = false;
+    json_object_foreach(queues, key, q)
+    {
+        has_totals = json_object_get(q, "totals") != NULL;
+        break;
+    }
+    if (n == 0 || want == 0 || has_totals) {
+        *replyp = reply;
+        return JOBQ_OK;
+    }
+    const char **keys = calloc(n, sizeof(*keys));
+    json_t *names = json_array();
+    if (keys == NULL || names == NULL) {
+        free(keys);
+        json_decref(names);
+        *replyp = reply; /* counts without rates */
+        return JOBQ_OK;
+    }
+    size_t k = 0;
+    json_object_foreach(queues, key, q)
+    {
+        keys[k++] = key;
+    }
+    qsort(keys, n, sizeof(*keys), cmp_str);
+    for (size_t i = 0; i < n && i < want && i < TOP_MAX_SERIES; i++) {
+        json_array_append_new(names, json_string(keys[i]));
+    }
+    free(keys);
+    json_t *req = json_pack("{s:s, s:o, s:b}", "op", "stats", "queues", names, "series", 1);
+    char *text = req != NULL ? json_dumps(req, JSON_COMPACT) : NULL;
+    json_decref(req);
+    json_t *more = NULL;
+    err = text != NULL ? call_stats(c, text, &more, msg, msgsize) : JOBQ_ENOMEM;
+    free(text);
+    if (err != JOBQ_OK) {
+        json_decref(reply);
+        return err;
+    }
+    json_object_foreach(json_object_get(more, "queues"), key, q)
+    {
+        json_t *mine = json_object_get(queues, key);
+        if (mine != NULL) {
+            json_object_set(mine, "totals", json_object_get(q, "totals"));
+            json_object_set(mine, "rates", json_object_get(q, "rates"));
+        }
+    }
+    json_decref(more);
+    *replyp = reply;
+    return JOBQ_OK;
 }
 
 static void
@@ -397,7 +465,9 @@ live(cli *c, int64_t interval_ms, const char *version)
         if (now_s >= next_s) {
             json_t *reply = NULL;
             char msg[400];
-            int err = fetch(c, &reply, msg, sizeof(msg));
+            int rows, cols;
+            term_size(&rows, &cols);
+            int err = fetch(c, rows > 0 ? (size_t)rows : 0, &reply, msg, sizeof(msg));
             if (err == JOBQ_OK) {
                 json_decref(prev.reply);
                 prev = cur;
@@ -518,20 +588,25 @@ cmd_top(cli *c, const cli_cmd *cmd, int argc, char **argv)
     }
     jobq_free(text);
     if (c->json || once || !isatty(STDOUT_FILENO)) {
-        json_t *reply;
-        rc = cli_call(c, json_pack("{s:s}", "op", "stats"), &reply, &text, "top");
-        if (reply == NULL) {
-            return rc;
+        json_t *reply = NULL;
+        char msg[400];
+        int err = fetch(c, TOP_MAX_SERIES, &reply, msg, sizeof(msg));
+        if (err != JOBQ_OK) {
+            fprintf(stderr, "jobq: top: %s\n", msg);
+            return err == JOBQ_EUNREACH ? EXIT_UNREACH : EXIT_FAILED;
         }
         if (c->json) {
-            cli_print_reply(text);
-        } else if (rc == EXIT_OK) {
+            char *out = json_dumps(reply, JSON_COMPACT);
+            if (out != NULL) {
+                cli_print_reply(out);
+            }
+            free(out);
+        } else {
             snapshot cur = {reply, cli_mono_s()}, none = {NULL, 0};
             render(stdout, &cur, &none, version, NULL, false, 0, 0);
         }
         json_decref(reply);
-        jobq_free(text);
-        return rc;
+        return EXIT_OK;
     }
     /* A call must not hold the screen (and q) for the whole default timeout. */
     int64_t call_ms = interval_ms * 3 > 5000 ? interval_ms * 3 : 5000;

@@ -68,6 +68,7 @@ static const key_def server_keys[] = {
     {"max_waits_per_connection", KEY_COUNT, offsetof(config, max_waits_per_connection), 1,
      MAX_WAITS_LIMIT},
     {"max_connections", KEY_COUNT, offsetof(config, max_connections), 1, 1000000},
+    {"max_queues", KEY_COUNT, offsetof(config, max_queues), 1, 1000000},
     {"auth_token", KEY_SECRET, offsetof(config, auth_token), 0, 0},
     {"tls_cert", KEY_STRING, offsetof(config, tls_cert), 0, 0},
     {"tls_key", KEY_STRING, offsetof(config, tls_key), 0, 0},
@@ -1182,6 +1183,7 @@ config_defaults(void)
     cfg->max_waits = 4096;
     cfg->max_waits_per_connection = 256;
     cfg->max_connections = 10000;
+    cfg->max_queues = 1000;
     cfg->listen = calloc(1, sizeof(char *));
     if (cfg->listen == NULL || (cfg->listen[0] = strdup("tcp://127.0.0.1:7450")) == NULL) {
         config_free(cfg);

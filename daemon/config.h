@@ -68,6 +68,7 @@ typedef struct config {
     size_t max_waits;           /* held waits and long-poll fetches at once; default 4096 */
     size_t max_waits_per_connection; /* of them, held for one connection; default 256 */
     size_t max_connections;     /* nng connections served at once; default 10000 */
+    size_t max_queues;          /* queues without a section (allow_unknown_queues); default 1000 */
     queue_conf *queues;
     size_t nqueues;
     schedule_conf *schedules;

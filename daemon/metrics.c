@@ -74,6 +74,22 @@ series_json(const series *s, int64_t now_s)
     return o;
 }
 
+void
+series_text(mbuf *b, const series *s, int64_t now_s)
+{
+    static const char *const names[SERIES_KINDS] = {"submitted", "succeeded", "failed"};
+    int64_t start = now_s - SERIES_LEN + 1;
+    mbuf_printf(b, "{\"start\":%lld,\"step\":1", (long long)start);
+    for (int k = 0; k < SERIES_KINDS; k++) {
+        mbuf_printf(b, ",\"%s\":[", names[k]);
+        for (int64_t t = start; t <= now_s; t++) {
+            mbuf_printf(b, t == start ? "%u" : ",%u", series_at(s, (enum series_kind)k, t));
+        }
+        mbuf_append(b, "]", 1);
+    }
+    mbuf_append(b, "}", 1);
+}
+
 double
 series_rate(const series *s, enum series_kind kind, int64_t now_s, int window)
 {
@@ -82,6 +98,30 @@ series_rate(const series *s, enum series_kind kind, int64_t now_s, int window)
         n += series_at(s, kind, t);
     }
     return window > 0 ? (double)n / window : 0;
+}
+
+void
+mbuf_append(mbuf *b, const char *text, size_t len)
+{
+    if (b->failed) {
+        return;
+    }
+    if (b->len + len + 1 > b->cap) {
+        size_t cap = b->cap ? b->cap * 2 : 16384;
+        while (cap < b->len + len + 1) {
+            cap *= 2;
+        }
+        char *d = realloc(b->data, cap);
+        if (d == NULL) {
+            b->failed = 1;
+            return;
+        }
+        b->data = d;
+        b->cap = cap;
+    }
+    memcpy(b->data + b->len, text, len);
+    b->len += len;
+    b->data[b->len] = '\0';
 }
 
 void

@@ -48,7 +48,14 @@ typedef struct mbuf {
     int failed; /* out of memory: the text is incomplete */
 } mbuf;
 
+/** mbuf_printf: appends formatted text; on out of memory sets b->failed. */
 void mbuf_printf(mbuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/** mbuf_append: appends len bytes of text; on out of memory sets b->failed. */
+void mbuf_append(mbuf *b, const char *text, size_t len);
+
+/** series_text: what series_json returns, as JSON text appended to b (no JSON tree built). */
+void series_text(mbuf *b, const series *s, int64_t now_s);
 
 /** metric_help: "# HELP name help\n# TYPE name type\n". */
 void metric_help(mbuf *b, const char *name, const char *type, const char *help);

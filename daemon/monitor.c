@@ -24,7 +24,7 @@ static const char *const state_label[JOBQ_NSTATES] = {
 };
 
 json_t *
-monitor_queue_json(const server *s, const qstate *q)
+monitor_queue_json(const server *s, const qstate *q, bool with_series)
 {
     (void)s;
     int64_t now_s = jobq__now_ms() / 1000;
@@ -36,6 +36,9 @@ monitor_queue_json(const server *s, const qstate *q)
     json_object_set_new(qo, "breaker", json_string(breaker_state_name(q->br.state)));
     json_object_set_new(qo, "concurrency",
                         q->conf->argv != NULL ? json_integer(q->conf->concurrency) : json_null());
+    if (!with_series) {
+        return qo;
+    }
     json_object_set_new(
         qo, "totals",
         json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:I}", "submitted",
@@ -55,6 +58,45 @@ monitor_queue_json(const server *s, const qstate *q)
     return qo;
 }
 
+void
+monitor_queue_counts(mbuf *b, qstate *q)
+{
+    stats_cache *sc = &q->stats_cache;
+    if (sc->text != NULL && sc->paused == q->paused && sc->breaker == (int)q->br.state &&
+        memcmp(sc->counts, q->counts, sizeof(sc->counts)) == 0) {
+        mbuf_append(b, sc->text, sc->len);
+        return;
+    }
+    /* Queue names are [A-Za-z0-9_.-]: nothing to escape. 64 + 8 * 33 + 70 bytes at most. */
+    char text[512];
+    size_t n = (size_t)snprintf(text, sizeof(text), "\"%s\":{", q->name);
+    for (int st = 0; st < JOBQ_NSTATES; st++) {
+        n += (size_t)snprintf(text + n, sizeof(text) - n, "\"%s\":%lld,", state_label[st],
+                              (long long)q->counts[st]);
+    }
+    n += (size_t)snprintf(text + n, sizeof(text) - n,
+                          "\"paused\":%s,\"breaker\":\"%s\",\"concurrency\":",
+                          q->paused ? "true" : "false", breaker_state_name(q->br.state));
+    if (q->conf->argv != NULL) {
+        n += (size_t)snprintf(text + n, sizeof(text) - n, "%d}", q->conf->concurrency);
+    } else {
+        n += (size_t)snprintf(text + n, sizeof(text) - n, "null}");
+    }
+    mbuf_append(b, text, n);
+    char *copy = realloc(sc->text, n);
+    if (copy == NULL) {
+        free(sc->text);
+        sc->text = NULL;
+        return;
+    }
+    memcpy(copy, text, n);
+    sc->text = copy;
+    sc->len = n;
+    memcpy(sc->counts, q->counts, sizeof(sc->counts));
+    sc->paused = q->paused;
+    sc->breaker = (int)q->br.state;
+}
+
 /* ---- /metrics ---- */
 
 static void
@@ -66,6 +108,14 @@ per_queue_counter(mbuf *b, const server *s, const char *name, const char *help,
         mbuf_printf(b, "%s{queue=\"%s\"} %llu\n", name, s->queues[i]->name,
                     (unsigned long long)s->queues[i]->totals[kind]);
     }
+}
+
+/* suppressed_line: one sample of jobq_log_suppressed_total (log_suppressed_each's callback). */
+static void
+suppressed_line(void *arg, const char *event, uint64_t dropped)
+{
+    mbuf_printf(arg, "jobq_log_suppressed_total{event=\"%s\"} %llu\n", event,
+                (unsigned long long)dropped);
 }
 
 /* render_metrics: the exposition text of everything jobqd counts. */
@@ -159,6 +209,10 @@ render_metrics(const server *s, mbuf *b)
     metric_help(b, "jobq_held_requests", "gauge",
                 "Waits and long-poll fetches held until their jobs end (max_waits).");
     mbuf_printf(b, "jobq_held_requests %zu\n", s->nheld);
+    metric_help(b, "jobq_log_suppressed_total", "counter",
+                "Log lines dropped by the rate limit of their event (20 lines a second).");
+    log_flush_suppressed();
+    log_suppressed_each(suppressed_line, b);
     metric_help(b, "jobq_running_jobs", "gauge", "Jobs running in jobqd's own consumers.");
     mbuf_printf(b, "jobq_running_jobs %d\n", s->nrunning);
     process_metrics(b);
@@ -205,17 +259,67 @@ by_finished_desc(const void *a, const void *b)
                                                                                             : 0;
 }
 
+/* append_json: o (its reference taken) as compact JSON text. */
 static void
-reply_json(hcall *hc, int status, json_t *o)
+append_json(mbuf *b, json_t *o)
 {
-    char *text = json_dumps(o, JSON_COMPACT);
+    char *text = o != NULL ? json_dumps(o, JSON_COMPACT) : NULL;
     json_decref(o);
     if (text == NULL) {
-        http_reply(hc, 500, "text/plain; charset=utf-8", "out of memory\n", 14);
+        b->failed = 1;
         return;
     }
-    http_reply(hc, status, "application/json", text, strlen(text));
+    mbuf_append(b, text, strlen(text));
     free(text);
+}
+
+/* stats_text: the /stats object: every queue as monitor_queue_json gives it with series, the
+ * process figures and recent_dead (its reference taken), written as text: with thousands of
+ * queues a JSON tree of their series would cost the loop about a second. */
+static void
+stats_text(const server *s, mbuf *b, json_t *recent_dead)
+{
+    int64_t now = jobq__now_ms();
+    int64_t now_s = now / 1000;
+    mbuf_printf(b, "{\"ok\":true,\"version\":\"%s\",\"time\":%lld,\"uptime_s\":%lld,\"queues\":{",
+                JOBQ_VERSION_STRING, (long long)now, (long long)((now - s->started_at_ms) / 1000));
+    for (size_t i = 0; i < s->nqueues; i++) {
+        qstate *q = s->queues[i];
+        if (i > 0) {
+            mbuf_append(b, ",", 1);
+        }
+        monitor_queue_counts(b, q);
+        if (b->failed) {
+            break;
+        }
+        b->len--; /* reopen the queue's object */
+        mbuf_printf(b,
+                    ",\"totals\":{\"submitted\":%llu,\"started\":%llu,\"succeeded\":%llu,"
+                    "\"failed\":%llu,\"retried\":%llu,\"dead\":%llu,\"cancelled\":%llu}",
+                    (unsigned long long)q->totals[TOTAL_SUBMITTED],
+                    (unsigned long long)q->totals[TOTAL_STARTED],
+                    (unsigned long long)q->totals[TOTAL_SUCCEEDED],
+                    (unsigned long long)q->totals[TOTAL_FAILED],
+                    (unsigned long long)q->totals[TOTAL_RETRIED],
+                    (unsigned long long)q->totals[TOTAL_DEAD],
+                    (unsigned long long)q->totals[TOTAL_CANCELLED]);
+        mbuf_printf(b, ",\"rates\":{\"submitted\":%.6g,\"succeeded\":%.6g,\"failed\":%.6g}",
+                    series_rate(&q->series, SERIES_SUBMITTED, now_s, 60),
+                    series_rate(&q->series, SERIES_SUCCEEDED, now_s, 60),
+                    series_rate(&q->series, SERIES_FAILED, now_s, 60));
+        mbuf_append(b, ",\"series\":", sizeof(",\"series\":") - 1);
+        series_text(b, &q->series, now_s);
+        mbuf_append(b, "}", 1);
+    }
+    mbuf_append(b, "},\"process\":", sizeof("},\"process\":") - 1);
+    append_json(b, json_pack("{s:I, s:f, s:i, s:i, s:i}", "rss_bytes",
+                             (json_int_t)process_rss_bytes(), "cpu_seconds",
+                             process_cpu_seconds(), "open_fds", process_open_fds(),
+                             "connected_clients", s->in != NULL ? intake_clients(s->in) : 0,
+                             "running", s->nrunning));
+    mbuf_append(b, ",\"recent_dead\":", sizeof(",\"recent_dead\":") - 1);
+    append_json(b, recent_dead);
+    mbuf_append(b, "}", 1);
 }
 
 static void
@@ -237,7 +341,6 @@ done_mon(wop *op)
             http_reply(m->hc, 200, "text/plain; charset=utf-8", "ok\n", 3);
         }
     } else {
-        json_t *o = monitor_stats_json(s);
         json_t *dead = json_array();
         if (op->err == JOBQ_OK) {
             qsort(m->rows, m->nrows, sizeof(*m->rows), by_finished_desc);
@@ -252,8 +355,14 @@ done_mon(wop *op)
                                                       (json_int_t)r->finished_at_ms, "error", line));
             }
         }
-        json_object_set_new(o, "recent_dead", dead);
-        reply_json(m->hc, 200, o);
+        mbuf text = {0};
+        stats_text(s, &text, dead);
+        if (text.failed) {
+            http_reply(m->hc, 500, "text/plain; charset=utf-8", "out of memory\n", 14);
+        } else {
+            http_reply(m->hc, 200, "application/json", text.data, text.len);
+        }
+        free(text.data);
     }
     for (size_t i = 0; i < m->nrows; i++) {
         job_row_clear(&m->rows[i]);
@@ -261,29 +370,6 @@ done_mon(wop *op)
     free(m->rows);
     free(m->names);
     free(m);
-}
-
-json_t *
-monitor_stats_json(const server *s)
-{
-    json_t *o = json_object();
-    json_object_set_new(o, "ok", json_true());
-    json_object_set_new(o, "version", json_string(JOBQ_VERSION_STRING));
-    int64_t now = jobq__now_ms();
-    json_object_set_new(o, "time", json_integer(now));
-    json_object_set_new(o, "uptime_s", json_integer((now - s->started_at_ms) / 1000));
-    json_t *queues = json_object();
-    for (size_t i = 0; i < s->nqueues; i++) {
-        json_object_set_new(queues, s->queues[i]->name, monitor_queue_json(s, s->queues[i]));
-    }
-    json_object_set_new(o, "queues", queues);
-    json_object_set_new(
-        o, "process",
-        json_pack("{s:I, s:f, s:i, s:i, s:i}", "rss_bytes", (json_int_t)process_rss_bytes(),
-                  "cpu_seconds", process_cpu_seconds(), "open_fds", process_open_fds(),
-                  "connected_clients", s->in != NULL ? intake_clients(s->in) : 0, "running",
-                  s->nrunning));
-    return o;
 }
 
 void
@@ -337,10 +423,12 @@ monitor_request(void *arg, hcall *hc, enum http_route route)
     m->hc = hc;
     m->route = route;
     if (route == ROUTE_STATS) {
+        /* Only queues with dead jobs have recent ones to read: one query each. */
         for (size_t i = 0; i < s->nqueues; i++) {
-            snprintf(m->names[i], sizeof(m->names[i]), "%s", s->queues[i]->name);
+            if (s->queues[i]->counts[JOBQ_DEAD] > 0) {
+                snprintf(m->names[m->nnames++], sizeof(m->names[0]), "%s", s->queues[i]->name);
+            }
         }
-        m->nnames = s->nqueues;
     }
     m->op.exec = exec_mon;
     m->op.done = done_mon;

@@ -11,10 +11,15 @@
 void monitor_request(void *arg, hcall *call, enum http_route route);
 
 /** monitor_queue_json: one queue of the stats reply: counts by state, paused, breaker,
- *  concurrency, totals, rates over the last 60 s and per-second series of the last 300 s. */
-json_t *monitor_queue_json(const server *s, const qstate *q);
+ *  concurrency and, with with_series, totals, rates over the last 60 s and per-second series of the
+ *  last 300 s. Returns a new reference. */
+json_t *monitor_queue_json(const server *s, const qstate *q, bool with_series);
 
-/** monitor_stats_json: the /stats object (without recent_dead). */
-json_t *monitor_stats_json(const server *s);
+/** monitor_queue_counts: appends one queue of the plain stats reply to b, as the JSON member
+ *  "NAME":{counts by state, paused, breaker, concurrency}: what the stats op answers without
+ *  "series", written without building a JSON tree (it may list thousands of queues) and kept
+ *  in q->stats_cache, reused while the values it shows are unchanged. Loop thread. */
+void monitor_queue_counts(mbuf *b, qstate *q);
+
 
 #endif

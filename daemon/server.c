@@ -146,15 +146,53 @@ job_json(const job_row *r)
 
 /* ---- queues ---- */
 
+/* queue_hash: FNV-1a of a queue name. */
+static size_t
+queue_hash(const char *name)
+{
+    uint64_t h = 0xcbf29ce484222325ULL;
+    for (const unsigned char *p = (const unsigned char *)name; *p != '\0'; p++) {
+        h = (h ^ *p) * 0x100000001b3ULL;
+    }
+    return (size_t)(h ^ (h >> 32));
+}
+
 qstate *
 server_queue(server *s, const char *name)
 {
-    for (size_t i = 0; i < s->nqueues; i++) {
-        if (strcmp(s->queues[i]->name, name) == 0) {
-            return s->queues[i];
+    if (s->nqbuckets == 0) {
+        return NULL;
+    }
+    for (qstate *q = s->qbuckets[queue_hash(name) & (s->nqbuckets - 1)]; q != NULL; q = q->hnext) {
+        if (strcmp(q->name, name) == 0) {
+            return q;
         }
     }
     return NULL;
+}
+
+/* queue_rehash: keeps a bucket per queue at least. Returns false on out of memory. */
+static bool
+queue_rehash(server *s)
+{
+    if (s->nqueues < s->nqbuckets) {
+        return true;
+    }
+    size_t n = s->nqbuckets ? s->nqbuckets * 2 : 64;
+    qstate **b = calloc(n, sizeof(*b));
+    if (b == NULL) {
+        return false;
+    }
+    for (size_t i = 0; i < s->nqueues; i++) {
+        qstate *q = s->queues[i];
+        size_t k = queue_hash(q->name) & (n - 1);
+        q->hnext = b[k];
+        b[k] = q;
+    }
+    free(s->qbuckets);
+    s->qbuckets = b;
+    s->nqbuckets = n;
+    return true;
 }
 
 qstate *
@@ -163,6 +201,9 @@ server_queue_add(server *s, const char *name)
     qstate *q = server_queue(s, name);
     if (q != NULL) {
         return q;
+    }
+    if (!queue_rehash(s)) {
+        return NULL;
     }
     if (s->nqueues == s->capqueues) {
         size_t cap = s->capqueues ? s->capqueues * 2 : 16;
@@ -185,9 +226,45 @@ server_queue_add(server *s, const char *name)
     } else {
         config_queue_defaults(&q->own_conf);
         q->conf = &q->own_conf;
+        s->nunconfigured++;
     }
     sched_breaker_init(s, q);
     s->queues[s->nqueues++] = q;
+    size_t k = queue_hash(name) & (s->nqbuckets - 1);
+    q->hnext = s->qbuckets[k];
+    s->qbuckets[k] = q;
+    return q;
+}
+
+qstate *
+server_queue_admit(server *s, const char *name, const char **code, char *msg, size_t msglen)
+{
+    qstate *q = server_queue(s, name);
+    if (q != NULL) {
+        return q;
+    }
+    if (!s->cfg->allow_unknown_queues) {
+        *code = "unknown_queue";
+        snprintf(msg, msglen,
+                 "queue \"%s\" is not configured; add a [queue.%s] section to the config or set "
+                 "allow_unknown_queues = true",
+                 name, name);
+        return NULL;
+    }
+    if (s->nunconfigured >= s->cfg->max_queues) {
+        *code = "too_many_queues";
+        snprintf(msg, msglen,
+                 "queue \"%s\" would be created, but jobqd already keeps %zu queues without a "
+                 "[queue.NAME] section, its limit (max_queues); use an existing queue, add a "
+                 "[queue.%s] section, or raise max_queues",
+                 name, s->nunconfigured, name);
+        return NULL;
+    }
+    q = server_queue_add(s, name);
+    if (q == NULL) {
+        *code = "internal";
+        snprintf(msg, msglen, "out of memory");
+    }
     return q;
 }
 
@@ -474,17 +551,19 @@ start_submit(call *c)
             return;
         }
         qstate *q = server_queue(s, j->queue);
-        if (q == NULL && !s->cfg->allow_unknown_queues) {
-            char msg[400];
-            int off =
-                c->req.op == REQ_SUBMIT_BATCH ? snprintf(msg, sizeof(msg), "jobs[%zu]: ", i) : 0;
-            snprintf(msg + off, sizeof(msg) - (size_t)off,
-                     "queue \"%s\" is not configured; add a [queue.%s] section to the config "
-                     "or set allow_unknown_queues = true%s",
-                     j->queue, j->queue,
-                     c->req.op == REQ_SUBMIT_BATCH ? " (nothing was submitted)" : "");
-            reply_error(c, "unknown_queue", msg);
-            return;
+        if (q == NULL) {
+            char msg[512];
+            const char *code;
+            bool batch = c->req.op == REQ_SUBMIT_BATCH;
+            int off = batch ? snprintf(msg, sizeof(msg), "jobs[%zu]: ", i) : 0;
+            q = server_queue_admit(s, j->queue, &code, msg + off, sizeof(msg) - (size_t)off);
+            if (q == NULL) {
+                size_t used = strlen(msg);
+                snprintf(msg + used, sizeof(msg) - used, "%s",
+                         batch ? " (nothing was submitted)" : "");
+                reply_error(c, code, msg);
+                return;
+            }
         }
         if (q != NULL && i < n && !pending_room(c, q, i)) {
             return;
@@ -1238,17 +1317,45 @@ done_explain(wop *op)
     send_json(c, o);
 }
 
+/* reply_stats: counts, paused and breaker of every queue, or of the queues the request
+ * names (at most STATS_MAX_QUEUES; unknown ones are left out); with "series", totals, rates
+ * and per-second series too. Only the plain reply of every queue, which may list thousands,
+ * is written without building a JSON tree. */
 static void
 reply_stats(call *c)
 {
     server *s = c->srv;
-    json_t *o = ok_object();
-    json_t *queues = json_object();
-    for (size_t i = 0; i < s->nqueues; i++) {
-        json_object_set_new(queues, s->queues[i]->name, monitor_queue_json(s, s->queues[i]));
+    size_t n = c->req.stats_some ? c->req.nqueues : s->nqueues;
+    if (c->req.series || c->req.stats_some) {
+        json_t *o = ok_object();
+        json_t *queues = json_object();
+        for (size_t i = 0; i < n; i++) {
+            qstate *q = c->req.stats_some ? server_queue(s, c->req.queues[i]) : s->queues[i];
+            if (q != NULL) {
+                json_object_set_new(queues, q->name, monitor_queue_json(s, q, c->req.series));
+            }
+        }
+        json_object_set_new(o, "queues", queues);
+        send_json(c, o);
+        return;
     }
-    json_object_set_new(o, "queues", queues);
-    send_json(c, o);
+    mbuf b = {0};
+    mbuf_printf(&b, "{\"ok\":true,\"queues\":{");
+    for (size_t i = 0; i < n; i++) {
+        if (i > 0) {
+            mbuf_append(&b, ",", 1);
+        }
+        monitor_queue_counts(&b, s->queues[i]);
+    }
+    mbuf_printf(&b, "}}");
+    if (b.failed) {
+        free(b.data);
+        reply_error(c, "internal", "out of memory");
+        return;
+    }
+    intake_reply(c->ic, b.data, b.len);
+    free(b.data);
+    call_free(c);
 }
 
 static void
@@ -1333,9 +1440,9 @@ on_request(void *arg, icall *ic, const char *body, size_t len)
             reply_error(c, "invalid_argument", "field \"queue\" is not a valid queue name");
             return;
         }
-        if (server_queue(s, c->req.queue) == NULL && !s->cfg->allow_unknown_queues) {
-            snprintf(err, sizeof(err), "queue \"%s\" is not configured", c->req.queue);
-            reply_error(c, "unknown_queue", err);
+        const char *qcode;
+        if (server_queue_admit(s, c->req.queue, &qcode, err, sizeof(err)) == NULL) {
+            reply_error(c, qcode, err);
             return;
         }
         queue_op(c, exec_pause, done_pause, true);
@@ -1601,9 +1708,13 @@ server_free(server *s)
 {
     for (size_t i = 0; i < s->nqueues; i++) {
         free(s->queues[i]->name);
+        free(s->queues[i]->stats_cache.text);
         free(s->queues[i]);
     }
     free(s->queues);
+    free(s->qbuckets);
+    s->qbuckets = NULL;
+    s->nqbuckets = 0;
     periodic_free(s);
     free(s->waits);
     s->waits = NULL;

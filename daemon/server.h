@@ -32,6 +32,16 @@ enum total_kind {
     TOTAL_KINDS
 };
 
+/** A queue's member of the plain stats reply as last written, and the values it shows: while
+ *  they hold, the text is reused (monitor.c). */
+typedef struct stats_cache {
+    char *text; /* NULL: not written yet */
+    size_t len;
+    int64_t counts[JOBQ_NSTATES];
+    bool paused;
+    int breaker;
+} stats_cache;
+
 /** A queue as the loop sees it: settings and live counts (never the jobs themselves). */
 typedef struct qstate {
     char *name;
@@ -50,6 +60,8 @@ typedef struct qstate {
     hist wait_hist;               /* seconds from due to start */
     hist run_hist;                /* seconds from start to end of an attempt */
     series series;                /* per-second submitted, succeeded, failed */
+    struct qstate *hnext;         /* next in its bucket of server.qbuckets */
+    stats_cache stats_cache;      /* its part of the plain stats reply */
 } qstate;
 
 typedef struct runner runner;
@@ -66,6 +78,9 @@ typedef struct server {
     qstate **queues;
     size_t nqueues;
     size_t capqueues;
+    qstate **qbuckets;    /* hash buckets: name -> queue */
+    size_t nqbuckets;     /* a power of two */
+    size_t nunconfigured; /* queues without a section (max_queues) */
     request_limits limits;
     uv_signal_t sig_term;
     uv_signal_t sig_int;
@@ -114,9 +129,17 @@ void server_start(server *s);
 /** server_queue: the queue named name, or NULL. */
 qstate *server_queue(server *s, const char *name);
 
-/** server_queue_add: the queue named name, created with defaults when missing. NULL on out
- *  of memory. */
+/** server_queue_add: the queue named name, created with defaults when missing (whatever
+ *  max_queues says: for jobs already stored). NULL on out of memory. */
 qstate *server_queue_add(server *s, const char *name);
+
+/** server_queue_admit: the queue named name for a request that may create it (submit, pause,
+ *  resume, fetch): the existing queue, or a new one when allow_unknown_queues is set and fewer
+ *  than max_queues queues without a section exist. Otherwise NULL with the wire error code in
+ *  *code ("unknown_queue", "too_many_queues" or "internal") and a message for people in msg.
+ *  Loop thread. */
+qstate *server_queue_admit(server *s, const char *name, const char **code, char *msg,
+                           size_t msglen);
 
 /** server_count_move: moves one job of q from state `from` to `to` in the counts (-1 for
  *  none). */

@@ -459,13 +459,10 @@ fetch_check(call *c)
     char msg[300];
     for (size_t i = 0; i < c->req.nqueues; i++) {
         const char *name = c->req.queues[i];
-        qstate *q = server_queue(s, name);
-        if (q == NULL && s->cfg->allow_unknown_queues) {
-            q = server_queue_add(s, name);
-        }
+        const char *code;
+        qstate *q = server_queue_admit(s, name, &code, msg, sizeof(msg));
         if (q == NULL) {
-            snprintf(msg, sizeof(msg), "queue \"%s\" is not configured", name);
-            reply_error(c, "unknown_queue", msg);
+            reply_error(c, code, msg);
             return false;
         }
         if (!workers_is_remote(q)) {

@@ -36,7 +36,7 @@ typedef enum jobq_err {
     JOBQ_ESTORE = 9,     /* the daemon's database failed ("store_error") */
     JOBQ_EFULL = 10,     /* the daemon's disk or a queue is full ("store_full", "queue_full") */
     JOBQ_EUNREACH = 11,  /* the daemon cannot be reached (refused, no such socket) */
-    JOBQ_EQUEUE = 12,    /* the queue is not configured ("unknown_queue") */
+    JOBQ_EQUEUE = 12,    /* the queue is not configured ("unknown_queue", "too_many_queues") */
     JOBQ_ESTATE = 13,    /* the job is in a state that forbids this ("invalid_state") */
     JOBQ_ECONFLICT = 14, /* same key, different payload ("key_conflict") */
     JOBQ_ESHUTDOWN = 15, /* the daemon is shutting down ("shutting_down") */

@@ -24,6 +24,7 @@ static const struct {
     {"batch_too_large", JOBQ_ETOOBIG},
     {"too_many_waits", JOBQ_EBUSY},
     {"too_many_connections", JOBQ_EBUSY},
+    {"too_many_queues", JOBQ_EQUEUE},
 };
 
 const char *

@@ -955,6 +955,42 @@ static const field_def heartbeat_fields[] = {
     RETRY_FIELD,
 };
 
+/* stats_queues: the names stats restricts its reply to ("queues": an array, maybe empty). */
+static bool
+stats_queues(dec *d, const json_t *obj, void *dst)
+{
+    request *req = dst;
+    json_t *qs = json_object_get(obj, "queues");
+    if (qs == NULL) {
+        return true;
+    }
+    size_t n = json_array_size(qs);
+    if (!json_is_array(qs) || n > STATS_MAX_QUEUES) {
+        return fail(d, "invalid_argument",
+                    "field \"queues\" must be an array of at most %d queue names",
+                    STATS_MAX_QUEUES);
+    }
+    req->queues = calloc(n ? n : 1, sizeof(*req->queues));
+    if (req->queues == NULL) {
+        return fail(d, "internal", "out of memory");
+    }
+    req->nqueues = n;
+    req->stats_some = true;
+    for (size_t i = 0; i < n; i++) {
+        const char *name = json_string_value(json_array_get(qs, i));
+        if (name == NULL || !jobq__valid_queue_name(name)) {
+            return fail(d, "invalid_argument", "queues[%zu] is not a valid queue name", i);
+        }
+        req->queues[i] = name;
+    }
+    return true;
+}
+
+static const field_def stats_fields[] = {
+    FIELD(request, "series", F_BOOL, series, 0, 0),
+    CUSTOM("queues", stats_queues),
+};
+
 static const field_def backup_fields[] = {
     FIELD(request, "path", F_PATH, path, 1, 4096, .flags = FD_REQUIRED,
           .missing = "field \"path\" must be an absolute path on the daemon's machine"),
@@ -982,7 +1018,7 @@ static const struct op_def {
     OP("wait", REQ_WAIT, wait_fields),
     OP("cancel", REQ_CANCEL, id_fields),
     OP("list", REQ_LIST, list_fields),
-    OP_BARE("stats", REQ_STATS),
+    OP("stats", REQ_STATS, stats_fields),
     OP("pause", REQ_PAUSE, queue_fields),
     OP("resume", REQ_RESUME, queue_fields),
     OP("retry", REQ_RETRY, retry_fields),

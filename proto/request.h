@@ -58,8 +58,11 @@ typedef struct request {
     int state;           /* list: jobq_state or -1; bulk retry: dead or cancelled */
     int64_t after_id;    /* list */
     int limit;           /* list; fetch: max jobs */
-    const char **queues; /* fetch: the queues to take from, in order (borrowed strings) */
+    const char **queues; /* fetch: the queues to take from, in order; stats: the queues to
+                          * report (borrowed strings) */
     size_t nqueues;
+    bool stats_some;      /* stats: "queues" given (only those are reported) */
+    bool series;          /* stats: add totals, rates and per-second series */
     const char *lease;    /* ack, fail, heartbeat: the lease token */
     const char *text;     /* ack: result; fail: error (NULL if none) */
     bool retry;           /* fail: may be retried */
@@ -71,6 +74,9 @@ typedef struct request {
     req_job *on_complete; /* submit_batch with group: the job to submit when all ended */
     int64_t group_id;     /* get, wait: a group instead of jobs (0: none) */
 } request;
+
+/** The most queue names one stats request may list. */
+#define STATS_MAX_QUEUES 1000
 
 typedef struct request_limits {
     size_t max_batch;    /* jobs in one submit_batch */

@@ -205,6 +205,31 @@ test_wait_list_get(void **state)
 }
 
 static void
+test_stats_fields(void **state)
+{
+    request req;
+    assert_null(decode("{\"op\":\"stats\"}", &req));
+    assert_int_equal(req.op, REQ_STATS);
+    assert_false(req.stats_some);
+    assert_false(req.series);
+    jobq__request_free(&req);
+    assert_null(decode("{\"op\":\"stats\",\"queues\":[\"a\",\"b.c\"],\"series\":true}", &req));
+    assert_true(req.stats_some);
+    assert_true(req.series);
+    assert_int_equal(req.nqueues, 2);
+    assert_string_equal(req.queues[1], "b.c");
+    jobq__request_free(&req);
+    assert_null(decode("{\"op\":\"stats\",\"queues\":[]}", &req));
+    assert_true(req.stats_some);
+    assert_int_equal(req.nqueues, 0);
+    jobq__request_free(&req);
+    expect_code("{\"op\":\"stats\",\"series\":\"yes\"}", "invalid_argument");
+    expect_code("{\"op\":\"stats\",\"queues\":\"a\"}", "invalid_argument");
+    expect_code("{\"op\":\"stats\",\"queues\":[\"a b\"]}", "invalid_argument");
+    expect_code("{\"op\":\"stats\",\"queues\":[1]}", "invalid_argument");
+}
+
+static void
 test_bad_input_codes(void **state)
 {
     expect_code("", "malformed");
@@ -389,6 +414,7 @@ main(void)
         cmocka_unit_test(test_payload_defaults_to_null_and_hash_ignores_key_order),
         cmocka_unit_test(test_batch_default_queue_and_limits),
         cmocka_unit_test(test_wait_list_get),
+        cmocka_unit_test(test_stats_fields),
         cmocka_unit_test(test_bad_input_codes),
         cmocka_unit_test(test_durations),
         cmocka_unit_test(test_workflow_fields),
