@@ -5,6 +5,7 @@
 #define JOBQD_SP_H
 
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <uv.h>
@@ -28,11 +29,24 @@ typedef enum sp_event {
 typedef void (*sp_event_cb)(void *arg, sp_event ev);
 
 typedef struct sp_config {
-    size_t max_recv;           /* largest message read (bytes, backtrace included); a frame that
-                                * announces more closes its connection before anything is allocated */
+    size_t max_recv;           /* largest message read (bytes, backtrace included) once the
+                                * connection is authenticated */
+    size_t max_recv_unauth;    /* the same before sp_authenticated (need_auth only) */
+    bool need_auth;            /* false: every connection is authenticated from the start */
+    const char *too_large;     /* the reply to a message over max_recv (copied) */
+    const char *unauth_large;  /* the reply to one over max_recv_unauth before authentication
+                                * (copied). Either message is refused from its length prefix:
+                                * only its backtrace is read, the rest is discarded unstored */
     size_t max_unsent;         /* reply bytes of one connection that may wait unwritten before the
                                 * connection stops reading (it resumes below half of it) */
+    size_t max_buffered;       /* bytes of messages longer than a connection's 16 KiB read
+                                * buffer held at once over all connections: a connection whose
+                                * message does not fit stops reading until it does */
     uint64_t handshake_ms;     /* a connection that has not sent its SP header by then is closed */
+    uint64_t read_ms;          /* one that sends no byte for this long in the middle of a message
+                                * (or waiting for max_buffered) is closed */
+    uint64_t idle_ms;          /* one that sends nothing for this long while it is owed no reply
+                                * and has none unwritten is closed; 0: never */
     atomic_int *clients;       /* connections served now, shared with other endpoints */
     int max_clients;           /* a connection that finds clients at this count is refused */
     const char *refusal;       /* the reply to every request of a refused connection (copied) */
@@ -42,6 +56,10 @@ typedef struct sp_config {
     sp_event_cb event_cb; /* may be NULL */
     void *event_arg;
 } sp_config;
+
+/** SP_BACKTRACE_MAX: bytes of the longest backtrace served (8 hops); a limit on a message's
+ *  body plus this is a limit on the whole message. */
+#define SP_BACKTRACE_MAX 32
 
 /** sp_open: an endpoint without listeners. Returns 0, or -1 on out of memory. Loop thread. */
 int sp_open(sp_server **spp, uv_loop_t *loop, const sp_config *cfg);
@@ -60,6 +78,14 @@ int sp_listen(sp_server *sp, const char *url);
 /** sp_reply: sends body as the reply of req, without blocking, and frees req. On a
  *  connection closed since, or after sp_stop, the reply is dropped. Loop thread. */
 void sp_reply(sp_req *req, const char *body, size_t len);
+
+/** sp_authenticated: the connection of req presented a valid token: its messages may now be
+ *  up to max_recv bytes. Call before answering req. Loop thread. */
+void sp_authenticated(sp_req *req);
+
+/** sp_buffered: bytes of unfinished messages held beyond the connections' read buffers (what
+ *  max_buffered caps). Loop thread. */
+size_t sp_buffered(const sp_server *sp);
 
 /** sp_set_lag: observes into lag, per request, the time between reading it and handing it to
  *  the callback (time spent on requests read before it). NULL stops. Loop thread. */
