@@ -34,6 +34,8 @@
 _Static_assert(4 * SP_MAX_HOPS == SP_BACKTRACE_MAX, "one backtrace limit");
 #define SP_HDR_MAX (9 + 4 * SP_MAX_HOPS) /* frame header and backtrace of a reply */
 #define SP_NOTE_MS 10000 /* a kind of bad or timed-out connection is logged once per this */
+#define SP_RELISTEN_MIN_MS 100  /* a listener out of descriptors listens again after this, */
+#define SP_RELISTEN_MAX_MS 2000 /* doubled up to this while it fails */
 
 typedef struct sp_conn sp_conn;
 typedef struct sp_listener sp_listener;
@@ -130,6 +132,16 @@ struct sp_listener {
     sp_listener *next;
 };
 
+/* A listener closed because accepting failed for want of descriptors or memory: it listens
+ * again from its timer. */
+typedef struct sp_relisten {
+    sp_server *sp;
+    uv_timer_t timer;
+    char *url;
+    uint64_t delay_ms;
+    struct sp_relisten *next;
+} sp_relisten;
+
 /* A reply's bytes that uv_try_write could not write at once (one allocation). */
 typedef struct sp_write {
     uv_write_t req;
@@ -143,6 +155,7 @@ struct sp_server {
     sp_config cfg; /* cfg.refusal is sp's own copy */
     size_t refusal_len;
     sp_listener *listeners;
+    sp_relisten *relistens; /* listeners waiting to listen again */
     sp_conn *conns;
     size_t alive;           /* listeners and connections not yet freed */
     size_t nrefusing;       /* connections in CONN_REFUSED */
@@ -166,6 +179,7 @@ static void conn_parse(sp_conn *c);
 static void conn_read_start(sp_conn *c);
 static void conn_arm(sp_conn *c);
 static void budget_grant(sp_server *sp);
+static void listener_pause(sp_listener *l);
 
 /* note_line: logs the pending count of kind k. */
 static void
@@ -820,6 +834,12 @@ accept_cb(uv_stream_t *server, int status)
     sp_server *sp = l->sp;
     if (status < 0) {
         note(sp, NOTE_ACCEPT_FAILED, "url=%s err=\"%s\"", l->url, uv_strerror(status));
+        if (status == UV_EMFILE || status == UV_ENFILE || status == UV_ENOBUFS ||
+            status == UV_ENOMEM) {
+            /* libuv calls again at once, in a loop that never yields, while accept fails: stop
+             * listening, and listen again later. */
+            listener_pause(l);
+        }
         return;
     }
     sp_conn *c = calloc(1, sizeof(*c));
@@ -1028,6 +1048,89 @@ listener_close(sp_listener *l)
     uv_close(&l->h.handle, listener_closed_cb);
 }
 
+static void
+relisten_closed_cb(uv_handle_t *h)
+{
+    sp_relisten *r = h->data;
+    sp_server *sp = r->sp;
+    free(r->url);
+    free(r);
+    server_release(sp);
+}
+
+/* relisten_drop: r leaves sp->relistens and is freed once its timer closed. */
+static void
+relisten_drop(sp_relisten *r)
+{
+    for (sp_relisten **pp = &r->sp->relistens; *pp != NULL; pp = &(*pp)->next) {
+        if (*pp == r) {
+            *pp = r->next;
+            break;
+        }
+    }
+    uv_close((uv_handle_t *)&r->timer, relisten_closed_cb);
+}
+
+static void
+relisten_cb(uv_timer_t *t)
+{
+    sp_relisten *r = t->data;
+    int rv = sp_listen(r->sp, r->url);
+    if (rv == 0) {
+        log_info("listen_resumed", "url=%s", r->url);
+        relisten_drop(r);
+        return;
+    }
+    note(r->sp, NOTE_ACCEPT_FAILED, "url=%s err=\"%s\"", r->url,
+         rv == SP_NOT_NATIVE ? "cannot listen again" : uv_strerror(rv));
+    r->delay_ms = r->delay_ms * 2 < SP_RELISTEN_MAX_MS ? r->delay_ms * 2 : SP_RELISTEN_MAX_MS;
+    uv_timer_start(&r->timer, relisten_cb, r->delay_ms, 0);
+}
+
+/* listener_pause: closes l and listens on its URL again SP_RELISTEN_MIN_MS later (backing off
+ * while that fails). Pending connections wait in the kernel's backlog, or are refused while
+ * nobody listens. */
+static void
+listener_pause(sp_listener *l)
+{
+    sp_server *sp = l->sp;
+    for (sp_listener **pp = &sp->listeners; *pp != NULL; pp = &(*pp)->next) {
+        if (*pp == l) {
+            *pp = l->next;
+            break;
+        }
+    }
+    sp_relisten *r = calloc(1, sizeof(*r));
+    char *url = strdup(l->url);
+    listener_close(l);
+    if (r == NULL || url == NULL) {
+        free(r);
+        free(url);
+        log_error("accept_failed", "url=%s reason=out_of_memory listening=no", l->url);
+        return;
+    }
+    r->sp = sp;
+    r->url = url;
+    r->delay_ms = SP_RELISTEN_MIN_MS;
+    uv_timer_init(sp->loop, &r->timer);
+    r->timer.data = r;
+    sp->alive++;
+    r->next = sp->relistens;
+    sp->relistens = r;
+    uv_timer_start(&r->timer, relisten_cb, r->delay_ms, 0);
+}
+
+void
+sp__accept_failed(sp_server *sp, int status)
+{
+    sp_listener *l = sp->listeners;
+    while (l != NULL) {
+        sp_listener *next = l->next;
+        accept_cb(&l->h.stream, status);
+        l = next;
+    }
+}
+
 int
 sp_listen(sp_server *sp, const char *url)
 {
@@ -1148,6 +1251,9 @@ sp_stop(sp_server *sp)
         sp_listener *l = sp->listeners;
         sp->listeners = l->next;
         listener_close(l);
+    }
+    while (sp->relistens != NULL) {
+        relisten_drop(sp->relistens);
     }
     for (sp_conn *c = sp->conns; c != NULL; c = c->next) {
         conn_close(c);

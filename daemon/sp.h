@@ -98,6 +98,11 @@ uint64_t sp_refused(const sp_server *sp);
  *  Loop thread. */
 size_t sp_unsent(const sp_server *sp);
 
+/** sp__accept_failed: a test seam: every listener sees status (a negative libuv error) as if
+ *  accepting had failed, as libuv reports EMFILE when it cannot free a descriptor. Loop
+ *  thread. */
+void sp__accept_failed(sp_server *sp, int status);
+
 /** sp_stop: closes every listener and connection; replies still owed are dropped. */
 void sp_stop(sp_server *sp);
 

@@ -188,6 +188,15 @@ grep -q 'replies: unauthorized=100 ' "$T/stall.unauth" ||
     fail "each unauthenticated 4 MB message should get unauthorized: $(tail -n 1 "$T/stall.unauth")"
 grep -q 'event=message_refused reason=unauthenticated' "$LOG" || fail "no refusal logged"
 ok "100 unauthenticated 4 MB messages refused from the prefix, memory within the bound"
+# A client with the token whose first request on a new connection is larger than that limit
+# is served: libjobq authenticates the connection with a ping first.
+big=$(head -c 100000 /dev/zero | tr '\0' y)
+id=$(JOBQ_TOKEN=$TOKEN "$JOBQ" --url "tcp://127.0.0.1:$TCP_PORT" submit email "\"$big\"") ||
+    fail "a 100 KB submit with the token on a new connection was refused"
+[ -n "$id" ] || fail "no id for the 100 KB submit"
+r=$(raw "{\"op\":\"submit\",\"queue\":\"email\",\"payload\":\"$big\"}")
+expect_eq "a 100 KB request without the token" "$(code "$r")" unauthorized
+ok "with the token, a 100 KB first request is served; without it, unauthorized"
 
 # A libjobq client's pooled connection closed by idle_timeout (3 s here) is dialled again.
 mkfifo "$T/go"

@@ -1053,6 +1053,65 @@ test_max_clients(void **state)
 }
 
 static void
+emfile_task(fixture *f, void *arg)
+{
+    (void)arg;
+    sp__accept_failed(f->sp, UV_EMFILE);
+}
+
+/* connects: whether a connection to the fixture's tcp:// (ipc://) listener is accepted by the
+ * kernel. */
+static bool
+connects(fixture *f, bool ipc)
+{
+    int fd;
+    int rv;
+    if (ipc) {
+        struct sockaddr_un sa = {.sun_family = AF_UNIX};
+        snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", f->ipc_url + 6);
+        fd = socket(AF_UNIX, SOCK_STREAM, 0);
+        rv = connect(fd, (struct sockaddr *)&sa, sizeof(sa));
+    } else {
+        struct sockaddr_in sa = {.sin_family = AF_INET,
+                                 .sin_port = htons((uint16_t)atoi(strrchr(f->tcp_url, ':') + 1)),
+                                 .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+        fd = socket(AF_INET, SOCK_STREAM, 0);
+        rv = connect(fd, (struct sockaddr *)&sa, sizeof(sa));
+    }
+    close(fd);
+    return rv == 0;
+}
+
+/* An accept that fails for want of descriptors (libuv reports EMFILE when even its reserve
+ * descriptor is gone, and calls again at once while it lasts) closes the listeners instead of
+ * spinning; they listen again after a backoff and serve as before. */
+static void
+test_accept_backoff(void **state)
+{
+    (void)state;
+    fixture *f = start(100, 10000);
+    run_on_loop(f, emfile_task, NULL);
+    assert_false(connects(f, false)); /* nobody listens now */
+    assert_false(connects(f, true));
+    uint64_t until = uv_hrtime() + DEADLINE_NS;
+    while (!connects(f, false) || !connects(f, true)) {
+        assert_true(uv_hrtime() < until);
+        usleep(20000);
+    }
+    for (int ipc = 0; ipc < 2; ipc++) {
+        nng_socket s = req_dial(ipc ? f->ipc_url : f->tcp_url);
+        nng_ctx ctx;
+        assert_int_equal(nng_ctx_open(&ctx, s), 0);
+        nng_msg *r = roundtrip(ctx, "back", 4);
+        assert_non_null(r);
+        assert_memory_equal(nng_msg_body(r), "back", 4);
+        nng_msg_free(r);
+        nng_close(s);
+    }
+    stop(f);
+}
+
+static void
 refused_task(fixture *f, void *arg)
 {
     *(uint64_t *)arg = sp_refused(f->sp);
@@ -1159,6 +1218,7 @@ main(void)
         cmocka_unit_test(test_reply_after_close),
         cmocka_unit_test(test_max_clients),
         cmocka_unit_test(test_ipc_files_and_urls),
+        cmocka_unit_test(test_accept_backoff),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
