@@ -649,7 +649,7 @@ conn_parse(sp_conn *c)
                 }
                 sp->waiters_tail = c;
             }
-        } else if (rest == 0 && c->cap > 0 && !c->paused) {
+        } else if (rest == 0 && c->cap > 0 && !c->paused && c->skip == 0) {
             conn_resize(c, 0); /* nothing held between messages */
             budget_grant(sp);
         } else if (c->cap > SP_READ_BUF && rest <= SP_READ_BUF && need <= SP_READ_BUF) {

@@ -299,6 +299,7 @@ stall(const char *target, unsigned n, uint64_t announce, size_t send_bytes)
     unsigned unauthorized = 0, too_large = 0, other = 0;
     for (unsigned k = 0; k < n; k++) {
         if (got[k] == NULL || ngot[k] <= 8) {
+            free(got[k]);
             continue;
         }
         const char *json = memchr(got[k] + 8, '{', ngot[k] - 8);
