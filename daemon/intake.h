@@ -39,8 +39,9 @@ typedef struct intake_limits {
 /** intake_open: listens on every URL: tcp:// and ipc:// natively (a form of them the native
  *  endpoint does not handle, and every other scheme, on one nng REP socket, opened only when
  *  needed). On the native endpoint a message over max_message (over
- *  max_unauthenticated_message before intake_authenticated, when need_auth) is answered
- *  too_large (unauthorized) from its length prefix and its body discarded unread; on nng's,
+ *  max_unauthenticated_message before intake_authenticated, when need_auth) is refused from
+ *  its length prefix: its body is discarded unstored, then it is answered too_large
+ *  (unauthorized); on nng's,
  *  messages up to 4 * max_message are read whole (and larger than max_message answered
  *  too_large by the caller), bigger ones drop the connection. A connection beyond
  *  max_connections open at once has its requests answered too_many_connections and is closed

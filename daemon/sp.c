@@ -105,6 +105,10 @@ struct sp_conn {
     size_t charged;       /* bytes of max_buffered it holds: cap beyond SP_READ_BUF */
     size_t need;          /* while budget_wait: the capacity its message needs */
     uint64_t skip;        /* bytes of a refused message still to discard as they arrive */
+    const char *skip_reply; /* its answer once discarded (NULL: none), of skip_reply_len */
+    size_t skip_reply_len;
+    uint8_t skip_bt[4 * SP_MAX_HOPS]; /* its backtrace */
+    uint32_t skip_nbt;
     unsigned owed;        /* requests handed over and not answered yet */
     uint64_t active_ms;   /* uv_now of its last byte read or its last reply done */
     uint64_t due_ms;      /* when the timer, while serving, fires (it then looks again) */
@@ -463,10 +467,13 @@ conn_frame(sp_conn *c, const uint8_t *p, size_t len)
 }
 
 /* conn_refuse: a message of mlen bytes over the connection's limit, of which avail bytes
- * are read (at p): once its backtrace is read it is answered (too_large, or the reply for an
- * unauthenticated connection, or the refusal of a refused connection) and the rest of it is
- * to be skipped. Returns true when done (c->skip set), false when more bytes are needed (at
- * most 4 * SP_MAX_HOPS). A backtrace over SP_MAX_HOPS words is dropped unanswered. */
+ * are read (at p): once its backtrace is read, the rest of it is to be skipped (discarded as
+ * it arrives, never stored) and then answered: too_large, the reply for an unauthenticated
+ * connection, or the refusal of a refused connection. The answer waits for the whole message,
+ * as a REQ peer expects it after its send (nng 1.5's REQ socket may hang in nng_close when the
+ * reply comes while it still sends). Returns true when done (c->skip set), false when more
+ * bytes are needed (at most 4 * SP_MAX_HOPS). A backtrace over SP_MAX_HOPS words is dropped
+ * unanswered. */
 static bool
 conn_refuse(sp_conn *c, const uint8_t *p, size_t avail, uint64_t mlen)
 {
@@ -481,19 +488,25 @@ conn_refuse(sp_conn *c, const uint8_t *p, size_t avail, uint64_t mlen)
         nbt += 4;
     }
     c->skip = mlen;
+    c->skip_reply = NULL;
     if (!end) {
         note(sp, NOTE_LONG_BACKTRACE, "hops=%d", SP_MAX_HOPS + 1);
         return true;
     }
+    memcpy(c->skip_bt, p, nbt);
+    c->skip_nbt = (uint32_t)nbt;
     if (c->state == CONN_REFUSED) {
-        conn_reply(c, p, nbt, sp->cfg.refusal, sp->refusal_len);
+        c->skip_reply = sp->cfg.refusal;
+        c->skip_reply_len = sp->refusal_len;
     } else if (c->authed) {
         note(sp, NOTE_TOO_LARGE, "bytes=%llu max=%zu", (unsigned long long)mlen, sp->cfg.max_recv);
-        conn_reply(c, p, nbt, sp->cfg.too_large, sp->too_large_len);
+        c->skip_reply = sp->cfg.too_large;
+        c->skip_reply_len = sp->too_large_len;
     } else {
         note(sp, NOTE_UNAUTH_LARGE, "bytes=%llu max=%zu", (unsigned long long)mlen,
              sp->cfg.max_recv_unauth);
-        conn_reply(c, p, nbt, sp->cfg.unauth_large, sp->unauth_large_len);
+        c->skip_reply = sp->cfg.unauth_large;
+        c->skip_reply_len = sp->unauth_large_len;
     }
     return true;
 }
@@ -585,6 +598,10 @@ conn_parse(sp_conn *c)
             c->skip -= take;
             if (c->skip > 0) {
                 break;
+            }
+            if (c->skip_reply != NULL) {
+                conn_reply(c, c->skip_bt, c->skip_nbt, c->skip_reply, c->skip_reply_len);
+                c->skip_reply = NULL;
             }
             continue;
         }

@@ -36,7 +36,8 @@ typedef struct sp_config {
     const char *too_large;     /* the reply to a message over max_recv (copied) */
     const char *unauth_large;  /* the reply to one over max_recv_unauth before authentication
                                 * (copied). Either message is refused from its length prefix:
-                                * only its backtrace is read, the rest is discarded unstored */
+                                * only its backtrace is kept, the rest is discarded unstored,
+                                * and the reply is sent once the whole message arrived */
     size_t max_unsent;         /* reply bytes of one connection that may wait unwritten before the
                                 * connection stops reading (it resumes below half of it) */
     size_t max_buffered;       /* bytes of messages longer than a connection's 16 KiB read

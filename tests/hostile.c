@@ -8,9 +8,9 @@
  *   jobq-hostile slowloris HOST PORT N SEC  N sockets each sending one header byte a second
  *   jobq-hostile stall TARGET N ANNOUNCE SEND
  *                                          N connections, each with a frame that announces
- *                                          ANNOUNCE bytes and carries a request id and up to
- *                                          SEND bytes of it (what the socket takes), then
- *                                          silence; prints "stalled" once all are sent, then
+ *                                          ANNOUNCE bytes and carries a request id and then
+ *                                          SEND bytes of it as the socket takes them, then
+ *                                          silence; prints "stalled" once all are open, then
  *                                          waits (at most 120 s) until jobqd closed them all,
  *                                          and reports the replies they got
  *   jobq-hostile pooled URL                libjobq: a ping, "called", then another ping on
@@ -228,10 +228,11 @@ static int
 stall(const char *target, unsigned n, uint64_t announce, size_t send_bytes)
 {
     int *fds = calloc(n, sizeof(*fds));
+    size_t *sent = calloc(n, sizeof(*sent));
     char **got = calloc(n, sizeof(*got));
     size_t *ngot = calloc(n, sizeof(*ngot));
     char *body = malloc(send_bytes + 4);
-    if (fds == NULL || got == NULL || ngot == NULL || body == NULL) {
+    if (fds == NULL || sent == NULL || got == NULL || ngot == NULL || body == NULL) {
         return 1;
     }
     memset(body, 'x', send_bytes + 4);
@@ -247,19 +248,9 @@ stall(const char *target, unsigned n, uint64_t announce, size_t send_bytes)
         put_all(fds[k], handshake, sizeof(handshake));
         put_all(fds[k], hdr, frame_header(hdr, announce));
         uint32_t id = 0x80000000u | k;
-        body[0] = (char)(id >> 24);
-        body[1] = (char)(id >> 16);
-        body[2] = (char)(id >> 8);
-        body[3] = (char)id;
-        /* As much as the socket takes now: jobqd may stop reading (its budget). */
-        size_t off = 0, len = send_bytes + 4;
-        while (off < len) {
-            ssize_t w = send(fds[k], body + off, len - off, MSG_NOSIGNAL | MSG_DONTWAIT);
-            if (w <= 0) {
-                break;
-            }
-            off += (size_t)w;
-        }
+        unsigned char idb[4] = {(unsigned char)(id >> 24), (unsigned char)(id >> 16),
+                                (unsigned char)(id >> 8), (unsigned char)id};
+        put_all(fds[k], idb, sizeof(idb));
     }
     printf("stalled %u\n", connected);
     fflush(stdout);
@@ -268,13 +259,24 @@ stall(const char *target, unsigned n, uint64_t announce, size_t send_bytes)
     struct pollfd *pfd = calloc(n, sizeof(*pfd));
     while (open_n > 0 && now_s() - t0 < 120) {
         for (unsigned k = 0; k < n; k++) {
-            pfd[k] = (struct pollfd){.fd = fds[k], .events = POLLIN};
+            /* The body as the socket takes it: jobqd may stop reading (its budget). */
+            pfd[k] = (struct pollfd){
+                .fd = fds[k], .events = POLLIN | (sent[k] < send_bytes ? POLLOUT : 0)};
         }
         if (poll(pfd, n, 1000) < 0 && errno != EINTR) {
             break;
         }
         for (unsigned k = 0; k < n; k++) {
             if (fds[k] < 0 || pfd[k].revents == 0) {
+                continue;
+            }
+            if ((pfd[k].revents & POLLOUT) != 0 && sent[k] < send_bytes) {
+                ssize_t w = send(fds[k], body, send_bytes - sent[k], MSG_NOSIGNAL | MSG_DONTWAIT);
+                if (w > 0) {
+                    sent[k] += (size_t)w;
+                }
+            }
+            if ((pfd[k].revents & (POLLIN | POLLHUP | POLLERR)) == 0) {
                 continue;
             }
             char buf[4096];
@@ -324,6 +326,7 @@ stall(const char *target, unsigned n, uint64_t announce, size_t send_bytes)
     }
     free(pfd);
     free(fds);
+    free(sent);
     free(got);
     free(ngot);
     free(body);
