@@ -1,7 +1,10 @@
 /* sp.c: nng's REP wire format on tcp:// and ipc:// served on the libuv loop. Each connection
  * is a state machine (handshake, serving or refused, closing) driven by its read, write and
  * timer callbacks; a request is decoded and handed over in the read callback that completed
- * it, and its reply is written from the loop without blocking.
+ * it, and its reply is written from the loop without blocking. What a connection may cost is
+ * bounded here: a message over its limit is refused from its length prefix and discarded
+ * unstored, messages beyond the 16 KiB read buffer share one budget (max_buffered), and the
+ * timer closes a connection stalled mid-message (read_ms) or idle (idle_ms).
  *
  * Wire format (nng's tcp and ipc transports, rep0 protocol):
  *   handshake, each side: 00 'S' 'P' 00 PH PL 00 00 (protocol: REQ 0x0030, REP 0x0031)
