@@ -69,6 +69,11 @@ static const key_def server_keys[] = {
      MAX_WAITS_LIMIT},
     {"max_connections", KEY_COUNT, offsetof(config, max_connections), 1, 1000000},
     {"max_queues", KEY_COUNT, offsetof(config, max_queues), 1, 1000000},
+    {"max_unauthenticated_message", KEY_BYTES, offsetof(config, max_unauthenticated_message), KIB,
+     256 * MIB},
+    {"read_timeout", KEY_DURATION, offsetof(config, read_timeout_ms), 100, DURATION_MAX_MS},
+    {"idle_timeout", KEY_DURATION, offsetof(config, idle_timeout_ms), 0, DURATION_MAX_MS},
+    {"max_buffered", KEY_BYTES, offsetof(config, max_buffered), MIB, (int64_t)64 * 1024 * MIB},
     {"auth_token", KEY_SECRET, offsetof(config, auth_token), 0, 0},
     {"tls_cert", KEY_STRING, offsetof(config, tls_cert), 0, 0},
     {"tls_key", KEY_STRING, offsetof(config, tls_key), 0, 0},
@@ -1069,6 +1074,16 @@ check_config(parse_ctx *c)
             c->cfg->max_payload, c->cfg->max_message);
         return false;
     }
+    if (!server_key_set(c, "max_buffered") && c->cfg->max_buffered < c->cfg->max_message) {
+        c->cfg->max_buffered = c->cfg->max_message; /* unset: at least one whole message */
+    } else if (c->cfg->max_buffered < c->cfg->max_message) {
+        c->lineno = -1;
+        bad(c,
+            "[server] max_buffered (%zu bytes) is under max_message (%zu bytes): one whole "
+            "message must fit; raise max_buffered or lower max_message",
+            c->cfg->max_buffered, c->cfg->max_message);
+        return false;
+    }
     for (size_t i = 0; i < c->cfg->nqueues; i++) {
         const queue_conf *q = &c->cfg->queues[i];
         if (q->argv != NULL && q->url != NULL) {
@@ -1184,6 +1199,10 @@ config_defaults(void)
     cfg->max_waits_per_connection = 256;
     cfg->max_connections = 10000;
     cfg->max_queues = 1000;
+    cfg->max_unauthenticated_message = 64 * KIB;
+    cfg->read_timeout_ms = 10 * 1000;
+    cfg->idle_timeout_ms = 5 * 60 * 1000;
+    cfg->max_buffered = 64 * MIB;
     cfg->listen = calloc(1, sizeof(char *));
     if (cfg->listen == NULL || (cfg->listen[0] = strdup("tcp://127.0.0.1:7450")) == NULL) {
         config_free(cfg);

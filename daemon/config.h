@@ -69,6 +69,13 @@ typedef struct config {
     size_t max_waits_per_connection; /* of them, held for one connection; default 256 */
     size_t max_connections;     /* nng connections served at once; default 10000 */
     size_t max_queues;          /* queues without a section (allow_unknown_queues); default 1000 */
+    size_t max_unauthenticated_message; /* bytes of a message before a valid token (auth_token
+                                         * set, tcp:// and ipc://); default 64 KiB */
+    int64_t read_timeout_ms;    /* a connection silent this long mid-message is closed; 10 s */
+    int64_t idle_timeout_ms;    /* one silent this long with nothing owed is closed; 5 min;
+                                 * 0: never */
+    size_t max_buffered;        /* bytes of unfinished messages held at once over all
+                                 * connections, beyond each one's 16 KiB buffer; 64 MiB */
     queue_conf *queues;
     size_t nqueues;
     schedule_conf *schedules;

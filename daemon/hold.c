@@ -295,7 +295,12 @@ hold_waiting(const call *c)
 bool
 hold_gone(const call *c)
 {
-    return (c->hold != NULL && c->hold->gone) || !intake_conn_open(c->ic);
+    if (c->hold == NULL) {
+        return !intake_conn_open(c->ic);
+    }
+    /* A held reply looks for a peer that left before its end was read: a fetch's jobs go
+     * back instead of to a closed connection. */
+    return c->hold->gone || !intake_conn_alive(c->ic);
 }
 
 call *

@@ -466,13 +466,30 @@ native_closed_cb(void *arg, uint64_t conn)
 
 /* open_native: the native endpoint, for the tcp:// and ipc:// URLs. */
 static int
-open_native(intake *in, size_t max_message)
+open_native(intake *in, const intake_limits *lim)
 {
-    char body[300];
+    char body[300], too_large[300], unauth[400];
     refusal_body(body, sizeof(body), in->max_clients);
-    sp_config cfg = {.max_recv = max_message * 4,
+    snprintf(too_large, sizeof(too_large),
+             "{\"ok\":false,\"error\":{\"code\":\"too_large\",\"message\":\"request over the "
+             "limit of %zu bytes (max_message), refused unread; split it, e.g. into smaller "
+             "batches\"}}",
+             lim->max_message);
+    snprintf(unauth, sizeof(unauth),
+             "{\"ok\":false,\"error\":{\"code\":\"unauthorized\",\"message\":\"this connection "
+             "has not presented a valid token yet: until one of its requests carries it, each "
+             "may hold at most %zu bytes (max_unauthenticated_message); refused unread\"}}",
+             lim->max_unauthenticated_message);
+    sp_config cfg = {.max_recv = lim->max_message + SP_BACKTRACE_MAX,
+                     .max_recv_unauth = lim->max_unauthenticated_message + SP_BACKTRACE_MAX,
+                     .need_auth = lim->need_auth,
+                     .too_large = too_large,
+                     .unauth_large = unauth,
                      .max_unsent = SP_MAX_UNSENT,
+                     .max_buffered = lim->max_buffered,
                      .handshake_ms = SP_HANDSHAKE_MS,
+                     .read_ms = lim->read_timeout_ms,
+                     .idle_ms = lim->idle_timeout_ms,
                      .clients = &in->clients,
                      .max_clients = in->max_clients,
                      .refusal = body,
@@ -549,10 +566,12 @@ listen_native(intake *in, const char *url, char *err, size_t errlen)
 }
 
 int
-intake_open(intake **inp, uv_loop_t *loop, char *const *urls, size_t nurls, size_t max_message,
-            size_t max_connections, const intake_tls *tls, intake_request_cb cb, void *arg,
+intake_open(intake **inp, uv_loop_t *loop, char *const *urls, size_t nurls,
+            const intake_limits *lim, const intake_tls *tls, intake_request_cb cb, void *arg,
             char *err, size_t errlen)
 {
+    size_t max_message = lim->max_message;
+    size_t max_connections = lim->max_connections;
     intake *in = calloc(1, sizeof(*in));
     if (in == NULL) {
         snprintf(err, errlen, "out of memory");
@@ -564,7 +583,7 @@ intake_open(intake **inp, uv_loop_t *loop, char *const *urls, size_t nurls, size
     in->max_clients = max_connections < INT_MAX ? (int)max_connections : INT_MAX;
     uv_mutex_init(&in->mtx);
     uv_mutex_init(&in->refuse_mtx);
-    if (open_native(in, max_message) != 0) {
+    if (open_native(in, lim) != 0) {
         snprintf(err, errlen, "out of memory");
         intake_close(in);
         return -1;
@@ -605,6 +624,14 @@ intake_open(intake **inp, uv_loop_t *loop, char *const *urls, size_t nurls, size
     }
     *inp = in;
     return 0;
+}
+
+void
+intake_authenticated(icall *c)
+{
+    if (c->native != NULL) {
+        sp_authenticated(c->native);
+    }
 }
 
 void
@@ -666,6 +693,12 @@ bool
 intake_conn_open(const icall *c)
 {
     return c->native == NULL || sp_req_open(c->native);
+}
+
+bool
+intake_conn_alive(icall *c)
+{
+    return c->native == NULL || sp_req_alive(c->native);
 }
 
 void

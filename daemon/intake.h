@@ -18,13 +18,6 @@ typedef struct icall icall; /* one request being served: reply to it exactly onc
 /** intake_request_cb: a request arrived (loop thread). body is valid only during the call. */
 typedef void (*intake_request_cb)(void *arg, icall *call, const char *body, size_t len);
 
-/** intake_open: listens on every URL: tcp:// and ipc:// natively (a form of them the native
- *  endpoint does not handle, and every other scheme, on one nng REP socket, opened only when
- *  needed). Messages up to 4 * max_message are read (and larger than max_message answered
- *  too_large by the caller); bigger ones drop the connection. A connection beyond
- *  max_connections open at once has its requests answered too_many_connections and is closed
- *  a second later. Returns 0, or -1 with a reason in err. Loop thread, before the loop runs
- *  (host names are resolved synchronously). */
 /** TLS files of tls+tcp:// listeners (PEM paths; ca NULL: no client certificate asked). */
 typedef struct intake_tls {
     const char *cert;
@@ -32,9 +25,36 @@ typedef struct intake_tls {
     const char *ca;
 } intake_tls;
 
-int intake_open(intake **inp, uv_loop_t *loop, char *const *urls, size_t nurls, size_t max_message,
-                size_t max_connections, const intake_tls *tls, intake_request_cb cb, void *arg,
+/** What a connection may cost ([server] keys of the same names). */
+typedef struct intake_limits {
+    size_t max_message;                 /* bytes of a request's body */
+    size_t max_unauthenticated_message; /* the same until a request carried the token */
+    bool need_auth;                     /* auth_token is set */
+    size_t max_connections;             /* served at once */
+    size_t max_buffered;                /* bytes of unfinished messages over all connections */
+    uint64_t read_timeout_ms;           /* silent this long mid-message: closed */
+    uint64_t idle_timeout_ms;           /* silent this long, nothing owed: closed; 0: never */
+} intake_limits;
+
+/** intake_open: listens on every URL: tcp:// and ipc:// natively (a form of them the native
+ *  endpoint does not handle, and every other scheme, on one nng REP socket, opened only when
+ *  needed). On the native endpoint a message over max_message (over
+ *  max_unauthenticated_message before intake_authenticated, when need_auth) is refused from
+ *  its length prefix: its body is discarded unstored, then it is answered too_large
+ *  (unauthorized); on nng's,
+ *  messages up to 4 * max_message are read whole (and larger than max_message answered
+ *  too_large by the caller), bigger ones drop the connection. A connection beyond
+ *  max_connections open at once has its requests answered too_many_connections and is closed
+ *  a second later. Returns 0, or -1 with a reason in err. Loop thread, before the loop runs
+ *  (host names are resolved synchronously). */
+int intake_open(intake **inp, uv_loop_t *loop, char *const *urls, size_t nurls,
+                const intake_limits *lim, const intake_tls *tls, intake_request_cb cb, void *arg,
                 char *err, size_t errlen);
+
+/** intake_authenticated: the request call carried a valid token: its connection may send
+ *  messages up to max_message from now on (native endpoint; nng's reads every message whole
+ *  anyway). Call before replying to call. Loop thread. */
+void intake_authenticated(icall *call);
 
 /** intake_reply: sends body as the reply of call, without blocking; the call is then done.
  *  After intake_stop the reply is dropped. Loop thread. */
@@ -56,6 +76,10 @@ uint32_t intake_request_id(const icall *call);
 /** intake_conn_open: whether a reply to call can still be written: false once its native
  *  connection began to close (nng's: always true; the close is reported by the callback). */
 bool intake_conn_open(const icall *call);
+
+/** intake_conn_alive: intake_conn_open, and (tcp://, ipc://) the peer has not closed the
+ *  connection even if the loop has not read its end yet (one syscall: for held replies). */
+bool intake_conn_alive(icall *call);
 
 /** intake_on_conn_closed: cb(arg, conn) is called on the loop when a connection closed
  *  (after every request it sent was handed over); replies to its calls are dropped. */

@@ -1395,6 +1395,9 @@ on_request(void *arg, icall *ic, const char *body, size_t len)
         reply_error(c, code, err);
         return;
     }
+    if (s->cfg->auth_token != NULL) {
+        intake_authenticated(ic); /* the token was checked: larger messages may follow */
+    }
     switch (c->req.op) {
     case REQ_PING: {
         json_t *o = ok_object();
@@ -1677,8 +1680,15 @@ server_init(server *s, uv_loop_t *loop, config *cfg, store *st, char *err, size_
     uv_timer_init(loop, &s->grace_timer);
     s->grace_timer.data = s;
     intake_tls tls = {.cert = cfg->tls_cert, .key = cfg->tls_key, .ca = cfg->tls_ca};
-    if (intake_open(&s->in, loop, cfg->listen, cfg->nlisten, cfg->max_message, cfg->max_connections,
-                    &tls, on_request, s, err, errlen) != 0) {
+    intake_limits lim = {.max_message = cfg->max_message,
+                         .max_unauthenticated_message = cfg->max_unauthenticated_message,
+                         .need_auth = cfg->auth_token != NULL,
+                         .max_connections = cfg->max_connections,
+                         .max_buffered = cfg->max_buffered,
+                         .read_timeout_ms = (uint64_t)cfg->read_timeout_ms,
+                         .idle_timeout_ms = (uint64_t)cfg->idle_timeout_ms};
+    if (intake_open(&s->in, loop, cfg->listen, cfg->nlisten, &lim, &tls, on_request, s, err,
+                    errlen) != 0) {
         return -1;
     }
     intake_set_lag(s->in, &s->lag_hist);

@@ -1,7 +1,10 @@
 /* sp.c: nng's REP wire format on tcp:// and ipc:// served on the libuv loop. Each connection
  * is a state machine (handshake, serving or refused, closing) driven by its read, write and
  * timer callbacks; a request is decoded and handed over in the read callback that completed
- * it, and its reply is written from the loop without blocking.
+ * it, and its reply is written from the loop without blocking. What a connection may cost is
+ * bounded here: a message over its limit is refused from its length prefix and discarded
+ * unstored, messages beyond the 16 KiB read buffer share one budget (max_buffered), and the
+ * timer closes a connection stalled mid-message (read_ms) or idle (idle_ms).
  *
  * Wire format (nng's tcp and ipc transports, rep0 protocol):
  *   handshake, each side: 00 'S' 'P' 00 PH PL 00 00 (protocol: REQ 0x0030, REP 0x0031)
@@ -12,6 +15,7 @@
 #include "sp.h"
 
 #include <errno.h>
+#include <stdarg.h>
 #include <fcntl.h>
 #include <netdb.h>
 #include <stdbool.h>
@@ -30,7 +34,11 @@
 #define SP_MAX_HOPS 8     /* rep0's default NNG_OPT_MAXTTL: longer backtraces are dropped */
 #define SP_READ_BUF 16384 /* a connection's read buffer, grown for a larger message */
 #define SP_BACKLOG SOMAXCONN
+_Static_assert(4 * SP_MAX_HOPS == SP_BACKTRACE_MAX, "one backtrace limit");
 #define SP_HDR_MAX (9 + 4 * SP_MAX_HOPS) /* frame header and backtrace of a reply */
+#define SP_NOTE_MS 10000 /* a kind of bad or timed-out connection is logged once per this */
+#define SP_RELISTEN_MIN_MS 100  /* a listener out of descriptors listens again after this, */
+#define SP_RELISTEN_MAX_MS 2000 /* doubled up to this while it fails */
 
 typedef struct sp_conn sp_conn;
 typedef struct sp_listener sp_listener;
@@ -40,6 +48,38 @@ enum conn_state {
     CONN_SERVING,   /* requests go to the callback */
     CONN_REFUSED,   /* over max_clients: requests get the refusal until the timer closes it */
     CONN_CLOSING,   /* handles closing; replies still owed are dropped */
+};
+
+/* What is logged about connections, each kind at most once per SP_NOTE_MS with a count. */
+enum sp_note {
+    NOTE_BAD_HANDSHAKE,  /* not an SP REQ header: closed (no reply is possible) */
+    NOTE_BAD_FRAME,      /* an ipc frame without its type byte: closed */
+    NOTE_LONG_BACKTRACE, /* more than SP_MAX_HOPS hops: the message is dropped, as rep0 does */
+    NOTE_NO_REQUEST_ID,  /* a message without a request id: closed */
+    NOTE_TOO_LARGE,      /* refused from its length prefix */
+    NOTE_UNAUTH_LARGE,   /* the same, over the limit before authentication */
+    NOTE_HANDSHAKE_TIMEOUT,
+    NOTE_READ_TIMEOUT,
+    NOTE_IDLE_TIMEOUT,
+    NOTE_ACCEPT_FAILED,
+    NOTE_COUNT
+};
+
+static const struct {
+    enum log_level level;
+    const char *event;
+    const char *reason;
+} notes[NOTE_COUNT] = {
+    [NOTE_BAD_HANDSHAKE] = {LOG_WARN, "sp_malformed", "bad_handshake"},
+    [NOTE_BAD_FRAME] = {LOG_WARN, "sp_malformed", "bad_frame_type"},
+    [NOTE_LONG_BACKTRACE] = {LOG_WARN, "sp_malformed", "backtrace_too_long"},
+    [NOTE_NO_REQUEST_ID] = {LOG_WARN, "sp_malformed", "no_request_id"},
+    [NOTE_TOO_LARGE] = {LOG_WARN, "message_refused", "too_large"},
+    [NOTE_UNAUTH_LARGE] = {LOG_WARN, "message_refused", "unauthenticated"},
+    [NOTE_HANDSHAKE_TIMEOUT] = {LOG_INFO, "connection_timeout", "handshake"},
+    [NOTE_READ_TIMEOUT] = {LOG_INFO, "connection_timeout", "read"},
+    [NOTE_IDLE_TIMEOUT] = {LOG_DEBUG, "connection_timeout", "idle"},
+    [NOTE_ACCEPT_FAILED] = {LOG_ERROR, "accept_failed", NULL},
 };
 
 struct sp_conn {
@@ -64,7 +104,20 @@ struct sp_conn {
     size_t unsent;        /* reply bytes queued with uv_write and not yet written */
     uint64_t read_ns;     /* when the last read completed (for the lag) */
     uint64_t id;          /* this connection's number (sp_req_conn), never reused */
+    bool authed;          /* may send messages up to max_recv (else max_recv_unauth) */
+    bool budget_wait;     /* reading stopped until max_buffered can hold its message */
+    size_t charged;       /* bytes of max_buffered it holds: cap beyond SP_READ_BUF */
+    size_t need;          /* while budget_wait: the capacity its message needs */
+    uint64_t skip;        /* bytes of a refused message still to discard as they arrive */
+    const char *skip_reply; /* its answer once discarded (NULL: none), of skip_reply_len */
+    size_t skip_reply_len;
+    uint8_t skip_bt[4 * SP_MAX_HOPS]; /* its backtrace */
+    uint32_t skip_nbt;
+    unsigned owed;        /* requests handed over and not answered yet */
+    uint64_t active_ms;   /* uv_now of its last byte read or its last reply done */
+    uint64_t due_ms;      /* when the timer, while serving, fires (it then looks again) */
     sp_conn *prev, *next; /* in sp->conns */
+    sp_conn *wprev, *wnext; /* in sp->waiters while budget_wait */
 };
 
 struct sp_req {
@@ -87,6 +140,16 @@ struct sp_listener {
     sp_listener *next;
 };
 
+/* A listener closed because accepting failed for want of descriptors or memory: it listens
+ * again from its timer. */
+typedef struct sp_relisten {
+    sp_server *sp;
+    uv_timer_t timer;
+    char *url;
+    uint64_t delay_ms;
+    struct sp_relisten *next;
+} sp_relisten;
+
 /* A reply's bytes that uv_try_write could not write at once (one allocation). */
 typedef struct sp_write {
     uv_write_t req;
@@ -100,6 +163,7 @@ struct sp_server {
     sp_config cfg; /* cfg.refusal is sp's own copy */
     size_t refusal_len;
     sp_listener *listeners;
+    sp_relisten *relistens; /* listeners waiting to listen again */
     sp_conn *conns;
     size_t alive;           /* listeners and connections not yet freed */
     size_t nrefusing;       /* connections in CONN_REFUSED */
@@ -107,6 +171,13 @@ struct sp_server {
     size_t unsent;          /* sum of the connections' unsent */
     hist *lag;
     uint64_t next_id; /* the last connection number given */
+    size_t too_large_len, unauth_large_len; /* cfg.too_large and cfg.unauth_large are copies */
+    size_t buffered;                /* sum of the connections' charged */
+    sp_conn *waiters, *waiters_tail; /* connections in budget_wait, oldest first */
+    bool granting;                   /* budget_grant is running */
+    uint64_t note_count[NOTE_COUNT]; /* events of each kind not logged yet */
+    uint64_t note_ms[NOTE_COUNT];    /* when each kind was last logged (0: never) */
+    char note_detail[NOTE_COUNT][96]; /* the last event's detail, for the next line */
     bool stopped;
     bool closed;
 };
@@ -115,6 +186,45 @@ static const char rep_handshake[8] = {0, 'S', 'P', 0, SP_PROTO_REP >> 8, SP_PROT
 
 static void conn_parse(sp_conn *c);
 static void conn_read_start(sp_conn *c);
+static void conn_arm(sp_conn *c);
+static void budget_grant(sp_server *sp);
+static void listener_pause(sp_listener *l);
+
+/* note_line: logs the pending count of kind k. */
+static void
+note_line(sp_server *sp, enum sp_note k)
+{
+    if (sp->note_count[k] == 0) {
+        return;
+    }
+    const char *detail = sp->note_detail[k];
+    if (notes[k].reason != NULL) {
+        LOG_AT(notes[k].level, notes[k].event, "reason=%s count=%llu%s%s", notes[k].reason,
+               (unsigned long long)sp->note_count[k], detail[0] != '\0' ? " " : "", detail);
+    } else {
+        LOG_AT(notes[k].level, notes[k].event, "count=%llu%s%s",
+               (unsigned long long)sp->note_count[k], detail[0] != '\0' ? " " : "", detail);
+    }
+    sp->note_count[k] = 0;
+}
+
+/* note: one event of kind k (detail: logfmt fields of this one, may be ""). The first of a
+ * kind is logged at once; later ones are counted and logged with the next event of that kind
+ * SP_NOTE_MS after the last line (or at sp_stop), so a flood writes one line per interval. */
+static void
+note(sp_server *sp, enum sp_note k, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(sp->note_detail[k], sizeof(sp->note_detail[k]), fmt, ap);
+    va_end(ap);
+    sp->note_count[k]++;
+    uint64_t now = uv_now(sp->loop);
+    if (sp->note_ms[k] == 0 || now >= sp->note_ms[k] + SP_NOTE_MS) {
+        note_line(sp, k);
+        sp->note_ms[k] = now == 0 ? 1 : now;
+    }
+}
 
 static uint64_t
 get64(const uint8_t *p)
@@ -151,6 +261,8 @@ server_release(sp_server *sp)
         return;
     }
     free((char *)sp->cfg.refusal);
+    free((char *)sp->cfg.too_large);
+    free((char *)sp->cfg.unauth_large);
     free(sp);
 }
 
@@ -202,6 +314,26 @@ conn_close(sp_conn *c)
     }
     c->state = CONN_CLOSING;
     c->len = 0;
+    c->skip = 0;
+    sp_server *sp = c->sp;
+    if (c->budget_wait) {
+        c->budget_wait = false;
+        if (c->wprev != NULL) {
+            c->wprev->wnext = c->wnext;
+        } else {
+            sp->waiters = c->wnext;
+        }
+        if (c->wnext != NULL) {
+            c->wnext->wprev = c->wprev;
+        } else {
+            sp->waiters_tail = c->wprev;
+        }
+    }
+    if (c->charged > 0) {
+        sp->buffered -= c->charged; /* the buffer itself is freed with the connection */
+        c->charged = 0;
+        budget_grant(sp);
+    }
     uv_close(&c->h.handle, conn_closed_cb);
     uv_close((uv_handle_t *)&c->timer, conn_closed_cb);
 }
@@ -222,6 +354,9 @@ write_cb(uv_write_t *req, int status)
         c->paused = false;
         emit(c->sp, SP_EV_RESUMED);
         conn_parse(c); /* frames read before the pause, then reading again */
+    } else if (c->unsent == 0 && c->state == CONN_SERVING) {
+        c->active_ms = uv_now(c->sp->loop);
+        conn_arm(c);
     }
 }
 
@@ -305,9 +440,11 @@ conn_frame(sp_conn *c, const uint8_t *p, size_t len)
     size_t nbt = 0;
     for (int hops = 1;; hops++) {
         if (hops > SP_MAX_HOPS) {
+            note(sp, NOTE_LONG_BACKTRACE, "hops=%d", hops);
             return;
         }
         if (len - nbt < 4) {
+            note(sp, NOTE_NO_REQUEST_ID, "bytes=%zu", len);
             conn_close(c);
             return;
         }
@@ -330,15 +467,129 @@ conn_frame(sp_conn *c, const uint8_t *p, size_t len)
     r->nbt = (uint32_t)nbt;
     memcpy(r->bt, p, nbt);
     c->refs++;
+    c->owed++;
     if (sp->lag != NULL) {
         hist_observe(sp->lag, HIST_SECONDS, (double)(uv_hrtime() - c->read_ns) / 1e9);
     }
     sp->cfg.cb(sp->cfg.arg, r, (const char *)p + nbt, len - nbt);
 }
 
+/* conn_refuse: a message of mlen bytes over the connection's limit, of which avail bytes
+ * are read (at p): once its backtrace is read, the rest of it is to be skipped (discarded as
+ * it arrives, never stored) and then answered: too_large, the reply for an unauthenticated
+ * connection, or the refusal of a refused connection. The answer waits for the whole message,
+ * as a REQ peer expects it after its send (nng 1.5's REQ socket may hang in nng_close when the
+ * reply comes while it still sends). Returns true when done (c->skip set), false when more
+ * bytes are needed (at most 4 * SP_MAX_HOPS). A backtrace over SP_MAX_HOPS words is dropped
+ * unanswered. */
+static bool
+conn_refuse(sp_conn *c, const uint8_t *p, size_t avail, uint64_t mlen)
+{
+    sp_server *sp = c->sp;
+    size_t nbt = 0;
+    bool end = false;
+    while (!end && nbt < 4 * SP_MAX_HOPS) {
+        if (avail < nbt + 4) {
+            return false;
+        }
+        end = (p[nbt] & 0x80) != 0;
+        nbt += 4;
+    }
+    c->skip = mlen;
+    c->skip_reply = NULL;
+    if (!end) {
+        note(sp, NOTE_LONG_BACKTRACE, "hops=%d", SP_MAX_HOPS + 1);
+        return true;
+    }
+    memcpy(c->skip_bt, p, nbt);
+    c->skip_nbt = (uint32_t)nbt;
+    if (c->state == CONN_REFUSED) {
+        c->skip_reply = sp->cfg.refusal;
+        c->skip_reply_len = sp->refusal_len;
+    } else if (c->authed) {
+        note(sp, NOTE_TOO_LARGE, "bytes=%llu max=%zu", (unsigned long long)mlen, sp->cfg.max_recv);
+        c->skip_reply = sp->cfg.too_large;
+        c->skip_reply_len = sp->too_large_len;
+    } else {
+        note(sp, NOTE_UNAUTH_LARGE, "bytes=%llu max=%zu", (unsigned long long)mlen,
+             sp->cfg.max_recv_unauth);
+        c->skip_reply = sp->cfg.unauth_large;
+        c->skip_reply_len = sp->unauth_large_len;
+    }
+    return true;
+}
+
+/* conn_resize: the read buffer's capacity becomes cap (at least c->len), charged to (or given
+ * back to) max_buffered beyond SP_READ_BUF; cap 0 frees it. Returns false on out of memory
+ * (nothing changed). */
+static bool
+conn_resize(sp_conn *c, size_t cap)
+{
+    sp_server *sp = c->sp;
+    if (cap == 0) {
+        free(c->buf);
+        c->buf = NULL;
+    } else {
+        char *b = realloc(c->buf, cap);
+        if (b == NULL) {
+            return false;
+        }
+        c->buf = b;
+    }
+    c->cap = cap;
+    size_t charge = cap > SP_READ_BUF ? cap - SP_READ_BUF : 0;
+    sp->buffered = sp->buffered - c->charged + charge;
+    c->charged = charge;
+    return true;
+}
+
+/* budget_fits: whether max_buffered can take a connection's buffer growing to need bytes. An
+ * empty budget takes any message, so that one always makes progress. */
+static bool
+budget_fits(const sp_conn *c, size_t need)
+{
+    const sp_server *sp = c->sp;
+    size_t more = need - SP_READ_BUF - c->charged;
+    return sp->buffered == 0 || sp->buffered + more <= sp->cfg.max_buffered;
+}
+
+/* budget_grant: the connections waiting for max_buffered, oldest first, get their buffer while
+ * it fits; each then reads again. */
+static void
+budget_grant(sp_server *sp)
+{
+    if (sp->granting) {
+        return;
+    }
+    sp->granting = true;
+    while (sp->waiters != NULL && budget_fits(sp->waiters, sp->waiters->need)) {
+        sp_conn *c = sp->waiters;
+        sp->waiters = c->wnext;
+        if (sp->waiters != NULL) {
+            sp->waiters->wprev = NULL;
+        } else {
+            sp->waiters_tail = NULL;
+        }
+        c->wnext = c->wprev = NULL;
+        c->budget_wait = false;
+        c->active_ms = uv_now(sp->loop); /* its read_ms counts from now */
+        if (!conn_resize(c, c->need)) {
+            log_error("request_dropped", "reason=out_of_memory bytes=%zu", c->need);
+            conn_close(c);
+            continue;
+        }
+        if (!c->paused && !c->reading) {
+            conn_read_start(c);
+        }
+    }
+    sp->granting = false;
+}
+
 /* conn_parse: serves the whole frames in the buffer in order, until a frame is incomplete
- * (the buffer then grows to hold it), the connection owes more than max_unsent reply bytes
- * (reading stops), or it closes. Reads again when it is not paused. */
+ * (the buffer then grows to hold it, within max_buffered, else the connection waits for the
+ * budget), the connection owes more than max_unsent reply bytes (reading stops), or it
+ * closes. A frame over the connection's limit is refused from its length prefix (conn_refuse)
+ * and its body skipped. Reads again when it is not paused. */
 static void
 conn_parse(sp_conn *c)
 {
@@ -346,9 +597,22 @@ conn_parse(sp_conn *c)
     size_t hlen = c->ipc ? 9 : 8;
     size_t off = 0;
     /* What the buffer must hold: the frame being read, when it is larger than usual. */
-    size_t need = SP_READ_BUF;
+    size_t need = 0;
     c->refs++; /* the callbacks may close the connection */
     while (c->state == CONN_SERVING || c->state == CONN_REFUSED) {
+        if (c->skip > 0) {
+            size_t take = c->len - off < c->skip ? c->len - off : (size_t)c->skip;
+            off += take;
+            c->skip -= take;
+            if (c->skip > 0) {
+                break;
+            }
+            if (c->skip_reply != NULL) {
+                conn_reply(c, c->skip_bt, c->skip_nbt, c->skip_reply, c->skip_reply_len);
+                c->skip_reply = NULL;
+            }
+            continue;
+        }
         if (c->unsent > sp->cfg.max_unsent) {
             if (!c->paused) {
                 c->paused = true;
@@ -364,18 +628,20 @@ conn_parse(sp_conn *c)
         }
         const uint8_t *p = (const uint8_t *)c->buf + off;
         if (c->ipc && p[0] != 1) {
+            note(sp, NOTE_BAD_FRAME, "type=%u", p[0]);
             conn_close(c);
             break;
         }
         uint64_t mlen = get64(p + hlen - 8);
-        if (mlen > sp->cfg.max_recv) {
-            log_debug("message_refused", "bytes=%llu max=%zu", (unsigned long long)mlen,
-                      sp->cfg.max_recv);
-            conn_close(c);
-            break;
+        if (mlen > (c->authed ? sp->cfg.max_recv : sp->cfg.max_recv_unauth)) {
+            if (!conn_refuse(c, p + hlen, avail - hlen, mlen)) {
+                break;
+            }
+            off += hlen;
+            continue;
         }
         if (avail - hlen < mlen) {
-            need = hlen + (size_t)mlen > need ? hlen + (size_t)mlen : need;
+            need = hlen + (size_t)mlen;
             break;
         }
         off += hlen + (size_t)mlen;
@@ -387,25 +653,104 @@ conn_parse(sp_conn *c)
             memmove(c->buf, c->buf + off, rest);
         }
         c->len = rest;
-        if (need > c->cap) {
-            char *grown = realloc(c->buf, need);
-            if (grown == NULL) {
-                log_error("request_dropped", "reason=out_of_memory bytes=%zu", need);
-                conn_close(c);
-            } else {
-                c->buf = grown;
-                c->cap = need;
+        if (need > c->cap && need > SP_READ_BUF) {
+            if (budget_fits(c, need) && sp->waiters == NULL) {
+                if (!conn_resize(c, need)) {
+                    log_error("request_dropped", "reason=out_of_memory bytes=%zu", need);
+                    conn_close(c);
+                }
+            } else if (!c->budget_wait) {
+                /* max_buffered is taken: stop reading until it frees (or read_ms passes). */
+                c->budget_wait = true;
+                c->need = need;
+                c->reading = false;
+                uv_read_stop(&c->h.stream);
+                c->wprev = sp->waiters_tail;
+                c->wnext = NULL;
+                if (sp->waiters_tail != NULL) {
+                    sp->waiters_tail->wnext = c;
+                } else {
+                    sp->waiters = c;
+                }
+                sp->waiters_tail = c;
             }
-        } else if (rest == 0 && c->cap > SP_READ_BUF) {
-            free(c->buf); /* a large message is served: back to the usual size */
-            c->buf = NULL;
-            c->cap = 0;
+        } else if (rest == 0 && c->cap > 0 && !c->paused && c->skip == 0) {
+            conn_resize(c, 0); /* nothing held between messages */
+            budget_grant(sp);
+        } else if (c->cap > SP_READ_BUF && rest <= SP_READ_BUF && need <= SP_READ_BUF) {
+            conn_resize(c, SP_READ_BUF); /* a large message is served: back to the usual size */
+            budget_grant(sp);
         }
-        if (c->state != CONN_CLOSING && !c->paused && !c->reading) {
+        if (c->state != CONN_CLOSING && !c->paused && !c->budget_wait && !c->reading) {
             conn_read_start(c);
         }
+        conn_arm(c);
     }
     conn_unref(c);
+}
+
+/* conn_deadline: when the connection, serving, is to be closed if nothing happens: read_ms
+ * after its last byte while a message is unfinished (or waits for max_buffered), idle_ms
+ * after its last activity while it is owed nothing and has nothing unwritten; 0: never. */
+static uint64_t
+conn_deadline(const sp_conn *c, enum sp_note *why)
+{
+    const sp_server *sp = c->sp;
+    if (c->paused) {
+        return 0; /* its replies wait for it to read: not idle, not stalled */
+    }
+    if (c->len > 0 || c->skip > 0 || c->budget_wait) {
+        *why = NOTE_READ_TIMEOUT;
+        return c->active_ms + sp->cfg.read_ms;
+    }
+    if (c->owed == 0 && c->unsent == 0 && sp->cfg.idle_ms > 0) {
+        *why = NOTE_IDLE_TIMEOUT;
+        return c->active_ms + sp->cfg.idle_ms;
+    }
+    return 0;
+}
+
+static void
+serve_timer_cb(uv_timer_t *t)
+{
+    sp_conn *c = t->data;
+    if (c->state != CONN_SERVING) {
+        return;
+    }
+    c->due_ms = 0;
+    enum sp_note why = NOTE_READ_TIMEOUT;
+    uint64_t due = conn_deadline(c, &why);
+    if (due != 0 && due <= uv_now(c->sp->loop)) {
+        note(c->sp, why, "");
+        conn_close(c);
+        return;
+    }
+    conn_arm(c);
+}
+
+/* conn_arm: the timer of a served connection fires at its deadline (or earlier, and then looks
+ * again); restarted only when the deadline came closer, so a busy connection costs nothing. */
+static void
+conn_arm(sp_conn *c)
+{
+    if (c->state != CONN_SERVING) {
+        return;
+    }
+    enum sp_note why;
+    uint64_t due = conn_deadline(c, &why);
+    if (due == 0) {
+        if (c->due_ms != 0) {
+            uv_timer_stop(&c->timer);
+            c->due_ms = 0;
+        }
+        return;
+    }
+    if (c->due_ms != 0 && c->due_ms <= due) {
+        return;
+    }
+    uint64_t now = uv_now(c->sp->loop);
+    c->due_ms = due;
+    uv_timer_start(&c->timer, serve_timer_cb, due > now ? due - now : 0, 0);
 }
 
 static void
@@ -417,8 +762,8 @@ alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
         *buf = uv_buf_init((char *)c->hs + c->hs_got, (unsigned)(sizeof(c->hs) - c->hs_got));
         return;
     }
-    if (c->buf == NULL && (c->buf = malloc(SP_READ_BUF)) != NULL) {
-        c->cap = SP_READ_BUF;
+    if (c->buf == NULL) {
+        conn_resize(c, SP_READ_BUF); /* charges nothing: on failure buf stays NULL */
     }
     *buf = c->buf == NULL ? uv_buf_init(NULL, 0)
                           : uv_buf_init(c->buf + c->len, (unsigned)(c->cap - c->len));
@@ -437,8 +782,11 @@ conn_admit(sp_conn *c)
 {
     sp_server *sp = c->sp;
     uv_timer_stop(&c->timer);
+    c->authed = !sp->cfg.need_auth;
     if (atomic_fetch_add(sp->cfg.clients, 1) < sp->cfg.max_clients) {
         c->state = CONN_SERVING;
+        c->active_ms = uv_now(sp->loop);
+        conn_arm(c);
         return;
     }
     atomic_fetch_sub(sp->cfg.clients, 1);
@@ -469,8 +817,8 @@ read_cb(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
         }
         if (memcmp(c->hs, "\0SP\0", 4) != 0 || c->hs[6] != 0 || c->hs[7] != 0 ||
             ((c->hs[4] << 8) | c->hs[5]) != SP_PROTO_REQ) {
-            log_debug("handshake_refused", "peer=%02x%02x%02x%02x%02x%02x%02x%02x", c->hs[0],
-                      c->hs[1], c->hs[2], c->hs[3], c->hs[4], c->hs[5], c->hs[6], c->hs[7]);
+            note(c->sp, NOTE_BAD_HANDSHAKE, "peer=%02x%02x%02x%02x%02x%02x%02x%02x", c->hs[0],
+                 c->hs[1], c->hs[2], c->hs[3], c->hs[4], c->hs[5], c->hs[6], c->hs[7]);
             conn_close(c);
             return;
         }
@@ -478,6 +826,7 @@ read_cb(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
         return;
     }
     c->len += (size_t)n;
+    c->active_ms = uv_now(c->sp->loop);
     if (c->sp->lag != NULL) {
         c->read_ns = uv_hrtime();
     }
@@ -498,7 +847,7 @@ handshake_timeout_cb(uv_timer_t *t)
 {
     sp_conn *c = t->data;
     if (c->state == CONN_HANDSHAKE) {
-        log_debug("handshake_timeout", "ms=%llu", (unsigned long long)c->sp->cfg.handshake_ms);
+        note(c->sp, NOTE_HANDSHAKE_TIMEOUT, "ms=%llu", (unsigned long long)c->sp->cfg.handshake_ms);
         conn_close(c);
     }
 }
@@ -509,7 +858,13 @@ accept_cb(uv_stream_t *server, int status)
     sp_listener *l = server->data;
     sp_server *sp = l->sp;
     if (status < 0) {
-        log_warn("accept_failed", "url=%s err=\"%s\"", l->url, uv_strerror(status));
+        note(sp, NOTE_ACCEPT_FAILED, "url=%s err=\"%s\"", l->url, uv_strerror(status));
+        if (status == UV_EMFILE || status == UV_ENFILE || status == UV_ENOBUFS ||
+            status == UV_ENOMEM) {
+            /* libuv calls again at once, in a loop that never yields, while accept fails: stop
+             * listening, and listen again later. */
+            listener_pause(l);
+        }
         return;
     }
     sp_conn *c = calloc(1, sizeof(*c));
@@ -558,15 +913,26 @@ sp_open(sp_server **spp, uv_loop_t *loop, const sp_config *cfg)
 {
     sp_server *sp = calloc(1, sizeof(*sp));
     char *refusal = strdup(cfg->refusal != NULL ? cfg->refusal : "");
-    if (sp == NULL || refusal == NULL) {
+    char *too_large = strdup(cfg->too_large != NULL ? cfg->too_large : "");
+    char *unauth_large = strdup(cfg->unauth_large != NULL ? cfg->unauth_large : "");
+    if (sp == NULL || refusal == NULL || too_large == NULL || unauth_large == NULL) {
         free(sp);
         free(refusal);
+        free(too_large);
+        free(unauth_large);
         return -1;
     }
     sp->loop = loop;
     sp->cfg = *cfg;
     sp->cfg.refusal = refusal;
     sp->refusal_len = strlen(refusal);
+    sp->cfg.too_large = too_large;
+    sp->too_large_len = strlen(too_large);
+    sp->cfg.unauth_large = unauth_large;
+    sp->unauth_large_len = strlen(unauth_large);
+    if (!sp->cfg.need_auth || sp->cfg.max_recv_unauth > sp->cfg.max_recv) {
+        sp->cfg.max_recv_unauth = sp->cfg.max_recv;
+    }
     *spp = sp;
     return 0;
 }
@@ -708,6 +1074,89 @@ listener_close(sp_listener *l)
     uv_close(&l->h.handle, listener_closed_cb);
 }
 
+static void
+relisten_closed_cb(uv_handle_t *h)
+{
+    sp_relisten *r = h->data;
+    sp_server *sp = r->sp;
+    free(r->url);
+    free(r);
+    server_release(sp);
+}
+
+/* relisten_drop: r leaves sp->relistens and is freed once its timer closed. */
+static void
+relisten_drop(sp_relisten *r)
+{
+    for (sp_relisten **pp = &r->sp->relistens; *pp != NULL; pp = &(*pp)->next) {
+        if (*pp == r) {
+            *pp = r->next;
+            break;
+        }
+    }
+    uv_close((uv_handle_t *)&r->timer, relisten_closed_cb);
+}
+
+static void
+relisten_cb(uv_timer_t *t)
+{
+    sp_relisten *r = t->data;
+    int rv = sp_listen(r->sp, r->url);
+    if (rv == 0) {
+        log_info("listen_resumed", "url=%s", r->url);
+        relisten_drop(r);
+        return;
+    }
+    note(r->sp, NOTE_ACCEPT_FAILED, "url=%s err=\"%s\"", r->url,
+         rv == SP_NOT_NATIVE ? "cannot listen again" : uv_strerror(rv));
+    r->delay_ms = r->delay_ms * 2 < SP_RELISTEN_MAX_MS ? r->delay_ms * 2 : SP_RELISTEN_MAX_MS;
+    uv_timer_start(&r->timer, relisten_cb, r->delay_ms, 0);
+}
+
+/* listener_pause: closes l and listens on its URL again SP_RELISTEN_MIN_MS later (backing off
+ * while that fails). Pending connections wait in the kernel's backlog, or are refused while
+ * nobody listens. */
+static void
+listener_pause(sp_listener *l)
+{
+    sp_server *sp = l->sp;
+    for (sp_listener **pp = &sp->listeners; *pp != NULL; pp = &(*pp)->next) {
+        if (*pp == l) {
+            *pp = l->next;
+            break;
+        }
+    }
+    sp_relisten *r = calloc(1, sizeof(*r));
+    char *url = strdup(l->url);
+    listener_close(l);
+    if (r == NULL || url == NULL) {
+        free(r);
+        free(url);
+        log_error("accept_failed", "url=%s reason=out_of_memory listening=no", l->url);
+        return;
+    }
+    r->sp = sp;
+    r->url = url;
+    r->delay_ms = SP_RELISTEN_MIN_MS;
+    uv_timer_init(sp->loop, &r->timer);
+    r->timer.data = r;
+    sp->alive++;
+    r->next = sp->relistens;
+    sp->relistens = r;
+    uv_timer_start(&r->timer, relisten_cb, r->delay_ms, 0);
+}
+
+void
+sp__accept_failed(sp_server *sp, int status)
+{
+    sp_listener *l = sp->listeners;
+    while (l != NULL) {
+        sp_listener *next = l->next;
+        accept_cb(&l->h.stream, status);
+        l = next;
+    }
+}
+
 int
 sp_listen(sp_server *sp, const char *url)
 {
@@ -772,8 +1221,13 @@ void
 sp_reply(sp_req *r, const char *body, size_t len)
 {
     sp_conn *c = r->conn;
+    c->owed--;
     if (c->state == CONN_SERVING) {
         conn_reply(c, r->bt, r->nbt, body, len);
+        if (c->owed == 0 && c->state == CONN_SERVING) {
+            c->active_ms = uv_now(c->sp->loop);
+            conn_arm(c);
+        }
     }
     free(r);
     conn_unref(c);
@@ -806,6 +1260,36 @@ sp_req_open(const sp_req *r)
     return r->conn->state == CONN_SERVING;
 }
 
+bool
+sp_req_alive(sp_req *r)
+{
+    sp_conn *c = r->conn;
+    if (c->state != CONN_SERVING) {
+        return false;
+    }
+    /* The loop may not have read the peer's end yet (it was read in a later turn than the
+     * request): look for it now, so that jobs are not handed to a connection already gone. */
+    uv_os_fd_t fd;
+    char b;
+    if (uv_fileno(&c->h.handle, &fd) == 0 && recv(fd, &b, 1, MSG_PEEK | MSG_DONTWAIT) == 0) {
+        conn_close(c);
+        return false;
+    }
+    return true;
+}
+
+void
+sp_authenticated(sp_req *r)
+{
+    r->conn->authed = true;
+}
+
+size_t
+sp_buffered(const sp_server *sp)
+{
+    return sp->buffered;
+}
+
 void
 sp_set_lag(sp_server *sp, hist *lag)
 {
@@ -831,10 +1315,16 @@ sp_stop(sp_server *sp)
         return;
     }
     sp->stopped = true;
+    for (int k = 0; k < NOTE_COUNT; k++) {
+        note_line(sp, (enum sp_note)k);
+    }
     while (sp->listeners != NULL) {
         sp_listener *l = sp->listeners;
         sp->listeners = l->next;
         listener_close(l);
+    }
+    while (sp->relistens != NULL) {
+        relisten_drop(sp->relistens);
     }
     for (sp_conn *c = sp->conns; c != NULL; c = c->next) {
         conn_close(c);

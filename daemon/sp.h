@@ -33,11 +33,25 @@ typedef void (*sp_event_cb)(void *arg, sp_event ev);
 typedef void (*sp_closed_cb)(void *arg, uint64_t conn);
 
 typedef struct sp_config {
-    size_t max_recv;           /* largest message read (bytes, backtrace included); a frame that
-                                * announces more closes its connection before anything is allocated */
+    size_t max_recv;           /* largest message read (bytes, backtrace included) once the
+                                * connection is authenticated */
+    size_t max_recv_unauth;    /* the same before sp_authenticated (need_auth only) */
+    bool need_auth;            /* false: every connection is authenticated from the start */
+    const char *too_large;     /* the reply to a message over max_recv (copied) */
+    const char *unauth_large;  /* the reply to one over max_recv_unauth before authentication
+                                * (copied). Either message is refused from its length prefix:
+                                * only its backtrace is kept, the rest is discarded unstored,
+                                * and the reply is sent once the whole message arrived */
     size_t max_unsent;         /* reply bytes of one connection that may wait unwritten before the
                                 * connection stops reading (it resumes below half of it) */
+    size_t max_buffered;       /* bytes of messages longer than a connection's 16 KiB read
+                                * buffer held at once over all connections: a connection whose
+                                * message does not fit stops reading until it does */
     uint64_t handshake_ms;     /* a connection that has not sent its SP header by then is closed */
+    uint64_t read_ms;          /* one that sends no byte for this long in the middle of a message
+                                * (or waiting for max_buffered) is closed */
+    uint64_t idle_ms;          /* one that sends nothing for this long while it is owed no reply
+                                * and has none unwritten is closed; 0: never */
     atomic_int *clients;       /* connections served now, shared with other endpoints */
     int max_clients;           /* a connection that finds clients at this count is refused */
     const char *refusal;       /* the reply to every request of a refused connection (copied) */
@@ -48,6 +62,10 @@ typedef struct sp_config {
     void *event_arg;
     sp_closed_cb closed_cb; /* may be NULL; called with event_arg */
 } sp_config;
+
+/** SP_BACKTRACE_MAX: bytes of the longest backtrace served (8 hops); a limit on a message's
+ *  body plus this is a limit on the whole message. */
+#define SP_BACKTRACE_MAX 32
 
 /** sp_open: an endpoint without listeners. Returns 0, or -1 on out of memory. Loop thread. */
 int sp_open(sp_server **spp, uv_loop_t *loop, const sp_config *cfg);
@@ -81,6 +99,19 @@ uint32_t sp_req_id(const sp_req *req);
 /** sp_req_open: whether a reply to req can still be written (its connection is served). */
 bool sp_req_open(const sp_req *req);
 
+/** sp_req_alive: sp_req_open, and its peer has not closed the connection: one recv with
+ *  MSG_PEEK looks for an end the loop has not read yet (found, the connection is closed
+ *  now). For a reply that hands out jobs. Loop thread. */
+bool sp_req_alive(sp_req *req);
+
+/** sp_authenticated: the connection of req presented a valid token: its messages may now be
+ *  up to max_recv bytes. Call before answering req. Loop thread. */
+void sp_authenticated(sp_req *req);
+
+/** sp_buffered: bytes of unfinished messages held beyond the connections' read buffers (what
+ *  max_buffered caps). Loop thread. */
+size_t sp_buffered(const sp_server *sp);
+
 /** sp_set_lag: observes into lag, per request, the time between reading it and handing it to
  *  the callback (time spent on requests read before it). NULL stops. Loop thread. */
 void sp_set_lag(sp_server *sp, hist *lag);
@@ -91,6 +122,11 @@ uint64_t sp_refused(const sp_server *sp);
 /** sp_unsent: reply bytes accepted by sp_reply and not yet written, over all connections.
  *  Loop thread. */
 size_t sp_unsent(const sp_server *sp);
+
+/** sp__accept_failed: a test seam: every listener sees status (a negative libuv error) as if
+ *  accepting had failed, as libuv reports EMFILE when it cannot free a descriptor. Loop
+ *  thread. */
+void sp__accept_failed(sp_server *sp, int status);
 
 /** sp_stop: closes every listener and connection; replies still owed are dropped. */
 void sp_stop(sp_server *sp);

@@ -38,6 +38,7 @@ typedef struct ctx_slot {
 /* conn: a native connection, on the client's idle or busy list. */
 typedef struct conn {
     jobq__sp_conn sp;
+    bool authed;       /* a request with the token was answered on it */
     struct conn *prev; /* busy list only */
     struct conn *next;
 } conn;
@@ -889,6 +890,32 @@ native_fail(const jobq_client *c, int rv, int64_t timeout_ms)
     }
 }
 
+/* Requests up to this size pass on a connection that has not authenticated yet (jobqd's
+ * smallest max_unauthenticated_message is 1 KiB). */
+#define UNAUTH_SMALL 960
+
+/* authenticate: a ping with the token on connection k (none of its requests was answered yet), so that jobqd lifts its limit
+ * on messages before authentication (max_unauthenticated_message) for the larger request that
+ * follows. Returns 0 (whatever the reply says: a wrong token fails the request itself), or the
+ * connection's nng error. */
+static int
+authenticate(jobq_client *c, conn *k, int64_t deadline)
+{
+    json_t *ping = json_pack("{s:s, s:s}", "op", "ping", "token", c->token);
+    char *text = ping != NULL ? json_dumps(ping, JSON_COMPACT) : NULL;
+    json_decref(ping);
+    if (text == NULL) {
+        return NNG_ENOMEM;
+    }
+    bool sent = false;
+    char *data = NULL;
+    size_t dlen = 0;
+    int rv = jobq__sp_call(&k->sp, text, strlen(text), deadline, &sent, &data, &dlen);
+    free(text);
+    free(data);
+    return rv;
+}
+
 /* native_roundtrip: one call on a connection of its own (an idle one, else a new one): send
  * req (len bytes), then wait for the reply, all within timeout_ms. A connection is put back
  * only after a complete reply; any failure closes it (a late reply would confuse the next
@@ -922,7 +949,12 @@ native_roundtrip(jobq_client *c, const char *req, size_t len, int64_t timeout_ms
         if (k == NULL && (rv = dial_call(c, deadline, &k)) != 0) {
             break;
         }
+        if (!k->authed && c->token != NULL && len > UNAUTH_SMALL &&
+            (rv = authenticate(c, k, deadline)) != 0) {
+            break;
+        }
         rv = jobq__sp_call(&k->sp, req, len, deadline, &sent, &data, &dlen);
+        k->authed = k->authed || (rv == 0 && c->token != NULL);
         if (rv != 0 && reused && !sent && rv == NNG_ECONNSHUT) {
             /* Closed by the peer before a byte of the request left: try another one. */
             discard(c, k);

@@ -7,7 +7,8 @@
  * TARGET is an ipc socket's path (an ipc:// URL is accepted) or tcp:PORT (127.0.0.1). Once
  * jobqd's handshake is read, the handshake and the N requests (request ids 1..N, or 1 for
  * every one with `same`, as a REQ socket that sends a request again) go out in one write. With READ, that many replies are read and printed, one a line. Then "sent N" is
- * printed, standard input is read to its end and the connection is closed. Exits 0 when it
+ * printed, standard input is read to its end and the connection is closed (JOBQ_HELD_EAGER:
+ * without waiting for jobqd's handshake first). Exits 0 when it
  * did what it was asked, 1 on a connection error, 2 on bad usage. */
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -80,9 +81,12 @@ main(int argc, char **argv)
         perror("connect");
         return 1;
     }
-    /* jobqd's handshake first: the connection is accepted and will read what comes. */
+    /* jobqd's handshake first: the connection is accepted and will read what comes. With
+     * JOBQ_HELD_EAGER set, everything is sent (and, READ 0 with standard input at its end,
+     * the connection closed) before jobqd's handshake is read, so that jobqd finds the
+     * requests and the end of the connection waiting together. */
     unsigned char peer[8];
-    if (get_all(fd, peer, sizeof(peer)) != 0) {
+    if (getenv("JOBQ_HELD_EAGER") == NULL && get_all(fd, peer, sizeof(peer)) != 0) {
         fprintf(stderr, "no handshake from jobqd\n");
         return 1;
     }

@@ -87,24 +87,28 @@ r=$(raw "{\"op\":\"ack\",\"id\":$id,\"lease\":\"$lease\"}")
 expect_eq "its ack" "$(field .job.state "$r")" succeeded
 ok "a closed connection's held fetch claims nothing: the job stays ready, attempt 0, and goes to the next worker"
 
-# ---- a job claimed for a fetch whose connection closed before the reply ----
-# The job is ready before the fetch comes; the fetch and the connection's end arrive
-# together (one write, then close: an ipc socket keeps the bytes readable before the end).
-# jobqd reads the fetch and starts a claim for it (a commit on the writer's thread, answered
-# on the loop in a later turn); the end is read in the loop's next turn, before the claim's
-# answer can come back, so the reply cannot be written and the claimed job goes back.
+# ---- a job ready for a fetch whose connection closed before the reply ----
+# The job is ready before the fetch comes. jobqd is stopped (SIGSTOP) while a client connects,
+# sends the fetch and closes, so the fetch and the connection's end wait together in the
+# socket when jobqd goes on. Whether jobqd finds the end before it claims (and claims
+# nothing) or while the claim commits (and hands the job back), the job must never go to the
+# closed connection: the next worker gets it at its first attempt (handed to the closed
+# connection, it would come back only when its lease ended, its attempt spent).
 id=$(cli submit work '{"n":2}')
-"$JOBQ_HELD" "$SOCK" 1 distinct '{"op":"fetch","queue":"work","timeout":"5m"}' </dev/null >/dev/null ||
-    fail "jobq-held failed"
-poll_until "job $id is handed back" "grep -q 'event=job_returned job=$id ' '$LOG'"
-poll_until "job $id is ready again" "[ \"\$(field .job.state \"\$(raw '{\"op\":\"get\",\"id\":$id}')\")\" = ready ]"
-r=$(raw "{\"op\":\"get\",\"id\":$id}")
-expect_eq "its attempt" "$(field .job.attempt "$r")" 0
-r=$(raw '{"op":"fetch","queue":"work","timeout":0}')
-expect_eq "the next worker fetches it" "$(field '.jobs[0].id, .jobs[0].attempt' "$r" | tr '\n' ' ')" "$id 1 "
+kill -STOP "$JOBQD_PID"
+JOBQ_HELD_EAGER=1 "$JOBQ_HELD" "$SOCK" 1 distinct '{"op":"fetch","queue":"work","timeout":"5m"}' \
+    </dev/null >/dev/null || { kill -CONT "$JOBQD_PID"; fail "jobq-held failed"; }
+kill -CONT "$JOBQD_PID"
+got=
+poll_until "the next worker fetches job $id" \
+    'r=$(raw "{\"op\":\"fetch\",\"queue\":\"work\",\"timeout\":0}"); got=$(field ".jobs[0].id" "$r"); [ "$got" != null ]'
+expect_eq "the job the next worker fetches" "$got" "$id"
+expect_eq "its attempt" "$(field '.jobs[0].attempt' "$r")" 1
+how="never claimed for it"
+! grep -q "event=job_returned job=$id " "$LOG" || how="claimed for it, then handed back"
 lease=$(field '.jobs[0].lease' "$r")
 raw "{\"op\":\"ack\",\"id\":$id,\"lease\":\"$lease\"}" >/dev/null
-ok "a job claimed for a fetch whose connection closed before the reply is ready again, no attempt spent"
+ok "a job ready for a fetch whose connection closed before the reply goes to the next worker, no attempt spent ($how)"
 
 # ---- an ack carrying a fetch, held, then its connection closes ----
 id=$(cli submit work '{"n":3}')

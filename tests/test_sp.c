@@ -65,6 +65,9 @@ static void
 request_cb(void *arg, sp_req *req, const char *body, size_t len)
 {
     fixture *f = arg;
+    if (len >= 5 && memcmp(body, "token", 5) == 0) {
+        sp_authenticated(req);
+    }
     uv_mutex_lock(&f->mtx);
     f->requests++;
     enum mode mode = f->mode;
@@ -163,6 +166,10 @@ run_on_loop(fixture *f, task_fn task, void *arg)
 
 typedef struct open_args {
     size_t max_recv;
+    size_t max_recv_unauth; /* 0: no authentication needed */
+    size_t max_buffered;    /* 0: 64 * MAX_MESSAGE */
+    uint64_t read_ms;       /* 0: 60 s */
+    uint64_t idle_ms;       /* 0: never */
     int max_clients;
     uint64_t handshake_ms;
     int rv;
@@ -173,8 +180,15 @@ open_task(fixture *f, void *arg)
 {
     open_args *a = arg;
     sp_config cfg = {.max_recv = a->max_recv,
+                     .max_recv_unauth = a->max_recv_unauth,
+                     .need_auth = a->max_recv_unauth > 0,
+                     .too_large = "{\"too_large\":true}",
+                     .unauth_large = "{\"unauthorized\":true}",
                      .max_unsent = MAX_UNSENT,
+                     .max_buffered = a->max_buffered > 0 ? a->max_buffered : 64 * MAX_MESSAGE,
                      .handshake_ms = a->handshake_ms,
+                     .read_ms = a->read_ms > 0 ? a->read_ms : 60000,
+                     .idle_ms = a->idle_ms,
                      .clients = &f->clients,
                      .max_clients = a->max_clients,
                      .refusal = "{\"refused\":true}",
@@ -203,7 +217,7 @@ free_port(void)
 }
 
 static fixture *
-start(int max_clients, uint64_t handshake_ms)
+start_with(open_args *a)
 {
     fixture *f = calloc(1, sizeof(*f));
     snprintf(f->dir, sizeof(f->dir), "/tmp/jobq-sp.XXXXXX");
@@ -216,11 +230,17 @@ start(int max_clients, uint64_t handshake_ms)
     uv_async_init(&f->loop, &f->wake, wake_cb);
     f->wake.data = f;
     assert_int_equal(uv_thread_create(&f->thread, loop_thread, f), 0);
+    run_on_loop(f, open_task, a);
+    assert_int_equal(a->rv, 0);
+    return f;
+}
+
+static fixture *
+start(int max_clients, uint64_t handshake_ms)
+{
     open_args a = {
         .max_recv = 4 * MAX_MESSAGE, .max_clients = max_clients, .handshake_ms = handshake_ms};
-    run_on_loop(f, open_task, &a);
-    assert_int_equal(a.rv, 0);
-    return f;
+    return start_with(&a);
 }
 
 static void
@@ -496,8 +516,68 @@ test_many_contexts_ipc(void **state)
     many_contexts("ipc");
 }
 
-/* A message of exactly max_recv bytes (request id included) is served; a frame that announces
- * one byte more closes the connection before its body is sent. */
+typedef struct writer {
+    int fd;
+    const uint8_t *buf;
+    size_t len;
+    int failed;
+} writer;
+
+static void
+writer_run(void *arg)
+{
+    writer *w = arg;
+    const uint8_t *p = w->buf;
+    size_t len = w->len;
+    while (len > 0) {
+        ssize_t n = write(w->fd, p, len);
+        if (n <= 0) {
+            w->failed = 1;
+            return;
+        }
+        p += n;
+        len -= (size_t)n;
+    }
+}
+
+static void
+buffered_task(fixture *f, void *arg)
+{
+    *(size_t *)arg = sp_buffered(f->sp);
+}
+
+/* expect_reply: reads one frame and checks it carries request id id and body want. */
+static void
+expect_reply(int fd, bool ipc, uint32_t id, const char *want)
+{
+    uint8_t got[256];
+    size_t n = read_frame(fd, ipc, got, sizeof(got));
+    assert_int_equal(n, 4 + strlen(want));
+    assert_int_equal(get64((const uint8_t[8]){0, 0, 0, 0, got[0], got[1], got[2], got[3]}), id);
+    assert_memory_equal(got + 4, want, n - 4);
+}
+
+/* send_request: a frame of len bytes: request id id, then body (padded with 'x'). */
+static void
+send_request(int fd, bool ipc, uint32_t id, const char *body, size_t len)
+{
+    uint8_t *out = malloc(len + 9);
+    uint8_t *msg = malloc(len);
+    memset(msg, 'x', len);
+    msg[0] = (uint8_t)(id >> 24);
+    msg[1] = (uint8_t)(id >> 16);
+    msg[2] = (uint8_t)(id >> 8);
+    msg[3] = (uint8_t)id;
+    memcpy(msg + 4, body, strlen(body) < len - 4 ? strlen(body) : len - 4);
+    write_all(fd, out, frame(ipc, out, msg, len));
+    free(out);
+    free(msg);
+}
+
+/* A message of exactly max_recv bytes (request id included) is served. A frame that announces
+ * one byte more is discarded as it comes from its request id on, nothing of it buffered, then
+ * answered too_large, and the connection goes on serving. One that announces a terabyte holds
+ * nothing either. */
 static void
 test_message_limit(void **state)
 {
@@ -520,16 +600,198 @@ test_message_limit(void **state)
     for (int ipc = 0; ipc < 2; ipc++) {
         int fd = raw_connect(f, ipc);
         handshake(fd);
-        uint8_t hdr[9] = {1};
-        put64(hdr + ipc, 4 * MAX_MESSAGE + 1);
-        write_all(fd, hdr, ipc ? 9 : 8);
-        expect_eof(fd);
+        uint64_t sizes[2] = {4 * MAX_MESSAGE + 1, (uint64_t)1 << 40};
+        for (int k = 0; k < 2; k++) {
+            uint8_t hdr[13] = {1};
+            put64(hdr + ipc, sizes[k]);
+            static const uint8_t id[4] = {0x80, 0, 0, 7};
+            memcpy(hdr + ipc + 8, id, 4);
+            write_all(fd, hdr, (ipc ? 9 : 8) + 4);
+            size_t rest = k == 0 ? 4 * MAX_MESSAGE + 1 - 4 : 3 * MAX_MESSAGE;
+            uint8_t *junk = malloc(rest);
+            memset(junk, 'j', rest);
+            write_all(fd, junk, rest);
+            free(junk);
+            if (k == 0) { /* the reply once the body is through, then a request is served */
+                expect_reply(fd, ipc, 0x80000007u, "{\"too_large\":true}");
+                send_request(fd, ipc, 0x80000008u, "after", 9);
+                expect_reply(fd, ipc, 0x80000008u, "after");
+            } else {
+                send_request(fd, ipc, 0x80000009u, "lost", 9); /* part of the terabyte */
+                uv_mutex_lock(&f->mtx);
+                long want = f->requests;
+                uv_mutex_unlock(&f->mtx);
+                assert_int_equal(want, 2 + ipc);
+            }
+            size_t held = 1;
+            run_on_loop(f, buffered_task, &held);
+            assert_int_equal(held, 0);
+        }
         close(fd);
     }
     uv_mutex_lock(&f->mtx);
-    assert_int_equal(f->requests, 1);
+    assert_int_equal(f->requests, 3);
     uv_mutex_unlock(&f->mtx);
     WAIT_UNTIL(f, f->closed == 3);
+    stop(f);
+}
+
+/* Before a request that authenticates it (here: a body starting "token"), a connection's
+ * messages are limited to max_recv_unauth: a larger one is answered with the unauthenticated
+ * refusal from its prefix and discarded; afterwards max_recv applies. */
+static void
+test_unauthenticated_limit(void **state)
+{
+    (void)state;
+    open_args a = {.max_recv = 4 * MAX_MESSAGE,
+                   .max_recv_unauth = 256,
+                   .max_clients = 100,
+                   .handshake_ms = 10000};
+    fixture *f = start_with(&a);
+    for (int ipc = 0; ipc < 2; ipc++) {
+        int fd = raw_connect(f, ipc);
+        handshake(fd);
+        send_request(fd, ipc, 0x80000001u, "big", 257);
+        expect_reply(fd, ipc, 0x80000001u, "{\"unauthorized\":true}");
+        send_request(fd, ipc, 0x80000002u, "small", 256);
+        uint8_t got[300];
+        assert_int_equal(read_frame(fd, ipc, got, sizeof(got)), 256);
+        send_request(fd, ipc, 0x80000003u, "token", 16);
+        assert_int_equal(read_frame(fd, ipc, got, sizeof(got)), 16);
+        send_request(fd, ipc, 0x80000004u, "big", 1000);
+        uint8_t *big = malloc(1000);
+        assert_int_equal(read_frame(fd, ipc, big, 1000), 1000);
+        assert_memory_equal(big, "\x80\x00\x00\x04" "big", 7);
+        free(big);
+        send_request(fd, ipc, 0x80000005u, "huge", 4 * MAX_MESSAGE + 1);
+        expect_reply(fd, ipc, 0x80000005u, "{\"too_large\":true}");
+        close(fd);
+    }
+    uv_mutex_lock(&f->mtx);
+    assert_int_equal(f->requests, 6);
+    uv_mutex_unlock(&f->mtx);
+    stop(f);
+}
+
+/* read_ms: a connection that stops in the middle of a frame header, of a body, or of a refused
+ * body it is sending is closed. idle_ms: one that sends nothing after its handshake is closed;
+ * one owed a reply is not, however long the reply takes. */
+static void
+test_timeouts(void **state)
+{
+    (void)state;
+    open_args a = {.max_recv = 4 * MAX_MESSAGE,
+                   .max_clients = 100,
+                   .handshake_ms = 10000,
+                   .read_ms = 200,
+                   .idle_ms = 400};
+    fixture *f = start_with(&a);
+    uv_mutex_lock(&f->mtx);
+    f->mode = MODE_HOLD;
+    uv_mutex_unlock(&f->mtx);
+    int held = raw_connect(f, false);
+    handshake(held);
+    send_request(held, false, 0x80000001u, "hold", 8);
+    WAIT_UNTIL(f, f->nheld == 1);
+    for (int ipc = 0; ipc < 2; ipc++) {
+        uint8_t hdr[13] = {1};
+        int fd = raw_connect(f, ipc); /* half a header */
+        handshake(fd);
+        put64(hdr + ipc, 100);
+        write_all(fd, hdr, 4);
+        expect_eof(fd);
+        close(fd);
+        fd = raw_connect(f, ipc); /* half a body */
+        handshake(fd);
+        write_all(fd, hdr, (ipc ? 9 : 8));
+        write_all(fd, "\x80\0\0\x01" "abc", 7);
+        expect_eof(fd);
+        close(fd);
+        fd = raw_connect(f, ipc); /* half a refused body: no reply, closed */
+        handshake(fd);
+        put64(hdr + ipc, 1u << 20);
+        write_all(fd, hdr, (ipc ? 9 : 8));
+        write_all(fd, "\x80\0\0\x01" "abc", 7);
+        expect_eof(fd);
+        close(fd);
+        fd = raw_connect(f, ipc); /* nothing at all */
+        handshake(fd);
+        expect_eof(fd);
+        close(fd);
+    }
+    WAIT_UNTIL(f, f->closed == 8);
+    /* The held connection outlived an idle one: it is still served. */
+    uv_mutex_lock(&f->mtx);
+    assert_int_equal(f->closed, 8);
+    f->mode = MODE_ECHO;
+    uv_mutex_unlock(&f->mtx);
+    run_on_loop(f, reply_held_task, NULL);
+    expect_reply(held, false, 0x80000001u, "late");
+    /* Now owed nothing: idle, closed. */
+    expect_eof(held);
+    close(held);
+    WAIT_UNTIL(f, f->closed == 9);
+    stop(f);
+}
+
+/* max_buffered: a frame larger than the read buffer holds budget; a second one that does not
+ * fit waits (its connection stops reading) until the first is served, then is served too. The
+ * budget never exceeds the limit. */
+static void
+test_buffer_budget(void **state)
+{
+    (void)state;
+    enum { BIG = 60000, PART = 20000 };
+    open_args a = {.max_recv = 64 * 1024,
+                   .max_buffered = 64 * 1024,
+                   .max_clients = 100,
+                   .handshake_ms = 10000,
+                   .read_ms = 30000};
+    fixture *f = start_with(&a);
+    uint8_t *msg = malloc(BIG), *out = malloc(BIG + 9);
+    memset(msg, 'b', BIG);
+    int fd[2];
+    size_t flen[2];
+    for (int i = 0; i < 2; i++) {
+        fd[i] = raw_connect(f, i == 1);
+        handshake(fd[i]);
+        msg[0] = 0x80;
+        msg[3] = (uint8_t)(i + 1);
+        flen[i] = frame(i == 1, out, msg, BIG);
+        write_all(fd[i], out, PART);
+    }
+    size_t held = 0;
+    for (int tries = 0; held == 0 && tries < 6000; tries++) { /* until the loop read it */
+        run_on_loop(f, buffered_task, &held);
+        if (held == 0) {
+            usleep(10000);
+        }
+    }
+    assert_true(held > 0 && held <= 64 * 1024);
+    /* The first completes; the second is served after it. */
+    for (int i = 0; i < 2; i++) {
+        msg[3] = (uint8_t)(i + 1);
+        flen[i] = frame(i == 1, out, msg, BIG);
+        writer w = {.fd = fd[i], .buf = out + PART, .len = flen[i] - PART};
+        uv_thread_t t;
+        assert_int_equal(uv_thread_create(&t, writer_run, &w), 0);
+        uint8_t *got = malloc(BIG);
+        assert_int_equal(read_frame(fd[i], i == 1, got, BIG), BIG);
+        assert_int_equal(got[3], i + 1);
+        free(got);
+        uv_thread_join(&t);
+        assert_int_equal(w.failed, 0);
+        run_on_loop(f, buffered_task, &held);
+        assert_true(held <= 64 * 1024);
+    }
+    for (int i = 0; i < 2; i++) {
+        close(fd[i]);
+    }
+    free(msg);
+    free(out);
+    WAIT_UNTIL(f, f->closed == 2);
+    run_on_loop(f, buffered_task, &held);
+    assert_int_equal(held, 0);
     stop(f);
 }
 
@@ -599,30 +861,6 @@ test_backtraces(void **state)
     assert_int_equal(f->requests, 2);
     uv_mutex_unlock(&f->mtx);
     stop(f);
-}
-
-typedef struct writer {
-    int fd;
-    const uint8_t *buf;
-    size_t len;
-    int failed;
-} writer;
-
-static void
-writer_run(void *arg)
-{
-    writer *w = arg;
-    const uint8_t *p = w->buf;
-    size_t len = w->len;
-    while (len > 0) {
-        ssize_t n = write(w->fd, p, len);
-        if (n <= 0) {
-            w->failed = 1;
-            return;
-        }
-        p += n;
-        len -= (size_t)n;
-    }
 }
 
 /* A client that sends 10,000 requests and reads nothing: the connection stops reading once
@@ -820,6 +1058,65 @@ test_max_clients(void **state)
 }
 
 static void
+emfile_task(fixture *f, void *arg)
+{
+    (void)arg;
+    sp__accept_failed(f->sp, UV_EMFILE);
+}
+
+/* connects: whether a connection to the fixture's tcp:// (ipc://) listener is accepted by the
+ * kernel. */
+static bool
+connects(fixture *f, bool ipc)
+{
+    int fd;
+    int rv;
+    if (ipc) {
+        struct sockaddr_un sa = {.sun_family = AF_UNIX};
+        snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", f->ipc_url + 6);
+        fd = socket(AF_UNIX, SOCK_STREAM, 0);
+        rv = connect(fd, (struct sockaddr *)&sa, sizeof(sa));
+    } else {
+        struct sockaddr_in sa = {.sin_family = AF_INET,
+                                 .sin_port = htons((uint16_t)atoi(strrchr(f->tcp_url, ':') + 1)),
+                                 .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+        fd = socket(AF_INET, SOCK_STREAM, 0);
+        rv = connect(fd, (struct sockaddr *)&sa, sizeof(sa));
+    }
+    close(fd);
+    return rv == 0;
+}
+
+/* An accept that fails for want of descriptors (libuv reports EMFILE when even its reserve
+ * descriptor is gone, and calls again at once while it lasts) closes the listeners instead of
+ * spinning; they listen again after a backoff and serve as before. */
+static void
+test_accept_backoff(void **state)
+{
+    (void)state;
+    fixture *f = start(100, 10000);
+    run_on_loop(f, emfile_task, NULL);
+    assert_false(connects(f, false)); /* nobody listens now */
+    assert_false(connects(f, true));
+    uint64_t until = uv_hrtime() + DEADLINE_NS;
+    while (!connects(f, false) || !connects(f, true)) {
+        assert_true(uv_hrtime() < until);
+        usleep(20000);
+    }
+    for (int ipc = 0; ipc < 2; ipc++) {
+        nng_socket s = req_dial(ipc ? f->ipc_url : f->tcp_url);
+        nng_ctx ctx;
+        assert_int_equal(nng_ctx_open(&ctx, s), 0);
+        nng_msg *r = roundtrip(ctx, "back", 4);
+        assert_non_null(r);
+        assert_memory_equal(nng_msg_body(r), "back", 4);
+        nng_msg_free(r);
+        nng_close(s);
+    }
+    stop(f);
+}
+
+static void
 refused_task(fixture *f, void *arg)
 {
     *(uint64_t *)arg = sp_refused(f->sp);
@@ -916,6 +1213,9 @@ main(void)
         cmocka_unit_test(test_many_contexts_tcp),
         cmocka_unit_test(test_many_contexts_ipc),
         cmocka_unit_test(test_message_limit),
+        cmocka_unit_test(test_unauthenticated_limit),
+        cmocka_unit_test(test_timeouts),
+        cmocka_unit_test(test_buffer_budget),
         cmocka_unit_test(test_handshakes_refused),
         cmocka_unit_test(test_backtraces),
         cmocka_unit_test(test_unread_replies_bounded_tcp),
@@ -923,6 +1223,7 @@ main(void)
         cmocka_unit_test(test_reply_after_close),
         cmocka_unit_test(test_max_clients),
         cmocka_unit_test(test_ipc_files_and_urls),
+        cmocka_unit_test(test_accept_backoff),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
