@@ -19,43 +19,30 @@ static void runner_step(runner *r);
 
 /* ---- the pure part ---- */
 
-run_outcome
-runner_outcome(const attempt_end *e, const queue_conf *qc, int64_t now_ms, uint64_t rnd)
+/* ending: the verdict on an ended attempt, and for a retryable failure its kind. */
+static outcome_verdict
+ending(const runner *r, outcome_kind *why)
 {
-    run_outcome o = {.state = JOBQ_SUCCEEDED, .run_at_ms = 0, .kind = "success"};
-    if (e->kill == KILL_CANCEL) {
-        o.state = JOBQ_CANCELLED;
-        o.kind = "cancelled";
-        return o;
+    if (r->kill == KILL_CANCEL) {
+        return VERDICT_CANCELLED;
     }
-    if (e->kill == KILL_SHUTDOWN) {
-        o.state = JOBQ_READY;
-        o.kind = "shutdown";
-        return o;
+    if (r->kill == KILL_SHUTDOWN) {
+        return VERDICT_SHUTDOWN;
     }
-    if (e->spawn_failed) {
-        o.kind = "spawn";
-    } else if (e->kill == KILL_TIMEOUT) {
-        o.kind = "timeout";
-    } else if (e->term_signal != 0) {
-        o.kind = "signal";
-    } else if (e->exit_status == 0) {
-        return o;
-    } else if (e->exit_status == 65) {
-        o.state = JOBQ_DEAD;
-        o.kind = "permanent";
-        return o;
+    if (!r->spawned) {
+        *why = OUTCOME_SPAWN;
+    } else if (r->kill == KILL_TIMEOUT) {
+        *why = OUTCOME_TIMEOUT;
+    } else if (r->term_signal != 0) {
+        *why = OUTCOME_SIGNAL;
+    } else if (r->exit_status == 0) {
+        return VERDICT_SUCCESS;
+    } else if (r->exit_status == 65) {
+        return VERDICT_PERMANENT;
     } else {
-        o.kind = "exit";
+        *why = OUTCOME_EXIT;
     }
-    if (e->attempt >= e->max_attempts) {
-        o.state = JOBQ_DEAD;
-        return o;
-    }
-    o.state = JOBQ_RETRYING;
-    o.run_at_ms = now_ms + backoff_delay_ms(qc->backoff_base_ms, qc->backoff_max_ms,
-                                            (uint32_t)e->attempt, rnd);
-    return o;
+    return VERDICT_RETRYABLE;
 }
 
 /* ---- helpers ---- */
@@ -481,14 +468,13 @@ runner_step(runner *r)
             return;
         }
         uv_timer_stop(&r->timer);
-        attempt_end e = {.spawn_failed = !r->spawned,
-                         .exit_status = r->exit_status,
-                         .term_signal = r->term_signal,
-                         .kill = r->kill,
-                         .attempt = r->a.job.attempt,
-                         .max_attempts = r->a.job.max_attempts};
+        outcome_kind why = OUTCOME_EXIT;
+        outcome_verdict v = ending(r, &why);
         int64_t now = jobq__now_ms();
-        r->a.outcome = runner_outcome(&e, r->q->conf, now, backoff_rand(&r->srv->rng));
+        const queue_conf *qc = r->q->conf;
+        r->a.outcome = outcome_decide(v, why, r->a.job.attempt, r->a.job.max_attempts,
+                                      qc->backoff_base_ms, qc->backoff_max_ms, now,
+                                      backoff_rand(&r->srv->rng));
         if (r->a.outcome.state == JOBQ_SUCCEEDED) {
             r->a.result = malloc(r->out_len + 1);
             if (r->a.result != NULL) {

@@ -76,20 +76,4 @@ runner *runner_find(server *s, int64_t id);
  *  its retries: the job stays running in the database until the next start recovers it. */
 void runner_stop(runner *r, enum run_kill why);
 
-/** How an attempt ended, as runner_outcome needs it. */
-typedef struct attempt_end {
-    bool spawn_failed;
-    int64_t exit_status; /* valid when term_signal == 0 */
-    int term_signal;     /* the signal that ended the process, or 0 */
-    enum run_kill kill;  /* why jobqd ended it, if it did */
-    int32_t attempt;     /* this attempt's number, from 1 */
-    int32_t max_attempts;
-} attempt_end;
-
-/** runner_outcome: the pure decision of what an ended attempt means: exit 0 -> succeeded;
- *  65 -> dead; cancel -> cancelled; shutdown -> ready; any other failure -> retrying after
- *  a full-jitter backoff drawn from rnd, or dead after max_attempts. */
-run_outcome runner_outcome(const attempt_end *e, const queue_conf *qc, int64_t now_ms,
-                           uint64_t rnd);
-
 #endif

@@ -49,22 +49,23 @@ webhook_outcome(int status, bool timed_out, enum run_kill kill, int64_t retry_af
                 int32_t attempt_no, int32_t max_attempts, const queue_conf *qc, int64_t now_ms,
                 uint64_t rnd)
 {
-    attempt_end e = {.kill = timed_out ? KILL_TIMEOUT : kill,
-                     .attempt = attempt_no,
-                     .max_attempts = max_attempts};
-    if (status >= 200 && status < 300) {
-        e.exit_status = 0;
+    outcome_verdict v = VERDICT_RETRYABLE;
+    outcome_kind why = status == 0 ? OUTCOME_CONNECT : OUTCOME_HTTP;
+    if (timed_out) {
+        why = OUTCOME_TIMEOUT;
+    } else if (kill == KILL_CANCEL) {
+        v = VERDICT_CANCELLED;
+    } else if (kill == KILL_SHUTDOWN) {
+        v = VERDICT_SHUTDOWN;
+    } else if (status >= 200 && status < 300) {
+        v = VERDICT_SUCCESS;
     } else if (status >= 400 && status < 500 && status != 429) {
-        e.exit_status = 65; /* the request itself is wrong: retrying cannot help */
-    } else {
-        e.exit_status = 1;
+        v = VERDICT_PERMANENT; /* the request itself is wrong: retrying cannot help */
     }
-    run_outcome o = runner_outcome(&e, qc, now_ms, rnd);
-    if (e.kill != KILL_NONE || e.exit_status == 0) {
-        return o;
-    }
-    o.kind = status == 0 ? "connect" : e.exit_status == 65 ? "permanent" : "http";
-    if (o.state == JOBQ_RETRYING && (status == 429 || status == 503) && retry_after_s >= 0) {
+    run_outcome o = outcome_decide(v, why, attempt_no, max_attempts, qc->backoff_base_ms,
+                                   qc->backoff_max_ms, now_ms, rnd);
+    if (v == VERDICT_RETRYABLE && why != OUTCOME_TIMEOUT && o.state == JOBQ_RETRYING &&
+        (status == 429 || status == 503) && retry_after_s >= 0) {
         int64_t not_before = now_ms + retry_after_s * 1000;
         if (o.run_at_ms < not_before) {
             o.run_at_ms = not_before;
