@@ -9,10 +9,9 @@
 #include <uv.h>
 
 #include "attempt.h"
+#include "exec.h"
 #include "server.h"
 
-/** How long a process group has between SIGTERM and SIGKILL (timeout, cancel). */
-#define RUNNER_KILL_GRACE_MS 2000
 /** How long output pipes may stay open after the process exited (a child that escaped the
  *  process group may hold them). */
 #define RUNNER_PIPE_DRAIN_MS 1000
@@ -50,12 +49,8 @@ struct runner {
     enum run_kill kill;
     int kill_stage; /* 0, 1: SIGTERM sent, 2: SIGKILL sent */
     char spawn_error[160];
-    char *out; /* first output_cap bytes of stdout */
-    size_t out_len;
-    bool out_truncated;
-    char *err; /* last output_cap bytes of stderr (buffer of 2 * cap) */
-    size_t err_len;
-    bool err_truncated;
+    exec_head out; /* first output_cap bytes of stdout */
+    exec_tail err; /* last output_cap bytes of stderr */
     uint64_t started_mono_ms;
     int record_tries;
     bool give_up; /* jobqd is stopping: a failed record is not retried */
