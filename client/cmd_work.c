@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "clock.h"
 #include "exec.h"
 
 #define RESULT_CAP (64 * 1024) /* bytes of stdout kept as the result */
@@ -38,13 +39,6 @@ typedef struct outcome {
     bool cancelled;        /* the lease was cancelled (or ended) meanwhile */
     char spawn_error[256]; /* non-empty when the command could not start */
 } outcome;
-
-/* mono_ms: a monotonic clock in ms. */
-static int64_t
-mono_ms(void)
-{
-    return (int64_t)(cli_mono_s() * 1000.0);
-}
 
 /* spawn: starts argv in a session of its own with pipes on its stdin, stdout and stderr
  * (*in, *out, *err: our ends, non-blocking). Returns 0 or an errno value. */
@@ -185,7 +179,7 @@ run_command(const work *wk, const jobq_lease *job, outcome *o)
     const char *payload = jobq_lease_payload(job);
     size_t plen = strlen(payload);
     size_t sent = 0;
-    int64_t start = mono_ms();
+    int64_t start = jobq__mono_ms();
     int64_t timeout = jobq_lease_timeout_ms(job);
     int64_t deadline = timeout > 0 ? start + timeout : INT64_MAX;
     int64_t kill_at = INT64_MAX;
@@ -216,7 +210,7 @@ run_command(const work *wk, const jobq_lease *job, outcome *o)
             i_pid = nfds;
             fds[nfds++] = (struct pollfd){.fd = pidfd, .events = POLLIN};
         }
-        int64_t now = mono_ms();
+        int64_t now = jobq__mono_ms();
         int64_t next = deadline < kill_at ? deadline : kill_at;
         int64_t wait = next - now;
         int64_t cap = pidfd >= 0 ? CANCEL_CHECK_MS : 10;
@@ -249,7 +243,7 @@ run_command(const work *wk, const jobq_lease *job, outcome *o)
                 pid = -1; /* reaped */
             }
         }
-        now = mono_ms();
+        now = jobq__mono_ms();
         if (!o->cancelled && jobq_lease_cancelled(job)) {
             o->cancelled = true;
             if (!exited) {
@@ -307,9 +301,9 @@ handle(void *arg, const jobq_lease *job, char **resultp, char **errorp)
                 (long long)jobq_lease_id(job));
         return JOBQ_FAIL_RETRY;
     }
-    int64_t start = mono_ms();
+    int64_t start = jobq__mono_ms();
     run_command(wk, job, o);
-    long long ms = (long long)(mono_ms() - start);
+    long long ms = (long long)(jobq__mono_ms() - start);
     long long id = (long long)jobq_lease_id(job);
     const char *queue = jobq_lease_queue(job);
     exec_end e = {.spawn_error = o->spawn_error[0] != '\0' ? o->spawn_error : NULL,

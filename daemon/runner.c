@@ -9,8 +9,10 @@
 #include <string.h>
 
 #include "backoff.h"
+#include "clock.h"
 #include "codec.h"
 #include "exec.h"
+#include "list.h"
 #include "log.h"
 #include "scheduler.h"
 
@@ -59,12 +61,6 @@ ending(const exec_end *e, outcome_kind *why)
 }
 
 /* ---- helpers ---- */
-
-static uint64_t
-mono_ms(void)
-{
-    return uv_hrtime() / 1000000;
-}
 
 static void
 kill_group(runner *r, int sig)
@@ -301,14 +297,7 @@ static void
 unlink_runner(runner *r)
 {
     server *s = r->srv;
-    if (r->prev != NULL) {
-        r->prev->next = r->next;
-    } else {
-        s->runners = r->next;
-    }
-    if (r->next != NULL) {
-        r->next->prev = r->prev;
-    }
+    JOBQ_LIST_UNLINK(s->runners, r, next, prev);
     s->nrunning--;
     r->q->running--;
 }
@@ -353,7 +342,7 @@ runner_step(runner *r)
         } else {
             r->a.error = exec_error_text(&e, &r->err);
         }
-        uint64_t ms = mono_ms() - r->started_mono_ms;
+        uint64_t ms = (uint64_t)(jobq__mono_ms() - r->started_mono_ms);
         hist_observe(&r->q->run_hist, HIST_SECONDS, ms / 1000.0);
         char delay[48] = "";
         if (r->a.outcome.state == JOBQ_RETRYING) {
@@ -409,15 +398,11 @@ runner_start(server *s, qstate *q, job_row *row)
     r->a.q = q;
     r->a.job = *row;
     memset(row, 0, sizeof(*row));
-    r->started_mono_ms = mono_ms();
+    r->started_mono_ms = jobq__mono_ms();
     uv_timer_init(s->loop, &r->timer);
     r->timer.data = r;
     r->handles = 1;
-    r->next = s->runners;
-    if (s->runners != NULL) {
-        s->runners->prev = r;
-    }
-    s->runners = r;
+    JOBQ_LIST_PUSH(s->runners, r, next, prev);
     s->nrunning++;
     q->running++;
     log_debug("job_started", "job=%lld queue=%s attempt=%d", (long long)r->a.job.id, q->name,

@@ -51,7 +51,7 @@ struct runner {
     char spawn_error[160];
     exec_head out; /* first output_cap bytes of stdout */
     exec_tail err; /* last output_cap bytes of stderr */
-    uint64_t started_mono_ms;
+    int64_t started_mono_ms; /* jobq__mono_ms() at the start */
     int record_tries;
     bool give_up; /* jobqd is stopping: a failed record is not retried */
     struct attempt a; /* the job as claimed (state running, attempt counted) and its outcome */
