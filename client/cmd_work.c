@@ -32,8 +32,8 @@ typedef struct work {
 
 /* outcome: how one command ended, and what it wrote. */
 typedef struct outcome {
-    exec_head out;         /* stdout: the first RESULT_CAP bytes */
-    exec_tail err;         /* stderr: the last ERR_TAIL bytes */
+    exec_out out;         /* stdout: the first RESULT_CAP bytes */
+    exec_out err;         /* stderr: the last ERR_TAIL bytes */
     int status;            /* waitpid status */
     bool timed_out;        /* the job's timeout passed */
     bool cancelled;        /* the lease was cancelled (or ended) meanwhile */
@@ -121,9 +121,9 @@ drain(int fd, bool is_out, outcome *o)
         ssize_t n = read(fd, buf, sizeof(buf));
         if (n > 0) {
             if (is_out) {
-                exec_head_add(&o->out, buf, (size_t)n);
+                exec_out_add(&o->out, buf, (size_t)n);
             } else {
-                exec_tail_add(&o->err, buf, (size_t)n);
+                exec_out_add(&o->err, buf, (size_t)n);
             }
             continue;
         }
@@ -289,12 +289,12 @@ handle(void *arg, const jobq_lease *job, char **resultp, char **errorp)
 {
     const work *wk = arg;
     outcome *o = calloc(1, sizeof(*o));
-    bool ok = o != NULL && exec_head_init(&o->out, RESULT_CAP);
-    ok = ok && exec_tail_init(&o->err, ERR_TAIL);
+    bool ok = o != NULL && exec_out_init(&o->out, RESULT_CAP, false);
+    ok = ok && exec_out_init(&o->err, ERR_TAIL, true);
     if (!ok) {
         if (o != NULL) {
-            exec_head_free(&o->out);
-            exec_tail_free(&o->err);
+            exec_out_free(&o->out);
+            exec_out_free(&o->err);
         }
         free(o);
         fprintf(stderr, "jobq: work: out of memory running job %lld\n",
@@ -322,7 +322,7 @@ handle(void *arg, const jobq_lease *job, char **resultp, char **errorp)
                 id, queue, ms);
     }
     if (rc == 0) {
-        *resultp = exec_head_take(&o->out);
+        *resultp = exec_out_take(&o->out);
         fprintf(stderr, "job %lld queue %s: succeeded in %lld ms\n", id, queue, ms);
     } else {
         *errorp = exec_error_text(&e, &o->err);
@@ -337,8 +337,8 @@ handle(void *arg, const jobq_lease *job, char **resultp, char **errorp)
                     last ? "dead" : "will retry", head);
         }
     }
-    exec_head_free(&o->out);
-    exec_tail_free(&o->err);
+    exec_out_free(&o->out);
+    exec_out_free(&o->err);
     free(o);
     return rc;
 }

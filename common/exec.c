@@ -46,78 +46,66 @@ exec_env_free(exec_env *e)
 /* ---- output kept ---- */
 
 bool
-exec_head_init(exec_head *h, size_t cap)
+exec_out_init(exec_out *o, size_t cap, bool last)
 {
-    *h = (exec_head){.buf = malloc(cap + 1), .cap = cap};
-    return h->buf != NULL;
+    *o = (exec_out){.buf = malloc((last ? 2 * cap : cap) + 1), .cap = cap, .last = last};
+    return o->buf != NULL;
 }
 
 void
-exec_head_add(exec_head *h, const char *buf, size_t n)
+exec_out_add(exec_out *o, const char *buf, size_t n)
 {
-    size_t take = n;
-    if (h->len + take > h->cap) {
-        take = h->cap - h->len;
-        h->cut = true;
+    o->total += n;
+    if (!o->last) {
+        size_t take = n < o->cap - o->len ? n : o->cap - o->len;
+        memcpy(o->buf + o->len, buf, take);
+        o->len += take;
+        return;
     }
-    memcpy(h->buf + h->len, buf, take);
-    h->len += take;
+    if (n > o->cap) { /* only the tail matters */
+        buf += n - o->cap;
+        n = o->cap;
+    }
+    if (o->len + n > 2 * o->cap) {
+        size_t keep = o->cap - n < o->len ? o->cap - n : o->len;
+        memmove(o->buf, o->buf + o->len - keep, keep);
+        o->len = keep;
+    }
+    memcpy(o->buf + o->len, buf, n);
+    o->len += n;
+}
+
+const char *
+exec_out_kept(const exec_out *o, size_t *np)
+{
+    size_t n = o->len > o->cap ? o->cap : o->len;
+    *np = n;
+    return o->buf + o->len - n;
 }
 
 char *
-exec_head_take(exec_head *h)
+exec_out_take(exec_out *o)
 {
-    char *text = h->buf;
-    if (text == NULL) {
+    if (o->buf == NULL) {
         return NULL;
     }
-    text[h->len] = '\0';
-    exec_sanitize(text, h->len);
-    char *fit = realloc(text, h->len + 1); /* give the unused part of the cap back */
-    h->buf = NULL;
-    h->len = 0;
+    size_t n;
+    const char *from = exec_out_kept(o, &n);
+    memmove(o->buf, from, n);
+    o->buf[n] = '\0';
+    exec_sanitize(o->buf, n);
+    char *text = o->buf;
+    char *fit = realloc(text, n + 1); /* give the unused part of the buffer back */
+    o->buf = NULL;
+    o->len = 0;
     return fit != NULL ? fit : text;
 }
 
 void
-exec_head_free(exec_head *h)
+exec_out_free(exec_out *o)
 {
-    free(h->buf);
-    h->buf = NULL;
-}
-
-bool
-exec_tail_init(exec_tail *t, size_t cap)
-{
-    *t = (exec_tail){.buf = malloc(2 * cap + 1), .cap = cap};
-    return t->buf != NULL;
-}
-
-void
-exec_tail_add(exec_tail *t, const char *buf, size_t n)
-{
-    t->total += n;
-    if (n > t->cap) { /* only the tail matters */
-        buf += n - t->cap;
-        n = t->cap;
-    }
-    if (t->len + n > 2 * t->cap) {
-        size_t keep = t->cap - n;
-        if (keep > t->len) {
-            keep = t->len;
-        }
-        memmove(t->buf, t->buf + t->len - keep, keep);
-        t->len = keep;
-    }
-    memcpy(t->buf + t->len, buf, n);
-    t->len += n;
-}
-
-void
-exec_tail_free(exec_tail *t)
-{
-    free(t->buf);
-    t->buf = NULL;
+    free(o->buf);
+    o->buf = NULL;
 }
 
 void
@@ -206,7 +194,7 @@ exec_error_head(const exec_end *e, char *buf, size_t size)
 }
 
 char *
-exec_error_text(const exec_end *e, const exec_tail *err)
+exec_error_text(const exec_end *e, const exec_out *err)
 {
     char head[256];
     exec_error_head(e, head, sizeof(head));
@@ -214,8 +202,7 @@ exec_error_text(const exec_end *e, const exec_tail *err)
     const char *from = "";
     bool cut = false;
     if (err != NULL && err->buf != NULL) {
-        tail = err->len > err->cap ? err->cap : err->len;
-        from = err->buf + err->len - tail;
+        from = exec_out_kept(err, &tail);
         cut = err->total > err->cap;
     }
     while (tail > 0 && (from[tail - 1] == '\n' || from[tail - 1] == '\r')) {

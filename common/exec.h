@@ -40,44 +40,33 @@ bool exec_env_build(exec_env *e, char *const *env, const exec_job *job);
 /** exec_env_free: frees e->envp; accepts a failed build. */
 void exec_env_free(exec_env *e);
 
-/** The first cap bytes of a stream (stdout: the job's result). */
-typedef struct exec_head {
-    char *buf;   /* cap + 1 bytes; owned */
-    size_t len;  /* bytes kept */
-    size_t cap;  /* bytes kept at most */
-    bool cut;    /* more was written than kept */
-} exec_head;
-
-/** exec_head_init: an empty head of cap bytes. False when out of memory. */
-bool exec_head_init(exec_head *h, size_t cap);
-
-/** exec_head_add: appends what fits of buf[0..n). */
-void exec_head_add(exec_head *h, const char *buf, size_t n);
-
-/** exec_head_take: the kept bytes as sanitised text (exec_sanitize), NUL-terminated; the
- *  caller owns it and h is left empty without a buffer. */
-char *exec_head_take(exec_head *h);
-
-/** exec_head_free: frees h's buffer; accepts a failed init or a taken head. */
-void exec_head_free(exec_head *h);
-
-/** The last cap bytes of a stream (stderr: the error's tail), kept in a buffer of 2 * cap so
- *  that most writes are one memcpy. */
-typedef struct exec_tail {
-    char *buf;      /* 2 * cap + 1 bytes; owned */
-    size_t len;     /* bytes in buf; the tail is its last min(len, cap) */
+/** What is kept of an output stream: its first cap bytes (stdout: the job's result) or its
+ *  last cap bytes (stderr: the error's tail, in a buffer of 2 * cap so that most writes are
+ *  one memcpy). */
+typedef struct exec_out {
+    char *buf;      /* cap + 1 bytes (first) or 2 * cap + 1 (last); owned */
+    size_t len;     /* bytes in buf; what is kept is its first or last min(len, cap) */
     size_t cap;
-    uint64_t total; /* bytes written in all: the tail is cut when total > cap */
-} exec_tail;
+    bool last;      /* keeps the last cap bytes rather than the first */
+    uint64_t total; /* bytes written in all: the stream was cut when total > cap */
+} exec_out;
 
-/** exec_tail_init: an empty tail of cap bytes. False when out of memory. */
-bool exec_tail_init(exec_tail *t, size_t cap);
+/** exec_out_init: an empty stream that keeps the first (last: false) or the last cap bytes.
+ *  False when out of memory. */
+bool exec_out_init(exec_out *o, size_t cap, bool last);
 
-/** exec_tail_add: appends buf[0..n), dropping what falls out of the last cap bytes. */
-void exec_tail_add(exec_tail *t, const char *buf, size_t n);
+/** exec_out_add: writes buf[0..n) to the stream, keeping what the stream keeps. */
+void exec_out_add(exec_out *o, const char *buf, size_t n);
 
-/** exec_tail_free: frees t's buffer; accepts a failed init. */
-void exec_tail_free(exec_tail *t);
+/** exec_out_kept: the bytes kept, *np of them; borrowed from o. */
+const char *exec_out_kept(const exec_out *o, size_t *np);
+
+/** exec_out_take: the bytes kept as sanitised text (exec_sanitize), NUL-terminated; the caller
+ *  owns it and o is left without a buffer. NULL if o has none. */
+char *exec_out_take(exec_out *o);
+
+/** exec_out_free: frees o's buffer; accepts a failed init or a taken stream. */
+void exec_out_free(exec_out *o);
 
 /** exec_sanitize: makes buf[0..len) valid UTF-8 without NUL, in place: each byte that does not
  *  start a valid sequence becomes '?'. */
@@ -124,7 +113,8 @@ void exec_error_head(const exec_end *e, char *buf, size_t size);
 /** exec_error_text: the error of a failed attempt: its head; when stderr said something,
  *  ": " and stderr's last line (160 bytes at most) on the first line, then "\nstderr:\n" (or
  *  "\nstderr (tail):\n" when stderr was cut) and the tail, trailing newlines dropped. Valid
- *  UTF-8 without NUL. err may be NULL. malloc'd; NULL when out of memory. */
-char *exec_error_text(const exec_end *e, const exec_tail *err);
+ *  UTF-8 without NUL. err (what stderr kept; may be NULL) is borrowed. malloc'd; NULL when out
+ *  of memory. */
+char *exec_error_text(const exec_end *e, const exec_out *err);
 
 #endif

@@ -79,8 +79,8 @@ on_close(uv_handle_t *h)
     runner *r = h->data;
     if (--r->handles == 0 && r->state == RUN_CLOSING) {
         attempt_clear(&r->a);
-        exec_head_free(&r->out);
-        exec_tail_free(&r->err);
+        exec_out_free(&r->out);
+        exec_out_free(&r->err);
         free(r);
     }
 }
@@ -122,7 +122,7 @@ read_out_cb(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
         pipe_done(r, s);
         return;
     }
-    exec_head_add(&r->out, buf->base, (size_t)n);
+    exec_out_add(&r->out, buf->base, (size_t)n);
 }
 
 static void
@@ -133,7 +133,7 @@ read_err_cb(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
         pipe_done(r, s);
         return;
     }
-    exec_tail_add(&r->err, buf->base, (size_t)n);
+    exec_out_add(&r->err, buf->base, (size_t)n);
 }
 
 /* ---- process ---- */
@@ -338,7 +338,7 @@ runner_step(runner *r)
                                       qc->backoff_base_ms, qc->backoff_max_ms, now,
                                       backoff_rand(&r->srv->rng));
         if (r->a.outcome.state == JOBQ_SUCCEEDED) {
-            r->a.result = exec_head_take(&r->out);
+            r->a.result = exec_out_take(&r->out);
         } else {
             r->a.error = exec_error_text(&e, &r->err);
         }
@@ -378,15 +378,15 @@ runner_start(server *s, qstate *q, job_row *row)
 {
     runner *r = calloc(1, sizeof(*r));
     size_t cap = q->conf->output_cap;
-    bool ok = r != NULL && exec_head_init(&r->out, cap);
-    ok = ok && exec_tail_init(&r->err, cap);
+    bool ok = r != NULL && exec_out_init(&r->out, cap, false);
+    ok = ok && exec_out_init(&r->err, cap, true);
     if (!ok) {
         /* Out of memory: leave the job running in the store; recovery at the next start
          * makes it ready again. */
         log_error("runner_oom", "job=%lld", (long long)row->id);
         if (r != NULL) {
-            exec_head_free(&r->out);
-            exec_tail_free(&r->err);
+            exec_out_free(&r->out);
+            exec_out_free(&r->err);
             free(r);
         }
         job_row_clear(row);

@@ -49,8 +49,8 @@ struct runner {
     enum run_kill kill;
     int kill_stage; /* 0, 1: SIGTERM sent, 2: SIGKILL sent */
     char spawn_error[160];
-    exec_head out; /* first output_cap bytes of stdout */
-    exec_tail err; /* last output_cap bytes of stderr */
+    exec_out out; /* first output_cap bytes of stdout */
+    exec_out err; /* last output_cap bytes of stderr */
     int64_t started_mono_ms; /* jobq__mono_ms() at the start */
     int record_tries;
     bool give_up; /* jobqd is stopping: a failed record is not retried */

@@ -35,53 +35,58 @@ test_env_replaces_jobq_variables(void **state)
 
 /* stdout: the first cap bytes, sanitised, NUL-terminated. */
 static void
-test_head_keeps_the_first_cap_bytes(void **state)
+test_first_bytes_kept(void **state)
 {
-    exec_head h;
-    assert_true(exec_head_init(&h, 8));
-    exec_head_add(&h, "hello", 5);
-    assert_false(h.cut);
-    exec_head_add(&h, " wor\xffld", 7);
-    assert_true(h.cut);
-    exec_head_add(&h, "more", 4);
-    char *text = exec_head_take(&h);
+    exec_out h;
+    assert_true(exec_out_init(&h, 8, false));
+    exec_out_add(&h, "hello", 5);
+    assert_false(h.total > h.cap);
+    exec_out_add(&h, " wor\xffld", 7);
+    assert_true(h.total > h.cap);
+    exec_out_add(&h, "more", 4);
+    char *text = exec_out_take(&h);
     assert_string_equal(text, "hello wo");
     assert_null(h.buf);
     free(text);
-    exec_head_free(&h);
+    exec_out_free(&h);
 
-    assert_true(exec_head_init(&h, 8));
-    exec_head_add(&h, "a\0\xc3", 3); /* a NUL and a cut sequence */
-    text = exec_head_take(&h);
+    assert_true(exec_out_init(&h, 8, false));
+    exec_out_add(&h, "a\0\xc3", 3); /* a NUL and a cut sequence */
+    text = exec_out_take(&h);
     assert_string_equal(text, "a??");
     free(text);
 }
 
 /* stderr: the last cap bytes whatever the sizes of the writes; cut once more than cap came. */
 static void
-test_tail_keeps_the_last_cap_bytes(void **state)
+test_last_bytes_kept(void **state)
 {
-    exec_tail t;
-    assert_true(exec_tail_init(&t, 4));
-    exec_tail_add(&t, "ab", 2);
-    exec_tail_add(&t, "cd", 2);
+    exec_out t;
+    assert_true(exec_out_init(&t, 4, true));
+    exec_out_add(&t, "ab", 2);
+    exec_out_add(&t, "cd", 2);
     assert_false(t.total > t.cap);
-    exec_tail_add(&t, "efg", 3);
-    exec_tail_add(&t, "h", 1);
-    exec_tail_add(&t, "ij", 2);
+    exec_out_add(&t, "efg", 3);
+    exec_out_add(&t, "h", 1);
+    exec_out_add(&t, "ij", 2);
     assert_true(t.total > t.cap);
-    size_t n = t.len > t.cap ? t.cap : t.len;
-    assert_memory_equal(t.buf + t.len - n, "ghij", 4);
-    exec_tail_add(&t, "0123456789", 10); /* one write longer than the cap */
-    n = t.len > t.cap ? t.cap : t.len;
+    size_t n;
+    const char *kept = exec_out_kept(&t, &n);
     assert_int_equal(n, 4);
-    assert_memory_equal(t.buf + t.len - n, "6789", 4);
+    assert_memory_equal(kept, "ghij", 4);
+    exec_out_add(&t, "0123456789", 10); /* one write longer than the cap */
+    kept = exec_out_kept(&t, &n);
+    assert_int_equal(n, 4);
+    assert_memory_equal(kept, "6789", 4);
     /* Byte by byte, the ring never overflows its 2 * cap. */
     for (int i = 0; i < 100; i++) {
-        exec_tail_add(&t, &"xyz"[i % 3], 1);
+        exec_out_add(&t, &"xyz"[i % 3], 1);
         assert_true(t.len <= 2 * t.cap);
     }
-    exec_tail_free(&t);
+    char *text = exec_out_take(&t); /* the last 4 of "xyzxyz...x" */
+    assert_string_equal(text, "xyzx");
+    free(text);
+    exec_out_free(&t);
 }
 
 static void
@@ -124,11 +129,11 @@ test_verdicts(void **state)
 static char *
 text_of(const exec_end *e, const char *err)
 {
-    exec_tail t;
-    assert_true(exec_tail_init(&t, 16));
-    exec_tail_add(&t, err, strlen(err));
+    exec_out t;
+    assert_true(exec_out_init(&t, 16, true));
+    exec_out_add(&t, err, strlen(err));
     char *text = exec_error_text(e, &t);
-    exec_tail_free(&t);
+    exec_out_free(&t);
     assert_non_null(text);
     return text;
 }
@@ -178,8 +183,8 @@ main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_env_replaces_jobq_variables),
-        cmocka_unit_test(test_head_keeps_the_first_cap_bytes),
-        cmocka_unit_test(test_tail_keeps_the_last_cap_bytes),
+        cmocka_unit_test(test_first_bytes_kept),
+        cmocka_unit_test(test_last_bytes_kept),
         cmocka_unit_test(test_sanitize_utf8),
         cmocka_unit_test(test_verdicts),
         cmocka_unit_test(test_error_text),
