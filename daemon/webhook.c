@@ -27,7 +27,7 @@ typedef struct hook {
     enum run_kill kill;
     int setup_err; /* the request could not be built: an nng error */
     bool rerecord; /* the store refused the outcome: aio sleeps, then the record is retried */
-    int64_t started_ns; /* jobq__mono_ns() at the start */
+    uint64_t started_ns;
     struct hook *next_done; /* in the completion queue (under the mutex) */
     struct hook *next, *prev; /* in s->hooks */
 } hook;
@@ -211,9 +211,9 @@ finish(server *s, hook *h)
     log_info(o.state == JOBQ_SUCCEEDED ? "job_succeeded" : "job_failed",
              "job=%lld queue=%s attempt=%d/%d status=%d duration_ms=%llu kind=%s next=%s",
              (long long)h->a.job.id, h->a.q->name, h->a.job.attempt, h->a.job.max_attempts, status,
-             (unsigned long long)((jobq__mono_ns() - h->started_ns) / 1000000), o.kind,
+             (unsigned long long)(((uint64_t)jobq__mono_ns() - h->started_ns) / 1000000), o.kind,
              jobq__state_name(o.state));
-    hist_observe(&h->a.q->run_hist, HIST_SECONDS, (double)(jobq__mono_ns() - h->started_ns) / 1e9);
+    hist_observe(&h->a.q->run_hist, HIST_SECONDS, (double)((uint64_t)jobq__mono_ns() - h->started_ns) / 1e9);
     h->a.done = recorded_cb;
     h->a.release = release_cb;
     attempt_record(&h->a);
@@ -267,7 +267,7 @@ webhook_start(server *s, qstate *q, job_row *row)
     h->a.q = q;
     h->a.job = *row;
     memset(row, 0, sizeof(*row));
-    h->started_ns = jobq__mono_ns();
+    h->started_ns = (uint64_t)jobq__mono_ns();
     JOBQ_LIST_PUSH(hq->all, h, next, prev);
     s->nrunning++;
     q->running++;
