@@ -32,8 +32,8 @@ typedef struct work {
 
 /* outcome: how one command ended, and what it wrote. */
 typedef struct outcome {
-    exec_out out;         /* stdout: the first RESULT_CAP bytes */
-    exec_out err;         /* stderr: the last ERR_TAIL bytes */
+    exec_out out;          /* stdout: the first RESULT_CAP bytes */
+    exec_out err;          /* stderr: the last ERR_TAIL bytes */
     int status;            /* waitpid status */
     bool timed_out;        /* the job's timeout passed */
     bool cancelled;        /* the lease was cancelled (or ended) meanwhile */

@@ -44,8 +44,8 @@ void exec_env_free(exec_env *e);
  *  last cap bytes (stderr: the error's tail, in a buffer of 2 * cap so that most writes are
  *  one memcpy). */
 typedef struct exec_out {
-    char *buf;      /* cap + 1 bytes (first) or 2 * cap + 1 (last); owned */
-    size_t len;     /* bytes in buf; what is kept is its first or last min(len, cap) */
+    char *buf;  /* cap + 1 bytes (first) or 2 * cap + 1 (last); owned */
+    size_t len; /* bytes in buf; what is kept is its first or last min(len, cap) */
     size_t cap;
     bool last;      /* keeps the last cap bytes rather than the first */
     uint64_t total; /* bytes written in all: the stream was cut when total > cap */

@@ -8,7 +8,7 @@
 
 static const struct {
     const char *name;
-    int breaker;
+    outcome_breaker breaker;
 } kinds[OUTCOME_NKINDS] = {
 #define XX(id, name, breaker) [OUTCOME_##id] = {name, breaker},
     OUTCOME_KIND_MAP(XX)
@@ -33,7 +33,7 @@ outcome_kind_from_name(const char *name, outcome_kind *out)
     return false;
 }
 
-int
+outcome_breaker
 outcome_kind_breaker(outcome_kind k)
 {
     return (unsigned)k < OUTCOME_NKINDS ? kinds[k].breaker : OUTCOME_BREAKER_NONE;
@@ -60,6 +60,7 @@ outcome_decide(outcome_verdict v, outcome_kind why, int32_t attempt, int32_t max
         return o;
     }
     o.state = JOBQ_RETRYING;
-    o.run_at_ms = now_ms + backoff_delay_ms(backoff_base_ms, backoff_max_ms, (uint32_t)attempt, rnd);
+    o.run_at_ms =
+        now_ms + backoff_delay_ms(backoff_base_ms, backoff_max_ms, (uint32_t)attempt, rnd);
     return o;
 }

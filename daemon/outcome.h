@@ -7,27 +7,30 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-/* Effect of a kind on the queue's circuit breaker and its failed total. */
-#define OUTCOME_BREAKER_OK 0   /* a success: breaker_record(ok) */
-#define OUTCOME_BREAKER_FAIL 1 /* a failure of the downstream: failed total, breaker_record(fail) */
-#define OUTCOME_BREAKER_DEAD 2 /* a permanent failure: failed total; says nothing of the downstream */
-#define OUTCOME_BREAKER_NONE 3 /* says nothing of the downstream, counts nothing */
+/** outcome_breaker: what a kind says of the queue's downstream (its circuit breaker) and
+ *  whether it counts in the queue's failed total. */
+typedef enum outcome_breaker {
+    OUTCOME_BREAKER_OK,   /* a success: breaker_record(ok) */
+    OUTCOME_BREAKER_FAIL, /* a failure of the downstream: failed total, breaker_record(fail) */
+    OUTCOME_BREAKER_DEAD, /* a permanent failure: failed total; nothing of the downstream */
+    OUTCOME_BREAKER_NONE, /* nothing of the downstream; counts nothing */
+} outcome_breaker;
 
 /* OUTCOME_KIND_MAP(XX): every kind of attempt ending, as XX(ID, name, breaker effect). The name
  * is persisted in attempts.kind and shown by get and explain: never change one. Append only. */
 #define OUTCOME_KIND_MAP(XX)                                                                       \
-    XX(SUCCESS, "success", OUTCOME_BREAKER_OK)     /* the handler succeeded */                     \
-    XX(EXIT, "exit", OUTCOME_BREAKER_FAIL)         /* a process exited non-zero (not 65) */        \
-    XX(SIGNAL, "signal", OUTCOME_BREAKER_FAIL)     /* a process was killed by a signal */          \
-    XX(TIMEOUT, "timeout", OUTCOME_BREAKER_FAIL)   /* the job's timeout ended it */                \
-    XX(SPAWN, "spawn", OUTCOME_BREAKER_FAIL)       /* the command could not be started */          \
-    XX(LEASE, "lease", OUTCOME_BREAKER_FAIL)       /* a worker's lease expired */                  \
-    XX(ERROR, "error", OUTCOME_BREAKER_FAIL)       /* a worker reported a retryable failure */     \
-    XX(HTTP, "http", OUTCOME_BREAKER_FAIL)         /* a webhook answered 5xx or 429 */             \
-    XX(CONNECT, "connect", OUTCOME_BREAKER_FAIL)   /* a webhook could not be delivered */          \
+    XX(SUCCESS, "success", OUTCOME_BREAKER_OK)       /* the handler succeeded */                   \
+    XX(EXIT, "exit", OUTCOME_BREAKER_FAIL)           /* a process exited non-zero (not 65) */      \
+    XX(SIGNAL, "signal", OUTCOME_BREAKER_FAIL)       /* a process was killed by a signal */        \
+    XX(TIMEOUT, "timeout", OUTCOME_BREAKER_FAIL)     /* the job's timeout ended it */              \
+    XX(SPAWN, "spawn", OUTCOME_BREAKER_FAIL)         /* the command could not be started */        \
+    XX(LEASE, "lease", OUTCOME_BREAKER_FAIL)         /* a worker's lease expired */                \
+    XX(ERROR, "error", OUTCOME_BREAKER_FAIL)         /* a worker reported a retryable failure */   \
+    XX(HTTP, "http", OUTCOME_BREAKER_FAIL)           /* a webhook answered 5xx or 429 */           \
+    XX(CONNECT, "connect", OUTCOME_BREAKER_FAIL)     /* a webhook could not be delivered */        \
     XX(PERMANENT, "permanent", OUTCOME_BREAKER_DEAD) /* exit 65, HTTP 4xx, a worker's fail */      \
     XX(CANCELLED, "cancelled", OUTCOME_BREAKER_NONE) /* cancelled while running */                 \
-    XX(SHUTDOWN, "shutdown", OUTCOME_BREAKER_NONE)   /* interrupted by jobqd's shutdown */          \
+    XX(SHUTDOWN, "shutdown", OUTCOME_BREAKER_NONE)   /* interrupted by jobqd's shutdown */         \
     XX(CRASH, "crash", OUTCOME_BREAKER_NONE)         /* found running at start (store recovery) */
 
 /** outcome_kind: one value per OUTCOME_KIND_MAP entry, OUTCOME_<ID>. */
@@ -62,9 +65,8 @@ const char *outcome_kind_name(outcome_kind k);
  *  none is. */
 bool outcome_kind_from_name(const char *name, outcome_kind *out);
 
-/** outcome_kind_breaker: k's effect on the breaker, an OUTCOME_BREAKER_* value
- *  (OUTCOME_BREAKER_NONE if out of range). */
-int outcome_kind_breaker(outcome_kind k);
+/** outcome_kind_breaker: k's effect on the breaker (OUTCOME_BREAKER_NONE if out of range). */
+outcome_breaker outcome_kind_breaker(outcome_kind k);
 
 /** outcome_decide: the job's next state after an attempt with verdict v: success ->
  *  succeeded (kind "success"); permanent -> dead ("permanent"); cancelled -> cancelled

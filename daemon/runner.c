@@ -334,9 +334,9 @@ runner_step(runner *r)
         outcome_verdict v = ending(&e, &why);
         int64_t now = jobq__now_ms();
         const queue_conf *qc = r->q->conf;
-        r->a.outcome = outcome_decide(v, why, r->a.job.attempt, r->a.job.max_attempts,
-                                      qc->backoff_base_ms, qc->backoff_max_ms, now,
-                                      backoff_rand(&r->srv->rng));
+        r->a.outcome =
+            outcome_decide(v, why, r->a.job.attempt, r->a.job.max_attempts, qc->backoff_base_ms,
+                           qc->backoff_max_ms, now, backoff_rand(&r->srv->rng));
         if (r->a.outcome.state == JOBQ_SUCCEEDED) {
             r->a.result = exec_out_take(&r->out);
         } else {

@@ -370,7 +370,7 @@ sched_outcome(server *s, qstate *q, outcome_kind kind)
         server_total(q, TOTAL_FAILED, 1);
         breaker_returned(&q->br); /* says nothing of the downstream */
         break;
-    default:
+    case OUTCOME_BREAKER_NONE:
         breaker_returned(&q->br); /* cancelled, shutdown: says nothing of the downstream */
         break;
     }

@@ -213,7 +213,8 @@ finish(server *s, hook *h)
              (long long)h->a.job.id, h->a.q->name, h->a.job.attempt, h->a.job.max_attempts, status,
              (unsigned long long)(((uint64_t)jobq__mono_ns() - h->started_ns) / 1000000), o.kind,
              jobq__state_name(o.state));
-    hist_observe(&h->a.q->run_hist, HIST_SECONDS, (double)((uint64_t)jobq__mono_ns() - h->started_ns) / 1e9);
+    hist_observe(&h->a.q->run_hist, HIST_SECONDS,
+                 (double)((uint64_t)jobq__mono_ns() - h->started_ns) / 1e9);
     h->a.done = recorded_cb;
     h->a.release = release_cb;
     attempt_record(&h->a);

@@ -30,9 +30,22 @@ test_duration_one_term(void **state)
     assert_true(jobq__duration_scan("0", false, &ms));
     assert_int_equal(ms, 0);
     ms = 42;
-    const char *bad[] = {"",    "s",   "-5s", "+5s", " 5s", "5 s",  "5x",  "5sec",
-                         "5ms5", "1h30m", "5S", "1.5s", "5s ", "9223372036854775807s",
-                         "99999999999999999999", NULL};
+    const char *bad[] = {"",
+                         "s",
+                         "-5s",
+                         "+5s",
+                         " 5s",
+                         "5 s",
+                         "5x",
+                         "5sec",
+                         "5ms5",
+                         "1h30m",
+                         "5S",
+                         "1.5s",
+                         "5s ",
+                         "9223372036854775807s",
+                         "99999999999999999999",
+                         NULL};
     for (int i = 0; bad[i] != NULL; i++) {
         assert_false(jobq__duration_scan(bad[i], false, &ms));
     }

@@ -20,8 +20,8 @@ test_env_replaces_jobq_variables(void **state)
     exec_job job = {.id = 42, .queue = "mail", .attempt = 2, .max_attempts = 5};
     exec_env e;
     assert_true(exec_env_build(&e, env, &job));
-    const char *want[] = {"PATH=/bin",         "HOME=/root",     "JOBQ_JOB_ID=42",
-                          "JOBQ_QUEUE=mail",   "JOBQ_ATTEMPT=2", "JOBQ_MAX_ATTEMPTS=5"};
+    const char *want[] = {"PATH=/bin",       "HOME=/root",     "JOBQ_JOB_ID=42",
+                          "JOBQ_QUEUE=mail", "JOBQ_ATTEMPT=2", "JOBQ_MAX_ATTEMPTS=5"};
     size_t n = 0;
     while (e.envp[n] != NULL) {
         assert_true(n < sizeof(want) / sizeof(want[0]));
@@ -95,7 +95,9 @@ test_sanitize_utf8(void **state)
     char ok[] = "caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80";
     exec_sanitize(ok, strlen(ok));
     assert_string_equal(ok, "caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80");
-    char bad[] = "a\xc0\xaf" "b\xe2\x82" "c\x80";
+    char bad[] = "a\xc0\xaf"
+                 "b\xe2\x82"
+                 "c\x80";
     exec_sanitize(bad, strlen(bad));
     assert_string_equal(bad, "a??b??c?");
 }

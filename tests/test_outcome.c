@@ -16,8 +16,8 @@
 static void
 test_kind_names_are_the_persisted_ones(void **state)
 {
-    static const char *const names[] = {"success", "exit",    "signal",    "timeout",  "spawn",
-                                        "lease",   "error",   "http",      "connect",  "permanent",
+    static const char *const names[] = {"success",   "exit",     "signal", "timeout", "spawn",
+                                        "lease",     "error",    "http",   "connect", "permanent",
                                         "cancelled", "shutdown", "crash"};
     assert_int_equal(OUTCOME_NKINDS, sizeof(names) / sizeof(names[0]));
     for (int k = 0; k < OUTCOME_NKINDS; k++) {
@@ -39,9 +39,8 @@ static void
 test_kind_breaker_effects(void **state)
 {
     assert_int_equal(outcome_kind_breaker(OUTCOME_SUCCESS), OUTCOME_BREAKER_OK);
-    const outcome_kind fail[] = {OUTCOME_EXIT,  OUTCOME_SIGNAL, OUTCOME_TIMEOUT,
-                                 OUTCOME_SPAWN, OUTCOME_LEASE,  OUTCOME_ERROR,
-                                 OUTCOME_HTTP,  OUTCOME_CONNECT};
+    const outcome_kind fail[] = {OUTCOME_EXIT,  OUTCOME_SIGNAL, OUTCOME_TIMEOUT, OUTCOME_SPAWN,
+                                 OUTCOME_LEASE, OUTCOME_ERROR,  OUTCOME_HTTP,    OUTCOME_CONNECT};
     for (size_t i = 0; i < sizeof(fail) / sizeof(fail[0]); i++) {
         assert_int_equal(outcome_kind_breaker(fail[i]), OUTCOME_BREAKER_FAIL);
     }
