@@ -88,7 +88,8 @@ void cli_print_reply(const char *text);
 
 /* Parsing command-line values. Each returns false on anything malformed or out of range. */
 bool cli_parse_i64(const char *s, int64_t min, int64_t max, int64_t *vp);
-/** cli_parse_duration: "250ms", "10s", "5m", "1h", "1h30m", or a bare number of ms. */
+/** cli_parse_duration: "250ms", "10s", "5m", "1h", "7d", terms in a row ("1h30m"), or a bare
+ *  number of ms (common/duration.h). */
 bool cli_parse_duration(const char *s, int64_t *msp);
 /** cli_parse_time: Unix seconds, YYYY-MM-DDTHH:MM[:SS][Z] (UTC), or +DUR from now; into ms
  *  since the epoch. */

@@ -15,10 +15,11 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "clock.h"
+#include "exec.h"
 
 #define RESULT_CAP (64 * 1024) /* bytes of stdout kept as the result */
 #define ERR_TAIL (4 * 1024)    /* bytes of the end of stderr kept in the error */
-#define KILL_GRACE_MS 2000     /* SIGTERM, then SIGKILL this much later */
 #define CANCEL_CHECK_MS 100    /* how often a running command looks for a cancel */
 #define MAX_CONCURRENCY 1024
 
@@ -31,78 +32,13 @@ typedef struct work {
 
 /* outcome: how one command ended, and what it wrote. */
 typedef struct outcome {
-    char *out; /* stdout, first RESULT_CAP bytes, NUL-terminated */
-    size_t out_len;
-    char err[2 * ERR_TAIL + 1]; /* the stderr tail: the last ERR_TAIL bytes once complete */
-    size_t err_len;
-    bool err_cut;          /* stderr was longer than what err holds */
+    exec_out out;          /* stdout: the first RESULT_CAP bytes */
+    exec_out err;          /* stderr: the last ERR_TAIL bytes */
     int status;            /* waitpid status */
     bool timed_out;        /* the job's timeout passed */
     bool cancelled;        /* the lease was cancelled (or ended) meanwhile */
     char spawn_error[256]; /* non-empty when the command could not start */
 } outcome;
-
-/* sanitize: replaces bytes that are not valid UTF-8 (and NULs) with '?', as jobqd does for
- * its own handlers' output, so the text can travel in JSON. */
-static void
-sanitize(char *buf, size_t len)
-{
-    size_t i = 0;
-    while (i < len) {
-        unsigned char ch = (unsigned char)buf[i];
-        size_t n = ch < 0x80             ? 1
-                   : (ch & 0xe0) == 0xc0 ? 2
-                   : (ch & 0xf0) == 0xe0 ? 3
-                   : (ch & 0xf8) == 0xf0 ? 4
-                                         : 0;
-        bool okseq = n > 0 && i + n <= len && !(n == 2 && ch < 0xc2);
-        for (size_t k = 1; okseq && k < n; k++) {
-            okseq = ((unsigned char)buf[i + k] & 0xc0) == 0x80;
-        }
-        if (!okseq || ch == 0) {
-            buf[i++] = '?';
-            continue;
-        }
-        i += n;
-    }
-}
-
-/* mono_ms: a monotonic clock in ms. */
-static int64_t
-mono_ms(void)
-{
-    return (int64_t)(cli_mono_s() * 1000.0);
-}
-
-/* build_env: the command's environment: ours without JOBQ_* variables, plus the job's. vars
- * holds the four job variables' text. Returns NULL on out of memory. */
-static char **
-build_env(const jobq_lease *job, char vars[4][300])
-{
-    size_t n = 0;
-    while (environ[n] != NULL) {
-        n++;
-    }
-    char **env = calloc(n + 5, sizeof(*env));
-    if (env == NULL) {
-        return NULL;
-    }
-    size_t k = 0;
-    for (size_t i = 0; i < n; i++) {
-        if (strncmp(environ[i], "JOBQ_", 5) != 0) {
-            env[k++] = environ[i];
-        }
-    }
-    snprintf(vars[0], 300, "JOBQ_JOB_ID=%lld", (long long)jobq_lease_id(job));
-    snprintf(vars[1], 300, "JOBQ_QUEUE=%s", jobq_lease_queue(job));
-    snprintf(vars[2], 300, "JOBQ_ATTEMPT=%d", (int)jobq_lease_attempt(job));
-    snprintf(vars[3], 300, "JOBQ_MAX_ATTEMPTS=%d", (int)jobq_lease_max_attempts(job));
-    for (int i = 0; i < 4; i++) {
-        env[k++] = vars[i];
-    }
-    env[k] = NULL;
-    return env;
-}
 
 /* spawn: starts argv in a session of its own with pipes on its stdin, stdout and stderr
  * (*in, *out, *err: our ends, non-blocking). Returns 0 or an errno value. */
@@ -175,36 +111,6 @@ spawn(char **argv, char **env, pid_t *pidp, int *in, int *out, int *err)
     return 0;
 }
 
-/* keep_out: appends stdout bytes, keeping the first RESULT_CAP. */
-static void
-keep_out(outcome *o, const char *buf, size_t n)
-{
-    size_t room = RESULT_CAP - o->out_len;
-    size_t take = n < room ? n : room;
-    memcpy(o->out + o->out_len, buf, take);
-    o->out_len += take;
-}
-
-/* keep_err: appends stderr bytes, keeping at least the last ERR_TAIL. */
-static void
-keep_err(outcome *o, const char *buf, size_t n)
-{
-    if (n >= ERR_TAIL) {
-        o->err_cut = o->err_cut || o->err_len > 0 || n > ERR_TAIL;
-        memcpy(o->err, buf + n - ERR_TAIL, ERR_TAIL);
-        o->err_len = ERR_TAIL;
-        return;
-    }
-    if (o->err_len + n > 2 * ERR_TAIL) {
-        size_t drop = o->err_len - ERR_TAIL;
-        memmove(o->err, o->err + drop, ERR_TAIL);
-        o->err_len = ERR_TAIL;
-        o->err_cut = true;
-    }
-    memcpy(o->err + o->err_len, buf, n);
-    o->err_len += n;
-}
-
 /* drain: reads what fd has now into o (stdout when is_out). Returns false at EOF or on an
  * error (the caller closes fd). */
 static bool
@@ -215,9 +121,9 @@ drain(int fd, bool is_out, outcome *o)
         ssize_t n = read(fd, buf, sizeof(buf));
         if (n > 0) {
             if (is_out) {
-                keep_out(o, buf, (size_t)n);
+                exec_out_add(&o->out, buf, (size_t)n);
             } else {
-                keep_err(o, buf, (size_t)n);
+                exec_out_add(&o->err, buf, (size_t)n);
             }
             continue;
         }
@@ -243,9 +149,12 @@ close_fd(int *fd)
 static void
 run_command(const work *wk, const jobq_lease *job, outcome *o)
 {
-    char vars[4][300];
-    char **env = build_env(job, vars);
-    if (env == NULL) {
+    exec_env env;
+    exec_job ej = {.id = jobq_lease_id(job),
+                   .queue = jobq_lease_queue(job),
+                   .attempt = jobq_lease_attempt(job),
+                   .max_attempts = jobq_lease_max_attempts(job)};
+    if (!exec_env_build(&env, environ, &ej)) {
         snprintf(o->spawn_error, sizeof(o->spawn_error), "out of memory starting \"%s\"",
                  wk->argv[0]);
         return;
@@ -254,8 +163,8 @@ run_command(const work *wk, const jobq_lease *job, outcome *o)
     int in = -1;
     int out = -1;
     int err = -1;
-    int rc = spawn(wk->argv, env, &pid, &in, &out, &err);
-    free(env);
+    int rc = spawn(wk->argv, env.envp, &pid, &in, &out, &err);
+    exec_env_free(&env);
     if (rc != 0) {
         snprintf(o->spawn_error, sizeof(o->spawn_error), "cannot run \"%s\": %s", wk->argv[0],
                  strerror(rc));
@@ -270,7 +179,7 @@ run_command(const work *wk, const jobq_lease *job, outcome *o)
     const char *payload = jobq_lease_payload(job);
     size_t plen = strlen(payload);
     size_t sent = 0;
-    int64_t start = mono_ms();
+    int64_t start = jobq__mono_ms();
     int64_t timeout = jobq_lease_timeout_ms(job);
     int64_t deadline = timeout > 0 ? start + timeout : INT64_MAX;
     int64_t kill_at = INT64_MAX;
@@ -301,7 +210,7 @@ run_command(const work *wk, const jobq_lease *job, outcome *o)
             i_pid = nfds;
             fds[nfds++] = (struct pollfd){.fd = pidfd, .events = POLLIN};
         }
-        int64_t now = mono_ms();
+        int64_t now = jobq__mono_ms();
         int64_t next = deadline < kill_at ? deadline : kill_at;
         int64_t wait = next - now;
         int64_t cap = pidfd >= 0 ? CANCEL_CHECK_MS : 10;
@@ -334,7 +243,7 @@ run_command(const work *wk, const jobq_lease *job, outcome *o)
                 pid = -1; /* reaped */
             }
         }
-        now = mono_ms();
+        now = jobq__mono_ms();
         if (!o->cancelled && jobq_lease_cancelled(job)) {
             o->cancelled = true;
             if (!exited) {
@@ -344,7 +253,7 @@ run_command(const work *wk, const jobq_lease *job, outcome *o)
         if (!exited && now >= deadline && !o->timed_out) {
             o->timed_out = true;
             kill(-pid, SIGTERM);
-            kill_at = now + KILL_GRACE_MS;
+            kill_at = now + EXEC_KILL_GRACE_MS;
         } else if (!exited && now >= kill_at) {
             kill(-pid, SIGKILL);
             kill_at = INT64_MAX;
@@ -373,32 +282,6 @@ run_command(const work *wk, const jobq_lease *job, outcome *o)
     }
 }
 
-/* error_text: "HEAD; stderr:\nTAIL" (or HEAD alone), malloc'd; NULL on out of memory. */
-static char *
-error_text(const char *head, outcome *o)
-{
-    size_t tail = o->err_len > ERR_TAIL ? ERR_TAIL : o->err_len;
-    const char *from = o->err + o->err_len - tail;
-    while (tail > 0 && (from[tail - 1] == '\n' || from[tail - 1] == '\r')) {
-        tail--;
-    }
-    size_t size = strlen(head) + tail + 32;
-    char *text = malloc(size);
-    if (text == NULL) {
-        return NULL;
-    }
-    if (tail == 0) {
-        snprintf(text, size, "%s", head);
-        return text;
-    }
-    int n = snprintf(text, size, "%s; stderr%s:\n", head,
-                     o->err_cut || o->err_len > ERR_TAIL ? " (tail)" : "");
-    memcpy(text + n, from, tail);
-    text[(size_t)n + tail] = '\0';
-    sanitize(text + n, tail);
-    return text;
-}
-
 /* handle: the jobq_handler: runs the command for one job and says how it went, with one line
  * on stderr. */
 static int
@@ -406,53 +289,46 @@ handle(void *arg, const jobq_lease *job, char **resultp, char **errorp)
 {
     const work *wk = arg;
     outcome *o = calloc(1, sizeof(*o));
-    char *out = malloc(RESULT_CAP + 1);
-    if (o == NULL || out == NULL) {
+    bool ok = o != NULL && exec_out_init(&o->out, RESULT_CAP, false);
+    ok = ok && exec_out_init(&o->err, ERR_TAIL, true);
+    if (!ok) {
+        if (o != NULL) {
+            exec_out_free(&o->out);
+            exec_out_free(&o->err);
+        }
         free(o);
-        free(out);
         fprintf(stderr, "jobq: work: out of memory running job %lld\n",
                 (long long)jobq_lease_id(job));
         return JOBQ_FAIL_RETRY;
     }
-    o->out = out;
-    int64_t start = mono_ms();
+    int64_t start = jobq__mono_ms();
     run_command(wk, job, o);
-    long long ms = (long long)(mono_ms() - start);
+    long long ms = (long long)(jobq__mono_ms() - start);
     long long id = (long long)jobq_lease_id(job);
     const char *queue = jobq_lease_queue(job);
-    char head[256];
-    int rc = JOBQ_FAIL_RETRY;
-    if (o->cancelled) {
+    exec_end e = {.spawn_error = o->spawn_error[0] != '\0' ? o->spawn_error : NULL,
+                  .cancelled = o->cancelled,
+                  .timed_out = o->timed_out,
+                  .term_signal = WIFSIGNALED(o->status) ? WTERMSIG(o->status) : 0,
+                  .exit_status = WIFEXITED(o->status) ? WEXITSTATUS(o->status) : 0,
+                  .timeout_ms = jobq_lease_timeout_ms(job)};
+    exec_failure why;
+    exec_verdict v = exec_verdict_of(&e, &why);
+    int rc = v == EXEC_SUCCEEDED ? 0 : v == EXEC_PERMANENT ? JOBQ_FAIL_PERMANENT : JOBQ_FAIL_RETRY;
+    if (v == EXEC_CANCELLED) {
         fprintf(stderr,
                 "job %lld queue %s: cancelled (or its lease ended) after %lld ms; its process "
                 "group was killed\n",
                 id, queue, ms);
-        snprintf(head, sizeof(head), "cancelled while running");
-    } else if (o->spawn_error[0] != '\0') {
-        snprintf(head, sizeof(head), "%s", o->spawn_error);
-    } else if (o->timed_out) {
-        snprintf(head, sizeof(head), "timed out after %lld ms",
-                 (long long)jobq_lease_timeout_ms(job));
-    } else if (WIFSIGNALED(o->status)) {
-        snprintf(head, sizeof(head), "killed by signal %d (%s)", WTERMSIG(o->status),
-                 strsignal(WTERMSIG(o->status)));
-    } else if (WEXITSTATUS(o->status) == 65) {
-        snprintf(head, sizeof(head), "exit status 65 (EX_DATAERR): permanent failure, not retried");
-        rc = JOBQ_FAIL_PERMANENT;
-    } else if (WEXITSTATUS(o->status) != 0) {
-        snprintf(head, sizeof(head), "exit status %d", WEXITSTATUS(o->status));
-    } else {
-        rc = 0;
     }
     if (rc == 0) {
-        out[o->out_len] = '\0';
-        sanitize(out, o->out_len);
-        *resultp = out;
+        *resultp = exec_out_take(&o->out);
         fprintf(stderr, "job %lld queue %s: succeeded in %lld ms\n", id, queue, ms);
     } else {
-        free(out);
-        *errorp = error_text(head, o);
-        if (!o->cancelled) {
+        *errorp = exec_error_text(&e, &o->err);
+        if (v != EXEC_CANCELLED) {
+            char head[256];
+            exec_error_head(&e, head, sizeof(head));
             bool last = rc == JOBQ_FAIL_PERMANENT ||
                         (jobq_lease_max_attempts(job) > 0 &&
                          jobq_lease_attempt(job) >= jobq_lease_max_attempts(job));
@@ -461,6 +337,8 @@ handle(void *arg, const jobq_lease *job, char **resultp, char **errorp)
                     last ? "dead" : "will retry", head);
         }
     }
+    exec_out_free(&o->out);
+    exec_out_free(&o->err);
     free(o);
     return rc;
 }

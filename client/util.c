@@ -7,6 +7,8 @@
 #include <time.h>
 
 #include "cli.h"
+#include "clock.h"
+#include "duration.h"
 
 bool
 cli_parse_i64(const char *s, int64_t min, int64_t max, int64_t *vp)
@@ -27,45 +29,7 @@ cli_parse_i64(const char *s, int64_t min, int64_t max, int64_t *vp)
 bool
 cli_parse_duration(const char *s, int64_t *msp)
 {
-    if (s == NULL || *s < '0' || *s > '9') {
-        return false;
-    }
-    int64_t total = 0;
-    bool bare = true;
-    while (*s != '\0') {
-        if (*s < '0' || *s > '9') {
-            return false;
-        }
-        errno = 0;
-        char *end;
-        long long v = strtoll(s, &end, 10);
-        if (errno != 0) {
-            return false;
-        }
-        int64_t mult;
-        size_t ulen;
-        if (strncmp(end, "ms", 2) == 0) {
-            mult = 1, ulen = 2;
-        } else if (*end == 's') {
-            mult = 1000, ulen = 1;
-        } else if (*end == 'm') {
-            mult = 60 * 1000, ulen = 1;
-        } else if (*end == 'h') {
-            mult = 3600 * 1000, ulen = 1;
-        } else if (*end == '\0' && bare) {
-            mult = 1, ulen = 0; /* a bare number: ms, as on the wire */
-        } else {
-            return false;
-        }
-        if (v > (INT64_MAX - total) / mult) {
-            return false;
-        }
-        total += (int64_t)v * mult;
-        bare = false;
-        s = end + ulen;
-    }
-    *msp = total;
-    return true;
+    return jobq__duration_scan(s, true, msp); /* terms in a row: "1h30m" */
 }
 
 bool
@@ -126,17 +90,13 @@ cli_parse_time(const char *s, int64_t *msp)
 int64_t
 cli_now_ms(void)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+    return jobq__wall_ms();
 }
 
 double
 cli_mono_s(void)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+    return (double)jobq__mono_ns() / 1e9;
 }
 
 char *

@@ -4,6 +4,7 @@
 #include <stdbool.h>
 #include <stdlib.h>
 
+#include "log.h"
 #include "scheduler.h"
 
 static int
@@ -45,7 +46,11 @@ done_attempt(wop *op)
     /* The owner gives its slot back first, so the dispatch below can fill it. */
     server *s = a->s;
     qstate *q = a->q;
-    const char *kind = a->outcome.kind;
+    outcome_kind kind = OUTCOME_SHUTDOWN; /* an unknown name says nothing of the downstream */
+    if (!outcome_kind_from_name(a->outcome.kind, &kind)) {
+        log_error("outcome_kind_unknown", "job=%lld kind=%s", (long long)a->job.id,
+                  a->outcome.kind != NULL ? a->outcome.kind : "(null)");
+    }
     a->done(a, op->err == JOBQ_ESTATE ? JOBQ_OK : op->err);
     if (recorded) {
         sched_outcome(s, q, kind);

@@ -4,14 +4,8 @@
 #ifndef JOBQD_ATTEMPT_H
 #define JOBQD_ATTEMPT_H
 
+#include "outcome.h"
 #include "server.h"
-
-/** The outcome of an attempt, decided by runner_outcome or by a worker. */
-typedef struct run_outcome {
-    int state;         /* succeeded, retrying, dead, cancelled; ready = put back (shutdown) */
-    int64_t run_at_ms; /* retrying: when to run again */
-    const char *kind;  /* "success", "exit", "signal", "timeout", "cancelled", "spawn", ... */
-} run_outcome;
 
 
 typedef struct attempt attempt;
@@ -26,7 +20,7 @@ struct attempt {
     server *s;
     qstate *q;
     job_row job;         /* the running job (owned); its new state once recorded */
-    run_outcome outcome; /* what to record (runner_outcome or the worker's verdict) */
+    run_outcome outcome; /* what to record (outcome_decide) */
     char *result;        /* owned; kept on success */
     char *error;         /* owned; the failure's text */
     attempt_done_cb done;           /* gives the owner's slot back; must not free a */

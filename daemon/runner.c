@@ -9,7 +9,10 @@
 #include <string.h>
 
 #include "backoff.h"
+#include "clock.h"
 #include "codec.h"
+#include "exec.h"
+#include "list.h"
 #include "log.h"
 #include "scheduler.h"
 
@@ -19,76 +22,45 @@ static void runner_step(runner *r);
 
 /* ---- the pure part ---- */
 
-run_outcome
-runner_outcome(const attempt_end *e, const queue_conf *qc, int64_t now_ms, uint64_t rnd)
+/* exec_ending: how the attempt ended, in the exec contract's terms. */
+static exec_end
+exec_ending(const runner *r)
 {
-    run_outcome o = {.state = JOBQ_SUCCEEDED, .run_at_ms = 0, .kind = "success"};
-    if (e->kill == KILL_CANCEL) {
-        o.state = JOBQ_CANCELLED;
-        o.kind = "cancelled";
-        return o;
+    return (exec_end){.spawn_error = r->spawned ? NULL : r->spawn_error,
+                      .cancelled = r->kill == KILL_CANCEL,
+                      .shutdown = r->kill == KILL_SHUTDOWN,
+                      .timed_out = r->kill == KILL_TIMEOUT,
+                      .term_signal = r->term_signal,
+                      .exit_status = r->exit_status,
+                      .timeout_ms = r->a.job.timeout_ms};
+}
+
+/* ending: the exec contract's verdict as the outcome's verdict and, for a retryable failure,
+ * its kind. */
+static outcome_verdict
+ending(const exec_end *e, outcome_kind *why)
+{
+    exec_failure f = EXEC_FAIL_EXIT;
+    switch (exec_verdict_of(e, &f)) {
+    case EXEC_SUCCEEDED:
+        return VERDICT_SUCCESS;
+    case EXEC_PERMANENT:
+        return VERDICT_PERMANENT;
+    case EXEC_CANCELLED:
+        return VERDICT_CANCELLED;
+    case EXEC_SHUTDOWN:
+        return VERDICT_SHUTDOWN;
+    case EXEC_FAILED:
+        break;
     }
-    if (e->kill == KILL_SHUTDOWN) {
-        o.state = JOBQ_READY;
-        o.kind = "shutdown";
-        return o;
-    }
-    if (e->spawn_failed) {
-        o.kind = "spawn";
-    } else if (e->kill == KILL_TIMEOUT) {
-        o.kind = "timeout";
-    } else if (e->term_signal != 0) {
-        o.kind = "signal";
-    } else if (e->exit_status == 0) {
-        return o;
-    } else if (e->exit_status == 65) {
-        o.state = JOBQ_DEAD;
-        o.kind = "permanent";
-        return o;
-    } else {
-        o.kind = "exit";
-    }
-    if (e->attempt >= e->max_attempts) {
-        o.state = JOBQ_DEAD;
-        return o;
-    }
-    o.state = JOBQ_RETRYING;
-    o.run_at_ms = now_ms + backoff_delay_ms(qc->backoff_base_ms, qc->backoff_max_ms,
-                                            (uint32_t)e->attempt, rnd);
-    return o;
+    *why = f == EXEC_FAIL_SPAWN     ? OUTCOME_SPAWN
+           : f == EXEC_FAIL_TIMEOUT ? OUTCOME_TIMEOUT
+           : f == EXEC_FAIL_SIGNAL  ? OUTCOME_SIGNAL
+                                    : OUTCOME_EXIT;
+    return VERDICT_RETRYABLE;
 }
 
 /* ---- helpers ---- */
-
-static uint64_t
-mono_ms(void)
-{
-    return uv_hrtime() / 1000000;
-}
-
-/* sanitize: makes buf valid UTF-8 text without NUL (bad bytes become '?'), in place. */
-static void
-sanitize(char *buf, size_t len)
-{
-    size_t i = 0;
-    while (i < len) {
-        unsigned char c = (unsigned char)buf[i];
-        size_t n = c < 0x80             ? 1
-                   : (c & 0xe0) == 0xc0 ? 2
-                   : (c & 0xf0) == 0xe0 ? 3
-                   : (c & 0xf8) == 0xf0 ? 4
-                                        : 0;
-        bool okseq = n > 0 && i + n <= len && !(n == 2 && c < 0xc2);
-        for (size_t k = 1; okseq && k < n; k++) {
-            okseq = ((unsigned char)buf[i + k] & 0xc0) == 0x80;
-        }
-        if (!okseq || c == 0) {
-            buf[i++] = '?';
-            continue;
-        }
-        i += n;
-    }
-}
 
 static void
 kill_group(runner *r, int sig)
@@ -107,8 +79,8 @@ on_close(uv_handle_t *h)
     runner *r = h->data;
     if (--r->handles == 0 && r->state == RUN_CLOSING) {
         attempt_clear(&r->a);
-        free(r->out);
-        free(r->err);
+        exec_out_free(&r->out);
+        exec_out_free(&r->err);
         free(r);
     }
 }
@@ -150,14 +122,7 @@ read_out_cb(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
         pipe_done(r, s);
         return;
     }
-    size_t cap = r->q->conf->output_cap;
-    size_t take = (size_t)n;
-    if (r->out_len + take > cap) {
-        take = cap - r->out_len;
-        r->out_truncated = true;
-    }
-    memcpy(r->out + r->out_len, buf->base, take);
-    r->out_len += take;
+    exec_out_add(&r->out, buf->base, (size_t)n);
 }
 
 static void
@@ -168,25 +133,7 @@ read_err_cb(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
         pipe_done(r, s);
         return;
     }
-    size_t cap = r->q->conf->output_cap;
-    const char *p = buf->base;
-    size_t len = (size_t)n;
-    if (len > cap) { /* only the tail matters */
-        p += len - cap;
-        len = cap;
-        r->err_truncated = true;
-    }
-    if (r->err_len + len > 2 * cap) {
-        size_t keep = cap - len;
-        if (keep > r->err_len) {
-            keep = r->err_len;
-        }
-        memmove(r->err, r->err + r->err_len - keep, keep);
-        r->err_len = keep;
-        r->err_truncated = true;
-    }
-    memcpy(r->err + r->err_len, p, len);
-    r->err_len += len;
+    exec_out_add(&r->err, buf->base, (size_t)n);
 }
 
 /* ---- process ---- */
@@ -240,39 +187,11 @@ timer_cb(uv_timer_t *t)
     if (r->kill_stage == 0) {
         r->kill_stage = 1;
         kill_group(r, SIGTERM);
-        uv_timer_start(&r->timer, timer_cb, RUNNER_KILL_GRACE_MS, 0);
+        uv_timer_start(&r->timer, timer_cb, EXEC_KILL_GRACE_MS, 0);
     } else {
         r->kill_stage = 2;
         kill_group(r, SIGKILL);
     }
-}
-
-static char **
-build_env(const runner *r, char vars[4][96])
-{
-    size_t n = 0;
-    while (environ[n] != NULL) {
-        n++;
-    }
-    char **env = calloc(n + 5, sizeof(*env));
-    if (env == NULL) {
-        return NULL;
-    }
-    size_t k = 0;
-    for (size_t i = 0; i < n; i++) {
-        if (strncmp(environ[i], "JOBQ_", 5) != 0) {
-            env[k++] = environ[i];
-        }
-    }
-    snprintf(vars[0], 96, "JOBQ_JOB_ID=%lld", (long long)r->a.job.id);
-    snprintf(vars[1], 96, "JOBQ_QUEUE=%s", r->q->name);
-    snprintf(vars[2], 96, "JOBQ_ATTEMPT=%d", r->a.job.attempt);
-    snprintf(vars[3], 96, "JOBQ_MAX_ATTEMPTS=%d", r->a.job.max_attempts);
-    for (int i = 0; i < 4; i++) {
-        env[k++] = vars[i];
-    }
-    env[k] = NULL;
-    return env;
 }
 
 /* spawn: starts the command; false with r->spawn_error on failure. */
@@ -286,9 +205,12 @@ spawn(runner *r)
     uv_pipe_init(loop, &r->perr, 0);
     r->pin.data = r->pout.data = r->perr.data = r;
     r->handles += 3;
-    char envstore[4][96];
-    char **env = build_env(r, envstore);
-    if (env == NULL) {
+    exec_env env;
+    exec_job job = {.id = r->a.job.id,
+                    .queue = r->q->name,
+                    .attempt = r->a.job.attempt,
+                    .max_attempts = r->a.job.max_attempts};
+    if (!exec_env_build(&env, environ, &job)) {
         snprintf(r->spawn_error, sizeof(r->spawn_error), "out of memory");
         return false;
     }
@@ -301,14 +223,14 @@ spawn(runner *r)
         .exit_cb = exit_cb,
         .file = qc->argv[0],
         .args = qc->argv,
-        .env = env,
+        .env = env.envp,
         .flags = UV_PROCESS_DETACHED, /* setsid: its own process group, killed as one */
         .stdio_count = 3,
         .stdio = stdio,
     };
     r->proc.data = r;
     int rc = uv_spawn(loop, &r->proc, &opt);
-    free(env);
+    exec_env_free(&env);
     r->handles++; /* uv_spawn initialises the handle even when it fails */
     if (rc != 0) {
         snprintf(r->spawn_error, sizeof(r->spawn_error), "cannot start %s: %s", qc->argv[0],
@@ -329,73 +251,6 @@ spawn(runner *r)
 }
 
 /* ---- recording ---- */
-
-static char *
-describe_error(runner *r)
-{
-    char head[256];
-    const char *kind = r->a.outcome.kind;
-    if (strcmp(kind, "spawn") == 0) {
-        snprintf(head, sizeof(head), "%s", r->spawn_error);
-    } else if (strcmp(kind, "timeout") == 0) {
-        snprintf(head, sizeof(head), "timed out after %lld ms", (long long)r->a.job.timeout_ms);
-    } else if (strcmp(kind, "cancelled") == 0) {
-        snprintf(head, sizeof(head), "cancelled while running");
-    } else if (strcmp(kind, "shutdown") == 0) {
-        snprintf(head, sizeof(head), "interrupted: jobqd shut down before the job finished");
-    } else if (r->term_signal != 0) {
-        snprintf(head, sizeof(head), "killed by signal %d (%s)", r->term_signal,
-                 strsignal(r->term_signal));
-    } else if (r->exit_status == 65) {
-        snprintf(head, sizeof(head), "exit status 65 (EX_DATAERR): permanent failure, not retried");
-    } else {
-        snprintf(head, sizeof(head), "exit status %lld", (long long)r->exit_status);
-    }
-    size_t cap = r->q->conf->output_cap;
-    size_t tail = r->err_len > cap ? cap : r->err_len;
-    const char *from = r->err + r->err_len - tail;
-    size_t total = strlen(head) + tail + 64;
-    char *text = malloc(total);
-    if (text == NULL) {
-        return NULL;
-    }
-    while (tail > 0 && (from[tail - 1] == '\n' || from[tail - 1] == '\r')) {
-        tail--; /* the last line's newline says nothing */
-    }
-    if (tail == 0) {
-        snprintf(text, total, "%s", head);
-        return text;
-    }
-    /* The first line names the failure and its last words (what dashboards and explain show);
-     * the stderr tail follows. */
-    size_t last = tail;
-    while (last > 0 && from[last - 1] != '\n') {
-        last--;
-    }
-    size_t last_len = tail - last > 160 ? 160 : tail - last;
-    total += last_len;
-    char *grown = realloc(text, total);
-    if (grown == NULL) {
-        free(text);
-        return NULL;
-    }
-    text = grown;
-    int n = snprintf(text, total, "%s: ", head);
-    memcpy(text + n, from + last, last_len);
-    sanitize(text + n, last_len);
-    for (size_t i = 0; i < last_len; i++) {
-        if (text[n + (int)i] == '\r') {
-            text[n + (int)i] = ' ';
-        }
-    }
-    n += (int)last_len;
-    n += snprintf(text + n, total - (size_t)n, "\nstderr%s:\n",
-                  r->err_truncated || r->err_len > cap ? " (tail)" : "");
-    memcpy(text + n, from, tail);
-    text[n + (int)tail] = '\0';
-    sanitize(text + n, tail);
-    return text;
-}
 
 /* give_up: jobqd is stopping and the store still refuses the outcome: the runner ends
  * without it, so the drain can finish. The job stays running in the database; the next start
@@ -442,14 +297,7 @@ static void
 unlink_runner(runner *r)
 {
     server *s = r->srv;
-    if (r->prev != NULL) {
-        r->prev->next = r->next;
-    } else {
-        s->runners = r->next;
-    }
-    if (r->next != NULL) {
-        r->next->prev = r->prev;
-    }
+    JOBQ_LIST_UNLINK(s->runners, r, next, prev);
     s->nrunning--;
     r->q->running--;
 }
@@ -481,25 +329,20 @@ runner_step(runner *r)
             return;
         }
         uv_timer_stop(&r->timer);
-        attempt_end e = {.spawn_failed = !r->spawned,
-                         .exit_status = r->exit_status,
-                         .term_signal = r->term_signal,
-                         .kill = r->kill,
-                         .attempt = r->a.job.attempt,
-                         .max_attempts = r->a.job.max_attempts};
+        exec_end e = exec_ending(r);
+        outcome_kind why = OUTCOME_EXIT;
+        outcome_verdict v = ending(&e, &why);
         int64_t now = jobq__now_ms();
-        r->a.outcome = runner_outcome(&e, r->q->conf, now, backoff_rand(&r->srv->rng));
+        const queue_conf *qc = r->q->conf;
+        r->a.outcome =
+            outcome_decide(v, why, r->a.job.attempt, r->a.job.max_attempts, qc->backoff_base_ms,
+                           qc->backoff_max_ms, now, backoff_rand(&r->srv->rng));
         if (r->a.outcome.state == JOBQ_SUCCEEDED) {
-            r->a.result = malloc(r->out_len + 1);
-            if (r->a.result != NULL) {
-                memcpy(r->a.result, r->out, r->out_len);
-                r->a.result[r->out_len] = '\0';
-                sanitize(r->a.result, r->out_len);
-            }
+            r->a.result = exec_out_take(&r->out);
         } else {
-            r->a.error = describe_error(r);
+            r->a.error = exec_error_text(&e, &r->err);
         }
-        uint64_t ms = mono_ms() - r->started_mono_ms;
+        uint64_t ms = (uint64_t)(jobq__mono_ms() - r->started_mono_ms);
         hist_observe(&r->q->run_hist, HIST_SECONDS, ms / 1000.0);
         char delay[48] = "";
         if (r->a.outcome.state == JOBQ_RETRYING) {
@@ -535,17 +378,15 @@ runner_start(server *s, qstate *q, job_row *row)
 {
     runner *r = calloc(1, sizeof(*r));
     size_t cap = q->conf->output_cap;
-    if (r != NULL) {
-        r->out = malloc(cap + 1);
-        r->err = malloc(2 * cap + 1);
-    }
-    if (r == NULL || r->out == NULL || r->err == NULL) {
+    bool ok = r != NULL && exec_out_init(&r->out, cap, false);
+    ok = ok && exec_out_init(&r->err, cap, true);
+    if (!ok) {
         /* Out of memory: leave the job running in the store; recovery at the next start
          * makes it ready again. */
         log_error("runner_oom", "job=%lld", (long long)row->id);
         if (r != NULL) {
-            free(r->out);
-            free(r->err);
+            exec_out_free(&r->out);
+            exec_out_free(&r->err);
             free(r);
         }
         job_row_clear(row);
@@ -557,15 +398,11 @@ runner_start(server *s, qstate *q, job_row *row)
     r->a.q = q;
     r->a.job = *row;
     memset(row, 0, sizeof(*row));
-    r->started_mono_ms = mono_ms();
+    r->started_mono_ms = jobq__mono_ms();
     uv_timer_init(s->loop, &r->timer);
     r->timer.data = r;
     r->handles = 1;
-    r->next = s->runners;
-    if (s->runners != NULL) {
-        s->runners->prev = r;
-    }
-    s->runners = r;
+    JOBQ_LIST_PUSH(s->runners, r, next, prev);
     s->nrunning++;
     q->running++;
     log_debug("job_started", "job=%lld queue=%s attempt=%d", (long long)r->a.job.id, q->name,
@@ -611,5 +448,5 @@ runner_stop(runner *r, enum run_kill why)
     }
     r->kill_stage = 1;
     kill_group(r, SIGTERM);
-    uv_timer_start(&r->timer, timer_cb, RUNNER_KILL_GRACE_MS, 0);
+    uv_timer_start(&r->timer, timer_cb, EXEC_KILL_GRACE_MS, 0);
 }

@@ -9,10 +9,9 @@
 #include <uv.h>
 
 #include "attempt.h"
+#include "exec.h"
 #include "server.h"
 
-/** How long a process group has between SIGTERM and SIGKILL (timeout, cancel). */
-#define RUNNER_KILL_GRACE_MS 2000
 /** How long output pipes may stay open after the process exited (a child that escaped the
  *  process group may hold them). */
 #define RUNNER_PIPE_DRAIN_MS 1000
@@ -50,13 +49,9 @@ struct runner {
     enum run_kill kill;
     int kill_stage; /* 0, 1: SIGTERM sent, 2: SIGKILL sent */
     char spawn_error[160];
-    char *out; /* first output_cap bytes of stdout */
-    size_t out_len;
-    bool out_truncated;
-    char *err; /* last output_cap bytes of stderr (buffer of 2 * cap) */
-    size_t err_len;
-    bool err_truncated;
-    uint64_t started_mono_ms;
+    exec_out out; /* first output_cap bytes of stdout */
+    exec_out err; /* last output_cap bytes of stderr */
+    int64_t started_mono_ms; /* jobq__mono_ms() at the start */
     int record_tries;
     bool give_up; /* jobqd is stopping: a failed record is not retried */
     struct attempt a; /* the job as claimed (state running, attempt counted) and its outcome */
@@ -75,21 +70,5 @@ runner *runner_find(server *s, int64_t id);
  *  to ready (KILL_SHUTDOWN). KILL_SHUTDOWN of a runner whose outcome the store refuses stops
  *  its retries: the job stays running in the database until the next start recovers it. */
 void runner_stop(runner *r, enum run_kill why);
-
-/** How an attempt ended, as runner_outcome needs it. */
-typedef struct attempt_end {
-    bool spawn_failed;
-    int64_t exit_status; /* valid when term_signal == 0 */
-    int term_signal;     /* the signal that ended the process, or 0 */
-    enum run_kill kill;  /* why jobqd ended it, if it did */
-    int32_t attempt;     /* this attempt's number, from 1 */
-    int32_t max_attempts;
-} attempt_end;
-
-/** runner_outcome: the pure decision of what an ended attempt means: exit 0 -> succeeded;
- *  65 -> dead; cancel -> cancelled; shutdown -> ready; any other failure -> retrying after
- *  a full-jitter backoff drawn from rnd, or dead after max_attempts. */
-run_outcome runner_outcome(const attempt_end *e, const queue_conf *qc, int64_t now_ms,
-                           uint64_t rnd);
 
 #endif

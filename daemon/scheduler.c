@@ -357,23 +357,24 @@ breaker_timer_cb(uv_timer_t *t)
 }
 
 void
-sched_outcome(server *s, qstate *q, const char *kind)
+sched_outcome(server *s, qstate *q, outcome_kind kind)
 {
     breaker_state before = q->br.state;
-    if (strcmp(kind, "success") == 0) {
+    switch (outcome_kind_breaker(kind)) {
+    case OUTCOME_BREAKER_OK:
         breaker_record(&q->br, true, jobq__now_ms());
-    } else if (strcmp(kind, "exit") == 0 || strcmp(kind, "signal") == 0 ||
-               strcmp(kind, "timeout") == 0 || strcmp(kind, "spawn") == 0 ||
-               strcmp(kind, "lease") == 0 || strcmp(kind, "error") == 0 ||
-               strcmp(kind, "http") == 0 || strcmp(kind, "connect") == 0) {
+        break;
+    case OUTCOME_BREAKER_FAIL:
         server_total(q, TOTAL_FAILED, 1);
         breaker_record(&q->br, false, jobq__now_ms());
-    } else {
-        if (strcmp(kind, "permanent") == 0) {
-            server_total(q, TOTAL_FAILED, 1);
-        }
-        breaker_returned(
-            &q->br); /* cancelled, permanent, shutdown: says nothing of the downstream */
+        break;
+    case OUTCOME_BREAKER_DEAD:
+        server_total(q, TOTAL_FAILED, 1);
+        breaker_returned(&q->br); /* says nothing of the downstream */
+        break;
+    case OUTCOME_BREAKER_NONE:
+        breaker_returned(&q->br); /* cancelled, shutdown: says nothing of the downstream */
+        break;
     }
     breaker_note(q, before);
     (void)s;

@@ -6,6 +6,7 @@
 
 #include <stdint.h>
 
+#include "outcome.h"
 #include "server.h"
 
 /** sched_init: reads the earliest due time from the store and arms the timer. Before the
@@ -36,9 +37,10 @@ int sched_rate_permits(server *s, qstate *q, int64_t now_ms);
 /** sched_dispatch_all: sched_dispatch for every queue. */
 void sched_dispatch_all(server *s);
 
-/** sched_outcome: the attempt of a job of q ended with this kind (see attempt_rec): feeds
- *  the queue's circuit breaker, logs its transitions. */
-void sched_outcome(server *s, qstate *q, const char *kind);
+/** sched_outcome: the attempt of a job of q ended with this kind: applies the kind's breaker
+ *  effect (OUTCOME_KIND_MAP) to q's circuit breaker and failed total, logs its transitions.
+ *  Loop thread. */
+void sched_outcome(server *s, qstate *q, outcome_kind kind);
 
 /** sched_breaker_init: sets up q's breaker and its timer from q->conf. */
 void sched_breaker_init(server *s, qstate *q);

@@ -12,7 +12,9 @@
 
 #include "attempt.h"
 #include "backoff.h"
+#include "clock.h"
 #include "codec.h"
+#include "list.h"
 #include "log.h"
 #include "loopq.h"
 
@@ -48,22 +50,23 @@ webhook_outcome(int status, bool timed_out, enum run_kill kill, int64_t retry_af
                 int32_t attempt_no, int32_t max_attempts, const queue_conf *qc, int64_t now_ms,
                 uint64_t rnd)
 {
-    attempt_end e = {.kill = timed_out ? KILL_TIMEOUT : kill,
-                     .attempt = attempt_no,
-                     .max_attempts = max_attempts};
-    if (status >= 200 && status < 300) {
-        e.exit_status = 0;
+    outcome_verdict v = VERDICT_RETRYABLE;
+    outcome_kind why = status == 0 ? OUTCOME_CONNECT : OUTCOME_HTTP;
+    if (timed_out) {
+        why = OUTCOME_TIMEOUT;
+    } else if (kill == KILL_CANCEL) {
+        v = VERDICT_CANCELLED;
+    } else if (kill == KILL_SHUTDOWN) {
+        v = VERDICT_SHUTDOWN;
+    } else if (status >= 200 && status < 300) {
+        v = VERDICT_SUCCESS;
     } else if (status >= 400 && status < 500 && status != 429) {
-        e.exit_status = 65; /* the request itself is wrong: retrying cannot help */
-    } else {
-        e.exit_status = 1;
+        v = VERDICT_PERMANENT; /* the request itself is wrong: retrying cannot help */
     }
-    run_outcome o = runner_outcome(&e, qc, now_ms, rnd);
-    if (e.kill != KILL_NONE || e.exit_status == 0) {
-        return o;
-    }
-    o.kind = status == 0 ? "connect" : e.exit_status == 65 ? "permanent" : "http";
-    if (o.state == JOBQ_RETRYING && (status == 429 || status == 503) && retry_after_s >= 0) {
+    run_outcome o = outcome_decide(v, why, attempt_no, max_attempts, qc->backoff_base_ms,
+                                   qc->backoff_max_ms, now_ms, rnd);
+    if (v == VERDICT_RETRYABLE && why != OUTCOME_TIMEOUT && o.state == JOBQ_RETRYING &&
+        (status == 429 || status == 503) && retry_after_s >= 0) {
         int64_t not_before = now_ms + retry_after_s * 1000;
         if (o.run_at_ms < not_before) {
             o.run_at_ms = not_before;
@@ -106,15 +109,7 @@ aio_cb(void *arg)
 static void
 unlink_hook(server *s, hook *h)
 {
-    hookq *hq = hq_of(s);
-    if (h->prev != NULL) {
-        h->prev->next = h->next;
-    } else {
-        hq->all = h->next;
-    }
-    if (h->next != NULL) {
-        h->next->prev = h->prev;
-    }
+    JOBQ_LIST_UNLINK(hq_of(s)->all, h, next, prev);
     s->nrunning--;
     h->a.q->running--;
 }
@@ -211,9 +206,10 @@ finish(server *s, hook *h)
     log_info(o.state == JOBQ_SUCCEEDED ? "job_succeeded" : "job_failed",
              "job=%lld queue=%s attempt=%d/%d status=%d duration_ms=%llu kind=%s next=%s",
              (long long)h->a.job.id, h->a.q->name, h->a.job.attempt, h->a.job.max_attempts, status,
-             (unsigned long long)((uv_hrtime() - h->started_ns) / 1000000), o.kind,
+             (unsigned long long)(((uint64_t)jobq__mono_ns() - h->started_ns) / 1000000), o.kind,
              jobq__state_name(o.state));
-    hist_observe(&h->a.q->run_hist, HIST_SECONDS, (double)(uv_hrtime() - h->started_ns) / 1e9);
+    hist_observe(&h->a.q->run_hist, HIST_SECONDS,
+                 (double)((uint64_t)jobq__mono_ns() - h->started_ns) / 1e9);
     h->a.done = recorded_cb;
     h->a.release = release_cb;
     attempt_record(&h->a);
@@ -261,12 +257,8 @@ webhook_start(server *s, qstate *q, job_row *row)
     h->a.q = q;
     h->a.job = *row;
     memset(row, 0, sizeof(*row));
-    h->started_ns = uv_hrtime();
-    h->next = hq->all;
-    if (hq->all != NULL) {
-        hq->all->prev = h;
-    }
-    hq->all = h;
+    h->started_ns = (uint64_t)jobq__mono_ns();
+    JOBQ_LIST_PUSH(hq->all, h, next, prev);
     s->nrunning++;
     q->running++;
     char num[32];

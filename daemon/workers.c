@@ -200,16 +200,17 @@ lease_end(lease *l, run_outcome o, char *result, char *error, call *c)
     attempt_record(&l->a);
 }
 
-/* failure_outcome: a worker's failure (or an expired lease) as retrying or dead. */
+/* failure_outcome: a worker's failure (or an expired lease) as retrying or dead; kind names a
+ *  retryable failure ("lease", "error"). */
 static run_outcome
 failure_outcome(server *s, lease *l, bool retry, const char *kind)
 {
-    attempt_end e = {.exit_status = retry ? 1 : 65,
-                     .attempt = l->a.job.attempt,
-                     .max_attempts = l->a.job.max_attempts};
-    run_outcome o = runner_outcome(&e, l->a.q->conf, jobq__now_ms(), backoff_rand(&s->rng));
-    o.kind = retry ? kind : "permanent";
-    return o;
+    outcome_kind why = OUTCOME_ERROR;
+    (void)outcome_kind_from_name(kind, &why);
+    const queue_conf *qc = l->a.q->conf;
+    return outcome_decide(retry ? VERDICT_RETRYABLE : VERDICT_PERMANENT, why, l->a.job.attempt,
+                          l->a.job.max_attempts, qc->backoff_base_ms, qc->backoff_max_ms,
+                          jobq__now_ms(), backoff_rand(&s->rng));
 }
 
 /* ---- expiry ---- */

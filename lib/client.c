@@ -65,13 +65,6 @@ struct jobq_client {
     char url[];                 /* the URL dialled, for messages */
 };
 
-/* mono_ms: a monotonic clock in ms, for call deadlines. */
-static int64_t
-mono_ms(void)
-{
-    return jobq__sp_mono_ms();
-}
-
 /* to_duration: ms clamped into an nng_duration (a positive int32). */
 static nng_duration
 to_duration(int64_t ms)
@@ -284,7 +277,7 @@ dial_once(jobq_client *c, const jobq_client_opts *opts, int *nng_rv)
             return jobq__fail(JOBQ_ENOMEM, "out of memory connecting to %s", url);
         }
         int rv =
-            jobq__sp_dial(c->target, mono_ms() + atomic_load(&c->timeout_ms), NULL, NULL, &k->sp);
+            jobq__sp_dial(c->target, jobq__mono_ms() + atomic_load(&c->timeout_ms), NULL, NULL, &k->sp);
         if (rv != 0) {
             free(k);
             *nng_rv = rv;
@@ -622,7 +615,7 @@ nng_roundtrip(jobq_client *c, const char *req, size_t len, int64_t timeout_ms, n
     if (!call_begin(c)) {
         return jobq__fail(JOBQ_ECLOSED, "the client was closed");
     }
-    int64_t deadline = mono_ms() + timeout_ms;
+    int64_t deadline = jobq__mono_ms() + timeout_ms;
     pthread_mutex_lock(&c->lock);
     ctx_slot *sl = c->spare;
     if (sl != NULL) {
@@ -674,7 +667,7 @@ nng_roundtrip(jobq_client *c, const char *req, size_t len, int64_t timeout_ms, n
         goto done; /* a failed send leaves the message with us */
     }
     msg = NULL; /* a successful send took it */
-    nng_aio_set_timeout(aio, to_duration(deadline - mono_ms()));
+    nng_aio_set_timeout(aio, to_duration(deadline - jobq__mono_ms()));
     if (!nng_begin(c)) {
         rv = NNG_ECLOSED;
         goto done;
@@ -793,13 +786,13 @@ track_cb(void *arg, int fd)
 static bool
 pause_locked(jobq_client *c, int64_t ms, int64_t deadline_ms)
 {
-    int64_t until = mono_ms() + ms;
+    int64_t until = jobq__mono_ms() + ms;
     if (until > deadline_ms) {
         until = deadline_ms;
     }
     struct timespec ts = {.tv_sec = (time_t)(until / 1000),
                           .tv_nsec = (long)(until % 1000) * 1000000};
-    while (!c->closing && mono_ms() < until) {
+    while (!c->closing && jobq__mono_ms() < until) {
         if (pthread_cond_timedwait(&c->wake, &c->lock, &ts) == ETIMEDOUT) {
             break;
         }
@@ -829,14 +822,14 @@ dial_call(jobq_client *c, int64_t deadline_ms, conn **kp)
     pthread_mutex_unlock(&c->lock);
     track_arg ta = {.c = c, .k = k};
     int rv;
-    int64_t give_up = mono_ms() + CALL_REDIAL_MS;
+    int64_t give_up = jobq__mono_ms() + CALL_REDIAL_MS;
     for (int64_t ms = 10;; ms = ms < 50 ? ms * 2 : 100) {
         rv = jobq__sp_dial(c->target, deadline_ms, track_cb, &ta, &k->sp);
         if (rv == 0 || rv == NNG_ECLOSED || rv == NNG_EPROTO || rv == NNG_ENOMEM ||
             rv == NNG_ETIMEDOUT) {
             break;
         }
-        int64_t now = mono_ms();
+        int64_t now = jobq__mono_ms();
         if (now >= deadline_ms) {
             rv = NNG_ETIMEDOUT;
             break;
@@ -923,7 +916,7 @@ authenticate(jobq_client *c, conn *k, int64_t deadline)
 static int
 native_roundtrip(jobq_client *c, const char *req, size_t len, int64_t timeout_ms, raw_reply *out)
 {
-    int64_t deadline = mono_ms() + timeout_ms;
+    int64_t deadline = jobq__mono_ms() + timeout_ms;
     pthread_mutex_lock(&c->lock);
     if (c->closing) {
         pthread_mutex_unlock(&c->lock);

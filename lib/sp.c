@@ -30,14 +30,6 @@ struct jobq__sp_target {
     socklen_t sun_len;
 };
 
-int64_t
-jobq__sp_mono_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 bool
 jobq__sp_native_url(const char *url)
 {
@@ -141,7 +133,7 @@ static int
 wait_fd(int fd, short events, int64_t deadline_ms)
 {
     for (;;) {
-        int64_t left = deadline_ms - jobq__sp_mono_ms();
+        int64_t left = deadline_ms - jobq__mono_ms();
         int ms = left <= 0 ? 0 : (left > 1000000000 ? 1000000000 : (int)left);
         struct pollfd p = {.fd = fd, .events = events};
         int r = poll(&p, 1, ms);

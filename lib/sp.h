@@ -8,6 +8,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "clock.h" /* jobq__mono_ms: the clock of every deadline here */
+
 /** Replies larger than this (bytes, request id included) are refused as malformed. */
 #define JOBQ__SP_MAX_REPLY ((uint64_t)1 << 30)
 
@@ -62,8 +64,5 @@ bool jobq__sp_alive(const jobq__sp_conn *c);
  *  the request was surely not received). After an error the connection must be closed. */
 int jobq__sp_call(jobq__sp_conn *c, const void *body, size_t len, int64_t deadline_ms, bool *sentp,
                   char **replyp, size_t *lenp);
-
-/** jobq__sp_mono_ms: CLOCK_MONOTONIC in ms, the clock of every deadline here. */
-int64_t jobq__sp_mono_ms(void);
 
 #endif

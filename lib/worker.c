@@ -10,6 +10,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "clock.h"
 #include "internal.h"
 
 #define MAX_FETCH 100          /* most jobs in one fetch (the daemon's limit) */
@@ -69,15 +70,6 @@ struct jobq_worker {
     char *queues[]; /* nqueues copies */
 };
 
-/* mono_ms: a monotonic clock in ms. */
-static int64_t
-mono_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /* stopping: whether the run must fetch no more. */
 static bool
 stopping(const run *r)
@@ -89,8 +81,8 @@ stopping(const run *r)
 static void
 nap(const run *r, int64_t ms)
 {
-    int64_t end = mono_ms() + ms;
-    for (int64_t left = ms; left > 0 && !stopping(r); left = end - mono_ms()) {
+    int64_t end = jobq__mono_ms() + ms;
+    for (int64_t left = ms; left > 0 && !stopping(r); left = end - jobq__mono_ms()) {
         int64_t step = left < SLICE_MS ? left : SLICE_MS;
         struct timespec ts = {.tv_sec = 0, .tv_nsec = (long)step * 1000000L};
         while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
@@ -510,7 +502,7 @@ slot_put(run *r, int i, jobq_lease *lease)
     }
     r->slots[i].lease = lease;
     if (lease != NULL) {
-        r->slots[i].next_hb = mono_ms() + hb_period(lease);
+        r->slots[i].next_hb = jobq__mono_ms() + hb_period(lease);
     }
     pthread_cond_broadcast(&r->cond);
     pthread_mutex_unlock(&r->lock);
@@ -525,7 +517,7 @@ heartbeat_main(void *arg)
     run *r = arg;
     pthread_mutex_lock(&r->lock);
     while (!r->done) {
-        int64_t now = mono_ms();
+        int64_t now = jobq__mono_ms();
         int64_t next = now + 60000;
         int due = -1;
         for (int i = 0; i < r->n; i++) {
@@ -567,11 +559,11 @@ heartbeat_main(void *arg)
         pthread_mutex_lock(&r->lock);
         s->hb_busy = false;
         if (err == JOBQ_OK || err == JOBQ_ELEASE) {
-            s->next_hb = mono_ms() + hb_period(l);
+            s->next_hb = jobq__mono_ms() + hb_period(l);
         } else {
             /* Unreachable or slow daemon: try again soon, within the lease. */
             int64_t soon = hb_period(l) / 3;
-            s->next_hb = mono_ms() + (soon < 1000 ? soon : 1000);
+            s->next_hb = jobq__mono_ms() + (soon < 1000 ? soon : 1000);
         }
         pthread_cond_broadcast(&r->cond);
     }

@@ -1,6 +1,9 @@
 /* codec.c: error codes, state names and durations as they appear on the wire. */
 #include "codec.h"
 
+#include "clock.h"
+#include "duration.h"
+
 #include <errno.h>
 #include <limits.h>
 #include <stdlib.h>
@@ -82,34 +85,7 @@ jobq__state_parse(const char *name)
 bool
 jobq__duration_parse(const char *s, int64_t *msp)
 {
-    if (s == NULL || *s < '0' || *s > '9') {
-        return false;
-    }
-    errno = 0;
-    char *end;
-    long long v = strtoll(s, &end, 10);
-    if (errno != 0 || v < 0) {
-        return false;
-    }
-    int64_t mult;
-    if (*end == '\0' || strcmp(end, "ms") == 0) {
-        mult = 1;
-    } else if (strcmp(end, "s") == 0) {
-        mult = 1000;
-    } else if (strcmp(end, "m") == 0) {
-        mult = 60 * 1000;
-    } else if (strcmp(end, "h") == 0) {
-        mult = 3600 * 1000;
-    } else if (strcmp(end, "d") == 0) {
-        mult = 24 * 3600 * 1000;
-    } else {
-        return false;
-    }
-    if (v > INT64_MAX / mult) {
-        return false;
-    }
-    *msp = (int64_t)v * mult;
-    return true;
+    return jobq__duration_scan(s, false, msp); /* one term on the wire and in the config */
 }
 
 bool
@@ -132,7 +108,5 @@ jobq__json_duration(const json_t *v, int64_t *msp)
 int64_t
 jobq__now_ms(void)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+    return jobq__wall_ms();
 }

@@ -1,5 +1,6 @@
 /* test_resilience.c: the pure parts of failure handling: backoff with full jitter, the
- * circuit breaker's transitions, and what an ended attempt means. */
+ * circuit breaker's transitions and the rate bucket (what an ended attempt means:
+ * test_outcome.c). */
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -11,9 +12,7 @@
 #include "backoff.h"
 #include "breaker.h"
 #include "rate.h"
-#include "config.h"
 #include "jobq.h"
-#include "runner.h"
 
 static void
 test_backoff_cap_doubles_until_max(void **state)
@@ -102,52 +101,6 @@ test_breaker_half_open_probe_closes_or_reopens(void **state)
     assert_string_equal(breaker_state_name(b.state), "closed");
 }
 
-static queue_conf
-conf(void)
-{
-    queue_conf qc;
-    config_queue_defaults(&qc);
-    qc.backoff_base_ms = 1000;
-    qc.backoff_max_ms = 10000;
-    return qc;
-}
-
-static void
-test_outcome_of_each_ending(void **state)
-{
-    queue_conf qc = conf();
-    attempt_end e = {.attempt = 1, .max_attempts = 3};
-    run_outcome o = runner_outcome(&e, &qc, 5000, 0);
-    assert_int_equal(o.state, JOBQ_SUCCEEDED);
-    assert_string_equal(o.kind, "success");
-
-    e.exit_status = 65;
-    o = runner_outcome(&e, &qc, 5000, 0);
-    assert_int_equal(o.state, JOBQ_DEAD);
-    assert_string_equal(o.kind, "permanent");
-
-    e.exit_status = 1;
-    o = runner_outcome(&e, &qc, 5000, 999); /* delay = 999 % (1000 + 1) */
-    assert_int_equal(o.state, JOBQ_RETRYING);
-    assert_int_equal(o.run_at_ms, 5999);
-    assert_string_equal(o.kind, "exit");
-
-    e.attempt = 3; /* the last attempt */
-    o = runner_outcome(&e, &qc, 5000, 0);
-    assert_int_equal(o.state, JOBQ_DEAD);
-
-    e = (attempt_end){.attempt = 1, .max_attempts = 3, .term_signal = 9};
-    assert_string_equal(runner_outcome(&e, &qc, 0, 0).kind, "signal");
-    e = (attempt_end){.attempt = 1, .max_attempts = 3, .kill = KILL_TIMEOUT, .term_signal = 15};
-    assert_string_equal(runner_outcome(&e, &qc, 0, 0).kind, "timeout");
-    e = (attempt_end){.attempt = 1, .max_attempts = 3, .spawn_failed = true};
-    assert_string_equal(runner_outcome(&e, &qc, 0, 0).kind, "spawn");
-    e = (attempt_end){.attempt = 3, .max_attempts = 3, .kill = KILL_CANCEL, .term_signal = 15};
-    assert_int_equal(runner_outcome(&e, &qc, 0, 0).state, JOBQ_CANCELLED);
-    e = (attempt_end){.attempt = 3, .max_attempts = 3, .kill = KILL_SHUTDOWN, .term_signal = 9};
-    assert_int_equal(runner_outcome(&e, &qc, 0, 0).state, JOBQ_READY);
-}
-
 /* The token bucket of `rate`: a quarter of a second of burst, then one job per 1/rate. */
 static void
 test_rate_bucket(void **state)
@@ -193,7 +146,6 @@ main(void)
         cmocka_unit_test(test_backoff_full_jitter_bounds_and_spread),
         cmocka_unit_test(test_breaker_opens_after_threshold_consecutive_failures),
         cmocka_unit_test(test_breaker_half_open_probe_closes_or_reopens),
-        cmocka_unit_test(test_outcome_of_each_ending),
         cmocka_unit_test(test_rate_bucket),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

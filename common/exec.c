@@ -1,0 +1,241 @@
+/* exec.c: the pure parts of the exec contract (environment, output kept, verdict, error text),
+ * shared by jobqd and `jobq work`. No I/O. */
+#define _GNU_SOURCE /* strsignal */
+#include "exec.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+bool
+exec_env_build(exec_env *e, char *const *env, const exec_job *job)
+{
+    size_t n = 0;
+    while (env != NULL && env[n] != NULL) {
+        n++;
+    }
+    e->envp = calloc(n + EXEC_ENV_VARS + 1, sizeof(*e->envp));
+    if (e->envp == NULL) {
+        return false;
+    }
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (strncmp(env[i], "JOBQ_", 5) != 0) {
+            e->envp[k++] = env[i];
+        }
+    }
+    size_t size = sizeof(e->vars[0]);
+    snprintf(e->vars[0], size, "JOBQ_JOB_ID=%lld", (long long)job->id);
+    snprintf(e->vars[1], size, "JOBQ_QUEUE=%s", job->queue);
+    snprintf(e->vars[2], size, "JOBQ_ATTEMPT=%d", (int)job->attempt);
+    snprintf(e->vars[3], size, "JOBQ_MAX_ATTEMPTS=%d", (int)job->max_attempts);
+    for (int i = 0; i < EXEC_ENV_VARS; i++) {
+        e->envp[k++] = e->vars[i];
+    }
+    e->envp[k] = NULL;
+    return true;
+}
+
+void
+exec_env_free(exec_env *e)
+{
+    free(e->envp);
+    e->envp = NULL;
+}
+
+/* ---- output kept ---- */
+
+bool
+exec_out_init(exec_out *o, size_t cap, bool last)
+{
+    *o = (exec_out){.buf = malloc((last ? 2 * cap : cap) + 1), .cap = cap, .last = last};
+    return o->buf != NULL;
+}
+
+void
+exec_out_add(exec_out *o, const char *buf, size_t n)
+{
+    o->total += n;
+    if (!o->last) {
+        size_t take = n < o->cap - o->len ? n : o->cap - o->len;
+        memcpy(o->buf + o->len, buf, take);
+        o->len += take;
+        return;
+    }
+    if (n > o->cap) { /* only the tail matters */
+        buf += n - o->cap;
+        n = o->cap;
+    }
+    if (o->len + n > 2 * o->cap) {
+        size_t keep = o->cap - n < o->len ? o->cap - n : o->len;
+        memmove(o->buf, o->buf + o->len - keep, keep);
+        o->len = keep;
+    }
+    memcpy(o->buf + o->len, buf, n);
+    o->len += n;
+}
+
+const char *
+exec_out_kept(const exec_out *o, size_t *np)
+{
+    size_t n = o->len > o->cap ? o->cap : o->len;
+    *np = n;
+    return o->buf + o->len - n;
+}
+
+char *
+exec_out_take(exec_out *o)
+{
+    if (o->buf == NULL) {
+        return NULL;
+    }
+    size_t n;
+    const char *from = exec_out_kept(o, &n);
+    memmove(o->buf, from, n);
+    o->buf[n] = '\0';
+    exec_sanitize(o->buf, n);
+    char *text = o->buf;
+    char *fit = realloc(text, n + 1); /* give the unused part of the buffer back */
+    o->buf = NULL;
+    o->len = 0;
+    return fit != NULL ? fit : text;
+}
+
+void
+exec_out_free(exec_out *o)
+{
+    free(o->buf);
+    o->buf = NULL;
+}
+
+void
+exec_sanitize(char *buf, size_t len)
+{
+    size_t i = 0;
+    while (i < len) {
+        unsigned char c = (unsigned char)buf[i];
+        size_t n = c < 0x80             ? 1
+                   : (c & 0xe0) == 0xc0 ? 2
+                   : (c & 0xf0) == 0xe0 ? 3
+                   : (c & 0xf8) == 0xf0 ? 4
+                                        : 0;
+        bool okseq = n > 0 && i + n <= len && !(n == 2 && c < 0xc2);
+        for (size_t k = 1; okseq && k < n; k++) {
+            okseq = ((unsigned char)buf[i + k] & 0xc0) == 0x80;
+        }
+        if (!okseq || c == 0) {
+            buf[i++] = '?';
+            continue;
+        }
+        i += n;
+    }
+}
+
+/* ---- verdict and error text ---- */
+
+exec_verdict
+exec_verdict_of(const exec_end *e, exec_failure *why)
+{
+    if (e->cancelled) {
+        return EXEC_CANCELLED;
+    }
+    if (e->shutdown) {
+        return EXEC_SHUTDOWN;
+    }
+    if (e->spawn_error != NULL) {
+        *why = EXEC_FAIL_SPAWN;
+    } else if (e->timed_out) {
+        *why = EXEC_FAIL_TIMEOUT;
+    } else if (e->term_signal != 0) {
+        *why = EXEC_FAIL_SIGNAL;
+    } else if (e->exit_status == 0) {
+        return EXEC_SUCCEEDED;
+    } else if (e->exit_status == EXEC_EXIT_PERMANENT) {
+        return EXEC_PERMANENT;
+    } else {
+        *why = EXEC_FAIL_EXIT;
+    }
+    return EXEC_FAILED;
+}
+
+void
+exec_error_head(const exec_end *e, char *buf, size_t size)
+{
+    exec_failure why = EXEC_FAIL_EXIT;
+    switch (exec_verdict_of(e, &why)) {
+    case EXEC_CANCELLED:
+        snprintf(buf, size, "cancelled while running");
+        return;
+    case EXEC_SHUTDOWN:
+        snprintf(buf, size, "interrupted: jobqd shut down before the job finished");
+        return;
+    case EXEC_PERMANENT:
+        snprintf(buf, size, "exit status %d (EX_DATAERR): permanent failure, not retried",
+                 EXEC_EXIT_PERMANENT);
+        return;
+    case EXEC_SUCCEEDED: /* not a failure; said as what it was */
+    case EXEC_FAILED:
+        break;
+    }
+    switch (why) {
+    case EXEC_FAIL_SPAWN:
+        snprintf(buf, size, "%s", e->spawn_error);
+        return;
+    case EXEC_FAIL_TIMEOUT:
+        snprintf(buf, size, "timed out after %lld ms", (long long)e->timeout_ms);
+        return;
+    case EXEC_FAIL_SIGNAL:
+        snprintf(buf, size, "killed by signal %d (%s)", e->term_signal, strsignal(e->term_signal));
+        return;
+    case EXEC_FAIL_EXIT:
+        break;
+    }
+    snprintf(buf, size, "exit status %lld", (long long)e->exit_status);
+}
+
+char *
+exec_error_text(const exec_end *e, const exec_out *err)
+{
+    char head[256];
+    exec_error_head(e, head, sizeof(head));
+    size_t tail = 0;
+    const char *from = "";
+    bool cut = false;
+    if (err != NULL && err->buf != NULL) {
+        from = exec_out_kept(err, &tail);
+        cut = err->total > err->cap;
+    }
+    while (tail > 0 && (from[tail - 1] == '\n' || from[tail - 1] == '\r')) {
+        tail--; /* the last line's newline says nothing */
+    }
+    /* The first line names the failure and its last words (what dashboards and explain show);
+     * the stderr tail follows. */
+    size_t last = tail;
+    while (last > 0 && from[last - 1] != '\n') {
+        last--;
+    }
+    size_t last_len = tail - last > 160 ? 160 : tail - last;
+    size_t total = strlen(head) + last_len + tail + 64;
+    char *text = malloc(total);
+    if (text == NULL) {
+        return NULL;
+    }
+    if (tail == 0) {
+        snprintf(text, total, "%s", head);
+        return text;
+    }
+    size_t n = (size_t)snprintf(text, total, "%s: ", head);
+    memcpy(text + n, from + last, last_len);
+    exec_sanitize(text + n, last_len);
+    for (size_t i = 0; i < last_len; i++) {
+        if (text[n + i] == '\r') {
+            text[n + i] = ' ';
+        }
+    }
+    n += last_len;
+    n += (size_t)snprintf(text + n, total - n, "\nstderr%s:\n", cut ? " (tail)" : "");
+    memcpy(text + n, from, tail);
+    text[n + tail] = '\0';
+    exec_sanitize(text + n, tail);
+    return text;
+}

@@ -1,0 +1,120 @@
+/* exec.h: the pure parts of the exec contract, shared by jobqd's runner (libuv) and `jobq work`
+ * (poll + posix_spawn): the JOBQ_* environment, the stdout head and stderr tail kept, UTF-8
+ * sanitising, the verdict on an ended process and the error text. No I/O. It lives in common/,
+ * a static library that jobqd and the jobq CLI both link (as redis-cli links the server's
+ * anet.o): the CLI otherwise uses only the public libjobq. */
+#ifndef JOBQ_COMMON_EXEC_H
+#define JOBQ_COMMON_EXEC_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/** The exit status that means "the input is wrong, do not retry" (EX_DATAERR). */
+#define EXEC_EXIT_PERMANENT 65
+/** How long a process group has between SIGTERM and SIGKILL (timeout, cancel). */
+#define EXEC_KILL_GRACE_MS 2000
+/** How many JOBQ_* variables a command gets. */
+#define EXEC_ENV_VARS 4
+
+/** The job as its command sees it. Borrowed strings. */
+typedef struct exec_job {
+    int64_t id;
+    const char *queue;
+    int32_t attempt; /* from 1 */
+    int32_t max_attempts;
+} exec_job;
+
+/** A command's environment: ours without JOBQ_* variables, then JOBQ_JOB_ID, JOBQ_QUEUE,
+ *  JOBQ_ATTEMPT and JOBQ_MAX_ATTEMPTS. envp points into vars and into the environment it was
+ *  built from: keep both in place while envp is used. */
+typedef struct exec_env {
+    char **envp; /* NULL-terminated; owned */
+    char vars[EXEC_ENV_VARS][320];
+} exec_env;
+
+/** exec_env_build: fills e from env (NULL-terminated, borrowed) and job. Returns false when
+ *  out of memory (e->envp is then NULL). Any thread. */
+bool exec_env_build(exec_env *e, char *const *env, const exec_job *job);
+
+/** exec_env_free: frees e->envp; accepts a failed build. */
+void exec_env_free(exec_env *e);
+
+/** What is kept of an output stream: its first cap bytes (stdout: the job's result) or its
+ *  last cap bytes (stderr: the error's tail, in a buffer of 2 * cap so that most writes are
+ *  one memcpy). */
+typedef struct exec_out {
+    char *buf;  /* cap + 1 bytes (first) or 2 * cap + 1 (last); owned */
+    size_t len; /* bytes in buf; what is kept is its first or last min(len, cap) */
+    size_t cap;
+    bool last;      /* keeps the last cap bytes rather than the first */
+    uint64_t total; /* bytes written in all: the stream was cut when total > cap */
+} exec_out;
+
+/** exec_out_init: an empty stream that keeps the first (last: false) or the last cap bytes.
+ *  False when out of memory. */
+bool exec_out_init(exec_out *o, size_t cap, bool last);
+
+/** exec_out_add: writes buf[0..n) to the stream, keeping what the stream keeps. */
+void exec_out_add(exec_out *o, const char *buf, size_t n);
+
+/** exec_out_kept: the bytes kept, *np of them; borrowed from o. */
+const char *exec_out_kept(const exec_out *o, size_t *np);
+
+/** exec_out_take: the bytes kept as sanitised text (exec_sanitize), NUL-terminated; the caller
+ *  owns it and o is left without a buffer. NULL if o has none. */
+char *exec_out_take(exec_out *o);
+
+/** exec_out_free: frees o's buffer; accepts a failed init or a taken stream. */
+void exec_out_free(exec_out *o);
+
+/** exec_sanitize: makes buf[0..len) valid UTF-8 without NUL, in place: each byte that does not
+ *  start a valid sequence becomes '?'. */
+void exec_sanitize(char *buf, size_t len);
+
+/** How a command's attempt ended, as its runner saw it. */
+typedef struct exec_end {
+    const char *spawn_error; /* non-NULL: the command could not start (this says why) */
+    bool cancelled;          /* ended by a cancel */
+    bool shutdown;           /* ended because jobqd shuts down */
+    bool timed_out;          /* ended by the job's timeout */
+    int term_signal;         /* the signal that ended the process, or 0 */
+    int64_t exit_status;     /* valid when term_signal == 0 */
+    int64_t timeout_ms;      /* the job's timeout, for the error text */
+} exec_end;
+
+/** exec_verdict: what an ended attempt means. */
+typedef enum exec_verdict {
+    EXEC_SUCCEEDED, /* exit status 0 */
+    EXEC_FAILED,    /* retryable: see exec_failure */
+    EXEC_PERMANENT, /* exit status 65 */
+    EXEC_CANCELLED,
+    EXEC_SHUTDOWN,
+} exec_verdict;
+
+/** exec_failure: why an attempt failed retryably. */
+typedef enum exec_failure {
+    EXEC_FAIL_EXIT,    /* a non-zero exit status other than 65 */
+    EXEC_FAIL_SIGNAL,  /* killed by a signal */
+    EXEC_FAIL_TIMEOUT, /* the job's timeout */
+    EXEC_FAIL_SPAWN,   /* the command could not start */
+} exec_failure;
+
+/** exec_verdict_of: the verdict on e, first match wins: cancelled, shutdown, spawn failure,
+ *  timeout, signal, exit 0 (succeeded), exit 65 (permanent), other exit. *why is set for
+ *  EXEC_FAILED only. */
+exec_verdict exec_verdict_of(const exec_end *e, exec_failure *why);
+
+/** exec_error_head: the one-line reason of a failed attempt into buf ("exit status 1",
+ *  "exit status 65 (EX_DATAERR): permanent failure, not retried", "killed by signal 9
+ *  (Killed)", "timed out after 1000 ms", "cancelled while running", ...). */
+void exec_error_head(const exec_end *e, char *buf, size_t size);
+
+/** exec_error_text: the error of a failed attempt: its head; when stderr said something,
+ *  ": " and stderr's last line (160 bytes at most) on the first line, then "\nstderr:\n" (or
+ *  "\nstderr (tail):\n" when stderr was cut) and the tail, trailing newlines dropped. Valid
+ *  UTF-8 without NUL. err (what stderr kept; may be NULL) is borrowed. malloc'd; NULL when out
+ *  of memory. */
+char *exec_error_text(const exec_end *e, const exec_out *err);
+
+#endif
