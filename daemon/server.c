@@ -1577,8 +1577,12 @@ server_init(server *s, uv_loop_t *loop, config *cfg, store *st, char *err, size_
         return -1;
     }
     intake_set_lag(s->in, &s->lag_hist);
+    http_limits lim = {.timeout_ms = cfg->http_timeout_ms,
+                       .max_connections = cfg->http_max_connections,
+                       .max_per_ip = cfg->http_max_per_ip,
+                       .max_request = cfg->http_max_request};
     if (cfg->http != NULL &&
-        http_open(&s->http, loop, cfg->http, monitor_request, s, err, errlen) != 0) {
+        http_open(&s->http, loop, cfg->http, &lim, monitor_request, s, err, errlen) != 0) {
         return -1;
     }
     uv_signal_init(loop, &s->sig_term);
