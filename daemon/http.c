@@ -57,7 +57,7 @@ typedef struct report {
     char detail[160];
 } report;
 
-enum { REP_REFUSED, REP_ACCEPT_FAILED, REP_TIMED_OUT, REP_MHD, REP_COUNT };
+enum { REP_REFUSED, REP_EVICTED, REP_ACCEPT_FAILED, REP_TIMED_OUT, REP_MHD, REP_COUNT };
 
 struct http {
     uv_loop_t *loop;
@@ -397,7 +397,32 @@ refuse(int fd)
     close(fd);
 }
 
-/* listen_cb: accepts what is waiting. Over the cap, a connection is answered 503 and closed;
+/* evict_one: at the cap, closes the connection that has waited longest for a request that
+ * has not come (idle, or dribbling its headers), so that a client that sends its request at
+ * once is served even while slow clients fill every slot. Returns whether one went (MHD has
+ * then closed it and nconns is one less). */
+static bool
+evict_one(http *h)
+{
+    hconn *victim = NULL;
+    for (hconn *c = h->conns; c != NULL; c = c->next) {
+        if (c->deadline_ms != 0 && c->fd >= 0 &&
+            (victim == NULL || c->deadline_ms < victim->deadline_ms)) {
+            victim = c;
+        }
+    }
+    if (victim == NULL) {
+        return false; /* every connection is being answered: the newcomer is refused */
+    }
+    size_t before = h->nconns;
+    victim->deadline_ms = 0;
+    shutdown(victim->fd, SHUT_RDWR);
+    mhd_run(h); /* MHD reads the end of the stream and closes it */
+    return h->nconns < before;
+}
+
+/* listen_cb: accepts what is waiting. At the cap, the connection waiting longest for its
+ * request makes room; when none waits, the newcomer is answered 503 and closed;
  * when accept fails for want of descriptors or memory, the listener pauses (doubling up to
  * BACKOFF_MAX_MS) instead of spinning, and the failure is counted, not logged each time. */
 static void
@@ -432,6 +457,9 @@ listen_cb(uv_poll_t *p, int status, int events)
             break;
         }
         h->backoff_ms = 0;
+        if (h->nconns >= h->lim.max_connections && evict_one(h)) {
+            report_note(h, REP_EVICTED, "max_connections=%zu", h->lim.max_connections);
+        }
         if (h->nconns >= h->lim.max_connections) {
             refuse(fd);
             report_note(h, REP_REFUSED, "max_connections=%zu", h->lim.max_connections);
@@ -541,6 +569,7 @@ http_open(http **hp, uv_loop_t *loop, const char *hostport, const http_limits *l
     h->cb = cb;
     h->arg = arg;
     h->reports[REP_REFUSED].event = "http_refused";
+    h->reports[REP_EVICTED].event = "http_evicted";
     h->reports[REP_ACCEPT_FAILED].event = "http_accept_failed";
     h->reports[REP_TIMED_OUT].event = "http_timed_out";
     h->reports[REP_MHD].event = "http_error";
