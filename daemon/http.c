@@ -44,6 +44,8 @@ struct hcall {
     struct MHD_Connection *conn;
     enum http_route route;
     bool in_handler;              /* the request callback is running: reply queues at once */
+    bool dispatched;              /* handed to the request callback (or answered 404/405) */
+    bool replied;                 /* http_reply was called */
     bool suspended;               /* waits for http_reply; MHD does not read it meanwhile */
     struct MHD_Response *pending; /* reply made while suspended, queued when resumed */
     unsigned pending_status;
@@ -52,6 +54,7 @@ struct hcall {
 /* A kind of trouble logged at most once per REPORT_INTERVAL_MS, with how often it happened. */
 typedef struct report {
     const char *event;
+    enum log_level level;
     int64_t logged_at_ms; /* last line; 0: never */
     uint64_t count;       /* since that line */
     char detail[160];
@@ -90,8 +93,8 @@ report_flush(report *r, int64_t now, bool force)
     if (r->count == 0 || (!force && now - r->logged_at_ms < REPORT_INTERVAL_MS)) {
         return;
     }
-    log_warn(r->event, "count=%llu interval_ms=%d %s", (unsigned long long)r->count,
-             REPORT_INTERVAL_MS, r->detail);
+    LOG_AT(r->level, r->event, "count=%llu interval_ms=%d %s", (unsigned long long)r->count,
+           REPORT_INTERVAL_MS, r->detail);
     r->logged_at_ms = now;
     r->count = 0;
 }
@@ -298,8 +301,25 @@ answer_now(struct MHD_Connection *conn, unsigned status, const char *text, const
     return rv;
 }
 
-/* access_cb: MHD has a request's line and headers (loop thread). Hands it to the request
- * callback; a reply it does not give at once suspends the connection until http_reply. */
+/* queue_pending: queues the reply http_reply left in c. */
+static enum MHD_Result
+queue_pending(struct MHD_Connection *conn, hcall *c)
+{
+    struct MHD_Response *r = c->pending;
+    c->pending = NULL;
+    if (r == NULL) {
+        return MHD_NO; /* no memory for a reply: MHD closes the connection */
+    }
+    enum MHD_Result rv = MHD_queue_response(conn, c->pending_status, r);
+    MHD_destroy_response(r);
+    return rv;
+}
+
+/* access_cb: MHD's request callback (loop thread). The first call brings the line and
+ * headers; later calls bring the body (discarded: no route takes one) and then its end, when
+ * the request goes to the request callback (a reply queued before the request is read whole
+ * would make MHD close the connection). A reply not given at once suspends the connection
+ * until http_reply, which resumes it; MHD then calls again and the reply is queued. */
 static enum MHD_Result
 access_cb(void *cls, struct MHD_Connection *conn, const char *url, const char *method,
           const char *version, const char *upload_data, size_t *upload_data_size, void **req_cls)
@@ -308,17 +328,23 @@ access_cb(void *cls, struct MHD_Connection *conn, const char *url, const char *m
     (void)version;
     (void)upload_data;
     hcall *c = *req_cls;
-    if (c != NULL) { /* resumed, or called again for a body: the reply is queued or pending */
-        *upload_data_size = 0;
-        if (c->pending != NULL) {
-            struct MHD_Response *r = c->pending;
-            c->pending = NULL;
-            enum MHD_Result rv = MHD_queue_response(conn, c->pending_status, r);
-            MHD_destroy_response(r);
-            return rv;
+    if (c == NULL) {
+        if ((c = calloc(1, sizeof(*c))) == NULL) {
+            return MHD_NO;
         }
+        c->h = h;
+        c->conn = conn;
+        *req_cls = c;
         return MHD_YES;
     }
+    if (*upload_data_size != 0) {
+        *upload_data_size = 0;
+        return MHD_YES;
+    }
+    if (c->dispatched) { /* resumed */
+        return c->pending != NULL ? queue_pending(conn, c) : MHD_YES;
+    }
+    c->dispatched = true;
     hconn *hc = conn_of(conn);
     if (hc != NULL) {
         hc->deadline_ms = 0; /* the request is in: answering may take its time */
@@ -335,22 +361,12 @@ access_cb(void *cls, struct MHD_Connection *conn, const char *url, const char *m
     if (strcmp(method, MHD_HTTP_METHOD_GET) != 0 && strcmp(method, MHD_HTTP_METHOD_HEAD) != 0) {
         return answer_now(conn, MHD_HTTP_METHOD_NOT_ALLOWED, "method not allowed\n", "GET, HEAD");
     }
-    if ((c = calloc(1, sizeof(*c))) == NULL) {
-        return answer_now(conn, MHD_HTTP_INTERNAL_SERVER_ERROR, "out of memory\n", NULL);
-    }
-    c->h = h;
-    c->conn = conn;
     c->route = (enum http_route)route;
     c->in_handler = true;
-    *req_cls = c;
     h->cb(h->arg, c, c->route);
     c->in_handler = false;
-    if (c->pending != NULL) {
-        struct MHD_Response *r = c->pending;
-        c->pending = NULL;
-        enum MHD_Result rv = MHD_queue_response(conn, c->pending_status, r);
-        MHD_destroy_response(r);
-        return rv;
+    if (c->replied) {
+        return queue_pending(conn, c);
     }
     c->suspended = true;
     MHD_suspend_connection(conn);
@@ -368,6 +384,7 @@ http_reply(hcall *c, int status, const char *content_type, const char *body, siz
     }
     c->pending = r; /* NULL still resumes: MHD then closes the connection */
     c->pending_status = (unsigned)status;
+    c->replied = true;
     if (c->in_handler) {
         return; /* access_cb queues it on return */
     }
@@ -568,11 +585,18 @@ http_open(http **hp, uv_loop_t *loop, const char *hostport, const http_limits *l
     h->lim = *lim;
     h->cb = cb;
     h->arg = arg;
-    h->reports[REP_REFUSED].event = "http_refused";
-    h->reports[REP_EVICTED].event = "http_evicted";
-    h->reports[REP_ACCEPT_FAILED].event = "http_accept_failed";
-    h->reports[REP_TIMED_OUT].event = "http_timed_out";
-    h->reports[REP_MHD].event = "http_error";
+    static const struct {
+        const char *event;
+        enum log_level level;
+    } kinds[REP_COUNT] = {[REP_REFUSED] = {"http_refused", LOG_WARN},
+                          [REP_EVICTED] = {"http_evicted", LOG_WARN},
+                          [REP_ACCEPT_FAILED] = {"http_accept_failed", LOG_ERROR},
+                          [REP_TIMED_OUT] = {"http_timed_out", LOG_INFO},
+                          [REP_MHD] = {"http_error", LOG_INFO}}; /* mostly clients leaving */
+    for (int i = 0; i < REP_COUNT; i++) {
+        h->reports[i].event = kinds[i].event;
+        h->reports[i].level = kinds[i].level;
+    }
     if ((h->listen_fd = open_listener(hostport, err, errlen)) < 0) {
         free(h);
         return -1;
