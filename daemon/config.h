@@ -67,12 +67,15 @@ typedef struct config {
     size_t max_batch;           /* jobs in one submit_batch; default 10000 */
     size_t max_waits;           /* held waits and long-poll fetches at once; default 4096 */
     size_t max_connections;     /* nng connections served at once; default 10000 */
-    int64_t http_timeout_ms;    /* an HTTP request's whole arrival, and idleness; default 10 s */
-    size_t http_max_connections; /* HTTP connections at once; default 64 (clamped at start) */
+
+    /* The HTTP side and backups. */
+    int64_t http_timeout_ms;       /* an HTTP request's whole arrival, and idleness; 10 s */
+    size_t http_max_connections;   /* HTTP connections at once; 64, lowered at start to fit */
     int http_max_connections_line; /* where http_max_connections was set; 0: the default */
-    size_t http_max_per_ip;        /* HTTP connections from one address; default 0 (no cap) */
-    size_t http_max_request;       /* bytes of an HTTP request's headers; default 32 KiB */
-    char *backup_dir; /* where `backup` may write; default the database's directory */
+    size_t http_max_per_ip;        /* HTTP connections from one address; 0 (no cap) */
+    size_t http_max_request;       /* bytes of an HTTP request's line and headers; 32 KiB */
+    char *backup_dir;              /* where `backup` may write; NULL: the database's directory */
+
     queue_conf *queues;
     size_t nqueues;
     schedule_conf *schedules;

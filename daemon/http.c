@@ -90,7 +90,8 @@ static const char *const paths[ROUTE_COUNT] = {"/", "/metrics", "/stats", "/heal
 static void
 report_flush(report *r, int64_t now, bool force)
 {
-    if (r->count == 0 || (!force && now - r->logged_at_ms < REPORT_INTERVAL_MS)) {
+    if (r->count == 0 ||
+        (!force && r->logged_at_ms != 0 && now - r->logged_at_ms < REPORT_INTERVAL_MS)) {
         return;
     }
     LOG_AT(r->level, r->event, "count=%llu interval_ms=%d %s", (unsigned long long)r->count,
@@ -603,14 +604,14 @@ http_open(http **hp, uv_loop_t *loop, const char *hostport, const http_limits *l
     }
     /* MHD's idle timeout in whole seconds, rounded up; the request deadline is sweep_cb's. */
     unsigned idle_s = (unsigned)((h->lim.timeout_ms + 999) / 1000);
-    h->d = MHD_start_daemon(
-        MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_NO_LISTEN_SOCKET | MHD_USE_ERROR_LOG,
-        0, NULL, NULL, access_cb, h, MHD_OPTION_EXTERNAL_LOGGER, mhd_log_cb, h,
-        MHD_OPTION_CONNECTION_TIMEOUT, idle_s, MHD_OPTION_CONNECTION_LIMIT,
-        (unsigned)h->lim.max_connections, MHD_OPTION_PER_IP_CONNECTION_LIMIT,
-        (unsigned)h->lim.max_per_ip, MHD_OPTION_CONNECTION_MEMORY_LIMIT, h->lim.max_request,
-        MHD_OPTION_NOTIFY_CONNECTION, notify_cb, h, MHD_OPTION_NOTIFY_COMPLETED, completed_cb, h,
-        MHD_OPTION_END);
+    h->d = MHD_start_daemon(MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_NO_LISTEN_SOCKET |
+                                MHD_USE_ERROR_LOG,
+                            0, NULL, NULL, access_cb, h, MHD_OPTION_EXTERNAL_LOGGER, mhd_log_cb, h,
+                            MHD_OPTION_CONNECTION_TIMEOUT, idle_s, MHD_OPTION_CONNECTION_LIMIT,
+                            (unsigned)h->lim.max_connections, MHD_OPTION_PER_IP_CONNECTION_LIMIT,
+                            (unsigned)h->lim.max_per_ip, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
+                            h->lim.max_request, MHD_OPTION_NOTIFY_CONNECTION, notify_cb, h,
+                            MHD_OPTION_NOTIFY_COMPLETED, completed_cb, h, MHD_OPTION_END);
     const union MHD_DaemonInfo *di =
         h->d != NULL ? MHD_get_daemon_info(h->d, MHD_DAEMON_INFO_EPOLL_FD) : NULL;
     if (di == NULL) {

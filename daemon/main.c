@@ -69,10 +69,10 @@ fd_budget(config *cfg, char *err, size_t errlen)
     }
     unsigned long long reserved =
         cfg->max_connections + cfg->nlisten + DB_FDS + 3 * jobs + FD_MARGIN;
-    long long left = (long long)nofile - (long long)reserved -
-                     (cfg->http != NULL ? HTTP_OWN_FDS : 0);
-    log_info("fd_limit", "nofile=%llu was=%llu reserved=%llu max_connections=%zu jobs=%llu",
-             nofile, (unsigned long long)was, reserved, cfg->max_connections, jobs);
+    long long left =
+        (long long)nofile - (long long)reserved - (cfg->http != NULL ? HTTP_OWN_FDS : 0);
+    log_info("fd_limit", "nofile=%llu was=%llu reserved=%llu max_connections=%zu jobs=%llu", nofile,
+             (unsigned long long)was, reserved, cfg->max_connections, jobs);
     if (cfg->http == NULL) {
         return 0;
     }
@@ -94,8 +94,9 @@ fd_budget(config *cfg, char *err, size_t errlen)
         return -1;
     }
     if ((unsigned long long)left < cfg->http_max_connections) {
-        log_warn("http_connections_clamped", "configured=%zu allowed=%lld nofile=%llu reserved=%llu",
-                 cfg->http_max_connections, left, nofile, reserved);
+        log_warn("http_connections_clamped",
+                 "configured=%zu allowed=%lld nofile=%llu reserved=%llu", cfg->http_max_connections,
+                 left, nofile, reserved);
         cfg->http_max_connections = (size_t)left;
     }
     return 0;

@@ -1052,8 +1052,9 @@ backup_check(const char *dir, const char *dest, char *msg, size_t len)
     bool inside = strncmp(real_folder, real_dir, n) == 0 &&
                   (real_folder[n] == '\0' || real_folder[n] == '/' || strcmp(real_dir, "/") == 0);
     if (!inside) {
-        snprintf(msg, len, "backup path %.150s is outside backup_dir %.150s (set [server] backup_dir)",
-                 dest, real_dir);
+        snprintf(msg, len,
+                 "backup path %.150s is outside backup_dir %.150s (set [server] backup_dir)", dest,
+                 real_dir);
         return JOBQ_EINVAL;
     }
     struct stat st;
