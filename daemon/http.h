@@ -17,7 +17,8 @@ enum http_route { ROUTE_INDEX, ROUTE_METRICS, ROUTE_STATS, ROUTE_HEALTHZ, ROUTE_
 /** The limits of the HTTP side (the [server] http_* keys). */
 typedef struct http_limits {
     int64_t timeout_ms;     /* a whole request (headers and body), and idleness, at most */
-    size_t max_connections; /* connections served at once; the excess gets 503 and is closed */
+    size_t max_connections; /* connections at once; at the cap, the one waiting longest for its
+                               request is closed, or the newcomer gets 503 if none waits */
     size_t max_per_ip;      /* connections from one address at once; 0: no cap */
     size_t max_request;     /* bytes of one request's line and headers (per-connection memory) */
 } http_limits;
