@@ -2,7 +2,7 @@
 # config; `make test` builds and runs every test. Both install missing Debian packages first:
 # DEBS, what building and running need; TEST_DEBS, what only the tests add.
 DEBS := build-essential cmake pkg-config libuv1-dev libnng-dev libsqlite3-dev libcmocka-dev \
-        libjansson-dev libinih-dev tzdata
+        libjansson-dev libinih-dev tzdata libmicrohttpd-dev
 TEST_DEBS := nng-utils sqlite3 valgrind procps jq curl openssl prometheus chromium bsdutils \
         util-linux clang libclang-rt-dev
 BUILD ?= build

@@ -74,6 +74,11 @@ static const key_def server_keys[] = {
     {"read_timeout", KEY_DURATION, offsetof(config, read_timeout_ms), 100, DURATION_MAX_MS},
     {"idle_timeout", KEY_DURATION, offsetof(config, idle_timeout_ms), 0, DURATION_MAX_MS},
     {"max_buffered", KEY_BYTES, offsetof(config, max_buffered), MIB, (int64_t)64 * 1024 * MIB},
+    {"http_timeout", KEY_DURATION, offsetof(config, http_timeout_ms), 1000, 3600000},
+    {"http_max_connections", KEY_COUNT, offsetof(config, http_max_connections), 1, 100000},
+    {"http_max_connections_per_ip", KEY_COUNT, offsetof(config, http_max_per_ip), 0, 100000},
+    {"http_max_request", KEY_BYTES, offsetof(config, http_max_request), 4 * KIB, MIB},
+    {"backup_dir", KEY_STRING, offsetof(config, backup_dir), 0, 0},
     {"auth_token", KEY_SECRET, offsetof(config, auth_token), 0, 0},
     {"tls_cert", KEY_STRING, offsetof(config, tls_cert), 0, 0},
     {"tls_key", KEY_STRING, offsetof(config, tls_key), 0, 0},
@@ -1064,6 +1069,11 @@ check_config(parse_ctx *c)
         bad(c, "[server] a tls+tcp:// listen URL needs tls_cert and tls_key");
         return false;
     }
+    for (size_t i = 0; i < NSERVER_KEYS; i++) {
+        if (strcmp(server_keys[i].name, "http_max_connections") == 0) {
+            c->cfg->http_max_connections_line = c->server_lines[i];
+        }
+    }
     if (!server_key_set(c, "max_payload")) {
         c->cfg->max_payload = c->cfg->max_message; /* unset: a payload may fill a request */
     } else if (c->cfg->max_payload > c->cfg->max_message) {
@@ -1203,6 +1213,9 @@ config_defaults(void)
     cfg->read_timeout_ms = 10 * 1000;
     cfg->idle_timeout_ms = 5 * 60 * 1000;
     cfg->max_buffered = 64 * MIB;
+    cfg->http_timeout_ms = 10000;
+    cfg->http_max_connections = 64;
+    cfg->http_max_request = 32 * KIB;
     cfg->listen = calloc(1, sizeof(char *));
     if (cfg->listen == NULL || (cfg->listen[0] = strdup("tcp://127.0.0.1:7450")) == NULL) {
         config_free(cfg);
@@ -1284,6 +1297,7 @@ config_free(config *cfg)
     free(cfg->tls_cert);
     free(cfg->tls_key);
     free(cfg->tls_ca);
+    free(cfg->backup_dir);
     free(cfg->user);
     free(cfg);
 }

@@ -76,6 +76,15 @@ typedef struct config {
                                  * 0: never */
     size_t max_buffered;        /* bytes of unfinished messages held at once over all
                                  * connections, beyond each one's 16 KiB buffer; 64 MiB */
+
+    /* The HTTP side and backups. */
+    int64_t http_timeout_ms;       /* an HTTP request's whole arrival, and idleness; 10 s */
+    size_t http_max_connections;   /* HTTP connections at once; 64, lowered at start to fit */
+    int http_max_connections_line; /* where http_max_connections was set; 0: the default */
+    size_t http_max_per_ip;        /* HTTP connections from one address; 0 (no cap) */
+    size_t http_max_request;       /* bytes of an HTTP request's line and headers; 32 KiB */
+    char *backup_dir;              /* where `backup` may write; NULL: the database's directory */
+
     queue_conf *queues;
     size_t nqueues;
     schedule_conf *schedules;

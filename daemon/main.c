@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <unistd.h>
 #include <uv.h>
 
@@ -33,6 +34,72 @@ close_walk_cb(uv_handle_t *h, void *arg)
     if (!uv_is_closing(h)) {
         uv_close(h, NULL);
     }
+}
+
+/* Descriptors jobqd holds besides connections: the database and its -wal and -shm, a
+ * backup's own connection to them and its target, stdio, the loop's own (epoll, signals,
+ * async), nng's and the HTTP server's internals, webhook connections, with room to spare. */
+#define DB_FDS 8
+#define FD_MARGIN 64
+#define HTTP_OWN_FDS 4 /* its listener, MHD's epoll and wake-up descriptors, a refused accept */
+
+/* fd_budget: raises RLIMIT_NOFILE's soft limit to the hard one, reserves what the job port
+ * needs (max_connections, its listeners, the database, three pipes per job jobqd runs, a
+ * margin) and leaves HTTP the rest, lowering http_max_connections to fit (with a log line).
+ * Returns 0, or -1 with a "FILE:LINE: ..." reason in err when nothing is left for HTTP. */
+static int
+fd_budget(config *cfg, char *err, size_t errlen)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0) {
+        return 0;
+    }
+    rlim_t was = rl.rlim_cur;
+    rlim_t want = rl.rlim_max == RLIM_INFINITY ? (rlim_t)1 << 20 : rl.rlim_max;
+    if (rl.rlim_cur < want) {
+        rl.rlim_cur = want;
+        if (setrlimit(RLIMIT_NOFILE, &rl) != 0) {
+            getrlimit(RLIMIT_NOFILE, &rl);
+        }
+    }
+    unsigned long long nofile = rl.rlim_cur == RLIM_INFINITY ? 1ULL << 20 : rl.rlim_cur;
+    unsigned long long jobs = 0;
+    for (size_t i = 0; i < cfg->nqueues; i++) {
+        jobs += (unsigned long long)cfg->queues[i].concurrency;
+    }
+    unsigned long long reserved =
+        cfg->max_connections + cfg->nlisten + DB_FDS + 3 * jobs + FD_MARGIN;
+    long long left =
+        (long long)nofile - (long long)reserved - (cfg->http != NULL ? HTTP_OWN_FDS : 0);
+    log_info("fd_limit", "nofile=%llu was=%llu reserved=%llu max_connections=%zu jobs=%llu", nofile,
+             (unsigned long long)was, reserved, cfg->max_connections, jobs);
+    if (cfg->http == NULL) {
+        return 0;
+    }
+    if (left < 1) {
+        char where[300];
+        if (cfg->http_max_connections_line > 0) {
+            snprintf(where, sizeof(where), "%s:%d: http_max_connections = %zu", cfg->path,
+                     cfg->http_max_connections_line, cfg->http_max_connections);
+        } else {
+            snprintf(where, sizeof(where), "%s: [server] http", cfg->path);
+        }
+        snprintf(err, errlen,
+                 "%s: no file descriptor is left for HTTP: RLIMIT_NOFILE is %llu and the job port "
+                 "reserves %llu (max_connections %zu + %zu listeners + %d for the database + 3 "
+                 "per running job x %llu + %d spare); raise the limit (ulimit -n, systemd "
+                 "LimitNOFILE=), lower max_connections, or turn HTTP off (http =)",
+                 where, nofile, reserved, cfg->max_connections, cfg->nlisten, DB_FDS, jobs,
+                 FD_MARGIN);
+        return -1;
+    }
+    if ((unsigned long long)left < cfg->http_max_connections) {
+        log_warn("http_connections_clamped",
+                 "configured=%zu allowed=%lld nofile=%llu reserved=%llu", cfg->http_max_connections,
+                 left, nofile, reserved);
+        cfg->http_max_connections = (size_t)left;
+    }
+    return 0;
 }
 
 int
@@ -93,6 +160,11 @@ main(int argc, char **argv)
     }
     log_set_level(cfg->log_level);
     signal(SIGPIPE, SIG_IGN);
+    if (fd_budget(cfg, err, sizeof(err)) != 0) {
+        fprintf(stderr, "jobqd: %s\n", err);
+        config_free(cfg);
+        return 1;
+    }
 
     store *st = NULL;
     if (store_open(cfg->database, cfg->durability, &st, err, sizeof(err)) != JOBQ_OK) {

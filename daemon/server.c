@@ -1,10 +1,13 @@
 /* server.c: jobqd's core on the loop thread: request dispatch, queue counts, drain. */
 #include "server.h"
 
+#include <errno.h>
 #include <jansson.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -1099,17 +1102,72 @@ typedef struct backup_op {
     uv_work_t work;
     call *c;
     char *db_path;
+    char *dir; /* where backups may go: backup_dir, or the database's directory */
     int err;
     char msg[512];
     int64_t ms;
 } backup_op;
+
+/* backup_check: whether dest is a new file inside dir: an absolute path without "." or ".."
+ * components, whose folder exists and lies within dir (symbolic links resolved), and that
+ * does not exist yet. Returns JOBQ_OK, or JOBQ_EINVAL with the reason in msg. Thread pool
+ * (it touches the file system). */
+static int
+backup_check(const char *dir, const char *dest, char *msg, size_t len)
+{
+    if (dest[0] != '/') {
+        snprintf(msg, len, "backup path %.300s is not absolute", dest);
+        return JOBQ_EINVAL;
+    }
+    for (const char *p = dest; (p = strchr(p, '/')) != NULL; p++) {
+        if (strncmp(p, "/../", 4) == 0 || strcmp(p, "/..") == 0 || strncmp(p, "/./", 3) == 0 ||
+            strcmp(p, "/.") == 0) {
+            snprintf(msg, len, "backup path %.300s has a \".\" or \"..\" component", dest);
+            return JOBQ_EINVAL;
+        }
+    }
+    const char *slash = strrchr(dest, '/');
+    if (slash[1] == '\0') {
+        snprintf(msg, len, "backup path %.300s names a folder, not a file", dest);
+        return JOBQ_EINVAL;
+    }
+    char folder[PATH_MAX], real_folder[PATH_MAX], real_dir[PATH_MAX];
+    snprintf(folder, sizeof(folder), "%.*s", slash == dest ? 1 : (int)(slash - dest), dest);
+    if (realpath(dir, real_dir) == NULL) {
+        snprintf(msg, len, "backup_dir %.300s is not usable: %s (set [server] backup_dir)", dir,
+                 strerror(errno));
+        return JOBQ_EINVAL;
+    }
+    if (realpath(folder, real_folder) == NULL) {
+        snprintf(msg, len, "backup folder %.300s does not exist (%s)", folder, strerror(errno));
+        return JOBQ_EINVAL;
+    }
+    size_t n = strlen(real_dir);
+    bool inside = strncmp(real_folder, real_dir, n) == 0 &&
+                  (real_folder[n] == '\0' || real_folder[n] == '/' || strcmp(real_dir, "/") == 0);
+    if (!inside) {
+        snprintf(msg, len,
+                 "backup path %.150s is outside backup_dir %.150s (set [server] backup_dir)", dest,
+                 real_dir);
+        return JOBQ_EINVAL;
+    }
+    struct stat st;
+    if (lstat(dest, &st) == 0) {
+        snprintf(msg, len, "backup path %.300s already exists", dest);
+        return JOBQ_EINVAL;
+    }
+    return JOBQ_OK;
+}
 
 static void
 backup_work_cb(uv_work_t *w)
 {
     backup_op *b = container_of(w, backup_op, work);
     int64_t t0 = jobq__now_ms();
-    b->err = store_backup(b->db_path, b->c->req.path, b->msg, sizeof(b->msg));
+    b->err = backup_check(b->dir, b->c->req.path, b->msg, sizeof(b->msg));
+    if (b->err == JOBQ_OK) {
+        b->err = store_backup(b->db_path, b->c->req.path, b->msg, sizeof(b->msg));
+    }
     b->ms = jobq__now_ms() - t0;
 }
 
@@ -1129,16 +1187,39 @@ backup_after_cb(uv_work_t *w, int status)
         send_json(b->c, o);
     }
     free(b->db_path);
+    free(b->dir);
     free(b);
     server_check_drained(s);
+}
+
+/* backup_dir_dup: the folder backups may go to (malloc'd): backup_dir, or the database's. */
+static char *
+backup_dir_dup(const config *cfg)
+{
+    if (cfg->backup_dir != NULL) {
+        return strdup(cfg->backup_dir);
+    }
+    const char *slash = strrchr(cfg->database, '/');
+    if (slash == NULL) {
+        return strdup(".");
+    }
+    return strndup(cfg->database, slash == cfg->database ? 1 : (size_t)(slash - cfg->database));
 }
 
 static void
 start_backup(call *c)
 {
     server *s = c->srv;
+    if (c->req.path == NULL) {
+        reply_error(c, "invalid_argument", "backup needs a path");
+        return;
+    }
     backup_op *b = calloc(1, sizeof(*b));
-    if (b == NULL || (b->db_path = strdup(s->cfg->database)) == NULL) {
+    if (b == NULL || (b->db_path = strdup(s->cfg->database)) == NULL ||
+        (b->dir = backup_dir_dup(s->cfg)) == NULL) {
+        if (b != NULL) {
+            free(b->db_path);
+        }
         free(b);
         reply_error(c, "internal", "out of memory");
         return;
@@ -1149,6 +1230,7 @@ start_backup(call *c)
     if (uv_queue_work(s->loop, &b->work, backup_work_cb, backup_after_cb) != 0) {
         s->backups--;
         free(b->db_path);
+        free(b->dir);
         free(b);
         reply_error(c, "internal", "cannot start the backup");
     }
@@ -1693,8 +1775,12 @@ server_init(server *s, uv_loop_t *loop, config *cfg, store *st, char *err, size_
     }
     intake_set_lag(s->in, &s->lag_hist);
     intake_on_conn_closed(s->in, hold_conn_closed, s);
+    http_limits hlim = {.timeout_ms = cfg->http_timeout_ms,
+                        .max_connections = cfg->http_max_connections,
+                        .max_per_ip = cfg->http_max_per_ip,
+                        .max_request = cfg->http_max_request};
     if (cfg->http != NULL &&
-        http_open(&s->http, loop, cfg->http, monitor_request, s, err, errlen) != 0) {
+        http_open(&s->http, loop, cfg->http, &hlim, monitor_request, s, err, errlen) != 0) {
         return -1;
     }
     uv_signal_init(loop, &s->sig_term);

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # it_limits_backup.sh: a queue past max_pending answers queue_full and stores nothing; a
-# backup taken while jobs run is consistent: jobqd started on the copy finds every job.
+# backup taken while jobs run is consistent: jobqd started on the copy finds every job; with
+# backup_dir unset it goes to the database's directory, and an existing file or a missing
+# folder is invalid_argument.
 . "$(dirname "$0")/lib.sh"
 write_config "[queue.small]
 max_pending = 5
@@ -29,6 +31,11 @@ raw_file "$T/batch.json" | jq -e .ok >/dev/null
 cli backup "$T/copy.db" >/dev/null
 rc=0; cli backup "$T/copy.db" 2>"$T/err" || rc=$?
 [ "$rc" -ne 0 ] || fail "a backup over an existing file was accepted"
+grep -q 'already exists' "$T/err" || fail "CLI message: $(cat "$T/err")"
+r=$(raw "{\"op\":\"backup\",\"path\":\"$T/copy.db\"}")
+expect_eq "backup over an existing file" "$(jq -r .error.code <<<"$r")" invalid_argument
+r=$(raw "{\"op\":\"backup\",\"path\":\"$T/nowhere/copy.db\"}")
+expect_eq "backup into a missing folder" "$(jq -r .error.code <<<"$r")" invalid_argument
 stop_jobqd
 live=$(sqlite3 "$T/jobq.db" 'SELECT count(*) FROM jobs')
 expect_eq "integrity of the copy" "$(sqlite3 "$T/copy.db" 'PRAGMA integrity_check')" ok
