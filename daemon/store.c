@@ -72,6 +72,28 @@ enum stmt_id {
     S_COUNT_STMTS
 };
 
+/* Job states as SQL text, so that no statement spells a bare number. The partial indexes of
+ * migrations/ say "WHERE state = 1" and "state IN (0, 3)": SQLite uses a partial index only
+ * when the query's WHERE implies it literally, so states stay literals, built from these. */
+#define SQL_SCHEDULED "0"
+#define SQL_READY "1"
+#define SQL_RUNNING "2"
+#define SQL_RETRYING "3"
+#define SQL_SUCCEEDED "4"
+#define SQL_DEAD "5"
+#define SQL_CANCELLED "6"
+#define SQL_WAITING "7"
+#define SQL_ENDED "(" SQL_SUCCEEDED ", " SQL_DEAD ", " SQL_CANCELLED ")" /* the final states */
+#define SQL_DUE "(" SQL_SCHEDULED ", " SQL_RETRYING ")" /* the states run_at promotes */
+_Static_assert(JOBQ_SCHEDULED == 0, "SQL_SCHEDULED");
+_Static_assert(JOBQ_READY == 1, "SQL_READY");
+_Static_assert(JOBQ_RUNNING == 2, "SQL_RUNNING");
+_Static_assert(JOBQ_RETRYING == 3, "SQL_RETRYING");
+_Static_assert(JOBQ_SUCCEEDED == 4, "SQL_SUCCEEDED");
+_Static_assert(JOBQ_DEAD == 5, "SQL_DEAD");
+_Static_assert(JOBQ_CANCELLED == 6, "SQL_CANCELLED");
+_Static_assert(JOBQ_WAITING == 7, "SQL_WAITING");
+
 #define JOB_COLS                                                                                   \
     "id, queue, payload, priority, state, run_at, attempt, max_attempts, timeout_ms, key, "        \
     "result, error, created_at, started_at, finished_at, group_id"
@@ -92,7 +114,7 @@ static const char *const stmt_sql[S_COUNT_STMTS] = {
                  "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
     [S_STATE_OF] = "SELECT state FROM jobs WHERE id = ?1",
     [S_GET] = "SELECT " JOB_COLS " FROM jobs WHERE id = ?1",
-    [S_CANCEL] = "UPDATE jobs SET state = 6, finished_at = ?2 WHERE id = ?1",
+    [S_CANCEL] = "UPDATE jobs SET state = " SQL_CANCELLED ", finished_at = ?2 WHERE id = ?1",
     [S_LIST] = "SELECT " JOB_COLS " FROM jobs WHERE (?1 IS NULL OR queue = ?1) AND "
                "(?2 < 0 OR state = ?2) AND id > ?3 ORDER BY id LIMIT ?4",
     [S_COUNT] = "SELECT queue, state, count(*) FROM jobs GROUP BY state, queue",
@@ -100,48 +122,54 @@ static const char *const stmt_sql[S_COUNT_STMTS] = {
     [S_SET_PAUSED] = "INSERT INTO queues (name, paused) VALUES (?1, ?2) "
                      "ON CONFLICT (name) DO UPDATE SET paused = excluded.paused",
     [S_CLAIM_PICK] = "SELECT " JOB_COLS " FROM jobs INDEXED BY jobs_ready WHERE queue = ?1 AND "
-                     "state = 1 ORDER BY priority DESC, run_at, id LIMIT ?2",
-    [S_CLAIM_MARK] = "UPDATE jobs SET state = 2, attempt = attempt + 1, started_at = ?2, "
-                     "finished_at = NULL WHERE id = ?1",
-    [S_FINISH] = "UPDATE jobs SET state = ?2, run_at = CASE WHEN ?2 = 3 THEN ?4 ELSE run_at END,"
-                 " finished_at = CASE WHEN ?2 IN (4, 5, 6) THEN ?3 ELSE NULL END, "
-                 "result = ?5, error = ?6 WHERE id = ?1 AND state = 2",
-    [S_REQUEUE] = "UPDATE jobs SET state = 1, attempt = max(attempt - 1, 0), error = ?2 "
-                  "WHERE id = ?1 AND state = 2",
-    [S_DUE_PICK] = "SELECT id, queue, state FROM jobs INDEXED BY jobs_due WHERE state IN (0, 3) "
-                   "AND run_at <= ?1 ORDER BY run_at LIMIT ?2",
-    [S_DUE_MARK] = "UPDATE jobs SET state = 1 WHERE id = ?1",
-    [S_NEXT_DUE] = "SELECT min(run_at) FROM jobs INDEXED BY jobs_due WHERE state IN (0, 3)",
-    [S_RECOVER] = "UPDATE jobs SET state = 1, error = ?2 WHERE id = ?1",
+                     "state = " SQL_READY " ORDER BY priority DESC, run_at, id LIMIT ?2",
+    [S_CLAIM_MARK] =
+        "UPDATE jobs SET state = " SQL_RUNNING ", attempt = attempt + 1, started_at = ?2, "
+        "finished_at = NULL WHERE id = ?1",
+    [S_FINISH] = "UPDATE jobs SET state = ?2, run_at = CASE WHEN ?2 = " SQL_RETRYING
+                 " THEN ?4 ELSE run_at END,"
+                 " finished_at = CASE WHEN ?2 IN " SQL_ENDED " THEN ?3 ELSE NULL END, "
+                 "result = ?5, error = ?6 WHERE id = ?1 AND state = " SQL_RUNNING,
+    [S_REQUEUE] =
+        "UPDATE jobs SET state = " SQL_READY ", attempt = max(attempt - 1, 0), error = ?2 "
+        "WHERE id = ?1 AND state = " SQL_RUNNING,
+    [S_DUE_PICK] = "SELECT id, queue, state FROM jobs INDEXED BY jobs_due WHERE state IN " SQL_DUE
+                   " AND run_at <= ?1 ORDER BY run_at LIMIT ?2",
+    [S_DUE_MARK] = "UPDATE jobs SET state = " SQL_READY " WHERE id = ?1",
+    [S_NEXT_DUE] = "SELECT min(run_at) FROM jobs INDEXED BY jobs_due WHERE state IN " SQL_DUE,
+    [S_RECOVER] = "UPDATE jobs SET state = " SQL_READY ", error = ?2 WHERE id = ?1",
     [S_KEY_DELETE] = "DELETE FROM job_keys WHERE queue = ?1 AND key = ?2",
     [S_ATTEMPT_INSERT] = "INSERT INTO attempts (job_id, attempt, started_at, finished_at, kind, "
                          "error) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
     [S_ATTEMPTS] = "SELECT attempt, started_at, finished_at, kind, error FROM attempts "
                    "WHERE job_id = ?1 ORDER BY started_at, rowid LIMIT ?2",
-    [S_RUNNING] = "SELECT id, queue, attempt, started_at FROM jobs WHERE state = 2",
+    [S_RUNNING] = "SELECT id, queue, attempt, started_at FROM jobs WHERE state = " SQL_RUNNING,
     [S_CRASHES] = "SELECT count(*) FROM attempts WHERE job_id = ?1 AND kind = 'crash'",
-    [S_POISON] = "UPDATE jobs SET state = 5, finished_at = ?2, error = ?3 WHERE id = ?1",
-    [S_RETRY] = "UPDATE jobs SET state = 1, attempt = 0, run_at = ?2, finished_at = NULL, "
-                "result = NULL WHERE id = ?1 AND state IN (5, 6)",
-    [S_RETRY_BULK] = "UPDATE jobs SET state = 1, attempt = 0, run_at = ?3, finished_at = NULL, "
-                     "result = NULL WHERE id IN (SELECT id FROM jobs WHERE state = ?2 AND "
-                     "(?1 IS NULL OR queue = ?1) ORDER BY id LIMIT ?4) RETURNING queue",
+    [S_POISON] = "UPDATE jobs SET state = " SQL_DEAD ", finished_at = ?2, error = ?3 WHERE id = ?1",
+    [S_RETRY] =
+        "UPDATE jobs SET state = " SQL_READY ", attempt = 0, run_at = ?2, finished_at = NULL, "
+        "result = NULL WHERE id = ?1 AND state IN (" SQL_DEAD ", " SQL_CANCELLED ")",
+    [S_RETRY_BULK] =
+        "UPDATE jobs SET state = " SQL_READY ", attempt = 0, run_at = ?3, finished_at = NULL, "
+        "result = NULL WHERE id IN (SELECT id FROM jobs WHERE state = ?2 AND "
+        "(?1 IS NULL OR queue = ?1) ORDER BY id LIMIT ?4) RETURNING queue",
     [S_SWEEP] = "DELETE FROM jobs WHERE id IN (SELECT id FROM jobs INDEXED BY jobs_finished "
-                "WHERE queue = ?1 AND state = ?2 AND state IN (4, 5, 6) AND finished_at < ?3 "
+                "WHERE queue = ?1 AND state = ?2 AND state IN " SQL_ENDED " AND finished_at < ?3 "
                 "LIMIT ?4) RETURNING id",
     [S_SWEEP_ATTEMPTS] = "DELETE FROM attempts WHERE job_id = ?1",
     [S_SWEEP_KEYS] = "DELETE FROM job_keys WHERE (queue, key) IN (SELECT queue, key FROM "
                      "job_keys INDEXED BY job_keys_age WHERE queue = ?1 AND created_at < ?2 "
                      "LIMIT ?3)",
-    [S_AHEAD] = "SELECT count(*) FROM (SELECT 1 FROM jobs INDEXED BY jobs_ready WHERE queue = ?1 "
-                "AND state = 1 AND (priority > ?2 OR (priority = ?2 AND (run_at < ?3 OR "
-                "(run_at = ?3 AND id < ?4)))) LIMIT ?5)",
+    [S_AHEAD] =
+        "SELECT count(*) FROM (SELECT 1 FROM jobs INDEXED BY jobs_ready WHERE queue = ?1 "
+        "AND state = " SQL_READY " AND (priority > ?2 OR (priority = ?2 AND (run_at < ?3 OR "
+        "(run_at = ?3 AND id < ?4)))) LIMIT ?5)",
     [S_OLDEST_FINISHED] = "SELECT min(finished_at) FROM jobs INDEXED BY jobs_finished WHERE "
-                          "queue = ?1 AND state = ?2 AND state IN (4, 5, 6)",
+                          "queue = ?1 AND state = ?2 AND state IN " SQL_ENDED,
     [S_OLDEST_KEY] = "SELECT min(created_at) FROM job_keys INDEXED BY job_keys_age WHERE "
                      "queue = ?1",
     [S_RECENT] = "SELECT " JOB_COLS " FROM jobs INDEXED BY jobs_finished WHERE queue = ?1 AND "
-                 "state = ?2 AND state IN (4, 5, 6) ORDER BY finished_at DESC LIMIT ?3",
+                 "state = ?2 AND state IN " SQL_ENDED " ORDER BY finished_at DESC LIMIT ?3",
     [S_DEP_INSERT] = "INSERT OR IGNORE INTO job_deps (parent_id, job_id) VALUES (?1, ?2)",
     [S_DEP_CHILDREN] = "SELECT job_id FROM job_deps WHERE parent_id = ?1",
     [S_DEP_DELETE_PARENT] = "DELETE FROM job_deps WHERE parent_id = ?1",
@@ -150,22 +178,26 @@ static const char *const stmt_sql[S_COUNT_STMTS] = {
     [S_DEP_PARENTS] = "SELECT parent_id FROM job_deps WHERE job_id = ?1 ORDER BY parent_id "
                       "LIMIT ?2",
     [S_CHILD_INFO] = "SELECT state, after_always, run_at FROM jobs WHERE id = ?1",
-    [S_CHILD_CANCEL] = "UPDATE jobs SET state = 6, finished_at = ?2, error = ?3 WHERE id = ?1 "
-                       "AND state = 7",
-    [S_CHILD_RELEASE] = "UPDATE jobs SET state = ?2 WHERE id = ?1 AND state = 7",
+    [S_CHILD_CANCEL] =
+        "UPDATE jobs SET state = " SQL_CANCELLED ", finished_at = ?2, error = ?3 WHERE id = ?1 "
+        "AND state = " SQL_WAITING,
+    [S_CHILD_RELEASE] = "UPDATE jobs SET state = ?2 WHERE id = ?1 AND state = " SQL_WAITING,
     [S_GROUP_OF] = "SELECT group_id FROM jobs WHERE id = ?1",
     [S_GROUP_INSERT] = "INSERT INTO groups (size, created_at, oc_queue, oc_payload, oc_priority, "
                        "oc_max_attempts, oc_timeout_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
     [S_GROUP_OPEN] = "SELECT oc_queue, oc_payload, oc_priority, oc_max_attempts, oc_timeout_ms "
                      "FROM groups WHERE id = ?1 AND completed_at IS NULL AND NOT EXISTS (SELECT 1 "
-                     "FROM jobs WHERE group_id = ?1 AND state NOT IN (4, 5, 6))",
+                     "FROM jobs WHERE group_id = ?1 AND state NOT IN " SQL_ENDED ")",
     [S_GROUP_OUTCOME] =
         "SELECT json_object('group', ?1, 'payload', json(?2), "
-        "'succeeded', (SELECT count(*) FROM jobs WHERE group_id = ?1 AND state = 4), "
-        "'dead', (SELECT count(*) FROM jobs WHERE group_id = ?1 AND state = 5), "
-        "'cancelled', (SELECT count(*) FROM jobs WHERE group_id = ?1 AND state = 6), "
-        "'members', (SELECT json_group_array(json_object('id', id, 'state', CASE state WHEN 4 "
-        "THEN 'succeeded' WHEN 5 THEN 'dead' ELSE 'cancelled' END)) FROM (SELECT id, state FROM "
+        "'succeeded', (SELECT count(*) FROM jobs WHERE group_id = ?1 AND state = " SQL_SUCCEEDED
+        "), "
+        "'dead', (SELECT count(*) FROM jobs WHERE group_id = ?1 AND state = " SQL_DEAD "), "
+        "'cancelled', (SELECT count(*) FROM jobs WHERE group_id = ?1 AND state = " SQL_CANCELLED
+        "), "
+        "'members', (SELECT json_group_array(json_object('id', id, 'state', CASE state "
+        "WHEN " SQL_SUCCEEDED " THEN 'succeeded' WHEN " SQL_DEAD
+        " THEN 'dead' ELSE 'cancelled' END)) FROM (SELECT id, state FROM "
         "jobs WHERE group_id = ?1 ORDER BY id)))",
     [S_GROUP_DONE] = "UPDATE groups SET completed_at = ?2, oc_job_id = ?3 WHERE id = ?1",
     [S_GROUP_GET] = "SELECT size, created_at, completed_at, oc_queue, oc_job_id FROM groups "
@@ -442,8 +474,9 @@ store_set_sync(store *st, bool sync)
         return;
     }
     /* WAL mode: FULL fsyncs the WAL at each commit; NORMAL only at checkpoints. */
-    int rc = sqlite3_exec(st->db, sync ? "PRAGMA synchronous = FULL" : "PRAGMA synchronous = NORMAL",
-                          NULL, NULL, NULL);
+    int rc =
+        sqlite3_exec(st->db, sync ? "PRAGMA synchronous = FULL" : "PRAGMA synchronous = NORMAL",
+                     NULL, NULL, NULL);
     if (rc == SQLITE_OK) {
         st->syncing = sync;
     } else if (!sync) {
