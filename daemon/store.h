@@ -1,5 +1,14 @@
-/* store.h: the SQLite job store. Synchronous; the only code with SQL. One connection, used
- * by one thread at a time (the writer's work thread, or main before the loop starts). */
+/* store.h: the job store interface: rows, indexes, transactions and effects, with no type of
+ * any database in sight. Synchronous; one connection, used by one thread at a time (the
+ * writer's work thread, or main before the loop starts).
+ *
+ * Why a table of functions (store_ops) and not one set of functions per build: the backend
+ * is chosen at run time by the `database` setting (a file path: SQLite, store_sqlite.c; a
+ * postgresql:// URL: a PostgreSQL backend), so one jobqd must carry both and dispatch per
+ * store. Each store_x() below forwards to st->ops->x; a backend fills a store_ops and embeds
+ * a struct store as the first member of its own (see "Backends" at the end). The cost is one
+ * indirect call per operation, nothing next to a statement's execution. Model: redis's
+ * ConnectionType (src/connection.h). */
 #ifndef JOBQD_STORE_H
 #define JOBQD_STORE_H
 
@@ -84,7 +93,8 @@ void store_set_sync(store *st, bool sync);
 /** store_close: closes the connection (checkpointing the WAL). Accepts NULL. */
 void store_close(store *st);
 
-/** store_errmsg: the reason of the last failure on this store (SQLite's message). */
+/** store_errmsg: the reason of the last failure on this store (the backend's message);
+ *  "no database" for NULL. */
 const char *store_errmsg(const store *st);
 
 /* Transactions. The writer runs each batch as BEGIN, one savepoint per operation, COMMIT. */
@@ -315,7 +325,86 @@ int store_schedule_since(store *st, const char *name, int64_t now_ms, int64_t *s
 int store_schedule_fire(store *st, const char *name, int64_t tick_ms, const job_spec *spec,
                         int64_t now_ms, int64_t *idp, bool *dupp, int *statep);
 
-/** store_from_sqlite: the jobq_err for a SQLite result code. */
-int store_from_sqlite(int rc);
+/* ---- Backends ----
+ * A backend implements every member of store_ops with the contract of the store_ function
+ * of the same name above, and returns jobq_err codes (translating its own in one function).
+ * It allocates a struct of its own whose first member is a struct store with ops set, and
+ * frees it in close (which never sees NULL). The base struct keeps the effects list, which
+ * store.c manages for every backend. */
+typedef struct store_ops {
+    void (*set_sync)(store *st, bool sync);
+    void (*close)(store *st);
+    const char *(*errmsg)(const store *st);
+    int (*begin)(store *st);
+    int (*commit)(store *st);
+    void (*rollback)(store *st);
+    int (*savepoint)(store *st);
+    void (*release)(store *st);
+    void (*rollback_savepoint)(store *st);
+    bool (*in_transaction)(const store *st);
+    int (*insert)(store *st, const job_spec *spec, int64_t now_ms, int64_t *idp, bool *dupp,
+                  int *statep);
+    int (*get)(store *st, int64_t id, job_row *row);
+    int (*cancel)(store *st, int64_t id, int64_t now_ms, bool allow_running, job_row *row,
+                  int *old_statep);
+    int (*list)(store *st, const list_filter *f, job_row *rows, size_t *np, bool *morep);
+    int (*count_each)(store *st, void (*fn)(void *arg, const char *queue, int state, int64_t n),
+                      void *arg);
+    int (*paused_each)(store *st, void (*fn)(void *arg, const char *queue), void *arg);
+    int (*set_paused)(store *st, const char *queue, bool paused);
+    int (*claim)(store *st, const char *queue, int64_t now_ms, size_t max, job_row *rows,
+                 size_t *np);
+    int (*finish)(store *st, int64_t id, int new_state, int64_t now_ms, int64_t run_at_ms,
+                  const char *result, const char *error, const attempt_rec *a);
+    int (*requeue)(store *st, int64_t id, int64_t now_ms, const char *error, const attempt_rec *a);
+    int (*promote_due)(store *st, int64_t now_ms, size_t max,
+                       void (*fn)(void *arg, const char *queue, int old_state), void *arg,
+                       size_t *np);
+    int (*next_due)(store *st, int64_t *atp);
+    int (*recover_running)(store *st, int64_t now_ms, int poison_crashes,
+                           bool (*local)(void *arg, const char *queue),
+                           void (*fn)(void *arg, const char *queue, int64_t id, bool poisoned),
+                           void *arg, size_t *np);
+    int (*retry)(store *st, int64_t id, int64_t now_ms, job_row *row, int *old_statep);
+    int (*retry_bulk)(store *st, const char *queue, int state, int64_t now_ms, size_t max,
+                      void (*fn)(void *arg, const char *queue), void *arg, size_t *np);
+    int (*attempts)(store *st, int64_t id, attempt_row *rows, size_t max, size_t *np);
+    int (*sweep)(store *st, const char *queue, int state, int64_t before_ms, size_t max,
+                 size_t *np);
+    int (*sweep_groups)(store *st, int64_t before_ms, size_t max, size_t *np);
+    int (*sweep_keys)(store *st, const char *queue, int64_t before_ms, size_t max, size_t *np);
+    int (*ready_ahead)(store *st, const job_row *row, int64_t limit, int64_t *np);
+    int (*oldest_finished)(store *st, const char *queue, int state, int64_t *atp);
+    int (*oldest_key)(store *st, const char *queue, int64_t *atp);
+    int (*recent)(store *st, const char *queue, int state, job_row *rows, size_t max, size_t *np);
+    int (*group_create)(store *st, const group_spec *g, int64_t now_ms, int64_t *gidp);
+    int (*group_settle)(store *st, int64_t gid, int64_t now_ms);
+    int (*group_get)(store *st, int64_t gid, bool members, group_info *g);
+    int64_t (*missing_parent)(const store *st);
+    int (*waiting_for)(store *st, int64_t id, int64_t *ids, size_t max, size_t *np);
+    int (*schedule_last)(store *st, const char *name, int64_t *tickp);
+    int (*schedule_since)(store *st, const char *name, int64_t now_ms, int64_t *sincep);
+    int (*schedule_fire)(store *st, const char *name, int64_t tick_ms, const job_spec *spec,
+                         int64_t now_ms, int64_t *idp, bool *dupp, int *statep);
+} store_ops;
+
+struct store {
+    const store_ops *ops;
+    store_effect *effects; /* changes made besides the ones asked for (see effects above) */
+    size_t neffects;
+    size_t capeffects;
+};
+
+/** store_effect_add: appends a new zeroed effect of kind for id (from = -1) to st's list;
+ *  NULL when out of memory. For backends and the code above the store, inside a
+ *  transaction. */
+store_effect *store_effect_add(store *st, effect_kind kind, int64_t id);
+
+/** store_sqlite_open: store_open for a SQLite database file (store_sqlite.c). */
+int store_sqlite_open(const char *path, enum durability durability, store **stp, char *err,
+                      size_t errlen);
+
+/** store_sqlite_backup: store_backup for a SQLite database file. */
+int store_sqlite_backup(const char *db_path, const char *dest, char *err, size_t errlen);
 
 #endif
