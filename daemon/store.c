@@ -72,6 +72,14 @@ attempt_row_clear(attempt_row *a)
 }
 
 void
+group_oc_clear(group_oc *oc)
+{
+    free(oc->queue);
+    free(oc->payload);
+    memset(oc, 0, sizeof(*oc));
+}
+
+void
 group_info_clear(group_info *g)
 {
     for (size_t i = 0; i < g->nmembers; i++) {
@@ -191,22 +199,29 @@ store_in_transaction(const store *st)
 }
 
 int
-store_insert(store *st, const job_spec *spec, int64_t now_ms, int64_t *idp, bool *dupp, int *statep)
+store_job_insert(store *st, const job_spec *spec, int state, int64_t now_ms, int64_t finished_at_ms,
+                 const char *error, int64_t *idp)
 {
-    return st->ops->insert(st, spec, now_ms, idp, dupp, statep);
+    return st->ops->job_insert(st, spec, state, now_ms, finished_at_ms, error, idp);
+}
+
+int
+store_job_state(store *st, int64_t id, int *statep)
+{
+    return st->ops->job_state(st, id, statep);
+}
+
+int
+store_job_set_state(store *st, int64_t id, int from, int to, int64_t finished_at_ms,
+                    const char *error)
+{
+    return st->ops->job_set_state(st, id, from, to, finished_at_ms, error);
 }
 
 int
 store_get(store *st, int64_t id, job_row *row)
 {
     return st->ops->get(st, id, row);
-}
-
-int
-store_cancel(store *st, int64_t id, int64_t now_ms, bool allow_running, job_row *row,
-             int *old_statep)
-{
-    return st->ops->cancel(st, id, now_ms, allow_running, row, old_statep);
 }
 
 int
@@ -241,10 +256,10 @@ store_claim(store *st, const char *queue, int64_t now_ms, size_t max, job_row *r
 }
 
 int
-store_finish(store *st, int64_t id, int new_state, int64_t now_ms, int64_t run_at_ms,
-             const char *result, const char *error, const attempt_rec *a)
+store_job_finish(store *st, int64_t id, int new_state, int64_t finished_at_ms, int64_t run_at_ms,
+                 const char *result, const char *error)
 {
-    return st->ops->finish(st, id, new_state, now_ms, run_at_ms, result, error, a);
+    return st->ops->job_finish(st, id, new_state, finished_at_ms, run_at_ms, result, error);
 }
 
 int
@@ -267,15 +282,6 @@ store_next_due(store *st, int64_t *atp)
 }
 
 int
-store_recover_running(store *st, int64_t now_ms, int poison_crashes,
-                      bool (*local)(void *arg, const char *queue),
-                      void (*fn)(void *arg, const char *queue, int64_t id, bool poisoned),
-                      void *arg, size_t *np)
-{
-    return st->ops->recover_running(st, now_ms, poison_crashes, local, fn, arg, np);
-}
-
-int
 store_retry(store *st, int64_t id, int64_t now_ms, job_row *row, int *old_statep)
 {
     return st->ops->retry(st, id, now_ms, row, old_statep);
@@ -289,9 +295,89 @@ store_retry_bulk(store *st, const char *queue, int state, int64_t now_ms, size_t
 }
 
 int
+store_ready_ahead(store *st, const job_row *row, int64_t limit, int64_t *np)
+{
+    return st->ops->ready_ahead(st, row, limit, np);
+}
+
+int
+store_attempt_add(store *st, int64_t id, const attempt_rec *a, int64_t now_ms, const char *error)
+{
+    return st->ops->attempt_add(st, id, a, now_ms, error);
+}
+
+int
+store_attempt_count(store *st, int64_t id, const char *kind, int64_t *np)
+{
+    return st->ops->attempt_count(st, id, kind, np);
+}
+
+int
 store_attempts(store *st, int64_t id, attempt_row *rows, size_t max, size_t *np)
 {
     return st->ops->attempts(st, id, rows, max, np);
+}
+
+int
+store_key_find(store *st, const char *queue, const char *key, int64_t *idp, uint64_t *hashp,
+               int64_t *created_at_msp)
+{
+    return st->ops->key_find(st, queue, key, idp, hashp, created_at_msp);
+}
+
+int
+store_key_add(store *st, const char *queue, const char *key, int64_t id, uint64_t hash,
+              int64_t now_ms)
+{
+    return st->ops->key_add(st, queue, key, id, hash, now_ms);
+}
+
+int
+store_key_delete(store *st, const char *queue, const char *key)
+{
+    return st->ops->key_delete(st, queue, key);
+}
+
+int
+store_dep_add(store *st, int64_t parent, int64_t child)
+{
+    return st->ops->dep_add(st, parent, child);
+}
+
+int
+store_dep_children(store *st, int64_t parent, int64_t **idsp, size_t *np)
+{
+    return st->ops->dep_children(st, parent, idsp, np);
+}
+
+int
+store_dep_drop_parent(store *st, int64_t parent)
+{
+    return st->ops->dep_drop_parent(st, parent);
+}
+
+int
+store_dep_drop_child(store *st, int64_t id)
+{
+    return st->ops->dep_drop_child(st, id);
+}
+
+int
+store_dep_pending(store *st, int64_t id, bool *waitsp)
+{
+    return st->ops->dep_pending(st, id, waitsp);
+}
+
+int
+store_dep_job(store *st, int64_t id, int *statep, bool *alwaysp, int64_t *run_at_msp)
+{
+    return st->ops->dep_job(st, id, statep, alwaysp, run_at_msp);
+}
+
+int
+store_waiting_for(store *st, int64_t id, int64_t *ids, size_t max, size_t *np)
+{
+    return st->ops->waiting_for(st, id, ids, max, np);
 }
 
 int
@@ -310,12 +396,6 @@ int
 store_sweep_keys(store *st, const char *queue, int64_t before_ms, size_t max, size_t *np)
 {
     return st->ops->sweep_keys(st, queue, before_ms, max, np);
-}
-
-int
-store_ready_ahead(store *st, const job_row *row, int64_t limit, int64_t *np)
-{
-    return st->ops->ready_ahead(st, row, limit, np);
 }
 
 int
@@ -343,27 +423,27 @@ store_group_create(store *st, const group_spec *g, int64_t now_ms, int64_t *gidp
 }
 
 int
-store_group_settle(store *st, int64_t gid, int64_t now_ms)
+store_group_of(store *st, int64_t id, int64_t *gidp)
 {
-    return st->ops->group_settle(st, gid, now_ms);
+    return st->ops->group_of(st, id, gidp);
+}
+
+int
+store_group_ended(store *st, int64_t gid, group_oc *oc)
+{
+    return st->ops->group_ended(st, gid, oc);
+}
+
+int
+store_group_complete(store *st, int64_t gid, int64_t now_ms, int64_t oc_job_id)
+{
+    return st->ops->group_complete(st, gid, now_ms, oc_job_id);
 }
 
 int
 store_group_get(store *st, int64_t gid, bool members, group_info *g)
 {
     return st->ops->group_get(st, gid, members, g);
-}
-
-int64_t
-store_missing_parent(const store *st)
-{
-    return st->ops->missing_parent(st);
-}
-
-int
-store_waiting_for(store *st, int64_t id, int64_t *ids, size_t max, size_t *np)
-{
-    return st->ops->waiting_for(st, id, ids, max, np);
 }
 
 int
@@ -373,14 +453,13 @@ store_schedule_last(store *st, const char *name, int64_t *tickp)
 }
 
 int
-store_schedule_since(store *st, const char *name, int64_t now_ms, int64_t *sincep)
+store_schedule_set(store *st, const char *name, int64_t tick_ms)
 {
-    return st->ops->schedule_since(st, name, now_ms, sincep);
+    return st->ops->schedule_set(st, name, tick_ms);
 }
 
 int
-store_schedule_fire(store *st, const char *name, int64_t tick_ms, const job_spec *spec,
-                    int64_t now_ms, int64_t *idp, bool *dupp, int *statep)
+store_schedule_since(store *st, const char *name, int64_t now_ms, int64_t *sincep)
 {
-    return st->ops->schedule_fire(st, name, tick_ms, spec, now_ms, idp, dupp, statep);
+    return st->ops->schedule_since(st, name, now_ms, sincep);
 }

@@ -21,7 +21,7 @@ enum stmt_id {
     S_INSERT,
     S_STATE_OF,
     S_GET,
-    S_CANCEL,
+    S_SET_STATE,
     S_LIST,
     S_COUNT,
     S_PAUSED,
@@ -33,13 +33,10 @@ enum stmt_id {
     S_DUE_PICK,
     S_DUE_MARK,
     S_NEXT_DUE,
-    S_RECOVER,
     S_KEY_DELETE,
     S_ATTEMPT_INSERT,
     S_ATTEMPTS,
-    S_RUNNING,
-    S_CRASHES,
-    S_POISON,
+    S_ATTEMPT_COUNT,
     S_RETRY,
     S_RETRY_BULK,
     S_SWEEP,
@@ -56,12 +53,9 @@ enum stmt_id {
     S_DEP_REMAINING,
     S_DEP_PARENTS,
     S_CHILD_INFO,
-    S_CHILD_CANCEL,
-    S_CHILD_RELEASE,
     S_GROUP_OF,
     S_GROUP_INSERT,
-    S_GROUP_OPEN,
-    S_GROUP_OUTCOME,
+    S_GROUP_ENDED,
     S_GROUP_DONE,
     S_GROUP_GET,
     S_GROUP_COUNTS,
@@ -114,7 +108,8 @@ static const char *const stmt_sql[S_COUNT_STMTS] = {
                  "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
     [S_STATE_OF] = "SELECT state FROM jobs WHERE id = ?1",
     [S_GET] = "SELECT " JOB_COLS " FROM jobs WHERE id = ?1",
-    [S_CANCEL] = "UPDATE jobs SET state = " SQL_CANCELLED ", finished_at = ?2 WHERE id = ?1",
+    [S_SET_STATE] = "UPDATE jobs SET state = ?3, finished_at = coalesce(?4, finished_at), "
+                    "error = coalesce(?5, error) WHERE id = ?1 AND (?2 < 0 OR state = ?2)",
     [S_LIST] = "SELECT " JOB_COLS " FROM jobs WHERE (?1 IS NULL OR queue = ?1) AND "
                "(?2 < 0 OR state = ?2) AND id > ?3 ORDER BY id LIMIT ?4",
     [S_COUNT] = "SELECT queue, state, count(*) FROM jobs GROUP BY state, queue",
@@ -126,9 +121,7 @@ static const char *const stmt_sql[S_COUNT_STMTS] = {
     [S_CLAIM_MARK] =
         "UPDATE jobs SET state = " SQL_RUNNING ", attempt = attempt + 1, started_at = ?2, "
         "finished_at = NULL WHERE id = ?1",
-    [S_FINISH] = "UPDATE jobs SET state = ?2, run_at = CASE WHEN ?2 = " SQL_RETRYING
-                 " THEN ?4 ELSE run_at END,"
-                 " finished_at = CASE WHEN ?2 IN " SQL_ENDED " THEN ?3 ELSE NULL END, "
+    [S_FINISH] = "UPDATE jobs SET state = ?2, run_at = coalesce(?4, run_at), finished_at = ?3, "
                  "result = ?5, error = ?6 WHERE id = ?1 AND state = " SQL_RUNNING,
     [S_REQUEUE] =
         "UPDATE jobs SET state = " SQL_READY ", attempt = max(attempt - 1, 0), error = ?2 "
@@ -137,15 +130,12 @@ static const char *const stmt_sql[S_COUNT_STMTS] = {
                    " AND run_at <= ?1 ORDER BY run_at LIMIT ?2",
     [S_DUE_MARK] = "UPDATE jobs SET state = " SQL_READY " WHERE id = ?1",
     [S_NEXT_DUE] = "SELECT min(run_at) FROM jobs INDEXED BY jobs_due WHERE state IN " SQL_DUE,
-    [S_RECOVER] = "UPDATE jobs SET state = " SQL_READY ", error = ?2 WHERE id = ?1",
     [S_KEY_DELETE] = "DELETE FROM job_keys WHERE queue = ?1 AND key = ?2",
     [S_ATTEMPT_INSERT] = "INSERT INTO attempts (job_id, attempt, started_at, finished_at, kind, "
                          "error) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
     [S_ATTEMPTS] = "SELECT attempt, started_at, finished_at, kind, error FROM attempts "
                    "WHERE job_id = ?1 ORDER BY started_at, rowid LIMIT ?2",
-    [S_RUNNING] = "SELECT id, queue, attempt, started_at FROM jobs WHERE state = " SQL_RUNNING,
-    [S_CRASHES] = "SELECT count(*) FROM attempts WHERE job_id = ?1 AND kind = 'crash'",
-    [S_POISON] = "UPDATE jobs SET state = " SQL_DEAD ", finished_at = ?2, error = ?3 WHERE id = ?1",
+    [S_ATTEMPT_COUNT] = "SELECT count(*) FROM attempts WHERE job_id = ?1 AND kind = ?2",
     [S_RETRY] =
         "UPDATE jobs SET state = " SQL_READY ", attempt = 0, run_at = ?2, finished_at = NULL, "
         "result = NULL WHERE id = ?1 AND state IN (" SQL_DEAD ", " SQL_CANCELLED ")",
@@ -178,27 +168,12 @@ static const char *const stmt_sql[S_COUNT_STMTS] = {
     [S_DEP_PARENTS] = "SELECT parent_id FROM job_deps WHERE job_id = ?1 ORDER BY parent_id "
                       "LIMIT ?2",
     [S_CHILD_INFO] = "SELECT state, after_always, run_at FROM jobs WHERE id = ?1",
-    [S_CHILD_CANCEL] =
-        "UPDATE jobs SET state = " SQL_CANCELLED ", finished_at = ?2, error = ?3 WHERE id = ?1 "
-        "AND state = " SQL_WAITING,
-    [S_CHILD_RELEASE] = "UPDATE jobs SET state = ?2 WHERE id = ?1 AND state = " SQL_WAITING,
     [S_GROUP_OF] = "SELECT group_id FROM jobs WHERE id = ?1",
     [S_GROUP_INSERT] = "INSERT INTO groups (size, created_at, oc_queue, oc_payload, oc_priority, "
                        "oc_max_attempts, oc_timeout_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-    [S_GROUP_OPEN] = "SELECT oc_queue, oc_payload, oc_priority, oc_max_attempts, oc_timeout_ms "
-                     "FROM groups WHERE id = ?1 AND completed_at IS NULL AND NOT EXISTS (SELECT 1 "
-                     "FROM jobs WHERE group_id = ?1 AND state NOT IN " SQL_ENDED ")",
-    [S_GROUP_OUTCOME] =
-        "SELECT json_object('group', ?1, 'payload', json(?2), "
-        "'succeeded', (SELECT count(*) FROM jobs WHERE group_id = ?1 AND state = " SQL_SUCCEEDED
-        "), "
-        "'dead', (SELECT count(*) FROM jobs WHERE group_id = ?1 AND state = " SQL_DEAD "), "
-        "'cancelled', (SELECT count(*) FROM jobs WHERE group_id = ?1 AND state = " SQL_CANCELLED
-        "), "
-        "'members', (SELECT json_group_array(json_object('id', id, 'state', CASE state "
-        "WHEN " SQL_SUCCEEDED " THEN 'succeeded' WHEN " SQL_DEAD
-        " THEN 'dead' ELSE 'cancelled' END)) FROM (SELECT id, state FROM "
-        "jobs WHERE group_id = ?1 ORDER BY id)))",
+    [S_GROUP_ENDED] = "SELECT oc_queue, oc_payload, oc_priority, oc_max_attempts, oc_timeout_ms "
+                      "FROM groups WHERE id = ?1 AND completed_at IS NULL AND NOT EXISTS (SELECT "
+                      "1 FROM jobs WHERE group_id = ?1 AND state NOT IN " SQL_ENDED ")",
     [S_GROUP_DONE] = "UPDATE groups SET completed_at = ?2, oc_job_id = ?3 WHERE id = ?1",
     [S_GROUP_GET] = "SELECT size, created_at, completed_at, oc_queue, oc_job_id FROM groups "
                     "WHERE id = ?1",
@@ -237,11 +212,12 @@ static int sq_savepoint(store *st);
 static void sq_release(store *st);
 static void sq_rollback_savepoint(store *st);
 static bool sq_in_transaction(const store *st);
-static int sq_insert(store *st, const job_spec *spec, int64_t now_ms, int64_t *idp, bool *dupp,
-                     int *statep);
+static int sq_job_insert(store *st, const job_spec *spec, int state, int64_t now_ms,
+                         int64_t finished_at_ms, const char *error, int64_t *idp);
+static int sq_job_state(store *st, int64_t id, int *statep);
+static int sq_job_set_state(store *st, int64_t id, int from, int to, int64_t finished_at_ms,
+                            const char *error);
 static int sq_get(store *st, int64_t id, job_row *row);
-static int sq_cancel(store *st, int64_t id, int64_t now_ms, bool allow_running, job_row *row,
-                     int *old_statep);
 static int sq_list(store *st, const list_filter *f, job_row *rows, size_t *np, bool *morep);
 static int sq_count_each(store *st, void (*fn)(void *arg, const char *queue, int state, int64_t n),
                          void *arg);
@@ -249,40 +225,50 @@ static int sq_paused_each(store *st, void (*fn)(void *arg, const char *queue), v
 static int sq_set_paused(store *st, const char *queue, bool paused);
 static int sq_claim(store *st, const char *queue, int64_t now_ms, size_t max, job_row *rows,
                     size_t *np);
-static int sq_finish(store *st, int64_t id, int new_state, int64_t now_ms, int64_t run_at_ms,
-                     const char *result, const char *error, const attempt_rec *a);
+static int sq_job_finish(store *st, int64_t id, int new_state, int64_t finished_at_ms,
+                         int64_t run_at_ms, const char *result, const char *error);
 static int sq_requeue(store *st, int64_t id, int64_t now_ms, const char *error,
                       const attempt_rec *a);
 static int sq_promote_due(store *st, int64_t now_ms, size_t max,
                           void (*fn)(void *arg, const char *queue, int old_state), void *arg,
                           size_t *np);
 static int sq_next_due(store *st, int64_t *atp);
-static int sq_recover_running(store *st, int64_t now_ms, int poison_crashes,
-                              bool (*local)(void *arg, const char *queue),
-                              void (*fn)(void *arg, const char *queue, int64_t id, bool poisoned),
-                              void *arg, size_t *np);
 static int sq_retry(store *st, int64_t id, int64_t now_ms, job_row *row, int *old_statep);
 static int sq_retry_bulk(store *st, const char *queue, int state, int64_t now_ms, size_t max,
                          void (*fn)(void *arg, const char *queue), void *arg, size_t *np);
+static int sq_ready_ahead(store *st, const job_row *row, int64_t limit, int64_t *np);
+static int sq_attempt_add(store *st, int64_t id, const attempt_rec *a, int64_t now_ms,
+                          const char *error);
+static int sq_attempt_count(store *st, int64_t id, const char *kind, int64_t *np);
 static int sq_attempts(store *st, int64_t id, attempt_row *rows, size_t max, size_t *np);
+static int sq_key_find(store *st, const char *queue, const char *key, int64_t *idp, uint64_t *hashp,
+                       int64_t *created_at_msp);
+static int sq_key_add(store *st, const char *queue, const char *key, int64_t id, uint64_t hash,
+                      int64_t now_ms);
+static int sq_key_delete(store *st, const char *queue, const char *key);
+static int sq_dep_add(store *st, int64_t parent, int64_t child);
+static int sq_dep_children(store *st, int64_t parent, int64_t **idsp, size_t *np);
+static int sq_dep_drop_parent(store *st, int64_t parent);
+static int sq_dep_drop_child(store *st, int64_t id);
+static int sq_dep_pending(store *st, int64_t id, bool *waitsp);
+static int sq_dep_job(store *st, int64_t id, int *statep, bool *alwaysp, int64_t *run_at_msp);
+static int sq_waiting_for(store *st, int64_t id, int64_t *ids, size_t max, size_t *np);
 static int sq_sweep(store *st, const char *queue, int state, int64_t before_ms, size_t max,
                     size_t *np);
 static int sq_sweep_groups(store *st, int64_t before_ms, size_t max, size_t *np);
 static int sq_sweep_keys(store *st, const char *queue, int64_t before_ms, size_t max, size_t *np);
-static int sq_ready_ahead(store *st, const job_row *row, int64_t limit, int64_t *np);
 static int sq_oldest_finished(store *st, const char *queue, int state, int64_t *atp);
 static int sq_oldest_key(store *st, const char *queue, int64_t *atp);
 static int sq_recent(store *st, const char *queue, int state, job_row *rows, size_t max,
                      size_t *np);
 static int sq_group_create(store *st, const group_spec *g, int64_t now_ms, int64_t *gidp);
-static int sq_group_settle(store *st, int64_t gid, int64_t now_ms);
+static int sq_group_of(store *st, int64_t id, int64_t *gidp);
+static int sq_group_ended(store *st, int64_t gid, group_oc *oc);
+static int sq_group_complete(store *st, int64_t gid, int64_t now_ms, int64_t oc_job_id);
 static int sq_group_get(store *st, int64_t gid, bool members, group_info *g);
-static int64_t sq_missing_parent(const store *st);
-static int sq_waiting_for(store *st, int64_t id, int64_t *ids, size_t max, size_t *np);
 static int sq_schedule_last(store *st, const char *name, int64_t *tickp);
+static int sq_schedule_set(store *st, const char *name, int64_t tick_ms);
 static int sq_schedule_since(store *st, const char *name, int64_t now_ms, int64_t *sincep);
-static int sq_schedule_fire(store *st, const char *name, int64_t tick_ms, const job_spec *spec,
-                            int64_t now_ms, int64_t *idp, bool *dupp, int *statep);
 
 /* Prepared statements are reset and unbound after each use so they hold no read lock. */
 static sqlite3_stmt *
@@ -581,8 +567,6 @@ sq_rollback_savepoint(store *st)
     (void)exec_simple(st, S_RELEASE);
 }
 
-static int state_of(store *st, int64_t id);
-
 /* step_done: steps a statement that returns no rows, and resets it. */
 static int
 step_done(sqlite3_stmt *s)
@@ -590,185 +574,6 @@ step_done(sqlite3_stmt *s)
     int rc = sqlite3_step(s);
     stmt_done(s);
     return rc == SQLITE_DONE ? JOBQ_OK : from_sqlite(rc);
-}
-
-/* job_effect: records that job id went from `from` to `to`; an ended job carries its row. */
-static int
-job_effect(store *st, int64_t id, int from, int to, int64_t run_at_ms)
-{
-    job_row row;
-    int err = sq_get(st, id, &row);
-    if (err != JOBQ_OK) {
-        return err;
-    }
-    store_effect *e = store_effect_add(st, EFFECT_JOB, id);
-    if (e == NULL) {
-        job_row_clear(&row);
-        return JOBQ_ENOMEM;
-    }
-    e->from = from;
-    e->to = to;
-    e->run_at_ms = run_at_ms;
-    e->queue = row.queue;
-    row.queue = NULL;
-    if (to == JOBQ_SUCCEEDED || to == JOBQ_DEAD || to == JOBQ_CANCELLED) {
-        e->row = row;
-        e->row.queue = strdup(e->queue);
-        if (e->row.queue == NULL) {
-            return JOBQ_ENOMEM; /* the whole operation is undone, effects too */
-        }
-    } else {
-        job_row_clear(&row);
-    }
-    return JOBQ_OK;
-}
-
-/* release_children: parent ended in pstate: each job waiting for it is released (when it
- * waits for nothing else) or cancelled; cancelled ones are pushed on the work list. */
-static int
-release_children(store *st, int64_t parent, int pstate, int64_t now_ms, int64_t **work,
-                 int **wstates, size_t *nwork, size_t *capwork)
-{
-    sqlite3_stmt *s = stmt_get(st, S_DEP_CHILDREN);
-    sqlite3_bind_int64(s, 1, parent);
-    int64_t *kids = NULL;
-    size_t nkids = 0, cap = 0;
-    int rc, err = JOBQ_OK;
-    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
-        if (nkids == cap) {
-            cap = cap ? cap * 2 : 8;
-            int64_t *grown = realloc(kids, cap * sizeof(*kids));
-            if (grown == NULL) {
-                err = JOBQ_ENOMEM;
-                break;
-            }
-            kids = grown;
-        }
-        kids[nkids++] = sqlite3_column_int64(s, 0);
-    }
-    if (err == JOBQ_OK && rc != SQLITE_DONE) {
-        err = from_sqlite(rc);
-    }
-    stmt_done(s);
-    if (err == JOBQ_OK && nkids > 0) {
-        s = stmt_get(st, S_DEP_DELETE_PARENT);
-        sqlite3_bind_int64(s, 1, parent);
-        err = step_done(s);
-    }
-    for (size_t i = 0; i < nkids && err == JOBQ_OK; i++) {
-        int64_t kid = kids[i];
-        s = stmt_get(st, S_CHILD_INFO);
-        sqlite3_bind_int64(s, 1, kid);
-        if ((rc = sqlite3_step(s)) != SQLITE_ROW) {
-            stmt_done(s);
-            err = rc == SQLITE_DONE ? JOBQ_OK : from_sqlite(rc);
-            continue; /* deleted meanwhile */
-        }
-        int kstate = sqlite3_column_int(s, 0);
-        bool always = sqlite3_column_int(s, 1) != 0;
-        int64_t run_at = sqlite3_column_int64(s, 2);
-        stmt_done(s);
-        if (kstate != JOBQ_WAITING) {
-            continue;
-        }
-        if (pstate != JOBQ_SUCCEEDED && !always) {
-            char why[160];
-            snprintf(why, sizeof(why), "parent job %lld ended %s", (long long)parent,
-                     pstate == JOBQ_DEAD ? "dead" : "cancelled");
-            s = stmt_get(st, S_CHILD_CANCEL);
-            sqlite3_bind_int64(s, 1, kid);
-            sqlite3_bind_int64(s, 2, now_ms);
-            sqlite3_bind_text(s, 3, why, -1, SQLITE_TRANSIENT);
-            if ((err = step_done(s)) != JOBQ_OK) {
-                break;
-            }
-            s = stmt_get(st, S_DEP_DELETE_JOB);
-            sqlite3_bind_int64(s, 1, kid);
-            if ((err = step_done(s)) != JOBQ_OK ||
-                (err = job_effect(st, kid, JOBQ_WAITING, JOBQ_CANCELLED, run_at)) != JOBQ_OK) {
-                break;
-            }
-            if (*nwork == *capwork) {
-                size_t c2 = *capwork ? *capwork * 2 : 8;
-                int64_t *g1 = realloc(*work, c2 * sizeof(**work));
-                if (g1 != NULL) {
-                    *work = g1;
-                }
-                int *g2 = g1 != NULL ? realloc(*wstates, c2 * sizeof(**wstates)) : NULL;
-                if (g2 == NULL) {
-                    err = JOBQ_ENOMEM;
-                    break;
-                }
-                *wstates = g2;
-                *capwork = c2;
-            }
-            (*work)[*nwork] = kid;
-            (*wstates)[(*nwork)++] = JOBQ_CANCELLED;
-            continue;
-        }
-        s = stmt_get(st, S_DEP_REMAINING);
-        sqlite3_bind_int64(s, 1, kid);
-        rc = sqlite3_step(s);
-        stmt_done(s);
-        if (rc == SQLITE_ROW) {
-            continue; /* still waits for another parent */
-        }
-        if (rc != SQLITE_DONE) {
-            err = from_sqlite(rc);
-            break;
-        }
-        int to = run_at > now_ms ? JOBQ_SCHEDULED : JOBQ_READY;
-        s = stmt_get(st, S_CHILD_RELEASE);
-        sqlite3_bind_int64(s, 1, kid);
-        sqlite3_bind_int(s, 2, to);
-        if ((err = step_done(s)) != JOBQ_OK ||
-            (err = job_effect(st, kid, JOBQ_WAITING, to, run_at)) != JOBQ_OK) {
-            break;
-        }
-    }
-    free(kids);
-    return err;
-}
-
-/* ended: job id has just ended in state (succeeded, dead or cancelled), in this
- * transaction: release or cancel the jobs that wait for it, and settle its group; the same
- * for every job that cancels in turn. */
-static int
-ended(store *st, int64_t id, int state, int64_t now_ms)
-{
-    int64_t *work = malloc(sizeof(*work));
-    int *wstates = malloc(sizeof(*wstates));
-    size_t nwork = 1, capwork = 1;
-    int err = JOBQ_OK;
-    if (work == NULL || wstates == NULL) {
-        free(work);
-        free(wstates);
-        return JOBQ_ENOMEM;
-    }
-    work[0] = id;
-    wstates[0] = state;
-    while (nwork > 0 && err == JOBQ_OK) {
-        nwork--;
-        int64_t jid = work[nwork];
-        int jstate = wstates[nwork];
-        err = release_children(st, jid, jstate, now_ms, &work, &wstates, &nwork, &capwork);
-        if (err != JOBQ_OK) {
-            break;
-        }
-        sqlite3_stmt *s = stmt_get(st, S_GROUP_OF);
-        sqlite3_bind_int64(s, 1, jid);
-        int rc = sqlite3_step(s);
-        int64_t gid = rc == SQLITE_ROW ? sqlite3_column_int64(s, 0) : 0;
-        stmt_done(s);
-        if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
-            err = from_sqlite(rc);
-        } else if (gid != 0) {
-            err = sq_group_settle(st, gid, now_ms);
-        }
-    }
-    free(work);
-    free(wstates);
-    return err;
 }
 
 static int
@@ -788,71 +593,6 @@ sq_group_create(store *st, const group_spec *g, int64_t now_ms, int64_t *gidp)
     if (err == JOBQ_OK) {
         *gidp = sqlite3_last_insert_rowid(SQ(st)->db);
     }
-    return err;
-}
-
-static int
-sq_group_settle(store *st, int64_t gid, int64_t now_ms)
-{
-    sqlite3_stmt *s = stmt_get(st, S_GROUP_OPEN);
-    sqlite3_bind_int64(s, 1, gid);
-    int rc = sqlite3_step(s);
-    if (rc != SQLITE_ROW) {
-        stmt_done(s);
-        return rc == SQLITE_DONE ? JOBQ_OK : from_sqlite(rc); /* done, or still open */
-    }
-    char *oc_queue = col_text(s, 0);
-    char *oc_payload = col_text(s, 1);
-    job_spec spec = {.queue = oc_queue,
-                     .priority = sqlite3_column_int(s, 2),
-                     .max_attempts = sqlite3_column_int(s, 3),
-                     .timeout_ms = sqlite3_column_int64(s, 4),
-                     .run_at_ms = now_ms};
-    stmt_done(s);
-    int err = JOBQ_OK;
-    int64_t oc_id = 0;
-    char *payload = NULL;
-    if (oc_queue != NULL) {
-        s = stmt_get(st, S_GROUP_OUTCOME);
-        sqlite3_bind_int64(s, 1, gid);
-        sqlite3_bind_text(s, 2, oc_payload != NULL ? oc_payload : "null", -1, SQLITE_STATIC);
-        rc = sqlite3_step(s);
-        payload = rc == SQLITE_ROW ? col_text(s, 0) : NULL;
-        stmt_done(s);
-        if (rc != SQLITE_ROW) {
-            err = from_sqlite(rc == SQLITE_DONE ? SQLITE_ERROR : rc);
-        } else if (payload == NULL) {
-            err = JOBQ_ENOMEM;
-        }
-        if (err == JOBQ_OK) {
-            spec.payload = payload;
-            bool dup;
-            int state;
-            err = sq_insert(st, &spec, now_ms, &oc_id, &dup, &state);
-            store_effect *e = err == JOBQ_OK ? store_effect_add(st, EFFECT_JOB, oc_id) : NULL;
-            if (err == JOBQ_OK && (e == NULL || (e->queue = strdup(oc_queue)) == NULL)) {
-                err = JOBQ_ENOMEM;
-            } else if (e != NULL) {
-                e->to = state;
-                e->run_at_ms = now_ms;
-            }
-        }
-    }
-    if (err == JOBQ_OK) {
-        s = stmt_get(st, S_GROUP_DONE);
-        sqlite3_bind_int64(s, 1, gid);
-        sqlite3_bind_int64(s, 2, now_ms);
-        if (oc_id != 0) {
-            sqlite3_bind_int64(s, 3, oc_id);
-        }
-        err = step_done(s);
-    }
-    if (err == JOBQ_OK && store_effect_add(st, EFFECT_GROUP, gid) == NULL) {
-        err = JOBQ_ENOMEM;
-    }
-    free(payload);
-    free(oc_queue);
-    free(oc_payload);
     return err;
 }
 
@@ -920,12 +660,6 @@ sq_group_get(store *st, int64_t gid, bool members, group_info *g)
     return err;
 }
 
-int64_t
-sq_missing_parent(const store *st)
-{
-    return SQC(st)->missing_parent;
-}
-
 static int
 sq_waiting_for(store *st, int64_t id, int64_t *ids, size_t max, size_t *np)
 {
@@ -982,152 +716,6 @@ sq_schedule_since(store *st, const char *name, int64_t now_ms, int64_t *sincep)
 }
 
 static int
-sq_schedule_fire(store *st, const char *name, int64_t tick_ms, const job_spec *spec, int64_t now_ms,
-                 int64_t *idp, bool *dupp, int *statep)
-{
-    sqlite3_stmt *s = stmt_get(st, S_SCHED_SET);
-    sqlite3_bind_text(s, 1, name, -1, SQLITE_STATIC);
-    sqlite3_bind_int64(s, 2, tick_ms);
-    int err = step_done(s);
-    if (err != JOBQ_OK || spec == NULL) {
-        return err;
-    }
-    return sq_insert(st, spec, now_ms, idp, dupp, statep);
-}
-
-/* state_of: the state of job id, or -1 if it does not exist. */
-static int
-state_of(store *st, int64_t id)
-{
-    sqlite3_stmt *s = stmt_get(st, S_STATE_OF);
-    sqlite3_bind_int64(s, 1, id);
-    int state = sqlite3_step(s) == SQLITE_ROW ? sqlite3_column_int(s, 0) : -1;
-    stmt_done(s);
-    return state;
-}
-
-static int
-sq_insert(store *st, const job_spec *spec, int64_t now_ms, int64_t *idp, bool *dupp, int *statep)
-{
-    sqlite3_stmt *s;
-    int rc;
-    if (spec->key != NULL) {
-        s = stmt_get(st, S_KEY_FIND);
-        sqlite3_bind_text(s, 1, spec->queue, -1, SQLITE_STATIC);
-        sqlite3_bind_text(s, 2, spec->key, -1, SQLITE_STATIC);
-        rc = sqlite3_step(s);
-        if (rc == SQLITE_ROW) {
-            int64_t id = sqlite3_column_int64(s, 0);
-            uint64_t hash = (uint64_t)sqlite3_column_int64(s, 1);
-            int64_t created = sqlite3_column_int64(s, 2);
-            stmt_done(s);
-            if (now_ms - created < spec->key_ttl_ms) {
-                if (hash != spec->payload_hash) {
-                    return JOBQ_ECONFLICT;
-                }
-                *idp = id;
-                *dupp = true;
-                *statep = state_of(st, id);
-                return JOBQ_OK;
-            }
-            /* The key's window has passed: it may be admitted again. */
-            s = stmt_get(st, S_KEY_DELETE);
-            sqlite3_bind_text(s, 1, spec->queue, -1, SQLITE_STATIC);
-            sqlite3_bind_text(s, 2, spec->key, -1, SQLITE_STATIC);
-            rc = sqlite3_step(s);
-            stmt_done(s);
-            if (rc != SQLITE_DONE) {
-                return from_sqlite(rc);
-            }
-        } else {
-            stmt_done(s);
-            if (rc != SQLITE_DONE) {
-                return from_sqlite(rc);
-            }
-        }
-    }
-    int state = spec->run_at_ms > now_ms ? JOBQ_SCHEDULED : JOBQ_READY;
-    char why[160] = "";
-    size_t unfinished = 0;
-    for (size_t i = 0; i < spec->nafter; i++) {
-        int ps = state_of(st, spec->after[i]);
-        if (ps < 0) {
-            SQ(st)->missing_parent = spec->after[i];
-            return JOBQ_ENOENT;
-        }
-        if (ps == JOBQ_DEAD || ps == JOBQ_CANCELLED) {
-            if (!spec->after_always && why[0] == '\0') {
-                snprintf(why, sizeof(why), "parent job %lld ended %s", (long long)spec->after[i],
-                         ps == JOBQ_DEAD ? "dead" : "cancelled");
-            }
-        } else if (ps != JOBQ_SUCCEEDED) {
-            unfinished++;
-        }
-    }
-    if (why[0] != '\0') {
-        state = JOBQ_CANCELLED;
-    } else if (unfinished > 0) {
-        state = JOBQ_WAITING;
-    }
-    s = stmt_get(st, S_INSERT);
-    sqlite3_bind_text(s, 1, spec->queue, -1, SQLITE_STATIC);
-    sqlite3_bind_text(s, 2, spec->payload, -1, SQLITE_STATIC);
-    sqlite3_bind_int(s, 3, spec->priority);
-    sqlite3_bind_int(s, 4, state);
-    sqlite3_bind_int64(s, 5, spec->run_at_ms);
-    sqlite3_bind_int(s, 6, spec->max_attempts);
-    sqlite3_bind_int64(s, 7, spec->timeout_ms);
-    if (spec->key != NULL) {
-        sqlite3_bind_text(s, 8, spec->key, -1, SQLITE_STATIC);
-    }
-    sqlite3_bind_int64(s, 9, now_ms);
-    if (spec->group_id != 0) {
-        sqlite3_bind_int64(s, 10, spec->group_id);
-    }
-    sqlite3_bind_int(s, 11, spec->after_always);
-    if (state == JOBQ_CANCELLED) {
-        sqlite3_bind_text(s, 12, why, -1, SQLITE_TRANSIENT);
-        sqlite3_bind_int64(s, 13, now_ms);
-    }
-    rc = sqlite3_step(s);
-    stmt_done(s);
-    if (rc != SQLITE_DONE) {
-        return from_sqlite(rc);
-    }
-    int64_t id = sqlite3_last_insert_rowid(SQ(st)->db);
-    for (size_t i = 0; state == JOBQ_WAITING && i < spec->nafter; i++) {
-        if (state_of(st, spec->after[i]) == JOBQ_SUCCEEDED) {
-            continue; /* already done: nothing to wait for */
-        }
-        s = stmt_get(st, S_DEP_INSERT);
-        sqlite3_bind_int64(s, 1, spec->after[i]);
-        sqlite3_bind_int64(s, 2, id);
-        rc = sqlite3_step(s);
-        stmt_done(s);
-        if (rc != SQLITE_DONE) {
-            return from_sqlite(rc);
-        }
-    }
-    if (spec->key != NULL) {
-        s = stmt_get(st, S_KEY_INSERT);
-        sqlite3_bind_text(s, 1, spec->queue, -1, SQLITE_STATIC);
-        sqlite3_bind_text(s, 2, spec->key, -1, SQLITE_STATIC);
-        sqlite3_bind_int64(s, 3, id);
-        sqlite3_bind_int64(s, 4, (int64_t)spec->payload_hash);
-        sqlite3_bind_int64(s, 5, now_ms);
-        rc = sqlite3_step(s);
-        stmt_done(s);
-        if (rc != SQLITE_DONE) {
-            return from_sqlite(rc);
-        }
-    }
-    *idp = id;
-    *dupp = false;
-    *statep = state;
-    return JOBQ_OK;
-}
-
-static int
 sq_get(store *st, int64_t id, job_row *row)
 {
     sqlite3_stmt *s = stmt_get(st, S_GET);
@@ -1137,47 +725,6 @@ sq_get(store *st, int64_t id, job_row *row)
               : rc == SQLITE_DONE ? JOBQ_ENOENT
                                   : from_sqlite(rc);
     stmt_done(s);
-    return err;
-}
-
-static int
-sq_cancel(store *st, int64_t id, int64_t now_ms, bool allow_running, job_row *row, int *old_statep)
-{
-    job_row cur;
-    int err = sq_get(st, id, &cur);
-    if (err != JOBQ_OK) {
-        return err;
-    }
-    int old = cur.state;
-    job_row_clear(&cur);
-    if (old == JOBQ_SUCCEEDED || old == JOBQ_DEAD || old == JOBQ_CANCELLED ||
-        (old == JOBQ_RUNNING && !allow_running)) {
-        return JOBQ_ESTATE;
-    }
-    sqlite3_stmt *s = stmt_get(st, S_CANCEL);
-    sqlite3_bind_int64(s, 1, id);
-    sqlite3_bind_int64(s, 2, now_ms);
-    int rc = sqlite3_step(s);
-    stmt_done(s);
-    if (rc != SQLITE_DONE) {
-        return from_sqlite(rc);
-    }
-    if (old == JOBQ_WAITING) {
-        s = stmt_get(st, S_DEP_DELETE_JOB);
-        sqlite3_bind_int64(s, 1, id);
-        rc = sqlite3_step(s);
-        stmt_done(s);
-        if (rc != SQLITE_DONE) {
-            return from_sqlite(rc);
-        }
-    }
-    if ((err = ended(st, id, JOBQ_CANCELLED, now_ms)) != JOBQ_OK) {
-        return err;
-    }
-    err = sq_get(st, id, row);
-    if (err == JOBQ_OK) {
-        *old_statep = old;
-    }
     return err;
 }
 
@@ -1259,44 +806,6 @@ sq_claim(store *st, const char *queue, int64_t now_ms, size_t max, job_row *rows
     return JOBQ_OK;
 }
 
-/* add_attempt: one row of a job's attempt history. */
-static int
-add_attempt(store *st, const attempt_rec *a, int64_t id, int64_t now_ms, const char *error)
-{
-    sqlite3_stmt *s = stmt_get(st, S_ATTEMPT_INSERT);
-    sqlite3_bind_int64(s, 1, id);
-    sqlite3_bind_int(s, 2, a->attempt);
-    sqlite3_bind_int64(s, 3, a->started_at_ms);
-    sqlite3_bind_int64(s, 4, now_ms);
-    sqlite3_bind_text(s, 5, a->kind, -1, SQLITE_STATIC);
-    bind_text_or_null(s, 6, error);
-    int rc = sqlite3_step(s);
-    stmt_done(s);
-    return rc == SQLITE_DONE ? JOBQ_OK : from_sqlite(rc);
-}
-
-static int
-sq_finish(store *st, int64_t id, int new_state, int64_t now_ms, int64_t run_at_ms,
-          const char *result, const char *error, const attempt_rec *a)
-{
-    sqlite3_stmt *s = stmt_get(st, S_FINISH);
-    sqlite3_bind_int64(s, 1, id);
-    sqlite3_bind_int(s, 2, new_state);
-    sqlite3_bind_int64(s, 3, now_ms);
-    sqlite3_bind_int64(s, 4, run_at_ms);
-    bind_text_or_null(s, 5, result);
-    bind_text_or_null(s, 6, error);
-    int err = step_change(st, s);
-    if (err == JOBQ_OK && a != NULL) {
-        err = add_attempt(st, a, id, now_ms, error);
-    }
-    if (err == JOBQ_OK &&
-        (new_state == JOBQ_SUCCEEDED || new_state == JOBQ_DEAD || new_state == JOBQ_CANCELLED)) {
-        err = ended(st, id, new_state, now_ms);
-    }
-    return err;
-}
-
 static int
 sq_requeue(store *st, int64_t id, int64_t now_ms, const char *error, const attempt_rec *a)
 {
@@ -1304,7 +813,7 @@ sq_requeue(store *st, int64_t id, int64_t now_ms, const char *error, const attem
     sqlite3_bind_int64(s, 1, id);
     bind_text_or_null(s, 2, error);
     int err = step_change(st, s);
-    return err == JOBQ_OK && a != NULL ? add_attempt(st, a, id, now_ms, error) : err;
+    return err == JOBQ_OK && a != NULL ? sq_attempt_add(st, id, a, now_ms, error) : err;
 }
 
 static int
@@ -1371,91 +880,6 @@ static int
 sq_next_due(store *st, int64_t *atp)
 {
     return oldest(stmt_get(st, S_NEXT_DUE), atp);
-}
-
-static int
-sq_recover_running(store *st, int64_t now_ms, int poison_crashes,
-                   bool (*local)(void *arg, const char *queue),
-                   void (*fn)(void *arg, const char *queue, int64_t id, bool poisoned), void *arg,
-                   size_t *np)
-{
-    /* Collect first: the rows change under the read otherwise. */
-    sqlite3_stmt *s = stmt_get(st, S_RUNNING);
-    size_t n = 0, cap = 0;
-    struct running {
-        int64_t id;
-        char *queue;
-        attempt_rec a;
-    } *rows = NULL;
-    int rc, err = JOBQ_OK;
-    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
-        if (n == cap) {
-            cap = cap ? cap * 2 : 64;
-            void *grown = realloc(rows, cap * sizeof(*rows));
-            if (grown == NULL) {
-                err = JOBQ_ENOMEM;
-                break;
-            }
-            rows = grown;
-        }
-        rows[n].id = sqlite3_column_int64(s, 0);
-        rows[n].queue = col_text(s, 1);
-        rows[n].a = (attempt_rec){.attempt = sqlite3_column_int(s, 2),
-                                  .started_at_ms = sqlite3_column_int64(s, 3),
-                                  .kind = "crash"};
-        n++;
-    }
-    if (err == JOBQ_OK && rc != SQLITE_DONE) {
-        err = from_sqlite(rc);
-    }
-    stmt_done(s);
-    static const char crash_error[] = "interrupted: jobqd stopped (crash, kill -9 or power "
-                                      "loss) while the job ran";
-    for (size_t i = 0; i < n && err == JOBQ_OK; i++) {
-        err = add_attempt(st, &rows[i].a, rows[i].id, now_ms, crash_error);
-        if (err != JOBQ_OK) {
-            break;
-        }
-        s = stmt_get(st, S_CRASHES);
-        sqlite3_bind_int64(s, 1, rows[i].id);
-        int crashes = sqlite3_step(s) == SQLITE_ROW ? sqlite3_column_int(s, 0) : 0;
-        stmt_done(s);
-        bool poisoned = crashes >= poison_crashes &&
-                        (local == NULL || (rows[i].queue != NULL && local(arg, rows[i].queue)));
-        char msg[160];
-        if (poisoned) {
-            snprintf(msg, sizeof(msg),
-                     "suspected poison job: it was running during %d crashes of jobqd", crashes);
-            s = stmt_get(st, S_POISON);
-            sqlite3_bind_int64(s, 1, rows[i].id);
-            sqlite3_bind_int64(s, 2, now_ms);
-            sqlite3_bind_text(s, 3, msg, -1, SQLITE_STATIC);
-        } else {
-            s = stmt_get(st, S_RECOVER);
-            sqlite3_bind_int64(s, 1, rows[i].id);
-            sqlite3_bind_text(s, 2, crash_error, -1, SQLITE_STATIC);
-        }
-        rc = sqlite3_step(s);
-        stmt_done(s);
-        if (rc != SQLITE_DONE) {
-            err = from_sqlite(rc);
-            break;
-        }
-        if (poisoned && (err = ended(st, rows[i].id, JOBQ_DEAD, now_ms)) != JOBQ_OK) {
-            break;
-        }
-        if (fn != NULL && rows[i].queue != NULL) {
-            fn(arg, rows[i].queue, rows[i].id, poisoned);
-        }
-    }
-    for (size_t i = 0; i < n; i++) {
-        free(rows[i].queue);
-    }
-    free(rows);
-    if (err == JOBQ_OK) {
-        *np = n;
-    }
-    return err;
 }
 
 static int
@@ -1685,6 +1109,296 @@ store_sqlite_backup(const char *db_path, const char *dest, char *err, size_t err
     return result;
 }
 
+/* bind_ms_or_null: binds a time, or leaves NULL bound for 0 (none). */
+static void
+bind_ms_or_null(sqlite3_stmt *s, int i, int64_t ms)
+{
+    if (ms != 0) {
+        sqlite3_bind_int64(s, i, ms);
+    }
+}
+
+static int
+sq_job_insert(store *st, const job_spec *spec, int state, int64_t now_ms, int64_t finished_at_ms,
+              const char *error, int64_t *idp)
+{
+    sqlite3_stmt *s = stmt_get(st, S_INSERT);
+    sqlite3_bind_text(s, 1, spec->queue, -1, SQLITE_STATIC);
+    sqlite3_bind_text(s, 2, spec->payload, -1, SQLITE_STATIC);
+    sqlite3_bind_int(s, 3, spec->priority);
+    sqlite3_bind_int(s, 4, state);
+    sqlite3_bind_int64(s, 5, spec->run_at_ms);
+    sqlite3_bind_int(s, 6, spec->max_attempts);
+    sqlite3_bind_int64(s, 7, spec->timeout_ms);
+    bind_text_or_null(s, 8, spec->key);
+    sqlite3_bind_int64(s, 9, now_ms);
+    bind_ms_or_null(s, 10, spec->group_id);
+    sqlite3_bind_int(s, 11, spec->after_always);
+    bind_text_or_null(s, 12, error);
+    bind_ms_or_null(s, 13, finished_at_ms);
+    int err = step_done(s);
+    if (err == JOBQ_OK) {
+        *idp = sqlite3_last_insert_rowid(SQ(st)->db);
+    }
+    return err;
+}
+
+static int
+sq_job_state(store *st, int64_t id, int *statep)
+{
+    sqlite3_stmt *s = stmt_get(st, S_STATE_OF);
+    sqlite3_bind_int64(s, 1, id);
+    int rc = sqlite3_step(s);
+    if (rc == SQLITE_ROW) {
+        *statep = sqlite3_column_int(s, 0);
+    }
+    stmt_done(s);
+    return rc == SQLITE_ROW ? JOBQ_OK : rc == SQLITE_DONE ? JOBQ_ENOENT : from_sqlite(rc);
+}
+
+static int
+sq_job_set_state(store *st, int64_t id, int from, int to, int64_t finished_at_ms, const char *error)
+{
+    sqlite3_stmt *s = stmt_get(st, S_SET_STATE);
+    sqlite3_bind_int64(s, 1, id);
+    sqlite3_bind_int(s, 2, from);
+    sqlite3_bind_int(s, 3, to);
+    bind_ms_or_null(s, 4, finished_at_ms);
+    bind_text_or_null(s, 5, error);
+    return step_change(st, s);
+}
+
+static int
+sq_job_finish(store *st, int64_t id, int new_state, int64_t finished_at_ms, int64_t run_at_ms,
+              const char *result, const char *error)
+{
+    sqlite3_stmt *s = stmt_get(st, S_FINISH);
+    sqlite3_bind_int64(s, 1, id);
+    sqlite3_bind_int(s, 2, new_state);
+    bind_ms_or_null(s, 3, finished_at_ms);
+    bind_ms_or_null(s, 4, run_at_ms);
+    bind_text_or_null(s, 5, result);
+    bind_text_or_null(s, 6, error);
+    return step_change(st, s);
+}
+
+static int
+sq_attempt_add(store *st, int64_t id, const attempt_rec *a, int64_t now_ms, const char *error)
+{
+    sqlite3_stmt *s = stmt_get(st, S_ATTEMPT_INSERT);
+    sqlite3_bind_int64(s, 1, id);
+    sqlite3_bind_int(s, 2, a->attempt);
+    sqlite3_bind_int64(s, 3, a->started_at_ms);
+    sqlite3_bind_int64(s, 4, now_ms);
+    sqlite3_bind_text(s, 5, a->kind, -1, SQLITE_STATIC);
+    bind_text_or_null(s, 6, error);
+    return step_done(s);
+}
+
+/* one_int64: steps s, which yields one row of one integer, into *vp. */
+static int
+one_int64(sqlite3_stmt *s, int64_t *vp)
+{
+    int rc = sqlite3_step(s);
+    if (rc == SQLITE_ROW) {
+        *vp = sqlite3_column_int64(s, 0);
+    }
+    stmt_done(s);
+    return rc == SQLITE_ROW ? JOBQ_OK : rc == SQLITE_DONE ? JOBQ_ENOENT : from_sqlite(rc);
+}
+
+static int
+sq_attempt_count(store *st, int64_t id, const char *kind, int64_t *np)
+{
+    sqlite3_stmt *s = stmt_get(st, S_ATTEMPT_COUNT);
+    sqlite3_bind_int64(s, 1, id);
+    sqlite3_bind_text(s, 2, kind, -1, SQLITE_STATIC);
+    return one_int64(s, np);
+}
+
+static int
+sq_key_find(store *st, const char *queue, const char *key, int64_t *idp, uint64_t *hashp,
+            int64_t *created_at_msp)
+{
+    sqlite3_stmt *s = stmt_get(st, S_KEY_FIND);
+    sqlite3_bind_text(s, 1, queue, -1, SQLITE_STATIC);
+    sqlite3_bind_text(s, 2, key, -1, SQLITE_STATIC);
+    int rc = sqlite3_step(s);
+    if (rc == SQLITE_ROW) {
+        *idp = sqlite3_column_int64(s, 0);
+        *hashp = (uint64_t)sqlite3_column_int64(s, 1);
+        *created_at_msp = sqlite3_column_int64(s, 2);
+    }
+    stmt_done(s);
+    return rc == SQLITE_ROW ? JOBQ_OK : rc == SQLITE_DONE ? JOBQ_ENOENT : from_sqlite(rc);
+}
+
+static int
+sq_key_add(store *st, const char *queue, const char *key, int64_t id, uint64_t hash, int64_t now_ms)
+{
+    sqlite3_stmt *s = stmt_get(st, S_KEY_INSERT);
+    sqlite3_bind_text(s, 1, queue, -1, SQLITE_STATIC);
+    sqlite3_bind_text(s, 2, key, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(s, 3, id);
+    sqlite3_bind_int64(s, 4, (int64_t)hash);
+    sqlite3_bind_int64(s, 5, now_ms);
+    return step_done(s);
+}
+
+static int
+sq_key_delete(store *st, const char *queue, const char *key)
+{
+    sqlite3_stmt *s = stmt_get(st, S_KEY_DELETE);
+    sqlite3_bind_text(s, 1, queue, -1, SQLITE_STATIC);
+    sqlite3_bind_text(s, 2, key, -1, SQLITE_STATIC);
+    return step_done(s);
+}
+
+/* id_step: steps statement s of id for its one parameter id. */
+static int
+id_step(store *st, enum stmt_id sid, int64_t id)
+{
+    sqlite3_stmt *s = stmt_get(st, sid);
+    sqlite3_bind_int64(s, 1, id);
+    return step_done(s);
+}
+
+static int
+sq_dep_add(store *st, int64_t parent, int64_t child)
+{
+    sqlite3_stmt *s = stmt_get(st, S_DEP_INSERT);
+    sqlite3_bind_int64(s, 1, parent);
+    sqlite3_bind_int64(s, 2, child);
+    return step_done(s);
+}
+
+static int
+sq_dep_children(store *st, int64_t parent, int64_t **idsp, size_t *np)
+{
+    sqlite3_stmt *s = stmt_get(st, S_DEP_CHILDREN);
+    sqlite3_bind_int64(s, 1, parent);
+    int64_t *ids = NULL;
+    size_t n = 0, cap = 0;
+    int rc, err = JOBQ_OK;
+    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+        if (n == cap) {
+            cap = cap ? cap * 2 : 8;
+            int64_t *grown = realloc(ids, cap * sizeof(*ids));
+            if (grown == NULL) {
+                err = JOBQ_ENOMEM;
+                break;
+            }
+            ids = grown;
+        }
+        ids[n++] = sqlite3_column_int64(s, 0);
+    }
+    if (err == JOBQ_OK && rc != SQLITE_DONE) {
+        err = from_sqlite(rc);
+    }
+    stmt_done(s);
+    if (err != JOBQ_OK) {
+        free(ids);
+        return err;
+    }
+    *idsp = ids;
+    *np = n;
+    return JOBQ_OK;
+}
+
+static int
+sq_dep_drop_parent(store *st, int64_t parent)
+{
+    return id_step(st, S_DEP_DELETE_PARENT, parent);
+}
+
+static int
+sq_dep_drop_child(store *st, int64_t id)
+{
+    return id_step(st, S_DEP_DELETE_JOB, id);
+}
+
+static int
+sq_dep_pending(store *st, int64_t id, bool *waitsp)
+{
+    sqlite3_stmt *s = stmt_get(st, S_DEP_REMAINING);
+    sqlite3_bind_int64(s, 1, id);
+    int rc = sqlite3_step(s);
+    stmt_done(s);
+    if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
+        return from_sqlite(rc);
+    }
+    *waitsp = rc == SQLITE_ROW;
+    return JOBQ_OK;
+}
+
+static int
+sq_dep_job(store *st, int64_t id, int *statep, bool *alwaysp, int64_t *run_at_msp)
+{
+    sqlite3_stmt *s = stmt_get(st, S_CHILD_INFO);
+    sqlite3_bind_int64(s, 1, id);
+    int rc = sqlite3_step(s);
+    if (rc == SQLITE_ROW) {
+        *statep = sqlite3_column_int(s, 0);
+        *alwaysp = sqlite3_column_int(s, 1) != 0;
+        *run_at_msp = sqlite3_column_int64(s, 2);
+    }
+    stmt_done(s);
+    return rc == SQLITE_ROW ? JOBQ_OK : rc == SQLITE_DONE ? JOBQ_ENOENT : from_sqlite(rc);
+}
+
+static int
+sq_group_of(store *st, int64_t id, int64_t *gidp)
+{
+    sqlite3_stmt *s = stmt_get(st, S_GROUP_OF);
+    sqlite3_bind_int64(s, 1, id);
+    return one_int64(s, gidp); /* NULL reads as 0 */
+}
+
+static int
+sq_group_ended(store *st, int64_t gid, group_oc *oc)
+{
+    sqlite3_stmt *s = stmt_get(st, S_GROUP_ENDED);
+    sqlite3_bind_int64(s, 1, gid);
+    int rc = sqlite3_step(s);
+    if (rc != SQLITE_ROW) {
+        stmt_done(s);
+        return rc == SQLITE_DONE ? JOBQ_ENOENT : from_sqlite(rc);
+    }
+    group_oc o = {.queue = col_text(s, 0),
+                  .payload = col_text(s, 1),
+                  .priority = sqlite3_column_int(s, 2),
+                  .max_attempts = sqlite3_column_int(s, 3),
+                  .timeout_ms = sqlite3_column_int64(s, 4)};
+    bool oom = (o.queue == NULL && sqlite3_column_type(s, 0) != SQLITE_NULL) ||
+               (o.payload == NULL && sqlite3_column_type(s, 1) != SQLITE_NULL);
+    stmt_done(s);
+    if (oom) {
+        group_oc_clear(&o);
+        return JOBQ_ENOMEM;
+    }
+    *oc = o;
+    return JOBQ_OK;
+}
+
+static int
+sq_group_complete(store *st, int64_t gid, int64_t now_ms, int64_t oc_job_id)
+{
+    sqlite3_stmt *s = stmt_get(st, S_GROUP_DONE);
+    sqlite3_bind_int64(s, 1, gid);
+    sqlite3_bind_int64(s, 2, now_ms);
+    bind_ms_or_null(s, 3, oc_job_id);
+    return step_done(s);
+}
+
+static int
+sq_schedule_set(store *st, const char *name, int64_t tick_ms)
+{
+    sqlite3_stmt *s = stmt_get(st, S_SCHED_SET);
+    sqlite3_bind_text(s, 1, name, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(s, 2, tick_ms);
+    return step_done(s);
+}
+
 static const store_ops sqlite_ops = {
     .set_sync = sq_set_sync,
     .close = sq_close,
@@ -1696,35 +1410,47 @@ static const store_ops sqlite_ops = {
     .release = sq_release,
     .rollback_savepoint = sq_rollback_savepoint,
     .in_transaction = sq_in_transaction,
-    .insert = sq_insert,
+    .job_insert = sq_job_insert,
+    .job_state = sq_job_state,
+    .job_set_state = sq_job_set_state,
     .get = sq_get,
-    .cancel = sq_cancel,
     .list = sq_list,
     .count_each = sq_count_each,
     .paused_each = sq_paused_each,
     .set_paused = sq_set_paused,
     .claim = sq_claim,
-    .finish = sq_finish,
+    .job_finish = sq_job_finish,
     .requeue = sq_requeue,
     .promote_due = sq_promote_due,
     .next_due = sq_next_due,
-    .recover_running = sq_recover_running,
     .retry = sq_retry,
     .retry_bulk = sq_retry_bulk,
+    .ready_ahead = sq_ready_ahead,
+    .attempt_add = sq_attempt_add,
+    .attempt_count = sq_attempt_count,
     .attempts = sq_attempts,
+    .key_find = sq_key_find,
+    .key_add = sq_key_add,
+    .key_delete = sq_key_delete,
+    .dep_add = sq_dep_add,
+    .dep_children = sq_dep_children,
+    .dep_drop_parent = sq_dep_drop_parent,
+    .dep_drop_child = sq_dep_drop_child,
+    .dep_pending = sq_dep_pending,
+    .dep_job = sq_dep_job,
+    .waiting_for = sq_waiting_for,
     .sweep = sq_sweep,
     .sweep_groups = sq_sweep_groups,
     .sweep_keys = sq_sweep_keys,
-    .ready_ahead = sq_ready_ahead,
     .oldest_finished = sq_oldest_finished,
     .oldest_key = sq_oldest_key,
     .recent = sq_recent,
     .group_create = sq_group_create,
-    .group_settle = sq_group_settle,
+    .group_of = sq_group_of,
+    .group_ended = sq_group_ended,
+    .group_complete = sq_group_complete,
     .group_get = sq_group_get,
-    .missing_parent = sq_missing_parent,
-    .waiting_for = sq_waiting_for,
     .schedule_last = sq_schedule_last,
+    .schedule_set = sq_schedule_set,
     .schedule_since = sq_schedule_since,
-    .schedule_fire = sq_schedule_fire,
 };
