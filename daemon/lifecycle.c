@@ -442,3 +442,35 @@ lifecycle_schedule_fire(store *st, const char *name, int64_t tick_ms, const job_
     }
     return lifecycle_insert(st, spec, now_ms, idp, dupp, statep);
 }
+
+int
+lifecycle_sweep_queue(store *st, const char *queue, const int64_t *retention_ms, int64_t key_ttl_ms,
+                      int64_t now_ms, size_t max, size_t *deleted, bool *morep, int64_t *next_msp)
+{
+    static const int ends[] = {JOBQ_SUCCEEDED, JOBQ_DEAD, JOBQ_CANCELLED};
+    int64_t next_ms = INT64_MAX, at;
+    size_t n = 0;
+    for (size_t k = 0; k < sizeof(ends) / sizeof(ends[0]); k++) {
+        int state = ends[k];
+        int err = store_sweep(st, queue, state, now_ms - retention_ms[state], max, &n);
+        if (err != JOBQ_OK) {
+            return err;
+        }
+        deleted[state] = n;
+        *morep = *morep || n == max;
+        if (store_oldest_finished(st, queue, state, &at) == JOBQ_OK &&
+            at + retention_ms[state] < next_ms) {
+            next_ms = at + retention_ms[state];
+        }
+    }
+    int err = store_sweep_keys(st, queue, now_ms - key_ttl_ms, max, &n);
+    if (err != JOBQ_OK) {
+        return err;
+    }
+    *morep = *morep || n == max;
+    if (store_oldest_key(st, queue, &at) == JOBQ_OK && at + key_ttl_ms < next_ms) {
+        next_ms = at + key_ttl_ms;
+    }
+    *next_msp = next_ms;
+    return JOBQ_OK;
+}

@@ -71,6 +71,17 @@ int lifecycle_recover_running(store *st, int64_t now_ms, int poison_crashes,
 int lifecycle_schedule_fire(store *st, const char *name, int64_t tick_ms, const job_spec *spec,
                             int64_t now_ms, int64_t *idp, bool *dupp, int *statep);
 
+/** lifecycle_sweep_queue: retention of queue, in one batch of at most max deletions per
+ *  kind: deletes its ended jobs (with their history) that finished longer ago than
+ *  retention_ms[state] for each end state, counting them in deleted[state], and forgets its
+ *  idempotency keys first used longer ago than key_ttl_ms. Sets *morep when a batch was full
+ *  (sweep again at once; left as it is otherwise) and *next_msp to when the queue next has
+ *  something to delete (INT64_MAX: nothing stored to delete). retention_ms and deleted are
+ *  indexed by jobq_state. */
+int lifecycle_sweep_queue(store *st, const char *queue, const int64_t *retention_ms,
+                          int64_t key_ttl_ms, int64_t now_ms, size_t max, size_t *deleted,
+                          bool *morep, int64_t *next_msp);
+
 /** lifecycle_ended_state: whether state is an end (succeeded, dead or cancelled). Pure. */
 bool lifecycle_ended_state(int state);
 

@@ -1,5 +1,6 @@
 /* test_lifecycle.c: job policy over a real SQLite store: the dependency cascade, group
- * settlement and its payload, poison jobs after crashes, idempotency-key windows, cancel. */
+ * settlement and its payload, poison jobs after crashes, idempotency-key windows, cancel,
+ * retention. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -449,6 +450,70 @@ test_cancel(void **state)
     assert_int_equal(store_commit(f->st), JOBQ_OK);
 }
 
+/* Retention: ended jobs go once older than their state's retention, keys once older than
+ * their window; a full batch asks for another at once; the next sweep is due when the oldest
+ * thing left expires. */
+static void
+test_retention_sweep(void **state)
+{
+    fixture *f = *state;
+    int64_t ok1 = submit(f->st, "q", NULL, 0, false, 0, NULL);
+    int64_t ok2 = submit(f->st, "q", NULL, 0, false, 0, NULL);
+    int64_t bad = submit(f->st, "q", NULL, 0, false, 0, NULL);
+    size_t n;
+    store_effect *e = run(f->st, "q", ok1, JOBQ_SUCCEEDED, &n); /* each ends at 300 */
+    store_effects_free(e, n);
+    e = run(f->st, "q", ok2, JOBQ_SUCCEEDED, &n);
+    store_effects_free(e, n);
+    e = run(f->st, "q", bad, JOBQ_DEAD, &n);
+    store_effects_free(e, n);
+    job_spec s = {.queue = "q",
+                  .payload = "1",
+                  .max_attempts = 1,
+                  .timeout_ms = 1,
+                  .key = "k",
+                  .key_ttl_ms = 50};
+    int64_t kid;
+    bool dup;
+    int js;
+    assert_int_equal(store_begin(f->st), JOBQ_OK);
+    assert_int_equal(lifecycle_insert(f->st, &s, 350, &kid, &dup, &js), JOBQ_OK);
+    assert_int_equal(store_commit(f->st), JOBQ_OK);
+
+    int64_t retention[JOBQ_WAITING + 1] = {0};
+    retention[JOBQ_SUCCEEDED] = 100;
+    retention[JOBQ_DEAD] = 1000;
+    retention[JOBQ_CANCELLED] = 1000;
+    size_t deleted[JOBQ_WAITING + 1] = {0};
+    bool more = false;
+    int64_t next = 0;
+    assert_int_equal(store_begin(f->st), JOBQ_OK);
+    /* At 399 nothing has expired: the keys' window ends first (350 + 50). */
+    assert_int_equal(
+        lifecycle_sweep_queue(f->st, "q", retention, 50, 399, 1, deleted, &more, &next), JOBQ_OK);
+    assert_int_equal(deleted[JOBQ_SUCCEEDED], 0);
+    assert_false(more);
+    assert_int_equal(next, 400);
+    /* At 401 the two succeeded jobs (ended 300, kept 100) and the key have expired; one per
+     * batch. */
+    assert_int_equal(
+        lifecycle_sweep_queue(f->st, "q", retention, 50, 401, 1, deleted, &more, &next), JOBQ_OK);
+    assert_int_equal(deleted[JOBQ_SUCCEEDED], 1);
+    assert_int_equal(deleted[JOBQ_DEAD], 0);
+    assert_true(more);
+    assert_int_equal(next, 400); /* the other succeeded job */
+    more = false;
+    assert_int_equal(
+        lifecycle_sweep_queue(f->st, "q", retention, 50, 401, 1, deleted, &more, &next), JOBQ_OK);
+    assert_int_equal(deleted[JOBQ_SUCCEEDED], 1);
+    assert_int_equal(next, 1300); /* the dead job */
+    assert_int_equal(store_commit(f->st), JOBQ_OK);
+    assert_int_equal(state_of(f->st, bad), JOBQ_DEAD);
+    job_row r;
+    assert_int_equal(store_get(f->st, ok1, &r), JOBQ_ENOENT);
+    assert_int_equal(store_get(f->st, ok2, &r), JOBQ_ENOENT);
+}
+
 int
 main(void)
 {
@@ -460,6 +525,7 @@ main(void)
                                         teardown),
         cmocka_unit_test_setup_teardown(test_key_ttl_admission, setup, teardown),
         cmocka_unit_test_setup_teardown(test_cancel, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_retention_sweep, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
