@@ -16,8 +16,8 @@
  *   all of it is durable after store_commit returns JOBQ_OK (and store_set_sync(true)), none
  *   of it after store_rollback or a failed commit. A savepoint undoes exactly the calls made
  *   since it, and nothing else. Reads see the transaction's own writes.
- * - A call that fails leaves the data as it was before the call unless the transaction is
- *   rolled back anyway; the writer rolls back the operation's savepoint on any failure.
+ * - A call that fails may have done part of its work: the caller undoes it (the writer rolls
+ *   back the operation's savepoint on any failure, the effects recorded since with it).
  * - Errors are jobq_err: JOBQ_ENOENT no such row, JOBQ_ESTATE a fenced update found the row
  *   in another state, JOBQ_EFULL disk full, JOBQ_ENOMEM, JOBQ_ESTORE anything else.
  * - Out-parameters are written only on success. Rows handed out are owned by the caller.

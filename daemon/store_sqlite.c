@@ -193,9 +193,8 @@ typedef struct sqlite_store {
     store base;
     sqlite3 *db;
     sqlite3_stmt *stmt[S_COUNT_STMTS];
-    int64_t missing_parent; /* the "after" id a failed insert did not find */
-    bool full;              /* durability full: commits fsync unless store_set_sync says not */
-    bool syncing;           /* PRAGMA synchronous is FULL now */
+    bool full;    /* durability full: commits fsync unless store_set_sync says not */
+    bool syncing; /* PRAGMA synchronous is FULL now */
 } sqlite_store;
 
 #define SQ(st) ((sqlite_store *)(st))
@@ -1109,12 +1108,12 @@ store_sqlite_backup(const char *db_path, const char *dest, char *err, size_t err
     return result;
 }
 
-/* bind_ms_or_null: binds a time, or leaves NULL bound for 0 (none). */
+/* bind_int64_or_null: binds v, or leaves NULL bound for 0 (none: no time, no id). */
 static void
-bind_ms_or_null(sqlite3_stmt *s, int i, int64_t ms)
+bind_int64_or_null(sqlite3_stmt *s, int i, int64_t v)
 {
-    if (ms != 0) {
-        sqlite3_bind_int64(s, i, ms);
+    if (v != 0) {
+        sqlite3_bind_int64(s, i, v);
     }
 }
 
@@ -1132,10 +1131,10 @@ sq_job_insert(store *st, const job_spec *spec, int state, int64_t now_ms, int64_
     sqlite3_bind_int64(s, 7, spec->timeout_ms);
     bind_text_or_null(s, 8, spec->key);
     sqlite3_bind_int64(s, 9, now_ms);
-    bind_ms_or_null(s, 10, spec->group_id);
+    bind_int64_or_null(s, 10, spec->group_id);
     sqlite3_bind_int(s, 11, spec->after_always);
     bind_text_or_null(s, 12, error);
-    bind_ms_or_null(s, 13, finished_at_ms);
+    bind_int64_or_null(s, 13, finished_at_ms);
     int err = step_done(s);
     if (err == JOBQ_OK) {
         *idp = sqlite3_last_insert_rowid(SQ(st)->db);
@@ -1163,7 +1162,7 @@ sq_job_set_state(store *st, int64_t id, int from, int to, int64_t finished_at_ms
     sqlite3_bind_int64(s, 1, id);
     sqlite3_bind_int(s, 2, from);
     sqlite3_bind_int(s, 3, to);
-    bind_ms_or_null(s, 4, finished_at_ms);
+    bind_int64_or_null(s, 4, finished_at_ms);
     bind_text_or_null(s, 5, error);
     return step_change(st, s);
 }
@@ -1175,8 +1174,8 @@ sq_job_finish(store *st, int64_t id, int new_state, int64_t finished_at_ms, int6
     sqlite3_stmt *s = stmt_get(st, S_FINISH);
     sqlite3_bind_int64(s, 1, id);
     sqlite3_bind_int(s, 2, new_state);
-    bind_ms_or_null(s, 3, finished_at_ms);
-    bind_ms_or_null(s, 4, run_at_ms);
+    bind_int64_or_null(s, 3, finished_at_ms);
+    bind_int64_or_null(s, 4, run_at_ms);
     bind_text_or_null(s, 5, result);
     bind_text_or_null(s, 6, error);
     return step_change(st, s);
@@ -1386,7 +1385,7 @@ sq_group_complete(store *st, int64_t gid, int64_t now_ms, int64_t oc_job_id)
     sqlite3_stmt *s = stmt_get(st, S_GROUP_DONE);
     sqlite3_bind_int64(s, 1, gid);
     sqlite3_bind_int64(s, 2, now_ms);
-    bind_ms_or_null(s, 3, oc_job_id);
+    bind_int64_or_null(s, 3, oc_job_id);
     return step_done(s);
 }
 
