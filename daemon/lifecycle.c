@@ -401,33 +401,27 @@ lifecycle_recover_running(store *st, int64_t now_ms, int poison_crashes,
                           void (*fn)(void *arg, const char *queue, int64_t id, bool poisoned),
                           void *arg, size_t *np)
 {
-    enum { PAGE = 64 };
-    job_row rows[PAGE];
-    list_filter f = {.queue = NULL, .state = JOBQ_RUNNING, .after_id = 0, .limit = PAGE};
-    size_t total = 0;
-    bool more = true;
-    int err = JOBQ_OK;
-    while (err == JOBQ_OK && more) {
-        size_t n = 0;
-        if ((err = store_list(st, &f, rows, &n, &more)) != JOBQ_OK) {
-            break;
-        }
-        for (size_t i = 0; i < n; i++) {
-            bool poisoned = false;
-            if (err == JOBQ_OK) {
-                bool here = local == NULL || local(arg, rows[i].queue);
-                err = recover_one(st, &rows[i], now_ms, poison_crashes, here, &poisoned);
-            }
-            if (err == JOBQ_OK && fn != NULL) {
-                fn(arg, rows[i].queue, rows[i].id, poisoned);
-            }
-            f.after_id = rows[i].id;
-            job_row_clear(&rows[i]);
-        }
-        total += n;
+    /* Read them all first: the rows change under the read otherwise. */
+    job_row *rows = NULL;
+    size_t n = 0;
+    int err = store_running(st, &rows, &n);
+    if (err != JOBQ_OK) {
+        return err;
     }
+    for (size_t i = 0; i < n; i++) {
+        bool poisoned = false;
+        if (err == JOBQ_OK) {
+            bool here = local == NULL || local(arg, rows[i].queue);
+            err = recover_one(st, &rows[i], now_ms, poison_crashes, here, &poisoned);
+        }
+        if (err == JOBQ_OK && fn != NULL) {
+            fn(arg, rows[i].queue, rows[i].id, poisoned);
+        }
+        job_row_clear(&rows[i]);
+    }
+    free(rows);
     if (err == JOBQ_OK) {
-        *np = total;
+        *np = n;
     }
     return err;
 }

@@ -256,6 +256,12 @@ store_claim(store *st, const char *queue, int64_t now_ms, size_t max, job_row *r
 }
 
 int
+store_running(store *st, job_row **rowsp, size_t *np)
+{
+    return st->ops->running(st, rowsp, np);
+}
+
+int
 store_job_finish(store *st, int64_t id, int new_state, int64_t finished_at_ms, int64_t run_at_ms,
                  const char *result, const char *error)
 {

@@ -175,6 +175,11 @@ int store_set_paused(store *st, const char *queue, bool paused);
 int store_claim(store *st, const char *queue, int64_t now_ms, size_t max, job_row *rows,
                 size_t *np);
 
+/** store_running: every running job, in no given order, into *rowsp (malloc'd; clear each row
+ *  and free the array; NULL when none) and *np. Only id, queue, state, attempt and
+ *  started_at_ms are filled. */
+int store_running(store *st, job_row **rowsp, size_t *np);
+
 /** store_job_finish: records the end of a running attempt of job id: new_state,
  *  finished_at (0: none), run_at (0: unchanged), result and error texts (NULL: none).
  *  JOBQ_ESTATE if the job is not running (e.g. cancelled meanwhile). */
@@ -431,6 +436,7 @@ typedef struct store_ops {
     int (*set_paused)(store *st, const char *queue, bool paused);
     int (*claim)(store *st, const char *queue, int64_t now_ms, size_t max, job_row *rows,
                  size_t *np);
+    int (*running)(store *st, job_row **rowsp, size_t *np);
     int (*job_finish)(store *st, int64_t id, int new_state, int64_t finished_at_ms,
                       int64_t run_at_ms, const char *result, const char *error);
     int (*requeue)(store *st, int64_t id, int64_t now_ms, const char *error, const attempt_rec *a);

@@ -20,6 +20,7 @@ enum stmt_id {
     S_KEY_INSERT,
     S_INSERT,
     S_STATE_OF,
+    S_RUNNING,
     S_GET,
     S_SET_STATE,
     S_LIST,
@@ -107,6 +108,8 @@ static const char *const stmt_sql[S_COUNT_STMTS] = {
                  "timeout_ms, key, created_at, group_id, after_always, error, finished_at) "
                  "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
     [S_STATE_OF] = "SELECT state FROM jobs WHERE id = ?1",
+    [S_RUNNING] =
+        "SELECT id, queue, attempt, started_at FROM jobs WHERE state = " SQL_RUNNING " ORDER BY id",
     [S_GET] = "SELECT " JOB_COLS " FROM jobs WHERE id = ?1",
     [S_SET_STATE] = "UPDATE jobs SET state = ?3, finished_at = coalesce(?4, finished_at), "
                     "error = coalesce(?5, error) WHERE id = ?1 AND (?2 < 0 OR state = ?2)",
@@ -224,6 +227,7 @@ static int sq_paused_each(store *st, void (*fn)(void *arg, const char *queue), v
 static int sq_set_paused(store *st, const char *queue, bool paused);
 static int sq_claim(store *st, const char *queue, int64_t now_ms, size_t max, job_row *rows,
                     size_t *np);
+static int sq_running(store *st, job_row **rowsp, size_t *np);
 static int sq_job_finish(store *st, int64_t id, int new_state, int64_t finished_at_ms,
                          int64_t run_at_ms, const char *result, const char *error);
 static int sq_requeue(store *st, int64_t id, int64_t now_ms, const char *error,
@@ -1168,6 +1172,51 @@ sq_job_set_state(store *st, int64_t id, int from, int to, int64_t finished_at_ms
 }
 
 static int
+sq_running(store *st, job_row **rowsp, size_t *np)
+{
+    sqlite3_stmt *s = stmt_get(st, S_RUNNING);
+    job_row *rows = NULL;
+    size_t n = 0, cap = 0;
+    int rc, err = JOBQ_OK;
+    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+        if (n == cap) {
+            cap = cap ? cap * 2 : 64;
+            job_row *grown = realloc(rows, cap * sizeof(*rows));
+            if (grown == NULL) {
+                err = JOBQ_ENOMEM;
+                break;
+            }
+            rows = grown;
+        }
+        job_row *r = &rows[n++];
+        memset(r, 0, sizeof(*r));
+        r->id = sqlite3_column_int64(s, 0);
+        r->queue = col_text(s, 1);
+        r->state = JOBQ_RUNNING;
+        r->attempt = sqlite3_column_int(s, 2);
+        r->started_at_ms = sqlite3_column_int64(s, 3);
+        if (r->queue == NULL) {
+            err = JOBQ_ENOMEM;
+            break;
+        }
+    }
+    if (err == JOBQ_OK && rc != SQLITE_DONE) {
+        err = from_sqlite(rc);
+    }
+    stmt_done(s);
+    if (err != JOBQ_OK) {
+        while (n > 0) {
+            job_row_clear(&rows[--n]);
+        }
+        free(rows);
+        return err;
+    }
+    *rowsp = rows;
+    *np = n;
+    return JOBQ_OK;
+}
+
+static int
 sq_job_finish(store *st, int64_t id, int new_state, int64_t finished_at_ms, int64_t run_at_ms,
               const char *result, const char *error)
 {
@@ -1418,6 +1467,7 @@ static const store_ops sqlite_ops = {
     .paused_each = sq_paused_each,
     .set_paused = sq_set_paused,
     .claim = sq_claim,
+    .running = sq_running,
     .job_finish = sq_job_finish,
     .requeue = sq_requeue,
     .promote_due = sq_promote_due,

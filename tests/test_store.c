@@ -476,6 +476,34 @@ test_contract_attempt_count_and_requeue(void **state)
 }
 
 static void
+test_contract_running(void **state)
+{
+    fixture *f = *state;
+    job_row *rows = NULL;
+    size_t n = 9;
+    assert_int_equal(store_running(f->st, &rows, &n), JOBQ_OK);
+    assert_int_equal(n, 0);
+    free(rows);
+    int64_t a = insert(f->st, "a", 0, 0, 0);
+    int64_t b = insert(f->st, "b", 0, 0, 0);
+    insert(f->st, "b", 0, 0, 0); /* ready: not running */
+    assert_int_equal(claim_one(f->st, "a", 7), a);
+    assert_int_equal(claim_one(f->st, "b", 8), b);
+    assert_int_equal(store_running(f->st, &rows, &n), JOBQ_OK);
+    assert_int_equal(n, 2);
+    for (size_t i = 0; i < n; i++) {
+        job_row *r = &rows[i];
+        assert_true(r->id == a || r->id == b);
+        assert_string_equal(r->queue, r->id == a ? "a" : "b");
+        assert_int_equal(r->state, JOBQ_RUNNING);
+        assert_int_equal(r->attempt, 1);
+        assert_int_equal(r->started_at_ms, r->id == a ? 7 : 8);
+        job_row_clear(r);
+    }
+    free(rows);
+}
+
+static void
 test_contract_sweep_deletes_old_finished_jobs_and_history(void **state)
 {
     fixture *f = *state;
@@ -634,6 +662,7 @@ main(void)
         cmocka_unit_test_setup_teardown(test_contract_dependencies, setup, teardown),
         cmocka_unit_test_setup_teardown(test_contract_groups, setup, teardown),
         cmocka_unit_test_setup_teardown(test_contract_attempt_count_and_requeue, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_contract_running, setup, teardown),
         cmocka_unit_test_setup_teardown(test_contract_sweep_deletes_old_finished_jobs_and_history,
                                         setup, teardown),
         cmocka_unit_test_setup_teardown(test_contract_promote_due, setup, teardown),
