@@ -4,6 +4,7 @@
 #include <stdbool.h>
 #include <stdlib.h>
 
+#include "lifecycle.h"
 #include "log.h"
 #include "scheduler.h"
 
@@ -18,8 +19,8 @@ exec_attempt(store *st, wop *op, int64_t now_ms)
         return store_requeue(st, a->job.id, now_ms, a->error, &rec);
     }
     a->job.finished_at_ms = now_ms;
-    return store_finish(st, a->job.id, a->outcome.state, now_ms, a->outcome.run_at_ms, a->result,
-                        a->error, &rec);
+    return lifecycle_finish(st, a->job.id, a->outcome.state, now_ms, a->outcome.run_at_ms,
+                            a->result, a->error, &rec);
 }
 
 static void

@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "codec.h"
+#include "lifecycle.h"
 #include "log.h"
 #include "request.h"
 #include "scheduler.h"
@@ -125,7 +126,7 @@ periodic_recover(store *st, const schedule_conf *sc, const queue_conf *qc, int64
     if (sc->missed_skip) {
         log_info("schedule_missed", "schedule=%s last_tick=%lld skipped_to=%lld", sc->name,
                  (long long)last, (long long)tick);
-        return store_schedule_fire(st, sc->name, tick, NULL, now_ms, NULL, NULL, NULL);
+        return lifecycle_schedule_fire(st, sc->name, tick, NULL, now_ms, NULL, NULL, NULL);
     }
     char key[160];
     job_spec spec;
@@ -133,7 +134,7 @@ periodic_recover(store *st, const schedule_conf *sc, const queue_conf *qc, int64
     int64_t id;
     bool dup;
     int state;
-    err = store_schedule_fire(st, sc->name, tick, &spec, now_ms, &id, &dup, &state);
+    err = lifecycle_schedule_fire(st, sc->name, tick, &spec, now_ms, &id, &dup, &state);
     if (err == JOBQ_OK) {
         *firedp = !dup;
         log_info("schedule_missed", "schedule=%s tick=%lld id=%lld run=once", sc->name,
@@ -163,8 +164,8 @@ static int
 exec_fire(store *st, wop *op, int64_t now_ms)
 {
     fire_op *f = container_of(op, fire_op, op);
-    return store_schedule_fire(st, f->p->sc->name, f->tick_ms, &f->spec, now_ms, &f->id, &f->dup,
-                               &f->state);
+    return lifecycle_schedule_fire(st, f->p->sc->name, f->tick_ms, &f->spec, now_ms, &f->id,
+                                   &f->dup, &f->state);
 }
 
 static void

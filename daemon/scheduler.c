@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "codec.h"
+#include "lifecycle.h"
 #include "log.h"
 #include "runner.h"
 #include "webhook.h"
@@ -432,35 +433,12 @@ static int
 exec_sweep(store *st, wop *op, int64_t now_ms)
 {
     sweep_op *p = container_of(op, sweep_op, op);
-    static const int states[] = {JOBQ_SUCCEEDED, JOBQ_DEAD, JOBQ_CANCELLED};
     for (size_t i = 0; i < p->n; i++) {
         sweep_q *q = &p->qs[i];
-        q->next_ms = INT64_MAX;
-        for (size_t k = 0; k < 3; k++) {
-            int state = states[k];
-            size_t n = 0;
-            int err =
-                store_sweep(st, q->name, state, now_ms - q->retention_ms[state], SWEEP_BATCH, &n);
-            if (err != JOBQ_OK) {
-                return err;
-            }
-            q->deleted[state] = n;
-            q->more = q->more || n == SWEEP_BATCH;
-            int64_t at;
-            if (store_oldest_finished(st, q->name, state, &at) == JOBQ_OK &&
-                at + q->retention_ms[state] < q->next_ms) {
-                q->next_ms = at + q->retention_ms[state];
-            }
-        }
-        size_t n = 0;
-        int err = store_sweep_keys(st, q->name, now_ms - q->key_ttl_ms, SWEEP_BATCH, &n);
+        int err = lifecycle_sweep_queue(st, q->name, q->retention_ms, q->key_ttl_ms, now_ms,
+                                        SWEEP_BATCH, q->deleted, &q->more, &q->next_ms);
         if (err != JOBQ_OK) {
             return err;
-        }
-        q->more = q->more || n == SWEEP_BATCH;
-        int64_t at;
-        if (store_oldest_key(st, q->name, &at) == JOBQ_OK && at + q->key_ttl_ms < q->next_ms) {
-            q->next_ms = at + q->key_ttl_ms;
         }
     }
     /* Groups whose last member this sweep (or an earlier one) deleted. */

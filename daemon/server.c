@@ -16,6 +16,7 @@
 #include "codec.h"
 #include "hold.h"
 #include "http.h"
+#include "lifecycle.h"
 #include "log.h"
 #include "monitor.h"
 #include "periodic.h"
@@ -382,15 +383,16 @@ exec_submit(store *st, wop *op, int64_t now_ms)
     }
     for (size_t i = 0; i < c->req.njobs; i++) {
         c->specs[i].group_id = c->group_id;
-        int err = store_insert(st, &c->specs[i], now_ms, &c->ids[i], &c->dups[i], &c->states[i]);
+        int err =
+            lifecycle_insert(st, &c->specs[i], now_ms, &c->ids[i], &c->dups[i], &c->states[i]);
         if (err != JOBQ_OK) {
             c->failed_at = i;
-            c->missing_parent = err == JOBQ_ENOENT ? store_missing_parent(st) : 0;
+            c->missing_parent = err == JOBQ_ENOENT ? lifecycle_missing_parent(st) : 0;
             return err;
         }
     }
     /* Members cancelled at once (a parent had already failed) may complete the group. */
-    return c->group_id != 0 ? store_group_settle(st, c->group_id, now_ms) : JOBQ_OK;
+    return c->group_id != 0 ? lifecycle_group_settle(st, c->group_id, now_ms) : JOBQ_OK;
 }
 
 /* reply_submitted: the submit or submit_batch reply of proto/PROTOCOL.md, written directly
@@ -665,7 +667,7 @@ static int
 exec_cancel(store *st, wop *op, int64_t now_ms)
 {
     call *c = container_of(op, call, op);
-    return store_cancel(st, c->req.ids[0], now_ms, false, &c->row, &c->old_state);
+    return lifecycle_cancel(st, c->req.ids[0], now_ms, false, &c->row, &c->old_state);
 }
 
 static void queue_op(call *c, int (*exec)(store *, wop *, int64_t), void (*done)(wop *),
@@ -1713,8 +1715,8 @@ server_init(server *s, uv_loop_t *loop, config *cfg, store *st, char *err, size_
     size_t recovered = 0;
     int rc = store_begin(st);
     if (rc == JOBQ_OK) {
-        rc = store_recover_running(st, jobq__now_ms(), POISON_CRASHES, runs_locally, recovered_cb,
-                                   s, &recovered);
+        rc = lifecycle_recover_running(st, jobq__now_ms(), POISON_CRASHES, runs_locally,
+                                       recovered_cb, s, &recovered);
     }
     if (rc == JOBQ_OK) {
         rc = store_commit(st);

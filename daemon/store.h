@@ -1,5 +1,28 @@
-/* store.h: the SQLite job store. Synchronous; the only code with SQL. One connection, used
- * by one thread at a time (the writer's work thread, or main before the loop starts). */
+/* store.h: the job store interface: data access only (rows, indexes, transactions, effects),
+ * with no type of any database in sight. Synchronous; one connection, used by one thread at a
+ * time (the writer's work thread, or main before the loop starts). Job policy (what a job's
+ * end does to others, groups, poison jobs, key windows, retention) is lifecycle.h's, above.
+ *
+ * Why a table of functions (store_ops) and not one set of functions per build: the backend
+ * is chosen at run time by the `database` setting (a file path: SQLite, store_sqlite.c; a
+ * postgresql:// URL: a PostgreSQL backend), so one jobqd must carry both and dispatch per
+ * store. Each store_x() below forwards to st->ops->x; a backend fills a store_ops and embeds
+ * a struct store as the first member of its own (see "Backends" at the end). The cost is one
+ * indirect call per operation, nothing next to a statement's execution. Model: redis's
+ * ConnectionType (src/connection.h).
+ *
+ * What every backend guarantees:
+ * - Between store_begin and store_commit/store_rollback, every call is in one transaction:
+ *   all of it is durable after store_commit returns JOBQ_OK (and store_set_sync(true)), none
+ *   of it after store_rollback or a failed commit. A savepoint undoes exactly the calls made
+ *   since it, and nothing else. Reads see the transaction's own writes.
+ * - A call that fails may have done part of its work: the caller undoes it (the writer rolls
+ *   back the operation's savepoint on any failure, the effects recorded since with it).
+ * - Errors are jobq_err: JOBQ_ENOENT no such row, JOBQ_ESTATE a fenced update found the row
+ *   in another state, JOBQ_EFULL disk full, JOBQ_ENOMEM, JOBQ_ESTORE anything else.
+ * - Out-parameters are written only on success. Rows handed out are owned by the caller.
+ * - No function applies job policy: it reads and writes what it is asked to, with the fence
+ *   (the required present state) its name states. */
 #ifndef JOBQD_STORE_H
 #define JOBQD_STORE_H
 
@@ -71,48 +94,57 @@ typedef struct job_row {
 /** job_row_clear: frees the row's strings and zeroes it. Accepts a zeroed row. */
 void job_row_clear(job_row *row);
 
-/** store_open: opens (creating if needed) the database at path, sets WAL mode and the
- *  durability, applies pending migrations. Returns JOBQ_OK and *stp, or an error with a
+/** store_open: opens (creating if needed) the database named by `database`: a file path is
+ *  a SQLite database (WAL mode, the durability, pending migrations applied); a
+ *  postgresql:// URL is refused by this build. Returns JOBQ_OK and *stp, or an error with a
  *  reason in err (e.g. a database written by a newer jobqd). */
 int store_open(const char *path, enum durability durability, store **stp, char *err, size_t errlen);
 
-/** store_set_sync: whether the next commits fsync (durability full only; with normal none
- *  does). A commit that fsyncs makes every earlier commit durable too. Between transactions,
- *  on the writer's thread. */
+/** store_set_sync: whether the next commits are durable on return (durability full only;
+ *  with normal none is). A durable commit makes every earlier commit durable too. Between
+ *  transactions, on the writer's thread. */
 void store_set_sync(store *st, bool sync);
 
-/** store_close: closes the connection (checkpointing the WAL). Accepts NULL. */
+/** store_close: closes the connection (checkpointing what it must). Accepts NULL. */
 void store_close(store *st);
 
-/** store_errmsg: the reason of the last failure on this store (SQLite's message). */
+/** store_errmsg: the reason of the last failure on this store (the backend's message);
+ *  "no database" for NULL. */
 const char *store_errmsg(const store *st);
 
-/* Transactions. The writer runs each batch as BEGIN, one savepoint per operation, COMMIT. */
+/* ---- transactions ----
+ * The writer runs each batch as begin, one savepoint per operation (released or rolled
+ * back), commit. Savepoints do not nest. */
 int store_begin(store *st);
 int store_commit(store *st);
-void store_rollback(store *st);
+void store_rollback(store *st); /* no-op outside a transaction */
 int store_savepoint(store *st);
 void store_release(store *st);
 void store_rollback_savepoint(store *st); /* undoes and releases the savepoint */
-/** store_in_transaction: false once SQLite rolled the transaction back by itself (after
- *  SQLITE_FULL, an I/O error or out of memory). */
+/** store_in_transaction: false once the backend rolled the transaction back by itself
+ *  (after a full disk, an I/O error or out of memory). */
 bool store_in_transaction(const store *st);
 
-/** store_insert: inserts one job, state scheduled if run_at_ms > now_ms else ready. With a
- *  key already used on the queue: JOBQ_OK with *dupp = true and *idp, *statep of that job
- *  (*statep = -1 if the job was since deleted) when the payload hash matches, else
- *  JOBQ_ECONFLICT. */
-int store_insert(store *st, const job_spec *spec, int64_t now_ms, int64_t *idp, bool *dupp,
-                 int *statep);
+/* ---- jobs ---- */
+
+/** store_job_insert: inserts job spec in state with created_at = now_ms, the given
+ *  finished_at (0: none) and error (NULL: none); *idp receives its new id, greater than any
+ *  id given before. Neither its key nor its parents are recorded (store_key_add,
+ *  store_dep_add). */
+int store_job_insert(store *st, const job_spec *spec, int state, int64_t now_ms,
+                     int64_t finished_at_ms, const char *error, int64_t *idp);
+
+/** store_job_state: the state of job id into *statep, or JOBQ_ENOENT. */
+int store_job_state(store *st, int64_t id, int *statep);
+
+/** store_job_set_state: moves job id from state `from` (-1: any) to `to`, setting
+ *  finished_at (0: unchanged) and error (NULL: unchanged). JOBQ_ESTATE if the job is not in
+ *  `from` (or does not exist). */
+int store_job_set_state(store *st, int64_t id, int from, int to, int64_t finished_at_ms,
+                        const char *error);
 
 /** store_get: reads job id into *row (which the caller clears). JOBQ_ENOENT if none. */
 int store_get(store *st, int64_t id, job_row *row);
-
-/** store_cancel: cancels job id unless it has finished (JOBQ_ESTATE) or is running and
- *  allow_running is false (JOBQ_ESTATE). On success *row holds the cancelled job and
- *  *old_statep its previous state. */
-int store_cancel(store *st, int64_t id, int64_t now_ms, bool allow_running, job_row *row,
-                 int *old_statep);
 
 /** A filter for store_list. queue NULL or state -1 means any. */
 typedef struct list_filter {
@@ -138,25 +170,30 @@ int store_paused_each(store *st, void (*fn)(void *arg, const char *queue), void 
 int store_set_paused(store *st, const char *queue, bool paused);
 
 /** store_claim: moves up to max ready jobs of queue (priority DESC, run_at, id) to running,
- *  counting an attempt and setting started_at = now_ms. Fills rows (caller allocated, max
- *  entries; the caller clears each) and *np. */
+ *  counting an attempt and setting started_at = now_ms, finished_at none. Fills rows (caller
+ *  allocated, max entries; the caller clears each) with the jobs as they now are, and *np. */
 int store_claim(store *st, const char *queue, int64_t now_ms, size_t max, job_row *rows,
                 size_t *np);
 
-/** store_finish: records the end of a running attempt of job id: new_state (succeeded,
- *  dead, retrying or cancelled), run_at_ms for retrying, result and error texts (NULL to
- *  keep none), and a row of attempt history for a (unless NULL). JOBQ_ESTATE if the job is
- *  not running (e.g. cancelled meanwhile). */
-int store_finish(store *st, int64_t id, int new_state, int64_t now_ms, int64_t run_at_ms,
-                 const char *result, const char *error, const attempt_rec *a);
+/** store_running: every running job, in no given order, into *rowsp (malloc'd; clear each row
+ *  and free the array; NULL when none) and *np. Only id, queue, state, attempt and
+ *  started_at_ms are filled. */
+int store_running(store *st, job_row **rowsp, size_t *np);
+
+/** store_job_finish: records the end of a running attempt of job id: new_state,
+ *  finished_at (0: none), run_at (0: unchanged), result and error texts (NULL: none).
+ *  JOBQ_ESTATE if the job is not running (e.g. cancelled meanwhile). */
+int store_job_finish(store *st, int64_t id, int new_state, int64_t finished_at_ms,
+                     int64_t run_at_ms, const char *result, const char *error);
 
 /** store_requeue: puts a running job back to ready and gives back the attempt it had counted
- *  (used by shutdown for jobs it had to kill: a deploy must not spend attempts). The
- *  interrupted attempt is still recorded in the history (kind "shutdown"). */
+ *  (used by shutdown for jobs it had to kill: a deploy must not spend attempts), with error;
+ *  records a (unless NULL) in its history with that error. JOBQ_ESTATE if not running. */
 int store_requeue(store *st, int64_t id, int64_t now_ms, const char *error, const attempt_rec *a);
 
 /** store_promote_due: moves up to max scheduled/retrying jobs whose run_at <= now_ms to
- *  ready; calls fn for each with its queue and previous state. *np receives how many. */
+ *  ready, earliest run_at first; calls fn for each with its queue and previous state. *np
+ *  receives how many. */
 int store_promote_due(store *st, int64_t now_ms, size_t max,
                       void (*fn)(void *arg, const char *queue, int old_state), void *arg,
                       size_t *np);
@@ -165,19 +202,9 @@ int store_promote_due(store *st, int64_t now_ms, size_t max,
  *  JOBQ_ENOENT when there is none. */
 int store_next_due(store *st, int64_t *atp);
 
-/** store_recover_running: at start, every job left running is recorded as an attempt
- *  interrupted by a crash (its attempt stays counted) and made ready again, unless it has
- *  now been running during poison_crashes crashes: then it is dead, a suspected poison job.
- *  Only jobs of queues for which local(arg, queue) is true can be poison (local NULL: all);
- *  a job that ran elsewhere (a remote worker's) cannot have crashed jobqd. fn (may be NULL)
- *  is called for each. *np receives how many. */
-int store_recover_running(store *st, int64_t now_ms, int poison_crashes,
-                          bool (*local)(void *arg, const char *queue),
-                          void (*fn)(void *arg, const char *queue, int64_t id, bool poisoned),
-                          void *arg, size_t *np);
-
-/** store_retry: makes a dead or cancelled job ready with a fresh attempt budget (attempt 0).
- *  JOBQ_ESTATE for any other state. *row receives the job, *old_statep its previous state. */
+/** store_retry: makes a dead or cancelled job ready with a fresh attempt budget (attempt 0),
+ *  run_at now_ms, no finished_at nor result. JOBQ_ESTATE for any other state. *row receives
+ *  the job, *old_statep its previous state. */
 int store_retry(store *st, int64_t id, int64_t now_ms, job_row *row, int *old_statep);
 
 /** store_retry_bulk: store_retry for up to max jobs in state (of queue, or of every queue if
@@ -185,26 +212,77 @@ int store_retry(store *st, int64_t id, int64_t now_ms, job_row *row, int *old_st
 int store_retry_bulk(store *st, const char *queue, int state, int64_t now_ms, size_t max,
                      void (*fn)(void *arg, const char *queue), void *arg, size_t *np);
 
+/** store_ready_ahead: how many ready jobs of row's queue claim before row (at most limit). */
+int store_ready_ahead(store *st, const job_row *row, int64_t limit, int64_t *np);
+
+/* ---- attempt history ---- */
+
+/** store_attempt_add: one row of job id's attempt history: a, finished at now_ms, with
+ *  error (NULL on success). */
+int store_attempt_add(store *st, int64_t id, const attempt_rec *a, int64_t now_ms,
+                      const char *error);
+
+/** store_attempt_count: how many of job id's attempts are of kind, into *np. */
+int store_attempt_count(store *st, int64_t id, const char *kind, int64_t *np);
+
 /** store_attempts: up to max rows of job id's attempt history, oldest first. */
 int store_attempts(store *st, int64_t id, attempt_row *rows, size_t max, size_t *np);
+
+/* ---- idempotency keys ---- */
+
+/** store_key_find: the job, payload hash and first use of key on queue, or JOBQ_ENOENT. */
+int store_key_find(store *st, const char *queue, const char *key, int64_t *idp, uint64_t *hashp,
+                   int64_t *created_at_msp);
+
+/** store_key_add: records key on queue for job id, first used at now_ms. A key already
+ *  recorded on queue is an error (JOBQ_EINVAL). */
+int store_key_add(store *st, const char *queue, const char *key, int64_t id, uint64_t hash,
+                  int64_t now_ms);
+
+/** store_key_delete: forgets key on queue (no error if unknown). */
+int store_key_delete(store *st, const char *queue, const char *key);
+
+/* ---- dependencies ---- */
+
+/** store_dep_add: job child waits for job parent (once: adding it twice is no error). */
+int store_dep_add(store *st, int64_t parent, int64_t child);
+
+/** store_dep_children: the jobs waiting for parent, into *idsp (malloc'd, the caller frees;
+ *  NULL when none) and *np. */
+int store_dep_children(store *st, int64_t parent, int64_t **idsp, size_t *np);
+
+/** store_dep_drop_parent: forgets that any job waits for parent. */
+int store_dep_drop_parent(store *st, int64_t parent);
+
+/** store_dep_drop_child: forgets every parent job id waits for. */
+int store_dep_drop_child(store *st, int64_t id);
+
+/** store_dep_pending: whether job id still waits for some parent, into *waitsp. */
+int store_dep_pending(store *st, int64_t id, bool *waitsp);
+
+/** store_dep_job: what the cascade needs of job id: its state, whether it runs after any
+ *  end of its parents (after_always), its run_at. JOBQ_ENOENT if it does not exist. */
+int store_dep_job(store *st, int64_t id, int *statep, bool *alwaysp, int64_t *run_at_msp);
+
+/** store_waiting_for: up to max ids of the parents job id still waits for, lowest first. */
+int store_waiting_for(store *st, int64_t id, int64_t *ids, size_t max, size_t *np);
+
+/* ---- retention ---- */
 
 /** store_sweep: deletes up to max jobs of queue in state (succeeded, dead or cancelled) that
  *  finished before before_ms, with their attempt history. *np receives how many. */
 int store_sweep(store *st, const char *queue, int state, int64_t before_ms, size_t max, size_t *np);
 
-/** store_sweep_groups: deletes up to max groups completed before before_ms whose members
- *  retention has all deleted. */
+/** store_sweep_groups: deletes up to max groups completed before before_ms none of whose
+ *  members is still stored. */
 int store_sweep_groups(store *st, int64_t before_ms, size_t max, size_t *np);
 
 /** store_sweep_keys: forgets up to max idempotency keys of queue first used before
  *  before_ms. */
 int store_sweep_keys(store *st, const char *queue, int64_t before_ms, size_t max, size_t *np);
 
-/** store_ready_ahead: how many ready jobs of row's queue claim before row (at most limit). */
-int store_ready_ahead(store *st, const job_row *row, int64_t limit, int64_t *np);
-
-/** store_oldest_finished: the earliest finished_at of queue's jobs in state, or
- *  JOBQ_ENOENT. */
+/** store_oldest_finished: the earliest finished_at of queue's jobs in state (succeeded, dead
+ *  or cancelled), or JOBQ_ENOENT. */
 int store_oldest_finished(store *st, const char *queue, int state, int64_t *atp);
 
 /** store_oldest_key: the earliest first use of a key of queue, or JOBQ_ENOENT. */
@@ -213,20 +291,21 @@ int store_oldest_key(store *st, const char *queue, int64_t *atp);
 /** store_recent: up to max jobs of queue in a finished state, the last finished first. */
 int store_recent(store *st, const char *queue, int state, job_row *rows, size_t max, size_t *np);
 
-/** store_backup: writes a consistent copy of the database at db_path to dest (which must not
- *  exist) with VACUUM INTO, on a connection of its own: the writer is not held up. Any
- *  thread. Returns a jobq_err, with a reason in err. */
+/** store_backup: writes a consistent copy of the database named by db_path to dest (which
+ *  must not exist), on a connection of its own: the writer is not held up. Any thread.
+ *  Returns a jobq_err, with a reason in err (a backend without file copies says so). */
 int store_backup(const char *db_path, const char *dest, char *err, size_t errlen);
 
 /* ---- effects ----
- * When a job ends, the store may change other jobs in the same transaction: a dependent job
- * is released (waiting -> ready or scheduled) or cancelled, a group completes and its
+ * When a job ends, the lifecycle may change other jobs in the same transaction: a dependent
+ * job is released (waiting -> ready or scheduled) or cancelled, a group completes and its
  * on_complete job is submitted. Those changes are recorded as effects, which the writer
  * hands to the loop after the commit (and drops with a rolled-back operation) so that
  * counts, waiters and dispatch follow. The job an operation itself changed is not an
- * effect: the operation reports it. */
+ * effect: the operation reports it. The list lives in the store, beside the transaction it
+ * belongs to; backends do not touch it. */
 typedef enum effect_kind {
-    EFFECT_JOB,   /* a job changed state or was submitted by the store */
+    EFFECT_JOB,   /* a job changed state or was submitted by the lifecycle */
     EFFECT_GROUP, /* a group completed: every member has ended */
 } effect_kind;
 
@@ -234,11 +313,14 @@ typedef struct store_effect {
     effect_kind kind;
     int64_t id;        /* the job, or the group */
     char *queue;       /* EFFECT_JOB: owned */
-    int from, to;      /* EFFECT_JOB: states; from is -1 for a job the store submitted */
+    int from, to;      /* EFFECT_JOB: states; from is -1 for a job the lifecycle submitted */
     int64_t run_at_ms; /* EFFECT_JOB */
     job_row row;       /* EFFECT_JOB that ended the job: the job as it is now */
 } store_effect;
 
+/** store_effect_add: appends a new zeroed effect of kind for id (from = -1); NULL when out
+ *  of memory. Inside a transaction, on the writer's thread. */
+store_effect *store_effect_add(store *st, effect_kind kind, int64_t id);
 /** store_effects_mark: how many effects are recorded so far (for store_effects_undo). */
 size_t store_effects_mark(const store *st);
 /** store_effects_undo: forgets the effects recorded after mark (their changes were rolled
@@ -249,7 +331,7 @@ void store_effects_undo(store *st, size_t mark);
 store_effect *store_effects_take(store *st, size_t *np);
 void store_effects_free(store_effect *e, size_t n);
 
-/* ---- groups and dependencies ---- */
+/* ---- groups ---- */
 
 /** What a group submits when it completes. oc_queue NULL: nothing. Borrowed strings. */
 typedef struct group_spec {
@@ -261,12 +343,31 @@ typedef struct group_spec {
     int64_t oc_timeout_ms;
 } group_spec;
 
-/** store_group_create: a new, empty group; *gidp receives its id. */
+/** store_group_create: a new, empty, open group; *gidp receives its id. */
 int store_group_create(store *st, const group_spec *g, int64_t now_ms, int64_t *gidp);
 
-/** store_group_settle: completes group gid if it is open and every member has ended: marks
- *  it complete and submits its on_complete job, exactly once (both are effects). */
-int store_group_settle(store *st, int64_t gid, int64_t now_ms);
+/** store_group_of: the group job id belongs to (0: none) into *gidp; JOBQ_ENOENT if no job. */
+int store_group_of(store *st, int64_t id, int64_t *gidp);
+
+/** A group's on_complete job as stored. Owned strings: group_oc_clear. */
+typedef struct group_oc {
+    char *queue;   /* NULL: the group submits nothing */
+    char *payload; /* NULL: none */
+    int32_t priority;
+    int32_t max_attempts;
+    int64_t timeout_ms;
+} group_oc;
+
+void group_oc_clear(group_oc *oc);
+
+/** store_group_ended: JOBQ_OK with its on_complete job in *oc when group gid is open (not
+ *  completed) and none of its members is in a state other than succeeded, dead or
+ *  cancelled; JOBQ_ENOENT otherwise (no such group, completed, or a member still to end). */
+int store_group_ended(store *st, int64_t gid, group_oc *oc);
+
+/** store_group_complete: marks group gid completed at now_ms, with the id of the job it
+ *  submitted (0: none). */
+int store_group_complete(store *st, int64_t gid, int64_t now_ms, int64_t oc_job_id);
 
 typedef struct group_member {
     int64_t id;
@@ -288,34 +389,111 @@ typedef struct group_info {
 } group_info;
 
 /** store_group_get: group gid (JOBQ_ENOENT if none), its counts by state and, if members,
- *  each member. Release with group_info_clear. */
+ *  each member still stored, by id. Release with group_info_clear. */
 int store_group_get(store *st, int64_t gid, bool members, group_info *g);
 void group_info_clear(group_info *g);
-
-/** store_missing_parent: after store_insert failed with JOBQ_ENOENT, the id in "after"
- *  that names no job. */
-int64_t store_missing_parent(const store *st);
-
-/** store_waiting_for: up to max ids of the parents job id still waits for. */
-int store_waiting_for(store *st, int64_t id, int64_t *ids, size_t max, size_t *np);
 
 /* ---- schedules ---- */
 
 /** store_schedule_last: the last tick schedule name fired or skipped (JOBQ_ENOENT: never). */
 int store_schedule_last(store *st, const char *name, int64_t *tickp);
 
+/** store_schedule_set: records tick_ms as schedule name's last tick. */
+int store_schedule_set(store *st, const char *name, int64_t tick_ms);
+
 /** store_schedule_since: when jobqd first saw schedule name (kept apart from its ticks, so
  *  a schedule that never fired has no last tick) into *sincep; records now_ms first when
  *  none is stored. Inside the caller's transaction. */
 int store_schedule_since(store *st, const char *name, int64_t now_ms, int64_t *sincep);
 
-/** store_schedule_fire: records tick_ms as schedule name's last tick and, unless spec is
- *  NULL (a skipped tick), submits spec (whose key names the schedule and tick, so a tick
- *  never submits twice). Outputs as store_insert. */
-int store_schedule_fire(store *st, const char *name, int64_t tick_ms, const job_spec *spec,
-                        int64_t now_ms, int64_t *idp, bool *dupp, int *statep);
+/* ---- Backends ----
+ * A backend implements every member of store_ops with the contract of the store_ function
+ * of the same name above, and returns jobq_err codes (translating its own in one function).
+ * It allocates a struct of its own whose first member is a struct store with ops set, and
+ * frees it in close (which never sees NULL). The base struct keeps the effects list, which
+ * store.c manages for every backend, and the lifecycle's note of a missing parent. */
+typedef struct store_ops {
+    void (*set_sync)(store *st, bool sync);
+    void (*close)(store *st);
+    const char *(*errmsg)(const store *st);
+    int (*begin)(store *st);
+    int (*commit)(store *st);
+    void (*rollback)(store *st);
+    int (*savepoint)(store *st);
+    void (*release)(store *st);
+    void (*rollback_savepoint)(store *st);
+    bool (*in_transaction)(const store *st);
+    int (*job_insert)(store *st, const job_spec *spec, int state, int64_t now_ms,
+                      int64_t finished_at_ms, const char *error, int64_t *idp);
+    int (*job_state)(store *st, int64_t id, int *statep);
+    int (*job_set_state)(store *st, int64_t id, int from, int to, int64_t finished_at_ms,
+                         const char *error);
+    int (*get)(store *st, int64_t id, job_row *row);
+    int (*list)(store *st, const list_filter *f, job_row *rows, size_t *np, bool *morep);
+    int (*count_each)(store *st, void (*fn)(void *arg, const char *queue, int state, int64_t n),
+                      void *arg);
+    int (*paused_each)(store *st, void (*fn)(void *arg, const char *queue), void *arg);
+    int (*set_paused)(store *st, const char *queue, bool paused);
+    int (*claim)(store *st, const char *queue, int64_t now_ms, size_t max, job_row *rows,
+                 size_t *np);
+    int (*running)(store *st, job_row **rowsp, size_t *np);
+    int (*job_finish)(store *st, int64_t id, int new_state, int64_t finished_at_ms,
+                      int64_t run_at_ms, const char *result, const char *error);
+    int (*requeue)(store *st, int64_t id, int64_t now_ms, const char *error, const attempt_rec *a);
+    int (*promote_due)(store *st, int64_t now_ms, size_t max,
+                       void (*fn)(void *arg, const char *queue, int old_state), void *arg,
+                       size_t *np);
+    int (*next_due)(store *st, int64_t *atp);
+    int (*retry)(store *st, int64_t id, int64_t now_ms, job_row *row, int *old_statep);
+    int (*retry_bulk)(store *st, const char *queue, int state, int64_t now_ms, size_t max,
+                      void (*fn)(void *arg, const char *queue), void *arg, size_t *np);
+    int (*ready_ahead)(store *st, const job_row *row, int64_t limit, int64_t *np);
+    int (*attempt_add)(store *st, int64_t id, const attempt_rec *a, int64_t now_ms,
+                       const char *error);
+    int (*attempt_count)(store *st, int64_t id, const char *kind, int64_t *np);
+    int (*attempts)(store *st, int64_t id, attempt_row *rows, size_t max, size_t *np);
+    int (*key_find)(store *st, const char *queue, const char *key, int64_t *idp, uint64_t *hashp,
+                    int64_t *created_at_msp);
+    int (*key_add)(store *st, const char *queue, const char *key, int64_t id, uint64_t hash,
+                   int64_t now_ms);
+    int (*key_delete)(store *st, const char *queue, const char *key);
+    int (*dep_add)(store *st, int64_t parent, int64_t child);
+    int (*dep_children)(store *st, int64_t parent, int64_t **idsp, size_t *np);
+    int (*dep_drop_parent)(store *st, int64_t parent);
+    int (*dep_drop_child)(store *st, int64_t id);
+    int (*dep_pending)(store *st, int64_t id, bool *waitsp);
+    int (*dep_job)(store *st, int64_t id, int *statep, bool *alwaysp, int64_t *run_at_msp);
+    int (*waiting_for)(store *st, int64_t id, int64_t *ids, size_t max, size_t *np);
+    int (*sweep)(store *st, const char *queue, int state, int64_t before_ms, size_t max,
+                 size_t *np);
+    int (*sweep_groups)(store *st, int64_t before_ms, size_t max, size_t *np);
+    int (*sweep_keys)(store *st, const char *queue, int64_t before_ms, size_t max, size_t *np);
+    int (*oldest_finished)(store *st, const char *queue, int state, int64_t *atp);
+    int (*oldest_key)(store *st, const char *queue, int64_t *atp);
+    int (*recent)(store *st, const char *queue, int state, job_row *rows, size_t max, size_t *np);
+    int (*group_create)(store *st, const group_spec *g, int64_t now_ms, int64_t *gidp);
+    int (*group_of)(store *st, int64_t id, int64_t *gidp);
+    int (*group_ended)(store *st, int64_t gid, group_oc *oc);
+    int (*group_complete)(store *st, int64_t gid, int64_t now_ms, int64_t oc_job_id);
+    int (*group_get)(store *st, int64_t gid, bool members, group_info *g);
+    int (*schedule_last)(store *st, const char *name, int64_t *tickp);
+    int (*schedule_set)(store *st, const char *name, int64_t tick_ms);
+    int (*schedule_since)(store *st, const char *name, int64_t now_ms, int64_t *sincep);
+} store_ops;
 
-/** store_from_sqlite: the jobq_err for a SQLite result code. */
-int store_from_sqlite(int rc);
+struct store {
+    const store_ops *ops;
+    store_effect *effects; /* changes made besides the ones asked for (see effects above) */
+    size_t neffects;
+    size_t capeffects;
+    int64_t missing_parent; /* lifecycle_insert: the "after" id it did not find */
+};
+
+/** store_sqlite_open: store_open for a SQLite database file (store_sqlite.c). */
+int store_sqlite_open(const char *path, enum durability durability, store **stp, char *err,
+                      size_t errlen);
+
+/** store_sqlite_backup: store_backup for a SQLite database file. */
+int store_sqlite_backup(const char *db_path, const char *dest, char *err, size_t errlen);
 
 #endif

@@ -15,6 +15,7 @@
 #include "codec.h"
 #include "config.h"
 #include "periodic.h"
+#include "lifecycle.h"
 #include "store.h"
 
 #define MIN_MS 60000LL
@@ -100,7 +101,7 @@ run(fixture *f, int64_t from, int64_t to, int64_t step, int64_t *lastp)
         int state;
         assert_int_equal(store_begin(f->st), JOBQ_OK);
         assert_int_equal(
-            store_schedule_fire(f->st, f->sc.name, tick, &spec, now, &id, &dup, &state), JOBQ_OK);
+            lifecycle_schedule_fire(f->st, f->sc.name, tick, &spec, now, &id, &dup, &state), JOBQ_OK);
         assert_int_equal(store_commit(f->st), JOBQ_OK);
         submitted += !dup;
         *lastp = tick;
@@ -207,7 +208,7 @@ test_clock_jumps_and_refires_add_nothing(void **state)
     int st;
     assert_int_equal(store_begin(f->st), JOBQ_OK);
     assert_int_equal(
-        store_schedule_fire(f->st, f->sc.name, last, &spec, T0 + 14 * MIN_MS, &id, &dup, &st),
+        lifecycle_schedule_fire(f->st, f->sc.name, last, &spec, T0 + 14 * MIN_MS, &id, &dup, &st),
         JOBQ_OK);
     assert_int_equal(store_commit(f->st), JOBQ_OK);
     assert_true(dup);

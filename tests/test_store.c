@@ -1,5 +1,7 @@
-/* test_store.c: the SQLite store on a real temp file: inserts, keys, cancel, list, claim
- * order and its index, scheduling, recovery and migrations. */
+/* test_store.c: the store contract, the tests any backend must pass (test_contract_*): rows,
+ * fenced updates, claims and their order, keys, dependencies, groups, history, retention,
+ * savepoints; then SQLite's own (test_sqlite_*: its index, its migrations). On a real temp
+ * file. Job policy over these primitives is test_lifecycle.c's. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -58,17 +60,16 @@ insert(store *st, const char *queue, int32_t prio, int64_t run_at, int64_t now)
                   .max_attempts = 3,
                   .timeout_ms = 1000};
     int64_t id;
-    bool dup;
-    int st_;
     assert_int_equal(store_begin(st), JOBQ_OK);
-    assert_int_equal(store_insert(st, &s, now, &id, &dup, &st_), JOBQ_OK);
+    assert_int_equal(
+        store_job_insert(st, &s, run_at > now ? JOBQ_SCHEDULED : JOBQ_READY, now, 0, NULL, &id),
+        JOBQ_OK);
     assert_int_equal(store_commit(st), JOBQ_OK);
-    assert_false(dup);
     return id;
 }
 
 static void
-test_insert_get(void **state)
+test_contract_insert_get(void **state)
 {
     fixture *f = *state;
     job_spec s = {.queue = "mail",
@@ -77,14 +78,23 @@ test_insert_get(void **state)
                   .run_at_ms = 1000,
                   .max_attempts = 5,
                   .timeout_ms = 2500};
-    int64_t id;
-    bool dup;
-    int st;
+    int64_t id, id2;
     assert_int_equal(store_begin(f->st), JOBQ_OK);
-    assert_int_equal(store_insert(f->st, &s, 1000, &id, &dup, &st), JOBQ_OK);
+    assert_int_equal(store_job_insert(f->st, &s, JOBQ_READY, 1000, 0, NULL, &id), JOBQ_OK);
+    s.key = "k";
+    assert_int_equal(store_job_insert(f->st, &s, JOBQ_CANCELLED, 1000, 1001, "why", &id2), JOBQ_OK);
     assert_int_equal(store_commit(f->st), JOBQ_OK);
-    assert_int_equal(st, JOBQ_READY);
+    assert_true(id2 > id);
+    int js;
+    assert_int_equal(store_job_state(f->st, id2, &js), JOBQ_OK);
+    assert_int_equal(js, JOBQ_CANCELLED);
+    assert_int_equal(store_job_state(f->st, id2 + 1, &js), JOBQ_ENOENT);
     job_row r;
+    assert_int_equal(store_get(f->st, id2, &r), JOBQ_OK);
+    assert_string_equal(r.key, "k");
+    assert_string_equal(r.error, "why");
+    assert_int_equal(r.finished_at_ms, 1001);
+    job_row_clear(&r);
     assert_int_equal(store_get(f->st, id, &r), JOBQ_OK);
     assert_string_equal(r.queue, "mail");
     assert_string_equal(r.payload, "{\"to\":\"x\"}");
@@ -95,22 +105,19 @@ test_insert_get(void **state)
     assert_int_equal(r.created_at_ms, 1000);
     assert_null(r.key);
     job_row_clear(&r);
-    assert_int_equal(store_get(f->st, id + 1, &r), JOBQ_ENOENT);
+    assert_int_equal(store_get(f->st, id2 + 1, &r), JOBQ_ENOENT);
 }
 
 static void
-test_future_job_is_scheduled(void **state)
+test_contract_scheduled_job_is_not_claimed(void **state)
 {
     fixture *f = *state;
     job_spec s = {
         .queue = "mail", .payload = "1", .run_at_ms = 5000, .max_attempts = 1, .timeout_ms = 1};
     int64_t id;
-    bool dup;
-    int st;
     assert_int_equal(store_begin(f->st), JOBQ_OK);
-    assert_int_equal(store_insert(f->st, &s, 4999, &id, &dup, &st), JOBQ_OK);
+    assert_int_equal(store_job_insert(f->st, &s, JOBQ_SCHEDULED, 4999, 0, NULL, &id), JOBQ_OK);
     assert_int_equal(store_commit(f->st), JOBQ_OK);
-    assert_int_equal(st, JOBQ_SCHEDULED);
     job_row rows[1];
     size_t n = 9;
     assert_int_equal(store_claim(f->st, "mail", 4999, 1, rows, &n), JOBQ_OK);
@@ -121,47 +128,50 @@ test_future_job_is_scheduled(void **state)
 }
 
 static void
-test_key_duplicate_and_conflict(void **state)
+test_contract_keys_per_queue(void **state)
 {
     fixture *f = *state;
-    job_spec s = {.queue = "mail",
-                  .payload = "1",
-                  .payload_hash = 42,
-                  .max_attempts = 1,
-                  .timeout_ms = 1,
-                  .key = "k1", .key_ttl_ms = 1000};
-    int64_t id1, id2;
-    bool dup;
-    int st;
+    int64_t id, created;
+    uint64_t hash;
     assert_int_equal(store_begin(f->st), JOBQ_OK);
-    assert_int_equal(store_insert(f->st, &s, 0, &id1, &dup, &st), JOBQ_OK);
-    assert_false(dup);
-    assert_int_equal(store_insert(f->st, &s, 0, &id2, &dup, &st), JOBQ_OK);
-    assert_true(dup);
-    assert_int_equal(id1, id2);
-    s.payload_hash = 43;
-    assert_int_equal(store_insert(f->st, &s, 0, &id2, &dup, &st), JOBQ_ECONFLICT);
-    s.queue = "other"; /* keys are per queue */
-    assert_int_equal(store_insert(f->st, &s, 0, &id2, &dup, &st), JOBQ_OK);
-    assert_false(dup);
+    assert_int_equal(store_key_find(f->st, "mail", "k1", &id, &hash, &created), JOBQ_ENOENT);
+    assert_int_equal(store_key_add(f->st, "mail", "k1", 7, UINT64_MAX - 1, 100), JOBQ_OK);
+    assert_int_not_equal(store_key_add(f->st, "mail", "k1", 8, 1, 101), JOBQ_OK);
+    assert_int_equal(store_key_add(f->st, "other", "k1", 9, 2, 102), JOBQ_OK); /* per queue */
+    assert_int_equal(store_key_find(f->st, "mail", "k1", &id, &hash, &created), JOBQ_OK);
+    assert_int_equal(id, 7);
+    assert_true(hash == UINT64_MAX - 1); /* all 64 bits survive */
+    assert_int_equal(created, 100);
+    assert_int_equal(store_key_delete(f->st, "mail", "k1"), JOBQ_OK);
+    assert_int_equal(store_key_delete(f->st, "mail", "k1"), JOBQ_OK);
+    assert_int_equal(store_key_find(f->st, "mail", "k1", &id, &hash, &created), JOBQ_ENOENT);
+    assert_int_equal(store_key_find(f->st, "other", "k1", &id, &hash, &created), JOBQ_OK);
+    assert_int_equal(id, 9);
+    int64_t at;
+    size_t n;
+    assert_int_equal(store_oldest_key(f->st, "other", &at), JOBQ_OK);
+    assert_int_equal(at, 102);
+    assert_int_equal(store_sweep_keys(f->st, "other", 102, 10, &n), JOBQ_OK);
+    assert_int_equal(n, 0);
+    assert_int_equal(store_sweep_keys(f->st, "other", 103, 10, &n), JOBQ_OK);
+    assert_int_equal(n, 1);
+    assert_int_equal(store_oldest_key(f->st, "other", &at), JOBQ_ENOENT);
     assert_int_equal(store_commit(f->st), JOBQ_OK);
 }
 
 static void
-test_savepoint_rolls_back_one_op(void **state)
+test_contract_savepoint_rolls_back_one_op(void **state)
 {
     fixture *f = *state;
     job_spec s = {.queue = "mail", .payload = "1", .max_attempts = 1, .timeout_ms = 1};
     int64_t id;
-    bool dup;
-    int st;
     assert_int_equal(store_begin(f->st), JOBQ_OK);
     assert_int_equal(store_savepoint(f->st), JOBQ_OK);
-    assert_int_equal(store_insert(f->st, &s, 0, &id, &dup, &st), JOBQ_OK);
+    assert_int_equal(store_job_insert(f->st, &s, JOBQ_READY, 0, 0, NULL, &id), JOBQ_OK);
     store_rollback_savepoint(f->st);
     assert_int_equal(store_savepoint(f->st), JOBQ_OK);
     int64_t kept;
-    assert_int_equal(store_insert(f->st, &s, 0, &kept, &dup, &st), JOBQ_OK);
+    assert_int_equal(store_job_insert(f->st, &s, JOBQ_READY, 0, 0, NULL, &kept), JOBQ_OK);
     store_release(f->st);
     assert_int_equal(store_commit(f->st), JOBQ_OK);
     job_row r;
@@ -172,25 +182,29 @@ test_savepoint_rolls_back_one_op(void **state)
 }
 
 static void
-test_cancel_states(void **state)
+test_contract_set_state_is_fenced(void **state)
 {
     fixture *f = *state;
     int64_t id = insert(f->st, "mail", 0, 0, 0);
     job_row r;
-    int old;
     assert_int_equal(store_begin(f->st), JOBQ_OK);
-    assert_int_equal(store_cancel(f->st, id, 10, false, &r, &old), JOBQ_OK);
-    assert_int_equal(old, JOBQ_READY);
-    assert_int_equal(r.state, JOBQ_CANCELLED);
-    assert_int_equal(r.finished_at_ms, 10);
-    job_row_clear(&r);
-    assert_int_equal(store_cancel(f->st, id, 10, false, &r, &old), JOBQ_ESTATE);
-    assert_int_equal(store_cancel(f->st, id + 100, 10, false, &r, &old), JOBQ_ENOENT);
+    assert_int_equal(store_job_set_state(f->st, id, JOBQ_WAITING, JOBQ_CANCELLED, 10, "no"),
+                     JOBQ_ESTATE);
+    assert_int_equal(store_job_set_state(f->st, id, JOBQ_READY, JOBQ_CANCELLED, 10, "why"),
+                     JOBQ_OK);
+    /* 0 and NULL leave finished_at and error as they are. */
+    assert_int_equal(store_job_set_state(f->st, id, -1, JOBQ_DEAD, 0, NULL), JOBQ_OK);
+    assert_int_equal(store_job_set_state(f->st, id + 100, -1, JOBQ_DEAD, 0, NULL), JOBQ_ESTATE);
     assert_int_equal(store_commit(f->st), JOBQ_OK);
+    assert_int_equal(store_get(f->st, id, &r), JOBQ_OK);
+    assert_int_equal(r.state, JOBQ_DEAD);
+    assert_int_equal(r.finished_at_ms, 10);
+    assert_string_equal(r.error, "why");
+    job_row_clear(&r);
 }
 
 static void
-test_claim_order_priority_run_at_id(void **state)
+test_contract_claim_order_priority_run_at_id(void **state)
 {
     fixture *f = *state;
     int64_t a = insert(f->st, "q", 0, 100, 1000);
@@ -221,7 +235,7 @@ test_claim_order_priority_run_at_id(void **state)
 
 /* The claim must be one index seek, never a sort of the backlog. */
 static void
-test_claim_uses_ready_index(void **state)
+test_sqlite_claim_uses_ready_index(void **state)
 {
     fixture *f = *state;
     sqlite3 *db;
@@ -244,7 +258,7 @@ test_claim_uses_ready_index(void **state)
 }
 
 static void
-test_finish_and_retry(void **state)
+test_contract_finish_and_history(void **state)
 {
     fixture *f = *state;
     int64_t id = insert(f->st, "q", 0, 0, 0);
@@ -254,9 +268,10 @@ test_finish_and_retry(void **state)
     assert_int_equal(store_claim(f->st, "q", 10, 1, rows, &n), JOBQ_OK);
     job_row_clear(&rows[0]);
     attempt_rec a = {.attempt = 1, .started_at_ms = 10, .kind = "exit"};
-    assert_int_equal(store_finish(f->st, id, JOBQ_RETRYING, 20, 500, NULL, "exit 1", &a), JOBQ_OK);
+    assert_int_equal(store_job_finish(f->st, id, JOBQ_RETRYING, 0, 500, NULL, "exit 1"), JOBQ_OK);
+    assert_int_equal(store_attempt_add(f->st, id, &a, 20, "exit 1"), JOBQ_OK);
     /* Not running any more: a second finish is refused. */
-    assert_int_equal(store_finish(f->st, id, JOBQ_SUCCEEDED, 20, 0, "x", NULL, &a), JOBQ_ESTATE);
+    assert_int_equal(store_job_finish(f->st, id, JOBQ_SUCCEEDED, 20, 0, "x", NULL), JOBQ_ESTATE);
     size_t promoted = 9;
     assert_int_equal(store_promote_due(f->st, 499, 10, NULL, NULL, &promoted), JOBQ_OK);
     assert_int_equal(promoted, 0);
@@ -300,75 +315,11 @@ claim_one(store *st, const char *q, int64_t now)
 }
 
 static void
-recover(store *st, size_t *np)
-{
-    assert_int_equal(store_begin(st), JOBQ_OK);
-    assert_int_equal(store_recover_running(st, 100, 3, NULL, NULL, NULL, np), JOBQ_OK);
-    assert_int_equal(store_commit(st), JOBQ_OK);
-}
-
-static void
-test_poison_after_three_crashes(void **state)
-{
-    fixture *f = *state;
-    int64_t id = insert(f->st, "q", 0, 0, 0);
-    size_t n;
-    job_row r;
-    for (int crash = 1; crash <= 3; crash++) {
-        assert_int_equal(claim_one(f->st, "q", crash * 10), id);
-        recover(f->st, &n);
-        assert_int_equal(n, 1);
-        assert_int_equal(store_get(f->st, id, &r), JOBQ_OK);
-        assert_int_equal(r.state, crash < 3 ? JOBQ_READY : JOBQ_DEAD);
-        assert_int_equal(r.attempt, crash);
-        if (crash == 3) {
-            assert_non_null(strstr(r.error, "poison"));
-        }
-        job_row_clear(&r);
-    }
-    attempt_row h[4];
-    assert_int_equal(store_attempts(f->st, id, h, 4, &n), JOBQ_OK);
-    assert_int_equal(n, 3);
-    for (size_t i = 0; i < n; i++) {
-        assert_string_equal(h[i].kind, "crash");
-        attempt_row_clear(&h[i]);
-    }
-}
-
-static bool
-only_queue_q(void *arg, const char *queue)
-{
-    (void)arg;
-    return strcmp(queue, "q") == 0;
-}
-
-/* A job of a queue whose jobs run elsewhere (a remote worker's) is never a poison job. */
-static void
-test_no_poison_for_jobs_run_elsewhere(void **state)
-{
-    fixture *f = *state;
-    int64_t id = insert(f->st, "remote", 0, 0, 0);
-    size_t n;
-    job_row r;
-    for (int crash = 1; crash <= 4; crash++) {
-        assert_int_equal(claim_one(f->st, "remote", crash * 10), id);
-        assert_int_equal(store_begin(f->st), JOBQ_OK);
-        assert_int_equal(store_recover_running(f->st, 100, 3, only_queue_q, NULL, NULL, &n),
-                         JOBQ_OK);
-        assert_int_equal(store_commit(f->st), JOBQ_OK);
-        assert_int_equal(store_get(f->st, id, &r), JOBQ_OK);
-        assert_int_equal(r.state, JOBQ_READY);
-        job_row_clear(&r);
-    }
-}
-
-static void
-test_retry_dead_and_bulk(void **state)
+test_contract_retry_dead_and_bulk(void **state)
 {
     fixture *f = *state;
     int64_t a = insert(f->st, "q", 0, 0, 0);
     int64_t b = insert(f->st, "q", 0, 0, 0);
-    attempt_rec rec = {.attempt = 1, .started_at_ms = 1, .kind = "permanent"};
     job_row r;
     int old;
     size_t n;
@@ -379,8 +330,8 @@ test_retry_dead_and_bulk(void **state)
     assert_int_equal(claim_one(f->st, "q", 2), a);
     assert_int_equal(claim_one(f->st, "q", 2), b);
     assert_int_equal(store_begin(f->st), JOBQ_OK);
-    assert_int_equal(store_finish(f->st, a, JOBQ_DEAD, 3, 0, NULL, "bad", &rec), JOBQ_OK);
-    assert_int_equal(store_finish(f->st, b, JOBQ_DEAD, 3, 0, NULL, "bad", &rec), JOBQ_OK);
+    assert_int_equal(store_job_finish(f->st, a, JOBQ_DEAD, 3, 0, NULL, "bad"), JOBQ_OK);
+    assert_int_equal(store_job_finish(f->st, b, JOBQ_DEAD, 3, 0, NULL, "bad"), JOBQ_OK);
     assert_int_equal(store_retry(f->st, a, 5, &r, &old), JOBQ_OK);
     assert_int_equal(old, JOBQ_DEAD);
     assert_int_equal(r.state, JOBQ_READY);
@@ -388,7 +339,8 @@ test_retry_dead_and_bulk(void **state)
     assert_int_equal(r.finished_at_ms, 0);
     job_row_clear(&r);
     int calls = 0;
-    assert_int_equal(store_retry_bulk(f->st, "q", JOBQ_DEAD, 6, 10, count_bulk, &calls, &n), JOBQ_OK);
+    assert_int_equal(store_retry_bulk(f->st, "q", JOBQ_DEAD, 6, 10, count_bulk, &calls, &n),
+                     JOBQ_OK);
     assert_int_equal(store_commit(f->st), JOBQ_OK);
     assert_int_equal(n, 1);
     assert_int_equal(calls, 1);
@@ -398,7 +350,161 @@ test_retry_dead_and_bulk(void **state)
 }
 
 static void
-test_sweep_deletes_old_finished_jobs_and_history(void **state)
+test_contract_dependencies(void **state)
+{
+    fixture *f = *state;
+    int64_t a = insert(f->st, "q", 0, 0, 0);
+    int64_t b = insert(f->st, "q", 0, 0, 0);
+    int64_t c = insert(f->st, "q", 0, 0, 0);
+    int64_t *ids = NULL;
+    int64_t parents[4];
+    size_t n;
+    bool waits;
+    assert_int_equal(store_begin(f->st), JOBQ_OK);
+    assert_int_equal(store_dep_add(f->st, a, c), JOBQ_OK);
+    assert_int_equal(store_dep_add(f->st, a, c), JOBQ_OK); /* twice: no error, one edge */
+    assert_int_equal(store_dep_add(f->st, b, c), JOBQ_OK);
+    assert_int_equal(store_dep_children(f->st, a, &ids, &n), JOBQ_OK);
+    assert_int_equal(n, 1);
+    assert_int_equal(ids[0], c);
+    free(ids);
+    assert_int_equal(store_waiting_for(f->st, c, parents, 4, &n), JOBQ_OK);
+    assert_int_equal(n, 2);
+    assert_int_equal(parents[0], a);
+    assert_int_equal(parents[1], b);
+    assert_int_equal(store_dep_drop_parent(f->st, a), JOBQ_OK);
+    assert_int_equal(store_dep_pending(f->st, c, &waits), JOBQ_OK);
+    assert_true(waits);
+    assert_int_equal(store_dep_drop_child(f->st, c), JOBQ_OK);
+    assert_int_equal(store_dep_pending(f->st, c, &waits), JOBQ_OK);
+    assert_false(waits);
+    ids = NULL;
+    assert_int_equal(store_dep_children(f->st, b, &ids, &n), JOBQ_OK);
+    assert_int_equal(n, 0);
+    free(ids);
+    int st;
+    bool always = true;
+    int64_t run_at;
+    assert_int_equal(store_dep_job(f->st, c, &st, &always, &run_at), JOBQ_OK);
+    assert_int_equal(st, JOBQ_READY);
+    assert_false(always);
+    assert_int_equal(store_dep_job(f->st, c + 100, &st, &always, &run_at), JOBQ_ENOENT);
+    assert_int_equal(store_commit(f->st), JOBQ_OK);
+}
+
+static void
+test_contract_groups(void **state)
+{
+    fixture *f = *state;
+    group_spec g = {.size = 2,
+                    .oc_queue = "done",
+                    .oc_payload = "{\"x\":1}",
+                    .oc_priority = 3,
+                    .oc_max_attempts = 4,
+                    .oc_timeout_ms = 5000};
+    int64_t gid, gid2, of;
+    group_oc oc;
+    assert_int_equal(store_begin(f->st), JOBQ_OK);
+    assert_int_equal(store_group_create(f->st, &g, 10, &gid), JOBQ_OK);
+    /* Open and empty: nothing left to end. */
+    assert_int_equal(store_group_ended(f->st, gid, &oc), JOBQ_OK);
+    group_oc_clear(&oc);
+    job_spec s = {
+        .queue = "q", .payload = "1", .max_attempts = 1, .timeout_ms = 1, .group_id = gid};
+    int64_t m1, m2;
+    assert_int_equal(store_job_insert(f->st, &s, JOBQ_READY, 10, 0, NULL, &m1), JOBQ_OK);
+    assert_int_equal(store_job_insert(f->st, &s, JOBQ_WAITING, 10, 0, NULL, &m2), JOBQ_OK);
+    assert_int_equal(store_group_of(f->st, m1, &of), JOBQ_OK);
+    assert_int_equal(of, gid);
+    assert_int_equal(store_group_ended(f->st, gid, &oc), JOBQ_ENOENT);
+    assert_int_equal(store_job_set_state(f->st, m1, -1, JOBQ_SUCCEEDED, 20, NULL), JOBQ_OK);
+    assert_int_equal(store_group_ended(f->st, gid, &oc), JOBQ_ENOENT);
+    assert_int_equal(store_job_set_state(f->st, m2, -1, JOBQ_DEAD, 21, "x"), JOBQ_OK);
+    assert_int_equal(store_group_ended(f->st, gid, &oc), JOBQ_OK);
+    assert_string_equal(oc.queue, "done");
+    assert_string_equal(oc.payload, "{\"x\":1}");
+    assert_int_equal(oc.priority, 3);
+    assert_int_equal(oc.max_attempts, 4);
+    assert_int_equal(oc.timeout_ms, 5000);
+    group_oc_clear(&oc);
+    assert_int_equal(store_group_complete(f->st, gid, 30, 99), JOBQ_OK);
+    assert_int_equal(store_group_ended(f->st, gid, &oc), JOBQ_ENOENT); /* completed: once */
+    group_spec none = {.size = 0};
+    assert_int_equal(store_group_create(f->st, &none, 10, &gid2), JOBQ_OK);
+    assert_int_equal(store_group_ended(f->st, gid2, &oc), JOBQ_OK);
+    assert_null(oc.queue);
+    group_oc_clear(&oc);
+    assert_int_equal(store_commit(f->st), JOBQ_OK);
+    group_info gi;
+    assert_int_equal(store_group_get(f->st, gid, true, &gi), JOBQ_OK);
+    assert_int_equal(gi.completed_at_ms, 30);
+    assert_int_equal(gi.oc_job_id, 99);
+    assert_int_equal(gi.counts[JOBQ_SUCCEEDED], 1);
+    assert_int_equal(gi.counts[JOBQ_DEAD], 1);
+    assert_int_equal(gi.nmembers, 2);
+    assert_int_equal(gi.members[1].id, m2);
+    assert_string_equal(gi.members[1].error, "x");
+    group_info_clear(&gi);
+    assert_int_equal(store_group_get(f->st, gid + 100, false, &gi), JOBQ_ENOENT);
+}
+
+static void
+test_contract_attempt_count_and_requeue(void **state)
+{
+    fixture *f = *state;
+    int64_t id = insert(f->st, "q", 0, 0, 0);
+    int64_t n;
+    attempt_rec crash = {.attempt = 1, .started_at_ms = 1, .kind = "crash"};
+    attempt_rec stop = {.attempt = 1, .started_at_ms = 1, .kind = "shutdown"};
+    assert_int_equal(claim_one(f->st, "q", 1), id);
+    assert_int_equal(store_begin(f->st), JOBQ_OK);
+    assert_int_equal(store_attempt_add(f->st, id, &crash, 2, "c"), JOBQ_OK);
+    assert_int_equal(store_attempt_add(f->st, id, &crash, 3, "c"), JOBQ_OK);
+    assert_int_equal(store_requeue(f->st, id, 4, "stopped", &stop), JOBQ_OK);
+    assert_int_equal(store_requeue(f->st, id, 4, "stopped", &stop), JOBQ_ESTATE);
+    assert_int_equal(store_attempt_count(f->st, id, "crash", &n), JOBQ_OK);
+    assert_int_equal(n, 2);
+    assert_int_equal(store_attempt_count(f->st, id, "shutdown", &n), JOBQ_OK);
+    assert_int_equal(n, 1);
+    assert_int_equal(store_commit(f->st), JOBQ_OK);
+    job_row r;
+    assert_int_equal(store_get(f->st, id, &r), JOBQ_OK);
+    assert_int_equal(r.state, JOBQ_READY);
+    assert_int_equal(r.attempt, 0); /* given back */
+    assert_string_equal(r.error, "stopped");
+    job_row_clear(&r);
+}
+
+static void
+test_contract_running(void **state)
+{
+    fixture *f = *state;
+    job_row *rows = NULL;
+    size_t n = 9;
+    assert_int_equal(store_running(f->st, &rows, &n), JOBQ_OK);
+    assert_int_equal(n, 0);
+    free(rows);
+    int64_t a = insert(f->st, "a", 0, 0, 0);
+    int64_t b = insert(f->st, "b", 0, 0, 0);
+    insert(f->st, "b", 0, 0, 0); /* ready: not running */
+    assert_int_equal(claim_one(f->st, "a", 7), a);
+    assert_int_equal(claim_one(f->st, "b", 8), b);
+    assert_int_equal(store_running(f->st, &rows, &n), JOBQ_OK);
+    assert_int_equal(n, 2);
+    for (size_t i = 0; i < n; i++) {
+        job_row *r = &rows[i];
+        assert_true(r->id == a || r->id == b);
+        assert_string_equal(r->queue, r->id == a ? "a" : "b");
+        assert_int_equal(r->state, JOBQ_RUNNING);
+        assert_int_equal(r->attempt, 1);
+        assert_int_equal(r->started_at_ms, r->id == a ? 7 : 8);
+        job_row_clear(r);
+    }
+    free(rows);
+}
+
+static void
+test_contract_sweep_deletes_old_finished_jobs_and_history(void **state)
 {
     fixture *f = *state;
     attempt_rec rec = {.attempt = 1, .started_at_ms = 1, .kind = "success"};
@@ -407,8 +513,9 @@ test_sweep_deletes_old_finished_jobs_and_history(void **state)
         ids[i] = insert(f->st, "q", 0, 0, 0);
         assert_int_equal(claim_one(f->st, "q", 1), ids[i]);
         assert_int_equal(store_begin(f->st), JOBQ_OK);
-        assert_int_equal(store_finish(f->st, ids[i], JOBQ_SUCCEEDED, 100 + i, 0, "ok", NULL, &rec),
+        assert_int_equal(store_job_finish(f->st, ids[i], JOBQ_SUCCEEDED, 100 + i, 0, "ok", NULL),
                          JOBQ_OK);
+        assert_int_equal(store_attempt_add(f->st, ids[i], &rec, 100 + i, NULL), JOBQ_OK);
         assert_int_equal(store_commit(f->st), JOBQ_OK);
     }
     size_t n;
@@ -434,32 +541,6 @@ test_sweep_deletes_old_finished_jobs_and_history(void **state)
     assert_int_equal(n, 0);
 }
 
-static void
-test_key_ttl_admits_again_after_window(void **state)
-{
-    fixture *f = *state;
-    job_spec s = {.queue = "mail", .payload = "1", .payload_hash = 1, .max_attempts = 1,
-                  .timeout_ms = 1, .key = "k", .key_ttl_ms = 1000};
-    int64_t id1, id2;
-    bool dup;
-    int st;
-    size_t n;
-    assert_int_equal(store_begin(f->st), JOBQ_OK);
-    assert_int_equal(store_insert(f->st, &s, 0, &id1, &dup, &st), JOBQ_OK);
-    assert_int_equal(store_insert(f->st, &s, 999, &id2, &dup, &st), JOBQ_OK);
-    assert_true(dup);
-    assert_int_equal(id1, id2);
-    s.payload_hash = 2; /* another payload is fine once the window has passed */
-    assert_int_equal(store_insert(f->st, &s, 1000, &id2, &dup, &st), JOBQ_OK);
-    assert_false(dup);
-    assert_true(id2 != id1);
-    assert_int_equal(store_sweep_keys(f->st, "mail", 1000, 10, &n), JOBQ_OK);
-    assert_int_equal(n, 0);
-    assert_int_equal(store_sweep_keys(f->st, "mail", 1001, 10, &n), JOBQ_OK);
-    assert_int_equal(n, 1);
-    assert_int_equal(store_commit(f->st), JOBQ_OK);
-}
-
 static int promoted_count;
 static void
 count_promoted(void *arg, const char *queue, int old_state)
@@ -471,7 +552,7 @@ count_promoted(void *arg, const char *queue, int old_state)
 }
 
 static void
-test_promote_due(void **state)
+test_contract_promote_due(void **state)
 {
     fixture *f = *state;
     insert(f->st, "q", 0, 100, 0);
@@ -490,33 +571,7 @@ test_promote_due(void **state)
 }
 
 static void
-test_recover_running(void **state)
-{
-    fixture *f = *state;
-    int64_t id = insert(f->st, "q", 0, 0, 0);
-    job_row rows[1];
-    size_t n;
-    assert_int_equal(store_begin(f->st), JOBQ_OK);
-    assert_int_equal(store_claim(f->st, "q", 10, 1, rows, &n), JOBQ_OK);
-    assert_int_equal(store_commit(f->st), JOBQ_OK);
-    job_row_clear(&rows[0]);
-    /* As if jobqd died: reopen and recover. */
-    store_close(f->st);
-    char err[256];
-    assert_int_equal(store_open(f->path, DURABILITY_FULL, &f->st, err, sizeof(err)), JOBQ_OK);
-    assert_int_equal(store_begin(f->st), JOBQ_OK);
-    assert_int_equal(store_recover_running(f->st, 20, 3, NULL, NULL, NULL, &n), JOBQ_OK);
-    assert_int_equal(store_commit(f->st), JOBQ_OK);
-    assert_int_equal(n, 1);
-    job_row r;
-    assert_int_equal(store_get(f->st, id, &r), JOBQ_OK);
-    assert_int_equal(r.state, JOBQ_READY);
-    assert_int_equal(r.attempt, 1); /* the interrupted attempt stays counted */
-    job_row_clear(&r);
-}
-
-static void
-test_list_paging(void **state)
+test_contract_list_paging(void **state)
 {
     fixture *f = *state;
     for (int i = 0; i < 5; i++) {
@@ -554,7 +609,7 @@ test_list_paging(void **state)
 }
 
 static void
-test_newer_database_refused(void **state)
+test_sqlite_newer_database_refused(void **state)
 {
     fixture *f = *state;
     store_close(f->st);
@@ -572,7 +627,7 @@ test_newer_database_refused(void **state)
 }
 
 static void
-test_fresh_database_gets_every_migration(void **state)
+test_sqlite_fresh_database_gets_every_migration(void **state)
 {
     fixture *f = *state;
     sqlite3 *db;
@@ -593,25 +648,28 @@ int
 main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup_teardown(test_insert_get, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_future_job_is_scheduled, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_key_duplicate_and_conflict, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_savepoint_rolls_back_one_op, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_cancel_states, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_claim_order_priority_run_at_id, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_claim_uses_ready_index, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_finish_and_retry, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_promote_due, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_recover_running, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_list_paging, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_poison_after_three_crashes, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_no_poison_for_jobs_run_elsewhere, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_retry_dead_and_bulk, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_sweep_deletes_old_finished_jobs_and_history, setup,
+        cmocka_unit_test_setup_teardown(test_contract_insert_get, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_contract_scheduled_job_is_not_claimed, setup,
                                         teardown),
-        cmocka_unit_test_setup_teardown(test_key_ttl_admits_again_after_window, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_newer_database_refused, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_fresh_database_gets_every_migration, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_contract_keys_per_queue, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_contract_savepoint_rolls_back_one_op, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_contract_set_state_is_fenced, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_contract_claim_order_priority_run_at_id, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_sqlite_claim_uses_ready_index, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_contract_finish_and_history, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_contract_retry_dead_and_bulk, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_contract_dependencies, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_contract_groups, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_contract_attempt_count_and_requeue, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_contract_running, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_contract_sweep_deletes_old_finished_jobs_and_history,
+                                        setup, teardown),
+        cmocka_unit_test_setup_teardown(test_contract_promote_due, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_contract_list_paging, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_sqlite_newer_database_refused, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_sqlite_fresh_database_gets_every_migration, setup,
+                                        teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,0 +1,470 @@
+/* lifecycle.c: job policy, run on the writer's thread inside the batch's transaction. */
+#include "lifecycle.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "codec.h"
+
+/* What a user reads when jobqd stopped under a running job. */
+static const char crash_error[] = "interrupted: jobqd stopped (crash, kill -9 or power loss) "
+                                  "while the job ran";
+/* The attempt kind that records such an interruption. */
+#define CRASH_KIND "crash"
+
+bool
+lifecycle_ended_state(int state)
+{
+    return state == JOBQ_SUCCEEDED || state == JOBQ_DEAD || state == JOBQ_CANCELLED;
+}
+
+/* parent_ended: the reason a child of parent, which ended in pstate, is cancelled. */
+static void
+parent_ended(char *why, size_t len, int64_t parent, int pstate)
+{
+    snprintf(why, len, "parent job %lld ended %s", (long long)parent,
+             pstate == JOBQ_DEAD ? "dead" : "cancelled");
+}
+
+/* job_effect: records that job id went from `from` to `to`; an ended job carries its row. */
+static int
+job_effect(store *st, int64_t id, int from, int to, int64_t run_at_ms)
+{
+    job_row row;
+    int err = store_get(st, id, &row);
+    if (err != JOBQ_OK) {
+        return err;
+    }
+    store_effect *e = store_effect_add(st, EFFECT_JOB, id);
+    if (e == NULL) {
+        job_row_clear(&row);
+        return JOBQ_ENOMEM;
+    }
+    e->from = from;
+    e->to = to;
+    e->run_at_ms = run_at_ms;
+    e->queue = row.queue;
+    row.queue = NULL;
+    if (lifecycle_ended_state(to)) {
+        e->row = row;
+        e->row.queue = strdup(e->queue);
+        if (e->row.queue == NULL) {
+            return JOBQ_ENOMEM; /* the whole operation is undone, effects too */
+        }
+    } else {
+        job_row_clear(&row);
+    }
+    return JOBQ_OK;
+}
+
+/* The jobs that ended in this cascade and whose children are still to visit. */
+typedef struct worklist {
+    int64_t *ids;
+    int *states;
+    size_t n, cap;
+} worklist;
+
+static int
+work_push(worklist *w, int64_t id, int state)
+{
+    if (w->n == w->cap) {
+        size_t cap = w->cap ? w->cap * 2 : 8;
+        int64_t *ids = realloc(w->ids, cap * sizeof(*ids));
+        if (ids == NULL) {
+            return JOBQ_ENOMEM;
+        }
+        w->ids = ids;
+        int *states = realloc(w->states, cap * sizeof(*states));
+        if (states == NULL) {
+            return JOBQ_ENOMEM;
+        }
+        w->states = states;
+        w->cap = cap;
+    }
+    w->ids[w->n] = id;
+    w->states[w->n++] = state;
+    return JOBQ_OK;
+}
+
+/* release_children: parent ended in pstate: each job waiting for it is released (when it
+ * waits for nothing else) or cancelled; cancelled ones are pushed on the work list. */
+static int
+release_children(store *st, int64_t parent, int pstate, int64_t now_ms, worklist *w)
+{
+    int64_t *kids = NULL;
+    size_t nkids = 0;
+    int err = store_dep_children(st, parent, &kids, &nkids);
+    if (err == JOBQ_OK && nkids > 0) {
+        err = store_dep_drop_parent(st, parent);
+    }
+    for (size_t i = 0; i < nkids && err == JOBQ_OK; i++) {
+        int64_t kid = kids[i];
+        int kstate;
+        bool always;
+        int64_t run_at;
+        err = store_dep_job(st, kid, &kstate, &always, &run_at);
+        if (err == JOBQ_ENOENT) {
+            err = JOBQ_OK;
+            continue; /* deleted meanwhile */
+        }
+        if (err != JOBQ_OK || kstate != JOBQ_WAITING) {
+            continue;
+        }
+        if (pstate != JOBQ_SUCCEEDED && !always) {
+            char why[160];
+            parent_ended(why, sizeof(why), parent, pstate);
+            if ((err = store_job_set_state(st, kid, JOBQ_WAITING, JOBQ_CANCELLED, now_ms, why)) !=
+                    JOBQ_OK ||
+                (err = store_dep_drop_child(st, kid)) != JOBQ_OK ||
+                (err = job_effect(st, kid, JOBQ_WAITING, JOBQ_CANCELLED, run_at)) != JOBQ_OK) {
+                break;
+            }
+            err = work_push(w, kid, JOBQ_CANCELLED);
+            continue;
+        }
+        bool waits;
+        if ((err = store_dep_pending(st, kid, &waits)) != JOBQ_OK || waits) {
+            continue; /* an error, or it still waits for another parent */
+        }
+        int to = run_at > now_ms ? JOBQ_SCHEDULED : JOBQ_READY;
+        if ((err = store_job_set_state(st, kid, JOBQ_WAITING, to, 0, NULL)) == JOBQ_OK) {
+            err = job_effect(st, kid, JOBQ_WAITING, to, run_at);
+        }
+    }
+    free(kids);
+    return err;
+}
+
+/* ended: job id has just ended in state (succeeded, dead or cancelled), in this
+ * transaction: release or cancel the jobs that wait for it, and settle its group; the same
+ * for every job that cancels in turn. */
+static int
+ended(store *st, int64_t id, int state, int64_t now_ms)
+{
+    worklist w = {0};
+    int err = work_push(&w, id, state);
+    while (err == JOBQ_OK && w.n > 0) {
+        w.n--;
+        int64_t jid = w.ids[w.n];
+        int jstate = w.states[w.n];
+        if ((err = release_children(st, jid, jstate, now_ms, &w)) != JOBQ_OK) {
+            break;
+        }
+        int64_t gid = 0;
+        err = store_group_of(st, jid, &gid);
+        if (err == JOBQ_ENOENT) {
+            err = JOBQ_OK;
+        } else if (err == JOBQ_OK && gid != 0) {
+            err = lifecycle_group_settle(st, gid, now_ms);
+        }
+    }
+    free(w.ids);
+    free(w.states);
+    return err;
+}
+
+int
+lifecycle_insert(store *st, const job_spec *spec, int64_t now_ms, int64_t *idp, bool *dupp,
+                 int *statep)
+{
+    int err;
+    if (spec->key != NULL) {
+        int64_t kid, created;
+        uint64_t hash;
+        err = store_key_find(st, spec->queue, spec->key, &kid, &hash, &created);
+        if (err == JOBQ_OK && now_ms - created < spec->key_ttl_ms) {
+            if (hash != spec->payload_hash) {
+                return JOBQ_ECONFLICT;
+            }
+            int kstate;
+            *statep = store_job_state(st, kid, &kstate) == JOBQ_OK ? kstate : -1;
+            *idp = kid;
+            *dupp = true;
+            return JOBQ_OK;
+        }
+        if (err == JOBQ_OK) {
+            /* The key's window has passed: it may be admitted again. */
+            err = store_key_delete(st, spec->queue, spec->key);
+        }
+        if (err != JOBQ_OK && err != JOBQ_ENOENT) {
+            return err;
+        }
+    }
+    int state = spec->run_at_ms > now_ms ? JOBQ_SCHEDULED : JOBQ_READY;
+    char why[160] = "";
+    size_t unfinished = 0;
+    for (size_t i = 0; i < spec->nafter; i++) {
+        int ps;
+        err = store_job_state(st, spec->after[i], &ps);
+        if (err == JOBQ_ENOENT) {
+            st->missing_parent = spec->after[i];
+        }
+        if (err != JOBQ_OK) {
+            return err;
+        }
+        if (ps == JOBQ_DEAD || ps == JOBQ_CANCELLED) {
+            if (!spec->after_always && why[0] == '\0') {
+                parent_ended(why, sizeof(why), spec->after[i], ps);
+            }
+        } else if (ps != JOBQ_SUCCEEDED) {
+            unfinished++;
+        }
+    }
+    if (why[0] != '\0') {
+        state = JOBQ_CANCELLED;
+    } else if (unfinished > 0) {
+        state = JOBQ_WAITING;
+    }
+    int64_t id;
+    bool cancelled = state == JOBQ_CANCELLED;
+    err = store_job_insert(st, spec, state, now_ms, cancelled ? now_ms : 0, cancelled ? why : NULL,
+                           &id);
+    for (size_t i = 0; err == JOBQ_OK && state == JOBQ_WAITING && i < spec->nafter; i++) {
+        int ps;
+        if ((err = store_job_state(st, spec->after[i], &ps)) == JOBQ_OK && ps != JOBQ_SUCCEEDED) {
+            err = store_dep_add(st, spec->after[i], id); /* succeeded: nothing to wait for */
+        }
+    }
+    if (err == JOBQ_OK && spec->key != NULL) {
+        err = store_key_add(st, spec->queue, spec->key, id, spec->payload_hash, now_ms);
+    }
+    if (err != JOBQ_OK) {
+        return err;
+    }
+    *idp = id;
+    *dupp = false;
+    *statep = state;
+    return JOBQ_OK;
+}
+
+int64_t
+lifecycle_missing_parent(const store *st)
+{
+    return st->missing_parent;
+}
+
+int
+lifecycle_cancel(store *st, int64_t id, int64_t now_ms, bool allow_running, job_row *row,
+                 int *old_statep)
+{
+    int old;
+    int err = store_job_state(st, id, &old);
+    if (err != JOBQ_OK) {
+        return err;
+    }
+    if (lifecycle_ended_state(old) || (old == JOBQ_RUNNING && !allow_running)) {
+        return JOBQ_ESTATE;
+    }
+    err = store_job_set_state(st, id, old, JOBQ_CANCELLED, now_ms, NULL);
+    if (err == JOBQ_OK && old == JOBQ_WAITING) {
+        err = store_dep_drop_child(st, id);
+    }
+    if (err == JOBQ_OK) {
+        err = ended(st, id, JOBQ_CANCELLED, now_ms);
+    }
+    if (err == JOBQ_OK) {
+        err = store_get(st, id, row);
+    }
+    if (err == JOBQ_OK) {
+        *old_statep = old;
+    }
+    return err;
+}
+
+int
+lifecycle_finish(store *st, int64_t id, int new_state, int64_t now_ms, int64_t run_at_ms,
+                 const char *result, const char *error, const attempt_rec *a)
+{
+    bool end = lifecycle_ended_state(new_state);
+    int err = store_job_finish(st, id, new_state, end ? now_ms : 0,
+                               new_state == JOBQ_RETRYING ? run_at_ms : 0, result, error);
+    if (err == JOBQ_OK && a != NULL) {
+        err = store_attempt_add(st, id, a, now_ms, error);
+    }
+    if (err == JOBQ_OK && end) {
+        err = ended(st, id, new_state, now_ms);
+    }
+    return err;
+}
+
+/* group_payload: the payload of group gid's on_complete job: the user's payload (JSON text,
+ * NULL: null) wrapped with the outcome of each member, e.g.
+ * {"group":7,"payload":{...},"succeeded":2,"dead":1,"cancelled":0,
+ *  "members":[{"id":41,"state":"succeeded"},...]}. Allocated into *outp. */
+static int
+group_payload(store *st, int64_t gid, const char *user, char **outp)
+{
+    group_info g;
+    int err = store_group_get(st, gid, true, &g);
+    if (err != JOBQ_OK) {
+        return err;
+    }
+    if (user == NULL) {
+        user = "null";
+    }
+    size_t cap = strlen(user) + 160 + g.nmembers * 64;
+    char *out = malloc(cap);
+    if (out == NULL) {
+        group_info_clear(&g);
+        return JOBQ_ENOMEM;
+    }
+    size_t n = (size_t)snprintf(out, cap,
+                                "{\"group\":%" PRId64 ",\"payload\":%s,\"succeeded\":%" PRId64
+                                ",\"dead\":%" PRId64 ",\"cancelled\":%" PRId64 ",\"members\":[",
+                                gid, user, g.counts[JOBQ_SUCCEEDED], g.counts[JOBQ_DEAD],
+                                g.counts[JOBQ_CANCELLED]);
+    for (size_t i = 0; i < g.nmembers; i++) {
+        const group_member *m = &g.members[i];
+        n += (size_t)snprintf(out + n, cap - n, "%s{\"id\":%" PRId64 ",\"state\":\"%s\"}",
+                              i > 0 ? "," : "", m->id, jobq__state_name(m->state));
+    }
+    snprintf(out + n, cap - n, "]}");
+    group_info_clear(&g);
+    *outp = out;
+    return JOBQ_OK;
+}
+
+int
+lifecycle_group_settle(store *st, int64_t gid, int64_t now_ms)
+{
+    group_oc oc;
+    int err = store_group_ended(st, gid, &oc);
+    if (err != JOBQ_OK) {
+        return err == JOBQ_ENOENT ? JOBQ_OK : err; /* done already, or still open */
+    }
+    int64_t oc_id = 0;
+    if (oc.queue != NULL) {
+        char *payload = NULL;
+        err = group_payload(st, gid, oc.payload, &payload);
+        if (err == JOBQ_OK) {
+            job_spec spec = {.queue = oc.queue,
+                             .payload = payload,
+                             .priority = oc.priority,
+                             .max_attempts = oc.max_attempts,
+                             .timeout_ms = oc.timeout_ms,
+                             .run_at_ms = now_ms};
+            bool dup;
+            int state;
+            err = lifecycle_insert(st, &spec, now_ms, &oc_id, &dup, &state);
+            store_effect *e = err == JOBQ_OK ? store_effect_add(st, EFFECT_JOB, oc_id) : NULL;
+            if (err == JOBQ_OK && (e == NULL || (e->queue = strdup(oc.queue)) == NULL)) {
+                err = JOBQ_ENOMEM;
+            } else if (e != NULL) {
+                e->to = state;
+                e->run_at_ms = now_ms;
+            }
+        }
+        free(payload);
+    }
+    if (err == JOBQ_OK) {
+        err = store_group_complete(st, gid, now_ms, oc_id);
+    }
+    if (err == JOBQ_OK && store_effect_add(st, EFFECT_GROUP, gid) == NULL) {
+        err = JOBQ_ENOMEM;
+    }
+    group_oc_clear(&oc);
+    return err;
+}
+
+/* recover_one: the crash-interrupted attempt of running job row; dead as a suspected poison
+ * job after poison_crashes crashes when it ran here, else ready again. */
+static int
+recover_one(store *st, const job_row *row, int64_t now_ms, int poison_crashes, bool local,
+            bool *poisonedp)
+{
+    attempt_rec a = {
+        .attempt = row->attempt, .started_at_ms = row->started_at_ms, .kind = CRASH_KIND};
+    int64_t crashes = 0;
+    int err = store_attempt_add(st, row->id, &a, now_ms, crash_error);
+    if (err == JOBQ_OK) {
+        err = store_attempt_count(st, row->id, CRASH_KIND, &crashes);
+    }
+    if (err != JOBQ_OK) {
+        return err;
+    }
+    *poisonedp = crashes >= poison_crashes && local;
+    if (!*poisonedp) {
+        return store_job_set_state(st, row->id, JOBQ_RUNNING, JOBQ_READY, 0, crash_error);
+    }
+    char msg[160];
+    snprintf(msg, sizeof(msg), "suspected poison job: it was running during %d crashes of jobqd",
+             (int)crashes);
+    err = store_job_set_state(st, row->id, JOBQ_RUNNING, JOBQ_DEAD, now_ms, msg);
+    return err == JOBQ_OK ? ended(st, row->id, JOBQ_DEAD, now_ms) : err;
+}
+
+int
+lifecycle_recover_running(store *st, int64_t now_ms, int poison_crashes,
+                          bool (*local)(void *arg, const char *queue),
+                          void (*fn)(void *arg, const char *queue, int64_t id, bool poisoned),
+                          void *arg, size_t *np)
+{
+    /* Read them all first: the rows change under the read otherwise. */
+    job_row *rows = NULL;
+    size_t n = 0;
+    int err = store_running(st, &rows, &n);
+    if (err != JOBQ_OK) {
+        return err;
+    }
+    for (size_t i = 0; i < n; i++) {
+        bool poisoned = false;
+        if (err == JOBQ_OK) {
+            bool here = local == NULL || local(arg, rows[i].queue);
+            err = recover_one(st, &rows[i], now_ms, poison_crashes, here, &poisoned);
+        }
+        if (err == JOBQ_OK && fn != NULL) {
+            fn(arg, rows[i].queue, rows[i].id, poisoned);
+        }
+        job_row_clear(&rows[i]);
+    }
+    free(rows);
+    if (err == JOBQ_OK) {
+        *np = n;
+    }
+    return err;
+}
+
+int
+lifecycle_schedule_fire(store *st, const char *name, int64_t tick_ms, const job_spec *spec,
+                        int64_t now_ms, int64_t *idp, bool *dupp, int *statep)
+{
+    int err = store_schedule_set(st, name, tick_ms);
+    if (err != JOBQ_OK || spec == NULL) {
+        return err;
+    }
+    return lifecycle_insert(st, spec, now_ms, idp, dupp, statep);
+}
+
+int
+lifecycle_sweep_queue(store *st, const char *queue, const int64_t *retention_ms, int64_t key_ttl_ms,
+                      int64_t now_ms, size_t max, size_t *deleted, bool *morep, int64_t *next_msp)
+{
+    static const int ends[] = {JOBQ_SUCCEEDED, JOBQ_DEAD, JOBQ_CANCELLED};
+    int64_t next_ms = INT64_MAX, at;
+    size_t n = 0;
+    for (size_t k = 0; k < sizeof(ends) / sizeof(ends[0]); k++) {
+        int state = ends[k];
+        int err = store_sweep(st, queue, state, now_ms - retention_ms[state], max, &n);
+        if (err != JOBQ_OK) {
+            return err;
+        }
+        deleted[state] = n;
+        *morep = *morep || n == max;
+        if (store_oldest_finished(st, queue, state, &at) == JOBQ_OK &&
+            at + retention_ms[state] < next_ms) {
+            next_ms = at + retention_ms[state];
+        }
+    }
+    int err = store_sweep_keys(st, queue, now_ms - key_ttl_ms, max, &n);
+    if (err != JOBQ_OK) {
+        return err;
+    }
+    *morep = *morep || n == max;
+    if (store_oldest_key(st, queue, &at) == JOBQ_OK && at + key_ttl_ms < next_ms) {
+        next_ms = at + key_ttl_ms;
+    }
+    *next_msp = next_ms;
+    return JOBQ_OK;
+}

@@ -1,0 +1,88 @@
+/* lifecycle.h: job policy, run on the writer's thread inside the batch's transaction:
+ * admission (idempotency-key windows, parents), the end of a job and what it
+ * does to the jobs that wait for it and to its group, poison jobs after crashes, and the
+ * messages users read about them. Written once over store.h's primitives, for every backend.
+ *
+ * Every function here is called inside a transaction (store_begin ... store_commit), in the
+ * savepoint of one writer operation: on failure the caller rolls that savepoint back, with
+ * the effects recorded since store_effects_mark. Changes made to jobs other than the one the
+ * call is about are recorded as store effects (store.h), handed to the loop after commit. */
+#ifndef JOBQD_LIFECYCLE_H
+#define JOBQD_LIFECYCLE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "store.h"
+
+/** lifecycle_insert: admits one job: state scheduled if run_at_ms > now_ms else ready;
+ *  waiting while a parent in spec->after has not ended; cancelled at once (with the reason
+ *  as its error) when a parent ended dead or cancelled and the job does not run after any
+ *  end. With a key already used on the queue within spec->key_ttl_ms of its first use:
+ *  JOBQ_OK with *dupp = true and *idp, *statep of that job (*statep = -1 if the job was
+ *  since deleted) when the payload hash matches, else JOBQ_ECONFLICT; a key whose window has
+ *  passed is admitted again. JOBQ_ENOENT when a parent does not exist
+ *  (lifecycle_missing_parent names it). */
+int lifecycle_insert(store *st, const job_spec *spec, int64_t now_ms, int64_t *idp, bool *dupp,
+                     int *statep);
+
+/** lifecycle_missing_parent: after lifecycle_insert failed with JOBQ_ENOENT, the id in
+ *  "after" that names no job. */
+int64_t lifecycle_missing_parent(const store *st);
+
+/** lifecycle_cancel: cancels job id unless it has ended (JOBQ_ESTATE) or is running and
+ *  allow_running is false (JOBQ_ESTATE); JOBQ_ENOENT if none. Then as any end of a job (see
+ *  lifecycle_finish). On success *row holds the cancelled job and *old_statep its previous
+ *  state. */
+int lifecycle_cancel(store *st, int64_t id, int64_t now_ms, bool allow_running, job_row *row,
+                     int *old_statep);
+
+/** lifecycle_finish: records the end of a running attempt of job id: new_state (succeeded,
+ *  dead, retrying or cancelled), run_at_ms for retrying, result and error texts (NULL to
+ *  keep none), and a row of attempt history for a (unless NULL). JOBQ_ESTATE if the job is
+ *  not running (e.g. cancelled meanwhile). When the job has ended (succeeded, dead or
+ *  cancelled): each job waiting for it is released once it waits for nothing else, or
+ *  cancelled ("parent job N ended dead") if it ended otherwise than succeeded and the child
+ *  does not run after any end, and so on down the chain; each group touched completes when
+ *  its last member ends (lifecycle_group_settle). */
+int lifecycle_finish(store *st, int64_t id, int new_state, int64_t now_ms, int64_t run_at_ms,
+                     const char *result, const char *error, const attempt_rec *a);
+
+/** lifecycle_group_settle: completes group gid if it is open and every member has ended:
+ *  submits its on_complete job (its payload wraps the user's with the outcome of each
+ *  member) and marks it complete, exactly once; both are effects. Nothing otherwise. */
+int lifecycle_group_settle(store *st, int64_t gid, int64_t now_ms);
+
+/** lifecycle_recover_running: at start, every job left running is recorded as an attempt
+ *  interrupted by a crash (its attempt stays counted) and made ready again, unless it has
+ *  now been running during poison_crashes crashes: then it is dead, a suspected poison job,
+ *  and ends as lifecycle_finish says. Only jobs of queues for which local(arg, queue) is
+ *  true can be poison (local NULL: all); a job that ran elsewhere (a remote worker's) cannot
+ *  have crashed jobqd. fn (may be NULL) is called for each. *np receives how many. */
+int lifecycle_recover_running(store *st, int64_t now_ms, int poison_crashes,
+                              bool (*local)(void *arg, const char *queue),
+                              void (*fn)(void *arg, const char *queue, int64_t id, bool poisoned),
+                              void *arg, size_t *np);
+
+/** lifecycle_schedule_fire: records tick_ms as schedule name's last tick and, unless spec
+ *  is NULL (a skipped tick), submits spec with lifecycle_insert (its key names the schedule
+ *  and tick, so a tick never submits twice). Outputs as lifecycle_insert. */
+int lifecycle_schedule_fire(store *st, const char *name, int64_t tick_ms, const job_spec *spec,
+                            int64_t now_ms, int64_t *idp, bool *dupp, int *statep);
+
+/** lifecycle_sweep_queue: retention of queue, in one batch of at most max deletions per
+ *  kind: deletes its ended jobs (with their history) that finished longer ago than
+ *  retention_ms[state] for each end state, counting them in deleted[state], and forgets its
+ *  idempotency keys first used longer ago than key_ttl_ms. Sets *morep when a batch was full
+ *  (sweep again at once; left as it is otherwise) and *next_msp to when the queue next has
+ *  something to delete (INT64_MAX: nothing stored to delete). retention_ms and deleted are
+ *  indexed by jobq_state. */
+int lifecycle_sweep_queue(store *st, const char *queue, const int64_t *retention_ms,
+                          int64_t key_ttl_ms, int64_t now_ms, size_t max, size_t *deleted,
+                          bool *morep, int64_t *next_msp);
+
+/** lifecycle_ended_state: whether state is an end (succeeded, dead or cancelled). Pure. */
+bool lifecycle_ended_state(int state);
+
+#endif

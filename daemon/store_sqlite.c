@@ -1,0 +1,1505 @@
+/* store_sqlite.c: the SQLite store backend: every SQL statement of jobqd, prepared once. */
+#include "store.h"
+
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "log.h"
+#include "migrate.h"
+
+enum stmt_id {
+    S_BEGIN,
+    S_COMMIT,
+    S_ROLLBACK,
+    S_SAVEPOINT,
+    S_RELEASE,
+    S_ROLLBACK_TO,
+    S_KEY_FIND,
+    S_KEY_INSERT,
+    S_INSERT,
+    S_STATE_OF,
+    S_RUNNING,
+    S_GET,
+    S_SET_STATE,
+    S_LIST,
+    S_COUNT,
+    S_PAUSED,
+    S_SET_PAUSED,
+    S_CLAIM_PICK,
+    S_CLAIM_MARK,
+    S_FINISH,
+    S_REQUEUE,
+    S_DUE_PICK,
+    S_DUE_MARK,
+    S_NEXT_DUE,
+    S_KEY_DELETE,
+    S_ATTEMPT_INSERT,
+    S_ATTEMPTS,
+    S_ATTEMPT_COUNT,
+    S_RETRY,
+    S_RETRY_BULK,
+    S_SWEEP,
+    S_SWEEP_ATTEMPTS,
+    S_SWEEP_KEYS,
+    S_AHEAD,
+    S_OLDEST_FINISHED,
+    S_OLDEST_KEY,
+    S_RECENT,
+    S_DEP_INSERT,
+    S_DEP_CHILDREN,
+    S_DEP_DELETE_PARENT,
+    S_DEP_DELETE_JOB,
+    S_DEP_REMAINING,
+    S_DEP_PARENTS,
+    S_CHILD_INFO,
+    S_GROUP_OF,
+    S_GROUP_INSERT,
+    S_GROUP_ENDED,
+    S_GROUP_DONE,
+    S_GROUP_GET,
+    S_GROUP_COUNTS,
+    S_GROUP_MEMBERS,
+    S_SCHED_LAST,
+    S_SCHED_SET,
+    S_SWEEP_GROUPS,
+    S_COUNT_STMTS
+};
+
+/* Job states as SQL text, so that no statement spells a bare number. The partial indexes of
+ * migrations/ say "WHERE state = 1" and "state IN (0, 3)": SQLite uses a partial index only
+ * when the query's WHERE implies it literally, so states stay literals, built from these. */
+#define SQL_SCHEDULED "0"
+#define SQL_READY "1"
+#define SQL_RUNNING "2"
+#define SQL_RETRYING "3"
+#define SQL_SUCCEEDED "4"
+#define SQL_DEAD "5"
+#define SQL_CANCELLED "6"
+#define SQL_WAITING "7"
+#define SQL_ENDED "(" SQL_SUCCEEDED ", " SQL_DEAD ", " SQL_CANCELLED ")" /* the final states */
+#define SQL_DUE "(" SQL_SCHEDULED ", " SQL_RETRYING ")" /* the states run_at promotes */
+_Static_assert(JOBQ_SCHEDULED == 0, "SQL_SCHEDULED");
+_Static_assert(JOBQ_READY == 1, "SQL_READY");
+_Static_assert(JOBQ_RUNNING == 2, "SQL_RUNNING");
+_Static_assert(JOBQ_RETRYING == 3, "SQL_RETRYING");
+_Static_assert(JOBQ_SUCCEEDED == 4, "SQL_SUCCEEDED");
+_Static_assert(JOBQ_DEAD == 5, "SQL_DEAD");
+_Static_assert(JOBQ_CANCELLED == 6, "SQL_CANCELLED");
+_Static_assert(JOBQ_WAITING == 7, "SQL_WAITING");
+
+#define JOB_COLS                                                                                   \
+    "id, queue, payload, priority, state, run_at, attempt, max_attempts, timeout_ms, key, "        \
+    "result, error, created_at, started_at, finished_at, group_id"
+
+static const char *const stmt_sql[S_COUNT_STMTS] = {
+    [S_BEGIN] = "BEGIN IMMEDIATE",
+    [S_COMMIT] = "COMMIT",
+    [S_ROLLBACK] = "ROLLBACK",
+    [S_SAVEPOINT] = "SAVEPOINT op",
+    [S_RELEASE] = "RELEASE op",
+    [S_ROLLBACK_TO] = "ROLLBACK TO op",
+    [S_KEY_FIND] = "SELECT job_id, payload_hash, created_at FROM job_keys WHERE queue = ?1 AND "
+                   "key = ?2",
+    [S_KEY_INSERT] = "INSERT INTO job_keys (queue, key, job_id, payload_hash, created_at) "
+                     "VALUES (?1, ?2, ?3, ?4, ?5)",
+    [S_INSERT] = "INSERT INTO jobs (queue, payload, priority, state, run_at, max_attempts, "
+                 "timeout_ms, key, created_at, group_id, after_always, error, finished_at) "
+                 "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+    [S_STATE_OF] = "SELECT state FROM jobs WHERE id = ?1",
+    [S_RUNNING] =
+        "SELECT id, queue, attempt, started_at FROM jobs WHERE state = " SQL_RUNNING " ORDER BY id",
+    [S_GET] = "SELECT " JOB_COLS " FROM jobs WHERE id = ?1",
+    [S_SET_STATE] = "UPDATE jobs SET state = ?3, finished_at = coalesce(?4, finished_at), "
+                    "error = coalesce(?5, error) WHERE id = ?1 AND (?2 < 0 OR state = ?2)",
+    [S_LIST] = "SELECT " JOB_COLS " FROM jobs WHERE (?1 IS NULL OR queue = ?1) AND "
+               "(?2 < 0 OR state = ?2) AND id > ?3 ORDER BY id LIMIT ?4",
+    [S_COUNT] = "SELECT queue, state, count(*) FROM jobs GROUP BY state, queue",
+    [S_PAUSED] = "SELECT name FROM queues WHERE paused = 1",
+    [S_SET_PAUSED] = "INSERT INTO queues (name, paused) VALUES (?1, ?2) "
+                     "ON CONFLICT (name) DO UPDATE SET paused = excluded.paused",
+    [S_CLAIM_PICK] = "SELECT " JOB_COLS " FROM jobs INDEXED BY jobs_ready WHERE queue = ?1 AND "
+                     "state = " SQL_READY " ORDER BY priority DESC, run_at, id LIMIT ?2",
+    [S_CLAIM_MARK] =
+        "UPDATE jobs SET state = " SQL_RUNNING ", attempt = attempt + 1, started_at = ?2, "
+        "finished_at = NULL WHERE id = ?1",
+    [S_FINISH] = "UPDATE jobs SET state = ?2, run_at = coalesce(?4, run_at), finished_at = ?3, "
+                 "result = ?5, error = ?6 WHERE id = ?1 AND state = " SQL_RUNNING,
+    [S_REQUEUE] =
+        "UPDATE jobs SET state = " SQL_READY ", attempt = max(attempt - 1, 0), error = ?2 "
+        "WHERE id = ?1 AND state = " SQL_RUNNING,
+    [S_DUE_PICK] = "SELECT id, queue, state FROM jobs INDEXED BY jobs_due WHERE state IN " SQL_DUE
+                   " AND run_at <= ?1 ORDER BY run_at LIMIT ?2",
+    [S_DUE_MARK] = "UPDATE jobs SET state = " SQL_READY " WHERE id = ?1",
+    [S_NEXT_DUE] = "SELECT min(run_at) FROM jobs INDEXED BY jobs_due WHERE state IN " SQL_DUE,
+    [S_KEY_DELETE] = "DELETE FROM job_keys WHERE queue = ?1 AND key = ?2",
+    [S_ATTEMPT_INSERT] = "INSERT INTO attempts (job_id, attempt, started_at, finished_at, kind, "
+                         "error) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+    [S_ATTEMPTS] = "SELECT attempt, started_at, finished_at, kind, error FROM attempts "
+                   "WHERE job_id = ?1 ORDER BY started_at, rowid LIMIT ?2",
+    [S_ATTEMPT_COUNT] = "SELECT count(*) FROM attempts WHERE job_id = ?1 AND kind = ?2",
+    [S_RETRY] =
+        "UPDATE jobs SET state = " SQL_READY ", attempt = 0, run_at = ?2, finished_at = NULL, "
+        "result = NULL WHERE id = ?1 AND state IN (" SQL_DEAD ", " SQL_CANCELLED ")",
+    [S_RETRY_BULK] =
+        "UPDATE jobs SET state = " SQL_READY ", attempt = 0, run_at = ?3, finished_at = NULL, "
+        "result = NULL WHERE id IN (SELECT id FROM jobs WHERE state = ?2 AND "
+        "(?1 IS NULL OR queue = ?1) ORDER BY id LIMIT ?4) RETURNING queue",
+    [S_SWEEP] = "DELETE FROM jobs WHERE id IN (SELECT id FROM jobs INDEXED BY jobs_finished "
+                "WHERE queue = ?1 AND state = ?2 AND state IN " SQL_ENDED " AND finished_at < ?3 "
+                "LIMIT ?4) RETURNING id",
+    [S_SWEEP_ATTEMPTS] = "DELETE FROM attempts WHERE job_id = ?1",
+    [S_SWEEP_KEYS] = "DELETE FROM job_keys WHERE (queue, key) IN (SELECT queue, key FROM "
+                     "job_keys INDEXED BY job_keys_age WHERE queue = ?1 AND created_at < ?2 "
+                     "LIMIT ?3)",
+    [S_AHEAD] =
+        "SELECT count(*) FROM (SELECT 1 FROM jobs INDEXED BY jobs_ready WHERE queue = ?1 "
+        "AND state = " SQL_READY " AND (priority > ?2 OR (priority = ?2 AND (run_at < ?3 OR "
+        "(run_at = ?3 AND id < ?4)))) LIMIT ?5)",
+    [S_OLDEST_FINISHED] = "SELECT min(finished_at) FROM jobs INDEXED BY jobs_finished WHERE "
+                          "queue = ?1 AND state = ?2 AND state IN " SQL_ENDED,
+    [S_OLDEST_KEY] = "SELECT min(created_at) FROM job_keys INDEXED BY job_keys_age WHERE "
+                     "queue = ?1",
+    [S_RECENT] = "SELECT " JOB_COLS " FROM jobs INDEXED BY jobs_finished WHERE queue = ?1 AND "
+                 "state = ?2 AND state IN " SQL_ENDED " ORDER BY finished_at DESC LIMIT ?3",
+    [S_DEP_INSERT] = "INSERT OR IGNORE INTO job_deps (parent_id, job_id) VALUES (?1, ?2)",
+    [S_DEP_CHILDREN] = "SELECT job_id FROM job_deps WHERE parent_id = ?1",
+    [S_DEP_DELETE_PARENT] = "DELETE FROM job_deps WHERE parent_id = ?1",
+    [S_DEP_DELETE_JOB] = "DELETE FROM job_deps WHERE job_id = ?1",
+    [S_DEP_REMAINING] = "SELECT 1 FROM job_deps WHERE job_id = ?1 LIMIT 1",
+    [S_DEP_PARENTS] = "SELECT parent_id FROM job_deps WHERE job_id = ?1 ORDER BY parent_id "
+                      "LIMIT ?2",
+    [S_CHILD_INFO] = "SELECT state, after_always, run_at FROM jobs WHERE id = ?1",
+    [S_GROUP_OF] = "SELECT group_id FROM jobs WHERE id = ?1",
+    [S_GROUP_INSERT] = "INSERT INTO groups (size, created_at, oc_queue, oc_payload, oc_priority, "
+                       "oc_max_attempts, oc_timeout_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+    [S_GROUP_ENDED] = "SELECT oc_queue, oc_payload, oc_priority, oc_max_attempts, oc_timeout_ms "
+                      "FROM groups WHERE id = ?1 AND completed_at IS NULL AND NOT EXISTS (SELECT "
+                      "1 FROM jobs WHERE group_id = ?1 AND state NOT IN " SQL_ENDED ")",
+    [S_GROUP_DONE] = "UPDATE groups SET completed_at = ?2, oc_job_id = ?3 WHERE id = ?1",
+    [S_GROUP_GET] = "SELECT size, created_at, completed_at, oc_queue, oc_job_id FROM groups "
+                    "WHERE id = ?1",
+    [S_GROUP_COUNTS] = "SELECT state, count(*) FROM jobs WHERE group_id = ?1 GROUP BY state",
+    [S_GROUP_MEMBERS] =
+        "SELECT id, state, attempt, error FROM jobs WHERE group_id = ?1 ORDER BY id",
+    [S_SWEEP_GROUPS] = "DELETE FROM groups WHERE id IN (SELECT id FROM groups INDEXED BY "
+                       "groups_completed WHERE completed_at IS NOT NULL AND completed_at < ?1 AND "
+                       "NOT EXISTS (SELECT 1 FROM jobs WHERE group_id = groups.id) LIMIT ?2)",
+    [S_SCHED_LAST] = "SELECT last_tick FROM schedules WHERE name = ?1",
+    [S_SCHED_SET] = "INSERT INTO schedules (name, last_tick) VALUES (?1, ?2) ON CONFLICT (name) "
+                    "DO UPDATE SET last_tick = excluded.last_tick",
+};
+
+/* The SQLite backend: a store (first member, so a store * is a sqlite_store *). */
+typedef struct sqlite_store {
+    store base;
+    sqlite3 *db;
+    sqlite3_stmt *stmt[S_COUNT_STMTS];
+    bool full;    /* durability full: commits fsync unless store_set_sync says not */
+    bool syncing; /* PRAGMA synchronous is FULL now */
+} sqlite_store;
+
+#define SQ(st) ((sqlite_store *)(st))
+#define SQC(st) ((const sqlite_store *)(st))
+
+static const store_ops sqlite_ops;
+static void sq_set_sync(store *st, bool sync);
+static void sq_close(store *st);
+static const char *sq_errmsg(const store *st);
+static int sq_begin(store *st);
+static int sq_commit(store *st);
+static void sq_rollback(store *st);
+static int sq_savepoint(store *st);
+static void sq_release(store *st);
+static void sq_rollback_savepoint(store *st);
+static bool sq_in_transaction(const store *st);
+static int sq_job_insert(store *st, const job_spec *spec, int state, int64_t now_ms,
+                         int64_t finished_at_ms, const char *error, int64_t *idp);
+static int sq_job_state(store *st, int64_t id, int *statep);
+static int sq_job_set_state(store *st, int64_t id, int from, int to, int64_t finished_at_ms,
+                            const char *error);
+static int sq_get(store *st, int64_t id, job_row *row);
+static int sq_list(store *st, const list_filter *f, job_row *rows, size_t *np, bool *morep);
+static int sq_count_each(store *st, void (*fn)(void *arg, const char *queue, int state, int64_t n),
+                         void *arg);
+static int sq_paused_each(store *st, void (*fn)(void *arg, const char *queue), void *arg);
+static int sq_set_paused(store *st, const char *queue, bool paused);
+static int sq_claim(store *st, const char *queue, int64_t now_ms, size_t max, job_row *rows,
+                    size_t *np);
+static int sq_running(store *st, job_row **rowsp, size_t *np);
+static int sq_job_finish(store *st, int64_t id, int new_state, int64_t finished_at_ms,
+                         int64_t run_at_ms, const char *result, const char *error);
+static int sq_requeue(store *st, int64_t id, int64_t now_ms, const char *error,
+                      const attempt_rec *a);
+static int sq_promote_due(store *st, int64_t now_ms, size_t max,
+                          void (*fn)(void *arg, const char *queue, int old_state), void *arg,
+                          size_t *np);
+static int sq_next_due(store *st, int64_t *atp);
+static int sq_retry(store *st, int64_t id, int64_t now_ms, job_row *row, int *old_statep);
+static int sq_retry_bulk(store *st, const char *queue, int state, int64_t now_ms, size_t max,
+                         void (*fn)(void *arg, const char *queue), void *arg, size_t *np);
+static int sq_ready_ahead(store *st, const job_row *row, int64_t limit, int64_t *np);
+static int sq_attempt_add(store *st, int64_t id, const attempt_rec *a, int64_t now_ms,
+                          const char *error);
+static int sq_attempt_count(store *st, int64_t id, const char *kind, int64_t *np);
+static int sq_attempts(store *st, int64_t id, attempt_row *rows, size_t max, size_t *np);
+static int sq_key_find(store *st, const char *queue, const char *key, int64_t *idp, uint64_t *hashp,
+                       int64_t *created_at_msp);
+static int sq_key_add(store *st, const char *queue, const char *key, int64_t id, uint64_t hash,
+                      int64_t now_ms);
+static int sq_key_delete(store *st, const char *queue, const char *key);
+static int sq_dep_add(store *st, int64_t parent, int64_t child);
+static int sq_dep_children(store *st, int64_t parent, int64_t **idsp, size_t *np);
+static int sq_dep_drop_parent(store *st, int64_t parent);
+static int sq_dep_drop_child(store *st, int64_t id);
+static int sq_dep_pending(store *st, int64_t id, bool *waitsp);
+static int sq_dep_job(store *st, int64_t id, int *statep, bool *alwaysp, int64_t *run_at_msp);
+static int sq_waiting_for(store *st, int64_t id, int64_t *ids, size_t max, size_t *np);
+static int sq_sweep(store *st, const char *queue, int state, int64_t before_ms, size_t max,
+                    size_t *np);
+static int sq_sweep_groups(store *st, int64_t before_ms, size_t max, size_t *np);
+static int sq_sweep_keys(store *st, const char *queue, int64_t before_ms, size_t max, size_t *np);
+static int sq_oldest_finished(store *st, const char *queue, int state, int64_t *atp);
+static int sq_oldest_key(store *st, const char *queue, int64_t *atp);
+static int sq_recent(store *st, const char *queue, int state, job_row *rows, size_t max,
+                     size_t *np);
+static int sq_group_create(store *st, const group_spec *g, int64_t now_ms, int64_t *gidp);
+static int sq_group_of(store *st, int64_t id, int64_t *gidp);
+static int sq_group_ended(store *st, int64_t gid, group_oc *oc);
+static int sq_group_complete(store *st, int64_t gid, int64_t now_ms, int64_t oc_job_id);
+static int sq_group_get(store *st, int64_t gid, bool members, group_info *g);
+static int sq_schedule_last(store *st, const char *name, int64_t *tickp);
+static int sq_schedule_set(store *st, const char *name, int64_t tick_ms);
+static int sq_schedule_since(store *st, const char *name, int64_t now_ms, int64_t *sincep);
+
+/* Prepared statements are reset and unbound after each use so they hold no read lock. */
+static sqlite3_stmt *
+stmt_get(store *st, enum stmt_id id)
+{
+    return SQ(st)->stmt[id];
+}
+
+static void
+stmt_done(sqlite3_stmt *s)
+{
+    sqlite3_reset(s);
+    sqlite3_clear_bindings(s);
+}
+
+/* from_sqlite: the jobq_err for a SQLite result code. */
+static int
+from_sqlite(int rc)
+{
+    switch (rc & 0xff) {
+    case SQLITE_OK:
+    case SQLITE_DONE:
+    case SQLITE_ROW:
+        return JOBQ_OK;
+    case SQLITE_FULL:
+        return JOBQ_EFULL;
+    case SQLITE_NOMEM:
+        return JOBQ_ENOMEM;
+    case SQLITE_CONSTRAINT:
+        return JOBQ_EINVAL;
+    default:
+        return JOBQ_ESTORE;
+    }
+}
+
+static const char *
+sq_errmsg(const store *st)
+{
+    return SQC(st)->db != NULL ? sqlite3_errmsg(SQC(st)->db) : "no database";
+}
+
+static char *
+col_text(sqlite3_stmt *s, int i)
+{
+    const unsigned char *t = sqlite3_column_text(s, i);
+    return t == NULL ? NULL : strdup((const char *)t);
+}
+
+/* read_row: fills row from the JOB_COLS columns of s. */
+static int
+read_row(sqlite3_stmt *s, job_row *row)
+{
+    memset(row, 0, sizeof(*row));
+    row->id = sqlite3_column_int64(s, 0);
+    row->queue = col_text(s, 1);
+    row->payload = col_text(s, 2);
+    row->priority = sqlite3_column_int(s, 3);
+    row->state = sqlite3_column_int(s, 4);
+    row->run_at_ms = sqlite3_column_int64(s, 5);
+    row->attempt = sqlite3_column_int(s, 6);
+    row->max_attempts = sqlite3_column_int(s, 7);
+    row->timeout_ms = sqlite3_column_int64(s, 8);
+    row->key = col_text(s, 9);
+    row->result = col_text(s, 10);
+    row->error = col_text(s, 11);
+    row->created_at_ms = sqlite3_column_int64(s, 12);
+    row->started_at_ms = sqlite3_column_int64(s, 13);
+    row->finished_at_ms = sqlite3_column_int64(s, 14);
+    row->group_id = sqlite3_column_int64(s, 15);
+    if (row->queue == NULL || row->payload == NULL) {
+        job_row_clear(row);
+        return JOBQ_ENOMEM;
+    }
+    return JOBQ_OK;
+}
+
+/* exec_simple: steps a statement without parameters or rows. */
+static int
+exec_simple(store *st, enum stmt_id id)
+{
+    sqlite3_stmt *s = stmt_get(st, id);
+    int rc = sqlite3_step(s);
+    stmt_done(s);
+    return rc == SQLITE_DONE ? JOBQ_OK : from_sqlite(rc);
+}
+
+/* step_change: steps an UPDATE that must change exactly one row: JOBQ_ESTATE when it
+ * changed none (the row was not in the state the WHERE asks for). */
+static int
+step_change(store *st, sqlite3_stmt *s)
+{
+    int rc = sqlite3_step(s);
+    stmt_done(s);
+    if (rc != SQLITE_DONE) {
+        return from_sqlite(rc);
+    }
+    return sqlite3_changes(SQ(st)->db) == 1 ? JOBQ_OK : JOBQ_ESTATE;
+}
+
+/* bind_text_or_null: binds text, or leaves NULL bound for a NULL pointer. */
+static void
+bind_text_or_null(sqlite3_stmt *s, int i, const char *text)
+{
+    if (text != NULL) {
+        sqlite3_bind_text(s, i, text, -1, SQLITE_STATIC);
+    }
+}
+
+/* read_rows_more: steps s (selecting JOB_COLS) into up to max rows; on failure clears them.
+ * With morep, one step more tells whether s has a row after the max-th. */
+static int
+read_rows_more(sqlite3_stmt *s, job_row *rows, size_t max, size_t *np, bool *morep)
+{
+    size_t n = 0;
+    bool more = false;
+    int rc = SQLITE_DONE, err = JOBQ_OK;
+    while (n < max && (rc = sqlite3_step(s)) == SQLITE_ROW) {
+        if ((err = read_row(s, &rows[n])) != JOBQ_OK) {
+            break;
+        }
+        n++;
+    }
+    if (err == JOBQ_OK && n < max && rc != SQLITE_DONE) {
+        err = from_sqlite(rc);
+    }
+    if (morep != NULL && err == JOBQ_OK && n == max) {
+        rc = sqlite3_step(s);
+        more = rc == SQLITE_ROW;
+        if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
+            err = from_sqlite(rc);
+        }
+    }
+    stmt_done(s);
+    if (err != JOBQ_OK) {
+        while (n > 0) {
+            job_row_clear(&rows[--n]);
+        }
+        return err;
+    }
+    *np = n;
+    if (morep != NULL) {
+        *morep = more;
+    }
+    return JOBQ_OK;
+}
+
+/* read_rows: read_rows_more without looking past the max-th row. */
+static int
+read_rows(sqlite3_stmt *s, job_row *rows, size_t max, size_t *np)
+{
+    return read_rows_more(s, rows, max, np, NULL);
+}
+
+int
+store_sqlite_open(const char *path, enum durability durability, store **stp, char *err,
+                  size_t errlen)
+{
+    sqlite_store *sq = calloc(1, sizeof(*sq));
+    if (sq == NULL) {
+        snprintf(err, errlen, "out of memory");
+        return JOBQ_ENOMEM;
+    }
+    store *st = &sq->base;
+    st->ops = &sqlite_ops;
+    int rc = sqlite3_open_v2(
+        path, &SQ(st)->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL);
+    if (rc != SQLITE_OK) {
+        snprintf(err, errlen, "cannot open database %s: %s", path,
+                 SQ(st)->db ? sqlite3_errmsg(SQ(st)->db) : sqlite3_errstr(rc));
+        goto fail;
+    }
+    sqlite3_extended_result_codes(SQ(st)->db, 1);
+    sqlite3_busy_timeout(SQ(st)->db, 5000);
+    const char *pragmas = durability == DURABILITY_FULL
+                              ? "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL;"
+                              : "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL;";
+    char *msg = NULL;
+    rc = sqlite3_exec(SQ(st)->db, pragmas, NULL, NULL, &msg);
+    if (rc == SQLITE_OK) {
+        rc = sqlite3_exec(SQ(st)->db,
+                          "PRAGMA cache_size = -8192; PRAGMA temp_store = MEMORY; "
+                          "PRAGMA foreign_keys = OFF;",
+                          NULL, NULL, &msg);
+    }
+    if (rc != SQLITE_OK) {
+        snprintf(err, errlen, "cannot set up database %s: %s", path,
+                 msg ? msg : sqlite3_errstr(rc));
+        sqlite3_free(msg);
+        goto fail;
+    }
+    SQ(st)->full = SQ(st)->syncing = durability == DURABILITY_FULL;
+    if (migrate_apply(SQ(st)->db, err, errlen) != 0) {
+        goto fail;
+    }
+    for (int i = 0; i < S_COUNT_STMTS; i++) {
+        rc = sqlite3_prepare_v3(SQ(st)->db, stmt_sql[i], -1, SQLITE_PREPARE_PERSISTENT,
+                                &SQ(st)->stmt[i], NULL);
+        if (rc != SQLITE_OK) {
+            snprintf(err, errlen, "cannot prepare statement %d: %s", i, sqlite3_errmsg(SQ(st)->db));
+            goto fail;
+        }
+    }
+    *stp = st;
+    return JOBQ_OK;
+fail:
+    store_close(st);
+    return JOBQ_ESTORE;
+}
+
+static void
+sq_close(store *st)
+{
+    for (int i = 0; i < S_COUNT_STMTS; i++) {
+        sqlite3_finalize(SQ(st)->stmt[i]);
+    }
+    if (SQ(st)->db != NULL) {
+        /* sqlite3_close checkpoints too, but says nothing when that fails. */
+        int rc = sqlite3_wal_checkpoint_v2(SQ(st)->db, NULL, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
+        if (rc != SQLITE_OK) {
+            log_error("store_checkpoint_failed",
+                      "err=\"%s\" reason=\"the WAL file keeps every commit; the next start "
+                      "reads it\"",
+                      sqlite3_errmsg(SQ(st)->db));
+        }
+        rc = sqlite3_close(SQ(st)->db);
+        if (rc != SQLITE_OK) {
+            log_error("store_close", "err=%d", rc);
+        }
+    }
+    free(st);
+}
+
+static void
+sq_set_sync(store *st, bool sync)
+{
+    sync = sync && SQ(st)->full;
+    if (sync == SQ(st)->syncing) {
+        return;
+    }
+    /* WAL mode: FULL fsyncs the WAL at each commit; NORMAL only at checkpoints. */
+    int rc =
+        sqlite3_exec(SQ(st)->db, sync ? "PRAGMA synchronous = FULL" : "PRAGMA synchronous = NORMAL",
+                     NULL, NULL, NULL);
+    if (rc == SQLITE_OK) {
+        SQ(st)->syncing = sync;
+    } else if (!sync) {
+        return; /* still FULL: safe, only slower */
+    } else {
+        log_error("store_sync_mode", "err=\"%s\" reason=\"cannot turn fsync back on\"",
+                  sqlite3_errmsg(SQ(st)->db));
+    }
+}
+
+static int
+sq_begin(store *st)
+{
+    return exec_simple(st, S_BEGIN);
+}
+
+static int
+sq_commit(store *st)
+{
+    return exec_simple(st, S_COMMIT);
+}
+
+static void
+sq_rollback(store *st)
+{
+    if (!sqlite3_get_autocommit(SQ(st)->db)) {
+        (void)exec_simple(st, S_ROLLBACK);
+    }
+}
+
+static bool
+sq_in_transaction(const store *st)
+{
+    return !sqlite3_get_autocommit(SQC(st)->db);
+}
+
+static int
+sq_savepoint(store *st)
+{
+    return exec_simple(st, S_SAVEPOINT);
+}
+
+static void
+sq_release(store *st)
+{
+    (void)exec_simple(st, S_RELEASE);
+}
+
+static void
+sq_rollback_savepoint(store *st)
+{
+    (void)exec_simple(st, S_ROLLBACK_TO);
+    (void)exec_simple(st, S_RELEASE);
+}
+
+/* step_done: steps a statement that returns no rows, and resets it. */
+static int
+step_done(sqlite3_stmt *s)
+{
+    int rc = sqlite3_step(s);
+    stmt_done(s);
+    return rc == SQLITE_DONE ? JOBQ_OK : from_sqlite(rc);
+}
+
+static int
+sq_group_create(store *st, const group_spec *g, int64_t now_ms, int64_t *gidp)
+{
+    sqlite3_stmt *s = stmt_get(st, S_GROUP_INSERT);
+    sqlite3_bind_int64(s, 1, (int64_t)g->size);
+    sqlite3_bind_int64(s, 2, now_ms);
+    if (g->oc_queue != NULL) {
+        sqlite3_bind_text(s, 3, g->oc_queue, -1, SQLITE_STATIC);
+        sqlite3_bind_text(s, 4, g->oc_payload, -1, SQLITE_STATIC);
+        sqlite3_bind_int(s, 5, g->oc_priority);
+        sqlite3_bind_int(s, 6, g->oc_max_attempts);
+        sqlite3_bind_int64(s, 7, g->oc_timeout_ms);
+    }
+    int err = step_done(s);
+    if (err == JOBQ_OK) {
+        *gidp = sqlite3_last_insert_rowid(SQ(st)->db);
+    }
+    return err;
+}
+
+static int
+sq_group_get(store *st, int64_t gid, bool members, group_info *g)
+{
+    memset(g, 0, sizeof(*g));
+    sqlite3_stmt *s = stmt_get(st, S_GROUP_GET);
+    sqlite3_bind_int64(s, 1, gid);
+    int rc = sqlite3_step(s);
+    if (rc != SQLITE_ROW) {
+        stmt_done(s);
+        return rc == SQLITE_DONE ? JOBQ_ENOENT : from_sqlite(rc);
+    }
+    g->id = gid;
+    g->size = sqlite3_column_int64(s, 0);
+    g->created_at_ms = sqlite3_column_int64(s, 1);
+    g->completed_at_ms = sqlite3_column_int64(s, 2);
+    g->oc_queue = col_text(s, 3);
+    g->oc_job_id = sqlite3_column_int64(s, 4);
+    stmt_done(s);
+    s = stmt_get(st, S_GROUP_COUNTS);
+    sqlite3_bind_int64(s, 1, gid);
+    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+        int state = sqlite3_column_int(s, 0);
+        if (state >= 0 && state <= JOBQ_WAITING) {
+            g->counts[state] = sqlite3_column_int64(s, 1);
+        }
+    }
+    stmt_done(s);
+    if (rc != SQLITE_DONE) {
+        group_info_clear(g);
+        return from_sqlite(rc);
+    }
+    if (!members) {
+        return JOBQ_OK;
+    }
+    s = stmt_get(st, S_GROUP_MEMBERS);
+    sqlite3_bind_int64(s, 1, gid);
+    size_t cap = 0;
+    int err = JOBQ_OK;
+    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+        if (g->nmembers == cap) {
+            cap = cap ? cap * 2 : 64;
+            group_member *grown = realloc(g->members, cap * sizeof(*grown));
+            if (grown == NULL) {
+                err = JOBQ_ENOMEM;
+                break;
+            }
+            g->members = grown;
+        }
+        group_member *m = &g->members[g->nmembers++];
+        m->id = sqlite3_column_int64(s, 0);
+        m->state = sqlite3_column_int(s, 1);
+        m->attempt = sqlite3_column_int(s, 2);
+        m->error = col_text(s, 3);
+    }
+    if (err == JOBQ_OK && rc != SQLITE_DONE) {
+        err = from_sqlite(rc);
+    }
+    stmt_done(s);
+    if (err != JOBQ_OK) {
+        group_info_clear(g);
+    }
+    return err;
+}
+
+static int
+sq_waiting_for(store *st, int64_t id, int64_t *ids, size_t max, size_t *np)
+{
+    sqlite3_stmt *s = stmt_get(st, S_DEP_PARENTS);
+    sqlite3_bind_int64(s, 1, id);
+    sqlite3_bind_int64(s, 2, (int64_t)max);
+    size_t n = 0;
+    int rc;
+    while (n < max && (rc = sqlite3_step(s)) == SQLITE_ROW) {
+        ids[n++] = sqlite3_column_int64(s, 0);
+    }
+    stmt_done(s);
+    *np = n;
+    return JOBQ_OK;
+}
+
+static int
+sq_schedule_last(store *st, const char *name, int64_t *tickp)
+{
+    sqlite3_stmt *s = stmt_get(st, S_SCHED_LAST);
+    sqlite3_bind_text(s, 1, name, -1, SQLITE_STATIC);
+    int rc = sqlite3_step(s);
+    if (rc == SQLITE_ROW) {
+        *tickp = sqlite3_column_int64(s, 0);
+    }
+    stmt_done(s);
+    return rc == SQLITE_ROW ? JOBQ_OK : rc == SQLITE_DONE ? JOBQ_ENOENT : from_sqlite(rc);
+}
+
+/* A schedule's row holds its last tick; until it has one, the time jobqd first saw it is kept
+ * in a row of its own, named with a prefix no schedule name can have (':' is not allowed). */
+#define SCHED_SINCE_PREFIX "since:"
+
+static int
+sq_schedule_since(store *st, const char *name, int64_t now_ms, int64_t *sincep)
+{
+    char key[sizeof(SCHED_SINCE_PREFIX) + 256];
+    if ((size_t)snprintf(key, sizeof(key), SCHED_SINCE_PREFIX "%s", name) >= sizeof(key)) {
+        return JOBQ_EINVAL;
+    }
+    int64_t since;
+    int err = sq_schedule_last(st, key, &since);
+    if (err == JOBQ_ENOENT) {
+        since = now_ms;
+        sqlite3_stmt *s = stmt_get(st, S_SCHED_SET);
+        sqlite3_bind_text(s, 1, key, -1, SQLITE_STATIC);
+        sqlite3_bind_int64(s, 2, since);
+        err = step_done(s);
+    }
+    if (err == JOBQ_OK) {
+        *sincep = since;
+    }
+    return err;
+}
+
+static int
+sq_get(store *st, int64_t id, job_row *row)
+{
+    sqlite3_stmt *s = stmt_get(st, S_GET);
+    sqlite3_bind_int64(s, 1, id);
+    int rc = sqlite3_step(s);
+    int err = rc == SQLITE_ROW    ? read_row(s, row)
+              : rc == SQLITE_DONE ? JOBQ_ENOENT
+                                  : from_sqlite(rc);
+    stmt_done(s);
+    return err;
+}
+
+static int
+sq_list(store *st, const list_filter *f, job_row *rows, size_t *np, bool *morep)
+{
+    sqlite3_stmt *s = stmt_get(st, S_LIST);
+    bind_text_or_null(s, 1, f->queue);
+    sqlite3_bind_int(s, 2, f->state);
+    sqlite3_bind_int64(s, 3, f->after_id);
+    sqlite3_bind_int(s, 4, f->limit + 1); /* one more than asked: is this the last page? */
+    return read_rows_more(s, rows, (size_t)f->limit, np, morep);
+}
+
+static int
+sq_count_each(store *st, void (*fn)(void *arg, const char *queue, int state, int64_t n), void *arg)
+{
+    sqlite3_stmt *s = stmt_get(st, S_COUNT);
+    int rc;
+    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+        fn(arg, (const char *)sqlite3_column_text(s, 0), sqlite3_column_int(s, 1),
+           sqlite3_column_int64(s, 2));
+    }
+    stmt_done(s);
+    return rc == SQLITE_DONE ? JOBQ_OK : from_sqlite(rc);
+}
+
+static int
+sq_paused_each(store *st, void (*fn)(void *arg, const char *queue), void *arg)
+{
+    sqlite3_stmt *s = stmt_get(st, S_PAUSED);
+    int rc;
+    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+        fn(arg, (const char *)sqlite3_column_text(s, 0));
+    }
+    stmt_done(s);
+    return rc == SQLITE_DONE ? JOBQ_OK : from_sqlite(rc);
+}
+
+static int
+sq_set_paused(store *st, const char *queue, bool paused)
+{
+    sqlite3_stmt *s = stmt_get(st, S_SET_PAUSED);
+    sqlite3_bind_text(s, 1, queue, -1, SQLITE_STATIC);
+    sqlite3_bind_int(s, 2, paused ? 1 : 0);
+    int rc = sqlite3_step(s);
+    stmt_done(s);
+    return rc == SQLITE_DONE ? JOBQ_OK : from_sqlite(rc);
+}
+
+static int
+sq_claim(store *st, const char *queue, int64_t now_ms, size_t max, job_row *rows, size_t *np)
+{
+    sqlite3_stmt *s = stmt_get(st, S_CLAIM_PICK);
+    sqlite3_bind_text(s, 1, queue, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(s, 2, (int64_t)max);
+    size_t n = 0;
+    int err = read_rows(s, rows, max, &n);
+    if (err != JOBQ_OK) {
+        return err;
+    }
+    sqlite3_stmt *m = stmt_get(st, S_CLAIM_MARK);
+    for (size_t i = 0; i < n && err == JOBQ_OK; i++) {
+        sqlite3_bind_int64(m, 1, rows[i].id);
+        sqlite3_bind_int64(m, 2, now_ms);
+        err = step_change(st, m);
+        rows[i].state = JOBQ_RUNNING;
+        rows[i].attempt++;
+        rows[i].started_at_ms = now_ms;
+        rows[i].finished_at_ms = 0;
+    }
+    if (err != JOBQ_OK) {
+        while (n > 0) {
+            job_row_clear(&rows[--n]);
+        }
+        return err;
+    }
+    *np = n;
+    return JOBQ_OK;
+}
+
+static int
+sq_requeue(store *st, int64_t id, int64_t now_ms, const char *error, const attempt_rec *a)
+{
+    sqlite3_stmt *s = stmt_get(st, S_REQUEUE);
+    sqlite3_bind_int64(s, 1, id);
+    bind_text_or_null(s, 2, error);
+    int err = step_change(st, s);
+    return err == JOBQ_OK && a != NULL ? sq_attempt_add(st, id, a, now_ms, error) : err;
+}
+
+static int
+sq_promote_due(store *st, int64_t now_ms, size_t max,
+               void (*fn)(void *arg, const char *queue, int old_state), void *arg, size_t *np)
+{
+    sqlite3_stmt *s = stmt_get(st, S_DUE_PICK);
+    sqlite3_stmt *m = stmt_get(st, S_DUE_MARK);
+    sqlite3_bind_int64(s, 1, now_ms);
+    sqlite3_bind_int64(s, 2, (int64_t)max);
+    size_t n = 0;
+    int rc;
+    /* Updating rows of the index being read is safe in SQLite only after the read is done,
+     * so collect ids first (max is small). */
+    int64_t *ids = malloc(max * sizeof(*ids));
+    char **queues = malloc(max * sizeof(*queues));
+    int *olds = malloc(max * sizeof(*olds));
+    int err = JOBQ_OK;
+    if (ids == NULL || queues == NULL || olds == NULL) {
+        err = JOBQ_ENOMEM;
+        goto out;
+    }
+    while (n < max && (rc = sqlite3_step(s)) == SQLITE_ROW) {
+        ids[n] = sqlite3_column_int64(s, 0);
+        queues[n] = col_text(s, 1);
+        olds[n] = sqlite3_column_int(s, 2);
+        if (queues[n] == NULL) {
+            err = JOBQ_ENOMEM;
+            break;
+        }
+        n++;
+    }
+    if (err == JOBQ_OK && n < max && rc != SQLITE_DONE) {
+        err = from_sqlite(rc);
+    }
+    stmt_done(s);
+    for (size_t i = 0; i < n && err == JOBQ_OK; i++) {
+        sqlite3_bind_int64(m, 1, ids[i]);
+        rc = sqlite3_step(m);
+        stmt_done(m);
+        if (rc != SQLITE_DONE) {
+            err = from_sqlite(rc);
+        }
+    }
+    if (err == JOBQ_OK) {
+        for (size_t i = 0; fn != NULL && i < n; i++) {
+            fn(arg, queues[i], olds[i]);
+        }
+        *np = n;
+    }
+out:
+    for (size_t i = 0; queues != NULL && i < n; i++) {
+        free(queues[i]);
+    }
+    free(ids);
+    free(queues);
+    free(olds);
+    return err;
+}
+
+static int oldest(sqlite3_stmt *s, int64_t *atp);
+
+static int
+sq_next_due(store *st, int64_t *atp)
+{
+    return oldest(stmt_get(st, S_NEXT_DUE), atp);
+}
+
+static int
+sq_retry(store *st, int64_t id, int64_t now_ms, job_row *row, int *old_statep)
+{
+    job_row cur;
+    int err = sq_get(st, id, &cur);
+    if (err != JOBQ_OK) {
+        return err;
+    }
+    int old = cur.state;
+    job_row_clear(&cur);
+    sqlite3_stmt *s = stmt_get(st, S_RETRY);
+    sqlite3_bind_int64(s, 1, id);
+    sqlite3_bind_int64(s, 2, now_ms);
+    if ((err = step_change(st, s)) != JOBQ_OK) {
+        return err;
+    }
+    err = sq_get(st, id, row);
+    if (err == JOBQ_OK) {
+        *old_statep = old;
+    }
+    return err;
+}
+
+static int
+sq_retry_bulk(store *st, const char *queue, int state, int64_t now_ms, size_t max,
+              void (*fn)(void *arg, const char *queue), void *arg, size_t *np)
+{
+    sqlite3_stmt *s = stmt_get(st, S_RETRY_BULK);
+    if (queue != NULL) {
+        sqlite3_bind_text(s, 1, queue, -1, SQLITE_STATIC);
+    }
+    sqlite3_bind_int(s, 2, state);
+    sqlite3_bind_int64(s, 3, now_ms);
+    sqlite3_bind_int64(s, 4, (int64_t)max);
+    size_t n = 0;
+    int rc;
+    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+        fn(arg, (const char *)sqlite3_column_text(s, 0));
+        n++;
+    }
+    stmt_done(s);
+    if (rc != SQLITE_DONE) {
+        return from_sqlite(rc);
+    }
+    *np = n;
+    return JOBQ_OK;
+}
+
+static int
+sq_attempts(store *st, int64_t id, attempt_row *rows, size_t max, size_t *np)
+{
+    sqlite3_stmt *s = stmt_get(st, S_ATTEMPTS);
+    sqlite3_bind_int64(s, 1, id);
+    sqlite3_bind_int64(s, 2, (int64_t)max);
+    size_t n = 0;
+    int rc;
+    while (n < max && (rc = sqlite3_step(s)) == SQLITE_ROW) {
+        attempt_row *a = &rows[n++];
+        a->attempt = sqlite3_column_int(s, 0);
+        a->started_at_ms = sqlite3_column_int64(s, 1);
+        a->finished_at_ms = sqlite3_column_int64(s, 2);
+        a->kind = col_text(s, 3);
+        a->error = col_text(s, 4);
+    }
+    if (n < max && rc != SQLITE_DONE) {
+        stmt_done(s);
+        while (n > 0) {
+            attempt_row_clear(&rows[--n]);
+        }
+        return from_sqlite(rc);
+    }
+    stmt_done(s);
+    *np = n;
+    return JOBQ_OK;
+}
+
+static int
+sq_sweep(store *st, const char *queue, int state, int64_t before_ms, size_t max, size_t *np)
+{
+    sqlite3_stmt *s = stmt_get(st, S_SWEEP);
+    sqlite3_bind_text(s, 1, queue, -1, SQLITE_STATIC);
+    sqlite3_bind_int(s, 2, state);
+    sqlite3_bind_int64(s, 3, before_ms);
+    sqlite3_bind_int64(s, 4, (int64_t)max);
+    int64_t *ids = malloc(max * sizeof(*ids));
+    if (ids == NULL) {
+        stmt_done(s);
+        return JOBQ_ENOMEM;
+    }
+    size_t n = 0;
+    int rc;
+    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+        if (n < max) {
+            ids[n++] = sqlite3_column_int64(s, 0);
+        }
+    }
+    stmt_done(s);
+    int err = rc == SQLITE_DONE ? JOBQ_OK : from_sqlite(rc);
+    sqlite3_stmt *a = stmt_get(st, S_SWEEP_ATTEMPTS);
+    for (size_t i = 0; i < n && err == JOBQ_OK; i++) {
+        sqlite3_bind_int64(a, 1, ids[i]);
+        rc = sqlite3_step(a);
+        stmt_done(a);
+        if (rc != SQLITE_DONE) {
+            err = from_sqlite(rc);
+        }
+    }
+    free(ids);
+    if (err == JOBQ_OK) {
+        *np = n;
+    }
+    return err;
+}
+
+static int
+sq_sweep_groups(store *st, int64_t before_ms, size_t max, size_t *np)
+{
+    sqlite3_stmt *s = stmt_get(st, S_SWEEP_GROUPS);
+    sqlite3_bind_int64(s, 1, before_ms);
+    sqlite3_bind_int64(s, 2, (int64_t)max);
+    int err = step_done(s);
+    if (err == JOBQ_OK) {
+        *np = (size_t)sqlite3_changes(SQ(st)->db);
+    }
+    return err;
+}
+
+static int
+sq_sweep_keys(store *st, const char *queue, int64_t before_ms, size_t max, size_t *np)
+{
+    sqlite3_stmt *s = stmt_get(st, S_SWEEP_KEYS);
+    sqlite3_bind_text(s, 1, queue, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(s, 2, before_ms);
+    sqlite3_bind_int64(s, 3, (int64_t)max);
+    int rc = sqlite3_step(s);
+    stmt_done(s);
+    if (rc != SQLITE_DONE) {
+        return from_sqlite(rc);
+    }
+    *np = (size_t)sqlite3_changes(SQ(st)->db);
+    return JOBQ_OK;
+}
+
+static int
+sq_ready_ahead(store *st, const job_row *row, int64_t limit, int64_t *np)
+{
+    sqlite3_stmt *s = stmt_get(st, S_AHEAD);
+    sqlite3_bind_text(s, 1, row->queue, -1, SQLITE_STATIC);
+    sqlite3_bind_int(s, 2, row->priority);
+    sqlite3_bind_int64(s, 3, row->run_at_ms);
+    sqlite3_bind_int64(s, 4, row->id);
+    sqlite3_bind_int64(s, 5, limit);
+    int rc = sqlite3_step(s);
+    if (rc == SQLITE_ROW) {
+        *np = sqlite3_column_int64(s, 0);
+    }
+    stmt_done(s);
+    return rc == SQLITE_ROW ? JOBQ_OK : from_sqlite(rc);
+}
+
+/* oldest: one min() over an index; JOBQ_ENOENT when there is no row. */
+static int
+oldest(sqlite3_stmt *s, int64_t *atp)
+{
+    int rc = sqlite3_step(s);
+    int err;
+    if (rc == SQLITE_ROW && sqlite3_column_type(s, 0) != SQLITE_NULL) {
+        *atp = sqlite3_column_int64(s, 0);
+        err = JOBQ_OK;
+    } else {
+        err = rc == SQLITE_ROW ? JOBQ_ENOENT : from_sqlite(rc);
+    }
+    stmt_done(s);
+    return err;
+}
+
+static int
+sq_oldest_finished(store *st, const char *queue, int state, int64_t *atp)
+{
+    sqlite3_stmt *s = stmt_get(st, S_OLDEST_FINISHED);
+    sqlite3_bind_text(s, 1, queue, -1, SQLITE_STATIC);
+    sqlite3_bind_int(s, 2, state);
+    return oldest(s, atp);
+}
+
+static int
+sq_oldest_key(store *st, const char *queue, int64_t *atp)
+{
+    sqlite3_stmt *s = stmt_get(st, S_OLDEST_KEY);
+    sqlite3_bind_text(s, 1, queue, -1, SQLITE_STATIC);
+    return oldest(s, atp);
+}
+
+static int
+sq_recent(store *st, const char *queue, int state, job_row *rows, size_t max, size_t *np)
+{
+    sqlite3_stmt *s = stmt_get(st, S_RECENT);
+    sqlite3_bind_text(s, 1, queue, -1, SQLITE_STATIC);
+    sqlite3_bind_int(s, 2, state);
+    sqlite3_bind_int64(s, 3, (int64_t)max);
+    return read_rows(s, rows, max, np);
+}
+
+int
+store_sqlite_backup(const char *db_path, const char *dest, char *err, size_t errlen)
+{
+    sqlite3 *db = NULL;
+    sqlite3_stmt *s = NULL;
+    int rc = sqlite3_open_v2(db_path, &db, SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX, NULL);
+    if (rc == SQLITE_OK) {
+        sqlite3_busy_timeout(db, 5000);
+        rc = sqlite3_prepare_v2(db, "VACUUM INTO ?1", -1, &s, NULL);
+    }
+    if (rc == SQLITE_OK) {
+        sqlite3_bind_text(s, 1, dest, -1, SQLITE_STATIC);
+        rc = sqlite3_step(s);
+    }
+    int result = rc == SQLITE_DONE || rc == SQLITE_OK ? JOBQ_OK : from_sqlite(rc);
+    if (result != JOBQ_OK) {
+        snprintf(err, errlen, "backup to %s failed: %s", dest,
+                 db != NULL ? sqlite3_errmsg(db) : sqlite3_errstr(rc));
+    }
+    sqlite3_finalize(s);
+    sqlite3_close(db);
+    return result;
+}
+
+/* bind_int64_or_null: binds v, or leaves NULL bound for 0 (none: no time, no id). */
+static void
+bind_int64_or_null(sqlite3_stmt *s, int i, int64_t v)
+{
+    if (v != 0) {
+        sqlite3_bind_int64(s, i, v);
+    }
+}
+
+static int
+sq_job_insert(store *st, const job_spec *spec, int state, int64_t now_ms, int64_t finished_at_ms,
+              const char *error, int64_t *idp)
+{
+    sqlite3_stmt *s = stmt_get(st, S_INSERT);
+    sqlite3_bind_text(s, 1, spec->queue, -1, SQLITE_STATIC);
+    sqlite3_bind_text(s, 2, spec->payload, -1, SQLITE_STATIC);
+    sqlite3_bind_int(s, 3, spec->priority);
+    sqlite3_bind_int(s, 4, state);
+    sqlite3_bind_int64(s, 5, spec->run_at_ms);
+    sqlite3_bind_int(s, 6, spec->max_attempts);
+    sqlite3_bind_int64(s, 7, spec->timeout_ms);
+    bind_text_or_null(s, 8, spec->key);
+    sqlite3_bind_int64(s, 9, now_ms);
+    bind_int64_or_null(s, 10, spec->group_id);
+    sqlite3_bind_int(s, 11, spec->after_always);
+    bind_text_or_null(s, 12, error);
+    bind_int64_or_null(s, 13, finished_at_ms);
+    int err = step_done(s);
+    if (err == JOBQ_OK) {
+        *idp = sqlite3_last_insert_rowid(SQ(st)->db);
+    }
+    return err;
+}
+
+static int
+sq_job_state(store *st, int64_t id, int *statep)
+{
+    sqlite3_stmt *s = stmt_get(st, S_STATE_OF);
+    sqlite3_bind_int64(s, 1, id);
+    int rc = sqlite3_step(s);
+    if (rc == SQLITE_ROW) {
+        *statep = sqlite3_column_int(s, 0);
+    }
+    stmt_done(s);
+    return rc == SQLITE_ROW ? JOBQ_OK : rc == SQLITE_DONE ? JOBQ_ENOENT : from_sqlite(rc);
+}
+
+static int
+sq_job_set_state(store *st, int64_t id, int from, int to, int64_t finished_at_ms, const char *error)
+{
+    sqlite3_stmt *s = stmt_get(st, S_SET_STATE);
+    sqlite3_bind_int64(s, 1, id);
+    sqlite3_bind_int(s, 2, from);
+    sqlite3_bind_int(s, 3, to);
+    bind_int64_or_null(s, 4, finished_at_ms);
+    bind_text_or_null(s, 5, error);
+    return step_change(st, s);
+}
+
+static int
+sq_running(store *st, job_row **rowsp, size_t *np)
+{
+    sqlite3_stmt *s = stmt_get(st, S_RUNNING);
+    job_row *rows = NULL;
+    size_t n = 0, cap = 0;
+    int rc, err = JOBQ_OK;
+    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+        if (n == cap) {
+            cap = cap ? cap * 2 : 64;
+            job_row *grown = realloc(rows, cap * sizeof(*rows));
+            if (grown == NULL) {
+                err = JOBQ_ENOMEM;
+                break;
+            }
+            rows = grown;
+        }
+        job_row *r = &rows[n++];
+        memset(r, 0, sizeof(*r));
+        r->id = sqlite3_column_int64(s, 0);
+        r->queue = col_text(s, 1);
+        r->state = JOBQ_RUNNING;
+        r->attempt = sqlite3_column_int(s, 2);
+        r->started_at_ms = sqlite3_column_int64(s, 3);
+        if (r->queue == NULL) {
+            err = JOBQ_ENOMEM;
+            break;
+        }
+    }
+    if (err == JOBQ_OK && rc != SQLITE_DONE) {
+        err = from_sqlite(rc);
+    }
+    stmt_done(s);
+    if (err != JOBQ_OK) {
+        while (n > 0) {
+            job_row_clear(&rows[--n]);
+        }
+        free(rows);
+        return err;
+    }
+    *rowsp = rows;
+    *np = n;
+    return JOBQ_OK;
+}
+
+static int
+sq_job_finish(store *st, int64_t id, int new_state, int64_t finished_at_ms, int64_t run_at_ms,
+              const char *result, const char *error)
+{
+    sqlite3_stmt *s = stmt_get(st, S_FINISH);
+    sqlite3_bind_int64(s, 1, id);
+    sqlite3_bind_int(s, 2, new_state);
+    bind_int64_or_null(s, 3, finished_at_ms);
+    bind_int64_or_null(s, 4, run_at_ms);
+    bind_text_or_null(s, 5, result);
+    bind_text_or_null(s, 6, error);
+    return step_change(st, s);
+}
+
+static int
+sq_attempt_add(store *st, int64_t id, const attempt_rec *a, int64_t now_ms, const char *error)
+{
+    sqlite3_stmt *s = stmt_get(st, S_ATTEMPT_INSERT);
+    sqlite3_bind_int64(s, 1, id);
+    sqlite3_bind_int(s, 2, a->attempt);
+    sqlite3_bind_int64(s, 3, a->started_at_ms);
+    sqlite3_bind_int64(s, 4, now_ms);
+    sqlite3_bind_text(s, 5, a->kind, -1, SQLITE_STATIC);
+    bind_text_or_null(s, 6, error);
+    return step_done(s);
+}
+
+/* one_int64: steps s, which yields one row of one integer, into *vp. */
+static int
+one_int64(sqlite3_stmt *s, int64_t *vp)
+{
+    int rc = sqlite3_step(s);
+    if (rc == SQLITE_ROW) {
+        *vp = sqlite3_column_int64(s, 0);
+    }
+    stmt_done(s);
+    return rc == SQLITE_ROW ? JOBQ_OK : rc == SQLITE_DONE ? JOBQ_ENOENT : from_sqlite(rc);
+}
+
+static int
+sq_attempt_count(store *st, int64_t id, const char *kind, int64_t *np)
+{
+    sqlite3_stmt *s = stmt_get(st, S_ATTEMPT_COUNT);
+    sqlite3_bind_int64(s, 1, id);
+    sqlite3_bind_text(s, 2, kind, -1, SQLITE_STATIC);
+    return one_int64(s, np);
+}
+
+static int
+sq_key_find(store *st, const char *queue, const char *key, int64_t *idp, uint64_t *hashp,
+            int64_t *created_at_msp)
+{
+    sqlite3_stmt *s = stmt_get(st, S_KEY_FIND);
+    sqlite3_bind_text(s, 1, queue, -1, SQLITE_STATIC);
+    sqlite3_bind_text(s, 2, key, -1, SQLITE_STATIC);
+    int rc = sqlite3_step(s);
+    if (rc == SQLITE_ROW) {
+        *idp = sqlite3_column_int64(s, 0);
+        *hashp = (uint64_t)sqlite3_column_int64(s, 1);
+        *created_at_msp = sqlite3_column_int64(s, 2);
+    }
+    stmt_done(s);
+    return rc == SQLITE_ROW ? JOBQ_OK : rc == SQLITE_DONE ? JOBQ_ENOENT : from_sqlite(rc);
+}
+
+static int
+sq_key_add(store *st, const char *queue, const char *key, int64_t id, uint64_t hash, int64_t now_ms)
+{
+    sqlite3_stmt *s = stmt_get(st, S_KEY_INSERT);
+    sqlite3_bind_text(s, 1, queue, -1, SQLITE_STATIC);
+    sqlite3_bind_text(s, 2, key, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(s, 3, id);
+    sqlite3_bind_int64(s, 4, (int64_t)hash);
+    sqlite3_bind_int64(s, 5, now_ms);
+    return step_done(s);
+}
+
+static int
+sq_key_delete(store *st, const char *queue, const char *key)
+{
+    sqlite3_stmt *s = stmt_get(st, S_KEY_DELETE);
+    sqlite3_bind_text(s, 1, queue, -1, SQLITE_STATIC);
+    sqlite3_bind_text(s, 2, key, -1, SQLITE_STATIC);
+    return step_done(s);
+}
+
+/* id_step: steps statement s of id for its one parameter id. */
+static int
+id_step(store *st, enum stmt_id sid, int64_t id)
+{
+    sqlite3_stmt *s = stmt_get(st, sid);
+    sqlite3_bind_int64(s, 1, id);
+    return step_done(s);
+}
+
+static int
+sq_dep_add(store *st, int64_t parent, int64_t child)
+{
+    sqlite3_stmt *s = stmt_get(st, S_DEP_INSERT);
+    sqlite3_bind_int64(s, 1, parent);
+    sqlite3_bind_int64(s, 2, child);
+    return step_done(s);
+}
+
+static int
+sq_dep_children(store *st, int64_t parent, int64_t **idsp, size_t *np)
+{
+    sqlite3_stmt *s = stmt_get(st, S_DEP_CHILDREN);
+    sqlite3_bind_int64(s, 1, parent);
+    int64_t *ids = NULL;
+    size_t n = 0, cap = 0;
+    int rc, err = JOBQ_OK;
+    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+        if (n == cap) {
+            cap = cap ? cap * 2 : 8;
+            int64_t *grown = realloc(ids, cap * sizeof(*ids));
+            if (grown == NULL) {
+                err = JOBQ_ENOMEM;
+                break;
+            }
+            ids = grown;
+        }
+        ids[n++] = sqlite3_column_int64(s, 0);
+    }
+    if (err == JOBQ_OK && rc != SQLITE_DONE) {
+        err = from_sqlite(rc);
+    }
+    stmt_done(s);
+    if (err != JOBQ_OK) {
+        free(ids);
+        return err;
+    }
+    *idsp = ids;
+    *np = n;
+    return JOBQ_OK;
+}
+
+static int
+sq_dep_drop_parent(store *st, int64_t parent)
+{
+    return id_step(st, S_DEP_DELETE_PARENT, parent);
+}
+
+static int
+sq_dep_drop_child(store *st, int64_t id)
+{
+    return id_step(st, S_DEP_DELETE_JOB, id);
+}
+
+static int
+sq_dep_pending(store *st, int64_t id, bool *waitsp)
+{
+    sqlite3_stmt *s = stmt_get(st, S_DEP_REMAINING);
+    sqlite3_bind_int64(s, 1, id);
+    int rc = sqlite3_step(s);
+    stmt_done(s);
+    if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
+        return from_sqlite(rc);
+    }
+    *waitsp = rc == SQLITE_ROW;
+    return JOBQ_OK;
+}
+
+static int
+sq_dep_job(store *st, int64_t id, int *statep, bool *alwaysp, int64_t *run_at_msp)
+{
+    sqlite3_stmt *s = stmt_get(st, S_CHILD_INFO);
+    sqlite3_bind_int64(s, 1, id);
+    int rc = sqlite3_step(s);
+    if (rc == SQLITE_ROW) {
+        *statep = sqlite3_column_int(s, 0);
+        *alwaysp = sqlite3_column_int(s, 1) != 0;
+        *run_at_msp = sqlite3_column_int64(s, 2);
+    }
+    stmt_done(s);
+    return rc == SQLITE_ROW ? JOBQ_OK : rc == SQLITE_DONE ? JOBQ_ENOENT : from_sqlite(rc);
+}
+
+static int
+sq_group_of(store *st, int64_t id, int64_t *gidp)
+{
+    sqlite3_stmt *s = stmt_get(st, S_GROUP_OF);
+    sqlite3_bind_int64(s, 1, id);
+    return one_int64(s, gidp); /* NULL reads as 0 */
+}
+
+static int
+sq_group_ended(store *st, int64_t gid, group_oc *oc)
+{
+    sqlite3_stmt *s = stmt_get(st, S_GROUP_ENDED);
+    sqlite3_bind_int64(s, 1, gid);
+    int rc = sqlite3_step(s);
+    if (rc != SQLITE_ROW) {
+        stmt_done(s);
+        return rc == SQLITE_DONE ? JOBQ_ENOENT : from_sqlite(rc);
+    }
+    group_oc o = {.queue = col_text(s, 0),
+                  .payload = col_text(s, 1),
+                  .priority = sqlite3_column_int(s, 2),
+                  .max_attempts = sqlite3_column_int(s, 3),
+                  .timeout_ms = sqlite3_column_int64(s, 4)};
+    bool oom = (o.queue == NULL && sqlite3_column_type(s, 0) != SQLITE_NULL) ||
+               (o.payload == NULL && sqlite3_column_type(s, 1) != SQLITE_NULL);
+    stmt_done(s);
+    if (oom) {
+        group_oc_clear(&o);
+        return JOBQ_ENOMEM;
+    }
+    *oc = o;
+    return JOBQ_OK;
+}
+
+static int
+sq_group_complete(store *st, int64_t gid, int64_t now_ms, int64_t oc_job_id)
+{
+    sqlite3_stmt *s = stmt_get(st, S_GROUP_DONE);
+    sqlite3_bind_int64(s, 1, gid);
+    sqlite3_bind_int64(s, 2, now_ms);
+    bind_int64_or_null(s, 3, oc_job_id);
+    return step_done(s);
+}
+
+static int
+sq_schedule_set(store *st, const char *name, int64_t tick_ms)
+{
+    sqlite3_stmt *s = stmt_get(st, S_SCHED_SET);
+    sqlite3_bind_text(s, 1, name, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(s, 2, tick_ms);
+    return step_done(s);
+}
+
+static const store_ops sqlite_ops = {
+    .set_sync = sq_set_sync,
+    .close = sq_close,
+    .errmsg = sq_errmsg,
+    .begin = sq_begin,
+    .commit = sq_commit,
+    .rollback = sq_rollback,
+    .savepoint = sq_savepoint,
+    .release = sq_release,
+    .rollback_savepoint = sq_rollback_savepoint,
+    .in_transaction = sq_in_transaction,
+    .job_insert = sq_job_insert,
+    .job_state = sq_job_state,
+    .job_set_state = sq_job_set_state,
+    .get = sq_get,
+    .list = sq_list,
+    .count_each = sq_count_each,
+    .paused_each = sq_paused_each,
+    .set_paused = sq_set_paused,
+    .claim = sq_claim,
+    .running = sq_running,
+    .job_finish = sq_job_finish,
+    .requeue = sq_requeue,
+    .promote_due = sq_promote_due,
+    .next_due = sq_next_due,
+    .retry = sq_retry,
+    .retry_bulk = sq_retry_bulk,
+    .ready_ahead = sq_ready_ahead,
+    .attempt_add = sq_attempt_add,
+    .attempt_count = sq_attempt_count,
+    .attempts = sq_attempts,
+    .key_find = sq_key_find,
+    .key_add = sq_key_add,
+    .key_delete = sq_key_delete,
+    .dep_add = sq_dep_add,
+    .dep_children = sq_dep_children,
+    .dep_drop_parent = sq_dep_drop_parent,
+    .dep_drop_child = sq_dep_drop_child,
+    .dep_pending = sq_dep_pending,
+    .dep_job = sq_dep_job,
+    .waiting_for = sq_waiting_for,
+    .sweep = sq_sweep,
+    .sweep_groups = sq_sweep_groups,
+    .sweep_keys = sq_sweep_keys,
+    .oldest_finished = sq_oldest_finished,
+    .oldest_key = sq_oldest_key,
+    .recent = sq_recent,
+    .group_create = sq_group_create,
+    .group_of = sq_group_of,
+    .group_ended = sq_group_ended,
+    .group_complete = sq_group_complete,
+    .group_get = sq_group_get,
+    .schedule_last = sq_schedule_last,
+    .schedule_set = sq_schedule_set,
+    .schedule_since = sq_schedule_since,
+};
