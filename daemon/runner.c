@@ -340,7 +340,8 @@ describe_error(runner *r)
     } else if (strcmp(kind, "timeout") == 0) {
         snprintf(head, sizeof(head), "timed out after %lld ms", (long long)r->a.job.timeout_ms);
     } else if (strcmp(kind, "cancelled") == 0) {
-        snprintf(head, sizeof(head), "cancelled while running");
+        snprintf(head, sizeof(head), "%s",
+                 r->stop_why[0] != '\0' ? r->stop_why : "cancelled while running");
     } else if (strcmp(kind, "shutdown") == 0) {
         snprintf(head, sizeof(head), "interrupted: jobqd shut down before the job finished");
     } else if (r->term_signal != 0) {

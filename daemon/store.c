@@ -69,6 +69,7 @@ enum stmt_id {
     S_SCHED_LAST,
     S_SCHED_SET,
     S_SWEEP_GROUPS,
+    S_SET_ERROR,
     S_COUNT_STMTS
 };
 
@@ -179,6 +180,7 @@ static const char *const stmt_sql[S_COUNT_STMTS] = {
     [S_SCHED_LAST] = "SELECT last_tick FROM schedules WHERE name = ?1",
     [S_SCHED_SET] = "INSERT INTO schedules (name, last_tick) VALUES (?1, ?2) ON CONFLICT (name) "
                     "DO UPDATE SET last_tick = excluded.last_tick",
+    [S_SET_ERROR] = "UPDATE jobs SET error = ?2 WHERE id = ?1",
 };
 
 struct store {
@@ -1168,6 +1170,17 @@ store_cancel(store *st, int64_t id, int64_t now_ms, bool allow_running, job_row 
         *old_statep = old;
     }
     return err;
+}
+
+int
+store_set_error(store *st, int64_t id, const char *error)
+{
+    sqlite3_stmt *s = stmt_get(st, S_SET_ERROR);
+    sqlite3_bind_int64(s, 1, id);
+    bind_text_or_null(s, 2, error);
+    int rc = sqlite3_step(s);
+    stmt_done(s);
+    return rc == SQLITE_DONE ? JOBQ_OK : store_from_sqlite(rc);
 }
 
 int

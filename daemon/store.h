@@ -114,6 +114,10 @@ int store_get(store *st, int64_t id, job_row *row);
 int store_cancel(store *st, int64_t id, int64_t now_ms, bool allow_running, job_row *row,
                  int *old_statep);
 
+/** store_set_error: sets the error text of job id (NULL clears it), e.g. why it was cancelled.
+ *  Work thread. */
+int store_set_error(store *st, int64_t id, const char *error);
+
 /** A filter for store_list. queue NULL or state -1 means any. */
 typedef struct list_filter {
     const char *queue;
