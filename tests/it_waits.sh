@@ -169,4 +169,19 @@ expect_eq "its error" "$(error "$Y")" null
 ! grep -q "reason=lost_race winner=$X" "$LOG" || fail "a dropped wait cancelled jobs"
 ok "a client that disconnects while waiting frees its slot; when job $X ends nothing is cancelled"
 
+# ---- libjobq: jobq_wait_ex with a jobq_wait_opts ----
+WAITEX=$(dirname "$JOBQ_RAW")/jobq-waitex
+P=$(cli submit west '{"sleep":2}')
+Q=$(cli submit east '{"sleep":1}')
+expect_eq "jobq_wait_ex first, cancel_pending" "$("$WAITEX" "$SOCK" first cancel 60000 "$P" "$Q")" "$Q succeeded"
+cli wait "$P" >/dev/null && fail "job $P was not cancelled"
+expect_eq "the loser's error" "$(error "$P")" "lost a race to job $Q"
+expect_eq "jobq_wait_ex all on a group (its first job that did not succeed)" \
+    "$("$WAITEX" "$SOCK" all keep 60000 group "$GF")" "$gated cancelled"
+rc=0
+"$WAITEX" "$SOCK" first cancel 300 "$Y" >/dev/null || rc=$?
+expect_eq "jobq_wait_ex on a job that does not end (timed out)" "$rc" 1
+expect_eq "that job after the timeout" "$(state "$Y")" ready
+ok "jobq_wait_ex: first with cancel_pending ($Q won, $P cancelled), all on a group, a timeout cancels nothing"
+
 stop_jobqd
