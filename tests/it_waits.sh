@@ -60,7 +60,8 @@ grep -q "^job $B succeeded" <<<"$text" || fail "wait --any on two ended jobs pri
 ok "--any returns the 1 s job ($B) while the 2 s job ($A) runs on and succeeds"
 
 # ---- --any --cancel-rest: a running loser is cancelled with the reason ----
-A=$(cli submit west '{"sleep":2}')
+# The loser holds until released (never, here): it is surely running when the wait is answered.
+A=$(cli submit west '{"gate":1}')
 B=$(cli submit east '{"sleep":1}')
 poll_until "both jobs run" "started $A && started $B"
 rc=0
@@ -80,11 +81,18 @@ ok "--any --cancel-rest: the running loser $A ends cancelled, \"lost a race to j
 # ---- a loser that is still ready never starts ----
 # Queue one runs one job at a time: D is ready while C runs. When C ends, its slot is free and
 # the queue would claim D; the answer's transaction cancels D first.
-C=$(cli submit one '{"sleep":1}')
+# C holds until released, once the wait is held.
+C=$(cli submit one '{"gate":1}')
 D=$(cli submit one '{"sleep":1}')
 poll_until "job $C runs" "started $C"
 expect_eq "job $D while $C runs" "$(state "$D")" ready
-out=$(cli wait "$C" "$D" --any --cancel-rest --json)
+cli wait "$C" "$D" --any --cancel-rest --json >"$T/race.out" &
+WAITER=$!
+poll_until "the wait is held" '[ "$(held)" = 1 ]'
+touch "$T/release"
+wait "$WAITER" || fail "wait --any --cancel-rest on $C and $D failed"
+rm -f "$T/release"
+out=$(cat "$T/race.out")
 expect_eq "the winner" "$(jq -r .first <<<"$out")" "$C"
 expect_eq "the loser as it was when the wait was answered" "$(jq -c .pending <<<"$out")" \
     "[{\"id\":$D,\"state\":\"ready\"}]"
