@@ -66,7 +66,7 @@ static const cli_cmd commands[] = {
      "Prints the job's fields, one per line (with --json: the daemon's reply). With --group,\n"
      "the group's size, its jobs counted by state and its on_complete job.\n",
      cmd_get},
-    {"wait", "ID... | --group ID [--any | --first-failure [--cancel-rest]] [--timeout DUR]",
+    {"wait", "ID... | --group ID [--any | --first-failure] [--cancel-rest] [--timeout DUR]",
      "wait until jobs finish",
      "Waits until every job has finished (succeeded, dead or cancelled) and prints each\n"
      "outcome. The exit status is 0 only if all of them succeeded. With --group, waits for\n"

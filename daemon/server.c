@@ -743,8 +743,8 @@ wait_met(int when, int state, size_t remaining)
  * `when`; *firstp is then the job that answers it (0 for "all"): the first to end (first),
  * the first to fail, or the last to end when none failed (first_failure). Pure. */
 static bool
-wait_decided(int when, const int64_t *ids, const int *states, const int64_t *finished_ms,
-             size_t n, int64_t *firstp)
+wait_decided(int when, const int64_t *ids, const int *states, const int64_t *finished_ms, size_t n,
+             int64_t *firstp)
 {
     size_t pending = 0;
     size_t first = n, failed = n, last = n;
@@ -815,8 +815,9 @@ wait_answer(call *c, json_t *jobs, const int *states, json_t *cancelled)
     json_object_set_new(o, "done", json_boolean(done));
     json_object_set_new(o, "jobs", jobs);
     int when = c->req.return_when;
-    json_object_set_new(o, "return_when",
-                        json_string(when_names[when >= 0 && when <= WAIT_FIRST_FAILURE ? when : 0]));
+    json_object_set_new(
+        o, "return_when",
+        json_string(when_names[when >= 0 && when <= WAIT_FIRST_FAILURE ? when : 0]));
     json_object_set_new(o, "first", c->wait_first != 0 ? json_integer(c->wait_first) : json_null());
     json_object_set_new(o, "ended", ended);
     json_object_set_new(o, "pending", pending);
@@ -919,8 +920,8 @@ done_wait_answer(wop *op)
 static bool
 wait_answer_pending(call *c, const int *states)
 {
-    if (!c->req.cancel_pending || c->wait_first == 0 || hold_gone(c) ||
-        c->nrows != c->req.nids || c->rows == NULL) {
+    if (!c->req.cancel_pending || c->wait_first == 0 || hold_gone(c) || c->nrows != c->req.nids ||
+        c->rows == NULL) {
         return false;
     }
     bool pending = false;

@@ -193,7 +193,7 @@ finish(server *s, hook *h)
         } else if (h->kill == KILL_CANCEL) {
             snprintf(head, sizeof(head), "%s",
                      h->stop_why[0] != '\0' ? h->stop_why
-                                             : "cancelled while the request was in flight");
+                                            : "cancelled while the request was in flight");
         } else if (h->kill == KILL_SHUTDOWN) {
             snprintf(head, sizeof(head), "interrupted: jobqd shut down during the request");
         } else if (rv != 0) {
