@@ -845,8 +845,10 @@ wait_stop_running(server *s, int64_t id, const char *why)
 
 /* exec_wait_answer: the transaction that answers a wait with cancel_pending: reads every job
  * again and cancels those that have neither ended nor started, with the reason; running ones
- * are stopped by done_wait_answer. A job not started by this commit never starts (a claim
- * pushed after it finds it cancelled). Work thread. */
+ * are stopped by done_wait_answer. The loop decided which job answers the wait (the order in
+ * which the outcomes committed); this transaction commits the cancels of that decision before
+ * any claim queued after the winner's outcome (writer_push_first), so a loser that was not
+ * running when the winner's end committed never starts. Work thread. */
 static int
 exec_wait_answer(store *st, wop *op, int64_t now_ms)
 {
@@ -941,7 +943,9 @@ wait_answer_pending(call *c, const int *states)
     c->op.done = done_wait_answer;
     c->op.writes = true;
     c->op.relaxed = false; /* an operator's intent: cancels */
-    writer_push(&c->srv->w, &c->op);
+    /* Ahead of the ops already queued: a claim queued before the decision finds the losers
+     * cancelled, so a loser not started by the commit that ended the winner never starts. */
+    writer_push_first(&c->srv->w, &c->op);
     return true;
 }
 
@@ -1194,8 +1198,8 @@ server_job_finished(server *s, qstate *q, const job_row *row, int old_state)
             }
         }
         /* Answered once the bucket is walked: each answer frees its own entries only. A wait
-         * with cancel_pending pushes its transaction here, before the dispatch below pushes
-         * a claim: a loser that is ready is cancelled before anything can claim it. */
+         * with cancel_pending queues its transaction here, ahead of any queued claim and of
+         * the one the dispatch below may queue: a ready loser is cancelled before a claim. */
         while (done != NULL) {
             waiter *w = done;
             done = w->next_done;
