@@ -177,6 +177,31 @@ print_outcome(const jobq_job *j)
     }
 }
 
+/* print_outcome_json: print_outcome of a job object of a reply. */
+static void
+print_outcome_json(const json_t *j)
+{
+    const char *st = json_string_value(json_object_get(j, "state"));
+    long long attempt = json_integer_value(json_object_get(j, "attempt"));
+    printf("job %lld %s", (long long)json_integer_value(json_object_get(j, "id")),
+           st != NULL ? st : "?");
+    if (attempt > 0) {
+        printf(" after %lld attempt%s", attempt, attempt == 1 ? "" : "s");
+    }
+    int64_t created = json_integer_value(json_object_get(j, "created_at"));
+    int64_t finished = json_integer_value(json_object_get(j, "finished_at"));
+    if (created > 0 && finished >= created) {
+        char buf[32];
+        printf(", %s after submit", cli_fmt_duration(finished - created, buf, sizeof(buf)));
+    }
+    putchar('\n');
+    const char *detail = json_string_value(
+        json_object_get(j, st != NULL && strcmp(st, "succeeded") == 0 ? "result" : "error"));
+    if (detail != NULL) {
+        print_indented(detail);
+    }
+}
+
 /* pace: after a wait piece that came back unfinished well before its time (a daemon that
  * does not hold waits), sleeps a little so the loop does not spin. */
 static void
@@ -373,13 +398,26 @@ print_group(const json_t *g)
     }
 }
 
-/* group_option: parses the options of get/wait that take --group ID; *groupp is 0 without. */
+/* A wait strategy: --any or --first-failure (the daemon's return_when), --cancel-rest. */
+typedef struct wait_strategy {
+    const char *when; /* NULL: all */
+    bool cancel_rest;
+} wait_strategy;
+
+enum { OPT_ANY = 1000, OPT_FIRST_FAILURE, OPT_CANCEL_REST };
+
+/* group_option: parses the options of get/wait that take --group ID; *groupp is 0 without.
+ * limitp and ws (NULL for get): wait's --timeout and its strategy. */
 static int
-group_options(cli *c, const cli_cmd *cmd, int argc, char **argv, int64_t *groupp, int64_t *limitp)
+group_options(cli *c, const cli_cmd *cmd, int argc, char **argv, int64_t *groupp, int64_t *limitp,
+              wait_strategy *ws)
 {
     static const struct option opts[] = {CLI_COMMON_OPTIONS,
                                          {"group", required_argument, NULL, 'g'},
                                          {"timeout", required_argument, NULL, 't'},
+                                         {"any", no_argument, NULL, OPT_ANY},
+                                         {"first-failure", no_argument, NULL, OPT_FIRST_FAILURE},
+                                         {"cancel-rest", no_argument, NULL, OPT_CANCEL_REST},
                                          {NULL, 0, NULL, 0}};
     int rc = EXIT_OK;
     int ch;
@@ -393,8 +431,16 @@ group_options(cli *c, const cli_cmd *cmd, int argc, char **argv, int64_t *groupp
                 return cli_usage(cmd, "--group needs a group id (a positive integer), not \"%s\"",
                                  optarg);
             }
-        } else if (limitp == NULL) {
+        } else if (limitp == NULL || ws == NULL) {
             return cli_usage(cmd, "unexpected option");
+        } else if (ch == OPT_ANY || ch == OPT_FIRST_FAILURE) {
+            const char *when = ch == OPT_ANY ? "first" : "first_failure";
+            if (ws->when != NULL && strcmp(ws->when, when) != 0) {
+                return cli_usage(cmd, "give --any or --first-failure, not both");
+            }
+            ws->when = when;
+        } else if (ch == OPT_CANCEL_REST) {
+            ws->cancel_rest = true;
         } else if (!cli_parse_duration(optarg, limitp)) {
             return cli_usage(cmd, "--timeout needs a duration like 30s or 5m, not \"%s\"", optarg);
         }
@@ -402,7 +448,114 @@ group_options(cli *c, const cli_cmd *cmd, int argc, char **argv, int64_t *groupp
     if (*groupp != 0 && optind < argc) {
         return cli_usage(cmd, "give --group ID or job IDs, not both");
     }
+    if (ws != NULL && ws->cancel_rest && ws->when == NULL) {
+        return cli_usage(cmd, "--cancel-rest goes with --any or --first-failure");
+    }
     return EXIT_OK;
+}
+
+/* print_states: "  LABEL: job N (state), ..." for a list of {id, state}, if not empty. */
+static void
+print_states(const char *label, const json_t *list)
+{
+    if (json_array_size(list) == 0) {
+        return;
+    }
+    printf("  %s:", label);
+    size_t i;
+    json_t *e;
+    json_array_foreach(list, i, e)
+    {
+        printf("%s job %lld (%s)", i > 0 ? "," : "",
+               (long long)json_integer_value(json_object_get(e, "id")),
+               json_string_value(json_object_get(e, "state")));
+    }
+    printf("\n");
+}
+
+/* strategy_wait: waits on ids (or group gid) until the first job ends (--any) or fails
+ * (--first-failure), optionally cancelling the rest, and prints the job that answered the
+ * wait and the others' states. Exit status 0 only if that job succeeded. */
+static int
+strategy_wait(cli *c, const int64_t *ids, size_t n, int64_t gid, int64_t limit_ms,
+              const wait_strategy *ws)
+{
+    int rc = cli_connect(c);
+    if (rc != EXIT_OK) {
+        return rc;
+    }
+    double deadline = cli_mono_s() + (double)limit_ms / 1000.0;
+    for (;;) {
+        int64_t piece = WAIT_PIECE_MS;
+        if (limit_ms >= 0) {
+            int64_t left = (int64_t)((deadline - cli_mono_s()) * 1000.0);
+            piece = left < 0 ? 0 : left < piece ? left : piece;
+        }
+        json_t *req = json_pack("{s:s, s:I, s:s, s:b}", "op", "wait", "timeout", (json_int_t)piece,
+                                "return_when", ws->when, "cancel_pending", ws->cancel_rest);
+        if (gid != 0) {
+            json_object_set_new(req, "group", json_integer(gid));
+        } else {
+            json_t *jids = json_array();
+            for (size_t i = 0; i < n; i++) {
+                json_array_append_new(jids, json_integer(ids[i]));
+            }
+            json_object_set_new(req, "ids", jids);
+        }
+        json_t *reply;
+        char *text;
+        double t0 = cli_mono_s();
+        rc = cli_call(c, req, &reply, &text, "wait");
+        if (reply == NULL) {
+            return rc;
+        }
+        json_t *first = json_object_get(reply, "first");
+        bool answered = json_is_integer(first);
+        bool last = rc != EXIT_OK || answered || (limit_ms >= 0 && cli_mono_s() >= deadline);
+        if (!last) {
+            json_decref(reply);
+            jobq_free(text);
+            pace(t0, piece);
+            continue;
+        }
+        bool ok = false;
+        json_t *winner = NULL;
+        size_t i;
+        json_t *j;
+        json_array_foreach(json_object_get(reply, "jobs"), i, j)
+        {
+            if (answered && json_equal(json_object_get(j, "id"), first)) {
+                winner = j;
+            }
+        }
+        if (winner != NULL) {
+            const char *st = json_string_value(json_object_get(winner, "state"));
+            ok = st != NULL && strcmp(st, "succeeded") == 0;
+        }
+        if (c->json) {
+            cli_print_reply(text);
+        } else if (rc == EXIT_OK && winner != NULL) {
+            print_outcome_json(winner);
+            print_states("pending", json_object_get(reply, "pending"));
+            json_t *cancelled = json_object_get(reply, "cancelled");
+            if (json_array_size(cancelled) > 0) {
+                printf("  cancelled:");
+                json_t *id;
+                json_array_foreach(cancelled, i, id)
+                {
+                    printf("%s job %lld", i > 0 ? "," : "", (long long)json_integer_value(id));
+                }
+                printf("\n");
+            }
+        }
+        if (rc == EXIT_OK && !answered) {
+            fprintf(stderr, "jobq: wait: no job %s when --timeout ran out\n",
+                    strcmp(ws->when, "first") == 0 ? "ended" : "failed");
+        }
+        json_decref(reply);
+        jobq_free(text);
+        return rc != EXIT_OK ? rc : ok ? EXIT_OK : EXIT_FAILED;
+    }
 }
 
 /* group_wait: waits for group gid (limit_ms < 0: for ever) and prints its outcome. */
@@ -460,7 +613,7 @@ int
 cmd_get(cli *c, const cli_cmd *cmd, int argc, char **argv)
 {
     int64_t id, gid;
-    int rc = group_options(c, cmd, argc, argv, &gid, NULL);
+    int rc = group_options(c, cmd, argc, argv, &gid, NULL, NULL);
     if (rc != EXIT_OK) {
         return rc < 0 ? EXIT_OK : rc;
     }
@@ -508,9 +661,13 @@ int
 cmd_wait(cli *c, const cli_cmd *cmd, int argc, char **argv)
 {
     int64_t limit_ms = -1, gid;
-    int rc = group_options(c, cmd, argc, argv, &gid, &limit_ms);
+    wait_strategy ws = {0};
+    int rc = group_options(c, cmd, argc, argv, &gid, &limit_ms, &ws);
     if (rc != EXIT_OK) {
         return rc < 0 ? EXIT_OK : rc;
+    }
+    if (gid != 0 && ws.when != NULL) {
+        return strategy_wait(c, NULL, 0, gid, limit_ms, &ws);
     }
     if (gid != 0) {
         return group_wait(c, gid, limit_ms);
@@ -530,7 +687,9 @@ cmd_wait(cli *c, const cli_cmd *cmd, int argc, char **argv)
             return rc;
         }
     }
-    if (c->json) {
+    if (ws.when != NULL) {
+        rc = strategy_wait(c, ids, n, 0, limit_ms, &ws);
+    } else if (c->json) {
         rc = cli_wait_json(c, ids, n, limit_ms);
     } else {
         double deadline = cli_mono_s() + (double)limit_ms / 1000.0;

@@ -66,12 +66,22 @@ static const cli_cmd commands[] = {
      "Prints the job's fields, one per line (with --json: the daemon's reply). With --group,\n"
      "the group's size, its jobs counted by state and its on_complete job.\n",
      cmd_get},
-    {"wait", "ID... | --group ID [--timeout DUR]", "wait until jobs finish",
+    {"wait", "ID... | --group ID [--any | --first-failure] [--cancel-rest] [--timeout DUR]",
+     "wait until jobs finish",
      "Waits until every job has finished (succeeded, dead or cancelled) and prints each\n"
      "outcome. The exit status is 0 only if all of them succeeded. With --group, waits for\n"
      "every job of the group (--json: each with its state).\n"
+     "With --any, returns as soon as the first job ends (whatever its state); with\n"
+     "--first-failure, as soon as one ends dead or cancelled, or all have ended. It prints\n"
+     "that job's outcome and the jobs still pending; the exit status is 0 only if that job\n"
+     "succeeded. --cancel-rest cancels every job still pending when the wait is answered\n"
+     "(error \"lost a race to job N\"): one not started never starts, a running one is\n"
+     "stopped as by cancel. Nothing is cancelled on a timeout or if jobq is interrupted.\n"
      "\n"
      "Options:\n"
+     "  --any               return when the first job ends\n"
+     "  --first-failure     return when the first job fails, or all have ended\n"
+     "  --cancel-rest       with --any or --first-failure: cancel the jobs still pending\n"
      "  --timeout DUR       give up after DUR (exit status 1); default: wait for ever\n",
      cmd_wait},
     {"cancel", "ID", "cancel a job that has not finished",

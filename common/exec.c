@@ -164,7 +164,7 @@ exec_error_head(const exec_end *e, char *buf, size_t size)
     exec_failure why = EXEC_FAIL_EXIT;
     switch (exec_verdict_of(e, &why)) {
     case EXEC_CANCELLED:
-        snprintf(buf, size, "cancelled while running");
+        snprintf(buf, size, "%s", e->cancel_why != NULL ? e->cancel_why : "cancelled while running");
         return;
     case EXEC_SHUTDOWN:
         snprintf(buf, size, "interrupted: jobqd shut down before the job finished");

@@ -76,6 +76,7 @@ void exec_sanitize(char *buf, size_t len);
 typedef struct exec_end {
     const char *spawn_error; /* non-NULL: the command could not start (this says why) */
     bool cancelled;          /* ended by a cancel */
+    const char *cancel_why;  /* the cancel's reason (NULL: "cancelled while running") */
     bool shutdown;           /* ended because jobqd shuts down */
     bool timed_out;          /* ended by the job's timeout */
     int term_signal;         /* the signal that ended the process, or 0 */

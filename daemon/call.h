@@ -18,7 +18,8 @@ typedef struct call {
     job_spec *specs; /* submit: one per req.jobs */
     int64_t *ids;    /* submit: out */
     bool *dups;      /* submit: out */
-    int *states;     /* submit: out, the state each job has */
+    int *states;     /* submit: out, the state each job has; wait with cancel_pending: the
+                      * state each job had when the wait was answered */
     job_row row;     /* get, cancel: out */
     int old_state;   /* cancel: out */
     job_row *rows;   /* list: out */
@@ -39,6 +40,8 @@ typedef struct call {
     struct hold *hold; /* held (hold.h): its slot, timer and connection; NULL when not */
     void *hold_data;   /* the kind's state while held (a job wait's waiter) */
     bool reread;       /* a held wait ended: read again and reply as things are now */
+    int64_t wait_first; /* a wait with return_when first or first_failure: the job that
+                         * answered it (0: none) */
     bool claiming;     /* a fetch: a claim for it is in flight */
     bool fetch_ended;  /* a fetch: answer it when that claim completes */
     /* An ack or fail with a fetch: the outcome is recorded while the fetch is held, and the
@@ -77,5 +80,9 @@ void call_drop(call *c);
  *  the jobs, or as they are at its timeout), or with cancel a cancel of a running job
  *  (replied with the job once its cancel is recorded; no timeout). */
 void wait_register(call *c, job_row *rows, size_t n, bool cancel);
+
+/** wait_jobs: starts (or restarts) the wait of c on the jobs of c->req.ids: reads them, then
+ *  answers at once (a poll, a condition already met) or holds c (wait_register). */
+void wait_jobs(call *c);
 
 #endif

@@ -110,6 +110,26 @@ group_json(const group_info *g)
 
 static void group_hold_end(call *c, hold_end why);
 
+/* group_wait_jobs: a wait on a group for its first job to end (or fail) is a wait on the
+ * group's jobs (read just now): it is held and answered as a wait on their ids. */
+static void
+group_wait_jobs(call *c)
+{
+    size_t n = c->grp.nmembers;
+    int64_t *ids = calloc(n > 0 ? n : 1, sizeof(*ids));
+    if (ids == NULL) {
+        reply_error(c, "internal", "out of memory");
+        return;
+    }
+    for (size_t i = 0; i < n; i++) {
+        ids[i] = c->grp.members[i].id;
+    }
+    free(c->req.ids);
+    c->req.ids = ids;
+    c->req.nids = n;
+    wait_jobs(c);
+}
+
 static void
 done_group_read(wop *op)
 {
@@ -126,6 +146,10 @@ done_group_read(wop *op)
         return;
     }
     bool done = c->grp.completed_at_ms != 0;
+    if (c->req.op == REQ_WAIT && c->req.return_when != WAIT_ALL) {
+        group_wait_jobs(c);
+        return;
+    }
     if (c->req.op == REQ_WAIT && !done && c->req.timeout_ms > 0 && !c->reread && !s->draining &&
         !hold_gone(c)) {
         if (!hold_start(c, HOLD_GROUP_WAIT, c->req.timeout_ms, group_hold_end)) {

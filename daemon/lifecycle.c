@@ -249,6 +249,13 @@ int
 lifecycle_cancel(store *st, int64_t id, int64_t now_ms, bool allow_running, job_row *row,
                  int *old_statep)
 {
+    return lifecycle_cancel_why(st, id, now_ms, allow_running, NULL, row, old_statep);
+}
+
+int
+lifecycle_cancel_why(store *st, int64_t id, int64_t now_ms, bool allow_running, const char *why,
+                     job_row *row, int *old_statep)
+{
     int old;
     int err = store_job_state(st, id, &old);
     if (err != JOBQ_OK) {
@@ -257,7 +264,7 @@ lifecycle_cancel(store *st, int64_t id, int64_t now_ms, bool allow_running, job_
     if (lifecycle_ended_state(old) || (old == JOBQ_RUNNING && !allow_running)) {
         return JOBQ_ESTATE;
     }
-    err = store_job_set_state(st, id, old, JOBQ_CANCELLED, now_ms, NULL);
+    err = store_job_set_state(st, id, old, JOBQ_CANCELLED, now_ms, why);
     if (err == JOBQ_OK && old == JOBQ_WAITING) {
         err = store_dep_drop_child(st, id);
     }

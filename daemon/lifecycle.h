@@ -38,6 +38,10 @@ int64_t lifecycle_missing_parent(const store *st);
 int lifecycle_cancel(store *st, int64_t id, int64_t now_ms, bool allow_running, job_row *row,
                      int *old_statep);
 
+/** lifecycle_cancel_why: lifecycle_cancel, with why (may be NULL) kept as the job's error. */
+int lifecycle_cancel_why(store *st, int64_t id, int64_t now_ms, bool allow_running, const char *why,
+                         job_row *row, int *old_statep);
+
 /** lifecycle_finish: records the end of a running attempt of job id: new_state (succeeded,
  *  dead, retrying or cancelled), run_at_ms for retrying, result and error texts (NULL to
  *  keep none), and a row of attempt history for a (unless NULL). JOBQ_ESTATE if the job is

@@ -28,6 +28,7 @@ exec_ending(const runner *r)
 {
     return (exec_end){.spawn_error = r->spawned ? NULL : r->spawn_error,
                       .cancelled = r->kill == KILL_CANCEL,
+                      .cancel_why = r->stop_why[0] != '\0' ? r->stop_why : NULL,
                       .shutdown = r->kill == KILL_SHUTDOWN,
                       .timed_out = r->kill == KILL_TIMEOUT,
                       .term_signal = r->term_signal,

@@ -54,6 +54,7 @@ struct runner {
     int64_t started_mono_ms; /* jobq__mono_ms() at the start */
     int record_tries;
     bool give_up; /* jobqd is stopping: a failed record is not retried */
+    char stop_why[64]; /* a cancel's reason for the recorded error ("": the default) */
     struct attempt a; /* the job as claimed (state running, attempt counted) and its outcome */
     runner *next; /* in s->runners */
     runner *prev;

@@ -26,6 +26,7 @@ typedef struct hook {
     nng_http_res *res;
     nng_aio *aio;
     enum run_kill kill;
+    char stop_why[64]; /* a cancel's reason for the recorded error ("": the default) */
     int setup_err; /* the request could not be built: an nng error */
     bool rerecord; /* the store refused the outcome: aio sleeps, then the record is retried */
     uint64_t started_ns;
@@ -185,7 +186,9 @@ finish(server *s, hook *h)
         if (rv == NNG_ETIMEDOUT) {
             snprintf(head, sizeof(head), "timed out after %lld ms", (long long)h->a.job.timeout_ms);
         } else if (h->kill == KILL_CANCEL) {
-            snprintf(head, sizeof(head), "cancelled while the request was in flight");
+            snprintf(head, sizeof(head), "%s",
+                     h->stop_why[0] != '\0' ? h->stop_why
+                                            : "cancelled while the request was in flight");
         } else if (h->kill == KILL_SHUTDOWN) {
             snprintf(head, sizeof(head), "interrupted: jobqd shut down during the request");
         } else if (rv != 0) {
@@ -309,6 +312,20 @@ webhook_stop(server *s, int64_t id, enum run_kill why)
         }
     }
     return NULL;
+}
+
+bool
+webhook_cancel(server *s, int64_t id, const char *why)
+{
+    for (hook *h = hq_of(s)->all; h != NULL; h = h->next) {
+        if (h->a.job.id == id && h->kill == KILL_NONE && h->a.op.done == NULL) {
+            snprintf(h->stop_why, sizeof(h->stop_why), "%s", why);
+            h->kill = KILL_CANCEL;
+            nng_aio_cancel(h->aio);
+            return true;
+        }
+    }
+    return false;
 }
 
 void

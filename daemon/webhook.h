@@ -18,6 +18,10 @@ void webhook_start(server *s, qstate *q, job_row *row);
  *  delivery of that job is in flight. */
 const job_row *webhook_stop(server *s, int64_t id, enum run_kill why);
 
+/** webhook_cancel: ends the delivery of job id early and records it cancelled with why as
+ *  its error. false if no delivery of that job is in flight. Loop thread. */
+bool webhook_cancel(server *s, int64_t id, const char *why);
+
 /** webhook_stop_all: webhook_stop(KILL_SHUTDOWN) for every delivery in flight. */
 void webhook_stop_all(server *s);
 

@@ -701,6 +701,18 @@ workers_cancel(server *s, int64_t id, call *c)
     return true;
 }
 
+bool
+workers_stop(server *s, int64_t id, const char *why)
+{
+    lease *l = lease_find(s, id);
+    if (l == NULL || l->revoked || l->recording) {
+        return false;
+    }
+    lease_end(l, (run_outcome){.state = JOBQ_CANCELLED, .kind = "cancelled"}, NULL, strdup(why),
+              NULL);
+    return true;
+}
+
 void
 workers_drain(server *s)
 {

@@ -19,6 +19,10 @@ void workers_dispatch(server *s, qstate *q);
  *  Returns false if no live lease holds it. */
 bool workers_cancel(server *s, int64_t id, call *c);
 
+/** workers_stop: cancels the leased job id with why as its error, nobody waiting for the
+ *  record. Returns false if no live lease holds it. Loop thread. */
+bool workers_stop(server *s, int64_t id, const char *why);
+
 /** workers_drain: held fetches get an empty reply now. */
 void workers_drain(server *s);
 

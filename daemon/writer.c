@@ -48,6 +48,18 @@ writer_push(writer *w, wop *op)
     kick(w);
 }
 
+void
+writer_push_first(writer *w, wop *op)
+{
+    op->err = JOBQ_OK;
+    op->next = w->pending;
+    w->pending = op;
+    if (w->pending_tail == NULL) {
+        w->pending_tail = op;
+    }
+    kick(w);
+}
+
 static int64_t
 mono_us(void)
 {

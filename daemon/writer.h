@@ -73,6 +73,13 @@ void writer_init(writer *w, uv_loop_t *loop, store *st);
 /** writer_push: queues op; it runs in the next batch. Loop thread only. */
 void writer_push(writer *w, wop *op);
 
+/** writer_push_first: queues op ahead of every op waiting for the next batch: it runs first
+ *  in the next batch (the batch running now, if any, is not touched). For a decision that
+ *  must commit before work already queued could act on what it decided (a wait answered
+ *  with cancel_pending cancels its losers before a queued claim can take one). Loop thread
+ *  only. */
+void writer_push_first(writer *w, wop *op);
+
 /** writer_idle: nothing queued or running. */
 bool writer_idle(const writer *w);
 

@@ -188,6 +188,33 @@ JOBQ_API int jobq_cancel(jobq_client *client, int64_t id);
  *  snapshot. */
 JOBQ_API int jobq_wait(jobq_client *client, int64_t id, int64_t wait_ms, jobq_job **jobp);
 
+/** When jobq_wait_ex returns (a jobq_wait_opts.return_when). Numbers never change. */
+typedef enum jobq_wait_when {
+    JOBQ_WAIT_ALL = 0,           /* every job ended (the default) */
+    JOBQ_WAIT_FIRST = 1,         /* the first job ended, whatever its state */
+    JOBQ_WAIT_FIRST_FAILURE = 2, /* the first job ended dead or cancelled, or every job ended */
+} jobq_wait_when;
+
+/** jobq_wait_opts: optional settings of jobq_wait_ex. Zero-initialise it and set what you
+ *  need. Fields are only appended. */
+typedef struct jobq_wait_opts {
+    int return_when;     /* a jobq_wait_when; 0: JOBQ_WAIT_ALL */
+    bool cancel_pending; /* cancel every job still pending when the wait is answered, in the
+                            same transaction (a running one is cancelled as jobq_cancel does,
+                            with the error "lost a race to job N"); not on a timeout */
+    int64_t group;       /* wait on the jobs of this group instead of ids (0: use ids) */
+} jobq_wait_opts;
+
+/** jobq_wait_ex: waits on the n jobs of ids (or opts->group) until opts->return_when is met or
+ *  wait_ms passed (then JOBQ_ETIMEDOUT). opts may be NULL (jobq_wait's behaviour on several
+ *  jobs). On success, if jobp is not NULL, *jobp owns the snapshot of the job that answered
+ *  the wait: the first to end (JOBQ_WAIT_FIRST), the first to fail or else the last to end
+ *  (JOBQ_WAIT_FIRST_FAILURE), the first of ids that did not succeed or else the first of
+ *  ids (JOBQ_WAIT_ALL). For the other jobs' states use jobq_get or the raw reply of `wait`
+ *  (proto/PROTOCOL.md) through jobq_call. */
+JOBQ_API int jobq_wait_ex(jobq_client *client, const int64_t *ids, size_t n, int64_t wait_ms,
+                          const jobq_wait_opts *opts, jobq_job **jobp);
+
 /** jobq_call: sends one raw request (a JSON object text, see proto/PROTOCOL.md) and returns
  *  the daemon's reply object as text in *replyp, which the caller frees with jobq_free.
  *  Returns JOBQ_OK whenever a reply arrived, even an {"ok": false} one: the caller reads

@@ -1402,6 +1402,116 @@ jobq_wait(jobq_client *client, int64_t id, int64_t wait_ms, jobq_job **jobp)
     }
 }
 
+/* wait_pick: the job object of a wait reply that answers it for when (see jobq_wait_ex), or
+ * NULL when the reply does not answer it (the piece timed out). */
+static json_t *
+wait_pick(json_t *reply, int when)
+{
+    json_t *jobs = json_object_get(reply, "jobs");
+    json_t *first = json_object_get(reply, "first");
+    size_t i;
+    json_t *j;
+    if (when != JOBQ_WAIT_ALL) {
+        if (!json_is_integer(first)) {
+            return NULL;
+        }
+        json_array_foreach(jobs, i, j)
+        {
+            if (json_equal(json_object_get(j, "id"), first)) {
+                return j;
+            }
+        }
+        return NULL;
+    }
+    if (!json_is_true(json_object_get(reply, "done"))) {
+        return NULL;
+    }
+    json_array_foreach(jobs, i, j)
+    {
+        const char *st = json_string_value(json_object_get(j, "state"));
+        if (st == NULL || strcmp(st, "succeeded") != 0) {
+            return j;
+        }
+    }
+    return json_array_get(jobs, 0);
+}
+
+JOBQ_API int
+jobq_wait_ex(jobq_client *client, const int64_t *ids, size_t n, int64_t wait_ms,
+             const jobq_wait_opts *opts, jobq_job **jobp)
+{
+    static const char *const whens[] = {"all", "first", "first_failure"};
+    jobq_wait_opts none = {0};
+    if (opts == NULL) {
+        opts = &none;
+    }
+    if (wait_ms < 0) {
+        return jobq__fail(JOBQ_EINVAL, "wait_ms must be >= 0, not %lld", (long long)wait_ms);
+    }
+    if (opts->return_when < JOBQ_WAIT_ALL || opts->return_when > JOBQ_WAIT_FIRST_FAILURE) {
+        return jobq__fail(JOBQ_EINVAL, "return_when must be a jobq_wait_when, not %d",
+                          opts->return_when);
+    }
+    if ((opts->group == 0) == (n == 0 || ids == NULL) || (opts->group != 0 && n != 0)) {
+        return jobq__fail(JOBQ_EINVAL, "give either ids (n > 0) or opts->group");
+    }
+    int64_t left = wait_ms;
+    for (;;) {
+        int64_t piece = left < MAX_WAIT_PIECE_MS ? left : MAX_WAIT_PIECE_MS;
+        left -= piece;
+        json_t *req = json_pack("{s:s, s:I, s:s, s:b}", "op", "wait", "timeout", (json_int_t)piece,
+                                "return_when", whens[opts->return_when], "cancel_pending",
+                                opts->cancel_pending ? 1 : 0);
+        json_t *target = json_array();
+        for (size_t i = 0; i < n && target != NULL; i++) {
+            if (json_array_append_new(target, json_integer(ids[i])) != 0) {
+                json_decref(target);
+                target = NULL;
+            }
+        }
+        if (req == NULL || target == NULL ||
+            json_object_set_new(req, opts->group != 0 ? "group" : "ids",
+                                opts->group != 0 ? json_integer(opts->group) : target) != 0) {
+            json_decref(req);
+            if (opts->group != 0) {
+                json_decref(target);
+            }
+            return jobq__fail(JOBQ_ENOMEM, "out of memory building a wait");
+        }
+        if (opts->group != 0) {
+            json_decref(target);
+        }
+        json_t *reply;
+        int err = jobq__call_json(client, "wait", req, piece, &reply);
+        json_decref(req);
+        if (err != JOBQ_OK) {
+            return err;
+        }
+        if (!json_is_boolean(json_object_get(reply, "done")) ||
+            !json_is_array(json_object_get(reply, "jobs"))) {
+            json_decref(reply);
+            return jobq__fail(JOBQ_EPROTO, "the reply lacks \"done\" or \"jobs\"");
+        }
+        json_t *job = wait_pick(reply, opts->return_when);
+        if (job != NULL) {
+            if (jobp != NULL && json_object_get(job, "queue") == NULL) {
+                /* A group's wait for all lists each job briefly: read the whole job. */
+                int64_t id = (int64_t)json_integer_value(json_object_get(job, "id"));
+                json_decref(reply);
+                return jobq_get(client, id, jobp);
+            }
+            err = job_reply(job, jobp);
+            json_decref(reply);
+            return err;
+        }
+        json_decref(reply);
+        if (left == 0) {
+            return jobq__fail(JOBQ_ETIMEDOUT, "the wait was not answered after %lld ms",
+                              (long long)wait_ms);
+        }
+    }
+}
+
 JOBQ_API int
 jobq_call(jobq_client *client, const char *request, char **replyp)
 {

@@ -836,6 +836,30 @@ wait_ids(dec *d, const json_t *obj, void *dst)
     return true;
 }
 
+/* wait_when_field: wait's "return_when": "all" (the default), "first" or "first_failure". */
+static bool
+wait_when_field(dec *d, const json_t *obj, void *dst)
+{
+    request *req = dst;
+    json_t *v = json_object_get(obj, "return_when");
+    req->return_when = WAIT_ALL;
+    if (v == NULL || json_is_null(v)) {
+        return true;
+    }
+    const char *s = json_string_value(v);
+    if (s != NULL && strcmp(s, "all") == 0) {
+        req->return_when = WAIT_ALL;
+    } else if (s != NULL && strcmp(s, "first") == 0) {
+        req->return_when = WAIT_FIRST;
+    } else if (s != NULL && strcmp(s, "first_failure") == 0) {
+        req->return_when = WAIT_FIRST_FAILURE;
+    } else {
+        return fail(d, "invalid_argument",
+                    "field \"return_when\" must be \"all\", \"first\" or \"first_failure\"");
+    }
+    return true;
+}
+
 /* fetch_queues: the queues of a fetch: "queues", or the one "queue" read before it into
  * req->queue (which a fetch leaves NULL). */
 static bool
@@ -914,6 +938,8 @@ static const field_def wait_fields[] = {
     CUSTOM("ids", wait_ids),
     FIELD(request, "timeout", F_DURATION, timeout_ms, 0, 0 /* lim->max_wait_ms */,
           .flags = FD_DEFAULT, .def = DEFAULT_TIMEOUT_MS),
+    CUSTOM("return_when", wait_when_field),
+    FIELD(request, "cancel_pending", F_BOOL, cancel_pending, 0, 0),
 };
 
 static const field_def list_fields[] = {

@@ -45,6 +45,10 @@ typedef struct req_job {
     bool after_always; /* after_policy "always": run even if a parent is dead or cancelled */
 } req_job;
 
+/** When a wait is answered: every job ended, the first ended, or the first failed (ended dead
+ *  or cancelled) or every job ended. */
+typedef enum wait_when { WAIT_ALL = 0, WAIT_FIRST, WAIT_FIRST_FAILURE } wait_when;
+
 typedef struct request {
     req_op op;
     json_t *root;  /* owns every borrowed string; NULL from the fast path (then the queue
@@ -73,6 +77,8 @@ typedef struct request {
     bool group;           /* submit_batch: the jobs form a group */
     req_job *on_complete; /* submit_batch with group: the job to submit when all ended */
     int64_t group_id;     /* get, wait: a group instead of jobs (0: none) */
+    int return_when;      /* wait: WAIT_ALL, WAIT_FIRST or WAIT_FIRST_FAILURE */
+    bool cancel_pending;  /* wait: cancel the jobs still pending when it is answered */
 } request;
 
 /** The most queue names one stats request may list. */

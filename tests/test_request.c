@@ -380,7 +380,24 @@ test_workflow_fields(void **state)
     assert_int_equal(req.group_id, 7);
     assert_int_equal(req.nids, 0);
     assert_int_equal(req.timeout_ms, 1000);
+    assert_int_equal(req.return_when, WAIT_ALL);
+    assert_false(req.cancel_pending);
     jobq__request_free(&req);
+    assert_null(decode("{\"op\":\"wait\",\"ids\":[1,2],\"return_when\":\"first\","
+                       "\"cancel_pending\":true}",
+                       &req));
+    assert_int_equal(req.return_when, WAIT_FIRST);
+    assert_true(req.cancel_pending);
+    jobq__request_free(&req);
+    assert_null(decode("{\"op\":\"wait\",\"group\":3,\"return_when\":\"first_failure\"}", &req));
+    assert_int_equal(req.return_when, WAIT_FIRST_FAILURE);
+    jobq__request_free(&req);
+    assert_null(decode("{\"op\":\"wait\",\"id\":1,\"return_when\":\"all\"}", &req));
+    assert_int_equal(req.return_when, WAIT_ALL);
+    jobq__request_free(&req);
+    expect_code("{\"op\":\"wait\",\"id\":1,\"return_when\":\"any\"}", "invalid_argument");
+    expect_code("{\"op\":\"wait\",\"id\":1,\"return_when\":1}", "invalid_argument");
+    expect_code("{\"op\":\"wait\",\"id\":1,\"cancel_pending\":\"yes\"}", "invalid_argument");
     assert_null(decode("{\"op\":\"get\",\"group\":9}", &req));
     assert_int_equal(req.group_id, 9);
     jobq__request_free(&req);

@@ -164,6 +164,7 @@ check_ok(const request *req, const request_limits *lim)
             check(req->ids[i] >= 1);
         }
         check(req->timeout_ms >= 0 && req->timeout_ms <= lim->max_wait_ms);
+        check(req->return_when >= WAIT_ALL && req->return_when <= WAIT_FIRST_FAILURE);
         break;
     case REQ_LIST:
         check(req->state >= -1 && req->state <= JOBQ_WAITING);
