@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # it_workers.sh: remote workers against a real jobqd: 4 `jobq work` processes drain N jobs
-# (default 100,000) with none lost or run twice; a worker killed mid-job loses its lease and
-# another finishes the job; a late ack with an old lease is fenced off; a worker over
+# (default 100,000) with none lost or run twice; ack and fail of many jobs in one request;
+# a worker killed mid-job (or mid-run, with outcomes not yet sent) loses its leases and
+# another finishes the jobs; a late ack with an old lease is fenced off; a worker over
 # tls+tcp:// with auth_token; end-to-end jobs/s of no-op library workers.
 # JOBQ_WORKERS_JOBS=N changes the size of the drain (the README's test budget is 300 s).
 . "$(dirname "$0")/lib.sh"
@@ -218,6 +219,38 @@ kill -TERM "${WORKER_PIDS[-1]}"
 wait "${WORKER_PIDS[-1]}" || fail "worker 2 did not exit 0 after SIGTERM"
 WORKER_PIDS=()
 
+# ---- (b2) kill -9 of a worker in the middle of a run: outcomes it had not sent yet and jobs
+# it held come back after their lease; every job ends succeeded ----
+cat >"$T/append.sh" <<'SH'
+#!/bin/sh
+echo "$JOBQ_JOB_ID" >>"$OUT"
+SH
+chmod +x "$T/append.sh"
+seq 1 300 >"$T/payloads.l"
+cli submit l --batch "$T/payloads.l" >/dev/null
+OUT="$T/ran.l" "$JOBQ" --url "$SOCK" work l --concurrency 4 -- "$T/append.sh" 2>"$T/wk1.log" &
+wk1=$!
+WORKER_PIDS+=("$wk1")
+poll_until "worker 1 ran 100 jobs" '[ "$(wc -l <"$T/ran.l" 2>/dev/null || echo 0)" -ge 100 ]'
+exec 3>&2 2>/dev/null
+kill -9 "$wk1"
+wait "$wk1" || true
+exec 2>&3 3>&-
+OUT="$T/ran.l" "$JOBQ" --url "$SOCK" work l --concurrency 4 -- "$T/append.sh" 2>"$T/wk2.log" &
+WORKER_PIDS+=($!)
+poll_until "all 300 jobs of l succeeded" \
+    '[ "$(cli --json stats | jq ".queues.l.succeeded")" -ge 301 ]'
+kill -TERM "${WORKER_PIDS[-1]}"
+wait "${WORKER_PIDS[-1]}" || fail "worker 2 did not exit 0 after SIGTERM"
+WORKER_PIDS=()
+s=$(cli --json stats)
+expect_eq "l: succeeded (the job of (b) included)" "$(jq .queues.l.succeeded <<<"$s")" 301
+expect_eq "l: dead, retrying, ready or running" \
+    "$(jq '.queues.l | .dead + .retrying + .ready + .running' <<<"$s")" 0
+missing=$(sort -un "$T/ran.l" | wc -l)
+expect_eq "distinct jobs of l that ran" "$missing" 300
+ok "kill -9 of a worker mid-run (concurrency 4): no job lost, $(($(wc -l <"$T/ran.l") - 300)) ran again after their lease"
+
 # ---- (c) a late ack with the old lease is refused once the job was retaken ----
 id=$(cli submit l '{"step":"c"}')
 r=$(raw '{"op":"fetch","queue":"l","timeout":"5s"}')
@@ -245,6 +278,9 @@ ok "an ack quoting an expired lease is refused with lease_expired; the current h
 if [ -x "$WBENCH" ]; then
     line=$("$WBENCH" --url "$SOCK" --queue a --queue b --jobs "$N" --workers 4 --concurrency 8 \
         --producers 2) || fail "jobq-worker-bench failed"
+    # jobq_worker_run returns only once its completers sent every outcome: all are recorded.
+    expect_eq "jobs of a and b succeeded once the library workers returned" "$(succeeded)" $((2 * N))
+    expect_eq "handler calls of the library workers" "$(sed -n 's/.* handled=\([0-9]*\).*/\1/p' <<<"$line")" "$N"
     ok "no-op jobq_worker_run workers: $line"
 else
     echo "# $WBENCH not built: no library throughput figure"
