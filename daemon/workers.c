@@ -177,6 +177,7 @@ lease_recorded(attempt *a, int err)
         /* Revoked: keep it until its expiry so the worker's next heartbeat learns it. */
         s->nleases--;
         l->revoked = true;
+        arm_lease_timer(s, l->expires_ms);
         return;
     }
     lease_unlink(s, l);
@@ -248,7 +249,9 @@ lease_timer_cb(uv_timer_t *t)
             char *err = strdup("lease expired: the worker neither acked, failed nor sent a "
                                "heartbeat in time");
             lease_end(l, failure_outcome(s, l, true, "lease"), NULL, err, NULL);
-        } else if (l->expires_ms < next) {
+        } else if (!l->recording && l->expires_ms < next) {
+            /* A lease being recorded is re-armed when its record ends (an expired one would
+             * make this timer fire again at once, in the same pass of the loop, for ever). */
             next = l->expires_ms;
         }
         l = following;
