@@ -654,7 +654,7 @@ held_lease(call *c, bool allow_revoked)
  * order, once each has one. */
 typedef struct outbatch {
     call *c;
-    json_t *results; /* one entry per job: {"id", "ok", "job"} or {"id", "ok", "error"} */
+    json_t *results; /* one entry per job: {"id", "ok", "state"} or {"id", "ok", "error"} */
     size_t left;     /* entries without a result yet */
     wop lookup;      /* read-only: whether the jobs no lease holds exist */
     size_t nlookup;
@@ -716,7 +716,7 @@ batch_entry_done(outbatch *b, size_t i, int err, const job_row *job)
     if (err == JOBQ_OK) {
         json_t *e = json_array_get(b->results, i);
         json_object_set_new(e, "ok", json_true());
-        json_object_set_new(e, "job", job_json(job));
+        json_object_set_new(e, "state", json_string(jobq__state_name(job->state)));
     } else {
         batch_error(b, i, jobq__err_code(err), writer_last_error(&b->c->srv->w));
     }

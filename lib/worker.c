@@ -23,7 +23,8 @@
 #define MAX_CONCURRENCY 100000
 #define MAX_OUTCOMES 1000 /* most outcomes in one ack or fail (the daemon's limit) */
 #define COMPLETERS 2      /* completer threads: one may long-poll while another sends */
-#define SHORT_FETCH_MS 50 /* the fetch of outcomes sent while another fetch long-polls */
+#define SHORT_FETCH_MS 50 /* the longest wait of a fetch that goes with outcomes */
+#define QUICK_MS 100      /* handlers quicker than this get a job ahead each (prefetch) */
 
 struct jobq_lease {
     int64_t id;
@@ -67,12 +68,14 @@ typedef struct run {
     pthread_cond_t job_cond; /* ready filled, or a fetch ended: handlers look */
     pthread_cond_t out_cond; /* an outcome, a free handler or a handler left: completers look */
     bool done;               /* every thread has left: the heartbeat thread ends */
-    jobq_lease **ready;      /* fetched jobs no handler has taken yet: a ring of n */
+    jobq_lease **ready;      /* fetched jobs no handler has taken yet: a ring of 2n */
     int ready_head;
     int nready;
     int inhand;        /* handlers running a job */
+    bool quick;        /* the last handler took under QUICK_MS: fetch n jobs ahead */
     int reserved;      /* jobs asked for by fetches in flight */
-    bool polling;      /* a fetch in flight may wait RUN_FETCH_WAIT_MS */
+    bool polling;      /* a fetch alone is in flight (it may wait RUN_FETCH_WAIT_MS) */
+    bool sending;      /* outcomes are in flight: the next ones wait and go together */
     int handlers;      /* handler threads still running */
     outcome *out_head; /* the outbox, in order */
     outcome *out_tail;
@@ -516,7 +519,11 @@ slot_put(run *r, int i, jobq_lease *lease)
     }
     r->slots[i].lease = lease;
     if (lease != NULL) {
-        r->slots[i].next_hb = mono_ms() + hb_period(lease);
+        /* A job fetched ahead has waited: its first heartbeat comes before half of what is
+         * left of its lease. */
+        int64_t left = atomic_load(&lease->expires_at_ms) - jobq__now_ms();
+        int64_t first = hb_period(lease) < left / 2 ? hb_period(lease) : left / 2;
+        r->slots[i].next_hb = mono_ms() + (first > 0 ? first : 0);
     }
     pthread_cond_broadcast(&r->cond);
     pthread_mutex_unlock(&r->lock);
@@ -691,15 +698,23 @@ handler_main(void *arg)
             break;
         }
         jobq_lease *l = r->ready[r->ready_head];
-        r->ready_head = (r->ready_head + 1) % r->n;
+        r->ready_head = (r->ready_head + 1) % (2 * r->n);
         r->nready--;
+        if (jobq__now_ms() >= atomic_load(&l->expires_at_ms)) {
+            /* Fetched ahead and its lease ended while it waited: the daemon retries it. */
+            jobq_lease_free(l);
+            pthread_cond_broadcast(&r->out_cond);
+            continue;
+        }
         r->inhand++;
         pthread_mutex_unlock(&r->lock);
 
         slot_put(r, t->index, l);
         char *result = NULL;
         char *error = NULL;
+        int64_t began = mono_ms();
         int verdict = r->handler(r->arg, l, &result, &error);
+        bool quick = mono_ms() - began < QUICK_MS;
         slot_put(r, t->index, NULL);
         outcome *o = NULL;
         if (!atomic_load(&l->cancelled) && (o = calloc(1, sizeof(*o))) != NULL) {
@@ -722,6 +737,7 @@ handler_main(void *arg)
 
         pthread_mutex_lock(&r->lock);
         r->inhand--;
+        r->quick = quick;
         if (o != NULL) {
             outbox_put_locked(r, o);
         }
@@ -810,9 +826,10 @@ settle(outcome *list, int err, json_t *reply)
 }
 
 /* completer_main: one completer thread: sends the outbox (acks and fails in separate
- * requests) with a fetch for the free handlers, or a fetch alone when handlers are free and
- * no other fetch waits; until every handler left and the outbox is empty. A transport
- * failure is tried again with backoff; a fatal error ends the run. */
+ * requests, one request of outcomes in flight at a time so that those that come meanwhile
+ * go together in the next) with a fetch for the free handlers, or a fetch alone when handlers
+ * are free and no other fetch waits; until every handler left and the outbox is empty. A
+ * transport failure is tried again with backoff; a fatal error ends the run. */
 static void *
 completer_main(void *arg)
 {
@@ -820,27 +837,27 @@ completer_main(void *arg)
     int64_t delay = BACKOFF_MIN_MS;
     pthread_mutex_lock(&r->lock);
     for (;;) {
-        int free_slots = r->n - r->inhand - r->nready - r->reserved;
+        /* Jobs in hand (running, waiting for a handler, asked for): n, or 2n while handlers
+         * are quick, so that a handler finds its next job at hand as it finishes one. */
+        int cap = r->quick ? 2 * r->n : r->n;
+        int free_slots = cap - r->inhand - r->nready - r->reserved;
         bool fetch_ok = !stopping(r) && free_slots > 0;
-        if (r->nout == 0 && !(fetch_ok && !r->polling)) {
-            if (r->handlers == 0) {
+        bool send = r->nout > 0 && !r->sending;
+        bool poll = !send && fetch_ok && !r->polling;
+        if (!send && !poll) {
+            if (r->handlers == 0 && r->nout == 0) {
                 break;
             }
             timed_wait(r, &r->out_cond);
             continue;
         }
         size_t nsend = 0;
-        outcome *list = r->nout > 0 ? outbox_take_locked(r, &nsend) : NULL;
-        size_t want = 0;
-        bool poll = false;
-        int64_t wait_ms = 0;
-        if (fetch_ok) {
-            want = (size_t)(free_slots < MAX_FETCH ? free_slots : MAX_FETCH);
-            poll = !r->polling;
-            wait_ms = poll ? RUN_FETCH_WAIT_MS : SHORT_FETCH_MS;
-            r->reserved += (int)want;
-            r->polling = r->polling || poll;
-        }
+        outcome *list = send ? outbox_take_locked(r, &nsend) : NULL;
+        size_t want = fetch_ok ? (size_t)(free_slots < MAX_FETCH ? free_slots : MAX_FETCH) : 0;
+        int64_t wait_ms = poll ? RUN_FETCH_WAIT_MS : want > 0 ? SHORT_FETCH_MS : 0;
+        r->reserved += (int)want;
+        r->sending = r->sending || send;
+        r->polling = r->polling || poll;
         pthread_mutex_unlock(&r->lock);
 
         json_t *reply = NULL;
@@ -861,8 +878,8 @@ completer_main(void *arg)
         }
         jobq_lease *got[MAX_FETCH];
         size_t ngot = 0;
-        if (err == JOBQ_OK && want > 0 && leases_of(reply, want, list != NULL, got, &ngot) !=
-                                              JOBQ_OK) {
+        if (err == JOBQ_OK && want > 0 &&
+            leases_of(reply, want, list != NULL, got, &ngot) != JOBQ_OK) {
             /* Jobs that cannot be read stay leased until their leases expire: the daemon
              * retries them then. The outcomes were recorded. */
             ngot = 0;
@@ -878,8 +895,11 @@ completer_main(void *arg)
         if (poll) {
             r->polling = false;
         }
+        if (send) {
+            r->sending = false;
+        }
         for (size_t i = 0; i < ngot; i++) {
-            r->ready[(r->ready_head + r->nready) % r->n] = got[i];
+            r->ready[(r->ready_head + r->nready) % (2 * r->n)] = got[i];
             r->nready++;
         }
         pthread_cond_broadcast(&r->job_cond);
@@ -907,7 +927,7 @@ static void
 run_free(run *r)
 {
     for (int i = 0; i < r->nready; i++) {
-        jobq_lease_free(r->ready[(r->ready_head + i) % r->n]);
+        jobq_lease_free(r->ready[(r->ready_head + i) % (2 * r->n)]);
     }
     while (r->out_head != NULL) {
         outcome *o = r->out_head;
@@ -931,7 +951,7 @@ jobq_worker_run(jobq_worker *worker, jobq_handler handler, void *arg, int concur
     run r = {.w = worker, .handler = handler, .arg = arg, .n = concurrency};
     atomic_init(&r.fatal, 0);
     r.slots = calloc((size_t)concurrency, sizeof(*r.slots));
-    r.ready = calloc((size_t)concurrency, sizeof(*r.ready));
+    r.ready = calloc(2 * (size_t)concurrency, sizeof(*r.ready));
     run_thread *threads = calloc((size_t)concurrency, sizeof(*threads));
     if (r.slots == NULL || r.ready == NULL || threads == NULL) {
         run_free(&r);
