@@ -73,6 +73,22 @@ attempt_record(attempt *a)
 }
 
 void
+attempt_record_group(attempt *const *as, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        attempt *a = as[i];
+        a->op.exec = exec_attempt;
+        a->op.done = done_attempt;
+        a->op.writes = true;
+        a->op.relaxed = true; /* as attempt_record's */
+        a->op.next = i + 1 < n ? &as[i + 1]->op : NULL;
+    }
+    if (n > 0) {
+        writer_push_group(&as[0]->s->w, &as[0]->op);
+    }
+}
+
+void
 attempt_clear(attempt *a)
 {
     job_row_clear(&a->job);

@@ -31,6 +31,10 @@ struct attempt {
  *  succeeds), then calls a->done. Loop thread. */
 void attempt_record(attempt *a);
 
+/** attempt_record_group: attempt_record for as[0..n), in one transaction (each its own unit
+ *  in it: a failed record fails alone). Loop thread. */
+void attempt_record_group(attempt *const *as, size_t n);
+
 /** attempt_clear: frees what a owns. */
 void attempt_clear(attempt *a);
 

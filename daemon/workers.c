@@ -24,6 +24,8 @@ typedef struct lease {
     bool recording;     /* an outcome is being committed */
     bool finished;      /* recorded and out of the table: free it in the release callback */
     call *waiting;      /* the ack or fail call that waits for the record */
+    struct outbatch *batch; /* or the ack or fail of many jobs that does, at entry batch_i */
+    size_t batch_i;
     struct lease *next; /* hash chain */
     struct lease *all_next, *all_prev;
 } lease;
@@ -37,6 +39,7 @@ static void fetch_reply(server *s, call *c, lease **ls, size_t n);
 static void try_fetch(server *s, call *f);
 static void hold_fetch(call *c);
 static void fetch_answer(call *c, json_t *o);
+static void batch_entry_done(struct outbatch *b, size_t i, int err, const job_row *job);
 
 #define FETCH_CLAIM_MAX 1000 /* jobs one claim takes for the waiting fetches */
 
@@ -127,6 +130,11 @@ lease_recorded(attempt *a, int err)
     call *c = l->waiting;
     l->waiting = NULL;
     l->recording = false;
+    if (l->batch != NULL) {
+        struct outbatch *b = l->batch;
+        l->batch = NULL;
+        batch_entry_done(b, l->batch_i, err, &l->a.job);
+    }
     if (c != NULL && c->req.then_fetch) {
         /* The fetch held meanwhile answers (or has answered) with the job among its fields;
          * if the outcome failed, with the error, and the jobs it got go back. */
@@ -169,6 +177,7 @@ lease_recorded(attempt *a, int err)
         /* Revoked: keep it until its expiry so the worker's next heartbeat learns it. */
         s->nleases--;
         l->revoked = true;
+        arm_lease_timer(s, l->expires_ms);
         return;
     }
     lease_unlink(s, l);
@@ -184,9 +193,10 @@ lease_release(attempt *a)
     }
 }
 
-/* lease_end: records the attempt's end with outcome o (result and error are taken). */
+/* lease_ending: readies the record of the attempt's end with outcome o (result and error are
+ * taken); the caller then records it. */
 static void
-lease_end(lease *l, run_outcome o, char *result, char *error, call *c)
+lease_ending(lease *l, run_outcome o, char *result, char *error, call *c)
 {
     l->a.outcome = o;
     free(l->a.result);
@@ -197,6 +207,13 @@ lease_end(lease *l, run_outcome o, char *result, char *error, call *c)
     l->waiting = c;
     l->a.done = lease_recorded;
     l->a.release = lease_release;
+}
+
+/* lease_end: records the attempt's end with outcome o (result and error are taken). */
+static void
+lease_end(lease *l, run_outcome o, char *result, char *error, call *c)
+{
+    lease_ending(l, o, result, error, c);
     attempt_record(&l->a);
 }
 
@@ -233,7 +250,9 @@ lease_timer_cb(uv_timer_t *t)
             char *err = strdup("lease expired: the worker neither acked, failed nor sent a "
                                "heartbeat in time");
             lease_end(l, failure_outcome(s, l, true, "lease"), NULL, err, NULL);
-        } else if (l->expires_ms < next) {
+        } else if (!l->recording && l->expires_ms < next) {
+            /* A lease being recorded is re-armed when its record ends (an expired one would
+             * make this timer fire again at once, in the same pass of the loop, for ever). */
             next = l->expires_ms;
         }
         l = following;
@@ -626,6 +645,199 @@ held_lease(call *c, bool allow_revoked)
     return l;
 }
 
+/* ---- ack and fail of many jobs ---- */
+
+/* An ack or fail naming many jobs ("jobs"): their records go in one transaction, and the
+ * reply (or, with a fetch, its "results" field) holds a result per job in the request's
+ * order, once each has one. */
+typedef struct outbatch {
+    call *c;
+    json_t *results; /* one entry per job: {"id", "ok", "state"} or {"id", "ok", "error"} */
+    size_t left;     /* entries without a result yet */
+    wop lookup;      /* read-only: whether the jobs no lease holds exist */
+    size_t nlookup;
+    size_t *lookup_i; /* the entries it looks up (nlookup) */
+    int *lookup_err;  /* out: JOBQ_ENOENT (no such job), JOBQ_OK (it exists) or an error */
+} outbatch;
+
+/* batch_error: entry i's result is the error code with message. */
+static void
+batch_error(outbatch *b, size_t i, const char *code, const char *message)
+{
+    json_t *e = json_array_get(b->results, i);
+    json_object_set_new(e, "ok", json_false());
+    json_object_set_new(e, "error", json_pack("{s:s, s:s}", "code", code, "message", message));
+}
+
+/* batch_lease_expired: entry i's result is lease_expired. */
+static void
+batch_lease_expired(outbatch *b, size_t i)
+{
+    char msg[200];
+    snprintf(msg, sizeof(msg),
+             "job %lld: this lease has ended (expired, acked, failed, revoked or jobqd "
+             "restarted); the job may be running elsewhere",
+             (long long)b->c->req.outcomes[i].id);
+    batch_error(b, i, "lease_expired", msg);
+}
+
+/* batch_finish: every entry has its result: the reply, or with a fetch the fields the
+ * fetch's reply carries (an entry that failed does not fail the fetch). Frees b. */
+static void
+batch_finish(outbatch *b)
+{
+    call *c = b->c;
+    json_t *results = b->results;
+    free(b->lookup_i);
+    free(b->lookup_err);
+    free(b);
+    if (!c->req.then_fetch) {
+        json_t *o = ok_object();
+        json_object_set_new(o, "results", results);
+        send_json(c, o);
+        return;
+    }
+    c->outcome_pending = false;
+    c->outcome_err = JOBQ_OK;
+    c->extra = json_object();
+    json_object_set_new(c->extra, "results", results);
+    if (c->fetched != NULL) {
+        json_t *o = c->fetched;
+        c->fetched = NULL;
+        fetch_answer(c, o);
+    }
+}
+
+static void
+batch_entry_done(outbatch *b, size_t i, int err, const job_row *job)
+{
+    if (err == JOBQ_OK) {
+        json_t *e = json_array_get(b->results, i);
+        json_object_set_new(e, "ok", json_true());
+        json_object_set_new(e, "state", json_string(jobq__state_name(job->state)));
+    } else {
+        batch_error(b, i, jobq__err_code(err), writer_last_error(&b->c->srv->w));
+    }
+    if (--b->left == 0) {
+        batch_finish(b);
+    }
+}
+
+/* exec_batch_lookup: whether each job no lease holds exists. Writer thread. */
+static int
+exec_batch_lookup(store *st, wop *op, int64_t now_ms)
+{
+    (void)now_ms;
+    outbatch *b = container_of(op, outbatch, lookup);
+    for (size_t k = 0; k < b->nlookup; k++) {
+        job_row row = {0};
+        b->lookup_err[k] = store_get(st, b->c->req.outcomes[b->lookup_i[k]].id, &row);
+        job_row_clear(&row);
+    }
+    return JOBQ_OK;
+}
+
+/* done_batch_lookup: not_found for a job that does not exist, else lease_expired. */
+static void
+done_batch_lookup(wop *op)
+{
+    outbatch *b = container_of(op, outbatch, lookup);
+    size_t n = b->nlookup;
+    for (size_t k = 0; k < n; k++) {
+        size_t i = b->lookup_i[k];
+        int err = op->err != JOBQ_OK ? op->err : b->lookup_err[k];
+        if (err == JOBQ_ENOENT) {
+            char msg[80];
+            snprintf(msg, sizeof(msg), "no job %lld", (long long)b->c->req.outcomes[i].id);
+            batch_error(b, i, "not_found", msg);
+        } else if (err != JOBQ_OK) {
+            batch_error(b, i, jobq__err_code(err), writer_last_error(&b->c->srv->w));
+        } else {
+            batch_lease_expired(b, i);
+        }
+    }
+    b->left -= n;
+    if (b->left == 0) {
+        batch_finish(b);
+    }
+}
+
+/* outcome_batch: an ack (failed false) or fail of the jobs of c->req.outcomes: each live
+ * lease's record in one transaction, a lease_expired or not_found result for the others. */
+static void
+outcome_batch(call *c, bool failed)
+{
+    server *s = c->srv;
+    size_t n = c->req.noutcomes;
+    outbatch *b = calloc(1, sizeof(*b));
+    attempt **as = calloc(n, sizeof(*as));
+    if (b != NULL) {
+        b->c = c;
+        b->results = json_array();
+        b->lookup_i = calloc(n, sizeof(*b->lookup_i));
+        b->lookup_err = calloc(n, sizeof(*b->lookup_err));
+    }
+    for (size_t i = 0; b != NULL && b->results != NULL && i < n; i++) {
+        json_t *e = json_pack("{s:I}", "id", (json_int_t)c->req.outcomes[i].id);
+        if (e == NULL || json_array_append_new(b->results, e) != 0) {
+            json_decref(b->results);
+            b->results = NULL;
+        }
+    }
+    if (b == NULL || b->results == NULL || b->lookup_i == NULL || b->lookup_err == NULL ||
+        as == NULL) {
+        if (b != NULL) {
+            json_decref(b->results);
+            free(b->lookup_i);
+            free(b->lookup_err);
+        }
+        free(b);
+        free(as);
+        reply_error(c, "internal", "out of memory");
+        return;
+    }
+    size_t nrec = 0;
+    for (size_t i = 0; i < n; i++) {
+        const req_outcome *o = &c->req.outcomes[i];
+        lease *l = lease_find(s, o->id);
+        if (l == NULL) {
+            b->lookup_i[b->nlookup++] = i; /* leases live in memory only: ask the store */
+            continue;
+        }
+        if (!jobq__token_equal(o->lease, l->token) || l->revoked || l->recording) {
+            batch_lease_expired(b, i);
+            continue;
+        }
+        l->batch = b;
+        l->batch_i = i;
+        if (failed) {
+            char *error = strdup(o->text != NULL ? o->text : "failed (no reason given)");
+            lease_ending(l, failure_outcome(s, l, o->retry, "error"), NULL, error, NULL);
+        } else {
+            lease_ending(l, (run_outcome){.state = JOBQ_SUCCEEDED, .kind = "success"},
+                         o->text != NULL ? strdup(o->text) : NULL, NULL, NULL);
+        }
+        as[nrec++] = &l->a;
+    }
+    b->left = nrec + b->nlookup;
+    c->outcome_pending = c->req.then_fetch && b->left > 0;
+    if (b->left == 0) {
+        batch_finish(b); /* no job to record: every result is known already */
+    } else {
+        if (b->nlookup > 0) {
+            b->lookup.exec = exec_batch_lookup;
+            b->lookup.done = done_batch_lookup;
+            b->lookup.writes = false;
+            writer_push(&s->w, &b->lookup);
+        }
+        attempt_record_group(as, nrec);
+    }
+    free(as);
+    if (c->req.then_fetch) {
+        hold_fetch(c); /* its claim joins the outcomes' commit */
+    }
+}
+
 void
 workers_request(call *c)
 {
@@ -641,6 +853,10 @@ workers_request(call *c)
         if (c->req.then_fetch && !fetch_check(c)) {
             return;
         }
+        if (c->req.outcomes != NULL) {
+            outcome_batch(c, false);
+            return;
+        }
         if ((l = held_lease(c, false)) != NULL) {
             char *result = c->req.text != NULL ? strdup(c->req.text) : NULL;
             c->outcome_pending = c->req.then_fetch;
@@ -653,6 +869,10 @@ workers_request(call *c)
         return;
     case REQ_FAIL:
         if (c->req.then_fetch && !fetch_check(c)) {
+            return;
+        }
+        if (c->req.outcomes != NULL) {
+            outcome_batch(c, true);
             return;
         }
         if ((l = held_lease(c, false)) != NULL) {

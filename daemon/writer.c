@@ -39,6 +39,7 @@ writer_push(writer *w, wop *op)
 {
     op->next = NULL;
     op->err = JOBQ_OK;
+    op->joined = false;
     if (w->pending_tail != NULL) {
         w->pending_tail->next = op;
     } else {
@@ -52,11 +53,33 @@ void
 writer_push_first(writer *w, wop *op)
 {
     op->err = JOBQ_OK;
+    op->joined = false;
     op->next = w->pending;
     w->pending = op;
     if (w->pending_tail == NULL) {
         w->pending_tail = op;
     }
+    kick(w);
+}
+
+void
+writer_push_group(writer *w, wop *first)
+{
+    if (first == NULL) {
+        return;
+    }
+    wop *last = first;
+    for (wop *op = first; op != NULL; op = op->next) {
+        op->err = JOBQ_OK;
+        op->joined = op->next != NULL;
+        last = op;
+    }
+    if (w->pending_tail != NULL) {
+        w->pending_tail->next = first;
+    } else {
+        w->pending = first;
+    }
+    w->pending_tail = last;
     kick(w);
 }
 
@@ -218,7 +241,7 @@ kick(writer *w)
     }
     size_t n = 1;
     wop *last = w->pending;
-    while (last->next != NULL && n < w->max_batch) {
+    while (last->next != NULL && (n < w->max_batch || last->joined)) {
         last = last->next;
         n++;
     }

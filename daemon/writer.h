@@ -27,6 +27,7 @@ struct wop {
      *  at-least-once allows. A batch of relaxed writes only commits without an fsync; a
      *  batch with any other write fsyncs, covering the earlier ones too. */
     bool relaxed;
+    bool joined; /* kept in the same batch as the op after it (writer_push_group) */
     int err;     /* set before done: the exec result, or the commit's error for writers */
 };
 
@@ -79,6 +80,11 @@ void writer_push(writer *w, wop *op);
  *  with cancel_pending cancels its losers before a queued claim can take one). Loop thread
  *  only. */
 void writer_push_first(writer *w, wop *op);
+
+/** writer_push_group: queues the ops linked from first through their next (NULL-terminated)
+ *  to run in order in one batch (one transaction), each in its own savepoint as writer_push's:
+ *  a failed op fails alone. Loop thread only. */
+void writer_push_group(writer *w, wop *first);
 
 /** writer_idle: nothing queued or running. */
 bool writer_idle(const writer *w);

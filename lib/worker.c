@@ -1,6 +1,8 @@
 /* worker.c: jobq_worker, the remote-worker side of libjobq: fetch, ack, fail and heartbeat
- * with leases (proto/PROTOCOL.md, "Remote workers"), and jobq_worker_run, a pool of threads
- * that runs a handler per job while one thread keeps the leases of the jobs in hand alive. */
+ * with leases (proto/PROTOCOL.md, "Remote workers"), and jobq_worker_run: handler threads run
+ * one job each, completer threads send their outcomes in batches with a fetch for the free
+ * handlers (a handler starts its next job while the last outcome commits), and one thread
+ * keeps the leases of the jobs in hand alive. */
 #include <errno.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -20,6 +22,10 @@
 #define SLICE_MS 50            /* sleeps are cut in slices this long to see a stop */
 #define MIN_LEASE_MS 300       /* a lease length below this is taken as this */
 #define MAX_CONCURRENCY 100000
+#define MAX_OUTCOMES 1000 /* most outcomes in one ack or fail (the daemon's limit) */
+#define COMPLETERS 2      /* completer threads: one may long-poll while another sends */
+#define SHORT_FETCH_MS 50 /* the longest wait of a fetch that goes with outcomes */
+#define QUICK_MS 100      /* handlers quicker than this get a job ahead each (prefetch) */
 
 struct jobq_lease {
     int64_t id;
@@ -34,25 +40,49 @@ struct jobq_lease {
     _Atomic bool cancelled;        /* a heartbeat said cancel, or the lease ended */
 };
 
-/* slot: one of jobq_worker_run's threads, seen by the heartbeat thread. */
+/* slot: one of jobq_worker_run's handler threads, seen by the heartbeat thread. */
 typedef struct slot {
     jobq_lease *lease; /* the job in hand, NULL when idle */
     int64_t next_hb;   /* monotonic ms of its next heartbeat */
     bool hb_busy;      /* the heartbeat thread is using lease: it must not be freed */
 } slot;
 
-/* run: the state of one jobq_worker_run. */
+/* outcome: a handler's verdict on its job, waiting for a completer. */
+typedef struct outcome {
+    struct outcome *next;
+    jobq_lease *lease; /* owned */
+    bool failed;       /* fail, else ack */
+    bool retry;        /* fail: may be retried */
+    char *text;        /* the result or the error (owned, may be NULL) */
+} outcome;
+
+/* run: the state of one jobq_worker_run. Handlers take jobs from ready and put their outcomes
+ * in the outbox; completers send the outbox with a fetch that fills ready. */
 typedef struct run {
     jobq_worker *w;
     jobq_handler handler;
     void *arg;
-    int n;                /* threads */
-    slot *slots;          /* n */
-    pthread_mutex_t lock; /* guards slots and done */
-    pthread_cond_t cond;  /* slot changes, heartbeat done, run end */
-    bool done;            /* every thread has left: the heartbeat thread ends */
-    _Atomic int fatal;    /* the error that ends the run, 0 while none */
-    char fatal_msg[512];  /* jobq_errmsg() of the thread that met it (under lock) */
+    int n;                   /* handler threads */
+    slot *slots;             /* n */
+    pthread_mutex_t lock;    /* guards everything below but fatal */
+    pthread_cond_t cond;     /* slot changes, heartbeat done, run end */
+    pthread_cond_t job_cond; /* ready filled, or a fetch ended: handlers look */
+    pthread_cond_t out_cond; /* an outcome, a free handler or a handler left: completers look */
+    bool done;               /* every thread has left: the heartbeat thread ends */
+    jobq_lease **ready;      /* fetched jobs no handler has taken yet: a ring of 2n */
+    int ready_head;
+    int nready;
+    int inhand;        /* handlers running a job */
+    bool quick;        /* the last handler took under QUICK_MS: fetch n jobs ahead */
+    int reserved;      /* jobs asked for by fetches in flight */
+    bool polling;      /* a fetch alone is in flight (it may wait RUN_FETCH_WAIT_MS) */
+    bool sending;      /* outcomes are in flight: the next ones wait and go together */
+    int handlers;      /* handler threads still running */
+    outcome *out_head; /* the outbox, in order */
+    outcome *out_tail;
+    size_t nout;
+    _Atomic int fatal;   /* the error that ends the run, 0 while none */
+    char fatal_msg[512]; /* jobq_errmsg() of the thread that met it (under lock) */
 } run;
 
 /* run_thread: what one pool thread needs. */
@@ -390,12 +420,10 @@ set_text(json_t *obj, const char *name, const char *text, int *errp)
     return true;
 }
 
-/* outcome_call: acks (error NULL, !failed) or fails lease. With nextp, the request also
- * asks for one more job (waiting up to RUN_FETCH_WAIT_MS), which *nextp receives (NULL when
- * none came): one round trip per job for jobq_worker_run. */
+/* outcome_call: acks (error NULL, !failed) or fails lease. */
 static int
 outcome_call(jobq_worker *worker, const jobq_lease *lease, bool failed, const char *text,
-             bool retry, jobq_lease **nextp)
+             bool retry)
 {
     const char *op = failed ? "fail" : "ack";
     int err = check_lease(worker, lease, failed ? "jobq_worker_fail" : "jobq_worker_ack");
@@ -412,44 +440,25 @@ outcome_call(jobq_worker *worker, const jobq_lease *lease, bool failed, const ch
         json_decref(req);
         return err;
     }
-    int64_t wait_ms = 0;
-    if (req != NULL && nextp != NULL) {
-        *nextp = NULL;
-        wait_ms = RUN_FETCH_WAIT_MS;
-        json_t *f = fetch_fields(worker, 1, wait_ms);
-        if (f == NULL || json_object_set_new(req, "fetch", f) != 0) {
-            json_decref(req);
-            req = NULL;
-        }
-    }
     json_t *reply;
-    err = jobq__call_json(worker->client, op, req, wait_ms, &reply);
+    err = jobq__call_json(worker->client, op, req, 0, &reply);
     json_decref(req);
-    if (err != JOBQ_OK) {
-        return err;
+    if (err == JOBQ_OK) {
+        json_decref(reply);
     }
-    if (nextp != NULL) {
-        jobq_lease *got[1];
-        size_t n = 0;
-        if (leases_of(reply, 1, true, got, &n) == JOBQ_OK && n == 1) {
-            *nextp = got[0];
-        }
-        /* A reply whose jobs cannot be read still recorded the outcome: the run fetches. */
-    }
-    json_decref(reply);
-    return JOBQ_OK;
+    return err;
 }
 
 JOBQ_API int
 jobq_worker_ack(jobq_worker *worker, const jobq_lease *lease, const char *result)
 {
-    return outcome_call(worker, lease, false, result, false, NULL);
+    return outcome_call(worker, lease, false, result, false);
 }
 
 JOBQ_API int
 jobq_worker_fail(jobq_worker *worker, const jobq_lease *lease, const char *error, bool retry)
 {
-    return outcome_call(worker, lease, true, error, retry, NULL);
+    return outcome_call(worker, lease, true, error, retry);
 }
 
 JOBQ_API int
@@ -502,7 +511,11 @@ slot_put(run *r, int i, jobq_lease *lease)
     }
     r->slots[i].lease = lease;
     if (lease != NULL) {
-        r->slots[i].next_hb = jobq__mono_ms() + hb_period(lease);
+        /* A job fetched ahead has waited: its first heartbeat comes before half of what is
+         * left of its lease. */
+        int64_t left = atomic_load(&lease->expires_at_ms) - jobq__now_ms();
+        int64_t first = hb_period(lease) < left / 2 ? hb_period(lease) : left / 2;
+        r->slots[i].next_hb = jobq__mono_ms() + (first > 0 ? first : 0);
     }
     pthread_cond_broadcast(&r->cond);
     pthread_mutex_unlock(&r->lock);
@@ -571,68 +584,6 @@ heartbeat_main(void *arg)
     return NULL;
 }
 
-/* report: acks or fails lease as the handler decided, retrying transport failures with
- * backoff until the lease expires. A refusal (lease_expired, a finished job) is dropped:
- * the daemon has moved on. Returns a fatal error, else JOBQ_OK. */
-static int
-report(run *r, jobq_lease *l, int outcome, const char *result, const char *error,
-       jobq_lease **nextp)
-{
-    int64_t delay = BACKOFF_MIN_MS;
-    for (;;) {
-        jobq_lease **next = stopping(r) ? NULL : nextp;
-        int err;
-        if (outcome == 0) {
-            err = outcome_call(r->w, l, false, result, false, next);
-        } else {
-            err = outcome_call(r->w, l, true, error, outcome != JOBQ_FAIL_PERMANENT, next);
-        }
-        if (err == JOBQ_EINVAL && (result != NULL || error != NULL)) {
-            /* Text that is not UTF-8: report the outcome without it. */
-            result = NULL;
-            error = NULL;
-            continue;
-        }
-        if (err == JOBQ_OK || err == JOBQ_ELEASE || err == JOBQ_ENOENT || err == JOBQ_ESTATE) {
-            return JOBQ_OK;
-        }
-        if (fatal_err(err)) {
-            return err;
-        }
-        if (jobq__now_ms() > atomic_load(&l->expires_at_ms)) {
-            return JOBQ_OK; /* the lease is over: the daemon retries the job by itself */
-        }
-        struct timespec ts = {.tv_sec = delay / 1000, .tv_nsec = (long)(delay % 1000) * 1000000L};
-        while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
-        }
-        delay = delay * 2 < BACKOFF_MAX_MS ? delay * 2 : BACKOFF_MAX_MS;
-    }
-}
-
-/* run_one: runs the handler on lease with heartbeats, then reports its outcome, asking for
- * the next job in the same request (*nextp: NULL when none came). Frees the lease. Returns
- * a fatal error, else JOBQ_OK. */
-static int
-run_one(run *r, int i, jobq_lease *l, jobq_lease **nextp)
-{
-    slot_put(r, i, l);
-    char *result = NULL;
-    char *error = NULL;
-    int outcome = r->handler(r->arg, l, &result, &error);
-    slot_put(r, i, NULL);
-    int err = JOBQ_OK;
-    if (!atomic_load(&l->cancelled)) {
-        if (outcome != 0 && outcome != JOBQ_FAIL_PERMANENT) {
-            outcome = JOBQ_FAIL_RETRY;
-        }
-        err = report(r, l, outcome, result, error, nextp);
-    }
-    free(result);
-    free(error);
-    jobq_lease_free(l);
-    return err;
-}
-
 /* set_fatal: ends the run with err (the first such error wins), keeping the calling thread's
  * jobq_errmsg() for the caller of jobq_worker_run. */
 static void
@@ -643,41 +594,340 @@ set_fatal(run *r, int err)
     if (atomic_compare_exchange_strong(&r->fatal, &none, err)) {
         snprintf(r->fatal_msg, sizeof(r->fatal_msg), "%s", jobq_errmsg());
     }
+    pthread_cond_broadcast(&r->job_cond);
+    pthread_cond_broadcast(&r->out_cond);
     pthread_mutex_unlock(&r->lock);
 }
 
-/* thread_main: one pool thread: fetch one job, run it, report it; again until stopped. */
+/* timed_wait: waits on cv (r->lock held) for at most SLICE_MS: a stop is an atomic flag that
+ * signals nobody, so waiters look again that often. */
+static void
+timed_wait(run *r, pthread_cond_t *cv)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    ts.tv_nsec += SLICE_MS * 1000000L;
+    if (ts.tv_nsec >= 1000000000L) {
+        ts.tv_sec++;
+        ts.tv_nsec -= 1000000000L;
+    }
+    pthread_cond_timedwait(cv, &r->lock, &ts);
+}
+
+/* outcome_free: frees o and what it owns. Accepts NULL. */
+static void
+outcome_free(outcome *o)
+{
+    if (o != NULL) {
+        jobq_lease_free(o->lease);
+        free(o->text);
+        free(o);
+    }
+}
+
+/* outbox_put_locked: appends the list o (linked by next) to the outbox. */
+static void
+outbox_put_locked(run *r, outcome *o)
+{
+    while (o != NULL) {
+        outcome *next = o->next;
+        o->next = NULL;
+        if (r->out_tail != NULL) {
+            r->out_tail->next = o;
+        } else {
+            r->out_head = o;
+        }
+        r->out_tail = o;
+        r->nout++;
+        o = next;
+    }
+    pthread_cond_broadcast(&r->out_cond);
+}
+
+/* outbox_take_locked: up to MAX_OUTCOMES outcomes of the kind (ack or fail) of the first one
+ * in the outbox, in order, as a list; *np of them. The others stay. */
+static outcome *
+outbox_take_locked(run *r, size_t *np)
+{
+    outcome *head = NULL;
+    outcome **tail = &head;
+    size_t n = 0;
+    bool failed = r->out_head->failed;
+    outcome **pp = &r->out_head;
+    r->out_tail = NULL;
+    while (*pp != NULL) {
+        outcome *o = *pp;
+        if (o->failed == failed && n < MAX_OUTCOMES) {
+            *pp = o->next;
+            o->next = NULL;
+            *tail = o;
+            tail = &o->next;
+            n++;
+        } else {
+            r->out_tail = o;
+            pp = &o->next;
+        }
+    }
+    r->nout -= n;
+    *np = n;
+    return head;
+}
+
+/* handler_main: one handler thread: takes a fetched job, runs the handler with heartbeats,
+ * hands its outcome to the completers, and takes the next; until the run stops and no job
+ * is in hand or on its way. */
 static void *
-thread_main(void *arg)
+handler_main(void *arg)
 {
     run_thread *t = arg;
     run *r = t->r;
-    int64_t delay = BACKOFF_MIN_MS;
-    jobq_lease *next = NULL; /* the job that came with the last ack or fail */
-    while (next != NULL || !stopping(r)) {
-        jobq_lease *l = next;
-        size_t n = 1;
-        int err = JOBQ_OK;
-        next = NULL;
-        if (l == NULL) {
-            err = jobq_worker_fetch(r->w, 1, RUN_FETCH_WAIT_MS, &l, &n);
+    pthread_mutex_lock(&r->lock);
+    for (;;) {
+        while (r->nready == 0 && !(stopping(r) && r->reserved == 0)) {
+            timed_wait(r, &r->job_cond);
         }
-        if (err == JOBQ_OK) {
-            delay = BACKOFF_MIN_MS;
-            if (n == 1) {
-                err = run_one(r, t->index, l, &next);
-            }
-        } else if (!fatal_err(err)) {
-            /* Unreachable, restarting or overloaded daemon: wait and try again. */
-            nap(r, delay);
-            delay = delay * 2 < BACKOFF_MAX_MS ? delay * 2 : BACKOFF_MAX_MS;
+        if (r->nready == 0) {
+            break;
+        }
+        jobq_lease *l = r->ready[r->ready_head];
+        r->ready_head = (r->ready_head + 1) % (2 * r->n);
+        r->nready--;
+        if (jobq__now_ms() >= atomic_load(&l->expires_at_ms)) {
+            /* Fetched ahead and its lease ended while it waited: the daemon retries it. */
+            jobq_lease_free(l);
+            pthread_cond_broadcast(&r->out_cond);
             continue;
         }
-        if (err != JOBQ_OK) {
-            set_fatal(r, err);
+        r->inhand++;
+        pthread_mutex_unlock(&r->lock);
+
+        slot_put(r, t->index, l);
+        char *result = NULL;
+        char *error = NULL;
+        int64_t began = jobq__mono_ms();
+        int verdict = r->handler(r->arg, l, &result, &error);
+        bool quick = jobq__mono_ms() - began < QUICK_MS;
+        slot_put(r, t->index, NULL);
+        outcome *o = NULL;
+        if (!atomic_load(&l->cancelled) && (o = calloc(1, sizeof(*o))) != NULL) {
+            o->lease = l;
+            o->failed = verdict != 0;
+            o->retry = verdict != JOBQ_FAIL_PERMANENT;
+            o->text = verdict != 0 ? error : result;
+            if (verdict != 0) {
+                error = NULL;
+            } else {
+                result = NULL;
+            }
+        } else {
+            /* Cancelled: nothing to report. Out of memory: the lease expires and the daemon
+             * retries the job. */
+            jobq_lease_free(l);
+        }
+        free(result);
+        free(error);
+
+        pthread_mutex_lock(&r->lock);
+        r->inhand--;
+        r->quick = quick;
+        if (o != NULL) {
+            outbox_put_locked(r, o);
+        }
+        pthread_cond_broadcast(&r->out_cond); /* a handler is free: a completer may fetch */
+    }
+    r->handlers--;
+    pthread_cond_broadcast(&r->out_cond);
+    pthread_mutex_unlock(&r->lock);
+    return NULL;
+}
+
+/* outcomes_request: the ack or fail of the n outcomes of list, with a fetch of want jobs
+ * waiting up to wait_ms (none when want is 0); NULL on out of memory. Text that is not UTF-8
+ * is left out. */
+static json_t *
+outcomes_request(run *r, outcome *list, size_t want, int64_t wait_ms)
+{
+    bool failed = list->failed;
+    json_t *jobs = json_array();
+    json_t *req = json_pack("{s:s, s:o}", "op", failed ? "fail" : "ack", "jobs", jobs);
+    if (req == NULL) {
+        return NULL;
+    }
+    for (outcome *o = list; o != NULL; o = o->next) {
+        json_t *e = json_pack("{s:I, s:s}", "id", (json_int_t)o->lease->id, "lease",
+                              o->lease->token);
+        json_t *text = o->text != NULL ? json_string(o->text) : NULL;
+        if (e != NULL && text != NULL) {
+            json_object_set_new(e, failed ? "error" : "result", text);
+        } else {
+            json_decref(text);
+        }
+        if (e != NULL && failed) {
+            json_object_set_new(e, "retry", json_boolean(o->retry));
+        }
+        if (e == NULL || json_array_append_new(jobs, e) != 0) {
+            json_decref(req);
+            return NULL;
         }
     }
+    if (want > 0) {
+        json_t *f = fetch_fields(r->w, want, wait_ms);
+        if (f == NULL || json_object_set_new(req, "fetch", f) != 0) {
+            json_decref(req);
+            return NULL;
+        }
+    }
+    return req;
+}
+
+/* settle: what became of the outcomes sent (err: the request's error; reply its reply on
+ * JOBQ_OK): the list of those to send again (a transport or store failure, lease still
+ * live), freeing the others (recorded, or refused because the daemon has moved on: the
+ * lease ended, the job is gone or finished). */
+static outcome *
+settle(outcome *list, int err, json_t *reply)
+{
+    json_t *results = err == JOBQ_OK ? json_object_get(reply, "results") : NULL;
+    outcome *again = NULL;
+    outcome **tail = &again;
+    int64_t now = jobq__now_ms();
+    size_t i = 0;
+    for (outcome *o = list; o != NULL; i++) {
+        outcome *next = o->next;
+        o->next = NULL;
+        int e = err;
+        if (err == JOBQ_OK) {
+            json_t *res = json_array_get(results, i);
+            const char *code = json_string_value(
+                json_object_get(json_object_get(res, "error"), "code"));
+            e = res == NULL || json_is_true(json_object_get(res, "ok")) || code == NULL
+                    ? JOBQ_OK
+                    : jobq__err_from_code(code);
+        }
+        bool retry = e != JOBQ_OK && e != JOBQ_ELEASE && e != JOBQ_ENOENT && e != JOBQ_ESTATE &&
+                     !fatal_err(e) && now <= atomic_load(&o->lease->expires_at_ms);
+        if (retry) {
+            *tail = o;
+            tail = &o->next;
+        } else {
+            outcome_free(o); /* done, or the lease is over: the daemon retries the job itself */
+        }
+        o = next;
+    }
+    return again;
+}
+
+/* completer_main: one completer thread: sends the outbox (acks and fails in separate
+ * requests, one request of outcomes in flight at a time so that those that come meanwhile
+ * go together in the next) with a fetch for the free handlers, or a fetch alone when handlers
+ * are free and no other fetch waits; until every handler left and the outbox is empty. A
+ * transport failure is tried again with backoff; a fatal error ends the run. */
+static void *
+completer_main(void *arg)
+{
+    run *r = arg;
+    int64_t delay = BACKOFF_MIN_MS;
+    pthread_mutex_lock(&r->lock);
+    for (;;) {
+        /* Jobs in hand (running, waiting for a handler, asked for): n, or 2n while handlers
+         * are quick, so that a handler finds its next job at hand as it finishes one. */
+        int cap = r->quick ? 2 * r->n : r->n;
+        int free_slots = cap - r->inhand - r->nready - r->reserved;
+        bool fetch_ok = !stopping(r) && free_slots > 0;
+        bool send = r->nout > 0 && !r->sending;
+        bool poll = !send && fetch_ok && !r->polling;
+        if (!send && !poll) {
+            if (r->handlers == 0 && r->nout == 0) {
+                break;
+            }
+            timed_wait(r, &r->out_cond);
+            continue;
+        }
+        size_t nsend = 0;
+        outcome *list = send ? outbox_take_locked(r, &nsend) : NULL;
+        size_t want = fetch_ok ? (size_t)(free_slots < MAX_FETCH ? free_slots : MAX_FETCH) : 0;
+        int64_t wait_ms = poll ? RUN_FETCH_WAIT_MS : want > 0 ? SHORT_FETCH_MS : 0;
+        r->reserved += (int)want;
+        r->sending = r->sending || send;
+        r->polling = r->polling || poll;
+        pthread_mutex_unlock(&r->lock);
+
+        json_t *reply = NULL;
+        int err;
+        if (list != NULL) {
+            json_t *req = outcomes_request(r, list, want, wait_ms);
+            err = jobq__call_json(r->w->client, list->failed ? "fail" : "ack", req, wait_ms,
+                                  &reply);
+            json_decref(req);
+        } else {
+            json_t *req = fetch_fields(r->w, want, wait_ms);
+            if (req != NULL && json_object_set_new(req, "op", json_string("fetch")) != 0) {
+                json_decref(req);
+                req = NULL;
+            }
+            err = jobq__call_json(r->w->client, "fetch", req, wait_ms, &reply);
+            json_decref(req);
+        }
+        jobq_lease *got[MAX_FETCH];
+        size_t ngot = 0;
+        if (err == JOBQ_OK && want > 0 &&
+            leases_of(reply, want, list != NULL, got, &ngot) != JOBQ_OK) {
+            /* Jobs that cannot be read stay leased until their leases expire: the daemon
+             * retries them then. The outcomes were recorded. */
+            ngot = 0;
+        }
+        outcome *again = list != NULL ? settle(list, err, reply) : NULL;
+        json_decref(reply);
+        if (err != JOBQ_OK && fatal_err(err)) {
+            set_fatal(r, err);
+        }
+
+        pthread_mutex_lock(&r->lock);
+        r->reserved -= (int)want;
+        if (poll) {
+            r->polling = false;
+        }
+        if (send) {
+            r->sending = false;
+        }
+        for (size_t i = 0; i < ngot; i++) {
+            r->ready[(r->ready_head + r->nready) % (2 * r->n)] = got[i];
+            r->nready++;
+        }
+        pthread_cond_broadcast(&r->job_cond);
+        pthread_cond_broadcast(&r->out_cond);
+        if (again != NULL) {
+            outbox_put_locked(r, again);
+        }
+        if (err == JOBQ_OK && again == NULL) {
+            delay = BACKOFF_MIN_MS;
+        } else if (!fatal_err(err)) {
+            /* Unreachable, restarting or overloaded daemon, or a store that failed: wait and
+             * try again. */
+            pthread_mutex_unlock(&r->lock);
+            nap(r, delay);
+            delay = delay * 2 < BACKOFF_MAX_MS ? delay * 2 : BACKOFF_MAX_MS;
+            pthread_mutex_lock(&r->lock);
+        }
+    }
+    pthread_mutex_unlock(&r->lock);
     return NULL;
+}
+
+/* run_free: releases what a run owns once its threads are gone. */
+static void
+run_free(run *r)
+{
+    for (int i = 0; i < r->nready; i++) {
+        jobq_lease_free(r->ready[(r->ready_head + i) % (2 * r->n)]);
+    }
+    while (r->out_head != NULL) {
+        outcome *o = r->out_head;
+        r->out_head = o->next;
+        outcome_free(o);
+    }
+    free(r->ready);
+    free(r->slots);
 }
 
 JOBQ_API int
@@ -693,24 +943,33 @@ jobq_worker_run(jobq_worker *worker, jobq_handler handler, void *arg, int concur
     run r = {.w = worker, .handler = handler, .arg = arg, .n = concurrency};
     atomic_init(&r.fatal, 0);
     r.slots = calloc((size_t)concurrency, sizeof(*r.slots));
+    r.ready = calloc(2 * (size_t)concurrency, sizeof(*r.ready));
     run_thread *threads = calloc((size_t)concurrency, sizeof(*threads));
-    if (r.slots == NULL || threads == NULL) {
-        free(r.slots);
+    if (r.slots == NULL || r.ready == NULL || threads == NULL) {
+        run_free(&r);
         free(threads);
         return jobq__fail(JOBQ_ENOMEM, "out of memory starting %d worker threads", concurrency);
     }
-    if (pthread_mutex_init(&r.lock, NULL) != 0) {
-        free(r.slots);
-        free(threads);
-        return jobq__fail(JOBQ_ENOMEM, "cannot create a mutex for the worker");
+    bool locks = pthread_mutex_init(&r.lock, NULL) == 0;
+    int nconds = 0;
+    pthread_cond_t *conds[] = {&r.cond, &r.job_cond, &r.out_cond};
+    while (locks && nconds < 3 && pthread_cond_init(conds[nconds], NULL) == 0) {
+        nconds++;
     }
-    if (pthread_cond_init(&r.cond, NULL) != 0) {
-        pthread_mutex_destroy(&r.lock);
-        free(r.slots);
+    if (!locks || nconds < 3) {
+        for (int i = 0; i < nconds; i++) {
+            pthread_cond_destroy(conds[i]);
+        }
+        if (locks) {
+            pthread_mutex_destroy(&r.lock);
+        }
+        run_free(&r);
         free(threads);
-        return jobq__fail(JOBQ_ENOMEM, "cannot create a condition variable for the worker");
+        return jobq__fail(JOBQ_ENOMEM, "cannot create the locks of the worker");
     }
     pthread_t hb;
+    pthread_t completers[COMPLETERS];
+    int ncompleters = 0;
     int err = JOBQ_OK;
     bool hb_started = pthread_create(&hb, NULL, heartbeat_main, &r) == 0;
     int started = 0;
@@ -719,7 +978,13 @@ jobq_worker_run(jobq_worker *worker, jobq_handler handler, void *arg, int concur
     }
     for (int i = 0; hb_started && i < concurrency; i++) {
         threads[i] = (run_thread){.r = &r, .index = i};
-        if (pthread_create(&threads[i].tid, NULL, thread_main, &threads[i]) != 0) {
+        pthread_mutex_lock(&r.lock);
+        r.handlers++;
+        pthread_mutex_unlock(&r.lock);
+        if (pthread_create(&threads[i].tid, NULL, handler_main, &threads[i]) != 0) {
+            pthread_mutex_lock(&r.lock);
+            r.handlers--;
+            pthread_mutex_unlock(&r.lock);
             jobq__fail(JOBQ_ENOMEM, "cannot start %d worker threads (started %d)", concurrency,
                        started);
             set_fatal(&r, JOBQ_ENOMEM);
@@ -727,8 +992,25 @@ jobq_worker_run(jobq_worker *worker, jobq_handler handler, void *arg, int concur
         }
         started++;
     }
+    for (int i = 0; hb_started && started > 0 && i < COMPLETERS; i++) {
+        if (pthread_create(&completers[i], NULL, completer_main, &r) != 0) {
+            if (ncompleters == 0) {
+                jobq__fail(JOBQ_ENOMEM, "cannot start the completer thread");
+                set_fatal(&r, JOBQ_ENOMEM);
+            }
+            break;
+        }
+        ncompleters++;
+    }
+    if (ncompleters == 0) {
+        /* No completer brings jobs or ends a fetch: the handlers see the stop and leave. */
+        set_fatal(&r, atomic_load(&r.fatal) != 0 ? atomic_load(&r.fatal) : JOBQ_ENOMEM);
+    }
     for (int i = 0; i < started; i++) {
         pthread_join(threads[i].tid, NULL);
+    }
+    for (int i = 0; i < ncompleters; i++) {
+        pthread_join(completers[i], NULL);
     }
     if (hb_started) {
         pthread_mutex_lock(&r.lock);
@@ -740,9 +1022,11 @@ jobq_worker_run(jobq_worker *worker, jobq_handler handler, void *arg, int concur
     if (err == JOBQ_OK && (err = atomic_load(&r.fatal)) != JOBQ_OK) {
         jobq__fail(err, "%s", r.fatal_msg[0] != '\0' ? r.fatal_msg : jobq_strerror(err));
     }
-    pthread_cond_destroy(&r.cond);
+    for (int i = 0; i < 3; i++) {
+        pthread_cond_destroy(conds[i]);
+    }
     pthread_mutex_destroy(&r.lock);
-    free(r.slots);
+    run_free(&r);
     free(threads);
     return err;
 }

@@ -958,19 +958,105 @@ static const field_def queue_fields[] = {
           .missing = "field \"lease\" (the token from fetch) is required")
 #define RETRY_FIELD FIELD(request, "retry", F_BOOL, retry, 0, 0, .flags = FD_DEFAULT, .def = 1)
 
-static const field_def ack_fields[] = {
+/* The fields of one entry of an ack's or a fail's "jobs". */
+static const field_def ack_job_fields[] = {
+    FIELD(req_outcome, "id", F_INT, id, 1, INT64_MAX, .flags = FD_REQUIRED,
+          .missing = "field \"id\" (a positive integer job id) is required in each job"),
+    FIELD(req_outcome, "lease", F_STRING, lease, 1, 64, .flags = FD_REQUIRED,
+          .missing = "field \"lease\" (the token from fetch) is required in each job"),
+    FIELD(req_outcome, "result", F_TEXT, text, 0, 0),
+};
+
+static const field_def fail_job_fields[] = {
+    FIELD(req_outcome, "id", F_INT, id, 1, INT64_MAX, .flags = FD_REQUIRED,
+          .missing = "field \"id\" (a positive integer job id) is required in each job"),
+    FIELD(req_outcome, "lease", F_STRING, lease, 1, 64, .flags = FD_REQUIRED,
+          .missing = "field \"lease\" (the token from fetch) is required in each job"),
+    FIELD(req_outcome, "error", F_TEXT, text, 0, 0),
+    FIELD(req_outcome, "retry", F_BOOL, retry, 0, 0, .flags = FD_DEFAULT, .def = 1),
+};
+
+/* The fields of the single form: one job named by the request itself. */
+static const field_def ack_one_fields[] = {
     CUSTOM("id", one_id),
     LEASE_FIELD,
     FIELD(request, "result", F_TEXT, text, 0, 0),
     RETRY_FIELD,
-    CUSTOM("fetch", then_fetch),
 };
 
-static const field_def fail_fields[] = {
+static const field_def fail_one_fields[] = {
     CUSTOM("id", one_id),
     LEASE_FIELD,
     FIELD(request, "error", F_TEXT, text, 0, 0),
     RETRY_FIELD,
+};
+
+/* outcome_jobs: an ack's or a fail's jobs: "jobs", an array of 1 to REQ_OUTCOMES_MAX
+ * entries of the fields in defs, or else the single form of one_defs. */
+static bool
+outcome_jobs(dec *d, const json_t *obj, request *req, const field_def *defs, size_t ndefs,
+             const field_def *one_defs, size_t none)
+{
+    json_t *jobs = json_object_get(obj, "jobs");
+    if (jobs == NULL || json_is_null(jobs)) {
+        return json_fields(d, one_defs, none, obj, req);
+    }
+    if (json_object_get(obj, "id") != NULL || json_object_get(obj, "lease") != NULL) {
+        return fail(d, "invalid_argument", "give either \"id\" and \"lease\" or \"jobs\", not both");
+    }
+    size_t n = json_array_size(jobs);
+    if (!json_is_array(jobs) || n == 0) {
+        return fail(d, "invalid_argument",
+                    "field \"jobs\" must be a non-empty array of {\"id\", \"lease\", ...}");
+    }
+    if (n > REQ_OUTCOMES_MAX) {
+        return fail(d, "too_large", "an ack or fail names at most %d jobs, not %zu; split it",
+                    REQ_OUTCOMES_MAX, n);
+    }
+    req->outcomes = calloc(n, sizeof(*req->outcomes));
+    if (req->outcomes == NULL) {
+        return fail(d, "internal", "out of memory");
+    }
+    req->noutcomes = n;
+    for (size_t i = 0; i < n; i++) {
+        const json_t *e = json_array_get(jobs, i);
+        if (!json_is_object(e)) {
+            return fail(d, "invalid_argument", "jobs[%zu] must be a JSON object", i);
+        }
+        if (!json_fields(d, defs, ndefs, e, &req->outcomes[i])) {
+            if (d->err != NULL) {
+                size_t used = strlen(d->err);
+                snprintf(d->err + used, d->errlen - used, " (jobs[%zu]; nothing was recorded)", i);
+            }
+            return false;
+        }
+    }
+    return true;
+}
+
+/* ack_jobs: an ack's "jobs", or its single job. */
+static bool
+ack_jobs(dec *d, const json_t *obj, void *dst)
+{
+    return outcome_jobs(d, obj, dst, ack_job_fields, NFIELDS(ack_job_fields), ack_one_fields,
+                        NFIELDS(ack_one_fields));
+}
+
+/* fail_jobs: a fail's "jobs", or its single job. */
+static bool
+fail_jobs(dec *d, const json_t *obj, void *dst)
+{
+    return outcome_jobs(d, obj, dst, fail_job_fields, NFIELDS(fail_job_fields), fail_one_fields,
+                        NFIELDS(fail_one_fields));
+}
+
+static const field_def ack_fields[] = {
+    CUSTOM("jobs", ack_jobs),
+    CUSTOM("fetch", then_fetch),
+};
+
+static const field_def fail_fields[] = {
+    CUSTOM("jobs", fail_jobs),
     CUSTOM("fetch", then_fetch),
 };
 
@@ -1577,6 +1663,7 @@ jobq__request_free(request *req)
         free(req->on_complete);
     }
     free(req->ids);
+    free(req->outcomes);
     free(req->queues);
     json_decref(req->root);
     memset(req, 0, sizeof(*req));

@@ -49,6 +49,17 @@ typedef struct req_job {
  *  or cancelled) or every job ended. */
 typedef enum wait_when { WAIT_ALL = 0, WAIT_FIRST, WAIT_FIRST_FAILURE } wait_when;
 
+/** One job of an ack or fail of many ("jobs"). Strings are borrowed from the request's JSON. */
+typedef struct req_outcome {
+    int64_t id;
+    const char *lease; /* the lease token */
+    const char *text;  /* ack: result; fail: error (NULL if none) */
+    bool retry;        /* fail: may be retried */
+} req_outcome;
+
+/** Most jobs one ack or fail names in "jobs". */
+#define REQ_OUTCOMES_MAX 1000
+
 typedef struct request {
     req_op op;
     json_t *root;  /* owns every borrowed string; NULL from the fast path (then the queue
@@ -71,6 +82,9 @@ typedef struct request {
     const char *text;     /* ack: result; fail: error (NULL if none) */
     bool retry;           /* fail: may be retried */
     const char *worker;   /* fetch: the worker's name for logs (NULL if none) */
+    req_outcome *outcomes; /* ack, fail with "jobs": one per job (owned; NULL: the single
+                            * form, in ids[0], lease, text and retry) */
+    size_t noutcomes;
     bool then_fetch;      /* ack, fail: with "fetch": queues, limit, timeout_ms and worker
                            * hold a fetch to start once the outcome is recorded */
     const char *path;     /* backup: where to write the copy, an absolute path */

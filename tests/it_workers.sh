@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # it_workers.sh: remote workers against a real jobqd: 4 `jobq work` processes drain N jobs
-# (default 100,000) with none lost or run twice; a worker killed mid-job loses its lease and
-# another finishes the job; a late ack with an old lease is fenced off; a worker over
+# (default 100,000) with none lost or run twice; ack and fail of many jobs in one request;
+# a worker killed mid-job (or mid-run, with outcomes not yet sent) loses its leases and
+# another finishes the jobs; a late ack with an old lease is fenced off; a worker over
 # tls+tcp:// with auth_token; end-to-end jobs/s of no-op library workers.
 # JOBQ_WORKERS_JOBS=N changes the size of the drain (the README's test budget is 300 s).
 . "$(dirname "$0")/lib.sh"
@@ -67,6 +68,61 @@ jq -e --argjson id "$id3" '.ok and .job.id == $id and .job.state == "succeeded" 
     <<<"$r" >/dev/null || fail "ack with a fetch that finds nothing: $r"
 ok "ack and fail carry the next fetch; a bad fetch part refuses the request and keeps the lease"
 
+# ack and fail of many jobs ("jobs"): one request, a result per job in order; a bad lease or
+# a missing job fails alone, the others are recorded.
+for i in 11 12 13 14; do cli submit p "{\"n\":$i}" >/dev/null; done
+r=$(raw '{"op":"fetch","queue":"p","max":4,"timeout":"1s"}')
+expect_eq "jobs fetched for the batch" "$(jq '.jobs | length' <<<"$r")" 4
+jid() { jq -r ".jobs[$1].id" <<<"$r"; }
+jlease() { jq -r ".jobs[$1].lease" <<<"$r"; }
+ida=$(jid 0) la=$(jlease 0) idb=$(jid 1) lb=$(jlease 1) idc=$(jid 2) lc=$(jlease 2) idd=$(jid 3) ld=$(jlease 3)
+r1=$(raw "{\"op\":\"ack\",\"id\":$ida,\"lease\":\"$la\"}")
+expect_eq "single ack before the batch" "$(jq -r .job.state <<<"$r1")" succeeded
+req=$(jq -nc --argjson a "$ida" --arg la "$la" --argjson b "$idb" --arg lb "$lb" \
+    --argjson c "$idc" --arg lc "$lc" --argjson d "$idd" \
+    '{op: "ack", jobs: [{id: $b, lease: $lb, result: "rb"}, {id: $a, lease: $la},
+      {id: $d, lease: "0123456789abcdef0123456789abcdef"}, {id: 999999, lease: "x"},
+      {id: $c, lease: $lc}]}')
+r=$(raw "$req")
+jq -e --argjson b "$idb" --argjson a "$ida" --argjson c "$idc" --argjson d "$idd" '.ok and
+    (.results | length) == 5 and
+    .results[0].id == $b and .results[0].ok and .results[0].state == "succeeded" and
+    .results[1].id == $a and (.results[1].ok | not) and .results[1].error.code == "lease_expired" and
+    .results[2].id == $d and .results[2].error.code == "lease_expired" and
+    .results[3].id == 999999 and .results[3].error.code == "not_found" and
+    .results[4].id == $c and .results[4].ok and .results[4].state == "succeeded"' \
+    <<<"$r" >/dev/null || fail "ack of many jobs with mixed leases: $r"
+expect_eq "result of a job acked in a batch" "$(cli --json get "$idb" | jq -r .job.result)" rb
+expect_eq "state of the other job acked in the batch" "$(cli --json get "$idc" | jq -r .job.state)" succeeded
+expect_eq "state of the job whose wrong lease was refused" "$(cli --json get "$idd" | jq -r .job.state)" running
+r=$(raw "{\"op\":\"fail\",\"jobs\":[{\"id\":$idd,\"lease\":\"$ld\",\"error\":\"bad d\",\"retry\":false}]}")
+jq -e '.ok and .results[0].ok and .results[0].state == "dead"' \
+    <<<"$r" >/dev/null || fail "fail of many jobs: $r"
+expect_eq "state of the job failed in a batch" "$(cli --json get "$idd" | jq -r .job.state)" dead
+expect_eq "error of the job failed in a batch" "$(cli --json get "$idd" | jq -r .job.error)" "bad d"
+# With a fetch: the outcomes and the claim share a commit; the reply has results and jobs.
+for i in 21 22; do cli submit p "{\"n\":$i}" >/dev/null; done
+r=$(raw '{"op":"fetch","queue":"p","timeout":"1s"}')
+ide=$(jid 0) le=$(jlease 0)
+r=$(raw "{\"op\":\"ack\",\"jobs\":[{\"id\":$ide,\"lease\":\"$le\"},{\"id\":$ida,\"lease\":\"$la\"}],\"fetch\":{\"queue\":\"p\",\"max\":5,\"timeout\":\"1s\"}}")
+jq -e --argjson e "$ide" '.ok and .results[0].id == $e and .results[0].ok and
+    .results[1].error.code == "lease_expired" and (.jobs | length) == 1 and .jobs[0].payload.n == 22' \
+    <<<"$r" >/dev/null || fail "ack of many jobs with a fetch: $r"
+idf=$(jid 0) lf=$(jlease 0)
+r=$(raw "{\"op\":\"fail\",\"jobs\":[{\"id\":$idf,\"lease\":\"$lf\",\"error\":\"later\"}],\"fetch\":{\"queue\":\"a\",\"timeout\":\"100ms\"}}")
+jq -e '.ok and .results[0].ok and .results[0].state == "retrying" and .jobs == []' \
+    <<<"$r" >/dev/null || fail "fail of many jobs with a fetch that finds nothing: $r"
+# The request's shape is checked whole before anything is recorded.
+big=$(jq -nc '{op: "ack", jobs: [range(1001) | {id: (. + 1), lease: "x"}]}')
+expect_eq "ack of 1,001 jobs" "$(raw "$big" | jq -r .error.code)" too_large
+expect_eq "ack with both id and jobs" \
+    "$(raw "{\"op\":\"ack\",\"id\":$idf,\"lease\":\"$lf\",\"jobs\":[{\"id\":$idf,\"lease\":\"$lf\"}]}" | jq -r .error.code)" \
+    invalid_argument
+expect_eq "ack of a job without its lease" \
+    "$(raw "{\"op\":\"ack\",\"jobs\":[{\"id\":$idf}]}" | jq -r .error.code)" invalid_argument
+expect_eq "ack with an empty jobs" "$(raw '{"op":"ack","jobs":[]}' | jq -r .error.code)" invalid_argument
+ok "ack and fail of many jobs: one result per job, a bad or missing lease fails alone, with or without a fetch"
+
 # ---- (a) 4 workers, 2 queues, N jobs: every job runs exactly once ----
 cat >"$T/record.sh" <<'SH'
 #!/bin/sh
@@ -115,7 +171,7 @@ grep -q "^submitted $((N - N / 2)) jobs to queue \"b\"" "$T/submitted.b" || fail
 cat "$T"/ids.* | sort -n >"$T/ran"
 expect_eq "jobs run (lines across the 4 files)" "$(wc -l <"$T/ran")" "$N"
 expect_eq "jobs run twice" "$(uniq -d "$T/ran" | wc -l)" 0
-seq 4 $((N + 3)) >"$T/want" # a fresh database: after the 3 jobs of p come the N of a and b
+seq 10 $((N + 9)) >"$T/want" # a fresh database: after the 9 jobs of p come the N of a and b
 cmp -s "$T/want" "$T/ran" || fail "the ids run are not the ids submitted"
 s=$(cli --json stats)
 expect_eq "succeeded in stats" "$(jq '[.queues.a.succeeded, .queues.b.succeeded] | add' <<<"$s")" "$N"
@@ -163,6 +219,38 @@ kill -TERM "${WORKER_PIDS[-1]}"
 wait "${WORKER_PIDS[-1]}" || fail "worker 2 did not exit 0 after SIGTERM"
 WORKER_PIDS=()
 
+# ---- (b2) kill -9 of a worker in the middle of a run: outcomes it had not sent yet and jobs
+# it held come back after their lease; every job ends succeeded ----
+cat >"$T/append.sh" <<'SH'
+#!/bin/sh
+echo "$JOBQ_JOB_ID" >>"$OUT"
+SH
+chmod +x "$T/append.sh"
+seq 1 300 >"$T/payloads.l"
+cli submit l --batch "$T/payloads.l" >/dev/null
+OUT="$T/ran.l" "$JOBQ" --url "$SOCK" work l --concurrency 4 -- "$T/append.sh" 2>"$T/wk1.log" &
+wk1=$!
+WORKER_PIDS+=("$wk1")
+poll_until "worker 1 ran 100 jobs" '[ "$(wc -l <"$T/ran.l" 2>/dev/null || echo 0)" -ge 100 ]'
+exec 3>&2 2>/dev/null
+kill -9 "$wk1"
+wait "$wk1" || true
+exec 2>&3 3>&-
+OUT="$T/ran.l" "$JOBQ" --url "$SOCK" work l --concurrency 4 -- "$T/append.sh" 2>"$T/wk2.log" &
+WORKER_PIDS+=($!)
+poll_until "all 300 jobs of l succeeded" \
+    '[ "$(cli --json stats | jq ".queues.l.succeeded")" -ge 301 ]'
+kill -TERM "${WORKER_PIDS[-1]}"
+wait "${WORKER_PIDS[-1]}" || fail "worker 2 did not exit 0 after SIGTERM"
+WORKER_PIDS=()
+s=$(cli --json stats)
+expect_eq "l: succeeded (the job of (b) included)" "$(jq .queues.l.succeeded <<<"$s")" 301
+expect_eq "l: dead, retrying, ready or running" \
+    "$(jq '.queues.l | .dead + .retrying + .ready + .running' <<<"$s")" 0
+missing=$(sort -un "$T/ran.l" | wc -l)
+expect_eq "distinct jobs of l that ran" "$missing" 300
+ok "kill -9 of a worker mid-run (concurrency 4): no job lost, $(($(wc -l <"$T/ran.l") - 300)) ran again after their lease"
+
 # ---- (c) a late ack with the old lease is refused once the job was retaken ----
 id=$(cli submit l '{"step":"c"}')
 r=$(raw '{"op":"fetch","queue":"l","timeout":"5s"}')
@@ -190,6 +278,9 @@ ok "an ack quoting an expired lease is refused with lease_expired; the current h
 if [ -x "$WBENCH" ]; then
     line=$("$WBENCH" --url "$SOCK" --queue a --queue b --jobs "$N" --workers 4 --concurrency 8 \
         --producers 2) || fail "jobq-worker-bench failed"
+    # jobq_worker_run returns only once its completers sent every outcome: all are recorded.
+    expect_eq "jobs of a and b succeeded once the library workers returned" "$(succeeded)" $((2 * N))
+    expect_eq "handler calls of the library workers" "$(sed -n 's/.* handled=\([0-9]*\).*/\1/p' <<<"$line")" "$N"
     ok "no-op jobq_worker_run workers: $line"
 else
     echo "# $WBENCH not built: no library throughput figure"

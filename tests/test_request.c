@@ -423,6 +423,64 @@ test_workflow_fields(void **state)
     expect_code("{\"op\":\"get\",\"group\":-1}", "invalid_argument");
 }
 
+/* ack and fail of many jobs: each entry decoded with its own defaults; the single form stays;
+ * the shape is checked whole. */
+static void
+test_outcomes_of_many_jobs(void **state)
+{
+    (void)state;
+    request req;
+    assert_null(decode("{\"op\":\"fail\",\"jobs\":[{\"id\":3,\"lease\":\"a\",\"error\":\"e\"},"
+                       "{\"id\":4,\"lease\":\"b\",\"retry\":false}],"
+                       "\"fetch\":{\"queue\":\"q\",\"max\":2}}",
+                       &req));
+    assert_int_equal(req.op, REQ_FAIL);
+    assert_int_equal(req.noutcomes, 2);
+    assert_int_equal(req.outcomes[0].id, 3);
+    assert_string_equal(req.outcomes[0].lease, "a");
+    assert_string_equal(req.outcomes[0].text, "e");
+    assert_true(req.outcomes[0].retry);
+    assert_int_equal(req.outcomes[1].id, 4);
+    assert_null(req.outcomes[1].text);
+    assert_false(req.outcomes[1].retry);
+    assert_true(req.then_fetch);
+    assert_int_equal(req.limit, 2);
+    jobq__request_free(&req);
+    assert_null(decode("{\"op\":\"ack\",\"jobs\":[{\"id\":5,\"lease\":\"c\",\"result\":\"r\"}]}",
+                       &req));
+    assert_int_equal(req.noutcomes, 1);
+    assert_string_equal(req.outcomes[0].text, "r");
+    assert_false(req.then_fetch);
+    jobq__request_free(&req);
+    assert_null(decode("{\"op\":\"ack\",\"id\":6,\"lease\":\"d\",\"result\":\"r\"}", &req));
+    assert_null(req.outcomes);
+    assert_int_equal(req.ids[0], 6);
+    assert_string_equal(req.lease, "d");
+    jobq__request_free(&req);
+    expect_error("{\"op\":\"ack\",\"jobs\":[{\"id\":5}]}", "invalid_argument", "jobs[0]", NULL);
+    expect_error("{\"op\":\"ack\",\"jobs\":[{\"id\":5,\"lease\":\"c\"},{\"id\":0,\"lease\":\"c\"}]}",
+                 "invalid_argument", "jobs[1]", NULL);
+    expect_error("{\"op\":\"ack\",\"id\":5,\"jobs\":[{\"id\":5,\"lease\":\"c\"}]}",
+                 "invalid_argument", "not both", NULL);
+    expect_code("{\"op\":\"fail\",\"jobs\":[]}", "invalid_argument");
+    expect_code("{\"op\":\"fail\",\"jobs\":{}}", "invalid_argument");
+    expect_code("{\"op\":\"fail\",\"jobs\":[3]}", "invalid_argument");
+    expect_code("{\"op\":\"ack\",\"jobs\":[{\"id\":5,\"lease\":\"c\",\"result\":3}]}",
+                "invalid_argument");
+    expect_code("{\"op\":\"ack\"}", "invalid_argument");
+    /* Over REQ_OUTCOMES_MAX entries: too_large. */
+    size_t cap = 32 + (REQ_OUTCOMES_MAX + 1) * 24;
+    char *big = test_malloc(cap);
+    size_t n = (size_t)snprintf(big, cap, "{\"op\":\"ack\",\"jobs\":[");
+    for (int i = 0; i <= REQ_OUTCOMES_MAX; i++) {
+        n += (size_t)snprintf(big + n, cap - n, "%s{\"id\":%d,\"lease\":\"x\"}", i ? "," : "",
+                              i + 1);
+    }
+    snprintf(big + n, cap - n, "]}");
+    expect_code(big, "too_large");
+    test_free(big);
+}
+
 int
 main(void)
 {
@@ -438,6 +496,7 @@ main(void)
         cmocka_unit_test(test_fast_path_agrees_or_declines),
         cmocka_unit_test(test_values_jobq_cannot_hold),
         cmocka_unit_test(test_run_at_bounds),
+        cmocka_unit_test(test_outcomes_of_many_jobs),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
