@@ -14,8 +14,12 @@ objs=$(find "$build/daemon" "$build/proto" -name '*.c.o' ! -name '*_embedded.c.o
 
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
+src=$(cd "$(dirname "$0")/.." && pwd)
 for o in $objs; do
     f=$(basename "$o" .c.o)
+    dir=${o#"$build"/}
+    dir=${dir%%/*}
+    [ -f "$src/$dir/$f.c" ] || continue # an object left from a source since removed
     nm --defined-only -g "$o" | awk -v f="$f" '$2 ~ /^[TDBR]$/ {print $3, f}' >>"$tmp/defs"
     nm -u "$o" | awk -v f="$f" '{print f, $2}' >>"$tmp/uses"
 done
