@@ -451,3 +451,15 @@ runner_stop(runner *r, enum run_kill why)
     kill_group(r, SIGTERM);
     uv_timer_start(&r->timer, timer_cb, EXEC_KILL_GRACE_MS, 0);
 }
+
+/* runner_grace_over: shutdown_grace is over: every running process is killed, its job put back
+ * to ready. */
+static void
+runner_grace_over(server *s)
+{
+    for (runner *r = s->runners; r != NULL; r = r->next) {
+        runner_stop(r, KILL_SHUTDOWN);
+    }
+}
+
+const server_part runner_part = {.name = "runner", .grace_over = runner_grace_over};

@@ -72,4 +72,7 @@ runner *runner_find(server *s, int64_t id);
  *  its retries: the job stays running in the database until the next start recovers it. */
 void runner_stop(runner *r, enum run_kill why);
 
+/** runner_part: local processes still running when the grace is over are killed. */
+extern const server_part runner_part;
+
 #endif

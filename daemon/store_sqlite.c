@@ -477,7 +477,7 @@ store_sqlite_open(const char *path, enum durability durability, store **stp, cha
     *stp = st;
     return JOBQ_OK;
 fail:
-    store_close(st);
+    sq_close(st);
     return JOBQ_ESTORE;
 }
 

@@ -349,3 +349,18 @@ webhook_close(server *s)
         s->hooks = NULL;
     }
 }
+
+static int
+webhook_part_init(server *s, char *err, size_t errlen)
+{
+    if (webhook_init(s) != 0) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    return 0;
+}
+
+const server_part webhook_part = {.name = "webhook",
+                                  .init = webhook_part_init,
+                                  .grace_over = webhook_stop_all,
+                                  .close = webhook_close};
