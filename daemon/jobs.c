@@ -1,5 +1,5 @@
 /* jobs.c: the ops on jobs: submit and submit_batch, get, wait, cancel, list, retry (one job or
- * in bulk) and explain. Loop thread; their store operations run on the writer's thread. */
+ * in bulk), promote and explain. Loop thread; their store operations run on the writer's thread. */
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -683,4 +683,45 @@ void
 op_explain(call *c)
 {
     call_store(c, exec_explain, done_explain);
+}
+
+/* exec_promote: a scheduled or retrying job becomes ready now; its attempts stay. */
+static int
+exec_promote(store *st, wop *op, int64_t now_ms)
+{
+    (void)now_ms;
+    call *c = container_of(op, call, op);
+    int state;
+    int err = store_job_state(st, c->req.ids[0], &state);
+    if (err != JOBQ_OK) {
+        return err;
+    }
+    if (state != JOBQ_SCHEDULED && state != JOBQ_RETRYING) {
+        return JOBQ_ESTATE;
+    }
+    c->old_state = state;
+    err = store_job_set_state(st, c->req.ids[0], state, JOBQ_READY, 0, NULL);
+    return err == JOBQ_OK ? store_get(st, c->req.ids[0], &c->row) : err;
+}
+
+static void
+done_promote(wop *op)
+{
+    call *c = container_of(op, call, op);
+    if (op->err == JOBQ_OK) {
+        qstate *q = queue_add(c->srv, c->row.queue);
+        if (q != NULL) {
+            queue_count_move(q, c->old_state, JOBQ_READY);
+            sched_dispatch(c->srv, q);
+        }
+        log_info("job_promoted", "job=%lld queue=%s was=%s", (long long)c->row.id, c->row.queue,
+                 jobq__state_name(c->old_state));
+    }
+    reply_job(c, "promoted (only scheduled and retrying jobs are)");
+}
+
+void
+op_promote(call *c)
+{
+    call_store(c, exec_promote, done_promote);
 }

@@ -36,6 +36,7 @@ enum op_flags {
     X(FAIL, fail, FIELDS(fail_fields), OPF_WRITES | OPF_HOLD_FETCH)                                \
     X(HEARTBEAT, heartbeat, FIELDS(heartbeat_fields), 0)                                           \
     X(BACKUP, backup, FIELDS(backup_fields), 0)                                                    \
-    X(SCHEDULES, schedules, NO_FIELDS, 0)
+    X(SCHEDULES, schedules, NO_FIELDS, 0)                                                          \
+    X(PROMOTE, promote, FIELDS(id_fields), OPF_WRITES)
 
 #endif

@@ -156,6 +156,7 @@ check_ok(const request *req, const request_limits *lim)
         /* fall through */
     case REQ_CANCEL:
     case REQ_EXPLAIN:
+    case REQ_PROMOTE:
         check(req->nids == 1 && req->ids[0] >= 1);
         break;
     case REQ_WAIT:
