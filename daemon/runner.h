@@ -36,7 +36,9 @@ struct runner {
     server *srv;
     qstate *q;
     enum run_state state;
-    uv_process_t proc;
+    pid_t pid;          /* the command's process (and process group); 0 before the spawn */
+    int pidfd;          /* its pidfd, readable once it exited; -1 when closed */
+    uv_poll_t exit_poll; /* on pidfd: the exit */
     uv_pipe_t pin, pout, perr;
     uv_timer_t timer;
     uv_write_t wreq;

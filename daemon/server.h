@@ -77,6 +77,7 @@ typedef struct server {
     const server_part *const *parts; /* the modules, in the order of their start (server_init) */
     size_t nparts;
     uv_async_t drain_async; /* while draining: whether jobqd is drained now (server_poke_drain) */
+    uv_signal_t sigchld;    /* the exits of commands started without a pidfd (runner.c) */
 } server;
 
 /** server_poke_drain: while draining, something that held the drain back may have ended (a
