@@ -60,6 +60,7 @@ typedef struct qstate {
     struct qstate *hnext;         /* next in its bucket of server.qbuckets */
     server *srv;                  /* its server (the data of its timers) */
     stats_cache stats_cache;      /* its part of the plain stats reply */
+    struct nng_tls_config *hook_tls; /* https webhooks: the client's TLS settings (webhook.c) */
 } qstate;
 
 /** queue_find: the queue named name, or NULL. */
