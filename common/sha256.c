@@ -36,7 +36,8 @@ block(uint32_t h[8], const uint8_t *p)
     }
     uint32_t a = h[0], b = h[1], c = h[2], d = h[3], e = h[4], f = h[5], g = h[6], k = h[7];
     for (int i = 0; i < 64; i++) {
-        uint32_t t1 = k + (ror(e, 6) ^ ror(e, 11) ^ ror(e, 25)) + ((e & f) ^ (~e & g)) + K[i] + w[i];
+        uint32_t t1 =
+            k + (ror(e, 6) ^ ror(e, 11) ^ ror(e, 25)) + ((e & f) ^ (~e & g)) + K[i] + w[i];
         uint32_t t2 = (ror(a, 2) ^ ror(a, 13) ^ ror(a, 22)) + ((a & b) ^ (a & c) ^ (b & c));
         k = g;
         g = f;
@@ -106,8 +107,8 @@ sha256_final(sha256_ctx *c, uint8_t out[32])
 }
 
 void
-hmac_sha256(const void *key, size_t keylen, const void *const *parts, const size_t *lens,
-            size_t n, uint8_t out[32])
+hmac_sha256(const void *key, size_t keylen, const void *const *parts, const size_t *lens, size_t n,
+            uint8_t out[32])
 {
     uint8_t k[64] = {0};
     if (keylen > 64) {

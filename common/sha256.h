@@ -7,8 +7,8 @@
 
 typedef struct sha256_ctx {
     uint32_t h[8];
-    uint64_t len;       /* bytes hashed so far */
-    uint8_t buf[64];    /* the block being filled */
+    uint64_t len;    /* bytes hashed so far */
+    uint8_t buf[64]; /* the block being filled */
     size_t nbuf;
 } sha256_ctx;
 

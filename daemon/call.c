@@ -132,7 +132,6 @@ call_drop(call *c)
     call_free(c);
 }
 
-
 void
 call_store(call *c, int (*exec)(store *, wop *, int64_t), void (*done)(wop *))
 {

@@ -43,8 +43,8 @@ checked(call *c)
     }
     if (flags & (OPF_HOLD_WAIT | OPF_HOLD_FETCH)) {
         hold_kind kind = (flags & OPF_HOLD_FETCH) ? HOLD_FETCH
-                         : c->req.group_id != 0    ? HOLD_GROUP_WAIT
-                                                   : HOLD_WAIT;
+                         : c->req.group_id != 0   ? HOLD_GROUP_WAIT
+                                                  : HOLD_WAIT;
         const char *code = hold_admit(c, kind, msg, sizeof(msg));
         if (code != NULL) {
             reply_error(c, code, msg);

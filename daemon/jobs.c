@@ -45,6 +45,12 @@ exec_submit(store *st, wop *op, int64_t now_ms)
     }
     for (size_t i = 0; i < c->req.njobs; i++) {
         c->specs[i].group_id = c->group_id;
+        int64_t *after = c->req.jobs[i].after;
+        for (size_t k = 0; k < c->req.jobs[i].nafter; k++) {
+            if (after[k] < 0) {
+                after[k] = c->ids[-after[k] - 1]; /* an earlier member, inserted above */
+            }
+        }
         int err =
             lifecycle_insert(st, &c->specs[i], now_ms, &c->ids[i], &c->dups[i], &c->states[i]);
         if (err != JOBQ_OK) {
@@ -369,8 +375,8 @@ done_list(wop *op)
     }
     json_object_set_new(o, "jobs", jobs);
     /* null on the last page, even one that is exactly full: no empty page after it. */
-    json_object_set_new(o, "next", c->more && c->nrows > 0 ? json_integer(c->rows[c->nrows - 1].id)
-                                                           : json_null());
+    json_object_set_new(
+        o, "next", c->more && c->nrows > 0 ? json_integer(c->rows[c->nrows - 1].id) : json_null());
     send_json(c, o);
 }
 

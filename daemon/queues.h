@@ -46,20 +46,20 @@ typedef struct qstate {
     queue_conf own_conf;    /* defaults, for a queue admitted by allow_unknown_queues */
     bool configured;        /* has a section in the config file */
     bool paused;
-    int64_t counts[JOBQ_NSTATES]; /* jobs by state, kept in step with every commit */
-    int running;                  /* runners of this queue (<= conf->concurrency) */
-    int claiming;                 /* 1 while a claim is in flight */
-    breaker br;                   /* the queue's circuit breaker */
-    uv_timer_t breaker_timer;     /* fires when an open circuit may turn half-open */
-    rate_bucket rate;             /* the queue's `rate` */
-    uv_timer_t rate_timer;        /* fires when the rate lets the next job start */
-    uint64_t totals[TOTAL_KINDS]; /* events since jobqd started */
-    hist wait_hist;               /* seconds from due to start */
-    hist run_hist;                /* seconds from start to end of an attempt */
-    series series;                /* per-second submitted, succeeded, failed */
-    struct qstate *hnext;         /* next in its bucket of server.qbuckets */
-    server *srv;                  /* its server (the data of its timers) */
-    stats_cache stats_cache;      /* its part of the plain stats reply */
+    int64_t counts[JOBQ_NSTATES];    /* jobs by state, kept in step with every commit */
+    int running;                     /* runners of this queue (<= conf->concurrency) */
+    int claiming;                    /* 1 while a claim is in flight */
+    breaker br;                      /* the queue's circuit breaker */
+    uv_timer_t breaker_timer;        /* fires when an open circuit may turn half-open */
+    rate_bucket rate;                /* the queue's `rate` */
+    uv_timer_t rate_timer;           /* fires when the rate lets the next job start */
+    uint64_t totals[TOTAL_KINDS];    /* events since jobqd started */
+    hist wait_hist;                  /* seconds from due to start */
+    hist run_hist;                   /* seconds from start to end of an attempt */
+    series series;                   /* per-second submitted, succeeded, failed */
+    struct qstate *hnext;            /* next in its bucket of server.qbuckets */
+    server *srv;                     /* its server (the data of its timers) */
+    stats_cache stats_cache;         /* its part of the plain stats reply */
     struct nng_tls_config *hook_tls; /* https webhooks: the client's TLS settings (webhook.c) */
 } qstate;
 

@@ -92,8 +92,8 @@ signal_cb(uv_signal_t *h, int signum)
 }
 
 int
-server_init(server *s, uv_loop_t *loop, config *cfg, store *st,
-            const server_part *const *parts, size_t nparts, char *err, size_t errlen)
+server_init(server *s, uv_loop_t *loop, config *cfg, store *st, const server_part *const *parts,
+            size_t nparts, char *err, size_t errlen)
 {
     memset(s, 0, sizeof(*s));
     s->loop = loop;

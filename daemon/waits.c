@@ -22,13 +22,13 @@
  * and the slot; c->hold_data points here. */
 typedef struct waiter {
     call *c;
-    json_t *jobs;     /* snapshots, in the order of c->req.ids */
-    size_t remaining; /* jobs not ended yet */
-    bool cancel;      /* a cancel of a running job: replied with the cancelled job */
-    int when;         /* the wait's return_when (WAIT_ALL for a cancel) */
-    int64_t first;    /* the job whose end answered it (0: none, or return_when all) */
-    bool answering;   /* in waits_job_finished's list of waits to answer */
-    wait_link *links; /* its entries in the hash */
+    json_t *jobs;             /* snapshots, in the order of c->req.ids */
+    size_t remaining;         /* jobs not ended yet */
+    bool cancel;              /* a cancel of a running job: replied with the cancelled job */
+    int when;                 /* the wait's return_when (WAIT_ALL for a cancel) */
+    int64_t first;            /* the job whose end answered it (0: none, or return_when all) */
+    bool answering;           /* in waits_job_finished's list of waits to answer */
+    wait_link *links;         /* its entries in the hash */
     struct waiter *next_done; /* waits_job_finished's list of waits to answer */
 } waiter;
 

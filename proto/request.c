@@ -200,7 +200,10 @@ typedef struct dec {
     size_t errlen;
     const request_limits *lim;
     int64_t run_at_max; /* now + one year, read once per request (0: not yet) */
+    size_t batch_index; /* the batch member being decoded; NOT_IN_BATCH for any other job */
 } dec;
+
+#define NOT_IN_BATCH SIZE_MAX
 
 static bool fail(dec *d, const char *code, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
@@ -575,6 +578,34 @@ job_payload(dec *d, const json_t *obj, void *dst)
     return true;
 }
 
+/* batch_ref: an entry {"batch": N} of "after": the member jobs[N] of the same submit_batch,
+ * which must come before this one (so a batch holds no cycle), as -(N + 1) in *out
+ * (REQ_AFTER_BATCH). */
+static bool
+batch_ref(dec *d, const json_t *e, int64_t *out)
+{
+    const json_t *n = json_object_get(e, "batch");
+    if (json_object_size(e) != 1 || !json_is_integer(n) || json_integer_value(n) < 0) {
+        return fail(d, "invalid_argument",
+                    "an entry of field \"after\" is a job id or {\"batch\": N}, the index of an "
+                    "earlier job of the same submit_batch");
+    }
+    if (d->batch_index == NOT_IN_BATCH) {
+        return fail(d, "invalid_argument",
+                    "{\"batch\": N} in field \"after\" names a job of the same submit_batch; "
+                    "this job is not one of a batch's \"jobs\"");
+    }
+    json_int_t idx = json_integer_value(n);
+    if ((uint64_t)idx >= d->batch_index) {
+        return fail(d, "invalid_argument",
+                    "field \"after\" names jobs[%lld], which does not come before this job: a "
+                    "batch's job may wait only for earlier ones, so a batch holds no cycle",
+                    (long long)idx);
+    }
+    *out = -((int64_t)idx + 1);
+    return true;
+}
+
 /* job_after: the optional "after" (ids of parent jobs) and "after_policy" of a job. */
 static bool
 job_after(dec *d, const json_t *obj, void *dst)
@@ -611,7 +642,12 @@ job_after(dec *d, const json_t *obj, void *dst)
     }
     j->nafter = n;
     for (size_t i = 0; i < n; i++) {
-        if (!need_id(d, json_array_get(after, i), "after", &j->after[i])) {
+        const json_t *e = json_array_get(after, i);
+        if (json_is_object(e)) {
+            if (!batch_ref(d, e, &j->after[i])) {
+                return false;
+            }
+        } else if (!need_id(d, e, "after", &j->after[i])) {
             return false;
         }
     }
@@ -694,7 +730,10 @@ batch_jobs(dec *d, const json_t *obj, void *dst)
     }
     for (size_t i = 0; i < n; i++) {
         req->njobs = i + 1;
-        if (!decode_job(d, json_array_get(jobs, i), queue, &req->jobs[i])) {
+        d->batch_index = i;
+        bool ok = decode_job(d, json_array_get(jobs, i), queue, &req->jobs[i]);
+        d->batch_index = NOT_IN_BATCH;
+        if (!ok) {
             char what[32];
             snprintf(what, sizeof(what), "jobs[%zu]", i);
             return in_job(d, what);
@@ -1142,7 +1181,8 @@ const char *
 jobq__request_decode_json(const char *buf, size_t len, const request_limits *lim, request *req,
                           char *err, size_t errlen)
 {
-    dec d = {.code = NULL, .err = err, .errlen = errlen, .lim = lim};
+    dec d = {
+        .code = NULL, .err = err, .errlen = errlen, .lim = lim, .batch_index = NOT_IN_BATCH};
     json_error_t jerr;
     memset(req, 0, sizeof(*req));
     req->root = json_loadb(buf, len, JSON_REJECT_DUPLICATES, &jerr);
@@ -1625,7 +1665,7 @@ out:
 bool
 jobq__request_decode_fast(const char *buf, size_t len, const request_limits *lim, request *req)
 {
-    dec d = {.code = NULL, .err = NULL, .lim = lim};
+    dec d = {.code = NULL, .err = NULL, .lim = lim, .batch_index = NOT_IN_BATCH};
     return fast_decode(&d, buf, len, req);
 }
 

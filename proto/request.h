@@ -28,7 +28,8 @@ typedef struct req_job {
     int32_t max_attempts; /* 0: the queue's default */
     int64_t timeout_ms;   /* 0: the queue's default */
     const char *key;      /* NULL for none */
-    int64_t *after;       /* owned: ids of the jobs this one waits for (NULL: none) */
+    int64_t *after;       /* owned: ids of the jobs this one waits for (NULL: none); in a
+                           * submit_batch, -(N + 1) names jobs[N] (N before this one) */
     size_t nafter;
     bool after_always; /* after_policy "always": run even if a parent is dead or cancelled */
 } req_job;

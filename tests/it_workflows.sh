@@ -145,6 +145,33 @@ expect_eq "cancelled counted" "$(jq .queues.hold.cancelled <<<"$stats")" \
     "$(q "select count(*) from jobs where queue='hold' and state=6")"
 ok "dead parents cancel their dependents in cascade; after_policy always runs anyway"
 
+# ---- a whole graph in one request ----
+# 1,000 jobs as a binary tree: jobs[i] waits for jobs[(i-1)/2] of the same batch.
+jq -nc '{op: "submit_batch", queue: "work", jobs: [range(0; 1000) as $i | {payload: {n: $i}} +
+    (if $i > 0 then {after: [{batch: ((($i - 1) / 2) | floor)}]} else {} end)]}' >"$T/dag.json"
+: >"$T/runs"
+r=$(raw "$(cat "$T/dag.json")")
+expect_eq "the graph is stored" "$(jq -r '.ok, (.ids | length)' <<<"$r" | tr '\n' ' ')" "true 1000 "
+jq -r '.ids[]' <<<"$r" >"$T/dag.ids"
+last=$(tail -n 1 "$T/dag.ids")
+expect_eq "a leaf waits" "$(cli get "$last" --json | jq -r .job.state)" waiting
+cli wait $(cat "$T/dag.ids") --timeout 200s >/dev/null || fail "the graph did not finish"
+# Each job started after its parent had started (and ended): its run is logged later.
+awk 'NR == FNR { idx[$1] = FNR - 1; id[FNR - 1] = $1; next } ($1 in idx) { pos[idx[$1]] = FNR }
+    END { for (i = 1; i < 1000; i++) { p = int((i - 1) / 2);
+            if (!(i in pos) || !(p in pos) || pos[i] <= pos[p]) { print "jobs[" i "]"; exit 1 } } }' \
+    "$T/dag.ids" "$T/runs" >"$T/dag.bad" || fail "$(cat "$T/dag.bad") ran before its parent"
+before=$(q "select count(*) from jobs")
+bad=$(jq -c '.jobs[3].after = [{batch: 7}]' "$T/dag.json")
+r=$(raw "$bad")
+expect_eq "a reference to a later member" "$(jq -r .error.code <<<"$r")" invalid_argument
+jq -r .error.message <<<"$r" | grep -q 'names jobs\[7\], which does not come before this job.*jobs\[3\]' ||
+    fail "the message of a forward reference: $(jq -r .error.message <<<"$r")"
+r=$(raw '{"op":"submit","queue":"work","payload":1,"after":[{"batch":0}]}')
+expect_eq "a batch reference outside a batch" "$(jq -r .error.code <<<"$r")" invalid_argument
+expect_eq "nothing of a refused graph is stored" "$(q "select count(*) from jobs")" "$before"
+ok "a 1,000-job graph in one request runs in dependency order; a forward reference is refused whole"
+
 # ---- rate = 50/s ----
 # The same handler without a rate first: what this machine runs unlimited, now. The lower
 # bound below holds only when that is well above the rate, four times it (a machine that runs
