@@ -9,7 +9,7 @@
 bool
 store_is_postgres(const char *database)
 {
-    return strncmp(database, "postgresql://", 13) == 0 || strncmp(database, "postgres://", 11) == 0;
+    return config_database_is_postgres(database); /* the one rule, config.c's */
 }
 
 int

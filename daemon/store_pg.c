@@ -274,18 +274,40 @@ describe(pg_store *p)
     }
 }
 
-/* unreachable: records that the server cannot be reached, with libpq's reason. */
+/* short_reason: the gist of libpq's message into buf: its first line, without the "connection
+ * to server on socket \"...\" failed: " that repeats where (the caller says it). */
+static void
+short_reason(char *buf, size_t len, const char *msg)
+{
+    if (msg == NULL || msg[0] == '\0') {
+        snprintf(buf, len, "connection lost");
+        return;
+    }
+    const char *failed = strstr(msg, " failed: ");
+    const char *nl = strchr(msg, '\n');
+    if (failed != NULL && (nl == NULL || failed < nl)) {
+        msg = failed + 9;
+        nl = strchr(msg, '\n');
+    }
+    size_t n = nl != NULL ? (size_t)(nl - msg) : strlen(msg);
+    snprintf(buf, len, "%.*s", (int)n, msg);
+    if (buf[0] == '\0') {
+        snprintf(buf, len, "connection lost");
+    }
+}
+
+/* unreachable: records that the server cannot be reached, with libpq's reason: where, why,
+ * and what to check first, short enough to reach a client whole. */
 static int
 unreachable(pg_store *p, const char *doing)
 {
-    char why[600];
-    flatten(why, sizeof(why), p->conn != NULL ? PQerrorMessage(p->conn) : "out of memory");
+    char why[300];
+    short_reason(why, sizeof(why), p->conn != NULL ? PQerrorMessage(p->conn) : "out of memory");
     describe(p);
     snprintf(p->msg, sizeof(p->msg),
-             "cannot reach PostgreSQL at %s%s%s: %s; check [server] database and that the "
-             "server runs (jobqd reconnects at the next request)",
-             p->where, doing != NULL ? " while " : "", doing != NULL ? doing : "",
-             why[0] != '\0' ? why : "connection lost");
+             "cannot reach PostgreSQL at %s%s%s: %s; check [server] database and that the server "
+             "runs (jobqd reconnects at the next request)",
+             p->where, doing != NULL ? " while " : "", doing != NULL ? doing : "", why);
     if (!p->lost) {
         char q[1100];
         log_error("store_unreachable", "reason=%s", log_quote(q, sizeof(q), p->msg));
