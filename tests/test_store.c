@@ -877,6 +877,24 @@ test_pg_unreachable_server_says_where(void **state)
 }
 #endif
 
+/* A password in the database setting never reaches a log line. */
+static void
+test_redact_hides_password(void **state)
+{
+    (void)state;
+    char b[256];
+    store_redact("postgresql://jobq:s3cret@db:5432/jobq?sslmode=require", b, sizeof(b));
+    assert_string_equal(b, "postgresql://jobq:***@db:5432/jobq?sslmode=require");
+    store_redact("postgres://jobq@/jobq?host=/run/postgresql&password=s3cret", b, sizeof(b));
+    assert_string_equal(b, "postgres://jobq@/jobq?host=/run/postgresql&password=***");
+    store_redact("postgresql://jobq@db/jobq", b, sizeof(b));
+    assert_string_equal(b, "postgresql://jobq@db/jobq");
+    store_redact("var/jobq.db", b, sizeof(b));
+    assert_string_equal(b, "var/jobq.db");
+    assert_true(store_is_postgres("postgres://x") && store_is_postgres("postgresql://x"));
+    assert_false(store_is_postgres("var/postgresql://x"));
+}
+
 int
 main(void)
 {
@@ -901,6 +919,7 @@ main(void)
         cmocka_unit_test_setup_teardown(test_contract_list_paging, setup, teardown),
     };
     const struct CMUnitTest sqlite[] = {
+        cmocka_unit_test(test_redact_hides_password),
         cmocka_unit_test_setup_teardown(test_sqlite_claim_uses_ready_index, setup, teardown),
         cmocka_unit_test_setup_teardown(test_sqlite_newer_database_refused, setup, teardown),
         cmocka_unit_test_setup_teardown(test_sqlite_fresh_database_gets_every_migration, setup,
