@@ -130,6 +130,7 @@ int cmd_ping(cli *c, const cli_cmd *cmd, int argc, char **argv);
 int cmd_get(cli *c, const cli_cmd *cmd, int argc, char **argv);
 int cmd_wait(cli *c, const cli_cmd *cmd, int argc, char **argv);
 int cmd_cancel(cli *c, const cli_cmd *cmd, int argc, char **argv);
+int cmd_promote(cli *c, const cli_cmd *cmd, int argc, char **argv);
 int cmd_retry(cli *c, const cli_cmd *cmd, int argc, char **argv);
 int cmd_explain(cli *c, const cli_cmd *cmd, int argc, char **argv);
 int cmd_backup(cli *c, const cli_cmd *cmd, int argc, char **argv);

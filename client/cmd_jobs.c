@@ -802,6 +802,20 @@ cmd_retry(cli *c, const cli_cmd *cmd, int argc, char **argv)
 }
 
 int
+cmd_promote(cli *c, const cli_cmd *cmd, int argc, char **argv)
+{
+    int64_t id;
+    int rc = id_command(c, cmd, argc, argv, &id);
+    if (rc != EXIT_OK) {
+        return rc;
+    }
+    char what[64], done[64];
+    snprintf(what, sizeof(what), "promote job %lld", (long long)id);
+    snprintf(done, sizeof(done), "job %lld is ready now", (long long)id);
+    return raw_command(c, json_pack("{s:s, s:I}", "op", "promote", "id", (json_int_t)id), what, done);
+}
+
+int
 cmd_backup(cli *c, const cli_cmd *cmd, int argc, char **argv)
 {
     int rc = simple_opts(c, cmd, argc, argv);

@@ -17,6 +17,7 @@
 #include "cli.h"
 #include "clock.h"
 #include "exec.h"
+#include "execspawn.h"
 
 #define RESULT_CAP (64 * 1024) /* bytes of stdout kept as the result */
 #define ERR_TAIL (4 * 1024)    /* bytes of the end of stderr kept in the error */
@@ -39,77 +40,6 @@ typedef struct outcome {
     bool cancelled;        /* the lease was cancelled (or ended) meanwhile */
     char spawn_error[256]; /* non-empty when the command could not start */
 } outcome;
-
-/* spawn: starts argv in a session of its own with pipes on its stdin, stdout and stderr
- * (*in, *out, *err: our ends, non-blocking). Returns 0 or an errno value. */
-static int
-spawn(char **argv, char **env, pid_t *pidp, int *in, int *out, int *err)
-{
-    int p[3][2] = {{-1, -1}, {-1, -1}, {-1, -1}};
-    int rc = 0;
-    for (int i = 0; i < 3 && rc == 0; i++) {
-        if (pipe2(p[i], O_CLOEXEC) != 0) {
-            rc = errno;
-        }
-    }
-    posix_spawn_file_actions_t fa;
-    posix_spawnattr_t attr;
-    bool fa_ok = false;
-    bool attr_ok = false;
-    if (rc == 0 && (rc = posix_spawn_file_actions_init(&fa)) == 0) {
-        fa_ok = true;
-        if ((rc = posix_spawn_file_actions_adddup2(&fa, p[0][0], 0)) == 0 &&
-            (rc = posix_spawn_file_actions_adddup2(&fa, p[1][1], 1)) == 0) {
-            rc = posix_spawn_file_actions_adddup2(&fa, p[2][1], 2);
-        }
-    }
-    if (rc == 0 && (rc = posix_spawnattr_init(&attr)) == 0) {
-        attr_ok = true;
-        sigset_t none;
-        sigset_t dfl;
-        sigemptyset(&none);
-        sigemptyset(&dfl);
-        int sigs[] = {SIGPIPE, SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGCHLD};
-        for (size_t i = 0; i < sizeof(sigs) / sizeof(sigs[0]); i++) {
-            sigaddset(&dfl, sigs[i]);
-        }
-        if ((rc = posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSID | POSIX_SPAWN_SETSIGMASK |
-                                                      POSIX_SPAWN_SETSIGDEF)) == 0 &&
-            (rc = posix_spawnattr_setsigmask(&attr, &none)) == 0) {
-            rc = posix_spawnattr_setsigdefault(&attr, &dfl);
-        }
-    }
-    if (rc == 0) {
-        rc = posix_spawnp(pidp, argv[0], &fa, &attr, argv, env);
-    }
-    if (fa_ok) {
-        posix_spawn_file_actions_destroy(&fa);
-    }
-    if (attr_ok) {
-        posix_spawnattr_destroy(&attr);
-    }
-    /* The child's ends are closed here; ours are kept on success. */
-    int child_ends[3] = {p[0][0], p[1][1], p[2][1]};
-    int our_ends[3] = {p[0][1], p[1][0], p[2][0]};
-    for (int i = 0; i < 3; i++) {
-        if (child_ends[i] >= 0) {
-            close(child_ends[i]);
-        }
-        if (rc != 0 && our_ends[i] >= 0) {
-            close(our_ends[i]);
-        }
-    }
-    if (rc != 0) {
-        return rc;
-    }
-    for (int i = 0; i < 3; i++) {
-        fcntl(our_ends[i], F_SETFL, fcntl(our_ends[i], F_GETFL) | O_NONBLOCK);
-    }
-    *in = our_ends[0];
-    *out = our_ends[1];
-    *err = our_ends[2];
-    return 0;
-}
 
 /* drain: reads what fd has now into o (stdout when is_out). Returns false at EOF or on an
  * error (the caller closes fd). */
@@ -163,7 +93,11 @@ run_command(const work *wk, const jobq_lease *job, outcome *o)
     int in = -1;
     int out = -1;
     int err = -1;
-    int rc = spawn(wk->argv, env.envp, &pid, &in, &out, &err);
+    int ends[3] = {-1, -1, -1};
+    int rc = exec_spawn(wk->argv, env.envp, &pid, ends);
+    in = ends[0];
+    out = ends[1];
+    err = ends[2];
     exec_env_free(&env);
     if (rc != 0) {
         snprintf(o->spawn_error, sizeof(o->spawn_error), "cannot run \"%s\": %s", wk->argv[0],

@@ -92,6 +92,10 @@ static const cli_cmd commands[] = {
      "Makes a dead or cancelled job ready again, with a fresh attempt budget. With --state\n"
      "(dead or cancelled), every job in that state, of queue Q with --queue.\n",
      cmd_retry},
+    {"promote", "ID", "run a scheduled or retrying job now",
+     "Makes a scheduled job, or one waiting for its backoff, ready now: it takes its turn\n"
+     "after the jobs of its priority that are ready already. Its attempts stay.\n",
+     cmd_promote},
     {"backup", "FILE", "write a consistent copy of the database while jobqd runs",
      "jobqd writes a consistent copy of its database to FILE (VACUUM INTO, on a connection\n"
      "of its own: jobs go on meanwhile). FILE is a path on the daemon's machine, written as\n"

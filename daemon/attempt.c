@@ -7,6 +7,7 @@
 #include "lifecycle.h"
 #include "log.h"
 #include "scheduler.h"
+#include "waits.h"
 
 static int
 exec_attempt(store *st, wop *op, int64_t now_ms)
@@ -55,7 +56,7 @@ done_attempt(wop *op)
     a->done(a, op->err == JOBQ_ESTATE ? JOBQ_OK : op->err);
     if (recorded) {
         sched_outcome(s, q, kind);
-        server_job_finished(s, q, &a->job, JOBQ_RUNNING);
+        waits_job_finished(s, q, &a->job, JOBQ_RUNNING);
     }
     if (a->release != NULL) {
         a->release(a);

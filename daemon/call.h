@@ -1,6 +1,6 @@
 /* call.h: one request in progress on the loop, and the reply helpers shared by the files
- * that serve requests (server.c: jobs and queues; workers.c: remote workers). A reply to a
- * held call nobody waits for any more (hold_gone) is dropped instead of sent. */
+ * that serve requests (jobs.c, admin.c, waits.c, flow.c, workers.c). A reply to a held call
+ * nobody waits for any more (hold_gone) is dropped instead of sent. */
 #ifndef JOBQD_CALL_H
 #define JOBQD_CALL_H
 
@@ -76,13 +76,8 @@ void call_free(call *c);
 /** call_drop: frees the call without a reply (nobody waits for it any more). */
 void call_drop(call *c);
 
-/** wait_register: holds c until the unfinished jobs among rows end: a wait (replied with
- *  the jobs, or as they are at its timeout), or with cancel a cancel of a running job
- *  (replied with the job once its cancel is recorded; no timeout). */
-void wait_register(call *c, job_row *rows, size_t n, bool cancel);
-
-/** wait_jobs: starts (or restarts) the wait of c on the jobs of c->req.ids: reads them, then
- *  answers at once (a poll, a condition already met) or holds c (wait_register). */
-void wait_jobs(call *c);
+/** call_store: queues c's store operation (exec on the writer's thread, then done on the
+ *  loop); it writes when c's op has OPF_WRITES. */
+void call_store(call *c, int (*exec)(store *, wop *, int64_t), void (*done)(wop *));
 
 #endif

@@ -32,7 +32,7 @@ enum key_kind {
     KEY_STRING,     /* non-empty string (a file path) */
     KEY_SECRET,     /* non-empty string that is never echoed in an error */
     KEY_USER,       /* an account name: [A-Za-z0-9_.-], not starting with '-' */
-    KEY_URL,        /* http://HOST[:PORT]/PATH */
+    KEY_URL,        /* http(s)://HOST[:PORT]/PATH */
     KEY_DURABILITY, /* full | normal */
     KEY_STORE,      /* sqlite | postgres */
     KEY_LOG_LEVEL,  /* debug | info | warn | error */
@@ -102,6 +102,8 @@ static const key_def queue_keys[] = {
     {"breaker_probes", KEY_INT, offsetof(queue_conf, breaker_probes), 1, 1000000},
     {"output_cap", KEY_BYTES, offsetof(queue_conf, output_cap), 0, 64 * MIB},
     {"url", KEY_URL, offsetof(queue_conf, url), 0, 0},
+    {"secret", KEY_SECRET, offsetof(queue_conf, secret), 0, 0},
+    {"ca", KEY_STRING, offsetof(queue_conf, ca), 0, 0},
     {"lease", KEY_DURATION, offsetof(queue_conf, lease_ms), 1000, DURATION_MAX_MS},
     {"key_ttl", KEY_DURATION, offsetof(queue_conf, key_ttl_ms), 0, DURATION_MAX_MS},
     {"retention_succeeded", KEY_DURATION, offsetof(queue_conf, retention_succeeded_ms), 0,
@@ -519,10 +521,11 @@ set_value(parse_ctx *c, const key_def *def, void *obj, const char *value)
         if (def->kind == KEY_SECRET && strlen(value) < 16) {
             return bad(c, "%s %s is too short: use at least 16 random characters", c->label, name);
         }
-        if (def->kind == KEY_URL && strncmp(value, "http://", 7) != 0) {
+        if (def->kind == KEY_URL && strncmp(value, "http://", 7) != 0 &&
+            strncmp(value, "https://", 8) != 0) {
             return bad(c,
-                       "%s %s = \"%s\": expected an http:// URL such as "
-                       "http://127.0.0.1:8080/hooks/email",
+                       "%s %s = \"%s\": expected an http:// or https:// URL such as "
+                       "https://hooks.example.com/email",
                        c->label, name, value);
         }
         if (def->kind == KEY_HOSTPORT && value[0] != '\0' && !valid_hostport(value)) {
@@ -701,6 +704,8 @@ queue_conf_clear(queue_conf *q)
 {
     free(q->name);
     free(q->url);
+    free(q->secret);
+    free(q->ca);
     free_argv(q->argv);
     memset(q, 0, sizeof(*q));
 }
@@ -1131,6 +1136,18 @@ check_config(parse_ctx *c)
         if (q->argv != NULL && q->url != NULL) {
             c->lineno = -1;
             bad(c, "[queue.%s] has both command and url: a queue runs one kind of handler",
+                q->name);
+            return false;
+        }
+        if ((q->secret != NULL || q->ca != NULL) && q->url == NULL) {
+            c->lineno = -1;
+            bad(c, "[queue.%s] has %s but no url: it signs or verifies webhook deliveries only",
+                q->name, q->secret != NULL ? "secret" : "ca");
+            return false;
+        }
+        if (q->ca != NULL && strncmp(q->url, "https://", 8) != 0) {
+            c->lineno = -1;
+            bad(c, "[queue.%s] has ca but its url is not https://: ca verifies an https receiver",
                 q->name);
             return false;
         }

@@ -19,7 +19,10 @@ enum log_level { LOG_DEBUG = 0, LOG_INFO = 1, LOG_WARN = 2, LOG_ERROR = 3 };
 typedef struct queue_conf {
     char *name;         /* NAME of [queue.NAME]: 1-64 chars of [A-Za-z0-9_.-] */
     char **argv;        /* command split into words (no shell), NULL-terminated; NULL if none */
-    char *url;          /* webhook: http://HOST:PORT/PATH each job is POSTed to; NULL if none */
+    char *url;          /* webhook: http(s)://HOST:PORT/PATH each job is POSTed to; NULL if none */
+    char *secret;       /* webhook: signs each delivery (Jobq-Signature); NULL: unsigned */
+    char *ca;           /* webhook over https: PEM CA file that verifies the receiver; NULL:
+                         * the system's (CONFIG_SYSTEM_CA) */
     int64_t lease_ms;   /* remote workers: how long a fetched job is theirs; default 60 s */
     int concurrency;    /* jobs running at once, >= 1; default 1 */
     int64_t timeout_ms; /* per attempt, > 0; default 30 s */

@@ -10,6 +10,7 @@
 #include "hold.h"
 #include "log.h"
 #include "scheduler.h"
+#include "waits.h"
 
 /* A wait on a group is held (hold.h, HOLD_GROUP_WAIT) until the group completes or the
  * timeout; then the group is read again and the wait replied as it is. */
@@ -48,17 +49,17 @@ flow_effects(void *arg, store_effect *e, size_t n)
             group_completed(s, e[i].id);
             continue;
         }
-        qstate *q = server_queue_add(s, e[i].queue);
+        qstate *q = queue_add(s, e[i].queue);
         if (q == NULL) {
             continue;
         }
         if (ended_state(e[i].to)) {
             log_info("job_cancelled", "id=%lld queue=%s reason=\"%s\"", (long long)e[i].id, q->name,
                      e[i].row.error != NULL ? e[i].row.error : "");
-            server_job_finished(s, q, &e[i].row, e[i].from);
+            waits_job_finished(s, q, &e[i].row, e[i].from);
             continue;
         }
-        server_count_move(q, e[i].from, e[i].to);
+        queue_count_move(q, e[i].from, e[i].to);
         if (e[i].to == JOBQ_SCHEDULED) {
             sched_note_due(s, e[i].run_at_ms);
         } else {
@@ -211,3 +212,21 @@ flow_group_request(call *c)
     start_group_read(c);
 }
 
+static int
+flow_init(server *s, char *err, size_t errlen)
+{
+    (void)err;
+    (void)errlen;
+    s->w.effects_cb = flow_effects;
+    s->w.effects_arg = s;
+    return 0;
+}
+
+/* flow_close: drained: the group waits still held are answered shutting_down. */
+static void
+flow_close(server *s)
+{
+    hold_shutdown(s, HOLD_GROUP_WAIT);
+}
+
+const server_part flow_part = {.name = "flow", .init = flow_init, .close = flow_close};

@@ -13,4 +13,8 @@ void flow_effects(void *arg, store_effect *e, size_t n);
 /** flow_group_request: serves get or wait of a group (c->req.group_id). */
 void flow_group_request(call *c);
 
+/** flow_part: receives the effects of every commit (flow_effects); held group waits are
+ *  answered when jobqd drains. */
+extern const server_part flow_part;
+
 #endif

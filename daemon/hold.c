@@ -177,17 +177,17 @@ hold_new(call *c, hold_kind kind)
     return h;
 }
 
-bool
-hold_admit(call *c, hold_kind kind)
+const char *
+hold_admit(call *c, hold_kind kind, char *msg, size_t msglen)
 {
     server *s = c->srv;
     if (c->req.timeout_ms <= 0) {
-        return true; /* a poll: answered at once */
+        return NULL; /* a poll: answered at once */
     }
     hold *h = hold_new(c, kind);
     if (h == NULL) {
-        reply_error(c, "internal", "out of memory");
-        return false;
+        snprintf(msg, msglen, "out of memory");
+        return "internal";
     }
     hconn **pp = conn_slot(s->holds, h->conn);
     if (*pp != NULL && h->reqid != 0) {
@@ -200,37 +200,36 @@ hold_admit(call *c, hold_kind kind)
             }
         }
     }
-    char msg[300];
     const char *key = NULL;
     if (s->nheld >= s->cfg->max_waits) {
         key = "max_waits";
-        snprintf(msg, sizeof(msg),
+        snprintf(msg, msglen,
                  "jobqd holds %zu waits and long-poll fetches, its limit (max_waits); retry "
                  "later, poll with \"timeout\": 0, or raise max_waits",
                  s->nheld);
     } else if ((pp = conn_slot(s->holds, h->conn), *pp != NULL) &&
                (*pp)->n >= s->cfg->max_waits_per_connection) {
         key = "max_waits_per_connection";
-        snprintf(msg, sizeof(msg),
+        snprintf(msg, msglen,
                  "this connection holds %zu waits and long-poll fetches, the limit for one "
                  "connection (max_waits_per_connection); retry later, poll with \"timeout\": 0, "
                  "use another connection, or raise max_waits_per_connection",
                  (*pp)->n);
     }
-    if (key != NULL || !conn_link(h)) {
+    if (key != NULL) {
         free(h);
-        if (key != NULL) {
-            reply_error(c, "too_many_waits", msg);
-        } else {
-            reply_error(c, "internal", "out of memory");
-        }
-        return false;
+        return "too_many_waits";
+    }
+    if (!conn_link(h)) {
+        free(h);
+        snprintf(msg, msglen, "out of memory");
+        return "internal";
     }
     h->counted = true;
     h->hc->n++;
     s->nheld++;
     c->hold = h;
-    return true;
+    return NULL;
 }
 
 static void
@@ -377,3 +376,15 @@ hold_close(server *s)
     free(r);
     s->holds = NULL;
 }
+
+static int
+hold_part_init(server *s, char *err, size_t errlen)
+{
+    if (hold_init(s) != 0) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    return 0;
+}
+
+const server_part hold_part = {.name = "hold", .init = hold_part_init, .free = hold_close};

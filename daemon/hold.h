@@ -13,10 +13,10 @@
 
 /** What a hold waits for. */
 typedef enum hold_kind {
-    HOLD_WAIT,       /* jobs to end (server.c) */
+    HOLD_WAIT,       /* jobs to end (waits.c) */
     HOLD_GROUP_WAIT, /* a group to complete (flow.c) */
     HOLD_FETCH,      /* a ready job for a remote worker (workers.c) */
-    HOLD_CANCEL,     /* a running job's cancel to be recorded (server.c) */
+    HOLD_CANCEL,     /* a running job's cancel to be recorded (waits.c) */
     HOLD_KINDS
 } hold_kind;
 
@@ -39,8 +39,9 @@ int hold_init(server *s);
  *  and of its connection's max_waits_per_connection, counted in s->nheld until call_free;
  *  an earlier held request of the same connection with the same SP request id is dropped
  *  first (a REQ socket sent it again). A poll (timeout 0) passes without a slot. Returns
- *  false after replying too_many_waits (or internal, out of memory). */
-bool hold_admit(call *c, hold_kind kind);
+ *  NULL when admitted; else the wire error code (too_many_waits, or internal when out of
+ *  memory) with a message for people in msg; the caller answers c. */
+const char *hold_admit(call *c, hold_kind kind, char *msg, size_t msglen);
 
 /** hold_start: c waits (kind), until cb is called or hold_stop. timeout_ms < 0: no timer.
  *  A call not admitted (a cancel, a fetch polling with timeout 0) gets an uncounted hold,
@@ -75,5 +76,8 @@ void hold_release(call *c);
 
 /** hold_close: frees the registry (every call is freed; the loop is ending). */
 void hold_close(server *s);
+
+/** hold_part: the registry of held requests (hold_init, hold_close). */
+extern const server_part hold_part;
 
 #endif

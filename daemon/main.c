@@ -10,11 +10,40 @@
 #include <uv.h>
 
 #include "config.h"
+#include "dispatch.h"
+#include "flow.h"
+#include "hold.h"
 #include "log.h"
 #include "migrate.h"
+#include "monitor.h"
+#include "periodic.h"
 #include "privs.h"
+#include "queues.h"
+#include "runner.h"
+#include "scheduler.h"
 #include "server.h"
 #include "store.h"
+#include "waits.h"
+#include "webhook.h"
+#include "workers.h"
+
+/* jobqd's parts, in the order they start (init, then start), learn of the drain, and close
+ * once drained; freed in the reverse order. The job port and the monitor come last: nothing
+ * is served before the state they serve is loaded. */
+static const server_part *const parts[] = {
+    &queues_recover_part, /* the queues, and jobs left running made ready again */
+    &periodic_part,       /* the schedules' catch-up (adds jobs), their timer */
+    &queues_count_part,   /* the counts by state, once every job is in */
+    &hold_part,           /* held requests */
+    &waits_part,          /* waits and cancels waiting for jobs to end */
+    &flow_part,           /* what follows a commit: dependencies, groups */
+    &sched_part,          /* the scheduler: ready jobs start */
+    &workers_part,        /* remote workers' leases and fetches */
+    &webhook_part,        /* webhook deliveries */
+    &runner_part,         /* local processes */
+    &dispatch_part,       /* the job port */
+    &monitor_part,        /* the HTTP monitor */
+};
 
 static void
 usage(FILE *f)
@@ -178,7 +207,8 @@ main(int argc, char **argv)
     uv_loop_init(&loop);
     server srv;
     int code = 0;
-    if (server_init(&srv, &loop, cfg, st, err, sizeof(err)) != 0) {
+    if (server_init(&srv, &loop, cfg, st, parts, sizeof(parts) / sizeof(parts[0]), err,
+                    sizeof(err)) != 0) {
         fprintf(stderr, "jobqd: %s\n", err);
         code = 1; /* the loop only runs the close callbacks of what was opened */
         uv_walk(&loop, close_walk_cb, NULL);

@@ -435,3 +435,27 @@ monitor_request(void *arg, hcall *hc, enum http_route route)
     m->op.writes = false;
     writer_push(&s->w, &m->op);
 }
+
+/* monitor_listen: the HTTP monitor endpoint, when [server] http is set. */
+static int
+monitor_listen(server *s, char *err, size_t errlen)
+{
+    const config *cfg = s->cfg;
+    if (cfg->http == NULL) {
+        return 0;
+    }
+    http_limits hlim = {.timeout_ms = cfg->http_timeout_ms,
+                        .max_connections = cfg->http_max_connections,
+                        .max_per_ip = cfg->http_max_per_ip,
+                        .max_request = cfg->http_max_request};
+    return http_open(&s->http, s->loop, cfg->http, &hlim, monitor_request, s, err, errlen);
+}
+
+static void
+monitor_close(server *s)
+{
+    http_close(s->http);
+    s->http = NULL;
+}
+
+const server_part monitor_part = {.name = "monitor", .init = monitor_listen, .close = monitor_close};

@@ -22,4 +22,8 @@ json_t *monitor_queue_json(const server *s, const qstate *q, bool with_series);
 void monitor_queue_counts(mbuf *b, qstate *q);
 
 
+/** monitor_part: the HTTP monitor endpoint ([server] http): listens at start, closes once
+ *  drained. */
+extern const server_part monitor_part;
+
 #endif

@@ -146,7 +146,7 @@ periodic_recover(store *st, const schedule_conf *sc, const queue_conf *qc, int64
 static const queue_conf *
 queue_of(server *s, const schedule_conf *sc, queue_conf *defaults)
 {
-    qstate *q = server_queue_add(s, sc->queue);
+    qstate *q = queue_add(s, sc->queue);
     if (q != NULL) {
         return q->conf;
     }
@@ -185,9 +185,9 @@ done_fire(wop *op)
         p->next_ms = cron_next(&p->sc->expr, p->sc->zone, p->last_ms);
         p->retry_ms = 0;
         if (!f->dup) {
-            qstate *q = server_queue_add(s, f->spec.queue);
+            qstate *q = queue_add(s, f->spec.queue);
             if (q != NULL) {
-                server_count_move(q, -1, f->state);
+                queue_count_move(q, -1, f->state);
                 if (f->state == JOBQ_SCHEDULED) {
                     sched_note_due(s, f->spec.run_at_ms);
                 } else {
@@ -340,3 +340,19 @@ periodic_free(server *s)
     s->periodics = NULL;
     s->nperiodics = 0;
 }
+
+static int
+periodic_part_init(server *s, char *err, size_t errlen)
+{
+    if (periodic_init(s) != JOBQ_OK) {
+        snprintf(err, errlen, "cannot read the database: %s", store_errmsg(s->st));
+        return -1;
+    }
+    return 0;
+}
+
+const server_part periodic_part = {.name = "periodic",
+                                   .init = periodic_part_init,
+                                   .start = periodic_start,
+                                   .close = periodic_close,
+                                   .free = periodic_free};

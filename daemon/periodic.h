@@ -47,4 +47,7 @@ void periodic_close(server *s);
 /** periodic_free: frees what periodic_init allocated. */
 void periodic_free(server *s);
 
+/** periodic_part: the schedules' catch-up at start, their timer, its close. */
+extern const server_part periodic_part;
+
 #endif

@@ -7,11 +7,15 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/pidfd.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include "backoff.h"
 #include "clock.h"
 #include "codec.h"
 #include "exec.h"
+#include "execspawn.h"
 #include "list.h"
 #include "log.h"
 #include "scheduler.h"
@@ -66,9 +70,9 @@ ending(const exec_end *e, outcome_kind *why)
 static void
 kill_group(runner *r, int sig)
 {
-    if (r->spawned && r->proc.pid > 0) {
-        if (kill(-r->proc.pid, sig) != 0 && errno != ESRCH) {
-            log_warn("kill_failed", "job=%lld pid=%d err=%s", (long long)r->a.job.id, r->proc.pid,
+    if (r->spawned && !r->exited && r->pid > 0) { /* reaped: its id may be reused */
+        if (kill(-r->pid, sig) != 0 && errno != ESRCH) {
+            log_warn("kill_failed", "job=%lld pid=%d err=%s", (long long)r->a.job.id, (int)r->pid,
                      strerror(errno));
         }
     }
@@ -139,17 +143,67 @@ read_err_cb(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
 
 /* ---- process ---- */
 
+/* reaped: whether the command exited; if so, whatever it left behind in its process group is
+ * killed while its id is still reserved by the unreaped process, then it is reaped and its
+ * status kept. idtype, id: P_PIDFD and its pidfd, or P_PID and its pid. */
+static bool
+reaped(runner *r, idtype_t idtype, id_t id)
+{
+    siginfo_t info;
+    memset(&info, 0, sizeof(info));
+    if (waitid(idtype, id, &info, WEXITED | WNOHANG | WNOWAIT) == 0 && info.si_pid == 0) {
+        return false; /* not exited yet */
+    }
+    kill_group(r, SIGKILL);
+    memset(&info, 0, sizeof(info));
+    if (waitid(idtype, id, &info, WEXITED | WNOHANG) != 0) {
+        if (errno == EINTR) {
+            return false; /* looked at again on the next event */
+        }
+        log_warn("waitid_failed", "job=%lld pid=%d err=%s", (long long)r->a.job.id, (int)r->pid,
+                 strerror(errno));
+        r->exit_status = 127;
+    } else if (info.si_pid == 0) {
+        return false;
+    } else if (info.si_code == CLD_EXITED) {
+        r->exit_status = info.si_status;
+    } else {
+        r->term_signal = info.si_status; /* CLD_KILLED, CLD_DUMPED */
+    }
+    r->exited = true;
+    return true;
+}
+
+/* exit_cb: the command's pidfd is readable: it exited. */
 static void
-exit_cb(uv_process_t *p, int64_t status, int term_signal)
+exit_cb(uv_poll_t *p, int status, int events)
 {
     runner *r = p->data;
-    r->exited = true;
-    r->exit_status = status;
-    r->term_signal = term_signal;
-    /* The job is over: whatever it left behind in its process group goes too. */
-    kill_group(r, SIGKILL);
-    close_handle(r, (uv_handle_t *)p);
+    (void)status;
+    (void)events;
+    if (!reaped(r, P_PIDFD, (id_t)r->pidfd)) {
+        return;
+    }
+    close_handle(r, (uv_handle_t *)p); /* uv_close stops watching the descriptor at once */
+    close(r->pidfd);
+    r->pidfd = -1;
     runner_step(r);
+}
+
+/* sigchld_cb: a child exited: the commands started without a pidfd (a kernel before 5.3, or
+ * valgrind, which has none) are looked at. Signals coalesce, so each of them is. */
+static void
+sigchld_cb(uv_signal_t *h, int signum)
+{
+    server *s = h->data;
+    (void)signum;
+    runner *next;
+    for (runner *r = s->runners; r != NULL; r = next) {
+        next = r->next; /* runner_step may unlink r */
+        if (r->spawned && !r->exited && r->pidfd < 0 && reaped(r, P_PID, (id_t)r->pid)) {
+            runner_step(r);
+        }
+    }
 }
 
 static void
@@ -206,6 +260,7 @@ spawn(runner *r)
     uv_pipe_init(loop, &r->perr, 0);
     r->pin.data = r->pout.data = r->perr.data = r;
     r->handles += 3;
+    r->pidfd = -1;
     exec_env env;
     exec_job job = {.id = r->a.job.id,
                     .queue = r->q->name,
@@ -215,30 +270,26 @@ spawn(runner *r)
         snprintf(r->spawn_error, sizeof(r->spawn_error), "out of memory");
         return false;
     }
-    uv_stdio_container_t stdio[3] = {
-        {.flags = UV_CREATE_PIPE | UV_READABLE_PIPE, .data.stream = (uv_stream_t *)&r->pin},
-        {.flags = UV_CREATE_PIPE | UV_WRITABLE_PIPE, .data.stream = (uv_stream_t *)&r->pout},
-        {.flags = UV_CREATE_PIPE | UV_WRITABLE_PIPE, .data.stream = (uv_stream_t *)&r->perr},
-    };
-    uv_process_options_t opt = {
-        .exit_cb = exit_cb,
-        .file = qc->argv[0],
-        .args = qc->argv,
-        .env = env.envp,
-        .flags = UV_PROCESS_DETACHED, /* setsid: its own process group, killed as one */
-        .stdio_count = 3,
-        .stdio = stdio,
-    };
-    r->proc.data = r;
-    int rc = uv_spawn(loop, &r->proc, &opt);
+    int parent[3];
+    int rc = exec_spawn(qc->argv, env.envp, &r->pid, parent);
     exec_env_free(&env);
-    r->handles++; /* uv_spawn initialises the handle even when it fails */
     if (rc != 0) {
+        r->pid = 0;
         snprintf(r->spawn_error, sizeof(r->spawn_error), "cannot start %s: %s", qc->argv[0],
-                 uv_strerror(rc));
+                 strerror(rc));
         return false;
     }
+    uv_pipe_open(&r->pin, parent[0]);
+    uv_pipe_open(&r->pout, parent[1]);
+    uv_pipe_open(&r->perr, parent[2]);
     r->spawned = true;
+    /* Its exit: on its pidfd; without one, SIGCHLD (sigchld_cb), armed before the spawn. */
+    if ((r->pidfd = pidfd_open(r->pid, 0)) >= 0) {
+        uv_poll_init(loop, &r->exit_poll, r->pidfd);
+        r->exit_poll.data = r;
+        r->handles++;
+        uv_poll_start(&r->exit_poll, UV_READABLE, exit_cb);
+    }
     r->reading = 2;
     uv_read_start((uv_stream_t *)&r->pout, alloc_cb, read_out_cb);
     uv_read_start((uv_stream_t *)&r->perr, alloc_cb, read_err_cb);
@@ -316,7 +367,6 @@ runner_step(runner *r)
             close_handle(r, (uv_handle_t *)&r->pin);
             close_handle(r, (uv_handle_t *)&r->pout);
             close_handle(r, (uv_handle_t *)&r->perr);
-            close_handle(r, (uv_handle_t *)&r->proc);
             r->exited = true;
         }
         runner_step(r);
@@ -367,7 +417,7 @@ runner_step(runner *r)
         close_handle(r, (uv_handle_t *)&r->pin);
         close_handle(r, (uv_handle_t *)&r->pout);
         close_handle(r, (uv_handle_t *)&r->perr);
-        close_handle(r, (uv_handle_t *)&r->proc);
+        close_handle(r, (uv_handle_t *)&r->exit_poll);
         return;
     case RUN_CLOSING:
         return;
@@ -451,3 +501,33 @@ runner_stop(runner *r, enum run_kill why)
     kill_group(r, SIGTERM);
     uv_timer_start(&r->timer, timer_cb, EXEC_KILL_GRACE_MS, 0);
 }
+
+/* runner_grace_over: shutdown_grace is over: every running process is killed, its job put back
+ * to ready. */
+static void
+runner_grace_over(server *s)
+{
+    for (runner *r = s->runners; r != NULL; r = r->next) {
+        runner_stop(r, KILL_SHUTDOWN);
+    }
+}
+
+static int
+runner_init(server *s, char *err, size_t errlen)
+{
+    (void)err;
+    (void)errlen;
+    uv_signal_init(s->loop, &s->sigchld);
+    s->sigchld.data = s;
+    uv_signal_start(&s->sigchld, sigchld_cb, SIGCHLD);
+    return 0;
+}
+
+static void
+runner_close(server *s)
+{
+    uv_close((uv_handle_t *)&s->sigchld, NULL);
+}
+
+const server_part runner_part = {
+    .name = "runner", .init = runner_init, .grace_over = runner_grace_over, .close = runner_close};

@@ -36,7 +36,9 @@ struct runner {
     server *srv;
     qstate *q;
     enum run_state state;
-    uv_process_t proc;
+    pid_t pid;          /* the command's process (and process group); 0 before the spawn */
+    int pidfd;          /* its pidfd, readable once it exited; -1 when closed */
+    uv_poll_t exit_poll; /* on pidfd: the exit */
     uv_pipe_t pin, pout, perr;
     uv_timer_t timer;
     uv_write_t wreq;
@@ -71,5 +73,8 @@ runner *runner_find(server *s, int64_t id);
  *  to ready (KILL_SHUTDOWN). KILL_SHUTDOWN of a runner whose outcome the store refuses stops
  *  its retries: the job stays running in the database until the next start recovers it. */
 void runner_stop(runner *r, enum run_kill why);
+
+/** runner_part: local processes still running when the grace is over are killed. */
+extern const server_part runner_part;
 
 #endif

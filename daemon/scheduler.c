@@ -11,7 +11,6 @@
 #include "log.h"
 #include "runner.h"
 #include "webhook.h"
-#include "workers.h"
 
 #define PROMOTE_BATCH 1000
 #define CLAIM_BATCH 64
@@ -125,9 +124,9 @@ done_promote(wop *op)
         s->next_due_ms = jobq__now_ms() + 1000;
     } else {
         for (size_t i = 0; i < p->n; i++) {
-            qstate *q = server_queue_add(s, p->items[i].queue);
+            qstate *q = queue_add(s, p->items[i].queue);
             if (q != NULL) {
-                server_count_move(q, p->items[i].old_state, JOBQ_READY);
+                queue_count_move(q, p->items[i].old_state, JOBQ_READY);
             }
         }
         /* Jobs scheduled meanwhile were noted by sched_note_due: keep the earlier. */
@@ -193,7 +192,7 @@ done_claim(wop *op)
     }
     rate_take(&q->rate, (int)c->n);
     for (size_t i = 0; i < c->n; i++) {
-        server_count_move(q, JOBQ_READY, JOBQ_RUNNING);
+        queue_count_move(q, JOBQ_READY, JOBQ_RUNNING);
         breaker_started(&q->br);
         int64_t due = c->rows[i].run_at_ms > c->rows[i].created_at_ms ? c->rows[i].run_at_ms
                                                                       : c->rows[i].created_at_ms;
@@ -271,24 +270,11 @@ breaker_note(qstate *q, breaker_state before)
     }
 }
 
-void
-sched_breaker_init(server *s, qstate *q)
-{
-    breaker_init(&q->br, q->conf->breaker_failures, q->conf->breaker_cooldown_ms,
-                 q->conf->breaker_probes);
-    uv_timer_init(s->loop, &q->breaker_timer);
-    q->breaker_timer.data = s;
-    rate_init(&q->rate, q->conf->rate_per_s, jobq__now_ms());
-    uv_timer_init(s->loop, &q->rate_timer);
-    q->rate_timer.data = q;
-}
-
 static void
 rate_timer_cb(uv_timer_t *t)
 {
     qstate *q = t->data;
-    server *s = q->breaker_timer.data;
-    sched_dispatch(s, q);
+    sched_dispatch(q->srv, q);
 }
 
 int
@@ -305,8 +291,10 @@ sched_rate_permits(server *s, qstate *q, int64_t now_ms)
 void
 sched_dispatch(server *s, qstate *q)
 {
-    if (workers_is_remote(q)) {
-        workers_dispatch(s, q);
+    if (queue_is_remote(q)) {
+        if (s->remote_dispatch != NULL) {
+            s->remote_dispatch(s, q);
+        }
         return;
     }
     if ((q->conf->argv == NULL && q->conf->url == NULL) || q->paused || s->draining ||
@@ -349,12 +337,8 @@ sched_dispatch(server *s, qstate *q)
 static void
 breaker_timer_cb(uv_timer_t *t)
 {
-    server *s = t->data;
-    for (size_t i = 0; i < s->nqueues; i++) {
-        if (&s->queues[i]->breaker_timer == t) {
-            sched_dispatch(s, s->queues[i]);
-        }
-    }
+    qstate *q = t->data;
+    sched_dispatch(q->srv, q);
 }
 
 void
@@ -366,11 +350,11 @@ sched_outcome(server *s, qstate *q, outcome_kind kind)
         breaker_record(&q->br, true, jobq__now_ms());
         break;
     case OUTCOME_BREAKER_FAIL:
-        server_total(q, TOTAL_FAILED, 1);
+        queue_total(q, TOTAL_FAILED, 1);
         breaker_record(&q->br, false, jobq__now_ms());
         break;
     case OUTCOME_BREAKER_DEAD:
-        server_total(q, TOTAL_FAILED, 1);
+        queue_total(q, TOTAL_FAILED, 1);
         breaker_returned(&q->br); /* says nothing of the downstream */
         break;
     case OUTCOME_BREAKER_NONE:
@@ -460,7 +444,7 @@ done_sweep(wop *op)
         size_t total = 0;
         for (size_t i = 0; i < p->n; i++) {
             sweep_q *sq = &p->qs[i];
-            qstate *q = server_queue(s, sq->name);
+            qstate *q = queue_find(s, sq->name);
             for (int st = 0; st < JOBQ_NSTATES; st++) {
                 if (q != NULL) {
                     q->counts[st] -= (int64_t)sq->deleted[st];
@@ -543,3 +527,17 @@ sched_close(server *s)
         uv_close((uv_handle_t *)&s->queues[i]->rate_timer, NULL);
     }
 }
+
+static int
+sched_part_init(server *s, char *err, size_t errlen)
+{
+    sched_sweep_init(s);
+    if (sched_init(s) != JOBQ_OK) {
+        snprintf(err, errlen, "cannot read the database: %s", store_errmsg(s->st));
+        return -1;
+    }
+    return 0;
+}
+
+const server_part sched_part = {
+    .name = "scheduler", .init = sched_part_init, .start = sched_dispatch_all, .close = sched_close};

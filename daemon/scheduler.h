@@ -42,9 +42,6 @@ void sched_dispatch_all(server *s);
  *  Loop thread. */
 void sched_outcome(server *s, qstate *q, outcome_kind kind);
 
-/** sched_breaker_init: sets up q's breaker and its timer from q->conf. */
-void sched_breaker_init(server *s, qstate *q);
-
 /** sched_sweep_soon: a job of q ended in state: retention will have to delete it after
  *  the queue's retention for that state; arms the sweep timer if that is the earliest. */
 void sched_sweep_soon(server *s, qstate *q, int state);
@@ -55,5 +52,8 @@ void sched_sweep_init(server *s);
 
 /** sched_close: stops and closes the timers. */
 void sched_close(server *s);
+
+/** sched_part: the scheduler's and the sweep's timers; at start, the ready jobs run. */
+extern const server_part sched_part;
 
 #endif

@@ -1,5 +1,5 @@
-/* server.h: jobqd's core on the loop thread: queues and their counts, request dispatch,
- * signals and the orderly drain. */
+/* server.h: jobqd's state on the loop thread (the server struct every module is given), its
+ * start, signals and the orderly drain. */
 #ifndef JOBQD_SERVER_H
 #define JOBQD_SERVER_H
 
@@ -7,67 +7,22 @@
 #include <stdint.h>
 #include <uv.h>
 
-#include "breaker.h"
 #include "config.h"
 #include "intake.h"
 #include "metrics.h"
-#include "rate.h"
+#include "queues.h"
 #include "request.h"
 #include "store.h"
 #include "writer.h"
 
 #define container_of(ptr, type, member) ((type *)((char *)(ptr)-offsetof(type, member)))
 
-#define JOBQ_NSTATES (JOBQ_WAITING + 1)
-
-/** Monotonic event counters of a queue (jobq_jobs_*_total). */
-enum total_kind {
-    TOTAL_SUBMITTED,
-    TOTAL_STARTED,
-    TOTAL_SUCCEEDED,
-    TOTAL_FAILED, /* attempts that failed (retried or not) */
-    TOTAL_RETRIED,
-    TOTAL_DEAD,
-    TOTAL_CANCELLED,
-    TOTAL_KINDS
-};
-
-/** A queue's member of the plain stats reply as last written, and the values it shows: while
- *  they hold, the text is reused (monitor.c). */
-typedef struct stats_cache {
-    char *text; /* NULL: not written yet */
-    size_t len;
-    int64_t counts[JOBQ_NSTATES];
-    bool paused;
-    int breaker;
-} stats_cache;
-
-/** A queue as the loop sees it: settings and live counts (never the jobs themselves). */
-typedef struct qstate {
-    char *name;
-    const queue_conf *conf; /* the [queue.NAME] section, or &own_conf */
-    queue_conf own_conf;    /* defaults, for a queue admitted by allow_unknown_queues */
-    bool configured;        /* has a section in the config file */
-    bool paused;
-    int64_t counts[JOBQ_NSTATES]; /* jobs by state, kept in step with every commit */
-    int running;                  /* runners of this queue (<= conf->concurrency) */
-    int claiming;                 /* 1 while a claim is in flight */
-    breaker br;                   /* the queue's circuit breaker */
-    uv_timer_t breaker_timer;     /* fires when an open circuit may turn half-open */
-    rate_bucket rate;             /* the queue's `rate` */
-    uv_timer_t rate_timer;        /* fires when the rate lets the next job start */
-    uint64_t totals[TOTAL_KINDS]; /* events since jobqd started */
-    hist wait_hist;               /* seconds from due to start */
-    hist run_hist;                /* seconds from start to end of an attempt */
-    series series;                /* per-second submitted, succeeded, failed */
-    struct qstate *hnext;         /* next in its bucket of server.qbuckets */
-    stats_cache stats_cache;      /* its part of the plain stats reply */
-} qstate;
-
 typedef struct runner runner;
 typedef struct wait_link wait_link;
 typedef struct hold_registry hold_registry;
 typedef struct periodic_state periodic_state;
+
+typedef struct server_part server_part;
 
 typedef struct server {
     uv_loop_t *loop;
@@ -115,42 +70,48 @@ typedef struct server {
 
     hold_registry *holds; /* held requests (hold.h) */
     size_t nheld;         /* waits and long-poll fetches not yet answered (max_waits) */
+
+    /* Set by workers_init: hands ready jobs of a remote queue to the held fetches. The
+     * scheduler calls it instead of the workers module, which calls the scheduler. */
+    void (*remote_dispatch)(struct server *s, qstate *q);
+    const server_part *const *parts; /* the modules, in the order of their start (server_init) */
+    size_t nparts;
+    uv_async_t drain_async; /* while draining: whether jobqd is drained now (server_poke_drain) */
+    uv_signal_t sigchld;    /* the exits of commands started without a pidfd (runner.c) */
 } server;
 
-/** server_init: prepares the server over an open store: loads counts and paused flags,
- *  recovers jobs left running, listens. Returns 0, or -1 with a reason in err. Before the
- *  loop runs. */
-int server_init(server *s, uv_loop_t *loop, config *cfg, store *st, char *err, size_t errlen);
+/** server_poke_drain: while draining, something that held the drain back may have ended (a
+ *  job, a lease, a backup): server.c looks again on the loop's next turn. Anywhere on the loop;
+ *  costs nothing when not draining. */
+static inline void
+server_poke_drain(server *s)
+{
+    if (s->draining) {
+        uv_async_send(&s->drain_async);
+    }
+}
+
+/** A module's part in jobqd's life: each hook may be NULL. main.c lists the parts; the server
+ *  calls init, start and drain in that order, then close once drained, free after the loop. */
+struct server_part {
+    const char *name;
+    int (*init)(server *s, char *err, size_t errlen); /* before the loop: 0, or -1 with err */
+    void (*start)(server *s);      /* jobqd runs as its final account: start work */
+    void (*drain)(server *s);      /* draining begins: no new work */
+    void (*grace_over)(server *s); /* shutdown_grace is over: end what still runs */
+    void (*close)(server *s);      /* drained: answer what is held, close handles */
+    void (*free)(server *s);       /* the loop ended: free memory (also after a failed init) */
+};
+
+/** server_init: prepares the server over an open store: runs the init of every part of parts
+ *  (nparts) in order (recovery, counts, listeners, ...; see main.c) and handles SIGTERM and
+ *  SIGINT. Returns 0, or -1 with a reason in err. Before the loop runs. */
+int server_init(server *s, uv_loop_t *loop, config *cfg, store *st,
+                const server_part *const *parts, size_t nparts, char *err, size_t errlen);
 
 /** server_start: starts running the ready jobs, once jobqd runs as its final account (no
  *  handler is started and no job claimed before). */
 void server_start(server *s);
-
-/** server_queue: the queue named name, or NULL. */
-qstate *server_queue(server *s, const char *name);
-
-/** server_queue_add: the queue named name, created with defaults when missing (whatever
- *  max_queues says: for jobs already stored). NULL on out of memory. */
-qstate *server_queue_add(server *s, const char *name);
-
-/** server_queue_admit: the queue named name for a request that may create it (submit, pause,
- *  resume, fetch): the existing queue, or a new one when allow_unknown_queues is set and fewer
- *  than max_queues queues without a section exist. Otherwise NULL with the wire error code in
- *  *code ("unknown_queue", "too_many_queues" or "internal") and a message for people in msg.
- *  Loop thread. */
-qstate *server_queue_admit(server *s, const char *name, const char **code, char *msg,
-                           size_t msglen);
-
-/** server_count_move: moves one job of q from state `from` to `to` in the counts (-1 for
- *  none). */
-void server_count_move(qstate *q, int from, int to);
-
-/** server_job_finished: a job of q left state old_state for row->state (succeeded, dead,
- *  cancelled, retrying or ready) and row shows it now: counts, waiters, dispatch. */
-void server_job_finished(server *s, qstate *q, const job_row *row, int old_state);
-
-/** server_total: counts n events of kind on q (and its per-second series). */
-void server_total(qstate *q, enum total_kind kind, uint64_t n);
 
 /** server_drain: starts the orderly shutdown (as SIGTERM does). */
 void server_drain(server *s);

@@ -1,5 +1,5 @@
 /* store.c: the backend-neutral part of the store: picks the backend by the `database`
- * setting, forwards each operation to it, and keeps the effects list and row helpers. */
+ * setting, forwards each operation to it, and keeps the effects list. */
 #include "store.h"
 
 #include <stdio.h>
@@ -81,44 +81,6 @@ const char *
 store_errmsg(const store *st)
 {
     return st != NULL ? st->ops->errmsg(st) : "no database";
-}
-
-void
-job_row_clear(job_row *row)
-{
-    free(row->queue);
-    free(row->payload);
-    free(row->key);
-    free(row->result);
-    free(row->error);
-    memset(row, 0, sizeof(*row));
-}
-
-void
-attempt_row_clear(attempt_row *a)
-{
-    free(a->kind);
-    free(a->error);
-    memset(a, 0, sizeof(*a));
-}
-
-void
-group_oc_clear(group_oc *oc)
-{
-    free(oc->queue);
-    free(oc->payload);
-    memset(oc, 0, sizeof(*oc));
-}
-
-void
-group_info_clear(group_info *g)
-{
-    for (size_t i = 0; i < g->nmembers; i++) {
-        free(g->members[i].error);
-    }
-    free(g->members);
-    free(g->oc_queue);
-    memset(g, 0, sizeof(*g));
 }
 
 /* ---- effects ---- */

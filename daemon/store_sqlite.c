@@ -477,7 +477,7 @@ store_sqlite_open(const char *path, enum durability durability, store **stp, cha
     *stp = st;
     return JOBQ_OK;
 fail:
-    store_close(st);
+    sq_close(st);
     return JOBQ_ESTORE;
 }
 
@@ -670,11 +670,14 @@ sq_waiting_for(store *st, int64_t id, int64_t *ids, size_t max, size_t *np)
     sqlite3_bind_int64(s, 1, id);
     sqlite3_bind_int64(s, 2, (int64_t)max);
     size_t n = 0;
-    int rc;
+    int rc = SQLITE_DONE;
     while (n < max && (rc = sqlite3_step(s)) == SQLITE_ROW) {
         ids[n++] = sqlite3_column_int64(s, 0);
     }
     stmt_done(s);
+    if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
+        return from_sqlite(rc);
+    }
     *np = n;
     return JOBQ_OK;
 }

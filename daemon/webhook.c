@@ -1,11 +1,12 @@
-/* webhook.c: delivers jobs of url queues as HTTP POSTs (nng's HTTP client) and maps the
- * answer: 2xx success; 429 or 503 with Retry-After: retry no earlier than it says; other 5xx,
- * connection errors and timeouts: failure with backoff (counted by the breaker); other 4xx:
- * dead. */
+/* webhook.c: delivers jobs of url queues as HTTP POSTs (nng's HTTP client; https:// with the
+ * receiver's certificate verified), signed with the queue's secret, and maps the answer: 2xx
+ * success; 429 or 503 with Retry-After: retry no earlier than it says; other 5xx, connection
+ * errors and timeouts: failure with backoff (counted by the breaker); other 4xx: dead. */
 #include "webhook.h"
 
 #include <nng/nng.h>
 #include <nng/supplemental/http/http.h>
+#include <nng/supplemental/tls/tls.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,6 +18,10 @@
 #include "list.h"
 #include "log.h"
 #include "loopq.h"
+#include "sha256.h"
+
+/* The CA bundle of the system (Debian's ca-certificates), for https receivers without ca. */
+#define SYSTEM_CA_FILE "/etc/ssl/certs/ca-certificates.crt"
 
 typedef struct hook {
     attempt a;
@@ -247,6 +252,51 @@ webhook_init(server *s)
     return 0;
 }
 
+/* queue_tls: q's TLS settings for https deliveries, made at its first one: the receiver's
+ * certificate must verify against ca (or the system's CAs) and name the URL's host. An nng
+ * error when they cannot be made (a missing or bad ca file). */
+static int
+queue_tls(qstate *q, const nng_url *url, nng_tls_config **cfgp)
+{
+    if (q->hook_tls != NULL) {
+        *cfgp = q->hook_tls;
+        return 0;
+    }
+    nng_tls_config *cfg;
+    int rv = nng_tls_config_alloc(&cfg, NNG_TLS_MODE_CLIENT);
+    if (rv != 0) {
+        return rv;
+    }
+    const char *ca = q->conf->ca != NULL ? q->conf->ca : SYSTEM_CA_FILE;
+    if ((rv = nng_tls_config_auth_mode(cfg, NNG_TLS_AUTH_MODE_REQUIRED)) != 0 ||
+        (rv = nng_tls_config_ca_file(cfg, ca)) != 0 ||
+        (rv = nng_tls_config_server_name(cfg, url->u_hostname)) != 0) {
+        log_error("webhook_tls_failed", "queue=%s ca=%s err=\"%s\"", q->name, ca,
+                  nng_strerror(rv));
+        nng_tls_config_free(cfg);
+        return rv;
+    }
+    q->hook_tls = cfg;
+    *cfgp = cfg;
+    return 0;
+}
+
+/* sign: the Jobq-Signature header of a delivery: "t=UNIX_SECONDS,v1=HEX", v1 being
+ * HMAC-SHA256 under the queue's secret of the seconds, a dot and the body. */
+static void
+sign(const char *secret, const char *body, int64_t now_s, char out[128])
+{
+    char t[24];
+    int tn = snprintf(t, sizeof(t), "%lld", (long long)now_s);
+    const void *parts[] = {t, ".", body};
+    size_t lens[] = {(size_t)tn, 1, strlen(body)};
+    uint8_t mac[32];
+    char hex[65];
+    hmac_sha256(secret, strlen(secret), parts, lens, 3, mac);
+    hex32(mac, hex);
+    snprintf(out, 128, "t=%s,v1=%s", t, hex);
+}
+
 void
 webhook_start(server *s, qstate *q, job_row *row)
 {
@@ -269,6 +319,12 @@ webhook_start(server *s, qstate *q, job_row *row)
     if (rv == 0) {
         rv = nng_http_client_alloc(&h->cli, h->url);
     }
+    if (rv == 0 && strcmp(h->url->u_scheme, "https") == 0) {
+        nng_tls_config *tls;
+        if ((rv = queue_tls(q, h->url, &tls)) == 0) {
+            rv = nng_http_client_set_tls(h->cli, tls);
+        }
+    }
     if (rv == 0) {
         rv = nng_http_req_alloc(&h->req, h->url);
     }
@@ -286,6 +342,11 @@ webhook_start(server *s, qstate *q, job_row *row)
         snprintf(num, sizeof(num), "%d", h->a.job.attempt);
         nng_http_req_set_header(h->req, "Jobq-Attempt", num);
         nng_http_req_set_header(h->req, "Jobq-Queue", q->name);
+        if (q->conf->secret != NULL) {
+            char sig[128];
+            sign(q->conf->secret, h->a.job.payload, jobq__now_ms() / 1000, sig);
+            nng_http_req_set_header(h->req, "Jobq-Signature", sig);
+        }
         rv = nng_http_req_copy_data(h->req, h->a.job.payload, strlen(h->a.job.payload));
     }
     if (rv != 0) {
@@ -342,6 +403,12 @@ webhook_stop_all(server *s)
 void
 webhook_close(server *s)
 {
+    for (size_t i = 0; i < s->nqueues; i++) {
+        if (s->queues[i]->hook_tls != NULL) {
+            nng_tls_config_free(s->queues[i]->hook_tls);
+            s->queues[i]->hook_tls = NULL;
+        }
+    }
     hookq *hq = hq_of(s);
     if (hq != NULL) {
         loopq_close(hq->done, NULL); /* no delivery is in flight: nothing is queued */
@@ -349,3 +416,18 @@ webhook_close(server *s)
         s->hooks = NULL;
     }
 }
+
+static int
+webhook_part_init(server *s, char *err, size_t errlen)
+{
+    if (webhook_init(s) != 0) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    return 0;
+}
+
+const server_part webhook_part = {.name = "webhook",
+                                  .init = webhook_part_init,
+                                  .grace_over = webhook_stop_all,
+                                  .close = webhook_close};

@@ -34,4 +34,8 @@ run_outcome webhook_outcome(int status, bool timed_out, enum run_kill kill, int6
                             int32_t attempt, int32_t max_attempts, const queue_conf *qc,
                             int64_t now_ms, uint64_t rnd);
 
+/** webhook_part: the deliveries' client; deliveries still in flight stop when the grace is
+ *  over. */
+extern const server_part webhook_part;
+
 #endif

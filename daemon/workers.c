@@ -38,16 +38,11 @@ static void lease_timer_cb(uv_timer_t *t);
 static void fetch_reply(server *s, call *c, lease **ls, size_t n);
 static void try_fetch(server *s, call *f);
 static void hold_fetch(call *c);
+static void workers_dispatch(server *s, qstate *q);
 static void fetch_answer(call *c, json_t *o);
 static void batch_entry_done(struct outbatch *b, size_t i, int err, const job_row *job);
 
 #define FETCH_CLAIM_MAX 1000 /* jobs one claim takes for the waiting fetches */
-
-bool
-workers_is_remote(const qstate *q)
-{
-    return q->conf->argv == NULL && q->conf->url == NULL;
-}
 
 static size_t
 bucket(const server *s, int64_t id)
@@ -116,6 +111,7 @@ workers_init(server *s)
     s->next_lease_ms = INT64_MAX;
     uv_timer_init(s->loop, &s->lease_timer);
     s->lease_timer.data = s;
+    s->remote_dispatch = workers_dispatch;
     return 0;
 }
 
@@ -392,7 +388,7 @@ static qstate *
 claimable(server *s, call *f, int64_t now, size_t *maxp)
 {
     for (size_t i = 0; i < f->req.nqueues; i++) {
-        qstate *q = server_queue(s, f->req.queues[i]);
+        qstate *q = queue_find(s, f->req.queues[i]);
         if (q == NULL || q->paused || q->claiming || q->counts[JOBQ_READY] <= 0) {
             continue;
         }
@@ -480,12 +476,12 @@ fetch_check(call *c)
     for (size_t i = 0; i < c->req.nqueues; i++) {
         const char *name = c->req.queues[i];
         const char *code;
-        qstate *q = server_queue_admit(s, name, &code, msg, sizeof(msg));
+        qstate *q = queue_admit(s, name, &code, msg, sizeof(msg));
         if (q == NULL) {
             reply_error(c, code, msg);
             return false;
         }
-        if (!workers_is_remote(q)) {
+        if (!queue_is_remote(q)) {
             snprintf(msg, sizeof(msg),
                      "queue \"%s\" has a %s: jobqd runs its jobs itself; remote workers serve "
                      "queues without command and url",
@@ -572,7 +568,7 @@ hold_fetch(call *c)
     try_fetch(s, c);
 }
 
-void
+static void
 workers_dispatch(server *s, qstate *q)
 {
     for (call *f = hold_next(s, NULL, HOLD_FETCH);
@@ -838,7 +834,7 @@ outcome_batch(call *c, bool failed)
     }
 }
 
-void
+static void
 workers_request(call *c)
 {
     server *s = c->srv;
@@ -908,16 +904,15 @@ workers_request(call *c)
 }
 
 bool
-workers_cancel(server *s, int64_t id, call *c)
+workers_cancel(server *s, int64_t id, job_row *row)
 {
     lease *l = lease_find(s, id);
     if (l == NULL || l->revoked || l->recording) {
         return false;
     }
-    job_row row = l->a.job;
+    *row = l->a.job;
     lease_end(l, (run_outcome){.state = JOBQ_CANCELLED, .kind = "cancelled"}, NULL,
               strdup("cancelled while a remote worker held it"), NULL);
-    wait_register(c, &row, 1, true);
     return true;
 }
 
@@ -970,3 +965,52 @@ workers_close(server *s)
     uv_timer_stop(&s->lease_timer);
     uv_close((uv_handle_t *)&s->lease_timer, NULL);
 }
+
+/* The handlers of the worker ops (handlers.h): the dispatcher took a held fetch's slot. */
+void
+op_fetch(call *c)
+{
+    workers_request(c);
+}
+
+void
+op_ack(call *c)
+{
+    workers_request(c);
+}
+
+void
+op_fail(call *c)
+{
+    workers_request(c);
+}
+
+void
+op_heartbeat(call *c)
+{
+    workers_request(c);
+}
+
+static int
+workers_part_init(server *s, char *err, size_t errlen)
+{
+    if (workers_init(s) != 0) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    return 0;
+}
+
+/* workers_part_close: drained: no claim is in flight now, so every held fetch is answered. */
+static void
+workers_part_close(server *s)
+{
+    workers_drain(s);
+    workers_close(s);
+}
+
+const server_part workers_part = {.name = "workers",
+                                  .init = workers_part_init,
+                                  .drain = workers_drain,
+                                  .grace_over = workers_requeue_all,
+                                  .close = workers_part_close};

@@ -6,18 +6,15 @@
 #include "call.h"
 #include "server.h"
 
-/** workers_init: the lease table and its timer. Before the loop runs; 0 or -1. */
+/** workers_init: the lease table and its timer; registers the hand-out of ready jobs of
+ *  remote queues to held fetches as s->remote_dispatch (the scheduler calls it). Before the
+ *  loop runs; 0 or -1. The worker ops' handlers are op_fetch, op_ack, op_fail and
+ *  op_heartbeat (handlers.h). */
 int workers_init(server *s);
 
-/** workers_request: serves a fetch, ack, fail or heartbeat call. */
-void workers_request(call *c);
-
-/** workers_dispatch: jobs of remote queue q may be ready: hand them to held fetches. */
-void workers_dispatch(server *s, qstate *q);
-
-/** workers_cancel: cancels the leased job id (the cancel call c waits for the record).
- *  Returns false if no live lease holds it. */
-bool workers_cancel(server *s, int64_t id, call *c);
+/** workers_cancel: cancels the leased job id; *row is the job as leased (a cancel call waits
+ *  for its record). Returns false if no live lease holds it. */
+bool workers_cancel(server *s, int64_t id, job_row *row);
 
 /** workers_stop: cancels the leased job id with why as its error, nobody waiting for the
  *  record. Returns false if no live lease holds it. Loop thread. */
@@ -32,7 +29,8 @@ void workers_requeue_all(server *s);
 /** workers_close: frees the leases and closes the timer (the loop is ending). */
 void workers_close(server *s);
 
-/** workers_is_remote: q is served by remote workers (no command, no url). */
-bool workers_is_remote(const qstate *q);
+/** workers_part: leases and held fetches over jobqd's life: held fetches are answered when
+ *  draining begins, leased jobs go back to ready when the grace is over. */
+extern const server_part workers_part;
 
 #endif

@@ -1108,41 +1108,33 @@ static const field_def backup_fields[] = {
           .missing = "field \"path\" must be an absolute path on the daemon's machine"),
 };
 
-#define OP(name_, op_, fields_)                                                                    \
-    {                                                                                              \
-        (name_), (op_), (fields_), NFIELDS(fields_)                                                \
-    }
-#define OP_BARE(name_, op_)                                                                        \
-    {                                                                                              \
-        (name_), (op_), NULL, 0                                                                    \
-    }
+#define FIELDS(table) (table), NFIELDS(table)
+#define NO_FIELDS NULL, 0
 
 static const struct op_def {
     const char *name;
     req_op op;
     const field_def *fields; /* what the request holds besides "op" and "token" */
     size_t nfields;
+    unsigned flags;
 } ops[] = {
-    OP_BARE("ping", REQ_PING),
-    OP("submit", REQ_SUBMIT, submit_fields),
-    OP("submit_batch", REQ_SUBMIT_BATCH, submit_batch_fields),
-    OP("get", REQ_GET, get_fields),
-    OP("wait", REQ_WAIT, wait_fields),
-    OP("cancel", REQ_CANCEL, id_fields),
-    OP("list", REQ_LIST, list_fields),
-    OP("stats", REQ_STATS, stats_fields),
-    OP("pause", REQ_PAUSE, queue_fields),
-    OP("resume", REQ_RESUME, queue_fields),
-    OP("retry", REQ_RETRY, retry_fields),
-    OP("explain", REQ_EXPLAIN, id_fields),
-    OP("fetch", REQ_FETCH, fetch_fields),
-    OP("ack", REQ_ACK, ack_fields),
-    OP("fail", REQ_FAIL, fail_fields),
-    OP("heartbeat", REQ_HEARTBEAT, heartbeat_fields),
-    OP("backup", REQ_BACKUP, backup_fields),
-    OP_BARE("schedules", REQ_SCHEDULES),
+#define X(NAME, name, fields, flags) {#name, REQ_##NAME, fields, flags},
+    JOBQ_OPS(X)
+#undef X
 };
-_Static_assert(NFIELDS(ops) == REQ_SCHEDULES + 1, "every req_op has a row in ops[]");
+_Static_assert(NFIELDS(ops) == REQ_NOPS, "every req_op has a row in ops[]");
+
+const char *
+jobq__op_name(req_op op)
+{
+    return (unsigned)op < REQ_NOPS ? ops[op].name : "?";
+}
+
+unsigned
+jobq__op_flags(req_op op)
+{
+    return (unsigned)op < REQ_NOPS ? ops[op].flags : 0;
+}
 
 /* ---- The JSON reader -------------------------------------------------------------------- */
 

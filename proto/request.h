@@ -7,25 +7,13 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "ops.h"
+
 typedef enum req_op {
-    REQ_PING,
-    REQ_SUBMIT,
-    REQ_SUBMIT_BATCH,
-    REQ_GET,
-    REQ_WAIT,
-    REQ_CANCEL,
-    REQ_LIST,
-    REQ_STATS,
-    REQ_PAUSE,
-    REQ_RESUME,
-    REQ_RETRY,
-    REQ_EXPLAIN,
-    REQ_FETCH,
-    REQ_ACK,
-    REQ_FAIL,
-    REQ_HEARTBEAT,
-    REQ_BACKUP,
-    REQ_SCHEDULES,
+#define X(NAME, name, fields, flags) REQ_##NAME,
+    JOBQ_OPS(X)
+#undef X
+        REQ_NOPS
 } req_op;
 
 /** One job of a submit or submit_batch. Strings are borrowed from the request's JSON. */
@@ -97,6 +85,12 @@ typedef struct request {
 
 /** The most queue names one stats request may list. */
 #define STATS_MAX_QUEUES 1000
+
+/** jobq__op_name: the wire name of op ("?" for none). */
+const char *jobq__op_name(req_op op);
+
+/** jobq__op_flags: op's OPF_* flags (ops.h); 0 for none. */
+unsigned jobq__op_flags(req_op op);
 
 typedef struct request_limits {
     size_t max_batch;    /* jobs in one submit_batch */

@@ -2,18 +2,27 @@
  * next line of SCRIPT ("STATUS [RETRY_AFTER_SECONDS]"; the last line repeats; replacing the
  * file, a new inode, starts again from its first line) and appends one
  * line per request to LOG: "TIME_MS JOB_ID ATTEMPT QUEUE CONTENT_TYPE STATUS BODY".
+ * With JOBQ_HOOKD_SECRET set it is a receiver as the README shows one: a request whose
+ * Jobq-Signature does not verify, or is older than 5 minutes, is answered 401 whatever the
+ * script says (and logged with status 401). With JOBQ_HOOKD_PEM (a PEM file with its
+ * certificate and key) it serves https.
  * Usage: jobq-hookd SCRIPT LOG; prints "port N" once it listens on 127.0.0.1. */
 #include <arpa/inet.h>
 #include <nng/nng.h>
 #include <nng/supplemental/http/http.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
+
+#include <nng/supplemental/tls/tls.h>
+
+#include "sha256.h"
 
 static const char *script_path;
 static FILE *log_file;
@@ -51,6 +60,35 @@ next_answer(int *status, int *retry_after)
     }
 }
 
+/* verified: whether sig ("t=SECONDS,v1=HEX") signs body under secret and is at most 300 s
+ * old (or ahead). */
+static bool
+verified(const char *secret, const char *sig, const void *body, size_t len)
+{
+    long long t;
+    char v1[65];
+    if (sig == NULL || sscanf(sig, "t=%lld,v1=%64[0-9a-f]", &t, v1) != 2 || strlen(v1) != 64) {
+        return false;
+    }
+    long long now = (long long)time(NULL);
+    if (t < now - 300 || t > now + 300) {
+        return false; /* a replay of an old delivery */
+    }
+    char ts[24];
+    int tn = snprintf(ts, sizeof(ts), "%lld", t);
+    const void *parts[] = {ts, ".", body};
+    size_t lens[] = {(size_t)tn, 1, len};
+    uint8_t mac[32];
+    char hex[65];
+    hmac_sha256(secret, strlen(secret), parts, lens, 3, mac);
+    hex32(mac, hex);
+    unsigned diff = 0;
+    for (int i = 0; i < 64; i++) {
+        diff |= (unsigned)(hex[i] ^ v1[i]);
+    }
+    return diff == 0;
+}
+
 static void
 handle(nng_aio *aio)
 {
@@ -61,6 +99,12 @@ handle(nng_aio *aio)
     int status, retry_after;
     pthread_mutex_lock(&mtx);
     next_answer(&status, &retry_after);
+    const char *secret = getenv("JOBQ_HOOKD_SECRET");
+    if (secret != NULL &&
+        !verified(secret, nng_http_req_get_header(req, "Jobq-Signature"), body, len)) {
+        status = 401;
+        retry_after = -1;
+    }
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
     const char *id = nng_http_req_get_header(req, "Jobq-Job-Id");
@@ -103,8 +147,18 @@ main(int argc, char **argv)
     nng_url *url;
     nng_http_server *srv;
     nng_http_handler *h;
-    if (log_file == NULL || nng_url_parse(&url, "http://127.0.0.1:0") != 0 ||
-        nng_http_server_hold(&srv, url) != 0 || nng_http_handler_alloc(&h, "/hook", handle) != 0 ||
+    const char *pem = getenv("JOBQ_HOOKD_PEM");
+    nng_tls_config *tls = NULL;
+    if (pem != NULL && (nng_tls_config_alloc(&tls, NNG_TLS_MODE_SERVER) != 0 ||
+                        nng_tls_config_cert_key_file(tls, pem, NULL) != 0)) {
+        fprintf(stderr, "jobq-hookd: cannot load %s\n", pem);
+        return 1;
+    }
+    if (log_file == NULL ||
+        nng_url_parse(&url, tls != NULL ? "https://127.0.0.1:0" : "http://127.0.0.1:0") != 0 ||
+        nng_http_server_hold(&srv, url) != 0 ||
+        (tls != NULL && nng_http_server_set_tls(srv, tls) != 0) ||
+        nng_http_handler_alloc(&h, "/hook", handle) != 0 ||
         nng_http_handler_set_method(h, "POST") != 0 ||
         nng_http_handler_collect_body(h, true, 1 << 20) != 0 ||
         nng_http_server_add_handler(srv, h) != 0 || nng_http_server_start(srv) != 0) {

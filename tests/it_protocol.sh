@@ -7,7 +7,9 @@ RAW_CLIENT=nngcat
 # No command: a queue for remote workers, so submitted jobs stay where they are.
 write_config '[queue.email]
 max_attempts = 3
-timeout = 5s'
+timeout = 5s
+backoff_base = 1h
+backoff_max = 2h'
 start_jobqd
 
 r=$(raw '{"op":"ping"}')
@@ -93,4 +95,32 @@ expect_eq "paused survives a restart" "$(jq -r .queues.email.paused <<<"$r")" tr
 expect_eq "counts survive a restart" "$(jq -r .queues.email.ready <<<"$r")" 2
 raw '{"op":"resume","queue":"email"}' >/dev/null
 ok "pause and resume persist"
+
+# promote: a scheduled job, then one waiting for its backoff, is ready at once; nothing else is.
+r=$(raw '{"op":"submit","queue":"email","payload":"promote me","delay":"1h","priority":100}')
+pid=$(jq -r .id <<<"$r")
+before=$(raw '{"op":"stats"}')
+r=$(raw "{\"op\":\"promote\",\"id\":$pid}")
+expect_eq "promote a scheduled job" "$(jq -r '.ok, .job.state, .job.attempt' <<<"$r" | tr '\n' ' ')" \
+    "true ready 0 "
+after=$(raw '{"op":"stats"}')
+expect_eq "counts follow a promote (ready +, scheduled -)" \
+    "$(($(jq .queues.email.ready <<<"$after") - $(jq .queues.email.ready <<<"$before"))) $(($(jq .queues.email.scheduled <<<"$before") - $(jq .queues.email.scheduled <<<"$after")))" \
+    "1 1"
+r=$(raw "{\"op\":\"promote\",\"id\":$pid}")
+expect_eq "promote a ready job" "$(jq -r .error.code <<<"$r")" invalid_state
+r=$(raw '{"op":"promote","id":999999}')
+expect_eq "promote a job that does not exist" "$(jq -r .error.code <<<"$r")" not_found
+r=$(raw '{"op":"fetch","queues":["email"],"max":1,"timeout":0}')
+expect_eq "the promoted job is fetched first (priority 100)" "$(jq -r '.jobs[0].id' <<<"$r")" "$pid"
+lease=$(jq -r '.jobs[0].lease' <<<"$r")
+r=$(raw "{\"op\":\"fail\",\"id\":$pid,\"lease\":\"$lease\",\"error\":\"later\",\"retry\":true}")
+expect_eq "failed with a backoff of 1 h" "$(jq -r .job.state <<<"$r")" retrying
+r=$(raw "{\"op\":\"promote\",\"id\":$pid}")
+expect_eq "promote a retrying job: ready, its attempt kept" \
+    "$(jq -r '.job.state, .job.attempt, .job.error' <<<"$r" | tr '\n' ' ')" "ready 1 later "
+r=$(raw '{"op":"fetch","queues":["email"],"max":1,"timeout":0}')
+expect_eq "and fetched again as attempt 2" "$(jq -r '.jobs[0].id, .jobs[0].attempt' <<<"$r" | tr '\n' ' ')" \
+    "$pid 2 "
+ok "promote: scheduled and retrying jobs run now; ready, unknown jobs refused"
 stop_jobqd

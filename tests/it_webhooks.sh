@@ -94,3 +94,84 @@ ok "downstream down: connection errors open the breaker after 2"
 stop_jobqd
 kill "$HOOKD_PID"
 wait "$HOOKD_PID" || true
+
+# ---- https with the receiver's certificate verified, deliveries signed ----
+# A test CA, a receiver certificate it signed for 127.0.0.1, and another CA that did not.
+pki() {
+    openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 \
+        -keyout "$T/ca.key" -out "$T/ca.pem" -subj /CN=jobq-test-ca &&
+        openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 \
+            -keyout "$T/other.key" -out "$T/other.pem" -subj /CN=jobq-other-ca &&
+        openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes \
+            -keyout "$T/srv.key" -out "$T/srv.csr" -subj /CN=127.0.0.1 &&
+        printf 'subjectAltName=DNS:127.0.0.1,IP:127.0.0.1\n' >"$T/srv.ext" &&
+        openssl x509 -req -in "$T/srv.csr" -CA "$T/ca.pem" -CAkey "$T/ca.key" -CAcreateserial \
+            -days 2 -out "$T/srv.pem" -extfile "$T/srv.ext" &&
+        cat "$T/srv.pem" "$T/srv.key" >"$T/hookd.pem"
+}
+pki 2>"$T/pki.log" || { cat "$T/pki.log" >&2; fail "openssl could not make the test certificates"; }
+SECRET=whsec-0123456789abcdef-test
+script 200
+: >"$T/hooks.log"
+mkfifo "$T/hookd2.out"
+JOBQ_HOOKD_SECRET=$SECRET JOBQ_HOOKD_PEM="$T/hookd.pem" \
+    "$JOBQ_HOOKD" "$T/script" "$T/hooks.log" >"$T/hookd2.out" &
+HOOKD_PID=$!
+CLEANUP_PIDS+=("$HOOKD_PID")
+read -r _ port <"$T/hookd2.out"
+write_config "[queue.signed]
+url = https://127.0.0.1:$port/hook
+secret = $SECRET
+ca = $T/ca.pem
+max_attempts = 1
+[queue.unsigned]
+url = https://127.0.0.1:$port/hook
+ca = $T/ca.pem
+max_attempts = 1
+[queue.badsecret]
+url = https://127.0.0.1:$port/hook
+secret = not-the-receivers-secret
+ca = $T/ca.pem
+max_attempts = 1
+[queue.wrongca]
+url = https://127.0.0.1:$port/hook
+secret = $SECRET
+ca = $T/other.pem
+max_attempts = 1"
+start_jobqd
+
+id=$(raw '{"op":"submit","queue":"signed","payload":{"order":7}}' | jq .id)
+j=$(wait_job "$id")
+expect_eq "a signed delivery over https" "$(jq -r '"\(.state) \(.result)"' <<<"$j")" \
+    "succeeded answer 200"
+expect_eq "the receiver verified it" "$(tail -n 1 "$T/hooks.log" | cut -d' ' -f2,6-)" \
+    "$id 200 {\"order\":7}"
+for q in unsigned badsecret; do
+    id=$(raw "{\"op\":\"submit\",\"queue\":\"$q\",\"payload\":1}" | jq .id)
+    j=$(wait_job "$id")
+    expect_eq "queue $q: refused by the receiver" "$(jq -r '"\(.state) \(.error)"' <<<"$j")" \
+        "dead HTTP 401 Unauthorized: answer 401"
+done
+id=$(raw '{"op":"submit","queue":"wrongca","payload":1}' | jq .id)
+j=$(wait_job "$id")
+expect_eq "a receiver the ca does not vouch for" "$(jq -r .state <<<"$j")" dead
+jq -r .error <<<"$j" | grep -q "^cannot deliver to https://" ||
+    fail "the error of an unverified receiver: $(jq -r .error <<<"$j")"
+ok "https: verified receiver, signed deliveries accepted; unsigned, wrongly signed and unverified refused"
+
+# The receiver's checks themselves, with signatures computed by openssl: a fresh one passes,
+# a tampered body and a replayed (10 minutes old) timestamp do not.
+post() { # post TIMESTAMP SIGNED_BODY SENT_BODY: the HTTP status
+    local mac
+    mac=$(printf '%s.%s' "$1" "$2" | openssl dgst -sha256 -hmac "$SECRET" | sed 's/^.*= //')
+    curl -s -o /dev/null -w '%{http_code}' --cacert "$T/ca.pem" \
+        -H "Jobq-Signature: t=$1,v1=$mac" --data-binary "$3" "https://127.0.0.1:$port/hook"
+}
+now=$(date +%s)
+expect_eq "a fresh signature from openssl" "$(post "$now" '{"a":1}' '{"a":1}')" 200
+expect_eq "a tampered body" "$(post "$now" '{"a":1}' '{"a":2}')" 401
+expect_eq "a replayed timestamp" "$(post $((now - 600)) '{"a":1}' '{"a":1}')" 401
+ok "signature: jobqd's HMAC matches openssl's; tampering and replays are refused"
+stop_jobqd
+kill "$HOOKD_PID"
+wait "$HOOKD_PID" || true

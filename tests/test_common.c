@@ -10,6 +10,9 @@
 #include "duration.h"
 #include "idhash.h"
 #include "list.h"
+#include "sha256.h"
+
+#include <string.h>
 
 static void
 test_duration_one_term(void **state)
@@ -132,6 +135,68 @@ test_clock_is_monotonic(void **state)
     assert_true(jobq__wall_ms() > 1600000000000LL); /* after 2020 */
 }
 
+/* sha256_hex: the hex digest of s. */
+static void
+sha256_hex(const char *s, size_t len, char out[65])
+{
+    sha256_ctx c;
+    uint8_t d[32];
+    sha256_init(&c);
+    /* in two pieces, to cross a block boundary inside update */
+    sha256_update(&c, s, len / 3);
+    sha256_update(&c, s + len / 3, len - len / 3);
+    sha256_final(&c, d);
+    hex32(d, out);
+}
+
+/* FIPS 180-4 examples, and a message of exactly one block less the padding. */
+static void
+test_sha256_vectors(void **state)
+{
+    (void)state;
+    char hex[65];
+    sha256_hex("abc", 3, hex);
+    assert_string_equal(hex, "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+    sha256_hex("", 0, hex);
+    assert_string_equal(hex, "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
+    const char *two = "abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq";
+    sha256_hex(two, strlen(two), hex);
+    assert_string_equal(hex, "248d6a61d20638b8e5c026930c3e6039a33ce45964ff2167f6ecedd419db06c1");
+    char a[1000];
+    memset(a, 'a', sizeof(a));
+    sha256_hex(a, sizeof(a), hex);
+    assert_string_equal(hex, "41edece42d63e8d9bf515a9ba6932e1c20cbc9f5a5d134645adb5db1b9737ea3");
+}
+
+/* RFC 4231 test cases 1, 2 and 6 (a key longer than a block). */
+static void
+test_hmac_sha256_vectors(void **state)
+{
+    (void)state;
+    uint8_t d[32];
+    char hex[65];
+    uint8_t key1[20];
+    memset(key1, 0x0b, sizeof(key1));
+    const void *p1[] = {"Hi There"};
+    size_t l1[] = {8};
+    hmac_sha256(key1, sizeof(key1), p1, l1, 1, d);
+    hex32(d, hex);
+    assert_string_equal(hex, "b0344c61d8db38535ca8afceaf0bf12b881dc200c9833da726e9376c2e32cff7");
+    const void *p2[] = {"what do ya want ", "for nothing?"};
+    size_t l2[] = {16, 12};
+    hmac_sha256("Jefe", 4, p2, l2, 2, d);
+    hex32(d, hex);
+    assert_string_equal(hex, "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843");
+    uint8_t key6[131];
+    memset(key6, 0xaa, sizeof(key6));
+    const char *m6 = "Test Using Larger Than Block-Size Key - Hash Key First";
+    const void *p6[] = {m6};
+    size_t l6[] = {strlen(m6)};
+    hmac_sha256(key6, sizeof(key6), p6, l6, 1, d);
+    hex32(d, hex);
+    assert_string_equal(hex, "60e431591ee0b67f0d8a26aacbf5b77f8e0bc6213728c5140546040f0ee37f54");
+}
+
 int
 main(void)
 {
@@ -141,6 +206,8 @@ main(void)
         cmocka_unit_test(test_list_push_and_unlink),
         cmocka_unit_test(test_id_hash_spreads_sequential_ids),
         cmocka_unit_test(test_clock_is_monotonic),
+        cmocka_unit_test(test_sha256_vectors),
+        cmocka_unit_test(test_hmac_sha256_vectors),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -496,7 +496,10 @@ test_remote_and_security_errors(void **state)
     char err[512];
     static const char *const bad[][2] = {
         {"[server]\nauth_token = short\n", "too short"},
-        {"[queue.q]\nurl = ftp://x/y\n", "http:// URL"},
+        {"[queue.q]\nurl = ftp://x/y\n", "http:// or https:// URL"},
+        {"[queue.q]\nsecret = 0123456789abcdef\n", "has secret but no url"},
+        {"[queue.q]\nurl = http://127.0.0.1:1/x\nca = /etc/ca.pem\n", "url is not https://"},
+        {"[queue.q]\nurl = https://127.0.0.1:1/x\nsecret = short\n", "too short"},
         {"[queue.q]\ncommand = /bin/true\nurl = http://127.0.0.1:1/x\n", "both command and url"},
         {"[server]\nlisten = tls+tcp://127.0.0.1:7460\n", "needs tls_cert and tls_key"},
         {"[queue.q]\nlease = 10ms\n", "lease"},

@@ -6,11 +6,17 @@
 #include <setjmp.h>
 #include <cmocka.h>
 
+#include <errno.h>
+#include <poll.h>
 #include <signal.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include "exec.h"
+#include "execspawn.h"
 
 /* JOBQ_* variables of our own environment never reach the command; the job's four do. */
 static void
@@ -180,6 +186,83 @@ test_error_text(void **state)
     free(s);
 }
 
+/* read_all: what fd gives until EOF (fd is non-blocking). */
+static void
+read_all(int fd, char *buf, size_t cap)
+{
+    size_t n = 0;
+    for (;;) {
+        struct pollfd p = {.fd = fd, .events = POLLIN};
+        assert_true(poll(&p, 1, 10000) == 1);
+        ssize_t got = read(fd, buf + n, cap - 1 - n);
+        if (got < 0 && errno == EAGAIN) {
+            continue;
+        }
+        assert_true(got >= 0);
+        if (got == 0) {
+            break;
+        }
+        n += (size_t)got;
+    }
+    buf[n] = '\0';
+}
+
+/* A command started by exec_spawn reads its stdin from the pipe, writes its stdout and
+ * stderr to theirs, leads a session of its own, and has no signal ignored even when its
+ * parent ignores SIGPIPE (as jobqd does). */
+static void
+test_spawn_session_signals_pipes(void **state)
+{
+    (void)state;
+    signal(SIGPIPE, SIG_IGN);
+    char *argv[] = {"sh", "-c",
+                    "read line; echo \"in=$line\"; "
+                    "echo \"sid=$(cut -d' ' -f6 /proc/$$/stat) pid=$$\"; "
+                    "grep '^SigIgn' /proc/$$/status; echo oops >&2; exit 3",
+                    NULL};
+    char *envp[] = {"PATH=/usr/bin:/bin", NULL};
+    pid_t pid = 0;
+    int fds[3];
+    assert_int_equal(exec_spawn(argv, envp, &pid, fds), 0);
+    assert_true(pid > 0);
+    assert_int_equal(write(fds[0], "hello\n", 6), 6);
+    close(fds[0]);
+    char out[4096], err[256];
+    read_all(fds[1], out, sizeof(out));
+    read_all(fds[2], err, sizeof(err));
+    close(fds[1]);
+    close(fds[2]);
+    int status = 0;
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    assert_true(WIFEXITED(status));
+    assert_int_equal(WEXITSTATUS(status), 3);
+    assert_non_null(strstr(out, "in=hello\n"));
+    char want[64];
+    snprintf(want, sizeof(want), "sid=%d pid=%d\n", (int)pid, (int)pid);
+    assert_non_null(strstr(out, want)); /* its own session */
+    /* SIGPIPE at its default; glibc's posix_spawn leaves its own two reserved signals (32 and
+     * 33) ignored, which programs on glibc set up again. */
+    const char *ign = strstr(out, "SigIgn:\t");
+    assert_non_null(ign);
+    unsigned long long mask = strtoull(ign + 8, NULL, 16);
+    assert_int_equal(mask & ~(3ULL << 31), 0);
+    assert_string_equal(err, "oops\n");
+    signal(SIGPIPE, SIG_DFL);
+}
+
+/* A command that cannot be found is an error of exec_spawn itself, with nothing left open. */
+static void
+test_spawn_missing_command(void **state)
+{
+    (void)state;
+    char *argv[] = {"/nonexistent/jobq-no-such-command", NULL};
+    char *envp[] = {NULL};
+    pid_t pid = 0;
+    int fds[3] = {-1, -1, -1};
+    assert_int_equal(exec_spawn(argv, envp, &pid, fds), ENOENT);
+    assert_int_equal(fds[0], -1);
+}
+
 int
 main(void)
 {
@@ -190,6 +273,8 @@ main(void)
         cmocka_unit_test(test_sanitize_utf8),
         cmocka_unit_test(test_verdicts),
         cmocka_unit_test(test_error_text),
+        cmocka_unit_test(test_spawn_session_signals_pipes),
+        cmocka_unit_test(test_spawn_missing_command),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

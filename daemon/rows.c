@@ -1,0 +1,44 @@
+/* rows.c: frees what the store's read operations allocate in rows (jobs, attempts, groups),
+ * for every backend and every caller. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "store.h"
+
+void
+job_row_clear(job_row *row)
+{
+    free(row->queue);
+    free(row->payload);
+    free(row->key);
+    free(row->result);
+    free(row->error);
+    memset(row, 0, sizeof(*row));
+}
+
+void
+attempt_row_clear(attempt_row *a)
+{
+    free(a->kind);
+    free(a->error);
+    memset(a, 0, sizeof(*a));
+}
+
+void
+group_oc_clear(group_oc *oc)
+{
+    free(oc->queue);
+    free(oc->payload);
+    memset(oc, 0, sizeof(*oc));
+}
+
+void
+group_info_clear(group_info *g)
+{
+    for (size_t i = 0; i < g->nmembers; i++) {
+        free(g->members[i].error);
+    }
+    free(g->members);
+    free(g->oc_queue);
+    memset(g, 0, sizeof(*g));
+}
