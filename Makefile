@@ -2,9 +2,9 @@
 # config; `make test` builds and runs every test. Both install missing Debian packages first:
 # DEBS, what building and running need; TEST_DEBS, what only the tests add.
 DEBS := build-essential cmake pkg-config libuv1-dev libnng-dev libsqlite3-dev libcmocka-dev \
-        libjansson-dev libinih-dev tzdata libmicrohttpd-dev
+        libjansson-dev libinih-dev tzdata libmicrohttpd-dev libpq-dev
 TEST_DEBS := nng-utils sqlite3 valgrind procps jq curl openssl prometheus chromium bsdutils \
-        util-linux clang libclang-rt-dev
+        util-linux clang libclang-rt-dev postgresql
 BUILD ?= build
 CMAKE_FLAGS ?= -DJOBQ_WERROR=ON
 # The sanitizer build: its own directory; the fuzz targets are ASan builds already, so they

@@ -34,6 +34,7 @@ enum key_kind {
     KEY_USER,       /* an account name: [A-Za-z0-9_.-], not starting with '-' */
     KEY_URL,        /* http(s)://HOST[:PORT]/PATH */
     KEY_DURABILITY, /* full | normal */
+    KEY_STORE,      /* sqlite | postgres */
     KEY_LOG_LEVEL,  /* debug | info | warn | error */
     KEY_BOOL,       /* true|false|yes|no|on|off|1|0 */
     KEY_DURATION,   /* int64_t ms, within [min, max] */
@@ -57,6 +58,7 @@ static const key_def server_keys[] = {
     {"listen", KEY_LISTEN, offsetof(config, listen), 0, 0},
     {"http", KEY_HOSTPORT, offsetof(config, http), 0, 0},
     {"database", KEY_STRING, offsetof(config, database), 0, 0},
+    {"store", KEY_STORE, offsetof(config, store), 0, 0},
     {"durability", KEY_DURABILITY, offsetof(config, durability), 0, 0},
     {"shutdown_grace", KEY_DURATION, offsetof(config, shutdown_grace_ms), 0, DURATION_MAX_MS},
     {"log_level", KEY_LOG_LEVEL, offsetof(config, log_level), 0, 0},
@@ -544,6 +546,15 @@ set_value(parse_ctx *c, const key_def *def, void *obj, const char *value)
         *dst = copy;
         return 1;
     }
+    case KEY_STORE:
+        if (strcmp(value, "sqlite") == 0) {
+            *(enum store_kind *)(void *)field = STORE_SQLITE;
+        } else if (strcmp(value, "postgres") == 0 || strcmp(value, "postgresql") == 0) {
+            *(enum store_kind *)(void *)field = STORE_POSTGRES;
+        } else {
+            return bad(c, "%s %s = \"%s\": expected sqlite or postgres", c->label, name, value);
+        }
+        return 1;
     case KEY_DURABILITY:
         if (strcmp(value, "full") == 0) {
             *(enum durability *)(void *)field = DURABILITY_FULL;
@@ -1060,6 +1071,12 @@ server_key_set(const parse_ctx *c, const char *name)
     return false;
 }
 
+bool
+config_database_is_postgres(const char *database)
+{
+    return strncmp(database, "postgresql://", 13) == 0 || strncmp(database, "postgres://", 11) == 0;
+}
+
 /* check_config: the checks that need the whole file. Returns true, or false after recording
  * why (with no line). */
 static bool
@@ -1074,6 +1091,21 @@ check_config(parse_ctx *c)
         bad(c, "[server] a tls+tcp:// listen URL needs tls_cert and tls_key");
         return false;
     }
+    bool url = config_database_is_postgres(c->cfg->database);
+    if (c->cfg->store == STORE_POSTGRES && !url) {
+        c->lineno = -1;
+        bad(c,
+            "[server] store = postgres needs database = postgresql://USER@HOST:PORT/DBNAME (a "
+            "libpq URL; a socket directory goes in ?host=/run/postgresql)%s",
+            server_key_set(c, "database") ? ", not a file path" : "");
+        return false;
+    }
+    if (c->cfg->store == STORE_SQLITE && url) {
+        c->lineno = -1;
+        bad(c, "[server] store = sqlite needs database = a file path, not a postgresql:// URL");
+        return false;
+    }
+    c->cfg->store = url ? STORE_POSTGRES : STORE_SQLITE;
     for (size_t i = 0; i < NSERVER_KEYS; i++) {
         if (strcmp(server_keys[i].name, "http_max_connections") == 0) {
             c->cfg->http_max_connections_line = c->server_lines[i];

@@ -10,6 +10,9 @@
 #include "tz.h"
 
 enum durability { DURABILITY_FULL = 0, DURABILITY_NORMAL = 1 };
+/* Which store backend `database` names. STORE_AUTO only while reading: config_load resolves it
+ * from database (a postgresql:// or postgres:// URL is PostgreSQL, anything else a file). */
+enum store_kind { STORE_AUTO = 0, STORE_SQLITE = 1, STORE_POSTGRES = 2 };
 enum log_level { LOG_DEBUG = 0, LOG_INFO = 1, LOG_WARN = 2, LOG_ERROR = 3 };
 
 /** One [queue.NAME] section. */
@@ -55,7 +58,8 @@ typedef struct config {
     char **listen; /* nng URLs; at least one */
     size_t nlisten;
     char *http;                 /* "host:port" of the monitor endpoint; NULL when disabled */
-    char *database;             /* SQLite file path; relative paths are relative to the cwd */
+    char *database;             /* SQLite file path (relative to the cwd), or a PostgreSQL URL */
+    enum store_kind store;      /* `store`, or what database names; never STORE_AUTO once loaded */
     char *auth_token;           /* when set, every request must carry it; NULL: none */
     char *tls_cert;             /* PEM certificate for tls+tcp:// listeners */
     char *tls_key;              /* PEM key of tls_cert */
@@ -93,6 +97,10 @@ typedef struct config {
     schedule_conf *schedules;
     size_t nschedules;
 } config;
+
+/** config_database_is_postgres: whether a `database` setting names a PostgreSQL server (a
+ *  postgresql:// or postgres:// URL) rather than a SQLite file. */
+bool config_database_is_postgres(const char *database);
 
 /** config_load: reads and validates FILE. On success returns 0 and *cfgp owns a config
  *  (free with config_free). On failure returns -1, leaves *cfgp alone and writes a one-line

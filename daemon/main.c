@@ -197,7 +197,9 @@ main(int argc, char **argv)
 
     store *st = NULL;
     if (store_open(cfg->database, cfg->durability, &st, err, sizeof(err)) != JOBQ_OK) {
-        fprintf(stderr, "jobqd: %s (does the directory exist and is it writable?)\n", err);
+        fprintf(stderr, "jobqd: %s%s\n", err,
+                cfg->store == STORE_POSTGRES ? ""
+                                             : " (does the directory exist and is it writable?)");
         config_free(cfg);
         return 1;
     }
@@ -216,10 +218,11 @@ main(int argc, char **argv)
         code = 1;
         server_drain(&srv); /* nothing runs yet: this only closes the listeners */
     } else {
-        char q[512];
+        char q[512], db[512];
         server_start(&srv);
+        store_redact(cfg->database, db, sizeof(db)); /* a URL may carry a password */
         log_info("ready", "version=%s database=%s durability=%s queues=%zu uid=%lu gid=%lu",
-                 JOBQ_VERSION_STRING, log_quote(q, sizeof(q), cfg->database),
+                 JOBQ_VERSION_STRING, log_quote(q, sizeof(q), db),
                  cfg->durability == DURABILITY_FULL ? "full" : "normal", cfg->nqueues,
                  (unsigned long)geteuid(), (unsigned long)getegid());
     }

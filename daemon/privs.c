@@ -132,7 +132,7 @@ privs_chown_files(const privs *p, const config *cfg, char *err, size_t errlen)
         return 0;
     }
     const char *db = cfg->database;
-    if (strcmp(db, ":memory:") != 0 && db[0] != '\0') {
+    if (cfg->store != STORE_POSTGRES && strcmp(db, ":memory:") != 0 && db[0] != '\0') {
         /* The store holds all three open (WAL mode): the account keeps writing through those
          * descriptors, and owns the files when it reopens them (a backup, the next start). */
         char side[4096];
@@ -226,6 +226,8 @@ privs_drop(const privs *p, const config *cfg, char *err, size_t errlen)
         snprintf(err, errlen, "out of memory");
         return -1;
     }
-    warn_db_dir(p, cfg->database);
+    if (cfg->store != STORE_POSTGRES) { /* a PostgreSQL server keeps its own files */
+        warn_db_dir(p, cfg->database);
+    }
     return 0;
 }

@@ -6,19 +6,24 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* is_postgres_url: whether database names a PostgreSQL server rather than a file. */
-static bool
-is_postgres_url(const char *database)
+bool
+store_is_postgres(const char *database)
 {
-    return strncmp(database, "postgresql://", 13) == 0 || strncmp(database, "postgres://", 11) == 0;
+    return config_database_is_postgres(database); /* the one rule, config.c's */
 }
 
 int
 store_open(const char *path, enum durability durability, store **stp, char *err, size_t errlen)
 {
-    if (is_postgres_url(path)) {
-        snprintf(err, errlen, "database %s: this jobqd has no PostgreSQL backend", path);
+    if (store_is_postgres(path)) {
+#ifdef JOBQ_HAVE_POSTGRES
+        return store_pg_open(path, durability, stp, err, errlen);
+#else
+        snprintf(err, errlen,
+                 "[server] database is a PostgreSQL URL but this jobqd was built without "
+                 "PostgreSQL (libpq); rebuild with libpq-dev installed and -DJOBQ_POSTGRES=ON");
         return JOBQ_EINVAL;
+#endif
     }
     return store_sqlite_open(path, durability, stp, err, errlen);
 }
@@ -26,12 +31,38 @@ store_open(const char *path, enum durability durability, store **stp, char *err,
 int
 store_backup(const char *db_path, const char *dest, char *err, size_t errlen)
 {
-    if (is_postgres_url(db_path)) {
+    if (store_is_postgres(db_path)) {
         snprintf(err, errlen,
-                 "backup: the PostgreSQL server owns backups (pg_dump, pg_basebackup)");
+                 "backup is unsupported for a PostgreSQL database: use pg_dump (or "
+                 "pg_basebackup) against the server, which owns backups");
         return JOBQ_EINVAL;
     }
     return store_sqlite_backup(db_path, dest, err, errlen);
+}
+
+void
+store_redact(const char *database, char *buf, size_t len)
+{
+    /* postgresql://user:password@host/...: the password goes; key=value strings say
+     * password=... and go whole. */
+    const char *scheme = strstr(database, "://");
+    if (!store_is_postgres(database) || scheme == NULL) {
+        snprintf(buf, len, "%s", strstr(database, "password") != NULL ? "(redacted)" : database);
+        return;
+    }
+    const char *auth = scheme + 3;
+    const char *at = strchr(auth, '@');
+    const char *colon = strchr(auth, ':');
+    const char *slash = strchr(auth, '/');
+    if (at != NULL && colon != NULL && colon < at && (slash == NULL || at < slash)) {
+        snprintf(buf, len, "%.*s:***%s", (int)(colon - database), database, at);
+    } else {
+        snprintf(buf, len, "%s", database);
+    }
+    char *pw = strstr(buf, "password=");
+    if (pw != NULL) {
+        snprintf(pw, len - (size_t)(pw - buf), "password=***");
+    }
 }
 
 void

@@ -96,9 +96,18 @@ void job_row_clear(job_row *row);
 
 /** store_open: opens (creating if needed) the database named by `database`: a file path is
  *  a SQLite database (WAL mode, the durability, pending migrations applied); a
- *  postgresql:// URL is refused by this build. Returns JOBQ_OK and *stp, or an error with a
- *  reason in err (e.g. a database written by a newer jobqd). */
+ *  postgresql:// (or postgres://) URL is a PostgreSQL database (store_pg.c: connected,
+ *  pending migrations/pg/ applied). Returns JOBQ_OK and *stp, or an error with a reason in
+ *  err (e.g. a database written by a newer jobqd, a server that cannot be reached). */
 int store_open(const char *path, enum durability durability, store **stp, char *err, size_t errlen);
+
+/** store_is_postgres: whether the `database` setting names a PostgreSQL server (a
+ *  postgresql:// or postgres:// URL) rather than a SQLite file. */
+bool store_is_postgres(const char *database);
+
+/** store_redact: the `database` setting fit for a log line or a reply: a password in it
+ *  replaced by ***. Writes at most len bytes to buf. */
+void store_redact(const char *database, char *buf, size_t len);
 
 /** store_set_sync: whether the next commits are durable on return (durability full only;
  *  with normal none is). A durable commit makes every earlier commit durable too. Between
@@ -495,5 +504,13 @@ int store_sqlite_open(const char *path, enum durability durability, store **stp,
 
 /** store_sqlite_backup: store_backup for a SQLite database file. */
 int store_sqlite_backup(const char *db_path, const char *dest, char *err, size_t errlen);
+
+/** store_pg_open: store_open for a PostgreSQL URL (store_pg.c; in builds with libpq). */
+int store_pg_open(const char *url, enum durability durability, store **stp, char *err,
+                  size_t errlen);
+
+/** store_pg_migrate_latest: the PostgreSQL schema version this jobqd brings (the highest
+ *  migrations/pg/ number). */
+int store_pg_migrate_latest(void);
 
 #endif

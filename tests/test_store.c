@@ -1,7 +1,10 @@
 /* test_store.c: the store contract, the tests any backend must pass (test_contract_*): rows,
  * fenced updates, claims and their order, keys, dependencies, groups, history, retention,
- * savepoints; then SQLite's own (test_sqlite_*: its index, its migrations). On a real temp
- * file. Job policy over these primitives is test_lifecycle.c's. */
+ * savepoints; then each backend's own (test_sqlite_*: its index, its migrations; test_pg_*:
+ * its index, migrations, SKIP LOCKED claims, a lost connection). Without JOBQ_TEST_PG_HOST it
+ * runs on SQLite, on a real temp file; with it (ctest's test_store_pg, through tests/pg.sh)
+ * on a real PostgreSQL cluster, a fresh database per test. Job policy over these primitives
+ * is test_lifecycle.c's. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -14,23 +17,83 @@
 #include <string.h>
 #include <unistd.h>
 
+#ifdef JOBQ_HAVE_POSTGRES
+#include <libpq-fe.h>
+#endif
+
 #include "migrate.h"
 #include "store.h"
 
 typedef struct fixture {
     char dir[64];
-    char path[128];
+    char path[512]; /* the database setting: a file, or a postgresql:// URL */
+    char db[32];    /* PostgreSQL: this test's database */
     store *st;
 } fixture;
+
+/* pg_host: the socket directory of the test cluster (tests/pg.sh), or NULL: SQLite. */
+static const char *
+pg_host(void)
+{
+    const char *h = getenv("JOBQ_TEST_PG_HOST");
+    return h != NULL && h[0] != '\0' ? h : NULL;
+}
+
+#ifdef JOBQ_HAVE_POSTGRES
+/* pg_url: the URL of database db on the test cluster. */
+static void
+pg_url(char *buf, size_t len, const char *db)
+{
+    const char *port = getenv("JOBQ_TEST_PG_PORT");
+    const char *user = getenv("JOBQ_TEST_PG_USER");
+    snprintf(buf, len, "postgresql://%s@/%s?host=%s&port=%s", user != NULL ? user : "jobq", db,
+             pg_host(), port != NULL ? port : "5432");
+}
+
+/* pg_admin: runs sql on database db of the test cluster (not through the store) and returns
+ * the first value of its last result (malloc'd; "" when none). Fails the test on error. */
+static char *
+pg_admin(const char *db, const char *sql)
+{
+    char url[512];
+    pg_url(url, sizeof(url), db);
+    PGconn *c = PQconnectdb(url);
+    if (PQstatus(c) != CONNECTION_OK) {
+        fail_msg("connecting to %s: %s", url, PQerrorMessage(c));
+    }
+    PGresult *r = PQexec(c, sql);
+    ExecStatusType st = PQresultStatus(r);
+    if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK) {
+        fail_msg("%s: %s", sql, PQerrorMessage(c));
+    }
+    char *v = strdup(PQntuples(r) > 0 && PQnfields(r) > 0 ? PQgetvalue(r, 0, 0) : "");
+    PQclear(r);
+    PQfinish(c);
+    return v;
+}
+#endif
 
 static int
 setup(void **state)
 {
     fixture *f = calloc(1, sizeof(*f));
-    snprintf(f->dir, sizeof(f->dir), "/tmp/jobq-store.XXXXXX");
-    assert_non_null(mkdtemp(f->dir));
-    snprintf(f->path, sizeof(f->path), "%s/jobq.db", f->dir);
-    char err[256] = "";
+    if (pg_host() != NULL) {
+#ifdef JOBQ_HAVE_POSTGRES
+        static int n;
+        snprintf(f->db, sizeof(f->db), "jobq_store_%d_%d", (int)getpid(), ++n);
+        char sql[96];
+        snprintf(sql, sizeof(sql), "CREATE DATABASE %s TEMPLATE template0", f->db);
+        free(pg_admin("postgres", sql));
+        pg_url(f->path, sizeof(f->path), f->db);
+#else
+        fail_msg("JOBQ_TEST_PG_HOST is set but this build has no PostgreSQL backend");
+#endif
+    } else {
+        snprintf(f->dir, sizeof(f->dir), "/tmp/jobq-store.XXXXXX");
+        assert_non_null(mkdtemp(f->dir));
+        snprintf(f->path, sizeof(f->path), "%s/jobq.db", f->dir);
+    }
+    char err[1024] = "";
     if (store_open(f->path, DURABILITY_FULL, &f->st, err, sizeof(err)) != JOBQ_OK) {
         fail_msg("store_open: %s", err);
     }
@@ -43,9 +106,17 @@ teardown(void **state)
 {
     fixture *f = *state;
     store_close(f->st);
-    char cmd[160];
-    snprintf(cmd, sizeof(cmd), "rm -rf %s", f->dir);
-    assert_int_equal(system(cmd), 0);
+    if (f->db[0] != '\0') {
+#ifdef JOBQ_HAVE_POSTGRES
+        char sql[96];
+        snprintf(sql, sizeof(sql), "DROP DATABASE %s WITH (FORCE)", f->db);
+        free(pg_admin("postgres", sql));
+#endif
+    } else {
+        char cmd[160];
+        snprintf(cmd, sizeof(cmd), "rm -rf %s", f->dir);
+        assert_int_equal(system(cmd), 0);
+    }
     free(f);
     return 0;
 }
@@ -174,7 +245,7 @@ test_contract_savepoint_rolls_back_one_op(void **state)
     assert_int_equal(store_job_insert(f->st, &s, JOBQ_READY, 0, 0, NULL, &kept), JOBQ_OK);
     store_release(f->st);
     assert_int_equal(store_commit(f->st), JOBQ_OK);
-    job_row r;
+    job_row r = {0}; /* left alone on JOBQ_ENOENT: a backend may not reuse the id (PostgreSQL) */
     assert_int_equal(store_get(f->st, id, &r), id == kept ? JOBQ_OK : JOBQ_ENOENT);
     job_row_clear(&r);
     assert_int_equal(store_get(f->st, kept, &r), JOBQ_OK);
@@ -644,10 +715,190 @@ test_sqlite_fresh_database_gets_every_migration(void **state)
     sqlite3_close(db);
 }
 
+#ifdef JOBQ_HAVE_POSTGRES
+/* The claim must be one range of jobs_claim in claim order, never a sort of the backlog, with
+ * the plan a prepared statement keeps (generic: the state is a parameter). */
+static void
+test_pg_claim_uses_claim_index(void **state)
+{
+    fixture *f = *state;
+    free(pg_admin(f->db, "INSERT INTO jobs (queue, payload, priority, state, run_at, "
+                         "max_attempts, timeout_ms, created_at) SELECT 'q' || (i % 10), '{}', "
+                         "i % 3, i % 8, i, 1, 1000, i FROM generate_series(1, 20000) i; "
+                         "ANALYZE jobs"));
+    /* On a connection of its own: a generic plan, as a prepared statement ends up with. */
+    char url[512];
+    pg_url(url, sizeof(url), f->db);
+    PGconn *c = PQconnectdb(url);
+    assert_int_equal(PQstatus(c), CONNECTION_OK);
+    PQclear(PQexec(c, "SET plan_cache_mode = force_generic_plan"));
+    PQclear(PQexec(c, "PREPARE c(text, smallint, bigint) AS SELECT id FROM jobs WHERE "
+                      "queue = $1 AND state = $2 ORDER BY priority DESC, run_at, id LIMIT $3 "
+                      "FOR UPDATE SKIP LOCKED"));
+    PGresult *r = PQexec(c, "EXPLAIN EXECUTE c('q1', 1, 10)");
+    assert_int_equal(PQresultStatus(r), PGRES_TUPLES_OK);
+    char text[2048] = "";
+    for (int i = 0; i < PQntuples(r); i++) {
+        strncat(text, PQgetvalue(r, i, 0), sizeof(text) - strlen(text) - 2);
+        strcat(text, ";");
+    }
+    PQclear(r);
+    PQfinish(c);
+    if (strstr(text, "jobs_claim") == NULL || strstr(text, "Sort") != NULL) {
+        fail_msg("claim plan: %s", text);
+    }
+}
+
+static void
+test_pg_migrations_recorded_once(void **state)
+{
+    fixture *f = *state;
+    char want[16];
+    snprintf(want, sizeof(want), "%d", store_pg_migrate_latest());
+    char *v = pg_admin(f->db, "SELECT count(*) || ':' || max(version) FROM jobq_migrations");
+    char both[40];
+    snprintf(both, sizeof(both), "%s:%s", want, want);
+    assert_string_equal(v, both);
+    free(v);
+    /* A second node opening the same database applies nothing. */
+    store *again = NULL;
+    char err[1024] = "";
+    if (store_open(f->path, DURABILITY_FULL, &again, err, sizeof(err)) != JOBQ_OK) {
+        fail_msg("second store_open: %s", err);
+    }
+    store_close(again);
+    v = pg_admin(f->db, "SELECT count(*) || ':' || max(version) FROM jobq_migrations");
+    assert_string_equal(v, both);
+    free(v);
+}
+
+static void
+test_pg_newer_database_refused(void **state)
+{
+    fixture *f = *state;
+    char sql[128];
+    snprintf(sql, sizeof(sql), "INSERT INTO jobq_migrations (version, name) VALUES (%d, 'x')",
+             store_pg_migrate_latest() + 1);
+    free(pg_admin(f->db, sql));
+    store *again = NULL;
+    char err[1024] = "";
+    assert_int_not_equal(store_open(f->path, DURABILITY_FULL, &again, err, sizeof(err)), JOBQ_OK);
+    assert_null(again);
+    assert_non_null(strstr(err, "newer jobqd"));
+}
+
+/* Two connections (two nodes) claiming at once: the second skips the rows the first holds,
+ * without waiting, and no job is claimed twice. */
+static void
+test_pg_concurrent_claims_skip_locked(void **state)
+{
+    fixture *f = *state;
+    for (int i = 0; i < 10; i++) {
+        insert(f->st, "q", 0, 0, 0);
+    }
+    store *other = NULL;
+    char err[1024] = "";
+    if (store_open(f->path, DURABILITY_FULL, &other, err, sizeof(err)) != JOBQ_OK) {
+        fail_msg("second store_open: %s", err);
+    }
+    job_row a[10], b[10];
+    size_t na, nb;
+    assert_int_equal(store_begin(f->st), JOBQ_OK);
+    assert_int_equal(store_claim(f->st, "q", 5, 3, a, &na), JOBQ_OK);
+    assert_int_equal(na, 3);
+    assert_int_equal(store_begin(other), JOBQ_OK);
+    assert_int_equal(store_claim(other, "q", 5, 10, b, &nb), JOBQ_OK); /* does not block */
+    assert_int_equal(nb, 7);
+    assert_int_equal(store_commit(other), JOBQ_OK);
+    assert_int_equal(store_commit(f->st), JOBQ_OK);
+    for (size_t i = 0; i < na; i++) {
+        for (size_t j = 0; j < nb; j++) {
+            assert_int_not_equal(a[i].id, b[j].id);
+        }
+    }
+    for (size_t i = 0; i < na; i++) {
+        job_row_clear(&a[i]);
+    }
+    for (size_t j = 0; j < nb; j++) {
+        job_row_clear(&b[j]);
+    }
+    assert_int_equal(store_begin(other), JOBQ_OK);
+    assert_int_equal(store_claim(other, "q", 5, 10, b, &nb), JOBQ_OK);
+    assert_int_equal(store_commit(other), JOBQ_OK);
+    assert_int_equal(nb, 0);
+    store_close(other);
+}
+
+/* A lost connection fails the statement that finds it with a message saying where and what to
+ * do; the next transaction reconnects. */
+static void
+test_pg_lost_connection_reconnects(void **state)
+{
+    fixture *f = *state;
+    int64_t id = insert(f->st, "q", 0, 0, 0);
+    char sql[256];
+    snprintf(sql, sizeof(sql),
+             "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE datname = '%s' "
+             "AND application_name = 'jobqd'",
+             f->db);
+    char *n = pg_admin("postgres", sql);
+    assert_string_equal(n, "1");
+    free(n);
+    job_row r;
+    assert_int_equal(store_get(f->st, id, &r), JOBQ_ESTORE);
+    const char *msg = store_errmsg(f->st);
+    if (strstr(msg, "cannot reach PostgreSQL at socket ") == NULL ||
+        strstr(msg, "check [server] database") == NULL) {
+        fail_msg("message: %s", msg);
+    }
+    assert_false(store_in_transaction(f->st));
+    assert_int_equal(store_begin(f->st), JOBQ_OK);
+    assert_int_equal(store_get(f->st, id, &r), JOBQ_OK);
+    assert_int_equal(store_commit(f->st), JOBQ_OK);
+    assert_int_equal(r.id, id);
+    job_row_clear(&r);
+}
+
+static void
+test_pg_unreachable_server_says_where(void **state)
+{
+    (void)state;
+    store *st = NULL;
+    char err[1024] = "";
+    assert_int_equal(store_open("postgresql://jobq@/x?host=/nonexistent-jobq&port=1&"
+                                "connect_timeout=2",
+                                DURABILITY_FULL, &st, err, sizeof(err)),
+                     JOBQ_ESTORE);
+    assert_null(st);
+    if (strstr(err, "cannot reach PostgreSQL at") == NULL || strstr(err, "nonexistent-jobq") == NULL ||
+        strstr(err, "check [server] database") == NULL) {
+        fail_msg("message: %s", err);
+    }
+}
+#endif
+
+/* A password in the database setting never reaches a log line. */
+static void
+test_redact_hides_password(void **state)
+{
+    (void)state;
+    char b[256];
+    store_redact("postgresql://jobq:s3cret@db:5432/jobq?sslmode=require", b, sizeof(b));
+    assert_string_equal(b, "postgresql://jobq:***@db:5432/jobq?sslmode=require");
+    store_redact("postgres://jobq@/jobq?host=/run/postgresql&password=s3cret", b, sizeof(b));
+    assert_string_equal(b, "postgres://jobq@/jobq?host=/run/postgresql&password=***");
+    store_redact("postgresql://jobq@db/jobq", b, sizeof(b));
+    assert_string_equal(b, "postgresql://jobq@db/jobq");
+    store_redact("var/jobq.db", b, sizeof(b));
+    assert_string_equal(b, "var/jobq.db");
+    assert_true(store_is_postgres("postgres://x") && store_is_postgres("postgresql://x"));
+    assert_false(store_is_postgres("var/postgresql://x"));
+}
+
 int
 main(void)
 {
-    const struct CMUnitTest tests[] = {
+    const struct CMUnitTest contract[] = {
         cmocka_unit_test_setup_teardown(test_contract_insert_get, setup, teardown),
         cmocka_unit_test_setup_teardown(test_contract_scheduled_job_is_not_claimed, setup,
                                         teardown),
@@ -656,7 +907,6 @@ main(void)
         cmocka_unit_test_setup_teardown(test_contract_set_state_is_fenced, setup, teardown),
         cmocka_unit_test_setup_teardown(test_contract_claim_order_priority_run_at_id, setup,
                                         teardown),
-        cmocka_unit_test_setup_teardown(test_sqlite_claim_uses_ready_index, setup, teardown),
         cmocka_unit_test_setup_teardown(test_contract_finish_and_history, setup, teardown),
         cmocka_unit_test_setup_teardown(test_contract_retry_dead_and_bulk, setup, teardown),
         cmocka_unit_test_setup_teardown(test_contract_dependencies, setup, teardown),
@@ -667,9 +917,31 @@ main(void)
                                         setup, teardown),
         cmocka_unit_test_setup_teardown(test_contract_promote_due, setup, teardown),
         cmocka_unit_test_setup_teardown(test_contract_list_paging, setup, teardown),
+    };
+    const struct CMUnitTest sqlite[] = {
+        cmocka_unit_test(test_redact_hides_password),
+        cmocka_unit_test_setup_teardown(test_sqlite_claim_uses_ready_index, setup, teardown),
         cmocka_unit_test_setup_teardown(test_sqlite_newer_database_refused, setup, teardown),
         cmocka_unit_test_setup_teardown(test_sqlite_fresh_database_gets_every_migration, setup,
                                         teardown),
     };
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    if (pg_host() == NULL) {
+        int failed = cmocka_run_group_tests_name("store_contract_sqlite", contract, NULL, NULL);
+        return failed + cmocka_run_group_tests_name("store_sqlite", sqlite, NULL, NULL);
+    }
+#ifdef JOBQ_HAVE_POSTGRES
+    const struct CMUnitTest pg[] = {
+        cmocka_unit_test_setup_teardown(test_pg_claim_uses_claim_index, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_pg_migrations_recorded_once, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_pg_newer_database_refused, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_pg_concurrent_claims_skip_locked, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_pg_lost_connection_reconnects, setup, teardown),
+        cmocka_unit_test(test_pg_unreachable_server_says_where),
+    };
+    int failed = cmocka_run_group_tests_name("store_contract_pg", contract, NULL, NULL);
+    return failed + cmocka_run_group_tests_name("store_pg", pg, NULL, NULL);
+#else
+    fprintf(stderr, "JOBQ_TEST_PG_HOST is set but this build has no PostgreSQL backend\n");
+    return 1;
+#endif
 }
