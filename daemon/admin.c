@@ -169,7 +169,10 @@ backup_work_cb(uv_work_t *w)
 {
     backup_op *b = container_of(w, backup_op, work);
     int64_t t0 = jobq__now_ms();
-    b->err = backup_check(b->dir, b->c->req.path, b->msg, sizeof(b->msg));
+    /* A PostgreSQL store says first that backups are the server's (pg_dump). */
+    b->err = store_is_postgres(b->db_path)
+                 ? JOBQ_OK
+                 : backup_check(b->dir, b->c->req.path, b->msg, sizeof(b->msg));
     if (b->err == JOBQ_OK) {
         b->err = store_backup(b->db_path, b->c->req.path, b->msg, sizeof(b->msg));
     }

@@ -26,8 +26,7 @@ grep -q "store = postgres needs database = postgresql://" "$T/check.out" ||
     fail "unclear refusal: $(cat "$T/check.out")"
 ok "store = postgres with a file path is refused with what to write instead"
 
-SERVER_EXTRA="store = postgres
-backup_dir = $T" write_config "[queue.ok]
+SERVER_EXTRA="store = postgres" write_config "[queue.ok]
 command = true
 concurrency = 4
 
@@ -111,7 +110,7 @@ jq -e '.ok and .job.state == "cancelled"' <<<"$r" >/dev/null || fail "cancel aga
 ok "cancel, cancel again (invalid_state), retry, cancel"
 
 # Backup is PostgreSQL's business.
-r=$(raw "{\"op\":\"backup\",\"path\":\"$T/copy.db\"}")
+r=$(raw '{"op":"backup","path":"/elsewhere/copy.db"}') # backup_dir does not matter
 jq -e '.ok == false and (.error.message | test("pg_dump"))' <<<"$r" >/dev/null ||
     fail "backup on PostgreSQL: $r"
 ok "backup is refused with the pg_dump hint ($(jq -r .error.code <<<"$r"))"
