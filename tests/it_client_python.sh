@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# it_client_python.sh: the Python client (clients/python/jobq.py) against a real jobqd over
+# ipc:// and tcp://: every producer op, error codes, a held wait, a Worker of concurrency 4
+# draining 200 jobs with retries, heartbeats past a lease, a worker killed mid-job; then jobqd
+# again with auth_token, where a wrong or missing token is unauthorized. The checks are in
+# clients/python/test_jobq.py.
+. "$(dirname "$0")/lib.sh"
+
+command -v python3 >/dev/null || fail "python3 is not installed (Debian: python3)"
+: "${JOBQ_SRC:?JOBQ_SRC must name the source tree}"
+TESTPY="$JOBQ_SRC/clients/python/test_jobq.py"
+# No __pycache__ in the source tree.
+export PYTHONDONTWRITEBYTECODE=1
+
+PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+export JOBQ_TCP_URL="tcp://127.0.0.1:$PORT"
+# Remote-worker queues (no command) retry after 10..50 ms; lease: a lease of 1 s.
+QUEUES="[queue.echo]
+command = /bin/cat
+[queue.work]
+[queue.drain]
+backoff_base = 10ms
+backoff_max = 50ms
+[queue.lease]
+lease = 1s
+backoff_base = 10ms
+backoff_max = 50ms"
+write_config "$QUEUES"
+sed -i "s|^listen = .*|listen = $SOCK, $JOBQ_TCP_URL|" "$T/jobq.conf"
+start_jobqd
+
+t0=$(date +%s%3N)
+timeout 300 python3 "$TESTPY" main || fail "test_jobq.py main failed"
+ok "test_jobq.py main in $(($(date +%s%3N) - t0)) ms"
+stop_jobqd
+
+TOKEN=$(od -An -N12 -tx1 /dev/urandom | tr -d " \n") # at least 16 characters
+SERVER_EXTRA="auth_token = $TOKEN" write_config "$QUEUES"
+start_jobqd
+t0=$(date +%s%3N)
+JOBQ_TEST_TOKEN=$TOKEN timeout 60 python3 "$TESTPY" auth || fail "test_jobq.py auth failed"
+ok "test_jobq.py auth in $(($(date +%s%3N) - t0)) ms"
+stop_jobqd
