@@ -32,6 +32,22 @@ start_jobqd
 t0=$(date +%s%3N)
 timeout 300 python3 "$TESTPY" main || fail "test_jobq.py main failed"
 ok "test_jobq.py main in $(($(date +%s%3N) - t0)) ms"
+
+# A Client and a Worker across a restart of jobqd: the program says when to restart and is
+# told when jobqd is back; then it must go on without help.
+t0=$(date +%s%3N)
+coproc RECONNECT { timeout 120 python3 "$TESTPY" reconnect; }
+RC_PID=$RECONNECT_PID
+CLEANUP_PIDS+=("$RC_PID")
+exec {rc_out}<&"${RECONNECT[0]}" {rc_in}>&"${RECONNECT[1]}"
+read -r -t 30 line <&"$rc_out" || fail "no word from test_jobq.py reconnect"
+expect_eq "what test_jobq.py reconnect asks" "$line" "restart me"
+stop_jobqd
+start_jobqd
+echo back >&"$rc_in"
+while read -r -t 60 line <&"$rc_out"; do echo "$line"; done
+wait "$RC_PID" || fail "test_jobq.py reconnect failed"
+ok "test_jobq.py reconnect in $(($(date +%s%3N) - t0)) ms"
 stop_jobqd
 
 TOKEN=$(od -An -N12 -tx1 /dev/urandom | tr -d " \n") # at least 16 characters

@@ -11,6 +11,8 @@
  *   auth          jobqd with auth_token = $JOBQ_TEST_TOKEN: the right token works (a large
  *                 request too), a wrong or missing one is unauthorized
  *   block-worker  a worker whose handler prints "started ID" and never returns (to be killed)
+ *   reconnect     a Worker and a Client across a restart of jobqd: prints "restart me", reads
+ *                 a line once jobqd is back, then both must go on by themselves
  *
  * Synchronisation is by events (replies, waits, lines read from a pipe), with bounds; a sleep
  * happens only as a handler's simulated work.
@@ -264,6 +266,27 @@ async function blockWorker() {
   }).run();
 }
 
+async function reconnect() {
+  const c = new Client(URL);
+  const w = new Worker(URL, 'drain', (job) => `r ${job.payload}`, { concurrency: 2 });
+  const run = w.run();
+  let jid = (await c.submit('drain', 1)).id;
+  assert.equal((await c.wait(jid, { timeout: '20s' })).jobs[0].result, 'r 1');
+  console.log('restart me');
+  const line = await new Promise((res) => readline.createInterface({ input: process.stdin }).once('line', res));
+  assert.equal(line, 'back', 'the test restarted jobqd');
+  // The connection died with the old jobqd: the next call dials again.
+  jid = (await c.submit('drain', 2)).id;
+  const r = await c.wait(jid, { timeout: '30s' });
+  assert.ok(r.done);
+  assert.equal(r.jobs[0].result, 'r 2');
+  w.stop();
+  await within(30000, run, 'the worker stopping');
+  c.close();
+  ok('a Client and a Worker go on by themselves after jobqd restarted');
+  process.exit(0); // stdin's reader would keep the process alive
+}
+
 async function auth() {
   const token = process.env.JOBQ_TEST_TOKEN;
   delete process.env.JOBQ_TOKEN;
@@ -285,7 +308,7 @@ async function auth() {
   ok("auth_token: the right token (and a 100 KiB request) works; wrong, missing and a worker's wrong token are unauthorized");
 }
 
-const modes = { main, auth, 'block-worker': blockWorker };
+const modes = { main, auth, 'block-worker': blockWorker, reconnect };
 modes[process.argv[2]]().catch((e) => {
   console.error(e);
   process.exit(1);

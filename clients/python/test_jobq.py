@@ -8,6 +8,8 @@ Modes (argv[1]):
   auth          jobqd with auth_token = $JOBQ_TEST_TOKEN: the right token works (a large
                 request too), a wrong or missing one is unauthorized
   block-worker  a worker whose handler prints "started ID" and never returns (to be killed)
+  reconnect     a Worker and a Client across a restart of jobqd: prints "restart me", reads
+                a line once jobqd is back, then both must go on by themselves
 
 Synchronisation is by events (waits, replies, lines read from a pipe), with bounds; a sleep
 happens only as a handler's simulated work."""
@@ -281,6 +283,22 @@ def block_worker():
     jobq.Worker(URL, "lease", handler).run()
 
 
+def reconnect():
+    c = jobq.Client(URL)
+    w = jobq.Worker(URL, "drain", lambda job: f"r {job.payload}", concurrency=2)
+    wt = run_worker(w)
+    jid = c.submit("drain", 1)["id"]
+    assert c.wait(jid, timeout="20s")["jobs"][0]["result"] == "r 1"
+    print("restart me", flush=True)
+    assert sys.stdin.readline().strip() == "back", "the test restarted jobqd"
+    # The pooled connection died with the old jobqd: it is dropped before use, not an error.
+    jid = c.submit("drain", 2)["id"]
+    r = c.wait(jid, timeout="30s")
+    assert r["done"] and r["jobs"][0]["result"] == "r 2", r
+    stop_worker(w, wt)
+    ok("a Client and a Worker go on by themselves after jobqd restarted")
+
+
 def auth():
     token = os.environ["JOBQ_TEST_TOKEN"]
     os.environ.pop("JOBQ_TOKEN", None)
@@ -302,4 +320,4 @@ def auth():
 
 
 if __name__ == "__main__":
-    {"main": main, "auth": auth, "block-worker": block_worker}[sys.argv[1]]()
+    {"main": main, "auth": auth, "block-worker": block_worker, "reconnect": reconnect}[sys.argv[1]]()
