@@ -15,6 +15,8 @@
  * One connection carries every call of a Client at once (pipelining): each request has its own
  * SP request id and jobqd answers each as soon as it is ready, not in the order they came (a
  * held wait or fetch does not delay a ping sent after it), so replies are matched by id.
+ * jobqd holds at most max_waits_per_connection (256) waits and long polls of one connection
+ * (more are answered too_many_waits): use more Clients for more.
  *
  * Durations (delay, timeout, ...) are what the wire takes: a number of milliseconds or a
  * string with a unit ('250ms', '10s', '5m', '1h30m'). Times (runAt) are ms since the Unix
@@ -81,6 +83,12 @@ function durationMs(d) {
   let m;
   while (re.lastIndex < d.length && (m = re.exec(d)) !== null) total += Number(m[1]) * UNITS[m[2]];
   return re.lastIndex === d.length && m !== null ? total : d;
+}
+
+/** heldMs: how long jobqd may hold a request whose timeout is t (wire form): jobqd's default
+ *  (30 s) when t is absent or not read here. */
+function heldMs(t) {
+  return typeof t === 'number' ? Math.max(t, 0) : 30000;
 }
 
 /** put: obj with the fields of more that are not undefined or null added. */
@@ -355,7 +363,7 @@ class Client {
       timeout,
       return_when: options.returnWhen,
       cancel_pending: options.cancelPending || undefined,
-    }, typeof timeout === 'number' ? timeout : 0);
+    }, heldMs(timeout));
   }
 
   /** cancel: a job that has not finished; resolves with the job. */
@@ -381,7 +389,7 @@ class Client {
   async fetch(queues, options = {}) {
     const timeout = durationMs(options.timeout !== undefined ? options.timeout : '30s');
     const r = await this.call('fetch', fetchFields(queues, options.max || 1, timeout, options.worker),
-      typeof timeout === 'number' ? timeout : 0);
+      heldMs(timeout));
     return r.jobs;
   }
 

@@ -35,7 +35,6 @@ import os
 import queue as _queue
 import random
 import re
-import select
 import socket
 import struct
 import threading
@@ -120,8 +119,11 @@ def _time_ms(t: Any) -> Any:
 
 
 def _held_s(d: Any) -> float:
-    """How long jobqd may hold a request whose timeout is d (wire form), in seconds."""
-    return d / 1000.0 if isinstance(d, int) and d > 0 else 0.0
+    """How long jobqd may hold a request whose timeout is d (wire form), in seconds: jobqd's
+    default (30 s) when d is absent or not read here."""
+    if isinstance(d, int):
+        return max(d, 0) / 1000.0
+    return 30.0
 
 
 def _put(obj: Dict[str, Any], **fields: Any) -> Dict[str, Any]:
@@ -210,12 +212,13 @@ class _Conn:
         """Whether an idle connection is still open: nothing is owed on it, so anything
         readable is its end (EOF, a reset)."""
         try:
-            r, _, _ = select.select([self.sock], [], [], 0)
-            if not r:
-                return True
-            return self.sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) != b""
-        except (OSError, ValueError):
+            self.sock.setblocking(False)  # the next send or read sets its own timeout
+            self.sock.recv(1, socket.MSG_PEEK)
+        except BlockingIOError:
+            return True  # nothing to read: open
+        except OSError:
             return False
+        return False  # EOF, or bytes nobody asked for
 
     def send(self, body: bytes, deadline: float) -> int:
         """Writes one request; returns its request id (high bit set)."""
