@@ -13,7 +13,7 @@ TESTJS="$JOBQ_SRC/clients/node/test_jobq.js"
 
 PORT=$(node -e 'const s = require("net").createServer().listen(0, "127.0.0.1", () => { console.log(s.address().port); s.close(); })')
 export JOBQ_TCP_URL="tcp://127.0.0.1:$PORT"
-# Remote-worker queues (no command) retry after 10..50 ms; lease: a lease of 1 s.
+# Remote-worker queues (no command) retry after 10..50 ms; lease: a lease of 2 s.
 QUEUES="[queue.echo]
 command = /bin/cat
 [queue.work]
@@ -21,7 +21,7 @@ command = /bin/cat
 backoff_base = 10ms
 backoff_max = 50ms
 [queue.lease]
-lease = 1s
+lease = 2s
 backoff_base = 10ms
 backoff_max = 50ms"
 write_config "$QUEUES"

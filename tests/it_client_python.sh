@@ -14,7 +14,7 @@ export PYTHONDONTWRITEBYTECODE=1
 
 PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 export JOBQ_TCP_URL="tcp://127.0.0.1:$PORT"
-# Remote-worker queues (no command) retry after 10..50 ms; lease: a lease of 1 s.
+# Remote-worker queues (no command) retry after 10..50 ms; lease: a lease of 2 s.
 QUEUES="[queue.echo]
 command = /bin/cat
 [queue.work]
@@ -22,7 +22,7 @@ command = /bin/cat
 backoff_base = 10ms
 backoff_max = 50ms
 [queue.lease]
-lease = 1s
+lease = 2s
 backoff_base = 10ms
 backoff_max = 50ms"
 write_config "$QUEUES"

@@ -200,7 +200,7 @@ async function main() {
   assert.equal(runs, 220);
   ok(`a Worker of concurrency 4 drained 200 jobs (${drained.toFixed(2)} s), 20 retried once, 4 dead by Permanent`);
 
-  // ---- heartbeats keep a lease (1 s) over a job of 2.5 s; a cancel reaches the handler ----
+  // ---- heartbeats keep a lease (2 s) over a job of 3.5 s; a cancel reaches the handler ----
   let started;
   const startedP = new Promise((res) => { started = res; });
   const slow = async (job) => {
@@ -209,7 +209,7 @@ async function main() {
       await within(20000, new Promise((res) => job.signal.addEventListener('abort', res)), 'the cancel');
       return 'saw the cancel';
     }
-    await sleep(2500); // the job's work, longer than its lease
+    await sleep(3500); // the job's work, longer than its lease
     return 'slow done';
   };
   w = new Worker(URL, 'lease', slow, { concurrency: 2 });
@@ -228,7 +228,7 @@ async function main() {
   w.stop();
   await within(30000, run, 'the worker stopping');
   assert.equal((await c.get(cid)).state, 'cancelled');
-  ok('heartbeats hold a 1 s lease over a 2.5 s job; a cancel reaches the running handler');
+  ok('heartbeats hold a 2 s lease over a 3.5 s job; a cancel reaches the running handler');
 
   // ---- a worker killed mid-job: its job comes back after the lease ----
   jid = (await c.submit('lease', 'block')).id;

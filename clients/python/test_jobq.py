@@ -214,7 +214,7 @@ def main():
     ok(f"a Worker of concurrency 4 drained 200 jobs ({drained:.2f} s), 20 retried once, "
        f"4 dead by Permanent")
 
-    # ---- heartbeats keep a lease (1 s) over a job of 2.5 s; a cancel reaches the handler ----
+    # ---- heartbeats keep a lease (2 s) over a job of 3.5 s; a cancel reaches the handler ----
     started = threading.Event()
 
     def slow(job):
@@ -223,7 +223,7 @@ def main():
             if not job.cancelled.wait(20):
                 raise RuntimeError("no cancel came")
             return "saw the cancel"
-        time.sleep(2.5)  # the job's work, longer than its lease
+        time.sleep(3.5)  # the job's work, longer than its lease
         return "slow done"
 
     w = jobq.Worker(URL, "lease", slow, concurrency=2)
@@ -240,7 +240,7 @@ def main():
     stop_worker(w, wt)  # returns once the handler saw the cancel and its outcome was sent
     j = c.get(cid)
     assert j["state"] == "cancelled", j
-    ok("heartbeats hold a 1 s lease over a 2.5 s job; a cancel reaches the running handler")
+    ok("heartbeats hold a 2 s lease over a 3.5 s job; a cancel reaches the running handler")
 
     # ---- a worker killed mid-job: its job comes back after the lease ----
     jid = c.submit("lease", "block")["id"]
