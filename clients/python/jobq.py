@@ -170,9 +170,8 @@ class _Conn:
         self.authed = False
         self._next = random.getrandbits(31)
         self._buf = b""
-        fam = socket.AF_UNIX if target.ipc else None
         try:
-            if fam is not None:
+            if target.ipc:
                 s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
                 s.settimeout(max(0.001, deadline - time.monotonic()))
                 try:
