@@ -4,7 +4,7 @@
 DEBS := build-essential cmake pkg-config libuv1-dev libnng-dev libsqlite3-dev libcmocka-dev \
         libjansson-dev libinih-dev tzdata libmicrohttpd-dev libpq-dev
 TEST_DEBS := nng-utils sqlite3 valgrind procps jq curl openssl prometheus chromium bsdutils \
-        util-linux clang libclang-rt-dev postgresql
+        util-linux clang libclang-rt-dev postgresql python3 nodejs
 BUILD ?= build
 CMAKE_FLAGS ?= -DJOBQ_WERROR=ON
 # The sanitizer build: its own directory; the fuzz targets are ASan builds already, so they
