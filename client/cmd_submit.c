@@ -89,6 +89,12 @@ submit_request(const submit_args *a, const char *payload)
             rv |= json_object_set_new(req, "after_policy", json_string("always"));
         }
     }
+    if (o->traceparent != NULL) {
+        rv |= json_object_set_new(req, "traceparent", json_string(o->traceparent));
+        if (o->tracestate != NULL) {
+            rv |= json_object_set_new(req, "tracestate", json_string(o->tracestate));
+        }
+    }
     if (rv != 0) {
         json_decref(req);
         return NULL;
@@ -465,9 +471,14 @@ cmd_submit(cli *c, const cli_cmd *cmd, int argc, char **argv)
                                          {"after-policy", required_argument, NULL, 'P'},
                                          {"group", no_argument, NULL, 'g'},
                                          {"on-complete", required_argument, NULL, 'o'},
+                                         {"traceparent", required_argument, NULL, 'T'},
+                                         {"tracestate", required_argument, NULL, 'S'},
                                          {NULL, 0, NULL, 0}};
     static submit_args a; /* after[] is large for a stack frame */
     memset(&a, 0, sizeof(a));
+    /* A handler's own submits continue its trace: TRACEPARENT is jobqd's environment carrier. */
+    a.opts.traceparent = getenv("TRACEPARENT");
+    a.opts.tracestate = a.opts.traceparent != NULL ? getenv("TRACESTATE") : NULL;
     bool have_delay = false;
     int64_t v;
     int rc = EXIT_OK;
@@ -551,6 +562,13 @@ cmd_submit(cli *c, const cli_cmd *cmd, int argc, char **argv)
             break;
         case 'g':
             a.group = true;
+            break;
+        case 'T':
+            a.opts.traceparent = optarg;
+            a.opts.tracestate = NULL;
+            break;
+        case 'S':
+            a.opts.tracestate = optarg;
             break;
         case 'o': {
             char *colon = strchr(optarg, ':');

@@ -83,7 +83,9 @@ run_command(const work *wk, const jobq_lease *job, outcome *o)
     exec_job ej = {.id = jobq_lease_id(job),
                    .queue = jobq_lease_queue(job),
                    .attempt = jobq_lease_attempt(job),
-                   .max_attempts = jobq_lease_max_attempts(job)};
+                   .max_attempts = jobq_lease_max_attempts(job),
+                   .traceparent = jobq_lease_traceparent(job),
+                   .tracestate = jobq_lease_tracestate(job)};
     if (!exec_env_build(&env, environ, &ej)) {
         snprintf(o->spawn_error, sizeof(o->spawn_error), "out of memory starting \"%s\"",
                  wk->argv[0]);

@@ -20,16 +20,24 @@ exec_env_build(exec_env *e, char *const *env, const exec_job *job)
     }
     size_t k = 0;
     for (size_t i = 0; i < n; i++) {
-        if (strncmp(env[i], "JOBQ_", 5) != 0) {
+        if (strncmp(env[i], "JOBQ_", 5) != 0 && strncmp(env[i], "TRACEPARENT=", 12) != 0 &&
+            strncmp(env[i], "TRACESTATE=", 11) != 0) {
             e->envp[k++] = env[i];
         }
     }
     size_t size = sizeof(e->vars[0]);
-    snprintf(e->vars[0], size, "JOBQ_JOB_ID=%lld", (long long)job->id);
-    snprintf(e->vars[1], size, "JOBQ_QUEUE=%s", job->queue);
-    snprintf(e->vars[2], size, "JOBQ_ATTEMPT=%d", (int)job->attempt);
-    snprintf(e->vars[3], size, "JOBQ_MAX_ATTEMPTS=%d", (int)job->max_attempts);
-    for (int i = 0; i < EXEC_ENV_VARS; i++) {
+    int nv = 0;
+    snprintf(e->vars[nv++], size, "JOBQ_JOB_ID=%lld", (long long)job->id);
+    snprintf(e->vars[nv++], size, "JOBQ_QUEUE=%s", job->queue);
+    snprintf(e->vars[nv++], size, "JOBQ_ATTEMPT=%d", (int)job->attempt);
+    snprintf(e->vars[nv++], size, "JOBQ_MAX_ATTEMPTS=%d", (int)job->max_attempts);
+    if (job->traceparent != NULL) {
+        snprintf(e->vars[nv++], size, "TRACEPARENT=%s", job->traceparent);
+        if (job->tracestate != NULL) {
+            snprintf(e->vars[nv++], size, "TRACESTATE=%s", job->tracestate);
+        }
+    }
+    for (int i = 0; i < nv; i++) {
         e->envp[k++] = e->vars[i];
     }
     e->envp[k] = NULL;

@@ -15,7 +15,7 @@
 /** How long a process group has between SIGTERM and SIGKILL (timeout, cancel). */
 #define EXEC_KILL_GRACE_MS 2000
 /** How many JOBQ_* variables a command gets. */
-#define EXEC_ENV_VARS 4
+#define EXEC_ENV_VARS 6
 
 /** The job as its command sees it. Borrowed strings. */
 typedef struct exec_job {
@@ -23,14 +23,18 @@ typedef struct exec_job {
     const char *queue;
     int32_t attempt; /* from 1 */
     int32_t max_attempts;
+    const char *traceparent; /* W3C trace context of the job (NULL: none) */
+    const char *tracestate;
 } exec_job;
 
-/** A command's environment: ours without JOBQ_* variables, then JOBQ_JOB_ID, JOBQ_QUEUE,
- *  JOBQ_ATTEMPT and JOBQ_MAX_ATTEMPTS. envp points into vars and into the environment it was
- *  built from: keep both in place while envp is used. */
+/** A command's environment: ours without JOBQ_*, TRACEPARENT and TRACESTATE variables, then
+ *  JOBQ_JOB_ID, JOBQ_QUEUE, JOBQ_ATTEMPT, JOBQ_MAX_ATTEMPTS, and the job's TRACEPARENT and
+ *  TRACESTATE when it has a trace context (the environment carrier of OpenTelemetry). envp
+ *  points into vars and into the environment it was built from: keep both in place while envp
+ *  is used. */
 typedef struct exec_env {
     char **envp; /* NULL-terminated; owned */
-    char vars[EXEC_ENV_VARS][320];
+    char vars[EXEC_ENV_VARS][600];
 } exec_env;
 
 /** exec_env_build: fills e from env (NULL-terminated, borrowed) and job. Returns false when

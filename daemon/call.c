@@ -91,6 +91,12 @@ job_json(const job_row *r)
     if (r->group_id != 0) {
         json_object_set_new(o, "group", json_integer(r->group_id));
     }
+    if (r->traceparent != NULL) {
+        json_object_set_new(o, "traceparent", json_string(r->traceparent));
+        if (r->tracestate != NULL) {
+            json_object_set_new(o, "tracestate", json_string(r->tracestate));
+        }
+    }
     return o;
 }
 

@@ -253,6 +253,8 @@ start_submit(call *c)
         sp->after = j->after;
         sp->nafter = j->nafter;
         sp->after_always = j->after_always;
+        sp->traceparent = j->traceparent;
+        sp->tracestate = j->tracestate;
     }
     call_store(c, exec_submit, done_submit);
 }

@@ -13,6 +13,8 @@ job_row_clear(job_row *row)
     free(row->key);
     free(row->result);
     free(row->error);
+    free(row->traceparent);
+    free(row->tracestate);
     memset(row, 0, sizeof(*row));
 }
 

@@ -265,7 +265,9 @@ spawn(runner *r)
     exec_job job = {.id = r->a.job.id,
                     .queue = r->q->name,
                     .attempt = r->a.job.attempt,
-                    .max_attempts = r->a.job.max_attempts};
+                    .max_attempts = r->a.job.max_attempts,
+                    .traceparent = r->a.job.traceparent,
+                    .tracestate = r->a.job.tracestate};
     if (!exec_env_build(&env, environ, &job)) {
         snprintf(r->spawn_error, sizeof(r->spawn_error), "out of memory");
         return false;

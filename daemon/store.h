@@ -50,6 +50,8 @@ typedef struct job_spec {
     const int64_t *after; /* the jobs it waits for (NULL: none); they must exist */
     size_t nafter;
     bool after_always; /* run even if a parent ends dead or cancelled */
+    const char *traceparent; /* W3C trace context (NULL: none) */
+    const char *tracestate;
 } job_spec;
 
 /** One attempt as the history records it. kind: success, exit, signal, timeout, spawn,
@@ -89,6 +91,8 @@ typedef struct job_row {
     int64_t started_at_ms;  /* 0 if never started */
     int64_t finished_at_ms; /* 0 if not finished */
     int64_t group_id;       /* 0 if in no group */
+    char *traceparent;      /* W3C trace context; NULL if none */
+    char *tracestate;
 } job_row;
 
 /** job_row_clear: frees the row's strings and zeroes it. Accepts a zeroed row. */

@@ -92,7 +92,7 @@ enum pstmt {
 
 #define JOB_COLS                                                                                   \
     "id, queue, payload, priority, state, run_at, attempt, max_attempts, timeout_ms, key, "        \
-    "result, error, created_at, started_at, finished_at, group_id"
+    "result, error, created_at, started_at, finished_at, group_id, traceparent, tracestate"
 
 /* Every state is a bound parameter (the caller passes the jobq_state constant), never a
  * literal: see migrations/pg/0001_init.sql for why the indexes carry state as a key. */
@@ -104,8 +104,10 @@ static const char *const pstmt_sql[P_COUNT_STMTS] = {
     [P_KEY_INSERT] = "INSERT INTO job_keys (queue, key, job_id, payload_hash, created_at) "
                      "VALUES ($1, $2, $3, $4, $5) ON CONFLICT (queue, key) DO NOTHING",
     [P_INSERT] = "INSERT INTO jobs (queue, payload, priority, state, run_at, max_attempts, "
-                 "timeout_ms, key, created_at, group_id, after_always, error, finished_at) "
-                 "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) RETURNING id",
+                 "timeout_ms, key, created_at, group_id, after_always, error, finished_at, "
+                 "traceparent, tracestate) "
+                 "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15) "
+                 "RETURNING id",
     [P_STATE_OF] = "SELECT state FROM jobs WHERE id = $1",
     [P_RUNNING] = "SELECT id, queue, attempt, started_at FROM jobs WHERE state = $1 ORDER BY id",
     [P_GET] = "SELECT " JOB_COLS " FROM jobs WHERE id = $1",
@@ -518,6 +520,8 @@ read_row(const PGresult *r, int row, job_row *out)
     out->started_at_ms = g_i64(r, row, 13);
     out->finished_at_ms = g_i64(r, row, 14);
     out->group_id = g_i64(r, row, 15);
+    out->traceparent = g_text(r, row, 16, &oom);
+    out->tracestate = g_text(r, row, 17, &oom);
     if (oom || out->queue == NULL || out->payload == NULL) {
         job_row_clear(out);
         return JOBQ_ENOMEM;
@@ -906,6 +910,8 @@ pg_job_insert(store *st, const job_spec *spec, int state, int64_t now_ms, int64_
     a_bool(&a, spec->after_always);
     a_text(&a, error);
     a_i64_or_null(&a, finished_at_ms);
+    a_text(&a, spec->traceparent);
+    a_text(&a, spec->tracestate);
     int64_t id;
     int err = one_i64(PG(st), P_INSERT, &a, &id);
     if (err == JOBQ_OK) {

@@ -91,7 +91,7 @@ _Static_assert(JOBQ_WAITING == 7, "SQL_WAITING");
 
 #define JOB_COLS                                                                                   \
     "id, queue, payload, priority, state, run_at, attempt, max_attempts, timeout_ms, key, "        \
-    "result, error, created_at, started_at, finished_at, group_id"
+    "result, error, created_at, started_at, finished_at, group_id, traceparent, tracestate"
 
 static const char *const stmt_sql[S_COUNT_STMTS] = {
     [S_BEGIN] = "BEGIN IMMEDIATE",
@@ -105,8 +105,9 @@ static const char *const stmt_sql[S_COUNT_STMTS] = {
     [S_KEY_INSERT] = "INSERT INTO job_keys (queue, key, job_id, payload_hash, created_at) "
                      "VALUES (?1, ?2, ?3, ?4, ?5)",
     [S_INSERT] = "INSERT INTO jobs (queue, payload, priority, state, run_at, max_attempts, "
-                 "timeout_ms, key, created_at, group_id, after_always, error, finished_at) "
-                 "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+                 "timeout_ms, key, created_at, group_id, after_always, error, finished_at, "
+                 "traceparent, tracestate) "
+                 "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
     [S_STATE_OF] = "SELECT state FROM jobs WHERE id = ?1",
     [S_RUNNING] =
         "SELECT id, queue, attempt, started_at FROM jobs WHERE state = " SQL_RUNNING " ORDER BY id",
@@ -341,6 +342,8 @@ read_row(sqlite3_stmt *s, job_row *row)
     row->started_at_ms = sqlite3_column_int64(s, 13);
     row->finished_at_ms = sqlite3_column_int64(s, 14);
     row->group_id = sqlite3_column_int64(s, 15);
+    row->traceparent = col_text(s, 16);
+    row->tracestate = col_text(s, 17);
     if (row->queue == NULL || row->payload == NULL) {
         job_row_clear(row);
         return JOBQ_ENOMEM;
@@ -1142,6 +1145,8 @@ sq_job_insert(store *st, const job_spec *spec, int state, int64_t now_ms, int64_
     sqlite3_bind_int(s, 11, spec->after_always);
     bind_text_or_null(s, 12, error);
     bind_int64_or_null(s, 13, finished_at_ms);
+    bind_text_or_null(s, 14, spec->traceparent);
+    bind_text_or_null(s, 15, spec->tracestate);
     int err = step_done(s);
     if (err == JOBQ_OK) {
         *idp = sqlite3_last_insert_rowid(SQ(st)->db);

@@ -342,6 +342,12 @@ webhook_start(server *s, qstate *q, job_row *row)
         snprintf(num, sizeof(num), "%d", h->a.job.attempt);
         nng_http_req_set_header(h->req, "Jobq-Attempt", num);
         nng_http_req_set_header(h->req, "Jobq-Queue", q->name);
+        if (h->a.job.traceparent != NULL) {
+            nng_http_req_set_header(h->req, "traceparent", h->a.job.traceparent);
+            if (h->a.job.tracestate != NULL) {
+                nng_http_req_set_header(h->req, "tracestate", h->a.job.tracestate);
+            }
+        }
         if (q->conf->secret != NULL) {
             char sig[128];
             sign(q->conf->secret, h->a.job.payload, jobq__now_ms() / 1000, sig);

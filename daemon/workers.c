@@ -285,13 +285,19 @@ fetch_reply(server *s, call *c, lease **ls, size_t n)
     for (size_t i = 0; i < n; i++) {
         const job_row *r = &ls[i]->a.job;
         json_t *payload = json_loads(r->payload, JSON_DECODE_ANY, NULL);
-        json_array_append_new(jobs,
-                              json_pack("{s:I, s:s, s:o, s:i, s:i, s:I, s:s, s:I}", "id",
-                                        (json_int_t)r->id, "queue", r->queue, "payload",
-                                        payload != NULL ? payload : json_string(r->payload),
-                                        "attempt", r->attempt, "max_attempts", r->max_attempts,
-                                        "timeout", (json_int_t)r->timeout_ms, "lease", ls[i]->token,
-                                        "lease_expires_at", (json_int_t)ls[i]->expires_ms));
+        json_t *j = json_pack("{s:I, s:s, s:o, s:i, s:i, s:I, s:s, s:I}", "id", (json_int_t)r->id,
+                              "queue", r->queue, "payload",
+                              payload != NULL ? payload : json_string(r->payload), "attempt",
+                              r->attempt, "max_attempts", r->max_attempts, "timeout",
+                              (json_int_t)r->timeout_ms, "lease", ls[i]->token,
+                              "lease_expires_at", (json_int_t)ls[i]->expires_ms);
+        if (j != NULL && r->traceparent != NULL) {
+            json_object_set_new(j, "traceparent", json_string(r->traceparent));
+            if (r->tracestate != NULL) {
+                json_object_set_new(j, "tracestate", json_string(r->tracestate));
+            }
+        }
+        json_array_append_new(jobs, j);
     }
     json_object_set_new(o, "jobs", jobs);
     fetch_answer(c, o);

@@ -129,6 +129,8 @@ typedef struct jobq_submit_opts {
     const int64_t *after; /* ids of jobs this one waits for (state waiting); NULL: none */
     size_t nafter;        /* entries of after */
     bool after_always;    /* run even if a parent ends dead or cancelled (default: cancelled) */
+    const char *traceparent; /* W3C trace context handed to every attempt; NULL: none */
+    const char *tracestate;  /* with traceparent; NULL: none */
 } jobq_submit_opts;
 
 /** jobq_submit: submits one job to queue with payload, a JSON text (any JSON value; NULL
@@ -265,6 +267,9 @@ JOBQ_API void jobq_lease_free(jobq_lease *lease); /* accepts NULL */
 JOBQ_API int64_t jobq_lease_id(const jobq_lease *lease);
 JOBQ_API const char *jobq_lease_queue(const jobq_lease *lease);
 JOBQ_API const char *jobq_lease_payload(const jobq_lease *lease); /* compact JSON text */
+/** jobq_lease_traceparent, jobq_lease_tracestate: the job's W3C trace context, or NULL. */
+JOBQ_API const char *jobq_lease_traceparent(const jobq_lease *lease);
+JOBQ_API const char *jobq_lease_tracestate(const jobq_lease *lease);
 JOBQ_API int32_t jobq_lease_attempt(const jobq_lease *lease);
 JOBQ_API int32_t jobq_lease_max_attempts(const jobq_lease *lease);
 JOBQ_API int64_t jobq_lease_timeout_ms(const jobq_lease *lease);

@@ -1150,6 +1150,12 @@ set_opts(json_t *obj, const jobq_submit_opts *opts)
             rv |= json_object_set_new(obj, "after_policy", json_string("always"));
         }
     }
+    if (opts->traceparent != NULL) {
+        rv |= json_object_set_new(obj, "traceparent", json_string(opts->traceparent));
+        if (opts->tracestate != NULL) {
+            rv |= json_object_set_new(obj, "tracestate", json_string(opts->tracestate));
+        }
+    }
     return rv == 0;
 }
 

@@ -32,6 +32,8 @@ struct jobq_lease {
     char *queue;
     char *payload; /* compact JSON text */
     char *token;   /* the lease token, quoted by ack, fail, heartbeat */
+    char *traceparent; /* W3C trace context; NULL: none */
+    char *tracestate;
     int32_t attempt;
     int32_t max_attempts;
     int64_t timeout_ms;
@@ -195,6 +197,8 @@ jobq_lease_free(jobq_lease *lease)
     free(lease->queue);
     free(lease->payload);
     free(lease->token);
+    free(lease->traceparent);
+    free(lease->tracestate);
     free(lease);
 }
 
@@ -214,6 +218,18 @@ JOBQ_API const char *
 jobq_lease_payload(const jobq_lease *lease)
 {
     return lease->payload;
+}
+
+JOBQ_API const char *
+jobq_lease_traceparent(const jobq_lease *lease)
+{
+    return lease->traceparent;
+}
+
+JOBQ_API const char *
+jobq_lease_tracestate(const jobq_lease *lease)
+{
+    return lease->tracestate;
 }
 
 JOBQ_API int32_t
@@ -293,7 +309,12 @@ lease_from_json(const json_t *obj, int64_t now_ms, jobq_lease **leasep)
     l->token = strdup(token);
     l->payload =
         payload != NULL ? json_dumps(payload, JSON_COMPACT | JSON_ENCODE_ANY) : strdup("null");
-    if (l->queue == NULL || l->token == NULL || l->payload == NULL) {
+    const char *tp = json_string_value(json_object_get(obj, "traceparent"));
+    const char *ts = json_string_value(json_object_get(obj, "tracestate"));
+    l->traceparent = tp != NULL ? strdup(tp) : NULL;
+    l->tracestate = ts != NULL ? strdup(ts) : NULL;
+    if (l->queue == NULL || l->token == NULL || l->payload == NULL ||
+        (tp != NULL && l->traceparent == NULL) || (ts != NULL && l->tracestate == NULL)) {
         jobq_lease_free(l);
         return jobq__fail(JOBQ_ENOMEM, "out of memory reading a fetched job");
     }

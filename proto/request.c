@@ -654,6 +654,53 @@ job_after(dec *d, const json_t *obj, void *dst)
     return true;
 }
 
+/* hexes: s[0..n) are lowercase hex digits, not all zero when nonzero is set. */
+static bool
+hexes(const char *s, size_t n, bool nonzero)
+{
+    bool zero = true;
+    for (size_t i = 0; i < n; i++) {
+        if (!((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'a' && s[i] <= 'f'))) {
+            return false;
+        }
+        zero = zero && s[i] == '0';
+    }
+    return !(nonzero && zero);
+}
+
+/* job_trace: the optional W3C trace context: "traceparent" (VERSION-TRACEID-PARENTID-FLAGS,
+ * lowercase hex, ids not all zero, version ff refused; a later version may add fields) and
+ * "tracestate" (kept as given, up to 512 bytes). */
+static bool
+job_trace(dec *d, const json_t *obj, void *dst)
+{
+    static const field_def parent_def = {.name = "traceparent", .kind = F_STRING, .max = 512};
+    static const field_def state_def = {.name = "tracestate", .kind = F_STRING, .max = 512};
+    req_job *j = dst;
+    if (!json_field(d, &parent_def, obj, &j->traceparent) ||
+        !json_field(d, &state_def, obj, &j->tracestate)) {
+        return false;
+    }
+    const char *t = j->traceparent;
+    if (t == NULL) {
+        if (j->tracestate != NULL) {
+            return fail(d, "invalid_argument", "field \"tracestate\" goes with a traceparent");
+        }
+        return true;
+    }
+    size_t n = strlen(t);
+    bool ok = n >= 55 && hexes(t, 2, false) && strncmp(t, "ff", 2) != 0 && t[2] == '-' &&
+              hexes(t + 3, 32, true) && t[35] == '-' && hexes(t + 36, 16, true) &&
+              t[52] == '-' && hexes(t + 53, 2, false) &&
+              (n == 55 ? true : strncmp(t, "00", 2) != 0 && t[55] == '-');
+    if (!ok) {
+        return fail(d, "invalid_argument",
+                    "field \"traceparent\" must be a W3C traceparent such as "
+                    "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01");
+    }
+    return true;
+}
+
 /* The fields of one job: a submit, each entry of a submit_batch's "jobs", its on_complete.
  * The fast scanner takes the F_QUEUE, F_INT and F_TIME rows and "payload". */
 static const field_def job_fields[] = {
@@ -668,6 +715,7 @@ static const field_def job_fields[] = {
     FIELD(req_job, "key", F_STRING, key, 1, 512),
     CUSTOM("payload", job_payload),
     CUSTOM("after", job_after),
+    CUSTOM("traceparent", job_trace),
 };
 
 /* decode_job: one job object into j; default_queue is used when it names none. */

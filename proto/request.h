@@ -32,6 +32,8 @@ typedef struct req_job {
                            * submit_batch, -(N + 1) names jobs[N] (N before this one) */
     size_t nafter;
     bool after_always; /* after_policy "always": run even if a parent is dead or cancelled */
+    const char *traceparent; /* W3C trace context (NULL: none) */
+    const char *tracestate;
 } req_job;
 
 /** When a wait is answered: every job ended, the first ended, or the first failed (ended dead

@@ -5,7 +5,8 @@
  * With JOBQ_HOOKD_SECRET set it is a receiver as the README shows one: a request whose
  * Jobq-Signature does not verify, or is older than 5 minutes, is answered 401 whatever the
  * script says (and logged with status 401). With JOBQ_HOOKD_PEM (a PEM file with its
- * certificate and key) it serves https.
+ * certificate and key) it serves https. With JOBQ_HOOKD_TRACES it appends "JOB_ID TRACEPARENT
+ * TRACESTATE" ("-" for a missing header) to that file for each request.
  * Usage: jobq-hookd SCRIPT LOG; prints "port N" once it listens on 127.0.0.1. */
 #include <arpa/inet.h>
 #include <nng/nng.h>
@@ -116,6 +117,14 @@ handle(nng_aio *aio)
             attempt ? attempt : "-", queue ? queue : "-", ctype ? ctype : "-", status, (int)len,
             (const char *)body);
     fflush(log_file);
+    const char *traces = getenv("JOBQ_HOOKD_TRACES");
+    FILE *tf = traces != NULL ? fopen(traces, "a") : NULL;
+    if (tf != NULL) {
+        const char *tp = nng_http_req_get_header(req, "traceparent");
+        const char *tstate = nng_http_req_get_header(req, "tracestate");
+        fprintf(tf, "%s %s %s\n", id ? id : "-", tp ? tp : "-", tstate ? tstate : "-");
+        fclose(tf);
+    }
     pthread_mutex_unlock(&mtx);
     nng_http_res *res;
     if (nng_http_res_alloc(&res) != 0) {

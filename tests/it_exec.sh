@@ -56,6 +56,8 @@ concurrency = 3
 [queue.order]
 command = $T/order.sh
 concurrency = 1
+[queue.trace]
+command = /bin/sh -c 'printf %s \"\$TRACEPARENT|\$TRACESTATE\"'
 [queue.env]
 command = $T/env.sh
 max_attempts = 4
@@ -144,4 +146,20 @@ cli submit env '{"y":2}' --wait >/dev/null || fail "submit --wait of a good job 
 rc=0; cli submit permanent '1' --wait >/dev/null 2>&1 || rc=$?
 expect_eq "submit --wait of a dead job" "$rc" 1
 ok "jobq submit --wait"
+
+# Trace context: given at submit (or taken from the submitter's TRACEPARENT), it reaches the
+# command as TRACEPARENT and TRACESTATE; jobqd's own are never passed on.
+TP=00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01
+id=$(cli submit trace '{}' --traceparent "$TP" --tracestate vendor=1)
+cli wait "$id" --timeout 30s >/dev/null
+expect_eq "the command's trace context" "$(cli get "$id" --json | jq -r .job.result)" "$TP|vendor=1"
+TP2=00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-00
+id=$(TRACEPARENT=$TP2 cli submit trace '{}')
+cli wait "$id" --timeout 30s >/dev/null
+expect_eq "a submit inside a traced command continues its trace" \
+    "$(cli get "$id" --json | jq -r '.job.traceparent + " " + .job.result')" "$TP2 $TP2|"
+id=$(cli submit trace '{}')
+cli wait "$id" --timeout 30s >/dev/null
+expect_eq "no trace context" "$(cli get "$id" --json | jq -r '(.job.traceparent // "none") + " " + .job.result')" "none |"
+ok "trace context: TRACEPARENT and TRACESTATE reach the command; jobq submit passes its own on"
 stop_jobqd

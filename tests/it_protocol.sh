@@ -123,4 +123,24 @@ r=$(raw '{"op":"fetch","queues":["email"],"max":1,"timeout":0}')
 expect_eq "and fetched again as attempt 2" "$(jq -r '.jobs[0].id, .jobs[0].attempt' <<<"$r" | tr '\n' ' ')" \
     "$pid 2 "
 ok "promote: scheduled and retrying jobs run now; ready, unknown jobs refused"
+
+# Trace context: kept with the job, shown by get, handed to a worker with the fetched job.
+TP=00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01
+r=$(raw "{\"op\":\"submit\",\"queue\":\"email\",\"payload\":1,\"priority\":200,\"traceparent\":\"$TP\",\"tracestate\":\"a=1,b=2\"}")
+tid=$(jq -r .id <<<"$r")
+r=$(raw "{\"op\":\"get\",\"id\":$tid}")
+expect_eq "get shows the trace context" "$(jq -r '.job.traceparent + " " + .job.tracestate' <<<"$r")" \
+    "$TP a=1,b=2"
+r=$(raw '{"op":"fetch","queues":["email"],"max":1,"timeout":0}')
+expect_eq "a fetched job carries it" \
+    "$(jq -r '.jobs[0] | "\(.id) \(.traceparent) \(.tracestate)"' <<<"$r")" "$tid $TP a=1,b=2"
+for bad in '"traceparent":"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7"' \
+    '"traceparent":"00-00000000000000000000000000000000-00f067aa0ba902b7-01"' \
+    '"traceparent":"ff-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"' \
+    '"traceparent":"00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01"' \
+    '"tracestate":"a=1"'; do
+    r=$(raw "{\"op\":\"submit\",\"queue\":\"email\",\"payload\":1,$bad}")
+    expect_eq "refused: $bad" "$(jq -r .error.code <<<"$r")" invalid_argument
+done
+ok "trace context: stored, shown by get, carried by fetch; malformed ones refused"
 stop_jobqd

@@ -114,7 +114,7 @@ SECRET=whsec-0123456789abcdef-test
 script 200
 : >"$T/hooks.log"
 mkfifo "$T/hookd2.out"
-JOBQ_HOOKD_SECRET=$SECRET JOBQ_HOOKD_PEM="$T/hookd.pem" \
+JOBQ_HOOKD_SECRET=$SECRET JOBQ_HOOKD_PEM="$T/hookd.pem" JOBQ_HOOKD_TRACES="$T/traces" \
     "$JOBQ_HOOKD" "$T/script" "$T/hooks.log" >"$T/hookd2.out" &
 HOOKD_PID=$!
 CLEANUP_PIDS+=("$HOOKD_PID")
@@ -158,6 +158,12 @@ expect_eq "a receiver the ca does not vouch for" "$(jq -r .state <<<"$j")" dead
 jq -r .error <<<"$j" | grep -q "^cannot deliver to https://" ||
     fail "the error of an unverified receiver: $(jq -r .error <<<"$j")"
 ok "https: verified receiver, signed deliveries accepted; unsigned, wrongly signed and unverified refused"
+
+TP=00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01
+id=$(raw "{\"op\":\"submit\",\"queue\":\"signed\",\"payload\":2,\"traceparent\":\"$TP\",\"tracestate\":\"v=1\"}" | jq .id)
+wait_job "$id" >/dev/null
+expect_eq "the delivery's trace headers" "$(grep "^$id " "$T/traces")" "$id $TP v=1"
+ok "a delivery carries the job's traceparent and tracestate headers"
 
 # The receiver's checks themselves, with signatures computed by openssl: a fresh one passes,
 # a tampered body and a replayed (10 minutes old) timestamp do not.
