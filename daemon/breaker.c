@@ -1,22 +1,46 @@
-/* breaker.c: the per-queue circuit breaker: closed -> open -> half-open -> closed/open. */
+/* breaker.c: the per-queue circuit breaker: closed -> open -> half-open -> closed/open, opened
+ * by consecutive failures or by a failure rate over a sliding window of attempts. */
 #include "breaker.h"
 
-void
-breaker_init(breaker *b, int threshold, int64_t cooldown_ms, int probes)
+#include <stdio.h>
+#include <string.h>
+
+static int
+clamp(int v, int lo, int hi)
 {
-    *b = (breaker){.state = BREAKER_CLOSED,
-                   .threshold = threshold > 0 ? threshold : 1,
-                   .cooldown_ms = cooldown_ms,
-                   .probes = probes > 0 ? probes : 1};
+    return v < lo ? lo : v > hi ? hi : v;
+}
+
+void
+breaker_init(breaker *b, const breaker_rule *r)
+{
+    memset(b, 0, sizeof(*b));
+    b->rule = *r;
+    b->rule.failures = r->failures > 0 ? r->failures : 0;
+    b->rule.rate_pct = clamp(r->rate_pct, 0, 100);
+    b->rule.window = clamp(r->window, 1, BREAKER_WINDOW_MAX);
+    b->rule.min_calls = clamp(r->min_calls, 1, b->rule.window);
+    b->rule.probes = r->probes > 0 ? r->probes : 1;
+    b->state = BREAKER_CLOSED;
+}
+
+/* forget: an empty window and no consecutive failures. */
+static void
+forget(breaker *b)
+{
+    memset(b->seen, 0, sizeof(b->seen));
+    b->nseen = b->next = b->nfailed = 0;
+    b->failures = 0;
 }
 
 static void
-trip(breaker *b, int64_t now_ms)
+trip(breaker *b, int64_t now_ms, breaker_cause cause)
 {
     b->state = BREAKER_OPEN;
-    b->until_ms = now_ms + b->cooldown_ms;
-    b->failures = 0;
+    b->until_ms = now_ms + b->rule.cooldown_ms;
+    b->cause = cause;
     b->opened++;
+    forget(b);
 }
 
 int
@@ -32,9 +56,9 @@ breaker_permits(breaker *b, int64_t now_ms)
         b->state = BREAKER_HALF_OPEN;
         b->probes_started = 0;
         b->half_opened++;
-        return b->probes;
+        return b->rule.probes;
     case BREAKER_HALF_OPEN:
-        return b->probes > b->probes_started ? b->probes - b->probes_started : 0;
+        return b->rule.probes > b->probes_started ? b->rule.probes - b->probes_started : 0;
     }
     return 0;
 }
@@ -55,24 +79,49 @@ breaker_returned(breaker *b)
     }
 }
 
+/* observe: one attempt into the sliding window (the oldest falls out once it is full). */
+static void
+observe(breaker *b, bool failed)
+{
+    uint64_t bit = 1ULL << (b->next % 64);
+    uint64_t *w = &b->seen[b->next / 64];
+    if (b->nseen == b->rule.window) {
+        b->nfailed -= (*w & bit) != 0;
+    } else {
+        b->nseen++;
+    }
+    if (failed) {
+        *w |= bit;
+        b->nfailed++;
+    } else {
+        *w &= ~bit;
+    }
+    b->next = (b->next + 1) % b->rule.window;
+}
+
 void
 breaker_record(breaker *b, bool ok, int64_t now_ms)
 {
     switch (b->state) {
     case BREAKER_CLOSED:
-        if (ok) {
-            b->failures = 0;
-        } else if (++b->failures >= b->threshold) {
-            trip(b, now_ms);
+        observe(b, !ok);
+        b->failures = ok ? 0 : b->failures + 1;
+        if (b->rule.failures > 0 && b->failures >= b->rule.failures) {
+            trip(b, now_ms, BREAKER_CAUSE_CONSECUTIVE);
+        } else if (!ok && b->rule.rate_pct > 0 && b->nseen >= b->rule.min_calls &&
+                   (int64_t)b->nfailed * 100 >= (int64_t)b->rule.rate_pct * b->nseen) {
+            b->trip_failed = b->nfailed;
+            b->trip_calls = b->nseen;
+            trip(b, now_ms, BREAKER_CAUSE_RATE);
         }
         return;
     case BREAKER_HALF_OPEN:
         if (ok) {
             b->state = BREAKER_CLOSED;
-            b->failures = 0;
+            forget(b);
             b->closed++;
         } else {
-            trip(b, now_ms);
+            trip(b, now_ms, BREAKER_CAUSE_PROBE);
         }
         return;
     case BREAKER_OPEN:
@@ -92,4 +141,23 @@ breaker_state_name(breaker_state s)
         return "half_open";
     }
     return "unknown";
+}
+
+void
+breaker_describe(const breaker *b, char *buf, size_t len)
+{
+    switch (b->cause) {
+    case BREAKER_CAUSE_CONSECUTIVE:
+        snprintf(buf, len, "%d consecutive failures", b->rule.failures);
+        return;
+    case BREAKER_CAUSE_RATE:
+        snprintf(buf, len, "%d of the last %d attempts failed", b->trip_failed, b->trip_calls);
+        return;
+    case BREAKER_CAUSE_PROBE:
+        snprintf(buf, len, "its half-open probe failed");
+        return;
+    case BREAKER_CAUSE_NONE:
+        break;
+    }
+    snprintf(buf, len, "failures");
 }

@@ -4,29 +4,55 @@
 #define JOBQD_BREAKER_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 typedef enum breaker_state {
-    BREAKER_CLOSED = 0,    /* jobs start freely; consecutive failures are counted */
+    BREAKER_CLOSED = 0,    /* jobs start freely; outcomes are counted */
     BREAKER_OPEN = 1,      /* no job starts until until_ms */
     BREAKER_HALF_OPEN = 2, /* up to `probes` jobs start; the first outcome decides */
 } breaker_state;
 
-typedef struct breaker {
-    breaker_state state;
-    int failures;        /* consecutive failed attempts while closed */
-    int threshold;       /* failures that open the circuit, >= 1 */
+/** The most attempts the failure-rate rule looks back on. */
+#define BREAKER_WINDOW_MAX 1000
+
+/** When a closed breaker opens: either rule, each off at 0. */
+typedef struct breaker_rule {
+    int failures;        /* this many consecutive failed attempts */
+    int rate_pct;        /* at least this percent of the last `window` attempts failed, */
+    int window;          /* 1 .. BREAKER_WINDOW_MAX */
+    int min_calls;       /* once at least this many of them were seen (1 .. window) */
     int64_t cooldown_ms; /* open -> half-open after this */
     int probes;          /* jobs let through while half-open, >= 1 */
-    int probes_started;  /* probes started in this half-open period */
-    int64_t until_ms;    /* open: when it turns half-open */
-    uint64_t opened;     /* transitions into open, ever */
-    uint64_t closed;     /* transitions into closed (from half-open), ever */
+} breaker_rule;
+
+/** Why a breaker last opened. */
+typedef enum breaker_cause {
+    BREAKER_CAUSE_NONE = 0,
+    BREAKER_CAUSE_CONSECUTIVE, /* rule.failures consecutive failures */
+    BREAKER_CAUSE_RATE,        /* trip_failed of the last trip_calls attempts */
+    BREAKER_CAUSE_PROBE,       /* a probe failed while half-open */
+} breaker_cause;
+
+typedef struct breaker {
+    breaker_rule rule;
+    breaker_state state;
+    int failures;       /* consecutive failed attempts while closed */
+    int probes_started; /* probes started in this half-open period */
+    int64_t until_ms;   /* open: when it turns half-open */
+    uint64_t seen[(BREAKER_WINDOW_MAX + 63) / 64]; /* the last attempts: bit set = failed */
+    int nseen;          /* attempts in seen (<= rule.window) */
+    int next;           /* where the next attempt goes in seen */
+    int nfailed;        /* set bits among the nseen */
+    breaker_cause cause;
+    int trip_failed, trip_calls; /* BREAKER_CAUSE_RATE: the figures that opened it */
+    uint64_t opened;             /* transitions into open, ever */
+    uint64_t closed;             /* transitions into closed (from half-open), ever */
     uint64_t half_opened;
 } breaker;
 
-/** breaker_init: a closed breaker with these settings. */
-void breaker_init(breaker *b, int threshold, int64_t cooldown_ms, int probes);
+/** breaker_init: a closed breaker with rule r (its bounds are clamped). */
+void breaker_init(breaker *b, const breaker_rule *r);
 
 /** breaker_permits: how many more jobs may start now: unlimited (INT32_MAX) when closed, 0
  *  when open, the probes left when half-open. Turns open into half-open once the cooldown
@@ -41,12 +67,18 @@ void breaker_started(breaker *b);
 void breaker_returned(breaker *b);
 
 /** breaker_record: the outcome of an attempt that counts (success, or a failure of the
- *  downstream: non-zero exit, signal, timeout). Closed: a success resets the count, the
- *  threshold-th consecutive failure opens. Half-open: a success closes, a failure opens
- *  again for another cooldown. Open: ignored (jobs that were already running). */
+ *  downstream: non-zero exit, signal, timeout). Closed: it opens on the rule.failures-th
+ *  consecutive failure, or when at least rule.rate_pct percent of the last rule.window
+ *  attempts (rule.min_calls of them at least) failed. Half-open: a success closes (with a
+ *  clean window), a failure opens again for another cooldown. Open: ignored (jobs that were
+ *  already running). */
 void breaker_record(breaker *b, bool ok, int64_t now_ms);
 
 /** breaker_state_name: "closed", "open", "half_open". */
 const char *breaker_state_name(breaker_state s);
+
+/** breaker_describe: why it last opened, for people: "5 consecutive failures", "12 of the
+ *  last 20 attempts failed", "its probe failed". */
+void breaker_describe(const breaker *b, char *buf, size_t len);
 
 #endif

@@ -97,6 +97,9 @@ static const key_def queue_keys[] = {
     {"backoff_base", KEY_DURATION, offsetof(queue_conf, backoff_base_ms), 1, DURATION_MAX_MS},
     {"backoff_max", KEY_DURATION, offsetof(queue_conf, backoff_max_ms), 1, DURATION_MAX_MS},
     {"breaker_failures", KEY_INT, offsetof(queue_conf, breaker_failures), 1, 1000000},
+    {"breaker_failure_rate", KEY_INT, offsetof(queue_conf, breaker_failure_rate), 1, 100},
+    {"breaker_window", KEY_INT, offsetof(queue_conf, breaker_window), 1, 1000},
+    {"breaker_min_calls", KEY_INT, offsetof(queue_conf, breaker_min_calls), 1, 1000},
     {"breaker_cooldown", KEY_DURATION, offsetof(queue_conf, breaker_cooldown_ms), 0,
      DURATION_MAX_MS},
     {"breaker_probes", KEY_INT, offsetof(queue_conf, breaker_probes), 1, 1000000},
@@ -1139,6 +1142,14 @@ check_config(parse_ctx *c)
                 q->name);
             return false;
         }
+        if (q->breaker_min_calls > q->breaker_window) {
+            c->lineno = -1;
+            bad(c,
+                "[queue.%s] breaker_min_calls (%d) is more than breaker_window (%d): the rate "
+                "would never be judged",
+                q->name, q->breaker_min_calls, q->breaker_window);
+            return false;
+        }
         if ((q->secret != NULL || q->ca != NULL) && q->url == NULL) {
             c->lineno = -1;
             bad(c, "[queue.%s] has %s but no url: it signs or verifies webhook deliveries only",
@@ -1295,6 +1306,17 @@ config_queue(const config *cfg, const char *name)
 }
 
 void
+config_breaker_rates(const queue_conf *q, int *rate_pctp, int *failuresp)
+{
+    *failuresp = q->breaker_failures;
+    if (q->breaker_failure_rate >= 0) {
+        *rate_pctp = q->breaker_failure_rate;
+    } else {
+        *rate_pctp = q->breaker_failures > 0 ? 0 : 50;
+    }
+}
+
+void
 config_queue_defaults(queue_conf *q)
 {
     memset(q, 0, sizeof(*q));
@@ -1303,7 +1325,10 @@ config_queue_defaults(queue_conf *q)
     q->max_attempts = 8;
     q->backoff_base_ms = 1000;
     q->backoff_max_ms = HOUR_MS;
-    q->breaker_failures = 5;
+    q->breaker_failures = 0;
+    q->breaker_failure_rate = -1;
+    q->breaker_window = 100;
+    q->breaker_min_calls = 20;
     q->breaker_cooldown_ms = 30 * 1000;
     q->breaker_probes = 1;
     q->output_cap = 64 * KIB;

@@ -29,7 +29,11 @@ typedef struct queue_conf {
     int max_attempts;   /* >= 1; default 8 */
     int64_t backoff_base_ms;     /* default 1 s */
     int64_t backoff_max_ms;      /* default 1 h; >= backoff_base_ms */
-    int breaker_failures;        /* consecutive failures that open the circuit, >= 1; default 5 */
+    int breaker_failures;        /* consecutive failures that open the circuit; 0: unset */
+    int breaker_failure_rate;    /* percent of failed attempts in the window that opens it;
+                                  * -1: unset (see config_breaker_rule) */
+    int breaker_window;          /* attempts the rate looks back on; default 100 */
+    int breaker_min_calls;       /* attempts in the window before the rate counts; default 20 */
     int64_t breaker_cooldown_ms; /* default 30 s */
     int breaker_probes;          /* jobs let through while half-open, >= 1; default 1 */
     size_t output_cap;           /* bytes of stdout/stderr kept; default 64 KiB */
@@ -113,6 +117,11 @@ config *config_defaults(void);
 
 /** config_queue: the queue named name, or NULL. */
 const queue_conf *config_queue(const config *cfg, const char *name);
+
+/** config_breaker_rates: the failure rate (percent, 0: off) and consecutive failures (0: off)
+ *  that open q's circuit breaker: as set; unset, the rate rule (50%) alone, unless only
+ *  breaker_failures is set, which keeps the consecutive rule alone. */
+void config_breaker_rates(const queue_conf *q, int *rate_pctp, int *failuresp);
 
 /** config_queue_defaults: fills q with the defaults of a queue that has no section
  *  (used for queues admitted by allow_unknown_queues). q->name is left NULL. */

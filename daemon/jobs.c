@@ -586,11 +586,12 @@ done_explain(wop *op)
             snprintf(why, sizeof(why), "ready, but jobqd is shutting down");
         } else if (q->br.state == BREAKER_OPEN) {
             reason = "circuit_open";
-            snprintf(why, sizeof(why),
-                     "ready, but the circuit of queue %s is open until %s after %d consecutive "
-                     "failures",
-                     r->queue, fmt_time(t1, sizeof(t1), q->br.until_ms), q->br.threshold);
-        } else if (q->br.state == BREAKER_HALF_OPEN && q->br.probes_started >= q->br.probes) {
+            char cause[96];
+            breaker_describe(&q->br, cause, sizeof(cause));
+            snprintf(why, sizeof(why), "ready, but the circuit of queue %s is open until %s: %s",
+                     r->queue, fmt_time(t1, sizeof(t1), q->br.until_ms), cause);
+        } else if (q->br.state == BREAKER_HALF_OPEN &&
+                   q->br.probes_started >= q->br.rule.probes) {
             reason = "circuit_half_open";
             snprintf(why, sizeof(why),
                      "ready, but the circuit of queue %s is half-open: waiting for the outcome of "

@@ -97,8 +97,12 @@ queue_add(server *s, const char *name)
         s->nunconfigured++;
     }
     q->srv = s;
-    breaker_init(&q->br, q->conf->breaker_failures, q->conf->breaker_cooldown_ms,
-                 q->conf->breaker_probes);
+    breaker_rule rule = {.window = q->conf->breaker_window,
+                         .min_calls = q->conf->breaker_min_calls,
+                         .cooldown_ms = q->conf->breaker_cooldown_ms,
+                         .probes = q->conf->breaker_probes};
+    config_breaker_rates(q->conf, &rule.rate_pct, &rule.failures);
+    breaker_init(&q->br, &rule);
     uv_timer_init(s->loop, &q->breaker_timer);
     q->breaker_timer.data = q;
     rate_init(&q->rate, q->conf->rate_per_s, jobq__now_ms());

@@ -262,8 +262,10 @@ breaker_note(qstate *q, breaker_state before)
         return;
     }
     if (q->br.state == BREAKER_OPEN) {
-        log_warn("breaker_open", "queue=%s failures=%d cooldown_ms=%lld", q->name, q->br.threshold,
-                 (long long)q->br.cooldown_ms);
+        char why[96];
+        breaker_describe(&q->br, why, sizeof(why));
+        log_warn("breaker_open", "queue=%s reason=\"%s\" cooldown_ms=%lld", q->name, why,
+                 (long long)q->br.rule.cooldown_ms);
     } else {
         log_info(q->br.state == BREAKER_HALF_OPEN ? "breaker_half_open" : "breaker_closed",
                  "queue=%s", q->name);

@@ -187,6 +187,9 @@ main(int argc, char **argv)
     sigwait(&set, &sig);
     nng_http_server_stop(srv);
     nng_http_server_release(srv);
+    if (tls != NULL) {
+        nng_tls_config_free(tls);
+    }
     nng_url_free(url);
     fclose(log_file);
     return 0;

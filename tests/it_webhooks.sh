@@ -142,7 +142,7 @@ start_jobqd
 
 id=$(raw '{"op":"submit","queue":"signed","payload":{"order":7}}' | jq .id)
 j=$(wait_job "$id")
-expect_eq "a signed delivery over https" "$(jq -r '"\(.state) \(.result)"' <<<"$j")" \
+expect_eq "a signed delivery over https" "$(jq -r '"\(.state) \(.result // .error)"' <<<"$j")" \
     "succeeded answer 200"
 expect_eq "the receiver verified it" "$(tail -n 1 "$T/hooks.log" | cut -d' ' -f2,6-)" \
     "$id 200 {\"order\":7}"

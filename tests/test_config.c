@@ -131,7 +131,12 @@ assert_queue_defaults(const queue_conf *q)
     assert_int_equal(q->max_attempts, 8);
     assert_int_equal(q->backoff_base_ms, 1000);
     assert_int_equal(q->backoff_max_ms, 3600000);
-    assert_int_equal(q->breaker_failures, 5);
+    int rate, failures;
+    config_breaker_rates(q, &rate, &failures);
+    assert_int_equal(rate, 50); /* the failure-rate rule alone */
+    assert_int_equal(failures, 0);
+    assert_int_equal(q->breaker_window, 100);
+    assert_int_equal(q->breaker_min_calls, 20);
     assert_int_equal(q->breaker_cooldown_ms, 30000);
     assert_int_equal(q->breaker_probes, 1);
     assert_int_equal(q->output_cap, 64 * 1024);
@@ -193,7 +198,10 @@ test_design_example(void **state)
     assert_int_equal(q->max_attempts, 8);
     assert_int_equal(q->backoff_base_ms, 1000);
     assert_int_equal(q->backoff_max_ms, 3600000);
-    assert_int_equal(q->breaker_failures, 5);
+    int rate, failures;
+    config_breaker_rates(q, &rate, &failures);
+    assert_int_equal(rate, 0); /* breaker_failures alone keeps the consecutive rule alone */
+    assert_int_equal(failures, 5);
     assert_int_equal(q->breaker_cooldown_ms, 30000);
     assert_int_equal(q->breaker_probes, 1);
     assert_int_equal(q->output_cap, 64 * 1024);
@@ -498,6 +506,7 @@ test_remote_and_security_errors(void **state)
         {"[server]\nauth_token = short\n", "too short"},
         {"[queue.q]\nurl = ftp://x/y\n", "http:// or https:// URL"},
         {"[queue.q]\nsecret = 0123456789abcdef\n", "has secret but no url"},
+        {"[queue.q]\nbreaker_window = 10\nbreaker_min_calls = 11\n", "would never be judged"},
         {"[queue.q]\nurl = http://127.0.0.1:1/x\nca = /etc/ca.pem\n", "url is not https://"},
         {"[queue.q]\nurl = https://127.0.0.1:1/x\nsecret = short\n", "too short"},
         {"[queue.q]\ncommand = /bin/true\nurl = http://127.0.0.1:1/x\n", "both command and url"},

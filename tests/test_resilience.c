@@ -56,7 +56,7 @@ static void
 test_breaker_opens_after_threshold_consecutive_failures(void **state)
 {
     breaker b;
-    breaker_init(&b, 3, 1000, 1);
+    breaker_init(&b, &(breaker_rule){.failures = 3, .window = 10, .cooldown_ms = 1000});
     breaker_record(&b, false, 0);
     breaker_record(&b, false, 0);
     breaker_record(&b, true, 0); /* a success resets the count */
@@ -77,7 +77,7 @@ static void
 test_breaker_half_open_probe_closes_or_reopens(void **state)
 {
     breaker b;
-    breaker_init(&b, 1, 1000, 2);
+    breaker_init(&b, &(breaker_rule){.failures = 1, .cooldown_ms = 1000, .probes = 2});
     breaker_record(&b, false, 0);
     assert_int_equal(breaker_permits(&b, 999), 0);
     assert_int_equal(breaker_permits(&b, 1000), 2); /* cooldown over: half-open */
@@ -99,6 +99,66 @@ test_breaker_half_open_probe_closes_or_reopens(void **state)
     assert_int_equal(b.state, BREAKER_CLOSED);
     assert_int_equal(b.closed, 1);
     assert_string_equal(breaker_state_name(b.state), "closed");
+}
+
+/* The rate rule: at least rate_pct percent of the last `window` attempts failed, once
+ * min_calls were seen; older attempts slide out; a half-open success starts a clean window. */
+static void
+test_breaker_failure_rate_over_a_sliding_window(void **state)
+{
+    breaker b;
+    breaker_init(&b, &(breaker_rule){.rate_pct = 50, .window = 10, .min_calls = 4,
+                                     .cooldown_ms = 1000, .probes = 1});
+    breaker_record(&b, false, 0);
+    breaker_record(&b, false, 0);
+    breaker_record(&b, false, 0); /* 3 of 3 failed, but fewer than min_calls seen */
+    assert_int_equal(b.state, BREAKER_CLOSED);
+    breaker_record(&b, true, 0);
+    for (int i = 0; i < 20; i++) { /* alternating: 50% but never a failure ... */
+        breaker_record(&b, true, 0);
+        assert_int_equal(b.state, BREAKER_CLOSED);
+        breaker_record(&b, i % 3 == 0, 0); /* ... no: one success in three, the rest fail */
+        if (b.state == BREAKER_OPEN) {
+            break;
+        }
+    }
+    assert_int_equal(b.state, BREAKER_OPEN);
+    assert_int_equal(b.cause, BREAKER_CAUSE_RATE);
+    assert_true(b.trip_failed * 100 >= 50 * b.trip_calls);
+    char why[96];
+    breaker_describe(&b, why, sizeof(why));
+    assert_non_null(strstr(why, "of the last"));
+    /* Half-open, a success closes with an empty window: 3 failures do not reopen it. */
+    assert_int_equal(breaker_permits(&b, 1000), 1);
+    breaker_started(&b);
+    breaker_record(&b, true, 1000);
+    assert_int_equal(b.state, BREAKER_CLOSED);
+    breaker_record(&b, false, 1000);
+    breaker_record(&b, false, 1000);
+    breaker_record(&b, false, 1000);
+    assert_int_equal(b.state, BREAKER_CLOSED);
+    /* 10% failures for 100,000 attempts never reach 50% of the last 100. */
+    breaker_init(&b, &(breaker_rule){.rate_pct = 50, .window = 100, .min_calls = 20,
+                                     .cooldown_ms = 1000, .probes = 1});
+    for (int i = 0; i < 100000; i++) {
+        breaker_record(&b, i % 10 != 0, 0);
+    }
+    assert_int_equal(b.state, BREAKER_CLOSED);
+    /* The downstream goes down: open within the window (the 10% of old failures help). */
+    int n = 0;
+    while (b.state == BREAKER_CLOSED && n < 100) {
+        breaker_record(&b, false, 0);
+        n++;
+    }
+    assert_int_equal(b.state, BREAKER_OPEN);
+    assert_in_range(n, 40, 50);
+    /* From a fresh start, down at once: open after min_calls attempts. */
+    breaker_init(&b, &(breaker_rule){.rate_pct = 50, .window = 100, .min_calls = 20,
+                                     .cooldown_ms = 1000, .probes = 1});
+    for (n = 0; b.state == BREAKER_CLOSED && n < 100; n++) {
+        breaker_record(&b, false, 0);
+    }
+    assert_int_equal(n, 20);
 }
 
 /* The token bucket of `rate`: a quarter of a second of burst, then one job per 1/rate. */
@@ -146,6 +206,7 @@ main(void)
         cmocka_unit_test(test_backoff_full_jitter_bounds_and_spread),
         cmocka_unit_test(test_breaker_opens_after_threshold_consecutive_failures),
         cmocka_unit_test(test_breaker_half_open_probe_closes_or_reopens),
+        cmocka_unit_test(test_breaker_failure_rate_over_a_sliding_window),
         cmocka_unit_test(test_rate_bucket),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
