@@ -3,7 +3,7 @@
 # statuses of the error codes, Bearer auth with auth_token and read_token (401, 403, 200),
 # a held wait answered when its job ends, a held fetch whose HTTP client hung up claims
 # nothing, keep-alive, a body over the limit refused unread (413), the job port answering
-# while the HTTP side is busy, and the OpenAPI document validated by swagger-cli (npm, pinned
+# while the HTTP side is busy, HTTPS, and the OpenAPI document validated by swagger-cli (npm, pinned
 # by tests/openapi/package-lock.json, installed into the build directory) and served as kept.
 . "$(dirname "$0")/lib.sh"
 : "${JOBQ_SRC:?JOBQ_SRC must name the source tree}"
@@ -42,6 +42,7 @@ backup_dir = $T/backups
 max_waits = 6
 max_message = 1M
 shutdown_grace = 10s" write_config "[queue.work]
+[queue.idle]
 [queue.run]
 command = /bin/sh -c 'sleep 1; echo done'
 [queue.slow]
@@ -337,6 +338,36 @@ wait "$JOBQD_PID" || rc=$?
 JOBQD_PID=
 expect_eq "jobqd exit status after SIGTERM" "$rc" 0
 ok "while jobqd drains, a submit over HTTP is 503 shutting_down; it exits 0"
+
+# ---- HTTPS: http_tls_cert and http_tls_key ----
+command -v openssl >/dev/null || fail "openssl is not installed (make test-deps)"
+openssl req -x509 -newkey rsa:2048 -nodes -keyout "$T/http.key" -out "$T/http.pem" -days 2 \
+    -subj "/CN=127.0.0.1" -addext "subjectAltName=IP:127.0.0.1" 2>/dev/null
+sed -i "s|^http = .*|http = 127.0.0.1:0\nhttp_tls_cert = $T/http.pem\nhttp_tls_key = $T/http.key|" "$T/jobq.conf"
+start_jobqd
+port=$(grep -o 'event=http_listen addr=127\.0\.0\.1:[0-9]*' "$LOG" | tail -n 1 | sed 's/.*://')
+HTTP="https://127.0.0.1:$port"
+api() {
+    local tok=${2:-$ADMIN} out
+    out=$(curl -s --max-time 60 --cacert "$T/http.pem" -w '\n%{http_code}' -X POST \
+        -H "Authorization: Bearer $tok" --data-binary "$1" "$HTTP/v1/ops")
+    BODY=${out%$'\n'*}
+    STATUS=${out##*$'\n'}
+}
+api '{"op":"ping"}'
+expect_api "ping over HTTPS" 200
+api '{"op":"submit","queue":"work"}' "$READER"
+expect_api "submit over HTTPS with the read token" 403 forbidden
+rc=0
+curl -s --max-time 1 --cacert "$T/http.pem" -X POST -H "Authorization: Bearer $ADMIN" \
+    -d '{"op":"fetch","queue":"idle","timeout":"5m"}' "$HTTP/v1/ops" >/dev/null || rc=$?
+expect_eq "curl gave up on the held fetch over HTTPS" "$rc" 28
+poll_until "the HTTPS fetch is dropped" \
+    '[ "$(curl -s --cacert "$T/http.pem" -H "Authorization: Bearer $READER" "$HTTP/metrics" | awk '"'"'$1 == "jobq_held_requests" {print $2}'"'"')" = 0 ]'
+code=$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$port/healthz") || true
+[ "$code" != 200 ] || fail "plain HTTP was answered on the HTTPS listener"
+stop_jobqd
+ok "HTTPS with http_tls_cert/http_tls_key: ops, 403 for the read token, a held fetch dropped when its client hangs up; plain HTTP is not served there"
 
 # ---- exposure: beyond loopback only with a token ----
 sed -i -e 's/^http = .*/http = 0.0.0.0:0/' -e '/^auth_token = /d' -e '/^read_token = /d' "$T/jobq.conf"
