@@ -3,8 +3,11 @@
 # DEBS, what building and running need; TEST_DEBS, what only the tests add.
 DEBS := build-essential cmake pkg-config libuv1-dev libnng-dev libsqlite3-dev libcmocka-dev \
         libjansson-dev libinih-dev tzdata libmicrohttpd-dev libpq-dev
+# npm (tests/it_http_api.sh installs the OpenAPI validator with it): Debian's, unless the
+# installed node brings its own (NodeSource's nodejs provides npm and conflicts with Debian's).
+NPM_DEB := $(shell command -v npm >/dev/null 2>&1 || echo npm)
 TEST_DEBS := nng-utils sqlite3 valgrind procps jq curl openssl prometheus chromium bsdutils \
-        util-linux clang libclang-rt-dev postgresql python3 nodejs
+        util-linux clang libclang-rt-dev postgresql python3 nodejs $(NPM_DEB)
 BUILD ?= build
 CMAKE_FLAGS ?= -DJOBQ_WERROR=ON
 # The sanitizer build: its own directory; the fuzz targets are ASan builds already, so they

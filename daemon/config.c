@@ -82,6 +82,9 @@ static const key_def server_keys[] = {
     {"http_max_request", KEY_BYTES, offsetof(config, http_max_request), 4 * KIB, MIB},
     {"backup_dir", KEY_STRING, offsetof(config, backup_dir), 0, 0},
     {"auth_token", KEY_SECRET, offsetof(config, auth_token), 0, 0},
+    {"read_token", KEY_SECRET, offsetof(config, read_token), 0, 0},
+    {"http_tls_cert", KEY_STRING, offsetof(config, http_tls_cert), 0, 0},
+    {"http_tls_key", KEY_STRING, offsetof(config, http_tls_key), 0, 0},
     {"tls_cert", KEY_STRING, offsetof(config, tls_cert), 0, 0},
     {"tls_key", KEY_STRING, offsetof(config, tls_key), 0, 0},
     {"tls_ca", KEY_STRING, offsetof(config, tls_ca), 0, 0},
@@ -1080,11 +1083,72 @@ config_database_is_postgres(const char *database)
     return strncmp(database, "postgresql://", 13) == 0 || strncmp(database, "postgres://", 11) == 0;
 }
 
+/* loopback_hostport: whether hostport ("127.0.0.1:7451", "[::1]:7451", "localhost:7451")
+ * names only this machine. An empty host (every address) or any other name does not. */
+static bool
+loopback_hostport(const char *hostport)
+{
+    const char *colon = strrchr(hostport, ':');
+    size_t n = colon != NULL ? (size_t)(colon - hostport) : strlen(hostport);
+    if (n == 9 && strncasecmp(hostport, "localhost", 9) == 0) {
+        return true;
+    }
+    if (n == 5 && strncmp(hostport, "[::1]", 5) == 0) {
+        return true;
+    }
+    /* 127.0.0.0/8: "127." then digits and dots only. */
+    if (n < 5 || strncmp(hostport, "127.", 4) != 0) {
+        return false;
+    }
+    for (size_t i = 4; i < n; i++) {
+        if (!isdigit((unsigned char)hostport[i]) && hostport[i] != '.') {
+            return false;
+        }
+    }
+    return true;
+}
+
+/* check_http: the HTTP listener's keys together: a read_token needs an auth_token (and differs
+ * from it); listening beyond loopback needs a token; TLS needs both files. */
+static bool
+check_http(parse_ctx *c)
+{
+    const config *cfg = c->cfg;
+    c->lineno = -1;
+    if (cfg->read_token != NULL && cfg->auth_token == NULL) {
+        bad(c, "[server] read_token is set without auth_token: without auth_token every "
+               "request is allowed anyway; set auth_token too");
+        return false;
+    }
+    if (cfg->read_token != NULL && strcmp(cfg->read_token, cfg->auth_token) == 0) {
+        bad(c, "[server] read_token is the same as auth_token: give the read-only token its "
+               "own value");
+        return false;
+    }
+    if ((cfg->http_tls_cert == NULL) != (cfg->http_tls_key == NULL)) {
+        bad(c, "[server] http_tls_cert and http_tls_key go together: set both (a PEM "
+               "certificate and its key) or neither");
+        return false;
+    }
+    if (cfg->http != NULL && cfg->auth_token == NULL && !loopback_hostport(cfg->http)) {
+        bad(c,
+            "[server] http = %s listens beyond this machine without a token: anyone who reaches "
+            "it could submit, cancel and read jobs. Set auth_token (and read_token for "
+            "read-only access), or listen on 127.0.0.1",
+            cfg->http);
+        return false;
+    }
+    return true;
+}
+
 /* check_config: the checks that need the whole file. Returns true, or false after recording
  * why (with no line). */
 static bool
 check_config(parse_ctx *c)
 {
+    if (!check_http(c)) {
+        return false;
+    }
     bool tls = false;
     for (size_t i = 0; i < c->cfg->nlisten; i++) {
         tls = tls || strncmp(c->cfg->listen[i], "tls+tcp://", 10) == 0;
@@ -1368,6 +1432,9 @@ config_free(config *cfg)
     free(cfg->http);
     free(cfg->database);
     free(cfg->auth_token);
+    free(cfg->read_token);
+    free(cfg->http_tls_cert);
+    free(cfg->http_tls_key);
     free(cfg->tls_cert);
     free(cfg->tls_key);
     free(cfg->tls_ca);

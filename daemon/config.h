@@ -65,6 +65,10 @@ typedef struct config {
     char *database;             /* SQLite file path (relative to the cwd), or a PostgreSQL URL */
     enum store_kind store;      /* `store`, or what database names; never STORE_AUTO once loaded */
     char *auth_token;           /* when set, every request must carry it; NULL: none */
+    char *read_token;           /* with auth_token: a token for the read-only ops (OPF_READ), the
+                                 * dashboard and /metrics; NULL: none */
+    char *http_tls_cert;        /* PEM certificate: the HTTP listener speaks HTTPS; NULL: HTTP */
+    char *http_tls_key;         /* PEM key of http_tls_cert */
     char *tls_cert;             /* PEM certificate for tls+tcp:// listeners */
     char *tls_key;              /* PEM key of tls_cert */
     char *tls_ca;               /* PEM CA: when set, clients must present a certificate */

@@ -18,13 +18,22 @@ static const op_handler handlers[] = {
 };
 _Static_assert(sizeof(handlers) / sizeof(handlers[0]) == REQ_NOPS, "a handler for every op");
 
-/* checked: applies the flags of c's op; false when it replied (the call is gone). */
+/* checked: applies the flags of c's op (read_only: it came with read_token, so only OPF_READ
+ * ops pass); false when it replied (the call is gone). */
 static bool
-checked(call *c)
+checked(call *c, bool read_only)
 {
     server *s = c->srv;
     unsigned flags = jobq__op_flags(c->req.op);
     char msg[512];
+    if (read_only && !(flags & OPF_READ)) {
+        snprintf(msg, sizeof(msg),
+                 "the read-only token (read_token) may not %s: it serves only ping, get, wait, "
+                 "list, stats, explain and schedules; use auth_token",
+                 jobq__op_name(c->req.op));
+        reply_error(c, "forbidden", msg);
+        return false;
+    }
     if ((flags & OPF_NOT_DRAINING) && s->draining) {
         reply_error(c, "shutting_down",
                     "jobqd is shutting down and takes no new jobs; retry when it is back");
@@ -76,7 +85,14 @@ dispatch_request(void *arg, icall *ic, const char *body, size_t len)
         reply_error(c, "too_large", err);
         return;
     }
-    const char *code = jobq__request_decode(body, len, &s->limits, &c->req, err, sizeof(err));
+    /* An endpoint that verified the credentials itself (an HTTP Authorization header) has
+     * the body decoded without a token check; otherwise its "token" field decides. */
+    intake_auth auth = intake_call_auth(ic);
+    request_limits lim = s->limits;
+    if (auth != INTAKE_AUTH_BODY) {
+        lim.token = lim.read_token = NULL;
+    }
+    const char *code = jobq__request_decode(body, len, &lim, &c->req, err, sizeof(err));
     if (code != NULL) {
         reply_error(c, code, err);
         return;
@@ -84,7 +100,7 @@ dispatch_request(void *arg, icall *ic, const char *body, size_t len)
     if (s->cfg->auth_token != NULL) {
         intake_authenticated(ic); /* the token was checked: larger messages may follow */
     }
-    if (checked(c)) {
+    if (checked(c, auth == INTAKE_AUTH_READ || c->req.read_only)) {
         handlers[c->req.op](c);
     }
 }
@@ -94,6 +110,7 @@ static int
 dispatch_listen(server *s, char *err, size_t errlen)
 {
     const config *cfg = s->cfg;
+    s->limits.read_token = cfg->read_token;
     intake_tls tls = {.cert = cfg->tls_cert, .key = cfg->tls_key, .ca = cfg->tls_ca};
     intake_limits lim = {.max_message = cfg->max_message,
                          .max_unauthenticated_message = cfg->max_unauthenticated_message,

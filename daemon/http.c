@@ -1,5 +1,7 @@
-/* http.c: the monitor endpoint's HTTP server: libmicrohttpd run from the loop, fed by a
- * listener this file accepts on (cap, per-address cap, accept backoff, request deadline). */
+/* http.c: the HTTP server of the monitor and the HTTP API: libmicrohttpd run from the loop,
+ * fed by a listener this file accepts on (cap, per-address cap, accept backoff, request
+ * deadline), with request bodies within a limit, and suspended connections watched for their
+ * peer's close. */
 #define _GNU_SOURCE 1 /* accept4 */
 #include "http.h"
 
@@ -32,23 +34,49 @@ static const char busy_reply[] = "HTTP/1.1 503 Service Unavailable\r\n"
                                  "Content-Length: 29\r\n\r\n"
                                  "too many monitor connections\n";
 
+/* Bytes a body route may send beyond its limit, read and discarded, before its connection is
+ * closed (a bit more than nng's four times, so a 413 reaches the usual oversized body). */
+#define BODY_DISCARD_FACTOR 4
+#define BODY_DISCARD_SLACK (64 * 1024)
+
 /* One connection MHD serves: on the list of connections whose request deadline is watched. */
 typedef struct hconn {
     struct hconn *prev, *next;
     int fd;
     int64_t deadline_ms; /* when a request still incomplete by then is cut off; 0: none */
+    uint64_t id;         /* http_conn: from 1 */
+    bool peer_gone;      /* its peer closed (seen while an answer was owed) */
+    bool closed_reported; /* the closed callback ran for it */
+    struct hcall *cur;   /* the request being served, or NULL */
 } hconn;
+
+/* A suspended connection's watch for its peer's close (MHD does not poll it meanwhile). */
+typedef struct watch {
+    uv_poll_t poll; /* first: freed in its close callback */
+    struct hcall *c;
+} watch;
 
 struct hcall {
     http *h;
     struct MHD_Connection *conn;
-    enum http_route route;
+    hconn *hc; /* its connection's record (NULL once orphaned) */
+    int route; /* enum http_route, or -1: no such path */
     bool in_handler;              /* the request callback is running: reply queues at once */
     bool dispatched;              /* handed to the request callback (or answered 404/405) */
     bool replied;                 /* http_reply was called */
+    bool dropped;                 /* http_drop was called: MHD closes the connection */
+    bool owed;                    /* handed to the callback, neither answered nor dropped */
+    bool orphan;                  /* its connection went while owed: the answer frees it */
     bool suspended;               /* waits for http_reply; MHD does not read it meanwhile */
     struct MHD_Response *pending; /* reply made while suspended, queued when resumed */
     unsigned pending_status;
+    bool takes_body;   /* its route takes a body, kept up to max_body bytes */
+    size_t max_body;
+    char *body;        /* what was kept of it */
+    size_t len, cap;
+    uint64_t seen;     /* body bytes read, kept or not */
+    bool over;         /* the body was longer than max_body */
+    watch *w;          /* while suspended */
 };
 
 /* A kind of trouble logged at most once per REPORT_INTERVAL_MS, with how often it happened. */
@@ -79,10 +107,25 @@ struct http {
     report reports[REP_COUNT];
     int open_handles; /* freed when the last close callback ran */
     http_request_cb cb;
+    http_headers_cb headers;
     void *arg;
+    http_closed_cb closed_cb;
+    void *closed_arg;
+    uint64_t next_conn; /* the id of the last connection taken on */
+    char *tls_cert, *tls_key; /* copies of the PEM texts MHD was started with; NULL: none */
 };
 
-static const char *const paths[ROUTE_COUNT] = {"/", "/metrics", "/stats", "/healthz"};
+static const struct {
+    const char *path;
+    bool post; /* POST with a body; else GET and HEAD */
+} routes[ROUTE_COUNT] = {
+    [ROUTE_INDEX] = {"/", false},
+    [ROUTE_METRICS] = {"/metrics", false},
+    [ROUTE_STATS] = {"/stats", false},
+    [ROUTE_HEALTHZ] = {"/healthz", false},
+    [ROUTE_OPS] = {"/v1/ops", true},
+    [ROUTE_OPENAPI] = {"/v1/openapi.yaml", false},
+};
 
 /* ---- logging, rate-limited ---- */
 
@@ -164,6 +207,79 @@ mhd_poll_cb(uv_poll_t *p, int status, int events)
 
 /* ---- connections and their request deadline ---- */
 
+/* report_closed: tells the closed callback, once, that c's connection (or its peer) is gone. */
+static void
+report_closed(http *h, hconn *c)
+{
+    if (c->closed_reported) {
+        return;
+    }
+    c->closed_reported = true;
+    if (h->closed_cb != NULL) {
+        h->closed_cb(h->closed_arg, c->id);
+    }
+}
+
+static void
+watch_closed_cb(uv_handle_t *p)
+{
+    free(p); /* the watch: its poll handle is its first member */
+}
+
+/* watch_stop: c's connection is no longer watched for its peer's close. */
+static void
+watch_stop(hcall *c)
+{
+    if (c->w != NULL) {
+        c->w->c = NULL;
+        uv_close((uv_handle_t *)&c->w->poll, watch_closed_cb);
+        c->w = NULL;
+    }
+}
+
+/* watch_cb: the peer of a suspended connection hung up (or its socket failed): whoever owes
+ * it an answer hears that the connection is gone (held requests are dropped). */
+static void
+watch_cb(uv_poll_t *p, int status, int events)
+{
+    (void)status;
+    (void)events;
+    watch *w = p->data;
+    hcall *c = w->c;
+    if (c == NULL) {
+        return;
+    }
+    http *h = c->h;
+    hconn *hc = c->hc;
+    watch_stop(c);
+    if (hc != NULL) {
+        hc->peer_gone = true;
+        report_closed(h, hc);
+    }
+}
+
+/* watch_start: while c's connection is suspended, its peer's close is watched for (MHD only
+ * sees it once resumed). Without memory it is not: the close is then seen at the answer. */
+static void
+watch_start(hcall *c)
+{
+    if (c->hc == NULL || c->hc->fd < 0 || c->w != NULL) {
+        return;
+    }
+    watch *w = calloc(1, sizeof(*w));
+    if (w == NULL) {
+        return;
+    }
+    if (uv_poll_init(c->h->loop, &w->poll, c->hc->fd) != 0) {
+        free(w);
+        return;
+    }
+    w->c = c;
+    w->poll.data = w;
+    uv_poll_start(&w->poll, UV_DISCONNECT, watch_cb);
+    c->w = w;
+}
+
 /* conn_of: the hconn of an MHD connection, or NULL. */
 static hconn *
 conn_of(struct MHD_Connection *conn)
@@ -189,6 +305,7 @@ notify_cb(void *cls, struct MHD_Connection *conn, void **socket_context,
             MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
         c->fd = ci != NULL ? ci->connect_fd : -1;
         c->deadline_ms = (int64_t)uv_now(h->loop) + h->lim.timeout_ms;
+        c->id = ++h->next_conn;
         c->next = h->conns;
         if (h->conns != NULL) {
             h->conns->prev = c;
@@ -204,6 +321,10 @@ notify_cb(void *cls, struct MHD_Connection *conn, void **socket_context,
     hconn *c = *socket_context;
     if (c == NULL) {
         return;
+    }
+    report_closed(h, c);
+    if (c->cur != NULL) { /* not expected: MHD ends the request first */
+        c->cur->hc = NULL;
     }
     if (c->prev != NULL) {
         c->prev->next = c->next;
@@ -257,14 +378,27 @@ completed_cb(void *cls, struct MHD_Connection *conn, void **req_cls,
     http *h = cls;
     (void)toe;
     hcall *c = *req_cls;
+    hconn *hc = conn_of(conn);
     if (c != NULL) {
         if (c->pending != NULL) {
             MHD_destroy_response(c->pending);
+            c->pending = NULL;
         }
-        free(c);
+        free(c->body);
+        c->body = NULL;
+        watch_stop(c);
+        if (hc != NULL && hc->cur == c) {
+            hc->cur = NULL;
+        }
+        if (c->owed) { /* its answer will come: it frees the call then */
+            c->orphan = true;
+            c->hc = NULL;
+            c->conn = NULL;
+        } else {
+            free(c);
+        }
         *req_cls = NULL;
     }
-    hconn *hc = conn_of(conn);
     if (hc != NULL) {
         hc->deadline_ms = (int64_t)uv_now(h->loop) + h->lim.timeout_ms;
     }
@@ -316,33 +450,104 @@ queue_pending(struct MHD_Connection *conn, hcall *c)
     return rv;
 }
 
+/* find_route: the route of path, or -1. */
+static int
+find_route(const char *path)
+{
+    for (int i = 0; i < ROUTE_COUNT; i++) {
+        if (strcmp(path, routes[i].path) == 0) {
+            return i;
+        }
+    }
+    return -1;
+}
+
+/* take_body: keeps n more bytes of c's body within its limit; beyond it they are discarded
+ * and, past BODY_DISCARD_FACTOR times the limit, the connection is closed (false). */
+static bool
+take_body(hcall *c, const char *data, size_t n)
+{
+    c->seen += n;
+    if (!c->over && c->len + n <= c->max_body) {
+        if (c->len + n > c->cap) {
+            size_t cap = c->cap ? c->cap : 4096;
+            while (cap < c->len + n) {
+                cap *= 2;
+            }
+            cap = cap > c->max_body ? c->max_body : cap;
+            char *grown = realloc(c->body, cap);
+            if (grown == NULL) {
+                return false;
+            }
+            c->body = grown;
+            c->cap = cap;
+        }
+        memcpy(c->body + c->len, data, n);
+        c->len += n;
+        return true;
+    }
+    if (!c->over) {
+        c->over = true;
+        free(c->body); /* only the fact that it was too long matters now */
+        c->body = NULL;
+        c->len = c->cap = 0;
+    }
+    return c->seen <= (uint64_t)c->max_body * BODY_DISCARD_FACTOR + BODY_DISCARD_SLACK;
+}
+
 /* access_cb: MHD's request callback (loop thread). The first call brings the line and
- * headers; later calls bring the body (discarded: no route takes one) and then its end, when
- * the request goes to the request callback (a reply queued before the request is read whole
- * would make MHD close the connection). A reply not given at once suspends the connection
- * until http_reply, which resumes it; MHD then calls again and the reply is queued. */
+ * headers: a route that takes a body asks the headers callback how much of it to keep (or
+ * is answered at once, its body never read). Later calls bring the body (kept within that
+ * limit; other routes' is discarded) and then its end, when the request goes to the request
+ * callback (a reply queued before the request is read whole would make MHD close the
+ * connection). A reply not given at once suspends the connection, watched for its peer's
+ * close, until http_reply (or http_drop), which resumes it; MHD then calls again and the
+ * reply is queued (or the connection closed). */
 static enum MHD_Result
 access_cb(void *cls, struct MHD_Connection *conn, const char *url, const char *method,
           const char *version, const char *upload_data, size_t *upload_data_size, void **req_cls)
 {
     http *h = cls;
     (void)version;
-    (void)upload_data;
     hcall *c = *req_cls;
     if (c == NULL) {
-        if ((c = calloc(1, sizeof(*c))) == NULL) {
+        hconn *hc = conn_of(conn);
+        if (hc == NULL || (c = calloc(1, sizeof(*c))) == NULL) {
             return MHD_NO;
         }
         c->h = h;
         c->conn = conn;
+        c->hc = hc;
+        hc->cur = c;
+        c->route = find_route(url);
         *req_cls = c;
+        if (c->route >= 0 && routes[c->route].post && h->headers != NULL &&
+            strcmp(method, MHD_HTTP_METHOD_POST) == 0) {
+            c->takes_body = true;
+            c->in_handler = true;
+            long long max = h->headers(h->arg, c, (enum http_route)c->route);
+            c->in_handler = false;
+            if (c->replied) {
+                c->dispatched = true;
+                return queue_pending(conn, c);
+            }
+            c->max_body = max > 0 ? (size_t)max : 0;
+        }
         return MHD_YES;
     }
     if (*upload_data_size != 0) {
+        size_t n = *upload_data_size;
         *upload_data_size = 0;
+        if (c->takes_body && !take_body(c, upload_data, n)) {
+            report_note(h, REP_REFUSED, "reason=body_over_limit max_body=%zu", c->max_body);
+            return MHD_NO;
+        }
         return MHD_YES;
     }
     if (c->dispatched) { /* resumed */
+        if (c->dropped) {
+            return MHD_NO;
+        }
         return c->pending != NULL ? queue_pending(conn, c) : MHD_YES;
     }
     c->dispatched = true;
@@ -350,50 +555,146 @@ access_cb(void *cls, struct MHD_Connection *conn, const char *url, const char *m
     if (hc != NULL) {
         hc->deadline_ms = 0; /* the request is in: answering may take its time */
     }
-    int route = -1;
-    for (int i = 0; i < ROUTE_COUNT; i++) {
-        if (strcmp(url, paths[i]) == 0) {
-            route = i;
-        }
-    }
-    if (route < 0) {
+    if (c->route < 0) {
         return answer_now(conn, MHD_HTTP_NOT_FOUND, "not found\n", NULL);
     }
-    if (strcmp(method, MHD_HTTP_METHOD_GET) != 0 && strcmp(method, MHD_HTTP_METHOD_HEAD) != 0) {
-        return answer_now(conn, MHD_HTTP_METHOD_NOT_ALLOWED, "method not allowed\n", "GET, HEAD");
+    bool get = strcmp(method, MHD_HTTP_METHOD_GET) == 0 || strcmp(method, MHD_HTTP_METHOD_HEAD) == 0;
+    bool post = strcmp(method, MHD_HTTP_METHOD_POST) == 0;
+    if (routes[c->route].post ? !post : !get) {
+        return answer_now(conn, MHD_HTTP_METHOD_NOT_ALLOWED, "method not allowed\n",
+                          routes[c->route].post ? "POST" : "GET, HEAD");
     }
-    c->route = (enum http_route)route;
     c->in_handler = true;
-    h->cb(h->arg, c, c->route);
+    c->owed = true;
+    h->cb(h->arg, c, (enum http_route)c->route);
     c->in_handler = false;
+    if (c->dropped) {
+        return MHD_NO;
+    }
     if (c->replied) {
         return queue_pending(conn, c);
     }
     c->suspended = true;
     MHD_suspend_connection(conn);
+    watch_start(c);
     return MHD_YES;
 }
 
-void
-http_reply(hcall *c, int status, const char *content_type, const char *body, size_t len)
+/* resume: a suspended call was answered or dropped: MHD serves its connection again. */
+static void
+resume(hcall *c)
 {
+    if (!c->suspended) {
+        return;
+    }
+    c->suspended = false;
+    watch_stop(c);
+    MHD_resume_connection(c->conn);
+    mhd_run(c->h);
+}
+
+void
+http_reply_headers(hcall *c, int status, const char *content_type, const char *body, size_t len,
+                   const char *const *headers)
+{
+    if (c->orphan) {
+        free(c);
+        return;
+    }
     struct MHD_Response *r = make_response(content_type, body, len);
     if (r == NULL) {
         static const char oom[] = "out of memory\n";
         status = 500;
         r = MHD_create_response_from_buffer(sizeof(oom) - 1, (void *)oom, MHD_RESPMEM_PERSISTENT);
+    } else {
+        for (size_t i = 0; headers != NULL && headers[i] != NULL && headers[i + 1] != NULL;
+             i += 2) {
+            MHD_add_response_header(r, headers[i], headers[i + 1]);
+        }
     }
     c->pending = r; /* NULL still resumes: MHD then closes the connection */
     c->pending_status = (unsigned)status;
     c->replied = true;
+    c->owed = false;
     if (c->in_handler) {
         return; /* access_cb queues it on return */
     }
-    if (c->suspended) {
-        c->suspended = false;
-        MHD_resume_connection(c->conn);
-        mhd_run(c->h);
+    resume(c);
+}
+
+void
+http_reply(hcall *c, int status, const char *content_type, const char *body, size_t len)
+{
+    http_reply_headers(c, status, content_type, body, len, NULL);
+}
+
+void
+http_drop(hcall *c)
+{
+    if (c->orphan) {
+        free(c);
+        return;
     }
+    c->dropped = true;
+    c->owed = false;
+    if (c->in_handler) {
+        return; /* access_cb closes it on return */
+    }
+    resume(c);
+}
+
+const char *
+http_header(hcall *c, const char *name)
+{
+    return c->conn != NULL ? MHD_lookup_connection_value(c->conn, MHD_HEADER_KIND, name) : NULL;
+}
+
+const char *
+http_body(hcall *c, size_t *len)
+{
+    *len = c->len;
+    return c->body != NULL ? c->body : "";
+}
+
+bool
+http_body_over(const hcall *c)
+{
+    return c->over;
+}
+
+uint64_t
+http_conn(const hcall *c)
+{
+    return c->hc != NULL ? c->hc->id : 0;
+}
+
+bool
+http_conn_open(const hcall *c)
+{
+    return !c->orphan && c->hc != NULL && !c->hc->peer_gone;
+}
+
+bool
+http_conn_alive(hcall *c)
+{
+    if (!http_conn_open(c)) {
+        return false;
+    }
+    /* The watch reports a hang-up on the loop's next turn; an answer that hands out jobs
+     * looks now. Found, the watch (still on: the connection is suspended) reports it. */
+    char b;
+    if (c->hc->fd >= 0 && recv(c->hc->fd, &b, 1, MSG_PEEK | MSG_DONTWAIT) == 0) {
+        c->hc->peer_gone = true;
+        return false;
+    }
+    return true;
+}
+
+void
+http_on_conn_closed(http *h, http_closed_cb cb, void *arg)
+{
+    h->closed_cb = cb;
+    h->closed_arg = arg;
 }
 
 /* ---- the listener ---- */
@@ -575,7 +876,7 @@ log_listen(int fd, const char *hostport)
 
 int
 http_open(http **hp, uv_loop_t *loop, const char *hostport, const http_limits *lim,
-          http_request_cb cb, void *arg, char *err, size_t errlen)
+          http_request_cb cb, http_headers_cb headers, void *arg, char *err, size_t errlen)
 {
     http *h = calloc(1, sizeof(*h));
     if (h == NULL) {
@@ -585,6 +886,7 @@ http_open(http **hp, uv_loop_t *loop, const char *hostport, const http_limits *l
     h->loop = loop;
     h->lim = *lim;
     h->cb = cb;
+    h->headers = headers;
     h->arg = arg;
     static const struct {
         const char *event;
@@ -604,9 +906,33 @@ http_open(http **hp, uv_loop_t *loop, const char *hostport, const http_limits *l
     }
     /* MHD's idle timeout in whole seconds, rounded up; the request deadline is sweep_cb's. */
     unsigned idle_s = (unsigned)((h->lim.timeout_ms + 999) / 1000);
-    h->d = MHD_start_daemon(MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_NO_LISTEN_SOCKET |
-                                MHD_USE_ERROR_LOG,
-                            0, NULL, NULL, access_cb, h, MHD_OPTION_EXTERNAL_LOGGER, mhd_log_cb, h,
+    /* With a certificate, MHD speaks TLS on every connection handed to it (GnuTLS). */
+    struct MHD_OptionItem tls[] = {
+        {MHD_OPTION_HTTPS_MEM_KEY, 0, (void *)lim->tls_key},
+        {MHD_OPTION_HTTPS_MEM_CERT, 0, (void *)lim->tls_cert},
+        {MHD_OPTION_END, 0, NULL},
+    };
+    unsigned flags = MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_NO_LISTEN_SOCKET |
+                     MHD_USE_ERROR_LOG;
+    if (lim->tls_cert != NULL) {
+        if (MHD_is_feature_supported(MHD_FEATURE_TLS) != MHD_YES) {
+            snprintf(err, errlen,
+                     "http_tls_cert is set but this libmicrohttpd was built without TLS");
+            close(h->listen_fd);
+            free(h);
+            return -1;
+        }
+        h->tls_cert = strdup(lim->tls_cert);
+        h->tls_key = strdup(lim->tls_key);
+        tls[0].ptr_value = h->tls_key;
+        tls[1].ptr_value = h->tls_cert;
+        h->lim.tls_cert = h->lim.tls_key = NULL; /* the caller's; the copies are h's */
+        flags |= MHD_USE_TLS;
+    } else {
+        tls[0].option = MHD_OPTION_END;
+    }
+    h->d = MHD_start_daemon(flags, 0, NULL, NULL, access_cb, h, MHD_OPTION_ARRAY, tls,
+                            MHD_OPTION_EXTERNAL_LOGGER, mhd_log_cb, h,
                             MHD_OPTION_CONNECTION_TIMEOUT, idle_s, MHD_OPTION_CONNECTION_LIMIT,
                             (unsigned)h->lim.max_connections, MHD_OPTION_PER_IP_CONNECTION_LIMIT,
                             (unsigned)h->lim.max_per_ip, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
@@ -620,6 +946,8 @@ http_open(http **hp, uv_loop_t *loop, const char *hostport, const http_limits *l
             MHD_stop_daemon(h->d);
         }
         close(h->listen_fd);
+        free(h->tls_cert);
+        free(h->tls_key);
         free(h);
         return -1;
     }
@@ -643,6 +971,8 @@ close_cb(uv_handle_t *hd)
 {
     http *h = hd->data;
     if (--h->open_handles == 0) {
+        free(h->tls_cert);
+        free(h->tls_key);
         free(h);
     }
 }
@@ -655,6 +985,17 @@ http_close(http *h)
     }
     uv_poll_stop(&h->listen_poll);
     uv_poll_stop(&h->mhd_poll);
+    h->closed_cb = NULL;
+    /* MHD may not stop with connections suspended: resume them; an answer still owed finds
+     * its call orphaned (completed_cb) and frees it. */
+    for (hconn *c = h->conns; c != NULL; c = c->next) {
+        if (c->cur != NULL && c->cur->suspended) {
+            c->cur->suspended = false;
+            c->cur->dropped = true;
+            watch_stop(c->cur);
+            MHD_resume_connection(c->cur->conn);
+        }
+    }
     int64_t now = (int64_t)uv_now(h->loop);
     for (int i = 0; i < REP_COUNT; i++) {
         report_flush(&h->reports[i], now, true);

@@ -1,6 +1,8 @@
-/* intake.c: where requests come in. tcp:// and ipc:// URLs are served on the loop by the native
- * SP endpoint (sp.c); every other scheme by nng REP contexts, each a small state machine driven
- * by its aio callback on nng's threads, handing requests to the loop through one uv_async. */
+/* intake.c: where requests come in, and the endpoint interface (icall). tcp:// and ipc:// URLs
+ * are served on the loop by the native SP endpoint (sp.c); every other scheme by nng REP
+ * contexts, each a small state machine driven by its aio callback on nng's threads, handing
+ * requests to the loop through one uv_async. Both are endpoints of icall; so is the HTTP API
+ * (httpapi.c). */
 #include "intake.h"
 
 #include <nng/nng.h>
@@ -32,21 +34,25 @@
 
 enum ictx_state { IC_RECV, IC_WORK, IC_SEND };
 
-struct icall {
+/* A request of one of nng's REP contexts: one per context, reused for its next request. */
+typedef struct ncall {
+    icall base; /* first: the endpoint interface */
     intake *in;
-    sp_req *native; /* a request of the native endpoint (the fields below are unused), or NULL */
     nng_ctx ctx;
     nng_aio *aio;
     enum ictx_state state; /* written by whoever owns the context at the time */
     nng_msg *msg;          /* the request, while IC_WORK */
-    icall *next_ready;     /* link in in->ready */
+    struct ncall *next_ready; /* link in in->ready */
     uint64_t queued_ns;    /* when nng handed the request over (for the loop's lag) */
-    uint64_t conn;         /* the connection (NNG_CONN_BIT | pipe id), while IC_WORK */
-    icall *next_all;       /* link in in->all */
-};
+    struct ncall *next_all;   /* link in in->all */
+} ncall;
 
-/* Connection numbers of nng's pipes have this bit set; the native endpoint's never do. */
-#define NNG_CONN_BIT ((uint64_t)1 << 63)
+/* A request of the native endpoint (tcp://, ipc://). */
+typedef struct spcall {
+    icall base; /* first: the endpoint interface */
+    intake *in;
+    sp_req *req;
+} spcall;
 
 /* A closed nng pipe, on its way to the loop. */
 typedef struct closed_pipe {
@@ -66,12 +72,12 @@ struct intake {
     uv_loop_t *loop;
     uv_async_t async;
     uv_mutex_t mtx;
-    icall *ready; /* received requests for the loop, LIFO under mtx (order restored on drain) */
+    ncall *ready; /* received requests for the loop, LIFO under mtx (order restored on drain) */
     nng_socket sock;
     bool nng_open; /* sock, async and the contexts exist: some URL is served by nng */
     sp_server *sp; /* the native endpoint (tcp://, ipc://), or NULL */
     bool stopped;
-    icall *all;
+    ncall *all;
     size_t nctx;
     size_t nworking; /* loop-owned: calls handed to the callback and not replied */
     intake_request_cb cb;
@@ -90,6 +96,7 @@ struct intake {
 };
 
 static void aio_cb(void *arg);
+static const icall_ops nng_call_ops, sp_call_ops;
 
 /* refusal_cb: nng's thread. The connection had its time to read the refusal: close it. */
 static void
@@ -176,7 +183,7 @@ pipe_cb(nng_pipe p, nng_pipe_ev ev, void *arg)
             atomic_fetch_sub(&in->clients, 1);
             closed_pipe *cp = malloc(sizeof(*cp));
             if (cp != NULL) { /* out of memory: its held requests end at their timeout */
-                cp->conn = NNG_CONN_BIT | (uint64_t)nng_pipe_id(p);
+                cp->conn = INTAKE_CONN_NNG | (uint64_t)nng_pipe_id(p);
                 uv_mutex_lock(&in->mtx);
                 cp->next = in->closed;
                 in->closed = cp;
@@ -213,7 +220,7 @@ refusal_body(char *buf, size_t size, int max_clients)
 /* refused_request: the loop. When the request came on a refused connection, answers it
  * too_many_connections and returns true. */
 static bool
-refused_request(intake *in, icall *c, nng_msg *m)
+refused_request(intake *in, ncall *c, nng_msg *m)
 {
     if (atomic_load(&in->nrefusing) == 0) {
         return false;
@@ -231,17 +238,18 @@ refused_request(intake *in, icall *c, nng_msg *m)
     char body[300];
     int n = refusal_body(body, sizeof(body), in->max_clients);
     nng_msg_free(m);
-    intake_reply(c, body, (size_t)n);
+    intake_reply(&c->base, body, (size_t)n);
     return true;
 }
 
 static int
 add_ctx(intake *in)
 {
-    icall *c = calloc(1, sizeof(*c));
+    ncall *c = calloc(1, sizeof(*c));
     if (c == NULL) {
         return NNG_ENOMEM;
     }
+    c->base.ops = &nng_call_ops;
     c->in = in;
     int rv = nng_ctx_open(&c->ctx, in->sock);
     if (rv == 0 && (rv = nng_aio_alloc(&c->aio, aio_cb, c)) != 0) {
@@ -263,7 +271,7 @@ add_ctx(intake *in)
 static void
 aio_cb(void *arg)
 {
-    icall *c = arg;
+    ncall *c = arg;
     intake *in = c->in;
     int rv = nng_aio_result(c->aio);
     switch (c->state) {
@@ -306,21 +314,21 @@ async_cb(uv_async_t *h)
 {
     intake *in = h->data;
     uv_mutex_lock(&in->mtx);
-    icall *list = in->ready;
+    ncall *list = in->ready;
     in->ready = NULL;
     closed_pipe *closed = in->closed;
     in->closed = NULL;
     uv_mutex_unlock(&in->mtx);
-    icall *rev = NULL;
+    ncall *rev = NULL;
     while (list != NULL) {
-        icall *next = list->next_ready;
+        ncall *next = list->next_ready;
         list->next_ready = rev;
         rev = list;
         list = next;
     }
     uint64_t now = uv_hrtime();
-    for (icall *c = rev; c != NULL;) {
-        icall *next = c->next_ready;
+    for (ncall *c = rev; c != NULL;) {
+        ncall *next = c->next_ready;
         if (in->lag != NULL) {
             hist_observe(in->lag, HIST_SECONDS, (double)(now - c->queued_ns) / 1e9);
         }
@@ -332,9 +340,10 @@ async_cb(uv_async_t *h)
         } else {
             nng_msg *m = c->msg;
             c->msg = NULL;
-            c->conn = NNG_CONN_BIT | (uint64_t)nng_pipe_id(nng_msg_get_pipe(m));
+            c->base.conn = INTAKE_CONN_NNG | (uint64_t)nng_pipe_id(nng_msg_get_pipe(m));
+            c->base.auth = INTAKE_AUTH_BODY;
             if (!refused_request(in, c, m)) {
-                in->cb(in->arg, c, nng_msg_body(m), nng_msg_len(m));
+                in->cb(in->arg, &c->base, nng_msg_body(m), nng_msg_len(m));
                 nng_msg_free(m);
             }
         }
@@ -440,18 +449,20 @@ static void
 native_request_cb(void *arg, sp_req *req, const char *body, size_t len)
 {
     intake *in = arg;
-    icall *c = malloc(sizeof(*c));
+    spcall *c = malloc(sizeof(*c));
     if (c == NULL) {
         static const char oom[] =
             "{\"ok\":false,\"error\":{\"code\":\"internal\",\"message\":\"out of memory\"}}";
         sp_reply(req, oom, sizeof(oom) - 1);
         return;
     }
+    c->base.ops = &sp_call_ops;
+    c->base.conn = sp_req_conn(req);
+    c->base.auth = INTAKE_AUTH_BODY;
     c->in = in;
-    c->native = req;
-    c->conn = sp_req_conn(req);
+    c->req = req;
     in->nworking++;
-    in->cb(in->arg, c, body, len);
+    in->cb(in->arg, &c->base, body, len);
 }
 
 /* native_closed_cb: the loop. A native connection closed. */
@@ -626,24 +637,65 @@ intake_open(intake **inp, uv_loop_t *loop, char *const *urls, size_t nurls,
     return 0;
 }
 
-void
-intake_authenticated(icall *c)
+/* ---- the native endpoint's calls ---- */
+
+static void
+sp_call_reply(icall *ic, const char *body, size_t len)
 {
-    if (c->native != NULL) {
-        sp_authenticated(c->native);
-    }
+    spcall *c = (spcall *)ic;
+    c->in->nworking--;
+    sp_reply(c->req, body, len); /* dropped after intake_stop or once the peer left */
+    free(c);
 }
 
-void
-intake_reply(icall *c, const char *body, size_t len)
+static void
+sp_call_drop(icall *ic)
 {
+    spcall *c = (spcall *)ic;
+    c->in->nworking--;
+    sp_drop(c->req);
+    free(c);
+}
+
+static uint32_t
+sp_call_request_id(const icall *ic)
+{
+    return sp_req_id(((const spcall *)ic)->req);
+}
+
+static bool
+sp_call_conn_open(const icall *ic)
+{
+    return sp_req_open(((const spcall *)ic)->req);
+}
+
+static bool
+sp_call_conn_alive(icall *ic)
+{
+    return sp_req_alive(((spcall *)ic)->req);
+}
+
+static void
+sp_call_authenticated(icall *ic)
+{
+    sp_authenticated(((spcall *)ic)->req);
+}
+
+static const icall_ops sp_call_ops = {.reply = sp_call_reply,
+                                      .drop = sp_call_drop,
+                                      .request_id = sp_call_request_id,
+                                      .conn_open = sp_call_conn_open,
+                                      .conn_alive = sp_call_conn_alive,
+                                      .authenticated = sp_call_authenticated};
+
+/* ---- nng's calls: the context goes back to receiving once the call is done ---- */
+
+static void
+nng_call_reply(icall *ic, const char *body, size_t len)
+{
+    ncall *c = (ncall *)ic;
     intake *in = c->in;
     in->nworking--;
-    if (c->native != NULL) {
-        sp_reply(c->native, body, len); /* dropped after intake_stop or once the peer left */
-        free(c);
-        return;
-    }
     if (in->stopped) {
         return;
     }
@@ -660,21 +712,67 @@ intake_reply(icall *c, const char *body, size_t len)
     nng_ctx_send(c->ctx, c->aio);
 }
 
-void
-intake_drop(icall *c)
+static void
+nng_call_drop(icall *ic)
 {
+    ncall *c = (ncall *)ic;
     intake *in = c->in;
     in->nworking--;
-    if (c->native != NULL) {
-        sp_drop(c->native);
-        free(c);
-        return;
-    }
     if (in->stopped) {
         return;
     }
     c->state = IC_RECV; /* a new receive forgets the request's backtrace */
     nng_ctx_recv(c->ctx, c->aio);
+}
+
+static uint32_t
+nng_call_request_id(const icall *ic)
+{
+    (void)ic;
+    return 0; /* nng keeps the backtrace to itself */
+}
+
+static bool
+nng_call_conn_open(const icall *ic)
+{
+    (void)ic;
+    return true; /* a close is reported by the pipe callback */
+}
+
+static bool
+nng_call_conn_alive(icall *ic)
+{
+    (void)ic;
+    return true;
+}
+
+static const icall_ops nng_call_ops = {.reply = nng_call_reply,
+                                       .drop = nng_call_drop,
+                                       .request_id = nng_call_request_id,
+                                       .conn_open = nng_call_conn_open,
+                                       .conn_alive = nng_call_conn_alive,
+                                       .authenticated = NULL};
+
+/* ---- the endpoint interface: every endpoint's calls ---- */
+
+void
+intake_authenticated(icall *c)
+{
+    if (c->ops->authenticated != NULL) {
+        c->ops->authenticated(c);
+    }
+}
+
+void
+intake_reply(icall *c, const char *body, size_t len)
+{
+    c->ops->reply(c, body, len);
+}
+
+void
+intake_drop(icall *c)
+{
+    c->ops->drop(c);
 }
 
 uint64_t
@@ -683,22 +781,28 @@ intake_conn(const icall *c)
     return c->conn;
 }
 
+intake_auth
+intake_call_auth(const icall *c)
+{
+    return c->auth;
+}
+
 uint32_t
 intake_request_id(const icall *c)
 {
-    return c->native != NULL ? sp_req_id(c->native) : 0;
+    return c->ops->request_id(c);
 }
 
 bool
 intake_conn_open(const icall *c)
 {
-    return c->native == NULL || sp_req_open(c->native);
+    return c->ops->conn_open(c);
 }
 
 bool
 intake_conn_alive(icall *c)
 {
-    return c->native == NULL || sp_req_alive(c->native);
+    return c->ops->conn_alive(c);
 }
 
 void
@@ -772,7 +876,7 @@ intake_close(intake *in)
     sp_close(in->sp); /* freed once its handles closed */
     in->sp = NULL;
     while (in->all != NULL) {
-        icall *c = in->all;
+        ncall *c = in->all;
         in->all = c->next_all;
         nng_aio_stop(c->aio); /* waits for a running callback; it frees a failed send */
         nng_msg_free(c->msg);

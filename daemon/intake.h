@@ -15,6 +15,47 @@
 typedef struct intake intake;
 typedef struct icall icall; /* one request being served: reply to it exactly once */
 
+/* ---- the endpoint interface ----
+ * Every endpoint that hands requests to the dispatcher (the native SP endpoint, nng's REP
+ * contexts, the HTTP API of httpapi.c) gives each request an icall: the struct below, first
+ * member of its own call type, with a table of its operations. dispatch.c, call.c and hold.c
+ * only use the intake_* functions below, whatever endpoint a request came from. */
+
+/** What an endpoint established about a request's credentials before handing it over. */
+typedef enum intake_auth {
+    INTAKE_AUTH_BODY,  /* nothing: the request's "token" field decides (jobq__request_decode) */
+    INTAKE_AUTH_ADMIN, /* the endpoint verified auth_token (an HTTP Authorization header) */
+    INTAKE_AUTH_READ,  /* the endpoint verified read_token: only ops flagged OPF_READ */
+} intake_auth;
+
+/** One endpoint's operations on its calls (loop thread). */
+typedef struct icall_ops {
+    /** reply: sends body (copied) as the reply; the call is done (freed by the endpoint). */
+    void (*reply)(icall *call, const char *body, size_t len);
+    /** drop: the call is done without a reply. */
+    void (*drop)(icall *call);
+    /** request_id: the SP request id a REQ socket keeps when it resends; 0 when unknown. */
+    uint32_t (*request_id)(const icall *call);
+    /** conn_open: whether a reply can still be written. */
+    bool (*conn_open)(const icall *call);
+    /** conn_alive: conn_open, and the peer has not closed even if its end is unread yet. */
+    bool (*conn_alive)(icall *call);
+    /** authenticated: the request carried a valid token (may be NULL: nothing to do). */
+    void (*authenticated)(icall *call);
+} icall_ops;
+
+/** The part of every call the consumers see; each endpoint embeds it first in its own. */
+struct icall {
+    const icall_ops *ops;
+    uint64_t conn;     /* the connection: unique among open ones, never reused (see below) */
+    intake_auth auth;  /* INTAKE_AUTH_BODY unless the endpoint checked credentials itself */
+};
+
+/* Connection numbers by endpoint: native ones count from 1, nng's carry their pipe id with
+ * INTAKE_CONN_NNG set, the HTTP API's count from 1 with INTAKE_CONN_HTTP set. */
+#define INTAKE_CONN_NNG ((uint64_t)1 << 63)
+#define INTAKE_CONN_HTTP ((uint64_t)1 << 62)
+
 /** intake_request_cb: a request arrived (loop thread). body is valid only during the call. */
 typedef void (*intake_request_cb)(void *arg, icall *call, const char *body, size_t len);
 
@@ -65,20 +106,26 @@ void intake_reply(icall *call, const char *body, size_t len);
 void intake_drop(icall *call);
 
 /** intake_conn: the connection call came on: a number unique among open connections and
- *  never reused while jobqd runs (native ones count from 1; nng's carry their pipe id).
- *  Loop thread. */
+ *  never reused while jobqd runs (native ones count from 1; nng's carry their pipe id; the
+ *  HTTP API's have INTAKE_CONN_HTTP set). Loop thread. */
 uint64_t intake_conn(const icall *call);
 
+/** intake_call_auth: what call's endpoint verified of its credentials (INTAKE_AUTH_BODY: the
+ *  request's "token" field decides). Loop thread. */
+intake_auth intake_call_auth(const icall *call);
+
 /** intake_request_id: call's SP request id, which a REQ socket keeps when it sends the
- *  request again; 0 when unknown (requests that came through nng). */
+ *  request again; 0 when unknown (requests that came through nng, or over HTTP). */
 uint32_t intake_request_id(const icall *call);
 
-/** intake_conn_open: whether a reply to call can still be written: false once its native
- *  connection began to close (nng's: always true; the close is reported by the callback). */
+/** intake_conn_open: whether a reply to call can still be written: false once its native or
+ *  HTTP connection began to close (nng's: always true; the close is reported by the
+ *  callback). */
 bool intake_conn_open(const icall *call);
 
-/** intake_conn_alive: intake_conn_open, and (tcp://, ipc://) the peer has not closed the
- *  connection even if the loop has not read its end yet (one syscall: for held replies). */
+/** intake_conn_alive: intake_conn_open, and (tcp://, ipc://, HTTP) the peer has not closed
+ *  the connection even if the loop has not read its end yet (one syscall: for held
+ *  replies). */
 bool intake_conn_alive(icall *call);
 
 /** intake_on_conn_closed: cb(arg, conn) is called on the loop when a connection closed

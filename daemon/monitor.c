@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "codec.h"
+#include "httpapi.h"
 #include "log.h"
 
 #define RECENT_PER_QUEUE 5
@@ -372,11 +373,38 @@ done_mon(wop *op)
     free(m);
 }
 
+/* monitor_headers: the http_headers_cb: only the HTTP API's POST /v1/ops takes a body. */
+static long long
+monitor_headers(void *arg, hcall *hc, enum http_route route)
+{
+    server *s = arg;
+    if (route == ROUTE_OPS) {
+        return httpapi_headers(s, hc);
+    }
+    return 0;
+}
+
 void
 monitor_request(void *arg, hcall *hc, enum http_route route)
 {
     server *s = arg;
+    /* With auth_token, what shows jobs and counts needs a token (read_token will do); a
+     * browser is asked for it as the password of a login (any user name). /healthz and the
+     * OpenAPI document stay open; /v1/ops reads its Authorization itself. */
+    if (route == ROUTE_INDEX || route == ROUTE_METRICS || route == ROUTE_STATS) {
+        httpapi_grant g = httpapi_grant_of(s, hc);
+        if (g == GRANT_NONE || g == GRANT_BAD) {
+            httpapi_unauthorized(hc, g, true);
+            return;
+        }
+    }
     switch (route) {
+    case ROUTE_OPS:
+        httpapi_request(s, hc);
+        return;
+    case ROUTE_OPENAPI:
+        httpapi_openapi(hc);
+        return;
     case ROUTE_INDEX:
         for (size_t i = 0; jobq_assets[i].name != NULL; i++) {
             if (strcmp(jobq_assets[i].name, "dashboard.html") == 0) {
@@ -436,7 +464,37 @@ monitor_request(void *arg, hcall *hc, enum http_route route)
     writer_push(&s->w, &m->op);
 }
 
-/* monitor_listen: the HTTP monitor endpoint, when [server] http is set. */
+/* read_pem: the whole file as a NUL-terminated string (malloc'ed), or NULL. */
+static char *
+read_pem(const char *path)
+{
+    FILE *f = fopen(path, "rb");
+    if (f == NULL) {
+        return NULL;
+    }
+    char *buf = NULL;
+    size_t len = 0, cap = 0, n;
+    do {
+        if (len + 4096 + 1 > cap) {
+            cap = cap ? cap * 2 : 8192;
+            char *grown = realloc(buf, cap);
+            if (grown == NULL) {
+                free(buf);
+                fclose(f);
+                return NULL;
+            }
+            buf = grown;
+        }
+        n = fread(buf + len, 1, 4096, f);
+        len += n;
+    } while (n == 4096);
+    fclose(f);
+    buf[len] = '\0';
+    return buf;
+}
+
+/* monitor_listen: the HTTP listener (monitor and HTTP API), when [server] http is set; HTTPS
+ * with http_tls_cert and http_tls_key. */
 static int
 monitor_listen(server *s, char *err, size_t errlen)
 {
@@ -448,7 +506,28 @@ monitor_listen(server *s, char *err, size_t errlen)
                         .max_connections = cfg->http_max_connections,
                         .max_per_ip = cfg->http_max_per_ip,
                         .max_request = cfg->http_max_request};
-    return http_open(&s->http, s->loop, cfg->http, &hlim, monitor_request, s, err, errlen);
+    char *cert = NULL, *key = NULL;
+    if (cfg->http_tls_cert != NULL) {
+        cert = read_pem(cfg->http_tls_cert);
+        key = read_pem(cfg->http_tls_key);
+        if (cert == NULL || key == NULL) {
+            snprintf(err, errlen, "cannot read http_tls_%s %s", cert == NULL ? "cert" : "key",
+                     cert == NULL ? cfg->http_tls_cert : cfg->http_tls_key);
+            free(cert);
+            free(key);
+            return -1;
+        }
+        hlim.tls_cert = cert;
+        hlim.tls_key = key;
+    }
+    int rv = http_open(&s->http, s->loop, cfg->http, &hlim, monitor_request, monitor_headers, s,
+                       err, errlen);
+    free(cert); /* MHD copies them (GnuTLS parses them at start) */
+    free(key);
+    if (rv == 0) {
+        http_on_conn_closed(s->http, httpapi_conn_closed, s);
+    }
+    return rv;
 }
 
 static void

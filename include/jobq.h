@@ -43,6 +43,7 @@ typedef enum jobq_err {
     JOBQ_EINTERNAL = 16, /* any other server error ("internal") */
     JOBQ_ELEASE = 17,    /* the lease of a fetched job has ended ("lease_expired") */
     JOBQ_EBUSY = 18,     /* at a limit, retry later ("too_many_waits", "too_many_connections") */
+    JOBQ_EFORBIDDEN = 19, /* the token (read_token) may not do this op ("forbidden") */
 } jobq_err;
 
 /** jobq_strerror: a static, human-readable text for an error code. Never NULL. Any thread. */

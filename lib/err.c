@@ -30,6 +30,7 @@ static const char *const err_texts[] = {
     [JOBQ_EINTERNAL] = "internal error in the daemon",
     [JOBQ_ELEASE] = "the lease on the job has ended (expired, revoked or jobqd restarted)",
     [JOBQ_EBUSY] = "the daemon is at a limit (held requests or connections); retry later",
+    [JOBQ_EFORBIDDEN] = "forbidden: the token is read-only (read_token) and this op changes jobs",
 };
 
 JOBQ_API const char *

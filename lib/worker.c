@@ -127,7 +127,7 @@ static bool
 fatal_err(int err)
 {
     return err == JOBQ_EUNAUTH || err == JOBQ_EQUEUE || err == JOBQ_EINVAL || err == JOBQ_EPROTO ||
-           err == JOBQ_ECLOSED;
+           err == JOBQ_ECLOSED || err == JOBQ_EFORBIDDEN;
 }
 
 JOBQ_API int

@@ -28,6 +28,7 @@ static const struct {
     {"too_many_waits", JOBQ_EBUSY},
     {"too_many_connections", JOBQ_EBUSY},
     {"too_many_queues", JOBQ_EQUEUE},
+    {"forbidden", JOBQ_EFORBIDDEN},
 };
 
 const char *

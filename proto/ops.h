@@ -16,27 +16,29 @@ enum op_flags {
     OPF_QUEUE = 1 << 2,        /* req.queue must name a queue that exists or may be created */
     OPF_HOLD_WAIT = 1 << 3,    /* held until jobs end when timeout > 0: takes a wait slot */
     OPF_HOLD_FETCH = 1 << 4,   /* held until jobs are ready when timeout > 0: takes a slot */
+    OPF_READ = 1 << 5,         /* changes nothing: allowed with [server] read_token (an op
+                                * without it is refused "forbidden" to that token) */
 };
 
 #define JOBQ_OPS(X)                                                                                \
-    X(PING, ping, NO_FIELDS, 0)                                                                    \
+    X(PING, ping, NO_FIELDS, OPF_READ)                                                             \
     X(SUBMIT, submit, FIELDS(submit_fields), OPF_WRITES | OPF_NOT_DRAINING)                        \
     X(SUBMIT_BATCH, submit_batch, FIELDS(submit_batch_fields), OPF_WRITES | OPF_NOT_DRAINING)      \
-    X(GET, get, FIELDS(get_fields), 0)                                                             \
-    X(WAIT, wait, FIELDS(wait_fields), OPF_HOLD_WAIT)                                              \
+    X(GET, get, FIELDS(get_fields), OPF_READ)                                                      \
+    X(WAIT, wait, FIELDS(wait_fields), OPF_HOLD_WAIT | OPF_READ)                                   \
     X(CANCEL, cancel, FIELDS(id_fields), OPF_WRITES)                                               \
-    X(LIST, list, FIELDS(list_fields), 0)                                                          \
-    X(STATS, stats, FIELDS(stats_fields), 0)                                                       \
+    X(LIST, list, FIELDS(list_fields), OPF_READ)                                                   \
+    X(STATS, stats, FIELDS(stats_fields), OPF_READ)                                                \
     X(PAUSE, pause, FIELDS(queue_fields), OPF_WRITES | OPF_QUEUE)                                  \
     X(RESUME, resume, FIELDS(queue_fields), OPF_WRITES | OPF_QUEUE)                                \
     X(RETRY, retry, FIELDS(retry_fields), OPF_WRITES)                                              \
-    X(EXPLAIN, explain, FIELDS(id_fields), 0)                                                      \
+    X(EXPLAIN, explain, FIELDS(id_fields), OPF_READ)                                               \
     X(FETCH, fetch, FIELDS(fetch_fields), OPF_WRITES | OPF_HOLD_FETCH)                             \
     X(ACK, ack, FIELDS(ack_fields), OPF_WRITES | OPF_HOLD_FETCH)                                   \
     X(FAIL, fail, FIELDS(fail_fields), OPF_WRITES | OPF_HOLD_FETCH)                                \
     X(HEARTBEAT, heartbeat, FIELDS(heartbeat_fields), 0)                                           \
     X(BACKUP, backup, FIELDS(backup_fields), 0)                                                    \
-    X(SCHEDULES, schedules, NO_FIELDS, 0)                                                          \
+    X(SCHEDULES, schedules, NO_FIELDS, OPF_READ)                                                   \
     X(PROMOTE, promote, FIELDS(id_fields), OPF_WRITES)
 
 #endif

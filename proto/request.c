@@ -201,6 +201,7 @@ typedef struct dec {
     const request_limits *lim;
     int64_t run_at_max; /* now + one year, read once per request (0: not yet) */
     size_t batch_index; /* the batch member being decoded; NOT_IN_BATCH for any other job */
+    bool read_only;     /* the token was lim->read_token: only ops flagged OPF_READ */
 } dec;
 
 #define NOT_IN_BATCH SIZE_MAX
@@ -400,7 +401,9 @@ check_batch(dec *d, size_t n)
     return true;
 }
 
-/* check_token: the request's token (NULL if none; n bytes) when the daemon requires one. */
+/* check_token: the request's token (NULL if none; n bytes) when the daemon requires one.
+ * lim->read_token, when set, passes too, marking the request read-only (d->read_only). Both
+ * tokens are compared every time, each in time independent of where it differs. */
 static bool
 check_token(dec *d, const char *token, size_t n)
 {
@@ -410,9 +413,12 @@ check_token(dec *d, const char *token, size_t n)
     if (token == NULL) {
         return fail(d, "unauthorized", "this jobqd requires a token: set JOBQ_TOKEN or --token");
     }
-    if (!token_equal_n(token, n, d->lim->token)) {
+    bool admin = token_equal_n(token, n, d->lim->token);
+    bool reader = d->lim->read_token != NULL && token_equal_n(token, n, d->lim->read_token);
+    if (!admin && !reader) {
         return fail(d, "unauthorized", "wrong token");
     }
+    d->read_only = !admin;
     return true;
 }
 
@@ -1271,6 +1277,7 @@ jobq__request_decode_json(const char *buf, size_t len, const request_limits *lim
         jobq__request_free(req);
         return d.code;
     }
+    req->read_only = d.read_only;
     return NULL;
 }
 
@@ -1693,8 +1700,9 @@ fast_decode(dec *d, const char *buf, size_t len, request *req)
         goto out;
     }
     skip_ws(&f);
-    if (f.s != f.end || !has_op || !check_token(d, has_token ? token.p : NULL, token.n)) {
-        goto out;
+    if (f.s != f.end || !has_op || !check_token(d, has_token ? token.p : NULL, token.n) ||
+        d->read_only) {
+        goto out; /* a read-only token: the JSON reader marks the request */
     }
     queue = one.queue;
     if (same(op, "submit") && !has_jobs) {

@@ -84,6 +84,7 @@ typedef struct request {
     int64_t group_id;     /* get, wait: a group instead of jobs (0: none) */
     int return_when;      /* wait: WAIT_ALL, WAIT_FIRST or WAIT_FIRST_FAILURE */
     bool cancel_pending;  /* wait: cancel the jobs still pending when it is answered */
+    bool read_only;       /* its token was request_limits.read_token: only OPF_READ ops */
 } request;
 
 /** The most queue names one stats request may list. */
@@ -102,6 +103,7 @@ typedef struct request_limits {
     size_t max_payload;  /* bytes of one payload, compact */
     size_t max_after;    /* ids in one job's "after" */
     const char *token;   /* when set, every request must carry it as "token" */
+    const char *read_token; /* with token: also accepted, marking the request read_only */
 } request_limits;
 
 /** jobq__request_decode: parses buf (len bytes) into *req. Returns NULL on success (then

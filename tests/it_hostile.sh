@@ -212,7 +212,7 @@ timeout 30 grep -q -m1 '^called 0' <(tail -F -n +1 "$T/pooled.out" 2>/dev/null) 
     fail "pooled: first ping failed: $(cat "$T/pooled.out")"
 clients=1
 for _ in $(seq 1 300); do
-    clients=$(curl -s --max-time 5 "http://127.0.0.1:$port/metrics" | awk '$1 == "jobq_connected_clients" { print $2 }')
+    clients=$(curl -s --max-time 5 -H "Authorization: Bearer $TOKEN" "http://127.0.0.1:$port/metrics" | awk '$1 == "jobq_connected_clients" { print $2 }')
     [ "$clients" != 0 ] || break
     sleep 0.1
 done

@@ -515,6 +515,13 @@ test_remote_and_security_errors(void **state)
         {"[server]\nuser = -jobq\n", "expected the name of an existing unprivileged account"},
         {"[server]\nuser = job q\n", "user = \"job q\""},
         {"[server]\nuser =\n", "account"},
+        {"[server]\nread_token = r3ad-0123456789abcdef\n", "read_token is set without auth_token"},
+        {"[server]\nauth_token = s3cret-0123456789abcdef\nread_token = s3cret-0123456789abcdef\n",
+         "the same as auth_token"},
+        {"[server]\nhttp = 0.0.0.0:7451\n", "Set auth_token"},
+        {"[server]\nhttp = [::]:7451\n", "listen on 127.0.0.1"},
+        {"[server]\nhttp = example.com:7451\n", "without a token"},
+        {"[server]\nhttp_tls_cert = /x.pem\n", "http_tls_cert and http_tls_key go together"},
     };
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         load_err(bad[i][0], err, sizeof(err));
@@ -522,6 +529,25 @@ test_remote_and_security_errors(void **state)
             fail_msg("%s: message \"%s\" lacks \"%s\"", bad[i][0], err, bad[i][1]);
         }
     }
+}
+
+/* The HTTP listener may leave loopback only with a token; read_token is loaded. */
+static void
+test_http_exposure(void **state)
+{
+    (void)state;
+    static const char *const loopback[] = {"127.0.0.1:7451", "127.1.2.3:0", "[::1]:7451",
+                                           "localhost:7451"};
+    for (size_t i = 0; i < sizeof(loopback) / sizeof(loopback[0]); i++) {
+        char text[128];
+        snprintf(text, sizeof(text), "[server]\nhttp = %s\n", loopback[i]);
+        config_free(load_ok(text));
+    }
+    config *cfg = load_ok("[server]\nhttp = 0.0.0.0:7451\nauth_token = s3cret-0123456789abcdef\n"
+                          "read_token = r3ad-0123456789abcdef\n");
+    assert_string_equal(cfg->read_token, "r3ad-0123456789abcdef");
+    assert_string_equal(cfg->http, "0.0.0.0:7451");
+    config_free(cfg);
 }
 
 static void
@@ -793,6 +819,7 @@ main(void)
         cmocka_unit_test_teardown(test_repeated_section_merges, teardown_tmp),
         cmocka_unit_test_teardown(test_reserved_keys_accepted, teardown_tmp),
         cmocka_unit_test_teardown(test_remote_and_security_errors, teardown_tmp),
+        cmocka_unit_test_teardown(test_http_exposure, teardown_tmp),
         cmocka_unit_test_teardown(test_schedule_and_rate_errors, teardown_tmp),
         cmocka_unit_test_teardown(test_command_quoting, teardown_tmp),
         cmocka_unit_test_teardown(test_command_errors, teardown_tmp),

@@ -481,6 +481,44 @@ test_outcomes_of_many_jobs(void **state)
     test_free(big);
 }
 
+/* With read_token set, either token decodes; the read-only one marks the request, on the
+ * fast scanner's ops too (submit: declined there, marked by the JSON reader). */
+static void
+test_tokens(void **state)
+{
+    (void)state;
+    request_limits tl = lim;
+    tl.token = "admin-0123456789abcdef";
+    tl.read_token = "reader-0123456789abcdef";
+    static const struct {
+        const char *text;
+        const char *code; /* NULL: decoded */
+        bool read_only;
+    } cases[] = {
+        {"{\"op\":\"get\",\"id\":1,\"token\":\"admin-0123456789abcdef\"}", NULL, false},
+        {"{\"op\":\"get\",\"id\":1,\"token\":\"reader-0123456789abcdef\"}", NULL, true},
+        {"{\"op\":\"submit\",\"queue\":\"q\",\"token\":\"reader-0123456789abcdef\"}", NULL, true},
+        {"{\"op\":\"submit\",\"queue\":\"q\",\"token\":\"admin-0123456789abcdef\"}", NULL, false},
+        {"{\"op\":\"get\",\"id\":1,\"token\":\"reader-0123456789abcdeX\"}", "unauthorized", false},
+        {"{\"op\":\"get\",\"id\":1}", "unauthorized", false},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        request req;
+        char err[256];
+        const char *got = jobq__request_decode(cases[i].text, strlen(cases[i].text), &tl, &req,
+                                               err, sizeof(err));
+        if (cases[i].code == NULL) {
+            if (got != NULL) {
+                fail_msg("%s: %s (%s)", cases[i].text, got, err);
+            }
+            assert_int_equal(req.read_only, cases[i].read_only);
+            jobq__request_free(&req);
+        } else if (got == NULL || strcmp(got, cases[i].code) != 0) {
+            fail_msg("%s: got %s, want %s", cases[i].text, got ? got : "success", cases[i].code);
+        }
+    }
+}
+
 int
 main(void)
 {
@@ -497,6 +535,7 @@ main(void)
         cmocka_unit_test(test_values_jobq_cannot_hold),
         cmocka_unit_test(test_run_at_bounds),
         cmocka_unit_test(test_outcomes_of_many_jobs),
+        cmocka_unit_test(test_tokens),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
