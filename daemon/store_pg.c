@@ -300,6 +300,8 @@ short_reason(char *buf, size_t len, const char *msg)
 
 /* unreachable: records that the server cannot be reached, with libpq's reason: where, why,
  * and what to check first, short enough to reach a client whole. */
+static void pg_close(store *st);
+
 static int
 unreachable(pg_store *p, const char *doing)
 {
@@ -754,7 +756,7 @@ store_pg_open(const char *conninfo, enum durability durability, store **stp, cha
         }
     }
     if (rc != JOBQ_OK) {
-        store_close(&p->base);
+        pg_close(&p->base); /* no effects yet: the backend's own close is the whole of it */
         return rc;
     }
     p->opened = true;
