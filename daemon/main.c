@@ -12,6 +12,7 @@
 #include "config.h"
 #include "dispatch.h"
 #include "flow.h"
+#include "gauges.h"
 #include "hold.h"
 #include "log.h"
 #include "migrate.h"
@@ -41,6 +42,7 @@ static const server_part *const parts[] = {
     &workers_part,        /* remote workers' leases and fetches */
     &webhook_part,        /* webhook deliveries */
     &runner_part,         /* local processes */
+    &gauges_part,         /* the age of each queue's oldest waiting job */
     &dispatch_part,       /* the job port */
     &monitor_part,        /* the HTTP monitor */
 };

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "codec.h"
+#include "gauges.h"
 #include "httpapi.h"
 #include "log.h"
 
@@ -28,7 +29,8 @@ json_t *
 monitor_queue_json(const server *s, const qstate *q, bool with_series)
 {
     (void)s;
-    int64_t now_s = jobq__now_ms() / 1000;
+    int64_t now_ms = jobq__now_ms();
+    int64_t now_s = now_ms / 1000;
     json_t *qo = json_object();
     for (int st = 0; st < JOBQ_NSTATES; st++) {
         json_object_set_new(qo, state_label[st], json_integer(q->counts[st]));
@@ -40,6 +42,10 @@ monitor_queue_json(const server *s, const qstate *q, bool with_series)
     if (!with_series) {
         return qo;
     }
+    json_object_set_new(qo, "oldest_ready_s",
+                        json_integer(gauges_age_s(q->oldest_ready_ms, now_ms)));
+    json_object_set_new(qo, "oldest_overdue_s",
+                        json_integer(gauges_age_s(q->oldest_overdue_ms, now_ms)));
     json_object_set_new(
         qo, "totals",
         json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:I}", "submitted",
@@ -179,6 +185,22 @@ render_metrics(const server *s, mbuf *b)
                     n, (unsigned long long)br->opened, n, (unsigned long long)br->half_opened, n,
                     (unsigned long long)br->closed);
     }
+    int64_t now = jobq__now_ms();
+    metric_help(b, "jobq_queue_oldest_ready_seconds", "gauge",
+                "How long the queue's oldest ready job has waited to start (sampled every 5 s; "
+                "0: none ready).");
+    for (size_t i = 0; i < s->nqueues; i++) {
+        mbuf_printf(b, "jobq_queue_oldest_ready_seconds{queue=\"%s\"} %lld\n", s->queues[i]->name,
+                    (long long)gauges_age_s(s->queues[i]->oldest_ready_ms, now));
+    }
+    metric_help(b, "jobq_queue_oldest_overdue_seconds", "gauge",
+                "How long the queue's oldest scheduled or retrying job has been due without being "
+                "made ready (sampled every 5 s; 0: none).");
+    for (size_t i = 0; i < s->nqueues; i++) {
+        mbuf_printf(b, "jobq_queue_oldest_overdue_seconds{queue=\"%s\"} %lld\n",
+                    s->queues[i]->name,
+                    (long long)gauges_age_s(s->queues[i]->oldest_overdue_ms, now));
+    }
     metric_help(b, "jobq_queue_paused", "gauge", "1 if the queue is paused.");
     for (size_t i = 0; i < s->nqueues; i++) {
         mbuf_printf(b, "jobq_queue_paused{queue=\"%s\"} %d\n", s->queues[i]->name,
@@ -191,6 +213,10 @@ render_metrics(const server *s, mbuf *b)
     metric_hist(b, "jobq_store_batch_ops", "", &s->w.stats.batch_hist, HIST_SIZE);
     metric_help(b, "jobq_store_failures_total", "counter", "Store transactions that failed.");
     mbuf_printf(b, "jobq_store_failures_total %llu\n", (unsigned long long)s->w.stats.failures);
+    metric_help(b, "jobq_store_write_failing", "gauge",
+                "1 while the store's last write failed (a full disk, an I/O error, an "
+                "unreachable database).");
+    mbuf_printf(b, "jobq_store_write_failing %d\n", s->w.stats.write_failing ? 1 : 0);
     metric_help(b, "jobq_store_commits_total", "counter",
                 "Store transactions that wrote, by whether their commit fsynced (a batch of "
                 "claims and outcomes only does not).");

@@ -61,6 +61,8 @@ typedef struct qstate {
     server *srv;                     /* its server (the data of its timers) */
     stats_cache stats_cache;         /* its part of the plain stats reply */
     struct nng_tls_config *hook_tls; /* https webhooks: the client's TLS settings (webhook.c) */
+    int64_t oldest_ready_ms;   /* run_at of its oldest ready job at the last sample; 0: none */
+    int64_t oldest_overdue_ms; /* of its oldest scheduled/retrying job past due; 0: none */
 } qstate;
 
 /** queue_find: the queue named name, or NULL. */

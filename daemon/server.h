@@ -78,6 +78,8 @@ typedef struct server {
     size_t nparts;
     uv_async_t drain_async; /* while draining: whether jobqd is drained now (server_poke_drain) */
     uv_signal_t sigchld;    /* the exits of commands started without a pidfd (runner.c) */
+    uv_timer_t gauge_timer; /* samples the age of each queue's oldest waiting job (gauges.c) */
+    bool gauging;           /* a sample is in flight */
 } server;
 
 /** server_poke_drain: while draining, something that held the drain back may have ended (a

@@ -404,6 +404,12 @@ store_oldest_finished(store *st, const char *queue, int state, int64_t *atp)
 }
 
 int
+store_oldest_due(store *st, const char *queue, int64_t now_ms, int64_t *readyp, int64_t *overduep)
+{
+    return st->ops->oldest_due(st, queue, now_ms, readyp, overduep);
+}
+
+int
 store_oldest_key(store *st, const char *queue, int64_t *atp)
 {
     return st->ops->oldest_key(st, queue, atp);

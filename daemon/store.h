@@ -298,6 +298,12 @@ int store_sweep_keys(store *st, const char *queue, int64_t before_ms, size_t max
  *  or cancelled), or JOBQ_ENOENT. */
 int store_oldest_finished(store *st, const char *queue, int state, int64_t *atp);
 
+/** store_oldest_due: for queue, the earliest run_at of its ready jobs (*readyp; 0: none) and
+ *  of its scheduled or retrying jobs due by now_ms and not yet made ready (*overduep; 0:
+ *  none): how long its oldest waiting job has waited. One index seek per priority in use. */
+int store_oldest_due(store *st, const char *queue, int64_t now_ms, int64_t *readyp,
+                     int64_t *overduep);
+
 /** store_oldest_key: the earliest first use of a key of queue, or JOBQ_ENOENT. */
 int store_oldest_key(store *st, const char *queue, int64_t *atp);
 
@@ -482,6 +488,8 @@ typedef struct store_ops {
     int (*sweep_groups)(store *st, int64_t before_ms, size_t max, size_t *np);
     int (*sweep_keys)(store *st, const char *queue, int64_t before_ms, size_t max, size_t *np);
     int (*oldest_finished)(store *st, const char *queue, int state, int64_t *atp);
+    int (*oldest_due)(store *st, const char *queue, int64_t now_ms, int64_t *readyp,
+                      int64_t *overduep);
     int (*oldest_key)(store *st, const char *queue, int64_t *atp);
     int (*recent)(store *st, const char *queue, int state, job_row *rows, size_t max, size_t *np);
     int (*group_create)(store *st, const group_spec *g, int64_t now_ms, int64_t *gidp);

@@ -66,6 +66,8 @@ enum pstmt {
     P_SWEEP_KEYS,
     P_AHEAD,
     P_OLDEST_FINISHED,
+    P_OLDEST_READY,
+    P_OLDEST_OVERDUE,
     P_OLDEST_KEY,
     P_RECENT,
     P_DEP_INSERT,
@@ -175,6 +177,16 @@ static const char *const pstmt_sql[P_COUNT_STMTS] = {
                 "(priority > $3 OR (priority = $3 AND (run_at < $4 OR (run_at = $4 AND "
                 "id < $5)))) LIMIT $6) ahead",
     [P_OLDEST_FINISHED] = "SELECT min(finished_at) FROM jobs WHERE queue = $1 AND state = $2",
+    /* A skip scan of jobs_claim: the priorities in use, then the first run_at of each. */
+    [P_OLDEST_READY] =
+        "WITH RECURSIVE p(pr) AS (SELECT (SELECT priority FROM jobs WHERE queue = $1 AND "
+        "state = $2 ORDER BY priority DESC LIMIT 1) UNION ALL SELECT (SELECT priority FROM jobs "
+        "WHERE queue = $1 AND state = $2 AND priority < p.pr ORDER BY priority DESC LIMIT 1) "
+        "FROM p WHERE p.pr IS NOT NULL) SELECT min((SELECT run_at FROM jobs WHERE queue = $1 "
+        "AND state = $2 AND priority = p.pr ORDER BY run_at LIMIT 1)) FROM p "
+        "WHERE p.pr IS NOT NULL",
+    [P_OLDEST_OVERDUE] = "SELECT min(run_at) FROM jobs WHERE state IN ($2, $3) AND run_at <= $4 "
+                         "AND queue = $1",
     [P_OLDEST_KEY] = "SELECT min(created_at) FROM job_keys WHERE queue = $1",
     [P_RECENT] = "SELECT " JOB_COLS " FROM jobs WHERE queue = $1 AND state = $2 "
                  "ORDER BY finished_at DESC LIMIT $3",
@@ -1499,6 +1511,30 @@ pg_oldest_finished(store *st, const char *queue, int state, int64_t *atp)
 }
 
 static int
+pg_oldest_due(store *st, const char *queue, int64_t now_ms, int64_t *readyp, int64_t *overduep)
+{
+    int64_t ready = 0, overdue = 0;
+    pargs a = {0};
+    a_text(&a, queue);
+    a_i64(&a, JOBQ_READY);
+    int err = one_i64(PG(st), P_OLDEST_READY, &a, &ready);
+    if (err == JOBQ_OK || err == JOBQ_ENOENT) {
+        pargs b = {0};
+        a_text(&b, queue);
+        a_i64(&b, JOBQ_SCHEDULED);
+        a_i64(&b, JOBQ_RETRYING);
+        a_i64(&b, now_ms);
+        err = one_i64(PG(st), P_OLDEST_OVERDUE, &b, &overdue);
+    }
+    if (err != JOBQ_OK && err != JOBQ_ENOENT) {
+        return err;
+    }
+    *readyp = ready;
+    *overduep = overdue;
+    return JOBQ_OK;
+}
+
+static int
 pg_oldest_key(store *st, const char *queue, int64_t *atp)
 {
     pargs a = {0};
@@ -1768,6 +1804,7 @@ static const store_ops pg_ops = {
     .sweep_groups = pg_sweep_groups,
     .sweep_keys = pg_sweep_keys,
     .oldest_finished = pg_oldest_finished,
+    .oldest_due = pg_oldest_due,
     .oldest_key = pg_oldest_key,
     .recent = pg_recent,
     .group_create = pg_group_create,

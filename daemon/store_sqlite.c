@@ -45,6 +45,8 @@ enum stmt_id {
     S_SWEEP_KEYS,
     S_AHEAD,
     S_OLDEST_FINISHED,
+    S_OLDEST_READY,
+    S_OLDEST_OVERDUE,
     S_OLDEST_KEY,
     S_RECENT,
     S_DEP_INSERT,
@@ -160,6 +162,19 @@ static const char *const stmt_sql[S_COUNT_STMTS] = {
         "(run_at = ?3 AND id < ?4)))) LIMIT ?5)",
     [S_OLDEST_FINISHED] = "SELECT min(finished_at) FROM jobs INDEXED BY jobs_finished WHERE "
                           "queue = ?1 AND state = ?2 AND state IN " SQL_ENDED,
+    /* Priorities in use walked down the ready index (a skip scan), then the first run_at of
+     * each: one seek per priority, however many jobs are ready. */
+    [S_OLDEST_READY] =
+        "WITH RECURSIVE p(pr) AS (SELECT (SELECT priority FROM jobs INDEXED BY jobs_ready "
+        "WHERE queue = ?1 AND state = " SQL_READY " ORDER BY priority DESC LIMIT 1) "
+        "UNION ALL SELECT (SELECT priority FROM jobs INDEXED BY jobs_ready WHERE queue = ?1 AND "
+        "state = " SQL_READY " AND priority < p.pr ORDER BY priority DESC LIMIT 1) FROM p "
+        "WHERE p.pr IS NOT NULL) "
+        "SELECT min((SELECT run_at FROM jobs INDEXED BY jobs_ready WHERE queue = ?1 AND "
+        "state = " SQL_READY " AND priority = p.pr ORDER BY run_at LIMIT 1)) FROM p "
+        "WHERE p.pr IS NOT NULL",
+    [S_OLDEST_OVERDUE] = "SELECT min(run_at) FROM jobs INDEXED BY jobs_due WHERE state IN "
+                         "(" SQL_SCHEDULED ", " SQL_RETRYING ") AND run_at <= ?2 AND queue = ?1",
     [S_OLDEST_KEY] = "SELECT min(created_at) FROM job_keys INDEXED BY job_keys_age WHERE "
                      "queue = ?1",
     [S_RECENT] = "SELECT " JOB_COLS " FROM jobs INDEXED BY jobs_finished WHERE queue = ?1 AND "
@@ -1077,6 +1092,27 @@ sq_oldest_finished(store *st, const char *queue, int state, int64_t *atp)
 }
 
 static int
+sq_oldest_due(store *st, const char *queue, int64_t now_ms, int64_t *readyp, int64_t *overduep)
+{
+    int64_t ready = 0, overdue = 0;
+    sqlite3_stmt *s = stmt_get(st, S_OLDEST_READY);
+    sqlite3_bind_text(s, 1, queue, -1, SQLITE_STATIC);
+    int err = oldest(s, &ready);
+    if (err == JOBQ_OK || err == JOBQ_ENOENT) {
+        s = stmt_get(st, S_OLDEST_OVERDUE);
+        sqlite3_bind_text(s, 1, queue, -1, SQLITE_STATIC);
+        sqlite3_bind_int64(s, 2, now_ms);
+        err = oldest(s, &overdue);
+    }
+    if (err != JOBQ_OK && err != JOBQ_ENOENT) {
+        return err;
+    }
+    *readyp = ready;
+    *overduep = overdue;
+    return JOBQ_OK;
+}
+
+static int
 sq_oldest_key(store *st, const char *queue, int64_t *atp)
 {
     sqlite3_stmt *s = stmt_get(st, S_OLDEST_KEY);
@@ -1500,6 +1536,7 @@ static const store_ops sqlite_ops = {
     .sweep_groups = sq_sweep_groups,
     .sweep_keys = sq_sweep_keys,
     .oldest_finished = sq_oldest_finished,
+    .oldest_due = sq_oldest_due,
     .oldest_key = sq_oldest_key,
     .recent = sq_recent,
     .group_create = sq_group_create,

@@ -101,10 +101,28 @@ for want in jobq_jobs_submitted_total jobq_jobs_started_total jobq_jobs_complete
     jobq_queue_paused jobq_store_commit_seconds_bucket jobq_store_batch_ops_bucket \
     jobq_event_loop_lag_seconds_bucket jobq_connected_clients jobq_build_info \
     process_cpu_seconds_total process_resident_memory_bytes process_virtual_memory_bytes \
-    process_open_fds process_max_fds process_start_time_seconds; do
+    process_open_fds process_max_fds process_start_time_seconds \
+    jobq_queue_oldest_ready_seconds jobq_queue_oldest_overdue_seconds jobq_store_write_failing; do
     grep -q "^$want[{ ]" <<<"$m" || fail "/metrics has no $want"
 done
 ok "/metrics passes promtool check metrics on $checked scrapes, $busy of them with jobs running"
+
+# The age of a queue's oldest waiting job: a ready job of queue idle (nothing runs it) ages.
+old=$(raw '{"op":"submit","queue":"idle","payload":"old","priority":-5}' | jq .id)
+raw '{"op":"submit","queue":"idle","payload":"new","priority":5}' >/dev/null
+poll_until "the oldest ready job of queue idle is 2 s old in /metrics" \
+    '[ "$(metric "$(get /metrics)" "jobq_queue_oldest_ready_seconds{queue=\"idle\"}")" -ge 2 ]'
+age=$(raw '{"op":"stats","queues":["idle"],"series":true}' | jq .queues.idle.oldest_ready_s)
+[ "$age" -ge 2 ] || fail "stats' oldest_ready_s of queue idle: $age"
+raw "{\"op\":\"cancel\",\"id\":$old}" >/dev/null
+# The alert rules and their tests, and the scrape config that loads them.
+promtool check rules "$JOBQ_SRC/deploy/jobq-alerts.yml" >"$T/promtool.out" 2>&1 ||
+    fail "promtool check rules: $(cat "$T/promtool.out")"
+promtool test rules "$JOBQ_SRC/deploy/jobq-alerts.test.yml" >"$T/promtool.out" 2>&1 ||
+    fail "promtool test rules: $(cat "$T/promtool.out")"
+promtool check config "$JOBQ_SRC/deploy/prometheus.yml" >"$T/promtool.out" 2>&1 ||
+    fail "promtool check config: $(cat "$T/promtool.out")"
+ok "the oldest ready job's age ($age s, behind a higher priority) in /metrics and stats; the alert rules pass promtool's tests"
 
 # Every job ends (the wait op is the event); 1,000 ids per wait.
 for list in "${ids[@]}"; do

@@ -304,6 +304,30 @@ test_contract_claim_order_priority_run_at_id(void **state)
     job_row_clear(&r);
 }
 
+/* The oldest ready job over every priority in use, and the oldest scheduled job past due. */
+static void
+test_contract_oldest_due(void **state)
+{
+    fixture *f = *state;
+    int64_t ready, overdue;
+    assert_int_equal(store_oldest_due(f->st, "q", 5000, &ready, &overdue), JOBQ_OK);
+    assert_int_equal(ready, 0);
+    assert_int_equal(overdue, 0);
+    insert(f->st, "q", 5, 300, 1000);
+    insert(f->st, "q", 0, 150, 1000); /* the oldest, behind a higher priority */
+    insert(f->st, "q", -3, 200, 1000);
+    insert(f->st, "q", 0, 4000, 1000); /* scheduled: due at 4000 */
+    insert(f->st, "q", 0, 9000, 1000); /* scheduled, not due at 5000 */
+    insert(f->st, "other", 9, 100, 1000);
+    assert_int_equal(store_oldest_due(f->st, "q", 5000, &ready, &overdue), JOBQ_OK);
+    assert_int_equal(ready, 150);
+    assert_int_equal(overdue, 4000);
+    assert_int_equal(store_oldest_due(f->st, "q", 3999, &ready, &overdue), JOBQ_OK);
+    assert_int_equal(overdue, 0);
+    assert_int_equal(store_oldest_due(f->st, "nobody", 5000, &ready, &overdue), JOBQ_OK);
+    assert_int_equal(ready, 0);
+}
+
 /* The claim must be one index seek, never a sort of the backlog. */
 static void
 test_sqlite_claim_uses_ready_index(void **state)
@@ -917,6 +941,7 @@ main(void)
                                         setup, teardown),
         cmocka_unit_test_setup_teardown(test_contract_promote_due, setup, teardown),
         cmocka_unit_test_setup_teardown(test_contract_list_paging, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_contract_oldest_due, setup, teardown),
     };
     const struct CMUnitTest sqlite[] = {
         cmocka_unit_test(test_redact_hides_password),
