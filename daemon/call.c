@@ -146,3 +146,13 @@ call_store(call *c, int (*exec)(store *, wop *, int64_t), void (*done)(wop *))
     c->op.writes = (jobq__op_flags(c->req.op) & OPF_WRITES) != 0;
     writer_push(&c->srv->w, &c->op);
 }
+
+void
+call_hold_ended(call *c, int why)
+{
+    if (why == HOLD_DROPPED) {
+        call_drop(c);
+    } else {
+        reply_error(c, "shutting_down", "jobqd is shutting down; wait again when it is back");
+    }
+}

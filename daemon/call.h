@@ -76,6 +76,10 @@ void call_free(call *c);
 /** call_drop: frees the call without a reply (nobody waits for it any more). */
 void call_drop(call *c);
 
+/** call_hold_ended: answers a held wait whose hold ended without its jobs (a hold_end): dropped
+ *  (its client is gone: no reply) or shut down (shutting_down). A timeout is the kind's own. */
+void call_hold_ended(call *c, int why);
+
 /** call_store: queues c's store operation (exec on the writer's thread, then done on the
  *  loop); it writes when c's op has OPF_WRITES. */
 void call_store(call *c, int (*exec)(store *, wop *, int64_t), void (*done)(wop *));

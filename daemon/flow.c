@@ -198,10 +198,8 @@ group_hold_end(call *c, hold_end why)
         start_group_read(c);
         return;
     case HOLD_DROPPED:
-        call_drop(c);
-        return;
     case HOLD_SHUTDOWN:
-        reply_error(c, "shutting_down", "jobqd is shutting down; wait again when it is back");
+        call_hold_ended(c, why);
         return;
     }
 }

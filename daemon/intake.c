@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "log.h"
+#include "textfile.h"
 #include "sp.h"
 
 #define CTX_INITIAL 64
@@ -368,38 +369,6 @@ async_cb(uv_async_t *h)
     }
 }
 
-/* read_text: the whole file as a NUL-terminated string (malloc'ed), or NULL. */
-static char *
-read_text(const char *path)
-{
-    FILE *f = fopen(path, "rb");
-    if (f == NULL) {
-        return NULL;
-    }
-    char *buf = NULL;
-    size_t len = 0, cap = 0;
-    for (;;) {
-        if (len + 4096 + 1 > cap) {
-            cap = cap ? cap * 2 : 8192;
-            char *grown = realloc(buf, cap);
-            if (grown == NULL) {
-                free(buf);
-                fclose(f);
-                return NULL;
-            }
-            buf = grown;
-        }
-        size_t n = fread(buf + len, 1, 4096, f);
-        len += n;
-        if (n < 4096) {
-            break;
-        }
-    }
-    fclose(f);
-    buf[len] = '\0';
-    return buf;
-}
-
 /* listen_tls: a tls+tcp:// listener with the server's certificate (and, with a CA, required
  * client certificates). */
 static int
@@ -407,8 +376,8 @@ listen_tls(nng_socket sock, const char *url, const intake_tls *tls, char *err, s
 {
     nng_listener l;
     nng_tls_config *cfg = NULL;
-    char *cert = read_text(tls->cert);
-    char *key = read_text(tls->key);
+    char *cert = text_file_read(tls->cert);
+    char *key = text_file_read(tls->key);
     int rv;
     if (cert == NULL || key == NULL) {
         snprintf(err, errlen, "cannot read tls_%s %s", cert == NULL ? "cert" : "key",

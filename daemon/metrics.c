@@ -3,6 +3,7 @@
 
 #include <dirent.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -100,24 +101,33 @@ series_rate(const series *s, enum series_kind kind, int64_t now_s, int window)
     return window > 0 ? (double)n / window : 0;
 }
 
+/* mbuf_room: makes room for len more bytes and a NUL (the capacity doubles from 16 KiB);
+ * false, with b->failed set, when out of memory. */
+static bool
+mbuf_room(mbuf *b, size_t len)
+{
+    if (b->len + len + 1 <= b->cap) {
+        return true;
+    }
+    size_t cap = b->cap ? b->cap * 2 : 16384;
+    while (cap < b->len + len + 1) {
+        cap *= 2;
+    }
+    char *d = realloc(b->data, cap);
+    if (d == NULL) {
+        b->failed = 1;
+        return false;
+    }
+    b->data = d;
+    b->cap = cap;
+    return true;
+}
+
 void
 mbuf_append(mbuf *b, const char *text, size_t len)
 {
-    if (b->failed) {
+    if (b->failed || !mbuf_room(b, len)) {
         return;
-    }
-    if (b->len + len + 1 > b->cap) {
-        size_t cap = b->cap ? b->cap * 2 : 16384;
-        while (cap < b->len + len + 1) {
-            cap *= 2;
-        }
-        char *d = realloc(b->data, cap);
-        if (d == NULL) {
-            b->failed = 1;
-            return;
-        }
-        b->data = d;
-        b->cap = cap;
     }
     memcpy(b->data + b->len, text, len);
     b->len += len;
@@ -144,17 +154,9 @@ mbuf_printf(mbuf *b, const char *fmt, ...)
             b->len += (size_t)n;
             return;
         }
-        size_t cap = b->cap ? b->cap * 2 : 16384;
-        while (cap < b->len + (size_t)n + 1) {
-            cap *= 2;
-        }
-        char *d = realloc(b->data, cap);
-        if (d == NULL) {
-            b->failed = 1;
+        if (!mbuf_room(b, (size_t)n)) {
             return;
         }
-        b->data = d;
-        b->cap = cap;
     }
 }
 

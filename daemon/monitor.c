@@ -10,6 +10,7 @@
 #include "gauges.h"
 #include "httpapi.h"
 #include "log.h"
+#include "textfile.h"
 
 #define RECENT_PER_QUEUE 5
 #define RECENT_SHOWN 10
@@ -490,35 +491,6 @@ monitor_request(void *arg, hcall *hc, enum http_route route)
     writer_push(&s->w, &m->op);
 }
 
-/* read_pem: the whole file as a NUL-terminated string (malloc'ed), or NULL. */
-static char *
-read_pem(const char *path)
-{
-    FILE *f = fopen(path, "rb");
-    if (f == NULL) {
-        return NULL;
-    }
-    char *buf = NULL;
-    size_t len = 0, cap = 0, n;
-    do {
-        if (len + 4096 + 1 > cap) {
-            cap = cap ? cap * 2 : 8192;
-            char *grown = realloc(buf, cap);
-            if (grown == NULL) {
-                free(buf);
-                fclose(f);
-                return NULL;
-            }
-            buf = grown;
-        }
-        n = fread(buf + len, 1, 4096, f);
-        len += n;
-    } while (n == 4096);
-    fclose(f);
-    buf[len] = '\0';
-    return buf;
-}
-
 /* monitor_listen: the HTTP listener (monitor and HTTP API), when [server] http is set; HTTPS
  * with http_tls_cert and http_tls_key. */
 static int
@@ -534,8 +506,8 @@ monitor_listen(server *s, char *err, size_t errlen)
                         .max_request = cfg->http_max_request};
     char *cert = NULL, *key = NULL;
     if (cfg->http_tls_cert != NULL) {
-        cert = read_pem(cfg->http_tls_cert);
-        key = read_pem(cfg->http_tls_key);
+        cert = text_file_read(cfg->http_tls_cert);
+        key = text_file_read(cfg->http_tls_key);
         if (cert == NULL || key == NULL) {
             snprintf(err, errlen, "cannot read http_tls_%s %s", cert == NULL ? "cert" : "key",
                      cert == NULL ? cfg->http_tls_cert : cfg->http_tls_key);

@@ -252,7 +252,7 @@ start_claimed(server *s, qstate *q, void *arg, job_row *rows, size_t n, int err)
     }
 }
 
-static void breaker_timer_cb(uv_timer_t *t);
+static void queue_timer_cb(uv_timer_t *t);
 
 /* breaker_note: logs a transition of q's breaker since `before`. */
 static void
@@ -272,8 +272,9 @@ breaker_note(qstate *q, breaker_state before)
     }
 }
 
+/* queue_timer_cb: a queue's rate or breaker timer fired: the queue may start jobs again. */
 static void
-rate_timer_cb(uv_timer_t *t)
+queue_timer_cb(uv_timer_t *t)
 {
     qstate *q = t->data;
     sched_dispatch(q->srv, q);
@@ -284,7 +285,7 @@ sched_rate_permits(server *s, qstate *q, int64_t now_ms)
 {
     int permits = rate_permits(&q->rate, now_ms);
     if (permits <= 0 && !uv_is_active((uv_handle_t *)&q->rate_timer)) {
-        uv_timer_start(&q->rate_timer, rate_timer_cb, (uint64_t)rate_wait_ms(&q->rate), 0);
+        uv_timer_start(&q->rate_timer, queue_timer_cb, (uint64_t)rate_wait_ms(&q->rate), 0);
     }
     (void)s;
     return permits;
@@ -313,7 +314,7 @@ sched_dispatch(server *s, qstate *q)
     breaker_note(q, before);
     if (permits <= 0) {
         if (q->br.state == BREAKER_OPEN) {
-            uv_timer_start(&q->breaker_timer, breaker_timer_cb,
+            uv_timer_start(&q->breaker_timer, queue_timer_cb,
                            (uint64_t)(q->br.until_ms > now ? q->br.until_ms - now : 0), 0);
         }
         return;
@@ -333,14 +334,6 @@ sched_dispatch(server *s, qstate *q)
         max = (size_t)q->counts[JOBQ_READY];
     }
     sched_claim(s, q, max, start_claimed, NULL);
-}
-
-/* breaker_timer_cb: an open circuit's cooldown is over: try the queue again. */
-static void
-breaker_timer_cb(uv_timer_t *t)
-{
-    qstate *q = t->data;
-    sched_dispatch(q->srv, q);
 }
 
 void
