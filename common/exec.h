@@ -17,6 +17,10 @@
 /** How many JOBQ_* variables a command gets. */
 #define EXEC_ENV_VARS 6
 
+/** The exit status with which a command says "slow down" (EX_TEMPFAIL): its job is retried
+ *  with backoff and the whole queue starts nothing for its slow_down. */
+#define EXEC_EXIT_SLOW_DOWN 75
+
 /** The job as its command sees it. Borrowed strings. */
 typedef struct exec_job {
     int64_t id;

@@ -584,6 +584,10 @@ done_explain(wop *op)
         } else if (s->draining) {
             reason = "shutting_down";
             snprintf(why, sizeof(why), "ready, but jobqd is shutting down");
+        } else if (jobq__now_ms() < q->slow_until_ms) {
+            reason = "slowed_down";
+            snprintf(why, sizeof(why), "ready, but queue %s starts nothing until %s: %s",
+                     r->queue, fmt_time(t1, sizeof(t1), q->slow_until_ms), q->slow_why);
         } else if (q->br.state == BREAKER_OPEN) {
             reason = "circuit_open";
             char cause[96];

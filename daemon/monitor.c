@@ -202,6 +202,14 @@ render_metrics(const server *s, mbuf *b)
                     s->queues[i]->name,
                     (long long)gauges_age_s(s->queues[i]->oldest_overdue_ms, now));
     }
+    metric_help(b, "jobq_queue_slowed_seconds", "gauge",
+                "Seconds until the queue starts jobs again after a downstream asked it to slow "
+                "down (0: not slowed).");
+    for (size_t i = 0; i < s->nqueues; i++) {
+        const qstate *q = s->queues[i];
+        mbuf_printf(b, "jobq_queue_slowed_seconds{queue=\"%s\"} %.3f\n", q->name,
+                    q->slow_until_ms > now ? (double)(q->slow_until_ms - now) / 1000 : 0.0);
+    }
     metric_help(b, "jobq_queue_paused", "gauge", "1 if the queue is paused.");
     for (size_t i = 0; i < s->nqueues; i++) {
         mbuf_printf(b, "jobq_queue_paused{queue=\"%s\"} %d\n", s->queues[i]->name,

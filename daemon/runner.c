@@ -167,6 +167,12 @@ reaped(runner *r, idtype_t idtype, id_t id)
         return false;
     } else if (info.si_code == CLD_EXITED) {
         r->exit_status = info.si_status;
+        if (r->exit_status == EXEC_EXIT_SLOW_DOWN && r->kill == KILL_NONE) {
+            char why[120];
+            snprintf(why, sizeof(why), "a command exited %d (EX_TEMPFAIL: slow down)",
+                     EXEC_EXIT_SLOW_DOWN);
+            queue_slow_down(r->q, jobq__now_ms() + r->q->conf->slow_down_ms, why);
+        }
     } else {
         r->term_signal = info.si_status; /* CLD_KILLED, CLD_DUMPED */
     }

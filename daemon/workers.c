@@ -840,6 +840,25 @@ outcome_batch(call *c, bool failed)
     }
 }
 
+/* slow_down_queues: a fail with "slow_down": the queues of its leased jobs start nothing for
+ * that long (a downstream that asked to be left alone is so for every job of the queue). */
+static void
+slow_down_queues(call *c)
+{
+    int64_t until = jobq__now_ms() + c->req.slow_down_ms;
+    char why[120];
+    snprintf(why, sizeof(why), "a worker failed a job with slow_down %lld ms",
+             (long long)c->req.slow_down_ms);
+    size_t n = c->req.outcomes != NULL ? c->req.noutcomes : 1;
+    for (size_t i = 0; i < n; i++) {
+        int64_t id = c->req.outcomes != NULL ? c->req.outcomes[i].id : c->req.ids[0];
+        lease *l = lease_find(c->srv, id);
+        if (l != NULL) {
+            queue_slow_down(l->a.q, until, why);
+        }
+    }
+}
+
 static void
 workers_request(call *c)
 {
@@ -872,6 +891,9 @@ workers_request(call *c)
     case REQ_FAIL:
         if (c->req.then_fetch && !fetch_check(c)) {
             return;
+        }
+        if (c->req.slow_down_ms > 0) {
+            slow_down_queues(c);
         }
         if (c->req.outcomes != NULL) {
             outcome_batch(c, true);

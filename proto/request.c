@@ -1151,6 +1151,8 @@ static const field_def ack_fields[] = {
 static const field_def fail_fields[] = {
     CUSTOM("jobs", fail_jobs),
     CUSTOM("fetch", then_fetch),
+    FIELD(request, "slow_down", F_DURATION, slow_down_ms, 1, JOBQ__DURATION_MAX_MS,
+          .over = "is over the limit of one year"),
 };
 
 static const field_def heartbeat_fields[] = {

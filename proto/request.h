@@ -84,6 +84,7 @@ typedef struct request {
     int64_t group_id;     /* get, wait: a group instead of jobs (0: none) */
     int return_when;      /* wait: WAIT_ALL, WAIT_FIRST or WAIT_FIRST_FAILURE */
     bool cancel_pending;  /* wait: cancel the jobs still pending when it is answered */
+    int64_t slow_down_ms; /* fail: hold the queue of the failed jobs this long (0: no) */
     bool read_only;       /* its token was request_limits.read_token: only OPF_READ ops */
 } request;
 
