@@ -149,6 +149,27 @@ store_set_sync(store *st, bool sync)
     st->ops->set_sync(st, sync);
 }
 
+bool
+store_sync_apart(const store *st)
+{
+    return st->ops->sync_apart != NULL && st->ops->sync != NULL && st->ops->sync_apart(st);
+}
+
+int
+store_sync(store *st, char *msg, size_t msglen)
+{
+    if (st->ops->sync == NULL) {
+        return JOBQ_OK; /* its commits are durable on return */
+    }
+    return st->ops->sync(st, msg, msglen);
+}
+
+int
+store_checkpoint(store *st, char *msg, size_t msglen)
+{
+    return st->ops->checkpoint != NULL ? st->ops->checkpoint(st, msg, msglen) : JOBQ_OK;
+}
+
 int
 store_begin(store *st)
 {

@@ -118,6 +118,25 @@ void store_redact(const char *database, char *buf, size_t len);
  *  transactions, on the writer's thread. */
 void store_set_sync(store *st, bool sync);
 
+/** store_sync_apart: whether this store's commits are made durable after they return, by
+ *  store_sync (SQLite with durability full, its commits run with store_set_sync(false)), so
+ *  that the next transaction can run while the sync of the last one waits for the disk. False:
+ *  store_set_sync decides what a commit makes durable (durability normal: nothing). */
+bool store_sync_apart(const store *st);
+
+/** store_sync: makes every commit that returned before the call durable (with SQLite, an
+ *  fsync of the write-ahead log through SQLite's own file object, so the VFS sees it). Any
+ *  thread: the one call allowed while the writer's thread runs a transaction (one at a time).
+ *  Returns JOBQ_OK, or JOBQ_ESTORE (JOBQ_EFULL) with the reason in msg (store_errmsg is the
+ *  writer thread's). Only when store_sync_apart. */
+int store_sync(store *st, char *msg, size_t msglen);
+
+/** store_checkpoint: after a failed store_sync, makes every commit durable without trusting
+ *  the log's unsynced pages (a kernel may have dropped them): copies the log into the
+ *  database, syncs it and empties the log (synced too). Between transactions, on the writer's
+ *  thread. Returns JOBQ_OK, or an error with the reason in msg. */
+int store_checkpoint(store *st, char *msg, size_t msglen);
+
 /** store_close: closes the connection (checkpointing what it must). Accepts NULL. */
 void store_close(store *st);
 
@@ -433,6 +452,10 @@ int store_schedule_since(store *st, const char *name, int64_t now_ms, int64_t *s
  * store.c manages for every backend, and the lifecycle's note of a missing parent. */
 typedef struct store_ops {
     void (*set_sync)(store *st, bool sync);
+    /* sync_apart, sync and checkpoint: NULL in a backend whose commits are durable on return */
+    bool (*sync_apart)(const store *st);
+    int (*sync)(store *st, char *msg, size_t msglen);
+    int (*checkpoint)(store *st, char *msg, size_t msglen);
     void (*close)(store *st);
     const char *(*errmsg)(const store *st);
     int (*begin)(store *st);

@@ -1,20 +1,22 @@
 /* test_store.c: the store contract, the tests any backend must pass (test_contract_*): rows,
  * fenced updates, claims and their order, keys, dependencies, groups, history, retention,
- * savepoints; then each backend's own (test_sqlite_*: its index, its migrations; test_pg_*:
- * its index, migrations, SKIP LOCKED claims, a lost connection). Without JOBQ_TEST_PG_HOST it
- * runs on SQLite, on a real temp file; with it (ctest's test_store_pg, through tests/pg.sh)
- * on a real PostgreSQL cluster, a fresh database per test. Job policy over these primitives
- * is test_lifecycle.c's. */
+ * savepoints, syncs apart from commits; then each backend's own (test_sqlite_*: its index, its
+ * migrations, its log's sync and checkpoint; test_pg_*: its index, migrations, SKIP LOCKED
+ * claims, a lost connection). Without JOBQ_TEST_PG_HOST it runs on SQLite, on a real temp
+ * file; with it (ctest's test_store_pg, through tests/pg.sh) on a real PostgreSQL cluster, a
+ * fresh database per test. Job policy over these primitives is test_lifecycle.c's. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <setjmp.h>
 #include <cmocka.h>
 
+#include <pthread.h>
 #include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #ifdef JOBQ_HAVE_POSTGRES
@@ -703,6 +705,73 @@ test_contract_list_paging(void **state)
     assert_false(more);
 }
 
+/* sync_loop: store_sync from a thread of its own, as the writer's pipeline calls it. */
+static void *
+sync_loop(void *arg)
+{
+    store *st = arg;
+    char msg[256];
+    for (int i = 0; i < 50; i++) {
+        if (store_sync(st, msg, sizeof(msg)) != JOBQ_OK) {
+            return strdup(msg);
+        }
+    }
+    return NULL;
+}
+
+/* The contract of a store whose commits sync apart: store_sync runs on another thread while
+ * transactions go on, and a checkpoint leaves every commit in place. */
+static void
+test_contract_sync_apart(void **state)
+{
+    fixture *f = *state;
+    if (!store_sync_apart(f->st)) {
+        return; /* its commits are durable on return */
+    }
+    store_set_sync(f->st, false);
+    int64_t first = insert(f->st, "q", 0, 0, 1000);
+    pthread_t t;
+    assert_int_equal(pthread_create(&t, NULL, sync_loop, f->st), 0);
+    for (int i = 0; i < 200; i++) {
+        insert(f->st, "q", 0, 0, 1000);
+    }
+    void *why;
+    assert_int_equal(pthread_join(t, &why), 0);
+    if (why != NULL) {
+        fail_msg("store_sync: %s", (char *)why);
+    }
+    char msg[256] = "";
+    assert_int_equal(store_sync(f->st, msg, sizeof(msg)), JOBQ_OK);
+    assert_int_equal(store_checkpoint(f->st, msg, sizeof(msg)), JOBQ_OK);
+    int64_t last = insert(f->st, "q", 0, 0, 1000);
+    assert_int_equal(store_sync(f->st, msg, sizeof(msg)), JOBQ_OK);
+    assert_int_equal(last, first + 201);
+    job_row r;
+    assert_int_equal(store_get(f->st, first + 100, &r), JOBQ_OK);
+    job_row_clear(&r);
+}
+
+/* SQLite: durability full syncs apart, normal does not; the recovery checkpoint empties the
+ * log. */
+static void
+test_sqlite_sync_apart_and_checkpoint(void **state)
+{
+    fixture *f = *state;
+    assert_true(store_sync_apart(f->st));
+    store_set_sync(f->st, false);
+    insert(f->st, "q", 0, 0, 1000);
+    char msg[256] = "", wal[600];
+    assert_int_equal(store_checkpoint(f->st, msg, sizeof(msg)), JOBQ_OK);
+    snprintf(wal, sizeof(wal), "%s-wal", f->path);
+    struct stat sb;
+    assert_int_equal(stat(wal, &sb), 0);
+    assert_int_equal(sb.st_size, 0);
+    store_close(f->st);
+    char err[256] = "";
+    assert_int_equal(store_open(f->path, DURABILITY_NORMAL, &f->st, err, sizeof(err)), JOBQ_OK);
+    assert_false(store_sync_apart(f->st));
+}
+
 static void
 test_sqlite_newer_database_refused(void **state)
 {
@@ -924,6 +993,7 @@ main(void)
 {
     const struct CMUnitTest contract[] = {
         cmocka_unit_test_setup_teardown(test_contract_insert_get, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_contract_sync_apart, setup, teardown),
         cmocka_unit_test_setup_teardown(test_contract_scheduled_job_is_not_claimed, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_contract_keys_per_queue, setup, teardown),
@@ -946,6 +1016,7 @@ main(void)
     const struct CMUnitTest sqlite[] = {
         cmocka_unit_test(test_redact_hides_password),
         cmocka_unit_test_setup_teardown(test_sqlite_claim_uses_ready_index, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_sqlite_sync_apart_and_checkpoint, setup, teardown),
         cmocka_unit_test_setup_teardown(test_sqlite_newer_database_refused, setup, teardown),
         cmocka_unit_test_setup_teardown(test_sqlite_fresh_database_gets_every_migration, setup,
                                         teardown),
