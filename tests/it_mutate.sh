@@ -221,6 +221,14 @@ if cli mutate --help >/dev/null 2>&1; then
     out=$(cli mutate --queue bulk --cancel --json)
     expect_eq "jobq mutate --json" "$(jq -c '[.changed]' <<<"$out")" '[5001]'
     cli mutate --cancel 2>"$T/err.txt" && fail "jobq mutate without a filter exited 0"
+    if command -v script >/dev/null; then
+        # On a terminal: a dry run for the total, then a bar over calls of 2,000 jobs.
+        out=$(script -qec "$JOBQ --url $SOCK mutate --queue bulk --retry" /dev/null | tr '\r' '\n')
+        grep -q '^\[##############################\] 5001/5001 jobs 100%' <<<"$out" ||
+            fail "no progress bar on a terminal: $out"
+        grep -q "changed 5001 of 5001" <<<"$out" || fail "jobq mutate on a terminal: $out"
+        expect_eq "calls of the walk" "$(grep -c 'event=jobs_mutated action=retry dry_run=false queue=bulk' "$LOG")" 4
+    fi
     counts_agree "the CLI's mutates"
     ok "jobq mutate: --dry-run, an action, --json; no filter refused"
 fi
