@@ -101,9 +101,11 @@ merge(json_t *t, const json_t *r)
         json_t *tm = json_object_get(t, maps[i]);
         const char *k;
         json_t *v;
-        json_object_foreach(json_object_get(r, maps[i]), k, v) {
+        json_object_foreach(json_object_get(r, maps[i]), k, v)
+        {
             json_object_set_new(
-                tm, k, json_integer(json_integer_value(json_object_get(tm, k)) + json_integer_value(v)));
+                tm, k,
+                json_integer(json_integer_value(json_object_get(tm, k)) + json_integer_value(v)));
         }
     }
     json_t *ids = json_object_get(t, "ids");
@@ -121,7 +123,8 @@ counts_text(const json_t *o, char *buf, size_t len)
     const char *k;
     json_t *v;
     buf[0] = '\0';
-    json_object_foreach((json_t *)o, k, v) {
+    json_object_foreach((json_t *)o, k, v)
+    {
         n += (size_t)snprintf(buf + n, n < len ? len - n : 0, "%s%s %lld", n > 0 ? ", " : "", k,
                               (long long)json_integer_value(v));
     }
@@ -149,7 +152,8 @@ print_text(const json_t *t, bool dry)
         printf("  new jobs:");
         size_t i;
         json_t *v;
-        json_array_foreach(ids, i, v) {
+        json_array_foreach(ids, i, v)
+        {
             printf(" %lld", (long long)json_integer_value(v));
         }
         printf("\n");

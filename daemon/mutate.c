@@ -43,10 +43,10 @@ typedef struct picked {
 typedef struct mutate_run {
     job_filter f;
     mutate_args args;
-    int64_t upto;     /* the largest id it touches: max_id, or the largest id at its start */
-    int64_t after;    /* the next chunk picks ids above this one */
-    int64_t t0_ms;    /* when it started, for the log line */
-    size_t chunks;    /* transactions committed */
+    int64_t upto;  /* the largest id it touches: max_id, or the largest id at its start */
+    int64_t after; /* the next chunk picks ids above this one */
+    int64_t t0_ms; /* when it started, for the log line */
+    size_t chunks; /* transactions committed */
     /* totals, by the state each job was found in */
     int64_t matched[JOBQ_WAITING + 1];
     int64_t changed[JOBQ_WAITING + 1];
@@ -352,8 +352,8 @@ op_mutate(call *c)
                         .finished_before_ms = r->finished_before_ms,
                         .error_contains = r->error_contains,
                         .key_prefix = r->key_prefix};
-    m->args = (mutate_args){.action = r->action, .priority = r->priority,
-                            .run_at_ms = r->run_at_ms};
+    m->args =
+        (mutate_args){.action = r->action, .priority = r->priority, .run_at_ms = r->run_at_ms};
     m->after = r->after_id;
     m->t0_ms = jobq__now_ms();
     c->op.exec = exec_mutate;
