@@ -50,6 +50,7 @@ typedef struct call {
     int outcome_err;      /* it failed: the reply is this error, the fetched jobs go back */
     json_t *extra;        /* the outcome's fields ("job") once recorded */
     json_t *fetched;      /* the fetch's reply, when it came before the outcome */
+    struct mutate_run *mutate; /* a mutate in progress (mutate.c, which frees it) */
 } call;
 
 /** send_json: replies with obj (taking it) and frees the call. */

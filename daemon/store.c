@@ -321,6 +321,37 @@ store_ready_ahead(store *st, const job_row *row, int64_t limit, int64_t *np)
 }
 
 int
+store_max_id(store *st, int64_t *idp)
+{
+    return st->ops->max_id(st, idp);
+}
+
+int
+store_pick(store *st, const job_filter *f, int64_t after_id, int64_t upto_id, size_t max,
+           void (*fn)(void *arg, int64_t id, const char *queue, int state), void *arg, size_t *np)
+{
+    return st->ops->pick(st, f, after_id, upto_id, max, fn, arg, np);
+}
+
+int
+store_job_delete(store *st, int64_t id, int from)
+{
+    return st->ops->job_delete(st, id, from);
+}
+
+int
+store_job_set_priority(store *st, int64_t id, int from, int32_t priority)
+{
+    return st->ops->job_set_priority(st, id, from, priority);
+}
+
+int
+store_job_set_run_at(store *st, int64_t id, int from, int to, int64_t run_at_ms)
+{
+    return st->ops->job_set_run_at(st, id, from, to, run_at_ms);
+}
+
+int
 store_attempt_add(store *st, int64_t id, const attempt_rec *a, int64_t now_ms, const char *error)
 {
     return st->ops->attempt_add(st, id, a, now_ms, error);

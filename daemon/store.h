@@ -247,6 +247,46 @@ int store_retry_bulk(store *st, const char *queue, int state, int64_t now_ms, si
 /** store_ready_ahead: how many ready jobs of row's queue claim before row (at most limit). */
 int store_ready_ahead(store *st, const job_row *row, int64_t limit, int64_t *np);
 
+/* ---- bulk operations (mutate) ---- */
+
+/** Which jobs a bulk operation is about: each criterion set narrows it (0 or NULL: left
+ *  out). Strings and ids are borrowed. */
+typedef struct job_filter {
+    const char *queue;          /* this queue only */
+    unsigned states;            /* bit (1u << state) per jobq_state; 0: any state */
+    const int64_t *ids;         /* these jobs only (nids of them; NULL: any) */
+    size_t nids;
+    int64_t created_after_ms;   /* created_at >= it */
+    int64_t created_before_ms;  /* created_at < it */
+    int64_t finished_after_ms;  /* finished_at >= it (jobs not finished never match) */
+    int64_t finished_before_ms; /* finished_at < it */
+    const char *error_contains; /* a substring of the job's last error (case-sensitive) */
+    const char *key_prefix;     /* the start of the job's idempotency key */
+} job_filter;
+
+/** store_max_id: the largest job id stored (0: none) into *idp. */
+int store_max_id(store *st, int64_t *idp);
+
+/** store_pick: the jobs matching f with after_id < id <= upto_id, at most max of them, in
+ *  ascending id order: fn is called for each with its id, queue (borrowed for the call) and
+ *  state, after the read is complete (fn may not call the store). *np receives how many. One
+ *  statement, every value of f bound as a parameter. */
+int store_pick(store *st, const job_filter *f, int64_t after_id, int64_t upto_id, size_t max,
+               void (*fn)(void *arg, int64_t id, const char *queue, int state), void *arg,
+               size_t *np);
+
+/** store_job_delete: deletes job id, in state `from`, with its attempt history and its
+ *  dependency rows (its idempotency key is left to expire, as retention does). JOBQ_ESTATE
+ *  if the job is not in `from` (or does not exist). */
+int store_job_delete(store *st, int64_t id, int from);
+
+/** store_job_set_priority: sets job id's priority, fenced on state `from` (JOBQ_ESTATE). */
+int store_job_set_priority(store *st, int64_t id, int from, int32_t priority);
+
+/** store_job_set_run_at: moves job id from state `from` to `to` with run_at run_at_ms,
+ *  fenced on `from` (JOBQ_ESTATE). */
+int store_job_set_run_at(store *st, int64_t id, int from, int to, int64_t run_at_ms);
+
 /* ---- attempt history ---- */
 
 /** store_attempt_add: one row of job id's attempt history: a, finished at now_ms, with
@@ -490,6 +530,13 @@ typedef struct store_ops {
     int (*retry_bulk)(store *st, const char *queue, int state, int64_t now_ms, size_t max,
                       void (*fn)(void *arg, const char *queue), void *arg, size_t *np);
     int (*ready_ahead)(store *st, const job_row *row, int64_t limit, int64_t *np);
+    int (*max_id)(store *st, int64_t *idp);
+    int (*pick)(store *st, const job_filter *f, int64_t after_id, int64_t upto_id, size_t max,
+                void (*fn)(void *arg, int64_t id, const char *queue, int state), void *arg,
+                size_t *np);
+    int (*job_delete)(store *st, int64_t id, int from);
+    int (*job_set_priority)(store *st, int64_t id, int from, int32_t priority);
+    int (*job_set_run_at)(store *st, int64_t id, int from, int to, int64_t run_at_ms);
     int (*attempt_add)(store *st, int64_t id, const attempt_rec *a, int64_t now_ms,
                        const char *error);
     int (*attempt_count)(store *st, int64_t id, const char *kind, int64_t *np);

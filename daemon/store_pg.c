@@ -89,6 +89,11 @@ enum pstmt {
     P_SCHED_LAST,
     P_SCHED_SET,
     P_SCHED_SINCE,
+    P_MAX_ID,
+    P_PICK,
+    P_DELETE,
+    P_SET_PRIORITY,
+    P_SET_RUN_AT,
     P_COUNT_STMTS
 };
 
@@ -227,6 +232,27 @@ static const char *const pstmt_sql[P_COUNT_STMTS] = {
                       "ON CONFLICT (name) DO NOTHING RETURNING last_tick) "
                       "SELECT last_tick FROM ins UNION ALL "
                       "SELECT last_tick FROM schedules WHERE name = $1",
+    [P_MAX_ID] = "SELECT coalesce(max(id), 0) FROM jobs",
+    /* A bulk operation's filter (job_filter), every value bound: a range of ids (of the
+     * primary key: the window bounds what one transaction reads), the states as an array,
+     * the ids as an array (NULL: any). */
+    [P_PICK] = "SELECT id, queue, state FROM jobs WHERE id > $1 AND id <= $2 AND "
+               "($3::text IS NULL OR queue = $3) AND state = ANY ($4::int[]) AND "
+               "($5::bigint[] IS NULL OR id = ANY ($5::bigint[])) AND "
+               "($6::bigint IS NULL OR created_at >= $6) AND "
+               "($7::bigint IS NULL OR created_at < $7) AND "
+               "($8::bigint IS NULL OR finished_at >= $8) AND "
+               "($9::bigint IS NULL OR finished_at < $9) AND "
+               "($10::text IS NULL OR strpos(error, $10) > 0) AND "
+               "($11::text IS NULL OR left(key, char_length($11)) = $11) "
+               "ORDER BY id LIMIT $12",
+    /* A job and its history and dependency rows in one statement. */
+    [P_DELETE] = "WITH gone AS (DELETE FROM jobs WHERE id = $1 AND state = $2 RETURNING id), "
+                 "hist AS (DELETE FROM attempts WHERE job_id IN (SELECT id FROM gone)), "
+                 "deps AS (DELETE FROM job_deps WHERE job_id IN (SELECT id FROM gone) OR "
+                 "parent_id IN (SELECT id FROM gone)) SELECT count(*) FROM gone",
+    [P_SET_PRIORITY] = "UPDATE jobs SET priority = $3 WHERE id = $1 AND state = $2",
+    [P_SET_RUN_AT] = "UPDATE jobs SET state = $3, run_at = $4 WHERE id = $1 AND state = $2",
 };
 
 /* The PostgreSQL backend: a store (first member, so a store * is a pg_store *). */
@@ -1759,6 +1785,111 @@ pg_schedule_since(store *st, const char *name, int64_t now_ms, int64_t *sincep)
     return err;
 }
 
+/* ---- bulk operations ---- */
+
+static int
+pg_max_id(store *st, int64_t *idp)
+{
+    return one_i64(PG(st), P_MAX_ID, NULL, idp);
+}
+
+/* ids_array: the ids as a PostgreSQL array literal (malloc'd), or NULL when out of memory. */
+static char *
+ids_array(const int64_t *ids, size_t n)
+{
+    size_t cap = 3 + n * 21;
+    char *buf = malloc(cap);
+    if (buf == NULL) {
+        return NULL;
+    }
+    size_t len = 0;
+    buf[len++] = '{';
+    for (size_t i = 0; i < n; i++) {
+        len += (size_t)snprintf(buf + len, cap - len, "%s%lld", i > 0 ? "," : "",
+                                (long long)ids[i]);
+    }
+    snprintf(buf + len, cap - len, "}");
+    return buf;
+}
+
+static int
+pg_pick(store *st, const job_filter *f, int64_t after_id, int64_t upto_id, size_t max,
+        void (*fn)(void *arg, int64_t id, const char *queue, int state), void *arg, size_t *np)
+{
+    char states[32];
+    size_t len = 0;
+    unsigned want = f->states != 0 ? f->states : (1u << (JOBQ_WAITING + 1)) - 1;
+    for (int state = 0; state <= JOBQ_WAITING; state++) {
+        if (want & (1u << state)) {
+            len += (size_t)snprintf(states + len, sizeof(states) - len, "%s%d",
+                                    len > 0 ? "," : "{", state);
+        }
+    }
+    snprintf(states + len, sizeof(states) - len, "}");
+    char *ids = NULL;
+    if (f->ids != NULL && (ids = ids_array(f->ids, f->nids)) == NULL) {
+        return JOBQ_ENOMEM;
+    }
+    pargs a = {0};
+    a_i64(&a, after_id);
+    a_i64(&a, upto_id);
+    a_text(&a, f->queue);
+    a_text(&a, states);
+    a_text(&a, ids);
+    a_i64_or_null(&a, f->created_after_ms);
+    a_i64_or_null(&a, f->created_before_ms);
+    a_i64_or_null(&a, f->finished_after_ms);
+    a_i64_or_null(&a, f->finished_before_ms);
+    a_text(&a, f->error_contains);
+    a_text(&a, f->key_prefix);
+    a_i64(&a, (int64_t)max);
+    PGresult *r;
+    int err = run(PG(st), P_PICK, &a, &r);
+    free(ids);
+    if (err != JOBQ_OK) {
+        return err;
+    }
+    size_t n = (size_t)PQntuples(r);
+    for (size_t i = 0; i < n; i++) {
+        fn(arg, g_i64(r, (int)i, 0), PQgetvalue(r, (int)i, 1), (int)g_i64(r, (int)i, 2));
+    }
+    PQclear(r);
+    *np = n;
+    return JOBQ_OK;
+}
+
+static int
+pg_job_delete(store *st, int64_t id, int from)
+{
+    pargs a = {0};
+    a_i64(&a, id);
+    a_i64(&a, from);
+    int64_t n = 0;
+    int err = one_i64(PG(st), P_DELETE, &a, &n);
+    return err != JOBQ_OK ? err : n == 1 ? JOBQ_OK : JOBQ_ESTATE;
+}
+
+static int
+pg_job_set_priority(store *st, int64_t id, int from, int32_t priority)
+{
+    pargs a = {0};
+    a_i64(&a, id);
+    a_i64(&a, from);
+    a_i64(&a, priority);
+    return run_change(PG(st), P_SET_PRIORITY, &a);
+}
+
+static int
+pg_job_set_run_at(store *st, int64_t id, int from, int to, int64_t run_at_ms)
+{
+    pargs a = {0};
+    a_i64(&a, id);
+    a_i64(&a, from);
+    a_i64(&a, to);
+    a_i64(&a, run_at_ms);
+    return run_change(PG(st), P_SET_RUN_AT, &a);
+}
+
 static const store_ops pg_ops = {
     .set_sync = pg_set_sync,
     .close = pg_close,
@@ -1815,4 +1946,9 @@ static const store_ops pg_ops = {
     .schedule_last = pg_schedule_last,
     .schedule_set = pg_schedule_set,
     .schedule_since = pg_schedule_since,
+    .max_id = pg_max_id,
+    .pick = pg_pick,
+    .job_delete = pg_job_delete,
+    .job_set_priority = pg_job_set_priority,
+    .job_set_run_at = pg_job_set_run_at,
 };

@@ -66,6 +66,11 @@ enum stmt_id {
     S_SCHED_LAST,
     S_SCHED_SET,
     S_SWEEP_GROUPS,
+    S_MAX_ID,
+    S_PICK,
+    S_DELETE,
+    S_SET_PRIORITY,
+    S_SET_RUN_AT,
     S_COUNT_STMTS
 };
 
@@ -202,6 +207,20 @@ static const char *const stmt_sql[S_COUNT_STMTS] = {
     [S_SWEEP_GROUPS] = "DELETE FROM groups WHERE id IN (SELECT id FROM groups INDEXED BY "
                        "groups_completed WHERE completed_at IS NOT NULL AND completed_at < ?1 AND "
                        "NOT EXISTS (SELECT 1 FROM jobs WHERE group_id = groups.id) LIMIT ?2)",
+    [S_MAX_ID] = "SELECT coalesce(max(id), 0) FROM jobs",
+    /* A bulk operation's filter (job_filter), every value bound: a range of ids (a rowid
+     * range: the window bounds what one transaction reads), the states as eight parameters
+     * (all eight bound when any state goes), the ids as a JSON array. */
+    [S_PICK] = "SELECT id, queue, state FROM jobs WHERE id > ?1 AND id <= ?2 AND "
+               "(?3 IS NULL OR queue = ?3) AND state IN (?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11) AND "
+               "(?12 IS NULL OR id IN (SELECT value FROM json_each(?12))) AND "
+               "(?13 IS NULL OR created_at >= ?13) AND (?14 IS NULL OR created_at < ?14) AND "
+               "(?15 IS NULL OR finished_at >= ?15) AND (?16 IS NULL OR finished_at < ?16) AND "
+               "(?17 IS NULL OR instr(error, ?17) > 0) AND "
+               "(?18 IS NULL OR substr(key, 1, length(?18)) = ?18) ORDER BY id LIMIT ?19",
+    [S_DELETE] = "DELETE FROM jobs WHERE id = ?1 AND state = ?2",
+    [S_SET_PRIORITY] = "UPDATE jobs SET priority = ?3 WHERE id = ?1 AND state = ?2",
+    [S_SET_RUN_AT] = "UPDATE jobs SET state = ?3, run_at = ?4 WHERE id = ?1 AND state = ?2",
     [S_SCHED_LAST] = "SELECT last_tick FROM schedules WHERE name = ?1",
     [S_SCHED_SET] = "INSERT INTO schedules (name, last_tick) VALUES (?1, ?2) ON CONFLICT (name) "
                     "DO UPDATE SET last_tick = excluded.last_tick",
@@ -295,6 +314,13 @@ static int sq_group_get(store *st, int64_t gid, bool members, group_info *g);
 static int sq_schedule_last(store *st, const char *name, int64_t *tickp);
 static int sq_schedule_set(store *st, const char *name, int64_t tick_ms);
 static int sq_schedule_since(store *st, const char *name, int64_t now_ms, int64_t *sincep);
+static int sq_max_id(store *st, int64_t *idp);
+static int sq_pick(store *st, const job_filter *f, int64_t after_id, int64_t upto_id, size_t max,
+                   void (*fn)(void *arg, int64_t id, const char *queue, int state), void *arg,
+                   size_t *np);
+static int sq_job_delete(store *st, int64_t id, int from);
+static int sq_job_set_priority(store *st, int64_t id, int from, int32_t priority);
+static int sq_job_set_run_at(store *st, int64_t id, int from, int to, int64_t run_at_ms);
 
 /* Prepared statements are reset and unbound after each use so they hold no read lock. */
 static sqlite3_stmt *
@@ -963,6 +989,166 @@ out:
     return err;
 }
 
+/* ---- bulk operations ---- */
+
+static int
+sq_max_id(store *st, int64_t *idp)
+{
+    sqlite3_stmt *s = stmt_get(st, S_MAX_ID);
+    int rc = sqlite3_step(s);
+    if (rc == SQLITE_ROW) {
+        *idp = sqlite3_column_int64(s, 0);
+    }
+    stmt_done(s);
+    return rc == SQLITE_ROW ? JOBQ_OK : from_sqlite(rc);
+}
+
+/* ids_json: the ids as a JSON array text (malloc'd), or NULL when out of memory. */
+static char *
+ids_json(const int64_t *ids, size_t n)
+{
+    size_t cap = 3 + n * 21;
+    char *buf = malloc(cap);
+    if (buf == NULL) {
+        return NULL;
+    }
+    size_t len = 0;
+    buf[len++] = '[';
+    for (size_t i = 0; i < n; i++) {
+        len += (size_t)snprintf(buf + len, cap - len, "%s%lld", i > 0 ? "," : "",
+                                (long long)ids[i]);
+    }
+    snprintf(buf + len, cap - len, "]");
+    return buf;
+}
+
+/* bind_i64_or_null: binds v, or leaves NULL bound for 0. */
+static void
+bind_i64_or_null(sqlite3_stmt *s, int i, int64_t v)
+{
+    if (v != 0) {
+        sqlite3_bind_int64(s, i, v);
+    }
+}
+
+static int
+sq_pick(store *st, const job_filter *f, int64_t after_id, int64_t upto_id, size_t max,
+        void (*fn)(void *arg, int64_t id, const char *queue, int state), void *arg, size_t *np)
+{
+    char *ids = NULL;
+    if (f->ids != NULL && (ids = ids_json(f->ids, f->nids)) == NULL) {
+        return JOBQ_ENOMEM;
+    }
+    int64_t *picked = malloc((max > 0 ? max : 1) * sizeof(*picked));
+    int *states = malloc((max > 0 ? max : 1) * sizeof(*states));
+    char **queues = calloc(max > 0 ? max : 1, sizeof(*queues));
+    if (picked == NULL || states == NULL || queues == NULL) {
+        free(ids);
+        free(picked);
+        free(states);
+        free(queues);
+        return JOBQ_ENOMEM;
+    }
+    sqlite3_stmt *s = stmt_get(st, S_PICK);
+    sqlite3_bind_int64(s, 1, after_id);
+    sqlite3_bind_int64(s, 2, upto_id);
+    bind_text_or_null(s, 3, f->queue);
+    unsigned want = f->states != 0 ? f->states : (1u << (JOBQ_WAITING + 1)) - 1;
+    int slot = 0, first = -1;
+    for (int state = 0; state <= JOBQ_WAITING; state++) {
+        if (want & (1u << state)) {
+            first = first < 0 ? state : first;
+            sqlite3_bind_int(s, 4 + slot++, state);
+        }
+    }
+    while (slot < 8) {
+        sqlite3_bind_int(s, 4 + slot++, first); /* the list padded with a state it holds */
+    }
+    if (ids != NULL) {
+        sqlite3_bind_text(s, 12, ids, -1, SQLITE_STATIC);
+    }
+    bind_i64_or_null(s, 13, f->created_after_ms);
+    bind_i64_or_null(s, 14, f->created_before_ms);
+    bind_i64_or_null(s, 15, f->finished_after_ms);
+    bind_i64_or_null(s, 16, f->finished_before_ms);
+    bind_text_or_null(s, 17, f->error_contains);
+    bind_text_or_null(s, 18, f->key_prefix);
+    sqlite3_bind_int64(s, 19, (int64_t)max);
+    size_t n = 0;
+    int err = JOBQ_OK;
+    int rc = SQLITE_DONE;
+    while (n < max && (rc = sqlite3_step(s)) == SQLITE_ROW) {
+        picked[n] = sqlite3_column_int64(s, 0);
+        queues[n] = col_text(s, 1);
+        states[n] = sqlite3_column_int(s, 2);
+        if (queues[n] == NULL) {
+            err = JOBQ_ENOMEM;
+            break;
+        }
+        n++;
+    }
+    if (err == JOBQ_OK && n < max && rc != SQLITE_DONE) {
+        err = from_sqlite(rc);
+    }
+    stmt_done(s);
+    for (size_t i = 0; i < n; i++) {
+        if (err == JOBQ_OK) {
+            fn(arg, picked[i], queues[i], states[i]);
+        }
+        free(queues[i]);
+    }
+    if (err == JOBQ_OK) {
+        *np = n;
+    }
+    free(ids);
+    free(picked);
+    free(states);
+    free(queues);
+    return err;
+}
+
+static int
+sq_job_delete(store *st, int64_t id, int from)
+{
+    sqlite3_stmt *s = stmt_get(st, S_DELETE);
+    sqlite3_bind_int64(s, 1, id);
+    sqlite3_bind_int(s, 2, from);
+    int err = step_change(st, s);
+    if (err == JOBQ_OK) {
+        s = stmt_get(st, S_SWEEP_ATTEMPTS);
+        sqlite3_bind_int64(s, 1, id);
+        err = step_done(s);
+    }
+    if (err == JOBQ_OK) {
+        err = sq_dep_drop_child(st, id);
+    }
+    if (err == JOBQ_OK) {
+        err = sq_dep_drop_parent(st, id);
+    }
+    return err;
+}
+
+static int
+sq_job_set_priority(store *st, int64_t id, int from, int32_t priority)
+{
+    sqlite3_stmt *s = stmt_get(st, S_SET_PRIORITY);
+    sqlite3_bind_int64(s, 1, id);
+    sqlite3_bind_int(s, 2, from);
+    sqlite3_bind_int(s, 3, priority);
+    return step_change(st, s);
+}
+
+static int
+sq_job_set_run_at(store *st, int64_t id, int from, int to, int64_t run_at_ms)
+{
+    sqlite3_stmt *s = stmt_get(st, S_SET_RUN_AT);
+    sqlite3_bind_int64(s, 1, id);
+    sqlite3_bind_int(s, 2, from);
+    sqlite3_bind_int(s, 3, to);
+    sqlite3_bind_int64(s, 4, run_at_ms);
+    return step_change(st, s);
+}
+
 static int oldest(sqlite3_stmt *s, int64_t *atp);
 
 static int
@@ -1615,4 +1801,9 @@ static const store_ops sqlite_ops = {
     .schedule_last = sq_schedule_last,
     .schedule_set = sq_schedule_set,
     .schedule_since = sq_schedule_since,
+    .max_id = sq_max_id,
+    .pick = sq_pick,
+    .job_delete = sq_job_delete,
+    .job_set_priority = sq_job_set_priority,
+    .job_set_run_at = sq_job_set_run_at,
 };

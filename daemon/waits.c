@@ -198,10 +198,8 @@ wait_stop_running(server *s, int64_t id, const char *why)
 }
 
 bool
-waits_cancel_running(call *c)
+waits_stop_running(server *s, int64_t id, job_row *rowp)
 {
-    server *s = c->srv;
-    int64_t id = c->req.ids[0];
     runner *r = runner_find(s, id);
     job_row row;
     if (r != NULL && r->state == RUN_EXECUTING && !r->exited && r->kill == KILL_NONE) {
@@ -215,6 +213,19 @@ waits_cancel_running(call *c)
             return false;
         }
         row = *hooked;
+    }
+    if (rowp != NULL) {
+        *rowp = row;
+    }
+    return true;
+}
+
+bool
+waits_cancel_running(call *c)
+{
+    job_row row;
+    if (!waits_stop_running(c->srv, c->req.ids[0], &row)) {
+        return false;
     }
     wait_register(c, &row, 1, true);
     return true;

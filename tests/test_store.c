@@ -971,6 +971,169 @@ test_pg_unreachable_server_says_where(void **state)
 #endif
 
 /* A password in the database setting never reaches a log line. */
+/* ---- bulk operations ---- */
+
+/* ins: inserts one job for the pick tests: queue, state, created_at, finished_at (0: none),
+ * error and key (NULL: none). */
+static int64_t
+ins(store *st, const char *queue, int state, int64_t created, int64_t finished, const char *error,
+    const char *key)
+{
+    job_spec s = {.queue = queue,
+                  .payload = "{\"n\":1}",
+                  .run_at_ms = created,
+                  .max_attempts = 3,
+                  .timeout_ms = 1000,
+                  .key = key};
+    int64_t id;
+    assert_int_equal(store_job_insert(st, &s, state, created, finished, error, &id), JOBQ_OK);
+    return id;
+}
+
+typedef struct picks {
+    int64_t ids[64];
+    int states[64];
+    size_t n;
+} picks;
+
+static void
+collect_picks(void *arg, int64_t id, const char *queue, int state)
+{
+    picks *p = arg;
+    assert_non_null(queue);
+    p->ids[p->n] = id;
+    p->states[p->n++] = state;
+}
+
+/* pick_n: how many jobs f picks among all (and the picks in *p). */
+static size_t
+pick_n(store *st, const job_filter *f, picks *p)
+{
+    memset(p, 0, sizeof(*p));
+    size_t n = 99;
+    assert_int_equal(store_pick(st, f, 0, INT64_MAX, 64, collect_picks, p, &n), JOBQ_OK);
+    assert_int_equal(n, p->n);
+    return n;
+}
+
+static void
+test_contract_pick_filters(void **state)
+{
+    fixture *f = *state;
+    int64_t max = -1;
+    assert_int_equal(store_max_id(f->st, &max), JOBQ_OK);
+    assert_int_equal(max, 0);
+    assert_int_equal(store_begin(f->st), JOBQ_OK);
+    int64_t a = ins(f->st, "mail", JOBQ_DEAD, 1000, 1500, "exit 1: timeout talking to smtp", "u-1");
+    int64_t b = ins(f->st, "mail", JOBQ_CANCELLED, 2000, 2500, "cancelled: 100%_done", "u-2");
+    int64_t c = ins(f->st, "mail", JOBQ_READY, 3000, 0, NULL, "v-1");
+    int64_t d = ins(f->st, "sms", JOBQ_DEAD, 4000, 4500, "timeout", NULL);
+    int64_t e = ins(f->st, "sms", JOBQ_SUCCEEDED, 5000, 5500, NULL, "u%_x");
+    int64_t g = ins(f->st, "sms", JOBQ_SCHEDULED, 6000, 0, NULL, NULL);
+    assert_int_equal(store_commit(f->st), JOBQ_OK);
+    assert_int_equal(store_max_id(f->st, &max), JOBQ_OK);
+    assert_int_equal(max, g);
+    picks p;
+    job_filter all = {0};
+    assert_int_equal(pick_n(f->st, &all, &p), 6);
+    assert_int_equal(p.ids[0], a); /* ascending ids, with their states */
+    assert_int_equal(p.states[0], JOBQ_DEAD);
+    assert_int_equal(p.ids[5], g);
+    assert_int_equal(p.states[5], JOBQ_SCHEDULED);
+    job_filter fq = {.queue = "mail"};
+    assert_int_equal(pick_n(f->st, &fq, &p), 3);
+    job_filter fs = {.states = 1u << JOBQ_DEAD};
+    assert_int_equal(pick_n(f->st, &fs, &p), 2);
+    assert_int_equal(p.ids[0], a);
+    assert_int_equal(p.ids[1], d);
+    job_filter fs2 = {.queue = "sms", .states = (1u << JOBQ_DEAD) | (1u << JOBQ_SCHEDULED)};
+    assert_int_equal(pick_n(f->st, &fs2, &p), 2);
+    assert_int_equal(p.ids[1], g);
+    int64_t some[] = {b, e, 999999};
+    job_filter fi = {.ids = some, .nids = 3};
+    assert_int_equal(pick_n(f->st, &fi, &p), 2);
+    assert_int_equal(p.ids[0], b);
+    job_filter fc = {.created_after_ms = 2000, .created_before_ms = 5000}; /* [2000, 5000) */
+    assert_int_equal(pick_n(f->st, &fc, &p), 3);
+    assert_int_equal(p.ids[0], b);
+    assert_int_equal(p.ids[2], d);
+    job_filter ff = {.finished_before_ms = 4500}; /* unfinished jobs never match */
+    assert_int_equal(pick_n(f->st, &ff, &p), 2);
+    job_filter ff2 = {.finished_after_ms = 1};
+    assert_int_equal(pick_n(f->st, &ff2, &p), 4);
+    job_filter fe = {.error_contains = "timeout"};
+    assert_int_equal(pick_n(f->st, &fe, &p), 2);
+    /* A substring, not a pattern: % and _ are themselves, quotes are text. */
+    job_filter fe2 = {.error_contains = "0%_d"};
+    assert_int_equal(pick_n(f->st, &fe2, &p), 1);
+    assert_int_equal(p.ids[0], b);
+    job_filter fe3 = {.error_contains = "%"};
+    assert_int_equal(pick_n(f->st, &fe3, &p), 1);
+    job_filter fe4 = {.error_contains = "'; DELETE FROM jobs; --"};
+    assert_int_equal(pick_n(f->st, &fe4, &p), 0);
+    job_filter fk = {.key_prefix = "u-"};
+    assert_int_equal(pick_n(f->st, &fk, &p), 2);
+    job_filter fk2 = {.key_prefix = "u%"};
+    assert_int_equal(pick_n(f->st, &fk2, &p), 1);
+    assert_int_equal(p.ids[0], e);
+    job_filter fk3 = {.key_prefix = "u_"};
+    assert_int_equal(pick_n(f->st, &fk3, &p), 0);
+    job_filter fkq = {.queue = "mail", .key_prefix = "v", .states = 1u << JOBQ_READY};
+    assert_int_equal(pick_n(f->st, &fkq, &p), 1);
+    assert_int_equal(p.ids[0], c);
+    /* The window of ids and the limit: (after, upto], max rows, ascending. */
+    memset(&p, 0, sizeof(p));
+    size_t n = 0;
+    assert_int_equal(store_pick(f->st, &all, a, e, 2, collect_picks, &p, &n), JOBQ_OK);
+    assert_int_equal(n, 2);
+    assert_int_equal(p.ids[0], b);
+    assert_int_equal(p.ids[1], c);
+    memset(&p, 0, sizeof(p));
+    assert_int_equal(store_pick(f->st, &all, d, e, 10, collect_picks, &p, &n), JOBQ_OK);
+    assert_int_equal(n, 1);
+    assert_int_equal(p.ids[0], e);
+}
+
+static void
+test_contract_delete_priority_run_at_fenced(void **state)
+{
+    fixture *f = *state;
+    assert_int_equal(store_begin(f->st), JOBQ_OK);
+    int64_t a = ins(f->st, "q", JOBQ_DEAD, 1000, 1500, "bad", NULL);
+    int64_t b = ins(f->st, "q", JOBQ_READY, 1000, 0, NULL, NULL);
+    int64_t c = ins(f->st, "q", JOBQ_WAITING, 1000, 0, NULL, NULL);
+    attempt_rec rec = {.attempt = 1, .started_at_ms = 1100, .kind = "exit"};
+    assert_int_equal(store_attempt_add(f->st, a, &rec, 1500, "bad"), JOBQ_OK);
+    assert_int_equal(store_dep_add(f->st, a, c), JOBQ_OK);
+    /* Fenced on the state asked for: a wrong state changes nothing. */
+    assert_int_equal(store_job_delete(f->st, a, JOBQ_CANCELLED), JOBQ_ESTATE);
+    assert_int_equal(store_job_delete(f->st, 999999, JOBQ_DEAD), JOBQ_ESTATE);
+    assert_int_equal(store_job_set_priority(f->st, b, JOBQ_SCHEDULED, 7), JOBQ_ESTATE);
+    assert_int_equal(store_job_set_run_at(f->st, b, JOBQ_SCHEDULED, JOBQ_READY, 9), JOBQ_ESTATE);
+    /* The delete takes the job's history and dependency rows with it. */
+    assert_int_equal(store_job_delete(f->st, a, JOBQ_DEAD), JOBQ_OK);
+    assert_int_equal(store_job_set_priority(f->st, b, JOBQ_READY, 7), JOBQ_OK);
+    assert_int_equal(store_job_set_run_at(f->st, b, JOBQ_READY, JOBQ_SCHEDULED, 90000), JOBQ_OK);
+    assert_int_equal(store_commit(f->st), JOBQ_OK);
+    job_row r;
+    assert_int_equal(store_get(f->st, a, &r), JOBQ_ENOENT);
+    attempt_row hist[4];
+    size_t n = 9;
+    assert_int_equal(store_attempts(f->st, a, hist, 4, &n), JOBQ_OK);
+    assert_int_equal(n, 0);
+    bool waits = true;
+    assert_int_equal(store_dep_pending(f->st, c, &waits), JOBQ_OK);
+    assert_false(waits);
+    assert_int_equal(store_get(f->st, b, &r), JOBQ_OK);
+    assert_int_equal(r.priority, 7);
+    assert_int_equal(r.state, JOBQ_SCHEDULED);
+    assert_int_equal(r.run_at_ms, 90000);
+    job_row_clear(&r);
+    int64_t next = 0;
+    assert_int_equal(store_next_due(f->st, &next), JOBQ_OK); /* the due index sees it */
+    assert_int_equal(next, 90000);
+}
+
 static void
 test_redact_hides_password(void **state)
 {
@@ -1012,6 +1175,9 @@ main(void)
         cmocka_unit_test_setup_teardown(test_contract_promote_due, setup, teardown),
         cmocka_unit_test_setup_teardown(test_contract_list_paging, setup, teardown),
         cmocka_unit_test_setup_teardown(test_contract_oldest_due, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_contract_pick_filters, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_contract_delete_priority_run_at_fenced, setup,
+                                        teardown),
     };
     const struct CMUnitTest sqlite[] = {
         cmocka_unit_test(test_redact_hides_password),

@@ -197,6 +197,22 @@ check_ok(const request *req, const request_limits *lim)
     case REQ_RESUME:
         check(req->queue != NULL && strlen(req->queue) >= 1 && strlen(req->queue) <= 64);
         break;
+    case REQ_MUTATE: {
+        bool filtered = req->queue != NULL || req->states != 0 || req->nids > 0 ||
+                        req->created_after_ms != 0 || req->created_before_ms != 0 ||
+                        req->finished_after_ms != 0 || req->finished_before_ms != 0 ||
+                        req->error_contains != NULL || req->key_prefix != NULL;
+        check(filtered || req->all);
+        check(req->action >= 0 && req->action < MUT_NACTIONS);
+        check(req->states < (1u << (JOBQ_WAITING + 1)));
+        check(req->nids <= REQ_MUTATE_MAX_IDS);
+        for (size_t i = 0; i < req->nids; i++) {
+            check(req->ids[i] >= 1);
+        }
+        check(req->action != MUT_RESCHEDULE || req->has_run_at);
+        check(req->after_id >= 0 && req->limit >= 0);
+        break;
+    }
     }
 }
 
