@@ -95,8 +95,8 @@ run_command(const work *wk, const jobq_lease *job, outcome *o)
     int in = -1;
     int out = -1;
     int err = -1;
-    int ends[3] = {-1, -1, -1};
-    int rc = exec_spawn(wk->argv, env.envp, &pid, ends);
+    int ends[4] = {-1, -1, -1, -1};
+    int rc = exec_spawn(wk->argv, env.envp, &pid, ends, false);
     in = ends[0];
     out = ends[1];
     err = ends[2];

@@ -272,8 +272,8 @@ spawn(runner *r)
         snprintf(r->spawn_error, sizeof(r->spawn_error), "out of memory");
         return false;
     }
-    int parent[3];
-    int rc = exec_spawn(qc->argv, env.envp, &r->pid, parent);
+    int parent[4];
+    int rc = exec_spawn(qc->argv, env.envp, &r->pid, parent, false);
     exec_env_free(&env);
     if (rc != 0) {
         r->pid = 0;
