@@ -76,7 +76,7 @@ exec_env_free(exec_env *e)
 bool
 exec_ctl_init(exec_ctl *c)
 {
-    *c = (exec_ctl){.buf = malloc(EXEC_CTL_LINE_MAX + 1)};
+    *c = (exec_ctl){.buf = malloc(256), .cap = 256};
     return c->buf != NULL;
 }
 
@@ -138,6 +138,30 @@ exec_ctl_parse(char *line, size_t len, exec_ctl_msg *m)
     return false;
 }
 
+/* ctl_room: c's buffer holds need bytes and a NUL; false (the line is dropped) when out of
+ * memory. */
+static bool
+ctl_room(exec_ctl *c, size_t need)
+{
+    if (need + 1 <= c->cap) {
+        return true;
+    }
+    size_t cap = c->cap;
+    while (cap < need + 1) {
+        cap *= 2;
+    }
+    if (cap > EXEC_CTL_LINE_MAX + 1) {
+        cap = EXEC_CTL_LINE_MAX + 1;
+    }
+    char *b = realloc(c->buf, cap);
+    if (b == NULL) {
+        return false;
+    }
+    c->buf = b;
+    c->cap = cap;
+    return true;
+}
+
 /* ctl_line: the line buffered in c is whole: parse it and hand it on. */
 static void
 ctl_line(exec_ctl *c, void (*fn)(void *arg, const exec_ctl_msg *m), void *arg)
@@ -159,7 +183,7 @@ exec_ctl_feed(exec_ctl *c, const char *buf, size_t n,
         const char *nl = memchr(buf, '\n', n);
         size_t take = nl != NULL ? (size_t)(nl - buf) : n;
         if (!c->skipping) {
-            if (c->len + take > EXEC_CTL_LINE_MAX) {
+            if (c->len + take > EXEC_CTL_LINE_MAX || !ctl_room(c, c->len + take)) {
                 c->skipping = true; /* too long: dropped whole */
             } else {
                 memcpy(c->buf + c->len, buf, take);

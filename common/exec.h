@@ -78,12 +78,14 @@ typedef struct exec_ctl_msg {
 
 /** A control pipe's reader: bytes in, whole lines out. */
 typedef struct exec_ctl {
-    char *buf; /* EXEC_CTL_LINE_MAX + 1 bytes; owned */
+    char *buf; /* grown as lines need, up to EXEC_CTL_LINE_MAX + 1 bytes; owned */
     size_t len;
+    size_t cap;
     bool skipping; /* the line in progress is too long: dropped up to its newline */
 } exec_ctl;
 
-/** exec_ctl_init: an empty reader. False when out of memory. */
+/** exec_ctl_init: an empty reader (its buffer grows with the lines it meets). False when out
+ *  of memory. */
 bool exec_ctl_init(exec_ctl *c);
 
 /** exec_ctl_feed: adds buf[0..n) and calls fn for each complete, valid line (in order). A
