@@ -88,6 +88,17 @@ static const cli_cmd commands[] = {
      "  --cancel-rest       with --any or --first-failure: cancel the jobs still pending\n"
      "  --timeout DUR       give up after DUR (exit status 1); default: wait for ever\n",
      cmd_wait},
+    {"logs", "ID [-f] [--after SEQ]", "print a job's log",
+     "Prints the lines the job wrote to its log (an exec command's \"log TEXT\" control lines,\n"
+     "a remote worker's jobq_lease_log), oldest first; jobqd keeps the last 1,000 lines or\n"
+     "256 KiB of each job. With -f, follows the log until the job ends (each wait is held by\n"
+     "jobqd: no polling). With --json, one object per line: {\"seq\", \"attempt\", \"at\",\n"
+     "\"line\"}.\n"
+     "\n"
+     "Options:\n"
+     "  -f, --follow        print new lines as they come, until the job ends\n"
+     "  --after SEQ         only lines after number SEQ\n",
+     cmd_logs},
     {"cancel", "ID", "cancel a job that has not finished",
      "Cancels the job; a running job has its process group killed first. Cancelling a\n"
      "finished job is an error.\n",

@@ -12,6 +12,7 @@
 #include "handlers.h"
 #include "lifecycle.h"
 #include "log.h"
+#include "progress.h"
 #include "runner.h"
 #include "scheduler.h"
 #include "waits.h"
@@ -647,6 +648,13 @@ void
 op_submit_batch(call *c)
 {
     start_submit(c);
+}
+
+/* op_logs: a job's log lines after a cursor (progress.c keeps logs and holds the request). */
+void
+op_logs(call *c)
+{
+    progress_logs_request(c);
 }
 
 void

@@ -370,6 +370,26 @@ store_attempts(store *st, int64_t id, attempt_row *rows, size_t max, size_t *np)
 }
 
 int
+store_job_progress(store *st, int64_t id, const progress_set *p)
+{
+    return st->ops->job_progress(st, id, p);
+}
+
+int
+store_log_append(store *st, int64_t id, int32_t attempt, int64_t at_ms, const char *const *lines,
+                 size_t n, size_t max_lines, size_t max_bytes, int64_t *last_seqp)
+{
+    return st->ops->log_append(st, id, attempt, at_ms, lines, n, max_lines, max_bytes,
+                               last_seqp);
+}
+
+int
+store_logs(store *st, int64_t id, int64_t after_seq, log_row *rows, size_t max, size_t *np)
+{
+    return st->ops->logs(st, id, after_seq, rows, max, np);
+}
+
+int
 store_key_find(store *st, const char *queue, const char *key, int64_t *idp, uint64_t *hashp,
                int64_t *created_at_msp)
 {

@@ -93,6 +93,10 @@ typedef struct job_row {
     int64_t group_id;       /* 0 if in no group */
     char *traceparent;      /* W3C trace context; NULL if none */
     char *tracestate;
+    bool has_progress;      /* a progress was reported (progress, note) */
+    double progress;        /* 0 .. 100 */
+    char *note;             /* the progress's note; NULL if none */
+    char *checkpoint;       /* the last checkpoint, JSON text; NULL if none */
 } job_row;
 
 /** job_row_clear: frees the row's strings and zeroes it. Accepts a zeroed row. */
@@ -300,6 +304,42 @@ int store_attempt_count(store *st, int64_t id, const char *kind, int64_t *np);
 /** store_attempts: up to max rows of job id's attempt history, oldest first. */
 int store_attempts(store *st, int64_t id, attempt_row *rows, size_t max, size_t *np);
 
+/* ---- progress, checkpoints and logs ---- */
+
+/** What a running job reported since the last write. Borrowed strings. */
+typedef struct progress_set {
+    bool has_progress;      /* set progress and note */
+    double progress;        /* 0 .. 100 */
+    const char *note;       /* NULL: none */
+    const char *checkpoint; /* JSON text to store; NULL: unchanged */
+} progress_set;
+
+/** store_job_progress: stores p on job id (no fence on its state: a report that arrives as
+ *  the attempt ends is kept). JOBQ_ENOENT if no such job. */
+int store_job_progress(store *st, int64_t id, const progress_set *p);
+
+/** store_log_append: appends lines[0..n) (NUL-terminated texts) to job id's log, numbered
+ *  after its last line, with attempt and at_ms; then drops its oldest lines so that at most
+ *  max_lines lines and max_bytes bytes of text are kept (the newest line is always kept).
+ *  *last_seqp (unless NULL) receives the number of the last line. */
+int store_log_append(store *st, int64_t id, int32_t attempt, int64_t at_ms,
+                     const char *const *lines, size_t n, size_t max_lines, size_t max_bytes,
+                     int64_t *last_seqp);
+
+/** One line of a job's log as read back. Owned text: log_row_clear. */
+typedef struct log_row {
+    int64_t seq; /* from 1, per job */
+    int32_t attempt;
+    int64_t at_ms;
+    char *line;
+} log_row;
+
+void log_row_clear(log_row *l);
+
+/** store_logs: up to max lines of job id's log numbered after after_seq, oldest first, into
+ *  rows (caller allocated; the caller clears each) and *np. */
+int store_logs(store *st, int64_t id, int64_t after_seq, log_row *rows, size_t max, size_t *np);
+
 /* ---- idempotency keys ---- */
 
 /** store_key_find: the job, payload hash and first use of key on queue, or JOBQ_ENOENT. */
@@ -342,7 +382,8 @@ int store_waiting_for(store *st, int64_t id, int64_t *ids, size_t max, size_t *n
 /* ---- retention ---- */
 
 /** store_sweep: deletes up to max jobs of queue in state (succeeded, dead or cancelled) that
- *  finished before before_ms, with their attempt history. *np receives how many. */
+ *  finished before before_ms, with their attempt history and their log. *np receives how
+ *  many. */
 int store_sweep(store *st, const char *queue, int state, int64_t before_ms, size_t max, size_t *np);
 
 /** store_sweep_groups: deletes up to max groups completed before before_ms none of whose
@@ -541,6 +582,11 @@ typedef struct store_ops {
                        const char *error);
     int (*attempt_count)(store *st, int64_t id, const char *kind, int64_t *np);
     int (*attempts)(store *st, int64_t id, attempt_row *rows, size_t max, size_t *np);
+    int (*job_progress)(store *st, int64_t id, const progress_set *p);
+    int (*log_append)(store *st, int64_t id, int32_t attempt, int64_t at_ms,
+                      const char *const *lines, size_t n, size_t max_lines, size_t max_bytes,
+                      int64_t *last_seqp);
+    int (*logs)(store *st, int64_t id, int64_t after_seq, log_row *rows, size_t max, size_t *np);
     int (*key_find)(store *st, const char *queue, const char *key, int64_t *idp, uint64_t *hashp,
                     int64_t *created_at_msp);
     int (*key_add)(store *st, const char *queue, const char *key, int64_t id, uint64_t hash,

@@ -86,6 +86,11 @@ enum pstmt {
     P_GROUP_COUNTS,
     P_GROUP_MEMBERS,
     P_SWEEP_GROUPS,
+    P_PROGRESS,
+    P_LOG_LAST,
+    P_LOG_INSERT,
+    P_LOG_TRIM,
+    P_LOGS,
     P_SCHED_LAST,
     P_SCHED_SET,
     P_SCHED_SINCE,
@@ -99,7 +104,8 @@ enum pstmt {
 
 #define JOB_COLS                                                                                   \
     "id, queue, payload, priority, state, run_at, attempt, max_attempts, timeout_ms, key, "        \
-    "result, error, created_at, started_at, finished_at, group_id, traceparent, tracestate"
+    "result, error, created_at, started_at, finished_at, group_id, traceparent, tracestate, "    \
+    "progress, progress_note, checkpoint"
 
 /* Every state is a bound parameter (the caller passes the jobq_state constant), never a
  * literal: see migrations/pg/0001_init.sql for why the indexes carry state as a key. */
@@ -173,7 +179,8 @@ static const char *const pstmt_sql[P_COUNT_STMTS] = {
     [P_SWEEP] = "WITH gone AS (DELETE FROM jobs WHERE id IN (SELECT id FROM jobs WHERE "
                 "queue = $1 AND state = $2 AND finished_at < $3 ORDER BY finished_at LIMIT $4) "
                 "AND state = $2 RETURNING id), "
-                "hist AS (DELETE FROM attempts WHERE job_id IN (SELECT id FROM gone)) "
+                "hist AS (DELETE FROM attempts WHERE job_id IN (SELECT id FROM gone)), "
+                "logs AS (DELETE FROM job_logs WHERE job_id IN (SELECT id FROM gone)) "
                 "SELECT count(*) FROM gone",
     [P_SWEEP_KEYS] = "DELETE FROM job_keys WHERE (queue, key) IN (SELECT queue, key FROM "
                      "job_keys WHERE queue = $1 AND created_at < $2 ORDER BY created_at "
@@ -222,6 +229,20 @@ static const char *const pstmt_sql[P_COUNT_STMTS] = {
     [P_GROUP_COUNTS] = "SELECT state, count(*) FROM jobs WHERE group_id = $1 GROUP BY state",
     [P_GROUP_MEMBERS] =
         "SELECT id, state, attempt, error FROM jobs WHERE group_id = $1 ORDER BY id",
+    [P_PROGRESS] = "UPDATE jobs SET progress = CASE WHEN $2 THEN $3::double precision "
+                   "ELSE progress END, progress_note = CASE WHEN $2 THEN $4::text "
+                   "ELSE progress_note END, checkpoint = coalesce($5::text, checkpoint) "
+                   "WHERE id = $1",
+    [P_LOG_LAST] = "SELECT coalesce(max(seq), 0) FROM job_logs WHERE job_id = $1",
+    [P_LOG_INSERT] =
+        "INSERT INTO job_logs (job_id, seq, attempt, at, line) VALUES ($1, $2, $3, $4, $5)",
+    /* Keeps the newest lines within $2 lines and $3 bytes (and the newest line whatever). */
+    [P_LOG_TRIM] = "DELETE FROM job_logs WHERE job_id = $1 AND seq < (SELECT coalesce(min(seq), 0) "
+                   "FROM (SELECT seq, row_number() OVER w AS n, sum(octet_length(line)) OVER w "
+                   "AS bytes FROM job_logs WHERE job_id = $1 WINDOW w AS (ORDER BY seq DESC)) t "
+                   "WHERE n = 1 OR (n <= $2::bigint AND bytes <= $3::bigint))",
+    [P_LOGS] = "SELECT seq, attempt, at, line FROM job_logs WHERE job_id = $1 AND seq > $2 "
+               "ORDER BY seq LIMIT $3",
     [P_SWEEP_GROUPS] = "DELETE FROM groups WHERE id IN (SELECT id FROM groups g WHERE "
                        "completed_at IS NOT NULL AND completed_at < $1 AND NOT EXISTS (SELECT 1 "
                        "FROM jobs WHERE group_id = g.id) ORDER BY completed_at LIMIT $2)",
@@ -562,6 +583,10 @@ read_row(const PGresult *r, int row, job_row *out)
     out->group_id = g_i64(r, row, 15);
     out->traceparent = g_text(r, row, 16, &oom);
     out->tracestate = g_text(r, row, 17, &oom);
+    out->has_progress = !PQgetisnull(r, row, 18);
+    out->progress = out->has_progress ? strtod(PQgetvalue(r, row, 18), NULL) : 0;
+    out->note = g_text(r, row, 19, &oom);
+    out->checkpoint = g_text(r, row, 20, &oom);
     if (oom || out->queue == NULL || out->payload == NULL) {
         job_row_clear(out);
         return JOBQ_ENOMEM;
@@ -1302,6 +1327,86 @@ pg_attempts(store *st, int64_t id, attempt_row *rows, size_t max, size_t *np)
     return JOBQ_OK;
 }
 
+/* ---- progress, checkpoints and logs ---- */
+
+static int
+pg_job_progress(store *st, int64_t id, const progress_set *p)
+{
+    pargs a = {0};
+    a_i64(&a, id);
+    a_bool(&a, p->has_progress);
+    snprintf(a.buf[a.n], sizeof(a.buf[a.n]), "%.17g", p->progress);
+    a.v[a.n] = a.buf[a.n];
+    a.n++;
+    a_text(&a, p->note);
+    a_text(&a, p->checkpoint);
+    int err = run_change(PG(st), P_PROGRESS, &a);
+    return err == JOBQ_ESTATE ? JOBQ_ENOENT : err;
+}
+
+static int
+pg_log_append(store *st, int64_t id, int32_t attempt, int64_t at_ms, const char *const *lines,
+              size_t n, size_t max_lines, size_t max_bytes, int64_t *last_seqp)
+{
+    pargs a = {0};
+    a_i64(&a, id);
+    int64_t seq;
+    int err = one_i64(PG(st), P_LOG_LAST, &a, &seq);
+    for (size_t i = 0; i < n && err == JOBQ_OK; i++) {
+        pargs b = {0};
+        a_i64(&b, id);
+        a_i64(&b, ++seq);
+        a_i64(&b, attempt);
+        a_i64(&b, at_ms);
+        a_text(&b, lines[i]);
+        err = run_done(PG(st), P_LOG_INSERT, &b);
+    }
+    if (err == JOBQ_OK) {
+        pargs t = {0};
+        a_i64(&t, id);
+        a_i64(&t, (int64_t)max_lines);
+        a_i64(&t, (int64_t)max_bytes);
+        err = run_done(PG(st), P_LOG_TRIM, &t);
+    }
+    if (err == JOBQ_OK && last_seqp != NULL) {
+        *last_seqp = seq;
+    }
+    return err;
+}
+
+static int
+pg_logs(store *st, int64_t id, int64_t after_seq, log_row *rows, size_t max, size_t *np)
+{
+    pargs a = {0};
+    a_i64(&a, id);
+    a_i64(&a, after_seq);
+    a_i64(&a, (int64_t)max);
+    PGresult *r;
+    int err = run(PG(st), P_LOGS, &a, &r);
+    if (err != JOBQ_OK) {
+        return err;
+    }
+    size_t n = 0;
+    bool oom = false;
+    for (int i = 0; i < PQntuples(r) && n < max; i++) {
+        log_row *l = &rows[n++];
+        memset(l, 0, sizeof(*l));
+        l->seq = g_i64(r, i, 0);
+        l->attempt = (int32_t)g_i64(r, i, 1);
+        l->at_ms = g_i64(r, i, 2);
+        l->line = g_text(r, i, 3, &oom);
+    }
+    PQclear(r);
+    if (oom) {
+        while (n > 0) {
+            log_row_clear(&rows[--n]);
+        }
+        return JOBQ_ENOMEM;
+    }
+    *np = n;
+    return JOBQ_OK;
+}
+
 /* ---- idempotency keys ---- */
 
 static int
@@ -1921,6 +2026,9 @@ static const store_ops pg_ops = {
     .attempt_add = pg_attempt_add,
     .attempt_count = pg_attempt_count,
     .attempts = pg_attempts,
+    .job_progress = pg_job_progress,
+    .log_append = pg_log_append,
+    .logs = pg_logs,
     .key_find = pg_key_find,
     .key_add = pg_key_add,
     .key_delete = pg_key_delete,

@@ -71,6 +71,12 @@ enum stmt_id {
     S_DELETE,
     S_SET_PRIORITY,
     S_SET_RUN_AT,
+    S_PROGRESS,
+    S_LOG_LAST,
+    S_LOG_INSERT,
+    S_LOG_TRIM,
+    S_LOGS,
+    S_SWEEP_LOGS,
     S_COUNT_STMTS
 };
 
@@ -98,7 +104,8 @@ _Static_assert(JOBQ_WAITING == 7, "SQL_WAITING");
 
 #define JOB_COLS                                                                                   \
     "id, queue, payload, priority, state, run_at, attempt, max_attempts, timeout_ms, key, "        \
-    "result, error, created_at, started_at, finished_at, group_id, traceparent, tracestate"
+    "result, error, created_at, started_at, finished_at, group_id, traceparent, tracestate, "    \
+    "progress, progress_note, checkpoint"
 
 static const char *const stmt_sql[S_COUNT_STMTS] = {
     [S_BEGIN] = "BEGIN IMMEDIATE",
@@ -224,6 +231,21 @@ static const char *const stmt_sql[S_COUNT_STMTS] = {
     [S_SCHED_LAST] = "SELECT last_tick FROM schedules WHERE name = ?1",
     [S_SCHED_SET] = "INSERT INTO schedules (name, last_tick) VALUES (?1, ?2) ON CONFLICT (name) "
                     "DO UPDATE SET last_tick = excluded.last_tick",
+    [S_PROGRESS] = "UPDATE jobs SET progress = CASE WHEN ?2 THEN ?3 ELSE progress END, "
+                   "progress_note = CASE WHEN ?2 THEN ?4 ELSE progress_note END, "
+                   "checkpoint = coalesce(?5, checkpoint) WHERE id = ?1",
+    [S_LOG_LAST] = "SELECT coalesce(max(seq), 0) FROM job_logs WHERE job_id = ?1",
+    [S_LOG_INSERT] =
+        "INSERT INTO job_logs (job_id, seq, attempt, at, line) VALUES (?1, ?2, ?3, ?4, ?5)",
+    /* Keeps the newest lines within ?2 lines and ?3 bytes (and the newest line whatever). */
+    [S_LOG_TRIM] = "DELETE FROM job_logs WHERE job_id = ?1 AND seq < (SELECT coalesce(min(seq), 0) "
+                   "FROM (SELECT seq, row_number() OVER w AS n, "
+                   "sum(length(CAST(line AS BLOB))) OVER w AS bytes FROM job_logs "
+                   "WHERE job_id = ?1 WINDOW w AS (ORDER BY seq DESC)) "
+                   "WHERE n = 1 OR (n <= ?2 AND bytes <= ?3))",
+    [S_LOGS] = "SELECT seq, attempt, at, line FROM job_logs WHERE job_id = ?1 AND seq > ?2 "
+               "ORDER BY seq LIMIT ?3",
+    [S_SWEEP_LOGS] = "DELETE FROM job_logs WHERE job_id = ?1",
 };
 
 /* The SQLite backend: a store (first member, so a store * is a sqlite_store *). */
@@ -286,6 +308,12 @@ static int sq_attempt_add(store *st, int64_t id, const attempt_rec *a, int64_t n
                           const char *error);
 static int sq_attempt_count(store *st, int64_t id, const char *kind, int64_t *np);
 static int sq_attempts(store *st, int64_t id, attempt_row *rows, size_t max, size_t *np);
+static int sq_job_progress(store *st, int64_t id, const progress_set *p);
+static int sq_log_append(store *st, int64_t id, int32_t attempt, int64_t at_ms,
+                         const char *const *lines, size_t n, size_t max_lines, size_t max_bytes,
+                         int64_t *last_seqp);
+static int sq_logs(store *st, int64_t id, int64_t after_seq, log_row *rows, size_t max,
+                   size_t *np);
 static int sq_key_find(store *st, const char *queue, const char *key, int64_t *idp, uint64_t *hashp,
                        int64_t *created_at_msp);
 static int sq_key_add(store *st, const char *queue, const char *key, int64_t id, uint64_t hash,
@@ -392,6 +420,10 @@ read_row(sqlite3_stmt *s, job_row *row)
     row->group_id = sqlite3_column_int64(s, 15);
     row->traceparent = col_text(s, 16);
     row->tracestate = col_text(s, 17);
+    row->has_progress = sqlite3_column_type(s, 18) != SQLITE_NULL;
+    row->progress = sqlite3_column_double(s, 18);
+    row->note = col_text(s, 19);
+    row->checkpoint = col_text(s, 20);
     if (row->queue == NULL || row->payload == NULL) {
         job_row_clear(row);
         return JOBQ_ENOMEM;
@@ -1234,6 +1266,88 @@ sq_attempts(store *st, int64_t id, attempt_row *rows, size_t max, size_t *np)
 }
 
 static int
+sq_job_progress(store *st, int64_t id, const progress_set *p)
+{
+    sqlite3_stmt *s = stmt_get(st, S_PROGRESS);
+    sqlite3_bind_int64(s, 1, id);
+    sqlite3_bind_int(s, 2, p->has_progress);
+    sqlite3_bind_double(s, 3, p->progress);
+    bind_text_or_null(s, 4, p->note);
+    bind_text_or_null(s, 5, p->checkpoint);
+    int err = step_done(s);
+    if (err == JOBQ_OK && sqlite3_changes(SQ(st)->db) == 0) {
+        err = JOBQ_ENOENT;
+    }
+    return err;
+}
+
+static int
+sq_log_append(store *st, int64_t id, int32_t attempt, int64_t at_ms, const char *const *lines,
+              size_t n, size_t max_lines, size_t max_bytes, int64_t *last_seqp)
+{
+    sqlite3_stmt *s = stmt_get(st, S_LOG_LAST);
+    sqlite3_bind_int64(s, 1, id);
+    int rc = sqlite3_step(s);
+    int64_t seq = sqlite3_column_int64(s, 0);
+    stmt_done(s);
+    if (rc != SQLITE_ROW) {
+        return from_sqlite(rc);
+    }
+    s = stmt_get(st, S_LOG_INSERT);
+    for (size_t i = 0; i < n; i++) {
+        sqlite3_bind_int64(s, 1, id);
+        sqlite3_bind_int64(s, 2, ++seq);
+        sqlite3_bind_int(s, 3, attempt);
+        sqlite3_bind_int64(s, 4, at_ms);
+        sqlite3_bind_text(s, 5, lines[i], -1, SQLITE_STATIC);
+        int err = step_done(s);
+        if (err != JOBQ_OK) {
+            return err;
+        }
+    }
+    s = stmt_get(st, S_LOG_TRIM);
+    sqlite3_bind_int64(s, 1, id);
+    sqlite3_bind_int64(s, 2, (int64_t)max_lines);
+    sqlite3_bind_int64(s, 3, (int64_t)max_bytes);
+    int err = step_done(s);
+    if (err == JOBQ_OK && last_seqp != NULL) {
+        *last_seqp = seq;
+    }
+    return err;
+}
+
+static int
+sq_logs(store *st, int64_t id, int64_t after_seq, log_row *rows, size_t max, size_t *np)
+{
+    sqlite3_stmt *s = stmt_get(st, S_LOGS);
+    sqlite3_bind_int64(s, 1, id);
+    sqlite3_bind_int64(s, 2, after_seq);
+    sqlite3_bind_int64(s, 3, (int64_t)max);
+    size_t n = 0;
+    int rc = SQLITE_DONE;
+    while (n < max && (rc = sqlite3_step(s)) == SQLITE_ROW) {
+        log_row *l = &rows[n++];
+        l->seq = sqlite3_column_int64(s, 0);
+        l->attempt = sqlite3_column_int(s, 1);
+        l->at_ms = sqlite3_column_int64(s, 2);
+        l->line = col_text(s, 3);
+        if (l->line == NULL) {
+            rc = SQLITE_NOMEM;
+            break;
+        }
+    }
+    stmt_done(s);
+    if (rc != SQLITE_DONE && rc != SQLITE_ROW) {
+        while (n > 0) {
+            log_row_clear(&rows[--n]);
+        }
+        return from_sqlite(rc);
+    }
+    *np = n;
+    return JOBQ_OK;
+}
+
+static int
 sq_sweep(store *st, const char *queue, int state, int64_t before_ms, size_t max, size_t *np)
 {
     sqlite3_stmt *s = stmt_get(st, S_SWEEP);
@@ -1256,12 +1370,16 @@ sq_sweep(store *st, const char *queue, int state, int64_t before_ms, size_t max,
     stmt_done(s);
     int err = rc == SQLITE_DONE ? JOBQ_OK : from_sqlite(rc);
     sqlite3_stmt *a = stmt_get(st, S_SWEEP_ATTEMPTS);
+    sqlite3_stmt *lg = stmt_get(st, S_SWEEP_LOGS);
     for (size_t i = 0; i < n && err == JOBQ_OK; i++) {
         sqlite3_bind_int64(a, 1, ids[i]);
         rc = sqlite3_step(a);
         stmt_done(a);
         if (rc != SQLITE_DONE) {
             err = from_sqlite(rc);
+        } else {
+            sqlite3_bind_int64(lg, 1, ids[i]);
+            err = step_done(lg);
         }
     }
     free(ids);
@@ -1776,6 +1894,9 @@ static const store_ops sqlite_ops = {
     .attempt_add = sq_attempt_add,
     .attempt_count = sq_attempt_count,
     .attempts = sq_attempts,
+    .job_progress = sq_job_progress,
+    .log_append = sq_log_append,
+    .logs = sq_logs,
     .key_find = sq_key_find,
     .key_add = sq_key_add,
     .key_delete = sq_key_delete,

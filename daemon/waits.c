@@ -12,6 +12,7 @@
 #include "hold.h"
 #include "lifecycle.h"
 #include "log.h"
+#include "progress.h"
 #include "runner.h"
 #include "scheduler.h"
 #include "webhook.h"
@@ -564,6 +565,7 @@ waits_job_finished(server *s, qstate *q, const job_row *row, int old_state)
     }
     if (queue_job_ended(row->state)) {
         sched_sweep_soon(s, q, row->state);
+        progress_logs_changed(s, row->id); /* a `logs -f` of the job ends */
         waiter *done = NULL;
         for (wait_link *l = s->waits[bucket_of(s, row->id)]; l != NULL; l = l->next) {
             if (l->id == row->id) {

@@ -12,6 +12,7 @@
 #include "codec.h"
 #include "hold.h"
 #include "log.h"
+#include "progress.h"
 #include "runner.h"
 #include "scheduler.h"
 
@@ -296,6 +297,11 @@ fetch_reply(server *s, call *c, lease **ls, size_t n)
             if (r->tracestate != NULL) {
                 json_object_set_new(j, "tracestate", json_string(r->tracestate));
             }
+        }
+        json_t *cp = r->checkpoint != NULL ? json_loads(r->checkpoint, JSON_DECODE_ANY, NULL)
+                                           : NULL;
+        if (j != NULL && cp != NULL) {
+            json_object_set_new(j, "checkpoint", cp); /* an earlier attempt's: resume from it */
         }
         json_array_append_new(jobs, j);
     }
@@ -859,6 +865,26 @@ slow_down_queues(call *c)
     }
 }
 
+/* hb_report: what a heartbeat reports of its job (progress, checkpoint, log lines) joins the
+ * lease's attempt, to be written within a second. */
+static void
+hb_report(server *s, lease *l, const request *req)
+{
+    progress_slot *slot = &l->a.prog;
+    int64_t id = l->a.job.id;
+    int32_t at = l->a.job.attempt;
+    if (req->has_progress) {
+        progress_report(s, slot, id, at, req->progress, req->note,
+                        req->note != NULL ? strlen(req->note) : 0);
+    }
+    if (req->checkpoint != NULL) {
+        (void)progress_checkpoint(s, slot, id, at, req->checkpoint, strlen(req->checkpoint));
+    }
+    for (size_t i = 0; i < req->nlog; i++) {
+        progress_log(s, slot, id, at, req->log[i], strlen(req->log[i]));
+    }
+}
+
 static void
 workers_request(call *c)
 {
@@ -918,6 +944,7 @@ workers_request(call *c)
                 lease_unlink(s, l);
                 lease_free(l);
             } else {
+                hb_report(s, l, &c->req);
                 l->expires_ms = jobq__now_ms() + l->a.q->conf->lease_ms;
                 json_object_set_new(o, "lease_expires_at", json_integer(l->expires_ms));
                 json_object_set_new(o, "cancel", json_false());

@@ -1155,11 +1155,84 @@ static const field_def fail_fields[] = {
           .over = "is over the limit of one year"),
 };
 
+/* hb_report: what a heartbeat reports of its job: "progress" (a number from 0 to 100) with
+ * "note", "checkpoint" (any JSON, kept compact) and "log" (an array of lines). */
+static bool
+hb_report(dec *d, const json_t *obj, void *dst)
+{
+    request *req = dst;
+    const json_t *p = json_object_get(obj, "progress");
+    if (p != NULL && !json_is_null(p)) {
+        if (!json_is_number(p) || !(json_number_value(p) >= 0 && json_number_value(p) <= 100)) {
+            return fail(d, "invalid_argument", "field \"progress\" must be a number from 0 to 100");
+        }
+        req->has_progress = true;
+        req->progress = json_number_value(p);
+    }
+    const json_t *n = json_object_get(obj, "note");
+    if (n != NULL && !json_is_null(n)) {
+        if (!json_is_string(n) || json_string_length(n) > REQ_NOTE_MAX) {
+            return fail(d, "invalid_argument", "field \"note\" must be a string of at most %d bytes",
+                        REQ_NOTE_MAX);
+        }
+        if (!req->has_progress) {
+            return fail(d, "invalid_argument", "field \"note\" needs \"progress\"");
+        }
+        req->note = json_string_value(n);
+    }
+    const json_t *c = json_object_get(obj, "checkpoint");
+    if (c != NULL && !json_is_null(c)) {
+        req->checkpoint = json_dumps(c, JSON_COMPACT | JSON_ENCODE_ANY);
+        if (req->checkpoint == NULL) {
+            return fail(d, "internal", "out of memory");
+        }
+        if (strlen(req->checkpoint) > REQ_CHECKPOINT_MAX) {
+            return fail(d, "too_large", "field \"checkpoint\" is over %d bytes (compact JSON)",
+                        REQ_CHECKPOINT_MAX);
+        }
+    }
+    const json_t *l = json_object_get(obj, "log");
+    if (l != NULL && !json_is_null(l)) {
+        size_t nl = json_array_size(l);
+        if (!json_is_array(l)) {
+            return fail(d, "invalid_argument", "field \"log\" must be an array of strings");
+        }
+        if (nl > REQ_LOG_LINES_MAX) {
+            return fail(d, "too_large", "field \"log\" holds at most %d lines, not %zu",
+                        REQ_LOG_LINES_MAX, nl);
+        }
+        req->log = calloc(nl ? nl : 1, sizeof(*req->log));
+        if (req->log == NULL) {
+            return fail(d, "internal", "out of memory");
+        }
+        for (size_t i = 0; i < nl; i++) {
+            const json_t *e = json_array_get(l, i);
+            if (!json_is_string(e) || json_string_length(e) > REQ_LOG_LINE_MAX) {
+                return fail(d, "invalid_argument",
+                            "log[%zu] must be a string of at most %d bytes", i, REQ_LOG_LINE_MAX);
+            }
+            req->log[i] = json_string_value(e);
+        }
+        req->nlog = nl;
+    }
+    return true;
+}
+
 static const field_def heartbeat_fields[] = {
     CUSTOM("id", one_id),
     LEASE_FIELD,
     FIELD(request, "error", F_TEXT, text, 0, 0),
     RETRY_FIELD,
+    CUSTOM("progress", hb_report),
+};
+
+/* logs: a job's log lines after a cursor, held up to "timeout" until there are some. */
+static const field_def logs_fields[] = {
+    CUSTOM("id", one_id),
+    FIELD(request, "after", F_INT, after_id, 0, INT64_MAX),
+    FIELD(request, "limit", F_INT, limit, 1, 1000, .flags = FD_DEFAULT, .def = 1000),
+    FIELD(request, "timeout", F_DURATION, timeout_ms, 0, 0 /* lim->max_wait_ms */,
+          .flags = FD_DEFAULT, .def = 0),
 };
 
 /* stats_queues: the names stats restricts its reply to ("queues": an array, maybe empty). */
@@ -1950,6 +2023,8 @@ jobq__request_free(request *req)
     free(req->ids);
     free(req->outcomes);
     free(req->queues);
+    free(req->checkpoint);
+    free(req->log);
     json_decref(req->root);
     memset(req, 0, sizeof(*req));
 }

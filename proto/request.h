@@ -82,12 +82,13 @@ typedef struct request {
     size_t njobs;
     int64_t *ids; /* get, cancel: 1; wait: nids; mutate: the filter's ids (0: any) */
     size_t nids;
-    int64_t timeout_ms;  /* wait */
+    int64_t timeout_ms;  /* wait, logs */
     const char *queue;   /* list and bulk retry (NULL = any), pause, resume */
     int state;           /* list: jobq_state or -1; bulk retry: dead or cancelled */
-    int64_t after_id;    /* list; mutate: start after this id */
+    int64_t after_id;    /* list; mutate: start after this id; logs: the cursor (the last
+                          * line's seq seen) */
     int limit;           /* list; fetch: max jobs; mutate: stop once about this many jobs
-                          * matched (0: no limit) */
+                          * matched (0: no limit); logs: max lines */
     const char **queues; /* fetch: the queues to take from, in order; stats: the queues to
                           * report (borrowed strings) */
     size_t nqueues;
@@ -128,7 +129,22 @@ typedef struct request {
     int64_t run_at_ms;          /* mutate reschedule */
     int64_t max_id;             /* mutate: jobs with a larger id are left alone (0: the
                                  * largest id when the mutate starts) */
+    /* heartbeat: what the job reports (all optional) */
+    bool has_progress;   /* "progress" given */
+    double progress;     /* 0 .. 100 */
+    const char *note;    /* with progress: a short note (NULL: none) */
+    char *checkpoint;    /* owned: the checkpoint as compact JSON text (NULL: none) */
+    const char **log;    /* owned array of borrowed strings: log lines (NULL: none) */
+    size_t nlog;
 } request;
+
+/** The longest progress note of a heartbeat, in bytes. */
+#define REQ_NOTE_MAX 200
+/** The largest checkpoint of a heartbeat, compact JSON bytes. */
+#define REQ_CHECKPOINT_MAX (64 * 1024)
+/** The longest log line of a heartbeat, in bytes, and the most lines in one. */
+#define REQ_LOG_LINE_MAX 4096
+#define REQ_LOG_LINES_MAX 1000
 
 /** The most queue names one stats request may list. */
 #define STATS_MAX_QUEUES 1000

@@ -638,6 +638,132 @@ test_contract_sweep_deletes_old_finished_jobs_and_history(void **state)
     assert_int_equal(n, 0);
 }
 
+/* Progress and checkpoint are stored on the job, each report replacing the last; a checkpoint
+ * left NULL keeps the stored one; a job that does not exist is JOBQ_ENOENT; claim hands the
+ * checkpoint on to the next attempt. */
+static void
+test_contract_progress_and_checkpoint(void **state)
+{
+    fixture *f = *state;
+    int64_t id = insert(f->st, "q", 0, 0, 0);
+    job_row r;
+    assert_int_equal(store_get(f->st, id, &r), JOBQ_OK);
+    assert_false(r.has_progress);
+    assert_null(r.note);
+    assert_null(r.checkpoint);
+    job_row_clear(&r);
+    assert_int_equal(store_begin(f->st), JOBQ_OK);
+    progress_set p = {.has_progress = true, .progress = 42.5, .note = "copying",
+                      .checkpoint = "{\"offset\":1200}"};
+    assert_int_equal(store_job_progress(f->st, id, &p), JOBQ_OK);
+    progress_set q = {.has_progress = true, .progress = 50};
+    assert_int_equal(store_job_progress(f->st, id, &q), JOBQ_OK);
+    progress_set none = {.checkpoint = "{\"offset\":1300}"};
+    assert_int_equal(store_job_progress(f->st, id + 1000, &none), JOBQ_ENOENT);
+    assert_int_equal(store_commit(f->st), JOBQ_OK);
+    assert_int_equal(store_get(f->st, id, &r), JOBQ_OK);
+    assert_true(r.has_progress);
+    assert_true(r.progress == 50);
+    assert_null(r.note);
+    assert_string_equal(r.checkpoint, "{\"offset\":1200}");
+    job_row_clear(&r);
+    assert_int_equal(claim_one(f->st, "q", 1), id);
+    job_row rows[1];
+    size_t n = 0;
+    int64_t id2 = insert(f->st, "q", 0, 0, 0);
+    assert_int_equal(store_begin(f->st), JOBQ_OK);
+    assert_int_equal(store_job_progress(f->st, id2, &none), JOBQ_OK);
+    assert_int_equal(store_claim(f->st, "q", 2, 1, rows, &n), JOBQ_OK);
+    assert_int_equal(store_commit(f->st), JOBQ_OK);
+    assert_int_equal(n, 1);
+    assert_int_equal(rows[0].id, id2);
+    assert_false(rows[0].has_progress);
+    assert_string_equal(rows[0].checkpoint, "{\"offset\":1300}");
+    job_row_clear(&rows[0]);
+}
+
+/* A job's log: lines numbered from 1 across appends, read after a cursor, capped to the newest
+ * lines by count and by bytes (the newest line kept whatever its size), deleted by the sweep
+ * with the job, and another job's log untouched. */
+static void
+test_contract_logs_capped_and_swept(void **state)
+{
+    fixture *f = *state;
+    int64_t id = insert(f->st, "q", 0, 0, 0);
+    int64_t other = insert(f->st, "q", 0, 0, 0);
+    const char *lines[] = {"one", "two", "three", "four", "five"};
+    int64_t last = 0;
+    assert_int_equal(store_begin(f->st), JOBQ_OK);
+    assert_int_equal(store_log_append(f->st, id, 1, 10, lines, 2, 1000, 1 << 20, &last), JOBQ_OK);
+    assert_int_equal(last, 2);
+    assert_int_equal(store_log_append(f->st, other, 1, 10, lines, 1, 1000, 1 << 20, NULL), JOBQ_OK);
+    assert_int_equal(store_log_append(f->st, id, 2, 11, lines + 2, 3, 1000, 1 << 20, &last),
+                     JOBQ_OK);
+    assert_int_equal(last, 5);
+    assert_int_equal(store_commit(f->st), JOBQ_OK);
+    log_row rows[8];
+    size_t n = 0;
+    assert_int_equal(store_logs(f->st, id, 0, rows, 8, &n), JOBQ_OK);
+    assert_int_equal(n, 5);
+    assert_int_equal(rows[0].seq, 1);
+    assert_string_equal(rows[0].line, "one");
+    assert_int_equal(rows[4].seq, 5);
+    assert_int_equal(rows[4].attempt, 2);
+    assert_int_equal(rows[4].at_ms, 11);
+    assert_string_equal(rows[4].line, "five");
+    for (size_t i = 0; i < n; i++) {
+        log_row_clear(&rows[i]);
+    }
+    assert_int_equal(store_logs(f->st, id, 3, rows, 1, &n), JOBQ_OK);
+    assert_int_equal(n, 1);
+    assert_string_equal(rows[0].line, "four");
+    log_row_clear(&rows[0]);
+    /* At most 3 lines: 3, 4, 5 stay; then at most 9 bytes: "five" (4) and "six" (3) fit with
+     * nothing before (4 + 3 + "four" 4 = 11 > 9). */
+    const char *six[] = {"six"};
+    assert_int_equal(store_begin(f->st), JOBQ_OK);
+    assert_int_equal(store_log_append(f->st, id, 2, 12, NULL, 0, 3, 1 << 20, NULL), JOBQ_OK);
+    assert_int_equal(store_commit(f->st), JOBQ_OK);
+    assert_int_equal(store_logs(f->st, id, 0, rows, 8, &n), JOBQ_OK);
+    assert_int_equal(n, 3);
+    assert_int_equal(rows[0].seq, 3);
+    for (size_t i = 0; i < n; i++) {
+        log_row_clear(&rows[i]);
+    }
+    assert_int_equal(store_begin(f->st), JOBQ_OK);
+    assert_int_equal(store_log_append(f->st, id, 2, 12, six, 1, 1000, 9, &last), JOBQ_OK);
+    assert_int_equal(last, 6);
+    assert_int_equal(store_commit(f->st), JOBQ_OK);
+    assert_int_equal(store_logs(f->st, id, 0, rows, 8, &n), JOBQ_OK);
+    assert_int_equal(n, 2);
+    assert_string_equal(rows[0].line, "five");
+    assert_string_equal(rows[1].line, "six");
+    for (size_t i = 0; i < n; i++) {
+        log_row_clear(&rows[i]);
+    }
+    /* The newest line stays even over the byte cap. */
+    assert_int_equal(store_begin(f->st), JOBQ_OK);
+    assert_int_equal(store_log_append(f->st, id, 2, 12, lines + 2, 1, 1000, 2, NULL), JOBQ_OK);
+    assert_int_equal(store_commit(f->st), JOBQ_OK);
+    assert_int_equal(store_logs(f->st, id, 0, rows, 8, &n), JOBQ_OK);
+    assert_int_equal(n, 1);
+    assert_int_equal(rows[0].seq, 7);
+    assert_string_equal(rows[0].line, "three");
+    log_row_clear(&rows[0]);
+    /* Retention deletes the log with its job, not another job's. */
+    assert_int_equal(claim_one(f->st, "q", 1), id);
+    assert_int_equal(store_begin(f->st), JOBQ_OK);
+    assert_int_equal(store_job_finish(f->st, id, JOBQ_SUCCEEDED, 100, 0, "ok", NULL), JOBQ_OK);
+    assert_int_equal(store_sweep(f->st, "q", JOBQ_SUCCEEDED, 200, 10, &n), JOBQ_OK);
+    assert_int_equal(n, 1);
+    assert_int_equal(store_commit(f->st), JOBQ_OK);
+    assert_int_equal(store_logs(f->st, id, 0, rows, 8, &n), JOBQ_OK);
+    assert_int_equal(n, 0);
+    assert_int_equal(store_logs(f->st, other, 0, rows, 8, &n), JOBQ_OK);
+    assert_int_equal(n, 1);
+    log_row_clear(&rows[0]);
+}
+
 static int promoted_count;
 static void
 count_promoted(void *arg, const char *queue, int old_state)
@@ -1178,6 +1304,8 @@ main(void)
         cmocka_unit_test_setup_teardown(test_contract_pick_filters, setup, teardown),
         cmocka_unit_test_setup_teardown(test_contract_delete_priority_run_at_fenced, setup,
                                         teardown),
+        cmocka_unit_test_setup_teardown(test_contract_progress_and_checkpoint, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_contract_logs_capped_and_swept, setup, teardown),
     };
     const struct CMUnitTest sqlite[] = {
         cmocka_unit_test(test_redact_hides_password),

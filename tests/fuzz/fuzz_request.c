@@ -189,6 +189,14 @@ check_ok(const request *req, const request_limits *lim)
         check(req->nids == 1 && req->ids[0] >= 1);
         check(req->lease != NULL && strlen(req->lease) >= 1 && strlen(req->lease) <= 64);
         check(req->text == NULL || strlen(req->text) < SIZE_MAX);
+        if (req->op == REQ_HEARTBEAT) {
+            check(!req->has_progress || (req->progress >= 0 && req->progress <= 100));
+            check(req->note == NULL || strlen(req->note) <= REQ_NOTE_MAX);
+            check(req->checkpoint == NULL || strlen(req->checkpoint) <= REQ_CHECKPOINT_MAX);
+            for (size_t i = 0; i < req->nlog; i++) {
+                check(strlen(req->log[i]) <= REQ_LOG_LINE_MAX);
+            }
+        }
         break;
     case REQ_BACKUP:
         check(req->path != NULL && req->path[0] == '/' && strlen(req->path) <= 4096);
@@ -213,6 +221,10 @@ check_ok(const request *req, const request_limits *lim)
         check(req->after_id >= 0 && req->limit >= 0);
         break;
     }
+    case REQ_LOGS:
+        check(req->nids == 1 && req->ids[0] >= 1);
+        check(req->limit >= 1 && req->limit <= 1000 && req->after_id >= 0);
+        break;
     }
 }
 
