@@ -86,11 +86,17 @@ check_config(const config *cfg)
             check(strlen(*w) < SIZE_MAX);
         }
         check(q->argv == NULL || q->url == NULL);
-        check(q->url == NULL || strncmp(q->url, "http://", 7) == 0);
+        check(q->url == NULL || strncmp(q->url, "http://", 7) == 0 ||
+              strncmp(q->url, "https://", 8) == 0);
+        check((q->secret == NULL && q->ca == NULL) || q->url != NULL);
         check(q->concurrency >= 1 && q->max_attempts >= 1);
         check(q->timeout_ms > 0 && q->lease_ms >= 1000);
         check(q->backoff_base_ms >= 1 && q->backoff_max_ms >= q->backoff_base_ms);
-        check(q->breaker_failures >= 1 && q->breaker_probes >= 1);
+        int rate, failures;
+        config_breaker_rates(q, &rate, &failures);
+        check(failures >= 0 && rate >= 0 && rate <= 100 && (rate > 0 || failures > 0));
+        check(q->breaker_window >= 1 && q->breaker_min_calls >= 1 &&
+              q->breaker_min_calls <= q->breaker_window && q->breaker_probes >= 1);
     }
 }
 
