@@ -87,7 +87,7 @@ JOBQ_HTTP="$HTTP" JOBQ_ADMIN="$ADMIN" JOBQ_READER="$READER" JOBQ_SEED="$T/seed.j
     timeout 300 node "$JOBQ_SRC/tests/dashboard/drive.js" >"$T/drive.out" 2>&1 || rc=$?
 cat "$T/drive.out"
 [ "$rc" = 0 ] || fail "drive.js exited $rc"
-echo "screenshots: $ART/dashboard-jobs.png $ART/dashboard-job-dead.png"
+echo "screenshots:" "$ART"/dashboard-*.png
 if grep -q '^SKIP-BULK' "$T/drive.out"; then
     ok "the browser part passed in $((SECONDS - t0)) s; bulk actions need a newer jobqd (no mutate op here)"
 else

@@ -152,6 +152,20 @@ async function main() {
       fail('a dead row without Retry, or with Cancel: ' + JSON.stringify(rows[0]));
     }
     ok(`the overview's dead count of queue work opens the list of its ${rows.length} dead jobs, each with Retry`);
+    if (hasMutate) {
+      // A bulk retry's preview over them: a dry run, nothing changes (the README's screenshot).
+      await page.click('#bulk summary');
+      await page.select('#bulk-action', 'retry');
+      await page.click('#bulk-preview-btn');
+      await page.waitForSelector('#bulk-preview[data-matched]', WAIT);
+      expectEq('retry preview', await page.$eval('#bulk-preview', (p) => [Number(p.dataset.matched), Number(p.dataset.changed)]),
+        [wantDead.length, wantDead.length]);
+      expectEq('apply button', await page.$eval('#bulk-apply', (b) => [b.disabled, b.textContent]), [false, `Retry ${wantDead.length} jobs…`]);
+      expectEq('dead jobs after the preview', (await listAll({ queue: 'work', state: 'dead' })).length, wantDead.length);
+      await page.screenshot({ path: path.join(SHOTS, 'dashboard-jobs.png') });
+      if (process.env.JOBQ_DOCS_SHOT) fs.copyFileSync(path.join(SHOTS, 'dashboard-jobs.png'), process.env.JOBQ_DOCS_SHOT);
+      ok(`a bulk retry's preview counts the ${wantDead.length} dead jobs and changes nothing`);
+    }
 
     // Filters: queue, state, key prefix and error text (the last two filtered in the page).
     const all = await listAll({ queue: 'work' });
@@ -246,7 +260,7 @@ async function main() {
 
     // ---- bulk cancel by filter with its preview ----
     await filterList(page, { queue: 'idle', key: 'bulk-' });
-    await page.click('#bulk summary');
+    if (!await page.$eval('#bulk', (d) => d.open)) await page.click('#bulk summary');
     if (hasMutate) {
       await page.waitForSelector('#bulk-form', { visible: true, ...WAIT });
       await page.select('#bulk-action', 'cancel');
@@ -256,8 +270,7 @@ async function main() {
       expectEq('preview matched', pv.m, seed.bulk.length);
       expectEq('preview changes', pv.c, seed.bulk.length);
       expectEq('nothing changed by the preview', (await listAll({ queue: 'idle', state: 'cancelled' })).length, 1);
-      await page.screenshot({ path: path.join(SHOTS, 'dashboard-jobs.png') });
-      if (process.env.JOBQ_DOCS_SHOT) fs.copyFileSync(path.join(SHOTS, 'dashboard-jobs.png'), process.env.JOBQ_DOCS_SHOT);
+      await page.screenshot({ path: path.join(SHOTS, 'dashboard-bulk-cancel.png') });
       await page.click('#bulk-apply');
       const asked2 = await confirmDialog(page, true);
       if (!asked2.includes(`Cancel ${seed.bulk.length} jobs?`)) fail('bulk confirmation: ' + asked2);
@@ -270,6 +283,27 @@ async function main() {
       expectEq('idle jobs by the API', idle.map((j) => [j.id, j.state]),
         idle.map((j) => [j.id, seed.bulk.includes(j.id) || j.id === keep ? 'cancelled' : 'ready']));
       ok(`bulk cancel by filter (queue idle, key bulk-): the preview counted ${pv.m} ("${pv.t}"), Apply cancelled them after a confirmation, the others untouched`);
+
+      // One job's priority and its deletion, through mutate with its id.
+      const gone = seed.keep[2];
+      await openJob(page, gone);
+      await page.waitForSelector('#job-priority', WAIT);
+      await setField(page, '#job-priority', '7');
+      await page.click('#job-actions button[data-action="set_priority"]');
+      await page.waitForFunction(() => document.getElementById('job-fields').textContent.includes('Priority7'), WAIT);
+      expectEq('priority by the API', (await api({ op: 'get', id: gone })).job.priority, 7);
+      expectEq('Delete on a ready job', await page.$('#job-actions button[data-action="delete"]'), null);
+      await page.click('#job-actions button[data-action="cancel"]');
+      await confirmDialog(page, true);
+      await page.waitForFunction(() => document.body.dataset.jobState === 'cancelled', WAIT);
+      await page.click('#job-actions button[data-action="delete"]');
+      const asked3 = await confirmDialog(page, true);
+      if (!asked3.includes(`Delete job #${gone}?`)) fail('delete confirmation: ' + asked3);
+      await page.waitForSelector('body[data-view="jobs"]', WAIT);
+      const r = await (await fetch(HTTP + '/v1/ops', { method: 'POST', body: JSON.stringify({ op: 'get', id: gone }),
+        headers: { Authorization: 'Bearer ' + ADMIN } })).json();
+      expectEq('the deleted job by the API', r.error && r.error.code, 'not_found');
+      ok(`job #${gone}'s page: priority set to 7, cancelled, then deleted, each destructive step confirmed (mutate with its id)`);
     } else {
       await page.waitForSelector('#bulk-unavailable', { visible: true, ...WAIT });
       const t = await page.$eval('#bulk-unavailable', (e) => e.textContent);
