@@ -129,8 +129,10 @@ int cmd_submit(cli *c, const cli_cmd *cmd, int argc, char **argv);
 int cmd_ping(cli *c, const cli_cmd *cmd, int argc, char **argv);
 int cmd_get(cli *c, const cli_cmd *cmd, int argc, char **argv);
 int cmd_wait(cli *c, const cli_cmd *cmd, int argc, char **argv);
+int cmd_logs(cli *c, const cli_cmd *cmd, int argc, char **argv);
 int cmd_cancel(cli *c, const cli_cmd *cmd, int argc, char **argv);
 int cmd_promote(cli *c, const cli_cmd *cmd, int argc, char **argv);
+int cmd_mutate(cli *c, const cli_cmd *cmd, int argc, char **argv); /* cmd_mutate.c */
 int cmd_retry(cli *c, const cli_cmd *cmd, int argc, char **argv);
 int cmd_explain(cli *c, const cli_cmd *cmd, int argc, char **argv);
 int cmd_backup(cli *c, const cli_cmd *cmd, int argc, char **argv);

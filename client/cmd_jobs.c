@@ -127,6 +127,29 @@ print_job(const jobq_job *j)
     print_field("error", jobq_job_error(j));
 }
 
+/* print_progress: the job's last progress, note and checkpoint (from its JSON), if any. */
+static void
+print_progress(const char *job_json)
+{
+    json_t *o = json_loads(job_json, 0, NULL);
+    json_t *job = json_object_get(o, "job") != NULL ? json_object_get(o, "job") : o;
+    json_t *p = json_object_get(job, "progress");
+    if (json_is_number(p)) {
+        char buf[300];
+        const char *note = json_string_value(json_object_get(job, "note"));
+        snprintf(buf, sizeof(buf), "%g%%%s%s", json_number_value(p), note != NULL ? " " : "",
+                 note != NULL ? note : "");
+        print_field("progress", buf);
+    }
+    json_t *cp = json_object_get(job, "checkpoint");
+    if (cp != NULL && !json_is_null(cp)) {
+        char *text = json_dumps(cp, JSON_COMPACT | JSON_ENCODE_ANY);
+        print_field("checkpoint", text);
+        free(text);
+    }
+    json_decref(o);
+}
+
 /* print_outcome: one line saying how a finished job ended, then its result or error. */
 /* print_attempts: the job's attempt history (from its JSON) as an aligned table. */
 static void
@@ -652,9 +675,80 @@ cmd_get(cli *c, const cli_cmd *cmd, int argc, char **argv)
         return cli_fail(err, "%s", what);
     }
     print_job(job);
+    print_progress(jobq_job_json(job));
     print_attempts(jobq_job_json(job));
     jobq_job_free(job);
     return EXIT_OK;
+}
+
+int
+cmd_logs(cli *c, const cli_cmd *cmd, int argc, char **argv)
+{
+    static const struct option opts[] = {CLI_COMMON_OPTIONS,
+                                         {"follow", no_argument, NULL, 'f'},
+                                         {"after", required_argument, NULL, 'a'},
+                                         {NULL, 0, NULL, 0}};
+    bool follow = false;
+    int64_t after = 0, id;
+    int rc = EXIT_OK;
+    int ch;
+    for (int i = 1; i < argc && strcmp(argv[i], "--") != 0; i++) {
+        if (strcmp(argv[i], "-f") == 0) {
+            argv[i] = "--follow"; /* cli_getopt knows long options only; -f is tail's spelling */
+        }
+    }
+    while ((ch = cli_getopt(c, cmd, argc, argv, opts, &rc)) != -1) {
+        switch (ch) {
+        case CLI_OPT_END:
+            return rc;
+        case 'f':
+            follow = true;
+            break;
+        default: /* 'a' */
+            if (!cli_parse_i64(optarg, 0, INT64_MAX, &after)) {
+                return cli_usage(cmd, "--after takes a line number, not \"%s\"", optarg);
+            }
+            break;
+        }
+    }
+    if ((rc = operands(cmd, argc, 1, "the job ID")) != EXIT_OK ||
+        (rc = parse_id(cmd, argv[optind], &id)) != EXIT_OK) {
+        return rc;
+    }
+    /* Each held request ends well within the client's own timeout. */
+    int64_t piece = c->timeout_ms > WAIT_PIECE_MS + 5000 ? WAIT_PIECE_MS : c->timeout_ms / 2;
+    for (;;) {
+        json_t *reply;
+        rc = cli_call(c,
+                      json_pack("{s:s, s:I, s:I, s:I}", "op", "logs", "id", (json_int_t)id, "after",
+                                (json_int_t)after, "timeout", (json_int_t)(follow ? piece : 0)),
+                      &reply, NULL, "logs of job %lld", (long long)id);
+        if (reply == NULL || rc != EXIT_OK) {
+            json_decref(reply);
+            return rc;
+        }
+        size_t i;
+        json_t *l;
+        json_t *lines = json_object_get(reply, "lines");
+        json_array_foreach(lines, i, l)
+        {
+            if (c->json) {
+                char *text = json_dumps(l, JSON_COMPACT);
+                printf("%s\n", text != NULL ? text : "{}");
+                free(text);
+            } else {
+                printf("%s\n", json_string_value(json_object_get(l, "line")));
+            }
+        }
+        fflush(stdout);
+        after = json_integer_value(json_object_get(reply, "next"));
+        bool done = json_is_true(json_object_get(reply, "done"));
+        bool more = json_array_size(lines) > 0;
+        json_decref(reply);
+        if (done || (!follow && !more)) {
+            return EXIT_OK;
+        }
+    }
 }
 
 int

@@ -64,6 +64,50 @@ drain(int fd, bool is_out, outcome *o)
     }
 }
 
+/* control_msg: one line of the command's control pipe, reported on its lease (sent with the
+ * next heartbeat). */
+static void
+control_msg(void *arg, const exec_ctl_msg *m)
+{
+    const jobq_lease *job = arg;
+    switch (m->kind) {
+    case EXEC_CTL_PROGRESS:
+        (void)jobq_lease_progress(job, m->pct, m->len > 0 ? m->text : NULL);
+        return;
+    case EXEC_CTL_CHECKPOINT:
+        if (jobq_lease_checkpoint(job, m->text) != JOBQ_OK) {
+            fprintf(stderr, "jobq: work: job %lld: checkpoint ignored: %s\n",
+                    (long long)jobq_lease_id(job), jobq_errmsg());
+        }
+        return;
+    case EXEC_CTL_LOG:
+        (void)jobq_lease_log(job, m->text);
+        return;
+    }
+}
+
+/* drain_ctl: reads what the control pipe fd has now into ctl. Returns false at EOF or on an
+ * error (the caller closes fd). */
+static bool
+drain_ctl(int fd, exec_ctl *ctl, const jobq_lease *job)
+{
+    char buf[16384];
+    for (;;) {
+        ssize_t n = read(fd, buf, sizeof(buf));
+        if (n > 0) {
+            exec_ctl_feed(ctl, buf, (size_t)n, control_msg, (void *)job);
+            continue;
+        }
+        if (n < 0 && errno == EINTR) {
+            continue;
+        }
+        if (n == 0) {
+            exec_ctl_end(ctl, control_msg, (void *)job);
+        }
+        return n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK);
+    }
+}
+
 /* close_fd: closes *fd if open and marks it closed. */
 static void
 close_fd(int *fd)
@@ -85,7 +129,9 @@ run_command(const work *wk, const jobq_lease *job, outcome *o)
                    .attempt = jobq_lease_attempt(job),
                    .max_attempts = jobq_lease_max_attempts(job),
                    .traceparent = jobq_lease_traceparent(job),
-                   .tracestate = jobq_lease_tracestate(job)};
+                   .tracestate = jobq_lease_tracestate(job),
+                   .checkpoint = jobq_lease_checkpoint_get(job),
+                   .control = true};
     if (!exec_env_build(&env, environ, &ej)) {
         snprintf(o->spawn_error, sizeof(o->spawn_error), "out of memory starting \"%s\"",
                  wk->argv[0]);
@@ -95,11 +141,16 @@ run_command(const work *wk, const jobq_lease *job, outcome *o)
     int in = -1;
     int out = -1;
     int err = -1;
-    int ends[3] = {-1, -1, -1};
-    int rc = exec_spawn(wk->argv, env.envp, &pid, ends);
+    int ends[4] = {-1, -1, -1, -1};
+    int rc = exec_spawn(wk->argv, env.envp, &pid, ends, true);
     in = ends[0];
     out = ends[1];
     err = ends[2];
+    int ctlfd = ends[3];
+    exec_ctl ctl;
+    if (rc == 0 && !exec_ctl_init(&ctl)) {
+        close_fd(&ctlfd); /* out of memory: the command's control lines are not read */
+    }
     exec_env_free(&env);
     if (rc != 0) {
         snprintf(o->spawn_error, sizeof(o->spawn_error), "cannot run \"%s\": %s", wk->argv[0],
@@ -124,8 +175,13 @@ run_command(const work *wk, const jobq_lease *job, outcome *o)
         close_fd(&in);
     }
     while (!exited) {
-        struct pollfd fds[4];
+        struct pollfd fds[5];
         int nfds = 0;
+        int i_ctl = -1;
+        if (ctlfd >= 0) {
+            i_ctl = nfds;
+            fds[nfds++] = (struct pollfd){.fd = ctlfd, .events = POLLIN};
+        }
         int i_in = -1;
         int i_out = -1;
         int i_err = -1;
@@ -170,6 +226,9 @@ run_command(const work *wk, const jobq_lease *job, outcome *o)
         if (n > 0 && i_err >= 0 && fds[i_err].revents != 0 && !drain(err, false, o)) {
             close_fd(&err);
         }
+        if (n > 0 && i_ctl >= 0 && fds[i_ctl].revents != 0 && !drain_ctl(ctlfd, &ctl, job)) {
+            close_fd(&ctlfd);
+        }
         if (pidfd >= 0) {
             exited = n > 0 && fds[i_pid].revents != 0;
         } else {
@@ -209,6 +268,14 @@ run_command(const work *wk, const jobq_lease *job, outcome *o)
     }
     if (err >= 0) {
         drain(err, false, o);
+    }
+    if (ctlfd >= 0) {
+        drain_ctl(ctlfd, &ctl, job);
+        exec_ctl_end(&ctl, control_msg, (void *)job);
+        close_fd(&ctlfd);
+    }
+    if (ends[3] >= 0) {
+        exec_ctl_free(&ctl); /* initialised whenever the pipe was made */
     }
     close_fd(&in);
     close_fd(&out);

@@ -88,6 +88,17 @@ static const cli_cmd commands[] = {
      "  --cancel-rest       with --any or --first-failure: cancel the jobs still pending\n"
      "  --timeout DUR       give up after DUR (exit status 1); default: wait for ever\n",
      cmd_wait},
+    {"logs", "ID [-f] [--after SEQ]", "print a job's log",
+     "Prints the lines the job wrote to its log (an exec command's \"log TEXT\" control lines,\n"
+     "a remote worker's jobq_lease_log), oldest first; jobqd keeps the last 1,000 lines or\n"
+     "256 KiB of each job. With -f, follows the log until the job ends (each wait is held by\n"
+     "jobqd: no polling). With --json, one object per line: {\"seq\", \"attempt\", \"at\",\n"
+     "\"line\"}.\n"
+     "\n"
+     "Options:\n"
+     "  -f, --follow        print new lines as they come, until the job ends\n"
+     "  --after SEQ         only lines after number SEQ\n",
+     cmd_logs},
     {"cancel", "ID", "cancel a job that has not finished",
      "Cancels the job; a running job has its process group killed first. Cancelling a\n"
      "finished job is an error.\n",
@@ -96,6 +107,45 @@ static const cli_cmd commands[] = {
      "Makes a dead or cancelled job ready again, with a fresh attempt budget. With --state\n"
      "(dead or cancelled), every job in that state, of queue Q with --queue.\n",
      cmd_retry},
+    {"mutate",
+     "FILTER... ACTION [--dry-run]\n"
+     "   FILTER: [--queue Q] [--state S[,S...]] [--id ID[,ID...]] [--error-contains TEXT]\n"
+     "           [--key-prefix P] [--created-before|--created-after|--finished-before|\n"
+     "           --finished-after TIME|DUR] [--all]\n"
+     "   ACTION: --cancel | --retry | --delete | --run-now | --reschedule TIME | --priority N |\n"
+     "           --rerun",
+     "act on every job a filter matches (bulk cancel, retry, delete, ...)",
+     "Applies one action to every job the filter matches, 1,000 jobs per transaction, and\n"
+     "prints how many jobs matched, how many changed and how many were skipped because the\n"
+     "action does not apply to their state (by state). The filters combine (all must hold);\n"
+     "a mutate without any filter is refused unless --all says so.\n"
+     "\n"
+     "Filters:\n"
+     "  --queue Q               jobs of queue Q\n"
+     "  --state S[,S...]        jobs in these states (repeatable)\n"
+     "  --id ID[,ID...]         these jobs (repeatable; at most 10,000)\n"
+     "  --error-contains TEXT   jobs whose last error contains TEXT (case-sensitive)\n"
+     "  --key-prefix P          jobs whose idempotency key starts with P\n"
+     "  --created-before T, --created-after T, --finished-before T, --finished-after T\n"
+     "                          T is a time (Unix seconds, YYYY-MM-DDTHH:MM[:SS][Z]) or a\n"
+     "                          duration ago (7d, 90m); after is inclusive, before is not\n"
+     "  --all                   allow an empty filter: every job\n"
+     "Actions (one):\n"
+     "  --cancel                unfinished jobs are cancelled (running ones are stopped, their\n"
+     "                          cancel is recorded when they exit); dependents cascade\n"
+     "  --retry                 dead and cancelled jobs are ready again, a fresh budget\n"
+     "  --delete                finished jobs are deleted with their history (others skipped:\n"
+     "                          cancel them first)\n"
+     "  --run-now               scheduled and retrying jobs are ready now\n"
+     "  --reschedule TIME       scheduled, retrying and ready jobs run at TIME (or +DUR)\n"
+     "  --priority N            pending jobs get priority N\n"
+     "  --rerun                 each finished job is submitted again as a new job\n"
+     "  --dry-run               count what the action would change; change nothing\n"
+     "\n"
+     "With stderr on a terminal, a dry run counts the jobs first and a progress bar follows\n"
+     "the calls (each continues where the last stopped); jobs submitted meanwhile are left\n"
+     "alone.\n",
+     cmd_mutate},
     {"promote", "ID", "run a scheduled or retrying job now",
      "Makes a scheduled job, or one waiting for its backoff, ready now: it takes its turn\n"
      "after the jobs of its priority that are ready already. Its attempts stay.\n",

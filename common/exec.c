@@ -14,9 +14,21 @@ exec_env_build(exec_env *e, char *const *env, const exec_job *job)
     while (env != NULL && env[n] != NULL) {
         n++;
     }
-    e->envp = calloc(n + EXEC_ENV_VARS + 1, sizeof(*e->envp));
+    e->checkpoint = NULL;
+    e->envp = calloc(n + EXEC_ENV_VARS + 2, sizeof(*e->envp));
     if (e->envp == NULL) {
         return false;
+    }
+    if (job->checkpoint != NULL) {
+        size_t cl = strlen(job->checkpoint);
+        e->checkpoint = malloc(sizeof("JOBQ_CHECKPOINT=") + cl);
+        if (e->checkpoint == NULL) {
+            free(e->envp);
+            e->envp = NULL;
+            return false;
+        }
+        memcpy(e->checkpoint, "JOBQ_CHECKPOINT=", sizeof("JOBQ_CHECKPOINT=") - 1);
+        memcpy(e->checkpoint + sizeof("JOBQ_CHECKPOINT=") - 1, job->checkpoint, cl + 1);
     }
     size_t k = 0;
     for (size_t i = 0; i < n; i++) {
@@ -37,8 +49,14 @@ exec_env_build(exec_env *e, char *const *env, const exec_job *job)
             snprintf(e->vars[nv++], size, "TRACESTATE=%s", job->tracestate);
         }
     }
+    if (job->control) {
+        snprintf(e->vars[nv++], size, "JOBQ_CONTROL_FD=%d", EXEC_CONTROL_FD);
+    }
     for (int i = 0; i < nv; i++) {
         e->envp[k++] = e->vars[i];
+    }
+    if (e->checkpoint != NULL) {
+        e->envp[k++] = e->checkpoint;
     }
     e->envp[k] = NULL;
     return true;
@@ -48,7 +66,145 @@ void
 exec_env_free(exec_env *e)
 {
     free(e->envp);
+    free(e->checkpoint);
     e->envp = NULL;
+    e->checkpoint = NULL;
+}
+
+/* ---- the control pipe ---- */
+
+bool
+exec_ctl_init(exec_ctl *c)
+{
+    *c = (exec_ctl){.buf = malloc(256), .cap = 256};
+    return c->buf != NULL;
+}
+
+void
+exec_ctl_free(exec_ctl *c)
+{
+    free(c->buf);
+    c->buf = NULL;
+}
+
+/* utf8_cut: the largest length <= max at which text (valid UTF-8) may be cut. */
+static size_t
+utf8_cut(const char *text, size_t len, size_t max)
+{
+    if (len <= max) {
+        return len;
+    }
+    while (max > 0 && ((unsigned char)text[max] & 0xC0) == 0x80) {
+        max--;
+    }
+    return max;
+}
+
+bool
+exec_ctl_parse(char *line, size_t len, exec_ctl_msg *m)
+{
+    if (len > 0 && line[len - 1] == '\r') {
+        line[--len] = '\0';
+    }
+    exec_sanitize(line, len);
+    char *sp = memchr(line, ' ', len);
+    size_t kw = sp != NULL ? (size_t)(sp - line) : len;
+    char *rest = sp != NULL ? sp + 1 : line + len;
+    size_t rlen = len - (size_t)(rest - line);
+    if (kw == 8 && memcmp(line, "progress", 8) == 0) {
+        char *end = NULL;
+        double pct = strtod(rest, &end);
+        if (end == rest || !(pct >= 0 && pct <= 100) || (*end != ' ' && *end != '\0')) {
+            return false;
+        }
+        const char *note = *end == ' ' ? end + 1 : end;
+        size_t nlen = strlen(note);
+        nlen = utf8_cut(note, nlen, EXEC_NOTE_MAX);
+        ((char *)note)[nlen] = '\0';
+        *m = (exec_ctl_msg){.kind = EXEC_CTL_PROGRESS, .pct = pct, .text = note, .len = nlen};
+        return true;
+    }
+    if (kw == 10 && memcmp(line, "checkpoint", 10) == 0 && rlen > 0 &&
+        rlen <= EXEC_CHECKPOINT_MAX) {
+        *m = (exec_ctl_msg){.kind = EXEC_CTL_CHECKPOINT, .text = rest, .len = rlen};
+        return true;
+    }
+    if (kw == 3 && memcmp(line, "log", 3) == 0) {
+        rlen = utf8_cut(rest, rlen, EXEC_LOG_LINE_MAX);
+        rest[rlen] = '\0';
+        *m = (exec_ctl_msg){.kind = EXEC_CTL_LOG, .text = rest, .len = rlen};
+        return true;
+    }
+    return false;
+}
+
+/* ctl_room: c's buffer holds need bytes and a NUL; false (the line is dropped) when out of
+ * memory. */
+static bool
+ctl_room(exec_ctl *c, size_t need)
+{
+    if (need + 1 <= c->cap) {
+        return true;
+    }
+    size_t cap = c->cap;
+    while (cap < need + 1) {
+        cap *= 2;
+    }
+    if (cap > EXEC_CTL_LINE_MAX + 1) {
+        cap = EXEC_CTL_LINE_MAX + 1;
+    }
+    char *b = realloc(c->buf, cap);
+    if (b == NULL) {
+        return false;
+    }
+    c->buf = b;
+    c->cap = cap;
+    return true;
+}
+
+/* ctl_line: the line buffered in c is whole: parse it and hand it on. */
+static void
+ctl_line(exec_ctl *c, void (*fn)(void *arg, const exec_ctl_msg *m), void *arg)
+{
+    c->buf[c->len] = '\0';
+    exec_ctl_msg m;
+    if (!c->skipping && exec_ctl_parse(c->buf, c->len, &m)) {
+        fn(arg, &m);
+    }
+    c->len = 0;
+    c->skipping = false;
+}
+
+void
+exec_ctl_feed(exec_ctl *c, const char *buf, size_t n,
+              void (*fn)(void *arg, const exec_ctl_msg *m), void *arg)
+{
+    while (n > 0) {
+        const char *nl = memchr(buf, '\n', n);
+        size_t take = nl != NULL ? (size_t)(nl - buf) : n;
+        if (!c->skipping) {
+            if (c->len + take > EXEC_CTL_LINE_MAX || !ctl_room(c, c->len + take)) {
+                c->skipping = true; /* too long: dropped whole */
+            } else {
+                memcpy(c->buf + c->len, buf, take);
+                c->len += take;
+            }
+        }
+        if (nl == NULL) {
+            return;
+        }
+        ctl_line(c, fn, arg);
+        buf += take + 1;
+        n -= take + 1;
+    }
+}
+
+void
+exec_ctl_end(exec_ctl *c, void (*fn)(void *arg, const exec_ctl_msg *m), void *arg)
+{
+    if (c->len > 0 || c->skipping) {
+        ctl_line(c, fn, arg);
+    }
 }
 
 /* ---- output kept ---- */

@@ -14,8 +14,14 @@
 #define EXEC_EXIT_PERMANENT 65
 /** How long a process group has between SIGTERM and SIGKILL (timeout, cancel). */
 #define EXEC_KILL_GRACE_MS 2000
-/** How many JOBQ_* variables a command gets. */
-#define EXEC_ENV_VARS 6
+/** The descriptor number a command's control pipe has in the command (JOBQ_CONTROL_FD). */
+#define EXEC_CONTROL_FD 3
+/** How many JOBQ_* variables a command gets in vars (JOBQ_CHECKPOINT is apart). */
+#define EXEC_ENV_VARS 7
+
+/** The exit status with which a command says "slow down" (EX_TEMPFAIL): its job is retried
+ *  with backoff and the whole queue starts nothing for its slow_down. */
+#define EXEC_EXIT_SLOW_DOWN 75
 
 /** The job as its command sees it. Borrowed strings. */
 typedef struct exec_job {
@@ -25,16 +31,20 @@ typedef struct exec_job {
     int32_t max_attempts;
     const char *traceparent; /* W3C trace context of the job (NULL: none) */
     const char *tracestate;
+    const char *checkpoint; /* the last checkpoint of an earlier attempt, JSON (NULL: none) */
+    bool control;           /* the command has a control pipe at EXEC_CONTROL_FD */
 } exec_job;
 
 /** A command's environment: ours without JOBQ_*, TRACEPARENT and TRACESTATE variables, then
- *  JOBQ_JOB_ID, JOBQ_QUEUE, JOBQ_ATTEMPT, JOBQ_MAX_ATTEMPTS, and the job's TRACEPARENT and
- *  TRACESTATE when it has a trace context (the environment carrier of OpenTelemetry). envp
- *  points into vars and into the environment it was built from: keep both in place while envp
- *  is used. */
+ *  JOBQ_JOB_ID, JOBQ_QUEUE, JOBQ_ATTEMPT, JOBQ_MAX_ATTEMPTS, the job's TRACEPARENT and
+ *  TRACESTATE when it has a trace context (the environment carrier of OpenTelemetry),
+ *  JOBQ_CONTROL_FD=3 when it has a control pipe, and JOBQ_CHECKPOINT (JSON text) when an
+ *  earlier attempt left a checkpoint. envp points into vars, checkpoint and the environment
+ *  it was built from: keep them in place while envp is used. */
 typedef struct exec_env {
     char **envp; /* NULL-terminated; owned */
     char vars[EXEC_ENV_VARS][600];
+    char *checkpoint; /* "JOBQ_CHECKPOINT=..." (owned; NULL: none) */
 } exec_env;
 
 /** exec_env_build: fills e from env (NULL-terminated, borrowed) and job. Returns false when
@@ -43,6 +53,60 @@ bool exec_env_build(exec_env *e, char *const *env, const exec_job *job);
 
 /** exec_env_free: frees e->envp; accepts a failed build. */
 void exec_env_free(exec_env *e);
+
+/* ---- the control pipe ----
+ * A command may write lines to the descriptor named by JOBQ_CONTROL_FD:
+ *   progress PCT [NOTE]   PCT a number from 0 to 100, NOTE the rest of the line (<= 200 bytes)
+ *   checkpoint JSON       any JSON value: the next attempt gets it (JOBQ_CHECKPOINT)
+ *   log TEXT              one line of the job's log
+ * Other lines, and lines over EXEC_CTL_LINE_MAX bytes, are ignored. */
+
+/** The longest control line taken (a checkpoint of EXEC_CHECKPOINT_MAX and its keyword). */
+#define EXEC_CTL_LINE_MAX (EXEC_CHECKPOINT_MAX + 16)
+/** The largest checkpoint, in bytes of JSON text. */
+#define EXEC_CHECKPOINT_MAX (64 * 1024)
+/** The longest progress note, in bytes. */
+#define EXEC_NOTE_MAX 200
+/** The longest log line kept, in bytes (longer lines are cut). */
+#define EXEC_LOG_LINE_MAX 4096
+
+/** What one control line says. Strings point into the line. */
+typedef enum exec_ctl_kind { EXEC_CTL_PROGRESS, EXEC_CTL_CHECKPOINT, EXEC_CTL_LOG } exec_ctl_kind;
+typedef struct exec_ctl_msg {
+    exec_ctl_kind kind;
+    double pct;       /* progress: 0..100 */
+    const char *text; /* progress: the note ("" for none); checkpoint: the JSON text; log: the
+                       * line; NUL-terminated, valid UTF-8 */
+    size_t len;       /* of text */
+} exec_ctl_msg;
+
+/** A control pipe's reader: bytes in, whole lines out. */
+typedef struct exec_ctl {
+    char *buf; /* grown as lines need, up to EXEC_CTL_LINE_MAX + 1 bytes; owned */
+    size_t len;
+    size_t cap;
+    bool skipping; /* the line in progress is too long: dropped up to its newline */
+} exec_ctl;
+
+/** exec_ctl_init: an empty reader (its buffer grows with the lines it meets). False when out
+ *  of memory. */
+bool exec_ctl_init(exec_ctl *c);
+
+/** exec_ctl_feed: adds buf[0..n) and calls fn for each complete, valid line (in order). A
+ *  final line without its newline is taken by exec_ctl_end. */
+void exec_ctl_feed(exec_ctl *c, const char *buf, size_t n,
+                   void (*fn)(void *arg, const exec_ctl_msg *m), void *arg);
+
+/** exec_ctl_end: the pipe reached EOF: a last line without newline is taken. */
+void exec_ctl_end(exec_ctl *c, void (*fn)(void *arg, const exec_ctl_msg *m), void *arg);
+
+/** exec_ctl_free: frees c's buffer; accepts a failed init. */
+void exec_ctl_free(exec_ctl *c);
+
+/** exec_ctl_parse: what line (NUL-terminated, len bytes, no newline; modified in place: its
+ *  text sanitised, a note or log line cut to its limit) says, into *m. False for a line that
+ *  is none of the three (a checkpoint is not checked for being JSON here). Pure. */
+bool exec_ctl_parse(char *line, size_t len, exec_ctl_msg *m);
 
 /** What is kept of an output stream: its first cap bytes (stdout: the job's result) or its
  *  last cap bytes (stderr: the error's tail, in a buffer of 2 * cap so that most writes are

@@ -16,6 +16,10 @@ exec_attempt(store *st, wop *op, int64_t now_ms)
     attempt_rec rec = {.attempt = a->job.attempt,
                        .started_at_ms = a->job.started_at_ms,
                        .kind = a->outcome.kind};
+    int err = progress_write(st, a->job.id, a->job.attempt, &a->prog_rec, now_ms);
+    if (err != JOBQ_OK) {
+        return err;
+    }
     if (a->outcome.state == JOBQ_READY) {
         return store_requeue(st, a->job.id, now_ms, a->error, &rec);
     }
@@ -29,6 +33,12 @@ done_attempt(wop *op)
 {
     attempt *a = container_of(op, attempt, op);
     bool recorded = op->err == JOBQ_OK;
+    bool lines = recorded && a->prog_rec.nlines > 0;
+    if (op->err == JOBQ_OK || op->err == JOBQ_ESTATE) {
+        /* Written, or the job was cancelled meanwhile (and the reports with it): a retry of
+         * the record (after a store failure) writes them again otherwise. */
+        progress_pending_free(&a->prog_rec);
+    }
     if (recorded) {
         job_row *j = &a->job;
         j->state = a->outcome.state;
@@ -58,6 +68,9 @@ done_attempt(wop *op)
         sched_outcome(s, q, kind);
         waits_job_finished(s, q, &a->job, JOBQ_RUNNING);
     }
+    if (lines) {
+        progress_logs_changed(s, a->job.id);
+    }
     if (a->release != NULL) {
         a->release(a);
     }
@@ -66,6 +79,7 @@ done_attempt(wop *op)
 void
 attempt_record(attempt *a)
 {
+    progress_take(a->s, &a->prog, &a->prog_rec);
     a->op.exec = exec_attempt;
     a->op.done = done_attempt;
     a->op.writes = true;
@@ -78,6 +92,7 @@ attempt_record_group(attempt *const *as, size_t n)
 {
     for (size_t i = 0; i < n; i++) {
         attempt *a = as[i];
+        progress_take(a->s, &a->prog, &a->prog_rec);
         a->op.exec = exec_attempt;
         a->op.done = done_attempt;
         a->op.writes = true;
@@ -92,6 +107,8 @@ attempt_record_group(attempt *const *as, size_t n)
 void
 attempt_clear(attempt *a)
 {
+    progress_forget(a->s, &a->prog);
+    progress_pending_free(&a->prog_rec);
     job_row_clear(&a->job);
     free(a->result);
     free(a->error);

@@ -5,6 +5,7 @@
 #define JOBQD_ATTEMPT_H
 
 #include "outcome.h"
+#include "progress.h"
 #include "server.h"
 
 
@@ -25,10 +26,13 @@ struct attempt {
     char *error;         /* owned; the failure's text */
     attempt_done_cb done;           /* gives the owner's slot back; must not free a */
     void (*release)(attempt *a);    /* optional: called last; the owner may free a here */
+    progress_slot prog;             /* what the attempt reported, not written yet */
+    progress_pending prog_rec;      /* what its record writes with the outcome */
 };
 
 /** attempt_record: commits a->outcome for a->job (result and error move into a->job when it
- *  succeeds), then calls a->done. Loop thread. */
+ *  succeeds), with what the attempt reported and was not written yet (progress.h), then calls
+ *  a->done. Loop thread. */
 void attempt_record(attempt *a);
 
 /** attempt_record_group: attempt_record for as[0..n), in one transaction (each its own unit

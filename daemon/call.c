@@ -97,6 +97,10 @@ job_json(const job_row *r)
             json_object_set_new(o, "tracestate", json_string(r->tracestate));
         }
     }
+    json_object_set_new(o, "progress", r->has_progress ? json_real(r->progress) : json_null());
+    json_object_set_new(o, "note", nullable_str(r->note));
+    json_t *cp = r->checkpoint != NULL ? json_loads(r->checkpoint, JSON_DECODE_ANY, NULL) : NULL;
+    json_object_set_new(o, "checkpoint", cp != NULL ? cp : json_null());
     return o;
 }
 
@@ -112,6 +116,10 @@ call_free(call *c)
         attempt_row_clear(&c->attempts[i]);
     }
     free(c->attempts);
+    for (size_t i = 0; i < c->nlogs; i++) {
+        log_row_clear(&c->logs[i]);
+    }
+    free(c->logs);
     for (size_t i = 0; i < c->nnames; i++) {
         free(c->names[i]);
     }

@@ -50,6 +50,11 @@ typedef struct call {
     int outcome_err;      /* it failed: the reply is this error, the fetched jobs go back */
     json_t *extra;        /* the outcome's fields ("job") once recorded */
     json_t *fetched;      /* the fetch's reply, when it came before the outcome */
+    struct mutate_run *mutate; /* a mutate in progress (mutate.c, which frees it) */
+    log_row *logs;        /* logs: out, the lines read */
+    size_t nlogs;
+    int log_state;        /* logs: out, the job's state */
+    int64_t log_deadline_ms; /* logs: held until this (monotonic; 0: not held yet) */
 } call;
 
 /** send_json: replies with obj (taking it) and frees the call. */

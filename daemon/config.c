@@ -102,6 +102,7 @@ static const key_def queue_keys[] = {
     {"breaker_failures", KEY_INT, offsetof(queue_conf, breaker_failures), 1, 1000000},
     {"breaker_failure_rate", KEY_INT, offsetof(queue_conf, breaker_failure_rate), 1, 100},
     {"breaker_window", KEY_INT, offsetof(queue_conf, breaker_window), 1, 1000},
+    {"slow_down", KEY_DURATION, offsetof(queue_conf, slow_down_ms), 1, DURATION_MAX_MS},
     {"breaker_min_calls", KEY_INT, offsetof(queue_conf, breaker_min_calls), 1, 1000},
     {"breaker_cooldown", KEY_DURATION, offsetof(queue_conf, breaker_cooldown_ms), 0,
      DURATION_MAX_MS},
@@ -1392,6 +1393,7 @@ config_queue_defaults(queue_conf *q)
     q->breaker_failures = 0;
     q->breaker_failure_rate = -1;
     q->breaker_window = 100;
+    q->slow_down_ms = 10 * 1000;
     q->breaker_min_calls = 20;
     q->breaker_cooldown_ms = 30 * 1000;
     q->breaker_probes = 1;

@@ -33,6 +33,7 @@ typedef struct queue_conf {
     int breaker_failure_rate;    /* percent of failed attempts in the window that opens it;
                                   * -1: unset (see config_breaker_rule) */
     int breaker_window;          /* attempts the rate looks back on; default 100 */
+    int64_t slow_down_ms;        /* a command's exit 75 holds the queue this long; 10 s */
     int breaker_min_calls;       /* attempts in the window before the rate counts; default 20 */
     int64_t breaker_cooldown_ms; /* default 30 s */
     int breaker_probes;          /* jobs let through while half-open, >= 1; default 1 */

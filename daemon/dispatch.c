@@ -29,7 +29,7 @@ checked(call *c, bool read_only)
     if (read_only && !(flags & OPF_READ)) {
         snprintf(msg, sizeof(msg),
                  "the read-only token (read_token) may not %s: it serves only ping, get, wait, "
-                 "list, stats, explain and schedules; use auth_token",
+                 "logs, list, stats, explain and schedules; use auth_token",
                  jobq__op_name(c->req.op));
         reply_error(c, "forbidden", msg);
         return false;

@@ -17,6 +17,7 @@ typedef enum hold_kind {
     HOLD_GROUP_WAIT, /* a group to complete (flow.c) */
     HOLD_FETCH,      /* a ready job for a remote worker (workers.c) */
     HOLD_CANCEL,     /* a running job's cancel to be recorded (waits.c) */
+    HOLD_LOGS,       /* a job's log lines after a cursor, or its end (progress.c) */
     HOLD_KINDS
 } hold_kind;
 

@@ -41,10 +41,10 @@ typedef struct ncall {
     intake *in;
     nng_ctx ctx;
     nng_aio *aio;
-    enum ictx_state state; /* written by whoever owns the context at the time */
-    nng_msg *msg;          /* the request, while IC_WORK */
+    enum ictx_state state;    /* written by whoever owns the context at the time */
+    nng_msg *msg;             /* the request, while IC_WORK */
     struct ncall *next_ready; /* link in in->ready */
-    uint64_t queued_ns;    /* when nng handed the request over (for the loop's lag) */
+    uint64_t queued_ns;       /* when nng handed the request over (for the loop's lag) */
     struct ncall *next_all;   /* link in in->all */
 } ncall;
 
@@ -732,10 +732,71 @@ intake_authenticated(icall *c)
     }
 }
 
+/* A reply kept until the commit it tells of is durable (intake_hold). */
+typedef struct held_reply {
+    struct held_reply *next;
+    icall *call;
+    uint64_t seq;
+    size_t len;
+    char body[];
+} held_reply;
+
+/* The kept replies: loop thread only. */
+static struct {
+    uint64_t seq;     /* replies are kept under this, unless 0 */
+    held_reply *head; /* oldest first */
+    held_reply **tail;
+} holding;
+
 void
 intake_reply(icall *c, const char *body, size_t len)
 {
-    c->ops->reply(c, body, len);
+    if (holding.seq == 0) {
+        c->ops->reply(c, body, len);
+        return;
+    }
+    held_reply *h = malloc(sizeof(*h) + len);
+    if (h == NULL) {
+        /* Nothing may be said before the commit is durable: an error needs no copy. */
+        static const char oom[] = "{\"ok\":false,\"error\":{\"code\":\"internal\","
+                                  "\"message\":\"out of memory\"}}";
+        log_error("reply_failed", "reason=out_of_memory bytes=%zu", len);
+        c->ops->reply(c, oom, sizeof(oom) - 1);
+        return;
+    }
+    h->next = NULL;
+    h->call = c;
+    h->seq = holding.seq;
+    h->len = len;
+    memcpy(h->body, body, len);
+    if (holding.head == NULL) {
+        holding.tail = &holding.head;
+    }
+    *holding.tail = h;
+    holding.tail = &h->next;
+}
+
+void
+intake_hold(void *arg, uint64_t seq)
+{
+    (void)arg;
+    holding.seq = seq;
+}
+
+void
+intake_release(void *arg, uint64_t upto, const char *body, size_t len)
+{
+    (void)arg;
+    while (holding.head != NULL && holding.head->seq <= upto) {
+        held_reply *h = holding.head;
+        holding.head = h->next;
+        if (body != NULL) {
+            h->call->ops->reply(h->call, body, len);
+        } else {
+            h->call->ops->reply(h->call, h->body, h->len);
+        }
+        free(h);
+    }
 }
 
 void

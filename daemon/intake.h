@@ -47,8 +47,8 @@ typedef struct icall_ops {
 /** The part of every call the consumers see; each endpoint embeds it first in its own. */
 struct icall {
     const icall_ops *ops;
-    uint64_t conn;     /* the connection: unique among open ones, never reused (see below) */
-    intake_auth auth;  /* INTAKE_AUTH_BODY unless the endpoint checked credentials itself */
+    uint64_t conn;    /* the connection: unique among open ones, never reused (see below) */
+    intake_auth auth; /* INTAKE_AUTH_BODY unless the endpoint checked credentials itself */
 };
 
 /* Connection numbers by endpoint: native ones count from 1, nng's carry their pipe id with
@@ -100,6 +100,16 @@ void intake_authenticated(icall *call);
 /** intake_reply: sends body as the reply of call, without blocking; the call is then done.
  *  After intake_stop the reply is dropped. Loop thread. */
 void intake_reply(icall *call, const char *body, size_t len);
+
+/** intake_hold: the hook of writer.h's hold_cb: with seq > 0, every reply intake_reply is
+ *  given from now on, whatever its endpoint, is kept under seq instead of being sent; seq 0
+ *  ends that. The kept replies are the process's (one loop; arg is unused). Loop thread. */
+void intake_hold(void *arg, uint64_t seq);
+
+/** intake_release: the hook of writer.h's release_cb: sends the replies kept under a seq up to
+ *  upto, in the order they were given; with body not NULL, sends body instead of each. Loop
+ *  thread. */
+void intake_release(void *arg, uint64_t upto, const char *body, size_t len);
 
 /** intake_drop: the call is done without a reply (its client is gone, or sent it again).
  *  Loop thread. */

@@ -12,6 +12,7 @@
 #include "handlers.h"
 #include "lifecycle.h"
 #include "log.h"
+#include "progress.h"
 #include "runner.h"
 #include "scheduler.h"
 #include "waits.h"
@@ -584,6 +585,10 @@ done_explain(wop *op)
         } else if (s->draining) {
             reason = "shutting_down";
             snprintf(why, sizeof(why), "ready, but jobqd is shutting down");
+        } else if (jobq__now_ms() < q->slow_until_ms) {
+            reason = "slowed_down";
+            snprintf(why, sizeof(why), "ready, but queue %s starts nothing until %s: %s",
+                     r->queue, fmt_time(t1, sizeof(t1), q->slow_until_ms), q->slow_why);
         } else if (q->br.state == BREAKER_OPEN) {
             reason = "circuit_open";
             char cause[96];
@@ -643,6 +648,13 @@ void
 op_submit_batch(call *c)
 {
     start_submit(c);
+}
+
+/* op_logs: a job's log lines after a cursor (progress.c keeps logs and holds the request). */
+void
+op_logs(call *c)
+{
+    progress_logs_request(c);
 }
 
 void

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "codec.h"
+#include "request.h"
 
 /* What a user reads when jobqd stopped under a running job. */
 static const char crash_error[] = "interrupted: jobqd stopped (crash, kill -9 or power loss) "
@@ -474,4 +475,148 @@ lifecycle_sweep_queue(store *st, const char *queue, const int64_t *retention_ms,
     }
     *next_msp = next_ms;
     return JOBQ_OK;
+}
+
+mutate_verdict
+lifecycle_mutate_verdict(int action, int state)
+{
+    bool ended = lifecycle_ended_state(state);
+    bool pending = !ended && state != JOBQ_RUNNING;
+    bool due = state == JOBQ_SCHEDULED || state == JOBQ_RETRYING;
+    bool yes;
+    switch (action) {
+    case MUT_CANCEL:
+        return state == JOBQ_RUNNING ? MUTATE_STOP : pending ? MUTATE_APPLY : MUTATE_SKIP;
+    case MUT_RETRY:
+        yes = state == JOBQ_DEAD || state == JOBQ_CANCELLED;
+        break;
+    case MUT_DELETE:
+    case MUT_RERUN:
+        yes = ended;
+        break;
+    case MUT_RUN_NOW:
+        yes = due;
+        break;
+    case MUT_RESCHEDULE:
+        yes = due || state == JOBQ_READY;
+        break;
+    case MUT_SET_PRIORITY:
+        yes = pending;
+        break;
+    default:
+        yes = false;
+        break;
+    }
+    return yes ? MUTATE_APPLY : MUTATE_SKIP;
+}
+
+/* mutate_rerun: job id (finished) submitted again as a new job, ready now. */
+static int
+mutate_rerun(store *st, int64_t id, int64_t now_ms, mutate_change *out)
+{
+    job_row row;
+    int err = store_get(st, id, &row);
+    if (err != JOBQ_OK) {
+        return err == JOBQ_ENOENT ? JOBQ_ESTATE : err;
+    }
+    if (!lifecycle_ended_state(row.state)) {
+        job_row_clear(&row);
+        return JOBQ_ESTATE;
+    }
+    job_spec spec = {.queue = row.queue,
+                     .payload = row.payload,
+                     .priority = row.priority,
+                     .run_at_ms = now_ms,
+                     .max_attempts = row.max_attempts,
+                     .timeout_ms = row.timeout_ms,
+                     .traceparent = row.traceparent,
+                     .tracestate = row.tracestate};
+    bool dup;
+    int state;
+    err = lifecycle_insert(st, &spec, now_ms, &out->new_id, &dup, &state);
+    job_row_clear(&row);
+    if (err == JOBQ_OK) {
+        out->from = -1;
+        out->to = state;
+        out->run_at_ms = now_ms;
+    }
+    return err;
+}
+
+int
+lifecycle_mutate_job(store *st, const mutate_args *m, int64_t id, int state, int64_t now_ms,
+                     mutate_change *out)
+{
+    memset(out, 0, sizeof(*out));
+    out->id = id;
+    out->from = state;
+    out->to = state;
+    int err;
+    int to = JOBQ_READY;
+    switch (m->action) {
+    case MUT_CANCEL: {
+        int old;
+        err = lifecycle_cancel(st, id, now_ms, false, &out->row, &old);
+        if (err == JOBQ_ESTATE && store_job_state(st, id, &old) == JOBQ_OK &&
+            old == JOBQ_CANCELLED) {
+            return JOBQ_OK; /* cancelled by the cascade of a job before it: done, and the
+                             * cascade's effects tell the loop */
+        }
+        if (err == JOBQ_OK) {
+            out->from = old;
+            out->to = JOBQ_CANCELLED;
+        }
+        return err;
+    }
+    case MUT_RETRY: {
+        int old;
+        err = store_retry(st, id, now_ms, &out->row, &old);
+        job_row_clear(&out->row);
+        if (err == JOBQ_OK) {
+            out->from = old;
+            out->to = JOBQ_READY;
+        }
+        return err;
+    }
+    case MUT_DELETE:
+        if (!lifecycle_ended_state(state)) {
+            return JOBQ_ESTATE;
+        }
+        err = store_job_delete(st, id, state);
+        if (err == JOBQ_OK) {
+            out->to = -1;
+        }
+        return err;
+    case MUT_RUN_NOW:
+        if (state != JOBQ_SCHEDULED && state != JOBQ_RETRYING) {
+            return JOBQ_ESTATE;
+        }
+        err = store_job_set_state(st, id, state, JOBQ_READY, 0, NULL);
+        if (err == JOBQ_OK) {
+            out->to = JOBQ_READY;
+        }
+        return err;
+    case MUT_RESCHEDULE:
+        if (lifecycle_mutate_verdict(m->action, state) != MUTATE_APPLY) {
+            return JOBQ_ESTATE;
+        }
+        if (m->run_at_ms > now_ms) {
+            to = state == JOBQ_RETRYING ? JOBQ_RETRYING : JOBQ_SCHEDULED;
+        }
+        err = store_job_set_run_at(st, id, state, to, m->run_at_ms);
+        if (err == JOBQ_OK) {
+            out->to = to;
+            out->run_at_ms = m->run_at_ms;
+        }
+        return err;
+    case MUT_SET_PRIORITY:
+        if (lifecycle_mutate_verdict(m->action, state) != MUTATE_APPLY) {
+            return JOBQ_ESTATE;
+        }
+        return store_job_set_priority(st, id, state, m->priority);
+    case MUT_RERUN:
+        return mutate_rerun(st, id, now_ms, out);
+    default:
+        return JOBQ_EINVAL;
+    }
 }

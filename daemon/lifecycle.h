@@ -86,6 +86,54 @@ int lifecycle_sweep_queue(store *st, const char *queue, const int64_t *retention
                           int64_t key_ttl_ms, int64_t now_ms, size_t max, size_t *deleted,
                           bool *morep, int64_t *next_msp);
 
+/* ---- bulk operations (mutate) ---- */
+
+/** What a mutate's action does to a job in a given state. */
+typedef enum mutate_verdict {
+    MUTATE_APPLY, /* the action applies: lifecycle_mutate_job */
+    MUTATE_SKIP,  /* it does not apply to that state: the job is left as it is, and counted */
+    MUTATE_STOP,  /* cancel of a running job: stopped on the loop where it runs; its outcome
+                   * records the cancel (as the cancel op does) */
+} mutate_verdict;
+
+/** lifecycle_mutate_verdict: the policy of each action (a mutate_action of request.h) by
+ *  state: cancel applies to unfinished jobs (running ones are stopped); retry to dead and
+ *  cancelled ones; delete to finished ones only (a running job holds a lease and a process,
+ *  a pending one may have dependents and a group waiting for it: cancel it first); run_now
+ *  to scheduled and retrying; reschedule to scheduled, retrying and ready; set_priority to
+ *  the pending (scheduled, ready, retrying, waiting); rerun to finished jobs. Pure. */
+mutate_verdict lifecycle_mutate_verdict(int action, int state);
+
+/** A mutate's action and its argument. */
+typedef struct mutate_args {
+    int action;        /* a mutate_action */
+    int32_t priority;  /* set_priority */
+    int64_t run_at_ms; /* reschedule */
+} mutate_args;
+
+/** What lifecycle_mutate_job did to one job, for the loop to follow (counts, waiters, the
+ *  scheduler) after the commit. */
+typedef struct mutate_change {
+    int64_t id;
+    int from;          /* its state before */
+    int to;            /* its state now; -1: deleted; from == to: nothing for the loop (a
+                        * new priority, or a cancel done already by an earlier one's cascade) */
+    int64_t run_at_ms; /* its run_at now (scheduled, retrying) */
+    int64_t new_id;    /* rerun: the job submitted (0: none); from is then its state, -1 */
+    job_row row;       /* cancel: the job as it ended (for waits_job_finished) */
+} mutate_change;
+
+/** lifecycle_mutate_job: applies m to job id, which store_pick found in state (verdict
+ *  MUTATE_APPLY) in this transaction: cancel as lifecycle_cancel (dependents cascade);
+ *  retry as store_retry; delete with its history; run_now: ready now (as promote);
+ *  reschedule: run_at set, the state following it (ready when it has come, else scheduled,
+ *  or retrying for a retrying job); set_priority; rerun: a new job with the queue, payload,
+ *  priority, max_attempts, timeout and trace context of this one (no key, group nor
+ *  parents), ready now. Fills *out (the caller clears out->row). JOBQ_ESTATE when the job
+ *  is no longer in a state the action applies to (nothing changed). */
+int lifecycle_mutate_job(store *st, const mutate_args *m, int64_t id, int state, int64_t now_ms,
+                         mutate_change *out);
+
 /** lifecycle_ended_state: whether state is an end (succeeded, dead or cancelled). Pure. */
 bool lifecycle_ended_state(int state);
 

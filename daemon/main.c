@@ -19,6 +19,7 @@
 #include "monitor.h"
 #include "periodic.h"
 #include "privs.h"
+#include "progress.h"
 #include "queues.h"
 #include "runner.h"
 #include "scheduler.h"
@@ -37,6 +38,7 @@ static const server_part *const parts[] = {
     &queues_count_part,   /* the counts by state, once every job is in */
     &hold_part,           /* held requests */
     &waits_part,          /* waits and cancels waiting for jobs to end */
+    &progress_part,       /* running jobs' progress, checkpoints and logs; held logs */
     &flow_part,           /* what follows a commit: dependencies, groups */
     &sched_part,          /* the scheduler: ready jobs start */
     &workers_part,        /* remote workers' leases and fetches */

@@ -202,13 +202,22 @@ render_metrics(const server *s, mbuf *b)
                     s->queues[i]->name,
                     (long long)gauges_age_s(s->queues[i]->oldest_overdue_ms, now));
     }
+    metric_help(b, "jobq_queue_slowed_seconds", "gauge",
+                "Seconds until the queue starts jobs again after a downstream asked it to slow "
+                "down (0: not slowed).");
+    for (size_t i = 0; i < s->nqueues; i++) {
+        const qstate *q = s->queues[i];
+        mbuf_printf(b, "jobq_queue_slowed_seconds{queue=\"%s\"} %.3f\n", q->name,
+                    q->slow_until_ms > now ? (double)(q->slow_until_ms - now) / 1000 : 0.0);
+    }
     metric_help(b, "jobq_queue_paused", "gauge", "1 if the queue is paused.");
     for (size_t i = 0; i < s->nqueues; i++) {
         mbuf_printf(b, "jobq_queue_paused{queue=\"%s\"} %d\n", s->queues[i]->name,
                     s->queues[i]->paused ? 1 : 0);
     }
     metric_help(b, "jobq_store_commit_seconds", "histogram",
-                "Seconds per store transaction, begin to commit (fsync included).");
+                "Seconds per store transaction, begin to commit (with durability full the "
+                "fsync runs apart: jobq_store_sync_seconds).");
     metric_hist(b, "jobq_store_commit_seconds", "", &s->w.stats.commit_hist, HIST_SECONDS);
     metric_help(b, "jobq_store_batch_ops", "histogram", "Operations per store transaction.");
     metric_hist(b, "jobq_store_batch_ops", "", &s->w.stats.batch_hist, HIST_SIZE);
@@ -219,12 +228,36 @@ render_metrics(const server *s, mbuf *b)
                 "unreachable database).");
     mbuf_printf(b, "jobq_store_write_failing %d\n", s->w.stats.write_failing ? 1 : 0);
     metric_help(b, "jobq_store_commits_total", "counter",
-                "Store transactions that wrote, by whether their commit fsynced (a batch of "
+                "Store transactions that wrote, by whether they waited for an fsync (a batch of "
                 "claims and outcomes only does not).");
     mbuf_printf(b, "jobq_store_commits_total{fsync=\"yes\"} %llu\n",
                 (unsigned long long)s->w.stats.synced);
     mbuf_printf(b, "jobq_store_commits_total{fsync=\"no\"} %llu\n",
                 (unsigned long long)s->w.stats.unsynced);
+    /* The commit pipeline (durability full): a sync in flight while the next batch executes. */
+    const writer_stats *ws = &s->w.stats;
+    metric_help(b, "jobq_store_pipeline_seconds_total", "counter",
+                "Seconds the commit pipeline spent with a batch executing on the writer's "
+                "thread, with a sync in flight, and with both at once.");
+    mbuf_printf(b,
+                "jobq_store_pipeline_seconds_total{stage=\"execute\"} %.6f\n"
+                "jobq_store_pipeline_seconds_total{stage=\"sync\"} %.6f\n"
+                "jobq_store_pipeline_seconds_total{stage=\"both\"} %.6f\n",
+                ws->executing_ns / 1e9, ws->syncing_ns / 1e9, ws->both_ns / 1e9);
+    metric_help(b, "jobq_store_pipeline_overlapped_batches_total", "counter",
+                "Store transactions started while a sync was in flight.");
+    mbuf_printf(b, "jobq_store_pipeline_overlapped_batches_total %llu\n",
+                (unsigned long long)ws->overlapped);
+    metric_help(b, "jobq_store_syncs_total", "counter",
+                "Syncs of the write-ahead log apart from the commits, each covering every "
+                "commit before it, by result (a failed one fails the replies it covered).");
+    mbuf_printf(b,
+                "jobq_store_syncs_total{result=\"ok\"} %llu\n"
+                "jobq_store_syncs_total{result=\"failed\"} %llu\n",
+                (unsigned long long)(ws->syncs + ws->checkpoints - ws->sync_failures),
+                (unsigned long long)ws->sync_failures);
+    metric_help(b, "jobq_store_sync_seconds", "histogram", "Seconds per sync of the log.");
+    metric_hist(b, "jobq_store_sync_seconds", "", &ws->sync_hist, HIST_SECONDS);
     metric_help(b, "jobq_event_loop_lag_seconds", "histogram",
                 "Seconds a request waited between nng's thread and the event loop.");
     metric_hist(b, "jobq_event_loop_lag_seconds", "", &s->lag_hist, HIST_SECONDS);

@@ -201,6 +201,18 @@ queue_pending(const qstate *q)
            q->counts[JOBQ_RETRYING] + q->counts[JOBQ_WAITING];
 }
 
+void
+queue_slow_down(qstate *q, int64_t until_ms, const char *why)
+{
+    if (until_ms <= q->slow_until_ms) {
+        return;
+    }
+    q->slow_until_ms = until_ms;
+    snprintf(q->slow_why, sizeof(q->slow_why), "%s", why);
+    log_info("queue_slowed", "queue=%s until_ms=%lld reason=\"%s\"", q->name, (long long)until_ms,
+             why);
+}
+
 bool
 queue_is_remote(const qstate *q)
 {

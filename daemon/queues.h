@@ -61,6 +61,8 @@ typedef struct qstate {
     server *srv;                     /* its server (the data of its timers) */
     stats_cache stats_cache;         /* its part of the plain stats reply */
     struct nng_tls_config *hook_tls; /* https webhooks: the client's TLS settings (webhook.c) */
+    int64_t slow_until_ms;     /* slowed down: no job starts before this (0: not slowed) */
+    char slow_why[120];        /* who asked, for explain and the log */
     int64_t oldest_ready_ms;   /* run_at of its oldest ready job at the last sample; 0: none */
     int64_t oldest_overdue_ms; /* of its oldest scheduled/retrying job past due; 0: none */
 } qstate;
@@ -87,6 +89,12 @@ void queue_total(qstate *q, enum total_kind kind, uint64_t n);
 
 /** queue_pending: q's unfinished jobs (scheduled, ready, running, retrying, waiting). */
 int64_t queue_pending(const qstate *q);
+
+/** queue_slow_down: no job of q starts before until_ms (a later time than it already waits
+ *  for wins), why saying who asked ("a webhook answered 429 with Retry-After: 30"): a
+ *  downstream's "slow down" holds the whole queue, not only the job that heard it. The
+ *  scheduler's next dispatch of q arms its timer. */
+void queue_slow_down(qstate *q, int64_t until_ms, const char *why);
 
 /** queue_is_remote: q is served by remote workers (no command, no url). */
 bool queue_is_remote(const qstate *q);

@@ -1,4 +1,4 @@
-/* rows.c: frees what the store's read operations allocate in rows (jobs, attempts, groups),
+/* rows.c: frees what the store's read operations allocate in rows (jobs, attempts, log lines, groups),
  * for every backend and every caller. */
 #include <stdlib.h>
 #include <string.h>
@@ -15,7 +15,16 @@ job_row_clear(job_row *row)
     free(row->error);
     free(row->traceparent);
     free(row->tracestate);
+    free(row->note);
+    free(row->checkpoint);
     memset(row, 0, sizeof(*row));
+}
+
+void
+log_row_clear(log_row *l)
+{
+    free(l->line);
+    memset(l, 0, sizeof(*l));
 }
 
 void

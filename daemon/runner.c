@@ -18,6 +18,7 @@
 #include "execspawn.h"
 #include "list.h"
 #include "log.h"
+#include "progress.h"
 #include "scheduler.h"
 
 extern char **environ;
@@ -86,6 +87,7 @@ on_close(uv_handle_t *h)
         attempt_clear(&r->a);
         exec_out_free(&r->out);
         exec_out_free(&r->err);
+        exec_ctl_free(&r->ctl);
         free(r);
     }
 }
@@ -141,6 +143,42 @@ read_err_cb(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
     exec_out_add(&r->err, buf->base, (size_t)n);
 }
 
+/* control_msg: one line of the control pipe. */
+static void
+control_msg(void *arg, const exec_ctl_msg *m)
+{
+    runner *r = arg;
+    server *s = r->srv;
+    int64_t id = r->a.job.id;
+    int32_t at = r->a.job.attempt;
+    switch (m->kind) {
+    case EXEC_CTL_PROGRESS:
+        progress_report(s, &r->a.prog, id, at, m->pct, m->text, m->len);
+        return;
+    case EXEC_CTL_CHECKPOINT:
+        if (!progress_checkpoint(s, &r->a.prog, id, at, m->text, m->len)) {
+            log_warn("checkpoint_refused", "job=%lld reason=\"not JSON, or over %d bytes\"",
+                     (long long)id, REQ_CHECKPOINT_MAX);
+        }
+        return;
+    case EXEC_CTL_LOG:
+        progress_log(s, &r->a.prog, id, at, m->text, m->len);
+        return;
+    }
+}
+
+static void
+read_ctl_cb(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
+{
+    runner *r = s->data;
+    if (n < 0) {
+        exec_ctl_end(&r->ctl, control_msg, r);
+        pipe_done(r, s);
+        return;
+    }
+    exec_ctl_feed(&r->ctl, buf->base, (size_t)n, control_msg, r);
+}
+
 /* ---- process ---- */
 
 /* reaped: whether the command exited; if so, whatever it left behind in its process group is
@@ -167,6 +205,12 @@ reaped(runner *r, idtype_t idtype, id_t id)
         return false;
     } else if (info.si_code == CLD_EXITED) {
         r->exit_status = info.si_status;
+        if (r->exit_status == EXEC_EXIT_SLOW_DOWN && r->kill == KILL_NONE) {
+            char why[120];
+            snprintf(why, sizeof(why), "a command exited %d (EX_TEMPFAIL: slow down)",
+                     EXEC_EXIT_SLOW_DOWN);
+            queue_slow_down(r->q, jobq__now_ms() + r->q->conf->slow_down_ms, why);
+        }
     } else {
         r->term_signal = info.si_status; /* CLD_KILLED, CLD_DUMPED */
     }
@@ -231,6 +275,9 @@ timer_cb(uv_timer_t *t)
             if (r->perr.data == r && !uv_is_closing((uv_handle_t *)&r->perr)) {
                 pipe_done(r, (uv_stream_t *)&r->perr);
             }
+            if (r->pctl.data == r && !uv_is_closing((uv_handle_t *)&r->pctl)) {
+                pipe_done(r, (uv_stream_t *)&r->pctl);
+            }
         }
         return;
     }
@@ -258,8 +305,9 @@ spawn(runner *r)
     uv_pipe_init(loop, &r->pin, 0);
     uv_pipe_init(loop, &r->pout, 0);
     uv_pipe_init(loop, &r->perr, 0);
-    r->pin.data = r->pout.data = r->perr.data = r;
-    r->handles += 3;
+    uv_pipe_init(loop, &r->pctl, 0);
+    r->pin.data = r->pout.data = r->perr.data = r->pctl.data = r;
+    r->handles += 4;
     r->pidfd = -1;
     exec_env env;
     exec_job job = {.id = r->a.job.id,
@@ -267,13 +315,15 @@ spawn(runner *r)
                     .attempt = r->a.job.attempt,
                     .max_attempts = r->a.job.max_attempts,
                     .traceparent = r->a.job.traceparent,
-                    .tracestate = r->a.job.tracestate};
+                    .tracestate = r->a.job.tracestate,
+                    .checkpoint = r->a.job.checkpoint,
+                    .control = true};
     if (!exec_env_build(&env, environ, &job)) {
         snprintf(r->spawn_error, sizeof(r->spawn_error), "out of memory");
         return false;
     }
-    int parent[3];
-    int rc = exec_spawn(qc->argv, env.envp, &r->pid, parent);
+    int parent[4];
+    int rc = exec_spawn(qc->argv, env.envp, &r->pid, parent, true);
     exec_env_free(&env);
     if (rc != 0) {
         r->pid = 0;
@@ -284,6 +334,7 @@ spawn(runner *r)
     uv_pipe_open(&r->pin, parent[0]);
     uv_pipe_open(&r->pout, parent[1]);
     uv_pipe_open(&r->perr, parent[2]);
+    uv_pipe_open(&r->pctl, parent[3]);
     r->spawned = true;
     /* Its exit: on its pidfd; without one, SIGCHLD (sigchld_cb), armed before the spawn. */
     if ((r->pidfd = pidfd_open(r->pid, 0)) >= 0) {
@@ -292,9 +343,10 @@ spawn(runner *r)
         r->handles++;
         uv_poll_start(&r->exit_poll, UV_READABLE, exit_cb);
     }
-    r->reading = 2;
+    r->reading = 3;
     uv_read_start((uv_stream_t *)&r->pout, alloc_cb, read_out_cb);
     uv_read_start((uv_stream_t *)&r->perr, alloc_cb, read_err_cb);
+    uv_read_start((uv_stream_t *)&r->pctl, alloc_cb, read_ctl_cb);
     r->wreq.data = r;
     uv_buf_t b = uv_buf_init(r->a.job.payload, (unsigned)strlen(r->a.job.payload));
     if (uv_write(&r->wreq, (uv_stream_t *)&r->pin, &b, 1, write_cb) != 0) {
@@ -369,6 +421,7 @@ runner_step(runner *r)
             close_handle(r, (uv_handle_t *)&r->pin);
             close_handle(r, (uv_handle_t *)&r->pout);
             close_handle(r, (uv_handle_t *)&r->perr);
+            close_handle(r, (uv_handle_t *)&r->pctl);
             r->exited = true;
         }
         runner_step(r);
@@ -419,6 +472,7 @@ runner_step(runner *r)
         close_handle(r, (uv_handle_t *)&r->pin);
         close_handle(r, (uv_handle_t *)&r->pout);
         close_handle(r, (uv_handle_t *)&r->perr);
+        close_handle(r, (uv_handle_t *)&r->pctl);
         close_handle(r, (uv_handle_t *)&r->exit_poll);
         return;
     case RUN_CLOSING:
@@ -433,6 +487,7 @@ runner_start(server *s, qstate *q, job_row *row)
     size_t cap = q->conf->output_cap;
     bool ok = r != NULL && exec_out_init(&r->out, cap, false);
     ok = ok && exec_out_init(&r->err, cap, true);
+    ok = ok && exec_ctl_init(&r->ctl);
     if (!ok) {
         /* Out of memory: leave the job running in the store; recovery at the next start
          * makes it ready again. */
@@ -440,6 +495,7 @@ runner_start(server *s, qstate *q, job_row *row)
         if (r != NULL) {
             exec_out_free(&r->out);
             exec_out_free(&r->err);
+            exec_ctl_free(&r->ctl);
             free(r);
         }
         job_row_clear(row);

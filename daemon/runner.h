@@ -40,6 +40,7 @@ struct runner {
     int pidfd;          /* its pidfd, readable once it exited; -1 when closed */
     uv_poll_t exit_poll; /* on pidfd: the exit */
     uv_pipe_t pin, pout, perr;
+    uv_pipe_t pctl; /* the control pipe (JOBQ_CONTROL_FD): progress, checkpoint, log */
     uv_timer_t timer;
     uv_write_t wreq;
     int handles; /* open handles; freed when it drops to 0 in RUN_CLOSING */
@@ -53,6 +54,7 @@ struct runner {
     char spawn_error[160];
     exec_out out; /* first output_cap bytes of stdout */
     exec_out err; /* last output_cap bytes of stderr */
+    exec_ctl ctl; /* the control pipe's lines */
     int64_t started_mono_ms; /* jobq__mono_ms() at the start */
     int record_tries;
     bool give_up; /* jobqd is stopping: a failed record is not retried */

@@ -283,6 +283,15 @@ queue_timer_cb(uv_timer_t *t)
 int
 sched_rate_permits(server *s, qstate *q, int64_t now_ms)
 {
+    if (now_ms < q->slow_until_ms) {
+        /* Slowed down: the rate's timer serves as the queue's wake-up (a shorter one armed
+         * already only dispatches early, and lands here again). */
+        if (!uv_is_active((uv_handle_t *)&q->rate_timer)) {
+            uv_timer_start(&q->rate_timer, queue_timer_cb, (uint64_t)(q->slow_until_ms - now_ms),
+                           0);
+        }
+        return 0;
+    }
     int permits = rate_permits(&q->rate, now_ms);
     if (permits <= 0 && !uv_is_active((uv_handle_t *)&q->rate_timer)) {
         uv_timer_start(&q->rate_timer, queue_timer_cb, (uint64_t)rate_wait_ms(&q->rate), 0);

@@ -30,7 +30,8 @@ typedef void (*claim_deliver)(server *s, qstate *q, void *arg, job_row *rows, si
  *  them. False when out of memory. */
 bool sched_claim(server *s, qstate *q, size_t max, claim_deliver deliver, void *arg);
 
-/** sched_rate_permits: how many jobs of q its `rate` lets start now; when none, arms q's
+/** sched_rate_permits: 0 while q is slowed down (queue_slow_down); else how many jobs of q its
+ *  `rate` lets start now; when none, arms q's
  *  rate timer to dispatch q again when one may. */
 int sched_rate_permits(server *s, qstate *q, int64_t now_ms);
 

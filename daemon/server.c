@@ -111,6 +111,8 @@ server_init(server *s, uv_loop_t *loop, config *cfg, store *st, const server_par
     writer_init(&s->w, loop, st);
     s->w.idle_cb = writer_idle_cb;
     s->w.idle_arg = s;
+    s->w.hold_cb = intake_hold; /* replies wait for the fsync covering their commit */
+    s->w.release_cb = intake_release;
     uv_timer_init(loop, &s->grace_timer);
     s->grace_timer.data = s;
     uv_async_init(loop, &s->drain_async, drain_async_cb);

@@ -80,6 +80,8 @@ typedef struct server {
     uv_signal_t sigchld;    /* the exits of commands started without a pidfd (runner.c) */
     uv_timer_t gauge_timer; /* samples the age of each queue's oldest waiting job (gauges.c) */
     bool gauging;           /* a sample is in flight */
+    struct progress_slot *prog_dirty; /* attempts with reports to write (progress.c) */
+    uv_timer_t prog_timer;            /* writes them, at most once a second */
 } server;
 
 /** server_poke_drain: while draining, something that held the drain back may have ended (a

@@ -149,6 +149,27 @@ store_set_sync(store *st, bool sync)
     st->ops->set_sync(st, sync);
 }
 
+bool
+store_sync_apart(const store *st)
+{
+    return st->ops->sync_apart != NULL && st->ops->sync != NULL && st->ops->sync_apart(st);
+}
+
+int
+store_sync(store *st, char *msg, size_t msglen)
+{
+    if (st->ops->sync == NULL) {
+        return JOBQ_OK; /* its commits are durable on return */
+    }
+    return st->ops->sync(st, msg, msglen);
+}
+
+int
+store_checkpoint(store *st, char *msg, size_t msglen)
+{
+    return st->ops->checkpoint != NULL ? st->ops->checkpoint(st, msg, msglen) : JOBQ_OK;
+}
+
 int
 store_begin(store *st)
 {
@@ -300,6 +321,37 @@ store_ready_ahead(store *st, const job_row *row, int64_t limit, int64_t *np)
 }
 
 int
+store_max_id(store *st, int64_t *idp)
+{
+    return st->ops->max_id(st, idp);
+}
+
+int
+store_pick(store *st, const job_filter *f, int64_t after_id, int64_t upto_id, size_t max,
+           void (*fn)(void *arg, int64_t id, const char *queue, int state), void *arg, size_t *np)
+{
+    return st->ops->pick(st, f, after_id, upto_id, max, fn, arg, np);
+}
+
+int
+store_job_delete(store *st, int64_t id, int from)
+{
+    return st->ops->job_delete(st, id, from);
+}
+
+int
+store_job_set_priority(store *st, int64_t id, int from, int32_t priority)
+{
+    return st->ops->job_set_priority(st, id, from, priority);
+}
+
+int
+store_job_set_run_at(store *st, int64_t id, int from, int to, int64_t run_at_ms)
+{
+    return st->ops->job_set_run_at(st, id, from, to, run_at_ms);
+}
+
+int
 store_attempt_add(store *st, int64_t id, const attempt_rec *a, int64_t now_ms, const char *error)
 {
     return st->ops->attempt_add(st, id, a, now_ms, error);
@@ -315,6 +367,26 @@ int
 store_attempts(store *st, int64_t id, attempt_row *rows, size_t max, size_t *np)
 {
     return st->ops->attempts(st, id, rows, max, np);
+}
+
+int
+store_job_progress(store *st, int64_t id, const progress_set *p)
+{
+    return st->ops->job_progress(st, id, p);
+}
+
+int
+store_log_append(store *st, int64_t id, int32_t attempt, int64_t at_ms, const char *const *lines,
+                 size_t n, size_t max_lines, size_t max_bytes, int64_t *last_seqp)
+{
+    return st->ops->log_append(st, id, attempt, at_ms, lines, n, max_lines, max_bytes,
+                               last_seqp);
+}
+
+int
+store_logs(store *st, int64_t id, int64_t after_seq, log_row *rows, size_t max, size_t *np)
+{
+    return st->ops->logs(st, id, after_seq, rows, max, np);
 }
 
 int

@@ -93,6 +93,10 @@ typedef struct job_row {
     int64_t group_id;       /* 0 if in no group */
     char *traceparent;      /* W3C trace context; NULL if none */
     char *tracestate;
+    bool has_progress;      /* a progress was reported (progress, note) */
+    double progress;        /* 0 .. 100 */
+    char *note;             /* the progress's note; NULL if none */
+    char *checkpoint;       /* the last checkpoint, JSON text; NULL if none */
 } job_row;
 
 /** job_row_clear: frees the row's strings and zeroes it. Accepts a zeroed row. */
@@ -117,6 +121,25 @@ void store_redact(const char *database, char *buf, size_t len);
  *  with normal none is). A durable commit makes every earlier commit durable too. Between
  *  transactions, on the writer's thread. */
 void store_set_sync(store *st, bool sync);
+
+/** store_sync_apart: whether this store's commits are made durable after they return, by
+ *  store_sync (SQLite with durability full, its commits run with store_set_sync(false)), so
+ *  that the next transaction can run while the sync of the last one waits for the disk. False:
+ *  store_set_sync decides what a commit makes durable (durability normal: nothing). */
+bool store_sync_apart(const store *st);
+
+/** store_sync: makes every commit that returned before the call durable (with SQLite, an
+ *  fsync of the write-ahead log through SQLite's own file object, so the VFS sees it). Any
+ *  thread: the one call allowed while the writer's thread runs a transaction (one at a time).
+ *  Returns JOBQ_OK, or JOBQ_ESTORE (JOBQ_EFULL) with the reason in msg (store_errmsg is the
+ *  writer thread's). Only when store_sync_apart. */
+int store_sync(store *st, char *msg, size_t msglen);
+
+/** store_checkpoint: after a failed store_sync, makes every commit durable without trusting
+ *  the log's unsynced pages (a kernel may have dropped them): copies the log into the
+ *  database, syncs it and empties the log (synced too). Between transactions, on the writer's
+ *  thread. Returns JOBQ_OK, or an error with the reason in msg. */
+int store_checkpoint(store *st, char *msg, size_t msglen);
 
 /** store_close: closes the connection (checkpointing what it must). Accepts NULL. */
 void store_close(store *st);
@@ -228,6 +251,46 @@ int store_retry_bulk(store *st, const char *queue, int state, int64_t now_ms, si
 /** store_ready_ahead: how many ready jobs of row's queue claim before row (at most limit). */
 int store_ready_ahead(store *st, const job_row *row, int64_t limit, int64_t *np);
 
+/* ---- bulk operations (mutate) ---- */
+
+/** Which jobs a bulk operation is about: each criterion set narrows it (0 or NULL: left
+ *  out). Strings and ids are borrowed. */
+typedef struct job_filter {
+    const char *queue;          /* this queue only */
+    unsigned states;            /* bit (1u << state) per jobq_state; 0: any state */
+    const int64_t *ids;         /* these jobs only (nids of them; NULL: any) */
+    size_t nids;
+    int64_t created_after_ms;   /* created_at >= it */
+    int64_t created_before_ms;  /* created_at < it */
+    int64_t finished_after_ms;  /* finished_at >= it (jobs not finished never match) */
+    int64_t finished_before_ms; /* finished_at < it */
+    const char *error_contains; /* a substring of the job's last error (case-sensitive) */
+    const char *key_prefix;     /* the start of the job's idempotency key */
+} job_filter;
+
+/** store_max_id: the largest job id stored (0: none) into *idp. */
+int store_max_id(store *st, int64_t *idp);
+
+/** store_pick: the jobs matching f with after_id < id <= upto_id, at most max of them, in
+ *  ascending id order: fn is called for each with its id, queue (borrowed for the call) and
+ *  state, after the read is complete (fn may not call the store). *np receives how many. One
+ *  statement, every value of f bound as a parameter. */
+int store_pick(store *st, const job_filter *f, int64_t after_id, int64_t upto_id, size_t max,
+               void (*fn)(void *arg, int64_t id, const char *queue, int state), void *arg,
+               size_t *np);
+
+/** store_job_delete: deletes job id, in state `from`, with its attempt history and its
+ *  dependency rows (its idempotency key is left to expire, as retention does). JOBQ_ESTATE
+ *  if the job is not in `from` (or does not exist). */
+int store_job_delete(store *st, int64_t id, int from);
+
+/** store_job_set_priority: sets job id's priority, fenced on state `from` (JOBQ_ESTATE). */
+int store_job_set_priority(store *st, int64_t id, int from, int32_t priority);
+
+/** store_job_set_run_at: moves job id from state `from` to `to` with run_at run_at_ms,
+ *  fenced on `from` (JOBQ_ESTATE). */
+int store_job_set_run_at(store *st, int64_t id, int from, int to, int64_t run_at_ms);
+
 /* ---- attempt history ---- */
 
 /** store_attempt_add: one row of job id's attempt history: a, finished at now_ms, with
@@ -240,6 +303,42 @@ int store_attempt_count(store *st, int64_t id, const char *kind, int64_t *np);
 
 /** store_attempts: up to max rows of job id's attempt history, oldest first. */
 int store_attempts(store *st, int64_t id, attempt_row *rows, size_t max, size_t *np);
+
+/* ---- progress, checkpoints and logs ---- */
+
+/** What a running job reported since the last write. Borrowed strings. */
+typedef struct progress_set {
+    bool has_progress;      /* set progress and note */
+    double progress;        /* 0 .. 100 */
+    const char *note;       /* NULL: none */
+    const char *checkpoint; /* JSON text to store; NULL: unchanged */
+} progress_set;
+
+/** store_job_progress: stores p on job id (no fence on its state: a report that arrives as
+ *  the attempt ends is kept). JOBQ_ENOENT if no such job. */
+int store_job_progress(store *st, int64_t id, const progress_set *p);
+
+/** store_log_append: appends lines[0..n) (NUL-terminated texts) to job id's log, numbered
+ *  after its last line, with attempt and at_ms; then drops its oldest lines so that at most
+ *  max_lines lines and max_bytes bytes of text are kept (the newest line is always kept).
+ *  *last_seqp (unless NULL) receives the number of the last line. */
+int store_log_append(store *st, int64_t id, int32_t attempt, int64_t at_ms,
+                     const char *const *lines, size_t n, size_t max_lines, size_t max_bytes,
+                     int64_t *last_seqp);
+
+/** One line of a job's log as read back. Owned text: log_row_clear. */
+typedef struct log_row {
+    int64_t seq; /* from 1, per job */
+    int32_t attempt;
+    int64_t at_ms;
+    char *line;
+} log_row;
+
+void log_row_clear(log_row *l);
+
+/** store_logs: up to max lines of job id's log numbered after after_seq, oldest first, into
+ *  rows (caller allocated; the caller clears each) and *np. */
+int store_logs(store *st, int64_t id, int64_t after_seq, log_row *rows, size_t max, size_t *np);
 
 /* ---- idempotency keys ---- */
 
@@ -283,7 +382,8 @@ int store_waiting_for(store *st, int64_t id, int64_t *ids, size_t max, size_t *n
 /* ---- retention ---- */
 
 /** store_sweep: deletes up to max jobs of queue in state (succeeded, dead or cancelled) that
- *  finished before before_ms, with their attempt history. *np receives how many. */
+ *  finished before before_ms, with their attempt history and their log. *np receives how
+ *  many. */
 int store_sweep(store *st, const char *queue, int state, int64_t before_ms, size_t max, size_t *np);
 
 /** store_sweep_groups: deletes up to max groups completed before before_ms none of whose
@@ -433,6 +533,10 @@ int store_schedule_since(store *st, const char *name, int64_t now_ms, int64_t *s
  * store.c manages for every backend, and the lifecycle's note of a missing parent. */
 typedef struct store_ops {
     void (*set_sync)(store *st, bool sync);
+    /* sync_apart, sync and checkpoint: NULL in a backend whose commits are durable on return */
+    bool (*sync_apart)(const store *st);
+    int (*sync)(store *st, char *msg, size_t msglen);
+    int (*checkpoint)(store *st, char *msg, size_t msglen);
     void (*close)(store *st);
     const char *(*errmsg)(const store *st);
     int (*begin)(store *st);
@@ -467,10 +571,22 @@ typedef struct store_ops {
     int (*retry_bulk)(store *st, const char *queue, int state, int64_t now_ms, size_t max,
                       void (*fn)(void *arg, const char *queue), void *arg, size_t *np);
     int (*ready_ahead)(store *st, const job_row *row, int64_t limit, int64_t *np);
+    int (*max_id)(store *st, int64_t *idp);
+    int (*pick)(store *st, const job_filter *f, int64_t after_id, int64_t upto_id, size_t max,
+                void (*fn)(void *arg, int64_t id, const char *queue, int state), void *arg,
+                size_t *np);
+    int (*job_delete)(store *st, int64_t id, int from);
+    int (*job_set_priority)(store *st, int64_t id, int from, int32_t priority);
+    int (*job_set_run_at)(store *st, int64_t id, int from, int to, int64_t run_at_ms);
     int (*attempt_add)(store *st, int64_t id, const attempt_rec *a, int64_t now_ms,
                        const char *error);
     int (*attempt_count)(store *st, int64_t id, const char *kind, int64_t *np);
     int (*attempts)(store *st, int64_t id, attempt_row *rows, size_t max, size_t *np);
+    int (*job_progress)(store *st, int64_t id, const progress_set *p);
+    int (*log_append)(store *st, int64_t id, int32_t attempt, int64_t at_ms,
+                      const char *const *lines, size_t n, size_t max_lines, size_t max_bytes,
+                      int64_t *last_seqp);
+    int (*logs)(store *st, int64_t id, int64_t after_seq, log_row *rows, size_t max, size_t *np);
     int (*key_find)(store *st, const char *queue, const char *key, int64_t *idp, uint64_t *hashp,
                     int64_t *created_at_msp);
     int (*key_add)(store *st, const char *queue, const char *key, int64_t id, uint64_t hash,

@@ -86,15 +86,26 @@ enum pstmt {
     P_GROUP_COUNTS,
     P_GROUP_MEMBERS,
     P_SWEEP_GROUPS,
+    P_PROGRESS,
+    P_LOG_LAST,
+    P_LOG_INSERT,
+    P_LOG_TRIM,
+    P_LOGS,
     P_SCHED_LAST,
     P_SCHED_SET,
     P_SCHED_SINCE,
+    P_MAX_ID,
+    P_PICK,
+    P_DELETE,
+    P_SET_PRIORITY,
+    P_SET_RUN_AT,
     P_COUNT_STMTS
 };
 
 #define JOB_COLS                                                                                   \
     "id, queue, payload, priority, state, run_at, attempt, max_attempts, timeout_ms, key, "        \
-    "result, error, created_at, started_at, finished_at, group_id, traceparent, tracestate"
+    "result, error, created_at, started_at, finished_at, group_id, traceparent, tracestate, "    \
+    "progress, progress_note, checkpoint"
 
 /* Every state is a bound parameter (the caller passes the jobq_state constant), never a
  * literal: see migrations/pg/0001_init.sql for why the indexes carry state as a key. */
@@ -168,7 +179,8 @@ static const char *const pstmt_sql[P_COUNT_STMTS] = {
     [P_SWEEP] = "WITH gone AS (DELETE FROM jobs WHERE id IN (SELECT id FROM jobs WHERE "
                 "queue = $1 AND state = $2 AND finished_at < $3 ORDER BY finished_at LIMIT $4) "
                 "AND state = $2 RETURNING id), "
-                "hist AS (DELETE FROM attempts WHERE job_id IN (SELECT id FROM gone)) "
+                "hist AS (DELETE FROM attempts WHERE job_id IN (SELECT id FROM gone)), "
+                "logs AS (DELETE FROM job_logs WHERE job_id IN (SELECT id FROM gone)) "
                 "SELECT count(*) FROM gone",
     [P_SWEEP_KEYS] = "DELETE FROM job_keys WHERE (queue, key) IN (SELECT queue, key FROM "
                      "job_keys WHERE queue = $1 AND created_at < $2 ORDER BY created_at "
@@ -217,6 +229,20 @@ static const char *const pstmt_sql[P_COUNT_STMTS] = {
     [P_GROUP_COUNTS] = "SELECT state, count(*) FROM jobs WHERE group_id = $1 GROUP BY state",
     [P_GROUP_MEMBERS] =
         "SELECT id, state, attempt, error FROM jobs WHERE group_id = $1 ORDER BY id",
+    [P_PROGRESS] = "UPDATE jobs SET progress = CASE WHEN $2 THEN $3::double precision "
+                   "ELSE progress END, progress_note = CASE WHEN $2 THEN $4::text "
+                   "ELSE progress_note END, checkpoint = coalesce($5::text, checkpoint) "
+                   "WHERE id = $1",
+    [P_LOG_LAST] = "SELECT coalesce(max(seq), 0) FROM job_logs WHERE job_id = $1",
+    [P_LOG_INSERT] =
+        "INSERT INTO job_logs (job_id, seq, attempt, at, line) VALUES ($1, $2, $3, $4, $5)",
+    /* Keeps the newest lines within $2 lines and $3 bytes (and the newest line whatever). */
+    [P_LOG_TRIM] = "DELETE FROM job_logs WHERE job_id = $1 AND seq < (SELECT coalesce(min(seq), 0) "
+                   "FROM (SELECT seq, row_number() OVER w AS n, sum(octet_length(line)) OVER w "
+                   "AS bytes FROM job_logs WHERE job_id = $1 WINDOW w AS (ORDER BY seq DESC)) t "
+                   "WHERE n = 1 OR (n <= $2::bigint AND bytes <= $3::bigint))",
+    [P_LOGS] = "SELECT seq, attempt, at, line FROM job_logs WHERE job_id = $1 AND seq > $2 "
+               "ORDER BY seq LIMIT $3",
     [P_SWEEP_GROUPS] = "DELETE FROM groups WHERE id IN (SELECT id FROM groups g WHERE "
                        "completed_at IS NOT NULL AND completed_at < $1 AND NOT EXISTS (SELECT 1 "
                        "FROM jobs WHERE group_id = g.id) ORDER BY completed_at LIMIT $2)",
@@ -227,6 +253,27 @@ static const char *const pstmt_sql[P_COUNT_STMTS] = {
                       "ON CONFLICT (name) DO NOTHING RETURNING last_tick) "
                       "SELECT last_tick FROM ins UNION ALL "
                       "SELECT last_tick FROM schedules WHERE name = $1",
+    [P_MAX_ID] = "SELECT coalesce(max(id), 0) FROM jobs",
+    /* A bulk operation's filter (job_filter), every value bound: a range of ids (of the
+     * primary key: the window bounds what one transaction reads), the states as an array,
+     * the ids as an array (NULL: any). */
+    [P_PICK] = "SELECT id, queue, state FROM jobs WHERE id > $1 AND id <= $2 AND "
+               "($3::text IS NULL OR queue = $3) AND state = ANY ($4::int[]) AND "
+               "($5::bigint[] IS NULL OR id = ANY ($5::bigint[])) AND "
+               "($6::bigint IS NULL OR created_at >= $6) AND "
+               "($7::bigint IS NULL OR created_at < $7) AND "
+               "($8::bigint IS NULL OR finished_at >= $8) AND "
+               "($9::bigint IS NULL OR finished_at < $9) AND "
+               "($10::text IS NULL OR strpos(error, $10) > 0) AND "
+               "($11::text IS NULL OR left(key, char_length($11)) = $11) "
+               "ORDER BY id LIMIT $12",
+    /* A job and its history and dependency rows in one statement. */
+    [P_DELETE] = "WITH gone AS (DELETE FROM jobs WHERE id = $1 AND state = $2 RETURNING id), "
+                 "hist AS (DELETE FROM attempts WHERE job_id IN (SELECT id FROM gone)), "
+                 "deps AS (DELETE FROM job_deps WHERE job_id IN (SELECT id FROM gone) OR "
+                 "parent_id IN (SELECT id FROM gone)) SELECT count(*) FROM gone",
+    [P_SET_PRIORITY] = "UPDATE jobs SET priority = $3 WHERE id = $1 AND state = $2",
+    [P_SET_RUN_AT] = "UPDATE jobs SET state = $3, run_at = $4 WHERE id = $1 AND state = $2",
 };
 
 /* The PostgreSQL backend: a store (first member, so a store * is a pg_store *). */
@@ -536,6 +583,10 @@ read_row(const PGresult *r, int row, job_row *out)
     out->group_id = g_i64(r, row, 15);
     out->traceparent = g_text(r, row, 16, &oom);
     out->tracestate = g_text(r, row, 17, &oom);
+    out->has_progress = !PQgetisnull(r, row, 18);
+    out->progress = out->has_progress ? strtod(PQgetvalue(r, row, 18), NULL) : 0;
+    out->note = g_text(r, row, 19, &oom);
+    out->checkpoint = g_text(r, row, 20, &oom);
     if (oom || out->queue == NULL || out->payload == NULL) {
         job_row_clear(out);
         return JOBQ_ENOMEM;
@@ -1276,6 +1327,86 @@ pg_attempts(store *st, int64_t id, attempt_row *rows, size_t max, size_t *np)
     return JOBQ_OK;
 }
 
+/* ---- progress, checkpoints and logs ---- */
+
+static int
+pg_job_progress(store *st, int64_t id, const progress_set *p)
+{
+    pargs a = {0};
+    a_i64(&a, id);
+    a_bool(&a, p->has_progress);
+    snprintf(a.buf[a.n], sizeof(a.buf[a.n]), "%.17g", p->progress);
+    a.v[a.n] = a.buf[a.n];
+    a.n++;
+    a_text(&a, p->note);
+    a_text(&a, p->checkpoint);
+    int err = run_change(PG(st), P_PROGRESS, &a);
+    return err == JOBQ_ESTATE ? JOBQ_ENOENT : err;
+}
+
+static int
+pg_log_append(store *st, int64_t id, int32_t attempt, int64_t at_ms, const char *const *lines,
+              size_t n, size_t max_lines, size_t max_bytes, int64_t *last_seqp)
+{
+    pargs a = {0};
+    a_i64(&a, id);
+    int64_t seq;
+    int err = one_i64(PG(st), P_LOG_LAST, &a, &seq);
+    for (size_t i = 0; i < n && err == JOBQ_OK; i++) {
+        pargs b = {0};
+        a_i64(&b, id);
+        a_i64(&b, ++seq);
+        a_i64(&b, attempt);
+        a_i64(&b, at_ms);
+        a_text(&b, lines[i]);
+        err = run_done(PG(st), P_LOG_INSERT, &b);
+    }
+    if (err == JOBQ_OK) {
+        pargs t = {0};
+        a_i64(&t, id);
+        a_i64(&t, (int64_t)max_lines);
+        a_i64(&t, (int64_t)max_bytes);
+        err = run_done(PG(st), P_LOG_TRIM, &t);
+    }
+    if (err == JOBQ_OK && last_seqp != NULL) {
+        *last_seqp = seq;
+    }
+    return err;
+}
+
+static int
+pg_logs(store *st, int64_t id, int64_t after_seq, log_row *rows, size_t max, size_t *np)
+{
+    pargs a = {0};
+    a_i64(&a, id);
+    a_i64(&a, after_seq);
+    a_i64(&a, (int64_t)max);
+    PGresult *r;
+    int err = run(PG(st), P_LOGS, &a, &r);
+    if (err != JOBQ_OK) {
+        return err;
+    }
+    size_t n = 0;
+    bool oom = false;
+    for (int i = 0; i < PQntuples(r) && n < max; i++) {
+        log_row *l = &rows[n++];
+        memset(l, 0, sizeof(*l));
+        l->seq = g_i64(r, i, 0);
+        l->attempt = (int32_t)g_i64(r, i, 1);
+        l->at_ms = g_i64(r, i, 2);
+        l->line = g_text(r, i, 3, &oom);
+    }
+    PQclear(r);
+    if (oom) {
+        while (n > 0) {
+            log_row_clear(&rows[--n]);
+        }
+        return JOBQ_ENOMEM;
+    }
+    *np = n;
+    return JOBQ_OK;
+}
+
 /* ---- idempotency keys ---- */
 
 static int
@@ -1759,6 +1890,111 @@ pg_schedule_since(store *st, const char *name, int64_t now_ms, int64_t *sincep)
     return err;
 }
 
+/* ---- bulk operations ---- */
+
+static int
+pg_max_id(store *st, int64_t *idp)
+{
+    return one_i64(PG(st), P_MAX_ID, NULL, idp);
+}
+
+/* ids_array: the ids as a PostgreSQL array literal (malloc'd), or NULL when out of memory. */
+static char *
+ids_array(const int64_t *ids, size_t n)
+{
+    size_t cap = 3 + n * 21;
+    char *buf = malloc(cap);
+    if (buf == NULL) {
+        return NULL;
+    }
+    size_t len = 0;
+    buf[len++] = '{';
+    for (size_t i = 0; i < n; i++) {
+        len += (size_t)snprintf(buf + len, cap - len, "%s%lld", i > 0 ? "," : "",
+                                (long long)ids[i]);
+    }
+    snprintf(buf + len, cap - len, "}");
+    return buf;
+}
+
+static int
+pg_pick(store *st, const job_filter *f, int64_t after_id, int64_t upto_id, size_t max,
+        void (*fn)(void *arg, int64_t id, const char *queue, int state), void *arg, size_t *np)
+{
+    char states[32];
+    size_t len = 0;
+    unsigned want = f->states != 0 ? f->states : (1u << (JOBQ_WAITING + 1)) - 1;
+    for (int state = 0; state <= JOBQ_WAITING; state++) {
+        if (want & (1u << state)) {
+            len += (size_t)snprintf(states + len, sizeof(states) - len, "%s%d",
+                                    len > 0 ? "," : "{", state);
+        }
+    }
+    snprintf(states + len, sizeof(states) - len, "}");
+    char *ids = NULL;
+    if (f->ids != NULL && (ids = ids_array(f->ids, f->nids)) == NULL) {
+        return JOBQ_ENOMEM;
+    }
+    pargs a = {0};
+    a_i64(&a, after_id);
+    a_i64(&a, upto_id);
+    a_text(&a, f->queue);
+    a_text(&a, states);
+    a_text(&a, ids);
+    a_i64_or_null(&a, f->created_after_ms);
+    a_i64_or_null(&a, f->created_before_ms);
+    a_i64_or_null(&a, f->finished_after_ms);
+    a_i64_or_null(&a, f->finished_before_ms);
+    a_text(&a, f->error_contains);
+    a_text(&a, f->key_prefix);
+    a_i64(&a, (int64_t)max);
+    PGresult *r;
+    int err = run(PG(st), P_PICK, &a, &r);
+    free(ids);
+    if (err != JOBQ_OK) {
+        return err;
+    }
+    size_t n = (size_t)PQntuples(r);
+    for (size_t i = 0; i < n; i++) {
+        fn(arg, g_i64(r, (int)i, 0), PQgetvalue(r, (int)i, 1), (int)g_i64(r, (int)i, 2));
+    }
+    PQclear(r);
+    *np = n;
+    return JOBQ_OK;
+}
+
+static int
+pg_job_delete(store *st, int64_t id, int from)
+{
+    pargs a = {0};
+    a_i64(&a, id);
+    a_i64(&a, from);
+    int64_t n = 0;
+    int err = one_i64(PG(st), P_DELETE, &a, &n);
+    return err != JOBQ_OK ? err : n == 1 ? JOBQ_OK : JOBQ_ESTATE;
+}
+
+static int
+pg_job_set_priority(store *st, int64_t id, int from, int32_t priority)
+{
+    pargs a = {0};
+    a_i64(&a, id);
+    a_i64(&a, from);
+    a_i64(&a, priority);
+    return run_change(PG(st), P_SET_PRIORITY, &a);
+}
+
+static int
+pg_job_set_run_at(store *st, int64_t id, int from, int to, int64_t run_at_ms)
+{
+    pargs a = {0};
+    a_i64(&a, id);
+    a_i64(&a, from);
+    a_i64(&a, to);
+    a_i64(&a, run_at_ms);
+    return run_change(PG(st), P_SET_RUN_AT, &a);
+}
+
 static const store_ops pg_ops = {
     .set_sync = pg_set_sync,
     .close = pg_close,
@@ -1790,6 +2026,9 @@ static const store_ops pg_ops = {
     .attempt_add = pg_attempt_add,
     .attempt_count = pg_attempt_count,
     .attempts = pg_attempts,
+    .job_progress = pg_job_progress,
+    .log_append = pg_log_append,
+    .logs = pg_logs,
     .key_find = pg_key_find,
     .key_add = pg_key_add,
     .key_delete = pg_key_delete,
@@ -1815,4 +2054,9 @@ static const store_ops pg_ops = {
     .schedule_last = pg_schedule_last,
     .schedule_set = pg_schedule_set,
     .schedule_since = pg_schedule_since,
+    .max_id = pg_max_id,
+    .pick = pg_pick,
+    .job_delete = pg_job_delete,
+    .job_set_priority = pg_job_set_priority,
+    .job_set_run_at = pg_job_set_run_at,
 };

@@ -66,6 +66,17 @@ enum stmt_id {
     S_SCHED_LAST,
     S_SCHED_SET,
     S_SWEEP_GROUPS,
+    S_MAX_ID,
+    S_PICK,
+    S_DELETE,
+    S_SET_PRIORITY,
+    S_SET_RUN_AT,
+    S_PROGRESS,
+    S_LOG_LAST,
+    S_LOG_INSERT,
+    S_LOG_TRIM,
+    S_LOGS,
+    S_SWEEP_LOGS,
     S_COUNT_STMTS
 };
 
@@ -93,7 +104,8 @@ _Static_assert(JOBQ_WAITING == 7, "SQL_WAITING");
 
 #define JOB_COLS                                                                                   \
     "id, queue, payload, priority, state, run_at, attempt, max_attempts, timeout_ms, key, "        \
-    "result, error, created_at, started_at, finished_at, group_id, traceparent, tracestate"
+    "result, error, created_at, started_at, finished_at, group_id, traceparent, tracestate, "    \
+    "progress, progress_note, checkpoint"
 
 static const char *const stmt_sql[S_COUNT_STMTS] = {
     [S_BEGIN] = "BEGIN IMMEDIATE",
@@ -202,9 +214,38 @@ static const char *const stmt_sql[S_COUNT_STMTS] = {
     [S_SWEEP_GROUPS] = "DELETE FROM groups WHERE id IN (SELECT id FROM groups INDEXED BY "
                        "groups_completed WHERE completed_at IS NOT NULL AND completed_at < ?1 AND "
                        "NOT EXISTS (SELECT 1 FROM jobs WHERE group_id = groups.id) LIMIT ?2)",
+    [S_MAX_ID] = "SELECT coalesce(max(id), 0) FROM jobs",
+    /* A bulk operation's filter (job_filter), every value bound: a range of ids (a rowid
+     * range: the window bounds what one transaction reads), the states as eight parameters
+     * (all eight bound when any state goes), the ids as a JSON array. */
+    [S_PICK] = "SELECT id, queue, state FROM jobs WHERE id > ?1 AND id <= ?2 AND "
+               "(?3 IS NULL OR queue = ?3) AND state IN (?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11) AND "
+               "(?12 IS NULL OR id IN (SELECT value FROM json_each(?12))) AND "
+               "(?13 IS NULL OR created_at >= ?13) AND (?14 IS NULL OR created_at < ?14) AND "
+               "(?15 IS NULL OR finished_at >= ?15) AND (?16 IS NULL OR finished_at < ?16) AND "
+               "(?17 IS NULL OR instr(error, ?17) > 0) AND "
+               "(?18 IS NULL OR substr(key, 1, length(?18)) = ?18) ORDER BY id LIMIT ?19",
+    [S_DELETE] = "DELETE FROM jobs WHERE id = ?1 AND state = ?2",
+    [S_SET_PRIORITY] = "UPDATE jobs SET priority = ?3 WHERE id = ?1 AND state = ?2",
+    [S_SET_RUN_AT] = "UPDATE jobs SET state = ?3, run_at = ?4 WHERE id = ?1 AND state = ?2",
     [S_SCHED_LAST] = "SELECT last_tick FROM schedules WHERE name = ?1",
     [S_SCHED_SET] = "INSERT INTO schedules (name, last_tick) VALUES (?1, ?2) ON CONFLICT (name) "
                     "DO UPDATE SET last_tick = excluded.last_tick",
+    [S_PROGRESS] = "UPDATE jobs SET progress = CASE WHEN ?2 THEN ?3 ELSE progress END, "
+                   "progress_note = CASE WHEN ?2 THEN ?4 ELSE progress_note END, "
+                   "checkpoint = coalesce(?5, checkpoint) WHERE id = ?1",
+    [S_LOG_LAST] = "SELECT coalesce(max(seq), 0) FROM job_logs WHERE job_id = ?1",
+    [S_LOG_INSERT] =
+        "INSERT INTO job_logs (job_id, seq, attempt, at, line) VALUES (?1, ?2, ?3, ?4, ?5)",
+    /* Keeps the newest lines within ?2 lines and ?3 bytes (and the newest line whatever). */
+    [S_LOG_TRIM] = "DELETE FROM job_logs WHERE job_id = ?1 AND seq < (SELECT coalesce(min(seq), 0) "
+                   "FROM (SELECT seq, row_number() OVER w AS n, "
+                   "sum(length(CAST(line AS BLOB))) OVER w AS bytes FROM job_logs "
+                   "WHERE job_id = ?1 WINDOW w AS (ORDER BY seq DESC)) "
+                   "WHERE n = 1 OR (n <= ?2 AND bytes <= ?3))",
+    [S_LOGS] = "SELECT seq, attempt, at, line FROM job_logs WHERE job_id = ?1 AND seq > ?2 "
+               "ORDER BY seq LIMIT ?3",
+    [S_SWEEP_LOGS] = "DELETE FROM job_logs WHERE job_id = ?1",
 };
 
 /* The SQLite backend: a store (first member, so a store * is a sqlite_store *). */
@@ -214,6 +255,10 @@ typedef struct sqlite_store {
     sqlite3_stmt *stmt[S_COUNT_STMTS];
     bool full;    /* durability full: commits fsync unless store_set_sync says not */
     bool syncing; /* PRAGMA synchronous is FULL now */
+    /* The write-ahead log's file object (SQLite's, through the VFS), taken by the writer's
+     * thread at its first commit and never changed after (the log stays open as long as the
+     * connection): sq_sync syncs it from another thread. */
+    sqlite3_file *wal;
 } sqlite_store;
 
 #define SQ(st) ((sqlite_store *)(st))
@@ -221,6 +266,9 @@ typedef struct sqlite_store {
 
 static const store_ops sqlite_ops;
 static void sq_set_sync(store *st, bool sync);
+static bool sq_sync_apart(const store *st);
+static int sq_sync(store *st, char *msg, size_t msglen);
+static int sq_checkpoint(store *st, char *msg, size_t msglen);
 static void sq_close(store *st);
 static const char *sq_errmsg(const store *st);
 static int sq_begin(store *st);
@@ -260,6 +308,12 @@ static int sq_attempt_add(store *st, int64_t id, const attempt_rec *a, int64_t n
                           const char *error);
 static int sq_attempt_count(store *st, int64_t id, const char *kind, int64_t *np);
 static int sq_attempts(store *st, int64_t id, attempt_row *rows, size_t max, size_t *np);
+static int sq_job_progress(store *st, int64_t id, const progress_set *p);
+static int sq_log_append(store *st, int64_t id, int32_t attempt, int64_t at_ms,
+                         const char *const *lines, size_t n, size_t max_lines, size_t max_bytes,
+                         int64_t *last_seqp);
+static int sq_logs(store *st, int64_t id, int64_t after_seq, log_row *rows, size_t max,
+                   size_t *np);
 static int sq_key_find(store *st, const char *queue, const char *key, int64_t *idp, uint64_t *hashp,
                        int64_t *created_at_msp);
 static int sq_key_add(store *st, const char *queue, const char *key, int64_t id, uint64_t hash,
@@ -288,6 +342,13 @@ static int sq_group_get(store *st, int64_t gid, bool members, group_info *g);
 static int sq_schedule_last(store *st, const char *name, int64_t *tickp);
 static int sq_schedule_set(store *st, const char *name, int64_t tick_ms);
 static int sq_schedule_since(store *st, const char *name, int64_t now_ms, int64_t *sincep);
+static int sq_max_id(store *st, int64_t *idp);
+static int sq_pick(store *st, const job_filter *f, int64_t after_id, int64_t upto_id, size_t max,
+                   void (*fn)(void *arg, int64_t id, const char *queue, int state), void *arg,
+                   size_t *np);
+static int sq_job_delete(store *st, int64_t id, int from);
+static int sq_job_set_priority(store *st, int64_t id, int from, int32_t priority);
+static int sq_job_set_run_at(store *st, int64_t id, int from, int to, int64_t run_at_ms);
 
 /* Prepared statements are reset and unbound after each use so they hold no read lock. */
 static sqlite3_stmt *
@@ -359,6 +420,10 @@ read_row(sqlite3_stmt *s, job_row *row)
     row->group_id = sqlite3_column_int64(s, 15);
     row->traceparent = col_text(s, 16);
     row->tracestate = col_text(s, 17);
+    row->has_progress = sqlite3_column_type(s, 18) != SQLITE_NULL;
+    row->progress = sqlite3_column_double(s, 18);
+    row->note = col_text(s, 19);
+    row->checkpoint = col_text(s, 20);
     if (row->queue == NULL || row->payload == NULL) {
         job_row_clear(row);
         return JOBQ_ENOMEM;
@@ -552,7 +617,65 @@ sq_begin(store *st)
 static int
 sq_commit(store *st)
 {
-    return exec_simple(st, S_COMMIT);
+    int err = exec_simple(st, S_COMMIT);
+    if (err == JOBQ_OK && SQ(st)->wal == NULL && SQ(st)->full) {
+        /* In WAL mode the pager's journal is the log (sqlite3PagerJrnlFile). */
+        sqlite3_file *f = NULL;
+        if (sqlite3_file_control(SQ(st)->db, "main", SQLITE_FCNTL_JOURNAL_POINTER, &f) ==
+                SQLITE_OK &&
+            f != NULL && f->pMethods != NULL) {
+            SQ(st)->wal = f;
+        }
+    }
+    return err;
+}
+
+static bool
+sq_sync_apart(const store *st)
+{
+    return SQC(st)->full;
+}
+
+/* sq_sync: the write-ahead log's xSync, as SQLite's own commit with synchronous = FULL would
+ * call it: the commits that returned before it wrote their frames to the log, so the sync
+ * makes them durable. Through the file object SQLite opened, so a VFS layered over the real
+ * one (the crash tests') sees it. */
+static int
+sq_sync(store *st, char *msg, size_t msglen)
+{
+    sqlite3_file *f = SQ(st)->wal;
+    if (f == NULL) {
+        snprintf(msg, msglen, "fsync of the write-ahead log: the log is not open");
+        return JOBQ_ESTORE;
+    }
+    int rc = f->pMethods->xSync(f, SQLITE_SYNC_NORMAL);
+    if (rc != SQLITE_OK) {
+        snprintf(msg, msglen, "fsync of the write-ahead log: %s", sqlite3_errstr(rc));
+        return from_sqlite(rc);
+    }
+    return JOBQ_OK;
+}
+
+/* sq_checkpoint: a TRUNCATE checkpoint copies every frame of the log into the database file
+ * and syncs it (with synchronous = NORMAL as with FULL), then truncates the log, which SQLite
+ * does not sync: the sync here does, so that no frame of a log whose pages may not all have
+ * reached the disk can be replayed over the newer database after a power cut. */
+static int
+sq_checkpoint(store *st, char *msg, size_t msglen)
+{
+    int rc = sqlite3_wal_checkpoint_v2(SQ(st)->db, NULL, SQLITE_CHECKPOINT_TRUNCATE, NULL, NULL);
+    if (rc != SQLITE_OK) {
+        snprintf(msg, msglen, "checkpoint after a failed fsync: %s", sqlite3_errmsg(SQ(st)->db));
+        return from_sqlite(rc);
+    }
+    if (SQ(st)->wal != NULL) {
+        rc = SQ(st)->wal->pMethods->xSync(SQ(st)->wal, SQLITE_SYNC_NORMAL);
+        if (rc != SQLITE_OK) {
+            snprintf(msg, msglen, "fsync of the emptied write-ahead log: %s", sqlite3_errstr(rc));
+            return from_sqlite(rc);
+        }
+    }
+    return JOBQ_OK;
 }
 
 static void
@@ -898,6 +1021,166 @@ out:
     return err;
 }
 
+/* ---- bulk operations ---- */
+
+static int
+sq_max_id(store *st, int64_t *idp)
+{
+    sqlite3_stmt *s = stmt_get(st, S_MAX_ID);
+    int rc = sqlite3_step(s);
+    if (rc == SQLITE_ROW) {
+        *idp = sqlite3_column_int64(s, 0);
+    }
+    stmt_done(s);
+    return rc == SQLITE_ROW ? JOBQ_OK : from_sqlite(rc);
+}
+
+/* ids_json: the ids as a JSON array text (malloc'd), or NULL when out of memory. */
+static char *
+ids_json(const int64_t *ids, size_t n)
+{
+    size_t cap = 3 + n * 21;
+    char *buf = malloc(cap);
+    if (buf == NULL) {
+        return NULL;
+    }
+    size_t len = 0;
+    buf[len++] = '[';
+    for (size_t i = 0; i < n; i++) {
+        len += (size_t)snprintf(buf + len, cap - len, "%s%lld", i > 0 ? "," : "",
+                                (long long)ids[i]);
+    }
+    snprintf(buf + len, cap - len, "]");
+    return buf;
+}
+
+/* bind_i64_or_null: binds v, or leaves NULL bound for 0. */
+static void
+bind_i64_or_null(sqlite3_stmt *s, int i, int64_t v)
+{
+    if (v != 0) {
+        sqlite3_bind_int64(s, i, v);
+    }
+}
+
+static int
+sq_pick(store *st, const job_filter *f, int64_t after_id, int64_t upto_id, size_t max,
+        void (*fn)(void *arg, int64_t id, const char *queue, int state), void *arg, size_t *np)
+{
+    char *ids = NULL;
+    if (f->ids != NULL && (ids = ids_json(f->ids, f->nids)) == NULL) {
+        return JOBQ_ENOMEM;
+    }
+    int64_t *picked = malloc((max > 0 ? max : 1) * sizeof(*picked));
+    int *states = malloc((max > 0 ? max : 1) * sizeof(*states));
+    char **queues = calloc(max > 0 ? max : 1, sizeof(*queues));
+    if (picked == NULL || states == NULL || queues == NULL) {
+        free(ids);
+        free(picked);
+        free(states);
+        free(queues);
+        return JOBQ_ENOMEM;
+    }
+    sqlite3_stmt *s = stmt_get(st, S_PICK);
+    sqlite3_bind_int64(s, 1, after_id);
+    sqlite3_bind_int64(s, 2, upto_id);
+    bind_text_or_null(s, 3, f->queue);
+    unsigned want = f->states != 0 ? f->states : (1u << (JOBQ_WAITING + 1)) - 1;
+    int slot = 0, first = -1;
+    for (int state = 0; state <= JOBQ_WAITING; state++) {
+        if (want & (1u << state)) {
+            first = first < 0 ? state : first;
+            sqlite3_bind_int(s, 4 + slot++, state);
+        }
+    }
+    while (slot < 8) {
+        sqlite3_bind_int(s, 4 + slot++, first); /* the list padded with a state it holds */
+    }
+    if (ids != NULL) {
+        sqlite3_bind_text(s, 12, ids, -1, SQLITE_STATIC);
+    }
+    bind_i64_or_null(s, 13, f->created_after_ms);
+    bind_i64_or_null(s, 14, f->created_before_ms);
+    bind_i64_or_null(s, 15, f->finished_after_ms);
+    bind_i64_or_null(s, 16, f->finished_before_ms);
+    bind_text_or_null(s, 17, f->error_contains);
+    bind_text_or_null(s, 18, f->key_prefix);
+    sqlite3_bind_int64(s, 19, (int64_t)max);
+    size_t n = 0;
+    int err = JOBQ_OK;
+    int rc = SQLITE_DONE;
+    while (n < max && (rc = sqlite3_step(s)) == SQLITE_ROW) {
+        picked[n] = sqlite3_column_int64(s, 0);
+        queues[n] = col_text(s, 1);
+        states[n] = sqlite3_column_int(s, 2);
+        if (queues[n] == NULL) {
+            err = JOBQ_ENOMEM;
+            break;
+        }
+        n++;
+    }
+    if (err == JOBQ_OK && n < max && rc != SQLITE_DONE) {
+        err = from_sqlite(rc);
+    }
+    stmt_done(s);
+    for (size_t i = 0; i < n; i++) {
+        if (err == JOBQ_OK) {
+            fn(arg, picked[i], queues[i], states[i]);
+        }
+        free(queues[i]);
+    }
+    if (err == JOBQ_OK) {
+        *np = n;
+    }
+    free(ids);
+    free(picked);
+    free(states);
+    free(queues);
+    return err;
+}
+
+static int
+sq_job_delete(store *st, int64_t id, int from)
+{
+    sqlite3_stmt *s = stmt_get(st, S_DELETE);
+    sqlite3_bind_int64(s, 1, id);
+    sqlite3_bind_int(s, 2, from);
+    int err = step_change(st, s);
+    if (err == JOBQ_OK) {
+        s = stmt_get(st, S_SWEEP_ATTEMPTS);
+        sqlite3_bind_int64(s, 1, id);
+        err = step_done(s);
+    }
+    if (err == JOBQ_OK) {
+        err = sq_dep_drop_child(st, id);
+    }
+    if (err == JOBQ_OK) {
+        err = sq_dep_drop_parent(st, id);
+    }
+    return err;
+}
+
+static int
+sq_job_set_priority(store *st, int64_t id, int from, int32_t priority)
+{
+    sqlite3_stmt *s = stmt_get(st, S_SET_PRIORITY);
+    sqlite3_bind_int64(s, 1, id);
+    sqlite3_bind_int(s, 2, from);
+    sqlite3_bind_int(s, 3, priority);
+    return step_change(st, s);
+}
+
+static int
+sq_job_set_run_at(store *st, int64_t id, int from, int to, int64_t run_at_ms)
+{
+    sqlite3_stmt *s = stmt_get(st, S_SET_RUN_AT);
+    sqlite3_bind_int64(s, 1, id);
+    sqlite3_bind_int(s, 2, from);
+    sqlite3_bind_int(s, 3, to);
+    sqlite3_bind_int64(s, 4, run_at_ms);
+    return step_change(st, s);
+}
+
 static int oldest(sqlite3_stmt *s, int64_t *atp);
 
 static int
@@ -983,6 +1266,88 @@ sq_attempts(store *st, int64_t id, attempt_row *rows, size_t max, size_t *np)
 }
 
 static int
+sq_job_progress(store *st, int64_t id, const progress_set *p)
+{
+    sqlite3_stmt *s = stmt_get(st, S_PROGRESS);
+    sqlite3_bind_int64(s, 1, id);
+    sqlite3_bind_int(s, 2, p->has_progress);
+    sqlite3_bind_double(s, 3, p->progress);
+    bind_text_or_null(s, 4, p->note);
+    bind_text_or_null(s, 5, p->checkpoint);
+    int err = step_done(s);
+    if (err == JOBQ_OK && sqlite3_changes(SQ(st)->db) == 0) {
+        err = JOBQ_ENOENT;
+    }
+    return err;
+}
+
+static int
+sq_log_append(store *st, int64_t id, int32_t attempt, int64_t at_ms, const char *const *lines,
+              size_t n, size_t max_lines, size_t max_bytes, int64_t *last_seqp)
+{
+    sqlite3_stmt *s = stmt_get(st, S_LOG_LAST);
+    sqlite3_bind_int64(s, 1, id);
+    int rc = sqlite3_step(s);
+    int64_t seq = sqlite3_column_int64(s, 0);
+    stmt_done(s);
+    if (rc != SQLITE_ROW) {
+        return from_sqlite(rc);
+    }
+    s = stmt_get(st, S_LOG_INSERT);
+    for (size_t i = 0; i < n; i++) {
+        sqlite3_bind_int64(s, 1, id);
+        sqlite3_bind_int64(s, 2, ++seq);
+        sqlite3_bind_int(s, 3, attempt);
+        sqlite3_bind_int64(s, 4, at_ms);
+        sqlite3_bind_text(s, 5, lines[i], -1, SQLITE_STATIC);
+        int err = step_done(s);
+        if (err != JOBQ_OK) {
+            return err;
+        }
+    }
+    s = stmt_get(st, S_LOG_TRIM);
+    sqlite3_bind_int64(s, 1, id);
+    sqlite3_bind_int64(s, 2, (int64_t)max_lines);
+    sqlite3_bind_int64(s, 3, (int64_t)max_bytes);
+    int err = step_done(s);
+    if (err == JOBQ_OK && last_seqp != NULL) {
+        *last_seqp = seq;
+    }
+    return err;
+}
+
+static int
+sq_logs(store *st, int64_t id, int64_t after_seq, log_row *rows, size_t max, size_t *np)
+{
+    sqlite3_stmt *s = stmt_get(st, S_LOGS);
+    sqlite3_bind_int64(s, 1, id);
+    sqlite3_bind_int64(s, 2, after_seq);
+    sqlite3_bind_int64(s, 3, (int64_t)max);
+    size_t n = 0;
+    int rc = SQLITE_DONE;
+    while (n < max && (rc = sqlite3_step(s)) == SQLITE_ROW) {
+        log_row *l = &rows[n++];
+        l->seq = sqlite3_column_int64(s, 0);
+        l->attempt = sqlite3_column_int(s, 1);
+        l->at_ms = sqlite3_column_int64(s, 2);
+        l->line = col_text(s, 3);
+        if (l->line == NULL) {
+            rc = SQLITE_NOMEM;
+            break;
+        }
+    }
+    stmt_done(s);
+    if (rc != SQLITE_DONE && rc != SQLITE_ROW) {
+        while (n > 0) {
+            log_row_clear(&rows[--n]);
+        }
+        return from_sqlite(rc);
+    }
+    *np = n;
+    return JOBQ_OK;
+}
+
+static int
 sq_sweep(store *st, const char *queue, int state, int64_t before_ms, size_t max, size_t *np)
 {
     sqlite3_stmt *s = stmt_get(st, S_SWEEP);
@@ -1005,12 +1370,16 @@ sq_sweep(store *st, const char *queue, int state, int64_t before_ms, size_t max,
     stmt_done(s);
     int err = rc == SQLITE_DONE ? JOBQ_OK : from_sqlite(rc);
     sqlite3_stmt *a = stmt_get(st, S_SWEEP_ATTEMPTS);
+    sqlite3_stmt *lg = stmt_get(st, S_SWEEP_LOGS);
     for (size_t i = 0; i < n && err == JOBQ_OK; i++) {
         sqlite3_bind_int64(a, 1, ids[i]);
         rc = sqlite3_step(a);
         stmt_done(a);
         if (rc != SQLITE_DONE) {
             err = from_sqlite(rc);
+        } else {
+            sqlite3_bind_int64(lg, 1, ids[i]);
+            err = step_done(lg);
         }
     }
     free(ids);
@@ -1493,6 +1862,9 @@ sq_schedule_set(store *st, const char *name, int64_t tick_ms)
 
 static const store_ops sqlite_ops = {
     .set_sync = sq_set_sync,
+    .sync_apart = sq_sync_apart,
+    .sync = sq_sync,
+    .checkpoint = sq_checkpoint,
     .close = sq_close,
     .errmsg = sq_errmsg,
     .begin = sq_begin,
@@ -1522,6 +1894,9 @@ static const store_ops sqlite_ops = {
     .attempt_add = sq_attempt_add,
     .attempt_count = sq_attempt_count,
     .attempts = sq_attempts,
+    .job_progress = sq_job_progress,
+    .log_append = sq_log_append,
+    .logs = sq_logs,
     .key_find = sq_key_find,
     .key_add = sq_key_add,
     .key_delete = sq_key_delete,
@@ -1547,4 +1922,9 @@ static const store_ops sqlite_ops = {
     .schedule_last = sq_schedule_last,
     .schedule_set = sq_schedule_set,
     .schedule_since = sq_schedule_since,
+    .max_id = sq_max_id,
+    .pick = sq_pick,
+    .job_delete = sq_job_delete,
+    .job_set_priority = sq_job_set_priority,
+    .job_set_run_at = sq_job_set_run_at,
 };

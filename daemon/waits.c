@@ -12,6 +12,7 @@
 #include "hold.h"
 #include "lifecycle.h"
 #include "log.h"
+#include "progress.h"
 #include "runner.h"
 #include "scheduler.h"
 #include "webhook.h"
@@ -198,10 +199,8 @@ wait_stop_running(server *s, int64_t id, const char *why)
 }
 
 bool
-waits_cancel_running(call *c)
+waits_stop_running(server *s, int64_t id, job_row *rowp)
 {
-    server *s = c->srv;
-    int64_t id = c->req.ids[0];
     runner *r = runner_find(s, id);
     job_row row;
     if (r != NULL && r->state == RUN_EXECUTING && !r->exited && r->kill == KILL_NONE) {
@@ -215,6 +214,19 @@ waits_cancel_running(call *c)
             return false;
         }
         row = *hooked;
+    }
+    if (rowp != NULL) {
+        *rowp = row;
+    }
+    return true;
+}
+
+bool
+waits_cancel_running(call *c)
+{
+    job_row row;
+    if (!waits_stop_running(c->srv, c->req.ids[0], &row)) {
+        return false;
     }
     wait_register(c, &row, 1, true);
     return true;
@@ -553,6 +565,7 @@ waits_job_finished(server *s, qstate *q, const job_row *row, int old_state)
     }
     if (queue_job_ended(row->state)) {
         sched_sweep_soon(s, q, row->state);
+        progress_logs_changed(s, row->id); /* a `logs -f` of the job ends */
         waiter *done = NULL;
         for (wait_link *l = s->waits[bucket_of(s, row->id)]; l != NULL; l = l->next) {
             if (l->id == row->id) {

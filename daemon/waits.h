@@ -26,6 +26,12 @@ void wait_jobs(call *c);
  *  for its record. false if it does not run here (claimed but not started, or ended). */
 bool waits_cancel_running(call *c);
 
+/** waits_stop_running: stops running job id where it runs (a process, a remote worker's
+ *  lease, a webhook delivery) for a cancel: its outcome records it cancelled. *rowp (unless
+ *  NULL) receives the job as the runner holds it (borrowed strings). false if it does not
+ *  run here (claimed but not started, or ended). */
+bool waits_stop_running(server *s, int64_t id, job_row *rowp);
+
 /** waits_part: the hash of waits by job id; held waits answered when jobqd drains. */
 extern const server_part waits_part;
 

@@ -183,6 +183,12 @@ finish(server *s, hook *h)
     run_outcome o = webhook_outcome(status, rv == NNG_ETIMEDOUT, h->kill, retry_after,
                                     h->a.job.attempt, h->a.job.max_attempts, h->a.q->conf, now,
                                     backoff_rand(&s->rng));
+    if ((status == 429 || status == 503) && retry_after > 0 && h->kill == KILL_NONE) {
+        char why[120];
+        snprintf(why, sizeof(why), "its webhook answered %d with Retry-After: %lld", status,
+                 (long long)retry_after);
+        queue_slow_down(h->a.q, now + retry_after * 1000, why);
+    }
     h->a.outcome = o;
     if (o.state == JOBQ_SUCCEEDED) {
         h->a.result = text;

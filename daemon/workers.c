@@ -12,6 +12,7 @@
 #include "codec.h"
 #include "hold.h"
 #include "log.h"
+#include "progress.h"
 #include "runner.h"
 #include "scheduler.h"
 
@@ -296,6 +297,11 @@ fetch_reply(server *s, call *c, lease **ls, size_t n)
             if (r->tracestate != NULL) {
                 json_object_set_new(j, "tracestate", json_string(r->tracestate));
             }
+        }
+        json_t *cp = r->checkpoint != NULL ? json_loads(r->checkpoint, JSON_DECODE_ANY, NULL)
+                                           : NULL;
+        if (j != NULL && cp != NULL) {
+            json_object_set_new(j, "checkpoint", cp); /* an earlier attempt's: resume from it */
         }
         json_array_append_new(jobs, j);
     }
@@ -840,6 +846,45 @@ outcome_batch(call *c, bool failed)
     }
 }
 
+/* slow_down_queues: a fail with "slow_down": the queues of its leased jobs start nothing for
+ * that long (a downstream that asked to be left alone is so for every job of the queue). */
+static void
+slow_down_queues(call *c)
+{
+    int64_t until = jobq__now_ms() + c->req.slow_down_ms;
+    char why[120];
+    snprintf(why, sizeof(why), "a worker failed a job with slow_down %lld ms",
+             (long long)c->req.slow_down_ms);
+    size_t n = c->req.outcomes != NULL ? c->req.noutcomes : 1;
+    for (size_t i = 0; i < n; i++) {
+        int64_t id = c->req.outcomes != NULL ? c->req.outcomes[i].id : c->req.ids[0];
+        lease *l = lease_find(c->srv, id);
+        if (l != NULL) {
+            queue_slow_down(l->a.q, until, why);
+        }
+    }
+}
+
+/* hb_report: what a heartbeat reports of its job (progress, checkpoint, log lines) joins the
+ * lease's attempt, to be written within a second. */
+static void
+hb_report(server *s, lease *l, const request *req)
+{
+    progress_slot *slot = &l->a.prog;
+    int64_t id = l->a.job.id;
+    int32_t at = l->a.job.attempt;
+    if (req->has_progress) {
+        progress_report(s, slot, id, at, req->progress, req->note,
+                        req->note != NULL ? strlen(req->note) : 0);
+    }
+    if (req->checkpoint != NULL) {
+        (void)progress_checkpoint(s, slot, id, at, req->checkpoint, strlen(req->checkpoint));
+    }
+    for (size_t i = 0; i < req->nlog; i++) {
+        progress_log(s, slot, id, at, req->log[i], strlen(req->log[i]));
+    }
+}
+
 static void
 workers_request(call *c)
 {
@@ -873,6 +918,9 @@ workers_request(call *c)
         if (c->req.then_fetch && !fetch_check(c)) {
             return;
         }
+        if (c->req.slow_down_ms > 0) {
+            slow_down_queues(c);
+        }
         if (c->req.outcomes != NULL) {
             outcome_batch(c, true);
             return;
@@ -896,6 +944,7 @@ workers_request(call *c)
                 lease_unlink(s, l);
                 lease_free(l);
             } else {
+                hb_report(s, l, &c->req);
                 l->expires_ms = jobq__now_ms() + l->a.q->conf->lease_ms;
                 json_object_set_new(o, "lease_expires_at", json_integer(l->expires_ms));
                 json_object_set_new(o, "cancel", json_false());

@@ -278,6 +278,32 @@ JOBQ_API int64_t jobq_lease_expires_at_ms(const jobq_lease *lease);
 /** jobq_lease_cancelled: true once a heartbeat learned the job was cancelled. Any thread. */
 JOBQ_API bool jobq_lease_cancelled(const jobq_lease *lease);
 
+/* What a job reports while it runs: progress, a checkpoint and log lines. Each call only
+ * records the report in the lease (it never blocks on the network); the report goes with the
+ * lease's next heartbeat: under jobq_worker_run within about a second, and before the job's
+ * ack or fail; otherwise with the caller's next jobq_worker_heartbeat. jobqd keeps the latest
+ * progress and checkpoint on the job (`get`) and the log lines in the job's capped log
+ * (`logs`). Any thread, concurrently with the heartbeat thread. */
+
+/** jobq_lease_progress: the job is pct percent done (0 to 100), with note (NULL: none; cut
+ *  to 200 bytes). Replaces a report not sent yet. JOBQ_EINVAL: pct out of range, or note not
+ *  UTF-8. */
+JOBQ_API int jobq_lease_progress(const jobq_lease *lease, double pct, const char *note);
+
+/** jobq_lease_checkpoint: json (a JSON text, at most 64 KiB compact) is where the job could
+ *  resume: if this attempt does not finish (a crash, a lost lease), the next one gets it
+ *  (jobq_lease_checkpoint_get, JOBQ_CHECKPOINT for `jobq work` commands). Replaces one not
+ *  sent yet. JOBQ_EINVAL: not JSON; JOBQ_ETOOBIG: too large. */
+JOBQ_API int jobq_lease_checkpoint(const jobq_lease *lease, const char *json);
+
+/** jobq_lease_log: appends line (UTF-8, cut to 4 KiB) to the job's log. At most 1,000 lines
+ *  wait for one heartbeat; beyond that the oldest are dropped. JOBQ_EINVAL: not UTF-8. */
+JOBQ_API int jobq_lease_log(const jobq_lease *lease, const char *line);
+
+/** jobq_lease_checkpoint_get: the checkpoint an earlier attempt of the job left (compact
+ *  JSON text, living as long as the lease), or NULL: start from the beginning. */
+JOBQ_API const char *jobq_lease_checkpoint_get(const jobq_lease *lease);
+
 /** jobq_handler: runs one job on one of jobq_worker_run's threads. Returns 0 on success (then
  *  *resultp, if the handler set it to a malloc'ed string, is the result; the library frees
  *  it), or JOBQ_FAIL_RETRY / JOBQ_FAIL_PERMANENT (then *errorp likewise is the error). While

@@ -27,6 +27,24 @@
 #define SHORT_FETCH_MS 50 /* the longest wait of a fetch that goes with outcomes */
 #define QUICK_MS 100      /* handlers quicker than this get a job ahead each (prefetch) */
 
+#define REPORT_NOTE_MAX 200          /* bytes of a progress note */
+#define REPORT_CHECKPOINT_MAX 65536   /* bytes of a checkpoint, compact JSON */
+#define REPORT_LINE_MAX 4096          /* bytes of a log line */
+#define REPORT_LINES_MAX 1000         /* log lines waiting for one heartbeat */
+#define REPORT_EVERY_MS 1000          /* a report waits at most about this for its heartbeat */
+
+/* report: what the job reported and no heartbeat carried yet (jobq_lease_progress, ...). The
+ * lease points to it, so that a handler holding a const lease can report. */
+typedef struct report {
+    pthread_mutex_t lock;
+    bool has_progress;
+    double pct;
+    char *note;       /* NULL: none */
+    char *checkpoint; /* compact JSON; NULL: none to send */
+    char **lines;     /* oldest first */
+    size_t nlines;
+} report;
+
 struct jobq_lease {
     int64_t id;
     char *queue;
@@ -40,12 +58,15 @@ struct jobq_lease {
     int64_t lease_ms;              /* lease length: expiry - now at the fetch, ms */
     _Atomic int64_t expires_at_ms; /* ms since the epoch; moved on by heartbeats */
     _Atomic bool cancelled;        /* a heartbeat said cancel, or the lease ended */
+    char *checkpoint_in;           /* an earlier attempt's checkpoint (fetched); NULL: none */
+    report *rep;                   /* reports waiting for a heartbeat */
 };
 
 /* slot: one of jobq_worker_run's handler threads, seen by the heartbeat thread. */
 typedef struct slot {
     jobq_lease *lease; /* the job in hand, NULL when idle */
     int64_t next_hb;   /* monotonic ms of its next heartbeat */
+    int64_t last_hb;   /* monotonic ms of its last heartbeat (or of its start) */
     bool hb_busy;      /* the heartbeat thread is using lease: it must not be freed */
 } slot;
 
@@ -188,6 +209,154 @@ jobq_worker_stop(jobq_worker *worker)
     }
 }
 
+/* report_clear: frees what r holds and empties it (under its lock, or alone). */
+static void
+report_clear(report *r)
+{
+    free(r->note);
+    free(r->checkpoint);
+    for (size_t i = 0; i < r->nlines; i++) {
+        free(r->lines[i]);
+    }
+    free(r->lines);
+    r->has_progress = false;
+    r->note = r->checkpoint = NULL;
+    r->lines = NULL;
+    r->nlines = 0;
+}
+
+/* report_pending: whether l has a report for its next heartbeat. */
+static bool
+report_pending(const jobq_lease *l)
+{
+    report *r = l->rep;
+    pthread_mutex_lock(&r->lock);
+    bool p = r->has_progress || r->checkpoint != NULL || r->nlines > 0;
+    pthread_mutex_unlock(&r->lock);
+    return p;
+}
+
+/* utf8_cut: the largest length <= max at which text (valid UTF-8) may be cut. */
+static size_t
+utf8_cut(const char *text, size_t len, size_t max)
+{
+    if (len <= max) {
+        return len;
+    }
+    while (max > 0 && ((unsigned char)text[max] & 0xC0) == 0x80) {
+        max--;
+    }
+    return max;
+}
+
+JOBQ_API int
+jobq_lease_progress(const jobq_lease *lease, double pct, const char *note)
+{
+    if (lease == NULL || !(pct >= 0 && pct <= 100)) {
+        return jobq__fail(JOBQ_EINVAL, "jobq_lease_progress: pct must be from 0 to 100");
+    }
+    char *n = NULL;
+    if (note != NULL) {
+        size_t len = utf8_cut(note, strlen(note), REPORT_NOTE_MAX);
+        json_t *check = json_stringn(note, len);
+        if (check == NULL) {
+            return jobq__fail(JOBQ_EINVAL, "jobq_lease_progress: the note is not UTF-8");
+        }
+        json_decref(check);
+        if ((n = strndup(note, len)) == NULL) {
+            return jobq__fail(JOBQ_ENOMEM, "out of memory");
+        }
+    }
+    report *r = lease->rep;
+    pthread_mutex_lock(&r->lock);
+    r->has_progress = true;
+    r->pct = pct;
+    free(r->note);
+    r->note = n;
+    pthread_mutex_unlock(&r->lock);
+    return JOBQ_OK;
+}
+
+JOBQ_API int
+jobq_lease_checkpoint(const jobq_lease *lease, const char *json)
+{
+    json_t *v = lease != NULL && json != NULL ? json_loads(json, JSON_DECODE_ANY, NULL) : NULL;
+    if (v == NULL) {
+        return jobq__fail(JOBQ_EINVAL, "jobq_lease_checkpoint: not a JSON text");
+    }
+    char *compact = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY);
+    json_decref(v);
+    if (compact == NULL) {
+        return jobq__fail(JOBQ_ENOMEM, "out of memory");
+    }
+    if (strlen(compact) > REPORT_CHECKPOINT_MAX) {
+        free(compact);
+        return jobq__fail(JOBQ_ETOOBIG, "jobq_lease_checkpoint: over %d bytes",
+                          REPORT_CHECKPOINT_MAX);
+    }
+    report *r = lease->rep;
+    pthread_mutex_lock(&r->lock);
+    free(r->checkpoint);
+    r->checkpoint = compact;
+    pthread_mutex_unlock(&r->lock);
+    return JOBQ_OK;
+}
+
+/* add_lines_locked: appends lines[0..n) (taken) to r, the oldest dropped past
+ * REPORT_LINES_MAX. False on out of memory (the lines are freed). */
+static bool
+add_lines_locked(report *r, char **lines, size_t n)
+{
+    char **all = realloc(r->lines, (r->nlines + n) * sizeof(*all));
+    if (all == NULL) {
+        for (size_t i = 0; i < n; i++) {
+            free(lines[i]);
+        }
+        return false;
+    }
+    memcpy(all + r->nlines, lines, n * sizeof(*all));
+    r->lines = all;
+    r->nlines += n;
+    if (r->nlines >= 2 * REPORT_LINES_MAX) { /* amortised: the oldest go in bulk */
+        size_t drop = r->nlines - REPORT_LINES_MAX;
+        for (size_t i = 0; i < drop; i++) {
+            free(r->lines[i]);
+        }
+        memmove(r->lines, r->lines + drop, REPORT_LINES_MAX * sizeof(*all));
+        r->nlines = REPORT_LINES_MAX;
+    }
+    return true;
+}
+
+JOBQ_API int
+jobq_lease_log(const jobq_lease *lease, const char *line)
+{
+    if (lease == NULL || line == NULL) {
+        return jobq__fail(JOBQ_EINVAL, "jobq_lease_log: lease and line must not be NULL");
+    }
+    size_t len = utf8_cut(line, strlen(line), REPORT_LINE_MAX);
+    json_t *check = json_stringn(line, len);
+    if (check == NULL) {
+        return jobq__fail(JOBQ_EINVAL, "jobq_lease_log: the line is not UTF-8");
+    }
+    json_decref(check);
+    char *l = strndup(line, len);
+    if (l == NULL) {
+        return jobq__fail(JOBQ_ENOMEM, "out of memory");
+    }
+    report *r = lease->rep;
+    pthread_mutex_lock(&r->lock);
+    bool ok = add_lines_locked(r, &l, 1);
+    pthread_mutex_unlock(&r->lock);
+    return ok ? JOBQ_OK : jobq__fail(JOBQ_ENOMEM, "out of memory");
+}
+
+JOBQ_API const char *
+jobq_lease_checkpoint_get(const jobq_lease *lease)
+{
+    return lease != NULL ? lease->checkpoint_in : NULL;
+}
+
 JOBQ_API void
 jobq_lease_free(jobq_lease *lease)
 {
@@ -198,6 +367,12 @@ jobq_lease_free(jobq_lease *lease)
     free(lease->payload);
     free(lease->token);
     free(lease->traceparent);
+    free(lease->checkpoint_in);
+    if (lease->rep != NULL) {
+        report_clear(lease->rep);
+        pthread_mutex_destroy(&lease->rep->lock);
+        free(lease->rep);
+    }
     free(lease->tracestate);
     free(lease);
 }
@@ -313,7 +488,16 @@ lease_from_json(const json_t *obj, int64_t now_ms, jobq_lease **leasep)
     const char *ts = json_string_value(json_object_get(obj, "tracestate"));
     l->traceparent = tp != NULL ? strdup(tp) : NULL;
     l->tracestate = ts != NULL ? strdup(ts) : NULL;
-    if (l->queue == NULL || l->token == NULL || l->payload == NULL ||
+    const json_t *cp = json_object_get(obj, "checkpoint");
+    bool has_cp = cp != NULL && !json_is_null(cp);
+    l->checkpoint_in = has_cp ? json_dumps(cp, JSON_COMPACT | JSON_ENCODE_ANY) : NULL;
+    l->rep = calloc(1, sizeof(*l->rep));
+    if (l->rep != NULL && pthread_mutex_init(&l->rep->lock, NULL) != 0) {
+        free(l->rep);
+        l->rep = NULL;
+    }
+    if (l->queue == NULL || l->token == NULL || l->payload == NULL || l->rep == NULL ||
+        (has_cp && l->checkpoint_in == NULL) ||
         (tp != NULL && l->traceparent == NULL) || (ts != NULL && l->tracestate == NULL)) {
         jobq_lease_free(l);
         return jobq__fail(JOBQ_ENOMEM, "out of memory reading a fetched job");
@@ -482,6 +666,76 @@ jobq_worker_fail(jobq_worker *worker, const jobq_lease *lease, const char *error
     return outcome_call(worker, lease, true, error, retry);
 }
 
+/* report_take: moves what r holds into sent and its fields into req (the heartbeat). */
+static void
+report_take(report *r, report *sent, json_t *req)
+{
+    pthread_mutex_lock(&r->lock);
+    *sent = *r;
+    memset(&sent->lock, 0, sizeof(sent->lock));
+    r->has_progress = false;
+    r->note = r->checkpoint = NULL;
+    r->lines = NULL;
+    r->nlines = 0;
+    pthread_mutex_unlock(&r->lock);
+    if (sent->has_progress) {
+        json_object_set_new(req, "progress", json_real(sent->pct));
+        if (sent->note != NULL) {
+            json_object_set_new(req, "note", json_string(sent->note));
+        }
+    }
+    if (sent->checkpoint != NULL) {
+        json_t *v = json_loads(sent->checkpoint, JSON_DECODE_ANY, NULL);
+        if (v != NULL) {
+            json_object_set_new(req, "checkpoint", v);
+        }
+    }
+    if (sent->nlines > 0) {
+        json_t *a = json_array();
+        size_t from = sent->nlines > REPORT_LINES_MAX ? sent->nlines - REPORT_LINES_MAX : 0;
+        for (size_t i = from; i < sent->nlines; i++) {
+            json_array_append_new(a, json_string(sent->lines[i]));
+        }
+        json_object_set_new(req, "log", a);
+    }
+}
+
+/* report_give_back: a heartbeat that did not reach jobqd: what it carried goes back into r,
+ * behind what was reported since (newer progress and checkpoint win; its lines come first). */
+static void
+report_give_back(report *r, report *sent)
+{
+    pthread_mutex_lock(&r->lock);
+    if (sent->has_progress && !r->has_progress) {
+        r->has_progress = true;
+        r->pct = sent->pct;
+        r->note = sent->note;
+        sent->note = NULL;
+    }
+    if (sent->checkpoint != NULL && r->checkpoint == NULL) {
+        r->checkpoint = sent->checkpoint;
+        sent->checkpoint = NULL;
+    }
+    if (sent->nlines > 0) {
+        char **newer = r->lines;
+        size_t nnewer = r->nlines;
+        r->lines = NULL;
+        r->nlines = 0;
+        if (add_lines_locked(r, sent->lines, sent->nlines) && nnewer > 0) {
+            (void)add_lines_locked(r, newer, nnewer);
+        } else if (nnewer > 0) {
+            for (size_t i = 0; i < nnewer; i++) {
+                free(newer[i]);
+            }
+        }
+        free(newer);
+        free(sent->lines);
+        sent->lines = NULL;
+        sent->nlines = 0;
+    }
+    pthread_mutex_unlock(&r->lock);
+}
+
 JOBQ_API int
 jobq_worker_heartbeat(jobq_worker *worker, jobq_lease *lease, bool *cancelp)
 {
@@ -491,9 +745,18 @@ jobq_worker_heartbeat(jobq_worker *worker, jobq_lease *lease, bool *cancelp)
     }
     json_t *req = json_pack("{s:s, s:I, s:s}", "op", "heartbeat", "id", (json_int_t)lease->id,
                             "lease", lease->token);
+    if (req == NULL) {
+        return jobq__fail(JOBQ_ENOMEM, "out of memory building the request");
+    }
+    report sent = {0};
+    report_take(lease->rep, &sent, req);
     json_t *reply;
     err = jobq__call_json(worker->client, "heartbeat", req, 0, &reply);
     json_decref(req);
+    if (err != JOBQ_OK && err != JOBQ_ELEASE) {
+        report_give_back(lease->rep, &sent); /* the next heartbeat tries again */
+    }
+    report_clear(&sent);
     if (err != JOBQ_OK) {
         return err;
     }
@@ -537,6 +800,7 @@ slot_put(run *r, int i, jobq_lease *lease)
         int64_t left = atomic_load(&lease->expires_at_ms) - jobq__now_ms();
         int64_t first = hb_period(lease) < left / 2 ? hb_period(lease) : left / 2;
         r->slots[i].next_hb = jobq__mono_ms() + (first > 0 ? first : 0);
+        r->slots[i].last_hb = jobq__mono_ms();
     }
     pthread_cond_broadcast(&r->cond);
     pthread_mutex_unlock(&r->lock);
@@ -559,12 +823,19 @@ heartbeat_main(void *arg)
             if (l == NULL || atomic_load(&l->cancelled)) {
                 continue;
             }
-            if (r->slots[i].next_hb <= now) {
+            /* A report waits at most about REPORT_EVERY_MS for its heartbeat: the thread
+             * looks at the reports that often while a job is in hand. */
+            int64_t report_at = r->slots[i].last_hb + REPORT_EVERY_MS;
+            if (r->slots[i].next_hb <= now || (report_at <= now && report_pending(l))) {
                 due = i;
                 break;
             }
             if (r->slots[i].next_hb < next) {
                 next = r->slots[i].next_hb;
+            }
+            int64_t look = report_at > now ? report_at : now + REPORT_EVERY_MS;
+            if (look < next) {
+                next = look;
             }
         }
         if (due < 0) {
@@ -592,6 +863,7 @@ heartbeat_main(void *arg)
         }
         pthread_mutex_lock(&r->lock);
         s->hb_busy = false;
+        s->last_hb = jobq__mono_ms();
         if (err == JOBQ_OK || err == JOBQ_ELEASE) {
             s->next_hb = jobq__mono_ms() + hb_period(l);
         } else {
@@ -729,6 +1001,11 @@ handler_main(void *arg)
         int verdict = r->handler(r->arg, l, &result, &error);
         bool quick = jobq__mono_ms() - began < QUICK_MS;
         slot_put(r, t->index, NULL);
+        if (!atomic_load(&l->cancelled) && report_pending(l)) {
+            /* What the handler reported last goes before its outcome, so that a checkpoint
+             * or log line is not lost with the attempt. */
+            (void)jobq_worker_heartbeat(r->w, l, NULL);
+        }
         outcome *o = NULL;
         if (!atomic_load(&l->cancelled) && (o = calloc(1, sizeof(*o))) != NULL) {
             o->lease = l;

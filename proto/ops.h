@@ -39,6 +39,8 @@ enum op_flags {
     X(HEARTBEAT, heartbeat, FIELDS(heartbeat_fields), 0)                                           \
     X(BACKUP, backup, FIELDS(backup_fields), 0)                                                    \
     X(SCHEDULES, schedules, NO_FIELDS, OPF_READ)                                                   \
-    X(PROMOTE, promote, FIELDS(id_fields), OPF_WRITES)
+    X(PROMOTE, promote, FIELDS(id_fields), OPF_WRITES)                                             \
+    X(MUTATE, mutate, FIELDS(mutate_fields), OPF_WRITES)                                           \
+    X(LOGS, logs, FIELDS(logs_fields), OPF_HOLD_WAIT | OPF_READ)
 
 #endif

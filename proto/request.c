@@ -1151,13 +1151,88 @@ static const field_def ack_fields[] = {
 static const field_def fail_fields[] = {
     CUSTOM("jobs", fail_jobs),
     CUSTOM("fetch", then_fetch),
+    FIELD(request, "slow_down", F_DURATION, slow_down_ms, 1, JOBQ__DURATION_MAX_MS,
+          .over = "is over the limit of one year"),
 };
+
+/* hb_report: what a heartbeat reports of its job: "progress" (a number from 0 to 100) with
+ * "note", "checkpoint" (any JSON, kept compact) and "log" (an array of lines). */
+static bool
+hb_report(dec *d, const json_t *obj, void *dst)
+{
+    request *req = dst;
+    const json_t *p = json_object_get(obj, "progress");
+    if (p != NULL && !json_is_null(p)) {
+        if (!json_is_number(p) || !(json_number_value(p) >= 0 && json_number_value(p) <= 100)) {
+            return fail(d, "invalid_argument", "field \"progress\" must be a number from 0 to 100");
+        }
+        req->has_progress = true;
+        req->progress = json_number_value(p);
+    }
+    const json_t *n = json_object_get(obj, "note");
+    if (n != NULL && !json_is_null(n)) {
+        if (!json_is_string(n) || json_string_length(n) > REQ_NOTE_MAX) {
+            return fail(d, "invalid_argument", "field \"note\" must be a string of at most %d bytes",
+                        REQ_NOTE_MAX);
+        }
+        if (!req->has_progress) {
+            return fail(d, "invalid_argument", "field \"note\" needs \"progress\"");
+        }
+        req->note = json_string_value(n);
+    }
+    const json_t *c = json_object_get(obj, "checkpoint");
+    if (c != NULL && !json_is_null(c)) {
+        req->checkpoint = json_dumps(c, JSON_COMPACT | JSON_ENCODE_ANY);
+        if (req->checkpoint == NULL) {
+            return fail(d, "internal", "out of memory");
+        }
+        if (strlen(req->checkpoint) > REQ_CHECKPOINT_MAX) {
+            return fail(d, "too_large", "field \"checkpoint\" is over %d bytes (compact JSON)",
+                        REQ_CHECKPOINT_MAX);
+        }
+    }
+    const json_t *l = json_object_get(obj, "log");
+    if (l != NULL && !json_is_null(l)) {
+        size_t nl = json_array_size(l);
+        if (!json_is_array(l)) {
+            return fail(d, "invalid_argument", "field \"log\" must be an array of strings");
+        }
+        if (nl > REQ_LOG_LINES_MAX) {
+            return fail(d, "too_large", "field \"log\" holds at most %d lines, not %zu",
+                        REQ_LOG_LINES_MAX, nl);
+        }
+        req->log = calloc(nl ? nl : 1, sizeof(*req->log));
+        if (req->log == NULL) {
+            return fail(d, "internal", "out of memory");
+        }
+        for (size_t i = 0; i < nl; i++) {
+            const json_t *e = json_array_get(l, i);
+            if (!json_is_string(e) || json_string_length(e) > REQ_LOG_LINE_MAX) {
+                return fail(d, "invalid_argument",
+                            "log[%zu] must be a string of at most %d bytes", i, REQ_LOG_LINE_MAX);
+            }
+            req->log[i] = json_string_value(e);
+        }
+        req->nlog = nl;
+    }
+    return true;
+}
 
 static const field_def heartbeat_fields[] = {
     CUSTOM("id", one_id),
     LEASE_FIELD,
     FIELD(request, "error", F_TEXT, text, 0, 0),
     RETRY_FIELD,
+    CUSTOM("progress", hb_report),
+};
+
+/* logs: a job's log lines after a cursor, held up to "timeout" until there are some. */
+static const field_def logs_fields[] = {
+    CUSTOM("id", one_id),
+    FIELD(request, "after", F_INT, after_id, 0, INT64_MAX),
+    FIELD(request, "limit", F_INT, limit, 1, 1000, .flags = FD_DEFAULT, .def = 1000),
+    FIELD(request, "timeout", F_DURATION, timeout_ms, 0, 0 /* lim->max_wait_ms */,
+          .flags = FD_DEFAULT, .def = 0),
 };
 
 /* stats_queues: the names stats restricts its reply to ("queues": an array, maybe empty). */
@@ -1199,6 +1274,201 @@ static const field_def stats_fields[] = {
 static const field_def backup_fields[] = {
     FIELD(request, "path", F_PATH, path, 1, 4096, .flags = FD_REQUIRED,
           .missing = "field \"path\" must be an absolute path on the daemon's machine"),
+};
+
+/* ---- mutate ---- */
+
+const char *
+jobq__mutate_action_name(int action)
+{
+    static const char *const names[] = {
+#define X(NAME, name) #name,
+        MUTATE_ACTIONS(X)
+#undef X
+    };
+    return action >= 0 && action < MUT_NACTIONS ? names[action] : "?";
+}
+
+/* mutate_states: the filter's "state": one state name or an array of them, as bits. */
+static bool
+mutate_states(dec *d, const json_t *obj, void *dst)
+{
+    request *req = dst;
+    json_t *v = json_object_get(obj, "state");
+    req->states = 0;
+    if (v == NULL || json_is_null(v)) {
+        return true;
+    }
+    size_t n = json_is_array(v) ? json_array_size(v) : 1;
+    if ((!json_is_array(v) && !json_is_string(v)) || n == 0) {
+        return fail(d, "invalid_argument",
+                    "field \"state\" must be a state name or a non-empty array of them");
+    }
+    for (size_t i = 0; i < n; i++) {
+        const char *name = json_string_value(json_is_array(v) ? json_array_get(v, i) : v);
+        int state = name != NULL ? jobq__state_parse(name) : -1;
+        if (state < 0) {
+            return fail(d, "invalid_argument",
+                        "unknown state in field \"state\": use scheduled, ready, running, "
+                        "retrying, succeeded, dead, cancelled or waiting");
+        }
+        req->states |= 1u << state;
+    }
+    return true;
+}
+
+/* mutate_ids: the filter's "ids": a non-empty array of job ids. */
+static bool
+mutate_ids(dec *d, const json_t *obj, void *dst)
+{
+    request *req = dst;
+    json_t *v = json_object_get(obj, "ids");
+    if (v == NULL || json_is_null(v)) {
+        return true;
+    }
+    size_t n = json_array_size(v);
+    if (!json_is_array(v) || n == 0) {
+        return fail(d, "invalid_argument", "field \"ids\" must be a non-empty array of job ids");
+    }
+    if (n > REQ_MUTATE_MAX_IDS) {
+        return fail(d, "too_large", "a mutate's \"ids\" names at most %d jobs; use another filter",
+                    REQ_MUTATE_MAX_IDS);
+    }
+    if ((req->ids = calloc(n, sizeof(*req->ids))) == NULL) {
+        return fail(d, "internal", "out of memory");
+    }
+    req->nids = n;
+    for (size_t i = 0; i < n; i++) {
+        if (!need_id(d, json_array_get(v, i), "ids", &req->ids[i])) {
+            return false;
+        }
+    }
+    return true;
+}
+
+/* mutate_times: the filter's bounds on created_at and finished_at: a time (an integer, ms
+ * since the epoch) or a duration ago (a string like "7d": that long before now). */
+static bool
+mutate_times(dec *d, const json_t *obj, void *dst)
+{
+    request *req = dst;
+    static const struct {
+        const char *name;
+        size_t off;
+    } bounds[] = {
+        {"created_after", offsetof(request, created_after_ms)},
+        {"created_before", offsetof(request, created_before_ms)},
+        {"finished_after", offsetof(request, finished_after_ms)},
+        {"finished_before", offsetof(request, finished_before_ms)},
+    };
+    int64_t now = 0;
+    for (size_t i = 0; i < NFIELDS(bounds); i++) {
+        json_t *v = json_object_get(obj, bounds[i].name);
+        int64_t ms;
+        if (v == NULL || json_is_null(v)) {
+            continue;
+        }
+        if (json_is_integer(v) && json_integer_value(v) > 0) {
+            ms = json_integer_value(v);
+        } else if (json_is_string(v) && jobq__json_duration(v, &ms) &&
+                   ms <= JOBQ__DURATION_MAX_MS) {
+            now = now != 0 ? now : jobq__now_ms();
+            ms = now - ms;
+        } else {
+            return fail(d, "invalid_argument",
+                        "field \"%s\" must be a time (ms since the Unix epoch) or a duration ago "
+                        "(a string like \"7d\", at most one year)",
+                        bounds[i].name);
+        }
+        memcpy((char *)req + bounds[i].off, &ms, sizeof(ms));
+    }
+    return true;
+}
+
+/* mutate_check: what the fields of a mutate must say together: a known action with its
+ * argument, and a filter (or "all": true, so that an empty filter never touches every job
+ * by mistake). */
+static bool
+mutate_check(dec *d, const json_t *obj, void *dst)
+{
+    request *req = dst;
+    const char *action = json_string_value(json_object_get(obj, "action"));
+    req->action = -1;
+    for (int a = 0; action != NULL && a < MUT_NACTIONS; a++) {
+        if (strcmp(action, jobq__mutate_action_name(a)) == 0) {
+            req->action = a;
+        }
+    }
+    if (req->action < 0) {
+        return fail(d, "invalid_argument",
+                    "field \"action\" must be cancel, retry, delete, run_now, reschedule, "
+                    "set_priority or rerun");
+    }
+    bool has_priority = json_object_get(obj, "priority") != NULL;
+    if (req->action == MUT_SET_PRIORITY && !has_priority) {
+        return fail(d, "invalid_argument", "action set_priority needs field \"priority\"");
+    }
+    json_t *run_at = json_object_get(obj, "run_at");
+    json_t *delay = json_object_get(obj, "delay");
+    if (req->action == MUT_RESCHEDULE) {
+        if ((run_at == NULL) == (delay == NULL)) {
+            return fail(d, "invalid_argument",
+                        "action reschedule needs either \"run_at\" (a time) or \"delay\" (a "
+                        "duration from now)");
+        }
+        int64_t ms;
+        const field_def at = {.name = "run_at", .kind = F_INT, .min = 0, .max = INT64_MAX};
+        if (run_at != NULL) {
+            if (!json_is_integer(run_at)) {
+                return check_time(d, &at, -1);
+            }
+            if (!check_time(d, &at, json_integer_value(run_at))) {
+                return false;
+            }
+            ms = json_integer_value(run_at);
+        } else {
+            const field_def def = {.name = "delay", .kind = F_DURATION, .min = 0,
+                                   .max = JOBQ__DURATION_MAX_MS};
+            if (!jobq__json_duration(delay, &ms)) {
+                return fail(d, "invalid_argument",
+                            "field \"delay\" must be a duration: integer ms or a string like "
+                            "\"10s\"");
+            }
+            if (!check_duration(d, &def, ms)) {
+                return false;
+            }
+            ms += jobq__now_ms();
+        }
+        req->run_at_ms = ms;
+        req->has_run_at = true;
+    }
+    bool filtered = req->queue != NULL || req->states != 0 || req->nids > 0 ||
+                    req->created_after_ms != 0 || req->created_before_ms != 0 ||
+                    req->finished_after_ms != 0 || req->finished_before_ms != 0 ||
+                    req->error_contains != NULL || req->key_prefix != NULL;
+    if (!filtered && !req->all) {
+        return fail(d, "invalid_argument",
+                    "a mutate without a filter (queue, state, ids, created_before/after, "
+                    "finished_before/after, error_contains, key_prefix) would touch every job: "
+                    "add a filter, or \"all\": true to mean it");
+    }
+    return true;
+}
+
+static const field_def mutate_fields[] = {
+    FIELD(request, "queue", F_STRING, queue, 1, QUEUE_NAME_MAX),
+    CUSTOM("state", mutate_states),
+    CUSTOM("ids", mutate_ids),
+    CUSTOM("(times)", mutate_times),
+    FIELD(request, "error_contains", F_STRING, error_contains, 1, 1024),
+    FIELD(request, "key_prefix", F_STRING, key_prefix, 1, 512),
+    FIELD(request, "all", F_BOOL, all, 0, 0),
+    FIELD(request, "dry_run", F_BOOL, dry_run, 0, 0),
+    FIELD(request, "priority", F_INT, priority, INT32_MIN, INT32_MAX),
+    FIELD(request, "after", F_INT, after_id, 0, INT64_MAX),
+    FIELD(request, "max_id", F_INT, max_id, 1, INT64_MAX),
+    FIELD(request, "limit", F_INT, limit, 1, INT32_MAX),
+    CUSTOM("action", mutate_check),
 };
 
 #define FIELDS(table) (table), NFIELDS(table)
@@ -1753,6 +2023,8 @@ jobq__request_free(request *req)
     free(req->ids);
     free(req->outcomes);
     free(req->queues);
+    free(req->checkpoint);
+    free(req->log);
     json_decref(req->root);
     memset(req, 0, sizeof(*req));
 }

@@ -48,6 +48,29 @@ typedef struct req_outcome {
     bool retry;        /* fail: may be retried */
 } req_outcome;
 
+/** The actions of a mutate, listed once: X(NAME, name) gives MUT_NAME and its wire name. */
+#define MUTATE_ACTIONS(X)                                                                          \
+    X(CANCEL, cancel)                                                                              \
+    X(RETRY, retry)                                                                                \
+    X(DELETE, delete)                                                                              \
+    X(RUN_NOW, run_now)                                                                            \
+    X(RESCHEDULE, reschedule)                                                                      \
+    X(SET_PRIORITY, set_priority)                                                                  \
+    X(RERUN, rerun)
+
+typedef enum mutate_action {
+#define X(NAME, name) MUT_##NAME,
+    MUTATE_ACTIONS(X)
+#undef X
+        MUT_NACTIONS
+} mutate_action;
+
+/** jobq__mutate_action_name: the wire name of a mutate_action ("?" for none). */
+const char *jobq__mutate_action_name(int action);
+
+/** Most ids one mutate's filter names in "ids". */
+#define REQ_MUTATE_MAX_IDS 10000
+
 /** Most jobs one ack or fail names in "jobs". */
 #define REQ_OUTCOMES_MAX 1000
 
@@ -57,13 +80,15 @@ typedef struct request {
                     * names of jobs live in the jobs allocation) */
     req_job *jobs; /* submit: 1, submit_batch: njobs */
     size_t njobs;
-    int64_t *ids; /* get, cancel: 1; wait: nids */
+    int64_t *ids; /* get, cancel: 1; wait: nids; mutate: the filter's ids (0: any) */
     size_t nids;
-    int64_t timeout_ms;  /* wait */
+    int64_t timeout_ms;  /* wait, logs */
     const char *queue;   /* list and bulk retry (NULL = any), pause, resume */
     int state;           /* list: jobq_state or -1; bulk retry: dead or cancelled */
-    int64_t after_id;    /* list */
-    int limit;           /* list; fetch: max jobs */
+    int64_t after_id;    /* list; mutate: start after this id; logs: the cursor (the last
+                          * line's seq seen) */
+    int limit;           /* list; fetch: max jobs; mutate: stop once about this many jobs
+                          * matched (0: no limit); logs: max lines */
     const char **queues; /* fetch: the queues to take from, in order; stats: the queues to
                           * report (borrowed strings) */
     size_t nqueues;
@@ -84,8 +109,42 @@ typedef struct request {
     int64_t group_id;     /* get, wait: a group instead of jobs (0: none) */
     int return_when;      /* wait: WAIT_ALL, WAIT_FIRST or WAIT_FIRST_FAILURE */
     bool cancel_pending;  /* wait: cancel the jobs still pending when it is answered */
+    int64_t slow_down_ms; /* fail: hold the queue of the failed jobs this long (0: no) */
     bool read_only;       /* its token was request_limits.read_token: only OPF_READ ops */
+    /* mutate: the filter is queue (NULL: any), ids/nids (nids 0: any) and these; 0 or NULL
+     * leaves a criterion out. Times are ms since the epoch (a duration "ago" is resolved at
+     * decode); "after" bounds are inclusive, "before" bounds exclusive. */
+    int action;                /* mutate: a mutate_action */
+    unsigned states;           /* mutate: bit (1u << state) per state named; 0: any state */
+    int64_t created_after_ms;  /* mutate */
+    int64_t created_before_ms; /* mutate */
+    int64_t finished_after_ms; /* mutate: jobs that have not finished never match */
+    int64_t finished_before_ms;
+    const char *error_contains; /* mutate: a substring of the job's last error */
+    const char *key_prefix;     /* mutate: the start of the job's idempotency key */
+    bool all;                   /* mutate: an empty filter matches every job (else refused) */
+    bool dry_run;               /* mutate: count only */
+    int32_t priority;           /* mutate set_priority */
+    bool has_run_at;            /* mutate reschedule: run_at_ms set (from run_at or delay) */
+    int64_t run_at_ms;          /* mutate reschedule */
+    int64_t max_id;             /* mutate: jobs with a larger id are left alone (0: the
+                                 * largest id when the mutate starts) */
+    /* heartbeat: what the job reports (all optional) */
+    bool has_progress;   /* "progress" given */
+    double progress;     /* 0 .. 100 */
+    const char *note;    /* with progress: a short note (NULL: none) */
+    char *checkpoint;    /* owned: the checkpoint as compact JSON text (NULL: none) */
+    const char **log;    /* owned array of borrowed strings: log lines (NULL: none) */
+    size_t nlog;
 } request;
+
+/** The longest progress note of a heartbeat, in bytes. */
+#define REQ_NOTE_MAX 200
+/** The largest checkpoint of a heartbeat, compact JSON bytes. */
+#define REQ_CHECKPOINT_MAX (64 * 1024)
+/** The longest log line of a heartbeat, in bytes, and the most lines in one. */
+#define REQ_LOG_LINE_MAX 4096
+#define REQ_LOG_LINES_MAX 1000
 
 /** The most queue names one stats request may list. */
 #define STATS_MAX_QUEUES 1000

@@ -56,6 +56,10 @@ concurrency = 3
 [queue.order]
 command = $T/order.sh
 concurrency = 1
+[queue.tempfail]
+command = /bin/sh -c 'cat >/dev/null; date +%s%3N >>$T/tempfail.log; exit 75'
+slow_down = 2s
+max_attempts = 1
 [queue.trace]
 command = /bin/sh -c 'printf %s \"\$TRACEPARENT|\$TRACESTATE\"'
 [queue.env]
@@ -162,4 +166,15 @@ id=$(cli submit trace '{}')
 cli wait "$id" --timeout 30s >/dev/null
 expect_eq "no trace context" "$(cli get "$id" --json | jq -r '(.job.traceparent // "none") + " " + .job.result')" "none |"
 ok "trace context: TRACEPARENT and TRACESTATE reach the command; jobq submit passes its own on"
+
+# Exit 75 (EX_TEMPFAIL) slows the whole queue down for its slow_down (2 s).
+a=$(cli submit tempfail '1')
+cli wait "$a" --timeout 30s >/dev/null 2>&1 || true
+b=$(cli submit tempfail '2')
+expect_eq "explain behind a slow-down" "$(cli explain "$b" --json | jq -r .reason)" slowed_down
+cli wait "$b" --timeout 30s >/dev/null 2>&1 || true
+t1=$(sed -n 1p "$T/tempfail.log")
+t2=$(sed -n 2p "$T/tempfail.log")
+[ $((t2 - t1)) -ge 1900 ] || fail "the next job of a slowed queue started $((t2 - t1)) ms after exit 75"
+ok "exit 75 holds the queue for slow_down: the next job started $((t2 - t1)) ms later"
 stop_jobqd

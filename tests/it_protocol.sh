@@ -143,4 +143,18 @@ for bad in '"traceparent":"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7"
     expect_eq "refused: $bad" "$(jq -r .error.code <<<"$r")" invalid_argument
 done
 ok "trace context: stored, shown by get, carried by fetch; malformed ones refused"
+
+# A worker's fail with slow_down holds the queue: the next fetch gets nothing though jobs are
+# ready, and explain says why.
+r=$(raw '{"op":"fetch","queues":["email"],"max":1,"timeout":0}')
+sid=$(jq -r '.jobs[0].id' <<<"$r")
+lease=$(jq -r '.jobs[0].lease' <<<"$r")
+r=$(raw "{\"op\":\"fail\",\"id\":$sid,\"lease\":\"$lease\",\"error\":\"429\",\"slow_down\":\"1h\"}")
+expect_eq "fail with slow_down" "$(jq -r .ok <<<"$r")" true
+expect_eq "ready jobs left" "$(($(raw '{"op":"stats"}' | jq .queues.email.ready) > 0))" 1
+r=$(raw '{"op":"fetch","queues":["email"],"max":1,"timeout":0}')
+expect_eq "a fetch while slowed down" "$(jq -c .jobs <<<"$r")" "[]"
+rid=$(raw '{"op":"list","queue":"email","state":"ready","limit":1}' | jq -r '.jobs[0].id')
+expect_eq "explain" "$(raw "{\"op\":\"explain\",\"id\":$rid}" | jq -r .reason)" slowed_down
+ok "fail with slow_down holds the queue: fetches get nothing, explain says slowed_down"
 stop_jobqd

@@ -65,6 +65,21 @@ t2=$(sed -n 2p "$T/hooks.log" | cut -d' ' -f1)
 [ $((t2 - t1)) -ge 2000 ] || fail "retried $((t2 - t1)) ms after a Retry-After of 2 s"
 ok "503 + Retry-After 2: retried after $((t2 - t1)) ms"
 
+# The Retry-After holds the whole queue: a job submitted after the 503 waits for it too.
+script "503 2" 200
+: >"$T/hooks.log"
+a=$(raw '{"op":"submit","queue":"hook","payload":"a"}' | jq .id)
+poll_until "job $a got its 503" '[ -s "$T/hooks.log" ]'
+b=$(raw '{"op":"submit","queue":"hook","payload":"b"}' | jq .id)
+expect_eq "explain of a job behind the slow-down" \
+    "$(raw "{\"op\":\"explain\",\"id\":$b}" | jq -r .reason)" slowed_down
+wait_job "$b" >/dev/null
+wait_job "$a" >/dev/null
+t503=$(sed -n 1p "$T/hooks.log" | cut -d' ' -f1)
+tb=$(grep " $b 1 hook " "$T/hooks.log" | cut -d' ' -f1)
+[ $((tb - t503)) -ge 2000 ] || fail "job $b was delivered $((tb - t503)) ms after the 503, within its Retry-After"
+ok "503 + Retry-After holds the queue: the next job waited $((tb - t503)) ms"
+
 # 500 -> backoff, then 200.
 script 500 200
 : >"$T/hooks.log"

@@ -222,8 +222,9 @@ test_spawn_session_signals_pipes(void **state)
                     NULL};
     char *envp[] = {"PATH=/usr/bin:/bin", NULL};
     pid_t pid = 0;
-    int fds[3];
-    assert_int_equal(exec_spawn(argv, envp, &pid, fds), 0);
+    int fds[4];
+    assert_int_equal(exec_spawn(argv, envp, &pid, fds, false), 0);
+    assert_int_equal(fds[3], -1);
     assert_true(pid > 0);
     assert_int_equal(write(fds[0], "hello\n", 6), 6);
     close(fds[0]);
@@ -258,9 +259,92 @@ test_spawn_missing_command(void **state)
     char *argv[] = {"/nonexistent/jobq-no-such-command", NULL};
     char *envp[] = {NULL};
     pid_t pid = 0;
-    int fds[3] = {-1, -1, -1};
-    assert_int_equal(exec_spawn(argv, envp, &pid, fds), ENOENT);
+    int fds[4] = {-1, -1, -1, -1};
+    assert_int_equal(exec_spawn(argv, envp, &pid, fds, true), ENOENT);
     assert_int_equal(fds[0], -1);
+}
+
+/* With a control pipe, the command writes to descriptor 3 (JOBQ_CONTROL_FD) and the caller
+ * reads it on fds[3]; the command's stdout stays apart. */
+static void
+test_spawn_control_pipe(void **state)
+{
+    (void)state;
+    char *argv[] = {"sh", "-c", "echo \"progress 5 fd=$JOBQ_CONTROL_FD\" >&3; echo out", NULL};
+    exec_env env;
+    char *base[] = {"PATH=/usr/bin:/bin", NULL};
+    exec_job job = {.id = 7, .queue = "q", .attempt = 2, .max_attempts = 3,
+                    .checkpoint = "{\"offset\":12}", .control = true};
+    assert_true(exec_env_build(&env, base, &job));
+    pid_t pid = 0;
+    int fds[4];
+    assert_int_equal(exec_spawn(argv, env.envp, &pid, fds, true), 0);
+    bool seen_cp = false;
+    for (char **e = env.envp; *e != NULL; e++) {
+        seen_cp |= strcmp(*e, "JOBQ_CHECKPOINT={\"offset\":12}") == 0;
+    }
+    assert_true(seen_cp);
+    exec_env_free(&env);
+    close(fds[0]);
+    char out[256], ctl[256];
+    read_all(fds[3], ctl, sizeof(ctl));
+    read_all(fds[1], out, sizeof(out));
+    close(fds[1]);
+    close(fds[2]);
+    close(fds[3]);
+    int status = 0;
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    assert_string_equal(ctl, "progress 5 fd=3\n");
+    assert_string_equal(out, "out\n");
+}
+
+static int nmsgs;
+static exec_ctl_msg msgs[8];
+static char texts[8][128];
+
+static void
+collect(void *arg, const exec_ctl_msg *m)
+{
+    (void)arg;
+    msgs[nmsgs] = *m;
+    snprintf(texts[nmsgs], sizeof(texts[0]), "%s", m->text);
+    nmsgs++;
+}
+
+/* Control lines: split across reads, the three kinds, bad and overlong lines ignored, a last
+ * line without newline taken at EOF. */
+static void
+test_control_lines(void **state)
+{
+    (void)state;
+    exec_ctl c;
+    assert_true(exec_ctl_init(&c));
+    nmsgs = 0;
+    const char *a = "progress 42 copy";
+    const char *b = "ing\ncheckpoint {\"o\":1}\nprogress 101\nbogus\nlog hello\r\nprogress 7";
+    exec_ctl_feed(&c, a, strlen(a), collect, NULL);
+    exec_ctl_feed(&c, b, strlen(b), collect, NULL);
+    assert_int_equal(nmsgs, 3);
+    char *big = malloc(EXEC_CTL_LINE_MAX + 10);
+    memset(big, 'x', EXEC_CTL_LINE_MAX + 9);
+    big[EXEC_CTL_LINE_MAX + 9] = '\n';
+    exec_ctl_feed(&c, "\n", 1, collect, NULL); /* ends "progress 7" */
+    exec_ctl_feed(&c, big, EXEC_CTL_LINE_MAX + 10, collect, NULL);
+    free(big);
+    exec_ctl_feed(&c, "log end", 7, collect, NULL);
+    exec_ctl_end(&c, collect, NULL);
+    exec_ctl_free(&c);
+    assert_int_equal(nmsgs, 5);
+    assert_int_equal(msgs[0].kind, EXEC_CTL_PROGRESS);
+    assert_true(msgs[0].pct == 42);
+    assert_string_equal(texts[0], "copying");
+    assert_int_equal(msgs[1].kind, EXEC_CTL_CHECKPOINT);
+    assert_string_equal(texts[1], "{\"o\":1}");
+    assert_int_equal(msgs[2].kind, EXEC_CTL_LOG);
+    assert_string_equal(texts[2], "hello");
+    assert_true(msgs[3].pct == 7);
+    assert_string_equal(texts[3], "");
+    assert_string_equal(texts[4], "end");
 }
 
 int
@@ -268,6 +352,8 @@ main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_env_replaces_jobq_variables),
+        cmocka_unit_test(test_spawn_control_pipe),
+        cmocka_unit_test(test_control_lines),
         cmocka_unit_test(test_first_bytes_kept),
         cmocka_unit_test(test_last_bytes_kept),
         cmocka_unit_test(test_sanitize_utf8),

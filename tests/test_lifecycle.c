@@ -12,7 +12,9 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "codec.h"
 #include "lifecycle.h"
+#include "request.h"
 #include "store.h"
 
 typedef struct fixture {
@@ -514,6 +516,68 @@ test_retention_sweep(void **state)
     assert_int_equal(store_get(f->st, ok2, &r), JOBQ_ENOENT);
 }
 
+/* The policy of each mutate action by state, whole. */
+static void
+test_mutate_verdicts(void **state)
+{
+    (void)state;
+    /* Rows: actions in MUTATE_ACTIONS order; columns: scheduled, ready, running, retrying,
+     * succeeded, dead, cancelled, waiting. A apply, S skip, T stop. */
+    static const char *const want[MUT_NACTIONS] = {
+        [MUT_CANCEL] = "AATASSSA",      [MUT_RETRY] = "SSSSSAAS",
+        [MUT_DELETE] = "SSSSAAAS",      [MUT_RUN_NOW] = "ASSASSSS",
+        [MUT_RESCHEDULE] = "AASASSSS",  [MUT_SET_PRIORITY] = "AASASSSA",
+        [MUT_RERUN] = "SSSSAAAS",
+    };
+    for (int a = 0; a < MUT_NACTIONS; a++) {
+        for (int st = 0; st <= JOBQ_WAITING; st++) {
+            mutate_verdict v = lifecycle_mutate_verdict(a, st);
+            char got = v == MUTATE_APPLY ? 'A' : v == MUTATE_STOP ? 'T' : 'S';
+            if (got != want[a][st]) {
+                fail_msg("%s of a %s job: got %c, want %c", jobq__mutate_action_name(a),
+                         jobq__state_name(st), got, want[a][st]);
+            }
+        }
+    }
+}
+
+/* A mutate cancel of a parent cascades to its waiting child; the child, picked before as
+ * waiting, is then found cancelled already: done, nothing more for the loop. A rerun makes a
+ * new job and leaves the finished one as it was. */
+static void
+test_mutate_cancel_cascade_and_rerun(void **state)
+{
+    fixture *f = *state;
+    int64_t a = submit(f->st, "q", NULL, 0, false, 0, NULL);
+    int64_t b = submit(f->st, "q", &a, 1, false, 0, NULL);
+    mutate_args m = {.action = MUT_CANCEL};
+    mutate_change ch;
+    assert_int_equal(store_begin(f->st), JOBQ_OK);
+    assert_int_equal(lifecycle_mutate_job(f->st, &m, a, JOBQ_READY, 10, &ch), JOBQ_OK);
+    assert_int_equal(ch.from, JOBQ_READY);
+    assert_int_equal(ch.to, JOBQ_CANCELLED);
+    assert_int_equal(ch.row.state, JOBQ_CANCELLED);
+    job_row_clear(&ch.row);
+    assert_int_equal(lifecycle_mutate_job(f->st, &m, b, JOBQ_WAITING, 10, &ch), JOBQ_OK);
+    assert_int_equal(ch.from, ch.to);
+    job_row_clear(&ch.row);
+    mutate_args r = {.action = MUT_RERUN};
+    assert_int_equal(lifecycle_mutate_job(f->st, &r, a, JOBQ_CANCELLED, 20, &ch), JOBQ_OK);
+    assert_true(ch.new_id > b);
+    assert_int_equal(ch.from, -1);
+    assert_int_equal(ch.to, JOBQ_READY);
+    /* Not finished: a rerun refuses, changing nothing. */
+    assert_int_equal(lifecycle_mutate_job(f->st, &r, ch.new_id, JOBQ_READY, 20, &ch),
+                     JOBQ_ESTATE);
+    assert_int_equal(store_commit(f->st), JOBQ_OK);
+    assert_int_equal(state_of(f->st, a), JOBQ_CANCELLED);
+    size_t n;
+    store_effect *e = store_effects_take(f->st, &n);
+    assert_int_equal(n, 1); /* the child's cancel, for the loop */
+    assert_int_equal(e[0].id, b);
+    store_effects_free(e, n);
+}
+
 int
 main(void)
 {
@@ -525,6 +589,8 @@ main(void)
                                         teardown),
         cmocka_unit_test_setup_teardown(test_key_ttl_admission, setup, teardown),
         cmocka_unit_test_setup_teardown(test_cancel, setup, teardown),
+        cmocka_unit_test(test_mutate_verdicts),
+        cmocka_unit_test_setup_teardown(test_mutate_cancel_cascade_and_rerun, setup, teardown),
         cmocka_unit_test_setup_teardown(test_retention_sweep, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -519,6 +519,64 @@ test_tokens(void **state)
     }
 }
 
+/* mutate: the filter, the action and its argument, and the refusal of an empty filter. */
+static void
+test_mutate(void **state)
+{
+    (void)state;
+    request req;
+    assert_null(decode("{\"op\":\"mutate\",\"action\":\"retry\",\"queue\":\"mail\","
+                       "\"state\":[\"dead\",\"cancelled\"],\"error_contains\":\"timeout\","
+                       "\"key_prefix\":\"u-\",\"ids\":[3,4],\"created_before\":5000,"
+                       "\"finished_after\":\"1h\",\"dry_run\":true}",
+                       &req));
+    assert_int_equal(req.op, REQ_MUTATE);
+    assert_int_equal(req.action, MUT_RETRY);
+    assert_string_equal(req.queue, "mail");
+    assert_int_equal(req.states, (1u << JOBQ_DEAD) | (1u << JOBQ_CANCELLED));
+    assert_string_equal(req.error_contains, "timeout");
+    assert_string_equal(req.key_prefix, "u-");
+    assert_int_equal(req.nids, 2);
+    assert_int_equal(req.ids[1], 4);
+    assert_int_equal(req.created_before_ms, 5000);
+    int64_t ago = jobq__now_ms() - 3600000; /* a duration is that long before now */
+    assert_true(req.finished_after_ms <= ago && req.finished_after_ms > ago - 5000);
+    assert_true(req.dry_run);
+    jobq__request_free(&req);
+    assert_null(decode("{\"op\":\"mutate\",\"action\":\"set_priority\",\"priority\":-5,"
+                       "\"state\":\"ready\"}",
+                       &req));
+    assert_int_equal(req.action, MUT_SET_PRIORITY);
+    assert_int_equal(req.priority, -5);
+    assert_int_equal(req.states, 1u << JOBQ_READY);
+    jobq__request_free(&req);
+    assert_null(decode("{\"op\":\"mutate\",\"action\":\"reschedule\",\"delay\":\"10m\","
+                       "\"all\":true}",
+                       &req));
+    assert_true(req.has_run_at && req.all);
+    assert_true(req.run_at_ms > jobq__now_ms() + 590000);
+    jobq__request_free(&req);
+    /* An empty filter touches every job: refused unless "all" says so. */
+    expect_error("{\"op\":\"mutate\",\"action\":\"delete\"}", "invalid_argument", "\"all\"", NULL);
+    expect_code("{\"op\":\"mutate\",\"action\":\"delete\",\"all\":false}", "invalid_argument");
+    expect_code("{\"op\":\"mutate\",\"action\":\"explode\",\"all\":true}", "invalid_argument");
+    expect_code("{\"op\":\"mutate\",\"all\":true}", "invalid_argument");
+    expect_code("{\"op\":\"mutate\",\"action\":\"set_priority\",\"all\":true}",
+                "invalid_argument");
+    expect_code("{\"op\":\"mutate\",\"action\":\"reschedule\",\"all\":true}", "invalid_argument");
+    expect_code("{\"op\":\"mutate\",\"action\":\"reschedule\",\"all\":true,\"delay\":\"1s\","
+                "\"run_at\":5}",
+                "invalid_argument");
+    expect_code("{\"op\":\"mutate\",\"action\":\"cancel\",\"state\":\"gone\"}", "invalid_argument");
+    expect_code("{\"op\":\"mutate\",\"action\":\"cancel\",\"state\":[]}", "invalid_argument");
+    expect_code("{\"op\":\"mutate\",\"action\":\"cancel\",\"ids\":[]}", "invalid_argument");
+    expect_code("{\"op\":\"mutate\",\"action\":\"cancel\",\"ids\":[0]}", "invalid_argument");
+    expect_code("{\"op\":\"mutate\",\"action\":\"cancel\",\"created_before\":\"soon\"}",
+                "invalid_argument");
+    expect_code("{\"op\":\"mutate\",\"action\":\"cancel\",\"created_before\":-1}",
+                "invalid_argument");
+}
+
 int
 main(void)
 {
@@ -536,6 +594,7 @@ main(void)
         cmocka_unit_test(test_run_at_bounds),
         cmocka_unit_test(test_outcomes_of_many_jobs),
         cmocka_unit_test(test_tokens),
+        cmocka_unit_test(test_mutate),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

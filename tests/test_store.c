@@ -1,20 +1,22 @@
 /* test_store.c: the store contract, the tests any backend must pass (test_contract_*): rows,
  * fenced updates, claims and their order, keys, dependencies, groups, history, retention,
- * savepoints; then each backend's own (test_sqlite_*: its index, its migrations; test_pg_*:
- * its index, migrations, SKIP LOCKED claims, a lost connection). Without JOBQ_TEST_PG_HOST it
- * runs on SQLite, on a real temp file; with it (ctest's test_store_pg, through tests/pg.sh)
- * on a real PostgreSQL cluster, a fresh database per test. Job policy over these primitives
- * is test_lifecycle.c's. */
+ * savepoints, syncs apart from commits; then each backend's own (test_sqlite_*: its index, its
+ * migrations, its log's sync and checkpoint; test_pg_*: its index, migrations, SKIP LOCKED
+ * claims, a lost connection). Without JOBQ_TEST_PG_HOST it runs on SQLite, on a real temp
+ * file; with it (ctest's test_store_pg, through tests/pg.sh) on a real PostgreSQL cluster, a
+ * fresh database per test. Job policy over these primitives is test_lifecycle.c's. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <setjmp.h>
 #include <cmocka.h>
 
+#include <pthread.h>
 #include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #ifdef JOBQ_HAVE_POSTGRES
@@ -636,6 +638,132 @@ test_contract_sweep_deletes_old_finished_jobs_and_history(void **state)
     assert_int_equal(n, 0);
 }
 
+/* Progress and checkpoint are stored on the job, each report replacing the last; a checkpoint
+ * left NULL keeps the stored one; a job that does not exist is JOBQ_ENOENT; claim hands the
+ * checkpoint on to the next attempt. */
+static void
+test_contract_progress_and_checkpoint(void **state)
+{
+    fixture *f = *state;
+    int64_t id = insert(f->st, "q", 0, 0, 0);
+    job_row r;
+    assert_int_equal(store_get(f->st, id, &r), JOBQ_OK);
+    assert_false(r.has_progress);
+    assert_null(r.note);
+    assert_null(r.checkpoint);
+    job_row_clear(&r);
+    assert_int_equal(store_begin(f->st), JOBQ_OK);
+    progress_set p = {.has_progress = true, .progress = 42.5, .note = "copying",
+                      .checkpoint = "{\"offset\":1200}"};
+    assert_int_equal(store_job_progress(f->st, id, &p), JOBQ_OK);
+    progress_set q = {.has_progress = true, .progress = 50};
+    assert_int_equal(store_job_progress(f->st, id, &q), JOBQ_OK);
+    progress_set none = {.checkpoint = "{\"offset\":1300}"};
+    assert_int_equal(store_job_progress(f->st, id + 1000, &none), JOBQ_ENOENT);
+    assert_int_equal(store_commit(f->st), JOBQ_OK);
+    assert_int_equal(store_get(f->st, id, &r), JOBQ_OK);
+    assert_true(r.has_progress);
+    assert_true(r.progress == 50);
+    assert_null(r.note);
+    assert_string_equal(r.checkpoint, "{\"offset\":1200}");
+    job_row_clear(&r);
+    assert_int_equal(claim_one(f->st, "q", 1), id);
+    job_row rows[1];
+    size_t n = 0;
+    int64_t id2 = insert(f->st, "q", 0, 0, 0);
+    assert_int_equal(store_begin(f->st), JOBQ_OK);
+    assert_int_equal(store_job_progress(f->st, id2, &none), JOBQ_OK);
+    assert_int_equal(store_claim(f->st, "q", 2, 1, rows, &n), JOBQ_OK);
+    assert_int_equal(store_commit(f->st), JOBQ_OK);
+    assert_int_equal(n, 1);
+    assert_int_equal(rows[0].id, id2);
+    assert_false(rows[0].has_progress);
+    assert_string_equal(rows[0].checkpoint, "{\"offset\":1300}");
+    job_row_clear(&rows[0]);
+}
+
+/* A job's log: lines numbered from 1 across appends, read after a cursor, capped to the newest
+ * lines by count and by bytes (the newest line kept whatever its size), deleted by the sweep
+ * with the job, and another job's log untouched. */
+static void
+test_contract_logs_capped_and_swept(void **state)
+{
+    fixture *f = *state;
+    int64_t id = insert(f->st, "q", 0, 0, 0);
+    int64_t other = insert(f->st, "q", 0, 0, 0);
+    const char *lines[] = {"one", "two", "three", "four", "five"};
+    int64_t last = 0;
+    assert_int_equal(store_begin(f->st), JOBQ_OK);
+    assert_int_equal(store_log_append(f->st, id, 1, 10, lines, 2, 1000, 1 << 20, &last), JOBQ_OK);
+    assert_int_equal(last, 2);
+    assert_int_equal(store_log_append(f->st, other, 1, 10, lines, 1, 1000, 1 << 20, NULL), JOBQ_OK);
+    assert_int_equal(store_log_append(f->st, id, 2, 11, lines + 2, 3, 1000, 1 << 20, &last),
+                     JOBQ_OK);
+    assert_int_equal(last, 5);
+    assert_int_equal(store_commit(f->st), JOBQ_OK);
+    log_row rows[8];
+    size_t n = 0;
+    assert_int_equal(store_logs(f->st, id, 0, rows, 8, &n), JOBQ_OK);
+    assert_int_equal(n, 5);
+    assert_int_equal(rows[0].seq, 1);
+    assert_string_equal(rows[0].line, "one");
+    assert_int_equal(rows[4].seq, 5);
+    assert_int_equal(rows[4].attempt, 2);
+    assert_int_equal(rows[4].at_ms, 11);
+    assert_string_equal(rows[4].line, "five");
+    for (size_t i = 0; i < n; i++) {
+        log_row_clear(&rows[i]);
+    }
+    assert_int_equal(store_logs(f->st, id, 3, rows, 1, &n), JOBQ_OK);
+    assert_int_equal(n, 1);
+    assert_string_equal(rows[0].line, "four");
+    log_row_clear(&rows[0]);
+    /* At most 3 lines: 3, 4, 5 stay; then at most 9 bytes: "five" (4) and "six" (3) fit with
+     * nothing before (4 + 3 + "four" 4 = 11 > 9). */
+    const char *six[] = {"six"};
+    assert_int_equal(store_begin(f->st), JOBQ_OK);
+    assert_int_equal(store_log_append(f->st, id, 2, 12, NULL, 0, 3, 1 << 20, NULL), JOBQ_OK);
+    assert_int_equal(store_commit(f->st), JOBQ_OK);
+    assert_int_equal(store_logs(f->st, id, 0, rows, 8, &n), JOBQ_OK);
+    assert_int_equal(n, 3);
+    assert_int_equal(rows[0].seq, 3);
+    for (size_t i = 0; i < n; i++) {
+        log_row_clear(&rows[i]);
+    }
+    assert_int_equal(store_begin(f->st), JOBQ_OK);
+    assert_int_equal(store_log_append(f->st, id, 2, 12, six, 1, 1000, 9, &last), JOBQ_OK);
+    assert_int_equal(last, 6);
+    assert_int_equal(store_commit(f->st), JOBQ_OK);
+    assert_int_equal(store_logs(f->st, id, 0, rows, 8, &n), JOBQ_OK);
+    assert_int_equal(n, 2);
+    assert_string_equal(rows[0].line, "five");
+    assert_string_equal(rows[1].line, "six");
+    for (size_t i = 0; i < n; i++) {
+        log_row_clear(&rows[i]);
+    }
+    /* The newest line stays even over the byte cap. */
+    assert_int_equal(store_begin(f->st), JOBQ_OK);
+    assert_int_equal(store_log_append(f->st, id, 2, 12, lines + 2, 1, 1000, 2, NULL), JOBQ_OK);
+    assert_int_equal(store_commit(f->st), JOBQ_OK);
+    assert_int_equal(store_logs(f->st, id, 0, rows, 8, &n), JOBQ_OK);
+    assert_int_equal(n, 1);
+    assert_int_equal(rows[0].seq, 7);
+    assert_string_equal(rows[0].line, "three");
+    log_row_clear(&rows[0]);
+    /* Retention deletes the log with its job, not another job's. */
+    assert_int_equal(claim_one(f->st, "q", 1), id);
+    assert_int_equal(store_begin(f->st), JOBQ_OK);
+    assert_int_equal(store_job_finish(f->st, id, JOBQ_SUCCEEDED, 100, 0, "ok", NULL), JOBQ_OK);
+    assert_int_equal(store_sweep(f->st, "q", JOBQ_SUCCEEDED, 200, 10, &n), JOBQ_OK);
+    assert_int_equal(n, 1);
+    assert_int_equal(store_commit(f->st), JOBQ_OK);
+    assert_int_equal(store_logs(f->st, id, 0, rows, 8, &n), JOBQ_OK);
+    assert_int_equal(n, 0);
+    assert_int_equal(store_logs(f->st, other, 0, rows, 8, &n), JOBQ_OK);
+    assert_int_equal(n, 1);
+    log_row_clear(&rows[0]);
+}
+
 static int promoted_count;
 static void
 count_promoted(void *arg, const char *queue, int old_state)
@@ -701,6 +829,73 @@ test_contract_list_paging(void **state)
     assert_int_equal(store_list(f->st, &lf, rows, &n, &more), JOBQ_OK);
     assert_int_equal(n, 0);
     assert_false(more);
+}
+
+/* sync_loop: store_sync from a thread of its own, as the writer's pipeline calls it. */
+static void *
+sync_loop(void *arg)
+{
+    store *st = arg;
+    char msg[256];
+    for (int i = 0; i < 50; i++) {
+        if (store_sync(st, msg, sizeof(msg)) != JOBQ_OK) {
+            return strdup(msg);
+        }
+    }
+    return NULL;
+}
+
+/* The contract of a store whose commits sync apart: store_sync runs on another thread while
+ * transactions go on, and a checkpoint leaves every commit in place. */
+static void
+test_contract_sync_apart(void **state)
+{
+    fixture *f = *state;
+    if (!store_sync_apart(f->st)) {
+        return; /* its commits are durable on return */
+    }
+    store_set_sync(f->st, false);
+    int64_t first = insert(f->st, "q", 0, 0, 1000);
+    pthread_t t;
+    assert_int_equal(pthread_create(&t, NULL, sync_loop, f->st), 0);
+    for (int i = 0; i < 200; i++) {
+        insert(f->st, "q", 0, 0, 1000);
+    }
+    void *why;
+    assert_int_equal(pthread_join(t, &why), 0);
+    if (why != NULL) {
+        fail_msg("store_sync: %s", (char *)why);
+    }
+    char msg[256] = "";
+    assert_int_equal(store_sync(f->st, msg, sizeof(msg)), JOBQ_OK);
+    assert_int_equal(store_checkpoint(f->st, msg, sizeof(msg)), JOBQ_OK);
+    int64_t last = insert(f->st, "q", 0, 0, 1000);
+    assert_int_equal(store_sync(f->st, msg, sizeof(msg)), JOBQ_OK);
+    assert_int_equal(last, first + 201);
+    job_row r;
+    assert_int_equal(store_get(f->st, first + 100, &r), JOBQ_OK);
+    job_row_clear(&r);
+}
+
+/* SQLite: durability full syncs apart, normal does not; the recovery checkpoint empties the
+ * log. */
+static void
+test_sqlite_sync_apart_and_checkpoint(void **state)
+{
+    fixture *f = *state;
+    assert_true(store_sync_apart(f->st));
+    store_set_sync(f->st, false);
+    insert(f->st, "q", 0, 0, 1000);
+    char msg[256] = "", wal[600];
+    assert_int_equal(store_checkpoint(f->st, msg, sizeof(msg)), JOBQ_OK);
+    snprintf(wal, sizeof(wal), "%s-wal", f->path);
+    struct stat sb;
+    assert_int_equal(stat(wal, &sb), 0);
+    assert_int_equal(sb.st_size, 0);
+    store_close(f->st);
+    char err[256] = "";
+    assert_int_equal(store_open(f->path, DURABILITY_NORMAL, &f->st, err, sizeof(err)), JOBQ_OK);
+    assert_false(store_sync_apart(f->st));
 }
 
 static void
@@ -902,6 +1097,169 @@ test_pg_unreachable_server_says_where(void **state)
 #endif
 
 /* A password in the database setting never reaches a log line. */
+/* ---- bulk operations ---- */
+
+/* ins: inserts one job for the pick tests: queue, state, created_at, finished_at (0: none),
+ * error and key (NULL: none). */
+static int64_t
+ins(store *st, const char *queue, int state, int64_t created, int64_t finished, const char *error,
+    const char *key)
+{
+    job_spec s = {.queue = queue,
+                  .payload = "{\"n\":1}",
+                  .run_at_ms = created,
+                  .max_attempts = 3,
+                  .timeout_ms = 1000,
+                  .key = key};
+    int64_t id;
+    assert_int_equal(store_job_insert(st, &s, state, created, finished, error, &id), JOBQ_OK);
+    return id;
+}
+
+typedef struct picks {
+    int64_t ids[64];
+    int states[64];
+    size_t n;
+} picks;
+
+static void
+collect_picks(void *arg, int64_t id, const char *queue, int state)
+{
+    picks *p = arg;
+    assert_non_null(queue);
+    p->ids[p->n] = id;
+    p->states[p->n++] = state;
+}
+
+/* pick_n: how many jobs f picks among all (and the picks in *p). */
+static size_t
+pick_n(store *st, const job_filter *f, picks *p)
+{
+    memset(p, 0, sizeof(*p));
+    size_t n = 99;
+    assert_int_equal(store_pick(st, f, 0, INT64_MAX, 64, collect_picks, p, &n), JOBQ_OK);
+    assert_int_equal(n, p->n);
+    return n;
+}
+
+static void
+test_contract_pick_filters(void **state)
+{
+    fixture *f = *state;
+    int64_t max = -1;
+    assert_int_equal(store_max_id(f->st, &max), JOBQ_OK);
+    assert_int_equal(max, 0);
+    assert_int_equal(store_begin(f->st), JOBQ_OK);
+    int64_t a = ins(f->st, "mail", JOBQ_DEAD, 1000, 1500, "exit 1: timeout talking to smtp", "u-1");
+    int64_t b = ins(f->st, "mail", JOBQ_CANCELLED, 2000, 2500, "cancelled: 100%_done", "u-2");
+    int64_t c = ins(f->st, "mail", JOBQ_READY, 3000, 0, NULL, "v-1");
+    int64_t d = ins(f->st, "sms", JOBQ_DEAD, 4000, 4500, "timeout", NULL);
+    int64_t e = ins(f->st, "sms", JOBQ_SUCCEEDED, 5000, 5500, NULL, "u%_x");
+    int64_t g = ins(f->st, "sms", JOBQ_SCHEDULED, 6000, 0, NULL, NULL);
+    assert_int_equal(store_commit(f->st), JOBQ_OK);
+    assert_int_equal(store_max_id(f->st, &max), JOBQ_OK);
+    assert_int_equal(max, g);
+    picks p;
+    job_filter all = {0};
+    assert_int_equal(pick_n(f->st, &all, &p), 6);
+    assert_int_equal(p.ids[0], a); /* ascending ids, with their states */
+    assert_int_equal(p.states[0], JOBQ_DEAD);
+    assert_int_equal(p.ids[5], g);
+    assert_int_equal(p.states[5], JOBQ_SCHEDULED);
+    job_filter fq = {.queue = "mail"};
+    assert_int_equal(pick_n(f->st, &fq, &p), 3);
+    job_filter fs = {.states = 1u << JOBQ_DEAD};
+    assert_int_equal(pick_n(f->st, &fs, &p), 2);
+    assert_int_equal(p.ids[0], a);
+    assert_int_equal(p.ids[1], d);
+    job_filter fs2 = {.queue = "sms", .states = (1u << JOBQ_DEAD) | (1u << JOBQ_SCHEDULED)};
+    assert_int_equal(pick_n(f->st, &fs2, &p), 2);
+    assert_int_equal(p.ids[1], g);
+    int64_t some[] = {b, e, 999999};
+    job_filter fi = {.ids = some, .nids = 3};
+    assert_int_equal(pick_n(f->st, &fi, &p), 2);
+    assert_int_equal(p.ids[0], b);
+    job_filter fc = {.created_after_ms = 2000, .created_before_ms = 5000}; /* [2000, 5000) */
+    assert_int_equal(pick_n(f->st, &fc, &p), 3);
+    assert_int_equal(p.ids[0], b);
+    assert_int_equal(p.ids[2], d);
+    job_filter ff = {.finished_before_ms = 4500}; /* unfinished jobs never match */
+    assert_int_equal(pick_n(f->st, &ff, &p), 2);
+    job_filter ff2 = {.finished_after_ms = 1};
+    assert_int_equal(pick_n(f->st, &ff2, &p), 4);
+    job_filter fe = {.error_contains = "timeout"};
+    assert_int_equal(pick_n(f->st, &fe, &p), 2);
+    /* A substring, not a pattern: % and _ are themselves, quotes are text. */
+    job_filter fe2 = {.error_contains = "0%_d"};
+    assert_int_equal(pick_n(f->st, &fe2, &p), 1);
+    assert_int_equal(p.ids[0], b);
+    job_filter fe3 = {.error_contains = "%"};
+    assert_int_equal(pick_n(f->st, &fe3, &p), 1);
+    job_filter fe4 = {.error_contains = "'; DELETE FROM jobs; --"};
+    assert_int_equal(pick_n(f->st, &fe4, &p), 0);
+    job_filter fk = {.key_prefix = "u-"};
+    assert_int_equal(pick_n(f->st, &fk, &p), 2);
+    job_filter fk2 = {.key_prefix = "u%"};
+    assert_int_equal(pick_n(f->st, &fk2, &p), 1);
+    assert_int_equal(p.ids[0], e);
+    job_filter fk3 = {.key_prefix = "u_"};
+    assert_int_equal(pick_n(f->st, &fk3, &p), 0);
+    job_filter fkq = {.queue = "mail", .key_prefix = "v", .states = 1u << JOBQ_READY};
+    assert_int_equal(pick_n(f->st, &fkq, &p), 1);
+    assert_int_equal(p.ids[0], c);
+    /* The window of ids and the limit: (after, upto], max rows, ascending. */
+    memset(&p, 0, sizeof(p));
+    size_t n = 0;
+    assert_int_equal(store_pick(f->st, &all, a, e, 2, collect_picks, &p, &n), JOBQ_OK);
+    assert_int_equal(n, 2);
+    assert_int_equal(p.ids[0], b);
+    assert_int_equal(p.ids[1], c);
+    memset(&p, 0, sizeof(p));
+    assert_int_equal(store_pick(f->st, &all, d, e, 10, collect_picks, &p, &n), JOBQ_OK);
+    assert_int_equal(n, 1);
+    assert_int_equal(p.ids[0], e);
+}
+
+static void
+test_contract_delete_priority_run_at_fenced(void **state)
+{
+    fixture *f = *state;
+    assert_int_equal(store_begin(f->st), JOBQ_OK);
+    int64_t a = ins(f->st, "q", JOBQ_DEAD, 1000, 1500, "bad", NULL);
+    int64_t b = ins(f->st, "q", JOBQ_READY, 1000, 0, NULL, NULL);
+    int64_t c = ins(f->st, "q", JOBQ_WAITING, 1000, 0, NULL, NULL);
+    attempt_rec rec = {.attempt = 1, .started_at_ms = 1100, .kind = "exit"};
+    assert_int_equal(store_attempt_add(f->st, a, &rec, 1500, "bad"), JOBQ_OK);
+    assert_int_equal(store_dep_add(f->st, a, c), JOBQ_OK);
+    /* Fenced on the state asked for: a wrong state changes nothing. */
+    assert_int_equal(store_job_delete(f->st, a, JOBQ_CANCELLED), JOBQ_ESTATE);
+    assert_int_equal(store_job_delete(f->st, 999999, JOBQ_DEAD), JOBQ_ESTATE);
+    assert_int_equal(store_job_set_priority(f->st, b, JOBQ_SCHEDULED, 7), JOBQ_ESTATE);
+    assert_int_equal(store_job_set_run_at(f->st, b, JOBQ_SCHEDULED, JOBQ_READY, 9), JOBQ_ESTATE);
+    /* The delete takes the job's history and dependency rows with it. */
+    assert_int_equal(store_job_delete(f->st, a, JOBQ_DEAD), JOBQ_OK);
+    assert_int_equal(store_job_set_priority(f->st, b, JOBQ_READY, 7), JOBQ_OK);
+    assert_int_equal(store_job_set_run_at(f->st, b, JOBQ_READY, JOBQ_SCHEDULED, 90000), JOBQ_OK);
+    assert_int_equal(store_commit(f->st), JOBQ_OK);
+    job_row r;
+    assert_int_equal(store_get(f->st, a, &r), JOBQ_ENOENT);
+    attempt_row hist[4];
+    size_t n = 9;
+    assert_int_equal(store_attempts(f->st, a, hist, 4, &n), JOBQ_OK);
+    assert_int_equal(n, 0);
+    bool waits = true;
+    assert_int_equal(store_dep_pending(f->st, c, &waits), JOBQ_OK);
+    assert_false(waits);
+    assert_int_equal(store_get(f->st, b, &r), JOBQ_OK);
+    assert_int_equal(r.priority, 7);
+    assert_int_equal(r.state, JOBQ_SCHEDULED);
+    assert_int_equal(r.run_at_ms, 90000);
+    job_row_clear(&r);
+    int64_t next = 0;
+    assert_int_equal(store_next_due(f->st, &next), JOBQ_OK); /* the due index sees it */
+    assert_int_equal(next, 90000);
+}
+
 static void
 test_redact_hides_password(void **state)
 {
@@ -924,6 +1282,7 @@ main(void)
 {
     const struct CMUnitTest contract[] = {
         cmocka_unit_test_setup_teardown(test_contract_insert_get, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_contract_sync_apart, setup, teardown),
         cmocka_unit_test_setup_teardown(test_contract_scheduled_job_is_not_claimed, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_contract_keys_per_queue, setup, teardown),
@@ -942,10 +1301,16 @@ main(void)
         cmocka_unit_test_setup_teardown(test_contract_promote_due, setup, teardown),
         cmocka_unit_test_setup_teardown(test_contract_list_paging, setup, teardown),
         cmocka_unit_test_setup_teardown(test_contract_oldest_due, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_contract_pick_filters, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_contract_delete_priority_run_at_fenced, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_contract_progress_and_checkpoint, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_contract_logs_capped_and_swept, setup, teardown),
     };
     const struct CMUnitTest sqlite[] = {
         cmocka_unit_test(test_redact_hides_password),
         cmocka_unit_test_setup_teardown(test_sqlite_claim_uses_ready_index, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_sqlite_sync_apart_and_checkpoint, setup, teardown),
         cmocka_unit_test_setup_teardown(test_sqlite_newer_database_refused, setup, teardown),
         cmocka_unit_test_setup_teardown(test_sqlite_fresh_database_gets_every_migration, setup,
                                         teardown),

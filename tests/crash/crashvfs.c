@@ -18,6 +18,14 @@
  *                           the Nth xWrite (or xSync) of those files returns
  *                           SQLITE_IOERR_WRITE (SQLITE_IOERR_FSYNC) without doing anything;
  *                           with :persist every later one fails too.
+ *   JOBQ_CRASHVFS_SYNC_GATE=PATH
+ *                           while PATH is a FIFO, a sync of those files waits at the gate
+ *                           before it does anything (holding no lock, so other threads go on
+ *                           writing and reading): it says "crashvfs: sync of FILE held", reads
+ *                           one byte from PATH (a test opens it for writing, removes it so
+ *                           that the next syncs pass, and writes the byte), says "released"
+ *                           and goes on. A test thus knows a sync is in flight and decides
+ *                           when it returns, without sleeping.
  *
  * Held files keep one overlay per path, shared by every handle (another connection of the
  * process sees the cache as it would see the kernel's): writes go to 4 KiB chunks in memory,
@@ -26,6 +34,10 @@
  * mapped and passes through: after a cut the next process rebuilds it from the WAL, as after a
  * real power loss. xDelete is immediate and drops the path's overlay. At a normal exit the
  * unsynced data is written without a sync (no power was lost).
+ *
+ * Every operation on a held file, and the counts, take one mutex: SQLite's writer thread and
+ * jobqd's sync thread (which syncs the WAL while the next transaction writes it) may use the
+ * same file at once.
  *
  * Lines on stderr start with "crashvfs:": one at load, one at the cut or fault, one at exit
  * with the counts (ops=N is what a cut point counts). */
@@ -39,6 +51,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #define CHUNK 4096
@@ -78,6 +91,7 @@ static int g_fail_kind = FAIL_NONE;
 static uint64_t g_fail_at;
 static bool g_fail_persist;
 static uint64_t g_ops, g_writes, g_syncs, g_truncates, g_faults;
+static const char *g_gate; /* JOBQ_CRASHVFS_SYNC_GATE */
 
 static void say(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
@@ -476,10 +490,32 @@ c_truncate(sqlite3_file *file, sqlite3_int64 size)
     return SQLITE_OK;
 }
 
+/* gate_wait: JOBQ_CRASHVFS_SYNC_GATE: while the gate is a FIFO, waits for a byte on it. */
+static void
+gate_wait(cfile *f)
+{
+    struct stat sb;
+    if (g_gate == NULL || !f->counted || stat(g_gate, &sb) != 0 || !S_ISFIFO(sb.st_mode)) {
+        return;
+    }
+    say("crashvfs: sync of %s held", f->name);
+    int fd;
+    while ((fd = open(g_gate, O_RDONLY)) < 0 && errno == EINTR) {
+    }
+    if (fd >= 0) {
+        char c;
+        while (read(fd, &c, 1) < 0 && errno == EINTR) {
+        }
+        close(fd);
+    }
+    say("crashvfs: sync of %s released", f->name);
+}
+
 static int
 c_sync(sqlite3_file *file, int flags)
 {
     cfile *f = (cfile *)file;
+    gate_wait(f);
     pthread_mutex_lock(&g_mu);
     count_op(f, "sync");
     if (f->counted && fault(FAIL_SYNC, ++g_syncs, f->name)) {
@@ -807,6 +843,10 @@ crashvfs_load(void)
     const char *hold = getenv("JOBQ_CRASHVFS_HOLD");
     g_hold = g_cut != 0 || (hold != NULL && strcmp(hold, "1") == 0);
     parse_fail(getenv("JOBQ_CRASHVFS_FAIL"));
+    g_gate = getenv("JOBQ_CRASHVFS_SYNC_GATE");
+    if (g_gate != NULL && *g_gate == '\0') {
+        g_gate = NULL;
+    }
 
     g_real = sqlite3_vfs_find(NULL);
     if (g_real == NULL) {

@@ -189,6 +189,14 @@ check_ok(const request *req, const request_limits *lim)
         check(req->nids == 1 && req->ids[0] >= 1);
         check(req->lease != NULL && strlen(req->lease) >= 1 && strlen(req->lease) <= 64);
         check(req->text == NULL || strlen(req->text) < SIZE_MAX);
+        if (req->op == REQ_HEARTBEAT) {
+            check(!req->has_progress || (req->progress >= 0 && req->progress <= 100));
+            check(req->note == NULL || strlen(req->note) <= REQ_NOTE_MAX);
+            check(req->checkpoint == NULL || strlen(req->checkpoint) <= REQ_CHECKPOINT_MAX);
+            for (size_t i = 0; i < req->nlog; i++) {
+                check(strlen(req->log[i]) <= REQ_LOG_LINE_MAX);
+            }
+        }
         break;
     case REQ_BACKUP:
         check(req->path != NULL && req->path[0] == '/' && strlen(req->path) <= 4096);
@@ -196,6 +204,26 @@ check_ok(const request *req, const request_limits *lim)
     case REQ_PAUSE:
     case REQ_RESUME:
         check(req->queue != NULL && strlen(req->queue) >= 1 && strlen(req->queue) <= 64);
+        break;
+    case REQ_MUTATE: {
+        bool filtered = req->queue != NULL || req->states != 0 || req->nids > 0 ||
+                        req->created_after_ms != 0 || req->created_before_ms != 0 ||
+                        req->finished_after_ms != 0 || req->finished_before_ms != 0 ||
+                        req->error_contains != NULL || req->key_prefix != NULL;
+        check(filtered || req->all);
+        check(req->action >= 0 && req->action < MUT_NACTIONS);
+        check(req->states < (1u << (JOBQ_WAITING + 1)));
+        check(req->nids <= REQ_MUTATE_MAX_IDS);
+        for (size_t i = 0; i < req->nids; i++) {
+            check(req->ids[i] >= 1);
+        }
+        check(req->action != MUT_RESCHEDULE || req->has_run_at);
+        check(req->after_id >= 0 && req->limit >= 0);
+        break;
+    }
+    case REQ_LOGS:
+        check(req->nids == 1 && req->ids[0] >= 1);
+        check(req->limit >= 1 && req->limit <= 1000 && req->after_id >= 0);
         break;
     }
 }
