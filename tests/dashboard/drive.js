@@ -6,6 +6,7 @@
 // token's pages without actions. Every wait is on DOM state, never a fixed sleep.
 //
 // Environment: JOBQ_HTTP (http://127.0.0.1:PORT), JOBQ_ADMIN and JOBQ_READER (tokens),
+// JOBQ_SEED (the ids it_dashboard.sh made), JOBQ_EXPECT_MUTATE (1: jobqd has mutate),
 // JOBQ_CLI (a command line running `jobq --json` against the same jobqd), CHROMIUM (the
 // browser), JOBQ_SHOTS (where screenshots go), JOBQ_DOCS_SHOT (optional: the README's copy).
 'use strict';
@@ -139,6 +140,7 @@ async function main() {
     await page.goto(HTTP + '/', { waitUntil: 'load' });
     await page.waitForSelector('body[data-loaded="1"][data-rights="write"]:not([data-mutate="unknown"])', WAIT);
     const hasMutate = await page.$eval('body', (b) => b.dataset.mutate === 'yes');
+    if (process.env.JOBQ_EXPECT_MUTATE === '1' && !hasMutate) fail('jobqd has the mutate op, but the page took it for one without');
     ok(`the dashboard signed in with the admin token can act (mutate: ${hasMutate ? 'yes' : 'no'})`);
 
     // ---- the job list: a count of the overview opens it filtered ----
@@ -223,7 +225,12 @@ async function main() {
     expectEq('attempts after the retry', kinds, ['exit', 'success']);
     expectEq('the job by the API', (await api({ op: 'get', id: dead })).job.state, 'succeeded');
     expectEq('result on the page', await page.$eval('#job-result', (e) => e.textContent), `done ${dead}\n`);
-    ok(`job #${dead}: payload, explain's line, its exit attempt with the stderr tail; Retry made it run again and succeed`);
+    // The line the handler wrote to its control pipe (the logs op), with its attempt.
+    await page.waitForSelector('#job-logs[data-lines="1"]', WAIT);
+    const log = await page.$eval('#job-logs', (e) => e.textContent);
+    // A retry starts a fresh attempt budget: the run after it is attempt 1 again.
+    if (!log.startsWith('[1] ') || !log.endsWith('order done on attempt 1')) fail('log: ' + log);
+    ok(`job #${dead}: payload, explain's line, its exit attempt with the stderr tail; Retry made it run again and succeed, its log line shown`);
 
     // ---- search by key, then Run now on a scheduled job ----
     await search(page, 'later-');
