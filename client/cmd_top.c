@@ -13,7 +13,7 @@
 
 #include "cli.h"
 
-#define TOP_NCOLS 10
+#define TOP_NCOLS 11
 #define TOP_MAX_QUEUE_WIDTH 32
 #define TOP_MAX_SERIES 1000 /* queues whose rates one refresh asks for (stats "queues") */
 
@@ -269,9 +269,10 @@ static void
 render(FILE *out, const snapshot *cur, const snapshot *prev, const char *version,
        const char *status, bool color, int max_rows, int width)
 {
-    static const char *const names[TOP_NCOLS] = {"QUEUE", "READY",  "RUNNING", "SCHED",   "RETRY",
-                                                 "DEAD",  "SUCC/s", "FAIL/s",  "BREAKER", "PAUSED"};
-    static const bool right[TOP_NCOLS] = {false, true, true, true,  true,
+    static const char *const names[TOP_NCOLS] = {
+        "QUEUE", "READY", "RUNNING", "SCHED", "RETRY", "DEAD", "OLDEST", "SUCC/s", "FAIL/s",
+        "BREAKER", "PAUSED"};
+    static const bool right[TOP_NCOLS] = {false, true, true, true,  true, true,
                                           true,  true, true, false, false};
     static const char *const counts[] = {"ready", "running", "scheduled", "retrying", "dead"};
     const json_t *queues = json_object_get(cur->reply, "queues");
@@ -348,12 +349,19 @@ render(FILE *out, const snapshot *cur, const snapshot *prev, const char *version
         for (size_t f = 0; f < 5; f++) {
             fmt_count(q, counts[f], row[1 + f], sizeof(row[1 + f]));
         }
-        fmt_rate(rate(q, pq, dt, "succeeded"), row[6], sizeof(row[6]));
-        fmt_rate(rate(q, pq, dt, "failed"), row[7], sizeof(row[7]));
+        /* How long its oldest ready job has waited (the queue's latency). */
+        const json_t *age = json_object_get(q, "oldest_ready_s");
+        if (json_is_integer(age) && json_integer_value(age) > 0) {
+            fmt_uptime(json_integer_value(age), row[6], sizeof(row[6]));
+        } else {
+            snprintf(row[6], sizeof(row[6]), "-");
+        }
+        fmt_rate(rate(q, pq, dt, "succeeded"), row[7], sizeof(row[7]));
+        fmt_rate(rate(q, pq, dt, "failed"), row[8], sizeof(row[8]));
         const char *b = json_string_value(json_object_get(q, "breaker"));
-        snprintf(row[8], sizeof(row[8]), "%s", b != NULL ? b : "-");
+        snprintf(row[9], sizeof(row[9]), "%s", b != NULL ? b : "-");
         const json_t *p = json_object_get(q, "paused");
-        snprintf(row[9], sizeof(row[9]), "%s",
+        snprintf(row[10], sizeof(row[10]), "%s",
                  json_is_boolean(p) ? (json_is_true(p) ? "yes" : "no") : "-");
     }
     size_t w[TOP_NCOLS] = {0};

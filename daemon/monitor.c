@@ -368,6 +368,9 @@ stats_text(const server *s, mbuf *b, json_t *recent_dead)
                     series_rate(&q->series, SERIES_SUBMITTED, now_s, 60),
                     series_rate(&q->series, SERIES_SUCCEEDED, now_s, 60),
                     series_rate(&q->series, SERIES_FAILED, now_s, 60));
+        mbuf_printf(b, ",\"oldest_ready_s\":%lld,\"oldest_overdue_s\":%lld",
+                    (long long)gauges_age_s(q->oldest_ready_ms, now),
+                    (long long)gauges_age_s(q->oldest_overdue_ms, now));
         mbuf_append(b, ",\"series\":", sizeof(",\"series\":") - 1);
         series_text(b, &q->series, now_s);
         mbuf_append(b, "}", 1);

@@ -227,6 +227,8 @@ for q in fast flaky idle; do
         v=$(grep -o "data-count=\"$s\" data-value=\"[0-9]*\"" <<<"$c" | sed 's/.*data-value="//; s/"//')
         expect_eq "dashboard $q $s" "$v" "$(jq ".queues.$q.$s" <<<"$st")"
     done
+    grep -q 'data-oldest="" data-value="[0-9][0-9]*"' <<<"$c" ||
+        fail "the card of queue $q does not show the age of its oldest ready job"
     expect_eq "dashboard $q breaker" "$(grep -o 'data-breaker="[a-z_]*"' <<<"$c" | sed 's/.*="//; s/"//')" \
         "$(jq -r ".queues.$q.breaker" <<<"$st")"
     expect_eq "dashboard $q paused" "$(grep -o 'data-paused="[a-z]*"' <<<"$c" | head -n 1 | sed 's/.*="//; s/"//')" \
@@ -243,7 +245,7 @@ ok "the dashboard shows every queue with the counts, breaker and paused flag of 
 # (e) jobq top on a pseudo-terminal: draws the queues, quits on q; restores on SIGTERM.
 cli top >"$T/top.txt"
 for q in fast flaky idle; do grep -q "^$q " "$T/top.txt" || fail "jobq top (no tty) lacks $q"; done
-grep -q 'QUEUE.*READY.*RUNNING.*SUCC/s.*FAIL/s.*BREAKER.*PAUSED' "$T/top.txt" || fail "jobq top header"
+grep -q 'QUEUE.*READY.*RUNNING.*OLDEST.*SUCC/s.*FAIL/s.*BREAKER.*PAUSED' "$T/top.txt" || fail "jobq top header"
 # top_pty OUT: runs jobq top under script(1) on a pty, its keyboard a fifo (fd 5).
 top_pty() {
     rm -f "$T/keys"
