@@ -27,7 +27,7 @@ max_attempts = 1
 breaker_cooldown = 1h"
 start_jobqd
 port=$(grep -o 'event=http_listen addr=127\.0\.0\.1:[0-9]*' "$LOG" | tail -n 1 | sed 's/.*://')
-metric() { curl -s "http://127.0.0.1:$port/metrics" | awk -v k="$1" '$1 == k { print $2; exit }'; }
+metric() { curl -s "http://127.0.0.1:$port/metrics" | awk -v k="$1" '$1 == k && !done { print $2; done = 1 }'; }
 opened='jobq_breaker_transitions_total{queue="flaky",to="open"}'
 failed='jobq_jobs_failed_total{queue="flaky"}'
 started='jobq_jobs_started_total{queue="flaky"}'
