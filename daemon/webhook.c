@@ -436,6 +436,26 @@ webhook_part_init(server *s, char *err, size_t errlen)
         snprintf(err, errlen, "out of memory");
         return -1;
     }
+    /* The TLS settings of https queues are made now, before the loop runs: reading a CA
+     * bundle is file I/O, and a bad ca file is a start-up error, not a failed delivery. */
+    for (size_t i = 0; i < s->nqueues; i++) {
+        qstate *q = s->queues[i];
+        nng_url *url;
+        nng_tls_config *tls;
+        if (q->conf->url == NULL || strncmp(q->conf->url, "https://", 8) != 0 ||
+            nng_url_parse(&url, q->conf->url) != 0) {
+            continue; /* not https, or a URL every delivery will report as unusable */
+        }
+        int rv = queue_tls(q, url, &tls);
+        nng_url_free(url);
+        if (rv != 0) {
+            snprintf(err, errlen,
+                     "[queue.%s] cannot verify https receivers with ca = %s: %s (check the PEM "
+                     "file)",
+                     q->name, q->conf->ca != NULL ? q->conf->ca : SYSTEM_CA_FILE, nng_strerror(rv));
+            return -1;
+        }
+    }
     return 0;
 }
 

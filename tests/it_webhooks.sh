@@ -194,5 +194,17 @@ expect_eq "a tampered body" "$(post "$now" '{"a":1}' '{"a":2}')" 401
 expect_eq "a replayed timestamp" "$(post $((now - 600)) '{"a":1}' '{"a":1}')" 401
 ok "signature: jobqd's HMAC matches openssl's; tampering and replays are refused"
 stop_jobqd
+
+# A ca file that is not a PEM bundle: jobqd refuses to start, naming the queue and the file.
+printf 'not a certificate\n' >"$T/bad-ca.pem"
+write_config "[queue.badca]
+url = https://127.0.0.1:$port/hook
+ca = $T/bad-ca.pem"
+rc=0
+timeout 30 "$JOBQD" -c "$T/jobq.conf" 2>"$T/refused.err" || rc=$?
+expect_eq "exit status with an unusable ca" "$rc" 1
+grep -q "\[queue.badca\] cannot verify https receivers with ca = $T/bad-ca.pem" "$T/refused.err" ||
+    fail "refusal: $(cat "$T/refused.err")"
+ok "an unusable ca file refuses the start, before any delivery"
 kill "$HOOKD_PID"
 wait "$HOOKD_PID" || true
