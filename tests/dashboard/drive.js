@@ -257,6 +257,9 @@ async function main() {
     const asked = await confirmDialog(page, false);
     if (!asked.includes(`Cancel job #${keep}?`)) fail('confirmation text: ' + asked);
     expectEq('after Back', (await api({ op: 'get', id: keep })).job.state, 'ready');
+    // The row's buttons are disabled while the confirmation is open and enabled again once
+    // the dialog's close event has run (after [open] is gone): click only then.
+    await page.waitForSelector(`#jobs-table tr[data-job-id="${keep}"] button[data-action="cancel"]:not([disabled])`, WAIT);
     await page.click(`#jobs-table tr[data-job-id="${keep}"] button[data-action="cancel"]`);
     await confirmDialog(page, true);
     await page.waitForSelector(`#jobs-table tr[data-job-id="${keep}"][data-state="cancelled"]`, WAIT);
