@@ -23,6 +23,8 @@ at a time, each alone on a free port of 127.0.0.1 with its data in a temp dir:
       as nobody when run as root; fsync and synchronous_commit on)    "pg_queue"
   jobqd, durability = full, on tcp://127.0.0.1:PORT (libjobq: jobq-bench, jobq-worker-bench,
       jobq-peer-load)                                                    "jobq"
+  the same jobqd on that PostgreSQL 15 (database jobq), one node, the
+      workloads but exec                                                 "jobqpg"
 Workloads, the same for every system (200-byte bodies, a handler that returns at once):
   submit  16 producers, one connection and one single submit in flight each
   batch   one thread, 1,000 jobs per request (beanstalkd: 1,000 pipelined puts; Redis: one
@@ -37,6 +39,8 @@ Workloads, the same for every system (200-byte bodies, a handler that returns at
   mixed   the 16 producers and those workers together (jobq: jobq-peer-load --processes,
           4 processes of one jobq_worker_run of concurrency 4); jobs started per second, and
           p50/p99 of submit to the handler's start
+  paced   jobq only: mixed with the 16 producers on a fixed timetable, 200 jobs/s in all and
+          then half the rate mixed reached; p50/p99 of submit to start when jobqd has room
   exec    jobq's local exec of /bin/true at concurrency 8 against `xargs -P 8 /bin/true`,
           the machine's spawn rate measured in the same run
 --quick: 2 s per timed workload and a 5,000-job backlog (about 3 minutes in all on a machine at
@@ -47,7 +51,11 @@ DIR/bin (--build, default ./build): jobqd, jobq-bench, jobq-worker-bench, jobq-p
 --skip leaves peers out (beanstalkd, redis: raw lists, bullmq, pg); $PGBIN names another
 PostgreSQL 15 bin directory (default /usr/lib/postgresql/15/bin).
 The last lines are "ratio NAME VALUE", jobq / peer, higher is better; e2e_vs_* are the mixed
-workload against beanstalkd and raw Redis lists.
+workload against beanstalkd and raw Redis lists; pg_*_vs_pg_queue and pg_*_vs_sqlite compare
+jobq on PostgreSQL with graphile-worker and with jobq on SQLite. Column CPU_US (and the
+"cpu_us_per_job KEY VALUE" lines) is jobqd's own CPU time per job, from /proc/PID/stat; for
+jobq on PostgreSQL, "#" lines add the statements, commits and WAL bytes per job
+(pg_stat_statements, loaded in the cluster the script starts, and pg_current_wal_lsn).
 The PostgreSQL queue is graphile-worker, not pg-boss: graphile-worker wakes its workers with
 LISTEN/NOTIFY and claims through one function (SKIP LOCKED), while pg-boss's workers poll
 on an interval, which bounds its drain and its submit-to-start latency by that interval
@@ -130,13 +138,13 @@ if [ -n "$QUICK" ]; then
     DRAIN_JOBS=5000
     DRAIN_CAP=10 # the longest a drain may take before it is cut short
     SPAWNS=2000
-    BUDGET=420
+    BUDGET=540
 else
     SECS=10
     DRAIN_JOBS=20000
     DRAIN_CAP=90
     SPAWNS=10000
-    BUDGET=1500
+    BUDGET=1900
 fi
 PGBIN=${PGBIN:-/usr/lib/postgresql/15/bin}
 NODE_DIR=$(cd "$BUILD" && pwd)/bench-peers # npm ci puts node_modules here (a build dir)
@@ -255,6 +263,7 @@ stop_server() {
         kill -KILL "$SRV_PID" 2>/dev/null || true
     fi
     wait "$SRV_PID" 2>/dev/null || true
+    [ "$SRV_PID" != "${JOBQ_PID:-}" ] || JOBQ_PID=
     SRV_PID=
     SRV_SIG=TERM
 }
@@ -262,6 +271,10 @@ stop_server() {
 cleanup() {
     local rc=$?
     stop_server
+    if [ -n "${PG_PID:-}" ]; then # PostgreSQL, kept while a jobqd ran on it
+        SRV_PID=$PG_PID SRV_SIG=INT
+        stop_server
+    fi
     rm -rf "$T"
     exit $((rc != 0 ? rc : RC))
 }
@@ -335,10 +348,15 @@ start_pg() {
         if timeout 60 "${AS[@]}" "$PGBIN/pg_ctl" -D "$d/data" -l "$d/log" -w -t 45 \
             -o "-c listen_addresses=127.0.0.1 -p $PORT -c unix_socket_directories=$d" \
             -o "-c fsync=on -c synchronous_commit=on -c max_connections=100" \
+            -o "-c shared_preload_libraries=pg_stat_statements" \
             start >"$T/pg_ctl.log" 2>&1; then
             SRV_PID=$(head -n 1 "$d/data/postmaster.pid")
             SRV_SIG=INT
             PG_URL="postgres://jobq@127.0.0.1:$PORT/postgres"
+            PG_PORT=$PORT
+            # For the per-job costs of jobq on PostgreSQL (statements, commits).
+            "$PGBIN/psql" -qAt "$PG_URL" -c 'CREATE EXTENSION IF NOT EXISTS pg_stat_statements' \
+                >/dev/null 2>&1 || echo "compare.sh: pg_stat_statements is not available" >&2
             return 0
         fi
         echo "compare.sh: PostgreSQL did not start on 127.0.0.1:$PORT (try $try of 3):" >&2
@@ -350,9 +368,10 @@ start_pg() {
     return 1
 }
 
-# start_jobqd: a fresh jobqd (durability = full) on a free port; sets PORT and URL.
+# start_jobqd [DATABASE]: a fresh jobqd (durability = full) on a free port, on a new SQLite file
+# or on DATABASE (a postgresql:// URL); sets PORT, URL and JOBQ_PID (for its CPU time).
 start_jobqd() {
-    local try
+    local try db=${1:-}
     SRV_NAME=jobqd
     for try in 1 2 3; do
         PORT=$("$PEER" port)
@@ -369,7 +388,7 @@ start_jobqd() {
 [server]
 listen = $URL
 http =
-database = $T/jobq/jobq.db
+database = ${db:-$T/jobq/jobq.db}
 durability = full
 shutdown_grace = 5s
 log_level = info
@@ -390,7 +409,10 @@ EOF
         "$JOBQD" -c "$T/jobq/jobq.conf" 2>>"$log" &
         SRV_PID=$!
         for _ in $(seq 1 300); do # 30 s at most
-            grep -q 'event=ready' "$log" && return 0
+            if grep -q 'event=ready' "$log"; then
+                JOBQ_PID=$SRV_PID
+                return 0
+            fi
             kill -0 "$SRV_PID" 2>/dev/null || break
             sleep 0.1
         done
@@ -422,6 +444,54 @@ record() {
     NOTE[$1]=$5
 }
 
+# What jobqd spends per job: its CPU time (user + system, from /proc/PID/stat) and, on
+# PostgreSQL, the statements and commits of database jobq (pg_stat_statements, which counts
+# each statement of jobqd's, BEGIN, SAVEPOINT and COMMIT included) and the WAL it wrote.
+declare -A CPUUS PGSTMT PGCOMMIT PGWAL
+CLK_TCK=$(getconf CLK_TCK 2>/dev/null || echo 100)
+COST_PG= # set while the jobqd measured keeps its jobs in PostgreSQL
+COST0=
+
+# proc_ticks PID: the CPU time PID has used, in clock ticks (fields 14 and 15 of its stat).
+proc_ticks() {
+    awk '{ print $14 + $15 }' "/proc/$1/stat" 2>/dev/null || echo 0
+}
+
+# pg_counters: "STATEMENTS COMMITS WAL_BYTES" so far, when COST_PG is set.
+pg_counters() {
+    [ -n "$COST_PG" ] || return 0
+    "$PGBIN/psql" -qAt -F ' ' "$PG_URL" -c "SELECT coalesce(sum(s.calls), 0),
+        coalesce(sum(s.calls) FILTER (WHERE s.query ILIKE 'commit%'), 0),
+        pg_wal_lsn_diff(pg_current_wal_lsn(), '0/0')::bigint
+        FROM pg_database d LEFT JOIN pg_stat_statements s ON s.dbid = d.oid
+        WHERE d.datname = 'jobq'" 2>/dev/null || true
+}
+
+# cost_begin: the counters before a jobq workload (nothing when no jobqd runs).
+cost_begin() {
+    COST0=
+    [ -n "${JOBQ_PID:-}" ] || return 0
+    COST0="$(proc_ticks "$JOBQ_PID") $(pg_counters)"
+}
+
+# cost_end JOBS KEY...: what was spent since cost_begin, per job, recorded for each KEY.
+cost_end() {
+    local jobs=$1 k c0 s0 m0 w0 c1 s1 m1 w1
+    shift
+    [ -n "$COST0" ] && [ -n "$jobs" ] && [ "$jobs" != 0 ] || return 0
+    read -r c0 s0 m0 w0 <<<"$COST0"
+    read -r c1 s1 m1 w1 <<<"$(proc_ticks "$JOBQ_PID") $(pg_counters)"
+    per() { awk -v a="$1" -v b="$2" -v n="$jobs" -v m="$3" 'BEGIN { printf "%.2f", (b - a) * m / n }'; }
+    for k in "$@"; do
+        CPUUS[$k]=$(per "$c0" "$c1" "$(awk -v hz="$CLK_TCK" 'BEGIN { print 1e6 / hz }')")
+        if [ -n "${w0:-}" ] && [ -n "${w1:-}" ]; then
+            PGSTMT[$k]=$(per "$s0" "$s1" 1)
+            PGCOMMIT[$k]=$(per "$m0" "$m1" 1)
+            PGWAL[$k]=$(per "$w0" "$w1" 1)
+        fi
+    done
+}
+
 # field LINE NAME: the value of NAME=... in a result line.
 field() {
     sed -n "s/.* $2=\([^ ]*\).*/\1/p" <<<" $1"
@@ -433,6 +503,7 @@ measure() {
     local key=$1 note=$2 out st=0
     shift 2
     timeout 60 sync -f "$T" || true # write back what earlier steps left dirty
+    cost_begin
     out=$(timeout -k 5 "$(left)" "$@" 2>"$T/measure.err") || st=$?
     out=$(grep '^result ' <<<"$out" | tail -n 1 || true)
     if [ "$st" -ne 0 ] || [ -z "$out" ]; then
@@ -442,6 +513,7 @@ measure() {
         record "$key" - - - "failed"
         return 0
     fi
+    cost_end "$(field "$out" jobs)" "$key"
     local un
     un=$(field "$out" unfinished)
     if [ -n "$un" ] && [ "$un" != 0 ]; then
@@ -474,8 +546,12 @@ jobq_bench() {
     local st=0
     timeout 60 sync -f "$T" || true
     rm -f "$T/bench.json"
+    cost_begin
     timeout -k 5 "$(left)" "$BENCH" --url "$URL" --seconds "$SECS" \
         --json "$T/bench.json" "$@" >"$T/bench.out" 2>&1 || st=$?
+    CPUUS[_bench]= PGSTMT[_bench]= PGCOMMIT[_bench]= PGWAL[_bench]=
+    [ ! -f "$T/bench.json" ] ||
+        cost_end "$(sed -n 's/.*"jobs": \([0-9]*\).*/\1/p' "$T/bench.json" | awk '{ n += $1 } END { print n + 0 }')" _bench
     if [ "$st" -ne 0 ]; then
         echo "compare.sh: jobq-bench $* failed (status $st):" >&2
         tail -n 5 "$T/bench.out" >&2
@@ -495,6 +571,62 @@ bench_row() {
     fi
     record "$1" "$(json_num "$r" jobs_per_s)" "$(json_num "$r" p50_us)" \
         "$(json_num "$r" p99_us)" "$4"
+    CPUUS[$1]=${CPUUS[_bench]:-} PGSTMT[$1]=${PGSTMT[_bench]:-}
+    PGCOMMIT[$1]=${PGCOMMIT[_bench]:-} PGWAL[$1]=${PGWAL[_bench]:-}
+}
+
+# jobq_workloads P: the jobq workloads against the jobqd at $URL, recorded as P_submit,
+# P_batch1, P_batch4, P_drain and P_mixed (and P_exec unless the second argument is noexec).
+jobq_workloads() {
+    local p=$1 st=0 wb wb_rate wb_note wb_handled n
+    jobq_bench --queue bench --producers 16 submit
+    bench_row "${p}_submit" submit 16 "jobq-bench submit --producers 16 (one shared client)"
+    measure "${p}_submit_conns" "jobq-peer-load: one client per producer" \
+        "$PEER" jobq "$URL" submit --producers 16 --name bench --seconds "$SECS"
+    jobq_bench --queue bench batch
+    bench_row "${p}_batch1" batch 1 "jobq-bench batch, 1 thread; p50/p99 per request"
+    bench_row "${p}_batch4" batch 4 "jobq-bench batch, 4 threads; p50/p99 per request"
+    cost_begin
+    wb=$(timeout -k 5 "$(left)" "$WBENCH" --url "$URL" --queue drain --jobs "$DRAIN_JOBS" \
+        --producers 4 --workers 4 --concurrency 4 --backlog --processes --limit "$DRAIN_CAP" \
+        2>"$T/wbench.err") || st=$?
+    wb_rate=$(sed -n 's/.*jobs_per_s=\([0-9.]*\).*/\1/p' <<<"$wb")
+    if [ "$st" -ne 0 ] || [ -z "$wb_rate" ]; then
+        echo "compare.sh: jobq-worker-bench failed (status $st):" >&2
+        tail -n 5 "$T/wbench.err" >&2
+        RC=1
+        wb_rate=-
+    fi
+    wb_note="jobq-worker-bench --backlog --processes: 4 processes x concurrency 4"
+    wb_handled=$(sed -n 's/.*handled=\([0-9]*\).*/\1/p' <<<"$wb")
+    if [ -n "$wb_handled" ] && [ "$wb_handled" -lt "$DRAIN_JOBS" ]; then
+        wb_note="$wb_note; $((DRAIN_JOBS - wb_handled)) of $DRAIN_JOBS left at the ${DRAIN_CAP} s cap"
+    fi
+    record "${p}_drain" "$wb_rate" - - "$wb_note"
+    cost_end "${wb_handled:-0}" "${p}_drain" # the backlog's submits and its work
+    measure "${p}_mixed" "16 producers + 4 processes x concurrency 4; p50/p99 submit to start" \
+        "$PEER" jobq "$URL" e2e --producers 16 --consumers 4 --concurrency 4 --processes \
+        --name e2e --seconds "$SECS"
+    # Latency under a load that leaves room: 200 jobs/s, and half of what mixed reached.
+    measure "${p}_light" "16 producers at 200 jobs/s in all + 4 processes x concurrency 4; p50/p99 submit to start" \
+        "$PEER" jobq "$URL" e2e --producers 16 --consumers 4 --concurrency 4 --processes \
+        --rate 200 --name e2e --seconds "$SECS"
+    local half=${RATE[${p}_mixed]:--}
+    if [ "$half" != - ]; then
+        half=$(awk -v r="$half" 'BEGIN { printf "%.0f", r / 2 }')
+        measure "${p}_half" "16 producers at $half jobs/s in all (half of mixed) + 4 processes x concurrency 4; p50/p99 submit to start" \
+            "$PEER" jobq "$URL" e2e --producers 16 --consumers 4 --concurrency 4 --processes \
+            --rate "$half" --name e2e --seconds "$SECS"
+    fi
+    if [ "${2:-}" != noexec ]; then
+        jobq_bench --exec-queue true8 exec
+        bench_row "${p}_exec" exec 1 "local exec of /bin/true, concurrency 8"
+    fi
+    n=$(grep -c -E 'level=(warn|error|fatal)' "$T/jobq.log" || true)
+    if [ "$n" -gt 0 ]; then
+        echo "# jobqd logged $n warning/error lines; the first ones:" >&2
+        grep -E 'level=(warn|error|fatal)' "$T/jobq.log" | head -n 5 >&2
+    fi
 }
 
 machine() {
@@ -585,6 +717,21 @@ if [ -z "${SKIP[pg]:-}" ]; then
             --jobs "$DRAIN_JOBS" --workers 4 --concurrency 4 --seconds "$DRAIN_CAP"
         node_peer pg_queue_mixed "16 producers + 4x4 workers; p50/p99 submit to start" graphile mixed \
             --pg "$PG_URL" --producers 16 --workers 4 --concurrency 4 --seconds "$SECS"
+        # jobq on the same PostgreSQL, one node, in a database of its own.
+        if "$PGBIN/psql" -qAt "$PG_URL" -c 'CREATE DATABASE jobq' >"$T/createdb.log" 2>&1; then
+            PG_PID=$SRV_PID SRV_PID=
+            COST_PG=1
+            start_jobqd "postgresql://jobq@127.0.0.1:$PG_PORT/jobq"
+            jobq_workloads jobqpg noexec
+            stop_server
+            COST_PG=
+            rm -rf "$T/jobq"
+            SRV_PID=$PG_PID SRV_SIG=INT PG_PID=
+        else
+            echo "compare.sh: cannot create database jobq for jobq on PostgreSQL:" >&2
+            cat "$T/createdb.log" >&2
+            RC=1
+        fi
         stop_server
     else
         SKIP[pg]="PostgreSQL 15 did not start"
@@ -605,42 +752,9 @@ else
     record spawn_limit - - - failed
 fi
 
-# jobq, durability = full.
+# jobq, durability = full, on SQLite.
 start_jobqd
-jobq_bench --queue bench --producers 16 submit
-bench_row jobq_submit submit 16 "jobq-bench submit --producers 16 (one shared client)"
-measure jobq_submit_conns "jobq-peer-load: one client per producer" \
-    "$PEER" jobq "$URL" submit --producers 16 --name bench --seconds "$SECS"
-jobq_bench --queue bench batch
-bench_row jobq_batch1 batch 1 "jobq-bench batch, 1 thread; p50/p99 per request"
-bench_row jobq_batch4 batch 4 "jobq-bench batch, 4 threads; p50/p99 per request"
-st=0
-wb=$(timeout -k 5 "$(left)" "$WBENCH" --url "$URL" --queue drain --jobs "$DRAIN_JOBS" \
-    --producers 4 --workers 4 --concurrency 4 --backlog --processes --limit "$DRAIN_CAP" \
-    2>"$T/wbench.err") || st=$?
-wb_rate=$(sed -n 's/.*jobs_per_s=\([0-9.]*\).*/\1/p' <<<"$wb")
-if [ "$st" -ne 0 ] || [ -z "$wb_rate" ]; then
-    echo "compare.sh: jobq-worker-bench failed (status $st):" >&2
-    tail -n 5 "$T/wbench.err" >&2
-    RC=1
-    wb_rate=-
-fi
-wb_note="jobq-worker-bench --backlog --processes: 4 processes x concurrency 4"
-wb_handled=$(sed -n 's/.*handled=\([0-9]*\).*/\1/p' <<<"$wb")
-if [ -n "$wb_handled" ] && [ "$wb_handled" -lt "$DRAIN_JOBS" ]; then
-    wb_note="$wb_note; $((DRAIN_JOBS - wb_handled)) of $DRAIN_JOBS left at the ${DRAIN_CAP} s cap"
-fi
-record jobq_drain "$wb_rate" - - "$wb_note"
-measure jobq_mixed "16 producers + 4 processes x concurrency 4; p50/p99 submit to start" \
-    "$PEER" jobq "$URL" e2e --producers 16 --consumers 4 --concurrency 4 --processes \
-    --name e2e --seconds "$SECS"
-jobq_bench --exec-queue true8 exec
-bench_row jobq_exec exec 1 "local exec of /bin/true, concurrency 8"
-n=$(grep -c -E 'level=(warn|error|fatal)' "$T/jobq.log" || true)
-if [ "$n" -gt 0 ]; then
-    echo "# jobqd logged $n warning/error lines; the first ones:" >&2
-    grep -E 'level=(warn|error|fatal)' "$T/jobq.log" | head -n 5 >&2
-fi
+jobq_workloads jobq
 stop_server
 rm -rf "$T/jobq"
 
@@ -667,6 +781,7 @@ label() {
     bullmq_everysec_*) echo "bullmq everysec" ;;
     pg_queue_*) echo "graphile-worker" ;;
     jobq_*) echo "jobq full" ;;
+    jobqpg_*) echo "jobq on pg" ;;
     sqlite_*) echo "sqlite raw" ;;
     spawn_*) echo "xargs -P 8" ;;
     esac
@@ -674,22 +789,34 @@ label() {
 workload() {
     case "$1" in
     *_submit | *_submit_conns) echo "submit x16" ;;
-    *_batch | jobq_batch1) echo "batch1000 x1" ;;
-    jobq_batch4) echo "batch1000 x4" ;;
+    *_batch | *_batch1) echo "batch1000 x1" ;;
+    *_batch4) echo "batch1000 x4" ;;
     *_drain) echo "drain 4x4" ;;
     *_mixed) echo "mixed 16+4x4" ;;
-    jobq_exec) echo "exec true x8" ;;
+    *_light) echo "paced 200/s" ;;
+    *_half) echo "paced mixed/2" ;;
+    *_exec) echo "exec true x8" ;;
     spawn_limit) echo "spawn true x8" ;;
     sqlite_limit) echo "txn1000 x1" ;;
     esac
 }
 echo
-printf '%-18s %-13s %10s %9s %9s  %s\n' SYSTEM WORKLOAD JOBS/S P50_MS P99_MS NOTE
+printf '%-18s %-13s %10s %9s %9s %8s  %s\n' SYSTEM WORKLOAD JOBS/S P50_MS P99_MS CPU_US NOTE
 for k in "${KEYS[@]}"; do
     rate=${RATE[$k]}
     [ "$rate" = - ] || rate=$(printf '%.0f' "$rate")
-    printf '%-18s %-13s %10s %9s %9s  %s\n' "$(label "$k")" "$(workload "$k")" "$rate" \
-        "$(ms "${P50[$k]}")" "$(ms "${P99[$k]}")" "${NOTE[$k]}"
+    printf '%-18s %-13s %10s %9s %9s %8s  %s\n' "$(label "$k")" "$(workload "$k")" "$rate" \
+        "$(ms "${P50[$k]}")" "$(ms "${P99[$k]}")" "${CPUUS[$k]:--}" "${NOTE[$k]}"
+done
+echo "# CPU_US: jobqd's CPU time (user + system) per job of the workload: per submitted job for"
+echo "# submit and batch, per job submitted and worked for drain and mixed"
+for k in "${KEYS[@]}"; do
+    [ -n "${PGWAL[$k]:-}" ] || continue
+    echo "# $(label "$k") $(workload "$k"): per job ${PGSTMT[$k]} statements," \
+        "${PGCOMMIT[$k]} commits, ${PGWAL[$k]} WAL bytes (pg_stat_statements, pg_current_wal_lsn)"
+done
+for k in "${KEYS[@]}"; do
+    [ -z "${CPUUS[$k]:-}" ] || echo "cpu_us_per_job $k ${CPUUS[$k]}"
 done
 echo "# $((SECONDS - START)) s in all; load average now $(cut -d' ' -f1-3 /proc/loadavg)"
 echo
@@ -700,7 +827,7 @@ skipped() {
     for p in beanstalkd_f0 beanstalkd_default beanstalkd redis_always redis_everysec redis \
         bullmq_always bullmq_everysec bullmq pg; do
         case "$1" in
-        "$p"_* | "${p}_queue"_*)
+        "$p"_* | "${p}_queue"_* | jobq"$p"_*)
             if [ -n "${SKIP[$p]:-}" ]; then
                 echo "${SKIP[$p]}"
                 return 0
@@ -715,6 +842,7 @@ skipped() {
 ratio() {
     local a=${RATE[$2]:--} b=${RATE[$3]:--} why
     why=$(skipped "$3")
+    [ -n "$why" ] || why=$(skipped "$2")
     if [ -n "$why" ]; then
         echo "# ratio $1 skipped: $why"
         return 0
@@ -754,3 +882,12 @@ ratio batch_vs_pg_queue jobq_batch1 pg_queue_batch
 ratio batch_vs_sqlite_limit jobq_batch1 sqlite_limit
 ratio batch4_vs_sqlite_limit jobq_batch4 sqlite_limit
 ratio exec_vs_spawn_limit jobq_exec spawn_limit
+# jobq on PostgreSQL (one node), beside graphile-worker on the same cluster and jobq on SQLite.
+ratio pg_submit_vs_pg_queue jobqpg_submit pg_queue_submit
+ratio pg_batch_vs_pg_queue jobqpg_batch1 pg_queue_batch
+ratio pg_drain_vs_pg_queue jobqpg_drain pg_queue_drain
+ratio pg_mixed_vs_pg_queue jobqpg_mixed pg_queue_mixed
+ratio pg_submit_vs_sqlite jobqpg_submit jobq_submit
+ratio pg_batch_vs_sqlite jobqpg_batch1 jobq_batch1
+ratio pg_drain_vs_sqlite jobqpg_drain jobq_drain
+ratio pg_mixed_vs_sqlite jobqpg_mixed jobq_mixed

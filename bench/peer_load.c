@@ -89,6 +89,7 @@ typedef struct run {
     int producers, consumers, concurrency;
     bool processes; /* jobq e2e: each consumer is a process of its own */
     double seconds;
+    double rate; /* submit, e2e: jobs/s of all producers together, on a fixed timetable (0: as fast as they can) */
     uint64_t start_ns, deadline_ns; /* written by main between the two barriers */
     atomic_bool stop;
     pthread_barrier_t barrier;
@@ -681,6 +682,14 @@ worker_main(void *arg)
     }
     char body[BODY_BYTES + 64];
     uint64_t seq = (uint64_t)w->index << 40;
+    /* With --rate, each producer puts on a timetable of its own (staggered among them); one
+     * that falls behind puts at once until it is on time again (an open loop: a slow reply
+     * does not lower the offered load). */
+    uint64_t every = 0, next = 0;
+    if (!w->consumer && r->rate > 0) {
+        every = (uint64_t)((double)r->producers * 1e9 / r->rate);
+        next = r->start_ns + every * (uint64_t)w->index / (uint64_t)r->producers;
+    }
     while (!atomic_load(&r->stop)) {
         if (w->consumer) {
             bool got = r->target == T_BEANSTALKD ? take_beanstalkd(w) : take_redis(w);
@@ -688,6 +697,16 @@ worker_main(void *arg)
                 break;
             }
             continue;
+        }
+        if (every > 0) {
+            if (next >= r->deadline_ns) {
+                break;
+            }
+            struct timespec at = {.tv_sec = (time_t)(next / 1000000000u),
+                                  .tv_nsec = (long)(next % 1000000000u)};
+            while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &at, NULL) == EINTR) {
+            }
+            next += every;
         }
         uint64_t t0 = mono_ns();
         if (t0 >= r->deadline_ns) {
@@ -1181,6 +1200,8 @@ usage(FILE *f)
             "  --processes      jobq e2e: each consumer in a process of its own\n"
             "  --name NAME      beanstalkd tube, Redis list or jobq queue (default bench)\n"
             "  --seconds S      how long the workload runs (default %.0f)\n"
+            "  --rate R         submit, e2e: R jobs/s from all producers together, each on a\n"
+            "                   fixed timetable (default: as fast as they can)\n"
             "  --rows N         sqlite: rows per transaction, batch: jobs per put (default %d)\n"
             "  --jobs N         drain: the backlog (default %d)\n"
             "  --schema FILE    sqlite: a schema file to apply first (repeatable)\n",
@@ -1224,6 +1245,7 @@ main(int argc, char **argv)
         {"schema", required_argument, NULL, 'S'},
         {"jobs", required_argument, NULL, 'j'},
         {"processes", no_argument, NULL, 'P'},
+        {"rate", required_argument, NULL, 'R'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -1266,6 +1288,12 @@ main(int argc, char **argv)
             break;
         case 'P':
             r.processes = true;
+            break;
+        case 'R':
+            r.rate = strtod(optarg, &end);
+            if (*end != '\0' || !(r.rate > 0 && r.rate <= 1e7)) {
+                return bad("--rate takes jobs per second, more than 0", optarg);
+            }
             break;
         case 'j':
             if ((jobs = parse_int(optarg, 1, 10000000)) < 0) {
