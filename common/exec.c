@@ -2,6 +2,7 @@
  * shared by jobqd and `jobq work`. No I/O. */
 #define _GNU_SOURCE /* strsignal */
 #include "exec.h"
+#include "utf8.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -85,19 +86,6 @@ exec_ctl_free(exec_ctl *c)
 {
     free(c->buf);
     c->buf = NULL;
-}
-
-/* utf8_cut: the largest length <= max at which text (valid UTF-8) may be cut. */
-static size_t
-utf8_cut(const char *text, size_t len, size_t max)
-{
-    if (len <= max) {
-        return len;
-    }
-    while (max > 0 && ((unsigned char)text[max] & 0xC0) == 0x80) {
-        max--;
-    }
-    return max;
 }
 
 bool

@@ -82,14 +82,17 @@ static const struct {
     [NOTE_ACCEPT_FAILED] = {LOG_ERROR, "accept_failed", NULL},
 };
 
+/* sp_stream: a connection's or a listener's libuv handle, TCP or a unix socket. */
+typedef union sp_stream {
+    uv_handle_t handle;
+    uv_stream_t stream;
+    uv_tcp_t tcp;
+    uv_pipe_t pipe;
+} sp_stream;
+
 struct sp_conn {
     sp_server *sp;
-    union {
-        uv_handle_t handle;
-        uv_stream_t stream;
-        uv_tcp_t tcp;
-        uv_pipe_t pipe;
-    } h;
+    sp_stream h;
     uv_timer_t timer; /* the handshake deadline, then a refused connection's linger */
     enum conn_state state;
     bool ipc;             /* frames carry the type byte */
@@ -128,12 +131,7 @@ struct sp_req {
 
 struct sp_listener {
     sp_server *sp;
-    union {
-        uv_handle_t handle;
-        uv_stream_t stream;
-        uv_tcp_t tcp;
-        uv_pipe_t pipe;
-    } h;
+    sp_stream h;
     bool ipc;
     char *url;
     char *path; /* ipc: the socket file, removed when the listener closes */

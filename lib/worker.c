@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "clock.h"
+#include "utf8.h"
 #include "internal.h"
 
 #define MAX_FETCH 100          /* most jobs in one fetch (the daemon's limit) */
@@ -234,19 +235,6 @@ report_pending(const jobq_lease *l)
     bool p = r->has_progress || r->checkpoint != NULL || r->nlines > 0;
     pthread_mutex_unlock(&r->lock);
     return p;
-}
-
-/* utf8_cut: the largest length <= max at which text (valid UTF-8) may be cut. */
-static size_t
-utf8_cut(const char *text, size_t len, size_t max)
-{
-    if (len <= max) {
-        return len;
-    }
-    while (max > 0 && ((unsigned char)text[max] & 0xC0) == 0x80) {
-        max--;
-    }
-    return max;
 }
 
 JOBQ_API int
