@@ -52,8 +52,8 @@ exec_submit(store *st, wop *op, int64_t now_ms)
                 after[k] = c->ids[-after[k] - 1]; /* an earlier member, inserted above */
             }
         }
-        int err =
-            lifecycle_insert(st, &c->specs[i], now_ms, &c->ids[i], &c->dups[i], &c->states[i]);
+        int err = lifecycle_insert_dedupe(st, &c->specs[i], now_ms, &c->ids[i], &c->dups[i],
+                                          &c->states[i], &c->dedupe[i]);
         if (err != JOBQ_OK) {
             c->failed_at = i;
             c->missing_parent = err == JOBQ_ENOENT ? lifecycle_missing_parent(st) : 0;
@@ -75,13 +75,14 @@ reply_submitted(call *c)
     if (c->req.op == REQ_SUBMIT) {
         const char *st = jobq__state_name(c->states[0]);
         int n = snprintf(one, sizeof(one),
-                         "{\"ok\":true,\"id\":%lld,\"state\":%s%s%s,\"duplicate\":%s}",
+                         "{\"ok\":true,\"id\":%lld,\"state\":%s%s%s,\"duplicate\":%s%s}",
                          (long long)c->ids[0], st != NULL ? "\"" : "", st != NULL ? st : "null",
-                         st != NULL ? "\"" : "", c->dups[0] ? "true" : "false");
+                         st != NULL ? "\"" : "", c->dups[0] ? "true" : "false",
+                         c->dedupe[0].replaced ? ",\"replaced\":true" : "");
         len = (size_t)n;
     } else {
         /* 21 bytes per id and per duplicate index at most, plus the frame and the group. */
-        size_t cap = 96 + c->req.njobs * 44;
+        size_t cap = 112 + c->req.njobs * 66;
         if ((buf = malloc(cap)) == NULL) {
             reply_error(c, "internal", "out of memory");
             return;
@@ -100,6 +101,17 @@ reply_submitted(call *c)
             }
         }
         len += (size_t)snprintf(buf + len, cap - len, "]");
+        first = true;
+        for (size_t i = 0; i < c->req.njobs; i++) {
+            if (c->dedupe[i].replaced) {
+                len += (size_t)snprintf(buf + len, cap - len, "%s%zu",
+                                        first ? ",\"replaced\":[" : ",", i);
+                first = false;
+            }
+        }
+        if (!first) {
+            len += (size_t)snprintf(buf + len, cap - len, "]");
+        }
         if (c->group_id != 0) {
             len +=
                 (size_t)snprintf(buf + len, cap - len, ",\"group\":%lld", (long long)c->group_id);
@@ -140,6 +152,22 @@ done_submit(wop *op)
     }
     size_t added = 0;
     for (size_t i = 0; i < c->req.njobs; i++) {
+        if (c->dedupe[i].replaced) {
+            /* A job that was waiting to run took a new payload and run time. */
+            qstate *q = queue_add(s, c->specs[i].queue);
+            if (q == NULL) {
+                continue;
+            }
+            if (c->dedupe[i].from != c->states[i]) {
+                queue_count_move(q, c->dedupe[i].from, c->states[i]);
+            }
+            if (c->states[i] == JOBQ_SCHEDULED || c->states[i] == JOBQ_RETRYING) {
+                sched_note_due(s, c->dedupe[i].run_at_ms);
+            } else if (c->states[i] == JOBQ_READY) {
+                sched_dispatch(s, q);
+            }
+            continue;
+        }
         if (!c->dups[i]) {
             qstate *q = queue_add(s, c->specs[i].queue);
             if (q == NULL) {
@@ -200,7 +228,9 @@ start_submit(call *c)
     c->ids = calloc(n, sizeof(*c->ids));
     c->dups = calloc(n, sizeof(*c->dups));
     c->states = calloc(n, sizeof(*c->states));
-    if (c->specs == NULL || c->ids == NULL || c->dups == NULL || c->states == NULL) {
+    c->dedupe = calloc(n, sizeof(*c->dedupe));
+    if (c->specs == NULL || c->ids == NULL || c->dups == NULL || c->states == NULL ||
+        c->dedupe == NULL) {
         reply_error(c, "internal", "out of memory");
         return;
     }
@@ -256,6 +286,9 @@ start_submit(call *c)
         sp->after_always = j->after_always;
         sp->traceparent = j->traceparent;
         sp->tracestate = j->tracestate;
+        sp->dedupe = j->dedupe;
+        sp->debounce_max_ms = j->debounce_max_ms;
+        sp->expires_at_ms = j->expires_in_ms > 0 ? now + j->expires_in_ms : j->expires_at_ms;
     }
     call_store(c, exec_submit, done_submit);
 }

@@ -52,6 +52,9 @@ typedef struct job_spec {
     bool after_always; /* run even if a parent ends dead or cancelled */
     const char *traceparent; /* W3C trace context (NULL: none) */
     const char *tracestate;
+    int dedupe;              /* a jobq_dedupe: how lifecycle_insert_dedupe decides a used key */
+    int64_t debounce_max_ms; /* dedupe debounce: run_at at most the key's first use + this */
+    int64_t expires_at_ms;   /* not started by then: cancelled as expired; 0: never */
 } job_spec;
 
 /** One attempt as the history records it. kind: success, exit, signal, timeout, spawn,
@@ -354,6 +357,27 @@ int store_key_add(store *st, const char *queue, const char *key, int64_t id, uin
 /** store_key_delete: forgets key on queue (no error if unknown). */
 int store_key_delete(store *st, const char *queue, const char *key);
 
+/** store_key_lock: store_key_find, and whether the key is held until its job ends (*heldp:
+ *  dedupe until_done, replace, debounce), with the key locked until the transaction ends
+ *  against a concurrent submit of the same key by another jobqd on the same database (the
+ *  lock is taken whether the key exists or not). JOBQ_ENOENT when none. */
+int store_key_lock(store *st, const char *queue, const char *key, int64_t *idp, uint64_t *hashp,
+                   int64_t *created_at_msp, bool *heldp);
+
+/** store_key_put: records key on queue for job id (replacing what it recorded), first used
+ *  at created_ms; held: forgotten by store_key_release when job id ends, never by
+ *  store_sweep_keys. */
+int store_key_put(store *st, const char *queue, const char *key, int64_t id, uint64_t hash,
+                  int64_t created_ms, bool held);
+
+/** store_key_release: forgets the held keys recorded for job id (none: no error). */
+int store_key_release(store *st, int64_t id);
+
+/** store_job_replace: job id, found in state from, takes payload and run_at_ms and goes to
+ *  state to (JOBQ_ESTATE if it is no longer in from). */
+int store_job_replace(store *st, int64_t id, int from, int to, const char *payload,
+                      int64_t run_at_ms);
+
 /* ---- dependencies ---- */
 
 /** store_dep_add: job child waits for job parent (once: adding it twice is no error). */
@@ -616,6 +640,13 @@ typedef struct store_ops {
     int (*schedule_last)(store *st, const char *name, int64_t *tickp);
     int (*schedule_set)(store *st, const char *name, int64_t tick_ms);
     int (*schedule_since)(store *st, const char *name, int64_t now_ms, int64_t *sincep);
+    int (*key_lock)(store *st, const char *queue, const char *key, int64_t *idp, uint64_t *hashp,
+                    int64_t *created_at_msp, bool *heldp);
+    int (*key_put)(store *st, const char *queue, const char *key, int64_t id, uint64_t hash,
+                   int64_t created_ms, bool held);
+    int (*key_release)(store *st, int64_t id);
+    int (*job_replace)(store *st, int64_t id, int from, int to, const char *payload,
+                       int64_t run_at_ms);
 } store_ops;
 
 struct store {

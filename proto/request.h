@@ -34,6 +34,10 @@ typedef struct req_job {
     bool after_always; /* after_policy "always": run even if a parent is dead or cancelled */
     const char *traceparent; /* W3C trace context (NULL: none) */
     const char *tracestate;
+    int dedupe;              /* a jobq_dedupe (needs a key) */
+    int64_t debounce_max_ms; /* dedupe debounce: cap of the run time after the first submit */
+    int64_t expires_at_ms;   /* not started by then: cancelled as expired (0: never) */
+    int64_t expires_in_ms;   /* the same from now (0: none); the loop turns it into expires_at */
 } req_job;
 
 /** When a wait is answered: every job ended, the first ended, or the first failed (ended dead
