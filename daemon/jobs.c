@@ -8,6 +8,7 @@
 
 #include "call.h"
 #include "codec.h"
+#include "expiry.h"
 #include "flow.h"
 #include "handlers.h"
 #include "lifecycle.h"
@@ -158,6 +159,7 @@ done_submit(wop *op)
             if (q == NULL) {
                 continue;
             }
+            expiry_note(s, c->specs[i].expires_at_ms);
             if (c->dedupe[i].from != c->states[i]) {
                 queue_count_move(q, c->dedupe[i].from, c->states[i]);
             }
@@ -174,6 +176,9 @@ done_submit(wop *op)
                 continue;
             }
             queue_count_move(q, -1, c->states[i]);
+            if (c->states[i] != JOBQ_CANCELLED) {
+                expiry_note(s, c->specs[i].expires_at_ms);
+            }
             if (c->states[i] == JOBQ_SCHEDULED) {
                 sched_note_due(s, c->specs[i].run_at_ms);
             } else if (c->states[i] == JOBQ_CANCELLED) {
@@ -519,6 +524,10 @@ exec_explain(store *st, wop *op, int64_t now_ms)
                                 sizeof(c->parents) / sizeof(c->parents[0]), &n);
         c->nparents = n;
     }
+    c->expires_at_ms = 0;
+    if (err == JOBQ_OK) {
+        err = store_job_expiry(st, c->row.id, &c->expires_at_ms);
+    }
     return err;
 }
 
@@ -663,11 +672,26 @@ done_explain(wop *op)
         }
         break;
     }
+    bool waiting = r->state == JOBQ_SCHEDULED || r->state == JOBQ_READY ||
+                   r->state == JOBQ_RETRYING || r->state == JOBQ_WAITING;
+    if (c->expires_at_ms > 0 && waiting) {
+        size_t n = strlen(why);
+        snprintf(why + n, sizeof(why) - n, "; it expires (is cancelled) at %s unless started by then",
+                 fmt_time(t1, sizeof(t1), c->expires_at_ms));
+    } else if (r->state == JOBQ_CANCELLED && r->error != NULL &&
+               strcmp(r->error, EXPIRED_ERROR) == 0) {
+        size_t n = strlen(why);
+        snprintf(why + n, sizeof(why) - n, ": expired, not started by %s",
+                 fmt_time(t1, sizeof(t1), c->expires_at_ms));
+    }
     json_t *o = ok_object();
     json_object_set_new(o, "id", json_integer(r->id));
     json_object_set_new(o, "state", json_string(jobq__state_name(r->state)));
     json_object_set_new(o, "reason", json_string(reason));
     json_object_set_new(o, "explain", json_string(why));
+    if (c->expires_at_ms > 0) {
+        json_object_set_new(o, "expires_at", json_integer(c->expires_at_ms));
+    }
     send_json(c, o);
 }
 

@@ -205,6 +205,9 @@ replace_job(store *st, const job_spec *spec, int64_t now_ms, int64_t kid, int ks
                                        : JOBQ_SCHEDULED;
     }
     int err = store_job_replace(st, kid, kstate, to, spec->payload, run_at);
+    if (err == JOBQ_OK && spec->expires_at_ms > 0) {
+        err = store_job_set_expiry(st, kid, spec->expires_at_ms);
+    }
     if (err == JOBQ_OK) {
         err = store_key_put(st, spec->queue, spec->key, kid, spec->payload_hash, created, true);
     }
@@ -310,6 +313,9 @@ lifecycle_insert_dedupe(store *st, const job_spec *spec, int64_t now_ms, int64_t
         if ((err = store_job_state(st, spec->after[i], &ps)) == JOBQ_OK && ps != JOBQ_SUCCEEDED) {
             err = store_dep_add(st, spec->after[i], id); /* succeeded: nothing to wait for */
         }
+    }
+    if (err == JOBQ_OK && spec->expires_at_ms > 0 && state != JOBQ_CANCELLED) {
+        err = store_job_set_expiry(st, id, spec->expires_at_ms);
     }
     if (err == JOBQ_OK && spec->key != NULL && !(held && state == JOBQ_CANCELLED)) {
         /* A job cancelled at birth does not hold a key until its end: it has ended. */
@@ -703,4 +709,33 @@ lifecycle_mutate_job(store *st, const mutate_args *m, int64_t id, int state, int
     default:
         return JOBQ_EINVAL;
     }
+}
+
+int
+lifecycle_expire(store *st, const char *queue, int64_t now_ms, size_t max, size_t *np)
+{
+    int64_t ids[256];
+    size_t n = 0, done = 0;
+    int err = store_expired(st, queue, now_ms, max < 256 ? max : 256, ids, &n);
+    for (size_t i = 0; i < n && err == JOBQ_OK; i++) {
+        job_row row = {0};
+        int old;
+        err = lifecycle_cancel_why(st, ids[i], now_ms, false, EXPIRED_ERROR, &row, &old);
+        if (err == JOBQ_ESTATE || err == JOBQ_ENOENT) {
+            err = JOBQ_OK; /* started or ended meanwhile */
+            continue;
+        }
+        if (err == JOBQ_OK) {
+            err = job_effect(st, ids[i], old, JOBQ_CANCELLED, row.run_at_ms);
+        }
+        if (err == JOBQ_OK) {
+            st->effects[st->neffects - 1].expired = true;
+            done++;
+        }
+        job_row_clear(&row);
+    }
+    if (err == JOBQ_OK) {
+        *np = done;
+    }
+    return err;
 }

@@ -46,6 +46,15 @@ typedef struct dedupe_out {
 int lifecycle_insert_dedupe(store *st, const job_spec *spec, int64_t now_ms, int64_t *idp,
                             bool *dupp, int *statep, dedupe_out *out);
 
+/** The error of a job cancelled because it had not started by its deadline. */
+#define EXPIRED_ERROR "expired"
+
+/** lifecycle_expire: cancels (error EXPIRED_ERROR, as lifecycle_cancel_why: dependents,
+ *  group, a held key) up to max jobs of queue (NULL: every queue) not started whose deadline
+ *  to start (job_spec.expires_at_ms) is at or before now_ms, each recorded as an effect with
+ *  expired set. *np receives how many; fewer than max (and 256): none is left. */
+int lifecycle_expire(store *st, const char *queue, int64_t now_ms, size_t max, size_t *np);
+
 /** lifecycle_missing_parent: after lifecycle_insert failed with JOBQ_ENOENT, the id in
  *  "after" that names no job. */
 int64_t lifecycle_missing_parent(const store *st);

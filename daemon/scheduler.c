@@ -2,6 +2,7 @@
  * never polling while idle) and the claims that feed the runners. */
 #include "scheduler.h"
 
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -37,6 +38,7 @@ typedef struct claim_op {
     size_t n;
     claim_deliver deliver;
     void *arg;
+    int64_t expire_from_ms; /* from then on a job may have expired: cancel those first */
 } claim_op;
 
 static void timer_cb(uv_timer_t *t);
@@ -172,6 +174,13 @@ static int
 exec_claim(store *st, wop *op, int64_t now_ms)
 {
     claim_op *c = container_of(op, claim_op, op);
+    if (now_ms >= c->expire_from_ms) {
+        size_t n; /* a job past its deadline to start is cancelled, never claimed */
+        int err = lifecycle_expire(st, c->q->name, now_ms, SIZE_MAX, &n);
+        if (err != JOBQ_OK) {
+            return err;
+        }
+    }
     return store_claim(st, c->q->name, now_ms, c->max, c->rows, &c->n);
 }
 
@@ -226,6 +235,7 @@ sched_claim(server *s, qstate *q, size_t max, claim_deliver deliver, void *arg)
     c->max = max;
     c->deliver = deliver;
     c->arg = arg;
+    c->expire_from_ms = s->next_expiry_ms;
     c->op.exec = exec_claim;
     c->op.done = done_claim;
     c->op.writes = true;

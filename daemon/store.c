@@ -566,3 +566,27 @@ store_job_replace(store *st, int64_t id, int from, int to, const char *payload, 
 {
     return st->ops->job_replace(st, id, from, to, payload, run_at_ms);
 }
+
+int
+store_job_set_expiry(store *st, int64_t id, int64_t at_ms)
+{
+    return st->ops->job_set_expiry(st, id, at_ms);
+}
+
+int
+store_job_expiry(store *st, int64_t id, int64_t *at_msp)
+{
+    return st->ops->job_expiry(st, id, at_msp);
+}
+
+int
+store_expired(store *st, const char *queue, int64_t now_ms, size_t max, int64_t *ids, size_t *np)
+{
+    return st->ops->expired(st, queue, now_ms, max, ids, np);
+}
+
+int
+store_next_expiry(store *st, int64_t *atp)
+{
+    return st->ops->next_expiry(st, atp);
+}

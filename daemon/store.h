@@ -378,6 +378,23 @@ int store_key_release(store *st, int64_t id);
 int store_job_replace(store *st, int64_t id, int from, int to, const char *payload,
                       int64_t run_at_ms);
 
+/* ---- expiry ---- */
+
+/** store_job_set_expiry: job id is cancelled as expired if not started by at_ms (0: never). */
+int store_job_set_expiry(store *st, int64_t id, int64_t at_ms);
+
+/** store_job_expiry: job id's deadline to start into *at_msp (0: none); JOBQ_ENOENT. */
+int store_job_expiry(store *st, int64_t id, int64_t *at_msp);
+
+/** store_expired: up to max ids of jobs not started (scheduled, ready, retrying, waiting) of
+ *  queue (NULL: every queue) whose deadline to start is at or before now_ms, the earliest
+ *  first, into ids and *np. One range of an index that holds only jobs with a deadline. */
+int store_expired(store *st, const char *queue, int64_t now_ms, size_t max, int64_t *ids,
+                  size_t *np);
+
+/** store_next_expiry: the earliest deadline to start of a job not started, or JOBQ_ENOENT. */
+int store_next_expiry(store *st, int64_t *atp);
+
 /* ---- dependencies ---- */
 
 /** store_dep_add: job child waits for job parent (once: adding it twice is no error). */
@@ -459,6 +476,7 @@ typedef struct store_effect {
     int from, to;      /* EFFECT_JOB: states; from is -1 for a job the lifecycle submitted */
     int64_t run_at_ms; /* EFFECT_JOB */
     job_row row;       /* EFFECT_JOB that ended the job: the job as it is now */
+    bool expired;      /* EFFECT_JOB: cancelled because it had not started by its deadline */
 } store_effect;
 
 /** store_effect_add: appends a new zeroed effect of kind for id (from = -1); NULL when out
@@ -647,6 +665,11 @@ typedef struct store_ops {
     int (*key_release)(store *st, int64_t id);
     int (*job_replace)(store *st, int64_t id, int from, int to, const char *payload,
                        int64_t run_at_ms);
+    int (*job_set_expiry)(store *st, int64_t id, int64_t at_ms);
+    int (*job_expiry)(store *st, int64_t id, int64_t *at_msp);
+    int (*expired)(store *st, const char *queue, int64_t now_ms, size_t max, int64_t *ids,
+                   size_t *np);
+    int (*next_expiry)(store *st, int64_t *atp);
 } store_ops;
 
 struct store {

@@ -104,6 +104,10 @@ enum pstmt {
     P_KEY_PUT,
     P_KEY_RELEASE,
     P_REPLACE,
+    P_SET_EXPIRY,
+    P_EXPIRY,
+    P_EXPIRED,
+    P_NEXT_EXPIRY,
     P_COUNT_STMTS
 };
 
@@ -293,6 +297,17 @@ static const char *const pstmt_sql[P_COUNT_STMTS] = {
     [P_KEY_RELEASE] = "DELETE FROM job_keys WHERE job_id = $1 AND held",
     [P_REPLACE] = "UPDATE jobs SET payload = $4, run_at = $5, state = $3 WHERE id = $1 AND "
                   "state = $2",
+    [P_SET_EXPIRY] = "UPDATE jobs SET expires_at = nullif($2::bigint, 0) WHERE id = $1",
+    [P_EXPIRY] = "SELECT coalesce(expires_at, 0) FROM jobs WHERE id = $1",
+    /* The states not started, $3 .. $6: one range of jobs_expiring each. */
+    [P_EXPIRED] = "SELECT id FROM jobs WHERE expires_at IS NOT NULL AND state IN ($3, $4, $5, $6) "
+                  "AND expires_at <= $2 AND ($1::text IS NULL OR queue = $1) "
+                  "ORDER BY expires_at LIMIT $7",
+    [P_NEXT_EXPIRY] = "SELECT least((SELECT min(expires_at) FROM jobs WHERE expires_at IS NOT "
+                      "NULL AND state = $1), (SELECT min(expires_at) FROM jobs WHERE expires_at "
+                      "IS NOT NULL AND state = $2), (SELECT min(expires_at) FROM jobs WHERE "
+                      "expires_at IS NOT NULL AND state = $3), (SELECT min(expires_at) FROM jobs "
+                      "WHERE expires_at IS NOT NULL AND state = $4))",
 };
 
 /* The PostgreSQL backend: a store (first member, so a store * is a pg_store *). */
@@ -2076,6 +2091,70 @@ pg_job_replace(store *st, int64_t id, int from, int to, const char *payload, int
     return run_change(PG(st), P_REPLACE, &a);
 }
 
+static int
+pg_job_set_expiry(store *st, int64_t id, int64_t at_ms)
+{
+    pargs a = {0};
+    a_i64(&a, id);
+    a_i64(&a, at_ms);
+    return run_done(PG(st), P_SET_EXPIRY, &a);
+}
+
+static int
+pg_job_expiry(store *st, int64_t id, int64_t *at_msp)
+{
+    pargs a = {0};
+    a_i64(&a, id);
+    PGresult *r;
+    int err = run(PG(st), P_EXPIRY, &a, &r);
+    if (err != JOBQ_OK) {
+        return err;
+    }
+    if (PQntuples(r) == 0) {
+        err = JOBQ_ENOENT;
+    } else {
+        *at_msp = g_i64(r, 0, 0);
+    }
+    PQclear(r);
+    return err;
+}
+
+static int
+pg_expired(store *st, const char *queue, int64_t now_ms, size_t max, int64_t *ids, size_t *np)
+{
+    pargs a = {0};
+    a_text(&a, queue);
+    a_i64(&a, now_ms);
+    a_i64(&a, JOBQ_SCHEDULED);
+    a_i64(&a, JOBQ_READY);
+    a_i64(&a, JOBQ_RETRYING);
+    a_i64(&a, JOBQ_WAITING);
+    a_i64(&a, (int64_t)max);
+    PGresult *r;
+    int err = run(PG(st), P_EXPIRED, &a, &r);
+    if (err != JOBQ_OK) {
+        return err;
+    }
+    size_t n = 0;
+    for (int i = 0; i < PQntuples(r) && n < max; i++) {
+        ids[n++] = g_i64(r, i, 0);
+    }
+    PQclear(r);
+    *np = n;
+    return JOBQ_OK;
+}
+
+static int
+pg_next_expiry(store *st, int64_t *atp)
+{
+    pargs a = {0};
+    a_i64(&a, JOBQ_SCHEDULED);
+    a_i64(&a, JOBQ_READY);
+    a_i64(&a, JOBQ_RETRYING);
+    a_i64(&a, JOBQ_WAITING);
+    return one_i64(PG(st), P_NEXT_EXPIRY, &a, atp);
+}
+
 static const store_ops pg_ops = {
     .set_sync = pg_set_sync,
     .close = pg_close,
@@ -2144,4 +2223,8 @@ static const store_ops pg_ops = {
     .key_put = pg_key_put,
     .key_release = pg_key_release,
     .job_replace = pg_job_replace,
+    .job_set_expiry = pg_job_set_expiry,
+    .job_expiry = pg_job_expiry,
+    .expired = pg_expired,
+    .next_expiry = pg_next_expiry,
 };

@@ -81,6 +81,10 @@ enum stmt_id {
     S_KEY_PUT,
     S_KEY_RELEASE,
     S_REPLACE,
+    S_SET_EXPIRY,
+    S_EXPIRY,
+    S_EXPIRED,
+    S_NEXT_EXPIRY,
     S_COUNT_STMTS
 };
 
@@ -245,6 +249,15 @@ static const char *const stmt_sql[S_COUNT_STMTS] = {
                       "held = 1",
     [S_REPLACE] = "UPDATE jobs SET payload = ?4, run_at = ?5, state = ?3 WHERE id = ?1 AND "
                   "state = ?2",
+    [S_SET_EXPIRY] = "UPDATE jobs SET expires_at = nullif(?2, 0) WHERE id = ?1",
+    [S_EXPIRY] = "SELECT coalesce(expires_at, 0) FROM jobs WHERE id = ?1",
+    [S_EXPIRED] = "SELECT id FROM jobs INDEXED BY jobs_expiring WHERE expires_at IS NOT NULL "
+                  "AND state IN (" SQL_SCHEDULED ", " SQL_READY ", " SQL_RETRYING ", " SQL_WAITING
+                  ") AND expires_at <= ?2 AND (?1 IS NULL OR queue = ?1) ORDER BY expires_at "
+                  "LIMIT ?3",
+    [S_NEXT_EXPIRY] = "SELECT min(expires_at) FROM jobs INDEXED BY jobs_expiring WHERE "
+                      "expires_at IS NOT NULL AND state IN (" SQL_SCHEDULED ", " SQL_READY ", "
+                      SQL_RETRYING ", " SQL_WAITING ")",
     [S_PROGRESS] = "UPDATE jobs SET progress = CASE WHEN ?2 THEN ?3 ELSE progress END, "
                    "progress_note = CASE WHEN ?2 THEN ?4 ELSE progress_note END, "
                    "checkpoint = coalesce(?5, checkpoint) WHERE id = ?1",
@@ -1782,6 +1795,54 @@ sq_job_replace(store *st, int64_t id, int from, int to, const char *payload, int
     return step_change(st, s);
 }
 
+static int
+sq_job_set_expiry(store *st, int64_t id, int64_t at_ms)
+{
+    sqlite3_stmt *s = stmt_get(st, S_SET_EXPIRY);
+    sqlite3_bind_int64(s, 1, id);
+    sqlite3_bind_int64(s, 2, at_ms);
+    return step_done(s);
+}
+
+static int
+sq_job_expiry(store *st, int64_t id, int64_t *at_msp)
+{
+    sqlite3_stmt *s = stmt_get(st, S_EXPIRY);
+    sqlite3_bind_int64(s, 1, id);
+    int rc = sqlite3_step(s);
+    if (rc == SQLITE_ROW) {
+        *at_msp = sqlite3_column_int64(s, 0);
+    }
+    stmt_done(s);
+    return rc == SQLITE_ROW ? JOBQ_OK : rc == SQLITE_DONE ? JOBQ_ENOENT : from_sqlite(rc);
+}
+
+static int
+sq_expired(store *st, const char *queue, int64_t now_ms, size_t max, int64_t *ids, size_t *np)
+{
+    sqlite3_stmt *s = stmt_get(st, S_EXPIRED);
+    bind_text_or_null(s, 1, queue);
+    sqlite3_bind_int64(s, 2, now_ms);
+    sqlite3_bind_int64(s, 3, (int64_t)max);
+    size_t n = 0;
+    int rc;
+    while ((rc = sqlite3_step(s)) == SQLITE_ROW && n < max) {
+        ids[n++] = sqlite3_column_int64(s, 0);
+    }
+    stmt_done(s);
+    if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
+        return from_sqlite(rc);
+    }
+    *np = n;
+    return JOBQ_OK;
+}
+
+static int
+sq_next_expiry(store *st, int64_t *atp)
+{
+    return oldest(stmt_get(st, S_NEXT_EXPIRY), atp);
+}
+
 /* id_step: steps statement s of id for its one parameter id. */
 static int
 id_step(store *st, enum stmt_id sid, int64_t id)
@@ -1998,4 +2059,8 @@ static const store_ops sqlite_ops = {
     .key_put = sq_key_put,
     .key_release = sq_key_release,
     .job_replace = sq_job_replace,
+    .job_set_expiry = sq_job_set_expiry,
+    .job_expiry = sq_job_expiry,
+    .expired = sq_expired,
+    .next_expiry = sq_next_expiry,
 };

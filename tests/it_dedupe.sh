@@ -17,15 +17,19 @@ SH
 chmod +x "$T/block.sh"
 export DIR="$T"
 
-write_config "[queue.t]
+SERVER_EXTRA="http = 127.0.0.1:0" write_config "[queue.t]
 command = /bin/true
 [queue.u]
 command = /bin/true
 [queue.r]
 command = $T/block.sh
 [queue.d]
+command = /bin/true
+[queue.x]
 command = /bin/true"
 start_jobqd
+port=$(grep -o 'event=http_listen addr=127\.0\.0\.1:[0-9]*' "$LOG" | tail -n 1 | sed 's/.*://')
+metric() { curl -s "http://127.0.0.1:$port/metrics" | awk -v k="$1" '$1 == k { v = $2 } END { print v }'; }
 
 # burst N OUT ARGS...: N `jobq submit ARGS` at once (ARGS may hold %i, the process's number),
 # each one's output in OUT.i; returns once all exited, failing if one failed.
@@ -128,3 +132,26 @@ cli submit d '{"n":999}' --key k --dedupe debounce --delay 1h --debounce-max 30s
 expect_eq "debounce: capped at the first submit + debounce_max" "$(get "$first" .job.run_at)" $((created + 30000))
 expect_eq "debounce: the payload" "$(get "$first" .job.payload)" '{"n":999}'
 ok "debounce: 100 concurrent submits push one job's run time; it is capped at first submit + debounce_max"
+
+# ---- expiry: a job not started by its deadline is cancelled as expired ----
+cli pause x >/dev/null
+id=$(cli submit x '{}' --expires-in 1500ms)
+keep=$(cli submit x '{}' --expires-in 1h)
+cli explain "$id" | grep -q "expires (is cancelled) at" || fail "explain before the deadline: $(cli explain "$id")"
+cli wait "$id" >/dev/null 2>&1 || true # returns when it ends: the expiry is its end
+expect_eq "expired job" "$(get "$id" '[.job.state, .job.error, .job.attempt]')" '["cancelled","expired",0]'
+cli explain "$id" | grep -q "expired, not started by" || fail "explain after: $(cli explain "$id")"
+expect_eq "jobq_jobs_expired_total" "$(metric 'jobq_jobs_expired_total{queue="x"}')" 1
+expect_eq "counts" "$(cli --json stats | jq -c '.queues.x | [.ready, .cancelled]')" '[1,1]'
+expect_eq "the other job waits on" "$(get "$keep" .job.state)" '"ready"'
+at=$(($(date +%s%3N) + 1500))
+id=$(raw "{\"op\":\"submit\",\"queue\":\"x\",\"delay\":\"1h\",\"expires_at\":$at}" | jq .id)
+cli wait "$id" >/dev/null 2>&1 || true
+expect_eq "a scheduled job expires at expires_at" "$(get "$id" '[.job.state, .job.error]')" '["cancelled","expired"]'
+expect_eq "jobq_jobs_expired_total" "$(metric 'jobq_jobs_expired_total{queue="x"}')" 2
+# A job with a deadline that starts in time runs.
+cli resume x >/dev/null
+id=$(cli submit x '{}' --expires-in 1h)
+cli wait "$id" >/dev/null
+expect_eq "started in time" "$(get "$id" .job.state)" '"succeeded"'
+ok "expiry: jobs on a paused queue expire at their deadline (cancelled, error expired, counted); one started in time runs"

@@ -1464,6 +1464,70 @@ test_contract_dedupe_modes(void **state)
     assert_int_equal(store_commit(f->st), JOBQ_OK);
 }
 
+/* Expiry on every backend: a deadline recorded at submit; the jobs not started past it are
+ * found (running and ended ones are not) and cancelled as expired, with an effect each. */
+static void
+test_contract_expiry(void **state)
+{
+    fixture *f = *state;
+    job_spec s = {.queue = "x", .payload = "1", .max_attempts = 1, .timeout_ms = 1,
+                  .expires_at_ms = 500};
+    int64_t a, b, c, d;
+    bool dup;
+    int js;
+    assert_int_equal(store_begin(f->st), JOBQ_OK);
+    assert_int_equal(lifecycle_insert(f->st, &s, 10, &a, &dup, &js), JOBQ_OK);
+    s.run_at_ms = 10000; /* scheduled */
+    assert_int_equal(lifecycle_insert(f->st, &s, 10, &b, &dup, &js), JOBQ_OK);
+    s.run_at_ms = 0;
+    s.expires_at_ms = 900;
+    assert_int_equal(lifecycle_insert(f->st, &s, 10, &c, &dup, &js), JOBQ_OK);
+    s.expires_at_ms = 0;
+    assert_int_equal(lifecycle_insert(f->st, &s, 10, &d, &dup, &js), JOBQ_OK);
+    assert_int_equal(store_commit(f->st), JOBQ_OK);
+    int64_t at;
+    assert_int_equal(store_next_expiry(f->st, &at), JOBQ_OK);
+    assert_int_equal(at, 500);
+    assert_int_equal(store_job_expiry(f->st, c, &at), JOBQ_OK);
+    assert_int_equal(at, 900);
+    assert_int_equal(store_job_expiry(f->st, d, &at), JOBQ_OK);
+    assert_int_equal(at, 0);
+    /* a starts: it no longer expires. */
+    job_row rows[1];
+    size_t n;
+    assert_int_equal(store_begin(f->st), JOBQ_OK);
+    assert_int_equal(store_claim(f->st, "x", 20, 1, rows, &n), JOBQ_OK);
+    assert_int_equal(n, 1);
+    assert_int_equal(rows[0].id, a);
+    job_row_clear(&rows[0]);
+    size_t mark = store_effects_mark(f->st);
+    assert_int_equal(lifecycle_expire(f->st, "other", 600, 10, &n), JOBQ_OK);
+    assert_int_equal(n, 0);
+    assert_int_equal(lifecycle_expire(f->st, "x", 600, 10, &n), JOBQ_OK);
+    assert_int_equal(n, 1); /* b */
+    size_t ne;
+    store_effect *e = store_effects_take(f->st, &ne);
+    assert_true(ne >= mark + 1);
+    assert_true(e[ne - 1].expired && e[ne - 1].id == b && e[ne - 1].to == JOBQ_CANCELLED);
+    assert_int_equal(e[ne - 1].from, JOBQ_SCHEDULED);
+    store_effects_free(e, ne);
+    assert_int_equal(store_next_expiry(f->st, &at), JOBQ_OK);
+    assert_int_equal(at, 900);
+    assert_int_equal(lifecycle_expire(f->st, NULL, 900, 10, &n), JOBQ_OK);
+    assert_int_equal(n, 1); /* c */
+    e = store_effects_take(f->st, &ne);
+    store_effects_free(e, ne);
+    assert_int_equal(store_next_expiry(f->st, &at), JOBQ_ENOENT);
+    assert_int_equal(store_commit(f->st), JOBQ_OK);
+    job_row r;
+    assert_int_equal(store_get(f->st, b, &r), JOBQ_OK);
+    assert_int_equal(r.state, JOBQ_CANCELLED);
+    assert_string_equal(r.error, EXPIRED_ERROR);
+    job_row_clear(&r);
+    assert_int_equal(store_job_state(f->st, d, &js), JOBQ_OK);
+    assert_int_equal(js, JOBQ_READY);
+}
+
 static void
 test_redact_hides_password(void **state)
 {
@@ -1512,6 +1576,7 @@ main(void)
         cmocka_unit_test_setup_teardown(test_contract_logs_capped_and_swept, setup, teardown),
         cmocka_unit_test_setup_teardown(test_contract_held_keys_and_replace, setup, teardown),
         cmocka_unit_test_setup_teardown(test_contract_dedupe_modes, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_contract_expiry, setup, teardown),
     };
     const struct CMUnitTest sqlite[] = {
         cmocka_unit_test(test_redact_hides_password),
