@@ -739,3 +739,14 @@ lifecycle_expire(store *st, const char *queue, int64_t now_ms, size_t max, size_
     }
     return err;
 }
+
+int
+lifecycle_snooze(store *st, int64_t id, int64_t now_ms, int64_t run_at_ms, const char *error,
+                 const attempt_rec *a)
+{
+    int err = store_job_snooze(st, id, run_at_ms, error);
+    if (err == JOBQ_OK && a != NULL) {
+        err = store_attempt_add(st, id, a, now_ms, error);
+    }
+    return err;
+}

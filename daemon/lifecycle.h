@@ -55,6 +55,12 @@ int lifecycle_insert_dedupe(store *st, const job_spec *spec, int64_t now_ms, int
  *  expired set. *np receives how many; fewer than max (and 256): none is left. */
 int lifecycle_expire(store *st, const char *queue, int64_t now_ms, size_t max, size_t *np);
 
+/** lifecycle_snooze: running job id was snoozed by its handler: scheduled again at
+ *  run_at_ms, its attempt given back, and the attempt recorded in the history as a (kind
+ *  "snoozed") with error as its text (NULL: none). JOBQ_ESTATE if it is not running. */
+int lifecycle_snooze(store *st, int64_t id, int64_t now_ms, int64_t run_at_ms, const char *error,
+                     const attempt_rec *a);
+
 /** lifecycle_missing_parent: after lifecycle_insert failed with JOBQ_ENOENT, the id in
  *  "after" that names no job. */
 int64_t lifecycle_missing_parent(const store *st);

@@ -590,3 +590,9 @@ store_next_expiry(store *st, int64_t *atp)
 {
     return st->ops->next_expiry(st, atp);
 }
+
+int
+store_job_snooze(store *st, int64_t id, int64_t run_at_ms, const char *error)
+{
+    return st->ops->job_snooze(st, id, run_at_ms, error);
+}

@@ -378,6 +378,11 @@ int store_key_release(store *st, int64_t id);
 int store_job_replace(store *st, int64_t id, int from, int to, const char *payload,
                       int64_t run_at_ms);
 
+/** store_job_snooze: running job id is scheduled again at run_at_ms with its attempt given
+ *  back (attempt - 1), error kept as its last error (NULL: none); JOBQ_ESTATE if it is not
+ *  running. */
+int store_job_snooze(store *st, int64_t id, int64_t run_at_ms, const char *error);
+
 /* ---- expiry ---- */
 
 /** store_job_set_expiry: job id is cancelled as expired if not started by at_ms (0: never). */
@@ -670,6 +675,7 @@ typedef struct store_ops {
     int (*expired)(store *st, const char *queue, int64_t now_ms, size_t max, int64_t *ids,
                    size_t *np);
     int (*next_expiry)(store *st, int64_t *atp);
+    int (*job_snooze)(store *st, int64_t id, int64_t run_at_ms, const char *error);
 } store_ops;
 
 struct store {

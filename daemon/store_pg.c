@@ -108,6 +108,7 @@ enum pstmt {
     P_EXPIRY,
     P_EXPIRED,
     P_NEXT_EXPIRY,
+    P_SNOOZE,
     P_COUNT_STMTS
 };
 
@@ -308,6 +309,8 @@ static const char *const pstmt_sql[P_COUNT_STMTS] = {
                       "IS NOT NULL AND state = $2), (SELECT min(expires_at) FROM jobs WHERE "
                       "expires_at IS NOT NULL AND state = $3), (SELECT min(expires_at) FROM jobs "
                       "WHERE expires_at IS NOT NULL AND state = $4))",
+    [P_SNOOZE] = "UPDATE jobs SET state = $4, run_at = $2, attempt = greatest(attempt - 1, 0), "
+                 "error = $3 WHERE id = $1 AND state = $5",
 };
 
 /* The PostgreSQL backend: a store (first member, so a store * is a pg_store *). */
@@ -2155,6 +2158,18 @@ pg_next_expiry(store *st, int64_t *atp)
     return one_i64(PG(st), P_NEXT_EXPIRY, &a, atp);
 }
 
+static int
+pg_job_snooze(store *st, int64_t id, int64_t run_at_ms, const char *error)
+{
+    pargs a = {0};
+    a_i64(&a, id);
+    a_i64(&a, run_at_ms);
+    a_text(&a, error);
+    a_i64(&a, JOBQ_SCHEDULED);
+    a_i64(&a, JOBQ_RUNNING);
+    return run_change(PG(st), P_SNOOZE, &a);
+}
+
 static const store_ops pg_ops = {
     .set_sync = pg_set_sync,
     .close = pg_close,
@@ -2227,4 +2242,5 @@ static const store_ops pg_ops = {
     .job_expiry = pg_job_expiry,
     .expired = pg_expired,
     .next_expiry = pg_next_expiry,
+    .job_snooze = pg_job_snooze,
 };

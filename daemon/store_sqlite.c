@@ -85,6 +85,7 @@ enum stmt_id {
     S_EXPIRY,
     S_EXPIRED,
     S_NEXT_EXPIRY,
+    S_SNOOZE,
     S_COUNT_STMTS
 };
 
@@ -258,6 +259,8 @@ static const char *const stmt_sql[S_COUNT_STMTS] = {
     [S_NEXT_EXPIRY] = "SELECT min(expires_at) FROM jobs INDEXED BY jobs_expiring WHERE "
                       "expires_at IS NOT NULL AND state IN (" SQL_SCHEDULED ", " SQL_READY ", "
                       SQL_RETRYING ", " SQL_WAITING ")",
+    [S_SNOOZE] = "UPDATE jobs SET state = " SQL_SCHEDULED ", run_at = ?2, attempt = "
+                 "max(attempt - 1, 0), error = ?3 WHERE id = ?1 AND state = " SQL_RUNNING,
     [S_PROGRESS] = "UPDATE jobs SET progress = CASE WHEN ?2 THEN ?3 ELSE progress END, "
                    "progress_note = CASE WHEN ?2 THEN ?4 ELSE progress_note END, "
                    "checkpoint = coalesce(?5, checkpoint) WHERE id = ?1",
@@ -1843,6 +1846,16 @@ sq_next_expiry(store *st, int64_t *atp)
     return oldest(stmt_get(st, S_NEXT_EXPIRY), atp);
 }
 
+static int
+sq_job_snooze(store *st, int64_t id, int64_t run_at_ms, const char *error)
+{
+    sqlite3_stmt *s = stmt_get(st, S_SNOOZE);
+    sqlite3_bind_int64(s, 1, id);
+    sqlite3_bind_int64(s, 2, run_at_ms);
+    bind_text_or_null(s, 3, error);
+    return step_change(st, s);
+}
+
 /* id_step: steps statement s of id for its one parameter id. */
 static int
 id_step(store *st, enum stmt_id sid, int64_t id)
@@ -2063,4 +2076,5 @@ static const store_ops sqlite_ops = {
     .job_expiry = sq_job_expiry,
     .expired = sq_expired,
     .next_expiry = sq_next_expiry,
+    .job_snooze = sq_job_snooze,
 };

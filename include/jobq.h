@@ -338,6 +338,21 @@ JOBQ_API const char *jobq_lease_checkpoint_get(const jobq_lease *lease);
 typedef int (*jobq_handler)(void *arg, const jobq_lease *job, char **resultp, char **errorp);
 #define JOBQ_FAIL_RETRY 1
 #define JOBQ_FAIL_PERMANENT 2
+/** A handler's return: snooze the job: it runs again after the delay of the handler's last
+ *  jobq_lease_snooze call (JOBQ_SNOOZE_DEFAULT_MS without one), and this attempt does not
+ *  count toward max_attempts (*errorp, if set, is kept as the reason). */
+#define JOBQ_SNOOZE 3
+#define JOBQ_SNOOZE_DEFAULT_MS 30000
+
+/** jobq_lease_snooze: the delay of the snooze of a handler that returns JOBQ_SNOOZE. Any
+ *  thread. JOBQ_EINVAL for a NULL lease or a negative delay. */
+JOBQ_API int jobq_lease_snooze(const jobq_lease *lease, int64_t delay_ms);
+
+/** jobq_worker_snooze: ends lease's attempt with a snooze (outside jobq_worker_run): the job
+ *  runs again after delay_ms, the attempt not counted toward max_attempts; reason (may be
+ *  NULL) is kept as the job's error. */
+JOBQ_API int jobq_worker_snooze(jobq_worker *worker, const jobq_lease *lease, int64_t delay_ms,
+                                const char *reason);
 
 /** jobq_worker_run: runs handler on up to concurrency jobs at once until jobq_worker_stop is
  *  called, then returns once the jobs in hand are done. Returns JOBQ_OK, or the error that

@@ -1110,6 +1110,8 @@ static const field_def fail_job_fields[] = {
           .missing = "field \"lease\" (the token from fetch) is required in each job"),
     FIELD(req_outcome, "error", F_TEXT, text, 0, 0),
     FIELD(req_outcome, "retry", F_BOOL, retry, 0, 0, .flags = FD_DEFAULT, .def = 1),
+    FIELD(req_outcome, "snooze", F_DURATION, snooze_ms, 1, JOBQ__DURATION_MAX_MS,
+          .over = "is over the limit of one year"),
 };
 
 /* The fields of the single form: one job named by the request itself. */
@@ -1195,6 +1197,8 @@ static const field_def fail_fields[] = {
     CUSTOM("jobs", fail_jobs),
     CUSTOM("fetch", then_fetch),
     FIELD(request, "slow_down", F_DURATION, slow_down_ms, 1, JOBQ__DURATION_MAX_MS,
+          .over = "is over the limit of one year"),
+    FIELD(request, "snooze", F_DURATION, snooze_ms, 1, JOBQ__DURATION_MAX_MS,
           .over = "is over the limit of one year"),
 };
 

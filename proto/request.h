@@ -50,6 +50,7 @@ typedef struct req_outcome {
     const char *lease; /* the lease token */
     const char *text;  /* ack: result; fail: error (NULL if none) */
     bool retry;        /* fail: may be retried */
+    int64_t snooze_ms; /* fail: snoozed instead: runs again after this, attempt given back */
 } req_outcome;
 
 /** The actions of a mutate, listed once: X(NAME, name) gives MUT_NAME and its wire name. */
@@ -140,6 +141,7 @@ typedef struct request {
     char *checkpoint;    /* owned: the checkpoint as compact JSON text (NULL: none) */
     const char **log;    /* owned array of borrowed strings: log lines (NULL: none) */
     size_t nlog;
+    int64_t snooze_ms; /* fail: every job of it snoozed for this long (0: a failure) */
 } request;
 
 /** The longest progress note of a heartbeat, in bytes. */

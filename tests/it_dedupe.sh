@@ -17,16 +17,50 @@ SH
 chmod +x "$T/block.sh"
 export DIR="$T"
 
+# The snoozing handler: snoozes its first two runs for 700 ms (a control line, then exit 76),
+# then succeeds; its queues have max_attempts = 1, so one counted failure would end it dead.
+cat >"$T/snoozy.sh" <<'SH'
+#!/bin/sh
+cat >/dev/null
+n=$(cat "$DIR/runs.$JOBQ_JOB_ID" 2>/dev/null || echo 0)
+n=$((n + 1))
+echo "$n" >"$DIR/runs.$JOBQ_JOB_ID"
+echo "run=$n attempt=$JOBQ_ATTEMPT" >>"$DIR/seen.$JOBQ_JOB_ID"
+if [ "$n" -le 2 ]; then
+    echo "snooze 700ms" >&"$JOBQ_CONTROL_FD"
+    exit 76
+fi
+echo done
+SH
+chmod +x "$T/snoozy.sh"
+
+# The webhook receiver: 202 with Jobq-Snooze twice, then 200.
+: "${JOBQ_HOOKD:?JOBQ_HOOKD must name the jobq-hookd test endpoint}"
+printf '202 snooze=700ms\n202 snooze=1\n200\n' >"$T/script"
+mkfifo "$T/hookd.out"
+"$JOBQ_HOOKD" "$T/script" "$T/hooks.log" >"$T/hookd.out" &
+CLEANUP_PIDS+=($!)
+read -r _ hport <"$T/hookd.out"
+
 SERVER_EXTRA="http = 127.0.0.1:0" write_config "[queue.t]
 command = /bin/true
 [queue.u]
 command = /bin/true
 [queue.r]
 command = $T/block.sh
+concurrency = 4
 [queue.d]
 command = /bin/true
 [queue.x]
-command = /bin/true"
+command = /bin/true
+[queue.sx]
+command = $T/snoozy.sh
+max_attempts = 1
+[queue.sw]
+max_attempts = 1
+[queue.sh]
+url = http://127.0.0.1:$hport/hook
+max_attempts = 1"
 start_jobqd
 port=$(grep -o 'event=http_listen addr=127\.0\.0\.1:[0-9]*' "$LOG" | tail -n 1 | sed 's/.*://')
 metric() { curl -s "http://127.0.0.1:$port/metrics" | awk -v k="$1" '$1 == k { v = $2 } END { print v }'; }
@@ -155,3 +189,49 @@ id=$(cli submit x '{}' --expires-in 1h)
 cli wait "$id" >/dev/null
 expect_eq "started in time" "$(get "$id" .job.state)" '"succeeded"'
 ok "expiry: jobs on a paused queue expire at their deadline (cancelled, error expired, counted); one started in time runs"
+
+# ---- snooze: no attempt spent, runs again after the delay ----
+# snoozed JOB: the job succeeded in its first attempt after two snoozes of >= 700 ms each.
+snoozed() {
+    local id=$1
+    cli wait "$id" >/dev/null || fail "job $id did not succeed: $(cli --json get "$id")"
+    expect_eq "job $id after two snoozes" "$(get "$id" '[.job.state, .job.attempt]')" '["succeeded",1]'
+    expect_eq "job $id's history" "$(get "$id" '[.job.attempts[].kind]')" '["snoozed","snoozed","success"]'
+    expect_eq "job $id's attempt numbers" "$(get "$id" '[.job.attempts[].attempt]')" '[1,1,1]'
+    local gaps
+    gaps=$(get "$id" '[.job.attempts as $a | range(1; $a | length) | $a[.].started_at - $a[. - 1].finished_at] | map(. >= 650) | all')
+    expect_eq "job $id ran again only after each snooze's delay" "$gaps" true
+}
+id=$(cli submit sx '{}')
+snoozed "$id"
+expect_eq "the command saw attempt 1 each time" "$(cut -d' ' -f2 "$T/seen.$id" | sort -u)" "attempt=1"
+ok "snooze from an exec handler (exit 76, snooze 700ms on the control fd): attempts not spent, runs again after the delay"
+
+# A remote worker: the fail op's "snooze", then jobq work's exec contract.
+id=$(cli submit sw '{}')
+r=$(raw '{"op":"fetch","queues":["sw"],"limit":1}')
+lease=$(jq -r '.jobs[0].lease' <<<"$r")
+expect_eq "fetched" "$(jq -r '.jobs[0].id' <<<"$r")" "$id"
+t0=$(date +%s%3N)
+expect_eq "fail with snooze" "$(raw "{\"op\":\"fail\",\"id\":$id,\"lease\":\"$lease\",\"snooze\":\"1h\",\"error\":\"busy\"}" | jq -c '[.ok, .job.state, .job.attempt]')" '[true,"scheduled",0]'
+run_at=$(get "$id" .job.run_at)
+[ "$run_at" -ge $((t0 + 3600000)) ] || fail "snoozed 1h: run_at $run_at"
+expect_eq "history" "$(get "$id" '[.job.attempts[].kind, .job.error]')" '["snoozed","busy"]'
+cli cancel "$id" >/dev/null
+id=$(cli submit sw '{}')
+"$JOBQ" --url "$SOCK" work sw -- "$T/snoozy.sh" 2>"$T/work.log" &
+WORKER=$!
+CLEANUP_PIDS+=("$WORKER")
+snoozed "$id"
+kill -TERM "$WORKER"
+wait "$WORKER" || true
+grep -q "job $id queue sw: snoozed" "$T/work.log" || fail "jobq work's line: $(cat "$T/work.log")"
+ok "snooze from a remote worker (fail with snooze; jobq work with exit 76): attempts not spent, runs again after the delay"
+
+# A webhook: 202 with Jobq-Snooze twice, then 200.
+id=$(raw "{\"op\":\"submit\",\"queue\":\"sh\",\"payload\":{}}" | jq .id)
+cli wait "$id" >/dev/null || fail "webhook job $id: $(cli --json get "$id")"
+expect_eq "webhook job after two snoozes" "$(get "$id" '[.job.state, .job.attempt, [.job.attempts[].kind]]')" '["succeeded",1,["snoozed","snoozed","success"]]'
+gap=$(awk '{print $1}' "$T/hooks.log" | sed -n '2,3p' | paste -sd' ' | awk '{print $2 - $1}')
+[ "$gap" -ge 950 ] || fail "Jobq-Snooze: 1 (second): the third POST came $gap ms after the second"
+ok "snooze from a webhook (2xx with Jobq-Snooze): attempts not spent, runs again after the delay"
