@@ -5,7 +5,18 @@
 # pushes the run time and caps it at the first submit + debounce_max; until_done frees the
 # key in the transaction that ends the job; replace leaves a running job alone and admits a
 # new one. Waits are on events (`jobq wait`, a file a handler creates), never a sleep.
+# With JOBQ_IT_PG=1 (ctest it_dedupe_pg) the same runs on PostgreSQL (a cluster of its own
+# from tests/pg.sh), where the keys are locked for concurrent transactions.
 . "$(dirname "$0")/lib.sh"
+if [ "${JOBQ_IT_PG:-}" = 1 ]; then
+    . "$(dirname "$0")/pg.sh"
+    mkdir "$T/pg"
+    pg_init "$T/pg" || fail "no PostgreSQL cluster"
+    trap 'rc=$?; set +e; pg_stop immediate >/dev/null 2>&1; (exit $rc); cleanup' EXIT
+    pg_start || fail "PostgreSQL did not start"
+    pg_psql -c "CREATE DATABASE jobq" || fail "CREATE DATABASE"
+    DBURL=$(pg_url jobq)
+fi
 
 # The blocking handler: notes that it started, then waits for the test's go file.
 cat >"$T/block.sh" <<'SH'
@@ -61,6 +72,12 @@ max_attempts = 1
 [queue.sh]
 url = http://127.0.0.1:$hport/hook
 max_attempts = 1"
+if [ "${JOBQ_IT_PG:-}" = 1 ]; then
+    # lib.sh writes a file database; this one is the cluster's (awk: the URL holds '&').
+    awk -v url="$DBURL" '/^database = /{ $0 = "database = " url "\nstore = postgres" } { print }' \
+        "$T/jobq.conf" >"$T/jobq.conf.pg"
+    mv "$T/jobq.conf.pg" "$T/jobq.conf"
+fi
 start_jobqd
 port=$(grep -o 'event=http_listen addr=127\.0\.0\.1:[0-9]*' "$LOG" | tail -n 1 | sed 's/.*://')
 metric() { curl -s "http://127.0.0.1:$port/metrics" | awk -v k="$1" '$1 == k { v = $2 } END { print v }'; }
