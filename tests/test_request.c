@@ -611,6 +611,18 @@ test_dedupe_and_expiry_fields(void **state)
                  "invalid_argument", "not both", NULL);
     expect_error("{\"op\":\"submit\",\"queue\":\"q\",\"expires_in\":0}", "invalid_argument",
                  "expires_in", NULL);
+    /* A fail's snooze: for the single form and for each entry of a fail of many. */
+    assert_null(decode("{\"op\":\"fail\",\"id\":3,\"lease\":\"a\",\"snooze\":\"30s\"}", &req));
+    assert_int_equal(req.snooze_ms, 30000);
+    jobq__request_free(&req);
+    assert_null(decode("{\"op\":\"fail\",\"jobs\":[{\"id\":3,\"lease\":\"a\",\"snooze\":500},"
+                       "{\"id\":4,\"lease\":\"b\"}]}",
+                       &req));
+    assert_int_equal(req.outcomes[0].snooze_ms, 500);
+    assert_int_equal(req.outcomes[1].snooze_ms, 0);
+    jobq__request_free(&req);
+    expect_error("{\"op\":\"fail\",\"id\":3,\"lease\":\"a\",\"snooze\":0}", "invalid_argument",
+                 "snooze", NULL);
     expect_error("{\"op\":\"submit_batch\",\"queue\":\"q\",\"jobs\":[{},{\"dedupe\":\"replace\"}]}",
                  "invalid_argument", "jobs[1]", NULL);
 }

@@ -1528,6 +1528,47 @@ test_contract_expiry(void **state)
     assert_int_equal(js, JOBQ_READY);
 }
 
+/* Snooze on every backend: a running job is scheduled again with its attempt given back,
+ * the attempt kept as "snoozed"; a job not running is fenced. */
+static void
+test_contract_snooze(void **state)
+{
+    fixture *f = *state;
+    int64_t id = insert(f->st, "s", 0, 0, 10);
+    job_row rows[1];
+    size_t n;
+    assert_int_equal(store_begin(f->st), JOBQ_OK);
+    assert_int_equal(store_claim(f->st, "s", 20, 1, rows, &n), JOBQ_OK);
+    assert_int_equal(rows[0].attempt, 1);
+    attempt_rec a = {.attempt = 1, .started_at_ms = 20, .kind = "snoozed"};
+    assert_int_equal(lifecycle_snooze(f->st, id, 30, 5030, "later", &a), JOBQ_OK);
+    assert_int_equal(lifecycle_snooze(f->st, id, 31, 5031, NULL, &a), JOBQ_ESTATE);
+    assert_int_equal(store_commit(f->st), JOBQ_OK);
+    job_row_clear(&rows[0]);
+    job_row r;
+    assert_int_equal(store_get(f->st, id, &r), JOBQ_OK);
+    assert_int_equal(r.state, JOBQ_SCHEDULED);
+    assert_int_equal(r.attempt, 0);
+    assert_int_equal(r.run_at_ms, 5030);
+    assert_string_equal(r.error, "later");
+    job_row_clear(&r);
+    int64_t c;
+    assert_int_equal(store_attempt_count(f->st, id, "snoozed", &c), JOBQ_OK);
+    assert_int_equal(c, 1);
+    int64_t at;
+    assert_int_equal(store_next_due(f->st, &at), JOBQ_OK);
+    assert_int_equal(at, 5030);
+    /* Claimed again, it is attempt 1 again. */
+    assert_int_equal(store_begin(f->st), JOBQ_OK);
+    size_t np;
+    assert_int_equal(store_promote_due(f->st, 6000, 10, NULL, NULL, &np), JOBQ_OK);
+    assert_int_equal(store_claim(f->st, "s", 6000, 1, rows, &n), JOBQ_OK);
+    assert_int_equal(n, 1);
+    assert_int_equal(rows[0].attempt, 1);
+    assert_int_equal(store_commit(f->st), JOBQ_OK);
+    job_row_clear(&rows[0]);
+}
+
 static void
 test_redact_hides_password(void **state)
 {
@@ -1577,6 +1618,7 @@ main(void)
         cmocka_unit_test_setup_teardown(test_contract_held_keys_and_replace, setup, teardown),
         cmocka_unit_test_setup_teardown(test_contract_dedupe_modes, setup, teardown),
         cmocka_unit_test_setup_teardown(test_contract_expiry, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_contract_snooze, setup, teardown),
     };
     const struct CMUnitTest sqlite[] = {
         cmocka_unit_test(test_redact_hides_password),
