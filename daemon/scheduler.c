@@ -15,6 +15,7 @@
 
 #define PROMOTE_BATCH 1000
 #define CLAIM_BATCH 64
+#define EXPIRE_CLAIM_BATCH 256 /* expired jobs a claim cancels per store call */
 
 typedef struct promoted {
     char queue[65];
@@ -174,9 +175,9 @@ static int
 exec_claim(store *st, wop *op, int64_t now_ms)
 {
     claim_op *c = container_of(op, claim_op, op);
-    if (now_ms >= c->expire_from_ms) {
-        size_t n; /* a job past its deadline to start is cancelled, never claimed */
-        int err = lifecycle_expire(st, c->q->name, now_ms, SIZE_MAX, &n);
+    size_t n = EXPIRE_CLAIM_BATCH; /* a job past its deadline to start is cancelled first */
+    while (now_ms >= c->expire_from_ms && n == EXPIRE_CLAIM_BATCH) {
+        int err = lifecycle_expire(st, c->q->name, now_ms, EXPIRE_CLAIM_BATCH, &n);
         if (err != JOBQ_OK) {
             return err;
         }

@@ -184,6 +184,14 @@ expect_eq "debounce: capped at the first submit + debounce_max" "$(get "$first" 
 expect_eq "debounce: the payload" "$(get "$first" .job.payload)" '{"n":999}'
 ok "debounce: 100 concurrent submits push one job's run time; it is capped at first submit + debounce_max"
 
+# ---- the modes in submit_batch: members decided one after the other in one transaction ----
+r=$(raw '{"op":"submit_batch","queue":"d","jobs":[{"payload":1,"key":"b1","dedupe":"until_done"},{"payload":1,"key":"b1","dedupe":"until_done"},{"payload":{"v":1},"key":"b2","dedupe":"replace","delay":"1h"},{"payload":{"v":2},"key":"b2","dedupe":"replace","delay":"1h"},{"payload":{"v":3},"key":"b2","dedupe":"debounce","delay":"2h","debounce_max":"1h"}]}')
+expect_eq "batch: duplicates and replaced" "$(jq -c '[.duplicates, .replaced, .ids[0] == .ids[1], .ids[2] == .ids[3], .ids[3] == .ids[4]]' <<<"$r")" '[[1],[3,4],true,true,true]'
+b2=$(jq '.ids[2]' <<<"$r")
+expect_eq "batch: the replaced member's payload" "$(get "$b2" .job.payload)" '{"v":3}'
+expect_eq "batch: debounce capped at its first submit + 1h" "$(get "$b2" '.job.run_at - .job.created_at')" 3600000
+ok "submit_batch: each member's mode is decided in the batch's transaction, after the members before it"
+
 # ---- expiry: a job not started by its deadline is cancelled as expired ----
 cli pause x >/dev/null
 id=$(cli submit x '{}' --expires-in 1500ms)
@@ -252,3 +260,5 @@ expect_eq "webhook job after two snoozes" "$(get "$id" '[.job.state, .job.attemp
 gap=$(awk '{print $1}' "$T/hooks.log" | sed -n '2,3p' | paste -sd' ' | awk '{print $2 - $1}')
 [ "$gap" -ge 950 ] || fail "Jobq-Snooze: 1 (second): the third POST came $gap ms after the second"
 ok "snooze from a webhook (2xx with Jobq-Snooze): attempts not spent, runs again after the delay"
+
+stop_jobqd # a clean exit (under a sanitizer build: no leak)
