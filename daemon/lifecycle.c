@@ -250,7 +250,13 @@ lifecycle_insert_dedupe(store *st, const job_spec *spec, int64_t now_ms, int64_t
                 spec->dedupe == JOBQ_DEDUPE_REPLACE || spec->dedupe == JOBQ_DEDUPE_DEBOUNCE;
             if (replacing && unfinished && waiting_to_run(kstate)) {
                 *dupp = false;
-                return replace_job(st, spec, now_ms, kid, kstate, created, idp, statep, out);
+                err = replace_job(st, spec, now_ms, kid, kstate, created, idp, statep, out);
+                if (err != JOBQ_ESTATE) {
+                    return err;
+                }
+                /* Claimed meanwhile by another jobqd on the same database (its transaction
+                 * held the row): it runs now, so a new job takes the key, as below. */
+                kstate = JOBQ_RUNNING;
             }
             if (unfinished && !replacing) {
                 if (hash != spec->payload_hash) {
