@@ -181,7 +181,9 @@ submit_one(cli *c, const cli_cmd *cmd, const submit_args *a)
         return cli_fail(err, "submit to queue \"%s\"", a->queue);
     }
     printf("%lld%s\n", (long long)id,
-           out.duplicate ? " (duplicate)" : out.replaced ? " (replaced)" : "");
+           out.duplicate  ? " (duplicate)"
+           : out.replaced ? " (replaced)"
+                          : "");
     if (!a->wait) {
         return EXIT_OK;
     }
@@ -594,8 +596,8 @@ cmd_submit(cli *c, const cli_cmd *cmd, int argc, char **argv)
                 m++;
             }
             if (m == 4) {
-                return cli_usage(cmd, "--dedupe is ttl, until_done, replace or debounce, not \"%s\"",
-                                 optarg);
+                return cli_usage(
+                    cmd, "--dedupe is ttl, until_done, replace or debounce, not \"%s\"", optarg);
             }
             a.opts.dedupe = m;
             break;

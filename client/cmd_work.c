@@ -320,7 +320,7 @@ handle(void *arg, const jobq_lease *job, char **resultp, char **errorp)
                   .timeout_ms = jobq_lease_timeout_ms(job)};
     exec_failure why;
     exec_verdict v = exec_verdict_of(&e, &why);
-    int rc = v == EXEC_SUCCEEDED    ? 0
+    int rc = v == EXEC_SUCCEEDED   ? 0
              : v == EXEC_PERMANENT ? JOBQ_FAIL_PERMANENT
              : v == EXEC_SNOOZED   ? JOBQ_SNOOZE
                                    : JOBQ_FAIL_RETRY;

@@ -14,8 +14,8 @@
 typedef struct expire_op {
     wop op;
     server *s;
-    size_t n;         /* jobs cancelled */
-    int64_t next_ms;  /* the next deadline (INT64_MAX: none) */
+    size_t n;        /* jobs cancelled */
+    int64_t next_ms; /* the next deadline (INT64_MAX: none) */
 } expire_op;
 
 static void expiry_timer_cb(uv_timer_t *t);

@@ -676,7 +676,8 @@ done_explain(wop *op)
                    r->state == JOBQ_RETRYING || r->state == JOBQ_WAITING;
     if (c->expires_at_ms > 0 && waiting) {
         size_t n = strlen(why);
-        snprintf(why + n, sizeof(why) - n, "; it expires (is cancelled) at %s unless started by then",
+        snprintf(why + n, sizeof(why) - n,
+                 "; it expires (is cancelled) at %s unless started by then",
                  fmt_time(t1, sizeof(t1), c->expires_at_ms));
     } else if (r->state == JOBQ_CANCELLED && r->error != NULL &&
                strcmp(r->error, EXPIRED_ERROR) == 0) {

@@ -200,7 +200,7 @@ replace_job(store *st, const job_spec *spec, int64_t now_ms, int64_t kid, int ks
     }
     int to = kstate;
     if (kstate != JOBQ_WAITING) {
-        to = run_at <= now_ms         ? JOBQ_READY
+        to = run_at <= now_ms          ? JOBQ_READY
              : kstate == JOBQ_RETRYING ? JOBQ_RETRYING
                                        : JOBQ_SCHEDULED;
     }
@@ -223,8 +223,8 @@ replace_job(store *st, const job_spec *spec, int64_t now_ms, int64_t kid, int ks
 }
 
 int
-lifecycle_insert_dedupe(store *st, const job_spec *spec, int64_t now_ms, int64_t *idp,
-                        bool *dupp, int *statep, dedupe_out *out)
+lifecycle_insert_dedupe(store *st, const job_spec *spec, int64_t now_ms, int64_t *idp, bool *dupp,
+                        int *statep, dedupe_out *out)
 {
     int err;
     dedupe_out none;

@@ -32,7 +32,7 @@ typedef enum outcome_breaker {
     XX(CANCELLED, "cancelled", OUTCOME_BREAKER_NONE) /* cancelled while running */                 \
     XX(SHUTDOWN, "shutdown", OUTCOME_BREAKER_NONE)   /* interrupted by jobqd's shutdown */         \
     XX(CRASH, "crash", OUTCOME_BREAKER_NONE)         /* found running at start (store recovery) */ \
-    XX(SNOOZED, "snoozed", OUTCOME_BREAKER_NONE)     /* snoozed: runs again later, attempt given  \
+    XX(SNOOZED, "snoozed", OUTCOME_BREAKER_NONE)     /* snoozed: runs again later, attempt given   \
                                                       * back */
 
 /** outcome_kind: one value per OUTCOME_KIND_MAP entry, OUTCOME_<ID>. */

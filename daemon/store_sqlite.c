@@ -257,8 +257,8 @@ static const char *const stmt_sql[S_COUNT_STMTS] = {
                   ") AND expires_at <= ?2 AND (?1 IS NULL OR queue = ?1) ORDER BY expires_at "
                   "LIMIT ?3",
     [S_NEXT_EXPIRY] = "SELECT min(expires_at) FROM jobs INDEXED BY jobs_expiring WHERE "
-                      "expires_at IS NOT NULL AND state IN (" SQL_SCHEDULED ", " SQL_READY ", "
-                      SQL_RETRYING ", " SQL_WAITING ")",
+                      "expires_at IS NOT NULL AND state IN (" SQL_SCHEDULED ", " SQL_READY
+                      ", " SQL_RETRYING ", " SQL_WAITING ")",
     [S_SNOOZE] = "UPDATE jobs SET state = " SQL_SCHEDULED ", run_at = ?2, attempt = "
                  "max(attempt - 1, 0), error = ?3 WHERE id = ?1 AND state = " SQL_RUNNING,
     [S_PROGRESS] = "UPDATE jobs SET progress = CASE WHEN ?2 THEN ?3 ELSE progress END, "

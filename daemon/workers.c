@@ -832,8 +832,8 @@ outcome_batch(call *c, bool failed)
         l->batch_i = i;
         int64_t snooze = o->snooze_ms > 0 ? o->snooze_ms : c->req.snooze_ms;
         if (failed && snooze > 0) {
-            lease_ending(l, outcome_snooze(jobq__now_ms(), snooze), NULL, snooze_text(o->text, snooze),
-                         NULL);
+            lease_ending(l, outcome_snooze(jobq__now_ms(), snooze), NULL,
+                         snooze_text(o->text, snooze), NULL);
         } else if (failed) {
             char *error = strdup(o->text != NULL ? o->text : "failed (no reason given)");
             lease_ending(l, failure_outcome(s, l, o->retry, "error"), NULL, error, NULL);

@@ -690,9 +690,9 @@ jobq_worker_snooze(jobq_worker *worker, const jobq_lease *lease, int64_t delay_m
     if (delay_ms < 0) {
         return jobq__fail(JOBQ_EINVAL, "jobq_worker_snooze: the delay must be >= 0");
     }
-    json_t *req = json_pack("{s:s, s:I, s:s, s:I}", "op", "fail", "id", (json_int_t)lease->id,
-                            "lease", lease->token, "snooze",
-                            (json_int_t)(delay_ms > 0 ? delay_ms : 1));
+    json_t *req =
+        json_pack("{s:s, s:I, s:s, s:I}", "op", "fail", "id", (json_int_t)lease->id, "lease",
+                  lease->token, "snooze", (json_int_t)(delay_ms > 0 ? delay_ms : 1));
     if (!set_text(req, "error", reason, &err)) {
         json_decref(req);
         return err;

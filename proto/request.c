@@ -736,7 +736,8 @@ job_dedupe(dec *d, const json_t *obj, void *dst)
         }
     }
     if (j->debounce_max_ms > 0 && j->dedupe != JOBQ_DEDUPE_DEBOUNCE) {
-        return fail(d, "invalid_argument", "field \"debounce_max\" goes with \"dedupe\": \"debounce\"");
+        return fail(d, "invalid_argument",
+                    "field \"debounce_max\" goes with \"dedupe\": \"debounce\"");
     }
     if (j->expires_at_ms > 0 && j->expires_in_ms > 0) {
         return fail(d, "invalid_argument", "give \"expires_at\" or \"expires_in\", not both");

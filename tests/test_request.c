@@ -590,7 +590,8 @@ test_dedupe_and_expiry_fields(void **state)
     assert_int_equal(req.jobs[0].debounce_max_ms, 60000);
     assert_int_equal(req.jobs[0].expires_in_ms, 600000);
     jobq__request_free(&req);
-    assert_null(decode("{\"op\":\"submit\",\"queue\":\"q\",\"key\":\"k\",\"expires_at\":123}", &req));
+    assert_null(
+        decode("{\"op\":\"submit\",\"queue\":\"q\",\"key\":\"k\",\"expires_at\":123}", &req));
     assert_int_equal(req.jobs[0].dedupe, JOBQ_DEDUPE_TTL);
     assert_int_equal(req.jobs[0].expires_at_ms, 123);
     jobq__request_free(&req);

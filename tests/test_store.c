@@ -1061,8 +1061,13 @@ static void *
 key_race_submit(void *arg)
 {
     key_race *k = arg;
-    job_spec s = {.queue = "q", .payload = "1", .payload_hash = 1, .max_attempts = 1,
-                  .timeout_ms = 1, .key = "k", .key_ttl_ms = 1000000,
+    job_spec s = {.queue = "q",
+                  .payload = "1",
+                  .payload_hash = 1,
+                  .max_attempts = 1,
+                  .timeout_ms = 1,
+                  .key = "k",
+                  .key_ttl_ms = 1000000,
                   .dedupe = JOBQ_DEDUPE_UNTIL_DONE};
     int js;
     k->err = store_begin(k->st);
@@ -1086,8 +1091,13 @@ test_pg_key_race_two_nodes(void **state)
     if (store_open(f->path, DURABILITY_FULL, &other, err, sizeof(err)) != JOBQ_OK) {
         fail_msg("second store_open: %s", err);
     }
-    job_spec s = {.queue = "q", .payload = "1", .payload_hash = 1, .max_attempts = 1,
-                  .timeout_ms = 1, .key = "k", .key_ttl_ms = 1000000,
+    job_spec s = {.queue = "q",
+                  .payload = "1",
+                  .payload_hash = 1,
+                  .max_attempts = 1,
+                  .timeout_ms = 1,
+                  .key = "k",
+                  .key_ttl_ms = 1000000,
                   .dedupe = JOBQ_DEDUPE_UNTIL_DONE};
     int64_t id;
     bool dup;
@@ -1380,8 +1390,13 @@ static void
 test_contract_dedupe_modes(void **state)
 {
     fixture *f = *state;
-    job_spec s = {.queue = "mail", .payload = "1", .payload_hash = 1, .max_attempts = 1,
-                  .timeout_ms = 1, .key = "k", .key_ttl_ms = 1000000,
+    job_spec s = {.queue = "mail",
+                  .payload = "1",
+                  .payload_hash = 1,
+                  .max_attempts = 1,
+                  .timeout_ms = 1,
+                  .key = "k",
+                  .key_ttl_ms = 1000000,
                   .dedupe = JOBQ_DEDUPE_UNTIL_DONE};
     int64_t id1, id2;
     bool dup;
@@ -1393,16 +1408,14 @@ test_contract_dedupe_modes(void **state)
     assert_int_equal(lifecycle_insert_dedupe(f->st, &s, 1, &id2, &dup, &js, &out), JOBQ_OK);
     assert_true(dup && id2 == id1);
     s.payload_hash = 2;
-    assert_int_equal(lifecycle_insert_dedupe(f->st, &s, 1, &id2, &dup, &js, &out),
-                     JOBQ_ECONFLICT);
+    assert_int_equal(lifecycle_insert_dedupe(f->st, &s, 1, &id2, &dup, &js, &out), JOBQ_ECONFLICT);
     /* Its end frees the key in the same transaction. */
     job_row rows[1];
     size_t n;
     assert_int_equal(store_claim(f->st, "mail", 2, 1, rows, &n), JOBQ_OK);
     assert_int_equal(n, 1);
     job_row_clear(&rows[0]);
-    assert_int_equal(lifecycle_finish(f->st, id1, JOBQ_SUCCEEDED, 3, 0, NULL, NULL, NULL),
-                     JOBQ_OK);
+    assert_int_equal(lifecycle_finish(f->st, id1, JOBQ_SUCCEEDED, 3, 0, NULL, NULL, NULL), JOBQ_OK);
     assert_int_equal(lifecycle_insert_dedupe(f->st, &s, 4, &id2, &dup, &js, &out), JOBQ_OK);
     assert_true(!dup && id2 > id1);
 
@@ -1434,8 +1447,7 @@ test_contract_dedupe_modes(void **state)
     s.payload = "{\"n\":3}";
     assert_int_equal(lifecycle_insert_dedupe(f->st, &s, 13, &r2, &dup, &js, &out), JOBQ_OK);
     assert_true(!out.replaced && !dup && r2 > r1);
-    assert_int_equal(lifecycle_finish(f->st, r1, JOBQ_SUCCEEDED, 14, 0, NULL, NULL, NULL),
-                     JOBQ_OK);
+    assert_int_equal(lifecycle_finish(f->st, r1, JOBQ_SUCCEEDED, 14, 0, NULL, NULL, NULL), JOBQ_OK);
     int64_t r3;
     s.payload = "{\"n\":4}";
     assert_int_equal(lifecycle_insert_dedupe(f->st, &s, 15, &r3, &dup, &js, &out), JOBQ_OK);
@@ -1470,8 +1482,8 @@ static void
 test_contract_expiry(void **state)
 {
     fixture *f = *state;
-    job_spec s = {.queue = "x", .payload = "1", .max_attempts = 1, .timeout_ms = 1,
-                  .expires_at_ms = 500};
+    job_spec s = {
+        .queue = "x", .payload = "1", .max_attempts = 1, .timeout_ms = 1, .expires_at_ms = 500};
     int64_t a, b, c, d;
     bool dup;
     int js;
