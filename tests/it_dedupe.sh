@@ -150,6 +150,7 @@ n=$(get "$first" .job.payload.n)
 # The last committed replace wins: one more, alone, shows it.
 expect_eq "replace reply" "$(raw '{"op":"submit","queue":"r","payload":{"n":500},"key":"k","dedupe":"replace"}' | jq -c '[.id, .replaced, .duplicate, .state]')" "[$first,true,false,\"ready\"]"
 expect_eq "replace: the payload now" "$(get "$first" .job.payload)" '{"n":500}'
+expect_eq "replace: the counts follow the job's state" "$(cli --json stats | jq -c '.queues.r | [.scheduled, .ready]')" '[0,1]'
 # A running job is left alone: the next submit is a new job, which takes the key.
 cli resume r >/dev/null
 poll_until "job $first started" '[ -e "$T/started.$first" ]'
@@ -182,6 +183,7 @@ r1=$(get "$first" .job.run_at)
 cli submit d '{"n":999}' --key k --dedupe debounce --delay 1h --debounce-max 30s >/dev/null
 expect_eq "debounce: capped at the first submit + debounce_max" "$(get "$first" .job.run_at)" $((created + 30000))
 expect_eq "debounce: the payload" "$(get "$first" .job.payload)" '{"n":999}'
+expect_eq "debounce: the counts" "$(cli --json stats | jq -c '.queues.d | [.scheduled, .ready]')" '[1,0]'
 ok "debounce: 100 concurrent submits push one job's run time; it is capped at first submit + debounce_max"
 
 # ---- the modes in submit_batch: members decided one after the other in one transaction ----
