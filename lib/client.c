@@ -1100,6 +1100,13 @@ check_opts(const jobq_submit_opts *opts)
         return jobq__fail(JOBQ_EINVAL, "run_at_ms must be >= 0, not %lld",
                           (long long)opts->run_at_ms);
     }
+    if (opts->dedupe < JOBQ_DEDUPE_TTL || opts->dedupe > JOBQ_DEDUPE_DEBOUNCE) {
+        return jobq__fail(JOBQ_EINVAL, "dedupe must be a jobq_dedupe, not %d", opts->dedupe);
+    }
+    if (opts->debounce_max_ms < 0 || opts->expires_at_ms < 0 || opts->expires_in_ms < 0) {
+        return jobq__fail(JOBQ_EINVAL, "debounce_max_ms, expires_at_ms and expires_in_ms must "
+                                       "be >= 0");
+    }
     if (opts->max_attempts < 0) {
         return jobq__fail(JOBQ_EINVAL, "max_attempts must be >= 1, not %d",
                           (int)opts->max_attempts);
