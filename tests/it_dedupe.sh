@@ -64,6 +64,9 @@ concurrency = 4
 command = /bin/true
 [queue.x]
 command = /bin/true
+[queue.z]
+command = $T/block.sh
+concurrency = 1
 [queue.sx]
 command = $T/snoozy.sh
 max_attempts = 1
@@ -79,8 +82,12 @@ if [ "${JOBQ_IT_PG:-}" = 1 ]; then
     mv "$T/jobq.conf.pg" "$T/jobq.conf"
 fi
 start_jobqd
-port=$(grep -o 'event=http_listen addr=127\.0\.0\.1:[0-9]*' "$LOG" | tail -n 1 | sed 's/.*://')
-metric() { curl -s "http://127.0.0.1:$port/metrics" | awk -v k="$1" '$1 == k { v = $2 } END { print v }'; }
+# The monitor's port (it changes with a restart of jobqd).
+metric() {
+    local port
+    port=$(grep -o 'event=http_listen addr=127\.0\.0\.1:[0-9]*' "$LOG" | tail -n 1 | sed 's/.*://')
+    curl -s "http://127.0.0.1:$port/metrics" | awk -v k="$1" '$1 == k { v = $2 } END { print v }'
+}
 
 # burst N OUT ARGS...: N `jobq submit ARGS` at once (ARGS may hold %i, the process's number),
 # each one's output in OUT.i; returns once all exited, failing if one failed.
@@ -215,6 +222,26 @@ cli resume x >/dev/null
 id=$(cli submit x '{}' --expires-in 1h)
 cli wait "$id" >/dev/null
 expect_eq "started in time" "$(get "$id" .job.state)" '"succeeded"'
+# Past its deadline at submit, on a running queue: cancelled, never started.
+id=$(raw '{"op":"submit","queue":"x","payload":{},"expires_at":1}' | jq .id)
+cli wait "$id" >/dev/null 2>&1 || true
+expect_eq "expired before any claim" "$(get "$id" '[.job.state, .job.error, .job.attempt, (.job.attempts | length)]')" '["cancelled","expired",0,0]'
+expect_eq "jobq_jobs_expired_total" "$(metric 'jobq_jobs_expired_total{queue="x"}')" 3
+# At claim time: jobqd restarts after the deadline of a waiting job that claims first (its
+# priority); the claims of the start come before the expiry sweep's first run, so the claim
+# itself must cancel it rather than start it.
+a=$(cli submit z '{}')
+poll_until "job $a started" '[ -e "$T/started.$a" ]'
+b=$(cli submit z '{}' --priority 10 --expires-in 1s)
+b_deadline=$(($(get "$b" .job.created_at) + 1000)) # not "deadline": poll_until has a local of that name
+kill9_jobqd
+poll_until "job $b's deadline passed" '[ "$(date +%s%3N)" -gt "$b_deadline" ]' # the time is the point
+start_jobqd
+poll_until "job $b ended or started" '[ "$(get "$b" .job.state)" != \"ready\" ]'
+expect_eq "a job past its deadline at claim time" "$(get "$b" '[.job.state, .job.error, .job.attempt]')" '["cancelled","expired",0]'
+[ ! -e "$T/started.$b" ] || fail "job $b started after its deadline"
+touch "$T/go.$a"
+cli wait "$a" >/dev/null
 ok "expiry: jobs on a paused queue expire at their deadline (cancelled, error expired, counted); one started in time runs"
 
 # ---- snooze: no attempt spent, runs again after the delay ----
