@@ -272,6 +272,14 @@ run_at=$(get "$id" .job.run_at)
 [ "$run_at" -ge $((t0 + 3600000)) ] || fail "snoozed 1h: run_at $run_at"
 expect_eq "history" "$(get "$id" '[.job.attempts[].kind, .job.error]')" '["snoozed","busy"]'
 cli cancel "$id" >/dev/null
+# libjobq's jobq_worker_snooze.
+: "${JOBQ_SNOOZEX:?JOBQ_SNOOZEX must name the jobq-snoozex test worker}"
+id=$(cli submit sw '{}')
+t0=$(date +%s%3N)
+expect_eq "jobq_worker_snooze" "$("$JOBQ_SNOOZEX" "$SOCK" sw 60000)" "$id"
+expect_eq "snoozed by libjobq" "$(get "$id" '[.job.state, .job.attempt, .job.error, [.job.attempts[].kind]]')" '["scheduled",0,"not yet",["snoozed"]]'
+[ "$(get "$id" .job.run_at)" -ge $((t0 + 60000)) ] || fail "jobq_worker_snooze's delay: run_at $(get "$id" .job.run_at)"
+cli cancel "$id" >/dev/null
 id=$(cli submit sw '{}')
 "$JOBQ" --url "$SOCK" work sw -- "$T/snoozy.sh" 2>"$T/work.log" &
 WORKER=$!
