@@ -310,6 +310,10 @@ exec_get(store *st, wop *op, int64_t now_ms)
         }
         err = store_attempts(st, c->req.ids[0], c->attempts, MAX_ATTEMPTS_SHOWN, &c->nattempts);
     }
+    c->expires_at_ms = 0;
+    if (err == JOBQ_OK && c->req.op == REQ_GET) {
+        err = store_job_expiry(st, c->req.ids[0], &c->expires_at_ms);
+    }
     return err;
 }
 
@@ -351,6 +355,9 @@ reply_job(call *c, const char *verb)
     json_t *job = job_json(&c->row);
     if (c->attempts != NULL) {
         json_object_set_new(job, "attempts", attempts_json(c));
+    }
+    if (c->expires_at_ms > 0) {
+        json_object_set_new(job, "expires_at", json_integer(c->expires_at_ms)); /* get only */
     }
     json_object_set_new(o, "job", job);
     send_json(c, o);

@@ -205,6 +205,7 @@ ok "submit_batch: each member's mode is decided in the batch's transaction, afte
 cli pause x >/dev/null
 id=$(cli submit x '{}' --expires-in 1500ms)
 keep=$(cli submit x '{}' --expires-in 1h)
+expect_eq "get shows the deadline" "$(get "$id" '.job.expires_at - .job.created_at | . > 1000 and . <= 1500')" true
 cli explain "$id" | grep -q "expires (is cancelled) at" || fail "explain before the deadline: $(cli explain "$id")"
 cli wait "$id" >/dev/null 2>&1 || true # returns when it ends: the expiry is its end
 expect_eq "expired job" "$(get "$id" '[.job.state, .job.error, .job.attempt]')" '["cancelled","expired",0]'
