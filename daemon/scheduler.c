@@ -236,7 +236,9 @@ sched_claim(server *s, qstate *q, size_t max, claim_deliver deliver, void *arg)
     c->max = max;
     c->deliver = deliver;
     c->arg = arg;
-    c->expire_from_ms = s->next_expiry_ms;
+    /* On PostgreSQL another jobqd may have admitted a job with a deadline this one never
+     * noted: its claims always look (one range of jobs_expiring, empty when none expire). */
+    c->expire_from_ms = s->cfg->store == STORE_POSTGRES ? INT64_MIN : s->next_expiry_ms;
     c->op.exec = exec_claim;
     c->op.done = done_claim;
     c->op.writes = true;
