@@ -133,7 +133,7 @@ exec_ctl_parse(char *line, size_t len, exec_ctl_msg *m)
     }
     if (kw == 6 && memcmp(line, "snooze", 6) == 0) {
         int64_t ms;
-        if (!jobq__duration_scan(rest, false, &ms) || ms < 0) {
+        if (!jobq__duration_scan(rest, false, &ms) || ms < 0 || ms > EXEC_SNOOZE_MAX_MS) {
             return false;
         }
         *m = (exec_ctl_msg){.kind = EXEC_CTL_SNOOZE, .text = rest, .len = rlen, .ms = ms};

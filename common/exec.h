@@ -29,6 +29,8 @@
 #define EXEC_EXIT_SNOOZE 76
 /** A snooze's delay when the command gave none. */
 #define EXEC_SNOOZE_DEFAULT_MS 30000
+/** The longest snooze a control line may ask for (one year, as any duration on the wire). */
+#define EXEC_SNOOZE_MAX_MS ((int64_t)8760 * 3600 * 1000)
 
 /** The job as its command sees it. Borrowed strings. */
 typedef struct exec_job {

@@ -373,6 +373,8 @@ test_snooze_contract(void **state)
     assert_false(exec_ctl_parse(l3, strlen(l3), &m));
     char l4[] = "snooze";
     assert_false(exec_ctl_parse(l4, strlen(l4), &m));
+    char l5[] = "snooze 400d";
+    assert_false(exec_ctl_parse(l5, strlen(l5), &m));
 }
 
 int
