@@ -95,6 +95,18 @@ submit_request(const submit_args *a, const char *payload)
             rv |= json_object_set_new(req, "tracestate", json_string(o->tracestate));
         }
     }
+    static const char *const modes[] = {"ttl", "until_done", "replace", "debounce"};
+    if (o->dedupe > JOBQ_DEDUPE_TTL && o->dedupe <= JOBQ_DEDUPE_DEBOUNCE) {
+        rv |= json_object_set_new(req, "dedupe", json_string(modes[o->dedupe]));
+    }
+    if (o->debounce_max_ms != 0) {
+        rv |= json_object_set_new(req, "debounce_max", json_integer(o->debounce_max_ms));
+    }
+    if (o->expires_in_ms != 0) {
+        rv |= json_object_set_new(req, "expires_in", json_integer(o->expires_in_ms));
+    } else if (o->expires_at_ms != 0) {
+        rv |= json_object_set_new(req, "expires_at", json_integer(o->expires_at_ms));
+    }
     if (rv != 0) {
         json_decref(req);
         return NULL;
@@ -162,13 +174,16 @@ submit_one(cli *c, const cli_cmd *cmd, const submit_args *a)
         fflush(stdout);
         return cli_wait_json(c, &id, 1, -1);
     }
-    bool dup = false;
-    int err = jobq_submit(c->client, a->queue, payload, &a->opts, &id, &dup);
+    jobq_submitted out = {0};
+    int err = jobq_submit_ex(c->client, a->queue, payload, &a->opts, &id, &out);
     free(stdin_text);
     if (err != JOBQ_OK) {
         return cli_fail(err, "submit to queue \"%s\"", a->queue);
     }
-    printf("%lld%s\n", (long long)id, dup ? " (duplicate)" : "");
+    printf("%lld%s\n", (long long)id,
+           out.duplicate  ? " (duplicate)"
+           : out.replaced ? " (replaced)"
+                          : "");
     if (!a->wait) {
         return EXIT_OK;
     }
@@ -473,6 +488,10 @@ cmd_submit(cli *c, const cli_cmd *cmd, int argc, char **argv)
                                          {"on-complete", required_argument, NULL, 'o'},
                                          {"traceparent", required_argument, NULL, 'T'},
                                          {"tracestate", required_argument, NULL, 'S'},
+                                         {"dedupe", required_argument, NULL, 'D'},
+                                         {"debounce-max", required_argument, NULL, 'M'},
+                                         {"expires-in", required_argument, NULL, 'E'},
+                                         {"expires-at", required_argument, NULL, 'X'},
                                          {NULL, 0, NULL, 0}};
     static submit_args a; /* after[] is large for a stack frame */
     memset(&a, 0, sizeof(a));
@@ -570,6 +589,40 @@ cmd_submit(cli *c, const cli_cmd *cmd, int argc, char **argv)
         case 'S':
             a.opts.tracestate = optarg;
             break;
+        case 'D': {
+            static const char *const modes[] = {"ttl", "until_done", "replace", "debounce"};
+            int m = 0;
+            while (m < 4 && strcmp(optarg, modes[m]) != 0) {
+                m++;
+            }
+            if (m == 4) {
+                return cli_usage(
+                    cmd, "--dedupe is ttl, until_done, replace or debounce, not \"%s\"", optarg);
+            }
+            a.opts.dedupe = m;
+            break;
+        }
+        case 'M':
+            if (!cli_parse_duration(optarg, &a.opts.debounce_max_ms) ||
+                a.opts.debounce_max_ms == 0) {
+                return cli_usage(cmd, "--debounce-max needs a duration above 0 like 1m, not \"%s\"",
+                                 optarg);
+            }
+            break;
+        case 'E':
+            if (!cli_parse_duration(optarg, &a.opts.expires_in_ms) || a.opts.expires_in_ms == 0) {
+                return cli_usage(cmd, "--expires-in needs a duration above 0 like 10m, not \"%s\"",
+                                 optarg);
+            }
+            break;
+        case 'X':
+            if (!cli_parse_time(optarg, &a.opts.expires_at_ms)) {
+                return cli_usage(cmd,
+                                 "--expires-at needs Unix seconds, YYYY-MM-DDTHH:MM[:SS][Z] (UTC) "
+                                 "or +DURATION, not \"%s\"",
+                                 optarg);
+            }
+            break;
         case 'o': {
             char *colon = strchr(optarg, ':');
             if (colon == NULL || colon == optarg) {
@@ -601,6 +654,15 @@ cmd_submit(cli *c, const cli_cmd *cmd, int argc, char **argv)
     }
     if (a.oc_queue != NULL && !a.group) {
         return cli_usage(cmd, "--on-complete needs --group");
+    }
+    if (a.opts.dedupe != JOBQ_DEDUPE_TTL && a.opts.key == NULL) {
+        return cli_usage(cmd, "--dedupe needs --key");
+    }
+    if (a.opts.debounce_max_ms != 0 && a.opts.dedupe != JOBQ_DEDUPE_DEBOUNCE) {
+        return cli_usage(cmd, "--debounce-max goes with --dedupe debounce");
+    }
+    if (a.opts.expires_in_ms != 0 && a.opts.expires_at_ms != 0) {
+        return cli_usage(cmd, "give --expires-in or --expires-at, not both");
     }
     if (a.opts.after_always && a.opts.nafter == 0) {
         return cli_usage(cmd, "--after-policy needs --after");

@@ -83,6 +83,9 @@ control_msg(void *arg, const exec_ctl_msg *m)
     case EXEC_CTL_LOG:
         (void)jobq_lease_log(job, m->text);
         return;
+    case EXEC_CTL_SNOOZE:
+        (void)jobq_lease_snooze(job, m->ms);
+        return;
     }
 }
 
@@ -317,7 +320,10 @@ handle(void *arg, const jobq_lease *job, char **resultp, char **errorp)
                   .timeout_ms = jobq_lease_timeout_ms(job)};
     exec_failure why;
     exec_verdict v = exec_verdict_of(&e, &why);
-    int rc = v == EXEC_SUCCEEDED ? 0 : v == EXEC_PERMANENT ? JOBQ_FAIL_PERMANENT : JOBQ_FAIL_RETRY;
+    int rc = v == EXEC_SUCCEEDED   ? 0
+             : v == EXEC_PERMANENT ? JOBQ_FAIL_PERMANENT
+             : v == EXEC_SNOOZED   ? JOBQ_SNOOZE
+                                   : JOBQ_FAIL_RETRY;
     if (v == EXEC_CANCELLED) {
         fprintf(stderr,
                 "job %lld queue %s: cancelled (or its lease ended) after %lld ms; its process "
@@ -327,6 +333,10 @@ handle(void *arg, const jobq_lease *job, char **resultp, char **errorp)
     if (rc == 0) {
         *resultp = exec_out_take(&o->out);
         fprintf(stderr, "job %lld queue %s: succeeded in %lld ms\n", id, queue, ms);
+    } else if (rc == JOBQ_SNOOZE) {
+        *errorp = exec_error_text(&e, &o->err);
+        fprintf(stderr, "job %lld queue %s: snoozed after %lld ms (attempt not counted)\n", id,
+                queue, ms);
     } else {
         *errorp = exec_error_text(&e, &o->err);
         if (v != EXEC_CANCELLED) {

@@ -21,7 +21,9 @@ static const cli_cmd commands[] = {
      "Sends a ping and prints the daemon's version and the round-trip time.\n", cmd_ping},
     {"submit",
      "QUEUE [PAYLOAD|-] [--delay DUR | --at TIME] [--priority N] [--max-attempts N]\n"
-     "       [--timeout DUR] [--key K] [--after ID[,ID...] [--after-policy P]] [--wait]\n"
+     "       [--timeout DUR] [--key K [--dedupe MODE [--debounce-max DUR]]]\n"
+     "       [--expires-in DUR | --expires-at TIME] [--after ID[,ID...] [--after-policy P]]\n"
+     "       [--wait]\n"
      "   or: jobq submit QUEUE --batch FILE|- [--delay DUR | --at TIME] [--priority N] ...\n"
      "   or: jobq submit QUEUE --batch FILE|- --group [--on-complete QUEUE:PAYLOAD] ...",
      "submit a job (or many, one JSON payload a line)",
@@ -39,6 +41,13 @@ static const cli_cmd commands[] = {
      "  --timeout DUR       how long one attempt may run (default: the queue's)\n"
      "  --key K             idempotency key: a second submit with the same key and payload\n"
      "                      returns the first job instead of adding one\n"
+     "  --dedupe MODE       what a submit whose --key is in use does: ttl (the default: one\n"
+     "                      job per key_ttl), until_done (one job until it ends), replace (a\n"
+     "                      job not started yet takes the new payload and run time; prints\n"
+     "                      \"(replaced)\"), debounce (replace; --delay counts from now)\n"
+     "  --debounce-max DUR  with --dedupe debounce: run at most DUR after the first submit\n"
+     "  --expires-in DUR    cancel the job (error \"expired\") if it has not started by then\n"
+     "  --expires-at TIME   the same at TIME (as --at)\n"
      "  --wait              wait for the job to finish and print its outcome; the exit\n"
      "                      status is 0 only if it succeeded\n"
      "  --batch FILE|-      submit every line of FILE (NDJSON: one JSON payload a line; blank\n"
@@ -196,7 +205,9 @@ static const cli_cmd commands[] = {
      "order) and runs COMMAND for each, as jobqd runs its own handlers: the payload on stdin;\n"
      "JOBQ_JOB_ID, JOBQ_QUEUE, JOBQ_ATTEMPT and JOBQ_MAX_ATTEMPTS in the environment; exit 0\n"
      "is success (stdout, up to 64 KiB, kept as the result); exit 65 a permanent failure\n"
-     "(the job is dead); any other exit or a signal a failure, retried with backoff (the\n"
+     "(the job is dead); exit 76 snoozes the job: it runs again after the delay of the\n"
+     "last \"snooze DUR\" line the command wrote to $JOBQ_CONTROL_FD (default 30s), the\n"
+     "attempt not counted; any other exit or a signal a failure, retried with backoff (the\n"
      "last 4 KiB of stderr kept as the error). Each command runs in its own process group;\n"
      "past the job's timeout the group gets SIGTERM, then SIGKILL 2s later; a job cancelled\n"
      "meanwhile has its group killed. The job's lease is renewed while the command runs.\n"

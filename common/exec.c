@@ -4,6 +4,8 @@
 #include "exec.h"
 #include "utf8.h"
 
+#include "duration.h"
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -115,6 +117,14 @@ exec_ctl_parse(char *line, size_t len, exec_ctl_msg *m)
     if (kw == 10 && memcmp(line, "checkpoint", 10) == 0 && rlen > 0 &&
         rlen <= EXEC_CHECKPOINT_MAX) {
         *m = (exec_ctl_msg){.kind = EXEC_CTL_CHECKPOINT, .text = rest, .len = rlen};
+        return true;
+    }
+    if (kw == 6 && memcmp(line, "snooze", 6) == 0) {
+        int64_t ms;
+        if (!jobq__duration_scan(rest, false, &ms) || ms < 0 || ms > EXEC_SNOOZE_MAX_MS) {
+            return false;
+        }
+        *m = (exec_ctl_msg){.kind = EXEC_CTL_SNOOZE, .text = rest, .len = rlen, .ms = ms};
         return true;
     }
     if (kw == 3 && memcmp(line, "log", 3) == 0) {
@@ -304,6 +314,8 @@ exec_verdict_of(const exec_end *e, exec_failure *why)
         return EXEC_SUCCEEDED;
     } else if (e->exit_status == EXEC_EXIT_PERMANENT) {
         return EXEC_PERMANENT;
+    } else if (e->exit_status == EXEC_EXIT_SNOOZE) {
+        return EXEC_SNOOZED;
     } else {
         *why = EXEC_FAIL_EXIT;
     }
@@ -324,6 +336,10 @@ exec_error_head(const exec_end *e, char *buf, size_t size)
     case EXEC_PERMANENT:
         snprintf(buf, size, "exit status %d (EX_DATAERR): permanent failure, not retried",
                  EXEC_EXIT_PERMANENT);
+        return;
+    case EXEC_SNOOZED:
+        snprintf(buf, size, "exit status %d: snoozed, runs again later (attempt not counted)",
+                 EXEC_EXIT_SNOOZE);
         return;
     case EXEC_SUCCEEDED: /* not a failure; said as what it was */
     case EXEC_FAILED:

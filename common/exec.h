@@ -23,6 +23,15 @@
  *  with backoff and the whole queue starts nothing for its slow_down. */
 #define EXEC_EXIT_SLOW_DOWN 75
 
+/** The exit status with which a command snoozes its job: it runs again after the delay of
+ *  its last `snooze DUR` control line (EXEC_SNOOZE_DEFAULT_MS without one), and the attempt
+ *  does not count toward max_attempts. */
+#define EXEC_EXIT_SNOOZE 76
+/** A snooze's delay when the command gave none. */
+#define EXEC_SNOOZE_DEFAULT_MS 30000
+/** The longest snooze a control line may ask for (one year, as any duration on the wire). */
+#define EXEC_SNOOZE_MAX_MS ((int64_t)8760 * 3600 * 1000)
+
 /** The job as its command sees it. Borrowed strings. */
 typedef struct exec_job {
     int64_t id;
@@ -59,6 +68,7 @@ void exec_env_free(exec_env *e);
  *   progress PCT [NOTE]   PCT a number from 0 to 100, NOTE the rest of the line (<= 200 bytes)
  *   checkpoint JSON       any JSON value: the next attempt gets it (JOBQ_CHECKPOINT)
  *   log TEXT              one line of the job's log
+ *   snooze DUR            the delay of a snooze (exit status EXEC_EXIT_SNOOZE): 30s, 500ms
  * Other lines, and lines over EXEC_CTL_LINE_MAX bytes, are ignored. */
 
 /** The longest control line taken (a checkpoint of EXEC_CHECKPOINT_MAX and its keyword). */
@@ -71,13 +81,19 @@ void exec_env_free(exec_env *e);
 #define EXEC_LOG_LINE_MAX 4096
 
 /** What one control line says. Strings point into the line. */
-typedef enum exec_ctl_kind { EXEC_CTL_PROGRESS, EXEC_CTL_CHECKPOINT, EXEC_CTL_LOG } exec_ctl_kind;
+typedef enum exec_ctl_kind {
+    EXEC_CTL_PROGRESS,
+    EXEC_CTL_CHECKPOINT,
+    EXEC_CTL_LOG,
+    EXEC_CTL_SNOOZE,
+} exec_ctl_kind;
 typedef struct exec_ctl_msg {
     exec_ctl_kind kind;
     double pct;       /* progress: 0..100 */
     const char *text; /* progress: the note ("" for none); checkpoint: the JSON text; log: the
                        * line; NUL-terminated, valid UTF-8 */
     size_t len;       /* of text */
+    int64_t ms;       /* snooze: the delay */
 } exec_ctl_msg;
 
 /** A control pipe's reader: bytes in, whole lines out. */
@@ -159,6 +175,7 @@ typedef enum exec_verdict {
     EXEC_PERMANENT, /* exit status 65 */
     EXEC_CANCELLED,
     EXEC_SHUTDOWN,
+    EXEC_SNOOZED, /* exit status 76: run again later, the attempt not counted */
 } exec_verdict;
 
 /** exec_failure: why an attempt failed retryably. */
@@ -170,7 +187,8 @@ typedef enum exec_failure {
 } exec_failure;
 
 /** exec_verdict_of: the verdict on e, first match wins: cancelled, shutdown, spawn failure,
- *  timeout, signal, exit 0 (succeeded), exit 65 (permanent), other exit. *why is set for
+ *  timeout, signal, exit 0 (succeeded), exit 65 (permanent), exit 76 (snoozed), other exit.
+ *  *why is set for
  *  EXEC_FAILED only. */
 exec_verdict exec_verdict_of(const exec_end *e, exec_failure *why);
 

@@ -23,6 +23,9 @@ exec_attempt(store *st, wop *op, int64_t now_ms)
     if (a->outcome.state == JOBQ_READY) {
         return store_requeue(st, a->job.id, now_ms, a->error, &rec);
     }
+    if (a->outcome.state == JOBQ_SCHEDULED) {
+        return lifecycle_snooze(st, a->job.id, now_ms, a->outcome.run_at_ms, a->error, &rec);
+    }
     a->job.finished_at_ms = now_ms;
     return lifecycle_finish(st, a->job.id, a->outcome.state, now_ms, a->outcome.run_at_ms,
                             a->result, a->error, &rec);
@@ -48,6 +51,10 @@ done_attempt(wop *op)
         } else if (a->outcome.state == JOBQ_READY) {
             j->finished_at_ms = 0;
             j->attempt--; /* store_requeue gave the attempt back */
+        } else if (a->outcome.state == JOBQ_SCHEDULED) {
+            j->run_at_ms = a->outcome.run_at_ms; /* snoozed: the attempt was given back */
+            j->finished_at_ms = 0;
+            j->attempt--;
         }
         free(j->result);
         free(j->error);
@@ -65,6 +72,9 @@ done_attempt(wop *op)
     }
     a->done(a, op->err == JOBQ_ESTATE ? JOBQ_OK : op->err);
     if (recorded) {
+        if (a->outcome.state == JOBQ_SCHEDULED) {
+            sched_note_due(s, a->outcome.run_at_ms);
+        }
         sched_outcome(s, q, kind);
         waits_job_finished(s, q, &a->job, JOBQ_RUNNING);
     }

@@ -132,6 +132,7 @@ call_free(call *c)
     free(c->ids);
     free(c->dups);
     free(c->states);
+    free(c->dedupe);
     group_info_clear(&c->grp);
     json_decref(c->extra);
     json_decref(c->fetched);

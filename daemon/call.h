@@ -55,6 +55,8 @@ typedef struct call {
     size_t nlogs;
     int log_state;        /* logs: out, the job's state */
     int64_t log_deadline_ms; /* logs: held until this (monotonic; 0: not held yet) */
+    struct dedupe_out *dedupe; /* submit: out, one per job: a replace or debounce (lifecycle.h) */
+    int64_t expires_at_ms;     /* get, explain: out, the job's deadline to start (0: none) */
 } call;
 
 /** send_json: replies with obj (taking it) and frees the call. */

@@ -53,6 +53,9 @@ flow_effects(void *arg, store_effect *e, size_t n)
         if (q == NULL) {
             continue;
         }
+        if (e[i].expired) {
+            q->totals[TOTAL_EXPIRED]++;
+        }
         if (ended_state(e[i].to)) {
             log_info("job_cancelled", "id=%lld queue=%s reason=\"%s\"", (long long)e[i].id, q->name,
                      e[i].row.error != NULL ? e[i].row.error : "");

@@ -8,6 +8,7 @@
 
 #include "call.h"
 #include "codec.h"
+#include "expiry.h"
 #include "flow.h"
 #include "handlers.h"
 #include "lifecycle.h"
@@ -52,8 +53,8 @@ exec_submit(store *st, wop *op, int64_t now_ms)
                 after[k] = c->ids[-after[k] - 1]; /* an earlier member, inserted above */
             }
         }
-        int err =
-            lifecycle_insert(st, &c->specs[i], now_ms, &c->ids[i], &c->dups[i], &c->states[i]);
+        int err = lifecycle_insert_dedupe(st, &c->specs[i], now_ms, &c->ids[i], &c->dups[i],
+                                          &c->states[i], &c->dedupe[i]);
         if (err != JOBQ_OK) {
             c->failed_at = i;
             c->missing_parent = err == JOBQ_ENOENT ? lifecycle_missing_parent(st) : 0;
@@ -75,13 +76,14 @@ reply_submitted(call *c)
     if (c->req.op == REQ_SUBMIT) {
         const char *st = jobq__state_name(c->states[0]);
         int n = snprintf(one, sizeof(one),
-                         "{\"ok\":true,\"id\":%lld,\"state\":%s%s%s,\"duplicate\":%s}",
+                         "{\"ok\":true,\"id\":%lld,\"state\":%s%s%s,\"duplicate\":%s%s}",
                          (long long)c->ids[0], st != NULL ? "\"" : "", st != NULL ? st : "null",
-                         st != NULL ? "\"" : "", c->dups[0] ? "true" : "false");
+                         st != NULL ? "\"" : "", c->dups[0] ? "true" : "false",
+                         c->dedupe[0].replaced ? ",\"replaced\":true" : "");
         len = (size_t)n;
     } else {
         /* 21 bytes per id and per duplicate index at most, plus the frame and the group. */
-        size_t cap = 96 + c->req.njobs * 44;
+        size_t cap = 112 + c->req.njobs * 66;
         if ((buf = malloc(cap)) == NULL) {
             reply_error(c, "internal", "out of memory");
             return;
@@ -100,6 +102,17 @@ reply_submitted(call *c)
             }
         }
         len += (size_t)snprintf(buf + len, cap - len, "]");
+        first = true;
+        for (size_t i = 0; i < c->req.njobs; i++) {
+            if (c->dedupe[i].replaced) {
+                len += (size_t)snprintf(buf + len, cap - len, "%s%zu",
+                                        first ? ",\"replaced\":[" : ",", i);
+                first = false;
+            }
+        }
+        if (!first) {
+            len += (size_t)snprintf(buf + len, cap - len, "]");
+        }
         if (c->group_id != 0) {
             len +=
                 (size_t)snprintf(buf + len, cap - len, ",\"group\":%lld", (long long)c->group_id);
@@ -140,12 +153,32 @@ done_submit(wop *op)
     }
     size_t added = 0;
     for (size_t i = 0; i < c->req.njobs; i++) {
+        if (c->dedupe[i].replaced) {
+            /* A job that was waiting to run took a new payload and run time. */
+            qstate *q = queue_add(s, c->specs[i].queue);
+            if (q == NULL) {
+                continue;
+            }
+            expiry_note(s, c->specs[i].expires_at_ms);
+            if (c->dedupe[i].from != c->states[i]) {
+                queue_count_move(q, c->dedupe[i].from, c->states[i]);
+            }
+            if (c->states[i] == JOBQ_SCHEDULED || c->states[i] == JOBQ_RETRYING) {
+                sched_note_due(s, c->dedupe[i].run_at_ms);
+            } else if (c->states[i] == JOBQ_READY) {
+                sched_dispatch(s, q);
+            }
+            continue;
+        }
         if (!c->dups[i]) {
             qstate *q = queue_add(s, c->specs[i].queue);
             if (q == NULL) {
                 continue;
             }
             queue_count_move(q, -1, c->states[i]);
+            if (c->states[i] != JOBQ_CANCELLED) {
+                expiry_note(s, c->specs[i].expires_at_ms);
+            }
             if (c->states[i] == JOBQ_SCHEDULED) {
                 sched_note_due(s, c->specs[i].run_at_ms);
             } else if (c->states[i] == JOBQ_CANCELLED) {
@@ -200,7 +233,9 @@ start_submit(call *c)
     c->ids = calloc(n, sizeof(*c->ids));
     c->dups = calloc(n, sizeof(*c->dups));
     c->states = calloc(n, sizeof(*c->states));
-    if (c->specs == NULL || c->ids == NULL || c->dups == NULL || c->states == NULL) {
+    c->dedupe = calloc(n, sizeof(*c->dedupe));
+    if (c->specs == NULL || c->ids == NULL || c->dups == NULL || c->states == NULL ||
+        c->dedupe == NULL) {
         reply_error(c, "internal", "out of memory");
         return;
     }
@@ -256,6 +291,9 @@ start_submit(call *c)
         sp->after_always = j->after_always;
         sp->traceparent = j->traceparent;
         sp->tracestate = j->tracestate;
+        sp->dedupe = j->dedupe;
+        sp->debounce_max_ms = j->debounce_max_ms;
+        sp->expires_at_ms = j->expires_in_ms > 0 ? now + j->expires_in_ms : j->expires_at_ms;
     }
     call_store(c, exec_submit, done_submit);
 }
@@ -271,6 +309,10 @@ exec_get(store *st, wop *op, int64_t now_ms)
             return JOBQ_ENOMEM;
         }
         err = store_attempts(st, c->req.ids[0], c->attempts, MAX_ATTEMPTS_SHOWN, &c->nattempts);
+    }
+    c->expires_at_ms = 0;
+    if (err == JOBQ_OK && c->req.op == REQ_GET) {
+        err = store_job_expiry(st, c->req.ids[0], &c->expires_at_ms);
     }
     return err;
 }
@@ -313,6 +355,9 @@ reply_job(call *c, const char *verb)
     json_t *job = job_json(&c->row);
     if (c->attempts != NULL) {
         json_object_set_new(job, "attempts", attempts_json(c));
+    }
+    if (c->expires_at_ms > 0) {
+        json_object_set_new(job, "expires_at", json_integer(c->expires_at_ms)); /* get only */
     }
     json_object_set_new(o, "job", job);
     send_json(c, o);
@@ -486,6 +531,10 @@ exec_explain(store *st, wop *op, int64_t now_ms)
                                 sizeof(c->parents) / sizeof(c->parents[0]), &n);
         c->nparents = n;
     }
+    c->expires_at_ms = 0;
+    if (err == JOBQ_OK) {
+        err = store_job_expiry(st, c->row.id, &c->expires_at_ms);
+    }
     return err;
 }
 
@@ -630,11 +679,27 @@ done_explain(wop *op)
         }
         break;
     }
+    bool waiting = r->state == JOBQ_SCHEDULED || r->state == JOBQ_READY ||
+                   r->state == JOBQ_RETRYING || r->state == JOBQ_WAITING;
+    if (c->expires_at_ms > 0 && waiting) {
+        size_t n = strlen(why);
+        snprintf(why + n, sizeof(why) - n,
+                 "; it expires (is cancelled) at %s unless started by then",
+                 fmt_time(t1, sizeof(t1), c->expires_at_ms));
+    } else if (r->state == JOBQ_CANCELLED && r->error != NULL &&
+               strcmp(r->error, EXPIRED_ERROR) == 0) {
+        size_t n = strlen(why);
+        snprintf(why + n, sizeof(why) - n, ": expired, not started by %s",
+                 fmt_time(t1, sizeof(t1), c->expires_at_ms));
+    }
     json_t *o = ok_object();
     json_object_set_new(o, "id", json_integer(r->id));
     json_object_set_new(o, "state", json_string(jobq__state_name(r->state)));
     json_object_set_new(o, "reason", json_string(reason));
     json_object_set_new(o, "explain", json_string(why));
+    if (c->expires_at_ms > 0) {
+        json_object_set_new(o, "expires_at", json_integer(c->expires_at_ms));
+    }
     send_json(c, o);
 }
 

@@ -153,6 +153,10 @@ ended(store *st, int64_t id, int state, int64_t now_ms)
         if ((err = release_children(st, jid, jstate, now_ms, &w)) != JOBQ_OK) {
             break;
         }
+        /* dedupe until_done, replace, debounce: the key is free again with this commit. */
+        if ((err = store_key_release(st, jid)) != JOBQ_OK) {
+            break;
+        }
         int64_t gid = 0;
         err = store_group_of(st, jid, &gid);
         if (err == JOBQ_ENOENT) {
@@ -170,12 +174,103 @@ int
 lifecycle_insert(store *st, const job_spec *spec, int64_t now_ms, int64_t *idp, bool *dupp,
                  int *statep)
 {
+    return lifecycle_insert_dedupe(st, spec, now_ms, idp, dupp, statep, NULL);
+}
+
+/* waiting_to_run: whether a job in state has not started and may still take a new payload
+ * (dedupe replace and debounce). */
+static bool
+waiting_to_run(int state)
+{
+    return state == JOBQ_SCHEDULED || state == JOBQ_READY || state == JOBQ_RETRYING ||
+           state == JOBQ_WAITING;
+}
+
+/* replace_job: dedupe replace or debounce of job kid (in kstate, its key first used at
+ * created): the new payload and run time (a debounce's capped at created +
+ * debounce_max_ms), its state following the run time. */
+static int
+replace_job(store *st, const job_spec *spec, int64_t now_ms, int64_t kid, int kstate,
+            int64_t created, int64_t *idp, int *statep, dedupe_out *out)
+{
+    int64_t run_at = spec->run_at_ms;
+    if (spec->dedupe == JOBQ_DEDUPE_DEBOUNCE && spec->debounce_max_ms > 0 &&
+        run_at > created + spec->debounce_max_ms) {
+        run_at = created + spec->debounce_max_ms;
+    }
+    int to = kstate;
+    if (kstate != JOBQ_WAITING) {
+        to = run_at <= now_ms          ? JOBQ_READY
+             : kstate == JOBQ_RETRYING ? JOBQ_RETRYING
+                                       : JOBQ_SCHEDULED;
+    }
+    int err = store_job_replace(st, kid, kstate, to, spec->payload, run_at);
+    if (err == JOBQ_OK && spec->expires_at_ms > 0) {
+        err = store_job_set_expiry(st, kid, spec->expires_at_ms);
+    }
+    if (err == JOBQ_OK) {
+        err = store_key_put(st, spec->queue, spec->key, kid, spec->payload_hash, created, true);
+    }
+    if (err != JOBQ_OK) {
+        return err;
+    }
+    *idp = kid;
+    *statep = to;
+    out->replaced = true;
+    out->from = kstate;
+    out->run_at_ms = run_at;
+    return JOBQ_OK;
+}
+
+int
+lifecycle_insert_dedupe(store *st, const job_spec *spec, int64_t now_ms, int64_t *idp, bool *dupp,
+                        int *statep, dedupe_out *out)
+{
     int err;
+    dedupe_out none;
+    if (out == NULL) {
+        out = &none;
+    }
+    memset(out, 0, sizeof(*out));
+    bool held = spec->key != NULL && spec->dedupe != JOBQ_DEDUPE_TTL;
     if (spec->key != NULL) {
         int64_t kid, created;
         uint64_t hash;
-        err = store_key_find(st, spec->queue, spec->key, &kid, &hash, &created);
-        if (err == JOBQ_OK && now_ms - created < spec->key_ttl_ms) {
+        bool kheld = false;
+        err = store_key_lock(st, spec->queue, spec->key, &kid, &hash, &created, &kheld);
+        if (err == JOBQ_OK && kheld) {
+            /* Held by its job until that job ends: the submit's mode decides. */
+            int kstate = -1;
+            int e = store_job_state(st, kid, &kstate);
+            if (e != JOBQ_OK && e != JOBQ_ENOENT) {
+                return e;
+            }
+            bool unfinished = e == JOBQ_OK && !lifecycle_ended_state(kstate);
+            bool replacing =
+                spec->dedupe == JOBQ_DEDUPE_REPLACE || spec->dedupe == JOBQ_DEDUPE_DEBOUNCE;
+            if (replacing && unfinished && waiting_to_run(kstate)) {
+                *dupp = false;
+                err = replace_job(st, spec, now_ms, kid, kstate, created, idp, statep, out);
+                if (err != JOBQ_ESTATE) {
+                    return err;
+                }
+                /* Claimed meanwhile by another jobqd on the same database (its transaction
+                 * held the row): it runs now, so a new job takes the key, as below. */
+                kstate = JOBQ_RUNNING;
+            }
+            if (unfinished && !replacing) {
+                if (hash != spec->payload_hash) {
+                    return JOBQ_ECONFLICT;
+                }
+                *statep = kstate;
+                *idp = kid;
+                *dupp = true;
+                return JOBQ_OK;
+            }
+            /* Running, with replace or debounce: the running job is left alone and a new one
+             * is admitted, which takes the key. Ended (or gone): admitted again. */
+        } else if (err == JOBQ_OK && now_ms - created < spec->key_ttl_ms) {
+            /* A key of the ttl mode within its window, whatever the submit's mode. */
             if (hash != spec->payload_hash) {
                 return JOBQ_ECONFLICT;
             }
@@ -185,13 +280,10 @@ lifecycle_insert(store *st, const job_spec *spec, int64_t now_ms, int64_t *idp, 
             *dupp = true;
             return JOBQ_OK;
         }
-        if (err == JOBQ_OK) {
-            /* The key's window has passed: it may be admitted again. */
-            err = store_key_delete(st, spec->queue, spec->key);
-        }
         if (err != JOBQ_OK && err != JOBQ_ENOENT) {
             return err;
         }
+        /* None, or its window has passed: admitted; store_key_put below takes it over. */
     }
     int state = spec->run_at_ms > now_ms ? JOBQ_SCHEDULED : JOBQ_READY;
     char why[160] = "";
@@ -228,8 +320,12 @@ lifecycle_insert(store *st, const job_spec *spec, int64_t now_ms, int64_t *idp, 
             err = store_dep_add(st, spec->after[i], id); /* succeeded: nothing to wait for */
         }
     }
-    if (err == JOBQ_OK && spec->key != NULL) {
-        err = store_key_add(st, spec->queue, spec->key, id, spec->payload_hash, now_ms);
+    if (err == JOBQ_OK && spec->expires_at_ms > 0 && state != JOBQ_CANCELLED) {
+        err = store_job_set_expiry(st, id, spec->expires_at_ms);
+    }
+    if (err == JOBQ_OK && spec->key != NULL && !(held && state == JOBQ_CANCELLED)) {
+        /* A job cancelled at birth does not hold a key until its end: it has ended. */
+        err = store_key_put(st, spec->queue, spec->key, id, spec->payload_hash, now_ms, held);
     }
     if (err != JOBQ_OK) {
         return err;
@@ -619,4 +715,44 @@ lifecycle_mutate_job(store *st, const mutate_args *m, int64_t id, int state, int
     default:
         return JOBQ_EINVAL;
     }
+}
+
+int
+lifecycle_expire(store *st, const char *queue, int64_t now_ms, size_t max, size_t *np)
+{
+    int64_t ids[256];
+    size_t n = 0, done = 0;
+    int err = store_expired(st, queue, now_ms, max < 256 ? max : 256, ids, &n);
+    for (size_t i = 0; i < n && err == JOBQ_OK; i++) {
+        job_row row = {0};
+        int old;
+        err = lifecycle_cancel_why(st, ids[i], now_ms, false, EXPIRED_ERROR, &row, &old);
+        if (err == JOBQ_ESTATE || err == JOBQ_ENOENT) {
+            err = JOBQ_OK; /* started or ended meanwhile */
+            continue;
+        }
+        if (err == JOBQ_OK) {
+            err = job_effect(st, ids[i], old, JOBQ_CANCELLED, row.run_at_ms);
+        }
+        if (err == JOBQ_OK) {
+            st->effects[st->neffects - 1].expired = true;
+            done++;
+        }
+        job_row_clear(&row);
+    }
+    if (err == JOBQ_OK) {
+        *np = done;
+    }
+    return err;
+}
+
+int
+lifecycle_snooze(store *st, int64_t id, int64_t now_ms, int64_t run_at_ms, const char *error,
+                 const attempt_rec *a)
+{
+    int err = store_job_snooze(st, id, run_at_ms, error);
+    if (err == JOBQ_OK && a != NULL) {
+        err = store_attempt_add(st, id, a, now_ms, error);
+    }
+    return err;
 }

@@ -27,6 +27,40 @@
 int lifecycle_insert(store *st, const job_spec *spec, int64_t now_ms, int64_t *idp, bool *dupp,
                      int *statep);
 
+/** What lifecycle_insert_dedupe did besides inserting. */
+typedef struct dedupe_out {
+    bool replaced;     /* dedupe replace or debounce: *idp is a job that was waiting to run,
+                        * which took the new payload and run time */
+    int from;          /* replaced: its state before (*statep: after) */
+    int64_t run_at_ms; /* replaced: its run time now */
+} dedupe_out;
+
+/** lifecycle_insert_dedupe: lifecycle_insert with spec->dedupe deciding a key already held
+ *  by an unfinished job (a key recorded by a submit of the ttl mode, within its window,
+ *  answers as lifecycle_insert says whatever spec->dedupe is): ttl and until_done answer it
+ *  as a duplicate (JOBQ_ECONFLICT with another payload); replace and debounce give a job
+ *  that has not started (scheduled, ready, retrying, waiting) the new payload and run time
+ *  (debounce: at most the key's first use + debounce_max_ms), out->replaced; a running
+ *  job is left alone and a new job takes the key. A mode other than ttl holds the key until
+ *  its job ends (the transaction that ends it forgets it), however long. out may be NULL. */
+int lifecycle_insert_dedupe(store *st, const job_spec *spec, int64_t now_ms, int64_t *idp,
+                            bool *dupp, int *statep, dedupe_out *out);
+
+/** The error of a job cancelled because it had not started by its deadline. */
+#define EXPIRED_ERROR "expired"
+
+/** lifecycle_expire: cancels (error EXPIRED_ERROR, as lifecycle_cancel_why: dependents,
+ *  group, a held key) up to max jobs of queue (NULL: every queue) not started whose deadline
+ *  to start (job_spec.expires_at_ms) is at or before now_ms, each recorded as an effect with
+ *  expired set. *np receives how many; fewer than max (and 256): none is left. */
+int lifecycle_expire(store *st, const char *queue, int64_t now_ms, size_t max, size_t *np);
+
+/** lifecycle_snooze: running job id was snoozed by its handler: scheduled again at
+ *  run_at_ms, its attempt given back, and the attempt recorded in the history as a (kind
+ *  "snoozed") with error as its text (NULL: none). JOBQ_ESTATE if it is not running. */
+int lifecycle_snooze(store *st, int64_t id, int64_t now_ms, int64_t run_at_ms, const char *error,
+                     const attempt_rec *a);
+
 /** lifecycle_missing_parent: after lifecycle_insert failed with JOBQ_ENOENT, the id in
  *  "after" that names no job. */
 int64_t lifecycle_missing_parent(const store *st);

@@ -28,6 +28,7 @@
 #include "waits.h"
 #include "webhook.h"
 #include "workers.h"
+#include "expiry.h"
 
 /* jobqd's parts, in the order they start (init, then start), learn of the drain, and close
  * once drained; freed in the reverse order. The job port and the monitor come last: nothing
@@ -40,6 +41,7 @@ static const server_part *const parts[] = {
     &waits_part,          /* waits and cancels waiting for jobs to end */
     &progress_part,       /* running jobs' progress, checkpoints and logs; held logs */
     &flow_part,           /* what follows a commit: dependencies, groups */
+    &expiry_part,         /* jobs not started by their deadline (before claims start) */
     &sched_part,          /* the scheduler: ready jobs start */
     &workers_part,        /* remote workers' leases and fetches */
     &webhook_part,        /* webhook deliveries */

@@ -145,6 +145,9 @@ render_metrics(const server *s, mbuf *b)
     per_queue_counter(b, s, "jobq_jobs_failed_total", "Attempts that failed.", TOTAL_FAILED);
     per_queue_counter(b, s, "jobq_jobs_retried_total", "Failed attempts scheduled for a retry.",
                       TOTAL_RETRIED);
+    per_queue_counter(b, s, "jobq_jobs_expired_total",
+                      "Jobs cancelled because they had not started by their deadline.",
+                      TOTAL_EXPIRED);
     metric_help(b, "jobq_jobs_completed_total", "counter", "Jobs that ended, by outcome.");
     for (size_t i = 0; i < s->nqueues; i++) {
         const qstate *q = s->queues[i];

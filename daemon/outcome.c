@@ -64,3 +64,11 @@ outcome_decide(outcome_verdict v, outcome_kind why, int32_t attempt, int32_t max
         now_ms + backoff_delay_ms(backoff_base_ms, backoff_max_ms, (uint32_t)attempt, rnd);
     return o;
 }
+
+run_outcome
+outcome_snooze(int64_t now_ms, int64_t delay_ms)
+{
+    return (run_outcome){.state = JOBQ_SCHEDULED,
+                         .run_at_ms = now_ms + (delay_ms > 0 ? delay_ms : 0),
+                         .kind = kinds[OUTCOME_SNOOZED].name};
+}

@@ -31,7 +31,9 @@ typedef enum outcome_breaker {
     XX(PERMANENT, "permanent", OUTCOME_BREAKER_DEAD) /* exit 65, HTTP 4xx, a worker's fail */      \
     XX(CANCELLED, "cancelled", OUTCOME_BREAKER_NONE) /* cancelled while running */                 \
     XX(SHUTDOWN, "shutdown", OUTCOME_BREAKER_NONE)   /* interrupted by jobqd's shutdown */         \
-    XX(CRASH, "crash", OUTCOME_BREAKER_NONE)         /* found running at start (store recovery) */
+    XX(CRASH, "crash", OUTCOME_BREAKER_NONE)         /* found running at start (store recovery) */ \
+    XX(SNOOZED, "snoozed", OUTCOME_BREAKER_NONE)     /* snoozed: runs again later, attempt given   \
+                                                      * back */
 
 /** outcome_kind: one value per OUTCOME_KIND_MAP entry, OUTCOME_<ID>. */
 typedef enum outcome_kind {
@@ -76,5 +78,9 @@ outcome_breaker outcome_kind_breaker(outcome_kind k);
 run_outcome outcome_decide(outcome_verdict v, outcome_kind why, int32_t attempt,
                            int32_t max_attempts, int64_t backoff_base_ms, int64_t backoff_max_ms,
                            int64_t now_ms, uint64_t rnd);
+
+/** outcome_snooze: the handler snoozed the job: scheduled again at now_ms + delay_ms (kind
+ *  "snoozed"), its attempt given back (it does not count toward max_attempts). Pure. */
+run_outcome outcome_snooze(int64_t now_ms, int64_t delay_ms);
 
 #endif

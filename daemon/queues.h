@@ -26,6 +26,7 @@ enum total_kind {
     TOTAL_RETRIED,
     TOTAL_DEAD,
     TOTAL_CANCELLED,
+    TOTAL_EXPIRED, /* jobs cancelled because they had not started by their deadline */
     TOTAL_KINDS
 };
 

@@ -56,6 +56,7 @@ ending(const exec_end *e, outcome_kind *why)
         return VERDICT_CANCELLED;
     case EXEC_SHUTDOWN:
         return VERDICT_SHUTDOWN;
+    case EXEC_SNOOZED: /* decided apart (outcome_snooze): not a verdict of outcome_decide */
     case EXEC_FAILED:
         break;
     }
@@ -163,6 +164,10 @@ control_msg(void *arg, const exec_ctl_msg *m)
         return;
     case EXEC_CTL_LOG:
         progress_log(s, &r->a.prog, id, at, m->text, m->len);
+        return;
+    case EXEC_CTL_SNOOZE:
+        r->has_snooze = true;
+        r->snooze_ms = m->ms;
         return;
     }
 }
@@ -443,6 +448,11 @@ runner_step(runner *r)
         r->a.outcome =
             outcome_decide(v, why, r->a.job.attempt, r->a.job.max_attempts, qc->backoff_base_ms,
                            qc->backoff_max_ms, now, backoff_rand(&r->srv->rng));
+        exec_failure f;
+        if (exec_verdict_of(&e, &f) == EXEC_SNOOZED) {
+            r->a.outcome =
+                outcome_snooze(now, r->has_snooze ? r->snooze_ms : EXEC_SNOOZE_DEFAULT_MS);
+        }
         if (r->a.outcome.state == JOBQ_SUCCEEDED) {
             r->a.result = exec_out_take(&r->out);
         } else {
@@ -451,11 +461,13 @@ runner_step(runner *r)
         uint64_t ms = (uint64_t)(jobq__mono_ms() - r->started_mono_ms);
         hist_observe(&r->q->run_hist, HIST_SECONDS, ms / 1000.0);
         char delay[48] = "";
-        if (r->a.outcome.state == JOBQ_RETRYING) {
+        if (r->a.outcome.state == JOBQ_RETRYING || r->a.outcome.state == JOBQ_SCHEDULED) {
             snprintf(delay, sizeof(delay), " delay_ms=%lld",
                      (long long)(r->a.outcome.run_at_ms - now));
         }
-        log_info(r->a.outcome.state == JOBQ_SUCCEEDED ? "job_succeeded" : "job_failed",
+        log_info(r->a.outcome.state == JOBQ_SUCCEEDED   ? "job_succeeded"
+                 : r->a.outcome.state == JOBQ_SCHEDULED ? "job_snoozed"
+                                                        : "job_failed",
                  "job=%lld queue=%s attempt=%d/%d duration_ms=%llu kind=%s next=%s%s",
                  (long long)r->a.job.id, r->q->name, r->a.job.attempt, r->a.job.max_attempts,
                  (unsigned long long)ms, r->a.outcome.kind, jobq__state_name(r->a.outcome.state),

@@ -62,6 +62,8 @@ struct runner {
     struct attempt a; /* the job as claimed (state running, attempt counted) and its outcome */
     runner *next; /* in s->runners */
     runner *prev;
+    bool has_snooze;   /* the command wrote a "snooze DUR" control line */
+    int64_t snooze_ms; /* its delay (the last one), for an exit with EXEC_EXIT_SNOOZE */
 };
 
 /** runner_start: runs row (a claimed job; the runner takes its strings) on q. Loop thread. */

@@ -2,6 +2,7 @@
  * never polling while idle) and the claims that feed the runners. */
 #include "scheduler.h"
 
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,6 +15,7 @@
 
 #define PROMOTE_BATCH 1000
 #define CLAIM_BATCH 64
+#define EXPIRE_CLAIM_BATCH 256 /* expired jobs a claim cancels per store call */
 
 typedef struct promoted {
     char queue[65];
@@ -37,6 +39,7 @@ typedef struct claim_op {
     size_t n;
     claim_deliver deliver;
     void *arg;
+    int64_t expire_from_ms; /* from then on a job may have expired: cancel those first */
 } claim_op;
 
 static void timer_cb(uv_timer_t *t);
@@ -172,6 +175,13 @@ static int
 exec_claim(store *st, wop *op, int64_t now_ms)
 {
     claim_op *c = container_of(op, claim_op, op);
+    size_t n = EXPIRE_CLAIM_BATCH; /* a job past its deadline to start is cancelled first */
+    while (now_ms >= c->expire_from_ms && n == EXPIRE_CLAIM_BATCH) {
+        int err = lifecycle_expire(st, c->q->name, now_ms, EXPIRE_CLAIM_BATCH, &n);
+        if (err != JOBQ_OK) {
+            return err;
+        }
+    }
     return store_claim(st, c->q->name, now_ms, c->max, c->rows, &c->n);
 }
 
@@ -226,6 +236,9 @@ sched_claim(server *s, qstate *q, size_t max, claim_deliver deliver, void *arg)
     c->max = max;
     c->deliver = deliver;
     c->arg = arg;
+    /* On PostgreSQL another jobqd may have admitted a job with a deadline this one never
+     * noted: its claims always look (one range of jobs_expiring, empty when none expire). */
+    c->expire_from_ms = s->cfg->store == STORE_POSTGRES ? INT64_MIN : s->next_expiry_ms;
     c->op.exec = exec_claim;
     c->op.done = done_claim;
     c->op.writes = true;

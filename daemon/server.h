@@ -82,6 +82,9 @@ typedef struct server {
     bool gauging;           /* a sample is in flight */
     struct progress_slot *prog_dirty; /* attempts with reports to write (progress.c) */
     uv_timer_t prog_timer;            /* writes them, at most once a second */
+    uv_timer_t expiry_timer;          /* at the earliest deadline to start of a job (expiry.c) */
+    int64_t next_expiry_ms;           /* that deadline, or lower; INT64_MAX: none */
+    bool expiring;                    /* an expiry sweep is in flight */
 } server;
 
 /** server_poke_drain: while draining, something that held the drain back may have ended (a

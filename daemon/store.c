@@ -540,3 +540,59 @@ store_schedule_since(store *st, const char *name, int64_t now_ms, int64_t *since
 {
     return st->ops->schedule_since(st, name, now_ms, sincep);
 }
+
+int
+store_key_lock(store *st, const char *queue, const char *key, int64_t *idp, uint64_t *hashp,
+               int64_t *created_at_msp, bool *heldp)
+{
+    return st->ops->key_lock(st, queue, key, idp, hashp, created_at_msp, heldp);
+}
+
+int
+store_key_put(store *st, const char *queue, const char *key, int64_t id, uint64_t hash,
+              int64_t created_ms, bool held)
+{
+    return st->ops->key_put(st, queue, key, id, hash, created_ms, held);
+}
+
+int
+store_key_release(store *st, int64_t id)
+{
+    return st->ops->key_release(st, id);
+}
+
+int
+store_job_replace(store *st, int64_t id, int from, int to, const char *payload, int64_t run_at_ms)
+{
+    return st->ops->job_replace(st, id, from, to, payload, run_at_ms);
+}
+
+int
+store_job_set_expiry(store *st, int64_t id, int64_t at_ms)
+{
+    return st->ops->job_set_expiry(st, id, at_ms);
+}
+
+int
+store_job_expiry(store *st, int64_t id, int64_t *at_msp)
+{
+    return st->ops->job_expiry(st, id, at_msp);
+}
+
+int
+store_expired(store *st, const char *queue, int64_t now_ms, size_t max, int64_t *ids, size_t *np)
+{
+    return st->ops->expired(st, queue, now_ms, max, ids, np);
+}
+
+int
+store_next_expiry(store *st, int64_t *atp)
+{
+    return st->ops->next_expiry(st, atp);
+}
+
+int
+store_job_snooze(store *st, int64_t id, int64_t run_at_ms, const char *error)
+{
+    return st->ops->job_snooze(st, id, run_at_ms, error);
+}

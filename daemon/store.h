@@ -52,6 +52,9 @@ typedef struct job_spec {
     bool after_always; /* run even if a parent ends dead or cancelled */
     const char *traceparent; /* W3C trace context (NULL: none) */
     const char *tracestate;
+    int dedupe;              /* a jobq_dedupe: how lifecycle_insert_dedupe decides a used key */
+    int64_t debounce_max_ms; /* dedupe debounce: run_at at most the key's first use + this */
+    int64_t expires_at_ms;   /* not started by then: cancelled as expired; 0: never */
 } job_spec;
 
 /** One attempt as the history records it. kind: success, exit, signal, timeout, spawn,
@@ -354,6 +357,49 @@ int store_key_add(store *st, const char *queue, const char *key, int64_t id, uin
 /** store_key_delete: forgets key on queue (no error if unknown). */
 int store_key_delete(store *st, const char *queue, const char *key);
 
+/** store_key_lock: store_key_find, and whether the key is held until its job ends (*heldp:
+ *  dedupe until_done, replace, debounce), with the key locked until the transaction ends
+ *  against a concurrent submit of the same key by another jobqd on the same database (the
+ *  lock is taken whether the key exists or not). JOBQ_ENOENT when none. */
+int store_key_lock(store *st, const char *queue, const char *key, int64_t *idp, uint64_t *hashp,
+                   int64_t *created_at_msp, bool *heldp);
+
+/** store_key_put: records key on queue for job id (replacing what it recorded), first used
+ *  at created_ms; held: forgotten by store_key_release when job id ends, never by
+ *  store_sweep_keys. */
+int store_key_put(store *st, const char *queue, const char *key, int64_t id, uint64_t hash,
+                  int64_t created_ms, bool held);
+
+/** store_key_release: forgets the held keys recorded for job id (none: no error). */
+int store_key_release(store *st, int64_t id);
+
+/** store_job_replace: job id, found in state from, takes payload and run_at_ms and goes to
+ *  state to (JOBQ_ESTATE if it is no longer in from). */
+int store_job_replace(store *st, int64_t id, int from, int to, const char *payload,
+                      int64_t run_at_ms);
+
+/** store_job_snooze: running job id is scheduled again at run_at_ms with its attempt given
+ *  back (attempt - 1), error kept as its last error (NULL: none); JOBQ_ESTATE if it is not
+ *  running. */
+int store_job_snooze(store *st, int64_t id, int64_t run_at_ms, const char *error);
+
+/* ---- expiry ---- */
+
+/** store_job_set_expiry: job id is cancelled as expired if not started by at_ms (0: never). */
+int store_job_set_expiry(store *st, int64_t id, int64_t at_ms);
+
+/** store_job_expiry: job id's deadline to start into *at_msp (0: none); JOBQ_ENOENT. */
+int store_job_expiry(store *st, int64_t id, int64_t *at_msp);
+
+/** store_expired: up to max ids of jobs not started (scheduled, ready, retrying, waiting) of
+ *  queue (NULL: every queue) whose deadline to start is at or before now_ms, the earliest
+ *  first, into ids and *np. One range of an index that holds only jobs with a deadline. */
+int store_expired(store *st, const char *queue, int64_t now_ms, size_t max, int64_t *ids,
+                  size_t *np);
+
+/** store_next_expiry: the earliest deadline to start of a job not started, or JOBQ_ENOENT. */
+int store_next_expiry(store *st, int64_t *atp);
+
 /* ---- dependencies ---- */
 
 /** store_dep_add: job child waits for job parent (once: adding it twice is no error). */
@@ -435,6 +481,7 @@ typedef struct store_effect {
     int from, to;      /* EFFECT_JOB: states; from is -1 for a job the lifecycle submitted */
     int64_t run_at_ms; /* EFFECT_JOB */
     job_row row;       /* EFFECT_JOB that ended the job: the job as it is now */
+    bool expired;      /* EFFECT_JOB: cancelled because it had not started by its deadline */
 } store_effect;
 
 /** store_effect_add: appends a new zeroed effect of kind for id (from = -1); NULL when out
@@ -616,6 +663,19 @@ typedef struct store_ops {
     int (*schedule_last)(store *st, const char *name, int64_t *tickp);
     int (*schedule_set)(store *st, const char *name, int64_t tick_ms);
     int (*schedule_since)(store *st, const char *name, int64_t now_ms, int64_t *sincep);
+    int (*key_lock)(store *st, const char *queue, const char *key, int64_t *idp, uint64_t *hashp,
+                    int64_t *created_at_msp, bool *heldp);
+    int (*key_put)(store *st, const char *queue, const char *key, int64_t id, uint64_t hash,
+                   int64_t created_ms, bool held);
+    int (*key_release)(store *st, int64_t id);
+    int (*job_replace)(store *st, int64_t id, int from, int to, const char *payload,
+                       int64_t run_at_ms);
+    int (*job_set_expiry)(store *st, int64_t id, int64_t at_ms);
+    int (*job_expiry)(store *st, int64_t id, int64_t *at_msp);
+    int (*expired)(store *st, const char *queue, int64_t now_ms, size_t max, int64_t *ids,
+                   size_t *np);
+    int (*next_expiry)(store *st, int64_t *atp);
+    int (*job_snooze)(store *st, int64_t id, int64_t run_at_ms, const char *error);
 } store_ops;
 
 struct store {

@@ -99,6 +99,16 @@ enum pstmt {
     P_DELETE,
     P_SET_PRIORITY,
     P_SET_RUN_AT,
+    P_KEY_XLOCK,
+    P_KEY_LOCK,
+    P_KEY_PUT,
+    P_KEY_RELEASE,
+    P_REPLACE,
+    P_SET_EXPIRY,
+    P_EXPIRY,
+    P_EXPIRED,
+    P_NEXT_EXPIRY,
+    P_SNOOZE,
     P_COUNT_STMTS
 };
 
@@ -183,8 +193,8 @@ static const char *const pstmt_sql[P_COUNT_STMTS] = {
                 "logs AS (DELETE FROM job_logs WHERE job_id IN (SELECT id FROM gone)) "
                 "SELECT count(*) FROM gone",
     [P_SWEEP_KEYS] = "DELETE FROM job_keys WHERE (queue, key) IN (SELECT queue, key FROM "
-                     "job_keys WHERE queue = $1 AND created_at < $2 ORDER BY created_at "
-                     "LIMIT $3)",
+                     "job_keys WHERE queue = $1 AND created_at < $2 AND NOT held "
+                     "ORDER BY created_at LIMIT $3)",
     [P_AHEAD] = "SELECT count(*) FROM (SELECT 1 FROM jobs WHERE queue = $1 AND state = $2 AND "
                 "(priority > $3 OR (priority = $3 AND (run_at < $4 OR (run_at = $4 AND "
                 "id < $5)))) LIMIT $6) ahead",
@@ -199,7 +209,7 @@ static const char *const pstmt_sql[P_COUNT_STMTS] = {
         "WHERE p.pr IS NOT NULL",
     [P_OLDEST_OVERDUE] = "SELECT min(run_at) FROM jobs WHERE state IN ($2, $3) AND run_at <= $4 "
                          "AND queue = $1",
-    [P_OLDEST_KEY] = "SELECT min(created_at) FROM job_keys WHERE queue = $1",
+    [P_OLDEST_KEY] = "SELECT min(created_at) FROM job_keys WHERE queue = $1 AND NOT held",
     [P_RECENT] = "SELECT " JOB_COLS " FROM jobs WHERE queue = $1 AND state = $2 "
                  "ORDER BY finished_at DESC LIMIT $3",
     [P_DEP_INSERT] = "INSERT INTO job_deps (parent_id, job_id) VALUES ($1, $2) "
@@ -274,6 +284,33 @@ static const char *const pstmt_sql[P_COUNT_STMTS] = {
                  "parent_id IN (SELECT id FROM gone)) SELECT count(*) FROM gone",
     [P_SET_PRIORITY] = "UPDATE jobs SET priority = $3 WHERE id = $1 AND state = $2",
     [P_SET_RUN_AT] = "UPDATE jobs SET state = $3, run_at = $4 WHERE id = $1 AND state = $2",
+    /* A key is locked whether its row exists or not: a transaction-scoped advisory lock on
+     * "queue/key" (a queue name has no '/'), taken before the key is read in a statement of
+     * its own, so that the read's snapshot sees what the last holder committed. */
+    [P_KEY_XLOCK] =
+        "SELECT pg_advisory_xact_lock(hashtextextended($1::text || '/' || $2::text, 0))",
+    [P_KEY_LOCK] = "SELECT job_id, payload_hash, created_at, held FROM job_keys WHERE "
+                   "queue = $1 AND key = $2",
+    [P_KEY_PUT] = "INSERT INTO job_keys (queue, key, job_id, payload_hash, created_at, held) "
+                  "VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (queue, key) DO UPDATE SET "
+                  "job_id = excluded.job_id, payload_hash = excluded.payload_hash, "
+                  "created_at = excluded.created_at, held = excluded.held",
+    [P_KEY_RELEASE] = "DELETE FROM job_keys WHERE job_id = $1 AND held",
+    [P_REPLACE] = "UPDATE jobs SET payload = $4, run_at = $5, state = $3 WHERE id = $1 AND "
+                  "state = $2",
+    [P_SET_EXPIRY] = "UPDATE jobs SET expires_at = nullif($2::bigint, 0) WHERE id = $1",
+    [P_EXPIRY] = "SELECT coalesce(expires_at, 0) FROM jobs WHERE id = $1",
+    /* The states not started, $3 .. $6: one range of jobs_expiring each. */
+    [P_EXPIRED] = "SELECT id FROM jobs WHERE expires_at IS NOT NULL AND state IN ($3, $4, $5, $6) "
+                  "AND expires_at <= $2 AND ($1::text IS NULL OR queue = $1) "
+                  "ORDER BY expires_at LIMIT $7",
+    [P_NEXT_EXPIRY] = "SELECT least((SELECT min(expires_at) FROM jobs WHERE expires_at IS NOT "
+                      "NULL AND state = $1), (SELECT min(expires_at) FROM jobs WHERE expires_at "
+                      "IS NOT NULL AND state = $2), (SELECT min(expires_at) FROM jobs WHERE "
+                      "expires_at IS NOT NULL AND state = $3), (SELECT min(expires_at) FROM jobs "
+                      "WHERE expires_at IS NOT NULL AND state = $4))",
+    [P_SNOOZE] = "UPDATE jobs SET state = $4, run_at = $2, attempt = greatest(attempt - 1, 0), "
+                 "error = $3 WHERE id = $1 AND state = $5",
 };
 
 /* The PostgreSQL backend: a store (first member, so a store * is a pg_store *). */
@@ -1995,6 +2032,144 @@ pg_job_set_run_at(store *st, int64_t id, int from, int to, int64_t run_at_ms)
     return run_change(PG(st), P_SET_RUN_AT, &a);
 }
 
+static int
+pg_key_lock(store *st, const char *queue, const char *key, int64_t *idp, uint64_t *hashp,
+            int64_t *created_at_msp, bool *heldp)
+{
+    pargs a = {0};
+    a_text(&a, queue);
+    a_text(&a, key);
+    PGresult *r;
+    int err = run(PG(st), P_KEY_XLOCK, &a, &r);
+    if (err != JOBQ_OK) {
+        return err;
+    }
+    PQclear(r);
+    if ((err = run(PG(st), P_KEY_LOCK, &a, &r)) != JOBQ_OK) {
+        return err;
+    }
+    if (PQntuples(r) == 0) {
+        err = JOBQ_ENOENT;
+    } else {
+        *idp = g_i64(r, 0, 0);
+        *hashp = (uint64_t)g_i64(r, 0, 1); /* stored as the signed 64 bits */
+        *created_at_msp = g_i64(r, 0, 2);
+        *heldp = g_bool(r, 0, 3);
+    }
+    PQclear(r);
+    return err;
+}
+
+static int
+pg_key_put(store *st, const char *queue, const char *key, int64_t id, uint64_t hash,
+           int64_t created_ms, bool held)
+{
+    pargs a = {0};
+    a_text(&a, queue);
+    a_text(&a, key);
+    a_i64(&a, id);
+    a_i64(&a, (int64_t)hash);
+    a_i64(&a, created_ms);
+    a_bool(&a, held);
+    return run_done(PG(st), P_KEY_PUT, &a);
+}
+
+static int
+pg_key_release(store *st, int64_t id)
+{
+    pargs a = {0};
+    a_i64(&a, id);
+    return run_done(PG(st), P_KEY_RELEASE, &a);
+}
+
+static int
+pg_job_replace(store *st, int64_t id, int from, int to, const char *payload, int64_t run_at_ms)
+{
+    pargs a = {0};
+    a_i64(&a, id);
+    a_i64(&a, from);
+    a_i64(&a, to);
+    a_text(&a, payload);
+    a_i64(&a, run_at_ms);
+    return run_change(PG(st), P_REPLACE, &a);
+}
+
+static int
+pg_job_set_expiry(store *st, int64_t id, int64_t at_ms)
+{
+    pargs a = {0};
+    a_i64(&a, id);
+    a_i64(&a, at_ms);
+    return run_done(PG(st), P_SET_EXPIRY, &a);
+}
+
+static int
+pg_job_expiry(store *st, int64_t id, int64_t *at_msp)
+{
+    pargs a = {0};
+    a_i64(&a, id);
+    PGresult *r;
+    int err = run(PG(st), P_EXPIRY, &a, &r);
+    if (err != JOBQ_OK) {
+        return err;
+    }
+    if (PQntuples(r) == 0) {
+        err = JOBQ_ENOENT;
+    } else {
+        *at_msp = g_i64(r, 0, 0);
+    }
+    PQclear(r);
+    return err;
+}
+
+static int
+pg_expired(store *st, const char *queue, int64_t now_ms, size_t max, int64_t *ids, size_t *np)
+{
+    pargs a = {0};
+    a_text(&a, queue);
+    a_i64(&a, now_ms);
+    a_i64(&a, JOBQ_SCHEDULED);
+    a_i64(&a, JOBQ_READY);
+    a_i64(&a, JOBQ_RETRYING);
+    a_i64(&a, JOBQ_WAITING);
+    a_i64(&a, (int64_t)max);
+    PGresult *r;
+    int err = run(PG(st), P_EXPIRED, &a, &r);
+    if (err != JOBQ_OK) {
+        return err;
+    }
+    size_t n = 0;
+    for (int i = 0; i < PQntuples(r) && n < max; i++) {
+        ids[n++] = g_i64(r, i, 0);
+    }
+    PQclear(r);
+    *np = n;
+    return JOBQ_OK;
+}
+
+static int
+pg_next_expiry(store *st, int64_t *atp)
+{
+    pargs a = {0};
+    a_i64(&a, JOBQ_SCHEDULED);
+    a_i64(&a, JOBQ_READY);
+    a_i64(&a, JOBQ_RETRYING);
+    a_i64(&a, JOBQ_WAITING);
+    return one_i64(PG(st), P_NEXT_EXPIRY, &a, atp);
+}
+
+static int
+pg_job_snooze(store *st, int64_t id, int64_t run_at_ms, const char *error)
+{
+    pargs a = {0};
+    a_i64(&a, id);
+    a_i64(&a, run_at_ms);
+    a_text(&a, error);
+    a_i64(&a, JOBQ_SCHEDULED);
+    a_i64(&a, JOBQ_RUNNING);
+    return run_change(PG(st), P_SNOOZE, &a);
+}
+
 static const store_ops pg_ops = {
     .set_sync = pg_set_sync,
     .close = pg_close,
@@ -2059,4 +2234,13 @@ static const store_ops pg_ops = {
     .job_delete = pg_job_delete,
     .job_set_priority = pg_job_set_priority,
     .job_set_run_at = pg_job_set_run_at,
+    .key_lock = pg_key_lock,
+    .key_put = pg_key_put,
+    .key_release = pg_key_release,
+    .job_replace = pg_job_replace,
+    .job_set_expiry = pg_job_set_expiry,
+    .job_expiry = pg_job_expiry,
+    .expired = pg_expired,
+    .next_expiry = pg_next_expiry,
+    .job_snooze = pg_job_snooze,
 };

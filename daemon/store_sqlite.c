@@ -77,6 +77,15 @@ enum stmt_id {
     S_LOG_TRIM,
     S_LOGS,
     S_SWEEP_LOGS,
+    S_KEY_LOCK,
+    S_KEY_PUT,
+    S_KEY_RELEASE,
+    S_REPLACE,
+    S_SET_EXPIRY,
+    S_EXPIRY,
+    S_EXPIRED,
+    S_NEXT_EXPIRY,
+    S_SNOOZE,
     S_COUNT_STMTS
 };
 
@@ -167,7 +176,7 @@ static const char *const stmt_sql[S_COUNT_STMTS] = {
     [S_SWEEP_ATTEMPTS] = "DELETE FROM attempts WHERE job_id = ?1",
     [S_SWEEP_KEYS] = "DELETE FROM job_keys WHERE (queue, key) IN (SELECT queue, key FROM "
                      "job_keys INDEXED BY job_keys_age WHERE queue = ?1 AND created_at < ?2 "
-                     "LIMIT ?3)",
+                     "AND held = 0 LIMIT ?3)",
     [S_AHEAD] =
         "SELECT count(*) FROM (SELECT 1 FROM jobs INDEXED BY jobs_ready WHERE queue = ?1 "
         "AND state = " SQL_READY " AND (priority > ?2 OR (priority = ?2 AND (run_at < ?3 OR "
@@ -188,7 +197,7 @@ static const char *const stmt_sql[S_COUNT_STMTS] = {
     [S_OLDEST_OVERDUE] = "SELECT min(run_at) FROM jobs INDEXED BY jobs_due WHERE state IN "
                          "(" SQL_SCHEDULED ", " SQL_RETRYING ") AND run_at <= ?2 AND queue = ?1",
     [S_OLDEST_KEY] = "SELECT min(created_at) FROM job_keys INDEXED BY job_keys_age WHERE "
-                     "queue = ?1",
+                     "queue = ?1 AND held = 0",
     [S_RECENT] = "SELECT " JOB_COLS " FROM jobs INDEXED BY jobs_finished WHERE queue = ?1 AND "
                  "state = ?2 AND state IN " SQL_ENDED " ORDER BY finished_at DESC LIMIT ?3",
     [S_DEP_INSERT] = "INSERT OR IGNORE INTO job_deps (parent_id, job_id) VALUES (?1, ?2)",
@@ -231,6 +240,27 @@ static const char *const stmt_sql[S_COUNT_STMTS] = {
     [S_SCHED_LAST] = "SELECT last_tick FROM schedules WHERE name = ?1",
     [S_SCHED_SET] = "INSERT INTO schedules (name, last_tick) VALUES (?1, ?2) ON CONFLICT (name) "
                     "DO UPDATE SET last_tick = excluded.last_tick",
+    [S_KEY_LOCK] = "SELECT job_id, payload_hash, created_at, held FROM job_keys WHERE "
+                   "queue = ?1 AND key = ?2",
+    [S_KEY_PUT] = "INSERT INTO job_keys (queue, key, job_id, payload_hash, created_at, held) "
+                  "VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT (queue, key) DO UPDATE SET "
+                  "job_id = excluded.job_id, payload_hash = excluded.payload_hash, "
+                  "created_at = excluded.created_at, held = excluded.held",
+    [S_KEY_RELEASE] = "DELETE FROM job_keys INDEXED BY job_keys_held WHERE job_id = ?1 AND "
+                      "held = 1",
+    [S_REPLACE] = "UPDATE jobs SET payload = ?4, run_at = ?5, state = ?3 WHERE id = ?1 AND "
+                  "state = ?2",
+    [S_SET_EXPIRY] = "UPDATE jobs SET expires_at = nullif(?2, 0) WHERE id = ?1",
+    [S_EXPIRY] = "SELECT coalesce(expires_at, 0) FROM jobs WHERE id = ?1",
+    [S_EXPIRED] = "SELECT id FROM jobs INDEXED BY jobs_expiring WHERE expires_at IS NOT NULL "
+                  "AND state IN (" SQL_SCHEDULED ", " SQL_READY ", " SQL_RETRYING ", " SQL_WAITING
+                  ") AND expires_at <= ?2 AND (?1 IS NULL OR queue = ?1) ORDER BY expires_at "
+                  "LIMIT ?3",
+    [S_NEXT_EXPIRY] = "SELECT min(expires_at) FROM jobs INDEXED BY jobs_expiring WHERE "
+                      "expires_at IS NOT NULL AND state IN (" SQL_SCHEDULED ", " SQL_READY
+                      ", " SQL_RETRYING ", " SQL_WAITING ")",
+    [S_SNOOZE] = "UPDATE jobs SET state = " SQL_SCHEDULED ", run_at = ?2, attempt = "
+                 "max(attempt - 1, 0), error = ?3 WHERE id = ?1 AND state = " SQL_RUNNING,
     [S_PROGRESS] = "UPDATE jobs SET progress = CASE WHEN ?2 THEN ?3 ELSE progress END, "
                    "progress_note = CASE WHEN ?2 THEN ?4 ELSE progress_note END, "
                    "checkpoint = coalesce(?5, checkpoint) WHERE id = ?1",
@@ -1715,6 +1745,117 @@ sq_key_delete(store *st, const char *queue, const char *key)
     return step_done(s);
 }
 
+/* sq_key_lock: SQLite has one writer: the transaction holds every key already. */
+static int
+sq_key_lock(store *st, const char *queue, const char *key, int64_t *idp, uint64_t *hashp,
+            int64_t *created_at_msp, bool *heldp)
+{
+    sqlite3_stmt *s = stmt_get(st, S_KEY_LOCK);
+    sqlite3_bind_text(s, 1, queue, -1, SQLITE_STATIC);
+    sqlite3_bind_text(s, 2, key, -1, SQLITE_STATIC);
+    int rc = sqlite3_step(s);
+    if (rc == SQLITE_ROW) {
+        *idp = sqlite3_column_int64(s, 0);
+        *hashp = (uint64_t)sqlite3_column_int64(s, 1);
+        *created_at_msp = sqlite3_column_int64(s, 2);
+        *heldp = sqlite3_column_int(s, 3) != 0;
+    }
+    stmt_done(s);
+    return rc == SQLITE_ROW ? JOBQ_OK : rc == SQLITE_DONE ? JOBQ_ENOENT : from_sqlite(rc);
+}
+
+static int
+sq_key_put(store *st, const char *queue, const char *key, int64_t id, uint64_t hash,
+           int64_t created_ms, bool held)
+{
+    sqlite3_stmt *s = stmt_get(st, S_KEY_PUT);
+    sqlite3_bind_text(s, 1, queue, -1, SQLITE_STATIC);
+    sqlite3_bind_text(s, 2, key, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(s, 3, id);
+    sqlite3_bind_int64(s, 4, (int64_t)hash);
+    sqlite3_bind_int64(s, 5, created_ms);
+    sqlite3_bind_int(s, 6, held);
+    return step_done(s);
+}
+
+static int
+sq_key_release(store *st, int64_t id)
+{
+    sqlite3_stmt *s = stmt_get(st, S_KEY_RELEASE);
+    sqlite3_bind_int64(s, 1, id);
+    return step_done(s);
+}
+
+static int
+sq_job_replace(store *st, int64_t id, int from, int to, const char *payload, int64_t run_at_ms)
+{
+    sqlite3_stmt *s = stmt_get(st, S_REPLACE);
+    sqlite3_bind_int64(s, 1, id);
+    sqlite3_bind_int(s, 2, from);
+    sqlite3_bind_int(s, 3, to);
+    sqlite3_bind_text(s, 4, payload, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(s, 5, run_at_ms);
+    return step_change(st, s);
+}
+
+static int
+sq_job_set_expiry(store *st, int64_t id, int64_t at_ms)
+{
+    sqlite3_stmt *s = stmt_get(st, S_SET_EXPIRY);
+    sqlite3_bind_int64(s, 1, id);
+    sqlite3_bind_int64(s, 2, at_ms);
+    return step_done(s);
+}
+
+static int
+sq_job_expiry(store *st, int64_t id, int64_t *at_msp)
+{
+    sqlite3_stmt *s = stmt_get(st, S_EXPIRY);
+    sqlite3_bind_int64(s, 1, id);
+    int rc = sqlite3_step(s);
+    if (rc == SQLITE_ROW) {
+        *at_msp = sqlite3_column_int64(s, 0);
+    }
+    stmt_done(s);
+    return rc == SQLITE_ROW ? JOBQ_OK : rc == SQLITE_DONE ? JOBQ_ENOENT : from_sqlite(rc);
+}
+
+static int
+sq_expired(store *st, const char *queue, int64_t now_ms, size_t max, int64_t *ids, size_t *np)
+{
+    sqlite3_stmt *s = stmt_get(st, S_EXPIRED);
+    bind_text_or_null(s, 1, queue);
+    sqlite3_bind_int64(s, 2, now_ms);
+    sqlite3_bind_int64(s, 3, (int64_t)max);
+    size_t n = 0;
+    int rc;
+    while ((rc = sqlite3_step(s)) == SQLITE_ROW && n < max) {
+        ids[n++] = sqlite3_column_int64(s, 0);
+    }
+    stmt_done(s);
+    if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
+        return from_sqlite(rc);
+    }
+    *np = n;
+    return JOBQ_OK;
+}
+
+static int
+sq_next_expiry(store *st, int64_t *atp)
+{
+    return oldest(stmt_get(st, S_NEXT_EXPIRY), atp);
+}
+
+static int
+sq_job_snooze(store *st, int64_t id, int64_t run_at_ms, const char *error)
+{
+    sqlite3_stmt *s = stmt_get(st, S_SNOOZE);
+    sqlite3_bind_int64(s, 1, id);
+    sqlite3_bind_int64(s, 2, run_at_ms);
+    bind_text_or_null(s, 3, error);
+    return step_change(st, s);
+}
+
 /* id_step: steps statement s of id for its one parameter id. */
 static int
 id_step(store *st, enum stmt_id sid, int64_t id)
@@ -1927,4 +2068,13 @@ static const store_ops sqlite_ops = {
     .job_delete = sq_job_delete,
     .job_set_priority = sq_job_set_priority,
     .job_set_run_at = sq_job_set_run_at,
+    .key_lock = sq_key_lock,
+    .key_put = sq_key_put,
+    .key_release = sq_key_release,
+    .job_replace = sq_job_replace,
+    .job_set_expiry = sq_job_set_expiry,
+    .job_expiry = sq_job_expiry,
+    .expired = sq_expired,
+    .next_expiry = sq_next_expiry,
+    .job_snooze = sq_job_snooze,
 };

@@ -1,7 +1,8 @@
 /* webhook.c: delivers jobs of url queues as HTTP POSTs (nng's HTTP client; https:// with the
  * receiver's certificate verified), signed with the queue's secret, and maps the answer: 2xx
- * success; 429 or 503 with Retry-After: retry no earlier than it says; other 5xx, connection
- * errors and timeouts: failure with backoff (counted by the breaker); other 4xx: dead. */
+ * success (with a Jobq-Snooze header: snoozed); 429 or 503 with Retry-After: retry no earlier
+ * than it says; other 5xx, connection errors and timeouts: failure with backoff (counted by the
+ * breaker); other 4xx: dead. */
 #include "webhook.h"
 
 #include <nng/nng.h>
@@ -15,6 +16,7 @@
 #include "backoff.h"
 #include "clock.h"
 #include "codec.h"
+#include "duration.h"
 #include "list.h"
 #include "log.h"
 #include "loopq.h"
@@ -49,6 +51,28 @@ static hookq *
 hq_of(server *s)
 {
     return s->hooks;
+}
+
+int64_t
+webhook_snooze_ms(const char *v)
+{
+    if (v == NULL) {
+        return -1;
+    }
+    while (*v == ' ' || *v == '\t') {
+        v++;
+    }
+    char *end;
+    long long n = strtoll(v, &end, 10);
+    if (end != v && n >= 0 && *end == '\0' && n <= JOBQ__DURATION_MAX_MS / 1000) {
+        return n * 1000; /* whole seconds, as Retry-After */
+    }
+    int64_t ms;
+    if (v[0] >= '0' && v[0] <= '9' && jobq__duration_scan(v, false, &ms) && ms >= 0 &&
+        ms <= JOBQ__DURATION_MAX_MS) {
+        return ms;
+    }
+    return -1;
 }
 
 run_outcome
@@ -159,12 +183,14 @@ finish(server *s, hook *h)
     int rv = h->setup_err != 0 ? h->setup_err : nng_aio_result(h->aio);
     int status = rv == 0 ? nng_http_res_get_status(h->res) : 0;
     int64_t retry_after = -1;
+    int64_t snooze_ms = -1;
     char *text = NULL;
     if (rv == 0) {
         const char *ra = nng_http_res_get_header(h->res, "Retry-After");
         if (ra != NULL && ra[0] >= '0' && ra[0] <= '9') {
             retry_after = strtoll(ra, NULL, 10);
         }
+        snooze_ms = webhook_snooze_ms(nng_http_res_get_header(h->res, WEBHOOK_SNOOZE_HEADER));
         void *body;
         size_t len;
         nng_http_res_get_data(h->res, &body, &len);
@@ -189,8 +215,20 @@ finish(server *s, hook *h)
                  (long long)retry_after);
         queue_slow_down(h->a.q, now + retry_after * 1000, why);
     }
+    if (o.state == JOBQ_SUCCEEDED && snooze_ms >= 0) {
+        /* A 2xx with Jobq-Snooze: the receiver took the job but wants it again later. */
+        o = outcome_snooze(now, snooze_ms);
+        free(text);
+        text = NULL;
+        char msg[120];
+        snprintf(msg, sizeof(msg), "snoozed for %lld ms by the webhook (HTTP %d with %s)",
+                 (long long)snooze_ms, status, WEBHOOK_SNOOZE_HEADER);
+        h->a.error = strdup(msg);
+    }
     h->a.outcome = o;
-    if (o.state == JOBQ_SUCCEEDED) {
+    if (o.state == JOBQ_SCHEDULED) {
+        /* snoozed: its error says so */
+    } else if (o.state == JOBQ_SUCCEEDED) {
         h->a.result = text;
     } else {
         char head[300];
@@ -217,7 +255,9 @@ finish(server *s, hook *h)
         }
         free(text);
     }
-    log_info(o.state == JOBQ_SUCCEEDED ? "job_succeeded" : "job_failed",
+    log_info(o.state == JOBQ_SUCCEEDED   ? "job_succeeded"
+             : o.state == JOBQ_SCHEDULED ? "job_snoozed"
+                                         : "job_failed",
              "job=%lld queue=%s attempt=%d/%d status=%d duration_ms=%llu kind=%s next=%s",
              (long long)h->a.job.id, h->a.q->name, h->a.job.attempt, h->a.job.max_attempts, status,
              (unsigned long long)(((uint64_t)jobq__mono_ns() - h->started_ns) / 1000000), o.kind,

@@ -34,6 +34,14 @@ run_outcome webhook_outcome(int status, bool timed_out, enum run_kill kill, int6
                             int32_t attempt, int32_t max_attempts, const queue_conf *qc,
                             int64_t now_ms, uint64_t rnd);
 
+/** The header of a 2xx answer that snoozes the job: whole seconds (as Retry-After) or a
+ *  duration ("500ms", "2m"). */
+#define WEBHOOK_SNOOZE_HEADER "Jobq-Snooze"
+
+/** webhook_snooze_ms: the snooze a Jobq-Snooze header value asks for, in ms; -1 for none
+ *  (NULL, or not a number of seconds nor a duration). Pure. */
+int64_t webhook_snooze_ms(const char *value);
+
 /** webhook_part: the deliveries' client; deliveries still in flight stop when the grace is
  *  over. */
 extern const server_part webhook_part;

@@ -227,6 +227,18 @@ failure_outcome(server *s, lease *l, bool retry, const char *kind)
                           jobq__now_ms(), backoff_rand(&s->rng));
 }
 
+/* snooze_text: what a snoozed job keeps as its error: the worker's text, or why it waits. */
+static char *
+snooze_text(const char *text, int64_t snooze_ms)
+{
+    if (text != NULL) {
+        return strdup(text);
+    }
+    char buf[80];
+    snprintf(buf, sizeof(buf), "snoozed for %lld ms by its worker", (long long)snooze_ms);
+    return strdup(buf);
+}
+
 /* ---- expiry ---- */
 
 static void
@@ -818,7 +830,11 @@ outcome_batch(call *c, bool failed)
         }
         l->batch = b;
         l->batch_i = i;
-        if (failed) {
+        int64_t snooze = o->snooze_ms > 0 ? o->snooze_ms : c->req.snooze_ms;
+        if (failed && snooze > 0) {
+            lease_ending(l, outcome_snooze(jobq__now_ms(), snooze), NULL,
+                         snooze_text(o->text, snooze), NULL);
+        } else if (failed) {
             char *error = strdup(o->text != NULL ? o->text : "failed (no reason given)");
             lease_ending(l, failure_outcome(s, l, o->retry, "error"), NULL, error, NULL);
         } else {
@@ -925,7 +941,14 @@ workers_request(call *c)
             outcome_batch(c, true);
             return;
         }
-        if ((l = held_lease(c, false)) != NULL) {
+        if ((l = held_lease(c, false)) != NULL && c->req.snooze_ms > 0) {
+            c->outcome_pending = c->req.then_fetch;
+            lease_end(l, outcome_snooze(jobq__now_ms(), c->req.snooze_ms), NULL,
+                      snooze_text(c->req.text, c->req.snooze_ms), c);
+            if (c->req.then_fetch) {
+                hold_fetch(c); /* its claim joins the outcome's commit */
+            }
+        } else if (l != NULL) {
             char *error = strdup(c->req.text != NULL ? c->req.text : "failed (no reason given)");
             c->outcome_pending = c->req.then_fetch;
             lease_end(l, failure_outcome(s, l, c->req.retry, "error"), NULL, error, c);

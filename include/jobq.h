@@ -132,7 +132,20 @@ typedef struct jobq_submit_opts {
     bool after_always;    /* run even if a parent ends dead or cancelled (default: cancelled) */
     const char *traceparent; /* W3C trace context handed to every attempt; NULL: none */
     const char *tracestate;  /* with traceparent; NULL: none */
+    int dedupe;              /* a jobq_dedupe: what a submit of a used key does; 0: ttl */
+    int64_t debounce_max_ms; /* dedupe debounce: latest run time after the first submit; 0: none */
+    int64_t expires_at_ms;   /* cancelled (error "expired") if not started by then; 0: never */
+    int64_t expires_in_ms;   /* the same, as a duration from the submit (wins when set) */
 } jobq_submit_opts;
+
+/** How a submit with a key already used on its queue is decided (jobq_submit_opts.dedupe,
+ *  "dedupe" on the wire). Numbers never change. */
+typedef enum jobq_dedupe {
+    JOBQ_DEDUPE_TTL = 0,    /* one job per key_ttl from the key's first submit (the default) */
+    JOBQ_DEDUPE_UNTIL_DONE, /* one job until that job ends: the key is freed at its end */
+    JOBQ_DEDUPE_REPLACE,    /* a job still waiting to run takes the new payload and run time */
+    JOBQ_DEDUPE_DEBOUNCE    /* replace, the run time capped at first submit + debounce_max_ms */
+} jobq_dedupe;
 
 /** jobq_submit: submits one job to queue with payload, a JSON text (any JSON value; NULL
  *  means null). opts may be NULL. Returns once the daemon has made the job durable. On
@@ -140,6 +153,19 @@ typedef struct jobq_submit_opts {
  *  matched an existing job (then *idp is that job's id). */
 JOBQ_API int jobq_submit(jobq_client *client, const char *queue, const char *payload,
                          const jobq_submit_opts *opts, int64_t *idp, bool *duplicatep);
+
+/** What jobq_submit_ex reports of a submit besides the job's id. */
+typedef struct jobq_submitted {
+    bool duplicate; /* the key matched an existing job, which is the id */
+    bool replaced;  /* dedupe replace/debounce: a job waiting to run took the new payload and
+                     * run time; the id is that job's */
+    int state;      /* the job's jobq_state now (-1 if unknown, e.g. deleted) */
+} jobq_submitted;
+
+/** jobq_submit_ex: jobq_submit, reporting in *outp (may be NULL) whether the key matched a
+ *  job (duplicate), whether a waiting job was replaced, and the job's state. */
+JOBQ_API int jobq_submit_ex(jobq_client *client, const char *queue, const char *payload,
+                            const jobq_submit_opts *opts, int64_t *idp, jobq_submitted *outp);
 
 /** jobq_submit_batch: submits n jobs to queue atomically: all are stored or none.
  *  payloads[i] is a JSON text. opts (may be NULL) applies to every job, except key, which
@@ -312,6 +338,21 @@ JOBQ_API const char *jobq_lease_checkpoint_get(const jobq_lease *lease);
 typedef int (*jobq_handler)(void *arg, const jobq_lease *job, char **resultp, char **errorp);
 #define JOBQ_FAIL_RETRY 1
 #define JOBQ_FAIL_PERMANENT 2
+/** A handler's return: snooze the job: it runs again after the delay of the handler's last
+ *  jobq_lease_snooze call (JOBQ_SNOOZE_DEFAULT_MS without one), and this attempt does not
+ *  count toward max_attempts (*errorp, if set, is kept as the reason). */
+#define JOBQ_SNOOZE 3
+#define JOBQ_SNOOZE_DEFAULT_MS 30000
+
+/** jobq_lease_snooze: the delay of the snooze of a handler that returns JOBQ_SNOOZE. Any
+ *  thread. JOBQ_EINVAL for a NULL lease or a negative delay. */
+JOBQ_API int jobq_lease_snooze(const jobq_lease *lease, int64_t delay_ms);
+
+/** jobq_worker_snooze: ends lease's attempt with a snooze (outside jobq_worker_run): the job
+ *  runs again after delay_ms, the attempt not counted toward max_attempts; reason (may be
+ *  NULL) is kept as the job's error. */
+JOBQ_API int jobq_worker_snooze(jobq_worker *worker, const jobq_lease *lease, int64_t delay_ms,
+                                const char *reason);
 
 /** jobq_worker_run: runs handler on up to concurrency jobs at once until jobq_worker_stop is
  *  called, then returns once the jobs in hand are done. Returns JOBQ_OK, or the error that

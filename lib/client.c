@@ -1100,6 +1100,13 @@ check_opts(const jobq_submit_opts *opts)
         return jobq__fail(JOBQ_EINVAL, "run_at_ms must be >= 0, not %lld",
                           (long long)opts->run_at_ms);
     }
+    if (opts->dedupe < JOBQ_DEDUPE_TTL || opts->dedupe > JOBQ_DEDUPE_DEBOUNCE) {
+        return jobq__fail(JOBQ_EINVAL, "dedupe must be a jobq_dedupe, not %d", opts->dedupe);
+    }
+    if (opts->debounce_max_ms < 0 || opts->expires_at_ms < 0 || opts->expires_in_ms < 0) {
+        return jobq__fail(JOBQ_EINVAL, "debounce_max_ms, expires_at_ms and expires_in_ms must "
+                                       "be >= 0");
+    }
     if (opts->max_attempts < 0) {
         return jobq__fail(JOBQ_EINVAL, "max_attempts must be >= 1, not %d",
                           (int)opts->max_attempts);
@@ -1156,6 +1163,18 @@ set_opts(json_t *obj, const jobq_submit_opts *opts)
             rv |= json_object_set_new(obj, "tracestate", json_string(opts->tracestate));
         }
     }
+    static const char *const modes[] = {"ttl", "until_done", "replace", "debounce"};
+    if (opts->dedupe > JOBQ_DEDUPE_TTL && opts->dedupe <= JOBQ_DEDUPE_DEBOUNCE) {
+        rv |= json_object_set_new(obj, "dedupe", json_string(modes[opts->dedupe]));
+    }
+    if (opts->debounce_max_ms != 0) {
+        rv |= json_object_set_new(obj, "debounce_max", json_integer(opts->debounce_max_ms));
+    }
+    if (opts->expires_in_ms != 0) {
+        rv |= json_object_set_new(obj, "expires_in", json_integer(opts->expires_in_ms));
+    } else if (opts->expires_at_ms != 0) {
+        rv |= json_object_set_new(obj, "expires_at", json_integer(opts->expires_at_ms));
+    }
     return rv == 0;
 }
 
@@ -1186,6 +1205,18 @@ jobq_ping(jobq_client *client)
 JOBQ_API int
 jobq_submit(jobq_client *client, const char *queue, const char *payload,
             const jobq_submit_opts *opts, int64_t *idp, bool *duplicatep)
+{
+    jobq_submitted out;
+    int err = jobq_submit_ex(client, queue, payload, opts, idp, &out);
+    if (err == JOBQ_OK && duplicatep != NULL) {
+        *duplicatep = out.duplicate;
+    }
+    return err;
+}
+
+JOBQ_API int
+jobq_submit_ex(jobq_client *client, const char *queue, const char *payload,
+               const jobq_submit_opts *opts, int64_t *idp, jobq_submitted *outp)
 {
     if (queue == NULL || queue[0] == '\0') {
         return jobq__fail(JOBQ_EINVAL, "the queue name is empty");
@@ -1218,8 +1249,11 @@ jobq_submit(jobq_client *client, const char *queue, const char *payload,
         return jobq__fail(JOBQ_EPROTO, "the reply has no valid \"id\"");
     }
     *idp = id;
-    if (duplicatep != NULL) {
-        *duplicatep = json_is_true(json_object_get(reply, "duplicate"));
+    if (outp != NULL) {
+        outp->duplicate = json_is_true(json_object_get(reply, "duplicate"));
+        outp->replaced = json_is_true(json_object_get(reply, "replaced"));
+        const char *st = json_string_value(json_object_get(reply, "state"));
+        outp->state = st != NULL ? jobq__state_parse(st) : -1;
     }
     json_decref(reply);
     return JOBQ_OK;

@@ -61,6 +61,7 @@ struct jobq_lease {
     _Atomic bool cancelled;        /* a heartbeat said cancel, or the lease ended */
     char *checkpoint_in;           /* an earlier attempt's checkpoint (fetched); NULL: none */
     report *rep;                   /* reports waiting for a heartbeat */
+    _Atomic int64_t snooze_ms;     /* jobq_lease_snooze; -1: not called */
 };
 
 /* slot: one of jobq_worker_run's handler threads, seen by the heartbeat thread. */
@@ -78,6 +79,7 @@ typedef struct outcome {
     bool failed;       /* fail, else ack */
     bool retry;        /* fail: may be retried */
     char *text;        /* the result or the error (owned, may be NULL) */
+    int64_t snooze_ms; /* fail: a snooze of this long instead (0: a failure) */
 } outcome;
 
 /* run: the state of one jobq_worker_run. Handlers take jobs from ready and put their outcomes
@@ -468,6 +470,7 @@ lease_from_json(const json_t *obj, int64_t now_ms, jobq_lease **leasep)
         return jobq__fail(JOBQ_ENOMEM, "out of memory reading a fetched job");
     }
     const json_t *payload = json_object_get(obj, "payload");
+    atomic_init(&l->snooze_ms, -1);
     l->queue = strdup(queue);
     l->token = strdup(token);
     l->payload =
@@ -652,6 +655,43 @@ JOBQ_API int
 jobq_worker_fail(jobq_worker *worker, const jobq_lease *lease, const char *error, bool retry)
 {
     return outcome_call(worker, lease, true, error, retry);
+}
+
+JOBQ_API int
+jobq_lease_snooze(const jobq_lease *lease, int64_t delay_ms)
+{
+    if (lease == NULL || delay_ms < 0) {
+        return jobq__fail(JOBQ_EINVAL, "jobq_lease_snooze: a lease and a delay >= 0 are needed");
+    }
+    atomic_store(&((jobq_lease *)lease)->snooze_ms, delay_ms);
+    return JOBQ_OK;
+}
+
+JOBQ_API int
+jobq_worker_snooze(jobq_worker *worker, const jobq_lease *lease, int64_t delay_ms,
+                   const char *reason)
+{
+    int err = check_lease(worker, lease, "jobq_worker_snooze");
+    if (err != JOBQ_OK) {
+        return err;
+    }
+    if (delay_ms < 0) {
+        return jobq__fail(JOBQ_EINVAL, "jobq_worker_snooze: the delay must be >= 0");
+    }
+    json_t *req =
+        json_pack("{s:s, s:I, s:s, s:I}", "op", "fail", "id", (json_int_t)lease->id, "lease",
+                  lease->token, "snooze", (json_int_t)(delay_ms > 0 ? delay_ms : 1));
+    if (!set_text(req, "error", reason, &err)) {
+        json_decref(req);
+        return err;
+    }
+    json_t *reply;
+    err = jobq__call_json(worker->client, "fail", req, 0, &reply);
+    json_decref(req);
+    if (err == JOBQ_OK) {
+        json_decref(reply);
+    }
+    return err;
 }
 
 /* report_take: moves what r holds into sent and its fields into req (the heartbeat). */
@@ -999,6 +1039,10 @@ handler_main(void *arg)
             o->lease = l;
             o->failed = verdict != 0;
             o->retry = verdict != JOBQ_FAIL_PERMANENT;
+            if (verdict == JOBQ_SNOOZE) {
+                int64_t ms = atomic_load(&l->snooze_ms);
+                o->snooze_ms = ms >= 0 ? (ms > 0 ? ms : 1) : JOBQ_SNOOZE_DEFAULT_MS;
+            }
             o->text = verdict != 0 ? error : result;
             if (verdict != 0) {
                 error = NULL;
@@ -1050,6 +1094,9 @@ outcomes_request(run *r, outcome *list, size_t want, int64_t wait_ms)
         }
         if (e != NULL && failed) {
             json_object_set_new(e, "retry", json_boolean(o->retry));
+        }
+        if (e != NULL && failed && o->snooze_ms > 0) {
+            json_object_set_new(e, "snooze", json_integer(o->snooze_ms));
         }
         if (e == NULL || json_array_append_new(jobs, e) != 0) {
             json_decref(req);

@@ -707,6 +707,44 @@ job_trace(dec *d, const json_t *obj, void *dst)
     return true;
 }
 
+/* job_dedupe: "dedupe", how a used key is decided (ttl, until_done, replace, debounce), after
+ * "key" and "debounce_max" were read: a mode other than ttl needs a key, debounce_max needs
+ * debounce. */
+static bool
+job_dedupe(dec *d, const json_t *obj, void *dst)
+{
+    static const char *const names[] = {"ttl", "until_done", "replace", "debounce"};
+    static const field_def def = {.name = "dedupe", .kind = F_STRING, .max = 16};
+    req_job *j = dst;
+    const char *mode = NULL;
+    if (!json_field(d, &def, obj, &mode)) {
+        return false;
+    }
+    j->dedupe = JOBQ_DEDUPE_TTL;
+    if (mode != NULL) {
+        size_t i = 0;
+        while (i < NFIELDS(names) && strcmp(mode, names[i]) != 0) {
+            i++;
+        }
+        if (i == NFIELDS(names)) {
+            return fail(d, "invalid_argument",
+                        "field \"dedupe\" must be ttl, until_done, replace or debounce");
+        }
+        j->dedupe = (int)i;
+        if (j->key == NULL) {
+            return fail(d, "invalid_argument", "field \"dedupe\" needs a \"key\"");
+        }
+    }
+    if (j->debounce_max_ms > 0 && j->dedupe != JOBQ_DEDUPE_DEBOUNCE) {
+        return fail(d, "invalid_argument",
+                    "field \"debounce_max\" goes with \"dedupe\": \"debounce\"");
+    }
+    if (j->expires_at_ms > 0 && j->expires_in_ms > 0) {
+        return fail(d, "invalid_argument", "give \"expires_at\" or \"expires_in\", not both");
+    }
+    return true;
+}
+
 /* The fields of one job: a submit, each entry of a submit_batch's "jobs", its on_complete.
  * The fast scanner takes the F_QUEUE, F_INT and F_TIME rows and "payload". */
 static const field_def job_fields[] = {
@@ -722,6 +760,12 @@ static const field_def job_fields[] = {
     CUSTOM("payload", job_payload),
     CUSTOM("after", job_after),
     CUSTOM("traceparent", job_trace),
+    FIELD(req_job, "debounce_max", F_DURATION, debounce_max_ms, 1, JOBQ__DURATION_MAX_MS,
+          .over = "is over the limit of one year"),
+    FIELD(req_job, "expires_at", F_INT, expires_at_ms, 1, INT64_MAX),
+    FIELD(req_job, "expires_in", F_DURATION, expires_in_ms, 1, JOBQ__DURATION_MAX_MS,
+          .over = "is over the limit of one year"),
+    CUSTOM("dedupe", job_dedupe),
 };
 
 /* decode_job: one job object into j; default_queue is used when it names none. */
@@ -1067,6 +1111,8 @@ static const field_def fail_job_fields[] = {
           .missing = "field \"lease\" (the token from fetch) is required in each job"),
     FIELD(req_outcome, "error", F_TEXT, text, 0, 0),
     FIELD(req_outcome, "retry", F_BOOL, retry, 0, 0, .flags = FD_DEFAULT, .def = 1),
+    FIELD(req_outcome, "snooze", F_DURATION, snooze_ms, 1, JOBQ__DURATION_MAX_MS,
+          .over = "is over the limit of one year"),
 };
 
 /* The fields of the single form: one job named by the request itself. */
@@ -1152,6 +1198,8 @@ static const field_def fail_fields[] = {
     CUSTOM("jobs", fail_jobs),
     CUSTOM("fetch", then_fetch),
     FIELD(request, "slow_down", F_DURATION, slow_down_ms, 1, JOBQ__DURATION_MAX_MS,
+          .over = "is over the limit of one year"),
+    FIELD(request, "snooze", F_DURATION, snooze_ms, 1, JOBQ__DURATION_MAX_MS,
           .over = "is over the limit of one year"),
 };
 

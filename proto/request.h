@@ -34,6 +34,10 @@ typedef struct req_job {
     bool after_always; /* after_policy "always": run even if a parent is dead or cancelled */
     const char *traceparent; /* W3C trace context (NULL: none) */
     const char *tracestate;
+    int dedupe;              /* a jobq_dedupe (needs a key) */
+    int64_t debounce_max_ms; /* dedupe debounce: cap of the run time after the first submit */
+    int64_t expires_at_ms;   /* not started by then: cancelled as expired (0: never) */
+    int64_t expires_in_ms;   /* the same from now (0: none); the loop turns it into expires_at */
 } req_job;
 
 /** When a wait is answered: every job ended, the first ended, or the first failed (ended dead
@@ -46,6 +50,7 @@ typedef struct req_outcome {
     const char *lease; /* the lease token */
     const char *text;  /* ack: result; fail: error (NULL if none) */
     bool retry;        /* fail: may be retried */
+    int64_t snooze_ms; /* fail: snoozed instead: runs again after this, attempt given back */
 } req_outcome;
 
 /** The actions of a mutate, listed once: X(NAME, name) gives MUT_NAME and its wire name. */
@@ -136,6 +141,7 @@ typedef struct request {
     char *checkpoint;    /* owned: the checkpoint as compact JSON text (NULL: none) */
     const char **log;    /* owned array of borrowed strings: log lines (NULL: none) */
     size_t nlog;
+    int64_t snooze_ms; /* fail: every job of it snoozed for this long (0: a failure) */
 } request;
 
 /** The longest progress note of a heartbeat, in bytes. */

@@ -1,5 +1,6 @@
 /* hookd.c: a scripted HTTP endpoint for the webhook tests. Answers each POST /hook with the
- * next line of SCRIPT ("STATUS [RETRY_AFTER_SECONDS]"; the last line repeats; replacing the
+ * next line of SCRIPT ("STATUS [RETRY_AFTER_SECONDS]", or "STATUS snooze=VALUE" to answer
+ * with a Jobq-Snooze header; the last line repeats; replacing the
  * file, a new inode, starts again from its first line) and appends one
  * line per request to LOG: "TIME_MS JOB_ID ATTEMPT QUEUE CONTENT_TYPE STATUS BODY".
  * With JOBQ_HOOKD_SECRET set it is a receiver as the README shows one: a request whose
@@ -31,7 +32,9 @@ static long line_no;
 static ino_t script_ino; /* a new script file (a new inode) starts from its first line */
 static pthread_mutex_t mtx = PTHREAD_MUTEX_INITIALIZER;
 
-/* next_answer: the status and Retry-After of the next request. */
+static char snooze[32]; /* the Jobq-Snooze of the answer being made ("": none), under mtx */
+
+/* next_answer: the status and Retry-After of the next request (and its snooze). */
 static void
 next_answer(int *status, int *retry_after)
 {
@@ -56,6 +59,11 @@ next_answer(int *status, int *retry_after)
     }
     line_no++;
     *retry_after = -1;
+    const char *sn = strstr(last, "snooze=");
+    snooze[0] = '\0';
+    if (sn != NULL) {
+        snprintf(snooze, sizeof(snooze), "%.*s", (int)strcspn(sn + 7, " \n"), sn + 7);
+    }
     if (sscanf(last, "%d %d", status, retry_after) < 1) {
         *status = 200;
     }
@@ -125,6 +133,8 @@ handle(nng_aio *aio)
         fprintf(tf, "%s %s %s\n", id ? id : "-", tp ? tp : "-", tstate ? tstate : "-");
         fclose(tf);
     }
+    char snooze_v[sizeof(snooze)];
+    snprintf(snooze_v, sizeof(snooze_v), "%s", snooze);
     pthread_mutex_unlock(&mtx);
     nng_http_res *res;
     if (nng_http_res_alloc(&res) != 0) {
@@ -136,6 +146,9 @@ handle(nng_aio *aio)
         char ra[32];
         snprintf(ra, sizeof(ra), "%d", retry_after);
         nng_http_res_set_header(res, "Retry-After", ra);
+    }
+    if (snooze_v[0] != '\0') {
+        nng_http_res_set_header(res, "Jobq-Snooze", snooze_v);
     }
     char reply[64];
     snprintf(reply, sizeof(reply), "answer %d", status);

@@ -347,6 +347,36 @@ test_control_lines(void **state)
     assert_string_equal(texts[4], "end");
 }
 
+/* Snooze: exit 76 is its verdict (not a failure), "snooze DUR" its delay on the control
+ * pipe; a bad delay is no control line. */
+static void
+test_snooze_contract(void **state)
+{
+    (void)state;
+    exec_failure why;
+    assert_int_equal(exec_verdict_of(&(exec_end){.exit_status = EXEC_EXIT_SNOOZE}, &why),
+                     EXEC_SNOOZED);
+    assert_int_equal(exec_verdict_of(&(exec_end){.exit_status = 76, .timed_out = true}, &why),
+                     EXEC_FAILED); /* killed at its timeout: a failure, whatever it exited */
+    char head[128];
+    exec_error_head(&(exec_end){.exit_status = 76}, head, sizeof(head));
+    assert_non_null(strstr(head, "snoozed"));
+    exec_ctl_msg m;
+    char l1[] = "snooze 30s";
+    assert_true(exec_ctl_parse(l1, strlen(l1), &m));
+    assert_int_equal(m.kind, EXEC_CTL_SNOOZE);
+    assert_int_equal(m.ms, 30000);
+    char l2[] = "snooze 250ms\r";
+    assert_true(exec_ctl_parse(l2, strlen(l2), &m));
+    assert_int_equal(m.ms, 250);
+    char l3[] = "snooze soon";
+    assert_false(exec_ctl_parse(l3, strlen(l3), &m));
+    char l4[] = "snooze";
+    assert_false(exec_ctl_parse(l4, strlen(l4), &m));
+    char l5[] = "snooze 400d";
+    assert_false(exec_ctl_parse(l5, strlen(l5), &m));
+}
+
 int
 main(void)
 {
@@ -361,6 +391,7 @@ main(void)
         cmocka_unit_test(test_error_text),
         cmocka_unit_test(test_spawn_session_signals_pipes),
         cmocka_unit_test(test_spawn_missing_command),
+        cmocka_unit_test(test_snooze_contract),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

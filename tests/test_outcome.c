@@ -18,7 +18,7 @@ test_kind_names_are_the_persisted_ones(void **state)
 {
     static const char *const names[] = {"success",   "exit",     "signal", "timeout", "spawn",
                                         "lease",     "error",    "http",   "connect", "permanent",
-                                        "cancelled", "shutdown", "crash"};
+                                        "cancelled", "shutdown", "crash",  "snoozed"};
     assert_int_equal(OUTCOME_NKINDS, sizeof(names) / sizeof(names[0]));
     for (int k = 0; k < OUTCOME_NKINDS; k++) {
         assert_string_equal(outcome_kind_name((outcome_kind)k), names[k]);
@@ -138,6 +138,19 @@ test_webhook_answers(void **state)
     assert_string_equal(o.kind, "shutdown");
 }
 
+/* A snooze schedules the job again after its delay, says nothing of the downstream. */
+static void
+test_snooze(void **state)
+{
+    (void)state;
+    run_outcome o = outcome_snooze(1000, 30000);
+    assert_int_equal(o.state, JOBQ_SCHEDULED);
+    assert_int_equal(o.run_at_ms, 31000);
+    assert_string_equal(o.kind, "snoozed");
+    assert_int_equal(outcome_kind_breaker(OUTCOME_SNOOZED), OUTCOME_BREAKER_NONE);
+    assert_int_equal(outcome_snooze(1000, -5).run_at_ms, 1000);
+}
+
 int
 main(void)
 {
@@ -146,6 +159,7 @@ main(void)
         cmocka_unit_test(test_kind_breaker_effects),
         cmocka_unit_test(test_decide_each_verdict),
         cmocka_unit_test(test_webhook_answers),
+        cmocka_unit_test(test_snooze),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

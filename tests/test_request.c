@@ -577,6 +577,57 @@ test_mutate(void **state)
                 "invalid_argument");
 }
 
+/* The dedupe modes, debounce_max and expiry fields of a job, in a submit and in a batch. */
+static void
+test_dedupe_and_expiry_fields(void **state)
+{
+    (void)state;
+    request req;
+    assert_null(decode("{\"op\":\"submit\",\"queue\":\"q\",\"key\":\"k\",\"dedupe\":\"debounce\","
+                       "\"delay\":\"5s\",\"debounce_max\":\"1m\",\"expires_in\":\"10m\"}",
+                       &req));
+    assert_int_equal(req.jobs[0].dedupe, JOBQ_DEDUPE_DEBOUNCE);
+    assert_int_equal(req.jobs[0].debounce_max_ms, 60000);
+    assert_int_equal(req.jobs[0].expires_in_ms, 600000);
+    jobq__request_free(&req);
+    assert_null(
+        decode("{\"op\":\"submit\",\"queue\":\"q\",\"key\":\"k\",\"expires_at\":123}", &req));
+    assert_int_equal(req.jobs[0].dedupe, JOBQ_DEDUPE_TTL);
+    assert_int_equal(req.jobs[0].expires_at_ms, 123);
+    jobq__request_free(&req);
+    assert_null(decode("{\"op\":\"submit_batch\",\"queue\":\"q\",\"jobs\":[{\"key\":\"a\","
+                       "\"dedupe\":\"until_done\"},{\"key\":\"b\",\"dedupe\":\"replace\"},{}]}",
+                       &req));
+    assert_int_equal(req.jobs[0].dedupe, JOBQ_DEDUPE_UNTIL_DONE);
+    assert_int_equal(req.jobs[1].dedupe, JOBQ_DEDUPE_REPLACE);
+    assert_int_equal(req.jobs[2].dedupe, JOBQ_DEDUPE_TTL);
+    jobq__request_free(&req);
+    expect_error("{\"op\":\"submit\",\"queue\":\"q\",\"key\":\"k\",\"dedupe\":\"latest\"}",
+                 "invalid_argument", "until_done", NULL);
+    expect_error("{\"op\":\"submit\",\"queue\":\"q\",\"dedupe\":\"replace\"}", "invalid_argument",
+                 "needs a \"key\"", NULL);
+    expect_error("{\"op\":\"submit\",\"queue\":\"q\",\"key\":\"k\",\"debounce_max\":\"1m\"}",
+                 "invalid_argument", "debounce_max", NULL);
+    expect_error("{\"op\":\"submit\",\"queue\":\"q\",\"expires_at\":5,\"expires_in\":\"1s\"}",
+                 "invalid_argument", "not both", NULL);
+    expect_error("{\"op\":\"submit\",\"queue\":\"q\",\"expires_in\":0}", "invalid_argument",
+                 "expires_in", NULL);
+    /* A fail's snooze: for the single form and for each entry of a fail of many. */
+    assert_null(decode("{\"op\":\"fail\",\"id\":3,\"lease\":\"a\",\"snooze\":\"30s\"}", &req));
+    assert_int_equal(req.snooze_ms, 30000);
+    jobq__request_free(&req);
+    assert_null(decode("{\"op\":\"fail\",\"jobs\":[{\"id\":3,\"lease\":\"a\",\"snooze\":500},"
+                       "{\"id\":4,\"lease\":\"b\"}]}",
+                       &req));
+    assert_int_equal(req.outcomes[0].snooze_ms, 500);
+    assert_int_equal(req.outcomes[1].snooze_ms, 0);
+    jobq__request_free(&req);
+    expect_error("{\"op\":\"fail\",\"id\":3,\"lease\":\"a\",\"snooze\":0}", "invalid_argument",
+                 "snooze", NULL);
+    expect_error("{\"op\":\"submit_batch\",\"queue\":\"q\",\"jobs\":[{},{\"dedupe\":\"replace\"}]}",
+                 "invalid_argument", "jobs[1]", NULL);
+}
+
 int
 main(void)
 {
@@ -595,6 +646,7 @@ main(void)
         cmocka_unit_test(test_outcomes_of_many_jobs),
         cmocka_unit_test(test_tokens),
         cmocka_unit_test(test_mutate),
+        cmocka_unit_test(test_dedupe_and_expiry_fields),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

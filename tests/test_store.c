@@ -24,6 +24,7 @@
 #endif
 
 #include "migrate.h"
+#include "lifecycle.h"
 #include "store.h"
 
 typedef struct fixture {
@@ -1048,6 +1049,86 @@ test_pg_concurrent_claims_skip_locked(void **state)
     store_close(other);
 }
 
+/* A second node's submit of a key: lifecycle_insert_dedupe in its own transaction. */
+typedef struct key_race {
+    store *st;
+    int64_t id;
+    bool dup;
+    int err;
+} key_race;
+
+static void *
+key_race_submit(void *arg)
+{
+    key_race *k = arg;
+    job_spec s = {.queue = "q",
+                  .payload = "1",
+                  .payload_hash = 1,
+                  .max_attempts = 1,
+                  .timeout_ms = 1,
+                  .key = "k",
+                  .key_ttl_ms = 1000000,
+                  .dedupe = JOBQ_DEDUPE_UNTIL_DONE};
+    int js;
+    k->err = store_begin(k->st);
+    if (k->err == JOBQ_OK) {
+        k->err = lifecycle_insert_dedupe(k->st, &s, 2, &k->id, &k->dup, &js, NULL);
+    }
+    if (k->err == JOBQ_OK) {
+        k->err = store_commit(k->st);
+    }
+    return NULL;
+}
+
+/* Two nodes submit one key at once: the second waits for the first's transaction (the key's
+ * lock) and finds its job, instead of admitting a second one. */
+static void
+test_pg_key_race_two_nodes(void **state)
+{
+    fixture *f = *state;
+    store *other = NULL;
+    char err[1024] = "";
+    if (store_open(f->path, DURABILITY_FULL, &other, err, sizeof(err)) != JOBQ_OK) {
+        fail_msg("second store_open: %s", err);
+    }
+    job_spec s = {.queue = "q",
+                  .payload = "1",
+                  .payload_hash = 1,
+                  .max_attempts = 1,
+                  .timeout_ms = 1,
+                  .key = "k",
+                  .key_ttl_ms = 1000000,
+                  .dedupe = JOBQ_DEDUPE_UNTIL_DONE};
+    int64_t id;
+    bool dup;
+    int js;
+    assert_int_equal(store_begin(f->st), JOBQ_OK);
+    assert_int_equal(lifecycle_insert_dedupe(f->st, &s, 1, &id, &dup, &js, NULL), JOBQ_OK);
+    key_race k = {.st = other};
+    pthread_t t;
+    assert_int_equal(pthread_create(&t, NULL, key_race_submit, &k), 0);
+    /* Commit only once the other node waits for the key's lock. */
+    for (;;) {
+        char *w = pg_admin(f->db, "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' "
+                                  "AND NOT granted");
+        bool waiting = strcmp(w, "1") == 0;
+        free(w);
+        if (waiting) {
+            break;
+        }
+        usleep(2000);
+    }
+    assert_int_equal(store_commit(f->st), JOBQ_OK);
+    assert_int_equal(pthread_join(t, NULL), 0);
+    assert_int_equal(k.err, JOBQ_OK);
+    assert_true(k.dup);
+    assert_int_equal(k.id, id);
+    char *n = pg_admin(f->db, "SELECT count(*) FROM jobs");
+    assert_string_equal(n, "1");
+    free(n);
+    store_close(other);
+}
+
 /* A lost connection fails the statement that finds it with a message saying where and what to
  * do; the next transaction reconnects. */
 static void
@@ -1260,6 +1341,246 @@ test_contract_delete_priority_run_at_fenced(void **state)
     assert_int_equal(next, 90000);
 }
 
+/* Keys held until their job ends (dedupe modes): put replaces, release forgets only the held
+ * keys of that job, retention never sweeps a held key by age; replace is fenced. */
+static void
+test_contract_held_keys_and_replace(void **state)
+{
+    fixture *f = *state;
+    int64_t id, created;
+    uint64_t hash;
+    bool held;
+    int64_t j = insert(f->st, "mail", 0, 0, 10);
+    assert_int_equal(store_begin(f->st), JOBQ_OK);
+    assert_int_equal(store_key_lock(f->st, "mail", "h", &id, &hash, &created, &held), JOBQ_ENOENT);
+    assert_int_equal(store_key_put(f->st, "mail", "h", j, 5, 100, true), JOBQ_OK);
+    assert_int_equal(store_key_put(f->st, "mail", "t", j, 6, 100, false), JOBQ_OK);
+    assert_int_equal(store_key_lock(f->st, "mail", "h", &id, &hash, &created, &held), JOBQ_OK);
+    assert_true(held && id == j && hash == 5 && created == 100);
+    assert_int_equal(store_key_put(f->st, "mail", "h", j, UINT64_MAX, 100, true), JOBQ_OK);
+    assert_int_equal(store_key_lock(f->st, "mail", "h", &id, &hash, &created, &held), JOBQ_OK);
+    assert_true(hash == UINT64_MAX);
+    size_t n;
+    int64_t at;
+    assert_int_equal(store_sweep_keys(f->st, "mail", 1000, 10, &n), JOBQ_OK);
+    assert_int_equal(n, 1); /* "t" only */
+    assert_int_equal(store_oldest_key(f->st, "mail", &at), JOBQ_ENOENT);
+    assert_int_equal(store_key_lock(f->st, "mail", "h", &id, &hash, &created, &held), JOBQ_OK);
+    assert_int_equal(store_key_release(f->st, j + 1), JOBQ_OK);
+    assert_int_equal(store_key_lock(f->st, "mail", "h", &id, &hash, &created, &held), JOBQ_OK);
+    assert_int_equal(store_job_replace(f->st, j, JOBQ_SCHEDULED, JOBQ_SCHEDULED, "2", 50),
+                     JOBQ_ESTATE);
+    assert_int_equal(store_job_replace(f->st, j, JOBQ_READY, JOBQ_SCHEDULED, "{\"n\":2}", 50),
+                     JOBQ_OK);
+    assert_int_equal(store_key_release(f->st, j), JOBQ_OK);
+    assert_int_equal(store_key_lock(f->st, "mail", "h", &id, &hash, &created, &held), JOBQ_ENOENT);
+    assert_int_equal(store_commit(f->st), JOBQ_OK);
+    job_row r;
+    assert_int_equal(store_get(f->st, j, &r), JOBQ_OK);
+    assert_string_equal(r.payload, "{\"n\":2}");
+    assert_int_equal(r.state, JOBQ_SCHEDULED);
+    assert_int_equal(r.run_at_ms, 50);
+    job_row_clear(&r);
+}
+
+/* The dedupe modes' policy (lifecycle_insert_dedupe) on every backend: until_done admits one
+ * job until its end frees the key; replace gives a waiting job the new payload and run time
+ * and leaves a running one alone; debounce caps the run time at the first use + max. */
+static void
+test_contract_dedupe_modes(void **state)
+{
+    fixture *f = *state;
+    job_spec s = {.queue = "mail",
+                  .payload = "1",
+                  .payload_hash = 1,
+                  .max_attempts = 1,
+                  .timeout_ms = 1,
+                  .key = "k",
+                  .key_ttl_ms = 1000000,
+                  .dedupe = JOBQ_DEDUPE_UNTIL_DONE};
+    int64_t id1, id2;
+    bool dup;
+    int js;
+    dedupe_out out;
+    assert_int_equal(store_begin(f->st), JOBQ_OK);
+    assert_int_equal(lifecycle_insert_dedupe(f->st, &s, 0, &id1, &dup, &js, &out), JOBQ_OK);
+    assert_false(dup || out.replaced);
+    assert_int_equal(lifecycle_insert_dedupe(f->st, &s, 1, &id2, &dup, &js, &out), JOBQ_OK);
+    assert_true(dup && id2 == id1);
+    s.payload_hash = 2;
+    assert_int_equal(lifecycle_insert_dedupe(f->st, &s, 1, &id2, &dup, &js, &out), JOBQ_ECONFLICT);
+    /* Its end frees the key in the same transaction. */
+    job_row rows[1];
+    size_t n;
+    assert_int_equal(store_claim(f->st, "mail", 2, 1, rows, &n), JOBQ_OK);
+    assert_int_equal(n, 1);
+    job_row_clear(&rows[0]);
+    assert_int_equal(lifecycle_finish(f->st, id1, JOBQ_SUCCEEDED, 3, 0, NULL, NULL, NULL), JOBQ_OK);
+    assert_int_equal(lifecycle_insert_dedupe(f->st, &s, 4, &id2, &dup, &js, &out), JOBQ_OK);
+    assert_true(!dup && id2 > id1);
+
+    /* replace: a waiting job takes the payload and the run time, same id. */
+    s.key = "r";
+    s.dedupe = JOBQ_DEDUPE_REPLACE;
+    s.queue = "rq";
+    s.payload = "{\"n\":1}";
+    s.run_at_ms = 100;
+    int64_t r1, r2;
+    assert_int_equal(lifecycle_insert_dedupe(f->st, &s, 10, &r1, &dup, &js, &out), JOBQ_OK);
+    assert_int_equal(js, JOBQ_SCHEDULED);
+    s.payload = "{\"n\":2}";
+    s.payload_hash = 3;
+    s.run_at_ms = 5;
+    assert_int_equal(lifecycle_insert_dedupe(f->st, &s, 11, &r2, &dup, &js, &out), JOBQ_OK);
+    assert_true(out.replaced && !dup && r2 == r1);
+    assert_int_equal(out.from, JOBQ_SCHEDULED);
+    assert_int_equal(js, JOBQ_READY);
+    job_row r;
+    assert_int_equal(store_get(f->st, r1, &r), JOBQ_OK);
+    assert_string_equal(r.payload, "{\"n\":2}");
+    assert_int_equal(r.run_at_ms, 5);
+    job_row_clear(&r);
+    /* Running: left alone, a new job takes the key; the old one's end leaves it alone. */
+    assert_int_equal(store_claim(f->st, "rq", 12, 1, rows, &n), JOBQ_OK);
+    assert_int_equal(n, 1);
+    job_row_clear(&rows[0]);
+    s.payload = "{\"n\":3}";
+    assert_int_equal(lifecycle_insert_dedupe(f->st, &s, 13, &r2, &dup, &js, &out), JOBQ_OK);
+    assert_true(!out.replaced && !dup && r2 > r1);
+    assert_int_equal(lifecycle_finish(f->st, r1, JOBQ_SUCCEEDED, 14, 0, NULL, NULL, NULL), JOBQ_OK);
+    int64_t r3;
+    s.payload = "{\"n\":4}";
+    assert_int_equal(lifecycle_insert_dedupe(f->st, &s, 15, &r3, &dup, &js, &out), JOBQ_OK);
+    assert_true(out.replaced && r3 == r2);
+
+    /* debounce: pushed, capped at the key's first use + debounce_max. */
+    s.key = "d";
+    s.dedupe = JOBQ_DEDUPE_DEBOUNCE;
+    s.debounce_max_ms = 1000;
+    s.run_at_ms = 600;
+    int64_t d1, d2;
+    assert_int_equal(lifecycle_insert_dedupe(f->st, &s, 100, &d1, &dup, &js, &out), JOBQ_OK);
+    s.run_at_ms = 900;
+    assert_int_equal(lifecycle_insert_dedupe(f->st, &s, 400, &d2, &dup, &js, &out), JOBQ_OK);
+    assert_true(out.replaced && d2 == d1);
+    assert_int_equal(out.run_at_ms, 900);
+    s.run_at_ms = 5000;
+    assert_int_equal(lifecycle_insert_dedupe(f->st, &s, 800, &d2, &dup, &js, &out), JOBQ_OK);
+    assert_int_equal(out.run_at_ms, 1100);
+    assert_int_equal(js, JOBQ_SCHEDULED);
+    /* A cancel frees a held key too. */
+    assert_int_equal(lifecycle_cancel(f->st, d1, 801, false, &r, &js), JOBQ_OK);
+    job_row_clear(&r);
+    assert_int_equal(lifecycle_insert_dedupe(f->st, &s, 802, &d2, &dup, &js, &out), JOBQ_OK);
+    assert_true(!out.replaced && d2 > d1);
+    assert_int_equal(store_commit(f->st), JOBQ_OK);
+}
+
+/* Expiry on every backend: a deadline recorded at submit; the jobs not started past it are
+ * found (running and ended ones are not) and cancelled as expired, with an effect each. */
+static void
+test_contract_expiry(void **state)
+{
+    fixture *f = *state;
+    job_spec s = {
+        .queue = "x", .payload = "1", .max_attempts = 1, .timeout_ms = 1, .expires_at_ms = 500};
+    int64_t a, b, c, d;
+    bool dup;
+    int js;
+    assert_int_equal(store_begin(f->st), JOBQ_OK);
+    assert_int_equal(lifecycle_insert(f->st, &s, 10, &a, &dup, &js), JOBQ_OK);
+    s.run_at_ms = 10000; /* scheduled */
+    assert_int_equal(lifecycle_insert(f->st, &s, 10, &b, &dup, &js), JOBQ_OK);
+    s.run_at_ms = 0;
+    s.expires_at_ms = 900;
+    assert_int_equal(lifecycle_insert(f->st, &s, 10, &c, &dup, &js), JOBQ_OK);
+    s.expires_at_ms = 0;
+    assert_int_equal(lifecycle_insert(f->st, &s, 10, &d, &dup, &js), JOBQ_OK);
+    assert_int_equal(store_commit(f->st), JOBQ_OK);
+    int64_t at;
+    assert_int_equal(store_next_expiry(f->st, &at), JOBQ_OK);
+    assert_int_equal(at, 500);
+    assert_int_equal(store_job_expiry(f->st, c, &at), JOBQ_OK);
+    assert_int_equal(at, 900);
+    assert_int_equal(store_job_expiry(f->st, d, &at), JOBQ_OK);
+    assert_int_equal(at, 0);
+    /* a starts: it no longer expires. */
+    job_row rows[1];
+    size_t n;
+    assert_int_equal(store_begin(f->st), JOBQ_OK);
+    assert_int_equal(store_claim(f->st, "x", 20, 1, rows, &n), JOBQ_OK);
+    assert_int_equal(n, 1);
+    assert_int_equal(rows[0].id, a);
+    job_row_clear(&rows[0]);
+    size_t mark = store_effects_mark(f->st);
+    assert_int_equal(lifecycle_expire(f->st, "other", 600, 10, &n), JOBQ_OK);
+    assert_int_equal(n, 0);
+    assert_int_equal(lifecycle_expire(f->st, "x", 600, 10, &n), JOBQ_OK);
+    assert_int_equal(n, 1); /* b */
+    size_t ne;
+    store_effect *e = store_effects_take(f->st, &ne);
+    assert_true(ne >= mark + 1);
+    assert_true(e[ne - 1].expired && e[ne - 1].id == b && e[ne - 1].to == JOBQ_CANCELLED);
+    assert_int_equal(e[ne - 1].from, JOBQ_SCHEDULED);
+    store_effects_free(e, ne);
+    assert_int_equal(store_next_expiry(f->st, &at), JOBQ_OK);
+    assert_int_equal(at, 900);
+    assert_int_equal(lifecycle_expire(f->st, NULL, 900, 10, &n), JOBQ_OK);
+    assert_int_equal(n, 1); /* c */
+    e = store_effects_take(f->st, &ne);
+    store_effects_free(e, ne);
+    assert_int_equal(store_next_expiry(f->st, &at), JOBQ_ENOENT);
+    assert_int_equal(store_commit(f->st), JOBQ_OK);
+    job_row r;
+    assert_int_equal(store_get(f->st, b, &r), JOBQ_OK);
+    assert_int_equal(r.state, JOBQ_CANCELLED);
+    assert_string_equal(r.error, EXPIRED_ERROR);
+    job_row_clear(&r);
+    assert_int_equal(store_job_state(f->st, d, &js), JOBQ_OK);
+    assert_int_equal(js, JOBQ_READY);
+}
+
+/* Snooze on every backend: a running job is scheduled again with its attempt given back,
+ * the attempt kept as "snoozed"; a job not running is fenced. */
+static void
+test_contract_snooze(void **state)
+{
+    fixture *f = *state;
+    int64_t id = insert(f->st, "s", 0, 0, 10);
+    job_row rows[1];
+    size_t n;
+    assert_int_equal(store_begin(f->st), JOBQ_OK);
+    assert_int_equal(store_claim(f->st, "s", 20, 1, rows, &n), JOBQ_OK);
+    assert_int_equal(rows[0].attempt, 1);
+    attempt_rec a = {.attempt = 1, .started_at_ms = 20, .kind = "snoozed"};
+    assert_int_equal(lifecycle_snooze(f->st, id, 30, 5030, "later", &a), JOBQ_OK);
+    assert_int_equal(lifecycle_snooze(f->st, id, 31, 5031, NULL, &a), JOBQ_ESTATE);
+    assert_int_equal(store_commit(f->st), JOBQ_OK);
+    job_row_clear(&rows[0]);
+    job_row r;
+    assert_int_equal(store_get(f->st, id, &r), JOBQ_OK);
+    assert_int_equal(r.state, JOBQ_SCHEDULED);
+    assert_int_equal(r.attempt, 0);
+    assert_int_equal(r.run_at_ms, 5030);
+    assert_string_equal(r.error, "later");
+    job_row_clear(&r);
+    int64_t c;
+    assert_int_equal(store_attempt_count(f->st, id, "snoozed", &c), JOBQ_OK);
+    assert_int_equal(c, 1);
+    int64_t at;
+    assert_int_equal(store_next_due(f->st, &at), JOBQ_OK);
+    assert_int_equal(at, 5030);
+    /* Claimed again, it is attempt 1 again. */
+    assert_int_equal(store_begin(f->st), JOBQ_OK);
+    size_t np;
+    assert_int_equal(store_promote_due(f->st, 6000, 10, NULL, NULL, &np), JOBQ_OK);
+    assert_int_equal(store_claim(f->st, "s", 6000, 1, rows, &n), JOBQ_OK);
+    assert_int_equal(n, 1);
+    assert_int_equal(rows[0].attempt, 1);
+    assert_int_equal(store_commit(f->st), JOBQ_OK);
+    job_row_clear(&rows[0]);
+}
+
 static void
 test_redact_hides_password(void **state)
 {
@@ -1306,6 +1627,10 @@ main(void)
                                         teardown),
         cmocka_unit_test_setup_teardown(test_contract_progress_and_checkpoint, setup, teardown),
         cmocka_unit_test_setup_teardown(test_contract_logs_capped_and_swept, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_contract_held_keys_and_replace, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_contract_dedupe_modes, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_contract_expiry, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_contract_snooze, setup, teardown),
     };
     const struct CMUnitTest sqlite[] = {
         cmocka_unit_test(test_redact_hides_password),
@@ -1327,6 +1652,7 @@ main(void)
         cmocka_unit_test_setup_teardown(test_pg_concurrent_claims_skip_locked, setup, teardown),
         cmocka_unit_test_setup_teardown(test_pg_lost_connection_reconnects, setup, teardown),
         cmocka_unit_test(test_pg_unreachable_server_says_where),
+        cmocka_unit_test_setup_teardown(test_pg_key_race_two_nodes, setup, teardown),
     };
     int failed = cmocka_run_group_tests_name("store_contract_pg", contract, NULL, NULL);
     return failed + cmocka_run_group_tests_name("store_pg", pg, NULL, NULL);
