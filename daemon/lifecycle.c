@@ -100,6 +100,9 @@ release_children(store *st, int64_t parent, int pstate, int64_t now_ms, worklist
     if (err == JOBQ_OK && nkids > 0) {
         err = store_dep_drop_parent(st, parent);
     }
+    if (err == JOBQ_OK && nkids > 0) {
+        err = store_parents_settle(st, parent); /* its result, for the children's claims */
+    }
     for (size_t i = 0; i < nkids && err == JOBQ_OK; i++) {
         int64_t kid = kids[i];
         int kstate;
@@ -227,6 +230,11 @@ lifecycle_insert(store *st, const job_spec *spec, int64_t now_ms, int64_t *idp, 
         if ((err = store_job_state(st, spec->after[i], &ps)) == JOBQ_OK && ps != JOBQ_SUCCEEDED) {
             err = store_dep_add(st, spec->after[i], id); /* succeeded: nothing to wait for */
         }
+    }
+    /* Every parent for good, with the result of those that ended: the child's claim reads
+     * them (job_deps keeps only the ones still to end). */
+    for (size_t i = 0; err == JOBQ_OK && state != JOBQ_CANCELLED && i < spec->nafter; i++) {
+        err = store_parents_add(st, id, spec->after[i]);
     }
     if (err == JOBQ_OK && spec->key != NULL) {
         err = store_key_add(st, spec->queue, spec->key, id, spec->payload_hash, now_ms);
