@@ -454,6 +454,50 @@ lifecycle_schedule_fire(store *st, const char *name, int64_t tick_ms, const job_
 }
 
 int
+lifecycle_schedule_tick(store *st, const char *name, int64_t tick_ms, const job_spec *spec,
+                        bool overlap_skip, int64_t now_ms, int64_t *idp, bool *dupp, int *statep,
+                        bool *skippedp)
+{
+    *skippedp = false;
+    if (spec != NULL && overlap_skip) {
+        bool paused;
+        int64_t last = 0;
+        int lstate;
+        int err = store_sstate_get(st, name, &paused, &last);
+        if (err != JOBQ_OK && err != JOBQ_ENOENT) {
+            return err;
+        }
+        if (err == JOBQ_OK && last != 0 && (err = store_job_state(st, last, &lstate)) == JOBQ_OK &&
+            !lifecycle_ended_state(lstate)) {
+            *skippedp = true;
+            *idp = last;
+            *dupp = false;
+            *statep = lstate;
+            return store_schedule_set(st, name, tick_ms);
+        }
+        if (err != JOBQ_OK && err != JOBQ_ENOENT) {
+            return err;
+        }
+    }
+    int err = lifecycle_schedule_fire(st, name, tick_ms, spec, now_ms, idp, dupp, statep);
+    if (err == JOBQ_OK && spec != NULL && !*dupp) {
+        err = store_sstate_set_job(st, name, *idp);
+    }
+    return err;
+}
+
+int
+lifecycle_schedule_trigger(store *st, const char *name, const job_spec *spec, int64_t now_ms,
+                           int64_t *idp, bool *dupp, int *statep)
+{
+    int err = lifecycle_insert(st, spec, now_ms, idp, dupp, statep);
+    if (err == JOBQ_OK && !*dupp) {
+        err = store_sstate_set_job(st, name, *idp);
+    }
+    return err;
+}
+
+int
 lifecycle_sweep_queue(store *st, const char *queue, const int64_t *retention_ms, int64_t key_ttl_ms,
                       int64_t now_ms, size_t max, size_t *deleted, bool *morep, int64_t *next_msp)
 {
