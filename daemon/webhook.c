@@ -426,6 +426,24 @@ webhook_cancel(server *s, int64_t id, const char *why)
     return false;
 }
 
+/* strs_differ: whether two optional strings differ. */
+static bool
+strs_differ(const char *a, const char *b)
+{
+    return (a == NULL) != (b == NULL) || (a != NULL && strcmp(a, b) != 0);
+}
+
+void
+webhook_queue_changed(qstate *q, const queue_conf *old)
+{
+    if (q->hook_tls != NULL &&
+        (strs_differ(q->conf->url, old->url) || strs_differ(q->conf->ca, old->ca))) {
+        /* Made again at the next delivery; one in flight keeps its own reference. */
+        nng_tls_config_free(q->hook_tls);
+        q->hook_tls = NULL;
+    }
+}
+
 void
 webhook_stop_all(server *s)
 {

@@ -38,4 +38,8 @@ run_outcome webhook_outcome(int status, bool timed_out, enum run_kill kill, int6
  *  over. */
 extern const server_part webhook_part;
 
+/** webhook_queue_changed: q's section was reloaded (old is the previous one): TLS settings
+ *  made for another URL or CA are dropped. Loop thread. */
+void webhook_queue_changed(qstate *q, const queue_conf *old);
+
 #endif
