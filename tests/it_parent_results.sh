@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # it_parent_results.sh: a job that ran `after` others is handed their results, keyed by parent
-# id: JOBQ_PARENT_RESULTS in an exec handler's environment, "parent_results" in a remote
-# worker's fetch and in a webhook's body (a JSON object payload); a parent that ended before
+# id: JOBQ_PARENT_RESULTS in an exec handler's environment (and a `jobq work` command's),
+# "parent_results" in a remote worker's fetch and in a webhook's body (a JSON object payload); a parent that ended before
 # the child was submitted and one that ended after both count; the whole DAG of a batch too.
 . "$(dirname "$0")/lib.sh"
 : "${JOBQ_HOOKD:?JOBQ_HOOKD must name the jobq-hookd test endpoint}"
@@ -85,6 +85,18 @@ cli wait "$gc" >/dev/null
 jq -e --arg a "$rc" '.[$a] == "remote-done"' "$T/child.$gc" >/dev/null ||
     fail "grandchild of a remote job: $(cat "$T/child.$gc")"
 ok "a remote worker's fetch has parent_results, and an ack's result reaches the next child"
+
+# `jobq work` hands them to its command as an exec handler gets them.
+wc=$(cli submit remote '{"w":1}' --after "$p1")
+"$JOBQ" --url "$SOCK" work remote -- "$T/child.sh" >/dev/null 2>"$T/work.err" &
+WORKER=$!
+CLEANUP_PIDS+=("$WORKER")
+cli wait "$wc" >/dev/null || fail "jobq work's job: $(cli get "$wc" --json) $(cat "$T/work.err")"
+kill "$WORKER"
+wait "$WORKER" 2>/dev/null || true
+jq -e --arg a "$p1" '.[$a] == "result-\($a)" and length == 1' "$T/child.$wc" >/dev/null ||
+    fail "jobq work's JOBQ_PARENT_RESULTS: $(cat "$T/child.$wc")"
+ok "jobq work passes parent_results on as JOBQ_PARENT_RESULTS"
 
 # ---- a webhook's body ----
 hc=$(cli submit hook '{"h":1}' --after "$p1")
