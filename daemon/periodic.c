@@ -813,7 +813,15 @@ done_sched(wop *op)
         np->next_ms = cron_next(&np->sc->expr, np->sc->zone, np->last_ms);
         np->created_at_ms = o->now_ms;
         np->updated_at_ms = o->now_ms;
-        if (p != NULL && p->runtime) {
+        if (p != NULL && !p->runtime) {
+            /* A reload brought a config schedule of this name meanwhile: it wins. */
+            pstate_free(np);
+            reply_error(c, "invalid_state",
+                        "a schedule of the config file has this name now: the config's wins "
+                        "(this one is kept in the database)");
+            break;
+        }
+        if (p != NULL) {
             np->paused = p->paused;
             np->created_at_ms = p->created_at_ms;
             unlink_state(s, p);
