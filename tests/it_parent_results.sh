@@ -116,3 +116,4 @@ cli wait "$c3" >/dev/null
 jq -e --arg a "$p3" '.[$a] == "result-\($a)"' "$T/child.$c3" >/dev/null ||
     fail "after a restart: $(cat "$T/child.$c3")"
 ok "parents' results survive a restart"
+stop_jobqd
