@@ -138,6 +138,7 @@ int cmd_explain(cli *c, const cli_cmd *cmd, int argc, char **argv);
 int cmd_backup(cli *c, const cli_cmd *cmd, int argc, char **argv);
 int cmd_list(cli *c, const cli_cmd *cmd, int argc, char **argv);
 int cmd_stats(cli *c, const cli_cmd *cmd, int argc, char **argv);
+int cmd_schedules_main(cli *c, const cli_cmd *cmd, int argc, char **argv); /* cmd_schedules.c */
 int cmd_schedules(cli *c, const cli_cmd *cmd, int argc, char **argv);
 int cmd_pause(cli *c, const cli_cmd *cmd, int argc, char **argv);
 int cmd_resume(cli *c, const cli_cmd *cmd, int argc, char **argv);

@@ -1236,10 +1236,10 @@ cmd_schedules(cli *c, const cli_cmd *cmd, int argc, char **argv)
         jobq_free(text);
         return rc;
     }
-    static const char *const names[] = {"SCHEDULE", "CRON", "TIMEZONE", "QUEUE",
-                                        "MISSED",   "LAST", "NEXT"};
+    static const char *const names[] = {"SCHEDULE", "CRON", "TIMEZONE", "QUEUE", "MISSED",
+                                        "LAST",     "NEXT", "SOURCE",   "STATE"};
     cli_table t;
-    if (!cli_table_init(&t, 7, names, NULL)) {
+    if (!cli_table_init(&t, 9, names, NULL)) {
         fprintf(stderr, "jobq: schedules: out of memory\n");
         rc = EXIT_FAILED;
     }
@@ -1253,7 +1253,7 @@ cmd_schedules(cli *c, const cli_cmd *cmd, int argc, char **argv)
         char last[40], next[40];
         json_t *nx = json_object_get(sc, "next");
         json_t *lt = json_object_get(sc, "last_tick"); /* null: it has not fired yet */
-        const char *cells[7] = {
+        const char *cells[9] = {
             json_string_value(json_object_get(sc, "name")),
             json_string_value(json_object_get(sc, "cron")),
             json_string_value(json_object_get(sc, "timezone")),
@@ -1263,8 +1263,10 @@ cmd_schedules(cli *c, const cli_cmd *cmd, int argc, char **argv)
                                 : "never",
             json_is_integer(nx) ? cli_fmt_time(json_integer_value(nx), next, sizeof(next))
                                 : "never",
+            json_string_value(json_object_get(sc, "source")),
+            json_is_true(json_object_get(sc, "paused")) ? "paused" : "active",
         };
-        for (size_t k = 0; k < 7; k++) {
+        for (size_t k = 0; k < 9; k++) {
             cells[k] = cells[k] != NULL ? cells[k] : "-";
         }
         if (!cli_table_row(&t, cells)) {
@@ -1274,7 +1276,8 @@ cmd_schedules(cli *c, const cli_cmd *cmd, int argc, char **argv)
     }
     if (rc == EXIT_OK) {
         if (json_array_size(json_object_get(reply, "schedules")) == 0) {
-            printf("no schedules: add [schedule.NAME] sections to jobqd's config\n");
+            printf("no schedules: add [schedule.NAME] sections to jobqd's config, or one with "
+                   "jobq schedules add\n");
         } else {
             cli_table_print(&t);
         }

@@ -134,7 +134,8 @@ run_command(const work *wk, const jobq_lease *job, outcome *o)
                    .traceparent = jobq_lease_traceparent(job),
                    .tracestate = jobq_lease_tracestate(job),
                    .checkpoint = jobq_lease_checkpoint_get(job),
-                   .control = true};
+                   .control = true,
+                   .parent_results = jobq_lease_parent_results(job)};
     if (!exec_env_build(&env, environ, &ej)) {
         snprintf(o->spawn_error, sizeof(o->spawn_error), "out of memory starting \"%s\"",
                  wk->argv[0]);

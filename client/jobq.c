@@ -184,11 +184,34 @@ static const cli_cmd commands[] = {
      "Prints one line per queue: jobs in each state, whether it is paused, and the state of\n"
      "its circuit breaker.\n",
      cmd_stats},
-    {"schedules", "", "list the periodic schedules and when each runs next",
-     "Prints one line per [schedule.NAME] of jobqd's config: its cron expression and time\n"
-     "zone, the queue its jobs go to, what happens to ticks missed while jobqd was down, the\n"
-     "last tick it fired or skipped and the next one (in local time).\n",
-     cmd_schedules},
+    {"schedules", "[list | add|update NAME [OPTIONS] | pause|resume|trigger|delete NAME]",
+     "list the periodic schedules, or manage them at runtime",
+     "Without a subcommand (or with list), prints one line per schedule: its cron expression\n"
+     "and time zone, the queue its jobs go to, what happens to ticks missed while jobqd was\n"
+     "down, the last tick it fired or skipped and the next one (in local time).\n"
+     "\n"
+     "Schedules are [schedule.NAME] sections of jobqd's config, or added at runtime and kept\n"
+     "in its database. A config schedule wins over a stored one of the same name and may\n"
+     "only be paused, resumed and triggered at runtime (change the file and reload jobqd).\n"
+     "\n"
+     "  add NAME --cron EXPR --queue QUEUE [OPTIONS]   a new schedule (from now on)\n"
+     "  update NAME [OPTIONS]   change what is given; a new cron or time zone counts from now\n"
+     "  pause NAME              its ticks pass without a job until resumed (also across\n"
+     "                          restarts); resume NAME: the next tick after now runs\n"
+     "  trigger NAME            one job now, besides its ticks; prints its id\n"
+     "  delete NAME             forget a schedule added at runtime (its jobs stay)\n"
+     "\n"
+     "Options of add and update:\n"
+     "  --cron EXPR         five fields: minute hour day-of-month month day-of-week\n"
+     "  --queue QUEUE       where its jobs go\n"
+     "  --payload JSON      each job's payload (default null)\n"
+     "  --timezone TZ       the zone the expression is read in (default UTC)\n"
+     "  --missed P          run_once (default): one job for the ticks missed while jobqd was\n"
+     "                      down; skip: none\n"
+     "  --overlap P         allow (default): every tick submits its job; skip: not while the\n"
+     "                      last job of the schedule is pending or running\n"
+     "  --priority N        each job's priority (default 0)\n",
+     cmd_schedules_main},
     {"top", "[--interval DUR] [--once]", "a live view of every queue, like top",
      "Shows one row per queue: jobs ready, running, scheduled, retrying and dead, jobs\n"
      "succeeded and attempts failed per second, the circuit breaker and the paused flag;\n"

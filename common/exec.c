@@ -18,7 +18,8 @@ exec_env_build(exec_env *e, char *const *env, const exec_job *job)
         n++;
     }
     e->checkpoint = NULL;
-    e->envp = calloc(n + EXEC_ENV_VARS + 2, sizeof(*e->envp));
+    e->parent_results = NULL;
+    e->envp = calloc(n + EXEC_ENV_VARS + 3, sizeof(*e->envp));
     if (e->envp == NULL) {
         return false;
     }
@@ -32,6 +33,20 @@ exec_env_build(exec_env *e, char *const *env, const exec_job *job)
         }
         memcpy(e->checkpoint, "JOBQ_CHECKPOINT=", sizeof("JOBQ_CHECKPOINT=") - 1);
         memcpy(e->checkpoint + sizeof("JOBQ_CHECKPOINT=") - 1, job->checkpoint, cl + 1);
+    }
+    if (job->parent_results != NULL) {
+        size_t pl = strlen(job->parent_results);
+        e->parent_results = malloc(sizeof("JOBQ_PARENT_RESULTS=") + pl);
+        if (e->parent_results == NULL) {
+            free(e->envp);
+            free(e->checkpoint);
+            e->envp = NULL;
+            e->checkpoint = NULL;
+            return false;
+        }
+        memcpy(e->parent_results, "JOBQ_PARENT_RESULTS=", sizeof("JOBQ_PARENT_RESULTS=") - 1);
+        memcpy(e->parent_results + sizeof("JOBQ_PARENT_RESULTS=") - 1, job->parent_results,
+               pl + 1);
     }
     size_t k = 0;
     for (size_t i = 0; i < n; i++) {
@@ -61,6 +76,9 @@ exec_env_build(exec_env *e, char *const *env, const exec_job *job)
     if (e->checkpoint != NULL) {
         e->envp[k++] = e->checkpoint;
     }
+    if (e->parent_results != NULL) {
+        e->envp[k++] = e->parent_results;
+    }
     e->envp[k] = NULL;
     return true;
 }
@@ -70,8 +88,10 @@ exec_env_free(exec_env *e)
 {
     free(e->envp);
     free(e->checkpoint);
+    free(e->parent_results);
     e->envp = NULL;
     e->checkpoint = NULL;
+    e->parent_results = NULL;
 }
 
 /* ---- the control pipe ---- */

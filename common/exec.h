@@ -42,18 +42,21 @@ typedef struct exec_job {
     const char *tracestate;
     const char *checkpoint; /* the last checkpoint of an earlier attempt, JSON (NULL: none) */
     bool control;           /* the command has a control pipe at EXEC_CONTROL_FD */
+    const char *parent_results; /* its parents' results, a JSON object (NULL: no parent) */
 } exec_job;
 
 /** A command's environment: ours without JOBQ_*, TRACEPARENT and TRACESTATE variables, then
  *  JOBQ_JOB_ID, JOBQ_QUEUE, JOBQ_ATTEMPT, JOBQ_MAX_ATTEMPTS, the job's TRACEPARENT and
  *  TRACESTATE when it has a trace context (the environment carrier of OpenTelemetry),
- *  JOBQ_CONTROL_FD=3 when it has a control pipe, and JOBQ_CHECKPOINT (JSON text) when an
- *  earlier attempt left a checkpoint. envp points into vars, checkpoint and the environment
+ *  JOBQ_CONTROL_FD=3 when it has a control pipe, JOBQ_CHECKPOINT (JSON text) when an
+ *  earlier attempt left a checkpoint, and JOBQ_PARENT_RESULTS (a JSON object keyed by parent
+ *  id, at most 64 KiB) when the job ran `after` others. envp points into vars, checkpoint and the environment
  *  it was built from: keep them in place while envp is used. */
 typedef struct exec_env {
     char **envp; /* NULL-terminated; owned */
     char vars[EXEC_ENV_VARS][600];
     char *checkpoint; /* "JOBQ_CHECKPOINT=..." (owned; NULL: none) */
+    char *parent_results; /* "JOBQ_PARENT_RESULTS=..." (owned; NULL: none) */
 } exec_env;
 
 /** exec_env_build: fills e from env (NULL-terminated, borrowed) and job. Returns false when

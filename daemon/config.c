@@ -127,8 +127,8 @@ static const char *const listen_schemes[] = {"tcp://", "ipc://", "tls+tcp://", "
 enum section_kind { SEC_NONE, SEC_SERVER, SEC_QUEUE, SEC_SCHEDULE, SEC_IGNORED };
 
 /* The keys of a [schedule.NAME] section, in the order of schedule_lines. */
-static const char *const schedule_keys[] = {"cron",     "queue",  "payload",
-                                            "timezone", "missed", "priority"};
+static const char *const schedule_keys[] = {"cron",   "queue",    "payload", "timezone",
+                                            "missed", "priority", "overlap"};
 #define NSCHEDULE_KEYS (sizeof(schedule_keys) / sizeof(schedule_keys[0]))
 
 /* State shared by the line reader and the key handler during one config_load. */
@@ -838,7 +838,7 @@ set_schedule_key(parse_ctx *c, const char *name, const char *value)
         }
         return bad(c,
                    "%s unknown key \"%s\": a schedule has cron, queue, payload, timezone, "
-                   "missed and priority",
+                   "missed, overlap and priority",
                    c->label, name);
     }
     if (c->schedule_lines[k] != 0) {
@@ -903,6 +903,16 @@ set_schedule_key(parse_ctx *c, const char *name, const char *value)
                        c->label, value);
         }
         sc->missed_skip = strcmp(value, "skip") == 0;
+        return 1;
+    }
+    if (strcmp(name, "overlap") == 0) {
+        if (strcmp(value, "allow") != 0 && strcmp(value, "skip") != 0) {
+            return bad(c,
+                       "%s overlap = \"%s\": expected allow (every tick submits its job) or skip "
+                       "(no job while the last tick's job is pending or running)",
+                       c->label, value);
+        }
+        sc->overlap_skip = strcmp(value, "skip") == 0;
         return 1;
     }
     int64_t v;

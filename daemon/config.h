@@ -56,6 +56,7 @@ typedef struct schedule_conf {
     int32_t priority;
     tz *zone;         /* `timezone`; default UTC */
     bool missed_skip; /* missed = skip: ticks missed while jobqd was down are not run */
+    bool overlap_skip; /* overlap = skip: no job while the last tick's job has not ended */
 } schedule_conf;
 
 typedef struct config {

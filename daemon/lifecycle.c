@@ -100,6 +100,9 @@ release_children(store *st, int64_t parent, int pstate, int64_t now_ms, worklist
     if (err == JOBQ_OK && nkids > 0) {
         err = store_dep_drop_parent(st, parent);
     }
+    if (err == JOBQ_OK && nkids > 0) {
+        err = store_parents_settle(st, parent); /* its result, for the children's claims */
+    }
     for (size_t i = 0; i < nkids && err == JOBQ_OK; i++) {
         int64_t kid = kids[i];
         int kstate;
@@ -320,6 +323,11 @@ lifecycle_insert_dedupe(store *st, const job_spec *spec, int64_t now_ms, int64_t
             err = store_dep_add(st, spec->after[i], id); /* succeeded: nothing to wait for */
         }
     }
+    /* Every parent for good, with the result of those that ended: the child's claim reads
+     * them (job_deps keeps only the ones still to end). */
+    for (size_t i = 0; err == JOBQ_OK && state != JOBQ_CANCELLED && i < spec->nafter; i++) {
+        err = store_parents_add(st, id, spec->after[i]);
+    }
     if (err == JOBQ_OK && spec->expires_at_ms > 0 && state != JOBQ_CANCELLED) {
         err = store_job_set_expiry(st, id, spec->expires_at_ms);
     }
@@ -539,6 +547,50 @@ lifecycle_schedule_fire(store *st, const char *name, int64_t tick_ms, const job_
         return err;
     }
     return lifecycle_insert(st, spec, now_ms, idp, dupp, statep);
+}
+
+int
+lifecycle_schedule_tick(store *st, const char *name, int64_t tick_ms, const job_spec *spec,
+                        bool overlap_skip, int64_t now_ms, int64_t *idp, bool *dupp, int *statep,
+                        bool *skippedp)
+{
+    *skippedp = false;
+    if (spec != NULL && overlap_skip) {
+        bool paused;
+        int64_t last = 0;
+        int lstate;
+        int err = store_sstate_get(st, name, &paused, &last);
+        if (err != JOBQ_OK && err != JOBQ_ENOENT) {
+            return err;
+        }
+        if (err == JOBQ_OK && last != 0 && (err = store_job_state(st, last, &lstate)) == JOBQ_OK &&
+            !lifecycle_ended_state(lstate)) {
+            *skippedp = true;
+            *idp = last;
+            *dupp = false;
+            *statep = lstate;
+            return store_schedule_set(st, name, tick_ms);
+        }
+        if (err != JOBQ_OK && err != JOBQ_ENOENT) {
+            return err;
+        }
+    }
+    int err = lifecycle_schedule_fire(st, name, tick_ms, spec, now_ms, idp, dupp, statep);
+    if (err == JOBQ_OK && spec != NULL && !*dupp) {
+        err = store_sstate_set_job(st, name, *idp);
+    }
+    return err;
+}
+
+int
+lifecycle_schedule_trigger(store *st, const char *name, const job_spec *spec, int64_t now_ms,
+                           int64_t *idp, bool *dupp, int *statep)
+{
+    int err = lifecycle_insert(st, spec, now_ms, idp, dupp, statep);
+    if (err == JOBQ_OK && !*dupp) {
+        err = store_sstate_set_job(st, name, *idp);
+    }
+    return err;
 }
 
 int

@@ -109,6 +109,19 @@ int lifecycle_recover_running(store *st, int64_t now_ms, int poison_crashes,
 int lifecycle_schedule_fire(store *st, const char *name, int64_t tick_ms, const job_spec *spec,
                             int64_t now_ms, int64_t *idp, bool *dupp, int *statep);
 
+/** lifecycle_schedule_tick: lifecycle_schedule_fire with the overlap policy: with
+ *  overlap_skip, while the job of the schedule's last fired tick (or trigger) is still
+ *  pending or running, the tick is recorded without a job (*skippedp true, *idp that job).
+ *  A submitted job becomes the schedule's last job. */
+int lifecycle_schedule_tick(store *st, const char *name, int64_t tick_ms, const job_spec *spec,
+                            bool overlap_skip, int64_t now_ms, int64_t *idp, bool *dupp,
+                            int *statep, bool *skippedp);
+
+/** lifecycle_schedule_trigger: submits spec (a job of schedule name, outside its ticks) and
+ *  makes it the schedule's last job. Outputs as lifecycle_insert. */
+int lifecycle_schedule_trigger(store *st, const char *name, const job_spec *spec, int64_t now_ms,
+                               int64_t *idp, bool *dupp, int *statep);
+
 /** lifecycle_sweep_queue: retention of queue, in one batch of at most max deletions per
  *  kind: deletes its ended jobs (with their history) that finished longer ago than
  *  retention_ms[state] for each end state, counting them in deleted[state], and forgets its

@@ -30,6 +30,8 @@
 #include "workers.h"
 #include "expiry.h"
 
+static const server_part reload_part;
+
 /* jobqd's parts, in the order they start (init, then start), learn of the drain, and close
  * once drained; freed in the reverse order. The job port and the monitor come last: nothing
  * is served before the state they serve is loaded. */
@@ -49,6 +51,7 @@ static const server_part *const parts[] = {
     &gauges_part,         /* the age of each queue's oldest waiting job */
     &dispatch_part,       /* the job port */
     &monitor_part,        /* the HTTP monitor */
+    &reload_part,         /* SIGHUP: the config file read again */
 };
 
 static void
@@ -58,7 +61,8 @@ usage(FILE *f)
                "  -c, --config FILE   configuration file (default /etc/jobq/jobq.conf)\n"
                "      --check-config  only read and validate FILE, then exit (0 if valid)\n"
                "      --version       print the version and exit\n"
-               "Signals: SIGTERM or SIGINT drain and exit 0.\n");
+               "Signals: SIGTERM or SIGINT drain and exit 0; SIGHUP reads FILE again and applies\n"
+               "its queues and schedules (a bad file is refused whole, logged with its line).\n");
 }
 
 /* close_walk_cb: closes what a failed server_init left open, so that the loop ends. */
@@ -136,6 +140,160 @@ fd_budget(config *cfg, char *err, size_t errlen)
     }
     return 0;
 }
+
+/* ---- reload (SIGHUP) ----
+ * The file is read and validated whole; a bad one changes nothing. The new queue and schedule
+ * sections replace those of the config in use (s->cfg, whose [server] settings stay: they
+ * need a restart, and each one that differs is logged). The replaced sections are kept until
+ * jobqd exits: queues, running jobs and schedules in flight point into them. */
+static uv_signal_t reload_sig;
+static config **retired; /* configs holding replaced sections */
+static size_t nretired;
+
+/* str_differs: whether two optional settings differ. */
+static bool
+str_differs(const char *a, const char *b)
+{
+    return (a == NULL) != (b == NULL) || (a != NULL && strcmp(a, b) != 0);
+}
+
+/* needs_restart: logs each [server] setting of b that differs from a's (in use). */
+static void
+needs_restart(const config *a, const config *b)
+{
+    bool listen = a->nlisten != b->nlisten;
+    for (size_t i = 0; !listen && i < a->nlisten; i++) {
+        listen = strcmp(a->listen[i], b->listen[i]) != 0;
+    }
+    const struct {
+        const char *key;
+        bool differs;
+    } keys[] = {
+        {"listen", listen},
+        {"database", str_differs(a->database, b->database) || a->store != b->store},
+        {"http", str_differs(a->http, b->http)},
+        {"auth_token", str_differs(a->auth_token, b->auth_token)},
+        {"read_token", str_differs(a->read_token, b->read_token)},
+        {"http_tls_cert", str_differs(a->http_tls_cert, b->http_tls_cert) ||
+                              str_differs(a->http_tls_key, b->http_tls_key)},
+        {"tls_cert", str_differs(a->tls_cert, b->tls_cert) || str_differs(a->tls_key, b->tls_key) ||
+                         str_differs(a->tls_ca, b->tls_ca)},
+        {"user", str_differs(a->user, b->user)},
+        {"durability", a->durability != b->durability},
+        {"shutdown_grace", a->shutdown_grace_ms != b->shutdown_grace_ms},
+        {"log_level", a->log_level != b->log_level},
+        {"allow_unknown_queues", a->allow_unknown_queues != b->allow_unknown_queues},
+        {"max_message", a->max_message != b->max_message},
+        {"max_payload", a->max_payload != b->max_payload},
+        {"max_batch", a->max_batch != b->max_batch},
+        {"max_waits", a->max_waits != b->max_waits ||
+                          a->max_waits_per_connection != b->max_waits_per_connection},
+        {"max_connections", a->max_connections != b->max_connections},
+        {"max_queues", a->max_queues != b->max_queues},
+        {"max_unauthenticated_message",
+         a->max_unauthenticated_message != b->max_unauthenticated_message},
+        {"read_timeout", a->read_timeout_ms != b->read_timeout_ms},
+        {"idle_timeout", a->idle_timeout_ms != b->idle_timeout_ms},
+        {"max_buffered", a->max_buffered != b->max_buffered},
+        {"http_timeout", a->http_timeout_ms != b->http_timeout_ms},
+        {"http_max_per_ip", a->http_max_per_ip != b->http_max_per_ip},
+        {"http_max_request", a->http_max_request != b->http_max_request},
+        {"backup_dir", str_differs(a->backup_dir, b->backup_dir)},
+    };
+    for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++) {
+        if (keys[i].differs) {
+            log_warn("reload_needs_restart",
+                     "key=%s reason=\"[server] %s changed: it takes effect when jobqd restarts\"",
+                     keys[i].key, keys[i].key);
+        }
+    }
+}
+
+static void
+reload_cb(uv_signal_t *h, int signum)
+{
+    (void)signum;
+    server *s = h->data;
+    char err[1024], q[1100];
+    if (s->draining) {
+        log_warn("reload_ignored", "reason=\"jobqd is shutting down\"");
+        return;
+    }
+    config **grown = realloc(retired, (nretired + 1) * sizeof(*grown));
+    if (grown == NULL) {
+        log_error("reload_refused", "reason=\"out of memory\"");
+        return;
+    }
+    retired = grown;
+    config *nc = NULL;
+    if (config_load(s->cfg->path, &nc, err, sizeof(err)) != 0) {
+        log_error("reload_refused", "reason=%s config=unchanged", log_quote(q, sizeof(q), err));
+        return;
+    }
+    needs_restart(s->cfg, nc);
+    config *cur = s->cfg;
+    queue_conf *qs = cur->queues;
+    size_t nq = cur->nqueues;
+    schedule_conf *ss = cur->schedules;
+    size_t ns = cur->nschedules;
+    cur->queues = nc->queues;
+    cur->nqueues = nc->nqueues;
+    cur->schedules = nc->schedules;
+    cur->nschedules = nc->nschedules;
+    nc->queues = qs; /* the replaced sections, kept (see above) */
+    nc->nqueues = nq;
+    nc->schedules = ss;
+    nc->nschedules = ns;
+    retired[nretired++] = nc;
+    queues_reload(s, webhook_queue_changed);
+    periodic_reload(s);
+    sched_dispatch_all(s);
+    log_info("reloaded", "path=%s queues=%zu schedules=%zu", log_quote(q, sizeof(q), cur->path),
+             cur->nqueues, cur->nschedules);
+}
+
+static int
+reload_init(server *s, char *err, size_t errlen)
+{
+    (void)err;
+    (void)errlen;
+    uv_signal_init(s->loop, &reload_sig);
+    reload_sig.data = s;
+    return 0;
+}
+
+static void
+reload_start(server *s)
+{
+    (void)s;
+    uv_signal_start(&reload_sig, reload_cb, SIGHUP);
+    uv_unref((uv_handle_t *)&reload_sig); /* it keeps no loop alive */
+}
+
+static void
+reload_close(server *s)
+{
+    (void)s;
+    uv_close((uv_handle_t *)&reload_sig, NULL);
+}
+
+static void
+reload_free(server *s)
+{
+    (void)s;
+    for (size_t i = 0; i < nretired; i++) {
+        config_free(retired[i]);
+    }
+    free(retired);
+    retired = NULL;
+    nretired = 0;
+}
+
+static const server_part reload_part = {.name = "reload",
+                                        .init = reload_init,
+                                        .start = reload_start,
+                                        .close = reload_close,
+                                        .free = reload_free};
 
 int
 main(int argc, char **argv)

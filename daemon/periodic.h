@@ -41,6 +41,12 @@ void periodic_start(server *s);
 /** periodic_json: the schedules and their next runs, for the `schedules` op. */
 json_t *periodic_json(server *s);
 
+/** periodic_reload: after s->cfg's schedule sections were replaced (SIGHUP): each config
+ *  schedule takes its new section and goes on from its last tick; new ones start from now
+ *  (after a store read), removed ones stop; a runtime schedule named like a config one gives
+ *  way. The previous sections must stay valid. Loop thread. */
+void periodic_reload(server *s);
+
 /** periodic_close: stops and closes the timer. */
 void periodic_close(server *s);
 

@@ -330,6 +330,68 @@ queues_count(server *s, char *err, size_t errlen)
     return 0;
 }
 
+/* rule_of: the breaker rule of qc. */
+static breaker_rule
+rule_of(const queue_conf *qc)
+{
+    breaker_rule rule = {.window = qc->breaker_window,
+                         .min_calls = qc->breaker_min_calls,
+                         .cooldown_ms = qc->breaker_cooldown_ms,
+                         .probes = qc->breaker_probes};
+    config_breaker_rates(qc, &rule.rate_pct, &rule.failures);
+    return rule;
+}
+
+void
+queues_reload(server *s, void (*changed)(qstate *q, const queue_conf *old))
+{
+    size_t n = s->nqueues; /* the queues from before: new ones are added below */
+    for (size_t i = 0; i < n; i++) {
+        qstate *q = s->queues[i];
+        const queue_conf *qc = config_queue(s->cfg, q->name);
+        if (qc == NULL) {
+            if (q->configured) {
+                log_warn("queue_removed",
+                         "queue=%s reason=\"its section is gone from the config: it keeps its "
+                         "settings until jobqd restarts\"",
+                         q->name);
+            }
+            continue;
+        }
+        const queue_conf *old = q->conf;
+        q->conf = qc;
+        if (!q->configured) {
+            q->configured = true;
+            s->nunconfigured--;
+        }
+        breaker_rule rule = rule_of(qc);
+        breaker_rule was = rule_of(old);
+        if (memcmp(&rule, &was, sizeof(rule)) != 0) {
+            breaker b; /* the new rule, clamped; the breaker's state is kept */
+            breaker_init(&b, &rule);
+            q->br.rule = b.rule;
+        }
+        if (qc->rate_per_s != old->rate_per_s) {
+            rate_init(&q->rate, qc->rate_per_s, jobq__now_ms());
+        }
+        if (changed != NULL) {
+            changed(q, old);
+        }
+        log_info("queue_reloaded", "queue=%s concurrency=%d rate=%g max_attempts=%d", q->name,
+                 qc->concurrency, qc->rate_per_s, qc->max_attempts);
+    }
+    for (size_t i = 0; i < s->cfg->nqueues; i++) {
+        const char *name = s->cfg->queues[i].name;
+        if (queue_find(s, name) == NULL) {
+            if (queue_add(s, name) == NULL) {
+                log_error("queue_add_failed", "queue=%s reason=\"out of memory\"", name);
+                continue;
+            }
+            log_info("queue_added", "queue=%s", name);
+        }
+    }
+}
+
 const server_part queues_recover_part = {
     .name = "queues_recover", .init = queues_recover, .free = queues_free};
 const server_part queues_count_part = {.name = "queues_count", .init = queues_count};

@@ -17,6 +17,7 @@ job_row_clear(job_row *row)
     free(row->tracestate);
     free(row->note);
     free(row->checkpoint);
+    free(row->parent_results);
     memset(row, 0, sizeof(*row));
 }
 
@@ -52,4 +53,15 @@ group_info_clear(group_info *g)
     free(g->members);
     free(g->oc_queue);
     memset(g, 0, sizeof(*g));
+}
+
+void
+sched_def_clear(sched_def *d)
+{
+    free(d->name);
+    free(d->cron);
+    free(d->timezone);
+    free(d->queue);
+    free(d->payload);
+    memset(d, 0, sizeof(*d));
 }

@@ -322,7 +322,8 @@ spawn(runner *r)
                     .traceparent = r->a.job.traceparent,
                     .tracestate = r->a.job.tracestate,
                     .checkpoint = r->a.job.checkpoint,
-                    .control = true};
+                    .control = true,
+                    .parent_results = r->a.job.parent_results};
     if (!exec_env_build(&env, environ, &job)) {
         snprintf(r->spawn_error, sizeof(r->spawn_error), "out of memory");
         return false;

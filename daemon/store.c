@@ -6,6 +6,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <jansson.h>
+
 bool
 store_is_postgres(const char *database)
 {
@@ -263,10 +265,99 @@ store_set_paused(store *st, const char *queue, bool paused)
     return st->ops->set_paused(st, queue, paused);
 }
 
+/* What store_claim gathers of the claimed jobs' parents: one object per job, built in id
+ * order of the parents, each capped at STORE_PARENT_RESULTS_MAX bytes of JSON text. */
+typedef struct parents_acc {
+    job_row *rows;
+    size_t n;
+    json_t **objs; /* per row; NULL: no parent seen */
+    size_t *bytes; /* per row: the object's text length so far */
+    bool oom;
+} parents_acc;
+
+static void
+parents_acc_cb(void *arg, int64_t id, int64_t parent, const char *result)
+{
+    parents_acc *a = arg;
+    size_t i = 0;
+    while (i < a->n && a->rows[i].id != id) {
+        i++;
+    }
+    if (i == a->n) {
+        return;
+    }
+    if (a->objs[i] == NULL && (a->objs[i] = json_object()) == NULL) {
+        a->oom = true;
+        return;
+    }
+    char key[24];
+    snprintf(key, sizeof(key), "%lld", (long long)parent);
+    json_t *v = result != NULL ? json_string(result) : json_null();
+    if (v == NULL) {
+        v = json_null(); /* not UTF-8: the codec keeps results as strings; say nothing */
+    }
+    /* "key": value, plus the braces or a comma: the exact size of the compact encoding. */
+    size_t vlen = json_dumpb(v, NULL, 0, JSON_ENCODE_ANY | JSON_COMPACT);
+    size_t add = strlen(key) + 3 + vlen + 1;
+    if (a->bytes[i] + add + 1 > STORE_PARENT_RESULTS_MAX) {
+        json_decref(v);
+        v = json_null();
+        add = strlen(key) + 3 + 4 + 1;
+    }
+    a->bytes[i] += add;
+    json_object_set_new(a->objs[i], key, v);
+}
+
 int
 store_claim(store *st, const char *queue, int64_t now_ms, size_t max, job_row *rows, size_t *np)
 {
-    return st->ops->claim(st, queue, now_ms, max, rows, np);
+    size_t n = 0;
+    int err = st->ops->claim(st, queue, now_ms, max, rows, &n);
+    if (err != JOBQ_OK || n == 0) {
+        if (err == JOBQ_OK) {
+            *np = 0;
+        }
+        return err;
+    }
+    int64_t *ids = malloc(n * sizeof(*ids));
+    parents_acc a = {.rows = rows,
+                     .n = n,
+                     .objs = calloc(n, sizeof(*a.objs)),
+                     .bytes = calloc(n, sizeof(*a.bytes))};
+    if (ids == NULL || a.objs == NULL || a.bytes == NULL) {
+        err = JOBQ_ENOMEM;
+    } else {
+        for (size_t i = 0; i < n; i++) {
+            ids[i] = rows[i].id;
+            a.bytes[i] = 1; /* "{" */
+        }
+        err = st->ops->parents_of(st, ids, n, parents_acc_cb, &a);
+    }
+    for (size_t i = 0; err == JOBQ_OK && i < n; i++) {
+        if (a.objs[i] != NULL) {
+            rows[i].parent_results = json_dumps(a.objs[i], JSON_COMPACT | JSON_SORT_KEYS);
+            if (rows[i].parent_results == NULL) {
+                a.oom = true;
+            }
+        }
+    }
+    if (err == JOBQ_OK && a.oom) {
+        err = JOBQ_ENOMEM;
+    }
+    for (size_t i = 0; a.objs != NULL && i < n; i++) {
+        json_decref(a.objs[i]);
+    }
+    free(a.objs);
+    free(a.bytes);
+    free(ids);
+    if (err != JOBQ_OK) {
+        for (size_t i = 0; i < n; i++) {
+            job_row_clear(&rows[i]);
+        }
+        return err;
+    }
+    *np = n;
+    return JOBQ_OK;
 }
 
 int
@@ -539,6 +630,61 @@ int
 store_schedule_since(store *st, const char *name, int64_t now_ms, int64_t *sincep)
 {
     return st->ops->schedule_since(st, name, now_ms, sincep);
+}
+
+int
+store_parents_add(store *st, int64_t child, int64_t parent)
+{
+    return st->ops->parents_add(st, child, parent);
+}
+
+int
+store_parents_settle(store *st, int64_t parent)
+{
+    return st->ops->parents_settle(st, parent);
+}
+
+int
+store_parents_of(store *st, const int64_t *ids, size_t n,
+                 void (*fn)(void *arg, int64_t id, int64_t parent, const char *result), void *arg)
+{
+    return st->ops->parents_of(st, ids, n, fn, arg);
+}
+
+int
+store_sdef_list(store *st, sched_def **defsp, size_t *np)
+{
+    return st->ops->sdef_list(st, defsp, np);
+}
+
+int
+store_sdef_put(store *st, const sched_def *d, int64_t now_ms)
+{
+    return st->ops->sdef_put(st, d, now_ms);
+}
+
+int
+store_sdef_delete(store *st, const char *name)
+{
+    return st->ops->sdef_delete(st, name);
+}
+
+int
+store_sstate_get(store *st, const char *name, bool *pausedp, int64_t *last_jobp)
+{
+    return st->ops->sstate_get(st, name, pausedp, last_jobp);
+}
+
+int
+store_sstate_set_paused(store *st, const char *name, bool paused)
+{
+    return st->ops->sstate_set_paused(st, name, paused);
+}
+
+int
+store_sstate_set_job(store *st, const char *name, int64_t job_id)
+{
+    return st->ops->sstate_set_job(st, name, job_id);
 }
 
 int

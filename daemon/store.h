@@ -100,7 +100,14 @@ typedef struct job_row {
     double progress;        /* 0 .. 100 */
     char *note;             /* the progress's note; NULL if none */
     char *checkpoint;       /* the last checkpoint, JSON text; NULL if none */
+    char *parent_results;   /* store_claim only: its parents' results, a JSON object keyed by
+                               parent id (at most STORE_PARENT_RESULTS_MAX bytes); NULL when it
+                               has no parent */
 } job_row;
+
+/** The largest parent_results object handed to a job, in bytes of JSON text: a parent whose
+ *  result would take it beyond is listed with null. */
+#define STORE_PARENT_RESULTS_MAX 65536
 
 /** job_row_clear: frees the row's strings and zeroes it. Accepts a zeroed row. */
 void job_row_clear(job_row *row);
@@ -210,7 +217,8 @@ int store_set_paused(store *st, const char *queue, bool paused);
 
 /** store_claim: moves up to max ready jobs of queue (priority DESC, run_at, id) to running,
  *  counting an attempt and setting started_at = now_ms, finished_at none. Fills rows (caller
- *  allocated, max entries; the caller clears each) with the jobs as they now are, and *np. */
+ *  allocated, max entries; the caller clears each) with the jobs as they now are, and *np;
+ *  a job with parents (`after`) gets their results in parent_results. */
 int store_claim(store *st, const char *queue, int64_t now_ms, size_t max, job_row *rows,
                 size_t *np);
 
@@ -572,6 +580,61 @@ int store_schedule_set(store *st, const char *name, int64_t tick_ms);
  *  none is stored. Inside the caller's transaction. */
 int store_schedule_since(store *st, const char *name, int64_t now_ms, int64_t *sincep);
 
+/* ---- parents' results ---- */
+
+/** store_parents_add: records parent as one of child's parents for good (unlike job_deps,
+ *  kept once the parent ends), with the parent's result if it has ended already. */
+int store_parents_add(store *st, int64_t child, int64_t parent);
+
+/** store_parents_settle: copies parent's result (it has just ended) to the rows of its
+ *  children. */
+int store_parents_settle(store *st, int64_t parent);
+
+/** store_parents_of: calls fn for each parent of each of the n jobs ids, with the parent's
+ *  result (NULL: none; borrowed for the call); fn may not call the store. */
+int store_parents_of(store *st, const int64_t *ids, size_t n,
+                     void (*fn)(void *arg, int64_t id, int64_t parent, const char *result),
+                     void *arg);
+
+/* ---- schedules managed at runtime ---- */
+
+/** A schedule as stored by the schedule ops (config schedules are not stored). Borrowed
+ *  strings when written; owned when read (sched_def_clear). */
+typedef struct sched_def {
+    char *name;
+    char *cron;
+    char *timezone; /* an IANA name, or "UTC" */
+    char *queue;
+    char *payload; /* compact JSON text */
+    int32_t priority;
+    bool missed_skip;  /* missed ticks: skip (else the latest runs once) */
+    bool overlap_skip; /* skip a tick while the last tick's job has not ended */
+    int64_t created_at_ms;
+    int64_t updated_at_ms;
+} sched_def;
+
+void sched_def_clear(sched_def *d);
+
+/** store_sdef_list: every stored schedule, by name, into *defsp (malloc'd; clear each and
+ *  free the array; NULL when none) and *np. */
+int store_sdef_list(store *st, sched_def **defsp, size_t *np);
+
+/** store_sdef_put: inserts or replaces schedule d->name (created_at kept on replace). */
+int store_sdef_put(store *st, const sched_def *d, int64_t now_ms);
+
+/** store_sdef_delete: deletes schedule name, its state and its ticks. JOBQ_ENOENT if none. */
+int store_sdef_delete(store *st, const char *name);
+
+/** store_sstate_get: schedule name's paused flag and the job of its last fired tick (0: none);
+ *  JOBQ_ENOENT when nothing is stored (not paused, no job). */
+int store_sstate_get(store *st, const char *name, bool *pausedp, int64_t *last_jobp);
+
+/** store_sstate_set_paused: stores schedule name's paused flag. */
+int store_sstate_set_paused(store *st, const char *name, bool paused);
+
+/** store_sstate_set_job: stores the job of schedule name's last fired tick. */
+int store_sstate_set_job(store *st, const char *name, int64_t job_id);
+
 /* ---- Backends ----
  * A backend implements every member of store_ops with the contract of the store_ function
  * of the same name above, and returns jobq_err codes (translating its own in one function).
@@ -676,6 +739,17 @@ typedef struct store_ops {
                    size_t *np);
     int (*next_expiry)(store *st, int64_t *atp);
     int (*job_snooze)(store *st, int64_t id, int64_t run_at_ms, const char *error);
+    int (*parents_add)(store *st, int64_t child, int64_t parent);
+    int (*parents_settle)(store *st, int64_t parent);
+    int (*parents_of)(store *st, const int64_t *ids, size_t n,
+                      void (*fn)(void *arg, int64_t id, int64_t parent, const char *result),
+                      void *arg);
+    int (*sdef_list)(store *st, sched_def **defsp, size_t *np);
+    int (*sdef_put)(store *st, const sched_def *d, int64_t now_ms);
+    int (*sdef_delete)(store *st, const char *name);
+    int (*sstate_get)(store *st, const char *name, bool *pausedp, int64_t *last_jobp);
+    int (*sstate_set_paused)(store *st, const char *name, bool paused);
+    int (*sstate_set_job)(store *st, const char *name, int64_t job_id);
 } store_ops;
 
 struct store {

@@ -99,6 +99,15 @@ enum pstmt {
     P_DELETE,
     P_SET_PRIORITY,
     P_SET_RUN_AT,
+    P_PARENTS_ADD,
+    P_PARENTS_SETTLE,
+    P_PARENTS_OF,
+    P_SDEF_LIST,
+    P_SDEF_PUT,
+    P_SDEF_DELETE,
+    P_SSTATE_GET,
+    P_SSTATE_PAUSED,
+    P_SSTATE_JOB,
     P_KEY_XLOCK,
     P_KEY_LOCK,
     P_KEY_PUT,
@@ -190,7 +199,8 @@ static const char *const pstmt_sql[P_COUNT_STMTS] = {
                 "queue = $1 AND state = $2 AND finished_at < $3 ORDER BY finished_at LIMIT $4) "
                 "AND state = $2 RETURNING id), "
                 "hist AS (DELETE FROM attempts WHERE job_id IN (SELECT id FROM gone)), "
-                "logs AS (DELETE FROM job_logs WHERE job_id IN (SELECT id FROM gone)) "
+                "logs AS (DELETE FROM job_logs WHERE job_id IN (SELECT id FROM gone)), "
+                "par AS (DELETE FROM job_parents WHERE job_id IN (SELECT id FROM gone)) "
                 "SELECT count(*) FROM gone",
     [P_SWEEP_KEYS] = "DELETE FROM job_keys WHERE (queue, key) IN (SELECT queue, key FROM "
                      "job_keys WHERE queue = $1 AND created_at < $2 AND NOT held "
@@ -281,9 +291,37 @@ static const char *const pstmt_sql[P_COUNT_STMTS] = {
     [P_DELETE] = "WITH gone AS (DELETE FROM jobs WHERE id = $1 AND state = $2 RETURNING id), "
                  "hist AS (DELETE FROM attempts WHERE job_id IN (SELECT id FROM gone)), "
                  "deps AS (DELETE FROM job_deps WHERE job_id IN (SELECT id FROM gone) OR "
-                 "parent_id IN (SELECT id FROM gone)) SELECT count(*) FROM gone",
+                 "parent_id IN (SELECT id FROM gone)), "
+                 "par AS (DELETE FROM job_parents WHERE job_id IN (SELECT id FROM gone)) "
+                 "SELECT count(*) FROM gone",
     [P_SET_PRIORITY] = "UPDATE jobs SET priority = $3 WHERE id = $1 AND state = $2",
     [P_SET_RUN_AT] = "UPDATE jobs SET state = $3, run_at = $4 WHERE id = $1 AND state = $2",
+    [P_PARENTS_ADD] = "INSERT INTO job_parents (job_id, parent_id, result) SELECT $1, id, CASE "
+                      "WHEN state IN ($3, $4, $5) THEN result END FROM jobs WHERE id = $2 "
+                      "ON CONFLICT DO NOTHING",
+    [P_PARENTS_SETTLE] = "UPDATE job_parents SET result = (SELECT result FROM jobs WHERE id = "
+                         "$1) WHERE parent_id = $1",
+    [P_PARENTS_OF] = "SELECT job_id, parent_id, result FROM job_parents WHERE job_id = "
+                     "ANY($1::bigint[]) ORDER BY job_id, parent_id",
+    [P_SDEF_LIST] = "SELECT name, cron, timezone, queue, payload, priority, missed_skip, "
+                    "overlap_skip, created_at, updated_at FROM schedule_defs ORDER BY name",
+    [P_SDEF_PUT] = "INSERT INTO schedule_defs (name, cron, timezone, queue, payload, priority, "
+                   "missed_skip, overlap_skip, created_at, updated_at) VALUES ($1, $2, $3, $4, "
+                   "$5, $6, $7, $8, $9, $9) ON CONFLICT (name) DO UPDATE SET cron = "
+                   "excluded.cron, timezone = excluded.timezone, queue = excluded.queue, "
+                   "payload = excluded.payload, priority = excluded.priority, missed_skip = "
+                   "excluded.missed_skip, overlap_skip = excluded.overlap_skip, updated_at = "
+                   "excluded.updated_at",
+    /* A schedule, its state and its ticks (and the row of when jobqd first saw it). */
+    [P_SDEF_DELETE] = "WITH gone AS (DELETE FROM schedule_defs WHERE name = $1 RETURNING name), "
+                      "st AS (DELETE FROM schedule_state WHERE name IN (SELECT name FROM gone)), "
+                      "ticks AS (DELETE FROM schedules WHERE name IN (SELECT name FROM gone) OR "
+                      "name IN (SELECT 'since:' || name FROM gone)) SELECT count(*) FROM gone",
+    [P_SSTATE_GET] = "SELECT paused, last_job FROM schedule_state WHERE name = $1",
+    [P_SSTATE_PAUSED] = "INSERT INTO schedule_state (name, paused) VALUES ($1, $2) ON CONFLICT "
+                        "(name) DO UPDATE SET paused = excluded.paused",
+    [P_SSTATE_JOB] = "INSERT INTO schedule_state (name, last_job) VALUES ($1, $2) ON CONFLICT "
+                     "(name) DO UPDATE SET last_job = excluded.last_job",
     /* A key is locked whether its row exists or not: a transaction-scoped advisory lock on
      * "queue/key" (a queue name has no '/'), taken before the key is read in a statement of
      * its own, so that the read's snapshot sees what the last holder committed. */
@@ -2032,6 +2070,160 @@ pg_job_set_run_at(store *st, int64_t id, int from, int to, int64_t run_at_ms)
     return run_change(PG(st), P_SET_RUN_AT, &a);
 }
 
+/* ---- parents' results ---- */
+
+static int
+pg_parents_add(store *st, int64_t child, int64_t parent)
+{
+    pargs a = {0};
+    a_i64(&a, child);
+    a_i64(&a, parent);
+    a_i64(&a, JOBQ_SUCCEEDED);
+    a_i64(&a, JOBQ_DEAD);
+    a_i64(&a, JOBQ_CANCELLED);
+    return run_done(PG(st), P_PARENTS_ADD, &a);
+}
+
+static int
+pg_parents_settle(store *st, int64_t parent)
+{
+    return id_done(st, P_PARENTS_SETTLE, parent);
+}
+
+/* One round trip for the whole claim: the ids as an array literal. */
+static int
+pg_parents_of(store *st, const int64_t *ids, size_t n,
+              void (*fn)(void *arg, int64_t id, int64_t parent, const char *result), void *arg)
+{
+    char *arr = malloc(n * 21 + 3);
+    if (arr == NULL) {
+        return JOBQ_ENOMEM;
+    }
+    size_t k = 0;
+    arr[k++] = '{';
+    for (size_t i = 0; i < n; i++) {
+        k += (size_t)sprintf(arr + k, i > 0 ? ",%lld" : "%lld", (long long)ids[i]);
+    }
+    arr[k++] = '}';
+    arr[k] = '\0';
+    pargs a = {0};
+    a_text(&a, arr);
+    PGresult *r;
+    int err = run(PG(st), P_PARENTS_OF, &a, &r);
+    free(arr);
+    if (err != JOBQ_OK) {
+        return err;
+    }
+    for (int i = 0; i < PQntuples(r); i++) {
+        fn(arg, g_i64(r, i, 0), g_i64(r, i, 1), PQgetisnull(r, i, 2) ? NULL : PQgetvalue(r, i, 2));
+    }
+    PQclear(r);
+    return JOBQ_OK;
+}
+
+/* ---- schedules managed at runtime ---- */
+
+static int
+pg_sdef_list(store *st, sched_def **defsp, size_t *np)
+{
+    PGresult *r;
+    int err = run(PG(st), P_SDEF_LIST, NULL, &r);
+    if (err != JOBQ_OK) {
+        return err;
+    }
+    size_t n = (size_t)PQntuples(r);
+    sched_def *defs = n > 0 ? calloc(n, sizeof(*defs)) : NULL;
+    bool oom = n > 0 && defs == NULL;
+    for (size_t i = 0; !oom && i < n; i++) {
+        int row = (int)i;
+        defs[i] = (sched_def){.name = g_text(r, row, 0, &oom),
+                              .cron = g_text(r, row, 1, &oom),
+                              .timezone = g_text(r, row, 2, &oom),
+                              .queue = g_text(r, row, 3, &oom),
+                              .payload = g_text(r, row, 4, &oom),
+                              .priority = (int32_t)g_i64(r, row, 5),
+                              .missed_skip = g_bool(r, row, 6),
+                              .overlap_skip = g_bool(r, row, 7),
+                              .created_at_ms = g_i64(r, row, 8),
+                              .updated_at_ms = g_i64(r, row, 9)};
+    }
+    PQclear(r);
+    if (oom) {
+        for (size_t i = 0; defs != NULL && i < n; i++) {
+            sched_def_clear(&defs[i]);
+        }
+        free(defs);
+        return JOBQ_ENOMEM;
+    }
+    *defsp = defs;
+    *np = n;
+    return JOBQ_OK;
+}
+
+static int
+pg_sdef_put(store *st, const sched_def *d, int64_t now_ms)
+{
+    pargs a = {0};
+    a_text(&a, d->name);
+    a_text(&a, d->cron);
+    a_text(&a, d->timezone);
+    a_text(&a, d->queue);
+    a_text(&a, d->payload);
+    a_i64(&a, d->priority);
+    a_bool(&a, d->missed_skip);
+    a_bool(&a, d->overlap_skip);
+    a_i64(&a, now_ms);
+    return run_done(PG(st), P_SDEF_PUT, &a);
+}
+
+static int
+pg_sdef_delete(store *st, const char *name)
+{
+    pargs a = {0};
+    a_text(&a, name);
+    int64_t n = 0;
+    int err = one_i64(PG(st), P_SDEF_DELETE, &a, &n);
+    return err == JOBQ_OK && n == 0 ? JOBQ_ENOENT : err;
+}
+
+static int
+pg_sstate_get(store *st, const char *name, bool *pausedp, int64_t *last_jobp)
+{
+    pargs a = {0};
+    a_text(&a, name);
+    PGresult *r;
+    int err = run(PG(st), P_SSTATE_GET, &a, &r);
+    if (err != JOBQ_OK) {
+        return err;
+    }
+    if (PQntuples(r) == 0) {
+        PQclear(r);
+        return JOBQ_ENOENT;
+    }
+    *pausedp = g_bool(r, 0, 0);
+    *last_jobp = g_i64(r, 0, 1);
+    PQclear(r);
+    return JOBQ_OK;
+}
+
+static int
+pg_sstate_set_paused(store *st, const char *name, bool paused)
+{
+    pargs a = {0};
+    a_text(&a, name);
+    a_bool(&a, paused);
+    return run_done(PG(st), P_SSTATE_PAUSED, &a);
+}
+
+static int
+pg_sstate_set_job(store *st, const char *name, int64_t job_id)
+{
+    pargs a = {0};
+    a_text(&a, name);
+    a_i64(&a, job_id);
+    return run_done(PG(st), P_SSTATE_JOB, &a);
+}
+
 static int
 pg_key_lock(store *st, const char *queue, const char *key, int64_t *idp, uint64_t *hashp,
             int64_t *created_at_msp, bool *heldp)
@@ -2229,6 +2421,15 @@ static const store_ops pg_ops = {
     .schedule_last = pg_schedule_last,
     .schedule_set = pg_schedule_set,
     .schedule_since = pg_schedule_since,
+    .parents_add = pg_parents_add,
+    .parents_settle = pg_parents_settle,
+    .parents_of = pg_parents_of,
+    .sdef_list = pg_sdef_list,
+    .sdef_put = pg_sdef_put,
+    .sdef_delete = pg_sdef_delete,
+    .sstate_get = pg_sstate_get,
+    .sstate_set_paused = pg_sstate_set_paused,
+    .sstate_set_job = pg_sstate_set_job,
     .max_id = pg_max_id,
     .pick = pg_pick,
     .job_delete = pg_job_delete,

@@ -77,6 +77,18 @@ enum stmt_id {
     S_LOG_TRIM,
     S_LOGS,
     S_SWEEP_LOGS,
+    S_PARENTS_ADD,
+    S_PARENTS_SETTLE,
+    S_PARENTS_OF,
+    S_PARENTS_SWEEP,
+    S_SDEF_LIST,
+    S_SDEF_PUT,
+    S_SDEF_DELETE,
+    S_SSTATE_DELETE,
+    S_SCHED_DELETE,
+    S_SSTATE_GET,
+    S_SSTATE_PAUSED,
+    S_SSTATE_JOB,
     S_KEY_LOCK,
     S_KEY_PUT,
     S_KEY_RELEASE,
@@ -276,6 +288,31 @@ static const char *const stmt_sql[S_COUNT_STMTS] = {
     [S_LOGS] = "SELECT seq, attempt, at, line FROM job_logs WHERE job_id = ?1 AND seq > ?2 "
                "ORDER BY seq LIMIT ?3",
     [S_SWEEP_LOGS] = "DELETE FROM job_logs WHERE job_id = ?1",
+    [S_PARENTS_ADD] = "INSERT OR IGNORE INTO job_parents (job_id, parent_id, result) SELECT ?1, "
+                      "id, CASE WHEN state IN " SQL_ENDED " THEN result END FROM jobs "
+                      "WHERE id = ?2",
+    [S_PARENTS_SETTLE] = "UPDATE job_parents SET result = (SELECT result FROM jobs WHERE id = "
+                         "?1) WHERE parent_id = ?1",
+    [S_PARENTS_OF] = "SELECT parent_id, result FROM job_parents WHERE job_id = ?1 "
+                     "ORDER BY parent_id",
+    [S_PARENTS_SWEEP] = "DELETE FROM job_parents WHERE job_id = ?1",
+    [S_SDEF_LIST] = "SELECT name, cron, timezone, queue, payload, priority, missed_skip, "
+                    "overlap_skip, created_at, updated_at FROM schedule_defs ORDER BY name",
+    [S_SDEF_PUT] = "INSERT INTO schedule_defs (name, cron, timezone, queue, payload, priority, "
+                   "missed_skip, overlap_skip, created_at, updated_at) VALUES (?1, ?2, ?3, ?4, "
+                   "?5, ?6, ?7, ?8, ?9, ?9) ON CONFLICT (name) DO UPDATE SET cron = "
+                   "excluded.cron, timezone = excluded.timezone, queue = excluded.queue, "
+                   "payload = excluded.payload, priority = excluded.priority, missed_skip = "
+                   "excluded.missed_skip, overlap_skip = excluded.overlap_skip, updated_at = "
+                   "excluded.updated_at",
+    [S_SDEF_DELETE] = "DELETE FROM schedule_defs WHERE name = ?1",
+    [S_SSTATE_DELETE] = "DELETE FROM schedule_state WHERE name = ?1",
+    [S_SCHED_DELETE] = "DELETE FROM schedules WHERE name = ?1 OR name = 'since:' || ?1",
+    [S_SSTATE_GET] = "SELECT paused, last_job FROM schedule_state WHERE name = ?1",
+    [S_SSTATE_PAUSED] = "INSERT INTO schedule_state (name, paused) VALUES (?1, ?2) ON CONFLICT "
+                        "(name) DO UPDATE SET paused = excluded.paused",
+    [S_SSTATE_JOB] = "INSERT INTO schedule_state (name, last_job) VALUES (?1, ?2) ON CONFLICT "
+                     "(name) DO UPDATE SET last_job = excluded.last_job",
 };
 
 /* The SQLite backend: a store (first member, so a store * is a sqlite_store *). */
@@ -1187,6 +1224,11 @@ sq_job_delete(store *st, int64_t id, int from)
     if (err == JOBQ_OK) {
         err = sq_dep_drop_parent(st, id);
     }
+    if (err == JOBQ_OK) {
+        s = stmt_get(st, S_PARENTS_SWEEP);
+        sqlite3_bind_int64(s, 1, id);
+        err = step_done(s);
+    }
     return err;
 }
 
@@ -1410,6 +1452,11 @@ sq_sweep(store *st, const char *queue, int state, int64_t before_ms, size_t max,
         } else {
             sqlite3_bind_int64(lg, 1, ids[i]);
             err = step_done(lg);
+        }
+        if (err == JOBQ_OK) {
+            sqlite3_stmt *pr = stmt_get(st, S_PARENTS_SWEEP);
+            sqlite3_bind_int64(pr, 1, ids[i]);
+            err = step_done(pr);
         }
     }
     free(ids);
@@ -2001,6 +2048,160 @@ sq_schedule_set(store *st, const char *name, int64_t tick_ms)
     return step_done(s);
 }
 
+/* ---- parents' results ---- */
+
+static int
+sq_parents_add(store *st, int64_t child, int64_t parent)
+{
+    sqlite3_stmt *s = stmt_get(st, S_PARENTS_ADD);
+    sqlite3_bind_int64(s, 1, child);
+    sqlite3_bind_int64(s, 2, parent);
+    return step_done(s);
+}
+
+static int
+sq_parents_settle(store *st, int64_t parent)
+{
+    sqlite3_stmt *s = stmt_get(st, S_PARENTS_SETTLE);
+    sqlite3_bind_int64(s, 1, parent);
+    return step_done(s);
+}
+
+static int
+sq_parents_of(store *st, const int64_t *ids, size_t n,
+              void (*fn)(void *arg, int64_t id, int64_t parent, const char *result), void *arg)
+{
+    sqlite3_stmt *s = stmt_get(st, S_PARENTS_OF);
+    for (size_t i = 0; i < n; i++) {
+        sqlite3_bind_int64(s, 1, ids[i]);
+        int rc;
+        while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+            fn(arg, ids[i], sqlite3_column_int64(s, 0), (const char *)sqlite3_column_text(s, 1));
+        }
+        stmt_done(s);
+        if (rc != SQLITE_DONE) {
+            return from_sqlite(rc);
+        }
+    }
+    return JOBQ_OK;
+}
+
+/* ---- schedules managed at runtime ---- */
+
+static int
+sq_sdef_list(store *st, sched_def **defsp, size_t *np)
+{
+    sqlite3_stmt *s = stmt_get(st, S_SDEF_LIST);
+    sched_def *defs = NULL;
+    size_t n = 0, cap = 0;
+    int rc = SQLITE_DONE, err = JOBQ_OK;
+    while (err == JOBQ_OK && (rc = sqlite3_step(s)) == SQLITE_ROW) {
+        if (n == cap) {
+            cap = cap ? cap * 2 : 8;
+            sched_def *nd = realloc(defs, cap * sizeof(*nd));
+            if (nd == NULL) {
+                err = JOBQ_ENOMEM;
+                break;
+            }
+            defs = nd;
+        }
+        sched_def *d = &defs[n++];
+        *d = (sched_def){.name = col_text(s, 0),
+                         .cron = col_text(s, 1),
+                         .timezone = col_text(s, 2),
+                         .queue = col_text(s, 3),
+                         .payload = col_text(s, 4),
+                         .priority = sqlite3_column_int(s, 5),
+                         .missed_skip = sqlite3_column_int(s, 6) != 0,
+                         .overlap_skip = sqlite3_column_int(s, 7) != 0,
+                         .created_at_ms = sqlite3_column_int64(s, 8),
+                         .updated_at_ms = sqlite3_column_int64(s, 9)};
+        if (d->name == NULL || d->cron == NULL || d->timezone == NULL || d->queue == NULL ||
+            d->payload == NULL) {
+            err = JOBQ_ENOMEM;
+        }
+    }
+    if (err == JOBQ_OK && rc != SQLITE_DONE) {
+        err = from_sqlite(rc);
+    }
+    stmt_done(s);
+    if (err != JOBQ_OK) {
+        for (size_t i = 0; i < n; i++) {
+            sched_def_clear(&defs[i]);
+        }
+        free(defs);
+        return err;
+    }
+    *defsp = defs;
+    *np = n;
+    return JOBQ_OK;
+}
+
+static int
+sq_sdef_put(store *st, const sched_def *d, int64_t now_ms)
+{
+    sqlite3_stmt *s = stmt_get(st, S_SDEF_PUT);
+    sqlite3_bind_text(s, 1, d->name, -1, SQLITE_STATIC);
+    sqlite3_bind_text(s, 2, d->cron, -1, SQLITE_STATIC);
+    sqlite3_bind_text(s, 3, d->timezone, -1, SQLITE_STATIC);
+    sqlite3_bind_text(s, 4, d->queue, -1, SQLITE_STATIC);
+    sqlite3_bind_text(s, 5, d->payload, -1, SQLITE_STATIC);
+    sqlite3_bind_int(s, 6, d->priority);
+    sqlite3_bind_int(s, 7, d->missed_skip);
+    sqlite3_bind_int(s, 8, d->overlap_skip);
+    sqlite3_bind_int64(s, 9, now_ms);
+    return step_done(s);
+}
+
+static int
+sq_sdef_delete(store *st, const char *name)
+{
+    sqlite3_stmt *s = stmt_get(st, S_SDEF_DELETE);
+    sqlite3_bind_text(s, 1, name, -1, SQLITE_STATIC);
+    int err = step_change(st, s);
+    if (err == JOBQ_ESTATE) {
+        return JOBQ_ENOENT;
+    }
+    for (int k = 0; err == JOBQ_OK && k < 2; k++) {
+        s = stmt_get(st, k == 0 ? S_SSTATE_DELETE : S_SCHED_DELETE);
+        sqlite3_bind_text(s, 1, name, -1, SQLITE_STATIC);
+        err = step_done(s);
+    }
+    return err;
+}
+
+static int
+sq_sstate_get(store *st, const char *name, bool *pausedp, int64_t *last_jobp)
+{
+    sqlite3_stmt *s = stmt_get(st, S_SSTATE_GET);
+    sqlite3_bind_text(s, 1, name, -1, SQLITE_STATIC);
+    int rc = sqlite3_step(s);
+    if (rc == SQLITE_ROW) {
+        *pausedp = sqlite3_column_int(s, 0) != 0;
+        *last_jobp = sqlite3_column_int64(s, 1);
+    }
+    stmt_done(s);
+    return rc == SQLITE_ROW ? JOBQ_OK : rc == SQLITE_DONE ? JOBQ_ENOENT : from_sqlite(rc);
+}
+
+static int
+sq_sstate_set_paused(store *st, const char *name, bool paused)
+{
+    sqlite3_stmt *s = stmt_get(st, S_SSTATE_PAUSED);
+    sqlite3_bind_text(s, 1, name, -1, SQLITE_STATIC);
+    sqlite3_bind_int(s, 2, paused);
+    return step_done(s);
+}
+
+static int
+sq_sstate_set_job(store *st, const char *name, int64_t job_id)
+{
+    sqlite3_stmt *s = stmt_get(st, S_SSTATE_JOB);
+    sqlite3_bind_text(s, 1, name, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(s, 2, job_id);
+    return step_done(s);
+}
+
 static const store_ops sqlite_ops = {
     .set_sync = sq_set_sync,
     .sync_apart = sq_sync_apart,
@@ -2068,6 +2269,15 @@ static const store_ops sqlite_ops = {
     .job_delete = sq_job_delete,
     .job_set_priority = sq_job_set_priority,
     .job_set_run_at = sq_job_set_run_at,
+    .parents_add = sq_parents_add,
+    .parents_settle = sq_parents_settle,
+    .parents_of = sq_parents_of,
+    .sdef_list = sq_sdef_list,
+    .sdef_put = sq_sdef_put,
+    .sdef_delete = sq_sdef_delete,
+    .sstate_get = sq_sstate_get,
+    .sstate_set_paused = sq_sstate_set_paused,
+    .sstate_set_job = sq_sstate_set_job,
     .key_lock = sq_key_lock,
     .key_put = sq_key_put,
     .key_release = sq_key_release,

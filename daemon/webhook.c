@@ -327,6 +327,28 @@ queue_tls(qstate *q, const nng_url *url, nng_tls_config **cfgp)
     return 0;
 }
 
+/* body_with_parents: the body of a job that ran `after` others and whose payload is a JSON
+ * object: the payload with a "parent_results" member (its parents' results keyed by id),
+ * unless it has one of its own. NULL: send the payload as it is (no parent, another kind of
+ * payload, out of memory). Malloc'd. */
+static char *
+body_with_parents(const job_row *job)
+{
+    if (job->parent_results == NULL) {
+        return NULL;
+    }
+    json_t *o = json_loads(job->payload, 0, NULL);
+    json_t *pr = json_loads(job->parent_results, 0, NULL);
+    char *body = NULL;
+    if (json_is_object(o) && pr != NULL && json_object_get(o, "parent_results") == NULL &&
+        json_object_set(o, "parent_results", pr) == 0) {
+        body = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER);
+    }
+    json_decref(o);
+    json_decref(pr);
+    return body;
+}
+
 /* sign: the Jobq-Signature header of a delivery: "t=UNIX_SECONDS,v1=HEX", v1 being
  * HMAC-SHA256 under the queue's secret of the seconds, a dot and the body. */
 static void
@@ -394,12 +416,15 @@ webhook_start(server *s, qstate *q, job_row *row)
                 nng_http_req_set_header(h->req, "tracestate", h->a.job.tracestate);
             }
         }
+        char *body = body_with_parents(&h->a.job);
+        const char *b = body != NULL ? body : h->a.job.payload;
         if (q->conf->secret != NULL) {
             char sig[128];
-            sign(q->conf->secret, h->a.job.payload, jobq__now_ms() / 1000, sig);
+            sign(q->conf->secret, b, jobq__now_ms() / 1000, sig);
             nng_http_req_set_header(h->req, "Jobq-Signature", sig);
         }
-        rv = nng_http_req_copy_data(h->req, h->a.job.payload, strlen(h->a.job.payload));
+        rv = nng_http_req_copy_data(h->req, b, strlen(b));
+        free(body);
     }
     if (rv != 0) {
         log_error("webhook_failed", "job=%lld reason=%s", (long long)h->a.job.id,
@@ -439,6 +464,24 @@ webhook_cancel(server *s, int64_t id, const char *why)
         }
     }
     return false;
+}
+
+/* strs_differ: whether two optional strings differ. */
+static bool
+strs_differ(const char *a, const char *b)
+{
+    return (a == NULL) != (b == NULL) || (a != NULL && strcmp(a, b) != 0);
+}
+
+void
+webhook_queue_changed(qstate *q, const queue_conf *old)
+{
+    if (q->hook_tls != NULL &&
+        (strs_differ(q->conf->url, old->url) || strs_differ(q->conf->ca, old->ca))) {
+        /* Made again at the next delivery; one in flight keeps its own reference. */
+        nng_tls_config_free(q->hook_tls);
+        q->hook_tls = NULL;
+    }
 }
 
 void

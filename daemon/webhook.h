@@ -46,4 +46,8 @@ int64_t webhook_snooze_ms(const char *value);
  *  over. */
 extern const server_part webhook_part;
 
+/** webhook_queue_changed: q's section was reloaded (old is the previous one): TLS settings
+ *  made for another URL or CA are dropped. Loop thread. */
+void webhook_queue_changed(qstate *q, const queue_conf *old);
+
 #endif

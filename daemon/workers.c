@@ -315,6 +315,10 @@ fetch_reply(server *s, call *c, lease **ls, size_t n)
         if (j != NULL && cp != NULL) {
             json_object_set_new(j, "checkpoint", cp); /* an earlier attempt's: resume from it */
         }
+        json_t *pr = r->parent_results != NULL ? json_loads(r->parent_results, 0, NULL) : NULL;
+        if (j != NULL && pr != NULL) {
+            json_object_set_new(j, "parent_results", pr);
+        }
         json_array_append_new(jobs, j);
     }
     json_object_set_new(o, "jobs", jobs);

@@ -330,6 +330,11 @@ JOBQ_API int jobq_lease_log(const jobq_lease *lease, const char *line);
  *  JSON text, living as long as the lease), or NULL: start from the beginning. */
 JOBQ_API const char *jobq_lease_checkpoint_get(const jobq_lease *lease);
 
+/** jobq_lease_parent_results: the results of the jobs this one ran `after`, a compact JSON
+ *  object keyed by parent id (living as long as the lease), or NULL when it has no parent
+ *  (JOBQ_PARENT_RESULTS for `jobq work` commands). */
+JOBQ_API const char *jobq_lease_parent_results(const jobq_lease *lease);
+
 /** jobq_handler: runs one job on one of jobq_worker_run's threads. Returns 0 on success (then
  *  *resultp, if the handler set it to a malloc'ed string, is the result; the library frees
  *  it), or JOBQ_FAIL_RETRY / JOBQ_FAIL_PERMANENT (then *errorp likewise is the error). While

@@ -62,6 +62,7 @@ struct jobq_lease {
     char *checkpoint_in;           /* an earlier attempt's checkpoint (fetched); NULL: none */
     report *rep;                   /* reports waiting for a heartbeat */
     _Atomic int64_t snooze_ms;     /* jobq_lease_snooze; -1: not called */
+    char *parent_results_in;       /* its parents' results, a JSON object; NULL: no parent */
 };
 
 /* slot: one of jobq_worker_run's handler threads, seen by the heartbeat thread. */
@@ -347,6 +348,12 @@ jobq_lease_checkpoint_get(const jobq_lease *lease)
     return lease != NULL ? lease->checkpoint_in : NULL;
 }
 
+JOBQ_API const char *
+jobq_lease_parent_results(const jobq_lease *lease)
+{
+    return lease != NULL ? lease->parent_results_in : NULL;
+}
+
 JOBQ_API void
 jobq_lease_free(jobq_lease *lease)
 {
@@ -358,6 +365,7 @@ jobq_lease_free(jobq_lease *lease)
     free(lease->token);
     free(lease->traceparent);
     free(lease->checkpoint_in);
+    free(lease->parent_results_in);
     if (lease->rep != NULL) {
         report_clear(lease->rep);
         pthread_mutex_destroy(&lease->rep->lock);
@@ -482,13 +490,16 @@ lease_from_json(const json_t *obj, int64_t now_ms, jobq_lease **leasep)
     const json_t *cp = json_object_get(obj, "checkpoint");
     bool has_cp = cp != NULL && !json_is_null(cp);
     l->checkpoint_in = has_cp ? json_dumps(cp, JSON_COMPACT | JSON_ENCODE_ANY) : NULL;
+    const json_t *pr = json_object_get(obj, "parent_results");
+    bool has_pr = json_is_object(pr);
+    l->parent_results_in = has_pr ? json_dumps(pr, JSON_COMPACT) : NULL;
     l->rep = calloc(1, sizeof(*l->rep));
     if (l->rep != NULL && pthread_mutex_init(&l->rep->lock, NULL) != 0) {
         free(l->rep);
         l->rep = NULL;
     }
     if (l->queue == NULL || l->token == NULL || l->payload == NULL || l->rep == NULL ||
-        (has_cp && l->checkpoint_in == NULL) ||
+        (has_cp && l->checkpoint_in == NULL) || (has_pr && l->parent_results_in == NULL) ||
         (tp != NULL && l->traceparent == NULL) || (ts != NULL && l->tracestate == NULL)) {
         jobq_lease_free(l);
         return jobq__fail(JOBQ_ENOMEM, "out of memory reading a fetched job");

@@ -41,6 +41,14 @@ enum op_flags {
     X(SCHEDULES, schedules, NO_FIELDS, OPF_READ)                                                   \
     X(PROMOTE, promote, FIELDS(id_fields), OPF_WRITES)                                             \
     X(MUTATE, mutate, FIELDS(mutate_fields), OPF_WRITES)                                           \
-    X(LOGS, logs, FIELDS(logs_fields), OPF_HOLD_WAIT | OPF_READ)
+    X(LOGS, logs, FIELDS(logs_fields), OPF_HOLD_WAIT | OPF_READ)                                   \
+    X(SCHEDULE_ADD, schedule_add, FIELDS(schedule_add_fields), OPF_WRITES | OPF_NOT_DRAINING)      \
+    X(SCHEDULE_UPDATE, schedule_update, FIELDS(schedule_update_fields),                            \
+      OPF_WRITES | OPF_NOT_DRAINING)                                                               \
+    X(SCHEDULE_PAUSE, schedule_pause, FIELDS(schedule_name_fields), OPF_WRITES)                    \
+    X(SCHEDULE_RESUME, schedule_resume, FIELDS(schedule_name_fields), OPF_WRITES)                  \
+    X(SCHEDULE_TRIGGER, schedule_trigger, FIELDS(schedule_name_fields),                            \
+      OPF_WRITES | OPF_NOT_DRAINING)                                                               \
+    X(SCHEDULE_DELETE, schedule_delete, FIELDS(schedule_name_fields), OPF_WRITES)
 
 #endif

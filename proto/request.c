@@ -1283,6 +1283,74 @@ static const field_def logs_fields[] = {
           .flags = FD_DEFAULT, .def = 0),
 };
 
+/* sched_extra: a schedule's optional payload (any JSON), missed ("run_once" or "skip"),
+ * overlap ("allow" or "skip") and priority, each left unset when absent. */
+static bool
+sched_extra(dec *d, const json_t *obj, void *dst)
+{
+    request *req = dst;
+    req->sched_payload = json_object_get(obj, "payload");
+    req->sched_missed = -1;
+    req->sched_overlap = -1;
+    const json_t *v = json_object_get(obj, "missed");
+    if (v != NULL) {
+        const char *m = json_string_value(v);
+        if (m == NULL || (strcmp(m, "run_once") != 0 && strcmp(m, "skip") != 0)) {
+            return fail(d, "invalid_argument",
+                        "field \"missed\" must be \"run_once\" (one job for the ticks missed "
+                        "while jobqd was down) or \"skip\"");
+        }
+        req->sched_missed = strcmp(m, "skip") == 0;
+    }
+    v = json_object_get(obj, "overlap");
+    if (v != NULL) {
+        const char *m = json_string_value(v);
+        if (m == NULL || (strcmp(m, "allow") != 0 && strcmp(m, "skip") != 0)) {
+            return fail(d, "invalid_argument",
+                        "field \"overlap\" must be \"allow\" (a tick submits its job whatever "
+                        "the last one is doing) or \"skip\" (not while the last tick's job is "
+                        "pending or running)");
+        }
+        req->sched_overlap = strcmp(m, "skip") == 0;
+    }
+    v = json_object_get(obj, "priority");
+    if (v != NULL) {
+        if (!json_is_integer(v) || json_integer_value(v) < INT32_MIN ||
+            json_integer_value(v) > INT32_MAX) {
+            return fail(d, "invalid_argument", "field \"priority\" must be a 32-bit integer");
+        }
+        req->sched_has_priority = true;
+        req->sched_priority = (int32_t)json_integer_value(v);
+    }
+    return true;
+}
+
+#define SCHED_NAME_FIELD                                                                           \
+    FIELD(request, "name", F_QUEUE, sched_name, 1, QUEUE_NAME_MAX, .flags = FD_REQUIRED,           \
+          .missing = "field \"name\" (the schedule's name) is required")
+
+static const field_def schedule_add_fields[] = {
+    SCHED_NAME_FIELD,
+    FIELD(request, "cron", F_STRING, sched_cron, 1, 256, .flags = FD_REQUIRED,
+          .missing = "field \"cron\" (five fields, such as \"*/5 * * * *\") is required"),
+    FIELD(request, "queue", F_QUEUE, queue, 1, QUEUE_NAME_MAX, .flags = FD_REQUIRED,
+          .missing = "field \"queue\" (where its jobs go) is required"),
+    FIELD(request, "timezone", F_STRING, sched_timezone, 1, 128),
+    CUSTOM("payload", sched_extra),
+};
+
+static const field_def schedule_update_fields[] = {
+    SCHED_NAME_FIELD,
+    FIELD(request, "cron", F_STRING, sched_cron, 1, 256),
+    FIELD(request, "queue", F_QUEUE, queue, 1, QUEUE_NAME_MAX),
+    FIELD(request, "timezone", F_STRING, sched_timezone, 1, 128),
+    CUSTOM("payload", sched_extra),
+};
+
+static const field_def schedule_name_fields[] = {
+    SCHED_NAME_FIELD,
+};
+
 /* stats_queues: the names stats restricts its reply to ("queues": an array, maybe empty). */
 static bool
 stats_queues(dec *d, const json_t *obj, void *dst)

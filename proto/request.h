@@ -142,6 +142,16 @@ typedef struct request {
     const char **log;    /* owned array of borrowed strings: log lines (NULL: none) */
     size_t nlog;
     int64_t snooze_ms; /* fail: every job of it snoozed for this long (0: a failure) */
+    /* schedule_*: the schedule named; add and update: what it is, each NULL (false) when not
+     * given (its queue is in queue) */
+    const char *sched_name;
+    const char *sched_cron;
+    const char *sched_timezone;
+    const json_t *sched_payload; /* borrowed from root */
+    int sched_missed;            /* -1 not given, 0 run_once, 1 skip */
+    int sched_overlap;           /* -1 not given, 0 allow, 1 skip */
+    bool sched_has_priority;
+    int32_t sched_priority;
 } request;
 
 /** The longest progress note of a heartbeat, in bytes. */

@@ -96,3 +96,97 @@ bad_start "cron = * * * * *
 missed = sometimes" "expected run_once"
 bad_start "timezone = UTC" "needs a cron expression"
 ok "bad cron, time zone and missed values are refused with the line"
+
+# ---- schedules managed at runtime ----
+# Added, paused, triggered and deleted with `jobq schedules`, they are kept across a restart
+# and fire as stated: rt every minute, sleepy never (paused), gone never (deleted), ov not
+# while the job it was triggered for still runs (overlap = skip). cfgrt, the config's, may
+# be neither replaced nor deleted at runtime.
+cat >"$T/hold.sh" <<SH
+#!/bin/sh
+while [ ! -e "$T/release" ]; do sleep 0.05; done
+SH
+chmod +x "$T/hold.sh"
+write_config "[queue.sq]
+[queue.held]
+command = $T/hold.sh
+[schedule.cfgrt]
+cron = * * * * *
+queue = sq"
+start_jobqd
+cli schedules add rt --cron '* * * * *' --queue sq --payload '{"from":"runtime"}' --priority 2 |
+    grep -q "^rt: \* \* \* \* \* (UTC) -> sq, next " || fail "schedules add printed something else"
+cli schedules add gone --cron '* * * * *' --queue sq >/dev/null
+cli schedules add sleepy --cron '* * * * *' --queue sq >/dev/null
+cli schedules add ov --cron '* * * * *' --queue held --overlap skip >/dev/null
+cli schedules pause sleepy | grep -q "^sleepy: .*, paused," || fail "pause printed something else"
+expect_eq "delete" "$(cli schedules delete gone)" "deleted gone"
+refused() { # refused WHAT PATTERN ARGS...: the command fails with PATTERN in its message
+    local what=$1 pat=$2
+    shift 2
+    if cli schedules "$@" 2>"$T/err" >/dev/null; then fail "$what was accepted"; fi
+    grep -q "$pat" "$T/err" || fail "$what: $(cat "$T/err")"
+}
+refused "add over a config schedule" "in the config file" add cfgrt --cron '* * * * *' --queue sq
+refused "update of a config schedule" "comes from the config file" update cfgrt --priority 1
+refused "delete of a config schedule" "comes from the config file" delete cfgrt
+refused "add of an existing name" "exists already" add rt --cron '* * * * *' --queue sq
+refused "a bad cron" "cron \"61 \* \* \* \*\"" add bad --cron '61 * * * *' --queue sq
+refused "a bad time zone" "Mars/Base" add bad --cron '* * * * *' --queue sq --timezone Mars/Base
+refused "an unknown queue" "not configured" add bad --cron '* * * * *' --queue nosuch
+refused "a bad overlap" "overlap" add bad --cron '* * * * *' --queue sq --overlap never
+refused "pause of no schedule" "no schedule" pause gone
+ok "runtime schedules: config ones are read-only but for pause, resume and trigger; bad ones refused"
+
+tid=$(cli schedules trigger ov)
+[[ "$tid" =~ ^[0-9]+$ ]] || fail "trigger printed '$tid'"
+expect_eq "the triggered job's key" "$(q "select key from jobs where id = $tid" | cut -d: -f1-3)" \
+    "schedule:ov:trigger"
+poll_until "the triggered job runs" "[ \"\$(cli get $tid --json | jq -r .job.state)\" = running ]"
+ok "schedules trigger submits one job now"
+
+stop_jobqd
+start_jobqd
+out=$(cli schedules --json)
+expect_eq "schedules after a restart" "$(jq -c '[.schedules[] | [.name, .source, .paused]]' <<<"$out")" \
+    '[["cfgrt","config",false],["ov","runtime",false],["rt","runtime",false],["sleepy","runtime",true]]'
+jq -e '.schedules[] | select(.name == "rt") | .payload == {"from":"runtime"} and .priority == 2 and
+       .overlap == "allow"' <<<"$out" >/dev/null || fail "rt after a restart: $out"
+jq -e '.schedules[] | select(.name == "ov") | .overlap == "skip"' <<<"$out" >/dev/null ||
+    fail "ov after a restart: $out"
+# The next tick (or, if a minute passed while jobqd was down, its catch-up at start): rt
+# fires, ov skips its tick while its triggered job runs (again, after the restart).
+timeout 90 grep -q -m1 -E "event=schedule_(fired|missed) schedule=rt " <(tail -F -n +1 "$LOG") ||
+    fail "rt did not fire"
+timeout 30 grep -q -m1 -E "event=schedule_skipped schedule=ov |event=schedule_missed schedule=ov .*run=skipped_overlap" \
+    <(tail -F -n +1 "$LOG") || fail "ov did not skip its tick: $(grep schedule= "$LOG")"
+ticks() { q "select count(*) from jobs where key glob 'schedule:$1:[0-9]*'"; }
+nrt=$(ticks rt)
+[ "$nrt" -ge 1 ] || fail "no job of rt's ticks"
+expect_eq "rt's job" "$(q "select payload || ' ' || priority from jobs where key glob 'schedule:rt:[0-9]*' limit 1")" \
+    '{"from":"runtime"} 2'
+expect_eq "jobs of ov's ticks while its job runs" "$(ticks ov)" 0
+expect_eq "jobs of the paused schedule" "$(ticks sleepy)" 0
+expect_eq "jobs of the deleted schedule" "$(q "select count(*) from jobs where key like 'schedule:gone:%'")" 0
+expect_eq "jobs of cfgrt's ticks" "$(ticks cfgrt)" "$nrt"
+ok "after a restart: rt fired its tick, ov skipped it (overlap), sleepy (paused) and gone (deleted) did not"
+
+touch "$T/release"
+cli wait "$tid" >/dev/null || fail "the triggered job: $(cli get "$tid" --json)"
+stop_jobqd
+start_jobqd
+expect_eq "rt's tick jobs after another restart" "$(ticks rt)" "$nrt"
+out=$(cli schedules resume sleepy --json)
+jq -e --argjson now "$(($(date +%s) * 1000))" '.schedule.paused == false and .schedule.next > $now' \
+    <<<"$out" >/dev/null || fail "resume: $out"
+expect_eq "jobs of sleepy when resumed (its paused ticks are skipped)" "$(ticks sleepy)" 0
+cli schedules update rt --cron '0 0 1 1 *' --priority 7 >/dev/null
+jq -e '.schedules[] | select(.name == "rt") | .cron == "0 0 1 1 *" and .priority == 7' \
+    <<<"$(cli schedules --json)" >/dev/null || fail "update: $(cli schedules --json)"
+stop_jobqd
+start_jobqd
+jq -e '[.schedules[] | select(.name == "rt" or .name == "sleepy") | [.cron, .paused]] ==
+       [["0 0 1 1 *", false], ["* * * * *", false]]' <<<"$(cli schedules --json)" >/dev/null ||
+    fail "update and resume across a restart: $(cli schedules --json)"
+expect_eq "rt's tick jobs after its update" "$(ticks rt)" "$nrt"
+ok "a restart fires no tick twice; resume and update are kept"

@@ -442,7 +442,8 @@ test_reserved_keys_accepted(void **state)
                           "timezone = America/New_York\n"
                           "payload = { \"a\" : [1, 2] }\n"
                           "missed = skip\n"
-                          "priority = -2\n");
+                          "priority = -2\n"
+                          "overlap = skip\n");
     assert_int_equal(cfg->max_connections, 100);
     assert_int_equal(cfg->max_waits, 1000);
     assert_string_equal(cfg->auth_token, "s3cret-0123456789abcdef");
@@ -467,6 +468,7 @@ test_reserved_keys_accepted(void **state)
     assert_string_equal(sc->payload, "{\"a\":[1,2]}");
     assert_true(sc->missed_skip);
     assert_int_equal(sc->priority, -2);
+    assert_true(sc->overlap_skip);
     config_free(cfg);
 }
 
@@ -484,6 +486,8 @@ test_schedule_and_rate_errors(void **state)
                "Nowhere/City", "Europe/Paris");
     expect_err("[queue.q]\n[schedule.s]\ncron = * * * * *\nqueue = q\nmissed = later\n", 5,
                "missed", "run_once");
+    expect_err("[queue.q]\n[schedule.s]\ncron = * * * * *\nqueue = q\noverlap = never\n", 5,
+               "overlap", "allow");
     expect_err("[queue.q]\n[schedule.s]\ncron = * * * * *\nqueue = q\npayload = {oops}\n", 5,
                "payload", "not valid JSON");
     expect_err("[queue.q]\n[schedule.s]\ncron = * * * * *\nqueue = q\ncorn = 1\n", 5, "corn",

@@ -204,6 +204,50 @@ test_wait_list_get(void **state)
     expect_code("{\"op\":\"get\"}", "invalid_argument");
 }
 
+/* The schedule_* ops: add needs name, cron and queue; update only the name (what is absent
+ * stays unset: -1 or false); the enums and the priority are checked at the edge. */
+static void
+test_schedule_ops(void **state)
+{
+    (void)state;
+    request req;
+    assert_null(decode("{\"op\":\"schedule_add\",\"name\":\"n.1\",\"cron\":\"* * * * *\","
+                       "\"queue\":\"q\",\"payload\":{\"a\":1},\"overlap\":\"skip\","
+                       "\"missed\":\"run_once\",\"priority\":-3,\"timezone\":\"UTC\"}",
+                       &req));
+    assert_int_equal(req.op, REQ_SCHEDULE_ADD);
+    assert_string_equal(req.sched_name, "n.1");
+    assert_string_equal(req.sched_cron, "* * * * *");
+    assert_string_equal(req.queue, "q");
+    assert_string_equal(req.sched_timezone, "UTC");
+    assert_true(json_is_object(req.sched_payload));
+    assert_int_equal(req.sched_overlap, 1);
+    assert_int_equal(req.sched_missed, 0);
+    assert_true(req.sched_has_priority);
+    assert_int_equal(req.sched_priority, -3);
+    jobq__request_free(&req);
+    assert_null(decode("{\"op\":\"schedule_update\",\"name\":\"n\"}", &req));
+    assert_null(req.sched_cron);
+    assert_null(req.queue);
+    assert_null(req.sched_payload);
+    assert_int_equal(req.sched_overlap, -1);
+    assert_int_equal(req.sched_missed, -1);
+    assert_false(req.sched_has_priority);
+    jobq__request_free(&req);
+    assert_null(decode("{\"op\":\"schedule_trigger\",\"name\":\"n\"}", &req));
+    assert_int_equal(req.op, REQ_SCHEDULE_TRIGGER);
+    jobq__request_free(&req);
+    expect_code("{\"op\":\"schedule_add\",\"name\":\"n\",\"queue\":\"q\"}", "invalid_argument");
+    expect_code("{\"op\":\"schedule_add\",\"name\":\"n\",\"cron\":\"* * * * *\"}",
+                "invalid_argument");
+    expect_code("{\"op\":\"schedule_update\",\"name\":\"n\",\"overlap\":\"never\"}",
+                "invalid_argument");
+    expect_code("{\"op\":\"schedule_update\",\"name\":\"n\",\"missed\":1}", "invalid_argument");
+    expect_code("{\"op\":\"schedule_update\",\"name\":\"n\",\"priority\":1e3}", "invalid_argument");
+    expect_code("{\"op\":\"schedule_pause\",\"name\":\"a b\"}", "invalid_argument");
+    expect_code("{\"op\":\"schedule_delete\"}", "invalid_argument");
+}
+
 static void
 test_stats_fields(void **state)
 {
@@ -647,6 +691,7 @@ main(void)
         cmocka_unit_test(test_tokens),
         cmocka_unit_test(test_mutate),
         cmocka_unit_test(test_dedupe_and_expiry_fields),
+        cmocka_unit_test(test_schedule_ops),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

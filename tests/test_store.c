@@ -397,6 +397,15 @@ count_bulk(void *arg, const char *queue)
     (*(int *)arg)++;
 }
 
+static void
+count_parent(void *arg, int64_t id, int64_t parent, const char *result)
+{
+    (void)id;
+    (void)parent;
+    (void)result;
+    (*(int *)arg)++;
+}
+
 /* claim_one: claims the only ready job of q and returns its id. */
 static int64_t
 claim_one(store *st, const char *q, int64_t now)
@@ -487,6 +496,123 @@ test_contract_dependencies(void **state)
     assert_int_equal(st, JOBQ_READY);
     assert_false(always);
     assert_int_equal(store_dep_job(f->st, c + 100, &st, &always, &run_at), JOBQ_ENOENT);
+    assert_int_equal(store_commit(f->st), JOBQ_OK);
+}
+
+/* A parent's result is copied when it is added (it had ended) or settled (it ends later);
+ * claim hands the results of every parent as one JSON object keyed by id; a job without
+ * parents gets none; the rows go with the child (delete) and outlive the parent. */
+static void
+test_contract_parent_results(void **state)
+{
+    fixture *f = *state;
+    int64_t a = insert(f->st, "p", 0, 0, 0);
+    int64_t b = insert(f->st, "p", 0, 0, 0);
+    assert_int_equal(claim_one(f->st, "p", 1), a);
+    assert_int_equal(store_begin(f->st), JOBQ_OK);
+    assert_int_equal(store_job_finish(f->st, a, JOBQ_SUCCEEDED, 2, 0, "ra", NULL), JOBQ_OK);
+    assert_int_equal(store_commit(f->st), JOBQ_OK);
+    int64_t c = insert(f->st, "c", 0, 0, 0);
+    int64_t lone = insert(f->st, "l", 0, 0, 0);
+    assert_int_equal(store_begin(f->st), JOBQ_OK);
+    assert_int_equal(store_parents_add(f->st, c, a), JOBQ_OK);
+    assert_int_equal(store_parents_add(f->st, c, b), JOBQ_OK);
+    assert_int_equal(store_parents_add(f->st, c, b), JOBQ_OK); /* twice: one row */
+    assert_int_equal(store_commit(f->st), JOBQ_OK);
+    assert_int_equal(claim_one(f->st, "p", 3), b);
+    assert_int_equal(store_begin(f->st), JOBQ_OK);
+    assert_int_equal(store_job_finish(f->st, b, JOBQ_SUCCEEDED, 4, 0, "r\"b", NULL), JOBQ_OK);
+    assert_int_equal(store_parents_settle(f->st, b), JOBQ_OK);
+    assert_int_equal(store_job_delete(f->st, a, JOBQ_SUCCEEDED), JOBQ_OK); /* result kept */
+    assert_int_equal(store_commit(f->st), JOBQ_OK);
+    job_row rows[2];
+    size_t n;
+    char want[128];
+    snprintf(want, sizeof(want), "{\"%lld\":\"ra\",\"%lld\":\"r\\\"b\"}", (long long)a,
+             (long long)b);
+    assert_int_equal(store_begin(f->st), JOBQ_OK);
+    assert_int_equal(store_claim(f->st, "c", 5, 2, rows, &n), JOBQ_OK);
+    assert_int_equal(n, 1);
+    assert_non_null(rows[0].parent_results);
+    assert_string_equal(rows[0].parent_results, want);
+    job_row_clear(&rows[0]);
+    assert_int_equal(store_claim(f->st, "l", 5, 2, rows, &n), JOBQ_OK);
+    assert_int_equal(n, 1);
+    assert_int_equal(rows[0].id, lone);
+    assert_null(rows[0].parent_results);
+    job_row_clear(&rows[0]);
+    assert_int_equal(store_job_finish(f->st, c, JOBQ_SUCCEEDED, 6, 0, NULL, NULL), JOBQ_OK);
+    assert_int_equal(store_job_delete(f->st, c, JOBQ_SUCCEEDED), JOBQ_OK);
+    assert_int_equal(store_commit(f->st), JOBQ_OK);
+    int calls = 0;
+    assert_int_equal(store_begin(f->st), JOBQ_OK);
+    assert_int_equal(store_parents_of(f->st, &c, 1, count_parent, &calls), JOBQ_OK);
+    assert_int_equal(store_commit(f->st), JOBQ_OK);
+    assert_int_equal(calls, 0);
+}
+
+/* Runtime schedules: put inserts then replaces (created_at kept), list is by name, delete
+ * takes the schedule's state and ticks with it; the state's two fields are set apart. */
+static void
+test_contract_schedule_defs(void **state)
+{
+    fixture *f = *state;
+    sched_def d = {.name = "b",
+                   .cron = "* * * * *",
+                   .timezone = "UTC",
+                   .queue = "q",
+                   .payload = "{}",
+                   .priority = 3,
+                   .overlap_skip = true};
+    sched_def *defs;
+    size_t n;
+    bool paused;
+    int64_t job, tick;
+    assert_int_equal(store_begin(f->st), JOBQ_OK);
+    assert_int_equal(store_sdef_put(f->st, &d, 10), JOBQ_OK);
+    d.name = "a";
+    d.missed_skip = true;
+    assert_int_equal(store_sdef_put(f->st, &d, 11), JOBQ_OK);
+    d.cron = "0 * * * *";
+    d.overlap_skip = false;
+    assert_int_equal(store_sdef_put(f->st, &d, 12), JOBQ_OK);
+    assert_int_equal(store_sdef_list(f->st, &defs, &n), JOBQ_OK);
+    assert_int_equal(n, 2);
+    assert_string_equal(defs[0].name, "a");
+    assert_string_equal(defs[0].cron, "0 * * * *");
+    assert_true(defs[0].missed_skip);
+    assert_false(defs[0].overlap_skip);
+    assert_int_equal(defs[0].created_at_ms, 11);
+    assert_int_equal(defs[0].updated_at_ms, 12);
+    assert_string_equal(defs[1].name, "b");
+    assert_int_equal(defs[1].priority, 3);
+    assert_true(defs[1].overlap_skip);
+    for (size_t i = 0; i < n; i++) {
+        sched_def_clear(&defs[i]);
+    }
+    free(defs);
+    assert_int_equal(store_sstate_get(f->st, "a", &paused, &job), JOBQ_ENOENT);
+    assert_int_equal(store_sstate_set_paused(f->st, "a", true), JOBQ_OK);
+    assert_int_equal(store_sstate_set_job(f->st, "a", 42), JOBQ_OK);
+    assert_int_equal(store_sstate_get(f->st, "a", &paused, &job), JOBQ_OK);
+    assert_true(paused);
+    assert_int_equal(job, 42);
+    assert_int_equal(store_sstate_set_paused(f->st, "a", false), JOBQ_OK);
+    assert_int_equal(store_sstate_get(f->st, "a", &paused, &job), JOBQ_OK);
+    assert_false(paused);
+    assert_int_equal(job, 42);
+    assert_int_equal(store_schedule_set(f->st, "a", 1000), JOBQ_OK);
+    assert_int_equal(store_schedule_since(f->st, "a", 5, &tick), JOBQ_OK);
+    assert_int_equal(store_sdef_delete(f->st, "a"), JOBQ_OK);
+    assert_int_equal(store_sdef_delete(f->st, "a"), JOBQ_ENOENT);
+    assert_int_equal(store_sstate_get(f->st, "a", &paused, &job), JOBQ_ENOENT);
+    assert_int_equal(store_schedule_last(f->st, "a", &tick), JOBQ_ENOENT);
+    assert_int_equal(store_schedule_since(f->st, "a", 7, &tick), JOBQ_OK);
+    assert_int_equal(tick, 7); /* seen anew */
+    assert_int_equal(store_sdef_list(f->st, &defs, &n), JOBQ_OK);
+    assert_int_equal(n, 1);
+    sched_def_clear(&defs[0]);
+    free(defs);
     assert_int_equal(store_commit(f->st), JOBQ_OK);
 }
 
@@ -1615,6 +1741,8 @@ main(void)
         cmocka_unit_test_setup_teardown(test_contract_retry_dead_and_bulk, setup, teardown),
         cmocka_unit_test_setup_teardown(test_contract_dependencies, setup, teardown),
         cmocka_unit_test_setup_teardown(test_contract_groups, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_contract_parent_results, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_contract_schedule_defs, setup, teardown),
         cmocka_unit_test_setup_teardown(test_contract_attempt_count_and_requeue, setup, teardown),
         cmocka_unit_test_setup_teardown(test_contract_running, setup, teardown),
         cmocka_unit_test_setup_teardown(test_contract_sweep_deletes_old_finished_jobs_and_history,

@@ -141,6 +141,21 @@ check_ok(const request *req, const request_limits *lim)
         }
         break;
     }
+    case REQ_SCHEDULE_ADD:
+        check(req->sched_cron != NULL && req->queue != NULL);
+        /* fall through */
+    case REQ_SCHEDULE_UPDATE:
+        check(req->sched_missed >= -1 && req->sched_missed <= 1);
+        check(req->sched_overlap >= -1 && req->sched_overlap <= 1);
+        check(req->sched_cron == NULL || strlen(req->sched_cron) <= 256);
+        check(req->queue == NULL || strlen(req->queue) <= 64);
+        /* fall through */
+    case REQ_SCHEDULE_PAUSE:
+    case REQ_SCHEDULE_RESUME:
+    case REQ_SCHEDULE_TRIGGER:
+    case REQ_SCHEDULE_DELETE:
+        check_name(req->sched_name);
+        break;
     case REQ_RETRY:
         if (req->nids == 0) {
             check(req->state == JOBQ_DEAD || req->state == JOBQ_CANCELLED);
