@@ -9,11 +9,13 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cluster.h"
 #include "codec.h"
 #include "lifecycle.h"
 #include "log.h"
 #include "request.h"
 #include "scheduler.h"
+#include "store_cluster.h"
 
 #define RECHECK_MS 60000 /* the timer looks at the wall clock at least this often */
 #define RETRY_MS 1000    /* after a failed fire (e.g. a full disk) */
@@ -235,6 +237,12 @@ arm(server *s)
     }
     int64_t now = jobq__now_ms();
     int64_t wake = now + RECHECK_MS;
+    if (!cluster_leads(s)) {
+        /* Several nodes: the leader fires (periodic_lead when elected); a tick another node
+         * fired is a duplicate key here anyway. */
+        uv_timer_start(&s->periodic_timer, timer_cb, RECHECK_MS, 0);
+        return;
+    }
     for (size_t i = 0; i < s->nperiodics; i++) {
         periodic_state *p = &s->periodics[i];
         if (p->firing) {
@@ -280,7 +288,9 @@ periodic_init(server *s)
         queue_conf defaults;
         bool fired;
         int err = store_begin(s->st);
-        if (err == JOBQ_OK) {
+        if (err == JOBQ_OK && store_shared(s->st)) {
+            /* Several nodes: the catch-up is the leader's, once elected (periodic_lead). */
+        } else if (err == JOBQ_OK) {
             err = periodic_recover(s->st, p->sc, queue_of(s, p->sc, &defaults), now, &fired);
         }
         if (err == JOBQ_OK) {
@@ -297,6 +307,99 @@ periodic_init(server *s)
         p->next_ms = cron_next(&p->sc->expr, p->sc->zone, p->last_ms);
     }
     return JOBQ_OK;
+}
+
+/* ---- a node elected leader: the catch-up, from the ticks as stored ---- */
+
+typedef struct lead_op {
+    wop op;
+    server *s;
+    int64_t *last_ms; /* per schedule */
+    bool *ticked;
+} lead_op;
+
+static int
+exec_lead(store *st, wop *op, int64_t now_ms)
+{
+    lead_op *l = container_of(op, lead_op, op);
+    server *s = l->s;
+    for (size_t i = 0; i < s->nperiodics; i++) {
+        const schedule_conf *sc = s->periodics[i].sc;
+        queue_conf defaults;
+        config_queue_defaults(&defaults);
+        const queue_conf *qc = &defaults;
+        for (size_t k = 0; k < s->cfg->nqueues; k++) {
+            if (strcmp(s->cfg->queues[k].name, sc->queue) == 0) {
+                qc = &s->cfg->queues[k];
+            }
+        }
+        bool fired;
+        int err = periodic_recover(st, sc, qc, now_ms, &fired);
+        if (err == JOBQ_OK) {
+            err = periodic_base(st, sc, now_ms, &l->last_ms[i], &l->ticked[i]);
+        }
+        if (err != JOBQ_OK) {
+            return err;
+        }
+    }
+    return JOBQ_OK;
+}
+
+static void
+done_lead(wop *op)
+{
+    lead_op *l = container_of(op, lead_op, op);
+    server *s = l->s;
+    for (size_t i = 0; i < s->nperiodics; i++) {
+        periodic_state *p = &s->periodics[i];
+        p->firing = false;
+        if (op->err == JOBQ_OK) {
+            p->last_ms = l->last_ms[i];
+            p->ticked = l->ticked[i];
+            p->next_ms = cron_next(&p->sc->expr, p->sc->zone, p->last_ms);
+        } else {
+            p->retry_ms = jobq__now_ms() + RETRY_MS;
+        }
+    }
+    if (op->err != JOBQ_OK) {
+        log_error("schedule_failed", "reason=\"%s\"", writer_last_error(&s->w));
+    }
+    free(l->last_ms);
+    free(l->ticked);
+    free(l);
+    if (!s->closing) {
+        arm(s);
+    }
+}
+
+void
+periodic_lead(server *s)
+{
+    if (s->nperiodics == 0 || s->closing) {
+        return;
+    }
+    for (size_t i = 0; i < s->nperiodics; i++) {
+        if (s->periodics[i].firing) {
+            return; /* a fire in flight: the tick as stored is read again after it */
+        }
+    }
+    lead_op *l = calloc(1, sizeof(*l));
+    if (l == NULL || (l->last_ms = calloc(s->nperiodics, sizeof(*l->last_ms))) == NULL ||
+        (l->ticked = calloc(s->nperiodics, sizeof(*l->ticked))) == NULL) {
+        if (l != NULL) {
+            free(l->last_ms);
+        }
+        free(l);
+        return;
+    }
+    l->s = s;
+    l->op.exec = exec_lead;
+    l->op.done = done_lead;
+    l->op.writes = true;
+    for (size_t i = 0; i < s->nperiodics; i++) {
+        s->periodics[i].firing = true; /* arm leaves them alone until the catch-up is done */
+    }
+    writer_push(&s->w, &l->op);
 }
 
 /* periodic_start: the first arming, once the writer exists. */

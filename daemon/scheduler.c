@@ -6,10 +6,12 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cluster.h"
 #include "codec.h"
 #include "lifecycle.h"
 #include "log.h"
 #include "runner.h"
+#include "store_cluster.h"
 #include "webhook.h"
 
 #define PROMOTE_BATCH 1000
@@ -148,8 +150,8 @@ static void
 timer_cb(uv_timer_t *t)
 {
     server *s = t->data;
-    if (s->promoting || s->closing) {
-        return;
+    if (s->promoting || s->closing || !cluster_leads(s)) {
+        return; /* several nodes: the leader promotes (sched_maintain_now when elected) */
     }
     promote_op *p = calloc(1, sizeof(*p));
     if (p == NULL || (p->items = calloc(PROMOTE_BATCH, sizeof(*p->items))) == NULL) {
@@ -172,6 +174,7 @@ static int
 exec_claim(store *st, wop *op, int64_t now_ms)
 {
     claim_op *c = container_of(op, claim_op, op);
+    store_set_claim_limit(st, c->q->conf->global_concurrency);
     return store_claim(st, c->q->name, now_ms, c->max, c->rows, &c->n);
 }
 
@@ -199,10 +202,18 @@ done_claim(wop *op)
         int64_t waited = c->rows[i].started_at_ms - due;
         hist_observe(&q->wait_hist, HIST_SECONDS, waited > 0 ? waited / 1000.0 : 0);
     }
-    if (op->err == JOBQ_OK && c->n < c->max && q->counts[JOBQ_READY] > 0) {
-        /* The counts said more were ready than the store had: trust the store. */
-        log_warn("count_resync", "queue=%s ready_counted=%lld", q->name,
+    if (op->err == JOBQ_OK && c->n < c->max && q->counts[JOBQ_READY] > 0 &&
+        q->conf->global_concurrency == 0) {
+        /* The counts said more were ready than the store had: trust the store. (With several
+         * nodes the counts are an estimate: another node took them, or global_concurrency
+         * held them back; the heartbeat reads the backlog again.) */
+        if (store_shared(s->st)) {
+            log_debug("count_resync", "queue=%s ready_counted=%lld", q->name,
                  (long long)q->counts[JOBQ_READY]);
+        } else {
+            log_warn("count_resync", "queue=%s ready_counted=%lld", q->name,
+                 (long long)q->counts[JOBQ_READY]);
+        }
         q->counts[JOBQ_READY] = 0;
     }
     c->deliver(s, q, c->arg, c->rows, c->n, op->err);
@@ -476,8 +487,8 @@ sweep_timer_cb(uv_timer_t *t)
 {
     server *s = t->data;
     s->sweep_at_ms = INT64_MAX;
-    if (s->sweeping || s->closing) {
-        return;
+    if (s->sweeping || s->closing || !cluster_leads(s)) {
+        return; /* several nodes: the leader sweeps (sched_maintain_now when elected) */
     }
     sweep_op *p = calloc(1, sizeof(*p));
     if (p == NULL || (p->qs = calloc(s->nqueues ? s->nqueues : 1, sizeof(*p->qs))) == NULL) {
@@ -508,6 +519,13 @@ void
 sched_sweep_soon(server *s, qstate *q, int state)
 {
     sweep_arm(s, jobq__now_ms() + retention_of(q->conf, state));
+}
+
+void
+sched_maintain_now(server *s)
+{
+    sweep_arm(s, jobq__now_ms());
+    sched_note_due(s, jobq__now_ms());
 }
 
 void

@@ -972,11 +972,12 @@ static void
 test_pg_migrations_recorded_once(void **state)
 {
     fixture *f = *state;
-    char want[16];
-    snprintf(want, sizeof(want), "%d", store_pg_migrate_latest());
-    char *v = pg_admin(f->db, "SELECT count(*) || ':' || max(version) FROM jobq_migrations");
+    /* Every file once, up to the highest number (numbers may skip while a branch's migration
+     * waits for the ones before it). */
+    extern const size_t jobq_pg_migrations_count;
     char both[40];
-    snprintf(both, sizeof(both), "%s:%s", want, want);
+    snprintf(both, sizeof(both), "%zu:%d", jobq_pg_migrations_count, store_pg_migrate_latest());
+    char *v = pg_admin(f->db, "SELECT count(*) || ':' || max(version) FROM jobq_migrations");
     assert_string_equal(v, both);
     free(v);
     /* A second node opening the same database applies nothing. */
