@@ -180,6 +180,12 @@ static const cli_cmd commands[] = {
      "zone, the queue its jobs go to, what happens to ticks missed while jobqd was down, the\n"
      "last tick it fired or skipped and the next one (in local time).\n",
      cmd_schedules},
+    {"nodes", "", "list the jobqd nodes sharing the database, and the leader",
+     "Prints one line per jobqd registered in the PostgreSQL database this one uses: its\n"
+     "name, host and pid, whether it is alive (heartbeat within its node_ttl), the leader\n"
+     "(which runs schedules and maintenance), jobs it ran at its last heartbeat, when it\n"
+     "started and its last heartbeat. A jobqd on SQLite is a node of its own.\n",
+     cmd_nodes},
     {"top", "[--interval DUR] [--once]", "a live view of every queue, like top",
      "Shows one row per queue: jobs ready, running, scheduled, retrying and dead, jobs\n"
      "succeeded and attempts failed per second, the circuit breaker and the paused flag;\n"

@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "codec.h"
+#include "handlers.h"
 #include "lifecycle.h"
 #include "log.h"
 #include "periodic.h"
@@ -67,6 +68,9 @@ typedef struct cluster {
     bool closing;
     /* counters for /metrics */
     uint64_t beats, beat_failures, elections, fenced, rescued, notifies, resyncs, reconnects;
+    uint64_t analyzes;
+    int64_t analyzed_backlog; /* the unfinished jobs at the last ANALYZE (the leader's) */
+    int64_t analyzed_at_ms;
 } cluster;
 
 static cluster cl;
@@ -134,7 +138,7 @@ exec_beat(store *st, wop *op, int64_t now_ms)
     return err;
 }
 
-static void rescue(server *s);
+static void rescue(server *s, int64_t backlog);
 static void beat(server *s);
 
 /* apply_counts: the cluster's backlog replaces this node's view of the unfinished states (the
@@ -212,7 +216,11 @@ done_beat(wop *op)
             if (b->next_due_ms > 0) {
                 sched_note_due(s, b->next_due_ms);
             }
-            rescue(s);
+            int64_t backlog = 0;
+            for (size_t i = 0; i < b->ncounts; i++) {
+                backlog += b->counts[i].n;
+            }
+            rescue(s, backlog);
         }
         sched_dispatch_all(s);
     }
@@ -270,6 +278,7 @@ typedef struct rescued_job {
 
 typedef struct rescue_op {
     wop op;
+    bool analyze; /* refresh the statistics of jobs too */
     char (*fenced)[128];
     size_t nfenced, capfenced;
     rescued_job *jobs;
@@ -317,6 +326,9 @@ exec_rescue(store *st, wop *op, int64_t now_ms)
     rescue_op *r = container_of(op, rescue_op, op);
     size_t n;
     int err = store_nodes_fence_dead(st, fenced_cb, r, &n);
+    if (err == JOBQ_OK && r->analyze) {
+        err = store_analyze(st);
+    }
     if (err == JOBQ_OK) {
         err = lifecycle_recover_running(st, now_ms, POISON_CRASHES, NULL, rescued_cb, r, &n);
     }
@@ -359,8 +371,13 @@ done_rescue(wop *op)
     free(r);
 }
 
+/* ANALYZE once the backlog is this many times what it was at the last one (or a fraction). */
+#define ANALYZE_FACTOR 4
+#define ANALYZE_MIN_JOBS 2000
+#define ANALYZE_EVERY_MS 5000
+
 static void
-rescue(server *s)
+rescue(server *s, int64_t backlog)
 {
     if (cl.rescuing || s->draining) {
         return;
@@ -368,6 +385,16 @@ rescue(server *s)
     rescue_op *r = calloc(1, sizeof(*r));
     if (r == NULL) {
         return;
+    }
+    int64_t now = jobq__now_ms();
+    int64_t was = cl.analyzed_backlog;
+    if (now - cl.analyzed_at_ms >= ANALYZE_EVERY_MS &&
+        (backlog > was * ANALYZE_FACTOR + ANALYZE_MIN_JOBS ||
+         (was > ANALYZE_MIN_JOBS && backlog * ANALYZE_FACTOR < was))) {
+        r->analyze = true;
+        cl.analyzed_backlog = backlog;
+        cl.analyzed_at_ms = now;
+        cl.analyzes++;
     }
     r->op.exec = exec_rescue;
     r->op.done = done_rescue;
@@ -863,7 +890,8 @@ cluster_metrics(const server *s, mbuf *b)
     } ev[] = {{"heartbeat", cl.beats},       {"heartbeat_failed", cl.beat_failures},
               {"elected", cl.elections},     {"fenced", cl.fenced},
               {"rescued_job", cl.rescued},   {"notification", cl.notifies},
-              {"resync", cl.resyncs},        {"listener_connect", cl.reconnects}};
+              {"resync", cl.resyncs},        {"listener_connect", cl.reconnects},
+              {"analyze", cl.analyzes}};
     for (size_t i = 0; i < sizeof(ev) / sizeof(ev[0]); i++) {
         mbuf_printf(b, "jobq_cluster_events_total{node=\"%s\",event=\"%s\"} %llu\n", cl.name,
                     ev[i].name, (unsigned long long)ev[i].v);
@@ -884,7 +912,91 @@ cluster_node_name(const server *s)
     return cl.on ? cl.name : "";
 }
 
+/* ---- the nodes op ---- */
+
+typedef struct nodes_op {
+    wop op;
+    call *c;
+    node_row *rows;
+    size_t n;
+} nodes_op;
+
+static int
+exec_nodes(store *st, wop *op, int64_t now_ms)
+{
+    (void)now_ms;
+    nodes_op *o = container_of(op, nodes_op, op);
+    return store_nodes(st, &o->rows, &o->n);
+}
+
+static void
+done_nodes(wop *op)
+{
+    nodes_op *o = container_of(op, nodes_op, op);
+    call *c = o->c;
+    if (op->err != JOBQ_OK) {
+        reply_err(c, op->err, writer_last_error(&c->srv->w));
+    } else {
+        json_t *r = ok_object();
+        json_t *a = json_array();
+        for (size_t i = 0; i < o->n; i++) {
+            node_row *n = &o->rows[i];
+            json_array_append_new(
+                a, json_pack("{s:s, s:s, s:i, s:s, s:I, s:b, s:b, s:b, s:i, s:I, s:I, s:I}",
+                             "name", n->name, "host", n->host, "pid", n->pid, "version",
+                             n->version, "incarnation", (json_int_t)n->incarnation, "alive",
+                             n->alive, "fenced", n->fenced, "leader", n->leader, "running",
+                             n->running, "started_at", (json_int_t)n->started_at_ms,
+                             "heartbeat_at", (json_int_t)n->beat_at_ms, "expires_at",
+                             (json_int_t)n->expires_at_ms));
+        }
+        json_object_set_new(r, "shared", json_true());
+        json_object_set_new(r, "nodes", a);
+        json_t *self = cluster_json(c->srv);
+        json_object_set_new(self, "running", json_integer(running_here(c->srv)));
+        json_object_set_new(r, "self", self);
+        send_json(c, r);
+    }
+    for (size_t i = 0; i < o->n; i++) {
+        node_row_clear(&o->rows[i]);
+    }
+    free(o->rows);
+    free(o);
+}
+
+void
+op_nodes(call *c)
+{
+    if (!cl.on) {
+        json_t *r = ok_object();
+        json_object_set_new(r, "shared", json_false());
+        json_object_set_new(r, "nodes", json_array());
+        send_json(c, r);
+        return;
+    }
+    nodes_op *o = calloc(1, sizeof(*o));
+    if (o == NULL) {
+        reply_error(c, "internal", "out of memory");
+        return;
+    }
+    o->c = c;
+    o->op.exec = exec_nodes;
+    o->op.done = done_nodes;
+    o->op.writes = false;
+    writer_push(&c->srv->w, &o->op);
+}
+
 #else /* a build without PostgreSQL: every store is the node's own */
+
+void
+op_nodes(call *c)
+{
+    json_t *r = ok_object();
+    json_object_set_new(r, "shared", json_false());
+    json_object_set_new(r, "nodes", json_array());
+    send_json(c, r);
+}
+
 
 static int
 cluster_init(server *s, char *err, size_t errlen)

@@ -84,6 +84,12 @@ int store_count_active_each(store *st,
                             void (*fn)(void *arg, const char *queue, int state, int64_t n),
                             void *arg);
 
+/** store_analyze: refreshes the planner's statistics of the jobs table (the leader, when the
+ *  backlog grew or shrank several times over since the last: a burst of submits into a
+ *  table the statistics saw small makes the claim sort the whole backlog instead of reading
+ *  its index in order, until autovacuum's next analyze, up to a minute later). */
+int store_analyze(store *st);
+
 /** store_incarnation: this node's incarnation (0 before store_node_register). */
 int64_t store_incarnation(const store *st);
 

@@ -1344,16 +1344,22 @@ claim_room(pg_store *p, const char *queue, size_t *maxp)
     }
     const char *v[1] = {queue};
     _Static_assert(JOBQ_RUNNING == 2, "jobs_running's predicate names the running state");
+    /* Two statements: the count's snapshot must be taken after the lock is granted (READ
+     * COMMITTED takes one per statement), so that it sees the claims committed meanwhile. */
     PGresult *r = PQexecParams(p->conn,
-                               "SELECT pg_advisory_xact_lock(" CLAIM_LOCK_SPACE ", hashtext($1)), "
-                               "(SELECT count(*) FROM jobs WHERE queue = $1 AND state = 2)",
+                               "SELECT pg_advisory_xact_lock(" CLAIM_LOCK_SPACE ", hashtext($1))",
                                1, NULL, v, NULL, NULL, 0);
+    if (PQresultStatus(r) == PGRES_TUPLES_OK) {
+        PQclear(r);
+        r = PQexecParams(p->conn, "SELECT count(*) FROM jobs WHERE queue = $1 AND state = 2", 1,
+                         NULL, v, NULL, NULL, 0);
+    }
     if (PQresultStatus(r) != PGRES_TUPLES_OK) {
         int err = from_pg(p, r, "counting running jobs");
         PQclear(r);
         return err;
     }
-    int64_t running = g_i64(r, 0, 1);
+    int64_t running = g_i64(r, 0, 0);
     PQclear(r);
     int64_t room = limit - running;
     if (room < (int64_t)*maxp) {
@@ -2616,6 +2622,12 @@ store_count_active_each(store *st, void (*fn)(void *arg, const char *queue, int 
     }
     PQclear(r);
     return JOBQ_OK;
+}
+
+int
+store_analyze(store *st)
+{
+    return simple(PG(st), "ANALYZE jobs", "analyzing jobs");
 }
 
 int

@@ -41,6 +41,7 @@ enum op_flags {
     X(SCHEDULES, schedules, NO_FIELDS, OPF_READ)                                                   \
     X(PROMOTE, promote, FIELDS(id_fields), OPF_WRITES)                                             \
     X(MUTATE, mutate, FIELDS(mutate_fields), OPF_WRITES)                                           \
-    X(LOGS, logs, FIELDS(logs_fields), OPF_HOLD_WAIT | OPF_READ)
+    X(LOGS, logs, FIELDS(logs_fields), OPF_HOLD_WAIT | OPF_READ)                                  \
+    X(NODES, nodes, NO_FIELDS, OPF_READ)
 
 #endif
