@@ -59,7 +59,7 @@ node_conf() {
     cat >"$T/$n.conf" <<EOF
 [server]
 listen = ipc://$T/$n.sock
-http =
+http = 127.0.0.1:0
 database = $DBURL
 node = $n
 node_ttl = 2s
@@ -125,6 +125,13 @@ ncli() {
     "$JOBQ" --url "ipc://$T/$n.sock" "$@"
 }
 leader() { q "SELECT node FROM jobq_leader WHERE expires_at >= now()"; }
+# http NODE PATH: GET on the node's monitor endpoint (its port from event=http_listen).
+http() {
+    local p
+    p=$(grep -o 'event=http_listen addr=127\.0\.0\.1:[0-9]*' "${LOGF[$1]}" | tail -n 1 | sed 's/.*://')
+    [ -n "$p" ] || fail "no event=http_listen line for $1"
+    curl -sS --max-time 10 "http://127.0.0.1:$p$2"
+}
 owner_of() { q "SELECT n.name FROM jobs j JOIN jobq_nodes n ON n.incarnation = j.owner WHERE j.id = $1"; }
 
 # ---- three nodes started at once on an empty database ----
@@ -145,7 +152,16 @@ grep -q "^$L .*leader" <<<"$out" || fail "jobq nodes does not mark $L the leader
 r=$(nraw c '{"op":"nodes"}')
 expect_eq "nodes op: alive" "$(jq '[.nodes[] | select(.alive)] | length' <<<"$r")" 3
 expect_eq "nodes op: leaders" "$(jq '[.nodes[] | select(.leader)] | length' <<<"$r")" 1
-ok "one leader ($L); \`jobq nodes\` and the nodes op list the three"
+for n in "${NODES[@]}"; do
+    want=0
+    [ "$n" != "$L" ] || want=1
+    m=$(http "$n" /metrics)
+    grep -q "^jobq_node_leader{node=\"$n\"} $want\$" <<<"$m" || fail "/metrics of $n: $(grep jobq_node <<<"$m")"
+    grep -q "^jobq_node_info{node=\"$n\"," <<<"$m" || fail "/metrics of $n has no jobq_node_info"
+    h=$(http "$n" /healthz)
+    grep -q "^store: up" <<<"$h" || fail "/healthz of $n: $h"
+done
+ok "one leader ($L); \`jobq nodes\` and the nodes op list the three; /metrics shows each node's role, /healthz the store"
 
 # ---- submit on a, start on b through NOTIFY; a wait held on a answered by b's finish ----
 lat=()
@@ -157,6 +173,14 @@ for i in 1 2 3 4 5; do
     lat+=("$(jq '.jobs[0].started_at - .jobs[0].created_at' <<<"$r")")
 done
 ok "submitted on a, run by b (NOTIFY), the wait held on a answered: submit->start ms ${lat[*]}"
+
+# ---- the listener's backend terminated: it reconnects, and wake-ups resume ----
+q "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'jobqd-listen'" >/dev/null
+for n in "${NODES[@]}"; do wait_log "$n" 'event=listener_reconnected' 30; done
+id=$(ncli c submit only_b '{"after":"reconnect"}')
+r=$(nraw c "{\"op\":\"wait\",\"id\":$id,\"timeout\":\"20s\"}")
+jq -e '.done and .jobs[0].state == "succeeded"' <<<"$r" >/dev/null || fail "wait after the reconnect: $r"
+ok "every node's listener terminated by PostgreSQL reconnected (resync); submit on c, run by b, wait on c: $(jq '.jobs[0].started_at - .jobs[0].created_at' <<<"$r") ms to start"
 
 # ---- many jobs through exec handlers and remote workers on every node ----
 WPIDS=()
