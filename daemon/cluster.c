@@ -89,7 +89,25 @@ typedef struct beat_op {
     size_t ncounts, capcounts;
     int64_t cancels[MAX_CANCELS];
     size_t ncancels;
+    char (*paused)[65]; /* the queues whose paused flag is stored set */
+    size_t npaused, cappaused;
 } beat_op;
+
+static void
+paused_cb(void *arg, const char *queue)
+{
+    beat_op *b = arg;
+    if (b->npaused == b->cappaused) {
+        size_t cap = b->cappaused ? b->cappaused * 2 : 8;
+        char(*p)[65] = realloc(b->paused, cap * sizeof(*p));
+        if (p == NULL) {
+            return;
+        }
+        b->paused = p;
+        b->cappaused = cap;
+    }
+    snprintf(b->paused[b->npaused++], 65, "%s", queue);
+}
 
 static void
 count_cb(void *arg, const char *queue, int state, int64_t n)
@@ -134,6 +152,9 @@ exec_beat(store *st, wop *op, int64_t now_ms)
     }
     if (err == JOBQ_OK) {
         err = store_cancel_requests(st, b->cancels, MAX_CANCELS, &b->ncancels);
+    }
+    if (err == JOBQ_OK) {
+        err = store_paused_each(st, paused_cb, b);
     }
     return err;
 }
@@ -199,6 +220,19 @@ done_beat(wop *op)
         cl.leader = b->leader;
         snprintf(cl.leader_name, sizeof(cl.leader_name), "%s", b->leader_name);
         apply_counts(s, b);
+        /* pause and resume are the cluster's: the flags as stored */
+        for (size_t i = 0; i < s->nqueues; i++) {
+            qstate *q = s->queues[i];
+            bool paused = false;
+            for (size_t k = 0; k < b->npaused && !paused; k++) {
+                paused = strcmp(b->paused[k], q->name) == 0;
+            }
+            if (paused != q->paused) {
+                log_info(paused ? "queue_paused" : "queue_resumed", "queue=%s by=another_node",
+                         q->name);
+                q->paused = paused;
+            }
+        }
         for (size_t i = 0; i < b->ncancels; i++) {
             if (waits_stop_running(s, b->cancels[i], NULL)) {
                 log_info("job_cancel_remote", "job=%lld", (long long)b->cancels[i]);
@@ -225,6 +259,7 @@ done_beat(wop *op)
         sched_dispatch_all(s);
     }
     free(b->counts);
+    free(b->paused);
     free(b);
     if (cl.again && !s->closing) {
         cl.again = false;
@@ -518,6 +553,9 @@ notify_cb(void *arg, const char *payload)
             q->counts[JOBQ_READY] += json_integer_value(v);
             sched_dispatch(s, q);
         }
+    }
+    if (json_is_true(json_object_get(o, "p"))) {
+        beat(s); /* a queue was paused or resumed: the flags are read again */
     }
     json_t *due = json_object_get(o, "d");
     if (json_is_integer(due) && cl.leader) {

@@ -327,6 +327,7 @@ typedef struct pg_store {
     json_t *ntf_ended;   /* [id] */
     json_t *ntf_cancel;  /* [id] */
     int64_t ntf_due;     /* 0: none */
+    bool ntf_paused;     /* a queue was paused or resumed */
     bool ntf_resync;
 } pg_store;
 
@@ -477,6 +478,7 @@ ntf_reset(pg_store *p)
     json_decref(p->ntf_cancel);
     p->ntf_ready = p->ntf_ended = p->ntf_cancel = NULL;
     p->ntf_due = 0;
+    p->ntf_paused = false;
     p->ntf_resync = false;
     p->fence_id = 0;
 }
@@ -530,12 +532,12 @@ ntf_state(pg_store *p, int64_t id, const char *queue, int state, int64_t run_at)
 }
 
 /* ntf_payload: the transaction's wake-up as JSON text (malloc'd), or NULL when it has none:
- * {"n":NODE,"r":{QUEUE:N},"e":[ID],"d":MS,"c":[ID]} or {"n":NODE,"resync":true}. */
+ * {"n":NODE,"r":{QUEUE:N},"e":[ID],"d":MS,"c":[ID],"p":true} or {"n":NODE,"resync":true}. */
 static char *
 ntf_payload(pg_store *p)
 {
     if (p->ntf_ready == NULL && p->ntf_ended == NULL && p->ntf_cancel == NULL &&
-        p->ntf_due == 0 && !p->ntf_resync) {
+        p->ntf_due == 0 && !p->ntf_paused && !p->ntf_resync) {
         return NULL;
     }
     json_t *o = json_object();
@@ -560,6 +562,9 @@ ntf_payload(pg_store *p)
         }
         if (p->ntf_due != 0) {
             json_object_set_new(o, "d", json_integer(p->ntf_due));
+        }
+        if (p->ntf_paused) {
+            json_object_set_new(o, "p", json_true());
         }
         text = json_dumps(o, JSON_COMPACT);
     }
@@ -1301,7 +1306,11 @@ pg_set_paused(store *st, const char *queue, bool paused)
     pargs a = {0};
     a_text(&a, queue);
     a_bool(&a, paused);
-    return run_done(PG(st), P_SET_PAUSED, &a);
+    int err = run_done(PG(st), P_SET_PAUSED, &a);
+    if (err == JOBQ_OK) {
+        PG(st)->ntf_paused = true; /* the other nodes read the flags again */
+    }
+    return err;
 }
 
 static int claim_room(pg_store *p, const char *queue, size_t *maxp);

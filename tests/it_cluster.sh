@@ -12,6 +12,8 @@
 # - cancel on one node of a job running on another;
 # - kill -9 of the leader with jobs running: they are rescued (a crash attempt) and run
 #   elsewhere; another node is elected;
+# - pause on one node holds the queue on all; resume on another releases it;
+# - the listener's backend terminated: every node reconnects, resyncs, and wake-ups resume;
 # - SIGSTOP of a node past its TTL, then SIGCONT: its jobs were rescued and ran elsewhere, and
 #   the outcomes it records after waking change nothing (fenced); it re-registers;
 # - a per-minute schedule across the leader's death: each tick fired exactly once (the test
@@ -173,6 +175,17 @@ for i in 1 2 3 4 5; do
     lat+=("$(jq '.jobs[0].started_at - .jobs[0].created_at' <<<"$r")")
 done
 ok "submitted on a, run by b (NOTIFY), the wait held on a answered: submit->start ms ${lat[*]}"
+
+# ---- pause and resume are the cluster's ----
+ncli a pause only_b >/dev/null
+wait_log b 'event=queue_paused queue=only_b by=another_node' 20
+id=$(ncli c submit only_b '{"paused":true}')
+r=$(nraw c "{\"op\":\"wait\",\"id\":$id,\"timeout\":\"1s\"}")
+expect_eq "state of a job of the queue paused on a, submitted on c, 1 s later" "$(jq -r '.jobs[0].state' <<<"$r")" ready
+ncli c resume only_b >/dev/null
+r=$(nraw a "{\"op\":\"wait\",\"id\":$id,\"timeout\":\"20s\"}")
+jq -e '.done and .jobs[0].state == "succeeded"' <<<"$r" >/dev/null || fail "after resume on c: $r"
+ok "pause on a stops b (the queue's only runner) from starting a job submitted on c; resume on c starts it"
 
 # ---- the listener's backend terminated: it reconnects, and wake-ups resume ----
 q "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'jobqd-listen'" >/dev/null
