@@ -104,8 +104,12 @@ enum pstmt {
     P_SET_RUN_AT,
     P_ATTEMPT_FENCED,
     P_COUNT_ACTIVE,
+    P_KEY_LOCK,
     P_COUNT_STMTS
 };
+
+/* The advisory lock space of idempotency keys (see P_KEY_LOCK). */
+#define KEY_LOCK_SPACE "1786732147"
 
 #define JOB_COLS                                                                                   \
     "id, queue, payload, priority, state, run_at, attempt, max_attempts, timeout_ms, key, "        \
@@ -298,6 +302,10 @@ static const char *const pstmt_sql[P_COUNT_STMTS] = {
     [P_ATTEMPT_FENCED] = "INSERT INTO attempts (job_id, attempt, started_at, finished_at, kind, "
                          "error) SELECT $1, $2, $3, $4, $5, $6 WHERE EXISTS (SELECT 1 FROM jobs "
                          "WHERE id = $1 AND attempt = $2)",
+    /* A key is looked up under a transaction-level advisory lock of its own (Oban's way): of
+     * two nodes admitting one key at once, the second waits for the first to commit and then
+     * finds its row (the lookup is the next statement: a snapshot taken after the wait). */
+    [P_KEY_LOCK] = "SELECT pg_advisory_xact_lock(" KEY_LOCK_SPACE ", hashtext($1 || ' ' || $2))",
     [P_COUNT_ACTIVE] = "SELECT queue, state, count(*) FROM jobs WHERE state IN ($1, $2, $3, $4, $5) "
                        "GROUP BY state, queue",
 };
@@ -1732,7 +1740,10 @@ pg_key_find(store *st, const char *queue, const char *key, int64_t *idp, uint64_
     a_text(&a, queue);
     a_text(&a, key);
     PGresult *r;
-    int err = run(PG(st), P_KEY_FIND, &a, &r);
+    int err = run_done(PG(st), P_KEY_LOCK, &a);
+    if (err == JOBQ_OK) {
+        err = run(PG(st), P_KEY_FIND, &a, &r);
+    }
     if (err != JOBQ_OK) {
         return err;
     }

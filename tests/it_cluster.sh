@@ -12,6 +12,7 @@
 # - cancel on one node of a job running on another;
 # - kill -9 of the leader with jobs running: they are rescued (a crash attempt) and run
 #   elsewhere; another node is elected;
+# - one idempotency key submitted to the three nodes at once: one job, two duplicates;
 # - pause on one node holds the queue on all; resume on another releases it;
 # - the listener's backend terminated: every node reconnects, resyncs, and wake-ups resume;
 # - SIGSTOP of a node past its TTL, then SIGCONT: its jobs were rescued and ran elsewhere, and
@@ -176,6 +177,21 @@ for i in 1 2 3 4 5; do
 done
 ok "submitted on a, run by b (NOTIFY), the wait held on a answered: submit->start ms ${lat[*]}"
 
+# ---- one key submitted to the three nodes at once: one job, the others duplicates ----
+for round in 1 2 3 4 5; do
+    kp=()
+    for n in "${NODES[@]}"; do
+        nraw "$n" "{\"op\":\"submit\",\"queue\":\"only_b\",\"payload\":{\"r\":$round},\"key\":\"k$round\"}" >"$T/key.$n" &
+        kp+=($!)
+    done
+    wait "${kp[@]}"
+    ids=$(cat "$T"/key.a "$T"/key.b "$T"/key.c | jq -r 'if .ok then .id else "error: \(.error.message)" end' | sort -u)
+    expect_eq "ids answered for key k$round on 3 nodes" "$(wc -l <<<"$ids")" 1
+    expect_eq "duplicates among the 3 answers" "$(cat "$T"/key.a "$T"/key.b "$T"/key.c | jq -s '[.[] | select(.duplicate)] | length')" 2
+done
+expect_eq "jobs with keys k1..k5" "$(q "SELECT count(*) FROM jobs WHERE key LIKE 'k_'")" 5
+ok "one key submitted to the 3 nodes at once, 5 times: one job each, the two others answered duplicate"
+
 # ---- pause and resume are the cluster's ----
 ncli a pause only_b >/dev/null
 wait_log b 'event=queue_paused queue=only_b by=another_node' 20
@@ -256,11 +272,15 @@ ids=()
 for i in 1 2 3 4 5 6 7 8 9; do ids+=("$(ncli "$L" submit slow "{\"k\":$i}")"); done
 poll_until "slow jobs run on $L" \
     '[ "$(q "SELECT count(*) FROM jobs j JOIN jobq_nodes n ON n.incarnation = j.owner WHERE n.name = '"'$L'"' AND j.state = 2 AND j.queue = '"'slow'"'")" -ge 1 ]'
-victims=$(q "SELECT string_agg(j.id::text, ' ') FROM jobs j JOIN jobq_nodes n ON n.incarnation = j.owner WHERE n.name = '$L' AND j.state = 2 AND j.queue = 'slow'")
+inc=$(q "SELECT incarnation FROM jobq_nodes WHERE name = '$L'")
 t_kill=$(date +%s)
 kill -9 "${PID[$L]}"
 wait "${PID[$L]}" 2>/dev/null || true
 PID[$L]=
+# The jobs it ran when it died (read now: one may have ended just before the kill; the
+# rescue waits for node_ttl).
+victims=$(q "SELECT string_agg(id::text, ' ') FROM jobs WHERE owner = $inc AND state = 2")
+[ -n "$victims" ] || fail "no job of $L was running at its kill"
 survivors=()
 for n in "${NODES[@]}"; do [ "$n" = "$L" ] || survivors+=("$n"); done
 poll_until "a new leader" '[ -n "$(leader)" ] && [ "$(leader)" != "$L" ]'
@@ -282,8 +302,10 @@ ids=()
 for i in 1 2 3 4 5 6; do ids+=("$(ncli "$S" submit slow "{\"s\":$i}")"); done
 poll_until "slow jobs run on $S" \
     '[ "$(q "SELECT count(*) FROM jobs j JOIN jobq_nodes n ON n.incarnation = j.owner WHERE n.name = '"'$S'"' AND j.state = 2 AND j.queue = '"'slow'"'")" -ge 1 ]'
-stopped=$(q "SELECT string_agg(j.id::text, ' ') FROM jobs j JOIN jobq_nodes n ON n.incarnation = j.owner WHERE n.name = '$S' AND j.state = 2 AND j.queue = 'slow'")
+inc=$(q "SELECT incarnation FROM jobq_nodes WHERE name = '$S'")
 kill -STOP "${PID[$S]}"
+stopped=$(q "SELECT string_agg(id::text, ' ') FROM jobs WHERE owner = $inc AND state = 2")
+[ -n "$stopped" ] || fail "no job of $S was running when it was stopped"
 wait_log "$L2" "event=node_dead node=$S" 30
 r=$(nraw "$L2" "{\"op\":\"wait\",\"ids\":[$(IFS=,; echo "${ids[*]}")],\"timeout\":\"50s\"}")
 jq -e '.done and ([.jobs[] | select(.state == "succeeded")] | length) == 6' <<<"$r" >/dev/null ||
