@@ -18,6 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "log.h"
 #include "store_cluster.h"
@@ -337,7 +338,16 @@ typedef struct pg_store {
     int64_t ntf_due;     /* 0: none */
     bool ntf_paused;     /* a queue was paused or resumed */
     bool ntf_resync;
+    /* PostgreSQL unreachable: requests fail at once with JOBQ_EUNAVAIL until retry_at_ms
+     * (monotonic), then one reconnection is tried; the wait doubles up to BACKOFF_MAX_MS. */
+    int64_t retry_at_ms;
+    int64_t backoff_ms;
+    int64_t xid; /* the transaction in progress (txid_current), for a commit whose fate the
+                  * connection's loss hid; 0: none */
 } pg_store;
+
+#define BACKOFF_MIN_MS 100
+#define BACKOFF_MAX_MS 2000
 
 #define PG(st) ((pg_store *)(st))
 #define PGC(st) ((const pg_store *)(st))
@@ -417,14 +427,14 @@ unreachable(pg_store *p, const char *doing)
     describe(p);
     snprintf(p->msg, sizeof(p->msg),
              "cannot reach PostgreSQL at %s%s%s: %s; check [server] database and that the server "
-             "runs (jobqd reconnects at the next request)",
+             "runs (jobqd reconnects by itself: retry)",
              p->where, doing != NULL ? " while " : "", doing != NULL ? doing : "", why);
     if (!p->lost) {
         char q[1100];
         log_error("store_unreachable", "reason=%s", log_quote(q, sizeof(q), p->msg));
         p->lost = true;
     }
-    return JOBQ_ESTORE;
+    return JOBQ_EUNAVAIL; /* retryable: what the lost connection held was rolled back */
 }
 
 /* from_pg: the jobq_err of a failed statement (r may be NULL), with its reason in p->msg.
@@ -1059,14 +1069,58 @@ static int
 begin_once(pg_store *p)
 {
     int want = p->want_sync ? 1 : 0;
-    const char *sql = want == p->session_sync ? "BEGIN"
-                      : want                  ? "SET synchronous_commit = on; BEGIN"
-                                              : "SET synchronous_commit = off; BEGIN";
+    /* The transaction's id comes back in the same round trip: a COMMIT whose reply the
+     * connection's loss swallows is looked up by it after reconnecting (pg_commit). */
+    const char *sql = want == p->session_sync
+                          ? "BEGIN; SELECT txid_current()"
+                      : want ? "SET synchronous_commit = on; BEGIN; SELECT txid_current()"
+                             : "SET synchronous_commit = off; BEGIN; SELECT txid_current()";
     p->release_owed = false;
-    int err = simple(p, sql, "starting a transaction");
+    p->xid = 0;
+    if (p->conn == NULL || PQstatus(p->conn) != CONNECTION_OK) {
+        return unreachable(p, "starting a transaction");
+    }
+    PGresult *r = PQexec(p->conn, sql);
+    int err = PQresultStatus(r) == PGRES_TUPLES_OK ? JOBQ_OK
+                                                   : from_pg(p, r, "starting a transaction");
     if (err == JOBQ_OK) {
+        p->xid = g_i64(r, 0, 0);
         p->session_sync = want;
     }
+    PQclear(r);
+    return err;
+}
+
+/* mono_ms: a monotonic clock for the reconnection backoff. */
+static int64_t
+mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* reconnect: connects again unless the last attempt failed less than the backoff ago (then
+ * JOBQ_EUNAVAIL at once, with the last reason: a request never waits for a server that is
+ * known to be down). */
+static int
+reconnect(pg_store *p)
+{
+    int64_t now = mono_ms();
+    if (p->retry_at_ms > now) {
+        return JOBQ_EUNAVAIL; /* p->msg still says where and why */
+    }
+    int err = connect_db(p, true);
+    if (err == JOBQ_OK) {
+        p->backoff_ms = 0;
+        p->retry_at_ms = 0;
+        return JOBQ_OK;
+    }
+    p->backoff_ms = p->backoff_ms == 0 ? BACKOFF_MIN_MS : p->backoff_ms * 2;
+    if (p->backoff_ms > BACKOFF_MAX_MS) {
+        p->backoff_ms = BACKOFF_MAX_MS;
+    }
+    p->retry_at_ms = now + p->backoff_ms;
     return err;
 }
 
@@ -1078,15 +1132,55 @@ pg_begin(store *st)
     pg_store *p = PG(st);
     ntf_reset(p);
     if (p->conn == NULL || PQstatus(p->conn) != CONNECTION_OK) {
-        int err = connect_db(p, true);
+        int err = reconnect(p);
         if (err != JOBQ_OK) {
             return err;
         }
     }
     int err = begin_once(p);
-    if (err != JOBQ_OK && PQstatus(p->conn) != CONNECTION_OK && connect_db(p, true) == JOBQ_OK) {
+    if (err != JOBQ_OK && PQstatus(p->conn) != CONNECTION_OK && reconnect(p) == JOBQ_OK) {
         err = begin_once(p);
     }
+    return err;
+}
+
+/* commit_fate: after a COMMIT whose reply was lost with the connection, reconnects and asks
+ * PostgreSQL what became of the transaction (txid_status): committed is JOBQ_OK, aborted is
+ * JOBQ_EUNAVAIL (nothing was done: retry), anything else (in progress, or a failover that
+ * lost it) stays JOBQ_ESTORE "outcome unknown". lost is what to answer when it cannot ask. */
+static int
+commit_fate(pg_store *p, int lost)
+{
+    int64_t xid = p->xid;
+    p->xid = 0;
+    if (xid == 0 || connect_db(p, true) != JOBQ_OK) {
+        snprintf(p->msg + strlen(p->msg), sizeof(p->msg) - strlen(p->msg),
+                 " (the commit's outcome is unknown: a retry may do it twice)");
+        return lost == JOBQ_EUNAVAIL ? JOBQ_ESTORE : lost;
+    }
+    char sx[24];
+    snprintf(sx, sizeof(sx), "%lld", (long long)xid);
+    const char *v[1] = {sx};
+    PGresult *r = PQexecParams(p->conn, "SELECT txid_status($1::bigint)", 1, NULL, v, NULL,
+                               NULL, 0);
+    const char *fate = PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1 &&
+                               !PQgetisnull(r, 0, 0)
+                           ? PQgetvalue(r, 0, 0)
+                           : "unknown";
+    int err;
+    if (strcmp(fate, "committed") == 0) {
+        err = JOBQ_OK;
+    } else if (strcmp(fate, "aborted") == 0) {
+        err = JOBQ_EUNAVAIL;
+    } else {
+        snprintf(p->msg, sizeof(p->msg),
+                 "PostgreSQL at %s: the connection was lost during COMMIT and the transaction is "
+                 "%s: its outcome is unknown (a retry may do it twice)",
+                 p->where, fate);
+        err = JOBQ_ESTORE;
+    }
+    log_warn("commit_resolved", "xid=%lld fate=%s", (long long)xid, fate);
+    PQclear(r);
     return err;
 }
 
@@ -1119,6 +1213,7 @@ pg_commit(store *st)
         if (PQstatus(p->conn) != CONNECTION_OK) {
             /* Sent, then lost: PostgreSQL may or may not have committed. */
             err = unreachable(p, "committing (whether the commit happened is unknown)");
+            err = commit_fate(p, err);
         } else {
             err = from_pg(p, r, "committing");
         }

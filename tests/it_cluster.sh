@@ -65,8 +65,8 @@ listen = ipc://$T/$n.sock
 http = 127.0.0.1:0
 database = $DBURL
 node = $n
-node_ttl = 2s
-leader_ttl = 2s
+node_ttl = 3s
+leader_ttl = 3s
 poll_interval = 250ms
 durability = full
 log_level = info
@@ -283,9 +283,10 @@ victims=$(q "SELECT string_agg(id::text, ' ') FROM jobs WHERE owner = $inc AND s
 [ -n "$victims" ] || fail "no job of $L was running at its kill"
 survivors=()
 for n in "${NODES[@]}"; do [ "$n" = "$L" ] || survivors+=("$n"); done
-poll_until "a new leader" '[ -n "$(leader)" ] && [ "$(leader)" != "$L" ]'
-L2=$(leader)
-wait_log "$L2" "event=rescued" 30
+poll_until "a new leader" 'L2=$(leader); [ -n "$L2" ] && [ "$L2" != "$L" ]'
+# The rescue is logged by the leader that did it (on a loaded machine the lease may move).
+poll_until "the rescue of $L's jobs" \
+    'cat "${LOGF[${survivors[0]}]}" "${LOGF[${survivors[1]}]}" | grep -q "event=rescued"'
 r=$(nraw "${survivors[0]}" "{\"op\":\"wait\",\"ids\":[$(IFS=,; echo "${ids[*]}")],\"timeout\":\"50s\"}")
 jq -e '.done and ([.jobs[] | select(.state == "succeeded")] | length) == 9' <<<"$r" >/dev/null ||
     fail "slow jobs after the kill: $r"
@@ -306,7 +307,8 @@ inc=$(q "SELECT incarnation FROM jobq_nodes WHERE name = '$S'")
 kill -STOP "${PID[$S]}"
 stopped=$(q "SELECT string_agg(id::text, ' ') FROM jobs WHERE owner = $inc AND state = 2")
 [ -n "$stopped" ] || fail "no job of $S was running when it was stopped"
-wait_log "$L2" "event=node_dead node=$S" 30
+poll_until "$S declared dead" \
+    'cat "${LOGF[$L2]}" "${LOGF[${survivors[0]}]}" "${LOGF[${survivors[1]}]}" | grep -q "event=node_dead node=$S"'
 r=$(nraw "$L2" "{\"op\":\"wait\",\"ids\":[$(IFS=,; echo "${ids[*]}")],\"timeout\":\"50s\"}")
 jq -e '.done and ([.jobs[] | select(.state == "succeeded")] | length) == 6' <<<"$r" >/dev/null ||
     fail "slow jobs after the stop: $r"
