@@ -31,6 +31,7 @@
 #define MAX_REREAD 256       /* jobs read again per wake-up of held waits */
 #define RECONNECT_MIN_MS 250 /* the listener's backoff, doubling up to RECONNECT_MAX_MS */
 #define RECONNECT_MAX_MS 10000
+#define LOCK_TIMEOUT_MS 1000 /* the heartbeat's and the rescue's wait for a row lock */
 
 #ifdef JOBQ_HAVE_POSTGRES
 
@@ -133,7 +134,10 @@ exec_beat(store *st, wop *op, int64_t now_ms)
 {
     (void)now_ms;
     beat_op *b = container_of(op, beat_op, op);
-    int err = store_node_beat(st, &cl.me, b->running, &b->fenced, &b->db_now_ms);
+    int err = store_lock_timeout(st, LOCK_TIMEOUT_MS);
+    if (err == JOBQ_OK) {
+        err = store_node_beat(st, &cl.me, b->running, &b->fenced, &b->db_now_ms);
+    }
     if (err == JOBQ_OK) {
         err = store_leader_try(st, cl.me.name, cl.s->cfg->leader_ttl_ms, &b->leader,
                                b->leader_name, sizeof(b->leader_name));
@@ -155,6 +159,9 @@ exec_beat(store *st, wop *op, int64_t now_ms)
     }
     if (err == JOBQ_OK) {
         err = store_paused_each(st, paused_cb, b);
+    }
+    if (err == JOBQ_OK) {
+        err = store_lock_timeout(st, 0); /* the batch's other ops wait as they always did */
     }
     return err;
 }
@@ -360,12 +367,18 @@ exec_rescue(store *st, wop *op, int64_t now_ms)
 {
     rescue_op *r = container_of(op, rescue_op, op);
     size_t n;
-    int err = store_nodes_fence_dead(st, fenced_cb, r, &n);
+    int err = store_lock_timeout(st, LOCK_TIMEOUT_MS);
+    if (err == JOBQ_OK) {
+        err = store_nodes_fence_dead(st, fenced_cb, r, &n);
+    }
     if (err == JOBQ_OK && r->analyze) {
         err = store_analyze(st);
     }
     if (err == JOBQ_OK) {
         err = lifecycle_recover_running(st, now_ms, POISON_CRASHES, NULL, rescued_cb, r, &n);
+    }
+    if (err == JOBQ_OK) {
+        err = store_lock_timeout(st, 0);
     }
     if (err != JOBQ_OK) {
         r->njobs = r->nfenced = 0;

@@ -84,6 +84,11 @@ int store_count_active_each(store *st,
                             void (*fn)(void *arg, const char *queue, int state, int64_t n),
                             void *arg);
 
+/** store_lock_timeout: how long (ms; 0: no limit) the rest of this transaction's statements
+ *  wait for a lock: the heartbeat and the rescue never wait long for a node frozen with a lock
+ *  held (they fail, and the next tick tries again). Rolled back with the caller's savepoint. */
+int store_lock_timeout(store *st, int ms);
+
 /** store_analyze: refreshes the planner's statistics of the jobs table (the leader, when the
  *  backlog grew or shrank several times over since the last: a burst of submits into a
  *  table the statistics saw small makes the claim sort the whole backlog instead of reading

@@ -880,6 +880,10 @@ prepare_all(pg_store *p)
 static int
 connect_db(pg_store *p, bool prepare)
 {
+    /* idle_in_transaction_session_timeout: a node frozen in the middle of a transaction
+     * (SIGSTOP, a partition) holds its row and advisory locks until PostgreSQL ends its
+     * session; jobqd's writer never idles inside a transaction, so 10 s is only ever reached
+     * by such a node, and the other nodes' writers wait at most that long for its locks. */
     static const char *const kw[] = {"connect_timeout",
                                      "keepalives",
                                      "keepalives_idle",
@@ -887,9 +891,14 @@ connect_db(pg_store *p, bool prepare)
                                      "keepalives_count",
                                      "tcp_user_timeout",
                                      "fallback_application_name",
+                                     "options",
                                      "dbname",
                                      NULL};
-    const char *val[] = {"5", "1", "10", "3", "3", "15000", "jobqd", p->conninfo, NULL};
+    const char *val[] = {"5",     "1",
+                         "10",    "3",
+                         "3",     "15000",
+                         "jobqd", "-c idle_in_transaction_session_timeout=10000",
+                         p->conninfo, NULL};
     if (p->conn != NULL) {
         PQfinish(p->conn);
     }
@@ -2643,8 +2652,9 @@ store_nodes_fence_dead(store *st, void (*fn)(void *arg, const char *name), void 
 {
     PGresult *r;
     int err = q_params(PG(st),
-                       "UPDATE jobq_nodes SET fenced = true WHERE NOT fenced AND expires_at < "
-                       "now() RETURNING name",
+                       "UPDATE jobq_nodes SET fenced = true WHERE name IN (SELECT name FROM "
+                       "jobq_nodes WHERE NOT fenced AND expires_at < now() FOR UPDATE SKIP "
+                       "LOCKED) RETURNING name",
                        0, NULL, &r, "fencing dead nodes");
     if (err != JOBQ_OK) {
         return err;
@@ -2737,6 +2747,14 @@ store_count_active_each(store *st, void (*fn)(void *arg, const char *queue, int 
     }
     PQclear(r);
     return JOBQ_OK;
+}
+
+int
+store_lock_timeout(store *st, int ms)
+{
+    char sql[64];
+    snprintf(sql, sizeof(sql), "SET LOCAL lock_timeout = %d", ms);
+    return simple(PG(st), sql, "setting lock_timeout");
 }
 
 int

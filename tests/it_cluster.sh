@@ -286,7 +286,7 @@ for n in "${NODES[@]}"; do [ "$n" = "$L" ] || survivors+=("$n"); done
 poll_until "a new leader" 'L2=$(leader); [ -n "$L2" ] && [ "$L2" != "$L" ]'
 # The rescue is logged by the leader that did it (on a loaded machine the lease may move).
 poll_until "the rescue of $L's jobs" \
-    'cat "${LOGF[${survivors[0]}]}" "${LOGF[${survivors[1]}]}" | grep -q "event=rescued"'
+    'grep -q "event=rescued" "${LOGF[${survivors[0]}]}" "${LOGF[${survivors[1]}]}"'
 r=$(nraw "${survivors[0]}" "{\"op\":\"wait\",\"ids\":[$(IFS=,; echo "${ids[*]}")],\"timeout\":\"50s\"}")
 jq -e '.done and ([.jobs[] | select(.state == "succeeded")] | length) == 9' <<<"$r" >/dev/null ||
     fail "slow jobs after the kill: $r"
@@ -308,7 +308,7 @@ kill -STOP "${PID[$S]}"
 stopped=$(q "SELECT string_agg(id::text, ' ') FROM jobs WHERE owner = $inc AND state = 2")
 [ -n "$stopped" ] || fail "no job of $S was running when it was stopped"
 poll_until "$S declared dead" \
-    'cat "${LOGF[$L2]}" "${LOGF[${survivors[0]}]}" "${LOGF[${survivors[1]}]}" | grep -q "event=node_dead node=$S"'
+    'grep -q "event=node_dead node=$S" "${LOGF[${survivors[0]}]}" "${LOGF[${survivors[1]}]}"'
 r=$(nraw "$L2" "{\"op\":\"wait\",\"ids\":[$(IFS=,; echo "${ids[*]}")],\"timeout\":\"50s\"}")
 jq -e '.done and ([.jobs[] | select(.state == "succeeded")] | length) == 6' <<<"$r" >/dev/null ||
     fail "slow jobs after the stop: $r"
