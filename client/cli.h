@@ -144,6 +144,7 @@ int cmd_pause(cli *c, const cli_cmd *cmd, int argc, char **argv);
 int cmd_resume(cli *c, const cli_cmd *cmd, int argc, char **argv);
 int cmd_top(cli *c, const cli_cmd *cmd, int argc, char **argv);
 int cmd_work(cli *c, const cli_cmd *cmd, int argc, char **argv); /* cmd_work.c */
+int cmd_nodes(cli *c, const cli_cmd *cmd, int argc, char **argv); /* cmd_nodes.c */
 
 /* Helpers shared by the commands (cmd_jobs.c). */
 /** cli_wait_job: waits until job id finished (no limit when limit_ms < 0), then prints

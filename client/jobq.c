@@ -212,6 +212,12 @@ static const cli_cmd commands[] = {
      "                      last job of the schedule is pending or running\n"
      "  --priority N        each job's priority (default 0)\n",
      cmd_schedules_main},
+    {"nodes", "", "list the jobqd nodes sharing the database, and the leader",
+     "Prints one line per jobqd registered in the PostgreSQL database this one uses: its\n"
+     "name, host and pid, whether it is alive (heartbeat within its node_ttl), the leader\n"
+     "(which runs schedules and maintenance), jobs it ran at its last heartbeat, when it\n"
+     "started and its last heartbeat. A jobqd on SQLite is a node of its own.\n",
+     cmd_nodes},
     {"top", "[--interval DUR] [--once]", "a live view of every queue, like top",
      "Shows one row per queue: jobs ready, running, scheduled, retrying and dead, jobs\n"
      "succeeded and attempts failed per second, the circuit breaker and the paused flag;\n"

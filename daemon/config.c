@@ -89,6 +89,11 @@ static const key_def server_keys[] = {
     {"tls_key", KEY_STRING, offsetof(config, tls_key), 0, 0},
     {"tls_ca", KEY_STRING, offsetof(config, tls_ca), 0, 0},
     {"user", KEY_USER, offsetof(config, user), 0, 0},
+    /* several nodes on one PostgreSQL database (cluster.c) */
+    {"node", KEY_STRING, offsetof(config, node), 0, 0},
+    {"node_ttl", KEY_DURATION, offsetof(config, node_ttl_ms), 1000, 3600000},
+    {"leader_ttl", KEY_DURATION, offsetof(config, leader_ttl_ms), 1000, 3600000},
+    {"poll_interval", KEY_DURATION, offsetof(config, poll_interval_ms), 50, 3600000},
 };
 #define NSERVER_KEYS (sizeof(server_keys) / sizeof(server_keys[0]))
 
@@ -118,6 +123,7 @@ static const key_def queue_keys[] = {
     {"retention_dead", KEY_DURATION, offsetof(queue_conf, retention_dead_ms), 0, DURATION_MAX_MS},
     {"max_pending", KEY_COUNT, offsetof(queue_conf, max_pending), 1, 1000000000},
     {"rate", KEY_RATE, offsetof(queue_conf, rate_per_s), 0, 1000000},
+    {"global_concurrency", KEY_INT, offsetof(queue_conf, global_concurrency), 1, 1000000},
 };
 #define NQUEUE_KEYS (sizeof(queue_keys) / sizeof(queue_keys[0]))
 
@@ -1335,6 +1341,9 @@ config_defaults(void)
     }
     cfg->durability = DURABILITY_FULL;
     cfg->shutdown_grace_ms = 30 * 1000;
+    cfg->node_ttl_ms = 10 * 1000;
+    cfg->leader_ttl_ms = 10 * 1000;
+    cfg->poll_interval_ms = 1000;
     cfg->log_level = LOG_INFO;
     cfg->allow_unknown_queues = false;
     cfg->max_message = 1 * MIB;
@@ -1443,6 +1452,7 @@ config_free(config *cfg)
     free(cfg->path);
     free(cfg->http);
     free(cfg->database);
+    free(cfg->node);
     free(cfg->auth_token);
     free(cfg->read_token);
     free(cfg->http_tls_cert);

@@ -24,7 +24,8 @@ typedef struct queue_conf {
     char *ca;           /* webhook over https: PEM CA file that verifies the receiver; NULL:
                          * the system's (CONFIG_SYSTEM_CA) */
     int64_t lease_ms;   /* remote workers: how long a fetched job is theirs; default 60 s */
-    int concurrency;    /* jobs running at once, >= 1; default 1 */
+    int concurrency;    /* jobs running at once on this node, >= 1; default 1 */
+    int global_concurrency; /* PostgreSQL: jobs running at once across nodes; 0: no limit */
     int64_t timeout_ms; /* per attempt, > 0; default 30 s */
     int max_attempts;   /* >= 1; default 8 */
     int64_t backoff_base_ms;     /* default 1 s */
@@ -77,6 +78,11 @@ typedef struct config {
     char *user;                 /* started as root: the account to switch to; NULL: none */
     enum durability durability; /* default full */
     int64_t shutdown_grace_ms;  /* default 30 s */
+    char *node;                 /* PostgreSQL: this node's name, unique and stable; NULL:
+                                 * hostname:port of the first listener (cluster.c) */
+    int64_t node_ttl_ms;        /* PostgreSQL: a node silent this long is dead; 10 s */
+    int64_t leader_ttl_ms;      /* PostgreSQL: the leader's lease; 10 s */
+    int64_t poll_interval_ms;   /* PostgreSQL: heartbeat and re-read of the backlog; 1 s */
     enum log_level log_level;   /* default info */
     bool allow_unknown_queues;  /* default false */
     size_t max_message;         /* bytes of one request; default 1 MiB */

@@ -37,6 +37,7 @@ static const struct {
     {"too_many_connections", 429}, {"queue_full", 429},
     {"too_many_queues", 429},      {"store_error", 500},
     {"internal", 500},             {"shutting_down", 503},
+    {"store_unavailable", 503},
     {"store_full", 507},
 };
 

@@ -7,6 +7,7 @@
 #include <time.h>
 
 #include "call.h"
+#include "cluster.h"
 #include "codec.h"
 #include "expiry.h"
 #include "flow.h"
@@ -383,8 +384,8 @@ done_cancel(wop *op)
     if (op->err == JOBQ_ESTATE) {
         /* Running: it is stopped where it runs and the reply waits for the recorded
          * outcome. A job claimed but not yet started is found on the next try. */
-        if (waits_cancel_running(c)) {
-            return;
+        if (waits_cancel_running(c) || cluster_cancel_elsewhere(c)) {
+            return; /* cluster_cancel_elsewhere: another node runs it (PostgreSQL) */
         }
     }
     if (op->err == JOBQ_OK) {

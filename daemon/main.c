@@ -9,6 +9,7 @@
 #include <unistd.h>
 #include <uv.h>
 
+#include "cluster.h"
 #include "config.h"
 #include "dispatch.h"
 #include "flow.h"
@@ -36,6 +37,7 @@ static const server_part reload_part;
  * once drained; freed in the reverse order. The job port and the monitor come last: nothing
  * is served before the state they serve is loaded. */
 static const server_part *const parts[] = {
+    &cluster_part,        /* PostgreSQL: this node registered before anything is recovered */
     &queues_recover_part, /* the queues, and jobs left running made ready again */
     &periodic_part,       /* the schedules' catch-up (adds jobs), their timer */
     &queues_count_part,   /* the counts by state, once every job is in */

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cluster.h"
 #include "codec.h"
 #include "gauges.h"
 #include "httpapi.h"
@@ -132,6 +133,7 @@ render_metrics(const server *s, mbuf *b)
 {
     metric_help(b, "jobq_build_info", "gauge", "Version of jobqd; always 1.");
     mbuf_printf(b, "jobq_build_info{version=\"%s\"} 1\n", JOBQ_VERSION_STRING);
+    cluster_metrics(s, b); /* several nodes on PostgreSQL: the node, its role, the store */
     metric_help(b, "jobq_jobs", "gauge", "Jobs by queue and state.");
     for (size_t i = 0; i < s->nqueues; i++) {
         for (int st = 0; st < JOBQ_NSTATES; st++) {
@@ -404,6 +406,11 @@ done_mon(wop *op)
             http_reply(m->hc, 503, "text/plain; charset=utf-8", msg, strlen(msg));
         } else if (s->draining) {
             http_reply(m->hc, 503, "text/plain; charset=utf-8", "draining\n", 9);
+        } else if (cluster_node_name(s)[0] != '\0') {
+            /* Several nodes: which node answers, its role, and that the store is up. */
+            snprintf(msg, sizeof(msg), "ok\nnode: %s\nrole: %s\nstore: up\n",
+                     cluster_node_name(s), cluster_leads(s) ? "leader" : "follower");
+            http_reply(m->hc, 200, "text/plain; charset=utf-8", msg, strlen(msg));
         } else {
             http_reply(m->hc, 200, "text/plain; charset=utf-8", "ok\n", 3);
         }

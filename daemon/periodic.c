@@ -18,12 +18,14 @@
 #include <string.h>
 
 #include "call.h"
+#include "cluster.h"
 #include "codec.h"
 #include "handlers.h"
 #include "lifecycle.h"
 #include "log.h"
 #include "request.h"
 #include "scheduler.h"
+#include "store_cluster.h"
 
 #define RECHECK_MS 60000 /* the timer looks at the wall clock at least this often */
 #define RETRY_MS 1000    /* after a failed fire (e.g. a full disk) */
@@ -300,6 +302,12 @@ arm(server *s)
     }
     int64_t now = jobq__now_ms();
     int64_t wake = now + RECHECK_MS;
+    if (!cluster_leads(s)) {
+        /* Several nodes: the leader fires (periodic_lead when elected); a tick another node
+         * fired is a duplicate key here anyway. */
+        uv_timer_start(&s->periodic_timer, timer_cb, RECHECK_MS, 0);
+        return;
+    }
     for (periodic_state *p = s->periodics; p != NULL; p = p->next) {
         if (p->firing || p->paused) {
             continue; /* re-armed when it completes; resumed by schedule_resume */
@@ -438,7 +446,8 @@ pstate_start(server *s, periodic_state *p, int64_t now)
     queue_conf defaults;
     bool fired;
     err = store_begin(s->st);
-    if (err == JOBQ_OK && !paused) {
+    if (err == JOBQ_OK && !paused && !store_shared(s->st)) {
+        /* Several nodes (a shared store): the catch-up is the leader's (periodic_lead). */
         err = periodic_recover(s->st, p->sc, queue_of(s, p->sc, &defaults), now, &fired);
     }
     if (err == JOBQ_OK) {
@@ -508,6 +517,109 @@ periodic_init(server *s)
     }
     free(defs);
     return err;
+}
+
+/* ---- a node elected leader: the catch-up, from the ticks as stored ---- */
+
+/* One schedule of the catch-up: the state (firing meanwhile, so kept alive), what the
+ * writer's thread needs of it, copied on the loop, and what it finds. */
+typedef struct lead_item {
+    periodic_state *p;
+    const schedule_conf *sc; /* p's, unchanged while it is firing */
+    queue_conf qc;           /* its queue's settings (or the defaults) */
+    bool paused;
+    int64_t last_ms;
+    bool ticked;
+} lead_item;
+
+typedef struct lead_op {
+    wop op;
+    server *s;
+    size_t n;
+    lead_item *items;
+} lead_op;
+
+static int
+exec_lead(store *st, wop *op, int64_t now_ms)
+{
+    lead_op *l = container_of(op, lead_op, op);
+    for (size_t i = 0; i < l->n; i++) {
+        lead_item *it = &l->items[i];
+        bool fired;
+        int err = JOBQ_OK;
+        if (!it->paused) {
+            err = periodic_recover(st, it->sc, &it->qc, now_ms, &fired);
+        }
+        if (err == JOBQ_OK) {
+            err = periodic_base(st, it->sc, now_ms, &it->last_ms, &it->ticked);
+        }
+        if (err != JOBQ_OK) {
+            return err;
+        }
+    }
+    return JOBQ_OK;
+}
+
+static void
+done_lead(wop *op)
+{
+    lead_op *l = container_of(op, lead_op, op);
+    server *s = l->s;
+    for (size_t i = 0; i < l->n; i++) {
+        periodic_state *p = l->items[i].p;
+        p->firing = false;
+        if (p->removed) {
+            pstate_free(p);
+        } else if (op->err == JOBQ_OK) {
+            p->last_ms = l->items[i].last_ms;
+            p->ticked = l->items[i].ticked;
+            p->next_ms = cron_next(&p->sc->expr, p->sc->zone, p->last_ms);
+        } else {
+            p->retry_ms = jobq__now_ms() + RETRY_MS;
+        }
+    }
+    if (op->err != JOBQ_OK) {
+        log_error("schedule_failed", "reason=\"%s\"", writer_last_error(&s->w));
+    }
+    free(l->items);
+    free(l);
+    if (!s->closing) {
+        arm(s);
+    }
+}
+
+void
+periodic_lead(server *s)
+{
+    if (s->periodics == NULL || s->closing) {
+        return;
+    }
+    size_t n = 0;
+    for (periodic_state *p = s->periodics; p != NULL; p = p->next, n++) {
+        if (p->firing) {
+            return; /* a fire in flight: the tick as stored is read again after it */
+        }
+    }
+    lead_op *l = calloc(1, sizeof(*l));
+    if (l == NULL || (l->items = calloc(n, sizeof(*l->items))) == NULL) {
+        free(l);
+        return;
+    }
+    l->s = s;
+    l->n = n;
+    size_t i = 0;
+    for (periodic_state *p = s->periodics; p != NULL; p = p->next, i++) {
+        queue_conf defaults;
+        l->items[i].p = p;
+        l->items[i].sc = p->sc;
+        l->items[i].qc = *queue_of(s, p->sc, &defaults);
+        l->items[i].paused = p->paused;
+        p->firing = true; /* arm leaves them alone until the catch-up is done */
+    }
+    l->op.exec = exec_lead;
+    l->op.done = done_lead;
+    l->op.writes = true;
+    writer_push(&s->w, &l->op);
 }
 
 /* periodic_start: the first arming, once the writer exists. */
@@ -945,6 +1057,26 @@ sched_def_fill(call *c, const schedule_conf *base, sched_def *d)
     return true;
 }
 
+/* sched_on_leader: true when this node may change schedules; else replies invalid_state.
+ * Several nodes on PostgreSQL: the leader alone fires ticks from the schedules it holds in
+ * memory, so a schedule is added, changed, paused or deleted on the leader (a trigger, one
+ * job now, may go to any node). */
+static bool
+sched_on_leader(call *c)
+{
+    if (cluster_leads(c->srv)) {
+        return true;
+    }
+    const char *leader = cluster_leader_name(c->srv);
+    char msg[400];
+    snprintf(msg, sizeof(msg),
+             "this node does not lead: schedules are changed on the leader%s%s%s, which fires "
+             "them (jobq nodes shows it); send the request there",
+             leader[0] != '\0' ? " (node " : "", leader, leader[0] != '\0' ? ")" : "");
+    reply_error(c, "invalid_state", msg);
+    return false;
+}
+
 /* sched_target: the schedule c names, or NULL after replying not_found (or invalid_state for
  * a config schedule when runtime_only). */
 static periodic_state *
@@ -972,6 +1104,9 @@ sched_target(call *c, bool runtime_only)
 void
 op_schedule_add(call *c)
 {
+    if (!sched_on_leader(c)) {
+        return;
+    }
     periodic_state *p = find(c->srv, c->req.sched_name);
     if (p != NULL) {
         char msg[300];
@@ -996,6 +1131,9 @@ op_schedule_add(call *c)
 void
 op_schedule_update(call *c)
 {
+    if (!sched_on_leader(c)) {
+        return;
+    }
     periodic_state *p = sched_target(c, true);
     if (p == NULL) {
         return;
@@ -1018,7 +1156,7 @@ op_schedule_update(call *c)
 static void
 sched_simple(call *c, bool runtime_only)
 {
-    if (sched_target(c, runtime_only) == NULL) {
+    if (!sched_on_leader(c) || sched_target(c, runtime_only) == NULL) {
         return;
     }
     sched_op *o = calloc(1, sizeof(*o));

@@ -56,4 +56,8 @@ void periodic_free(server *s);
 /** periodic_part: the schedules' catch-up at start, their timer, its close. */
 extern const server_part periodic_part;
 
+/** periodic_lead: this node was just elected leader (several nodes on PostgreSQL): reads
+ *  every schedule's last tick as stored, fires what is due once (as at a start), then arms. */
+void periodic_lead(server *s);
+
 #endif

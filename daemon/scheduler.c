@@ -7,10 +7,12 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cluster.h"
 #include "codec.h"
 #include "lifecycle.h"
 #include "log.h"
 #include "runner.h"
+#include "store_cluster.h"
 #include "webhook.h"
 
 #define PROMOTE_BATCH 1000
@@ -151,8 +153,8 @@ static void
 timer_cb(uv_timer_t *t)
 {
     server *s = t->data;
-    if (s->promoting || s->closing) {
-        return;
+    if (s->promoting || s->closing || !cluster_leads(s)) {
+        return; /* several nodes: the leader promotes (sched_maintain_now when elected) */
     }
     promote_op *p = calloc(1, sizeof(*p));
     if (p == NULL || (p->items = calloc(PROMOTE_BATCH, sizeof(*p->items))) == NULL) {
@@ -175,6 +177,7 @@ static int
 exec_claim(store *st, wop *op, int64_t now_ms)
 {
     claim_op *c = container_of(op, claim_op, op);
+    store_set_claim_limit(st, c->q->conf->global_concurrency);
     size_t n = EXPIRE_CLAIM_BATCH; /* a job past its deadline to start is cancelled first */
     while (now_ms >= c->expire_from_ms && n == EXPIRE_CLAIM_BATCH) {
         int err = lifecycle_expire(st, c->q->name, now_ms, EXPIRE_CLAIM_BATCH, &n);
@@ -209,10 +212,18 @@ done_claim(wop *op)
         int64_t waited = c->rows[i].started_at_ms - due;
         hist_observe(&q->wait_hist, HIST_SECONDS, waited > 0 ? waited / 1000.0 : 0);
     }
-    if (op->err == JOBQ_OK && c->n < c->max && q->counts[JOBQ_READY] > 0) {
-        /* The counts said more were ready than the store had: trust the store. */
-        log_warn("count_resync", "queue=%s ready_counted=%lld", q->name,
+    if (op->err == JOBQ_OK && c->n < c->max && q->counts[JOBQ_READY] > 0 &&
+        q->conf->global_concurrency == 0) {
+        /* The counts said more were ready than the store had: trust the store. (With several
+         * nodes the counts are an estimate: another node took them, or global_concurrency
+         * held them back; the heartbeat reads the backlog again.) */
+        if (store_shared(s->st)) {
+            log_debug("count_resync", "queue=%s ready_counted=%lld", q->name,
                  (long long)q->counts[JOBQ_READY]);
+        } else {
+            log_warn("count_resync", "queue=%s ready_counted=%lld", q->name,
+                 (long long)q->counts[JOBQ_READY]);
+        }
         q->counts[JOBQ_READY] = 0;
     }
     c->deliver(s, q, c->arg, c->rows, c->n, op->err);
@@ -489,8 +500,8 @@ sweep_timer_cb(uv_timer_t *t)
 {
     server *s = t->data;
     s->sweep_at_ms = INT64_MAX;
-    if (s->sweeping || s->closing) {
-        return;
+    if (s->sweeping || s->closing || !cluster_leads(s)) {
+        return; /* several nodes: the leader sweeps (sched_maintain_now when elected) */
     }
     sweep_op *p = calloc(1, sizeof(*p));
     if (p == NULL || (p->qs = calloc(s->nqueues ? s->nqueues : 1, sizeof(*p->qs))) == NULL) {
@@ -521,6 +532,22 @@ void
 sched_sweep_soon(server *s, qstate *q, int state)
 {
     sweep_arm(s, jobq__now_ms() + retention_of(q->conf, state));
+}
+
+void
+sched_maintain_now(server *s)
+{
+    /* A timer that fired while this node followed did nothing and left its mark in the past:
+     * what it was set for is due now. */
+    int64_t now = jobq__now_ms();
+    if (s->sweep_at_ms <= now) {
+        s->sweep_at_ms = INT64_MAX;
+    }
+    sweep_arm(s, now);
+    if (s->next_due_ms <= now) {
+        s->next_due_ms = INT64_MAX;
+    }
+    sched_note_due(s, now);
 }
 
 void

@@ -57,4 +57,7 @@ void sched_close(server *s);
 /** sched_part: the scheduler's and the sweep's timers; at start, the ready jobs run. */
 extern const server_part sched_part;
 
+/** sched_maintain_now: promotion and retention run now (a node just elected leader). */
+void sched_maintain_now(server *s);
+
 #endif

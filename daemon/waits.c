@@ -556,6 +556,31 @@ wait_jobs(call *c)
     start_wait(c);
 }
 
+size_t
+waits_ids(server *s, int64_t *ids, size_t max)
+{
+    size_t n = 0;
+    for (size_t b = 0; b < s->nbuckets && n < max; b++) {
+        for (wait_link *l = s->waits[b]; l != NULL && n < max; l = l->next) {
+            if (l->id != 0) {
+                ids[n++] = l->id;
+            }
+        }
+    }
+    return n;
+}
+
+bool
+waits_named(server *s, int64_t id)
+{
+    for (wait_link *l = s->waits[bucket_of(s, id)]; l != NULL; l = l->next) {
+        if (l->id == id) {
+            return true;
+        }
+    }
+    return false;
+}
+
 void
 waits_job_finished(server *s, qstate *q, const job_row *row, int old_state)
 {

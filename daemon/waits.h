@@ -32,6 +32,14 @@ bool waits_cancel_running(call *c);
  *  run here (claimed but not started, or ended). */
 bool waits_stop_running(server *s, int64_t id, job_row *rowp);
 
+/** waits_ids: the jobs that held waits (and cancels) name and that have not ended, at most
+ *  max of them into ids (a job named twice may repeat); returns how many. For cluster.c: a job
+ *  that ended on another node is read again only when a wait here names it. */
+size_t waits_ids(server *s, int64_t *ids, size_t max);
+
+/** waits_named: whether a held wait (or cancel) names job id. */
+bool waits_named(server *s, int64_t id);
+
 /** waits_part: the hash of waits by job id; held waits answered when jobqd drains. */
 extern const server_part waits_part;
 

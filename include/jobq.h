@@ -44,6 +44,8 @@ typedef enum jobq_err {
     JOBQ_ELEASE = 17,    /* the lease of a fetched job has ended ("lease_expired") */
     JOBQ_EBUSY = 18,     /* at a limit, retry later ("too_many_waits", "too_many_connections") */
     JOBQ_EFORBIDDEN = 19, /* the token (read_token) may not do this op ("forbidden") */
+    JOBQ_EUNAVAIL = 20,   /* the daemon's database cannot be reached now: nothing was done,
+                           * retry ("store_unavailable") */
 } jobq_err;
 
 /** jobq_strerror: a static, human-readable text for an error code. Never NULL. Any thread. */

@@ -31,6 +31,7 @@ static const char *const err_texts[] = {
     [JOBQ_ELEASE] = "the lease on the job has ended (expired, revoked or jobqd restarted)",
     [JOBQ_EBUSY] = "the daemon is at a limit (held requests or connections); retry later",
     [JOBQ_EFORBIDDEN] = "forbidden: the token is read-only (read_token) and this op changes jobs",
+    [JOBQ_EUNAVAIL] = "the daemon's database cannot be reached now; nothing was done: retry",
 };
 
 JOBQ_API const char *

@@ -29,6 +29,7 @@ static const struct {
     {"too_many_connections", JOBQ_EBUSY},
     {"too_many_queues", JOBQ_EQUEUE},
     {"forbidden", JOBQ_EFORBIDDEN},
+    {"store_unavailable", JOBQ_EUNAVAIL},
 };
 
 const char *

@@ -49,6 +49,7 @@ enum op_flags {
     X(SCHEDULE_RESUME, schedule_resume, FIELDS(schedule_name_fields), OPF_WRITES)                  \
     X(SCHEDULE_TRIGGER, schedule_trigger, FIELDS(schedule_name_fields),                            \
       OPF_WRITES | OPF_NOT_DRAINING)                                                               \
-    X(SCHEDULE_DELETE, schedule_delete, FIELDS(schedule_name_fields), OPF_WRITES)
+    X(SCHEDULE_DELETE, schedule_delete, FIELDS(schedule_name_fields), OPF_WRITES)              \
+    X(NODES, nodes, NO_FIELDS, OPF_READ)
 
 #endif

@@ -122,6 +122,7 @@ check_ok(const request *req, const request_limits *lim)
     case REQ_PING:
     case REQ_STATS:
     case REQ_SCHEDULES:
+    case REQ_NODES:
         break;
     case REQ_SUBMIT:
         check(req->njobs == 1 && req->jobs != NULL);
