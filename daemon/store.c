@@ -270,6 +270,19 @@ store_claim(store *st, const char *queue, int64_t now_ms, size_t max, job_row *r
 }
 
 int
+store_claim_keys(store *st, const char *queue, int64_t now_ms, size_t max, const key_limits *kl,
+                 job_row *rows, size_t *np, key_claim_info *info)
+{
+    return st->ops->claim_keys(st, queue, now_ms, max, kl, rows, np, info);
+}
+
+int
+store_key_running(store *st, const char *queue, const char *group_key, int64_t limit, int64_t *np)
+{
+    return st->ops->key_running(st, queue, group_key, limit, np);
+}
+
+int
 store_running(store *st, job_row **rowsp, size_t *np)
 {
     return st->ops->running(st, rowsp, np);

@@ -52,6 +52,7 @@ typedef struct job_spec {
     bool after_always; /* run even if a parent ends dead or cancelled */
     const char *traceparent; /* W3C trace context (NULL: none) */
     const char *tracestate;
+    const char *group_key; /* the job's fairness key (NULL: none): see store_claim_keys */
 } job_spec;
 
 /** One attempt as the history records it. kind: success, exit, signal, timeout, spawn,
@@ -97,6 +98,7 @@ typedef struct job_row {
     double progress;        /* 0 .. 100 */
     char *note;             /* the progress's note; NULL if none */
     char *checkpoint;       /* the last checkpoint, JSON text; NULL if none */
+    char *group_key;        /* the job's fairness key; NULL if none */
 } job_row;
 
 /** job_row_clear: frees the row's strings and zeroes it. Accepts a zeroed row. */
@@ -210,6 +212,33 @@ int store_set_paused(store *st, const char *queue, bool paused);
  *  allocated, max entries; the caller clears each) with the jobs as they now are, and *np. */
 int store_claim(store *st, const char *queue, int64_t now_ms, size_t max, job_row *rows,
                 size_t *np);
+
+/** Per-key limits of a claim (store_claim_keys). */
+typedef struct key_limits {
+    int32_t cap;          /* running jobs of one key at most (key_concurrency); 0: no cap */
+    int64_t interval_ms;  /* key_rate: ms between two starts of one key; 0: no rate */
+    int64_t tolerance_ms; /* key_rate: how much earlier than that a start may come (burst) */
+} key_limits;
+
+/** What a claim passed over (store_claim_keys). */
+typedef struct key_claim_info {
+    bool blocked;    /* a key with a ready job was passed over for its cap or its rate */
+    int64_t wake_ms; /* the earliest a key held by its rate may start again; 0: none */
+} key_claim_info;
+
+/** store_claim_keys: store_claim with fairness between keys: the queue's keyed ready jobs
+ *  (group_key set) are claimed key by key, the keys taking turns within a priority level
+ *  (the least recently served first), its jobs without key taking the turns of one more key
+ *  (with no keyed job in the rotation, exactly as store_claim). A key with kl->cap running
+ *  jobs, or whose rate (kl->interval_ms, kl->tolerance_ms) holds it, is passed over (kl NULL:
+ *  no limit). *info (unless NULL) says whether one was and when a key held by its rate is due.
+ *  Each job costs a few index seeks, whatever the backlog and the number of keys. */
+int store_claim_keys(store *st, const char *queue, int64_t now_ms, size_t max,
+                     const key_limits *kl, job_row *rows, size_t *np, key_claim_info *info);
+
+/** store_key_running: how many jobs of key group_key of queue run (at most limit) into *np. */
+int store_key_running(store *st, const char *queue, const char *group_key, int64_t limit,
+                      int64_t *np);
 
 /** store_running: every running job, in no given order, into *rowsp (malloc'd; clear each row
  *  and free the array; NULL when none) and *np. Only id, queue, state, attempt and
@@ -616,6 +645,10 @@ typedef struct store_ops {
     int (*schedule_last)(store *st, const char *name, int64_t *tickp);
     int (*schedule_set)(store *st, const char *name, int64_t tick_ms);
     int (*schedule_since)(store *st, const char *name, int64_t now_ms, int64_t *sincep);
+    int (*claim_keys)(store *st, const char *queue, int64_t now_ms, size_t max,
+                      const key_limits *kl, job_row *rows, size_t *np, key_claim_info *info);
+    int (*key_running)(store *st, const char *queue, const char *group_key, int64_t limit,
+                       int64_t *np);
 } store_ops;
 
 struct store {
