@@ -95,6 +95,9 @@ submit_request(const submit_args *a, const char *payload)
             rv |= json_object_set_new(req, "tracestate", json_string(o->tracestate));
         }
     }
+    if (o->group_key != NULL) {
+        rv |= json_object_set_new(req, "group_key", json_string(o->group_key));
+    }
     if (rv != 0) {
         json_decref(req);
         return NULL;
@@ -473,6 +476,7 @@ cmd_submit(cli *c, const cli_cmd *cmd, int argc, char **argv)
                                          {"on-complete", required_argument, NULL, 'o'},
                                          {"traceparent", required_argument, NULL, 'T'},
                                          {"tracestate", required_argument, NULL, 'S'},
+                                         {"group-key", required_argument, NULL, 'G'},
                                          {NULL, 0, NULL, 0}};
     static submit_args a; /* after[] is large for a stack frame */
     memset(&a, 0, sizeof(a));
@@ -569,6 +573,12 @@ cmd_submit(cli *c, const cli_cmd *cmd, int argc, char **argv)
             break;
         case 'S':
             a.opts.tracestate = optarg;
+            break;
+        case 'G':
+            if (optarg[0] == '\0' || strlen(optarg) > 200) {
+                return cli_usage(cmd, "--group-key needs 1 to 200 bytes");
+            }
+            a.opts.group_key = optarg;
             break;
         case 'o': {
             char *colon = strchr(optarg, ':');

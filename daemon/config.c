@@ -118,6 +118,8 @@ static const key_def queue_keys[] = {
     {"retention_dead", KEY_DURATION, offsetof(queue_conf, retention_dead_ms), 0, DURATION_MAX_MS},
     {"max_pending", KEY_COUNT, offsetof(queue_conf, max_pending), 1, 1000000000},
     {"rate", KEY_RATE, offsetof(queue_conf, rate_per_s), 0, 1000000},
+    {"key_concurrency", KEY_INT, offsetof(queue_conf, key_concurrency), 1, 1000000},
+    {"key_rate", KEY_RATE, offsetof(queue_conf, key_rate_per_s), 0, 1000000},
 };
 #define NQUEUE_KEYS (sizeof(queue_keys) / sizeof(queue_keys[0]))
 

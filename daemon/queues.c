@@ -108,6 +108,8 @@ queue_add(server *s, const char *name)
     rate_init(&q->rate, q->conf->rate_per_s, jobq__now_ms());
     uv_timer_init(s->loop, &q->rate_timer);
     q->rate_timer.data = q;
+    uv_timer_init(s->loop, &q->key_timer);
+    q->key_timer.data = q;
     s->queues[s->nqueues++] = q;
     size_t k = queue_hash(name) & (s->nqbuckets - 1);
     q->hnext = s->qbuckets[k];
@@ -185,6 +187,9 @@ queue_count_move(qstate *q, int from, int to)
         break;
     default:
         break;
+    }
+    if (to == JOBQ_READY || from == JOBQ_RUNNING) {
+        q->keys_blocked = false; /* a key may have a job to start now */
     }
     if (from >= 0 && from < JOBQ_NSTATES) {
         q->counts[from]--;

@@ -65,6 +65,10 @@ typedef struct qstate {
     char slow_why[120];        /* who asked, for explain and the log */
     int64_t oldest_ready_ms;   /* run_at of its oldest ready job at the last sample; 0: none */
     int64_t oldest_overdue_ms; /* of its oldest scheduled/retrying job past due; 0: none */
+    bool keys_blocked;         /* the last claim found nothing it could start for the keys'
+                                * limits: none until a job becomes ready or stops running, or
+                                * key_timer fires (queue_count_move clears it) */
+    uv_timer_t key_timer;      /* fires when a key held by key_rate may start again */
 } qstate;
 
 /** queue_find: the queue named name, or NULL. */

@@ -315,6 +315,7 @@ spawn(runner *r)
                     .attempt = r->a.job.attempt,
                     .max_attempts = r->a.job.max_attempts,
                     .traceparent = r->a.job.traceparent,
+                    .group_key = r->a.job.group_key,
                     .tracestate = r->a.job.tracestate,
                     .checkpoint = r->a.job.checkpoint,
                     .control = true};

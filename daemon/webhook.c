@@ -348,6 +348,9 @@ webhook_start(server *s, qstate *q, job_row *row)
         snprintf(num, sizeof(num), "%d", h->a.job.attempt);
         nng_http_req_set_header(h->req, "Jobq-Attempt", num);
         nng_http_req_set_header(h->req, "Jobq-Queue", q->name);
+        if (h->a.job.group_key != NULL) {
+            nng_http_req_set_header(h->req, "Jobq-Group-Key", h->a.job.group_key);
+        }
         if (h->a.job.traceparent != NULL) {
             nng_http_req_set_header(h->req, "traceparent", h->a.job.traceparent);
             if (h->a.job.tracestate != NULL) {

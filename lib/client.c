@@ -1156,6 +1156,9 @@ set_opts(json_t *obj, const jobq_submit_opts *opts)
             rv |= json_object_set_new(obj, "tracestate", json_string(opts->tracestate));
         }
     }
+    if (opts->group_key != NULL) {
+        rv |= json_object_set_new(obj, "group_key", json_string(opts->group_key));
+    }
     return rv == 0;
 }
 

@@ -707,6 +707,25 @@ job_trace(dec *d, const json_t *obj, void *dst)
     return true;
 }
 
+/* job_group_key: the optional "group_key", 1 to 200 bytes without control characters (it
+ * becomes an environment variable of a command and a header of a webhook delivery). */
+static bool
+job_group_key(dec *d, const json_t *obj, void *dst)
+{
+    static const field_def key_def = {.name = "group_key", .kind = F_STRING, .max = 200};
+    req_job *j = dst;
+    if (!json_field(d, &key_def, obj, &j->group_key)) {
+        return false;
+    }
+    for (const unsigned char *p = (const unsigned char *)j->group_key; p != NULL && *p; p++) {
+        if (*p < 0x20 || *p == 0x7f) {
+            return fail(d, "invalid_argument",
+                        "field \"group_key\" must not contain control characters");
+        }
+    }
+    return true;
+}
+
 /* The fields of one job: a submit, each entry of a submit_batch's "jobs", its on_complete.
  * The fast scanner takes the F_QUEUE, F_INT and F_TIME rows and "payload". */
 static const field_def job_fields[] = {
@@ -722,6 +741,7 @@ static const field_def job_fields[] = {
     CUSTOM("payload", job_payload),
     CUSTOM("after", job_after),
     CUSTOM("traceparent", job_trace),
+    CUSTOM("group_key", job_group_key),
 };
 
 /* decode_job: one job object into j; default_queue is used when it names none. */

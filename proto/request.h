@@ -34,6 +34,7 @@ typedef struct req_job {
     bool after_always; /* after_policy "always": run even if a parent is dead or cancelled */
     const char *traceparent; /* W3C trace context (NULL: none) */
     const char *tracestate;
+    const char *group_key; /* the fairness key (key_concurrency, key_rate); NULL: none */
 } req_job;
 
 /** When a wait is answered: every job ended, the first ended, or the first failed (ended dead
