@@ -87,6 +87,7 @@ enum stmt_id {
     S_KEY_SET,
     S_KEY_DROP,
     S_KEY_WAKE_AT,
+    S_KEY_ANY_OUT,
     S_AHEAD_KEYED,
     S_OLDEST_READY_KEYED,
     S_COUNT_STMTS
@@ -284,6 +285,10 @@ static const char *const stmt_sql[S_COUNT_STMTS] = {
     [S_KEY_DROP] = "DELETE FROM group_keys WHERE queue = ?1 AND group_key = ?2",
     [S_KEY_WAKE_AT] = "SELECT min(tat) FROM group_keys INDEXED BY group_keys_wake WHERE "
                       "queue = ?1 AND active = 2",
+    /* A key out of the rotation (at its cap, held by its rate, or with nothing ready but
+     * running jobs): the queue's ready count may hold jobs no claim can take now. */
+    [S_KEY_ANY_OUT] = "SELECT 1 FROM group_keys WHERE queue = ?1 AND active <> 1 AND "
+                      "group_key <> '' LIMIT 1",
     [S_AHEAD_KEYED] =
         "SELECT count(*) FROM (SELECT 1 FROM jobs INDEXED BY jobs_key_ready WHERE queue = ?1 "
         "AND state = " SQL_READY " AND group_key IS NOT NULL AND (priority > ?2 OR "
@@ -1120,7 +1125,8 @@ sq_claim_keys(store *st, const char *queue, int64_t now_ms, size_t max, const ke
     sqlite3_bind_int64(w, 2, now_ms + tol);
     err = step_done(w);
     bool udone = false;
-    for (size_t visits = 0; err == JOBQ_OK && n < max && visits < max * 4 + 64; visits++) {
+    size_t visits = 0;
+    for (; err == JOBQ_OK && n < max && visits < max * 4 + 64; visits++) {
         char *key = NULL;
         int32_t prio = 0;
         int64_t turn = 0, tat = 0;
@@ -1250,6 +1256,17 @@ sq_claim_keys(store *st, const char *queue, int64_t now_ms, size_t max, const ke
             err = key_set(st, queue, key, active, (int32_t)next_prio, true, new_tat);
         }
         free(key);
+    }
+    if (err == JOBQ_OK && n < max && !blocked) {
+        /* Fewer than asked: because of keys out of the rotation, or the visits ran out? */
+        int64_t one = 0;
+        blocked = visits >= max * 4 + 64;
+        err = blocked ? JOBQ_OK : key_int(st, S_KEY_ANY_OUT, queue, NULL, 0, &one);
+        if (err == JOBQ_OK) {
+            blocked = true;
+        } else if (err == JOBQ_ENOENT) {
+            err = JOBQ_OK;
+        }
     }
     int64_t wake = 0;
     if (err == JOBQ_OK && interval > 0) {

@@ -6,7 +6,9 @@
  * Jobq-Signature does not verify, or is older than 5 minutes, is answered 401 whatever the
  * script says (and logged with status 401). With JOBQ_HOOKD_PEM (a PEM file with its
  * certificate and key) it serves https. With JOBQ_HOOKD_TRACES it appends "JOB_ID TRACEPARENT
- * TRACESTATE" ("-" for a missing header) to that file for each request.
+ * TRACESTATE" ("-" for a missing header) to that file for each request. With JOBQ_HOOKD_KEYS
+ * it appends "TIME_MS start GROUP_KEY" to that file when a request arrives and "TIME_MS end
+ * GROUP_KEY" when it answers, JOBQ_HOOKD_DELAY_MS later (it_keys: how many of a key run).
  * Usage: jobq-hookd SCRIPT LOG; prints "port N" once it listens on 127.0.0.1. */
 #include <arpa/inet.h>
 #include <nng/nng.h>
@@ -90,6 +92,26 @@ verified(const char *secret, const char *sig, const void *body, size_t len)
     return diff == 0;
 }
 
+/* key_line: appends "TIME_MS WHAT KEY" to $JOBQ_HOOKD_KEYS, if set. */
+static void
+key_line(const char *what, const char *key)
+{
+    const char *path = getenv("JOBQ_HOOKD_KEYS");
+    if (path == NULL) {
+        return;
+    }
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    pthread_mutex_lock(&mtx);
+    FILE *f = fopen(path, "a");
+    if (f != NULL) {
+        fprintf(f, "%lld %s %s\n", (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000, what,
+                key != NULL ? key : "-");
+        fclose(f);
+    }
+    pthread_mutex_unlock(&mtx);
+}
+
 static void
 handle(nng_aio *aio)
 {
@@ -126,6 +148,13 @@ handle(nng_aio *aio)
         fclose(tf);
     }
     pthread_mutex_unlock(&mtx);
+    const char *gkey = nng_http_req_get_header(req, "Jobq-Group-Key");
+    key_line("start", gkey);
+    const char *delay = getenv("JOBQ_HOOKD_DELAY_MS");
+    if (delay != NULL) {
+        usleep((useconds_t)atoi(delay) * 1000);
+    }
+    key_line("end", gkey);
     nng_http_res *res;
     if (nng_http_res_alloc(&res) != 0) {
         nng_aio_finish(aio, NNG_ENOMEM);

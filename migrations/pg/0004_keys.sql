@@ -228,5 +228,12 @@ BEGIN
             prio = coalesce(nprio, prio) WHERE queue = p_queue AND group_key = k.group_key;
         jid := NULL;
     END LOOP;
+    IF n < p_max AND NOT blocked THEN
+        -- Fewer than asked: because the visits ran out, or keys are out of the rotation (at
+        -- their cap, held by their rate, or with nothing ready but running jobs): the
+        -- queue's ready count may hold jobs no claim can take now.
+        blocked := visits >= p_max * 4 + 64 OR EXISTS (SELECT 1 FROM group_keys
+            WHERE queue = p_queue AND active <> 1 AND group_key <> '');
+    END IF;
     SELECT min(tat) - p_tol INTO wake FROM group_keys WHERE queue = p_queue AND active = 2;
 END $$;
