@@ -177,8 +177,6 @@ exec_claim(store *st, wop *op, int64_t now_ms)
     return store_claim_keys(st, c->q->name, now_ms, c->max, &c->kl, c->rows, &c->n, &c->info);
 }
 
-static void queue_timer_cb(uv_timer_t *t);
-
 /* key_timer_cb: a key held by key_rate may start again. */
 static void
 key_timer_cb(uv_timer_t *t)
@@ -296,6 +294,8 @@ start_claimed(server *s, qstate *q, void *arg, job_row *rows, size_t n, int err)
         sched_dispatch(s, q);
     }
 }
+
+static void queue_timer_cb(uv_timer_t *t);
 
 /* breaker_note: logs a transition of q's breaker since `before`. */
 static void
