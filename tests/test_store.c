@@ -1483,6 +1483,51 @@ test_sqlite_key_claim_uses_key_index(void **state)
     sqlite3_close(db);
 }
 
+#ifdef JOBQ_HAVE_POSTGRES
+/* key_concurrency across nodes: a claim holds the key's row, so a second jobqd's claim meanwhile
+ * passes the key over (it takes the other keys), and once the first commits it counts the
+ * running job against the cap. */
+static void
+test_pg_key_cap_across_connections(void **state)
+{
+    fixture *f = *state;
+    int64_t k0 = insert_key(f->st, "q", "K", 0, 1000);
+    insert_key(f->st, "q", "K", 0, 1001);
+    int64_t l0 = insert_key(f->st, "q", "L", 0, 1002);
+    store *other = NULL;
+    char err[1024] = "";
+    if (store_open(f->path, DURABILITY_FULL, &other, err, sizeof(err)) != JOBQ_OK) {
+        fail_msg("second store_open: %s", err);
+    }
+    key_limits kl = {.cap = 1};
+    job_row a[10], b[10];
+    size_t na = 0, nb = 0;
+    key_claim_info info;
+    /* A claim of nothing folds the keys into the rotation (committed). */
+    assert_int_equal(store_begin(f->st), JOBQ_OK);
+    assert_int_equal(store_claim_keys(f->st, "q", 2000, 0, &kl, a, &na, &info), JOBQ_OK);
+    assert_int_equal(store_commit(f->st), JOBQ_OK);
+    assert_int_equal(store_begin(f->st), JOBQ_OK);
+    assert_int_equal(store_claim_keys(f->st, "q", 2000, 1, &kl, a, &na, &info), JOBQ_OK);
+    assert_int_equal(na, 1);
+    assert_int_equal(a[0].id, k0);
+    assert_int_equal(store_begin(other), JOBQ_OK);
+    assert_int_equal(store_claim_keys(other, "q", 2000, 10, &kl, b, &nb, &info), JOBQ_OK);
+    assert_int_equal(store_commit(other), JOBQ_OK);
+    assert_int_equal(nb, 1); /* L's job; K's row is held: its second job waits */
+    assert_int_equal(b[0].id, l0);
+    job_row_clear(&b[0]);
+    assert_int_equal(store_commit(f->st), JOBQ_OK);
+    job_row_clear(&a[0]);
+    assert_int_equal(store_begin(other), JOBQ_OK);
+    assert_int_equal(store_claim_keys(other, "q", 2000, 10, &kl, b, &nb, &info), JOBQ_OK);
+    assert_int_equal(store_commit(other), JOBQ_OK);
+    assert_int_equal(nb, 0); /* K is at its cap, counted from the other node's claim */
+    assert_true(info.blocked);
+    store_close(other);
+}
+#endif
+
 static void
 test_redact_hides_password(void **state)
 {
@@ -1554,6 +1599,7 @@ main(void)
         cmocka_unit_test_setup_teardown(test_pg_migrations_recorded_once, setup, teardown),
         cmocka_unit_test_setup_teardown(test_pg_newer_database_refused, setup, teardown),
         cmocka_unit_test_setup_teardown(test_pg_concurrent_claims_skip_locked, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_pg_key_cap_across_connections, setup, teardown),
         cmocka_unit_test_setup_teardown(test_pg_lost_connection_reconnects, setup, teardown),
         cmocka_unit_test(test_pg_unreachable_server_says_where),
     };
