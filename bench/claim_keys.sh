@@ -16,6 +16,7 @@ BIN=$BUILD/bin/jobq-claim-bench
 [ -x "$BIN" ] || { echo "claim_keys.sh: no $BIN (cmake --build $BUILD first)" >&2; exit 2; }
 JOBS=${JOBS:-1000000} KEYS=${KEYS:-100000} CLAIMS=${CLAIMS:-10000}
 T=$(mktemp -d "${TMPDIR:-/tmp}/jobq-claim.XXXXXX")
+chmod 755 "$T" # the PostgreSQL cluster runs as another account (tests/pg.sh)
 trap 'rm -rf "$T"' EXIT
 
 run() { # run DB_NAME ARGS...: one bench on a new database

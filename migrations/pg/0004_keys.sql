@@ -103,6 +103,19 @@ DECLARE
 BEGIN
     ids := '{}';
     blocked := false;
+    IF NOT EXISTS (SELECT 1 FROM group_keys WHERE queue = p_queue) AND
+       NOT EXISTS (SELECT 1 FROM group_key_wakes WHERE queue = p_queue) THEN
+        -- A queue that never had keyed jobs: the plain claim, two empty seeks more.
+        WITH picked AS MATERIALIZED (SELECT id FROM jobs WHERE queue = p_queue AND state = 1
+                 AND group_key IS NULL ORDER BY priority DESC, run_at, id LIMIT p_max
+                 FOR UPDATE SKIP LOCKED),
+             c AS (UPDATE jobs j SET state = 2, attempt = j.attempt + 1, started_at = p_now,
+                       finished_at = NULL FROM picked WHERE j.id = picked.id AND j.state = 1
+                   RETURNING j.id, j.priority, j.run_at)
+        SELECT coalesce(array_agg(c.id ORDER BY c.priority DESC, c.run_at, c.id), '{}')
+            INTO ids FROM c;
+        RETURN;
+    END IF;
     -- Fold the wakes in, the keys locked in key order (claims of several nodes never wait
     -- for each other in a cycle).
     WITH w AS (DELETE FROM group_key_wakes WHERE id IN (SELECT id FROM group_key_wakes
