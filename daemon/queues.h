@@ -100,6 +100,13 @@ int64_t queue_pending(const qstate *q);
  *  scheduler's next dispatch of q arms its timer. */
 void queue_slow_down(qstate *q, int64_t until_ms, const char *why);
 
+/** queue_slow_down_job: a downstream asked job's handler to slow down until until_ms (why says
+ *  who): on a queue with key_concurrency or key_rate, a job with a group_key holds only its
+ *  key (the other keys go on); any other job holds the whole queue (queue_slow_down). Loop
+ *  thread. */
+void queue_slow_down_job(server *s, qstate *q, const job_row *job, int64_t until_ms,
+                         const char *why);
+
 /** queue_is_remote: q is served by remote workers (no command, no url). */
 bool queue_is_remote(const qstate *q);
 

@@ -283,6 +283,12 @@ store_key_running(store *st, const char *queue, const char *group_key, int64_t l
 }
 
 int
+store_key_hold(store *st, const char *queue, const char *group_key, int64_t until_ms)
+{
+    return st->ops->key_hold(st, queue, group_key, until_ms);
+}
+
+int
 store_running(store *st, job_row **rowsp, size_t *np)
 {
     return st->ops->running(st, rowsp, np);

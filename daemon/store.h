@@ -240,6 +240,10 @@ int store_claim_keys(store *st, const char *queue, int64_t now_ms, size_t max,
 int store_key_running(store *st, const char *queue, const char *group_key, int64_t limit,
                       int64_t *np);
 
+/** store_key_hold: no job of key group_key of queue starts before until_ms (a slow-down a
+ *  downstream asked for one key); a later hold already set wins. */
+int store_key_hold(store *st, const char *queue, const char *group_key, int64_t until_ms);
+
 /** store_running: every running job, in no given order, into *rowsp (malloc'd; clear each row
  *  and free the array; NULL when none) and *np. Only id, queue, state, attempt and
  *  started_at_ms are filled. */
@@ -649,6 +653,7 @@ typedef struct store_ops {
                       const key_limits *kl, job_row *rows, size_t *np, key_claim_info *info);
     int (*key_running)(store *st, const char *queue, const char *group_key, int64_t limit,
                        int64_t *np);
+    int (*key_hold)(store *st, const char *queue, const char *group_key, int64_t until_ms);
 } store_ops;
 
 struct store {

@@ -101,6 +101,7 @@ enum pstmt {
     P_SET_RUN_AT,
     P_CLAIM_KEYS,
     P_KEY_RUNNING,
+    P_KEY_HOLD,
     P_AHEAD_KEYED,
     P_OLDEST_READY_KEYED,
     P_COUNT_STMTS
@@ -210,6 +211,10 @@ static const char *const pstmt_sql[P_COUNT_STMTS] = {
     [P_CLAIM_KEYS] = "SELECT " JOB_COLS ", c.blocked, c.wake FROM jobq_claim_keys($1, $2, $3, "
                      "$4, $5, $6) c LEFT JOIN LATERAL unnest(c.ids) WITH ORDINALITY u(uid, o) "
                      "ON true LEFT JOIN jobs ON jobs.id = u.uid ORDER BY u.o",
+    /* A slow-down of one key: a wake the next claim folds in (no row of group_keys is locked
+     * but by a claim: see migrations/pg/0004_keys.sql). */
+    [P_KEY_HOLD] = "INSERT INTO group_key_wakes (queue, group_key, prio, until) "
+                   "VALUES ($1, $2, -2147483648, $3)",
     [P_KEY_RUNNING] = "SELECT count(*) FROM (SELECT 1 FROM jobs WHERE queue = $1 AND "
                       "group_key = $2 AND state = $3 LIMIT $4) r",
     [P_AHEAD_KEYED] = "SELECT count(*) FROM (SELECT 1 FROM jobs WHERE queue = $1 AND state = $2 AND "
@@ -1183,6 +1188,16 @@ pg_claim_keys(store *st, const char *queue, int64_t now_ms, size_t max, const ke
 }
 
 static int
+pg_key_hold(store *st, const char *queue, const char *group_key, int64_t until_ms)
+{
+    pargs a = {0};
+    a_text(&a, queue);
+    a_text(&a, group_key);
+    a_i64(&a, until_ms);
+    return run_done(PG(st), P_KEY_HOLD, &a);
+}
+
+static int
 pg_key_running(store *st, const char *queue, const char *group_key, int64_t limit, int64_t *np)
 {
     pargs a = {0};
@@ -2118,6 +2133,7 @@ static const store_ops pg_ops = {
     .claim = pg_claim,
     .claim_keys = pg_claim_keys,
     .key_running = pg_key_running,
+    .key_hold = pg_key_hold,
     .running = pg_running,
     .job_finish = pg_job_finish,
     .requeue = pg_requeue,

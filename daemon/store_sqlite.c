@@ -88,6 +88,7 @@ enum stmt_id {
     S_KEY_DROP,
     S_KEY_WAKE_AT,
     S_KEY_ANY_OUT,
+    S_KEY_HOLD,
     S_AHEAD_KEYED,
     S_OLDEST_READY_KEYED,
     S_COUNT_STMTS
@@ -289,6 +290,8 @@ static const char *const stmt_sql[S_COUNT_STMTS] = {
      * running jobs): the queue's ready count may hold jobs no claim can take now. */
     [S_KEY_ANY_OUT] = "SELECT 1 FROM group_keys WHERE queue = ?1 AND active <> 1 AND "
                       "group_key <> '' LIMIT 1",
+    [S_KEY_HOLD] = "UPDATE group_keys SET tat = max(tat, ?3), active = CASE WHEN active = 1 THEN 2 "
+                   "ELSE active END WHERE queue = ?1 AND group_key = ?2",
     [S_AHEAD_KEYED] =
         "SELECT count(*) FROM (SELECT 1 FROM jobs INDEXED BY jobs_key_ready WHERE queue = ?1 "
         "AND state = " SQL_READY " AND group_key IS NOT NULL AND (priority > ?2 OR "
@@ -352,6 +355,7 @@ static int sq_claim_keys(store *st, const char *queue, int64_t now_ms, size_t ma
 static int sq_key_running(store *st, const char *queue, const char *group_key, int64_t limit,
                           int64_t *np);
 static int oldest(sqlite3_stmt *s, int64_t *atp);
+static int sq_key_hold(store *st, const char *queue, const char *group_key, int64_t until_ms);
 static int sq_running(store *st, job_row **rowsp, size_t *np);
 static int sq_job_finish(store *st, int64_t id, int new_state, int64_t finished_at_ms,
                          int64_t run_at_ms, const char *result, const char *error);
@@ -1219,7 +1223,7 @@ sq_claim_keys(store *st, const char *queue, int64_t now_ms, size_t max, const ke
                 continue;
             }
         }
-        if (err == JOBQ_OK && interval > 0 && tat > now_ms + tol) {
+        if (err == JOBQ_OK && tat > now_ms + tol) { /* key_rate, or a slow-down (key_hold) */
             blocked = true;
             err = key_set(st, queue, key, 2, prio, false, tat);
             job_row_clear(row);
@@ -1235,7 +1239,7 @@ sq_claim_keys(store *st, const char *queue, int64_t now_ms, size_t max, const ke
             break;
         }
         n++;
-        int64_t new_tat = interval > 0 ? (tat > now_ms ? tat : now_ms) + interval : 0;
+        int64_t new_tat = interval > 0 ? (tat > now_ms ? tat : now_ms) + interval : tat;
         int64_t next_prio = 0;
         err = key_int(st, S_KEY_NEXT_PRIO, queue, key, 0, &next_prio);
         int active;
@@ -1246,7 +1250,7 @@ sq_claim_keys(store *st, const char *queue, int64_t now_ms, size_t max, const ke
         } else if (cap > 0 && running + 1 >= cap) {
             active = 0; /* back in when one of its jobs ends (jobs_key_end) */
             blocked = true;
-        } else if (interval > 0 && new_tat > now_ms + tol) {
+        } else if (new_tat > now_ms + tol) {
             active = 2; /* back in at new_tat (S_KEY_WAKE) */
             blocked = true;
         } else {
@@ -1269,7 +1273,7 @@ sq_claim_keys(store *st, const char *queue, int64_t now_ms, size_t max, const ke
         }
     }
     int64_t wake = 0;
-    if (err == JOBQ_OK && interval > 0) {
+    if (err == JOBQ_OK) {
         err = key_int(st, S_KEY_WAKE_AT, queue, NULL, 0, &wake);
         if (err == JOBQ_ENOENT) {
             err = JOBQ_OK;
@@ -1289,6 +1293,16 @@ sq_claim_keys(store *st, const char *queue, int64_t now_ms, size_t max, const ke
     }
     *np = n;
     return JOBQ_OK;
+}
+
+static int
+sq_key_hold(store *st, const char *queue, const char *group_key, int64_t until_ms)
+{
+    sqlite3_stmt *s = stmt_get(st, S_KEY_HOLD);
+    sqlite3_bind_text(s, 1, queue, -1, SQLITE_STATIC);
+    sqlite3_bind_text(s, 2, group_key, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(s, 3, until_ms);
+    return step_done(s);
 }
 
 static int
@@ -2306,6 +2320,7 @@ static const store_ops sqlite_ops = {
     .schedule_since = sq_schedule_since,
     .claim_keys = sq_claim_keys,
     .key_running = sq_key_running,
+    .key_hold = sq_key_hold,
     .max_id = sq_max_id,
     .pick = sq_pick,
     .job_delete = sq_job_delete,

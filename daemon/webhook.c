@@ -187,7 +187,7 @@ finish(server *s, hook *h)
         char why[120];
         snprintf(why, sizeof(why), "its webhook answered %d with Retry-After: %lld", status,
                  (long long)retry_after);
-        queue_slow_down(h->a.q, now + retry_after * 1000, why);
+        queue_slow_down_job(s, h->a.q, &h->a.job, now + retry_after * 1000, why);
     }
     h->a.outcome = o;
     if (o.state == JOBQ_SUCCEEDED) {

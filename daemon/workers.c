@@ -865,7 +865,7 @@ slow_down_queues(call *c)
         int64_t id = c->req.outcomes != NULL ? c->req.outcomes[i].id : c->req.ids[0];
         lease *l = lease_find(c->srv, id);
         if (l != NULL) {
-            queue_slow_down(l->a.q, until, why);
+            queue_slow_down_job(c->srv, l->a.q, &l->a.job, until, why);
         }
     }
 }

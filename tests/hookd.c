@@ -9,6 +9,8 @@
  * TRACESTATE" ("-" for a missing header) to that file for each request. With JOBQ_HOOKD_KEYS
  * it appends "TIME_MS start GROUP_KEY" to that file when a request arrives and "TIME_MS end
  * GROUP_KEY" when it answers, JOBQ_HOOKD_DELAY_MS later (it_keys: how many of a key run).
+ * With JOBQ_HOOKD_SLOW_KEY=K and JOBQ_HOOKD_SLOW_AFTER=N, the first request of group key K is
+ * answered 429 with Retry-After: N, whatever the script says.
  * Usage: jobq-hookd SCRIPT LOG; prints "port N" once it listens on 127.0.0.1. */
 #include <arpa/inet.h>
 #include <nng/nng.h>
@@ -120,8 +122,16 @@ handle(nng_aio *aio)
     size_t len;
     nng_http_req_get_data(req, &body, &len);
     int status, retry_after;
+    static bool slowed;
+    const char *slow_key = getenv("JOBQ_HOOKD_SLOW_KEY");
+    const char *group_key = nng_http_req_get_header(req, "Jobq-Group-Key");
     pthread_mutex_lock(&mtx);
     next_answer(&status, &retry_after);
+    if (slow_key != NULL && group_key != NULL && strcmp(slow_key, group_key) == 0 && !slowed) {
+        slowed = true;
+        status = 429;
+        retry_after = getenv("JOBQ_HOOKD_SLOW_AFTER") ? atoi(getenv("JOBQ_HOOKD_SLOW_AFTER")) : 1;
+    }
     const char *secret = getenv("JOBQ_HOOKD_SECRET");
     if (secret != NULL &&
         !verified(secret, nng_http_req_get_header(req, "Jobq-Signature"), body, len)) {

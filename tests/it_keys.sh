@@ -18,7 +18,8 @@ echo "$(ms) end $JOBQ_GROUP_KEY" >>"$1"
 SH
 chmod +x "$T/handler.sh"
 
-export JOBQ_HOOKD_KEYS="$T/hook.log" JOBQ_HOOKD_DELAY_MS=300
+export JOBQ_HOOKD_KEYS="$T/hook.log" JOBQ_HOOKD_DELAY_MS=300 JOBQ_HOOKD_SLOW_KEY=S \
+    JOBQ_HOOKD_SLOW_AFTER=3
 echo 200 >"$T/script"
 "$JOBQ_HOOKD" "$T/script" "$T/hooks.log" >"$T/hookd.out" &
 CLEANUP_PIDS+=("$!")
@@ -36,6 +37,11 @@ key_concurrency = 1
 url = http://127.0.0.1:$hport/hook
 concurrency = 4
 key_concurrency = 1
+[queue.slow]
+url = http://127.0.0.1:$hport/hook
+concurrency = 4
+key_concurrency = 1
+max_attempts = 5
 [queue.rt]
 command = $T/handler.sh $T/rt.log 0
 concurrency = 8
@@ -111,6 +117,27 @@ check_fair "remote workers" "$T/rem.log"
 submit_keys hook
 poll_until "queue hook drains" '[ "$(cli stats --json | jq .queues.hook.succeeded)" = 12 ]'
 check_fair "webhooks" "$T/hook.log"
+
+# A webhook's 429 with Retry-After: 3 for a job of key S holds key S for 3 s, not the queue:
+# key T's three jobs run meanwhile, S's second job starts only after the 3 s.
+cli pause slow >/dev/null
+printf '{}\n{}\n' >"$T/s.ndjson"
+printf '{}\n{}\n{}\n' >"$T/t.ndjson"
+cli submit slow --batch "$T/s.ndjson" --group-key S >/dev/null
+cli submit slow --batch "$T/t.ndjson" --group-key T >/dev/null
+: >"$T/hook.log"
+cli resume slow >/dev/null
+poll_until "queue slow drains" '[ "$(cli stats --json | jq .queues.slow.succeeded)" = 5 ]'
+t429=$(sort -n "$T/hook.log" | awk '$2 == "start" && $3 == "S" { print $1; exit }')
+t_last=$(sort -n "$T/hook.log" | awk '$2 == "start" && $3 == "T" { t = $1 } END { print t }')
+s_second=$(sort -n "$T/hook.log" | awk '$2 == "start" && $3 == "S" { n++; if (n == 2) print $1 }')
+[ $((t_last - t429)) -lt 2500 ] ||
+    fail "key T waited for key S's slow-down: $(sort -n "$T/hook.log")"
+[ $((s_second - t429)) -ge 2900 ] ||
+    fail "key S started again $((s_second - t429)) ms after its 429 with Retry-After: 3"
+grep -q 'event=key_slowed queue=slow group_key="S"' "$LOG" || fail "no key_slowed line"
+! grep -q 'event=queue_slowed queue=slow' "$LOG" || fail "the whole queue was slowed down"
+ok "a webhook's 429 with Retry-After holds its key only: T ran meanwhile, S again after $((s_second - t429)) ms"
 
 # key_rate = 5/s: 30 jobs of each of two keys; over the first 2 s each key starts about 10
 # (5/s, each key its own: one shared bucket would give each about 5).

@@ -1427,6 +1427,33 @@ test_contract_key_rate(void **state)
     assert_int_equal(got[0], a1);
 }
 
+/* A slow-down of one key (store_key_hold): its jobs wait until then, the other keys' do not. */
+static void
+test_contract_key_hold(void **state)
+{
+    fixture *f = *state;
+    int64_t a0 = insert_key(f->st, "q", "A", 0, 1000);
+    int64_t a1 = insert_key(f->st, "q", "A", 0, 1001);
+    int64_t b0 = insert_key(f->st, "q", "B", 0, 1002);
+    int64_t b1 = insert_key(f->st, "q", "B", 0, 1003);
+    key_claim_info info;
+    int64_t got[33];
+    assert_int_equal(claim_keys(f->st, "q", 2000, 1, NULL, got, &info), 1);
+    assert_int_equal(got[0], a0);
+    assert_int_equal(store_begin(f->st), JOBQ_OK);
+    assert_int_equal(store_key_hold(f->st, "q", "A", 5000), JOBQ_OK);
+    assert_int_equal(store_commit(f->st), JOBQ_OK);
+    finish(f->st, a0);
+    assert_int_equal(claim_keys(f->st, "q", 3000, 10, NULL, got, &info), 2);
+    assert_int_equal(got[0], b0);
+    assert_int_equal(got[1], b1);
+    assert_true(info.blocked);
+    assert_int_equal(info.wake_ms, 5000);
+    assert_int_equal(claim_keys(f->st, "q", 4999, 10, NULL, got, &info), 0);
+    assert_int_equal(claim_keys(f->st, "q", 5000, 10, NULL, got, &info), 1);
+    assert_int_equal(got[0], a1);
+}
+
 /* A requeued or retried keyed job is claimed again (the triggers put its key back). */
 static void
 test_contract_keys_requeue_retry(void **state)
@@ -1578,6 +1605,7 @@ main(void)
         cmocka_unit_test_setup_teardown(test_contract_keys_priority_and_unkeyed, setup, teardown),
         cmocka_unit_test_setup_teardown(test_contract_key_cap, setup, teardown),
         cmocka_unit_test_setup_teardown(test_contract_key_rate, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_contract_key_hold, setup, teardown),
         cmocka_unit_test_setup_teardown(test_contract_keys_requeue_retry, setup, teardown),
     };
     const struct CMUnitTest sqlite[] = {

@@ -43,12 +43,14 @@ CREATE INDEX group_keys_turn_idx ON group_keys (queue, prio DESC, turn) WHERE ac
 CREATE INDEX group_keys_wake ON group_keys (queue, tat) WHERE active = 2;
 
 -- Keys that may have ready jobs, to be folded into group_keys by the next claim of the queue.
--- prio: the ready job's priority (-2147483648 for a running job's end: "look again").
+-- prio: the ready job's priority (-2147483648 for a running job's end: "look again"); until:
+-- a slow-down asked for the key (store_key_hold): no job of it starts before (0: none).
 CREATE TABLE group_key_wakes (
     id        bigint  GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
     queue     text    NOT NULL,
     group_key text    NOT NULL,
-    prio      integer NOT NULL
+    prio      integer NOT NULL,
+    until     bigint  NOT NULL DEFAULT 0
 ) WITH (autovacuum_vacuum_scale_factor = 0.01, autovacuum_vacuum_cost_delay = 0);
 CREATE INDEX group_key_wakes_queue ON group_key_wakes (queue, id);
 
@@ -120,14 +122,15 @@ BEGIN
     -- for each other in a cycle).
     WITH w AS (DELETE FROM group_key_wakes WHERE id IN (SELECT id FROM group_key_wakes
                    WHERE queue = p_queue ORDER BY id LIMIT 10000 FOR UPDATE SKIP LOCKED)
-               RETURNING group_key, prio),
-         m AS (SELECT group_key, max(prio) AS prio FROM w GROUP BY group_key)
-    INSERT INTO group_keys AS g (queue, group_key, prio, turn, active)
-        SELECT p_queue, m.group_key, greatest(m.prio, -2147483647), nextval('group_keys_turn'), 1
+               RETURNING group_key, prio, until),
+         m AS (SELECT group_key, max(prio) AS prio, max(until) AS until FROM w GROUP BY group_key)
+    INSERT INTO group_keys AS g (queue, group_key, prio, turn, active, tat)
+        SELECT p_queue, m.group_key, greatest(m.prio, -2147483647), nextval('group_keys_turn'), 1,
+               m.until
         FROM m ORDER BY m.group_key
     ON CONFLICT (queue, group_key) DO UPDATE
         SET active = CASE WHEN g.active = 0 THEN 1 ELSE g.active END,
-            prio = greatest(g.prio, excluded.prio);
+            prio = greatest(g.prio, excluded.prio), tat = greatest(g.tat, excluded.tat);
     -- Keys whose rate lets them start again.
     UPDATE group_keys SET active = 1 WHERE (queue, group_key) IN (SELECT queue, group_key
         FROM group_keys WHERE queue = p_queue AND active = 2 AND tat <= p_now + p_tol
@@ -216,7 +219,7 @@ BEGIN
                 CONTINUE;
             END IF;
         END IF;
-        IF p_interval > 0 AND k.tat > p_now + p_tol THEN
+        IF k.tat > p_now + p_tol THEN -- key_rate, or a slow-down (a wake's until)
             UPDATE group_keys SET active = 2 WHERE queue = p_queue AND group_key = k.group_key;
             blocked := true;
             jid := NULL;
@@ -226,13 +229,13 @@ BEGIN
             WHERE id = jid;
         ids := ids || jid;
         n := n + 1;
-        new_tat := CASE WHEN p_interval > 0 THEN greatest(k.tat, p_now) + p_interval ELSE 0 END;
+        new_tat := CASE WHEN p_interval > 0 THEN greatest(k.tat, p_now) + p_interval ELSE k.tat END;
         nprio := NULL;
         SELECT priority INTO nprio FROM jobs WHERE queue = p_queue AND group_key = k.group_key
             AND state = 1 ORDER BY priority DESC, run_at, id LIMIT 1;
         act := CASE WHEN nprio IS NULL THEN 0
                     WHEN p_cap > 0 AND running + 1 >= p_cap THEN 0
-                    WHEN p_interval > 0 AND new_tat > p_now + p_tol THEN 2
+                    WHEN new_tat > p_now + p_tol THEN 2
                     ELSE 1 END;
         IF act <> 1 AND nprio IS NOT NULL THEN
             blocked := true;
