@@ -838,6 +838,9 @@ batch_group(dec *d, const json_t *obj, void *dst)
                     "on_complete: \"after\" and \"key\" are not allowed (it runs once, when "
                     "the group ends)");
     }
+    if (json_object_get(oc, "group_key") != NULL) {
+        return fail(d, "invalid_argument", "on_complete: \"group_key\" is not allowed");
+    }
     req->on_complete = calloc(1, sizeof(*req->on_complete));
     if (req->on_complete == NULL) {
         return fail(d, "internal", "out of memory");

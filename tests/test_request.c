@@ -162,6 +162,9 @@ test_group_key(void **state)
                  "invalid_argument", "control characters", NULL);
     expect_code("{\"op\":\"submit\",\"queue\":\"q\",\"group_key\":\"\"}", "invalid_argument");
     expect_code("{\"op\":\"submit\",\"queue\":\"q\",\"group_key\":7}", "invalid_argument");
+    expect_error("{\"op\":\"submit_batch\",\"queue\":\"q\",\"jobs\":[{}],\"group\":true,"
+                 "\"on_complete\":{\"queue\":\"r\",\"group_key\":\"k\"}}",
+                 "invalid_argument", "group_key", NULL);
 }
 
 static void
