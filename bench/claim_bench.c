@@ -102,8 +102,8 @@ claims(store *st, long c, size_t batch, const key_limits *kl, const char *what)
     }
     double total = now_us() - total0;
     qsort(lat, (size_t)c, sizeof(*lat), cmp_double);
-    printf("%-34s claims=%-6ld jobs=%-7ld us_per_job mean=%.1f p50=%.1f p99=%.1f\n", what, c,
-           jobs, jobs > 0 ? total / (double)jobs : 0, c > 0 ? lat[c / 2] : 0,
+    printf("%-34s claims=%-6ld jobs=%-7ld us_per_job mean=%.1f p50=%.1f p99=%.1f\n", what, c, jobs,
+           jobs > 0 ? total / (double)jobs : 0, c > 0 ? lat[c / 2] : 0,
            c > 0 ? lat[c * 99 / 100] : 0);
     free(lat);
     return 0;
@@ -115,21 +115,36 @@ main(int argc, char **argv)
     const char *db = NULL;
     long jobs = 1000000, keys = 0, c = 10000, cap = 0;
     double rate = 0;
-    static const struct option opts[] = {
-        {"db", required_argument, NULL, 'd'},     {"jobs", required_argument, NULL, 'j'},
-        {"keys", required_argument, NULL, 'k'},   {"claims", required_argument, NULL, 'c'},
-        {"cap", required_argument, NULL, 'p'},    {"rate", required_argument, NULL, 'r'},
-        {NULL, 0, NULL, 0}};
+    static const struct option opts[] = {{"db", required_argument, NULL, 'd'},
+                                         {"jobs", required_argument, NULL, 'j'},
+                                         {"keys", required_argument, NULL, 'k'},
+                                         {"claims", required_argument, NULL, 'c'},
+                                         {"cap", required_argument, NULL, 'p'},
+                                         {"rate", required_argument, NULL, 'r'},
+                                         {NULL, 0, NULL, 0}};
     int ch;
     while ((ch = getopt_long(argc, argv, "", opts, NULL)) != -1) {
         switch (ch) {
-        case 'd': db = optarg; break;
-        case 'j': jobs = atol(optarg); break;
-        case 'k': keys = atol(optarg); break;
-        case 'c': c = atol(optarg); break;
-        case 'p': cap = atol(optarg); break;
-        case 'r': rate = atof(optarg); break;
-        default: return 2;
+        case 'd':
+            db = optarg;
+            break;
+        case 'j':
+            jobs = atol(optarg);
+            break;
+        case 'k':
+            keys = atol(optarg);
+            break;
+        case 'c':
+            c = atol(optarg);
+            break;
+        case 'p':
+            cap = atol(optarg);
+            break;
+        case 'r':
+            rate = atof(optarg);
+            break;
+        default:
+            return 2;
         }
     }
     if (db == NULL || jobs <= 0 || keys < 0 || c <= 0) {

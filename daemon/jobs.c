@@ -612,8 +612,7 @@ done_explain(wop *op)
             snprintf(why, sizeof(why),
                      "ready, but key busy (%lld running): key \"%s\" of queue %s runs at most "
                      "%d at once (key_concurrency)",
-                     (long long)c->key_running, r->group_key, r->queue,
-                     q->conf->key_concurrency);
+                     (long long)c->key_running, r->group_key, r->queue, q->conf->key_concurrency);
         } else if (queue_is_remote(q)) {
             reason = "no_consumer";
             snprintf(why, sizeof(why),

@@ -210,7 +210,7 @@ reaped(runner *r, idtype_t idtype, id_t id)
             snprintf(why, sizeof(why), "a command exited %d (EX_TEMPFAIL: slow down)",
                      EXEC_EXIT_SLOW_DOWN);
             queue_slow_down_job(r->srv, r->q, &r->a.job, jobq__now_ms() + r->q->conf->slow_down_ms,
-                            why);
+                                why);
         }
     } else {
         r->term_signal = info.si_status; /* CLD_KILLED, CLD_DUMPED */

@@ -233,8 +233,8 @@ typedef struct key_claim_info {
  *  jobs, or whose rate (kl->interval_ms, kl->tolerance_ms) holds it, is passed over (kl NULL:
  *  no limit). *info (unless NULL) says whether one was and when a key held by its rate is due.
  *  Each job costs a few index seeks, whatever the backlog and the number of keys. */
-int store_claim_keys(store *st, const char *queue, int64_t now_ms, size_t max,
-                     const key_limits *kl, job_row *rows, size_t *np, key_claim_info *info);
+int store_claim_keys(store *st, const char *queue, int64_t now_ms, size_t max, const key_limits *kl,
+                     job_row *rows, size_t *np, key_claim_info *info);
 
 /** store_key_running: how many jobs of key group_key of queue run (at most limit) into *np. */
 int store_key_running(store *st, const char *queue, const char *group_key, int64_t limit,

@@ -146,7 +146,8 @@ static const char *const pstmt_sql[P_COUNT_STMTS] = {
      * (Oban's lesson: an inlined LIMIT subquery may be re-run per row). The fence is repeated
      * in the UPDATE so a row changed meanwhile is re-checked. Rows come back in claim order. */
     [P_CLAIM] = "WITH picked AS MATERIALIZED (SELECT id FROM jobs WHERE queue = $1 AND state = $2 "
-                "AND group_key IS NULL ORDER BY priority DESC, run_at, id LIMIT $3 FOR UPDATE SKIP LOCKED), "
+                "AND group_key IS NULL ORDER BY priority DESC, run_at, id LIMIT $3 FOR UPDATE "
+                "SKIP LOCKED), "
                 "claimed AS (UPDATE jobs j SET state = $4, attempt = j.attempt + 1, "
                 "started_at = $5, finished_at = NULL FROM picked WHERE j.id = picked.id AND "
                 "j.state = $2 RETURNING j.*) "
@@ -199,8 +200,10 @@ static const char *const pstmt_sql[P_COUNT_STMTS] = {
     /* A skip scan of jobs_claim: the priorities in use, then the first run_at of each. */
     [P_OLDEST_READY] =
         "WITH RECURSIVE p(pr) AS (SELECT (SELECT priority FROM jobs WHERE queue = $1 AND "
-        "state = $2 AND group_key IS NULL ORDER BY priority DESC LIMIT 1) UNION ALL SELECT (SELECT priority FROM jobs "
-        "WHERE queue = $1 AND state = $2 AND group_key IS NULL AND priority < p.pr ORDER BY priority DESC LIMIT 1) "
+        "state = $2 AND group_key IS NULL ORDER BY priority DESC LIMIT 1) UNION ALL SELECT "
+        "(SELECT priority FROM jobs "
+        "WHERE queue = $1 AND state = $2 AND group_key IS NULL AND priority < p.pr ORDER BY "
+        "priority DESC LIMIT 1) "
         "FROM p WHERE p.pr IS NOT NULL) SELECT min((SELECT run_at FROM jobs WHERE queue = $1 "
         "AND state = $2 AND group_key IS NULL AND priority = p.pr ORDER BY run_at LIMIT 1)) FROM p "
         "WHERE p.pr IS NOT NULL",
@@ -217,16 +220,20 @@ static const char *const pstmt_sql[P_COUNT_STMTS] = {
                    "VALUES ($1, $2, -2147483648, $3)",
     [P_KEY_RUNNING] = "SELECT count(*) FROM (SELECT 1 FROM jobs WHERE queue = $1 AND "
                       "group_key = $2 AND state = $3 LIMIT $4) r",
-    [P_AHEAD_KEYED] = "SELECT count(*) FROM (SELECT 1 FROM jobs WHERE queue = $1 AND state = $2 AND "
+    [P_AHEAD_KEYED] = "SELECT count(*) FROM (SELECT 1 FROM jobs WHERE queue = $1 AND state = $2 "
+                      "AND "
                 "group_key IS NOT NULL AND "
                 "(priority > $3 OR (priority = $3 AND (run_at < $4 OR (run_at = $4 AND "
                 "id < $5)))) LIMIT $6) ahead",
     [P_OLDEST_READY_KEYED] =
         "WITH RECURSIVE p(pr) AS (SELECT (SELECT priority FROM jobs WHERE queue = $1 AND "
-        "state = $2 AND group_key IS NOT NULL ORDER BY priority DESC LIMIT 1) UNION ALL SELECT (SELECT priority FROM jobs "
-        "WHERE queue = $1 AND state = $2 AND group_key IS NOT NULL AND priority < p.pr ORDER BY priority DESC LIMIT 1) "
+        "state = $2 AND group_key IS NOT NULL ORDER BY priority DESC LIMIT 1) UNION ALL SELECT "
+        "(SELECT priority FROM jobs "
+        "WHERE queue = $1 AND state = $2 AND group_key IS NOT NULL AND priority < p.pr ORDER BY "
+        "priority DESC LIMIT 1) "
         "FROM p WHERE p.pr IS NOT NULL) SELECT min((SELECT run_at FROM jobs WHERE queue = $1 "
-        "AND state = $2 AND group_key IS NOT NULL AND priority = p.pr ORDER BY run_at LIMIT 1)) FROM p "
+        "AND state = $2 AND group_key IS NOT NULL AND priority = p.pr ORDER BY run_at LIMIT 1)) "
+        "FROM p "
         "WHERE p.pr IS NOT NULL",
     [P_OLDEST_OVERDUE] = "SELECT min(run_at) FROM jobs WHERE state IN ($2, $3) AND run_at <= $4 "
                          "AND queue = $1",

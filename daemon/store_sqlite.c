@@ -149,7 +149,8 @@ static const char *const stmt_sql[S_COUNT_STMTS] = {
     [S_SET_PAUSED] = "INSERT INTO queues (name, paused) VALUES (?1, ?2) "
                      "ON CONFLICT (name) DO UPDATE SET paused = excluded.paused",
     [S_CLAIM_PICK] = "SELECT " JOB_COLS " FROM jobs INDEXED BY jobs_ready WHERE queue = ?1 AND "
-                     "state = " SQL_READY " AND group_key IS NULL ORDER BY priority DESC, run_at, id LIMIT ?2",
+                     "state = " SQL_READY " AND group_key IS NULL ORDER BY priority DESC, "
+                     "run_at, id LIMIT ?2",
     [S_CLAIM_MARK] =
         "UPDATE jobs SET state = " SQL_RUNNING ", attempt = attempt + 1, started_at = ?2, "
         "finished_at = NULL WHERE id = ?1",
@@ -184,7 +185,8 @@ static const char *const stmt_sql[S_COUNT_STMTS] = {
                      "LIMIT ?3)",
     [S_AHEAD] =
         "SELECT count(*) FROM (SELECT 1 FROM jobs INDEXED BY jobs_ready WHERE queue = ?1 "
-        "AND state = " SQL_READY " AND group_key IS NULL AND (priority > ?2 OR (priority = ?2 AND (run_at < ?3 OR "
+        "AND state = " SQL_READY " AND group_key IS NULL AND (priority > ?2 OR (priority = ?2 "
+        "AND (run_at < ?3 OR "
         "(run_at = ?3 AND id < ?4)))) LIMIT ?5)",
     [S_OLDEST_FINISHED] = "SELECT min(finished_at) FROM jobs INDEXED BY jobs_finished WHERE "
                           "queue = ?1 AND state = ?2 AND state IN " SQL_ENDED,
@@ -192,12 +194,15 @@ static const char *const stmt_sql[S_COUNT_STMTS] = {
      * each: one seek per priority, however many jobs are ready. */
     [S_OLDEST_READY] =
         "WITH RECURSIVE p(pr) AS (SELECT (SELECT priority FROM jobs INDEXED BY jobs_ready "
-        "WHERE queue = ?1 AND state = " SQL_READY " AND group_key IS NULL ORDER BY priority DESC LIMIT 1) "
+        "WHERE queue = ?1 AND state = " SQL_READY " AND group_key IS NULL ORDER BY priority DESC "
+        "LIMIT 1) "
         "UNION ALL SELECT (SELECT priority FROM jobs INDEXED BY jobs_ready WHERE queue = ?1 AND "
-        "state = " SQL_READY " AND group_key IS NULL AND priority < p.pr ORDER BY priority DESC LIMIT 1) FROM p "
+        "state = " SQL_READY " AND group_key IS NULL AND priority < p.pr ORDER BY priority DESC "
+        "LIMIT 1) FROM p "
         "WHERE p.pr IS NOT NULL) "
         "SELECT min((SELECT run_at FROM jobs INDEXED BY jobs_ready WHERE queue = ?1 AND "
-        "state = " SQL_READY " AND group_key IS NULL AND priority = p.pr ORDER BY run_at LIMIT 1)) FROM p "
+        "state = " SQL_READY " AND group_key IS NULL AND priority = p.pr ORDER BY run_at LIMIT "
+        "1)) FROM p "
         "WHERE p.pr IS NOT NULL",
     [S_OLDEST_OVERDUE] = "SELECT min(run_at) FROM jobs INDEXED BY jobs_due WHERE state IN "
                          "(" SQL_SCHEDULED ", " SQL_RETRYING ") AND run_at <= ?2 AND queue = ?1",
@@ -298,12 +303,16 @@ static const char *const stmt_sql[S_COUNT_STMTS] = {
         "(priority = ?2 AND (run_at < ?3 OR (run_at = ?3 AND id < ?4)))) LIMIT ?5)",
     [S_OLDEST_READY_KEYED] =
         "WITH RECURSIVE p(pr) AS (SELECT (SELECT priority FROM jobs INDEXED BY jobs_key_ready "
-        "WHERE queue = ?1 AND state = " SQL_READY " AND group_key IS NOT NULL ORDER BY priority DESC LIMIT 1) "
-        "UNION ALL SELECT (SELECT priority FROM jobs INDEXED BY jobs_key_ready WHERE queue = ?1 AND "
-        "state = " SQL_READY " AND group_key IS NOT NULL AND priority < p.pr ORDER BY priority DESC LIMIT 1) FROM p "
+        "WHERE queue = ?1 AND state = " SQL_READY " AND group_key IS NOT NULL ORDER BY priority "
+        "DESC LIMIT 1) "
+        "UNION ALL SELECT (SELECT priority FROM jobs INDEXED BY jobs_key_ready WHERE queue = ?1 "
+        "AND "
+        "state = " SQL_READY " AND group_key IS NOT NULL AND priority < p.pr ORDER BY priority "
+        "DESC LIMIT 1) FROM p "
         "WHERE p.pr IS NOT NULL) "
         "SELECT min((SELECT run_at FROM jobs INDEXED BY jobs_key_ready WHERE queue = ?1 AND "
-        "state = " SQL_READY " AND group_key IS NOT NULL AND priority = p.pr ORDER BY run_at LIMIT 1)) FROM p "
+        "state = " SQL_READY " AND group_key IS NOT NULL AND priority = p.pr ORDER BY run_at "
+        "LIMIT 1)) FROM p "
         "WHERE p.pr IS NOT NULL",
 };
 

@@ -507,9 +507,8 @@ lease_from_json(const json_t *obj, int64_t now_ms, jobq_lease **leasep)
         l->rep = NULL;
     }
     if (l->queue == NULL || l->token == NULL || l->payload == NULL || l->rep == NULL ||
-        (has_cp && l->checkpoint_in == NULL) ||
-        (tp != NULL && l->traceparent == NULL) || (ts != NULL && l->tracestate == NULL) ||
-        (gk != NULL && l->group_key == NULL)) {
+        (has_cp && l->checkpoint_in == NULL) || (tp != NULL && l->traceparent == NULL) ||
+        (ts != NULL && l->tracestate == NULL) || (gk != NULL && l->group_key == NULL)) {
         jobq_lease_free(l);
         return jobq__fail(JOBQ_ENOMEM, "out of memory reading a fetched job");
     }

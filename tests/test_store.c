@@ -338,12 +338,13 @@ test_sqlite_claim_uses_ready_index(void **state)
     sqlite3 *db;
     assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK);
     sqlite3_stmt *s;
-    assert_int_equal(sqlite3_prepare_v2(db,
-                                        "EXPLAIN QUERY PLAN SELECT id FROM jobs WHERE queue = 'q' "
-                                        "AND state = 1 AND group_key IS NULL ORDER BY priority DESC, run_at, id "
-                                        "LIMIT 1",
-                                        -1, &s, NULL),
-                     SQLITE_OK);
+    assert_int_equal(
+        sqlite3_prepare_v2(db,
+                           "EXPLAIN QUERY PLAN SELECT id FROM jobs WHERE queue = 'q' "
+                           "AND state = 1 AND group_key IS NULL ORDER BY priority DESC, run_at, id "
+                           "LIMIT 1",
+                           -1, &s, NULL),
+        SQLITE_OK);
     char plan[1024] = "";
     while (sqlite3_step(s) == SQLITE_ROW) {
         strncat(plan, (const char *)sqlite3_column_text(s, 3), sizeof(plan) - strlen(plan) - 2);
