@@ -102,6 +102,9 @@ DECLARE
     act smallint;
     n integer := 0;
     visits integer := 0;
+    fetched integer;
+    pending integer; -- the highest priority a key served in this round still has ready
+    cur refcursor;
 BEGIN
     ids := '{}';
     blocked := false;
@@ -119,7 +122,10 @@ BEGIN
         RETURN;
     END IF;
     -- Fold the wakes in, the keys locked in key order (claims of several nodes never wait
-    -- for each other in a cycle).
+    -- for each other in a cycle). First a plain index probe: it marks the entries of wakes
+    -- already folded dead as it passes them, which the fold's bitmap scan would visit again
+    -- at every claim until a vacuum.
+    IF EXISTS (SELECT 1 FROM group_key_wakes WHERE queue = p_queue) THEN
     WITH w AS (DELETE FROM group_key_wakes WHERE id IN (SELECT id FROM group_key_wakes
                    WHERE queue = p_queue ORDER BY id LIMIT 10000 FOR UPDATE SKIP LOCKED)
                RETURNING group_key, prio, until),
@@ -131,26 +137,127 @@ BEGIN
     ON CONFLICT (queue, group_key) DO UPDATE
         SET active = CASE WHEN g.active = 0 THEN 1 ELSE g.active END,
             prio = greatest(g.prio, excluded.prio), tat = greatest(g.tat, excluded.tat);
+    END IF;
     -- Keys whose rate lets them start again.
     UPDATE group_keys SET active = 1 WHERE (queue, group_key) IN (SELECT queue, group_key
         FROM group_keys WHERE queue = p_queue AND active = 2 AND tat <= p_now + p_tol
         ORDER BY tat LIMIT 10000 FOR UPDATE SKIP LOCKED);
+    -- Rounds: one scan of group_keys_turn takes the next keys in turn order (one index scan
+    -- for many jobs: a scan per job would walk again over the entries this transaction just
+    -- made dead); a round ends early at a key of lower priority than one it served and left
+    -- in the rotation, which the next round, sorted again, serves first.
     WHILE n < p_max AND visits < p_max * 4 + 64 LOOP
-        visits := visits + 1;
-        SELECT group_key, prio, turn, tat INTO k FROM group_keys
-            WHERE queue = p_queue AND active = 1 ORDER BY prio DESC, turn LIMIT 1
-            FOR UPDATE SKIP LOCKED;
-        IF NOT udone THEN
-            SELECT id, priority INTO u FROM jobs WHERE queue = p_queue AND state = 1
-                AND group_key IS NULL ORDER BY priority DESC, run_at, id LIMIT 1
-                FOR UPDATE SKIP LOCKED;
-            IF NOT FOUND THEN
-                udone := true;
+        fetched := 0;
+        pending := NULL;
+        -- A cursor fetched row by row locks only the keys it serves; its LIMIT is a constant
+        -- (a claim takes at most 100 jobs) so that the generic plan is the index's order.
+        OPEN cur FOR SELECT group_key, prio, turn, tat FROM group_keys
+                 WHERE queue = p_queue AND active = 1 ORDER BY prio DESC, turn
+                 LIMIT 100 FOR UPDATE SKIP LOCKED;
+        LOOP
+            FETCH cur INTO k;
+            EXIT WHEN NOT FOUND;
+            fetched := fetched + 1;
+            visits := visits + 1;
+            EXIT WHEN pending IS NOT NULL AND k.prio < pending;
+            -- The jobs without key whose turn (or priority) comes before this key's.
+            WHILE NOT udone AND n < p_max LOOP
+                SELECT id, priority INTO u FROM jobs WHERE queue = p_queue AND state = 1
+                    AND group_key IS NULL ORDER BY priority DESC, run_at, id LIMIT 1
+                    FOR UPDATE SKIP LOCKED;
+                IF NOT FOUND THEN
+                    udone := true;
+                    EXIT;
+                END IF;
+                IF uturn IS NULL AND NOT ulocked THEN
+                    INSERT INTO group_keys (queue, group_key, prio, turn, active)
+                        VALUES (p_queue, '', 0, 0, 0)
+                        ON CONFLICT (queue, group_key) DO NOTHING;
+                    SELECT turn INTO uturn FROM group_keys
+                        WHERE queue = p_queue AND group_key = '' FOR UPDATE SKIP LOCKED;
+                    ulocked := true; -- uturn stays NULL when another node holds it: keys first
+                END IF;
+                EXIT WHEN uturn IS NULL OR NOT (u.priority > k.prio OR
+                                                (u.priority = k.prio AND uturn < k.turn));
+                UPDATE jobs SET state = 2, attempt = attempt + 1, started_at = p_now,
+                    finished_at = NULL WHERE id = u.id AND state = 1;
+                IF FOUND THEN
+                    ids := ids || u.id;
+                    n := n + 1;
+                END IF;
+                uturn := nextval('group_keys_turn');
+                UPDATE group_keys SET turn = uturn WHERE queue = p_queue AND group_key = '';
+            END LOOP;
+            EXIT WHEN n >= p_max;
+            jid := NULL;
+            SELECT id, priority INTO jid, jprio FROM jobs WHERE queue = p_queue
+                AND group_key = k.group_key AND state = 1 ORDER BY priority DESC, run_at, id
+                LIMIT 1 FOR UPDATE SKIP LOCKED;
+            IF jid IS NULL THEN
+                IF EXISTS (SELECT 1 FROM jobs WHERE queue = p_queue AND group_key = k.group_key
+                           AND state = 1) THEN
+                    -- Its ready jobs are held by another transaction: its turn passes.
+                    UPDATE group_keys SET turn = nextval('group_keys_turn')
+                        WHERE queue = p_queue AND group_key = k.group_key;
+                ELSIF EXISTS (SELECT 1 FROM jobs WHERE queue = p_queue
+                              AND group_key = k.group_key AND state = 2) THEN
+                    UPDATE group_keys SET active = 0
+                        WHERE queue = p_queue AND group_key = k.group_key;
+                ELSE
+                    DELETE FROM group_keys WHERE queue = p_queue AND group_key = k.group_key;
+                END IF;
+                CONTINUE;
             END IF;
-        END IF;
-        IF k.group_key IS NULL THEN
+            IF jprio < k.prio THEN
+                -- Placed again by its best ready job; the next round sorts it in.
+                UPDATE group_keys SET prio = jprio
+                    WHERE queue = p_queue AND group_key = k.group_key;
+                CONTINUE;
+            END IF;
+            running := 0;
+            IF p_cap > 0 THEN
+                SELECT count(*) INTO running FROM (SELECT 1 FROM jobs WHERE queue = p_queue
+                    AND group_key = k.group_key AND state = 2 LIMIT p_cap) r;
+                IF running >= p_cap THEN
+                    UPDATE group_keys SET active = 0
+                        WHERE queue = p_queue AND group_key = k.group_key;
+                    blocked := true;
+                    CONTINUE;
+                END IF;
+            END IF;
+            IF k.tat > p_now + p_tol THEN -- key_rate, or a slow-down (a wake's until)
+                UPDATE group_keys SET active = 2 WHERE queue = p_queue AND group_key = k.group_key;
+                blocked := true;
+                CONTINUE;
+            END IF;
+            UPDATE jobs SET state = 2, attempt = attempt + 1, started_at = p_now,
+                finished_at = NULL WHERE id = jid;
+            ids := ids || jid;
+            n := n + 1;
+            new_tat := CASE WHEN p_interval > 0 THEN greatest(k.tat, p_now) + p_interval
+                            ELSE k.tat END;
+            nprio := NULL;
+            SELECT priority INTO nprio FROM jobs WHERE queue = p_queue
+                AND group_key = k.group_key AND state = 1 ORDER BY priority DESC, run_at, id
+                LIMIT 1;
+            act := CASE WHEN nprio IS NULL THEN 0
+                        WHEN p_cap > 0 AND running + 1 >= p_cap THEN 0
+                        WHEN new_tat > p_now + p_tol THEN 2
+                        ELSE 1 END;
+            IF act <> 1 AND nprio IS NOT NULL THEN
+                blocked := true;
+            END IF;
+            IF act = 1 THEN
+                pending := greatest(pending, nprio);
+            END IF;
+            UPDATE group_keys SET turn = nextval('group_keys_turn'), tat = new_tat, active = act,
+                prio = coalesce(nprio, prio) WHERE queue = p_queue AND group_key = k.group_key;
+            EXIT WHEN n >= p_max;
+        END LOOP;
+        CLOSE cur;
+        IF fetched = 0 THEN
             -- No key in the rotation: the jobs without key, as the plain claim takes them.
-            IF NOT udone THEN
+            IF NOT udone AND n < p_max THEN
                 WITH picked AS MATERIALIZED (SELECT id FROM jobs WHERE queue = p_queue
                          AND state = 1 AND group_key IS NULL ORDER BY priority DESC, run_at, id
                          LIMIT p_max - n FOR UPDATE SKIP LOCKED),
@@ -161,88 +268,10 @@ BEGIN
                 SELECT ids || coalesce(array_agg(c.id ORDER BY c.priority DESC, c.run_at, c.id),
                                        '{}')
                     INTO ids FROM c;
+                n := cardinality(ids);
             END IF;
             EXIT;
         END IF;
-        IF NOT udone THEN
-            IF uturn IS NULL AND NOT ulocked THEN
-                INSERT INTO group_keys (queue, group_key, prio, turn, active)
-                    VALUES (p_queue, '', 0, 0, 0)
-                    ON CONFLICT (queue, group_key) DO NOTHING;
-                SELECT turn INTO uturn FROM group_keys WHERE queue = p_queue AND group_key = ''
-                    FOR UPDATE SKIP LOCKED;
-                ulocked := true; -- uturn stays NULL when another node holds it: keys first
-            END IF;
-            IF uturn IS NOT NULL AND (u.priority > k.prio OR
-                                      (u.priority = k.prio AND uturn < k.turn)) THEN
-                UPDATE jobs SET state = 2, attempt = attempt + 1, started_at = p_now,
-                    finished_at = NULL WHERE id = u.id AND state = 1;
-                IF FOUND THEN
-                    ids := ids || u.id;
-                    n := n + 1;
-                END IF;
-                uturn := nextval('group_keys_turn');
-                UPDATE group_keys SET turn = uturn WHERE queue = p_queue AND group_key = '';
-                CONTINUE;
-            END IF;
-        END IF;
-        SELECT id, priority INTO jid, jprio FROM jobs WHERE queue = p_queue
-            AND group_key = k.group_key AND state = 1 ORDER BY priority DESC, run_at, id
-            LIMIT 1 FOR UPDATE SKIP LOCKED;
-        IF jid IS NULL THEN
-            IF EXISTS (SELECT 1 FROM jobs WHERE queue = p_queue AND group_key = k.group_key
-                       AND state = 1) THEN
-                -- Its ready jobs are held by another transaction: its turn passes.
-                UPDATE group_keys SET turn = nextval('group_keys_turn')
-                    WHERE queue = p_queue AND group_key = k.group_key;
-            ELSIF EXISTS (SELECT 1 FROM jobs WHERE queue = p_queue AND group_key = k.group_key
-                          AND state = 2) THEN
-                UPDATE group_keys SET active = 0 WHERE queue = p_queue AND group_key = k.group_key;
-            ELSE
-                DELETE FROM group_keys WHERE queue = p_queue AND group_key = k.group_key;
-            END IF;
-            CONTINUE;
-        END IF;
-        IF jprio < k.prio THEN
-            UPDATE group_keys SET prio = jprio WHERE queue = p_queue AND group_key = k.group_key;
-            jid := NULL;
-            CONTINUE;
-        END IF;
-        running := 0;
-        IF p_cap > 0 THEN
-            SELECT count(*) INTO running FROM (SELECT 1 FROM jobs WHERE queue = p_queue
-                AND group_key = k.group_key AND state = 2 LIMIT p_cap) r;
-            IF running >= p_cap THEN
-                UPDATE group_keys SET active = 0 WHERE queue = p_queue AND group_key = k.group_key;
-                blocked := true;
-                jid := NULL;
-                CONTINUE;
-            END IF;
-        END IF;
-        IF k.tat > p_now + p_tol THEN -- key_rate, or a slow-down (a wake's until)
-            UPDATE group_keys SET active = 2 WHERE queue = p_queue AND group_key = k.group_key;
-            blocked := true;
-            jid := NULL;
-            CONTINUE;
-        END IF;
-        UPDATE jobs SET state = 2, attempt = attempt + 1, started_at = p_now, finished_at = NULL
-            WHERE id = jid;
-        ids := ids || jid;
-        n := n + 1;
-        new_tat := CASE WHEN p_interval > 0 THEN greatest(k.tat, p_now) + p_interval ELSE k.tat END;
-        nprio := NULL;
-        SELECT priority INTO nprio FROM jobs WHERE queue = p_queue AND group_key = k.group_key
-            AND state = 1 ORDER BY priority DESC, run_at, id LIMIT 1;
-        act := CASE WHEN nprio IS NULL THEN 0
-                    WHEN p_cap > 0 AND running + 1 >= p_cap THEN 0
-                    WHEN new_tat > p_now + p_tol THEN 2
-                    ELSE 1 END;
-        IF act <> 1 AND nprio IS NOT NULL THEN
-            blocked := true;
-        END IF;
-        UPDATE group_keys SET turn = nextval('group_keys_turn'), tat = new_tat, active = act,
-            prio = coalesce(nprio, prio) WHERE queue = p_queue AND group_key = k.group_key;
-        jid := NULL;
     END LOOP;
     IF n < p_max AND NOT blocked THEN
         -- Fewer than asked: because the visits ran out, or keys are out of the rotation (at
