@@ -118,6 +118,7 @@ print_job(const jobq_job *j)
     print_field("priority", buf);
     print_field("timeout", cli_fmt_duration(jobq_job_timeout_ms(j), buf, sizeof(buf)));
     print_field("key", jobq_job_key(j));
+    print_field("group_key", jobq_job_group_key(j));
     print_field("run_at", cli_fmt_time(jobq_job_run_at_ms(j), buf, sizeof(buf)));
     print_field("created_at", cli_fmt_time(jobq_job_created_at_ms(j), buf, sizeof(buf)));
     print_field("started_at", cli_fmt_time(jobq_job_started_at_ms(j), buf, sizeof(buf)));
@@ -1000,17 +1001,25 @@ json_int_cell(const json_t *obj, const char *name, char *buf, size_t size)
 static int
 print_list(const json_t *reply, const char *hint_args)
 {
-    static const char *const names[] = {"ID",       "QUEUE",  "STATE",  "ATTEMPT",
-                                        "PRIORITY", "RUN_AT", "CREATED"};
-    static const bool right[] = {true, false, false, true, true, false, false};
+    static const char *const names[] = {"ID",       "QUEUE",  "STATE",   "ATTEMPT",
+                                        "PRIORITY", "RUN_AT", "CREATED", "GROUP_KEY"};
+    static const bool right[] = {true, false, false, true, true, false, false, false};
     const json_t *jobs = json_object_get(reply, "jobs");
+    /* The GROUP_KEY column only when a job of the page has one. */
+    size_t ncols = 7;
+    size_t i;
+    const json_t *job;
+    json_array_foreach(jobs, i, job)
+    {
+        if (json_is_string(json_object_get(job, "group_key"))) {
+            ncols = 8;
+        }
+    }
     cli_table t;
-    if (!cli_table_init(&t, 7, names, right)) {
+    if (!cli_table_init(&t, ncols, names, right)) {
         fprintf(stderr, "jobq: list: out of memory\n");
         return EXIT_FAILED;
     }
-    size_t i;
-    const json_t *job;
     json_array_foreach(jobs, i, job)
     {
         char id[32], attempt[48], prio[32], run_at[32], created[32];
@@ -1029,6 +1038,9 @@ print_list(const json_t *reply, const char *hint_args)
             json_int_cell(job, "priority", prio, sizeof(prio)),
             cli_fmt_time(json_integer_value(ra), run_at, sizeof(run_at)),
             cli_fmt_time(json_integer_value(ca), created, sizeof(created)),
+            json_is_string(json_object_get(job, "group_key"))
+                ? json_string_value(json_object_get(job, "group_key"))
+                : "-",
         };
         if (!cli_table_row(&t, cells)) {
             cli_table_free(&t);

@@ -95,6 +95,9 @@ submit_request(const submit_args *a, const char *payload)
             rv |= json_object_set_new(req, "tracestate", json_string(o->tracestate));
         }
     }
+    if (o->group_key != NULL) {
+        rv |= json_object_set_new(req, "group_key", json_string(o->group_key));
+    }
     static const char *const modes[] = {"ttl", "until_done", "replace", "debounce"};
     if (o->dedupe > JOBQ_DEDUPE_TTL && o->dedupe <= JOBQ_DEDUPE_DEBOUNCE) {
         rv |= json_object_set_new(req, "dedupe", json_string(modes[o->dedupe]));
@@ -488,6 +491,7 @@ cmd_submit(cli *c, const cli_cmd *cmd, int argc, char **argv)
                                          {"on-complete", required_argument, NULL, 'o'},
                                          {"traceparent", required_argument, NULL, 'T'},
                                          {"tracestate", required_argument, NULL, 'S'},
+                                         {"group-key", required_argument, NULL, 'G'},
                                          {"dedupe", required_argument, NULL, 'D'},
                                          {"debounce-max", required_argument, NULL, 'M'},
                                          {"expires-in", required_argument, NULL, 'E'},
@@ -588,6 +592,12 @@ cmd_submit(cli *c, const cli_cmd *cmd, int argc, char **argv)
             break;
         case 'S':
             a.opts.tracestate = optarg;
+            break;
+        case 'G':
+            if (optarg[0] == '\0' || strlen(optarg) > 200) {
+                return cli_usage(cmd, "--group-key needs 1 to 200 bytes");
+            }
+            a.opts.group_key = optarg;
             break;
         case 'D': {
             static const char *const modes[] = {"ttl", "until_done", "replace", "debounce"};

@@ -132,6 +132,7 @@ run_command(const work *wk, const jobq_lease *job, outcome *o)
                    .attempt = jobq_lease_attempt(job),
                    .max_attempts = jobq_lease_max_attempts(job),
                    .traceparent = jobq_lease_traceparent(job),
+                   .group_key = jobq_lease_group_key(job),
                    .tracestate = jobq_lease_tracestate(job),
                    .checkpoint = jobq_lease_checkpoint_get(job),
                    .control = true,

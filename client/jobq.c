@@ -66,6 +66,8 @@ static const cli_cmd commands[] = {
      "                      (TRACEPARENT, a webhook header, a fetched job's field);\n"
      "                      default: $TRACEPARENT, so a handler's submits continue its trace\n"
      "  --tracestate TS     its tracestate (default: $TRACESTATE with $TRACEPARENT)\n"
+     "  --group-key K       the job's fairness key (a customer, a tenant): the queue's\n"
+     "                      key_concurrency and key_rate apply per key, and keys take turns\n"
      "  --group             with --batch: the jobs form a group, submitted in one atomic\n"
      "                      request (at most the daemon's max_batch jobs); prints the group\n"
      "                      id. `jobq wait --group ID` waits for all of them.\n"

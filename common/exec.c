@@ -70,6 +70,9 @@ exec_env_build(exec_env *e, char *const *env, const exec_job *job)
     if (job->control) {
         snprintf(e->vars[nv++], size, "JOBQ_CONTROL_FD=%d", EXEC_CONTROL_FD);
     }
+    if (job->group_key != NULL) {
+        snprintf(e->vars[nv++], size, "JOBQ_GROUP_KEY=%s", job->group_key);
+    }
     for (int i = 0; i < nv; i++) {
         e->envp[k++] = e->vars[i];
     }

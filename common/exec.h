@@ -17,7 +17,7 @@
 /** The descriptor number a command's control pipe has in the command (JOBQ_CONTROL_FD). */
 #define EXEC_CONTROL_FD 3
 /** How many JOBQ_* variables a command gets in vars (JOBQ_CHECKPOINT is apart). */
-#define EXEC_ENV_VARS 7
+#define EXEC_ENV_VARS 8
 
 /** The exit status with which a command says "slow down" (EX_TEMPFAIL): its job is retried
  *  with backoff and the whole queue starts nothing for its slow_down. */
@@ -42,15 +42,17 @@ typedef struct exec_job {
     const char *tracestate;
     const char *checkpoint; /* the last checkpoint of an earlier attempt, JSON (NULL: none) */
     bool control;           /* the command has a control pipe at EXEC_CONTROL_FD */
+    const char *group_key;  /* the job's group_key: JOBQ_GROUP_KEY (NULL: none) */
     const char *parent_results; /* its parents' results, a JSON object (NULL: no parent) */
 } exec_job;
 
 /** A command's environment: ours without JOBQ_*, TRACEPARENT and TRACESTATE variables, then
  *  JOBQ_JOB_ID, JOBQ_QUEUE, JOBQ_ATTEMPT, JOBQ_MAX_ATTEMPTS, the job's TRACEPARENT and
  *  TRACESTATE when it has a trace context (the environment carrier of OpenTelemetry),
- *  JOBQ_CONTROL_FD=3 when it has a control pipe, JOBQ_CHECKPOINT (JSON text) when an
- *  earlier attempt left a checkpoint, and JOBQ_PARENT_RESULTS (a JSON object keyed by parent
- *  id, at most 64 KiB) when the job ran `after` others. envp points into vars, checkpoint and the environment
+ *  JOBQ_CONTROL_FD=3 when it has a control pipe, JOBQ_GROUP_KEY when the job has a
+ *  group_key, JOBQ_CHECKPOINT (JSON text) when an earlier attempt left a checkpoint, and
+ *  JOBQ_PARENT_RESULTS (a JSON object keyed by parent id, at most 64 KiB) when the job ran
+ *  `after` others. envp points into vars, checkpoint and the environment
  *  it was built from: keep them in place while envp is used. */
 typedef struct exec_env {
     char **envp; /* NULL-terminated; owned */

@@ -101,6 +101,9 @@ job_json(const job_row *r)
     json_object_set_new(o, "note", nullable_str(r->note));
     json_t *cp = r->checkpoint != NULL ? json_loads(r->checkpoint, JSON_DECODE_ANY, NULL) : NULL;
     json_object_set_new(o, "checkpoint", cp != NULL ? cp : json_null());
+    if (r->group_key != NULL) {
+        json_object_set_new(o, "group_key", json_string(r->group_key));
+    }
     return o;
 }
 

@@ -29,6 +29,7 @@ typedef struct call {
     attempt_row *attempts; /* get: the history */
     size_t nattempts;
     int64_t ahead; /* explain: ready jobs that claim first */
+    int64_t key_running; /* explain of a ready keyed job: running jobs of its group_key */
     char **names;  /* bulk retry: the queue of each job of the last chunk */
     size_t nnames;
     size_t retried;         /* bulk retry: jobs made ready so far */

@@ -124,6 +124,8 @@ static const key_def queue_keys[] = {
     {"max_pending", KEY_COUNT, offsetof(queue_conf, max_pending), 1, 1000000000},
     {"rate", KEY_RATE, offsetof(queue_conf, rate_per_s), 0, 1000000},
     {"global_concurrency", KEY_INT, offsetof(queue_conf, global_concurrency), 1, 1000000},
+    {"key_concurrency", KEY_INT, offsetof(queue_conf, key_concurrency), 1, 1000000},
+    {"key_rate", KEY_RATE, offsetof(queue_conf, key_rate_per_s), 0, 1000000},
 };
 #define NQUEUE_KEYS (sizeof(queue_keys) / sizeof(queue_keys[0]))
 

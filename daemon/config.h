@@ -44,6 +44,8 @@ typedef struct queue_conf {
     int64_t retention_succeeded_ms; /* succeeded jobs are deleted after this; default 24 h */
     int64_t retention_dead_ms;      /* dead and cancelled jobs: default 7 days */
     double rate_per_s;              /* jobs started per second at most; 0: no limit */
+    int key_concurrency;            /* running jobs of one group_key at most; 0: no cap */
+    double key_rate_per_s;          /* jobs of one group_key started per second; 0: no limit */
 } queue_conf;
 
 /** One [schedule.NAME] section: a job submitted at every tick of a cron expression. */

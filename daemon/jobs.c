@@ -292,6 +292,7 @@ start_submit(call *c)
         sp->after_always = j->after_always;
         sp->traceparent = j->traceparent;
         sp->tracestate = j->tracestate;
+        sp->group_key = j->group_key;
         sp->dedupe = j->dedupe;
         sp->debounce_max_ms = j->debounce_max_ms;
         sp->expires_at_ms = j->expires_in_ms > 0 ? now + j->expires_in_ms : j->expires_at_ms;
@@ -526,6 +527,9 @@ exec_explain(store *st, wop *op, int64_t now_ms)
     if (err == JOBQ_OK && c->row.state == JOBQ_READY) {
         err = store_ready_ahead(st, &c->row, 100000, &c->ahead);
     }
+    if (err == JOBQ_OK && c->row.state == JOBQ_READY && c->row.group_key != NULL) {
+        err = store_key_running(st, c->row.queue, c->row.group_key, 1000000, &c->key_running);
+    }
     if (err == JOBQ_OK && c->row.state == JOBQ_WAITING) {
         size_t n = 0;
         err = store_waiting_for(st, c->row.id, c->parents,
@@ -652,6 +656,13 @@ done_explain(wop *op)
                      "ready, but the circuit of queue %s is half-open: waiting for the outcome of "
                      "its probe",
                      r->queue);
+        } else if (r->group_key != NULL && q->conf->key_concurrency > 0 &&
+                   c->key_running >= q->conf->key_concurrency) {
+            reason = "key_busy";
+            snprintf(why, sizeof(why),
+                     "ready, but key busy (%lld running): key \"%s\" of queue %s runs at most "
+                     "%d at once (key_concurrency)",
+                     (long long)c->key_running, r->group_key, r->queue, q->conf->key_concurrency);
         } else if (queue_is_remote(q)) {
             reason = "no_consumer";
             snprintf(why, sizeof(why),

@@ -108,6 +108,8 @@ queue_add(server *s, const char *name)
     rate_init(&q->rate, q->conf->rate_per_s, jobq__now_ms());
     uv_timer_init(s->loop, &q->rate_timer);
     q->rate_timer.data = q;
+    uv_timer_init(s->loop, &q->key_timer);
+    q->key_timer.data = q;
     s->queues[s->nqueues++] = q;
     size_t k = queue_hash(name) & (s->nqbuckets - 1);
     q->hnext = s->qbuckets[k];
@@ -186,6 +188,9 @@ queue_count_move(qstate *q, int from, int to)
     default:
         break;
     }
+    if (to == JOBQ_READY || from == JOBQ_RUNNING) {
+        q->keys_blocked = false; /* a key may have a job to start now */
+    }
     if (from >= 0 && from < JOBQ_NSTATES) {
         q->counts[from]--;
     }
@@ -211,6 +216,57 @@ queue_slow_down(qstate *q, int64_t until_ms, const char *why)
     snprintf(q->slow_why, sizeof(q->slow_why), "%s", why);
     log_info("queue_slowed", "queue=%s until_ms=%lld reason=\"%s\"", q->name, (long long)until_ms,
              why);
+}
+
+/* A slow-down of one key, written for the claims (store_key_hold). */
+typedef struct key_hold_op {
+    wop op;
+    qstate *q;
+    char *key;
+    int64_t until_ms;
+} key_hold_op;
+
+static int
+exec_key_hold(store *st, wop *op, int64_t now_ms)
+{
+    key_hold_op *h = container_of(op, key_hold_op, op);
+    (void)now_ms;
+    return store_key_hold(st, h->q->name, h->key, h->until_ms);
+}
+
+static void
+done_key_hold(wop *op)
+{
+    key_hold_op *h = container_of(op, key_hold_op, op);
+    if (op->err != JOBQ_OK) {
+        log_error("key_hold_failed", "queue=%s err=%s", h->q->name, jobq__err_code(op->err));
+    }
+    free(h->key);
+    free(h);
+}
+
+void
+queue_slow_down_job(server *s, qstate *q, const job_row *job, int64_t until_ms, const char *why)
+{
+    if (job->group_key == NULL || (q->conf->key_concurrency <= 0 && q->conf->key_rate_per_s <= 0)) {
+        queue_slow_down(q, until_ms, why);
+        return;
+    }
+    key_hold_op *h = calloc(1, sizeof(*h));
+    if (h == NULL || (h->key = strdup(job->group_key)) == NULL) {
+        free(h);
+        queue_slow_down(q, until_ms, why); /* out of memory: the wider hold */
+        return;
+    }
+    h->q = q;
+    h->until_ms = until_ms;
+    h->op.exec = exec_key_hold;
+    h->op.done = done_key_hold;
+    h->op.writes = true;
+    h->op.relaxed = true; /* a hold lost to a power cut is asked for again by the downstream */
+    log_info("key_slowed", "queue=%s group_key=\"%s\" until_ms=%lld reason=\"%s\"", q->name,
+             job->group_key, (long long)until_ms, why);
+    writer_push(&s->w, &h->op);
 }
 
 bool

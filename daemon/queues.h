@@ -66,6 +66,10 @@ typedef struct qstate {
     char slow_why[120];        /* who asked, for explain and the log */
     int64_t oldest_ready_ms;   /* run_at of its oldest ready job at the last sample; 0: none */
     int64_t oldest_overdue_ms; /* of its oldest scheduled/retrying job past due; 0: none */
+    bool keys_blocked;         /* the last claim found nothing it could start for the keys'
+                                * limits: none until a job becomes ready or stops running, or
+                                * key_timer fires (queue_count_move clears it) */
+    uv_timer_t key_timer;      /* fires when a key held by key_rate may start again */
 } qstate;
 
 /** queue_find: the queue named name, or NULL. */
@@ -96,6 +100,13 @@ int64_t queue_pending(const qstate *q);
  *  downstream's "slow down" holds the whole queue, not only the job that heard it. The
  *  scheduler's next dispatch of q arms its timer. */
 void queue_slow_down(qstate *q, int64_t until_ms, const char *why);
+
+/** queue_slow_down_job: a downstream asked job's handler to slow down until until_ms (why says
+ *  who): on a queue with key_concurrency or key_rate, a job with a group_key holds only its
+ *  key (the other keys go on); any other job holds the whole queue (queue_slow_down). Loop
+ *  thread. */
+void queue_slow_down_job(server *s, qstate *q, const job_row *job, int64_t until_ms,
+                         const char *why);
 
 /** queue_is_remote: q is served by remote workers (no command, no url). */
 bool queue_is_remote(const qstate *q);

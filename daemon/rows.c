@@ -17,6 +17,7 @@ job_row_clear(job_row *row)
     free(row->tracestate);
     free(row->note);
     free(row->checkpoint);
+    free(row->group_key);
     free(row->parent_results);
     memset(row, 0, sizeof(*row));
 }

@@ -214,7 +214,8 @@ reaped(runner *r, idtype_t idtype, id_t id)
             char why[120];
             snprintf(why, sizeof(why), "a command exited %d (EX_TEMPFAIL: slow down)",
                      EXEC_EXIT_SLOW_DOWN);
-            queue_slow_down(r->q, jobq__now_ms() + r->q->conf->slow_down_ms, why);
+            queue_slow_down_job(r->srv, r->q, &r->a.job, jobq__now_ms() + r->q->conf->slow_down_ms,
+                                why);
         }
     } else {
         r->term_signal = info.si_status; /* CLD_KILLED, CLD_DUMPED */
@@ -320,6 +321,7 @@ spawn(runner *r)
                     .attempt = r->a.job.attempt,
                     .max_attempts = r->a.job.max_attempts,
                     .traceparent = r->a.job.traceparent,
+                    .group_key = r->a.job.group_key,
                     .tracestate = r->a.job.tracestate,
                     .checkpoint = r->a.job.checkpoint,
                     .control = true,

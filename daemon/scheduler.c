@@ -42,6 +42,8 @@ typedef struct claim_op {
     claim_deliver deliver;
     void *arg;
     int64_t expire_from_ms; /* from then on a job may have expired: cancel those first */
+    key_limits kl;       /* the queue's key_concurrency and key_rate, copied for the writer */
+    key_claim_info info; /* what the claim passed over for them */
 } claim_op;
 
 static void timer_cb(uv_timer_t *t);
@@ -185,7 +187,44 @@ exec_claim(store *st, wop *op, int64_t now_ms)
             return err;
         }
     }
-    return store_claim(st, c->q->name, now_ms, c->max, c->rows, &c->n);
+    return store_claim_keys(st, c->q->name, now_ms, c->max, &c->kl, c->rows, &c->n, &c->info);
+}
+
+/* key_timer_cb: a key held by key_rate may start again. */
+static void
+key_timer_cb(uv_timer_t *t)
+{
+    qstate *q = t->data;
+    q->keys_blocked = false;
+    sched_dispatch(q->srv, q);
+}
+
+/* keys_passed_over: the claim of q took fewer jobs than asked because keys were at their
+ * key_concurrency or held by key_rate: q claims nothing more until a job of it becomes ready
+ * or stops running (queue_count_move), or until the earliest held key is due (key_timer). */
+static void
+keys_passed_over(qstate *q, const key_claim_info *info)
+{
+    q->keys_blocked = true;
+    if (info->wake_ms > 0) {
+        int64_t delay = info->wake_ms - jobq__now_ms();
+        uv_timer_start(&q->key_timer, key_timer_cb, delay > 0 ? (uint64_t)delay : 0, 0);
+    }
+}
+
+void
+sched_key_limits(const queue_conf *qc, key_limits *kl)
+{
+    memset(kl, 0, sizeof(*kl));
+    kl->cap = qc->key_concurrency;
+    if (qc->key_rate_per_s > 0) {
+        /* The queue's rate (rate.c) holds a quarter of a second's worth, at least one: so
+         * may a key's, as the tolerance of its spacing (GCRA). */
+        double interval = 1000.0 / qc->key_rate_per_s;
+        double burst = qc->key_rate_per_s / 4 > 1 ? qc->key_rate_per_s / 4 : 1;
+        kl->interval_ms = interval < 1 ? 1 : (int64_t)(interval + 0.5);
+        kl->tolerance_ms = (int64_t)((burst - 1) * interval);
+    }
 }
 
 /* done_claim: the claimed rows are running now: count them, then hand them over. */
@@ -212,8 +251,11 @@ done_claim(wop *op)
         int64_t waited = c->rows[i].started_at_ms - due;
         hist_observe(&q->wait_hist, HIST_SECONDS, waited > 0 ? waited / 1000.0 : 0);
     }
-    if (op->err == JOBQ_OK && c->n < c->max && q->counts[JOBQ_READY] > 0 &&
-        q->conf->global_concurrency == 0) {
+    bool passed_over = op->err == JOBQ_OK && c->n < c->max && c->info.blocked;
+    if (passed_over) {
+        keys_passed_over(q, &c->info);
+    } else if (op->err == JOBQ_OK && c->n < c->max && q->counts[JOBQ_READY] > 0 &&
+               q->conf->global_concurrency == 0) {
         /* The counts said more were ready than the store had: trust the store. (With several
          * nodes the counts are an estimate: another node took them, or global_concurrency
          * held them back; the heartbeat reads the backlog again.) */
@@ -250,6 +292,7 @@ sched_claim(server *s, qstate *q, size_t max, claim_deliver deliver, void *arg)
     /* On PostgreSQL another jobqd may have admitted a job with a deadline this one never
      * noted: its claims always look (one range of jobs_expiring, empty when none expire). */
     c->expire_from_ms = s->cfg->store == STORE_POSTGRES ? INT64_MIN : s->next_expiry_ms;
+    sched_key_limits(q->conf, &c->kl);
     c->op.exec = exec_claim;
     c->op.done = done_claim;
     c->op.writes = true;
@@ -334,7 +377,7 @@ sched_dispatch(server *s, qstate *q)
         return;
     }
     if ((q->conf->argv == NULL && q->conf->url == NULL) || q->paused || s->draining ||
-        q->claiming || q->counts[JOBQ_READY] <= 0) {
+        q->claiming || q->counts[JOBQ_READY] <= 0 || q->keys_blocked) {
         return;
     }
     int free_slots = q->conf->concurrency - q->running;
@@ -569,6 +612,7 @@ sched_close(server *s)
     for (size_t i = 0; i < s->nqueues; i++) {
         uv_close((uv_handle_t *)&s->queues[i]->breaker_timer, NULL);
         uv_close((uv_handle_t *)&s->queues[i]->rate_timer, NULL);
+        uv_close((uv_handle_t *)&s->queues[i]->key_timer, NULL);
     }
 }
 

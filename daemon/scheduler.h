@@ -35,6 +35,11 @@ bool sched_claim(server *s, qstate *q, size_t max, claim_deliver deliver, void *
  *  rate timer to dispatch q again when one may. */
 int sched_rate_permits(server *s, qstate *q, int64_t now_ms);
 
+/** sched_key_limits: the per-key limits of a claim from qc's key_concurrency and key_rate
+ *  (the rate as a spacing between two starts of a key, with a quarter of a second's worth of
+ *  burst, as the queue's rate has). Pure. */
+void sched_key_limits(const queue_conf *qc, key_limits *kl);
+
 /** sched_dispatch_all: sched_dispatch for every queue. */
 void sched_dispatch_all(server *s);
 

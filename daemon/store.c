@@ -308,16 +308,15 @@ parents_acc_cb(void *arg, int64_t id, int64_t parent, const char *result)
     json_object_set_new(a->objs[i], key, v);
 }
 
-int
-store_claim(store *st, const char *queue, int64_t now_ms, size_t max, job_row *rows, size_t *np)
+/* with_parents: the n rows just claimed get their parents' results (parent_results); on
+ * an error they are cleared. */
+static int
+with_parents(store *st, job_row *rows, size_t n, size_t *np)
 {
-    size_t n = 0;
-    int err = st->ops->claim(st, queue, now_ms, max, rows, &n);
-    if (err != JOBQ_OK || n == 0) {
-        if (err == JOBQ_OK) {
-            *np = 0;
-        }
-        return err;
+    int err = JOBQ_OK;
+    if (n == 0) {
+        *np = 0;
+        return JOBQ_OK;
     }
     int64_t *ids = malloc(n * sizeof(*ids));
     parents_acc a = {.rows = rows,
@@ -358,6 +357,35 @@ store_claim(store *st, const char *queue, int64_t now_ms, size_t max, job_row *r
     }
     *np = n;
     return JOBQ_OK;
+}
+
+int
+store_claim(store *st, const char *queue, int64_t now_ms, size_t max, job_row *rows, size_t *np)
+{
+    size_t n = 0;
+    int err = st->ops->claim(st, queue, now_ms, max, rows, &n);
+    return err != JOBQ_OK ? err : with_parents(st, rows, n, np);
+}
+
+int
+store_claim_keys(store *st, const char *queue, int64_t now_ms, size_t max, const key_limits *kl,
+                 job_row *rows, size_t *np, key_claim_info *info)
+{
+    size_t n = 0;
+    int err = st->ops->claim_keys(st, queue, now_ms, max, kl, rows, &n, info);
+    return err != JOBQ_OK ? err : with_parents(st, rows, n, np);
+}
+
+int
+store_key_running(store *st, const char *queue, const char *group_key, int64_t limit, int64_t *np)
+{
+    return st->ops->key_running(st, queue, group_key, limit, np);
+}
+
+int
+store_key_hold(store *st, const char *queue, const char *group_key, int64_t until_ms)
+{
+    return st->ops->key_hold(st, queue, group_key, until_ms);
 }
 
 int

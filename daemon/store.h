@@ -55,6 +55,7 @@ typedef struct job_spec {
     int dedupe;              /* a jobq_dedupe: how lifecycle_insert_dedupe decides a used key */
     int64_t debounce_max_ms; /* dedupe debounce: run_at at most the key's first use + this */
     int64_t expires_at_ms;   /* not started by then: cancelled as expired; 0: never */
+    const char *group_key; /* the job's fairness key (NULL: none): see store_claim_keys */
 } job_spec;
 
 /** One attempt as the history records it. kind: success, exit, signal, timeout, spawn,
@@ -103,6 +104,7 @@ typedef struct job_row {
     char *parent_results;   /* store_claim only: its parents' results, a JSON object keyed by
                                parent id (at most STORE_PARENT_RESULTS_MAX bytes); NULL when it
                                has no parent */
+    char *group_key;        /* the job's fairness key; NULL if none */
 } job_row;
 
 /** The largest parent_results object handed to a job, in bytes of JSON text: a parent whose
@@ -221,6 +223,37 @@ int store_set_paused(store *st, const char *queue, bool paused);
  *  a job with parents (`after`) gets their results in parent_results. */
 int store_claim(store *st, const char *queue, int64_t now_ms, size_t max, job_row *rows,
                 size_t *np);
+
+/** Per-key limits of a claim (store_claim_keys). */
+typedef struct key_limits {
+    int32_t cap;          /* running jobs of one key at most (key_concurrency); 0: no cap */
+    int64_t interval_ms;  /* key_rate: ms between two starts of one key; 0: no rate */
+    int64_t tolerance_ms; /* key_rate: how much earlier than that a start may come (burst) */
+} key_limits;
+
+/** What a claim passed over (store_claim_keys). */
+typedef struct key_claim_info {
+    bool blocked;    /* a key with a ready job was passed over for its cap or its rate */
+    int64_t wake_ms; /* the earliest a key held by its rate may start again; 0: none */
+} key_claim_info;
+
+/** store_claim_keys: store_claim with fairness between keys: the queue's keyed ready jobs
+ *  (group_key set) are claimed key by key, the keys taking turns within a priority level
+ *  (the least recently served first), its jobs without key taking the turns of one more key
+ *  (with no keyed job in the rotation, exactly as store_claim). A key with kl->cap running
+ *  jobs, or whose rate (kl->interval_ms, kl->tolerance_ms) holds it, is passed over (kl NULL:
+ *  no limit). *info (unless NULL) says whether one was and when a key held by its rate is due.
+ *  Each job costs a few index seeks, whatever the backlog and the number of keys. */
+int store_claim_keys(store *st, const char *queue, int64_t now_ms, size_t max, const key_limits *kl,
+                     job_row *rows, size_t *np, key_claim_info *info);
+
+/** store_key_running: how many jobs of key group_key of queue run (at most limit) into *np. */
+int store_key_running(store *st, const char *queue, const char *group_key, int64_t limit,
+                      int64_t *np);
+
+/** store_key_hold: no job of key group_key of queue starts before until_ms (a slow-down a
+ *  downstream asked for one key); a later hold already set wins. */
+int store_key_hold(store *st, const char *queue, const char *group_key, int64_t until_ms);
 
 /** store_running: every running job, in no given order, into *rowsp (malloc'd; clear each row
  *  and free the array; NULL when none) and *np. Only id, queue, state, attempt and
@@ -750,6 +783,11 @@ typedef struct store_ops {
     int (*sstate_get)(store *st, const char *name, bool *pausedp, int64_t *last_jobp);
     int (*sstate_set_paused)(store *st, const char *name, bool paused);
     int (*sstate_set_job)(store *st, const char *name, int64_t job_id);
+    int (*claim_keys)(store *st, const char *queue, int64_t now_ms, size_t max,
+                      const key_limits *kl, job_row *rows, size_t *np, key_claim_info *info);
+    int (*key_running)(store *st, const char *queue, const char *group_key, int64_t limit,
+                       int64_t *np);
+    int (*key_hold)(store *st, const char *queue, const char *group_key, int64_t until_ms);
 } store_ops;
 
 struct store {

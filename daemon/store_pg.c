@@ -125,6 +125,11 @@ enum pstmt {
     P_ATTEMPT_FENCED,
     P_COUNT_ACTIVE,
     P_KEY_FIND_LOCK,
+    P_CLAIM_KEYS,
+    P_KEY_RUNNING,
+    P_KEY_HOLD,
+    P_AHEAD_KEYED,
+    P_OLDEST_READY_KEYED,
     P_COUNT_STMTS
 };
 
@@ -134,7 +139,7 @@ enum pstmt {
 #define JOB_COLS                                                                                   \
     "id, queue, payload, priority, state, run_at, attempt, max_attempts, timeout_ms, key, "        \
     "result, error, created_at, started_at, finished_at, group_id, traceparent, tracestate, "    \
-    "progress, progress_note, checkpoint"
+    "progress, progress_note, checkpoint, group_key"
 
 /* Every state is a bound parameter (the caller passes the jobq_state constant), never a
  * literal: see migrations/pg/0001_init.sql for why the indexes carry state as a key. */
@@ -147,8 +152,9 @@ static const char *const pstmt_sql[P_COUNT_STMTS] = {
                      "VALUES ($1, $2, $3, $4, $5) ON CONFLICT (queue, key) DO NOTHING",
     [P_INSERT] = "INSERT INTO jobs (queue, payload, priority, state, run_at, max_attempts, "
                  "timeout_ms, key, created_at, group_id, after_always, error, finished_at, "
-                 "traceparent, tracestate) "
-                 "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15) "
+                 "traceparent, tracestate, group_key) "
+                 "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, "
+                 "$16) "
                  "RETURNING id",
     [P_STATE_OF] = "SELECT state FROM jobs WHERE id = $1",
     /* The running jobs no live node runs: their owner is no registered incarnation that is
@@ -175,7 +181,8 @@ static const char *const pstmt_sql[P_COUNT_STMTS] = {
      * (Oban's lesson: an inlined LIMIT subquery may be re-run per row). The fence is repeated
      * in the UPDATE so a row changed meanwhile is re-checked. Rows come back in claim order. */
     [P_CLAIM] = "WITH picked AS MATERIALIZED (SELECT id FROM jobs WHERE queue = $1 AND state = $2 "
-                "ORDER BY priority DESC, run_at, id LIMIT $3 FOR UPDATE SKIP LOCKED), "
+                "AND group_key IS NULL ORDER BY priority DESC, run_at, id LIMIT $3 FOR UPDATE "
+                "SKIP LOCKED), "
                 "claimed AS (UPDATE jobs j SET state = $4, attempt = j.attempt + 1, "
                 "started_at = $5, finished_at = NULL, owner = $6, cancel_requested = false "
                 "FROM picked WHERE j.id = picked.id AND "
@@ -228,16 +235,47 @@ static const char *const pstmt_sql[P_COUNT_STMTS] = {
                      "job_keys WHERE queue = $1 AND created_at < $2 AND NOT held "
                      "ORDER BY created_at LIMIT $3)",
     [P_AHEAD] = "SELECT count(*) FROM (SELECT 1 FROM jobs WHERE queue = $1 AND state = $2 AND "
+                "group_key IS NULL AND "
                 "(priority > $3 OR (priority = $3 AND (run_at < $4 OR (run_at = $4 AND "
                 "id < $5)))) LIMIT $6) ahead",
     [P_OLDEST_FINISHED] = "SELECT min(finished_at) FROM jobs WHERE queue = $1 AND state = $2",
     /* A skip scan of jobs_claim: the priorities in use, then the first run_at of each. */
     [P_OLDEST_READY] =
         "WITH RECURSIVE p(pr) AS (SELECT (SELECT priority FROM jobs WHERE queue = $1 AND "
-        "state = $2 ORDER BY priority DESC LIMIT 1) UNION ALL SELECT (SELECT priority FROM jobs "
-        "WHERE queue = $1 AND state = $2 AND priority < p.pr ORDER BY priority DESC LIMIT 1) "
+        "state = $2 AND group_key IS NULL ORDER BY priority DESC LIMIT 1) UNION ALL SELECT "
+        "(SELECT priority FROM jobs "
+        "WHERE queue = $1 AND state = $2 AND group_key IS NULL AND priority < p.pr ORDER BY "
+        "priority DESC LIMIT 1) "
         "FROM p WHERE p.pr IS NOT NULL) SELECT min((SELECT run_at FROM jobs WHERE queue = $1 "
-        "AND state = $2 AND priority = p.pr ORDER BY run_at LIMIT 1)) FROM p "
+        "AND state = $2 AND group_key IS NULL AND priority = p.pr ORDER BY run_at LIMIT 1)) FROM p "
+        "WHERE p.pr IS NOT NULL",
+    /* Per-key fairness (migrations/pg/0006_keys.sql): the claim runs in the database, one
+     * round trip; the rows are read in claim order by the same statement, as they were before
+     * the function changed them (its changes are after the statement's snapshot), and brought
+     * up to date by pg_claim_keys. */
+    [P_CLAIM_KEYS] = "SELECT " JOB_COLS ", c.blocked, c.wake FROM jobq_claim_keys($1, $2, $3, "
+                     "$4, $5, $6, $7) c LEFT JOIN LATERAL unnest(c.ids) WITH ORDINALITY u(uid, o) "
+                     "ON true LEFT JOIN jobs ON jobs.id = u.uid ORDER BY u.o",
+    /* A slow-down of one key: a wake the next claim folds in (no row of group_keys is locked
+     * but by a claim: see migrations/pg/0006_keys.sql). */
+    [P_KEY_HOLD] = "INSERT INTO group_key_wakes (queue, group_key, prio, until) "
+                   "VALUES ($1, $2, -2147483648, $3)",
+    [P_KEY_RUNNING] = "SELECT count(*) FROM (SELECT 1 FROM jobs WHERE queue = $1 AND "
+                      "group_key = $2 AND state = $3 LIMIT $4) r",
+    [P_AHEAD_KEYED] = "SELECT count(*) FROM (SELECT 1 FROM jobs WHERE queue = $1 AND state = $2 "
+                      "AND "
+                "group_key IS NOT NULL AND "
+                "(priority > $3 OR (priority = $3 AND (run_at < $4 OR (run_at = $4 AND "
+                "id < $5)))) LIMIT $6) ahead",
+    [P_OLDEST_READY_KEYED] =
+        "WITH RECURSIVE p(pr) AS (SELECT (SELECT priority FROM jobs WHERE queue = $1 AND "
+        "state = $2 AND group_key IS NOT NULL ORDER BY priority DESC LIMIT 1) UNION ALL SELECT "
+        "(SELECT priority FROM jobs "
+        "WHERE queue = $1 AND state = $2 AND group_key IS NOT NULL AND priority < p.pr ORDER BY "
+        "priority DESC LIMIT 1) "
+        "FROM p WHERE p.pr IS NOT NULL) SELECT min((SELECT run_at FROM jobs WHERE queue = $1 "
+        "AND state = $2 AND group_key IS NOT NULL AND priority = p.pr ORDER BY run_at LIMIT 1)) "
+        "FROM p "
         "WHERE p.pr IS NOT NULL",
     [P_OLDEST_OVERDUE] = "SELECT min(run_at) FROM jobs WHERE state IN ($2, $3) AND run_at <= $4 "
                          "AND queue = $1",
@@ -865,6 +903,7 @@ read_row(const PGresult *r, int row, job_row *out)
     out->progress = out->has_progress ? strtod(PQgetvalue(r, row, 18), NULL) : 0;
     out->note = g_text(r, row, 19, &oom);
     out->checkpoint = g_text(r, row, 20, &oom);
+    out->group_key = g_text(r, row, 21, &oom);
     if (oom || out->queue == NULL || out->payload == NULL) {
         job_row_clear(out);
         return JOBQ_ENOMEM;
@@ -1381,6 +1420,7 @@ pg_job_insert(store *st, const job_spec *spec, int state, int64_t now_ms, int64_
     a_i64_or_null(&a, finished_at_ms);
     a_text(&a, spec->traceparent);
     a_text(&a, spec->tracestate);
+    a_text(&a, spec->group_key);
     int64_t id;
     int err = one_i64(PG(st), P_INSERT, &a, &id);
     if (err == JOBQ_OK) {
@@ -1503,27 +1543,95 @@ pg_set_paused(store *st, const char *queue, bool paused)
 }
 
 static int claim_room(pg_store *p, const char *queue, size_t *maxp);
+static int pg_claim_keys(store *st, const char *queue, int64_t now_ms, size_t max,
+                         const key_limits *kl, job_row *rows, size_t *np, key_claim_info *info);
 
 static int
 pg_claim(store *st, const char *queue, int64_t now_ms, size_t max, job_row *rows, size_t *np)
 {
+    /* Keyed jobs take turns even without limits: jobq_claim_keys, which claims the jobs
+     * without key as P_CLAIM does when no key is in the rotation. */
+    return pg_claim_keys(st, queue, now_ms, max, NULL, rows, np, NULL);
+}
+
+/* pg_claim_keys: store_claim_keys, by jobq_claim_keys in the database (one round trip). */
+static int
+pg_claim_keys(store *st, const char *queue, int64_t now_ms, size_t max, const key_limits *kl,
+              job_row *rows, size_t *np, key_claim_info *info)
+{
+    size_t asked = max;
     int err = claim_room(PG(st), queue, &max);
-    if (err != JOBQ_OK || max == 0) {
+    if (err != JOBQ_OK || (max == 0 && asked > 0)) {
         if (err == JOBQ_OK) {
-            *np = 0;
+            *np = 0; /* global_concurrency reached (a claim of none still folds the wakes) */
         }
         return err;
     }
     pargs a = {0};
     a_text(&a, queue);
-    a_i64(&a, JOBQ_READY);
-    a_i64(&a, (int64_t)max);
-    a_i64(&a, JOBQ_RUNNING);
     a_i64(&a, now_ms);
+    a_i64(&a, (int64_t)max);
+    a_i64(&a, kl != NULL ? kl->cap : 0);
+    a_i64(&a, kl != NULL ? kl->interval_ms : 0);
+    a_i64(&a, kl != NULL ? kl->tolerance_ms : 0);
     a_i64(&a, PG(st)->incarnation);
     PGresult *r;
-    err = run(PG(st), P_CLAIM, &a, &r);
-    return err == JOBQ_OK ? read_rows(r, rows, max, np) : err;
+    err = run(PG(st), P_CLAIM_KEYS, &a, &r);
+    if (err != JOBQ_OK) {
+        return err;
+    }
+    int nt = PQntuples(r);
+    int ncols = PQnfields(r);
+    bool blocked = nt > 0 && strcmp(PQgetvalue(r, 0, ncols - 2), "t") == 0;
+    int64_t wake = nt > 0 && !PQgetisnull(r, 0, ncols - 1) ? g_i64(r, 0, ncols - 1) : 0;
+    size_t n = 0;
+    for (int i = 0; i < nt && n < max && err == JOBQ_OK; i++) {
+        if (PQgetisnull(r, i, 0)) {
+            continue; /* no job claimed: the one row of the function's result */
+        }
+        err = read_row(r, i, &rows[n]);
+        if (err == JOBQ_OK) {
+            job_row *j = &rows[n++];
+            j->state = JOBQ_RUNNING;
+            j->attempt++;
+            j->started_at_ms = now_ms;
+            j->finished_at_ms = 0;
+        }
+    }
+    PQclear(r);
+    if (err != JOBQ_OK) {
+        while (n > 0) {
+            job_row_clear(&rows[--n]);
+        }
+        return err;
+    }
+    if (info != NULL) {
+        info->blocked = blocked;
+        info->wake_ms = wake > 0 ? wake : 0;
+    }
+    *np = n;
+    return JOBQ_OK;
+}
+
+static int
+pg_key_hold(store *st, const char *queue, const char *group_key, int64_t until_ms)
+{
+    pargs a = {0};
+    a_text(&a, queue);
+    a_text(&a, group_key);
+    a_i64(&a, until_ms);
+    return run_done(PG(st), P_KEY_HOLD, &a);
+}
+
+static int
+pg_key_running(store *st, const char *queue, const char *group_key, int64_t limit, int64_t *np)
+{
+    pargs a = {0};
+    a_text(&a, queue);
+    a_text(&a, group_key);
+    a_i64(&a, JOBQ_RUNNING);
+    a_i64(&a, limit);
+    return one_i64(PG(st), P_KEY_RUNNING, &a, np);
 }
 
 /* The advisory lock of a queue's claims under global_concurrency (an xact lock: until COMMIT),
@@ -1758,7 +1866,15 @@ pg_ready_ahead(store *st, const job_row *row, int64_t limit, int64_t *np)
     a_i64(&a, row->run_at_ms);
     a_i64(&a, row->id);
     a_i64(&a, limit);
-    return one_i64(PG(st), P_AHEAD, &a, np);
+    int64_t n = 0, keyed = 0;
+    int err = one_i64(PG(st), P_AHEAD, &a, &n);
+    if (err == JOBQ_OK) {
+        err = one_i64(PG(st), P_AHEAD_KEYED, &a, &keyed);
+    }
+    if (err == JOBQ_OK) {
+        *np = n + keyed < limit ? n + keyed : limit;
+    }
+    return err;
 }
 
 /* ---- attempt history ---- */
@@ -2156,6 +2272,13 @@ pg_oldest_due(store *st, const char *queue, int64_t now_ms, int64_t *readyp, int
     a_text(&a, queue);
     a_i64(&a, JOBQ_READY);
     int err = one_i64(PG(st), P_OLDEST_READY, &a, &ready);
+    if (err == JOBQ_OK || err == JOBQ_ENOENT) {
+        int64_t keyed = 0;
+        err = one_i64(PG(st), P_OLDEST_READY_KEYED, &a, &keyed);
+        if (err == JOBQ_OK && (ready == 0 || keyed < ready)) {
+            ready = keyed;
+        }
+    }
     if (err == JOBQ_OK || err == JOBQ_ENOENT) {
         pargs b = {0};
         a_text(&b, queue);
@@ -2815,6 +2938,9 @@ static const store_ops pg_ops = {
     .paused_each = pg_paused_each,
     .set_paused = pg_set_paused,
     .claim = pg_claim,
+    .claim_keys = pg_claim_keys,
+    .key_running = pg_key_running,
+    .key_hold = pg_key_hold,
     .running = pg_running,
     .job_finish = pg_job_finish,
     .requeue = pg_requeue,

@@ -98,6 +98,20 @@ enum stmt_id {
     S_EXPIRED,
     S_NEXT_EXPIRY,
     S_SNOOZE,
+    S_KEY_WAKE,
+    S_KEY_NEXT,
+    S_KEY_UTURN,
+    S_KEY_UTURN_SET,
+    S_KEY_JOB,
+    S_KEY_NEXT_PRIO,
+    S_KEY_RUNNING,
+    S_KEY_SET,
+    S_KEY_DROP,
+    S_KEY_WAKE_AT,
+    S_KEY_ANY_OUT,
+    S_KEY_HOLD,
+    S_AHEAD_KEYED,
+    S_OLDEST_READY_KEYED,
     S_COUNT_STMTS
 };
 
@@ -126,7 +140,7 @@ _Static_assert(JOBQ_WAITING == 7, "SQL_WAITING");
 #define JOB_COLS                                                                                   \
     "id, queue, payload, priority, state, run_at, attempt, max_attempts, timeout_ms, key, "        \
     "result, error, created_at, started_at, finished_at, group_id, traceparent, tracestate, "    \
-    "progress, progress_note, checkpoint"
+    "progress, progress_note, checkpoint, group_key"
 
 static const char *const stmt_sql[S_COUNT_STMTS] = {
     [S_BEGIN] = "BEGIN IMMEDIATE",
@@ -141,8 +155,8 @@ static const char *const stmt_sql[S_COUNT_STMTS] = {
                      "VALUES (?1, ?2, ?3, ?4, ?5)",
     [S_INSERT] = "INSERT INTO jobs (queue, payload, priority, state, run_at, max_attempts, "
                  "timeout_ms, key, created_at, group_id, after_always, error, finished_at, "
-                 "traceparent, tracestate) "
-                 "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
+                 "traceparent, tracestate, group_key) "
+                 "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)",
     [S_STATE_OF] = "SELECT state FROM jobs WHERE id = ?1",
     [S_RUNNING] =
         "SELECT id, queue, attempt, started_at FROM jobs WHERE state = " SQL_RUNNING " ORDER BY id",
@@ -156,7 +170,8 @@ static const char *const stmt_sql[S_COUNT_STMTS] = {
     [S_SET_PAUSED] = "INSERT INTO queues (name, paused) VALUES (?1, ?2) "
                      "ON CONFLICT (name) DO UPDATE SET paused = excluded.paused",
     [S_CLAIM_PICK] = "SELECT " JOB_COLS " FROM jobs INDEXED BY jobs_ready WHERE queue = ?1 AND "
-                     "state = " SQL_READY " ORDER BY priority DESC, run_at, id LIMIT ?2",
+                     "state = " SQL_READY " AND group_key IS NULL ORDER BY priority DESC, "
+                     "run_at, id LIMIT ?2",
     [S_CLAIM_MARK] =
         "UPDATE jobs SET state = " SQL_RUNNING ", attempt = attempt + 1, started_at = ?2, "
         "finished_at = NULL WHERE id = ?1",
@@ -191,7 +206,8 @@ static const char *const stmt_sql[S_COUNT_STMTS] = {
                      "AND held = 0 LIMIT ?3)",
     [S_AHEAD] =
         "SELECT count(*) FROM (SELECT 1 FROM jobs INDEXED BY jobs_ready WHERE queue = ?1 "
-        "AND state = " SQL_READY " AND (priority > ?2 OR (priority = ?2 AND (run_at < ?3 OR "
+        "AND state = " SQL_READY " AND group_key IS NULL AND (priority > ?2 OR (priority = ?2 "
+        "AND (run_at < ?3 OR "
         "(run_at = ?3 AND id < ?4)))) LIMIT ?5)",
     [S_OLDEST_FINISHED] = "SELECT min(finished_at) FROM jobs INDEXED BY jobs_finished WHERE "
                           "queue = ?1 AND state = ?2 AND state IN " SQL_ENDED,
@@ -199,12 +215,15 @@ static const char *const stmt_sql[S_COUNT_STMTS] = {
      * each: one seek per priority, however many jobs are ready. */
     [S_OLDEST_READY] =
         "WITH RECURSIVE p(pr) AS (SELECT (SELECT priority FROM jobs INDEXED BY jobs_ready "
-        "WHERE queue = ?1 AND state = " SQL_READY " ORDER BY priority DESC LIMIT 1) "
+        "WHERE queue = ?1 AND state = " SQL_READY " AND group_key IS NULL ORDER BY priority DESC "
+        "LIMIT 1) "
         "UNION ALL SELECT (SELECT priority FROM jobs INDEXED BY jobs_ready WHERE queue = ?1 AND "
-        "state = " SQL_READY " AND priority < p.pr ORDER BY priority DESC LIMIT 1) FROM p "
+        "state = " SQL_READY " AND group_key IS NULL AND priority < p.pr ORDER BY priority DESC "
+        "LIMIT 1) FROM p "
         "WHERE p.pr IS NOT NULL) "
         "SELECT min((SELECT run_at FROM jobs INDEXED BY jobs_ready WHERE queue = ?1 AND "
-        "state = " SQL_READY " AND priority = p.pr ORDER BY run_at LIMIT 1)) FROM p "
+        "state = " SQL_READY " AND group_key IS NULL AND priority = p.pr ORDER BY run_at LIMIT "
+        "1)) FROM p "
         "WHERE p.pr IS NOT NULL",
     [S_OLDEST_OVERDUE] = "SELECT min(run_at) FROM jobs INDEXED BY jobs_due WHERE state IN "
                          "(" SQL_SCHEDULED ", " SQL_RETRYING ") AND run_at <= ?2 AND queue = ?1",
@@ -313,6 +332,55 @@ static const char *const stmt_sql[S_COUNT_STMTS] = {
                         "(name) DO UPDATE SET paused = excluded.paused",
     [S_SSTATE_JOB] = "INSERT INTO schedule_state (name, last_job) VALUES (?1, ?2) ON CONFLICT "
                      "(name) DO UPDATE SET last_job = excluded.last_job",
+    /* Per-key fairness (migrations/0008_keys.sql): the rotation of a queue's keys. */
+    [S_KEY_WAKE] = "UPDATE group_keys SET active = 1 WHERE queue = ?1 AND active = 2 AND tat <= ?2",
+    [S_KEY_NEXT] = "SELECT group_key, prio, turn, tat FROM group_keys INDEXED BY group_keys_turn "
+                   "WHERE queue = ?1 AND active = 1 ORDER BY prio DESC, turn LIMIT 1",
+    [S_KEY_UTURN] = "SELECT turn FROM group_keys WHERE queue = ?1 AND group_key = ''",
+    [S_KEY_UTURN_SET] = "INSERT INTO group_keys (queue, group_key, prio, turn, active) VALUES "
+                        "(?1, '', 0, (SELECT coalesce(max(turn), 0) + 1 FROM group_keys), 0) "
+                        "ON CONFLICT (queue, group_key) DO UPDATE SET turn = excluded.turn",
+    [S_KEY_JOB] = "SELECT " JOB_COLS " FROM jobs INDEXED BY jobs_key WHERE queue = ?1 AND "
+                  "group_key = ?2 AND state = " SQL_READY " AND group_key IS NOT NULL AND "
+                  "state IN (" SQL_READY ", " SQL_RUNNING ") ORDER BY priority DESC, run_at, id "
+                  "LIMIT 1",
+    [S_KEY_NEXT_PRIO] = "SELECT priority FROM jobs INDEXED BY jobs_key WHERE queue = ?1 AND "
+                        "group_key = ?2 AND state = " SQL_READY " AND group_key IS NOT NULL AND "
+                        "state IN (" SQL_READY ", " SQL_RUNNING ") "
+                        "ORDER BY priority DESC, run_at, id LIMIT 1",
+    [S_KEY_RUNNING] = "SELECT count(*) FROM (SELECT 1 FROM jobs INDEXED BY jobs_key WHERE "
+                      "queue = ?1 AND group_key = ?2 AND state = " SQL_RUNNING " AND "
+                      "group_key IS NOT NULL AND state IN (" SQL_READY ", " SQL_RUNNING ") "
+                      "LIMIT ?3)",
+    [S_KEY_SET] = "UPDATE group_keys SET active = ?3, prio = ?4, tat = ?6, turn = CASE WHEN ?5 "
+                  "THEN (SELECT max(turn) + 1 FROM group_keys) ELSE turn END "
+                  "WHERE queue = ?1 AND group_key = ?2",
+    [S_KEY_DROP] = "DELETE FROM group_keys WHERE queue = ?1 AND group_key = ?2",
+    [S_KEY_WAKE_AT] = "SELECT min(tat) FROM group_keys INDEXED BY group_keys_wake WHERE "
+                      "queue = ?1 AND active = 2",
+    /* A key out of the rotation (at its cap, held by its rate, or with nothing ready but
+     * running jobs): the queue's ready count may hold jobs no claim can take now. */
+    [S_KEY_ANY_OUT] = "SELECT 1 FROM group_keys WHERE queue = ?1 AND active <> 1 AND "
+                      "group_key <> '' LIMIT 1",
+    [S_KEY_HOLD] = "UPDATE group_keys SET tat = max(tat, ?3), active = CASE WHEN active = 1 THEN 2 "
+                   "ELSE active END WHERE queue = ?1 AND group_key = ?2",
+    [S_AHEAD_KEYED] =
+        "SELECT count(*) FROM (SELECT 1 FROM jobs INDEXED BY jobs_key_ready WHERE queue = ?1 "
+        "AND state = " SQL_READY " AND group_key IS NOT NULL AND (priority > ?2 OR "
+        "(priority = ?2 AND (run_at < ?3 OR (run_at = ?3 AND id < ?4)))) LIMIT ?5)",
+    [S_OLDEST_READY_KEYED] =
+        "WITH RECURSIVE p(pr) AS (SELECT (SELECT priority FROM jobs INDEXED BY jobs_key_ready "
+        "WHERE queue = ?1 AND state = " SQL_READY " AND group_key IS NOT NULL ORDER BY priority "
+        "DESC LIMIT 1) "
+        "UNION ALL SELECT (SELECT priority FROM jobs INDEXED BY jobs_key_ready WHERE queue = ?1 "
+        "AND "
+        "state = " SQL_READY " AND group_key IS NOT NULL AND priority < p.pr ORDER BY priority "
+        "DESC LIMIT 1) FROM p "
+        "WHERE p.pr IS NOT NULL) "
+        "SELECT min((SELECT run_at FROM jobs INDEXED BY jobs_key_ready WHERE queue = ?1 AND "
+        "state = " SQL_READY " AND group_key IS NOT NULL AND priority = p.pr ORDER BY run_at "
+        "LIMIT 1)) FROM p "
+        "WHERE p.pr IS NOT NULL",
 };
 
 /* The SQLite backend: a store (first member, so a store * is a sqlite_store *). */
@@ -358,6 +426,12 @@ static int sq_paused_each(store *st, void (*fn)(void *arg, const char *queue), v
 static int sq_set_paused(store *st, const char *queue, bool paused);
 static int sq_claim(store *st, const char *queue, int64_t now_ms, size_t max, job_row *rows,
                     size_t *np);
+static int sq_claim_keys(store *st, const char *queue, int64_t now_ms, size_t max,
+                         const key_limits *kl, job_row *rows, size_t *np, key_claim_info *info);
+static int sq_key_running(store *st, const char *queue, const char *group_key, int64_t limit,
+                          int64_t *np);
+static int oldest(sqlite3_stmt *s, int64_t *atp);
+static int sq_key_hold(store *st, const char *queue, const char *group_key, int64_t until_ms);
 static int sq_running(store *st, job_row **rowsp, size_t *np);
 static int sq_job_finish(store *st, int64_t id, int new_state, int64_t finished_at_ms,
                          int64_t run_at_ms, const char *result, const char *error);
@@ -491,6 +565,7 @@ read_row(sqlite3_stmt *s, job_row *row)
     row->progress = sqlite3_column_double(s, 18);
     row->note = col_text(s, 19);
     row->checkpoint = col_text(s, 20);
+    row->group_key = col_text(s, 21);
     if (row->queue == NULL || row->payload == NULL) {
         job_row_clear(row);
         return JOBQ_ENOMEM;
@@ -989,8 +1064,10 @@ sq_set_paused(store *st, const char *queue, bool paused)
     return rc == SQLITE_DONE ? JOBQ_OK : from_sqlite(rc);
 }
 
+/* sq_claim_plain: claims up to max ready jobs of queue without key, in claim order. */
 static int
-sq_claim(store *st, const char *queue, int64_t now_ms, size_t max, job_row *rows, size_t *np)
+sq_claim_plain(store *st, const char *queue, int64_t now_ms, size_t max, job_row *rows,
+               size_t *np)
 {
     sqlite3_stmt *s = stmt_get(st, S_CLAIM_PICK);
     sqlite3_bind_text(s, 1, queue, -1, SQLITE_STATIC);
@@ -1018,6 +1095,304 @@ sq_claim(store *st, const char *queue, int64_t now_ms, size_t max, job_row *rows
     }
     *np = n;
     return JOBQ_OK;
+}
+
+static int
+sq_claim(store *st, const char *queue, int64_t now_ms, size_t max, job_row *rows, size_t *np)
+{
+    return sq_claim_keys(st, queue, now_ms, max, NULL, rows, np, NULL);
+}
+
+/* key_head: the next key of queue's rotation into its out-parameters (key malloc'd);
+ * JOBQ_ENOENT when no key is in it. */
+static int
+key_head(store *st, const char *queue, char **keyp, int32_t *priop, int64_t *turnp, int64_t *tatp)
+{
+    sqlite3_stmt *s = stmt_get(st, S_KEY_NEXT);
+    sqlite3_bind_text(s, 1, queue, -1, SQLITE_STATIC);
+    int rc = sqlite3_step(s);
+    int err = JOBQ_ENOENT;
+    if (rc == SQLITE_ROW) {
+        *keyp = col_text(s, 0);
+        *priop = sqlite3_column_int(s, 1);
+        *turnp = sqlite3_column_int64(s, 2);
+        *tatp = sqlite3_column_int64(s, 3);
+        err = *keyp != NULL ? JOBQ_OK : JOBQ_ENOMEM;
+    } else if (rc != SQLITE_DONE) {
+        err = from_sqlite(rc);
+    }
+    stmt_done(s);
+    return err;
+}
+
+/* key_int: the one integer a statement on (queue, key[, a]) returns; JOBQ_ENOENT if no row
+ * or NULL. */
+static int
+key_int(store *st, enum stmt_id id, const char *queue, const char *key, int64_t a, int64_t *vp)
+{
+    sqlite3_stmt *s = stmt_get(st, id);
+    sqlite3_bind_text(s, 1, queue, -1, SQLITE_STATIC);
+    if (key != NULL) {
+        sqlite3_bind_text(s, 2, key, -1, SQLITE_STATIC);
+        sqlite3_bind_int64(s, 3, a);
+    } else {
+        sqlite3_bind_int64(s, 2, a);
+    }
+    return oldest(s, vp);
+}
+
+/* key_set: writes a key's place in the rotation; next_turn: to the back of it. */
+static int
+key_set(store *st, const char *queue, const char *key, int active, int32_t prio, bool next_turn,
+        int64_t tat)
+{
+    sqlite3_stmt *s = stmt_get(st, S_KEY_SET);
+    sqlite3_bind_text(s, 1, queue, -1, SQLITE_STATIC);
+    sqlite3_bind_text(s, 2, key, -1, SQLITE_STATIC);
+    sqlite3_bind_int(s, 3, active);
+    sqlite3_bind_int(s, 4, prio);
+    sqlite3_bind_int(s, 5, next_turn);
+    sqlite3_bind_int64(s, 6, tat);
+    return step_done(s);
+}
+
+/* key_claim_one: claims key's best ready job into *row (JOBQ_ENOENT: none). */
+static int
+key_claim_one(store *st, const char *queue, const char *key, int64_t now_ms, job_row *row)
+{
+    sqlite3_stmt *s = stmt_get(st, S_KEY_JOB);
+    sqlite3_bind_text(s, 1, queue, -1, SQLITE_STATIC);
+    sqlite3_bind_text(s, 2, key, -1, SQLITE_STATIC);
+    size_t n = 0;
+    int err = read_rows(s, row, 1, &n);
+    if (err != JOBQ_OK) {
+        return err;
+    }
+    return n == 1 ? JOBQ_OK : JOBQ_ENOENT;
+}
+
+/* mark_running: the claim's update of one picked job, and its row brought up to date. */
+static int
+mark_running(store *st, job_row *row, int64_t now_ms)
+{
+    sqlite3_stmt *m = stmt_get(st, S_CLAIM_MARK);
+    sqlite3_bind_int64(m, 1, row->id);
+    sqlite3_bind_int64(m, 2, now_ms);
+    int err = step_change(st, m);
+    row->state = JOBQ_RUNNING;
+    row->attempt++;
+    row->started_at_ms = now_ms;
+    row->finished_at_ms = 0;
+    return err;
+}
+
+/* sq_claim_keys: the rotation of migrations/0008_keys.sql, one job per turn. The triggers put
+ * a key in the rotation when a job of it becomes ready or ends running; this takes it out when
+ * it has nothing ready (forgetting it when nothing runs either), is at its cap, or is held by
+ * its rate, and lowers its prio when its best ready job has less. */
+static int
+sq_claim_keys(store *st, const char *queue, int64_t now_ms, size_t max, const key_limits *kl,
+              job_row *rows, size_t *np, key_claim_info *info)
+{
+    int32_t cap = kl != NULL ? kl->cap : 0;
+    int64_t interval = kl != NULL ? kl->interval_ms : 0;
+    int64_t tol = kl != NULL ? kl->tolerance_ms : 0;
+    bool blocked = false;
+    size_t n = 0;
+    int err = JOBQ_OK;
+    sqlite3_stmt *w = stmt_get(st, S_KEY_WAKE);
+    sqlite3_bind_text(w, 1, queue, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(w, 2, now_ms + tol);
+    err = step_done(w);
+    bool udone = false;
+    size_t visits = 0;
+    for (; err == JOBQ_OK && n < max && visits < max * 4 + 64; visits++) {
+        char *key = NULL;
+        int32_t prio = 0;
+        int64_t turn = 0, tat = 0;
+        err = key_head(st, queue, &key, &prio, &turn, &tat);
+        if (err == JOBQ_ENOENT) {
+            /* No key in the rotation: the jobs without key, as ever. */
+            size_t got = 0;
+            err = udone ? JOBQ_OK : sq_claim_plain(st, queue, now_ms, max - n, rows + n, &got);
+            n += got;
+            break;
+        }
+        if (err != JOBQ_OK) {
+            break;
+        }
+        if (!udone) {
+            /* Jobs without key take the turns of one more key (its turn in the '' row). */
+            job_row u = {0};
+            size_t got = 0;
+            sqlite3_stmt *s = stmt_get(st, S_CLAIM_PICK);
+            sqlite3_bind_text(s, 1, queue, -1, SQLITE_STATIC);
+            sqlite3_bind_int64(s, 2, 1);
+            err = read_rows(s, &u, 1, &got);
+            int64_t uturn = 0;
+            if (err == JOBQ_OK && got == 1) {
+                err = key_int(st, S_KEY_UTURN, queue, NULL, 0, &uturn);
+                if (err == JOBQ_ENOENT) {
+                    uturn = 0; /* never served: first */
+                    err = JOBQ_OK;
+                }
+            }
+            if (err == JOBQ_OK && got == 0) {
+                udone = true;
+            } else if (err == JOBQ_OK &&
+                       (u.priority > prio || (u.priority == prio && uturn < turn))) {
+                err = mark_running(st, &u, now_ms);
+                if (err == JOBQ_OK) {
+                    sqlite3_stmt *t = stmt_get(st, S_KEY_UTURN_SET);
+                    sqlite3_bind_text(t, 1, queue, -1, SQLITE_STATIC);
+                    err = step_done(t);
+                }
+                if (err == JOBQ_OK) {
+                    rows[n++] = u;
+                    free(key);
+                    continue;
+                }
+            }
+            job_row_clear(&u);
+            if (err != JOBQ_OK) {
+                free(key);
+                break;
+            }
+        }
+        job_row *row = &rows[n];
+        err = key_claim_one(st, queue, key, now_ms, row);
+        if (err == JOBQ_ENOENT) {
+            /* Nothing ready: out of the rotation, forgotten when nothing runs either. */
+            int64_t running = 0;
+            err = key_int(st, S_KEY_RUNNING, queue, key, 1, &running);
+            if (err == JOBQ_OK && running > 0) {
+                err = key_set(st, queue, key, 0, prio, false, tat);
+            } else if (err == JOBQ_OK) {
+                sqlite3_stmt *d = stmt_get(st, S_KEY_DROP);
+                sqlite3_bind_text(d, 1, queue, -1, SQLITE_STATIC);
+                sqlite3_bind_text(d, 2, key, -1, SQLITE_STATIC);
+                err = step_done(d);
+            }
+            free(key);
+            continue;
+        }
+        if (err != JOBQ_OK) {
+            free(key);
+            break;
+        }
+        if (row->priority < prio) {
+            /* Its best ready job has less than the rotation thought: placed again. */
+            err = key_set(st, queue, key, 1, row->priority, false, tat);
+            job_row_clear(row);
+            free(key);
+            continue;
+        }
+        int64_t running = 0;
+        if (cap > 0) {
+            err = key_int(st, S_KEY_RUNNING, queue, key, cap, &running);
+            if (err == JOBQ_OK && running >= cap) {
+                /* At its cap: out until one of its running jobs ends (jobs_key_end). */
+                blocked = true;
+                err = key_set(st, queue, key, 0, prio, false, tat);
+                job_row_clear(row);
+                free(key);
+                continue;
+            }
+        }
+        if (err == JOBQ_OK && tat > now_ms + tol) { /* key_rate, or a slow-down (key_hold) */
+            blocked = true;
+            err = key_set(st, queue, key, 2, prio, false, tat);
+            job_row_clear(row);
+            free(key);
+            continue;
+        }
+        if (err == JOBQ_OK) {
+            err = mark_running(st, row, now_ms);
+        }
+        if (err != JOBQ_OK) {
+            job_row_clear(row);
+            free(key);
+            break;
+        }
+        n++;
+        int64_t new_tat = interval > 0 ? (tat > now_ms ? tat : now_ms) + interval : tat;
+        int64_t next_prio = 0;
+        err = key_int(st, S_KEY_NEXT_PRIO, queue, key, 0, &next_prio);
+        int active;
+        if (err == JOBQ_ENOENT) {
+            err = JOBQ_OK;
+            active = 0; /* back in when a job of it becomes ready (jobs_key_ready_*) */
+            next_prio = prio;
+        } else if (cap > 0 && running + 1 >= cap) {
+            active = 0; /* back in when one of its jobs ends (jobs_key_end) */
+            blocked = true;
+        } else if (new_tat > now_ms + tol) {
+            active = 2; /* back in at new_tat (S_KEY_WAKE) */
+            blocked = true;
+        } else {
+            active = 1;
+        }
+        if (err == JOBQ_OK) {
+            err = key_set(st, queue, key, active, (int32_t)next_prio, true, new_tat);
+        }
+        free(key);
+    }
+    if (err == JOBQ_OK && n < max && !blocked) {
+        /* Fewer than asked: because of keys out of the rotation, or the visits ran out? */
+        int64_t one = 0;
+        blocked = visits >= max * 4 + 64;
+        err = blocked ? JOBQ_OK : key_int(st, S_KEY_ANY_OUT, queue, NULL, 0, &one);
+        if (err == JOBQ_OK) {
+            blocked = true;
+        } else if (err == JOBQ_ENOENT) {
+            err = JOBQ_OK;
+        }
+    }
+    int64_t wake = 0;
+    if (err == JOBQ_OK) {
+        err = key_int(st, S_KEY_WAKE_AT, queue, NULL, 0, &wake);
+        if (err == JOBQ_ENOENT) {
+            err = JOBQ_OK;
+            wake = 0;
+        }
+        wake = wake > 0 ? wake - tol : 0;
+    }
+    if (err != JOBQ_OK) {
+        while (n > 0) {
+            job_row_clear(&rows[--n]);
+        }
+        return err;
+    }
+    if (info != NULL) {
+        info->blocked = blocked;
+        info->wake_ms = wake > 0 ? wake : 0;
+    }
+    *np = n;
+    return JOBQ_OK;
+}
+
+static int
+sq_key_hold(store *st, const char *queue, const char *group_key, int64_t until_ms)
+{
+    sqlite3_stmt *s = stmt_get(st, S_KEY_HOLD);
+    sqlite3_bind_text(s, 1, queue, -1, SQLITE_STATIC);
+    sqlite3_bind_text(s, 2, group_key, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(s, 3, until_ms);
+    return step_done(s);
+}
+
+static int
+sq_key_running(store *st, const char *queue, const char *group_key, int64_t limit, int64_t *np)
+{
+    int64_t v = 0;
+    int err = key_int(st, S_KEY_RUNNING, queue, group_key, limit, &v);
+    if (err == JOBQ_ENOENT) {
+        err = JOBQ_OK;
+    }
+    if (err == JOBQ_OK) {
+        *np = v;
+    }
+    return err;
 }
 
 static int
@@ -1505,11 +1880,31 @@ sq_ready_ahead(store *st, const job_row *row, int64_t limit, int64_t *np)
     sqlite3_bind_int64(s, 4, row->id);
     sqlite3_bind_int64(s, 5, limit);
     int rc = sqlite3_step(s);
+    int64_t n = 0;
     if (rc == SQLITE_ROW) {
-        *np = sqlite3_column_int64(s, 0);
+        n = sqlite3_column_int64(s, 0);
     }
     stmt_done(s);
-    return rc == SQLITE_ROW ? JOBQ_OK : from_sqlite(rc);
+    if (rc != SQLITE_ROW) {
+        return from_sqlite(rc);
+    }
+    /* Keyed ready jobs ahead of it too (jobs_key_ready), in the same order. */
+    s = stmt_get(st, S_AHEAD_KEYED);
+    sqlite3_bind_text(s, 1, row->queue, -1, SQLITE_STATIC);
+    sqlite3_bind_int(s, 2, row->priority);
+    sqlite3_bind_int64(s, 3, row->run_at_ms);
+    sqlite3_bind_int64(s, 4, row->id);
+    sqlite3_bind_int64(s, 5, limit);
+    rc = sqlite3_step(s);
+    if (rc == SQLITE_ROW) {
+        n += sqlite3_column_int64(s, 0);
+    }
+    stmt_done(s);
+    if (rc != SQLITE_ROW) {
+        return from_sqlite(rc);
+    }
+    *np = n < limit ? n : limit;
+    return JOBQ_OK;
 }
 
 /* oldest: one min() over an index; JOBQ_ENOENT when there is no row. */
@@ -1544,6 +1939,15 @@ sq_oldest_due(store *st, const char *queue, int64_t now_ms, int64_t *readyp, int
     sqlite3_stmt *s = stmt_get(st, S_OLDEST_READY);
     sqlite3_bind_text(s, 1, queue, -1, SQLITE_STATIC);
     int err = oldest(s, &ready);
+    if (err == JOBQ_OK || err == JOBQ_ENOENT) {
+        int64_t keyed = 0;
+        s = stmt_get(st, S_OLDEST_READY_KEYED);
+        sqlite3_bind_text(s, 1, queue, -1, SQLITE_STATIC);
+        err = oldest(s, &keyed);
+        if (err == JOBQ_OK && (ready == 0 || keyed < ready)) {
+            ready = keyed;
+        }
+    }
     if (err == JOBQ_OK || err == JOBQ_ENOENT) {
         s = stmt_get(st, S_OLDEST_OVERDUE);
         sqlite3_bind_text(s, 1, queue, -1, SQLITE_STATIC);
@@ -1629,6 +2033,7 @@ sq_job_insert(store *st, const job_spec *spec, int state, int64_t now_ms, int64_
     bind_int64_or_null(s, 13, finished_at_ms);
     bind_text_or_null(s, 14, spec->traceparent);
     bind_text_or_null(s, 15, spec->tracestate);
+    bind_text_or_null(s, 16, spec->group_key);
     int err = step_done(s);
     if (err == JOBQ_OK) {
         *idp = sqlite3_last_insert_rowid(SQ(st)->db);
@@ -2264,6 +2669,9 @@ static const store_ops sqlite_ops = {
     .schedule_last = sq_schedule_last,
     .schedule_set = sq_schedule_set,
     .schedule_since = sq_schedule_since,
+    .claim_keys = sq_claim_keys,
+    .key_running = sq_key_running,
+    .key_hold = sq_key_hold,
     .max_id = sq_max_id,
     .pick = sq_pick,
     .job_delete = sq_job_delete,

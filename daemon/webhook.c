@@ -213,7 +213,7 @@ finish(server *s, hook *h)
         char why[120];
         snprintf(why, sizeof(why), "its webhook answered %d with Retry-After: %lld", status,
                  (long long)retry_after);
-        queue_slow_down(h->a.q, now + retry_after * 1000, why);
+        queue_slow_down_job(s, h->a.q, &h->a.job, now + retry_after * 1000, why);
     }
     if (o.state == JOBQ_SUCCEEDED && snooze_ms >= 0) {
         /* A 2xx with Jobq-Snooze: the receiver took the job but wants it again later. */
@@ -410,6 +410,9 @@ webhook_start(server *s, qstate *q, job_row *row)
         snprintf(num, sizeof(num), "%d", h->a.job.attempt);
         nng_http_req_set_header(h->req, "Jobq-Attempt", num);
         nng_http_req_set_header(h->req, "Jobq-Queue", q->name);
+        if (h->a.job.group_key != NULL) {
+            nng_http_req_set_header(h->req, "Jobq-Group-Key", h->a.job.group_key);
+        }
         if (h->a.job.traceparent != NULL) {
             nng_http_req_set_header(h->req, "traceparent", h->a.job.traceparent);
             if (h->a.job.tracestate != NULL) {

@@ -304,6 +304,9 @@ fetch_reply(server *s, call *c, lease **ls, size_t n)
                               r->attempt, "max_attempts", r->max_attempts, "timeout",
                               (json_int_t)r->timeout_ms, "lease", ls[i]->token,
                               "lease_expires_at", (json_int_t)ls[i]->expires_ms);
+        if (j != NULL && r->group_key != NULL) {
+            json_object_set_new(j, "group_key", json_string(r->group_key));
+        }
         if (j != NULL && r->traceparent != NULL) {
             json_object_set_new(j, "traceparent", json_string(r->traceparent));
             if (r->tracestate != NULL) {
@@ -417,7 +420,8 @@ claimable(server *s, call *f, int64_t now, size_t *maxp)
 {
     for (size_t i = 0; i < f->req.nqueues; i++) {
         qstate *q = queue_find(s, f->req.queues[i]);
-        if (q == NULL || q->paused || q->claiming || q->counts[JOBQ_READY] <= 0) {
+        if (q == NULL || q->paused || q->claiming || q->counts[JOBQ_READY] <= 0 ||
+            q->keys_blocked) {
             continue;
         }
         int permits = breaker_permits(&q->br, now);
@@ -600,7 +604,8 @@ static void
 workers_dispatch(server *s, qstate *q)
 {
     for (call *f = hold_next(s, NULL, HOLD_FETCH);
-         f != NULL && !q->claiming && q->counts[JOBQ_READY] > 0; f = hold_next(s, f, HOLD_FETCH)) {
+         f != NULL && !q->claiming && q->counts[JOBQ_READY] > 0 && !q->keys_blocked;
+         f = hold_next(s, f, HOLD_FETCH)) {
         for (size_t i = 0; i < f->req.nqueues; i++) {
             if (strcmp(f->req.queues[i], q->name) == 0) {
                 try_fetch(s, f);
@@ -880,7 +885,7 @@ slow_down_queues(call *c)
         int64_t id = c->req.outcomes != NULL ? c->req.outcomes[i].id : c->req.ids[0];
         lease *l = lease_find(c->srv, id);
         if (l != NULL) {
-            queue_slow_down(l->a.q, until, why);
+            queue_slow_down_job(c->srv, l->a.q, &l->a.job, until, why);
         }
     }
 }

@@ -134,6 +134,8 @@ typedef struct jobq_submit_opts {
     bool after_always;    /* run even if a parent ends dead or cancelled (default: cancelled) */
     const char *traceparent; /* W3C trace context handed to every attempt; NULL: none */
     const char *tracestate;  /* with traceparent; NULL: none */
+    const char *group_key;   /* fairness key: the queue's key_concurrency and key_rate apply
+                              * per key, and keys take turns; NULL: none */
     int dedupe;              /* a jobq_dedupe: what a submit of a used key does; 0: ttl */
     int64_t debounce_max_ms; /* dedupe debounce: latest run time after the first submit; 0: none */
     int64_t expires_at_ms;   /* cancelled (error "expired") if not started by then; 0: never */
@@ -199,6 +201,7 @@ JOBQ_API int32_t jobq_job_attempt(const jobq_job *job);
 JOBQ_API int32_t jobq_job_max_attempts(const jobq_job *job);
 JOBQ_API int64_t jobq_job_timeout_ms(const jobq_job *job);
 JOBQ_API const char *jobq_job_key(const jobq_job *job);    /* NULL if none */
+JOBQ_API const char *jobq_job_group_key(const jobq_job *job); /* NULL if none */
 JOBQ_API const char *jobq_job_result(const jobq_job *job); /* NULL if none */
 JOBQ_API const char *jobq_job_error(const jobq_job *job);  /* NULL if none */
 JOBQ_API int64_t jobq_job_run_at_ms(const jobq_job *job);
@@ -299,6 +302,9 @@ JOBQ_API const char *jobq_lease_payload(const jobq_lease *lease); /* compact JSO
 /** jobq_lease_traceparent, jobq_lease_tracestate: the job's W3C trace context, or NULL. */
 JOBQ_API const char *jobq_lease_traceparent(const jobq_lease *lease);
 JOBQ_API const char *jobq_lease_tracestate(const jobq_lease *lease);
+
+/** jobq_lease_group_key: the job's group_key, or NULL. Borrowed from the lease. */
+JOBQ_API const char *jobq_lease_group_key(const jobq_lease *lease);
 JOBQ_API int32_t jobq_lease_attempt(const jobq_lease *lease);
 JOBQ_API int32_t jobq_lease_max_attempts(const jobq_lease *lease);
 JOBQ_API int64_t jobq_lease_timeout_ms(const jobq_lease *lease);

@@ -1163,6 +1163,9 @@ set_opts(json_t *obj, const jobq_submit_opts *opts)
             rv |= json_object_set_new(obj, "tracestate", json_string(opts->tracestate));
         }
     }
+    if (opts->group_key != NULL) {
+        rv |= json_object_set_new(obj, "group_key", json_string(opts->group_key));
+    }
     static const char *const modes[] = {"ttl", "until_done", "replace", "debounce"};
     if (opts->dedupe > JOBQ_DEDUPE_TTL && opts->dedupe <= JOBQ_DEDUPE_DEBOUNCE) {
         rv |= json_object_set_new(obj, "dedupe", json_string(modes[opts->dedupe]));

@@ -159,6 +159,12 @@ jobq_job_key(const jobq_job *job)
 }
 
 JOBQ_API const char *
+jobq_job_group_key(const jobq_job *job)
+{
+    return job != NULL ? json_string_value(json_object_get(job->obj, "group_key")) : NULL;
+}
+
+JOBQ_API const char *
 jobq_job_result(const jobq_job *job)
 {
     return job != NULL ? job->result : NULL;

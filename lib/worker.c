@@ -53,6 +53,7 @@ struct jobq_lease {
     char *token;   /* the lease token, quoted by ack, fail, heartbeat */
     char *traceparent; /* W3C trace context; NULL: none */
     char *tracestate;
+    char *group_key; /* NULL: none */
     int32_t attempt;
     int32_t max_attempts;
     int64_t timeout_ms;
@@ -372,6 +373,7 @@ jobq_lease_free(jobq_lease *lease)
         free(lease->rep);
     }
     free(lease->tracestate);
+    free(lease->group_key);
     free(lease);
 }
 
@@ -403,6 +405,12 @@ JOBQ_API const char *
 jobq_lease_tracestate(const jobq_lease *lease)
 {
     return lease->tracestate;
+}
+
+JOBQ_API const char *
+jobq_lease_group_key(const jobq_lease *lease)
+{
+    return lease->group_key;
 }
 
 JOBQ_API int32_t
@@ -487,6 +495,8 @@ lease_from_json(const json_t *obj, int64_t now_ms, jobq_lease **leasep)
     const char *ts = json_string_value(json_object_get(obj, "tracestate"));
     l->traceparent = tp != NULL ? strdup(tp) : NULL;
     l->tracestate = ts != NULL ? strdup(ts) : NULL;
+    const char *gk = json_string_value(json_object_get(obj, "group_key"));
+    l->group_key = gk != NULL ? strdup(gk) : NULL;
     const json_t *cp = json_object_get(obj, "checkpoint");
     bool has_cp = cp != NULL && !json_is_null(cp);
     l->checkpoint_in = has_cp ? json_dumps(cp, JSON_COMPACT | JSON_ENCODE_ANY) : NULL;
@@ -500,7 +510,8 @@ lease_from_json(const json_t *obj, int64_t now_ms, jobq_lease **leasep)
     }
     if (l->queue == NULL || l->token == NULL || l->payload == NULL || l->rep == NULL ||
         (has_cp && l->checkpoint_in == NULL) || (has_pr && l->parent_results_in == NULL) ||
-        (tp != NULL && l->traceparent == NULL) || (ts != NULL && l->tracestate == NULL)) {
+        (tp != NULL && l->traceparent == NULL) || (ts != NULL && l->tracestate == NULL) ||
+        (gk != NULL && l->group_key == NULL)) {
         jobq_lease_free(l);
         return jobq__fail(JOBQ_ENOMEM, "out of memory reading a fetched job");
     }

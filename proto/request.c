@@ -707,6 +707,25 @@ job_trace(dec *d, const json_t *obj, void *dst)
     return true;
 }
 
+/* job_group_key: the optional "group_key", 1 to 200 bytes without control characters (it
+ * becomes an environment variable of a command and a header of a webhook delivery). */
+static bool
+job_group_key(dec *d, const json_t *obj, void *dst)
+{
+    static const field_def key_def = {.name = "group_key", .kind = F_STRING, .max = 200};
+    req_job *j = dst;
+    if (!json_field(d, &key_def, obj, &j->group_key)) {
+        return false;
+    }
+    for (const unsigned char *p = (const unsigned char *)j->group_key; p != NULL && *p; p++) {
+        if (*p < 0x20 || *p == 0x7f) {
+            return fail(d, "invalid_argument",
+                        "field \"group_key\" must not contain control characters");
+        }
+    }
+    return true;
+}
+
 /* job_dedupe: "dedupe", how a used key is decided (ttl, until_done, replace, debounce), after
  * "key" and "debounce_max" were read: a mode other than ttl needs a key, debounce_max needs
  * debounce. */
@@ -760,6 +779,7 @@ static const field_def job_fields[] = {
     CUSTOM("payload", job_payload),
     CUSTOM("after", job_after),
     CUSTOM("traceparent", job_trace),
+    CUSTOM("group_key", job_group_key),
     FIELD(req_job, "debounce_max", F_DURATION, debounce_max_ms, 1, JOBQ__DURATION_MAX_MS,
           .over = "is over the limit of one year"),
     FIELD(req_job, "expires_at", F_INT, expires_at_ms, 1, INT64_MAX),
@@ -861,6 +881,9 @@ batch_group(dec *d, const json_t *obj, void *dst)
         return fail(d, "invalid_argument",
                     "on_complete: \"after\" and \"key\" are not allowed (it runs once, when "
                     "the group ends)");
+    }
+    if (json_object_get(oc, "group_key") != NULL) {
+        return fail(d, "invalid_argument", "on_complete: \"group_key\" is not allowed");
     }
     req->on_complete = calloc(1, sizeof(*req->on_complete));
     if (req->on_complete == NULL) {

@@ -34,6 +34,7 @@ typedef struct req_job {
     bool after_always; /* after_policy "always": run even if a parent is dead or cancelled */
     const char *traceparent; /* W3C trace context (NULL: none) */
     const char *tracestate;
+    const char *group_key; /* the fairness key (key_concurrency, key_rate); NULL: none */
     int dedupe;              /* a jobq_dedupe (needs a key) */
     int64_t debounce_max_ms; /* dedupe debounce: cap of the run time after the first submit */
     int64_t expires_at_ms;   /* not started by then: cancelled as expired (0: never) */

@@ -7,7 +7,11 @@
  * Jobq-Signature does not verify, or is older than 5 minutes, is answered 401 whatever the
  * script says (and logged with status 401). With JOBQ_HOOKD_PEM (a PEM file with its
  * certificate and key) it serves https. With JOBQ_HOOKD_TRACES it appends "JOB_ID TRACEPARENT
- * TRACESTATE" ("-" for a missing header) to that file for each request.
+ * TRACESTATE" ("-" for a missing header) to that file for each request. With JOBQ_HOOKD_KEYS
+ * it appends "TIME_MS start GROUP_KEY" to that file when a request arrives and "TIME_MS end
+ * GROUP_KEY" when it answers, JOBQ_HOOKD_DELAY_MS later (it_keys: how many of a key run).
+ * With JOBQ_HOOKD_SLOW_KEY=K and JOBQ_HOOKD_SLOW_AFTER=N, the first request of group key K is
+ * answered 429 with Retry-After: N, whatever the script says.
  * Usage: jobq-hookd SCRIPT LOG; prints "port N" once it listens on 127.0.0.1. */
 #include <arpa/inet.h>
 #include <nng/nng.h>
@@ -98,6 +102,26 @@ verified(const char *secret, const char *sig, const void *body, size_t len)
     return diff == 0;
 }
 
+/* key_line: appends "TIME_MS WHAT KEY" to $JOBQ_HOOKD_KEYS, if set. */
+static void
+key_line(const char *what, const char *key)
+{
+    const char *path = getenv("JOBQ_HOOKD_KEYS");
+    if (path == NULL) {
+        return;
+    }
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    pthread_mutex_lock(&mtx);
+    FILE *f = fopen(path, "a");
+    if (f != NULL) {
+        fprintf(f, "%lld %s %s\n", (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000, what,
+                key != NULL ? key : "-");
+        fclose(f);
+    }
+    pthread_mutex_unlock(&mtx);
+}
+
 static void
 handle(nng_aio *aio)
 {
@@ -106,8 +130,16 @@ handle(nng_aio *aio)
     size_t len;
     nng_http_req_get_data(req, &body, &len);
     int status, retry_after;
+    static bool slowed;
+    const char *slow_key = getenv("JOBQ_HOOKD_SLOW_KEY");
+    const char *group_key = nng_http_req_get_header(req, "Jobq-Group-Key");
     pthread_mutex_lock(&mtx);
     next_answer(&status, &retry_after);
+    if (slow_key != NULL && group_key != NULL && strcmp(slow_key, group_key) == 0 && !slowed) {
+        slowed = true;
+        status = 429;
+        retry_after = getenv("JOBQ_HOOKD_SLOW_AFTER") ? atoi(getenv("JOBQ_HOOKD_SLOW_AFTER")) : 1;
+    }
     const char *secret = getenv("JOBQ_HOOKD_SECRET");
     if (secret != NULL &&
         !verified(secret, nng_http_req_get_header(req, "Jobq-Signature"), body, len)) {
@@ -136,6 +168,13 @@ handle(nng_aio *aio)
     char snooze_v[sizeof(snooze)];
     snprintf(snooze_v, sizeof(snooze_v), "%s", snooze);
     pthread_mutex_unlock(&mtx);
+    const char *gkey = nng_http_req_get_header(req, "Jobq-Group-Key");
+    key_line("start", gkey);
+    const char *delay = getenv("JOBQ_HOOKD_DELAY_MS");
+    if (delay != NULL) {
+        usleep((useconds_t)atoi(delay) * 1000);
+    }
+    key_line("end", gkey);
     nng_http_res *res;
     if (nng_http_res_alloc(&res) != 0) {
         nng_aio_finish(aio, NNG_ENOMEM);

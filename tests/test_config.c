@@ -436,6 +436,8 @@ test_reserved_keys_accepted(void **state)
                           "retention_dead = 30d\n"
                           "max_pending = 100000\n"
                           "rate = 10/s\n"
+                          "key_concurrency = 3\n"
+                          "key_rate = 120/m\n"
                           "[schedule.nightly]\n"
                           "cron = 0 3 * * *\n"
                           "queue = q\n"
@@ -459,6 +461,8 @@ test_reserved_keys_accepted(void **state)
     assert_int_equal(q->retention_succeeded_ms, 7 * 24 * 3600 * 1000LL);
     assert_int_equal(q->retention_dead_ms, 30 * 24 * 3600 * 1000LL);
     assert_true(q->rate_per_s == 10.0);
+    assert_int_equal(q->key_concurrency, 3);
+    assert_true(q->key_rate_per_s == 2.0);
     assert_int_equal(cfg->nschedules, 1);
     const schedule_conf *sc = &cfg->schedules[0];
     assert_string_equal(sc->name, "nightly");
@@ -479,6 +483,8 @@ test_schedule_and_rate_errors(void **state)
     expect_err("[queue.q]\nrate = 50\n", 2, "rate = \"50\"", "50/s");
     expect_err("[queue.q]\nrate = 0/s\n", 2, "rate", "more than 0");
     expect_err("[queue.q]\nrate = 5/d\n", 2, "rate", "600/m");
+    expect_err("[queue.q]\nkey_rate = 10\n", 2, "key_rate = \"10\"", "50/s");
+    expect_err("[queue.q]\nkey_concurrency = 0\n", 2, "key_concurrency", "");
     expect_err("[queue.q]\n[schedule.s]\ncron = 60 * * * *\nqueue = q\n", 3, "field 1",
                "five fields");
     expect_err("[queue.q]\n[schedule.s]\ncron = * * *\nqueue = q\n", 3, "cron", "five fields");

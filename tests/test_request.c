@@ -139,6 +139,34 @@ test_submit_decodes_every_field(void **state)
     jobq__request_free(&req);
 }
 
+/* group_key: 1 to 200 bytes without control characters (it becomes a header and an environment
+ * variable), on a submit and on each entry of a batch. */
+static void
+test_group_key(void **state)
+{
+    (void)state;
+    request req;
+    assert_null(decode("{\"op\":\"submit\",\"queue\":\"q\",\"group_key\":\"acme \u00e9\"}", &req));
+    assert_string_equal(req.jobs[0].group_key, "acme \xc3\xa9");
+    jobq__request_free(&req);
+    assert_null(decode("{\"op\":\"submit_batch\",\"queue\":\"q\",\"jobs\":[{\"group_key\":\"a\"},"
+                       "{}]}",
+                       &req));
+    assert_string_equal(req.jobs[0].group_key, "a");
+    assert_null(req.jobs[1].group_key);
+    jobq__request_free(&req);
+    char big[320];
+    snprintf(big, sizeof(big), "{\"op\":\"submit\",\"queue\":\"q\",\"group_key\":\"%0201d\"}", 0);
+    expect_error(big, "invalid_argument", "group_key", NULL);
+    expect_error("{\"op\":\"submit\",\"queue\":\"q\",\"group_key\":\"a\\r\\nX: 1\"}",
+                 "invalid_argument", "control characters", NULL);
+    expect_code("{\"op\":\"submit\",\"queue\":\"q\",\"group_key\":\"\"}", "invalid_argument");
+    expect_code("{\"op\":\"submit\",\"queue\":\"q\",\"group_key\":7}", "invalid_argument");
+    expect_error("{\"op\":\"submit_batch\",\"queue\":\"q\",\"jobs\":[{}],\"group\":true,"
+                 "\"on_complete\":{\"queue\":\"r\",\"group_key\":\"k\"}}",
+                 "invalid_argument", "group_key", NULL);
+}
+
 static void
 test_payload_defaults_to_null_and_hash_ignores_key_order(void **state)
 {
@@ -384,6 +412,7 @@ test_fast_path_agrees_or_declines(void **state)
     fast_declines("{\"op\":\"submit\",\"queue\":\"q\",\"payload\":1.5}");
     fast_declines("{\"op\":\"submit\",\"queue\":\"q\",\"payload\":-0}");
     fast_declines("{\"op\":\"submit\",\"queue\":\"q\",\"key\":\"k\"}");
+    fast_declines("{\"op\":\"submit\",\"queue\":\"q\",\"group_key\":\"k\"}");
     fast_declines("{\"op\":\"submit\",\"queue\":\"q\",\"payload\":{\"a\":1,\"a\":2}}");
     fast_declines("{\"op\":\"submit\",\"queue\":\"bad name\"}");
     fast_declines("{\"op\":\"submit\",\"queue\":\"q\",\"queue\":\"q\"}");
@@ -677,6 +706,7 @@ main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_submit_decodes_every_field),
+        cmocka_unit_test(test_group_key),
         cmocka_unit_test(test_payload_defaults_to_null_and_hash_ignores_key_order),
         cmocka_unit_test(test_batch_default_queue_and_limits),
         cmocka_unit_test(test_wait_list_get),

@@ -339,11 +339,13 @@ test_sqlite_claim_uses_ready_index(void **state)
     sqlite3 *db;
     assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK);
     sqlite3_stmt *s;
-    assert_int_equal(sqlite3_prepare_v2(db,
-                                        "EXPLAIN QUERY PLAN SELECT id FROM jobs WHERE queue = 'q' "
-                                        "AND state = 1 ORDER BY priority DESC, run_at, id LIMIT 1",
-                                        -1, &s, NULL),
-                     SQLITE_OK);
+    assert_int_equal(
+        sqlite3_prepare_v2(db,
+                           "EXPLAIN QUERY PLAN SELECT id FROM jobs WHERE queue = 'q' "
+                           "AND state = 1 AND group_key IS NULL ORDER BY priority DESC, run_at, id "
+                           "LIMIT 1",
+                           -1, &s, NULL),
+        SQLITE_OK);
     char plan[1024] = "";
     while (sqlite3_step(s) == SQLITE_ROW) {
         strncat(plan, (const char *)sqlite3_column_text(s, 3), sizeof(plan) - strlen(plan) - 2);
@@ -1079,7 +1081,8 @@ test_pg_claim_uses_claim_index(void **state)
     assert_int_equal(PQstatus(c), CONNECTION_OK);
     PQclear(PQexec(c, "SET plan_cache_mode = force_generic_plan"));
     PQclear(PQexec(c, "PREPARE c(text, smallint, bigint) AS SELECT id FROM jobs WHERE "
-                      "queue = $1 AND state = $2 ORDER BY priority DESC, run_at, id LIMIT $3 "
+                      "queue = $1 AND state = $2 AND group_key IS NULL "
+                      "ORDER BY priority DESC, run_at, id LIMIT $3 "
                       "FOR UPDATE SKIP LOCKED"));
     PGresult *r = PQexec(c, "EXPLAIN EXECUTE c('q1', 1, 10)");
     assert_int_equal(PQresultStatus(r), PGRES_TUPLES_OK);
@@ -1708,6 +1711,299 @@ test_contract_snooze(void **state)
     job_row_clear(&rows[0]);
 }
 
+/* insert_key: a ready job of queue with group_key key (NULL: none) and priority prio. */
+static int64_t
+insert_key(store *st, const char *queue, const char *key, int32_t prio, int64_t now)
+{
+    job_spec s = {.queue = queue,
+                  .payload = "{}",
+                  .priority = prio,
+                  .run_at_ms = now,
+                  .max_attempts = 3,
+                  .timeout_ms = 1000,
+                  .group_key = key};
+    int64_t id;
+    assert_int_equal(store_begin(st), JOBQ_OK);
+    assert_int_equal(store_job_insert(st, &s, JOBQ_READY, now, 0, NULL, &id), JOBQ_OK);
+    assert_int_equal(store_commit(st), JOBQ_OK);
+    return id;
+}
+
+/* claim_keys: claims up to max jobs of queue at now with limits kl into ids (0 after the last);
+ * returns how many, *info what was passed over. */
+static size_t
+claim_keys(store *st, const char *queue, int64_t now, size_t max, const key_limits *kl,
+           int64_t *ids, key_claim_info *info)
+{
+    job_row rows[32];
+    size_t n = 0;
+    key_claim_info dummy;
+    assert_true(max <= 32);
+    assert_int_equal(store_begin(st), JOBQ_OK);
+    assert_int_equal(store_claim_keys(st, queue, now, max, kl, rows, &n, info ? info : &dummy),
+                     JOBQ_OK);
+    assert_int_equal(store_commit(st), JOBQ_OK);
+    for (size_t i = 0; i < n; i++) {
+        assert_int_equal(rows[i].state, JOBQ_RUNNING);
+        ids[i] = rows[i].id;
+        job_row_clear(&rows[i]);
+    }
+    ids[n] = 0;
+    return n;
+}
+
+static void
+finish(store *st, int64_t id)
+{
+    assert_int_equal(store_begin(st), JOBQ_OK);
+    assert_int_equal(store_job_finish(st, id, JOBQ_SUCCEEDED, 5000, 0, NULL, NULL), JOBQ_OK);
+    assert_int_equal(store_commit(st), JOBQ_OK);
+}
+
+/* Keys take turns, the least recently served first: a key with many ready jobs does not delay
+ * a key with one, one job per claim or many. The job's group_key is stored and read back. */
+static void
+test_contract_keys_take_turns(void **state)
+{
+    fixture *f = *state;
+    int64_t a[5], b, c[2];
+    for (int i = 0; i < 5; i++) {
+        a[i] = insert_key(f->st, "q", "A", 0, 1000 + i);
+    }
+    b = insert_key(f->st, "q", "B", 0, 1100);
+    c[0] = insert_key(f->st, "q", "C", 0, 1200);
+    c[1] = insert_key(f->st, "q", "C", 0, 1201);
+    insert_key(f->st, "other", "A", 0, 1000);
+    int64_t want[] = {a[0], b, c[0], a[1], c[1], a[2], a[3], a[4]};
+    int64_t got[33];
+    for (size_t i = 0; i < 8; i++) {
+        assert_int_equal(claim_keys(f->st, "q", 2000, 1, NULL, got, NULL), 1);
+        assert_int_equal(got[0], want[i]);
+    }
+    assert_int_equal(claim_keys(f->st, "q", 2000, 1, NULL, got, NULL), 0);
+    job_row r;
+    assert_int_equal(store_get(f->st, b, &r), JOBQ_OK);
+    assert_non_null(r.group_key);
+    assert_string_equal(r.group_key, "B");
+    job_row_clear(&r);
+
+    /* The same order in one claim of many, in a queue of its own. */
+    int64_t x[4], y, z;
+    for (int i = 0; i < 4; i++) {
+        x[i] = insert_key(f->st, "m", "X", 0, 1000 + i);
+    }
+    y = insert_key(f->st, "m", "Y", 0, 1100);
+    z = insert_key(f->st, "m", "Z", 0, 1200);
+    int64_t want2[] = {x[0], y, z, x[1], x[2], x[3]};
+    assert_int_equal(claim_keys(f->st, "m", 2000, 10, NULL, got, NULL), 6);
+    for (size_t i = 0; i < 6; i++) {
+        assert_int_equal(got[i], want2[i]);
+    }
+}
+
+/* Priority comes first; within a priority level keys take turns, and the jobs without key take
+ * the turns of one more key. */
+static void
+test_contract_keys_priority_and_unkeyed(void **state)
+{
+    fixture *f = *state;
+    int64_t a0 = insert_key(f->st, "q", "A", 0, 1000);
+    int64_t a1 = insert_key(f->st, "q", "A", 0, 1001);
+    int64_t u0 = insert_key(f->st, "q", NULL, 0, 1002);
+    int64_t u1 = insert_key(f->st, "q", NULL, 0, 1003);
+    int64_t b0 = insert_key(f->st, "q", "B", 0, 1004);
+    int64_t hi = insert_key(f->st, "q", "B", 5, 1005);
+    int64_t got[33];
+    assert_int_equal(claim_keys(f->st, "q", 2000, 10, NULL, got, NULL), 6);
+    /* B's priority-5 job first; then the unkeyed share (never served), A, B, unkeyed, A. */
+    int64_t want[] = {hi, u0, a0, b0, u1, a1};
+    for (size_t i = 0; i < 6; i++) {
+        assert_int_equal(got[i], want[i]);
+    }
+}
+
+/* key_concurrency: a key at its cap is passed over (the claim says so) until one of its
+ * running jobs ends; the other keys go on. */
+static void
+test_contract_key_cap(void **state)
+{
+    fixture *f = *state;
+    int64_t a0 = insert_key(f->st, "q", "A", 0, 1000);
+    int64_t a1 = insert_key(f->st, "q", "A", 0, 1001);
+    int64_t a2 = insert_key(f->st, "q", "A", 0, 1002);
+    int64_t b0 = insert_key(f->st, "q", "B", 0, 1003);
+    key_limits kl = {.cap = 1};
+    key_claim_info info;
+    int64_t got[33];
+    assert_int_equal(claim_keys(f->st, "q", 2000, 10, &kl, got, &info), 2);
+    assert_int_equal(got[0], a0);
+    assert_int_equal(got[1], b0);
+    assert_true(info.blocked);
+    assert_int_equal(claim_keys(f->st, "q", 2000, 10, &kl, got, &info), 0);
+    int64_t running = -1;
+    assert_int_equal(store_key_running(f->st, "q", "A", 10, &running), JOBQ_OK);
+    assert_int_equal(running, 1);
+    finish(f->st, b0); /* another key's end frees nothing of A */
+    assert_int_equal(claim_keys(f->st, "q", 2000, 10, &kl, got, &info), 0);
+    finish(f->st, a0);
+    assert_int_equal(claim_keys(f->st, "q", 2000, 10, &kl, got, &info), 1);
+    assert_int_equal(got[0], a1);
+    kl.cap = 2; /* a cap raised: the next end lets two run */
+    finish(f->st, a1);
+    assert_int_equal(claim_keys(f->st, "q", 2000, 10, &kl, got, &info), 1);
+    assert_int_equal(got[0], a2);
+}
+
+/* key_rate: a key's starts are spaced by the interval; the claim says when the held key is
+ * due, and claims it then. */
+static void
+test_contract_key_rate(void **state)
+{
+    fixture *f = *state;
+    int64_t a0 = insert_key(f->st, "q", "A", 0, 1000);
+    int64_t a1 = insert_key(f->st, "q", "A", 0, 1001);
+    int64_t b0 = insert_key(f->st, "q", "B", 0, 1002);
+    key_limits kl = {.interval_ms = 1000};
+    key_claim_info info;
+    int64_t got[33];
+    assert_int_equal(claim_keys(f->st, "q", 2000, 10, &kl, got, &info), 2);
+    assert_int_equal(got[0], a0);
+    assert_int_equal(got[1], b0);
+    assert_true(info.blocked);
+    assert_int_equal(info.wake_ms, 3000);
+    assert_int_equal(claim_keys(f->st, "q", 2999, 10, &kl, got, &info), 0);
+    assert_int_equal(claim_keys(f->st, "q", 3000, 10, &kl, got, &info), 1);
+    assert_int_equal(got[0], a1);
+}
+
+/* A slow-down of one key (store_key_hold): its jobs wait until then, the other keys' do not. */
+static void
+test_contract_key_hold(void **state)
+{
+    fixture *f = *state;
+    int64_t a0 = insert_key(f->st, "q", "A", 0, 1000);
+    int64_t a1 = insert_key(f->st, "q", "A", 0, 1001);
+    int64_t b0 = insert_key(f->st, "q", "B", 0, 1002);
+    int64_t b1 = insert_key(f->st, "q", "B", 0, 1003);
+    key_claim_info info;
+    int64_t got[33];
+    assert_int_equal(claim_keys(f->st, "q", 2000, 1, NULL, got, &info), 1);
+    assert_int_equal(got[0], a0);
+    assert_int_equal(store_begin(f->st), JOBQ_OK);
+    assert_int_equal(store_key_hold(f->st, "q", "A", 5000), JOBQ_OK);
+    assert_int_equal(store_commit(f->st), JOBQ_OK);
+    finish(f->st, a0);
+    assert_int_equal(claim_keys(f->st, "q", 3000, 10, NULL, got, &info), 2);
+    assert_int_equal(got[0], b0);
+    assert_int_equal(got[1], b1);
+    assert_true(info.blocked);
+    assert_int_equal(info.wake_ms, 5000);
+    assert_int_equal(claim_keys(f->st, "q", 4999, 10, NULL, got, &info), 0);
+    assert_int_equal(claim_keys(f->st, "q", 5000, 10, NULL, got, &info), 1);
+    assert_int_equal(got[0], a1);
+}
+
+/* A requeued or retried keyed job is claimed again (the triggers put its key back). */
+static void
+test_contract_keys_requeue_retry(void **state)
+{
+    fixture *f = *state;
+    int64_t a0 = insert_key(f->st, "q", "A", 0, 1000);
+    key_limits kl = {.cap = 1};
+    int64_t got[33];
+    assert_int_equal(claim_keys(f->st, "q", 2000, 10, &kl, got, NULL), 1);
+    assert_int_equal(store_begin(f->st), JOBQ_OK);
+    assert_int_equal(store_requeue(f->st, a0, 2100, "shutdown", NULL), JOBQ_OK);
+    assert_int_equal(store_commit(f->st), JOBQ_OK);
+    assert_int_equal(claim_keys(f->st, "q", 2200, 10, &kl, got, NULL), 1);
+    assert_int_equal(got[0], a0);
+    assert_int_equal(store_begin(f->st), JOBQ_OK);
+    assert_int_equal(store_job_finish(f->st, a0, JOBQ_DEAD, 2300, 0, NULL, "x"), JOBQ_OK);
+    assert_int_equal(store_commit(f->st), JOBQ_OK);
+    job_row r = {0};
+    int old;
+    assert_int_equal(store_begin(f->st), JOBQ_OK);
+    assert_int_equal(store_retry(f->st, a0, 2400, &r, &old), JOBQ_OK);
+    assert_int_equal(store_commit(f->st), JOBQ_OK);
+    job_row_clear(&r);
+    assert_int_equal(claim_keys(f->st, "q", 2500, 10, &kl, got, NULL), 1);
+    assert_int_equal(got[0], a0);
+}
+
+/* A key's ready jobs are one seek of jobs_key, never a sort. */
+static void
+test_sqlite_key_claim_uses_key_index(void **state)
+{
+    fixture *f = *state;
+    sqlite3 *db;
+    assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK);
+    const char *q[] = {
+        "EXPLAIN QUERY PLAN SELECT id FROM jobs INDEXED BY jobs_key WHERE queue = 'q' AND "
+        "group_key = 'k' AND state = 1 AND group_key IS NOT NULL AND state IN (1, 2) "
+        "ORDER BY priority DESC, run_at, id LIMIT 1",
+        "EXPLAIN QUERY PLAN SELECT group_key FROM group_keys INDEXED BY group_keys_turn WHERE "
+        "queue = 'q' AND active = 1 ORDER BY prio DESC, turn LIMIT 1",
+    };
+    for (size_t i = 0; i < 2; i++) {
+        sqlite3_stmt *s;
+        assert_int_equal(sqlite3_prepare_v2(db, q[i], -1, &s, NULL), SQLITE_OK);
+        char plan[1024] = "";
+        while (sqlite3_step(s) == SQLITE_ROW) {
+            strncat(plan, (const char *)sqlite3_column_text(s, 3), sizeof(plan) - strlen(plan) - 2);
+            strcat(plan, ";");
+        }
+        sqlite3_finalize(s);
+        assert_null(strstr(plan, "TEMP B-TREE"));
+        assert_null(strstr(plan, "SCAN"));
+    }
+    sqlite3_close(db);
+}
+
+#ifdef JOBQ_HAVE_POSTGRES
+/* key_concurrency across nodes: a claim holds the key's row, so a second jobqd's claim meanwhile
+ * passes the key over (it takes the other keys), and once the first commits it counts the
+ * running job against the cap. */
+static void
+test_pg_key_cap_across_connections(void **state)
+{
+    fixture *f = *state;
+    int64_t k0 = insert_key(f->st, "q", "K", 0, 1000);
+    insert_key(f->st, "q", "K", 0, 1001);
+    int64_t l0 = insert_key(f->st, "q", "L", 0, 1002);
+    store *other = NULL;
+    char err[1024] = "";
+    if (store_open(f->path, DURABILITY_FULL, &other, err, sizeof(err)) != JOBQ_OK) {
+        fail_msg("second store_open: %s", err);
+    }
+    key_limits kl = {.cap = 1};
+    job_row a[10], b[10];
+    size_t na = 0, nb = 0;
+    key_claim_info info;
+    /* A claim of nothing folds the keys into the rotation (committed). */
+    assert_int_equal(store_begin(f->st), JOBQ_OK);
+    assert_int_equal(store_claim_keys(f->st, "q", 2000, 0, &kl, a, &na, &info), JOBQ_OK);
+    assert_int_equal(store_commit(f->st), JOBQ_OK);
+    assert_int_equal(store_begin(f->st), JOBQ_OK);
+    assert_int_equal(store_claim_keys(f->st, "q", 2000, 1, &kl, a, &na, &info), JOBQ_OK);
+    assert_int_equal(na, 1);
+    assert_int_equal(a[0].id, k0);
+    assert_int_equal(store_begin(other), JOBQ_OK);
+    assert_int_equal(store_claim_keys(other, "q", 2000, 10, &kl, b, &nb, &info), JOBQ_OK);
+    assert_int_equal(store_commit(other), JOBQ_OK);
+    assert_int_equal(nb, 1); /* L's job; K's row is held: its second job waits */
+    assert_int_equal(b[0].id, l0);
+    job_row_clear(&b[0]);
+    assert_int_equal(store_commit(f->st), JOBQ_OK);
+    job_row_clear(&a[0]);
+    assert_int_equal(store_begin(other), JOBQ_OK);
+    assert_int_equal(store_claim_keys(other, "q", 2000, 10, &kl, b, &nb, &info), JOBQ_OK);
+    assert_int_equal(store_commit(other), JOBQ_OK);
+    assert_int_equal(nb, 0); /* K is at its cap, counted from the other node's claim */
+    assert_true(info.blocked);
+    store_close(other);
+}
+#endif
+
 static void
 test_redact_hides_password(void **state)
 {
@@ -1760,10 +2056,17 @@ main(void)
         cmocka_unit_test_setup_teardown(test_contract_dedupe_modes, setup, teardown),
         cmocka_unit_test_setup_teardown(test_contract_expiry, setup, teardown),
         cmocka_unit_test_setup_teardown(test_contract_snooze, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_contract_keys_take_turns, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_contract_keys_priority_and_unkeyed, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_contract_key_cap, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_contract_key_rate, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_contract_key_hold, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_contract_keys_requeue_retry, setup, teardown),
     };
     const struct CMUnitTest sqlite[] = {
         cmocka_unit_test(test_redact_hides_password),
         cmocka_unit_test_setup_teardown(test_sqlite_claim_uses_ready_index, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_sqlite_key_claim_uses_key_index, setup, teardown),
         cmocka_unit_test_setup_teardown(test_sqlite_sync_apart_and_checkpoint, setup, teardown),
         cmocka_unit_test_setup_teardown(test_sqlite_newer_database_refused, setup, teardown),
         cmocka_unit_test_setup_teardown(test_sqlite_fresh_database_gets_every_migration, setup,
@@ -1779,6 +2082,7 @@ main(void)
         cmocka_unit_test_setup_teardown(test_pg_migrations_recorded_once, setup, teardown),
         cmocka_unit_test_setup_teardown(test_pg_newer_database_refused, setup, teardown),
         cmocka_unit_test_setup_teardown(test_pg_concurrent_claims_skip_locked, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_pg_key_cap_across_connections, setup, teardown),
         cmocka_unit_test_setup_teardown(test_pg_lost_connection_reconnects, setup, teardown),
         cmocka_unit_test(test_pg_unreachable_server_says_where),
         cmocka_unit_test_setup_teardown(test_pg_key_race_two_nodes, setup, teardown),
