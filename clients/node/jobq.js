@@ -63,6 +63,16 @@ class TransportError extends JobqError {
 }
 
 /** Thrown by a Worker's handler: the job fails for good (dead at once, not retried). */
+/** Snooze: thrown by a Worker's handler: the job runs again after delay (ms or "30s")
+ *  without spending an attempt (kind snoozed in its history). */
+class Snooze extends Error {
+  constructor(delay, message) {
+    super(message || 'snoozed');
+    this.name = 'Snooze';
+    this.delay = delay;
+  }
+}
+
 class Permanent extends Error {
   constructor(message) {
     super(message);
@@ -100,13 +110,17 @@ function put(obj, more) {
 /** submitFields: a submit object of the wire (without op) from camelCase options; fields it
  *  does not know pass through as written. */
 function submitFields(o) {
-  const { maxAttempts, runAt, afterPolicy, onComplete, ...rest } = o;
+  const { maxAttempts, runAt, afterPolicy, onComplete, groupKey, debounceMax, expiresIn, expiresAt, ...rest } = o;
   return put(rest, {
     delay: durationMs(o.delay),
     timeout: durationMs(o.timeout),
     run_at: runAt instanceof Date ? runAt.getTime() : runAt,
     max_attempts: maxAttempts,
     after_policy: afterPolicy,
+    group_key: groupKey,
+    debounce_max: durationMs(debounceMax),
+    expires_in: durationMs(expiresIn),
+    expires_at: expiresAt instanceof Date ? expiresAt.getTime() : expiresAt,
   });
 }
 
@@ -330,7 +344,10 @@ class Client {
   ping() { return this.call('ping'); }
 
   /** submit: one job; options delay, runAt, priority, maxAttempts, timeout, key, after,
-   *  afterPolicy. Resolves with {id, state, duplicate}. */
+   *  afterPolicy, groupKey (the key of key_concurrency and key_rate), dedupe (ttl,
+   *  until_done, replace, debounce: with a key), debounceMax, expiresIn or expiresAt (not
+   *  started by then: cancelled as expired); other fields of PROTOCOL.md's submit pass as
+   *  written. Resolves with {id, state, duplicate} (and replaced). */
   submit(queue, payload = null, options = {}) {
     return this.call('submit', submitFields({ ...options, queue, payload }));
   }
@@ -396,9 +413,10 @@ class Client {
   /** ack: a success; resolves with the job. */
   async ack(id, lease, result) { return (await this.call('ack', { id, lease, result })).job; }
 
-  /** fail: a failure (retry false: dead at once); resolves with the job. */
-  async fail(id, lease, error, retry = true) {
-    return (await this.call('fail', { id, lease, error, retry })).job;
+  /** fail: a failure (retry false: dead at once), or with options.snooze (a duration) the
+   *  job runs again after it without spending an attempt; resolves with the job. */
+  async fail(id, lease, error, retry = true, options = {}) {
+    return (await this.call('fail', put({ id, lease, error, retry }, { snooze: durationMs(options.snooze) }))).job;
   }
 
   /** heartbeat: extends a lease: {lease_expires_at, cancel} (cancel true: stop the job). */
@@ -493,6 +511,7 @@ class Worker {
         const job = {
           id: d.id, queue: d.queue, payload: d.payload, attempt: d.attempt,
           maxAttempts: d.max_attempts, timeout: d.timeout, lease: d.lease, signal: ac.signal,
+          groupKey: d.group_key, parentResults: d.parent_results,
           abort: () => ac.abort(), hb: null, expires: 0,
         };
         leased.set(job.id, job);
@@ -503,7 +522,9 @@ class Worker {
           .then((v) => ({ job, ok: true, text: resultText(v) }),
             (e) => (e instanceof Permanent
               ? { job, ok: false, text: e.message || 'permanent failure', retry: false }
-              : { job, ok: false, text: `${(e && e.name) || 'Error'}: ${e && e.message !== undefined ? e.message : e}`, retry: true }))
+              : e instanceof Snooze
+                ? { job, ok: false, text: e.message, retry: true, snooze: durationMs(e.delay) }
+                : { job, ok: false, text: `${(e && e.name) || 'Error'}: ${e && e.message !== undefined ? e.message : e}`, retry: true }))
           .then((o) => {
             inhand--;
             outbox.push(o);
@@ -568,7 +589,7 @@ class Worker {
         const acks = batch.filter((o) => o.ok);
         const reqs = [];
         if (fails.length) {
-          reqs.push(['fail', fails, fails.map((o) => ({ id: o.job.id, lease: o.job.lease, error: o.text, retry: o.retry }))]);
+          reqs.push(['fail', fails, fails.map((o) => put({ id: o.job.id, lease: o.job.lease, error: o.text, retry: o.retry }, { snooze: o.snooze }))]);
         }
         if (acks.length) {
           reqs.push(['ack', acks, acks.map((o) => put({ id: o.job.id, lease: o.job.lease }, { result: o.text }))]);
@@ -621,4 +642,4 @@ function resultText(v) {
   return JSON.stringify(v);
 }
 
-module.exports = { Client, Worker, JobqError, TransportError, Permanent, durationMs };
+module.exports = { Client, Worker, JobqError, TransportError, Permanent, Snooze, durationMs };

@@ -20,7 +20,7 @@
 const assert = require('node:assert/strict');
 const { spawn } = require('node:child_process');
 const readline = require('node:readline');
-const { Client, Worker, JobqError, Permanent } = require('./jobq');
+const { Client, Worker, JobqError, Permanent, Snooze } = require('./jobq');
 
 const URL = process.env.JOBQ_URL;
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
@@ -199,6 +199,41 @@ async function main() {
   assert.equal(most, 4, `handlers at once: ${most}, want 4`);
   assert.equal(runs, 220);
   ok(`a Worker of concurrency 4 drained 200 jobs (${drained.toFixed(2)} s), 20 retried once, 4 dead by Permanent`);
+
+  // ---- groupKey, a replaced waiting job, expiry, a snooze and a parent's result ----
+  const rep1 = await c.submit('drain', 'v1', { key: 'only-one', dedupe: 'replace', delay: '1h' });
+  const rep2 = await c.submit('drain', 'v2', { key: 'only-one', dedupe: 'replace', delay: '1h' });
+  assert.equal(rep2.id, rep1.id);
+  assert.equal(rep2.replaced, true);
+  assert.equal((await c.get(rep1.id)).payload, 'v2');
+  await c.cancel(rep1.id);
+  const late = (await c.submit('drain', 'too late', { delay: '300ms', expiresIn: '100ms' })).id;
+  const parent = (await c.submit('drain', { step: 'parent' }, { groupKey: 'tenant-1' })).id;
+  const child = (await c.submit('drain', { step: 'child' }, { after: [parent] })).id;
+  const nap = (await c.submit('drain', { step: 'snooze' })).id;
+  const seen = {};
+  w = new Worker(URL, 'drain', async (job) => {
+    const step = job.payload.step;
+    (seen[step] = seen[step] || []).push(job);
+    if (step === 'snooze' && seen[step].length === 1) throw new Snooze('100ms', 'not yet');
+    return `${step} done`;
+  }, { concurrency: 2 });
+  run = w.run();
+  r = await c.wait([parent, child, nap, late], { timeout: '30s' });
+  w.stop();
+  await within(30000, run, 'the worker stopping');
+  assert.ok(r.done);
+  const st = Object.fromEntries(r.jobs.map((x) => [x.id, x.state]));
+  assert.deepEqual([st[parent], st[child], st[nap]], ['succeeded', 'succeeded', 'succeeded']);
+  assert.equal(st[late], 'cancelled');
+  assert.equal((await c.get(late)).error, 'expired');
+  assert.equal(seen.parent[0].groupKey, 'tenant-1');
+  assert.equal((await c.get(parent)).group_key, 'tenant-1');
+  assert.deepEqual(seen.child[0].parentResults, { [String(parent)]: 'parent done' });
+  const napped = await c.get(nap);
+  assert.equal(napped.attempt, 1);
+  assert.deepEqual(napped.attempts.map((a) => a.kind), ['snoozed', 'success']);
+  ok('groupKey on a job, dedupe replace of a waiting job, expiry, a Snooze that spent no attempt, and a child handed its parent\'s result');
 
   // ---- heartbeats keep a lease (2 s) over a job of 3.5 s; a cancel reaches the handler ----
   let started;

@@ -41,7 +41,7 @@ import threading
 import time
 from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Union
 
-__all__ = ["Client", "Worker", "Job", "JobqError", "TransportError", "Permanent"]
+__all__ = ["Client", "Worker", "Job", "JobqError", "TransportError", "Permanent", "Snooze"]
 
 log = logging.getLogger("jobq")
 log.addHandler(logging.NullHandler())  # silent unless the application configures logging
@@ -80,6 +80,15 @@ class TransportError(JobqError):
 
 class Permanent(Exception):
     """Raised by a Worker's handler: the job fails for good (`dead` at once, not retried)."""
+
+
+class Snooze(Exception):
+    """Raised by a Worker's handler: the job runs again after `delay` (a duration: ms or a
+    string such as "30s") without spending an attempt (kind `snoozed` in its history)."""
+
+    def __init__(self, delay: "Duration", reason: str = ""):
+        super().__init__(reason or "snoozed")
+        self.delay = delay
 
 
 # ---- durations and times ------------------------------------------------------------------
@@ -391,12 +400,20 @@ class Client:
                run_at: Any = None, priority: Optional[int] = None,
                max_attempts: Optional[int] = None, timeout: Duration = None,
                key: Optional[str] = None, after: Optional[Sequence[int]] = None,
-               after_policy: Optional[str] = None) -> Dict[str, Any]:
-        """Submits one job; returns {"id", "state", "duplicate"}."""
+               after_policy: Optional[str] = None, group_key: Optional[str] = None,
+               dedupe: Optional[str] = None, debounce_max: Duration = None,
+               expires_in: Duration = None, expires_at: Any = None,
+               **extra: Any) -> Dict[str, Any]:
+        """Submits one job; returns {"id", "state", "duplicate"} (and "replaced" when dedupe
+        replace or debounce updated a waiting job). group_key: the key of the queue's
+        key_concurrency and key_rate; dedupe: ttl, until_done, replace or debounce (with a
+        key); expires_in or expires_at: cancelled as expired if not started by then. Other
+        fields of PROTOCOL.md's submit (traceparent, ...) pass as keywords."""
         return self.call("submit", **_submit_fields(
             queue=queue, payload=payload, delay=delay, run_at=run_at, priority=priority,
             max_attempts=max_attempts, timeout=timeout, key=key, after=after,
-            after_policy=after_policy))
+            after_policy=after_policy, group_key=group_key, dedupe=dedupe,
+            debounce_max=debounce_max, expires_in=expires_in, expires_at=expires_at, **extra))
 
     def submit_batch(self, jobs: Iterable[Dict[str, Any]], queue: Optional[str] = None,
                      group: bool = False,
@@ -462,9 +479,12 @@ class Client:
         """Records a success; returns the job."""
         return self.call("ack", id=id, lease=lease, result=result)["job"]
 
-    def fail(self, id: int, lease: str, error: str, retry: bool = True) -> Dict[str, Any]:
-        """Records a failure (retry=False: dead at once); returns the job."""
-        return self.call("fail", id=id, lease=lease, error=error, retry=retry)["job"]
+    def fail(self, id: int, lease: str, error: str, retry: bool = True,
+             snooze: Duration = None) -> Dict[str, Any]:
+        """Records a failure (retry=False: dead at once), or with snooze (a duration) runs the
+        job again after it without spending an attempt; returns the job."""
+        return self.call("fail", id=id, lease=lease, error=error, retry=retry,
+                         snooze=_duration_ms(snooze))["job"]
 
     def heartbeat(self, id: int, lease: str) -> Dict[str, Any]:
         """Extends a lease: {"lease_expires_at", "cancel"} (cancel true: stop the job)."""
@@ -475,13 +495,16 @@ def _submit_fields(queue: Optional[str] = None, payload: Any = None, *, delay: D
                    run_at: Any = None, priority: Optional[int] = None,
                    max_attempts: Optional[int] = None, timeout: Duration = None,
                    key: Optional[str] = None, after: Optional[Sequence[int]] = None,
-                   after_policy: Optional[str] = None, **extra: Any) -> Dict[str, Any]:
+                   after_policy: Optional[str] = None, debounce_max: Duration = None,
+                   expires_in: Duration = None, expires_at: Any = None,
+                   **extra: Any) -> Dict[str, Any]:
     """A submit object of the wire (without op): durations and times in their wire form."""
     return _put({}, queue=queue, payload=payload, delay=_duration_ms(delay),
                 run_at=_time_ms(run_at), priority=priority, max_attempts=max_attempts,
                 timeout=_duration_ms(timeout), key=key,
                 after=list(after) if after is not None else None, after_policy=after_policy,
-                **extra)
+                debounce_max=_duration_ms(debounce_max), expires_in=_duration_ms(expires_in),
+                expires_at=_time_ms(expires_at), **extra)
 
 
 def _fetch_fields(queues: Union[str, Sequence[str]], max: int, timeout: Any,
@@ -516,6 +539,9 @@ class Job:
         self.max_attempts: int = d.get("max_attempts", 1)
         self.timeout: Optional[int] = d.get("timeout")
         self.lease: str = d["lease"]
+        self.group_key: Optional[str] = d.get("group_key")
+        # {parent id (str): its result} for a job submitted with after; None otherwise
+        self.parent_results: Optional[Dict[str, Any]] = d.get("parent_results")
         self.cancelled = threading.Event()
         self._renewed(d.get("lease_expires_at"))
 
@@ -533,10 +559,11 @@ class Job:
 
 
 class _Outcome:
-    __slots__ = ("job", "ok", "text", "retry")
+    __slots__ = ("job", "ok", "text", "retry", "snooze")
 
-    def __init__(self, job: Job, ok: bool, text: Optional[str], retry: bool):
+    def __init__(self, job: Job, ok: bool, text: Optional[str], retry: bool, snooze: Any = None):
         self.job, self.ok, self.text, self.retry = job, ok, text, retry
+        self.snooze = snooze
 
 
 class Worker:
@@ -544,7 +571,8 @@ class Worker:
 
     The handler's return value is the job's result: a str as is, None for none, anything else
     as JSON. An exception fails the attempt with its text and the job is retried with backoff
-    (until max_attempts); Permanent makes it dead at once.
+    (until max_attempts); Permanent makes it dead at once; Snooze(delay) runs it again after
+    delay without spending an attempt.
 
     Outcomes go in batches (one ack, one fail of many jobs) carrying a fetch for the free
     handlers, so a busy worker makes one round trip per batch; an idle one long-polls
@@ -681,6 +709,8 @@ class Worker:
                     out = _Outcome(job, True, _result_text(res), False)
                 except Permanent as e:
                     out = _Outcome(job, False, str(e) or "permanent failure", False)
+                except Snooze as e:
+                    out = _Outcome(job, False, str(e), True, _duration_ms(e.delay))
                 except Exception as e:  # the handler's failure is the job's, not ours
                     out = _Outcome(job, False, f"{type(e).__name__}: {e}", True)
                 with self._cond:
@@ -731,7 +761,8 @@ class Worker:
         reqs = []
         if fails:
             reqs.append(("fail", fails, [_put({"id": o.job.id, "lease": o.job.lease,
-                                               "error": o.text, "retry": o.retry})
+                                               "error": o.text, "retry": o.retry},
+                                              snooze=o.snooze)
                                          for o in fails]))
         if acks:
             reqs.append(("ack", acks, [_put({"id": o.job.id, "lease": o.job.lease},

@@ -214,6 +214,40 @@ def main():
     ok(f"a Worker of concurrency 4 drained 200 jobs ({drained:.2f} s), 20 retried once, "
        f"4 dead by Permanent")
 
+    # ---- group_key, a replaced waiting job, expiry, a snooze and a parent's result ----
+    rep1 = c.submit("drain", "v1", key="only-one", dedupe="replace", delay="1h")
+    rep2 = c.submit("drain", "v2", key="only-one", dedupe="replace", delay="1h")
+    assert rep2["id"] == rep1["id"] and rep2.get("replaced") is True, (rep1, rep2)
+    assert c.get(rep1["id"])["payload"] == "v2"
+    c.cancel(rep1["id"])
+    late = c.submit("drain", "too late", delay="300ms", expires_in="100ms")["id"]
+    parent = c.submit("drain", {"step": "parent"}, group_key="tenant-1")["id"]
+    child = c.submit("drain", {"step": "child"}, after=[parent])["id"]
+    nap = c.submit("drain", {"step": "snooze"})["id"]
+    seen = {}
+
+    def steps(job):
+        step = job.payload["step"]
+        seen.setdefault(step, []).append(job)
+        if step == "snooze" and len(seen[step]) == 1:
+            raise jobq.Snooze("100ms", "not yet")
+        return f"{step} done"
+
+    w = jobq.Worker(URL, "drain", steps, concurrency=2)
+    wt = run_worker(w)
+    r = c.wait([parent, child, nap, late], timeout="30s")
+    stop_worker(w, wt)
+    assert r["done"], r
+    states = {j["id"]: j["state"] for j in r["jobs"]}
+    assert [states[i] for i in (parent, child, nap)] == ["succeeded"] * 3, r["jobs"]
+    assert states[late] == "cancelled" and c.get(late)["error"] == "expired", c.get(late)
+    assert seen["parent"][0].group_key == "tenant-1" and c.get(parent)["group_key"] == "tenant-1"
+    assert seen["child"][0].parent_results == {str(parent): "parent done"}, seen["child"][0].parent_results
+    j = c.get(nap)
+    assert j["attempt"] == 1 and [a["kind"] for a in j["attempts"]] == ["snoozed", "success"], j
+    ok("group_key on a job, dedupe replace of a waiting job, expiry, a Snooze that spent no "
+       "attempt, and a child handed its parent's result")
+
     # ---- heartbeats keep a lease (2 s) over a job of 3.5 s; a cancel reaches the handler ----
     started = threading.Event()
 
