@@ -784,6 +784,19 @@ run(pg_store *p, enum pstmt id, const pargs *a, PGresult **rp)
 }
 
 /* run_done: run for a statement whose rows (if any) do not matter. */
+/* run_row: run, for a statement whose first row is read: JOBQ_ENOENT (nothing to clear) when
+ * it returned none, else JOBQ_OK with *rp to read and PQclear. */
+static int
+run_row(pg_store *p, enum pstmt id, const pargs *a, PGresult **rp)
+{
+    int err = run(p, id, a, rp);
+    if (err == JOBQ_OK && PQntuples(*rp) == 0) {
+        PQclear(*rp);
+        err = JOBQ_ENOENT;
+    }
+    return err;
+}
+
 static int
 run_done(pg_store *p, enum pstmt id, const pargs *a)
 {
@@ -853,6 +866,25 @@ static int64_t
 g_i64(const PGresult *r, int row, int col)
 {
     return PQgetisnull(r, row, col) ? 0 : strtoll(PQgetvalue(r, row, col), NULL, 10);
+}
+
+/* run_ids: run, for a statement of one bigint column: its first max values into ids, how many
+ * into *np. */
+static int
+run_ids(pg_store *p, enum pstmt id, const pargs *a, int64_t *ids, size_t max, size_t *np)
+{
+    PGresult *r;
+    int err = run(p, id, a, &r);
+    if (err != JOBQ_OK) {
+        return err;
+    }
+    size_t n = 0;
+    for (int i = 0; i < PQntuples(r) && n < max; i++) {
+        ids[n++] = g_i64(r, i, 0);
+    }
+    PQclear(r);
+    *np = n;
+    return JOBQ_OK;
 }
 
 /* g_text: the value (malloc'd), or NULL for SQL NULL; *oomp set when strdup failed. */
@@ -2158,19 +2190,15 @@ pg_dep_job(store *st, int64_t id, int *statep, bool *alwaysp, int64_t *run_at_ms
     pargs a = {0};
     a_i64(&a, id);
     PGresult *r;
-    int err = run(PG(st), P_CHILD_LOCK, &a, &r);
+    int err = run_row(PG(st), P_CHILD_LOCK, &a, &r);
     if (err != JOBQ_OK) {
         return err;
     }
-    if (PQntuples(r) == 0) {
-        err = JOBQ_ENOENT;
-    } else {
-        *statep = (int)g_i64(r, 0, 0);
-        *alwaysp = g_bool(r, 0, 1);
-        *run_at_msp = g_i64(r, 0, 2);
-    }
+    *statep = (int)g_i64(r, 0, 0);
+    *alwaysp = g_bool(r, 0, 1);
+    *run_at_msp = g_i64(r, 0, 2);
     PQclear(r);
-    return err;
+    return JOBQ_OK;
 }
 
 static int
@@ -2179,18 +2207,7 @@ pg_waiting_for(store *st, int64_t id, int64_t *ids, size_t max, size_t *np)
     pargs a = {0};
     a_i64(&a, id);
     a_i64(&a, (int64_t)max);
-    PGresult *r;
-    int err = run(PG(st), P_DEP_PARENTS, &a, &r);
-    if (err != JOBQ_OK) {
-        return err;
-    }
-    size_t n = 0;
-    for (int i = 0; i < PQntuples(r) && n < max; i++) {
-        ids[n++] = g_i64(r, i, 0);
-    }
-    PQclear(r);
-    *np = n;
-    return JOBQ_OK;
+    return run_ids(PG(st), P_DEP_PARENTS, &a, ids, max, np);
 }
 
 /* ---- retention ---- */
@@ -2352,17 +2369,13 @@ pg_group_of(store *st, int64_t id, int64_t *gidp)
     pargs a = {0};
     a_i64(&a, id);
     PGresult *r;
-    int err = run(PG(st), P_GROUP_OF, &a, &r);
+    int err = run_row(PG(st), P_GROUP_OF, &a, &r);
     if (err != JOBQ_OK) {
         return err;
     }
-    if (PQntuples(r) == 0) {
-        err = JOBQ_ENOENT;
-    } else {
-        *gidp = g_i64(r, 0, 0); /* NULL reads as 0 */
-    }
+    *gidp = g_i64(r, 0, 0); /* NULL reads as 0 */
     PQclear(r);
-    return err;
+    return JOBQ_OK;
 }
 
 static int
@@ -2856,17 +2869,13 @@ pg_job_expiry(store *st, int64_t id, int64_t *at_msp)
     pargs a = {0};
     a_i64(&a, id);
     PGresult *r;
-    int err = run(PG(st), P_EXPIRY, &a, &r);
+    int err = run_row(PG(st), P_EXPIRY, &a, &r);
     if (err != JOBQ_OK) {
         return err;
     }
-    if (PQntuples(r) == 0) {
-        err = JOBQ_ENOENT;
-    } else {
-        *at_msp = g_i64(r, 0, 0);
-    }
+    *at_msp = g_i64(r, 0, 0);
     PQclear(r);
-    return err;
+    return JOBQ_OK;
 }
 
 static int
@@ -2880,18 +2889,7 @@ pg_expired(store *st, const char *queue, int64_t now_ms, size_t max, int64_t *id
     a_i64(&a, JOBQ_RETRYING);
     a_i64(&a, JOBQ_WAITING);
     a_i64(&a, (int64_t)max);
-    PGresult *r;
-    int err = run(PG(st), P_EXPIRED, &a, &r);
-    if (err != JOBQ_OK) {
-        return err;
-    }
-    size_t n = 0;
-    for (int i = 0; i < PQntuples(r) && n < max; i++) {
-        ids[n++] = g_i64(r, i, 0);
-    }
-    PQclear(r);
-    *np = n;
-    return JOBQ_OK;
+    return run_ids(PG(st), P_EXPIRED, &a, ids, max, np);
 }
 
 static int
