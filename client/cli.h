@@ -60,6 +60,13 @@ typedef struct cli_cmd {
 int cli_getopt(cli *c, const cli_cmd *cmd, int argc, char **argv, const struct option *longopts,
                int *exitp);
 
+/* cli_simple_opts' answer when the command goes on (no exit status uses it). */
+#define CLI_GO (-1)
+
+/* cli_simple_opts: parses a command that has only the common options: CLI_GO to go on (optind
+ * indexes the first operand), else the exit status (0 after --help). */
+int cli_simple_opts(cli *c, const cli_cmd *cmd, int argc, char **argv);
+
 /* cli_usage: prints "jobq: CMD: message", the command's usage line and a --help hint on
  * stderr. Returns EXIT_USAGE. */
 int cli_usage(const cli_cmd *cmd, const char *fmt, ...) CLI_PRINTF(2, 3);

@@ -35,28 +35,12 @@ parse_id(const cli_cmd *cmd, const char *s, int64_t *idp)
     return EXIT_OK;
 }
 
-/* simple_opts: parses a command that has only the common options. */
-static int
-simple_opts(cli *c, const cli_cmd *cmd, int argc, char **argv)
-{
-    static const struct option opts[] = {CLI_COMMON_OPTIONS, {NULL, 0, NULL, 0}};
-    int rc = EXIT_OK;
-    int ch = cli_getopt(c, cmd, argc, argv, opts, &rc);
-    if (ch == CLI_OPT_END) {
-        return rc;
-    }
-    if (ch != -1) {
-        return cli_usage(cmd, "unexpected option");
-    }
-    return EXIT_OK;
-}
-
 /* id_command: parses a command whose one operand is a job ID (and the common options). */
 static int
 id_command(cli *c, const cli_cmd *cmd, int argc, char **argv, int64_t *idp)
 {
-    int rc = simple_opts(c, cmd, argc, argv);
-    if (rc != EXIT_OK || (rc = operands(cmd, argc, 1, "the job ID")) != EXIT_OK) {
+    int rc = cli_simple_opts(c, cmd, argc, argv);
+    if (rc != CLI_GO || (rc = operands(cmd, argc, 1, "the job ID")) != EXIT_OK) {
         return rc;
     }
     return parse_id(cmd, argv[optind], idp);
@@ -341,8 +325,8 @@ cli_wait_json(cli *c, const int64_t *ids, size_t n, int64_t limit_ms)
 int
 cmd_ping(cli *c, const cli_cmd *cmd, int argc, char **argv)
 {
-    int rc = simple_opts(c, cmd, argc, argv);
-    if (rc != EXIT_OK || (rc = operands(cmd, argc, 0, "")) != EXIT_OK) {
+    int rc = cli_simple_opts(c, cmd, argc, argv);
+    if (rc != CLI_GO || (rc = operands(cmd, argc, 0, "")) != EXIT_OK) {
         return rc;
     }
     if ((rc = cli_connect(c)) != EXIT_OK) {
@@ -913,8 +897,8 @@ cmd_promote(cli *c, const cli_cmd *cmd, int argc, char **argv)
 int
 cmd_backup(cli *c, const cli_cmd *cmd, int argc, char **argv)
 {
-    int rc = simple_opts(c, cmd, argc, argv);
-    if (rc != EXIT_OK || (rc = operands(cmd, argc, 1, "the backup FILE")) != EXIT_OK) {
+    int rc = cli_simple_opts(c, cmd, argc, argv);
+    if (rc != CLI_GO || (rc = operands(cmd, argc, 1, "the backup FILE")) != EXIT_OK) {
         return rc;
     }
     const char *file = argv[optind];
@@ -963,8 +947,8 @@ cmd_explain(cli *c, const cli_cmd *cmd, int argc, char **argv)
 static int
 queue_command(cli *c, const cli_cmd *cmd, int argc, char **argv, const char *done_verb)
 {
-    int rc = simple_opts(c, cmd, argc, argv);
-    if (rc != EXIT_OK || (rc = operands(cmd, argc, 1, "the QUEUE")) != EXIT_OK) {
+    int rc = cli_simple_opts(c, cmd, argc, argv);
+    if (rc != CLI_GO || (rc = operands(cmd, argc, 1, "the QUEUE")) != EXIT_OK) {
         return rc;
     }
     const char *queue = argv[optind];
@@ -1207,8 +1191,8 @@ print_stats(const json_t *reply)
 int
 cmd_stats(cli *c, const cli_cmd *cmd, int argc, char **argv)
 {
-    int rc = simple_opts(c, cmd, argc, argv);
-    if (rc != EXIT_OK || (rc = operands(cmd, argc, 0, "")) != EXIT_OK) {
+    int rc = cli_simple_opts(c, cmd, argc, argv);
+    if (rc != CLI_GO || (rc = operands(cmd, argc, 0, "")) != EXIT_OK) {
         return rc;
     }
     json_t *reply;
@@ -1230,8 +1214,8 @@ cmd_stats(cli *c, const cli_cmd *cmd, int argc, char **argv)
 int
 cmd_schedules(cli *c, const cli_cmd *cmd, int argc, char **argv)
 {
-    int rc = simple_opts(c, cmd, argc, argv);
-    if (rc != EXIT_OK || (rc = operands(cmd, argc, 0, "")) != EXIT_OK) {
+    int rc = cli_simple_opts(c, cmd, argc, argv);
+    if (rc != CLI_GO || (rc = operands(cmd, argc, 0, "")) != EXIT_OK) {
         return rc;
     }
     json_t *reply;

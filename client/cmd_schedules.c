@@ -130,14 +130,9 @@ define(cli *c, const cli_cmd *cmd, int argc, char **argv, bool add)
 static int
 by_name(cli *c, const cli_cmd *cmd, int argc, char **argv, const char *op, const char *what)
 {
-    static const struct option opts[] = {CLI_COMMON_OPTIONS, {NULL, 0, NULL, 0}};
-    int rc = EXIT_OK;
-    int ch = cli_getopt(c, cmd, argc, argv, opts, &rc);
-    if (ch == CLI_OPT_END) {
+    int rc = cli_simple_opts(c, cmd, argc, argv);
+    if (rc != CLI_GO) {
         return rc;
-    }
-    if (ch != -1) {
-        return cli_usage(cmd, "unexpected option");
     }
     if (argc - optind != 1) {
         return cli_usage(cmd,

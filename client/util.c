@@ -238,3 +238,18 @@ cli_table_free(cli_table *t)
     free(t->right);
     *t = (cli_table){0};
 }
+
+int
+cli_simple_opts(cli *c, const cli_cmd *cmd, int argc, char **argv)
+{
+    static const struct option opts[] = {CLI_COMMON_OPTIONS, {NULL, 0, NULL, 0}};
+    int rc = EXIT_OK;
+    int ch = cli_getopt(c, cmd, argc, argv, opts, &rc);
+    if (ch == CLI_OPT_END) {
+        return rc;
+    }
+    if (ch != -1) {
+        return cli_usage(cmd, "unexpected option");
+    }
+    return CLI_GO;
+}
