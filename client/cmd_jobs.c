@@ -1141,6 +1141,17 @@ print_stats(const json_t *reply)
     static const bool right[] = {false, true, true, true,  true, true,
                                  true,  true, true, false, false};
     const json_t *queues = json_object_get(reply, "queues");
+    const json_t *cl = json_object_get(reply, "cluster");
+    if (json_is_object(cl)) {
+        /* Several nodes on PostgreSQL: which node answered, its role and the leader. */
+        const char *node = json_string_value(json_object_get(cl, "node"));
+        const char *leader = json_string_value(json_object_get(cl, "leader_node"));
+        const char *store = json_string_value(json_object_get(cl, "store"));
+        printf("node %s (%s; leader %s), store %s\n", node != NULL ? node : "?",
+               json_is_true(json_object_get(cl, "leader")) ? "leader" : "follower",
+               leader != NULL && leader[0] != '\0' ? leader : "none known",
+               store != NULL ? store : "?");
+    }
     size_t n = json_object_size(queues);
     if (n == 0) {
         fprintf(stderr, "no queues\n");

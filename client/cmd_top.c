@@ -305,9 +305,17 @@ render(FILE *out, const snapshot *cur, const snapshot *prev, const char *version
         ready += json_integer_value(json_object_get(q, "ready"));
         running += json_integer_value(json_object_get(q, "running"));
     }
+    char node[200] = "";
+    const json_t *cl = json_object_get(cur->reply, "cluster");
+    const char *nname = json_string_value(json_object_get(cl, "node"));
+    if (nname != NULL) {
+        /* Several nodes on PostgreSQL: the counts of unfinished jobs are the cluster's. */
+        snprintf(node, sizeof(node), "  node %s (%s)", nname,
+                 json_is_true(json_object_get(cl, "leader")) ? "leader" : "follower");
+    }
     char line[512];
-    int len = snprintf(line, sizeof(line), "jobqd %s%s  %s  %zu queue%s, %lld ready, %lld running",
-                       v != NULL ? v : "?", up, clock, n, n == 1 ? "" : "s", ready, running);
+    int len = snprintf(line, sizeof(line), "jobqd %s%s%s  %s  %zu queue%s, %lld ready, %lld running",
+                       v != NULL ? v : "?", up, node, clock, n, n == 1 ? "" : "s", ready, running);
     if (width > 0 && len > width) {
         len = width;
     }

@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "call.h"
+#include "cluster.h"
 #include "codec.h"
 #include "handlers.h"
 #include "log.h"
@@ -53,6 +54,10 @@ op_stats(call *c)
             }
         }
         json_object_set_new(o, "queues", queues);
+        json_t *cl = cluster_json(s);
+        if (cl != NULL) {
+            json_object_set_new(o, "cluster", cl);
+        }
         send_json(c, o);
         return;
     }
@@ -64,7 +69,15 @@ op_stats(call *c)
         }
         monitor_queue_counts(&b, s->queues[i]);
     }
-    mbuf_printf(&b, "}}");
+    mbuf_printf(&b, "}");
+    json_t *cl = cluster_json(s);
+    char *cls = cl != NULL ? json_dumps(cl, JSON_COMPACT) : NULL;
+    json_decref(cl);
+    if (cls != NULL) {
+        mbuf_printf(&b, ",\"cluster\":%s", cls); /* this node, its role, the leader */
+        free(cls);
+    }
+    mbuf_printf(&b, "}");
     if (b.failed) {
         free(b.data);
         reply_error(c, "internal", "out of memory");

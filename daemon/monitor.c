@@ -388,6 +388,11 @@ stats_text(const server *s, mbuf *b, json_t *recent_dead)
                              "running", s->nrunning));
     mbuf_append(b, ",\"recent_dead\":", sizeof(",\"recent_dead\":") - 1);
     append_json(b, recent_dead);
+    json_t *cl = cluster_json(s); /* several nodes: this node, its role, the leader */
+    if (cl != NULL) {
+        mbuf_append(b, ",\"cluster\":", sizeof(",\"cluster\":") - 1);
+        append_json(b, cl);
+    }
     mbuf_append(b, "}", 1);
 }
 

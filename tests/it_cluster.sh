@@ -163,8 +163,14 @@ for n in "${NODES[@]}"; do
     grep -q "^jobq_node_info{node=\"$n\"," <<<"$m" || fail "/metrics of $n has no jobq_node_info"
     h=$(http "$n" /healthz)
     grep -q "^store: up" <<<"$h" || fail "/healthz of $n: $h"
+    role=follower
+    [ "$n" != "$L" ] || role=leader
+    st=$(ncli "$n" stats) || fail "jobq stats on $n: $st"
+    grep -q "^node $n ($role; leader $L), store up" <<<"$st" || fail "jobq stats on $n: $(head -n 1 <<<"$st")"
+    expect_eq "/stats cluster of $n" "$(http "$n" /stats | jq -c '[.cluster.node, .cluster.leader, .cluster.leader_node]')" \
+        "[\"$n\",$([ "$role" = leader ] && echo true || echo false),\"$L\"]"
 done
-ok "one leader ($L); \`jobq nodes\` and the nodes op list the three; /metrics shows each node's role, /healthz the store"
+ok "one leader ($L); \`jobq nodes\` and the nodes op list the three; /metrics shows each node's role, /healthz the store, \`jobq stats\` and /stats (the dashboard's header) the node, its role and the leader"
 
 # ---- submit on a, start on b through NOTIFY; a wait held on a answered by b's finish ----
 lat=()
