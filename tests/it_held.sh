@@ -49,6 +49,10 @@ hold_open many "$NWAITS" distinct "{\"op\":\"wait\",\"id\":$idle,\"timeout\":\"1
 poll_until "jobqd holds the $NWAITS waits" '[ "$(held)" = "$NWAITS" ]'
 r=$(raw "{\"op\":\"wait\",\"id\":$idle,\"timeout\":\"1h\"}")
 expect_eq "a wait from another connection while every slot is taken" "$(field .error.code "$r")" too_many_waits
+# A wait takes its slot when it arrives and is held once its first read of the job is done
+# (reads run in order on the writer's thread): a get answered after them means every one of
+# the 4,096 is held by its connection, not still being read (a slow build reads slowly).
+cli get "$idle" >/dev/null
 t0=$(date +%s%N)
 hold_close many
 poll_until "the closed connection's waits are dropped" '[ "$(held)" = 0 ]'
