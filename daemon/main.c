@@ -211,27 +211,74 @@ needs_restart(const config *a, const config *b)
     }
 }
 
+/* One reload: the file read and checked, and the https queues' TLS settings made (CA files
+ * read), on the thread pool; the swap on the loop. */
+typedef struct reload_job {
+    uv_work_t work;
+    server *s;
+    char *path;
+    config *nc;
+    struct nng_tls_config **tls; /* per queue section of nc (NULL: not https) */
+    int rc;
+    char err[1024];
+} reload_job;
+static bool reloading;
+
 static void
-reload_cb(uv_signal_t *h, int signum)
+reload_job_free(reload_job *j)
 {
-    (void)signum;
-    server *s = h->data;
-    char err[1024], q[1100];
-    if (s->draining) {
-        log_warn("reload_ignored", "reason=\"jobqd is shutting down\"");
+    for (size_t i = 0; j->tls != NULL && j->nc != NULL && i < j->nc->nqueues; i++) {
+        webhook_tls_free(j->tls[i]);
+    }
+    free(j->tls);
+    config_free(j->nc);
+    free(j->path);
+    free(j);
+}
+
+static void
+reload_work(uv_work_t *w)
+{
+    reload_job *j = container_of(w, reload_job, work);
+    j->rc = config_load(j->path, &j->nc, j->err, sizeof(j->err));
+    if (j->rc != 0) {
         return;
     }
-    config **grown = realloc(retired, (nretired + 1) * sizeof(*grown));
-    if (grown == NULL) {
-        log_error("reload_refused", "reason=\"out of memory\"");
+    j->tls = calloc(j->nc->nqueues > 0 ? j->nc->nqueues : 1, sizeof(*j->tls));
+    if (j->tls == NULL) {
+        snprintf(j->err, sizeof(j->err), "out of memory");
+        j->rc = -1;
+        return;
+    }
+    for (size_t i = 0; j->rc == 0 && i < j->nc->nqueues; i++) {
+        j->rc = webhook_tls_make(&j->nc->queues[i], &j->tls[i], j->err, sizeof(j->err));
+    }
+}
+
+static void
+reload_after(uv_work_t *w, int status)
+{
+    reload_job *j = container_of(w, reload_job, work);
+    server *s = j->s;
+    char q[1100];
+    reloading = false;
+    if (status != 0 || s->draining) {
+        log_warn("reload_ignored", "reason=\"jobqd is shutting down\"");
+        reload_job_free(j);
+        return;
+    }
+    config **grown = j->rc == 0 ? realloc(retired, (nretired + 1) * sizeof(*grown)) : NULL;
+    if (j->rc == 0 && grown == NULL) {
+        snprintf(j->err, sizeof(j->err), "out of memory");
+        j->rc = -1;
+    }
+    if (j->rc != 0) {
+        log_error("reload_refused", "reason=%s config=unchanged", log_quote(q, sizeof(q), j->err));
+        reload_job_free(j);
         return;
     }
     retired = grown;
-    config *nc = NULL;
-    if (config_load(s->cfg->path, &nc, err, sizeof(err)) != 0) {
-        log_error("reload_refused", "reason=%s config=unchanged", log_quote(q, sizeof(q), err));
-        return;
-    }
+    config *nc = j->nc;
     needs_restart(s->cfg, nc);
     config *cur = s->cfg;
     queue_conf *qs = cur->queues;
@@ -247,11 +294,55 @@ reload_cb(uv_signal_t *h, int signum)
     nc->schedules = ss;
     nc->nschedules = ns;
     retired[nretired++] = nc;
-    queues_reload(s, webhook_queue_changed);
+    queues_reload(s);
+    /* Each queue of the file gets the TLS settings made for its section (none but https). */
+    for (size_t i = 0; i < s->nqueues; i++) {
+        qstate *qs_i = s->queues[i];
+        if (qs_i->conf >= cur->queues && qs_i->conf < cur->queues + cur->nqueues) {
+            size_t k = (size_t)(qs_i->conf - cur->queues);
+            webhook_tls_set(qs_i, j->tls[k]);
+            j->tls[k] = NULL;
+        }
+    }
+    for (size_t k = 0; k < cur->nqueues; k++) {
+        webhook_tls_free(j->tls[k]); /* a section no queue took */
+    }
+    free(j->tls);
+    free(j->path);
+    free(j);
     periodic_reload(s);
     sched_dispatch_all(s);
     log_info("reloaded", "path=%s queues=%zu schedules=%zu", log_quote(q, sizeof(q), cur->path),
              cur->nqueues, cur->nschedules);
+}
+
+static void
+reload_cb(uv_signal_t *h, int signum)
+{
+    (void)signum;
+    server *s = h->data;
+    if (s->draining) {
+        log_warn("reload_ignored", "reason=\"jobqd is shutting down\"");
+        return;
+    }
+    if (reloading) {
+        log_warn("reload_ignored", "reason=\"a reload is in progress: send SIGHUP again after "
+                                   "its reloaded or reload_refused line\"");
+        return;
+    }
+    reload_job *j = calloc(1, sizeof(*j));
+    if (j == NULL || (j->path = strdup(s->cfg->path)) == NULL) {
+        free(j);
+        log_error("reload_refused", "reason=\"out of memory\"");
+        return;
+    }
+    j->s = s;
+    if (uv_queue_work(s->loop, &j->work, reload_work, reload_after) != 0) {
+        reload_job_free(j);
+        log_error("reload_refused", "reason=\"cannot queue the reload on the thread pool\"");
+        return;
+    }
+    reloading = true;
 }
 
 static int

@@ -399,7 +399,7 @@ rule_of(const queue_conf *qc)
 }
 
 void
-queues_reload(server *s, void (*changed)(qstate *q, const queue_conf *old))
+queues_reload(server *s)
 {
     size_t n = s->nqueues; /* the queues from before: new ones are added below */
     for (size_t i = 0; i < n; i++) {
@@ -429,9 +429,6 @@ queues_reload(server *s, void (*changed)(qstate *q, const queue_conf *old))
         }
         if (qc->rate_per_s != old->rate_per_s) {
             rate_init(&q->rate, qc->rate_per_s, jobq__now_ms());
-        }
-        if (changed != NULL) {
-            changed(q, old);
         }
         log_info("queue_reloaded", "queue=%s concurrency=%d rate=%g max_attempts=%d", q->name,
                  qc->concurrency, qc->rate_per_s, qc->max_attempts);

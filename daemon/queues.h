@@ -130,8 +130,7 @@ extern const server_part queues_count_part;
 /** queues_reload: after s->cfg's queue sections were replaced (SIGHUP): each queue takes its
  *  new section (concurrency, retries, timeouts, handler, rate and breaker rules: the breaker's
  *  state and the running jobs are kept), a queue whose section is gone keeps its settings,
- *  and new sections become queues. changed (may be NULL) is called for each queue with its
- *  previous section, which stays valid. The caller dispatches. Loop thread. */
-void queues_reload(server *s, void (*changed)(qstate *q, const queue_conf *old));
+ *  and new sections become queues. The caller dispatches. Loop thread. */
+void queues_reload(server *s);
 
 #endif

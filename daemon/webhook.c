@@ -298,32 +298,79 @@ webhook_init(server *s)
     return 0;
 }
 
-/* queue_tls: q's TLS settings for https deliveries, made at its first one: the receiver's
- * certificate must verify against ca (or the system's CAs) and name the URL's host. An nng
- * error when they cannot be made (a missing or bad ca file). */
+/* tls_alloc: client TLS settings under which a receiver's certificate must verify against
+ * ca (or the system's CAs) and name host. An nng error when they cannot be made (a missing or
+ * bad ca file). Reads the CA file: never on the loop thread. */
 static int
-queue_tls(qstate *q, const nng_url *url, nng_tls_config **cfgp)
+tls_alloc(const char *ca, const char *host, nng_tls_config **cfgp)
 {
-    if (q->hook_tls != NULL) {
-        *cfgp = q->hook_tls;
-        return 0;
-    }
     nng_tls_config *cfg;
     int rv = nng_tls_config_alloc(&cfg, NNG_TLS_MODE_CLIENT);
     if (rv != 0) {
         return rv;
     }
-    const char *ca = q->conf->ca != NULL ? q->conf->ca : SYSTEM_CA_FILE;
     if ((rv = nng_tls_config_auth_mode(cfg, NNG_TLS_AUTH_MODE_REQUIRED)) != 0 ||
         (rv = nng_tls_config_ca_file(cfg, ca)) != 0 ||
-        (rv = nng_tls_config_server_name(cfg, url->u_hostname)) != 0) {
-        log_error("webhook_tls_failed", "queue=%s ca=%s err=\"%s\"", q->name, ca,
-                  nng_strerror(rv));
+        (rv = nng_tls_config_server_name(cfg, host)) != 0) {
         nng_tls_config_free(cfg);
         return rv;
     }
-    q->hook_tls = cfg;
     *cfgp = cfg;
+    return 0;
+}
+
+int
+webhook_tls_make(const queue_conf *qc, nng_tls_config **cfgp, char *err, size_t errlen)
+{
+    nng_url *url;
+    *cfgp = NULL;
+    if (qc->url == NULL || strncmp(qc->url, "https://", 8) != 0 ||
+        nng_url_parse(&url, qc->url) != 0) {
+        return 0; /* not https, or a URL every delivery will report as unusable */
+    }
+    const char *ca = qc->ca != NULL ? qc->ca : SYSTEM_CA_FILE;
+    int rv = tls_alloc(ca, url->u_hostname, cfgp);
+    nng_url_free(url);
+    if (rv != 0) {
+        snprintf(err, errlen,
+                 "[queue.%s] cannot verify https receivers with ca = %s: %s (check the PEM file)",
+                 qc->name, ca, nng_strerror(rv));
+        return -1;
+    }
+    return 0;
+}
+
+void
+webhook_tls_free(nng_tls_config *cfg)
+{
+    if (cfg != NULL) {
+        nng_tls_config_free(cfg);
+    }
+}
+
+void
+webhook_tls_set(qstate *q, nng_tls_config *cfg)
+{
+    if (q->hook_tls != NULL) {
+        nng_tls_config_free(q->hook_tls); /* a delivery in flight keeps its own reference */
+    }
+    q->hook_tls = cfg;
+}
+
+/* queue_tls: q's TLS settings for https deliveries, made at start or by a reload on another
+ * thread; made here, on the loop, only if that failed to leave any (out of memory). */
+static int
+queue_tls(qstate *q, const nng_url *url, nng_tls_config **cfgp)
+{
+    if (q->hook_tls == NULL) {
+        int rv = tls_alloc(q->conf->ca != NULL ? q->conf->ca : SYSTEM_CA_FILE, url->u_hostname,
+                           &q->hook_tls);
+        if (rv != 0) {
+            log_error("webhook_tls_failed", "queue=%s err=\"%s\"", q->name, nng_strerror(rv));
+            return rv;
+        }
+    }
+    *cfgp = q->hook_tls;
     return 0;
 }
 
@@ -469,24 +516,6 @@ webhook_cancel(server *s, int64_t id, const char *why)
     return false;
 }
 
-/* strs_differ: whether two optional strings differ. */
-static bool
-strs_differ(const char *a, const char *b)
-{
-    return (a == NULL) != (b == NULL) || (a != NULL && strcmp(a, b) != 0);
-}
-
-void
-webhook_queue_changed(qstate *q, const queue_conf *old)
-{
-    if (q->hook_tls != NULL &&
-        (strs_differ(q->conf->url, old->url) || strs_differ(q->conf->ca, old->ca))) {
-        /* Made again at the next delivery; one in flight keeps its own reference. */
-        nng_tls_config_free(q->hook_tls);
-        q->hook_tls = NULL;
-    }
-}
-
 void
 webhook_stop_all(server *s)
 {
@@ -525,22 +554,11 @@ webhook_part_init(server *s, char *err, size_t errlen)
     /* The TLS settings of https queues are made now, before the loop runs: reading a CA
      * bundle is file I/O, and a bad ca file is a start-up error, not a failed delivery. */
     for (size_t i = 0; i < s->nqueues; i++) {
-        qstate *q = s->queues[i];
-        nng_url *url;
         nng_tls_config *tls;
-        if (q->conf->url == NULL || strncmp(q->conf->url, "https://", 8) != 0 ||
-            nng_url_parse(&url, q->conf->url) != 0) {
-            continue; /* not https, or a URL every delivery will report as unusable */
-        }
-        int rv = queue_tls(q, url, &tls);
-        nng_url_free(url);
-        if (rv != 0) {
-            snprintf(err, errlen,
-                     "[queue.%s] cannot verify https receivers with ca = %s: %s (check the PEM "
-                     "file)",
-                     q->name, q->conf->ca != NULL ? q->conf->ca : SYSTEM_CA_FILE, nng_strerror(rv));
+        if (webhook_tls_make(s->queues[i]->conf, &tls, err, errlen) != 0) {
             return -1;
         }
+        webhook_tls_set(s->queues[i], tls);
     }
     return 0;
 }

@@ -46,8 +46,17 @@ int64_t webhook_snooze_ms(const char *value);
  *  over. */
 extern const server_part webhook_part;
 
-/** webhook_queue_changed: q's section was reloaded (old is the previous one): TLS settings
- *  made for another URL or CA are dropped. Loop thread. */
-void webhook_queue_changed(qstate *q, const queue_conf *old);
+/** webhook_tls_make: the TLS settings of an https queue's deliveries (*cfgp NULL for another
+ *  queue). Reads its CA file: any thread but the loop's. -1 with the reason in err when the
+ *  file is missing or bad. */
+int webhook_tls_make(const queue_conf *qc, struct nng_tls_config **cfgp, char *err,
+                     size_t errlen);
+
+/** webhook_tls_free: frees settings webhook_tls_make made (NULL: nothing). Any thread. */
+void webhook_tls_free(struct nng_tls_config *cfg);
+
+/** webhook_tls_set: q's TLS settings become cfg (owned; NULL: none), the old ones freed.
+ *  Loop thread. */
+void webhook_tls_set(qstate *q, struct nng_tls_config *cfg);
 
 #endif

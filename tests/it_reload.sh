@@ -95,6 +95,20 @@ jq -e '[.schedules[].name] == ["hup"]' <<<"$(cli schedules --json)" >/dev/null |
     fail "schedules after a refused reload: $(cli schedules --json)"
 ok "a bad file is refused whole with FILE:LINE in the log; the config in use stays"
 
+# ---- an https queue whose CA file is unusable: refused whole, as at start ----
+write_config "[queue.slow]
+command = $T/slow.sh
+concurrency = 2
+[queue.tls]
+url = https://127.0.0.1:9/hook
+ca = $T/no-such-ca.pem"
+hup
+grep -q "event=reload_refused reason=\"\[queue.tls\] cannot verify https receivers with ca = $T/no-such-ca.pem" "$LOG" ||
+    fail "no refusal of the unusable ca: $(grep reload_refused "$LOG" | tail -n 1)"
+f=$(cli submit fresh '{}')
+cli wait "$f" >/dev/null || fail "queue fresh after a refused reload"
+ok "a reload whose https queue has an unusable ca file is refused whole, naming the queue and the file"
+
 # ---- a section removed: the schedule stops, the queue keeps its settings ----
 write_config "$QUEUES"
 hup
