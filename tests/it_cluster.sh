@@ -172,6 +172,18 @@ for n in "${NODES[@]}"; do
 done
 ok "one leader ($L); \`jobq nodes\` and the nodes op list the three; /metrics shows each node's role, /healthz the store, \`jobq stats\` and /stats (the dashboard's header) the node, its role and the leader"
 
+# ---- schedules are changed on the leader, which fires them ----
+F=
+for n in "${NODES[@]}"; do [ "$n" = "$L" ] || F=$n; done
+r=$(nraw "$F" '{"op":"schedule_add","name":"nightly","cron":"0 3 * * *","queue":"w"}')
+expect_eq "schedule_add on follower $F" "$(jq -r .error.code <<<"$r")" invalid_state
+grep -q "leader (node $L)" <<<"$(jq -r .error.message <<<"$r")" || fail "the refusal names no leader: $r"
+r=$(nraw "$L" '{"op":"schedule_add","name":"nightly","cron":"0 3 * * *","queue":"w"}')
+jq -e .ok <<<"$r" >/dev/null || fail "schedule_add on the leader $L: $r"
+r=$(nraw "$L" '{"op":"schedule_delete","name":"nightly"}')
+jq -e .ok <<<"$r" >/dev/null || fail "schedule_delete on the leader $L: $r"
+ok "a schedule change sent to follower $F is refused naming the leader; on the leader $L it is made"
+
 # ---- submit on a, start on b through NOTIFY; a wait held on a answered by b's finish ----
 lat=()
 for i in $(seq 30); do
