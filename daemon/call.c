@@ -131,11 +131,8 @@ call_free(call *c)
         job_row_clear(&c->rows[i]);
     }
     free(c->rows);
-    free(c->specs);
-    free(c->ids);
-    free(c->dups);
+    free(c->sub.specs);
     free(c->states);
-    free(c->dedupe);
     group_info_clear(&c->grp);
     json_decref(c->extra);
     json_decref(c->fetched);

@@ -6,6 +6,7 @@
 
 #include <jansson.h>
 
+#include "lifecycle.h"
 #include "request.h"
 #include "server.h"
 
@@ -15,49 +16,44 @@ typedef struct call {
     server *srv;
     icall *ic;
     request req;
-    job_spec *specs; /* submit: one per req.jobs */
-    int64_t *ids;    /* submit: out */
-    bool *dups;      /* submit: out */
-    int *states;     /* submit: out, the state each job has; wait with cancel_pending: the
-                      * state each job had when the wait was answered */
-    job_row row;     /* get, cancel: out */
-    int old_state;   /* cancel: out */
-    job_row *rows;   /* list: out */
+    submit_set sub; /* submit: the jobs and what their insert gave (lifecycle.h); its arrays
+                     * are one allocation, at sub.specs */
+    int *states;    /* wait with cancel_pending: the state each job had when answered */
+    job_row row;    /* get, cancel: out */
+    int old_state;  /* cancel: out */
+    job_row *rows;  /* list: out */
     size_t nrows;
-    bool more;       /* list: jobs match after the last of rows */
-    size_t failed_at;      /* submit: index of the job that failed */
+    bool more;             /* list: jobs match after the last of rows */
+    size_t failed_at;      /* wait: index of the id that named no job */
     attempt_row *attempts; /* get: the history */
     size_t nattempts;
-    int64_t ahead; /* explain: ready jobs that claim first */
+    int64_t ahead;       /* explain: ready jobs that claim first */
     int64_t key_running; /* explain of a ready keyed job: running jobs of its group_key */
-    char **names;  /* bulk retry: the queue of each job of the last chunk */
+    char **names;        /* bulk retry: the queue of each job of the last chunk */
     size_t nnames;
-    size_t retried;         /* bulk retry: jobs made ready so far */
-    int64_t group_id;       /* submit with a group: out */
-    int64_t missing_parent; /* submit: the "after" id that names no job */
-    group_info grp;         /* get, wait of a group: out */
-    int64_t parents[16];    /* explain of a waiting job: the parents it waits for */
+    size_t retried;      /* bulk retry: jobs made ready so far */
+    group_info grp;      /* get, wait of a group: out */
+    int64_t parents[16]; /* explain of a waiting job: the parents it waits for */
     size_t nparents;
-    struct hold *hold; /* held (hold.h): its slot, timer and connection; NULL when not */
-    void *hold_data;   /* the kind's state while held (a job wait's waiter) */
-    bool reread;       /* a held wait ended: read again and reply as things are now */
+    struct hold *hold;  /* held (hold.h): its slot, timer and connection; NULL when not */
+    void *hold_data;    /* the kind's state while held (a job wait's waiter) */
+    bool reread;        /* a held wait ended: read again and reply as things are now */
     int64_t wait_first; /* a wait with return_when first or first_failure: the job that
                          * answered it (0: none) */
-    bool claiming;     /* a fetch: a claim for it is in flight */
-    bool fetch_ended;  /* a fetch: answer it when that claim completes */
+    bool claiming;      /* a fetch: a claim for it is in flight */
+    bool fetch_ended;   /* a fetch: answer it when that claim completes */
     /* An ack or fail with a fetch: the outcome is recorded while the fetch is held, and the
      * reply waits for both. */
-    bool outcome_pending; /* the outcome is being recorded */
-    int outcome_err;      /* it failed: the reply is this error, the fetched jobs go back */
-    json_t *extra;        /* the outcome's fields ("job") once recorded */
-    json_t *fetched;      /* the fetch's reply, when it came before the outcome */
+    bool outcome_pending;      /* the outcome is being recorded */
+    int outcome_err;           /* it failed: the reply is this error, the fetched jobs go back */
+    json_t *extra;             /* the outcome's fields ("job") once recorded */
+    json_t *fetched;           /* the fetch's reply, when it came before the outcome */
     struct mutate_run *mutate; /* a mutate in progress (mutate.c, which frees it) */
-    log_row *logs;        /* logs: out, the lines read */
+    log_row *logs;             /* logs: out, the lines read */
     size_t nlogs;
-    int log_state;        /* logs: out, the job's state */
+    int log_state;           /* logs: out, the job's state */
     int64_t log_deadline_ms; /* logs: held until this (monotonic; 0: not held yet) */
-    struct dedupe_out *dedupe; /* submit: out, one per job: a replace or debounce (lifecycle.h) */
-    int64_t expires_at_ms;     /* get, explain: out, the job's deadline to start (0: none) */
+    int64_t expires_at_ms;   /* get, explain: out, the job's deadline to start (0: none) */
 } call;
 
 /** send_json: replies with obj (taking it) and frees the call. */

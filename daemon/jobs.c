@@ -24,48 +24,6 @@
 /* Attempts shown by get. */
 #define MAX_ATTEMPTS_SHOWN 1000
 
-static int
-exec_submit(store *st, wop *op, int64_t now_ms)
-{
-    call *c = container_of(op, call, op);
-    c->group_id = 0;
-    if (c->req.group) {
-        const req_job *oc = c->req.on_complete;
-        group_spec g = {.size = c->req.njobs};
-        if (oc != NULL) {
-            const job_spec *ocs = &c->specs[c->req.njobs];
-            g.oc_queue = ocs->queue;
-            g.oc_payload = ocs->payload;
-            g.oc_priority = ocs->priority;
-            g.oc_max_attempts = ocs->max_attempts;
-            g.oc_timeout_ms = ocs->timeout_ms;
-        }
-        int err = store_group_create(st, &g, now_ms, &c->group_id);
-        if (err != JOBQ_OK) {
-            c->failed_at = 0;
-            return err;
-        }
-    }
-    for (size_t i = 0; i < c->req.njobs; i++) {
-        c->specs[i].group_id = c->group_id;
-        int64_t *after = c->req.jobs[i].after;
-        for (size_t k = 0; k < c->req.jobs[i].nafter; k++) {
-            if (after[k] < 0) {
-                after[k] = c->ids[-after[k] - 1]; /* an earlier member, inserted above */
-            }
-        }
-        int err = lifecycle_insert_dedupe(st, &c->specs[i], now_ms, &c->ids[i], &c->dups[i],
-                                          &c->states[i], &c->dedupe[i]);
-        if (err != JOBQ_OK) {
-            c->failed_at = i;
-            c->missing_parent = err == JOBQ_ENOENT ? lifecycle_missing_parent(st) : 0;
-            return err;
-        }
-    }
-    /* Members cancelled at once (a parent had already failed) may complete the group. */
-    return c->group_id != 0 ? lifecycle_group_settle(st, c->group_id, now_ms) : JOBQ_OK;
-}
-
 /* reply_submitted: the submit or submit_batch reply of proto/PROTOCOL.md, written directly
  * (it is the hot path: no JSON tree). */
 static void
@@ -75,12 +33,12 @@ reply_submitted(call *c)
     char *buf = one;
     size_t len;
     if (c->req.op == REQ_SUBMIT) {
-        const char *st = jobq__state_name(c->states[0]);
+        const char *st = jobq__state_name(c->sub.states[0]);
         int n = snprintf(one, sizeof(one),
                          "{\"ok\":true,\"id\":%lld,\"state\":%s%s%s,\"duplicate\":%s%s}",
-                         (long long)c->ids[0], st != NULL ? "\"" : "", st != NULL ? st : "null",
-                         st != NULL ? "\"" : "", c->dups[0] ? "true" : "false",
-                         c->dedupe[0].replaced ? ",\"replaced\":true" : "");
+                         (long long)c->sub.ids[0], st != NULL ? "\"" : "", st != NULL ? st : "null",
+                         st != NULL ? "\"" : "", c->sub.dups[0] ? "true" : "false",
+                         c->sub.dedupe[0].replaced ? ",\"replaced\":true" : "");
         len = (size_t)n;
     } else {
         /* 21 bytes per id and per duplicate index at most, plus the frame and the group. */
@@ -92,12 +50,12 @@ reply_submitted(call *c)
         len = (size_t)snprintf(buf, cap, "{\"ok\":true,\"ids\":[");
         for (size_t i = 0; i < c->req.njobs; i++) {
             len += (size_t)snprintf(buf + len, cap - len, "%s%lld", i > 0 ? "," : "",
-                                    (long long)c->ids[i]);
+                                    (long long)c->sub.ids[i]);
         }
         len += (size_t)snprintf(buf + len, cap - len, "],\"duplicates\":[");
         bool first = true;
         for (size_t i = 0; i < c->req.njobs; i++) {
-            if (c->dups[i]) {
+            if (c->sub.dups[i]) {
                 len += (size_t)snprintf(buf + len, cap - len, "%s%zu", first ? "" : ",", i);
                 first = false;
             }
@@ -105,7 +63,7 @@ reply_submitted(call *c)
         len += (size_t)snprintf(buf + len, cap - len, "]");
         first = true;
         for (size_t i = 0; i < c->req.njobs; i++) {
-            if (c->dedupe[i].replaced) {
+            if (c->sub.dedupe[i].replaced) {
                 len += (size_t)snprintf(buf + len, cap - len, "%s%zu",
                                         first ? ",\"replaced\":[" : ",", i);
                 first = false;
@@ -114,9 +72,9 @@ reply_submitted(call *c)
         if (!first) {
             len += (size_t)snprintf(buf + len, cap - len, "]");
         }
-        if (c->group_id != 0) {
-            len +=
-                (size_t)snprintf(buf + len, cap - len, ",\"group\":%lld", (long long)c->group_id);
+        if (c->sub.group_id != 0) {
+            len += (size_t)snprintf(buf + len, cap - len, ",\"group\":%lld",
+                                    (long long)c->sub.group_id);
         }
         len += (size_t)snprintf(buf + len, cap - len, "}");
     }
@@ -130,14 +88,14 @@ reply_submitted(call *c)
 static void
 done_submit(wop *op)
 {
-    call *c = container_of(op, call, op);
+    call *c = container_of(op, call, sub.op);
     server *s = c->srv;
     if (op->err != JOBQ_OK) {
         char msg[512];
         char missing[128];
         snprintf(missing, sizeof(missing),
                  "\"after\" names job %lld, which does not exist (or was deleted by retention)",
-                 (long long)c->missing_parent);
+                 (long long)c->sub.missing_parent);
         const char *what = op->err == JOBQ_ECONFLICT ? "the key is already used by a job with "
                                                        "another payload"
                            : op->err == JOBQ_EFULL   ? "the database disk is full; free space"
@@ -145,7 +103,8 @@ done_submit(wop *op)
                            : op->err == JOBQ_ENOENT  ? missing
                                                      : writer_last_error(&s->w);
         if (c->req.op == REQ_SUBMIT_BATCH) {
-            snprintf(msg, sizeof(msg), "jobs[%zu]: %s (nothing was submitted)", c->failed_at, what);
+            snprintf(msg, sizeof(msg), "jobs[%zu]: %s (nothing was submitted)", c->sub.failed_at,
+                     what);
         } else {
             snprintf(msg, sizeof(msg), "%s", what);
         }
@@ -154,45 +113,45 @@ done_submit(wop *op)
     }
     size_t added = 0;
     for (size_t i = 0; i < c->req.njobs; i++) {
-        if (c->dedupe[i].replaced) {
+        if (c->sub.dedupe[i].replaced) {
             /* A job that was waiting to run took a new payload and run time. */
-            qstate *q = queue_add(s, c->specs[i].queue);
+            qstate *q = queue_add(s, c->sub.specs[i].queue);
             if (q == NULL) {
                 continue;
             }
-            expiry_note(s, c->specs[i].expires_at_ms);
-            if (c->dedupe[i].from != c->states[i]) {
-                queue_count_move(q, c->dedupe[i].from, c->states[i]);
+            expiry_note(s, c->sub.specs[i].expires_at_ms);
+            if (c->sub.dedupe[i].from != c->sub.states[i]) {
+                queue_count_move(q, c->sub.dedupe[i].from, c->sub.states[i]);
             }
-            if (c->states[i] == JOBQ_SCHEDULED || c->states[i] == JOBQ_RETRYING) {
-                sched_note_due(s, c->dedupe[i].run_at_ms);
-            } else if (c->states[i] == JOBQ_READY) {
+            if (c->sub.states[i] == JOBQ_SCHEDULED || c->sub.states[i] == JOBQ_RETRYING) {
+                sched_note_due(s, c->sub.dedupe[i].run_at_ms);
+            } else if (c->sub.states[i] == JOBQ_READY) {
                 sched_dispatch(s, q);
             }
             continue;
         }
-        if (!c->dups[i]) {
-            qstate *q = queue_add(s, c->specs[i].queue);
+        if (!c->sub.dups[i]) {
+            qstate *q = queue_add(s, c->sub.specs[i].queue);
             if (q == NULL) {
                 continue;
             }
-            queue_count_move(q, -1, c->states[i]);
-            if (c->states[i] != JOBQ_CANCELLED) {
-                expiry_note(s, c->specs[i].expires_at_ms);
+            queue_count_move(q, -1, c->sub.states[i]);
+            if (c->sub.states[i] != JOBQ_CANCELLED) {
+                expiry_note(s, c->sub.specs[i].expires_at_ms);
             }
-            if (c->states[i] == JOBQ_SCHEDULED) {
-                sched_note_due(s, c->specs[i].run_at_ms);
-            } else if (c->states[i] == JOBQ_CANCELLED) {
+            if (c->sub.states[i] == JOBQ_SCHEDULED) {
+                sched_note_due(s, c->sub.specs[i].run_at_ms);
+            } else if (c->sub.states[i] == JOBQ_CANCELLED) {
                 sched_sweep_soon(s, q, JOBQ_CANCELLED);
             } else if (i + 1 == c->req.njobs ||
-                       strcmp(c->specs[i].queue, c->specs[i + 1].queue) != 0) {
+                       strcmp(c->sub.specs[i].queue, c->sub.specs[i + 1].queue) != 0) {
                 sched_dispatch(s, q);
             }
             added++;
         }
     }
     log_debug("submitted", "jobs=%zu added=%zu first_id=%lld", c->req.njobs, added,
-              (long long)c->ids[0]);
+              (long long)c->sub.ids[0]);
     reply_submitted(c);
 }
 
@@ -230,16 +189,12 @@ start_submit(call *c)
 {
     server *s = c->srv;
     size_t n = c->req.njobs;
-    c->specs = calloc(n + 1, sizeof(*c->specs)); /* + the group's on_complete job */
-    c->ids = calloc(n, sizeof(*c->ids));
-    c->dups = calloc(n, sizeof(*c->dups));
-    c->states = calloc(n, sizeof(*c->states));
-    c->dedupe = calloc(n, sizeof(*c->dedupe));
-    if (c->specs == NULL || c->ids == NULL || c->dups == NULL || c->states == NULL ||
-        c->dedupe == NULL) {
+    if (!submit_alloc(&c->sub, n)) {
         reply_error(c, "internal", "out of memory");
         return;
     }
+    c->sub.group = c->req.group;
+    c->sub.group_oc = c->req.on_complete != NULL;
     int64_t now = jobq__now_ms();
     size_t nspecs = n + (c->req.on_complete != NULL);
     for (size_t i = 0; i < nspecs; i++) {
@@ -277,7 +232,7 @@ start_submit(call *c)
             config_queue_defaults(&defaults);
             qc = &defaults;
         }
-        job_spec *sp = &c->specs[i];
+        job_spec *sp = &c->sub.specs[i];
         sp->queue = j->queue;
         sp->payload = j->payload;
         sp->payload_hash = j->payload_hash;
@@ -297,7 +252,11 @@ start_submit(call *c)
         sp->debounce_max_ms = j->debounce_max_ms;
         sp->expires_at_ms = j->expires_in_ms > 0 ? now + j->expires_in_ms : j->expires_at_ms;
     }
-    call_store(c, exec_submit, done_submit);
+    /* The insert is the lifecycle's own operation (the request's second half is done_submit). */
+    c->sub.op.exec = lifecycle_exec_submit;
+    c->sub.op.done = done_submit;
+    c->sub.op.writes = true;
+    writer_push(&s->w, &c->sub.op);
 }
 
 static int
@@ -641,16 +600,15 @@ done_explain(wop *op)
             snprintf(why, sizeof(why), "ready, but jobqd is shutting down");
         } else if (jobq__now_ms() < q->slow_until_ms) {
             reason = "slowed_down";
-            snprintf(why, sizeof(why), "ready, but queue %s starts nothing until %s: %s",
-                     r->queue, fmt_time(t1, sizeof(t1), q->slow_until_ms), q->slow_why);
+            snprintf(why, sizeof(why), "ready, but queue %s starts nothing until %s: %s", r->queue,
+                     fmt_time(t1, sizeof(t1), q->slow_until_ms), q->slow_why);
         } else if (q->br.state == BREAKER_OPEN) {
             reason = "circuit_open";
             char cause[96];
             breaker_describe(&q->br, cause, sizeof(cause));
             snprintf(why, sizeof(why), "ready, but the circuit of queue %s is open until %s: %s",
                      r->queue, fmt_time(t1, sizeof(t1), q->br.until_ms), cause);
-        } else if (q->br.state == BREAKER_HALF_OPEN &&
-                   q->br.probes_started >= q->br.rule.probes) {
+        } else if (q->br.state == BREAKER_HALF_OPEN && q->br.probes_started >= q->br.rule.probes) {
             reason = "circuit_half_open";
             snprintf(why, sizeof(why),
                      "ready, but the circuit of queue %s is half-open: waiting for the outcome of "

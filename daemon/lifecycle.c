@@ -344,6 +344,96 @@ lifecycle_insert_dedupe(store *st, const job_spec *spec, int64_t now_ms, int64_t
     return JOBQ_OK;
 }
 
+bool
+submit_alloc(submit_set *s, size_t n)
+{
+    memset(s, 0, sizeof(*s));
+    /* Widest alignment first: job_spec, int64_t and dedupe_out are multiples of 8 bytes. */
+    size_t specs = (n + 1) * sizeof(job_spec), ids = n * sizeof(int64_t),
+           dedupe = n * sizeof(dedupe_out), states = n * sizeof(int);
+    char *p = calloc(1, specs + ids + dedupe + states + n * sizeof(bool));
+    if (p == NULL) {
+        return false;
+    }
+    _Static_assert(sizeof(job_spec) % sizeof(int64_t) == 0 &&
+                       sizeof(dedupe_out) % sizeof(int64_t) == 0,
+                   "submit_alloc's layout keeps every array aligned");
+    s->specs = (job_spec *)p;
+    s->ids = (int64_t *)(p + specs);
+    s->dedupe = (dedupe_out *)(p + specs + ids);
+    s->states = (int *)(p + specs + ids + dedupe);
+    s->dups = (bool *)(p + specs + ids + dedupe + states);
+    s->n = n;
+    return true;
+}
+
+/* resolve_after: spec's "after" with earlier members (-(index + 1)) replaced by their ids, in
+ * buf (cap entries) or a new array (*heap, the caller frees it); NULL when out of memory. */
+static const int64_t *
+resolve_after(const job_spec *spec, const int64_t *ids, int64_t *buf, size_t cap, int64_t **heap)
+{
+    bool batch = false;
+    for (size_t k = 0; k < spec->nafter; k++) {
+        batch |= spec->after[k] < 0;
+    }
+    if (!batch) {
+        return spec->after;
+    }
+    int64_t *out = buf;
+    if (spec->nafter > cap && (out = *heap = malloc(spec->nafter * sizeof(*out))) == NULL) {
+        return NULL;
+    }
+    for (size_t k = 0; k < spec->nafter; k++) {
+        out[k] = spec->after[k] < 0 ? ids[-spec->after[k] - 1] : spec->after[k];
+    }
+    return out;
+}
+
+int
+lifecycle_submit(store *st, submit_set *s, int64_t now_ms)
+{
+    s->group_id = 0;
+    s->failed_at = 0;
+    if (s->group) {
+        group_spec g = {.size = s->n};
+        if (s->group_oc) {
+            const job_spec *oc = &s->specs[s->n];
+            g.oc_queue = oc->queue;
+            g.oc_payload = oc->payload;
+            g.oc_priority = oc->priority;
+            g.oc_max_attempts = oc->max_attempts;
+            g.oc_timeout_ms = oc->timeout_ms;
+        }
+        int err = store_group_create(st, &g, now_ms, &s->group_id);
+        if (err != JOBQ_OK) {
+            return err;
+        }
+    }
+    for (size_t i = 0; i < s->n; i++) {
+        job_spec spec = s->specs[i];
+        spec.group_id = s->group_id;
+        int64_t buf[16], *heap = NULL;
+        spec.after = resolve_after(&s->specs[i], s->ids, buf, 16, &heap);
+        int err = spec.after == NULL && spec.nafter > 0
+                      ? JOBQ_ENOMEM
+                      : lifecycle_insert_dedupe(st, &spec, now_ms, &s->ids[i], &s->dups[i],
+                                                &s->states[i], &s->dedupe[i]);
+        free(heap);
+        if (err != JOBQ_OK) {
+            s->failed_at = i;
+            s->missing_parent = err == JOBQ_ENOENT ? st->missing_parent : 0;
+            return err;
+        }
+    }
+    return s->group_id != 0 ? lifecycle_group_settle(st, s->group_id, now_ms) : JOBQ_OK;
+}
+
+int
+lifecycle_exec_submit(store *st, wop *op, int64_t now_ms)
+{
+    return lifecycle_submit(st, (submit_set *)((char *)op - offsetof(submit_set, op)), now_ms);
+}
+
 int64_t
 lifecycle_missing_parent(const store *st)
 {

@@ -15,6 +15,7 @@
 #include <stdint.h>
 
 #include "store.h"
+#include "writer.h"
 
 /** lifecycle_insert: admits one job: state scheduled if run_at_ms > now_ms else ready;
  *  waiting while a parent in spec->after has not ended; cancelled at once (with the reason
@@ -45,6 +46,36 @@ typedef struct dedupe_out {
  *  its job ends (the transaction that ends it forgets it), however long. out may be NULL. */
 int lifecycle_insert_dedupe(store *st, const job_spec *spec, int64_t now_ms, int64_t *idp,
                             bool *dupp, int *statep, dedupe_out *out);
+
+/** One submit as the writer inserts it: n jobs (specs[n] is a group's on_complete job when
+ *  group_oc), each spec's "after" may name an earlier member as -(index + 1); the outputs
+ *  are one per job. */
+typedef struct submit_set {
+    wop op; /* the store operation that inserts them: lifecycle_exec_submit */
+    job_spec *specs;
+    size_t n;
+    bool group;             /* the jobs form one group (store_group_create) */
+    bool group_oc;          /* the group submits specs[n] when it completes */
+    int64_t *ids;           /* out */
+    bool *dups;             /* out */
+    int *states;            /* out */
+    dedupe_out *dedupe;     /* out */
+    int64_t group_id;       /* out: the group, 0 for none */
+    size_t failed_at;       /* out: the job that failed (0 when the group could not be made) */
+    int64_t missing_parent; /* out: with JOBQ_ENOENT, the "after" id that names no job */
+} submit_set;
+
+/** submit_alloc: zeroes s and gives it room for n jobs (and an on_complete job) in one
+ *  allocation, at s->specs (free(s->specs) releases it); false when out of memory. */
+bool submit_alloc(submit_set *s, size_t n);
+
+/** lifecycle_exec_submit: the exec of a submit_set's op (writer.h): lifecycle_submit. */
+int lifecycle_exec_submit(store *st, wop *op, int64_t now_ms);
+
+/** lifecycle_submit: inserts every job of s (lifecycle_insert_dedupe) in order, in a new group
+ *  when s->group, then settles the group (members cancelled at once may complete it). Stops
+ *  at the first error, which the caller's savepoint undoes whole. Writer's thread. */
+int lifecycle_submit(store *st, submit_set *s, int64_t now_ms);
 
 /** The error of a job cancelled because it had not started by its deadline. */
 #define EXPIRED_ERROR "expired"

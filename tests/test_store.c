@@ -1454,9 +1454,9 @@ test_contract_delete_priority_run_at_fenced(void **state)
     assert_int_equal(store_commit(f->st), JOBQ_OK);
     job_row r;
     assert_int_equal(store_get(f->st, a, &r), JOBQ_ENOENT);
-    attempt_row hist[4];
+    attempt_row past[4];
     size_t n = 9;
-    assert_int_equal(store_attempts(f->st, a, hist, 4, &n), JOBQ_OK);
+    assert_int_equal(store_attempts(f->st, a, past, 4, &n), JOBQ_OK);
     assert_int_equal(n, 0);
     bool waits = true;
     assert_int_equal(store_dep_pending(f->st, c, &waits), JOBQ_OK);
