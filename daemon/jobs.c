@@ -389,6 +389,17 @@ done_list(wop *op)
     send_json(c, o);
 }
 
+/* made_ready: the job of c->row went from c->old_state to ready: counts, then a claim. */
+static void
+made_ready(call *c)
+{
+    qstate *q = queue_add(c->srv, c->row.queue);
+    if (q != NULL) {
+        queue_count_move(q, c->old_state, JOBQ_READY);
+        sched_dispatch(c->srv, q);
+    }
+}
+
 static int
 exec_retry(store *st, wop *op, int64_t now_ms)
 {
@@ -401,11 +412,7 @@ done_retry(wop *op)
 {
     call *c = container_of(op, call, op);
     if (op->err == JOBQ_OK) {
-        qstate *q = queue_add(c->srv, c->row.queue);
-        if (q != NULL) {
-            queue_count_move(q, c->old_state, JOBQ_READY);
-            sched_dispatch(c->srv, q);
-        }
+        made_ready(c);
         log_info("job_retried", "job=%lld queue=%s", (long long)c->row.id, c->row.queue);
     }
     reply_job(c, "retried (only dead and cancelled jobs are)");
@@ -765,11 +772,7 @@ done_promote(wop *op)
 {
     call *c = container_of(op, call, op);
     if (op->err == JOBQ_OK) {
-        qstate *q = queue_add(c->srv, c->row.queue);
-        if (q != NULL) {
-            queue_count_move(q, c->old_state, JOBQ_READY);
-            sched_dispatch(c->srv, q);
-        }
+        made_ready(c);
         log_info("job_promoted", "job=%lld queue=%s was=%s", (long long)c->row.id, c->row.queue,
                  jobq__state_name(c->old_state));
     }
