@@ -25,6 +25,7 @@ at a time, each alone on a free port of 127.0.0.1 with its data in a temp dir:
       jobq-peer-load)                                                    "jobq"
   the same jobqd on that PostgreSQL 15 (database jobq), one node, the
       workloads but exec                                                 "jobqpg"
+  three such jobqd on that database, submit, batch, drain and mixed   "jobqpg3"
 Workloads, the same for every system (200-byte bodies, a handler that returns at once):
   submit  16 producers, one connection and one single submit in flight each
   batch   one thread, 1,000 jobs per request (beanstalkd: 1,000 pipelined puts; Redis: one
@@ -52,8 +53,11 @@ DIR/bin (--build, default ./build): jobqd, jobq-bench, jobq-worker-bench, jobq-p
 PostgreSQL 15 bin directory (default /usr/lib/postgresql/15/bin).
 The last lines are "ratio NAME VALUE", jobq / peer, higher is better; e2e_vs_* are the mixed
 workload against beanstalkd and raw Redis lists; pg_*_vs_pg_queue and pg_*_vs_sqlite compare
-jobq on PostgreSQL with graphile-worker and with jobq on SQLite. Column CPU_US (and the
-"cpu_us_per_job KEY VALUE" lines) is jobqd's own CPU time per job, from /proc/PID/stat; for
+jobq on PostgreSQL with graphile-worker and with jobq on SQLite, pg3_* the same with three
+jobq nodes on that database (jobq-peer-load spreads producers and consumers over them; the
+nodes, PostgreSQL and the load share the machine's cores). Column CPU_US (and the
+"cpu_us_per_job KEY VALUE" lines) is jobqd's own CPU time per job (of every node), from
+/proc/PID/stat; for
 jobq on PostgreSQL, "#" lines add the statements, commits and WAL bytes per job
 (pg_stat_statements, loaded in the cluster the script starts, and pg_current_wal_lsn).
 The PostgreSQL queue is graphile-worker, not pg-boss: graphile-worker wakes its workers with
@@ -270,6 +274,7 @@ stop_server() {
 
 cleanup() {
     local rc=$?
+    [ -z "${MORE_PIDS:-}" ] || stop_more_nodes
     stop_server
     if [ -n "${PG_PID:-}" ]; then # PostgreSQL, kept while a jobqd ran on it
         SRV_PID=$PG_PID SRV_SIG=INT
@@ -368,27 +373,19 @@ start_pg() {
     return 1
 }
 
-# start_jobqd [DATABASE]: a fresh jobqd (durability = full) on a free port, on a new SQLite file
-# or on DATABASE (a postgresql:// URL); sets PORT, URL and JOBQ_PID (for its CPU time).
-start_jobqd() {
-    local try db=${1:-}
-    SRV_NAME=jobqd
-    for try in 1 2 3; do
-        PORT=$("$PEER" port)
-        URL="tcp://127.0.0.1:$PORT"
-        rm -rf "$T/jobq"
-        mkdir -p "$T/jobq"
-        # As root, jobqd needs an account to switch to, and that account its directory.
-        local user_line=
-        if [ "$(id -u)" = 0 ]; then
-            user_line="user = nobody"
-            chown nobody "$T/jobq"
-        fi
-        cat >"$T/jobq/jobq.conf" <<EOF
+# jobq_conf DIR URL DATABASE: the config every measured jobqd runs (DIR/jobq.conf; as root
+# DIR is nobody's and jobqd switches to nobody).
+jobq_conf() {
+    local user_line=
+    if [ "$(id -u)" = 0 ]; then
+        user_line="user = nobody"
+        chown nobody "$1"
+    fi
+    cat >"$1/jobq.conf" <<EOF
 [server]
-listen = $URL
+listen = $2
 http =
-database = ${db:-$T/jobq/jobq.db}
+database = $3
 durability = full
 shutdown_grace = 5s
 log_level = info
@@ -404,6 +401,19 @@ $user_line
 command = /bin/true
 concurrency = 8
 EOF
+}
+
+# start_jobqd [DATABASE]: a fresh jobqd (durability = full) on a free port, on a new SQLite file
+# or on DATABASE (a postgresql:// URL); sets PORT, URL and JOBQ_PID (for its CPU time).
+start_jobqd() {
+    local try db=${1:-}
+    SRV_NAME=jobqd
+    for try in 1 2 3; do
+        PORT=$("$PEER" port)
+        URL="tcp://127.0.0.1:$PORT"
+        rm -rf "$T/jobq"
+        mkdir -p "$T/jobq"
+        jobq_conf "$T/jobq" "$URL" "${db:-$T/jobq/jobq.db}"
         local log="$T/jobq.log"
         : >"$log"
         "$JOBQD" -c "$T/jobq/jobq.conf" 2>>"$log" &
@@ -423,6 +433,66 @@ EOF
     done
     echo "compare.sh: giving up on jobqd" >&2
     exit 1
+}
+
+# more_nodes N DATABASE: N - 1 more jobqd on DATABASE (a postgresql:// URL) beside the one
+# start_jobqd started there; sets URLS (every node's URL, comma-separated) and MORE_PIDS.
+MORE_PIDS=
+more_nodes() {
+    local i port url log pid
+    URLS=$URL
+    for i in $(seq 2 "$1"); do
+        port=$("$PEER" port)
+        url="tcp://127.0.0.1:$port"
+        log="$T/jobq$i.log"
+        rm -rf "$T/jobq$i"
+        mkdir -p "$T/jobq$i"
+        jobq_conf "$T/jobq$i" "$url" "$2"
+        : >"$log"
+        "$JOBQD" -c "$T/jobq$i/jobq.conf" 2>>"$log" &
+        pid=$!
+        MORE_PIDS="$MORE_PIDS $pid"
+        URLS="$URLS,$url"
+        for _ in $(seq 1 300); do # 30 s at most
+            grep -q 'event=ready' "$log" && break
+            kill -0 "$pid" 2>/dev/null || break
+            sleep 0.1
+        done
+        if ! grep -q 'event=ready' "$log"; then
+            echo "compare.sh: node $i of jobq on PostgreSQL did not become ready; its log:" >&2
+            tail -n 5 "$log" >&2
+            return 1
+        fi
+    done
+}
+
+# stop_more_nodes: stops the nodes more_nodes started.
+stop_more_nodes() {
+    local p
+    for p in $MORE_PIDS; do
+        kill -TERM "$p" 2>/dev/null || true
+    done
+    for p in $MORE_PIDS; do
+        wait "$p" 2>/dev/null || true
+    done
+    MORE_PIDS=
+    rm -rf "$T"/jobq[0-9]*
+}
+
+# jobq_nodes_workloads P: submit, batch, drain and mixed against every node of $URLS at once
+# (jobq-peer-load spreads its producers and consumers over them), recorded as P_*.
+jobq_nodes_workloads() {
+    local p=$1
+    measure "${p}_submit" "jobq-peer-load: one client per producer, spread over the nodes" \
+        "$PEER" jobq "$URLS" submit --producers 16 --name bench --seconds "$SECS"
+    measure "${p}_batch1" "jobq-peer-load batch --rows 1000, 1 thread, one node" \
+        "$PEER" jobq "$URLS" batch --rows 1000 --name bench --seconds "$SECS"
+    measure "${p}_drain" "jobq-peer-load drain: 4 consumers x concurrency 4 over the nodes" \
+        "$PEER" jobq "$URLS" drain --jobs "$DRAIN_JOBS" --consumers 4 --concurrency 4 \
+        --name drain --seconds "$DRAIN_CAP"
+    measure "${p}_mixed" "16 producers + 4 processes x concurrency 4 over the nodes; p50/p99 submit to start" \
+        "$PEER" jobq "$URLS" e2e --producers 16 --consumers 4 --concurrency 4 --processes \
+        --name e2e --seconds "$SECS"
 }
 
 # left: seconds of the budget left, at least 5 (a step is then cut short by timeout).
@@ -452,9 +522,14 @@ CLK_TCK=$(getconf CLK_TCK 2>/dev/null || echo 100)
 COST_PG= # set while the jobqd measured keeps its jobs in PostgreSQL
 COST0=
 
-# proc_ticks PID: the CPU time PID has used, in clock ticks (fields 14 and 15 of its stat).
+# proc_ticks PID...: the CPU time the PIDs have used, in clock ticks (fields 14 and 15 of
+# their stat).
 proc_ticks() {
-    awk '{ print $14 + $15 }' "/proc/$1/stat" 2>/dev/null || echo 0
+    local p t=0
+    for p in "$@"; do
+        t=$((t + $(awk '{ print $14 + $15 }' "/proc/$p/stat" 2>/dev/null || echo 0)))
+    done
+    echo "$t"
 }
 
 # pg_counters: "STATEMENTS COMMITS WAL_BYTES" so far, when COST_PG is set.
@@ -471,7 +546,7 @@ pg_counters() {
 cost_begin() {
     COST0=
     [ -n "${JOBQ_PID:-}" ] || return 0
-    COST0="$(proc_ticks "$JOBQ_PID") $(pg_counters)"
+    COST0="$(proc_ticks "$JOBQ_PID" $MORE_PIDS) $(pg_counters)"
 }
 
 # cost_end JOBS KEY...: what was spent since cost_begin, per job, recorded for each KEY.
@@ -480,7 +555,7 @@ cost_end() {
     shift
     [ -n "$COST0" ] && [ -n "$jobs" ] && [ "$jobs" != 0 ] || return 0
     read -r c0 s0 m0 w0 <<<"$COST0"
-    read -r c1 s1 m1 w1 <<<"$(proc_ticks "$JOBQ_PID") $(pg_counters)"
+    read -r c1 s1 m1 w1 <<<"$(proc_ticks "$JOBQ_PID" $MORE_PIDS) $(pg_counters)"
     per() { awk -v a="$1" -v b="$2" -v n="$jobs" -v m="$3" 'BEGIN { printf "%.2f", (b - a) * m / n }'; }
     for k in "$@"; do
         CPUUS[$k]=$(per "$c0" "$c1" "$(awk -v hz="$CLK_TCK" 'BEGIN { print 1e6 / hz }')")
@@ -723,6 +798,13 @@ if [ -z "${SKIP[pg]:-}" ]; then
             COST_PG=1
             start_jobqd "postgresql://jobq@127.0.0.1:$PG_PORT/jobq"
             jobq_workloads jobqpg noexec
+            # Three nodes on that database: the same workloads spread over them.
+            if more_nodes 3 "postgresql://jobq@127.0.0.1:$PG_PORT/jobq"; then
+                jobq_nodes_workloads jobqpg3
+            else
+                RC=1
+            fi
+            stop_more_nodes
             stop_server
             COST_PG=
             rm -rf "$T/jobq"
@@ -781,6 +863,7 @@ label() {
     bullmq_everysec_*) echo "bullmq everysec" ;;
     pg_queue_*) echo "graphile-worker" ;;
     jobq_*) echo "jobq full" ;;
+    jobqpg3_*) echo "jobq on pg x3" ;;
     jobqpg_*) echo "jobq on pg" ;;
     sqlite_*) echo "sqlite raw" ;;
     spawn_*) echo "xargs -P 8" ;;
@@ -891,3 +974,9 @@ ratio pg_submit_vs_sqlite jobqpg_submit jobq_submit
 ratio pg_batch_vs_sqlite jobqpg_batch1 jobq_batch1
 ratio pg_drain_vs_sqlite jobqpg_drain jobq_drain
 ratio pg_mixed_vs_sqlite jobqpg_mixed jobq_mixed
+# Three jobq nodes on that PostgreSQL (they share the machine's cores with it and the load).
+ratio pg3_submit_vs_pg_queue jobqpg3_submit pg_queue_submit
+ratio pg3_drain_vs_pg_queue jobqpg3_drain pg_queue_drain
+ratio pg3_mixed_vs_pg_queue jobqpg3_mixed pg_queue_mixed
+ratio pg3_drain_vs_sqlite jobqpg3_drain jobq_drain
+ratio pg3_mixed_vs_sqlite jobqpg3_mixed jobq_mixed

@@ -35,7 +35,7 @@
 #define DEFAULT_TXN_ROWS 1000
 #define DEFAULT_BACKLOG 20000 /* drain: jobs put before the consumers start */
 #define MAX_SECONDS 3600.0
-#define WAIT_STEP_MS 50 /* the wait command retries this often */
+#define WAIT_STEP_MS 50         /* the wait command retries this often */
 #define SLOT_SAMPLES (1u << 21) /* latencies a consumer process hands back (16 MiB of address) */
 #define READY_TIMEOUT_MS 30000  /* a consumer process that is not ready by then fails the run */
 
@@ -79,21 +79,26 @@ typedef struct worker {
 typedef struct run {
     enum target target;
     bool e2e;
-    bool drain;       /* consumers only, on a backlog of jobs put before the clock starts */
-    long jobs;        /* drain: the backlog */
-    _Atomic long taken;        /* drain: jobs consumed so far */
+    bool drain;         /* consumers only, on a backlog of jobs put before the clock starts */
+    long jobs;          /* drain: the backlog */
+    _Atomic long taken; /* drain: jobs consumed so far */
     _Atomic uint64_t drained_ns; /* drain: when the last job of the backlog was consumed */
-    int port;         /* beanstalkd, redis */
-    const char *url;  /* jobq */
+    int port;                    /* beanstalkd, redis */
+    const char *urls[8];         /* jobq: one or more nodes; worker i talks to urls[i % nurls] */
+    int nurls;
     const char *name; /* tube, list key or queue */
     int producers, consumers, concurrency;
     bool processes; /* jobq e2e: each consumer is a process of its own */
     double seconds;
-    double rate; /* submit, e2e: jobs/s of all producers together, on a fixed timetable (0: as fast as they can) */
+    double rate; /* submit, e2e: jobs/s of all producers together, on a fixed timetable (0: as fast
+                    as they can) */
     uint64_t start_ns, deadline_ns; /* written by main between the two barriers */
     atomic_bool stop;
     pthread_barrier_t barrier;
 } run;
+
+/* URL_OF: the jobq node worker i talks to. */
+#define URL_OF(r, i) ((r)->urls[(i) % (r)->nurls])
 
 static uint64_t
 mono_ns(void)
@@ -385,7 +390,7 @@ setup(worker *w)
     char req[256], line[256];
     int n;
     if (r->target == T_JOBQ) {
-        int err = jobq_client_open(&w->client, r->url);
+        int err = jobq_client_open(&w->client, URL_OF(r, w->index));
         if (err == JOBQ_OK) {
             err = jobq_ping(w->client);
         }
@@ -394,7 +399,7 @@ setup(worker *w)
             err = jobq_worker_open(&w->jw, w->client, queues, 1);
         }
         if (err != JOBQ_OK) {
-            fail(w, "jobqd at %s: %s: %s", r->url, jobq_strerror(err), jobq_errmsg());
+            fail(w, "jobqd at %s: %s: %s", URL_OF(r, w->index), jobq_strerror(err), jobq_errmsg());
             return false;
         }
         return true;
@@ -440,7 +445,8 @@ put(worker *w, const char *body, size_t len)
         int64_t id;
         int err = jobq_submit(w->client, r->name, body, NULL, &id, NULL);
         if (err != JOBQ_OK) {
-            fail(w, "jobqd at %s: submit: %s: %s", r->url, jobq_strerror(err), jobq_errmsg());
+            fail(w, "jobqd at %s: submit: %s: %s", URL_OF(r, w->index), jobq_strerror(err),
+                 jobq_errmsg());
             return false;
         }
         return true;
@@ -538,7 +544,7 @@ put_chunk(run *r, conn *c, jobq_client *client, uint64_t seq, int n, char *err, 
         }
         int e = jobq_submit_batch(client, r->name, payloads, (size_t)n, NULL, ids);
         if (e != JOBQ_OK) {
-            snprintf(err, errlen, "jobqd at %s: submit_batch: %s", r->url, jobq_errmsg());
+            snprintf(err, errlen, "jobqd at %s: submit_batch: %s", URL_OF(r, 0), jobq_errmsg());
             return false;
         }
         return true;
@@ -555,9 +561,9 @@ put_chunk(run *r, conn *c, jobq_client *client, uint64_t seq, int n, char *err, 
     }
     for (int i = 0; i < n; i++) {
         size_t bl = make_body(body, sizeof(body), seq + (uint64_t)i, mono_ns());
-        len += (size_t)snprintf(buf + len, cap - len,
-                                r->target == T_REDIS ? "$%zu\r\n%s\r\n" : "put 0 0 60 %zu\r\n%s\r\n",
-                                bl, body);
+        len += (size_t)snprintf(
+            buf + len, cap - len,
+            r->target == T_REDIS ? "$%zu\r\n%s\r\n" : "put 0 0 60 %zu\r\n%s\r\n", bl, body);
     }
     bool ok = conn_write(c, buf, len);
     free(buf);
@@ -581,8 +587,8 @@ open_putter(run *r, conn *c, jobq_client **client, char *err, size_t errlen)
     c->fd = -1;
     *client = NULL;
     if (r->target == T_JOBQ) {
-        if (jobq_client_open(client, r->url) != JOBQ_OK) {
-            snprintf(err, errlen, "jobqd at %s: %s", r->url, jobq_errmsg());
+        if (jobq_client_open(client, URL_OF(r, 0)) != JOBQ_OK) {
+            snprintf(err, errlen, "jobqd at %s: %s", URL_OF(r, 0), jobq_errmsg());
             return false;
         }
         return true;
@@ -676,7 +682,8 @@ worker_main(void *arg)
     if (w->consumer && r->target == T_JOBQ) {
         int err = jobq_worker_run(w->jw, jobq_noop_cb, w, r->concurrency);
         if (err != JOBQ_OK) {
-            fail(w, "jobqd at %s: worker: %s: %s", r->url, jobq_strerror(err), jobq_errmsg());
+            fail(w, "jobqd at %s: worker: %s: %s", URL_OF(r, w->index), jobq_strerror(err),
+                 jobq_errmsg());
         }
         return NULL;
     }
@@ -759,7 +766,8 @@ child_worker_main(void *arg)
     worker *w = arg;
     int err = jobq_worker_run(w->jw, jobq_noop_cb, w, w->run->concurrency);
     if (err != JOBQ_OK) {
-        fail(w, "jobqd at %s: worker: %s: %s", w->run->url, jobq_strerror(err), jobq_errmsg());
+        fail(w, "jobqd at %s: worker: %s: %s", URL_OF(w->run, w->index), jobq_strerror(err),
+             jobq_errmsg());
     }
     return NULL;
 }
@@ -979,8 +987,11 @@ cmd_load(run *r)
     }
     printf("result target=%s workload=%s producers=%d consumers=%d seconds=%.3f puts=%llu "
            "put_per_s=%.1f jobs=%llu jobs_per_s=%.1f p50_us=%.1f p99_us=%.1f errors=%llu",
-           target_names[r->target], r->drain ? "drain" : r->e2e ? "e2e" : "submit", r->producers,
-           r->e2e ? r->consumers : 0, secs, (unsigned long long)puts,
+           target_names[r->target],
+           r->drain ? "drain"
+           : r->e2e ? "e2e"
+                    : "submit",
+           r->producers, r->e2e ? r->consumers : 0, secs, (unsigned long long)puts,
            secs > 0 ? (double)puts / secs : 0.0, (unsigned long long)jobs,
            secs > 0 ? (double)jobs / secs : 0.0, p50, p99, (unsigned long long)errors);
     if (r->drain) {
@@ -1177,10 +1188,11 @@ usage(FILE *f)
             "usage: jobq-peer-load port\n"
             "       jobq-peer-load wait beanstalkd|redis PORT [--seconds S]\n"
             "       jobq-peer-load beanstalkd|redis PORT submit|e2e|drain|batch [OPTIONS]\n"
-            "       jobq-peer-load jobq URL submit|e2e|drain|batch [OPTIONS]\n"
+            "       jobq-peer-load jobq URL[,URL...] submit|e2e|drain|batch [OPTIONS]\n"
             "       jobq-peer-load sqlite DB --schema FILE... [--rows N] [--seconds S]\n"
             "\n"
-            "Every server is on 127.0.0.1 (jobq: a tcp://127.0.0.1:PORT or ipc:// URL).\n"
+            "Every server is on 127.0.0.1 (jobq: a tcp://127.0.0.1:PORT or ipc:// URL; with\n"
+            "several, nodes of one cluster, producer or consumer i uses the (i mod n)th).\n"
             "submit: producers put %d-byte bodies (beanstalkd put, Redis LPUSH, jobq submit),\n"
             "one request in flight each; prints puts/s and p50/p99 per put.\n"
             "e2e: the same producers plus consumers (beanstalkd reserve + delete, Redis BRPOP,\n"
@@ -1355,9 +1367,21 @@ main(int argc, char **argv)
         r.port = (int)v;
     } else if (strcmp(pos[0], "jobq") == 0) {
         r.target = T_JOBQ;
-        r.url = pos[1];
-        if (strncmp(r.url, "tcp://127.0.0.1:", 16) != 0 && strncmp(r.url, "ipc://", 6) != 0) {
-            return bad("the jobq URL is tcp://127.0.0.1:PORT or ipc://PATH (loopback only)", r.url);
+        char *list = strdup(pos[1]), *save = NULL;
+        if (list == NULL) {
+            return bad("out of memory reading", pos[1]);
+        }
+        for (char *u = strtok_r(list, ",", &save); u != NULL; u = strtok_r(NULL, ",", &save)) {
+            if (strncmp(u, "tcp://127.0.0.1:", 16) != 0 && strncmp(u, "ipc://", 6) != 0) {
+                return bad("a jobq URL is tcp://127.0.0.1:PORT or ipc://PATH (loopback only)", u);
+            }
+            if (r.nurls == (int)(sizeof(r.urls) / sizeof(r.urls[0]))) {
+                return bad("at most 8 jobq URLs", pos[1]);
+            }
+            r.urls[r.nurls++] = u; /* list is kept to the end */
+        }
+        if (r.nurls == 0) {
+            return bad("the jobq URL is tcp://127.0.0.1:PORT or ipc://PATH", pos[1]);
         }
     } else {
         return bad("the target is beanstalkd, redis, jobq or sqlite", pos[0]);
