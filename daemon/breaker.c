@@ -140,8 +140,7 @@ breaker_record(breaker *b, bool ok, int64_t now_ms)
 }
 
 bool
-breaker_force_open(breaker *b, int64_t until_ms, int64_t hold_ms, int64_t stamp,
-                   const char *why)
+breaker_force_open(breaker *b, int64_t until_ms, int64_t hold_ms, int64_t stamp, const char *why)
 {
     if (stamp == b->stamp || (b->state == BREAKER_OPEN && until_ms <= b->until_ms)) {
         return false;

@@ -294,8 +294,7 @@ done_claim(wop *op)
     }
     if (passed_over) {
         keys_passed_over(q, &c->info);
-    } else if (op->err == JOBQ_OK && c->n < c->want && !c->rate_held &&
-               q->counts[JOBQ_READY] > 0 &&
+    } else if (op->err == JOBQ_OK && c->n < c->want && !c->rate_held && q->counts[JOBQ_READY] > 0 &&
                q->conf->global_concurrency == 0) {
         /* The counts said more were ready than the store had: trust the store. (With several
          * nodes the counts are an estimate: another node took them, or global_concurrency
@@ -447,10 +446,13 @@ sched_dispatch(server *s, qstate *q)
     if (permits <= 0) {
         /* Open: until it half-opens; half-open as another node opened it: until this node
          * may probe (that node's verdict, notified, usually comes first). */
-        int64_t at = q->br.state == BREAKER_OPEN ? q->br.until_ms : q->br.remote ? q->br.hold_ms : 0;
+        int64_t at = q->br.state == BREAKER_OPEN ? q->br.until_ms : 0;
+        if (at == 0 && q->br.remote) {
+            at = q->br.hold_ms;
+        }
         if (at > 0) {
-            uv_timer_start(&q->breaker_timer, queue_timer_cb,
-                           (uint64_t)(at > now ? at - now : 0), 0);
+            uv_timer_start(&q->breaker_timer, queue_timer_cb, (uint64_t)(at > now ? at - now : 0),
+                           0);
         }
         return;
     }

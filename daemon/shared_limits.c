@@ -176,8 +176,7 @@ done_read(wop *op)
     read_op *r = container_of(op, read_op, op);
     if (op->err != JOBQ_OK || r->oom) {
         /* The next notification or resync reads them again. */
-        log_error("breakers_read_failed", "err=%s",
-                  jobq__err_code(r->oom ? JOBQ_ENOMEM : op->err));
+        log_error("breakers_read_failed", "err=%s", jobq__err_code(r->oom ? JOBQ_ENOMEM : op->err));
     } else {
         apply(r->s, r->rows, r->n);
     }

@@ -51,12 +51,7 @@ listen = ipc://$T/$n.sock
 http = 127.0.0.1:0
 database = $DBURL
 node = $n
-node_ttl = 3s
-leader_ttl = 3s
-poll_interval = 250ms
-durability = full
 log_level = info
-shutdown_grace = 2s
 $(user_line)
 
 [queue.rl]
