@@ -6,7 +6,9 @@
 #   their own would start about 30 a second);
 # - a handler failing on node a only opens the breaker there; nodes b and c, whose handlers
 #   succeed, stop starting the queue's jobs until the open period ends, show it open in
-#   `jobq stats` and /metrics, and start again once a's half-open probe succeeded.
+#   `jobq stats`, `explain` and /metrics, and start again once a's half-open probe succeeded;
+# - node a killed while its breaker is open: b and c hold the queue through the open period
+#   and one cooldown more (a's verdict, overdue), then probe themselves and close it.
 . "$(dirname "$0")/lib.sh"
 . "$(dirname "$0")/pg.sh"
 
@@ -143,3 +145,23 @@ done
 poll_until "b and c start jobs of brk again" \
     "[ \$(awk -v a=$closed '\$1 >= a && \$3 != \"a\"' \"$T/brk.log\" | wc -l) -gt 0 ]"
 ok "a's breaker opened on b and c at once (stats, /metrics), no start there while open; a's probe closed it for all ($((closed - opened)) ms)"
+
+# ---- the opener stops while its breaker is open: the others probe after one more cooldown ----
+touch "$T/down"
+ncli b submit brk --batch "$T/brk.ndjson" >/dev/null
+poll_until "a opens the breaker of brk again" \
+    "[ \$(grep -c 'event=breaker_open queue=brk reason=\"3 consecutive failures\"' \"${LOGF[a]}\") -ge 2 ]"
+opened=$(now_ms)
+kill -9 "${PID[a]}"
+PID[a]=
+rm -f "$T/down"
+mark=$(wc -l <"$T/brk.log")
+# Open for 4 s, then held 4 s more for a's verdict, which never comes: b and c probe then.
+poll_until "b or c probes and closes the breaker of brk" \
+    "grep -q 'event=breaker_closed queue=brk\$' \"${LOGF[b]}\" \"${LOGF[c]}\""
+closed=$(now_ms)
+for n in b c; do wait_log "$n" 'event=breaker_closed queue=brk' 5; done
+early=$(tail -n +$((mark + 1)) "$T/brk.log" | awk -v a=$((opened + 500)) -v b=$((opened + 7500)) '$1 >= a && $1 < b' | wc -l)
+[ "$early" -eq 0 ] || fail "$early jobs of brk started on b or c before a's verdict was overdue: $(tail -n +$((mark + 1)) "$T/brk.log" | awk -v a="$opened" '{ printf "%d:%s ", $1 - a, $3 }' | head -c 1500)"
+[ $((closed - opened)) -ge 7500 ] || fail "closed $((closed - opened)) ms after the open, before a's verdict was overdue"
+ok "the opener killed while open: b and c held the queue through the open period and one cooldown more, then probed and closed it ($((closed - opened)) ms)"
