@@ -53,7 +53,6 @@ listen = ipc://$T/$n.sock
 http = 127.0.0.1:0
 database = $DBURL
 node = $n
-log_level = info
 $(user_line)
 
 [queue.rl]
