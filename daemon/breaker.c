@@ -40,6 +40,7 @@ trip(breaker *b, int64_t now_ms, breaker_cause cause)
     b->until_ms = now_ms + b->rule.cooldown_ms;
     b->cause = cause;
     b->opened++;
+    b->remote = false;
     forget(b);
 }
 
@@ -56,8 +57,14 @@ breaker_permits(breaker *b, int64_t now_ms)
         b->state = BREAKER_HALF_OPEN;
         b->probes_started = 0;
         b->half_opened++;
-        return b->rule.probes;
+        return breaker_permits(b, now_ms);
     case BREAKER_HALF_OPEN:
+        if (b->remote) {
+            if (now_ms < b->hold_ms) {
+                return 0; /* the opener's probe decides */
+            }
+            b->remote = false; /* no verdict came: this node probes */
+        }
         return b->rule.probes > b->probes_started ? b->rule.probes - b->probes_started : 0;
     }
     return 0;
@@ -102,6 +109,9 @@ observe(breaker *b, bool failed)
 void
 breaker_record(breaker *b, bool ok, int64_t now_ms)
 {
+    if (b->remote && b->state != BREAKER_CLOSED) {
+        return; /* jobs started before another node opened it: its probe decides */
+    }
     switch (b->state) {
     case BREAKER_CLOSED:
         observe(b, !ok);
@@ -127,6 +137,41 @@ breaker_record(breaker *b, bool ok, int64_t now_ms)
     case BREAKER_OPEN:
         return;
     }
+}
+
+bool
+breaker_force_open(breaker *b, int64_t until_ms, int64_t hold_ms, int64_t stamp, const char *why)
+{
+    if (stamp == b->stamp || (b->state == BREAKER_OPEN && until_ms <= b->until_ms)) {
+        return false;
+    }
+    if (b->state != BREAKER_OPEN) {
+        b->opened++;
+    }
+    b->state = BREAKER_OPEN;
+    b->until_ms = until_ms;
+    b->hold_ms = hold_ms;
+    b->remote = true;
+    b->stamp = stamp;
+    b->cause = BREAKER_CAUSE_REMOTE;
+    b->probes_started = 0;
+    snprintf(b->remote_why, sizeof(b->remote_why), "%s", why != NULL ? why : "another node");
+    forget(b);
+    return true;
+}
+
+bool
+breaker_force_close(breaker *b)
+{
+    if (!b->remote || b->state == BREAKER_CLOSED) {
+        return false;
+    }
+    b->state = BREAKER_CLOSED;
+    b->remote = false;
+    b->stamp = 0;
+    b->closed++;
+    forget(b);
+    return true;
 }
 
 const char *
@@ -155,6 +200,9 @@ breaker_describe(const breaker *b, char *buf, size_t len)
         return;
     case BREAKER_CAUSE_PROBE:
         snprintf(buf, len, "its half-open probe failed");
+        return;
+    case BREAKER_CAUSE_REMOTE:
+        snprintf(buf, len, "%s", b->remote_why);
         return;
     case BREAKER_CAUSE_NONE:
         break;

@@ -32,6 +32,7 @@ typedef enum breaker_cause {
     BREAKER_CAUSE_CONSECUTIVE, /* rule.failures consecutive failures */
     BREAKER_CAUSE_RATE,        /* trip_failed of the last trip_calls attempts */
     BREAKER_CAUSE_PROBE,       /* a probe failed while half-open */
+    BREAKER_CAUSE_REMOTE,      /* another node opened it (several nodes on one database) */
 } breaker_cause;
 
 typedef struct breaker {
@@ -49,6 +50,12 @@ typedef struct breaker {
     uint64_t opened;             /* transitions into open, ever */
     uint64_t closed;             /* transitions into closed (from half-open), ever */
     uint64_t half_opened;
+    /* Opened by another node (breaker_force_open): this node's outcomes do not count, and
+     * once half-open it starts no probe before hold_ms: the opener's probe decides. */
+    bool remote;
+    int64_t hold_ms;
+    int64_t stamp;        /* the opening applied last (the opener's end, database time) */
+    char remote_why[160]; /* the opener's account: "node b: 5 consecutive failures" */
 } breaker;
 
 /** breaker_init: a closed breaker with rule r (its bounds are clamped). */
@@ -73,6 +80,18 @@ void breaker_returned(breaker *b);
  *  clean window), a failure opens again for another cooldown. Open: ignored (jobs that were
  *  already running). */
 void breaker_record(breaker *b, bool ok, int64_t now_ms);
+
+/** breaker_force_open: another node opened this breaker until until_ms (this node's clock):
+ *  open until then, then half-open with no probe here before hold_ms (the opener probes for
+ *  all; past hold_ms this node probes itself). stamp names the opening (non-zero): one
+ *  already applied changes nothing, nor does an end earlier than this breaker's own open
+ *  period. why: the opener's account, for breaker_describe. Returns whether it changed. */
+bool breaker_force_open(breaker *b, int64_t until_ms, int64_t hold_ms, int64_t stamp,
+                        const char *why);
+
+/** breaker_force_close: the node that probed closed it for all: closed with a clean window.
+ *  Only a breaker another node opened (remote) is closed; returns whether it was. */
+bool breaker_force_close(breaker *b);
 
 /** breaker_state_name: "closed", "open", "half_open". */
 const char *breaker_state_name(breaker_state s);

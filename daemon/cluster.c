@@ -23,6 +23,7 @@
 #include "log.h"
 #include "periodic.h"
 #include "scheduler.h"
+#include "shared_limits.h"
 #include "store_cluster.h"
 #include "waits.h"
 
@@ -531,6 +532,7 @@ resync(server *s)
 {
     cl.resyncs++;
     beat(s);
+    shared_breakers_read(s);
     int64_t ids[MAX_REREAD];
     size_t n = waits_ids(s, ids, MAX_REREAD);
     reread(s, ids, n);
@@ -566,6 +568,9 @@ notify_cb(void *arg, const char *payload)
             q->counts[JOBQ_READY] += json_integer_value(v);
             sched_dispatch(s, q);
         }
+    }
+    if (json_object_get(o, "b") != NULL) {
+        shared_breakers_read(s); /* a node opened or closed a breaker */
     }
     if (json_is_true(json_object_get(o, "p"))) {
         beat(s); /* a queue was paused or resumed: the flags are read again */

@@ -54,6 +54,7 @@ typedef struct qstate {
     uv_timer_t breaker_timer;        /* fires when an open circuit may turn half-open */
     rate_bucket rate;                /* the queue's `rate` */
     uv_timer_t rate_timer;           /* fires when the rate lets the next job start */
+    int64_t rate_wait_until_ms;      /* a rate kept in the database: no claim before this */
     uint64_t totals[TOTAL_KINDS];    /* events since jobqd started */
     hist wait_hist;                  /* seconds from due to start */
     hist run_hist;                   /* seconds from start to end of an attempt */

@@ -53,3 +53,16 @@ rate_wait_ms(const rate_bucket *b)
     }
     return (int64_t)ceil((1.0 - b->tokens) / b->per_ms);
 }
+
+void
+rate_spacing(double per_s, int64_t *interval_usp, int64_t *tolerance_usp)
+{
+    if (per_s <= 0) {
+        *interval_usp = *tolerance_usp = 0;
+        return;
+    }
+    double interval = 1e6 / per_s;
+    double burst = per_s / 4.0 < 1.0 ? 1.0 : per_s / 4.0;
+    *interval_usp = interval < 1 ? 1 : (int64_t)(interval + 0.5);
+    *tolerance_usp = (int64_t)((burst - 1.0) * interval);
+}

@@ -24,4 +24,9 @@ void rate_take(rate_bucket *b, int n);
 /** rate_wait_ms: how long until the next job may start (0 if one may now). */
 int64_t rate_wait_ms(const rate_bucket *b);
 
+/** rate_spacing: the same limit as a spacing between starts (GCRA), for a rate kept in the
+ *  database across nodes: interval_us between two starts, and tolerance_us, how much earlier
+ *  than that a start may come (the bucket's burst less one start). Both 0 when per_s is 0. */
+void rate_spacing(double per_s, int64_t *interval_usp, int64_t *tolerance_usp);
+
 #endif

@@ -12,6 +12,7 @@
 #include "lifecycle.h"
 #include "log.h"
 #include "runner.h"
+#include "shared_limits.h"
 #include "store_cluster.h"
 #include "webhook.h"
 
@@ -39,14 +40,20 @@ typedef struct claim_op {
     size_t max;
     job_row *rows;
     size_t n;
+    size_t want; /* jobs asked for (max, or fewer when the shared rate allows fewer) */
     claim_deliver deliver;
     void *arg;
+    int64_t rate_interval_us;  /* the rate kept in the database (0: none, or the node's own) */
+    int64_t rate_tolerance_us; /* its burst */
+    bool rate_held;            /* the shared rate allowed fewer than max, and all were taken */
+    int64_t rate_wait_ms;      /* then: until one more may start */
     int64_t expire_from_ms; /* from then on a job may have expired: cancel those first */
     key_limits kl;       /* the queue's key_concurrency and key_rate, copied for the writer */
     key_claim_info info; /* what the claim passed over for them */
 } claim_op;
 
 static void timer_cb(uv_timer_t *t);
+static void queue_timer_cb(uv_timer_t *t);
 
 static void
 arm(server *s)
@@ -187,7 +194,32 @@ exec_claim(store *st, wop *op, int64_t now_ms)
             return err;
         }
     }
-    return store_claim_keys(st, c->q->name, now_ms, c->max, &c->kl, c->rows, &c->n, &c->info);
+    c->want = c->max;
+    int64_t granted = (int64_t)c->max;
+    if (c->rate_interval_us > 0) {
+        int err = store_rate_take(st, c->q->name, (int64_t)c->max, c->rate_interval_us,
+                                  c->rate_tolerance_us, &granted, &c->rate_wait_ms);
+        if (err != JOBQ_OK) {
+            return err;
+        }
+        if (granted < 0) { /* another node's claim of the queue holds the row: soon again */
+            granted = 0;
+            c->rate_wait_ms = RATE_BUSY_RETRY_MS;
+        }
+        c->want = (size_t)granted;
+        c->rate_held = c->want < c->max;
+        if (c->want == 0) {
+            c->n = 0;
+            return JOBQ_OK;
+        }
+    }
+    int err = store_claim_keys(st, c->q->name, now_ms, c->want, &c->kl, c->rows, &c->n, &c->info);
+    if (err == JOBQ_OK && c->rate_interval_us > 0 && c->n < c->want) {
+        /* Fewer were ready than the rate allowed: the rest of the allowance stays free. */
+        c->rate_held = false;
+        err = store_rate_return(st, c->q->name, (int64_t)(c->want - c->n), c->rate_interval_us);
+    }
+    return err;
 }
 
 /* key_timer_cb: a key held by key_rate may start again. */
@@ -242,7 +274,9 @@ done_claim(wop *op)
         c->n = 0;
         sched_note_due(s, jobq__now_ms() + 1000);
     }
-    rate_take(&q->rate, (int)c->n);
+    if (c->rate_interval_us == 0) {
+        rate_take(&q->rate, (int)c->n);
+    }
     for (size_t i = 0; i < c->n; i++) {
         queue_count_move(q, JOBQ_READY, JOBQ_RUNNING);
         breaker_started(&q->br);
@@ -251,10 +285,16 @@ done_claim(wop *op)
         int64_t waited = c->rows[i].started_at_ms - due;
         hist_observe(&q->wait_hist, HIST_SECONDS, waited > 0 ? waited / 1000.0 : 0);
     }
-    bool passed_over = op->err == JOBQ_OK && c->n < c->max && c->info.blocked;
+    bool passed_over = op->err == JOBQ_OK && c->n < c->want && c->info.blocked;
+    if (op->err == JOBQ_OK && c->rate_held) {
+        /* The queue's rate over all nodes: no claim until one more start fits. */
+        int64_t wait = c->rate_wait_ms > 0 ? c->rate_wait_ms : 1;
+        q->rate_wait_until_ms = jobq__now_ms() + wait;
+        uv_timer_start(&q->rate_timer, queue_timer_cb, (uint64_t)wait, 0);
+    }
     if (passed_over) {
         keys_passed_over(q, &c->info);
-    } else if (op->err == JOBQ_OK && c->n < c->max && q->counts[JOBQ_READY] > 0 &&
+    } else if (op->err == JOBQ_OK && c->n < c->want && !c->rate_held && q->counts[JOBQ_READY] > 0 &&
                q->conf->global_concurrency == 0) {
         /* The counts said more were ready than the store had: trust the store. (With several
          * nodes the counts are an estimate: another node took them, or global_concurrency
@@ -293,6 +333,9 @@ sched_claim(server *s, qstate *q, size_t max, claim_deliver deliver, void *arg)
      * noted: its claims always look (one range of jobs_expiring, empty when none expire). */
     c->expire_from_ms = s->cfg->store == STORE_POSTGRES ? INT64_MIN : s->next_expiry_ms;
     sched_key_limits(q->conf, &c->kl);
+    if (shared_rate_on(s, q)) {
+        rate_spacing(q->conf->rate_per_s, &c->rate_interval_us, &c->rate_tolerance_us);
+    }
     c->op.exec = exec_claim;
     c->op.done = done_claim;
     c->op.writes = true;
@@ -319,8 +362,6 @@ start_claimed(server *s, qstate *q, void *arg, job_row *rows, size_t n, int err)
     }
 }
 
-static void queue_timer_cb(uv_timer_t *t);
-
 /* breaker_note: logs a transition of q's breaker since `before`. */
 static void
 breaker_note(qstate *q, breaker_state before)
@@ -333,10 +374,13 @@ breaker_note(qstate *q, breaker_state before)
         breaker_describe(&q->br, why, sizeof(why));
         log_warn("breaker_open", "queue=%s reason=\"%s\" cooldown_ms=%lld", q->name, why,
                  (long long)q->br.rule.cooldown_ms);
+    } else if (q->br.state == BREAKER_HALF_OPEN && q->br.remote) {
+        log_info("breaker_half_open", "queue=%s probe=another_node", q->name);
     } else {
         log_info(q->br.state == BREAKER_HALF_OPEN ? "breaker_half_open" : "breaker_closed",
                  "queue=%s", q->name);
     }
+    shared_breaker_note(q->srv, q, before);
 }
 
 /* queue_timer_cb: a queue's rate or breaker timer fired: the queue may start jobs again. */
@@ -359,11 +403,22 @@ sched_rate_permits(server *s, qstate *q, int64_t now_ms)
         }
         return 0;
     }
+    if (shared_rate_on(s, q)) {
+        /* Kept in the database, taken by the claim (exec_claim), which says how long to wait
+         * when it allowed fewer than asked. */
+        if (now_ms >= q->rate_wait_until_ms) {
+            return INT32_MAX;
+        }
+        if (!uv_is_active((uv_handle_t *)&q->rate_timer)) {
+            uv_timer_start(&q->rate_timer, queue_timer_cb,
+                           (uint64_t)(q->rate_wait_until_ms - now_ms), 0);
+        }
+        return 0;
+    }
     int permits = rate_permits(&q->rate, now_ms);
     if (permits <= 0 && !uv_is_active((uv_handle_t *)&q->rate_timer)) {
         uv_timer_start(&q->rate_timer, queue_timer_cb, (uint64_t)rate_wait_ms(&q->rate), 0);
     }
-    (void)s;
     return permits;
 }
 
@@ -389,9 +444,15 @@ sched_dispatch(server *s, qstate *q)
     int permits = breaker_permits(&q->br, now);
     breaker_note(q, before);
     if (permits <= 0) {
-        if (q->br.state == BREAKER_OPEN) {
-            uv_timer_start(&q->breaker_timer, queue_timer_cb,
-                           (uint64_t)(q->br.until_ms > now ? q->br.until_ms - now : 0), 0);
+        /* Open: until it half-opens; half-open as another node opened it: until this node
+         * may probe (that node's verdict, notified, usually comes first). */
+        int64_t at = q->br.state == BREAKER_OPEN ? q->br.until_ms : 0;
+        if (at == 0 && q->br.remote) {
+            at = q->br.hold_ms;
+        }
+        if (at > 0) {
+            uv_timer_start(&q->breaker_timer, queue_timer_cb, (uint64_t)(at > now ? at - now : 0),
+                           0);
         }
         return;
     }
@@ -622,6 +683,11 @@ sched_part_init(server *s, char *err, size_t errlen)
     sched_sweep_init(s);
     if (sched_init(s) != JOBQ_OK) {
         snprintf(err, errlen, "cannot read the database: %s", store_errmsg(s->st));
+        return -1;
+    }
+    if (shared_breakers_load(s) != JOBQ_OK) {
+        snprintf(err, errlen, "cannot read the breakers other nodes opened: %s",
+                 store_errmsg(s->st));
         return -1;
     }
     return 0;

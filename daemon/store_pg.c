@@ -3400,3 +3400,106 @@ store_listen_close(store_listener *l)
         free(l);
     }
 }
+
+/* ---- shared limits (shared_limits.h): the rate and the breakers of a queue across nodes ---- */
+
+#include "shared_limits.h"
+
+/* q_done: q_params for a statement whose rows are not read. */
+static int
+q_done(pg_store *p, const char *sql, int n, const char *const *v, const char *doing)
+{
+    PGresult *r;
+    int err = q_params(p, sql, n, v, &r, doing);
+    if (err == JOBQ_OK) {
+        PQclear(r);
+    }
+    return err;
+}
+
+int
+store_rate_take(store *st, const char *queue, int64_t max, int64_t interval_us,
+                int64_t tolerance_us, int64_t *grantedp, int64_t *wait_msp)
+{
+    char smax[24], siv[24], stol[24];
+    snprintf(smax, sizeof(smax), "%lld", (long long)max);
+    snprintf(siv, sizeof(siv), "%lld", (long long)interval_us);
+    snprintf(stol, sizeof(stol), "%lld", (long long)tolerance_us);
+    const char *v[] = {queue, smax, siv, stol};
+    PGresult *r;
+    int err = q_params(PG(st), "SELECT granted, wait FROM jobq_rate_take($1, $2, $3, $4)", 4, v, &r,
+                       "taking the queue's rate");
+    if (err != JOBQ_OK) {
+        return err;
+    }
+    *grantedp = g_i64(r, 0, 0);
+    *wait_msp = g_i64(r, 0, 1);
+    PQclear(r);
+    return JOBQ_OK;
+}
+
+int
+store_rate_return(store *st, const char *queue, int64_t n, int64_t interval_us)
+{
+    char back[24];
+    snprintf(back, sizeof(back), "%lld", (long long)(n * interval_us));
+    const char *v[] = {queue, back};
+    return q_done(PG(st), "UPDATE jobq_queue_rates SET tat = tat - $2 WHERE queue = $1", 2, v,
+                  "returning the queue's rate");
+}
+
+/* The database's clock in ms, as the breakers' rows keep it. */
+#define DB_NOW_MS "(extract(epoch from clock_timestamp()) * 1000)::bigint"
+
+int
+store_breaker_open(store *st, const char *queue, int64_t cooldown_ms, const char *reason)
+{
+    pg_store *p = PG(st);
+    char cool[24];
+    snprintf(cool, sizeof(cool), "%lld", (long long)cooldown_ms);
+    const char *v[] = {queue, cool, p->node, reason};
+    /* The later end wins when two nodes open it together; the notice goes out at commit. */
+    return q_done(p,
+                  "WITH o AS (INSERT INTO jobq_breakers AS b (queue, open_until, node, "
+                  "reason) VALUES ($1, " DB_NOW_MS " + $2, $3, $4) ON CONFLICT (queue) DO "
+                  "UPDATE SET open_until = excluded.open_until, node = excluded.node, "
+                  "reason = excluded.reason WHERE b.open_until < excluded.open_until "
+                  "RETURNING 1) SELECT pg_notify('" NOTIFY_CHANNEL "', "
+                  "json_build_object('n', $3::text, 'b', $1::text)::text) FROM o",
+                  4, v, "opening the breaker for every node");
+}
+
+int
+store_breaker_close(store *st, const char *queue)
+{
+    pg_store *p = PG(st);
+    const char *v[] = {queue, p->node};
+    return q_done(p,
+                  "WITH c AS (DELETE FROM jobq_breakers WHERE queue = $1 AND (node = $2 OR "
+                  "open_until <= " DB_NOW_MS ") RETURNING 1) SELECT pg_notify('" NOTIFY_CHANNEL
+                  "', json_build_object('n', $2::text, 'b', $1::text)::text) FROM c",
+                  2, v, "closing the breaker for every node");
+}
+
+int
+store_breakers(store *st, void (*fn)(void *arg, const breaker_row *row), void *arg)
+{
+    PGresult *r;
+    int err = q_params(PG(st),
+                       "SELECT queue, open_until, open_until - " DB_NOW_MS ", node, reason "
+                       "FROM jobq_breakers ORDER BY queue",
+                       0, NULL, &r, "reading the breakers");
+    if (err != JOBQ_OK) {
+        return err;
+    }
+    for (int i = 0; i < PQntuples(r); i++) {
+        breaker_row b = {.queue = PQgetvalue(r, i, 0),
+                         .open_until_db_ms = g_i64(r, i, 1),
+                         .left_ms = g_i64(r, i, 2),
+                         .node = PQgetvalue(r, i, 3),
+                         .reason = PQgetvalue(r, i, 4)};
+        fn(arg, &b);
+    }
+    PQclear(r);
+    return JOBQ_OK;
+}

@@ -198,6 +198,71 @@ test_rate_bucket(void **state)
     assert_int_equal(rate_wait_ms(&b), 0);
 }
 
+/* A breaker another node opened: held until its end, then half-open with no probe here until
+ * the hold (the opener's verdict) passes; this node's own outcomes meanwhile count for nothing;
+ * the opener's close closes it; an opening already applied changes nothing. */
+static void
+test_breaker_opened_by_another_node(void **state)
+{
+    breaker b;
+    breaker_init(&b, &(breaker_rule){.failures = 2, .cooldown_ms = 1000, .probes = 1});
+    assert_true(breaker_force_open(&b, 1000, 2000, 77, "node a: 2 consecutive failures"));
+    assert_int_equal(b.state, BREAKER_OPEN);
+    assert_int_equal(b.opened, 1);
+    char why[96];
+    breaker_describe(&b, why, sizeof(why));
+    assert_string_equal(why, "node a: 2 consecutive failures");
+    assert_false(breaker_force_open(&b, 1500, 2500, 77, "again")); /* read again: nothing new */
+    assert_int_equal(breaker_permits(&b, 999), 0);
+    breaker_record(&b, false, 999); /* a job that ran before: says nothing here */
+    breaker_record(&b, true, 999);
+    assert_int_equal(b.state, BREAKER_OPEN);
+    assert_int_equal(breaker_permits(&b, 1000), 0); /* half-open, the opener probes */
+    assert_int_equal(b.state, BREAKER_HALF_OPEN);
+    breaker_record(&b, true, 1500);
+    assert_int_equal(b.state, BREAKER_HALF_OPEN);
+    /* The opener's probe failed: open again, for longer. */
+    assert_true(breaker_force_open(&b, 2500, 3500, 78, "node a: its half-open probe failed"));
+    assert_int_equal(b.opened, 2);
+    assert_int_equal(breaker_permits(&b, 2600), 0);
+    /* Its probe succeeded: closed here too, with a clean count. */
+    assert_true(breaker_force_close(&b));
+    assert_int_equal(b.state, BREAKER_CLOSED);
+    assert_int_equal(b.closed, 1);
+    assert_false(breaker_force_close(&b));
+    breaker_record(&b, false, 2700);
+    assert_int_equal(b.state, BREAKER_CLOSED);
+    /* No verdict by the hold (the opener stopped): this node probes, and its verdict counts. */
+    assert_true(breaker_force_open(&b, 3000, 4000, 79, "node a: 2 consecutive failures"));
+    assert_int_equal(breaker_permits(&b, 3999), 0);
+    assert_int_equal(breaker_permits(&b, 4000), 1);
+    breaker_started(&b);
+    breaker_record(&b, true, 4100);
+    assert_int_equal(b.state, BREAKER_CLOSED);
+    /* A breaker this node opened itself is not closed by another's close. */
+    breaker_record(&b, false, 5000);
+    breaker_record(&b, false, 5000);
+    assert_int_equal(b.state, BREAKER_OPEN);
+    assert_false(breaker_force_close(&b));
+    assert_int_equal(b.state, BREAKER_OPEN);
+}
+
+/* The rate as a spacing kept in the database: the bucket's burst as tolerance. */
+static void
+test_rate_spacing(void **state)
+{
+    int64_t iv, tol;
+    rate_spacing(10, &iv, &tol);
+    assert_int_equal(iv, 100000);
+    assert_int_equal(tol, 150000); /* 2.5 starts of burst: 1.5 intervals early */
+    rate_spacing(2, &iv, &tol);
+    assert_int_equal(iv, 500000);
+    assert_int_equal(tol, 0); /* a burst of one */
+    rate_spacing(0, &iv, &tol);
+    assert_int_equal(iv, 0);
+    assert_int_equal(tol, 0);
+}
+
 int
 main(void)
 {
@@ -208,6 +273,8 @@ main(void)
         cmocka_unit_test(test_breaker_half_open_probe_closes_or_reopens),
         cmocka_unit_test(test_breaker_failure_rate_over_a_sliding_window),
         cmocka_unit_test(test_rate_bucket),
+        cmocka_unit_test(test_breaker_opened_by_another_node),
+        cmocka_unit_test(test_rate_spacing),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
