@@ -15,6 +15,7 @@
 #include "store.h"
 
 #include <libpq-fe.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -467,6 +468,12 @@ typedef struct pg_store {
 #define PG(st) ((pg_store *)(st))
 #define PGC(st) ((const pg_store *)(st))
 
+static bool
+connected(const pg_store *p)
+{
+    return p->conn != NULL && PQstatus(p->conn) == CONNECTION_OK;
+}
+
 /* ---- errors ---- */
 
 /* flatten: copies libpq's message into buf on one line, without its trailing newline. */
@@ -559,7 +566,7 @@ unreachable(pg_store *p, const char *doing)
 static int
 from_pg(pg_store *p, const PGresult *r, const char *doing)
 {
-    if (p->conn == NULL || PQstatus(p->conn) != CONNECTION_OK) {
+    if (!connected(p)) {
         return unreachable(p, doing);
     }
     const char *code = r != NULL ? PQresultErrorField(r, PG_DIAG_SQLSTATE) : NULL;
@@ -721,6 +728,21 @@ store_notify_resync(store *st)
 
 /* ---- statements ---- */
 
+/* One parameter of a statement, as its caller names it: A_TEXT(queue), A_I64(id), ... */
+typedef struct parg {
+    enum { PA_TEXT, PA_I64, PA_I64_OR_NULL, PA_BOOL, PA_F64 } kind;
+    int64_t i;
+    double d;
+    const char *s; /* borrowed until the statement ran */
+} parg;
+
+#define A_TEXT(v) ((parg){.kind = PA_TEXT, .s = (v)}) /* NULL: SQL NULL */
+#define A_NULL A_TEXT(NULL)
+#define A_I64(v) ((parg){.kind = PA_I64, .i = (int64_t)(v)})
+#define A_I64_OR_NULL(v) ((parg){.kind = PA_I64_OR_NULL, .i = (int64_t)(v)}) /* 0: none */
+#define A_BOOL(v) ((parg){.kind = PA_BOOL, .i = (v) ? 1 : 0})
+#define A_F64(v) ((parg){.kind = PA_F64, .d = (v)})
+
 /* Parameters of one statement, as text (PostgreSQL parses them to the column's type). */
 typedef struct pargs {
     int n;
@@ -728,62 +750,100 @@ typedef struct pargs {
     char buf[16][24];
 } pargs;
 
-static void
-a_i64(pargs *a, int64_t v)
+/* pargs_of: a filled with the n parameters of list, as text. Returns a. */
+static const pargs *
+pargs_of(pargs *a, const parg *list, size_t n)
 {
-    snprintf(a->buf[a->n], sizeof(a->buf[a->n]), "%lld", (long long)v);
-    a->v[a->n] = a->buf[a->n];
-    a->n++;
-}
-
-/* a_text: a string, or NULL for SQL NULL. Borrowed until the statement ran. */
-static void
-a_text(pargs *a, const char *s)
-{
-    a->v[a->n++] = s;
-}
-
-/* a_i64_or_null: v, or NULL for 0 (none: no time, no id). */
-static void
-a_i64_or_null(pargs *a, int64_t v)
-{
-    if (v != 0) {
-        a_i64(a, v);
-    } else {
-        a_text(a, NULL);
+    if (n > sizeof(a->v) / sizeof(a->v[0])) {
+        abort(); /* a statement of more parameters than pargs holds: grow pargs */
     }
+    for (size_t i = 0; i < n; i++) {
+        const parg *x = &list[i];
+        char *buf = a->buf[a->n];
+        const char *v = x->s;
+        if (x->kind == PA_BOOL) {
+            v = x->i != 0 ? "t" : "f";
+        } else if (x->kind == PA_F64) {
+            snprintf(buf, sizeof(a->buf[0]), "%.17g", x->d);
+            v = buf;
+        } else if (x->kind == PA_I64 || (x->kind == PA_I64_OR_NULL && x->i != 0)) {
+            snprintf(buf, sizeof(a->buf[0]), "%lld", (long long)x->i);
+            v = buf;
+        }
+        a->v[a->n++] = v;
+    }
+    return a;
 }
 
-static void
-a_bool(pargs *a, bool b)
-{
-    a_text(a, b ? "t" : "f");
-}
+/* ARGS(A_I64(id), A_TEXT(queue), ...): the parameters of one statement, in a pargs that lives
+ * as long as the enclosing block (nothing is allocated). */
+#define ARGS(...)                                                                                  \
+    pargs_of(&(pargs){.n = 0}, (const parg[]){__VA_ARGS__},                                        \
+             sizeof((const parg[]){__VA_ARGS__}) / sizeof(parg))
 
-/* run: executes prepared statement id with a; on success *rp holds the result (the caller
- * PQclears it). A lost connection is found here and reported, not repaired: store_begin
- * reconnects. */
+/* checked: the result r of a statement: JOBQ_OK with r in *rp (the caller PQclears it) when the
+ * statement succeeded, else its error (r cleared). */
 static int
-run(pg_store *p, enum pstmt id, const pargs *a, PGresult **rp)
+checked(pg_store *p, PGresult *r, PGresult **rp, const char *doing)
 {
-    if (p->conn == NULL || PQstatus(p->conn) != CONNECTION_OK) {
-        return unreachable(p, NULL);
-    }
-    char name[16];
-    snprintf(name, sizeof(name), "jobq%d", (int)id);
-    PGresult *r =
-        PQexecPrepared(p->conn, name, a != NULL ? a->n : 0, a != NULL ? a->v : NULL, NULL, NULL, 0);
     ExecStatusType s = PQresultStatus(r);
     if (s == PGRES_COMMAND_OK || s == PGRES_TUPLES_OK) {
         *rp = r;
         return JOBQ_OK;
     }
-    int err = from_pg(p, r, NULL);
+    int err = from_pg(p, r, doing);
     PQclear(r);
     return err;
 }
 
-/* run_done: run for a statement whose rows (if any) do not matter. */
+/* run: executes prepared statement id with a (NULL: none); on success *rp holds the result
+ * (the caller PQclears it). A lost connection is found here and reported, not repaired:
+ * store_begin reconnects. */
+static int
+run(pg_store *p, enum pstmt id, const pargs *a, PGresult **rp)
+{
+    if (!connected(p)) {
+        return unreachable(p, NULL);
+    }
+    char name[16];
+    snprintf(name, sizeof(name), "jobq%d", (int)id);
+    return checked(p,
+                   PQexecPrepared(p->conn, name, a != NULL ? a->n : 0, a != NULL ? a->v : NULL,
+                                  NULL, NULL, 0),
+                   rp, NULL);
+}
+
+/* q_params: a statement outside the prepared set, with parameters a (NULL: none); as run.
+ * (The cluster's statements run about once a second: planning them each time costs nothing
+ * that shows.) */
+static int
+q_params(pg_store *p, const char *sql, const pargs *a, PGresult **rp, const char *doing)
+{
+    if (!connected(p)) {
+        return unreachable(p, doing);
+    }
+    return checked(p,
+                   PQexecParams(p->conn, sql, a != NULL ? a->n : 0, NULL,
+                                a != NULL ? a->v : NULL, NULL, NULL, 0),
+                   rp, doing);
+}
+
+/* simple: statements without parameters, outside the prepared set (transaction control,
+ * migrations: several may be sent at once), their rows unread. */
+static int
+simple(pg_store *p, const char *sql, const char *doing)
+{
+    if (!connected(p)) {
+        return unreachable(p, doing);
+    }
+    PGresult *r = NULL;
+    int err = checked(p, PQexec(p->conn, sql), &r, doing);
+    if (err == JOBQ_OK) {
+        PQclear(r);
+    }
+    return err;
+}
+
 /* run_row: run, for a statement whose first row is read: JOBQ_ENOENT (nothing to clear) when
  * it returned none, else JOBQ_OK with *rp to read and PQclear. */
 static int
@@ -797,6 +857,7 @@ run_row(pg_store *p, enum pstmt id, const pargs *a, PGresult **rp)
     return err;
 }
 
+/* run_done: run for a statement whose rows (if any) do not matter. */
 static int
 run_done(pg_store *p, enum pstmt id, const pargs *a)
 {
@@ -808,19 +869,27 @@ run_done(pg_store *p, enum pstmt id, const pargs *a)
     return err;
 }
 
+/* run_changed: run for a statement that changes rows: how many into *np. */
+static int
+run_changed(pg_store *p, enum pstmt id, const pargs *a, size_t *np)
+{
+    PGresult *r;
+    int err = run(p, id, a, &r);
+    if (err == JOBQ_OK) {
+        *np = (size_t)strtoull(PQcmdTuples(r), NULL, 10);
+        PQclear(r);
+    }
+    return err;
+}
+
 /* run_change: run for an UPDATE that must change exactly one row: JOBQ_ESTATE when it changed
  * none (the row was not in the state the WHERE asks for). */
 static int
 run_change(pg_store *p, enum pstmt id, const pargs *a)
 {
-    PGresult *r;
-    int err = run(p, id, a, &r);
-    if (err != JOBQ_OK) {
-        return err;
-    }
-    bool one = strcmp(PQcmdTuples(r), "1") == 0;
-    PQclear(r);
-    return one ? JOBQ_OK : JOBQ_ESTATE;
+    size_t n = 0;
+    int err = run_changed(p, id, a, &n);
+    return err != JOBQ_OK ? err : n == 1 ? JOBQ_OK : JOBQ_ESTATE;
 }
 
 /* run_change_ntf: run_change for an UPDATE ... RETURNING queue that moves job id to state
@@ -841,31 +910,28 @@ run_change_ntf(pg_store *p, enum pstmt id, const pargs *a, int64_t job, int to, 
     return one ? JOBQ_OK : JOBQ_ESTATE;
 }
 
-/* changed: the rows the statement of r changed. */
-static size_t
-changed(PGresult *r)
-{
-    return (size_t)strtoull(PQcmdTuples(r), NULL, 10);
-}
-
-/* simple: a statement without parameters, outside the prepared set (transaction control). */
-static int
-simple(pg_store *p, const char *sql, const char *doing)
-{
-    if (p->conn == NULL || PQstatus(p->conn) != CONNECTION_OK) {
-        return unreachable(p, doing);
-    }
-    PGresult *r = PQexec(p->conn, sql);
-    ExecStatusType s = PQresultStatus(r);
-    int err = s == PGRES_COMMAND_OK || s == PGRES_TUPLES_OK ? JOBQ_OK : from_pg(p, r, doing);
-    PQclear(r);
-    return err;
-}
-
 static int64_t
 g_i64(const PGresult *r, int row, int col)
 {
     return PQgetisnull(r, row, col) ? 0 : strtoll(PQgetvalue(r, row, col), NULL, 10);
+}
+
+static bool
+g_bool(const PGresult *r, int row, int col)
+{
+    return !PQgetisnull(r, row, col) && PQgetvalue(r, row, col)[0] == 't';
+}
+
+/* read_ids: the first column of r's first max rows into ids (bigints); how many. Clears r. */
+static size_t
+read_ids(PGresult *r, int64_t *ids, size_t max)
+{
+    size_t n = 0;
+    for (int i = 0; i < PQntuples(r) && n < max; i++) {
+        ids[n++] = g_i64(r, i, 0);
+    }
+    PQclear(r);
+    return n;
 }
 
 /* run_ids: run, for a statement of one bigint column: its first max values into ids, how many
@@ -875,95 +941,10 @@ run_ids(pg_store *p, enum pstmt id, const pargs *a, int64_t *ids, size_t max, si
 {
     PGresult *r;
     int err = run(p, id, a, &r);
-    if (err != JOBQ_OK) {
-        return err;
+    if (err == JOBQ_OK) {
+        *np = read_ids(r, ids, max);
     }
-    size_t n = 0;
-    for (int i = 0; i < PQntuples(r) && n < max; i++) {
-        ids[n++] = g_i64(r, i, 0);
-    }
-    PQclear(r);
-    *np = n;
-    return JOBQ_OK;
-}
-
-/* g_text: the value (malloc'd), or NULL for SQL NULL; *oomp set when strdup failed. */
-static char *
-g_text(const PGresult *r, int row, int col, bool *oomp)
-{
-    if (PQgetisnull(r, row, col)) {
-        return NULL;
-    }
-    char *s = strdup(PQgetvalue(r, row, col));
-    if (s == NULL) {
-        *oomp = true;
-    }
-    return s;
-}
-
-static bool
-g_bool(const PGresult *r, int row, int col)
-{
-    return !PQgetisnull(r, row, col) && PQgetvalue(r, row, col)[0] == 't';
-}
-
-/* read_row: fills out from row `row` of r's JOB_COLS columns. */
-static int
-read_row(const PGresult *r, int row, job_row *out)
-{
-    bool oom = false;
-    memset(out, 0, sizeof(*out));
-    out->id = g_i64(r, row, 0);
-    out->queue = g_text(r, row, 1, &oom);
-    out->payload = g_text(r, row, 2, &oom);
-    out->priority = (int32_t)g_i64(r, row, 3);
-    out->state = (int)g_i64(r, row, 4);
-    out->run_at_ms = g_i64(r, row, 5);
-    out->attempt = (int32_t)g_i64(r, row, 6);
-    out->max_attempts = (int32_t)g_i64(r, row, 7);
-    out->timeout_ms = g_i64(r, row, 8);
-    out->key = g_text(r, row, 9, &oom);
-    out->result = g_text(r, row, 10, &oom);
-    out->error = g_text(r, row, 11, &oom);
-    out->created_at_ms = g_i64(r, row, 12);
-    out->started_at_ms = g_i64(r, row, 13);
-    out->finished_at_ms = g_i64(r, row, 14);
-    out->group_id = g_i64(r, row, 15);
-    out->traceparent = g_text(r, row, 16, &oom);
-    out->tracestate = g_text(r, row, 17, &oom);
-    out->has_progress = !PQgetisnull(r, row, 18);
-    out->progress = out->has_progress ? strtod(PQgetvalue(r, row, 18), NULL) : 0;
-    out->note = g_text(r, row, 19, &oom);
-    out->checkpoint = g_text(r, row, 20, &oom);
-    out->group_key = g_text(r, row, 21, &oom);
-    if (oom || out->queue == NULL || out->payload == NULL) {
-        job_row_clear(out);
-        return JOBQ_ENOMEM;
-    }
-    return JOBQ_OK;
-}
-
-/* read_rows: up to max rows of r into rows; on failure none is kept. Clears r. */
-static int
-read_rows(PGresult *r, job_row *rows, size_t max, size_t *np)
-{
-    size_t n = 0;
-    int err = JOBQ_OK;
-    int nt = PQntuples(r);
-    for (int i = 0; i < nt && n < max && err == JOBQ_OK; i++) {
-        if ((err = read_row(r, i, &rows[n])) == JOBQ_OK) {
-            n++;
-        }
-    }
-    PQclear(r);
-    if (err != JOBQ_OK) {
-        while (n > 0) {
-            job_row_clear(&rows[--n]);
-        }
-        return err;
-    }
-    *np = n;
-    return JOBQ_OK;
+    return err;
 }
 
 /* one_i64: the first column of the one row of statement id, into *vp; JOBQ_ENOENT when it
@@ -972,17 +953,217 @@ static int
 one_i64(pg_store *p, enum pstmt id, const pargs *a, int64_t *vp)
 {
     PGresult *r;
-    int err = run(p, id, a, &r);
+    int err = run_row(p, id, a, &r);
     if (err != JOBQ_OK) {
         return err;
     }
-    if (PQntuples(r) < 1 || PQgetisnull(r, 0, 0)) {
+    if (PQgetisnull(r, 0, 0)) {
         err = JOBQ_ENOENT;
     } else {
         *vp = g_i64(r, 0, 0);
     }
     PQclear(r);
     return err;
+}
+
+/* run_counts: run, for a statement of rows (queue, state, count): fn for each. */
+static int
+run_counts(pg_store *p, enum pstmt id, const pargs *a,
+           void (*fn)(void *arg, const char *queue, int state, int64_t n), void *arg)
+{
+    PGresult *r;
+    int err = run(p, id, a, &r);
+    if (err != JOBQ_OK) {
+        return err;
+    }
+    for (int i = 0; i < PQntuples(r); i++) {
+        fn(arg, PQgetvalue(r, i, 0), (int)g_i64(r, i, 1), g_i64(r, i, 2));
+    }
+    PQclear(r);
+    return JOBQ_OK;
+}
+
+/* ---- rows ---- */
+
+/* Rows are read by table: each colspec says which column of a result goes into which field
+ * of a row struct, and how it is read. One reader serves every row type. */
+enum colkind {
+    C_INT,      /* an integer field of 4 or 8 bytes; NULL reads as 0 */
+    C_TEXT,     /* a char * (malloc'd copy); NULL reads as NULL */
+    C_TEXT_REQ, /* as C_TEXT, but the row is refused when NULL */
+    C_BOOL,     /* a bool: 't' */
+    C_F64,      /* a double; NULL reads as 0 */
+    C_NOTNULL,  /* a bool: the column is not NULL */
+};
+
+typedef struct colspec {
+    int col;
+    size_t off;  /* of the field in the row struct */
+    size_t size; /* of the field */
+    enum colkind kind;
+} colspec;
+
+#define COL(type, field, col, kind)                                                                \
+    {(col), offsetof(type, field), sizeof(((type *)0)->field), (kind)}
+
+typedef struct rowspec {
+    size_t size; /* of the row struct */
+    size_t ncols;
+    const colspec *cols;
+} rowspec;
+
+#define ROWSPEC(type, cols) {sizeof(type), sizeof(cols) / sizeof((cols)[0]), (cols)}
+
+/* clear_rows: frees the text fields of the n rows of s at rows and zeroes them. */
+static void
+clear_rows(const rowspec *s, void *rows, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        char *row = (char *)rows + i * s->size;
+        for (size_t c = 0; c < s->ncols; c++) {
+            if (s->cols[c].kind == C_TEXT || s->cols[c].kind == C_TEXT_REQ) {
+                free(*(char **)(row + s->cols[c].off));
+            }
+        }
+        memset(row, 0, s->size);
+    }
+}
+
+/* read_one: row `row` of r into out (zeroed first) as s says: JOBQ_ENOMEM (out cleared) when a
+ * copy failed or a required text was NULL. */
+static int
+read_one(const PGresult *r, int row, const rowspec *s, void *out)
+{
+    bool bad = false;
+    memset(out, 0, s->size);
+    for (size_t c = 0; c < s->ncols; c++) {
+        const colspec *k = &s->cols[c];
+        void *f = (char *)out + k->off;
+        bool null = PQgetisnull(r, row, k->col);
+        const char *v = PQgetvalue(r, row, k->col);
+        switch (k->kind) {
+        case C_INT:
+            if (k->size == sizeof(int32_t)) {
+                *(int32_t *)f = (int32_t)(null ? 0 : strtoll(v, NULL, 10));
+            } else {
+                *(int64_t *)f = null ? 0 : strtoll(v, NULL, 10);
+            }
+            break;
+        case C_TEXT:
+        case C_TEXT_REQ:
+            *(char **)f = null ? NULL : strdup(v);
+            bad = bad || (*(char **)f == NULL && (!null || k->kind == C_TEXT_REQ));
+            break;
+        case C_BOOL:
+            *(bool *)f = !null && v[0] == 't';
+            break;
+        case C_F64:
+            *(double *)f = null ? 0 : strtod(v, NULL);
+            break;
+        case C_NOTNULL:
+            *(bool *)f = !null;
+            break;
+        }
+    }
+    if (bad) {
+        clear_rows(s, out, 1);
+        return JOBQ_ENOMEM;
+    }
+    return JOBQ_OK;
+}
+
+/* read_rows: up to max rows of r into the array rows of s's rows, how many into *np; a row
+ * whose first column is NULL is passed over (an outer join that found nothing). On failure
+ * none is kept. Clears r. */
+static int
+read_rows(PGresult *r, const rowspec *s, void *rows, size_t max, size_t *np)
+{
+    size_t n = 0;
+    int err = JOBQ_OK;
+    int nt = PQntuples(r);
+    for (int i = 0; i < nt && n < max && err == JOBQ_OK; i++) {
+        if (!PQgetisnull(r, i, s->cols[0].col) &&
+            (err = read_one(r, i, s, (char *)rows + n * s->size)) == JOBQ_OK) {
+            n++;
+        }
+    }
+    PQclear(r);
+    if (err != JOBQ_OK) {
+        clear_rows(s, rows, n);
+        return err;
+    }
+    *np = n;
+    return JOBQ_OK;
+}
+
+/* read_all: every row of r into a new array (malloc'd, NULL when none) of s's rows, how many
+ * into *np; NULL with *errp set on failure. Clears r. */
+static void *
+read_all(PGresult *r, const rowspec *s, size_t *np, int *errp)
+{
+    size_t n = (size_t)PQntuples(r);
+    void *rows = n > 0 ? calloc(n, s->size) : NULL;
+    if (n > 0 && rows == NULL) {
+        PQclear(r);
+        *errp = JOBQ_ENOMEM;
+        return NULL;
+    }
+    if ((*errp = read_rows(r, s, rows, n, np)) != JOBQ_OK) {
+        free(rows);
+        return NULL;
+    }
+    return rows;
+}
+
+/* run_one: run, for a statement of one row, read into out as s says; JOBQ_ENOENT when it
+ * returned none. */
+static int
+run_one(pg_store *p, enum pstmt id, const pargs *a, const rowspec *s, void *out)
+{
+    PGresult *r;
+    int err = run_row(p, id, a, &r);
+    if (err == JOBQ_OK) {
+        err = read_one(r, 0, s, out);
+        PQclear(r);
+    }
+    return err;
+}
+
+/* The JOB_COLS columns. */
+static const colspec job_cols[] = {
+    COL(job_row, id, 0, C_INT),
+    COL(job_row, queue, 1, C_TEXT_REQ),
+    COL(job_row, payload, 2, C_TEXT_REQ),
+    COL(job_row, priority, 3, C_INT),
+    COL(job_row, state, 4, C_INT),
+    COL(job_row, run_at_ms, 5, C_INT),
+    COL(job_row, attempt, 6, C_INT),
+    COL(job_row, max_attempts, 7, C_INT),
+    COL(job_row, timeout_ms, 8, C_INT),
+    COL(job_row, key, 9, C_TEXT),
+    COL(job_row, result, 10, C_TEXT),
+    COL(job_row, error, 11, C_TEXT),
+    COL(job_row, created_at_ms, 12, C_INT),
+    COL(job_row, started_at_ms, 13, C_INT),
+    COL(job_row, finished_at_ms, 14, C_INT),
+    COL(job_row, group_id, 15, C_INT),
+    COL(job_row, traceparent, 16, C_TEXT),
+    COL(job_row, tracestate, 17, C_TEXT),
+    COL(job_row, has_progress, 18, C_NOTNULL),
+    COL(job_row, progress, 18, C_F64),
+    COL(job_row, note, 19, C_TEXT),
+    COL(job_row, checkpoint, 20, C_TEXT),
+    COL(job_row, group_key, 21, C_TEXT),
+};
+static const rowspec job_rows = ROWSPEC(job_row, job_cols);
+
+/* run_jobs: run, for a statement of JOB_COLS rows: up to max into rows (as read_rows). */
+static int
+run_jobs(pg_store *p, enum pstmt id, const pargs *a, job_row *rows, size_t max, size_t *np)
+{
+    PGresult *r;
+    int err = run(p, id, a, &r);
+    return err == JOBQ_OK ? read_rows(r, &job_rows, rows, max, np) : err;
 }
 
 /* ---- connection ---- */
@@ -1020,40 +1201,38 @@ prepare_all(pg_store *p)
     return JOBQ_OK;
 }
 
-/* connect_db: (re)connects and, with prepare, prepares the statements. The defaults come first so that the
- * database setting (a URL or key=value string) overrides any of them: a connect timeout, TCP
- * keepalives and a user timeout, so a server that vanishes fails a statement in seconds
- * instead of hanging the writer (they do nothing on a unix socket), and jobqd's name in
- * pg_stat_activity. */
+/* open_conn: a new connection (NULL when out of memory) named app in pg_stat_activity, with
+ * options (NULL: none). The defaults come first so that conninfo, the database setting (a URL
+ * or key=value string), overrides any of them: a connect timeout, TCP keepalives and a user
+ * timeout, so a server that vanishes fails a statement in seconds instead of hanging the
+ * writer (they do nothing on a unix socket). */
+static PGconn *
+open_conn(const char *conninfo, const char *app, const char *options)
+{
+    static const char *const kw[] = {
+        "connect_timeout",  "keepalives",       "keepalives_idle",
+        "keepalives_interval", "keepalives_count", "tcp_user_timeout",
+        "fallback_application_name", "options", "dbname",
+        NULL};
+    const char *val[] = {"5", "1", "10", "3", "3", "15000", app, options, conninfo, NULL};
+    return PQconnectdbParams(kw, val, 1); /* a NULL value is no setting */
+}
+
+/* connect_db: (re)connects and, with prepare, prepares the statements. */
 static int
 connect_db(pg_store *p, bool prepare)
 {
+    if (p->conn != NULL) {
+        PQfinish(p->conn);
+    }
     /* idle_in_transaction_session_timeout: a node frozen in the middle of a transaction
      * (SIGSTOP, a partition) holds its row and advisory locks until PostgreSQL ends its
      * session; jobqd's writer never idles inside a transaction, so 10 s is only ever reached
      * by such a node, and the other nodes' writers wait at most that long for its locks. */
-    static const char *const kw[] = {"connect_timeout",
-                                     "keepalives",
-                                     "keepalives_idle",
-                                     "keepalives_interval",
-                                     "keepalives_count",
-                                     "tcp_user_timeout",
-                                     "fallback_application_name",
-                                     "options",
-                                     "dbname",
-                                     NULL};
-    const char *val[] = {"5",     "1",
-                         "10",    "3",
-                         "3",     "15000",
-                         "jobqd", "-c idle_in_transaction_session_timeout=10000",
-                         p->conninfo, NULL};
-    if (p->conn != NULL) {
-        PQfinish(p->conn);
-    }
-    p->conn = PQconnectdbParams(kw, val, 1);
+    p->conn = open_conn(p->conninfo, "jobqd", "-c idle_in_transaction_session_timeout=10000");
     p->session_sync = -1;
     p->release_owed = false;
-    if (p->conn == NULL || PQstatus(p->conn) != CONNECTION_OK) {
+    if (!connected(p)) {
         return unreachable(p, NULL);
     }
     describe(p);
@@ -1098,13 +1277,10 @@ migrate(pg_store *p, char *err, size_t errlen)
                         "migrating");
         PGresult *r = NULL;
         if (rc == JOBQ_OK) {
-            r = PQexec(p->conn, "SELECT coalesce(max(version), 0) FROM jobq_migrations");
-            if (PQresultStatus(r) != PGRES_TUPLES_OK) {
-                rc = from_pg(p, r, "migrating");
-            }
+            rc = q_params(p, "SELECT coalesce(max(version), 0) FROM jobq_migrations", NULL, &r,
+                          "migrating");
         }
         if (rc != JOBQ_OK) {
-            PQclear(r);
             snprintf(err, errlen, "%s", p->msg);
             simple(p, "ROLLBACK", NULL);
             return rc;
@@ -1234,7 +1410,7 @@ begin_once(pg_store *p)
                              : "SET synchronous_commit = off; BEGIN; SELECT txid_current()";
     p->release_owed = false;
     p->xid = 0;
-    if (p->conn == NULL || PQstatus(p->conn) != CONNECTION_OK) {
+    if (!connected(p)) {
         return unreachable(p, "starting a transaction");
     }
     PGresult *r = PQexec(p->conn, sql);
@@ -1288,7 +1464,7 @@ pg_begin(store *st)
 {
     pg_store *p = PG(st);
     ntf_reset(p);
-    if (p->conn == NULL || PQstatus(p->conn) != CONNECTION_OK) {
+    if (!connected(p)) {
         int err = reconnect(p);
         if (err != JOBQ_OK) {
             return err;
@@ -1346,7 +1522,7 @@ pg_commit(store *st)
 {
     pg_store *p = PG(st);
     p->release_owed = false;
-    if (p->conn == NULL || PQstatus(p->conn) != CONNECTION_OK) {
+    if (!connected(p)) {
         return unreachable(p, "committing");
     }
     /* The batch's wake-up rides in the COMMIT's round trip: PostgreSQL delivers it only if the
@@ -1388,7 +1564,7 @@ static bool
 pg_in_transaction(const store *st)
 {
     const pg_store *p = PGC(st);
-    if (p->conn == NULL || PQstatus(p->conn) != CONNECTION_OK) {
+    if (!connected(p)) {
         return false;
     }
     PGTransactionStatusType t = PQtransactionStatus(p->conn);
@@ -1436,25 +1612,15 @@ static int
 pg_job_insert(store *st, const job_spec *spec, int state, int64_t now_ms, int64_t finished_at_ms,
               const char *error, int64_t *idp)
 {
-    pargs a = {0};
-    a_text(&a, spec->queue);
-    a_text(&a, spec->payload);
-    a_i64(&a, spec->priority);
-    a_i64(&a, state);
-    a_i64(&a, spec->run_at_ms);
-    a_i64(&a, spec->max_attempts);
-    a_i64(&a, spec->timeout_ms);
-    a_text(&a, spec->key);
-    a_i64(&a, now_ms);
-    a_i64_or_null(&a, spec->group_id);
-    a_bool(&a, spec->after_always);
-    a_text(&a, error);
-    a_i64_or_null(&a, finished_at_ms);
-    a_text(&a, spec->traceparent);
-    a_text(&a, spec->tracestate);
-    a_text(&a, spec->group_key);
     int64_t id;
-    int err = one_i64(PG(st), P_INSERT, &a, &id);
+    int err = one_i64(
+        PG(st), P_INSERT,
+        ARGS(A_TEXT(spec->queue), A_TEXT(spec->payload), A_I64(spec->priority), A_I64(state),
+             A_I64(spec->run_at_ms), A_I64(spec->max_attempts), A_I64(spec->timeout_ms),
+             A_TEXT(spec->key), A_I64(now_ms), A_I64_OR_NULL(spec->group_id),
+             A_BOOL(spec->after_always), A_TEXT(error), A_I64_OR_NULL(finished_at_ms),
+             A_TEXT(spec->traceparent), A_TEXT(spec->tracestate), A_TEXT(spec->group_key)),
+        &id);
     if (err == JOBQ_OK) {
         *idp = id;
         ntf_state(PG(st), id, spec->queue, state, spec->run_at_ms);
@@ -1465,10 +1631,8 @@ pg_job_insert(store *st, const job_spec *spec, int state, int64_t now_ms, int64_
 static int
 pg_job_state(store *st, int64_t id, int *statep)
 {
-    pargs a = {0};
-    a_i64(&a, id);
     int64_t v;
-    int err = one_i64(PG(st), P_STATE_OF, &a, &v);
+    int err = one_i64(PG(st), P_STATE_OF, ARGS(A_I64(id)), &v);
     if (err == JOBQ_OK) {
         *statep = (int)v;
     }
@@ -1479,52 +1643,39 @@ static int
 pg_job_set_state(store *st, int64_t id, int from, int to, int64_t finished_at_ms,
                  const char *error)
 {
-    pargs a = {0};
-    a_i64(&a, id);
-    a_i64(&a, from);
-    a_i64(&a, to);
-    a_i64_or_null(&a, finished_at_ms);
-    a_text(&a, error);
-    return run_change_ntf(PG(st), P_SET_STATE, &a, id, to, 0);
+    return run_change_ntf(PG(st), P_SET_STATE,
+                          ARGS(A_I64(id), A_I64(from), A_I64(to), A_I64_OR_NULL(finished_at_ms),
+                               A_TEXT(error)),
+                          id, to, 0);
 }
 
 static int
 pg_get(store *st, int64_t id, job_row *row)
 {
-    pargs a = {0};
-    a_i64(&a, id);
-    PGresult *r;
-    int err = run(PG(st), P_GET, &a, &r);
-    if (err != JOBQ_OK) {
-        return err;
-    }
-    err = PQntuples(r) > 0 ? read_row(r, 0, row) : JOBQ_ENOENT;
-    PQclear(r);
-    return err;
+    return run_one(PG(st), P_GET, ARGS(A_I64(id)), &job_rows, row);
 }
 
 static int
 pg_list(store *st, const list_filter *f, job_row *rows, size_t *np, bool *morep)
 {
-    pargs a = {0};
-    a_i64(&a, f->after_id);
-    a_i64(&a, (int64_t)f->limit + 1); /* one more than asked: is this the last page? */
-    enum pstmt id = P_LIST_ALL;
-    if (f->queue != NULL) {
-        a_text(&a, f->queue);
-        id = P_LIST_Q;
-    }
-    if (f->state >= 0) {
-        a_i64(&a, f->state);
-        id = id == P_LIST_Q ? P_LIST_QS : P_LIST_S;
-    }
+    /* One more than asked: is this the last page? */
+    parg after = A_I64(f->after_id), limit = A_I64((int64_t)f->limit + 1);
+    parg queue = A_TEXT(f->queue), state = A_I64(f->state);
+    const pargs *a = f->queue != NULL && f->state >= 0 ? ARGS(after, limit, queue, state)
+                     : f->queue != NULL                ? ARGS(after, limit, queue)
+                     : f->state >= 0                   ? ARGS(after, limit, state)
+                                                       : ARGS(after, limit);
+    enum pstmt id = f->queue != NULL && f->state >= 0 ? P_LIST_QS
+                    : f->queue != NULL                ? P_LIST_Q
+                    : f->state >= 0                   ? P_LIST_S
+                                                      : P_LIST_ALL;
     PGresult *r;
-    int err = run(PG(st), id, &a, &r);
+    int err = run(PG(st), id, a, &r);
     if (err != JOBQ_OK) {
         return err;
     }
     bool more = PQntuples(r) > f->limit;
-    err = read_rows(r, rows, (size_t)f->limit, np);
+    err = read_rows(r, &job_rows, rows, (size_t)f->limit, np);
     if (err == JOBQ_OK && morep != NULL) {
         *morep = more;
     }
@@ -1534,16 +1685,7 @@ pg_list(store *st, const list_filter *f, job_row *rows, size_t *np, bool *morep)
 static int
 pg_count_each(store *st, void (*fn)(void *arg, const char *queue, int state, int64_t n), void *arg)
 {
-    PGresult *r;
-    int err = run(PG(st), P_COUNT, NULL, &r);
-    if (err != JOBQ_OK) {
-        return err;
-    }
-    for (int i = 0; i < PQntuples(r); i++) {
-        fn(arg, PQgetvalue(r, i, 0), (int)g_i64(r, i, 1), g_i64(r, i, 2));
-    }
-    PQclear(r);
-    return JOBQ_OK;
+    return run_counts(PG(st), P_COUNT, NULL, fn, arg);
 }
 
 static int
@@ -1564,10 +1706,7 @@ pg_paused_each(store *st, void (*fn)(void *arg, const char *queue), void *arg)
 static int
 pg_set_paused(store *st, const char *queue, bool paused)
 {
-    pargs a = {0};
-    a_text(&a, queue);
-    a_bool(&a, paused);
-    int err = run_done(PG(st), P_SET_PAUSED, &a);
+    int err = run_done(PG(st), P_SET_PAUSED, ARGS(A_TEXT(queue), A_BOOL(paused)));
     if (err == JOBQ_OK) {
         PG(st)->ntf_paused = true; /* the other nodes read the flags again */
     }
@@ -1599,43 +1738,30 @@ pg_claim_keys(store *st, const char *queue, int64_t now_ms, size_t max, const ke
         }
         return err;
     }
-    pargs a = {0};
-    a_text(&a, queue);
-    a_i64(&a, now_ms);
-    a_i64(&a, (int64_t)max);
-    a_i64(&a, kl != NULL ? kl->cap : 0);
-    a_i64(&a, kl != NULL ? kl->interval_ms : 0);
-    a_i64(&a, kl != NULL ? kl->tolerance_ms : 0);
-    a_i64(&a, PG(st)->incarnation);
     PGresult *r;
-    err = run(PG(st), P_CLAIM_KEYS, &a, &r);
+    err = run(PG(st), P_CLAIM_KEYS,
+              ARGS(A_TEXT(queue), A_I64(now_ms), A_I64((int64_t)max),
+                   A_I64(kl != NULL ? kl->cap : 0), A_I64(kl != NULL ? kl->interval_ms : 0),
+                   A_I64(kl != NULL ? kl->tolerance_ms : 0), A_I64(PG(st)->incarnation)),
+              &r);
     if (err != JOBQ_OK) {
         return err;
     }
+    /* With no job claimed, the one row of the function's result has NULL job columns
+     * (read_rows passes it over). */
     int nt = PQntuples(r);
     int ncols = PQnfields(r);
-    bool blocked = nt > 0 && strcmp(PQgetvalue(r, 0, ncols - 2), "t") == 0;
-    int64_t wake = nt > 0 && !PQgetisnull(r, 0, ncols - 1) ? g_i64(r, 0, ncols - 1) : 0;
+    bool blocked = nt > 0 && g_bool(r, 0, ncols - 2);
+    int64_t wake = nt > 0 ? g_i64(r, 0, ncols - 1) : 0;
     size_t n = 0;
-    for (int i = 0; i < nt && n < max && err == JOBQ_OK; i++) {
-        if (PQgetisnull(r, i, 0)) {
-            continue; /* no job claimed: the one row of the function's result */
-        }
-        err = read_row(r, i, &rows[n]);
-        if (err == JOBQ_OK) {
-            job_row *j = &rows[n++];
-            j->state = JOBQ_RUNNING;
-            j->attempt++;
-            j->started_at_ms = now_ms;
-            j->finished_at_ms = 0;
-        }
-    }
-    PQclear(r);
-    if (err != JOBQ_OK) {
-        while (n > 0) {
-            job_row_clear(&rows[--n]);
-        }
+    if ((err = read_rows(r, &job_rows, rows, max, &n)) != JOBQ_OK) {
         return err;
+    }
+    for (size_t i = 0; i < n; i++) {
+        rows[i].state = JOBQ_RUNNING;
+        rows[i].attempt++;
+        rows[i].started_at_ms = now_ms;
+        rows[i].finished_at_ms = 0;
     }
     if (info != NULL) {
         info->blocked = blocked;
@@ -1648,22 +1774,14 @@ pg_claim_keys(store *st, const char *queue, int64_t now_ms, size_t max, const ke
 static int
 pg_key_hold(store *st, const char *queue, const char *group_key, int64_t until_ms)
 {
-    pargs a = {0};
-    a_text(&a, queue);
-    a_text(&a, group_key);
-    a_i64(&a, until_ms);
-    return run_done(PG(st), P_KEY_HOLD, &a);
+    return run_done(PG(st), P_KEY_HOLD, ARGS(A_TEXT(queue), A_TEXT(group_key), A_I64(until_ms)));
 }
 
 static int
 pg_key_running(store *st, const char *queue, const char *group_key, int64_t limit, int64_t *np)
 {
-    pargs a = {0};
-    a_text(&a, queue);
-    a_text(&a, group_key);
-    a_i64(&a, JOBQ_RUNNING);
-    a_i64(&a, limit);
-    return one_i64(PG(st), P_KEY_RUNNING, &a, np);
+    return one_i64(PG(st), P_KEY_RUNNING,
+                   ARGS(A_TEXT(queue), A_TEXT(group_key), A_I64(JOBQ_RUNNING), A_I64(limit)), np);
 }
 
 /* The advisory lock of a queue's claims under global_concurrency (an xact lock: until COMMIT),
@@ -1680,21 +1798,20 @@ claim_room(pg_store *p, const char *queue, size_t *maxp)
     if (limit <= 0) {
         return JOBQ_OK;
     }
-    const char *v[1] = {queue};
+    const pargs *a = ARGS(A_TEXT(queue));
+    const char *doing = "counting running jobs";
     _Static_assert(JOBQ_RUNNING == 2, "jobs_running's predicate names the running state");
     /* Two statements: the count's snapshot must be taken after the lock is granted (READ
      * COMMITTED takes one per statement), so that it sees the claims committed meanwhile. */
-    PGresult *r = PQexecParams(p->conn,
-                               "SELECT pg_advisory_xact_lock(" CLAIM_LOCK_SPACE ", hashtext($1))",
-                               1, NULL, v, NULL, NULL, 0);
-    if (PQresultStatus(r) == PGRES_TUPLES_OK) {
+    PGresult *r;
+    int err = q_params(p, "SELECT pg_advisory_xact_lock(" CLAIM_LOCK_SPACE ", hashtext($1))", a,
+                       &r, doing);
+    if (err == JOBQ_OK) {
         PQclear(r);
-        r = PQexecParams(p->conn, "SELECT count(*) FROM jobs WHERE queue = $1 AND state = 2", 1,
-                         NULL, v, NULL, NULL, 0);
+        err = q_params(p, "SELECT count(*) FROM jobs WHERE queue = $1 AND state = 2", a, &r,
+                       doing);
     }
-    if (PQresultStatus(r) != PGRES_TUPLES_OK) {
-        int err = from_pg(p, r, "counting running jobs");
-        PQclear(r);
+    if (err != JOBQ_OK) {
         return err;
     }
     int64_t running = g_i64(r, 0, 0);
@@ -1714,37 +1831,30 @@ store_set_claim_limit(store *st, int limit)
     }
 }
 
+/* The columns of P_RUNNING. */
+static const colspec running_cols[] = {
+    COL(job_row, id, 0, C_INT),
+    COL(job_row, queue, 1, C_TEXT),
+    COL(job_row, attempt, 2, C_INT),
+    COL(job_row, started_at_ms, 3, C_INT),
+};
+static const rowspec running_rows = ROWSPEC(job_row, running_cols);
+
 static int
 pg_running(store *st, job_row **rowsp, size_t *np)
 {
-    pargs a = {0};
-    a_i64(&a, JOBQ_RUNNING);
     PGresult *r;
-    int err = run(PG(st), P_RUNNING, &a, &r);
+    int err = run(PG(st), P_RUNNING, ARGS(A_I64(JOBQ_RUNNING)), &r);
     if (err != JOBQ_OK) {
         return err;
     }
-    size_t n = (size_t)PQntuples(r);
-    job_row *rows = n > 0 ? calloc(n, sizeof(*rows)) : NULL;
-    if (n > 0 && rows == NULL) {
-        PQclear(r);
-        return JOBQ_ENOMEM;
+    size_t n = 0;
+    job_row *rows = read_all(r, &running_rows, &n, &err);
+    if (err != JOBQ_OK) {
+        return err;
     }
-    bool oom = false;
     for (size_t i = 0; i < n; i++) {
-        rows[i].id = g_i64(r, (int)i, 0);
-        rows[i].queue = g_text(r, (int)i, 1, &oom);
         rows[i].state = JOBQ_RUNNING;
-        rows[i].attempt = (int32_t)g_i64(r, (int)i, 2);
-        rows[i].started_at_ms = g_i64(r, (int)i, 3);
-    }
-    PQclear(r);
-    if (oom) {
-        for (size_t i = 0; i < n; i++) {
-            job_row_clear(&rows[i]);
-        }
-        free(rows);
-        return JOBQ_ENOMEM;
     }
     *rowsp = rows;
     *np = n;
@@ -1755,24 +1865,12 @@ static int
 pg_job_finish(store *st, int64_t id, int new_state, int64_t finished_at_ms, int64_t run_at_ms,
               const char *result, const char *error)
 {
-    pargs a = {0};
-    a_i64(&a, id);
-    a_i64(&a, new_state);
-    a_i64_or_null(&a, finished_at_ms);
-    a_i64_or_null(&a, run_at_ms);
-    a_text(&a, result);
-    a_text(&a, error);
-    a_i64(&a, JOBQ_RUNNING);
-    a_i64(&a, PG(st)->incarnation);
-    PGresult *r;
-    int err = run(PG(st), P_FINISH, &a, &r);
+    int err = run_change(PG(st), P_FINISH,
+                         ARGS(A_I64(id), A_I64(new_state), A_I64_OR_NULL(finished_at_ms),
+                              A_I64_OR_NULL(run_at_ms), A_TEXT(result), A_TEXT(error),
+                              A_I64(JOBQ_RUNNING), A_I64(PG(st)->incarnation)));
     if (err != JOBQ_OK) {
         return err;
-    }
-    bool one = strcmp(PQcmdTuples(r), "1") == 0;
-    PQclear(r);
-    if (!one) {
-        return JOBQ_ESTATE;
     }
     PG(st)->fence_id = id; /* the attempt row that follows checks the attempt */
     ntf_state(PG(st), id, NULL, new_state, run_at_ms);
@@ -1785,55 +1883,53 @@ static int pg_attempt_add(store *st, int64_t id, const attempt_rec *rec, int64_t
 static int
 pg_requeue(store *st, int64_t id, int64_t now_ms, const char *error, const attempt_rec *rec)
 {
-    pargs a = {0};
-    a_i64(&a, id);
-    a_text(&a, error);
-    a_i64(&a, JOBQ_READY);
-    a_i64(&a, JOBQ_RUNNING);
-    a_i64(&a, PG(st)->incarnation);
-    if (rec != NULL) {
-        a_i64(&a, rec->attempt);
-    } else {
-        a_text(&a, NULL);
-    }
-    int err = run_change_ntf(PG(st), P_REQUEUE, &a, id, JOBQ_READY, 0);
+    int err = run_change_ntf(PG(st), P_REQUEUE,
+                             ARGS(A_I64(id), A_TEXT(error), A_I64(JOBQ_READY),
+                                  A_I64(JOBQ_RUNNING), A_I64(PG(st)->incarnation),
+                                  rec != NULL ? A_I64(rec->attempt) : A_NULL),
+                             id, JOBQ_READY, 0);
     return err == JOBQ_OK && rec != NULL ? pg_attempt_add(st, id, rec, now_ms, error) : err;
+}
+
+/* run_readied: run, for a statement RETURNING the queue (first column) of each job it made
+ * ready: each joins the transaction's wake-up; how many into *np, *rp to read and PQclear. */
+static int
+run_readied(pg_store *p, enum pstmt id, const pargs *a, PGresult **rp, size_t *np)
+{
+    int err = run(p, id, a, rp);
+    if (err != JOBQ_OK) {
+        return err;
+    }
+    *np = (size_t)PQntuples(*rp);
+    for (size_t i = 0; i < *np; i++) {
+        ntf_ready(p, PQgetvalue(*rp, (int)i, 0), 1);
+    }
+    return JOBQ_OK;
 }
 
 static int
 pg_promote_due(store *st, int64_t now_ms, size_t max,
                void (*fn)(void *arg, const char *queue, int old_state), void *arg, size_t *np)
 {
-    pargs a = {0};
-    a_i64(&a, JOBQ_SCHEDULED);
-    a_i64(&a, JOBQ_RETRYING);
-    a_i64(&a, now_ms);
-    a_i64(&a, (int64_t)max);
-    a_i64(&a, JOBQ_READY);
     PGresult *r;
-    int err = run(PG(st), P_PROMOTE, &a, &r);
+    int err = run_readied(PG(st), P_PROMOTE,
+                          ARGS(A_I64(JOBQ_SCHEDULED), A_I64(JOBQ_RETRYING), A_I64(now_ms),
+                               A_I64((int64_t)max), A_I64(JOBQ_READY)),
+                          &r, np);
     if (err != JOBQ_OK) {
         return err;
     }
-    size_t n = (size_t)PQntuples(r);
-    for (size_t i = 0; i < n; i++) {
-        ntf_ready(PG(st), PQgetvalue(r, (int)i, 0), 1);
-        if (fn != NULL) {
-            fn(arg, PQgetvalue(r, (int)i, 0), (int)g_i64(r, (int)i, 1));
-        }
+    for (int i = 0; fn != NULL && i < PQntuples(r); i++) {
+        fn(arg, PQgetvalue(r, i, 0), (int)g_i64(r, i, 1));
     }
     PQclear(r);
-    *np = n;
     return JOBQ_OK;
 }
 
 static int
 pg_next_due(store *st, int64_t *atp)
 {
-    pargs a = {0};
-    a_i64(&a, JOBQ_SCHEDULED);
-    a_i64(&a, JOBQ_RETRYING);
-    return one_i64(PG(st), P_NEXT_DUE, &a, atp);
+    return one_i64(PG(st), P_NEXT_DUE, ARGS(A_I64(JOBQ_SCHEDULED), A_I64(JOBQ_RETRYING)), atp);
 }
 
 static int
@@ -1844,64 +1940,45 @@ pg_retry(store *st, int64_t id, int64_t now_ms, job_row *row, int *old_statep)
     if (err != JOBQ_OK) {
         return err;
     }
-    pargs a = {0};
-    a_i64(&a, id);
-    a_i64(&a, now_ms);
-    a_i64(&a, JOBQ_READY);
-    a_i64(&a, JOBQ_DEAD);
-    a_i64(&a, JOBQ_CANCELLED);
-    PGresult *r;
-    if ((err = run(PG(st), P_RETRY, &a, &r)) != JOBQ_OK) {
-        return err;
-    }
-    err = PQntuples(r) == 1 ? read_row(r, 0, row) : JOBQ_ESTATE;
-    PQclear(r);
+    err = run_one(PG(st), P_RETRY,
+                  ARGS(A_I64(id), A_I64(now_ms), A_I64(JOBQ_READY), A_I64(JOBQ_DEAD),
+                       A_I64(JOBQ_CANCELLED)),
+                  &job_rows, row);
     if (err == JOBQ_OK) {
         *old_statep = old;
         ntf_ready(PG(st), row->queue, 1);
     }
-    return err;
+    return err == JOBQ_ENOENT ? JOBQ_ESTATE : err;
 }
 
 static int
 pg_retry_bulk(store *st, const char *queue, int state, int64_t now_ms, size_t max,
               void (*fn)(void *arg, const char *queue), void *arg, size_t *np)
 {
-    pargs a = {0};
-    a_text(&a, queue);
-    a_i64(&a, state);
-    a_i64(&a, now_ms);
-    a_i64(&a, (int64_t)max);
-    a_i64(&a, JOBQ_READY);
     PGresult *r;
-    int err = run(PG(st), P_RETRY_BULK, &a, &r);
+    int err = run_readied(PG(st), P_RETRY_BULK,
+                          ARGS(A_TEXT(queue), A_I64(state), A_I64(now_ms), A_I64((int64_t)max),
+                               A_I64(JOBQ_READY)),
+                          &r, np);
     if (err != JOBQ_OK) {
         return err;
     }
-    size_t n = (size_t)PQntuples(r);
-    for (size_t i = 0; i < n; i++) {
-        ntf_ready(PG(st), PQgetvalue(r, (int)i, 0), 1);
-        fn(arg, PQgetvalue(r, (int)i, 0));
+    for (int i = 0; i < PQntuples(r); i++) {
+        fn(arg, PQgetvalue(r, i, 0));
     }
     PQclear(r);
-    *np = n;
     return JOBQ_OK;
 }
 
 static int
 pg_ready_ahead(store *st, const job_row *row, int64_t limit, int64_t *np)
 {
-    pargs a = {0};
-    a_text(&a, row->queue);
-    a_i64(&a, JOBQ_READY);
-    a_i64(&a, row->priority);
-    a_i64(&a, row->run_at_ms);
-    a_i64(&a, row->id);
-    a_i64(&a, limit);
+    const pargs *a = ARGS(A_TEXT(row->queue), A_I64(JOBQ_READY), A_I64(row->priority),
+                          A_I64(row->run_at_ms), A_I64(row->id), A_I64(limit));
     int64_t n = 0, keyed = 0;
-    int err = one_i64(PG(st), P_AHEAD, &a, &n);
+    int err = one_i64(PG(st), P_AHEAD, a, &n);
     if (err == JOBQ_OK) {
-        err = one_i64(PG(st), P_AHEAD_KEYED, &a, &keyed);
+        err = one_i64(PG(st), P_AHEAD_KEYED, a, &keyed);
     }
     if (err == JOBQ_OK) {
         *np = n + keyed < limit ? n + keyed : limit;
@@ -1914,69 +1991,36 @@ pg_ready_ahead(store *st, const job_row *row, int64_t limit, int64_t *np)
 static int
 pg_attempt_add(store *st, int64_t id, const attempt_rec *rec, int64_t now_ms, const char *error)
 {
-    pargs a = {0};
-    a_i64(&a, id);
-    a_i64(&a, rec->attempt);
-    a_i64(&a, rec->started_at_ms);
-    a_i64(&a, now_ms);
-    a_text(&a, rec->kind);
-    a_text(&a, error);
+    const pargs *a = ARGS(A_I64(id), A_I64(rec->attempt), A_I64(rec->started_at_ms),
+                          A_I64(now_ms), A_TEXT(rec->kind), A_TEXT(error));
     if (PG(st)->fence_id != id) {
-        return run_done(PG(st), P_ATTEMPT_INSERT, &a);
+        return run_done(PG(st), P_ATTEMPT_INSERT, a);
     }
     /* The record of the outcome pg_job_finish just wrote: the job must still be at this
      * attempt, else the finish is undone with the operation (ESTATE). */
     PG(st)->fence_id = 0;
-    PGresult *r;
-    int err = run(PG(st), P_ATTEMPT_FENCED, &a, &r);
-    if (err != JOBQ_OK) {
-        return err;
-    }
-    bool one = strcmp(PQcmdTuples(r), "1") == 0;
-    PQclear(r);
-    return one ? JOBQ_OK : JOBQ_ESTATE;
+    return run_change(PG(st), P_ATTEMPT_FENCED, a);
 }
 
 static int
 pg_attempt_count(store *st, int64_t id, const char *kind, int64_t *np)
 {
-    pargs a = {0};
-    a_i64(&a, id);
-    a_text(&a, kind);
-    return one_i64(PG(st), P_ATTEMPT_COUNT, &a, np);
+    return one_i64(PG(st), P_ATTEMPT_COUNT, ARGS(A_I64(id), A_TEXT(kind)), np);
 }
+
+static const colspec attempt_cols[] = {
+    COL(attempt_row, attempt, 0, C_INT),       COL(attempt_row, started_at_ms, 1, C_INT),
+    COL(attempt_row, finished_at_ms, 2, C_INT), COL(attempt_row, kind, 3, C_TEXT),
+    COL(attempt_row, error, 4, C_TEXT),
+};
+static const rowspec attempt_rows = ROWSPEC(attempt_row, attempt_cols);
 
 static int
 pg_attempts(store *st, int64_t id, attempt_row *rows, size_t max, size_t *np)
 {
-    pargs a = {0};
-    a_i64(&a, id);
-    a_i64(&a, (int64_t)max);
     PGresult *r;
-    int err = run(PG(st), P_ATTEMPTS, &a, &r);
-    if (err != JOBQ_OK) {
-        return err;
-    }
-    size_t n = 0;
-    bool oom = false;
-    for (int i = 0; i < PQntuples(r) && n < max; i++) {
-        attempt_row *h = &rows[n++];
-        memset(h, 0, sizeof(*h));
-        h->attempt = (int32_t)g_i64(r, i, 0);
-        h->started_at_ms = g_i64(r, i, 1);
-        h->finished_at_ms = g_i64(r, i, 2);
-        h->kind = g_text(r, i, 3, &oom);
-        h->error = g_text(r, i, 4, &oom);
-    }
-    PQclear(r);
-    if (oom) {
-        while (n > 0) {
-            attempt_row_clear(&rows[--n]);
-        }
-        return JOBQ_ENOMEM;
-    }
-    *np = n;
-    return JOBQ_OK;
+    int err = run(PG(st), P_ATTEMPTS, ARGS(A_I64(id), A_I64((int64_t)max)), &r);
+    return err == JOBQ_OK ? read_rows(r, &attempt_rows, rows, max, np) : err;
 }
 
 /* ---- progress, checkpoints and logs ---- */
@@ -1984,15 +2028,9 @@ pg_attempts(store *st, int64_t id, attempt_row *rows, size_t max, size_t *np)
 static int
 pg_job_progress(store *st, int64_t id, const progress_set *p)
 {
-    pargs a = {0};
-    a_i64(&a, id);
-    a_bool(&a, p->has_progress);
-    snprintf(a.buf[a.n], sizeof(a.buf[a.n]), "%.17g", p->progress);
-    a.v[a.n] = a.buf[a.n];
-    a.n++;
-    a_text(&a, p->note);
-    a_text(&a, p->checkpoint);
-    int err = run_change(PG(st), P_PROGRESS, &a);
+    int err = run_change(PG(st), P_PROGRESS,
+                         ARGS(A_I64(id), A_BOOL(p->has_progress), A_F64(p->progress),
+                              A_TEXT(p->note), A_TEXT(p->checkpoint)));
     return err == JOBQ_ESTATE ? JOBQ_ENOENT : err;
 }
 
@@ -2000,25 +2038,17 @@ static int
 pg_log_append(store *st, int64_t id, int32_t attempt, int64_t at_ms, const char *const *lines,
               size_t n, size_t max_lines, size_t max_bytes, int64_t *last_seqp)
 {
-    pargs a = {0};
-    a_i64(&a, id);
     int64_t seq;
-    int err = one_i64(PG(st), P_LOG_LAST, &a, &seq);
+    int err = one_i64(PG(st), P_LOG_LAST, ARGS(A_I64(id)), &seq);
     for (size_t i = 0; i < n && err == JOBQ_OK; i++) {
-        pargs b = {0};
-        a_i64(&b, id);
-        a_i64(&b, ++seq);
-        a_i64(&b, attempt);
-        a_i64(&b, at_ms);
-        a_text(&b, lines[i]);
-        err = run_done(PG(st), P_LOG_INSERT, &b);
+        seq++;
+        err = run_done(PG(st), P_LOG_INSERT,
+                       ARGS(A_I64(id), A_I64(seq), A_I64(attempt), A_I64(at_ms),
+                            A_TEXT(lines[i])));
     }
     if (err == JOBQ_OK) {
-        pargs t = {0};
-        a_i64(&t, id);
-        a_i64(&t, (int64_t)max_lines);
-        a_i64(&t, (int64_t)max_bytes);
-        err = run_done(PG(st), P_LOG_TRIM, &t);
+        err = run_done(PG(st), P_LOG_TRIM,
+                       ARGS(A_I64(id), A_I64((int64_t)max_lines), A_I64((int64_t)max_bytes)));
     }
     if (err == JOBQ_OK && last_seqp != NULL) {
         *last_seqp = seq;
@@ -2026,64 +2056,64 @@ pg_log_append(store *st, int64_t id, int32_t attempt, int64_t at_ms, const char 
     return err;
 }
 
+static const colspec log_cols[] = {
+    COL(log_row, seq, 0, C_INT),
+    COL(log_row, attempt, 1, C_INT),
+    COL(log_row, at_ms, 2, C_INT),
+    COL(log_row, line, 3, C_TEXT),
+};
+static const rowspec log_rows = ROWSPEC(log_row, log_cols);
+
 static int
 pg_logs(store *st, int64_t id, int64_t after_seq, log_row *rows, size_t max, size_t *np)
 {
-    pargs a = {0};
-    a_i64(&a, id);
-    a_i64(&a, after_seq);
-    a_i64(&a, (int64_t)max);
     PGresult *r;
-    int err = run(PG(st), P_LOGS, &a, &r);
-    if (err != JOBQ_OK) {
-        return err;
-    }
-    size_t n = 0;
-    bool oom = false;
-    for (int i = 0; i < PQntuples(r) && n < max; i++) {
-        log_row *l = &rows[n++];
-        memset(l, 0, sizeof(*l));
-        l->seq = g_i64(r, i, 0);
-        l->attempt = (int32_t)g_i64(r, i, 1);
-        l->at_ms = g_i64(r, i, 2);
-        l->line = g_text(r, i, 3, &oom);
-    }
-    PQclear(r);
-    if (oom) {
-        while (n > 0) {
-            log_row_clear(&rows[--n]);
-        }
-        return JOBQ_ENOMEM;
-    }
-    *np = n;
-    return JOBQ_OK;
+    int err = run(PG(st), P_LOGS, ARGS(A_I64(id), A_I64(after_seq), A_I64((int64_t)max)), &r);
+    return err == JOBQ_OK ? read_rows(r, &log_rows, rows, max, np) : err;
 }
 
 /* ---- idempotency keys ---- */
+
+/* A row of job_keys (P_KEY_FIND, P_KEY_LOCK). */
+typedef struct key_rec {
+    int64_t id;
+    int64_t hash; /* the uint64_t hash, stored as the signed 64 bits */
+    int64_t created_at_ms;
+    bool held;
+} key_rec;
+
+static const colspec key_cols[] = {
+    COL(key_rec, id, 0, C_INT),
+    COL(key_rec, hash, 1, C_INT),
+    COL(key_rec, created_at_ms, 2, C_INT),
+    COL(key_rec, held, 3, C_BOOL),
+};
+static const rowspec key_rows = ROWSPEC(key_rec, key_cols);
+/* Without held (P_KEY_FIND has no such column). */
+static const rowspec key_rows_unheld = {sizeof(key_rec), 3, key_cols};
+
+/* key_read: lock (the statement that takes the key's lock) then find, both with (queue, key):
+ * the key's row into *k (JOBQ_ENOENT: none). */
+static int
+key_read(pg_store *p, enum pstmt lock, enum pstmt find, const rowspec *s, const char *queue,
+         const char *key, key_rec *k)
+{
+    const pargs *a = ARGS(A_TEXT(queue), A_TEXT(key));
+    int err = run_done(p, lock, a);
+    return err == JOBQ_OK ? run_one(p, find, a, s, k) : err;
+}
 
 static int
 pg_key_find(store *st, const char *queue, const char *key, int64_t *idp, uint64_t *hashp,
             int64_t *created_at_msp)
 {
-    pargs a = {0};
-    a_text(&a, queue);
-    a_text(&a, key);
-    PGresult *r;
-    int err = run_done(PG(st), P_KEY_FIND_LOCK, &a);
+    key_rec k;
+    int err = key_read(PG(st), P_KEY_FIND_LOCK, P_KEY_FIND, &key_rows_unheld, queue, key, &k);
     if (err == JOBQ_OK) {
-        err = run(PG(st), P_KEY_FIND, &a, &r);
+        *idp = k.id;
+        *hashp = (uint64_t)k.hash;
+        *created_at_msp = k.created_at_ms;
     }
-    if (err != JOBQ_OK) {
-        return err;
-    }
-    if (PQntuples(r) == 0) {
-        err = JOBQ_ENOENT;
-    } else {
-        *idp = g_i64(r, 0, 0);
-        *hashp = (uint64_t)g_i64(r, 0, 1); /* stored as the signed 64 bits */
-        *created_at_msp = g_i64(r, 0, 2);
-    }
-    PQclear(r);
     return err;
 }
 
@@ -2091,13 +2121,9 @@ static int
 pg_key_add(store *st, const char *queue, const char *key, int64_t id, uint64_t hash,
            int64_t now_ms)
 {
-    pargs a = {0};
-    a_text(&a, queue);
-    a_text(&a, key);
-    a_i64(&a, id);
-    a_i64(&a, (int64_t)hash);
-    a_i64(&a, now_ms);
-    int err = run_change(PG(st), P_KEY_INSERT, &a);
+    int err = run_change(PG(st), P_KEY_INSERT,
+                         ARGS(A_TEXT(queue), A_TEXT(key), A_I64(id), A_I64((int64_t)hash),
+                              A_I64(now_ms)));
     if (err == JOBQ_ESTATE) {
         snprintf(PG(st)->msg, sizeof(PG(st)->msg), "key already recorded on queue %.100s", queue);
         return JOBQ_EINVAL;
@@ -2108,38 +2134,22 @@ pg_key_add(store *st, const char *queue, const char *key, int64_t id, uint64_t h
 static int
 pg_key_delete(store *st, const char *queue, const char *key)
 {
-    pargs a = {0};
-    a_text(&a, queue);
-    a_text(&a, key);
-    return run_done(PG(st), P_KEY_DELETE, &a);
+    return run_done(PG(st), P_KEY_DELETE, ARGS(A_TEXT(queue), A_TEXT(key)));
 }
 
 /* ---- dependencies ---- */
 
 static int
-id_done(store *st, enum pstmt id, int64_t v)
-{
-    pargs a = {0};
-    a_i64(&a, v);
-    return run_done(PG(st), id, &a);
-}
-
-static int
 pg_dep_add(store *st, int64_t parent, int64_t child)
 {
-    pargs a = {0};
-    a_i64(&a, parent);
-    a_i64(&a, child);
-    return run_done(PG(st), P_DEP_INSERT, &a);
+    return run_done(PG(st), P_DEP_INSERT, ARGS(A_I64(parent), A_I64(child)));
 }
 
 static int
 pg_dep_children(store *st, int64_t parent, int64_t **idsp, size_t *np)
 {
-    pargs a = {0};
-    a_i64(&a, parent);
     PGresult *r;
-    int err = run(PG(st), P_DEP_CHILDREN, &a, &r);
+    int err = run(PG(st), P_DEP_CHILDREN, ARGS(A_I64(parent)), &r);
     if (err != JOBQ_OK) {
         return err;
     }
@@ -2149,34 +2159,28 @@ pg_dep_children(store *st, int64_t parent, int64_t **idsp, size_t *np)
         PQclear(r);
         return JOBQ_ENOMEM;
     }
-    for (size_t i = 0; i < n; i++) {
-        ids[i] = g_i64(r, (int)i, 0);
-    }
-    PQclear(r);
+    *np = read_ids(r, ids, n);
     *idsp = ids;
-    *np = n;
     return JOBQ_OK;
 }
 
 static int
 pg_dep_drop_parent(store *st, int64_t parent)
 {
-    return id_done(st, P_DEP_DELETE_PARENT, parent);
+    return run_done(PG(st), P_DEP_DELETE_PARENT, ARGS(A_I64(parent)));
 }
 
 static int
 pg_dep_drop_child(store *st, int64_t id)
 {
-    return id_done(st, P_DEP_DELETE_JOB, id);
+    return run_done(PG(st), P_DEP_DELETE_JOB, ARGS(A_I64(id)));
 }
 
 static int
 pg_dep_pending(store *st, int64_t id, bool *waitsp)
 {
-    pargs a = {0};
-    a_i64(&a, id);
     PGresult *r;
-    int err = run(PG(st), P_DEP_REMAINING, &a, &r);
+    int err = run(PG(st), P_DEP_REMAINING, ARGS(A_I64(id)), &r);
     if (err == JOBQ_OK) {
         *waitsp = PQntuples(r) > 0;
         PQclear(r);
@@ -2184,30 +2188,37 @@ pg_dep_pending(store *st, int64_t id, bool *waitsp)
     return err;
 }
 
+/* A child job as the cascade reads it (P_CHILD_LOCK). */
+typedef struct child_rec {
+    int state;
+    bool always;
+    int64_t run_at_ms;
+} child_rec;
+
+static const colspec child_cols[] = {
+    COL(child_rec, state, 0, C_INT),
+    COL(child_rec, always, 1, C_BOOL),
+    COL(child_rec, run_at_ms, 2, C_INT),
+};
+static const rowspec child_rows = ROWSPEC(child_rec, child_cols);
+
 static int
 pg_dep_job(store *st, int64_t id, int *statep, bool *alwaysp, int64_t *run_at_msp)
 {
-    pargs a = {0};
-    a_i64(&a, id);
-    PGresult *r;
-    int err = run_row(PG(st), P_CHILD_LOCK, &a, &r);
-    if (err != JOBQ_OK) {
-        return err;
+    child_rec c;
+    int err = run_one(PG(st), P_CHILD_LOCK, ARGS(A_I64(id)), &child_rows, &c);
+    if (err == JOBQ_OK) {
+        *statep = c.state;
+        *alwaysp = c.always;
+        *run_at_msp = c.run_at_ms;
     }
-    *statep = (int)g_i64(r, 0, 0);
-    *alwaysp = g_bool(r, 0, 1);
-    *run_at_msp = g_i64(r, 0, 2);
-    PQclear(r);
-    return JOBQ_OK;
+    return err;
 }
 
 static int
 pg_waiting_for(store *st, int64_t id, int64_t *ids, size_t max, size_t *np)
 {
-    pargs a = {0};
-    a_i64(&a, id);
-    a_i64(&a, (int64_t)max);
-    return run_ids(PG(st), P_DEP_PARENTS, &a, ids, max, np);
+    return run_ids(PG(st), P_DEP_PARENTS, ARGS(A_I64(id), A_I64((int64_t)max)), ids, max, np);
 }
 
 /* ---- retention ---- */
@@ -2225,13 +2236,10 @@ pg_sweep(store *st, const char *queue, int state, int64_t before_ms, size_t max,
         *np = 0; /* only finished jobs are swept */
         return JOBQ_OK;
     }
-    pargs a = {0};
-    a_text(&a, queue);
-    a_i64(&a, state);
-    a_i64(&a, before_ms);
-    a_i64(&a, (int64_t)max);
     int64_t n;
-    int err = one_i64(PG(st), P_SWEEP, &a, &n);
+    int err = one_i64(PG(st), P_SWEEP,
+                      ARGS(A_TEXT(queue), A_I64(state), A_I64(before_ms), A_I64((int64_t)max)),
+                      &n);
     if (err == JOBQ_OK) {
         *np = (size_t)n;
     }
@@ -2241,32 +2249,14 @@ pg_sweep(store *st, const char *queue, int state, int64_t before_ms, size_t max,
 static int
 pg_sweep_groups(store *st, int64_t before_ms, size_t max, size_t *np)
 {
-    pargs a = {0};
-    a_i64(&a, before_ms);
-    a_i64(&a, (int64_t)max);
-    PGresult *r;
-    int err = run(PG(st), P_SWEEP_GROUPS, &a, &r);
-    if (err == JOBQ_OK) {
-        *np = changed(r);
-        PQclear(r);
-    }
-    return err;
+    return run_changed(PG(st), P_SWEEP_GROUPS, ARGS(A_I64(before_ms), A_I64((int64_t)max)), np);
 }
 
 static int
 pg_sweep_keys(store *st, const char *queue, int64_t before_ms, size_t max, size_t *np)
 {
-    pargs a = {0};
-    a_text(&a, queue);
-    a_i64(&a, before_ms);
-    a_i64(&a, (int64_t)max);
-    PGresult *r;
-    int err = run(PG(st), P_SWEEP_KEYS, &a, &r);
-    if (err == JOBQ_OK) {
-        *np = changed(r);
-        PQclear(r);
-    }
-    return err;
+    return run_changed(PG(st), P_SWEEP_KEYS,
+                       ARGS(A_TEXT(queue), A_I64(before_ms), A_I64((int64_t)max)), np);
 }
 
 static int
@@ -2275,34 +2265,27 @@ pg_oldest_finished(store *st, const char *queue, int state, int64_t *atp)
     if (!is_ended(state)) {
         return JOBQ_ENOENT;
     }
-    pargs a = {0};
-    a_text(&a, queue);
-    a_i64(&a, state);
-    return one_i64(PG(st), P_OLDEST_FINISHED, &a, atp);
+    return one_i64(PG(st), P_OLDEST_FINISHED, ARGS(A_TEXT(queue), A_I64(state)), atp);
 }
 
 static int
 pg_oldest_due(store *st, const char *queue, int64_t now_ms, int64_t *readyp, int64_t *overduep)
 {
     int64_t ready = 0, overdue = 0;
-    pargs a = {0};
-    a_text(&a, queue);
-    a_i64(&a, JOBQ_READY);
-    int err = one_i64(PG(st), P_OLDEST_READY, &a, &ready);
+    const pargs *a = ARGS(A_TEXT(queue), A_I64(JOBQ_READY));
+    int err = one_i64(PG(st), P_OLDEST_READY, a, &ready);
     if (err == JOBQ_OK || err == JOBQ_ENOENT) {
         int64_t keyed = 0;
-        err = one_i64(PG(st), P_OLDEST_READY_KEYED, &a, &keyed);
+        err = one_i64(PG(st), P_OLDEST_READY_KEYED, a, &keyed);
         if (err == JOBQ_OK && (ready == 0 || keyed < ready)) {
             ready = keyed;
         }
     }
     if (err == JOBQ_OK || err == JOBQ_ENOENT) {
-        pargs b = {0};
-        a_text(&b, queue);
-        a_i64(&b, JOBQ_SCHEDULED);
-        a_i64(&b, JOBQ_RETRYING);
-        a_i64(&b, now_ms);
-        err = one_i64(PG(st), P_OLDEST_OVERDUE, &b, &overdue);
+        err = one_i64(PG(st), P_OLDEST_OVERDUE,
+                      ARGS(A_TEXT(queue), A_I64(JOBQ_SCHEDULED), A_I64(JOBQ_RETRYING),
+                           A_I64(now_ms)),
+                      &overdue);
     }
     if (err != JOBQ_OK && err != JOBQ_ENOENT) {
         return err;
@@ -2315,9 +2298,7 @@ pg_oldest_due(store *st, const char *queue, int64_t now_ms, int64_t *readyp, int
 static int
 pg_oldest_key(store *st, const char *queue, int64_t *atp)
 {
-    pargs a = {0};
-    a_text(&a, queue);
-    return one_i64(PG(st), P_OLDEST_KEY, &a, atp);
+    return one_i64(PG(st), P_OLDEST_KEY, ARGS(A_TEXT(queue)), atp);
 }
 
 static int
@@ -2327,13 +2308,8 @@ pg_recent(store *st, const char *queue, int state, job_row *rows, size_t max, si
         *np = 0;
         return JOBQ_OK;
     }
-    pargs a = {0};
-    a_text(&a, queue);
-    a_i64(&a, state);
-    a_i64(&a, (int64_t)max);
-    PGresult *r;
-    int err = run(PG(st), P_RECENT, &a, &r);
-    return err == JOBQ_OK ? read_rows(r, rows, max, np) : err;
+    return run_jobs(PG(st), P_RECENT, ARGS(A_TEXT(queue), A_I64(state), A_I64((int64_t)max)),
+                    rows, max, np);
 }
 
 /* ---- groups ---- */
@@ -2341,118 +2317,92 @@ pg_recent(store *st, const char *queue, int state, job_row *rows, size_t max, si
 static int
 pg_group_create(store *st, const group_spec *g, int64_t now_ms, int64_t *gidp)
 {
-    pargs a = {0};
-    a_i64(&a, (int64_t)g->size);
-    a_i64(&a, now_ms);
-    if (g->oc_queue != NULL) {
-        a_text(&a, g->oc_queue);
-        a_text(&a, g->oc_payload);
-        a_i64(&a, g->oc_priority);
-        a_i64(&a, g->oc_max_attempts);
-        a_i64(&a, g->oc_timeout_ms);
-    } else {
-        for (int i = 0; i < 5; i++) {
-            a_text(&a, NULL);
-        }
-    }
+    bool oc = g->oc_queue != NULL; /* else the on_complete columns are all NULL */
     int64_t gid;
-    int err = one_i64(PG(st), P_GROUP_INSERT, &a, &gid);
+    int err = one_i64(PG(st), P_GROUP_INSERT,
+                      ARGS(A_I64((int64_t)g->size), A_I64(now_ms), A_TEXT(g->oc_queue),
+                           A_TEXT(oc ? g->oc_payload : NULL),
+                           oc ? A_I64(g->oc_priority) : A_NULL,
+                           oc ? A_I64(g->oc_max_attempts) : A_NULL,
+                           oc ? A_I64(g->oc_timeout_ms) : A_NULL),
+                      &gid);
     if (err == JOBQ_OK) {
         *gidp = gid;
     }
     return err == JOBQ_ENOENT ? JOBQ_ESTORE : err;
 }
 
+/* One bigint column into an int64_t (NULL reads as 0). */
+static const colspec i64_cols[] = {{0, 0, sizeof(int64_t), C_INT}};
+static const rowspec i64_rows = {sizeof(int64_t), 1, i64_cols};
+
 static int
 pg_group_of(store *st, int64_t id, int64_t *gidp)
 {
-    pargs a = {0};
-    a_i64(&a, id);
-    PGresult *r;
-    int err = run_row(PG(st), P_GROUP_OF, &a, &r);
-    if (err != JOBQ_OK) {
-        return err;
-    }
-    *gidp = g_i64(r, 0, 0); /* NULL reads as 0 */
-    PQclear(r);
-    return JOBQ_OK;
+    return run_one(PG(st), P_GROUP_OF, ARGS(A_I64(id)), &i64_rows, gidp);
 }
+
+static const colspec group_oc_cols[] = {
+    COL(group_oc, queue, 0, C_TEXT),       COL(group_oc, payload, 1, C_TEXT),
+    COL(group_oc, priority, 2, C_INT),     COL(group_oc, max_attempts, 3, C_INT),
+    COL(group_oc, timeout_ms, 4, C_INT),
+};
+static const rowspec group_oc_rows = ROWSPEC(group_oc, group_oc_cols);
 
 static int
 pg_group_ended(store *st, int64_t gid, group_oc *oc)
 {
-    pargs a = {0};
-    a_i64(&a, gid);
     PGresult *r;
-    int err = run(PG(st), P_GROUP_LOCK, &a, &r);
+    int err = run_row(PG(st), P_GROUP_LOCK, ARGS(A_I64(gid)), &r);
     if (err != JOBQ_OK) {
-        return err;
+        return err; /* JOBQ_ENOENT: no such group, or completed */
     }
-    bool open = PQntuples(r) > 0;
     PQclear(r);
-    if (!open) {
-        return JOBQ_ENOENT; /* no such group, or completed */
+    group_oc o;
+    err = run_one(PG(st), P_GROUP_ENDED,
+                  ARGS(A_I64(gid), A_I64(JOBQ_SUCCEEDED), A_I64(JOBQ_DEAD), A_I64(JOBQ_CANCELLED)),
+                  &group_oc_rows, &o);
+    if (err == JOBQ_OK) {
+        *oc = o;
     }
-    a_i64(&a, JOBQ_SUCCEEDED);
-    a_i64(&a, JOBQ_DEAD);
-    a_i64(&a, JOBQ_CANCELLED);
-    if ((err = run(PG(st), P_GROUP_ENDED, &a, &r)) != JOBQ_OK) {
-        return err;
-    }
-    if (PQntuples(r) == 0) {
-        PQclear(r);
-        return JOBQ_ENOENT;
-    }
-    bool oom = false;
-    group_oc o = {.queue = g_text(r, 0, 0, &oom),
-                  .payload = g_text(r, 0, 1, &oom),
-                  .priority = (int32_t)g_i64(r, 0, 2),
-                  .max_attempts = (int32_t)g_i64(r, 0, 3),
-                  .timeout_ms = g_i64(r, 0, 4)};
-    PQclear(r);
-    if (oom) {
-        group_oc_clear(&o);
-        return JOBQ_ENOMEM;
-    }
-    *oc = o;
-    return JOBQ_OK;
+    return err;
 }
 
 static int
 pg_group_complete(store *st, int64_t gid, int64_t now_ms, int64_t oc_job_id)
 {
-    pargs a = {0};
-    a_i64(&a, gid);
-    a_i64(&a, now_ms);
-    a_i64_or_null(&a, oc_job_id);
-    return run_done(PG(st), P_GROUP_DONE, &a);
+    return run_done(PG(st), P_GROUP_DONE,
+                    ARGS(A_I64(gid), A_I64(now_ms), A_I64_OR_NULL(oc_job_id)));
 }
+
+/* The columns of P_GROUP_GET. */
+static const colspec group_cols[] = {
+    COL(group_info, size, 0, C_INT),     COL(group_info, created_at_ms, 1, C_INT),
+    COL(group_info, completed_at_ms, 2, C_INT), COL(group_info, oc_queue, 3, C_TEXT),
+    COL(group_info, oc_job_id, 4, C_INT),
+};
+static const rowspec group_rows = ROWSPEC(group_info, group_cols);
+
+static const colspec member_cols[] = {
+    COL(group_member, id, 0, C_INT),
+    COL(group_member, state, 1, C_INT),
+    COL(group_member, attempt, 2, C_INT),
+    COL(group_member, error, 3, C_TEXT),
+};
+static const rowspec member_rows = ROWSPEC(group_member, member_cols);
 
 static int
 pg_group_get(store *st, int64_t gid, bool members, group_info *g)
 {
-    pargs a = {0};
-    a_i64(&a, gid);
-    PGresult *r;
-    int err = run(PG(st), P_GROUP_GET, &a, &r);
+    const pargs *a = ARGS(A_I64(gid));
+    group_info gi;
+    int err = run_one(PG(st), P_GROUP_GET, a, &group_rows, &gi);
     if (err != JOBQ_OK) {
         return err;
     }
-    if (PQntuples(r) == 0) {
-        PQclear(r);
-        return JOBQ_ENOENT;
-    }
-    group_info gi;
-    memset(&gi, 0, sizeof(gi));
-    bool oom = false;
     gi.id = gid;
-    gi.size = g_i64(r, 0, 0);
-    gi.created_at_ms = g_i64(r, 0, 1);
-    gi.completed_at_ms = g_i64(r, 0, 2);
-    gi.oc_queue = g_text(r, 0, 3, &oom);
-    gi.oc_job_id = g_i64(r, 0, 4);
-    PQclear(r);
-    if (!oom && (err = run(PG(st), P_GROUP_COUNTS, &a, &r)) == JOBQ_OK) {
+    PGresult *r;
+    if ((err = run(PG(st), P_GROUP_COUNTS, a, &r)) == JOBQ_OK) {
         for (int i = 0; i < PQntuples(r); i++) {
             int state = (int)g_i64(r, i, 0);
             if (state >= 0 && state <= JOBQ_WAITING) {
@@ -2461,24 +2411,8 @@ pg_group_get(store *st, int64_t gid, bool members, group_info *g)
         }
         PQclear(r);
     }
-    if (!oom && err == JOBQ_OK && members &&
-        (err = run(PG(st), P_GROUP_MEMBERS, &a, &r)) == JOBQ_OK) {
-        size_t n = (size_t)PQntuples(r);
-        gi.members = n > 0 ? calloc(n, sizeof(*gi.members)) : NULL;
-        if (n > 0 && gi.members == NULL) {
-            oom = true;
-        }
-        for (size_t i = 0; !oom && i < n; i++) {
-            group_member *m = &gi.members[gi.nmembers++];
-            m->id = g_i64(r, (int)i, 0);
-            m->state = (int)g_i64(r, (int)i, 1);
-            m->attempt = (int32_t)g_i64(r, (int)i, 2);
-            m->error = g_text(r, (int)i, 3, &oom);
-        }
-        PQclear(r);
-    }
-    if (oom && err == JOBQ_OK) {
-        err = JOBQ_ENOMEM;
+    if (err == JOBQ_OK && members && (err = run(PG(st), P_GROUP_MEMBERS, a, &r)) == JOBQ_OK) {
+        gi.members = read_all(r, &member_rows, &gi.nmembers, &err);
     }
     if (err != JOBQ_OK) {
         group_info_clear(&gi);
@@ -2493,18 +2427,13 @@ pg_group_get(store *st, int64_t gid, bool members, group_info *g)
 static int
 pg_schedule_last(store *st, const char *name, int64_t *tickp)
 {
-    pargs a = {0};
-    a_text(&a, name);
-    return one_i64(PG(st), P_SCHED_LAST, &a, tickp);
+    return one_i64(PG(st), P_SCHED_LAST, ARGS(A_TEXT(name)), tickp);
 }
 
 static int
 pg_schedule_set(store *st, const char *name, int64_t tick_ms)
 {
-    pargs a = {0};
-    a_text(&a, name);
-    a_i64(&a, tick_ms);
-    return run_done(PG(st), P_SCHED_SET, &a);
+    return run_done(PG(st), P_SCHED_SET, ARGS(A_TEXT(name), A_I64(tick_ms)));
 }
 
 /* As in the SQLite backend: until a schedule has a last tick, the time jobqd first saw it is
@@ -2518,11 +2447,8 @@ pg_schedule_since(store *st, const char *name, int64_t now_ms, int64_t *sincep)
     if ((size_t)snprintf(key, sizeof(key), SCHED_SINCE_PREFIX "%s", name) >= sizeof(key)) {
         return JOBQ_EINVAL;
     }
-    pargs a = {0};
-    a_text(&a, key);
-    a_i64(&a, now_ms);
     int64_t since;
-    int err = one_i64(PG(st), P_SCHED_SINCE, &a, &since);
+    int err = one_i64(PG(st), P_SCHED_SINCE, ARGS(A_TEXT(key), A_I64(now_ms)), &since);
     if (err == JOBQ_ENOENT) {
         /* Another node inserted it after this statement's snapshot: read it now. */
         err = pg_schedule_last(st, key, &since);
@@ -2578,21 +2504,14 @@ pg_pick(store *st, const job_filter *f, int64_t after_id, int64_t upto_id, size_
     if (f->ids != NULL && (ids = ids_array(f->ids, f->nids)) == NULL) {
         return JOBQ_ENOMEM;
     }
-    pargs a = {0};
-    a_i64(&a, after_id);
-    a_i64(&a, upto_id);
-    a_text(&a, f->queue);
-    a_text(&a, states);
-    a_text(&a, ids);
-    a_i64_or_null(&a, f->created_after_ms);
-    a_i64_or_null(&a, f->created_before_ms);
-    a_i64_or_null(&a, f->finished_after_ms);
-    a_i64_or_null(&a, f->finished_before_ms);
-    a_text(&a, f->error_contains);
-    a_text(&a, f->key_prefix);
-    a_i64(&a, (int64_t)max);
     PGresult *r;
-    int err = run(PG(st), P_PICK, &a, &r);
+    int err = run(PG(st), P_PICK,
+                  ARGS(A_I64(after_id), A_I64(upto_id), A_TEXT(f->queue), A_TEXT(states),
+                       A_TEXT(ids), A_I64_OR_NULL(f->created_after_ms),
+                       A_I64_OR_NULL(f->created_before_ms), A_I64_OR_NULL(f->finished_after_ms),
+                       A_I64_OR_NULL(f->finished_before_ms), A_TEXT(f->error_contains),
+                       A_TEXT(f->key_prefix), A_I64((int64_t)max)),
+                  &r);
     free(ids);
     if (err != JOBQ_OK) {
         return err;
@@ -2609,33 +2528,23 @@ pg_pick(store *st, const job_filter *f, int64_t after_id, int64_t upto_id, size_
 static int
 pg_job_delete(store *st, int64_t id, int from)
 {
-    pargs a = {0};
-    a_i64(&a, id);
-    a_i64(&a, from);
     int64_t n = 0;
-    int err = one_i64(PG(st), P_DELETE, &a, &n);
+    int err = one_i64(PG(st), P_DELETE, ARGS(A_I64(id), A_I64(from)), &n);
     return err != JOBQ_OK ? err : n == 1 ? JOBQ_OK : JOBQ_ESTATE;
 }
 
 static int
 pg_job_set_priority(store *st, int64_t id, int from, int32_t priority)
 {
-    pargs a = {0};
-    a_i64(&a, id);
-    a_i64(&a, from);
-    a_i64(&a, priority);
-    return run_change(PG(st), P_SET_PRIORITY, &a);
+    return run_change(PG(st), P_SET_PRIORITY, ARGS(A_I64(id), A_I64(from), A_I64(priority)));
 }
 
 static int
 pg_job_set_run_at(store *st, int64_t id, int from, int to, int64_t run_at_ms)
 {
-    pargs a = {0};
-    a_i64(&a, id);
-    a_i64(&a, from);
-    a_i64(&a, to);
-    a_i64(&a, run_at_ms);
-    return run_change_ntf(PG(st), P_SET_RUN_AT, &a, id, to, run_at_ms);
+    return run_change_ntf(PG(st), P_SET_RUN_AT,
+                          ARGS(A_I64(id), A_I64(from), A_I64(to), A_I64(run_at_ms)), id, to,
+                          run_at_ms);
 }
 
 /* ---- parents' results ---- */
@@ -2643,19 +2552,15 @@ pg_job_set_run_at(store *st, int64_t id, int from, int to, int64_t run_at_ms)
 static int
 pg_parents_add(store *st, int64_t child, int64_t parent)
 {
-    pargs a = {0};
-    a_i64(&a, child);
-    a_i64(&a, parent);
-    a_i64(&a, JOBQ_SUCCEEDED);
-    a_i64(&a, JOBQ_DEAD);
-    a_i64(&a, JOBQ_CANCELLED);
-    return run_done(PG(st), P_PARENTS_ADD, &a);
+    return run_done(PG(st), P_PARENTS_ADD,
+                    ARGS(A_I64(child), A_I64(parent), A_I64(JOBQ_SUCCEEDED), A_I64(JOBQ_DEAD),
+                         A_I64(JOBQ_CANCELLED)));
 }
 
 static int
 pg_parents_settle(store *st, int64_t parent)
 {
-    return id_done(st, P_PARENTS_SETTLE, parent);
+    return run_done(PG(st), P_PARENTS_SETTLE, ARGS(A_I64(parent)));
 }
 
 /* One round trip for the whole claim: the ids as an array literal. */
@@ -2663,21 +2568,12 @@ static int
 pg_parents_of(store *st, const int64_t *ids, size_t n,
               void (*fn)(void *arg, int64_t id, int64_t parent, const char *result), void *arg)
 {
-    char *arr = malloc(n * 21 + 3);
+    char *arr = ids_array(ids, n);
     if (arr == NULL) {
         return JOBQ_ENOMEM;
     }
-    size_t k = 0;
-    arr[k++] = '{';
-    for (size_t i = 0; i < n; i++) {
-        k += (size_t)sprintf(arr + k, i > 0 ? ",%lld" : "%lld", (long long)ids[i]);
-    }
-    arr[k++] = '}';
-    arr[k] = '\0';
-    pargs a = {0};
-    a_text(&a, arr);
     PGresult *r;
-    int err = run(PG(st), P_PARENTS_OF, &a, &r);
+    int err = run(PG(st), P_PARENTS_OF, ARGS(A_TEXT(arr)), &r);
     free(arr);
     if (err != JOBQ_OK) {
         return err;
@@ -2691,6 +2587,15 @@ pg_parents_of(store *st, const int64_t *ids, size_t n,
 
 /* ---- schedules managed at runtime ---- */
 
+static const colspec sdef_cols[] = {
+    COL(sched_def, name, 0, C_TEXT),          COL(sched_def, cron, 1, C_TEXT),
+    COL(sched_def, timezone, 2, C_TEXT),      COL(sched_def, queue, 3, C_TEXT),
+    COL(sched_def, payload, 4, C_TEXT),       COL(sched_def, priority, 5, C_INT),
+    COL(sched_def, missed_skip, 6, C_BOOL),   COL(sched_def, overlap_skip, 7, C_BOOL),
+    COL(sched_def, created_at_ms, 8, C_INT),  COL(sched_def, updated_at_ms, 9, C_INT),
+};
+static const rowspec sdef_rows = ROWSPEC(sched_def, sdef_cols);
+
 static int
 pg_sdef_list(store *st, sched_def **defsp, size_t *np)
 {
@@ -2699,124 +2604,80 @@ pg_sdef_list(store *st, sched_def **defsp, size_t *np)
     if (err != JOBQ_OK) {
         return err;
     }
-    size_t n = (size_t)PQntuples(r);
-    sched_def *defs = n > 0 ? calloc(n, sizeof(*defs)) : NULL;
-    bool oom = n > 0 && defs == NULL;
-    for (size_t i = 0; !oom && i < n; i++) {
-        int row = (int)i;
-        defs[i] = (sched_def){.name = g_text(r, row, 0, &oom),
-                              .cron = g_text(r, row, 1, &oom),
-                              .timezone = g_text(r, row, 2, &oom),
-                              .queue = g_text(r, row, 3, &oom),
-                              .payload = g_text(r, row, 4, &oom),
-                              .priority = (int32_t)g_i64(r, row, 5),
-                              .missed_skip = g_bool(r, row, 6),
-                              .overlap_skip = g_bool(r, row, 7),
-                              .created_at_ms = g_i64(r, row, 8),
-                              .updated_at_ms = g_i64(r, row, 9)};
+    size_t n = 0;
+    sched_def *defs = read_all(r, &sdef_rows, &n, &err);
+    if (err == JOBQ_OK) {
+        *defsp = defs;
+        *np = n;
     }
-    PQclear(r);
-    if (oom) {
-        for (size_t i = 0; defs != NULL && i < n; i++) {
-            sched_def_clear(&defs[i]);
-        }
-        free(defs);
-        return JOBQ_ENOMEM;
-    }
-    *defsp = defs;
-    *np = n;
-    return JOBQ_OK;
+    return err;
 }
 
 static int
 pg_sdef_put(store *st, const sched_def *d, int64_t now_ms)
 {
-    pargs a = {0};
-    a_text(&a, d->name);
-    a_text(&a, d->cron);
-    a_text(&a, d->timezone);
-    a_text(&a, d->queue);
-    a_text(&a, d->payload);
-    a_i64(&a, d->priority);
-    a_bool(&a, d->missed_skip);
-    a_bool(&a, d->overlap_skip);
-    a_i64(&a, now_ms);
-    return run_done(PG(st), P_SDEF_PUT, &a);
+    return run_done(PG(st), P_SDEF_PUT,
+                    ARGS(A_TEXT(d->name), A_TEXT(d->cron), A_TEXT(d->timezone), A_TEXT(d->queue),
+                         A_TEXT(d->payload), A_I64(d->priority), A_BOOL(d->missed_skip),
+                         A_BOOL(d->overlap_skip), A_I64(now_ms)));
 }
 
 static int
 pg_sdef_delete(store *st, const char *name)
 {
-    pargs a = {0};
-    a_text(&a, name);
     int64_t n = 0;
-    int err = one_i64(PG(st), P_SDEF_DELETE, &a, &n);
+    int err = one_i64(PG(st), P_SDEF_DELETE, ARGS(A_TEXT(name)), &n);
     return err == JOBQ_OK && n == 0 ? JOBQ_ENOENT : err;
 }
+
+/* A schedule's state (P_SSTATE_GET). */
+typedef struct sstate_rec {
+    bool paused;
+    int64_t last_job;
+} sstate_rec;
+
+static const colspec sstate_cols[] = {
+    COL(sstate_rec, paused, 0, C_BOOL),
+    COL(sstate_rec, last_job, 1, C_INT),
+};
+static const rowspec sstate_rows = ROWSPEC(sstate_rec, sstate_cols);
 
 static int
 pg_sstate_get(store *st, const char *name, bool *pausedp, int64_t *last_jobp)
 {
-    pargs a = {0};
-    a_text(&a, name);
-    PGresult *r;
-    int err = run(PG(st), P_SSTATE_GET, &a, &r);
-    if (err != JOBQ_OK) {
-        return err;
+    sstate_rec s;
+    int err = run_one(PG(st), P_SSTATE_GET, ARGS(A_TEXT(name)), &sstate_rows, &s);
+    if (err == JOBQ_OK) {
+        *pausedp = s.paused;
+        *last_jobp = s.last_job;
     }
-    if (PQntuples(r) == 0) {
-        PQclear(r);
-        return JOBQ_ENOENT;
-    }
-    *pausedp = g_bool(r, 0, 0);
-    *last_jobp = g_i64(r, 0, 1);
-    PQclear(r);
-    return JOBQ_OK;
+    return err;
 }
 
 static int
 pg_sstate_set_paused(store *st, const char *name, bool paused)
 {
-    pargs a = {0};
-    a_text(&a, name);
-    a_bool(&a, paused);
-    return run_done(PG(st), P_SSTATE_PAUSED, &a);
+    return run_done(PG(st), P_SSTATE_PAUSED, ARGS(A_TEXT(name), A_BOOL(paused)));
 }
 
 static int
 pg_sstate_set_job(store *st, const char *name, int64_t job_id)
 {
-    pargs a = {0};
-    a_text(&a, name);
-    a_i64(&a, job_id);
-    return run_done(PG(st), P_SSTATE_JOB, &a);
+    return run_done(PG(st), P_SSTATE_JOB, ARGS(A_TEXT(name), A_I64(job_id)));
 }
 
 static int
 pg_key_lock(store *st, const char *queue, const char *key, int64_t *idp, uint64_t *hashp,
             int64_t *created_at_msp, bool *heldp)
 {
-    pargs a = {0};
-    a_text(&a, queue);
-    a_text(&a, key);
-    PGresult *r;
-    int err = run(PG(st), P_KEY_XLOCK, &a, &r);
-    if (err != JOBQ_OK) {
-        return err;
+    key_rec k;
+    int err = key_read(PG(st), P_KEY_XLOCK, P_KEY_LOCK, &key_rows, queue, key, &k);
+    if (err == JOBQ_OK) {
+        *idp = k.id;
+        *hashp = (uint64_t)k.hash;
+        *created_at_msp = k.created_at_ms;
+        *heldp = k.held;
     }
-    PQclear(r);
-    if ((err = run(PG(st), P_KEY_LOCK, &a, &r)) != JOBQ_OK) {
-        return err;
-    }
-    if (PQntuples(r) == 0) {
-        err = JOBQ_ENOENT;
-    } else {
-        *idp = g_i64(r, 0, 0);
-        *hashp = (uint64_t)g_i64(r, 0, 1); /* stored as the signed 64 bits */
-        *created_at_msp = g_i64(r, 0, 2);
-        *heldp = g_bool(r, 0, 3);
-    }
-    PQclear(r);
     return err;
 }
 
@@ -2824,96 +2685,60 @@ static int
 pg_key_put(store *st, const char *queue, const char *key, int64_t id, uint64_t hash,
            int64_t created_ms, bool held)
 {
-    pargs a = {0};
-    a_text(&a, queue);
-    a_text(&a, key);
-    a_i64(&a, id);
-    a_i64(&a, (int64_t)hash);
-    a_i64(&a, created_ms);
-    a_bool(&a, held);
-    return run_done(PG(st), P_KEY_PUT, &a);
+    return run_done(PG(st), P_KEY_PUT,
+                    ARGS(A_TEXT(queue), A_TEXT(key), A_I64(id), A_I64((int64_t)hash),
+                         A_I64(created_ms), A_BOOL(held)));
 }
 
 static int
 pg_key_release(store *st, int64_t id)
 {
-    pargs a = {0};
-    a_i64(&a, id);
-    return run_done(PG(st), P_KEY_RELEASE, &a);
+    return run_done(PG(st), P_KEY_RELEASE, ARGS(A_I64(id)));
 }
 
 static int
 pg_job_replace(store *st, int64_t id, int from, int to, const char *payload, int64_t run_at_ms)
 {
-    pargs a = {0};
-    a_i64(&a, id);
-    a_i64(&a, from);
-    a_i64(&a, to);
-    a_text(&a, payload);
-    a_i64(&a, run_at_ms);
-    return run_change(PG(st), P_REPLACE, &a);
+    return run_change(PG(st), P_REPLACE,
+                      ARGS(A_I64(id), A_I64(from), A_I64(to), A_TEXT(payload), A_I64(run_at_ms)));
 }
 
 static int
 pg_job_set_expiry(store *st, int64_t id, int64_t at_ms)
 {
-    pargs a = {0};
-    a_i64(&a, id);
-    a_i64(&a, at_ms);
-    return run_done(PG(st), P_SET_EXPIRY, &a);
+    return run_done(PG(st), P_SET_EXPIRY, ARGS(A_I64(id), A_I64(at_ms)));
 }
 
 static int
 pg_job_expiry(store *st, int64_t id, int64_t *at_msp)
 {
-    pargs a = {0};
-    a_i64(&a, id);
-    PGresult *r;
-    int err = run_row(PG(st), P_EXPIRY, &a, &r);
-    if (err != JOBQ_OK) {
-        return err;
-    }
-    *at_msp = g_i64(r, 0, 0);
-    PQclear(r);
-    return JOBQ_OK;
+    return run_one(PG(st), P_EXPIRY, ARGS(A_I64(id)), &i64_rows, at_msp);
 }
 
 static int
 pg_expired(store *st, const char *queue, int64_t now_ms, size_t max, int64_t *ids, size_t *np)
 {
-    pargs a = {0};
-    a_text(&a, queue);
-    a_i64(&a, now_ms);
-    a_i64(&a, JOBQ_SCHEDULED);
-    a_i64(&a, JOBQ_READY);
-    a_i64(&a, JOBQ_RETRYING);
-    a_i64(&a, JOBQ_WAITING);
-    a_i64(&a, (int64_t)max);
-    return run_ids(PG(st), P_EXPIRED, &a, ids, max, np);
+    return run_ids(PG(st), P_EXPIRED,
+                   ARGS(A_TEXT(queue), A_I64(now_ms), A_I64(JOBQ_SCHEDULED), A_I64(JOBQ_READY),
+                        A_I64(JOBQ_RETRYING), A_I64(JOBQ_WAITING), A_I64((int64_t)max)),
+                   ids, max, np);
 }
 
 static int
 pg_next_expiry(store *st, int64_t *atp)
 {
-    pargs a = {0};
-    a_i64(&a, JOBQ_SCHEDULED);
-    a_i64(&a, JOBQ_READY);
-    a_i64(&a, JOBQ_RETRYING);
-    a_i64(&a, JOBQ_WAITING);
-    return one_i64(PG(st), P_NEXT_EXPIRY, &a, atp);
+    return one_i64(PG(st), P_NEXT_EXPIRY,
+                   ARGS(A_I64(JOBQ_SCHEDULED), A_I64(JOBQ_READY), A_I64(JOBQ_RETRYING),
+                        A_I64(JOBQ_WAITING)),
+                   atp);
 }
 
 static int
 pg_job_snooze(store *st, int64_t id, int64_t run_at_ms, const char *error)
 {
-    pargs a = {0};
-    a_i64(&a, id);
-    a_i64(&a, run_at_ms);
-    a_text(&a, error);
-    a_i64(&a, JOBQ_SCHEDULED);
-    a_i64(&a, JOBQ_RUNNING);
-    a_i64(&a, PG(st)->incarnation);
-    return run_change(PG(st), P_SNOOZE, &a);
+    return run_change(PG(st), P_SNOOZE,
+                      ARGS(A_I64(id), A_I64(run_at_ms), A_TEXT(error), A_I64(JOBQ_SCHEDULED),
+                           A_I64(JOBQ_RUNNING), A_I64(PG(st)->incarnation)));
 }
 
 static const store_ops pg_ops = {
@@ -3017,34 +2842,10 @@ store_incarnation(const store *st)
     return store_shared(st) ? PGC(st)->incarnation : 0;
 }
 
-/* q_params: a statement outside the prepared set, with text parameters (the cluster's
- * statements run about once a second: planning them each time costs nothing that shows). */
-static int
-q_params(pg_store *p, const char *sql, int n, const char *const *v, PGresult **rp,
-         const char *doing)
-{
-    if (p->conn == NULL || PQstatus(p->conn) != CONNECTION_OK) {
-        return unreachable(p, doing);
-    }
-    PGresult *r = PQexecParams(p->conn, sql, n, NULL, v, NULL, NULL, 0);
-    ExecStatusType s = PQresultStatus(r);
-    if (s == PGRES_COMMAND_OK || s == PGRES_TUPLES_OK) {
-        *rp = r;
-        return JOBQ_OK;
-    }
-    int err = from_pg(p, r, doing);
-    PQclear(r);
-    return err;
-}
-
 /* register_in: a new incarnation of node me, in the transaction in progress. */
 static int
 register_in(pg_store *p, const node_self *me)
 {
-    char pid[24], ttl[24];
-    snprintf(pid, sizeof(pid), "%d", me->pid);
-    snprintf(ttl, sizeof(ttl), "%lld", (long long)me->ttl_ms);
-    const char *v[] = {me->name, me->host, pid, me->version, ttl};
     PGresult *r;
     int err = q_params(
         p,
@@ -3054,7 +2855,9 @@ register_in(pg_store *p, const node_self *me)
         "incarnation = excluded.incarnation, host = excluded.host, pid = excluded.pid, "
         "version = excluded.version, started_at = excluded.started_at, beat_at = now(), "
         "expires_at = excluded.expires_at, fenced = false, running = 0 RETURNING incarnation",
-        5, v, &r, "registering the node");
+        ARGS(A_TEXT(me->name), A_TEXT(me->host), A_I64(me->pid), A_TEXT(me->version),
+             A_I64(me->ttl_ms)),
+        &r, "registering the node");
     if (err != JOBQ_OK) {
         return err;
     }
@@ -3084,18 +2887,15 @@ int
 store_node_beat(store *st, const node_self *me, int running, bool *fencedp, int64_t *db_now_msp)
 {
     pg_store *p = PG(st);
-    char inc[24], ttl[24], run[24];
-    snprintf(inc, sizeof(inc), "%lld", (long long)p->incarnation);
-    snprintf(ttl, sizeof(ttl), "%lld", (long long)me->ttl_ms);
-    snprintf(run, sizeof(run), "%d", running);
-    const char *v[] = {me->name, inc, ttl, run};
     PGresult *r;
     int err = q_params(p,
                        "WITH b AS (UPDATE jobq_nodes SET beat_at = now(), expires_at = now() + "
                        "$3 * interval '1 millisecond', running = $4 WHERE name = $1 AND "
                        "incarnation = $2 AND NOT fenced RETURNING 1) SELECT (SELECT count(*) "
                        "FROM b), (extract(epoch from now()) * 1000)::bigint",
-                       4, v, &r, "heartbeat");
+                       ARGS(A_TEXT(me->name), A_I64(p->incarnation), A_I64(me->ttl_ms),
+                            A_I64(running)),
+                       &r, "heartbeat");
     if (err != JOBQ_OK) {
         return err;
     }
@@ -3115,10 +2915,6 @@ store_leader_try(store *st, const char *name, int64_t ttl_ms, bool *leaderp, cha
                  size_t len)
 {
     pg_store *p = PG(st);
-    char inc[24], ttl[24];
-    snprintf(inc, sizeof(inc), "%lld", (long long)p->incarnation);
-    snprintf(ttl, sizeof(ttl), "%lld", (long long)ttl_ms);
-    const char *v[] = {name, inc, ttl};
     PGresult *r;
     /* Renewed by its holder, taken by anyone once expired (database time): the upsert's WHERE
      * decides under the row's lock, so two nodes cannot both take it. Then who holds it. */
@@ -3132,7 +2928,7 @@ store_leader_try(store *st, const char *name, int64_t ttl_ms, bool *leaderp, cha
         "excluded.incarnation OR jobq_leader.expires_at < now() RETURNING node) "
         "SELECT (SELECT node FROM t), (SELECT node FROM jobq_leader WHERE id = 1 AND "
         "expires_at >= now())",
-        3, v, &r, "electing the leader");
+        ARGS(A_TEXT(name), A_I64(p->incarnation), A_I64(ttl_ms)), &r, "electing the leader");
     if (err != JOBQ_OK) {
         return err;
     }
@@ -3147,12 +2943,9 @@ int
 store_leader_resign(store *st)
 {
     pg_store *p = PG(st);
-    char inc[24];
-    snprintf(inc, sizeof(inc), "%lld", (long long)p->incarnation);
-    const char *v[] = {inc};
     PGresult *r;
-    int err = q_params(p, "DELETE FROM jobq_leader WHERE incarnation = $1", 1, v, &r,
-                       "resigning as leader");
+    int err = q_params(p, "DELETE FROM jobq_leader WHERE incarnation = $1",
+                       ARGS(A_I64(p->incarnation)), &r, "resigning as leader");
     if (err == JOBQ_OK) {
         PQclear(r);
     }
@@ -3167,7 +2960,7 @@ store_nodes_fence_dead(store *st, void (*fn)(void *arg, const char *name), void 
                        "UPDATE jobq_nodes SET fenced = true WHERE name IN (SELECT name FROM "
                        "jobq_nodes WHERE NOT fenced AND expires_at < now() FOR UPDATE SKIP "
                        "LOCKED) RETURNING name",
-                       0, NULL, &r, "fencing dead nodes");
+                       NULL, &r, "fencing dead nodes");
     if (err != JOBQ_OK) {
         return err;
     }
@@ -3191,6 +2984,16 @@ node_row_clear(node_row *r)
     }
 }
 
+static const colspec node_cols[] = {
+    COL(node_row, name, 0, C_TEXT),          COL(node_row, host, 1, C_TEXT),
+    COL(node_row, version, 2, C_TEXT),       COL(node_row, pid, 3, C_INT),
+    COL(node_row, incarnation, 4, C_INT),    COL(node_row, started_at_ms, 5, C_INT),
+    COL(node_row, beat_at_ms, 6, C_INT),     COL(node_row, expires_at_ms, 7, C_INT),
+    COL(node_row, alive, 8, C_BOOL),         COL(node_row, fenced, 9, C_BOOL),
+    COL(node_row, leader, 10, C_BOOL),       COL(node_row, running, 11, C_INT),
+};
+static const rowspec node_rows = ROWSPEC(node_row, node_cols);
+
 int
 store_nodes(store *st, node_row **rowsp, size_t *np)
 {
@@ -3204,61 +3007,27 @@ store_nodes(store *st, node_row **rowsp, size_t *np)
         "NOT n.fenced AND n.expires_at >= now(), n.fenced, "
         "coalesce(l.incarnation = n.incarnation AND l.expires_at >= now(), false), n.running "
         "FROM jobq_nodes n LEFT JOIN jobq_leader l ON l.id = 1 ORDER BY n.name",
-        0, NULL, &r, "listing nodes");
+        NULL, &r, "listing nodes");
     if (err != JOBQ_OK) {
         return err;
     }
-    size_t n = (size_t)PQntuples(r);
-    node_row *rows = n > 0 ? calloc(n, sizeof(*rows)) : NULL;
-    bool oom = n > 0 && rows == NULL;
-    for (size_t i = 0; !oom && i < n; i++) {
-        int k = (int)i;
-        rows[i].name = g_text(r, k, 0, &oom);
-        rows[i].host = g_text(r, k, 1, &oom);
-        rows[i].version = g_text(r, k, 2, &oom);
-        rows[i].pid = (int)g_i64(r, k, 3);
-        rows[i].incarnation = g_i64(r, k, 4);
-        rows[i].started_at_ms = g_i64(r, k, 5);
-        rows[i].beat_at_ms = g_i64(r, k, 6);
-        rows[i].expires_at_ms = g_i64(r, k, 7);
-        rows[i].alive = g_bool(r, k, 8);
-        rows[i].fenced = g_bool(r, k, 9);
-        rows[i].leader = g_bool(r, k, 10);
-        rows[i].running = (int)g_i64(r, k, 11);
+    size_t n = 0;
+    node_row *rows = read_all(r, &node_rows, &n, &err);
+    if (err == JOBQ_OK) {
+        *rowsp = rows;
+        *np = n;
     }
-    PQclear(r);
-    if (oom) {
-        for (size_t i = 0; rows != NULL && i < n; i++) {
-            node_row_clear(&rows[i]);
-        }
-        free(rows);
-        return JOBQ_ENOMEM;
-    }
-    *rowsp = rows;
-    *np = n;
-    return JOBQ_OK;
+    return err;
 }
 
 int
 store_count_active_each(store *st, void (*fn)(void *arg, const char *queue, int state, int64_t n),
                         void *arg)
 {
-    pargs a = {0};
-    a_i64(&a, JOBQ_SCHEDULED);
-    a_i64(&a, JOBQ_READY);
-    a_i64(&a, JOBQ_RUNNING);
-    a_i64(&a, JOBQ_RETRYING);
-    a_i64(&a, JOBQ_WAITING);
-    PGresult *r;
-    int err = run(PG(st), P_COUNT_ACTIVE, &a, &r);
-    if (err != JOBQ_OK) {
-        return err;
-    }
-    for (int i = 0; i < PQntuples(r); i++) {
-        fn(arg, PQgetvalue(r, i, 0), (int)g_i64(r, i, 1), g_i64(r, i, 2));
-    }
-    PQclear(r);
-    return JOBQ_OK;
+    return run_counts(PG(st), P_COUNT_ACTIVE,
+                      ARGS(A_I64(JOBQ_SCHEDULED), A_I64(JOBQ_READY), A_I64(JOBQ_RUNNING),
+                           A_I64(JOBQ_RETRYING), A_I64(JOBQ_WAITING)),
+                      fn, arg);
 }
 
 int
@@ -3279,41 +3048,28 @@ int
 store_cancel_requests(store *st, int64_t *ids, size_t max, size_t *np)
 {
     pg_store *p = PG(st);
-    char inc[24], lim[24];
-    snprintf(inc, sizeof(inc), "%lld", (long long)p->incarnation);
-    snprintf(lim, sizeof(lim), "%zu", max);
-    const char *v[] = {inc, lim};
     PGresult *r;
     int err = q_params(p,
                        "SELECT id FROM jobs WHERE state = 2 AND owner = $1 AND cancel_requested "
                        "ORDER BY id LIMIT $2",
-                       2, v, &r, "reading cancel requests");
-    if (err != JOBQ_OK) {
-        return err;
+                       ARGS(A_I64(p->incarnation), A_I64((int64_t)max)), &r,
+                       "reading cancel requests");
+    if (err == JOBQ_OK) {
+        *np = read_ids(r, ids, max);
     }
-    size_t n = (size_t)PQntuples(r);
-    for (size_t i = 0; i < n; i++) {
-        ids[i] = g_i64(r, (int)i, 0);
-    }
-    PQclear(r);
-    *np = n;
-    return JOBQ_OK;
+    return err;
 }
 
 int
 store_request_cancel(store *st, int64_t id)
 {
     pg_store *p = PG(st);
-    char sid[24], inc[24];
-    snprintf(sid, sizeof(sid), "%lld", (long long)id);
-    snprintf(inc, sizeof(inc), "%lld", (long long)p->incarnation);
-    const char *v[] = {sid, inc};
     PGresult *r;
     int err = q_params(p,
                        "UPDATE jobs SET cancel_requested = true WHERE id = $1 AND state = 2 AND "
                        "owner IS DISTINCT FROM $2 AND owner IN (SELECT incarnation FROM jobq_nodes "
                        "WHERE NOT fenced AND expires_at >= now())",
-                       2, v, &r, "asking for a cancel");
+                       ARGS(A_I64(id), A_I64(p->incarnation)), &r, "asking for a cancel");
     if (err != JOBQ_OK) {
         return err;
     }
@@ -3335,18 +3091,12 @@ struct store_listener {
 int
 store_listen_open(const store *st, store_listener **lp, char *err, size_t errlen)
 {
-    const pg_store *p = PGC(st);
-    static const char *const kw[] = {"connect_timeout", "keepalives", "keepalives_idle",
-                                     "keepalives_interval", "keepalives_count",
-                                     "tcp_user_timeout", "fallback_application_name", "dbname",
-                                     NULL};
-    const char *val[] = {"5", "1", "10", "3", "3", "15000", "jobqd-listen", p->conninfo, NULL};
     store_listener *l = calloc(1, sizeof(*l));
     if (l == NULL) {
         snprintf(err, errlen, "out of memory");
         return JOBQ_ENOMEM;
     }
-    l->conn = PQconnectdbParams(kw, val, 1);
+    l->conn = open_conn(PGC(st)->conninfo, "jobqd-listen", NULL);
     PGresult *r = NULL;
     if (l->conn != NULL && PQstatus(l->conn) == CONNECTION_OK) {
         r = PQexec(l->conn, "LISTEN " NOTIFY_CHANNEL);
