@@ -19,8 +19,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
+#include "clock.h"
 #include "embedded.h"
 #include "log.h"
 #include "store_cluster.h"
@@ -138,6 +138,24 @@ enum pstmt {
     "result, error, created_at, started_at, finished_at, group_id, traceparent, tracestate, "    \
     "progress, progress_note, checkpoint, group_key"
 
+/* The ready jobs of queue $1 (state $2) ahead of a job (priority $3, run_at $4, id $5) in
+ * claim order, at most $6: those without a key or those with one (key: "IS NULL" or
+ * "IS NOT NULL", said of group_key). */
+#define AHEAD_SQL(key)                                                                             \
+    "SELECT count(*) FROM (SELECT 1 FROM jobs WHERE queue = $1 AND state = $2 AND group_key " key \
+    " AND (priority > $3 OR (priority = $3 AND (run_at < $4 OR (run_at = $4 AND id < $5)))) "      \
+    "LIMIT $6) ahead"
+
+/* The earliest run_at of the ready jobs of queue $1 (state $2), without a key or with one (as
+ * AHEAD_SQL): a skip scan of jobs_claim, the priorities in use, then the first run_at of each. */
+#define OLDEST_READY_SQL(key)                                                                      \
+    "WITH RECURSIVE p(pr) AS (SELECT (SELECT priority FROM jobs WHERE queue = $1 AND state = $2 "  \
+    "AND group_key " key " ORDER BY priority DESC LIMIT 1) UNION ALL SELECT (SELECT priority "     \
+    "FROM jobs WHERE queue = $1 AND state = $2 AND group_key " key " AND priority < p.pr ORDER "   \
+    "BY priority DESC LIMIT 1) FROM p WHERE p.pr IS NOT NULL) SELECT min((SELECT run_at FROM "     \
+    "jobs WHERE queue = $1 AND state = $2 AND group_key " key " AND priority = p.pr ORDER BY "     \
+    "run_at LIMIT 1)) FROM p WHERE p.pr IS NOT NULL"
+
 /* Every state is a bound parameter (the caller passes the jobq_state constant), never a
  * literal: see migrations/pg/0001_init.sql for why the indexes carry state as a key. */
 static const char *const pstmt_sql[P_COUNT_STMTS] = {
@@ -231,21 +249,9 @@ static const char *const pstmt_sql[P_COUNT_STMTS] = {
     [P_SWEEP_KEYS] = "DELETE FROM job_keys WHERE (queue, key) IN (SELECT queue, key FROM "
                      "job_keys WHERE queue = $1 AND created_at < $2 AND NOT held "
                      "ORDER BY created_at LIMIT $3)",
-    [P_AHEAD] = "SELECT count(*) FROM (SELECT 1 FROM jobs WHERE queue = $1 AND state = $2 AND "
-                "group_key IS NULL AND "
-                "(priority > $3 OR (priority = $3 AND (run_at < $4 OR (run_at = $4 AND "
-                "id < $5)))) LIMIT $6) ahead",
+    [P_AHEAD] = AHEAD_SQL("IS NULL"),
     [P_OLDEST_FINISHED] = "SELECT min(finished_at) FROM jobs WHERE queue = $1 AND state = $2",
-    /* A skip scan of jobs_claim: the priorities in use, then the first run_at of each. */
-    [P_OLDEST_READY] =
-        "WITH RECURSIVE p(pr) AS (SELECT (SELECT priority FROM jobs WHERE queue = $1 AND "
-        "state = $2 AND group_key IS NULL ORDER BY priority DESC LIMIT 1) UNION ALL SELECT "
-        "(SELECT priority FROM jobs "
-        "WHERE queue = $1 AND state = $2 AND group_key IS NULL AND priority < p.pr ORDER BY "
-        "priority DESC LIMIT 1) "
-        "FROM p WHERE p.pr IS NOT NULL) SELECT min((SELECT run_at FROM jobs WHERE queue = $1 "
-        "AND state = $2 AND group_key IS NULL AND priority = p.pr ORDER BY run_at LIMIT 1)) FROM p "
-        "WHERE p.pr IS NOT NULL",
+    [P_OLDEST_READY] = OLDEST_READY_SQL("IS NULL"),
     /* Per-key fairness (migrations/pg/0006_keys.sql): the claim runs in the database, one
      * round trip; the rows are read in claim order by the same statement, as they were before
      * the function changed them (its changes are after the statement's snapshot), and brought
@@ -259,21 +265,8 @@ static const char *const pstmt_sql[P_COUNT_STMTS] = {
                    "VALUES ($1, $2, -2147483648, $3)",
     [P_KEY_RUNNING] = "SELECT count(*) FROM (SELECT 1 FROM jobs WHERE queue = $1 AND "
                       "group_key = $2 AND state = $3 LIMIT $4) r",
-    [P_AHEAD_KEYED] = "SELECT count(*) FROM (SELECT 1 FROM jobs WHERE queue = $1 AND state = $2 "
-                      "AND "
-                "group_key IS NOT NULL AND "
-                "(priority > $3 OR (priority = $3 AND (run_at < $4 OR (run_at = $4 AND "
-                "id < $5)))) LIMIT $6) ahead",
-    [P_OLDEST_READY_KEYED] =
-        "WITH RECURSIVE p(pr) AS (SELECT (SELECT priority FROM jobs WHERE queue = $1 AND "
-        "state = $2 AND group_key IS NOT NULL ORDER BY priority DESC LIMIT 1) UNION ALL SELECT "
-        "(SELECT priority FROM jobs "
-        "WHERE queue = $1 AND state = $2 AND group_key IS NOT NULL AND priority < p.pr ORDER BY "
-        "priority DESC LIMIT 1) "
-        "FROM p WHERE p.pr IS NOT NULL) SELECT min((SELECT run_at FROM jobs WHERE queue = $1 "
-        "AND state = $2 AND group_key IS NOT NULL AND priority = p.pr ORDER BY run_at LIMIT 1)) "
-        "FROM p "
-        "WHERE p.pr IS NOT NULL",
+    [P_AHEAD_KEYED] = AHEAD_SQL("IS NOT NULL"),
+    [P_OLDEST_READY_KEYED] = OLDEST_READY_SQL("IS NOT NULL"),
     [P_OLDEST_OVERDUE] = "SELECT min(run_at) FROM jobs WHERE state IN ($2, $3) AND run_at <= $4 "
                          "AND queue = $1",
     [P_OLDEST_KEY] = "SELECT min(created_at) FROM job_keys WHERE queue = $1 AND NOT held",
@@ -853,18 +846,6 @@ run_row(pg_store *p, enum pstmt id, const pargs *a, PGresult **rp)
     return err;
 }
 
-/* run_done: run for a statement whose rows (if any) do not matter. */
-static int
-run_done(pg_store *p, enum pstmt id, const pargs *a)
-{
-    PGresult *r;
-    int err = run(p, id, a, &r);
-    if (err == JOBQ_OK) {
-        PQclear(r);
-    }
-    return err;
-}
-
 /* run_changed: run for a statement that changes rows: how many into *np. */
 static int
 run_changed(pg_store *p, enum pstmt id, const pargs *a, size_t *np)
@@ -876,6 +857,14 @@ run_changed(pg_store *p, enum pstmt id, const pargs *a, size_t *np)
         PQclear(r);
     }
     return err;
+}
+
+/* run_done: run for a statement whose rows (if any) do not matter. */
+static int
+run_done(pg_store *p, enum pstmt id, const pargs *a)
+{
+    size_t n;
+    return run_changed(p, id, a, &n);
 }
 
 /* run_change: run for an UPDATE that must change exactly one row: JOBQ_ESTATE when it changed
@@ -962,6 +951,19 @@ one_i64(pg_store *p, enum pstmt id, const pargs *a, int64_t *vp)
     return err;
 }
 
+/* each_text: fn with the first column of each row of r (borrowed for the call); how many rows.
+ * Clears r. */
+static size_t
+each_text(PGresult *r, void (*fn)(void *arg, const char *text), void *arg)
+{
+    int n = PQntuples(r);
+    for (int i = 0; fn != NULL && i < n; i++) {
+        fn(arg, PQgetvalue(r, i, 0));
+    }
+    PQclear(r);
+    return (size_t)n;
+}
+
 /* run_counts: run, for a statement of rows (queue, state, count): fn for each. */
 static int
 run_counts(pg_store *p, enum pstmt id, const pargs *a,
@@ -999,8 +1001,14 @@ typedef struct colspec {
     enum colkind kind;
 } colspec;
 
-#define COL(type, field, col, kind)                                                                \
+/* COL(type, field, col): column col read into field of a row struct, as the field's C type
+ * says (char *: C_TEXT, bool: C_BOOL, double: C_F64, an integer: C_INT). COL_AS: as kind. */
+#define COL_AS(type, field, col, kind)                                                             \
     {(col), offsetof(type, field), sizeof(((type *)0)->field), (kind)}
+#define COL(type, field, col)                                                                      \
+    COL_AS(type, field, col,                                                                       \
+           _Generic(((type *)0)->field, char *: C_TEXT, bool: C_BOOL, double: C_F64,              \
+                    default: C_INT))
 
 typedef struct rowspec {
     size_t size; /* of the row struct */
@@ -1127,30 +1135,15 @@ run_one(pg_store *p, enum pstmt id, const pargs *a, const rowspec *s, void *out)
 
 /* The JOB_COLS columns. */
 static const colspec job_cols[] = {
-    COL(job_row, id, 0, C_INT),
-    COL(job_row, queue, 1, C_TEXT_REQ),
-    COL(job_row, payload, 2, C_TEXT_REQ),
-    COL(job_row, priority, 3, C_INT),
-    COL(job_row, state, 4, C_INT),
-    COL(job_row, run_at_ms, 5, C_INT),
-    COL(job_row, attempt, 6, C_INT),
-    COL(job_row, max_attempts, 7, C_INT),
-    COL(job_row, timeout_ms, 8, C_INT),
-    COL(job_row, key, 9, C_TEXT),
-    COL(job_row, result, 10, C_TEXT),
-    COL(job_row, error, 11, C_TEXT),
-    COL(job_row, created_at_ms, 12, C_INT),
-    COL(job_row, started_at_ms, 13, C_INT),
-    COL(job_row, finished_at_ms, 14, C_INT),
-    COL(job_row, group_id, 15, C_INT),
-    COL(job_row, traceparent, 16, C_TEXT),
-    COL(job_row, tracestate, 17, C_TEXT),
-    COL(job_row, has_progress, 18, C_NOTNULL),
-    COL(job_row, progress, 18, C_F64),
-    COL(job_row, note, 19, C_TEXT),
-    COL(job_row, checkpoint, 20, C_TEXT),
-    COL(job_row, group_key, 21, C_TEXT),
-};
+    COL(job_row, id, 0), COL_AS(job_row, queue, 1, C_TEXT_REQ),
+    COL_AS(job_row, payload, 2, C_TEXT_REQ), COL(job_row, priority, 3), COL(job_row, state, 4),
+    COL(job_row, run_at_ms, 5), COL(job_row, attempt, 6), COL(job_row, max_attempts, 7),
+    COL(job_row, timeout_ms, 8), COL(job_row, key, 9), COL(job_row, result, 10),
+    COL(job_row, error, 11), COL(job_row, created_at_ms, 12), COL(job_row, started_at_ms, 13),
+    COL(job_row, finished_at_ms, 14), COL(job_row, group_id, 15), COL(job_row, traceparent, 16),
+    COL(job_row, tracestate, 17), COL_AS(job_row, has_progress, 18, C_NOTNULL),
+    COL(job_row, progress, 18), COL(job_row, note, 19), COL(job_row, checkpoint, 20),
+    COL(job_row, group_key, 21)};
 static const rowspec job_rows = ROWSPEC(job_row, job_cols);
 
 /* run_jobs: run, for a statement of JOB_COLS rows: up to max into rows (as read_rows). */
@@ -1420,22 +1413,13 @@ begin_once(pg_store *p)
     return err;
 }
 
-/* mono_ms: a monotonic clock for the reconnection backoff. */
-static int64_t
-mono_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /* reconnect: connects again unless the last attempt failed less than the backoff ago (then
  * JOBQ_EUNAVAIL at once, with the last reason: a request never waits for a server that is
  * known to be down). */
 static int
 reconnect(pg_store *p)
 {
-    int64_t now = mono_ms();
+    int64_t now = jobq__mono_ms();
     if (p->retry_at_ms > now) {
         return JOBQ_EUNAVAIL; /* p->msg still says where and why */
     }
@@ -1689,14 +1673,10 @@ pg_paused_each(store *st, void (*fn)(void *arg, const char *queue), void *arg)
 {
     PGresult *r;
     int err = run(PG(st), P_PAUSED, NULL, &r);
-    if (err != JOBQ_OK) {
-        return err;
+    if (err == JOBQ_OK) {
+        each_text(r, fn, arg);
     }
-    for (int i = 0; i < PQntuples(r); i++) {
-        fn(arg, PQgetvalue(r, i, 0));
-    }
-    PQclear(r);
-    return JOBQ_OK;
+    return err;
 }
 
 static int
@@ -1829,11 +1809,8 @@ store_set_claim_limit(store *st, int limit)
 
 /* The columns of P_RUNNING. */
 static const colspec running_cols[] = {
-    COL(job_row, id, 0, C_INT),
-    COL(job_row, queue, 1, C_TEXT),
-    COL(job_row, attempt, 2, C_INT),
-    COL(job_row, started_at_ms, 3, C_INT),
-};
+    COL(job_row, id, 0), COL(job_row, queue, 1), COL(job_row, attempt, 2),
+    COL(job_row, started_at_ms, 3)};
 static const rowspec running_rows = ROWSPEC(job_row, running_cols);
 
 static int
@@ -1956,14 +1933,10 @@ pg_retry_bulk(store *st, const char *queue, int state, int64_t now_ms, size_t ma
                           ARGS(A_TEXT(queue), A_I64(state), A_I64(now_ms), A_I64((int64_t)max),
                                A_I64(JOBQ_READY)),
                           &r, np);
-    if (err != JOBQ_OK) {
-        return err;
+    if (err == JOBQ_OK) {
+        each_text(r, fn, arg);
     }
-    for (int i = 0; i < PQntuples(r); i++) {
-        fn(arg, PQgetvalue(r, i, 0));
-    }
-    PQclear(r);
-    return JOBQ_OK;
+    return err;
 }
 
 static int
@@ -2005,10 +1978,8 @@ pg_attempt_count(store *st, int64_t id, const char *kind, int64_t *np)
 }
 
 static const colspec attempt_cols[] = {
-    COL(attempt_row, attempt, 0, C_INT),       COL(attempt_row, started_at_ms, 1, C_INT),
-    COL(attempt_row, finished_at_ms, 2, C_INT), COL(attempt_row, kind, 3, C_TEXT),
-    COL(attempt_row, error, 4, C_TEXT),
-};
+    COL(attempt_row, attempt, 0), COL(attempt_row, started_at_ms, 1),
+    COL(attempt_row, finished_at_ms, 2), COL(attempt_row, kind, 3), COL(attempt_row, error, 4)};
 static const rowspec attempt_rows = ROWSPEC(attempt_row, attempt_cols);
 
 static int
@@ -2053,11 +2024,7 @@ pg_log_append(store *st, int64_t id, int32_t attempt, int64_t at_ms, const char 
 }
 
 static const colspec log_cols[] = {
-    COL(log_row, seq, 0, C_INT),
-    COL(log_row, attempt, 1, C_INT),
-    COL(log_row, at_ms, 2, C_INT),
-    COL(log_row, line, 3, C_TEXT),
-};
+    COL(log_row, seq, 0), COL(log_row, attempt, 1), COL(log_row, at_ms, 2), COL(log_row, line, 3)};
 static const rowspec log_rows = ROWSPEC(log_row, log_cols);
 
 static int
@@ -2079,38 +2046,41 @@ typedef struct key_rec {
 } key_rec;
 
 static const colspec key_cols[] = {
-    COL(key_rec, id, 0, C_INT),
-    COL(key_rec, hash, 1, C_INT),
-    COL(key_rec, created_at_ms, 2, C_INT),
-    COL(key_rec, held, 3, C_BOOL),
-};
+    COL(key_rec, id, 0), COL(key_rec, hash, 1), COL(key_rec, created_at_ms, 2),
+    COL(key_rec, held, 3)};
 static const rowspec key_rows = ROWSPEC(key_rec, key_cols);
 /* Without held (P_KEY_FIND has no such column). */
 static const rowspec key_rows_unheld = {sizeof(key_rec), 3, key_cols};
 
-/* key_read: lock (the statement that takes the key's lock) then find, both with (queue, key):
- * the key's row into *k (JOBQ_ENOENT: none). */
+/* key_get: the row of (queue, key) once statement lock has taken the key's lock (the
+ * lookup is a statement of its own, so that its snapshot is taken after the wait); heldp
+ * NULL: statement find has no held column. JOBQ_ENOENT: no row. */
 static int
-key_read(pg_store *p, enum pstmt lock, enum pstmt find, const rowspec *s, const char *queue,
-         const char *key, key_rec *k)
+key_get(store *st, enum pstmt lock, enum pstmt find, const char *queue, const char *key,
+        int64_t *idp, uint64_t *hashp, int64_t *created_at_msp, bool *heldp)
 {
     const pargs *a = ARGS(A_TEXT(queue), A_TEXT(key));
-    int err = run_done(p, lock, a);
-    return err == JOBQ_OK ? run_one(p, find, a, s, k) : err;
+    key_rec k;
+    int err = run_done(PG(st), lock, a);
+    if (err == JOBQ_OK) {
+        err = run_one(PG(st), find, a, heldp != NULL ? &key_rows : &key_rows_unheld, &k);
+    }
+    if (err == JOBQ_OK) {
+        *idp = k.id;
+        *hashp = (uint64_t)k.hash;
+        *created_at_msp = k.created_at_ms;
+        if (heldp != NULL) {
+            *heldp = k.held;
+        }
+    }
+    return err;
 }
 
 static int
 pg_key_find(store *st, const char *queue, const char *key, int64_t *idp, uint64_t *hashp,
             int64_t *created_at_msp)
 {
-    key_rec k;
-    int err = key_read(PG(st), P_KEY_FIND_LOCK, P_KEY_FIND, &key_rows_unheld, queue, key, &k);
-    if (err == JOBQ_OK) {
-        *idp = k.id;
-        *hashp = (uint64_t)k.hash;
-        *created_at_msp = k.created_at_ms;
-    }
-    return err;
+    return key_get(st, P_KEY_FIND_LOCK, P_KEY_FIND, queue, key, idp, hashp, created_at_msp, NULL);
 }
 
 static int
@@ -2192,10 +2162,7 @@ typedef struct child_rec {
 } child_rec;
 
 static const colspec child_cols[] = {
-    COL(child_rec, state, 0, C_INT),
-    COL(child_rec, always, 1, C_BOOL),
-    COL(child_rec, run_at_ms, 2, C_INT),
-};
+    COL(child_rec, state, 0), COL(child_rec, always, 1), COL(child_rec, run_at_ms, 2)};
 static const rowspec child_rows = ROWSPEC(child_rec, child_cols);
 
 static int
@@ -2283,12 +2250,12 @@ pg_oldest_due(store *st, const char *queue, int64_t now_ms, int64_t *readyp, int
                            A_I64(now_ms)),
                       &overdue);
     }
-    if (err != JOBQ_OK && err != JOBQ_ENOENT) {
-        return err;
+    if (err == JOBQ_OK || err == JOBQ_ENOENT) {
+        *readyp = ready; /* 0: none */
+        *overduep = overdue;
+        err = JOBQ_OK;
     }
-    *readyp = ready;
-    *overduep = overdue;
-    return JOBQ_OK;
+    return err;
 }
 
 static int
@@ -2339,10 +2306,8 @@ pg_group_of(store *st, int64_t id, int64_t *gidp)
 }
 
 static const colspec group_oc_cols[] = {
-    COL(group_oc, queue, 0, C_TEXT),       COL(group_oc, payload, 1, C_TEXT),
-    COL(group_oc, priority, 2, C_INT),     COL(group_oc, max_attempts, 3, C_INT),
-    COL(group_oc, timeout_ms, 4, C_INT),
-};
+    COL(group_oc, queue, 0), COL(group_oc, payload, 1), COL(group_oc, priority, 2),
+    COL(group_oc, max_attempts, 3), COL(group_oc, timeout_ms, 4)};
 static const rowspec group_oc_rows = ROWSPEC(group_oc, group_oc_cols);
 
 static int
@@ -2373,18 +2338,14 @@ pg_group_complete(store *st, int64_t gid, int64_t now_ms, int64_t oc_job_id)
 
 /* The columns of P_GROUP_GET. */
 static const colspec group_cols[] = {
-    COL(group_info, size, 0, C_INT),     COL(group_info, created_at_ms, 1, C_INT),
-    COL(group_info, completed_at_ms, 2, C_INT), COL(group_info, oc_queue, 3, C_TEXT),
-    COL(group_info, oc_job_id, 4, C_INT),
-};
+    COL(group_info, size, 0), COL(group_info, created_at_ms, 1),
+    COL(group_info, completed_at_ms, 2), COL(group_info, oc_queue, 3),
+    COL(group_info, oc_job_id, 4)};
 static const rowspec group_rows = ROWSPEC(group_info, group_cols);
 
 static const colspec member_cols[] = {
-    COL(group_member, id, 0, C_INT),
-    COL(group_member, state, 1, C_INT),
-    COL(group_member, attempt, 2, C_INT),
-    COL(group_member, error, 3, C_TEXT),
-};
+    COL(group_member, id, 0), COL(group_member, state, 1), COL(group_member, attempt, 2),
+    COL(group_member, error, 3)};
 static const rowspec member_rows = ROWSPEC(group_member, member_cols);
 
 static int
@@ -2584,12 +2545,10 @@ pg_parents_of(store *st, const int64_t *ids, size_t n,
 /* ---- schedules managed at runtime ---- */
 
 static const colspec sdef_cols[] = {
-    COL(sched_def, name, 0, C_TEXT),          COL(sched_def, cron, 1, C_TEXT),
-    COL(sched_def, timezone, 2, C_TEXT),      COL(sched_def, queue, 3, C_TEXT),
-    COL(sched_def, payload, 4, C_TEXT),       COL(sched_def, priority, 5, C_INT),
-    COL(sched_def, missed_skip, 6, C_BOOL),   COL(sched_def, overlap_skip, 7, C_BOOL),
-    COL(sched_def, created_at_ms, 8, C_INT),  COL(sched_def, updated_at_ms, 9, C_INT),
-};
+    COL(sched_def, name, 0), COL(sched_def, cron, 1), COL(sched_def, timezone, 2),
+    COL(sched_def, queue, 3), COL(sched_def, payload, 4), COL(sched_def, priority, 5),
+    COL(sched_def, missed_skip, 6), COL(sched_def, overlap_skip, 7),
+    COL(sched_def, created_at_ms, 8), COL(sched_def, updated_at_ms, 9)};
 static const rowspec sdef_rows = ROWSPEC(sched_def, sdef_cols);
 
 static int
@@ -2597,14 +2556,9 @@ pg_sdef_list(store *st, sched_def **defsp, size_t *np)
 {
     PGresult *r;
     int err = run(PG(st), P_SDEF_LIST, NULL, &r);
-    if (err != JOBQ_OK) {
-        return err;
-    }
-    size_t n = 0;
-    sched_def *defs = read_all(r, &sdef_rows, &n, &err);
+    sched_def *defs = err == JOBQ_OK ? read_all(r, &sdef_rows, np, &err) : NULL;
     if (err == JOBQ_OK) {
         *defsp = defs;
-        *np = n;
     }
     return err;
 }
@@ -2633,9 +2587,7 @@ typedef struct sstate_rec {
 } sstate_rec;
 
 static const colspec sstate_cols[] = {
-    COL(sstate_rec, paused, 0, C_BOOL),
-    COL(sstate_rec, last_job, 1, C_INT),
-};
+    COL(sstate_rec, paused, 0), COL(sstate_rec, last_job, 1)};
 static const rowspec sstate_rows = ROWSPEC(sstate_rec, sstate_cols);
 
 static int
@@ -2666,15 +2618,7 @@ static int
 pg_key_lock(store *st, const char *queue, const char *key, int64_t *idp, uint64_t *hashp,
             int64_t *created_at_msp, bool *heldp)
 {
-    key_rec k;
-    int err = key_read(PG(st), P_KEY_XLOCK, P_KEY_LOCK, &key_rows, queue, key, &k);
-    if (err == JOBQ_OK) {
-        *idp = k.id;
-        *hashp = (uint64_t)k.hash;
-        *created_at_msp = k.created_at_ms;
-        *heldp = k.held;
-    }
-    return err;
+    return key_get(st, P_KEY_XLOCK, P_KEY_LOCK, queue, key, idp, hashp, created_at_msp, heldp);
 }
 
 static int
@@ -2957,16 +2901,10 @@ store_nodes_fence_dead(store *st, void (*fn)(void *arg, const char *name), void 
                        "jobq_nodes WHERE NOT fenced AND expires_at < now() FOR UPDATE SKIP "
                        "LOCKED) RETURNING name",
                        NULL, &r, "fencing dead nodes");
-    if (err != JOBQ_OK) {
-        return err;
+    if (err == JOBQ_OK) {
+        *np = each_text(r, fn, arg);
     }
-    size_t n = (size_t)PQntuples(r);
-    for (size_t i = 0; fn != NULL && i < n; i++) {
-        fn(arg, PQgetvalue(r, (int)i, 0));
-    }
-    PQclear(r);
-    *np = n;
-    return JOBQ_OK;
+    return err;
 }
 
 void
@@ -2981,13 +2919,10 @@ node_row_clear(node_row *r)
 }
 
 static const colspec node_cols[] = {
-    COL(node_row, name, 0, C_TEXT),          COL(node_row, host, 1, C_TEXT),
-    COL(node_row, version, 2, C_TEXT),       COL(node_row, pid, 3, C_INT),
-    COL(node_row, incarnation, 4, C_INT),    COL(node_row, started_at_ms, 5, C_INT),
-    COL(node_row, beat_at_ms, 6, C_INT),     COL(node_row, expires_at_ms, 7, C_INT),
-    COL(node_row, alive, 8, C_BOOL),         COL(node_row, fenced, 9, C_BOOL),
-    COL(node_row, leader, 10, C_BOOL),       COL(node_row, running, 11, C_INT),
-};
+    COL(node_row, name, 0), COL(node_row, host, 1), COL(node_row, version, 2),
+    COL(node_row, pid, 3), COL(node_row, incarnation, 4), COL(node_row, started_at_ms, 5),
+    COL(node_row, beat_at_ms, 6), COL(node_row, expires_at_ms, 7), COL(node_row, alive, 8),
+    COL(node_row, fenced, 9), COL(node_row, leader, 10), COL(node_row, running, 11)};
 static const rowspec node_rows = ROWSPEC(node_row, node_cols);
 
 int
@@ -3004,14 +2939,9 @@ store_nodes(store *st, node_row **rowsp, size_t *np)
         "coalesce(l.incarnation = n.incarnation AND l.expires_at >= now(), false), n.running "
         "FROM jobq_nodes n LEFT JOIN jobq_leader l ON l.id = 1 ORDER BY n.name",
         NULL, &r, "listing nodes");
-    if (err != JOBQ_OK) {
-        return err;
-    }
-    size_t n = 0;
-    node_row *rows = read_all(r, &node_rows, &n, &err);
+    node_row *rows = err == JOBQ_OK ? read_all(r, &node_rows, np, &err) : NULL;
     if (err == JOBQ_OK) {
         *rowsp = rows;
-        *np = n;
     }
     return err;
 }
