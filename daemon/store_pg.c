@@ -142,9 +142,9 @@ enum pstmt {
  * claim order, at most $6: those without a key or those with one (key: "IS NULL" or
  * "IS NOT NULL", said of group_key). */
 #define AHEAD_SQL(key)                                                                             \
-    "SELECT count(*) FROM (SELECT 1 FROM jobs WHERE queue = $1 AND state = $2 AND group_key " key \
-    " AND (priority > $3 OR (priority = $3 AND (run_at < $4 OR (run_at = $4 AND id < $5)))) "      \
-    "LIMIT $6) ahead"
+    "SELECT count(*) FROM (SELECT 1 FROM jobs WHERE queue = $1 AND state = $2 AND "                \
+    "group_key " key " AND (priority > $3 OR (priority = $3 AND (run_at < $4 OR (run_at = $4 "     \
+    "AND id < $5)))) LIMIT $6) ahead"
 
 /* The earliest run_at of the ready jobs of queue $1 (state $2), without a key or with one (as
  * AHEAD_SQL): a skip scan of jobs_claim, the priorities in use, then the first run_at of each. */
@@ -739,11 +739,11 @@ typedef struct pargs {
     char buf[16][24];
 } pargs;
 
-/* pargs_of: a filled with the n parameters of list, as text. Returns a. */
+/* pargs_of: the n parameters of list appended to a, as text. Returns a. */
 static const pargs *
 pargs_of(pargs *a, const parg *list, size_t n)
 {
-    if (n > sizeof(a->v) / sizeof(a->v[0])) {
+    if ((size_t)a->n + n > sizeof(a->v) / sizeof(a->v[0])) {
         abort(); /* a statement of more parameters than pargs holds: grow pargs */
     }
     for (size_t i = 0; i < n; i++) {
@@ -762,6 +762,12 @@ pargs_of(pargs *a, const parg *list, size_t n)
         a->v[a->n++] = v;
     }
     return a;
+}
+
+static void
+pargs_add(pargs *a, parg x)
+{
+    pargs_of(a, &x, 1);
 }
 
 /* ARGS(A_I64(id), A_TEXT(queue), ...): the parameters of one statement, in a pargs that lives
@@ -796,10 +802,10 @@ run(pg_store *p, enum pstmt id, const pargs *a, PGresult **rp)
     }
     char name[16];
     snprintf(name, sizeof(name), "jobq%d", (int)id);
-    return checked(p,
-                   PQexecPrepared(p->conn, name, a != NULL ? a->n : 0, a != NULL ? a->v : NULL,
-                                  NULL, NULL, 0),
-                   rp, NULL);
+    return checked(
+        p,
+        PQexecPrepared(p->conn, name, a != NULL ? a->n : 0, a != NULL ? a->v : NULL, NULL, NULL, 0),
+        rp, NULL);
 }
 
 /* q_params: a statement outside the prepared set, with parameters a (NULL: none); as run.
@@ -812,8 +818,8 @@ q_params(pg_store *p, const char *sql, const pargs *a, PGresult **rp, const char
         return unreachable(p, doing);
     }
     return checked(p,
-                   PQexecParams(p->conn, sql, a != NULL ? a->n : 0, NULL,
-                                a != NULL ? a->v : NULL, NULL, NULL, 0),
+                   PQexecParams(p->conn, sql, a != NULL ? a->n : 0, NULL, a != NULL ? a->v : NULL,
+                                NULL, NULL, 0),
                    rp, doing);
 }
 
@@ -1119,6 +1125,16 @@ read_all(PGresult *r, const rowspec *s, size_t *np, int *errp)
     return rows;
 }
 
+/* run_rows: run, then up to max of its rows into rows (as read_rows). */
+static int
+run_rows(pg_store *p, enum pstmt id, const pargs *a, const rowspec *s, void *rows, size_t max,
+         size_t *np)
+{
+    PGresult *r;
+    int err = run(p, id, a, &r);
+    return err == JOBQ_OK ? read_rows(r, s, rows, max, np) : err;
+}
+
 /* run_one: run, for a statement of one row, read into out as s says; JOBQ_ENOENT when it
  * returned none. */
 static int
@@ -1145,15 +1161,6 @@ static const colspec job_cols[] = {
     COL(job_row, progress, 18), COL(job_row, note, 19), COL(job_row, checkpoint, 20),
     COL(job_row, group_key, 21)};
 static const rowspec job_rows = ROWSPEC(job_row, job_cols);
-
-/* run_jobs: run, for a statement of JOB_COLS rows: up to max into rows (as read_rows). */
-static int
-run_jobs(pg_store *p, enum pstmt id, const pargs *a, job_row *rows, size_t max, size_t *np)
-{
-    PGresult *r;
-    int err = run(p, id, a, &r);
-    return err == JOBQ_OK ? read_rows(r, &job_rows, rows, max, np) : err;
-}
 
 /* ---- connection ---- */
 
@@ -1198,11 +1205,16 @@ prepare_all(pg_store *p)
 static PGconn *
 open_conn(const char *conninfo, const char *app, const char *options)
 {
-    static const char *const kw[] = {
-        "connect_timeout",  "keepalives",       "keepalives_idle",
-        "keepalives_interval", "keepalives_count", "tcp_user_timeout",
-        "fallback_application_name", "options", "dbname",
-        NULL};
+    static const char *const kw[] = {"connect_timeout",
+                                     "keepalives",
+                                     "keepalives_idle",
+                                     "keepalives_interval",
+                                     "keepalives_count",
+                                     "tcp_user_timeout",
+                                     "fallback_application_name",
+                                     "options",
+                                     "dbname",
+                                     NULL};
     const char *val[] = {"5", "1", "10", "3", "3", "15000", app, options, conninfo, NULL};
     return PQconnectdbParams(kw, val, 1); /* a NULL value is no setting */
 }
@@ -1638,19 +1650,20 @@ pg_get(store *st, int64_t id, job_row *row)
 static int
 pg_list(store *st, const list_filter *f, job_row *rows, size_t *np, bool *morep)
 {
+    pargs a = {.n = 0};
     /* One more than asked: is this the last page? */
-    parg after = A_I64(f->after_id), limit = A_I64((int64_t)f->limit + 1);
-    parg queue = A_TEXT(f->queue), state = A_I64(f->state);
-    const pargs *a = f->queue != NULL && f->state >= 0 ? ARGS(after, limit, queue, state)
-                     : f->queue != NULL                ? ARGS(after, limit, queue)
-                     : f->state >= 0                   ? ARGS(after, limit, state)
-                                                       : ARGS(after, limit);
-    enum pstmt id = f->queue != NULL && f->state >= 0 ? P_LIST_QS
-                    : f->queue != NULL                ? P_LIST_Q
-                    : f->state >= 0                   ? P_LIST_S
-                                                      : P_LIST_ALL;
+    pargs_of(&a, (const parg[]){A_I64(f->after_id), A_I64((int64_t)f->limit + 1)}, 2);
+    enum pstmt id = P_LIST_ALL;
+    if (f->queue != NULL) {
+        pargs_add(&a, A_TEXT(f->queue));
+        id = P_LIST_Q;
+    }
+    if (f->state >= 0) {
+        pargs_add(&a, A_I64(f->state));
+        id = id == P_LIST_Q ? P_LIST_QS : P_LIST_S;
+    }
     PGresult *r;
-    int err = run(PG(st), id, a, &r);
+    int err = run(PG(st), id, &a, &r);
     if (err != JOBQ_OK) {
         return err;
     }
@@ -1985,9 +1998,8 @@ static const rowspec attempt_rows = ROWSPEC(attempt_row, attempt_cols);
 static int
 pg_attempts(store *st, int64_t id, attempt_row *rows, size_t max, size_t *np)
 {
-    PGresult *r;
-    int err = run(PG(st), P_ATTEMPTS, ARGS(A_I64(id), A_I64((int64_t)max)), &r);
-    return err == JOBQ_OK ? read_rows(r, &attempt_rows, rows, max, np) : err;
+    return run_rows(PG(st), P_ATTEMPTS, ARGS(A_I64(id), A_I64((int64_t)max)), &attempt_rows, rows,
+                    max, np);
 }
 
 /* ---- progress, checkpoints and logs ---- */
@@ -2030,9 +2042,8 @@ static const rowspec log_rows = ROWSPEC(log_row, log_cols);
 static int
 pg_logs(store *st, int64_t id, int64_t after_seq, log_row *rows, size_t max, size_t *np)
 {
-    PGresult *r;
-    int err = run(PG(st), P_LOGS, ARGS(A_I64(id), A_I64(after_seq), A_I64((int64_t)max)), &r);
-    return err == JOBQ_OK ? read_rows(r, &log_rows, rows, max, np) : err;
+    return run_rows(PG(st), P_LOGS, ARGS(A_I64(id), A_I64(after_seq), A_I64((int64_t)max)),
+                    &log_rows, rows, max, np);
 }
 
 /* ---- idempotency keys ---- */
@@ -2271,8 +2282,8 @@ pg_recent(store *st, const char *queue, int state, job_row *rows, size_t max, si
         *np = 0;
         return JOBQ_OK;
     }
-    return run_jobs(PG(st), P_RECENT, ARGS(A_TEXT(queue), A_I64(state), A_I64((int64_t)max)),
-                    rows, max, np);
+    return run_rows(PG(st), P_RECENT, ARGS(A_TEXT(queue), A_I64(state), A_I64((int64_t)max)),
+                    &job_rows, rows, max, np);
 }
 
 /* ---- groups ---- */
