@@ -135,7 +135,7 @@ enum pstmt {
 
 #define JOB_COLS                                                                                   \
     "id, queue, payload, priority, state, run_at, attempt, max_attempts, timeout_ms, key, "        \
-    "result, error, created_at, started_at, finished_at, group_id, traceparent, tracestate, "    \
+    "result, error, created_at, started_at, finished_at, group_id, traceparent, tracestate, "      \
     "progress, progress_note, checkpoint, group_key"
 
 /* The ready jobs of queue $1 (state $2) ahead of a job (priority $3, run_at $4, id $5) in
@@ -208,10 +208,11 @@ static const char *const pstmt_sql[P_COUNT_STMTS] = {
     [P_FINISH] = "UPDATE jobs SET state = $2, run_at = coalesce($4, run_at), finished_at = $3, "
                  "result = $5, error = $6, owner = NULL, cancel_requested = false "
                  "WHERE id = $1 AND state = $7 AND owner = $8",
-    [P_REQUEUE] = "UPDATE jobs SET state = $3, attempt = greatest(attempt - 1, 0), error = $2, "
-                  "owner = NULL, cancel_requested = false "
-                  "WHERE id = $1 AND state = $4 AND owner = $5 AND ($6::int IS NULL OR attempt = $6) "
-                  "RETURNING queue",
+    [P_REQUEUE] =
+        "UPDATE jobs SET state = $3, attempt = greatest(attempt - 1, 0), error = $2, "
+        "owner = NULL, cancel_requested = false "
+        "WHERE id = $1 AND state = $4 AND owner = $5 AND ($6::int IS NULL OR attempt = $6) "
+        "RETURNING queue",
     /* Promotion: the earliest due jobs of both due states (two ranges of jobs_due, merged),
      * then locked, skipping rows another transaction holds, and re-checked. */
     [P_PROMOTE] = "WITH cand AS (SELECT id, run_at FROM ("
@@ -356,9 +357,11 @@ static const char *const pstmt_sql[P_COUNT_STMTS] = {
     /* A key is looked up under a transaction-level advisory lock of its own (Oban's way): of
      * two nodes admitting one key at once, the second waits for the first to commit and then
      * finds its row (the lookup is the next statement: a snapshot taken after the wait). */
-    [P_KEY_FIND_LOCK] = "SELECT pg_advisory_xact_lock(" KEY_LOCK_SPACE ", hashtext($1 || ' ' || $2))",
-    [P_COUNT_ACTIVE] = "SELECT queue, state, count(*) FROM jobs WHERE state IN ($1, $2, $3, $4, $5) "
-                       "GROUP BY state, queue",
+    [P_KEY_FIND_LOCK] =
+        "SELECT pg_advisory_xact_lock(" KEY_LOCK_SPACE ", hashtext($1 || ' ' || $2))",
+    [P_COUNT_ACTIVE] =
+        "SELECT queue, state, count(*) FROM jobs WHERE state IN ($1, $2, $3, $4, $5) "
+        "GROUP BY state, queue",
     [P_PARENTS_ADD] = "INSERT INTO job_parents (job_id, parent_id, result) SELECT $1, id, CASE "
                       "WHEN state IN ($3, $4, $5) THEN result END FROM jobs WHERE id = $2 "
                       "ON CONFLICT DO NOTHING",
@@ -420,15 +423,15 @@ static const char *const pstmt_sql[P_COUNT_STMTS] = {
 typedef struct pg_store {
     store base;
     PGconn *conn;
-    char *conninfo;      /* the database setting, as given (may hold a password: never shown) */
-    bool full;           /* durability full: commits wait for the WAL flush unless relaxed */
-    bool want_sync;      /* what store_set_sync asked for the next transactions */
-    int session_sync;    /* synchronous_commit of the session: 1 on, 0 off, -1 unknown */
-    bool release_owed;   /* a RELEASE to send with the next savepoint (one round trip less) */
-    bool lost;           /* the connection was found lost: logged once until it comes back */
-    bool opened;         /* store_pg_open succeeded: later connections are reconnections */
-    char where[256];     /* "host:port" (or the socket) and database, for messages */
-    char msg[1024];      /* the reason of the last failure */
+    char *conninfo;    /* the database setting, as given (may hold a password: never shown) */
+    bool full;         /* durability full: commits wait for the WAL flush unless relaxed */
+    bool want_sync;    /* what store_set_sync asked for the next transactions */
+    int session_sync;  /* synchronous_commit of the session: 1 on, 0 off, -1 unknown */
+    bool release_owed; /* a RELEASE to send with the next savepoint (one round trip less) */
+    bool lost;         /* the connection was found lost: logged once until it comes back */
+    bool opened;       /* store_pg_open succeeded: later connections are reconnections */
+    char where[256];   /* "host:port" (or the socket) and database, for messages */
+    char msg[1024];    /* the reason of the last failure */
     /* cluster (store_cluster.h) */
     int64_t incarnation; /* this node's, the owner of the jobs it claims; 0: unregistered */
     char node[128];      /* this node's name */
@@ -437,11 +440,11 @@ typedef struct pg_store {
     /* The wake-up of the transaction in progress, sent with its COMMIT (one NOTIFY per
      * committed batch): queues that gained ready jobs (and how many), jobs that ended, the
      * earliest run_at written, cancels asked of other nodes. */
-    json_t *ntf_ready;   /* {queue: n} */
-    json_t *ntf_ended;   /* [id] */
-    json_t *ntf_cancel;  /* [id] */
-    int64_t ntf_due;     /* 0: none */
-    bool ntf_paused;     /* a queue was paused or resumed */
+    json_t *ntf_ready;  /* {queue: n} */
+    json_t *ntf_ended;  /* [id] */
+    json_t *ntf_cancel; /* [id] */
+    int64_t ntf_due;    /* 0: none */
+    bool ntf_paused;    /* a queue was paused or resumed */
     bool ntf_resync;
     /* PostgreSQL unreachable: requests fail at once with JOBQ_EUNAVAIL until retry_at_ms
      * (monotonic), then one reconnection is tried; the wait doubles up to BACKOFF_MAX_MS. */
@@ -565,8 +568,8 @@ from_pg(pg_store *p, const PGresult *r, const char *doing)
     if (code == NULL) {
         code = "";
     }
-    if (strncmp(code, "08", 2) == 0 || strcmp(code, "57P01") == 0 ||
-        strcmp(code, "57P02") == 0 || strcmp(code, "57P03") == 0) {
+    if (strncmp(code, "08", 2) == 0 || strcmp(code, "57P01") == 0 || strcmp(code, "57P02") == 0 ||
+        strcmp(code, "57P03") == 0) {
         /* connection exception, admin shutdown, crash shutdown, cannot connect now */
         return unreachable(p, doing);
     }
@@ -665,8 +668,8 @@ ntf_state(pg_store *p, int64_t id, const char *queue, int state, int64_t run_at)
 static char *
 ntf_payload(pg_store *p)
 {
-    if (p->ntf_ready == NULL && p->ntf_ended == NULL && p->ntf_cancel == NULL &&
-        p->ntf_due == 0 && !p->ntf_paused && !p->ntf_resync) {
+    if (p->ntf_ready == NULL && p->ntf_ended == NULL && p->ntf_cancel == NULL && p->ntf_due == 0 &&
+        !p->ntf_paused && !p->ntf_resync) {
         return NULL;
     }
     json_t *o = json_object();
@@ -1010,7 +1013,9 @@ typedef struct colspec {
 /* COL(type, field, col): column col read into field of a row struct, as the field's C type
  * says (char *: C_TEXT, bool: C_BOOL, double: C_F64, an integer: C_INT). COL_AS: as kind. */
 #define COL_AS(type, field, col, kind)                                                             \
-    {(col), offsetof(type, field), sizeof(((type *)0)->field), (kind)}
+    {                                                                                              \
+        (col), offsetof(type, field), sizeof(((type *)0)->field), (kind)                           \
+    }
 #define COL(type, field, col)                                                                      \
     COL_AS(type, field, col,                                                                       \
            _Generic(((type *)0)->field, char *: C_TEXT, bool: C_BOOL, double: C_F64,              \
@@ -1022,7 +1027,10 @@ typedef struct rowspec {
     const colspec *cols;
 } rowspec;
 
-#define ROWSPEC(type, cols) {sizeof(type), sizeof(cols) / sizeof((cols)[0]), (cols)}
+#define ROWSPEC(type, cols)                                                                        \
+    {                                                                                              \
+        sizeof(type), sizeof(cols) / sizeof((cols)[0]), (cols)                                     \
+    }
 
 /* clear_rows: frees the text fields of the n rows of s at rows and zeroes them. */
 static void
@@ -1150,16 +1158,29 @@ run_one(pg_store *p, enum pstmt id, const pargs *a, const rowspec *s, void *out)
 }
 
 /* The JOB_COLS columns. */
-static const colspec job_cols[] = {
-    COL(job_row, id, 0), COL_AS(job_row, queue, 1, C_TEXT_REQ),
-    COL_AS(job_row, payload, 2, C_TEXT_REQ), COL(job_row, priority, 3), COL(job_row, state, 4),
-    COL(job_row, run_at_ms, 5), COL(job_row, attempt, 6), COL(job_row, max_attempts, 7),
-    COL(job_row, timeout_ms, 8), COL(job_row, key, 9), COL(job_row, result, 10),
-    COL(job_row, error, 11), COL(job_row, created_at_ms, 12), COL(job_row, started_at_ms, 13),
-    COL(job_row, finished_at_ms, 14), COL(job_row, group_id, 15), COL(job_row, traceparent, 16),
-    COL(job_row, tracestate, 17), COL_AS(job_row, has_progress, 18, C_NOTNULL),
-    COL(job_row, progress, 18), COL(job_row, note, 19), COL(job_row, checkpoint, 20),
-    COL(job_row, group_key, 21)};
+static const colspec job_cols[] = {COL(job_row, id, 0),
+                                   COL_AS(job_row, queue, 1, C_TEXT_REQ),
+                                   COL_AS(job_row, payload, 2, C_TEXT_REQ),
+                                   COL(job_row, priority, 3),
+                                   COL(job_row, state, 4),
+                                   COL(job_row, run_at_ms, 5),
+                                   COL(job_row, attempt, 6),
+                                   COL(job_row, max_attempts, 7),
+                                   COL(job_row, timeout_ms, 8),
+                                   COL(job_row, key, 9),
+                                   COL(job_row, result, 10),
+                                   COL(job_row, error, 11),
+                                   COL(job_row, created_at_ms, 12),
+                                   COL(job_row, started_at_ms, 13),
+                                   COL(job_row, finished_at_ms, 14),
+                                   COL(job_row, group_id, 15),
+                                   COL(job_row, traceparent, 16),
+                                   COL(job_row, tracestate, 17),
+                                   COL_AS(job_row, has_progress, 18, C_NOTNULL),
+                                   COL(job_row, progress, 18),
+                                   COL(job_row, note, 19),
+                                   COL(job_row, checkpoint, 20),
+                                   COL(job_row, group_key, 21)};
 static const rowspec job_rows = ROWSPEC(job_row, job_cols);
 
 /* ---- connection ---- */
@@ -1183,8 +1204,8 @@ prepare_all(pg_store *p)
         char name[16];
         snprintf(name, sizeof(name), "jobq%d", i);
         PGresult *r = PQprepare(p->conn, name, pstmt_sql[i], 0, NULL);
-        int err = PQresultStatus(r) == PGRES_COMMAND_OK ? JOBQ_OK
-                                                         : from_pg(p, r, "preparing statements");
+        int err =
+            PQresultStatus(r) == PGRES_COMMAND_OK ? JOBQ_OK : from_pg(p, r, "preparing statements");
         PQclear(r);
         if (err != JOBQ_OK) {
             char tail[900];
@@ -1324,8 +1345,10 @@ migrate(pg_store *p, char *err, size_t errlen)
         rc = simple(p, jobq_pg_migrations[k].data, "migrating");
         if (rc == JOBQ_OK) {
             char ins[200];
-            snprintf(ins, sizeof(ins), "INSERT INTO jobq_migrations (version, name) VALUES (%d, "
-                     "'%.100s'); COMMIT", v, name);
+            snprintf(ins, sizeof(ins),
+                     "INSERT INTO jobq_migrations (version, name) VALUES (%d, "
+                     "'%.100s'); COMMIT",
+                     v, name);
             rc = simple(p, ins, "migrating");
         }
         if (rc != JOBQ_OK) {
@@ -1405,8 +1428,7 @@ begin_once(pg_store *p)
     int want = p->want_sync ? 1 : 0;
     /* The transaction's id comes back in the same round trip: a COMMIT whose reply the
      * connection's loss swallows is looked up by it after reconnecting (pg_commit). */
-    const char *sql = want == p->session_sync
-                          ? "BEGIN; SELECT txid_current()"
+    const char *sql = want == p->session_sync ? "BEGIN; SELECT txid_current()"
                       : want ? "SET synchronous_commit = on; BEGIN; SELECT txid_current()"
                              : "SET synchronous_commit = off; BEGIN; SELECT txid_current()";
     p->release_owed = false;
@@ -1415,8 +1437,8 @@ begin_once(pg_store *p)
         return unreachable(p, "starting a transaction");
     }
     PGresult *r = PQexec(p->conn, sql);
-    int err = PQresultStatus(r) == PGRES_TUPLES_OK ? JOBQ_OK
-                                                   : from_pg(p, r, "starting a transaction");
+    int err =
+        PQresultStatus(r) == PGRES_TUPLES_OK ? JOBQ_OK : from_pg(p, r, "starting a transaction");
     if (err == JOBQ_OK) {
         p->xid = g_i64(r, 0, 0);
         p->session_sync = want;
@@ -1486,12 +1508,12 @@ commit_fate(pg_store *p, int lost)
     char sx[24];
     snprintf(sx, sizeof(sx), "%lld", (long long)xid);
     const char *v[1] = {sx};
-    PGresult *r = PQexecParams(p->conn, "SELECT txid_status($1::bigint)", 1, NULL, v, NULL,
-                               NULL, 0);
-    const char *fate = PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1 &&
-                               !PQgetisnull(r, 0, 0)
-                           ? PQgetvalue(r, 0, 0)
-                           : "unknown";
+    PGresult *r =
+        PQexecParams(p->conn, "SELECT txid_status($1::bigint)", 1, NULL, v, NULL, NULL, 0);
+    const char *fate =
+        PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1 && !PQgetisnull(r, 0, 0)
+            ? PQgetvalue(r, 0, 0)
+            : "unknown";
     int err;
     if (strcmp(fate, "committed") == 0) {
         err = JOBQ_OK;
@@ -1605,14 +1627,14 @@ pg_job_insert(store *st, const job_spec *spec, int state, int64_t now_ms, int64_
               const char *error, int64_t *idp)
 {
     int64_t id;
-    int err = one_i64(
-        PG(st), P_INSERT,
-        ARGS(A_TEXT(spec->queue), A_TEXT(spec->payload), A_I64(spec->priority), A_I64(state),
-             A_I64(spec->run_at_ms), A_I64(spec->max_attempts), A_I64(spec->timeout_ms),
-             A_TEXT(spec->key), A_I64(now_ms), A_I64_OR_NULL(spec->group_id),
-             A_BOOL(spec->after_always), A_TEXT(error), A_I64_OR_NULL(finished_at_ms),
-             A_TEXT(spec->traceparent), A_TEXT(spec->tracestate), A_TEXT(spec->group_key)),
-        &id);
+    int err = one_i64(PG(st), P_INSERT,
+                      ARGS(A_TEXT(spec->queue), A_TEXT(spec->payload), A_I64(spec->priority),
+                           A_I64(state), A_I64(spec->run_at_ms), A_I64(spec->max_attempts),
+                           A_I64(spec->timeout_ms), A_TEXT(spec->key), A_I64(now_ms),
+                           A_I64_OR_NULL(spec->group_id), A_BOOL(spec->after_always), A_TEXT(error),
+                           A_I64_OR_NULL(finished_at_ms), A_TEXT(spec->traceparent),
+                           A_TEXT(spec->tracestate), A_TEXT(spec->group_key)),
+                      &id);
     if (err == JOBQ_OK) {
         *idp = id;
         ntf_state(PG(st), id, spec->queue, state, spec->run_at_ms);
@@ -1632,13 +1654,12 @@ pg_job_state(store *st, int64_t id, int *statep)
 }
 
 static int
-pg_job_set_state(store *st, int64_t id, int from, int to, int64_t finished_at_ms,
-                 const char *error)
+pg_job_set_state(store *st, int64_t id, int from, int to, int64_t finished_at_ms, const char *error)
 {
-    return run_change_ntf(PG(st), P_SET_STATE,
-                          ARGS(A_I64(id), A_I64(from), A_I64(to), A_I64_OR_NULL(finished_at_ms),
-                               A_TEXT(error)),
-                          id, to, 0);
+    return run_change_ntf(
+        PG(st), P_SET_STATE,
+        ARGS(A_I64(id), A_I64(from), A_I64(to), A_I64_OR_NULL(finished_at_ms), A_TEXT(error)), id,
+        to, 0);
 }
 
 static int
@@ -1793,12 +1814,11 @@ claim_room(pg_store *p, const char *queue, size_t *maxp)
     /* Two statements: the count's snapshot must be taken after the lock is granted (READ
      * COMMITTED takes one per statement), so that it sees the claims committed meanwhile. */
     PGresult *r;
-    int err = q_params(p, "SELECT pg_advisory_xact_lock(" CLAIM_LOCK_SPACE ", hashtext($1))", a,
-                       &r, doing);
+    int err = q_params(p, "SELECT pg_advisory_xact_lock(" CLAIM_LOCK_SPACE ", hashtext($1))", a, &r,
+                       doing);
     if (err == JOBQ_OK) {
         PQclear(r);
-        err = q_params(p, "SELECT count(*) FROM jobs WHERE queue = $1 AND state = 2", a, &r,
-                       doing);
+        err = q_params(p, "SELECT count(*) FROM jobs WHERE queue = $1 AND state = 2", a, &r, doing);
     }
     if (err != JOBQ_OK) {
         return err;
@@ -1821,9 +1841,8 @@ store_set_claim_limit(store *st, int limit)
 }
 
 /* The columns of P_RUNNING. */
-static const colspec running_cols[] = {
-    COL(job_row, id, 0), COL(job_row, queue, 1), COL(job_row, attempt, 2),
-    COL(job_row, started_at_ms, 3)};
+static const colspec running_cols[] = {COL(job_row, id, 0), COL(job_row, queue, 1),
+                                       COL(job_row, attempt, 2), COL(job_row, started_at_ms, 3)};
 static const rowspec running_rows = ROWSPEC(job_row, running_cols);
 
 static int
@@ -1869,11 +1888,11 @@ static int pg_attempt_add(store *st, int64_t id, const attempt_rec *rec, int64_t
 static int
 pg_requeue(store *st, int64_t id, int64_t now_ms, const char *error, const attempt_rec *rec)
 {
-    int err = run_change_ntf(PG(st), P_REQUEUE,
-                             ARGS(A_I64(id), A_TEXT(error), A_I64(JOBQ_READY),
-                                  A_I64(JOBQ_RUNNING), A_I64(PG(st)->incarnation),
-                                  rec != NULL ? A_I64(rec->attempt) : A_NULL),
-                             id, JOBQ_READY, 0);
+    int err =
+        run_change_ntf(PG(st), P_REQUEUE,
+                       ARGS(A_I64(id), A_TEXT(error), A_I64(JOBQ_READY), A_I64(JOBQ_RUNNING),
+                            A_I64(PG(st)->incarnation), rec != NULL ? A_I64(rec->attempt) : A_NULL),
+                       id, JOBQ_READY, 0);
     return err == JOBQ_OK && rec != NULL ? pg_attempt_add(st, id, rec, now_ms, error) : err;
 }
 
@@ -1926,10 +1945,10 @@ pg_retry(store *st, int64_t id, int64_t now_ms, job_row *row, int *old_statep)
     if (err != JOBQ_OK) {
         return err;
     }
-    err = run_one(PG(st), P_RETRY,
-                  ARGS(A_I64(id), A_I64(now_ms), A_I64(JOBQ_READY), A_I64(JOBQ_DEAD),
-                       A_I64(JOBQ_CANCELLED)),
-                  &job_rows, row);
+    err = run_one(
+        PG(st), P_RETRY,
+        ARGS(A_I64(id), A_I64(now_ms), A_I64(JOBQ_READY), A_I64(JOBQ_DEAD), A_I64(JOBQ_CANCELLED)),
+        &job_rows, row);
     if (err == JOBQ_OK) {
         *old_statep = old;
         ntf_ready(PG(st), row->queue, 1);
@@ -1942,10 +1961,10 @@ pg_retry_bulk(store *st, const char *queue, int state, int64_t now_ms, size_t ma
               void (*fn)(void *arg, const char *queue), void *arg, size_t *np)
 {
     PGresult *r;
-    int err = run_readied(PG(st), P_RETRY_BULK,
-                          ARGS(A_TEXT(queue), A_I64(state), A_I64(now_ms), A_I64((int64_t)max),
-                               A_I64(JOBQ_READY)),
-                          &r, np);
+    int err = run_readied(
+        PG(st), P_RETRY_BULK,
+        ARGS(A_TEXT(queue), A_I64(state), A_I64(now_ms), A_I64((int64_t)max), A_I64(JOBQ_READY)),
+        &r, np);
     if (err == JOBQ_OK) {
         each_text(r, fn, arg);
     }
@@ -1973,8 +1992,8 @@ pg_ready_ahead(store *st, const job_row *row, int64_t limit, int64_t *np)
 static int
 pg_attempt_add(store *st, int64_t id, const attempt_rec *rec, int64_t now_ms, const char *error)
 {
-    const pargs *a = ARGS(A_I64(id), A_I64(rec->attempt), A_I64(rec->started_at_ms),
-                          A_I64(now_ms), A_TEXT(rec->kind), A_TEXT(error));
+    const pargs *a = ARGS(A_I64(id), A_I64(rec->attempt), A_I64(rec->started_at_ms), A_I64(now_ms),
+                          A_TEXT(rec->kind), A_TEXT(error));
     if (PG(st)->fence_id != id) {
         return run_done(PG(st), P_ATTEMPT_INSERT, a);
     }
@@ -2022,8 +2041,7 @@ pg_log_append(store *st, int64_t id, int32_t attempt, int64_t at_ms, const char 
     for (size_t i = 0; i < n && err == JOBQ_OK; i++) {
         seq++;
         err = run_done(PG(st), P_LOG_INSERT,
-                       ARGS(A_I64(id), A_I64(seq), A_I64(attempt), A_I64(at_ms),
-                            A_TEXT(lines[i])));
+                       ARGS(A_I64(id), A_I64(seq), A_I64(attempt), A_I64(at_ms), A_TEXT(lines[i])));
     }
     if (err == JOBQ_OK) {
         err = run_done(PG(st), P_LOG_TRIM,
@@ -2035,8 +2053,8 @@ pg_log_append(store *st, int64_t id, int32_t attempt, int64_t at_ms, const char 
     return err;
 }
 
-static const colspec log_cols[] = {
-    COL(log_row, seq, 0), COL(log_row, attempt, 1), COL(log_row, at_ms, 2), COL(log_row, line, 3)};
+static const colspec log_cols[] = {COL(log_row, seq, 0), COL(log_row, attempt, 1),
+                                   COL(log_row, at_ms, 2), COL(log_row, line, 3)};
 static const rowspec log_rows = ROWSPEC(log_row, log_cols);
 
 static int
@@ -2056,9 +2074,8 @@ typedef struct key_rec {
     bool held;
 } key_rec;
 
-static const colspec key_cols[] = {
-    COL(key_rec, id, 0), COL(key_rec, hash, 1), COL(key_rec, created_at_ms, 2),
-    COL(key_rec, held, 3)};
+static const colspec key_cols[] = {COL(key_rec, id, 0), COL(key_rec, hash, 1),
+                                   COL(key_rec, created_at_ms, 2), COL(key_rec, held, 3)};
 static const rowspec key_rows = ROWSPEC(key_rec, key_cols);
 /* Without held (P_KEY_FIND has no such column). */
 static const rowspec key_rows_unheld = {sizeof(key_rec), 3, key_cols};
@@ -2095,12 +2112,11 @@ pg_key_find(store *st, const char *queue, const char *key, int64_t *idp, uint64_
 }
 
 static int
-pg_key_add(store *st, const char *queue, const char *key, int64_t id, uint64_t hash,
-           int64_t now_ms)
+pg_key_add(store *st, const char *queue, const char *key, int64_t id, uint64_t hash, int64_t now_ms)
 {
-    int err = run_change(PG(st), P_KEY_INSERT,
-                         ARGS(A_TEXT(queue), A_TEXT(key), A_I64(id), A_I64((int64_t)hash),
-                              A_I64(now_ms)));
+    int err = run_change(
+        PG(st), P_KEY_INSERT,
+        ARGS(A_TEXT(queue), A_TEXT(key), A_I64(id), A_I64((int64_t)hash), A_I64(now_ms)));
     if (err == JOBQ_ESTATE) {
         snprintf(PG(st)->msg, sizeof(PG(st)->msg), "key already recorded on queue %.100s", queue);
         return JOBQ_EINVAL;
@@ -2172,8 +2188,8 @@ typedef struct child_rec {
     int64_t run_at_ms;
 } child_rec;
 
-static const colspec child_cols[] = {
-    COL(child_rec, state, 0), COL(child_rec, always, 1), COL(child_rec, run_at_ms, 2)};
+static const colspec child_cols[] = {COL(child_rec, state, 0), COL(child_rec, always, 1),
+                                     COL(child_rec, run_at_ms, 2)};
 static const rowspec child_rows = ROWSPEC(child_rec, child_cols);
 
 static int
@@ -2212,8 +2228,7 @@ pg_sweep(store *st, const char *queue, int state, int64_t before_ms, size_t max,
     }
     int64_t n;
     int err = one_i64(PG(st), P_SWEEP,
-                      ARGS(A_TEXT(queue), A_I64(state), A_I64(before_ms), A_I64((int64_t)max)),
-                      &n);
+                      ARGS(A_TEXT(queue), A_I64(state), A_I64(before_ms), A_I64((int64_t)max)), &n);
     if (err == JOBQ_OK) {
         *np = (size_t)n;
     }
@@ -2256,10 +2271,10 @@ pg_oldest_due(store *st, const char *queue, int64_t now_ms, int64_t *readyp, int
         }
     }
     if (err == JOBQ_OK || err == JOBQ_ENOENT) {
-        err = one_i64(PG(st), P_OLDEST_OVERDUE,
-                      ARGS(A_TEXT(queue), A_I64(JOBQ_SCHEDULED), A_I64(JOBQ_RETRYING),
-                           A_I64(now_ms)),
-                      &overdue);
+        err =
+            one_i64(PG(st), P_OLDEST_OVERDUE,
+                    ARGS(A_TEXT(queue), A_I64(JOBQ_SCHEDULED), A_I64(JOBQ_RETRYING), A_I64(now_ms)),
+                    &overdue);
     }
     if (err == JOBQ_OK || err == JOBQ_ENOENT) {
         *readyp = ready; /* 0: none */
@@ -2295,8 +2310,7 @@ pg_group_create(store *st, const group_spec *g, int64_t now_ms, int64_t *gidp)
     int64_t gid;
     int err = one_i64(PG(st), P_GROUP_INSERT,
                       ARGS(A_I64((int64_t)g->size), A_I64(now_ms), A_TEXT(g->oc_queue),
-                           A_TEXT(oc ? g->oc_payload : NULL),
-                           oc ? A_I64(g->oc_priority) : A_NULL,
+                           A_TEXT(oc ? g->oc_payload : NULL), oc ? A_I64(g->oc_priority) : A_NULL,
                            oc ? A_I64(g->oc_max_attempts) : A_NULL,
                            oc ? A_I64(g->oc_timeout_ms) : A_NULL),
                       &gid);
@@ -2316,9 +2330,9 @@ pg_group_of(store *st, int64_t id, int64_t *gidp)
     return run_one(PG(st), P_GROUP_OF, ARGS(A_I64(id)), &i64_rows, gidp);
 }
 
-static const colspec group_oc_cols[] = {
-    COL(group_oc, queue, 0), COL(group_oc, payload, 1), COL(group_oc, priority, 2),
-    COL(group_oc, max_attempts, 3), COL(group_oc, timeout_ms, 4)};
+static const colspec group_oc_cols[] = {COL(group_oc, queue, 0), COL(group_oc, payload, 1),
+                                        COL(group_oc, priority, 2), COL(group_oc, max_attempts, 3),
+                                        COL(group_oc, timeout_ms, 4)};
 static const rowspec group_oc_rows = ROWSPEC(group_oc, group_oc_cols);
 
 static int
@@ -2348,15 +2362,13 @@ pg_group_complete(store *st, int64_t gid, int64_t now_ms, int64_t oc_job_id)
 }
 
 /* The columns of P_GROUP_GET. */
-static const colspec group_cols[] = {
-    COL(group_info, size, 0), COL(group_info, created_at_ms, 1),
-    COL(group_info, completed_at_ms, 2), COL(group_info, oc_queue, 3),
-    COL(group_info, oc_job_id, 4)};
+static const colspec group_cols[] = {COL(group_info, size, 0), COL(group_info, created_at_ms, 1),
+                                     COL(group_info, completed_at_ms, 2),
+                                     COL(group_info, oc_queue, 3), COL(group_info, oc_job_id, 4)};
 static const rowspec group_rows = ROWSPEC(group_info, group_cols);
 
-static const colspec member_cols[] = {
-    COL(group_member, id, 0), COL(group_member, state, 1), COL(group_member, attempt, 2),
-    COL(group_member, error, 3)};
+static const colspec member_cols[] = {COL(group_member, id, 0), COL(group_member, state, 1),
+                                      COL(group_member, attempt, 2), COL(group_member, error, 3)};
 static const rowspec member_rows = ROWSPEC(group_member, member_cols);
 
 static int
@@ -2447,8 +2459,8 @@ ids_array(const int64_t *ids, size_t n)
     size_t len = 0;
     buf[len++] = '{';
     for (size_t i = 0; i < n; i++) {
-        len += (size_t)snprintf(buf + len, cap - len, "%s%lld", i > 0 ? "," : "",
-                                (long long)ids[i]);
+        len +=
+            (size_t)snprintf(buf + len, cap - len, "%s%lld", i > 0 ? "," : "", (long long)ids[i]);
     }
     snprintf(buf + len, cap - len, "}");
     return buf;
@@ -2463,8 +2475,8 @@ pg_pick(store *st, const job_filter *f, int64_t after_id, int64_t upto_id, size_
     unsigned want = f->states != 0 ? f->states : (1u << (JOBQ_WAITING + 1)) - 1;
     for (int state = 0; state <= JOBQ_WAITING; state++) {
         if (want & (1u << state)) {
-            len += (size_t)snprintf(states + len, sizeof(states) - len, "%s%d",
-                                    len > 0 ? "," : "{", state);
+            len += (size_t)snprintf(states + len, sizeof(states) - len, "%s%d", len > 0 ? "," : "{",
+                                    state);
         }
     }
     snprintf(states + len, sizeof(states) - len, "}");
@@ -2473,13 +2485,13 @@ pg_pick(store *st, const job_filter *f, int64_t after_id, int64_t upto_id, size_
         return JOBQ_ENOMEM;
     }
     PGresult *r;
-    int err = run(PG(st), P_PICK,
-                  ARGS(A_I64(after_id), A_I64(upto_id), A_TEXT(f->queue), A_TEXT(states),
-                       A_TEXT(ids), A_I64_OR_NULL(f->created_after_ms),
-                       A_I64_OR_NULL(f->created_before_ms), A_I64_OR_NULL(f->finished_after_ms),
-                       A_I64_OR_NULL(f->finished_before_ms), A_TEXT(f->error_contains),
-                       A_TEXT(f->key_prefix), A_I64((int64_t)max)),
-                  &r);
+    int err =
+        run(PG(st), P_PICK,
+            ARGS(A_I64(after_id), A_I64(upto_id), A_TEXT(f->queue), A_TEXT(states), A_TEXT(ids),
+                 A_I64_OR_NULL(f->created_after_ms), A_I64_OR_NULL(f->created_before_ms),
+                 A_I64_OR_NULL(f->finished_after_ms), A_I64_OR_NULL(f->finished_before_ms),
+                 A_TEXT(f->error_contains), A_TEXT(f->key_prefix), A_I64((int64_t)max)),
+            &r);
     free(ids);
     if (err != JOBQ_OK) {
         return err;
@@ -2556,9 +2568,10 @@ pg_parents_of(store *st, const int64_t *ids, size_t n,
 /* ---- schedules managed at runtime ---- */
 
 static const colspec sdef_cols[] = {
-    COL(sched_def, name, 0), COL(sched_def, cron, 1), COL(sched_def, timezone, 2),
-    COL(sched_def, queue, 3), COL(sched_def, payload, 4), COL(sched_def, priority, 5),
-    COL(sched_def, missed_skip, 6), COL(sched_def, overlap_skip, 7),
+    COL(sched_def, name, 0),          COL(sched_def, cron, 1),
+    COL(sched_def, timezone, 2),      COL(sched_def, queue, 3),
+    COL(sched_def, payload, 4),       COL(sched_def, priority, 5),
+    COL(sched_def, missed_skip, 6),   COL(sched_def, overlap_skip, 7),
     COL(sched_def, created_at_ms, 8), COL(sched_def, updated_at_ms, 9)};
 static const rowspec sdef_rows = ROWSPEC(sched_def, sdef_cols);
 
@@ -2597,8 +2610,7 @@ typedef struct sstate_rec {
     int64_t last_job;
 } sstate_rec;
 
-static const colspec sstate_cols[] = {
-    COL(sstate_rec, paused, 0), COL(sstate_rec, last_job, 1)};
+static const colspec sstate_cols[] = {COL(sstate_rec, paused, 0), COL(sstate_rec, last_job, 1)};
 static const rowspec sstate_rows = ROWSPEC(sstate_rec, sstate_cols);
 
 static int
@@ -2678,10 +2690,10 @@ pg_expired(store *st, const char *queue, int64_t now_ms, size_t max, int64_t *id
 static int
 pg_next_expiry(store *st, int64_t *atp)
 {
-    return one_i64(PG(st), P_NEXT_EXPIRY,
-                   ARGS(A_I64(JOBQ_SCHEDULED), A_I64(JOBQ_READY), A_I64(JOBQ_RETRYING),
-                        A_I64(JOBQ_WAITING)),
-                   atp);
+    return one_i64(
+        PG(st), P_NEXT_EXPIRY,
+        ARGS(A_I64(JOBQ_SCHEDULED), A_I64(JOBQ_READY), A_I64(JOBQ_RETRYING), A_I64(JOBQ_WAITING)),
+        atp);
 }
 
 static int
@@ -2839,14 +2851,14 @@ store_node_beat(store *st, const node_self *me, int running, bool *fencedp, int6
 {
     pg_store *p = PG(st);
     PGresult *r;
-    int err = q_params(p,
-                       "WITH b AS (UPDATE jobq_nodes SET beat_at = now(), expires_at = now() + "
-                       "$3 * interval '1 millisecond', running = $4 WHERE name = $1 AND "
-                       "incarnation = $2 AND NOT fenced RETURNING 1) SELECT (SELECT count(*) "
-                       "FROM b), (extract(epoch from now()) * 1000)::bigint",
-                       ARGS(A_TEXT(me->name), A_I64(p->incarnation), A_I64(me->ttl_ms),
-                            A_I64(running)),
-                       &r, "heartbeat");
+    int err =
+        q_params(p,
+                 "WITH b AS (UPDATE jobq_nodes SET beat_at = now(), expires_at = now() + "
+                 "$3 * interval '1 millisecond', running = $4 WHERE name = $1 AND "
+                 "incarnation = $2 AND NOT fenced RETURNING 1) SELECT (SELECT count(*) "
+                 "FROM b), (extract(epoch from now()) * 1000)::bigint",
+                 ARGS(A_TEXT(me->name), A_I64(p->incarnation), A_I64(me->ttl_ms), A_I64(running)),
+                 &r, "heartbeat");
     if (err != JOBQ_OK) {
         return err;
     }
@@ -2885,7 +2897,9 @@ store_leader_try(store *st, const char *name, int64_t ttl_ms, bool *leaderp, cha
     }
     *leaderp = !PQgetisnull(r, 0, 0);
     snprintf(leader, len, "%s",
-             *leaderp ? PQgetvalue(r, 0, 0) : PQgetisnull(r, 0, 1) ? "" : PQgetvalue(r, 0, 1));
+             *leaderp               ? PQgetvalue(r, 0, 0)
+             : PQgetisnull(r, 0, 1) ? ""
+                                    : PQgetvalue(r, 0, 1));
     PQclear(r);
     return JOBQ_OK;
 }
@@ -2930,10 +2944,10 @@ node_row_clear(node_row *r)
 }
 
 static const colspec node_cols[] = {
-    COL(node_row, name, 0), COL(node_row, host, 1), COL(node_row, version, 2),
-    COL(node_row, pid, 3), COL(node_row, incarnation, 4), COL(node_row, started_at_ms, 5),
+    COL(node_row, name, 0),       COL(node_row, host, 1),          COL(node_row, version, 2),
+    COL(node_row, pid, 3),        COL(node_row, incarnation, 4),   COL(node_row, started_at_ms, 5),
     COL(node_row, beat_at_ms, 6), COL(node_row, expires_at_ms, 7), COL(node_row, alive, 8),
-    COL(node_row, fenced, 9), COL(node_row, leader, 10), COL(node_row, running, 11)};
+    COL(node_row, fenced, 9),     COL(node_row, leader, 10),       COL(node_row, running, 11)};
 static const rowspec node_rows = ROWSPEC(node_row, node_cols);
 
 int
@@ -2986,11 +3000,11 @@ store_cancel_requests(store *st, int64_t *ids, size_t max, size_t *np)
 {
     pg_store *p = PG(st);
     PGresult *r;
-    int err = q_params(p,
-                       "SELECT id FROM jobs WHERE state = 2 AND owner = $1 AND cancel_requested "
-                       "ORDER BY id LIMIT $2",
-                       ARGS(A_I64(p->incarnation), A_I64((int64_t)max)), &r,
-                       "reading cancel requests");
+    int err =
+        q_params(p,
+                 "SELECT id FROM jobs WHERE state = 2 AND owner = $1 AND cancel_requested "
+                 "ORDER BY id LIMIT $2",
+                 ARGS(A_I64(p->incarnation), A_I64((int64_t)max)), &r, "reading cancel requests");
     if (err == JOBQ_OK) {
         *np = read_ids(r, ids, max);
     }
@@ -3038,8 +3052,7 @@ store_listen_open(const store *st, store_listener **lp, char *err, size_t errlen
     if (l->conn != NULL && PQstatus(l->conn) == CONNECTION_OK) {
         r = PQexec(l->conn, "LISTEN " NOTIFY_CHANNEL);
     }
-    if (r == NULL || PQresultStatus(r) != PGRES_COMMAND_OK ||
-        PQsetnonblocking(l->conn, 1) != 0) {
+    if (r == NULL || PQresultStatus(r) != PGRES_COMMAND_OK || PQsetnonblocking(l->conn, 1) != 0) {
         char why[300];
         short_reason(why, sizeof(why), l->conn != NULL ? PQerrorMessage(l->conn) : NULL);
         snprintf(err, errlen, "%s", why);
@@ -3094,10 +3107,10 @@ store_listen_close(store_listener *l)
 
 /* q_done: q_params for a statement whose rows are not read. */
 static int
-q_done(pg_store *p, const char *sql, int n, const char *const *v, const char *doing)
+q_done(pg_store *p, const char *sql, const pargs *a, const char *doing)
 {
     PGresult *r;
-    int err = q_params(p, sql, n, v, &r, doing);
+    int err = q_params(p, sql, a, &r, doing);
     if (err == JOBQ_OK) {
         PQclear(r);
     }
@@ -3108,13 +3121,9 @@ int
 store_rate_take(store *st, const char *queue, int64_t max, int64_t interval_us,
                 int64_t tolerance_us, int64_t *grantedp, int64_t *wait_msp)
 {
-    char smax[24], siv[24], stol[24];
-    snprintf(smax, sizeof(smax), "%lld", (long long)max);
-    snprintf(siv, sizeof(siv), "%lld", (long long)interval_us);
-    snprintf(stol, sizeof(stol), "%lld", (long long)tolerance_us);
-    const char *v[] = {queue, smax, siv, stol};
     PGresult *r;
-    int err = q_params(PG(st), "SELECT granted, wait FROM jobq_rate_take($1, $2, $3, $4)", 4, v, &r,
+    int err = q_params(PG(st), "SELECT granted, wait FROM jobq_rate_take($1, $2, $3, $4)",
+                       ARGS(A_TEXT(queue), A_I64(max), A_I64(interval_us), A_I64(tolerance_us)), &r,
                        "taking the queue's rate");
     if (err != JOBQ_OK) {
         return err;
@@ -3128,11 +3137,8 @@ store_rate_take(store *st, const char *queue, int64_t max, int64_t interval_us,
 int
 store_rate_return(store *st, const char *queue, int64_t n, int64_t interval_us)
 {
-    char back[24];
-    snprintf(back, sizeof(back), "%lld", (long long)(n * interval_us));
-    const char *v[] = {queue, back};
-    return q_done(PG(st), "UPDATE jobq_queue_rates SET tat = tat - $2 WHERE queue = $1", 2, v,
-                  "returning the queue's rate");
+    return q_done(PG(st), "UPDATE jobq_queue_rates SET tat = tat - $2 WHERE queue = $1",
+                  ARGS(A_TEXT(queue), A_I64(n * interval_us)), "returning the queue's rate");
 }
 
 /* The database's clock in ms, as the breakers' rows keep it. */
@@ -3142,9 +3148,6 @@ int
 store_breaker_open(store *st, const char *queue, int64_t cooldown_ms, const char *reason)
 {
     pg_store *p = PG(st);
-    char cool[24];
-    snprintf(cool, sizeof(cool), "%lld", (long long)cooldown_ms);
-    const char *v[] = {queue, cool, p->node, reason};
     /* The later end wins when two nodes open it together; the notice goes out at commit. */
     return q_done(p,
                   "WITH o AS (INSERT INTO jobq_breakers AS b (queue, open_until, node, "
@@ -3153,19 +3156,19 @@ store_breaker_open(store *st, const char *queue, int64_t cooldown_ms, const char
                   "reason = excluded.reason WHERE b.open_until < excluded.open_until "
                   "RETURNING 1) SELECT pg_notify('" NOTIFY_CHANNEL "', "
                   "json_build_object('n', $3::text, 'b', $1::text)::text) FROM o",
-                  4, v, "opening the breaker for every node");
+                  ARGS(A_TEXT(queue), A_I64(cooldown_ms), A_TEXT(p->node), A_TEXT(reason)),
+                  "opening the breaker for every node");
 }
 
 int
 store_breaker_close(store *st, const char *queue)
 {
     pg_store *p = PG(st);
-    const char *v[] = {queue, p->node};
     return q_done(p,
                   "WITH c AS (DELETE FROM jobq_breakers WHERE queue = $1 AND (node = $2 OR "
                   "open_until <= " DB_NOW_MS ") RETURNING 1) SELECT pg_notify('" NOTIFY_CHANNEL
                   "', json_build_object('n', $2::text, 'b', $1::text)::text) FROM c",
-                  2, v, "closing the breaker for every node");
+                  ARGS(A_TEXT(queue), A_TEXT(p->node)), "closing the breaker for every node");
 }
 
 int
@@ -3175,7 +3178,7 @@ store_breakers(store *st, void (*fn)(void *arg, const breaker_row *row), void *a
     int err = q_params(PG(st),
                        "SELECT queue, open_until, open_until - " DB_NOW_MS ", node, reason "
                        "FROM jobq_breakers ORDER BY queue",
-                       0, NULL, &r, "reading the breakers");
+                       NULL, &r, "reading the breakers");
     if (err != JOBQ_OK) {
         return err;
     }
