@@ -2,6 +2,7 @@
 #include "store.h"
 
 #include <sqlite3.h>
+#include <stdarg.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -528,78 +529,92 @@ col_text(sqlite3_stmt *s, int i)
     return t == NULL ? NULL : strdup((const char *)t);
 }
 
-/* ---- reading rows: a column table per row type, one reader ---- */
+/* ---- reading rows: a row type per struct, one reader ---- */
 
-/* What a result column is read into. */
-enum col_kind {
-    COL_I64,  /* int64_t */
-    COL_I32,  /* int32_t, or an int (a state) */
-    COL_BOOL, /* bool: the integer is not 0 */
-    COL_REAL, /* double */
-    COL_SET,  /* bool: the column is not NULL */
-    COL_TEXT, /* char *, malloc'd; NULL for NULL */
-};
-_Static_assert(sizeof(int) == sizeof(int32_t), "COL_I32 reads an int state too");
-
-/* Column i of a result read into the field at off of the row's struct. */
-typedef struct col {
-    int i;
-    enum col_kind kind;
-    size_t off;
-} col;
-
-/* A row type: its columns and the size of its struct. What a row owns is its COL_TEXT
- * strings. */
+/* A row type: the struct a result row is read into, described as the letters of kinds, one
+ * for each field, in the order of the columns (as scanf's format), and off, each field's
+ * offset in the struct:
+ *   j  int64_t               i  int32_t, or an int (a state)    b  bool: the integer is not 0
+ *   r  double                s  char *, malloc'd (NULL for NULL): what a row owns
+ *   ?  bool: the next column is not NULL (the letter reads no column of its own) */
 typedef struct row_type {
-    const col *cols;
-    size_t ncols;
+    const char *kinds;
+    const size_t *off; /* as many as kinds has letters */
     size_t size;
 } row_type;
+_Static_assert(sizeof(int) == sizeof(int32_t), "'i' reads an int state too");
 
-#define COLS_OF(cols) (sizeof(cols) / sizeof((cols)[0]))
+#define COUNT_OF(a) (sizeof(a) / sizeof((a)[0]))
 
 /* The JOB_COLS columns. */
-static const col job_cols[] = {
-    {0, COL_I64, offsetof(job_row, id)},
-    {1, COL_TEXT, offsetof(job_row, queue)},
-    {2, COL_TEXT, offsetof(job_row, payload)},
-    {3, COL_I32, offsetof(job_row, priority)},
-    {4, COL_I32, offsetof(job_row, state)},
-    {5, COL_I64, offsetof(job_row, run_at_ms)},
-    {6, COL_I32, offsetof(job_row, attempt)},
-    {7, COL_I32, offsetof(job_row, max_attempts)},
-    {8, COL_I64, offsetof(job_row, timeout_ms)},
-    {9, COL_TEXT, offsetof(job_row, key)},
-    {10, COL_TEXT, offsetof(job_row, result)},
-    {11, COL_TEXT, offsetof(job_row, error)},
-    {12, COL_I64, offsetof(job_row, created_at_ms)},
-    {13, COL_I64, offsetof(job_row, started_at_ms)},
-    {14, COL_I64, offsetof(job_row, finished_at_ms)},
-    {15, COL_I64, offsetof(job_row, group_id)},
-    {16, COL_TEXT, offsetof(job_row, traceparent)},
-    {17, COL_TEXT, offsetof(job_row, tracestate)},
-    {18, COL_SET, offsetof(job_row, has_progress)},
-    {18, COL_REAL, offsetof(job_row, progress)},
-    {19, COL_TEXT, offsetof(job_row, note)},
-    {20, COL_TEXT, offsetof(job_row, checkpoint)},
-    {21, COL_TEXT, offsetof(job_row, group_key)},
-};
-static const row_type job_type = {job_cols, COLS_OF(job_cols), sizeof(job_row)};
+static const size_t job_off[] = {offsetof(job_row, id),
+                                 offsetof(job_row, queue),
+                                 offsetof(job_row, payload),
+                                 offsetof(job_row, priority),
+                                 offsetof(job_row, state),
+                                 offsetof(job_row, run_at_ms),
+                                 offsetof(job_row, attempt),
+                                 offsetof(job_row, max_attempts),
+                                 offsetof(job_row, timeout_ms),
+                                 offsetof(job_row, key),
+                                 offsetof(job_row, result),
+                                 offsetof(job_row, error),
+                                 offsetof(job_row, created_at_ms),
+                                 offsetof(job_row, started_at_ms),
+                                 offsetof(job_row, finished_at_ms),
+                                 offsetof(job_row, group_id),
+                                 offsetof(job_row, traceparent),
+                                 offsetof(job_row, tracestate),
+                                 offsetof(job_row, has_progress),
+                                 offsetof(job_row, progress),
+                                 offsetof(job_row, note),
+                                 offsetof(job_row, checkpoint),
+                                 offsetof(job_row, group_key)};
+static const row_type job_type = {"jssiijiijsssjjjjss?rsss", job_off, sizeof(job_row)};
 
 /* One id a row (the first column). */
-static const col id_cols[] = {{0, COL_I64, 0}};
-static const row_type id_type = {id_cols, COLS_OF(id_cols), sizeof(int64_t)};
+static const size_t id_off[] = {0};
+static const row_type id_type = {"j", id_off, sizeof(int64_t)};
 
 /* clear_cols: frees the strings of the row of type t at row, and zeroes it. */
 static void
 clear_cols(const row_type *t, void *row)
 {
-    for (size_t k = 0; k < t->ncols; k++) {
-        if (t->cols[k].kind == COL_TEXT) {
-            free(*(char **)((char *)row + t->cols[k].off));
+    for (size_t k = 0; t->kinds[k] != '\0'; k++) {
+        if (t->kinds[k] == 's') {
+            free(*(char **)((char *)row + t->off[k]));
         }
     }
     memset(row, 0, t->size);
+}
+
+/* read_field: column *ip of s, read as kind (a row_type letter) into the field at f; moves
+ * *ip on to the next column (but for '?'). Returns false when out of memory. */
+static bool
+read_field(sqlite3_stmt *s, char kind, int *ip, void *f)
+{
+    switch (kind) {
+    case 'j':
+        *(int64_t *)f = sqlite3_column_int64(s, (*ip)++);
+        return true;
+    case 'i':
+        *(int32_t *)f = sqlite3_column_int(s, (*ip)++);
+        return true;
+    case 'b':
+        *(bool *)f = sqlite3_column_int(s, (*ip)++) != 0;
+        return true;
+    case 'r':
+        *(double *)f = sqlite3_column_double(s, (*ip)++);
+        return true;
+    case '?':
+        *(bool *)f = sqlite3_column_type(s, *ip) != SQLITE_NULL;
+        return true;
+    default: { /* 's' */
+        bool null = sqlite3_column_type(s, *ip) == SQLITE_NULL;
+        *(char **)f = col_text(s, (*ip)++);
+        return *(char **)f != NULL || null;
+    }
+    }
 }
 
 /* read_cols: fills the row at out (zeroed first) from s's current row; when out of memory,
@@ -607,39 +622,16 @@ clear_cols(const row_type *t, void *row)
 static int
 read_cols(sqlite3_stmt *s, const row_type *t, void *out)
 {
-    bool oom = false;
+    bool ok = true;
+    int i = 0; /* the column */
     memset(out, 0, t->size);
-    for (size_t k = 0; k < t->ncols; k++) {
-        const col *c = &t->cols[k];
-        void *f = (char *)out + c->off;
-        switch (c->kind) {
-        case COL_I64:
-            *(int64_t *)f = sqlite3_column_int64(s, c->i);
-            break;
-        case COL_I32:
-            *(int32_t *)f = sqlite3_column_int(s, c->i);
-            break;
-        case COL_BOOL:
-            *(bool *)f = sqlite3_column_int(s, c->i) != 0;
-            break;
-        case COL_REAL:
-            *(double *)f = sqlite3_column_double(s, c->i);
-            break;
-        case COL_SET:
-            *(bool *)f = sqlite3_column_type(s, c->i) != SQLITE_NULL;
-            break;
-        case COL_TEXT: {
-            bool null = sqlite3_column_type(s, c->i) == SQLITE_NULL;
-            *(char **)f = col_text(s, c->i);
-            oom = oom || (*(char **)f == NULL && !null);
-            break;
-        }
-        }
+    for (size_t k = 0; t->kinds[k] != '\0'; k++) {
+        ok = read_field(s, t->kinds[k], &i, (char *)out + t->off[k]) && ok;
     }
-    if (oom) {
+    if (!ok) {
         clear_cols(t, out);
     }
-    return oom ? JOBQ_ENOMEM : JOBQ_OK;
+    return ok ? JOBQ_OK : JOBQ_ENOMEM;
 }
 
 /* clear_rows: clears the n rows of type t at rows (a failed read's unwinding). */
@@ -727,6 +719,17 @@ read_all(sqlite3_stmt *s, const row_type *t, void *rowsp, size_t *np)
     return JOBQ_OK;
 }
 
+/* list_of_id: statement sid for (id, max) read into up to max rows of type t at rows. */
+static int
+list_of_id(store *st, enum stmt_id sid, int64_t id, const row_type *t, void *rows, size_t max,
+           size_t *np)
+{
+    sqlite3_stmt *s = stmt_get(st, sid);
+    sqlite3_bind_int64(s, 1, id);
+    sqlite3_bind_int64(s, 2, (int64_t)max);
+    return read_list(s, t, rows, max, np, NULL);
+}
+
 /* read_rows: up to max JOB_COLS rows of s into rows. */
 static int
 read_rows(sqlite3_stmt *s, job_row *rows, size_t max, size_t *np)
@@ -777,17 +780,47 @@ step_row(sqlite3_stmt *s)
     return rc == SQLITE_DONE ? JOBQ_ENOENT : from_sqlite(rc);
 }
 
+/* scan_one: steps s, which yields at most one row, and reads its columns, as the letters of
+ * kinds say (a row_type's), into the pointers that follow, as scanf does: JOBQ_ENOENT when
+ * there is no row (nothing written); JOBQ_ENOMEM when a string could not be copied (then no
+ * string is kept). */
+static int
+scan_one(sqlite3_stmt *s, const char *kinds, ...)
+{
+    int err = step_row(s);
+    if (err != JOBQ_OK) {
+        return err;
+    }
+    va_list ap;
+    va_start(ap, kinds);
+    int i = 0; /* the column */
+    for (size_t k = 0; kinds[k] != '\0'; k++) {
+        if (!read_field(s, kinds[k], &i, va_arg(ap, void *))) {
+            err = JOBQ_ENOMEM;
+        }
+    }
+    va_end(ap);
+    stmt_done(s);
+    if (err != JOBQ_OK) {
+        va_start(ap, kinds); /* out of memory: none of the strings is kept */
+        for (size_t k = 0; kinds[k] != '\0'; k++) {
+            char **f = va_arg(ap, char **);
+            if (kinds[k] == 's') {
+                free(*f);
+                *f = NULL;
+            }
+        }
+        va_end(ap);
+    }
+    return err;
+}
+
 /* one_int64: steps s, which yields one row of one integer, into *vp (NULL reads as 0);
  * JOBQ_ENOENT when it yields no row. */
 static int
 one_int64(sqlite3_stmt *s, int64_t *vp)
 {
-    int err = step_row(s);
-    if (err == JOBQ_OK) {
-        *vp = sqlite3_column_int64(s, 0);
-        stmt_done(s);
-    }
-    return err;
+    return scan_one(s, "j", vp);
 }
 
 /* oldest: one min() over an index into *atp; JOBQ_ENOENT when it is NULL (no row in the
@@ -914,31 +947,20 @@ step_count(store *st, sqlite3_stmt *s, size_t *np)
 
 /* ---- the other row types ---- */
 
-static const col attempt_cols[] = {
-    {0, COL_I32, offsetof(attempt_row, attempt)},
-    {1, COL_I64, offsetof(attempt_row, started_at_ms)},
-    {2, COL_I64, offsetof(attempt_row, finished_at_ms)},
-    {3, COL_TEXT, offsetof(attempt_row, kind)},
-    {4, COL_TEXT, offsetof(attempt_row, error)},
-};
-static const row_type attempt_type = {attempt_cols, COLS_OF(attempt_cols), sizeof(attempt_row)};
+static const size_t attempt_off[] = {offsetof(attempt_row, attempt),
+                                     offsetof(attempt_row, started_at_ms),
+                                     offsetof(attempt_row, finished_at_ms),
+                                     offsetof(attempt_row, kind), offsetof(attempt_row, error)};
+static const row_type attempt_type = {"ijjss", attempt_off, sizeof(attempt_row)};
 
-static const col log_cols[] = {
-    {0, COL_I64, offsetof(log_row, seq)},
-    {1, COL_I32, offsetof(log_row, attempt)},
-    {2, COL_I64, offsetof(log_row, at_ms)},
-    {3, COL_TEXT, offsetof(log_row, line)},
-};
-static const row_type log_type = {log_cols, COLS_OF(log_cols), sizeof(log_row)};
+static const size_t log_off[] = {offsetof(log_row, seq), offsetof(log_row, attempt),
+                                 offsetof(log_row, at_ms), offsetof(log_row, line)};
+static const row_type log_type = {"jijs", log_off, sizeof(log_row)};
 
 /* S_RUNNING's columns: the running jobs, as much of them as jobqd's start needs. */
-static const col running_cols[] = {
-    {0, COL_I64, offsetof(job_row, id)},
-    {1, COL_TEXT, offsetof(job_row, queue)},
-    {2, COL_I32, offsetof(job_row, attempt)},
-    {3, COL_I64, offsetof(job_row, started_at_ms)},
-};
-static const row_type running_type = {running_cols, COLS_OF(running_cols), sizeof(job_row)};
+static const size_t running_off[] = {offsetof(job_row, id), offsetof(job_row, queue),
+                                     offsetof(job_row, attempt), offsetof(job_row, started_at_ms)};
+static const row_type running_type = {"jsij", running_off, sizeof(job_row)};
 
 /* A picked job: S_DUE_PICK's and S_PICK's columns. */
 typedef struct pick_row {
@@ -947,70 +969,21 @@ typedef struct pick_row {
     int state;
 } pick_row;
 
-static const col pick_cols[] = {
-    {0, COL_I64, offsetof(pick_row, id)},
-    {1, COL_TEXT, offsetof(pick_row, queue)},
-    {2, COL_I32, offsetof(pick_row, state)},
-};
-static const row_type pick_type = {pick_cols, COLS_OF(pick_cols), sizeof(pick_row)};
+static const size_t pick_off[] = {offsetof(pick_row, id), offsetof(pick_row, queue),
+                                  offsetof(pick_row, state)};
+static const row_type pick_type = {"jsi", pick_off, sizeof(pick_row)};
 
-/* The next key of a queue's rotation: S_KEY_NEXT's columns. */
-typedef struct key_turn {
-    char *key;
-    int32_t prio;
-    int64_t turn;
-    int64_t tat; /* ms: the key's theoretical arrival time (its rate) */
-} key_turn;
+static const size_t member_off[] = {offsetof(group_member, id), offsetof(group_member, state),
+                                    offsetof(group_member, attempt), offsetof(group_member, error)};
+static const row_type member_type = {"jiis", member_off, sizeof(group_member)};
 
-static const col key_turn_cols[] = {
-    {0, COL_TEXT, offsetof(key_turn, key)},
-    {1, COL_I32, offsetof(key_turn, prio)},
-    {2, COL_I64, offsetof(key_turn, turn)},
-    {3, COL_I64, offsetof(key_turn, tat)},
-};
-static const row_type key_turn_type = {key_turn_cols, COLS_OF(key_turn_cols), sizeof(key_turn)};
-
-/* S_GROUP_GET's columns. */
-static const col group_cols[] = {
-    {0, COL_I64, offsetof(group_info, size)},
-    {1, COL_I64, offsetof(group_info, created_at_ms)},
-    {2, COL_I64, offsetof(group_info, completed_at_ms)},
-    {3, COL_TEXT, offsetof(group_info, oc_queue)},
-    {4, COL_I64, offsetof(group_info, oc_job_id)},
-};
-static const row_type group_type = {group_cols, COLS_OF(group_cols), sizeof(group_info)};
-
-static const col member_cols[] = {
-    {0, COL_I64, offsetof(group_member, id)},
-    {1, COL_I32, offsetof(group_member, state)},
-    {2, COL_I32, offsetof(group_member, attempt)},
-    {3, COL_TEXT, offsetof(group_member, error)},
-};
-static const row_type member_type = {member_cols, COLS_OF(member_cols), sizeof(group_member)};
-
-/* S_GROUP_ENDED's columns: the group's on_complete job. */
-static const col oc_cols[] = {
-    {0, COL_TEXT, offsetof(group_oc, queue)},
-    {1, COL_TEXT, offsetof(group_oc, payload)},
-    {2, COL_I32, offsetof(group_oc, priority)},
-    {3, COL_I32, offsetof(group_oc, max_attempts)},
-    {4, COL_I64, offsetof(group_oc, timeout_ms)},
-};
-static const row_type oc_type = {oc_cols, COLS_OF(oc_cols), sizeof(group_oc)};
-
-static const col sdef_cols[] = {
-    {0, COL_TEXT, offsetof(sched_def, name)},
-    {1, COL_TEXT, offsetof(sched_def, cron)},
-    {2, COL_TEXT, offsetof(sched_def, timezone)},
-    {3, COL_TEXT, offsetof(sched_def, queue)},
-    {4, COL_TEXT, offsetof(sched_def, payload)},
-    {5, COL_I32, offsetof(sched_def, priority)},
-    {6, COL_BOOL, offsetof(sched_def, missed_skip)},
-    {7, COL_BOOL, offsetof(sched_def, overlap_skip)},
-    {8, COL_I64, offsetof(sched_def, created_at_ms)},
-    {9, COL_I64, offsetof(sched_def, updated_at_ms)},
-};
-static const row_type sdef_type = {sdef_cols, COLS_OF(sdef_cols), sizeof(sched_def)};
+static const size_t sdef_off[] = {
+    offsetof(sched_def, name),          offsetof(sched_def, cron),
+    offsetof(sched_def, timezone),      offsetof(sched_def, queue),
+    offsetof(sched_def, payload),       offsetof(sched_def, priority),
+    offsetof(sched_def, missed_skip),   offsetof(sched_def, overlap_skip),
+    offsetof(sched_def, created_at_ms), offsetof(sched_def, updated_at_ms)};
+static const row_type sdef_type = {"sssssibbjj", sdef_off, sizeof(sched_def)};
 
 /* ---- idempotency keys ---- */
 
@@ -1020,18 +993,9 @@ static int
 key_use(store *st, enum stmt_id sid, const char *queue, const char *key, int64_t *idp,
         uint64_t *hashp, int64_t *created_at_msp, bool *heldp)
 {
-    sqlite3_stmt *s = stmt_key(st, sid, queue, key);
-    int err = step_row(s);
-    if (err == JOBQ_OK) {
-        *idp = sqlite3_column_int64(s, 0);
-        *hashp = (uint64_t)sqlite3_column_int64(s, 1);
-        *created_at_msp = sqlite3_column_int64(s, 2);
-        if (heldp != NULL) {
-            *heldp = sqlite3_column_int(s, 3) != 0;
-        }
-        stmt_done(s);
-    }
-    return err;
+    /* The hash is stored as the int64_t of the same bits. */
+    return scan_one(stmt_key(st, sid, queue, key), heldp != NULL ? "jjjb" : "jjj", idp, hashp,
+                    created_at_msp, heldp);
 }
 
 /* stmt_key_use: S_KEY_INSERT or S_KEY_PUT with the key's row bound: queue, key, the job id,
@@ -1270,7 +1234,8 @@ static int
 sq_group_get(store *st, int64_t gid, bool members, group_info *g)
 {
     memset(g, 0, sizeof(*g));
-    int err = read_one(stmt_id(st, S_GROUP_GET, gid), &group_type, g);
+    int err = scan_one(stmt_id(st, S_GROUP_GET, gid), "jjjsj", &g->size, &g->created_at_ms,
+                       &g->completed_at_ms, &g->oc_queue, &g->oc_job_id);
     if (err != JOBQ_OK) {
         return err;
     }
@@ -1299,9 +1264,7 @@ sq_group_get(store *st, int64_t gid, bool members, group_info *g)
 static int
 sq_waiting_for(store *st, int64_t id, int64_t *ids, size_t max, size_t *np)
 {
-    sqlite3_stmt *s = stmt_id(st, S_DEP_PARENTS, id);
-    sqlite3_bind_int64(s, 2, (int64_t)max);
-    return read_list(s, &id_type, ids, max, np, NULL);
+    return list_of_id(st, S_DEP_PARENTS, id, &id_type, ids, max, np);
 }
 
 static int
@@ -1473,11 +1436,10 @@ sq_claim_keys(store *st, const char *queue, int64_t now_ms, size_t max, const ke
     bool udone = false;
     size_t visits = 0;
     for (; err == JOBQ_OK && n < max && visits < max * 4 + 64; visits++) {
-        key_turn head = {0};
-        err = read_one(stmt_text(st, S_KEY_NEXT, queue), &key_turn_type, &head);
-        char *key = head.key;
-        int32_t prio = head.prio;
-        int64_t turn = head.turn, tat = head.tat;
+        char *key = NULL;
+        int32_t prio = 0;
+        int64_t turn = 0, tat = 0; /* tat: the key's theoretical arrival time (its rate) */
+        err = scan_one(stmt_text(st, S_KEY_NEXT, queue), "sijj", &key, &prio, &turn, &tat);
         if (err == JOBQ_ENOENT) {
             /* No key in the rotation: the jobs without key, as ever. */
             size_t got = 0;
@@ -1744,7 +1706,7 @@ sq_job_delete(store *st, int64_t id, int from)
     sqlite3_stmt *s = stmt_id(st, S_DELETE, id);
     sqlite3_bind_int(s, 2, from);
     int err = step_change(st, s);
-    return err == JOBQ_OK ? run_each(st, naming, COLS_OF(naming), id) : err;
+    return err == JOBQ_OK ? run_each(st, naming, COUNT_OF(naming), id) : err;
 }
 
 static int
@@ -1820,9 +1782,7 @@ sq_retry_bulk(store *st, const char *queue, int state, int64_t now_ms, size_t ma
 static int
 sq_attempts(store *st, int64_t id, attempt_row *rows, size_t max, size_t *np)
 {
-    sqlite3_stmt *s = stmt_id(st, S_ATTEMPTS, id);
-    sqlite3_bind_int64(s, 2, (int64_t)max);
-    return read_list(s, &attempt_type, rows, max, np, NULL);
+    return list_of_id(st, S_ATTEMPTS, id, &attempt_type, rows, max, np);
 }
 
 static int
@@ -1892,7 +1852,7 @@ sq_sweep(store *st, const char *queue, int state, int64_t before_ms, size_t max,
     bool more = false; /* the step after the max-th row runs the DELETE to its end */
     int err = read_list(s, &id_type, ids, max, &n, &more);
     for (size_t i = 0; i < n && err == JOBQ_OK; i++) {
-        err = run_each(st, naming, COLS_OF(naming), ids[i]);
+        err = run_each(st, naming, COUNT_OF(naming), ids[i]);
     }
     free(ids);
     if (err == JOBQ_OK) {
@@ -1925,7 +1885,7 @@ sq_ready_ahead(store *st, const job_row *row, int64_t limit, int64_t *np)
      * same order. */
     static const enum stmt_id ahead[] = {S_AHEAD, S_AHEAD_KEYED};
     int64_t n = 0;
-    for (size_t k = 0; k < COLS_OF(ahead); k++) {
+    for (size_t k = 0; k < COUNT_OF(ahead); k++) {
         sqlite3_stmt *s = stmt_text(st, ahead[k], row->queue);
         sqlite3_bind_int(s, 2, row->priority);
         sqlite3_bind_int64(s, 3, row->run_at_ms);
@@ -2040,12 +2000,7 @@ sq_job_insert(store *st, const job_spec *spec, int state, int64_t now_ms, int64_
 static int
 sq_job_state(store *st, int64_t id, int *statep)
 {
-    int64_t state = 0;
-    int err = one_int64(stmt_id(st, S_STATE_OF, id), &state);
-    if (err == JOBQ_OK) {
-        *statep = (int)state;
-    }
-    return err;
+    return scan_one(stmt_id(st, S_STATE_OF, id), "i", statep);
 }
 
 static int
@@ -2240,15 +2195,7 @@ sq_dep_pending(store *st, int64_t id, bool *waitsp)
 static int
 sq_dep_job(store *st, int64_t id, int *statep, bool *alwaysp, int64_t *run_at_msp)
 {
-    sqlite3_stmt *s = stmt_id(st, S_CHILD_INFO, id);
-    int err = step_row(s);
-    if (err == JOBQ_OK) {
-        *statep = sqlite3_column_int(s, 0);
-        *alwaysp = sqlite3_column_int(s, 1) != 0;
-        *run_at_msp = sqlite3_column_int64(s, 2);
-        stmt_done(s);
-    }
-    return err;
+    return scan_one(stmt_id(st, S_CHILD_INFO, id), "ibj", statep, alwaysp, run_at_msp);
 }
 
 static int
@@ -2260,7 +2207,13 @@ sq_group_of(store *st, int64_t id, int64_t *gidp)
 static int
 sq_group_ended(store *st, int64_t gid, group_oc *oc)
 {
-    return read_one(stmt_id(st, S_GROUP_ENDED, gid), &oc_type, oc);
+    group_oc o = {0};
+    int err = scan_one(stmt_id(st, S_GROUP_ENDED, gid), "ssiij", &o.queue, &o.payload, &o.priority,
+                       &o.max_attempts, &o.timeout_ms);
+    if (err == JOBQ_OK) {
+        *oc = o;
+    }
+    return err;
 }
 
 static int
@@ -2350,14 +2303,7 @@ sq_sdef_delete(store *st, const char *name)
 static int
 sq_sstate_get(store *st, const char *name, bool *pausedp, int64_t *last_jobp)
 {
-    sqlite3_stmt *s = stmt_text(st, S_SSTATE_GET, name);
-    int err = step_row(s);
-    if (err == JOBQ_OK) {
-        *pausedp = sqlite3_column_int(s, 0) != 0;
-        *last_jobp = sqlite3_column_int64(s, 1);
-        stmt_done(s);
-    }
-    return err;
+    return scan_one(stmt_text(st, S_SSTATE_GET, name), "bj", pausedp, last_jobp);
 }
 
 static int
