@@ -8,6 +8,7 @@
 
 #include "codec.h"
 #include "request.h"
+#include "store_common.h"
 
 /* What a user reads when jobqd stopped under a running job. */
 static const char crash_error[] = "interrupted: jobqd stopped (crash, kill -9 or power loss) "
@@ -70,20 +71,13 @@ typedef struct worklist {
 static int
 work_push(worklist *w, int64_t id, int state)
 {
-    if (w->n == w->cap) {
-        size_t cap = w->cap ? w->cap * 2 : 8;
-        int64_t *ids = realloc(w->ids, cap * sizeof(*ids));
-        if (ids == NULL) {
-            return JOBQ_ENOMEM;
-        }
-        w->ids = ids;
-        int *states = realloc(w->states, cap * sizeof(*states));
-        if (states == NULL) {
-            return JOBQ_ENOMEM;
-        }
-        w->states = states;
-        w->cap = cap;
+    /* Both arrays grow to the same capacity; it counts once both have. */
+    size_t cap_ids = w->cap, cap_states = w->cap;
+    if (store_grow(&w->ids, &cap_ids, w->n, sizeof(*w->ids), 8) != JOBQ_OK ||
+        store_grow(&w->states, &cap_states, w->n, sizeof(*w->states), 8) != JOBQ_OK) {
+        return JOBQ_ENOMEM;
     }
+    w->cap = cap_ids;
     w->ids[w->n] = id;
     w->states[w->n++] = state;
     return JOBQ_OK;

@@ -8,6 +8,8 @@
 
 #include <jansson.h>
 
+#include "store_common.h"
+
 bool
 store_is_postgres(const char *database)
 {
@@ -126,14 +128,9 @@ store_effects_take(store *st, size_t *np)
 store_effect *
 store_effect_add(store *st, effect_kind kind, int64_t id)
 {
-    if (st->neffects == st->capeffects) {
-        size_t cap = st->capeffects ? st->capeffects * 2 : 16;
-        store_effect *grown = realloc(st->effects, cap * sizeof(*grown));
-        if (grown == NULL) {
-            return NULL;
-        }
-        st->effects = grown;
-        st->capeffects = cap;
+    if (store_grow(&st->effects, &st->capeffects, st->neffects, sizeof(*st->effects), 16) !=
+        JOBQ_OK) {
+        return NULL;
     }
     store_effect *e = &st->effects[st->neffects++];
     memset(e, 0, sizeof(*e));

@@ -2,12 +2,15 @@
 #include "store.h"
 
 #include <sqlite3.h>
+#include <stdarg.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "log.h"
 #include "migrate.h"
+#include "store_common.h"
 
 enum stmt_id {
     S_BEGIN,
@@ -142,6 +145,44 @@ _Static_assert(JOBQ_WAITING == 7, "SQL_WAITING");
     "result, error, created_at, started_at, finished_at, group_id, traceparent, tracestate, "    \
     "progress, progress_note, checkpoint, group_key"
 
+/* A queue's ready jobs, from its index: those without key (jobs_ready, in the claim's order)
+ * or those with one (jobs_key_ready). */
+#define SQL_READY_IN(index, keyed)                                                                 \
+    "jobs INDEXED BY " index " WHERE queue = ?1 AND state = " SQL_READY " AND group_key " keyed
+#define SQL_READY_PLAIN SQL_READY_IN("jobs_ready", "IS NULL")
+#define SQL_READY_KEYED SQL_READY_IN("jobs_key_ready", "IS NOT NULL")
+
+/* How many of ready (SQL_READY_*) come before the job ?2 ?3 ?4 (priority, run_at, id), up to ?5. */
+#define SQL_AHEAD(ready)                                                                           \
+    "SELECT count(*) FROM (SELECT 1 FROM " ready " AND (priority > ?2 OR (priority = ?2 AND "      \
+    "(run_at < ?3 OR (run_at = ?3 AND id < ?4)))) LIMIT ?5)"
+
+/* The oldest run_at of ready (SQL_READY_*): the priorities in use walked down the index (a skip
+ * scan), then the first run_at of each: one seek per priority, however many jobs are ready. */
+#define SQL_OLDEST_READY(ready)                                                                    \
+    "WITH RECURSIVE p(pr) AS (SELECT (SELECT priority FROM " ready " ORDER BY priority DESC "      \
+    "LIMIT 1) UNION ALL SELECT (SELECT priority FROM " ready " AND priority < p.pr ORDER BY "      \
+    "priority DESC LIMIT 1) FROM p WHERE p.pr IS NOT NULL) SELECT min((SELECT run_at FROM " ready  \
+    " AND priority = p.pr ORDER BY run_at LIMIT 1)) FROM p WHERE p.pr IS NOT NULL"
+
+/* The jobs of key ?2 on queue ?1 in the given state, from the jobs_key index. */
+#define SQL_KEY_JOBS(state)                                                                        \
+    "jobs INDEXED BY jobs_key WHERE queue = ?1 AND group_key = ?2 AND state = " state " AND "      \
+    "group_key IS NOT NULL AND state IN (" SQL_READY ", " SQL_RUNNING ")"
+/* cols of the ready job of that key a claim takes first. */
+#define SQL_KEY_BEST(cols)                                                                         \
+    "SELECT " cols " FROM " SQL_KEY_JOBS(SQL_READY) " ORDER BY priority DESC, run_at, id LIMIT 1"
+
+/* The jobs that can expire, from the jobs_expiring index. */
+#define SQL_EXPIRING                                                                               \
+    "jobs INDEXED BY jobs_expiring WHERE expires_at IS NOT NULL AND state IN (" SQL_SCHEDULED      \
+    ", " SQL_READY ", " SQL_RETRYING ", " SQL_WAITING ")"
+
+/* Sets column col of table's row named ?1 to ?2, inserting the row if there is none. */
+#define SQL_UPSERT_NAMED(table, col)                                                               \
+    "INSERT INTO " table " (name, " col ") VALUES (?1, ?2) ON CONFLICT (name) DO UPDATE SET " col  \
+    " = excluded." col
+
 static const char *const stmt_sql[S_COUNT_STMTS] = {
     [S_BEGIN] = "BEGIN IMMEDIATE",
     [S_COMMIT] = "COMMIT",
@@ -167,10 +208,8 @@ static const char *const stmt_sql[S_COUNT_STMTS] = {
                "(?2 < 0 OR state = ?2) AND id > ?3 ORDER BY id LIMIT ?4",
     [S_COUNT] = "SELECT queue, state, count(*) FROM jobs GROUP BY state, queue",
     [S_PAUSED] = "SELECT name FROM queues WHERE paused = 1",
-    [S_SET_PAUSED] = "INSERT INTO queues (name, paused) VALUES (?1, ?2) "
-                     "ON CONFLICT (name) DO UPDATE SET paused = excluded.paused",
-    [S_CLAIM_PICK] = "SELECT " JOB_COLS " FROM jobs INDEXED BY jobs_ready WHERE queue = ?1 AND "
-                     "state = " SQL_READY " AND group_key IS NULL ORDER BY priority DESC, "
+    [S_SET_PAUSED] = SQL_UPSERT_NAMED("queues", "paused"),
+    [S_CLAIM_PICK] = "SELECT " JOB_COLS " FROM " SQL_READY_PLAIN " ORDER BY priority DESC, "
                      "run_at, id LIMIT ?2",
     [S_CLAIM_MARK] =
         "UPDATE jobs SET state = " SQL_RUNNING ", attempt = attempt + 1, started_at = ?2, "
@@ -204,27 +243,10 @@ static const char *const stmt_sql[S_COUNT_STMTS] = {
     [S_SWEEP_KEYS] = "DELETE FROM job_keys WHERE (queue, key) IN (SELECT queue, key FROM "
                      "job_keys INDEXED BY job_keys_age WHERE queue = ?1 AND created_at < ?2 "
                      "AND held = 0 LIMIT ?3)",
-    [S_AHEAD] =
-        "SELECT count(*) FROM (SELECT 1 FROM jobs INDEXED BY jobs_ready WHERE queue = ?1 "
-        "AND state = " SQL_READY " AND group_key IS NULL AND (priority > ?2 OR (priority = ?2 "
-        "AND (run_at < ?3 OR "
-        "(run_at = ?3 AND id < ?4)))) LIMIT ?5)",
+    [S_AHEAD] = SQL_AHEAD(SQL_READY_PLAIN),
     [S_OLDEST_FINISHED] = "SELECT min(finished_at) FROM jobs INDEXED BY jobs_finished WHERE "
                           "queue = ?1 AND state = ?2 AND state IN " SQL_ENDED,
-    /* Priorities in use walked down the ready index (a skip scan), then the first run_at of
-     * each: one seek per priority, however many jobs are ready. */
-    [S_OLDEST_READY] =
-        "WITH RECURSIVE p(pr) AS (SELECT (SELECT priority FROM jobs INDEXED BY jobs_ready "
-        "WHERE queue = ?1 AND state = " SQL_READY " AND group_key IS NULL ORDER BY priority DESC "
-        "LIMIT 1) "
-        "UNION ALL SELECT (SELECT priority FROM jobs INDEXED BY jobs_ready WHERE queue = ?1 AND "
-        "state = " SQL_READY " AND group_key IS NULL AND priority < p.pr ORDER BY priority DESC "
-        "LIMIT 1) FROM p "
-        "WHERE p.pr IS NOT NULL) "
-        "SELECT min((SELECT run_at FROM jobs INDEXED BY jobs_ready WHERE queue = ?1 AND "
-        "state = " SQL_READY " AND group_key IS NULL AND priority = p.pr ORDER BY run_at LIMIT "
-        "1)) FROM p "
-        "WHERE p.pr IS NOT NULL",
+    [S_OLDEST_READY] = SQL_OLDEST_READY(SQL_READY_PLAIN),
     [S_OLDEST_OVERDUE] = "SELECT min(run_at) FROM jobs INDEXED BY jobs_due WHERE state IN "
                          "(" SQL_SCHEDULED ", " SQL_RETRYING ") AND run_at <= ?2 AND queue = ?1",
     [S_OLDEST_KEY] = "SELECT min(created_at) FROM job_keys INDEXED BY job_keys_age WHERE "
@@ -269,8 +291,7 @@ static const char *const stmt_sql[S_COUNT_STMTS] = {
     [S_SET_PRIORITY] = "UPDATE jobs SET priority = ?3 WHERE id = ?1 AND state = ?2",
     [S_SET_RUN_AT] = "UPDATE jobs SET state = ?3, run_at = ?4 WHERE id = ?1 AND state = ?2",
     [S_SCHED_LAST] = "SELECT last_tick FROM schedules WHERE name = ?1",
-    [S_SCHED_SET] = "INSERT INTO schedules (name, last_tick) VALUES (?1, ?2) ON CONFLICT (name) "
-                    "DO UPDATE SET last_tick = excluded.last_tick",
+    [S_SCHED_SET] = SQL_UPSERT_NAMED("schedules", "last_tick"),
     [S_KEY_LOCK] = "SELECT job_id, payload_hash, created_at, held FROM job_keys WHERE "
                    "queue = ?1 AND key = ?2",
     [S_KEY_PUT] = "INSERT INTO job_keys (queue, key, job_id, payload_hash, created_at, held) "
@@ -283,13 +304,9 @@ static const char *const stmt_sql[S_COUNT_STMTS] = {
                   "state = ?2",
     [S_SET_EXPIRY] = "UPDATE jobs SET expires_at = nullif(?2, 0) WHERE id = ?1",
     [S_EXPIRY] = "SELECT coalesce(expires_at, 0) FROM jobs WHERE id = ?1",
-    [S_EXPIRED] = "SELECT id FROM jobs INDEXED BY jobs_expiring WHERE expires_at IS NOT NULL "
-                  "AND state IN (" SQL_SCHEDULED ", " SQL_READY ", " SQL_RETRYING ", " SQL_WAITING
-                  ") AND expires_at <= ?2 AND (?1 IS NULL OR queue = ?1) ORDER BY expires_at "
-                  "LIMIT ?3",
-    [S_NEXT_EXPIRY] = "SELECT min(expires_at) FROM jobs INDEXED BY jobs_expiring WHERE "
-                      "expires_at IS NOT NULL AND state IN (" SQL_SCHEDULED ", " SQL_READY
-                      ", " SQL_RETRYING ", " SQL_WAITING ")",
+    [S_EXPIRED] = "SELECT id FROM " SQL_EXPIRING " AND expires_at <= ?2 AND (?1 IS NULL OR "
+                  "queue = ?1) ORDER BY expires_at LIMIT ?3",
+    [S_NEXT_EXPIRY] = "SELECT min(expires_at) FROM " SQL_EXPIRING,
     [S_SNOOZE] = "UPDATE jobs SET state = " SQL_SCHEDULED ", run_at = ?2, attempt = "
                  "max(attempt - 1, 0), error = ?3 WHERE id = ?1 AND state = " SQL_RUNNING,
     [S_PROGRESS] = "UPDATE jobs SET progress = CASE WHEN ?2 THEN ?3 ELSE progress END, "
@@ -326,12 +343,11 @@ static const char *const stmt_sql[S_COUNT_STMTS] = {
                    "excluded.updated_at",
     [S_SDEF_DELETE] = "DELETE FROM schedule_defs WHERE name = ?1",
     [S_SSTATE_DELETE] = "DELETE FROM schedule_state WHERE name = ?1",
-    [S_SCHED_DELETE] = "DELETE FROM schedules WHERE name = ?1 OR name = 'since:' || ?1",
+    [S_SCHED_DELETE] =
+        "DELETE FROM schedules WHERE name = ?1 OR name = '" STORE_SINCE_PREFIX "' || ?1",
     [S_SSTATE_GET] = "SELECT paused, last_job FROM schedule_state WHERE name = ?1",
-    [S_SSTATE_PAUSED] = "INSERT INTO schedule_state (name, paused) VALUES (?1, ?2) ON CONFLICT "
-                        "(name) DO UPDATE SET paused = excluded.paused",
-    [S_SSTATE_JOB] = "INSERT INTO schedule_state (name, last_job) VALUES (?1, ?2) ON CONFLICT "
-                     "(name) DO UPDATE SET last_job = excluded.last_job",
+    [S_SSTATE_PAUSED] = SQL_UPSERT_NAMED("schedule_state", "paused"),
+    [S_SSTATE_JOB] = SQL_UPSERT_NAMED("schedule_state", "last_job"),
     /* Per-key fairness (migrations/0008_keys.sql): the rotation of a queue's keys. */
     [S_KEY_WAKE] = "UPDATE group_keys SET active = 1 WHERE queue = ?1 AND active = 2 AND tat <= ?2",
     [S_KEY_NEXT] = "SELECT group_key, prio, turn, tat FROM group_keys INDEXED BY group_keys_turn "
@@ -340,18 +356,9 @@ static const char *const stmt_sql[S_COUNT_STMTS] = {
     [S_KEY_UTURN_SET] = "INSERT INTO group_keys (queue, group_key, prio, turn, active) VALUES "
                         "(?1, '', 0, (SELECT coalesce(max(turn), 0) + 1 FROM group_keys), 0) "
                         "ON CONFLICT (queue, group_key) DO UPDATE SET turn = excluded.turn",
-    [S_KEY_JOB] = "SELECT " JOB_COLS " FROM jobs INDEXED BY jobs_key WHERE queue = ?1 AND "
-                  "group_key = ?2 AND state = " SQL_READY " AND group_key IS NOT NULL AND "
-                  "state IN (" SQL_READY ", " SQL_RUNNING ") ORDER BY priority DESC, run_at, id "
-                  "LIMIT 1",
-    [S_KEY_NEXT_PRIO] = "SELECT priority FROM jobs INDEXED BY jobs_key WHERE queue = ?1 AND "
-                        "group_key = ?2 AND state = " SQL_READY " AND group_key IS NOT NULL AND "
-                        "state IN (" SQL_READY ", " SQL_RUNNING ") "
-                        "ORDER BY priority DESC, run_at, id LIMIT 1",
-    [S_KEY_RUNNING] = "SELECT count(*) FROM (SELECT 1 FROM jobs INDEXED BY jobs_key WHERE "
-                      "queue = ?1 AND group_key = ?2 AND state = " SQL_RUNNING " AND "
-                      "group_key IS NOT NULL AND state IN (" SQL_READY ", " SQL_RUNNING ") "
-                      "LIMIT ?3)",
+    [S_KEY_JOB] = SQL_KEY_BEST(JOB_COLS),
+    [S_KEY_NEXT_PRIO] = SQL_KEY_BEST("priority"),
+    [S_KEY_RUNNING] = "SELECT count(*) FROM (SELECT 1 FROM " SQL_KEY_JOBS(SQL_RUNNING) " LIMIT ?3)",
     [S_KEY_SET] = "UPDATE group_keys SET active = ?3, prio = ?4, tat = ?6, turn = CASE WHEN ?5 "
                   "THEN (SELECT max(turn) + 1 FROM group_keys) ELSE turn END "
                   "WHERE queue = ?1 AND group_key = ?2",
@@ -364,23 +371,8 @@ static const char *const stmt_sql[S_COUNT_STMTS] = {
                       "group_key <> '' LIMIT 1",
     [S_KEY_HOLD] = "UPDATE group_keys SET tat = max(tat, ?3), active = CASE WHEN active = 1 THEN 2 "
                    "ELSE active END WHERE queue = ?1 AND group_key = ?2",
-    [S_AHEAD_KEYED] =
-        "SELECT count(*) FROM (SELECT 1 FROM jobs INDEXED BY jobs_key_ready WHERE queue = ?1 "
-        "AND state = " SQL_READY " AND group_key IS NOT NULL AND (priority > ?2 OR "
-        "(priority = ?2 AND (run_at < ?3 OR (run_at = ?3 AND id < ?4)))) LIMIT ?5)",
-    [S_OLDEST_READY_KEYED] =
-        "WITH RECURSIVE p(pr) AS (SELECT (SELECT priority FROM jobs INDEXED BY jobs_key_ready "
-        "WHERE queue = ?1 AND state = " SQL_READY " AND group_key IS NOT NULL ORDER BY priority "
-        "DESC LIMIT 1) "
-        "UNION ALL SELECT (SELECT priority FROM jobs INDEXED BY jobs_key_ready WHERE queue = ?1 "
-        "AND "
-        "state = " SQL_READY " AND group_key IS NOT NULL AND priority < p.pr ORDER BY priority "
-        "DESC LIMIT 1) FROM p "
-        "WHERE p.pr IS NOT NULL) "
-        "SELECT min((SELECT run_at FROM jobs INDEXED BY jobs_key_ready WHERE queue = ?1 AND "
-        "state = " SQL_READY " AND group_key IS NOT NULL AND priority = p.pr ORDER BY run_at "
-        "LIMIT 1)) FROM p "
-        "WHERE p.pr IS NOT NULL",
+    [S_AHEAD_KEYED] = SQL_AHEAD(SQL_READY_KEYED),
+    [S_OLDEST_READY_KEYED] = SQL_OLDEST_READY(SQL_READY_KEYED),
 };
 
 /* The SQLite backend: a store (first member, so a store * is a sqlite_store *). */
@@ -430,7 +422,6 @@ static int sq_claim_keys(store *st, const char *queue, int64_t now_ms, size_t ma
                          const key_limits *kl, job_row *rows, size_t *np, key_claim_info *info);
 static int sq_key_running(store *st, const char *queue, const char *group_key, int64_t limit,
                           int64_t *np);
-static int oldest(sqlite3_stmt *s, int64_t *atp);
 static int sq_key_hold(store *st, const char *queue, const char *group_key, int64_t until_ms);
 static int sq_running(store *st, job_row **rowsp, size_t *np);
 static int sq_job_finish(store *st, int64_t id, int new_state, int64_t finished_at_ms,
@@ -538,83 +529,142 @@ col_text(sqlite3_stmt *s, int i)
     return t == NULL ? NULL : strdup((const char *)t);
 }
 
-/* read_row: fills row from the JOB_COLS columns of s. */
-static int
-read_row(sqlite3_stmt *s, job_row *row)
-{
-    memset(row, 0, sizeof(*row));
-    row->id = sqlite3_column_int64(s, 0);
-    row->queue = col_text(s, 1);
-    row->payload = col_text(s, 2);
-    row->priority = sqlite3_column_int(s, 3);
-    row->state = sqlite3_column_int(s, 4);
-    row->run_at_ms = sqlite3_column_int64(s, 5);
-    row->attempt = sqlite3_column_int(s, 6);
-    row->max_attempts = sqlite3_column_int(s, 7);
-    row->timeout_ms = sqlite3_column_int64(s, 8);
-    row->key = col_text(s, 9);
-    row->result = col_text(s, 10);
-    row->error = col_text(s, 11);
-    row->created_at_ms = sqlite3_column_int64(s, 12);
-    row->started_at_ms = sqlite3_column_int64(s, 13);
-    row->finished_at_ms = sqlite3_column_int64(s, 14);
-    row->group_id = sqlite3_column_int64(s, 15);
-    row->traceparent = col_text(s, 16);
-    row->tracestate = col_text(s, 17);
-    row->has_progress = sqlite3_column_type(s, 18) != SQLITE_NULL;
-    row->progress = sqlite3_column_double(s, 18);
-    row->note = col_text(s, 19);
-    row->checkpoint = col_text(s, 20);
-    row->group_key = col_text(s, 21);
-    if (row->queue == NULL || row->payload == NULL) {
-        job_row_clear(row);
-        return JOBQ_ENOMEM;
-    }
-    return JOBQ_OK;
-}
+/* ---- reading rows: a row type per struct, one reader ---- */
 
-/* exec_simple: steps a statement without parameters or rows. */
-static int
-exec_simple(store *st, enum stmt_id id)
-{
-    sqlite3_stmt *s = stmt_get(st, id);
-    int rc = sqlite3_step(s);
-    stmt_done(s);
-    return rc == SQLITE_DONE ? JOBQ_OK : from_sqlite(rc);
-}
+/* A row type: the struct a result row is read into, described as the letters of kinds, one
+ * for each field, in the order of the columns (as scanf's format), and off, each field's
+ * offset in the struct:
+ *   j  int64_t               i  int32_t, or an int (a state)    b  bool: the integer is not 0
+ *   r  double                s  char *, malloc'd (NULL for NULL): what a row owns
+ *   ?  bool: the next column is not NULL (the letter reads no column of its own) */
+typedef struct row_type {
+    const char *kinds;
+    const size_t *off; /* as many as kinds has letters */
+    size_t size;
+} row_type;
+_Static_assert(sizeof(int) == sizeof(int32_t), "'i' reads an int state too");
 
-/* step_change: steps an UPDATE that must change exactly one row: JOBQ_ESTATE when it
- * changed none (the row was not in the state the WHERE asks for). */
-static int
-step_change(store *st, sqlite3_stmt *s)
-{
-    int rc = sqlite3_step(s);
-    stmt_done(s);
-    if (rc != SQLITE_DONE) {
-        return from_sqlite(rc);
-    }
-    return sqlite3_changes(SQ(st)->db) == 1 ? JOBQ_OK : JOBQ_ESTATE;
-}
+#define COUNT_OF(a) (sizeof(a) / sizeof((a)[0]))
 
-/* bind_text_or_null: binds text, or leaves NULL bound for a NULL pointer. */
+/* The JOB_COLS columns. */
+static const size_t job_off[] = {offsetof(job_row, id),
+                                 offsetof(job_row, queue),
+                                 offsetof(job_row, payload),
+                                 offsetof(job_row, priority),
+                                 offsetof(job_row, state),
+                                 offsetof(job_row, run_at_ms),
+                                 offsetof(job_row, attempt),
+                                 offsetof(job_row, max_attempts),
+                                 offsetof(job_row, timeout_ms),
+                                 offsetof(job_row, key),
+                                 offsetof(job_row, result),
+                                 offsetof(job_row, error),
+                                 offsetof(job_row, created_at_ms),
+                                 offsetof(job_row, started_at_ms),
+                                 offsetof(job_row, finished_at_ms),
+                                 offsetof(job_row, group_id),
+                                 offsetof(job_row, traceparent),
+                                 offsetof(job_row, tracestate),
+                                 offsetof(job_row, has_progress),
+                                 offsetof(job_row, progress),
+                                 offsetof(job_row, note),
+                                 offsetof(job_row, checkpoint),
+                                 offsetof(job_row, group_key)};
+static const row_type job_type = {"jssiijiijsssjjjjss?rsss", job_off, sizeof(job_row)};
+
+/* One id a row (the first column). */
+static const size_t id_off[] = {0};
+static const row_type id_type = {"j", id_off, sizeof(int64_t)};
+
+/* clear_cols: frees the strings of the row of type t at row, and zeroes it. */
 static void
-bind_text_or_null(sqlite3_stmt *s, int i, const char *text)
+clear_cols(const row_type *t, void *row)
 {
-    if (text != NULL) {
-        sqlite3_bind_text(s, i, text, -1, SQLITE_STATIC);
+    for (size_t k = 0; t->kinds[k] != '\0'; k++) {
+        if (t->kinds[k] == 's') {
+            free(*(char **)((char *)row + t->off[k]));
+        }
+    }
+    memset(row, 0, t->size);
+}
+
+/* read_field: column *ip of s, read as kind (a row_type letter) into the field at f; moves
+ * *ip on to the next column (but for '?'). Returns false when out of memory. */
+static bool
+read_field(sqlite3_stmt *s, char kind, int *ip, void *f)
+{
+    switch (kind) {
+    case 'j':
+        *(int64_t *)f = sqlite3_column_int64(s, (*ip)++);
+        return true;
+    case 'i':
+        *(int32_t *)f = sqlite3_column_int(s, (*ip)++);
+        return true;
+    case 'b':
+        *(bool *)f = sqlite3_column_int(s, (*ip)++) != 0;
+        return true;
+    case 'r':
+        *(double *)f = sqlite3_column_double(s, (*ip)++);
+        return true;
+    case '?':
+        *(bool *)f = sqlite3_column_type(s, *ip) != SQLITE_NULL;
+        return true;
+    default: { /* 's' */
+        bool null = sqlite3_column_type(s, *ip) == SQLITE_NULL;
+        *(char **)f = col_text(s, (*ip)++);
+        return *(char **)f != NULL || null;
+    }
     }
 }
 
-/* read_rows_more: steps s (selecting JOB_COLS) into up to max rows; on failure clears them.
- * With morep, one step more tells whether s has a row after the max-th. */
+/* read_cols: fills the row at out (zeroed first) from s's current row; when out of memory,
+ * clears it and returns JOBQ_ENOMEM. */
 static int
-read_rows_more(sqlite3_stmt *s, job_row *rows, size_t max, size_t *np, bool *morep)
+read_cols(sqlite3_stmt *s, const row_type *t, void *out)
+{
+    bool ok = true;
+    int i = 0; /* the column */
+    memset(out, 0, t->size);
+    for (size_t k = 0; t->kinds[k] != '\0'; k++) {
+        ok = read_field(s, t->kinds[k], &i, (char *)out + t->off[k]) && ok;
+    }
+    if (!ok) {
+        clear_cols(t, out);
+    }
+    return ok ? JOBQ_OK : JOBQ_ENOMEM;
+}
+
+/* clear_rows: clears the n rows of type t at rows (a failed read's unwinding). */
+static void
+clear_rows(const row_type *t, void *rows, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        clear_cols(t, (char *)rows + i * t->size);
+    }
+}
+
+/* read_one: steps s for its one row of type t into out; JOBQ_ENOENT when it has none. */
+static int
+read_one(sqlite3_stmt *s, const row_type *t, void *out)
+{
+    int rc = sqlite3_step(s);
+    int err = rc == SQLITE_ROW    ? read_cols(s, t, out)
+              : rc == SQLITE_DONE ? JOBQ_ENOENT
+                                  : from_sqlite(rc);
+    stmt_done(s);
+    return err;
+}
+
+/* read_list: steps s into up to max rows of type t at rows (the caller's array); on failure
+ * clears them. With morep, one step more tells whether s has a row after the max-th. */
+static int
+read_list(sqlite3_stmt *s, const row_type *t, void *rows, size_t max, size_t *np, bool *morep)
 {
     size_t n = 0;
     bool more = false;
     int rc = SQLITE_DONE, err = JOBQ_OK;
     while (n < max && (rc = sqlite3_step(s)) == SQLITE_ROW) {
-        if ((err = read_row(s, &rows[n])) != JOBQ_OK) {
+        if ((err = read_cols(s, t, (char *)rows + n * t->size)) != JOBQ_OK) {
             break;
         }
         n++;
@@ -631,9 +681,7 @@ read_rows_more(sqlite3_stmt *s, job_row *rows, size_t max, size_t *np, bool *mor
     }
     stmt_done(s);
     if (err != JOBQ_OK) {
-        while (n > 0) {
-            job_row_clear(&rows[--n]);
-        }
+        clear_rows(t, rows, n);
         return err;
     }
     *np = n;
@@ -643,11 +691,324 @@ read_rows_more(sqlite3_stmt *s, job_row *rows, size_t max, size_t *np, bool *mor
     return JOBQ_OK;
 }
 
-/* read_rows: read_rows_more without looking past the max-th row. */
+/* read_all: steps s to its end into a malloc'd array of rows of type t: *rowsp (NULL when
+ * none) and *np. */
+static int
+read_all(sqlite3_stmt *s, const row_type *t, void *rowsp, size_t *np)
+{
+    void *rows = NULL;
+    size_t n = 0, cap = 0;
+    int rc = SQLITE_DONE, err = JOBQ_OK;
+    while (err == JOBQ_OK && (rc = sqlite3_step(s)) == SQLITE_ROW) {
+        err = store_grow(&rows, &cap, n, t->size, 16);
+        if (err == JOBQ_OK && (err = read_cols(s, t, (char *)rows + n * t->size)) == JOBQ_OK) {
+            n++;
+        }
+    }
+    if (err == JOBQ_OK && rc != SQLITE_DONE) {
+        err = from_sqlite(rc);
+    }
+    stmt_done(s);
+    if (err != JOBQ_OK) {
+        clear_rows(t, rows, n);
+        free(rows);
+        return err;
+    }
+    memcpy(rowsp, &rows, sizeof(rows)); /* rowsp points at a T * */
+    *np = n;
+    return JOBQ_OK;
+}
+
+/* list_of_id: statement sid for (id, max) read into up to max rows of type t at rows. */
+static int
+list_of_id(store *st, enum stmt_id sid, int64_t id, const row_type *t, void *rows, size_t max,
+           size_t *np)
+{
+    sqlite3_stmt *s = stmt_get(st, sid);
+    sqlite3_bind_int64(s, 1, id);
+    sqlite3_bind_int64(s, 2, (int64_t)max);
+    return read_list(s, t, rows, max, np, NULL);
+}
+
+/* read_rows: up to max JOB_COLS rows of s into rows. */
 static int
 read_rows(sqlite3_stmt *s, job_row *rows, size_t max, size_t *np)
 {
-    return read_rows_more(s, rows, max, np, NULL);
+    return read_list(s, &job_type, rows, max, np, NULL);
+}
+
+/* ---- running statements: one helper per shape ---- */
+
+/* step_done: steps a statement that returns no rows, and resets it. */
+static int
+step_done(sqlite3_stmt *s)
+{
+    int rc = sqlite3_step(s);
+    stmt_done(s);
+    return rc == SQLITE_DONE ? JOBQ_OK : from_sqlite(rc);
+}
+
+/* exec_simple: steps a statement without parameters or rows. */
+static int
+exec_simple(store *st, enum stmt_id id)
+{
+    return step_done(stmt_get(st, id));
+}
+
+/* step_change: steps an UPDATE that must change exactly one row: JOBQ_ESTATE when it
+ * changed none (the row was not in the state the WHERE asks for). */
+static int
+step_change(store *st, sqlite3_stmt *s)
+{
+    int err = step_done(s);
+    if (err == JOBQ_OK && sqlite3_changes(SQ(st)->db) != 1) {
+        err = JOBQ_ESTATE;
+    }
+    return err;
+}
+
+/* step_row: steps s, which yields at most one row: JOBQ_OK standing on it (the caller reads
+ * it, then calls stmt_done), or JOBQ_ENOENT or an error with s reset. */
+static int
+step_row(sqlite3_stmt *s)
+{
+    int rc = sqlite3_step(s);
+    if (rc == SQLITE_ROW) {
+        return JOBQ_OK;
+    }
+    stmt_done(s);
+    return rc == SQLITE_DONE ? JOBQ_ENOENT : from_sqlite(rc);
+}
+
+/* scan_one: steps s, which yields at most one row, and reads its columns, as the letters of
+ * kinds say (a row_type's), into the pointers that follow, as scanf does: JOBQ_ENOENT when
+ * there is no row (nothing written); JOBQ_ENOMEM when a string could not be copied (then no
+ * string is kept). */
+static int
+scan_one(sqlite3_stmt *s, const char *kinds, ...)
+{
+    int err = step_row(s);
+    if (err != JOBQ_OK) {
+        return err;
+    }
+    va_list ap;
+    va_start(ap, kinds);
+    int i = 0; /* the column */
+    for (size_t k = 0; kinds[k] != '\0'; k++) {
+        if (!read_field(s, kinds[k], &i, va_arg(ap, void *))) {
+            err = JOBQ_ENOMEM;
+        }
+    }
+    va_end(ap);
+    stmt_done(s);
+    if (err != JOBQ_OK) {
+        va_start(ap, kinds); /* out of memory: none of the strings is kept */
+        for (size_t k = 0; kinds[k] != '\0'; k++) {
+            char **f = va_arg(ap, char **);
+            if (kinds[k] == 's') {
+                free(*f);
+                *f = NULL;
+            }
+        }
+        va_end(ap);
+    }
+    return err;
+}
+
+/* one_int64: steps s, which yields one row of one integer, into *vp (NULL reads as 0);
+ * JOBQ_ENOENT when it yields no row. */
+static int
+one_int64(sqlite3_stmt *s, int64_t *vp)
+{
+    return scan_one(s, "j", vp);
+}
+
+/* oldest: one min() over an index into *atp; JOBQ_ENOENT when it is NULL (no row in the
+ * index). A statement that yields no row at all leaves *atp as it was and returns JOBQ_OK. */
+static int
+oldest(sqlite3_stmt *s, int64_t *atp)
+{
+    int rc = sqlite3_step(s);
+    int err;
+    if (rc == SQLITE_ROW && sqlite3_column_type(s, 0) != SQLITE_NULL) {
+        *atp = sqlite3_column_int64(s, 0);
+        err = JOBQ_OK;
+    } else {
+        err = rc == SQLITE_ROW ? JOBQ_ENOENT : from_sqlite(rc);
+    }
+    stmt_done(s);
+    return err;
+}
+
+/* bind_text_or_null: binds text, or leaves NULL bound for a NULL pointer. */
+static void
+bind_text_or_null(sqlite3_stmt *s, int i, const char *text)
+{
+    if (text != NULL) {
+        sqlite3_bind_text(s, i, text, -1, SQLITE_STATIC);
+    }
+}
+
+/* bind_int64_or_null: binds v, or leaves NULL bound for 0 (none: no time, no id). */
+static void
+bind_int64_or_null(sqlite3_stmt *s, int i, int64_t v)
+{
+    if (v != 0) {
+        sqlite3_bind_int64(s, i, v);
+    }
+}
+
+/* stmt_id: statement sid with id bound as its first parameter. */
+static sqlite3_stmt *
+stmt_id(store *st, enum stmt_id sid, int64_t id)
+{
+    sqlite3_stmt *s = stmt_get(st, sid);
+    sqlite3_bind_int64(s, 1, id);
+    return s;
+}
+
+/* stmt_text: statement sid with text (borrowed until the statement is done) bound as its
+ * first parameter. */
+static sqlite3_stmt *
+stmt_text(store *st, enum stmt_id sid, const char *text)
+{
+    sqlite3_stmt *s = stmt_get(st, sid);
+    sqlite3_bind_text(s, 1, text, -1, SQLITE_STATIC);
+    return s;
+}
+
+/* stmt_key: statement sid with queue and key bound as its first two parameters. */
+static sqlite3_stmt *
+stmt_key(store *st, enum stmt_id sid, const char *queue, const char *key)
+{
+    sqlite3_stmt *s = stmt_text(st, sid, queue);
+    sqlite3_bind_text(s, 2, key, -1, SQLITE_STATIC);
+    return s;
+}
+
+/* run_id: steps statement sid, which returns no rows, for its one parameter id. */
+static int
+run_id(store *st, enum stmt_id sid, int64_t id)
+{
+    return step_done(stmt_id(st, sid, id));
+}
+
+/* run_id_i64: steps statement sid, which returns no rows, for its parameters id and v. */
+static int
+run_id_i64(store *st, enum stmt_id sid, int64_t id, int64_t v)
+{
+    sqlite3_stmt *s = stmt_id(st, sid, id);
+    sqlite3_bind_int64(s, 2, v);
+    return step_done(s);
+}
+
+/* run_text_i64: steps statement sid, which returns no rows, for its parameters text and v. */
+static int
+run_text_i64(store *st, enum stmt_id sid, const char *text, int64_t v)
+{
+    sqlite3_stmt *s = stmt_text(st, sid, text);
+    sqlite3_bind_int64(s, 2, v);
+    return step_done(s);
+}
+
+/* run_each: steps each of the n statements sids, which return no rows, for their one
+ * parameter id, in order, up to the first that fails. */
+static int
+run_each(store *st, const enum stmt_id *sids, size_t n, int64_t id)
+{
+    int err = JOBQ_OK;
+    for (size_t i = 0; i < n && err == JOBQ_OK; i++) {
+        err = run_id(st, sids[i], id);
+    }
+    return err;
+}
+
+/* step_insert: steps an INSERT, then the new row's id into *idp. */
+static int
+step_insert(store *st, sqlite3_stmt *s, int64_t *idp)
+{
+    int err = step_done(s);
+    if (err == JOBQ_OK) {
+        *idp = sqlite3_last_insert_rowid(SQ(st)->db);
+    }
+    return err;
+}
+
+/* step_count: steps a DELETE, then how many rows it deleted into *np. */
+static int
+step_count(store *st, sqlite3_stmt *s, size_t *np)
+{
+    int err = step_done(s);
+    if (err == JOBQ_OK) {
+        *np = (size_t)sqlite3_changes(SQ(st)->db);
+    }
+    return err;
+}
+
+/* ---- the other row types ---- */
+
+static const size_t attempt_off[] = {offsetof(attempt_row, attempt),
+                                     offsetof(attempt_row, started_at_ms),
+                                     offsetof(attempt_row, finished_at_ms),
+                                     offsetof(attempt_row, kind), offsetof(attempt_row, error)};
+static const row_type attempt_type = {"ijjss", attempt_off, sizeof(attempt_row)};
+
+static const size_t log_off[] = {offsetof(log_row, seq), offsetof(log_row, attempt),
+                                 offsetof(log_row, at_ms), offsetof(log_row, line)};
+static const row_type log_type = {"jijs", log_off, sizeof(log_row)};
+
+/* S_RUNNING's columns: the running jobs, as much of them as jobqd's start needs. */
+static const size_t running_off[] = {offsetof(job_row, id), offsetof(job_row, queue),
+                                     offsetof(job_row, attempt), offsetof(job_row, started_at_ms)};
+static const row_type running_type = {"jsij", running_off, sizeof(job_row)};
+
+/* A picked job: S_DUE_PICK's and S_PICK's columns. */
+typedef struct pick_row {
+    int64_t id;
+    char *queue;
+    int state;
+} pick_row;
+
+static const size_t pick_off[] = {offsetof(pick_row, id), offsetof(pick_row, queue),
+                                  offsetof(pick_row, state)};
+static const row_type pick_type = {"jsi", pick_off, sizeof(pick_row)};
+
+static const size_t member_off[] = {offsetof(group_member, id), offsetof(group_member, state),
+                                    offsetof(group_member, attempt), offsetof(group_member, error)};
+static const row_type member_type = {"jiis", member_off, sizeof(group_member)};
+
+static const size_t sdef_off[] = {
+    offsetof(sched_def, name),          offsetof(sched_def, cron),
+    offsetof(sched_def, timezone),      offsetof(sched_def, queue),
+    offsetof(sched_def, payload),       offsetof(sched_def, priority),
+    offsetof(sched_def, missed_skip),   offsetof(sched_def, overlap_skip),
+    offsetof(sched_def, created_at_ms), offsetof(sched_def, updated_at_ms)};
+static const row_type sdef_type = {"sssssibbjj", sdef_off, sizeof(sched_def)};
+
+/* ---- idempotency keys ---- */
+
+/* key_use: the row of key on queue by S_KEY_FIND, or by S_KEY_LOCK, which also reads whether
+ * it is held into *heldp; JOBQ_ENOENT when there is none. */
+static int
+key_use(store *st, enum stmt_id sid, const char *queue, const char *key, int64_t *idp,
+        uint64_t *hashp, int64_t *created_at_msp, bool *heldp)
+{
+    /* The hash is stored as the int64_t of the same bits. */
+    return scan_one(stmt_key(st, sid, queue, key), heldp != NULL ? "jjjb" : "jjj", idp, hashp,
+                    created_at_msp, heldp);
+}
+
+/* stmt_key_use: S_KEY_INSERT or S_KEY_PUT with the key's row bound: queue, key, the job id,
+ * the payload hash and the time of its first use. */
+static sqlite3_stmt *
+stmt_key_use(store *st, enum stmt_id sid, const char *queue, const char *key, int64_t id,
+             uint64_t hash, int64_t created_ms)
+{
+    sqlite3_stmt *s = stmt_key(st, sid, queue, key);
+    sqlite3_bind_int64(s, 3, id);
+    sqlite3_bind_int64(s, 4, (int64_t)hash);
+    sqlite3_bind_int64(s, 5, created_ms);
+    return s;
 }
 
 int
@@ -853,15 +1214,6 @@ sq_rollback_savepoint(store *st)
     (void)exec_simple(st, S_RELEASE);
 }
 
-/* step_done: steps a statement that returns no rows, and resets it. */
-static int
-step_done(sqlite3_stmt *s)
-{
-    int rc = sqlite3_step(s);
-    stmt_done(s);
-    return rc == SQLITE_DONE ? JOBQ_OK : from_sqlite(rc);
-}
-
 static int
 sq_group_create(store *st, const group_spec *g, int64_t now_ms, int64_t *gidp)
 {
@@ -875,33 +1227,21 @@ sq_group_create(store *st, const group_spec *g, int64_t now_ms, int64_t *gidp)
         sqlite3_bind_int(s, 6, g->oc_max_attempts);
         sqlite3_bind_int64(s, 7, g->oc_timeout_ms);
     }
-    int err = step_done(s);
-    if (err == JOBQ_OK) {
-        *gidp = sqlite3_last_insert_rowid(SQ(st)->db);
-    }
-    return err;
+    return step_insert(st, s, gidp);
 }
 
 static int
 sq_group_get(store *st, int64_t gid, bool members, group_info *g)
 {
     memset(g, 0, sizeof(*g));
-    sqlite3_stmt *s = stmt_get(st, S_GROUP_GET);
-    sqlite3_bind_int64(s, 1, gid);
-    int rc = sqlite3_step(s);
-    if (rc != SQLITE_ROW) {
-        stmt_done(s);
-        return rc == SQLITE_DONE ? JOBQ_ENOENT : from_sqlite(rc);
+    int err = scan_one(stmt_id(st, S_GROUP_GET, gid), "jjjsj", &g->size, &g->created_at_ms,
+                       &g->completed_at_ms, &g->oc_queue, &g->oc_job_id);
+    if (err != JOBQ_OK) {
+        return err;
     }
     g->id = gid;
-    g->size = sqlite3_column_int64(s, 0);
-    g->created_at_ms = sqlite3_column_int64(s, 1);
-    g->completed_at_ms = sqlite3_column_int64(s, 2);
-    g->oc_queue = col_text(s, 3);
-    g->oc_job_id = sqlite3_column_int64(s, 4);
-    stmt_done(s);
-    s = stmt_get(st, S_GROUP_COUNTS);
-    sqlite3_bind_int64(s, 1, gid);
+    sqlite3_stmt *s = stmt_id(st, S_GROUP_COUNTS, gid);
+    int rc;
     while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
         int state = sqlite3_column_int(s, 0);
         if (state >= 0 && state <= JOBQ_WAITING) {
@@ -910,36 +1250,11 @@ sq_group_get(store *st, int64_t gid, bool members, group_info *g)
     }
     stmt_done(s);
     if (rc != SQLITE_DONE) {
-        group_info_clear(g);
-        return from_sqlite(rc);
-    }
-    if (!members) {
-        return JOBQ_OK;
-    }
-    s = stmt_get(st, S_GROUP_MEMBERS);
-    sqlite3_bind_int64(s, 1, gid);
-    size_t cap = 0;
-    int err = JOBQ_OK;
-    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
-        if (g->nmembers == cap) {
-            cap = cap ? cap * 2 : 64;
-            group_member *grown = realloc(g->members, cap * sizeof(*grown));
-            if (grown == NULL) {
-                err = JOBQ_ENOMEM;
-                break;
-            }
-            g->members = grown;
-        }
-        group_member *m = &g->members[g->nmembers++];
-        m->id = sqlite3_column_int64(s, 0);
-        m->state = sqlite3_column_int(s, 1);
-        m->attempt = sqlite3_column_int(s, 2);
-        m->error = col_text(s, 3);
-    }
-    if (err == JOBQ_OK && rc != SQLITE_DONE) {
         err = from_sqlite(rc);
     }
-    stmt_done(s);
+    if (err == JOBQ_OK && members) {
+        err = read_all(stmt_id(st, S_GROUP_MEMBERS, gid), &member_type, &g->members, &g->nmembers);
+    }
     if (err != JOBQ_OK) {
         group_info_clear(g);
     }
@@ -949,54 +1264,29 @@ sq_group_get(store *st, int64_t gid, bool members, group_info *g)
 static int
 sq_waiting_for(store *st, int64_t id, int64_t *ids, size_t max, size_t *np)
 {
-    sqlite3_stmt *s = stmt_get(st, S_DEP_PARENTS);
-    sqlite3_bind_int64(s, 1, id);
-    sqlite3_bind_int64(s, 2, (int64_t)max);
-    size_t n = 0;
-    int rc = SQLITE_DONE;
-    while (n < max && (rc = sqlite3_step(s)) == SQLITE_ROW) {
-        ids[n++] = sqlite3_column_int64(s, 0);
-    }
-    stmt_done(s);
-    if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
-        return from_sqlite(rc);
-    }
-    *np = n;
-    return JOBQ_OK;
+    return list_of_id(st, S_DEP_PARENTS, id, &id_type, ids, max, np);
 }
 
 static int
 sq_schedule_last(store *st, const char *name, int64_t *tickp)
 {
-    sqlite3_stmt *s = stmt_get(st, S_SCHED_LAST);
-    sqlite3_bind_text(s, 1, name, -1, SQLITE_STATIC);
-    int rc = sqlite3_step(s);
-    if (rc == SQLITE_ROW) {
-        *tickp = sqlite3_column_int64(s, 0);
-    }
-    stmt_done(s);
-    return rc == SQLITE_ROW ? JOBQ_OK : rc == SQLITE_DONE ? JOBQ_ENOENT : from_sqlite(rc);
+    return one_int64(stmt_text(st, S_SCHED_LAST, name), tickp);
 }
 
 /* A schedule's row holds its last tick; until it has one, the time jobqd first saw it is kept
- * in a row of its own, named with a prefix no schedule name can have (':' is not allowed). */
-#define SCHED_SINCE_PREFIX "since:"
-
+ * in a row of its own (store_since_key). */
 static int
 sq_schedule_since(store *st, const char *name, int64_t now_ms, int64_t *sincep)
 {
-    char key[sizeof(SCHED_SINCE_PREFIX) + 256];
-    if ((size_t)snprintf(key, sizeof(key), SCHED_SINCE_PREFIX "%s", name) >= sizeof(key)) {
-        return JOBQ_EINVAL;
+    char key[STORE_SINCE_KEY_MAX];
+    int64_t since = now_ms;
+    int err = store_since_key(key, sizeof(key), name);
+    if (err == JOBQ_OK) {
+        err = sq_schedule_last(st, key, &since);
     }
-    int64_t since;
-    int err = sq_schedule_last(st, key, &since);
     if (err == JOBQ_ENOENT) {
         since = now_ms;
-        sqlite3_stmt *s = stmt_get(st, S_SCHED_SET);
-        sqlite3_bind_text(s, 1, key, -1, SQLITE_STATIC);
-        sqlite3_bind_int64(s, 2, since);
-        err = step_done(s);
+        err = run_text_i64(st, S_SCHED_SET, key, since);
     }
     if (err == JOBQ_OK) {
         *sincep = since;
@@ -1007,14 +1297,7 @@ sq_schedule_since(store *st, const char *name, int64_t now_ms, int64_t *sincep)
 static int
 sq_get(store *st, int64_t id, job_row *row)
 {
-    sqlite3_stmt *s = stmt_get(st, S_GET);
-    sqlite3_bind_int64(s, 1, id);
-    int rc = sqlite3_step(s);
-    int err = rc == SQLITE_ROW    ? read_row(s, row)
-              : rc == SQLITE_DONE ? JOBQ_ENOENT
-                                  : from_sqlite(rc);
-    stmt_done(s);
-    return err;
+    return read_one(stmt_id(st, S_GET, id), &job_type, row);
 }
 
 static int
@@ -1025,7 +1308,7 @@ sq_list(store *st, const list_filter *f, job_row *rows, size_t *np, bool *morep)
     sqlite3_bind_int(s, 2, f->state);
     sqlite3_bind_int64(s, 3, f->after_id);
     sqlite3_bind_int(s, 4, f->limit + 1); /* one more than asked: is this the last page? */
-    return read_rows_more(s, rows, (size_t)f->limit, np, morep);
+    return read_list(s, &job_type, rows, (size_t)f->limit, np, morep);
 }
 
 static int
@@ -1056,12 +1339,27 @@ sq_paused_each(store *st, void (*fn)(void *arg, const char *queue), void *arg)
 static int
 sq_set_paused(store *st, const char *queue, bool paused)
 {
-    sqlite3_stmt *s = stmt_get(st, S_SET_PAUSED);
-    sqlite3_bind_text(s, 1, queue, -1, SQLITE_STATIC);
-    sqlite3_bind_int(s, 2, paused ? 1 : 0);
-    int rc = sqlite3_step(s);
-    stmt_done(s);
-    return rc == SQLITE_DONE ? JOBQ_OK : from_sqlite(rc);
+    return run_text_i64(st, S_SET_PAUSED, queue, paused ? 1 : 0);
+}
+
+/* mark_running: the claim's update of one picked job, and its row brought up to date. */
+static int
+mark_running(store *st, job_row *row, int64_t now_ms)
+{
+    sqlite3_stmt *m = stmt_id(st, S_CLAIM_MARK, row->id);
+    sqlite3_bind_int64(m, 2, now_ms);
+    int err = step_change(st, m);
+    store_row_claimed(row, now_ms);
+    return err;
+}
+
+/* plain_ready: up to max ready jobs of queue without key, in claim order, into rows. */
+static int
+plain_ready(store *st, const char *queue, size_t max, job_row *rows, size_t *np)
+{
+    sqlite3_stmt *s = stmt_text(st, S_CLAIM_PICK, queue);
+    sqlite3_bind_int64(s, 2, (int64_t)max);
+    return read_rows(s, rows, max, np);
 }
 
 /* sq_claim_plain: claims up to max ready jobs of queue without key, in claim order. */
@@ -1069,32 +1367,15 @@ static int
 sq_claim_plain(store *st, const char *queue, int64_t now_ms, size_t max, job_row *rows,
                size_t *np)
 {
-    sqlite3_stmt *s = stmt_get(st, S_CLAIM_PICK);
-    sqlite3_bind_text(s, 1, queue, -1, SQLITE_STATIC);
-    sqlite3_bind_int64(s, 2, (int64_t)max);
     size_t n = 0;
-    int err = read_rows(s, rows, max, &n);
+    int err = plain_ready(st, queue, max, rows, &n);
     if (err != JOBQ_OK) {
         return err;
     }
-    sqlite3_stmt *m = stmt_get(st, S_CLAIM_MARK);
     for (size_t i = 0; i < n && err == JOBQ_OK; i++) {
-        sqlite3_bind_int64(m, 1, rows[i].id);
-        sqlite3_bind_int64(m, 2, now_ms);
-        err = step_change(st, m);
-        rows[i].state = JOBQ_RUNNING;
-        rows[i].attempt++;
-        rows[i].started_at_ms = now_ms;
-        rows[i].finished_at_ms = 0;
+        err = mark_running(st, &rows[i], now_ms);
     }
-    if (err != JOBQ_OK) {
-        while (n > 0) {
-            job_row_clear(&rows[--n]);
-        }
-        return err;
-    }
-    *np = n;
-    return JOBQ_OK;
+    return store_claim_done(err, rows, n, false, 0, NULL, np);
 }
 
 static int
@@ -1103,41 +1384,13 @@ sq_claim(store *st, const char *queue, int64_t now_ms, size_t max, job_row *rows
     return sq_claim_keys(st, queue, now_ms, max, NULL, rows, np, NULL);
 }
 
-/* key_head: the next key of queue's rotation into its out-parameters (key malloc'd);
- * JOBQ_ENOENT when no key is in it. */
-static int
-key_head(store *st, const char *queue, char **keyp, int32_t *priop, int64_t *turnp, int64_t *tatp)
-{
-    sqlite3_stmt *s = stmt_get(st, S_KEY_NEXT);
-    sqlite3_bind_text(s, 1, queue, -1, SQLITE_STATIC);
-    int rc = sqlite3_step(s);
-    int err = JOBQ_ENOENT;
-    if (rc == SQLITE_ROW) {
-        *keyp = col_text(s, 0);
-        *priop = sqlite3_column_int(s, 1);
-        *turnp = sqlite3_column_int64(s, 2);
-        *tatp = sqlite3_column_int64(s, 3);
-        err = *keyp != NULL ? JOBQ_OK : JOBQ_ENOMEM;
-    } else if (rc != SQLITE_DONE) {
-        err = from_sqlite(rc);
-    }
-    stmt_done(s);
-    return err;
-}
-
 /* key_int: the one integer a statement on (queue, key[, a]) returns; JOBQ_ENOENT if no row
  * or NULL. */
 static int
 key_int(store *st, enum stmt_id id, const char *queue, const char *key, int64_t a, int64_t *vp)
 {
-    sqlite3_stmt *s = stmt_get(st, id);
-    sqlite3_bind_text(s, 1, queue, -1, SQLITE_STATIC);
-    if (key != NULL) {
-        sqlite3_bind_text(s, 2, key, -1, SQLITE_STATIC);
-        sqlite3_bind_int64(s, 3, a);
-    } else {
-        sqlite3_bind_int64(s, 2, a);
-    }
+    sqlite3_stmt *s = key != NULL ? stmt_key(st, id, queue, key) : stmt_text(st, id, queue);
+    sqlite3_bind_int64(s, key != NULL ? 3 : 2, a);
     return oldest(s, vp);
 }
 
@@ -1146,9 +1399,7 @@ static int
 key_set(store *st, const char *queue, const char *key, int active, int32_t prio, bool next_turn,
         int64_t tat)
 {
-    sqlite3_stmt *s = stmt_get(st, S_KEY_SET);
-    sqlite3_bind_text(s, 1, queue, -1, SQLITE_STATIC);
-    sqlite3_bind_text(s, 2, key, -1, SQLITE_STATIC);
+    sqlite3_stmt *s = stmt_key(st, S_KEY_SET, queue, key);
     sqlite3_bind_int(s, 3, active);
     sqlite3_bind_int(s, 4, prio);
     sqlite3_bind_int(s, 5, next_turn);
@@ -1158,32 +1409,14 @@ key_set(store *st, const char *queue, const char *key, int active, int32_t prio,
 
 /* key_claim_one: claims key's best ready job into *row (JOBQ_ENOENT: none). */
 static int
-key_claim_one(store *st, const char *queue, const char *key, int64_t now_ms, job_row *row)
+key_claim_one(store *st, const char *queue, const char *key, job_row *row)
 {
-    sqlite3_stmt *s = stmt_get(st, S_KEY_JOB);
-    sqlite3_bind_text(s, 1, queue, -1, SQLITE_STATIC);
-    sqlite3_bind_text(s, 2, key, -1, SQLITE_STATIC);
     size_t n = 0;
-    int err = read_rows(s, row, 1, &n);
+    int err = read_rows(stmt_key(st, S_KEY_JOB, queue, key), row, 1, &n);
     if (err != JOBQ_OK) {
         return err;
     }
     return n == 1 ? JOBQ_OK : JOBQ_ENOENT;
-}
-
-/* mark_running: the claim's update of one picked job, and its row brought up to date. */
-static int
-mark_running(store *st, job_row *row, int64_t now_ms)
-{
-    sqlite3_stmt *m = stmt_get(st, S_CLAIM_MARK);
-    sqlite3_bind_int64(m, 1, row->id);
-    sqlite3_bind_int64(m, 2, now_ms);
-    int err = step_change(st, m);
-    row->state = JOBQ_RUNNING;
-    row->attempt++;
-    row->started_at_ms = now_ms;
-    row->finished_at_ms = 0;
-    return err;
 }
 
 /* sq_claim_keys: the rotation of migrations/0008_keys.sql, one job per turn. The triggers put
@@ -1199,18 +1432,14 @@ sq_claim_keys(store *st, const char *queue, int64_t now_ms, size_t max, const ke
     int64_t tol = kl != NULL ? kl->tolerance_ms : 0;
     bool blocked = false;
     size_t n = 0;
-    int err = JOBQ_OK;
-    sqlite3_stmt *w = stmt_get(st, S_KEY_WAKE);
-    sqlite3_bind_text(w, 1, queue, -1, SQLITE_STATIC);
-    sqlite3_bind_int64(w, 2, now_ms + tol);
-    err = step_done(w);
+    int err = run_text_i64(st, S_KEY_WAKE, queue, now_ms + tol);
     bool udone = false;
     size_t visits = 0;
     for (; err == JOBQ_OK && n < max && visits < max * 4 + 64; visits++) {
         char *key = NULL;
         int32_t prio = 0;
-        int64_t turn = 0, tat = 0;
-        err = key_head(st, queue, &key, &prio, &turn, &tat);
+        int64_t turn = 0, tat = 0; /* tat: the key's theoretical arrival time (its rate) */
+        err = scan_one(stmt_text(st, S_KEY_NEXT, queue), "sijj", &key, &prio, &turn, &tat);
         if (err == JOBQ_ENOENT) {
             /* No key in the rotation: the jobs without key, as ever. */
             size_t got = 0;
@@ -1225,10 +1454,7 @@ sq_claim_keys(store *st, const char *queue, int64_t now_ms, size_t max, const ke
             /* Jobs without key take the turns of one more key (its turn in the '' row). */
             job_row u = {0};
             size_t got = 0;
-            sqlite3_stmt *s = stmt_get(st, S_CLAIM_PICK);
-            sqlite3_bind_text(s, 1, queue, -1, SQLITE_STATIC);
-            sqlite3_bind_int64(s, 2, 1);
-            err = read_rows(s, &u, 1, &got);
+            err = plain_ready(st, queue, 1, &u, &got);
             int64_t uturn = 0;
             if (err == JOBQ_OK && got == 1) {
                 err = key_int(st, S_KEY_UTURN, queue, NULL, 0, &uturn);
@@ -1243,9 +1469,7 @@ sq_claim_keys(store *st, const char *queue, int64_t now_ms, size_t max, const ke
                        (u.priority > prio || (u.priority == prio && uturn < turn))) {
                 err = mark_running(st, &u, now_ms);
                 if (err == JOBQ_OK) {
-                    sqlite3_stmt *t = stmt_get(st, S_KEY_UTURN_SET);
-                    sqlite3_bind_text(t, 1, queue, -1, SQLITE_STATIC);
-                    err = step_done(t);
+                    err = step_done(stmt_text(st, S_KEY_UTURN_SET, queue));
                 }
                 if (err == JOBQ_OK) {
                     rows[n++] = u;
@@ -1260,7 +1484,7 @@ sq_claim_keys(store *st, const char *queue, int64_t now_ms, size_t max, const ke
             }
         }
         job_row *row = &rows[n];
-        err = key_claim_one(st, queue, key, now_ms, row);
+        err = key_claim_one(st, queue, key, row);
         if (err == JOBQ_ENOENT) {
             /* Nothing ready: out of the rotation, forgotten when nothing runs either. */
             int64_t running = 0;
@@ -1268,10 +1492,7 @@ sq_claim_keys(store *st, const char *queue, int64_t now_ms, size_t max, const ke
             if (err == JOBQ_OK && running > 0) {
                 err = key_set(st, queue, key, 0, prio, false, tat);
             } else if (err == JOBQ_OK) {
-                sqlite3_stmt *d = stmt_get(st, S_KEY_DROP);
-                sqlite3_bind_text(d, 1, queue, -1, SQLITE_STATIC);
-                sqlite3_bind_text(d, 2, key, -1, SQLITE_STATIC);
-                err = step_done(d);
+                err = step_done(stmt_key(st, S_KEY_DROP, queue, key));
             }
             free(key);
             continue;
@@ -1357,26 +1578,13 @@ sq_claim_keys(store *st, const char *queue, int64_t now_ms, size_t max, const ke
         }
         wake = wake > 0 ? wake - tol : 0;
     }
-    if (err != JOBQ_OK) {
-        while (n > 0) {
-            job_row_clear(&rows[--n]);
-        }
-        return err;
-    }
-    if (info != NULL) {
-        info->blocked = blocked;
-        info->wake_ms = wake > 0 ? wake : 0;
-    }
-    *np = n;
-    return JOBQ_OK;
+    return store_claim_done(err, rows, n, blocked, wake, info, np);
 }
 
 static int
 sq_key_hold(store *st, const char *queue, const char *group_key, int64_t until_ms)
 {
-    sqlite3_stmt *s = stmt_get(st, S_KEY_HOLD);
-    sqlite3_bind_text(s, 1, queue, -1, SQLITE_STATIC);
-    sqlite3_bind_text(s, 2, group_key, -1, SQLITE_STATIC);
+    sqlite3_stmt *s = stmt_key(st, S_KEY_HOLD, queue, group_key);
     sqlite3_bind_int64(s, 3, until_ms);
     return step_done(s);
 }
@@ -1398,8 +1606,7 @@ sq_key_running(store *st, const char *queue, const char *group_key, int64_t limi
 static int
 sq_requeue(store *st, int64_t id, int64_t now_ms, const char *error, const attempt_rec *a)
 {
-    sqlite3_stmt *s = stmt_get(st, S_REQUEUE);
-    sqlite3_bind_int64(s, 1, id);
+    sqlite3_stmt *s = stmt_id(st, S_REQUEUE, id);
     bind_text_or_null(s, 2, error);
     int err = step_change(st, s);
     return err == JOBQ_OK && a != NULL ? sq_attempt_add(st, id, a, now_ms, error) : err;
@@ -1409,57 +1616,27 @@ static int
 sq_promote_due(store *st, int64_t now_ms, size_t max,
                void (*fn)(void *arg, const char *queue, int old_state), void *arg, size_t *np)
 {
-    sqlite3_stmt *s = stmt_get(st, S_DUE_PICK);
-    sqlite3_stmt *m = stmt_get(st, S_DUE_MARK);
-    sqlite3_bind_int64(s, 1, now_ms);
+    /* Updating rows of the index being read is safe in SQLite only after the read is done,
+     * so the rows are read first (max is small). */
+    pick_row *rows = malloc((max > 0 ? max : 1) * sizeof(*rows));
+    if (rows == NULL) {
+        return JOBQ_ENOMEM;
+    }
+    sqlite3_stmt *s = stmt_id(st, S_DUE_PICK, now_ms);
     sqlite3_bind_int64(s, 2, (int64_t)max);
     size_t n = 0;
-    int rc;
-    /* Updating rows of the index being read is safe in SQLite only after the read is done,
-     * so collect ids first (max is small). */
-    int64_t *ids = malloc(max * sizeof(*ids));
-    char **queues = malloc(max * sizeof(*queues));
-    int *olds = malloc(max * sizeof(*olds));
-    int err = JOBQ_OK;
-    if (ids == NULL || queues == NULL || olds == NULL) {
-        err = JOBQ_ENOMEM;
-        goto out;
-    }
-    while (n < max && (rc = sqlite3_step(s)) == SQLITE_ROW) {
-        ids[n] = sqlite3_column_int64(s, 0);
-        queues[n] = col_text(s, 1);
-        olds[n] = sqlite3_column_int(s, 2);
-        if (queues[n] == NULL) {
-            err = JOBQ_ENOMEM;
-            break;
-        }
-        n++;
-    }
-    if (err == JOBQ_OK && n < max && rc != SQLITE_DONE) {
-        err = from_sqlite(rc);
-    }
-    stmt_done(s);
+    int err = read_list(s, &pick_type, rows, max, &n, NULL);
     for (size_t i = 0; i < n && err == JOBQ_OK; i++) {
-        sqlite3_bind_int64(m, 1, ids[i]);
-        rc = sqlite3_step(m);
-        stmt_done(m);
-        if (rc != SQLITE_DONE) {
-            err = from_sqlite(rc);
-        }
+        err = run_id(st, S_DUE_MARK, rows[i].id);
+    }
+    for (size_t i = 0; err == JOBQ_OK && fn != NULL && i < n; i++) {
+        fn(arg, rows[i].queue, rows[i].state);
     }
     if (err == JOBQ_OK) {
-        for (size_t i = 0; fn != NULL && i < n; i++) {
-            fn(arg, queues[i], olds[i]);
-        }
         *np = n;
     }
-out:
-    for (size_t i = 0; queues != NULL && i < n; i++) {
-        free(queues[i]);
-    }
-    free(ids);
-    free(queues);
-    free(olds);
+    clear_rows(&pick_type, rows, n);
+    free(rows);
     return err;
 }
 
@@ -1468,41 +1645,7 @@ out:
 static int
 sq_max_id(store *st, int64_t *idp)
 {
-    sqlite3_stmt *s = stmt_get(st, S_MAX_ID);
-    int rc = sqlite3_step(s);
-    if (rc == SQLITE_ROW) {
-        *idp = sqlite3_column_int64(s, 0);
-    }
-    stmt_done(s);
-    return rc == SQLITE_ROW ? JOBQ_OK : from_sqlite(rc);
-}
-
-/* ids_json: the ids as a JSON array text (malloc'd), or NULL when out of memory. */
-static char *
-ids_json(const int64_t *ids, size_t n)
-{
-    size_t cap = 3 + n * 21;
-    char *buf = malloc(cap);
-    if (buf == NULL) {
-        return NULL;
-    }
-    size_t len = 0;
-    buf[len++] = '[';
-    for (size_t i = 0; i < n; i++) {
-        len += (size_t)snprintf(buf + len, cap - len, "%s%lld", i > 0 ? "," : "",
-                                (long long)ids[i]);
-    }
-    snprintf(buf + len, cap - len, "]");
-    return buf;
-}
-
-/* bind_i64_or_null: binds v, or leaves NULL bound for 0. */
-static void
-bind_i64_or_null(sqlite3_stmt *s, int i, int64_t v)
-{
-    if (v != 0) {
-        sqlite3_bind_int64(s, i, v);
-    }
+    return one_int64(stmt_get(st, S_MAX_ID), idp);
 }
 
 static int
@@ -1510,24 +1653,18 @@ sq_pick(store *st, const job_filter *f, int64_t after_id, int64_t upto_id, size_
         void (*fn)(void *arg, int64_t id, const char *queue, int state), void *arg, size_t *np)
 {
     char *ids = NULL;
-    if (f->ids != NULL && (ids = ids_json(f->ids, f->nids)) == NULL) {
+    if (f->ids != NULL && (ids = store_ids_text(f->ids, f->nids, '[', ']')) == NULL) {
         return JOBQ_ENOMEM;
     }
-    int64_t *picked = malloc((max > 0 ? max : 1) * sizeof(*picked));
-    int *states = malloc((max > 0 ? max : 1) * sizeof(*states));
-    char **queues = calloc(max > 0 ? max : 1, sizeof(*queues));
-    if (picked == NULL || states == NULL || queues == NULL) {
+    pick_row *rows = malloc((max > 0 ? max : 1) * sizeof(*rows));
+    if (rows == NULL) {
         free(ids);
-        free(picked);
-        free(states);
-        free(queues);
         return JOBQ_ENOMEM;
     }
-    sqlite3_stmt *s = stmt_get(st, S_PICK);
-    sqlite3_bind_int64(s, 1, after_id);
+    sqlite3_stmt *s = stmt_id(st, S_PICK, after_id);
     sqlite3_bind_int64(s, 2, upto_id);
     bind_text_or_null(s, 3, f->queue);
-    unsigned want = f->states != 0 ? f->states : (1u << (JOBQ_WAITING + 1)) - 1;
+    unsigned want = store_filter_states(f);
     int slot = 0, first = -1;
     for (int state = 0; state <= JOBQ_WAITING; state++) {
         if (want & (1u << state)) {
@@ -1538,80 +1675,44 @@ sq_pick(store *st, const job_filter *f, int64_t after_id, int64_t upto_id, size_
     while (slot < 8) {
         sqlite3_bind_int(s, 4 + slot++, first); /* the list padded with a state it holds */
     }
-    if (ids != NULL) {
-        sqlite3_bind_text(s, 12, ids, -1, SQLITE_STATIC);
-    }
-    bind_i64_or_null(s, 13, f->created_after_ms);
-    bind_i64_or_null(s, 14, f->created_before_ms);
-    bind_i64_or_null(s, 15, f->finished_after_ms);
-    bind_i64_or_null(s, 16, f->finished_before_ms);
+    bind_text_or_null(s, 12, ids);
+    bind_int64_or_null(s, 13, f->created_after_ms);
+    bind_int64_or_null(s, 14, f->created_before_ms);
+    bind_int64_or_null(s, 15, f->finished_after_ms);
+    bind_int64_or_null(s, 16, f->finished_before_ms);
     bind_text_or_null(s, 17, f->error_contains);
     bind_text_or_null(s, 18, f->key_prefix);
     sqlite3_bind_int64(s, 19, (int64_t)max);
     size_t n = 0;
-    int err = JOBQ_OK;
-    int rc = SQLITE_DONE;
-    while (n < max && (rc = sqlite3_step(s)) == SQLITE_ROW) {
-        picked[n] = sqlite3_column_int64(s, 0);
-        queues[n] = col_text(s, 1);
-        states[n] = sqlite3_column_int(s, 2);
-        if (queues[n] == NULL) {
-            err = JOBQ_ENOMEM;
-            break;
-        }
-        n++;
-    }
-    if (err == JOBQ_OK && n < max && rc != SQLITE_DONE) {
-        err = from_sqlite(rc);
-    }
-    stmt_done(s);
-    for (size_t i = 0; i < n; i++) {
-        if (err == JOBQ_OK) {
-            fn(arg, picked[i], queues[i], states[i]);
-        }
-        free(queues[i]);
+    int err = read_list(s, &pick_type, rows, max, &n, NULL);
+    for (size_t i = 0; err == JOBQ_OK && i < n; i++) {
+        fn(arg, rows[i].id, rows[i].queue, rows[i].state);
     }
     if (err == JOBQ_OK) {
         *np = n;
     }
+    clear_rows(&pick_type, rows, n);
+    free(rows);
     free(ids);
-    free(picked);
-    free(states);
-    free(queues);
     return err;
 }
 
 static int
 sq_job_delete(store *st, int64_t id, int from)
 {
-    sqlite3_stmt *s = stmt_get(st, S_DELETE);
-    sqlite3_bind_int64(s, 1, id);
+    /* The job's row, then every row that names it (its log lines stay until their sweep). */
+    static const enum stmt_id naming[] = {S_SWEEP_ATTEMPTS, S_DEP_DELETE_JOB, S_DEP_DELETE_PARENT,
+                                          S_PARENTS_SWEEP};
+    sqlite3_stmt *s = stmt_id(st, S_DELETE, id);
     sqlite3_bind_int(s, 2, from);
     int err = step_change(st, s);
-    if (err == JOBQ_OK) {
-        s = stmt_get(st, S_SWEEP_ATTEMPTS);
-        sqlite3_bind_int64(s, 1, id);
-        err = step_done(s);
-    }
-    if (err == JOBQ_OK) {
-        err = sq_dep_drop_child(st, id);
-    }
-    if (err == JOBQ_OK) {
-        err = sq_dep_drop_parent(st, id);
-    }
-    if (err == JOBQ_OK) {
-        s = stmt_get(st, S_PARENTS_SWEEP);
-        sqlite3_bind_int64(s, 1, id);
-        err = step_done(s);
-    }
-    return err;
+    return err == JOBQ_OK ? run_each(st, naming, COUNT_OF(naming), id) : err;
 }
 
 static int
 sq_job_set_priority(store *st, int64_t id, int from, int32_t priority)
 {
-    sqlite3_stmt *s = stmt_get(st, S_SET_PRIORITY);
-    sqlite3_bind_int64(s, 1, id);
+    sqlite3_stmt *s = stmt_id(st, S_SET_PRIORITY, id);
     sqlite3_bind_int(s, 2, from);
     sqlite3_bind_int(s, 3, priority);
     return step_change(st, s);
@@ -1620,15 +1721,12 @@ sq_job_set_priority(store *st, int64_t id, int from, int32_t priority)
 static int
 sq_job_set_run_at(store *st, int64_t id, int from, int to, int64_t run_at_ms)
 {
-    sqlite3_stmt *s = stmt_get(st, S_SET_RUN_AT);
-    sqlite3_bind_int64(s, 1, id);
+    sqlite3_stmt *s = stmt_id(st, S_SET_RUN_AT, id);
     sqlite3_bind_int(s, 2, from);
     sqlite3_bind_int(s, 3, to);
     sqlite3_bind_int64(s, 4, run_at_ms);
     return step_change(st, s);
 }
-
-static int oldest(sqlite3_stmt *s, int64_t *atp);
 
 static int
 sq_next_due(store *st, int64_t *atp)
@@ -1639,15 +1737,12 @@ sq_next_due(store *st, int64_t *atp)
 static int
 sq_retry(store *st, int64_t id, int64_t now_ms, job_row *row, int *old_statep)
 {
-    job_row cur;
-    int err = sq_get(st, id, &cur);
+    int old;
+    int err = sq_job_state(st, id, &old);
     if (err != JOBQ_OK) {
         return err;
     }
-    int old = cur.state;
-    job_row_clear(&cur);
-    sqlite3_stmt *s = stmt_get(st, S_RETRY);
-    sqlite3_bind_int64(s, 1, id);
+    sqlite3_stmt *s = stmt_id(st, S_RETRY, id);
     sqlite3_bind_int64(s, 2, now_ms);
     if ((err = step_change(st, s)) != JOBQ_OK) {
         return err;
@@ -1687,36 +1782,13 @@ sq_retry_bulk(store *st, const char *queue, int state, int64_t now_ms, size_t ma
 static int
 sq_attempts(store *st, int64_t id, attempt_row *rows, size_t max, size_t *np)
 {
-    sqlite3_stmt *s = stmt_get(st, S_ATTEMPTS);
-    sqlite3_bind_int64(s, 1, id);
-    sqlite3_bind_int64(s, 2, (int64_t)max);
-    size_t n = 0;
-    int rc;
-    while (n < max && (rc = sqlite3_step(s)) == SQLITE_ROW) {
-        attempt_row *a = &rows[n++];
-        a->attempt = sqlite3_column_int(s, 0);
-        a->started_at_ms = sqlite3_column_int64(s, 1);
-        a->finished_at_ms = sqlite3_column_int64(s, 2);
-        a->kind = col_text(s, 3);
-        a->error = col_text(s, 4);
-    }
-    if (n < max && rc != SQLITE_DONE) {
-        stmt_done(s);
-        while (n > 0) {
-            attempt_row_clear(&rows[--n]);
-        }
-        return from_sqlite(rc);
-    }
-    stmt_done(s);
-    *np = n;
-    return JOBQ_OK;
+    return list_of_id(st, S_ATTEMPTS, id, &attempt_type, rows, max, np);
 }
 
 static int
 sq_job_progress(store *st, int64_t id, const progress_set *p)
 {
-    sqlite3_stmt *s = stmt_get(st, S_PROGRESS);
-    sqlite3_bind_int64(s, 1, id);
+    sqlite3_stmt *s = stmt_id(st, S_PROGRESS, id);
     sqlite3_bind_int(s, 2, p->has_progress);
     sqlite3_bind_double(s, 3, p->progress);
     bind_text_or_null(s, 4, p->note);
@@ -1732,31 +1804,22 @@ static int
 sq_log_append(store *st, int64_t id, int32_t attempt, int64_t at_ms, const char *const *lines,
               size_t n, size_t max_lines, size_t max_bytes, int64_t *last_seqp)
 {
-    sqlite3_stmt *s = stmt_get(st, S_LOG_LAST);
-    sqlite3_bind_int64(s, 1, id);
-    int rc = sqlite3_step(s);
-    int64_t seq = sqlite3_column_int64(s, 0);
-    stmt_done(s);
-    if (rc != SQLITE_ROW) {
-        return from_sqlite(rc);
-    }
-    s = stmt_get(st, S_LOG_INSERT);
-    for (size_t i = 0; i < n; i++) {
-        sqlite3_bind_int64(s, 1, id);
+    int64_t seq = 0;
+    int err = one_int64(stmt_id(st, S_LOG_LAST, id), &seq);
+    for (size_t i = 0; err == JOBQ_OK && i < n; i++) {
+        sqlite3_stmt *s = stmt_id(st, S_LOG_INSERT, id);
         sqlite3_bind_int64(s, 2, ++seq);
         sqlite3_bind_int(s, 3, attempt);
         sqlite3_bind_int64(s, 4, at_ms);
         sqlite3_bind_text(s, 5, lines[i], -1, SQLITE_STATIC);
-        int err = step_done(s);
-        if (err != JOBQ_OK) {
-            return err;
-        }
+        err = step_done(s);
     }
-    s = stmt_get(st, S_LOG_TRIM);
-    sqlite3_bind_int64(s, 1, id);
-    sqlite3_bind_int64(s, 2, (int64_t)max_lines);
-    sqlite3_bind_int64(s, 3, (int64_t)max_bytes);
-    int err = step_done(s);
+    if (err == JOBQ_OK) {
+        sqlite3_stmt *s = stmt_id(st, S_LOG_TRIM, id);
+        sqlite3_bind_int64(s, 2, (int64_t)max_lines);
+        sqlite3_bind_int64(s, 3, (int64_t)max_bytes);
+        err = step_done(s);
+    }
     if (err == JOBQ_OK && last_seqp != NULL) {
         *last_seqp = seq;
     }
@@ -1766,73 +1829,30 @@ sq_log_append(store *st, int64_t id, int32_t attempt, int64_t at_ms, const char 
 static int
 sq_logs(store *st, int64_t id, int64_t after_seq, log_row *rows, size_t max, size_t *np)
 {
-    sqlite3_stmt *s = stmt_get(st, S_LOGS);
-    sqlite3_bind_int64(s, 1, id);
+    sqlite3_stmt *s = stmt_id(st, S_LOGS, id);
     sqlite3_bind_int64(s, 2, after_seq);
     sqlite3_bind_int64(s, 3, (int64_t)max);
-    size_t n = 0;
-    int rc = SQLITE_DONE;
-    while (n < max && (rc = sqlite3_step(s)) == SQLITE_ROW) {
-        log_row *l = &rows[n++];
-        l->seq = sqlite3_column_int64(s, 0);
-        l->attempt = sqlite3_column_int(s, 1);
-        l->at_ms = sqlite3_column_int64(s, 2);
-        l->line = col_text(s, 3);
-        if (l->line == NULL) {
-            rc = SQLITE_NOMEM;
-            break;
-        }
-    }
-    stmt_done(s);
-    if (rc != SQLITE_DONE && rc != SQLITE_ROW) {
-        while (n > 0) {
-            log_row_clear(&rows[--n]);
-        }
-        return from_sqlite(rc);
-    }
-    *np = n;
-    return JOBQ_OK;
+    return read_list(s, &log_type, rows, max, np, NULL);
 }
 
 static int
 sq_sweep(store *st, const char *queue, int state, int64_t before_ms, size_t max, size_t *np)
 {
-    sqlite3_stmt *s = stmt_get(st, S_SWEEP);
-    sqlite3_bind_text(s, 1, queue, -1, SQLITE_STATIC);
+    /* The rows that name a swept job. */
+    static const enum stmt_id naming[] = {S_SWEEP_ATTEMPTS, S_SWEEP_LOGS, S_PARENTS_SWEEP};
+    int64_t *ids = malloc((max > 0 ? max : 1) * sizeof(*ids));
+    if (ids == NULL) {
+        return JOBQ_ENOMEM;
+    }
+    sqlite3_stmt *s = stmt_text(st, S_SWEEP, queue);
     sqlite3_bind_int(s, 2, state);
     sqlite3_bind_int64(s, 3, before_ms);
     sqlite3_bind_int64(s, 4, (int64_t)max);
-    int64_t *ids = malloc(max * sizeof(*ids));
-    if (ids == NULL) {
-        stmt_done(s);
-        return JOBQ_ENOMEM;
-    }
     size_t n = 0;
-    int rc;
-    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
-        if (n < max) {
-            ids[n++] = sqlite3_column_int64(s, 0);
-        }
-    }
-    stmt_done(s);
-    int err = rc == SQLITE_DONE ? JOBQ_OK : from_sqlite(rc);
-    sqlite3_stmt *a = stmt_get(st, S_SWEEP_ATTEMPTS);
-    sqlite3_stmt *lg = stmt_get(st, S_SWEEP_LOGS);
+    bool more = false; /* the step after the max-th row runs the DELETE to its end */
+    int err = read_list(s, &id_type, ids, max, &n, &more);
     for (size_t i = 0; i < n && err == JOBQ_OK; i++) {
-        sqlite3_bind_int64(a, 1, ids[i]);
-        rc = sqlite3_step(a);
-        stmt_done(a);
-        if (rc != SQLITE_DONE) {
-            err = from_sqlite(rc);
-        } else {
-            sqlite3_bind_int64(lg, 1, ids[i]);
-            err = step_done(lg);
-        }
-        if (err == JOBQ_OK) {
-            sqlite3_stmt *pr = stmt_get(st, S_PARENTS_SWEEP);
-            sqlite3_bind_int64(pr, 1, ids[i]);
-            err = step_done(pr);
-        }
+        err = run_each(st, naming, COUNT_OF(naming), ids[i]);
     }
     free(ids);
     if (err == JOBQ_OK) {
@@ -1844,90 +1864,48 @@ sq_sweep(store *st, const char *queue, int state, int64_t before_ms, size_t max,
 static int
 sq_sweep_groups(store *st, int64_t before_ms, size_t max, size_t *np)
 {
-    sqlite3_stmt *s = stmt_get(st, S_SWEEP_GROUPS);
-    sqlite3_bind_int64(s, 1, before_ms);
+    sqlite3_stmt *s = stmt_id(st, S_SWEEP_GROUPS, before_ms);
     sqlite3_bind_int64(s, 2, (int64_t)max);
-    int err = step_done(s);
-    if (err == JOBQ_OK) {
-        *np = (size_t)sqlite3_changes(SQ(st)->db);
-    }
-    return err;
+    return step_count(st, s, np);
 }
 
 static int
 sq_sweep_keys(store *st, const char *queue, int64_t before_ms, size_t max, size_t *np)
 {
-    sqlite3_stmt *s = stmt_get(st, S_SWEEP_KEYS);
-    sqlite3_bind_text(s, 1, queue, -1, SQLITE_STATIC);
+    sqlite3_stmt *s = stmt_text(st, S_SWEEP_KEYS, queue);
     sqlite3_bind_int64(s, 2, before_ms);
     sqlite3_bind_int64(s, 3, (int64_t)max);
-    int rc = sqlite3_step(s);
-    stmt_done(s);
-    if (rc != SQLITE_DONE) {
-        return from_sqlite(rc);
-    }
-    *np = (size_t)sqlite3_changes(SQ(st)->db);
-    return JOBQ_OK;
+    return step_count(st, s, np);
 }
 
 static int
 sq_ready_ahead(store *st, const job_row *row, int64_t limit, int64_t *np)
 {
-    sqlite3_stmt *s = stmt_get(st, S_AHEAD);
-    sqlite3_bind_text(s, 1, row->queue, -1, SQLITE_STATIC);
-    sqlite3_bind_int(s, 2, row->priority);
-    sqlite3_bind_int64(s, 3, row->run_at_ms);
-    sqlite3_bind_int64(s, 4, row->id);
-    sqlite3_bind_int64(s, 5, limit);
-    int rc = sqlite3_step(s);
+    /* The ready jobs without key ahead of it, then the keyed ones (jobs_key_ready), in the
+     * same order. */
+    static const enum stmt_id ahead[] = {S_AHEAD, S_AHEAD_KEYED};
     int64_t n = 0;
-    if (rc == SQLITE_ROW) {
-        n = sqlite3_column_int64(s, 0);
-    }
-    stmt_done(s);
-    if (rc != SQLITE_ROW) {
-        return from_sqlite(rc);
-    }
-    /* Keyed ready jobs ahead of it too (jobs_key_ready), in the same order. */
-    s = stmt_get(st, S_AHEAD_KEYED);
-    sqlite3_bind_text(s, 1, row->queue, -1, SQLITE_STATIC);
-    sqlite3_bind_int(s, 2, row->priority);
-    sqlite3_bind_int64(s, 3, row->run_at_ms);
-    sqlite3_bind_int64(s, 4, row->id);
-    sqlite3_bind_int64(s, 5, limit);
-    rc = sqlite3_step(s);
-    if (rc == SQLITE_ROW) {
-        n += sqlite3_column_int64(s, 0);
-    }
-    stmt_done(s);
-    if (rc != SQLITE_ROW) {
-        return from_sqlite(rc);
+    for (size_t k = 0; k < COUNT_OF(ahead); k++) {
+        sqlite3_stmt *s = stmt_text(st, ahead[k], row->queue);
+        sqlite3_bind_int(s, 2, row->priority);
+        sqlite3_bind_int64(s, 3, row->run_at_ms);
+        sqlite3_bind_int64(s, 4, row->id);
+        sqlite3_bind_int64(s, 5, limit);
+        int64_t v = 0;
+        int err = one_int64(s, &v);
+        if (err != JOBQ_OK) {
+            return err;
+        }
+        n += v;
     }
     *np = n < limit ? n : limit;
     return JOBQ_OK;
 }
 
-/* oldest: one min() over an index; JOBQ_ENOENT when there is no row. */
-static int
-oldest(sqlite3_stmt *s, int64_t *atp)
-{
-    int rc = sqlite3_step(s);
-    int err;
-    if (rc == SQLITE_ROW && sqlite3_column_type(s, 0) != SQLITE_NULL) {
-        *atp = sqlite3_column_int64(s, 0);
-        err = JOBQ_OK;
-    } else {
-        err = rc == SQLITE_ROW ? JOBQ_ENOENT : from_sqlite(rc);
-    }
-    stmt_done(s);
-    return err;
-}
-
 static int
 sq_oldest_finished(store *st, const char *queue, int state, int64_t *atp)
 {
-    sqlite3_stmt *s = stmt_get(st, S_OLDEST_FINISHED);
-    sqlite3_bind_text(s, 1, queue, -1, SQLITE_STATIC);
+    sqlite3_stmt *s = stmt_text(st, S_OLDEST_FINISHED, queue);
     sqlite3_bind_int(s, 2, state);
     return oldest(s, atp);
 }
@@ -1936,21 +1914,16 @@ static int
 sq_oldest_due(store *st, const char *queue, int64_t now_ms, int64_t *readyp, int64_t *overduep)
 {
     int64_t ready = 0, overdue = 0;
-    sqlite3_stmt *s = stmt_get(st, S_OLDEST_READY);
-    sqlite3_bind_text(s, 1, queue, -1, SQLITE_STATIC);
-    int err = oldest(s, &ready);
+    int err = oldest(stmt_text(st, S_OLDEST_READY, queue), &ready);
     if (err == JOBQ_OK || err == JOBQ_ENOENT) {
         int64_t keyed = 0;
-        s = stmt_get(st, S_OLDEST_READY_KEYED);
-        sqlite3_bind_text(s, 1, queue, -1, SQLITE_STATIC);
-        err = oldest(s, &keyed);
+        err = oldest(stmt_text(st, S_OLDEST_READY_KEYED, queue), &keyed);
         if (err == JOBQ_OK && (ready == 0 || keyed < ready)) {
             ready = keyed;
         }
     }
     if (err == JOBQ_OK || err == JOBQ_ENOENT) {
-        s = stmt_get(st, S_OLDEST_OVERDUE);
-        sqlite3_bind_text(s, 1, queue, -1, SQLITE_STATIC);
+        sqlite3_stmt *s = stmt_text(st, S_OLDEST_OVERDUE, queue);
         sqlite3_bind_int64(s, 2, now_ms);
         err = oldest(s, &overdue);
     }
@@ -1965,16 +1938,13 @@ sq_oldest_due(store *st, const char *queue, int64_t now_ms, int64_t *readyp, int
 static int
 sq_oldest_key(store *st, const char *queue, int64_t *atp)
 {
-    sqlite3_stmt *s = stmt_get(st, S_OLDEST_KEY);
-    sqlite3_bind_text(s, 1, queue, -1, SQLITE_STATIC);
-    return oldest(s, atp);
+    return oldest(stmt_text(st, S_OLDEST_KEY, queue), atp);
 }
 
 static int
 sq_recent(store *st, const char *queue, int state, job_row *rows, size_t max, size_t *np)
 {
-    sqlite3_stmt *s = stmt_get(st, S_RECENT);
-    sqlite3_bind_text(s, 1, queue, -1, SQLITE_STATIC);
+    sqlite3_stmt *s = stmt_text(st, S_RECENT, queue);
     sqlite3_bind_int(s, 2, state);
     sqlite3_bind_int64(s, 3, (int64_t)max);
     return read_rows(s, rows, max, np);
@@ -2004,21 +1974,11 @@ store_sqlite_backup(const char *db_path, const char *dest, char *err, size_t err
     return result;
 }
 
-/* bind_int64_or_null: binds v, or leaves NULL bound for 0 (none: no time, no id). */
-static void
-bind_int64_or_null(sqlite3_stmt *s, int i, int64_t v)
-{
-    if (v != 0) {
-        sqlite3_bind_int64(s, i, v);
-    }
-}
-
 static int
 sq_job_insert(store *st, const job_spec *spec, int state, int64_t now_ms, int64_t finished_at_ms,
               const char *error, int64_t *idp)
 {
-    sqlite3_stmt *s = stmt_get(st, S_INSERT);
-    sqlite3_bind_text(s, 1, spec->queue, -1, SQLITE_STATIC);
+    sqlite3_stmt *s = stmt_text(st, S_INSERT, spec->queue);
     sqlite3_bind_text(s, 2, spec->payload, -1, SQLITE_STATIC);
     sqlite3_bind_int(s, 3, spec->priority);
     sqlite3_bind_int(s, 4, state);
@@ -2034,31 +1994,19 @@ sq_job_insert(store *st, const job_spec *spec, int state, int64_t now_ms, int64_
     bind_text_or_null(s, 14, spec->traceparent);
     bind_text_or_null(s, 15, spec->tracestate);
     bind_text_or_null(s, 16, spec->group_key);
-    int err = step_done(s);
-    if (err == JOBQ_OK) {
-        *idp = sqlite3_last_insert_rowid(SQ(st)->db);
-    }
-    return err;
+    return step_insert(st, s, idp);
 }
 
 static int
 sq_job_state(store *st, int64_t id, int *statep)
 {
-    sqlite3_stmt *s = stmt_get(st, S_STATE_OF);
-    sqlite3_bind_int64(s, 1, id);
-    int rc = sqlite3_step(s);
-    if (rc == SQLITE_ROW) {
-        *statep = sqlite3_column_int(s, 0);
-    }
-    stmt_done(s);
-    return rc == SQLITE_ROW ? JOBQ_OK : rc == SQLITE_DONE ? JOBQ_ENOENT : from_sqlite(rc);
+    return scan_one(stmt_id(st, S_STATE_OF, id), "i", statep);
 }
 
 static int
 sq_job_set_state(store *st, int64_t id, int from, int to, int64_t finished_at_ms, const char *error)
 {
-    sqlite3_stmt *s = stmt_get(st, S_SET_STATE);
-    sqlite3_bind_int64(s, 1, id);
+    sqlite3_stmt *s = stmt_id(st, S_SET_STATE, id);
     sqlite3_bind_int(s, 2, from);
     sqlite3_bind_int(s, 3, to);
     bind_int64_or_null(s, 4, finished_at_ms);
@@ -2069,54 +2017,24 @@ sq_job_set_state(store *st, int64_t id, int from, int to, int64_t finished_at_ms
 static int
 sq_running(store *st, job_row **rowsp, size_t *np)
 {
-    sqlite3_stmt *s = stmt_get(st, S_RUNNING);
     job_row *rows = NULL;
-    size_t n = 0, cap = 0;
-    int rc, err = JOBQ_OK;
-    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
-        if (n == cap) {
-            cap = cap ? cap * 2 : 64;
-            job_row *grown = realloc(rows, cap * sizeof(*rows));
-            if (grown == NULL) {
-                err = JOBQ_ENOMEM;
-                break;
-            }
-            rows = grown;
-        }
-        job_row *r = &rows[n++];
-        memset(r, 0, sizeof(*r));
-        r->id = sqlite3_column_int64(s, 0);
-        r->queue = col_text(s, 1);
-        r->state = JOBQ_RUNNING;
-        r->attempt = sqlite3_column_int(s, 2);
-        r->started_at_ms = sqlite3_column_int64(s, 3);
-        if (r->queue == NULL) {
-            err = JOBQ_ENOMEM;
-            break;
-        }
+    size_t n = 0;
+    int err = read_all(stmt_get(st, S_RUNNING), &running_type, &rows, &n);
+    for (size_t i = 0; err == JOBQ_OK && i < n; i++) {
+        rows[i].state = JOBQ_RUNNING;
     }
-    if (err == JOBQ_OK && rc != SQLITE_DONE) {
-        err = from_sqlite(rc);
+    if (err == JOBQ_OK) {
+        *rowsp = rows;
+        *np = n;
     }
-    stmt_done(s);
-    if (err != JOBQ_OK) {
-        while (n > 0) {
-            job_row_clear(&rows[--n]);
-        }
-        free(rows);
-        return err;
-    }
-    *rowsp = rows;
-    *np = n;
-    return JOBQ_OK;
+    return err;
 }
 
 static int
 sq_job_finish(store *st, int64_t id, int new_state, int64_t finished_at_ms, int64_t run_at_ms,
               const char *result, const char *error)
 {
-    sqlite3_stmt *s = stmt_get(st, S_FINISH);
-    sqlite3_bind_int64(s, 1, id);
+    sqlite3_stmt *s = stmt_id(st, S_FINISH, id);
     sqlite3_bind_int(s, 2, new_state);
     bind_int64_or_null(s, 3, finished_at_ms);
     bind_int64_or_null(s, 4, run_at_ms);
@@ -2128,8 +2046,7 @@ sq_job_finish(store *st, int64_t id, int new_state, int64_t finished_at_ms, int6
 static int
 sq_attempt_add(store *st, int64_t id, const attempt_rec *a, int64_t now_ms, const char *error)
 {
-    sqlite3_stmt *s = stmt_get(st, S_ATTEMPT_INSERT);
-    sqlite3_bind_int64(s, 1, id);
+    sqlite3_stmt *s = stmt_id(st, S_ATTEMPT_INSERT, id);
     sqlite3_bind_int(s, 2, a->attempt);
     sqlite3_bind_int64(s, 3, a->started_at_ms);
     sqlite3_bind_int64(s, 4, now_ms);
@@ -2138,23 +2055,10 @@ sq_attempt_add(store *st, int64_t id, const attempt_rec *a, int64_t now_ms, cons
     return step_done(s);
 }
 
-/* one_int64: steps s, which yields one row of one integer, into *vp. */
-static int
-one_int64(sqlite3_stmt *s, int64_t *vp)
-{
-    int rc = sqlite3_step(s);
-    if (rc == SQLITE_ROW) {
-        *vp = sqlite3_column_int64(s, 0);
-    }
-    stmt_done(s);
-    return rc == SQLITE_ROW ? JOBQ_OK : rc == SQLITE_DONE ? JOBQ_ENOENT : from_sqlite(rc);
-}
-
 static int
 sq_attempt_count(store *st, int64_t id, const char *kind, int64_t *np)
 {
-    sqlite3_stmt *s = stmt_get(st, S_ATTEMPT_COUNT);
-    sqlite3_bind_int64(s, 1, id);
+    sqlite3_stmt *s = stmt_id(st, S_ATTEMPT_COUNT, id);
     sqlite3_bind_text(s, 2, kind, -1, SQLITE_STATIC);
     return one_int64(s, np);
 }
@@ -2163,38 +2067,19 @@ static int
 sq_key_find(store *st, const char *queue, const char *key, int64_t *idp, uint64_t *hashp,
             int64_t *created_at_msp)
 {
-    sqlite3_stmt *s = stmt_get(st, S_KEY_FIND);
-    sqlite3_bind_text(s, 1, queue, -1, SQLITE_STATIC);
-    sqlite3_bind_text(s, 2, key, -1, SQLITE_STATIC);
-    int rc = sqlite3_step(s);
-    if (rc == SQLITE_ROW) {
-        *idp = sqlite3_column_int64(s, 0);
-        *hashp = (uint64_t)sqlite3_column_int64(s, 1);
-        *created_at_msp = sqlite3_column_int64(s, 2);
-    }
-    stmt_done(s);
-    return rc == SQLITE_ROW ? JOBQ_OK : rc == SQLITE_DONE ? JOBQ_ENOENT : from_sqlite(rc);
+    return key_use(st, S_KEY_FIND, queue, key, idp, hashp, created_at_msp, NULL);
 }
 
 static int
 sq_key_add(store *st, const char *queue, const char *key, int64_t id, uint64_t hash, int64_t now_ms)
 {
-    sqlite3_stmt *s = stmt_get(st, S_KEY_INSERT);
-    sqlite3_bind_text(s, 1, queue, -1, SQLITE_STATIC);
-    sqlite3_bind_text(s, 2, key, -1, SQLITE_STATIC);
-    sqlite3_bind_int64(s, 3, id);
-    sqlite3_bind_int64(s, 4, (int64_t)hash);
-    sqlite3_bind_int64(s, 5, now_ms);
-    return step_done(s);
+    return step_done(stmt_key_use(st, S_KEY_INSERT, queue, key, id, hash, now_ms));
 }
 
 static int
 sq_key_delete(store *st, const char *queue, const char *key)
 {
-    sqlite3_stmt *s = stmt_get(st, S_KEY_DELETE);
-    sqlite3_bind_text(s, 1, queue, -1, SQLITE_STATIC);
-    sqlite3_bind_text(s, 2, key, -1, SQLITE_STATIC);
-    return step_done(s);
+    return step_done(stmt_key(st, S_KEY_DELETE, queue, key));
 }
 
 /* sq_key_lock: SQLite has one writer: the transaction holds every key already. */
@@ -2202,30 +2087,14 @@ static int
 sq_key_lock(store *st, const char *queue, const char *key, int64_t *idp, uint64_t *hashp,
             int64_t *created_at_msp, bool *heldp)
 {
-    sqlite3_stmt *s = stmt_get(st, S_KEY_LOCK);
-    sqlite3_bind_text(s, 1, queue, -1, SQLITE_STATIC);
-    sqlite3_bind_text(s, 2, key, -1, SQLITE_STATIC);
-    int rc = sqlite3_step(s);
-    if (rc == SQLITE_ROW) {
-        *idp = sqlite3_column_int64(s, 0);
-        *hashp = (uint64_t)sqlite3_column_int64(s, 1);
-        *created_at_msp = sqlite3_column_int64(s, 2);
-        *heldp = sqlite3_column_int(s, 3) != 0;
-    }
-    stmt_done(s);
-    return rc == SQLITE_ROW ? JOBQ_OK : rc == SQLITE_DONE ? JOBQ_ENOENT : from_sqlite(rc);
+    return key_use(st, S_KEY_LOCK, queue, key, idp, hashp, created_at_msp, heldp);
 }
 
 static int
 sq_key_put(store *st, const char *queue, const char *key, int64_t id, uint64_t hash,
            int64_t created_ms, bool held)
 {
-    sqlite3_stmt *s = stmt_get(st, S_KEY_PUT);
-    sqlite3_bind_text(s, 1, queue, -1, SQLITE_STATIC);
-    sqlite3_bind_text(s, 2, key, -1, SQLITE_STATIC);
-    sqlite3_bind_int64(s, 3, id);
-    sqlite3_bind_int64(s, 4, (int64_t)hash);
-    sqlite3_bind_int64(s, 5, created_ms);
+    sqlite3_stmt *s = stmt_key_use(st, S_KEY_PUT, queue, key, id, hash, created_ms);
     sqlite3_bind_int(s, 6, held);
     return step_done(s);
 }
@@ -2233,16 +2102,13 @@ sq_key_put(store *st, const char *queue, const char *key, int64_t id, uint64_t h
 static int
 sq_key_release(store *st, int64_t id)
 {
-    sqlite3_stmt *s = stmt_get(st, S_KEY_RELEASE);
-    sqlite3_bind_int64(s, 1, id);
-    return step_done(s);
+    return run_id(st, S_KEY_RELEASE, id);
 }
 
 static int
 sq_job_replace(store *st, int64_t id, int from, int to, const char *payload, int64_t run_at_ms)
 {
-    sqlite3_stmt *s = stmt_get(st, S_REPLACE);
-    sqlite3_bind_int64(s, 1, id);
+    sqlite3_stmt *s = stmt_id(st, S_REPLACE, id);
     sqlite3_bind_int(s, 2, from);
     sqlite3_bind_int(s, 3, to);
     sqlite3_bind_text(s, 4, payload, -1, SQLITE_STATIC);
@@ -2253,23 +2119,13 @@ sq_job_replace(store *st, int64_t id, int from, int to, const char *payload, int
 static int
 sq_job_set_expiry(store *st, int64_t id, int64_t at_ms)
 {
-    sqlite3_stmt *s = stmt_get(st, S_SET_EXPIRY);
-    sqlite3_bind_int64(s, 1, id);
-    sqlite3_bind_int64(s, 2, at_ms);
-    return step_done(s);
+    return run_id_i64(st, S_SET_EXPIRY, id, at_ms);
 }
 
 static int
 sq_job_expiry(store *st, int64_t id, int64_t *at_msp)
 {
-    sqlite3_stmt *s = stmt_get(st, S_EXPIRY);
-    sqlite3_bind_int64(s, 1, id);
-    int rc = sqlite3_step(s);
-    if (rc == SQLITE_ROW) {
-        *at_msp = sqlite3_column_int64(s, 0);
-    }
-    stmt_done(s);
-    return rc == SQLITE_ROW ? JOBQ_OK : rc == SQLITE_DONE ? JOBQ_ENOENT : from_sqlite(rc);
+    return one_int64(stmt_id(st, S_EXPIRY, id), at_msp);
 }
 
 static int
@@ -2279,17 +2135,7 @@ sq_expired(store *st, const char *queue, int64_t now_ms, size_t max, int64_t *id
     bind_text_or_null(s, 1, queue);
     sqlite3_bind_int64(s, 2, now_ms);
     sqlite3_bind_int64(s, 3, (int64_t)max);
-    size_t n = 0;
-    int rc;
-    while ((rc = sqlite3_step(s)) == SQLITE_ROW && n < max) {
-        ids[n++] = sqlite3_column_int64(s, 0);
-    }
-    stmt_done(s);
-    if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
-        return from_sqlite(rc);
-    }
-    *np = n;
-    return JOBQ_OK;
+    return read_list(s, &id_type, ids, max, np, NULL);
 }
 
 static int
@@ -2301,144 +2147,79 @@ sq_next_expiry(store *st, int64_t *atp)
 static int
 sq_job_snooze(store *st, int64_t id, int64_t run_at_ms, const char *error)
 {
-    sqlite3_stmt *s = stmt_get(st, S_SNOOZE);
-    sqlite3_bind_int64(s, 1, id);
+    sqlite3_stmt *s = stmt_id(st, S_SNOOZE, id);
     sqlite3_bind_int64(s, 2, run_at_ms);
     bind_text_or_null(s, 3, error);
     return step_change(st, s);
 }
 
-/* id_step: steps statement s of id for its one parameter id. */
-static int
-id_step(store *st, enum stmt_id sid, int64_t id)
-{
-    sqlite3_stmt *s = stmt_get(st, sid);
-    sqlite3_bind_int64(s, 1, id);
-    return step_done(s);
-}
-
 static int
 sq_dep_add(store *st, int64_t parent, int64_t child)
 {
-    sqlite3_stmt *s = stmt_get(st, S_DEP_INSERT);
-    sqlite3_bind_int64(s, 1, parent);
-    sqlite3_bind_int64(s, 2, child);
-    return step_done(s);
+    return run_id_i64(st, S_DEP_INSERT, parent, child);
 }
 
 static int
 sq_dep_children(store *st, int64_t parent, int64_t **idsp, size_t *np)
 {
-    sqlite3_stmt *s = stmt_get(st, S_DEP_CHILDREN);
-    sqlite3_bind_int64(s, 1, parent);
-    int64_t *ids = NULL;
-    size_t n = 0, cap = 0;
-    int rc, err = JOBQ_OK;
-    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
-        if (n == cap) {
-            cap = cap ? cap * 2 : 8;
-            int64_t *grown = realloc(ids, cap * sizeof(*ids));
-            if (grown == NULL) {
-                err = JOBQ_ENOMEM;
-                break;
-            }
-            ids = grown;
-        }
-        ids[n++] = sqlite3_column_int64(s, 0);
-    }
-    if (err == JOBQ_OK && rc != SQLITE_DONE) {
-        err = from_sqlite(rc);
-    }
-    stmt_done(s);
-    if (err != JOBQ_OK) {
-        free(ids);
-        return err;
-    }
-    *idsp = ids;
-    *np = n;
-    return JOBQ_OK;
+    return read_all(stmt_id(st, S_DEP_CHILDREN, parent), &id_type, idsp, np);
 }
 
 static int
 sq_dep_drop_parent(store *st, int64_t parent)
 {
-    return id_step(st, S_DEP_DELETE_PARENT, parent);
+    return run_id(st, S_DEP_DELETE_PARENT, parent);
 }
 
 static int
 sq_dep_drop_child(store *st, int64_t id)
 {
-    return id_step(st, S_DEP_DELETE_JOB, id);
+    return run_id(st, S_DEP_DELETE_JOB, id);
 }
 
 static int
 sq_dep_pending(store *st, int64_t id, bool *waitsp)
 {
-    sqlite3_stmt *s = stmt_get(st, S_DEP_REMAINING);
-    sqlite3_bind_int64(s, 1, id);
-    int rc = sqlite3_step(s);
-    stmt_done(s);
-    if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
-        return from_sqlite(rc);
+    sqlite3_stmt *s = stmt_id(st, S_DEP_REMAINING, id);
+    int err = step_row(s);
+    if (err == JOBQ_OK) {
+        stmt_done(s);
     }
-    *waitsp = rc == SQLITE_ROW;
-    return JOBQ_OK;
+    if (err == JOBQ_OK || err == JOBQ_ENOENT) {
+        *waitsp = err == JOBQ_OK;
+        err = JOBQ_OK;
+    }
+    return err;
 }
 
 static int
 sq_dep_job(store *st, int64_t id, int *statep, bool *alwaysp, int64_t *run_at_msp)
 {
-    sqlite3_stmt *s = stmt_get(st, S_CHILD_INFO);
-    sqlite3_bind_int64(s, 1, id);
-    int rc = sqlite3_step(s);
-    if (rc == SQLITE_ROW) {
-        *statep = sqlite3_column_int(s, 0);
-        *alwaysp = sqlite3_column_int(s, 1) != 0;
-        *run_at_msp = sqlite3_column_int64(s, 2);
-    }
-    stmt_done(s);
-    return rc == SQLITE_ROW ? JOBQ_OK : rc == SQLITE_DONE ? JOBQ_ENOENT : from_sqlite(rc);
+    return scan_one(stmt_id(st, S_CHILD_INFO, id), "ibj", statep, alwaysp, run_at_msp);
 }
 
 static int
 sq_group_of(store *st, int64_t id, int64_t *gidp)
 {
-    sqlite3_stmt *s = stmt_get(st, S_GROUP_OF);
-    sqlite3_bind_int64(s, 1, id);
-    return one_int64(s, gidp); /* NULL reads as 0 */
+    return one_int64(stmt_id(st, S_GROUP_OF, id), gidp); /* NULL reads as 0 */
 }
 
 static int
 sq_group_ended(store *st, int64_t gid, group_oc *oc)
 {
-    sqlite3_stmt *s = stmt_get(st, S_GROUP_ENDED);
-    sqlite3_bind_int64(s, 1, gid);
-    int rc = sqlite3_step(s);
-    if (rc != SQLITE_ROW) {
-        stmt_done(s);
-        return rc == SQLITE_DONE ? JOBQ_ENOENT : from_sqlite(rc);
+    group_oc o = {0};
+    int err = scan_one(stmt_id(st, S_GROUP_ENDED, gid), "ssiij", &o.queue, &o.payload, &o.priority,
+                       &o.max_attempts, &o.timeout_ms);
+    if (err == JOBQ_OK) {
+        *oc = o;
     }
-    group_oc o = {.queue = col_text(s, 0),
-                  .payload = col_text(s, 1),
-                  .priority = sqlite3_column_int(s, 2),
-                  .max_attempts = sqlite3_column_int(s, 3),
-                  .timeout_ms = sqlite3_column_int64(s, 4)};
-    bool oom = (o.queue == NULL && sqlite3_column_type(s, 0) != SQLITE_NULL) ||
-               (o.payload == NULL && sqlite3_column_type(s, 1) != SQLITE_NULL);
-    stmt_done(s);
-    if (oom) {
-        group_oc_clear(&o);
-        return JOBQ_ENOMEM;
-    }
-    *oc = o;
-    return JOBQ_OK;
+    return err;
 }
 
 static int
 sq_group_complete(store *st, int64_t gid, int64_t now_ms, int64_t oc_job_id)
 {
-    sqlite3_stmt *s = stmt_get(st, S_GROUP_DONE);
-    sqlite3_bind_int64(s, 1, gid);
+    sqlite3_stmt *s = stmt_id(st, S_GROUP_DONE, gid);
     sqlite3_bind_int64(s, 2, now_ms);
     bind_int64_or_null(s, 3, oc_job_id);
     return step_done(s);
@@ -2447,10 +2228,7 @@ sq_group_complete(store *st, int64_t gid, int64_t now_ms, int64_t oc_job_id)
 static int
 sq_schedule_set(store *st, const char *name, int64_t tick_ms)
 {
-    sqlite3_stmt *s = stmt_get(st, S_SCHED_SET);
-    sqlite3_bind_text(s, 1, name, -1, SQLITE_STATIC);
-    sqlite3_bind_int64(s, 2, tick_ms);
-    return step_done(s);
+    return run_text_i64(st, S_SCHED_SET, name, tick_ms);
 }
 
 /* ---- parents' results ---- */
@@ -2458,18 +2236,13 @@ sq_schedule_set(store *st, const char *name, int64_t tick_ms)
 static int
 sq_parents_add(store *st, int64_t child, int64_t parent)
 {
-    sqlite3_stmt *s = stmt_get(st, S_PARENTS_ADD);
-    sqlite3_bind_int64(s, 1, child);
-    sqlite3_bind_int64(s, 2, parent);
-    return step_done(s);
+    return run_id_i64(st, S_PARENTS_ADD, child, parent);
 }
 
 static int
 sq_parents_settle(store *st, int64_t parent)
 {
-    sqlite3_stmt *s = stmt_get(st, S_PARENTS_SETTLE);
-    sqlite3_bind_int64(s, 1, parent);
-    return step_done(s);
+    return run_id(st, S_PARENTS_SETTLE, parent);
 }
 
 static int
@@ -2496,57 +2269,13 @@ sq_parents_of(store *st, const int64_t *ids, size_t n,
 static int
 sq_sdef_list(store *st, sched_def **defsp, size_t *np)
 {
-    sqlite3_stmt *s = stmt_get(st, S_SDEF_LIST);
-    sched_def *defs = NULL;
-    size_t n = 0, cap = 0;
-    int rc = SQLITE_DONE, err = JOBQ_OK;
-    while (err == JOBQ_OK && (rc = sqlite3_step(s)) == SQLITE_ROW) {
-        if (n == cap) {
-            cap = cap ? cap * 2 : 8;
-            sched_def *nd = realloc(defs, cap * sizeof(*nd));
-            if (nd == NULL) {
-                err = JOBQ_ENOMEM;
-                break;
-            }
-            defs = nd;
-        }
-        sched_def *d = &defs[n++];
-        *d = (sched_def){.name = col_text(s, 0),
-                         .cron = col_text(s, 1),
-                         .timezone = col_text(s, 2),
-                         .queue = col_text(s, 3),
-                         .payload = col_text(s, 4),
-                         .priority = sqlite3_column_int(s, 5),
-                         .missed_skip = sqlite3_column_int(s, 6) != 0,
-                         .overlap_skip = sqlite3_column_int(s, 7) != 0,
-                         .created_at_ms = sqlite3_column_int64(s, 8),
-                         .updated_at_ms = sqlite3_column_int64(s, 9)};
-        if (d->name == NULL || d->cron == NULL || d->timezone == NULL || d->queue == NULL ||
-            d->payload == NULL) {
-            err = JOBQ_ENOMEM;
-        }
-    }
-    if (err == JOBQ_OK && rc != SQLITE_DONE) {
-        err = from_sqlite(rc);
-    }
-    stmt_done(s);
-    if (err != JOBQ_OK) {
-        for (size_t i = 0; i < n; i++) {
-            sched_def_clear(&defs[i]);
-        }
-        free(defs);
-        return err;
-    }
-    *defsp = defs;
-    *np = n;
-    return JOBQ_OK;
+    return read_all(stmt_get(st, S_SDEF_LIST), &sdef_type, defsp, np);
 }
 
 static int
 sq_sdef_put(store *st, const sched_def *d, int64_t now_ms)
 {
-    sqlite3_stmt *s = stmt_get(st, S_SDEF_PUT);
-    sqlite3_bind_text(s, 1, d->name, -1, SQLITE_STATIC);
+    sqlite3_stmt *s = stmt_text(st, S_SDEF_PUT, d->name);
     sqlite3_bind_text(s, 2, d->cron, -1, SQLITE_STATIC);
     sqlite3_bind_text(s, 3, d->timezone, -1, SQLITE_STATIC);
     sqlite3_bind_text(s, 4, d->queue, -1, SQLITE_STATIC);
@@ -2561,16 +2290,12 @@ sq_sdef_put(store *st, const sched_def *d, int64_t now_ms)
 static int
 sq_sdef_delete(store *st, const char *name)
 {
-    sqlite3_stmt *s = stmt_get(st, S_SDEF_DELETE);
-    sqlite3_bind_text(s, 1, name, -1, SQLITE_STATIC);
-    int err = step_change(st, s);
+    int err = step_change(st, stmt_text(st, S_SDEF_DELETE, name));
     if (err == JOBQ_ESTATE) {
         return JOBQ_ENOENT;
     }
     for (int k = 0; err == JOBQ_OK && k < 2; k++) {
-        s = stmt_get(st, k == 0 ? S_SSTATE_DELETE : S_SCHED_DELETE);
-        sqlite3_bind_text(s, 1, name, -1, SQLITE_STATIC);
-        err = step_done(s);
+        err = step_done(stmt_text(st, k == 0 ? S_SSTATE_DELETE : S_SCHED_DELETE, name));
     }
     return err;
 }
@@ -2578,33 +2303,19 @@ sq_sdef_delete(store *st, const char *name)
 static int
 sq_sstate_get(store *st, const char *name, bool *pausedp, int64_t *last_jobp)
 {
-    sqlite3_stmt *s = stmt_get(st, S_SSTATE_GET);
-    sqlite3_bind_text(s, 1, name, -1, SQLITE_STATIC);
-    int rc = sqlite3_step(s);
-    if (rc == SQLITE_ROW) {
-        *pausedp = sqlite3_column_int(s, 0) != 0;
-        *last_jobp = sqlite3_column_int64(s, 1);
-    }
-    stmt_done(s);
-    return rc == SQLITE_ROW ? JOBQ_OK : rc == SQLITE_DONE ? JOBQ_ENOENT : from_sqlite(rc);
+    return scan_one(stmt_text(st, S_SSTATE_GET, name), "bj", pausedp, last_jobp);
 }
 
 static int
 sq_sstate_set_paused(store *st, const char *name, bool paused)
 {
-    sqlite3_stmt *s = stmt_get(st, S_SSTATE_PAUSED);
-    sqlite3_bind_text(s, 1, name, -1, SQLITE_STATIC);
-    sqlite3_bind_int(s, 2, paused);
-    return step_done(s);
+    return run_text_i64(st, S_SSTATE_PAUSED, name, paused);
 }
 
 static int
 sq_sstate_set_job(store *st, const char *name, int64_t job_id)
 {
-    sqlite3_stmt *s = stmt_get(st, S_SSTATE_JOB);
-    sqlite3_bind_text(s, 1, name, -1, SQLITE_STATIC);
-    sqlite3_bind_int64(s, 2, job_id);
-    return step_done(s);
+    return run_text_i64(st, S_SSTATE_JOB, name, job_id);
 }
 
 static const store_ops sqlite_ops = {
