@@ -22,6 +22,7 @@
 
 #include "clock.h"
 #include "embedded.h"
+#include "store_common.h"
 #include "log.h"
 #include "store_cluster.h"
 
@@ -379,10 +380,11 @@ static const char *const pstmt_sql[P_COUNT_STMTS] = {
                    "excluded.missed_skip, overlap_skip = excluded.overlap_skip, updated_at = "
                    "excluded.updated_at",
     /* A schedule, its state and its ticks (and the row of when jobqd first saw it). */
-    [P_SDEF_DELETE] = "WITH gone AS (DELETE FROM schedule_defs WHERE name = $1 RETURNING name), "
-                      "st AS (DELETE FROM schedule_state WHERE name IN (SELECT name FROM gone)), "
-                      "ticks AS (DELETE FROM schedules WHERE name IN (SELECT name FROM gone) OR "
-                      "name IN (SELECT 'since:' || name FROM gone)) SELECT count(*) FROM gone",
+    [P_SDEF_DELETE] =
+        "WITH gone AS (DELETE FROM schedule_defs WHERE name = $1 RETURNING name), "
+        "st AS (DELETE FROM schedule_state WHERE name IN (SELECT name FROM gone)), "
+        "ticks AS (DELETE FROM schedules WHERE name IN (SELECT name FROM gone) OR "
+        "name IN (SELECT '" STORE_SINCE_PREFIX "' || name FROM gone)) SELECT count(*) FROM gone",
     [P_SSTATE_GET] = "SELECT paused, last_job FROM schedule_state WHERE name = $1",
     [P_SSTATE_PAUSED] = "INSERT INTO schedule_state (name, paused) VALUES ($1, $2) ON CONFLICT "
                         "(name) DO UPDATE SET paused = excluded.paused",
@@ -1768,17 +1770,9 @@ pg_claim_keys(store *st, const char *queue, int64_t now_ms, size_t max, const ke
         return err;
     }
     for (size_t i = 0; i < n; i++) {
-        rows[i].state = JOBQ_RUNNING;
-        rows[i].attempt++;
-        rows[i].started_at_ms = now_ms;
-        rows[i].finished_at_ms = 0;
+        store_row_claimed(&rows[i], now_ms);
     }
-    if (info != NULL) {
-        info->blocked = blocked;
-        info->wake_ms = wake > 0 ? wake : 0;
-    }
-    *np = n;
-    return JOBQ_OK;
+    return store_claim_done(JOBQ_OK, rows, n, blocked, wake, info, np);
 }
 
 static int
@@ -2416,19 +2410,16 @@ pg_schedule_set(store *st, const char *name, int64_t tick_ms)
     return run_done(PG(st), P_SCHED_SET, ARGS(A_TEXT(name), A_I64(tick_ms)));
 }
 
-/* As in the SQLite backend: until a schedule has a last tick, the time jobqd first saw it is
- * kept in a row of its own, named with a prefix no schedule name can have. */
-#define SCHED_SINCE_PREFIX "since:"
-
 static int
 pg_schedule_since(store *st, const char *name, int64_t now_ms, int64_t *sincep)
 {
-    char key[sizeof(SCHED_SINCE_PREFIX) + 256];
-    if ((size_t)snprintf(key, sizeof(key), SCHED_SINCE_PREFIX "%s", name) >= sizeof(key)) {
-        return JOBQ_EINVAL;
-    }
+    char key[STORE_SINCE_KEY_MAX];
     int64_t since;
-    int err = one_i64(PG(st), P_SCHED_SINCE, ARGS(A_TEXT(key), A_I64(now_ms)), &since);
+    int err = store_since_key(key, sizeof(key), name);
+    if (err != JOBQ_OK) {
+        return err;
+    }
+    err = one_i64(PG(st), P_SCHED_SINCE, ARGS(A_TEXT(key), A_I64(now_ms)), &since);
     if (err == JOBQ_ENOENT) {
         /* Another node inserted it after this statement's snapshot: read it now. */
         err = pg_schedule_last(st, key, &since);
@@ -2447,32 +2438,13 @@ pg_max_id(store *st, int64_t *idp)
     return one_i64(PG(st), P_MAX_ID, NULL, idp);
 }
 
-/* ids_array: the ids as a PostgreSQL array literal (malloc'd), or NULL when out of memory. */
-static char *
-ids_array(const int64_t *ids, size_t n)
-{
-    size_t cap = 3 + n * 21;
-    char *buf = malloc(cap);
-    if (buf == NULL) {
-        return NULL;
-    }
-    size_t len = 0;
-    buf[len++] = '{';
-    for (size_t i = 0; i < n; i++) {
-        len +=
-            (size_t)snprintf(buf + len, cap - len, "%s%lld", i > 0 ? "," : "", (long long)ids[i]);
-    }
-    snprintf(buf + len, cap - len, "}");
-    return buf;
-}
-
 static int
 pg_pick(store *st, const job_filter *f, int64_t after_id, int64_t upto_id, size_t max,
         void (*fn)(void *arg, int64_t id, const char *queue, int state), void *arg, size_t *np)
 {
     char states[32];
     size_t len = 0;
-    unsigned want = f->states != 0 ? f->states : (1u << (JOBQ_WAITING + 1)) - 1;
+    unsigned want = store_filter_states(f);
     for (int state = 0; state <= JOBQ_WAITING; state++) {
         if (want & (1u << state)) {
             len += (size_t)snprintf(states + len, sizeof(states) - len, "%s%d", len > 0 ? "," : "{",
@@ -2481,7 +2453,7 @@ pg_pick(store *st, const job_filter *f, int64_t after_id, int64_t upto_id, size_
     }
     snprintf(states + len, sizeof(states) - len, "}");
     char *ids = NULL;
-    if (f->ids != NULL && (ids = ids_array(f->ids, f->nids)) == NULL) {
+    if (f->ids != NULL && (ids = store_ids_text(f->ids, f->nids, '{', '}')) == NULL) {
         return JOBQ_ENOMEM;
     }
     PGresult *r;
@@ -2548,7 +2520,7 @@ static int
 pg_parents_of(store *st, const int64_t *ids, size_t n,
               void (*fn)(void *arg, int64_t id, int64_t parent, const char *result), void *arg)
 {
-    char *arr = ids_array(ids, n);
+    char *arr = store_ids_text(ids, n, '{', '}');
     if (arr == NULL) {
         return JOBQ_ENOMEM;
     }
