@@ -1391,7 +1391,13 @@ key_int(store *st, enum stmt_id id, const char *queue, const char *key, int64_t 
 {
     sqlite3_stmt *s = key != NULL ? stmt_key(st, id, queue, key) : stmt_text(st, id, queue);
     sqlite3_bind_int64(s, key != NULL ? 3 : 2, a);
-    return oldest(s, vp);
+    int rc = sqlite3_step(s);
+    bool one = rc == SQLITE_ROW && sqlite3_column_type(s, 0) != SQLITE_NULL;
+    if (one) {
+        *vp = sqlite3_column_int64(s, 0);
+    }
+    stmt_done(s);
+    return one ? JOBQ_OK : rc == SQLITE_ROW || rc == SQLITE_DONE ? JOBQ_ENOENT : from_sqlite(rc);
 }
 
 /* key_set: writes a key's place in the rotation; next_turn: to the back of it. */

@@ -1822,6 +1822,24 @@ test_contract_keys_priority_and_unkeyed(void **state)
     }
 }
 
+/* A keyed claim that takes every ready job when no key is out of the rotation says nothing
+ * was held back: the queue is empty, not held. */
+static void
+test_contract_keys_drained_not_blocked(void **state)
+{
+    fixture *f = *state;
+    insert_key(f->st, "q", NULL, 0, 1000);
+    insert_key(f->st, "q", NULL, 0, 1001);
+    key_limits kl = {.cap = 1};
+    key_claim_info info = {.blocked = true};
+    int64_t got[33];
+    assert_int_equal(claim_keys(f->st, "q", 2000, 10, &kl, got, &info), 2);
+    assert_false(info.blocked);
+    info.blocked = true;
+    assert_int_equal(claim_keys(f->st, "q", 2000, 10, &kl, got, &info), 0);
+    assert_false(info.blocked);
+}
+
 /* key_concurrency: a key at its cap is passed over (the claim says so) until one of its
  * running jobs ends; the other keys go on. */
 static void
@@ -2059,6 +2077,7 @@ main(void)
         cmocka_unit_test_setup_teardown(test_contract_keys_take_turns, setup, teardown),
         cmocka_unit_test_setup_teardown(test_contract_keys_priority_and_unkeyed, setup, teardown),
         cmocka_unit_test_setup_teardown(test_contract_key_cap, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_contract_keys_drained_not_blocked, setup, teardown),
         cmocka_unit_test_setup_teardown(test_contract_key_rate, setup, teardown),
         cmocka_unit_test_setup_teardown(test_contract_key_hold, setup, teardown),
         cmocka_unit_test_setup_teardown(test_contract_keys_requeue_retry, setup, teardown),
