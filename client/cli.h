@@ -51,21 +51,45 @@ typedef struct cli_cmd {
     {                                                                                              \
         "help", no_argument, NULL, 'h'                                                             \
     }
-/* cli_getopt's answer when the command must end: *exitp holds the exit status. */
-#define CLI_OPT_END (-2)
+#define CLI_NCOMMON_OPTIONS 3 /* the entries of CLI_COMMON_OPTIONS */
 
-/* cli_getopt: getopt_long over a command's argv that handles the common options, --help
- * and bad options itself. Returns the next command-specific option, -1 after the last one
- * (optind then indexes the first operand), or CLI_OPT_END with *exitp set. */
-int cli_getopt(cli *c, const cli_cmd *cmd, int argc, char **argv, const struct option *longopts,
-               int *exitp);
-
-/* cli_simple_opts' answer when the command goes on (no exit status uses it). */
+/* cli_parse's answer when the command goes on (no exit status uses it). */
 #define CLI_GO (-1)
 
-/* cli_simple_opts: parses a command that has only the common options: CLI_GO to go on (optind
- * indexes the first operand), else the exit status (0 after --help). */
-int cli_simple_opts(cli *c, const cli_cmd *cmd, int argc, char **argv);
+/* cli_opt_fn: applies the command-specific option ch, with its value arg (for an option that
+ * takes one), to the command's ctx. Returns EXIT_OK, else (after a usage message) the exit
+ * status. */
+typedef int cli_opt_fn(const cli_cmd *cmd, void *ctx, int ch, char *arg);
+
+/* cli_parse: parses the options of a command's argv with getopt_long: the common ones, --help
+ * and bad options itself, each of longopts with on (NULL: there are none). Returns CLI_GO when
+ * all were good (optind then indexes the first operand), else the exit status (0 after --help,
+ * on's status when it refused one). */
+int cli_parse(cli *c, const cli_cmd *cmd, int argc, char **argv, const struct option *longopts,
+              cli_opt_fn *on, void *ctx);
+
+/* cli_operands: checks that the command got exactly want operands after its options ("missing
+ * WHAT" when fewer). Returns EXIT_OK, else (after the usage message) EXIT_USAGE. */
+int cli_operands(const cli_cmd *cmd, int argc, int want, const char *what);
+
+/* cli_simple_opts: parses a command that has only the common options and exactly want operands
+ * (cli_operands): CLI_GO to go on (optind indexes the first operand), else the exit status (0
+ * after --help). */
+int cli_simple_opts(cli *c, const cli_cmd *cmd, int argc, char **argv, int want, const char *what);
+
+/* Option values: each parses s, the value of option opt (such as "--delay"), into *vp; on
+ * anything malformed prints the usage message "OPT needs ..., not \"S\"" and returns
+ * EXIT_USAGE, else EXIT_OK. */
+/** cli_opt_int: an integer from min to max; need says what the message asks for, e.g. "needs
+ *  an integer" (the message: "OPT NEED, not \"S\""). */
+int cli_opt_int(const cli_cmd *cmd, const char *opt, const char *s, int64_t min, int64_t max,
+                const char *need, int64_t *vp);
+/** cli_opt_duration: a duration (cli_parse_duration), above 0 unless zero_ok; like gives
+ *  examples, e.g. "30s or 5m". */
+int cli_opt_duration(const cli_cmd *cmd, const char *opt, const char *s, bool zero_ok,
+                     const char *like, int64_t *msp);
+/** cli_opt_time: a time (cli_parse_time). */
+int cli_opt_time(const cli_cmd *cmd, const char *opt, const char *s, int64_t *msp);
 
 /* cli_usage: prints "jobq: CMD: message", the command's usage line and a --help hint on
  * stderr. Returns EXIT_USAGE. */
@@ -92,6 +116,20 @@ int cli_call(cli *c, json_t *req, json_t **replyp, char **textp, const char *wha
 
 /* cli_print_reply: prints a reply text on one line of stdout (for --json). */
 void cli_print_reply(const char *text);
+
+/* cli_print_fn: prints a successful reply as text; arg is the caller's. Returns the exit
+ * status. */
+typedef int cli_print_fn(const json_t *reply, const void *arg);
+
+/* cli_request: sends req (the reference is taken) with cli_call, what naming it in messages.
+ * With --json prints the reply as it came; else, when it succeeded, calls print (if not NULL).
+ * Returns cli_call's exit status, or print's. */
+int cli_request(cli *c, json_t *req, cli_print_fn *print, const void *arg, const char *what);
+
+/* cli_show: runs a command that has only the common options and no operands: sends {"op": op}
+ * and prints the reply with print (cli_request). Returns the exit status. */
+int cli_show(cli *c, const cli_cmd *cmd, int argc, char **argv, const char *op, cli_print_fn *print,
+             const char *what);
 
 /* Parsing command-line values. Each returns false on anything malformed or out of range. */
 bool cli_parse_i64(const char *s, int64_t min, int64_t max, int64_t *vp);
@@ -131,6 +169,58 @@ bool cli_table_row(cli_table *t, const char *const *cells);
 void cli_table_print(const cli_table *t);
 void cli_table_free(cli_table *t);
 
+/* cli_cell_kind: how a column's cell is made from a reply object's member. */
+typedef enum cli_cell_kind {
+    CELL_TEXT, /* a string; "-" when not one */
+    CELL_INT,  /* an integer in decimal; "-" when not one */
+    CELL_TIME, /* ms since the epoch as local time (cli_fmt_time); none when not an integer */
+    CELL_FLAG, /* on when true, else none */
+    CELL_FN    /* made by fn */
+} cli_cell_kind;
+
+/* cli_column: one column of a table of reply objects. */
+typedef struct cli_column {
+    const char *name;  /* the header */
+    const char *field; /* the member shown; NULL: the row's key (rows given as an object) */
+    cli_cell_kind kind;
+    bool right;       /* right-aligned (numbers) */
+    const char *on;   /* CELL_FLAG: the text when the member is true */
+    const char *none; /* CELL_TIME, CELL_FLAG: the text otherwise; NULL: "-" */
+    /* CELL_FN: the cell of row, written into buf if it needs one */
+    const char *(*fn)(const json_t *row, char *buf, size_t size);
+} cli_column;
+
+/* Column specs: a text, an integer (right-aligned), a time (none when not set: NULL for "-"),
+ * a flag (on when true, else none) and a computed cell (right: right-aligned). */
+#define CLI_COL_TEXT(h, f)                                                                         \
+    {                                                                                              \
+        .name = (h), .field = (f), .kind = CELL_TEXT                                               \
+    }
+#define CLI_COL_INT(h, f)                                                                          \
+    {                                                                                              \
+        .name = (h), .field = (f), .kind = CELL_INT, .right = true                                 \
+    }
+#define CLI_COL_TIME(h, f, n)                                                                      \
+    {                                                                                              \
+        .name = (h), .field = (f), .kind = CELL_TIME, .none = (n)                                  \
+    }
+#define CLI_COL_FLAG(h, f, y, n)                                                                   \
+    {                                                                                              \
+        .name = (h), .field = (f), .kind = CELL_FLAG, .on = (y), .none = (n)                       \
+    }
+#define CLI_COL_FN(h, func, r)                                                                     \
+    {                                                                                              \
+        .name = (h), .kind = CELL_FN, .right = (r), .fn = (func)                                   \
+    }
+
+/* The most columns a table of reply objects has. */
+#define CLI_MAX_COLS 16
+
+/** cli_print_rows: prints rows (an array of objects, or an object whose members are printed
+ *  in the order of their keys) as an aligned table of the ncols columns, header first.
+ *  Returns EXIT_OK, or EXIT_FAILED after printing "jobq: WHAT: out of memory". */
+int cli_print_rows(const char *what, const cli_column *cols, size_t ncols, const json_t *rows);
+
 /* The commands (cmd_submit.c, cmd_jobs.c, cmd_top.c). */
 int cmd_submit(cli *c, const cli_cmd *cmd, int argc, char **argv);
 int cmd_ping(cli *c, const cli_cmd *cmd, int argc, char **argv);
@@ -150,7 +240,7 @@ int cmd_schedules(cli *c, const cli_cmd *cmd, int argc, char **argv);
 int cmd_pause(cli *c, const cli_cmd *cmd, int argc, char **argv);
 int cmd_resume(cli *c, const cli_cmd *cmd, int argc, char **argv);
 int cmd_top(cli *c, const cli_cmd *cmd, int argc, char **argv);
-int cmd_work(cli *c, const cli_cmd *cmd, int argc, char **argv); /* cmd_work.c */
+int cmd_work(cli *c, const cli_cmd *cmd, int argc, char **argv);  /* cmd_work.c */
 int cmd_nodes(cli *c, const cli_cmd *cmd, int argc, char **argv); /* cmd_nodes.c */
 
 /* Helpers shared by the commands (cmd_jobs.c). */

@@ -11,20 +11,6 @@
  * that went away is noticed within about a minute. */
 #define WAIT_PIECE_MS 25000
 
-/* operands: checks that a command got exactly want operands after its options. */
-static int
-operands(const cli_cmd *cmd, int argc, int want, const char *what)
-{
-    int have = argc - optind;
-    if (have < want) {
-        return cli_usage(cmd, "missing %s", what);
-    }
-    if (have > want) {
-        return cli_usage(cmd, "too many arguments");
-    }
-    return EXIT_OK;
-}
-
 /* parse_id: a job id operand. */
 static int
 parse_id(const cli_cmd *cmd, const char *s, int64_t *idp)
@@ -35,12 +21,20 @@ parse_id(const cli_cmd *cmd, const char *s, int64_t *idp)
     return EXIT_OK;
 }
 
+/* id_operand: the command's one operand after its options, a job ID. */
+static int
+id_operand(const cli_cmd *cmd, int argc, char **argv, int64_t *idp)
+{
+    int rc = cli_operands(cmd, argc, 1, "the job ID");
+    return rc != EXIT_OK ? rc : parse_id(cmd, argv[optind], idp);
+}
+
 /* id_command: parses a command whose one operand is a job ID (and the common options). */
 static int
 id_command(cli *c, const cli_cmd *cmd, int argc, char **argv, int64_t *idp)
 {
-    int rc = cli_simple_opts(c, cmd, argc, argv);
-    if (rc != CLI_GO || (rc = operands(cmd, argc, 1, "the job ID")) != EXIT_OK) {
+    int rc = cli_simple_opts(c, cmd, argc, argv, 1, "the job ID");
+    if (rc != CLI_GO) {
         return rc;
     }
     return parse_id(cmd, argv[optind], idp);
@@ -210,6 +204,18 @@ print_outcome_json(const json_t *j)
     }
 }
 
+/* wait_piece: how long the next held wait may last: max_ms, or less when a limit is given
+ * (limit_ms >= 0) and less than that is left until deadline (cli_mono_s). */
+static int64_t
+wait_piece(int64_t max_ms, int64_t limit_ms, double deadline)
+{
+    if (limit_ms < 0) {
+        return max_ms;
+    }
+    int64_t left = (int64_t)((deadline - cli_mono_s()) * 1000.0);
+    return left < 0 ? 0 : left < max_ms ? left : max_ms;
+}
+
 /* pace: after a wait piece that came back unfinished well before its time (a daemon that
  * does not hold waits), sleeps a little so the loop does not spin. */
 static void
@@ -230,11 +236,7 @@ cli_wait_job(cli *c, int64_t id, int64_t limit_ms)
     double deadline = cli_mono_s() + (double)limit_ms / 1000.0;
     jobq_job *job = NULL;
     for (;;) {
-        int64_t piece = WAIT_PIECE_MS;
-        if (limit_ms >= 0) {
-            int64_t left = (int64_t)((deadline - cli_mono_s()) * 1000.0);
-            piece = left < 0 ? 0 : (left < piece ? left : piece);
-        }
+        int64_t piece = wait_piece(WAIT_PIECE_MS, limit_ms, deadline);
         double t0 = cli_mono_s();
         int err = jobq_wait(c->client, id, piece, &job);
         if (err == JOBQ_OK) {
@@ -273,11 +275,7 @@ cli_wait_json(cli *c, const int64_t *ids, size_t n, int64_t limit_ms)
     }
     double deadline = cli_mono_s() + (double)limit_ms / 1000.0;
     for (;;) {
-        int64_t piece = max_piece;
-        if (limit_ms >= 0) {
-            int64_t left = (int64_t)((deadline - cli_mono_s()) * 1000.0);
-            piece = left < 0 ? 0 : (left < piece ? left : piece);
-        }
+        int64_t piece = wait_piece(max_piece, limit_ms, deadline);
         json_t *jids = json_array();
         for (size_t i = 0; i < n && jids != NULL; i++) {
             if (json_array_append_new(jids, json_integer(ids[i])) != 0) {
@@ -322,33 +320,37 @@ cli_wait_json(cli *c, const int64_t *ids, size_t n, int64_t limit_ms)
     }
 }
 
+/* print_pong: ping's reply; sent_at points to when the ping was sent (cli_mono_s). */
+static int
+print_pong(const json_t *reply, const void *sent_at)
+{
+    double ms = (cli_mono_s() - *(const double *)sent_at) * 1000.0;
+    const char *version = json_string_value(json_object_get(reply, "version"));
+    printf("pong (jobqd %s) in %.1f ms\n", version != NULL ? version : "?", ms);
+    return EXIT_OK;
+}
+
 int
 cmd_ping(cli *c, const cli_cmd *cmd, int argc, char **argv)
 {
-    int rc = cli_simple_opts(c, cmd, argc, argv);
-    if (rc != CLI_GO || (rc = operands(cmd, argc, 0, "")) != EXIT_OK) {
+    int rc = cli_simple_opts(c, cmd, argc, argv, 0, "");
+    if (rc != CLI_GO) {
         return rc;
     }
     if ((rc = cli_connect(c)) != EXIT_OK) {
         return rc;
     }
-    json_t *reply;
-    char *text;
     double t0 = cli_mono_s();
-    rc = cli_call(c, json_pack("{s:s}", "op", "ping"), &reply, &text, "ping");
-    double ms = (cli_mono_s() - t0) * 1000.0;
-    if (reply == NULL) {
-        return rc;
-    }
-    if (c->json) {
-        cli_print_reply(text);
-    } else if (rc == EXIT_OK) {
-        const char *version = json_string_value(json_object_get(reply, "version"));
-        printf("pong (jobqd %s) in %.1f ms\n", version != NULL ? version : "?", ms);
-    }
-    json_decref(reply);
-    jobq_free(text);
-    return rc;
+    return cli_request(c, json_pack("{s:s}", "op", "ping"), print_pong, &t0, "ping");
+}
+
+/* print_line: prints the line (a string) for a reply that only says it was done. */
+static int
+print_line(const json_t *reply, const void *line)
+{
+    (void)reply;
+    printf("%s\n", (const char *)line);
+    return EXIT_OK;
 }
 
 /* raw_command: sends req; prints the reply with --json, else done_line on success. For the
@@ -356,20 +358,19 @@ cmd_ping(cli *c, const cli_cmd *cmd, int argc, char **argv)
 static int
 raw_command(cli *c, json_t *req, const char *what, const char *done_line)
 {
-    json_t *reply;
-    char *text;
-    int rc = cli_call(c, req, &reply, &text, "%s", what);
-    if (reply == NULL) {
-        return rc;
-    }
-    if (c->json) {
-        cli_print_reply(text);
-    } else if (rc == EXIT_OK) {
-        printf("%s\n", done_line);
-    }
-    json_decref(reply);
-    jobq_free(text);
-    return rc;
+    return cli_request(c, req, print_line, done_line, what);
+}
+
+/* job_command: raw_command for {"op": op, "id": id}: "VERB job ID" names it in messages; on
+ * success it prints "BEFOREjob IDAFTER" ("cancelled job 7", "job 7 is ready now"). */
+static int
+job_command(cli *c, const char *op, int64_t id, const char *verb, const char *before,
+            const char *after)
+{
+    char what[64], done[128];
+    snprintf(what, sizeof(what), "%s job %lld", verb, (long long)id);
+    snprintf(done, sizeof(done), "%sjob %lld%s", before, (long long)id, after);
+    return raw_command(c, json_pack("{s:s, s:I}", "op", op, "id", (json_int_t)id), what, done);
 }
 
 /* print_group: a group object of a get or wait reply, as text. */
@@ -406,6 +407,15 @@ print_group(const json_t *g)
     }
 }
 
+/* print_group_reply: the group of a get reply. */
+static int
+print_group_reply(const json_t *reply, const void *unused)
+{
+    (void)unused;
+    print_group(json_object_get(reply, "group"));
+    return EXIT_OK;
+}
+
 /* A wait strategy: --any or --first-failure (the daemon's return_when), --cancel-rest. */
 typedef struct wait_strategy {
     const char *when; /* NULL: all */
@@ -414,8 +424,42 @@ typedef struct wait_strategy {
 
 enum { OPT_ANY = 1000, OPT_FIRST_FAILURE, OPT_CANCEL_REST };
 
-/* group_option: parses the options of get/wait that take --group ID; *groupp is 0 without.
- * limitp and ws (NULL for get): wait's --timeout and its strategy. */
+/* group_args: where group_options puts what the options say. */
+typedef struct group_args {
+    int64_t *groupp;
+    int64_t *limitp;   /* NULL for get */
+    wait_strategy *ws; /* NULL for get */
+} group_args;
+
+static int
+group_option(const cli_cmd *cmd, void *ctx, int ch, char *arg)
+{
+    group_args *g = ctx;
+    if (ch == 'g') {
+        return cli_opt_int(cmd, "--group", arg, 1, INT64_MAX,
+                           "needs a group id (a positive integer)", g->groupp);
+    }
+    if (g->limitp == NULL || g->ws == NULL) {
+        return cli_usage(cmd, "unexpected option");
+    }
+    if (ch == OPT_ANY || ch == OPT_FIRST_FAILURE) {
+        const char *when = ch == OPT_ANY ? "first" : "first_failure";
+        if (g->ws->when != NULL && strcmp(g->ws->when, when) != 0) {
+            return cli_usage(cmd, "give --any or --first-failure, not both");
+        }
+        g->ws->when = when;
+        return EXIT_OK;
+    }
+    if (ch == OPT_CANCEL_REST) {
+        g->ws->cancel_rest = true;
+        return EXIT_OK;
+    }
+    return cli_opt_duration(cmd, "--timeout", arg, true, "30s or 5m", g->limitp);
+}
+
+/* group_options: parses the options of get/wait that take --group ID; *groupp is 0 without.
+ * limitp and ws (NULL for get): wait's --timeout and its strategy. Returns EXIT_OK to go on,
+ * -1 after --help, else the exit status. */
 static int
 group_options(cli *c, const cli_cmd *cmd, int argc, char **argv, int64_t *groupp, int64_t *limitp,
               wait_strategy *ws)
@@ -427,31 +471,11 @@ group_options(cli *c, const cli_cmd *cmd, int argc, char **argv, int64_t *groupp
                                          {"first-failure", no_argument, NULL, OPT_FIRST_FAILURE},
                                          {"cancel-rest", no_argument, NULL, OPT_CANCEL_REST},
                                          {NULL, 0, NULL, 0}};
-    int rc = EXIT_OK;
-    int ch;
     *groupp = 0;
-    while ((ch = cli_getopt(c, cmd, argc, argv, opts, &rc)) != -1) {
-        if (ch == CLI_OPT_END) {
-            return rc == EXIT_OK ? -1 : rc;
-        }
-        if (ch == 'g') {
-            if (!cli_parse_i64(optarg, 1, INT64_MAX, groupp)) {
-                return cli_usage(cmd, "--group needs a group id (a positive integer), not \"%s\"",
-                                 optarg);
-            }
-        } else if (limitp == NULL || ws == NULL) {
-            return cli_usage(cmd, "unexpected option");
-        } else if (ch == OPT_ANY || ch == OPT_FIRST_FAILURE) {
-            const char *when = ch == OPT_ANY ? "first" : "first_failure";
-            if (ws->when != NULL && strcmp(ws->when, when) != 0) {
-                return cli_usage(cmd, "give --any or --first-failure, not both");
-            }
-            ws->when = when;
-        } else if (ch == OPT_CANCEL_REST) {
-            ws->cancel_rest = true;
-        } else if (!cli_parse_duration(optarg, limitp)) {
-            return cli_usage(cmd, "--timeout needs a duration like 30s or 5m, not \"%s\"", optarg);
-        }
+    group_args g = {groupp, limitp, ws};
+    int rc = cli_parse(c, cmd, argc, argv, opts, group_option, &g);
+    if (rc != CLI_GO) {
+        return rc == EXIT_OK ? -1 : rc;
     }
     if (*groupp != 0 && optind < argc) {
         return cli_usage(cmd, "give --group ID or job IDs, not both");
@@ -494,11 +518,7 @@ strategy_wait(cli *c, const int64_t *ids, size_t n, int64_t gid, int64_t limit_m
     }
     double deadline = cli_mono_s() + (double)limit_ms / 1000.0;
     for (;;) {
-        int64_t piece = WAIT_PIECE_MS;
-        if (limit_ms >= 0) {
-            int64_t left = (int64_t)((deadline - cli_mono_s()) * 1000.0);
-            piece = left < 0 ? 0 : left < piece ? left : piece;
-        }
+        int64_t piece = wait_piece(WAIT_PIECE_MS, limit_ms, deadline);
         json_t *req = json_pack("{s:s, s:I, s:s, s:b}", "op", "wait", "timeout", (json_int_t)piece,
                                 "return_when", ws->when, "cancel_pending", ws->cancel_rest);
         if (gid != 0) {
@@ -578,11 +598,7 @@ group_wait(cli *c, int64_t gid, int64_t limit_ms)
     char what[64];
     snprintf(what, sizeof(what), "wait for group %lld", (long long)gid);
     for (;;) {
-        int64_t piece = WAIT_PIECE_MS;
-        if (limit_ms >= 0) {
-            int64_t left = (int64_t)((deadline - cli_mono_s()) * 1000.0);
-            piece = left < 0 ? 0 : left < piece ? left : piece;
-        }
+        int64_t piece = wait_piece(WAIT_PIECE_MS, limit_ms, deadline);
         json_t *reply;
         char *text;
         rc = cli_call(c,
@@ -626,30 +642,19 @@ cmd_get(cli *c, const cli_cmd *cmd, int argc, char **argv)
         return rc < 0 ? EXIT_OK : rc;
     }
     if (gid != 0) {
-        json_t *reply;
-        char *text;
-        rc = cli_call(c, json_pack("{s:s, s:I}", "op", "get", "group", (json_int_t)gid), &reply,
-                      &text, "get group %lld", (long long)gid);
-        if (reply == NULL) {
-            return rc;
-        }
-        if (c->json) {
-            cli_print_reply(text);
-        } else if (rc == EXIT_OK) {
-            print_group(json_object_get(reply, "group"));
-        }
-        json_decref(reply);
-        jobq_free(text);
-        return rc;
+        char what[64];
+        snprintf(what, sizeof(what), "get group %lld", (long long)gid);
+        return cli_request(c, json_pack("{s:s, s:I}", "op", "get", "group", (json_int_t)gid),
+                           print_group_reply, NULL, what);
     }
-    if ((rc = operands(cmd, argc, 1, "the job ID")) != EXIT_OK ||
-        (rc = parse_id(cmd, argv[optind], &id)) != EXIT_OK) {
+    if ((rc = id_operand(cmd, argc, argv, &id)) != EXIT_OK) {
         return rc;
     }
     char what[64];
     snprintf(what, sizeof(what), "get job %lld", (long long)id);
     if (c->json) {
-        return raw_command(c, json_pack("{s:s, s:I}", "op", "get", "id", (json_int_t)id), what, "");
+        return cli_request(c, json_pack("{s:s, s:I}", "op", "get", "id", (json_int_t)id), NULL,
+                           NULL, what);
     }
     if ((rc = cli_connect(c)) != EXIT_OK) {
         return rc;
@@ -666,6 +671,22 @@ cmd_get(cli *c, const cli_cmd *cmd, int argc, char **argv)
     return EXIT_OK;
 }
 
+/* logs_args: the options of jobq logs. */
+typedef struct logs_args {
+    int64_t after; /* --after: the first line number */
+    bool follow;
+} logs_args;
+
+static int
+logs_option(const cli_cmd *cmd, void *ctx, int ch, char *arg)
+{
+    logs_args *a = ctx;
+    a->follow = a->follow || ch == 'f';
+    return ch == 'a'
+               ? cli_opt_int(cmd, "--after", arg, 0, INT64_MAX, "takes a line number", &a->after)
+               : EXIT_OK;
+}
+
 int
 cmd_logs(cli *c, const cli_cmd *cmd, int argc, char **argv)
 {
@@ -673,33 +694,19 @@ cmd_logs(cli *c, const cli_cmd *cmd, int argc, char **argv)
                                          {"follow", no_argument, NULL, 'f'},
                                          {"after", required_argument, NULL, 'a'},
                                          {NULL, 0, NULL, 0}};
-    bool follow = false;
-    int64_t after = 0, id;
-    int rc = EXIT_OK;
-    int ch;
+    logs_args a = {.after = 0, .follow = false};
+    int64_t id;
     for (int i = 1; i < argc && strcmp(argv[i], "--") != 0; i++) {
         if (strcmp(argv[i], "-f") == 0) {
-            argv[i] = "--follow"; /* cli_getopt knows long options only; -f is tail's spelling */
+            argv[i] = "--follow"; /* cli_parse knows long options only; -f is tail's spelling */
         }
     }
-    while ((ch = cli_getopt(c, cmd, argc, argv, opts, &rc)) != -1) {
-        switch (ch) {
-        case CLI_OPT_END:
-            return rc;
-        case 'f':
-            follow = true;
-            break;
-        default: /* 'a' */
-            if (!cli_parse_i64(optarg, 0, INT64_MAX, &after)) {
-                return cli_usage(cmd, "--after takes a line number, not \"%s\"", optarg);
-            }
-            break;
-        }
-    }
-    if ((rc = operands(cmd, argc, 1, "the job ID")) != EXIT_OK ||
-        (rc = parse_id(cmd, argv[optind], &id)) != EXIT_OK) {
+    int rc = cli_parse(c, cmd, argc, argv, opts, logs_option, &a);
+    if (rc != CLI_GO || (rc = id_operand(cmd, argc, argv, &id)) != EXIT_OK) {
         return rc;
     }
+    bool follow = a.follow;
+    int64_t after = a.after;
     /* Each held request ends well within the client's own timeout. */
     int64_t piece = c->timeout_ms > WAIT_PIECE_MS + 5000 ? WAIT_PIECE_MS : c->timeout_ms / 2;
     for (;;) {
@@ -774,11 +781,7 @@ cmd_wait(cli *c, const cli_cmd *cmd, int argc, char **argv)
         double deadline = cli_mono_s() + (double)limit_ms / 1000.0;
         rc = EXIT_OK;
         for (size_t i = 0; i < n; i++) {
-            int64_t left = -1;
-            if (limit_ms >= 0) {
-                left = (int64_t)((deadline - cli_mono_s()) * 1000.0);
-                left = left < 0 ? 0 : left;
-            }
+            int64_t left = limit_ms < 0 ? -1 : wait_piece(INT64_MAX, limit_ms, deadline);
             int one = cli_wait_job(c, ids[i], left);
             if (one == EXIT_UNREACH) {
                 rc = one;
@@ -799,21 +802,46 @@ cmd_cancel(cli *c, const cli_cmd *cmd, int argc, char **argv)
     if (rc != EXIT_OK) {
         return rc;
     }
-    char what[64], done[64];
-    snprintf(what, sizeof(what), "cancel job %lld", (long long)id);
-    snprintf(done, sizeof(done), "cancelled job %lld", (long long)id);
     if (c->json) {
-        return raw_command(c, json_pack("{s:s, s:I}", "op", "cancel", "id", (json_int_t)id), what,
-                           done);
+        return job_command(c, "cancel", id, "cancel", "cancelled ", "");
     }
     if ((rc = cli_connect(c)) != EXIT_OK) {
         return rc;
     }
     int err = jobq_cancel(c->client, id);
     if (err != JOBQ_OK) {
-        return cli_fail(err, "%s", what);
+        return cli_fail(err, "cancel job %lld", (long long)id);
     }
-    printf("%s\n", done);
+    printf("cancelled job %lld\n", (long long)id);
+    return EXIT_OK;
+}
+
+/* filter_args: the --queue and --state of jobq retry and jobq list. */
+typedef struct filter_args {
+    const char *queue;
+    const char *state;
+} filter_args;
+
+static int
+retry_option(const cli_cmd *cmd, void *ctx, int ch, char *arg)
+{
+    filter_args *f = ctx;
+    if (ch == 'q') {
+        f->queue = arg;
+    } else if (strcmp(arg, "dead") != 0 && strcmp(arg, "cancelled") != 0) {
+        return cli_usage(cmd, "--state is dead or cancelled, not \"%s\"", arg);
+    } else {
+        f->state = arg;
+    }
+    return EXIT_OK;
+}
+
+/* print_retried: how many jobs in state (a string) a retry by state made ready. */
+static int
+print_retried(const json_t *reply, const void *state)
+{
+    printf("%lld %s job(s) are ready again\n",
+           (long long)json_integer_value(json_object_get(reply, "retried")), (const char *)state);
     return EXIT_OK;
 }
 
@@ -824,60 +852,32 @@ cmd_retry(cli *c, const cli_cmd *cmd, int argc, char **argv)
                                          {"queue", required_argument, NULL, 'q'},
                                          {"state", required_argument, NULL, 's'},
                                          {NULL, 0, NULL, 0}};
-    const char *queue = NULL, *state = NULL;
-    int rc = EXIT_OK;
-    int ch;
-    while ((ch = cli_getopt(c, cmd, argc, argv, opts, &rc)) != -1) {
-        switch (ch) {
-        case CLI_OPT_END:
-            return rc;
-        case 'q':
-            queue = optarg;
-            break;
-        default: /* 's' */
-            if (strcmp(optarg, "dead") != 0 && strcmp(optarg, "cancelled") != 0) {
-                return cli_usage(cmd, "--state is dead or cancelled, not \"%s\"", optarg);
-            }
-            state = optarg;
-            break;
-        }
+    filter_args f = {NULL, NULL};
+    int rc = cli_parse(c, cmd, argc, argv, opts, retry_option, &f);
+    if (rc != CLI_GO) {
+        return rc;
     }
+    const char *queue = f.queue, *state = f.state;
     if (state != NULL || queue != NULL) {
         if (state == NULL) {
             return cli_usage(cmd, "--queue needs --state dead or --state cancelled");
         }
-        if ((rc = operands(cmd, argc, 0, "")) != EXIT_OK) {
+        if ((rc = cli_operands(cmd, argc, 0, "")) != EXIT_OK) {
             return rc;
         }
         json_t *req = json_pack("{s:s, s:s}", "op", "retry", "state", state);
         if (req != NULL && queue != NULL) {
             json_object_set_new(req, "queue", json_string(queue));
         }
-        json_t *reply;
-        char *text;
-        rc = cli_call(c, req, &reply, &text, "retry %s jobs", state);
-        if (reply == NULL) {
-            return rc;
-        }
-        if (c->json) {
-            cli_print_reply(text);
-        } else if (rc == EXIT_OK) {
-            printf("%lld %s job(s) are ready again\n",
-                   (long long)json_integer_value(json_object_get(reply, "retried")), state);
-        }
-        json_decref(reply);
-        jobq_free(text);
-        return rc;
+        char what[64];
+        snprintf(what, sizeof(what), "retry %s jobs", state);
+        return cli_request(c, req, print_retried, state, what);
     }
     int64_t id;
-    if ((rc = operands(cmd, argc, 1, "the job ID")) != EXIT_OK ||
-        (rc = parse_id(cmd, argv[optind], &id)) != EXIT_OK) {
+    if ((rc = id_operand(cmd, argc, argv, &id)) != EXIT_OK) {
         return rc;
     }
-    char what[64], done[64];
-    snprintf(what, sizeof(what), "retry job %lld", (long long)id);
-    snprintf(done, sizeof(done), "job %lld is ready again", (long long)id);
-    return raw_command(c, json_pack("{s:s, s:I}", "op", "retry", "id", (json_int_t)id), what, done);
+    return job_command(c, "retry", id, "retry", "", " is ready again");
 }
 
 int
@@ -885,20 +885,14 @@ cmd_promote(cli *c, const cli_cmd *cmd, int argc, char **argv)
 {
     int64_t id;
     int rc = id_command(c, cmd, argc, argv, &id);
-    if (rc != EXIT_OK) {
-        return rc;
-    }
-    char what[64], done[64];
-    snprintf(what, sizeof(what), "promote job %lld", (long long)id);
-    snprintf(done, sizeof(done), "job %lld is ready now", (long long)id);
-    return raw_command(c, json_pack("{s:s, s:I}", "op", "promote", "id", (json_int_t)id), what, done);
+    return rc != EXIT_OK ? rc : job_command(c, "promote", id, "promote", "", " is ready now");
 }
 
 int
 cmd_backup(cli *c, const cli_cmd *cmd, int argc, char **argv)
 {
-    int rc = cli_simple_opts(c, cmd, argc, argv);
-    if (rc != CLI_GO || (rc = operands(cmd, argc, 1, "the backup FILE")) != EXIT_OK) {
+    int rc = cli_simple_opts(c, cmd, argc, argv, 1, "the backup FILE");
+    if (rc != CLI_GO) {
         return rc;
     }
     const char *file = argv[optind];
@@ -918,6 +912,15 @@ cmd_backup(cli *c, const cli_cmd *cmd, int argc, char **argv)
     return raw_command(c, json_pack("{s:s, s:s}", "op", "backup", "path", path), what, done);
 }
 
+/* print_explain: why the job (its id at id) is where it is. */
+static int
+print_explain(const json_t *reply, const void *id)
+{
+    printf("job %lld: %s\n", (long long)*(const int64_t *)id,
+           json_string_value(json_object_get(reply, "explain")));
+    return EXIT_OK;
+}
+
 int
 cmd_explain(cli *c, const cli_cmd *cmd, int argc, char **argv)
 {
@@ -926,29 +929,17 @@ cmd_explain(cli *c, const cli_cmd *cmd, int argc, char **argv)
     if (rc != EXIT_OK) {
         return rc;
     }
-    json_t *reply;
-    char *text;
-    rc = cli_call(c, json_pack("{s:s, s:I}", "op", "explain", "id", (json_int_t)id), &reply, &text,
-                  "explain job %lld", (long long)id);
-    if (reply == NULL) {
-        return rc;
-    }
-    if (c->json) {
-        cli_print_reply(text);
-    } else if (rc == EXIT_OK) {
-        printf("job %lld: %s\n", (long long)id,
-               json_string_value(json_object_get(reply, "explain")));
-    }
-    json_decref(reply);
-    jobq_free(text);
-    return rc;
+    char what[64];
+    snprintf(what, sizeof(what), "explain job %lld", (long long)id);
+    return cli_request(c, json_pack("{s:s, s:I}", "op", "explain", "id", (json_int_t)id),
+                       print_explain, &id, what);
 }
 
 static int
 queue_command(cli *c, const cli_cmd *cmd, int argc, char **argv, const char *done_verb)
 {
-    int rc = cli_simple_opts(c, cmd, argc, argv);
-    if (rc != CLI_GO || (rc = operands(cmd, argc, 1, "the QUEUE")) != EXIT_OK) {
+    int rc = cli_simple_opts(c, cmd, argc, argv, 1, "the QUEUE");
+    if (rc != CLI_GO) {
         return rc;
     }
     const char *queue = argv[optind];
@@ -970,24 +961,30 @@ cmd_resume(cli *c, const cli_cmd *cmd, int argc, char **argv)
     return queue_command(c, cmd, argc, argv, "resumed");
 }
 
-/* json_int_cell: obj[name] as decimal text, "-" when not an integer. */
+/* attempt_cell: "attempt/max_attempts" of a job object. */
 static const char *
-json_int_cell(const json_t *obj, const char *name, char *buf, size_t size)
+attempt_cell(const json_t *job, char *buf, size_t size)
 {
-    const json_t *v = json_object_get(obj, name);
-    if (!json_is_integer(v)) {
-        return "-";
-    }
-    snprintf(buf, size, "%lld", (long long)json_integer_value(v));
+    snprintf(buf, size, "%lld/%lld", (long long)json_integer_value(json_object_get(job, "attempt")),
+             (long long)json_integer_value(json_object_get(job, "max_attempts")));
     return buf;
 }
 
+/* print_list: a list reply as a table; hint_args (a string): the options that ask for the
+ * same jobs again, for the line that says how to get the next page. */
 static int
-print_list(const json_t *reply, const char *hint_args)
+print_list(const json_t *reply, const void *hint_args)
 {
-    static const char *const names[] = {"ID",       "QUEUE",  "STATE",   "ATTEMPT",
-                                        "PRIORITY", "RUN_AT", "CREATED", "GROUP_KEY"};
-    static const bool right[] = {true, false, false, true, true, false, false, false};
+    static const cli_column cols[] = {
+        CLI_COL_INT("ID", "id"),
+        CLI_COL_TEXT("QUEUE", "queue"),
+        CLI_COL_TEXT("STATE", "state"),
+        CLI_COL_FN("ATTEMPT", attempt_cell, true),
+        CLI_COL_INT("PRIORITY", "priority"),
+        CLI_COL_TIME("RUN_AT", "run_at", NULL),
+        CLI_COL_TIME("CREATED", "created_at", NULL),
+        CLI_COL_TEXT("GROUP_KEY", "group_key"),
+    };
     const json_t *jobs = json_object_get(reply, "jobs");
     /* The GROUP_KEY column only when a job of the page has one. */
     size_t ncols = 7;
@@ -999,51 +996,49 @@ print_list(const json_t *reply, const char *hint_args)
             ncols = 8;
         }
     }
-    cli_table t;
-    if (!cli_table_init(&t, ncols, names, right)) {
-        fprintf(stderr, "jobq: list: out of memory\n");
-        return EXIT_FAILED;
-    }
-    json_array_foreach(jobs, i, job)
-    {
-        char id[32], attempt[48], prio[32], run_at[32], created[32];
-        const json_t *ra = json_object_get(job, "run_at");
-        const json_t *ca = json_object_get(job, "created_at");
-        snprintf(attempt, sizeof(attempt), "%lld/%lld",
-                 (long long)json_integer_value(json_object_get(job, "attempt")),
-                 (long long)json_integer_value(json_object_get(job, "max_attempts")));
-        const char *queue = json_string_value(json_object_get(job, "queue"));
-        const char *state = json_string_value(json_object_get(job, "state"));
-        const char *cells[] = {
-            json_int_cell(job, "id", id, sizeof(id)),
-            queue != NULL ? queue : "-",
-            state != NULL ? state : "-",
-            attempt,
-            json_int_cell(job, "priority", prio, sizeof(prio)),
-            cli_fmt_time(json_integer_value(ra), run_at, sizeof(run_at)),
-            cli_fmt_time(json_integer_value(ca), created, sizeof(created)),
-            json_is_string(json_object_get(job, "group_key"))
-                ? json_string_value(json_object_get(job, "group_key"))
-                : "-",
-        };
-        if (!cli_table_row(&t, cells)) {
-            cli_table_free(&t);
-            fprintf(stderr, "jobq: list: out of memory\n");
-            return EXIT_FAILED;
-        }
-    }
     if (json_array_size(jobs) == 0) {
         fprintf(stderr, "no jobs match\n");
-    } else {
-        cli_table_print(&t);
+    } else if (cli_print_rows("list", cols, ncols, jobs) != EXIT_OK) {
+        return EXIT_FAILED;
     }
-    cli_table_free(&t);
     const json_t *next = json_object_get(reply, "next");
     if (json_is_integer(next)) {
-        fprintf(stderr, "more jobs: jobq list%s --after %lld\n", hint_args,
+        fprintf(stderr, "more jobs: jobq list%s --after %lld\n", (const char *)hint_args,
                 (long long)json_integer_value(next));
     }
     return EXIT_OK;
+}
+
+/* list_args: the options of jobq list. */
+typedef struct list_args {
+    filter_args f;
+    int64_t limit; /* 0: the daemon's default */
+    int64_t after; /* -1: from the first job */
+} list_args;
+
+static int
+list_option(const cli_cmd *cmd, void *ctx, int ch, char *arg)
+{
+    list_args *a = ctx;
+    switch (ch) {
+    case 'q':
+        a->f.queue = arg;
+        return EXIT_OK;
+    case 's':
+        if (jobq_state_parse(arg) < 0) {
+            return cli_usage(cmd,
+                             "unknown state \"%s\"; states are scheduled, ready, running, "
+                             "retrying, succeeded, dead, cancelled",
+                             arg);
+        }
+        a->f.state = arg;
+        return EXIT_OK;
+    case 'n':
+        return cli_opt_int(cmd, "--limit", arg, 1, 1000, "needs a number from 1 to 1000",
+                           &a->limit);
+    default: /* 'a' */
+        return cli_opt_int(cmd, "--after", arg, 0, INT64_MAX, "needs a job ID", &a->after);
+    }
 }
 
 int
@@ -1055,41 +1050,13 @@ cmd_list(cli *c, const cli_cmd *cmd, int argc, char **argv)
                                          {"limit", required_argument, NULL, 'n'},
                                          {"after", required_argument, NULL, 'a'},
                                          {NULL, 0, NULL, 0}};
-    const char *queue = NULL, *state = NULL;
-    int64_t limit = 0, after = -1;
-    int rc = EXIT_OK;
-    int ch;
-    while ((ch = cli_getopt(c, cmd, argc, argv, opts, &rc)) != -1) {
-        switch (ch) {
-        case CLI_OPT_END:
-            return rc;
-        case 'q':
-            queue = optarg;
-            break;
-        case 's':
-            if (jobq_state_parse(optarg) < 0) {
-                return cli_usage(cmd,
-                                 "unknown state \"%s\"; states are scheduled, ready, running, "
-                                 "retrying, succeeded, dead, cancelled",
-                                 optarg);
-            }
-            state = optarg;
-            break;
-        case 'n':
-            if (!cli_parse_i64(optarg, 1, 1000, &limit)) {
-                return cli_usage(cmd, "--limit needs a number from 1 to 1000, not \"%s\"", optarg);
-            }
-            break;
-        default: /* 'a' */
-            if (!cli_parse_i64(optarg, 0, INT64_MAX, &after)) {
-                return cli_usage(cmd, "--after needs a job ID, not \"%s\"", optarg);
-            }
-            break;
-        }
-    }
-    if ((rc = operands(cmd, argc, 0, "")) != EXIT_OK) {
+    list_args a = {.limit = 0, .after = -1};
+    int rc = cli_parse(c, cmd, argc, argv, opts, list_option, &a);
+    if (rc != CLI_GO || (rc = cli_operands(cmd, argc, 0, "")) != EXIT_OK) {
         return rc;
     }
+    const char *queue = a.f.queue, *state = a.f.state;
+    int64_t limit = a.limit, after = a.after;
     json_t *req = json_pack("{s:s}", "op", "list");
     char hint[600] = "";
     size_t hl = 0;
@@ -1108,38 +1075,31 @@ cmd_list(cli *c, const cli_cmd *cmd, int argc, char **argv)
     if (req != NULL && after >= 0) {
         json_object_set_new(req, "after", json_integer(after));
     }
-    json_t *reply;
-    char *text;
-    rc = cli_call(c, req, &reply, &text, "list");
-    if (reply == NULL) {
-        return rc;
-    }
-    if (c->json) {
-        cli_print_reply(text);
-    } else if (rc == EXIT_OK) {
-        rc = print_list(reply, hint);
-    }
-    json_decref(reply);
-    jobq_free(text);
-    return rc;
+    return cli_request(c, req, print_list, hint, "list");
+}
+
+/* paused_cell: whether a queue of a stats reply is paused: yes, no, or "-" when not said. */
+static const char *
+paused_cell(const json_t *q, char *buf, size_t size)
+{
+    (void)buf;
+    (void)size;
+    const json_t *paused = json_object_get(q, "paused");
+    return json_is_boolean(paused) ? (json_is_true(paused) ? "yes" : "no") : "-";
 }
 
 static int
-cmp_str(const void *a, const void *b)
+print_stats(const json_t *reply, const void *unused)
 {
-    return strcmp(*(const char *const *)a, *(const char *const *)b);
-}
-
-static int
-print_stats(const json_t *reply)
-{
-    static const char *const names[] = {"QUEUE",    "SCHEDULED", "READY",  "RUNNING",
-                                        "RETRYING", "SUCCEEDED", "DEAD",   "CANCELLED",
-                                        "WAITING",  "PAUSED",    "BREAKER"};
-    static const char *const fields[] = {"scheduled", "ready", "running",   "retrying",
-                                         "succeeded", "dead",  "cancelled", "waiting"};
-    static const bool right[] = {false, true, true, true,  true, true,
-                                 true,  true, true, false, false};
+    static const cli_column cols[] = {
+        CLI_COL_TEXT("QUEUE", NULL),         CLI_COL_INT("SCHEDULED", "scheduled"),
+        CLI_COL_INT("READY", "ready"),       CLI_COL_INT("RUNNING", "running"),
+        CLI_COL_INT("RETRYING", "retrying"), CLI_COL_INT("SUCCEEDED", "succeeded"),
+        CLI_COL_INT("DEAD", "dead"),         CLI_COL_INT("CANCELLED", "cancelled"),
+        CLI_COL_INT("WAITING", "waiting"),   CLI_COL_FN("PAUSED", paused_cell, false),
+        CLI_COL_TEXT("BREAKER", "breaker"),
+    };
+    (void)unused;
     const json_t *queues = json_object_get(reply, "queues");
     const json_t *cl = json_object_get(reply, "cluster");
     if (json_is_object(cl)) {
@@ -1152,145 +1112,45 @@ print_stats(const json_t *reply)
                leader != NULL && leader[0] != '\0' ? leader : "none known",
                store != NULL ? store : "?");
     }
-    size_t n = json_object_size(queues);
-    if (n == 0) {
+    if (json_object_size(queues) == 0) {
         fprintf(stderr, "no queues\n");
         return EXIT_OK;
     }
-    const char **keys = calloc(n, sizeof(char *));
-    cli_table t;
-    if (keys == NULL || !cli_table_init(&t, 11, names, right)) {
-        free(keys);
-        fprintf(stderr, "jobq: stats: out of memory\n");
-        return EXIT_FAILED;
-    }
-    size_t k = 0;
-    const char *key;
-    const json_t *q;
-    json_object_foreach((json_t *)queues, key, q)
-    {
-        keys[k++] = key;
-    }
-    qsort(keys, n, sizeof(char *), cmp_str);
-    int rc = EXIT_OK;
-    for (size_t i = 0; i < n; i++) {
-        q = json_object_get(queues, keys[i]);
-        char num[8][32];
-        const char *cells[11];
-        cells[0] = keys[i];
-        for (size_t f = 0; f < 8; f++) {
-            cells[1 + f] = json_int_cell(q, fields[f], num[f], sizeof(num[f]));
-        }
-        const json_t *paused = json_object_get(q, "paused");
-        cells[9] = json_is_boolean(paused) ? (json_is_true(paused) ? "yes" : "no") : "-";
-        const char *breaker = json_string_value(json_object_get(q, "breaker"));
-        cells[10] = breaker != NULL ? breaker : "-";
-        if (!cli_table_row(&t, cells)) {
-            fprintf(stderr, "jobq: stats: out of memory\n");
-            rc = EXIT_FAILED;
-            break;
-        }
-    }
-    if (rc == EXIT_OK) {
-        cli_table_print(&t);
-    }
-    cli_table_free(&t);
-    free(keys);
-    return rc;
+    return cli_print_rows("stats", cols, sizeof(cols) / sizeof(cols[0]), queues);
 }
 
 int
 cmd_stats(cli *c, const cli_cmd *cmd, int argc, char **argv)
 {
-    int rc = cli_simple_opts(c, cmd, argc, argv);
-    if (rc != CLI_GO || (rc = operands(cmd, argc, 0, "")) != EXIT_OK) {
-        return rc;
+    return cli_show(c, cmd, argc, argv, "stats", print_stats, "stats");
+}
+
+static int
+print_schedules(const json_t *reply, const void *unused)
+{
+    static const cli_column cols[] = {
+        CLI_COL_TEXT("SCHEDULE", "name"),
+        CLI_COL_TEXT("CRON", "cron"),
+        CLI_COL_TEXT("TIMEZONE", "timezone"),
+        CLI_COL_TEXT("QUEUE", "queue"),
+        CLI_COL_TEXT("MISSED", "missed"),
+        CLI_COL_TIME("LAST", "last_tick", "never"), /* null: it has not fired yet */
+        CLI_COL_TIME("NEXT", "next", "never"),
+        CLI_COL_TEXT("SOURCE", "source"),
+        CLI_COL_FLAG("STATE", "paused", "paused", "active"),
+    };
+    (void)unused;
+    const json_t *schedules = json_object_get(reply, "schedules");
+    if (json_array_size(schedules) == 0) {
+        printf("no schedules: add [schedule.NAME] sections to jobqd's config, or one with "
+               "jobq schedules add\n");
+        return EXIT_OK;
     }
-    json_t *reply;
-    char *text;
-    rc = cli_call(c, json_pack("{s:s}", "op", "stats"), &reply, &text, "stats");
-    if (reply == NULL) {
-        return rc;
-    }
-    if (c->json) {
-        cli_print_reply(text);
-    } else if (rc == EXIT_OK) {
-        rc = print_stats(reply);
-    }
-    json_decref(reply);
-    jobq_free(text);
-    return rc;
+    return cli_print_rows("schedules", cols, sizeof(cols) / sizeof(cols[0]), schedules);
 }
 
 int
 cmd_schedules(cli *c, const cli_cmd *cmd, int argc, char **argv)
 {
-    int rc = cli_simple_opts(c, cmd, argc, argv);
-    if (rc != CLI_GO || (rc = operands(cmd, argc, 0, "")) != EXIT_OK) {
-        return rc;
-    }
-    json_t *reply;
-    char *text;
-    rc = cli_call(c, json_pack("{s:s}", "op", "schedules"), &reply, &text, "list the schedules");
-    if (reply == NULL) {
-        return rc;
-    }
-    if (c->json || rc != EXIT_OK) {
-        if (c->json) {
-            cli_print_reply(text);
-        }
-        json_decref(reply);
-        jobq_free(text);
-        return rc;
-    }
-    static const char *const names[] = {"SCHEDULE", "CRON", "TIMEZONE", "QUEUE", "MISSED",
-                                        "LAST",     "NEXT", "SOURCE",   "STATE"};
-    cli_table t;
-    if (!cli_table_init(&t, 9, names, NULL)) {
-        fprintf(stderr, "jobq: schedules: out of memory\n");
-        rc = EXIT_FAILED;
-    }
-    size_t i;
-    json_t *sc;
-    json_array_foreach(json_object_get(reply, "schedules"), i, sc)
-    {
-        if (rc != EXIT_OK) {
-            break;
-        }
-        char last[40], next[40];
-        json_t *nx = json_object_get(sc, "next");
-        json_t *lt = json_object_get(sc, "last_tick"); /* null: it has not fired yet */
-        const char *cells[9] = {
-            json_string_value(json_object_get(sc, "name")),
-            json_string_value(json_object_get(sc, "cron")),
-            json_string_value(json_object_get(sc, "timezone")),
-            json_string_value(json_object_get(sc, "queue")),
-            json_string_value(json_object_get(sc, "missed")),
-            json_is_integer(lt) ? cli_fmt_time(json_integer_value(lt), last, sizeof(last))
-                                : "never",
-            json_is_integer(nx) ? cli_fmt_time(json_integer_value(nx), next, sizeof(next))
-                                : "never",
-            json_string_value(json_object_get(sc, "source")),
-            json_is_true(json_object_get(sc, "paused")) ? "paused" : "active",
-        };
-        for (size_t k = 0; k < 9; k++) {
-            cells[k] = cells[k] != NULL ? cells[k] : "-";
-        }
-        if (!cli_table_row(&t, cells)) {
-            fprintf(stderr, "jobq: schedules: out of memory\n");
-            rc = EXIT_FAILED;
-        }
-    }
-    if (rc == EXIT_OK) {
-        if (json_array_size(json_object_get(reply, "schedules")) == 0) {
-            printf("no schedules: add [schedule.NAME] sections to jobqd's config, or one with "
-                   "jobq schedules add\n");
-        } else {
-            cli_table_print(&t);
-        }
-    }
-    cli_table_free(&t);
-    json_decref(reply);
-    jobq_free(text);
-    return rc;
+    return cli_show(c, cmd, argc, argv, "schedules", print_schedules, "list the schedules");
 }

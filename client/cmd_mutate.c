@@ -160,112 +160,135 @@ print_text(const json_t *t, bool dry)
     }
 }
 
+/* The options of jobq mutate after the common ones: a filter, --dry-run, or the action. The
+ * kinds up to OPT_TIME and from OPT_RESCHEDULE take a value; those from OPT_ACTION are the
+ * action named field. */
+typedef enum opt_kind {
+    OPT_TEXT,       /* the value, as the string member field */
+    OPT_STATES,     /* states separated by commas, appended to the array member field */
+    OPT_IDS,        /* job ids separated by commas, likewise */
+    OPT_TIME,       /* a time or a duration ago (add_time) */
+    OPT_ALL,        /* field is true */
+    OPT_DRY,        /* a dry run */
+    OPT_ACTION,     /* an action without a value */
+    OPT_RESCHEDULE, /* the value is the time to run at */
+    OPT_PRIORITY    /* the value is the priority to set */
+} opt_kind;
+
+static const struct mutate_opt {
+    const char *name;
+    opt_kind kind;
+    const char *field;
+} mutate_opts[] = {
+    {"queue", OPT_TEXT, "queue"},
+    {"state", OPT_STATES, "state"},
+    {"id", OPT_IDS, "ids"},
+    {"created-before", OPT_TIME, "created_before"},
+    {"created-after", OPT_TIME, "created_after"},
+    {"finished-before", OPT_TIME, "finished_before"},
+    {"finished-after", OPT_TIME, "finished_after"},
+    {"error-contains", OPT_TEXT, "error_contains"},
+    {"key-prefix", OPT_TEXT, "key_prefix"},
+    {"all", OPT_ALL, "all"},
+    {"dry-run", OPT_DRY, NULL},
+    {"cancel", OPT_ACTION, "cancel"},
+    {"retry", OPT_ACTION, "retry"},
+    {"delete", OPT_ACTION, "delete"},
+    {"run-now", OPT_ACTION, "run_now"},
+    {"rerun", OPT_ACTION, "rerun"},
+    {"reschedule", OPT_RESCHEDULE, "reschedule"},
+    {"priority", OPT_PRIORITY, "set_priority"},
+};
+#define NMUTATE_OPTS (sizeof(mutate_opts) / sizeof(mutate_opts[0]))
+#define MUTATE_OPT_BASE 0x100 /* getopt's code of mutate_opts[i]: MUTATE_OPT_BASE + i */
+
+/* has_value: whether the option takes a value. */
+static bool
+has_value(const struct mutate_opt *o)
+{
+    return o->kind <= OPT_TIME || o->kind >= OPT_RESCHEDULE;
+}
+
+/* add_option: applies option o with its value s to req. Returns EXIT_OK or the exit status. */
+static int
+add_option(const cli_cmd *cmd, json_t *req, const struct mutate_opt *o, const char *s)
+{
+    int64_t v;
+    switch (o->kind) {
+    case OPT_TEXT:
+        json_object_set_new(req, o->field, json_string(s));
+        return EXIT_OK;
+    case OPT_STATES:
+    case OPT_IDS:
+        return add_list(cmd, req, o->field, s, o->kind == OPT_IDS);
+    case OPT_TIME: {
+        char opt[40];
+        snprintf(opt, sizeof(opt), "--%s", o->name);
+        return add_time(cmd, req, o->field, opt, s);
+    }
+    case OPT_ALL:
+        json_object_set_new(req, o->field, json_true());
+        return EXIT_OK;
+    case OPT_RESCHEDULE:
+        if (!cli_parse_time(s, &v)) {
+            return cli_usage(cmd, "--reschedule takes a time or +DUR, not \"%s\"", s);
+        }
+        json_object_set_new(req, "run_at", json_integer(v));
+        return EXIT_OK;
+    case OPT_PRIORITY: {
+        v = 0;
+        int rc = cli_opt_int(cmd, "--priority", s, INT32_MIN, INT32_MAX, "takes an integer", &v);
+        json_object_set_new(req, "priority", json_integer(v));
+        return rc;
+    }
+    default: /* OPT_DRY, OPT_ACTION: nothing in the request */
+        return EXIT_OK;
+    }
+}
+
+/* mutate_args: what the options of jobq mutate say. */
+typedef struct mutate_args {
+    json_t *req;        /* the mutate request, its filter */
+    const char *action; /* NULL until an action is named */
+    bool dry;
+} mutate_args;
+
+static int
+mutate_option(const cli_cmd *cmd, void *ctx, int ch, char *arg)
+{
+    mutate_args *m = ctx;
+    const struct mutate_opt *o = &mutate_opts[ch - MUTATE_OPT_BASE];
+    int rc = add_option(cmd, m->req, o, has_value(o) ? arg : NULL);
+    m->dry = m->dry || o->kind == OPT_DRY;
+    if (rc == EXIT_OK && o->kind >= OPT_ACTION) {
+        if (m->action != NULL && strcmp(m->action, o->field) != 0) {
+            return cli_usage(cmd, "one action at a time (--%s and --%s)", m->action, o->field);
+        }
+        m->action = o->field;
+    }
+    return rc;
+}
+
 int
 cmd_mutate(cli *c, const cli_cmd *cmd, int argc, char **argv)
 {
-    static const struct option opts[] = {CLI_COMMON_OPTIONS,
-                                         {"queue", required_argument, NULL, 'q'},
-                                         {"state", required_argument, NULL, 's'},
-                                         {"id", required_argument, NULL, 'i'},
-                                         {"created-before", required_argument, NULL, 'B'},
-                                         {"created-after", required_argument, NULL, 'A'},
-                                         {"finished-before", required_argument, NULL, 'F'},
-                                         {"finished-after", required_argument, NULL, 'G'},
-                                         {"error-contains", required_argument, NULL, 'e'},
-                                         {"key-prefix", required_argument, NULL, 'k'},
-                                         {"all", no_argument, NULL, 'a'},
-                                         {"dry-run", no_argument, NULL, 'n'},
-                                         {"cancel", no_argument, NULL, 'C'},
-                                         {"retry", no_argument, NULL, 'R'},
-                                         {"delete", no_argument, NULL, 'D'},
-                                         {"run-now", no_argument, NULL, 'N'},
-                                         {"rerun", no_argument, NULL, 'U'},
-                                         {"reschedule", required_argument, NULL, 'S'},
-                                         {"priority", required_argument, NULL, 'P'},
-                                         {NULL, 0, NULL, 0}};
-    json_t *req = json_pack("{s:s}", "op", "mutate");
-    const char *action = NULL;
-    bool dry = false;
-    int rc = EXIT_OK;
-    int ch;
-    int64_t v;
-    while (rc == EXIT_OK && (ch = cli_getopt(c, cmd, argc, argv, opts, &rc)) != -1) {
-        const char *act = NULL;
-        switch (ch) {
-        case CLI_OPT_END:
-            json_decref(req);
-            return rc;
-        case 'q':
-            json_object_set_new(req, "queue", json_string(optarg));
-            break;
-        case 's':
-            rc = add_list(cmd, req, "state", optarg, false);
-            break;
-        case 'i':
-            rc = add_list(cmd, req, "ids", optarg, true);
-            break;
-        case 'B':
-            rc = add_time(cmd, req, "created_before", "--created-before", optarg);
-            break;
-        case 'A':
-            rc = add_time(cmd, req, "created_after", "--created-after", optarg);
-            break;
-        case 'F':
-            rc = add_time(cmd, req, "finished_before", "--finished-before", optarg);
-            break;
-        case 'G':
-            rc = add_time(cmd, req, "finished_after", "--finished-after", optarg);
-            break;
-        case 'e':
-            json_object_set_new(req, "error_contains", json_string(optarg));
-            break;
-        case 'k':
-            json_object_set_new(req, "key_prefix", json_string(optarg));
-            break;
-        case 'a':
-            json_object_set_new(req, "all", json_true());
-            break;
-        case 'n':
-            dry = true;
-            break;
-        case 'C':
-            act = "cancel";
-            break;
-        case 'R':
-            act = "retry";
-            break;
-        case 'D':
-            act = "delete";
-            break;
-        case 'N':
-            act = "run_now";
-            break;
-        case 'U':
-            act = "rerun";
-            break;
-        case 'S':
-            act = "reschedule";
-            if (!cli_parse_time(optarg, &v)) {
-                rc = cli_usage(cmd, "--reschedule takes a time or +DUR, not \"%s\"", optarg);
-            }
-            json_object_set_new(req, "run_at", json_integer(v));
-            break;
-        default: /* 'P' */
-            act = "set_priority";
-            if (!cli_parse_i64(optarg, INT32_MIN, INT32_MAX, &v)) {
-                rc = cli_usage(cmd, "--priority takes an integer, not \"%s\"", optarg);
-            }
-            json_object_set_new(req, "priority", json_integer(v));
-            break;
-        }
-        if (rc == EXIT_OK && act != NULL) {
-            if (action != NULL && strcmp(action, act) != 0) {
-                rc = cli_usage(cmd, "one action at a time (--%s and --%s)", action, act);
-            }
-            action = act;
-        }
+    struct option opts[CLI_NCOMMON_OPTIONS + NMUTATE_OPTS + 1] = {CLI_COMMON_OPTIONS};
+    for (size_t i = 0; i < NMUTATE_OPTS; i++) {
+        opts[CLI_NCOMMON_OPTIONS + i] = (struct option){
+            mutate_opts[i].name, has_value(&mutate_opts[i]) ? required_argument : no_argument, NULL,
+            MUTATE_OPT_BASE + (int)i};
     }
-    if (rc == EXIT_OK && action == NULL) {
+    mutate_args m = {.req = json_pack("{s:s}", "op", "mutate")};
+    json_t *req = m.req;
+    int rc = cli_parse(c, cmd, argc, argv, opts, mutate_option, &m);
+    if (rc != CLI_GO) {
+        json_decref(req);
+        return rc;
+    }
+    const char *action = m.action;
+    bool dry = m.dry;
+    rc = EXIT_OK;
+    if (action == NULL) {
         rc = cli_usage(cmd, "name an action: --cancel, --retry, --delete, --run-now, "
                             "--reschedule TIME, --priority N or --rerun");
     }

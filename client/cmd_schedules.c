@@ -26,30 +26,61 @@ print_schedule(const json_t *sc)
                                                                                    : "database");
 }
 
-/* run_op: sends req and prints its reply: --json as is, else how kind says. */
+/* print_reply: a schedule op's reply: the schedule, the id of the job a trigger made, or that
+ * the schedule (name, a string) is deleted. */
+static int
+print_reply(const json_t *reply, const void *name)
+{
+    const json_t *sc = json_object_get(reply, "schedule");
+    if (sc != NULL) {
+        print_schedule(sc);
+    } else if (json_object_get(reply, "id") != NULL) {
+        printf("%lld\n", (long long)json_integer_value(json_object_get(reply, "id")));
+    } else {
+        printf("deleted %s\n", (const char *)name);
+    }
+    return EXIT_OK;
+}
+
+/* run_op: sends req and prints its reply: --json as is, else with print_reply. */
 static int
 run_op(cli *c, json_t *req, const char *name, const char *what)
 {
-    json_t *reply;
-    char *text;
-    int rc = cli_call(c, req, &reply, &text, "%s %s", what, name);
-    if (reply == NULL) {
-        return rc;
-    }
-    if (c->json) {
-        cli_print_reply(text);
-    } else if (rc == EXIT_OK) {
-        const json_t *sc = json_object_get(reply, "schedule");
-        if (sc != NULL) {
-            print_schedule(sc);
-        } else if (json_object_get(reply, "id") != NULL) {
-            printf("%lld\n", (long long)json_integer_value(json_object_get(reply, "id")));
-        } else {
-            printf("deleted %s\n", name);
+    char what_name[256];
+    snprintf(what_name, sizeof(what_name), "%s %s", what, name);
+    return cli_request(c, req, print_reply, name, what_name);
+}
+
+/* define_option: one option of add and update into req (the request). */
+static int
+define_option(const cli_cmd *cmd, void *req, int ch, char *arg)
+{
+    /* The options whose value is the request's member as is. */
+    static const struct {
+        int ch;
+        const char *field;
+    } texts[] = {
+        {'c', "cron"}, {'q', "queue"}, {'t', "timezone"}, {'m', "missed"}, {'o', "overlap"}};
+    for (size_t i = 0; i < sizeof(texts) / sizeof(texts[0]); i++) {
+        if (ch == texts[i].ch) {
+            json_object_set_new(req, texts[i].field, json_string(arg));
+            return EXIT_OK;
         }
     }
-    json_decref(reply);
-    jobq_free(text);
+    if (ch == 'p') {
+        json_error_t jerr;
+        json_t *payload = json_loads(arg, JSON_DECODE_ANY, &jerr);
+        if (payload == NULL) {
+            return cli_usage(cmd, "--payload is not JSON: %s", jerr.text);
+        }
+        json_object_set_new(req, "payload", payload);
+        return EXIT_OK;
+    }
+    int64_t v = 0; /* 'P' */
+    int rc = cli_opt_int(cmd, "--priority", arg, INT32_MIN, INT32_MAX, "takes an integer", &v);
+    if (rc == EXIT_OK) {
+        json_object_set_new(req, "priority", json_integer(v));
+    }
     return rc;
 }
 
@@ -67,52 +98,12 @@ define(cli *c, const cli_cmd *cmd, int argc, char **argv, bool add)
                                          {"priority", required_argument, NULL, 'P'},
                                          {NULL, 0, NULL, 0}};
     json_t *req = json_pack("{s:s}", "op", add ? "schedule_add" : "schedule_update");
-    int rc = EXIT_OK;
-    int ch;
-    int64_t v;
-    while (rc == EXIT_OK && (ch = cli_getopt(c, cmd, argc, argv, opts, &rc)) != -1) {
-        json_error_t jerr;
-        json_t *payload;
-        switch (ch) {
-        case CLI_OPT_END:
-            json_decref(req);
-            return rc;
-        case 'c':
-            json_object_set_new(req, "cron", json_string(optarg));
-            break;
-        case 'q':
-            json_object_set_new(req, "queue", json_string(optarg));
-            break;
-        case 'p':
-            payload = json_loads(optarg, JSON_DECODE_ANY, &jerr);
-            if (payload == NULL) {
-                rc = cli_usage(cmd, "--payload is not JSON: %s", jerr.text);
-                break;
-            }
-            json_object_set_new(req, "payload", payload);
-            break;
-        case 't':
-            json_object_set_new(req, "timezone", json_string(optarg));
-            break;
-        case 'm':
-            json_object_set_new(req, "missed", json_string(optarg));
-            break;
-        case 'o':
-            json_object_set_new(req, "overlap", json_string(optarg));
-            break;
-        default: /* 'P' */
-            if (!cli_parse_i64(optarg, INT32_MIN, INT32_MAX, &v)) {
-                rc = cli_usage(cmd, "--priority takes an integer, not \"%s\"", optarg);
-                break;
-            }
-            json_object_set_new(req, "priority", json_integer(v));
-            break;
-        }
+    int rc = cli_parse(c, cmd, argc, argv, opts, define_option, req);
+    if (rc != CLI_GO) {
+        json_decref(req);
+        return rc;
     }
-    if (rc == EXIT_OK && argc - optind != 1) {
-        rc = cli_usage(cmd,
-                       argc - optind < 1 ? "missing the schedule's NAME" : "too many arguments");
-    }
+    rc = cli_operands(cmd, argc, 1, "the schedule's NAME");
     if (rc == EXIT_OK && add &&
         (json_object_get(req, "cron") == NULL || json_object_get(req, "queue") == NULL)) {
         rc = cli_usage(cmd, "add needs --cron EXPR and --queue QUEUE");
@@ -130,13 +121,9 @@ define(cli *c, const cli_cmd *cmd, int argc, char **argv, bool add)
 static int
 by_name(cli *c, const cli_cmd *cmd, int argc, char **argv, const char *op, const char *what)
 {
-    int rc = cli_simple_opts(c, cmd, argc, argv);
+    int rc = cli_simple_opts(c, cmd, argc, argv, 1, "the schedule's NAME");
     if (rc != CLI_GO) {
         return rc;
-    }
-    if (argc - optind != 1) {
-        return cli_usage(cmd,
-                         argc - optind < 1 ? "missing the schedule's NAME" : "too many arguments");
     }
     const char *name = argv[optind];
     return run_op(c, json_pack("{s:s, s:s}", "op", op, "name", name), name, what);

@@ -21,6 +21,7 @@ typedef struct submit_args {
     jobq_submit_opts opts;
     bool wait;
     bool group;           /* --group: the batch is one group */
+    bool have_delay;      /* --delay was given */
     const char *oc_queue; /* --on-complete QUEUE:PAYLOAD */
     const char *oc_payload;
     int64_t after[1000]; /* --after ID[,ID...] */
@@ -473,6 +474,132 @@ out:
     return rc;
 }
 
+/* submit_option: one option of jobq submit into a (a submit_args). */
+static int
+submit_option(const cli_cmd *cmd, void *ctx, int ch, char *arg)
+{
+    submit_args *a = ctx;
+    int64_t v = 0;
+    int rc = EXIT_OK;
+    switch (ch) {
+    case 'd':
+        rc = cli_opt_duration(cmd, "--delay", arg, true, "30s, 5m or 1h", &a->opts.delay_ms);
+        a->have_delay = true;
+        break;
+    case 'a':
+        rc = cli_opt_time(cmd, "--at", arg, &a->opts.run_at_ms);
+        break;
+    case 'p':
+        rc = cli_opt_int(cmd, "--priority", arg, INT32_MIN, INT32_MAX, "needs an integer", &v);
+        a->opts.priority = (int32_t)v;
+        break;
+    case 'm':
+        rc = cli_opt_int(cmd, "--max-attempts", arg, 1, INT32_MAX, "needs a positive integer", &v);
+        a->opts.max_attempts = (int32_t)v;
+        break;
+    case 't':
+        rc = cli_opt_duration(cmd, "--timeout", arg, false, "30s", &a->opts.timeout_ms);
+        break;
+    case 'k':
+        if (arg[0] == '\0') {
+            return cli_usage(cmd, "--key must not be empty");
+        }
+        a->opts.key = arg;
+        break;
+    case 'w':
+        a->wait = true;
+        break;
+    case 'A': {
+        char *p = arg;
+        while (*p != '\0') {
+            char *comma = strchr(p, ',');
+            if (comma != NULL) {
+                *comma = '\0';
+            }
+            if (a->opts.nafter == sizeof(a->after) / sizeof(a->after[0])) {
+                return cli_usage(cmd, "--after names at most %zu jobs",
+                                 sizeof(a->after) / sizeof(a->after[0]));
+            }
+            if (!cli_parse_i64(p, 1, INT64_MAX, &a->after[a->opts.nafter])) {
+                return cli_usage(cmd, "--after needs job ids separated by commas, not \"%s\"", p);
+            }
+            a->opts.nafter++;
+            p = comma != NULL ? comma + 1 : p + strlen(p);
+        }
+        if (a->opts.nafter == 0) {
+            return cli_usage(cmd, "--after needs at least one job id");
+        }
+        a->opts.after = a->after;
+        break;
+    }
+    case 'P':
+        if (strcmp(arg, "always") != 0 && strcmp(arg, "success") != 0) {
+            return cli_usage(cmd, "--after-policy is success or always, not \"%s\"", arg);
+        }
+        a->opts.after_always = strcmp(arg, "always") == 0;
+        break;
+    case 'g':
+        a->group = true;
+        break;
+    case 'T':
+        a->opts.traceparent = arg;
+        a->opts.tracestate = NULL;
+        break;
+    case 'S':
+        a->opts.tracestate = arg;
+        break;
+    case 'G':
+        if (arg[0] == '\0' || strlen(arg) > 200) {
+            return cli_usage(cmd, "--group-key needs 1 to 200 bytes");
+        }
+        a->opts.group_key = arg;
+        break;
+    case 'D': {
+        static const char *const modes[] = {"ttl", "until_done", "replace", "debounce"};
+        int m = 0;
+        while (m < 4 && strcmp(arg, modes[m]) != 0) {
+            m++;
+        }
+        if (m == 4) {
+            return cli_usage(cmd, "--dedupe is ttl, until_done, replace or debounce, not \"%s\"",
+                             arg);
+        }
+        a->opts.dedupe = m;
+        break;
+    }
+    case 'M':
+        rc = cli_opt_duration(cmd, "--debounce-max", arg, false, "1m", &a->opts.debounce_max_ms);
+        break;
+    case 'E':
+        rc = cli_opt_duration(cmd, "--expires-in", arg, false, "10m", &a->opts.expires_in_ms);
+        break;
+    case 'X':
+        rc = cli_opt_time(cmd, "--expires-at", arg, &a->opts.expires_at_ms);
+        break;
+    case 'o': {
+        char *colon = strchr(arg, ':');
+        if (colon == NULL || colon == arg) {
+            return cli_usage(cmd,
+                             "--on-complete needs QUEUE:PAYLOAD, such as 'report:{\"to\":\"ops\"}' "
+                             "or report:null, not \"%s\"",
+                             arg);
+        }
+        *colon = '\0';
+        a->oc_queue = arg;
+        a->oc_payload = colon + 1;
+        char why[256];
+        if (!json_check(a->oc_payload, why, sizeof(why))) {
+            return cli_usage(cmd, "the --on-complete payload is not valid JSON: %s", why);
+        }
+        break;
+    }
+    default: /* 'b' */
+        a->batch = arg;
+        break;
+    }
+    return rc;
+}
+
 int
 cmd_submit(cli *c, const cli_cmd *cmd, int argc, char **argv)
 {
@@ -502,161 +629,11 @@ cmd_submit(cli *c, const cli_cmd *cmd, int argc, char **argv)
     /* A handler's own submits continue its trace: TRACEPARENT is jobqd's environment carrier. */
     a.opts.traceparent = getenv("TRACEPARENT");
     a.opts.tracestate = a.opts.traceparent != NULL ? getenv("TRACESTATE") : NULL;
-    bool have_delay = false;
-    int64_t v;
-    int rc = EXIT_OK;
-    int ch;
-    while ((ch = cli_getopt(c, cmd, argc, argv, opts, &rc)) != -1) {
-        switch (ch) {
-        case CLI_OPT_END:
-            return rc;
-        case 'd':
-            if (!cli_parse_duration(optarg, &a.opts.delay_ms)) {
-                return cli_usage(cmd, "--delay needs a duration like 30s, 5m or 1h, not \"%s\"",
-                                 optarg);
-            }
-            have_delay = true;
-            break;
-        case 'a':
-            if (!cli_parse_time(optarg, &a.opts.run_at_ms)) {
-                return cli_usage(cmd,
-                                 "--at needs Unix seconds, YYYY-MM-DDTHH:MM[:SS][Z] (UTC) or "
-                                 "+DURATION, not \"%s\"",
-                                 optarg);
-            }
-            break;
-        case 'p':
-            if (!cli_parse_i64(optarg, INT32_MIN, INT32_MAX, &v)) {
-                return cli_usage(cmd, "--priority needs an integer, not \"%s\"", optarg);
-            }
-            a.opts.priority = (int32_t)v;
-            break;
-        case 'm':
-            if (!cli_parse_i64(optarg, 1, INT32_MAX, &v)) {
-                return cli_usage(cmd, "--max-attempts needs a positive integer, not \"%s\"",
-                                 optarg);
-            }
-            a.opts.max_attempts = (int32_t)v;
-            break;
-        case 't':
-            if (!cli_parse_duration(optarg, &a.opts.timeout_ms) || a.opts.timeout_ms == 0) {
-                return cli_usage(cmd, "--timeout needs a duration above 0 like 30s, not \"%s\"",
-                                 optarg);
-            }
-            break;
-        case 'k':
-            if (optarg[0] == '\0') {
-                return cli_usage(cmd, "--key must not be empty");
-            }
-            a.opts.key = optarg;
-            break;
-        case 'w':
-            a.wait = true;
-            break;
-        case 'A': {
-            char *p = optarg;
-            while (*p != '\0') {
-                char *comma = strchr(p, ',');
-                if (comma != NULL) {
-                    *comma = '\0';
-                }
-                if (a.opts.nafter == sizeof(a.after) / sizeof(a.after[0])) {
-                    return cli_usage(cmd, "--after names at most %zu jobs",
-                                     sizeof(a.after) / sizeof(a.after[0]));
-                }
-                if (!cli_parse_i64(p, 1, INT64_MAX, &a.after[a.opts.nafter])) {
-                    return cli_usage(cmd, "--after needs job ids separated by commas, not \"%s\"",
-                                     p);
-                }
-                a.opts.nafter++;
-                p = comma != NULL ? comma + 1 : p + strlen(p);
-            }
-            if (a.opts.nafter == 0) {
-                return cli_usage(cmd, "--after needs at least one job id");
-            }
-            a.opts.after = a.after;
-            break;
-        }
-        case 'P':
-            if (strcmp(optarg, "always") != 0 && strcmp(optarg, "success") != 0) {
-                return cli_usage(cmd, "--after-policy is success or always, not \"%s\"", optarg);
-            }
-            a.opts.after_always = strcmp(optarg, "always") == 0;
-            break;
-        case 'g':
-            a.group = true;
-            break;
-        case 'T':
-            a.opts.traceparent = optarg;
-            a.opts.tracestate = NULL;
-            break;
-        case 'S':
-            a.opts.tracestate = optarg;
-            break;
-        case 'G':
-            if (optarg[0] == '\0' || strlen(optarg) > 200) {
-                return cli_usage(cmd, "--group-key needs 1 to 200 bytes");
-            }
-            a.opts.group_key = optarg;
-            break;
-        case 'D': {
-            static const char *const modes[] = {"ttl", "until_done", "replace", "debounce"};
-            int m = 0;
-            while (m < 4 && strcmp(optarg, modes[m]) != 0) {
-                m++;
-            }
-            if (m == 4) {
-                return cli_usage(
-                    cmd, "--dedupe is ttl, until_done, replace or debounce, not \"%s\"", optarg);
-            }
-            a.opts.dedupe = m;
-            break;
-        }
-        case 'M':
-            if (!cli_parse_duration(optarg, &a.opts.debounce_max_ms) ||
-                a.opts.debounce_max_ms == 0) {
-                return cli_usage(cmd, "--debounce-max needs a duration above 0 like 1m, not \"%s\"",
-                                 optarg);
-            }
-            break;
-        case 'E':
-            if (!cli_parse_duration(optarg, &a.opts.expires_in_ms) || a.opts.expires_in_ms == 0) {
-                return cli_usage(cmd, "--expires-in needs a duration above 0 like 10m, not \"%s\"",
-                                 optarg);
-            }
-            break;
-        case 'X':
-            if (!cli_parse_time(optarg, &a.opts.expires_at_ms)) {
-                return cli_usage(cmd,
-                                 "--expires-at needs Unix seconds, YYYY-MM-DDTHH:MM[:SS][Z] (UTC) "
-                                 "or +DURATION, not \"%s\"",
-                                 optarg);
-            }
-            break;
-        case 'o': {
-            char *colon = strchr(optarg, ':');
-            if (colon == NULL || colon == optarg) {
-                return cli_usage(
-                    cmd,
-                    "--on-complete needs QUEUE:PAYLOAD, such as 'report:{\"to\":\"ops\"}' "
-                    "or report:null, not \"%s\"",
-                    optarg);
-            }
-            *colon = '\0';
-            a.oc_queue = optarg;
-            a.oc_payload = colon + 1;
-            char why[256];
-            if (!json_check(a.oc_payload, why, sizeof(why))) {
-                return cli_usage(cmd, "the --on-complete payload is not valid JSON: %s", why);
-            }
-            break;
-        }
-        default: /* 'b' */
-            a.batch = optarg;
-            break;
-        }
+    int rc = cli_parse(c, cmd, argc, argv, opts, submit_option, &a);
+    if (rc != CLI_GO) {
+        return rc;
     }
-    if (have_delay && a.opts.run_at_ms != 0) {
+    if (a.have_delay && a.opts.run_at_ms != 0) {
         return cli_usage(cmd, "give --delay or --at, not both");
     }
     if ((a.group || a.oc_queue != NULL) && a.batch == NULL) {

@@ -554,43 +554,41 @@ live(cli *c, int64_t interval_ms, const char *version)
     return EXIT_OK;
 }
 
+enum { OPT_INTERVAL = 1, OPT_ONCE };
+
+/* top_args: the options of jobq top. */
+typedef struct top_args {
+    int64_t interval_ms;
+    bool once;
+} top_args;
+
+static int
+top_option(const cli_cmd *cmd, void *ctx, int ch, char *arg)
+{
+    top_args *a = ctx;
+    if (ch == OPT_ONCE) {
+        a->once = true;
+    } else if (!cli_parse_duration(arg, &a->interval_ms) || a->interval_ms < 100) {
+        return cli_usage(cmd, "--interval needs a duration of at least 100ms, not \"%s\"", arg);
+    }
+    return EXIT_OK;
+}
+
 int
 cmd_top(cli *c, const cli_cmd *cmd, int argc, char **argv)
 {
-    enum { OPT_INTERVAL = 1, OPT_ONCE };
     static const struct option opts[] = {CLI_COMMON_OPTIONS,
                                          {"interval", required_argument, NULL, OPT_INTERVAL},
                                          {"once", no_argument, NULL, OPT_ONCE},
                                          {NULL, 0, NULL, 0}};
-    int64_t interval_ms = 1000;
-    bool once = false;
-    for (;;) {
-        int rc = EXIT_OK;
-        int ch = cli_getopt(c, cmd, argc, argv, opts, &rc);
-        if (ch == CLI_OPT_END) {
-            return rc;
-        }
-        if (ch == -1) {
-            break;
-        }
-        if (ch == OPT_INTERVAL) {
-            if (!cli_parse_duration(optarg, &interval_ms) || interval_ms < 100) {
-                return cli_usage(cmd, "--interval needs a duration of at least 100ms, not \"%s\"",
-                                 optarg);
-            }
-        } else if (ch == OPT_ONCE) {
-            once = true;
-        } else {
-            return cli_usage(cmd, "unexpected option");
-        }
-    }
-    if (optind < argc) {
-        return cli_usage(cmd, "too many arguments");
-    }
-    int rc = cli_connect(c);
-    if (rc != EXIT_OK) {
+    top_args a = {.interval_ms = 1000, .once = false};
+    int rc = cli_parse(c, cmd, argc, argv, opts, top_option, &a);
+    if (rc != CLI_GO || (rc = cli_operands(cmd, argc, 0, "")) != EXIT_OK ||
+        (rc = cli_connect(c)) != EXIT_OK) {
         return rc;
     }
+    int64_t interval_ms = a.interval_ms;
+    bool once = a.once;
     /* The version, for daemons whose stats reply does not carry it. */
     char version[32] = "?";
     char *text = NULL;

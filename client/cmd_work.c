@@ -121,6 +121,17 @@ close_fd(int *fd)
     }
 }
 
+/* poll_add: appends fd (if open) with events to fds; returns its index there, or -1. */
+static int
+poll_add(struct pollfd *fds, int *nfdsp, int fd, short events)
+{
+    if (fd < 0) {
+        return -1;
+    }
+    fds[*nfdsp] = (struct pollfd){.fd = fd, .events = events};
+    return (*nfdsp)++;
+}
+
 /* run_command: runs the command for job until it exits (killing its process group past the
  * timeout or on a cancel), feeding the payload and collecting stdout and the stderr tail. */
 static void
@@ -182,31 +193,11 @@ run_command(const work *wk, const jobq_lease *job, outcome *o)
     while (!exited) {
         struct pollfd fds[5];
         int nfds = 0;
-        int i_ctl = -1;
-        if (ctlfd >= 0) {
-            i_ctl = nfds;
-            fds[nfds++] = (struct pollfd){.fd = ctlfd, .events = POLLIN};
-        }
-        int i_in = -1;
-        int i_out = -1;
-        int i_err = -1;
-        int i_pid = -1;
-        if (in >= 0) {
-            i_in = nfds;
-            fds[nfds++] = (struct pollfd){.fd = in, .events = POLLOUT};
-        }
-        if (out >= 0) {
-            i_out = nfds;
-            fds[nfds++] = (struct pollfd){.fd = out, .events = POLLIN};
-        }
-        if (err >= 0) {
-            i_err = nfds;
-            fds[nfds++] = (struct pollfd){.fd = err, .events = POLLIN};
-        }
-        if (pidfd >= 0) {
-            i_pid = nfds;
-            fds[nfds++] = (struct pollfd){.fd = pidfd, .events = POLLIN};
-        }
+        int i_ctl = poll_add(fds, &nfds, ctlfd, POLLIN);
+        int i_in = poll_add(fds, &nfds, in, POLLOUT);
+        int i_out = poll_add(fds, &nfds, out, POLLIN);
+        int i_err = poll_add(fds, &nfds, err, POLLIN);
+        int i_pid = poll_add(fds, &nfds, pidfd, POLLIN);
         int64_t now = jobq__mono_ms();
         int64_t next = deadline < kill_at ? deadline : kill_at;
         int64_t wait = next - now;
@@ -386,6 +377,18 @@ signals_main(void *arg)
     }
 }
 
+/* work_option: --concurrency into *concurrency (an int64_t). */
+static int
+work_option(const cli_cmd *cmd, void *concurrency, int ch, char *arg)
+{
+    (void)ch;
+    if (!cli_parse_i64(arg, 1, MAX_CONCURRENCY, concurrency)) {
+        return cli_usage(cmd, "--concurrency needs a number 1..%d, not \"%s\"", MAX_CONCURRENCY,
+                         arg);
+    }
+    return EXIT_OK;
+}
+
 int
 cmd_work(cli *c, const cli_cmd *cmd, int argc, char **argv)
 {
@@ -403,18 +406,9 @@ cmd_work(cli *c, const cli_cmd *cmd, int argc, char **argv)
         {NULL, 0, NULL, 0},
     };
     int64_t concurrency = 1;
-    int rc = EXIT_OK;
-    int ch;
-    while ((ch = cli_getopt(c, cmd, dd >= 0 ? dd : argc, argv, opts, &rc)) != -1) {
-        if (ch == CLI_OPT_END) {
-            return rc;
-        }
-        if (ch == 'c') {
-            if (!cli_parse_i64(optarg, 1, MAX_CONCURRENCY, &concurrency)) {
-                return cli_usage(cmd, "--concurrency needs a number 1..%d, not \"%s\"",
-                                 MAX_CONCURRENCY, optarg);
-            }
-        }
+    int rc = cli_parse(c, cmd, dd >= 0 ? dd : argc, argv, opts, work_option, &concurrency);
+    if (rc != CLI_GO) {
+        return rc;
     }
     int nq = (dd >= 0 ? dd : argc) - optind;
     if (nq < 1) {

@@ -311,7 +311,13 @@ cli_usage(const cli_cmd *cmd, const char *fmt, ...)
     return EXIT_USAGE;
 }
 
-int
+/* cli_getopt's answer when the command must end: *exitp holds the exit status. */
+#define CLI_OPT_END (-2)
+
+/* cli_getopt: getopt_long over a command's argv that handles the common options, --help
+ * and bad options itself. Returns the next command-specific option, -1 after the last one
+ * (optind then indexes the first operand), or CLI_OPT_END with *exitp set. */
+static int
 cli_getopt(cli *c, const cli_cmd *cmd, int argc, char **argv, const struct option *longopts,
            int *exitp)
 {
@@ -341,6 +347,24 @@ cli_getopt(cli *c, const cli_cmd *cmd, int argc, char **argv, const struct optio
             return ch;
         }
     }
+}
+
+int
+cli_parse(cli *c, const cli_cmd *cmd, int argc, char **argv, const struct option *longopts,
+          cli_opt_fn *on, void *ctx)
+{
+    int rc = EXIT_OK;
+    int ch;
+    while ((ch = cli_getopt(c, cmd, argc, argv, longopts, &rc)) != -1) {
+        if (ch == CLI_OPT_END) {
+            return rc;
+        }
+        rc = on != NULL ? on(cmd, ctx, ch, optarg) : cli_usage(cmd, "unexpected option");
+        if (rc != EXIT_OK) {
+            return rc;
+        }
+    }
+    return CLI_GO;
 }
 
 int
@@ -454,6 +478,36 @@ cli_print_reply(const char *text)
         len--;
     }
     printf("%.*s\n", (int)len, text);
+}
+
+int
+cli_show(cli *c, const cli_cmd *cmd, int argc, char **argv, const char *op, cli_print_fn *print,
+         const char *what)
+{
+    int rc = cli_simple_opts(c, cmd, argc, argv, 0, "");
+    if (rc != CLI_GO) {
+        return rc;
+    }
+    return cli_request(c, json_pack("{s:s}", "op", op), print, NULL, what);
+}
+
+int
+cli_request(cli *c, json_t *req, cli_print_fn *print, const void *arg, const char *what)
+{
+    json_t *reply;
+    char *text;
+    int rc = cli_call(c, req, &reply, &text, "%s", what);
+    if (reply == NULL) {
+        return rc;
+    }
+    if (c->json) {
+        cli_print_reply(text);
+    } else if (rc == EXIT_OK && print != NULL) {
+        rc = print(reply, arg);
+    }
+    json_decref(reply);
+    jobq_free(text);
+    return rc;
 }
 
 int

@@ -240,16 +240,147 @@ cli_table_free(cli_table *t)
 }
 
 int
-cli_simple_opts(cli *c, const cli_cmd *cmd, int argc, char **argv)
+cli_operands(const cli_cmd *cmd, int argc, int want, const char *what)
+{
+    int have = argc - optind;
+    if (have < want) {
+        return cli_usage(cmd, "missing %s", what);
+    }
+    if (have > want) {
+        return cli_usage(cmd, "too many arguments");
+    }
+    return EXIT_OK;
+}
+
+int
+cli_simple_opts(cli *c, const cli_cmd *cmd, int argc, char **argv, int want, const char *what)
 {
     static const struct option opts[] = {CLI_COMMON_OPTIONS, {NULL, 0, NULL, 0}};
-    int rc = EXIT_OK;
-    int ch = cli_getopt(c, cmd, argc, argv, opts, &rc);
-    if (ch == CLI_OPT_END) {
+    int rc = cli_parse(c, cmd, argc, argv, opts, NULL, NULL);
+    if (rc != CLI_GO) {
         return rc;
     }
-    if (ch != -1) {
-        return cli_usage(cmd, "unexpected option");
+    rc = cli_operands(cmd, argc, want, what);
+    return rc == EXIT_OK ? CLI_GO : rc;
+}
+
+int
+cli_opt_int(const cli_cmd *cmd, const char *opt, const char *s, int64_t min, int64_t max,
+            const char *need, int64_t *vp)
+{
+    if (!cli_parse_i64(s, min, max, vp)) {
+        return cli_usage(cmd, "%s %s, not \"%s\"", opt, need, s);
     }
-    return CLI_GO;
+    return EXIT_OK;
+}
+
+int
+cli_opt_duration(const cli_cmd *cmd, const char *opt, const char *s, bool zero_ok, const char *like,
+                 int64_t *msp)
+{
+    int64_t ms;
+    if (!cli_parse_duration(s, &ms) || (ms == 0 && !zero_ok)) {
+        return cli_usage(cmd, "%s needs a duration%s like %s, not \"%s\"", opt,
+                         zero_ok ? "" : " above 0", like, s);
+    }
+    *msp = ms;
+    return EXIT_OK;
+}
+
+int
+cli_opt_time(const cli_cmd *cmd, const char *opt, const char *s, int64_t *msp)
+{
+    if (!cli_parse_time(s, msp)) {
+        return cli_usage(cmd,
+                         "%s needs Unix seconds, YYYY-MM-DDTHH:MM[:SS][Z] (UTC) or +DURATION, "
+                         "not \"%s\"",
+                         opt, s);
+    }
+    return EXIT_OK;
+}
+
+/* cell: the text of column col for row (whose key is key when rows are an object). */
+static const char *
+cell(const cli_column *col, const char *key, const json_t *row, char *buf, size_t size)
+{
+    const json_t *v = col->field != NULL ? json_object_get(row, col->field) : NULL;
+    const char *none = col->none != NULL ? col->none : "-";
+    switch (col->kind) {
+    case CELL_TEXT:
+        if (col->field == NULL) {
+            return key != NULL ? key : "-";
+        }
+        return json_is_string(v) ? json_string_value(v) : "-";
+    case CELL_INT:
+        if (!json_is_integer(v)) {
+            return "-";
+        }
+        snprintf(buf, size, "%lld", (long long)json_integer_value(v));
+        return buf;
+    case CELL_TIME:
+        return json_is_integer(v) ? cli_fmt_time(json_integer_value(v), buf, size) : none;
+    case CELL_FLAG:
+        return json_is_true(v) ? col->on : none;
+    default: /* CELL_FN */
+        return col->fn(row, buf, size);
+    }
+}
+
+static int
+cmp_key(const void *a, const void *b)
+{
+    return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+int
+cli_print_rows(const char *what, const cli_column *cols, size_t ncols, const json_t *rows)
+{
+    const char *names[CLI_MAX_COLS];
+    bool right[CLI_MAX_COLS];
+    if (ncols > CLI_MAX_COLS) {
+        return EXIT_FAILED;
+    }
+    for (size_t k = 0; k < ncols; k++) {
+        names[k] = cols[k].name;
+        right[k] = cols[k].right;
+    }
+    /* An object's rows go in the order of their keys. */
+    size_t n = json_is_object(rows) ? json_object_size(rows) : json_array_size(rows);
+    const char **keys = json_is_object(rows) ? calloc(n + 1, sizeof(char *)) : NULL;
+    cli_table t;
+    if ((json_is_object(rows) && keys == NULL) || !cli_table_init(&t, ncols, names, right)) {
+        free(keys);
+        fprintf(stderr, "jobq: %s: out of memory\n", what);
+        return EXIT_FAILED;
+    }
+    if (keys != NULL) {
+        size_t i = 0;
+        const char *key;
+        json_t *row;
+        json_object_foreach((json_t *)rows, key, row)
+        {
+            keys[i++] = key;
+        }
+        qsort(keys, n, sizeof(char *), cmp_key);
+    }
+    int rc = EXIT_OK;
+    for (size_t i = 0; i < n && rc == EXIT_OK; i++) {
+        const char *key = keys != NULL ? keys[i] : NULL;
+        const json_t *row = key != NULL ? json_object_get(rows, key) : json_array_get(rows, i);
+        char buf[CLI_MAX_COLS][64];
+        const char *cells[CLI_MAX_COLS];
+        for (size_t k = 0; k < ncols; k++) {
+            cells[k] = cell(&cols[k], key, row, buf[k], sizeof(buf[k]));
+        }
+        if (!cli_table_row(&t, cells)) {
+            fprintf(stderr, "jobq: %s: out of memory\n", what);
+            rc = EXIT_FAILED;
+        }
+    }
+    if (rc == EXIT_OK) {
+        cli_table_print(&t);
+    }
+    cli_table_free(&t);
+    free(keys);
+    return rc;
 }

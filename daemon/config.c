@@ -204,34 +204,38 @@ edit_distance(const char *a, const char *b)
     return row[lb];
 }
 
+/* A unit to print a number in: its size and suffix. Lists go from the largest to 1. */
+typedef struct unit {
+    int64_t size;
+    const char *suffix;
+} unit;
+
+/* format_units: n in the largest unit of units it is a whole number of, into buf. */
+static const char *
+format_units(int64_t n, const unit *units, char *buf, size_t len)
+{
+    size_t i = 0;
+    while (units[i].size != 1 && (n == 0 || n % units[i].size != 0)) {
+        i++;
+    }
+    snprintf(buf, len, "%lld%s", (long long)(n / units[i].size), units[i].suffix);
+    return buf;
+}
+
 /* format_duration: ms as the shortest exact "1h", "5m", "10s" or "250ms" into buf. */
 static const char *
 format_duration(int64_t ms, char *buf, size_t len)
 {
-    if (ms != 0 && ms % HOUR_MS == 0) {
-        snprintf(buf, len, "%lldh", (long long)(ms / HOUR_MS));
-    } else if (ms != 0 && ms % 60000 == 0) {
-        snprintf(buf, len, "%lldm", (long long)(ms / 60000));
-    } else if (ms != 0 && ms % 1000 == 0) {
-        snprintf(buf, len, "%llds", (long long)(ms / 1000));
-    } else {
-        snprintf(buf, len, "%lldms", (long long)ms);
-    }
-    return buf;
+    static const unit units[] = {{HOUR_MS, "h"}, {60000, "m"}, {1000, "s"}, {1, "ms"}};
+    return format_units(ms, units, buf, len);
 }
 
 /* format_bytes: n as "64 MiB", "1 KiB" or "100 bytes" into buf. */
 static const char *
 format_bytes(int64_t n, char *buf, size_t len)
 {
-    if (n != 0 && n % MIB == 0) {
-        snprintf(buf, len, "%lld MiB", (long long)(n / MIB));
-    } else if (n != 0 && n % KIB == 0) {
-        snprintf(buf, len, "%lld KiB", (long long)(n / KIB));
-    } else {
-        snprintf(buf, len, "%lld bytes", (long long)n);
-    }
-    return buf;
+    static const unit units[] = {{MIB, " MiB"}, {KIB, " KiB"}, {1, " bytes"}};
+    return format_units(n, units, buf, len);
 }
 
 /* parse_int: a plain decimal integer (optional leading '-') into *vp. Returns false on
@@ -507,6 +511,21 @@ valid_user(const char *s)
     return true;
 }
 
+/* pick_word: the setting name = value must be one of the n words: stores the index of value
+ * among them in *ip and returns 1, or returns 0 after recording "expected HINT". */
+static int
+pick_word(parse_ctx *c, const char *name, const char *value, const char *const *words, int n,
+          const char *hint, int *ip)
+{
+    for (int i = 0; i < n; i++) {
+        if (strcmp(value, words[i]) == 0) {
+            *ip = i;
+            return 1;
+        }
+    }
+    return bad(c, "%s %s = \"%s\": expected %s", c->label, name, value, hint);
+}
+
 /* set_value: parses value as def says and stores it in the field of obj. Returns 1, or 0
  * after recording why. */
 static int
@@ -516,6 +535,7 @@ set_value(parse_ctx *c, const key_def *def, void *obj, const char *value)
     const char *name = def->name;
     char lo[32], hi[32];
     int64_t v;
+    int w = 0;
     switch (def->kind) {
     case KEY_RESERVED:
         return 1;
@@ -561,33 +581,29 @@ set_value(parse_ctx *c, const key_def *def, void *obj, const char *value)
         *dst = copy;
         return 1;
     }
-    case KEY_STORE:
-        if (strcmp(value, "sqlite") == 0) {
-            *(enum store_kind *)(void *)field = STORE_SQLITE;
-        } else if (strcmp(value, "postgres") == 0 || strcmp(value, "postgresql") == 0) {
-            *(enum store_kind *)(void *)field = STORE_POSTGRES;
-        } else {
-            return bad(c, "%s %s = \"%s\": expected sqlite or postgres", c->label, name, value);
+    case KEY_STORE: {
+        static const char *const stores[] = {"sqlite", "postgres", "postgresql"};
+        if (!pick_word(c, name, value, stores, 3, "sqlite or postgres", &w)) {
+            return 0;
         }
+        *(enum store_kind *)(void *)field = w == 0 ? STORE_SQLITE : STORE_POSTGRES;
         return 1;
-    case KEY_DURABILITY:
-        if (strcmp(value, "full") == 0) {
-            *(enum durability *)(void *)field = DURABILITY_FULL;
-        } else if (strcmp(value, "normal") == 0) {
-            *(enum durability *)(void *)field = DURABILITY_NORMAL;
-        } else {
-            return bad(c, "%s %s = \"%s\": expected full or normal", c->label, name, value);
+    }
+    case KEY_DURABILITY: {
+        static const char *const modes[] = {"full", "normal"};
+        if (!pick_word(c, name, value, modes, 2, "full or normal", &w)) {
+            return 0;
         }
+        *(enum durability *)(void *)field = w == 0 ? DURABILITY_FULL : DURABILITY_NORMAL;
         return 1;
+    }
     case KEY_LOG_LEVEL: {
         static const char *const levels[] = {"debug", "info", "warn", "error"};
-        for (int i = 0; i < 4; i++) {
-            if (strcmp(value, levels[i]) == 0) {
-                *(enum log_level *)(void *)field = (enum log_level)i;
-                return 1;
-            }
+        if (!pick_word(c, name, value, levels, 4, "debug, info, warn or error", &w)) {
+            return 0;
         }
-        return bad(c, "%s %s = \"%s\": expected debug, info, warn or error", c->label, name, value);
+        *(enum log_level *)(void *)field = (enum log_level)w;
+        return 1;
     }
     case KEY_BOOL:
         if (!parse_bool(value, (bool *)(void *)field)) {
@@ -903,24 +919,26 @@ set_schedule_key(parse_ctx *c, const char *name, const char *value)
         sc->zone = z;
         return 1;
     }
+    static const char *const missed[] = {"run_once", "skip"};
+    static const char *const overlap[] = {"allow", "skip"};
+    int w = 0;
     if (strcmp(name, "missed") == 0) {
-        if (strcmp(value, "run_once") != 0 && strcmp(value, "skip") != 0) {
-            return bad(c,
-                       "%s missed = \"%s\": expected run_once (run one job for the ticks missed "
-                       "while jobqd was down) or skip",
-                       c->label, value);
+        if (!pick_word(c, name, value, missed, 2,
+                       "run_once (run one job for the ticks missed while jobqd was down) or skip",
+                       &w)) {
+            return 0;
         }
-        sc->missed_skip = strcmp(value, "skip") == 0;
+        sc->missed_skip = w == 1;
         return 1;
     }
     if (strcmp(name, "overlap") == 0) {
-        if (strcmp(value, "allow") != 0 && strcmp(value, "skip") != 0) {
-            return bad(c,
-                       "%s overlap = \"%s\": expected allow (every tick submits its job) or skip "
-                       "(no job while the last tick's job is pending or running)",
-                       c->label, value);
+        if (!pick_word(c, name, value, overlap, 2,
+                       "allow (every tick submits its job) or skip (no job while the last "
+                       "tick's job is pending or running)",
+                       &w)) {
+            return 0;
         }
-        sc->overlap_skip = strcmp(value, "skip") == 0;
+        sc->overlap_skip = w == 1;
         return 1;
     }
     int64_t v;

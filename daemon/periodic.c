@@ -1057,6 +1057,30 @@ sched_def_fill(call *c, const schedule_conf *base, sched_def *d)
     return true;
 }
 
+/* sched_op_alloc: a zeroed sched_op for c, or NULL after replying out of memory. */
+static sched_op *
+sched_op_alloc(call *c)
+{
+    sched_op *o = calloc(1, sizeof(*o));
+    if (o == NULL) {
+        reply_error(c, "internal", "out of memory");
+    }
+    return o;
+}
+
+/* sched_define: the op of add or update, its definition read from c's request over base (NULL:
+ * the defaults). Returns NULL after replying why not. */
+static sched_op *
+sched_define(call *c, const schedule_conf *base)
+{
+    sched_op *o = sched_op_alloc(c);
+    if (o != NULL && !sched_def_fill(c, base, &o->def)) {
+        free(o);
+        return NULL;
+    }
+    return o;
+}
+
 /* sched_on_leader: true when this node may change schedules; else replies invalid_state.
  * Several nodes on PostgreSQL: the leader alone fires ticks from the schedules it holds in
  * memory, so a schedule is added, changed, paused or deleted on the leader (a trigger, one
@@ -1116,13 +1140,8 @@ op_schedule_add(call *c)
         reply_error(c, "invalid_state", msg);
         return;
     }
-    sched_op *o = calloc(1, sizeof(*o));
+    sched_op *o = sched_define(c, NULL);
     if (o == NULL) {
-        reply_error(c, "internal", "out of memory");
-        return;
-    }
-    if (!sched_def_fill(c, NULL, &o->def)) {
-        free(o);
         return;
     }
     sched_push(c, o);
@@ -1138,13 +1157,8 @@ op_schedule_update(call *c)
     if (p == NULL) {
         return;
     }
-    sched_op *o = calloc(1, sizeof(*o));
+    sched_op *o = sched_define(c, p->sc);
     if (o == NULL) {
-        reply_error(c, "internal", "out of memory");
-        return;
-    }
-    if (!sched_def_fill(c, p->sc, &o->def)) {
-        free(o);
         return;
     }
     o->restart_ticks =
@@ -1159,9 +1173,8 @@ sched_simple(call *c, bool runtime_only)
     if (!sched_on_leader(c) || sched_target(c, runtime_only) == NULL) {
         return;
     }
-    sched_op *o = calloc(1, sizeof(*o));
+    sched_op *o = sched_op_alloc(c);
     if (o == NULL) {
-        reply_error(c, "internal", "out of memory");
         return;
     }
     sched_push(c, o);
@@ -1195,9 +1208,8 @@ op_schedule_trigger(call *c)
     if (p == NULL) {
         return;
     }
-    sched_op *o = calloc(1, sizeof(*o));
+    sched_op *o = sched_op_alloc(c);
     if (o == NULL) {
-        reply_error(c, "internal", "out of memory");
         return;
     }
     queue_conf defaults;
