@@ -44,7 +44,23 @@ writer_idle(const writer *w)
 const char *
 writer_last_error(const writer *w)
 {
-    return w->commit_msg;
+    return w->failing_msg != NULL ? w->failing_msg : w->commit_msg;
+}
+
+void
+writer_fail_pending(writer *w, int err, const char *msg)
+{
+    wop *op = w->pending;
+    w->pending = w->pending_tail = NULL;
+    w->pending_quick = 0;
+    w->failing_msg = msg;
+    while (op != NULL) {
+        wop *next = op->next; /* done may free op, or push it again */
+        op->err = err;
+        op->done(op);
+        op = next;
+    }
+    w->failing_msg = NULL;
 }
 
 void
@@ -167,7 +183,10 @@ work_cb(uv_work_t *req)
             store_effects_undo(w->st, mark);
         }
         op->effects_to = store_effects_mark(w->st);
-        if (op->writes && (op->err == JOBQ_EFULL || op->err == JOBQ_ESTORE)) {
+        /* A lost connection rolled the whole transaction back: the ops before it did
+         * nothing either, and may be retried as it may. */
+        if ((op->writes && (op->err == JOBQ_EFULL || op->err == JOBQ_ESTORE)) ||
+            op->err == JOBQ_EUNAVAIL) {
             w->op_store_err = op->err;
             snprintf(w->commit_msg, sizeof(w->commit_msg), "%s", store_errmsg(w->st));
         }
