@@ -125,3 +125,31 @@ wait_job() {
         fail "wait on $1 for job $2: $r"
     WAITED=$r
 }
+
+# start_workers QUEUE: a `jobq work QUEUE --concurrency 4 -- true` on every node (WPIDS).
+start_workers() {
+    WPIDS=()
+    for n in "${NODES[@]}"; do
+        "$JOBQ" --url "ipc://$T/$n.sock" work "$1" --concurrency 4 -- true 2>"$T/work.$n.log" &
+        WPIDS+=($!)
+        CLEANUP_PIDS+=($!)
+    done
+}
+
+# stop_workers: SIGTERM to start_workers' workers, reaped.
+stop_workers() {
+    for p in "${WPIDS[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
+    for p in "${WPIDS[@]}"; do wait "$p" 2>/dev/null || true; done
+}
+
+# by_mode SHORT LONG [SET]: SET when not empty, else LONG with JOBQ_CLUSTER_LONG=1, else SHORT:
+# the length of a test's run (the default fits make test; the long mode is run by hand).
+by_mode() {
+    if [ -n "${3:-}" ]; then
+        echo "$3"
+    elif [ "${JOBQ_CLUSTER_LONG:-}" = 1 ]; then
+        echo "$2"
+    else
+        echo "$1"
+    fi
+}

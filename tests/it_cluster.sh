@@ -179,12 +179,7 @@ jq -e '.done and .jobs[0].state == "succeeded"' <<<"$r" >/dev/null || fail "wait
 ok "every node's listener terminated by PostgreSQL reconnected (resync); submit on c, run by b, wait on c: $(jq '.jobs[0].started_at - .jobs[0].created_at' <<<"$r") ms to start"
 
 # ---- many jobs through exec handlers and remote workers on every node ----
-WPIDS=()
-for n in "${NODES[@]}"; do
-    "$JOBQ" --url "ipc://$T/$n.sock" work w --concurrency 4 -- true 2>"$T/work.$n.log" &
-    WPIDS+=($!)
-    CLEANUP_PIDS+=($!)
-done
+start_workers w
 t0=$(date +%s%N)
 half=$((N / 2))
 per=1000
@@ -207,8 +202,7 @@ expect_eq "jobs with more than one attempt" \
     "$(q "SELECT count(*) FROM (SELECT job_id FROM attempts a JOIN jobs j ON j.id = a.job_id WHERE j.queue IN ('ex','w') GROUP BY job_id HAVING count(*) <> 1) x")" 0
 expect_eq "attempts not a success" \
     "$(q "SELECT count(*) FROM attempts a JOIN jobs j ON j.id = a.job_id WHERE j.queue IN ('ex','w') AND a.kind <> 'success'")" 0
-for p in "${WPIDS[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
-for p in "${WPIDS[@]}"; do wait "$p" 2>/dev/null || true; done
+stop_workers
 ok "$N jobs (half exec, half remote workers) on 3 nodes: each succeeded once, none lost, in ${ms} ms ($((N * 1000 / (ms > 0 ? ms : 1))) jobs/s)"
 
 # ---- global_concurrency = 2 across three nodes of concurrency 4 ----

@@ -11,9 +11,7 @@
 . "$(dirname "$0")/pg.sh"
 . "$(dirname "$0")/cluster.sh"
 
-KILL_S=120
-[ "${JOBQ_CLUSTER_LONG:-}" != 1 ] || KILL_S=660
-KILL_S=${JOBQ_CLUSTER_LEADER_S:-$KILL_S}
+KILL_S=$(by_mode 120 660 "${JOBQ_CLUSTER_LEADER_S:-}")
 cluster_setup
 
 node_conf() {

@@ -16,9 +16,7 @@
 . "$(dirname "$0")/pg.sh"
 . "$(dirname "$0")/cluster.sh"
 
-OUT_S=8
-[ "${JOBQ_CLUSTER_LONG:-}" != 1 ] || OUT_S=30
-OUT_S=${JOBQ_CLUSTER_OUTAGE_S:-$OUT_S}
+OUT_S=$(by_mode 8 30 "${JOBQ_CLUSTER_OUTAGE_S:-}")
 RT_S=10 # a request's timeout (a third of libjobq's default): no reply within it is a hang
 cluster_setup
 
@@ -89,12 +87,7 @@ wait_progress() {
 for n in "${NODES[@]}"; do launch_node "$n"; done
 for n in "${NODES[@]}"; do wait_log "$n" 'event=ready'; done
 for n in "${NODES[@]}"; do wait_log "$n" 'event=listener_started'; done
-WPIDS=()
-for n in "${NODES[@]}"; do
-    "$JOBQ" --url "ipc://$T/$n.sock" work w --concurrency 4 -- true 2>"$T/work.$n.log" &
-    WPIDS+=($!)
-    CLEANUP_PIDS+=($!)
-done
+start_workers w
 PPIDS=()
 for n in "${NODES[@]}"; do
     producer "$n" &
@@ -112,38 +105,35 @@ outage_window() {
         END { printf "%s: %d requests, %d store_unavailable, the longest %d ms\n", p, n, u, m }'
 }
 
-# ---- PostgreSQL stopped for OUT_S s under load ----
-declare -A base_lost base_back
-for n in "${NODES[@]}"; do
-    base_lost[$n]=$(log_count "$n" 'event=store_unreachable')
-    base_back[$n]=$(log_count "$n" 'event=heartbeat_resumed')
-done
-t0=$(($(date +%s%N) / 1000000))
-pg_stop fast || fail "pg_ctl stop -m fast"
-for n in "${NODES[@]}"; do wait_log_more "$n" 'event=store_unreachable' "${base_lost[$n]}" 30; done
-sleep "$OUT_S"
-pg_start || fail "PostgreSQL did not start again"
-for n in "${NODES[@]}"; do wait_log_more "$n" 'event=heartbeat_resumed' "${base_back[$n]}" 30; done
-wait_progress "after the stop"
-t1=$(($(date +%s%N) / 1000000))
-STOP_FIGS=$(outage_window "stopped ${OUT_S} s" "$t0" "$t1")
-ok "PostgreSQL stopped for $OUT_S s under load: every node lost and regained it, submits acknowledged again; $STOP_FIGS"
+# outage WHAT DOWN FOUND UP: under load, runs DOWN, waits until every node logged FOUND (it
+# found the store gone), runs UP once OUT_S s have passed since DOWN, and waits until every
+# node's heartbeat came back and every producer is served again. FIGS: the figures of the
+# requests sent meanwhile.
+outage() {
+    local what=$1 down=$2 found=$3 up=$4 n t0 t1 t_found left
+    declare -A base_found base_back
+    for n in "${NODES[@]}"; do
+        base_found[$n]=$(log_count "$n" "$found")
+        base_back[$n]=$(log_count "$n" 'event=heartbeat_resumed')
+    done
+    t0=$(($(date +%s%N) / 1000000))
+    $down || fail "$down"
+    for n in "${NODES[@]}"; do wait_log_more "$n" "$found" "${base_found[$n]}" $((OUT_S + 20)); done
+    t_found=$(($(date +%s%N) / 1000000))
+    left=$((t0 + OUT_S * 1000 - t_found))
+    [ "$left" -le 0 ] || sleep "$(printf '%d.%03d' $((left / 1000)) $((left % 1000)))"
+    $up || fail "$up"
+    for n in "${NODES[@]}"; do wait_log_more "$n" 'event=heartbeat_resumed' "${base_back[$n]}" 30; done
+    wait_progress "after PostgreSQL $what"
+    t1=$(($(date +%s%N) / 1000000))
+    FIGS="every node found it in $((t_found - t0)) ms ($found); $(outage_window "$what ${OUT_S} s" "$t0" "$t1")"
+}
 
-# ---- PostgreSQL frozen (SIGSTOP) for OUT_S s under load ----
-declare -A base_stall
-for n in "${NODES[@]}"; do base_stall[$n]=$(log_count "$n" 'event=store_stalled'); done
-t0=$(($(date +%s%N) / 1000000))
-pg_freeze
-# Each node finds its batch hung (a new connection unanswered too) and answers at once.
-for n in "${NODES[@]}"; do wait_log_more "$n" 'event=store_stalled' "${base_stall[$n]}" $((OUT_S + 20)); done
-t_found=$(($(date +%s%N) / 1000000))
-left=$((t0 + OUT_S * 1000 - t_found))
-[ "$left" -le 0 ] || sleep "$(printf '%d.%03d' $((left / 1000)) $((left % 1000)))"
-pg_frozen_cont
-wait_progress "after the freeze"
-t1=$(($(date +%s%N) / 1000000))
-FREEZE_FIGS=$(outage_window "frozen ${OUT_S} s" "$t0" "$t1")
-ok "PostgreSQL frozen for $OUT_S s under load: every node found it hung in $((t_found - t0)) ms (event=store_stalled), submits acknowledged again; $FREEZE_FIGS"
+outage stopped "pg_stop fast" 'event=store_unreachable' pg_start
+ok "PostgreSQL stopped (pg_ctl stop -m fast) for $OUT_S s under load, started again: $FIGS"
+# Frozen, each node finds its batch hung (a new connection unanswered too) and answers at once.
+outage frozen pg_freeze 'event=store_stalled' pg_frozen_cont
+ok "PostgreSQL frozen (SIGSTOP) for $OUT_S s under load, woken: $FIGS"
 
 # ---- the listeners' backends terminated under load ----
 declare -A base_rc
@@ -199,7 +189,6 @@ multi=$(q "SELECT count(*) FROM (SELECT job_id FROM attempts a JOIN jobs j ON j.
 expect_eq "jobs with more than one successful attempt" "$multi" 0
 ok "$total requests: each answered within $RT_S s (the slowest in $slowest ms): $n_acked ok, each stored once and succeeded; $n_refused store_unavailable, none stored; $(grep -c . <<<"$unknown" || true) outcome unknown"
 
-for p in "${WPIDS[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
-for p in "${WPIDS[@]}"; do wait "$p" 2>/dev/null || true; done
+stop_workers
 for n in "${NODES[@]}"; do stop_node "$n"; done
 ok "the nodes drain and exit 0"
