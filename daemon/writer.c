@@ -136,6 +136,20 @@ undo_before(writer *w, wop *stop, int err)
     }
 }
 
+/* note_store_err: op failed in the store itself (full, I/O, or the connection lost, which
+ * rolled the whole transaction back: the ops before it did nothing either and may be retried
+ * as it may), not for a reason of its own: the ops that a rollback of the transaction undoes
+ * fail with its error and the store's message. always: whatever the error (a savepoint). */
+static void
+note_store_err(writer *w, const wop *op, bool always)
+{
+    if (always || (op->writes && (op->err == JOBQ_EFULL || op->err == JOBQ_ESTORE)) ||
+        op->err == JOBQ_EUNAVAIL) {
+        w->op_store_err = op->err;
+        snprintf(w->commit_msg, sizeof(w->commit_msg), "%s", store_errmsg(w->st));
+    }
+}
+
 /* work_cb: the work thread. One transaction; one savepoint per op. */
 static void
 work_cb(uv_work_t *req)
@@ -175,6 +189,7 @@ work_cb(uv_work_t *req)
             open = true;
         }
         if ((op->err = store_savepoint(w->st)) != JOBQ_OK) {
+            note_store_err(w, op, true);
             continue;
         }
         size_t mark = store_effects_mark(w->st);
@@ -183,13 +198,7 @@ work_cb(uv_work_t *req)
             store_effects_undo(w->st, mark);
         }
         op->effects_to = store_effects_mark(w->st);
-        /* A lost connection rolled the whole transaction back: the ops before it did
-         * nothing either, and may be retried as it may. */
-        if ((op->writes && (op->err == JOBQ_EFULL || op->err == JOBQ_ESTORE)) ||
-            op->err == JOBQ_EUNAVAIL) {
-            w->op_store_err = op->err;
-            snprintf(w->commit_msg, sizeof(w->commit_msg), "%s", store_errmsg(w->st));
-        }
+        note_store_err(w, op, false);
         if (!store_in_transaction(w->st)) {
             continue; /* rolled back whole: found at the top of the next turn or below */
         }
