@@ -33,6 +33,7 @@
 #define RECONNECT_MIN_MS 250 /* the listener's backoff, doubling up to RECONNECT_MAX_MS */
 #define RECONNECT_MAX_MS 10000
 #define LOCK_TIMEOUT_MS 1000 /* the heartbeat's and the rescue's wait for a row lock */
+#define STALL_MS 1000        /* a batch this long in the store: does the server answer at all? */
 
 #ifdef JOBQ_HAVE_POSTGRES
 
@@ -68,9 +69,16 @@ typedef struct cluster {
     int64_t backoff_ms;
     bool listening;
     bool closing;
+    /* a server that stopped answering (frozen: its connections open, nothing answered) */
+    uint64_t batch_seq;     /* the writer's batch seen running at the last tick */
+    int64_t batch_since_ms; /* since when */
+    bool probing;           /* a store_ping is on a pool thread, for batch probe_seq */
+    uint64_t probe_seq;
+    int probe_err;
+    uv_work_t pwork;
     /* counters for /metrics */
     uint64_t beats, beat_failures, elections, fenced, rescued, notifies, resyncs, reconnects;
-    uint64_t analyzes;
+    uint64_t analyzes, stalls;
     int64_t analyzed_backlog; /* the unfinished jobs at the last ANALYZE (the leader's) */
     int64_t analyzed_at_ms;
 } cluster;
@@ -302,6 +310,76 @@ beat(server *s)
     writer_push(&s->w, &b->op);
 }
 
+/* ---- a server that stopped answering ----
+ * A frozen PostgreSQL (SIGSTOP, a hung host behind a unix socket or a live TCP connection)
+ * answers nothing and closes nothing: the batch in flight would wait until it wakes, and every
+ * request queued behind it too. When a batch has run for STALL_MS, a new connection is tried
+ * on a pool thread; when that gets no answer either, the batch's connection is cut (its ops
+ * fail as at a lost connection: a COMMIT already sent is resolved as always) and the ops
+ * waiting for the next batch are answered store_unavailable at once (nothing of them ran), as
+ * are the ones that queue up while that batch still hangs. A server that answers the new
+ * connection is slow, not gone: nothing is done then. */
+
+static const char stalled_msg[] =
+    "the database does not answer (a statement waited over 1 s and a new connection got no "
+    "reply in 2 s): nothing was done; retry (jobqd reconnects by itself)";
+
+static void
+probe_work(uv_work_t *w)
+{
+    (void)w;
+    cl.probe_err = store_ping(cl.s->st);
+}
+
+static void
+probe_after(uv_work_t *w, int status)
+{
+    (void)w;
+    server *s = cl.s;
+    cl.probing = false;
+    if (status != 0 || cl.closing || cl.probe_err == JOBQ_OK || !s->w.executing ||
+        s->w.seq != cl.probe_seq) {
+        return; /* it answers, or the batch ended meanwhile */
+    }
+    cl.stalls++;
+    log_error("store_stalled",
+              "node=%s batch_ms=%lld pending=%s reason=\"no reply to the batch in flight nor to a "
+              "new connection: the connection is cut and requests are answered "
+              "store_unavailable until it answers\"",
+              cl.name, (long long)(jobq__now_ms() - cl.batch_since_ms),
+              s->w.pending != NULL ? "yes" : "no");
+    store_interrupt(s->st);
+    writer_fail_pending(&s->w, JOBQ_EUNAVAIL, stalled_msg);
+}
+
+/* stall_check: at each tick: a batch running since STALL_MS starts a probe; while the batch
+ * found hung still runs, what queues behind it is answered store_unavailable. */
+static void
+stall_check(server *s)
+{
+    const writer *w = &s->w;
+    int64_t now = jobq__now_ms();
+    if (!w->executing || w->seq != cl.batch_seq) {
+        cl.batch_seq = w->executing ? w->seq : 0;
+        cl.batch_since_ms = now;
+        return;
+    }
+    if (cl.probing || now - cl.batch_since_ms < STALL_MS) {
+        return;
+    }
+    if (cl.probe_seq == w->seq) {
+        if (cl.probe_err != JOBQ_OK) {
+            writer_fail_pending(&s->w, JOBQ_EUNAVAIL, stalled_msg);
+        }
+        return; /* probed once for this batch: it answered (slow, not gone), or it hangs */
+    }
+    cl.probing = true;
+    cl.probe_seq = w->seq;
+    if (uv_queue_work(s->loop, &cl.pwork, probe_work, probe_after) != 0) {
+        cl.probing = false;
+    }
+}
+
 static void
 tick_cb(uv_timer_t *t)
 {
@@ -309,6 +387,7 @@ tick_cb(uv_timer_t *t)
     if (!cl.s->draining) {
         beat(cl.s);
     }
+    stall_check(cl.s);
 }
 
 /* ---- the rescue (leader): jobs of nodes that stopped heartbeating ---- */
@@ -947,7 +1026,7 @@ cluster_metrics(const server *s, mbuf *b)
               {"elected", cl.elections},     {"fenced", cl.fenced},
               {"rescued_job", cl.rescued},   {"notification", cl.notifies},
               {"resync", cl.resyncs},        {"listener_connect", cl.reconnects},
-              {"analyze", cl.analyzes}};
+              {"analyze", cl.analyzes},      {"store_stalled", cl.stalls}};
     for (size_t i = 0; i < sizeof(ev) / sizeof(ev[0]); i++) {
         mbuf_printf(b, "jobq_cluster_events_total{node=\"%s\",event=\"%s\"} %llu\n", cl.name,
                     ev[i].name, (unsigned long long)ev[i].v);

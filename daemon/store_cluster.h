@@ -106,6 +106,18 @@ int store_cancel_requests(store *st, int64_t *ids, size_t max, size_t *np);
  *  and tells it. JOBQ_ESTATE when id is not running on another live node. */
 int store_request_cancel(store *st, int64_t id);
 
+/** store_ping: whether the server of st's setting answers a new connection within 2 s
+ *  (JOBQ_OK, also when it refuses one: it is alive) or not (JOBQ_EUNAVAIL: down, or frozen
+ *  with its connections open). Blocks: any thread but the loop's. */
+int store_ping(const store *st);
+
+/** store_interrupt: cuts the store's connection (shutdown of its socket) so that the statement
+ *  the store's thread waits on fails now as a lost connection: for a server found not to
+ *  answer at all: the next connection waits for the reconnection backoff's first step
+ *  instead of connect_timeout, and a COMMIT cut is answered "outcome unknown" at once. Any
+ *  thread. */
+void store_interrupt(store *st);
+
 /* ---- the listener: a connection of its own that receives the other nodes' wake-ups ----
  * Opened and re-opened on a pool thread (it blocks); read on the loop thread without blocking
  * (its socket is watched by a uv_poll). */

@@ -15,10 +15,13 @@
 #include "store.h"
 
 #include <libpq-fe.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 
 #include "clock.h"
 #include "embedded.h"
@@ -454,6 +457,10 @@ typedef struct pg_store {
     int64_t backoff_ms;
     int64_t xid; /* the transaction in progress (txid_current), for a commit whose fate the
                   * connection's loss hid; 0: none */
+    /* The connection's socket for store_interrupt (another thread); -1: none. */
+    pthread_mutex_t sock_mu;
+    int sock;
+    atomic_bool interrupted; /* store_interrupt cut it: the server answers nothing */
 } pg_store;
 
 #define BACKOFF_MIN_MS 100
@@ -1220,6 +1227,20 @@ prepare_all(pg_store *p)
     return JOBQ_OK;
 }
 
+/* set_conn: closes the connection and takes conn (NULL: none) in its place, its socket
+ * published to store_interrupt. */
+static void
+set_conn(pg_store *p, PGconn *conn)
+{
+    pthread_mutex_lock(&p->sock_mu);
+    if (p->conn != NULL) {
+        PQfinish(p->conn);
+    }
+    p->conn = conn;
+    p->sock = conn != NULL && PQstatus(conn) == CONNECTION_OK ? PQsocket(conn) : -1;
+    pthread_mutex_unlock(&p->sock_mu);
+}
+
 /* open_conn: a new connection (NULL when out of memory) named app in pg_stat_activity, with
  * options (NULL: none). The defaults come first so that conninfo, the database setting (a URL
  * or key=value string), overrides any of them: a connect timeout, TCP keepalives and a user
@@ -1246,14 +1267,12 @@ open_conn(const char *conninfo, const char *app, const char *options)
 static int
 connect_db(pg_store *p, bool prepare)
 {
-    if (p->conn != NULL) {
-        PQfinish(p->conn);
-    }
+    set_conn(p, NULL);
     /* idle_in_transaction_session_timeout: a node frozen in the middle of a transaction
      * (SIGSTOP, a partition) holds its row and advisory locks until PostgreSQL ends its
      * session; jobqd's writer never idles inside a transaction, so 10 s is only ever reached
      * by such a node, and the other nodes' writers wait at most that long for its locks. */
-    p->conn = open_conn(p->conninfo, "jobqd", "-c idle_in_transaction_session_timeout=10000");
+    set_conn(p, open_conn(p->conninfo, "jobqd", "-c idle_in_transaction_session_timeout=10000"));
     p->session_sync = -1;
     p->release_owed = false;
     if (!connected(p)) {
@@ -1375,6 +1394,9 @@ store_pg_open(const char *conninfo, enum durability durability, store **stp, cha
         return JOBQ_ENOMEM;
     }
     p->base.ops = &pg_ops;
+    pthread_mutex_init(&p->sock_mu, NULL);
+    p->sock = -1;
+    atomic_init(&p->interrupted, false);
     p->full = durability == DURABILITY_FULL;
     p->want_sync = p->full;
     snprintf(p->where, sizeof(p->where), "the server of [server] database");
@@ -1404,9 +1426,8 @@ static void
 pg_close(store *st)
 {
     pg_store *p = PG(st);
-    if (p->conn != NULL) {
-        PQfinish(p->conn);
-    }
+    set_conn(p, NULL);
+    pthread_mutex_destroy(&p->sock_mu);
     ntf_reset(p);
     free(p->conninfo);
     free(p);
@@ -1456,6 +1477,12 @@ static int
 reconnect(pg_store *p)
 {
     int64_t now = jobq__mono_ms();
+    if (atomic_exchange(&p->interrupted, false)) {
+        /* Cut because the server answered nothing, not even a new connection: a connection
+         * now would wait connect_timeout for it; the backoff's first step instead. */
+        p->backoff_ms = BACKOFF_MIN_MS;
+        p->retry_at_ms = now + p->backoff_ms;
+    }
     if (p->retry_at_ms > now) {
         return JOBQ_EUNAVAIL; /* p->msg still says where and why */
     }
@@ -1502,7 +1529,7 @@ commit_fate(pg_store *p, int lost)
 {
     int64_t xid = p->xid;
     p->xid = 0;
-    if (xid == 0 || connect_db(p, true) != JOBQ_OK) {
+    if (xid == 0 || atomic_load(&p->interrupted) || connect_db(p, true) != JOBQ_OK) {
         snprintf(p->msg + strlen(p->msg), sizeof(p->msg) - strlen(p->msg),
                  " (the commit's outcome is unknown: a retry may do it twice)");
         return lost == JOBQ_EUNAVAIL ? JOBQ_ESTORE : lost;
@@ -3164,4 +3191,28 @@ store_breakers(store *st, void (*fn)(void *arg, const breaker_row *row), void *a
     }
     PQclear(r);
     return JOBQ_OK;
+}
+
+/* ---- a server that stopped answering ---- */
+
+int
+store_ping(const store *st)
+{
+    static const char *const kw[] = {"connect_timeout", "fallback_application_name", "dbname",
+                                     NULL};
+    const char *val[] = {"2", "jobqd-ping", PGC(st)->conninfo, NULL};
+    PGPing r = PQpingParams(kw, val, 1);
+    return r == PQPING_OK || r == PQPING_REJECT ? JOBQ_OK : JOBQ_EUNAVAIL;
+}
+
+void
+store_interrupt(store *st)
+{
+    pg_store *p = PG(st);
+    pthread_mutex_lock(&p->sock_mu);
+    atomic_store(&p->interrupted, true);
+    if (p->sock >= 0) {
+        shutdown(p->sock, SHUT_RDWR);
+    }
+    pthread_mutex_unlock(&p->sock_mu);
 }

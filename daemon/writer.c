@@ -44,7 +44,23 @@ writer_idle(const writer *w)
 const char *
 writer_last_error(const writer *w)
 {
-    return w->commit_msg;
+    return w->failing_msg != NULL ? w->failing_msg : w->commit_msg;
+}
+
+void
+writer_fail_pending(writer *w, int err, const char *msg)
+{
+    wop *op = w->pending;
+    w->pending = w->pending_tail = NULL;
+    w->pending_quick = 0;
+    w->failing_msg = msg;
+    while (op != NULL) {
+        wop *next = op->next; /* done may free op, or push it again */
+        op->err = err;
+        op->done(op);
+        op = next;
+    }
+    w->failing_msg = NULL;
 }
 
 void
@@ -120,6 +136,20 @@ undo_before(writer *w, wop *stop, int err)
     }
 }
 
+/* note_store_err: op failed in the store itself (full, I/O, or the connection lost, which
+ * rolled the whole transaction back: the ops before it did nothing either and may be retried
+ * as it may), not for a reason of its own: the ops that a rollback of the transaction undoes
+ * fail with its error and the store's message. always: whatever the error (a savepoint). */
+static void
+note_store_err(writer *w, const wop *op, bool always)
+{
+    if (always || (op->writes && (op->err == JOBQ_EFULL || op->err == JOBQ_ESTORE)) ||
+        op->err == JOBQ_EUNAVAIL) {
+        w->op_store_err = op->err;
+        snprintf(w->commit_msg, sizeof(w->commit_msg), "%s", store_errmsg(w->st));
+    }
+}
+
 /* work_cb: the work thread. One transaction; one savepoint per op. */
 static void
 work_cb(uv_work_t *req)
@@ -159,6 +189,7 @@ work_cb(uv_work_t *req)
             open = true;
         }
         if ((op->err = store_savepoint(w->st)) != JOBQ_OK) {
+            note_store_err(w, op, true);
             continue;
         }
         size_t mark = store_effects_mark(w->st);
@@ -167,10 +198,7 @@ work_cb(uv_work_t *req)
             store_effects_undo(w->st, mark);
         }
         op->effects_to = store_effects_mark(w->st);
-        if (op->writes && (op->err == JOBQ_EFULL || op->err == JOBQ_ESTORE)) {
-            w->op_store_err = op->err;
-            snprintf(w->commit_msg, sizeof(w->commit_msg), "%s", store_errmsg(w->st));
-        }
+        note_store_err(w, op, false);
         if (!store_in_transaction(w->st)) {
             continue; /* rolled back whole: found at the top of the next turn or below */
         }

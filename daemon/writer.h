@@ -74,7 +74,8 @@ typedef struct writer {
     int commit_err;   /* of the running batch */
     int op_store_err; /* a writing op of the running batch failed in the store (full, I/O) */
     bool synced;      /* the running batch holds a write not relaxed */
-    char commit_msg[256];
+    char commit_msg[1200]; /* the store's message whole: its end may say a commit's outcome is unknown */
+    const char *failing_msg; /* while writer_fail_pending completes its ops: their reason */
     size_t max_batch; /* ops per transaction */
     writer_stats stats;
     void (*idle_cb)(void *arg); /* optional: called when a batch ends with nothing pending */
@@ -129,6 +130,12 @@ void writer_push_first(writer *w, wop *op);
  *  to run in order in one batch (one transaction), each in its own savepoint as writer_push's:
  *  a failed op fails alone. Loop thread only. */
 void writer_push_group(writer *w, wop *first);
+
+/** writer_fail_pending: completes every op waiting for the next batch with err (nothing of
+ *  them ran) and msg as writer_last_error, at once: for a store that stopped answering, whose
+ *  batch in flight would make them wait as long. The batch running is not touched. Loop
+ *  thread only. */
+void writer_fail_pending(writer *w, int err, const char *msg);
 
 /** writer_idle: nothing queued or running, no sync in flight and no reply held for one. */
 bool writer_idle(const writer *w);
