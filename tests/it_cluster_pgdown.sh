@@ -172,8 +172,13 @@ cat "$T"/prod.? | grep '"ok":true' | sed 's/^\([^ ]*\) .*"id":\([0-9]*\).*/\2 \1
 cat "$T"/prod.? | grep '"code":"store_unavailable"' | awk '{print $1}' | sort >"$T/refused"
 n_acked=$(wc -l <"$T/acked")
 n_refused=$(wc -l <"$T/refused")
-poll_until "every acknowledged submit ended" \
-    '[ "$(q "SELECT count(*) FROM jobs WHERE queue IN ('"'ex','w'"') AND state NOT IN (4, 5, 6)")" = 0 ]'
+if ! (poll_until "every acknowledged submit ended" \
+    '[ "$(q "SELECT count(*) FROM jobs WHERE queue IN ('"'ex','w'"') AND state NOT IN (4, 5, 6)")" = 0 ]'); then
+    q "SELECT id, queue, state, attempt, owner, run_at FROM jobs WHERE queue IN ('ex','w')
+       AND state NOT IN (4, 5, 6) ORDER BY id LIMIT 10" >&2 || true
+    for n in "${NODES[@]}"; do tail -n 20 "${LOGF[$n]}" >&2; done
+    fail "the jobs above (id queue state attempt owner run_at) have not ended"
+fi
 q "SELECT id || ' ' || (payload::json->>'p') || ' ' || state FROM jobs WHERE queue IN ('ex','w') ORDER BY id" >"$T/stored"
 missing=$(awk 'NR == FNR { s[$1 " " $2] = 1; next } !(($1 " " $2) in s)' \
     <(awk '{print $1, $2}' "$T/stored") "$T/acked")
