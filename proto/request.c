@@ -2127,11 +2127,329 @@ out:
     return ok;
 }
 
+/* ---- The fast scanner: ack and fail ------------------------------------------------------
+ * An ack or fail of many jobs ("jobs") with an optional "fetch", in the shapes libjobq and
+ * the clients send: entries of ack_job_fields' or fail_job_fields' rows ("snooze" as integer
+ * ms), a fetch of fetch_fields' rows ("timeout" as integer ms) and "queues". Strings as str()
+ * takes them; no other member (the single form, "slow_down", a null "fetch" go to the JSON
+ * reader). Each value goes through the row's check, as json_field does. */
+
+#define FAST_OUTCOMES_STACK 32 /* entries read without an allocation */
+
+/* One entry as read: its fields in place, its strings as spans into the message. */
+typedef struct fout {
+    req_outcome o;
+    span lease;
+    span text; /* p NULL: none (absent or null) */
+} fout;
+
+/* The "fetch" as read. */
+typedef struct ffetch {
+    span queue, worker; /* n == 0: not given */
+    span queues[FETCH_MAX_QUEUES];
+    size_t nqueues; /* 0: "queues" not given */
+} ffetch;
+
+/* row: the row of defs (n of them) named k, its bit set in *seen; NULL for a name the table
+ * does not have or one already read. */
+static const field_def *
+row(const field_def *defs, size_t n, span k, unsigned *seen)
+{
+    for (size_t i = 0; i < n && i < 32; i++) {
+        if (k.n == defs[i].namelen && memcmp(k.p, defs[i].name, k.n) == 0) {
+            if ((*seen & (1u << i)) != 0) {
+                return NULL;
+            }
+            *seen |= 1u << i;
+            return &defs[i];
+        }
+    }
+    return NULL;
+}
+
+/* row_value: the value of the row def into dst (F_INT, F_BOOL, F_DURATION as integer ms),
+ * or into *sp (F_STRING; F_TEXT, whose null leaves sp->p NULL), checked as json_field
+ * checks it. False to decline. */
+static bool
+row_value(fp *f, const field_def *def, void *dst, span *sp)
+{
+    long long v;
+    skip_ws(f);
+    switch (def->kind) {
+    case F_INT:
+        if (!integer(f, &v) || !check_int(f->d, def, v)) {
+            return false;
+        }
+        store_int(def, dst, v);
+        return true;
+    case F_DURATION:
+        if (!integer(f, &v) || v < 0 || !check_duration(f->d, def, v)) {
+            return false;
+        }
+        store_int(def, dst, v);
+        return true;
+    case F_BOOL:
+        if (literal(f, "true", 4)) {
+            *((bool *)((char *)dst + def->off)) = true;
+            return true;
+        }
+        *((bool *)((char *)dst + def->off)) = false;
+        return literal(f, "false", 5);
+    case F_STRING:
+        return str(f, sp) && check_string(f->d, def, sp->p, sp->n);
+    case F_TEXT:
+        if (literal(f, "null", 4)) {
+            *sp = (span){0};
+            return true;
+        }
+        return str(f, sp);
+    default:
+        return false;
+    }
+}
+
+/* outcome_entry: one object of "jobs" into *e, by the rows of defs. */
+static bool
+outcome_entry(fp *f, const field_def *defs, size_t ndefs, fout *e)
+{
+    *e = (fout){0};
+    for (size_t i = 0; i < ndefs; i++) {
+        if ((defs[i].flags & FD_DEFAULT) && defs[i].kind == F_BOOL) {
+            *((bool *)((char *)&e->o + defs[i].off)) = defs[i].def != 0;
+        }
+    }
+    unsigned seen = 0;
+    if (!eat(f, '{')) {
+        return false;
+    }
+    do {
+        span k;
+        const field_def *def;
+        if (!str(f, &k) || !eat(f, ':') || (def = row(defs, ndefs, k, &seen)) == NULL) {
+            return false;
+        }
+        span *sp = def->kind == F_TEXT ? &e->text : &e->lease;
+        if (!row_value(f, def, &e->o, sp)) {
+            return false;
+        }
+    } while (eat(f, ','));
+    return eat(f, '}') && (seen & 3u) == 3u; /* "id" and "lease", the first two rows */
+}
+
+/* outcome_list: the "jobs" array into out (the first FAST_OUTCOMES_STACK entries in stack,
+ * the rest in a growing array whose first entries copy them; *heap owns it). */
+static bool
+outcome_list(fp *f, const field_def *defs, size_t ndefs, fout *stack, fout **heap, fout **out,
+             size_t *nout)
+{
+    if (!eat(f, '[')) {
+        return false;
+    }
+    fout *v = stack;
+    size_t n = 0, cap = FAST_OUTCOMES_STACK;
+    do {
+        if (n == REQ_OUTCOMES_MAX) {
+            return false;
+        }
+        if (n == cap) {
+            cap *= 2;
+            fout *grown = realloc(*heap, cap * sizeof(*grown));
+            if (grown == NULL) {
+                return false;
+            }
+            if (*heap == NULL) {
+                memcpy(grown, stack, n * sizeof(*grown));
+            }
+            *heap = v = grown;
+        }
+        if (!outcome_entry(f, defs, ndefs, &v[n++])) {
+            return false;
+        }
+    } while (eat(f, ','));
+    *out = v;
+    *nout = n;
+    return eat(f, ']');
+}
+
+/* fetch_object: the "fetch" of an ack or fail into *ff and req's limit and timeout. */
+static bool
+fetch_object(fp *f, ffetch *ff, request *req)
+{
+    req->limit = 1;                       /* fetch_fields' defaults */
+    req->timeout_ms = DEFAULT_TIMEOUT_MS;
+    unsigned seen = 0;
+    bool has_queues = false;
+    if (!eat(f, '{')) {
+        return false;
+    }
+    do {
+        span k;
+        if (!str(f, &k) || !eat(f, ':')) {
+            return false;
+        }
+        if (same(k, "queues")) {
+            if (has_queues || !eat(f, '[')) {
+                return false;
+            }
+            has_queues = true;
+            do {
+                if (ff->nqueues == FETCH_MAX_QUEUES || !str(f, &ff->queues[ff->nqueues]) ||
+                    !queue_name_ok(ff->queues[ff->nqueues].p, ff->queues[ff->nqueues].n)) {
+                    return false;
+                }
+                ff->nqueues++;
+            } while (eat(f, ','));
+            if (!eat(f, ']')) {
+                return false;
+            }
+            continue;
+        }
+        const field_def *def = row(fetch_fields, NFIELDS(fetch_fields), k, &seen);
+        if (def == NULL || def->kind == F_CUSTOM ||
+            !row_value(f, def, req, def->off == offsetof(request, worker) ? &ff->worker
+                                                                           : &ff->queue)) {
+            return false;
+        }
+    } while (eat(f, ','));
+    if (!eat(f, '}')) {
+        return false;
+    }
+    /* fetch_queues: "queues" wins; else the one "queue", which must then be a queue name */
+    return ff->nqueues > 0 || (ff->queue.n > 0 && queue_name_ok(ff->queue.p, ff->queue.n));
+}
+
+/* arena_copy: s as a C string at *arena, which moves past it. */
+static const char *
+arena_copy(char **arena, span s)
+{
+    char *p = *arena;
+    memcpy(p, s.p, s.n);
+    p[s.n] = '\0';
+    *arena += s.n + 1;
+    return p;
+}
+
+/* outcome_assemble: the request from what was read: the outcomes with every string behind
+ * them (one allocation, freed with them) and the fetch's queue list. */
+static bool
+outcome_assemble(request *req, req_op op, const fout *v, size_t n, const ffetch *ff,
+                 bool then)
+{
+    size_t bytes = n * sizeof(req_outcome) + ff->worker.n + 1 + ff->queue.n + 1;
+    for (size_t i = 0; i < n; i++) {
+        bytes += v[i].lease.n + 1 + (v[i].text.p != NULL ? v[i].text.n + 1 : 0);
+    }
+    for (size_t i = 0; i < ff->nqueues; i++) {
+        bytes += ff->queues[i].n + 1;
+    }
+    size_t nq = ff->nqueues > 0 ? ff->nqueues : 1;
+    req->outcomes = malloc(bytes);
+    req->queues = then ? calloc(nq, sizeof(*req->queues)) : NULL;
+    if (req->outcomes == NULL || (then && req->queues == NULL)) {
+        return false;
+    }
+    req->op = op;
+    req->noutcomes = n;
+    char *arena = (char *)(req->outcomes + n);
+    for (size_t i = 0; i < n; i++) {
+        req->outcomes[i] = v[i].o;
+        req->outcomes[i].lease = arena_copy(&arena, v[i].lease);
+        req->outcomes[i].text = v[i].text.p != NULL ? arena_copy(&arena, v[i].text) : NULL;
+    }
+    if (!then) {
+        return true;
+    }
+    req->then_fetch = true;
+    req->nqueues = nq;
+    for (size_t i = 0; i < ff->nqueues; i++) {
+        req->queues[i] = arena_copy(&arena, ff->queues[i]);
+    }
+    if (ff->nqueues == 0) {
+        req->queues[0] = arena_copy(&arena, ff->queue);
+    }
+    req->worker = ff->worker.n > 0 ? arena_copy(&arena, ff->worker) : NULL;
+    return true;
+}
+
+/* outcome_decode: the scanner of ack and fail; true with *req decoded exactly as the JSON
+ * reader would, false (nothing to free) for anything it does not take. */
+static bool
+outcome_decode(dec *d, const char *buf, size_t len, request *req)
+{
+    fp f = {.s = buf, .end = buf + len, .d = d};
+    span op = {0}, token = {0}, jobs = {0};
+    ffetch ff = {0};
+    bool has_op = false, has_token = false, then = false, ok = false;
+    memset(req, 0, sizeof(*req));
+    if (!eat(&f, '{')) {
+        return false;
+    }
+    do {
+        span k;
+        if (!str(&f, &k) || !eat(&f, ':')) {
+            goto out;
+        }
+        size_t ignored = 0;
+        if (same(k, "op") && !has_op) {
+            has_op = true;
+            if (!str(&f, &op)) {
+                goto out;
+            }
+        } else if (same(k, "token") && !has_token) {
+            has_token = true;
+            if (!str(&f, &token)) {
+                goto out;
+            }
+        } else if (same(k, "jobs") && jobs.p == NULL) {
+            skip_ws(&f);
+            jobs.p = f.s; /* read once op is known: only skipped here */
+            if (!value(&f, 0, &ignored)) {
+                goto out;
+            }
+            jobs.n = (size_t)(f.s - jobs.p);
+        } else if (same(k, "fetch") && !then) {
+            then = true;
+            if (!fetch_object(&f, &ff, req)) {
+                goto out;
+            }
+        } else {
+            goto out;
+        }
+    } while (eat(&f, ','));
+    skip_ws(&f);
+    if (!eat(&f, '}') || (skip_ws(&f), f.s != f.end) || !has_op || jobs.p == NULL ||
+        !check_token(d, has_token ? token.p : NULL, token.n) || d->read_only) {
+        goto out;
+    }
+    bool failed = same(op, "fail");
+    if (!failed && !same(op, "ack")) {
+        goto out;
+    }
+    fout stack[FAST_OUTCOMES_STACK];
+    fout *heap = NULL, *v = NULL;
+    size_t n = 0;
+    fp jf = {.s = jobs.p, .end = jobs.p + jobs.n, .d = d};
+    ok = outcome_list(&jf, failed ? fail_job_fields : ack_job_fields,
+                      failed ? NFIELDS(fail_job_fields) : NFIELDS(ack_job_fields), stack, &heap,
+                      &v, &n) &&
+         outcome_assemble(req, failed ? REQ_FAIL : REQ_ACK, v, n, &ff, then);
+    free(heap);
+out:
+    if (!ok) {
+        jobq__request_free(req);
+    }
+    return ok;
+}
+
 bool
 jobq__request_decode_fast(const char *buf, size_t len, const request_limits *lim, request *req)
 {
     dec d = {.code = NULL, .err = NULL, .lim = lim, .batch_index = NOT_IN_BATCH};
-    return fast_decode(&d, buf, len, req);
+    if (fast_decode(&d, buf, len, req)) {
+        return true;
+    }
+    d = (dec){.code = NULL, .err = NULL, .lim = lim, .batch_index = NOT_IN_BATCH};
+    return outcome_decode(&d, buf, len, req);
 }
 
 /* ---- The decoder ------------------------------------------------------------------------ */
