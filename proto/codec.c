@@ -241,3 +241,30 @@ jobq__jt_key(jobq__jtext *t, const char *key, bool first)
     jobq__jt_str(t, key);
     jobq__jt_lit(t, ":");
 }
+
+bool
+jobq__utf8_valid(const char *s)
+{
+    const unsigned char *p = (const unsigned char *)s;
+    while (*p != '\0') {
+        unsigned c = *p;
+        size_t n = c < 0x80 ? 0 : c >= 0xc2 && c <= 0xdf ? 1 : c >= 0xe0 && c <= 0xef ? 2
+                 : c >= 0xf0 && c <= 0xf4 ? 3 : 4;
+        if (n == 4) {
+            return false;
+        }
+        uint32_t cp = n == 0 ? c : c & (0x3fu >> n);
+        for (size_t i = 1; i <= n; i++) {
+            if ((p[i] & 0xc0) != 0x80) {
+                return false;
+            }
+            cp = (cp << 6) | (p[i] & 0x3fu);
+        }
+        if ((n == 2 && (cp < 0x800 || (cp >= 0xd800 && cp <= 0xdfff))) ||
+            (n == 3 && (cp < 0x10000 || cp > 0x10ffff))) {
+            return false;
+        }
+        p += n + 1;
+    }
+    return true;
+}

@@ -64,6 +64,10 @@ void jobq__jt_int(jobq__jtext *t, int64_t v);
  *  integer). */
 void jobq__jt_real(jobq__jtext *t, double v);
 
+/** jobq__utf8_valid: s is valid UTF-8 as jansson takes it (no overlong forms, surrogates or
+ *  code points past U+10FFFF). */
+bool jobq__utf8_valid(const char *s);
+
 /** jobq__jt_key: appends ,"key": (no comma when first): the start of an object member. */
 void jobq__jt_key(jobq__jtext *t, const char *key, bool first);
 
