@@ -121,9 +121,10 @@ jt_trace(jobq__jtext *t, const job_row *r)
     }
 }
 
-/* jt_job: appends the job object of proto/PROTOCOL.md (the text of call.c's job_json). */
+/* jt_job_head: opens a job's object with the members every form of it starts with: id,
+ * queue and payload. */
 static void
-jt_job(jobq__jtext *t, const job_row *r)
+jt_job_head(jobq__jtext *t, const job_row *r)
 {
     jobq__jt_lit(t, "{\"id\":");
     jobq__jt_int(t, r->id);
@@ -131,16 +132,30 @@ jt_job(jobq__jtext *t, const job_row *r)
     jobq__jt_str(t, r->queue);
     jobq__jt_key(t, "payload", false);
     jt_json_or(t, r->payload, "\"\"");
-    jobq__jt_key(t, "priority", false);
-    jobq__jt_int(t, r->priority);
-    jobq__jt_key(t, "state", false);
-    jobq__jt_str(t, jobq__state_name(r->state));
+}
+
+/* jt_job_tries: appends the job's attempt, max_attempts and timeout members. */
+static void
+jt_job_tries(jobq__jtext *t, const job_row *r)
+{
     jobq__jt_key(t, "attempt", false);
     jobq__jt_int(t, r->attempt);
     jobq__jt_key(t, "max_attempts", false);
     jobq__jt_int(t, r->max_attempts);
     jobq__jt_key(t, "timeout", false);
     jobq__jt_int(t, r->timeout_ms);
+}
+
+/* jt_job: appends the job object of proto/PROTOCOL.md (the text of call.c's job_json). */
+static void
+jt_job(jobq__jtext *t, const job_row *r)
+{
+    jt_job_head(t, r);
+    jobq__jt_key(t, "priority", false);
+    jobq__jt_int(t, r->priority);
+    jobq__jt_key(t, "state", false);
+    jobq__jt_str(t, jobq__state_name(r->state));
+    jt_job_tries(t, r);
     jobq__jt_key(t, "key", false);
     jt_str_or_null(t, r->key);
     jobq__jt_key(t, "run_at", false);
@@ -183,18 +198,8 @@ static void
 jt_fetched(jobq__jtext *t, const lease *l)
 {
     const job_row *r = &l->a.job;
-    jobq__jt_lit(t, "{\"id\":");
-    jobq__jt_int(t, r->id);
-    jobq__jt_key(t, "queue", false);
-    jobq__jt_str(t, r->queue);
-    jobq__jt_key(t, "payload", false);
-    jt_json_or(t, r->payload, "\"\"");
-    jobq__jt_key(t, "attempt", false);
-    jobq__jt_int(t, r->attempt);
-    jobq__jt_key(t, "max_attempts", false);
-    jobq__jt_int(t, r->max_attempts);
-    jobq__jt_key(t, "timeout", false);
-    jobq__jt_int(t, r->timeout_ms);
+    jt_job_head(t, r);
+    jt_job_tries(t, r);
     jobq__jt_key(t, "lease", false);
     jobq__jt_str(t, l->token);
     jobq__jt_key(t, "lease_expires_at", false);

@@ -2065,62 +2065,114 @@ fail:
     return false;
 }
 
-/* fast_decode: the scanner; true with *req decoded exactly as the JSON reader would, false
- * (nothing to free) for anything it does not take. */
+/* A request object's envelope as the scanners read it. */
+typedef struct envelope {
+    span op, token;
+    bool has_op, has_token;
+} envelope;
+
+/* scan_request: reads the text as one request object: "op" and "token" (each once, strings)
+ * into *e, every other member by member(f, name, arg), false to decline. True when the
+ * whole text was that object, with an op and a token the JSON reader takes (not a read-only
+ * one: the JSON reader marks those requests). */
+typedef bool (*member_fn)(fp *f, span name, void *arg);
+
+/* scan_object: an object whose members member reads, one by one (false to decline). */
 static bool
-fast_decode(dec *d, const char *buf, size_t len, request *req)
+scan_object(fp *f, member_fn member, void *arg)
 {
-    fp f = {.s = buf, .end = buf + len, .d = d};
-    span op = {0}, queue = {0}, token = {0};
-    fjob one = {.compact = 4};
-    unsigned seen = 0;
-    fjob *batch = NULL;
-    size_t nbatch = 0;
-    bool has_op = false, has_token = false, has_jobs = false, ok = false;
-    memset(req, 0, sizeof(*req));
-    if (!eat(&f, '{')) {
+    if (!eat(f, '{')) {
         return false;
     }
     do {
         span k;
-        if (!str(&f, &k) || !eat(&f, ':')) {
-            goto out;
+        if (!str(f, &k) || !eat(f, ':') || !member(f, k, arg)) {
+            return false;
         }
-        if (same(k, "op")) {
-            if (has_op || !str(&f, &op)) {
-                goto out;
-            }
-            has_op = true;
-        } else if (same(k, "token")) {
-            if (has_token || !str(&f, &token)) {
-                goto out;
-            }
-            has_token = true;
-        } else if (same(k, "jobs")) {
-            if (has_jobs || !batch_scan(&f, &batch, &nbatch)) {
-                goto out;
-            }
-            has_jobs = true;
-        } else if (!job_member(&f, k, &one, &seen)) {
-            goto out; /* "queue" too: the submit's own, or the batch's default */
+    } while (eat(f, ','));
+    return eat(f, '}');
+}
+
+/* The state of scan_request's reading of members. */
+typedef struct envelope_read {
+    envelope *e;
+    member_fn member; /* the op's other members */
+    void *arg;
+} envelope_read;
+
+/* envelope_member: "op" or "token" into the envelope, any other member by the op's reader. */
+static bool
+envelope_member(fp *f, span k, void *arg)
+{
+    envelope_read *er = arg;
+    bool is_op = same(k, "op");
+    if (!is_op && !same(k, "token")) {
+        return er->member(f, k, er->arg);
+    }
+    bool *has = is_op ? &er->e->has_op : &er->e->has_token;
+    if (*has || !str(f, is_op ? &er->e->op : &er->e->token)) {
+        return false;
+    }
+    *has = true;
+    return true;
+}
+
+static bool
+scan_request(fp *f, envelope *e, member_fn member, void *arg)
+{
+    envelope_read er = {.e = e, .member = member, .arg = arg};
+    if (!scan_object(f, envelope_member, &er)) {
+        return false;
+    }
+    skip_ws(f);
+    return f->s == f->end && e->has_op &&
+           check_token(f->d, e->has_token ? e->token.p : NULL, e->token.n) && !f->d->read_only;
+}
+
+/* A submit or submit_batch as read. */
+typedef struct fsubmit {
+    fjob one;     /* the submit's job; for a batch, its default "queue" */
+    unsigned seen; /* job_member's mask for one */
+    fjob *batch;  /* "jobs" (owned) */
+    size_t nbatch;
+    bool has_jobs;
+} fsubmit;
+
+/* submit_member: a member of a submit or submit_batch other than op and token. */
+static bool
+submit_member(fp *f, span k, void *arg)
+{
+    fsubmit *sub = arg;
+    if (same(k, "jobs")) {
+        if (sub->has_jobs || !batch_scan(f, &sub->batch, &sub->nbatch)) {
+            return false;
         }
-    } while (eat(&f, ','));
-    if (!eat(&f, '}')) {
-        goto out;
+        sub->has_jobs = true;
+        return true;
     }
-    skip_ws(&f);
-    if (f.s != f.end || !has_op || !check_token(d, has_token ? token.p : NULL, token.n) ||
-        d->read_only) {
-        goto out; /* a read-only token: the JSON reader marks the request */
+    return job_member(f, k, &sub->one, &sub->seen); /* "queue" too: the submit's own, or the
+                                                     * batch's default */
+}
+
+/* fast_decode: the scanner of submits; true with *req decoded exactly as the JSON reader
+ * would, false (nothing to free) for anything it does not take. */
+static bool
+fast_decode(dec *d, const char *buf, size_t len, request *req)
+{
+    fp f = {.s = buf, .end = buf + len, .d = d};
+    envelope e = {0};
+    fsubmit sub = {.one = {.compact = 4}};
+    bool ok = false;
+    memset(req, 0, sizeof(*req));
+    if (scan_request(&f, &e, submit_member, &sub)) {
+        if (same(e.op, "submit") && !sub.has_jobs) {
+            ok = assemble(d, req, REQ_SUBMIT, &sub.one, 1, (span){0});
+        } else if (same(e.op, "submit_batch") && sub.has_jobs &&
+                   (sub.seen & ~queue_bit()) == 0) {
+            ok = assemble(d, req, REQ_SUBMIT_BATCH, sub.batch, sub.nbatch, sub.one.queue);
+        }
     }
-    queue = one.queue;
-    if (same(op, "submit") && !has_jobs) {
-        ok = assemble(d, req, REQ_SUBMIT, &one, 1, (span){0});
-    } else if (same(op, "submit_batch") && has_jobs && (seen & ~queue_bit()) == 0) {
-        ok = assemble(d, req, REQ_SUBMIT_BATCH, batch, nbatch, queue);
-    }
-out:
-    free(batch);
+    free(sub.batch);
     if (!ok) {
         jobq__request_free(req);
     }
@@ -2208,6 +2260,24 @@ row_value(fp *f, const field_def *def, void *dst, span *sp)
     }
 }
 
+/* The state of outcome_entry's reading. */
+typedef struct entry_read {
+    const field_def *defs; /* ack_job_fields or fail_job_fields */
+    size_t ndefs;
+    fout *e;
+    unsigned seen; /* row's mask */
+} entry_read;
+
+/* entry_member: one member of an entry of "jobs", by its row. */
+static bool
+entry_member(fp *f, span k, void *arg)
+{
+    entry_read *er = arg;
+    const field_def *def = row(er->defs, er->ndefs, k, &er->seen);
+    return def != NULL &&
+           row_value(f, def, &er->e->o, def->kind == F_TEXT ? &er->e->text : &er->e->lease);
+}
+
 /* outcome_entry: one object of "jobs" into *e, by the rows of defs. */
 static bool
 outcome_entry(fp *f, const field_def *defs, size_t ndefs, fout *e)
@@ -2218,22 +2288,9 @@ outcome_entry(fp *f, const field_def *defs, size_t ndefs, fout *e)
             *((bool *)((char *)&e->o + defs[i].off)) = defs[i].def != 0;
         }
     }
-    unsigned seen = 0;
-    if (!eat(f, '{')) {
-        return false;
-    }
-    do {
-        span k;
-        const field_def *def;
-        if (!str(f, &k) || !eat(f, ':') || (def = row(defs, ndefs, k, &seen)) == NULL) {
-            return false;
-        }
-        span *sp = def->kind == F_TEXT ? &e->text : &e->lease;
-        if (!row_value(f, def, &e->o, sp)) {
-            return false;
-        }
-    } while (eat(f, ','));
-    return eat(f, '}') && (seen & 3u) == 3u; /* "id" and "lease", the first two rows */
+    entry_read er = {.defs = defs, .ndefs = ndefs, .e = e};
+    return scan_object(f, entry_member, &er) && (er.seen & 3u) == 3u; /* "id" and "lease",
+                                                                        * the first two rows */
 }
 
 /* outcome_list: the "jobs" array into out (the first FAST_OUTCOMES_STACK entries in stack,
@@ -2271,47 +2328,48 @@ outcome_list(fp *f, const field_def *defs, size_t ndefs, fout *stack, fout **hea
     return eat(f, ']');
 }
 
+/* The state of fetch_object's reading. */
+typedef struct fetch_read {
+    ffetch *ff;
+    request *req;
+    unsigned seen;   /* row's mask of fetch_fields */
+    bool has_queues;
+} fetch_read;
+
+/* fetch_member: one member of a "fetch": "queues", or a row of fetch_fields. */
+static bool
+fetch_member(fp *f, span k, void *arg)
+{
+    fetch_read *fr = arg;
+    ffetch *ff = fr->ff;
+    if (same(k, "queues")) {
+        if (fr->has_queues || !eat(f, '[')) {
+            return false;
+        }
+        fr->has_queues = true;
+        do {
+            if (ff->nqueues == FETCH_MAX_QUEUES || !str(f, &ff->queues[ff->nqueues]) ||
+                !queue_name_ok(ff->queues[ff->nqueues].p, ff->queues[ff->nqueues].n)) {
+                return false;
+            }
+            ff->nqueues++;
+        } while (eat(f, ','));
+        return eat(f, ']');
+    }
+    const field_def *def = row(fetch_fields, NFIELDS(fetch_fields), k, &fr->seen);
+    return def != NULL && def->kind != F_CUSTOM &&
+           row_value(f, def, fr->req,
+                     def->off == offsetof(request, worker) ? &ff->worker : &ff->queue);
+}
+
 /* fetch_object: the "fetch" of an ack or fail into *ff and req's limit and timeout. */
 static bool
 fetch_object(fp *f, ffetch *ff, request *req)
 {
-    req->limit = 1;                       /* fetch_fields' defaults */
+    req->limit = 1; /* fetch_fields' defaults */
     req->timeout_ms = DEFAULT_TIMEOUT_MS;
-    unsigned seen = 0;
-    bool has_queues = false;
-    if (!eat(f, '{')) {
-        return false;
-    }
-    do {
-        span k;
-        if (!str(f, &k) || !eat(f, ':')) {
-            return false;
-        }
-        if (same(k, "queues")) {
-            if (has_queues || !eat(f, '[')) {
-                return false;
-            }
-            has_queues = true;
-            do {
-                if (ff->nqueues == FETCH_MAX_QUEUES || !str(f, &ff->queues[ff->nqueues]) ||
-                    !queue_name_ok(ff->queues[ff->nqueues].p, ff->queues[ff->nqueues].n)) {
-                    return false;
-                }
-                ff->nqueues++;
-            } while (eat(f, ','));
-            if (!eat(f, ']')) {
-                return false;
-            }
-            continue;
-        }
-        const field_def *def = row(fetch_fields, NFIELDS(fetch_fields), k, &seen);
-        if (def == NULL || def->kind == F_CUSTOM ||
-            !row_value(f, def, req, def->off == offsetof(request, worker) ? &ff->worker
-                                                                           : &ff->queue)) {
-            return false;
-        }
-    } while (eat(f, ','));
-    if (!eat(f, '}')) {
+    fetch_read fr = {.ff = ff, .req = req};
+    if (!scan_object(f, fetch_member, &fr)) {
         return false;
     }
     /* fetch_queues: "queues" wins; else the one "queue", which must then be a queue name */
@@ -2371,70 +2429,59 @@ outcome_assemble(request *req, req_op op, const fout *v, size_t n, const ffetch 
     return true;
 }
 
+/* An ack or fail as read. */
+typedef struct foutcome {
+    span jobs; /* the "jobs" array's text, read once the op is known */
+    ffetch ff;
+    bool then; /* "fetch" given */
+    request *req;
+} foutcome;
+
+/* outcome_member: a member of an ack or fail other than op and token. */
+static bool
+outcome_member(fp *f, span k, void *arg)
+{
+    foutcome *oc = arg;
+    if (same(k, "jobs") && oc->jobs.p == NULL) {
+        size_t ignored = 0;
+        skip_ws(f);
+        oc->jobs.p = f->s;
+        if (!value(f, 0, &ignored)) {
+            return false;
+        }
+        oc->jobs.n = (size_t)(f->s - oc->jobs.p);
+        return true;
+    }
+    if (same(k, "fetch") && !oc->then) {
+        oc->then = true;
+        return fetch_object(f, &oc->ff, oc->req);
+    }
+    return false;
+}
+
 /* outcome_decode: the scanner of ack and fail; true with *req decoded exactly as the JSON
  * reader would, false (nothing to free) for anything it does not take. */
 static bool
 outcome_decode(dec *d, const char *buf, size_t len, request *req)
 {
     fp f = {.s = buf, .end = buf + len, .d = d};
-    span op = {0}, token = {0}, jobs = {0};
-    ffetch ff = {0};
-    bool has_op = false, has_token = false, then = false, ok = false;
+    envelope e = {0};
+    foutcome oc = {.req = req};
+    bool ok = false;
     memset(req, 0, sizeof(*req));
-    if (!eat(&f, '{')) {
-        return false;
+    bool failed = false;
+    if (scan_request(&f, &e, outcome_member, &oc) && oc.jobs.p != NULL &&
+        ((failed = same(e.op, "fail")) || same(e.op, "ack"))) {
+        fout stack[FAST_OUTCOMES_STACK];
+        fout *heap = NULL, *v = NULL;
+        size_t n = 0;
+        fp jf = {.s = oc.jobs.p, .end = oc.jobs.p + oc.jobs.n, .d = d};
+        ok = outcome_list(&jf, failed ? fail_job_fields : ack_job_fields,
+                          failed ? NFIELDS(fail_job_fields) : NFIELDS(ack_job_fields), stack,
+                          &heap, &v, &n) &&
+             outcome_assemble(req, failed ? REQ_FAIL : REQ_ACK, v, n, &oc.ff, oc.then);
+        free(heap);
     }
-    do {
-        span k;
-        if (!str(&f, &k) || !eat(&f, ':')) {
-            goto out;
-        }
-        size_t ignored = 0;
-        if (same(k, "op") && !has_op) {
-            has_op = true;
-            if (!str(&f, &op)) {
-                goto out;
-            }
-        } else if (same(k, "token") && !has_token) {
-            has_token = true;
-            if (!str(&f, &token)) {
-                goto out;
-            }
-        } else if (same(k, "jobs") && jobs.p == NULL) {
-            skip_ws(&f);
-            jobs.p = f.s; /* read once op is known: only skipped here */
-            if (!value(&f, 0, &ignored)) {
-                goto out;
-            }
-            jobs.n = (size_t)(f.s - jobs.p);
-        } else if (same(k, "fetch") && !then) {
-            then = true;
-            if (!fetch_object(&f, &ff, req)) {
-                goto out;
-            }
-        } else {
-            goto out;
-        }
-    } while (eat(&f, ','));
-    skip_ws(&f);
-    if (!eat(&f, '}') || (skip_ws(&f), f.s != f.end) || !has_op || jobs.p == NULL ||
-        !check_token(d, has_token ? token.p : NULL, token.n) || d->read_only) {
-        goto out;
-    }
-    bool failed = same(op, "fail");
-    if (!failed && !same(op, "ack")) {
-        goto out;
-    }
-    fout stack[FAST_OUTCOMES_STACK];
-    fout *heap = NULL, *v = NULL;
-    size_t n = 0;
-    fp jf = {.s = jobs.p, .end = jobs.p + jobs.n, .d = d};
-    ok = outcome_list(&jf, failed ? fail_job_fields : ack_job_fields,
-                      failed ? NFIELDS(fail_job_fields) : NFIELDS(ack_job_fields), stack, &heap,
-                      &v, &n) &&
-         outcome_assemble(req, failed ? REQ_FAIL : REQ_ACK, v, n, &ff, then);
-    free(heap);
-out:
     if (!ok) {
         jobq__request_free(req);
     }
