@@ -40,10 +40,196 @@ static void fetch_reply(server *s, call *c, lease **ls, size_t n);
 static void try_fetch(server *s, call *f);
 static void hold_fetch(call *c);
 static void workers_dispatch(server *s, qstate *q);
-static void fetch_answer(call *c, json_t *o);
+static void fetch_answer(call *c, jobq__jtext *t, lease **ls, size_t n);
+static void fetch_resume(call *c);
 static void batch_entry_done(struct outbatch *b, size_t i, int err, const job_row *job);
 
 #define FETCH_CLAIM_MAX 1000 /* jobs one claim takes for the waiting fetches */
+
+/* The replies of fetch, ack and fail are written as text (codec.h's jobq__jtext), not built
+ * as jansson trees: stored payloads, checkpoints and parent_results are JSON text already
+ * (validated when they came in) and go in as they are. A fetch's reply is FETCH_HEAD, the
+ * jobs array, the outcome's members (c->extra) if any, then "}". While one part waits for
+ * the other, c->fetched (the head and jobs) and c->extra (",\"job\":{...}" or
+ * ",\"results\":[...]") hold their text as JSON strings. */
+#define FETCH_HEAD "{\"ok\":true,\"jobs\":"
+
+/* send_text: replies with t's text (released) and frees the call; an internal error when t
+ * ran out of memory. */
+static void
+send_text(call *c, jobq__jtext *t)
+{
+    if (hold_gone(c)) {
+        free(t->p);
+        call_drop(c);
+        return;
+    }
+    if (t->failed) {
+        free(t->p);
+        reply_error(c, "internal", "out of memory");
+        return;
+    }
+    intake_reply(c->ic, t->p, t->len);
+    free(t->p);
+    call_free(c);
+}
+
+/* jt_json_or: appends text, JSON already, or alt when there is none. */
+static void
+jt_json_or(jobq__jtext *t, const char *text, const char *alt)
+{
+    if (text != NULL && text[0] != '\0') {
+        jobq__jt_raw(t, text, strlen(text));
+    } else {
+        jobq__jt_raw(t, alt, strlen(alt));
+    }
+}
+
+/* jt_str_or_null: appends s as a JSON string, or null for NULL. */
+static void
+jt_str_or_null(jobq__jtext *t, const char *s)
+{
+    if (s != NULL) {
+        jobq__jt_str(t, s);
+    } else {
+        jobq__jt_lit(t, "null");
+    }
+}
+
+/* jt_time: appends a time in ms, or null for 0 (never). */
+static void
+jt_time(jobq__jtext *t, int64_t ms)
+{
+    if (ms != 0) {
+        jobq__jt_int(t, ms);
+    } else {
+        jobq__jt_lit(t, "null");
+    }
+}
+
+/* jt_trace: appends the job's trace context members, if it has one. */
+static void
+jt_trace(jobq__jtext *t, const job_row *r)
+{
+    if (r->traceparent != NULL) {
+        jobq__jt_key(t, "traceparent", false);
+        jobq__jt_str(t, r->traceparent);
+        if (r->tracestate != NULL) {
+            jobq__jt_key(t, "tracestate", false);
+            jobq__jt_str(t, r->tracestate);
+        }
+    }
+}
+
+/* jt_job_head: opens a job's object with the members every form of it starts with: id,
+ * queue and payload. */
+static void
+jt_job_head(jobq__jtext *t, const job_row *r)
+{
+    jobq__jt_lit(t, "{\"id\":");
+    jobq__jt_int(t, r->id);
+    jobq__jt_key(t, "queue", false);
+    jobq__jt_str(t, r->queue);
+    jobq__jt_key(t, "payload", false);
+    jt_json_or(t, r->payload, "\"\"");
+}
+
+/* jt_job_tries: appends the job's attempt, max_attempts and timeout members. */
+static void
+jt_job_tries(jobq__jtext *t, const job_row *r)
+{
+    jobq__jt_key(t, "attempt", false);
+    jobq__jt_int(t, r->attempt);
+    jobq__jt_key(t, "max_attempts", false);
+    jobq__jt_int(t, r->max_attempts);
+    jobq__jt_key(t, "timeout", false);
+    jobq__jt_int(t, r->timeout_ms);
+}
+
+/* jt_job: appends the job object of proto/PROTOCOL.md (the text of call.c's job_json). */
+static void
+jt_job(jobq__jtext *t, const job_row *r)
+{
+    jt_job_head(t, r);
+    jobq__jt_key(t, "priority", false);
+    jobq__jt_int(t, r->priority);
+    jobq__jt_key(t, "state", false);
+    jobq__jt_str(t, jobq__state_name(r->state));
+    jt_job_tries(t, r);
+    jobq__jt_key(t, "key", false);
+    jt_str_or_null(t, r->key);
+    jobq__jt_key(t, "run_at", false);
+    jobq__jt_int(t, r->run_at_ms);
+    jobq__jt_key(t, "created_at", false);
+    jobq__jt_int(t, r->created_at_ms);
+    jobq__jt_key(t, "started_at", false);
+    jt_time(t, r->started_at_ms);
+    jobq__jt_key(t, "finished_at", false);
+    jt_time(t, r->finished_at_ms);
+    jobq__jt_key(t, "result", false);
+    jt_str_or_null(t, r->result);
+    jobq__jt_key(t, "error", false);
+    jt_str_or_null(t, r->error);
+    if (r->group_id != 0) {
+        jobq__jt_key(t, "group", false);
+        jobq__jt_int(t, r->group_id);
+    }
+    jt_trace(t, r);
+    jobq__jt_key(t, "progress", false);
+    if (r->has_progress) {
+        jobq__jt_real(t, r->progress);
+    } else {
+        jobq__jt_lit(t, "null");
+    }
+    jobq__jt_key(t, "note", false);
+    jt_str_or_null(t, r->note);
+    jobq__jt_key(t, "checkpoint", false);
+    jt_json_or(t, r->checkpoint, "null");
+    if (r->group_key != NULL) {
+        jobq__jt_key(t, "group_key", false);
+        jobq__jt_str(t, r->group_key);
+    }
+    jobq__jt_lit(t, "}");
+}
+
+/* jt_fetched: appends the object of a fetched job: the job, its lease and what it resumes
+ * from. */
+static void
+jt_fetched(jobq__jtext *t, const lease *l)
+{
+    const job_row *r = &l->a.job;
+    jt_job_head(t, r);
+    jt_job_tries(t, r);
+    jobq__jt_key(t, "lease", false);
+    jobq__jt_str(t, l->token);
+    jobq__jt_key(t, "lease_expires_at", false);
+    jobq__jt_int(t, l->expires_ms);
+    if (r->group_key != NULL) {
+        jobq__jt_key(t, "group_key", false);
+        jobq__jt_str(t, r->group_key);
+    }
+    jt_trace(t, r);
+    if (r->checkpoint != NULL && r->checkpoint[0] != '\0') {
+        jobq__jt_key(t, "checkpoint", false); /* an earlier attempt's: resume from it */
+        jobq__jt_raw(t, r->checkpoint, strlen(r->checkpoint));
+    }
+    if (r->parent_results != NULL && r->parent_results[0] != '\0') {
+        jobq__jt_key(t, "parent_results", false);
+        jobq__jt_raw(t, r->parent_results, strlen(r->parent_results));
+    }
+    jobq__jt_lit(t, "}");
+}
+
+/* text_keep: t's text (released) as a JSON string to keep in a call's json_t field; NULL
+ * when out of memory or t failed. */
+static json_t *
+text_keep(jobq__jtext *t)
+{
+    json_t *v = t->failed ? NULL : json_stringn_nocheck(t->p, t->len);
+    free(t->p);
+    *t = (jobq__jtext){0};
+    return v;
+}
 
 static size_t
 bucket(const server *s, int64_t id)
@@ -138,13 +324,13 @@ lease_recorded(attempt *a, int err)
         c->outcome_pending = false;
         c->outcome_err = err;
         if (err == JOBQ_OK) {
-            c->extra = json_object();
-            json_object_set_new(c->extra, "job", job_json(&l->a.job));
+            jobq__jtext t = {0};
+            jobq__jt_lit(&t, ",\"job\":");
+            jt_job(&t, &l->a.job);
+            c->extra = text_keep(&t);
         }
         if (c->fetched != NULL) {
-            json_t *o = c->fetched;
-            c->fetched = NULL;
-            fetch_answer(c, o);
+            fetch_resume(c);
         } else if (err != JOBQ_OK) {
             /* The error need not wait for the fetch's timeout: end the fetch now (or as soon
              * as its claim in flight completes). */
@@ -166,9 +352,11 @@ lease_recorded(attempt *a, int err)
         return;
     }
     if (c != NULL) {
-        json_t *o = ok_object();
-        json_object_set_new(o, "job", job_json(&l->a.job));
-        send_json(c, o);
+        jobq__jtext t = {0};
+        jobq__jt_lit(&t, "{\"ok\":true,\"job\":");
+        jt_job(&t, &l->a.job);
+        jobq__jt_lit(&t, "}");
+        send_text(c, &t);
     }
     if (a->outcome.state == JOBQ_CANCELLED) {
         /* Revoked: keep it until its expiry so the worker's next heartbeat learns it. */
@@ -293,39 +481,16 @@ fetch_reply(server *s, call *c, lease **ls, size_t n)
 {
     (void)s;
     hold_stop(c);
-    json_t *o = ok_object();
-    json_t *jobs = json_array();
+    jobq__jtext t = {0};
+    jobq__jt_lit(&t, FETCH_HEAD "[");
     for (size_t i = 0; i < n; i++) {
-        const job_row *r = &ls[i]->a.job;
-        json_t *payload = json_loads(r->payload, JSON_DECODE_ANY, NULL);
-        json_t *j = json_pack("{s:I, s:s, s:o, s:i, s:i, s:I, s:s, s:I}", "id", (json_int_t)r->id,
-                              "queue", r->queue, "payload",
-                              payload != NULL ? payload : json_string(r->payload), "attempt",
-                              r->attempt, "max_attempts", r->max_attempts, "timeout",
-                              (json_int_t)r->timeout_ms, "lease", ls[i]->token,
-                              "lease_expires_at", (json_int_t)ls[i]->expires_ms);
-        if (j != NULL && r->group_key != NULL) {
-            json_object_set_new(j, "group_key", json_string(r->group_key));
+        if (i > 0) {
+            jobq__jt_lit(&t, ",");
         }
-        if (j != NULL && r->traceparent != NULL) {
-            json_object_set_new(j, "traceparent", json_string(r->traceparent));
-            if (r->tracestate != NULL) {
-                json_object_set_new(j, "tracestate", json_string(r->tracestate));
-            }
-        }
-        json_t *cp = r->checkpoint != NULL ? json_loads(r->checkpoint, JSON_DECODE_ANY, NULL)
-                                           : NULL;
-        if (j != NULL && cp != NULL) {
-            json_object_set_new(j, "checkpoint", cp); /* an earlier attempt's: resume from it */
-        }
-        json_t *pr = r->parent_results != NULL ? json_loads(r->parent_results, 0, NULL) : NULL;
-        if (j != NULL && pr != NULL) {
-            json_object_set_new(j, "parent_results", pr);
-        }
-        json_array_append_new(jobs, j);
+        jt_fetched(&t, ls[i]);
     }
-    json_object_set_new(o, "jobs", jobs);
-    fetch_answer(c, o);
+    jobq__jt_lit(&t, "]");
+    fetch_answer(c, &t, ls, n);
 }
 
 /* A claim made for the fetches waiting on one queue: one store operation (and one place in
@@ -525,34 +690,69 @@ fetch_check(call *c)
     return true;
 }
 
-/* fetch_answer: the fetch part of c is answered with o (taken). A plain fetch is replied at
- * once. One that came with an ack or fail waits for the outcome's record, then carries its
- * "job"; if the outcome could not be recorded, the reply is that error and the jobs fetched
- * go back to ready without spending an attempt. */
+/* fetched_back: the jobs of a fetch's reply go back to ready: the leases ls (n of them), or
+ * with ls NULL those listed in the reply's text t. */
 static void
-fetch_answer(call *c, json_t *o)
+fetched_back(call *c, const jobq__jtext *t, lease **ls, size_t n, const char *why)
+{
+    if (ls != NULL) {
+        for (size_t i = 0; i < n; i++) {
+            hand_back(ls[i], why);
+        }
+        return;
+    }
+    size_t head = sizeof(FETCH_HEAD) - 1;
+    json_t *jobs = t->p != NULL && t->len > head
+                       ? json_loadb(t->p + head, t->len - head, 0, NULL)
+                       : NULL;
+    for (size_t i = 0; i < json_array_size(jobs); i++) {
+        json_t *id = json_object_get(json_array_get(jobs, i), "id");
+        hand_back(lease_find(c->srv, json_integer_value(id)), why);
+    }
+    json_decref(jobs);
+}
+
+/* fetch_answer: the fetch part of c is answered with t's text (taken: FETCH_HEAD and the
+ * jobs array) of the leases ls (n; NULL when t was kept meanwhile). A plain fetch is replied
+ * at once. One that came with an ack or fail waits for the outcome's record, then carries
+ * its "job" or "results"; if the outcome could not be recorded, the reply is that error and
+ * the jobs fetched go back to ready without spending an attempt. */
+static void
+fetch_answer(call *c, jobq__jtext *t, lease **ls, size_t n)
 {
     bool gone = hold_gone(c);
+    if (t->failed) {
+        /* Out of memory writing the reply: the jobs go back; so does the worker. */
+        fetched_back(c, t, ls, n, "returned: jobqd ran out of memory writing the fetch reply");
+        free(t->p);
+        if (gone) {
+            call_drop(c);
+        } else {
+            reply_error(c, "internal", "out of memory");
+        }
+        return;
+    }
     if (!c->req.then_fetch && !gone) {
-        send_json(c, o);
+        jobq__jt_lit(t, "}");
+        send_text(c, t);
         return;
     }
     if (c->outcome_pending) {
-        c->fetched = o;
+        c->fetched = text_keep(t);
+        if (c->fetched == NULL) {
+            fetched_back(c, t, ls, n, "returned: jobqd ran out of memory holding the fetch reply");
+            c->fetched = json_null(); /* answered with no jobs when the outcome is recorded */
+        }
         return;
     }
     if (gone || c->outcome_err != JOBQ_OK) {
         /* Nobody to give the jobs to (the client left before the reply could be written),
          * or the outcome failed: the jobs go back. */
-        json_t *jobs = json_object_get(o, "jobs");
-        for (size_t i = 0; i < json_array_size(jobs); i++) {
-            hand_back(lease_find(c->srv, json_integer_value(
-                                             json_object_get(json_array_get(jobs, i), "id"))),
-                      gone ? "returned: the worker's connection closed before the job reached it"
-                           : "returned: the ack or fail it was fetched with could not be "
-                             "recorded");
-        }
-        json_decref(o);
+        fetched_back(c, t, ls, n,
+                     gone ? "returned: the worker's connection closed before the job reached it"
+                          : "returned: the ack or fail it was fetched with could not be "
+                            "recorded");
+        free(t->p);
         if (gone) {
             call_drop(c);
         } else {
@@ -560,10 +760,38 @@ fetch_answer(call *c, json_t *o)
         }
         return;
     }
-    if (c->extra != NULL) {
-        json_object_update(o, c->extra);
+    const char *extra = json_string_value(c->extra);
+    if (extra != NULL) {
+        jobq__jt_raw(t, extra, json_string_length(c->extra));
     }
-    send_json(c, o);
+    jobq__jt_lit(t, "}");
+    send_text(c, t);
+}
+
+/* fetch_resume: the outcome of c is recorded (or failed) after its fetch's reply was kept in
+ * c->fetched: that reply is answered now. */
+static void
+fetch_resume(call *c)
+{
+    json_t *kept = c->fetched;
+    c->fetched = NULL;
+    jobq__jtext t = {0};
+    if (json_is_string(kept)) {
+        jobq__jt_raw(&t, json_string_value(kept), json_string_length(kept));
+    } else {
+        jobq__jt_lit(&t, FETCH_HEAD "[]");
+    }
+    json_decref(kept);
+    fetch_answer(c, &t, NULL, 0);
+}
+
+/* fetch_none: answers the fetch part of c with no jobs. */
+static void
+fetch_none(call *c)
+{
+    jobq__jtext t = {0};
+    jobq__jt_lit(&t, FETCH_HEAD "[]");
+    fetch_answer(c, &t, NULL, 0);
 }
 
 /* hold_fetch: holds the checked fetch c until a job is ready or its timeout. While jobqd
@@ -574,9 +802,7 @@ hold_fetch(call *c)
 {
     server *s = c->srv;
     if (s->draining && c->req.then_fetch) {
-        json_t *o = ok_object();
-        json_object_set_new(o, "jobs", json_array());
-        fetch_answer(c, o);
+        fetch_none(c);
         return;
     }
     if (s->draining) {
@@ -592,9 +818,7 @@ hold_fetch(call *c)
             reply_error(c, "internal", "out of memory");
             return;
         }
-        json_t *o = ok_object();
-        json_object_set_new(o, "jobs", json_array());
-        fetch_answer(c, o);
+        fetch_none(c);
         return;
     }
     try_fetch(s, c);
@@ -679,23 +903,29 @@ held_lease(call *c, bool allow_revoked)
 /* An ack or fail naming many jobs ("jobs"): their records go in one transaction, and the
  * reply (or, with a fetch, its "results" field) holds a result per job in the request's
  * order, once each has one. */
+typedef struct batch_result {
+    const char *state; /* recorded: the job's state now (a static name); NULL: an error */
+    const char *code;  /* the error's wire code (static) */
+    char *message;     /* the error's message (owned; NULL when out of memory) */
+} batch_result;
+
 typedef struct outbatch {
     call *c;
-    json_t *results; /* one entry per job: {"id", "ok", "state"} or {"id", "ok", "error"} */
-    size_t left;     /* entries without a result yet */
+    size_t left;      /* entries without a result yet */
     wop lookup;      /* read-only: whether the jobs no lease holds exist */
     size_t nlookup;
     size_t *lookup_i; /* the entries it looks up (nlookup) */
     int *lookup_err;  /* out: JOBQ_ENOENT (no such job), JOBQ_OK (it exists) or an error */
+    attempt **as;     /* the attempts recorded (in the same allocation, as are the above) */
+    batch_result res[]; /* one per job, in the request's order */
 } outbatch;
 
 /* batch_error: entry i's result is the error code with message. */
 static void
 batch_error(outbatch *b, size_t i, const char *code, const char *message)
 {
-    json_t *e = json_array_get(b->results, i);
-    json_object_set_new(e, "ok", json_false());
-    json_object_set_new(e, "error", json_pack("{s:s, s:s}", "code", code, "message", message));
+    b->res[i].code = code;
+    b->res[i].message = strdup(message);
 }
 
 /* batch_lease_expired: entry i's result is lease_expired. */
@@ -716,24 +946,46 @@ static void
 batch_finish(outbatch *b)
 {
     call *c = b->c;
-    json_t *results = b->results;
-    free(b->lookup_i);
-    free(b->lookup_err);
+    jobq__jtext t = {0};
+    if (c->req.then_fetch) {
+        jobq__jt_lit(&t, ",\"results\":[");
+    } else {
+        jobq__jt_lit(&t, "{\"ok\":true,\"results\":[");
+    }
+    for (size_t i = 0; i < c->req.noutcomes; i++) {
+        const batch_result *e = &b->res[i];
+        if (i > 0) {
+            jobq__jt_lit(&t, ",");
+        }
+        jobq__jt_lit(&t, "{\"id\":");
+        jobq__jt_int(&t, c->req.outcomes[i].id);
+        if (e->state != NULL) {
+            jobq__jt_lit(&t, ",\"ok\":true,\"state\":");
+            jobq__jt_str(&t, e->state);
+            jobq__jt_lit(&t, "}");
+        } else {
+            jobq__jt_lit(&t, ",\"ok\":false,\"error\":{\"code\":");
+            jobq__jt_str(&t, e->code);
+            jobq__jt_lit(&t, ",\"message\":");
+            jobq__jt_str(&t, e->message != NULL ? e->message : "");
+            jobq__jt_lit(&t, "}}");
+        }
+        free(e->message);
+    }
+    jobq__jt_lit(&t, "]");
+    if (!c->req.then_fetch) {
+        jobq__jt_lit(&t, "}");
+    }
     free(b);
     if (!c->req.then_fetch) {
-        json_t *o = ok_object();
-        json_object_set_new(o, "results", results);
-        send_json(c, o);
+        send_text(c, &t);
         return;
     }
     c->outcome_pending = false;
     c->outcome_err = JOBQ_OK;
-    c->extra = json_object();
-    json_object_set_new(c->extra, "results", results);
+    c->extra = text_keep(&t);
     if (c->fetched != NULL) {
-        json_t *o = c->fetched;
-        c->fetched = NULL;
-        fetch_answer(c, o);
+        fetch_resume(c);
     }
 }
 
@@ -741,9 +993,7 @@ static void
 batch_entry_done(outbatch *b, size_t i, int err, const job_row *job)
 {
     if (err == JOBQ_OK) {
-        json_t *e = json_array_get(b->results, i);
-        json_object_set_new(e, "ok", json_true());
-        json_object_set_new(e, "state", json_string(jobq__state_name(job->state)));
+        b->res[i].state = jobq__state_name(job->state);
     } else {
         batch_error(b, i, jobq__err_code(err), writer_last_error(&b->c->srv->w));
     }
@@ -798,33 +1048,18 @@ outcome_batch(call *c, bool failed)
 {
     server *s = c->srv;
     size_t n = c->req.noutcomes;
-    outbatch *b = calloc(1, sizeof(*b));
-    attempt **as = calloc(n, sizeof(*as));
-    if (b != NULL) {
-        b->c = c;
-        b->results = json_array();
-        b->lookup_i = calloc(n, sizeof(*b->lookup_i));
-        b->lookup_err = calloc(n, sizeof(*b->lookup_err));
-    }
-    for (size_t i = 0; b != NULL && b->results != NULL && i < n; i++) {
-        json_t *e = json_pack("{s:I}", "id", (json_int_t)c->req.outcomes[i].id);
-        if (e == NULL || json_array_append_new(b->results, e) != 0) {
-            json_decref(b->results);
-            b->results = NULL;
-        }
-    }
-    if (b == NULL || b->results == NULL || b->lookup_i == NULL || b->lookup_err == NULL ||
-        as == NULL) {
-        if (b != NULL) {
-            json_decref(b->results);
-            free(b->lookup_i);
-            free(b->lookup_err);
-        }
-        free(b);
-        free(as);
+    /* One allocation: the batch, its results, then the attempts, lookups and their errors. */
+    outbatch *b = calloc(1, sizeof(*b) + n * (sizeof(batch_result) + sizeof(attempt *) +
+                                              sizeof(size_t) + sizeof(int)));
+    if (b == NULL) {
         reply_error(c, "internal", "out of memory");
         return;
     }
+    b->c = c;
+    b->as = (attempt **)(b->res + n);
+    b->lookup_i = (size_t *)(b->as + n);
+    b->lookup_err = (int *)(b->lookup_i + n);
+    attempt **as = b->as;
     size_t nrec = 0;
     for (size_t i = 0; i < n; i++) {
         const req_outcome *o = &c->req.outcomes[i];
@@ -865,7 +1100,6 @@ outcome_batch(call *c, bool failed)
         }
         attempt_record_group(as, nrec);
     }
-    free(as);
     if (c->req.then_fetch) {
         hold_fetch(c); /* its claim joins the outcomes' commit */
     }

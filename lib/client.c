@@ -1004,6 +1004,9 @@ roundtrip(jobq_client *c, const char *req, size_t len, int64_t timeout_ms, raw_r
     return err;
 }
 
+static int call_text(jobq_client *c, const char *op, const char *text, size_t len,
+                     int64_t extra_ms, json_t **replyp);
+
 /* jobq__call_json (internal.h): sends req (a JSON object; the client's token is added to
  * it) and parses the reply. extra_ms is added to the
  * client's call timeout (a wait's own duration). On an {"ok": true} reply *replyp owns it;
@@ -1022,9 +1025,37 @@ jobq__call_json(jobq_client *c, const char *op, json_t *req, int64_t extra_ms, j
     if (text == NULL) {
         return jobq__fail(JOBQ_ENOMEM, "out of memory building the %s request", op);
     }
-    raw_reply r;
-    int err = roundtrip(c, text, strlen(text), atomic_load(&c->timeout_ms) + extra_ms, &r);
+    int err = call_text(c, op, text, strlen(text), extra_ms, replyp);
     free(text);
+    return err;
+}
+
+int
+jobq__call_text(jobq_client *c, const char *op, jobq__jtext *req, int64_t extra_ms,
+                json_t **replyp)
+{
+    if (c == NULL) {
+        return jobq__fail(JOBQ_EINVAL, "the client is NULL");
+    }
+    if (c->token != NULL) {
+        jobq__jt_key(req, "token", false);
+        jobq__jt_str(req, c->token);
+    }
+    jobq__jt_lit(req, "}");
+    if (req->failed) {
+        return jobq__fail(JOBQ_ENOMEM, "out of memory building the %s request", op);
+    }
+    return call_text(c, op, req->p, req->len, extra_ms, replyp);
+}
+
+/* call_text: the round trip of jobq__call_json with the request's text (len bytes), and
+ * the reading of its reply. */
+static int
+call_text(jobq_client *c, const char *op, const char *text, size_t len, int64_t extra_ms,
+          json_t **replyp)
+{
+    raw_reply r;
+    int err = roundtrip(c, text, len, atomic_load(&c->timeout_ms) + extra_ms, &r);
     if (err != JOBQ_OK) {
         return err;
     }

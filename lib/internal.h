@@ -30,6 +30,13 @@ int jobq__from_nng(int nng_err);
 int jobq__call_json(jobq_client *client, const char *op, json_t *req, int64_t extra_ms,
                     json_t **replyp);
 
+/** jobq__call_text: jobq__call_json with the request written as text (codec.h's
+ *  jobq__jtext) instead of a tree: req holds a JSON object without its closing brace, which
+ *  the call writes after the client's token; the caller still frees req->p. req's failed
+ *  flag counts as out of memory. Any thread. */
+int jobq__call_text(jobq_client *client, const char *op, jobq__jtext *req, int64_t extra_ms,
+                    json_t **replyp);
+
 /** jobq__job_from_json: builds a snapshot from a job object of a reply. Takes a new
  *  reference to obj (the caller keeps its own). Returns JOBQ_EPROTO when obj is not a job
  *  object, JOBQ_ENOMEM; on success *jobp owns the snapshot. Any thread. */

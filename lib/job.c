@@ -104,104 +104,36 @@ jobq_job_free(jobq_job *job)
     free(job);
 }
 
-JOBQ_API int64_t
-jobq_job_id(const jobq_job *job)
-{
-    return job != NULL ? job->id : 0;
-}
+/* The accessors of the job's fields read once from its object: X(type, accessor, member,
+ * what a NULL job gives). Declared, with their docs, in jobq.h. */
+#define JOB_ACCESSORS(X)                                                                           \
+    X(int64_t, id, id, 0)                                                                          \
+    X(const char *, queue, queue, "")                                                              \
+    X(const char *, payload, payload, "null")                                                      \
+    X(int, state, state, -1)                                                                       \
+    X(int32_t, priority, priority, 0)                                                              \
+    X(int32_t, attempt, attempt, 0)                                                                \
+    X(int32_t, max_attempts, max_attempts, 0)                                                      \
+    X(int64_t, timeout_ms, timeout_ms, 0)                                                          \
+    X(const char *, key, key, NULL)                                                                \
+    X(const char *, result, result, NULL)                                                          \
+    X(const char *, error, error, NULL)                                                            \
+    X(int64_t, run_at_ms, run_at_ms, 0)                                                            \
+    X(int64_t, created_at_ms, created_at_ms, 0)                                                    \
+    X(int64_t, started_at_ms, started_at_ms, 0)                                                    \
+    X(int64_t, finished_at_ms, finished_at_ms, 0)                                                  \
+    X(const char *, json, json, "null")
 
-JOBQ_API const char *
-jobq_job_queue(const jobq_job *job)
-{
-    return job != NULL ? job->queue : "";
-}
-
-JOBQ_API const char *
-jobq_job_payload(const jobq_job *job)
-{
-    return job != NULL ? job->payload : "null";
-}
-
-JOBQ_API int
-jobq_job_state(const jobq_job *job)
-{
-    return job != NULL ? job->state : -1;
-}
-
-JOBQ_API int32_t
-jobq_job_priority(const jobq_job *job)
-{
-    return job != NULL ? job->priority : 0;
-}
-
-JOBQ_API int32_t
-jobq_job_attempt(const jobq_job *job)
-{
-    return job != NULL ? job->attempt : 0;
-}
-
-JOBQ_API int32_t
-jobq_job_max_attempts(const jobq_job *job)
-{
-    return job != NULL ? job->max_attempts : 0;
-}
-
-JOBQ_API int64_t
-jobq_job_timeout_ms(const jobq_job *job)
-{
-    return job != NULL ? job->timeout_ms : 0;
-}
-
-JOBQ_API const char *
-jobq_job_key(const jobq_job *job)
-{
-    return job != NULL ? job->key : NULL;
-}
+#define X(type, name, member, none)                                                                \
+    JOBQ_API type jobq_job_##name(const jobq_job *job)                                             \
+    {                                                                                              \
+        return job != NULL ? job->member : (none);                                                 \
+    }
+JOB_ACCESSORS(X)
+#undef X
 
 JOBQ_API const char *
 jobq_job_group_key(const jobq_job *job)
 {
     return job != NULL ? json_string_value(json_object_get(job->obj, "group_key")) : NULL;
-}
-
-JOBQ_API const char *
-jobq_job_result(const jobq_job *job)
-{
-    return job != NULL ? job->result : NULL;
-}
-
-JOBQ_API const char *
-jobq_job_error(const jobq_job *job)
-{
-    return job != NULL ? job->error : NULL;
-}
-
-JOBQ_API int64_t
-jobq_job_run_at_ms(const jobq_job *job)
-{
-    return job != NULL ? job->run_at_ms : 0;
-}
-
-JOBQ_API int64_t
-jobq_job_created_at_ms(const jobq_job *job)
-{
-    return job != NULL ? job->created_at_ms : 0;
-}
-
-JOBQ_API int64_t
-jobq_job_started_at_ms(const jobq_job *job)
-{
-    return job != NULL ? job->started_at_ms : 0;
-}
-
-JOBQ_API int64_t
-jobq_job_finished_at_ms(const jobq_job *job)
-{
-    return job != NULL ? job->finished_at_ms : 0;
-}
-
-JOBQ_API const char *
-jobq_job_json(const jobq_job *job)
-{
-    return job != NULL ? job->json : "null";
 }

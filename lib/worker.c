@@ -526,22 +526,40 @@ lease_from_json(const json_t *obj, int64_t now_ms, jobq_lease **leasep)
     return JOBQ_OK;
 }
 
-/* fetch_fields: the fields of a fetch from worker's queues (a new object), NULL on out of
- * memory. */
-static json_t *
-fetch_fields(const jobq_worker *worker, size_t max, int64_t wait_ms)
+/* fetch_fields: writes the members of a fetch from worker's queues into t. Requests on the
+ * hot path of a worker (fetch, and ack or fail with a fetch) are written as text, without a
+ * jansson tree; t->failed on out of memory or a queue name that is not UTF-8. */
+static void
+fetch_fields(jobq__jtext *t, const jobq_worker *worker, size_t max, int64_t wait_ms)
 {
-    json_t *queues = json_array();
-    for (size_t i = 0; queues != NULL && i < worker->nqueues; i++) {
-        if (json_array_append_new(queues, json_string(worker->queues[i])) != 0) {
-            json_decref(queues);
-            queues = NULL;
+    jobq__jt_lit(t, "\"queues\":[");
+    for (size_t i = 0; i < worker->nqueues; i++) {
+        if (!jobq__utf8_valid(worker->queues[i])) {
+            t->failed = true; /* as a tree could not hold it */
         }
+        if (i > 0) {
+            jobq__jt_lit(t, ",");
+        }
+        jobq__jt_str(t, worker->queues[i]);
     }
-    return queues == NULL
-               ? NULL
-               : json_pack("{s:o, s:I, s:I, s:s}", "queues", queues, "max", (json_int_t)max,
-                           "timeout", (json_int_t)wait_ms, "worker", worker->name);
+    jobq__jt_lit(t, "],\"max\":");
+    jobq__jt_int(t, (int64_t)max);
+    jobq__jt_key(t, "timeout", false);
+    jobq__jt_int(t, wait_ms);
+    jobq__jt_key(t, "worker", false);
+    jobq__jt_str(t, worker->name);
+}
+
+/* fetch_call: one fetch of up to max jobs waiting up to wait_ms; *replyp as jobq__call_json. */
+static int
+fetch_call(jobq_worker *worker, size_t max, int64_t wait_ms, json_t **replyp)
+{
+    jobq__jtext t = {0};
+    jobq__jt_lit(&t, "{\"op\":\"fetch\",");
+    fetch_fields(&t, worker, max, wait_ms);
+    int err = jobq__call_text(worker->client, "fetch", &t, wait_ms, replyp);
+    free(t.p);
+    return err;
 }
 
 /* leases_of: the leases of a fetch reply's "jobs" (at most max), into leases; *np of them.
@@ -592,14 +610,8 @@ jobq_worker_fetch(jobq_worker *worker, size_t max, int64_t wait_ms, jobq_lease *
     if (wait_ms < 0) {
         return jobq__fail(JOBQ_EINVAL, "wait_ms must be >= 0, not %lld", (long long)wait_ms);
     }
-    json_t *req = fetch_fields(worker, max, wait_ms);
-    if (req != NULL && json_object_set_new(req, "op", json_string("fetch")) != 0) {
-        json_decref(req);
-        req = NULL;
-    }
     json_t *reply;
-    int err = jobq__call_json(worker->client, "fetch", req, wait_ms, &reply);
-    json_decref(req);
+    int err = fetch_call(worker, max, wait_ms, &reply);
     if (err != JOBQ_OK) {
         return err;
     }
@@ -1093,46 +1105,54 @@ handler_main(void *arg)
     return NULL;
 }
 
-/* outcomes_request: the ack or fail of the n outcomes of list, with a fetch of want jobs
- * waiting up to wait_ms (none when want is 0); NULL on out of memory. Text that is not UTF-8
- * is left out. */
-static json_t *
-outcomes_request(run *r, outcome *list, size_t want, int64_t wait_ms)
+/* outcomes_call: sends the ack or fail of the outcomes of list, with a fetch of want jobs
+ * waiting up to wait_ms (none when want is 0); *replyp as jobq__call_json. Text that is not
+ * UTF-8 is left out. */
+static int
+outcomes_call(run *r, outcome *list, size_t want, int64_t wait_ms, json_t **replyp)
 {
     bool failed = list->failed;
-    json_t *jobs = json_array();
-    json_t *req = json_pack("{s:s, s:o}", "op", failed ? "fail" : "ack", "jobs", jobs);
-    if (req == NULL) {
-        return NULL;
+    jobq__jtext t = {0};
+    if (failed) {
+        jobq__jt_lit(&t, "{\"op\":\"fail\",\"jobs\":[");
+    } else {
+        jobq__jt_lit(&t, "{\"op\":\"ack\",\"jobs\":[");
     }
     for (outcome *o = list; o != NULL; o = o->next) {
-        json_t *e = json_pack("{s:I, s:s}", "id", (json_int_t)o->lease->id, "lease",
-                              o->lease->token);
-        json_t *text = o->text != NULL ? json_string(o->text) : NULL;
-        if (e != NULL && text != NULL) {
-            json_object_set_new(e, failed ? "error" : "result", text);
-        } else {
-            json_decref(text);
+        if (o != list) {
+            jobq__jt_lit(&t, ",");
         }
-        if (e != NULL && failed) {
-            json_object_set_new(e, "retry", json_boolean(o->retry));
+        jobq__jt_lit(&t, "{\"id\":");
+        jobq__jt_int(&t, o->lease->id);
+        jobq__jt_key(&t, "lease", false);
+        jobq__jt_str(&t, o->lease->token);
+        if (o->text != NULL && jobq__utf8_valid(o->text)) {
+            jobq__jt_key(&t, failed ? "error" : "result", false);
+            jobq__jt_str(&t, o->text);
         }
-        if (e != NULL && failed && o->snooze_ms > 0) {
-            json_object_set_new(e, "snooze", json_integer(o->snooze_ms));
+        if (failed) {
+            jobq__jt_key(&t, "retry", false);
+            if (o->retry) {
+                jobq__jt_lit(&t, "true");
+            } else {
+                jobq__jt_lit(&t, "false");
+            }
         }
-        if (e == NULL || json_array_append_new(jobs, e) != 0) {
-            json_decref(req);
-            return NULL;
+        if (failed && o->snooze_ms > 0) {
+            jobq__jt_key(&t, "snooze", false);
+            jobq__jt_int(&t, o->snooze_ms);
         }
+        jobq__jt_lit(&t, "}");
     }
+    jobq__jt_lit(&t, "]");
     if (want > 0) {
-        json_t *f = fetch_fields(r->w, want, wait_ms);
-        if (f == NULL || json_object_set_new(req, "fetch", f) != 0) {
-            json_decref(req);
-            return NULL;
-        }
+        jobq__jt_lit(&t, ",\"fetch\":{");
+        fetch_fields(&t, r->w, want, wait_ms);
+        jobq__jt_lit(&t, "}");
     }
-    return req;
+    int err = jobq__call_text(r->w->client, failed ? "fail" : "ack", &t, wait_ms, replyp);
+    free(t.p);
+    return err;
 }
 
 /* settle: what became of the outcomes sent (err: the request's error; reply its reply on
@@ -1210,18 +1230,9 @@ completer_main(void *arg)
         json_t *reply = NULL;
         int err;
         if (list != NULL) {
-            json_t *req = outcomes_request(r, list, want, wait_ms);
-            err = jobq__call_json(r->w->client, list->failed ? "fail" : "ack", req, wait_ms,
-                                  &reply);
-            json_decref(req);
+            err = outcomes_call(r, list, want, wait_ms, &reply);
         } else {
-            json_t *req = fetch_fields(r->w, want, wait_ms);
-            if (req != NULL && json_object_set_new(req, "op", json_string("fetch")) != 0) {
-                json_decref(req);
-                req = NULL;
-            }
-            err = jobq__call_json(r->w->client, "fetch", req, wait_ms, &reply);
-            json_decref(req);
+            err = fetch_call(r->w, want, wait_ms, &reply);
         }
         jobq_lease *got[MAX_FETCH];
         size_t ngot = 0;

@@ -5,7 +5,9 @@
 #include "duration.h"
 
 #include <errno.h>
+#include <inttypes.h>
 #include <limits.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -111,4 +113,158 @@ int64_t
 jobq__now_ms(void)
 {
     return jobq__wall_ms();
+}
+
+/* ---- JSON text without a tree ---- */
+
+/* jt_room: room for n more bytes and the NUL; false (and failed set) when it cannot be had. */
+static bool
+jt_room(jobq__jtext *t, size_t n)
+{
+    if (t->failed) {
+        return false;
+    }
+    if (t->len + n + 1 <= t->cap) {
+        return true;
+    }
+    size_t cap = t->cap > 0 ? t->cap : 256;
+    while (cap < t->len + n + 1) {
+        if (cap > SIZE_MAX / 2) {
+            t->failed = true;
+            return false;
+        }
+        cap *= 2;
+    }
+    char *p = realloc(t->p, cap);
+    if (p == NULL) {
+        t->failed = true;
+        return false;
+    }
+    t->p = p;
+    t->cap = cap;
+    return true;
+}
+
+void
+jobq__jt_raw(jobq__jtext *t, const char *s, size_t n)
+{
+    if (jt_room(t, n)) {
+        memcpy(t->p + t->len, s, n);
+        t->len += n;
+        t->p[t->len] = '\0';
+    }
+}
+
+void
+jobq__jt_str(jobq__jtext *t, const char *s)
+{
+    static const char hex[] = "0123456789ABCDEF";
+    size_t n = strlen(s);
+    if (!jt_room(t, n * 6 + 2)) { /* the worst case: every byte as \u00XX */
+        return;
+    }
+    char *o = t->p + t->len;
+    *o++ = '"';
+    for (const unsigned char *c = (const unsigned char *)s; *c != '\0'; c++) {
+        if (*c == '"' || *c == '\\') {
+            *o++ = '\\';
+            *o++ = (char)*c;
+        } else if (*c >= 0x20) {
+            *o++ = (char)*c;
+        } else {
+            *o++ = '\\';
+            switch (*c) {
+            case '\b': *o++ = 'b'; break;
+            case '\f': *o++ = 'f'; break;
+            case '\n': *o++ = 'n'; break;
+            case '\r': *o++ = 'r'; break;
+            case '\t': *o++ = 't'; break;
+            default:
+                memcpy(o, "u00", 3);
+                o[3] = hex[*c >> 4];
+                o[4] = hex[*c & 15];
+                o += 5;
+                break;
+            }
+        }
+    }
+    *o++ = '"';
+    *o = '\0';
+    t->len = (size_t)(o - t->p);
+}
+
+void
+jobq__jt_int(jobq__jtext *t, int64_t v)
+{
+    char buf[24];
+    int n = snprintf(buf, sizeof(buf), "%" PRId64, v);
+    jobq__jt_raw(t, buf, (size_t)n);
+}
+
+void
+jobq__jt_real(jobq__jtext *t, double v)
+{
+    char buf[40];
+    int n = snprintf(buf, sizeof(buf), "%.17g", v);
+    if (n <= 0 || (size_t)n >= sizeof(buf) - 2) {
+        return;
+    }
+    if (strpbrk(buf, ".e") == NULL) {
+        memcpy(buf + n, ".0", 3);
+        n += 2;
+    }
+    char *e = strchr(buf, 'e');
+    if (e != NULL) {
+        /* jansson drops the exponent's '+' and its leading zeros: 1e+20 -> 1e20 */
+        char *from = e + 1, *to = e + 1;
+        if (*from == '-') {
+            from++;
+            to++;
+        } else if (*from == '+') {
+            from++;
+        }
+        while (*from == '0' && from[1] != '\0') {
+            from++;
+        }
+        memmove(to, from, strlen(from) + 1);
+        n = (int)strlen(buf);
+    }
+    jobq__jt_raw(t, buf, (size_t)n);
+}
+
+void
+jobq__jt_key(jobq__jtext *t, const char *key, bool first)
+{
+    if (!first) {
+        jobq__jt_lit(t, ",");
+    }
+    jobq__jt_str(t, key);
+    jobq__jt_lit(t, ":");
+}
+
+bool
+jobq__utf8_valid(const char *s)
+{
+    const unsigned char *p = (const unsigned char *)s;
+    while (*p != '\0') {
+        unsigned c = *p;
+        size_t n = c < 0x80 ? 0 : c >= 0xc2 && c <= 0xdf ? 1 : c >= 0xe0 && c <= 0xef ? 2
+                 : c >= 0xf0 && c <= 0xf4 ? 3 : 4;
+        if (n == 4) {
+            return false;
+        }
+        uint32_t cp = n == 0 ? c : c & (0x3fu >> n);
+        for (size_t i = 1; i <= n; i++) {
+            if ((p[i] & 0xc0) != 0x80) {
+                return false;
+            }
+            cp = (cp << 6) | (p[i] & 0x3fu);
+        }
+        if ((n == 2 && (cp < 0x800 || (cp >= 0xd800 && cp <= 0xdfff))) ||
+            (n == 3 && (cp < 0x10000 || cp > 0x10ffff))) {
+            return false;
+        }
+        p += n + 1;
+    }
+    return true;
 }

@@ -37,4 +37,38 @@ bool jobq__json_duration(const json_t *v, int64_t *msp);
 /** jobq__now_ms: wall-clock time, ms since the Unix epoch. */
 int64_t jobq__now_ms(void);
 
+/** JSON text written straight into one growing buffer, without a jansson tree: replies and
+ *  requests on the hot path of fetch and ack. Bytes are those json_dumps(JSON_COMPACT) writes
+ *  for the same values (strings escaped alike). Once an allocation failed, failed is set and
+ *  further writes do nothing. Zero-initialise; release with free(t->p). */
+typedef struct jobq__jtext {
+    char *p;     /* NUL-terminated while not failed */
+    size_t len;  /* bytes written, without the NUL */
+    size_t cap;  /* bytes allocated */
+    bool failed; /* out of memory */
+} jobq__jtext;
+
+/** jobq__jt_raw: appends n bytes of s as they are (text already JSON, or punctuation). */
+void jobq__jt_raw(jobq__jtext *t, const char *s, size_t n);
+
+/** jobq__jt_lit: appends a string literal as it is (a literal only: its size is taken). */
+#define jobq__jt_lit(t, lit) jobq__jt_raw((t), "" lit, sizeof(lit) - 1)
+
+/** jobq__jt_str: appends s (UTF-8) as a JSON string, quoted and escaped as jansson does. */
+void jobq__jt_str(jobq__jtext *t, const char *s);
+
+/** jobq__jt_int: appends v as a JSON integer. */
+void jobq__jt_int(jobq__jtext *t, int64_t v);
+
+/** jobq__jt_real: appends v as jansson writes a real ("%.17g", with ".0" when it reads as an
+ *  integer). */
+void jobq__jt_real(jobq__jtext *t, double v);
+
+/** jobq__utf8_valid: s is valid UTF-8 as jansson takes it (no overlong forms, surrogates or
+ *  code points past U+10FFFF). */
+bool jobq__utf8_valid(const char *s);
+
+/** jobq__jt_key: appends ,"key": (no comma when first): the start of an object member. */
+void jobq__jt_key(jobq__jtext *t, const char *key, bool first);
+
 #endif

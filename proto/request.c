@@ -2065,62 +2065,423 @@ fail:
     return false;
 }
 
-/* fast_decode: the scanner; true with *req decoded exactly as the JSON reader would, false
- * (nothing to free) for anything it does not take. */
+/* A request object's envelope as the scanners read it. */
+typedef struct envelope {
+    span op, token;
+    bool has_op, has_token;
+} envelope;
+
+/* scan_request: reads the text as one request object: "op" and "token" (each once, strings)
+ * into *e, every other member by member(f, name, arg), false to decline. True when the
+ * whole text was that object, with an op and a token the JSON reader takes (not a read-only
+ * one: the JSON reader marks those requests). */
+typedef bool (*member_fn)(fp *f, span name, void *arg);
+
+/* scan_object: an object whose members member reads, one by one (false to decline). */
 static bool
-fast_decode(dec *d, const char *buf, size_t len, request *req)
+scan_object(fp *f, member_fn member, void *arg)
 {
-    fp f = {.s = buf, .end = buf + len, .d = d};
-    span op = {0}, queue = {0}, token = {0};
-    fjob one = {.compact = 4};
-    unsigned seen = 0;
-    fjob *batch = NULL;
-    size_t nbatch = 0;
-    bool has_op = false, has_token = false, has_jobs = false, ok = false;
-    memset(req, 0, sizeof(*req));
-    if (!eat(&f, '{')) {
+    if (!eat(f, '{')) {
         return false;
     }
     do {
         span k;
-        if (!str(&f, &k) || !eat(&f, ':')) {
-            goto out;
+        if (!str(f, &k) || !eat(f, ':') || !member(f, k, arg)) {
+            return false;
         }
-        if (same(k, "op")) {
-            if (has_op || !str(&f, &op)) {
-                goto out;
-            }
-            has_op = true;
-        } else if (same(k, "token")) {
-            if (has_token || !str(&f, &token)) {
-                goto out;
-            }
-            has_token = true;
-        } else if (same(k, "jobs")) {
-            if (has_jobs || !batch_scan(&f, &batch, &nbatch)) {
-                goto out;
-            }
-            has_jobs = true;
-        } else if (!job_member(&f, k, &one, &seen)) {
-            goto out; /* "queue" too: the submit's own, or the batch's default */
+    } while (eat(f, ','));
+    return eat(f, '}');
+}
+
+/* The state of scan_request's reading of members. */
+typedef struct envelope_read {
+    envelope *e;
+    member_fn member; /* the op's other members */
+    void *arg;
+} envelope_read;
+
+/* envelope_member: "op" or "token" into the envelope, any other member by the op's reader. */
+static bool
+envelope_member(fp *f, span k, void *arg)
+{
+    envelope_read *er = arg;
+    bool is_op = same(k, "op");
+    if (!is_op && !same(k, "token")) {
+        return er->member(f, k, er->arg);
+    }
+    bool *has = is_op ? &er->e->has_op : &er->e->has_token;
+    if (*has || !str(f, is_op ? &er->e->op : &er->e->token)) {
+        return false;
+    }
+    *has = true;
+    return true;
+}
+
+static bool
+scan_request(fp *f, envelope *e, member_fn member, void *arg)
+{
+    envelope_read er = {.e = e, .member = member, .arg = arg};
+    if (!scan_object(f, envelope_member, &er)) {
+        return false;
+    }
+    skip_ws(f);
+    return f->s == f->end && e->has_op &&
+           check_token(f->d, e->has_token ? e->token.p : NULL, e->token.n) && !f->d->read_only;
+}
+
+/* A submit or submit_batch as read. */
+typedef struct fsubmit {
+    fjob one;     /* the submit's job; for a batch, its default "queue" */
+    unsigned seen; /* job_member's mask for one */
+    fjob *batch;  /* "jobs" (owned) */
+    size_t nbatch;
+    bool has_jobs;
+} fsubmit;
+
+/* submit_member: a member of a submit or submit_batch other than op and token. */
+static bool
+submit_member(fp *f, span k, void *arg)
+{
+    fsubmit *sub = arg;
+    if (same(k, "jobs")) {
+        if (sub->has_jobs || !batch_scan(f, &sub->batch, &sub->nbatch)) {
+            return false;
         }
-    } while (eat(&f, ','));
-    if (!eat(&f, '}')) {
-        goto out;
+        sub->has_jobs = true;
+        return true;
     }
-    skip_ws(&f);
-    if (f.s != f.end || !has_op || !check_token(d, has_token ? token.p : NULL, token.n) ||
-        d->read_only) {
-        goto out; /* a read-only token: the JSON reader marks the request */
+    return job_member(f, k, &sub->one, &sub->seen); /* "queue" too: the submit's own, or the
+                                                     * batch's default */
+}
+
+/* fast_decode: the scanner of submits; true with *req decoded exactly as the JSON reader
+ * would, false (nothing to free) for anything it does not take. */
+static bool
+fast_decode(dec *d, const char *buf, size_t len, request *req)
+{
+    fp f = {.s = buf, .end = buf + len, .d = d};
+    envelope e = {0};
+    fsubmit sub = {.one = {.compact = 4}};
+    bool ok = false;
+    memset(req, 0, sizeof(*req));
+    if (scan_request(&f, &e, submit_member, &sub)) {
+        if (same(e.op, "submit") && !sub.has_jobs) {
+            ok = assemble(d, req, REQ_SUBMIT, &sub.one, 1, (span){0});
+        } else if (same(e.op, "submit_batch") && sub.has_jobs &&
+                   (sub.seen & ~queue_bit()) == 0) {
+            ok = assemble(d, req, REQ_SUBMIT_BATCH, sub.batch, sub.nbatch, sub.one.queue);
+        }
     }
-    queue = one.queue;
-    if (same(op, "submit") && !has_jobs) {
-        ok = assemble(d, req, REQ_SUBMIT, &one, 1, (span){0});
-    } else if (same(op, "submit_batch") && has_jobs && (seen & ~queue_bit()) == 0) {
-        ok = assemble(d, req, REQ_SUBMIT_BATCH, batch, nbatch, queue);
+    free(sub.batch);
+    if (!ok) {
+        jobq__request_free(req);
     }
-out:
-    free(batch);
+    return ok;
+}
+
+/* ---- The fast scanner: ack and fail ------------------------------------------------------
+ * An ack or fail of many jobs ("jobs") with an optional "fetch", in the shapes libjobq and
+ * the clients send: entries of ack_job_fields' or fail_job_fields' rows ("snooze" as integer
+ * ms), a fetch of fetch_fields' rows ("timeout" as integer ms) and "queues". Strings as str()
+ * takes them; no other member (the single form, "slow_down", a null "fetch" go to the JSON
+ * reader). Each value goes through the row's check, as json_field does. */
+
+#define FAST_OUTCOMES_STACK 32 /* entries read without an allocation */
+
+/* One entry as read: its fields in place, its strings as spans into the message. */
+typedef struct fout {
+    req_outcome o;
+    span lease;
+    span text; /* p NULL: none (absent or null) */
+} fout;
+
+/* The "fetch" as read. */
+typedef struct ffetch {
+    span queue, worker; /* n == 0: not given */
+    span queues[FETCH_MAX_QUEUES];
+    size_t nqueues; /* 0: "queues" not given */
+} ffetch;
+
+/* row: the row of defs (n of them) named k, its bit set in *seen; NULL for a name the table
+ * does not have or one already read. */
+static const field_def *
+row(const field_def *defs, size_t n, span k, unsigned *seen)
+{
+    for (size_t i = 0; i < n && i < 32; i++) {
+        if (k.n == defs[i].namelen && memcmp(k.p, defs[i].name, k.n) == 0) {
+            if ((*seen & (1u << i)) != 0) {
+                return NULL;
+            }
+            *seen |= 1u << i;
+            return &defs[i];
+        }
+    }
+    return NULL;
+}
+
+/* row_value: the value of the row def into dst (F_INT, F_BOOL, F_DURATION as integer ms),
+ * or into *sp (F_STRING; F_TEXT, whose null leaves sp->p NULL), checked as json_field
+ * checks it. False to decline. */
+static bool
+row_value(fp *f, const field_def *def, void *dst, span *sp)
+{
+    long long v;
+    skip_ws(f);
+    switch (def->kind) {
+    case F_INT:
+        if (!integer(f, &v) || !check_int(f->d, def, v)) {
+            return false;
+        }
+        store_int(def, dst, v);
+        return true;
+    case F_DURATION:
+        if (!integer(f, &v) || v < 0 || !check_duration(f->d, def, v)) {
+            return false;
+        }
+        store_int(def, dst, v);
+        return true;
+    case F_BOOL:
+        if (literal(f, "true", 4)) {
+            *((bool *)((char *)dst + def->off)) = true;
+            return true;
+        }
+        *((bool *)((char *)dst + def->off)) = false;
+        return literal(f, "false", 5);
+    case F_STRING:
+        return str(f, sp) && check_string(f->d, def, sp->p, sp->n);
+    case F_TEXT:
+        if (literal(f, "null", 4)) {
+            *sp = (span){0};
+            return true;
+        }
+        return str(f, sp);
+    default:
+        return false;
+    }
+}
+
+/* The state of outcome_entry's reading. */
+typedef struct entry_read {
+    const field_def *defs; /* ack_job_fields or fail_job_fields */
+    size_t ndefs;
+    fout *e;
+    unsigned seen; /* row's mask */
+} entry_read;
+
+/* entry_member: one member of an entry of "jobs", by its row. */
+static bool
+entry_member(fp *f, span k, void *arg)
+{
+    entry_read *er = arg;
+    const field_def *def = row(er->defs, er->ndefs, k, &er->seen);
+    return def != NULL &&
+           row_value(f, def, &er->e->o, def->kind == F_TEXT ? &er->e->text : &er->e->lease);
+}
+
+/* outcome_entry: one object of "jobs" into *e, by the rows of defs. */
+static bool
+outcome_entry(fp *f, const field_def *defs, size_t ndefs, fout *e)
+{
+    *e = (fout){0};
+    for (size_t i = 0; i < ndefs; i++) {
+        if ((defs[i].flags & FD_DEFAULT) && defs[i].kind == F_BOOL) {
+            *((bool *)((char *)&e->o + defs[i].off)) = defs[i].def != 0;
+        }
+    }
+    entry_read er = {.defs = defs, .ndefs = ndefs, .e = e};
+    return scan_object(f, entry_member, &er) && (er.seen & 3u) == 3u; /* "id" and "lease",
+                                                                        * the first two rows */
+}
+
+/* outcome_list: the "jobs" array into out (the first FAST_OUTCOMES_STACK entries in stack,
+ * the rest in a growing array whose first entries copy them; *heap owns it). */
+static bool
+outcome_list(fp *f, const field_def *defs, size_t ndefs, fout *stack, fout **heap, fout **out,
+             size_t *nout)
+{
+    if (!eat(f, '[')) {
+        return false;
+    }
+    fout *v = stack;
+    size_t n = 0, cap = FAST_OUTCOMES_STACK;
+    do {
+        if (n == REQ_OUTCOMES_MAX) {
+            return false;
+        }
+        if (n == cap) {
+            cap *= 2;
+            fout *grown = realloc(*heap, cap * sizeof(*grown));
+            if (grown == NULL) {
+                return false;
+            }
+            if (*heap == NULL) {
+                memcpy(grown, stack, n * sizeof(*grown));
+            }
+            *heap = v = grown;
+        }
+        if (!outcome_entry(f, defs, ndefs, &v[n++])) {
+            return false;
+        }
+    } while (eat(f, ','));
+    *out = v;
+    *nout = n;
+    return eat(f, ']');
+}
+
+/* The state of fetch_object's reading. */
+typedef struct fetch_read {
+    ffetch *ff;
+    request *req;
+    unsigned seen;   /* row's mask of fetch_fields */
+    bool has_queues;
+} fetch_read;
+
+/* fetch_member: one member of a "fetch": "queues", or a row of fetch_fields. */
+static bool
+fetch_member(fp *f, span k, void *arg)
+{
+    fetch_read *fr = arg;
+    ffetch *ff = fr->ff;
+    if (same(k, "queues")) {
+        if (fr->has_queues || !eat(f, '[')) {
+            return false;
+        }
+        fr->has_queues = true;
+        do {
+            if (ff->nqueues == FETCH_MAX_QUEUES || !str(f, &ff->queues[ff->nqueues]) ||
+                !queue_name_ok(ff->queues[ff->nqueues].p, ff->queues[ff->nqueues].n)) {
+                return false;
+            }
+            ff->nqueues++;
+        } while (eat(f, ','));
+        return eat(f, ']');
+    }
+    const field_def *def = row(fetch_fields, NFIELDS(fetch_fields), k, &fr->seen);
+    return def != NULL && def->kind != F_CUSTOM &&
+           row_value(f, def, fr->req,
+                     def->off == offsetof(request, worker) ? &ff->worker : &ff->queue);
+}
+
+/* fetch_object: the "fetch" of an ack or fail into *ff and req's limit and timeout. */
+static bool
+fetch_object(fp *f, ffetch *ff, request *req)
+{
+    req->limit = 1; /* fetch_fields' defaults */
+    req->timeout_ms = DEFAULT_TIMEOUT_MS;
+    fetch_read fr = {.ff = ff, .req = req};
+    if (!scan_object(f, fetch_member, &fr)) {
+        return false;
+    }
+    /* fetch_queues: "queues" wins; else the one "queue", which must then be a queue name */
+    return ff->nqueues > 0 || (ff->queue.n > 0 && queue_name_ok(ff->queue.p, ff->queue.n));
+}
+
+/* arena_copy: s as a C string at *arena, which moves past it. */
+static const char *
+arena_copy(char **arena, span s)
+{
+    char *p = *arena;
+    memcpy(p, s.p, s.n);
+    p[s.n] = '\0';
+    *arena += s.n + 1;
+    return p;
+}
+
+/* outcome_assemble: the request from what was read: the outcomes with every string behind
+ * them (one allocation, freed with them) and the fetch's queue list. */
+static bool
+outcome_assemble(request *req, req_op op, const fout *v, size_t n, const ffetch *ff,
+                 bool then)
+{
+    size_t bytes = n * sizeof(req_outcome) + ff->worker.n + 1 + ff->queue.n + 1;
+    for (size_t i = 0; i < n; i++) {
+        bytes += v[i].lease.n + 1 + (v[i].text.p != NULL ? v[i].text.n + 1 : 0);
+    }
+    for (size_t i = 0; i < ff->nqueues; i++) {
+        bytes += ff->queues[i].n + 1;
+    }
+    size_t nq = ff->nqueues > 0 ? ff->nqueues : 1;
+    req->outcomes = malloc(bytes);
+    req->queues = then ? calloc(nq, sizeof(*req->queues)) : NULL;
+    if (req->outcomes == NULL || (then && req->queues == NULL)) {
+        return false;
+    }
+    req->op = op;
+    req->noutcomes = n;
+    char *arena = (char *)(req->outcomes + n);
+    for (size_t i = 0; i < n; i++) {
+        req->outcomes[i] = v[i].o;
+        req->outcomes[i].lease = arena_copy(&arena, v[i].lease);
+        req->outcomes[i].text = v[i].text.p != NULL ? arena_copy(&arena, v[i].text) : NULL;
+    }
+    if (!then) {
+        return true;
+    }
+    req->then_fetch = true;
+    req->nqueues = nq;
+    for (size_t i = 0; i < ff->nqueues; i++) {
+        req->queues[i] = arena_copy(&arena, ff->queues[i]);
+    }
+    if (ff->nqueues == 0) {
+        req->queues[0] = arena_copy(&arena, ff->queue);
+    }
+    req->worker = ff->worker.n > 0 ? arena_copy(&arena, ff->worker) : NULL;
+    return true;
+}
+
+/* An ack or fail as read. */
+typedef struct foutcome {
+    span jobs; /* the "jobs" array's text, read once the op is known */
+    ffetch ff;
+    bool then; /* "fetch" given */
+    request *req;
+} foutcome;
+
+/* outcome_member: a member of an ack or fail other than op and token. */
+static bool
+outcome_member(fp *f, span k, void *arg)
+{
+    foutcome *oc = arg;
+    if (same(k, "jobs") && oc->jobs.p == NULL) {
+        size_t ignored = 0;
+        skip_ws(f);
+        oc->jobs.p = f->s;
+        if (!value(f, 0, &ignored)) {
+            return false;
+        }
+        oc->jobs.n = (size_t)(f->s - oc->jobs.p);
+        return true;
+    }
+    if (same(k, "fetch") && !oc->then) {
+        oc->then = true;
+        return fetch_object(f, &oc->ff, oc->req);
+    }
+    return false;
+}
+
+/* outcome_decode: the scanner of ack and fail; true with *req decoded exactly as the JSON
+ * reader would, false (nothing to free) for anything it does not take. */
+static bool
+outcome_decode(dec *d, const char *buf, size_t len, request *req)
+{
+    fp f = {.s = buf, .end = buf + len, .d = d};
+    envelope e = {0};
+    foutcome oc = {.req = req};
+    bool ok = false;
+    memset(req, 0, sizeof(*req));
+    bool failed = false;
+    if (scan_request(&f, &e, outcome_member, &oc) && oc.jobs.p != NULL &&
+        ((failed = same(e.op, "fail")) || same(e.op, "ack"))) {
+        fout stack[FAST_OUTCOMES_STACK];
+        fout *heap = NULL, *v = NULL;
+        size_t n = 0;
+        fp jf = {.s = oc.jobs.p, .end = oc.jobs.p + oc.jobs.n, .d = d};
+        ok = outcome_list(&jf, failed ? fail_job_fields : ack_job_fields,
+                          failed ? NFIELDS(fail_job_fields) : NFIELDS(ack_job_fields), stack,
+                          &heap, &v, &n) &&
+             outcome_assemble(req, failed ? REQ_FAIL : REQ_ACK, v, n, &oc.ff, oc.then);
+        free(heap);
+    }
     if (!ok) {
         jobq__request_free(req);
     }
@@ -2131,7 +2492,11 @@ bool
 jobq__request_decode_fast(const char *buf, size_t len, const request_limits *lim, request *req)
 {
     dec d = {.code = NULL, .err = NULL, .lim = lim, .batch_index = NOT_IN_BATCH};
-    return fast_decode(&d, buf, len, req);
+    if (fast_decode(&d, buf, len, req)) {
+        return true;
+    }
+    d = (dec){.code = NULL, .err = NULL, .lim = lim, .batch_index = NOT_IN_BATCH};
+    return outcome_decode(&d, buf, len, req);
 }
 
 /* ---- The decoder ------------------------------------------------------------------------ */

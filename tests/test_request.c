@@ -430,6 +430,89 @@ test_fast_path_agrees_or_declines(void **state)
         "{\"op\":\"submit_batch\",\"jobs\":[{\"queue\":\"q\",\"max_attempts\":1000001}]}");
 }
 
+/* outcome_same: the ack or fail text goes through the fast path, and decodes as the JSON
+ * decoder decodes it. */
+static void
+outcome_same(const char *text)
+{
+    request f, j;
+    char err[256];
+    if (!jobq__request_decode_fast(text, strlen(text), &lim, &f)) {
+        fail_msg("the fast path did not take %s", text);
+    }
+    assert_null(jobq__request_decode_json(text, strlen(text), &lim, &j, err, sizeof(err)));
+    assert_null(f.root);
+    assert_int_equal(f.op, j.op);
+    assert_int_equal(f.noutcomes, j.noutcomes);
+    for (size_t i = 0; i < f.noutcomes; i++) {
+        const req_outcome *a = &f.outcomes[i], *b = &j.outcomes[i];
+        assert_int_equal(a->id, b->id);
+        assert_string_equal(a->lease, b->lease);
+        assert_int_equal(a->text == NULL, b->text == NULL);
+        if (a->text != NULL) {
+            assert_string_equal(a->text, b->text);
+        }
+        assert_int_equal(a->retry, b->retry);
+        assert_int_equal(a->snooze_ms, b->snooze_ms);
+    }
+    assert_int_equal(f.then_fetch, j.then_fetch);
+    assert_int_equal(f.nqueues, j.nqueues);
+    for (size_t i = 0; i < f.nqueues; i++) {
+        assert_string_equal(f.queues[i], j.queues[i]);
+    }
+    assert_int_equal(f.limit, j.limit);
+    assert_int_equal(f.timeout_ms, j.timeout_ms);
+    assert_int_equal(f.worker == NULL, j.worker == NULL);
+    if (f.worker != NULL) {
+        assert_string_equal(f.worker, j.worker);
+    }
+    assert_null(f.queue);
+    assert_null(j.queue);
+    jobq__request_free(&f);
+    jobq__request_free(&j);
+}
+
+static void
+test_fast_path_outcomes(void **state)
+{
+    (void)state;
+    /* What libjobq's worker sends, and the shapes around it. */
+    outcome_same("{\"op\":\"ack\",\"jobs\":[{\"id\":7,\"lease\":\"0123abcd\",\"result\":\"ok\"}],"
+                 "\"fetch\":{\"queues\":[\"a\",\"b.c\"],\"max\":4,\"timeout\":2000,"
+                 "\"worker\":\"host-1\"}}");
+    outcome_same("{\"op\":\"ack\",\"jobs\":[{\"id\":1,\"lease\":\"x\"},{\"lease\":\"y\",\"id\":2,"
+                 "\"result\":null},{\"id\":3,\"lease\":\"z\",\"result\":\"\"}]}");
+    outcome_same(" { \"jobs\" : [ { \"id\" : 9 , \"lease\" : \"t\" , \"error\" : \"boom\" ,"
+                 " \"retry\" : false , \"snooze\" : 1500 } ] , \"op\" : \"fail\" ,"
+                 " \"fetch\" : { \"queue\" : \"q\" } }\n");
+    outcome_same("{\"op\":\"fail\",\"jobs\":[{\"id\":4,\"lease\":\"t\"}],"
+                 "\"fetch\":{\"queue\":\"ignored name\",\"queues\":[\"q\"],\"timeout\":0}}");
+    /* Left to the JSON decoder: the single form, other fields, escapes, durations as text,
+     * duplicates, errors. */
+    fast_declines("{\"op\":\"ack\",\"id\":1,\"lease\":\"x\"}");
+    fast_declines("{\"op\":\"ack\",\"jobs\":[]}");
+    fast_declines("{\"op\":\"ack\",\"jobs\":[{\"id\":1}]}");
+    fast_declines("{\"op\":\"ack\",\"jobs\":[{\"id\":0,\"lease\":\"x\"}]}");
+    fast_declines("{\"op\":\"ack\",\"jobs\":[{\"id\":1,\"lease\":\"x\",\"id\":2}]}");
+    fast_declines("{\"op\":\"ack\",\"jobs\":[{\"id\":1,\"lease\":\"x\",\"result\":\"\\u00e9\"}]}");
+    fast_declines("{\"op\":\"ack\",\"jobs\":[{\"id\":1,\"lease\":\"x\",\"extra\":1}]}");
+    fast_declines("{\"op\":\"fail\",\"jobs\":[{\"id\":1,\"lease\":\"x\",\"snooze\":\"1s\"}]}");
+    fast_declines("{\"op\":\"fail\",\"jobs\":[{\"id\":1,\"lease\":\"x\",\"snooze\":0}]}");
+    fast_declines("{\"op\":\"fail\",\"jobs\":[{\"id\":1,\"lease\":\"x\",\"retry\":null}]}");
+    fast_declines("{\"op\":\"fail\",\"slow_down\":1000,\"jobs\":[{\"id\":1,\"lease\":\"x\"}]}");
+    fast_declines("{\"op\":\"ack\",\"jobs\":[{\"id\":1,\"lease\":\"x\"}],\"fetch\":{}}");
+    fast_declines("{\"op\":\"ack\",\"jobs\":[{\"id\":1,\"lease\":\"x\"}],\"fetch\":null}");
+    fast_declines("{\"op\":\"ack\",\"jobs\":[{\"id\":1,\"lease\":\"x\"}],"
+                  "\"fetch\":{\"queue\":\"bad name\"}}");
+    fast_declines("{\"op\":\"ack\",\"jobs\":[{\"id\":1,\"lease\":\"x\"}],"
+                  "\"fetch\":{\"queue\":\"q\",\"timeout\":\"1s\"}}");
+    fast_declines("{\"op\":\"ack\",\"jobs\":[{\"id\":1,\"lease\":\"x\"}],"
+                  "\"fetch\":{\"queue\":\"q\",\"max\":101}}");
+    fast_declines("{\"op\":\"ack\",\"op\":\"ack\",\"jobs\":[{\"id\":1,\"lease\":\"x\"}]}");
+    fast_declines("{\"op\":\"a\n\",\"op\":\"ack\",\"jobs\":[{\"id\":1,\"lease\":\"x\"}]}");
+    fast_declines("{\"op\":\"heartbeat\",\"jobs\":[{\"id\":1,\"lease\":\"x\"}]}");
+}
+
 static void
 test_workflow_fields(void **state)
 {
@@ -715,6 +798,7 @@ main(void)
         cmocka_unit_test(test_durations),
         cmocka_unit_test(test_workflow_fields),
         cmocka_unit_test(test_fast_path_agrees_or_declines),
+        cmocka_unit_test(test_fast_path_outcomes),
         cmocka_unit_test(test_values_jobq_cannot_hold),
         cmocka_unit_test(test_run_at_bounds),
         cmocka_unit_test(test_outcomes_of_many_jobs),

@@ -5,9 +5,10 @@
  * the token FUZZ_TOKEN (as a daemon with auth_token does); bit 1 set uses tiny limits so the
  * too_large paths are reachable with short inputs. Otherwise the limits are jobqd's
  * defaults. Seeds (tests/fuzz/corpus/request/) start with ' ' (plain) or '!' (token).
- * Every input also goes through the decoder's fast scanner alone, which must decode whatever
- * it takes exactly as its JSON reader does: both run the same field table and checks, and
- * this differential check guards that they keep agreeing. */
+ * Every input also goes through the decoder's fast scanner alone (submits, and acks and fails
+ * of many jobs with their fetch), which must decode whatever it takes exactly as its JSON
+ * reader does: both run the same field table and checks, and this differential check guards
+ * that they keep agreeing. */
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -202,6 +203,22 @@ check_ok(const request *req, const request_limits *lim)
     case REQ_ACK:
     case REQ_FAIL:
     case REQ_HEARTBEAT:
+        if (req->outcomes != NULL) { /* an ack or fail of many jobs */
+            check(req->op != REQ_HEARTBEAT && req->nids == 0 && req->lease == NULL);
+            check(req->noutcomes >= 1 && req->noutcomes <= REQ_OUTCOMES_MAX);
+            for (size_t i = 0; i < req->noutcomes; i++) {
+                const req_outcome *o = &req->outcomes[i];
+                check(o->id >= 1 && o->lease != NULL);
+                check(strlen(o->lease) >= 1 && strlen(o->lease) <= 64);
+                check(o->text == NULL || strlen(o->text) < SIZE_MAX);
+                check(o->snooze_ms >= 0 && o->snooze_ms <= JOBQ__DURATION_MAX_MS);
+            }
+            check(!req->then_fetch || (req->nqueues >= 1 && req->nqueues <= 64));
+            for (size_t i = 0; i < req->nqueues; i++) {
+                check_name(req->queues[i]);
+            }
+            break;
+        }
         check(req->nids == 1 && req->ids[0] >= 1);
         check(req->lease != NULL && strlen(req->lease) >= 1 && strlen(req->lease) <= 64);
         check(req->text == NULL || strlen(req->text) < SIZE_MAX);
@@ -266,6 +283,26 @@ check_same(const request *fast, const request *json)
         check(a->after == NULL && a->nafter == 0 && b->nafter == 0);
         check(a->after_always == b->after_always);
     }
+    /* ack and fail of many jobs, with or without a fetch */
+    check(fast->noutcomes == json->noutcomes && (fast->outcomes == NULL) == (json->outcomes == NULL));
+    for (size_t i = 0; i < fast->noutcomes; i++) {
+        const req_outcome *a = &fast->outcomes[i], *b = &json->outcomes[i];
+        check(a->id == b->id && strcmp(a->lease, b->lease) == 0);
+        check((a->text == NULL) == (b->text == NULL));
+        check(a->text == NULL || strcmp(a->text, b->text) == 0);
+        check(a->retry == b->retry && a->snooze_ms == b->snooze_ms);
+    }
+    check(fast->then_fetch == json->then_fetch && fast->nqueues == json->nqueues);
+    for (size_t i = 0; i < fast->nqueues; i++) {
+        check(strcmp(fast->queues[i], json->queues[i]) == 0);
+    }
+    check(fast->limit == json->limit && fast->timeout_ms == json->timeout_ms);
+    check((fast->worker == NULL) == (json->worker == NULL));
+    check(fast->worker == NULL || strcmp(fast->worker, json->worker) == 0);
+    check(fast->queue == NULL && json->queue == NULL && fast->lease == NULL);
+    check(fast->text == NULL && fast->retry == json->retry && fast->nids == json->nids);
+    check(fast->slow_down_ms == json->slow_down_ms && fast->snooze_ms == json->snooze_ms);
+    check(fast->read_only == json->read_only);
 }
 
 int
