@@ -287,6 +287,7 @@ queues_free(server *s)
     for (size_t i = 0; i < s->nqueues; i++) {
         free(s->queues[i]->name);
         free(s->queues[i]->stats_cache.text);
+        free(s->queues[i]->unclaim); /* a hand back the store never took (scheduler.c) */
         free(s->queues[i]);
     }
     free(s->queues);

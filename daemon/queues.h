@@ -50,6 +50,8 @@ typedef struct qstate {
     int64_t counts[JOBQ_NSTATES];    /* jobs by state, kept in step with every commit */
     int running;                     /* runners of this queue (<= conf->concurrency) */
     int claiming;                    /* 1 while a claim is in flight */
+    struct unclaim_op *unclaim;      /* jobs of a claim whose commit's outcome is unknown,
+                                      * being handed back (scheduler.c): no claim meanwhile */
     breaker br;                      /* the queue's circuit breaker */
     uv_timer_t breaker_timer;        /* fires when an open circuit may turn half-open */
     rate_bucket rate;                /* the queue's `rate` */
@@ -63,8 +65,8 @@ typedef struct qstate {
     server *srv;                     /* its server (the data of its timers) */
     stats_cache stats_cache;         /* its part of the plain stats reply */
     struct nng_tls_config *hook_tls; /* https webhooks: the client's TLS settings (webhook.c) */
-    int64_t slow_until_ms;     /* slowed down: no job starts before this (0: not slowed) */
-    char slow_why[120];        /* who asked, for explain and the log */
+    int64_t slow_until_ms;           /* slowed down: no job starts before this (0: not slowed) */
+    char slow_why[120];              /* who asked, for explain and the log */
     int64_t oldest_ready_ms;   /* run_at of its oldest ready job at the last sample; 0: none */
     int64_t oldest_overdue_ms; /* of its oldest scheduled/retrying job past due; 0: none */
     bool keys_blocked;         /* the last claim found nothing it could start for the keys'

@@ -47,9 +47,9 @@ typedef struct claim_op {
     int64_t rate_tolerance_us; /* its burst */
     bool rate_held;            /* the shared rate allowed fewer than max, and all were taken */
     int64_t rate_wait_ms;      /* then: until one more may start */
-    int64_t expire_from_ms; /* from then on a job may have expired: cancel those first */
-    key_limits kl;       /* the queue's key_concurrency and key_rate, copied for the writer */
-    key_claim_info info; /* what the claim passed over for them */
+    int64_t expire_from_ms;    /* from then on a job may have expired: cancel those first */
+    key_limits kl;             /* the queue's key_concurrency and key_rate, copied for the writer */
+    key_claim_info info;       /* what the claim passed over for them */
 } claim_op;
 
 static void timer_cb(uv_timer_t *t);
@@ -259,6 +259,103 @@ sched_key_limits(const queue_conf *qc, key_limits *kl)
     }
 }
 
+/* ---- claims whose commit's outcome is unknown ----
+ * On a shared store a claim whose COMMIT lost its connection (a server stopped or frozen) may
+ * have committed: its jobs would then run in the database, owned by this node, with nothing
+ * here to run them or end their lease. Each is handed back (store_requeue, fenced by this node
+ * and the attempt: nothing when the claim did not commit). Until that is recorded the queue
+ * claims nothing, so no later claim takes one of them at the attempt the fence names; a hand
+ * back that meets the store down is tried again at the next dispatch. */
+typedef struct unclaim_op {
+    wop op;
+    server *s;
+    qstate *q;
+    bool pending; /* in the writer's queue */
+    size_t n;
+    struct {
+        int64_t id;
+        attempt_rec rec; /* the fence: this node, this attempt */
+    } jobs[];
+} unclaim_op;
+
+#define UNCLAIM_ERROR                                                                              \
+    "claimed in a commit whose outcome is unknown (the store's connection was lost)"
+
+static int
+exec_unclaim(store *st, wop *op, int64_t now_ms)
+{
+    unclaim_op *u = container_of(op, unclaim_op, op);
+    for (size_t i = 0; i < u->n; i++) {
+        int err = store_requeue(st, u->jobs[i].id, now_ms, UNCLAIM_ERROR, &u->jobs[i].rec);
+        if (err != JOBQ_OK && err != JOBQ_ESTATE) {
+            return err;
+        }
+    }
+    return JOBQ_OK;
+}
+
+static void
+done_unclaim(wop *op)
+{
+    unclaim_op *u = container_of(op, unclaim_op, op);
+    u->pending = false;
+    if (op->err != JOBQ_OK) {
+        sched_note_due(u->s, jobq__now_ms() + 1000); /* sched_dispatch pushes it again */
+        return;
+    }
+    log_info("claim_returned", "queue=%s jobs=%zu reason=\"%s\"", u->q->name, u->n, UNCLAIM_ERROR);
+    qstate *q = u->q;
+    q->unclaim = NULL;
+    free(u);
+    sched_dispatch(q->srv, q);
+}
+
+static void
+unclaim_push(unclaim_op *u)
+{
+    u->pending = true;
+    u->op.exec = exec_unclaim;
+    u->op.done = done_unclaim;
+    u->op.writes = true;
+    u->op.relaxed = true; /* undone by a power cut, the claim is undone with it */
+    writer_push(&u->s->w, &u->op);
+}
+
+/* unclaim_start: the rows of a failed claim (it may have committed) are handed back. */
+static void
+unclaim_start(server *s, qstate *q, const job_row *rows, size_t n)
+{
+    unclaim_op *u = calloc(1, sizeof(*u) + n * sizeof(u->jobs[0]));
+    if (u == NULL) {
+        log_error("claim_return_failed", "queue=%s jobs=%zu err=out_of_memory", q->name, n);
+        return;
+    }
+    u->s = s;
+    u->q = q;
+    for (size_t i = 0; i < n; i++) {
+        u->jobs[i].id = rows[i].id;
+        u->jobs[i].rec = (attempt_rec){
+            .attempt = rows[i].attempt, .started_at_ms = rows[i].started_at_ms, .kind = "shutdown"};
+    }
+    u->n = n;
+    q->unclaim = u;
+    unclaim_push(u);
+}
+
+/* unclaim_busy: whether q must not claim now (a hand back is unresolved; pushed again if
+ * the store failed it). */
+static bool
+unclaim_busy(qstate *q)
+{
+    if (q->unclaim == NULL) {
+        return false;
+    }
+    if (!q->unclaim->pending) {
+        unclaim_push(q->unclaim);
+    }
+    return true;
+}
+
 /* done_claim: the claimed rows are running now: count them, then hand them over. */
 static void
 done_claim(wop *op)
@@ -271,6 +368,9 @@ done_claim(wop *op)
         /* The store failed (e.g. disk full): the promotion a second from now dispatches
          * every queue again, so ready jobs start once the store takes writes again. */
         log_error("claim_failed", "queue=%s err=%s", q->name, jobq__err_code(op->err));
+        if (c->n > 0 && store_shared(s->st)) {
+            unclaim_start(s, q, c->rows, c->n);
+        }
         c->n = 0;
         sched_note_due(s, jobq__now_ms() + 1000);
     }
@@ -301,10 +401,10 @@ done_claim(wop *op)
          * held them back; the heartbeat reads the backlog again.) */
         if (store_shared(s->st)) {
             log_debug("count_resync", "queue=%s ready_counted=%lld", q->name,
-                 (long long)q->counts[JOBQ_READY]);
+                      (long long)q->counts[JOBQ_READY]);
         } else {
             log_warn("count_resync", "queue=%s ready_counted=%lld", q->name,
-                 (long long)q->counts[JOBQ_READY]);
+                     (long long)q->counts[JOBQ_READY]);
         }
         q->counts[JOBQ_READY] = 0;
     }
@@ -319,6 +419,9 @@ done_claim(wop *op)
 bool
 sched_claim(server *s, qstate *q, size_t max, claim_deliver deliver, void *arg)
 {
+    if (unclaim_busy(q)) {
+        return false;
+    }
     claim_op *c = calloc(1, sizeof(*c));
     if (c == NULL || (c->rows = calloc(max, sizeof(*c->rows))) == NULL) {
         free(c);
@@ -693,5 +796,7 @@ sched_part_init(server *s, char *err, size_t errlen)
     return 0;
 }
 
-const server_part sched_part = {
-    .name = "scheduler", .init = sched_part_init, .start = sched_dispatch_all, .close = sched_close};
+const server_part sched_part = {.name = "scheduler",
+                                .init = sched_part_init,
+                                .start = sched_dispatch_all,
+                                .close = sched_close};
