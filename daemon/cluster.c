@@ -55,8 +55,8 @@ typedef struct cluster {
     bool rescuing;   /* a rescue op is in flight */
     bool leader;
     char leader_name[128];
-    bool store_up;       /* the last heartbeat committed */
-    int64_t db_skew_ms;  /* the database's clock minus ours, at the last heartbeat */
+    bool store_up;      /* the last heartbeat committed */
+    int64_t db_skew_ms; /* the database's clock minus ours, at the last heartbeat */
     int64_t last_beat_ms;
     /* the listener */
     store_listener *l;
@@ -103,6 +103,16 @@ typedef struct beat_op {
     size_t npaused, cappaused;
 } beat_op;
 
+/* publish: what the other modules read of this node's role (server.h). */
+static void
+publish(void)
+{
+    server *s = cl.s;
+    s->leads = !cl.on || cl.leader;
+    snprintf(s->node_name, sizeof(s->node_name), "%s", cl.on ? cl.name : "");
+    snprintf(s->leader_name, sizeof(s->leader_name), "%s", cl.on ? cl.leader_name : "");
+}
+
 static void
 paused_cb(void *arg, const char *queue)
 {
@@ -148,8 +158,8 @@ exec_beat(store *st, wop *op, int64_t now_ms)
         err = store_node_beat(st, &cl.me, b->running, &b->fenced, &b->db_now_ms);
     }
     if (err == JOBQ_OK) {
-        err = store_leader_try(st, cl.me.name, cl.s->cfg->leader_ttl_ms, &b->leader,
-                               b->leader_name, sizeof(b->leader_name));
+        err = store_leader_try(st, cl.me.name, cl.s->cfg->leader_ttl_ms, &b->leader, b->leader_name,
+                               sizeof(b->leader_name));
     }
     if (err == JOBQ_OK && b->leader) {
         int64_t at;
@@ -214,6 +224,7 @@ done_beat(wop *op)
         /* Not renewed: step down now rather than act on a lease that may have expired. */
         if (cl.leader) {
             cl.leader = false;
+            publish();
             log_warn("leader_lost", "node=%s reason=\"heartbeat failed\"", cl.name);
         }
     } else {
@@ -235,6 +246,7 @@ done_beat(wop *op)
         bool was = cl.leader;
         cl.leader = b->leader;
         snprintf(cl.leader_name, sizeof(cl.leader_name), "%s", b->leader_name);
+        publish();
         apply_counts(s, b);
         /* pause and resume are the cluster's: the flags as stored */
         for (size_t i = 0; i < s->nqueues; i++) {
@@ -857,6 +869,7 @@ cluster_init(server *s, char *err, size_t errlen)
     uv_timer_init(s->loop, &cl.retry);
     if (!store_shared(s->st)) {
         cl.leader = true;
+        publish();
         return 0;
     }
     cl.on = true;
@@ -868,6 +881,7 @@ cluster_init(server *s, char *err, size_t errlen)
     } else {
         default_name(s, cl.name, sizeof(cl.name));
     }
+    publish();
     cl.me = (node_self){.name = cl.name,
                         .host = cl.host,
                         .version = JOBQ_VERSION_STRING,
@@ -926,6 +940,7 @@ cluster_drain(server *s)
     uv_timer_stop(&cl.tick);
     if (cl.leader) {
         cl.leader = false; /* no maintenance while draining; another node takes over now */
+        publish();
         resign_op *r = calloc(1, sizeof(*r));
         if (r != NULL) {
             r->op.exec = exec_resign;
@@ -967,13 +982,6 @@ const server_part cluster_part = {.name = "cluster",
                                   .drain = cluster_drain,
                                   .close = cluster_close,
                                   .free = cluster_free};
-
-bool
-cluster_leads(const server *s)
-{
-    (void)s;
-    return !cl.on || cl.leader;
-}
 
 bool
 cluster_cancel_elsewhere(call *c)
@@ -1022,11 +1030,11 @@ cluster_metrics(const server *s, mbuf *b)
     const struct {
         const char *name;
         uint64_t v;
-    } ev[] = {{"heartbeat", cl.beats},       {"heartbeat_failed", cl.beat_failures},
-              {"elected", cl.elections},     {"fenced", cl.fenced},
-              {"rescued_job", cl.rescued},   {"notification", cl.notifies},
-              {"resync", cl.resyncs},        {"listener_connect", cl.reconnects},
-              {"analyze", cl.analyzes},      {"store_stalled", cl.stalls}};
+    } ev[] = {{"heartbeat", cl.beats},     {"heartbeat_failed", cl.beat_failures},
+              {"elected", cl.elections},   {"fenced", cl.fenced},
+              {"rescued_job", cl.rescued}, {"notification", cl.notifies},
+              {"resync", cl.resyncs},      {"listener_connect", cl.reconnects},
+              {"analyze", cl.analyzes},    {"store_stalled", cl.stalls}};
     for (size_t i = 0; i < sizeof(ev) / sizeof(ev[0]); i++) {
         mbuf_printf(b, "jobq_cluster_events_total{node=\"%s\",event=\"%s\"} %llu\n", cl.name,
                     ev[i].name, (unsigned long long)ev[i].v);
@@ -1038,20 +1046,6 @@ cluster_store_up(const server *s)
 {
     (void)s;
     return !cl.on || cl.store_up;
-}
-
-const char *
-cluster_node_name(const server *s)
-{
-    (void)s;
-    return cl.on ? cl.name : "";
-}
-
-const char *
-cluster_leader_name(const server *s)
-{
-    (void)s;
-    return cl.on ? cl.leader_name : "";
 }
 
 /* ---- the nodes op ---- */
@@ -1084,13 +1078,13 @@ done_nodes(wop *op)
         for (size_t i = 0; i < o->n; i++) {
             node_row *n = &o->rows[i];
             json_array_append_new(
-                a, json_pack("{s:s, s:s, s:i, s:s, s:I, s:b, s:b, s:b, s:i, s:I, s:I, s:I}",
-                             "name", n->name, "host", n->host, "pid", n->pid, "version",
-                             n->version, "incarnation", (json_int_t)n->incarnation, "alive",
-                             n->alive, "fenced", n->fenced, "leader", n->leader, "running",
-                             n->running, "started_at", (json_int_t)n->started_at_ms,
-                             "heartbeat_at", (json_int_t)n->beat_at_ms, "expires_at",
-                             (json_int_t)n->expires_at_ms));
+                a,
+                json_pack("{s:s, s:s, s:i, s:s, s:I, s:b, s:b, s:b, s:i, s:I, s:I, s:I}", "name",
+                          n->name, "host", n->host, "pid", n->pid, "version", n->version,
+                          "incarnation", (json_int_t)n->incarnation, "alive", n->alive, "fenced",
+                          n->fenced, "leader", n->leader, "running", n->running, "started_at",
+                          (json_int_t)n->started_at_ms, "heartbeat_at", (json_int_t)n->beat_at_ms,
+                          "expires_at", (json_int_t)n->expires_at_ms));
         }
         json_object_set_new(r, "shared", json_true());
         json_object_set_new(r, "nodes", a);
@@ -1139,24 +1133,16 @@ op_nodes(call *c)
     send_json(c, r);
 }
 
-
 static int
 cluster_init(server *s, char *err, size_t errlen)
 {
-    (void)s;
     (void)err;
     (void)errlen;
+    s->leads = true;
     return 0;
 }
 
 const server_part cluster_part = {.name = "cluster", .init = cluster_init};
-
-bool
-cluster_leads(const server *s)
-{
-    (void)s;
-    return true;
-}
 
 bool
 cluster_cancel_elsewhere(call *c)
@@ -1184,20 +1170,6 @@ cluster_store_up(const server *s)
 {
     (void)s;
     return true;
-}
-
-const char *
-cluster_node_name(const server *s)
-{
-    (void)s;
-    return "";
-}
-
-const char *
-cluster_leader_name(const server *s)
-{
-    (void)s;
-    return "";
 }
 
 bool

@@ -13,8 +13,6 @@
 #include "metrics.h"
 #include "server.h"
 
-/** cluster_leads: whether this node runs maintenance (always with a store of its own). */
-bool cluster_leads(const server *s);
 
 /** cluster_cancel_elsewhere: the cancel c of a job running on another node: asks that node
  *  (the request is stored and notified), and c is answered once the job's end is known here.
@@ -31,12 +29,7 @@ void cluster_metrics(const server *s, mbuf *b);
 /** cluster_store_up: whether the last heartbeat reached the store (true without a cluster). */
 bool cluster_store_up(const server *s);
 
-/** cluster_node_name: this node's name ("" with a store of its own). */
-const char *cluster_node_name(const server *s);
 
-/** cluster_leader_name: the leader's node name as this node last read it ("" when none is
- *  known, and with a store of its own). */
-const char *cluster_leader_name(const server *s);
 
 /** cluster_part: registration (before the recovery of running jobs), the heartbeat timer and
  *  the listener. */

@@ -48,19 +48,18 @@ monitor_queue_json(const server *s, const qstate *q, bool with_series)
                         json_integer(gauges_age_s(q->oldest_ready_ms, now_ms)));
     json_object_set_new(qo, "oldest_overdue_s",
                         json_integer(gauges_age_s(q->oldest_overdue_ms, now_ms)));
-    json_object_set_new(
-        qo, "totals",
-        json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:I}", "submitted",
-                  (json_int_t)q->totals[TOTAL_SUBMITTED], "started",
-                  (json_int_t)q->totals[TOTAL_STARTED], "succeeded",
-                  (json_int_t)q->totals[TOTAL_SUCCEEDED], "failed",
-                  (json_int_t)q->totals[TOTAL_FAILED], "retried",
-                  (json_int_t)q->totals[TOTAL_RETRIED], "dead", (json_int_t)q->totals[TOTAL_DEAD],
-                  "cancelled", (json_int_t)q->totals[TOTAL_CANCELLED]));
+    json_object_set_new(qo, "totals",
+                        json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:I}", "submitted",
+                                  (json_int_t)q->totals[TOTAL_SUBMITTED], "started",
+                                  (json_int_t)q->totals[TOTAL_STARTED], "succeeded",
+                                  (json_int_t)q->totals[TOTAL_SUCCEEDED], "failed",
+                                  (json_int_t)q->totals[TOTAL_FAILED], "retried",
+                                  (json_int_t)q->totals[TOTAL_RETRIED], "dead",
+                                  (json_int_t)q->totals[TOTAL_DEAD], "cancelled",
+                                  (json_int_t)q->totals[TOTAL_CANCELLED]));
     json_object_set_new(qo, "rates",
                         json_pack("{s:f, s:f, s:f}", "submitted",
-                                  series_rate(&q->series, SERIES_SUBMITTED, now_s, 60),
-                                  "succeeded",
+                                  series_rate(&q->series, SERIES_SUBMITTED, now_s, 60), "succeeded",
                                   series_rate(&q->series, SERIES_SUCCEEDED, now_s, 60), "failed",
                                   series_rate(&q->series, SERIES_FAILED, now_s, 60)));
     json_object_set_new(qo, "series", series_json(&q->series, now_s));
@@ -203,8 +202,7 @@ render_metrics(const server *s, mbuf *b)
                 "How long the queue's oldest scheduled or retrying job has been due without being "
                 "made ready (sampled every 5 s; 0: none).");
     for (size_t i = 0; i < s->nqueues; i++) {
-        mbuf_printf(b, "jobq_queue_oldest_overdue_seconds{queue=\"%s\"} %lld\n",
-                    s->queues[i]->name,
+        mbuf_printf(b, "jobq_queue_oldest_overdue_seconds{queue=\"%s\"} %lld\n", s->queues[i]->name,
                     (long long)gauges_age_s(s->queues[i]->oldest_overdue_ms, now));
     }
     metric_help(b, "jobq_queue_slowed_seconds", "gauge",
@@ -308,7 +306,8 @@ exec_mon(store *st, wop *op, int64_t now_ms)
     }
     for (size_t i = 0; i < m->nnames; i++) {
         size_t n = 0;
-        int err = store_recent(st, m->names[i], JOBQ_DEAD, m->rows + m->nrows, RECENT_PER_QUEUE, &n);
+        int err =
+            store_recent(st, m->names[i], JOBQ_DEAD, m->rows + m->nrows, RECENT_PER_QUEUE, &n);
         if (err != JOBQ_OK) {
             return err;
         }
@@ -321,8 +320,9 @@ static int
 by_finished_desc(const void *a, const void *b)
 {
     const job_row *x = a, *y = b;
-    return x->finished_at_ms < y->finished_at_ms ? 1 : x->finished_at_ms > y->finished_at_ms ? -1
-                                                                                            : 0;
+    return x->finished_at_ms < y->finished_at_ms   ? 1
+           : x->finished_at_ms > y->finished_at_ms ? -1
+                                                   : 0;
 }
 
 /* append_json: o (its reference taken) as compact JSON text. */
@@ -382,10 +382,9 @@ stats_text(const server *s, mbuf *b, json_t *recent_dead)
     }
     mbuf_append(b, "},\"process\":", sizeof("},\"process\":") - 1);
     append_json(b, json_pack("{s:I, s:f, s:i, s:i, s:i}", "rss_bytes",
-                             (json_int_t)process_rss_bytes(), "cpu_seconds",
-                             process_cpu_seconds(), "open_fds", process_open_fds(),
-                             "connected_clients", s->in != NULL ? intake_clients(s->in) : 0,
-                             "running", s->nrunning));
+                             (json_int_t)process_rss_bytes(), "cpu_seconds", process_cpu_seconds(),
+                             "open_fds", process_open_fds(), "connected_clients",
+                             s->in != NULL ? intake_clients(s->in) : 0, "running", s->nrunning));
     mbuf_append(b, ",\"recent_dead\":", sizeof(",\"recent_dead\":") - 1);
     append_json(b, recent_dead);
     json_t *cl = cluster_json(s); /* several nodes: this node, its role, the leader */
@@ -411,10 +410,10 @@ done_mon(wop *op)
             http_reply(m->hc, 503, "text/plain; charset=utf-8", msg, strlen(msg));
         } else if (s->draining) {
             http_reply(m->hc, 503, "text/plain; charset=utf-8", "draining\n", 9);
-        } else if (cluster_node_name(s)[0] != '\0') {
+        } else if (s->node_name[0] != '\0') {
             /* Several nodes: which node answers, its role, and that the store is up. */
-            snprintf(msg, sizeof(msg), "ok\nnode: %s\nrole: %s\nstore: up\n",
-                     cluster_node_name(s), cluster_leads(s) ? "leader" : "follower");
+            snprintf(msg, sizeof(msg), "ok\nnode: %s\nrole: %s\nstore: up\n", s->node_name,
+                     s->leads ? "leader" : "follower");
             http_reply(m->hc, 200, "text/plain; charset=utf-8", msg, strlen(msg));
         } else {
             http_reply(m->hc, 200, "text/plain; charset=utf-8", "ok\n", 3);
@@ -428,10 +427,10 @@ done_mon(wop *op)
                 char line[300];
                 snprintf(line, sizeof(line), "%s", r->error != NULL ? r->error : "");
                 line[strcspn(line, "\n")] = '\0';
-                json_array_append_new(dead, json_pack("{s:I, s:s, s:i, s:I, s:s}", "id",
-                                                      (json_int_t)r->id, "queue", r->queue,
-                                                      "attempt", r->attempt, "finished_at",
-                                                      (json_int_t)r->finished_at_ms, "error", line));
+                json_array_append_new(
+                    dead, json_pack("{s:I, s:s, s:i, s:I, s:s}", "id", (json_int_t)r->id, "queue",
+                                    r->queue, "attempt", r->attempt, "finished_at",
+                                    (json_int_t)r->finished_at_ms, "error", line));
             }
         }
         mbuf text = {0};
@@ -586,4 +585,5 @@ monitor_close(server *s)
     s->http = NULL;
 }
 
-const server_part monitor_part = {.name = "monitor", .init = monitor_listen, .close = monitor_close};
+const server_part monitor_part = {
+    .name = "monitor", .init = monitor_listen, .close = monitor_close};

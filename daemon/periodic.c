@@ -302,7 +302,7 @@ arm(server *s)
     }
     int64_t now = jobq__now_ms();
     int64_t wake = now + RECHECK_MS;
-    if (!cluster_leads(s)) {
+    if (!s->leads) {
         /* Several nodes: the leader fires (periodic_lead when elected); a tick another node
          * fired is a duplicate key here anyway. */
         uv_timer_start(&s->periodic_timer, timer_cb, RECHECK_MS, 0);
@@ -1088,10 +1088,10 @@ sched_define(call *c, const schedule_conf *base)
 static bool
 sched_on_leader(call *c)
 {
-    if (cluster_leads(c->srv)) {
+    if (c->srv->leads) {
         return true;
     }
-    const char *leader = cluster_leader_name(c->srv);
+    const char *leader = c->srv->leader_name;
     char msg[400];
     snprintf(msg, sizeof(msg),
              "this node does not lead: schedules are changed on the leader%s%s%s, which fires "

@@ -162,7 +162,7 @@ static void
 timer_cb(uv_timer_t *t)
 {
     server *s = t->data;
-    if (s->promoting || s->closing || !cluster_leads(s)) {
+    if (s->promoting || s->closing || !s->leads) {
         return; /* several nodes: the leader promotes (sched_maintain_now when elected) */
     }
     promote_op *p = calloc(1, sizeof(*p));
@@ -707,7 +707,7 @@ sweep_timer_cb(uv_timer_t *t)
 {
     server *s = t->data;
     s->sweep_at_ms = INT64_MAX;
-    if (s->sweeping || s->closing || !cluster_leads(s)) {
+    if (s->sweeping || s->closing || !s->leads) {
         return; /* several nodes: the leader sweeps (sched_maintain_now when elected) */
     }
     sweep_op *p = calloc(1, sizeof(*p));
@@ -783,6 +783,7 @@ sched_close(server *s)
 static int
 sched_part_init(server *s, char *err, size_t errlen)
 {
+    s->dispatch = sched_dispatch; /* for the modules it calls (shared_limits.c) */
     sched_sweep_init(s);
     if (sched_init(s) != JOBQ_OK) {
         snprintf(err, errlen, "cannot read the database: %s", store_errmsg(s->st));

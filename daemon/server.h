@@ -47,10 +47,10 @@ typedef struct server {
     bool promoting;         /* a promotion is in flight */
     runner *runners;        /* every running job */
     int nrunning;
-    uint64_t rng;           /* splitmix64 state for backoff jitter */
-    uv_timer_t grace_timer; /* shutdown_grace while draining */
-    wait_link **waits;      /* hash buckets: job id -> the waits that name it */
-    size_t nbuckets;        /* a power of two */
+    uint64_t rng;              /* splitmix64 state for backoff jitter */
+    uv_timer_t grace_timer;    /* shutdown_grace while draining */
+    wait_link **waits;         /* hash buckets: job id -> the waits that name it */
+    size_t nbuckets;           /* a power of two */
     uv_timer_t sweep_timer;    /* retention: armed at the earliest job or key to delete */
     int64_t sweep_at_ms;       /* INT64_MAX: not armed */
     bool sweeping;             /* a sweep is in flight */
@@ -74,6 +74,15 @@ typedef struct server {
     /* Set by workers_init: hands ready jobs of a remote queue to the held fetches. The
      * scheduler calls it instead of the workers module, which calls the scheduler. */
     void (*remote_dispatch)(struct server *s, qstate *q);
+    /* Set by the scheduler's init to sched_dispatch: a module the scheduler calls starts a
+     * queue with it. */
+    void (*dispatch)(struct server *s, qstate *q);
+    /* This node's place among several on one database, as cluster.c last learned it (read
+     * here, so that the modules that act only on the leader need not call it): with a store
+     * of its own a node always leads and the names are empty. */
+    bool leads;
+    char node_name[128];             /* this node's name */
+    char leader_name[128];           /* the leader's, as last read ("" when none) */
     const server_part *const *parts; /* the modules, in the order of their start (server_init) */
     size_t nparts;
     uv_async_t drain_async; /* while draining: whether jobqd is drained now (server_poke_drain) */
@@ -113,8 +122,8 @@ struct server_part {
 /** server_init: prepares the server over an open store: runs the init of every part of parts
  *  (nparts) in order (recovery, counts, listeners, ...; see main.c) and handles SIGTERM and
  *  SIGINT. Returns 0, or -1 with a reason in err. Before the loop runs. */
-int server_init(server *s, uv_loop_t *loop, config *cfg, store *st,
-                const server_part *const *parts, size_t nparts, char *err, size_t errlen);
+int server_init(server *s, uv_loop_t *loop, config *cfg, store *st, const server_part *const *parts,
+                size_t nparts, char *err, size_t errlen);
 
 /** server_start: starts running the ready jobs, once jobqd runs as its final account (no
  *  handler is started and no job claimed before). */

@@ -126,11 +126,11 @@ apply_row(server *s, qstate *q, const brow *row, int64_t now)
     if (row == NULL) {
         if (breaker_force_close(&q->br)) {
             log_info("breaker_closed", "queue=%s by=another_node", q->name);
-            sched_dispatch(s, q);
+            s->dispatch(s, q);
         }
         return;
     }
-    bool mine = strcmp(row->node, cluster_node_name(s)) == 0;
+    bool mine = strcmp(row->node, s->node_name) == 0;
     if (mine && (q->br.state != BREAKER_CLOSED || row->left_ms <= 0)) {
         return; /* this node's own opening: its breaker decides */
     }
@@ -144,7 +144,7 @@ apply_row(server *s, qstate *q, const brow *row, int64_t now)
     if (breaker_force_open(&q->br, until, hold, row->stamp, why)) {
         log_warn("breaker_open", "queue=%s reason=\"%s\" open_ms=%lld", q->name, why,
                  (long long)(row->left_ms > 0 ? row->left_ms : 0));
-        sched_dispatch(s, q); /* arms the breaker's timer */
+        s->dispatch(s, q); /* arms the breaker's timer */
     }
 }
 
