@@ -325,8 +325,8 @@ unclaim_push(unclaim_op *u)
 static void
 unclaim_start(server *s, qstate *q, const job_row *rows, size_t n)
 {
-    unclaim_op *u = calloc(1, sizeof(*u) + n * sizeof(u->jobs[0]));
-    if (u == NULL) {
+    unclaim_op *u = q->unclaim == NULL ? calloc(1, sizeof(*u) + n * sizeof(u->jobs[0])) : NULL;
+    if (u == NULL) { /* (one claim of a queue at a time, and none while a hand back waits) */
         log_error("claim_return_failed", "queue=%s jobs=%zu err=out_of_memory", q->name, n);
         return;
     }
