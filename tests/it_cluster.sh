@@ -113,8 +113,9 @@ for n in "${NODES[@]}"; do
     grep -q "^store: up" <<<"$h" || fail "/healthz of $n: $h"
     role=follower
     [ "$n" != "$L" ] || role=leader
-    st=$(ncli "$n" stats) || fail "jobq stats on $n: $st"
-    grep -q "^node $n ($role; leader $L), store up" <<<"$st" || fail "jobq stats on $n: $(head -n 1 <<<"$st")"
+    # A follower learns who leads at its next heartbeat after the election (poll_interval).
+    poll_until "jobq stats on $n names $L the leader" \
+        'ncli "$n" stats | grep -q "^node $n ($role; leader $L), store up"'
     expect_eq "/stats cluster of $n" "$(http "$n" /stats | jq -c '[.cluster.node, .cluster.leader, .cluster.leader_node]')" \
         "[\"$n\",$([ "$role" = leader ] && echo true || echo false),\"$L\"]"
 done
