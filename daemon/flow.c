@@ -17,12 +17,6 @@
 
 static void start_group_read(call *c);
 
-static bool
-ended_state(int state)
-{
-    return state == JOBQ_SUCCEEDED || state == JOBQ_DEAD || state == JOBQ_CANCELLED;
-}
-
 /* ---- effects ---- */
 
 static void
@@ -56,7 +50,7 @@ flow_effects(void *arg, store_effect *e, size_t n)
         if (e[i].expired) {
             q->totals[TOTAL_EXPIRED]++;
         }
-        if (ended_state(e[i].to)) {
+        if (store_state_ends(e[i].to)) {
             log_info("job_cancelled", "id=%lld queue=%s reason=\"%s\"", (long long)e[i].id, q->name,
                      e[i].row.error != NULL ? e[i].row.error : "");
             waits_job_finished(s, q, &e[i].row, e[i].from);

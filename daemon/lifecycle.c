@@ -19,7 +19,7 @@ static const char crash_error[] = "interrupted: jobqd stopped (crash, kill -9 or
 bool
 lifecycle_ended_state(int state)
 {
-    return state == JOBQ_SUCCEEDED || state == JOBQ_DEAD || state == JOBQ_CANCELLED;
+    return store_state_ends(state);
 }
 
 /* parent_ended: the reason a child of parent, which ended in pstate, is cancelled. */
@@ -135,19 +135,18 @@ release_children(store *st, int64_t parent, int pstate, int64_t now_ms, worklist
     return err;
 }
 
-/* ended: job id has just ended in state (succeeded, dead or cancelled), in this
- * transaction: release or cancel the jobs that wait for it, and settle its group; the same
- * for every job that cancels in turn. */
+/* ended_more: the rest of an end: the jobs waiting for each job of the work list are released
+ * or cancelled, its held keys forgotten and its group settled; the same for every job that
+ * cancels in turn. */
 static int
-ended(store *st, int64_t id, int state, int64_t now_ms)
+ended_more(store *st, worklist *w, int64_t now_ms)
 {
-    worklist w = {0};
-    int err = work_push(&w, id, state);
-    while (err == JOBQ_OK && w.n > 0) {
-        w.n--;
-        int64_t jid = w.ids[w.n];
-        int jstate = w.states[w.n];
-        if ((err = release_children(st, jid, jstate, now_ms, &w)) != JOBQ_OK) {
+    int err = JOBQ_OK;
+    while (err == JOBQ_OK && w->n > 0) {
+        w->n--;
+        int64_t jid = w->ids[w->n];
+        int jstate = w->states[w->n];
+        if ((err = release_children(st, jid, jstate, now_ms, w)) != JOBQ_OK) {
             break;
         }
         /* dedupe until_done, replace, debounce: the key is free again with this commit. */
@@ -162,9 +161,39 @@ ended(store *st, int64_t id, int state, int64_t now_ms)
             err = lifecycle_group_settle(st, gid, now_ms);
         }
     }
-    free(w.ids);
-    free(w.states);
+    free(w->ids);
+    free(w->states);
     return err;
+}
+
+/* ended: job id has just ended in state, in this transaction: ended_more for it. */
+static int
+ended(store *st, int64_t id, int state, int64_t now_ms)
+{
+    worklist w = {0};
+    int err = work_push(&w, id, state);
+    if (err != JOBQ_OK) {
+        w.n = 0;
+    }
+    int more = ended_more(st, &w, now_ms);
+    return err != JOBQ_OK ? err : more;
+}
+
+/* ended_known: ended, for a job whose held keys store_job_end already forgot and whose group
+ * (gid) and jobs waiting for it (kids: any may) it told: nothing is looked up again. */
+static int
+ended_known(store *st, int64_t id, int state, int64_t gid, bool kids, int64_t now_ms)
+{
+    worklist w = {0};
+    int err = kids ? release_children(st, id, state, now_ms, &w) : JOBQ_OK;
+    if (err == JOBQ_OK && gid != 0) {
+        err = lifecycle_group_settle(st, gid, now_ms);
+    }
+    if (err != JOBQ_OK) {
+        w.n = 0;
+    }
+    int more = ended_more(st, &w, now_ms);
+    return err != JOBQ_OK ? err : more;
 }
 
 int
@@ -383,6 +412,37 @@ resolve_after(const job_spec *spec, const int64_t *ids, int64_t *buf, size_t cap
     return out;
 }
 
+/* plain: a job with nothing to look up or add beside its row: no key, no after, no expiry. */
+static bool
+plain(const job_spec *spec)
+{
+    return spec->key == NULL && spec->nafter == 0 && spec->expires_at_ms == 0;
+}
+
+/* plain_run: how many plain jobs follow from s->specs[i] on (i's included). */
+static size_t
+plain_run(const submit_set *s, size_t i)
+{
+    size_t n = 0;
+    while (i + n < s->n && plain(&s->specs[i + n])) {
+        n++;
+    }
+    return n;
+}
+
+/* insert_plain: the run of n plain jobs from s->specs[i], in one store_jobs_insert. */
+static int
+insert_plain(store *st, submit_set *s, size_t i, size_t n, int64_t now_ms)
+{
+    for (size_t k = i; k < i + n; k++) {
+        s->specs[k].group_id = s->group_id;
+        s->states[k] = s->specs[k].run_at_ms > now_ms ? JOBQ_SCHEDULED : JOBQ_READY;
+        s->dups[k] = false;
+        memset(&s->dedupe[k], 0, sizeof(s->dedupe[k]));
+    }
+    return store_jobs_insert(st, &s->specs[i], &s->states[i], n, now_ms, &s->ids[i]);
+}
+
 int
 lifecycle_submit(store *st, submit_set *s, int64_t now_ms)
 {
@@ -404,6 +464,17 @@ lifecycle_submit(store *st, submit_set *s, int64_t now_ms)
         }
     }
     for (size_t i = 0; i < s->n; i++) {
+        size_t run = plain_run(s, i);
+        if (run > 1) {
+            int err = insert_plain(st, s, i, run, now_ms);
+            if (err != JOBQ_OK) {
+                s->failed_at = i;
+                s->missing_parent = 0;
+                return err;
+            }
+            i += run - 1;
+            continue;
+        }
         job_spec spec = s->specs[i];
         spec.group_id = s->group_id;
         int64_t buf[16], *heap = NULL;
@@ -473,14 +544,11 @@ int
 lifecycle_finish(store *st, int64_t id, int new_state, int64_t now_ms, int64_t run_at_ms,
                  const char *result, const char *error, const attempt_rec *a)
 {
-    bool end = lifecycle_ended_state(new_state);
-    int err = store_job_finish(st, id, new_state, end ? now_ms : 0,
-                               new_state == JOBQ_RETRYING ? run_at_ms : 0, result, error);
-    if (err == JOBQ_OK && a != NULL) {
-        err = store_attempt_add(st, id, a, now_ms, error);
-    }
-    if (err == JOBQ_OK && end) {
-        err = ended(st, id, new_state, now_ms);
+    int64_t gid = 0;
+    bool kids = false;
+    int err = store_job_end(st, id, new_state, now_ms, run_at_ms, result, error, a, &gid, &kids);
+    if (err == JOBQ_OK && lifecycle_ended_state(new_state)) {
+        err = ended_known(st, id, new_state, gid, kids, now_ms);
     }
     return err;
 }

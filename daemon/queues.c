@@ -278,7 +278,7 @@ queue_is_remote(const qstate *q)
 bool
 queue_job_ended(int state)
 {
-    return state == JOBQ_SUCCEEDED || state == JOBQ_DEAD || state == JOBQ_CANCELLED;
+    return store_state_ends(state);
 }
 
 void

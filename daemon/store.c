@@ -399,6 +399,50 @@ store_job_finish(store *st, int64_t id, int new_state, int64_t finished_at_ms, i
 }
 
 int
+store_jobs_insert(store *st, const job_spec *specs, const int *states, size_t n, int64_t now_ms,
+                  int64_t *ids)
+{
+    if (st->ops->jobs_insert != NULL) {
+        return st->ops->jobs_insert(st, specs, states, n, now_ms, ids);
+    }
+    for (size_t i = 0; i < n; i++) {
+        int err = st->ops->job_insert(st, &specs[i], states[i], now_ms, 0, NULL, &ids[i]);
+        if (err != JOBQ_OK) {
+            return err;
+        }
+    }
+    return JOBQ_OK;
+}
+
+int
+store_job_end(store *st, int64_t id, int new_state, int64_t now_ms, int64_t run_at_ms,
+              const char *result, const char *error, const attempt_rec *a, int64_t *gidp,
+              bool *kidsp)
+{
+    *gidp = 0;
+    *kidsp = false;
+    if (st->ops->job_end != NULL) {
+        return st->ops->job_end(st, id, new_state, now_ms, run_at_ms, result, error, a, gidp,
+                                kidsp);
+    }
+    bool end = store_state_ends(new_state);
+    int err = st->ops->job_finish(st, id, new_state, end ? now_ms : 0,
+                                  new_state == JOBQ_RETRYING ? run_at_ms : 0, result, error);
+    if (err == JOBQ_OK && a != NULL) {
+        err = st->ops->attempt_add(st, id, a, now_ms, error);
+    }
+    if (err != JOBQ_OK || !end) {
+        return err;
+    }
+    if ((err = st->ops->key_release(st, id)) != JOBQ_OK) {
+        return err;
+    }
+    *kidsp = true; /* not looked at here: the caller's store_dep_children does */
+    err = st->ops->group_of(st, id, gidp);
+    return err == JOBQ_ENOENT ? JOBQ_OK : err;
+}
+
+int
 store_requeue(store *st, int64_t id, int64_t now_ms, const char *error, const attempt_rec *a)
 {
     return st->ops->requeue(st, id, now_ms, error, a);

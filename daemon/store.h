@@ -260,11 +260,34 @@ int store_key_hold(store *st, const char *queue, const char *group_key, int64_t 
  *  started_at_ms are filled. */
 int store_running(store *st, job_row **rowsp, size_t *np);
 
+/** store_jobs_insert: n new jobs at once, each specs[i] in states[i] (ready or scheduled),
+ *  created at now_ms, with no key, no after and no expiry (store_job_insert does those); their
+ *  ids into ids, in order. One statement where the backend can (PostgreSQL: arrays). */
+int store_jobs_insert(store *st, const job_spec *specs, const int *states, size_t n,
+                      int64_t now_ms, int64_t *ids);
+
+/** store_state_ends: whether state is an end (succeeded, dead or cancelled). */
+static inline bool
+store_state_ends(int state)
+{
+    return state == JOBQ_SUCCEEDED || state == JOBQ_DEAD || state == JOBQ_CANCELLED;
+}
+
 /** store_job_finish: records the end of a running attempt of job id: new_state,
  *  finished_at (0: none), run_at (0: unchanged), result and error texts (NULL: none).
  *  JOBQ_ESTATE if the job is not running (e.g. cancelled meanwhile). */
 int store_job_finish(store *st, int64_t id, int new_state, int64_t finished_at_ms,
                      int64_t run_at_ms, const char *result, const char *error);
+
+/** store_job_end: how attempt a of running job id ended, in one call a backend may make one
+ *  round trip: store_job_finish (finished at now_ms when new_state ends the job), then
+ *  store_attempt_add of a (NULL: none) with error, then, when the job ended,
+ *  store_key_release. JOBQ_ESTATE (nothing changed) if the job is not running (or, where a
+ *  backend fences attempts, no longer at a->attempt). When it ended: *gidp its group (0:
+ *  none) and *kidsp false only when no job waits for it (true: jobs may). */
+int store_job_end(store *st, int64_t id, int new_state, int64_t now_ms, int64_t run_at_ms,
+                  const char *result, const char *error, const attempt_rec *a, int64_t *gidp,
+                  bool *kidsp);
 
 /** store_requeue: puts a running job back to ready and gives back the attempt it had counted
  *  (used by shutdown for jobs it had to kill: a deploy must not spend attempts), with error;
@@ -705,6 +728,14 @@ typedef struct store_ops {
     int (*running)(store *st, job_row **rowsp, size_t *np);
     int (*job_finish)(store *st, int64_t id, int new_state, int64_t finished_at_ms,
                       int64_t run_at_ms, const char *result, const char *error);
+    /* jobs_insert: optional (NULL: store.c inserts one by one with job_insert). */
+    int (*jobs_insert)(store *st, const job_spec *specs, const int *states, size_t n,
+                       int64_t now_ms, int64_t *ids);
+    /* job_end: optional (NULL: store.c composes it of job_finish, attempt_add, key_release
+     * and group_of). */
+    int (*job_end)(store *st, int64_t id, int new_state, int64_t now_ms, int64_t run_at_ms,
+                   const char *result, const char *error, const attempt_rec *a, int64_t *gidp,
+                   bool *kidsp);
     int (*requeue)(store *st, int64_t id, int64_t now_ms, const char *error, const attempt_rec *a);
     int (*promote_due)(store *st, int64_t now_ms, size_t max,
                        void (*fn)(void *arg, const char *queue, int old_state), void *arg,
@@ -796,6 +827,10 @@ struct store {
     size_t neffects;
     size_t capeffects;
     int64_t missing_parent; /* lifecycle_insert: the "after" id it did not find */
+    /* max_savepoints: the operations (savepoints) one transaction should hold at most (0: no
+     * limit): PostgreSQL keeps 64 subtransactions of a session in shared memory and past
+     * that every other session's snapshot checks pg_subtrans, slowing all of them. */
+    size_t max_savepoints;
 };
 
 /** store_sqlite_open: store_open for a SQLite database file (store_sqlite.c). */

@@ -24,6 +24,7 @@
 #include <sys/socket.h>
 
 #include "clock.h"
+#include "codec.h"
 #include "embedded.h"
 #include "store_common.h"
 #include "log.h"
@@ -45,6 +46,7 @@ enum pstmt {
     P_KEY_FIND,
     P_KEY_INSERT,
     P_INSERT,
+    P_INSERT_MANY,
     P_STATE_OF,
     P_RUNNING,
     P_GET,
@@ -124,6 +126,7 @@ enum pstmt {
     P_NEXT_EXPIRY,
     P_SNOOZE,
     P_ATTEMPT_FENCED,
+    P_END,
     P_COUNT_ACTIVE,
     P_KEY_FIND_LOCK,
     P_CLAIM_KEYS,
@@ -176,6 +179,17 @@ static const char *const pstmt_sql[P_COUNT_STMTS] = {
                  "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, "
                  "$16) "
                  "RETURNING id",
+    /* Many jobs in one statement, one array per column: rows are inserted in the arrays'
+     * order (ORDER BY the ordinality), so their ids, taken from the identity as each row is
+     * inserted, increase in that order. */
+    [P_INSERT_MANY] =
+        "INSERT INTO jobs (queue, payload, priority, state, run_at, max_attempts, timeout_ms, "
+        "created_at, group_id, after_always, traceparent, tracestate, group_key) "
+        "SELECT u.q, u.p, u.pr, u.st, u.ra, u.ma, u.tm, $1, $2, u.aa, u.tp, u.ts, u.gk "
+        "FROM unnest($3::text[], $4::text[], $5::integer[], $6::smallint[], $7::bigint[], "
+        "$8::integer[], $9::bigint[], $10::boolean[], $11::text[], $12::text[], $13::text[]) "
+        "WITH ORDINALITY AS u(q, p, pr, st, ra, ma, tm, aa, tp, ts, gk, ord) ORDER BY u.ord "
+        "RETURNING id",
     [P_STATE_OF] = "SELECT state FROM jobs WHERE id = $1",
     /* The running jobs no live node runs: their owner is no registered incarnation that is
      * alive and not fenced (a node restarted is a new incarnation: its jobs of before are
@@ -360,6 +374,9 @@ static const char *const pstmt_sql[P_COUNT_STMTS] = {
     /* The attempt row of an outcome, only while the job is still at that attempt: with the
      * owner fence of P_FINISH, a job rescued and claimed again by the same node (a new
      * incarnation) is not finished by the outcome of the older attempt. */
+    /* The end of an attempt, in one round trip (migrations/pg/0009_end.sql). */
+    [P_END] = "SELECT o_queue, o_group, o_kids FROM jobq_end($1, $2, $3, $4, $5, $6, $7, $8, "
+              "$9, $10, $11, $12, $13)",
     [P_ATTEMPT_FENCED] = "INSERT INTO attempts (job_id, attempt, started_at, finished_at, kind, "
                          "error) SELECT $1, $2, $3, $4, $5, $6 WHERE EXISTS (SELECT 1 FROM jobs "
                          "WHERE id = $1 AND attempt = $2)",
@@ -437,7 +454,11 @@ typedef struct pg_store {
     bool full;         /* durability full: commits wait for the WAL flush unless relaxed */
     bool want_sync;    /* what store_set_sync asked for the next transactions */
     int session_sync;  /* synchronous_commit of the session: 1 on, 0 off, -1 unknown */
-    bool release_owed; /* a RELEASE to send with the next savepoint (one round trip less) */
+    /* An operation's savepoint costs no round trip: SAVEPOINT is owed until the operation's
+     * first statement and sent in one pipeline with it (with the RELEASE of the operation
+     * before, owed since that one ended); an operation that sends nothing sends neither. */
+    bool release_owed; /* RELEASE SAVEPOINT op owed */
+    bool savepoint_owed; /* SAVEPOINT op owed */
     bool lost;         /* the connection was found lost: logged once until it comes back */
     bool opened;       /* store_pg_open succeeded: later connections are reconnections */
     char where[256];   /* "host:port" (or the socket) and database, for messages */
@@ -670,7 +691,7 @@ ntf_state(pg_store *p, int64_t id, const char *queue, int state, int64_t run_at)
 {
     if (state == JOBQ_READY && queue != NULL) {
         ntf_ready(p, queue, 1);
-    } else if (state == JOBQ_SUCCEEDED || state == JOBQ_DEAD || state == JOBQ_CANCELLED) {
+    } else if (store_state_ends(state)) {
         ntf_id(p, &p->ntf_ended, id);
     } else if ((state == JOBQ_SCHEDULED || state == JOBQ_RETRYING) && run_at > 0) {
         ntf_due(p, run_at);
@@ -808,6 +829,104 @@ checked(pg_store *p, PGresult *r, PGresult **rp, const char *doing)
     return err;
 }
 
+/* owed_sql: the owed savepoint commands as one string for the simple protocol ("" if none),
+ * no longer owed once returned. */
+static const char *
+owed_sql(pg_store *p)
+{
+    const char *sql = p->release_owed && p->savepoint_owed ? "RELEASE SAVEPOINT op; SAVEPOINT op; "
+                      : p->release_owed                    ? "RELEASE SAVEPOINT op; "
+                      : p->savepoint_owed                  ? "SAVEPOINT op; "
+                                                           : "";
+    p->release_owed = p->savepoint_owed = false;
+    return sql;
+}
+
+/* send_stmt: sends prepared statement name (sql NULL) or sql with a, without waiting. */
+static int
+send_stmt(pg_store *p, const char *name, const char *sql, const pargs *a)
+{
+    int n = a != NULL ? a->n : 0;
+    const char *const *v = a != NULL ? a->v : NULL;
+    return sql == NULL ? PQsendQueryPrepared(p->conn, name, n, v, NULL, NULL, 0)
+                       : PQsendQueryParams(p->conn, sql, n, NULL, v, NULL, NULL, 0);
+}
+
+static PGresult *exec_stmt(pg_store *p, const char *name, const char *sql, const pargs *a);
+
+/* pipelined: the owed savepoint commands, then the statement (prepared name, or sql), in one
+ * pipeline: one round trip. The statement's result; or the first failed command's (then the
+ * statement did not run). */
+static PGresult *
+pipelined(pg_store *p, const char *name, const char *sql, const pargs *a)
+{
+    bool rel = p->release_owed, sp = p->savepoint_owed;
+    p->release_owed = p->savepoint_owed = false;
+    if (PQenterPipelineMode(p->conn) != 1) { /* not idle: cannot happen between statements */
+        PGresult *r = PQexec(p->conn, rel && sp ? "RELEASE SAVEPOINT op; SAVEPOINT op"
+                                      : rel     ? "RELEASE SAVEPOINT op"
+                                                : "SAVEPOINT op");
+        if (PQresultStatus(r) != PGRES_COMMAND_OK) {
+            return r;
+        }
+        PQclear(r);
+        return exec_stmt(p, name, sql, a);
+    }
+    int queries = 0;
+    bool sent = (!rel || (queries++, PQsendQueryParams(p->conn, "RELEASE SAVEPOINT op", 0, NULL,
+                                                       NULL, NULL, NULL, 0) == 1)) &&
+                (!sp || (queries++, PQsendQueryParams(p->conn, "SAVEPOINT op", 0, NULL, NULL,
+                                                      NULL, NULL, 0) == 1)) &&
+                (queries++, send_stmt(p, name, sql, a) == 1) && PQpipelineSync(p->conn) == 1;
+    PGresult *failed = NULL, *last = NULL;
+    for (int i = 0; sent && i < queries && PQstatus(p->conn) == CONNECTION_OK; i++) {
+        PGresult *r;
+        while ((r = PQgetResult(p->conn)) != NULL) {
+            ExecStatusType st = PQresultStatus(r);
+            bool bad = st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK;
+            if (bad && failed == NULL && st != PGRES_PIPELINE_ABORTED) {
+                failed = r;
+            } else if (i == queries - 1 && last == NULL && !bad) {
+                last = r;
+            } else {
+                PQclear(r);
+            }
+        }
+    }
+    /* The sync's own result, then out of pipeline mode (a lost connection ends both). */
+    PGresult *r;
+    while (sent && PQstatus(p->conn) == CONNECTION_OK && (r = PQgetResult(p->conn)) != NULL) {
+        bool sync = PQresultStatus(r) == PGRES_PIPELINE_SYNC;
+        PQclear(r);
+        if (sync) {
+            break;
+        }
+    }
+    (void)PQexitPipelineMode(p->conn);
+    if (failed != NULL) {
+        PQclear(last);
+        return failed;
+    }
+    if (last != NULL) {
+        return last;
+    }
+    /* Not sent, or the connection lost: a result that says so (fatal, with libpq's message). */
+    return PQmakeEmptyPGresult(p->conn, PGRES_FATAL_ERROR);
+}
+
+/* exec_stmt: prepared statement name (sql NULL) or sql with a, with what is owed before it. */
+static PGresult *
+exec_stmt(pg_store *p, const char *name, const char *sql, const pargs *a)
+{
+    if (p->release_owed || p->savepoint_owed) {
+        return pipelined(p, name, sql, a);
+    }
+    int n = a != NULL ? a->n : 0;
+    const char *const *v = a != NULL ? a->v : NULL;
+    return sql == NULL ? PQexecPrepared(p->conn, name, n, v, NULL, NULL, 0)
+                       : PQexecParams(p->conn, sql, n, NULL, v, NULL, NULL, 0);
+}
+
 /* run: executes prepared statement id with a (NULL: none); on success *rp holds the result
  * (the caller PQclears it). A lost connection is found here and reported, not repaired:
  * store_begin reconnects. */
@@ -819,10 +938,7 @@ run(pg_store *p, enum pstmt id, const pargs *a, PGresult **rp)
     }
     char name[16];
     snprintf(name, sizeof(name), "jobq%d", (int)id);
-    return checked(
-        p,
-        PQexecPrepared(p->conn, name, a != NULL ? a->n : 0, a != NULL ? a->v : NULL, NULL, NULL, 0),
-        rp, NULL);
+    return checked(p, exec_stmt(p, name, NULL, a), rp, NULL);
 }
 
 /* q_params: a statement outside the prepared set, with parameters a (NULL: none); as run.
@@ -834,22 +950,27 @@ q_params(pg_store *p, const char *sql, const pargs *a, PGresult **rp, const char
     if (!connected(p)) {
         return unreachable(p, doing);
     }
-    return checked(p,
-                   PQexecParams(p->conn, sql, a != NULL ? a->n : 0, NULL, a != NULL ? a->v : NULL,
-                                NULL, NULL, 0),
-                   rp, doing);
+    return checked(p, exec_stmt(p, NULL, sql, a), rp, doing);
 }
 
 /* simple: statements without parameters, outside the prepared set (transaction control,
- * migrations: several may be sent at once), their rows unread. */
+ * migrations: several may be sent at once), their rows unread; what is owed goes first, in
+ * the same string. */
 static int
 simple(pg_store *p, const char *sql, const char *doing)
 {
     if (!connected(p)) {
         return unreachable(p, doing);
     }
+    const char *owed = owed_sql(p);
+    char *both = NULL;
+    if (owed[0] != '\0' && (both = malloc(strlen(owed) + strlen(sql) + 1)) != NULL) {
+        strcpy(both, owed);
+        strcat(both, sql);
+    }
     PGresult *r = NULL;
-    int err = checked(p, PQexec(p->conn, sql), &r, doing);
+    int err = checked(p, PQexec(p->conn, both != NULL ? both : sql), &r, doing);
+    free(both);
     if (err == JOBQ_OK) {
         PQclear(r);
     }
@@ -1279,7 +1400,7 @@ connect_db(pg_store *p, bool prepare)
      * by such a node, and the other nodes' writers wait at most that long for its locks. */
     set_conn(p, open_conn(p->conninfo, "jobqd", "-c idle_in_transaction_session_timeout=10000"));
     p->session_sync = -1;
-    p->release_owed = false;
+    p->release_owed = p->savepoint_owed = false;
     if (!connected(p)) {
         return unreachable(p, NULL);
     }
@@ -1399,6 +1520,7 @@ store_pg_open(const char *conninfo, enum durability durability, store **stp, cha
         return JOBQ_ENOMEM;
     }
     p->base.ops = &pg_ops;
+    p->base.max_savepoints = 64; /* PGPROC_MAX_CACHED_SUBXIDS */
     pthread_mutex_init(&p->sock_mu, NULL);
     p->sock = -1;
     atomic_init(&p->interrupted, false);
@@ -1459,7 +1581,7 @@ begin_once(pg_store *p)
     const char *sql = want == p->session_sync ? "BEGIN; SELECT txid_current()"
                       : want ? "SET synchronous_commit = on; BEGIN; SELECT txid_current()"
                              : "SET synchronous_commit = off; BEGIN; SELECT txid_current()";
-    p->release_owed = false;
+    p->release_owed = p->savepoint_owed = false;
     p->xid = 0;
     if (!connected(p)) {
         return unreachable(p, "starting a transaction");
@@ -1569,7 +1691,7 @@ static int
 pg_commit(store *st)
 {
     pg_store *p = PG(st);
-    p->release_owed = false;
+    p->release_owed = p->savepoint_owed = false;
     if (!connected(p)) {
         return unreachable(p, "committing");
     }
@@ -1623,7 +1745,7 @@ static void
 pg_rollback(store *st)
 {
     pg_store *p = PG(st);
-    p->release_owed = false;
+    p->release_owed = p->savepoint_owed = false;
     ntf_reset(p);
     if (pg_in_transaction(st)) {
         (void)simple(p, "ROLLBACK", "rolling back");
@@ -1635,21 +1757,29 @@ pg_savepoint(store *st)
 {
     pg_store *p = PG(st);
     p->fence_id = 0;
-    bool owed = p->release_owed;
-    p->release_owed = false;
-    return simple(p, owed ? "RELEASE SAVEPOINT op; SAVEPOINT op" : "SAVEPOINT op", NULL);
+    p->savepoint_owed = true; /* sent with the operation's first statement */
+    return JOBQ_OK;
 }
 
 static void
 pg_release(store *st)
 {
-    PG(st)->release_owed = true; /* sent with the next savepoint, or implied by COMMIT */
+    pg_store *p = PG(st);
+    if (p->savepoint_owed) {
+        p->savepoint_owed = false; /* the operation sent nothing: nothing to release */
+    } else {
+        p->release_owed = true; /* sent with the next statement, or implied by COMMIT */
+    }
 }
 
 static void
 pg_rollback_savepoint(store *st)
 {
     pg_store *p = PG(st);
+    if (p->savepoint_owed) {
+        p->savepoint_owed = false; /* the operation sent nothing: nothing to undo */
+        return;
+    }
     p->release_owed = false;
     (void)simple(p, "ROLLBACK TO SAVEPOINT op; RELEASE SAVEPOINT op", NULL);
 }
@@ -1674,6 +1804,109 @@ pg_job_insert(store *st, const job_spec *spec, int state, int64_t now_ms, int64_
         ntf_state(PG(st), id, spec->queue, state, spec->run_at_ms);
     }
     return err == JOBQ_ENOENT ? JOBQ_ESTORE : err;
+}
+
+/* arr_text: appends v to the array literal in t as one quoted element (NULL: NULL). */
+static void
+arr_text(jobq__jtext *t, const char *v, bool first)
+{
+    if (!first) {
+        jobq__jt_lit(t, ",");
+    }
+    if (v == NULL) {
+        jobq__jt_lit(t, "NULL");
+        return;
+    }
+    jobq__jt_lit(t, "\"");
+    for (const char *run = v;;) {
+        size_t n = strcspn(run, "\"\\");
+        jobq__jt_raw(t, run, n);
+        if (run[n] == '\0') {
+            break;
+        }
+        jobq__jt_lit(t, "\\");
+        jobq__jt_raw(t, run + n, 1);
+        run += n + 1;
+    }
+    jobq__jt_lit(t, "\"");
+}
+
+/* arr_int: appends v to the array literal in t as one element. */
+static void
+arr_int(jobq__jtext *t, int64_t v, bool first)
+{
+    if (!first) {
+        jobq__jt_lit(t, ",");
+    }
+    jobq__jt_int(t, v);
+}
+
+enum { MANY_COLS = 11 };
+
+static int
+cmp_i64(const void *a, const void *b)
+{
+    int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+    return (x > y) - (x < y);
+}
+
+static int
+pg_jobs_insert(store *st, const job_spec *specs, const int *states, size_t n, int64_t now_ms,
+               int64_t *ids)
+{
+    pg_store *p = PG(st);
+    jobq__jtext col[MANY_COLS] = {{0}};
+    for (int c = 0; c < MANY_COLS; c++) {
+        jobq__jt_lit(&col[c], "{");
+    }
+    for (size_t i = 0; i < n; i++) {
+        const job_spec *j = &specs[i];
+        bool first = i == 0;
+        arr_text(&col[0], j->queue, first);
+        arr_text(&col[1], j->payload, first);
+        arr_int(&col[2], j->priority, first);
+        arr_int(&col[3], states[i], first);
+        arr_int(&col[4], j->run_at_ms, first);
+        arr_int(&col[5], j->max_attempts, first);
+        arr_int(&col[6], j->timeout_ms, first);
+        arr_text(&col[7], j->after_always ? "t" : "f", first);
+        arr_text(&col[8], j->traceparent, first);
+        arr_text(&col[9], j->tracestate, first);
+        arr_text(&col[10], j->group_key, first);
+    }
+    bool failed = false;
+    for (int c = 0; c < MANY_COLS; c++) {
+        jobq__jt_lit(&col[c], "}");
+        failed |= col[c].failed;
+    }
+    int err = JOBQ_ENOMEM;
+    PGresult *r = NULL;
+    if (!failed) {
+        err = run(p, P_INSERT_MANY,
+                  ARGS(A_I64(now_ms), A_I64_OR_NULL(specs[0].group_id), A_TEXT(col[0].p),
+                       A_TEXT(col[1].p), A_TEXT(col[2].p), A_TEXT(col[3].p), A_TEXT(col[4].p),
+                       A_TEXT(col[5].p), A_TEXT(col[6].p), A_TEXT(col[7].p), A_TEXT(col[8].p),
+                       A_TEXT(col[9].p), A_TEXT(col[10].p)),
+                  &r);
+    }
+    for (int c = 0; c < MANY_COLS; c++) {
+        free(col[c].p);
+    }
+    if (err != JOBQ_OK) {
+        return err;
+    }
+    if ((size_t)PQntuples(r) != n) {
+        snprintf(p->msg, sizeof(p->msg), "PostgreSQL inserted %d of %zu jobs", PQntuples(r), n);
+        PQclear(r);
+        return JOBQ_ESTORE;
+    }
+    read_ids(r, ids, n); /* clears r */
+    /* In the arrays' order: the ids increase as the rows were inserted (see P_INSERT_MANY). */
+    qsort(ids, n, sizeof(*ids), cmp_i64);
+    for (size_t i = 0; i < n; i++) {
+        ntf_state(p, ids[i], specs[i].queue, states[i], specs[i].run_at_ms);
+    }
+    return JOBQ_OK;
 }
 
 static int
@@ -1937,6 +2170,37 @@ pg_job_finish(store *st, int64_t id, int new_state, int64_t finished_at_ms, int6
 
 static int pg_attempt_add(store *st, int64_t id, const attempt_rec *rec, int64_t now_ms,
                           const char *error);
+
+/* pg_job_end: store_job_end in one statement (jobq_end), fenced by owner and attempt. */
+static int
+pg_job_end(store *st, int64_t id, int new_state, int64_t now_ms, int64_t run_at_ms,
+           const char *result, const char *error, const attempt_rec *a, int64_t *gidp,
+           bool *kidsp)
+{
+    pg_store *p = PG(st);
+    bool end = store_state_ends(new_state);
+    int64_t run_at = new_state == JOBQ_RETRYING ? run_at_ms : 0;
+    parg att = a != NULL ? A_I64(a->attempt) : A_NULL;
+    PGresult *r;
+    int err = run_row(p, P_END,
+                      ARGS(A_I64(id), A_I64(new_state), A_I64_OR_NULL(end ? now_ms : 0),
+                           A_I64_OR_NULL(run_at), A_TEXT(result), A_TEXT(error),
+                           A_I64(JOBQ_RUNNING), A_I64(p->incarnation), att,
+                           A_I64(a != NULL ? a->started_at_ms : 0), A_I64(now_ms),
+                           A_TEXT(a != NULL ? a->kind : NULL), A_BOOL(end)),
+                      &r);
+    if (err == JOBQ_ENOENT) {
+        return JOBQ_ESTATE; /* not running, not ours, or not at that attempt: nothing changed */
+    }
+    if (err != JOBQ_OK) {
+        return err;
+    }
+    *gidp = g_i64(r, 0, 1);
+    *kidsp = g_bool(r, 0, 2);
+    PQclear(r);
+    ntf_state(p, id, NULL, new_state, run_at);
+    return JOBQ_OK;
+}
 
 static int
 pg_requeue(store *st, int64_t id, int64_t now_ms, const char *error, const attempt_rec *rec)
@@ -2266,16 +2530,10 @@ pg_waiting_for(store *st, int64_t id, int64_t *ids, size_t max, size_t *np)
 
 /* ---- retention ---- */
 
-static bool
-is_ended(int state)
-{
-    return state == JOBQ_SUCCEEDED || state == JOBQ_DEAD || state == JOBQ_CANCELLED;
-}
-
 static int
 pg_sweep(store *st, const char *queue, int state, int64_t before_ms, size_t max, size_t *np)
 {
-    if (!is_ended(state)) {
+    if (!store_state_ends(state)) {
         *np = 0; /* only finished jobs are swept */
         return JOBQ_OK;
     }
@@ -2304,7 +2562,7 @@ pg_sweep_keys(store *st, const char *queue, int64_t before_ms, size_t max, size_
 static int
 pg_oldest_finished(store *st, const char *queue, int state, int64_t *atp)
 {
-    if (!is_ended(state)) {
+    if (!store_state_ends(state)) {
         return JOBQ_ENOENT;
     }
     return one_i64(PG(st), P_OLDEST_FINISHED, ARGS(A_TEXT(queue), A_I64(state)), atp);
@@ -2346,7 +2604,7 @@ pg_oldest_key(store *st, const char *queue, int64_t *atp)
 static int
 pg_recent(store *st, const char *queue, int state, job_row *rows, size_t max, size_t *np)
 {
-    if (!is_ended(state)) {
+    if (!store_state_ends(state)) {
         *np = 0;
         return JOBQ_OK;
     }
@@ -2760,6 +3018,8 @@ static const store_ops pg_ops = {
     .key_hold = pg_key_hold,
     .running = pg_running,
     .job_finish = pg_job_finish,
+    .jobs_insert = pg_jobs_insert,
+    .job_end = pg_job_end,
     .requeue = pg_requeue,
     .promote_due = pg_promote_due,
     .next_due = pg_next_due,

@@ -31,7 +31,9 @@ writer_init(writer *w, uv_loop_t *loop, store *st)
     memset(w, 0, sizeof(*w));
     w->loop = loop;
     w->st = st;
-    w->max_batch = 4096;
+    /* A batch is one transaction with a savepoint per op: no more than the store holds well
+     * (the ops of a group, kept together, may pass it). */
+    w->max_batch = st != NULL && st->max_savepoints > 0 ? st->max_savepoints : 4096;
     w->patient = true;
 }
 

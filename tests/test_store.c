@@ -234,6 +234,13 @@ test_contract_keys_per_queue(void **state)
 }
 
 static void
+count_ready(void *arg, const char *queue, int state, int64_t n)
+{
+    (void)queue;
+    *(int64_t *)arg += state == JOBQ_READY ? n : 0;
+}
+
+static void
 test_contract_savepoint_rolls_back_one_op(void **state)
 {
     fixture *f = *state;
@@ -247,12 +254,33 @@ test_contract_savepoint_rolls_back_one_op(void **state)
     int64_t kept;
     assert_int_equal(store_job_insert(f->st, &s, JOBQ_READY, 0, 0, NULL, &kept), JOBQ_OK);
     store_release(f->st);
+    /* Ops that run no statement, released or rolled back, between ops that do (a backend
+     * may send a savepoint only with an op's first statement). */
+    assert_int_equal(store_savepoint(f->st), JOBQ_OK);
+    store_rollback_savepoint(f->st);
+    assert_int_equal(store_savepoint(f->st), JOBQ_OK);
+    store_release(f->st);
+    assert_int_equal(store_savepoint(f->st), JOBQ_OK);
+    int64_t undone, kept2;
+    assert_int_equal(store_job_insert(f->st, &s, JOBQ_READY, 0, 0, NULL, &undone), JOBQ_OK);
+    store_rollback_savepoint(f->st);
+    assert_int_equal(store_savepoint(f->st), JOBQ_OK);
+    assert_int_equal(store_job_insert(f->st, &s, JOBQ_READY, 0, 0, NULL, &kept2), JOBQ_OK);
+    store_release(f->st);
     assert_int_equal(store_commit(f->st), JOBQ_OK);
     job_row r = {0}; /* left alone on JOBQ_ENOENT: a backend may not reuse the id (PostgreSQL) */
     assert_int_equal(store_get(f->st, id, &r), id == kept ? JOBQ_OK : JOBQ_ENOENT);
     job_row_clear(&r);
     assert_int_equal(store_get(f->st, kept, &r), JOBQ_OK);
     job_row_clear(&r);
+    r = (job_row){0};
+    assert_int_equal(store_get(f->st, undone, &r), undone == kept2 ? JOBQ_OK : JOBQ_ENOENT);
+    job_row_clear(&r);
+    assert_int_equal(store_get(f->st, kept2, &r), JOBQ_OK);
+    job_row_clear(&r);
+    int64_t n = 0;
+    assert_int_equal(store_count_each(f->st, count_ready, &n), JOBQ_OK);
+    assert_int_equal(n, 2);
 }
 
 static void
@@ -455,6 +483,121 @@ test_contract_retry_dead_and_bulk(void **state)
     assert_int_equal(calls, 1);
     assert_int_equal(store_get(f->st, b, &r), JOBQ_OK);
     assert_int_equal(r.state, JOBQ_READY);
+    job_row_clear(&r);
+}
+
+/* Many jobs in one call: each keeps its own columns (payloads with quotes, backslashes,
+ * commas and braces come back byte for byte, NULLs stay NULL), ids increase in order. */
+static void
+test_contract_jobs_insert(void **state)
+{
+    fixture *f = *state;
+    job_spec specs[3] = {
+        {.queue = "q", .payload = "{\"a\":\"x\\\"y,{}\\\\\"}", .priority = 5, .run_at_ms = 0,
+         .max_attempts = 2, .timeout_ms = 1000, .traceparent = "00-ab-cd-01"},
+        {.queue = "q2", .payload = "[1,2]", .priority = -1, .run_at_ms = 900, .max_attempts = 3,
+         .timeout_ms = 2000, .group_key = "tenant \"7\""},
+        {.queue = "q", .payload = "\"\u00e9t\u00e9\"", .run_at_ms = 0, .max_attempts = 1,
+         .timeout_ms = 3000, .after_always = true},
+    };
+    int states[3] = {JOBQ_READY, JOBQ_SCHEDULED, JOBQ_READY};
+    int64_t ids[3];
+    assert_int_equal(store_begin(f->st), JOBQ_OK);
+    assert_int_equal(store_jobs_insert(f->st, specs, states, 3, 10, ids), JOBQ_OK);
+    assert_int_equal(store_commit(f->st), JOBQ_OK);
+    assert_true(ids[0] < ids[1] && ids[1] < ids[2]);
+    for (int i = 0; i < 3; i++) {
+        job_row r;
+        assert_int_equal(store_get(f->st, ids[i], &r), JOBQ_OK);
+        assert_string_equal(r.queue, specs[i].queue);
+        assert_string_equal(r.payload, specs[i].payload);
+        assert_int_equal(r.priority, specs[i].priority);
+        assert_int_equal(r.state, states[i]);
+        assert_int_equal(r.run_at_ms, specs[i].run_at_ms);
+        assert_int_equal(r.max_attempts, specs[i].max_attempts);
+        assert_int_equal(r.timeout_ms, specs[i].timeout_ms);
+        assert_int_equal(r.created_at_ms, 10);
+        if (specs[i].traceparent != NULL) {
+            assert_string_equal(r.traceparent, specs[i].traceparent);
+        } else {
+            assert_null(r.traceparent);
+        }
+        if (specs[i].group_key != NULL) {
+            assert_string_equal(r.group_key, specs[i].group_key);
+        } else {
+            assert_null(r.group_key);
+        }
+        job_row_clear(&r);
+    }
+    assert_int_equal(claim_one(f->st, "q", 20), ids[0]); /* priority 5 first */
+}
+
+/* The end of an attempt: the job's new state, its history row, its held key forgotten, its
+ * group and whether jobs wait for it told; a second end of the same attempt changes nothing. */
+static void
+test_contract_job_end(void **state)
+{
+    fixture *f = *state;
+    group_spec g = {.size = 1};
+    int64_t gid, a, c, hid, dummy;
+    uint64_t hash;
+    bool held;
+    assert_int_equal(store_begin(f->st), JOBQ_OK);
+    assert_int_equal(store_group_create(f->st, &g, 10, &gid), JOBQ_OK);
+    job_spec s = {.queue = "q", .payload = "1", .max_attempts = 1, .timeout_ms = 1, .group_id = gid};
+    int ready = JOBQ_READY;
+    assert_int_equal(store_jobs_insert(f->st, &s, &ready, 1, 10, &a), JOBQ_OK);
+    s.group_id = 0;
+    assert_int_equal(store_job_insert(f->st, &s, JOBQ_WAITING, 10, 0, NULL, &c), JOBQ_OK);
+    assert_int_equal(store_dep_add(f->st, a, c), JOBQ_OK);
+    assert_int_equal(store_key_put(f->st, "q", "k", a, 7, 10, true), JOBQ_OK);
+    assert_int_equal(store_commit(f->st), JOBQ_OK);
+    assert_int_equal(claim_one(f->st, "q", 20), a);
+    attempt_rec at = {.attempt = 1, .started_at_ms = 20, .kind = "success"};
+    int64_t og = -1;
+    bool kids = false;
+    assert_int_equal(store_begin(f->st), JOBQ_OK);
+    assert_int_equal(store_job_end(f->st, a, JOBQ_SUCCEEDED, 30, 0, "{\"r\":1}", NULL, &at, &og,
+                                   &kids),
+                     JOBQ_OK);
+    assert_int_equal(og, gid);
+    assert_true(kids);
+    assert_int_equal(store_key_lock(f->st, "q", "k", &hid, &hash, &dummy, &held), JOBQ_ENOENT);
+    /* Ended: the same end again is refused, and changes nothing. */
+    assert_int_equal(store_job_end(f->st, a, JOBQ_DEAD, 31, 0, NULL, "late", &at, &og, &kids),
+                     JOBQ_ESTATE);
+    assert_int_equal(store_commit(f->st), JOBQ_OK);
+    job_row r;
+    assert_int_equal(store_get(f->st, a, &r), JOBQ_OK);
+    assert_int_equal(r.state, JOBQ_SUCCEEDED);
+    assert_int_equal(r.finished_at_ms, 30);
+    assert_string_equal(r.result, "{\"r\":1}");
+    job_row_clear(&r);
+    attempt_row h[2];
+    size_t n;
+    assert_int_equal(store_attempts(f->st, a, h, 2, &n), JOBQ_OK);
+    assert_int_equal(n, 1);
+    assert_string_equal(h[0].kind, "success");
+    attempt_row_clear(&h[0]);
+    /* A retry is not an end: run_at set, no finished_at, the key kept. */
+    assert_int_equal(store_begin(f->st), JOBQ_OK);
+    assert_int_equal(store_job_set_state(f->st, c, JOBQ_WAITING, JOBQ_READY, 0, NULL), JOBQ_OK);
+    assert_int_equal(store_key_put(f->st, "q", "k2", c, 7, 10, true), JOBQ_OK);
+    assert_int_equal(store_commit(f->st), JOBQ_OK);
+    assert_int_equal(claim_one(f->st, "q", 40), c);
+    at.started_at_ms = 40;
+    at.kind = "exit";
+    assert_int_equal(store_begin(f->st), JOBQ_OK);
+    assert_int_equal(
+        store_job_end(f->st, c, JOBQ_RETRYING, 50, 900, NULL, "exit 1", &at, &og, &kids),
+        JOBQ_OK);
+    assert_int_equal(store_key_lock(f->st, "q", "k2", &hid, &hash, &dummy, &held), JOBQ_OK);
+    assert_int_equal(hid, c);
+    assert_int_equal(store_commit(f->st), JOBQ_OK);
+    assert_int_equal(store_get(f->st, c, &r), JOBQ_OK);
+    assert_int_equal(r.state, JOBQ_RETRYING);
+    assert_int_equal(r.run_at_ms, 900);
+    assert_int_equal(r.finished_at_ms, 0);
     job_row_clear(&r);
 }
 
@@ -2053,6 +2196,8 @@ main(void)
         cmocka_unit_test_setup_teardown(test_contract_claim_order_priority_run_at_id, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_contract_finish_and_history, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_contract_jobs_insert, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_contract_job_end, setup, teardown),
         cmocka_unit_test_setup_teardown(test_contract_retry_dead_and_bulk, setup, teardown),
         cmocka_unit_test_setup_teardown(test_contract_dependencies, setup, teardown),
         cmocka_unit_test_setup_teardown(test_contract_groups, setup, teardown),
