@@ -31,6 +31,49 @@ exec_attempt(store *st, wop *op, int64_t now_ms)
                             a->result, a->error, &rec);
 }
 
+/* exec_attempts: exec_attempt of op and the n - 1 attempts after it, all plain ends (see
+ * plain_end), in one lifecycle_finish_many. */
+static int
+exec_attempts(store *st, wop *op, size_t n, int64_t now_ms)
+{
+    job_end ends[64];
+    if (n > 64) {
+        return JOBQ_EINVAL; /* the writer runs them one by one */
+    }
+    wop *o = op;
+    for (size_t i = 0; i < n; i++, o = o->next) {
+        attempt *a = container_of(o, attempt, op);
+        ends[i] = (job_end){.id = a->job.id,
+                            .new_state = a->outcome.state,
+                            .run_at_ms = a->outcome.run_at_ms,
+                            .result = a->result,
+                            .error = a->error,
+                            .a = {.attempt = a->job.attempt,
+                                  .started_at_ms = a->job.started_at_ms,
+                                  .kind = a->outcome.kind}};
+    }
+    int err = lifecycle_finish_many(st, ends, n, now_ms);
+    if (err != JOBQ_OK) {
+        return err;
+    }
+    o = op;
+    for (size_t i = 0; i < n; i++, o = o->next) {
+        o->err = ends[i].err;
+        container_of(o, attempt, op)->job.finished_at_ms = now_ms;
+    }
+    return JOBQ_OK;
+}
+
+/* plain_end: a record exec_attempts can make with others: the attempt ended (succeeded, dead,
+ * cancelled) or is retried later, with no reports to write beside it. */
+static bool
+plain_end(const attempt *a)
+{
+    const progress_pending *p = &a->prog_rec;
+    return a->outcome.state != JOBQ_READY && a->outcome.state != JOBQ_SCHEDULED &&
+           !p->has_progress && p->checkpoint == NULL && p->nlines == 0;
+}
+
 static void
 done_attempt(wop *op)
 {
@@ -91,6 +134,7 @@ attempt_record(attempt *a)
 {
     progress_take(a->s, &a->prog, &a->prog_rec);
     a->op.exec = exec_attempt;
+    a->op.exec_many = plain_end(a) ? exec_attempts : NULL;
     a->op.done = done_attempt;
     a->op.writes = true;
     a->op.relaxed = true; /* an outcome lost to a power cut only makes the job run again */
@@ -104,6 +148,7 @@ attempt_record_group(attempt *const *as, size_t n)
         attempt *a = as[i];
         progress_take(a->s, &a->prog, &a->prog_rec);
         a->op.exec = exec_attempt;
+        a->op.exec_many = plain_end(a) ? exec_attempts : NULL;
         a->op.done = done_attempt;
         a->op.writes = true;
         a->op.relaxed = true; /* as attempt_record's */

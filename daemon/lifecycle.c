@@ -553,6 +553,19 @@ lifecycle_finish(store *st, int64_t id, int new_state, int64_t now_ms, int64_t r
     return err;
 }
 
+int
+lifecycle_finish_many(store *st, job_end *ends, size_t n, int64_t now_ms)
+{
+    int err = store_jobs_end(st, ends, n, now_ms);
+    for (size_t i = 0; err == JOBQ_OK && i < n; i++) {
+        const job_end *e = &ends[i];
+        if (e->err == JOBQ_OK && lifecycle_ended_state(e->new_state) && (e->kids || e->gid != 0)) {
+            err = ended_known(st, e->id, e->new_state, e->gid, e->kids, now_ms);
+        }
+    }
+    return err;
+}
+
 /* group_payload: the payload of group gid's on_complete job: the user's payload (JSON text,
  * NULL: null) wrapped with the outcome of each member, e.g.
  * {"group":7,"payload":{...},"succeeded":2,"dead":1,"cancelled":0,

@@ -107,6 +107,12 @@ int lifecycle_cancel(store *st, int64_t id, int64_t now_ms, bool allow_running, 
 int lifecycle_cancel_why(store *st, int64_t id, int64_t now_ms, bool allow_running, const char *why,
                          job_row *row, int *old_statep);
 
+/** lifecycle_finish_many: lifecycle_finish of each of ends[0..n) (ended jobs' dependents and
+ *  groups included) at now_ms; each end's err says whether it was recorded (JOBQ_ESTATE: that
+ *  job was not running as expected and nothing of it changed). An error returned leaves the
+ *  caller to undo them all (a savepoint). Writer's thread. */
+int lifecycle_finish_many(store *st, job_end *ends, size_t n, int64_t now_ms);
+
 /** lifecycle_finish: records the end of a running attempt of job id: new_state (succeeded,
  *  dead, retrying or cancelled), run_at_ms for retrying, result and error texts (NULL to
  *  keep none), and a row of attempt history for a (unless NULL). JOBQ_ESTATE if the job is

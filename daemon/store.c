@@ -399,6 +399,23 @@ store_job_finish(store *st, int64_t id, int new_state, int64_t finished_at_ms, i
 }
 
 int
+store_jobs_end(store *st, job_end *ends, size_t n, int64_t now_ms)
+{
+    if (st->ops->jobs_end != NULL) {
+        return st->ops->jobs_end(st, ends, n, now_ms);
+    }
+    for (size_t i = 0; i < n; i++) {
+        job_end *e = &ends[i];
+        e->err = store_job_end(st, e->id, e->new_state, now_ms, e->run_at_ms, e->result, e->error,
+                               &e->a, &e->gid, &e->kids);
+        if (e->err != JOBQ_OK && e->err != JOBQ_ESTATE) {
+            return e->err;
+        }
+    }
+    return JOBQ_OK;
+}
+
+int
 store_jobs_insert(store *st, const job_spec *specs, const int *states, size_t n, int64_t now_ms,
                   int64_t *ids)
 {

@@ -266,6 +266,24 @@ int store_running(store *st, job_row **rowsp, size_t *np);
 int store_jobs_insert(store *st, const job_spec *specs, const int *states, size_t n,
                       int64_t now_ms, int64_t *ids);
 
+/** One end of store_jobs_end: what store_job_end takes (in) and gives (out). */
+typedef struct job_end {
+    int64_t id;
+    int new_state;
+    int64_t run_at_ms;  /* retrying: when */
+    const char *result; /* NULL: none */
+    const char *error;  /* NULL: none */
+    attempt_rec a;      /* its history row */
+    int err;            /* out: JOBQ_OK, or JOBQ_ESTATE (that one changed nothing) */
+    int64_t gid;        /* out, when it ended */
+    bool kids;          /* out, when it ended */
+} job_end;
+
+/** store_jobs_end: store_job_end for each of ends[0..n) at now_ms, one statement where the
+ *  backend can; a job whose fence fails gets err JOBQ_ESTATE and changes nothing, the others
+ *  are recorded. An error returned (the store's) leaves the caller to undo them all. */
+int store_jobs_end(store *st, job_end *ends, size_t n, int64_t now_ms);
+
 /** store_state_ends: whether state is an end (succeeded, dead or cancelled). */
 static inline bool
 store_state_ends(int state)
@@ -731,6 +749,8 @@ typedef struct store_ops {
     /* jobs_insert: optional (NULL: store.c inserts one by one with job_insert). */
     int (*jobs_insert)(store *st, const job_spec *specs, const int *states, size_t n,
                        int64_t now_ms, int64_t *ids);
+    /* jobs_end: optional (NULL: store_job_end for each). */
+    int (*jobs_end)(store *st, job_end *ends, size_t n, int64_t now_ms);
     /* job_end: optional (NULL: store.c composes it of job_finish, attempt_add, key_release
      * and group_of). */
     int (*job_end)(store *st, int64_t id, int new_state, int64_t now_ms, int64_t run_at_ms,

@@ -127,6 +127,7 @@ enum pstmt {
     P_SNOOZE,
     P_ATTEMPT_FENCED,
     P_END,
+    P_END_MANY,
     P_COUNT_ACTIVE,
     P_KEY_FIND_LOCK,
     P_CLAIM_KEYS,
@@ -377,6 +378,14 @@ static const char *const pstmt_sql[P_COUNT_STMTS] = {
     /* The end of an attempt, in one round trip (migrations/pg/0009_end.sql). */
     [P_END] = "SELECT o_queue, o_group, o_kids FROM jobq_end($1, $2, $3, $4, $5, $6, $7, $8, "
               "$9, $10, $11, $12, $13)",
+    /* Many ends in one statement: jobq_end for each element of the arrays, in their order;
+     * a row for each that was recorded (ord: its place, from 1). */
+    [P_END_MANY] =
+        "SELECT u.ord, e.o_group, e.o_kids FROM unnest($1::bigint[], $2::smallint[], "
+        "$3::bigint[], $4::bigint[], $5::text[], $6::text[], $7::integer[], $8::bigint[], "
+        "$9::text[], $10::boolean[]) WITH ORDINALITY AS u(id, st, fin, ra, res, err, att, sa, "
+        "kind, en, ord) CROSS JOIN LATERAL jobq_end(u.id, u.st, u.fin, u.ra, u.res, u.err, "
+        "$11::smallint, $12, u.att, u.sa, $13, u.kind, u.en) e ORDER BY u.ord",
     [P_ATTEMPT_FENCED] = "INSERT INTO attempts (job_id, attempt, started_at, finished_at, kind, "
                          "error) SELECT $1, $2, $3, $4, $5, $6 WHERE EXISTS (SELECT 1 FROM jobs "
                          "WHERE id = $1 AND attempt = $2)",
@@ -1841,6 +1850,104 @@ arr_int(jobq__jtext *t, int64_t v, bool first)
     jobq__jt_int(t, v);
 }
 
+/* arr_i64_or_null: arr_int, with 0 as NULL. */
+static void
+arr_i64_or_null(jobq__jtext *t, int64_t v, bool first)
+{
+    if (v == 0) {
+        arr_text(t, NULL, first);
+    } else {
+        arr_int(t, v, first);
+    }
+}
+
+/* arr_open, arr_close: n array literals, opened and closed; arr_close is false when one
+ * could not be allocated. */
+static void
+arr_open(jobq__jtext *cols, int n)
+{
+    for (int c = 0; c < n; c++) {
+        jobq__jt_lit(&cols[c], "{");
+    }
+}
+
+static bool
+arr_close(jobq__jtext *cols, int n)
+{
+    bool ok = true;
+    for (int c = 0; c < n; c++) {
+        jobq__jt_lit(&cols[c], "}");
+        ok &= !cols[c].failed;
+    }
+    return ok;
+}
+
+static void
+arr_free(jobq__jtext *cols, int n)
+{
+    for (int c = 0; c < n; c++) {
+        free(cols[c].p);
+    }
+}
+
+enum { END_COLS = 10 };
+
+static int
+pg_jobs_end(store *st, job_end *ends, size_t n, int64_t now_ms)
+{
+    pg_store *p = PG(st);
+    jobq__jtext col[END_COLS] = {{0}};
+    arr_open(col, END_COLS);
+    for (size_t i = 0; i < n; i++) {
+        const job_end *e = &ends[i];
+        bool first = i == 0;
+        bool end = store_state_ends(e->new_state);
+        arr_int(&col[0], e->id, first);
+        arr_int(&col[1], e->new_state, first);
+        arr_i64_or_null(&col[2], end ? now_ms : 0, first);
+        arr_i64_or_null(&col[3], e->new_state == JOBQ_RETRYING ? e->run_at_ms : 0, first);
+        arr_text(&col[4], e->result, first);
+        arr_text(&col[5], e->error, first);
+        arr_int(&col[6], e->a.attempt, first);
+        arr_int(&col[7], e->a.started_at_ms, first);
+        arr_text(&col[8], e->a.kind, first);
+        arr_text(&col[9], end ? "t" : "f", first);
+    }
+    int err = JOBQ_ENOMEM;
+    PGresult *r = NULL;
+    if (arr_close(col, END_COLS)) {
+        err = run(p, P_END_MANY,
+                  ARGS(A_TEXT(col[0].p), A_TEXT(col[1].p), A_TEXT(col[2].p), A_TEXT(col[3].p),
+                       A_TEXT(col[4].p), A_TEXT(col[5].p), A_TEXT(col[6].p), A_TEXT(col[7].p),
+                       A_TEXT(col[8].p), A_TEXT(col[9].p), A_I64(JOBQ_RUNNING),
+                       A_I64(p->incarnation), A_I64(now_ms)),
+                  &r);
+    }
+    arr_free(col, END_COLS);
+    if (err != JOBQ_OK) {
+        return err;
+    }
+    for (size_t i = 0; i < n; i++) {
+        ends[i].err = JOBQ_ESTATE; /* until its row says it was recorded */
+        ends[i].gid = 0;
+        ends[i].kids = false;
+    }
+    for (int row = 0; row < PQntuples(r); row++) {
+        int64_t ord = g_i64(r, row, 0);
+        if (ord < 1 || (size_t)ord > n) {
+            continue;
+        }
+        job_end *e = &ends[ord - 1];
+        e->err = JOBQ_OK;
+        e->gid = g_i64(r, row, 1);
+        e->kids = g_bool(r, row, 2);
+        ntf_state(p, e->id, NULL, e->new_state,
+                  e->new_state == JOBQ_RETRYING ? e->run_at_ms : 0);
+    }
+    PQclear(r);
+    return JOBQ_OK;
+}
+
 enum { MANY_COLS = 11 };
 
 static int
@@ -1856,9 +1963,7 @@ pg_jobs_insert(store *st, const job_spec *specs, const int *states, size_t n, in
 {
     pg_store *p = PG(st);
     jobq__jtext col[MANY_COLS] = {{0}};
-    for (int c = 0; c < MANY_COLS; c++) {
-        jobq__jt_lit(&col[c], "{");
-    }
+    arr_open(col, MANY_COLS);
     for (size_t i = 0; i < n; i++) {
         const job_spec *j = &specs[i];
         bool first = i == 0;
@@ -1874,14 +1979,9 @@ pg_jobs_insert(store *st, const job_spec *specs, const int *states, size_t n, in
         arr_text(&col[9], j->tracestate, first);
         arr_text(&col[10], j->group_key, first);
     }
-    bool failed = false;
-    for (int c = 0; c < MANY_COLS; c++) {
-        jobq__jt_lit(&col[c], "}");
-        failed |= col[c].failed;
-    }
     int err = JOBQ_ENOMEM;
     PGresult *r = NULL;
-    if (!failed) {
+    if (arr_close(col, MANY_COLS)) {
         err = run(p, P_INSERT_MANY,
                   ARGS(A_I64(now_ms), A_I64_OR_NULL(specs[0].group_id), A_TEXT(col[0].p),
                        A_TEXT(col[1].p), A_TEXT(col[2].p), A_TEXT(col[3].p), A_TEXT(col[4].p),
@@ -1889,9 +1989,7 @@ pg_jobs_insert(store *st, const job_spec *specs, const int *states, size_t n, in
                        A_TEXT(col[9].p), A_TEXT(col[10].p)),
                   &r);
     }
-    for (int c = 0; c < MANY_COLS; c++) {
-        free(col[c].p);
-    }
+    arr_free(col, MANY_COLS);
     if (err != JOBQ_OK) {
         return err;
     }
@@ -3020,6 +3118,7 @@ static const store_ops pg_ops = {
     .job_finish = pg_job_finish,
     .jobs_insert = pg_jobs_insert,
     .job_end = pg_job_end,
+    .jobs_end = pg_jobs_end,
     .requeue = pg_requeue,
     .promote_due = pg_promote_due,
     .next_due = pg_next_due,

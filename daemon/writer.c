@@ -152,7 +152,49 @@ note_store_err(writer *w, const wop *op, bool always)
     }
 }
 
-/* work_cb: the work thread. One transaction; one savepoint per op. */
+/* many_last: the last of the ops from op on that share op's exec_many (at most 64), op itself
+ * when none does. */
+static wop *
+many_last(wop *op)
+{
+    wop *last = op;
+    for (size_t n = 1; op->exec_many != NULL && last->next != NULL && n < 64 &&
+                       last->next->exec_many == op->exec_many;
+         n++) {
+        last = last->next;
+    }
+    return last;
+}
+
+/* run_many: ops op..last (n of them) with their exec_many, in one savepoint: JOBQ_OK, or an
+ * error after which nothing of them is left (undone with the savepoint, or with the whole
+ * transaction when the store lost it). */
+static int
+run_many(writer *w, wop *op, wop *last, size_t n, int64_t now)
+{
+    int err = store_savepoint(w->st);
+    if (err != JOBQ_OK) {
+        return err;
+    }
+    size_t mark = store_effects_mark(w->st);
+    err = op->exec_many(w->st, op, n, now);
+    if (err == JOBQ_OK && store_in_transaction(w->st)) {
+        store_release(w->st);
+        size_t to = store_effects_mark(w->st);
+        for (wop *o = op; o != last->next; o = o->next) {
+            o->effects_to = to;
+        }
+        return JOBQ_OK;
+    }
+    store_effects_undo(w->st, mark);
+    if (store_in_transaction(w->st)) {
+        store_rollback_savepoint(w->st);
+    }
+    return err != JOBQ_OK ? err : JOBQ_ESTORE;
+}
+
+/* work_cb: the work thread. One transaction; one savepoint per op (or per run of ops that
+ * share an exec_many). */
 static void
 work_cb(uv_work_t *req)
 {
@@ -172,6 +214,7 @@ work_cb(uv_work_t *req)
     for (wop *op = w->running; op != NULL; op = op->next) {
         op->effects_to = 0;
     }
+    wop *single_last = NULL; /* ops up to it run one by one (their exec_many failed) */
     for (wop *op = w->running; op != NULL; op = op->next) {
         if (open && !store_in_transaction(w->st)) {
             undo_before(w, op, w->op_store_err != JOBQ_OK ? w->op_store_err : JOBQ_ESTORE);
@@ -189,6 +232,31 @@ work_cb(uv_work_t *req)
                 break;
             }
             open = true;
+        }
+        wop *last = single_last == NULL ? many_last(op) : op;
+        if (last != op) {
+            size_t n = 1;
+            for (wop *o = op; o != last; o = o->next) {
+                n++;
+            }
+            int err = run_many(w, op, last, n, now);
+            if (err == JOBQ_OK) {
+                op = last;
+                continue;
+            }
+            if (!store_in_transaction(w->st)) {
+                for (wop *o = op; o != last->next; o = o->next) {
+                    o->err = err;
+                    o->effects_to = 0;
+                }
+                note_store_err(w, op, false);
+                op = last; /* the lost transaction is found at the top of the next turn */
+                continue;
+            }
+            single_last = last; /* again one by one, each in its own savepoint */
+        }
+        if (op == single_last) {
+            single_last = NULL;
         }
         if ((op->err = store_savepoint(w->st)) != JOBQ_OK) {
             note_store_err(w, op, true);

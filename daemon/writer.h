@@ -21,6 +21,11 @@ struct wop {
      *  (then the savepoint is rolled back: the op changed nothing). now_ms is the batch's
      *  wall-clock time. Must not touch loop state. */
     int (*exec)(store *st, wop *op, int64_t now_ms);
+    /** exec_many: optional: runs op and the n - 1 ops after it that have the same exec_many,
+     *  in one savepoint, setting each one's err (an op that fails alone must change nothing);
+     *  returns JOBQ_OK, or an error after which the writer undoes them all and runs each
+     *  with exec instead. At most 64 at once. */
+    int (*exec_many)(store *st, wop *op, size_t n, int64_t now_ms);
     /** done: runs on the loop thread after the batch committed, or failed (see err). */
     void (*done)(wop *op);
     bool writes; /* read-only ops keep their result when the commit fails */

@@ -601,6 +601,57 @@ test_contract_job_end(void **state)
     job_row_clear(&r);
 }
 
+/* Many ends at once: each recorded or refused on its own (a job not running changes
+ * nothing and does not stop the others). */
+static void
+test_contract_jobs_end(void **state)
+{
+    fixture *f = *state;
+    int64_t a = insert(f->st, "q", 2, 0, 0);
+    int64_t b = insert(f->st, "q", 0, 0, 0);
+    int64_t c = insert(f->st, "q", 1, 0, 0);
+    assert_int_equal(claim_one(f->st, "q", 10), a);
+    assert_int_equal(claim_one(f->st, "q", 10), c); /* b stays ready */
+    job_end ends[3] = {
+        {.id = a, .new_state = JOBQ_SUCCEEDED, .result = "\"ok\"",
+         .a = {.attempt = 1, .started_at_ms = 10, .kind = "success"}},
+        {.id = b, .new_state = JOBQ_SUCCEEDED, .a = {.attempt = 1, .kind = "success"}},
+        {.id = c, .new_state = JOBQ_RETRYING, .run_at_ms = 700, .error = "exit 3",
+         .a = {.attempt = 1, .started_at_ms = 10, .kind = "exit"}},
+    };
+    assert_int_equal(store_begin(f->st), JOBQ_OK);
+    assert_int_equal(store_jobs_end(f->st, ends, 3, 20), JOBQ_OK);
+    assert_int_equal(store_commit(f->st), JOBQ_OK);
+    assert_int_equal(ends[0].err, JOBQ_OK);
+    assert_int_equal(ends[1].err, JOBQ_ESTATE);
+    assert_int_equal(ends[2].err, JOBQ_OK);
+    int want[3] = {JOBQ_SUCCEEDED, JOBQ_READY, JOBQ_RETRYING};
+    int64_t ids[3] = {a, b, c};
+    size_t rows[3] = {1, 0, 1};
+    for (int i = 0; i < 3; i++) {
+        job_row r;
+        assert_int_equal(store_get(f->st, ids[i], &r), JOBQ_OK);
+        assert_int_equal(r.state, want[i]);
+        job_row_clear(&r);
+        attempt_row h[2];
+        size_t n;
+        assert_int_equal(store_attempts(f->st, ids[i], h, 2, &n), JOBQ_OK);
+        assert_int_equal(n, rows[i]);
+        for (size_t k = 0; k < n; k++) {
+            attempt_row_clear(&h[k]);
+        }
+    }
+    job_row r;
+    assert_int_equal(store_get(f->st, c, &r), JOBQ_OK);
+    assert_int_equal(r.run_at_ms, 700);
+    assert_string_equal(r.error, "exit 3");
+    job_row_clear(&r);
+    assert_int_equal(store_get(f->st, a, &r), JOBQ_OK);
+    assert_string_equal(r.result, "\"ok\"");
+    assert_int_equal(r.finished_at_ms, 20);
+    job_row_clear(&r);
+}
+
 static void
 test_contract_dependencies(void **state)
 {
@@ -2198,6 +2249,7 @@ main(void)
         cmocka_unit_test_setup_teardown(test_contract_finish_and_history, setup, teardown),
         cmocka_unit_test_setup_teardown(test_contract_jobs_insert, setup, teardown),
         cmocka_unit_test_setup_teardown(test_contract_job_end, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_contract_jobs_end, setup, teardown),
         cmocka_unit_test_setup_teardown(test_contract_retry_dead_and_bulk, setup, teardown),
         cmocka_unit_test_setup_teardown(test_contract_dependencies, setup, teardown),
         cmocka_unit_test_setup_teardown(test_contract_groups, setup, teardown),
