@@ -254,6 +254,7 @@ start_submit(call *c)
     }
     /* The insert is the lifecycle's own operation (the request's second half is done_submit). */
     c->sub.op.exec = lifecycle_exec_submit;
+    c->sub.op.exec_many = lifecycle_submit_plain(&c->sub) ? lifecycle_exec_submits : NULL;
     c->sub.op.done = done_submit;
     c->sub.op.writes = true;
     writer_push(&s->w, &c->sub.op);

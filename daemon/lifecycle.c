@@ -493,6 +493,58 @@ lifecycle_submit(store *st, submit_set *s, int64_t now_ms)
     return s->group_id != 0 ? lifecycle_group_settle(st, s->group_id, now_ms) : JOBQ_OK;
 }
 
+bool
+lifecycle_submit_plain(const submit_set *s)
+{
+    return !s->group && s->n > 0 && plain_run(s, 0) == s->n;
+}
+
+int
+lifecycle_exec_submits(store *st, wop *op, size_t n, int64_t now_ms)
+{
+    size_t total = 0;
+    wop *o = op;
+    for (size_t i = 0; i < n; i++, o = o->next) {
+        total += ((submit_set *)((char *)o - offsetof(submit_set, op)))->n;
+    }
+    job_spec *specs = malloc(total * sizeof(*specs));
+    int *states = malloc(total * sizeof(*states));
+    int64_t *ids = malloc(total * sizeof(*ids));
+    int err = specs != NULL && states != NULL && ids != NULL ? JOBQ_OK : JOBQ_ENOMEM;
+    size_t k = 0;
+    o = op;
+    for (size_t i = 0; err == JOBQ_OK && i < n; i++, o = o->next) {
+        submit_set *s = (submit_set *)((char *)o - offsetof(submit_set, op));
+        s->group_id = 0;
+        s->failed_at = 0;
+        s->missing_parent = 0;
+        for (size_t j = 0; j < s->n; j++, k++) {
+            specs[k] = s->specs[j];
+            specs[k].group_id = 0;
+            states[k] = specs[k].run_at_ms > now_ms ? JOBQ_SCHEDULED : JOBQ_READY;
+        }
+    }
+    if (err == JOBQ_OK) {
+        err = store_jobs_insert(st, specs, states, total, now_ms, ids);
+    }
+    k = 0;
+    o = op;
+    for (size_t i = 0; err == JOBQ_OK && i < n; i++, o = o->next) {
+        submit_set *s = (submit_set *)((char *)o - offsetof(submit_set, op));
+        for (size_t j = 0; j < s->n; j++, k++) {
+            s->ids[j] = ids[k];
+            s->states[j] = states[k];
+            s->dups[j] = false;
+            memset(&s->dedupe[j], 0, sizeof(s->dedupe[j]));
+        }
+        o->err = JOBQ_OK;
+    }
+    free(specs);
+    free(states);
+    free(ids);
+    return err;
+}
+
 int
 lifecycle_exec_submit(store *st, wop *op, int64_t now_ms)
 {

@@ -72,6 +72,14 @@ bool submit_alloc(submit_set *s, size_t n);
 /** lifecycle_exec_submit: the exec of a submit_set's op (writer.h): lifecycle_submit. */
 int lifecycle_exec_submit(store *st, wop *op, int64_t now_ms);
 
+/** lifecycle_submit_plain: whether every job of s is plain (no key, no after, no expiry) and
+ *  s makes no group: such submits may be inserted together (lifecycle_exec_submits). */
+bool lifecycle_submit_plain(const submit_set *s);
+
+/** lifecycle_exec_submits: the exec_many (writer.h) of n plain submit_sets from op on: their
+ *  jobs in one store_jobs_insert. */
+int lifecycle_exec_submits(store *st, wop *op, size_t n, int64_t now_ms);
+
 /** lifecycle_submit: inserts every job of s (lifecycle_insert_dedupe) in order, in a new group
  *  when s->group, then settles the group (members cancelled at once may complete it). Stops
  *  at the first error, which the caller's savepoint undoes whole. Writer's thread. */
