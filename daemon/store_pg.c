@@ -378,14 +378,10 @@ static const char *const pstmt_sql[P_COUNT_STMTS] = {
     /* The end of an attempt, in one round trip (migrations/pg/0009_end.sql). */
     [P_END] = "SELECT o_queue, o_group, o_kids FROM jobq_end($1, $2, $3, $4, $5, $6, $7, $8, "
               "$9, $10, $11, $12, $13)",
-    /* Many ends in one statement: jobq_end for each element of the arrays, in their order;
-     * a row for each that was recorded (ord: its place, from 1). */
-    [P_END_MANY] =
-        "SELECT u.ord, e.o_group, e.o_kids FROM unnest($1::bigint[], $2::smallint[], "
-        "$3::bigint[], $4::bigint[], $5::text[], $6::text[], $7::integer[], $8::bigint[], "
-        "$9::text[], $10::boolean[]) WITH ORDINALITY AS u(id, st, fin, ra, res, err, att, sa, "
-        "kind, en, ord) CROSS JOIN LATERAL jobq_end(u.id, u.st, u.fin, u.ra, u.res, u.err, "
-        "$11::smallint, $12, u.att, u.sa, $13, u.kind, u.en) e ORDER BY u.ord",
+    /* Many ends in one statement, set-based (0009_end.sql); a row for each that was
+     * recorded (its place in the arrays, from 1). */
+    [P_END_MANY] = "SELECT o_ord, o_group, o_kids FROM jobq_end_many($1, $2, $3, $4, $5, $6, "
+                   "$7, $8, $9, $10, $11, $12, $13)",
     [P_ATTEMPT_FENCED] = "INSERT INTO attempts (job_id, attempt, started_at, finished_at, kind, "
                          "error) SELECT $1, $2, $3, $4, $5, $6 WHERE EXISTS (SELECT 1 FROM jobs "
                          "WHERE id = $1 AND attempt = $2)",

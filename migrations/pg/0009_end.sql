@@ -43,3 +43,51 @@ BEGIN
     END IF;
 END
 $$;
+
+-- jobq_end_many: jobq_end for each element of the arrays (the same parameters, one array
+-- each, p_running, p_owner and p_now shared), set-based: one UPDATE for all, one INSERT of
+-- their history rows, one DELETE of their held keys, then, in a statement of its own (a
+-- snapshot taken after the UPDATE holds the rows, as in jobq_end), whether jobs wait for the
+-- ones that ended. A row for each end recorded: o_ord, its place in the arrays (from 1); an
+-- end whose fence fails has none and changes nothing. Planned once per session
+-- (force_generic_plan): planning the UPDATE with each call's arrays cost more than running it
+-- (about 0.4 ms a call), and its plan does not depend on them.
+CREATE FUNCTION jobq_end_many(p_ids bigint[], p_states smallint[], p_finished bigint[],
+                              p_run_at bigint[], p_results text[], p_errors text[],
+                              p_attempts integer[], p_started bigint[], p_kinds text[],
+                              p_ends boolean[], p_running smallint, p_owner bigint,
+                              p_now bigint)
+RETURNS TABLE (o_ord bigint, o_group bigint, o_kids boolean)
+LANGUAGE plpgsql SET plan_cache_mode = force_generic_plan AS $$
+DECLARE
+    ords bigint[];
+    ids bigint[];
+    gids bigint[];
+    ends boolean[];
+BEGIN
+    WITH u AS (
+        SELECT * FROM unnest(p_ids, p_states, p_finished, p_run_at, p_results, p_errors,
+                             p_attempts, p_started, p_kinds, p_ends)
+                      WITH ORDINALITY AS x(id, st, fin, ra, res, err, att, sa, kind, en, ord)),
+    f AS (
+        UPDATE jobs j SET state = u.st, run_at = coalesce(u.ra, j.run_at), finished_at = u.fin,
+                          result = u.res, error = u.err, owner = NULL, cancel_requested = false
+          FROM u
+         WHERE j.id = u.id AND j.state = p_running AND j.owner = p_owner AND j.attempt = u.att
+        RETURNING u.ord, u.id, u.att, u.sa, u.kind, u.err, u.en, j.group_id),
+    a AS (
+        INSERT INTO attempts (job_id, attempt, started_at, finished_at, kind, error)
+        SELECT f.id, f.att, f.sa, p_now, f.kind, f.err FROM f ORDER BY f.ord),
+    k AS (
+        DELETE FROM job_keys jk USING f WHERE jk.job_id = f.id AND f.en AND jk.held)
+    SELECT array_agg(f.ord ORDER BY f.ord), array_agg(f.id ORDER BY f.ord),
+           array_agg(f.group_id ORDER BY f.ord), array_agg(f.en ORDER BY f.ord)
+      INTO ords, ids, gids, ends
+      FROM f;
+    RETURN QUERY
+        SELECT y.ord, y.gid,
+               y.en AND EXISTS (SELECT 1 FROM job_deps d WHERE d.parent_id = y.id)
+          FROM unnest(ords, ids, gids, ends) AS y(ord, id, gid, en);
+END
+$$;
+
