@@ -130,8 +130,7 @@ enum pstmt {
     P_END_MANY,
     P_COUNT_ACTIVE,
     P_KEY_FIND_LOCK,
-    P_CLAIM_KEYS,
-    P_CLAIMED_ROWS,
+    P_CLAIM_ROWS,
     P_KEY_RUNNING,
     P_KEY_HOLD,
     P_AHEAD_KEYED,
@@ -273,17 +272,10 @@ static const char *const pstmt_sql[P_COUNT_STMTS] = {
     [P_AHEAD] = AHEAD_SQL("IS NULL"),
     [P_OLDEST_FINISHED] = "SELECT min(finished_at) FROM jobs WHERE queue = $1 AND state = $2",
     [P_OLDEST_READY] = OLDEST_READY_SQL("IS NULL"),
-    /* Per-key fairness (migrations/pg/0006_keys.sql): the claim runs in the database, one
-     * round trip; the rows are read in claim order by the same statement, as they were before
-     * the function changed them (its changes are after the statement's snapshot), and brought
-     * up to date by pg_claim_keys. */
-    [P_CLAIM_KEYS] = "SELECT " JOB_COLS ", c.blocked, c.wake, u.uid FROM jobq_claim_keys($1, $2, "
-                     "$3, $4, $5, $6, $7) c LEFT JOIN LATERAL unnest(c.ids) WITH ORDINALITY "
-                     "u(uid, o) ON true LEFT JOIN jobs ON jobs.id = u.uid ORDER BY u.o",
-    /* Jobs P_CLAIM_KEYS claimed that its own snapshot, older than the function's, could not
-     * see (submitted by another connection meanwhile): read as they are now, claimed. */
-    [P_CLAIMED_ROWS] = "SELECT " JOB_COLS " FROM jobs WHERE id = ANY($1::bigint[]) "
-                       "ORDER BY priority DESC, run_at, id",
+    /* The claim, with per-key fairness (migrations/pg/0006_keys.sql), in the database, one
+     * round trip: the rows as claimed, in claim order (jobq_claim_rows, 0009_end.sql), the
+     * job columns in JOB_COLS' order, then blocked and wake. */
+    [P_CLAIM_ROWS] = "SELECT * FROM jobq_claim_rows($1, $2, $3, $4, $5, $6, $7)",
     /* A slow-down of one key: a wake the next claim folds in (no row of group_keys is locked
      * but by a claim: see migrations/pg/0006_keys.sql). */
     [P_KEY_HOLD] = "INSERT INTO group_key_wakes (queue, group_key, prio, until) "
@@ -2091,13 +2083,12 @@ static int pg_claim_keys(store *st, const char *queue, int64_t now_ms, size_t ma
 static int
 pg_claim(store *st, const char *queue, int64_t now_ms, size_t max, job_row *rows, size_t *np)
 {
-    /* Keyed jobs take turns even without limits: jobq_claim_keys, which claims the jobs
+    /* Keyed jobs take turns even without limits: jobq_claim_rows, which claims the jobs
      * without key as P_CLAIM does when no key is in the rotation. */
     return pg_claim_keys(st, queue, now_ms, max, NULL, rows, np, NULL);
 }
 
-/* pg_claim_keys: store_claim_keys, by jobq_claim_keys in the database (one round trip, two
- * when it claimed jobs its statement's snapshot did not see). */
+/* pg_claim_keys: store_claim_keys, by jobq_claim_rows in the database (one round trip). */
 static int
 pg_claim_keys(store *st, const char *queue, int64_t now_ms, size_t max, const key_limits *kl,
               job_row *rows, size_t *np, key_claim_info *info)
@@ -2111,7 +2102,7 @@ pg_claim_keys(store *st, const char *queue, int64_t now_ms, size_t max, const ke
         return err;
     }
     PGresult *r;
-    err = run(PG(st), P_CLAIM_KEYS,
+    err = run(PG(st), P_CLAIM_ROWS,
               ARGS(A_TEXT(queue), A_I64(now_ms), A_I64((int64_t)max),
                    A_I64(kl != NULL ? kl->cap : 0), A_I64(kl != NULL ? kl->interval_ms : 0),
                    A_I64(kl != NULL ? kl->tolerance_ms : 0), A_I64(PG(st)->incarnation)),
@@ -2119,45 +2110,14 @@ pg_claim_keys(store *st, const char *queue, int64_t now_ms, size_t max, const ke
     if (err != JOBQ_OK) {
         return err;
     }
-    /* With no job claimed, the one row of the function's result has NULL job columns
-     * (read_rows passes it over). The statement reads jobs with its own snapshot, taken
-     * before the function's: the rows it finds are as they were before the claim, and a job
-     * another connection committed in between, which the function did claim, is not found at
-     * all (its uid is, with NULL job columns): those are read again below, or they would stay
-     * running with no one to run them. */
-    int nt = PQntuples(r);
+    /* The rows as claimed (read by the function after its claim: none is missed, whoever
+     * committed it); with nothing claimed, none or one row of NULL job columns, which
+     * read_rows passes over. */
     int ncols = PQnfields(r);
-    bool blocked = nt > 0 && g_bool(r, 0, ncols - 3);
-    int64_t wake = nt > 0 ? g_i64(r, 0, ncols - 2) : 0;
-    int64_t *unseen = NULL;
-    size_t nunseen = 0;
-    for (int i = 0; i < nt; i++) {
-        if (PQgetisnull(r, i, 0) && !PQgetisnull(r, i, ncols - 1)) {
-            if (unseen == NULL && (unseen = malloc((size_t)nt * sizeof(*unseen))) == NULL) {
-                PQclear(r);
-                return JOBQ_ENOMEM; /* the claim is rolled back with its savepoint */
-            }
-            unseen[nunseen++] = g_i64(r, i, ncols - 1);
-        }
-    }
+    bool blocked = PQntuples(r) > 0 && g_bool(r, 0, ncols - 2);
+    int64_t wake = PQntuples(r) > 0 ? g_i64(r, 0, ncols - 1) : 0;
     size_t n = 0;
-    if ((err = read_rows(r, &job_rows, rows, max, &n)) != JOBQ_OK) {
-        free(unseen);
-        return err;
-    }
-    for (size_t i = 0; i < n; i++) {
-        store_row_claimed(&rows[i], now_ms);
-    }
-    if (nunseen > 0 && n < max) {
-        char *ids = store_ids_text(unseen, nunseen, '{', '}');
-        size_t more = 0;
-        err = ids == NULL ? JOBQ_ENOMEM
-                          : run_rows(PG(st), P_CLAIMED_ROWS, ARGS(A_TEXT(ids)), &job_rows, rows + n,
-                                     max - n, &more);
-        free(ids);
-        n += err == JOBQ_OK ? more : 0;
-    }
-    free(unseen);
+    err = read_rows(r, &job_rows, rows, max, &n);
     return store_claim_done(err, rows, n, blocked, wake, info, np);
 }
 

@@ -91,3 +91,59 @@ BEGIN
 END
 $$;
 
+
+-- jobq_claim_rows: jobq_claim_keys (same parameters), returning the claimed jobs themselves,
+-- as they are once claimed, in claim order: the columns jobqd reads (o_ prefixed), then
+-- blocked and wake (as jobq_claim_keys gives them) on every row. When nothing was claimed, one
+-- row of NULL job columns carries blocked and wake. The rows are read by a statement of the
+-- function after the claim: they are the claim's own, whoever committed them before.
+CREATE FUNCTION jobq_claim_rows(p_queue text, p_now bigint, p_max integer, p_cap integer,
+                                p_interval bigint, p_tol bigint, p_owner bigint)
+RETURNS TABLE (o_id bigint, o_queue text, o_payload text, o_priority integer,
+               o_state smallint, o_run_at bigint, o_attempt integer, o_max_attempts integer,
+               o_timeout_ms bigint, o_key text, o_result text, o_error text,
+               o_created_at bigint, o_started_at bigint, o_finished_at bigint,
+               o_group_id bigint, o_traceparent text, o_tracestate text,
+               o_progress double precision, o_progress_note text, o_checkpoint text,
+               o_group_key text, o_blocked boolean, o_wake bigint)
+LANGUAGE plpgsql AS $$
+DECLARE
+    v_ids bigint[];
+    v_blocked boolean;
+    v_wake bigint;
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM group_keys g WHERE g.queue = p_queue) AND
+       NOT EXISTS (SELECT 1 FROM group_key_wakes w WHERE w.queue = p_queue) THEN
+        -- A queue that never had keyed jobs: the plain claim, its rows returned at once.
+        RETURN QUERY
+        WITH picked AS MATERIALIZED (SELECT j.id FROM jobs j WHERE j.queue = p_queue
+                 AND j.state = 1 AND j.group_key IS NULL
+                 ORDER BY j.priority DESC, j.run_at, j.id LIMIT p_max FOR UPDATE SKIP LOCKED),
+             c AS (UPDATE jobs j SET state = 2, attempt = j.attempt + 1, started_at = p_now,
+                       finished_at = NULL, owner = p_owner, cancel_requested = false
+                   FROM picked WHERE j.id = picked.id AND j.state = 1 RETURNING j.*)
+        SELECT c.id, c.queue, c.payload, c.priority, c.state, c.run_at, c.attempt,
+               c.max_attempts, c.timeout_ms, c.key, c.result, c.error, c.created_at,
+               c.started_at, c.finished_at, c.group_id, c.traceparent, c.tracestate,
+               c.progress, c.progress_note, c.checkpoint, c.group_key, false, NULL::bigint
+          FROM c ORDER BY c.priority DESC, c.run_at, c.id;
+        RETURN;
+    END IF;
+    SELECT k.ids, k.blocked, k.wake INTO v_ids, v_blocked, v_wake
+      FROM jobq_claim_keys(p_queue, p_now, p_max, p_cap, p_interval, p_tol, p_owner) k;
+    RETURN QUERY
+    SELECT j.id, j.queue, j.payload, j.priority, j.state, j.run_at, j.attempt, j.max_attempts,
+           j.timeout_ms, j.key, j.result, j.error, j.created_at, j.started_at, j.finished_at,
+           j.group_id, j.traceparent, j.tracestate, j.progress, j.progress_note, j.checkpoint,
+           j.group_key, v_blocked, v_wake
+      FROM unnest(v_ids) WITH ORDINALITY AS u(uid, o) JOIN jobs j ON j.id = u.uid
+     ORDER BY u.o;
+    IF NOT FOUND THEN
+        RETURN QUERY SELECT NULL::bigint, NULL::text, NULL::text, NULL::integer, NULL::smallint,
+            NULL::bigint, NULL::integer, NULL::integer, NULL::bigint, NULL::text, NULL::text,
+            NULL::text, NULL::bigint, NULL::bigint, NULL::bigint, NULL::bigint, NULL::text,
+            NULL::text, NULL::double precision, NULL::text, NULL::text, NULL::text, v_blocked,
+            v_wake;
+    END IF;
+END
+$$;
