@@ -81,7 +81,22 @@ typedef struct cluster {
     uint64_t analyzes, stalls;
     int64_t analyzed_backlog; /* the unfinished jobs at the last ANALYZE (the leader's) */
     int64_t analyzed_at_ms;
+    /* the backlog's re-read, on a connection of its own on a pool thread: a count of every
+     * unfinished job (and the leader's ANALYZE) takes as long as the backlog is big, and on
+     * the writer's connection every request would wait behind it */
+    store *side;       /* opened by the first count */
+    uv_work_t cwork;
+    bool counting;     /* a count is on a pool thread */
+    bool count_again;  /* a resync asked for another one meanwhile */
+    bool analyze_next; /* the leader's next count runs ANALYZE after it */
+    uint64_t counts_read, count_failures;
 } cluster;
+
+/* The unfinished jobs by queue and state, as a count reads them. */
+typedef struct count_list {
+    count_item *items;
+    size_t n, cap;
+} count_list;
 
 static cluster cl;
 
@@ -95,8 +110,6 @@ typedef struct beat_op {
     char leader_name[128];
     int64_t db_now_ms;
     int64_t next_due_ms; /* the leader: the earliest due job (0: none) */
-    count_item *counts;
-    size_t ncounts, capcounts;
     int64_t cancels[MAX_CANCELS];
     size_t ncancels;
     char (*paused)[65]; /* the queues whose paused flag is stored set */
@@ -132,17 +145,17 @@ paused_cb(void *arg, const char *queue)
 static void
 count_cb(void *arg, const char *queue, int state, int64_t n)
 {
-    beat_op *b = arg;
-    if (b->ncounts == b->capcounts) {
-        size_t cap = b->capcounts ? b->capcounts * 2 : 32;
-        count_item *c = realloc(b->counts, cap * sizeof(*c));
+    count_list *l = arg;
+    if (l->n == l->cap) {
+        size_t cap = l->cap ? l->cap * 2 : 32;
+        count_item *c = realloc(l->items, cap * sizeof(*c));
         if (c == NULL) {
-            return; /* out of memory: this queue keeps its counts until the next beat */
+            return; /* out of memory: this queue keeps its counts until the next count */
         }
-        b->counts = c;
-        b->capcounts = cap;
+        l->items = c;
+        l->cap = cap;
     }
-    count_item *it = &b->counts[b->ncounts++];
+    count_item *it = &l->items[l->n++];
     snprintf(it->queue, sizeof(it->queue), "%s", queue);
     it->state = state;
     it->n = n;
@@ -171,9 +184,6 @@ exec_beat(store *st, wop *op, int64_t now_ms)
         }
     }
     if (err == JOBQ_OK) {
-        err = store_count_active_each(st, count_cb, b);
-    }
-    if (err == JOBQ_OK) {
         err = store_cancel_requests(st, b->cancels, MAX_CANCELS, &b->ncancels);
     }
     if (err == JOBQ_OK) {
@@ -185,27 +195,44 @@ exec_beat(store *st, wop *op, int64_t now_ms)
     return err;
 }
 
-static void rescue(server *s, int64_t backlog);
+static void rescue(server *s);
 static void beat(server *s);
+static void count_start(server *s);
 
 /* apply_counts: the cluster's backlog replaces this node's view of the unfinished states (the
- * finished ones stay this node's own counts: they only grow, and retention is the leader's). */
+ * finished ones stay this node's own counts: they only grow, and retention is the leader's).
+ * The read ran beside the writer, so it may predate what this node committed and counted
+ * since: ready never goes below this node's own count (a claim that finds fewer corrects an
+ * excess at once, while a shortfall would hold ready jobs back until the next read), except
+ * for a queue under global_concurrency, whose claims do not correct it. */
 static void
-apply_counts(server *s, const beat_op *b)
+apply_counts(server *s, const count_list *l)
 {
     static const int active[] = {JOBQ_SCHEDULED, JOBQ_READY, JOBQ_RUNNING, JOBQ_RETRYING,
                                  JOBQ_WAITING};
-    for (size_t i = 0; i < s->nqueues; i++) {
+    int64_t *ready = calloc(s->nqueues > 0 ? s->nqueues : 1, sizeof(*ready));
+    size_t nq = s->nqueues;
+    for (size_t i = 0; i < nq; i++) {
+        if (ready != NULL) {
+            ready[i] = s->queues[i]->counts[JOBQ_READY];
+        }
         for (size_t k = 0; k < sizeof(active) / sizeof(active[0]); k++) {
             s->queues[i]->counts[active[k]] = 0;
         }
     }
-    for (size_t i = 0; i < b->ncounts; i++) {
-        qstate *q = queue_add(s, b->counts[i].queue);
+    for (size_t i = 0; i < l->n; i++) {
+        qstate *q = queue_add(s, l->items[i].queue);
         if (q != NULL) {
-            q->counts[b->counts[i].state] = b->counts[i].n;
+            q->counts[l->items[i].state] = l->items[i].n;
         }
     }
+    for (size_t i = 0; i < nq && ready != NULL; i++) {
+        qstate *q = s->queues[i];
+        if (q->conf->global_concurrency == 0 && ready[i] > q->counts[JOBQ_READY]) {
+            q->counts[JOBQ_READY] = ready[i];
+        }
+    }
+    free(ready);
 }
 
 static void
@@ -247,7 +274,7 @@ done_beat(wop *op)
         cl.leader = b->leader;
         snprintf(cl.leader_name, sizeof(cl.leader_name), "%s", b->leader_name);
         publish();
-        apply_counts(s, b);
+        count_start(s);
         /* pause and resume are the cluster's: the flags as stored */
         for (size_t i = 0; i < s->nqueues; i++) {
             qstate *q = s->queues[i];
@@ -278,15 +305,10 @@ done_beat(wop *op)
             if (b->next_due_ms > 0) {
                 sched_note_due(s, b->next_due_ms);
             }
-            int64_t backlog = 0;
-            for (size_t i = 0; i < b->ncounts; i++) {
-                backlog += b->counts[i].n;
-            }
-            rescue(s, backlog);
+            rescue(s);
         }
         sched_dispatch_all(s);
     }
-    free(b->counts);
     free(b->paused);
     free(b);
     if (cl.again && !s->closing) {
@@ -361,6 +383,9 @@ probe_after(uv_work_t *w, int status)
               cl.name, (long long)(jobq__now_ms() - cl.batch_since_ms),
               s->w.pending != NULL ? "yes" : "no");
     store_interrupt(s->st);
+    if (cl.counting && cl.side != NULL) {
+        store_interrupt(cl.side); /* the backlog's read waits on the same server */
+    }
     writer_fail_pending(&s->w, JOBQ_EUNAVAIL, stalled_msg);
 }
 
@@ -412,7 +437,6 @@ typedef struct rescued_job {
 
 typedef struct rescue_op {
     wop op;
-    bool analyze; /* refresh the statistics of jobs too */
     char (*fenced)[128];
     size_t nfenced, capfenced;
     rescued_job *jobs;
@@ -462,9 +486,6 @@ exec_rescue(store *st, wop *op, int64_t now_ms)
     int err = store_lock_timeout(st, LOCK_TIMEOUT_MS);
     if (err == JOBQ_OK) {
         err = store_nodes_fence_dead(st, fenced_cb, r, &n);
-    }
-    if (err == JOBQ_OK && r->analyze) {
-        err = store_analyze(st);
     }
     if (err == JOBQ_OK) {
         err = lifecycle_recover_running(st, now_ms, POISON_CRASHES, NULL, rescued_cb, r, &n);
@@ -517,7 +538,7 @@ done_rescue(wop *op)
 #define ANALYZE_EVERY_MS 5000
 
 static void
-rescue(server *s, int64_t backlog)
+rescue(server *s)
 {
     if (cl.rescuing || s->draining) {
         return;
@@ -526,22 +547,123 @@ rescue(server *s, int64_t backlog)
     if (r == NULL) {
         return;
     }
-    int64_t now = jobq__now_ms();
-    int64_t was = cl.analyzed_backlog;
-    if (now - cl.analyzed_at_ms >= ANALYZE_EVERY_MS &&
-        (backlog > was * ANALYZE_FACTOR + ANALYZE_MIN_JOBS ||
-         (was > ANALYZE_MIN_JOBS && backlog * ANALYZE_FACTOR < was))) {
-        r->analyze = true;
-        cl.analyzed_backlog = backlog;
-        cl.analyzed_at_ms = now;
-        cl.analyzes++;
-    }
     r->op.exec = exec_rescue;
     r->op.done = done_rescue;
     r->op.writes = true;
     r->op.relaxed = true; /* a rescue undone is done again */
     cl.rescuing = true;
     writer_push(&s->w, &r->op);
+}
+
+/* analyze_due: the leader's decision, after a count of backlog jobs, to ANALYZE jobs with the
+ * next count (the planner's statistics follow a backlog that grew or shrank a lot). */
+static void
+analyze_due(int64_t backlog)
+{
+    int64_t now = jobq__now_ms();
+    int64_t was = cl.analyzed_backlog;
+    if (now - cl.analyzed_at_ms >= ANALYZE_EVERY_MS &&
+        (backlog > was * ANALYZE_FACTOR + ANALYZE_MIN_JOBS ||
+         (was > ANALYZE_MIN_JOBS && backlog * ANALYZE_FACTOR < was))) {
+        cl.analyze_next = true;
+        cl.analyzed_backlog = backlog;
+        cl.analyzed_at_ms = now;
+    }
+}
+
+/* ---- the backlog's re-read (on its own connection) ---- */
+
+typedef struct count_job {
+    count_list list;
+    bool analyze;
+    int err;
+    char msg[300];
+} count_job;
+
+static count_job cjob;
+
+static void
+count_work(uv_work_t *w)
+{
+    (void)w;
+    count_job *c = &cjob;
+    c->err = JOBQ_OK;
+    if (cl.side == NULL) {
+        c->err = store_open(cl.s->cfg->database, cl.s->cfg->durability, &cl.side, c->msg,
+                            sizeof(c->msg));
+        if (c->err != JOBQ_OK) {
+            cl.side = NULL;
+            return;
+        }
+    }
+    c->err = store_begin(cl.side);
+    if (c->err == JOBQ_OK) {
+        c->err = store_count_active_each(cl.side, count_cb, &c->list);
+    }
+    if (c->err == JOBQ_OK && c->analyze) {
+        c->err = store_analyze(cl.side);
+    }
+    if (c->err == JOBQ_OK) {
+        c->err = store_commit(cl.side);
+    } else {
+        store_rollback(cl.side);
+    }
+    if (c->err != JOBQ_OK) {
+        snprintf(c->msg, sizeof(c->msg), "%s", store_errmsg(cl.side));
+    }
+}
+
+static void
+count_after(uv_work_t *w, int status)
+{
+    (void)w;
+    server *s = cl.s;
+    count_job *c = &cjob;
+    cl.counting = false;
+    if (status == 0 && c->err == JOBQ_OK && !cl.closing) {
+        cl.counts_read++;
+        cl.analyzes += c->analyze;
+        apply_counts(s, &c->list);
+        if (cl.leader) {
+            int64_t backlog = 0;
+            for (size_t i = 0; i < c->list.n; i++) {
+                backlog += c->list.items[i].n;
+            }
+            analyze_due(backlog);
+        }
+        sched_dispatch_all(s);
+    } else if (!cl.closing) {
+        cl.count_failures++;
+        if (c->analyze) {
+            cl.analyze_next = true;
+        }
+        log_warn("backlog_read_failed", "node=%s err=%s reason=\"%s\"", cl.name,
+                 jobq__err_code(status != 0 ? JOBQ_ESTORE : c->err), c->msg);
+    }
+    free(c->list.items);
+    c->list = (count_list){0};
+    if (cl.count_again && !cl.closing) {
+        cl.count_again = false;
+        count_start(s);
+    }
+}
+
+/* count_start: reads the cluster's backlog now (or once the read in flight is done). */
+static void
+count_start(server *s)
+{
+    if (cl.closing) {
+        return;
+    }
+    if (cl.counting) {
+        cl.count_again = true;
+        return;
+    }
+    cjob = (count_job){.analyze = cl.analyze_next};
+    cl.analyze_next = false;
+    if (uv_queue_work(s->loop, &cl.cwork, count_work, count_after) == 0) {
+        cl.counting = true;
+    }
 }
 
 /* ---- wake-ups from the other nodes ---- */
@@ -974,6 +1096,8 @@ cluster_free(server *s)
     (void)s;
     store_listen_close(cl.l);
     cl.l = NULL;
+    store_close(cl.side);
+    cl.side = NULL;
 }
 
 const server_part cluster_part = {.name = "cluster",
@@ -1034,7 +1158,8 @@ cluster_metrics(const server *s, mbuf *b)
               {"elected", cl.elections},   {"fenced", cl.fenced},
               {"rescued_job", cl.rescued}, {"notification", cl.notifies},
               {"resync", cl.resyncs},      {"listener_connect", cl.reconnects},
-              {"analyze", cl.analyzes},    {"store_stalled", cl.stalls}};
+              {"analyze", cl.analyzes},    {"store_stalled", cl.stalls},
+              {"backlog_read", cl.counts_read}, {"backlog_read_failed", cl.count_failures}};
     for (size_t i = 0; i < sizeof(ev) / sizeof(ev[0]); i++) {
         mbuf_printf(b, "jobq_cluster_events_total{node=\"%s\",event=\"%s\"} %llu\n", cl.name,
                     ev[i].name, (unsigned long long)ev[i].v);
