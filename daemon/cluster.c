@@ -89,6 +89,7 @@ typedef struct cluster {
     bool counting;     /* a count is on a pool thread */
     bool count_again;  /* a resync asked for another one meanwhile */
     bool analyze_next; /* the leader's next count runs ANALYZE after it */
+    bool count_failing; /* the last count failed (logged once until one succeeds) */
     uint64_t counts_read, count_failures;
 } cluster;
 
@@ -575,6 +576,11 @@ analyze_due(int64_t backlog)
 
 typedef struct count_job {
     count_list list;
+    char *database; /* the first count's: to open the connection with (a copy: a reload may
+                     * replace the config meanwhile) */
+    enum durability durability;
+    store *side;   /* the connection to read on (cl.side; NULL: open one) */
+    store *opened; /* out: the one opened (cl.side from now on, set on the loop) */
     bool analyze;
     int err;
     char msg[300];
@@ -587,29 +593,32 @@ count_work(uv_work_t *w)
 {
     (void)w;
     count_job *c = &cjob;
-    c->err = JOBQ_OK;
-    if (cl.side == NULL) {
-        c->err = store_open(cl.s->cfg->database, cl.s->cfg->durability, &cl.side, c->msg,
-                            sizeof(c->msg));
+    store *st = c->side;
+    if (st == NULL) {
+        snprintf(c->msg, sizeof(c->msg), "out of memory");
+        c->err = c->database == NULL
+                     ? JOBQ_ENOMEM
+                     : store_open(c->database, c->durability, &c->opened, c->msg, sizeof(c->msg));
         if (c->err != JOBQ_OK) {
-            cl.side = NULL;
+            c->opened = NULL;
             return;
         }
+        st = c->opened;
     }
-    c->err = store_begin(cl.side);
+    c->err = store_begin(st);
     if (c->err == JOBQ_OK) {
-        c->err = store_count_active_each(cl.side, count_cb, &c->list);
+        c->err = store_count_active_each(st, count_cb, &c->list);
     }
     if (c->err == JOBQ_OK && c->analyze) {
-        c->err = store_analyze(cl.side);
+        c->err = store_analyze(st);
     }
     if (c->err == JOBQ_OK) {
-        c->err = store_commit(cl.side);
+        c->err = store_commit(st);
     } else {
-        store_rollback(cl.side);
+        store_rollback(st);
     }
     if (c->err != JOBQ_OK) {
-        snprintf(c->msg, sizeof(c->msg), "%s", store_errmsg(cl.side));
+        snprintf(c->msg, sizeof(c->msg), "%s", store_errmsg(st));
     }
 }
 
@@ -620,9 +629,17 @@ count_after(uv_work_t *w, int status)
     server *s = cl.s;
     count_job *c = &cjob;
     cl.counting = false;
+    if (c->opened != NULL) {
+        cl.side = c->opened;
+        c->opened = NULL;
+    }
     if (status == 0 && c->err == JOBQ_OK && !cl.closing) {
         cl.counts_read++;
         cl.analyzes += c->analyze;
+        if (cl.count_failing) {
+            cl.count_failing = false;
+            log_info("backlog_read_resumed", "node=%s", cl.name);
+        }
         apply_counts(s, &c->list);
         if (cl.leader) {
             int64_t backlog = 0;
@@ -637,11 +654,16 @@ count_after(uv_work_t *w, int status)
         if (c->analyze) {
             cl.analyze_next = true;
         }
-        log_warn("backlog_read_failed", "node=%s err=%s reason=\"%s\"", cl.name,
-                 jobq__err_code(status != 0 ? JOBQ_ESTORE : c->err), c->msg);
+        if (!cl.count_failing) {
+            cl.count_failing = true;
+            log_warn("backlog_read_failed", "node=%s err=%s reason=\"%s\"", cl.name,
+                     jobq__err_code(status != 0 ? JOBQ_ESTORE : c->err), c->msg);
+        }
     }
     free(c->list.items);
     c->list = (count_list){0};
+    free(c->database);
+    c->database = NULL;
     if (cl.count_again && !cl.closing) {
         cl.count_again = false;
         count_start(s);
@@ -659,10 +681,17 @@ count_start(server *s)
         cl.count_again = true;
         return;
     }
-    cjob = (count_job){.analyze = cl.analyze_next};
+    cjob = (count_job){
+        .analyze = cl.analyze_next, .durability = s->cfg->durability, .side = cl.side};
+    if (cl.side == NULL) {
+        cjob.database = strdup(s->cfg->database);
+    }
     cl.analyze_next = false;
     if (uv_queue_work(s->loop, &cl.cwork, count_work, count_after) == 0) {
         cl.counting = true;
+    } else {
+        free(cjob.database); /* the next heartbeat tries again */
+        cjob.database = NULL;
     }
 }
 
@@ -1079,6 +1108,9 @@ cluster_close(server *s)
 {
     (void)s;
     cl.closing = true;
+    if (cl.counting && cl.side != NULL) {
+        store_interrupt(cl.side); /* a read in flight must not hold the exit up */
+    }
     uv_timer_stop(&cl.tick);
     uv_timer_stop(&cl.retry);
     uv_close((uv_handle_t *)&cl.tick, NULL);

@@ -121,6 +121,16 @@ for n in "${NODES[@]}"; do
 done
 ok "one leader ($L); \`jobq nodes\` and the nodes op list the three; /metrics shows each node's role, /healthz the store, \`jobq stats\` and /stats (the dashboard's header) the node, its role and the leader"
 
+# The backlog is re-read after each heartbeat on a connection of its own, beside the writer.
+for n in "${NODES[@]}"; do
+    poll_until "$n has read the cluster's backlog" \
+        'http "$n" /metrics | grep -Eq "^jobq_cluster_events_total\{node=\"$n\",event=\"backlog_read\"\} [1-9]"'
+    m=$(http "$n" /metrics)
+    grep -q "^jobq_cluster_events_total{node=\"$n\",event=\"backlog_read_failed\"} 0\$" <<<"$m" ||
+        fail "$n failed to read the backlog: $(grep backlog_read <<<"$m")"
+done
+ok "each node reads the cluster's backlog on its own connection (backlog_read counted, none failed)"
+
 # ---- schedules are changed on the leader, which fires them ----
 F=
 for n in "${NODES[@]}"; do [ "$n" = "$L" ] || F=$n; done
