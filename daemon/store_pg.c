@@ -1,8 +1,7 @@
 /* store_pg.c: the PostgreSQL store backend (libpq): every SQL statement of jobqd for a
  * postgresql:// database, prepared once per connection, and its migrations.
  *
- * Shaped for several jobqd on one database (issue 17), though one node is what this step
- * serves: claims take FOR UPDATE SKIP LOCKED, promotion and bulk retry too; fenced updates
+ * Shaped for several jobqd on one database: claims take FOR UPDATE SKIP LOCKED, promotion and bulk retry too; fenced updates
  * keep their fence in the UPDATE's own WHERE (PostgreSQL re-checks it on a row a concurrent
  * transaction changed); a child job is locked before its remaining parents are counted and a
  * group before its members are, so two transactions ending the last two parents (members)
@@ -11,7 +10,9 @@
  * Connection: one, used by one thread at a time (store.h). A lost connection fails the
  * statement that found it (JOBQ_ESTORE, a message saying where and what to do) and the next
  * store_begin reconnects, so jobqd keeps serving across a PostgreSQL restart. Savepoints cost
- * one round trip per operation: a release is sent with the next savepoint. */
+ * no round trip: an operation's SAVEPOINT (and the RELEASE of the one before) go in one
+ * pipeline with its first statement. Runs of outcomes and of plain submits are one statement
+ * each, set-based (arrays, unnest). */
 #include "store.h"
 
 #include <libpq-fe.h>
@@ -364,9 +365,6 @@ static const char *const pstmt_sql[P_COUNT_STMTS] = {
     [P_SET_PRIORITY] = "UPDATE jobs SET priority = $3 WHERE id = $1 AND state = $2",
     [P_SET_RUN_AT] = "UPDATE jobs SET state = $3, run_at = $4 WHERE id = $1 AND state = $2 "
                      "RETURNING queue",
-    /* The attempt row of an outcome, only while the job is still at that attempt: with the
-     * owner fence of P_FINISH, a job rescued and claimed again by the same node (a new
-     * incarnation) is not finished by the outcome of the older attempt. */
     /* The end of an attempt, in one round trip (migrations/pg/0009_end.sql). */
     [P_END] = "SELECT o_queue, o_group, o_kids FROM jobq_end($1, $2, $3, $4, $5, $6, $7, $8, "
               "$9, $10, $11, $12, $13)",
@@ -374,6 +372,9 @@ static const char *const pstmt_sql[P_COUNT_STMTS] = {
      * recorded (its place in the arrays, from 1). */
     [P_END_MANY] = "SELECT o_ord, o_group, o_kids FROM jobq_end_many($1, $2, $3, $4, $5, $6, "
                    "$7, $8, $9, $10, $11, $12, $13)",
+    /* The attempt row of an outcome, only while the job is still at that attempt: with the
+     * owner fence of P_FINISH, a job rescued and claimed again by the same node (a new
+     * incarnation) is not finished by the outcome of the older attempt. */
     [P_ATTEMPT_FENCED] = "INSERT INTO attempts (job_id, attempt, started_at, finished_at, kind, "
                          "error) SELECT $1, $2, $3, $4, $5, $6 WHERE EXISTS (SELECT 1 FROM jobs "
                          "WHERE id = $1 AND attempt = $2)",
