@@ -1174,14 +1174,20 @@ test_ipc_files_and_urls(void **state)
         run_on_loop(f, listen_task, &a);
         assert_int_equal(a.rv, SP_NOT_NATIVE);
     }
-    /* A host name and every address (empty or *), each on a port of its own. */
+    /* A host name and every address (empty or *), each on a port of its own. A port free on
+     * 127.0.0.1 a moment ago may be taken meanwhile, or be in use on another address (another
+     * test's connection): another port is tried then. */
+    static const char *const hosts[3] = {"localhost", "*", ""};
     char named[3][64];
-    snprintf(named[0], sizeof(named[0]), "tcp://localhost:%d", free_port());
-    snprintf(named[1], sizeof(named[1]), "tcp://*:%d", free_port());
-    snprintf(named[2], sizeof(named[2]), "tcp://:%d", free_port());
     for (int i = 0; i < 3; i++) {
-        a.url = named[i];
-        run_on_loop(f, listen_task, &a);
+        for (int try = 0; try < 20; try++) {
+            snprintf(named[i], sizeof(named[i]), "tcp://%s:%d", hosts[i], free_port());
+            a.url = named[i];
+            run_on_loop(f, listen_task, &a);
+            if (a.rv != UV_EADDRINUSE) {
+                break;
+            }
+        }
         assert_int_equal(a.rv, 0);
     }
     char any[64];
