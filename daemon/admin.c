@@ -79,12 +79,12 @@ op_stats(call *c)
     }
     mbuf_printf(&b, "}");
     if (b.failed) {
-        free(b.data);
+        free(b.p);
         reply_error(c, "internal", "out of memory");
         return;
     }
-    intake_reply(c->ic, b.data, b.len);
-    free(b.data);
+    intake_reply(c->ic, b.p, b.len);
+    free(b.p);
     call_free(c);
 }
 

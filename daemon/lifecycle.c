@@ -430,9 +430,10 @@ plain_run(const submit_set *s, size_t i)
     return n;
 }
 
-/* insert_plain: the run of n plain jobs from s->specs[i], in one store_jobs_insert. */
-static int
-insert_plain(store *st, submit_set *s, size_t i, size_t n, int64_t now_ms)
+/* plain_outs: what the plain jobs s->specs[i..i+n) answer, but their ids: in s's group, ready
+ * or scheduled, no duplicate. */
+static void
+plain_outs(submit_set *s, size_t i, size_t n, int64_t now_ms)
 {
     for (size_t k = i; k < i + n; k++) {
         s->specs[k].group_id = s->group_id;
@@ -440,6 +441,13 @@ insert_plain(store *st, submit_set *s, size_t i, size_t n, int64_t now_ms)
         s->dups[k] = false;
         memset(&s->dedupe[k], 0, sizeof(s->dedupe[k]));
     }
+}
+
+/* insert_plain: the run of n plain jobs from s->specs[i], in one store_jobs_insert. */
+static int
+insert_plain(store *st, submit_set *s, size_t i, size_t n, int64_t now_ms)
+{
+    plain_outs(s, i, n, now_ms);
     return store_jobs_insert(st, &s->specs[i], &s->states[i], n, now_ms, &s->ids[i]);
 }
 
@@ -518,11 +526,10 @@ lifecycle_exec_submits(store *st, wop *op, size_t n, int64_t now_ms)
         s->group_id = 0;
         s->failed_at = 0;
         s->missing_parent = 0;
-        for (size_t j = 0; j < s->n; j++, k++) {
-            specs[k] = s->specs[j];
-            specs[k].group_id = 0;
-            states[k] = specs[k].run_at_ms > now_ms ? JOBQ_SCHEDULED : JOBQ_READY;
-        }
+        plain_outs(s, 0, s->n, now_ms);
+        memcpy(&specs[k], s->specs, s->n * sizeof(*specs));
+        memcpy(&states[k], s->states, s->n * sizeof(*states));
+        k += s->n;
     }
     if (err == JOBQ_OK) {
         err = store_jobs_insert(st, specs, states, total, now_ms, ids);
@@ -531,12 +538,8 @@ lifecycle_exec_submits(store *st, wop *op, size_t n, int64_t now_ms)
     o = op;
     for (size_t i = 0; err == JOBQ_OK && i < n; i++, o = o->next) {
         submit_set *s = (submit_set *)((char *)o - offsetof(submit_set, op));
-        for (size_t j = 0; j < s->n; j++, k++) {
-            s->ids[j] = ids[k];
-            s->states[j] = states[k];
-            s->dups[j] = false;
-            memset(&s->dedupe[j], 0, sizeof(s->dedupe[j]));
-        }
+        memcpy(s->ids, &ids[k], s->n * sizeof(*ids));
+        k += s->n;
         o->err = JOBQ_OK;
     }
     free(specs);

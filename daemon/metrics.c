@@ -101,37 +101,10 @@ series_rate(const series *s, enum series_kind kind, int64_t now_s, int window)
     return window > 0 ? (double)n / window : 0;
 }
 
-/* mbuf_room: makes room for len more bytes and a NUL (the capacity doubles from 16 KiB);
- * false, with b->failed set, when out of memory. */
-static bool
-mbuf_room(mbuf *b, size_t len)
-{
-    if (b->len + len + 1 <= b->cap) {
-        return true;
-    }
-    size_t cap = b->cap ? b->cap * 2 : 16384;
-    while (cap < b->len + len + 1) {
-        cap *= 2;
-    }
-    char *d = realloc(b->data, cap);
-    if (d == NULL) {
-        b->failed = 1;
-        return false;
-    }
-    b->data = d;
-    b->cap = cap;
-    return true;
-}
-
 void
 mbuf_append(mbuf *b, const char *text, size_t len)
 {
-    if (b->failed || !mbuf_room(b, len)) {
-        return;
-    }
-    memcpy(b->data + b->len, text, len);
-    b->len += len;
-    b->data[b->len] = '\0';
+    jobq__jt_raw(b, text, len);
 }
 
 void
@@ -143,18 +116,17 @@ mbuf_printf(mbuf *b, const char *fmt, ...)
     for (;;) {
         va_list ap;
         va_start(ap, fmt);
-        int n = vsnprintf(b->data ? b->data + b->len : NULL, b->data ? b->cap - b->len : 0, fmt,
-                          ap);
+        int n = vsnprintf(b->p ? b->p + b->len : NULL, b->p ? b->cap - b->len : 0, fmt, ap);
         va_end(ap);
         if (n < 0) {
-            b->failed = 1;
+            b->failed = true;
             return;
         }
-        if (b->data != NULL && b->len + (size_t)n < b->cap) {
+        if (b->p != NULL && b->len + (size_t)n < b->cap) {
             b->len += (size_t)n;
             return;
         }
-        if (!mbuf_room(b, (size_t)n)) {
+        if (!jobq__jt_room(b, (size_t)n)) {
             return;
         }
     }

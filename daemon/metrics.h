@@ -7,6 +7,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "codec.h"
+
 #define HIST_BUCKETS 14
 #define SERIES_LEN 300 /* seconds of per-second history */
 
@@ -41,12 +43,9 @@ json_t *series_json(const series *s, int64_t now_s);
 /** series_rate: events of kind per second over the last `window` seconds before now_s. */
 double series_rate(const series *s, enum series_kind kind, int64_t now_s, int window);
 
-/** A growable text buffer for the exposition format. */
-typedef struct mbuf {
-    char *data;
-    size_t len, cap;
-    int failed; /* out of memory: the text is incomplete */
-} mbuf;
+/** A growable text buffer for the exposition format: codec.h's (p, len, cap; failed: out of
+ *  memory, the text is incomplete). Zero-initialise; release with free(b.p). */
+typedef jobq__jtext mbuf;
 
 /** mbuf_printf: appends formatted text; on out of memory sets b->failed. */
 void mbuf_printf(mbuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));

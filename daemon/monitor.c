@@ -332,7 +332,7 @@ append_json(mbuf *b, json_t *o)
     char *text = o != NULL ? json_dumps(o, JSON_COMPACT) : NULL;
     json_decref(o);
     if (text == NULL) {
-        b->failed = 1;
+        b->failed = true;
         return;
     }
     mbuf_append(b, text, strlen(text));
@@ -438,9 +438,9 @@ done_mon(wop *op)
         if (text.failed) {
             http_reply(m->hc, 500, "text/plain; charset=utf-8", "out of memory\n", 14);
         } else {
-            http_reply(m->hc, 200, "application/json", text.data, text.len);
+            http_reply(m->hc, 200, "application/json", text.p, text.len);
         }
-        free(text.data);
+        free(text.p);
     }
     for (size_t i = 0; i < m->nrows; i++) {
         job_row_clear(&m->rows[i]);
@@ -498,9 +498,9 @@ monitor_request(void *arg, hcall *hc, enum http_route route)
         if (b.failed) {
             http_reply(hc, 500, "text/plain; charset=utf-8", "out of memory\n", 14);
         } else {
-            http_reply(hc, 200, "text/plain; version=0.0.4; charset=utf-8", b.data, b.len);
+            http_reply(hc, 200, "text/plain; version=0.0.4; charset=utf-8", b.p, b.len);
         }
-        free(b.data);
+        free(b.p);
         return;
     }
     case ROUTE_STATS:

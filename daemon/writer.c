@@ -152,18 +152,20 @@ note_store_err(writer *w, const wop *op, bool always)
     }
 }
 
-/* many_last: the last of the ops from op on that share op's exec_many (at most 64), op itself
- * when none does. */
-static wop *
-many_last(wop *op)
+/* many_run: how many ops from op on share op's exec_many (at most 64; 1 when none does), the
+ * last of them into *lastp. */
+static size_t
+many_run(wop *op, wop **lastp)
 {
     wop *last = op;
-    for (size_t n = 1; op->exec_many != NULL && last->next != NULL && n < 64 &&
-                       last->next->exec_many == op->exec_many;
-         n++) {
+    size_t n = 1;
+    while (op->exec_many != NULL && last->next != NULL && n < 64 &&
+           last->next->exec_many == op->exec_many) {
         last = last->next;
+        n++;
     }
-    return last;
+    *lastp = last;
+    return n;
 }
 
 /* run_many: ops op..last (n of them) with their exec_many, in one savepoint: JOBQ_OK, or an
@@ -233,12 +235,9 @@ work_cb(uv_work_t *req)
             }
             open = true;
         }
-        wop *last = single_last == NULL ? many_last(op) : op;
-        if (last != op) {
-            size_t n = 1;
-            for (wop *o = op; o != last; o = o->next) {
-                n++;
-            }
+        wop *last = op;
+        size_t n = single_last == NULL ? many_run(op, &last) : 1;
+        if (n > 1) {
             int err = run_many(w, op, last, n, now);
             if (err == JOBQ_OK) {
                 op = last;

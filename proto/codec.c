@@ -117,9 +117,8 @@ jobq__now_ms(void)
 
 /* ---- JSON text without a tree ---- */
 
-/* jt_room: room for n more bytes and the NUL; false (and failed set) when it cannot be had. */
-static bool
-jt_room(jobq__jtext *t, size_t n)
+bool
+jobq__jt_room(jobq__jtext *t, size_t n)
 {
     if (t->failed) {
         return false;
@@ -148,7 +147,7 @@ jt_room(jobq__jtext *t, size_t n)
 void
 jobq__jt_raw(jobq__jtext *t, const char *s, size_t n)
 {
-    if (jt_room(t, n)) {
+    if (jobq__jt_room(t, n)) {
         memcpy(t->p + t->len, s, n);
         t->len += n;
         t->p[t->len] = '\0';
@@ -160,7 +159,7 @@ jobq__jt_str(jobq__jtext *t, const char *s)
 {
     static const char hex[] = "0123456789ABCDEF";
     size_t n = strlen(s);
-    if (!jt_room(t, n * 6 + 2)) { /* the worst case: every byte as \u00XX */
+    if (!jobq__jt_room(t, n * 6 + 2)) { /* the worst case: every byte as \u00XX */
         return;
     }
     char *o = t->p + t->len;

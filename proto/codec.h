@@ -48,6 +48,10 @@ typedef struct jobq__jtext {
     bool failed; /* out of memory */
 } jobq__jtext;
 
+/** jobq__jt_room: makes room for n more bytes and the NUL (the capacity doubles); false, with
+ *  failed set, when out of memory (or after an earlier failure). */
+bool jobq__jt_room(jobq__jtext *t, size_t n);
+
 /** jobq__jt_raw: appends n bytes of s as they are (text already JSON, or punctuation). */
 void jobq__jt_raw(jobq__jtext *t, const char *s, size_t n);
 
