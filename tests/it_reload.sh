@@ -73,6 +73,8 @@ ok "a queue and a schedule added by a reload work"
 touch "$T/release"
 wait "$WAITER" || fail "the wait held across the reload: $(cat "$T/wait.out")"
 for id in "${ids[@]}"; do
+    # Each of the others notices the release on its own 50 ms poll: wait for its end.
+    cli wait "$id" >/dev/null || fail "job $id did not succeed: $(cli get "$id" --json)"
     jq -e '.job.state == "succeeded" and .job.attempt == 1' <<<"$(cli get "$id" --json)" \
         >/dev/null || fail "job $id: $(cli get "$id" --json)"
 done
