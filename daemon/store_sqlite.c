@@ -129,7 +129,11 @@ enum stmt_id {
 #define SQL_DEAD "5"
 #define SQL_CANCELLED "6"
 #define SQL_WAITING "7"
-#define SQL_ENDED "(" SQL_SUCCEEDED ", " SQL_DEAD ", " SQL_CANCELLED ")" /* the final states */
+/* The final states, a range: "state IN (4, 5, 6)" would build a temporary b-tree at each
+ * evaluation, and the partial index jobs_finished, whose predicate SQLite evaluates at every
+ * write of a job, says "state BETWEEN 4 AND 6" (migrations/0009). */
+#define SQL_ENDED "BETWEEN " SQL_SUCCEEDED " AND " SQL_CANCELLED
+_Static_assert(JOBQ_SUCCEEDED + 1 == JOBQ_DEAD && JOBQ_DEAD + 1 == JOBQ_CANCELLED, "SQL_ENDED");
 #define SQL_DUE "(" SQL_SCHEDULED ", " SQL_RETRYING ")" /* the states run_at promotes */
 _Static_assert(JOBQ_SCHEDULED == 0, "SQL_SCHEDULED");
 _Static_assert(JOBQ_READY == 1, "SQL_READY");
@@ -237,7 +241,7 @@ static const char *const stmt_sql[S_COUNT_STMTS] = {
         "result = NULL WHERE id IN (SELECT id FROM jobs WHERE state = ?2 AND "
         "(?1 IS NULL OR queue = ?1) ORDER BY id LIMIT ?4) RETURNING queue",
     [S_SWEEP] = "DELETE FROM jobs WHERE id IN (SELECT id FROM jobs INDEXED BY jobs_finished "
-                "WHERE queue = ?1 AND state = ?2 AND state IN " SQL_ENDED " AND finished_at < ?3 "
+                "WHERE queue = ?1 AND state = ?2 AND state " SQL_ENDED " AND finished_at < ?3 "
                 "LIMIT ?4) RETURNING id",
     [S_SWEEP_ATTEMPTS] = "DELETE FROM attempts WHERE job_id = ?1",
     [S_SWEEP_KEYS] = "DELETE FROM job_keys WHERE (queue, key) IN (SELECT queue, key FROM "
@@ -245,14 +249,14 @@ static const char *const stmt_sql[S_COUNT_STMTS] = {
                      "AND held = 0 LIMIT ?3)",
     [S_AHEAD] = SQL_AHEAD(SQL_READY_PLAIN),
     [S_OLDEST_FINISHED] = "SELECT min(finished_at) FROM jobs INDEXED BY jobs_finished WHERE "
-                          "queue = ?1 AND state = ?2 AND state IN " SQL_ENDED,
+                          "queue = ?1 AND state = ?2 AND state " SQL_ENDED,
     [S_OLDEST_READY] = SQL_OLDEST_READY(SQL_READY_PLAIN),
     [S_OLDEST_OVERDUE] = "SELECT min(run_at) FROM jobs INDEXED BY jobs_due WHERE state IN "
                          "(" SQL_SCHEDULED ", " SQL_RETRYING ") AND run_at <= ?2 AND queue = ?1",
     [S_OLDEST_KEY] = "SELECT min(created_at) FROM job_keys INDEXED BY job_keys_age WHERE "
                      "queue = ?1 AND held = 0",
     [S_RECENT] = "SELECT " JOB_COLS " FROM jobs INDEXED BY jobs_finished WHERE queue = ?1 AND "
-                 "state = ?2 AND state IN " SQL_ENDED " ORDER BY finished_at DESC LIMIT ?3",
+                 "state = ?2 AND state " SQL_ENDED " ORDER BY finished_at DESC LIMIT ?3",
     [S_DEP_INSERT] = "INSERT OR IGNORE INTO job_deps (parent_id, job_id) VALUES (?1, ?2)",
     [S_DEP_CHILDREN] = "SELECT job_id FROM job_deps WHERE parent_id = ?1",
     [S_DEP_DELETE_PARENT] = "DELETE FROM job_deps WHERE parent_id = ?1",
@@ -266,7 +270,7 @@ static const char *const stmt_sql[S_COUNT_STMTS] = {
                        "oc_max_attempts, oc_timeout_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
     [S_GROUP_ENDED] = "SELECT oc_queue, oc_payload, oc_priority, oc_max_attempts, oc_timeout_ms "
                       "FROM groups WHERE id = ?1 AND completed_at IS NULL AND NOT EXISTS (SELECT "
-                      "1 FROM jobs WHERE group_id = ?1 AND state NOT IN " SQL_ENDED ")",
+                      "1 FROM jobs WHERE group_id = ?1 AND state NOT " SQL_ENDED ")",
     [S_GROUP_DONE] = "UPDATE groups SET completed_at = ?2, oc_job_id = ?3 WHERE id = ?1",
     [S_GROUP_GET] = "SELECT size, created_at, completed_at, oc_queue, oc_job_id FROM groups "
                     "WHERE id = ?1",
@@ -325,7 +329,7 @@ static const char *const stmt_sql[S_COUNT_STMTS] = {
                "ORDER BY seq LIMIT ?3",
     [S_SWEEP_LOGS] = "DELETE FROM job_logs WHERE job_id = ?1",
     [S_PARENTS_ADD] = "INSERT OR IGNORE INTO job_parents (job_id, parent_id, result) SELECT ?1, "
-                      "id, CASE WHEN state IN " SQL_ENDED " THEN result END FROM jobs "
+                      "id, CASE WHEN state " SQL_ENDED " THEN result END FROM jobs "
                       "WHERE id = ?2",
     [S_PARENTS_SETTLE] = "UPDATE job_parents SET result = (SELECT result FROM jobs WHERE id = "
                          "?1) WHERE parent_id = ?1",

@@ -511,9 +511,12 @@ lease_new(server *s, qstate *q, job_row *row, int64_t now)
         free(l);
         return NULL;
     }
+    static const char hex[] = "0123456789abcdef";
     for (size_t k = 0; k < sizeof(rnd); k++) {
-        snprintf(l->token + 2 * k, 3, "%02x", rnd[k]);
+        l->token[2 * k] = hex[rnd[k] >> 4];
+        l->token[2 * k + 1] = hex[rnd[k] & 15];
     }
+    l->token[2 * sizeof(rnd)] = '\0';
     l->a.s = s;
     l->a.q = q;
     l->a.job = *row;

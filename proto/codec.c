@@ -195,9 +195,19 @@ jobq__jt_str(jobq__jtext *t, const char *s)
 void
 jobq__jt_int(jobq__jtext *t, int64_t v)
 {
+    /* Digits from the end, without snprintf (a fetch's reply writes about ten numbers per
+     * job). The magnitude as unsigned, so INT64_MIN has one too. */
     char buf[24];
-    int n = snprintf(buf, sizeof(buf), "%" PRId64, v);
-    jobq__jt_raw(t, buf, (size_t)n);
+    char *p = buf + sizeof(buf);
+    uint64_t u = v < 0 ? 0 - (uint64_t)v : (uint64_t)v;
+    do {
+        *--p = (char)('0' + u % 10);
+        u /= 10;
+    } while (u != 0);
+    if (v < 0) {
+        *--p = '-';
+    }
+    jobq__jt_raw(t, p, (size_t)(buf + sizeof(buf) - p));
 }
 
 void

@@ -637,6 +637,26 @@ test_outcomes_of_many_jobs(void **state)
     test_free(big);
 }
 
+/* jobq__jt_int writes every int64 as printf's %lld would, INT64_MIN included. */
+static void
+test_text_integers(void **state)
+{
+    (void)state;
+    const int64_t vals[] = {0, 1, -1, 9, 10, -10, 99, 100, 1234567890123, INT64_MAX, INT64_MIN,
+                            INT64_MIN + 1};
+    for (size_t i = 0; i < sizeof(vals) / sizeof(vals[0]); i++) {
+        jobq__jtext t = {0};
+        jobq__jt_lit(&t, "[");
+        jobq__jt_int(&t, vals[i]);
+        jobq__jt_lit(&t, "]");
+        char want[32];
+        snprintf(want, sizeof(want), "[%lld]", (long long)vals[i]);
+        assert_non_null(t.p);
+        assert_string_equal(t.p, want);
+        free(t.p);
+    }
+}
+
 /* With read_token set, either token decodes; the read-only one marks the request, on the
  * fast scanner's ops too (submit: declined there, marked by the JSON reader). */
 static void
@@ -803,6 +823,7 @@ main(void)
         cmocka_unit_test(test_run_at_bounds),
         cmocka_unit_test(test_outcomes_of_many_jobs),
         cmocka_unit_test(test_tokens),
+        cmocka_unit_test(test_text_integers),
         cmocka_unit_test(test_mutate),
         cmocka_unit_test(test_dedupe_and_expiry_fields),
         cmocka_unit_test(test_schedule_ops),
