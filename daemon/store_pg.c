@@ -429,10 +429,10 @@ static const char *const pstmt_sql[P_COUNT_STMTS] = {
                   "state = $2",
     [P_SET_EXPIRY] = "UPDATE jobs SET expires_at = nullif($2::bigint, 0) WHERE id = $1",
     [P_EXPIRY] = "SELECT coalesce(expires_at, 0) FROM jobs WHERE id = $1",
-    /* The states not started, $3 .. $6: one range of jobs_expiring each. */
-    [P_EXPIRED] = "SELECT id FROM jobs WHERE expires_at IS NOT NULL AND state IN ($3, $4, $5, $6) "
-                  "AND expires_at <= $2 AND ($1::text IS NULL OR queue = $1) "
-                  "ORDER BY expires_at LIMIT $7",
+    /* The states not started, $3 .. $6: one range of jobs_expiring each, in a function
+     * planned once (migrations/pg/0010_expired.sql): every claim runs this. */
+    [P_EXPIRED] = "SELECT o_id FROM jobq_expired($1, $2, $7::integer, "
+                  "ARRAY[$3, $4, $5, $6]::smallint[])",
     [P_NEXT_EXPIRY] = "SELECT least((SELECT min(expires_at) FROM jobs WHERE expires_at IS NOT "
                       "NULL AND state = $1), (SELECT min(expires_at) FROM jobs WHERE expires_at "
                       "IS NOT NULL AND state = $2), (SELECT min(expires_at) FROM jobs WHERE "

@@ -599,6 +599,22 @@ test_contract_job_end(void **state)
     assert_int_equal(r.run_at_ms, 900);
     assert_int_equal(r.finished_at_ms, 0);
     job_row_clear(&r);
+    /* Its end: in no group and nothing waits for it (kids false), its held key forgotten. */
+    assert_int_equal(store_begin(f->st), JOBQ_OK);
+    assert_int_equal(store_job_set_state(f->st, c, JOBQ_RETRYING, JOBQ_READY, 0, NULL), JOBQ_OK);
+    assert_int_equal(store_commit(f->st), JOBQ_OK);
+    assert_int_equal(claim_one(f->st, "q", 1000), c);
+    at.attempt = 2;
+    at.started_at_ms = 1000;
+    og = -1;
+    kids = true;
+    assert_int_equal(store_begin(f->st), JOBQ_OK);
+    assert_int_equal(
+        store_job_end(f->st, c, JOBQ_DEAD, 1010, 0, NULL, "exit 1", &at, &og, &kids), JOBQ_OK);
+    assert_int_equal(og, 0);
+    assert_false(kids);
+    assert_int_equal(store_key_lock(f->st, "q", "k2", &hid, &hash, &dummy, &held), JOBQ_ENOENT);
+    assert_int_equal(store_commit(f->st), JOBQ_OK);
 }
 
 /* Many ends at once: each recorded or refused on its own (a job not running changes
