@@ -59,7 +59,6 @@ enum pstmt {
     P_COUNT,
     P_PAUSED,
     P_SET_PAUSED,
-    P_CLAIM,
     P_FINISH,
     P_REQUEUE,
     P_PROMOTE,
@@ -211,18 +210,6 @@ static const char *const pstmt_sql[P_COUNT_STMTS] = {
     [P_PAUSED] = "SELECT name FROM queues WHERE paused",
     [P_SET_PAUSED] = "INSERT INTO queues (name, paused) VALUES ($1, $2) "
                      "ON CONFLICT (name) DO UPDATE SET paused = excluded.paused",
-    /* The claim: one range of jobs_claim in claim order, rows another transaction holds
-     * skipped (another node claims them); MATERIALIZED keeps the LIMIT where it is written
-     * (Oban's lesson: an inlined LIMIT subquery may be re-run per row). The fence is repeated
-     * in the UPDATE so a row changed meanwhile is re-checked. Rows come back in claim order. */
-    [P_CLAIM] = "WITH picked AS MATERIALIZED (SELECT id FROM jobs WHERE queue = $1 AND state = $2 "
-                "AND group_key IS NULL ORDER BY priority DESC, run_at, id LIMIT $3 FOR UPDATE "
-                "SKIP LOCKED), "
-                "claimed AS (UPDATE jobs j SET state = $4, attempt = j.attempt + 1, "
-                "started_at = $5, finished_at = NULL, owner = $6, cancel_requested = false "
-                "FROM picked WHERE j.id = picked.id AND "
-                "j.state = $2 RETURNING j.*) "
-                "SELECT " JOB_COLS " FROM claimed ORDER BY priority DESC, run_at, id",
     /* Fenced by the owner: the incarnation that claimed it (a node presumed dead and
      * rescued is another incarnation by then, and its late outcome changes nothing). */
     [P_FINISH] = "UPDATE jobs SET state = $2, run_at = coalesce($4, run_at), finished_at = $3, "
@@ -2085,7 +2072,7 @@ static int
 pg_claim(store *st, const char *queue, int64_t now_ms, size_t max, job_row *rows, size_t *np)
 {
     /* Keyed jobs take turns even without limits: jobq_claim_rows, which claims the jobs
-     * without key as P_CLAIM does when no key is in the rotation. */
+     * without key in one statement when no key is in the rotation. */
     return pg_claim_keys(st, queue, now_ms, max, NULL, rows, np, NULL);
 }
 
