@@ -767,6 +767,14 @@ reread(server *s, const int64_t *ids, size_t n)
     writer_push(&s->w, &r->op);
 }
 
+void
+cluster_reread(server *s, const int64_t *ids, size_t n)
+{
+    if (cl.on) {
+        reread(s, ids, n);
+    }
+}
+
 /* resync: everything may have changed unseen: the backlog is read again (and every queue
  * dispatched after it), and every held wait's jobs. */
 static void

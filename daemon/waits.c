@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cluster.h"
 #include "codec.h"
 #include "hold.h"
 #include "lifecycle.h"
@@ -492,6 +493,18 @@ wait_register(call *c, job_row *rows, size_t n, bool cancel)
                     wait_hold_end)) {
         waiter_free(s, w);
         reply_error(c, "internal", "out of memory");
+        return;
+    }
+    /* rows were read before this registration: an end another node notified meanwhile named
+     * no wait here. The jobs are read again now (on a shared store; nothing otherwise). */
+    int64_t ids[64];
+    size_t nids = 0;
+    for (wait_link *l = w->links; l != NULL; l = l->own) {
+        ids[nids++] = l->id;
+        if (nids == sizeof(ids) / sizeof(ids[0]) || l->own == NULL) {
+            cluster_reread(s, ids, nids);
+            nids = 0;
+        }
     }
 }
 
