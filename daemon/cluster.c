@@ -767,14 +767,6 @@ reread(server *s, const int64_t *ids, size_t n)
     writer_push(&s->w, &r->op);
 }
 
-void
-cluster_reread(server *s, const int64_t *ids, size_t n)
-{
-    if (cl.on) {
-        reread(s, ids, n);
-    }
-}
-
 /* resync: everything may have changed unseen: the backlog is read again (and every queue
  * dispatched after it), and every held wait's jobs. */
 static void
@@ -1032,6 +1024,7 @@ cluster_init(server *s, char *err, size_t errlen)
         return 0;
     }
     cl.on = true;
+    s->reread_waits = reread;
     if (gethostname(cl.host, sizeof(cl.host) - 1) != 0) {
         snprintf(cl.host, sizeof(cl.host), "localhost");
     }

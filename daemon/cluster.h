@@ -19,11 +19,6 @@
  *  false when the store is not shared (or c is already answered: no such running job). */
 bool cluster_cancel_elsewhere(call *c);
 
-/** cluster_reread: on a shared store, reads jobs ids again and answers the waits held here that
- *  they meet (as an end notified by another node does): for a wait registered from rows read
- *  earlier, whose end may have been notified in between. Nothing with a store of its own. */
-void cluster_reread(server *s, const int64_t *ids, size_t n);
-
 /** cluster_json: this node's view of the cluster for `ping`-like replies and /stats: name,
  *  role, leader, store state. NULL with a store of its own. */
 json_t *cluster_json(const server *s);

@@ -77,6 +77,11 @@ typedef struct server {
     /* Set by the scheduler's init to sched_dispatch: a module the scheduler calls starts a
      * queue with it. */
     void (*dispatch)(struct server *s, qstate *q);
+    /* Set by cluster.c on a shared store (NULL otherwise): reads jobs ids again and answers
+     * the waits held here that they meet. waits.c calls it for a wait registered from rows
+     * read earlier (another node may have notified their end in between); cluster.c calls
+     * waits.c, so it is not called directly. */
+    void (*reread_waits)(struct server *s, const int64_t *ids, size_t n);
     /* This node's place among several on one database, as cluster.c last learned it (read
      * here, so that the modules that act only on the leader need not call it): with a store
      * of its own a node always leads and the names are empty. */

@@ -8,7 +8,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "cluster.h"
 #include "codec.h"
 #include "hold.h"
 #include "lifecycle.h"
@@ -499,10 +498,10 @@ wait_register(call *c, job_row *rows, size_t n, bool cancel)
      * no wait here. The jobs are read again now (on a shared store; nothing otherwise). */
     int64_t ids[64];
     size_t nids = 0;
-    for (wait_link *l = w->links; l != NULL; l = l->own) {
+    for (wait_link *l = w->links; l != NULL && s->reread_waits != NULL; l = l->own) {
         ids[nids++] = l->id;
         if (nids == sizeof(ids) / sizeof(ids[0]) || l->own == NULL) {
-            cluster_reread(s, ids, nids);
+            s->reread_waits(s, ids, nids);
             nids = 0;
         }
     }
