@@ -1,6 +1,7 @@
 /* store_sqlite.c: the SQLite store backend: every SQL statement of jobqd, prepared once. */
 #include "store.h"
 
+#include <pthread.h>
 #include <sqlite3.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -1021,10 +1022,22 @@ stmt_key_use(store *st, enum stmt_id sid, const char *queue, const char *key, in
     return s;
 }
 
+/* sq_config: SQLite counts every allocation for sqlite3_status() under one global mutex
+ * (a lock and an unlock per malloc and per free, in every statement); jobqd never reads those
+ * counts. Only possible before SQLite's first use: a later call fails and changes nothing. */
+static pthread_once_t sq_config_once = PTHREAD_ONCE_INIT;
+
+static void
+sq_config(void)
+{
+    (void)sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0);
+}
+
 int
 store_sqlite_open(const char *path, enum durability durability, store **stp, char *err,
                   size_t errlen)
 {
+    pthread_once(&sq_config_once, sq_config);
     sqlite_store *sq = calloc(1, sizeof(*sq));
     if (sq == NULL) {
         snprintf(err, errlen, "out of memory");
