@@ -30,7 +30,10 @@ port=$(grep -o 'event=http_listen addr=127\.0\.0\.1:[0-9]*' "$LOG" | tail -n 1 |
 HTTP="http://127.0.0.1:$port"
 
 # The probe: ping, submit and /healthz in turn until told to stop; each must answer within
-# 1 s. It notes every acknowledged id and the slowest answer of each kind (ms).
+# 1 s: the deadline of the request itself (`jobq --timeout 1s` bounds the dial, the send and
+# the reply; curl --max-time 1), which fails the probe when missed. It notes every
+# acknowledged id and the slowest command of each kind (ms, reported only: that time also
+# counts starting the jobq process, which a loaded machine can stretch past a second).
 PROBE_STOP="$T/probe.stop"
 probe() {
     local n=0 t0 t1 id slow_ping=0 slow_submit=0 slow_health=0 code
@@ -49,10 +52,7 @@ probe() {
         [ "$code" = 200 ] || { echo "probe: /healthz $n answered '$code' (1 s limit)" >&2; return 1; }
         t1=$(ms "$t0"); [ "$t1" -le "$slow_health" ] || slow_health=$t1
     done
-    echo "probe: $n rounds; slowest ping ${slow_ping} ms, submit ${slow_submit} ms, /healthz ${slow_health} ms"
-    for v in "$slow_ping" "$slow_submit" "$slow_health"; do
-        [ "$v" -lt 1000 ] || { echo "probe: an answer took ${v} ms" >&2; return 1; }
-    done
+    echo "probe: $n rounds; slowest ping ${slow_ping} ms, submit ${slow_submit} ms, /healthz ${slow_health} ms (commands, process start included)"
 }
 : >"$T/acked"
 probe >"$T/probe.out" &
