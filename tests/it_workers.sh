@@ -184,10 +184,12 @@ echo "# drain: submit ${t_submit} ms, all done ${t_all} ms, $((N * 1000 / (t_all
 
 # ---- (b) a worker killed mid-job: the lease expires and another worker finishes it ----
 mkfifo "$T/gate"
+# The handler becomes the reader of the fifo (exec): killing the pid it notes ends it, where a
+# child cat would outlive the test.
 cat >"$T/block.sh" <<SH
 #!/bin/sh
 echo \$\$ >"$T/blocked.pid"
-cat "$T/gate" >/dev/null
+exec cat "$T/gate" >/dev/null
 SH
 cat >"$T/ok.sh" <<'SH'
 #!/bin/sh
