@@ -1,11 +1,12 @@
 /* store_pg.c: the PostgreSQL store backend (libpq): every SQL statement of jobqd for a
  * postgresql:// database, prepared once per connection, and its migrations.
  *
- * Shaped for several jobqd on one database: claims take FOR UPDATE SKIP LOCKED, promotion and bulk retry too; fenced updates
- * keep their fence in the UPDATE's own WHERE (PostgreSQL re-checks it on a row a concurrent
- * transaction changed); a child job is locked before its remaining parents are counted and a
- * group before its members are, so two transactions ending the last two parents (members)
- * cannot both miss the release. No statement relies on being the only writer.
+ * Shaped for several jobqd on one database: claims take FOR UPDATE SKIP LOCKED, promotion
+ * and bulk retry too; fenced updates keep their fence in the UPDATE's own WHERE (PostgreSQL
+ * re-checks it on a row a concurrent transaction changed); a child job is locked before its
+ * remaining parents are counted and a group before its members are, so two transactions
+ * ending the last two parents (members) cannot both miss the release. No statement relies on
+ * being the only writer.
  *
  * Connection: one, used by one thread at a time (store.h). A lost connection fails the
  * statement that found it (JOBQ_ESTORE, a message saying where and what to do) and the next

@@ -2140,8 +2140,7 @@ sq_key_release(store *st, int64_t id)
  * when there are some (as jobq_end does on PostgreSQL). */
 static int
 sq_job_end(store *st, int64_t id, int new_state, int64_t now_ms, int64_t run_at_ms,
-           const char *result, const char *error, const attempt_rec *a, int64_t *gidp,
-           bool *kidsp)
+           const char *result, const char *error, const attempt_rec *a, int64_t *gidp, bool *kidsp)
 {
     bool end = store_state_ends(new_state);
     int err = sq_job_finish(st, id, new_state, end ? now_ms : 0,

@@ -642,8 +642,8 @@ static void
 test_text_integers(void **state)
 {
     (void)state;
-    const int64_t vals[] = {0, 1, -1, 9, 10, -10, 99, 100, 1234567890123, INT64_MAX, INT64_MIN,
-                            INT64_MIN + 1};
+    const int64_t vals[] = {0,         1,         -1,           9, 10, -10, 99, 100, 1234567890123,
+                            INT64_MAX, INT64_MIN, INT64_MIN + 1};
     for (size_t i = 0; i < sizeof(vals) / sizeof(vals[0]); i++) {
         jobq__jtext t = {0};
         jobq__jt_lit(&t, "[");

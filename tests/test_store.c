@@ -609,8 +609,8 @@ test_contract_job_end(void **state)
     og = -1;
     kids = true;
     assert_int_equal(store_begin(f->st), JOBQ_OK);
-    assert_int_equal(
-        store_job_end(f->st, c, JOBQ_DEAD, 1010, 0, NULL, "exit 1", &at, &og, &kids), JOBQ_OK);
+    assert_int_equal(store_job_end(f->st, c, JOBQ_DEAD, 1010, 0, NULL, "exit 1", &at, &og, &kids),
+                     JOBQ_OK);
     assert_int_equal(og, 0);
     assert_false(kids);
     assert_int_equal(store_key_lock(f->st, "q", "k2", &hid, &hash, &dummy, &held), JOBQ_ENOENT);
